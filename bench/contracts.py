@@ -1,0 +1,160 @@
+"""The contracts between the harness and its plugins.
+
+Methods, datasets, models and attacks are plain objects with the attributes below; the
+``Protocol`` classes document them and ``REQUIRED`` lists what ``register`` checks. This
+module imports no torch, so plugins can be listed without loading any heavy library.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from torch import nn
+
+#: What a method may ask the harness for. The harness passes nothing else, and records it.
+DATA_ACCESS = ("forget", "retain", "recipe")
+
+
+class Method(Protocol):
+    """An unlearning method.
+
+    Attributes:
+        name: unique name used on the command line (``--methods NAME``).
+        description: one line shown by ``bench list methods``.
+        requires: which of ``"forget"``, ``"retain"`` (the data) and ``"recipe"`` (the training
+            recipe of the original model) the method uses. Data it does not declare is
+            ``None`` in its request. A method may also define ``requires_for(params)``
+            returning a subset, when what it needs depends on its hyperparameters.
+        default_params: hyperparameters and their defaults (JSON-serialisable values).
+        search_space: Ray Tune search space for some of those, built from ``bench.space``
+            (no ray import in plugins).
+    """
+
+    name: str
+    description: str
+    requires: frozenset[str]
+    default_params: Mapping[str, Any]
+    search_space: Mapping[str, Any]
+
+    def unlearn(self, model: nn.Module, request: ForgetRequest, params: dict, ctx: MethodContext) -> nn.Module:
+        """Return the unlearned model. ``model`` is the trial's own copy of the original."""
+
+
+class Dataset(Protocol):
+    """A classification dataset.
+
+    ``load(root, download, arg)`` returns :class:`Splits`. ``arg`` is the text after the first
+    colon of the dataset spec (``synthetic:n=2000`` -> ``"n=2000"``), ``None`` without one.
+    Optional ``default_recipe``: a dict of training-recipe defaults for this dataset.
+    """
+
+    name: str
+    description: str
+
+    def load(self, root: str, download: bool, arg: str | None) -> Splits: ...
+
+
+class Model(Protocol):
+    """A model architecture factory.
+
+    ``create(num_classes, input_shape, arg)`` returns a fresh, randomly initialised
+    ``nn.Module`` mapping a batch of shape ``(B, *input_shape)`` to logits ``(B, num_classes)``.
+    A family that resolves many names (timm) also defines ``claims(name) -> bool`` and
+    ``list_names(pattern) -> list[str]``. Optional ``default_recipe`` as for datasets.
+    """
+
+    name: str
+    description: str
+
+    def create(self, num_classes: int, input_shape: tuple[int, ...], arg: str | None) -> nn.Module: ...
+
+
+class Attack(Protocol):
+    """A membership-inference attack or privacy metric.
+
+    ``evaluate(model, ctx) -> dict[str, float]``; the harness prefixes each key with the
+    attack's name. ``ctx`` is an :class:`AttackContext`.
+    """
+
+    name: str
+    description: str
+
+    def evaluate(self, model: nn.Module, ctx: AttackContext) -> dict[str, float]: ...
+
+
+#: Attributes and callables that ``register`` checks, per kind.
+REQUIRED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    # kind: (attributes, callables)
+    "method": (("name", "description", "requires", "default_params", "search_space"), ("unlearn",)),
+    "dataset": (("name", "description"), ("load",)),
+    "model": (("name", "description"), ("create",)),
+    "attack": (("name", "description"), ("evaluate",)),
+}
+
+
+@dataclass
+class Splits:
+    """A dataset in memory: train and test tensors, inputs float32, labels int64."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    num_classes: int
+    input_shape: tuple[int, ...]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def train_size(self) -> int:
+        return int(self.train_y.shape[0])
+
+
+@dataclass
+class ForgetRequest:
+    """What a method receives about the forget request; undeclared data is ``None``.
+
+    ``kind`` is ``"random"``, ``"class"`` or ``"indices"``; ``forget_class`` is set for
+    class requests. Inputs and labels are tensors on the trial's device.
+    """
+
+    num_classes: int
+    kind: str
+    forget_x: torch.Tensor | None = None
+    forget_y: torch.Tensor | None = None
+    retain_x: torch.Tensor | None = None
+    retain_y: torch.Tensor | None = None
+    forget_class: int | None = None
+
+
+@dataclass
+class MethodContext:
+    """Everything else a method may use.
+
+    ``seed`` seeds the method's randomness; ``device`` is the trial's torch device;
+    ``recipe`` (a :class:`bench.recipe.Recipe`) is set only when the method declared
+    ``"recipe"``; ``new_model()`` returns a freshly initialised model of the same
+    architecture on the device (seeded by ``seed``).
+    """
+
+    seed: int
+    device: str
+    new_model: Callable[[], nn.Module]
+    recipe: Any = None
+
+
+@dataclass
+class AttackContext:
+    """Data for attacks: forget, retain and test tensors on the trial's device."""
+
+    forget_x: torch.Tensor
+    forget_y: torch.Tensor
+    retain_x: torch.Tensor
+    retain_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    num_classes: int
+    seed: int
+    device: str

@@ -1,0 +1,239 @@
+"""Executors: Ray Tune (the default) and in-process (``--executor local``, for debugging).
+
+Ray: a local Ray is started on demand with every socket on 127.0.0.1 (``--ray-address`` joins
+an existing cluster instead). References are trained as Ray tasks; trials are Tune trials
+whose configs are ``{"trial": spec}`` (a grid search over the trial specs), with
+``{"cpu": cpus_per_trial, "gpu": gpus_per_trial}`` each (fractions allowed), the shared data
+in the object store, and Ray's MLflow callback writing the child runs. A trial that raises is
+recorded as failed with its traceback; the others go on.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any, Callable
+
+from .trial import Payload, run_trial
+
+
+class Outcome:
+    """Per-trial results and failures, indexed like ``plan.trials``."""
+
+    def __init__(self) -> None:
+        self.results: dict[int, dict] = {}
+        self.failures: dict[int, str] = {}
+        self.interrupted = False
+
+
+# -- in process ------------------------------------------------------------------------------
+
+def run_local(trials: list[dict], payload: Payload, log_trial: Callable[[dict, dict | None, str | None], None],
+              say: Callable[[str], None]) -> Outcome:
+    from .tracking import format_exception
+
+    out = Outcome()
+    for i, spec in enumerate(trials):
+        say(f"[{i + 1}/{len(trials)}] running {spec['trial_name']}")
+        t0 = time.perf_counter()
+        try:
+            metrics = run_trial(spec, payload)
+        except KeyboardInterrupt:
+            out.interrupted = True
+            break
+        except Exception as exc:
+            error = format_exception(exc)
+            out.failures[i] = error
+            log_trial(spec, None, error)
+            say(f"[{i + 1}/{len(trials)}] FAILED  {spec['trial_name']}: {type(exc).__name__}: {exc}")
+            continue
+        out.results[i] = metrics
+        log_trial(spec, metrics, None)
+        say(f"[{i + 1}/{len(trials)}] done    {spec['trial_name']} in {time.perf_counter() - t0:.1f}s: {summary_line(metrics)}")
+    return out
+
+
+def train_many_local(jobs):
+    from .references import train_reference
+
+    return [train_reference(job) for job in jobs]
+
+
+def summary_line(m: dict) -> str:
+    keys = ("forget_acc", "retain_acc", "test_acc", "avg_gap", "unlearn_seconds")
+    return ", ".join(f"{k}={m[k]:.3f}" for k in keys if k in m)
+
+
+# -- Ray ---------------------------------------------------------------------------------------
+
+def start_ray(address: str | None, verbose: bool, say: Callable[[str], None]) -> bool:
+    """Connect to ``address`` or start a local Ray bound to 127.0.0.1. Returns True if we started it."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "60")
+    if not address:
+        # Read by ray at import: the node address becomes 127.0.0.1 and every socket binds there.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    import logging
+
+    import ray
+
+    # Tune's result files are off (TUNE_DISABLE_AUTO_CALLBACK_LOGGERS): results come through our callbacks.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+
+    if ray.is_initialized():
+        return False
+    t0 = time.perf_counter()
+    kwargs: dict[str, Any] = dict(logging_level=logging.WARNING, log_to_driver=verbose, configure_logging=True)
+    if address:
+        ray.init(address=address, **kwargs)
+        say(f"joined Ray cluster at {address} ({time.perf_counter() - t0:.1f}s)")
+    else:
+        ray.init(include_dashboard=False, **kwargs)
+        say(f"started local Ray on 127.0.0.1 with {int(ray.cluster_resources().get('CPU', 0))} CPUs ({time.perf_counter() - t0:.1f}s)")
+    return True
+
+
+def pickle_in_process_plugins(objects: list[Any]) -> None:
+    """Objects from plugins registered in this process (tests, notebooks) travel by value."""
+    import cloudpickle
+
+    from .plugins import DEFAULT_PLUGINS
+
+    for obj in objects:
+        modname = type(obj).__module__
+        if modname.startswith("bench.") or modname in DEFAULT_PLUGINS:
+            continue
+        module = sys.modules.get(modname)
+        spec = getattr(module, "__spec__", None)
+        if module is not None and (spec is None or modname == "__main__" or modname.startswith(("test_", "tests."))):
+            cloudpickle.register_pickle_by_value(module)
+
+
+def train_many_ray(cpus: float, gpus: float):
+    def train_many(jobs):
+        import dataclasses
+
+        import ray
+
+        remote = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(_train_reference_task)
+        split_refs: dict[int, Any] = {}
+        futures = []
+        for job in jobs:
+            if id(job.splits) not in split_refs:
+                split_refs[id(job.splits)] = ray.put(job.splits)
+            futures.append(remote.remote(dataclasses.replace(job, splits=None), split_refs[id(job.splits)]))
+        return ray.get(futures)
+
+    return train_many
+
+
+def _train_reference_task(job, splits):
+    import dataclasses
+
+    from .references import train_reference
+
+    return train_reference(dataclasses.replace(job, splits=splits))
+
+
+def _tune_trainable(config: dict, payload: Payload) -> None:
+    import ray
+    from ray import tune
+
+    metrics = run_trial(config["trial"], payload, fetch=lambda v: ray.get(v) if isinstance(v, ray.ObjectRef) else v)
+    tune.report(metrics)
+
+
+def run_ray(trials: list[dict], payload: Payload, *, cpus: float, gpus: float, storage: str, name: str,
+            callbacks: list, say: Callable[[str], None]) -> Outcome:
+    import ray
+    from ray import tune
+
+    out = Outcome()
+    index = {spec["trial_name"]: i for i, spec in enumerate(trials)}
+    groups = {gid: ray.put(group) for gid, group in payload.groups.items()}
+    shipped = Payload(groups=groups, methods=payload.methods, models=payload.models, attacks=payload.attacks)
+    pickle_in_process_plugins([*payload.methods.values(), *(m[0] for m in payload.models.values()), *payload.attacks.values()])
+
+    progress = make_progress_callback(trials, index, out, say)
+
+    trainable = tune.with_resources(tune.with_parameters(_tune_trainable, payload=shipped), {"cpu": cpus, "gpu": gpus})
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"trial": tune.grid_search([dict(t) for t in trials])},
+        tune_config=tune.TuneConfig(reuse_actors=True),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=storage,
+            callbacks=[*callbacks, progress],
+            verbose=0,
+            failure_config=tune.FailureConfig(max_failures=0),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        ),
+    )
+    try:
+        grid = tuner.fit()
+    except KeyboardInterrupt:
+        out.interrupted = True
+        return out
+    for result in grid:
+        name_ = (result.config or {}).get("trial", {}).get("trial_name")
+        if name_ in index and result.error is not None and index[name_] not in out.failures:
+            out.failures[index[name_]] = str(result.error)
+            out.results.pop(index[name_], None)
+    if len(out.results) + len(out.failures) < len(trials):
+        out.interrupted = True
+    return out
+
+
+def make_progress_callback(trials: list[dict], index: dict[str, int], out: Outcome, say: Callable[[str], None]):
+    """A Tune callback printing one line per trial event and collecting results and failures."""
+    from ray import tune
+
+    global _Progress
+    if _Progress is None:
+
+        class Progress(tune.Callback):
+            def __init__(self, trials, index, out, say):
+                self.trials, self.index, self.out, self.say = trials, index, out, say
+                self.started: dict[str, float] = {}
+
+            def __getstate__(self):  # Tune pickles callbacks with its experiment state; the sinks stay here
+                return {"trials": self.trials, "index": self.index, "out": Outcome(), "say": print, "started": {}}
+
+            def _where(self, trial) -> tuple[int, str]:
+                i = self.index[trial.config["trial"]["trial_name"]]
+                return i, f"[{i + 1}/{len(self.trials)}]"
+
+            def on_trial_start(self, iteration, trials, trial, **info):
+                self.started[trial.trial_id] = time.perf_counter()
+                self.say(f"{self._where(trial)[1]} running {trial.config['trial']['trial_name']}")
+
+            def on_trial_result(self, iteration, trials, trial, result, **info):
+                self.out.results[self._where(trial)[0]] = dict(result)
+
+            def on_trial_complete(self, iteration, trials, trial, **info):
+                i, tag = self._where(trial)
+                took = time.perf_counter() - self.started.get(trial.trial_id, time.perf_counter())
+                self.say(f"{tag} done    {trial.config['trial']['trial_name']} in {took:.1f}s: {summary_line(self.out.results.get(i, {}))}")
+
+            def on_trial_error(self, iteration, trials, trial, **info):
+                i, tag = self._where(trial)
+                error = ""
+                if trial.error_file and os.path.isfile(trial.error_file):
+                    with open(trial.error_file) as fh:
+                        error = fh.read()
+                self.out.failures[i] = error or "trial failed"
+                self.out.results.pop(i, None)
+                last = error.strip().splitlines()[-1] if error.strip() else "see the traceback in MLflow"
+                self.say(f"{tag} FAILED  {trial.config['trial']['trial_name']}: {last}")
+
+        Progress.__module__ = __name__
+        Progress.__qualname__ = "_Progress"
+        _Progress = Progress
+    return _Progress(trials, index, out, say)
+
+
+_Progress = None

@@ -1,0 +1,154 @@
+"""``bench run`` end to end: validate, plan, references, trials, summary, MLflow.
+
+Exit codes: 0 every trial finished; 1 some trial failed (each recorded as a failed child run
+with its traceback); 2 bad input (before any work); 130 interrupted (finished trials are
+already in MLflow, the parent run is marked KILLED).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+from typing import Callable
+
+from .experiment import Plan, RunOptions, make_plan, package_versions
+from .plugins import get_registry, plugin_versions
+
+
+def reference_jobs(plan: Plan):
+    import numpy as np
+
+    from .references import RefJob
+
+    jobs = []
+    for g in plan.groups:
+        model_obj, arg, _ = plan.models[g.model]
+        sp = plan.splits[g.dataset]
+        common = dict(model_obj=model_obj, arg=arg, splits=sp, recipe=g.recipe, seed=g.seed, device=plan.device,
+                      threads=max(1, int(plan.options.cpus_per_trial)))
+        jobs.append(RefJob(key=g.original_key, doc=g.original_doc, train_idx=None, **common))
+        keep = np.setdiff1d(np.arange(sp.train_size), g.forget_idx)
+        jobs.append(RefJob(key=g.retrain_key, doc=g.retrain_doc, train_idx=keep, **common))
+    return jobs
+
+
+def build_payload(plan: Plan, refs: dict):
+    """Evaluate both references of every group once; bundle what the trials share."""
+    from .cache import load_state
+    from .evaluation import EvalData, evaluate_model
+    from .trial import GroupPayload, Payload, model_factory, split_data
+
+    groups = {}
+    ref_rows = []
+    for g in plan.groups:
+        sp = plan.splits[g.dataset]
+        model_obj, arg, _ = plan.models[g.model]
+        (rx, ry), (fx, fy), (tx, ty) = split_data(sp, g.forget_idx, plan.device)
+        data = EvalData(rx, ry, fx, fy, tx, ty, g.forget.label if g.forget.kind == "class" else None)
+        evals = {}
+        for kind, key in (("original", g.original_key), ("retrain", g.retrain_key)):
+            model = model_factory(model_obj, arg, sp, g.seed, plan.device)()
+            load_state(model, refs[key][0])
+            evals[kind] = evaluate_model(model, data)
+        retrain_seconds = float(refs[g.retrain_key][1]["train_seconds"])
+        groups[g.gid] = GroupPayload(
+            splits=sp, forget_idx=g.forget_idx, forget_kind=g.forget.kind, forget_class=data.forget_class,
+            original_state=refs[g.original_key][0], retrain_state=refs[g.retrain_key][0],
+            retrain_seconds=retrain_seconds, original_eval=evals["original"], retrain_eval=evals["retrain"],
+        )
+        ref_rows.append({"setting": (g.dataset, g.model, g.forget.text), "seed": g.seed,
+                         "original": evals["original"].accs, "retrain": evals["retrain"].accs,
+                         "retrain_seconds": retrain_seconds})
+    payload = Payload(groups=groups, methods={m.name: m.obj for m in plan.methods}, models=plan.models, attacks=plan.attacks)
+    return payload, ref_rows
+
+
+def run(opts: RunOptions, console, verbose: bool = False) -> int:
+    say: Callable[[str], None] = lambda msg: console.print(msg, highlight=False, markup=False)  # noqa: E731
+    registry = get_registry()
+    t_start = time.perf_counter()
+    versions = package_versions()
+    plugins = plugin_versions()
+    plan = make_plan(registry, opts, versions, plugins)
+    say(f"{len(plan.trials)} trial(s): methods {', '.join(m.name for m in plan.methods)} x seeds "
+        f"{','.join(map(str, opts.seeds))} on {', '.join(opts.datasets)} / {', '.join(opts.models)} / {', '.join(opts.forgets)}")
+    say(f"MLflow tracking store: {plan.tracking_uri} (experiment '{opts.experiment}')")
+
+    from . import tracking
+    from .cache import ReferenceCache
+    from .references import ensure_references
+
+    experiment_id = tracking.setup_experiment(plan.tracking_uri, opts.experiment)
+    run_name = opts.run_name or f"bench-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    parent_params = tracking.flatten({"options": opts.as_dict(), "versions": versions, "plugins": plugins})
+    parent = tracking.start_parent(plan.tracking_uri, experiment_id, run_name, parent_params,
+                                   {"bench.trials": str(len(plan.trials))})
+    say(f"parent run {parent} ('{run_name}')")
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(plan.tracking_uri)
+    client.log_text(parent, json.dumps({"options": opts.as_dict(), "trials": plan.trials}, indent=1, default=str), "experiment.json")
+    started_ray = False
+    status = "FAILED"
+    try:
+        if opts.executor == "ray":
+            from .executor import start_ray, train_many_ray
+
+            started_ray = start_ray(opts.ray_address, verbose, say)
+            train_many = train_many_ray(opts.cpus_per_trial, opts.gpus_per_trial)
+        else:
+            from .executor import train_many_local as train_many
+
+        cache = ReferenceCache(plan.cache_dir)
+        refs, trained = ensure_references(reference_jobs(plan), cache, train_many, say, versions)
+        say(f"references: {trained} trained, {len({j.key for j in reference_jobs(plan)}) - trained} from cache ({plan.cache_dir})")
+        tracking.log_metrics(client, parent, {"references_trained": trained})
+        payload, ref_rows = build_payload(plan, refs)
+
+        if opts.executor == "ray":
+            from .executor import run_ray
+
+            callback = tracking.make_ray_callback(plan.tracking_uri, opts.experiment, parent)
+            outcome = run_ray(plan.trials, payload, cpus=opts.cpus_per_trial, gpus=opts.gpus_per_trial,
+                              storage=f"{plan.cache_dir}/ray_results", name=f"{run_name}-{parent[:8]}",
+                              callbacks=[callback], say=say)
+        else:
+            from .executor import run_local
+
+            def log_trial(spec, metrics, error):
+                tracking.log_local_trial(plan.tracking_uri, experiment_id, parent, spec, metrics, error)
+
+            outcome = run_local(plan.trials, payload, log_trial, say)
+
+        from . import report
+
+        rows = report.build_rows(plan.trials, outcome.results, outcome.failures, ref_rows)
+        report.render(rows, console)
+        client.log_text(parent, report.to_markdown(rows), "summary.md")
+        client.log_text(parent, report.to_csv(rows), "summary.csv")
+        tracking.log_metrics(client, parent, {"trials_finished": len(outcome.results), "trials_failed": len(outcome.failures),
+                                              "wall_seconds": time.perf_counter() - t_start})
+        if outcome.interrupted:
+            status = "KILLED"
+            say("interrupted: finished trials are recorded in MLflow.")
+            code = 130
+        elif outcome.failures:
+            say(f"{len(outcome.failures)} trial(s) failed; their tracebacks are in MLflow (artifact error.txt).")
+            code = 1
+        else:
+            status = "FINISHED"
+            code = 0
+    except KeyboardInterrupt:
+        status = "KILLED"
+        say("interrupted: finished trials are recorded in MLflow.")
+        code = 130
+    finally:
+        client.set_terminated(parent, status)
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+    say(f"MLflow tracking store: {plan.tracking_uri}; parent run {parent}; wall time {time.perf_counter() - t_start:.1f}s")
+    return code

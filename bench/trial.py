@@ -1,0 +1,120 @@
+"""One trial: copy the original model, call the method (timed, memory measured), evaluate.
+
+``run_trial(spec, payload)`` runs in a Ray Tune worker or in process (``--executor local``);
+both call exactly this function, with torch's threads fixed to the trial's CPUs, so the same
+seed gives the same numbers either way. ``payload`` holds, per group, the data and the
+reference models as safetensors bytes plus their evaluations; under Ray its values are
+object references fetched with ``ray.get``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .errors import BenchError
+
+
+@dataclass
+class GroupPayload:
+    """What every trial of a group shares (built once by the driver)."""
+
+    splits: Any  # bench.contracts.Splits, on the CPU
+    forget_idx: Any  # np.ndarray of training indices
+    forget_kind: str
+    forget_class: int | None
+    original_state: bytes
+    retrain_state: bytes
+    retrain_seconds: float
+    original_eval: Any  # bench.evaluation.ModelEval
+    retrain_eval: Any
+
+
+@dataclass
+class Payload:
+    groups: dict[str, Any]  # gid -> GroupPayload (or an object ref to one)
+    methods: dict[str, Any]  # name -> method object
+    models: dict[str, tuple[Any, str | None, str]]  # model spec -> (plugin object, arg, origin)
+    attacks: dict[str, Any]
+
+
+def split_data(splits, forget_idx, device: str):
+    """Retain/forget/test tensors on ``device`` from the training split and the forget indices."""
+    import torch
+
+    mask = torch.zeros(splits.train_size, dtype=torch.bool)
+    mask[torch.as_tensor(forget_idx, dtype=torch.long)] = True
+    x, y = splits.train_x, splits.train_y
+    to = lambda t: t.to(device)  # noqa: E731
+    return (to(x[~mask]), to(y[~mask])), (to(x[mask]), to(y[mask])), (to(splits.test_x), to(splits.test_y))
+
+
+def model_factory(model_obj, arg, splits, seed: int, device: str) -> Callable[[], Any]:
+    """A function returning a freshly initialised model, seeded by ``seed``, on ``device``."""
+
+    def new_model():
+        import torch
+
+        torch.manual_seed(seed)
+        return model_obj.create(splits.num_classes, tuple(splits.input_shape), arg).to(device)
+
+    return new_model
+
+
+def run_trial(spec: dict, payload: Payload, fetch: Callable[[Any], Any] = lambda v: v) -> dict[str, float]:
+    import torch
+
+    from .cache import load_state
+    from .contracts import AttackContext, ForgetRequest, MethodContext
+    from .evaluation import EvalData, compare_to_references, evaluate_model
+    from .measure import measure
+    from .recipe import Recipe
+    from .training import seed_everything, set_threads, warm_up
+
+    set_threads(spec["threads"])
+    device = spec["device"]
+    seed = spec["seed"]
+    group: GroupPayload = fetch(payload.groups[spec["group"]])
+    method = payload.methods[spec["method"]]
+    model_obj, arg, _ = payload.models[spec["model"]]
+    (rx, ry), (fx, fy), (tx, ty) = split_data(group.splits, group.forget_idx, device)
+
+    new_model = model_factory(model_obj, arg, group.splits, seed, device)
+    model = new_model()
+    load_state(model, group.original_state)
+
+    access = set(spec["data_access"].split(",")) if spec["data_access"] else set()
+    request = ForgetRequest(
+        num_classes=group.splits.num_classes,
+        kind=group.forget_kind,
+        forget_class=group.forget_class,
+        forget_x=fx if "forget" in access else None,
+        forget_y=fy if "forget" in access else None,
+        retain_x=rx if "retain" in access else None,
+        retain_y=ry if "retain" in access else None,
+    )
+    ctx = MethodContext(seed=seed, device=device, new_model=new_model,
+                        recipe=Recipe(**spec["recipe"]) if "recipe" in access else None)
+    params = dict(spec["params"])
+
+    warm_up(model, rx if len(ry) else fx, ry if len(ry) else fy)
+    seed_everything(seed)
+    with measure(device) as m:
+        out = method.unlearn(model, request, params, ctx)
+    if not isinstance(out, torch.nn.Module):
+        raise BenchError(f"Method '{spec['method']}' returned {type(out).__name__}, not a torch.nn.Module.")
+
+    data = EvalData(rx, ry, fx, fy, tx, ty, group.forget_class)
+    metrics = compare_to_references(evaluate_model(out, data), group.original_eval, group.retrain_eval)
+    metrics["unlearn_seconds"] = m.seconds
+    metrics["retrain_seconds"] = group.retrain_seconds
+    metrics["speedup_vs_retrain"] = group.retrain_seconds / max(m.seconds, 1e-9)
+    metrics.update(m.memory)
+    metrics["forget_size"] = float(len(fy))
+
+    if payload.attacks:
+        actx = AttackContext(fx, fy, rx, ry, tx, ty, group.splits.num_classes, seed, device)
+        for name, attack in payload.attacks.items():
+            for key, value in attack.evaluate(out, actx).items():
+                metrics[f"{name}_{key}"] = float(value)
+    return metrics

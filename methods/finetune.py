@@ -1,0 +1,29 @@
+"""Fine-tuning (FT): continue ordinary training of the original model on the retain set only.
+
+Warrick et al. / Golatkar et al. baseline as implemented in OPTML-Group/Unlearn-Sparse
+``unlearn/FT.py`` (../shared/specs/baselines.md A3): SGD, momentum 0.9, weight decay 5e-4,
+10 epochs, lr 0.01 (tuned over [1e-4, 1e-1]), ``model.train()``. Deviation: the batch size
+defaults to 64 rather than the reference's 256, because the built-in datasets are small (the
+digits retain set is about 1,300 points); it is a parameter.
+"""
+
+from __future__ import annotations
+
+from bench import space
+
+
+class FineTune:
+    name = "ft"
+    description = "Fine-tune the original model on the retain set (catastrophic forgetting of the forget set)."
+    requires = frozenset({"retain"})
+    default_params = {"epochs": 10, "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "batch_size": 64, "optimizer": "sgd"}
+    search_space = {"lr": space.loguniform(1e-4, 1e-1), "epochs": space.randint(1, 21)}
+
+    def unlearn(self, model, request, params, ctx):
+        from bench.training import train_epochs
+
+        return train_epochs(
+            model, request.retain_x, request.retain_y, epochs=params["epochs"], batch_size=params["batch_size"],
+            optimizer=params["optimizer"], lr=params["lr"], momentum=params["momentum"],
+            weight_decay=params["weight_decay"], schedule="constant", seed=ctx.seed,
+        )
