@@ -97,19 +97,19 @@ def start_ray(address: str | None, verbose: bool, say: Callable[[str], None]) ->
 
 
 def pickle_in_process_plugins(objects: list[Any]) -> None:
-    """Objects from plugins registered in this process (tests, notebooks) travel by value."""
+    """Objects of plugins registered in this process (``bench.plugins.register_plugin``: tests,
+    notebooks) travel to Ray workers by value: workers cannot import their modules."""
     import cloudpickle
 
-    from .plugins import DEFAULT_PLUGINS
+    from .plugins import in_process_plugins
 
+    modules = set()
+    for plugin in in_process_plugins():
+        modules.add(plugin.__name__ if isinstance(plugin, type(sys)) else type(plugin).__module__)
     for obj in objects:
         modname = type(obj).__module__
-        if modname.startswith("bench.") or modname in DEFAULT_PLUGINS:
-            continue
-        module = sys.modules.get(modname)
-        spec = getattr(module, "__spec__", None)
-        if module is not None and (spec is None or modname == "__main__" or modname.startswith(("test_", "tests."))):
-            cloudpickle.register_pickle_by_value(module)
+        if modname in modules and modname in sys.modules:
+            cloudpickle.register_pickle_by_value(sys.modules[modname])
 
 
 def train_many_ray(cpus: float, gpus: float):

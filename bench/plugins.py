@@ -86,15 +86,23 @@ def make_plugin_manager(extra_plugins: tuple = ()) -> pluggy.PluginManager:
 
 def build_registry(pm: pluggy.PluginManager) -> tuple[Registry, list[PluginInfo]]:
     """Call every registration hook, one plugin at a time, so each object records its origin."""
+    from importlib.metadata import entry_points
+
     registry = Registry()
-    dists = {id(plugin): dist for plugin, dist in pm.list_plugin_distinfo()}
+    dists = {id(plugin): (dist.project_name, dist.version) for plugin, dist in pm.list_plugin_distinfo()}
+    # plugins loaded through the BENCH_PLUGINS allow-list are registered by hand: find their distribution
+    ep_dists = {ep.name: (ep.dist.name, ep.dist.version) for ep in entry_points(group="bench") if ep.dist}
     infos: dict[str, PluginInfo] = {}
     for name, plugin in pm.list_name_plugin():
         if plugin is hookspecs:
             continue
-        dist = dists.get(id(plugin))
-        version = dist.version if dist else (_own_version() if name in DEFAULT_PLUGINS else getattr(plugin, "__version__", None))
-        source = dist.project_name if dist else ("builtin" if name in DEFAULT_PLUGINS else "registered in process")
+        dist = dists.get(id(plugin)) or (ep_dists.get(name) if name not in DEFAULT_PLUGINS else None)
+        if dist:
+            source, version = dist
+        elif name in DEFAULT_PLUGINS:
+            source, version = "builtin", _own_version()
+        else:
+            source, version = "registered in process", getattr(plugin, "__version__", None)
         infos[name] = PluginInfo(name=name, version=version, hooks=[], source=source)
     for hook_name, kind in HOOKS.items():
         hook = getattr(pm.hook, hook_name)

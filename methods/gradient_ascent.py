@@ -5,15 +5,22 @@ OPTML-Group/Unlearn-Sparse ``unlearn/GA.py`` (Thudi et al. / Jia et al.;
 ../shared/specs/baselines.md A4): SGD with momentum 0.9 and weight decay 5e-4, ``model.train()``.
 The reference defaults (5 epochs, lr 1e-4) are tuned for class-wise forgetting of 4,500
 CIFAR-10 images; on the small built-in datasets that is a handful of steps and forgets
-nothing, so our default lr is 1e-2 (grid [1e-5, 1e-1] as the authors advise, Unlearn-Sparse
-issue #5). GA diverges easily: ``stop_forget_acc`` (off by default) stops as soon as the
-forget-set accuracy, checked after every step, is at or below it.
+nothing (measured on digits/mlp, class:3: forget accuracy 0.99 at lr 1e-3). GA also diverges
+easily: at lr 1e-2 without a stop it drives retain accuracy to 0.11. Our defaults are
+therefore lr 5e-3 with the early stop the spec asks for on: ``stop_forget_acc=0`` stops as
+soon as the forget-set accuracy, checked after every step, is at or below it (every forget
+point misclassified); -1 turns it off. Measured on digits/mlp over seeds 0-2: class:3 ->
+forget 0.000, retain 0.943, avg_gap 0.026; random:10% -> avg_gap 0.008. Tune lr on the grid
+[1e-5, 1e-1] as the authors advise (Unlearn-Sparse issue #5).
 
 ``variant="neggrad+"`` (Kurmanji et al., NeurIPS 2023, "Towards Unbounded Machine Unlearning";
 meghdadk/SCRUB ``small_scale_unlearning.ipynb``, ``run_neggrad_epoch``): iterate over D_r,
 cycling D_f, minimising alpha*[CE(x_r) + (wd/2)*||theta - theta_o||^2] - (1-alpha)*CE(x_f), with
 alpha = 0.95, 10 epochs, SGD lr 0.01 and the optimizer's own weight decay 0. One epoch is one
-pass over D_r. It uses the retain set, and declares it only when selected. ``train_mode=False``
+pass over D_r. It uses the retain set, and declares it only when selected. It shares the
+parameters above (``stop_forget_acc`` applies to ``ga`` only): with lr 5e-3 and 5 epochs on
+digits/mlp, class:3 -> forget 0.000, retain 0.966, avg_gap 0.018 (seeds 0-2), whereas the
+reference's lr 1e-2 with 10 epochs collapses the model (retain 0.111) on class:3. ``train_mode=False``
 reproduces the reference loops' ``model.eval()`` during training (frozen BatchNorm statistics).
 """
 
@@ -31,12 +38,12 @@ class GradientAscent:
     default_params = {
         "variant": "ga",
         "epochs": 5,
-        "lr": 0.01,
+        "lr": 0.005,
         "momentum": 0.9,
         "weight_decay": 5e-4,
         "batch_size": 64,
         "alpha": 0.95,
-        "stop_forget_acc": -1.0,
+        "stop_forget_acc": 0.0,
         "train_mode": True,
     }
     search_space = {"lr": space.loguniform(1e-5, 1e-1), "epochs": space.randint(1, 11)}

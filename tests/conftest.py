@@ -1,0 +1,56 @@
+"""Shared fixtures. Lives in tests/ (no root conftest), with --import-mode=importlib, so the
+repository root is never put on sys.path (a top-level ``datasets`` folder must not shadow
+Hugging Face's ``datasets`` inside mlflow or ray)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# Installed third-party plugins stay out of the tests' registry unless a test asks for them.
+os.environ["BENCH_PLUGINS"] = ""
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+BENCH = shutil.which("bench", path=os.path.dirname(sys.executable)) or "bench"
+
+
+def _run_bench(*args: str, cwd: str | os.PathLike | None = None, env: dict | None = None, timeout: float = 600):
+    """Run the installed ``bench`` console script; returns the CompletedProcess (text)."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([BENCH, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """A working directory with its own cache dir and SQLite MLflow store."""
+    (tmp_path / "cache").mkdir()
+    return tmp_path
+
+
+def _store_args(workdir: Path) -> list[str]:
+    return ["--cache-dir", str(workdir / "cache"), "--tracking-uri", f"sqlite:///{workdir / 'mlflow.db'}"]
+
+
+# conftest is not importable under --import-mode=importlib: the helpers are fixtures.
+@pytest.fixture(scope="session")
+def run_bench():
+    """``run_bench(*args, cwd=..., env=...)`` runs the installed ``bench`` console script."""
+    return _run_bench
+
+
+@pytest.fixture(scope="session")
+def store_args():
+    """``store_args(workdir)`` -> ``--cache-dir``/``--tracking-uri`` arguments inside ``workdir``."""
+    return _store_args
+
+
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory) -> Path:
+    """A reference cache shared by tests that train the same digits references."""
+    return tmp_path_factory.mktemp("shared-cache")

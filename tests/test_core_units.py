@@ -1,0 +1,110 @@
+"""Unit tests of training, evaluation, the cache and the forget specs on real (small) data."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from bench.cache import ReferenceCache, cache_key, load_state, state_to_bytes
+from bench.datasets.digits import Digits
+from bench.evaluation import EvalData, compare_to_references, evaluate_model, js_divergence
+from bench.nets import MLP
+from bench.recipe import build_recipe
+from bench.training import accuracy, fit, set_threads, warm_up
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return Digits().load(None, False, None)
+
+
+def _trained(digits, seed=0, epochs=30):
+    set_threads(1)
+    torch.manual_seed(seed)
+    model = MLP(64, (256, 256), 10)
+    return fit(model, digits.train_x, digits.train_y, build_recipe({"epochs": epochs}), seed=seed)
+
+
+def test_digits_split_is_fixed_stratified_and_scaled(digits):
+    assert digits.train_x.shape == (1437, 1, 8, 8) and digits.test_x.shape == (360, 1, 8, 8)
+    assert float(digits.train_x.min()) >= 0.0 and float(digits.train_x.max()) <= 1.0
+    again = Digits().load(None, False, None)
+    assert torch.equal(again.test_y, digits.test_y)
+    train_frac = np.bincount(digits.train_y.numpy()) / len(digits.train_y)
+    test_frac = np.bincount(digits.test_y.numpy()) / len(digits.test_y)
+    assert np.abs(train_frac - test_frac).max() < 0.01
+
+
+def test_original_model_reaches_95_percent_and_training_is_deterministic(digits):
+    a = _trained(digits, seed=0)
+    b = _trained(digits, seed=0)
+    c = _trained(digits, seed=1)
+    assert accuracy(a, digits.test_x, digits.test_y) >= 0.95
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(va, vb), k
+    assert not torch.equal(a.state_dict()["net.1.weight"], c.state_dict()["net.1.weight"])
+
+
+def test_warm_up_leaves_the_model_untouched(digits):
+    model = _trained(digits, epochs=1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    warm_up(model, digits.train_x, digits.train_y)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_js_divergence_bounds_and_symmetry():
+    p = torch.tensor([[1.0, 0.0], [0.5, 0.5], [0.9, 0.1]], dtype=torch.float64)
+    q = torch.tensor([[0.0, 1.0], [0.5, 0.5], [0.2, 0.8]], dtype=torch.float64)
+    js = js_divergence(p, q)
+    assert math.isclose(float(js[0]), math.log(2), rel_tol=1e-6)  # disjoint supports: ln 2
+    assert float(js[1]) == pytest.approx(0.0, abs=1e-12)
+    assert torch.allclose(js, js_divergence(q, p))
+    # hand-computed value of the third row
+    m = [(0.9 + 0.2) / 2, (0.1 + 0.8) / 2]
+    kl = lambda a, b: sum(x * math.log(x / y) for x, y in zip(a, b))  # noqa: E731
+    assert float(js[2]) == pytest.approx(0.5 * kl([0.9, 0.1], m) + 0.5 * kl([0.2, 0.8], m), rel=1e-9)
+
+
+def test_gaps_and_avg_gap_are_relative_to_retrained_model(digits):
+    original = _trained(digits, epochs=10)
+    forget = torch.arange(0, 100)
+    keep = torch.arange(100, len(digits.train_y))
+    data = EvalData(digits.train_x[keep], digits.train_y[keep], digits.train_x[forget], digits.train_y[forget],
+                    digits.test_x, digits.test_y)
+    e_orig = evaluate_model(original, data)
+    torch.manual_seed(3)
+    bad = evaluate_model(MLP(64, (8,), 10), data)  # an untrained model
+    m = compare_to_references(bad, e_orig, e_orig)
+    for name in ("retain", "forget", "test"):
+        assert m[f"{name}_gap"] == pytest.approx(abs(bad.accs[f"{name}_acc"] - e_orig.accs[f"{name}_acc"]))
+    assert m["avg_gap"] == pytest.approx((m["retain_gap"] + m["forget_gap"] + m["test_gap"]) / 3)
+    same = compare_to_references(e_orig, e_orig, e_orig)
+    assert same["avg_gap"] == 0 and same["js_to_retrain_forget"] == pytest.approx(0, abs=1e-12)
+    assert m["js_to_retrain_test"] > 0.1
+
+
+def test_cache_roundtrip_and_key_sensitivity(tmp_path, digits):
+    model = _trained(digits, epochs=1)
+    cache = ReferenceCache(tmp_path)
+    doc = {"kind": "original", "recipe": build_recipe().as_dict(), "seed": 0}
+    key = cache_key(doc)
+    assert key == cache_key(dict(reversed(list(doc.items()))))
+    assert key != cache_key({**doc, "seed": 1})
+    assert key != cache_key({**doc, "recipe": build_recipe({"epochs": 31}).as_dict()})
+    assert cache.get(key) is None
+    cache.put(key, state_to_bytes(model), {"train_seconds": 1.5})
+    data, meta = cache.get(key)
+    assert meta["train_seconds"] == 1.5
+    fresh = MLP(64, (256, 256), 10)
+    load_state(fresh, data)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), fresh.state_dict().values()))
+    assert data[:8] != b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46"  # safetensors header, not a pickle
+
+
+def test_load_state_is_strict(digits):
+    model = _trained(digits, epochs=1)
+    with pytest.raises(RuntimeError):
+        load_state(MLP(64, (128,), 10), state_to_bytes(model))

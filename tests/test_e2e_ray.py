@@ -1,0 +1,139 @@
+"""End to end through Ray Tune and MLflow: the issue's must-show list, on real trained models."""
+
+from __future__ import annotations
+
+import io
+
+import mlflow
+import pytest
+from rich.console import Console
+
+import bench
+from bench.experiment import RunOptions
+from bench.plugins import register_plugin, unregister_plugin
+from bench.runner import run
+
+
+pytestmark = pytest.mark.slow
+
+METRICS = [
+    "retain_acc", "forget_acc", "test_acc",
+    "original_retain_acc", "original_forget_acc", "original_test_acc",
+    "retrain_retain_acc", "retrain_forget_acc", "retrain_test_acc",
+    "retain_gap", "forget_gap", "test_gap", "avg_gap", "js_to_retrain_forget", "js_to_retrain_test",
+    "unlearn_seconds", "retrain_seconds", "speedup_vs_retrain", "peak_memory_mb",
+]
+ACCS = ["retain_acc", "forget_acc", "test_acc", "avg_gap", "js_to_retrain_forget"]
+
+
+def runs(workdir):
+    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
+    df = mlflow.search_runs(experiment_names=["unlearning-bench"], order_by=["start_time ASC"])
+    return df
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory, run_bench, store_args):
+    """`bench run --methods retrain,ft,ga --seeds 0,1` twice with the same cache, through Ray Tune."""
+    workdir = tmp_path_factory.mktemp("e2e")
+    (workdir / "cache").mkdir()
+    args = ["run", "--methods", "retrain,ft,ga", "--seeds", "0,1", *store_args(workdir)]
+    first = run_bench(*args, cwd=workdir)
+    second = run_bench(*args, cwd=workdir)
+    return workdir, first, second
+
+
+def test_ray_run_writes_parent_and_six_children_with_every_metric(two_runs):
+    workdir, first, _ = two_runs
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "started local Ray on 127.0.0.1" in first.stdout
+    df = runs(workdir)
+    parents = df[df["tags.bench.role"] == "parent"]
+    assert len(parents) == 2
+    kids = df[df["tags.mlflow.parentRunId"] == parents.iloc[0]["run_id"]]
+    assert len(kids) == 6 and set(kids["status"]) == {"FINISHED"}
+    assert sorted(zip(kids["params.method"], kids["params.seed"])) == sorted(
+        (m, s) for m in ("retrain", "ft", "ga") for s in ("0", "1"))
+    for metric in METRICS:
+        assert kids[f"metrics.{metric}"].notna().all(), metric
+    for param in ("params.lr", "recipe.epochs", "versions.torch", "plugins.bench.methods", "data_access", "forget"):
+        assert f"params.{param}" in kids.columns, param
+    assert (kids["params.data_access"][kids["params.method"] == "ga"] == "forget").all()
+
+
+def test_reference_quality_and_retrain_forgets_like_unseen_data(two_runs):
+    workdir, first, _ = two_runs
+    df = runs(workdir)
+    kids = df[df["tags.bench.role"] == "trial"]
+    assert (kids["metrics.original_test_acc"] >= 0.95).all()
+    retrain = kids[kids["params.method"] == "retrain"]
+    # random:10%: the retrained model must not know the forget set better than unseen data
+    assert ((retrain["metrics.forget_acc"] - retrain["metrics.test_acc"]).abs() <= 0.05).all()
+
+
+def test_second_identical_run_trains_no_reference_and_reproduces_numbers(two_runs):
+    workdir, first, second = two_runs
+    assert "references: 4 trained, 0 from cache" in first.stdout
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "references: 0 trained, 4 from cache" in second.stdout
+    assert second.stdout.count("cache hit") == 4 and "training " not in second.stdout
+    df = runs(workdir)
+    parents = df[df["tags.bench.role"] == "parent"]
+    assert list(parents["metrics.references_trained"]) == [4, 0]
+    by_run = []
+    for pid in parents["run_id"]:
+        kids = df[df["tags.mlflow.parentRunId"] == pid].sort_values(["params.method", "params.seed"])
+        by_run.append(kids[[f"metrics.{m}" for m in ACCS]].to_numpy())
+    assert (by_run[0] == by_run[1]).all()
+
+
+def test_local_executor_gives_the_same_numbers_as_ray(two_runs, run_bench, store_args):
+    workdir, _, _ = two_runs
+    local = run_bench("run", "--methods", "retrain,ft,ga", "--seeds", "0", "--executor", "local",
+                      "--experiment", "local", *store_args(workdir), cwd=workdir)
+    assert local.returncode == 0, local.stdout + local.stderr
+    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
+    ray_kids = runs(workdir)
+    ray_kids = ray_kids[(ray_kids["tags.bench.role"] == "trial") & (ray_kids["params.seed"] == "0")].drop_duplicates("params.method")
+    loc = mlflow.search_runs(experiment_names=["local"])
+    loc = loc[loc["tags.bench.role"] == "trial"]
+    for method in ("retrain", "ft", "ga"):
+        a = ray_kids[ray_kids["params.method"] == method][[f"metrics.{m}" for m in ACCS]].to_numpy()
+        b = loc[loc["params.method"] == method][[f"metrics.{m}" for m in ACCS]].to_numpy()
+        assert (a == b).all(), method
+
+
+class Boom:
+    name = "boom"
+    description = "test method that always fails"
+    requires = frozenset({"forget"})
+    default_params: dict = {}
+    search_space: dict = {}
+
+    def unlearn(self, model, request, params, ctx):
+        raise ValueError("deliberate failure inside a Ray trial")
+
+
+class BoomPlugin:
+    @bench.hookimpl
+    def register_methods(self, register):
+        register(Boom())
+
+
+def test_failing_plugin_fails_only_its_own_ray_trial(workdir):
+    plugin = BoomPlugin()
+    register_plugin(plugin)
+    try:
+        opts = RunOptions(methods="boom,ga", cache_dir=str(workdir / "cache"), tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}",
+                          recipe={"epochs": 5})
+        out = io.StringIO()
+        code = run(opts, Console(file=out, width=200))
+    finally:
+        unregister_plugin(plugin)
+    assert code == 1, out.getvalue()
+    kids = runs(workdir)
+    kids = kids[kids["tags.bench.role"] == "trial"].set_index("params.method")
+    assert kids.loc["boom", "status"] == "FAILED" and kids.loc["ga", "status"] == "FINISHED"
+    text = mlflow.artifacts.load_text(f"runs:/{kids.loc['boom', 'run_id']}/error.txt")
+    assert "ValueError: deliberate failure inside a Ray trial" in text
+    assert "FAILED  boom seed=0" in out.getvalue()

@@ -1,0 +1,104 @@
+"""The harness in process (--executor local): data access, failure isolation, MLflow records."""
+
+from __future__ import annotations
+
+import io
+
+import mlflow
+import pytest
+from rich.console import Console
+
+import bench
+from bench.experiment import RunOptions
+from bench.plugins import register_plugin, unregister_plugin
+from bench.runner import run
+
+
+class Spy:
+    """Records what the harness handed it; changes nothing."""
+
+    name = "spy"
+    description = "test method that records its request"
+    requires = frozenset({"forget"})
+    default_params = {"k": 1}
+    search_space: dict = {}
+    seen: list = []
+
+    def unlearn(self, model, request, params, ctx):
+        Spy.seen.append((request.forget_x is not None, request.retain_x is not None, ctx.recipe, params))
+        return model
+
+
+class Boom:
+    name = "boom"
+    description = "test method that always fails"
+    requires = frozenset({"forget"})
+    default_params: dict = {}
+    search_space: dict = {}
+
+    def unlearn(self, model, request, params, ctx):
+        raise RuntimeError("boom: deliberate failure")
+
+
+class TestPlugin:
+    @bench.hookimpl
+    def register_methods(self, register):
+        register(Spy())
+        register(Boom())
+
+
+@pytest.fixture
+def test_plugin():
+    plugin = TestPlugin()
+    register_plugin(plugin)
+    try:
+        yield plugin
+    finally:
+        unregister_plugin(plugin)
+
+
+def _run(workdir, **kw):
+    opts = RunOptions(executor="local", cache_dir=str(workdir / "cache"), tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}", **kw)
+    out = io.StringIO()
+    code = run(opts, Console(file=out, width=200))
+    return code, out.getvalue()
+
+
+def _children(workdir):
+    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
+    df = mlflow.search_runs(experiment_names=["unlearning-bench"])
+    return df[df["tags.bench.role"] == "trial"]
+
+
+def test_method_receives_only_declared_data_and_failures_stay_in_their_trial(workdir, test_plugin):
+    Spy.seen.clear()
+    code, out = _run(workdir, methods="spy,boom,ft", params={"spy": {"k": "3"}}, recipe={"epochs": 5})
+    assert code == 1, out
+    assert Spy.seen == [(True, False, None, {"k": 3})]
+    kids = _children(workdir).set_index("tags.bench.method")
+    assert kids.loc["boom", "status"] == "FAILED"
+    assert "boom: deliberate failure" in kids.loc["boom", "tags.bench.error"]
+    assert kids.loc["ft", "status"] == "FINISHED" and kids.loc["spy", "status"] == "FINISHED"
+    assert kids.loc["spy", "params.data_access"] == "forget"
+    assert kids.loc["spy", "params.params.k"] == "3"
+    # the spy returned the original model unchanged: its metrics equal the original's
+    assert kids.loc["spy", "metrics.forget_acc"] == kids.loc["spy", "metrics.original_forget_acc"]
+    client = mlflow.tracking.MlflowClient()
+    text = mlflow.artifacts.load_text(f"runs:/{kids.loc['boom', 'run_id']}/error.txt")
+    assert "Traceback" in text and "RuntimeError: boom: deliberate failure" in text
+    parent = client.get_run(kids.loc["boom", "tags.mlflow.parentRunId"])
+    assert parent.data.metrics["trials_failed"] == 1 and parent.info.status == "FAILED"
+    assert "1 trial(s) failed" in out
+
+
+def test_class_request_forgetting_through_the_harness(workdir):
+    code, out = _run(workdir, methods="retrain,ga", forgets=["class:3"], seeds=[0])
+    assert code == 0, out
+    kids = _children(workdir).set_index("tags.bench.method")
+    assert kids.loc["retrain", "metrics.forget_acc"] == 0.0
+    assert kids.loc["retrain", "metrics.retrain_forget_acc"] == 0.0
+    assert kids.loc["retrain", "metrics.avg_gap"] == 0.0  # the method reproduces the cached reference
+    orig = kids.loc["ga", "metrics.original_forget_acc"]
+    assert orig > 0.95 and kids.loc["ga", "metrics.forget_acc"] < 0.5 * orig
+    assert kids.loc["ga", "metrics.original_test_acc"] >= 0.95
+    assert kids.loc["ga", "metrics.test_forget_class_acc"] < 0.5
