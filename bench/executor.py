@@ -73,12 +73,20 @@ def start_ray(address: str | None, verbose: bool, say: Callable[[str], None]) ->
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "60")
+    already_imported = "ray" in sys.modules
     if not address:
-        # Read by ray at import: the node address becomes 127.0.0.1 and every socket binds there.
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        # Ray reads this at import: the node address becomes 127.0.0.1 and every socket binds
+        # there. Workers inherit it from the environment.
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     import logging
 
     import ray
+
+    if not address and already_imported:
+        # ray was imported before us (a notebook, a test): apply the same setting to the driver
+        from ray._private import ray_constants
+
+        ray_constants.ENABLE_RAY_CLUSTER = False
 
     # Tune's result files are off (TUNE_DISABLE_AUTO_CALLBACK_LOGGERS): results come through our callbacks.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)

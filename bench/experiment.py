@@ -69,6 +69,8 @@ def parse_seeds(value: str | int | list) -> list[int]:
         for item in items:
             if "-" in item[1:]:
                 lo, hi = item.split("-", 1)
+                if int(hi) < int(lo):
+                    raise BenchError(f"Bad seeds '{value}': the range {item} is empty (write it low-high, e.g. 0-4).")
                 seeds.extend(range(int(lo), int(hi) + 1))
             else:
                 seeds.append(int(item))
@@ -115,6 +117,14 @@ TOML_KEYS = {
     "download": "download",
 }
 
+_S, _L, _N = (str,), (str, list), (int, float)
+TOML_TYPES = {
+    "methods": _L, "dataset": _L, "model": _L, "forget": _L, "seeds": (str, int, list), "forget_seed": (int,),
+    "params": (dict,), "recipe": (dict,), "attacks": _L, "executor": _S, "ray_address": _S, "cpus_per_trial": _N,
+    "gpus_per_trial": _N, "device": _S, "tracking_uri": _S, "experiment": _S, "run_name": _S, "cache_dir": _S,
+    "data_dir": _S, "download": (bool,),
+}
+
 
 def merge_options(toml: dict[str, Any] | None, cli: dict[str, Any]) -> RunOptions:
     """Defaults < TOML file < command line (only options given explicitly)."""
@@ -124,6 +134,13 @@ def merge_options(toml: dict[str, Any] | None, cli: dict[str, Any]) -> RunOption
         unknown = set(toml) - set(TOML_KEYS)
         if unknown:
             raise BenchError(f"Unknown keys in the experiment file: {', '.join(sorted(unknown))}. Valid keys: {', '.join(TOML_KEYS)}.")
+        for k, v in toml.items():
+            want = TOML_TYPES[k]
+            bad = not isinstance(v, want) or (isinstance(v, bool) and bool not in want)
+            if k == "params" and not bad:
+                bad = not all(isinstance(p, dict) for p in v.values())
+            if bad:
+                raise BenchError(f"Bad value in the experiment file: {k} = {v!r} (expected {' or '.join(t.__name__ for t in want)}).")
         layers.append({TOML_KEYS[k]: v for k, v in toml.items()})
     layers.append({k: v for k, v in cli.items() if v is not None})
     for layer in layers:
@@ -157,9 +174,13 @@ class MethodPlan:
 
 
 def _coerce_param(method: str, key: str, value: Any, default: Any) -> Any:
-    if not isinstance(value, str):
-        return value
     kind = type(default)
+    if not isinstance(value, str):
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = {bool: isinstance(value, bool), int: number and float(value).is_integer(), float: number, str: False}.get(kind, True)
+        if not ok:
+            raise BenchError(f"Bad value for {method}.{key}: {value!r} is not a {kind.__name__} (default {default!r}).")
+        return kind(value) if kind in (int, float) else value
     try:
         if kind is bool:
             low = value.lower()

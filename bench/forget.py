@@ -9,6 +9,7 @@ checked against the dataset before any training starts.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,7 +60,14 @@ class ForgetSpec:
         if not path.is_file():
             raise BenchError(f"Forget request '{self.text}': no file at {path}. Give a text file with one training index per line.")
         values: list[int] = []
-        for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BenchError(
+                f"Forget request '{self.text}': cannot read {path} as a text file ({exc}). "
+                f"Give one training index per line, e.g. numpy.savetxt(path, idx, fmt='%d')."
+            ) from None
+        for lineno, line in enumerate(text.splitlines(), 1):
             line = line.split("#", 1)[0].strip()
             if not line:
                 continue
@@ -102,6 +110,8 @@ def parse_forget(text: str) -> ForgetSpec:
             value = float(arg)
         except ValueError:
             raise BenchError(f"Bad forget request '{text}': expected random:10% or random:100.") from None
+        if not math.isfinite(value):
+            raise BenchError(f"Bad forget request '{text}': expected random:10% or random:100.")
         if value != int(value) or "." in arg:
             if 0 < value < 1:
                 return ForgetSpec(text, "random", fraction=value)

@@ -69,18 +69,25 @@ def make_plugin_manager(extra_plugins: tuple = ()) -> pluggy.PluginManager:
     for modname in DEFAULT_PLUGINS:
         pm.register(importlib.import_module(modname), name=modname)
     allowed = _allowed_entry_points()
-    if allowed is None:
-        pm.load_setuptools_entrypoints("bench")
-    elif allowed:
-        from importlib.metadata import entry_points
+    try:
+        if allowed is None:
+            pm.load_setuptools_entrypoints("bench")
+        elif allowed:
+            from importlib.metadata import entry_points
 
-        for ep in entry_points(group="bench"):
-            dist = ep.dist.name if ep.dist else ""
-            if ep.name in allowed or dist in allowed:
-                if pm.get_plugin(ep.name) is None:
-                    pm.register(ep.load(), name=ep.name)
-    for plugin in extra_plugins:
-        pm.register(plugin)
+            for ep in entry_points(group="bench"):
+                dist = ep.dist.name if ep.dist else ""
+                if ep.name in allowed or dist in allowed:
+                    if pm.get_plugin(ep.name) is None:
+                        pm.register(ep.load(), name=ep.name)
+        for plugin in extra_plugins:
+            pm.register(plugin)
+    except (pluggy.PluginValidationError, ValueError) as exc:
+        raise PluginError(f"Invalid plugin: {exc}") from None
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"Invalid plugin: {exc} (a misspelt hook name? valid hooks: {', '.join(HOOKS)})") from None
     return pm
 
 

@@ -8,6 +8,7 @@ and is recorded with every trial.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
@@ -62,7 +63,7 @@ def build_recipe(*layers: Mapping[str, Any]) -> Recipe:
         raise BenchError(f"Unknown optimizer '{r.optimizer}' in the recipe; expected one of {', '.join(OPTIMIZERS)}.")
     if r.schedule not in SCHEDULES:
         raise BenchError(f"Unknown schedule '{r.schedule}' in the recipe; expected one of {', '.join(SCHEDULES)}.")
-    if r.lr <= 0 or r.epochs < 1 or r.batch_size < 1 or r.weight_decay < 0 or r.momentum < 0:
+    if not all(math.isfinite(v) for v in (r.lr, r.momentum, r.weight_decay)) or r.lr <= 0 or r.epochs < 1 or r.batch_size < 1 or r.weight_decay < 0 or r.momentum < 0:
         raise BenchError(f"Invalid recipe {r.as_dict()}: need lr > 0, epochs >= 1, batch_size >= 1, weight_decay >= 0, momentum >= 0.")
     return r
 

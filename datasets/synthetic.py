@@ -14,9 +14,7 @@ DEFAULTS = {"n": 2000, "features": 20, "classes": 4, "informative": None, "clust
 
 def parse_options(arg: str | None) -> dict:
     opts = dict(DEFAULTS)
-    if not arg:
-        return opts
-    for part in arg.split(","):
+    for part in arg.split(",") if arg else []:
         key, sep, value = part.partition("=")
         key = key.strip()
         if not sep or key not in DEFAULTS:

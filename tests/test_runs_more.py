@@ -1,0 +1,84 @@
+"""More end-to-end paths in process: timm and cnn models, synthetic data, TOML files, index files,
+and local Ray listening on 127.0.0.1 only."""
+
+from __future__ import annotations
+
+import io
+
+import mlflow
+import psutil
+import pytest
+from rich.console import Console
+
+from bench.experiment import load_toml, merge_options
+from bench.runner import run
+
+
+def _run(workdir, **kw):
+    from bench.experiment import RunOptions
+
+    opts = RunOptions(executor="local", cache_dir=str(workdir / "cache"), tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}", **kw)
+    out = io.StringIO()
+    return run(opts, Console(file=out, width=200)), out.getvalue()
+
+
+def _trials(workdir):
+    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
+    df = mlflow.search_runs(experiment_names=["unlearning-bench"])
+    return df[df["tags.bench.role"] == "trial"]
+
+
+def test_timm_and_cnn_models_on_digits(workdir):
+    code, out = _run(workdir, methods="ft", models=["test_resnet", "cnn"], forgets=["random:50"], recipe={"epochs": 3})
+    assert code == 0, out
+    kids = _trials(workdir).set_index("params.model")
+    assert set(kids.index) == {"test_resnet", "cnn"}
+    assert (kids["metrics.forget_size"] == 50).all()
+    # a CNN on digits learns in 3 epochs; the tiny timm ResNet at least beats chance
+    assert kids.loc["cnn", "metrics.original_test_acc"] > 0.8
+    assert kids.loc["test_resnet", "metrics.original_test_acc"] > 0.2
+
+
+def test_synthetic_dataset_with_an_index_file_and_a_toml_experiment(workdir):
+    (workdir / "forget.txt").write_text("# points to forget\n0\n5\n17\n\n42\n")
+    (workdir / "exp.toml").write_text(
+        'methods = "retrain,ga"\n'
+        'dataset = "synthetic:n=600,features=10,classes=3"\n'
+        f'forget = "indices:{workdir / "forget.txt"}"\n'
+        "seeds = [3]\n"
+        "[recipe]\nepochs = 10\n"
+        "[params.ga]\nlr = 0.001\n"
+    )
+    opts = merge_options(load_toml(workdir / "exp.toml"), {"executor": "local", "cache_dir": str(workdir / "cache"),
+                                                            "tracking_uri": f"sqlite:///{workdir / 'mlflow.db'}"})
+    assert opts.seeds == [3] and opts.params == {"ga": {"lr": 0.001}} and opts.recipe == {"epochs": 10}
+    code = run(opts, Console(file=io.StringIO()))
+    assert code == 0
+    kids = _trials(workdir).set_index("params.method")
+    assert kids.loc["ga", "params.params.lr"] == "0.001" and kids.loc["ga", "params.recipe.epochs"] == "10"
+    assert (kids["metrics.forget_size"] == 4).all() and (kids["params.seed"] == "3").all()
+    assert kids.loc["retrain", "metrics.original_test_acc"] > 0.6  # 3 separable classes
+
+
+@pytest.mark.slow
+def test_local_ray_listens_on_loopback_only():
+    import ray
+
+    from bench.executor import start_ray
+
+    assert not ray.is_initialized()
+    started = start_ray(None, False, lambda msg: None)
+    try:
+        assert started
+        assert {n["NodeManagerAddress"] for n in ray.nodes()} == {"127.0.0.1"}
+        listening = set()
+        for proc in psutil.Process().children(recursive=True):
+            try:
+                conns = proc.net_connections(kind="inet")
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            listening |= {c.laddr.ip for c in conns if c.status == psutil.CONN_LISTEN}
+        assert listening, "no Ray process listening?"
+        assert listening <= {"127.0.0.1", "::ffff:127.0.0.1", "::1"}, listening
+    finally:
+        ray.shutdown()
