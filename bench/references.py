@@ -84,7 +84,7 @@ def ensure_references(
             missing.append(job)
     if missing:
         say(f"training {len(missing)} reference model(s): " + "; ".join(j.describe() for j in missing))
-        for job, (data, seconds) in zip(missing, train_many(missing)):
+        for job, (data, seconds) in zip(missing, train_many(missing), strict=True):
             meta = {
                 "document": job.doc,
                 "train_seconds": seconds,

@@ -95,7 +95,7 @@ class GradientAscent:
             for idx in batches(len(request.retain_y), params["batch_size"], g, xf.device):
                 fidx = next(forget_batches)
                 model.train(params["train_mode"])
-                drift = sum(((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchor))
+                drift = sum(((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchor, strict=True))
                 retain_loss = F.cross_entropy(model(request.retain_x[idx]), request.retain_y[idx]) + 0.5 * wd * drift
                 loss = alpha * retain_loss - (1 - alpha) * F.cross_entropy(model(xf[fidx]), yf[fidx])
                 opt.zero_grad(set_to_none=True)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+import bench
+
 # Installed third-party plugins stay out of the tests' registry unless a test asks for them.
 os.environ["BENCH_PLUGINS"] = ""
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -54,3 +56,46 @@ def store_args():
 def shared_cache(tmp_path_factory) -> Path:
     """A reference cache shared by tests that train the same digits references."""
     return tmp_path_factory.mktemp("shared-cache")
+
+
+class Boom:
+    """A method that always fails: a failing plugin must fail only its own trial."""
+
+    name = "boom"
+    description = "test method that always fails"
+    requires = frozenset({"forget"})
+    default_params: dict = {}
+    search_space: dict = {}
+
+    def unlearn(self, model, request, params, ctx):
+        raise RuntimeError("boom: deliberate failure")
+
+
+class _BoomPlugin:
+    def __init__(self, *extra):
+        self.objects = (Boom(), *extra)
+
+    @bench.hookimpl
+    def register_methods(self, register):
+        for obj in self.objects:
+            register(obj)
+
+
+@pytest.fixture
+def boom_plugin():
+    """``boom_plugin(*extra_methods)`` registers ``boom`` (and the extras) in process until the test ends."""
+    from bench.plugins import register_plugin, unregister_plugin
+
+    added = []
+
+    def add(*extra):
+        plugin = _BoomPlugin(*extra)
+        register_plugin(plugin)
+        added.append(plugin)
+        return plugin
+
+    try:
+        yield add
+    finally:
+        for plugin in added:
+            unregister_plugin(plugin)

@@ -43,7 +43,7 @@ def test_original_model_reaches_95_percent_and_training_is_deterministic(digits)
     b = _trained(digits, seed=0)
     c = _trained(digits, seed=1)
     assert accuracy(a, digits.test_x, digits.test_y) >= 0.95
-    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         assert torch.equal(va, vb), k
     assert not torch.equal(a.state_dict()["net.1.weight"], c.state_dict()["net.1.weight"])
 
@@ -64,7 +64,7 @@ def test_js_divergence_bounds_and_symmetry():
     assert torch.allclose(js, js_divergence(q, p))
     # hand-computed value of the third row
     m = [(0.9 + 0.2) / 2, (0.1 + 0.8) / 2]
-    kl = lambda a, b: sum(x * math.log(x / y) for x, y in zip(a, b))  # noqa: E731
+    kl = lambda a, b: sum(x * math.log(x / y) for x, y in zip(a, b, strict=True))  # noqa: E731
     assert float(js[2]) == pytest.approx(0.5 * kl([0.9, 0.1], m) + 0.5 * kl([0.2, 0.8], m), rel=1e-9)
 
 
@@ -100,7 +100,7 @@ def test_cache_roundtrip_and_key_sensitivity(tmp_path, digits):
     assert meta["train_seconds"] == 1.5
     fresh = MLP(64, (256, 256), 10)
     load_state(fresh, data)
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), fresh.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), fresh.state_dict().values(), strict=True))
     assert data[:8] != b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46"  # safetensors header, not a pickle
 
 

@@ -8,9 +8,7 @@ import mlflow
 import pytest
 from rich.console import Console
 
-import bench
 from bench.experiment import RunOptions
-from bench.plugins import register_plugin, unregister_plugin
 from bench.runner import run
 
 
@@ -52,7 +50,7 @@ def test_ray_run_writes_parent_and_six_children_with_every_metric(two_runs):
     assert len(parents) == 2
     kids = df[df["tags.mlflow.parentRunId"] == parents.iloc[0]["run_id"]]
     assert len(kids) == 6 and set(kids["status"]) == {"FINISHED"}
-    assert sorted(zip(kids["params.method"], kids["params.seed"])) == sorted(
+    assert sorted(zip(kids["params.method"], kids["params.seed"], strict=True)) == sorted(
         (m, s) for m in ("retrain", "ft", "ga") for s in ("0", "1"))
     for metric in METRICS:
         assert kids[f"metrics.{metric}"].notna().all(), metric
@@ -103,37 +101,16 @@ def test_local_executor_gives_the_same_numbers_as_ray(two_runs, run_bench, store
         assert (a == b).all(), method
 
 
-class Boom:
-    name = "boom"
-    description = "test method that always fails"
-    requires = frozenset({"forget"})
-    default_params: dict = {}
-    search_space: dict = {}
-
-    def unlearn(self, model, request, params, ctx):
-        raise ValueError("deliberate failure inside a Ray trial")
-
-
-class BoomPlugin:
-    @bench.hookimpl
-    def register_methods(self, register):
-        register(Boom())
-
-
-def test_failing_plugin_fails_only_its_own_ray_trial(workdir):
-    plugin = BoomPlugin()
-    register_plugin(plugin)
-    try:
-        opts = RunOptions(methods="boom,ga", cache_dir=str(workdir / "cache"), tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}",
-                          recipe={"epochs": 5})
-        out = io.StringIO()
-        code = run(opts, Console(file=out, width=200))
-    finally:
-        unregister_plugin(plugin)
+def test_failing_plugin_fails_only_its_own_ray_trial(workdir, boom_plugin):
+    boom_plugin()
+    opts = RunOptions(methods="boom,ga", cache_dir=str(workdir / "cache"), tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}",
+                      recipe={"epochs": 5})
+    out = io.StringIO()
+    code = run(opts, Console(file=out, width=200))
     assert code == 1, out.getvalue()
     kids = runs(workdir)
     kids = kids[kids["tags.bench.role"] == "trial"].set_index("params.method")
     assert kids.loc["boom", "status"] == "FAILED" and kids.loc["ga", "status"] == "FINISHED"
     text = mlflow.artifacts.load_text(f"runs:/{kids.loc['boom', 'run_id']}/error.txt")
-    assert "ValueError: deliberate failure inside a Ray trial" in text
+    assert "RuntimeError: boom: deliberate failure" in text
     assert "FAILED  boom seed=0" in out.getvalue()

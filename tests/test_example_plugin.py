@@ -145,9 +145,9 @@ def test_random_labels_forgets_a_class_in_process(plugin_src, digits_original):
     # Seeded from ctx.seed: the same seed gives the same model, another seed another one.
     again = method.unlearn(copy.deepcopy(original), request, params, _ctx(seed=0))
     other_seed = method.unlearn(copy.deepcopy(original), request, params, _ctx(seed=1))
-    for a, b in zip(out.state_dict().values(), again.state_dict().values()):
+    for a, b in zip(out.state_dict().values(), again.state_dict().values(), strict=True):
         assert torch.equal(a, b)
-    assert any(not torch.equal(a, b) for a, b in zip(out.state_dict().values(), other_seed.state_dict().values()))
+    assert any(not torch.equal(a, b) for a, b in zip(out.state_dict().values(), other_seed.state_dict().values(), strict=True))
 
 
 def test_random_labels_joint_variant_and_bad_variant(plugin_src, digits_original):

@@ -5,12 +5,9 @@ from __future__ import annotations
 import io
 
 import mlflow
-import pytest
 from rich.console import Console
 
-import bench
 from bench.experiment import RunOptions
-from bench.plugins import register_plugin, unregister_plugin
 from bench.runner import run
 
 
@@ -29,34 +26,6 @@ class Spy:
         return model
 
 
-class Boom:
-    name = "boom"
-    description = "test method that always fails"
-    requires = frozenset({"forget"})
-    default_params: dict = {}
-    search_space: dict = {}
-
-    def unlearn(self, model, request, params, ctx):
-        raise RuntimeError("boom: deliberate failure")
-
-
-class TestPlugin:
-    @bench.hookimpl
-    def register_methods(self, register):
-        register(Spy())
-        register(Boom())
-
-
-@pytest.fixture
-def test_plugin():
-    plugin = TestPlugin()
-    register_plugin(plugin)
-    try:
-        yield plugin
-    finally:
-        unregister_plugin(plugin)
-
-
 def _run(workdir, **kw):
     opts = RunOptions(executor="local", cache_dir=str(workdir / "cache"), tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}", **kw)
     out = io.StringIO()
@@ -70,7 +39,8 @@ def _children(workdir):
     return df[df["tags.bench.role"] == "trial"]
 
 
-def test_method_receives_only_declared_data_and_failures_stay_in_their_trial(workdir, test_plugin):
+def test_method_receives_only_declared_data_and_failures_stay_in_their_trial(workdir, boom_plugin):
+    boom_plugin(Spy())
     Spy.seen.clear()
     code, out = _run(workdir, methods="spy,boom,ft", params={"spy": {"k": "3"}}, recipe={"epochs": 5})
     assert code == 1, out
