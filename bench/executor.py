@@ -74,15 +74,17 @@ def start_ray(address: str | None, verbose: bool, say: Callable[[str], None]) ->
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "60")
     already_imported = "ray" in sys.modules
-    if not address:
+    loopback = not address or is_loopback(address)
+    if loopback:
         # Ray reads this at import: the node address becomes 127.0.0.1 and every socket binds
-        # there. Workers inherit it from the environment.
+        # there (workers inherit it). A driver joining a head on 127.0.0.1 needs it too, or Ray
+        # rewrites 127.0.0.1 to the machine's external address and cannot connect.
         os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     import logging
 
     import ray
 
-    if not address and already_imported:
+    if loopback and already_imported:
         # ray was imported before us (a notebook, a test): apply the same setting to the driver
         from ray._private import ray_constants
 
@@ -96,12 +98,27 @@ def start_ray(address: str | None, verbose: bool, say: Callable[[str], None]) ->
     t0 = time.perf_counter()
     kwargs: dict[str, Any] = dict(logging_level=logging.WARNING, log_to_driver=verbose, configure_logging=True)
     if address:
-        ray.init(address=address, **kwargs)
+        try:
+            ray.init(address=address, **kwargs)
+        except ConnectionError as exc:
+            from .errors import BenchError
+
+            raise BenchError(
+                f"Could not join the Ray cluster at {address}: {exc}. A head started with `ray start` uses token "
+                f"authentication by default: run bench with the same setting (RAY_AUTH_MODE=token and the cluster's "
+                f"token, or RAY_AUTH_MODE=disabled on both sides). A head on 127.0.0.1 needs "
+                f"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 when it is started."
+            ) from None
         say(f"joined Ray cluster at {address} ({time.perf_counter() - t0:.1f}s)")
     else:
         ray.init(include_dashboard=False, **kwargs)
         say(f"started local Ray on 127.0.0.1 with {int(ray.cluster_resources().get('CPU', 0))} CPUs ({time.perf_counter() - t0:.1f}s)")
     return True
+
+
+def is_loopback(address: str) -> bool:
+    host = address.split("://", 1)[-1].rpartition(":")[0] or address
+    return host in ("localhost", "::1", "[::1]") or host.startswith("127.")
 
 
 def pickle_in_process_plugins(objects: list[Any]) -> None:

@@ -145,6 +145,8 @@ def run(opts: RunOptions, console, verbose: bool = False) -> int:
         say("interrupted: finished trials are recorded in MLflow.")
         code = 130
     finally:
+        if status == "KILLED":
+            tracking.kill_unfinished_children(client, experiment_id, parent)
         client.set_terminated(parent, status)
         if started_ray:
             import ray

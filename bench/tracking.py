@@ -124,6 +124,16 @@ def record_failure(client, run_id: str, error_text: str) -> None:
     client.log_text(run_id, error_text, "error.txt")
 
 
+def kill_unfinished_children(client, experiment_id: str, parent_run_id: str) -> int:
+    """Mark the child runs still RUNNING (trials cut off by an interrupt) as KILLED."""
+    runs = client.search_runs(
+        [experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'RUNNING'"
+    )
+    for run in runs:
+        client.set_terminated(run.info.run_id, "KILLED")
+    return len(runs)
+
+
 def format_exception(exc: BaseException) -> str:
     return "".join(tb_module.format_exception(type(exc), exc, exc.__traceback__))
 

@@ -1,0 +1,70 @@
+"""`bench run --ray-address` against a real Ray head started by the test on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+
+import mlflow
+import psutil
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def ray_head():
+    """A Ray head on 127.0.0.1 with its own port and temp dir; stopped by its own pids (not `ray stop`)."""
+    port = _free_port()
+    # short: Ray's Unix socket paths live under it and must stay below ~107 characters
+    temp_dir = tempfile.mkdtemp(prefix="bench-ray-", dir="/tmp")
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    ray_exe = os.path.join(os.path.dirname(sys.executable), "ray")
+    proc = subprocess.run(
+        [ray_exe, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
+         "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp_dir}"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    try:
+        yield f"127.0.0.1:{port}", env
+    finally:
+        procs = []
+        for p in psutil.process_iter(["cmdline"]):
+            try:
+                if any(str(temp_dir) in part for part in (p.info["cmdline"] or [])):
+                    procs.append(p)
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        for p in procs:
+            p.terminate()
+        _, alive = psutil.wait_procs(procs, timeout=15)
+        for p in alive:
+            p.kill()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def test_run_joins_an_existing_cluster(ray_head, workdir, run_bench, store_args):
+    address, env = ray_head
+    proc = run_bench("run", "--methods", "ga,ft", "--ray-address", address, *store_args(workdir), cwd=workdir, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"joined Ray cluster at {address}" in proc.stdout
+    assert "started local Ray" not in proc.stdout
+    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
+    df = mlflow.search_runs(experiment_names=["unlearning-bench"])
+    kids = df[df["tags.bench.role"] == "trial"]
+    assert sorted(kids["params.method"]) == ["ft", "ga"] and set(kids["status"]) == {"FINISHED"}
+    # the head is still up for other drivers: bench did not shut the cluster down
+    host, port = address.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=3):
+        pass
