@@ -182,7 +182,9 @@ def run_ray(trials: list[dict], payload: Payload, *, cpus: float, gpus: float, s
     shipped = Payload(groups=groups, methods=payload.methods, models=payload.models, attacks=payload.attacks)
     pickle_in_process_plugins([*payload.methods.values(), *(m[0] for m in payload.models.values()), *payload.attacks.values()])
 
-    progress = make_progress_callback(trials, index, out, say)
+    from .progress import Progress
+
+    progress = Progress(trials, index, out, say)
 
     trainable = tune.with_resources(tune.with_parameters(_tune_trainable, payload=shipped), {"cpu": cpus, "gpu": gpus})
     tuner = tune.Tuner(
@@ -211,54 +213,3 @@ def run_ray(trials: list[dict], payload: Payload, *, cpus: float, gpus: float, s
     if len(out.results) + len(out.failures) < len(trials):
         out.interrupted = True
     return out
-
-
-def make_progress_callback(trials: list[dict], index: dict[str, int], out: Outcome, say: Callable[[str], None]):
-    """A Tune callback printing one line per trial event and collecting results and failures."""
-    from ray import tune
-
-    global _Progress
-    if _Progress is None:
-
-        class Progress(tune.Callback):
-            def __init__(self, trials, index, out, say):
-                self.trials, self.index, self.out, self.say = trials, index, out, say
-                self.started: dict[str, float] = {}
-
-            def __getstate__(self):  # Tune pickles callbacks with its experiment state; the sinks stay here
-                return {"trials": self.trials, "index": self.index, "out": Outcome(), "say": print, "started": {}}
-
-            def _where(self, trial) -> tuple[int, str]:
-                i = self.index[trial.config["trial"]["trial_name"]]
-                return i, f"[{i + 1}/{len(self.trials)}]"
-
-            def on_trial_start(self, iteration, trials, trial, **info):
-                self.started[trial.trial_id] = time.perf_counter()
-                self.say(f"{self._where(trial)[1]} running {trial.config['trial']['trial_name']}")
-
-            def on_trial_result(self, iteration, trials, trial, result, **info):
-                self.out.results[self._where(trial)[0]] = dict(result)
-
-            def on_trial_complete(self, iteration, trials, trial, **info):
-                i, tag = self._where(trial)
-                took = time.perf_counter() - self.started.get(trial.trial_id, time.perf_counter())
-                self.say(f"{tag} done    {trial.config['trial']['trial_name']} in {took:.1f}s: {summary_line(self.out.results.get(i, {}))}")
-
-            def on_trial_error(self, iteration, trials, trial, **info):
-                i, tag = self._where(trial)
-                error = ""
-                if trial.error_file and os.path.isfile(trial.error_file):
-                    with open(trial.error_file) as fh:
-                        error = fh.read()
-                self.out.failures[i] = error or "trial failed"
-                self.out.results.pop(i, None)
-                last = error.strip().splitlines()[-1] if error.strip() else "see the traceback in MLflow"
-                self.say(f"{tag} FAILED  {trial.config['trial']['trial_name']}: {last}")
-
-        Progress.__module__ = __name__
-        Progress.__qualname__ = "_Progress"
-        _Progress = Progress
-    return _Progress(trials, index, out, say)
-
-
-_Progress = None

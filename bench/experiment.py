@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 
 from .errors import BenchError
 from .forget import ForgetSpec, parse_forget
-from .recipe import FIELD_TYPES, build_recipe, parse_assignments
+from .recipe import build_recipe, parse_assignments
 from .registry import Registry
 
 DEFAULT_METHODS = "retrain,ft,ga"
@@ -466,4 +466,4 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-__all__ = ["RunOptions", "Plan", "Group", "MethodPlan", "make_plan", "validate_options", "merge_options", "FIELD_TYPES"]
+__all__ = ["RunOptions", "Plan", "Group", "MethodPlan", "make_plan", "validate_options", "merge_options"]

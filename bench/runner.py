@@ -54,8 +54,7 @@ def build_payload(plan: Plan, refs: dict):
         retrain_seconds = float(refs[g.retrain_key][1]["train_seconds"])
         groups[g.gid] = GroupPayload(
             splits=sp, forget_idx=g.forget_idx, forget_kind=g.forget.kind, forget_class=data.forget_class,
-            original_state=refs[g.original_key][0], retrain_state=refs[g.retrain_key][0],
-            retrain_seconds=retrain_seconds, original_eval=evals["original"], retrain_eval=evals["retrain"],
+            original_state=refs[g.original_key][0], retrain_seconds=retrain_seconds, original_eval=evals["original"], retrain_eval=evals["retrain"],
         )
         ref_rows.append({"setting": (g.dataset, g.model, g.forget.text), "seed": g.seed,
                          "original": evals["original"].accs, "retrain": evals["retrain"].accs,
@@ -101,9 +100,9 @@ def run(opts: RunOptions, console, verbose: bool = False) -> int:
         else:
             from .executor import train_many_local as train_many
 
-        cache = ReferenceCache(plan.cache_dir)
-        refs, trained = ensure_references(reference_jobs(plan), cache, train_many, say, versions)
-        say(f"references: {trained} trained, {len({j.key for j in reference_jobs(plan)}) - trained} from cache ({plan.cache_dir})")
+        jobs = reference_jobs(plan)
+        refs, trained = ensure_references(jobs, ReferenceCache(plan.cache_dir), train_many, say, versions)
+        say(f"references: {trained} trained, {len(refs) - trained} from cache ({plan.cache_dir})")
         tracking.log_metrics(client, parent, {"references_trained": trained})
         payload, ref_rows = build_payload(plan, refs)
 

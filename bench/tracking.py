@@ -53,7 +53,12 @@ def trial_metrics(result: dict) -> dict[str, float]:
 
 
 def configure_environment() -> None:
+    import logging
+
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # MLflow announces every table creation and migration of a new SQLite store at INFO
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def setup_experiment(tracking_uri: str, name: str) -> str:

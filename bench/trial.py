@@ -3,7 +3,7 @@
 ``run_trial(spec, payload)`` runs in a Ray Tune worker or in process (``--executor local``);
 both call exactly this function, with torch's threads fixed to the trial's CPUs, so the same
 seed gives the same numbers either way. ``payload`` holds, per group, the data and the
-reference models as safetensors bytes plus their evaluations; under Ray its values are
+original model as safetensors bytes plus both references' evaluations; under Ray its values are
 object references fetched with ``ray.get``.
 """
 
@@ -24,7 +24,6 @@ class GroupPayload:
     forget_kind: str
     forget_class: int | None
     original_state: bytes
-    retrain_state: bytes
     retrain_seconds: float
     original_eval: Any  # bench.evaluation.ModelEval
     retrain_eval: Any
