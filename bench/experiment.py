@@ -10,6 +10,7 @@ original model and the retrained reference.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import sys
@@ -49,6 +50,7 @@ class RunOptions:
     cache_dir: str | None = None
     data_dir: str | None = None
     download: bool = False
+    resume: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -114,7 +116,7 @@ TOML_KEYS = {
     "executor": "executor", "ray_address": "ray_address", "cpus_per_trial": "cpus_per_trial",
     "gpus_per_trial": "gpus_per_trial", "device": "device", "tracking_uri": "tracking_uri",
     "experiment": "experiment", "run_name": "run_name", "cache_dir": "cache_dir", "data_dir": "data_dir",
-    "download": "download",
+    "download": "download", "resume": "resume",
 }
 
 _S, _L, _N = (str,), (str, list), (int, float)
@@ -122,7 +124,7 @@ TOML_TYPES = {
     "methods": _L, "dataset": _L, "model": _L, "forget": _L, "seeds": (str, int, list), "forget_seed": (int,),
     "params": (dict,), "recipe": (dict,), "attacks": _L, "executor": _S, "ray_address": _S, "cpus_per_trial": _N,
     "gpus_per_trial": _N, "device": _S, "tracking_uri": _S, "experiment": _S, "run_name": _S, "cache_dir": _S,
-    "data_dir": _S, "download": (bool,),
+    "data_dir": _S, "download": (bool,), "resume": (bool,),
 }
 
 
@@ -449,7 +451,27 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
                 "versions": versions,
                 "plugins": plugins,
             })
+    for spec in trials:
+        spec["trial_key"] = trial_key(spec)
     return Plan(opts, uri, methods, splits, models, attacks, groups, trials, device, data_dir, cache_dir)
+
+
+#: What defines a trial's measurement (not where or with which versions it ran).
+TRIAL_KEY_FIELDS = ("method", "params", "seed", "forget_seed", "dataset", "model", "forget", "recipe", "attacks", "data_access")
+
+
+def trial_key(spec: dict) -> str:
+    """Identity of a trial, stable across runs: ``--resume`` skips trials whose key already finished."""
+    from .cache import sha256_bytes
+
+    doc = {k: spec[k] for k in TRIAL_KEY_FIELDS}
+    return sha256_bytes(json.dumps(doc, sort_keys=True, default=str).encode())[:16]
+
+
+def plan_key(trials: list[dict]) -> str:
+    from .cache import sha256_bytes
+
+    return sha256_bytes(",".join(sorted(t["trial_key"] for t in trials)).encode())[:16]
 
 
 def package_versions() -> dict[str, str]:

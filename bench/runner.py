@@ -78,17 +78,33 @@ def run(opts: RunOptions, console, verbose: bool = False) -> int:
     from .cache import ReferenceCache
     from .references import ensure_references
 
-    experiment_id = tracking.setup_experiment(plan.tracking_uri, opts.experiment)
-    run_name = opts.run_name or f"bench-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    parent_params = tracking.flatten({"options": opts.as_dict(), "versions": versions, "plugins": plugins})
-    parent = tracking.start_parent(plan.tracking_uri, experiment_id, run_name, parent_params,
-                                   {"bench.trials": str(len(plan.trials))})
-    say(f"parent run {parent} ('{run_name}')")
-
     from mlflow.tracking import MlflowClient
 
+    from .experiment import plan_key
+
+    experiment_id = tracking.setup_experiment(plan.tracking_uri, opts.experiment)
     client = MlflowClient(plan.tracking_uri)
-    client.log_text(parent, json.dumps({"options": opts.as_dict(), "trials": plan.trials}, indent=1, default=str), "experiment.json")
+    pkey = plan_key(plan.trials)
+    earlier = tracking.find_resumable(client, experiment_id, pkey) if opts.resume else None
+    done: dict[str, dict] = {}
+    if earlier is not None:
+        parent_run, done = earlier
+        parent, run_name = parent_run.info.run_id, parent_run.info.run_name
+        tracking.kill_unfinished_children(client, experiment_id, parent)  # left RUNNING by a killed run
+        client.update_run(parent, status="RUNNING")
+        say(f"resuming parent run {parent} ('{run_name}'): {sum(t['trial_key'] in done for t in plan.trials)} of "
+            f"{len(plan.trials)} trial(s) already finished")
+    else:
+        if opts.resume:
+            say(f"--resume: no earlier run of this plan in experiment '{opts.experiment}'; starting a new one")
+        run_name = opts.run_name or f"bench-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+        options = {k: v for k, v in opts.as_dict().items() if k != "resume"}
+        parent_params = tracking.flatten({"options": options, "versions": versions, "plugins": plugins})
+        parent = tracking.start_parent(plan.tracking_uri, experiment_id, run_name, parent_params,
+                                       {"bench.trials": str(len(plan.trials)), "bench.plan_key": pkey})
+        say(f"parent run {parent} ('{run_name}')")
+        client.log_text(parent, json.dumps({"options": options, "trials": plan.trials}, indent=1, default=str), "experiment.json")
+    todo = [i for i, t in enumerate(plan.trials) if t["trial_key"] not in done]
     started_ray = False
     status = "FAILED"
     try:
@@ -106,12 +122,17 @@ def run(opts: RunOptions, console, verbose: bool = False) -> int:
         tracking.log_metrics(client, parent, {"references_trained": trained})
         payload, ref_rows = build_payload(plan, refs)
 
-        if opts.executor == "ray":
+        trials = [plan.trials[i] for i in todo]
+        if not trials:
+            from .executor import Outcome
+
+            outcome = Outcome()
+        elif opts.executor == "ray":
             from .executor import run_ray
 
             callback = tracking.make_ray_callback(plan.tracking_uri, opts.experiment, parent)
-            outcome = run_ray(plan.trials, payload, cpus=opts.cpus_per_trial, gpus=opts.gpus_per_trial,
-                              storage=f"{plan.cache_dir}/ray_results", name=f"{run_name}-{parent[:8]}",
+            outcome = run_ray(trials, payload, cpus=opts.cpus_per_trial, gpus=opts.gpus_per_trial,
+                              storage=f"{plan.cache_dir}/ray_results", name=f"{run_name}-{parent[:8]}-{int(time.time())}",
                               callbacks=[callback], say=say)
         else:
             from .executor import run_local
@@ -119,15 +140,19 @@ def run(opts: RunOptions, console, verbose: bool = False) -> int:
             def log_trial(spec, metrics, error):
                 tracking.log_local_trial(plan.tracking_uri, experiment_id, parent, spec, metrics, error)
 
-            outcome = run_local(plan.trials, payload, log_trial, say)
+            outcome = run_local(trials, payload, log_trial, say)
+        # back to plan positions, with the trials an earlier (resumed) run finished
+        results = {todo[i]: m for i, m in outcome.results.items()}
+        failures = {todo[i]: e for i, e in outcome.failures.items()}
+        results.update({i: done[t["trial_key"]] for i, t in enumerate(plan.trials) if t["trial_key"] in done})
 
         from . import report
 
-        rows = report.build_rows(plan.trials, outcome.results, outcome.failures, ref_rows)
+        rows = report.build_rows(plan.trials, results, failures, ref_rows)
         report.render(rows, console)
         client.log_text(parent, report.to_markdown(rows), "summary.md")
         client.log_text(parent, report.to_csv(rows), "summary.csv")
-        tracking.log_metrics(client, parent, {"trials_finished": len(outcome.results), "trials_failed": len(outcome.failures),
+        tracking.log_metrics(client, parent, {"trials_finished": len(results), "trials_failed": len(failures),
                                               "wall_seconds": time.perf_counter() - t_start})
         if outcome.interrupted:
             status = "KILLED"

@@ -121,12 +121,39 @@ def child_tags(spec: dict, parent_run_id: str) -> dict[str, str]:
         "bench.dataset": spec["dataset"],
         "bench.model": spec["model"],
         "bench.forget": spec["forget"],
+        "bench.trial_key": spec["trial_key"],
     }
 
 
 def record_failure(client, run_id: str, error_text: str) -> None:
     client.set_tag(run_id, "bench.error", error_text.strip().splitlines()[-1][:4000] if error_text.strip() else "failed")
     client.log_text(run_id, error_text, "error.txt")
+
+
+def find_resumable(client, experiment_id: str, plan_key: str):
+    """The latest parent run of this plan and ``{trial_key: metrics}`` of its finished trials, or None."""
+    parents = client.search_runs(
+        [experiment_id], filter_string=f"tags.`bench.plan_key` = '{plan_key}' and tags.`bench.role` = 'parent'",
+        order_by=["attributes.start_time DESC"], max_results=1,
+    )
+    if not parents:
+        return None
+    parent = parents[0]
+    finished: dict[str, dict[str, float]] = {}
+    token = None
+    while True:
+        page = client.search_runs(
+            [experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}' and attributes.status = 'FINISHED'",
+            max_results=1000, page_token=token,
+        )
+        for run in page:
+            key = run.data.tags.get("bench.trial_key")
+            if key:
+                finished[key] = dict(run.data.metrics)
+        token = page.token
+        if not token:
+            break
+    return parent, finished
 
 
 def kill_unfinished_children(client, experiment_id: str, parent_run_id: str) -> int:

@@ -29,9 +29,10 @@ import click
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Reference-model cache. [default: ~/.cache/unlearning-bench]")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Dataset files. [default: ~/.local/share/unlearning-bench/data]")
 @click.option("--download/--no-download", default=None, help="Let dataset plugins download missing files (needs internet). [default: no]")
+@click.option("--resume", is_flag=True, default=None, help="Continue the latest run of the same plan in this experiment: skip its finished trials.")
 @click.option("--verbose", "-v", is_flag=True, help="Show Ray worker output.")
 def run(methods, datasets, models, forgets, seeds, forget_seed, params, recipe, config, attacks, executor, ray_address,
-        cpus_per_trial, gpus_per_trial, device, tracking_uri, experiment, run_name, cache_dir, data_dir, download, verbose):
+        cpus_per_trial, gpus_per_trial, device, tracking_uri, experiment, run_name, cache_dir, data_dir, download, resume, verbose):
     """Run every METHOD x SEED trial on the same original model and forget request.
 
     \b
@@ -50,7 +51,7 @@ def run(methods, datasets, models, forgets, seeds, forget_seed, params, recipe, 
         "recipe": parse_assignments(list(recipe), "--recipe") if recipe else None,
         "attacks": attacks, "executor": executor, "ray_address": ray_address, "cpus_per_trial": cpus_per_trial,
         "gpus_per_trial": gpus_per_trial, "device": device, "tracking_uri": tracking_uri, "experiment": experiment,
-        "run_name": run_name, "cache_dir": cache_dir, "data_dir": data_dir, "download": download,
+        "run_name": run_name, "cache_dir": cache_dir, "data_dir": data_dir, "download": download, "resume": resume,
     }
     opts = merge_options(load_toml(config) if config else None, cli)
 
