@@ -136,13 +136,16 @@ class MethodContext:
     ``seed`` seeds the method's randomness; ``device`` is the trial's torch device;
     ``recipe`` (a :class:`bench.recipe.Recipe`) is set only when the method declared
     ``"recipe"``; ``new_model()`` returns a freshly initialised model of the same
-    architecture on the device (seeded by ``seed``).
+    architecture on the device (seeded by ``seed``). ``report(model)``, when not ``None``
+    (``bench tune --scheduler asha``), evaluates an intermediate model and hands the result to
+    the scheduler, which may stop the trial there: iterative methods call it once per epoch.
     """
 
     seed: int
     device: str
     new_model: Callable[[], nn.Module]
     recipe: Any = None
+    report: Callable[[nn.Module], None] | None = None
 
 
 @dataclass

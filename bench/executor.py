@@ -19,11 +19,12 @@ from .trial import Payload, run_trial
 
 
 class Outcome:
-    """Per-trial results and failures, indexed like ``plan.trials``."""
+    """Per-trial results and failures, indexed like the trials given (samples: in start order)."""
 
     def __init__(self) -> None:
         self.results: dict[int, dict] = {}
         self.failures: dict[int, str] = {}
+        self.specs: dict[int, dict] = {}  # the spec each index ran (sampled params included)
         self.interrupted = False
 
 
@@ -163,16 +164,37 @@ def _train_reference_task(job, splits):
     return train_reference(dataclasses.replace(job, splits=splits))
 
 
+def spec_of(config: dict, trial_id: str | None = None) -> dict:
+    """The trial spec of a Tune config: ``{"trial": spec}``, or a base spec plus sampled
+    hyperparameters ``{"trial": spec, "sample": {...}}`` (``bench tune``)."""
+    spec = config["trial"]
+    sample = config.get("sample")
+    if not sample:
+        return spec
+    from .experiment import trial_key
+
+    merged = {**spec, "params": {**spec["params"], **sample}}
+    if trial_id is not None:
+        merged["trial_name"] = f"{spec['trial_name']} sample {int(trial_id.rsplit('_', 1)[-1])}"
+    merged["trial_key"] = trial_key(merged)
+    return merged
+
+
 def _tune_trainable(config: dict, payload: Payload) -> None:
     import ray
     from ray import tune
 
-    metrics = run_trial(config["trial"], payload, fetch=lambda v: ray.get(v) if isinstance(v, ray.ObjectRef) else v)
+    fetch = lambda v: ray.get(v) if isinstance(v, ray.ObjectRef) else v  # noqa: E731
+    report = tune.report if config.get("report_epochs") else None
+    metrics = run_trial(spec_of(config), payload, fetch=fetch, report=report)
     tune.report(metrics)
 
 
 def run_ray(trials: list[dict], payload: Payload, *, cpus: float, gpus: float, storage: str, name: str,
-            callbacks: list, say: Callable[[str], None]) -> Outcome:
+            callbacks: list, say: Callable[[str], None], search: dict | None = None) -> Outcome:
+    """Run ``trials`` (a grid over the specs) or, with ``search``, ``search["num_samples"]`` samples
+    of ``search["space"]`` (tune domains) around the single spec in ``trials``, under
+    ``search["metric"]``/``search["mode"]`` and an optional ``search["scheduler"]``."""
     import ray
     from ray import tune
 
@@ -184,13 +206,26 @@ def run_ray(trials: list[dict], payload: Payload, *, cpus: float, gpus: float, s
 
     from .progress import Progress
 
-    progress = Progress(trials, index, out, say)
+    if search is not None:
+        index = {}
+    progress = Progress(trials, index, out, say, total=None if search is None else search["num_samples"])
 
     trainable = tune.with_resources(tune.with_parameters(_tune_trainable, payload=shipped), {"cpu": cpus, "gpu": gpus})
+    if search is None:
+        param_space = {"trial": tune.grid_search([dict(t) for t in trials])}
+        tune_config = tune.TuneConfig(reuse_actors=True)
+    else:
+        from ray.tune.search import BasicVariantGenerator
+
+        param_space = {"trial": dict(trials[0]), "sample": search["space"], "report_epochs": search.get("scheduler") is not None}
+        tune_config = tune.TuneConfig(
+            reuse_actors=True, num_samples=search["num_samples"], metric=search["metric"], mode=search["mode"],
+            scheduler=search.get("scheduler"), search_alg=BasicVariantGenerator(random_state=search["seed"]),
+        )
     tuner = tune.Tuner(
         trainable,
-        param_space={"trial": tune.grid_search([dict(t) for t in trials])},
-        tune_config=tune.TuneConfig(reuse_actors=True),
+        param_space=param_space,
+        tune_config=tune_config,
         run_config=tune.RunConfig(
             name=name,
             storage_path=storage,
@@ -201,15 +236,11 @@ def run_ray(trials: list[dict], payload: Payload, *, cpus: float, gpus: float, s
         ),
     )
     try:
-        grid = tuner.fit()
+        tuner.fit()
     except KeyboardInterrupt:
         out.interrupted = True
         return out
-    for result in grid:
-        name_ = (result.config or {}).get("trial", {}).get("trial_name")
-        if name_ in index and result.error is not None and index[name_] not in out.failures:
-            out.failures[index[name_]] = str(result.error)
-            out.results.pop(index[name_], None)
-    if len(out.results) + len(out.failures) < len(trials):
+    expected = len(trials) if search is None else search["num_samples"]
+    if len(out.results) + len(out.failures) < expected:  # failures are recorded by the progress callback
         out.interrupted = True
     return out

@@ -16,17 +16,24 @@ class Progress(tune.Callback):
     left out of the pickled state.
     """
 
-    def __init__(self, trials: list[dict], index: dict[str, int], out, say: Callable[[str], None]) -> None:
-        self.trials, self.index, self.out, self.say = trials, index, out, say
+    def __init__(self, trials: list[dict], index: dict[str, int], out, say: Callable[[str], None], total: int | None = None) -> None:
+        self.trials, self.index, self.out, self.say, self.total = trials, index, out, say, total
         self.started: dict[str, float] = {}
 
     def __getstate__(self):
-        return {"trials": self.trials, "index": self.index, "out": None, "say": None, "started": {}}
+        return {"trials": self.trials, "index": self.index, "out": None, "say": None, "started": {}, "total": self.total}
 
     def _where(self, trial) -> tuple[int, str, str]:
-        name = trial.config["trial"]["trial_name"]
+        from .executor import spec_of
+
+        spec = spec_of(trial.config, trial.trial_id)
+        name = spec["trial_name"]
+        if name not in self.index:  # a sample of ``bench tune``: numbered in start order
+            self.index[name] = len(self.index)
         i = self.index[name]
-        return i, f"[{i + 1}/{len(self.trials)}]", name
+        self.out.specs[i] = spec
+        total = self.total or len(self.trials)
+        return i, f"[{i + 1}/{total}]", name
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self.started[trial.trial_id] = time.perf_counter()
@@ -41,7 +48,9 @@ class Progress(tune.Callback):
 
         i, tag, name = self._where(trial)
         took = time.perf_counter() - self.started.get(trial.trial_id, time.perf_counter())
-        self.say(f"{tag} done    {name} in {took:.1f}s: {summary_line(self.out.results.get(i, {}))}")
+        result = self.out.results.get(i, {})
+        early = "" if "unlearn_seconds" in result else " (stopped early by the scheduler)"
+        self.say(f"{tag} done    {name} in {took:.1f}s: {summary_line(result)}{early}")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         i, tag, name = self._where(trial)

@@ -63,6 +63,27 @@ def build_payload(plan: Plan, refs: dict):
     return payload, ref_rows
 
 
+def prepare_references(plan: Plan, versions: dict, say: Callable[[str], None]):
+    """Load or train every reference (Ray tasks under the ray executor), then evaluate them once.
+
+    Returns the trials' shared payload, the reference rows of the summary and how many were trained.
+    """
+    from .cache import ReferenceCache
+    from .references import ensure_references
+
+    opts = plan.options
+    if opts.executor == "ray":
+        from .executor import train_many_ray
+
+        train_many = train_many_ray(opts.cpus_per_trial, opts.gpus_per_trial)
+    else:
+        from .executor import train_many_local as train_many
+    refs, trained = ensure_references(reference_jobs(plan), ReferenceCache(plan.cache_dir), train_many, say, versions)
+    say(f"references: {trained} trained, {len(refs) - trained} from cache ({plan.cache_dir})")
+    payload, ref_rows = build_payload(plan, refs)
+    return payload, ref_rows, trained
+
+
 def run(opts: RunOptions, console, verbose: bool = False) -> int:
     say: Callable[[str], None] = lambda msg: console.print(msg, highlight=False, markup=False)  # noqa: E731
     registry = get_registry()
@@ -75,8 +96,6 @@ def run(opts: RunOptions, console, verbose: bool = False) -> int:
     say(f"MLflow tracking store: {plan.tracking_uri} (experiment '{opts.experiment}')")
 
     from . import tracking
-    from .cache import ReferenceCache
-    from .references import ensure_references
 
     from mlflow.tracking import MlflowClient
 
@@ -109,18 +128,11 @@ def run(opts: RunOptions, console, verbose: bool = False) -> int:
     status = "FAILED"
     try:
         if opts.executor == "ray":
-            from .executor import start_ray, train_many_ray
+            from .executor import start_ray
 
             started_ray = start_ray(opts.ray_address, verbose, say)
-            train_many = train_many_ray(opts.cpus_per_trial, opts.gpus_per_trial)
-        else:
-            from .executor import train_many_local as train_many
-
-        jobs = reference_jobs(plan)
-        refs, trained = ensure_references(jobs, ReferenceCache(plan.cache_dir), train_many, say, versions)
-        say(f"references: {trained} trained, {len(refs) - trained} from cache ({plan.cache_dir})")
+        payload, ref_rows, trained = prepare_references(plan, versions, say)
         tracking.log_metrics(client, parent, {"references_trained": trained})
-        payload, ref_rows = build_payload(plan, refs)
 
         trials = [plan.trials[i] for i in todo]
         if not trials:

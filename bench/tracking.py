@@ -195,7 +195,9 @@ def make_ray_callback(tracking_uri: str, experiment_name: str, parent_run_id: st
         def log_trial_start(self, trial):
             if trial in self._trial_runs:
                 return
-            spec = trial.config["trial"]
+            from .executor import spec_of
+
+            spec = spec_of(trial.config, trial.trial_id)
             run = self.mlflow_util.start_run(
                 tags={**child_tags(spec, parent_run_id), "trial_name": str(trial)}, run_name=spec["trial_name"],
                 set_active=False,
@@ -204,10 +206,14 @@ def make_ray_callback(tracking_uri: str, experiment_name: str, parent_run_id: st
             log_params(self.mlflow_util._get_client(), run.info.run_id, trial_params(spec))
 
         def log_trial_result(self, iteration, trial, result):
-            log_metrics(self.mlflow_util._get_client(), self._trial_runs[trial], trial_metrics(result), step=0)
+            step = int(result.get("training_iteration", 1)) - 1  # intermediate reports (ASHA) are steps
+            log_metrics(self.mlflow_util._get_client(), self._trial_runs[trial], trial_metrics(result), step=step)
 
         def log_trial_end(self, trial, failed=False):
             run_id = self._trial_runs[trial]
+            if not failed and "unlearn_seconds" not in (trial.last_result or {}):
+                # a scheduler (ASHA) stopped it on an intermediate result
+                self.mlflow_util._get_client().set_tag(run_id, "bench.stopped_early", "true")
             if failed:
                 error = ""
                 if trial.error_file and Path(trial.error_file).is_file():

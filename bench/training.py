@@ -77,8 +77,8 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Recipe, seed
 
 
 def train_epochs(model, x, y, *, epochs, batch_size, optimizer, lr, momentum, weight_decay, schedule, seed,
-                 sign: float = 1.0) -> nn.Module:
-    """Mini-batch training; ``sign=-1`` ascends the loss (gradient ascent) instead of descending it."""
+                 on_epoch=None) -> nn.Module:
+    """Mini-batch training; ``on_epoch(model)``, if given, is called after every epoch."""
     g = torch.Generator().manual_seed(seed)
     n = len(y)
     steps = max(1, sum(1 for s in range(0, n, batch_size) if min(batch_size, n - s) > 1 or n == 1))
@@ -89,9 +89,11 @@ def train_epochs(model, x, y, *, epochs, batch_size, optimizer, lr, momentum, we
         for idx in batches(n, batch_size, g, x.device):
             loss = F.cross_entropy(model(x[idx]), y[idx])
             opt.zero_grad(set_to_none=True)
-            (sign * loss).backward()
+            loss.backward()
             opt.step()
             sched.step()
+        if on_epoch is not None:
+            on_epoch(model)
     return model
 
 

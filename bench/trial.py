@@ -60,7 +60,10 @@ def model_factory(model_obj, arg, splits, seed: int, device: str) -> Callable[[]
     return new_model
 
 
-def run_trial(spec: dict, payload: Payload, fetch: Callable[[Any], Any] = lambda v: v) -> dict[str, float]:
+def run_trial(spec: dict, payload: Payload, fetch: Callable[[Any], Any] = lambda v: v,
+              report: Callable[[dict], None] | None = None) -> dict[str, float]:
+    """Run one trial and return its metrics. ``report``, if given, receives the metrics of the
+    intermediate models a method passes to ``ctx.report`` (for schedulers such as ASHA)."""
     import torch
 
     from .cache import load_state
@@ -92,8 +95,14 @@ def run_trial(spec: dict, payload: Payload, fetch: Callable[[Any], Any] = lambda
         retain_x=rx if "retain" in access else None,
         retain_y=ry if "retain" in access else None,
     )
+    data = EvalData(rx, ry, fx, fy, tx, ty, group.forget_class)
+
+    def report_model(intermediate) -> None:
+        report(compare_to_references(evaluate_model(intermediate, data), group.original_eval, group.retrain_eval))
+
     ctx = MethodContext(seed=seed, device=device, new_model=new_model,
-                        recipe=Recipe(**spec["recipe"]) if "recipe" in access else None)
+                        recipe=Recipe(**spec["recipe"]) if "recipe" in access else None,
+                        report=report_model if report is not None else None)
     params = dict(spec["params"])
 
     warm_up(model, rx if len(ry) else fx, ry if len(ry) else fy)
@@ -103,7 +112,6 @@ def run_trial(spec: dict, payload: Payload, fetch: Callable[[Any], Any] = lambda
     if not isinstance(out, torch.nn.Module):
         raise BenchError(f"Method '{spec['method']}' returned {type(out).__name__}, not a torch.nn.Module.")
 
-    data = EvalData(rx, ry, fx, fy, tx, ty, group.forget_class)
     metrics = compare_to_references(evaluate_model(out, data), group.original_eval, group.retrain_eval)
     metrics["unlearn_seconds"] = m.seconds
     metrics["retrain_seconds"] = group.retrain_seconds

@@ -25,5 +25,5 @@ class FineTune:
         return train_epochs(
             model, request.retain_x, request.retain_y, epochs=params["epochs"], batch_size=params["batch_size"],
             optimizer=params["optimizer"], lr=params["lr"], momentum=params["momentum"],
-            weight_decay=params["weight_decay"], schedule="constant", seed=ctx.seed,
+            weight_decay=params["weight_decay"], schedule="constant", seed=ctx.seed, on_epoch=ctx.report,
         )

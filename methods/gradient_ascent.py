@@ -75,6 +75,8 @@ class GradientAscent:
                 opt.step()
                 if stop >= 0 and _accuracy(model, x, y) <= stop:
                     return model
+            if ctx.report is not None:
+                ctx.report(model)
         return model
 
     def _neggrad_plus(self, model, request, params, ctx):
@@ -101,6 +103,8 @@ class GradientAscent:
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+            if ctx.report is not None:
+                ctx.report(model)
         return model
 
 

@@ -1,0 +1,67 @@
+"""`bench tune` searches a method's declared space with Ray Tune; `bench run --params` reuses the best."""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def _runs(workdir):
+    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
+    return mlflow.search_runs(experiment_names=["unlearning-bench"], order_by=["start_time ASC"])
+
+
+def test_tune_records_every_sample_saves_the_best_and_run_reuses_it(workdir, run_bench, store_args):
+    best_file = workdir / "best.json"
+    proc = run_bench("tune", "--method", "ga", "--num-samples", "6", "--forget", "class:3", "-O", str(best_file),
+                     *store_args(workdir), cwd=workdir)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    df = _runs(workdir)
+    parent = df[df["tags.bench.kind"] == "tune"].iloc[0]
+    kids = df[df["tags.mlflow.parentRunId"] == parent["run_id"]]
+    assert len(kids) == 6 and set(kids["status"]) == {"FINISHED"}
+    assert kids["params.params.lr"].nunique() == 6  # samples of the declared log-uniform lr
+    lrs = kids["params.params.lr"].astype(float)
+    assert ((lrs >= 1e-5) & (lrs <= 1e-1)).all()
+    best_row = kids.loc[kids["metrics.avg_gap"].idxmin()]
+    best = json.loads(best_file.read_text())
+    assert float(best["ga"]["lr"]) == pytest.approx(float(best_row["params.params.lr"]))
+    assert int(best["ga"]["epochs"]) == int(best_row["params.params.epochs"])
+    assert best == json.loads(mlflow.artifacts.load_text(f"runs:/{parent['run_id']}/best_params.json"))
+    assert parent["metrics.best_avg_gap"] == pytest.approx(best_row["metrics.avg_gap"])
+
+    # reuse: from the file, then from the run id; same seed and parameters give the same numbers
+    for source in (str(best_file), parent["run_id"]):
+        again = run_bench("run", "--methods", "ga", "--params", source, "--forget", "class:3", "--executor", "local",
+                          *store_args(workdir), cwd=workdir)
+        assert again.returncode == 0, again.stdout + again.stderr
+        last = _runs(workdir)
+        last = last[(last["tags.bench.role"] == "trial") & (last["params.method"] == "ga")].iloc[-1]
+        assert float(last["params.params.lr"]) == pytest.approx(float(best_row["params.params.lr"]))
+        assert last["metrics.avg_gap"] == best_row["metrics.avg_gap"]
+
+
+def test_asha_stops_poor_samples_early(workdir, run_bench, store_args):
+    proc = run_bench("tune", "--method", "ft", "--num-samples", "8", "--scheduler", "asha", "--forget", "class:3",
+                     "-p", "ft.epochs=12", "-O", str(workdir / "ft.json"), *store_args(workdir), cwd=workdir)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    df = _runs(workdir)
+    kids = df[df["tags.bench.role"] == "trial"]
+    assert len(kids) == 8
+    client = mlflow.tracking.MlflowClient()
+    steps = {r: len(client.get_metric_history(r, "avg_gap")) for r in kids["run_id"]}
+    stopped = kids[kids.get("tags.bench.stopped_early", "") == "true"]
+    assert len(stopped) >= 1 and "stopped early by the scheduler" in proc.stdout
+    # a stopped sample reported fewer epochs than one that ran to the end
+    assert min(steps[r] for r in stopped["run_id"]) < max(steps.values())
+
+
+def test_tune_refuses_a_method_without_search_space(workdir, run_bench, store_args):
+    proc = run_bench("tune", "--method", "retrain", *store_args(workdir), cwd=workdir)
+    assert proc.returncode == 2
+    assert "Method 'retrain' declares no search space" in proc.stderr and "ft, ga" in proc.stderr
+    assert not list((workdir / "cache").iterdir())
