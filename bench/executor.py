@@ -31,7 +31,7 @@ class Outcome:
 # -- in process ------------------------------------------------------------------------------
 
 def run_local(trials: list[dict], payload: Payload, log_trial: Callable[[dict, dict | None, str | None], None],
-              say: Callable[[str], None]) -> Outcome:
+              say: Callable[..., None]) -> Outcome:
     from .tracking import format_exception
 
     out = Outcome()
@@ -47,7 +47,7 @@ def run_local(trials: list[dict], payload: Payload, log_trial: Callable[[dict, d
             error = format_exception(exc)
             out.failures[i] = error
             log_trial(spec, None, error)
-            say(f"[{i + 1}/{len(trials)}] FAILED  {spec['trial_name']}: {type(exc).__name__}: {exc}")
+            say(f"[{i + 1}/{len(trials)}] FAILED  {spec['trial_name']}: {type(exc).__name__}: {exc}", always=True)
             continue
         out.results[i] = metrics
         log_trial(spec, metrics, None)
@@ -93,6 +93,8 @@ def start_ray(address: str | None, verbose: bool, say: Callable[[str], None]) ->
 
     # Tune's result files are off (TUNE_DISABLE_AUTO_CALLBACK_LOGGERS): results come through our callbacks.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    if not address:  # our own Ray on loopback keeps Ray's default token auth without announcing it
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
 
     if ray.is_initialized():
         return False

@@ -61,4 +61,4 @@ class Progress(tune.Callback):
         self.out.failures[i] = error or "trial failed"
         self.out.results.pop(i, None)
         last = error.strip().splitlines()[-1] if error.strip() else "see the traceback in MLflow"
-        self.say(f"{tag} FAILED  {name}: {last}")
+        self.say(f"{tag} FAILED  {name}: {last}", always=True)

@@ -84,8 +84,10 @@ def prepare_references(plan: Plan, versions: dict, say: Callable[[str], None]):
     return payload, ref_rows, trained
 
 
-def run(opts: RunOptions, console, verbose: bool = False) -> int:
-    say: Callable[[str], None] = lambda msg: console.print(msg, highlight=False, markup=False)  # noqa: E731
+def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False) -> int:
+    from .console import Printer
+
+    say = Printer(console, quiet)
     registry = get_registry()
     t_start = time.perf_counter()
     versions = package_versions()
@@ -168,17 +170,17 @@ def run(opts: RunOptions, console, verbose: bool = False) -> int:
                                               "wall_seconds": time.perf_counter() - t_start})
         if outcome.interrupted:
             status = "KILLED"
-            say("interrupted: finished trials are recorded in MLflow.")
+            say("interrupted: finished trials are recorded in MLflow.", always=True)
             code = 130
         elif outcome.failures:
-            say(f"{len(outcome.failures)} trial(s) failed; their tracebacks are in MLflow (artifact error.txt).")
+            say(f"{len(outcome.failures)} trial(s) failed; their tracebacks are in MLflow (artifact error.txt).", always=True)
             code = 1
         else:
             status = "FINISHED"
             code = 0
     except KeyboardInterrupt:
         status = "KILLED"
-        say("interrupted: finished trials are recorded in MLflow.")
+        say("interrupted: finished trials are recorded in MLflow.", always=True)
         code = 130
     finally:
         if status == "KILLED":
@@ -188,5 +190,5 @@ def run(opts: RunOptions, console, verbose: bool = False) -> int:
             import ray
 
             ray.shutdown()
-    say(f"MLflow tracking store: {plan.tracking_uri}; parent run {parent}; wall time {time.perf_counter() - t_start:.1f}s")
+    say(f"MLflow tracking store: {plan.tracking_uri}; parent run {parent}; wall time {time.perf_counter() - t_start:.1f}s", always=True)
     return code

@@ -15,7 +15,7 @@ import json
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .errors import BenchError
 from .evaluation import METRIC_DIRECTIONS
@@ -43,8 +43,10 @@ def check_tunable(registry, method: str, objective: str, num_samples: int, sched
 
 
 def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int, scheduler: str, seed: int,
-                output: str | None, console, verbose: bool = False) -> int:
-    say: Callable[[str], None] = lambda msg: console.print(msg, highlight=False, markup=False)  # noqa: E731
+                output: str | None, console, verbose: bool = False, quiet: bool = False) -> int:
+    from .console import Printer
+
+    say = Printer(console, quiet)
     registry = get_registry()
     check_tunable(registry, method, objective, num_samples, scheduler)
     if len(opts.datasets) != 1 or len(opts.models) != 1 or len(opts.forgets) != 1 or len(opts.seeds) != 1:
@@ -97,7 +99,7 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
         )
         best = best_sample(outcome, objective, mode)
         if best is None:
-            say("no sample finished: no best parameters to save.")
+            say("no sample finished: no best parameters to save.", always=True)
         else:
             spec, value = best
             best_params = {method: spec["params"]}
@@ -110,7 +112,7 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
             say(f"best sample: {spec['trial_name']}: {objective}={value:.4f} with "
                 + ", ".join(f"{k}={spec['params'][k]!r}" for k in space))
             say(f"best parameters written to {path} and to MLflow (run {parent}, best_params.json); "
-                f"reuse them with: bench run --params {path}")
+                f"reuse them with: bench run --params {path}", always=True)
         status, code = ("KILLED", 130) if outcome.interrupted else ("FINISHED", 0 if best is not None else 1)
     except KeyboardInterrupt:
         status, code = "KILLED", 130

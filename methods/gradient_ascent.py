@@ -93,13 +93,16 @@ class GradientAscent:
         opt = make_optimizer(model.parameters(), "sgd", params["lr"], params["momentum"], 0.0)
         xf, yf = request.forget_x, request.forget_y
         for _ in range(params["epochs"]):
-            forget_batches = itertools.cycle(list(batches(len(yf), params["batch_size"], g, xf.device)))
+            forget_batches = list(batches(len(yf), params["batch_size"], g, xf.device))
+            forget_cycle = itertools.cycle(forget_batches)
             for idx in batches(len(request.retain_y), params["batch_size"], g, xf.device):
-                fidx = next(forget_batches)
                 model.train(params["train_mode"])
                 drift = sum(((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchor, strict=True))
                 retain_loss = F.cross_entropy(model(request.retain_x[idx]), request.retain_y[idx]) + 0.5 * wd * drift
-                loss = alpha * retain_loss - (1 - alpha) * F.cross_entropy(model(xf[fidx]), yf[fidx])
+                loss = alpha * retain_loss
+                if forget_batches:  # an empty forget set leaves only the retain term
+                    fidx = next(forget_cycle)
+                    loss = loss - (1 - alpha) * F.cross_entropy(model(xf[fidx]), yf[fidx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

@@ -164,6 +164,15 @@ def test_random_labels_joint_variant_and_bad_variant(plugin_src, digits_original
         method.unlearn(copy.deepcopy(original), request, {**method.default_params, "variant": "nope"}, _ctx(seed=0))
 
 
+def test_random_labels_passes_the_conformance_kit(plugin_src):
+    """The kit plugin authors run (``bench.testing``; the plugin's own tests/test_conformance.py
+    parametrizes it) passes on both variants, loaded from source as above."""
+    from bench.testing import check_method
+
+    check_method(plugin_src.RandomLabels())
+    check_method(plugin_src.RandomLabels(), params={"variant": "joint"})
+
+
 # -- installed through pip, run through Ray Tune ---------------------------------------------
 
 

@@ -82,3 +82,17 @@ def test_local_ray_listens_on_loopback_only():
         assert listening <= {"127.0.0.1", "::ffff:127.0.0.1", "::1"}, listening
     finally:
         ray.shutdown()
+
+
+def test_quiet_prints_only_the_summary_failures_and_where_results_are(workdir, boom_plugin):
+    from bench.experiment import RunOptions
+
+    boom_plugin()
+    opts = RunOptions(executor="local", methods="boom,ft", cache_dir=str(workdir / "cache"),
+                      tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}", recipe={"epochs": 3})
+    out = io.StringIO()
+    assert run(opts, Console(file=out, width=200), quiet=True) == 1
+    text = out.getvalue()
+    assert "running" not in text and "trained " not in text and "references:" not in text
+    assert "FAILED  boom seed=0" in text and "1 trial(s) failed" in text
+    assert "unlearning-bench summary" in text and f"sqlite:///{workdir / 'mlflow.db'}" in text

@@ -23,6 +23,7 @@ SETTING = [
     click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Dataset files. [default: ~/.local/share/unlearning-bench/data]"),
     click.option("--download/--no-download", default=None, help="Let dataset plugins download missing files (needs internet). [default: no]"),
     click.option("--verbose", "-v", is_flag=True, help="Show Ray worker output."),
+    click.option("--quiet", "-q", is_flag=True, help="Print only failures, the summary and where the results are."),
 ]
 
 

@@ -30,4 +30,4 @@ def run(params_file, **kw):
 
     from bench.runner import run as run_experiment
 
-    sys.exit(run_experiment(opts, console(), verbose=kw["verbose"]))
+    sys.exit(run_experiment(opts, console(), verbose=kw["verbose"], quiet=kw["quiet"]))

@@ -30,4 +30,4 @@ def tune(method, objective, num_samples, scheduler, seed, output, **kw):
 
     check_tunable(get_registry(), method, objective, num_samples, scheduler)
     opts = to_run_options({**kw, "seeds": str(seed)})
-    sys.exit(tune_method(opts, method, objective, num_samples, scheduler, seed, output, console(), verbose=kw["verbose"]))
+    sys.exit(tune_method(opts, method, objective, num_samples, scheduler, seed, output, console(), verbose=kw["verbose"], quiet=kw["quiet"]))
