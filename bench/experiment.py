@@ -238,7 +238,9 @@ def resolve_model(registry: Registry, spec: str) -> tuple[Any, str | None, str]:
     raise AssertionError  # pragma: no cover
 
 
-def resolve_tracking_uri(uri: str | None) -> str:
+def resolve_tracking_uri(uri: str | None, writable: bool = True) -> str:
+    """The MLflow store: ``uri``, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///$PWD/mlflow.db``.
+    Readers (``bench compare``, ``bench ui``) pass ``writable=False``."""
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
     if uri.startswith("sqlite:///"):
         path = Path(uri[len("sqlite:///"):])
@@ -246,7 +248,7 @@ def resolve_tracking_uri(uri: str | None) -> str:
             path = Path.cwd() / path
         if not path.parent.is_dir():
             raise BenchError(f"Tracking store {uri}: the directory {path.parent} does not exist. Create it or pass another --tracking-uri.")
-        if not os.access(path.parent, os.W_OK):
+        if writable and not os.access(path.parent, os.W_OK):
             raise BenchError(f"Tracking store {uri}: the directory {path.parent} is not writable.")
         return f"sqlite:///{path}"
     parsed = urlparse(uri)

@@ -113,3 +113,81 @@ def to_csv(rows: list[Row]) -> str:
             stats.extend(_mean_std(r.values.get(c, [])))
         w.writerow([*r.setting, r.name, *stats, r.ok, r.failed])
     return buf.getvalue()
+
+
+# -- ranked comparison tables (``bench compare``) ----------------------------------------------
+
+def is_reference(row: Row) -> bool:
+    """The two reference rows (original model, retrained model) are shown but never ranked."""
+    return row.name.endswith(" (reference)")
+
+
+def row_mean(row: Row, metric: str) -> float:
+    return _mean_std(row.values.get(metric, []))[0]
+
+
+def rank_rows(rows: list[Row], metric: str, maximize: bool) -> list[int | None]:
+    """Competition ranks (1, 2, 2, 4) of the method rows by the mean of ``metric``, within each
+    setting; None for the reference rows and for rows without a value (every trial failed)."""
+    ranks: list[int | None] = [None] * len(rows)
+    by_setting: dict[tuple, list[tuple[float, int]]] = defaultdict(list)
+    for i, r in enumerate(rows):
+        mean = row_mean(r, metric)
+        if not is_reference(r) and not math.isnan(mean):
+            by_setting[r.setting].append((mean, i))
+    for items in by_setting.values():
+        for mean, i in items:
+            ranks[i] = 1 + sum(1 for other, _ in items if (other > mean if maximize else other < mean))
+    return ranks
+
+
+def _trials_cell(r: Row) -> str:
+    return f"{r.ok}" + (f" ({r.failed} failed)" if r.failed else "")
+
+
+def render_ranked(rows: list[Row], ranks: list[int | None], console, columns=COLUMNS, title: str | None = None) -> None:
+    """``render`` with a rank column first and a choice of metric columns."""
+    from rich.table import Table
+    from rich.text import Text
+
+    multi = len({r.setting for r in rows}) > 1
+    table = Table(title=title or "unlearning-bench comparison (mean ± std over seeds)", show_lines=False)
+    table.add_column("rank", justify="right")
+    if multi:
+        table.add_column("dataset / model / forget")
+    table.add_column("method")
+    for c in columns:
+        table.add_column(c, justify="right")
+    table.add_column("trials", justify="right")
+    for r, k in zip(rows, ranks, strict=True):
+        cells = [Text("-" if k is None else str(k))] + ([Text(" / ".join(r.setting))] if multi else [])
+        cells += [Text(r.name)] + [Text(fmt(r.values.get(c, []))) for c in columns] + [Text(_trials_cell(r))]
+        style = "red" if r.failed else ("dim" if is_reference(r) else ("bold" if k == 1 else None))
+        table.add_row(*cells, style=style)
+    console.print(table)
+
+
+def to_markdown_ranked(rows: list[Row], ranks: list[int | None], columns=COLUMNS) -> str:
+    """``to_markdown`` with a rank column and a choice of metric columns."""
+    head = ["dataset", "model", "forget", "method", "rank", *columns, "ok", "failed"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r, k in zip(rows, ranks, strict=True):
+        cells = [*r.setting, r.name, "-" if k is None else str(k), *(fmt(r.values.get(c, [])) for c in columns), str(r.ok), str(r.failed)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_csv_ranked(rows: list[Row], ranks: list[int | None], columns=COLUMNS) -> str:
+    """``to_csv`` with a rank column (empty for references) and a choice of metric columns."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["dataset", "model", "forget", "method", "rank", *(f"{c}_{s}" for c in columns for s in ("mean", "std")), "ok", "failed"])
+    for r, k in zip(rows, ranks, strict=True):
+        stats = []
+        for c in columns:
+            stats.extend(_mean_std(r.values.get(c, [])))
+        w.writerow([*r.setting, r.name, "" if k is None else k, *stats, r.ok, r.failed])
+    return buf.getvalue()

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BenchError
-from .evaluation import METRIC_DIRECTIONS
+from .metrics import METRIC_DIRECTIONS
 from .experiment import RunOptions, make_plan, package_versions
 from .plugins import get_registry, plugin_versions
 

@@ -1,0 +1,80 @@
+"""``bench compare``: rank the methods of a finished run from MLflow and draw the Pareto plot."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+
+@click.command()
+@click.option("--experiment", "-e", default="unlearning-bench", show_default=True, help="MLflow experiment name.")
+@click.option("--tracking-uri", default=None, envvar="MLFLOW_TRACKING_URI",
+              help="MLflow store or server (also MLFLOW_TRACKING_URI). [default: sqlite:///$PWD/mlflow.db]")
+@click.option("--run", "run_ref", default="latest", show_default=True, metavar="RUN_ID|latest|all",
+              help="Parent run to compare: its id (or a unique prefix of 4+ characters) or name; latest; "
+                   "or all to pool every parent run of the experiment.")
+@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "csv"]), default="table", show_default=True,
+              help="Output on stdout (messages go to stderr).")
+@click.option("--objective", default="avg_gap", show_default=True, metavar="METRIC",
+              help="Metric the methods are ranked by (mean over seeds).")
+@click.option("--maximize/--minimize", default=None,
+              help="Higher / lower objective is better. [default: from the metric: lower for gaps, js, seconds, "
+                   "memory; higher for accuracies, speedup]")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
+              help="Where to write the Pareto plot PNG. [default: ./compare-<parent run id prefix>.png]")
+@click.option("--no-plot", is_flag=True, help="Neither write nor log the plot.")
+@click.option("--gap", "gap_metric", type=click.Choice(["avg_gap", "forget_gap"]), default="avg_gap", show_default=True,
+              help="Forgetting gap on the plot's x axis.")
+def compare(experiment, tracking_uri, run_ref, fmt, objective, maximize, plot_path, no_plot, gap_metric):
+    """Compare the methods of a finished `bench run`, read back from MLflow.
+
+    Prints methods (and the original and retrained references) x metrics, mean ± std over seeds,
+    ranked by --objective; failed trials are counted, not averaged. Writes a Pareto plot of
+    forgetting gap against test accuracy (colour: unlearn_seconds) and logs it to the parent run
+    as the artifact pareto.png.
+
+    \b
+    Examples:
+      bench compare
+      bench compare --run all --format markdown
+      bench compare --objective test_acc --plot pareto.png
+    """
+    from pathlib import Path
+
+    from bench import compare as cmp
+
+    def note(msg: str) -> None:
+        click.echo(msg, err=True)
+
+    comp = cmp.compare(tracking_uri=tracking_uri, experiment=experiment, run=run_ref, objective=objective, maximize=maximize)
+    note(f"MLflow tracking store: {comp.tracking_uri}; experiment '{comp.experiment}', {comp.describe()}: "
+         f"{len(comp.trials)} trial(s)" + (f", {comp.unfinished} still running (not shown)" if comp.unfinished else ""))
+    if fmt == "table":
+        from rich.console import Console
+
+        from bench import report
+
+        console = Console() if sys.stdout.isatty() else Console(width=200)
+        report.render_ranked(comp.rows, comp.ranks, console, comp.columns, title=cmp.title(comp))
+    elif fmt == "markdown":
+        from bench import report
+
+        click.echo(report.to_markdown_ranked(comp.rows, comp.ranks, comp.columns), nl=False)
+    else:
+        from bench import report
+
+        click.echo(report.to_csv_ranked(comp.rows, comp.ranks, comp.columns), nl=False)
+
+    if no_plot:
+        return
+    path = plot_path or cmp.default_plot_path(comp)
+    optimal = cmp.plot_pareto(comp, path, gap_metric)
+    front = "; ".join((f"{' / '.join(setting)}: " if len(optimal) > 1 else "") + ", ".join(names) for setting, names in optimal.items())
+    note(f"Pareto plot ({gap_metric} vs {cmp.UTILITY_METRIC}; Pareto-optimal: {front}) written to {Path(path).resolve()}")
+    try:
+        uri = cmp.log_plot(comp, path)
+    except Exception as exc:  # noqa: BLE001 -- the plot is written; a read-only store must not fail the comparison
+        note(f"warning: could not log the plot to run {comp.target.info.run_id}: {exc}")
+    else:
+        note(f"logged to run {comp.target.info.run_id} as {cmp.artifact_name(comp)} ({uri})")

@@ -1,0 +1,283 @@
+"""``bench compare``: tables read back from MLflow, ranks, the Pareto plot and its artifact, errors.
+
+One module-scoped experiment, run in process (--executor local, 5 epochs): a first run of
+retrain, ft, ga and ``flaky`` (fails on seed 1 only) over seeds 0 and 1, then a second, later
+run of ft and ga (another ga lr) on seed 0; plus an empty experiment.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections import defaultdict
+from pathlib import Path
+from types import SimpleNamespace
+from typing import ClassVar
+
+import pytest
+from click.testing import CliRunner
+from rich.console import Console
+
+import bench
+from bench import compare as cmp
+from bench import report
+from bench.cli import main
+from bench.experiment import RunOptions
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+class Flaky:
+    """Returns the original model on seed 0, fails on seed 1: one finished and one failed trial."""
+
+    name = "flaky"
+    description = "test method that fails on seed 1"
+    requires = frozenset({"forget"})
+    default_params: ClassVar[dict] = {}
+    search_space: ClassVar[dict] = {}
+
+    def unlearn(self, model, request, params, ctx):
+        if ctx.seed == 1:
+            raise RuntimeError("flaky: deliberate failure on seed 1")
+        return model
+
+
+class _FlakyPlugin:
+    @bench.hookimpl
+    def register_methods(self, register):
+        register(Flaky())
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    from mlflow.tracking import MlflowClient
+
+    from bench.plugins import register_plugin, unregister_plugin
+    from bench.runner import run
+
+    root = tmp_path_factory.mktemp("compare")
+    (root / "cache").mkdir()
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    common = {"executor": "local", "recipe": {"epochs": 5}, "cache_dir": str(root / "cache"), "tracking_uri": uri}
+    plugin = _FlakyPlugin()
+    register_plugin(plugin)
+    try:
+        out = io.StringIO()
+        code = run(RunOptions(methods="retrain,ft,ga,flaky", seeds=[0, 1], run_name="first", **common),
+                   Console(file=out, width=200))
+        assert code == 1, out.getvalue()  # flaky's seed-1 trial failed
+        code = run(RunOptions(methods="ft,ga", seeds=[0], params={"ga": {"lr": "0.02"}}, run_name="second", **common),
+                   Console(file=out, width=200))
+        assert code == 0, out.getvalue()
+    finally:
+        unregister_plugin(plugin)
+    client = MlflowClient(uri)
+    client.create_experiment("empty")
+    exp = client.get_experiment_by_name("unlearning-bench")
+    parents = client.search_runs([exp.experiment_id], "tags.`bench.role` = 'parent'", order_by=["attributes.start_time DESC"])
+    second, first = (p.info.run_id for p in parents)
+    kids = client.search_runs([exp.experiment_id], "tags.`bench.role` = 'trial'", max_results=1000)
+    by_parent = defaultdict(list)
+    for k in kids:
+        by_parent[k.data.tags["mlflow.parentRunId"]].append(k)
+    return SimpleNamespace(root=root, uri=uri, client=client, first=first, second=second, kids=by_parent)
+
+
+def _means(kids, metric):
+    """method -> (mean, sample std, n) over the finished children, straight from MLflow."""
+    vals = defaultdict(list)
+    for k in kids:
+        if k.info.status == "FINISHED":
+            vals[k.data.tags["bench.method"]].append(k.data.metrics[metric])
+    out = {}
+    for m, v in vals.items():
+        mean = sum(v) / len(v)
+        std = math.sqrt(sum((x - mean) ** 2 for x in v) / (len(v) - 1)) if len(v) > 1 else 0.0
+        out[m] = (mean, std, len(v))
+    return out
+
+
+def _expected_ranks(means: dict, maximize: bool) -> dict[str, int]:
+    return {m: 1 + sum(1 for o in means.values() if (o[0] > v[0] if maximize else o[0] < v[0])) for m, v in means.items()}
+
+
+def _csv(text: str) -> dict[str, dict]:
+    return {r["method"]: r for r in csv.DictReader(io.StringIO(text))}
+
+
+def test_csv_matches_mlflow_values_and_ranks(store, run_bench):
+    res = run_bench("compare", "--tracking-uri", store.uri, "--run", store.first, "--format", "csv", "--no-plot", cwd=store.root)
+    assert res.returncode == 0, res.stderr
+    rows = _csv(res.stdout)  # stdout is pure CSV: messages go to stderr
+    assert list(rows) == ["original (reference)", "retrain (reference)", "retrain", "flaky", "ft", "ga"]
+    kids = store.kids[store.first]
+    for metric in ("avg_gap", "test_acc", "forget_acc", "unlearn_seconds", "js_to_retrain_forget"):
+        for method, (mean, std, n) in _means(kids, metric).items():
+            assert float(rows[method][f"{metric}_mean"]) == pytest.approx(mean, rel=1e-9, abs=1e-12), (method, metric)
+            assert float(rows[method][f"{metric}_std"]) == pytest.approx(std, rel=1e-9, abs=1e-12), (method, metric)
+            assert int(rows[method]["ok"]) == n
+    expected = _expected_ranks(_means(kids, "avg_gap"), maximize=False)
+    assert {m: int(rows[m]["rank"]) for m in expected} == expected
+    assert rows["retrain"]["rank"] == "1" and float(rows["retrain"]["avg_gap_mean"]) == 0.0
+    # the failed trial is counted, not averaged: flaky's numbers are its seed-0 trial's
+    assert (rows["flaky"]["ok"], rows["flaky"]["failed"]) == ("1", "1")
+    assert all(rows[m]["failed"] == "0" for m in ("retrain", "ft", "ga"))
+    # the references: one value per seed, from the children's original_* / retrain_* metrics
+    seed_refs = {k.data.tags["bench.seed"]: k.data.metrics for k in kids if k.info.status == "FINISHED"}
+    assert len(seed_refs) == 2
+    for name, prefix in (("original (reference)", "original_"), ("retrain (reference)", "retrain_")):
+        assert rows[name]["rank"] == "" and rows[name]["ok"] == "2"
+        vals = [m[f"{prefix}test_acc"] for m in seed_refs.values()]
+        assert float(rows[name]["test_acc_mean"]) == pytest.approx(sum(vals) / 2)
+    flaky_seed0 = next(k for k in kids if k.data.tags["bench.method"] == "flaky" and k.info.status == "FINISHED")
+    # flaky returned the original model: its avg_gap is the original reference's gap on seed 0
+    o = flaky_seed0.data.metrics
+    gap0 = sum(abs(o[f"original_{a}"] - o[f"retrain_{a}"]) for a in cmp.ACCURACIES) / 3
+    assert float(rows["flaky"]["avg_gap_mean"]) == pytest.approx(gap0, abs=1e-9)
+    assert float(rows["retrain (reference)"]["unlearn_seconds_mean"]) == pytest.approx(
+        sum(m["retrain_seconds"] for m in seed_refs.values()) / 2)
+
+
+def test_table_and_plot_logged_to_the_parent(store, run_bench):
+    from PIL import Image
+
+    res = run_bench("compare", "--tracking-uri", store.uri, "--run", store.first[:8], cwd=store.root)
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    assert f"run {store.first[:8]} (first)" in out and "ranked by avg_gap (lower is better)" in out
+    lines = {line.split("│")[2].strip(): [c.strip() for c in line.split("│")[1:-1]]
+             for line in out.splitlines() if line.startswith("│")}
+    assert set(lines) == {"original (reference)", "retrain (reference)", "retrain", "ft", "ga", "flaky"}
+    header = [c.strip() for c in next(line for line in out.splitlines() if line.startswith("┃")).split("┃")[1:-1]]
+    assert header[:2] == ["rank", "method"] and header[-1] == "trials" and "avg_gap" in header
+    means = _means(store.kids[store.first], "avg_gap")
+    for method, rank in _expected_ranks(means, maximize=False).items():
+        cells = lines[method]
+        assert cells[0] == str(rank)
+        mean, std, n = means[method]
+        assert cells[header.index("avg_gap")] == (f"{mean:.3f} ± {std:.3f}" if n > 1 else f"{mean:.3f}")
+    assert " ± " in lines["ft"][header.index("test_acc")]
+    assert lines["flaky"][-1] == "1 (1 failed)" and lines["ga"][-1] == "2"
+    assert lines["original (reference)"][0] == "-" and lines["retrain (reference)"][0] == "-"
+    # the plot: default path in the working directory, a real PNG, logged as pareto.png
+    png = store.root / f"compare-{store.first[:8]}.png"
+    assert str(png) in res.stderr and "Pareto-optimal: retrain" in res.stderr
+    data = png.read_bytes()
+    assert data[:8] == PNG_MAGIC and 15_000 < len(data) < 1_000_000
+    with Image.open(png) as im:
+        assert im.format == "PNG" and im.width >= 600 and im.height >= 400
+    assert "pareto.png" in [a.path for a in store.client.list_artifacts(store.first)]
+    local = store.client.download_artifacts(store.first, "pareto.png", str(store.root / "dl"))
+    assert Path(local).read_bytes() == data
+
+
+def test_latest_run_markdown_from_environment_with_objective(store, run_bench, tmp_path):
+    plot = tmp_path / "sub" / "p.png"
+    res = run_bench("compare", "--format", "markdown", "--objective", "test_acc", "--plot", str(plot),
+                    cwd=tmp_path, env={"MLFLOW_TRACKING_URI": store.uri})
+    assert res.returncode == 0, res.stderr
+    assert store.second in res.stderr  # the latest parent run
+    table = [line.split("|")[1:-1] for line in res.stdout.splitlines() if line.startswith("| digits")]
+    rows = {c[3].strip(): [x.strip() for x in c] for c in table}
+    assert list(rows) == ["original (reference)", "retrain (reference)", "ft", "ga"]  # by rank: ft has the higher test_acc
+    assert rows["ft"][4] == "1" and rows["ga"][4] == "2" and rows["original (reference)"][4] == "-"
+    expected = _expected_ranks(_means(store.kids[store.second], "test_acc"), maximize=True)
+    assert expected == {"ft": 1, "ga": 2}
+    assert plot.read_bytes()[:8] == PNG_MAGIC and not list(tmp_path.glob("compare-*.png"))
+    assert "pareto.png" in [a.path for a in store.client.list_artifacts(store.second)]
+    # --minimize turns the ranking round
+    r = CliRunner().invoke(main, ["compare", "--tracking-uri", store.uri, "--objective", "test_acc", "--minimize",
+                                  "--format", "csv", "--no-plot"])
+    assert r.exit_code == 0, r.output
+    assert (_csv(r.stdout)["ft"]["rank"], _csv(r.stdout)["ga"]["rank"]) == ("2", "1")
+
+
+def test_run_all_pools_parents_and_separates_hyperparameters(store, run_bench):
+    res = run_bench("compare", "--tracking-uri", store.uri, "--run", "all", "--format", "csv", cwd=store.root)
+    assert res.returncode == 0, res.stderr
+    rows = _csv(res.stdout)
+    assert rows["ft"]["ok"] == "3"  # 2 seeds of the first run + 1 of the second
+    assert rows["retrain (reference)"]["ok"] == "3" and rows["retrain"]["ok"] == "2"
+    assert {"ga[lr=0.005]", "ga[lr=0.02]"} <= set(rows) and "ga" not in rows
+    assert rows["ga[lr=0.005]"]["ok"] == "2" and rows["ga[lr=0.02]"]["ok"] == "1"
+    ft = [k.data.metrics["avg_gap"] for p in (store.first, store.second) for k in store.kids[p]
+          if k.data.tags["bench.method"] == "ft"]
+    assert float(rows["ft"]["avg_gap_mean"]) == pytest.approx(sum(ft) / 3)
+    png = store.root / f"compare-all-{store.second[:8]}.png"
+    assert png.read_bytes()[:8] == PNG_MAGIC
+    assert "pareto-all.png" in [a.path for a in store.client.list_artifacts(store.second)]
+
+
+def _err(store, *args, env=None):
+    r = CliRunner().invoke(main, ["compare", "--tracking-uri", store.uri, "--no-plot", *args], env=env)
+    assert r.exit_code == 2, r.output
+    return r.stderr
+
+
+def test_errors(store, tmp_path):
+    msg = _err(store, "--experiment", "nope")
+    assert "Unknown experiment 'nope'" in msg and "'empty'" in msg and "'unlearning-bench'" in msg
+    msg = _err(store, "--experiment", "empty")
+    assert "'empty' has no bench runs" in msg
+    msg = _err(store, "--run", "0123456789abcdef")
+    assert "Unknown run '0123456789abcdef'" in msg and store.first in msg and store.second in msg
+    child = store.kids[store.first][0].info.run_id
+    assert f"its parent run is {store.first}" in _err(store, "--run", child)
+    msg = _err(store, "--objective", "nope")
+    assert "Unknown objective metric 'nope'" in msg
+    assert all(f" {m}" in msg for m in ("avg_gap", "test_acc", "unlearn_seconds", "forget_gap"))
+    assert "original_test_acc" not in msg
+    msg = _err(store, "--objective", "forget_acc")
+    assert "No known better direction for 'forget_acc'" in msg and "'forget_gap'" in msg and "--maximize" in msg
+    r = CliRunner().invoke(main, ["compare", "--tracking-uri", f"sqlite:///{tmp_path / 'none.db'}"])
+    assert r.exit_code == 2 and "No MLflow store at" in r.stderr and not (tmp_path / "none.db").exists()
+
+
+def test_directions_pareto_and_ranks():
+    assert cmp.direction("avg_gap") is False and cmp.direction("js_to_retrain_test") is False
+    assert cmp.direction("test_acc") is True and cmp.direction("speedup_vs_retrain") is True
+    assert cmp.direction("unlearn_seconds") is False and cmp.direction("peak_memory_mb") is False
+    assert cmp.direction("forget_acc") is None and cmp.direction("mia_auc") is None
+    assert cmp.direction("mia_gap") is False and cmp.direction("attack_acc") is True
+    # (gap, utility): lower gap and higher utility dominate
+    pts = [(0.0, 0.90), (0.04, 0.95), (0.3, 0.6), (0.04, 0.90), (0.5, 0.95)]
+    assert cmp.pareto_front(pts) == [0, 1]
+    rows = [report.Row(("d", "m", "f"), n, {"x": v}, len(v), 0)
+            for n, v in (("original (reference)", [5.0]), ("a", [1.0, 3.0]), ("b", [2.0]), ("c", [2.0]), ("d", []))]
+    assert report.rank_rows(rows, "x", maximize=False) == [None, 1, 1, 1, None]
+    assert report.rank_rows(rows, "x", maximize=True) == [None, 1, 1, 1, None]
+    rows[2].values["x"] = [1.5]
+    assert report.rank_rows(rows, "x", maximize=False) == [None, 2, 1, 2, None]
+    assert report.rank_rows(rows, "x", maximize=True) == [None, 1, 3, 1, None]
+
+
+def test_directions_agree_with_bench_tune():
+    from bench.metrics import METRIC_DIRECTIONS
+
+    for metric, mode in METRIC_DIRECTIONS.items():
+        assert cmp.direction(metric) is (mode == "max"), metric
+
+
+def test_tune_runs_only_when_named(store):
+    """A `bench tune` parent (tag bench.kind=tune) is left out of latest/all; named, each sample is a row."""
+    client = store.client
+    exp = client.create_experiment("tuned")
+    parent = client.create_run(exp, run_name="tune-ga", tags={"bench.role": "parent", "bench.kind": "tune"}).info.run_id
+    template = next(k for k in store.kids[store.first] if k.data.tags["bench.method"] == "ga")
+    for i, lr in enumerate(("0.01", "0.012345678")):
+        tags = {k: v for k, v in template.data.tags.items() if k.startswith("bench.") and k != "bench.trial_key"}
+        kid = client.create_run(exp, tags={**tags, "mlflow.parentRunId": parent, "bench.trial_key": f"k{i}"}).info.run_id
+        client.log_param(kid, "params.lr", lr)
+        for k, v in template.data.metrics.items():
+            client.log_metric(kid, k, v + (0.01 * i if k == "avg_gap" else 0.0))
+        client.set_terminated(kid, "FINISHED")
+    client.set_terminated(parent, "FINISHED")
+    msg = _err(store, "--experiment", "tuned")
+    assert "only `bench tune` runs" in msg and parent in msg
+    r = CliRunner().invoke(main, ["compare", "--tracking-uri", store.uri, "--experiment", "tuned", "--run", parent,
+                                  "--format", "csv", "--no-plot"])
+    assert r.exit_code == 0, r.output
+    rows = _csv(r.stdout)
+    assert rows["ga[lr=0.01]"]["rank"] == "1" and rows["ga[lr=0.01235]"]["rank"] == "2"
+    assert rows["original (reference)"]["ok"] == "1"  # both samples share one seed's references
