@@ -68,12 +68,16 @@ def summary_line(m: dict) -> str:
 
 # -- Ray ---------------------------------------------------------------------------------------
 
-def start_ray(address: str | None, verbose: bool, say: Callable[[str], None]) -> bool:
+def start_ray(address: str | None, verbose: bool, say: Callable[..., None], num_cpus: int | None = None) -> bool:
     """Connect to ``address`` or start a local Ray bound to 127.0.0.1. Returns True if we started it."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "60")
+    # Tune requests resources for pending trials eagerly; a pending trial then often gets a fresh
+    # actor process (seconds of start-up: importing torch) instead of the one a finished trial
+    # frees. One pending trial keeps the warm actors busy (measured: benchmarks/bench_scaling.py).
+    os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "1")
     already_imported = "ray" in sys.modules
     loopback = not address or is_loopback(address)
     if loopback:
@@ -114,7 +118,7 @@ def start_ray(address: str | None, verbose: bool, say: Callable[[str], None]) ->
             ) from None
         say(f"joined Ray cluster at {address} ({time.perf_counter() - t0:.1f}s)")
     else:
-        ray.init(include_dashboard=False, **kwargs)
+        ray.init(include_dashboard=False, num_cpus=num_cpus, **kwargs)
         say(f"started local Ray on 127.0.0.1 with {int(ray.cluster_resources().get('CPU', 0))} CPUs ({time.perf_counter() - t0:.1f}s)")
     return True
 

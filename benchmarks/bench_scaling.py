@@ -1,14 +1,16 @@
-"""Throughput of 16 small trials through Ray on 1 vs 2 CPUs, and the per-trial overhead.
+"""Throughput of 16 small trials through Ray on 1 vs 2 CPUs, and the scheduling overhead per trial.
 
-Usage: python benchmarks/bench_scaling.py [--trials 16] [--epochs 40]
+Usage: python benchmarks/bench_scaling.py [--trials 16] [--epochs 40,200]
 
-Each trial is `ft` on digits/mlp with its own seed; the references of every seed are cached
-by a warm-up run first, so only the trial phase is timed (from the first trial to the last). Three runs, in one process:
-  * Ray with num_cpus=1, then num_cpus=2 (1 CPU per trial): speed-up = t1 / t2 (target >= 1.7);
-  * the in-process executor (no Ray, same trials): per-trial time without scheduling.
-Overhead per trial = (Ray 1-CPU trial-phase time - in-process trial-phase time) / trials: what
-Ray Tune plus the MLflow callback add to each trial; the trial's own work is the in-process
-time per trial (method call + evaluation), whose `unlearn_seconds` is shown too.
+Each trial is `ft` on digits/mlp with its own seed (the fine-tuning epochs set the trial's own
+work); the references of every seed are cached by a warm-up run first, so only the trial phase
+is timed (executor call: from handing the trials to Ray Tune until the last one is recorded in
+MLflow). For each trial size, three runs in one process:
+  * in process (`--executor local`, no Ray): the trials' own work, including evaluation and MLflow;
+  * Ray started with 1 CPU, then with 2 CPUs (1 CPU per trial): speed-up = t(1 CPU) / t(2 CPUs).
+Ray's cost is split into a fixed part per run (Tune's set-up and each worker process's start-up,
+which imports torch: Tune gives every actor a fresh process) and a part per trial; the two are
+solved from the two trial sizes' 1-CPU runs, assuming the fixed part does not depend on the size.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import argparse
 import io
 import os
 import statistics
-import sys
 import tempfile
 import time
 
@@ -27,10 +28,9 @@ from rich.console import Console
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--trials", type=int, default=16)
-    ap.add_argument("--epochs", type=int, default=40, help="ft epochs per trial (sets the trial's own work)")
+    ap.add_argument("--epochs", default="40,200", help="ft epochs per trial, one run set per value")
     a = ap.parse_args()
     os.environ.setdefault("BENCH_PLUGINS", "")
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     import ray
 
     from bench import executor
@@ -38,46 +38,51 @@ def main():
     from bench.runner import run
 
     phase: dict[str, float] = {}
-    real_ray, real_local = executor.run_ray, executor.run_local
+    real = {"ray": executor.run_ray, "local": executor.run_local}
 
     def timed(label, fn):
         def wrapper(*args, **kw):
             t0 = time.perf_counter()
             out = fn(*args, **kw)
             phase[label] = time.perf_counter() - t0
-            phase[label + ":results"] = out.results
+            phase[label + ":unlearn"] = statistics.mean(r["unlearn_seconds"] for r in out.results.values())
             return out
         return wrapper
 
-    with tempfile.TemporaryDirectory() as tmp:
-        def many(executor_name, experiment):
-            """ft x N seeds (one forget set): N trials, each with its own cached references."""
-            return RunOptions(executor=executor_name, tracking_uri=f"sqlite:///{tmp}/mlflow.db", experiment=experiment,
-                              cache_dir=f"{tmp}/cache", methods="ft", seeds=list(range(a.trials)), forget_seed=0,
-                              params={"ft": {"epochs": a.epochs}})
-
-        run(many("local", "warm-up"), Console(file=io.StringIO()), quiet=True)  # trains and caches every reference
-
-        executor.run_local = timed("local", real_local)
-        run(many("local", "local"), Console(file=io.StringIO()), quiet=True)
-        for cpus in (1, 2):
-            ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-            executor.run_ray = timed(f"ray{cpus}", real_ray)
-            run(many("ray", f"ray-{cpus}cpu"), Console(file=io.StringIO()), quiet=True)
-            ray.shutdown()
-
+    sizes = [int(e) for e in a.epochs.split(",")]
     n = a.trials
-    unlearn = statistics.mean(r["unlearn_seconds"] for r in phase["local:results"].values())
-    print(f"{n} trials of ft ({a.epochs} epochs) on digits/mlp, references cached; trial phase only")
-    print(f"in process (no Ray)   : {phase['local']:6.2f} s  = {phase['local'] / n:.3f} s/trial "
-          f"(method call {unlearn:.3f} s + evaluation and bookkeeping)")
-    print(f"Ray, 1 CPU            : {phase['ray1']:6.2f} s  = {phase['ray1'] / n:.3f} s/trial")
-    print(f"Ray, 2 CPUs           : {phase['ray2']:6.2f} s  = {phase['ray2'] / n:.3f} s/trial")
-    print(f"speed-up 1 -> 2 CPUs  : {phase['ray1'] / phase['ray2']:.2f}x  (target >= 1.7x)")
-    overhead = (phase["ray1"] - phase["local"]) / n
-    print(f"Ray Tune + MLflow overhead per trial: {overhead:.3f} s vs the trial's own work {phase['local'] / n:.3f} s "
-          f"({overhead / (phase['local'] / n):.0%})")
-    sys.stdout.flush()
+    with tempfile.TemporaryDirectory() as tmp:
+        def trials(executor_name, experiment, epochs):
+            return RunOptions(executor=executor_name, tracking_uri=f"sqlite:///{tmp}/mlflow.db", experiment=experiment,
+                              cache_dir=f"{tmp}/cache", methods="ft", seeds=list(range(n)), forget_seed=0,
+                              params={"ft": {"epochs": epochs}})
+
+        quiet = dict(quiet=True)
+        run(trials("local", "warm-up", 1), Console(file=io.StringIO()), **quiet)  # trains and caches every reference
+        for epochs in sizes:
+            executor.run_local = timed(f"local{epochs}", real["local"])
+            run(trials("local", f"local-{epochs}", epochs), Console(file=io.StringIO()), **quiet)
+            for cpus in (1, 2):
+                executor.start_ray(None, False, lambda *x, **k: None, num_cpus=cpus)
+                executor.run_ray = timed(f"ray{cpus}-{epochs}", real["ray"])
+                run(trials("ray", f"ray-{cpus}cpu-{epochs}", epochs), Console(file=io.StringIO()), **quiet)
+                ray.shutdown()
+
+    print(f"{n} trials of ft on digits/mlp (one seed each, references cached); trial phase only; 2-core CPU machine")
+    for epochs in sizes:
+        loc, r1, r2 = phase[f"local{epochs}"], phase[f"ray1-{epochs}"], phase[f"ray2-{epochs}"]
+        print(f"\nft {epochs} epochs: method call {phase[f'local{epochs}:unlearn']:.3f} s per trial")
+        print(f"  in process (no Ray) : {loc:6.2f} s = {loc / n:.3f} s/trial")
+        print(f"  Ray, 1 CPU          : {r1:6.2f} s = {r1 / n:.3f} s/trial")
+        print(f"  Ray, 2 CPUs         : {r2:6.2f} s = {r2 / n:.3f} s/trial")
+        print(f"  speed-up 1 -> 2 CPUs: {r1 / r2:.2f}x (target >= 1.7x); Ray+MLflow over in-process: {(r1 - loc) / n:.3f} s/trial")
+    if len(sizes) >= 2:
+        e0, e1 = sizes[0], sizes[-1]
+        extra0 = phase[f"ray1-{e0}"] - phase[f"local{e0}"]
+        extra1 = phase[f"ray1-{e1}"] - phase[f"local{e1}"]
+        print(f"\nRay's cost over in-process, 1 CPU: {extra0:.2f} s ({e0} epochs) and {extra1:.2f} s ({e1} epochs) for {n} trials;"
+              f" its size-independent share is about {min(extra0, extra1):.2f} s per run (set-up and worker start-up),"
+              f" i.e. {min(extra0, extra1) / n:.3f} s/trial when spread over {n} trials.")
 
 
 if __name__ == "__main__":
