@@ -24,10 +24,11 @@ def main():
     """Benchmark machine-unlearning methods: same model, same forget request, same metrics, in MLflow."""
 
 
-from . import compare_cmd, list_cmd, plugins_cmd, run_cmd, tune_cmd  # noqa: E402
+from . import compare_cmd, list_cmd, plugins_cmd, run_cmd, tune_cmd, ui_cmd  # noqa: E402
 
 main.add_command(run_cmd.run)
 main.add_command(tune_cmd.tune)
 main.add_command(plugins_cmd.plugins)
 main.add_command(list_cmd.list_)
 main.add_command(compare_cmd.compare)
+main.add_command(ui_cmd.ui)

@@ -1,0 +1,107 @@
+"""``bench ui``: the MLflow UI on the store ``bench run`` wrote, until Ctrl-C."""
+
+from __future__ import annotations
+
+import signal
+
+import click
+from click.core import ParameterSource
+
+
+class _Stop(Exception):
+    """SIGTERM or SIGHUP: stop like Ctrl-C."""
+
+
+def _raise_stop(signum, frame):
+    raise _Stop(signal.Signals(signum).name)
+
+
+@click.command()
+@click.option("--tracking-uri", default=None, envvar="MLFLOW_TRACKING_URI",
+              help="The MLflow store `bench run` wrote (also MLFLOW_TRACKING_URI). [default: sqlite:///$PWD/mlflow.db]")
+@click.option("--experiment", "-e", default="unlearning-bench", show_default=True, help="MLflow experiment to open.")
+@click.option("--port", "-p", type=click.IntRange(1, 65535), default=5000, show_default=True,
+              help="Port of the UI; the next free one when it is taken.")
+@click.option("--host", default="127.0.0.1", envvar="BENCH_UI_HOST", show_default=True,
+              help="Interface to bind. Anything but a loopback address exposes the UI to the network and must be "
+                   "given on the command line (BENCH_UI_HOST may only name a loopback address).")
+@click.option("--no-browser-hint", is_flag=True, help="Print only the URLs, without the how-to-open hint.")
+@click.option("--start-timeout", type=click.FloatRange(1), default=90, show_default=True,
+              help="Seconds to wait for the server to answer /health.")
+@click.pass_context
+def ui(ctx, tracking_uri, experiment, port, host, no_browser_hint, start_timeout):
+    """Start the MLflow UI on the runs of `bench run` and print the URL of the runs page.
+
+    The server (mlflow server, one worker, no job runner) listens on 127.0.0.1 and stops, with its
+    whole process tree, on Ctrl-C or SIGTERM.
+
+    \b
+    Examples:
+      bench ui
+      bench ui --tracking-uri sqlite:////data/exp/mlflow.db --port 5050
+      bench ui -e my-experiment --no-browser-hint
+    """
+    from bench import ui as ui_lib
+
+    store = ui_lib.resolve_ui_store(tracking_uri)
+    warning = ui_lib.check_host(host, explicit=ctx.get_parameter_source("host") == ParameterSource.COMMANDLINE)
+    if warning:
+        click.echo(warning, err=True)
+    chosen = ui_lib.choose_port(host, port)
+    if chosen != port:
+        click.echo(f"port {port} is in use on {host}: using {chosen}")
+
+    handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {s: signal.getsignal(s) for s in handled}
+    # SIGINT too: a shell starts background jobs (`bench ui &`) with SIGINT ignored
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _raise_stop)
+    signal.signal(signal.SIGHUP, _raise_stop)
+    server = None
+    keep_log = False
+    exit_code = 0
+    try:
+        server = ui_lib.start_server(store, host=host, port=chosen)
+        # look the experiment up while the server boots (both take about a second of CPU)
+        experiment_id = ui_lib.find_experiment(store, experiment)
+        click.echo(f"MLflow tracking store: {store} (experiment '{experiment}', id {experiment_id})")
+        click.echo(f"starting the MLflow UI on {host}:{chosen} (server log: {server.log_path})")
+        keep_log = True  # if it never answers, the error names the log
+        seconds = server.wait_ready(start_timeout)
+        keep_log = False
+        click.echo(f"MLflow UI ready in {seconds:.1f} s")
+        click.echo(f"runs page:  {server.runs_url(experiment_id)}")
+        click.echo(f"all trials: {server.trials_url(experiment_id)}")
+        if not no_browser_hint:
+            click.echo(
+                "Open the runs page in a browser: one row per `bench run`; click + on a row to show its trials "
+                "(one child run per method x seed). 'all trials' lists every trial as its own row, lowest avg_gap first.\n"
+                f"On a remote machine: ssh -L {chosen}:127.0.0.1:{chosen} HOST, then open the same URL locally."
+            )
+        click.echo("Ctrl-C stops the server.")
+        code = server.proc.wait()
+        keep_log = True
+        click.echo(f"Error: the MLflow server exited on its own (code {code}). Last lines of its log "
+                   f"({server.log_path}):\n{server.log_tail()}", err=True)
+        exit_code = 1
+    except (KeyboardInterrupt, _Stop):
+        for s in handled:
+            signal.signal(s, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+        if server is not None:
+            click.echo("stopping the MLflow server ...")
+        keep_log = False
+    finally:
+        for s in handled:
+            signal.signal(s, signal.SIG_IGN)
+        try:
+            if server is not None:
+                server.stop()
+                if not keep_log:
+                    server.cleanup()
+        finally:
+            for s, handler in previous.items():
+                if handler is not None:
+                    signal.signal(s, handler)
+    if exit_code:
+        ctx.exit(exit_code)
+    click.echo("stopped")

@@ -1,0 +1,299 @@
+"""`bench ui`: the MLflow UI on the store `bench run` wrote, checked in headless Chromium."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlparse
+
+import psutil
+import pytest
+
+from bench.errors import BenchError
+
+BENCH = shutil.which("bench", path=os.path.dirname(sys.executable)) or "bench"
+CHROMIUM = "/usr/bin/chromium"
+PARENT_RUN = "ui-test-run"
+TRIALS = ("ft seed=0", "ga seed=0")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _listeners(port: int) -> list:
+    return [c for c in psutil.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN and c.laddr.port == port]
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's headless-capable Chromium, installed with apt-get when absent (never skipped)."""
+    if not os.path.exists(CHROMIUM):
+        sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "chromium"]):
+            try:
+                proc = subprocess.run([*sudo, *cmd], capture_output=True, text=True, timeout=900, env=env)
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                pytest.fail(f"headless Chromium is needed to check the MLflow UI: `{' '.join(cmd)}` failed: {exc}")
+            if proc.returncode != 0:
+                tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+                pytest.fail(f"headless Chromium is needed to check the MLflow UI: `{' '.join([*sudo, *cmd])}` exited "
+                            f"{proc.returncode}:\n{tail}")
+        if not os.path.exists(CHROMIUM):
+            pytest.fail(f"apt-get installed chromium but {CHROMIUM} does not exist")
+    return CHROMIUM
+
+
+def _chromium(binary: str, tmp: Path, url: str, *mode: str) -> subprocess.CompletedProcess:
+    profile = tmp / f"chromium-profile-{time.monotonic_ns()}"
+    cmd = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
+           "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+           "--virtual-time-budget=15000", *mode, url]
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def _rendered_dom(binary: str, tmp: Path, url: str, expected: tuple[str, ...]) -> str:
+    """The DOM after the page's scripts ran; one retry, in case the runs table rendered late."""
+    for _ in range(2):
+        dom = _chromium(binary, tmp, url, "--dump-dom").stdout
+        if all(name in dom for name in expected):
+            break
+    return dom
+
+
+@pytest.fixture(scope="module")
+def finished_store(tmp_path_factory):
+    """A finished experiment (ft and ga, one seed, 3 epochs), written in process in a few seconds."""
+    from rich.console import Console
+
+    from bench.experiment import RunOptions
+    from bench.runner import run
+
+    work = tmp_path_factory.mktemp("ui-store")
+    (work / "cache").mkdir()
+    uri = f"sqlite:///{work / 'mlflow.db'}"
+    opts = RunOptions(executor="local", methods="ft,ga", seeds=[0], recipe={"epochs": 3}, run_name=PARENT_RUN,
+                      cache_dir=str(work / "cache"), tracking_uri=uri)
+    out = io.StringIO()
+    assert run(opts, Console(file=out, width=200)) == 0, out.getvalue()
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("unlearning-bench")
+    parent = client.search_runs([exp.experiment_id], filter_string=f"attributes.run_name = '{PARENT_RUN}'")[0]
+    return work, uri, exp.experiment_id, parent.info.run_id
+
+
+class _Output:
+    """Collects a process's stdout/stderr lines from reader threads."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.lines: list[str] = []
+        self.err: list[str] = []
+        self.threads = [threading.Thread(target=self._read, args=(stream, sink), daemon=True)
+                        for stream, sink in ((proc.stdout, self.lines), (proc.stderr, self.err))]
+        for t in self.threads:
+            t.start()
+
+    @staticmethod
+    def _read(stream, sink):
+        for line in stream:
+            sink.append(line.rstrip("\n"))
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n--- stderr ---\n" + "\n".join(self.err)
+
+    def join(self):
+        for t in self.threads:
+            t.join(10)
+
+
+@pytest.mark.slow
+def test_ui_shows_the_runs_and_stops_cleanly(finished_store, chromium, tmp_path):
+    work, uri, experiment_id, parent_id = finished_store
+    port = _free_port()
+    ui = subprocess.Popen([BENCH, "ui", "--tracking-uri", uri, "--port", str(port)], cwd=work,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out = _Output(ui)
+    tree: list[psutil.Process] = []
+    try:
+        t0 = time.monotonic()
+        while "Ctrl-C stops the server." not in out.lines:  # the last line before it serves
+            assert ui.poll() is None, f"bench ui exited {ui.returncode}:\n{out.text()}"
+            assert time.monotonic() - t0 < 120, f"no URL after 120 s:\n{out.text()}"
+            time.sleep(0.1)
+        text = out.text()
+        runs_url = re.search(r"^runs page:\s+(\S+)$", text, re.MULTILINE).group(1)
+        trials_url = re.search(r"^all trials:\s+(\S+)$", text, re.MULTILINE).group(1)
+        print(f"bench ui printed the runs page after {time.monotonic() - t0:.1f} s: {runs_url}")
+
+        # the URL: this machine's loopback, the chosen port, the runs table of the experiment
+        parsed = urlparse(runs_url)
+        assert (parsed.scheme, parsed.hostname, parsed.port) == ("http", "127.0.0.1", port), runs_url
+        assert parsed.path == "/" and parsed.fragment == f"/experiments/{experiment_id}/runs", runs_url
+        assert trials_url.startswith(runs_url + "?"), trials_url
+
+        # the server is bench ui's child tree, listening on 127.0.0.1 only
+        tree = psutil.Process(ui.pid).children(recursive=True)
+        listening = _listeners(port)
+        assert listening and {c.laddr.ip for c in listening} == {"127.0.0.1"}, listening
+        assert {c.pid for c in listening} <= {p.pid for p in tree}
+
+        # artifacts of the SQLite store resolve (<db dir>/mlartifacts)
+        base = f"http://127.0.0.1:{port}"
+        with urllib.request.urlopen(f"{base}/ajax-api/2.0/mlflow/artifacts/list?run_id={parent_id}", timeout=10) as r:
+            assert "summary.md" in r.read().decode()
+        with urllib.request.urlopen(f"{base}/get-artifact?path=summary.md&run_uuid={parent_id}", timeout=10) as r:
+            summary = r.read().decode()
+        assert "| ft |" in summary and "| ga |" in summary, summary
+
+        # the runs page renders the parent run (its trials are nested under it, collapsed) ...
+        dom = _rendered_dom(chromium, tmp_path, runs_url, (PARENT_RUN,))
+        assert PARENT_RUN in dom, dom[-3000:]
+        # ... and, sorted by a metric, every trial as its own row
+        dom = _rendered_dom(chromium, tmp_path, trials_url, (PARENT_RUN, *TRIALS))
+        for name in (PARENT_RUN, *TRIALS):
+            assert name in dom, f"{name!r} not rendered at {trials_url}:\n{dom[-3000:]}"
+
+        shot = tmp_path / "ui-runs.png"
+        proc = _chromium(chromium, tmp_path, trials_url, f"--screenshot={shot}", "--window-size=1400,900")
+        assert shot.is_file() and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", proc.stderr[-2000:]
+        assert shot.stat().st_size > 20_000  # a rendered page, not a blank one
+        keep = os.environ.get("BENCH_TEST_ARTIFACTS")
+        if keep:
+            Path(keep).mkdir(parents=True, exist_ok=True)
+            shutil.copy(shot, Path(keep) / "ui-runs.png")
+        print(f"screenshot of the runs page: {Path(keep) / 'ui-runs.png' if keep else shot}")
+
+        # Ctrl-C: exit 0, "stopped", the whole server tree gone and the port closed
+        ui.send_signal(signal.SIGINT)
+        assert ui.wait(60) == 0, out.text()
+        out.join()
+        assert out.lines[-1] == "stopped", out.text()
+        _, alive = psutil.wait_procs(tree, timeout=10)
+        assert not alive, alive
+        assert not _listeners(port)
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    finally:
+        if ui.poll() is None:
+            ui.kill()
+        for p in tree:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+
+
+@pytest.mark.slow
+def test_sigterm_during_start_stops_the_server(finished_store):
+    """SIGTERM before the server answers: still exit 0, "stopped", no server left behind."""
+    work, uri, _, _ = finished_store
+    ui = subprocess.Popen([BENCH, "ui", "--tracking-uri", uri, "--port", str(_free_port())], cwd=work,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out = _Output(ui)
+    tree: list[psutil.Process] = []
+    try:
+        t0 = time.monotonic()
+        while not any(line.startswith("starting the MLflow UI") for line in out.lines):
+            assert ui.poll() is None and time.monotonic() - t0 < 60, out.text()
+            time.sleep(0.05)
+        tree = psutil.Process(ui.pid).children(recursive=True)
+        assert tree
+        ui.send_signal(signal.SIGTERM)
+        assert ui.wait(60) == 0, out.text()
+        out.join()
+        assert out.lines[-1] == "stopped" and not any(line.startswith("runs page:") for line in out.lines), out.text()
+        _, alive = psutil.wait_procs(tree, timeout=10)
+        assert not alive
+    finally:
+        if ui.poll() is None:
+            ui.kill()
+        for p in tree:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+
+
+def _bench(*args, env=None, cwd=None):
+    return subprocess.run([BENCH, *args], capture_output=True, text=True, timeout=120, cwd=cwd,
+                          env={**os.environ, **(env or {})})
+
+
+def test_missing_store_and_unknown_experiment_are_clear_errors(tmp_path):
+    missing = tmp_path / "none" / "mlflow.db"
+    proc = _bench("ui", "--tracking-uri", f"sqlite:///{missing}")
+    assert proc.returncode == 2 and "run `bench run` first" in proc.stderr, proc.stderr
+    proc = _bench("ui", cwd=tmp_path, env={"MLFLOW_TRACKING_URI": ""})  # the default: ./mlflow.db, absent here
+    assert proc.returncode == 2 and f"No MLflow store at {tmp_path / 'mlflow.db'}" in proc.stderr, proc.stderr
+    assert not (tmp_path / "mlflow.db").exists()  # the UI never creates an empty store
+
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    client.search_experiments()  # creates the tables and the Default experiment only
+    proc = _bench("ui", "--tracking-uri", uri, "--port", str(_free_port()))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "has no experiment 'unlearning-bench' yet: run `bench run` first" in proc.stderr, proc.stderr
+    client.create_experiment("other", artifact_location=(tmp_path / "mlartifacts").as_uri())
+    proc = _bench("ui", "--tracking-uri", uri, "--experiment", "nope", "--port", str(_free_port()))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Unknown experiment 'nope'" in proc.stderr and "'other'" in proc.stderr, proc.stderr
+    assert "runs page" not in proc.stdout
+
+
+def test_non_loopback_host_needs_an_explicit_flag(tmp_path):
+    from bench.ui import check_host
+
+    assert check_host("127.0.0.1", explicit=False) is None
+    assert check_host("localhost", explicit=False) is None and check_host("::1", explicit=False) is None
+    with pytest.raises(BenchError, match="Refusing to bind"):
+        check_host("0.0.0.0", explicit=False)
+    assert "exposed" in check_host("0.0.0.0", explicit=True)
+    (tmp_path / "mlflow.db").touch()
+    proc = _bench("ui", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", env={"BENCH_UI_HOST": "0.0.0.0"})
+    assert proc.returncode == 2 and "Refusing to bind the MLflow UI to 0.0.0.0" in proc.stderr, proc.stderr
+
+
+def test_a_taken_port_moves_to_the_next_free_one():
+    from bench.ui import choose_port, port_is_free
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert not port_is_free("127.0.0.1", port)
+        chosen = choose_port("127.0.0.1", port)
+        assert chosen > port and port_is_free("127.0.0.1", chosen)
+
+
+def test_server_command_is_light_and_serves_the_store_artifacts(tmp_path):
+    from bench.ui import server_command, server_env
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cmd = server_command(uri, "127.0.0.1", 5123)
+    args = dict(zip(cmd, cmd[1:], strict=False))
+    assert "server" in cmd and args["--workers"] == "1" and args["--host"] == "127.0.0.1"
+    assert args["--backend-store-uri"] == uri and args["--port"] == "5123"
+    assert args["--default-artifact-root"] == (tmp_path / "mlartifacts").as_uri() == args["--artifacts-destination"]
+    env = server_env({"MLFLOW_STATIC_PREFIX": "/x", "PATH": "/bin"})
+    assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false" and "MLFLOW_STATIC_PREFIX" not in env
