@@ -30,7 +30,7 @@ def main():
             t0 = time.perf_counter()
             proc = subprocess.run(args, cwd=tmp, capture_output=True, text=True)
             times.append(time.perf_counter() - t0)
-            refs = [line for line in proc.stdout.splitlines() if line.startswith("references:")]
+            refs = [line[line.index("references:"):] for line in proc.stdout.splitlines() if "references:" in line]
             print(f"{label:<32} {times[-1]:6.1f} s  exit {proc.returncode}  {refs[0] if refs else ''}")
             if proc.returncode:
                 print(proc.stdout[-3000:], proc.stderr[-3000:])
