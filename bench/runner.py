@@ -84,6 +84,19 @@ def prepare_references(plan: Plan, versions: dict, say: Callable[[str], None]):
     return payload, ref_rows, trained
 
 
+def close_run(client, experiment_id: str, parent: str, status: str, started_ray: bool) -> None:
+    """End a parent run: trials an interrupt cut off become KILLED; shut down the Ray we started."""
+    from . import tracking
+
+    if status == "KILLED":
+        tracking.kill_unfinished_children(client, experiment_id, parent)
+    client.set_terminated(parent, status)
+    if started_ray:
+        import ray
+
+        ray.shutdown()
+
+
 def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False) -> int:
     from .console import Printer
 
@@ -183,12 +196,6 @@ def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False) -
         say("interrupted: finished trials are recorded in MLflow.", always=True)
         code = 130
     finally:
-        if status == "KILLED":
-            tracking.kill_unfinished_children(client, experiment_id, parent)
-        client.set_terminated(parent, status)
-        if started_ray:
-            import ray
-
-            ray.shutdown()
+        close_run(client, experiment_id, parent, status, started_ray)
     say(f"MLflow tracking store: {plan.tracking_uri}; parent run {parent}; wall time {time.perf_counter() - t_start:.1f}s", always=True)
     return code

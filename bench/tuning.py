@@ -63,7 +63,7 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
 
     from . import tracking
     from .executor import run_ray, start_ray
-    from .runner import prepare_references
+    from .runner import close_run, prepare_references
     from .space import to_tune
 
     space = {k: to_tune(d) for k, d in method_obj.search_space.items() if k not in opts.params.get(method, {})}
@@ -117,13 +117,7 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
     except KeyboardInterrupt:
         status, code = "KILLED", 130
     finally:
-        if status == "KILLED":
-            tracking.kill_unfinished_children(client, experiment_id, parent)
-        client.set_terminated(parent, status)
-        if started_ray:
-            import ray
-
-            ray.shutdown()
+        close_run(client, experiment_id, parent, status, started_ray)
     return code
 
 
