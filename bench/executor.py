@@ -79,7 +79,7 @@ def start_ray(address: str | None, verbose: bool, say: Callable[..., None], num_
     # frees. One pending trial keeps the warm actors busy (measured: benchmarks/bench_scaling.py).
     os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "1")
     already_imported = "ray" in sys.modules
-    loopback = not address or is_loopback(address)
+    loopback = not address or address_is_loopback(address)
     if loopback:
         # Ray reads this at import: the node address becomes 127.0.0.1 and every socket binds
         # there (workers inherit it). A driver joining a head on 127.0.0.1 needs it too, or Ray
@@ -123,9 +123,11 @@ def start_ray(address: str | None, verbose: bool, say: Callable[..., None], num_
     return True
 
 
-def is_loopback(address: str) -> bool:
-    host = address.split("://", 1)[-1].rpartition(":")[0] or address
-    return host in ("localhost", "::1", "[::1]") or host.startswith("127.")
+def address_is_loopback(address: str) -> bool:
+    """Whether a Ray address (``HOST:PORT``, ``ray://HOST:PORT``) names this machine's loopback."""
+    from .ui import is_loopback
+
+    return is_loopback(address.split("://", 1)[-1].rpartition(":")[0] or address)
 
 
 def pickle_in_process_plugins(objects: list[Any]) -> None:

@@ -74,44 +74,65 @@ def build_rows(trials: list[dict], results: dict[int, dict], failures: dict[int,
     return [rows[k] for k in order]
 
 
-def render(rows: list[Row], console) -> None:
+def _trials_cell(r: Row) -> str:
+    return f"{r.ok}" + (f" ({r.failed} failed)" if r.failed else "")
+
+
+def render(rows: list[Row], console, ranks: list[int | None] | None = None, columns=COLUMNS,
+           title: str = "unlearning-bench summary (mean ± std over seeds)") -> None:
+    """The table in the terminal; with ``ranks`` (``bench compare``), a rank column first."""
     from rich.table import Table
+    from rich.text import Text
 
     multi = len({r.setting for r in rows}) > 1
-    table = Table(title="unlearning-bench summary (mean ± std over seeds)", show_lines=False)
+    table = Table(title=title, show_lines=False)
+    if ranks is not None:
+        table.add_column("rank", justify="right")
     if multi:
         table.add_column("dataset / model / forget")
     table.add_column("method")
-    for c in COLUMNS:
+    for c in columns:
         table.add_column(c, justify="right")
     table.add_column("trials", justify="right")
-    for r in rows:
-        cells = ([" / ".join(r.setting)] if multi else []) + [r.name] + [fmt(r.values.get(c, [])) for c in COLUMNS]
-        status = f"{r.ok}" + (f" ({r.failed} failed)" if r.failed else "")
-        table.add_row(*cells, status, style="red" if r.failed else None)
+    for i, r in enumerate(rows):
+        k = ranks[i] if ranks is not None else None
+        cells = [Text("-" if k is None else str(k))] if ranks is not None else []
+        cells += ([Text(" / ".join(r.setting))] if multi else []) + [Text(r.name)]
+        cells += [Text(fmt(r.values.get(c, []))) for c in columns] + [Text(_trials_cell(r))]
+        style = "red" if r.failed else None
+        if ranks is not None and not r.failed:
+            style = "dim" if is_reference(r) else ("bold" if k == 1 else None)
+        table.add_row(*cells, style=style)
     console.print(table)
 
 
-def to_markdown(rows: list[Row]) -> str:
-    head = ["dataset", "model", "forget", "method", *COLUMNS, "ok", "failed"]
+def to_markdown(rows: list[Row], ranks: list[int | None] | None = None, columns=COLUMNS) -> str:
+    ranked = ranks is not None
+    head = ["dataset", "model", "forget", "method", *(["rank"] if ranked else []), *columns, "ok", "failed"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        lines.append("| " + " | ".join([*r.setting, r.name, *(fmt(r.values.get(c, [])) for c in COLUMNS), str(r.ok), str(r.failed)]) + " |")
+    for i, r in enumerate(rows):
+        rank = (["-" if ranks[i] is None else str(ranks[i])] if ranked else [])
+        cells = [*r.setting, r.name, *rank, *(fmt(r.values.get(c, [])) for c in columns), str(r.ok), str(r.failed)]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def to_csv(rows: list[Row]) -> str:
+def to_csv(rows: list[Row], ranks: list[int | None] | None = None, columns=COLUMNS) -> str:
+    """Means and standard deviations; with ``ranks``, a rank column (empty for references)."""
     import csv
     import io
 
+    ranked = ranks is not None
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["dataset", "model", "forget", "method", *(f"{c}_{s}" for c in COLUMNS for s in ("mean", "std")), "ok", "failed"])
-    for r in rows:
+    w.writerow(["dataset", "model", "forget", "method", *(["rank"] if ranked else []),
+                *(f"{c}_{s}" for c in columns for s in ("mean", "std")), "ok", "failed"])
+    for i, r in enumerate(rows):
         stats = []
-        for c in COLUMNS:
+        for c in columns:
             stats.extend(_mean_std(r.values.get(c, [])))
-        w.writerow([*r.setting, r.name, *stats, r.ok, r.failed])
+        rank = (["" if ranks[i] is None else ranks[i]] if ranked else [])
+        w.writerow([*r.setting, r.name, *rank, *stats, r.ok, r.failed])
     return buf.getvalue()
 
 
@@ -139,55 +160,3 @@ def rank_rows(rows: list[Row], metric: str, maximize: bool) -> list[int | None]:
         for mean, i in items:
             ranks[i] = 1 + sum(1 for other, _ in items if (other > mean if maximize else other < mean))
     return ranks
-
-
-def _trials_cell(r: Row) -> str:
-    return f"{r.ok}" + (f" ({r.failed} failed)" if r.failed else "")
-
-
-def render_ranked(rows: list[Row], ranks: list[int | None], console, columns=COLUMNS, title: str | None = None) -> None:
-    """``render`` with a rank column first and a choice of metric columns."""
-    from rich.table import Table
-    from rich.text import Text
-
-    multi = len({r.setting for r in rows}) > 1
-    table = Table(title=title or "unlearning-bench comparison (mean ± std over seeds)", show_lines=False)
-    table.add_column("rank", justify="right")
-    if multi:
-        table.add_column("dataset / model / forget")
-    table.add_column("method")
-    for c in columns:
-        table.add_column(c, justify="right")
-    table.add_column("trials", justify="right")
-    for r, k in zip(rows, ranks, strict=True):
-        cells = [Text("-" if k is None else str(k))] + ([Text(" / ".join(r.setting))] if multi else [])
-        cells += [Text(r.name)] + [Text(fmt(r.values.get(c, []))) for c in columns] + [Text(_trials_cell(r))]
-        style = "red" if r.failed else ("dim" if is_reference(r) else ("bold" if k == 1 else None))
-        table.add_row(*cells, style=style)
-    console.print(table)
-
-
-def to_markdown_ranked(rows: list[Row], ranks: list[int | None], columns=COLUMNS) -> str:
-    """``to_markdown`` with a rank column and a choice of metric columns."""
-    head = ["dataset", "model", "forget", "method", "rank", *columns, "ok", "failed"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r, k in zip(rows, ranks, strict=True):
-        cells = [*r.setting, r.name, "-" if k is None else str(k), *(fmt(r.values.get(c, [])) for c in columns), str(r.ok), str(r.failed)]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def to_csv_ranked(rows: list[Row], ranks: list[int | None], columns=COLUMNS) -> str:
-    """``to_csv`` with a rank column (empty for references) and a choice of metric columns."""
-    import csv
-    import io
-
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["dataset", "model", "forget", "method", "rank", *(f"{c}_{s}" for c in columns for s in ("mean", "std")), "ok", "failed"])
-    for r, k in zip(rows, ranks, strict=True):
-        stats = []
-        for c in columns:
-            stats.extend(_mean_std(r.values.get(c, [])))
-        w.writerow([*r.setting, r.name, "" if k is None else k, *stats, r.ok, r.failed])
-    return buf.getvalue()

@@ -216,6 +216,29 @@ def _die_with_parent_hook():
     return hook
 
 
+def stop_processes(procs, timeout: float = 5.0) -> None:
+    """SIGTERM to each ``psutil.Process`` still running, then SIGKILL to those left after ``timeout``."""
+    import psutil
+
+    def signal_all(alive, send):
+        for p in alive:
+            try:
+                send(p)
+            except psutil.NoSuchProcess:
+                pass
+        return psutil.wait_procs(alive, timeout=timeout)[1]
+
+    alive = []
+    for p in procs:
+        try:
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                alive.append(p)
+        except psutil.NoSuchProcess:
+            pass
+    alive = signal_all(alive, lambda p: p.terminate())
+    signal_all(alive, lambda p: p.kill())
+
+
 @dataclass
 class UIServer:
     """A running ``mlflow server``; stop it with :meth:`stop` (or use it as a context manager)."""
@@ -302,19 +325,7 @@ class UIServer:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 pass
-        alive = [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-        for p in alive:
-            try:
-                p.terminate()
-            except psutil.NoSuchProcess:
-                pass
-        _, alive = psutil.wait_procs(alive, timeout=5)
-        for p in alive:
-            try:
-                p.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(alive, timeout=5)
+        stop_processes(tree)
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()

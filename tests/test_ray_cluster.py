@@ -13,6 +13,8 @@ import mlflow
 import psutil
 import pytest
 
+from bench.ui import stop_processes
+
 pytestmark = pytest.mark.slow
 
 
@@ -46,11 +48,7 @@ def ray_head():
                     procs.append(p)
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
-        for p in procs:
-            p.terminate()
-        _, alive = psutil.wait_procs(procs, timeout=15)
-        for p in alive:
-            p.kill()
+        stop_processes(procs, timeout=15)
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 

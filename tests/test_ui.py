@@ -20,6 +20,7 @@ import psutil
 import pytest
 
 from bench.errors import BenchError
+from bench.ui import stop_processes
 
 BENCH = shutil.which("bench", path=os.path.dirname(sys.executable)) or "bench"
 CHROMIUM = "/usr/bin/chromium"
@@ -195,11 +196,7 @@ def test_ui_shows_the_runs_and_stops_cleanly(finished_store, chromium, tmp_path)
     finally:
         if ui.poll() is None:
             ui.kill()
-        for p in tree:
-            try:
-                p.kill()
-            except psutil.NoSuchProcess:
-                pass
+        stop_processes(tree)
 
 
 @pytest.mark.slow
@@ -226,11 +223,7 @@ def test_sigterm_during_start_stops_the_server(finished_store):
     finally:
         if ui.poll() is None:
             ui.kill()
-        for p in tree:
-            try:
-                p.kill()
-            except psutil.NoSuchProcess:
-                pass
+        stop_processes(tree)
 
 
 def _bench(*args, env=None, cwd=None):

@@ -56,15 +56,15 @@ def compare(experiment, tracking_uri, run_ref, fmt, objective, maximize, plot_pa
         from bench import report
 
         console = Console() if sys.stdout.isatty() else Console(width=200)
-        report.render_ranked(comp.rows, comp.ranks, console, comp.columns, title=cmp.title(comp))
+        report.render(comp.rows, console, comp.ranks, comp.columns, title=cmp.title(comp))
     elif fmt == "markdown":
         from bench import report
 
-        click.echo(report.to_markdown_ranked(comp.rows, comp.ranks, comp.columns), nl=False)
+        click.echo(report.to_markdown(comp.rows, comp.ranks, comp.columns), nl=False)
     else:
         from bench import report
 
-        click.echo(report.to_csv_ranked(comp.rows, comp.ranks, comp.columns), nl=False)
+        click.echo(report.to_csv(comp.rows, comp.ranks, comp.columns), nl=False)
 
     if no_plot:
         return
