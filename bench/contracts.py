@@ -139,6 +139,11 @@ class MethodContext:
     architecture on the device (seeded by ``seed``). ``report(model)``, when not ``None``
     (``bench tune --scheduler asha``), evaluates an intermediate model and hands the result to
     the scheduler, which may stop the trial there: iterative methods call it once per epoch.
+
+    ``metrics`` and ``artifacts`` start empty; a method may add its own measurements
+    (``ctx.metrics["patches"] = 3.0``: floats, logged with the trial's metrics under these names,
+    which must not collide with the harness's) and files (``ctx.artifacts["patches.json"] = text``:
+    ``str`` or ``bytes``, logged as MLflow artifacts of the trial's run).
     """
 
     seed: int
@@ -146,6 +151,8 @@ class MethodContext:
     new_model: Callable[[], nn.Module]
     recipe: Any = None
     report: Callable[[nn.Module], None] | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    artifacts: dict[str, str | bytes] = field(default_factory=dict)
 
 
 @dataclass

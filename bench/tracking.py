@@ -112,6 +112,26 @@ def log_metrics(client, run_id: str, metrics: dict[str, float], step: int = 0) -
         client.log_batch(run_id, metrics=items[i : i + 500])
 
 
+def log_artifacts(client, run_id: str, result: dict) -> None:
+    """Log the files a method or attack returned with its result (``bench.trial.ARTIFACTS_KEY``)."""
+    import tempfile
+
+    from .trial import ARTIFACTS_KEY
+
+    files = result.get(ARTIFACTS_KEY) or {}
+    if not files:
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, content in files.items():
+            path = Path(tmp) / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, str):
+                path.write_text(content)
+            else:
+                path.write_bytes(content)
+        client.log_artifacts(run_id, tmp)
+
+
 def child_tags(spec: dict, parent_run_id: str) -> dict[str, str]:
     return {
         "mlflow.parentRunId": parent_run_id,
@@ -181,6 +201,7 @@ def log_local_trial(tracking_uri: str, experiment_id: str, parent_run_id: str, s
     log_params(client, run_id, trial_params(spec))
     if metrics:
         log_metrics(client, run_id, trial_metrics(metrics))
+        log_artifacts(client, run_id, metrics)
     if error:
         record_failure(client, run_id, error)
     client.set_terminated(run_id, "FAILED" if error else "FINISHED")
@@ -208,6 +229,7 @@ def make_ray_callback(tracking_uri: str, experiment_name: str, parent_run_id: st
         def log_trial_result(self, iteration, trial, result):
             step = int(result.get("training_iteration", 1)) - 1  # intermediate reports (ASHA) are steps
             log_metrics(self.mlflow_util._get_client(), self._trial_runs[trial], trial_metrics(result), step=step)
+            log_artifacts(self.mlflow_util._get_client(), self._trial_runs[trial], result)
 
         def log_trial_end(self, trial, failed=False):
             run_id = self._trial_runs[trial]

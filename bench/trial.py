@@ -60,6 +60,28 @@ def model_factory(model_obj, arg, splits, seed: int, device: str) -> Callable[[]
     return new_model
 
 
+#: Key of a trial's result holding ``{file name: str | bytes}`` to log as MLflow artifacts.
+ARTIFACTS_KEY = "bench_artifacts"
+
+
+def add_method_outputs(method: str, metrics: dict, ctx) -> None:
+    """Merge what a method put in ``ctx.metrics`` / ``ctx.artifacts`` into the trial's result."""
+    for key, value in ctx.metrics.items():
+        if key in metrics:
+            raise BenchError(f"Method '{method}' reported metric '{key}', which the harness already measures; rename it.")
+        try:
+            metrics[key] = float(value)
+        except (TypeError, ValueError):
+            raise BenchError(f"Method '{method}' reported metric '{key}' = {value!r}, which is not a number.") from None
+    for name, content in ctx.artifacts.items():
+        parts = str(name).split("/")
+        if not isinstance(content, (str, bytes)) or not name or name.startswith("/") or ".." in parts:
+            raise BenchError(f"Method '{method}' reported artifact '{name}' of type {type(content).__name__}; "
+                             "artifacts are str or bytes under a relative file name.")
+    if ctx.artifacts:
+        metrics.setdefault(ARTIFACTS_KEY, {}).update(ctx.artifacts)
+
+
 def run_trial(spec: dict, payload: Payload, fetch: Callable[[Any], Any] = lambda v: v,
               report: Callable[[dict], None] | None = None) -> dict[str, float]:
     """Run one trial and return its metrics. ``report``, if given, receives the metrics of the
@@ -118,6 +140,7 @@ def run_trial(spec: dict, payload: Payload, fetch: Callable[[Any], Any] = lambda
     metrics["speedup_vs_retrain"] = group.retrain_seconds / max(m.seconds, 1e-9)
     metrics.update(m.memory)
     metrics["forget_size"] = float(len(fy))
+    add_method_outputs(spec["method"], metrics, ctx)
 
     if payload.attacks:
         actx = AttackContext(fx, fy, rx, ry, tx, ty, group.splits.num_classes, seed, device)

@@ -72,3 +72,39 @@ def test_class_request_forgetting_through_the_harness(workdir):
     assert orig > 0.95 and kids.loc["ga", "metrics.forget_acc"] < 0.5 * orig
     assert kids.loc["ga", "metrics.original_test_acc"] >= 0.95
     assert kids.loc["ga", "metrics.test_forget_class_acc"] < 0.5
+
+
+class Reporter:
+    """Adds its own metric and artifacts through the method context."""
+
+    name = "reporter"
+    description = "test method that reports a metric and artifacts"
+    requires = frozenset({"forget"})
+    default_params: dict = {}
+    search_space: dict = {}
+
+    def unlearn(self, model, request, params, ctx):
+        ctx.metrics["patches"] = float(len(request.forget_y))
+        ctx.artifacts["summary/patches.json"] = '{"patches": %d}' % len(request.forget_y)
+        ctx.artifacts["raw.bin"] = b"\x00\x01"
+        return model
+
+
+class Collider(Reporter):
+    name = "collider"
+
+    def unlearn(self, model, request, params, ctx):
+        ctx.metrics["forget_acc"] = 0.0  # a harness metric: must be refused
+        return model
+
+
+def test_methods_add_metrics_and_artifacts_to_their_trial(workdir, boom_plugin):
+    boom_plugin(Reporter(), Collider())
+    code, out = _run(workdir, methods="reporter,collider", forgets=["random:7"])
+    assert code == 1, out
+    kids = _children(workdir).set_index("tags.bench.method")
+    assert kids.loc["reporter", "metrics.patches"] == 7.0
+    run_id = kids.loc["reporter", "run_id"]
+    assert mlflow.artifacts.load_text(f"runs:/{run_id}/summary/patches.json") == '{"patches": 7}'
+    assert kids.loc["collider", "status"] == "FAILED"
+    assert "already measures" in kids.loc["collider", "tags.bench.error"]
