@@ -117,11 +117,15 @@ class ForgetRequest:
     """What a method receives about the forget request; undeclared data is ``None``.
 
     ``kind`` is ``"random"``, ``"class"`` or ``"indices"``; ``forget_class`` is set for
-    class requests. Inputs and labels are tensors on the trial's device.
+    class requests. Inputs and labels are tensors on the trial's device. ``forget_indices``
+    (always set) are the positions of the forget points in the dataset's training split, sorted
+    (a numpy int64 array; the points themselves only when ``"forget"`` was declared): methods that
+    keep per-point state, such as SISA's shards, need them.
     """
 
     num_classes: int
     kind: str
+    forget_indices: Any = None
     forget_x: torch.Tensor | None = None
     forget_y: torch.Tensor | None = None
     retain_x: torch.Tensor | None = None

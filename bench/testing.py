@@ -254,6 +254,7 @@ def _request(setting: ToySetting, kind: str, access: frozenset[str]) -> ForgetRe
     fx, fy, rx, ry = x[mask], y[mask], x[~mask], y[~mask]
     return ForgetRequest(
         num_classes=setting.num_classes, kind=req_kind, forget_class=forget_class,
+        forget_indices=torch.nonzero(mask).flatten().numpy(),
         forget_x=fx if "forget" in access else None, forget_y=fy if "forget" in access else None,
         retain_x=rx if "retain" in access else None, retain_y=ry if "retain" in access else None,
     )

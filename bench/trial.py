@@ -111,6 +111,7 @@ def run_trial(spec: dict, payload: Payload, fetch: Callable[[Any], Any] = lambda
     request = ForgetRequest(
         num_classes=group.splits.num_classes,
         kind=group.forget_kind,
+        forget_indices=group.forget_idx,
         forget_class=group.forget_class,
         forget_x=fx if "forget" in access else None,
         forget_y=fy if "forget" in access else None,
