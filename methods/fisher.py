@@ -158,7 +158,7 @@ def mc_fisher_diagonal(model, x, num_classes: int, chunk_size: int, generator) -
     model.eval()
 
     def loss(p, xi, yi):
-        return -torch.log_softmax(logits(p, xi), dim=0)[yi]
+        return -torch.log_softmax(logits(p, xi), dim=0).gather(0, yi.unsqueeze(0))[0]
 
     per_example = vmap(grad(loss), in_dims=(None, 0, 0))
     out = {k: torch.zeros_like(v) for k, v in params.items()}
