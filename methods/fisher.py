@@ -20,8 +20,9 @@ The rule "first dimension equals K" is the notebook's own test (``p.size(0) == n
 also catches a hidden layer that happens to have K units, exactly as the reference does.
 
 Computation: the per-example, per-class gradients come from ``torch.func``: ``vmap`` over
-examples (in chunks of ``chunk_size``) of ``jacrev`` of the per-class losses -log p_c, i.e. one
-forward per example and K vector-Jacobian products under vmap, weighted by p and summed. This
+examples (in chunks of ``chunk_size``; 0 picks about 4M gradient floats per chunk) of
+``jacrev`` of the per-class losses -log p_c, i.e. one forward per example and K
+vector-Jacobian products under vmap, weighted by p and summed. This
 equals the notebook's loop of K backward passes per example (``tests/test_fisher.py`` checks it to
 1e-5 relative on a small model) and is much faster (``benchmarks/bench_fisher.py``).
 Deviation from OPTML-Group/Unlearn-Sparse ``unlearn/fisher.py::fisher_new``: that code squares
@@ -50,7 +51,7 @@ class FisherForgetting:
     name = "fisher"
     description = "Fisher forgetting: Gaussian noise scaled by the inverse diagonal Fisher of the retain set (Golatkar et al.)."
     requires = frozenset({"retain"})
-    default_params = {"alpha": 1e-6, "fisher": "true", "chunk_size": 128}
+    default_params = {"alpha": 1e-6, "fisher": "true", "chunk_size": 0}  # chunk_size 0: auto
     search_space = {"alpha": space.loguniform(1e-10, 1e-5)}
 
     def requires_for(self, params):
@@ -61,8 +62,9 @@ class FisherForgetting:
                              f"or 'mc' (one sampled label per example, not reference-exact).")
         if not params["alpha"] >= 0:
             raise BenchError(f"Method 'fisher': alpha={params['alpha']!r}; expected a number >= 0 (e.g. 1e-6).")
-        if params["chunk_size"] < 1:
-            raise BenchError(f"Method 'fisher': chunk_size={params['chunk_size']!r}; expected an integer >= 1.")
+        if params["chunk_size"] < 0:
+            raise BenchError(f"Method 'fisher': chunk_size={params['chunk_size']!r}; expected an integer >= 1, "
+                             f"or 0 for automatic.")
         return self.requires
 
     def unlearn(self, model, request, params, ctx):
@@ -70,10 +72,11 @@ class FisherForgetting:
 
         self.requires_for(params)
         g = torch.Generator().manual_seed(ctx.seed)
+        chunk = params["chunk_size"] or auto_chunk(model, request.num_classes)
         if params["fisher"] == "mc":
-            fisher = mc_fisher_diagonal(model, request.retain_x, request.num_classes, params["chunk_size"], g)
+            fisher = mc_fisher_diagonal(model, request.retain_x, request.num_classes, chunk, g)
         else:
-            fisher = fisher_diagonal(model, request.retain_x, params["chunk_size"])
+            fisher = fisher_diagonal(model, request.retain_x, chunk)
         forget_class = request.forget_class if request.kind == "class" else None
         with torch.no_grad():
             for name, p in model.named_parameters():
@@ -81,6 +84,17 @@ class FisherForgetting:
                 noise = torch.randn(p.shape, generator=g, dtype=p.dtype).to(p.device)
                 p.copy_(mu + var.sqrt() * noise)
         return model
+
+
+#: Floats of per-example, per-class gradients held at once by the automatic chunk size (16 MB):
+#: measured on the CPU, larger chunks of a memory-bound computation are slower, not faster.
+CHUNK_BUDGET = 2**22
+
+
+def auto_chunk(model, num_classes: int) -> int:
+    """Examples per vmap chunk so that chunk x K x parameters stays near ``CHUNK_BUDGET``."""
+    params = sum(p.numel() for p in model.parameters())
+    return max(1, min(512, CHUNK_BUDGET // max(1, num_classes * params)))
 
 
 def mean_var(w, fisher, alpha: float, num_classes: int, forget_class: int | None):
