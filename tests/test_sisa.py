@@ -229,3 +229,25 @@ def test_bench_run_sisa_under_ray(workdir, run_bench, store_args):
     assert (kids["status"] == "FINISHED").all() and len(kids) == 3
     assert kids.loc["sisa", "metrics.train_seconds"] > 0
     assert np.isfinite(kids.loc["sisa", "metrics.method_original_test_acc"])
+
+
+def test_a_trial_with_other_training_params_trains_its_own_ensemble(workdir):
+    """``bench tune`` may sample ``sisa.shards``: that trial's ensemble is not the one the plan
+    cached, so the trial trains it itself (and still reports train_seconds)."""
+    from bench.experiment import make_plan, package_versions
+    from bench.plugins import get_registry, plugin_versions
+    from bench.runner import prepare_references
+    from bench.trial import run_trial
+
+    opts = RunOptions(executor="local", methods="sisa", cache_dir=str(workdir / "cache"),
+                      tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}", recipe={"epochs": 4})
+    plan = make_plan(get_registry(), opts, package_versions(), plugin_versions())
+    payload, _, trained = prepare_references(plan, {}, lambda *a, **k: None)
+    assert trained == 3  # original, retrained, the sisa ensemble
+    spec = plan.trials[0]
+    assert spec["method_train"]["train_params"] == {"shards": 5, "slices": 1, "epochs": 0}
+    cached = run_trial(spec, payload)
+    sampled = run_trial({**spec, "params": {**spec["params"], "shards": 2}}, payload)
+    assert cached["train_seconds"] > 0 and sampled["train_seconds"] > 0
+    assert cached["sisa_shards_retrained"] == 5 and sampled["sisa_shards_retrained"] == 2  # random:10% hits every shard
+    assert cached["method_original_test_acc"] != sampled["method_original_test_acc"]
