@@ -44,7 +44,8 @@ so unlearning reuses it without asking for it again.
 
 Expected cost per uniformly placed request: (e·|D|/S)·(2R+1)/(3R) example passes against
 e·|D| for retraining, a speed-up of about S·3R/(2R+1) (``benchmarks/bench_sisa.py`` measures it).
-Storage: S·(R+1) state dicts; inference: S forward passes.
+Storage: S·(R+1) state dicts (initialisation and one checkpoint per slice) besides the current
+weights; inference: S forward passes.
 """
 
 from __future__ import annotations
