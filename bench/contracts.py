@@ -31,6 +31,21 @@ class Method(Protocol):
         default_params: hyperparameters and their defaults (JSON-serialisable values).
         search_space: Ray Tune search space for some of those, built from ``bench.space``
             (no ray import in plugins).
+
+    Optional: a method that changes how the original model is trained (SISA trains sharded
+    constituents) defines all three of
+        ``train(x, y, params, ctx) -> nn.Module``: train its own original on the whole training
+            split (x, y on ``ctx.device``); ``ctx.new_model()`` gives the seeded fresh model and
+            ``ctx.recipe`` the original's training recipe (always set here);
+        ``save_trained(model) -> bytes``: that model as safetensors bytes (never pickle), with
+            everything its ``unlearn`` needs (e.g. every slice checkpoint);
+        ``load_trained(data, params, ctx) -> nn.Module``: the model back from those bytes;
+    and may define ``training_params(params) -> dict`` (the params that change what ``train``
+    produces; default all) and ``train_version`` (a string in the cache key: bump it when the
+    training code changes). The harness trains it once per (dataset content, model, recipe,
+    seed, training params) into the reference cache and passes it to every trial of the method
+    as ``model``; the trial then reports ``train_seconds`` and ``method_original_*``
+    (``bench.method_training``). The ``original_*`` metrics remain the monolithic model's.
     """
 
     name: str

@@ -36,7 +36,10 @@ class RefJob:
 
 
 def train_reference(job: RefJob) -> tuple[bytes, float]:
-    """Train one reference from a seeded fresh initialisation; return (safetensors bytes, seconds)."""
+    """Train one reference from a seeded fresh initialisation; return (safetensors bytes, seconds).
+    Jobs of other kinds (``bench.method_training.MethodTrainJob``) train themselves: ``job.run()``."""
+    if hasattr(job, "run"):
+        return job.run()
     import torch
 
     from .training import fit, seed_everything, set_threads, warm_up

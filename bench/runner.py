@@ -78,9 +78,13 @@ def prepare_references(plan: Plan, versions: dict, say: Callable[[str], None]):
         train_many = train_many_ray(opts.cpus_per_trial, opts.gpus_per_trial)
     else:
         from .executor import train_many_local as train_many
-    refs, trained = ensure_references(reference_jobs(plan), ReferenceCache(plan.cache_dir), train_many, say, versions)
+    from .method_training import attach_originals, method_training_jobs
+
+    jobs = reference_jobs(plan) + method_training_jobs(plan)  # + methods' own originals (SISA)
+    refs, trained = ensure_references(jobs, ReferenceCache(plan.cache_dir), train_many, say, versions)
     say(f"references: {trained} trained, {len(refs) - trained} from cache ({plan.cache_dir})")
     payload, ref_rows = build_payload(plan, refs)
+    attach_originals(plan, payload, refs)
     return payload, ref_rows, trained
 
 

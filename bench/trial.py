@@ -9,7 +9,7 @@ object references fetched with ``ray.get``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .errors import BenchError
@@ -27,6 +27,7 @@ class GroupPayload:
     retrain_seconds: float
     original_eval: Any  # bench.evaluation.ModelEval
     retrain_eval: Any
+    method_originals: dict = field(default_factory=dict)  # train-hook cache key -> (bytes, train seconds)
 
 
 @dataclass
@@ -119,6 +120,11 @@ def run_trial(spec: dict, payload: Payload, fetch: Callable[[Any], Any] = lambda
         retain_y=ry if "retain" in access else None,
     )
     data = EvalData(rx, ry, fx, fy, tx, ty, group.forget_class)
+    own_metrics: dict = {}
+    if spec.get("method_train"):  # the method trains its own original (SISA): bench.method_training
+        from .method_training import own_original
+
+        model, own_metrics = own_original(method, spec, group, data, new_model, model_obj, arg, seed, device)
 
     def report_model(intermediate) -> None:
         report(compare_to_references(evaluate_model(intermediate, data), group.original_eval, group.retrain_eval))
@@ -128,7 +134,7 @@ def run_trial(spec: dict, payload: Payload, fetch: Callable[[Any], Any] = lambda
                         report=report_model if report is not None else None)
     params = dict(spec["params"])
 
-    warm_up(model, rx if len(ry) else fx, ry if len(ry) else fy)
+    warm_up(new_model() if own_metrics else model, rx if len(ry) else fx, ry if len(ry) else fy)
     seed_everything(seed)
     with measure(device) as m:
         out = method.unlearn(model, request, params, ctx)
@@ -141,6 +147,7 @@ def run_trial(spec: dict, payload: Payload, fetch: Callable[[Any], Any] = lambda
     metrics["speedup_vs_retrain"] = group.retrain_seconds / max(m.seconds, 1e-9)
     metrics.update(m.memory)
     metrics["forget_size"] = float(len(fy))
+    metrics.update(own_metrics)
     add_method_outputs(spec["method"], metrics, ctx)
 
     if payload.attacks:

@@ -1,12 +1,14 @@
-"""Built-in methods plugin (installed as ``bench.methods``): ``retrain``, ``ft``, ``ga``."""
+"""Built-in methods plugin (installed as ``bench.methods``): ``retrain``, ``ft``, ``ga``, ``sisa``, ``fisher``."""
 
 from __future__ import annotations
 
 import bench
 
 from .finetune import FineTune
+from .fisher import FisherForgetting
 from .gradient_ascent import GradientAscent
 from .retrain import Retrain
+from .sisa import Sisa
 
 
 @bench.hookimpl
@@ -14,3 +16,5 @@ def register_methods(register):
     register(Retrain())
     register(FineTune())
     register(GradientAscent())
+    register(Sisa())
+    register(FisherForgetting())
