@@ -1,4 +1,5 @@
-"""Built-in methods plugin (installed as ``bench.methods``): ``retrain``, ``ft``, ``ga``."""
+"""Built-in methods plugin (installed as ``bench.methods``): ``retrain``, ``ft``, ``ga``, ``l2ul`` (and
+``l2ul-adv``, ``l2ul-naive``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import bench
 
 from .finetune import FineTune
 from .gradient_ascent import GradientAscent
+from .l2ul import L2UL, L2ULAdv, L2ULNaive
 from .retrain import Retrain
 
 
@@ -14,3 +16,6 @@ def register_methods(register):
     register(Retrain())
     register(FineTune())
     register(GradientAscent())
+    register(L2UL())
+    register(L2ULAdv())
+    register(L2ULNaive())
