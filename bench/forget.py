@@ -22,7 +22,7 @@ import numpy as np
 
 from .errors import BenchError
 
-SYNTAX = "random:10%, random:100, class:3, indices:PATH, seq:5x20 or seq:class:1,3,5"
+SYNTAX = "random:10%, random:100, class:3 or indices:PATH (or a sequence of requests: seq:5x20, seq:class:1,3,5)"
 SEQ_SYNTAX = "seq:NxK (N requests of K random training points, e.g. seq:5x20) or seq:class:A,B,... (e.g. seq:class:1,3,5)"
 
 

@@ -23,7 +23,7 @@ from bench.plugins import (
     unregister_plugin,
 )
 
-BUILTIN_METHODS = ["ft", "ga", "retrain"]
+BUILTIN_METHODS = ["ft", "ga", "l2ul", "l2ul-adv", "l2ul-naive", "retrain"]
 _MISSING = object()
 
 
@@ -282,7 +282,7 @@ def test_misspelt_hook_name_is_a_plugin_error():
 def test_unknown_name_suggests_close_matches(builtin):
     with pytest.raises(BenchError) as exc:
         builtin.entry("method", "retrian")
-    assert str(exc.value) == "Unknown method 'retrian'. Did you mean: retrain? Available methods: ft, ga, retrain."
+    assert str(exc.value) == "Unknown method 'retrian'. Did you mean: retrain? Available methods: ft, ga, l2ul, l2ul-adv, l2ul-naive, retrain."
 
 
 def test_unknown_name_without_close_match_lists_available(builtin):
@@ -291,7 +291,7 @@ def test_unknown_name_without_close_match_lists_available(builtin):
     msg = str(exc.value)
     assert msg.startswith("Unknown method 'sisaa'.")
     assert "Did you mean" not in msg
-    assert "Available methods: ft, ga, retrain." in msg
+    assert "Available methods: ft, ga, l2ul, l2ul-adv, l2ul-naive, retrain." in msg
 
 
 def test_unknown_dataset_and_attack(builtin):
@@ -330,7 +330,7 @@ def test_resolve_names_and_wildcards(builtin, patterns, expected):
 def test_resolve_wildcard_matching_nothing(builtin):
     with pytest.raises(BenchError) as exc:
         builtin.resolve("method", "ft,z*")
-    assert str(exc.value) == "No method matches 'z*'. Available methods: ft, ga, retrain."
+    assert str(exc.value) == "No method matches 'z*'. Available methods: ft, ga, l2ul, l2ul-adv, l2ul-naive, retrain."
 
 
 def test_resolve_unknown_name_among_known(builtin):
@@ -340,7 +340,7 @@ def test_resolve_unknown_name_among_known(builtin):
 
 @pytest.mark.parametrize("patterns", ["", ",", " , "])
 def test_resolve_nothing_given(builtin, patterns):
-    with pytest.raises(BenchError, match=r"No method given\. Available methods: ft, ga, retrain\."):
+    with pytest.raises(BenchError, match=r"No method given\. Available methods: ft, ga, l2ul, l2ul-adv, l2ul-naive, retrain\."):
         builtin.resolve("method", patterns)
 
 

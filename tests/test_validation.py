@@ -478,7 +478,7 @@ def _indices_arg(workdir, content):
 
 # (arguments, expected fragments of the error); a callable builds the arguments from workdir
 FAST_CLI_CASES = {
-    "unknown-method": (["--methods", "sisaa"], ["Unknown method 'sisaa'.", "Available methods: ft, ga, retrain"]),
+    "unknown-method": (["--methods", "sisaa"], ["Unknown method 'sisaa'.", "Available methods: ft, ga, l2ul, l2ul-adv, l2ul-naive, retrain"]),
     "unknown-dataset": (["--dataset", "digitz"], ["Unknown dataset 'digitz'. Did you mean: digits?"]),
     "random-0%": (["--forget", "random:0%"], ["Bad forget request 'random:0%'", "strictly between 0% and 100%"]),
     "random-100%": (["-f", "random:100%"], ["Bad forget request 'random:100%'"]),
