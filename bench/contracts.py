@@ -31,6 +31,12 @@ class Method(Protocol):
         default_params: hyperparameters and their defaults (JSON-serialisable values).
         search_space: Ray Tune search space for some of those, built from ``bench.space``
             (no ray import in plugins).
+
+    Optional: ``dataset_params`` (``{dataset name: {param: value}}``, defaults per dataset that the
+    harness applies to a trial on that dataset unless the user set the parameter);
+    ``continual = False`` with ``continual_note`` (one sentence) for a method that cannot take the
+    next of a sequence of requests (``--forget seq:...``) on its own output: such requests are
+    then refused before any work (see ``bench.continual``).
     """
 
     name: str
