@@ -156,7 +156,9 @@ def test_seq_3x10_records_three_steps_per_trial_and_resume_and_compare_read_the_
     from bench.compare import compare
 
     comp = compare(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
-    assert {r.name for r in comp.rows} >= set(SEQ_METHODS.split(","))
+    assert {r.name for r in comp.rows} >= set(SEQ_METHODS.split(",")) and "forget_all_acc" in comp.columns
+    l2ul_row = next(r for r in comp.rows if r.name == "l2ul")
+    assert l2ul_row.values["forget_acc"] == [client.get_run(kids.loc["l2ul", "run_id"]).data.metrics["forget_acc"]]
 
     code, again = _run(workdir, methods=f"{SEQ_METHODS},chain", forgets=["seq:3x10"], resume=True)
     assert code == 0 and "5 of 5 trial(s) already finished" in again and "cumulative_unlearn_seconds" in again
