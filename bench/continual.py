@@ -180,6 +180,8 @@ def run_continual_trial(spec: dict, payload, group, fetch=lambda v: v) -> dict:
     access = set(spec["data_access"].split(",")) if spec["data_access"] else set()
     recipe = Recipe(**spec["recipe"]) if "recipe" in access else None
 
+    # the input domain, when this version of ForgetRequest carries it (see continual-contract notes)
+    bounds = {"input_bounds": input_bounds(splits, device)} if "input_bounds" in ForgetRequest.__dataclass_fields__ else {}
     results: list[dict] = []
     artifacts: dict = {}
     cum_unlearn = cum_retrain = 0.0
@@ -191,7 +193,7 @@ def run_continual_trial(spec: dict, payload, group, fetch=lambda v: v) -> dict:
                     data.retain_y if len(data.retain_y) else data.forget_y)
             warmed = True
         request = ForgetRequest(
-            num_classes=splits.num_classes, kind=step.kind, forget_indices=step.forget_idx, forget_class=step.forget_class,
+            **bounds, num_classes=splits.num_classes, kind=step.kind, forget_indices=step.forget_idx, forget_class=step.forget_class,
             forget_x=data.forget_x if "forget" in access else None, forget_y=data.forget_y if "forget" in access else None,
             retain_x=data.retain_x if "retain" in access else None, retain_y=data.retain_y if "retain" in access else None,
         )
@@ -235,6 +237,28 @@ def run_continual_trial(spec: dict, payload, group, fetch=lambda v: v) -> dict:
             for key, value in attack.evaluate(model, actx).items():
                 final[f"{name}_{key}"] = float(value)
     return final
+
+
+def input_bounds(splits, device: str):
+    """(lo, hi) tensors broadcastable to one input: ``splits.info["input_bounds"]`` (floats, or lists
+    per channel or per input feature), else the per-feature min/max of the training split."""
+    import math
+
+    import torch
+
+    shape = tuple(splits.input_shape)
+    given = splits.info.get("input_bounds") if splits.info else None
+    if given is None:
+        return splits.train_x.min(0).values.to(device), splits.train_x.max(0).values.to(device)
+    out = []
+    for v in given:
+        t = torch.as_tensor(v, dtype=splits.train_x.dtype)
+        if t.dim() and t.numel() == shape[0] and t.numel() != math.prod(shape):
+            t = t.view(shape[0], *[1] * (len(shape) - 1))
+        elif t.dim():
+            t = t.view(shape)
+        out.append(t.to(device))
+    return tuple(out)
 
 
 def log_earlier_steps(client, run_id: str, result: dict, default_step: int = 0) -> int:

@@ -193,3 +193,15 @@ def test_seq_through_ray_records_every_request(workdir, store_args, run_bench):
     for run_id in kids["run_id"]:
         assert [m.step for m in sorted(client.get_metric_history(run_id, "forget_all_acc"), key=lambda m: m.step)] == [0, 1, 2]
     assert _history(client, kids.loc["retrain", "run_id"], "avg_gap") == [0.0, 0.0, 0.0]
+
+
+def test_input_bounds_from_the_dataset_or_the_training_split():
+    from bench.continual import input_bounds
+    from bench.datasets.digits import Digits
+
+    d = Digits().load(None, False, None)
+    lo, hi = input_bounds(d, "cpu")  # digits gives none (yet): per-feature min/max of the training split
+    assert lo.shape == hi.shape == (1, 8, 8) and float(lo.min()) == 0.0 and float(hi.max()) == 1.0
+    d.info["input_bounds"] = ([0.0], [0.5])  # per channel
+    lo, hi = input_bounds(d, "cpu")
+    assert lo.shape == (1, 1, 1) and float(hi) == 0.5

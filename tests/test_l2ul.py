@@ -204,3 +204,15 @@ def test_empty_request_returns_the_model_unchanged(trained):
     out, metrics = _unlearn(L2UL(), model, fx[:0], fy[:0])
     assert metrics["l2ul_goal_reached"] == 1.0 and metrics["l2ul_steps"] == 0.0
     assert all(torch.equal(a, b) for a, b in zip(out.parameters(), model.parameters(), strict=True))
+
+
+def test_pgd_domain_comes_from_the_request_when_given(trained):
+    from types import SimpleNamespace
+
+    from bench.methods.l2ul import _bounds
+
+    _, _, fx, _ = trained
+    lo, hi = _bounds(SimpleNamespace(input_bounds=(0.25, 0.75)), fx)
+    assert (float(lo), float(hi)) == (0.25, 0.75)
+    lo, hi = _bounds(SimpleNamespace(), fx)  # no domain given: the range of the forget inputs
+    assert (float(lo), float(hi)) == (float(fx.min()), float(fx.max()))
