@@ -200,7 +200,8 @@ def test_input_bounds_from_the_dataset_or_the_training_split():
     from bench.datasets.digits import Digits
 
     d = Digits().load(None, False, None)
-    lo, hi = input_bounds(d, "cpu")  # digits gives none (yet): per-feature min/max of the training split
+    d.info.pop("input_bounds", None)
+    lo, hi = input_bounds(d, "cpu")  # none given: per-feature min/max of the training split
     assert lo.shape == hi.shape == (1, 8, 8) and float(lo.min()) == 0.0 and float(hi.max()) == 1.0
     d.info["input_bounds"] = ([0.0], [0.5])  # per channel
     lo, hi = input_bounds(d, "cpu")
