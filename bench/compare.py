@@ -358,7 +358,8 @@ def compare(tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIMEN
     rows = build_rows(trials)
     ranks = report.rank_rows(rows, objective, maximize)
     rows, ranks = order_rows(rows, ranks)
-    columns = list(report.COLUMNS) + ([objective] if objective not in report.COLUMNS else [])
+    columns = list(report.columns_for(rows))  # plus forget_all_acc etc. for continual requests
+    columns += [objective] if objective not in columns else []
     return Comparison(experiment=exp.name, experiment_id=exp.experiment_id, tracking_uri=uri, parents=parents,
                       pooled=len(parents) > 1 or run.strip() == "all", trials=trials, unfinished=unfinished,
                       rows=rows, ranks=ranks, columns=columns, objective=objective, maximize=maximize, available=available)

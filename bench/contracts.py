@@ -46,6 +46,12 @@ class Method(Protocol):
     seed, training params) into the reference cache and passes it to every trial of the method
     as ``model``; the trial then reports ``train_seconds`` and ``method_original_*``
     (``bench.method_training``). The ``original_*`` metrics remain the monolithic model's.
+
+    Optional: ``dataset_params`` (``{dataset name: {param: value}}``, defaults per dataset that the
+    harness applies to a trial on that dataset unless the user set the parameter);
+    ``continual = False`` with ``continual_note`` (one sentence) for a method that cannot take the
+    next of a sequence of requests (``--forget seq:...``) on its own output: such requests are
+    then refused before any work (see ``bench.continual``).
     """
 
     name: str

@@ -224,6 +224,13 @@ def resolve_methods(registry: Registry, opts: RunOptions) -> list[MethodPlan]:
     return plans
 
 
+def params_for_dataset(m: MethodPlan, dataset: str, given: dict) -> dict:
+    """A method's params on one dataset: its defaults < its optional ``dataset_params[NAME]`` (NAME
+    = the dataset spec before any colon) < what the user gave (``-p``, TOML, ``--params``)."""
+    per = (getattr(m.obj, "dataset_params", None) or {}).get(dataset.partition(":")[0], {})
+    return {**m.params, **{k: v for k, v in per.items() if k in m.params and k not in given}}
+
+
 def resolve_model(registry: Registry, spec: str) -> tuple[Any, str | None, str]:
     """(model plugin object, its argument, origin) for ``NAME`` or ``NAME:ARG``; families claim bare names."""
     name, sep, arg = spec.partition(":")
@@ -304,6 +311,9 @@ def validate_options(registry: Registry, opts: RunOptions) -> tuple[list[MethodP
         raise BenchError(f"Unknown device '{opts.device}': expected auto, cpu or cuda.")
     if opts.executor == "local" and opts.ray_address:
         raise BenchError("--ray-address needs the ray executor (drop --executor local).")
+    from .continual import check_continual
+
+    check_continual(methods, forgets)
     check_ray_address(opts.ray_address)
     uri = resolve_tracking_uri(opts.tracking_uri)
     return methods, forgets, uri
@@ -325,6 +335,8 @@ class Group:
     retrain_key: str
     original_doc: dict
     retrain_doc: dict
+    steps: list | None = None  # seq: requests, each's training indices (bench.continual)
+    step_refs: list | None = None  # seq: (key, doc) of each request's retrained reference
 
 
 @dataclass
@@ -425,6 +437,11 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
                     rdoc = {"kind": "retrain", **base, "forget_sha256": sha256_bytes(np.asarray(idx, np.int64).tobytes())}
                     gid = f"g{len(groups)}"
                     groups.append(Group(gid, dspec, mspec, fspec, seed, fseed, recipe, idx, cache_key(odoc), cache_key(rdoc), odoc, rdoc))
+                    if fspec.kind == "seq":  # continual requests: one retrained reference per request
+                        from .continual import step_references
+
+                        groups[-1].steps = fspec.select_steps(train_y, sp.num_classes, fseed)
+                        groups[-1].step_refs = step_references(groups[-1].steps, base)
 
     multi = len(opts.datasets) > 1 or len(opts.models) > 1 or len(forgets) > 1
     trials = []
@@ -437,7 +454,7 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
                 "trial_name": name,
                 "method": m.name,
                 "method_plugin": m.origin,
-                "params": dict(m.params),
+                "params": params_for_dataset(m, group.dataset, opts.params.get(m.name, {})),
                 "data_access": ",".join(m.access),
                 "seed": group.seed,
                 "forget_seed": group.forget_seed,

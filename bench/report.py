@@ -7,6 +7,13 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 COLUMNS = ("retain_acc", "forget_acc", "test_acc", "avg_gap", "js_to_retrain_forget", "unlearn_seconds", "speedup_vs_retrain")
+#: Shown only when some row has them: continual requests (``bench.continual``), last request / totals.
+OPTIONAL_COLUMNS = ("forget_all_acc", "cumulative_unlearn_seconds")
+
+
+def columns_for(rows: list[Row]) -> tuple[str, ...]:
+    """COLUMNS plus the optional columns some row has values for."""
+    return COLUMNS + tuple(c for c in OPTIONAL_COLUMNS if any(r.values.get(c) for r in rows))
 
 
 @dataclass
@@ -66,7 +73,7 @@ def build_rows(trials: list[dict], results: dict[int, dict], failures: dict[int,
         r = row(setting, spec["method"])
         if i in results:
             r.ok += 1
-            for k in COLUMNS:
+            for k in COLUMNS + OPTIONAL_COLUMNS:
                 if k in results[i]:
                     r.values[k].append(float(results[i][k]))
         else:

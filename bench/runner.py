@@ -30,6 +30,10 @@ def reference_jobs(plan: Plan):
         jobs.append(RefJob(key=g.original_key, doc=g.original_doc, train_idx=None, **common))
         keep = np.setdiff1d(np.arange(sp.train_size), g.forget_idx)
         jobs.append(RefJob(key=g.retrain_key, doc=g.retrain_doc, train_idx=keep, **common))
+        if g.steps is not None:  # continual requests: a retrained reference per request
+            from .continual import step_jobs
+
+            jobs.extend(step_jobs(g, common, sp.train_size))
     return jobs
 
 
@@ -56,9 +60,14 @@ def build_payload(plan: Plan, refs: dict):
             splits=sp, forget_idx=g.forget_idx, forget_kind=g.forget.kind, forget_class=data.forget_class,
             original_state=refs[g.original_key][0], retrain_seconds=retrain_seconds, original_eval=evals["original"], retrain_eval=evals["retrain"],
         )
-        ref_rows.append({"setting": (g.dataset, g.model, g.forget.text), "seed": g.seed,
-                         "original": evals["original"].accs, "retrain": evals["retrain"].accs,
-                         "retrain_seconds": retrain_seconds})
+        row = {"setting": (g.dataset, g.model, g.forget.text), "seed": g.seed,
+               "original": evals["original"].accs, "retrain": evals["retrain"].accs, "retrain_seconds": retrain_seconds}
+        if g.steps is not None:  # continual requests: every request's references (bench.continual)
+            from .continual import reference_summary, step_payloads
+
+            groups[g.gid].steps = step_payloads(g, sp, model_obj, arg, refs, plan.device)
+            row["original"], row["retrain"] = reference_summary(groups[g.gid].steps, row["original"], row["retrain"])
+        ref_rows.append(row)
     payload = Payload(groups=groups, methods={m.name: m.obj for m in plan.methods}, models=plan.models, attacks=plan.attacks)
     return payload, ref_rows
 
@@ -180,9 +189,10 @@ def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False) -
         from . import report
 
         rows = report.build_rows(plan.trials, results, failures, ref_rows)
-        report.render(rows, console)
-        client.log_text(parent, report.to_markdown(rows), "summary.md")
-        client.log_text(parent, report.to_csv(rows), "summary.csv")
+        columns = report.columns_for(rows)
+        report.render(rows, console, columns=columns)
+        client.log_text(parent, report.to_markdown(rows, columns=columns), "summary.md")
+        client.log_text(parent, report.to_csv(rows, columns=columns), "summary.csv")
         tracking.log_metrics(client, parent, {"trials_finished": len(results), "trials_failed": len(failures),
                                               "wall_seconds": time.perf_counter() - t_start})
         if outcome.interrupted:

@@ -200,7 +200,9 @@ def log_local_trial(tracking_uri: str, experiment_id: str, parent_run_id: str, s
     run_id = run.info.run_id
     log_params(client, run_id, trial_params(spec))
     if metrics:
-        log_metrics(client, run_id, trial_metrics(metrics))
+        from .continual import log_earlier_steps
+
+        log_metrics(client, run_id, trial_metrics(metrics), step=log_earlier_steps(client, run_id, metrics))
         log_artifacts(client, run_id, metrics)
     if error:
         record_failure(client, run_id, error)
@@ -228,6 +230,9 @@ def make_ray_callback(tracking_uri: str, experiment_name: str, parent_run_id: st
 
         def log_trial_result(self, iteration, trial, result):
             step = int(result.get("training_iteration", 1)) - 1  # intermediate reports (ASHA) are steps
+            from .continual import log_earlier_steps
+
+            step = log_earlier_steps(self.mlflow_util._get_client(), self._trial_runs[trial], result, step)
             log_metrics(self.mlflow_util._get_client(), self._trial_runs[trial], trial_metrics(result), step=step)
             log_artifacts(self.mlflow_util._get_client(), self._trial_runs[trial], result)
 

@@ -28,6 +28,7 @@ class GroupPayload:
     original_eval: Any  # bench.evaluation.ModelEval
     retrain_eval: Any
     method_originals: dict = field(default_factory=dict)  # train-hook cache key -> (bytes, train seconds)
+    steps: list | None = None  # continual requests: bench.continual.StepPayload per request
 
 
 @dataclass
@@ -100,6 +101,10 @@ def run_trial(spec: dict, payload: Payload, fetch: Callable[[Any], Any] = lambda
     device = spec["device"]
     seed = spec["seed"]
     group: GroupPayload = fetch(payload.groups[spec["group"]])
+    if group.steps is not None:  # continual requests, one method call per request
+        from .continual import run_continual_trial
+
+        return run_continual_trial(spec, payload, group)
     method = payload.methods[spec["method"]]
     model_obj, arg, _ = payload.models[spec["model"]]
     (rx, ry), (fx, fy), (tx, ty) = split_data(group.splits, group.forget_idx, device)

@@ -1,4 +1,5 @@
-"""Built-in methods plugin (installed as ``bench.methods``): ``retrain``, ``ft``, ``ga``, ``sisa``, ``fisher``."""
+"""Built-in methods plugin (installed as ``bench.methods``): ``retrain``, ``ft``, ``ga``, ``sisa``, ``fisher``,
+``l2ul`` (and ``l2ul-adv``, ``l2ul-naive``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import bench
 from .finetune import FineTune
 from .fisher import FisherForgetting
 from .gradient_ascent import GradientAscent
+from .l2ul import L2UL, L2ULAdv, L2ULNaive
 from .retrain import Retrain
 from .sisa import Sisa
 
@@ -18,3 +20,6 @@ def register_methods(register):
     register(GradientAscent())
     register(Sisa())
     register(FisherForgetting())
+    register(L2UL())
+    register(L2ULAdv())
+    register(L2ULNaive())

@@ -7,7 +7,7 @@ import click
 SETTING = [
     click.option("--dataset", "-d", "datasets", multiple=True, help="Dataset spec, repeatable (e.g. digits, synthetic:n=2000,classes=4). [default: digits]"),
     click.option("--model", "models", multiple=True, help="Model spec, repeatable (mlp, mlp:256,256, cnn, any timm name). [default: mlp]"),
-    click.option("--forget", "-f", "forgets", multiple=True, help="Forget request, repeatable: random:10%, random:100, class:3, indices:PATH. [default: random:10%]"),
+    click.option("--forget", "-f", "forgets", multiple=True, help="Forget request, repeatable: random:10%, random:100, class:3, indices:PATH; sequential requests seq:5x20, seq:class:1,3,5. [default: random:10%]"),
     click.option("--forget-seed", type=int, default=None, help="Seed of random forget requests (default: the trial seed)."),
     click.option("--param", "-p", "params", multiple=True, help="Method hyperparameter METHOD.NAME=VALUE, repeatable (e.g. ga.lr=0.01)."),
     click.option("--recipe", "-r", "recipe", multiple=True, help="Training recipe KEY=VALUE, repeatable (epochs, lr, batch_size, optimizer, momentum, weight_decay, schedule)."),
