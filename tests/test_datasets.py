@@ -418,3 +418,20 @@ def test_mnist1d_run_retrain_ft_ga_offline(tmp_path, monkeypatch):
     assert kids.loc["retrain", "params.recipe.optimizer"] == "adam"  # the dataset's default recipe
     assert kids.loc["retrain", "params.recipe.augment"] == "none"
     assert not (tmp_path / "data").exists()  # nothing downloaded or written
+
+
+@pytest.mark.slow
+def test_cli_run_on_mnist1d_through_ray_offline(tmp_path, run_bench, store_args):
+    """The issue's command through the console script, Ray Tune and MLflow, with no network."""
+    (tmp_path / "cache").mkdir()
+    proc = run_bench("run", "--dataset", "mnist1d", "--methods", "retrain,ft,ga", "--model", "mlp:64",
+                     "--recipe", "epochs=3", "--data-dir", str(tmp_path / "data"), *store_args(tmp_path), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    df = mlflow.search_runs(experiment_names=["unlearning-bench"])
+    kids = df[df["tags.bench.role"] == "trial"]
+    assert sorted(kids["tags.bench.method"]) == ["ft", "ga", "retrain"] and (kids["status"] == "FINISHED").all()
+    assert (kids["params.dataset"] == "mnist1d").all() and (kids["metrics.test_acc"] > 0.2).all()
+    assert not (tmp_path / "data").exists() and not list(tmp_path.glob("*.pkl"))
