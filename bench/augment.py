@@ -40,11 +40,11 @@ def random_crop(x: torch.Tensor, generator: torch.Generator, pad: int = PAD) -> 
     padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
     dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator, device=x.device)
     dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator, device=x.device)
-    rows = dy[:, None] + torch.arange(h, device=x.device)  # (B, H)
-    cols = dx[:, None] + torch.arange(w, device=x.device)  # (B, W)
-    bi = torch.arange(b, device=x.device)[:, None, None, None]
-    ci = torch.arange(c, device=x.device)[None, :, None, None]
-    return padded[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]
+    rows = (dy[:, None] + torch.arange(h, device=x.device)).view(b, 1, h, 1)
+    cols = (dx[:, None] + torch.arange(w, device=x.device)).view(b, 1, 1, w)
+    # two gathers (rows, then columns): much cheaper than one 4-D advanced index on the CPU
+    out = padded.gather(2, rows.expand(b, c, h, w + 2 * pad))
+    return out.gather(3, cols.expand(b, c, h, w))
 
 
 def augment_batch(x: torch.Tensor, kind: str, generator: torch.Generator) -> torch.Tensor:
