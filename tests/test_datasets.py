@@ -14,6 +14,8 @@ import torch
 import torchvision.datasets as tvd
 from rich.console import Console
 
+import bench
+
 from bench.augment import augment_batch, random_crop
 from bench.datasets import fixtures as fx
 from bench.datasets.imagefolder import ImageFolderDataset
@@ -418,6 +420,48 @@ def test_mnist1d_run_retrain_ft_ga_offline(tmp_path, monkeypatch):
     assert kids.loc["retrain", "params.recipe.optimizer"] == "adam"  # the dataset's default recipe
     assert kids.loc["retrain", "params.recipe.augment"] == "none"
     assert not (tmp_path / "data").exists()  # nothing downloaded or written
+
+
+
+class _CifarFiles:
+    """Registers the cifar10 plugin, reading through a checksum subclass, as ``cifar10-files``."""
+
+    def __init__(self, plugin):
+        self.plugin = plugin
+
+    @bench.hookimpl
+    def register_datasets(self, register):
+        register(self.plugin)
+
+
+def test_cifar_files_run_through_the_harness_with_augmentation(tmp_path, monkeypatch):
+    import mlflow
+
+    from bench.experiment import RunOptions
+    from bench.plugins import register_plugin, unregister_plugin
+    from bench.runner import run
+
+    sums = fx.write_cifar(tmp_path / "data", 10, per_batch=40, n_test=40)
+    d = verified("cifar10", sums)
+    d.name = "cifar10-files"
+    plugin = _CifarFiles(d)
+    register_plugin(plugin)
+    try:
+        monkeypatch.chdir(tmp_path)
+        opts = RunOptions(executor="local", datasets=["cifar10-files"], methods="ft", models=["cnn:8,16"],
+                          recipe={"epochs": 2, "lr": 0.05}, forgets=["random:20"], data_dir=str(tmp_path / "data"),
+                          cache_dir=str(tmp_path / "cache"), tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+        out = io.StringIO()
+        assert run(opts, Console(file=out, width=200)) == 0, out.getvalue()
+    finally:
+        unregister_plugin(plugin)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    df = mlflow.search_runs(experiment_names=["unlearning-bench"])
+    kid = df[df["tags.bench.role"] == "trial"].iloc[0]
+    assert kid["status"] == "FINISHED" and kid["params.recipe.augment"] == "crop-flip"  # the dataset's recipe
+    assert kid["params.recipe.epochs"] == "2" and kid["params.recipe.batch_size"] == "128"
+    assert kid["params.data.source"] == "torchvision.datasets.CIFAR10" and kid["params.data.mean"].startswith("[")
+    assert kid["params.data.input_bounds"].startswith("([")  # per-channel lows and highs
 
 
 @pytest.mark.slow
