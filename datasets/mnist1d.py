@@ -56,5 +56,6 @@ class MNIST1D:
             train_x=train_x, train_y=torch.from_numpy(np.asarray(data["y"], np.int64)),
             test_x=test_x, test_y=torch.from_numpy(np.asarray(data["y_test"], np.int64)),
             num_classes=10, input_shape=(int(train_x.shape[1]),),
-            info={"source": "mnist1d.data.make_dataset", "normalize": "mnist1d standardises the generated set (mean 0, std 1)", "input_bounds": (lo, hi), **opts},
+            info={"source": "mnist1d.data.make_dataset", "input_bounds": (lo, hi), **opts,
+                  "normalize": "mnist1d standardises the generated set (mean 0, std 1)"},
         )

@@ -211,11 +211,13 @@ class TorchvisionImages:
 
 def builtin_vision_datasets() -> list[TorchvisionImages]:
     gray, rgb = (1, 28, 28), (3, 32, 32)
-    return [
-        TorchvisionImages("mnist", "MNIST", 10, gray, "MNIST handwritten digits, 60k/10k 28x28 (torchvision files under --data-dir).", MNIST_RECIPE),
-        TorchvisionImages("fashion-mnist", "FashionMNIST", 10, gray, "Fashion-MNIST clothing images, 60k/10k 28x28 (torchvision files).", MNIST_RECIPE),
-        TorchvisionImages("kmnist", "KMNIST", 10, gray, "Kuzushiji-MNIST cursive Japanese characters, 60k/10k 28x28 (torchvision files).", MNIST_RECIPE),
-        TorchvisionImages("cifar10", "CIFAR10", 10, rgb, "CIFAR-10, 50k/10k 32x32 colour images; crop+flip augmentation (torchvision files).", CIFAR_RECIPE),
-        TorchvisionImages("cifar100", "CIFAR100", 100, rgb, "CIFAR-100 fine labels, 50k/10k 32x32; crop+flip augmentation (torchvision files).", CIFAR_RECIPE),
-        TorchvisionImages("svhn", "SVHN", 10, rgb, "SVHN cropped digits, 73,257/26,032 32x32 (no 'extra'); crop augmentation (torchvision .mat files).", SVHN_RECIPE),
+    table = [  # name, torchvision class, classes, input shape, description, default recipe
+        ("mnist", "MNIST", 10, gray, "MNIST handwritten digits, 60k/10k 28x28", MNIST_RECIPE),
+        ("fashion-mnist", "FashionMNIST", 10, gray, "Fashion-MNIST clothing images, 60k/10k 28x28", MNIST_RECIPE),
+        ("kmnist", "KMNIST", 10, gray, "Kuzushiji-MNIST cursive Japanese characters, 60k/10k 28x28", MNIST_RECIPE),
+        ("cifar10", "CIFAR10", 10, rgb, "CIFAR-10, 50k/10k 32x32 colour images; crop+flip augmentation", CIFAR_RECIPE),
+        ("cifar100", "CIFAR100", 100, rgb, "CIFAR-100 fine labels, 50k/10k 32x32; crop+flip augmentation", CIFAR_RECIPE),
+        ("svhn", "SVHN", 10, rgb, "SVHN cropped digits, 73,257/26,032 32x32 (no 'extra'); crop augmentation", SVHN_RECIPE),
     ]
+    return [TorchvisionImages(name, cls, k, shape, f"{text} (torchvision's files under --data-dir).", recipe)
+            for name, cls, k, shape, text, recipe in table]
