@@ -459,6 +459,7 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
                 "seed": group.seed,
                 "forget_seed": group.forget_seed,
                 "dataset": group.dataset,
+                "data": data_params(splits[group.dataset].info),
                 "model": group.model,
                 "forget": group.forget.text,
                 "forget_size": int(len(group.forget_idx)),
@@ -473,6 +474,16 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
     for spec in trials:
         spec["trial_key"] = trial_key(spec)
     return Plan(opts, uri, methods, splits, models, attacks, groups, trials, device, data_dir, cache_dir)
+
+
+def data_params(info: dict) -> dict:
+    """A dataset's ``Splits.info`` (normalisation, split, input bounds...) as short run params:
+    values longer than 250 characters of JSON (per-feature lists) are cut, with their length."""
+    out = {}
+    for key, value in info.items():
+        text = json.dumps(value, default=str)
+        out[key] = value if len(text) <= 250 else f"{text[:200]}... ({len(text)} characters)"
+    return out
 
 
 #: What defines a trial's measurement (not where or with which versions it ran).

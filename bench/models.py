@@ -3,7 +3,7 @@
 A model spec is ``NAME`` or ``NAME:ARG``: ``mlp:256,256`` (hidden sizes), ``cnn:32,64``
 (conv widths), ``resnet18`` or ``timm:resnet18`` (any name ``timm.list_models()`` knows,
 built with ``timm.create_model(name, pretrained=False, num_classes=K, in_chans=C)``; nothing
-is downloaded).
+is downloaded). ``resnet18-cifar`` (bench/resnet_cifar.py) is the default for 32x32 images.
 """
 
 from __future__ import annotations
@@ -87,3 +87,6 @@ def register_models(register):
     register(MLPModel())
     register(CNNModel())
     register(TimmModels())
+    from bench.resnet_cifar import ResNet18Cifar
+
+    register(ResNet18Cifar())

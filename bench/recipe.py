@@ -16,6 +16,7 @@ from .errors import BenchError
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "constant", "step")
+AUGMENTS = ("none", "flip", "crop", "crop-flip")  # training-time augmentation on the device: bench/augment.py
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class Recipe:
     epochs: int = 30
     batch_size: int = 64
     schedule: str = "cosine"  # per-step cosine to 0; "step": x0.1 at 50% and 75% of the epochs
+    augment: str = "none"  # "crop-flip": random crop of the 4-pixel-padded image + horizontal flip (CIFAR)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,6 +65,8 @@ def build_recipe(*layers: Mapping[str, Any]) -> Recipe:
         raise BenchError(f"Unknown optimizer '{r.optimizer}' in the recipe; expected one of {', '.join(OPTIMIZERS)}.")
     if r.schedule not in SCHEDULES:
         raise BenchError(f"Unknown schedule '{r.schedule}' in the recipe; expected one of {', '.join(SCHEDULES)}.")
+    if r.augment not in AUGMENTS:
+        raise BenchError(f"Unknown augment '{r.augment}' in the recipe; expected one of {', '.join(AUGMENTS)}.")
     if not all(math.isfinite(v) for v in (r.lr, r.momentum, r.weight_decay)) or r.lr <= 0 or r.epochs < 1 or r.batch_size < 1 or r.weight_decay < 0 or r.momentum < 0:
         raise BenchError(f"Invalid recipe {r.as_dict()}: need lr > 0, epochs >= 1, batch_size >= 1, weight_decay >= 0, momentum >= 0.")
     return r

@@ -42,7 +42,7 @@ def train_reference(job: RefJob) -> tuple[bytes, float]:
         return job.run()
     import torch
 
-    from .training import fit, seed_everything, set_threads, warm_up
+    from .training import fit, place, seed_everything, set_threads, warm_up
     from .trial import model_factory
 
     set_threads(job.threads)
@@ -51,7 +51,7 @@ def train_reference(job: RefJob) -> tuple[bytes, float]:
     if job.train_idx is not None:
         idx = torch.as_tensor(job.train_idx, dtype=torch.long)
         x, y = x[idx], y[idx]
-    x, y = x.to(job.device), y.to(job.device)
+    x, y = place((x, y), job.device)
     model = model_factory(job.model_obj, job.arg, sp, job.seed, job.device)()
     warm_up(model, x, y)
     seed_everything(job.seed)

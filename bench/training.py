@@ -5,11 +5,19 @@ The loop is the plain PyTorch one (shuffle with a seeded generator, mini-batch S
 cross-entropy), with no DataLoader and no worker processes for data that sits in memory;
 ``benchmarks/bench_training.py`` measures it against a hand-written loop. A final batch of one
 example is skipped (BatchNorm cannot train on it).
+
+Placement: a dataset whose tensors fit in ``DEVICE_DATA_FRACTION`` of the GPU's memory lives on
+the GPU; a larger one stays in (pinned) host memory and its batches stream to the device through
+a DataLoader with worker processes, in the same seeded order, so both paths train on the same
+batches (``benchmarks/bench_data.py`` compares them). On the CPU the tensors are already in memory
+and are used as they are. The recipe's ``augment`` (``bench/augment.py``) runs on each batch on
+the device.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import random
 from typing import Iterable
 
@@ -18,7 +26,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .augment import augment_batch
 from .recipe import Recipe
+
+#: Data larger than this fraction of the GPU's total memory streams from host memory instead of
+#: living on the GPU (a quarter, so four trials packed with --gpus-per-trial 0.25 still fit).
+DEVICE_DATA_FRACTION = 0.25
+#: DataLoader worker processes for data that streams from host memory.
+STREAM_WORKERS = min(4, os.cpu_count() or 1)
 
 
 def seed_everything(seed: int) -> None:
@@ -68,26 +83,95 @@ def batches(n: int, batch_size: int, generator: torch.Generator | None, device) 
         yield idx
 
 
+def device_data_limit(device) -> int | None:
+    """Bytes of data that may live on ``device``; ``None`` (no limit) off the GPU."""
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        return None
+    return int(DEVICE_DATA_FRACTION * torch.cuda.get_device_properties(dev).total_memory)
+
+
+def place(tensors: Iterable[torch.Tensor], device) -> list[torch.Tensor]:
+    """Move ``tensors`` to ``device`` when together they fit under :func:`device_data_limit`;
+    otherwise keep them in pinned host memory, to be streamed batch by batch."""
+    tensors = list(tensors)
+    limit = device_data_limit(device)
+    if limit is None or sum(t.numel() * t.element_size() for t in tensors) <= limit:
+        return [t.to(device) for t in tensors]
+    return [t.cpu().pin_memory() for t in tensors]
+
+
+def model_device(model: nn.Module, default) -> torch.device:
+    param = next(iter(model.parameters()), None)
+    return param.device if param is not None else torch.device(default)
+
+
+class _Rows(torch.utils.data.Dataset):
+    """Rows of (x, y), fetched a whole batch at a time (``__getitems__``) by DataLoader workers."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitems__(self, idx: list[int]):
+        i = torch.as_tensor(idx, dtype=torch.long)
+        return self.x[i], self.y[i]
+
+
+def _as_batch(batch):
+    return batch
+
+
+def stream_batches(x, y, index_batches, device, workers: int = STREAM_WORKERS):
+    """(x, y) batches for ``index_batches`` fetched from host memory by a DataLoader with
+    ``workers`` processes, moved to ``device``."""
+    device = torch.device(device)
+    loader = torch.utils.data.DataLoader(
+        _Rows(x, y), batch_sampler=[b.tolist() for b in index_batches], num_workers=workers,
+        collate_fn=_as_batch, pin_memory=device.type == "cuda",
+    )
+    for xb, yb in loader:
+        yield xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+
+
 def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Recipe, seed: int) -> nn.Module:
     """Train ``model`` in place on (x, y) with ``recipe``; shuffling is seeded by ``seed``."""
     return train_epochs(
         model, x, y, epochs=recipe.epochs, batch_size=recipe.batch_size, optimizer=recipe.optimizer, lr=recipe.lr,
         momentum=recipe.momentum, weight_decay=recipe.weight_decay, schedule=recipe.schedule, seed=seed,
+        augment=recipe.augment,
     )
 
 
 def train_epochs(model, x, y, *, epochs, batch_size, optimizer, lr, momentum, weight_decay, schedule, seed,
-                 on_epoch=None) -> nn.Module:
-    """Mini-batch training; ``on_epoch(model)``, if given, is called after every epoch."""
+                 on_epoch=None, augment="none", workers=None) -> nn.Module:
+    """Mini-batch training; ``on_epoch(model)``, if given, is called after every epoch.
+
+    ``augment`` is the recipe's on-device augmentation, drawn from its own generator seeded by
+    ``seed``. Batches stream through a DataLoader with ``workers`` processes when ``x`` is not
+    on the model's device (:func:`place` kept it in host memory) or when ``workers`` is given.
+    """
     g = torch.Generator().manual_seed(seed)
     n = len(y)
     steps = max(1, sum(1 for s in range(0, n, batch_size) if min(batch_size, n - s) > 1 or n == 1))
     opt = make_optimizer(model.parameters(), optimizer, lr, momentum, weight_decay)
     sched = make_schedule(opt, schedule, epochs, steps)
+    device = model_device(model, x.device)
+    stream = workers is not None or x.device != device
+    aug_gen = torch.Generator(device=device).manual_seed(seed) if augment != "none" else None
     model.train()
     for _ in range(epochs):
-        for idx in batches(n, batch_size, g, x.device):
-            loss = F.cross_entropy(model(x[idx]), y[idx])
+        if stream:
+            pairs = stream_batches(x, y, list(batches(n, batch_size, g, "cpu")), device,
+                                   STREAM_WORKERS if workers is None else workers)
+        else:
+            pairs = ((x[idx], y[idx]) for idx in batches(n, batch_size, g, x.device))
+        for xb, yb in pairs:
+            if aug_gen is not None:
+                xb = augment_batch(xb, augment, aug_gen)
+            loss = F.cross_entropy(model(xb), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -111,10 +195,12 @@ def warm_up(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
     n = min(len(y), 8)
     if n < 2:
         return
+    device = model_device(probe, x.device)
+    x, y = x[:n].to(device), y[:n].to(device)
     for opt_name in ("sgd", "adam"):
         opt = make_optimizer(probe.parameters(), opt_name, 0.0, 0.9, 0.0)
         probe.train()
-        loss = F.cross_entropy(probe(x[:n]), y[:n])
+        loss = F.cross_entropy(probe(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -126,7 +212,8 @@ def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 4096) ->
     """Logits of ``model`` on ``x`` in eval mode, in large batches."""
     was_training = model.training
     model.eval()
-    out = [model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+    device = model_device(model, x.device)  # x may sit in host memory (see place)
+    out = [model(x[i : i + batch_size].to(device, non_blocking=True)) for i in range(0, len(x), batch_size)]
     model.train(was_training)
     if not out:
         return torch.empty(0, device=x.device)
@@ -136,4 +223,4 @@ def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 4096) ->
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     if len(y) == 0:
         return float("nan")
-    return float((predict_logits(model, x).argmax(1) == y).float().mean())
+    return float((predict_logits(model, x).argmax(1).to(y.device) == y).float().mean())

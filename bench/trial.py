@@ -46,8 +46,10 @@ def split_data(splits, forget_idx, device: str):
     mask = torch.zeros(splits.train_size, dtype=torch.bool)
     mask[torch.as_tensor(forget_idx, dtype=torch.long)] = True
     x, y = splits.train_x, splits.train_y
-    to = lambda t: t.to(device)  # noqa: E731
-    return (to(x[~mask]), to(y[~mask])), (to(x[mask]), to(y[mask])), (to(splits.test_x), to(splits.test_y))
+    from .training import place  # on the device, or in host memory when too large (see there)
+
+    rx, ry, fx, fy, tx, ty = place((x[~mask], y[~mask], x[mask], y[mask], splits.test_x, splits.test_y), device)
+    return (rx, ry), (fx, fy), (tx, ty)
 
 
 def model_factory(model_obj, arg, splits, seed: int, device: str) -> Callable[[], Any]:

@@ -3,7 +3,7 @@
 1,797 grayscale 8x8 images, 10 classes, pixel values 0..16 scaled to [0, 1], shaped
 (1, 8, 8). The train/test split is fixed: stratified, 20% test, ``random_state=0``
 (1,437 train, 360 test), independent of the trial seed so every run compares on the same
-test set.
+test set. ``info["input_bounds"]`` is the unit box (0, 1).
 """
 
 from __future__ import annotations
@@ -43,5 +43,6 @@ class Digits:
             test_y=torch.from_numpy(y[te]),
             num_classes=10,
             input_shape=(1, 8, 8),
-            info={"source": "sklearn.datasets.load_digits", "split_seed": SPLIT_SEED, "test_fraction": TEST_FRACTION},
+            info={"source": "sklearn.datasets.load_digits", "split_seed": SPLIT_SEED, "test_fraction": TEST_FRACTION,
+                  "normalize": "pixels / 16", "input_bounds": (0.0, 1.0)},
         )

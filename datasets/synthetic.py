@@ -3,6 +3,7 @@
 Spec: ``synthetic`` or ``synthetic:n=2000,features=20,classes=4,informative=10,clusters=2,seed=0``.
 Features are standardised with the training split's mean and standard deviation; the
 train/test split is stratified, 20% test, seeded by ``seed`` (the data seed, not the trial seed).
+``info["input_bounds"]``: each standardised feature's range on the training split.
 """
 
 from __future__ import annotations
@@ -75,5 +76,6 @@ class Synthetic:
             test_y=torch.from_numpy(y[te]),
             num_classes=opts["classes"],
             input_shape=(opts["features"],),
-            info={"source": "sklearn.datasets.make_classification", **opts},
+            info={"source": "sklearn.datasets.make_classification", **opts, "normalize": "standard (training split)",
+                  "input_bounds": ([float(v) for v in x[tr].min(0)], [float(v) for v in x[tr].max(0)])},
         )

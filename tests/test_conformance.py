@@ -24,7 +24,49 @@ from bench.testing import check_attack, check_dataset, check_method, parametrize
 
 REGISTRY = get_registry()  # tests/conftest.py sets BENCH_PLUGINS="": built-ins only
 BUILTIN_METHODS = [e.obj for e in REGISTRY.entries("method") if e.origin in DEFAULT_PLUGINS]
-BUILTIN_DATASETS = [e.obj for e in REGISTRY.entries("dataset") if e.origin in DEFAULT_PLUGINS]
+ALL_BUILTIN_DATASETS = [e.obj for e in REGISTRY.entries("dataset") if e.origin in DEFAULT_PLUGINS]
+
+
+def _file_datasets() -> list:
+    """The built-in datasets that read files, with small files written in their formats (CIFAR and
+    SVHN through torchvision subclasses verifying the written files' checksums), and mnist1d smaller."""
+    import atexit
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from bench.datasets import fixtures as fx
+    from bench.datasets.vision import TorchvisionImages
+
+    root = Path(tempfile.mkdtemp(prefix="bench-conformance-data-"))
+    atexit.register(shutil.rmtree, root, True)
+    sums = {}
+    for cls in ("MNIST", "FashionMNIST", "KMNIST"):
+        fx.write_mnist(root, cls, n_train=40, n_test=10)
+    sums["cifar10"] = fx.write_cifar(root, 10, per_batch=10, n_test=10)
+    sums["cifar100"] = fx.write_cifar(root, 100, per_batch=20, n_test=10)
+    sums["svhn"] = fx.write_svhn(root / "SVHN", n_train=30, n_test=10)
+    fx.write_binary_npz(root / "purchase/purchase20.npz", n=100, num_classes=20)
+    fx.write_binary_npz(root / "purchase/purchase100.npz", n=300, num_classes=100, onehot=False)
+    fx.write_binary_npz(root / "texas/texas100.npz", n=300, features=6169, num_classes=100)
+    fx.write_csv(root / "t.csv", label="target")
+    fx.write_image_folder(root / "images", num_classes=3, per_class=6, size=8)
+    out = []
+    for obj in ALL_BUILTIN_DATASETS:
+        opts = {"root": str(root)}
+        if obj.name in sums:
+            obj = TorchvisionImages(obj.name, obj.class_name, obj.num_classes, obj.input_shape, obj.description,
+                                    obj.default_recipe, tv_class=fx.with_checksums(obj.tv_class(), sums[obj.name]))
+        if obj.name in ("digits", "synthetic"):
+            continue
+        opts.update({"mnist1d": {"arg": "n=500"}, "csv": {"arg": "t.csv,label=target"},
+                     "imagefolder": {"arg": "images"}}.get(obj.name, {}))
+        out.append((obj, opts))
+    return out
+
+
+FILE_DATASETS = _file_datasets()
+BUILTIN_DATASETS = [d for d in ALL_BUILTIN_DATASETS if d.name in ("digits", "synthetic")]
 
 # Finding: GradientAscent._neggrad_plus calls next() on itertools.cycle([]) when the forget set
 # is empty (StopIteration). Fix: drop the forget term when there are no forget batches. The
@@ -37,7 +79,7 @@ KNOWN_FAILURES: dict = {}  # {"plugin id": {"check_name": "reason"}}: none today
 
 @parametrize_with_checks(
     [*BUILTIN_METHODS, (GradientAscent(), {"params": {"variant": "neggrad+"}}),
-     *BUILTIN_DATASETS, (Synthetic(), {"arg": "n=300,features=6,classes=3"})],
+     *BUILTIN_DATASETS, (Synthetic(), {"arg": "n=300,features=6,classes=3"}), *FILE_DATASETS],
     expected_failed_checks=KNOWN_FAILURES,
 )
 def test_builtin_plugins_conform(plugin, check):
@@ -47,6 +89,8 @@ def test_builtin_plugins_conform(plugin, check):
 def test_builtins_are_all_covered():
     assert {m.name for m in BUILTIN_METHODS} >= {"retrain", "ft", "ga"}
     assert {d.name for d in BUILTIN_DATASETS} >= {"digits", "synthetic"}
+    covered = {d.name for d in BUILTIN_DATASETS} | {d.name for d, _ in FILE_DATASETS}
+    assert covered == {d.name for d in ALL_BUILTIN_DATASETS}
 
 
 # -- a small real attack, defined here (not a built-in) ---------------------------------------

@@ -116,8 +116,8 @@ def test_plugin_infos_list_hooks_and_registered_names():
     assert methods.version == bench.__version__
     assert methods.hooks == ["register_methods"]
     assert methods.registered == {"method": BUILTIN_METHODS}
-    assert by_name["bench.datasets"].registered == {"dataset": ["digits", "synthetic"]}
-    assert by_name["bench.models"].registered == {"model": ["cnn", "mlp", "timm"]}
+    assert by_name["bench.datasets"].registered == {"dataset": ["cifar10", "cifar100", "csv", "digits", "fashion-mnist", "imagefolder", "kmnist", "mnist", "mnist1d", "purchase100", "purchase20", "svhn", "synthetic", "texas100"]}
+    assert by_name["bench.models"].registered == {"model": ["cnn", "mlp", "resnet18-cifar", "timm"]}
 
     mine = by_name["infoplugin"]
     assert mine.source == "registered in process"
@@ -295,7 +295,7 @@ def test_unknown_name_without_close_match_lists_available(builtin):
 
 
 def test_unknown_dataset_and_attack(builtin):
-    with pytest.raises(BenchError, match=r"Unknown dataset 'digitz'\. Did you mean: digits\? Available datasets: digits, synthetic\."):
+    with pytest.raises(BenchError, match=r"Unknown dataset 'digitz'\. Did you mean: digits\? Available datasets: cifar10, cifar100, csv, digits, .*, synthetic, texas100\."):
         builtin.entry("dataset", "digitz")
     with pytest.raises(BenchError, match=r"Unknown attack 'mia'\. Available attacks: .+\."):
         builtin.entry("attack", "mia")
@@ -306,7 +306,7 @@ def test_unknown_model_mentions_model_families(builtin):
         builtin.entry("model", "mlpp")
     msg = str(exc.value)
     assert "Unknown model 'mlpp'. Did you mean: mlp?" in msg
-    assert "Available models: cnn, mlp, timm." in msg
+    assert "Available models: cnn, mlp, resnet18-cifar, timm." in msg
     assert "Model families that resolve further names: timm" in msg
 
 
@@ -377,7 +377,7 @@ def test_resolve_model_unknown(builtin, spec):
     msg = str(exc.value)
     assert f"Unknown model '{spec.partition(':')[0]}'." in msg
     assert "Did you mean:" in msg
-    assert "Available models: cnn, mlp, timm." in msg
+    assert "Available models: cnn, mlp, resnet18-cifar, timm." in msg
 
 
 def test_resolve_model_from_plugin():

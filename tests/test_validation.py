@@ -359,7 +359,7 @@ def test_toml_param_of_wrong_type(registry, tmp_path, value):
     ({"methods": "retrian"}, "Unknown method 'retrian'. Did you mean: retrain?"),
     ({"methods": "x*"}, "No method matches 'x*'"),
     ({"datasets": ["digitz"]}, "Unknown dataset 'digitz'. Did you mean: digits?"),
-    ({"datasets": ["digits", "mnist:x"]}, "Unknown dataset 'mnist'."),
+    ({"datasets": ["digits", "imagenet:x"]}, "Unknown dataset 'imagenet'."),
     ({"attacks": "mia"}, "Unknown attack 'mia'."),
     ({"forgets": ["random:0%"]}, "Bad forget request 'random:0%'"),
     ({"forgets": ["random:10%", "random:10%"]}, "A forget request is given twice."),

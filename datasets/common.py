@@ -1,0 +1,89 @@
+"""Helpers shared by the built-in dataset plugins: spec options, normalisation, input bounds,
+and the errors for missing or unreadable files. Imports no torch at module import time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from bench.errors import BenchError
+
+
+def parse_options(name: str, arg: str | None, defaults: Mapping[str, Any], *, path: bool = False,
+                  example: str = "") -> dict[str, Any]:
+    """Parse ``KEY=VALUE`` options of a dataset spec, typed like their defaults.
+
+    With ``path=True`` the spec starts with a file path (``csv:data/x.csv,label=target``): the
+    path is everything before the first ``,KEY=VALUE`` whose KEY is a known option (so a path may
+    contain commas), returned under ``"path"``.
+    """
+    opts = dict(defaults)
+    parts = arg.split(",") if arg else []
+    if path:
+        cut = len(parts)
+        for i in range(1, len(parts)):
+            key = parts[i].partition("=")[0].strip()
+            if "=" in parts[i] and key in defaults:
+                cut = i
+                break
+        opts["path"] = ",".join(parts[:cut]).strip()
+        parts = parts[cut:]
+        if not opts["path"]:
+            raise BenchError(f"Dataset '{name}' needs a path: {example}")
+    for part in parts:
+        key, sep, value = part.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or key not in defaults:
+            raise BenchError(
+                f"Bad {name} option '{part}': expected KEY=VALUE with KEY one of {', '.join(defaults) or '(none)'}"
+                f"{', e.g. ' + example if example else ''}."
+            )
+        kind = type(defaults[key]) if defaults[key] is not None else str
+        try:
+            opts[key] = kind(value)
+        except ValueError:
+            raise BenchError(f"Bad {name} option '{part}': {key} must be {kind.__name__}.") from None
+    return opts
+
+
+def require_file(path: Path, dataset: str, how: str) -> Path:
+    """``path`` if it is a file, else a BenchError naming it and how to get it."""
+    if not path.is_file():
+        raise BenchError(f"Dataset '{dataset}': file not found: {path}. {how}")
+    return path
+
+
+def channel_bounds(mean: Sequence[float], std: Sequence[float], lo: float = 0.0, hi: float = 1.0):
+    """Input bounds of ``(x - mean) / std`` for raw pixels in ``[lo, hi]``: one (lo, hi) list each,
+    per channel (a float pair for a single channel)."""
+    los = [(lo - m) / s for m, s in zip(mean, std, strict=True)]
+    his = [(hi - m) / s for m, s in zip(mean, std, strict=True)]
+    if len(los) == 1:
+        return (float(los[0]), float(his[0]))
+    return ([float(v) for v in los], [float(v) for v in his])
+
+
+def normalize_images(x, mean: Sequence[float], std: Sequence[float]):
+    """``(x - mean) / std`` per channel, in place, for a float tensor (N, C, H, W)."""
+    import torch
+
+    m = torch.tensor(mean, dtype=x.dtype).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=x.dtype).view(1, -1, 1, 1)
+    return x.sub_(m).div_(s)
+
+
+def stratified_split(y, test_fraction: float, seed: int, dataset: str):
+    """Sorted train and test indices, stratified by label, seeded (independent of the trial seed)."""
+    import numpy as np
+    from sklearn.model_selection import train_test_split
+
+    if not 0.0 < test_fraction < 1.0:
+        raise BenchError(f"Dataset '{dataset}': test fraction must lie in (0, 1); got {test_fraction}.")
+    idx = np.arange(len(y))
+    counts = np.bincount(y)
+    strat = y if counts[counts > 0].min() >= 2 else None
+    try:
+        tr, te = train_test_split(idx, test_size=test_fraction, stratify=strat, random_state=seed)
+    except ValueError as exc:
+        raise BenchError(f"Dataset '{dataset}': cannot split {len(y)} examples into train and test: {exc}") from None
+    return np.sort(tr), np.sort(te)

@@ -1,0 +1,111 @@
+"""``imagefolder:PATH``: images in one folder per class, read by ``torchvision.datasets.ImageFolder``.
+
+Spec: ``imagefolder:PATH[,size=32][,channels=3][,test=0.2][,seed=0]``. Layout either
+``PATH/train/<class>/*.png`` and ``PATH/test/<class>/*.png`` (both with the same class folders),
+or ``PATH/<class>/*.png``, split here: stratified, ``test`` of the images, seeded by ``seed``.
+Any format PIL reads (png, jpg, bmp, ...). Class indices follow the sorted folder names
+(ImageFolder's ``class_to_idx``). Images are converted to RGB (``channels=3``) or grayscale
+(``channels=1``), resized to ``size`` x ``size`` when ``size`` is given (bilinear; without it
+every image must have the size of the first one), scaled to [0, 1] and normalised per channel
+with the training split's mean and standard deviation; ``info["input_bounds"]`` is the image of
+[0, 1] under that normalisation. A relative PATH is looked up in the current directory, then
+under the data directory. Everything is held in memory as float32 (about 12 KB per 32x32 RGB
+image).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.errors import BenchError
+
+from .common import channel_bounds, normalize_images, parse_options, stratified_split
+
+DEFAULTS = {"size": 0, "channels": 3, "test": 0.2, "seed": 0}
+EXAMPLE = "imagefolder:data/flowers,size=32"
+
+
+class ImageFolderDataset:
+    name = "imagefolder"
+    description = "Images in one folder per class (torchvision ImageFolder): imagefolder:PATH,size=32 (see docs/datasets.md)."
+    default_recipe = {"epochs": 30, "lr": 0.05, "batch_size": 64}
+
+    def load(self, root, download, arg=None):
+        opts = parse_options(self.name, arg, DEFAULTS, path=True, example=EXAMPLE)
+        if opts["channels"] not in (1, 3) or opts["size"] < 0:
+            raise BenchError(f"Bad imagefolder options: channels must be 1 or 3 and size >= 0 (got {opts}).")
+        base = Path(opts["path"]).expanduser()
+        if not base.is_absolute() and not base.is_dir() and (Path(root) / base).is_dir():
+            base = Path(root) / base
+        if not base.is_dir():
+            raise BenchError(f"Dataset 'imagefolder': folder not found: {base}. Give a folder with one sub-folder per "
+                             f"class: {EXAMPLE} (relative paths: the current directory, then {root}).")
+        import torch
+
+        from bench.contracts import Splits
+
+        if (base / "train").is_dir() and (base / "test").is_dir():
+            (train_x, train_y), classes = _read(base / "train", opts)
+            (test_x, test_y), test_classes = _read(base / "test", opts)
+            if test_classes != classes:
+                raise BenchError(f"Dataset 'imagefolder': {base}/train and {base}/test have different class folders "
+                                 f"({classes} vs {test_classes}); both need the same ones.")
+            split = "train/ and test/ folders"
+        else:
+            (x, y), classes = _read(base, opts)
+            tr, te = stratified_split(y.numpy(), opts["test"], opts["seed"], "imagefolder")
+            tr, te = torch.from_numpy(tr), torch.from_numpy(te)
+            train_x, train_y, test_x, test_y = x[tr], y[tr], x[te], y[te]
+            split = f"stratified, test fraction {opts['test']}, seed {opts['seed']}"
+        if len(classes) < 2:
+            raise BenchError(f"Dataset 'imagefolder': {base} has {len(classes)} class folder(s); need at least 2.")
+        if len(set(train_y.tolist())) < len(classes):
+            raise BenchError(f"Dataset 'imagefolder': some class folders under {base} have no training image.")
+        train_x, test_x = train_x.float().div_(255.0), test_x.float().div_(255.0)
+        mean = [float(v) for v in train_x.mean(dim=(0, 2, 3))]
+        std = [max(float(v), 1e-6) for v in train_x.std(dim=(0, 2, 3))] if len(train_x) > 1 else [1.0] * len(mean)
+        normalize_images(train_x, mean, std)
+        normalize_images(test_x, mean, std)
+        return Splits(
+            train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y,
+            num_classes=len(classes), input_shape=tuple(int(d) for d in train_x.shape[1:]),
+            info={"source": str(base), "classes": classes, "split": split,
+                  "normalize": "per-channel mean/std of the training split, after scaling pixels to [0, 1]",
+                  "mean": [round(v, 6) for v in mean], "std": [round(v, 6) for v in std],
+                  "input_bounds": channel_bounds(mean, std), **{k: opts[k] for k in ("size", "channels")}},
+        )
+
+
+def _read(folder: Path, opts: dict):
+    """(uint8 images (N, C, H, W), labels), class names: every image under ``folder``."""
+    import numpy as np
+    import torch
+    from PIL import Image
+    from torchvision.datasets import ImageFolder
+
+    try:
+        ds = ImageFolder(str(folder))
+    except (FileNotFoundError, OSError) as exc:
+        raise BenchError(f"Dataset 'imagefolder': no images in class folders under {folder} ({exc}). Expected "
+                         f"{folder}/<class>/<image>.png, one folder per class.") from None
+    mode, size = ("RGB" if opts["channels"] == 3 else "L"), opts["size"]
+    images, shape = [], None
+    for path, _ in ds.samples:
+        try:
+            with Image.open(path) as img:
+                img = img.convert(mode)
+                if size:
+                    img = img.resize((size, size), Image.BILINEAR)
+                arr = np.asarray(img, dtype=np.uint8)
+        except (OSError, ValueError) as exc:
+            raise BenchError(f"Dataset 'imagefolder': cannot read image {path} ({type(exc).__name__}: {exc}).") from None
+        arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+        if shape is None:
+            shape = arr.shape
+        elif arr.shape != shape:
+            raise BenchError(f"Dataset 'imagefolder': {path} is {arr.shape[2]}x{arr.shape[1]}, the first image "
+                             f"{shape[2]}x{shape[1]}; give a common size, e.g. imagefolder:{opts['path']},size=32.")
+        images.append(arr)
+    x = torch.from_numpy(np.stack(images))
+    y = torch.as_tensor(ds.targets, dtype=torch.long)
+    return (x, y), list(ds.classes)

@@ -1,0 +1,481 @@
+"""The dataset plugins read the real on-disk formats (written small here: nothing is downloaded),
+through torchvision's classes with checksum verification on, and every missing or malformed
+file fails with a clear BenchError naming it."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import pickle
+
+import numpy as np
+import pytest
+import torch
+import torchvision.datasets as tvd
+from rich.console import Console
+
+import bench
+
+from bench.augment import augment_batch, random_crop
+from bench.datasets import fixtures as fx
+from bench.datasets.imagefolder import ImageFolderDataset
+from bench.datasets.mnist1d import MNIST1D
+from bench.datasets.tabular import CSVDataset, builtin_tabular_datasets
+from bench.datasets.vision import TorchvisionImages, builtin_vision_datasets
+from bench.errors import BenchError
+from bench.recipe import build_recipe
+from bench.training import fit, train_epochs
+
+VISION = {d.name: d for d in builtin_vision_datasets()}
+TABULAR = {d.name: d for d in builtin_tabular_datasets()}
+
+
+def verified(name: str, checksums: dict) -> TorchvisionImages:
+    """The plugin ``name`` reading through a torchvision subclass that verifies ``checksums``."""
+    d = VISION[name]
+    return TorchvisionImages(d.name, d.class_name, d.num_classes, d.input_shape, d.description, d.default_recipe,
+                             tv_class=fx.with_checksums(d.tv_class(), checksums))
+
+
+def denormalised(splits, part="train"):
+    x = getattr(splits, f"{part}_x")
+    m = torch.tensor(splits.info["mean"]).view(1, -1, 1, 1)
+    s = torch.tensor(splits.info["std"]).view(1, -1, 1, 1)
+    return x * s + m
+
+
+# -- torchvision formats ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, cls", [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST"), ("kmnist", "KMNIST")])
+def test_mnist_family_idx_files_load_through_torchvision(tmp_path, name, cls):
+    fx.write_mnist(tmp_path, cls, n_train=50, n_test=20)
+    s = VISION[name].load(str(tmp_path), False)
+    ref = getattr(tvd, cls)(str(tmp_path), train=True)  # torchvision itself, on the same files
+    assert s.input_shape == (1, 28, 28) and s.train_x.shape == (50, 1, 28, 28) and s.test_x.shape == (20, 1, 28, 28)
+    assert torch.equal(s.train_y, ref.targets)
+    assert torch.allclose(denormalised(s), ref.data.unsqueeze(1).float() / 255, atol=1e-5)
+    assert abs(float(s.train_x.mean())) < 1e-4 and abs(float(s.train_x.std()) - 1) < 1e-3
+    lo, hi = s.info["input_bounds"]
+    assert lo == pytest.approx(float(s.train_x.min()), abs=0.05) and hi >= float(s.train_x.max()) - 1e-5
+
+
+def test_gzipped_idx_files_are_verified_then_unpacked(tmp_path):
+    sums = fx.write_mnist(tmp_path, "KMNIST", n_train=30, n_test=10, gz=True)
+    with pytest.raises(BenchError, match=r"train-images-idx3-ubyte\.gz does not match torchvision's md5"):
+        VISION["kmnist"].load(str(tmp_path), False)  # the official checksums: the test's archives fail
+    s = verified("kmnist", sums).load(str(tmp_path), False)
+    assert s.train_x.shape == (30, 1, 28, 28)
+    assert (tmp_path / "KMNIST/raw/train-images-idx3-ubyte").is_file()
+
+
+@pytest.mark.parametrize("num_classes, name", [(10, "cifar10"), (100, "cifar100")])
+def test_cifar_batches_load_with_checksums_verified(tmp_path, num_classes, name):
+    sums = fx.write_cifar(tmp_path, num_classes, per_batch=30, n_test=20)
+    with pytest.raises(BenchError, match=r"checksum mismatch for .*(data_batch_1|train) \(expected md5"):
+        VISION[name].load(str(tmp_path), False)  # production path: torchvision's published md5 sums
+    plugin = verified(name, sums)
+    s = plugin.load(str(tmp_path), False)
+    ref = plugin.tv_class()(str(tmp_path), train=True)  # the same subclass through torchvision directly
+    assert s.train_x.shape == (150, 3, 32, 32) and s.num_classes == num_classes
+    assert s.train_y.tolist() == list(ref.targets)
+    assert torch.allclose(denormalised(s), torch.from_numpy(ref.data).permute(0, 3, 1, 2).float() / 255, atol=1e-5)
+    assert len(s.info["input_bounds"][0]) == 3
+    assert plugin.default_recipe["augment"] == "crop-flip"
+    # a byte changed after the checksums were taken: torchvision's check catches it
+    folder = tmp_path / ("cifar-10-batches-py" if num_classes == 10 else "cifar-100-python")
+    batch = folder / ("data_batch_2" if num_classes == 10 else "test")
+    data = bytearray(batch.read_bytes())
+    data[-10] ^= 0xFF
+    batch.write_bytes(bytes(data))
+    with pytest.raises(BenchError, match=rf"checksum mismatch for {batch}"):
+        plugin.load(str(tmp_path), False)
+
+
+def test_svhn_mat_files_load_with_label_10_as_digit_0(tmp_path):
+    sums = fx.write_svhn(tmp_path / "SVHN", n_train=40, n_test=20)
+    with pytest.raises(BenchError, match="checksum mismatch for .*train_32x32.mat"):
+        VISION["svhn"].load(str(tmp_path), False)
+    s = verified("svhn", sums).load(str(tmp_path), False)
+    from scipy.io import loadmat
+
+    raw = loadmat(tmp_path / "SVHN/train_32x32.mat")["y"].ravel()
+    assert 10 in raw and s.train_y.tolist() == [0 if v == 10 else int(v) for v in raw]
+    assert s.train_x.shape == (40, 3, 32, 32)
+    assert VISION["svhn"].default_recipe["augment"] == "crop"
+
+
+@pytest.mark.parametrize("name", sorted(VISION))
+def test_missing_torchvision_files_name_the_path_and_the_download_command(tmp_path, name):
+    with pytest.raises(BenchError) as err:
+        VISION[name].load(str(tmp_path), False)
+    msg = str(err.value)
+    first = VISION[name].expected_files(str(tmp_path))[0][0]
+    assert "missing file(s)" in msg and str(first) in msg
+    assert f"bench run --dataset {name} --download --data-dir {tmp_path}" in msg
+
+
+def test_malformed_files_give_clear_errors(tmp_path):
+    # MNIST: a wrong magic number
+    raw = tmp_path / "MNIST" / "raw"
+    fx.write_mnist(tmp_path, "MNIST", n_train=20, n_test=10)
+    (raw / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x00\x00garbage")
+    with pytest.raises(BenchError, match=r"could not read the files under .*Expected MNIST files"):
+        VISION["mnist"].load(str(tmp_path), False)
+    # MNIST: images and labels disagree in count
+    fx.write_mnist(tmp_path, "MNIST", n_train=20, n_test=10)
+    (raw / "train-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x05" + bytes(5))
+    with pytest.raises(BenchError, match=r"images of shape \(20, 1, 28, 28\) and 5 labels"):
+        VISION["mnist"].load(str(tmp_path), False)
+    # CIFAR: right checksum, but not a pickle
+    sums = fx.write_cifar(tmp_path, 10, per_batch=4, n_test=4)
+    (tmp_path / "cifar-10-batches-py/test_batch").write_bytes(b"not a pickle")
+    sums["test_batch"] = fx.md5(tmp_path / "cifar-10-batches-py/test_batch")
+    with pytest.raises(BenchError, match="could not read the files under"):
+        verified("cifar10", sums).load(str(tmp_path), False)
+    # CIFAR-100 labels out of range for the dataset
+    sums = fx.write_cifar(tmp_path / "c100", 100, per_batch=30, n_test=4)
+    path = tmp_path / "c100/cifar-100-python/test"
+    entry = pickle.loads(path.read_bytes())
+    entry["fine_labels"][0] = 150
+    path.write_bytes(pickle.dumps(entry))
+    sums["test"] = fx.md5(path)
+    with pytest.raises(BenchError, match=r"test labels .* span \[\d+, 150\]; expected 0..99"):
+        verified("cifar100", sums).load(str(tmp_path / "c100"), False)
+    # SVHN: not a .mat file
+    sums = fx.write_svhn(tmp_path / "SVHN")
+    (tmp_path / "SVHN/test_32x32.mat").write_bytes(b"junk")
+    sums["test_32x32.mat"] = fx.md5(tmp_path / "SVHN/test_32x32.mat")
+    with pytest.raises(BenchError, match="could not read"):
+        verified("svhn", sums).load(str(tmp_path), False)
+    with pytest.raises(BenchError, match="takes no options"):
+        VISION["cifar10"].load(str(tmp_path), False, "x=1")
+
+
+# -- mnist1d ---------------------------------------------------------------------------------
+
+
+def test_mnist1d_is_generated_locally_and_leaves_global_generators_alone(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    np.random.seed(123)
+    expected_next = np.random.RandomState(123).rand()
+    s = MNIST1D().load(str(tmp_path), False)
+    assert np.random.rand() == expected_next  # make_dataset's seeding was undone
+    assert s.train_x.shape == (4000, 40) and s.test_x.shape == (1000, 40) and s.num_classes == 10
+    assert sorted(s.train_y.unique().tolist()) == list(range(10))
+    lo, hi = s.info["input_bounds"]
+    assert lo == float(s.train_x.min()) and hi == float(s.train_x.max())
+    assert list(tmp_path.iterdir()) == []  # nothing downloaded or pickled into the working directory
+    small = MNIST1D().load(str(tmp_path), False, "n=1000,seed=1")
+    assert small.train_x.shape == (800, 40) and not torch.equal(small.train_x[:10], s.train_x[:10])
+    with pytest.raises(BenchError, match="Bad mnist1d option 'm=3'"):
+        MNIST1D().load(str(tmp_path), False, "m=3")
+
+
+# -- tabular ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("onehot", [True, False])
+def test_purchase_npz_with_the_paper_split(tmp_path, onehot):
+    fx.write_binary_npz(tmp_path / "purchase/purchase20.npz", n=120, onehot=onehot)
+    s = TABULAR["purchase20"].load(str(tmp_path), False)
+    raw = np.load(tmp_path / "purchase/purchase20.npz")
+    y = raw["labels"].argmax(1) if onehot else raw["labels"]
+    # PRUNE's split: train rows [0, floor(0.8 N)), test rows after the next one
+    assert s.train_x.shape == (96, 600) and s.test_x.shape == (23, 600)
+    assert torch.equal(s.train_x, torch.from_numpy(raw["features"][:96].astype(np.float32)))
+    assert s.train_y.tolist() == y[:96].tolist() and s.test_y.tolist() == y[97:].tolist()
+    assert s.info["input_bounds"] == (0.0, 1.0) and "[0, 96) train, [97, 120) test" in s.info["split"]
+    assert TABULAR["purchase20"].default_recipe["lr"] == 1e-3 and TABULAR["purchase20"].default_recipe["epochs"] == 150
+
+
+def test_tabular_npz_explicit_split_and_every_bad_file(tmp_path):
+    path = tmp_path / "texas/texas100.npz"
+    with pytest.raises(BenchError, match=rf"file not found: {path}\. .*--download does not fetch it"):
+        TABULAR["texas100"].load(str(tmp_path), False)
+    rng = np.random.default_rng(0)
+    x = (rng.random((300, 6169)) < 0.05).astype(np.uint8)
+    y = np.arange(300) % 100
+    np.savez(path.parent.mkdir(parents=True) or path, features=x, labels=y, train_idx=np.arange(0, 300, 2),
+             test_idx=np.arange(1, 300, 2))
+    s = TABULAR["texas100"].load(str(tmp_path), False)
+    assert s.train_y.tolist() == y[::2].tolist() and s.info["split"] == "train_idx/test_idx from the file"
+    p20 = tmp_path / "purchase/purchase20.npz"
+    p20.parent.mkdir()
+    cases = [
+        (dict(features=x[:, :600] * 2, labels=y % 20), "features must be binary"),
+        (dict(features=x[:, :500], labels=y % 20), r"features have shape \(300, 500\).*expected \(N, 600\)"),
+        (dict(features=x[:, :600], labels=y), r"labels span \[0, 99\]; expected 0..19"),
+        (dict(features=x[:, :600], labels=np.eye(19)[y % 19]), r"one-hot of shape \(N, 20\)"),
+        (dict(data=x[:, :600]), r"expected arrays 'features' and 'labels'.*\['data'\]"),
+        (dict(features=x[:, :600], labels=y % 20, train_idx=np.arange(10), test_idx=np.arange(5, 15)),
+         "must be disjoint"),
+    ]
+    for arrays, message in cases:
+        np.savez(p20, **arrays)
+        with pytest.raises(BenchError, match=message):
+            TABULAR["purchase20"].load(str(tmp_path), False)
+    p20.write_bytes(b"not a zip")
+    with pytest.raises(BenchError, match="not a readable .npz file"):
+        TABULAR["purchase20"].load(str(tmp_path), False)
+
+
+def test_csv_with_a_named_label_column(tmp_path, monkeypatch):
+    path = fx.write_csv(tmp_path / "data/train.csv", n=60, features=4, num_classes=3, label="target")
+    s = CSVDataset().load(str(tmp_path), False, f"{path},label=target")
+    assert s.num_classes == 3 and s.input_shape == (4,) and len(s.train_y) == 48 and len(s.test_y) == 12
+    assert s.info["classes"] == ["c0", "c1", "c2"] and s.info["features"] == ["f0", "f1", "f2", "f3"]
+    assert s.train_x.mean(0).abs().max() < 1e-5  # standardised with the training split
+    assert torch.bincount(s.train_y).tolist() == [16, 16, 16]  # stratified
+    lo, hi = s.info["input_bounds"]
+    assert lo == s.train_x.min(0).values.tolist() and hi == s.train_x.max(0).values.tolist()
+    m = CSVDataset().load(str(tmp_path), False, f"{path},label=target,normalize=minmax,test=0.5")
+    assert m.info["input_bounds"] == (0.0, 1.0) and float(m.train_x.min()) == 0 and float(m.train_x.max()) == 1
+    monkeypatch.chdir(tmp_path / "data")
+    assert torch.equal(CSVDataset().load(str(tmp_path), False, "train.csv,label=target").train_x, s.train_x)
+    monkeypatch.chdir(tmp_path)  # relative to the data directory as the fallback
+    assert torch.equal(CSVDataset().load(str(tmp_path / "data"), False, "train.csv,label=target").test_x, s.test_x)
+    # numeric labels sort numerically (10 after 9)
+    num = tmp_path / "num.csv"
+    num.write_text("a,label\n" + "".join(f"{i},{[9, 10][i % 2]}\n" for i in range(20)))
+    assert CSVDataset().load(str(tmp_path), False, str(num)).info["classes"] == ["9", "10"]
+
+
+def test_csv_errors(tmp_path):
+    good = fx.write_csv(tmp_path / "g.csv", label="target")
+    cases = {
+        str(tmp_path / "nope.csv"): r"file not found: .*nope\.csv",
+        f"{good}": r"no label column 'label'\. Columns: f0, f1, f2, f3, target\. Name it with csv:.*,label=COLUMN",
+        f"{good},label=target,normalize=zscore": "normalize=zscore: expected one of standard, minmax, none",
+        f"{good},label=target,test=1.5": r"test fraction must lie in \(0, 1\)",
+        f"{good},label=target,colour=red": "Bad csv option 'colour=red'",
+    }
+    for arg, message in cases.items():
+        with pytest.raises(BenchError, match=message):
+            CSVDataset().load(str(tmp_path), False, arg)
+    bad = tmp_path / "bad.csv"
+    for text, message in [
+        ("a,b,label\n1,2,x\n3,oops,y\n", r"line 3, column 'b': 'oops' is not a number"),
+        ("a,b,label\n1,2,x\n3,y\n", "line 3 has 2 fields; the header has 3"),
+        ("a,label\n1,x\n2,x\n", "has 1 distinct value"),
+        ("a,label\n", "needs a header row and at least one data row"),
+        ("a,label\nnan,x\n1,y\n", "must be finite"),
+    ]:
+        bad.write_text(text)
+        with pytest.raises(BenchError, match=message):
+            CSVDataset().load(str(tmp_path), False, str(bad))
+    bad.write_bytes(b"\xff\xfe\x00\x00binary")
+    with pytest.raises(BenchError, match="cannot read .* as CSV text"):
+        CSVDataset().load(str(tmp_path), False, str(bad))
+
+
+# -- image folders ---------------------------------------------------------------------------
+
+
+def test_image_folders_flat_and_split(tmp_path):
+    flat = fx.write_image_folder(tmp_path / "flat", num_classes=3, per_class=10, size=12)
+    s = ImageFolderDataset().load(str(tmp_path), False, str(flat))
+    assert s.num_classes == 3 and s.input_shape == (3, 12, 12) and len(s.train_y) + len(s.test_y) == 30
+    assert s.info["classes"] == ["class_0", "class_1", "class_2"]
+    split = fx.write_image_folder(tmp_path / "split", num_classes=2, per_class=6, size=10, split=True)
+    u = ImageFolderDataset().load(str(tmp_path), False, str(split))
+    ref = tvd.ImageFolder(str(split / "train"))  # the pixels and labels are ImageFolder's
+    first = np.asarray(ref.loader(ref.samples[0][0]), dtype=np.float32).transpose(2, 0, 1) / 255
+    assert torch.allclose(denormalised(u)[0], torch.from_numpy(first), atol=1e-5)
+    assert u.train_y.tolist() == ref.targets
+    t = ImageFolderDataset().load(str(tmp_path), False, f"{split},size=16,channels=1")
+    assert t.input_shape == (1, 16, 16) and len(t.train_y) == 12 and len(t.test_y) == 6
+    assert t.info["split"] == "train/ and test/ folders" and isinstance(t.info["input_bounds"][0], float)
+
+
+def test_image_folder_errors(tmp_path):
+    with pytest.raises(BenchError, match=r"folder not found: .*missing\. Give a folder with one sub-folder per class"):
+        ImageFolderDataset().load(str(tmp_path), False, str(tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BenchError, match="no images in class folders under"):
+        ImageFolderDataset().load(str(tmp_path), False, str(tmp_path / "empty"))
+    mixed = fx.write_image_folder(tmp_path / "mixed", num_classes=2, per_class=4, size=12)
+    from PIL import Image
+
+    Image.new("RGB", (20, 14)).save(mixed / "class_1" / "big.png")
+    with pytest.raises(BenchError, match=r"big\.png is 20x14, the first image 12x12; give a common size, e\.g\. .*,size=32"):
+        ImageFolderDataset().load(str(tmp_path), False, str(mixed))
+    assert ImageFolderDataset().load(str(tmp_path), False, f"{mixed},size=8").input_shape == (3, 8, 8)
+    (mixed / "class_0" / "broken.png").write_bytes(b"not an image")
+    with pytest.raises(BenchError, match=r"cannot read image .*broken\.png"):
+        ImageFolderDataset().load(str(tmp_path), False, f"{mixed},size=8")
+    split = fx.write_image_folder(tmp_path / "split", num_classes=2, per_class=4, split=True)
+    (split / "test" / "class_1").rename(split / "test" / "class_9")
+    with pytest.raises(BenchError, match="different class folders"):
+        ImageFolderDataset().load(str(tmp_path), False, str(split))
+
+
+# -- augmentation and placement ----------------------------------------------------------------
+
+
+def test_crop_flip_gives_shifted_or_mirrored_windows_reproducibly():
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
+    out = augment_batch(x, "crop-flip", torch.Generator().manual_seed(0))
+    assert out.shape == x.shape
+    again = augment_batch(x, "crop-flip", torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)
+    padded = torch.nn.functional.pad(x, (4, 4, 4, 4), mode="reflect")
+    for i in range(2):  # every output is one window of the padded image, maybe mirrored
+        windows = [padded[i, :, dy : dy + 8, dx : dx + 8] for dy in range(9) for dx in range(9)]
+        assert any(torch.equal(out[i], w) or torch.equal(out[i], w.flip(2)) for w in windows)
+    many = random_crop(torch.randn(64, 1, 8, 8), torch.Generator().manual_seed(1))
+    assert len({tuple(m.flatten()[:3].tolist()) for m in many}) > 1  # offsets differ per image
+    with pytest.raises(BenchError, match="needs image batches"):
+        augment_batch(torch.randn(4, 10), "crop-flip", torch.Generator())
+    with pytest.raises(BenchError, match="Unknown augment 'rotate'"):
+        build_recipe({"augment": "rotate"})
+
+
+def _setup(seed=0):
+    torch.manual_seed(seed)
+    x, y = torch.randn(90, 1, 8, 8), torch.randint(0, 3, (90,))
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    return model, x, y
+
+
+def test_augmentation_is_seeded_and_off_means_untouched(monkeypatch):
+    recipe = build_recipe({"epochs": 2, "batch_size": 16, "augment": "crop-flip"})
+    a, x, y = _setup()
+    b, _, _ = _setup()
+    c, _, _ = _setup()
+    fit(a, x, y, recipe, seed=3)
+    fit(b, x, y, recipe, seed=3)
+    fit(c, x, y, build_recipe({"epochs": 2, "batch_size": 16}), seed=3)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+    assert not all(torch.equal(p, q) for p, q in zip(a.parameters(), c.parameters(), strict=True))
+    # augment=none never reaches the augmentation code (no random draw): the old loop, unchanged
+    import bench.training as training
+
+    monkeypatch.setattr(training, "augment_batch", lambda *a: pytest.fail("augmentation ran with augment=none"))
+    d, _, _ = _setup()
+    fit(d, x, y, build_recipe({"epochs": 2, "batch_size": 16}), seed=3)
+    assert all(torch.equal(p, q) for p, q in zip(c.parameters(), d.parameters(), strict=True))
+
+
+def test_streaming_through_a_dataloader_trains_on_the_same_batches():
+    kw = dict(epochs=2, batch_size=16, optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=0.0, schedule="cosine", seed=5)
+    a, x, y = _setup()
+    b, _, _ = _setup()
+    train_epochs(a, x, y, **kw)
+    train_epochs(b, x, y, workers=2, **kw)  # batches fetched by two worker processes
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+
+
+def test_placement_keeps_everything_on_the_cpu_and_limits_the_gpu(monkeypatch):
+    from bench import training
+
+    t = torch.zeros(10)
+    assert training.device_data_limit("cpu") is None and training.place([t], "cpu")[0] is t
+
+    class Props:
+        total_memory = 4000
+
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda dev: Props)
+    assert training.device_data_limit("cuda") == 1000  # DEVICE_DATA_FRACTION of the GPU's memory
+
+
+# -- models ----------------------------------------------------------------------------------
+
+
+def test_resnet18_cifar_has_the_cifar_stem():
+    from bench.resnet_cifar import ResNet18Cifar
+
+    model = ResNet18Cifar().create(10, (3, 32, 32))
+    assert sum(p.numel() for p in model.parameters()) == 11_173_962  # kuangliu/pytorch-cifar's ResNet18
+    assert model.conv1.kernel_size == (3, 3) and model.conv1.stride == (1, 1)
+    model.eval()
+    with torch.no_grad():
+        assert model.forward_features(torch.randn(2, 3, 32, 32)).shape == (2, 512, 4, 4)
+        assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    with pytest.raises(BenchError, match="needs image inputs"):
+        ResNet18Cifar().create(10, (40,))
+
+
+# -- end to end, in process --------------------------------------------------------------------
+
+
+def test_mnist1d_run_retrain_ft_ga_offline(tmp_path, monkeypatch):
+    import mlflow
+
+    from bench.experiment import RunOptions
+    from bench.runner import run
+
+    monkeypatch.chdir(tmp_path)
+    opts = RunOptions(executor="local", datasets=["mnist1d"], methods="retrain,ft,ga", models=["mlp:64"],
+                      recipe={"epochs": 4}, forgets=["random:100"], cache_dir=str(tmp_path / "cache"),
+                      data_dir=str(tmp_path / "data"), tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    out = io.StringIO()
+    assert run(opts, Console(file=out, width=200)) == 0, out.getvalue()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    df = mlflow.search_runs(experiment_names=["unlearning-bench"])
+    kids = df[df["tags.bench.role"] == "trial"].set_index("tags.bench.method")
+    assert sorted(kids.index) == ["ft", "ga", "retrain"] and (kids["status"] == "FINISHED").all()
+    assert (kids["metrics.original_test_acc"] > 0.3).all()  # well above chance (0.1) after 4 epochs
+    assert kids.loc["retrain", "params.data.source"] == "mnist1d.data.make_dataset"
+    assert kids.loc["retrain", "params.recipe.optimizer"] == "adam"  # the dataset's default recipe
+    assert kids.loc["retrain", "params.recipe.augment"] == "none"
+    assert not (tmp_path / "data").exists()  # nothing downloaded or written
+
+
+
+class _CifarFiles:
+    """Registers the cifar10 plugin, reading through a checksum subclass, as ``cifar10-files``."""
+
+    def __init__(self, plugin):
+        self.plugin = plugin
+
+    @bench.hookimpl
+    def register_datasets(self, register):
+        register(self.plugin)
+
+
+def test_cifar_files_run_through_the_harness_with_augmentation(tmp_path, monkeypatch):
+    import mlflow
+
+    from bench.experiment import RunOptions
+    from bench.plugins import register_plugin, unregister_plugin
+    from bench.runner import run
+
+    sums = fx.write_cifar(tmp_path / "data", 10, per_batch=40, n_test=40)
+    d = verified("cifar10", sums)
+    d.name = "cifar10-files"
+    plugin = _CifarFiles(d)
+    register_plugin(plugin)
+    try:
+        monkeypatch.chdir(tmp_path)
+        opts = RunOptions(executor="local", datasets=["cifar10-files"], methods="ft", models=["cnn:8,16"],
+                          recipe={"epochs": 2, "lr": 0.05}, forgets=["random:20"], data_dir=str(tmp_path / "data"),
+                          cache_dir=str(tmp_path / "cache"), tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+        out = io.StringIO()
+        assert run(opts, Console(file=out, width=200)) == 0, out.getvalue()
+    finally:
+        unregister_plugin(plugin)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    df = mlflow.search_runs(experiment_names=["unlearning-bench"])
+    kid = df[df["tags.bench.role"] == "trial"].iloc[0]
+    assert kid["status"] == "FINISHED" and kid["params.recipe.augment"] == "crop-flip"  # the dataset's recipe
+    assert kid["params.recipe.epochs"] == "2" and kid["params.recipe.batch_size"] == "128"
+    assert kid["params.data.source"] == "torchvision.datasets.CIFAR10" and kid["params.data.mean"].startswith("[")
+    assert kid["params.data.input_bounds"].startswith("([")  # per-channel lows and highs
+
+
+@pytest.mark.slow
+def test_cli_run_on_mnist1d_through_ray_offline(tmp_path, run_bench, store_args):
+    """The issue's command through the console script, Ray Tune and MLflow, with no network."""
+    (tmp_path / "cache").mkdir()
+    proc = run_bench("run", "--dataset", "mnist1d", "--methods", "retrain,ft,ga", "--model", "mlp:64",
+                     "--recipe", "epochs=3", "--data-dir", str(tmp_path / "data"), *store_args(tmp_path), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    df = mlflow.search_runs(experiment_names=["unlearning-bench"])
+    kids = df[df["tags.bench.role"] == "trial"]
+    assert sorted(kids["tags.bench.method"]) == ["ft", "ga", "retrain"] and (kids["status"] == "FINISHED").all()
+    assert (kids["params.dataset"] == "mnist1d").all() and (kids["metrics.test_acc"] > 0.2).all()
+    assert not (tmp_path / "data").exists() and not list(tmp_path.glob("*.pkl"))
