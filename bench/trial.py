@@ -48,6 +48,19 @@ def split_data(splits, forget_idx, device: str):
     return (to(x[~mask]), to(y[~mask])), (to(x[mask]), to(y[mask])), (to(splits.test_x), to(splits.test_y))
 
 
+def input_bounds(splits, device: str):
+    """``(lo, hi)`` tensors on ``device``: ``splits.info["input_bounds"]`` when the dataset gives it,
+    else the per-feature min/max of the training split."""
+    import torch
+
+    given = (splits.info or {}).get("input_bounds")
+    if given is not None:
+        lo, hi = given
+        return (torch.as_tensor(lo, dtype=torch.float32, device=device),
+                torch.as_tensor(hi, dtype=torch.float32, device=device))
+    return splits.train_x.amin(0).to(device), splits.train_x.amax(0).to(device)
+
+
 def model_factory(model_obj, arg, splits, seed: int, device: str) -> Callable[[], Any]:
     """A function returning a freshly initialised model, seeded by ``seed``, on ``device``."""
 
@@ -117,6 +130,7 @@ def run_trial(spec: dict, payload: Payload, fetch: Callable[[Any], Any] = lambda
         forget_y=fy if "forget" in access else None,
         retain_x=rx if "retain" in access else None,
         retain_y=ry if "retain" in access else None,
+        input_bounds=input_bounds(group.splits, device),
     )
     data = EvalData(rx, ry, fx, fy, tx, ty, group.forget_class)
 

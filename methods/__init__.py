@@ -1,4 +1,4 @@
-"""Built-in methods plugin (installed as ``bench.methods``): ``retrain``, ``ft``, ``ga``."""
+"""Built-in methods plugin (installed as ``bench.methods``): ``retrain``, ``ft``, ``ga``, ``prune``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import bench
 
 from .finetune import FineTune
 from .gradient_ascent import GradientAscent
+from .prune import Prune
 from .retrain import Retrain
 
 
@@ -14,3 +15,4 @@ def register_methods(register):
     register(Retrain())
     register(FineTune())
     register(GradientAscent())
+    register(Prune())
