@@ -6,7 +6,8 @@ patched space), the check re-derives everything from the final model, not from t
 1. f_hat(x_u) != y_u, evaluating the patched model itself.
 2. The linear region R of the original head at x_u, from autograd: one fresh Jacobian row per hidden
    neuron (``torch.autograd.functional.jacobian`` of the pre-activations), intersected with the
-   patch's recorded input box; for an l_inf-box region, the box of the recorded radius.
+   patch's recorded input box; for an l_inf-box region, the box of the recorded radius (and both
+   for ``activation_box``).
 3. The patch's own support must be 1 on R: one of its supports must have R's rows (to 1e-9).
 4. f_hat on R: the head's Jacobian and offset at x_u, plus the affine part of every patch fully
    active on R (one of its supports has R's rows), plus a bound delta = sum K_i gbar_i on every
@@ -82,6 +83,10 @@ def check(model: PatchedModel, lo: np.ndarray, hi: np.ndarray, clock: Clock | No
             W, beta, active, F, e = _autograd_region(head, u0)
             sigma = np.where(active, 1.0, -1.0)
             A, b = -sigma[:, None] * W, sigma * beta
+            if patch.info.get("region") == "activation_box":
+                r, p0 = float(patch.info["box_radius"]), u0.numpy()
+                A = np.concatenate([A, np.eye(len(p0)), -np.eye(len(p0))])
+                b = np.concatenate([b, p0 + r, -(p0 - r)])
         if not fully_active(patch, A, b, atol=1e-9):
             rec["why"] = "the patch's support rows are not the point's linear region"
             continue

@@ -25,7 +25,7 @@ import torch
 
 from .lp import PolytopeLP, bound_K, minimal_patch, rows_patch
 from .modules import Patch
-from .network import Head, Region, activation_region, box_region
+from .network import Head, Region, activation_box_region, activation_region, box_region
 
 
 def zero_bound(patch: Patch, lp: PolytopeLP, point: np.ndarray, relaxed: PolytopeLP | None = None) -> float:
@@ -91,6 +91,8 @@ class Builder:
     def region(self, u: np.ndarray) -> Region:
         if self.region_kind == "activation":
             return activation_region(self.head, u, self.lo, self.hi)
+        if self.region_kind == "activation_box":
+            return activation_box_region(self.head, u, self.lo, self.hi, float(self.params["box_radius"]))
         return box_region(self.head, u, self.lo, self.hi, float(self.params["box_radius"]))
 
     def support_rows(self, reg: Region) -> tuple[np.ndarray, np.ndarray]:
@@ -113,7 +115,7 @@ class Builder:
             rows.append(r.A)
             bs.append(r.b)
         info = {"variant": variant, "region": self.region_kind, "eps": eps, "lp_rows": len(lp.A),
-                "box_radius": float(self.params["box_radius"]) if self.region_kind == "box" else None,
+                "box_radius": float(self.params["box_radius"]) if "box" in self.region_kind else None,
                 "dropped_rows": lp.dropped}
         return Patch(np.stack(rows), np.stack(bs), c, d, K, float(self.params["gamma"]), u_rep,
                      reg.pattern.astype(np.uint8), target, label, info)

@@ -21,6 +21,10 @@ Choices made (specs/prune.md asks to record them):
 - ``relax_rows`` > 0: the patch LPs keep only that many region rows, those nearest to the point
   (a superset of the region, so the bounds are sound and the certificate still holds on all of R):
   much smaller LPs for a larger patch (less locality; benchmarks/bench_prune.py measures both).
+- Regions: ``region="auto"`` takes the activation region for heads with hidden ReLU units and an
+  l_inf box of ``box_radius`` around the point for a single linear head (section 4);
+  ``"activation_box"`` intersects both (the head stays affine on it): for small heads in feature
+  space, whose activation regions are large enough that a patch on one flips most inputs.
 - Strict argmax: the specification is f_t - f_j >= eps (``eps``, default 1e-3) [recon].
 - Composition: each patch is computed against the current patched model, with a sound margin for
   patches partially active on the region (engine.py says how and why instead of REASSURE's
@@ -55,7 +59,7 @@ from bench import space
 from bench.errors import BenchError
 
 TARGET_RULES = ("random", "nearest")
-REGIONS = ("auto", "activation", "box")
+REGIONS = ("auto", "activation", "box", "activation_box")
 LP_VARIANTS = ("rows", "minimal")
 BACKENDS = ("auto", "highspy", "scipy")
 

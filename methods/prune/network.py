@@ -158,6 +158,17 @@ def activation_region(head: Head, u: np.ndarray, lo: np.ndarray, hi: np.ndarray)
     return Region(u, A, b, np.asarray(lo, np.float64), np.asarray(hi, np.float64), F, e, pat)
 
 
+def activation_box_region(head: Head, u: np.ndarray, lo: np.ndarray, hi: np.ndarray, radius: float) -> Region:
+    """The activation region intersected with the l_inf box of ``radius`` around ``u``: the head is
+    still affine on it, and it is small where the activation region is large (small heads in feature
+    space)."""
+    reg = activation_region(head, u, lo, hi)
+    d = len(reg.point)
+    reg.A = np.concatenate([reg.A, np.eye(d), -np.eye(d)])
+    reg.b = np.concatenate([reg.b, reg.point + radius, -(reg.point - radius)])
+    return reg
+
+
 def box_region(head: Head, u: np.ndarray, lo: np.ndarray, hi: np.ndarray, radius: float) -> Region:
     """An l_inf box of ``radius`` around ``u`` intersected with the domain (for a head with no hidden
     ReLU, whose only linear region is the whole space); rows +-I."""

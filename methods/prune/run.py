@@ -128,7 +128,7 @@ def run_prune(model, request, params: dict, ctx):
         for rep, members in clusters:
             cur = current_logits()[rep] if pm.patches else logits[rep]
             target = _target(params["target"], int(labels[rep]), cur, rng)
-            seen = {builder.region(u_np[rep]).pattern.tobytes() if builder.region_kind == "activation" else None}
+            seen = {builder.region(u_np[rep]).pattern.tobytes() if builder.region_kind == "activation" else rep}
             distinct = []
             for m in members:
                 key = builder.region(u_np[m]).pattern.tobytes() if builder.region_kind == "activation" else m
