@@ -43,7 +43,7 @@ def per_point(points: int, relax: int, threads: int) -> None:
             t0 = time.perf_counter()
             reg = activation_region(head, u, lo, hi)
             t = int(np.argsort(reg.F @ u + reg.e)[-2])
-            lp = PolytopeLP(reg.A, reg.b, lo, hi, Clock()).relaxed(u, rows)
+            lp = PolytopeLP(reg.A, reg.b, lo, hi, Clock(), point=u).relaxed(u, rows)
             c, d = rows_patch(lp, reg.F, reg.e, t, 1e-3)
             times.append(time.perf_counter() - t0)
             Ks.append(bound_K(c, d, lo, hi))

@@ -90,7 +90,7 @@ def check(model: PatchedModel, lo: np.ndarray, hi: np.ndarray, clock: Clock | No
         if not fully_active(patch, A, b, atol=1e-9):
             rec["why"] = "the patch's support rows are not the point's linear region"
             continue
-        lp = PolytopeLP(A, b, lo, hi, clock)
+        lp = PolytopeLP(A, b, lo, hi, clock, point=u0.numpy())
         Fh, eh, delta, partial = F.copy(), e.copy(), 0.0, []
         for j, other in enumerate(patches):
             if j == i or fully_active(other, A, b, atol=1e-9):

@@ -68,6 +68,8 @@ def fully_active(patch: Patch, A: np.ndarray, b: np.ndarray, atol: float = 0.0) 
 def patched_affine(patches, point: np.ndarray):
     """Jacobian and offset of sum_i h_i at ``point`` (zeros without patches)."""
     u0 = torch.as_tensor(point, dtype=torch.float64)
+    with torch.no_grad():  # where g = 0 and |p| < K (K bounds |p|), h = 0 around the point: no Jacobian
+        patches = [p for p in patches if float(p.support(u0[None])[0]) > 0]
 
     def total(u):
         return sum(p(u[None])[0] for p in patches)
@@ -100,7 +102,7 @@ class Builder:
 
     def build(self, patches, u_rep: np.ndarray, label: int, target: int, members: list[np.ndarray]) -> Patch:
         reg = self.region(u_rep)
-        lp = PolytopeLP(reg.A, reg.b, self.lo, self.hi, self.clock, self.params.get("lp_backend", "auto"))
+        lp = PolytopeLP(reg.A, reg.b, self.lo, self.hi, self.clock, self.params.get("lp_backend", "auto"), u_rep)
         lp = lp.relaxed(u_rep, int(self.params.get("relax_rows", 0)))
         dF, de = patched_affine(patches, u_rep)
         F, e = reg.F + dF, reg.e + de
@@ -114,7 +116,7 @@ class Builder:
             r = self.region(m)
             rows.append(r.A)
             bs.append(r.b)
-        info = {"variant": variant, "region": self.region_kind, "eps": eps, "lp_rows": len(lp.A),
+        info = {"variant": variant, "region": self.region_kind, "eps": eps, "lp_rows": int(lp.active.sum()),
                 "box_radius": float(self.params["box_radius"]) if "box" in self.region_kind else None,
                 "dropped_rows": lp.dropped}
         return Patch(np.stack(rows), np.stack(bs), c, d, K, float(self.params["gamma"]), u_rep,

@@ -2,10 +2,13 @@
 
 ``PolytopeLP`` holds one region {lo <= u <= hi, A u <= b} and maximises many objectives over it.
 It first drops rows the box already implies (max over the box of a.u <= b: closed form, so those
-rows are redundant and sound to drop), keeps the box as column bounds, and with ``highspy``
-installed loads the model once and re-solves with only the objective changed: HiGHS restarts the
-dual simplex from the previous optimal basis (warm start). Without ``highspy`` every objective is a
-fresh ``scipy.optimize.linprog(method="highs")`` call (same solver, no warm start).
+rows are redundant and sound to drop), keeps the box as column bounds, and solves by lazy
+constraint generation: start from the 64 rows nearest to the point, add the rows the optimum
+violates, re-solve, until the optimum satisfies every row (then it is the exact maximum over the
+region; before that every value is already a sound upper bound, the LP being over a superset).
+With ``highspy`` installed the model is loaded once and re-solved with the objective changed or
+rows added: HiGHS restarts from the previous optimal basis (warm start). Without ``highspy`` every
+solve is a fresh ``scipy.optimize.linprog(method="highs")`` call (same solver, no warm start).
 
 Patch constructions (specs/prune.md section 2, step 4), for target t and margin eps:
 
@@ -55,7 +58,8 @@ def box_redundant(A: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarray) 
 class PolytopeLP:
     """max c.u over {lo <= u <= hi, A u <= b} for many objectives c (see the module docstring)."""
 
-    def __init__(self, A, b, lo, hi, clock: Clock | None = None, backend: str = "auto") -> None:
+    def __init__(self, A, b, lo, hi, clock: Clock | None = None, backend: str = "auto", point=None,
+                 lazy: bool = True) -> None:
         keep = ~box_redundant(A, b, lo, hi)
         self.A, self.b = np.ascontiguousarray(A[keep]), np.asarray(b[keep])
         self.lo, self.hi = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
@@ -63,23 +67,39 @@ class PolytopeLP:
         self.clock = clock or Clock()
         self.backend = "highspy" if backend in ("auto", "highspy") and highspy is not None else "scipy"
         self._h = None
+        self.point = None if point is None else np.asarray(point, np.float64)
+        # lazy constraint generation: solve on a subset of the rows (a superset of the region, so every
+        # value is already a sound upper bound), add the rows the optimum violates, re-solve; exact at
+        # the end. Starts from the rows nearest to ``point`` when given.
+        m = len(self.A)
+        self.active = np.ones(m, dtype=bool)
+        if lazy and m > self.LAZY_START:
+            self.active[:] = False
+            if self.point is not None:
+                norms = np.linalg.norm(self.A, axis=1)
+                slack = (self.b - self.A @ self.point) / np.where(norms > 0, norms, 1.0)
+                self.active[np.argsort(slack, kind="stable")[: self.LAZY_START]] = True
+
+    LAZY_START = 64  # rows to start from
+    LAZY_ADD = 64  # most violated rows added per round
 
     def _load(self):
         h = highspy.Highs()
         h.setOptionValue("output_flag", False)
         h.setOptionValue("threads", 1)
         lp = highspy.HighsLp()
-        m, d = self.A.shape
+        A, b = self.A[self.active], self.b[self.active]
+        m, d = A.shape
         lp.num_col_, lp.num_row_ = d, m
         lp.col_cost_ = np.zeros(d)
         lp.col_lower_, lp.col_upper_ = self.lo, self.hi
         lp.row_lower_ = np.full(m, -highspy.kHighsInf)
-        lp.row_upper_ = self.b
+        lp.row_upper_ = b
         lp.sense_ = highspy.ObjSense.kMaximize
         if m:
             from scipy.sparse import csc_matrix
 
-            M = csc_matrix(self.A)
+            M = csc_matrix(A)
             lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
             lp.a_matrix_.start_ = M.indptr
             lp.a_matrix_.index_ = M.indices
@@ -88,36 +108,56 @@ class PolytopeLP:
         h.passModel(lp)
         self._h = h
 
+    def _add_rows(self, rows: np.ndarray) -> None:
+        self.active[rows] = True
+        if self._h is not None:
+            from scipy.sparse import csr_matrix
+
+            M = csr_matrix(self.A[rows])
+            self._h.addRows(len(rows), np.full(len(rows), -highspy.kHighsInf), self.b[rows], M.nnz,
+                            M.indptr[:-1].astype(np.int32), M.indices.astype(np.int32), M.data)
+
+    def _solve(self, obj: np.ndarray) -> tuple[float, np.ndarray]:
+        if self.backend == "highspy":
+            if self._h is None:
+                self._load()
+            d = self.A.shape[1]
+            self._h.changeColsCost(d, np.arange(d, dtype=np.int32), obj)
+            self._h.run()
+            if self._h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+                raise LPError(f"HiGHS: {self._h.modelStatusToString(self._h.getModelStatus())}")
+            return self._h.getInfo().objective_function_value, np.asarray(self._h.getSolution().col_value)
+        from scipy.optimize import linprog
+
+        A, b = self.A[self.active], self.b[self.active]
+        res = linprog(-obj, A_ub=A if len(A) else None, b_ub=b if len(A) else None,
+                      bounds=np.stack([self.lo, self.hi], 1), method="highs")
+        if res.status != 0:
+            raise LPError(f"linprog: {res.message}")
+        return -res.fun, res.x
+
     def maximize(self, objectives: np.ndarray) -> np.ndarray:
         """max over the region of each row of ``objectives`` (k, d) -> (k,)."""
         objectives = np.atleast_2d(np.asarray(objectives, np.float64))
         start = time.perf_counter()
         out = np.empty(len(objectives))
         try:
-            if self.backend == "highspy":
-                if self._h is None:
-                    self._load()
-                d = self.A.shape[1]
-                idx = np.arange(d, dtype=np.int32)
-                for i, obj in enumerate(objectives):
-                    self._h.changeColsCost(d, idx, obj)
-                    self._h.run()
-                    if self._h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-                        raise LPError(f"HiGHS: {self._h.modelStatusToString(self._h.getModelStatus())}")
-                    out[i] = self._h.getInfo().objective_function_value
-            else:
-                from scipy.optimize import linprog
-
-                bounds = np.stack([self.lo, self.hi], 1)
-                for i, obj in enumerate(objectives):
-                    res = linprog(-obj, A_ub=self.A if len(self.A) else None, b_ub=self.b if len(self.A) else None,
-                                  bounds=bounds, method="highs")
-                    if res.status != 0:
-                        raise LPError(f"linprog: {res.message}")
-                    out[i] = -res.fun
+            for i, obj in enumerate(objectives):
+                while True:
+                    value, x = self._solve(obj)
+                    self.clock.solves += 1
+                    idle = np.nonzero(~self.active)[0]
+                    if not len(idle):
+                        break
+                    viol = self.A[idle] @ x - self.b[idle]
+                    bad = viol > 1e-9
+                    if not bad.any():
+                        break
+                    order = np.argsort(-viol[bad], kind="stable")[: self.LAZY_ADD]
+                    self._add_rows(idle[bad][order])
+                out[i] = value
         finally:
             self.clock.seconds += time.perf_counter() - start
-            self.clock.solves += len(objectives)
         return out
 
     def relaxed(self, point: np.ndarray, rows: int) -> "PolytopeLP":
@@ -129,7 +169,7 @@ class PolytopeLP:
         norms = np.linalg.norm(self.A, axis=1)
         slack = (self.b - self.A @ point) / np.where(norms > 0, norms, 1.0)
         keep = np.sort(np.argsort(slack, kind="stable")[:rows])
-        return PolytopeLP(self.A[keep], self.b[keep], self.lo, self.hi, self.clock, self.backend)
+        return PolytopeLP(self.A[keep], self.b[keep], self.lo, self.hi, self.clock, self.backend, point)
 
     def bounding_box(self) -> tuple[np.ndarray, np.ndarray]:
         """The smallest box containing the region (2 d LPs)."""

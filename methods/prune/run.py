@@ -126,7 +126,8 @@ def run_prune(model, request, params: dict, ctx):
                 rep = members[np.argmin(np.linalg.norm(u_np[members] - km.cluster_centers_[c], axis=1))]
                 clusters.append((rep, [m for m in members if m != rep]))
         for rep, members in clusters:
-            cur = current_logits()[rep] if pm.patches else logits[rep]
+            with torch.no_grad():
+                cur = (base[rep] + (pm.patch_output(u[rep:rep + 1])[0] if len(pm.patches) else 0.0)).numpy()
             target = _target(params["target"], int(labels[rep]), cur, rng)
             seen = {builder.region(u_np[rep]).pattern.tobytes() if builder.region_kind == "activation" else rep}
             distinct = []
