@@ -241,3 +241,29 @@ def test_clear_errors(digits, mlp):
         _unlearn(copy.deepcopy(mlp), _request(digits, mask), region="box")
     with pytest.raises(BenchError, match=r"lp='exact' is invalid; expected one of rows, minimal"):
         _unlearn(copy.deepcopy(mlp), _request(digits, mask), lp="exact")
+
+
+def test_harness_run_logs_prune_metrics_and_patch_artifact(workdir):
+    """In process (--executor local): PRUNE gets only the forget set (+ the input box), and its
+    metrics and prune_patches.json land in the trial's MLflow run."""
+    import io
+
+    import mlflow
+    from rich.console import Console
+
+    from bench.experiment import RunOptions
+    from bench.runner import run
+
+    opts = RunOptions(executor="local", cache_dir=str(workdir / "cache"),
+                      tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}", methods="prune", forgets=["random:5"],
+                      recipe={"epochs": 10})
+    out = io.StringIO()
+    assert run(opts, Console(file=out, width=200)) == 0, out.getvalue()
+    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["unlearning-bench"])
+    kid = runs[runs["tags.bench.role"] == "trial"].iloc[0]
+    assert kid["params.data_access"] == "forget"
+    assert kid["metrics.forget_acc"] == 0.0 and kid["metrics.certified_fraction"] == 1.0
+    assert kid["metrics.patches"] >= 1 and kid["metrics.patch_params"] > 0 and kid["metrics.lp_seconds"] > 0
+    summary = json.loads(mlflow.artifacts.load_text(f"runs:/{kid['run_id']}/prune_patches.json"))
+    assert summary["patches"] == kid["metrics.patches"] and all(c["certified"] for c in summary["certificates"])
