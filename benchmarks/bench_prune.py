@@ -18,10 +18,44 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
+import sys
 import time
+import types
+from pathlib import Path
 
 import numpy as np
 import torch
+
+
+def _plugins_importable() -> None:
+    """Make ``bench.methods`` / ``bench.datasets`` importable from a plain checkout (a machine with
+    torch, scipy and scikit-learn but without this package installed, or without pluggy)."""
+    try:
+        import bench.methods.prune  # noqa: F401  (installed: nothing to do)
+        return
+    except ImportError:
+        pass
+    root = Path(__file__).resolve().parents[1]
+    if "bench" not in sys.modules:
+        try:
+            sys.path.insert(0, str(root))
+            import bench  # noqa: F401
+        except ImportError:  # no pluggy: a bare package with a no-op hookimpl marker
+            pkg = types.ModuleType("bench")
+            pkg.__path__ = [str(root / "bench")]
+            pkg.hookimpl = lambda f=None, **kw: f if f is not None else (lambda g: g)
+            sys.modules["bench"] = pkg
+    for name, folder in (("bench.datasets", "datasets"), ("bench.methods", "methods")):
+        if name not in sys.modules:
+            spec = importlib.util.spec_from_file_location(name, root / folder / "__init__.py",
+                                                          submodule_search_locations=[str(root / folder)])
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+
+
+_plugins_importable()
 
 
 def per_point(points: int, relax: int, threads: int) -> None:
