@@ -97,9 +97,6 @@ class Builder:
             return activation_box_region(self.head, u, self.lo, self.hi, float(self.params["box_radius"]))
         return box_region(self.head, u, self.lo, self.hi, float(self.params["box_radius"]))
 
-    def support_rows(self, reg: Region) -> tuple[np.ndarray, np.ndarray]:
-        return reg.A, reg.b
-
     def build(self, patches, u_rep: np.ndarray, label: int, target: int, members: list[np.ndarray]) -> Patch:
         reg = self.region(u_rep)
         lp = PolytopeLP(reg.A, reg.b, self.lo, self.hi, self.clock, self.params.get("lp_backend", "auto"), u_rep)

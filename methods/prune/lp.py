@@ -171,14 +171,6 @@ class PolytopeLP:
         keep = np.sort(np.argsort(slack, kind="stable")[:rows])
         return PolytopeLP(self.A[keep], self.b[keep], self.lo, self.hi, self.clock, self.backend, point)
 
-    def bounding_box(self) -> tuple[np.ndarray, np.ndarray]:
-        """The smallest box containing the region (2 d LPs)."""
-        d = self.A.shape[1]
-        eye = np.eye(d)
-        upper = self.maximize(eye)
-        lower = -self.maximize(-eye)
-        return np.minimum(np.maximum(lower, self.lo), self.hi), np.maximum(np.minimum(upper, self.hi), self.lo)
-
 
 def rows_patch(lp: PolytopeLP, F: np.ndarray, e: np.ndarray, target: int, eps: float):
     """REASSURE's per-row construction for "argmax = target with margin eps on the region":
