@@ -144,6 +144,13 @@ def test_100_random_points_forgotten_with_small_test_drop(digits, mlp):
     assert ctx.metrics["certified_fraction"] == 1.0
     # [fix] every cluster draws its own target label
     assert len({p.target for p in out.patches}) > 1 and all(p.target != p.label for p in out.patches)
+    # [fix] patches are computed against the current patched model: some later representatives lie in
+    # a member region of an earlier patch (fully active there), and their certificates still hold
+    from bench.methods.prune.engine import fully_active
+
+    stacked = [(i, j) for i, later in enumerate(out.patches) for j, earlier in enumerate(out.patches[:i])
+               if fully_active(earlier, later.A[0].numpy(), later.b[0].numpy())]
+    assert stacked, "no representative inside an earlier patch's support: the composition path is untested"
 
 
 def test_whole_class_forgotten_other_classes_kept(digits, mlp):
