@@ -112,7 +112,7 @@ class StepPayload:
 def step_payloads(group, splits, model_obj, arg, refs: dict, device: str) -> list[StepPayload]:
     """Evaluate the original and every step's retrained reference on that step's data."""
     from .cache import load_state
-    from .evaluation import EvalData, evaluate_model
+    from .evaluation import evaluate_model
     from .training import accuracy
     from .trial import model_factory
 
@@ -167,7 +167,7 @@ def run_continual_trial(spec: dict, payload, group, fetch=lambda v: v) -> dict:
     from .measure import measure
     from .recipe import Recipe
     from .training import accuracy, seed_everything, set_threads, warm_up
-    from .trial import ARTIFACTS_KEY, add_method_outputs, model_factory, split_data
+    from .trial import ARTIFACTS_KEY, add_method_outputs, input_bounds, model_factory, split_data
 
     set_threads(spec["threads"])
     device, seed = spec["device"], spec["seed"]
@@ -188,7 +188,7 @@ def run_continual_trial(spec: dict, payload, group, fetch=lambda v: v) -> dict:
         model, own_metrics = own_original(method, spec, group, first_data, new_model, model_obj, arg, seed, device)
 
     # the input domain, when this version of ForgetRequest carries it (see continual-contract notes)
-    bounds = {"input_bounds": input_bounds(splits, device)} if "input_bounds" in ForgetRequest.__dataclass_fields__ else {}
+    bounds = {"input_bounds": input_bounds(splits, device)}
     results: list[dict] = []
     artifacts: dict = {}
     cum_unlearn = cum_retrain = 0.0
@@ -245,28 +245,6 @@ def run_continual_trial(spec: dict, payload, group, fetch=lambda v: v) -> dict:
             for key, value in attack.evaluate(model, actx).items():
                 final[f"{name}_{key}"] = float(value)
     return final
-
-
-def input_bounds(splits, device: str):
-    """(lo, hi) tensors broadcastable to one input: ``splits.info["input_bounds"]`` (floats, or lists
-    per channel or per input feature), else the per-feature min/max of the training split."""
-    import math
-
-    import torch
-
-    shape = tuple(splits.input_shape)
-    given = splits.info.get("input_bounds") if splits.info else None
-    if given is None:
-        return splits.train_x.min(0).values.to(device), splits.train_x.max(0).values.to(device)
-    out = []
-    for v in given:
-        t = torch.as_tensor(v, dtype=splits.train_x.dtype)
-        if t.dim() and t.numel() == shape[0] and t.numel() != math.prod(shape):
-            t = t.view(shape[0], *[1] * (len(shape) - 1))
-        elif t.dim():
-            t = t.view(shape)
-        out.append(t.to(device))
-    return tuple(out)
 
 
 def log_earlier_steps(client, run_id: str, result: dict, default_step: int = 0) -> int:

@@ -141,7 +141,9 @@ class ForgetRequest:
     class requests. Inputs and labels are tensors on the trial's device. ``forget_indices``
     (always set) are the positions of the forget points in the dataset's training split, sorted
     (a numpy int64 array; the points themselves only when ``"forget"`` was declared): methods that
-    keep per-point state, such as SISA's shards, need them.
+    keep per-point state, such as SISA's shards, need them. ``input_bounds`` is the valid input
+    domain ``(lo, hi)``, two tensors broadcastable to one input (the dataset's
+    ``Splits.info["input_bounds"]``, else the per-feature min/max of the training split).
     """
 
     num_classes: int
@@ -152,6 +154,7 @@ class ForgetRequest:
     retain_x: torch.Tensor | None = None
     retain_y: torch.Tensor | None = None
     forget_class: int | None = None
+    input_bounds: Any = None
 
 
 @dataclass

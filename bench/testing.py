@@ -257,6 +257,7 @@ def _request(setting: ToySetting, kind: str, access: frozenset[str]) -> ForgetRe
         forget_indices=torch.nonzero(mask).flatten().numpy(),
         forget_x=fx if "forget" in access else None, forget_y=fy if "forget" in access else None,
         retain_x=rx if "retain" in access else None, retain_y=ry if "retain" in access else None,
+        input_bounds=(torch.tensor(0.0), torch.tensor(1.0)),  # digits pixels lie in [0, 1]
     )
 
 

@@ -52,6 +52,28 @@ def split_data(splits, forget_idx, device: str):
     return (rx, ry), (fx, fy), (tx, ty)
 
 
+def input_bounds(splits, device: str):
+    """(lo, hi) tensors broadcastable to one input: ``splits.info["input_bounds"]`` (floats, or lists
+    per channel or per input feature), else the per-feature min/max of the training split."""
+    import math
+
+    import torch
+
+    shape = tuple(splits.input_shape)
+    given = splits.info.get("input_bounds") if splits.info else None
+    if given is None:
+        return splits.train_x.min(0).values.to(device), splits.train_x.max(0).values.to(device)
+    out = []
+    for v in given:
+        t = torch.as_tensor(v, dtype=splits.train_x.dtype)
+        if t.dim() and t.numel() == shape[0] and t.numel() != math.prod(shape):
+            t = t.view(shape[0], *[1] * (len(shape) - 1))
+        elif t.dim():
+            t = t.view(shape)
+        out.append(t.to(device))
+    return tuple(out)
+
+
 def model_factory(model_obj, arg, splits, seed: int, device: str) -> Callable[[], Any]:
     """A function returning a freshly initialised model, seeded by ``seed``, on ``device``."""
 
@@ -125,6 +147,7 @@ def run_trial(spec: dict, payload: Payload, fetch: Callable[[Any], Any] = lambda
         forget_y=fy if "forget" in access else None,
         retain_x=rx if "retain" in access else None,
         retain_y=ry if "retain" in access else None,
+        input_bounds=input_bounds(group.splits, device),
     )
     data = EvalData(rx, ry, fx, fy, tx, ty, group.forget_class)
     own_metrics: dict = {}

@@ -1,4 +1,4 @@
-"""Built-in methods plugin (installed as ``bench.methods``): ``retrain``, ``ft``, ``ga``, ``sisa``, ``fisher``,
+"""Built-in methods plugin (installed as ``bench.methods``): ``retrain``, ``ft``, ``ga``, ``sisa``, ``fisher``, ``prune``,
 ``l2ul`` (and ``l2ul-adv``, ``l2ul-naive``)."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from .finetune import FineTune
 from .fisher import FisherForgetting
 from .gradient_ascent import GradientAscent
 from .l2ul import L2UL, L2ULAdv, L2ULNaive
+from .prune import Prune
 from .retrain import Retrain
 from .sisa import Sisa
 
@@ -23,3 +24,4 @@ def register_methods(register):
     register(L2UL())
     register(L2ULAdv())
     register(L2ULNaive())
+    register(Prune())

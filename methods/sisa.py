@@ -51,7 +51,6 @@ weights; inference: S forward passes.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from bench import space
 

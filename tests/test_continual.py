@@ -16,7 +16,7 @@ from bench.experiment import RunOptions
 from bench.forget import parse_forget
 from bench.runner import run
 
-SEQ_METHODS = "retrain,ft,ga,l2ul,sisa"
+SEQ_METHODS = "retrain,ft,ga,l2ul,sisa,prune"
 
 
 # -- parsing and validation (no training) ------------------------------------------------------
@@ -199,7 +199,7 @@ def test_seq_through_ray_records_every_request(workdir, store_args, run_bench):
 
 
 def test_input_bounds_from_the_dataset_or_the_training_split():
-    from bench.continual import input_bounds
+    from bench.trial import input_bounds
     from bench.datasets.digits import Digits
 
     d = Digits().load(None, False, None)

@@ -4,7 +4,6 @@ file fails with a clear BenchError naming it."""
 
 from __future__ import annotations
 
-import gzip
 import io
 import pickle
 

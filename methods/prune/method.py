@@ -1,0 +1,121 @@
+"""PRUNE: certified unlearning by patching (Li, Wang, Yuan, Zhang, "PRUNE: A Patching Based Repair
+Framework for Certifiable Unlearning of Neural Networks", arXiv 2505.06520, and its Neural Networks
+2026 extension; code github.com/RitaAnonymous/PRUNE2023, built on REASSURE, Fu & Li, ICLR 2022,
+github.com/BU-DEPEND-Lab/REASSURE). Specification: ../shared/specs/prune.md.
+
+For each forget point (or each cluster representative) PRUNE adds a small ReLU *patch* network to
+the logits of the untouched original: an affine map p, gated by a support network that is 1 on the
+point's linear region R and 0 once the region's constraints are violated by 1/gamma in total. The
+patch is built so that the patched model predicts a target label t != y on all of R (the
+certificate), and changes nothing where the support is 0.
+
+Choices made (specs/prune.md asks to record them):
+
+- Regions: closed form from the activation pattern, one row per neuron ([fix] true per-neuron
+  gradients); float64 throughout; rows the input box already implies are dropped from LPs only.
+- Patch LP: ``lp="rows"`` (default) is REASSURE's per-row construction as released in the
+  ``ICLR/tools`` code PRUNE builds on; with the one-sided specification "argmax = t" it needs only the
+  C - 1 upper bounds and gives a constant patch (c = 0), so K = max|d| holds on every input, inside
+  the box or not. ``lp="minimal"`` is REASSURE's minimal-l_inf LP (``Repair.py``), exact but
+  ~(3C - 1)(N + 2d) dual variables: for small heads.
+- ``relax_rows`` > 0: the patch LPs keep only that many region rows, those nearest to the point
+  (a superset of the region, so the bounds are sound and the certificate still holds on all of R):
+  much smaller LPs for a larger patch (less locality; benchmarks/bench_prune.py measures both).
+- Regions: ``region="auto"`` takes the activation region for heads with hidden ReLU units and an
+  l_inf box of ``box_radius`` around the point for a single linear head (section 4);
+  ``"activation_box"`` intersects both (the head stays affine on it): for small heads in feature
+  space, whose activation regions are large enough that a patch on one flips most inputs.
+- Strict argmax: the specification is f_t - f_j >= eps (``eps``, default 1e-3) [recon].
+- Composition: each patch is computed against the current patched model, with a sound margin for
+  patches partially active on the region (engine.py says how and why instead of REASSURE's
+  telescoping form) [fix].
+- Many points (section 3): KMeans(k, n_init=10, random_state=seed + iteration) on the points still
+  predicted as their label; the representative is the member of each cluster nearest to its
+  centroid; each cluster draws its own target ([fix]: the released code reuses one label vector);
+  one support per (distinct-region) member, gated by their maximum; re-cluster the survivors until
+  none is left, the forget accuracy is <= ``stop_forget_acc``, or ``max_iter`` iterations. When no
+  more survivors than ``k`` are left, each is its own representative (so every survivor of the
+  last iteration gets a certified patch). Points the model already misclassifies are not patched.
+- Whole classes: the same loop on the class's training points [recon].
+- Targets: ``target="random"`` (spec: a seeded random label != y) or ``"nearest"`` (the runner-up
+  class of the current model at the point: the smallest patch).
+- Input box X: ``request.input_bounds`` in input space (the data's domain, e.g. the unit box for
+  [0, 1] pixels); in feature space (CNN/timm heads), where PRUNE has only the forget set, the
+  per-dimension min/max of the forget set's features widened by ``feature_margin`` times their
+  range on each side (at least ``feature_margin`` times the mean range, so constant dimensions get
+  room too). The box always contains every forget point. K bounds |p| on X.
+- Continual requests: called on a PatchedModel it returned, it adds patches to it.
+
+Limitations (section 6): forgetting means misclassifying into another label on the region, which a
+retrained model would not do for many points (over-unlearning, itself a membership signal: compare
+with the retrained model's forget accuracy); nothing is removed from the weights (the patches can be
+stripped; they are the audit trail); linear regions are tiny in high dimension and each patch costs
+about N d parameters per member.
+"""
+
+from __future__ import annotations
+
+from bench import space
+from bench.errors import BenchError
+
+TARGET_RULES = ("random", "nearest")
+REGIONS = ("auto", "activation", "box", "activation_box")
+LP_VARIANTS = ("rows", "minimal")
+BACKENDS = ("auto", "highspy", "scipy")
+
+
+class Prune:
+    name = "prune"
+    description = "PRUNE: certified patches on the linear regions of forget points (REASSURE repair), representatives for many points."
+    requires = frozenset({"forget"})
+    default_params = {
+        "gamma": 2.0,
+        "k": 8,
+        "max_iter": 20,
+        "target": "random",
+        "region": "auto",
+        "box_radius": 0.05,
+        "lp": "rows",
+        "relax_rows": 0,
+        "eps": 1e-3,
+        "feature_margin": 0.5,
+        "stop_forget_acc": 0.0,
+        "certify": True,
+        "lp_backend": "auto",
+    }
+    search_space = {
+        "gamma": space.loguniform(0.01, 100.0),
+        "k": space.randint(1, 33),
+        "max_iter": space.randint(1, 51),
+        "target": space.choice(TARGET_RULES),
+        "region": space.choice(REGIONS),
+        "box_radius": space.loguniform(1e-3, 1.0),
+        "lp": space.choice(LP_VARIANTS),
+    }
+
+    def _validate(self, params: dict) -> None:
+        def bad(key, expected):
+            raise BenchError(f"Method 'prune': {key}={params[key]!r} is invalid; expected {expected} "
+                             f"(set it with -p prune.{key}=VALUE).")
+
+        for key, allowed in (("target", TARGET_RULES), ("region", REGIONS), ("lp", LP_VARIANTS),
+                             ("lp_backend", BACKENDS)):
+            if params[key] not in allowed:
+                bad(key, "one of " + ", ".join(allowed))
+        for key in ("gamma", "box_radius", "eps"):
+            if not isinstance(params[key], (int, float)) or not params[key] > 0:
+                bad(key, "a number > 0")
+        if isinstance(params["relax_rows"], bool) or not isinstance(params["relax_rows"], int) or params["relax_rows"] < 0:
+            bad("relax_rows", "an integer >= 0 (0: every row of the region)")
+        for key in ("k", "max_iter"):
+            if isinstance(params[key], bool) or not isinstance(params[key], int) or params[key] < 1:
+                bad(key, "an integer >= 1")
+        if not isinstance(params["feature_margin"], (int, float)) or params["feature_margin"] < 0:
+            bad("feature_margin", "a number >= 0")
+
+    def unlearn(self, model, request, params, ctx):
+        self._validate(params)
+        from .run import run_prune
+
+        return run_prune(model, request, dict(params), ctx)
+

@@ -1,0 +1,170 @@
+"""The torch modules of PRUNE: support network, patch network, and the patched model.
+
+Support network of one region {u : a_j u <= b_j, j = 1..n} with sharpness gamma (REASSURE's
+``SupportNN``; specs/prune.md section 2, step 6):
+g(u) = relu(1 - sum_j [relu(gamma v_j) - relu(gamma v_j - 1)]), v_j = a_j u - b_j,
+= max(0, 1 - sum_j min(1, gamma [v_j]_+)). This is the same function as the reference form
+relu(sum_j [relu(gamma (b_j - a_j u) + 1) - relu(gamma (b_j - a_j u))] - n + 1); the form used here
+is exactly 1 on the region in floating point (every term is 0 there) instead of 1 up to the rounding
+of n differences of large numbers. A patch built for a cluster has one support per member and
+uses their maximum (specs/prune.md section 3).
+
+Patch network (``PatchNN``): h(u) = relu(p(u) + K g(u) - K) - relu(-p(u) + K g(u) - K) with
+p(u) = c u + d and K >= max |p| over the input box: h = p where g = 1, h = 0 where g = 0,
+|h| <= |p| everywhere.
+
+Patches run in float64 (their buffers are float64); the sum is added to the original logits in the
+original's dtype. The original network is never changed: ``PatchedModel.original`` is the untouched
+model and ``PatchedModel.patches`` the list of patches, detachable and auditable.
+"""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from torch import nn
+
+from .network import features, head_module
+
+FORMAT = "bench-prune-patched-model/1"
+
+
+class Patch(nn.Module):
+    """One affine patch p = c u + d gated by the maximum of ``len(A)`` supports.
+
+    Buffers (float64 unless noted): ``A`` (members, n, d) and ``b`` (members, n) the support rows,
+    ``c`` (C, d), ``d`` (C,), ``K`` and ``gamma`` (scalars), ``point`` (d,) the point whose region
+    the patch is certified on (member 0's region), ``pattern`` (n,) uint8 its activation pattern.
+    ``target`` and ``label`` (ints) and ``info`` (a dict) are plain attributes, saved as metadata.
+    """
+
+    def __init__(self, A, b, c, d, K, gamma, point, pattern, target: int, label: int, info: dict | None = None):
+        super().__init__()
+        as64 = lambda t: torch.as_tensor(t, dtype=torch.float64).clone()  # noqa: E731
+        self.register_buffer("A", as64(A))
+        self.register_buffer("b", as64(b))
+        self.register_buffer("c", as64(c))
+        self.register_buffer("d", as64(d))
+        self.register_buffer("K", as64(K).reshape(()))
+        self.register_buffer("gamma", as64(gamma).reshape(()))
+        self.register_buffer("point", as64(point))
+        self.register_buffer("pattern", torch.as_tensor(pattern, dtype=torch.uint8).clone())
+        self.target, self.label = int(target), int(label)
+        self.info = dict(info or {})
+
+    @property
+    def params(self) -> int:
+        """Parameters the patch adds: support rows and offsets, and the affine patch."""
+        return int(self.A.numel() + self.b.numel() + self.c.numel() + self.d.numel())
+
+    def support(self, u: torch.Tensor, chunk: int = 512) -> torch.Tensor:
+        """g(u) = max over members of each member's support, for u (B, d) float64 -> (B,)."""
+        out = []
+        for s in range(0, len(u), chunk):
+            v = torch.einsum("bd,mnd->bmn", u[s:s + chunk], self.A) - self.b
+            gv = self.gamma * v
+            viol = (torch.relu(gv) - torch.relu(gv - 1)).sum(-1)
+            out.append(torch.relu(1 - viol).amax(1))
+        return torch.cat(out) if out else u.new_zeros(0)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        g = self.support(u)
+        p = u @ self.c.T + self.d
+        s = (self.K * (g - 1))[:, None]
+        return torch.relu(p + s) - torch.relu(-p + s)
+
+    def summary(self) -> dict:
+        return {"target": self.target, "label": self.label, "members": int(self.A.shape[0]),
+                "rows": int(self.A.shape[1]), "K": float(self.K), "gamma": float(self.gamma),
+                "params": self.params, **self.info}
+
+
+class PatchedModel(nn.Module):
+    """The untouched original plus a list of patches on its head's input (see the module docstring).
+
+    ``kind`` says where the patches act: ``"mlp"`` (input space, flattened) or ``"features_head"`` /
+    ``"timm"`` (the feature space of a frozen extractor, see ``network.py``). ``forward`` returns
+    ``original(x) + sum_i h_i(phi(x))``.
+    """
+
+    def __init__(self, original: nn.Module, kind: str, patches=(), info: dict | None = None, lo=None, hi=None):
+        super().__init__()
+        self.original = original
+        self.kind = kind
+        self.patches = nn.ModuleList(patches)
+        self.info = dict(info or {})
+        # the input box X of every patch (K bounds |p| on it); empty until the first patch
+        self.register_buffer("lo", torch.as_tensor(lo if lo is not None else [], dtype=torch.float64).clone())
+        self.register_buffer("hi", torch.as_tensor(hi if hi is not None else [], dtype=torch.float64).clone())
+        for p in self.original.parameters():
+            p.requires_grad_(False)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return features(self.kind, self.original, x)
+
+    def patch_output(self, u: torch.Tensor) -> torch.Tensor:
+        """sum_i h_i(u) in float64, for features ``u`` (B, d)."""
+        u = u.double()
+        total = u.new_zeros(len(u), self.patches[0].d.numel()) if len(self.patches) else None
+        for patch in self.patches:
+            total = total + patch(u)
+        return total
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "mlp":
+            logits = self.original(x)
+            u = x.flatten(1)
+        else:
+            u = self.features(x)
+            logits = head_module(self.kind, self.original)(u)
+        if not len(self.patches):
+            return logits
+        return logits + self.patch_output(u).to(logits.dtype)
+
+    @property
+    def patch_params(self) -> int:
+        return sum(p.params for p in self.patches)
+
+    def summary(self) -> dict:
+        return {"format": FORMAT, "kind": self.kind, "patches": len(self.patches), "patch_params": self.patch_params,
+                **self.info, "per_patch": [p.summary() for p in self.patches]}
+
+    # -- files ---------------------------------------------------------------------------------
+
+    def save(self, path) -> None:
+        """Write the original's weights and every patch to one safetensors file, with the patch
+        metadata (kinds, targets, labels, summaries) as JSON in its header."""
+        from safetensors.torch import save_file
+
+        tensors = {f"original.{k}": v.detach().cpu().contiguous() for k, v in self.original.state_dict().items()}
+        tensors["lo"], tensors["hi"] = self.lo.contiguous(), self.hi.contiguous()
+        for i, patch in enumerate(self.patches):
+            for k, v in patch.state_dict().items():
+                tensors[f"patches.{i}.{k}"] = v.detach().cpu().contiguous()
+        meta = {"format": FORMAT, "kind": self.kind, "info": self.info,
+                "patches": [{"target": p.target, "label": p.label, "info": p.info} for p in self.patches]}
+        save_file(tensors, str(path), metadata={"prune": json.dumps(meta)})
+
+    @classmethod
+    def load(cls, path, original: nn.Module) -> "PatchedModel":
+        """Read a file written by :meth:`save`; ``original`` is a model of the same architecture
+        (e.g. a fresh one from the model plugin) whose weights are replaced by the saved ones."""
+        from safetensors import safe_open
+
+        from bench.errors import BenchError
+
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+            if "prune" not in header:
+                raise BenchError(f"{path} is not a PRUNE patched model (no 'prune' metadata in its safetensors header).")
+            meta = json.loads(header["prune"])
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        state = {k[len("original."):]: v for k, v in tensors.items() if k.startswith("original.")}
+        original.load_state_dict(state)
+        patches = []
+        for i, pm in enumerate(meta["patches"]):
+            t = {k: tensors[f"patches.{i}.{k}"] for k in ("A", "b", "c", "d", "K", "gamma", "point", "pattern")}
+            patches.append(Patch(t["A"], t["b"], t["c"], t["d"], t["K"], t["gamma"], t["point"], t["pattern"],
+                                 pm["target"], pm["label"], pm["info"]))
+        return cls(original, meta["kind"], patches, meta.get("info"), tensors["lo"], tensors["hi"])
