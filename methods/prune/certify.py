@@ -59,8 +59,11 @@ def _autograd_region(head: torch.nn.Module, u0: torch.Tensor):
 
 def check(model: PatchedModel, lo: np.ndarray, hi: np.ndarray, clock: Clock | None = None) -> list[dict]:
     """One record per patch: ``{"index", "target", "label", "certified", "margin", "delta", "why"}``."""
+    import copy
+
     clock = clock or Clock()
-    head = head_module(model.kind, model.original)
+    # the check runs on the CPU in float64, whatever device the model lives on
+    head = copy.deepcopy(head_module(model.kind, model.original)).cpu()
     records = []
     patches = list(model.patches)
     for i, patch in enumerate(patches):
