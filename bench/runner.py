@@ -81,6 +81,9 @@ def prepare_references(plan: Plan, versions: dict, say: Callable[[str], None]):
     refs, trained = ensure_references(reference_jobs(plan), ReferenceCache(plan.cache_dir), train_many, say, versions)
     say(f"references: {trained} trained, {len(refs) - trained} from cache ({plan.cache_dir})")
     payload, ref_rows = build_payload(plan, refs)
+    from .shadows import attach_attack_models
+
+    attach_attack_models(plan, payload, refs, say, versions)  # shadow models etc. that the attacks declare
     return payload, ref_rows, trained
 
 

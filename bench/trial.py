@@ -9,7 +9,7 @@ object references fetched with ``ray.get``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .errors import BenchError
@@ -27,6 +27,7 @@ class GroupPayload:
     retrain_seconds: float
     original_eval: Any  # bench.evaluation.ModelEval
     retrain_eval: Any
+    attack_models: dict = field(default_factory=dict)  # bench.shadows.attach_attack_models
 
 
 @dataclass
@@ -89,7 +90,7 @@ def run_trial(spec: dict, payload: Payload, fetch: Callable[[Any], Any] = lambda
     import torch
 
     from .cache import load_state
-    from .contracts import AttackContext, ForgetRequest, MethodContext
+    from .contracts import ForgetRequest, MethodContext
     from .evaluation import EvalData, compare_to_references, evaluate_model
     from .measure import measure
     from .recipe import Recipe
@@ -144,8 +145,8 @@ def run_trial(spec: dict, payload: Payload, fetch: Callable[[Any], Any] = lambda
     add_method_outputs(spec["method"], metrics, ctx)
 
     if payload.attacks:
-        actx = AttackContext(fx, fy, rx, ry, tx, ty, group.splits.num_classes, seed, device)
-        for name, attack in payload.attacks.items():
-            for key, value in attack.evaluate(out, actx).items():
-                metrics[f"{name}_{key}"] = float(value)
+        from .attack_run import run_attacks
+
+        run_attacks(payload.attacks, out, metrics, spec=spec, group=group, method=method, params=params,
+                    access=access, data=((rx, ry), (fx, fy), (tx, ty)), new_model=new_model)
     return metrics
