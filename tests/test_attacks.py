@@ -9,6 +9,7 @@ value; the epsilon score is maximal for identical distributions and low for sepa
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -72,6 +73,16 @@ def test_lira_with_8_shadows_beats_the_loss_attack_at_low_fpr(overfit):
     assert online["auc"] > 0.6 and offline["auc"] > 0.6
     # each pool point is IN exactly half of the models (complementary pairs; the pool is even)
     assert (ctx.shadows.keep.sum(0) == 4).all()
+
+
+DOCS = (Path(__file__).resolve().parents[1] / "docs" / "attacks.md").read_text()
+
+
+def test_every_attack_metric_is_documented(overfit):
+    target, ctx = overfit
+    for attack in [*(PopulationAttack(s) for s in ("loss", "confidence", "entropy", "mentropy")), LiRA(), LiRA(offline=True)]:
+        for key in attack.evaluate(target, ctx):
+            assert f"`{attack.name}_{key}`" in DOCS, f"{attack.name}_{key}"
 
 
 def test_lira_needs_shadows(overfit):
@@ -257,9 +268,23 @@ def test_harness_runs_attacks_on_the_retrained_model(workdir):
     assert 0 <= m["mia_efficacy"] <= 1 and m["avg_gap_mia"] == pytest.approx(0.0, abs=1e-9)
     assert m["loss_retain_auc"] > 0.5 and 0 <= m["epsilon_score"] <= 1 and 0 <= m["epsilon_forget_quality"] <= 1
     assert kid["params.shadow_models"] == "4"
+    for key in m:
+        if key.split("_")[0] in ("loss", "svc", "lira", "ulira", "rmia", "epsilon") or key in ("mia_efficacy", "avg_gap_mia"):
+            assert f"`{key}`" in DOCS, key
     files = {f.path for f in mlflow.tracking.MlflowClient().list_artifacts(kid["run_id"], "roc")}
     assert {"roc/loss.png", "roc/lira.png", "roc/ulira.png", "roc/rmia.png"} <= files
     # a second run trains no shadow model again
     out2 = io.StringIO()
     assert run(opts, Console(file=out2, width=200)) == 0
     assert "cache hit   4 shadows" in out2.getvalue() and "trained     4" not in out2.getvalue()
+
+
+@pytest.mark.parametrize("bad", [0, 3, -2, True, "8"])
+def test_shadow_models_must_be_an_even_count(bad, tmp_path):
+    from bench.errors import BenchError
+    from bench.experiment import RunOptions, validate_options
+    from bench.plugins import get_registry
+
+    opts = RunOptions(executor="local", shadow_models=bad, tracking_uri=f"sqlite:///{tmp_path / 'm.db'}")
+    with pytest.raises(BenchError, match=r"--shadow-models must be an even integer >= 2"):
+        validate_options(get_registry(), opts)

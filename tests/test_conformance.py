@@ -2,8 +2,7 @@
 broken plugins with a message naming the object and the check.
 
 The broken plugins below are small but real (each one unlearns, loads or attacks), with one
-defect each; the loss-threshold attack is defined here because the project has no built-in
-attack yet.
+defect each; a small loss-threshold attack is defined here too, as a third party would write one.
 """
 
 from __future__ import annotations
@@ -25,6 +24,7 @@ from bench.testing import check_attack, check_dataset, check_method, parametrize
 REGISTRY = get_registry()  # tests/conftest.py sets BENCH_PLUGINS="": built-ins only
 BUILTIN_METHODS = [e.obj for e in REGISTRY.entries("method") if e.origin in DEFAULT_PLUGINS]
 BUILTIN_DATASETS = [e.obj for e in REGISTRY.entries("dataset") if e.origin in DEFAULT_PLUGINS]
+BUILTIN_ATTACKS = [e.obj for e in REGISTRY.entries("attack") if e.origin in DEFAULT_PLUGINS]
 
 # Finding: GradientAscent._neggrad_plus calls next() on itertools.cycle([]) when the forget set
 # is empty (StopIteration). Fix: drop the forget term when there are no forget batches. The
@@ -37,7 +37,7 @@ KNOWN_FAILURES: dict = {}  # {"plugin id": {"check_name": "reason"}}: none today
 
 @parametrize_with_checks(
     [*BUILTIN_METHODS, (GradientAscent(), {"params": {"variant": "neggrad+"}}),
-     *BUILTIN_DATASETS, (Synthetic(), {"arg": "n=300,features=6,classes=3"})],
+     *BUILTIN_DATASETS, (Synthetic(), {"arg": "n=300,features=6,classes=3"}), *BUILTIN_ATTACKS],
     expected_failed_checks=KNOWN_FAILURES,
 )
 def test_builtin_plugins_conform(plugin, check):
@@ -47,6 +47,8 @@ def test_builtin_plugins_conform(plugin, check):
 def test_builtins_are_all_covered():
     assert {m.name for m in BUILTIN_METHODS} >= {"retrain", "ft", "ga"}
     assert {d.name for d in BUILTIN_DATASETS} >= {"digits", "synthetic"}
+    assert {a.name for a in BUILTIN_ATTACKS} >= {"loss", "confidence", "entropy", "mentropy", "svc", "lira", "lira_offline",
+                                                "ulira", "rmia", "epsilon"}
 
 
 # -- a small real attack, defined here (not a built-in) ---------------------------------------
