@@ -74,8 +74,8 @@ class ShadowSet:
 
         from .cache import load_state
 
-        torch.manual_seed(0)
-        net = self.model_obj.create(self.num_classes, tuple(self.input_shape), self.arg).to(device)
+        with torch.random.fork_rng(devices=[]):  # the initialisation is overwritten: leave the global RNG alone
+            net = self.model_obj.create(self.num_classes, tuple(self.input_shape), self.arg).to(device)
         load_state(net, self.states[m])
         return net.eval()
 
@@ -237,7 +237,6 @@ def ensure_shadow_set(kind: str, count: int, *, model_obj, arg, splits, recipe, 
     import torch
 
     from .cache import cache_key, sha256_bytes, state_to_bytes, tensor_digest
-    from .training import set_threads
     from .trial import model_factory
 
     keep, seeds = plan_set(kind, count, splits.train_size, len(splits.test_y), forget_idx, group_seed)
@@ -259,7 +258,6 @@ def ensure_shadow_set(kind: str, count: int, *, model_obj, arg, splits, recipe, 
 
         x = torch.cat([splits.train_x, splits.test_x]).to(device)
         y = torch.cat([splits.train_y, splits.test_y]).to(device)
-        set_threads(max(1, torch.get_num_threads()))
 
         def new_model(seed):
             return model_factory(model_obj, arg, splits, seed, device)()
