@@ -105,12 +105,15 @@ def vectorizable(model) -> bool:
 
 
 def train_models(new_model: Callable[[int], Any], x, y, subsets: Sequence[np.ndarray], seeds: Sequence[int], recipe,
-                 vectorize: bool | None = None) -> tuple[list, str]:
+                 vectorize: bool | None = None, force_vmap: bool = False) -> tuple[list, str]:
     """Train one model per (subset of ``x, y``, seed) with ``recipe``; return (models, how).
 
     ``new_model(seed)`` returns a fresh, seeded initialisation on the data's device. ``vectorize``:
-    None = when possible, True = insist (ValueError if impossible), False = one after another.
-    ``how`` is ``"vmap"`` or ``"sequential"``.
+    None = where it pays (linear chains anywhere, other vmap-able models on CUDA), True = insist
+    (ValueError if impossible), False = one after another.
+    ``how`` is ``"stacked"`` (stacked parameters, batched matrix multiplies: Flatten/Linear/ReLU
+    chains), ``"vmap"`` (stacked parameters, ``vmap(functional_call)``: other architectures, or
+    ``force_vmap``) or ``"sequential"``.
     """
     from .training import fit
 
@@ -119,9 +122,15 @@ def train_models(new_model: Callable[[int], Any], x, y, subsets: Sequence[np.nda
     can = len(models) > 1 and len(sizes) == 1 and vectorizable(models[0])
     if vectorize and not can:
         raise ValueError("cannot vectorize: subsets of unequal size, a single model, or BatchNorm in the model.")
+    if vectorize is None and can and linear_chain(models[0]) is None and not str(x.device).startswith("cuda"):
+        # measured on 2 CPU cores (benchmarks/bench_shadows.py): vmap's batching rules cost more than
+        # they save when the model's own matrix multiplies dominate; on the CPU only the stacked
+        # linear chains pay, so other architectures train one after another there
+        can = False
     if can and vectorize is not False:
         try:
-            return _train_vmap(models, x, y, subsets, seeds, recipe), "vmap"
+            how = "vmap" if force_vmap or linear_chain(models[0]) is None else "stacked"
+            return _train_vmap(models, x, y, subsets, seeds, recipe, force_vmap=force_vmap), how
         except (RuntimeError, NotImplementedError):  # an op without a batching rule: fall back
             if vectorize:
                 raise
@@ -134,9 +143,56 @@ def train_models(new_model: Callable[[int], Any], x, y, subsets: Sequence[np.nda
     return models, "sequential"
 
 
-def _train_vmap(models: list, x, y, subsets, seeds, recipe) -> list:
-    """Lock-step training of equally sized subsets; mirrors ``bench.training.train_epochs``."""
+def linear_chain(model) -> list[tuple[str, str | None]] | None:
+    """For a plain chain of Flatten / Linear / ReLU layers (``bench.nets.MLP``, or such an
+    ``nn.Sequential``): its layers as (kind, parameter prefix); None for anything else."""
+    from torch import nn
+
+    from .nets import MLP
+
+    if isinstance(model, MLP):
+        seq, prefix = model.net, "net."
+    elif isinstance(model, nn.Sequential):
+        seq, prefix = model, ""
+    else:
+        return None
+    chain: list[tuple[str, str | None]] = []
+    for name, layer in seq.named_children():
+        if type(layer) is nn.Linear and layer.bias is not None:
+            chain.append(("linear", f"{prefix}{name}"))
+        elif type(layer) is nn.ReLU:
+            chain.append(("relu", None))
+        elif type(layer) is nn.Flatten and layer.start_dim == 1 and layer.end_dim == -1:
+            chain.append(("flatten", None))
+        else:
+            return None
+    return chain
+
+
+def _chain_forward(chain, params, buffers, x):
+    """The stacked forward of a linear chain: one ``baddbmm`` per layer for all M models."""
+    import torch
+
+    z = x
+    for kind, name in chain:
+        if kind == "linear":
+            z = torch.baddbmm(params[f"{name}.bias"].unsqueeze(1), z, params[f"{name}.weight"].transpose(1, 2))
+        elif kind == "relu":
+            z = torch.relu(z)
+        else:
+            z = z.flatten(2)
+    return z
+
+
+def _train_vmap(models: list, x, y, subsets, seeds, recipe, force_vmap: bool = False) -> list:
+    """Lock-step training of equally sized subsets; mirrors ``bench.training.train_epochs``.
+
+    The forward pass is ``vmap(functional_call)`` over the stacked parameters; for a plain chain
+    of Flatten/Linear/ReLU layers (the MLPs) the same stacked parameters go through one batched
+    matrix multiply per layer instead, which has less per-step overhead than vmap's batching
+    rules (``force_vmap`` turns that off; benchmarks/bench_shadows.py measures both)."""
     import copy
+    import functools
 
     import torch
     import torch.nn.functional as F
@@ -155,7 +211,11 @@ def _train_vmap(models: list, x, y, subsets, seeds, recipe) -> list:
     def forward(p, b, xb):
         return functional_call(base, (p, b), (xb,))
 
-    batched = vmap(forward, randomness="different")
+    chain = linear_chain(models[0])
+    if chain is not None and not force_vmap:
+        batched = functools.partial(_chain_forward, chain)
+    else:
+        batched = vmap(forward, randomness="different")
     subs = torch.as_tensor(np.stack([np.asarray(s) for s in subsets]), dtype=torch.long, device=dev)  # [M, n]
     gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
     starts = [s for s in range(0, n, bs) if min(bs, n - s) > 1 or n == 1]

@@ -112,13 +112,38 @@ def test_vmap_training_matches_sequential_training():
         return model_factory(MLPModel(), "16", sp, seed, "cpu")()
 
     seq, how_s = train_models(new, sp.train_x, sp.train_y, subsets, [5, 6, 7, 8], recipe, vectorize=False)
-    vec, how_v = train_models(new, sp.train_x, sp.train_y, subsets, [5, 6, 7, 8], recipe, vectorize=True)
-    assert (how_s, how_v) == ("sequential", "vmap")
+    stk, how_k = train_models(new, sp.train_x, sp.train_y, subsets, [5, 6, 7, 8], recipe)
+    vec, how_v = train_models(new, sp.train_x, sp.train_y, subsets, [5, 6, 7, 8], recipe, vectorize=True, force_vmap=True)
+    assert (how_s, how_k, how_v) == ("sequential", "stacked", "vmap")
+    for other in (stk, vec):
+        for a, b in zip(seq, other):
+            for (name, p), q in zip(a.named_parameters(), b.parameters()):
+                torch.testing.assert_close(p, q, atol=1e-5, rtol=1e-4, msg=name)
+    # different seeds and subsets give different models
+    assert not torch.allclose(seq[0].net[1].weight, seq[1].net[1].weight)
+
+
+def test_vmap_trains_a_cnn_like_sequential_training():
+    from bench.models import CNNModel
+    from bench.recipe import build_recipe
+    from bench.shadows import linear_chain, train_models
+
+    x, y = torch.randn(48, 1, 8, 8), torch.randint(0, 3, (48,))
+
+    def new(seed):
+        torch.manual_seed(seed)
+        return CNNModel().create(3, (1, 8, 8), "4,8")
+
+    assert linear_chain(new(0)) is None
+    subsets = [np.arange(0, 24), np.arange(24, 48)]
+    recipe = build_recipe({"epochs": 2, "batch_size": 8})
+    seq, _ = train_models(new, x, y, subsets, [1, 2], recipe, vectorize=False)
+    auto, how_auto = train_models(new, x, y, subsets, [1, 2], recipe)
+    vec, how = train_models(new, x, y, subsets, [1, 2], recipe, vectorize=True)
+    assert how == "vmap" and how_auto == "sequential"  # on the CPU vmap does not pay for convolutions
     for a, b in zip(seq, vec):
         for (name, p), q in zip(a.named_parameters(), b.parameters()):
             torch.testing.assert_close(p, q, atol=1e-5, rtol=1e-4, msg=name)
-    # different seeds and subsets give different models
-    assert not torch.allclose(seq[0].net[1].weight, seq[1].net[1].weight)
 
 
 def test_batchnorm_models_train_sequentially():
@@ -256,7 +281,7 @@ def test_harness_runs_attacks_on_the_retrained_model(workdir):
                       tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
     out = io.StringIO()
     assert run(opts, Console(file=out, width=200)) == 0, out.getvalue()
-    assert "trained     4 shadows (vmap)" in out.getvalue() and "4 retrain shadows (vmap)" in out.getvalue()
+    assert "trained     4 shadows (stacked)" in out.getvalue() and "4 retrain shadows (stacked)" in out.getvalue()
     mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
     kids = mlflow.search_runs(experiment_names=["unlearning-bench"])
     kid = kids[kids["tags.bench.role"] == "trial"].iloc[0]
