@@ -29,9 +29,8 @@ def main() -> None:
     ap.add_argument("--attacks", default="*")
     a = ap.parse_args()
 
-    import numpy as np
 
-    from bench.cache import ReferenceCache, state_to_bytes
+    from bench.cache import state_to_bytes
     from bench.experiment import resolve_model
     from bench.forget import parse_forget
     from bench.plugins import get_registry
@@ -63,7 +62,6 @@ def main() -> None:
     params = dict(method.default_params)
     access = set(method.requires_for(params) if hasattr(method, "requires_for") else method.requires)
     from bench.contracts import ForgetRequest, MethodContext
-    from bench.recipe import Recipe
 
     model = new_model()
     model.load_state_dict(original.state_dict())
@@ -114,7 +112,6 @@ def main() -> None:
     for name, sec, m in rows:
         head = ", ".join(f"{k}={v:.3f}" for k, v in list(m.items())[:3])
         print(f"{name:<14} {sec:8.2f} {sec / max(t_unlearn, 1e-9):10.1f}  {head}")
-    del np
 
 
 if __name__ == "__main__":
