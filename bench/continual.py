@@ -162,7 +162,7 @@ def run_continual_trial(spec: dict, payload, group, fetch=lambda v: v) -> dict:
     import torch
 
     from .cache import load_state
-    from .contracts import AttackContext, ForgetRequest, MethodContext
+    from .contracts import ForgetRequest, MethodContext
     from .evaluation import compare_to_references, evaluate_model
     from .measure import measure
     from .recipe import Recipe
@@ -238,12 +238,12 @@ def run_continual_trial(spec: dict, payload, group, fetch=lambda v: v) -> dict:
     final[STEPS_KEY] = results
     if artifacts:
         final[ARTIFACTS_KEY] = artifacts
-    if payload.attacks:
-        (rx, ry), (fx, fy), (tx, ty) = split_data(splits, group.steps[-1].seen_idx, device)
-        actx = AttackContext(fx, fy, rx, ry, tx, ty, splits.num_classes, seed, device)
-        for name, attack in payload.attacks.items():
-            for key, value in attack.evaluate(model, actx).items():
-                final[f"{name}_{key}"] = float(value)
+    if payload.attacks:  # on the final model, every point forgotten so far as the forget set
+        from .attack_run import run_attacks
+
+        data = split_data(splits, group.steps[-1].seen_idx, device)
+        run_attacks(payload.attacks, model, final, spec=spec, group=group, method=method, params=dict(spec["params"]),
+                    access=access, data=data, new_model=new_model)
     return final
 
 

@@ -97,7 +97,10 @@ class Attack(Protocol):
     """A membership-inference attack or privacy metric.
 
     ``evaluate(model, ctx) -> dict[str, float]``; the harness prefixes each key with the
-    attack's name. ``ctx`` is an :class:`AttackContext`.
+    attack's name, except the keys listed in an optional ``unprefixed`` attribute (metric names
+    shared across attacks, such as ``mia_efficacy``), which must not collide with the harness's.
+    ``ctx`` is an :class:`AttackContext`; an optional ``needs`` attribute asks for shadow models,
+    the method itself or the retrained reference (see there).
     """
 
     name: str
@@ -185,7 +188,28 @@ class MethodContext:
 
 @dataclass
 class AttackContext:
-    """Data for attacks: forget, retain and test tensors on the trial's device."""
+    """What an attack receives besides the model it attacks (the trial's unlearned model).
+
+    Always set: forget, retain and test tensors on the trial's device, ``num_classes``, ``seed``
+    (seed every random choice from it) and ``device``; ``forget_indices``, the forget points'
+    positions in the training split (numpy int64, sorted; ``None`` outside the harness).
+
+    ``artifacts`` starts empty; an attack may add files (``ctx.artifacts["roc/loss.png"] = bytes``),
+    logged as MLflow artifacts of the trial's run.
+
+    An attack that needs more declares it in an optional ``needs`` attribute (a subset of
+    ``bench.shadows.NEEDS``); the harness fills the matching fields, which stay ``None`` otherwise:
+
+    - ``"shadows"`` -> ``shadows``: a :class:`bench.shadows.ShadowSet` of ``--shadow-models`` models
+      of the trial's architecture trained with the original's recipe on random halves of the pool
+      (the training split followed by the test split), in complementary pairs; cached.
+    - ``"retrain_shadows"`` -> ``retrain_shadows``: as many models retrained on D_r with other seeds.
+    - ``"unlearn"`` -> ``unlearn(model, forget_pos, retain_pos, seed) -> nn.Module``: runs the
+      trial's method (same parameters) on ``model`` with the pool points at ``forget_pos`` as the
+      forget set and those at ``retain_pos`` as the retain set (pool positions as above); and
+      ``original()``, a fresh copy of the trial's original model.
+    - ``"reference"`` -> ``reference()``: a fresh copy of the retrained reference of the trial.
+    """
 
     forget_x: torch.Tensor
     forget_y: torch.Tensor
@@ -196,3 +220,10 @@ class AttackContext:
     num_classes: int
     seed: int
     device: str
+    forget_indices: Any = None
+    artifacts: dict[str, str | bytes] = field(default_factory=dict)
+    shadows: Any = None
+    retrain_shadows: Any = None
+    unlearn: Callable[..., nn.Module] | None = None
+    original: Callable[[], nn.Module] | None = None
+    reference: Callable[[], nn.Module] | None = None

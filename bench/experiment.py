@@ -25,6 +25,8 @@ from .recipe import build_recipe, parse_assignments
 from .registry import Registry
 
 DEFAULT_METHODS = "retrain,ft,ga"
+DEFAULT_ATTACKS = "loss,entropy,svc"  # the cheap ones (bench.attacks.CHEAP); "" runs none
+DEFAULT_SHADOW_MODELS = 8
 EXECUTORS = ("ray", "local")
 
 
@@ -38,7 +40,8 @@ class RunOptions:
     forget_seed: int | None = None
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     recipe: dict[str, Any] = field(default_factory=dict)
-    attacks: str = ""
+    attacks: str = DEFAULT_ATTACKS
+    shadow_models: int = DEFAULT_SHADOW_MODELS
     executor: str = "ray"
     ray_address: str | None = None
     cpus_per_trial: float = 1.0
@@ -113,7 +116,7 @@ def load_toml(path: str | os.PathLike) -> dict[str, Any]:
 TOML_KEYS = {
     "methods": "methods", "dataset": "datasets", "model": "models", "forget": "forgets", "seeds": "seeds",
     "forget_seed": "forget_seed", "params": "params", "recipe": "recipe", "attacks": "attacks",
-    "executor": "executor", "ray_address": "ray_address", "cpus_per_trial": "cpus_per_trial",
+    "shadow_models": "shadow_models", "executor": "executor", "ray_address": "ray_address", "cpus_per_trial": "cpus_per_trial",
     "gpus_per_trial": "gpus_per_trial", "device": "device", "tracking_uri": "tracking_uri",
     "experiment": "experiment", "run_name": "run_name", "cache_dir": "cache_dir", "data_dir": "data_dir",
     "download": "download", "resume": "resume",
@@ -122,7 +125,7 @@ TOML_KEYS = {
 _S, _L, _N = (str,), (str, list), (int, float)
 TOML_TYPES = {
     "methods": _L, "dataset": _L, "model": _L, "forget": _L, "seeds": (str, int, list), "forget_seed": (int,),
-    "params": (dict,), "recipe": (dict,), "attacks": _L, "executor": _S, "ray_address": _S, "cpus_per_trial": _N,
+    "params": (dict,), "recipe": (dict,), "attacks": _L, "shadow_models": (int,), "executor": _S, "ray_address": _S, "cpus_per_trial": _N,
     "gpus_per_trial": _N, "device": _S, "tracking_uri": _S, "experiment": _S, "run_name": _S, "cache_dir": _S,
     "data_dir": _S, "download": (bool,), "resume": (bool,),
 }
@@ -297,6 +300,9 @@ def validate_options(registry: Registry, opts: RunOptions) -> tuple[list[MethodP
         registry.entry("dataset", spec.partition(":")[0])
     if opts.attacks:
         registry.resolve("attack", opts.attacks)
+    if isinstance(opts.shadow_models, bool) or not isinstance(opts.shadow_models, int) or opts.shadow_models < 2 or opts.shadow_models % 2:
+        raise BenchError(f"--shadow-models must be an even integer >= 2 (got {opts.shadow_models!r}): shadow models "
+                         "are trained in complementary pairs (e.g. --shadow-models 8).")
     forgets = [parse_forget(f) for f in opts.forgets]
     if len(set(opts.forgets)) != len(opts.forgets):
         raise BenchError("A forget request is given twice.")
@@ -466,6 +472,7 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
                 "group": group.gid,
                 "recipe": group.recipe.as_dict(),
                 "attacks": ",".join(attacks),
+                "shadow_models": opts.shadow_models if any(getattr(a, "needs", ()) for a in attacks.values()) else 0,
                 "device": device,
                 "threads": max(1, int(opts.cpus_per_trial)),
                 "versions": versions,
@@ -487,7 +494,8 @@ def data_params(info: dict) -> dict:
 
 
 #: What defines a trial's measurement (not where or with which versions it ran).
-TRIAL_KEY_FIELDS = ("method", "params", "seed", "forget_seed", "dataset", "model", "forget", "recipe", "attacks", "data_access")
+TRIAL_KEY_FIELDS = ("method", "params", "seed", "forget_seed", "dataset", "model", "forget", "recipe", "attacks", "data_access",
+                    "shadow_models")
 
 
 def trial_key(spec: dict) -> str:

@@ -26,7 +26,19 @@ DIRECTIONS: dict[str, bool | None] = {
     "peak_memory_reserved_mb": False,
     "memory_delta_mb": False,
     "forget_size": None,
+    # attacks (docs/attacks.md): membership metrics have no "better" side in an unlearning study,
+    # the target is the retrained model's value (an AUC below it is as telling, the "Streisand
+    # effect"); SalUn's four-term gap and the NeurIPS'23 score do have one
+    "mia_efficacy": None,
+    "avg_gap_mia": False,
+    "epsilon_score": True,
+    "epsilon_forget_quality": True,
+    "epsilon_median_eps": False,
 }
+#: Attack metrics (``<attack>_<name>``) whose target is the retrained model's value: checked before
+#: the suffixes below, so that ``loss_balanced_acc`` is not taken for an accuracy to maximise.
+NEITHER_SUFFIXES = ("_auc", "_tpr_at_1fpr", "_tpr_at_0.1fpr", "_balanced_acc", "_yeom_acc", "_class_thresh_acc",
+                    "_efficacy")
 #: Metrics not in the table above (attack plugins' metrics, say) by name pattern.
 SUFFIX_DIRECTIONS = (("_gap", False), ("_seconds", False), ("_mb", False), ("_acc", True))
 PREFIX_DIRECTIONS = (("js_", False), ("speedup", True))
@@ -36,6 +48,8 @@ def direction(metric: str) -> bool | None:
     """True if higher is better, False if lower is better, None if unknown or neither."""
     if metric in DIRECTIONS:
         return DIRECTIONS[metric]
+    if metric.endswith(NEITHER_SUFFIXES):
+        return None
     for suffix, maximize in SUFFIX_DIRECTIONS:
         if metric.endswith(suffix):
             return maximize

@@ -94,6 +94,9 @@ def prepare_references(plan: Plan, versions: dict, say: Callable[[str], None]):
     say(f"references: {trained} trained, {len(refs) - trained} from cache ({plan.cache_dir})")
     payload, ref_rows = build_payload(plan, refs)
     attach_originals(plan, payload, refs)
+    from .shadows import attach_attack_models
+
+    attach_attack_models(plan, payload, refs, say, versions)  # shadow models etc. that the attacks declare
     return payload, ref_rows, trained
 
 

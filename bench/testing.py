@@ -730,12 +730,22 @@ TOY_ATTACK_FORGET = 50  # random training points treated as the forget set of th
 _METRIC_NAME = re.compile(r"^[A-Za-z0-9_\-./ ]+$")  # what MLflow accepts in a metric name
 
 
-def _attack_ctx(setting: ToySetting, seed: int = SEED) -> AttackContext:
+def _attack_ctx(setting: ToySetting, seed: int = SEED, attack: Any = None) -> AttackContext:
+    """The toy context; for an attack that declares ``needs``, with toy shadow models, retrained
+    models, reference and an exact ``unlearn`` (retraining), from ``bench.shadows.toy_attack_extras``."""
     x, y, tx, ty = setting.data()
     idx = np.random.default_rng(0).choice(len(y), size=TOY_ATTACK_FORGET, replace=False)
     mask = torch.zeros(len(y), dtype=torch.bool)
     mask[torch.as_tensor(idx)] = True
-    return AttackContext(x[mask], y[mask], x[~mask], y[~mask], tx, ty, setting.num_classes, seed, "cpu")
+    ctx = AttackContext(x[mask], y[mask], x[~mask], y[~mask], tx, ty, setting.num_classes, seed, "cpu",
+                        forget_indices=np.sort(idx))
+    needs = set(getattr(attack, "needs", ()) or ())
+    if needs:
+        from .shadows import toy_attack_extras
+
+        for key, value in toy_attack_extras(setting, np.sort(idx), needs).items():
+            setattr(ctx, key, value)
+    return ctx
 
 
 def _evaluate(attack, model, ctx, global_seed: int) -> Any:
@@ -759,7 +769,7 @@ def check_attack_returns_finite_floats(attack) -> None:
     ``AttackContext``, ``evaluate`` returns a non-empty dict of metric names (letters, digits,
     ``_-./`` and spaces, as MLflow accepts) to finite real numbers."""
     setting = toy_setting()
-    out = _evaluate(attack, setting.original_copy(), _attack_ctx(setting), SEED)
+    out = _evaluate(attack, setting.original_copy(), _attack_ctx(setting, attack=attack), SEED)
     if not isinstance(out, Mapping) or not out:
         _fail(f"evaluate returned {out!r}; expected a non-empty dict of metric name -> float.")
     for key, value in out.items():
@@ -775,7 +785,7 @@ def check_attack_returns_finite_floats(attack) -> None:
 def check_attack_leaves_inputs_untouched(attack) -> None:
     """``evaluate`` changes neither the model's weights nor the context's tensors."""
     setting = toy_setting()
-    model, ctx = setting.original_copy(), _attack_ctx(setting)
+    model, ctx = setting.original_copy(), _attack_ctx(setting, attack=attack)
     before = _state(model)
     tensors = {f.name: getattr(ctx, f.name) for f in fields(ctx) if isinstance(getattr(ctx, f.name), torch.Tensor)}
     snap = {k: v.clone() for k, v in tensors.items()}
@@ -793,7 +803,7 @@ def check_attack_deterministic_under_seed(attack) -> None:
     """Two evaluations with the same ``ctx.seed`` give identical dicts, even though the global
     generators are in different states before each."""
     setting = toy_setting()
-    outs = [_evaluate(attack, setting.original_copy(), _attack_ctx(setting), s) for s in _SCRAMBLE]
+    outs = [_evaluate(attack, setting.original_copy(), _attack_ctx(setting, attack=attack), s) for s in _SCRAMBLE]
     if outs[0] != outs[1]:
         _fail(f"two evaluations with ctx.seed={SEED} gave {outs[0]} and {outs[1]}. Draw every random number from "
               f"ctx.seed (torch.Generator().manual_seed(ctx.seed), numpy.random.default_rng(ctx.seed)).")

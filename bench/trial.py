@@ -29,6 +29,7 @@ class GroupPayload:
     retrain_eval: Any
     method_originals: dict = field(default_factory=dict)  # train-hook cache key -> (bytes, train seconds)
     steps: list | None = None  # continual requests: bench.continual.StepPayload per request
+    attack_models: dict = field(default_factory=dict)  # bench.shadows.attach_attack_models
 
 
 @dataclass
@@ -115,7 +116,7 @@ def run_trial(spec: dict, payload: Payload, fetch: Callable[[Any], Any] = lambda
     import torch
 
     from .cache import load_state
-    from .contracts import AttackContext, ForgetRequest, MethodContext
+    from .contracts import ForgetRequest, MethodContext
     from .evaluation import EvalData, compare_to_references, evaluate_model
     from .measure import measure
     from .recipe import Recipe
@@ -181,8 +182,8 @@ def run_trial(spec: dict, payload: Payload, fetch: Callable[[Any], Any] = lambda
     add_method_outputs(spec["method"], metrics, ctx)
 
     if payload.attacks:
-        actx = AttackContext(fx, fy, rx, ry, tx, ty, group.splits.num_classes, seed, device)
-        for name, attack in payload.attacks.items():
-            for key, value in attack.evaluate(out, actx).items():
-                metrics[f"{name}_{key}"] = float(value)
+        from .attack_run import run_attacks
+
+        run_attacks(payload.attacks, out, metrics, spec=spec, group=group, method=method, params=params,
+                    access=access, data=((rx, ry), (fx, fy), (tx, ty)), new_model=new_model)
     return metrics

@@ -2,8 +2,7 @@
 broken plugins with a message naming the object and the check.
 
 The broken plugins below are small but real (each one unlearns, loads or attacks), with one
-defect each; the loss-threshold attack is defined here because the project has no built-in
-attack yet.
+defect each; a small loss-threshold attack is defined here too, as a third party would write one.
 """
 
 from __future__ import annotations
@@ -67,6 +66,7 @@ def _file_datasets() -> list:
 
 FILE_DATASETS = _file_datasets()
 BUILTIN_DATASETS = [d for d in ALL_BUILTIN_DATASETS if d.name in ("digits", "synthetic")]
+BUILTIN_ATTACKS = [e.obj for e in REGISTRY.entries("attack") if e.origin in DEFAULT_PLUGINS]
 
 # Finding: GradientAscent._neggrad_plus calls next() on itertools.cycle([]) when the forget set
 # is empty (StopIteration). Fix: drop the forget term when there are no forget batches. The
@@ -79,7 +79,7 @@ KNOWN_FAILURES: dict = {}  # {"plugin id": {"check_name": "reason"}}: none today
 
 @parametrize_with_checks(
     [*BUILTIN_METHODS, (GradientAscent(), {"params": {"variant": "neggrad+"}}),
-     *BUILTIN_DATASETS, (Synthetic(), {"arg": "n=300,features=6,classes=3"}), *FILE_DATASETS],
+     *BUILTIN_DATASETS, (Synthetic(), {"arg": "n=300,features=6,classes=3"}), *FILE_DATASETS, *BUILTIN_ATTACKS],
     expected_failed_checks=KNOWN_FAILURES,
 )
 def test_builtin_plugins_conform(plugin, check):
@@ -91,6 +91,8 @@ def test_builtins_are_all_covered():
     assert {d.name for d in BUILTIN_DATASETS} >= {"digits", "synthetic"}
     covered = {d.name for d in BUILTIN_DATASETS} | {d.name for d, _ in FILE_DATASETS}
     assert covered == {d.name for d in ALL_BUILTIN_DATASETS}
+    assert {a.name for a in BUILTIN_ATTACKS} >= {"loss", "confidence", "entropy", "mentropy", "svc", "lira", "lira_offline",
+                                                "ulira", "rmia", "epsilon"}
 
 
 # -- a small real attack, defined here (not a built-in) ---------------------------------------

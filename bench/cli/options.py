@@ -50,7 +50,7 @@ def to_run_options(kw: dict, params_file: str | None = None):
         "models": list(kw.get("models") or ()) or None, "forgets": list(kw.get("forgets") or ()) or None,
         "seeds": kw.get("seeds"), "forget_seed": kw.get("forget_seed"), "params": params or None,
         "recipe": parse_assignments(list(kw["recipe"]), "--recipe") if kw.get("recipe") else None,
-        "attacks": kw.get("attacks"), "executor": kw.get("executor"), "ray_address": kw.get("ray_address"),
+        "attacks": kw.get("attacks"), "shadow_models": kw.get("shadow_models"), "executor": kw.get("executor"), "ray_address": kw.get("ray_address"),
         "cpus_per_trial": kw.get("cpus_per_trial"), "gpus_per_trial": kw.get("gpus_per_trial"), "device": kw.get("device"),
         "tracking_uri": kw.get("tracking_uri"), "experiment": kw.get("experiment"), "run_name": kw.get("run_name"),
         "cache_dir": kw.get("cache_dir"), "data_dir": kw.get("data_dir"), "download": kw.get("download"),

@@ -1,0 +1,125 @@
+"""``epsilon``: the forgetting-quality score of the NeurIPS 2023 Machine Unlearning challenge
+(Triantafillou et al., "Are we making progress in unlearning? Findings from the first NeurIPS
+unlearning competition", arXiv 2406.09073; ``google-deepmind/unlearning_evaluation``
+``metric.py`` and ``main.py``; ../shared/specs/baselines.md section B).
+
+1. N unlearned models: the trial's own unlearned model plus N-1 more runs of the trial's method
+   from the same original with other seeds; N retrained models on D_r with other seeds
+   (``ctx.retrain_shadows``: method-independent, cached). N = ``--shadow-models`` (default 8;
+   the challenge used 512, and the paper reports that rankings are stable for much smaller N).
+2. Per forget example, the logit-scaled confidence phi = log p_y - log sum_{c!=y} p_c under each
+   model: matrices U and R of shape N x |D_f|.
+3. Per example, the "positive" side is the one with the larger median. If the smaller spread
+   (max - min) is below 1% of the larger, epsilon = 50 (a degenerate distribution).
+4. Otherwise, for every decision region "score in (t1, t2]" (single thresholds are t2 = +inf),
+   with FPR / FNR the rates of calling a negative positive / a positive negative:
+   eps_t = max(log(1 - delta - FPR) - log FNR, log(1 - delta - FNR) - log FPR), delta = 1e-5,
+   clipped at >= 0; regions where exactly one of FPR, FNR is 0 are dropped, both 0 gives inf;
+   epsilon = max_t eps_t clipped to [0, 50]. Deviation: the reference sweeps a grid of thresholds
+   0.01 apart plus intervals; here every cut between consecutive observed values is used
+   (that is every distinct (FPR, FNR) the data allow, a superset of the grid's).
+5. Points per example: 1 for epsilon in [0, 0.5), 1/2 for [0.5, 1), 1/4 for [1, 1.5), ... halving
+   per bucket of 0.5, with buckets up to ceil(ln(N - 1)); beyond them 0.
+6. ``forget_quality`` F = mean points over D_f (1 = indistinguishable from retraining).
+7. ``score`` = F * (RA_u / RA_r) * (TA_u / TA_r), accuracies averaged over the N models each.
+
+Also logged: ``median_eps``. Cost: N-1 extra unlearning runs per trial, N retrainings per group.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import signals
+
+DELTA = 1e-5
+CAP = 50.0
+
+
+def example_epsilon(u: np.ndarray, r: np.ndarray, delta: float = DELTA, cap: float = CAP) -> float:
+    """Per-example epsilon from the unlearned (``u``) and retrained (``r``) models' scores."""
+    u, r = np.asarray(u, np.float64), np.asarray(r, np.float64)
+    pos, neg = (u, r) if np.median(u) >= np.median(r) else (r, u)
+    spreads = sorted([float(np.ptp(u)), float(np.ptp(r))])
+    if spreads[1] == 0.0:
+        return 0.0 if np.median(u) == np.median(r) else cap
+    if spreads[0] / spreads[1] < 0.01:
+        return cap
+    vals = np.unique(np.r_[pos, neg])
+    cuts = np.r_[-np.inf, (vals[1:] + vals[:-1]) / 2, np.inf]  # every distinct split of the data
+    above_p = (pos[None, :] > cuts[:, None]).sum(1)  # [K]: positives above each cut
+    above_n = (neg[None, :] > cuts[:, None]).sum(1)
+    # region (cut_a, cut_b] for a < b: counts in it = above[a] - above[b]
+    tp = above_p[:, None] - above_p[None, :]
+    fp = above_n[:, None] - above_n[None, :]
+    valid = np.triu(np.ones((len(cuts), len(cuts)), bool), k=1)
+    fnr = 1.0 - tp[valid] / len(pos)
+    fpr = fp[valid] / len(neg)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        e1 = np.log(np.maximum(1 - delta - fpr, 0)) - np.log(fnr)
+        e2 = np.log(np.maximum(1 - delta - fnr, 0)) - np.log(fpr)
+    eps = np.nan_to_num(np.maximum(e1, e2), nan=0.0, posinf=np.inf, neginf=0.0)
+    one_zero = (fpr == 0) ^ (fnr == 0)
+    both_zero = (fpr == 0) & (fnr == 0)
+    eps = np.where(both_zero, np.inf, eps)
+    eps = eps[~one_zero]
+    best = float(np.max(eps)) if len(eps) else 0.0
+    return float(min(max(best, 0.0), cap))
+
+
+def bucket_points(eps: np.ndarray, n_models: int) -> np.ndarray:
+    """1 for [0, 0.5), 1/2 for [0.5, 1), ...; 0 from ceil(ln(N - 1)) on."""
+    eps = np.asarray(eps, np.float64)
+    limit = math.ceil(math.log(n_models - 1)) if n_models > 2 else 0
+    k = np.floor(eps / 0.5)
+    return np.where(eps < limit, 0.5 ** k, 0.0)
+
+
+def forgetting_quality(U: np.ndarray, R: np.ndarray) -> tuple[float, np.ndarray]:
+    """(F, per-example epsilons) from N x n score matrices of unlearned and retrained models."""
+    U, R = np.asarray(U, np.float64), np.asarray(R, np.float64)
+    eps = np.array([example_epsilon(U[:, i], R[:, i]) for i in range(U.shape[1])])
+    return float(bucket_points(eps, min(len(U), len(R))).mean()) if len(eps) else float("nan"), eps
+
+
+def final_score(F: float, ra_u: float, ra_r: float, ta_u: float, ta_r: float) -> float:
+    """The challenge's utility-adjusted score F * RA_u/RA_r * TA_u/TA_r."""
+    return float(F * (ra_u / max(ra_r, 1e-12)) * (ta_u / max(ta_r, 1e-12)))
+
+
+class EpsilonScore:
+    name = "epsilon"
+    description = "NeurIPS'23 unlearning-challenge forgetting quality: N unlearned vs N retrained models (N = --shadow-models)."
+    needs = frozenset({"retrain_shadows", "unlearn"})
+
+    def evaluate(self, model, ctx) -> dict[str, float]:
+        from bench.errors import BenchError
+
+        from .population import require_sets
+
+        require_sets(self.name, ctx)
+        rs = ctx.retrain_shadows
+        if rs is None or ctx.unlearn is None or ctx.original is None or ctx.forget_indices is None:
+            raise BenchError("Attack 'epsilon' needs retrained models and the trial's method: run it through "
+                             "`bench run --attacks epsilon` (N = --shadow-models).")
+        N = len(rs)
+        if N < 3:
+            raise BenchError(f"Attack 'epsilon' needs N >= 3 models per side (got {N}); raise --shadow-models.")
+        f_pos = np.asarray(ctx.forget_indices, dtype=np.int64)
+        r_pos = np.setdiff1d(np.arange(rs.train_size), f_pos)
+        unlearned = [model] + [ctx.unlearn(ctx.original(), f_pos, r_pos, ctx.seed * 1000 + 1 + j) for j in range(N - 1)]
+        retrained = rs.models(ctx.device)
+
+        def phis(models):
+            return np.stack([signals.logit_conf(signals.logits_of(m, ctx.forget_x), ctx.forget_y) for m in models])
+
+        def acc(models, x, y):
+            yy = y.cpu().numpy()
+            return float(np.mean([(signals.logits_of(m, x).argmax(1) == yy).mean() for m in models])) if len(y) else float("nan")
+
+        F, eps = forgetting_quality(phis(unlearned), phis(retrained))
+        score = final_score(F, acc(unlearned, ctx.retain_x, ctx.retain_y), acc(retrained, ctx.retain_x, ctx.retain_y),
+                            acc(unlearned, ctx.test_x, ctx.test_y), acc(retrained, ctx.test_x, ctx.test_y))
+        return {"score": score, "forget_quality": F, "median_eps": float(np.median(eps))}

@@ -1,0 +1,318 @@
+"""Shadow-model attacks: ``lira``, ``lira_offline``, ``ulira`` and ``rmia``
+(../shared/specs/baselines.md C4, C4b, C5).
+
+All use the ``--shadow-models`` shadow models (``ctx.shadows``, see ``bench.shadows``): the
+trial's architecture trained with the original's recipe on random halves of the pool (training
+split followed by test split), in complementary pairs, each pool point IN about half of them.
+Targets: members = the forget set D_f, non-members = the test set D_t (RMIA keeps a seeded
+half of D_t as its population, see there). Queries use the identity view only (the reference's
+horizontal-flip query augmentation does not fit digits or tabular data).
+
+- ``lira`` (Carlini et al., "Membership Inference Attacks From First Principles", S&P 2022;
+  ``tensorflow/privacy`` ``research/mi_lira_2021``): signal phi = log p_y - log sum_{c!=y} p_c
+  (``score.py``). Per target, Gaussians fitted to the IN and OUT shadows' phi (mean = median, as
+  ``plot.py``); score = log N(phi_obs; IN) - log N(phi_obs; OUT) (online). Below 64 shadow
+  models the variance is fixed, as the paper advises: one std shared by every example and both
+  Gaussians (the pooled spread of the shadows' scores around their per-example medians;
+  ``plot.py``'s ``fix_variance`` also shares one std, ``np.std(dat_in)``, which gives the same
+  ranking); from 64 on it is per example. ``LiRA(fixed_variance=...)``
+  forces either. Also ``retain_auc`` (retain vs test, the training-privacy check).
+- ``lira_offline``: OUT shadows only. Main score is the paper's one-sided test
+  log Phi((phi_obs - mu_out) / sigma_out); ``nll_*`` metrics use ``plot.py``'s
+  -log N(phi_obs; mu_out, sigma_out^2).
+- ``ulira`` (Hayes et al., "Inexact Unlearning Needs More Careful Evaluations to Avoid a False
+  Sense of Privacy", arXiv 2403.01218): every shadow m then runs the trial's own method, forgetting
+  F_m = D_f ∩ D_m (the targets it trained on) and retaining D_m minus F_m. Per forget point x, the
+  "unlearned" distribution is phi of the unlearned shadows that had x in D_m, the "never seen"
+  one phi of the shadows that did not (retrain-equivalent); score = log-likelihood ratio of the
+  two Gaussians (fixed variance as above). Members = the trial's unlearned model on D_f;
+  non-members = the never-seen shadows on the same points, each scored leave-one-out (Gaussians
+  refitted without that shadow, as ``plot.py`` uses shadows in turn as targets). AUC 0.5 means the
+  unlearned model is indistinguishable from retraining on these points. No official code exists;
+  this is our reading of section 4 of the paper. Cost: one unlearning run per shadow model.
+- ``rmia`` (Zarifzadeh et al., "Low-Cost High-Power Membership Inference Attacks", ICML 2024;
+  ``privacytrustlab/ml_privacy_meter`` ``attacks.py`` ``run_rmia``), offline: Pr(x|theta) = p_y,
+  Pr(x) = (1+a)/2 * mean over OUT shadows of p_y + (1-a)/2, r = Pr(x|theta)/Pr(x); score(x) =
+  fraction of population points z with r_x / r_z > 1 (gamma = 1), by ``searchsorted``. The
+  population Z is a seeded half of D_t (non-members of the target); the other half are the
+  non-member targets. ``a`` is chosen on the grid 0, 0.1, ..., 1 by the AUC of attacking shadow 0
+  with the shadows outside its pair as references (``tune_offline_a``), and logged as ``a``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import signals
+
+#: Below this many shadows LiRA fixes the variance (Carlini et al., section VI.A).
+FIXED_VARIANCE_BELOW = 64
+
+
+def _need_shadows(name: str, ctx, minimum: int = 2):
+    from bench.errors import BenchError
+
+    from .population import require_sets
+
+    require_sets(name, ctx)
+    if ctx.shadows is None or ctx.forget_indices is None:
+        raise BenchError(f"Attack '{name}' needs shadow models: run it through `bench run --attacks {name}` "
+                         f"(which trains --shadow-models of them) or give the AttackContext a ShadowSet.")
+    if len(ctx.shadows) < minimum:
+        raise BenchError(f"Attack '{name}' needs at least {minimum} shadow models (got {len(ctx.shadows)}); "
+                         f"raise --shadow-models.")
+    return ctx.shadows
+
+
+def target_positions(ctx, shadows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pool positions of the forget, retain and test points."""
+    f = np.asarray(ctx.forget_indices, dtype=np.int64)
+    r = np.setdiff1d(np.arange(shadows.train_size), f)
+    t = shadows.train_size + np.arange(len(ctx.test_y))
+    return f, r, t
+
+
+def shadow_signal(models, x, y, fn=signals.logit_conf) -> np.ndarray:
+    """``[M, n]`` signal of every model on (x, y)."""
+    return np.stack([fn(signals.logits_of(m, x), y) for m in models]) if len(y) else np.zeros((len(models), 0))
+
+
+def _masked(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    return np.where(mask, values, np.nan)
+
+
+def gaussian_fit(values: np.ndarray, mask: np.ndarray, fixed_sd: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column (median, std) of ``values[mask]``; ``fixed_sd``: that std for every column.
+    Columns without any masked value fall back to the global median."""
+    import warnings
+
+    v = np.where(mask, values, np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mu = np.nanmedian(v, axis=0)
+        sd = np.nanstd(v, axis=0)
+    everything = values[mask]
+    g_mu = float(np.median(everything)) if everything.size else 0.0
+    g_sd = float(np.std(everything)) if everything.size else 1.0
+    mu = np.where(np.isnan(mu), g_mu, mu)
+    sd = np.full_like(mu, fixed_sd) if fixed_sd is not None else np.where(np.isnan(sd) | (sd == 0), g_sd, sd)
+    return mu, np.maximum(sd, 1e-30)
+
+
+def pooled_sd(values: np.ndarray, *masks: np.ndarray) -> float:
+    """One global std: the spread of every masked score around its column's median, pooled over
+    the given masks (IN and OUT for the online test). With one std shared by both Gaussians the
+    likelihood ratio ranks exactly as with ``plot.py``'s ``fix_variance`` (any shared std gives
+    the same ranking); its size only matters for the one-sided offline test."""
+    res = []
+    for mask in masks:
+        mu, _ = gaussian_fit(values, mask)
+        res.append((values - mu[None, :])[mask])
+    r = np.concatenate(res) if res else np.zeros(0)
+    return float(np.sqrt(np.mean(r**2))) if r.size else 1.0
+
+
+def log_normal(x, mu, sd) -> np.ndarray:
+    return -0.5 * ((x - mu) / sd) ** 2 - np.log(sd) - 0.5 * np.log(2 * np.pi)
+
+
+class LiRA:
+    """Likelihood-ratio attack; see the module docstring."""
+
+    needs = frozenset({"shadows"})
+
+    def __init__(self, offline: bool = False, fixed_variance: bool | None = None) -> None:
+        self.offline = offline
+        self.fixed_variance = fixed_variance
+        self.name = "lira_offline" if offline else "lira"
+        self.description = ("LiRA offline (Carlini et al. S&P'22): OUT shadow models only, forget vs test."
+                            if offline else "LiRA online (Carlini et al. S&P'22): IN/OUT shadow models, forget vs test.")
+
+    def __reduce__(self):
+        return (LiRA, (self.offline, self.fixed_variance))
+
+    def scores(self, phi_obs: np.ndarray, phi_sh: np.ndarray, keep: np.ndarray, fixed: bool, one_sided: bool = True):
+        from scipy.stats import norm
+
+        if self.offline:
+            mu_out, sd_out = gaussian_fit(phi_sh, ~keep, pooled_sd(phi_sh, ~keep) if fixed else None)
+            if one_sided:
+                return norm.logcdf((phi_obs - mu_out) / sd_out)
+            return -log_normal(phi_obs, mu_out, sd_out)
+        shared = pooled_sd(phi_sh, keep, ~keep) if fixed else None
+        mu_out, sd_out = gaussian_fit(phi_sh, ~keep, shared)
+        mu_in, sd_in = gaussian_fit(phi_sh, keep, shared)
+        return log_normal(phi_obs, mu_in, sd_in) - log_normal(phi_obs, mu_out, sd_out)
+
+    def evaluate(self, model, ctx) -> dict[str, float]:
+        from bench import scoring
+
+        shadows = _need_shadows(self.name, ctx)
+        fixed = len(shadows) < FIXED_VARIANCE_BELOW if self.fixed_variance is None else self.fixed_variance
+        f_pos, r_pos, t_pos = target_positions(ctx, shadows)
+        models = shadows.models(ctx.device)
+        sets = {"f": (f_pos, ctx.forget_x, ctx.forget_y), "r": (r_pos, ctx.retain_x, ctx.retain_y),
+                "t": (t_pos, ctx.test_x, ctx.test_y)}
+        sc, sc2 = {}, {}
+        for key, (pos, x, y) in sets.items():
+            obs = signals.logit_conf(signals.logits_of(model, x), y)
+            sh = shadow_signal(models, x, y)
+            sc[key] = self.scores(obs, sh, shadows.keep[:, pos], fixed)
+            if self.offline and key != "r":
+                sc2[key] = self.scores(obs, sh, shadows.keep[:, pos], fixed, one_sided=False)
+        out = scoring.score_metrics(sc["f"], sc["t"])
+        if len(r_pos):
+            out["retain_auc"] = scoring.score_metrics(sc["r"], sc["t"])["auc"]
+        curves = {"forget vs test": scoring.roc(sc["f"], sc["t"])}
+        if self.offline:
+            out.update({f"nll_{k}": v for k, v in scoring.score_metrics(sc2["f"], sc2["t"]).items()})
+            curves["forget vs test (plot.py -log N)"] = scoring.roc(sc2["f"], sc2["t"])
+        ctx.artifacts[f"roc/{self.name}.png"] = scoring.roc_png(curves, title=f"{self.name}, {len(shadows)} shadow models")
+        return out
+
+
+class ULiRA:
+    """U-LiRA (Hayes et al. 2024); see the module docstring."""
+
+    name = "ulira"
+    description = "U-LiRA (Hayes et al. 2024): shadow models unlearned with the same method vs never-seen, on D_f."
+    needs = frozenset({"shadows", "unlearn"})
+
+    def evaluate(self, model, ctx) -> dict[str, float]:
+        from bench import scoring
+        from bench.errors import BenchError
+
+        shadows = _need_shadows(self.name, ctx)
+        if ctx.unlearn is None:
+            raise BenchError("Attack 'ulira' runs the trial's method on its shadow models: the AttackContext has no unlearn().")
+        f_pos, _, _ = target_positions(ctx, shadows)
+        keep = shadows.keep[:, f_pos]  # [M, n]: x in D_m
+        M = len(shadows)
+        unlearned_phi = np.full(keep.shape, np.nan)
+        seen_phi = shadow_signal(shadows.models(ctx.device), ctx.forget_x, ctx.forget_y)
+        for m in range(M):
+            in_m = np.flatnonzero(shadows.keep[m])
+            forget_m = f_pos[keep[m]]
+            if len(forget_m) == 0:
+                continue
+            retain_m = np.setdiff1d(in_m, forget_m)
+            u = ctx.unlearn(shadows.model(m, ctx.device), forget_m, retain_m, ctx.seed * 1000 + m)
+            unlearned_phi[m] = signals.logit_conf(signals.logits_of(u, ctx.forget_x), ctx.forget_y)
+        has_u = keep & ~np.isnan(unlearned_phi)
+        both = np.where(has_u, np.nan_to_num(unlearned_phi), seen_phi)  # unlearned where x in D_m, else never seen
+        shared = pooled_sd(both, has_u, ~keep)
+        mu_u, sd_u = gaussian_fit(both, has_u, shared)
+        mu_n, sd_n = gaussian_fit(seen_phi, ~keep, shared)
+        obs = signals.logit_conf(signals.logits_of(model, ctx.forget_x), ctx.forget_y)
+        members = log_normal(obs, mu_u, sd_u) - log_normal(obs, mu_n, sd_n)
+        nonmembers = []
+        for m in range(M):
+            out_m = ~keep[m]
+            if not out_m.any():
+                continue
+            others = ~keep.copy()
+            others[m] = False
+            mu_lo, sd_lo = gaussian_fit(seen_phi, others, shared)
+            s = log_normal(seen_phi[m], mu_u, sd_u) - log_normal(seen_phi[m], mu_lo, sd_lo)
+            nonmembers.append(s[out_m])
+        nonmembers = np.concatenate(nonmembers) if nonmembers else np.zeros(0)
+        if len(nonmembers) == 0:
+            raise BenchError("Attack 'ulira': no shadow model left a forget point out; raise --shadow-models.")
+        out = scoring.score_metrics(members, nonmembers)
+        ctx.artifacts["roc/ulira.png"] = scoring.roc_png({"unlearned D_f vs never-seen shadows": scoring.roc(members, nonmembers)},
+                                                          title=f"U-LiRA, {M} shadow models")
+        return out
+
+
+class RMIA:
+    """Offline RMIA (Zarifzadeh et al. 2024); see the module docstring."""
+
+    name = "rmia"
+    description = "RMIA offline (Zarifzadeh et al. ICML'24): reference models + population data, forget vs test."
+    needs = frozenset({"shadows"})
+    GRID = tuple(round(0.1 * i, 1) for i in range(11))
+
+    @staticmethod
+    def score(p_target: np.ndarray, p_out_mean: np.ndarray, pz_target: np.ndarray, pz_out_mean: np.ndarray, a: float):
+        """Fraction of population points z with r_x / r_z > 1."""
+        def pr(mean_out):
+            return (1 + a) / 2 * mean_out + (1 - a) / 2
+
+        rx = p_target / np.maximum(pr(p_out_mean), 1e-30)
+        rz = np.sort(pz_target / np.maximum(pr(pz_out_mean), 1e-30))
+        return np.searchsorted(rz, rx, side="left") / max(len(rz), 1)
+
+    @staticmethod
+    def out_mean(conf: np.ndarray, keep: np.ndarray) -> np.ndarray:
+        out = ~keep
+        cnt = out.sum(0)
+        s = np.where(out, conf, 0.0).sum(0)
+        glob = conf[out].mean() if out.any() else 0.5
+        return np.where(cnt > 0, s / np.maximum(cnt, 1), glob)
+
+    def tune_a(self, conf_pool: np.ndarray, keep_pool: np.ndarray, z_idx: np.ndarray, rng) -> float:
+        """The grid value of ``a`` maximising AUC when shadow 0 is the target and the shadows
+        outside its pair (0, 1) are the references (ml_privacy_meter ``tune_offline_a``)."""
+        from bench import scoring
+
+        M = conf_pool.shape[0]
+        if M < 4:
+            return 0.5
+        refs = np.arange(2, M)
+        target, keep0 = conf_pool[0], keep_pool[0]
+        z = z_idx[~keep0[z_idx]]
+        cand = np.setdiff1d(np.arange(conf_pool.shape[1]), z_idx)
+        mem, non = cand[keep0[cand]], cand[~keep0[cand]]
+        mem = rng.choice(mem, size=min(500, len(mem)), replace=False)
+        non = rng.choice(non, size=min(500, len(non)), replace=False)
+        if len(z) == 0 or len(mem) == 0 or len(non) == 0:
+            return 0.5
+        means = self.out_mean(conf_pool[refs], keep_pool[refs])
+        best, best_auc = 0.5, -1.0
+        for a in self.GRID:
+            s_m = self.score(target[mem], means[mem], target[z], means[z], a)
+            s_n = self.score(target[non], means[non], target[z], means[z], a)
+            auc = scoring.score_metrics(s_m, s_n)["auc"]
+            if auc > best_auc + 1e-12:
+                best, best_auc = a, auc
+        return float(best)
+
+    def evaluate(self, model, ctx) -> dict[str, float]:
+        import torch
+
+        from bench import scoring
+
+        shadows = _need_shadows(self.name, ctx)
+        rng = np.random.default_rng(ctx.seed)
+        f_pos, _, t_pos = target_positions(ctx, shadows)
+        n_t = len(t_pos)
+        perm = rng.permutation(n_t)
+        tgt, pop = np.sort(perm[: n_t // 2]), np.sort(perm[n_t // 2 :])
+        if len(tgt) == 0 or len(pop) == 0:
+            from bench.errors import BenchError
+
+            raise BenchError("Attack 'rmia' splits the test set into non-member targets and population: need >= 2 test points.")
+        # p_y of every shadow on the whole pool (for the references' OUT means and for tuning a)
+        tr_x = torch.cat([ctx.retain_x, ctx.forget_x])
+        tr_y = torch.cat([ctx.retain_y, ctx.forget_y])
+        _, r_pos, _ = target_positions(ctx, shadows)
+        order = np.r_[r_pos, f_pos]
+        models = shadows.models(ctx.device)
+        conf_train = shadow_signal(models, tr_x, tr_y, signals.confidence)
+        conf_test = shadow_signal(models, ctx.test_x, ctx.test_y, signals.confidence)
+        P = shadows.keep.shape[1]
+        conf_pool = np.zeros((len(models), P))
+        conf_pool[:, order] = conf_train
+        conf_pool[:, t_pos] = conf_test
+        a = self.tune_a(conf_pool, shadows.keep, t_pos[pop], rng)
+        means = self.out_mean(conf_pool, shadows.keep)
+        p_f = signals.confidence(signals.logits_of(model, ctx.forget_x), ctx.forget_y)
+        p_t = signals.confidence(signals.logits_of(model, ctx.test_x), ctx.test_y)
+        z_p, z_m = p_t[pop], means[t_pos[pop]]
+        s_f = self.score(p_f, means[f_pos], z_p, z_m, a)
+        s_t = self.score(p_t[tgt], means[t_pos[tgt]], z_p, z_m, a)
+        out = scoring.score_metrics(s_f, s_t)
+        out["a"] = a
+        ctx.artifacts["roc/rmia.png"] = scoring.roc_png({"forget vs test": scoring.roc(s_f, s_t)},
+                                                         title=f"RMIA offline, a={a}, {len(models)} references")
+        return out

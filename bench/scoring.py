@@ -1,0 +1,102 @@
+"""Membership scores -> the shared privacy metrics, and the log-scale ROC plot.
+
+Every attack turns a model and the attack context into a per-example membership score, higher
+meaning "member", for a set of members and a set of non-members. This module is the one place
+that turns those scores into metrics (../shared/specs/baselines.md section C, "Shared outputs"):
+
+- ``auc``: area under the ROC curve (``sklearn.metrics.roc_auc_score``; 0.5 = chance).
+- ``tpr_at_1fpr`` / ``tpr_at_0.1fpr``: the largest true-positive rate at a false-positive rate
+  strictly below 1% (0.1%), read off ``sklearn.metrics.roc_curve`` as in the LiRA reference
+  (Carlini et al., S&P 2022, ``tensorflow/privacy`` ``research/mi_lira_2021/plot.py``:
+  ``tpr[np.where(fpr < .001)[0][-1]]``). With fewer than 100 (1,000) non-members no threshold
+  reaches that rate except "nobody is a member", so the value is 0 there: report it on sets large
+  enough for the rate to mean something.
+- ``balanced_acc``: the best balanced accuracy of a single threshold, max_t 1 - (FPR + FNR)/2
+  (the threshold attacks of Yeom et al., CSF 2018 and Song & Mittal, USENIX Security 2021,
+  optimised on the scored sets themselves: an upper bound on what a threshold attacker reaches).
+
+``roc_png`` draws the curves of one or more attacks on log-log axes (the LiRA paper's figure
+style), as PNG bytes that the harness logs as an MLflow artifact of the trial.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+#: The metric names ``score_metrics`` returns (each attack's are logged as ``<attack>_<name>``).
+SCORE_METRICS = ("auc", "tpr_at_1fpr", "tpr_at_0.1fpr", "balanced_acc")
+
+
+def _as_arrays(member_scores, nonmember_scores) -> tuple[np.ndarray, np.ndarray]:
+    m = np.asarray(member_scores, dtype=np.float64).ravel()
+    n = np.asarray(nonmember_scores, dtype=np.float64).ravel()
+    if len(m) == 0 or len(n) == 0:
+        raise ValueError(f"membership scores need members and non-members (got {len(m)} and {len(n)}).")
+    # +inf / -inf are legitimate ("certainly member"); NaN is not a score: rank it as least member-like
+    m = np.nan_to_num(m, nan=-np.inf)
+    n = np.nan_to_num(n, nan=-np.inf)
+    return m, n
+
+
+def roc(member_scores, nonmember_scores) -> tuple[np.ndarray, np.ndarray]:
+    """(fpr, tpr) of the score threshold sweep, members as the positive class."""
+    from sklearn.metrics import roc_curve
+
+    m, n = _as_arrays(member_scores, nonmember_scores)
+    labels = np.r_[np.ones(len(m)), np.zeros(len(n))]
+    scores = np.r_[m, n]
+    finite = np.isfinite(scores)
+    if not finite.all():  # roc_curve refuses infinities: map them just outside the finite range
+        lo, hi = (scores[finite].min(), scores[finite].max()) if finite.any() else (0.0, 0.0)
+        scores = np.where(scores == np.inf, hi + 1.0, np.where(scores == -np.inf, lo - 1.0, scores))
+    fpr, tpr, _ = roc_curve(labels, scores)
+    return fpr, tpr
+
+
+def tpr_at_fpr(fpr: np.ndarray, tpr: np.ndarray, max_fpr: float) -> float:
+    """Largest TPR among thresholds with FPR strictly below ``max_fpr`` (LiRA ``plot.py``)."""
+    ok = np.where(fpr < max_fpr)[0]
+    return float(tpr[ok[-1]]) if len(ok) else 0.0
+
+
+def score_metrics(member_scores, nonmember_scores) -> dict[str, float]:
+    """``auc``, ``tpr_at_1fpr``, ``tpr_at_0.1fpr`` and ``balanced_acc`` of one attack's scores."""
+    fpr, tpr = roc(member_scores, nonmember_scores)
+    return {
+        "auc": float(np.trapezoid(tpr, fpr)) if hasattr(np, "trapezoid") else float(np.trapz(tpr, fpr)),
+        "tpr_at_1fpr": tpr_at_fpr(fpr, tpr, 0.01),
+        "tpr_at_0.1fpr": tpr_at_fpr(fpr, tpr, 0.001),
+        "balanced_acc": float(np.max(1.0 - (fpr + (1.0 - tpr)) / 2.0)),
+    }
+
+
+def roc_png(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str = "") -> bytes:
+    """A log-log ROC plot of ``{label: (fpr, tpr)}`` with the chance diagonal, as PNG bytes."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4.5, 4.5), dpi=100)
+    ax = fig.add_subplot()
+    floor = 1e-4
+    ax.plot([floor, 1], [floor, 1], ls="--", color="grey", lw=0.8, label="chance")
+    for label, (fpr, tpr) in curves.items():
+        ax.plot(np.clip(fpr, floor, 1), np.clip(tpr, floor, 1), lw=1.4, label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(floor, 1)
+    ax.set_ylim(floor, 1)
+    ax.set_xlabel("false-positive rate")
+    ax.set_ylabel("true-positive rate")
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.legend(loc="lower right", fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()

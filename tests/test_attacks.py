@@ -1,0 +1,315 @@
+"""Membership-inference attacks and privacy metrics (issue 5) on models trained in the test.
+
+Must show: an overfit model leaks to the loss attack (AUC >= 0.6, train vs test); LiRA with 8
+shadow models beats the loss attack's TPR at 1% FPR on it; the retrained reference does not leak
+its forget set (loss AUC 0.5 +- 0.1, through the harness); MIA-Efficacy equals a hand-computed
+value; the epsilon score is maximal for identical distributions and low for separated ones.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from bench import scoring
+from bench.attacks import LiRA, PopulationAttack, SVCEfficacy
+from bench.attacks.epsilon import bucket_points, example_epsilon, final_score, forgetting_quality
+from bench.attacks.population import best_threshold, class_threshold_accuracy
+from bench.attacks.svc import mia_efficacy
+from bench.contracts import AttackContext, Splits
+
+
+# -- the overfit model and its shadows ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def overfit():
+    """mlp:64 trained 40 epochs without weight decay on the first 300 digits training points
+    (test accuracy ~0.9, training accuracy 1.0), its 8 shadow models on the pool of those 300 +
+    the 360 test points, and an attack context with the 300 as members, the test set as
+    non-members."""
+    from bench.datasets.digits import Digits
+    from bench.models import MLPModel
+    from bench.recipe import build_recipe
+    from bench.shadows import shadow_set
+    from bench.training import fit, set_threads
+    from bench.trial import model_factory
+
+    set_threads(1)
+    d = Digits().load(None, False, None)
+    n = 300
+    sp = Splits(d.train_x[:n].clone(), d.train_y[:n].clone(), d.test_x.clone(), d.test_y.clone(), d.num_classes, d.input_shape)
+    recipe = build_recipe({"epochs": 40, "lr": 0.05, "batch_size": 32, "weight_decay": 0.0})
+    model_obj, arg = MLPModel(), "64"
+    target = fit(model_factory(model_obj, arg, sp, 1, "cpu")(), sp.train_x, sp.train_y, recipe, seed=1)
+    shadows = shadow_set("shadows", 8, model_obj, arg, sp, recipe, seed=0)
+    ctx = AttackContext(sp.train_x, sp.train_y, sp.train_x[:0], sp.train_y[:0], sp.test_x, sp.test_y, sp.num_classes, 0,
+                        "cpu", forget_indices=np.arange(n), shadows=shadows)
+    return target, ctx
+
+
+def test_loss_attack_detects_training_points_of_an_overfit_model(overfit):
+    target, ctx = overfit
+    out = PopulationAttack("loss").evaluate(target, ctx)
+    assert out["auc"] >= 0.6, out
+    assert 0.5 < out["balanced_acc"] <= 1 and 0.5 < out["yeom_acc"] <= out["balanced_acc"] + 1e-9
+    png = ctx.artifacts["roc/loss.png"]
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+def test_lira_with_8_shadows_beats_the_loss_attack_at_low_fpr(overfit):
+    target, ctx = overfit
+    loss = PopulationAttack("loss").evaluate(target, ctx)
+    online = LiRA().evaluate(target, ctx)
+    offline = LiRA(offline=True).evaluate(target, ctx)
+    assert len(ctx.shadows) == 8
+    assert online["tpr_at_1fpr"] > loss["tpr_at_1fpr"], (online, loss)
+    assert offline["tpr_at_1fpr"] > loss["tpr_at_1fpr"], (offline, loss)
+    assert online["auc"] > 0.6 and offline["auc"] > 0.6
+    # each pool point is IN exactly half of the models (complementary pairs; the pool is even)
+    assert (ctx.shadows.keep.sum(0) == 4).all()
+
+
+DOCS = (Path(__file__).resolve().parents[1] / "docs" / "attacks.md").read_text()
+
+
+def test_every_attack_metric_is_documented(overfit):
+    target, ctx = overfit
+    for attack in [*(PopulationAttack(s) for s in ("loss", "confidence", "entropy", "mentropy")), LiRA(), LiRA(offline=True)]:
+        for key in attack.evaluate(target, ctx):
+            assert f"`{attack.name}_{key}`" in DOCS, f"{attack.name}_{key}"
+
+
+def test_lira_needs_shadows(overfit):
+    from bench.errors import BenchError
+
+    target, ctx = overfit
+    bare = AttackContext(ctx.forget_x, ctx.forget_y, ctx.retain_x, ctx.retain_y, ctx.test_x, ctx.test_y, 10, 0, "cpu")
+    with pytest.raises(BenchError, match=r"needs shadow models.*--attacks lira"):
+        LiRA().evaluate(target, bare)
+
+
+# -- shadows: vectorized training is the same training ---------------------------------------
+
+
+def test_vmap_training_matches_sequential_training():
+    from bench.datasets.synthetic import Synthetic
+    from bench.models import MLPModel
+    from bench.recipe import build_recipe
+    from bench.shadows import train_models
+    from bench.trial import model_factory
+
+    sp = Synthetic().load(None, False, "n=400,features=8,classes=3")
+    recipe = build_recipe({"epochs": 3, "batch_size": 32, "optimizer": "sgd", "lr": 0.1})
+    subsets = [np.random.default_rng(i).choice(sp.train_size, 150, replace=False) for i in range(4)]
+
+    def new(seed):
+        return model_factory(MLPModel(), "16", sp, seed, "cpu")()
+
+    seq, how_s = train_models(new, sp.train_x, sp.train_y, subsets, [5, 6, 7, 8], recipe, vectorize=False)
+    stk, how_k = train_models(new, sp.train_x, sp.train_y, subsets, [5, 6, 7, 8], recipe)
+    vec, how_v = train_models(new, sp.train_x, sp.train_y, subsets, [5, 6, 7, 8], recipe, vectorize=True, force_vmap=True)
+    assert (how_s, how_k, how_v) == ("sequential", "stacked", "vmap")
+    for other in (stk, vec):
+        for a, b in zip(seq, other):
+            for (name, p), q in zip(a.named_parameters(), b.parameters()):
+                torch.testing.assert_close(p, q, atol=1e-5, rtol=1e-4, msg=name)
+    # different seeds and subsets give different models
+    assert not torch.allclose(seq[0].net[1].weight, seq[1].net[1].weight)
+
+
+def test_vmap_trains_a_cnn_like_sequential_training():
+    from bench.models import CNNModel
+    from bench.recipe import build_recipe
+    from bench.shadows import linear_chain, train_models
+
+    x, y = torch.randn(48, 1, 8, 8), torch.randint(0, 3, (48,))
+
+    def new(seed):
+        torch.manual_seed(seed)
+        return CNNModel().create(3, (1, 8, 8), "4,8")
+
+    assert linear_chain(new(0)) is None
+    subsets = [np.arange(0, 24), np.arange(24, 48)]
+    recipe = build_recipe({"epochs": 2, "batch_size": 8})
+    seq, _ = train_models(new, x, y, subsets, [1, 2], recipe, vectorize=False)
+    auto, how_auto = train_models(new, x, y, subsets, [1, 2], recipe)
+    vec, how = train_models(new, x, y, subsets, [1, 2], recipe, vectorize=True)
+    assert how == "vmap" and how_auto == "sequential"  # on the CPU vmap does not pay for convolutions
+    for a, b in zip(seq, vec):
+        for (name, p), q in zip(a.named_parameters(), b.parameters()):
+            torch.testing.assert_close(p, q, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_batchnorm_models_train_sequentially():
+    from bench.recipe import build_recipe
+    from bench.shadows import train_models, vectorizable
+
+    def new(seed):
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
+
+    assert not vectorizable(new(0))
+    x, y = torch.randn(40, 4), torch.randint(0, 2, (40,))
+    models, how = train_models(new, x, y, [np.arange(20), np.arange(20, 40)], [0, 1], build_recipe({"epochs": 1}))
+    assert how == "sequential" and len(models) == 2
+    with pytest.raises(ValueError, match="cannot vectorize"):
+        train_models(new, x, y, [np.arange(20), np.arange(20, 40)], [0, 1], build_recipe({"epochs": 1}), vectorize=True)
+
+
+# -- MIA-Efficacy on a hand-built example ------------------------------------------------------
+
+
+class Lookup(nn.Module):
+    """Input i (a one-hot row) -> the logits (0, log(c_i / (1 - c_i))): class-1 confidence c_i."""
+
+    def __init__(self, conf):
+        super().__init__()
+        c = torch.tensor(conf, dtype=torch.float64)
+        self.w = nn.Parameter(torch.stack([torch.zeros_like(c), torch.log(c / (1 - c))]).float())
+
+    def forward(self, x):
+        return x @ self.w.T
+
+
+def test_mia_efficacy_matches_a_hand_computed_value():
+    retain = [0.97, 0.95, 0.99, 0.96]  # members: confident
+    test = [0.30, 0.20, 0.25, 0.35]  # non-members: unsure
+    forget = [0.98, 0.22, 0.28, 0.94, 0.31]  # two look like members, three like non-members
+    conf = retain + test + forget
+    eye = torch.eye(len(conf))
+    ones = torch.ones(len(conf), dtype=torch.long)  # every true label is class 1
+    r, t, f = slice(0, 4), slice(4, 8), slice(8, 13)
+    ctx = AttackContext(eye[f], ones[f], eye[r], ones[r], eye[t], ones[t], 2, 0, "cpu")
+    # SVC(C=3, rbf, gamma='auto') on confidence: 0.98 and 0.94 -> member, 0.22/0.28/0.31 -> non-member
+    assert SVCEfficacy().evaluate(Lookup(conf), ctx)["mia_efficacy"] == pytest.approx(3 / 5)
+    assert mia_efficacy(np.array(retain), np.array(test), np.array(forget)) == pytest.approx(3 / 5)
+    # the reference slices retain[:|D_t|]: an extra, non-member-looking retain point is not used
+    assert mia_efficacy(np.array(retain[:2]), np.array(test[:2]), np.array([0.99, 0.2])) == pytest.approx(1 / 2)
+
+
+# -- the NeurIPS 2023 epsilon score ------------------------------------------------------------
+
+
+def test_epsilon_score_is_maximal_for_identical_and_low_for_separated_distributions():
+    rng = np.random.default_rng(0)
+    N, n = 16, 40
+    R = rng.normal(0.0, 1.0, (N, n))
+    F_same, eps_same = forgetting_quality(R.copy(), R)
+    assert F_same == 1.0 and (eps_same == 0).all()
+    assert final_score(F_same, 0.9, 0.9, 0.8, 0.8) == pytest.approx(1.0)
+    F_far, eps_far = forgetting_quality(R + 10.0, R)  # every unlearned score above every retrained one
+    assert F_far == 0.0 and (eps_far == 50).all()
+    # overlapping but shifted: in between, and monotone in the shift
+    F_mid, _ = forgetting_quality(R + 1.0, R)
+    assert 0.0 < F_mid < 1.0
+    # the utility adjustment scales it
+    assert final_score(1.0, 0.45, 0.9, 0.8, 0.8) == pytest.approx(0.5)
+
+
+def test_epsilon_definition_details():
+    # one point of probability mass each side, same value: indistinguishable
+    assert example_epsilon(np.ones(8), np.ones(8)) == 0.0
+    # a degenerate side (spread < 1% of the other's) is capped
+    assert example_epsilon(np.full(8, 0.5), np.linspace(0, 1, 8)) == 50.0
+    # N=8: buckets of 0.5 up to ceil(ln 7) = 2 -> 1, 1/2, 1/4, 1/8, then 0
+    pts = bucket_points(np.array([0.0, 0.49, 0.5, 1.2, 1.9, 2.0, 50.0]), 8)
+    assert pts.tolist() == [1.0, 1.0, 0.5, 0.25, 0.125, 0.0, 0.0]
+    # one unlearned score inside the retrained range: an interval catches it with FPR 1/8
+    u = np.r_[np.full(7, 5.0), 0.45]
+    r = np.linspace(0.0, 1.0, 8)
+    e = example_epsilon(u + np.linspace(0, 0.01, 8), r)
+    assert 0 < e <= 50
+
+
+# -- the shared scoring and the threshold search -----------------------------------------------
+
+
+def test_score_metrics_definitions():
+    out = scoring.score_metrics([3, 4, 5], [0, 1, 2])
+    assert out == {"auc": 1.0, "tpr_at_1fpr": 1.0, "tpr_at_0.1fpr": 1.0, "balanced_acc": 1.0}
+    out = scoring.score_metrics([0, 1, 2], [3, 4, 5])
+    assert out["auc"] == 0.0 and out["balanced_acc"] == 0.5 and out["tpr_at_1fpr"] == 0.0
+    # 200 non-members, one of them above every member: TPR at FPR < 1% is that of the strict top
+    members = np.arange(300, 350)
+    non = np.r_[np.arange(0, 199), 1000]
+    out = scoring.score_metrics(members, non)
+    assert out["tpr_at_1fpr"] == 1.0 and out["tpr_at_0.1fpr"] == 0.0
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(0.3, 1, 300), rng.normal(0, 1, 400)
+    assert scoring.score_metrics(a, b)["auc"] == pytest.approx(roc_auc_score(np.r_[np.ones(300), np.zeros(400)], np.r_[a, b]))
+    assert scoring.score_metrics([np.inf, 1.0], [0.0, -np.inf])["auc"] == 1.0
+
+
+def test_best_threshold_equals_the_quadratic_search():
+    rng = np.random.default_rng(2)
+    for _ in range(20):
+        a = np.round(rng.normal(0.5, 1, rng.integers(1, 30)), 1)  # ties on purpose
+        b = np.round(rng.normal(0, 1, rng.integers(1, 30)), 1)
+        t, acc = best_threshold(a, b)
+        brute = max(0.5 * ((a >= v).mean() + (b < v).mean()) for v in np.r_[a, b])
+        assert acc == pytest.approx(max(brute, 0.5))
+        if acc > 0.5:
+            assert 0.5 * ((a >= t).mean() + (b < t).mean()) == pytest.approx(acc)
+    # per-class thresholds separate what a global one cannot
+    s_m = np.r_[np.full(20, 0.9), np.full(20, 0.4)]
+    y_m = np.r_[np.zeros(20, int), np.ones(20, int)]
+    s_n = np.r_[np.full(20, 0.7), np.full(20, 0.2)]
+    y_n = y_m.copy()
+    assert class_threshold_accuracy(s_m, y_m, s_n, y_n, 2, seed=0) == 1.0
+
+
+# -- through the harness: the retrained model does not leak its forget set -----------------------
+
+
+def test_harness_runs_attacks_on_the_retrained_model(workdir):
+    import mlflow
+    from rich.console import Console
+
+    from bench.experiment import RunOptions
+    from bench.runner import run
+
+    opts = RunOptions(executor="local", methods="retrain", models=["mlp:64"], recipe={"epochs": 10}, shadow_models=4,
+                      attacks="loss,svc,lira,ulira,rmia,epsilon", cache_dir=str(workdir / "cache"),
+                      tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
+    out = io.StringIO()
+    assert run(opts, Console(file=out, width=200)) == 0, out.getvalue()
+    assert "trained     4 shadows (stacked)" in out.getvalue() and "4 retrain shadows (stacked)" in out.getvalue()
+    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
+    kids = mlflow.search_runs(experiment_names=["unlearning-bench"])
+    kid = kids[kids["tags.bench.role"] == "trial"].iloc[0]
+    m = {k[len("metrics."):]: v for k, v in kid.items() if k.startswith("metrics.") and v == v}
+    # retraining from scratch on D_r: the forget set looks like test data
+    assert abs(m["loss_auc"] - 0.5) <= 0.1, m
+    assert abs(m["lira_auc"] - 0.5) <= 0.1 and abs(m["ulira_auc"] - 0.5) <= 0.15 and abs(m["rmia_auc"] - 0.5) <= 0.1, m
+    # the retrain method reproduces the reference: MIA-Efficacy equal, SalUn's 4-term gap 0
+    assert 0 <= m["mia_efficacy"] <= 1 and m["avg_gap_mia"] == pytest.approx(0.0, abs=1e-9)
+    assert m["loss_retain_auc"] > 0.5 and 0 <= m["epsilon_score"] <= 1 and 0 <= m["epsilon_forget_quality"] <= 1
+    assert kid["params.shadow_models"] == "4"
+    for key in m:
+        if key.split("_")[0] in ("loss", "svc", "lira", "ulira", "rmia", "epsilon") or key in ("mia_efficacy", "avg_gap_mia"):
+            assert f"`{key}`" in DOCS, key
+    files = {f.path for f in mlflow.tracking.MlflowClient().list_artifacts(kid["run_id"], "roc")}
+    assert {"roc/loss.png", "roc/lira.png", "roc/ulira.png", "roc/rmia.png"} <= files
+    # a second run trains no shadow model again
+    out2 = io.StringIO()
+    assert run(opts, Console(file=out2, width=200)) == 0
+    assert "cache hit   4 shadows" in out2.getvalue() and "trained     4" not in out2.getvalue()
+
+
+@pytest.mark.parametrize("bad", [0, 3, -2, True, "8"])
+def test_shadow_models_must_be_an_even_count(bad, tmp_path):
+    from bench.errors import BenchError
+    from bench.experiment import RunOptions, validate_options
+    from bench.plugins import get_registry
+
+    opts = RunOptions(executor="local", shadow_models=bad, tracking_uri=f"sqlite:///{tmp_path / 'm.db'}")
+    with pytest.raises(BenchError, match=r"--shadow-models must be an even integer >= 2"):
+        validate_options(get_registry(), opts)
