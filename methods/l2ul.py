@@ -56,29 +56,46 @@ Defects of the released code fixed here (spec §5, regression tests in tests/tes
   tensor (NaN loss); here the range is clamped to 1e-12, so a constant tensor gets Ω' = 1
   (fully anchored) (:func:`invert_importance`).
 
+Forget objective (``forget_loss``, ``mask_misclassified``; misclassify mode only). The paper's and
+the code's is ``forget_loss="neg_ce"``: -CE(f(x_f), y_f), unbounded below (the known weakness of
+gradient-ascent / NegGrad unlearning: Thudi et al., EuroS&P 2022; Kurmanji et al., "Towards
+Unbounded Machine Unlearning", NeurIPS 2023). Its gradient with respect to the logits is p − e_y,
+which vanishes on instances still classified with confidence (on the digits models the forget
+points start at CE 1e-5..0.6, logit margins up to 12) and stays large on those already
+misclassified, which keep being pushed away (margins below -300) while the rest of the model
+drifts. DEVIATION, off by default and on in the digits defaults: ``forget_loss="unlikelihood"``
+replaces the term by -log(1 - p_y) (unlikelihood training, Welleck et al., ICLR 2020), bounded
+below by 0, whose gradient on the true logit is p_y (large while the instance is confidently
+correct, vanishing once it is not); ``mask_misclassified=True`` zeroes the term of every forget
+instance the current forward pass already misclassifies (the mean stays over the forget batch),
+so no instance is pushed past the boundary. ``forget_loss="neg_ce", mask_misclassified=False`` is
+the paper's objective, and what the code's datasets and ``default_params`` use.
+
 Defaults and per-dataset defaults (``dataset_params``, applied by the harness to the dataset of
 each trial unless given with ``-p``): the code's for CIFAR-10/100, ImageNet and UTKFace (eps 4/4/4/2,
 examples per instance 20/200/200/300, forget batch 32/32/16/128, adversarial batch
-256/256/128/128, epoch cap 1000/100/100/1000, lr 1e-3, lambda 1, pgd step 0.1, 100 PGD steps).
-On digits (8x8 in [0, 1], 64 inputs against CIFAR's 3,072; a digit image has an L2 norm of about
-3.8) the code's eps 4 would exceed the image itself; the digits defaults (also those of
-``default_params``) are eps 2.0 (targeted PGD success 1.00, against 0.69 at eps 1 and 0.19 at eps
-0.5), pgd step 0.1, lr 1e-2, lambda 0.01, cap 300 epochs, the code's 20 examples per instance and
-batch sizes. Measured on digits/mlp 256-256 (test accuracy 0.975) with 16 random training points
-(tests/test_l2ul.py, seed 0): ``l2ul-naive`` collapses the model to chance (test accuracy 0.100)
-without reaching its goal (1 of the 16 still correct at the cap);
-``l2ul-adv`` reaches forget accuracy 0 at test accuracy 0.222 (137 epochs), ``l2ul`` at 0.383
-(135 epochs). The adversarial examples and the importance do keep more test accuracy than the
-naive baseline, but far from the original: no setting found on digits reaches forget accuracy 0
-within 5 points of the original test accuracy (swept eps 0.3-4, lambda 0.01-1, lr 1e-3-0.3, 20-100
-examples per instance, momentum 0 and 0.9, forget batches 4-32, adversarial batches
-32-256, a small CNN). With the code's lambda 1 test accuracy stays at
-0.86-0.88 but 12-13 of the 16 instances are still classified correctly at the cap. The cause is
-the -CE objective: its gradient vanishes on instances still classified with confidence and stays
-large on those already misclassified, which are pushed ever further (margins below -300), so the
-model drifts before the last instances flip. Ray Tune search
-space: ``eps``, ``lr``, ``lam`` (the README of the code advises retuning eps in [1, 5] and lr in
-[1e-4, 1e-3] on CIFAR; the ranges here cover digits too).
+256/256/128/128, epoch cap 1000/100/100/1000, lr 1e-3, lambda 1, pgd step 0.1, 100 PGD steps, the
+paper's -CE). ``default_params`` (any other dataset): the paper's -CE with eps 2, lr 1e-2, lambda
+0.01, cap 300 epochs, 20 examples per instance, the code's batch sizes. On digits (8x8 in [0, 1],
+64 inputs against CIFAR's 3,072; a digit image has an L2 norm of about 3.8, so the code's eps 4
+would exceed the image): eps 1.25, lambda 0.1, lr 1e-2, cap 300, 20 examples per instance, the
+code's batch sizes, and the bounded objective (unlikelihood + masking). Measured (docs/l2ul.md;
+16 random training points, seeds 0-2; tests/test_l2ul.py): on the digits CNN (``cnn:32,64``, test
+accuracy 0.983) ``l2ul`` with the digits defaults reaches forget accuracy 0 on every seed, at test
+accuracy 0.944 / 0.892 / 0.881 (seed 0 within 5 points of the original, as the issue asks;
+seeds 1 and 2 are not), against 0.394 / 0.103 / 0.097 with the paper's -CE and the same
+settings; ``l2ul-adv`` 0.911 / 0.892 / 0.861, ``l2ul-naive`` 0.106 / 0.128 / 0.158. On the digits
+MLP (256-256, test accuracy 0.975) no setting reached the target: with the digits defaults
+``l2ul-adv`` reaches the goal at 0.900 / 0.900 / 0.808 but ``l2ul`` stops at the cap (6-11 of 16
+instances flipped); with ``default_params`` (-CE) ``l2ul`` reaches it at test accuracy 0.383,
+``l2ul-adv`` at 0.222, and ``l2ul-naive`` collapses to 0.100. Masking alone leaves -CE stuck on
+the confident instances (forget accuracy 0.69-0.94 at the cap); unlikelihood alone reaches the
+goal on the CNN at 0.914 / 0.867 / 0.853. Even with remaining data (the code's "oracle", -CE on
+D_f + CE on D_r) -CE collapses the digits MLP (test 0.10-0.19), and unlikelihood + masking
+reaches 0.908-0.933: on digits a forget point's same-class neighbours share its features, so
+misclassifying it costs test accuracy whatever the method. Ray Tune search space: ``eps``,
+``lr``, ``lam`` (the README of the code advises retuning eps in [1, 5] and lr in [1e-4, 1e-3]
+on CIFAR; the ranges here cover digits too).
 
 Continual requests (``--forget seq:...``): each call starts from the model it is given, so θ0,
 the adversarial set and Ω are recomputed from the current model and the current request only
@@ -91,6 +108,7 @@ from bench import space
 
 VARIANTS = ("full", "adv", "naive")
 MODES = ("misclassify", "relabel")
+FORGET_LOSSES = ("neg_ce", "unlikelihood")
 
 _COMMON = {
     "mode": "misclassify",
@@ -101,21 +119,24 @@ _COMMON = {
     "forget_batch_size": 32,
     "max_epochs": 300,
     "train_mode": True,
+    "forget_loss": "neg_ce",
+    "mask_misclassified": False,
 }
 _ADV = {"eps": 2.0, "pgd_step": 0.1, "pgd_steps": 100, "adv_per_instance": 20, "adv_batch_size": 256}
 
 #: The code's settings per dataset (spec §1.3, §1.5) and the measured digits ones.
 _CODE_DATASETS = {
     "cifar10": {"eps": 4.0, "adv_per_instance": 20, "forget_batch_size": 32, "adv_batch_size": 256, "max_epochs": 1000,
-                "lr": 1e-3, "lam": 1.0},
+                "lr": 1e-3, "lam": 1.0, "forget_loss": "neg_ce", "mask_misclassified": False},
     "cifar100": {"eps": 4.0, "adv_per_instance": 200, "forget_batch_size": 32, "adv_batch_size": 256, "max_epochs": 100,
-                 "lr": 1e-3, "lam": 1.0},
+                 "lr": 1e-3, "lam": 1.0, "forget_loss": "neg_ce", "mask_misclassified": False},
     "imagenet": {"eps": 4.0, "adv_per_instance": 200, "forget_batch_size": 16, "adv_batch_size": 128, "max_epochs": 100,
-                 "lr": 1e-3, "lam": 1.0},
+                 "lr": 1e-3, "lam": 1.0, "forget_loss": "neg_ce", "mask_misclassified": False},
     "utkface": {"eps": 2.0, "adv_per_instance": 300, "forget_batch_size": 128, "adv_batch_size": 128, "max_epochs": 1000,
-                "lr": 1e-3, "lam": 1.0},
-    "digits": {"eps": 2.0, "adv_per_instance": 20, "forget_batch_size": 32, "adv_batch_size": 256, "max_epochs": 300,
-               "lr": 0.01, "lam": 0.01},
+                "lr": 1e-3, "lam": 1.0, "forget_loss": "neg_ce", "mask_misclassified": False},
+    # measured (docs/l2ul.md): the bounded forget objective (a documented deviation) on digits
+    "digits": {"eps": 1.25, "adv_per_instance": 20, "forget_batch_size": 32, "adv_batch_size": 256, "max_epochs": 300,
+               "lr": 0.01, "lam": 0.1, "forget_loss": "unlikelihood", "mask_misclassified": True},
 }
 
 
@@ -155,6 +176,10 @@ class L2UL:
             raise BenchError(f"Method '{self.name}': unknown variant {variant!r}; expected one of {', '.join(VARIANTS)}.")
         if mode not in MODES:
             raise BenchError(f"Method '{self.name}': unknown mode {mode!r}; expected one of {', '.join(MODES)}.")
+        forget_loss = p["forget_loss"]
+        if forget_loss not in FORGET_LOSSES:
+            raise BenchError(f"Method '{self.name}': unknown forget_loss {forget_loss!r}; expected one of "
+                             f"{', '.join(FORGET_LOSSES)} (neg_ce is the paper's).")
         use_adv = variant in ("adv", "full")
         use_imp = variant == "full"
         if use_adv and not all(k in p for k in _ADV):
@@ -216,7 +241,7 @@ class L2UL:
             for adv in adv_batches:
                 bx, by = next(cycle)
                 model.train(bool(p["train_mode"]))
-                loss = _loss(model, bx, by, adv, mode)
+                loss = _loss(model, bx, by, adv, mode, forget_loss, bool(p["mask_misclassified"]))
                 if omega:
                     loss = loss + p["lam"] * sum(
                         (omega[n] * (q - theta0[n]) ** 2).sum() / 2 for n, q in model.named_parameters() if n in omega)
@@ -259,12 +284,29 @@ def _predict(model, x):
     return predict_logits(model, x).argmax(1)
 
 
-def _loss(model, bx, by, adv, mode):
-    """The L2UL loss of one step (spec §1.1), without the importance term."""
+def _loss(model, bx, by, adv, mode, forget_loss="neg_ce", mask=False):
+    """The L2UL loss of one step (spec §1.1), without the importance term.
+
+    In misclassify mode the forget term is the paper's -CE(f(x_f), y_f) (``forget_loss="neg_ce"``)
+    or the bounded unlikelihood loss -log(1 - p_y) (``"unlikelihood"``, Welleck et al. 2020); with
+    ``mask`` the instances this forward pass already misclassifies contribute 0 (the mean stays
+    over the whole forget batch). In relabel mode it is +CE towards the new labels.
+    """
+    import torch
     import torch.nn.functional as F
 
-    ce_f = F.cross_entropy(model(bx), by)
-    term = -ce_f if mode == "misclassify" else ce_f
+    logits = model(bx)
+    if mode == "misclassify":
+        if forget_loss == "unlikelihood":
+            others = logits.masked_fill(F.one_hot(by, logits.shape[1]).bool(), float("-inf"))
+            per = torch.logsumexp(logits, 1) - torch.logsumexp(others, 1)  # -log(1 - p_y) >= 0
+        else:
+            per = -F.cross_entropy(logits, by, reduction="none")
+        if mask:
+            per = per * (logits.detach().argmax(1) == by).to(per.dtype)
+        term = per.mean()
+    else:
+        term = F.cross_entropy(logits, by)
     if adv is None:
         return term
     xa, ya = adv

@@ -15,7 +15,7 @@ from bench.errors import BenchError
 from bench.methods.l2ul import (
     L2UL, L2ULAdv, L2ULNaive, invert_importance, l2_pgd_targeted, mas_importance, random_other_labels,
 )
-from bench.nets import MLP
+from bench.nets import MLP, SmallCNN
 from bench.plugins import get_registry
 from bench.recipe import build_recipe
 from bench.training import accuracy, fit
@@ -28,26 +28,82 @@ def trained():
     d = Digits().load(None, False, None)
     torch.manual_seed(0)
     model = fit(MLP(64, (256, 256), 10), d.train_x, d.train_y, build_recipe(Digits.default_recipe), seed=0)
-    idx = torch.as_tensor(np.sort(np.random.default_rng(0).choice(len(d.train_y), 16, replace=False)))
-    return d, model, d.train_x[idx], d.train_y[idx]
+    fx, fy = _forget_points(d, 0)
+    return d, model, fx, fy
 
 
-def _unlearn(method, model, fx, fy, **params):
+@pytest.fixture(scope="module")
+def trained_cnn():
+    """digits, the small CNN (``cnn:32,64``) trained with the digits recipe (seed 0)."""
+    torch.set_num_threads(1)
+    d = Digits().load(None, False, None)
+    torch.manual_seed(0)
+    return d, fit(SmallCNN(1, 10, (32, 64)), d.train_x, d.train_y, build_recipe(Digits.default_recipe), seed=0)
+
+
+def _forget_points(d, seed):
+    idx = torch.as_tensor(np.sort(np.random.default_rng(seed).choice(len(d.train_y), 16, replace=False)))
+    return d.train_x[idx], d.train_y[idx]
+
+
+def _unlearn(method, model, fx, fy, seed=0, **params):
     p = {**method.default_params, **params}
-    ctx = MethodContext(seed=0, device="cpu", new_model=None)
+    ctx = MethodContext(seed=seed, device="cpu", new_model=None)
     out = method.unlearn(copy.deepcopy(model), ForgetRequest(num_classes=10, kind="random", forget_x=fx, forget_y=fy), p, ctx)
     return out, ctx.metrics
 
 
-def test_l2ul_forgets_16_random_points_and_adv_keeps_more_test_accuracy_than_naive(trained):
+def _digits(method, **params):
+    """The method's digits defaults (its ``dataset_params``), with ``params`` on top."""
+    return {**method.dataset_params["digits"], **params}
+
+
+PAPER_OBJECTIVE = {"forget_loss": "neg_ce", "mask_misclassified": False}
+
+
+def test_l2ul_on_a_digits_cnn_forgets_16_points_within_5_points_of_test_accuracy(trained_cnn):
+    """The issue's "Must show", on the digits CNN with the method's digits defaults (the bounded
+    forget objective: unlikelihood, misclassified instances masked); the paper's -CE objective with
+    the same settings is reported beside it (figures in docs/l2ul.md)."""
+    d, model = trained_cnn
+    fx, fy = _forget_points(d, 0)
+    before = accuracy(model, d.test_x, d.test_y)
+    assert accuracy(model, fx, fy) == 1.0
+    figures = {}
+    for method in (L2ULNaive(), L2ULAdv(), L2UL()):
+        for objective, extra in (("bounded", {}), ("paper", PAPER_OBJECTIVE)):
+            if objective == "paper" and method.variant != "full":
+                continue
+            out, metrics = _unlearn(method, model, fx, fy, **_digits(method, **extra))
+            figures[method.name, objective] = (accuracy(out, fx, fy), accuracy(out, d.test_x, d.test_y), metrics)
+    print(f"\ncnn original test {before:.3f}; " + "; ".join(
+        f"{k} ({o}): forget {f:.3f} test {t:.3f} goal {m['l2ul_goal_reached']:.0f} epochs {m['l2ul_epochs']:.0f}"
+        for (k, o), (f, t, m) in figures.items()))
+    f_full, t_full, m_full = figures["l2ul", "bounded"]
+    assert f_full == 0.0 and m_full["l2ul_goal_reached"] == 1.0 and m_full["l2ul_goal_fraction"] == 1.0
+    assert t_full >= before - 0.05  # measured 0.944 (original 0.983)
+    # the paper's -CE objective reaches the goal too, but far from the original test accuracy
+    f_paper, t_paper, _ = figures["l2ul", "paper"]
+    assert f_paper == 0.0 and t_paper < before - 0.05
+    # adversarial examples and importance keep more test accuracy than the naive baseline
+    _, t_adv, m_adv = figures["l2ul-adv", "bounded"]
+    _, t_naive, _ = figures["l2ul-naive", "bounded"]
+    assert m_adv["l2ul_goal_reached"] == 1.0
+    assert t_full > t_adv > t_naive
+
+
+def test_paper_objective_on_the_digits_mlp_adv_keeps_more_test_accuracy_than_naive(trained):
+    """The paper's -CE objective (the method's defaults outside the code's datasets and digits) on
+    the digits MLP: naive collapses, adv and full reach the goal far below the original."""
     d, model, fx, fy = trained
     before = accuracy(model, d.test_x, d.test_y)
     assert accuracy(model, fx, fy) == 1.0
     figures = {}
     for method in (L2ULNaive(), L2ULAdv(), L2UL()):
+        assert method.default_params["forget_loss"] == "neg_ce" and not method.default_params["mask_misclassified"]
         out, metrics = _unlearn(method, model, fx, fy)
         figures[method.name] = (accuracy(out, fx, fy), accuracy(out, d.test_x, d.test_y), metrics)
-    print(f"original test {before:.3f}; " + "; ".join(
+    print(f"\nmlp original test {before:.3f}; " + "; ".join(
         f"{k}: forget {f:.3f} test {t:.3f} goal {m['l2ul_goal_reached']:.0f} epochs {m['l2ul_epochs']:.0f}"
         for k, (f, t, m) in figures.items()))
     f_full, t_full, m_full = figures["l2ul"]
@@ -59,6 +115,51 @@ def test_l2ul_forgets_16_random_points_and_adv_keeps_more_test_accuracy_than_nai
     _, t_naive, m_naive = figures["l2ul-naive"]
     assert t_naive < 0.2 and m_naive["l2ul_goal_reached"] == 0.0
     assert t_adv > t_naive + 0.1 and t_full > t_naive + 0.1
+
+
+@pytest.mark.slow
+def test_bounded_objective_on_other_forget_sets_of_the_digits_cnn(trained_cnn):
+    """Forget sets of seeds 1 and 2: the bounded objective reaches the goal and keeps more test
+    accuracy than the paper's, but not within 5 points there (docs/l2ul.md records the figures)."""
+    d, model = trained_cnn
+    before = accuracy(model, d.test_x, d.test_y)
+    for seed in (1, 2):
+        fx, fy = _forget_points(d, seed)
+        tests = {}
+        for objective, extra in (("bounded", {}), ("paper", PAPER_OBJECTIVE)):
+            out, metrics = _unlearn(L2UL(), model, fx, fy, seed=seed, **_digits(L2UL(), **extra))
+            assert metrics["l2ul_goal_reached"] == 1.0 and accuracy(out, fx, fy) == 0.0
+            tests[objective] = accuracy(out, d.test_x, d.test_y)
+        print(f"\nseed {seed}: original {before:.3f}, bounded {tests['bounded']:.3f}, paper {tests['paper']:.3f}")
+        assert tests["bounded"] > tests["paper"] + 0.1
+
+
+def test_forget_losses_and_the_mask():
+    """unlikelihood = -log(1 - p_y) (bounded below by 0, large where p_y is near 1, unlike -CE whose
+    gradient vanishes there); the mask drops instances already misclassified."""
+    from bench.methods.l2ul import _loss
+
+    logits = torch.tensor([[9.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.5, 0.0, 0.0]], dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([0, 0, 0])  # confidently correct, misclassified, barely correct
+
+    def model(_):
+        return logits
+
+    p = torch.softmax(logits, 1)[torch.arange(3), y]
+    ul = _loss(model, None, y, None, "misclassify", "unlikelihood")
+    assert torch.allclose(ul, (-torch.log1p(-p)).mean())
+    ce = _loss(model, None, y, None, "misclassify", "neg_ce")
+    assert torch.allclose(ce, -torch.nn.functional.cross_entropy(logits, y))
+    (g_ul,) = torch.autograd.grad(ul, logits)
+    (g_ce,) = torch.autograd.grad(ce, logits)
+    assert g_ul[0, 0] > 100 * g_ce[0, 0] > 0  # the confident instance: -CE barely pushes it
+    for forget_loss in ("neg_ce", "unlikelihood"):
+        masked = _loss(model, None, y, None, "misclassify", forget_loss, mask=True)
+        (g,) = torch.autograd.grad(masked, logits)
+        assert torch.equal(g[1], torch.zeros(3)) and (g[0] != 0).any() and (g[2] != 0).any()
+    # relabel mode ignores both: +CE towards the new labels
+    rel = _loss(model, None, y, None, "relabel", "unlikelihood", mask=True)
+    assert torch.allclose(rel, torch.nn.functional.cross_entropy(logits, y))
 
 
 def test_a_strong_importance_anchor_keeps_test_accuracy_but_stops_at_the_epoch_cap(trained):
@@ -186,13 +287,16 @@ def test_per_dataset_defaults_and_user_values_win():
     cifar = params_for_dataset(plan, "cifar10", {"lr": "0.5"})
     assert cifar["eps"] == 4.0 and cifar["lam"] == 1.0 and cifar["max_epochs"] == 1000 and cifar["lr"] == 0.5
     assert params_for_dataset(plan, "synthetic:n=300", {}) == plan.params
-    assert params_for_dataset(plan, "digits", {})["eps"] == obj.default_params["eps"]
+    assert cifar["forget_loss"] == "neg_ce" and not cifar["mask_misclassified"]  # the paper's objective
+    digits = params_for_dataset(plan, "digits", {})
+    assert digits["forget_loss"] == "unlikelihood" and digits["mask_misclassified"] and digits["lam"] == 0.1
 
 
 def test_bad_variant_mode_and_label_are_clear_errors(trained):
     _, model, fx, fy = trained
     for params, words in (({"variant": "adv+"}, "unknown variant"), ({"mode": "flip"}, "unknown mode"),
-                          ({"mode": "relabel", "relabel_to": 10}, "not a class")):
+                          ({"mode": "relabel", "relabel_to": 10}, "not a class"),
+                          ({"forget_loss": "ce"}, "unknown forget_loss")):
         with pytest.raises(BenchError, match=words):
             _unlearn(L2UL(), model, fx, fy, **params)
     with pytest.raises(BenchError, match="needs the parameters"):
