@@ -113,3 +113,30 @@ def test_load_state_is_strict(digits):
     model = _trained(digits, epochs=1)
     with pytest.raises(RuntimeError):
         load_state(MLP(64, (128,), 10), state_to_bytes(model))
+
+
+# --- bench.measure: peak memory of one call ------------------------------------------------------
+
+
+def _transient_allocation(mb: int, hold: float = 0.0) -> None:
+    import time
+
+    block = np.ones(mb * 2**20 // 8)  # touched: resident
+    time.sleep(hold)
+    del block
+
+
+@pytest.mark.parametrize("kernel", [True, False], ids=["kernel-high-water-mark", "sampling-thread"])
+def test_measure_sees_a_transient_peak_and_not_earlier_ones(kernel, monkeypatch):
+    from bench import measure as measure_mod
+
+    if not kernel:  # the portable path: no clear_refs, a sampling thread
+        monkeypatch.setattr(measure_mod, "_reset_peak_rss", lambda: False)
+    elif not measure_mod._reset_peak_rss():
+        pytest.skip("this kernel does not let a process reset its RSS high-water mark")
+    _transient_allocation(300)  # a peak before the call must not count
+    with measure_mod.measure("cpu") as m:
+        _transient_allocation(120, hold=0.0 if kernel else 0.05)  # the sampler's period is 10 ms
+    assert m.seconds > 0
+    assert 100 <= m.memory["memory_delta_mb"] < 250, m.memory
+    assert m.memory["peak_memory_mb"] >= m.memory["memory_delta_mb"]
