@@ -74,10 +74,6 @@ def start_ray(address: str | None, verbose: bool, say: Callable[..., None], num_
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "60")
-    # Tune requests resources for pending trials eagerly; a pending trial then often gets a fresh
-    # actor process (seconds of start-up: importing torch) instead of the one a finished trial
-    # frees. One pending trial keeps the warm actors busy (measured: benchmarks/bench_scaling.py).
-    os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "1")
     already_imported = "ray" in sys.modules
     loopback = not address or address_is_loopback(address)
     if loopback:
@@ -188,6 +184,19 @@ def spec_of(config: dict, trial_id: str | None = None) -> dict:
     return merged
 
 
+def concurrent_slots(cpus: float, gpus: float) -> int:
+    """How many trials of ``cpus`` CPUs and ``gpus`` GPUs the connected Ray cluster runs at once."""
+    import ray
+
+    total = ray.cluster_resources()
+    slots = []
+    if cpus > 0:
+        slots.append(int(total.get("CPU", 0) / cpus + 1e-9))
+    if gpus > 0:
+        slots.append(int(total.get("GPU", 0) / gpus + 1e-9))
+    return max(1, min(slots, default=1))
+
+
 def _tune_trainable(config: dict, payload: Payload) -> None:
     import ray
     from ray import tune
@@ -243,11 +252,21 @@ def run_ray(trials: list[dict], payload: Payload, *, cpus: float, gpus: float, s
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         ),
     )
+    # Tune requests resources for pending trials eagerly; a pending trial then often gets a fresh
+    # actor process (seconds of start-up: importing torch) instead of the one a finished trial
+    # frees. As many pending trials as fit at once start every slot's actor together and then keep
+    # the warm actors busy (measured: benchmarks/bench_scaling.py). A value the user set wins.
+    own_pending = "TUNE_MAX_PENDING_TRIALS_PG" not in os.environ
+    if own_pending:
+        os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(concurrent_slots(cpus, gpus))
     try:
         tuner.fit()
     except KeyboardInterrupt:
         out.interrupted = True
         return out
+    finally:
+        if own_pending:
+            os.environ.pop("TUNE_MAX_PENDING_TRIALS_PG", None)
     expected = len(trials) if search is None else search["num_samples"]
     if len(out.results) + len(out.failures) < expected:  # failures are recorded by the progress callback
         out.interrupted = True

@@ -140,3 +140,16 @@ def test_measure_sees_a_transient_peak_and_not_earlier_ones(kernel, monkeypatch)
     assert m.seconds > 0
     assert 100 <= m.memory["memory_delta_mb"] < 250, m.memory
     assert m.memory["peak_memory_mb"] >= m.memory["memory_delta_mb"]
+
+
+def test_concurrent_slots_counts_trials_that_fit_at_once(monkeypatch):
+    import ray
+
+    from bench.executor import concurrent_slots
+
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0, "GPU": 1.0})
+    assert concurrent_slots(1, 0) == 2
+    assert concurrent_slots(0.5, 0) == 4
+    assert concurrent_slots(1, 0.1) == 2  # CPUs bind first
+    assert concurrent_slots(0.1, 0.1) == 10  # 1 / 0.1 in floating point is not 9
+    assert concurrent_slots(4, 0) == 1  # never 0: Tune still needs a pending trial
