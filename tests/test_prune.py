@@ -274,3 +274,30 @@ def test_harness_run_logs_prune_metrics_and_patch_artifact(workdir):
     assert kid["metrics.patches"] >= 1 and kid["metrics.patch_params"] > 0 and kid["metrics.lp_seconds"] > 0
     summary = json.loads(mlflow.artifacts.load_text(f"runs:/{kid['run_id']}/prune_patches.json"))
     assert summary["patches"] == kid["metrics.patches"] and all(c["certified"] for c in summary["certificates"])
+
+
+def test_memoised_certificate_check_equals_a_fresh_one_and_solves_fewer_lps(digits, mlp):
+    """The check memoises LP bounds on the model between requests (certify.py): on a model that
+    gained patches, it must give exactly the records of a fresh check, with fewer LP solves."""
+    from bench.methods.prune.certify import check
+    from bench.methods.prune.lp import Clock
+
+    out = copy.deepcopy(mlp)
+    for points in ([3, 4, 5, 6], [50, 51, 52, 53]):
+        mask = torch.zeros(len(digits.train_y), dtype=torch.bool)
+        mask[points] = True
+        out, ctx = _unlearn(out, _request(digits, mask))
+        assert ctx.metrics["certify_seconds"] > 0
+    assert out.__dict__.get("_zero_bounds"), "the first request's check left no memo"
+    lo, hi = out.lo.numpy(), out.hi.numpy()
+    fresh = copy.deepcopy(out)
+    fresh.__dict__.pop("_zero_bounds")
+    c_memo, c_fresh = Clock(), Clock()
+    memo_records, fresh_records = check(out, lo, hi, c_memo), check(fresh, lo, hi, c_fresh)
+    # same verdicts; the LP optima agree to the solver's tolerance (HiGHS is warm-started, so the
+    # last digits depend on what it solved before)
+    assert [r["certified"] for r in memo_records] == [r["certified"] for r in fresh_records]
+    for a, b in zip(memo_records, fresh_records):
+        for key in ("margin", "delta"):
+            assert (a[key] is None) == (b[key] is None) and (a[key] is None or a[key] == pytest.approx(b[key], rel=1e-9, abs=1e-9))
+    assert c_memo.solves == 0 < c_fresh.solves  # nothing changed since the last request's check
