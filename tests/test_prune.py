@@ -288,10 +288,10 @@ def test_memoised_certificate_check_equals_a_fresh_one_and_solves_fewer_lps(digi
         mask[points] = True
         out, ctx = _unlearn(out, _request(digits, mask))
         assert ctx.metrics["certify_seconds"] > 0
-    assert out.__dict__.get("_zero_bounds"), "the first request's check left no memo"
+    assert out.__dict__.get("_certify_memo"), "the first request's check left no memo"
     lo, hi = out.lo.numpy(), out.hi.numpy()
     fresh = copy.deepcopy(out)
-    fresh.__dict__.pop("_zero_bounds")
+    fresh.__dict__.pop("_certify_memo")
     c_memo, c_fresh = Clock(), Clock()
     memo_records, fresh_records = check(out, lo, hi, c_memo), check(fresh, lo, hi, c_fresh)
     # same verdicts; the LP optima agree to the solver's tolerance (HiGHS is warm-started, so the

@@ -17,10 +17,10 @@ patched space), the check re-derives everything from the final model, not from t
 
 ``certified_fraction`` is the fraction of patches (points) for which 1-5 pass.
 
-Step 4's bounds and step 5's LP are memoised on the PatchedModel (``_zero_bounds``, in memory
-only): the bound of patch j's support over region R depends only on R's rows, j's support rows and
+Step 4's bounds and step 5's LP are memoised on the PatchedModel (``_certify_memo``, in memory
+only, holding what the last check used): the bound of patch j's support over region R depends only on R's rows, j's support rows and
 gamma, and the input box, and the margin LP only on R, the box and the affine f_hat on R, so each
-is keyed by a SHA-256 of exactly those arrays. A model that gains patches request
+is keyed by a SHA-256 of exactly those arrays (``bench.cache.tensor_digest``). A model that gains patches request
 after request (``--forget seq:...``) then solves LPs only for the pairs that involve a new patch or a
 changed box, instead of for every pair of patches again (which made the check, and PRUNE, cost
 grow with the square of the number of patches: 20 s for the 10th request of 10 digits points).
@@ -28,10 +28,10 @@ grow with the square of the number of patches: 20 s for the 10th request of 10 d
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import torch
+
+from bench.cache import tensor_digest
 
 from .engine import fully_active, zero_bound
 from .lp import Clock, PolytopeLP
@@ -68,18 +68,9 @@ def _autograd_region(head: torch.nn.Module, u0: torch.Tensor):
     return W.detach().numpy(), beta.detach().numpy(), (z >= 0).numpy(), F.detach().numpy(), e.detach().numpy()
 
 
-def _digest(*arrays: np.ndarray) -> bytes:
-    h = hashlib.sha256()
-    for a in arrays:
-        a = np.ascontiguousarray(a)
-        h.update(str((a.dtype.str, a.shape)).encode())
-        h.update(a.tobytes())
-    return h.digest()
-
-
-def _support_digest(patch) -> bytes:
+def _support_digest(patch) -> str:
     """Digest of what a patch's support is: its rows, offsets and gamma (not K, not the patch)."""
-    return _digest(patch.A.numpy(), patch.b.numpy(), patch.gamma.numpy())
+    return tensor_digest(patch.A, patch.b, patch.gamma)
 
 
 def check(model: PatchedModel, lo: np.ndarray, hi: np.ndarray, clock: Clock | None = None) -> list[dict]:
@@ -91,8 +82,9 @@ def check(model: PatchedModel, lo: np.ndarray, hi: np.ndarray, clock: Clock | No
     head = copy.deepcopy(head_module(model.kind, model.original)).cpu()
     records = []
     patches = list(model.patches)
-    memo = model.__dict__.setdefault("_zero_bounds", {})
-    box = _digest(np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64))
+    memo = model.__dict__.get("_certify_memo", {})
+    used: dict = {}  # what this check needed; it replaces the memo at the end (stale pairs dropped)
+    box = tensor_digest(np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64))
     supports = [_support_digest(p) for p in patches]
     for i, patch in enumerate(patches):
         rec = {"index": i, "target": patch.target, "label": patch.label, "certified": False, "margin": None,
@@ -128,7 +120,7 @@ def check(model: PatchedModel, lo: np.ndarray, hi: np.ndarray, clock: Clock | No
                 Fh, eh = Fh + other.c.numpy(), eh + other.d.numpy()
             else:
                 partial.append(j)
-        region = _digest(A, b, u0.numpy()) + box
+        region = tensor_digest(A, b, u0) + box
         near = None
         for j in partial:
             key = region + supports[j]
@@ -136,16 +128,18 @@ def check(model: PatchedModel, lo: np.ndarray, hi: np.ndarray, clock: Clock | No
                 if near is None:
                     near = lp.relaxed(u0.numpy(), 96)
                 memo[key] = zero_bound(patches[j], lp, u0.numpy(), near)
-            delta += float(patches[j].K) * memo[key]
+            used[key] = memo[key]
+            delta += float(patches[j].K) * used[key]
         t = patch.target
         others = [j for j in range(len(eh)) if j != t]
         objective, offset = Fh[others] - Fh[t], eh[others] - eh[t]
-        key = region + b"margin" + _digest(objective, offset)
+        key = region + "margin" + tensor_digest(objective, offset)
         if key not in memo:
             memo[key] = float(np.max(lp.maximize(objective) + offset))
-        worst = memo[key]
+        worst = used[key] = memo[key]
         rec["margin"], rec["delta"] = -worst, delta
         rec["certified"] = bool(worst + 2 * delta < 0)
         if not rec["certified"]:
             rec["why"] = f"max over the region of f_hat_j - f_hat_t is {worst:.3g} with delta {delta:.3g}"
+    model.__dict__["_certify_memo"] = used
     return records
