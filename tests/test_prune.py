@@ -151,6 +151,18 @@ def test_100_random_points_forgotten_with_small_test_drop(digits, mlp):
     stacked = [(i, j) for i, later in enumerate(out.patches) for j, earlier in enumerate(out.patches[:i])
                if fully_active(earlier, later.A[0].numpy(), later.b[0].numpy())]
     assert stacked, "no representative inside an earlier patch's support: the composition path is untested"
+    # the screened support (partial violation sums) equals the full computation, member by member,
+    # on training, test and uniform random inputs, and the screen actually settles pairs
+    from bench.methods.prune.modules import Patch
+
+    u = torch.cat([digits.train_x, digits.test_x, torch.rand(500, *digits.train_x.shape[1:], generator=g)]).flatten(1)
+    u = u.double()
+    settled = 0
+    for patch in out.patches:
+        full = torch.relu(1 - patch._violation(u)).amax(1)
+        assert torch.equal(patch.support(u), full)
+        settled += int((patch._violation(u, slice(None, None, Patch.SCREEN_STRIDE)) >= 1 + 1e-9).sum())
+    assert settled > 0.9 * len(u) * sum(p.A.shape[0] for p in out.patches)
 
 
 def test_whole_class_forgotten_other_classes_kept(digits, mlp):
