@@ -1,5 +1,5 @@
 """Built-in methods plugin (installed as ``bench.methods``): ``retrain``, ``ft``, ``ga``, ``sisa``, ``fisher``, ``prune``,
-``l2ul`` (and ``l2ul-adv``, ``l2ul-naive``)."""
+``l2ul`` (and ``l2ul-adv``, ``l2ul-naive``, ``l2ul-oracle``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import bench
 from .finetune import FineTune
 from .fisher import FisherForgetting
 from .gradient_ascent import GradientAscent
-from .l2ul import L2UL, L2ULAdv, L2ULNaive
+from .l2ul import L2UL, L2ULAdv, L2ULNaive, L2ULOracle
 from .prune import Prune
 from .retrain import Retrain
 from .sisa import Sisa
@@ -24,4 +24,5 @@ def register_methods(register):
     register(L2UL())
     register(L2ULAdv())
     register(L2ULNaive())
+    register(L2ULOracle())
     register(Prune())

@@ -18,6 +18,14 @@ The method forgets given training instances using only the pre-trained model and
   only (mean L2 norm of the logits, |gradient| per batch, model copy in train mode) and
   Ω' = 1 − minmax(Ω_p), normalised and inverted per tensor: the weights that matter most for
   the forget set are free to move, the others are anchored to the original weights θ0.
+* ``l2ul-oracle`` (``variant="oracle"``, the code's "Case 0", in its ViT and UTKFace scripts): the
+  forget term plus CE on a batch of the remaining data (``retain_batch_size``, shuffled once) in
+  place of the adversarial batch; one epoch is one pass over the remaining data. It is a reference
+  for what the forget-only variants give up, and declares ``retain``. DEVIATION: the code adds the
+  two terms unweighted (-CE(D_f) + CE(D_r)); here they get the adversarial variants' weights
+  n_f/(n_f+n_r) and n_r/(n_f+n_r), so that ``l2ul-oracle`` and ``l2ul-adv`` differ only in what the
+  second batch holds (unweighted, the forget term dominates: on the digits CNN, bounded objective,
+  test accuracy 0.32-0.94 instead of 0.975-0.989).
 
 The targeted L2 PGD (Madry et al., ICLR 2018) is implemented here (:func:`l2_pgd_targeted`),
 mirroring advertorch 0.2.3 ``L2PGDAttack(targeted=True, rand_init=True)`` as the released code
@@ -92,9 +100,13 @@ instances flipped); with ``default_params`` (-CE) ``l2ul`` reaches it at test ac
 the confident instances (forget accuracy 0.69-0.94 at the cap); unlikelihood alone reaches the
 goal on the CNN at 0.914 / 0.867 / 0.853. Even with remaining data (the code's "oracle", -CE on
 D_f + CE on D_r) -CE collapses the digits MLP (test 0.10-0.19), and unlikelihood + masking
-reaches 0.908-0.933: on digits a forget point's same-class neighbours share its features, so
-misclassifying it costs test accuracy whatever the method. Ray Tune search space: ``eps``,
-``lr``, ``lam`` (the README of the code advises retuning eps in [1, 5] and lr in [1e-4, 1e-3]
+reaches 0.908-0.933 (with lr 1e-2 and at most 3000 steps). ``l2ul-oracle`` (weighted as the
+adversarial batch, digits defaults, 16 points, seeds 0-4) does meet the target with the bounded
+objective: CNN 0.986 / 0.978 / 0.989 / 0.975 / 0.975, MLP 0.969 / 0.969 / 0.958 / 0.972 / 0.961;
+with the paper's -CE it collapses too (0.08-0.20). So misclassifying 16 training points within 5
+points of test accuracy is possible on these models, and the forget-only variants' shortfall is the
+price of replacing the remaining data by adversarial examples of the forget set. Ray Tune search
+space: ``eps``, ``lr``, ``lam`` (the README of the code advises retuning eps in [1, 5] and lr in [1e-4, 1e-3]
 on CIFAR; the ranges here cover digits too).
 
 Continual requests (``--forget seq:...``): each call starts from the model it is given, so θ0,
@@ -106,7 +118,7 @@ from __future__ import annotations
 
 from bench import space
 
-VARIANTS = ("full", "adv", "naive")
+VARIANTS = ("full", "adv", "naive", "oracle")
 MODES = ("misclassify", "relabel")
 FORGET_LOSSES = ("neg_ce", "unlikelihood")
 
@@ -154,10 +166,12 @@ class L2UL:
 
     def __init__(self) -> None:
         params = {"variant": self.variant, **_COMMON}
-        if self.variant != "naive":
+        if self.variant in ("adv", "full"):
             params.update(_ADV)
         if self.variant == "full":
             params["lam"] = 0.01
+        if self.variant == "oracle":
+            params["retain_batch_size"] = 256
         self.default_params = params
         self.search_space = _only(
             {"lr": space.loguniform(1e-4, 1e-1), "eps": space.uniform(0.25, 5.0), "lam": space.loguniform(1e-3, 1e2)},
@@ -182,6 +196,10 @@ class L2UL:
                              f"{', '.join(FORGET_LOSSES)} (neg_ce is the paper's).")
         use_adv = variant in ("adv", "full")
         use_imp = variant == "full"
+        oracle = variant == "oracle"
+        if oracle and (request.retain_x is None or "retain_batch_size" not in p):
+            raise BenchError(f"Method '{self.name}': variant 'oracle' trains on the remaining data, which this method "
+                             f"does not declare; use the method 'l2ul-oracle' for it.")
         if use_adv and not all(k in p for k in _ADV):
             raise BenchError(f"Method '{self.name}': variant {variant!r} needs the parameters {', '.join(_ADV)}; "
                              f"use the method 'l2ul' (or 'l2ul-adv') for it.")
@@ -229,6 +247,10 @@ class L2UL:
         opt = torch.optim.SGD(model.parameters(), lr=p["lr"], momentum=p["momentum"], weight_decay=p["weight_decay"])
         fbs = int(p["forget_batch_size"])
         forget_batches = list(zip(xf.split(fbs), goal.split(fbs), strict=True))
+        if oracle:  # the code's r_loader: unshuffled, over a randomly ordered D_r; here one random order
+            order = torch.randperm(len(request.retain_y), generator=g).to(device)
+            rbs = int(p["retain_batch_size"])
+            retain_batches = list(zip(request.retain_x[order].split(rbs), request.retain_y[order].split(rbs), strict=True))
         steps = epochs = 0
         done = bool(reached().all())
         import itertools
@@ -236,12 +258,15 @@ class L2UL:
         cycle = itertools.cycle(forget_batches)
         while not done and epochs < int(p["max_epochs"]):
             epochs += 1
-            adv_batches = (list(zip(xa.split(int(p["adv_batch_size"])), ya.split(int(p["adv_batch_size"])), strict=True))
-                           if use_adv else [None] * len(forget_batches))
-            for adv in adv_batches:
+            if use_adv:
+                batches = list(zip(xa.split(int(p["adv_batch_size"])), ya.split(int(p["adv_batch_size"])), strict=True))
+            else:
+                batches = retain_batches if oracle else [None] * len(forget_batches)
+            for extra in batches:
                 bx, by = next(cycle)
                 model.train(bool(p["train_mode"]))
-                loss = _loss(model, bx, by, adv, mode, forget_loss, bool(p["mask_misclassified"]))
+                # oracle: the retain batch takes the adversarial batch's place and weight
+                loss = _loss(model, bx, by, extra, mode, forget_loss, bool(p["mask_misclassified"]))
                 if omega:
                     loss = loss + p["lam"] * sum(
                         (omega[n] * (q - theta0[n]) ** 2).sum() / 2 for n, q in model.named_parameters() if n in omega)
@@ -265,6 +290,17 @@ class L2ULAdv(L2UL):
     name = "l2ul-adv"
     description = "L2UL without weight importance (Case 2 of Cha et al.): -CE(forget) + CE(targeted L2 PGD examples)."
     variant = "adv"
+
+
+class L2ULOracle(L2UL):
+    """``l2ul-oracle``: the forget term plus CE on the remaining data (the code's Case 0, an upper
+    reference that uses what L2UL does without)."""
+
+    name = "l2ul-oracle"
+    description = ("L2UL's oracle reference (Case 0 of Cha et al.'s code): the forget term plus CE on the remaining "
+                   "data, until all forget instances are misclassified.")
+    requires = frozenset({"forget", "retain"})
+    variant = "oracle"
 
 
 class L2ULNaive(L2UL):

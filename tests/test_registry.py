@@ -23,7 +23,7 @@ from bench.plugins import (
     unregister_plugin,
 )
 
-BUILTIN_METHODS = ["fisher", "ft", "ga", "l2ul", "l2ul-adv", "l2ul-naive", "prune", "retrain", "sisa"]
+BUILTIN_METHODS = ["fisher", "ft", "ga", "l2ul", "l2ul-adv", "l2ul-naive", "l2ul-oracle", "prune", "retrain", "sisa"]
 _MISSING = object()
 
 
