@@ -16,6 +16,22 @@ def columns_for(rows: list[Row]) -> tuple[str, ...]:
     return COLUMNS + tuple(c for c in OPTIONAL_COLUMNS if any(r.values.get(c) for r in rows))
 
 
+#: The headline figure of each attack in the attack table: every ``<attack>_auc`` (forget vs test,
+#: not the ``_retain_auc`` variants), SVC's MIA-efficacy and the epsilon score (docs/attacks.md).
+ATTACK_HEADLINES = ("mia_efficacy", "epsilon_score")
+
+
+def attack_columns(results) -> tuple[str, ...]:
+    """The attack headline metrics present in ``results`` (dicts of trial metrics), in the order
+    they first appear."""
+    seen: dict[str, None] = {}
+    for metrics in results:
+        for k in metrics:
+            if k in ATTACK_HEADLINES or (k.endswith("_auc") and not k.endswith("_retain_auc")):
+                seen.setdefault(k, None)
+    return tuple(seen)
+
+
 @dataclass
 class Row:
     setting: tuple[str, str, str]  # dataset, model, forget
@@ -45,8 +61,10 @@ def fmt(values: list[float]) -> str:
     return text + (f" ± {std:.{digits}f}" if len(values) > 1 else "")
 
 
-def build_rows(trials: list[dict], results: dict[int, dict], failures: dict[int, str], references: list[dict]) -> list[Row]:
-    """``references``: one dict per group with setting, seed, original accs, retrain accs and retrain_seconds."""
+def build_rows(trials: list[dict], results: dict[int, dict], failures: dict[int, str], references: list[dict],
+               extra_columns: tuple[str, ...] = ()) -> list[Row]:
+    """``references``: one dict per group with setting, seed, original accs, retrain accs and retrain_seconds;
+    ``extra_columns``: further trial metrics to collect (the attack table's)."""
     rows: dict[tuple, Row] = {}
     order: list[tuple] = []
 
@@ -73,7 +91,7 @@ def build_rows(trials: list[dict], results: dict[int, dict], failures: dict[int,
         r = row(setting, spec["method"])
         if i in results:
             r.ok += 1
-            for k in COLUMNS + OPTIONAL_COLUMNS:
+            for k in COLUMNS + OPTIONAL_COLUMNS + tuple(extra_columns):
                 if k in results[i]:
                     r.values[k].append(float(results[i][k]))
         else:

@@ -191,11 +191,15 @@ def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False) -
 
         from . import report
 
-        rows = report.build_rows(plan.trials, results, failures, ref_rows)
+        attack_cols = report.attack_columns(results.values())
+        rows = report.build_rows(plan.trials, results, failures, ref_rows, attack_cols)
         columns = report.columns_for(rows)
         report.render(rows, console, columns=columns)
-        client.log_text(parent, report.to_markdown(rows, columns=columns), "summary.md")
-        client.log_text(parent, report.to_csv(rows, columns=columns), "summary.csv")
+        if attack_cols:  # the methods' rows only: attacks run on unlearned models, not on the references
+            report.render([r for r in rows if not report.is_reference(r)], console, columns=attack_cols,
+                          title="attacks on the forget set (mean ± std; target: the retrain method's values)")
+        client.log_text(parent, report.to_markdown(rows, columns=columns + attack_cols), "summary.md")
+        client.log_text(parent, report.to_csv(rows, columns=columns + attack_cols), "summary.csv")
         tracking.log_metrics(client, parent, {"trials_finished": len(results), "trials_failed": len(failures),
                                               "wall_seconds": time.perf_counter() - t_start})
         if outcome.interrupted:

@@ -298,6 +298,16 @@ def test_harness_runs_attacks_on_the_retrained_model(workdir):
             assert f"`{key}`" in DOCS, key
     files = {f.path for f in mlflow.tracking.MlflowClient().list_artifacts(kid["run_id"], "roc")}
     assert {"roc/loss.png", "roc/lira.png", "roc/ulira.png", "roc/rmia.png"} <= files
+    # the attack table after the summary: each attack's headline, the trial's logged value; the
+    # summary files carry the same columns
+    text = out.getvalue()
+    table = text[text.index("attacks on the forget set"):]
+    heads = ("loss_auc", "mia_efficacy", "lira_auc", "ulira_auc", "rmia_auc", "epsilon_score")
+    assert all(h in table for h in heads) and "retrain_auc" not in table and "(reference)" not in table, table
+    retrain_line = next(line for line in table.splitlines() if "│ retrain " in line)
+    assert f"{m['loss_auc']:.3f}" in retrain_line and f"{m['mia_efficacy']:.3f}" in retrain_line, retrain_line
+    summary = mlflow.artifacts.load_text(f"runs:/{kid['tags.mlflow.parentRunId']}/summary.md")
+    assert all(f"| {h} |" in summary or f" {h} |" in summary for h in heads), summary
     # a second run trains no shadow model again
     out2 = io.StringIO()
     assert run(opts, Console(file=out2, width=200)) == 0

@@ -153,3 +153,12 @@ def test_concurrent_slots_counts_trials_that_fit_at_once(monkeypatch):
     assert concurrent_slots(1, 0.1) == 2  # CPUs bind first
     assert concurrent_slots(0.1, 0.1) == 10  # 1 / 0.1 in floating point is not 9
     assert concurrent_slots(4, 0) == 1  # never 0: Tune still needs a pending trial
+
+
+def test_attack_columns_pick_each_attack_headline_in_order():
+    from bench.report import attack_columns
+
+    results = [{"forget_acc": 1.0, "loss_auc": 0.5, "loss_retain_auc": 0.6, "loss_tpr_at_1fpr": 0.01},
+               {"mia_efficacy": 0.1, "avg_gap_mia": 0.0, "lira_auc": 0.52, "loss_auc": 0.4, "epsilon_score": 0.9}]
+    assert attack_columns(results) == ("loss_auc", "mia_efficacy", "lira_auc", "epsilon_score")
+    assert attack_columns([{"forget_acc": 1.0}]) == ()
