@@ -198,6 +198,8 @@ def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False) -
         if attack_cols:  # the methods' rows only: attacks run on unlearned models, not on the references
             report.render([r for r in rows if not report.is_reference(r)], console, columns=attack_cols,
                           title="attacks on the forget set (target: retrain's values)")
+            if not any(t["method"] == "retrain" for t in plan.trials):
+                say("attacks run on unlearned models only: add 'retrain' to --methods for the values to compare with.")
         client.log_text(parent, report.to_markdown(rows, columns=columns + attack_cols), "summary.md")
         client.log_text(parent, report.to_csv(rows, columns=columns + attack_cols), "summary.csv")
         tracking.log_metrics(client, parent, {"trials_finished": len(results), "trials_failed": len(failures),
