@@ -249,8 +249,7 @@ class L2UL:
         forget_batches = list(zip(xf.split(fbs), goal.split(fbs), strict=True))
         if oracle:  # the code's r_loader: unshuffled, over a randomly ordered D_r; here one random order
             order = torch.randperm(len(request.retain_y), generator=g).to(device)
-            rbs = int(p["retain_batch_size"])
-            retain_batches = list(zip(request.retain_x[order].split(rbs), request.retain_y[order].split(rbs), strict=True))
+            retain_index = order.split(int(p["retain_batch_size"]))
         steps = epochs = 0
         done = bool(reached().all())
         import itertools
@@ -261,7 +260,9 @@ class L2UL:
             if use_adv:
                 batches = list(zip(xa.split(int(p["adv_batch_size"])), ya.split(int(p["adv_batch_size"])), strict=True))
             else:
-                batches = retain_batches if oracle else [None] * len(forget_batches)
+                # the oracle gathers one retain batch at a time (no copy of the remaining data)
+                batches = (((request.retain_x[i], request.retain_y[i]) for i in retain_index) if oracle
+                           else [None] * len(forget_batches))
             for extra in batches:
                 bx, by = next(cycle)
                 model.train(bool(p["train_mode"]))
