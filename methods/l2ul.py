@@ -266,7 +266,6 @@ class L2UL:
             for extra in batches:
                 bx, by = next(cycle)
                 model.train(bool(p["train_mode"]))
-                # oracle: the retain batch takes the adversarial batch's place and weight
                 loss = _loss(model, bx, by, extra, mode, forget_loss, bool(p["mask_misclassified"]))
                 if omega:
                     loss = loss + p["lam"] * sum(
@@ -321,8 +320,10 @@ def _predict(model, x):
     return predict_logits(model, x).argmax(1)
 
 
-def _loss(model, bx, by, adv, mode, forget_loss="neg_ce", mask=False):
-    """The L2UL loss of one step (spec §1.1), without the importance term.
+def _loss(model, bx, by, second, mode, forget_loss="neg_ce", mask=False):
+    """The L2UL loss of one step (spec §1.1), without the importance term. ``second`` is the
+    step's second batch (x, y), weighted n/(n_f+n) against the forget term's n_f/(n_f+n): the
+    adversarial batch, or the remaining-data batch of ``l2ul-oracle``; None for ``l2ul-naive``.
 
     In misclassify mode the forget term is the paper's -CE(f(x_f), y_f) (``forget_loss="neg_ce"``)
     or the bounded unlikelihood loss -log(1 - p_y) (``"unlikelihood"``, Welleck et al. 2020); with
@@ -344,9 +345,9 @@ def _loss(model, bx, by, adv, mode, forget_loss="neg_ce", mask=False):
         term = per.mean()
     else:
         term = F.cross_entropy(logits, by)
-    if adv is None:
+    if second is None:
         return term
-    xa, ya = adv
+    xa, ya = second
     nf, na = len(by), len(ya)
     return (nf / (nf + na)) * term + (na / (nf + na)) * F.cross_entropy(model(xa), ya)
 

@@ -30,6 +30,11 @@ from .network import features, head_module
 FORMAT = "bench-prune-patched-model/1"
 
 
+def _clipped_sum(gv: torch.Tensor) -> torch.Tensor:
+    """sum over the last axis of min(1, [gv]_+), written relu(gv) - relu(gv - 1)."""
+    return (torch.relu(gv) - torch.relu(gv - 1)).sum(-1)
+
+
 class Patch(nn.Module):
     """One affine patch p = c u + d gated by the maximum of ``len(A)`` supports.
 
@@ -63,8 +68,7 @@ class Patch(nn.Module):
 
     def _violation(self, u: torch.Tensor, rows: slice = slice(None)) -> torch.Tensor:
         """sum_j min(1, gamma [a_j u - b_j]_+) over ``rows``, for u (B, d) -> (B, members)."""
-        gv = self.gamma * (torch.einsum("bd,mnd->bmn", u, self.A[:, rows]) - self.b[:, rows])
-        return (torch.relu(gv) - torch.relu(gv - 1)).sum(-1)
+        return _clipped_sum(self.gamma * (torch.einsum("bd,mnd->bmn", u, self.A[:, rows]) - self.b[:, rows]))
 
     def support(self, u: torch.Tensor, chunk: int = 512) -> torch.Tensor:
         """g(u) = max over members of each member's support, for u (B, d) float64 -> (B,).
@@ -86,8 +90,7 @@ class Patch(nn.Module):
             g = ub.new_zeros(len(ub))
             for m in torch.nonzero(alive.any(0)).flatten().tolist():
                 idx = torch.nonzero(alive[:, m]).flatten()
-                gv = self.gamma * (ub[idx] @ self.A[m].T - self.b[m])
-                gm = torch.relu(1 - (torch.relu(gv) - torch.relu(gv - 1)).sum(-1))
+                gm = torch.relu(1 - _clipped_sum(self.gamma * (ub[idx] @ self.A[m].T - self.b[m])))
                 g[idx] = torch.maximum(g[idx], gm)
             out.append(g)
         return torch.cat(out) if out else u.new_zeros(0)
