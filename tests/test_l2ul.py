@@ -147,6 +147,61 @@ def test_oracle_with_the_remaining_data_meets_the_target_where_forget_only_varia
         _unlearn(L2UL(), model, request.forget_x, request.forget_y, variant="oracle", retain_batch_size=256)
 
 
+#: The function-space anchor on random inputs with the straggler mean (a deviation, docs/l2ul.md).
+ANCHOR = {"anchor_weight": 4.0, "forget_mean": "active", "lr": 3e-3, "max_epochs": 1000}
+
+
+def test_random_input_anchor_meets_the_target_on_a_forget_set_the_defaults_miss(trained_cnn):
+    """Forget set of seed 1 on the digits CNN: the digits defaults reach the goal at 0.892, 9 points
+    below the original; with the anchor on random inputs ``l2ul`` reaches it within 5 points
+    (measured 0.947, original 0.983), still using only the model and the forget set."""
+    d, model = trained_cnn
+    before = accuracy(model, d.test_x, d.test_y)
+    fx, fy = _forget_points(d, 1)
+    tests = {}
+    for label, extra in (("defaults", {}), ("anchor", ANCHOR)):
+        out, metrics = _unlearn(L2UL(), model, fx, fy, seed=1, **_digits(L2UL(), **extra))
+        assert metrics["l2ul_goal_reached"] == 1.0 and accuracy(out, fx, fy) == 0.0
+        tests[label] = accuracy(out, d.test_x, d.test_y)
+    print(f"\nseed 1: original {before:.3f}, defaults {tests['defaults']:.3f}, anchor {tests['anchor']:.3f}")
+    assert tests["defaults"] < before - 0.05 <= tests["anchor"]
+
+
+@pytest.mark.slow
+def test_random_input_anchor_on_the_other_forget_sets_of_the_digits_cnn(trained_cnn):
+    """Forget sets of seeds 2, 3 and 4 (seed 1 above; seed 0 meets the target with the defaults):
+    with the anchor ``l2ul`` reaches forget accuracy 0 within 5 points of the original test
+    accuracy on each (measured 0.950 / 0.944 / 0.944; docs/l2ul.md gives seeds 0-9: 7 of 10)."""
+    d, model = trained_cnn
+    before = accuracy(model, d.test_x, d.test_y)
+    for seed in (2, 3, 4):
+        fx, fy = _forget_points(d, seed)
+        out, metrics = _unlearn(L2UL(), model, fx, fy, seed=seed, **_digits(L2UL(), **ANCHOR))
+        test = accuracy(out, d.test_x, d.test_y)
+        print(f"\nseed {seed}: original {before:.3f}, anchor {test:.3f}, steps {metrics['l2ul_steps']:.0f}")
+        assert metrics["l2ul_goal_reached"] == 1.0 and accuracy(out, fx, fy) == 0.0 and test >= before - 0.05
+
+
+def test_random_input_anchor_samples_the_input_domain_and_is_zero_at_the_start():
+    from bench.methods.l2ul import _RandomInputAnchor
+
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    seen = []
+    net.register_forward_pre_hook(lambda _, args: seen.append(args[0].detach().clone()))
+    lo, hi = torch.tensor([[0.0, -1.0]]), torch.tensor([[1.0, 3.0]])  # per-feature bounds of a 2x2 input
+    anchor = _RandomInputAnchor(net, (lo, hi), (64, 2, 2), torch.Generator().manual_seed(0))
+    assert float(anchor(net)) == 0.0  # the model as given matches itself
+    u = seen[-1]
+    anchor(net)
+    assert u.shape == (64, 2, 2) and not torch.equal(u, seen[-1])  # fresh inputs at every step
+    assert (u >= lo).all() and (u <= hi).all() and u[:, :, 1].min() < -0.5 and u[:, :, 1].max() > 2.5
+    with torch.no_grad():
+        net[1].bias += 1.0  # every logit moves by 1: the anchor is the mean squared difference
+    assert float(anchor(net)) == pytest.approx(1.0)
+    # the original's copy does not follow the model, and is frozen
+    assert all(not q.requires_grad for q in anchor.original.parameters())
+
+
 @pytest.mark.slow
 def test_bounded_objective_on_other_forget_sets_of_the_digits_cnn(trained_cnn):
     """Forget sets of seeds 1 and 2: the bounded objective reaches the goal and keeps more test
@@ -187,6 +242,14 @@ def test_forget_losses_and_the_mask():
         masked = _loss(model, None, y, None, "misclassify", forget_loss, mask=True)
         (g,) = torch.autograd.grad(masked, logits)
         assert torch.equal(g[1], torch.zeros(3)) and (g[0] != 0).any() and (g[2] != 0).any()
+    # mean over the instances still correct: the push on the last ones does not fade as others flip
+    ul_per = -torch.log1p(-p)
+    for forget_loss in ("neg_ce", "unlikelihood"):
+        batch = _loss(model, None, y, None, "misclassify", forget_loss, mask=True)
+        active = _loss(model, None, y, None, "misclassify", forget_loss, mask=True, mean_active=True)
+        assert torch.allclose(active, batch * 3 / 2)  # 2 of the 3 instances are still correct
+    assert torch.allclose(_loss(model, None, y, None, "misclassify", "unlikelihood", mask=True, mean_active=True),
+                          (ul_per[0] + ul_per[2]) / 2)
     # relabel mode ignores both: +CE towards the new labels
     rel = _loss(model, None, y, None, "relabel", "unlikelihood", mask=True)
     assert torch.allclose(rel, torch.nn.functional.cross_entropy(logits, y))
@@ -329,7 +392,9 @@ def test_bad_variant_mode_and_label_are_clear_errors(trained):
     _, model, fx, fy = trained
     for params, words in (({"variant": "adv+"}, "unknown variant"), ({"mode": "flip"}, "unknown mode"),
                           ({"mode": "relabel", "relabel_to": 10}, "not a class"),
-                          ({"forget_loss": "ce"}, "unknown forget_loss")):
+                          ({"forget_loss": "ce"}, "unknown forget_loss"),
+                          ({"forget_mean": "sum"}, "unknown forget_mean"),
+                          ({"anchor_weight": -1.0}, "anchor_weight >= 0")):
         with pytest.raises(BenchError, match=words):
             _unlearn(L2UL(), model, fx, fy, **params)
     with pytest.raises(BenchError, match="needs the parameters"):
