@@ -257,11 +257,11 @@ class L2UL:
             return pred != yf if mode == "misclassify" else pred == goal
 
         theta0 = {n: q.detach().clone() for n, q in model.named_parameters()}
-        anchor = _RandomInputAnchor(model, _bounds(request, xf), (anchor_samples, *xf.shape[1:]), g) if anchor_weight > 0 else None
+        lo, hi = _bounds(request, xf)
+        anchor = _RandomInputAnchor(model, (lo, hi), (anchor_samples, *xf.shape[1:]), g) if anchor_weight > 0 else None
 
         # 1) adversarial set, once, from the model as given (eval mode)
         if use_adv:
-            lo, hi = _bounds(request, xf)
             xa, ya = [], []
             for _ in range(int(p["adv_per_instance"])):
                 t = random_other_labels(yf.cpu(), C, g).to(device)
@@ -395,7 +395,9 @@ class _RandomInputAnchor:
     ``samples`` inputs drawn uniformly from the input domain afresh at every step (logit matching,
     Ba & Caruana, NeurIPS 2014, here on random inputs instead of data, so that the method still
     uses only the model and the forget set). It keeps the function the same away from the forget
-    instances, where L2UL's adversarial examples and weight importance give no signal."""
+    instances, where L2UL's adversarial examples and weight importance give no signal. Both
+    models run in eval mode on these inputs, so BatchNorm statistics never see them and the two
+    outputs are computed alike."""
 
     def __init__(self, model, bounds, shape: tuple, generator) -> None:
         import copy
@@ -410,7 +412,12 @@ class _RandomInputAnchor:
         u = self.lo + self.span * torch.rand(self.shape, generator=self.generator).to(self.lo.device, self.lo.dtype)
         with torch.no_grad():
             target = self.original(u)
-        return ((model(u) - target) ** 2).mean()
+        training = model.training
+        model.eval()
+        try:
+            return ((model(u) - target) ** 2).mean()
+        finally:
+            model.train(training)
 
 
 def _bounds(request, x):

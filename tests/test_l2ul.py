@@ -200,6 +200,12 @@ def test_random_input_anchor_samples_the_input_domain_and_is_zero_at_the_start()
     assert float(anchor(net)) == pytest.approx(1.0)
     # the original's copy does not follow the model, and is frozen
     assert all(not q.requires_grad for q in anchor.original.parameters())
+    # both models see the random inputs in eval mode: BatchNorm statistics are left alone
+    bn = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3)).train()
+    anchor = _RandomInputAnchor(bn, (lo, hi), (64, 2, 2), torch.Generator().manual_seed(0))
+    stats = bn[2].running_mean.clone()
+    value = anchor(bn)
+    assert float(value) == 0.0 and torch.equal(bn[2].running_mean, stats) and bn.training
 
 
 @pytest.mark.slow
