@@ -402,14 +402,14 @@ class _RandomInputAnchor:
     def __init__(self, model, bounds, shape: tuple, generator) -> None:
         import copy
 
-        lo, hi = bounds  # tensors on the forget inputs' device, broadcastable to one input
         self.original = copy.deepcopy(model).eval().requires_grad_(False)
-        self.lo, self.span, self.shape, self.generator = lo, hi - lo, tuple(shape), generator
+        self.bounds, self.shape, self.generator = bounds, tuple(shape), generator  # bounds: tensors, one input's shape
 
     def __call__(self, model):
         import torch
 
-        u = self.lo + self.span * torch.rand(self.shape, generator=self.generator).to(self.lo.device, self.lo.dtype)
+        lo, hi = self.bounds
+        u = _uniform(lo, hi, self.shape, self.generator, like=lo)
         with torch.no_grad():
             target = self.original(u)
         training = model.training
@@ -418,6 +418,14 @@ class _RandomInputAnchor:
             return ((model(u) - target) ** 2).mean()
         finally:
             model.train(training)
+
+
+def _uniform(lo, hi, shape, generator, like):
+    """Inputs drawn uniformly in the box [lo, hi] from ``generator`` (on the CPU, so the draws are
+    the same on every device), on ``like``'s device and dtype."""
+    import torch
+
+    return lo + (hi - lo) * torch.rand(shape, generator=generator).to(like.device, like.dtype)
 
 
 def _bounds(request, x):
@@ -475,8 +483,7 @@ def l2_pgd_targeted(model, x, target, eps: float, step: float, steps: int, lo, h
     was_training = model.training
     model.eval()
     shape = (-1, *[1] * (x.dim() - 1))
-    u = torch.rand(x.shape, generator=generator).to(x.device, x.dtype)
-    d = _project(_clamp(lo + u * (hi - lo), lo, hi) - x, eps)
+    d = _project(_clamp(_uniform(lo, hi, x.shape, generator, like=x), lo, hi) - x, eps)
     for _ in range(steps):
         d.requires_grad_(True)
         loss = F.cross_entropy(model(x + d), target, reduction="sum")
