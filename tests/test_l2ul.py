@@ -203,6 +203,20 @@ def test_forget_pixel_anchor_on_the_other_forget_sets_of_the_digits_cnn(trained_
         assert metrics["l2ul_goal_reached"] == 1.0 and accuracy(out, fx, fy) == 0.0 and test >= before - 0.05
 
 
+def test_forget_pixel_anchor_meets_the_target_on_the_digits_mlp(trained):
+    """On the digits MLP the recommended anchor with λ = 0.01 (the digits λ 0.1 holds the MLP: the
+    goal is missed at the cap) reaches forget accuracy 0 within 5 points of the original test
+    accuracy on the forget sets of seeds 0 and 1 (0.947 / 0.953 in docs/l2ul.md, original 0.975;
+    8 of 10 forget sets there)."""
+    d, model, _, _ = trained
+    before = accuracy(model, d.test_x, d.test_y)
+    for seed in (0, 1):
+        fx, fy = _forget_points(d, seed)
+        out, metrics = _unlearn(L2UL(), model, fx, fy, seed=seed, **_digits(L2UL(), **PIXEL_ANCHOR, lam=0.01))
+        test = accuracy(out, d.test_x, d.test_y)
+        print(f"\nmlp seed {seed}: original {before:.3f}, pixel anchor {test:.3f}, steps {metrics['l2ul_steps']:.0f}")
+        assert metrics["l2ul_goal_reached"] == 1.0 and accuracy(out, fx, fy) == 0.0 and test >= before - 0.05
+
 def test_random_input_anchor_samples_the_input_domain_and_is_zero_at_the_start():
     from bench.methods.l2ul import _RandomInputAnchor
 
