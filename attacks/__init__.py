@@ -1,7 +1,7 @@
 """Built-in attacks plugin (installed as ``bench.attacks``).
 
 Membership-inference attacks register here through ``register_attacks`` exactly like
-third-party ones (see ``bench.contracts.Attack``): ``loss``, ``confidence``, ``entropy``,
+third-party ones (see ``bench.core.contracts.Attack``): ``loss``, ``confidence``, ``entropy``,
 ``mentropy`` (population threshold attacks), ``svc`` (MIA-Efficacy), ``lira``,
 ``lira_offline``, ``ulira``, ``rmia`` (shadow models) and ``epsilon`` (the NeurIPS 2023
 forgetting-quality score). docs/attacks.md describes each. The modules import torch, sklearn and

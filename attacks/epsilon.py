@@ -1,7 +1,7 @@
 """``epsilon``: the forgetting-quality score of the NeurIPS 2023 Machine Unlearning challenge
 (Triantafillou et al., "Are we making progress in unlearning? Findings from the first NeurIPS
 unlearning competition", arXiv 2406.09073; ``google-deepmind/unlearning_evaluation``
-``metric.py`` and ``main.py``; ../shared/specs/baselines.md section B).
+``metric.py`` and ``main.py``).
 
 1. N unlearned models: the trial's own unlearned model plus N-1 more runs of the trial's method
    from the same original with other seeds; N retrained models on D_r with other seeds
@@ -95,7 +95,7 @@ class EpsilonScore:
     needs = frozenset({"retrain_shadows", "unlearn"})
 
     def evaluate(self, model, ctx) -> dict[str, float]:
-        from bench.errors import BenchError
+        from bench.core.errors import BenchError
 
         from .population import require_sets
 

@@ -1,7 +1,7 @@
 """Shadow-model attacks: ``lira``, ``lira_offline``, ``ulira`` and ``rmia``
-(../shared/specs/baselines.md C4, C4b, C5).
+(Carlini et al. S&P 2022, Hayes et al. arXiv 2403.01218, Zarifzadeh et al. ICML 2024; below).
 
-All use the ``--shadow-models`` shadow models (``ctx.shadows``, see ``bench.shadows``): the
+All use the ``--shadow-models`` shadow models (``ctx.shadows``, see ``bench.eval.shadows``): the
 trial's architecture trained with the original's recipe on random halves of the pool (training
 split followed by test split), in complementary pairs, each pool point IN about half of them.
 Targets: members = the forget set D_f, non-members = the test set D_t (RMIA keeps a seeded
@@ -50,7 +50,7 @@ FIXED_VARIANCE_BELOW = 64
 
 
 def _need_shadows(name: str, ctx, minimum: int = 2):
-    from bench.errors import BenchError
+    from bench.core.errors import BenchError
 
     from .population import require_sets
 
@@ -75,10 +75,6 @@ def target_positions(ctx, shadows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def shadow_signal(models, x, y, fn=signals.logit_conf) -> np.ndarray:
     """``[M, n]`` signal of every model on (x, y)."""
     return np.stack([fn(signals.logits_of(m, x), y) for m in models]) if len(y) else np.zeros((len(models), 0))
-
-
-def _masked(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    return np.where(mask, values, np.nan)
 
 
 def gaussian_fit(values: np.ndarray, mask: np.ndarray, fixed_sd: float | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -145,7 +141,7 @@ class LiRA:
         return log_normal(phi_obs, mu_in, sd_in) - log_normal(phi_obs, mu_out, sd_out)
 
     def evaluate(self, model, ctx) -> dict[str, float]:
-        from bench import scoring
+        from bench.eval import scoring
 
         shadows = _need_shadows(self.name, ctx)
         fixed = len(shadows) < FIXED_VARIANCE_BELOW if self.fixed_variance is None else self.fixed_variance
@@ -179,8 +175,8 @@ class ULiRA:
     needs = frozenset({"shadows", "unlearn"})
 
     def evaluate(self, model, ctx) -> dict[str, float]:
-        from bench import scoring
-        from bench.errors import BenchError
+        from bench.eval import scoring
+        from bench.core.errors import BenchError
 
         shadows = _need_shadows(self.name, ctx)
         if ctx.unlearn is None:
@@ -253,7 +249,7 @@ class RMIA:
     def tune_a(self, conf_pool: np.ndarray, keep_pool: np.ndarray, z_idx: np.ndarray, rng) -> float:
         """The grid value of ``a`` maximising AUC when shadow 0 is the target and the shadows
         outside its pair (0, 1) are the references (ml_privacy_meter ``tune_offline_a``)."""
-        from bench import scoring
+        from bench.eval import scoring
 
         M = conf_pool.shape[0]
         if M < 4:
@@ -280,7 +276,7 @@ class RMIA:
     def evaluate(self, model, ctx) -> dict[str, float]:
         import torch
 
-        from bench import scoring
+        from bench.eval import scoring
 
         shadows = _need_shadows(self.name, ctx)
         rng = np.random.default_rng(ctx.seed)
@@ -289,7 +285,7 @@ class RMIA:
         perm = rng.permutation(n_t)
         tgt, pop = np.sort(perm[: n_t // 2]), np.sort(perm[n_t // 2 :])
         if len(tgt) == 0 or len(pop) == 0:
-            from bench.errors import BenchError
+            from bench.core.errors import BenchError
 
             raise BenchError("Attack 'rmia' splits the test set into non-member targets and population: need >= 2 test points.")
         # p_y of every shadow on the whole pool (for the references' OUT means and for tuning a)

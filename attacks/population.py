@@ -1,9 +1,9 @@
 """Population attacks on the attacked model alone (no shadow models): ``loss``, ``confidence``,
-``entropy``, ``mentropy`` (../shared/specs/baselines.md C1, C2).
+``entropy``, ``mentropy`` (Yeom et al. CSF 2018; Song & Mittal USENIX Security 2021; below).
 
 Each scores members (the forget set D_f) against non-members (the test set D_t) with one signal
 of the model's output, oriented so that higher means "member", and logs the shared metrics of
-``bench.scoring`` (``auc``, ``tpr_at_1fpr``, ``tpr_at_0.1fpr``, ``balanced_acc``) plus
+``bench.eval.scoring`` (``auc``, ``tpr_at_1fpr``, ``tpr_at_0.1fpr``, ``balanced_acc``) plus
 ``retain_auc``, the same attack on retain vs test: the training-privacy check (how much the
 unlearned model still leaks about the data it keeps). A log-scale ROC plot of both is saved as the
 artifact ``roc/<attack>.png``.
@@ -16,8 +16,8 @@ artifact ``roc/<attack>.png``.
   Learning Models", USENIX Security 2021; ``inspire-group/membership-inference-evaluation``):
   scores -Entr and -Mentr. With ``confidence``, these three also log ``class_thresh_acc``, the
   paper's attack: per-class thresholds chosen to maximise (TPR + TNR)/2 on "shadow" data, here a
-  seeded half of the members and of the non-members (the spec's option of a held-out split of
-  the same model's data, no extra training), applied to the other half; balanced accuracy.
+  seeded half of the members and of the non-members (a held-out split of the same model's data
+  in place of a shadow model, so no extra training), applied to the other half; balanced accuracy.
   Thresholds are found by sorting and cumulative sums, O(n log n) per class, where the
   reference's ``_thre_setting`` tries every value in a quadratic loop.
 """
@@ -89,7 +89,7 @@ def class_threshold_accuracy(s_m: np.ndarray, y_m: np.ndarray, s_n: np.ndarray, 
 
 def require_sets(name: str, ctx) -> None:
     """A clear error for an empty forget or test set (nothing to separate)."""
-    from bench.errors import BenchError
+    from bench.core.errors import BenchError
 
     if len(ctx.forget_y) == 0 or len(ctx.test_y) == 0:
         raise BenchError(f"Attack '{name}' needs a non-empty forget set and test set (got {len(ctx.forget_y)} "
@@ -120,7 +120,7 @@ class PopulationAttack:
         return _attack_name_scores(self.signal, signals.logits_of(model, x), y)
 
     def evaluate(self, model, ctx) -> dict[str, float]:
-        from bench import scoring
+        from bench.eval import scoring
 
         require_sets(self.name, ctx)
         f = self.scores(model, ctx.forget_x, ctx.forget_y)

@@ -21,8 +21,8 @@ LOG_FLOOR = 1e-30
 
 
 def logits_of(model, x) -> np.ndarray:
-    """Eval-mode logits as float64 numpy (``bench.training.predict_logits``)."""
-    from bench.training import predict_logits
+    """Eval-mode logits as float64 numpy (``bench.nn.training.predict_logits``)."""
+    from bench.nn.training import predict_logits
 
     if len(x) == 0:
         return np.zeros((0, 1))

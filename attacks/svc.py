@@ -1,6 +1,6 @@
 """``svc``: MIA-Efficacy of Jia et al., "Model Sparsity Can Simplify Machine Unlearning",
 NeurIPS 2023, appendix C.3 (OPTML-Group/Unlearn-Sparse ``evaluation/SVC_MIA.py`` called from
-``main_forget.py``; ../shared/specs/baselines.md C3), the privacy column of SalUn's tables.
+``main_forget.py``), the privacy column of SalUn's tables.
 
 All features come from the unlearned model itself; no shadow model is trained. An RBF support
 vector classifier ``SVC(C=3, gamma="auto")`` learns member (1) vs non-member (0) from the

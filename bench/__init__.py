@@ -2,16 +2,48 @@
 
 Importing ``bench`` is cheap (pluggy only): torch, ray and mlflow are imported by the
 commands that need them, so ``bench --help`` and argument errors answer at once.
+
+The plugin author's API, importable from here (each loaded on first use):
+``hookimpl``; ``Method`` (optional base class of methods); ``BenchError``; the contract types
+``ForgetRequest``, ``MethodContext``, ``AttackContext``, ``Splits``, ``OwnTraining``; the search
+space builders ``space``; the conformance kit ``testing``. The package layout, bottom to top:
+``bench.core`` (contracts, plugins, keys, recipe, forget requests, cache), ``bench.nn`` (torch
+helpers and networks), ``bench.eval`` (measurements), ``bench.track`` (MLflow, reports),
+``bench.run`` (one ``bench run``), ``bench.cli``; ``bench.testing`` sits on top and nothing in
+the harness imports it (see docs/architecture.md).
 """
 
 from __future__ import annotations
 
+import importlib
+
 import pluggy
 
-__all__ = ["hookimpl", "__version__"]
+__all__ = ["hookimpl", "__version__", "Method", "BenchError", "ForgetRequest", "MethodContext", "AttackContext",
+           "Splits", "OwnTraining", "space", "testing"]
 
 hookimpl = pluggy.HookimplMarker("bench")
 """Marker for plugin hook implementations: ``@bench.hookimpl def register_methods(register): ...``."""
+
+_LAZY = {
+    "Method": ("bench.core.method", "Method"),
+    "BenchError": ("bench.core.errors", "BenchError"),
+    "ForgetRequest": ("bench.core.contracts", "ForgetRequest"),
+    "MethodContext": ("bench.core.contracts", "MethodContext"),
+    "AttackContext": ("bench.core.contracts", "AttackContext"),
+    "Splits": ("bench.core.contracts", "Splits"),
+    "OwnTraining": ("bench.core.contracts", "OwnTraining"),
+    "space": ("bench.core.space", None),
+    "testing": ("bench.testing", None),
+}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'bench' has no attribute {name!r}")
+    module, attr = _LAZY[name]
+    value = importlib.import_module(module)
+    return value if attr is None else getattr(value, attr)
 
 
 def _version() -> str:

@@ -6,7 +6,7 @@ Usage: python benchmarks/bench_attacks.py [--method ga] [--forget random:10%] [-
 Trains the original and the retrained reference (digits recipe), runs the method once (timed:
 ``unlearn_seconds``), trains the shadow models and the models retrained on D_r that the shadow
 attacks use (timed: a one-off per setting and seed, cached by ``bench run``), then times every
-attack on the unlearned model exactly as a trial runs it (``bench.attack_run.run_attacks``).
+attack on the unlearned model exactly as a trial runs it (``bench.run.attack_step.run_attacks``).
 Needs neither Ray nor MLflow (the cache is a temporary directory).
 """
 
@@ -30,15 +30,20 @@ def main() -> None:
     a = ap.parse_args()
 
 
-    from bench.cache import state_to_bytes
-    from bench.experiment import resolve_model
-    from bench.forget import parse_forget
-    from bench.plugins import get_registry
-    from bench.recipe import build_recipe
-    from bench.shadows import attach_attack_models, needs_of
-    from bench.attack_run import run_attacks
-    from bench.training import fit, seed_everything, set_threads, warm_up
-    from bench.trial import GroupPayload, model_factory, split_data
+    from bench.core.cache import state_to_bytes
+    from bench.run.validate import resolve_model
+    from bench.core.forget import parse_forget
+    from bench.core.plugins import get_registry
+    from bench.core.recipe import build_recipe
+    from bench.core.method import requires_for
+    from bench.core.spec import TrialSpec
+    from bench.eval.shadows import needs_of
+    from bench.nn.nets import model_factory
+    from bench.nn.training import fit, seed_everything, set_threads, warm_up
+    from bench.run.attack_step import run_attacks
+    from bench.run.payload import GroupPayload
+    from bench.run.prepare import attack_models
+    from bench.run.request import build_request, input_bounds, split_data
 
     set_threads(a.threads)
     reg = get_registry()
@@ -60,14 +65,14 @@ def main() -> None:
 
     method = reg.get("method", a.method)
     params = dict(method.default_params)
-    access = set(method.requires_for(params) if hasattr(method, "requires_for") else method.requires)
-    from bench.contracts import ForgetRequest, MethodContext
+    access = requires_for(method, params)
+    from bench.core.contracts import MethodContext
 
     model = new_model()
     model.load_state_dict(original.state_dict())
-    request = ForgetRequest(num_classes=sp.num_classes, kind="random", forget_indices=forget_idx,
-                            forget_x=fx if "forget" in access else None, forget_y=fy if "forget" in access else None,
-                            retain_x=rx if "retain" in access else None, retain_y=ry if "retain" in access else None)
+    bounds = input_bounds(sp, a.device)
+    request = build_request(num_classes=sp.num_classes, kind="random", forget_indices=forget_idx, forget_class=None,
+                            forget=(fx, fy), retain=(rx, ry), access=access, bounds=bounds)
     ctx = MethodContext(seed=0, device=a.device, new_model=new_model, recipe=recipe if "recipe" in access else None)
     seed_everything(0)
     t0 = time.perf_counter()
@@ -76,8 +81,6 @@ def main() -> None:
 
     names = reg.resolve("attack", a.attacks)
     attacks = {n: reg.get("attack", n) for n in names}
-    group = GroupPayload(splits=sp, forget_idx=forget_idx, forget_kind="random", forget_class=None,
-                         original_state=state_to_bytes(original), retrain_seconds=t_retrain, original_eval=None, retrain_eval=None)
     ref_key = "retrain"
     with tempfile.TemporaryDirectory() as cache_dir:
         doc = {"dataset": "digits", "data_sha256": "bench", "model": a.model, "input_shape": list(sp.input_shape),
@@ -87,18 +90,22 @@ def main() -> None:
                                                        original_doc={"kind": "original", **doc}, forget_idx=forget_idx,
                                                        retrain_key=ref_key)],
                                models={a.model: (model_obj, arg, "")}, splits={"digits": sp}, device=a.device)
-        payload = SimpleNamespace(groups={"g0": group})
         lines: list[str] = []
         t0 = time.perf_counter()
-        attach_attack_models(plan, payload, {ref_key: (state_to_bytes(retrained), {})}, lines.append, {})
+        extras = attack_models(plan, {ref_key: (state_to_bytes(retrained), {})}, lines.append, {})["g0"]
         t_shadows = time.perf_counter() - t0
-    spec = {"device": a.device, "seed": 0, "method": a.method, "recipe": recipe.as_dict()}
+    group = GroupPayload(splits=sp, forget_idx=forget_idx, original_state=state_to_bytes(original), steps=(), continual=False,
+                         attack_models=extras)
+    spec = TrialSpec(trial_name=a.method, method=a.method, method_plugin="", params=params, data_access=access, seed=0,
+                     forget_seed=0, dataset="digits", data={}, model=a.model, forget=a.forget, forget_size=len(forget_idx),
+                     group="g0", recipe=recipe.as_dict(), attacks=tuple(attacks), shadow_models=a.shadow_models,
+                     device=a.device, threads=a.threads, versions={}, plugins={})
     rows = []
     for name, attack in attacks.items():
         metrics: dict = {}
         t0 = time.perf_counter()
-        run_attacks({name: attack}, unlearned, metrics, spec=spec, group=group, method=method, params=params, access=access,
-                    data=((rx, ry), (fx, fy), (tx, ty)), new_model=new_model)
+        run_attacks({name: attack}, unlearned, metrics, spec=spec, group=group, method=method,
+                    data=((rx, ry), (fx, fy), (tx, ty)), new_model=new_model, bounds=bounds)
         rows.append((name, time.perf_counter() - t0, {k: v for k, v in metrics.items() if not isinstance(v, dict)}))
 
     print(f"digits / {a.model} / {a.forget} ({len(forget_idx)} points), method {a.method}, {a.threads} thread(s), "

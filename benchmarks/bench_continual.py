@@ -40,8 +40,8 @@ def main() -> None:
 
     import mlflow
 
-    from bench.experiment import RunOptions
-    from bench.runner import run
+    from bench.core.options import RunOptions
+    from bench.run.runner import run
 
     with tempfile.TemporaryDirectory() as tmp:
         uri = f"sqlite:///{tmp}/mlflow.db"

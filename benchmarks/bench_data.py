@@ -9,8 +9,8 @@ so that drifts in machine load hit all alike, and the median and fastest seconds
 printed with their ratios to the first path (on a shared machine the fastest run is the steadier
 figure):
 
-1. ``device``:  bench.training.train_epochs on tensors on the device, augmentation on the device
-   (what the harness does for data under the threshold in bench/training.py);
+1. ``device``:  bench.nn.training.train_epochs on tensors on the device, augmentation on the device
+   (what the harness does for data under the threshold in bench/nn/training.py);
 2. ``stream``:  the same function with the tensors in (pinned) host memory and batches fetched by
    a DataLoader with ``--workers`` processes (what the harness does above the threshold);
 3. ``torchvision``: the usual recipe: a per-image Dataset with torchvision's RandomCrop(32,
@@ -40,23 +40,23 @@ import torch.nn.functional as F
 
 
 def _bench_core():
-    """``bench.training`` and ``bench.nets``; without pluggy (or an install), straight from the
+    """``bench.nn.training`` and ``bench.nn.nets``; without pluggy (or an install), straight from the
     source tree without running ``bench/__init__.py`` (they need only torch)."""
     try:
-        import bench.nets
-        import bench.training
+        import bench.nn.nets
+        import bench.nn.training
 
-        return bench.training, bench.nets
+        return bench.nn.training, bench.nn.nets
     except ImportError:
         for name in [m for m in sys.modules if m == "bench" or m.startswith("bench.")]:
             del sys.modules[name]
         pkg = types.ModuleType("bench")
         pkg.__path__ = [str(Path(__file__).resolve().parents[1] / "bench")]
         sys.modules["bench"] = pkg
-        import bench.nets
-        import bench.training
+        import bench.nn.nets
+        import bench.nn.training
 
-        return bench.training, bench.nets
+        return bench.nn.training, bench.nn.nets
 
 
 training, nets = _bench_core()
@@ -64,7 +64,7 @@ training, nets = _bench_core()
 
 def make_model(spec: str, device):
     if spec == "resnet18-cifar":
-        from bench.resnet_cifar import resnet18_cifar
+        from bench.nn.resnet_cifar import resnet18_cifar
 
         model = resnet18_cifar(10)
     elif spec == "mlp":

@@ -18,14 +18,16 @@ import argparse
 import tempfile
 import time
 
-from bench.experiment import RunOptions, make_plan, package_versions, parse_seeds
-from bench.plugins import get_registry, plugin_versions
-from bench.recipe import parse_assignments
+from bench.core.options import RunOptions, parse_seeds
+from bench.run.plan import make_plan
+from bench.run.validate import package_versions
+from bench.core.plugins import get_registry, plugin_versions
+from bench.core.recipe import parse_assignments
 
 
 def run_plan(opts: RunOptions, say) -> list[tuple[dict, dict | None, str | None]]:
-    from bench.executor import run_local
-    from bench.runner import prepare_references
+    from bench.run.executor import run_local
+    from bench.run.prepare import prepare_references
 
     versions = package_versions()
     plan = make_plan(get_registry(), opts, versions, plugin_versions())

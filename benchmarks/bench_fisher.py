@@ -21,8 +21,8 @@ import torch
 
 from bench.datasets.digits import Digits
 from bench.methods.fisher import auto_chunk, fisher_diagonal, fisher_diagonal_loop
-from bench.nets import MLP, SmallCNN
-from bench.training import set_threads
+from bench.nn.nets import MLP, SmallCNN
+from bench.nn.training import set_threads
 
 
 def main() -> None:

@@ -61,7 +61,7 @@ _plugins_importable()
 def per_point(points: int, relax: int, threads: int) -> None:
     from bench.methods.prune.lp import Clock, PolytopeLP, bound_K, highspy, rows_patch
     from bench.methods.prune.network import activation_region, split
-    from bench.nets import MLP
+    from bench.nn.nets import MLP
 
     torch.manual_seed(0)
     model = MLP(784, (256, 256), 10)
@@ -90,9 +90,9 @@ def per_point(points: int, relax: int, threads: int) -> None:
 
 def _digits_setup(device: str):
     from bench.datasets.digits import Digits
-    from bench.nets import MLP
-    from bench.recipe import build_recipe
-    from bench.training import fit
+    from bench.nn.nets import MLP
+    from bench.core.recipe import build_recipe
+    from bench.nn.training import fit
 
     d = Digits().load(None, False, None)
     recipe = build_recipe(Digits.default_recipe)
@@ -102,7 +102,7 @@ def _digits_setup(device: str):
 
 
 def _forget(d, n: int, device: str):
-    from bench.contracts import ForgetRequest
+    from bench.core.contracts import ForgetRequest
 
     g = torch.Generator().manual_seed(0)
     mask = torch.zeros(len(d.train_y), dtype=torch.bool)
@@ -114,10 +114,10 @@ def _forget(d, n: int, device: str):
 
 
 def prune_vs_retrain(device: str) -> None:
-    from bench.contracts import MethodContext
+    from bench.core.contracts import MethodContext
     from bench.methods.prune import Prune
-    from bench.nets import MLP
-    from bench.training import accuracy, fit
+    from bench.nn.nets import MLP
+    from bench.nn.training import accuracy, fit
 
     d, recipe, model = _digits_setup(device)
     mask, req = _forget(d, 100, device)
@@ -143,7 +143,7 @@ def prune_vs_retrain(device: str) -> None:
 
 
 def memory(sizes, device: str) -> None:
-    from bench.contracts import MethodContext
+    from bench.core.contracts import MethodContext
     from bench.methods.prune import Prune
 
     d, _, model = _digits_setup(device)

@@ -33,9 +33,9 @@ def main():
     os.environ.setdefault("BENCH_PLUGINS", "")
     import ray
 
-    from bench import executor
-    from bench.experiment import RunOptions
-    from bench.runner import run
+    from bench.run import executor
+    from bench.core.options import RunOptions
+    from bench.run.runner import run
 
     phase: dict[str, float] = {}
     real = {"ray": executor.run_ray, "local": executor.run_local}

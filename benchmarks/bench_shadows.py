@@ -4,10 +4,10 @@ Usage: python benchmarks/bench_shadows.py [--models 8] [--hidden 64 --hidden 256
                                           [--threads 2] [--repeats 1] [--device cpu]
 Trains M MLP shadow models of the digits recipe (batch 64, SGD with momentum, cosine schedule) on
 random halves of the digits pool (training + test split, 898 points each), the way
-``bench.shadows`` trains them for LiRA/RMIA, three ways in the same run (interleaved when
+``bench.eval.shadows`` trains them for LiRA/RMIA, three ways in the same run (interleaved when
 repeated): ``stacked`` (stacked parameters, one batched matrix multiply per layer: what the harness
 uses for MLPs), ``vmap`` (stacked parameters through ``torch.func.vmap(functional_call)``: what it
-uses for other architectures) and ``sequential`` (``bench.training.fit`` per model). Prints both wall clocks and CPU times, their ratios (target >= 3x on the 2-core machine) and the
+uses for other architectures) and ``sequential`` (``bench.nn.training.fit`` per model). Prints both wall clocks and CPU times, their ratios (target >= 3x on the 2-core machine) and the
 largest parameter difference between the two results (the same training up to float summation
 order). Needs neither Ray nor MLflow.
 """
@@ -37,11 +37,11 @@ def main() -> None:
 
 def bench_one(a, hidden: str) -> None:
     from bench.datasets.digits import Digits
-    from bench.models import MLPModel
-    from bench.recipe import build_recipe
-    from bench.shadows import plan_set, train_models
-    from bench.training import set_threads, warm_up
-    from bench.trial import model_factory
+    from bench.nn.models import MLPModel
+    from bench.core.recipe import build_recipe
+    from bench.eval.shadows import plan_set, train_models
+    from bench.nn.training import set_threads, warm_up
+    from bench.nn.nets import model_factory
 
     set_threads(a.threads)
     d = Digits().load(None, False, None)

@@ -21,12 +21,12 @@ import time
 import numpy as np
 import torch
 
-from bench.contracts import ForgetRequest, MethodContext
+from bench.core.contracts import ForgetRequest, MethodContext
 from bench.datasets.digits import Digits
 from bench.methods.sisa import Sisa
-from bench.nets import MLP
-from bench.recipe import build_recipe
-from bench.training import accuracy, fit, set_threads, warm_up
+from bench.nn.nets import MLP
+from bench.core.recipe import build_recipe
+from bench.nn.training import accuracy, fit, set_threads, warm_up
 
 
 def _sync(device: str) -> None:

@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 
 from bench.datasets.digits import Digits
-from bench.nets import MLP
-from bench.recipe import build_recipe
-from bench.training import fit, set_threads, warm_up
+from bench.nn.nets import MLP
+from bench.core.recipe import build_recipe
+from bench.nn.training import fit, set_threads, warm_up
 
 
 def plain_loop(x, y, epochs, bs, lr, momentum, wd, seed):

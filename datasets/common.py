@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 
 def parse_options(name: str, arg: str | None, defaults: Mapping[str, Any], *, path: bool = False,

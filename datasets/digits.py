@@ -8,7 +8,7 @@ test set. ``info["input_bounds"]`` is the unit box (0, 1).
 
 from __future__ import annotations
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 TEST_FRACTION = 0.2
 SPLIT_SEED = 0
@@ -27,7 +27,7 @@ class Digits:
         from sklearn.datasets import load_digits
         from sklearn.model_selection import train_test_split
 
-        from bench.contracts import Splits
+        from bench.core.contracts import Splits
 
         data = load_digits()
         x = (data.images.astype(np.float32) / 16.0)[:, None, :, :]

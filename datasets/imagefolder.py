@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 from .common import channel_bounds, normalize_images, parse_options, stratified_split
 
@@ -42,7 +42,7 @@ class ImageFolderDataset:
                              f"class: {EXAMPLE} (relative paths: the current directory, then {root}).")
         import torch
 
-        from bench.contracts import Splits
+        from bench.core.contracts import Splits
 
         if (base / "train").is_dir() and (base / "test").is_dir():
             (train_x, train_y), classes = _read(base / "train", opts)

@@ -13,7 +13,7 @@ smallest and largest value of the training split.
 
 from __future__ import annotations
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 from .common import parse_options
 
@@ -37,7 +37,7 @@ class MNIST1D:
             from mnist1d.data import get_dataset_args, make_dataset
         except ImportError:
             raise BenchError("Dataset 'mnist1d' needs the mnist1d package: pip install mnist1d") from None
-        from bench.contracts import Splits
+        from bench.core.contracts import Splits
 
         args = get_dataset_args()
         args.num_samples, args.seed = opts["n"], opts["seed"]

@@ -8,7 +8,7 @@ train/test split is stratified, 20% test, seeded by ``seed`` (the data seed, not
 
 from __future__ import annotations
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 DEFAULTS = {"n": 2000, "features": 20, "classes": 4, "informative": None, "clusters": 1, "seed": 0}
 
@@ -52,7 +52,7 @@ class Synthetic:
         from sklearn.datasets import make_classification
         from sklearn.model_selection import train_test_split
 
-        from bench.contracts import Splits
+        from bench.core.contracts import Splits
 
         x, y = make_classification(
             n_samples=opts["n"],

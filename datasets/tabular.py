@@ -5,7 +5,8 @@ Purchase (Shokri et al., "Membership Inference Attacks against Machine Learning 
 IEEE S&P 2017): 600 binary features, one per product, for each shopper of Kaggle's "Acquire
 Valued Shoppers" data, labelled by clustering into 20 or 100 classes. Texas-100 (same paper):
 6,169 binary features of hospital discharge records, 100 classes of the main procedure. Purchase-20
-is the setting of the PRUNE paper (shared/specs/prune.md section 5).
+is the setting of the PRUNE paper's experiments (Li et al., "PRUNE: A Patching Based Repair Framework
+for Certifiable Unlearning of Neural Networks", arXiv 2505.06520).
 
 The ``.npz`` format (documented in docs/datasets.md): ``features`` (N, F) binary (0/1, any numeric
 dtype) and ``labels`` either integers (N,) in 0..K-1 or one-hot (N, K) (the layout of
@@ -20,11 +21,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 from .common import parse_options, require_file, stratified_split
 
-#: The PRUNE paper's training recipe for its Purchase-20 MLP (shared/specs/prune.md section 5).
+#: The PRUNE paper's training recipe for its Purchase-20 MLP 600-256-20 (Li et al., arXiv 2505.06520).
 PURCHASE_RECIPE = {"optimizer": "sgd", "lr": 1e-3, "momentum": 0.5, "batch_size": 64, "epochs": 150,
                    "weight_decay": 0.0, "schedule": "constant"}
 TRAIN_FRACTION = 0.8
@@ -76,7 +77,7 @@ class BinaryNpz:
         import numpy as np
         import torch
 
-        from bench.contracts import Splits
+        from bench.core.contracts import Splits
 
         path = require_file(
             self.path(root), self.name,
@@ -167,7 +168,7 @@ class CSVDataset:
         import numpy as np
         import torch
 
-        from bench.contracts import Splits
+        from bench.core.contracts import Splits
 
         header, rows = _read_csv(path)
         where = f"Dataset 'csv' ({path})"

@@ -26,7 +26,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 from .common import channel_bounds, normalize_images
 
@@ -189,7 +189,7 @@ class TorchvisionImages:
     def load(self, root, download, arg=None):
         if arg:
             raise BenchError(f"Dataset '{self.name}' takes no options (got '{self.name}:{arg}').")
-        from bench.contracts import Splits
+        from bench.core.contracts import Splits
 
         train_x, train_y, test_x, test_y = self.arrays(root, download)
         train_x, test_x = train_x.float().div_(255.0), test_x.float().div_(255.0)

@@ -1,26 +1,36 @@
 """Fine-tuning (FT): continue ordinary training of the original model on the retain set only.
 
 Warrick et al. / Golatkar et al. baseline as implemented in OPTML-Group/Unlearn-Sparse
-``unlearn/FT.py`` (../shared/specs/baselines.md A3): SGD, momentum 0.9, weight decay 5e-4,
-10 epochs, lr 0.01 (tuned over [1e-4, 1e-1]), ``model.train()``. Deviation: the batch size
+``unlearn/FT.py`` (Jia et al., "Model Sparsity Can Simplify Machine Unlearning", NeurIPS 2023,
+the FT baseline): SGD, momentum 0.9, weight decay 5e-4, 10 epochs, lr 0.01 (tuned over
+[1e-4, 1e-1]), ``model.train()``. Deviation: the batch size
 defaults to 64 rather than the reference's 256, because the built-in datasets are small (the
 digits retain set is about 1,300 points); it is a parameter.
 """
 
 from __future__ import annotations
 
-from bench import space
+from bench.core import space
+from bench.core.method import Method
+from bench.core.params import require_choice, require_int, require_sgd
+from bench.core.recipe import OPTIMIZERS
 
 
-class FineTune:
+class FineTune(Method):
     name = "ft"
     description = "Fine-tune the original model on the retain set (catastrophic forgetting of the forget set)."
     requires = frozenset({"retain"})
     default_params = {"epochs": 10, "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "batch_size": 64, "optimizer": "sgd"}
     search_space = {"lr": space.loguniform(1e-4, 1e-1), "epochs": space.randint(1, 21)}
 
+    def check_params(self, params):
+        require_int(params, "epochs", 1)
+        require_int(params, "batch_size", 1)
+        require_sgd(params)
+        require_choice(params, "optimizer", OPTIMIZERS)
+
     def unlearn(self, model, request, params, ctx):
-        from bench.training import train_epochs
+        from bench.nn.training import train_epochs
 
         return train_epochs(
             model, request.retain_x, request.retain_y, epochs=params["epochs"], batch_size=params["batch_size"],

@@ -1,6 +1,6 @@
 """Fisher forgetting (Golatkar, Achille and Soatto, CVPR 2020, "Eternal Sunshine of the Spotless
 Net: Selective Forgetting in Deep Networks"; reference code AdityaGolatkar/SelectiveForgetting,
-``Forgetting.ipynb``, cells ``hessian`` and ``get_mean_var``; ../shared/specs/baselines.md A5).
+``Forgetting.ipynb``, cells ``hessian`` and ``get_mean_var``).
 
 Every weight tensor w is replaced by a sample of N(mu, v) built from the diagonal Fisher
 information F of the retain set, as the released notebook does (every published number uses
@@ -42,35 +42,31 @@ classifier row, which the reference still zeroes and perturbs (v = 1e-3 after th
 
 from __future__ import annotations
 
-from bench import space
+from bench.core import space
+from bench.core.method import Method, check_params
+from bench.core.params import require_int, require_non_negative
 
 VARIANTS = ("true", "mc")
 
 
-class FisherForgetting:
+class FisherForgetting(Method):
     name = "fisher"
     description = "Fisher forgetting: Gaussian noise scaled by the inverse diagonal Fisher of the retain set (Golatkar et al.)."
     requires = frozenset({"retain"})
     default_params = {"alpha": 1e-6, "fisher": "true", "chunk_size": 0}  # chunk_size 0: auto
     search_space = {"alpha": space.loguniform(1e-10, 1e-5)}
 
-    def requires_for(self, params):
-        from bench.errors import BenchError
-
+    def check_params(self, params):
         if params["fisher"] not in VARIANTS:
-            raise BenchError(f"Method 'fisher': unknown fisher={params['fisher']!r}; expected 'true' (reference-exact) "
-                             f"or 'mc' (one sampled label per example, not reference-exact).")
-        if not params["alpha"] >= 0:
-            raise BenchError(f"Method 'fisher': alpha={params['alpha']!r}; expected a number >= 0 (e.g. 1e-6).")
-        if params["chunk_size"] < 0:
-            raise BenchError(f"Method 'fisher': chunk_size={params['chunk_size']!r}; expected an integer >= 1, "
-                             f"or 0 for automatic.")
-        return self.requires
+            raise ValueError(f"fisher={params['fisher']!r}: expected 'true' (reference-exact) or 'mc' (one sampled "
+                             f"label per example, not reference-exact)")
+        require_non_negative(params, "alpha")
+        require_int(params, "chunk_size", 0, "0: automatic")
 
     def unlearn(self, model, request, params, ctx):
         import torch
 
-        self.requires_for(params)
+        check_params(self.name, self, params)  # direct callers (the harness checked at plan time)
         g = torch.Generator().manual_seed(ctx.seed)
         chunk = params["chunk_size"] or auto_chunk(model, request.num_classes)
         if params["fisher"] == "mc":
@@ -130,6 +126,17 @@ def _functional(model):
     return params, logits, torch
 
 
+def per_example_grads(logits, torch):
+    """``fn(params, x, y) -> {name: (B, *shape)}``: the gradient of CE(f(x_i), y_i) for every example
+    of the batch, by ``vmap(grad)`` over ``logits`` from :func:`_functional` (shared with ``iu``)."""
+    from torch.func import grad, vmap
+
+    def loss(p, xi, yi):
+        return -torch.log_softmax(logits(p, xi), dim=0).gather(0, yi.unsqueeze(0))[0]
+
+    return vmap(grad(loss), in_dims=(None, 0, 0))
+
+
 def fisher_diagonal(model, x, chunk_size: int = 64) -> dict:
     """Diagonal "true" Fisher of ``model`` on ``x`` as in the notebook's ``hessian``:
     (1/n) Σ_i Σ_c p_c(x_i) · (∇ CE(f(x_i), c))², per parameter name, with the model in eval mode.
@@ -165,16 +172,12 @@ def fisher_diagonal(model, x, chunk_size: int = 64) -> dict:
 def mc_fisher_diagonal(model, x, num_classes: int, chunk_size: int, generator) -> dict:
     """Monte-Carlo Fisher (NOT reference-exact): one label y_i ~ p(x_i) per example, drawn from
     ``generator``; (1/n) Σ_i (∇ CE(f(x_i), y_i))², per-example gradients by ``vmap(grad)``."""
-    from torch.func import grad, vmap
+    from torch.func import vmap
 
     params, logits, torch = _functional(model)
+    per_example = per_example_grads(logits, torch)
     was_training = model.training
     model.eval()
-
-    def loss(p, xi, yi):
-        return -torch.log_softmax(logits(p, xi), dim=0).gather(0, yi.unsqueeze(0))[0]
-
-    per_example = vmap(grad(loss), in_dims=(None, 0, 0))
     out = {k: torch.zeros_like(v) for k, v in params.items()}
     n = len(x)
     try:

@@ -1,13 +1,13 @@
 """Gradient ascent (GA / NegGrad) and NegGrad+.
 
 ``variant="ga"``: minimise -CE(theta; D_f) by SGD over the forget set, as in
-OPTML-Group/Unlearn-Sparse ``unlearn/GA.py`` (Thudi et al. / Jia et al.;
-../shared/specs/baselines.md A4): SGD with momentum 0.9 and weight decay 5e-4, ``model.train()``.
+OPTML-Group/Unlearn-Sparse ``unlearn/GA.py`` (Thudi et al., EuroS&P 2022; Jia et al., NeurIPS
+2023): SGD with momentum 0.9 and weight decay 5e-4, ``model.train()``.
 The reference defaults (5 epochs, lr 1e-4) are tuned for class-wise forgetting of 4,500
 CIFAR-10 images; on the small built-in datasets that is a handful of steps and forgets
 nothing (measured on digits/mlp, class:3: forget accuracy 0.99 at lr 1e-3). GA also diverges
 easily: at lr 1e-2 without a stop it drives retain accuracy to 0.11. Our defaults are
-therefore lr 5e-3 with the early stop the spec asks for on: ``stop_forget_acc=0`` stops as
+therefore lr 5e-3 with an early stop on forget accuracy (GA diverges easily): ``stop_forget_acc=0`` stops as
 soon as the forget-set accuracy, checked after every step, is at or below it (every forget
 point misclassified); -1 turns it off. Measured on digits/mlp over seeds 0-2: class:3 ->
 forget 0.000, retain 0.943, avg_gap 0.026; random:10% -> avg_gap 0.008. Tune lr on the grid
@@ -26,12 +26,20 @@ reproduces the reference loops' ``model.eval()`` during training (frozen BatchNo
 
 from __future__ import annotations
 
-from bench import space
+from bench.core import space
+from bench.core.method import Method
+from bench.core.params import (
+    require_bool,
+    require_choice,
+    require_int,
+    require_range,
+    require_sgd,
+)
 
 VARIANTS = ("ga", "neggrad+")
 
 
-class GradientAscent:
+class GradientAscent(Method):
     name = "ga"
     description = "Gradient ascent on the forget set (NegGrad); variant=neggrad+ adds retain-set descent (Kurmanji et al.)."
     requires = frozenset({"forget", "retain"})
@@ -48,11 +56,22 @@ class GradientAscent:
     }
     search_space = {"lr": space.loguniform(1e-5, 1e-1), "epochs": space.randint(1, 11)}
 
-    def requires_for(self, params):
-        if params["variant"] not in VARIANTS:
-            from bench.errors import BenchError
+    def check_params(self, params):
+        require_choice(params, "variant", VARIANTS)
+        require_int(params, "epochs", 1)
+        require_int(params, "batch_size", 1)
+        require_sgd(params)
+        require_range(params, "alpha", 0.0, 1.0)
+        stop = params["stop_forget_acc"]
+        if stop != -1:
+            try:
+                require_range(params, "stop_forget_acc", 0.0, 1.0)
+            except ValueError:
+                raise ValueError(f"stop_forget_acc={stop!r}: expected a forget accuracy in [0, 1] at or below which "
+                                 f"to stop, or -1 (no early stop)") from None
+        require_bool(params, "train_mode")
 
-            raise BenchError(f"Method 'ga': unknown variant {params['variant']!r}; expected one of {', '.join(VARIANTS)}.")
+    def requires_for(self, params):
         return frozenset({"forget", "retain"}) if params["variant"] == "neggrad+" else frozenset({"forget"})
 
     def unlearn(self, model, request, params, ctx):
@@ -60,7 +79,7 @@ class GradientAscent:
 
         if params["variant"] == "neggrad+":
             return self._neggrad_plus(model, request, params, ctx)
-        from bench.training import batches, make_optimizer
+        from bench.nn.training import batches, make_optimizer
 
         x, y = request.forget_x, request.forget_y
         g = torch.Generator().manual_seed(ctx.seed)
@@ -85,7 +104,7 @@ class GradientAscent:
         import torch
         import torch.nn.functional as F
 
-        from bench.training import batches, make_optimizer
+        from bench.nn.training import batches, make_optimizer
 
         alpha, wd = params["alpha"], params["weight_decay"]
         anchor = [p.detach().clone() for p in model.parameters()]
@@ -112,6 +131,6 @@ class GradientAscent:
 
 
 def _accuracy(model, x, y) -> float:
-    from bench.training import accuracy
+    from bench.nn.training import accuracy
 
     return accuracy(model, x, y)

@@ -1,147 +1,42 @@
-"""L2UL: instance-wise unlearning for pre-trained classifiers, with adversarial examples and
-weight importance (Cha, Cho, Hwang, Lee, Moon, Lee; "Learning to Unlearn: Instance-wise
-Unlearning for Pre-trained Classifiers", AAAI 2024, arXiv 2301.11578; code csm9493/L2UL at
-``5fb777b``; ../shared/specs/l2ul.md).
+"""L2UL: instance-wise unlearning of a pre-trained classifier with adversarial examples and weight
+importance (Cha, Cho, Hwang, Lee, Moon, Lee, "Learning to Unlearn: Instance-wise Unlearning for
+Pre-trained Classifiers", AAAI 2024, arXiv 2301.11578; released code github.com/csm9493/L2UL at
+``5fb777b``, ``main_unlearn_*.py`` and ``utils.py``).
 
-The method forgets given training instances using only the pre-trained model and those instances
-(``requires = {"forget"}``). Three variants, each also registered under its own name:
+It forgets given training instances using only the trained model and those instances
+(``requires = {"forget"}``): it minimises -CE on the forget instances until every one is
+misclassified (checked after every step, at most ``max_epochs`` epochs), with CE on targeted L2 PGD
+adversarial examples of them (:func:`l2_pgd_targeted`, after advertorch's ``L2PGDAttack``) and a
+pull towards the original weights weighted by their inverted MAS importance on the forget set
+(:func:`mas_importance`, :func:`invert_importance`). Variants, each registered under its own name:
+``l2ul`` (``variant="full"``, the code's Case 3, ADV+IMP), ``l2ul-adv`` (``"adv"``, Case 2),
+``l2ul-naive`` (``"naive"``, Case 1) and ``l2ul-oracle`` (``"oracle"``, Case 0: CE on the remaining
+data instead of adversarial examples; a reference that declares ``retain``).
 
-* ``l2ul-naive`` (``variant="naive"``, the code's "Case 1"): minimise -CE(f(x_f), y_f) on the
-  forget instances until every one is misclassified.
-* ``l2ul-adv`` (``variant="adv"``, "Case 2"): the same plus CE on targeted L2 PGD adversarial
-  examples of the forget instances, generated once from the original model in eval mode with
-  random targets other than the instance's label and labelled with their targets. The loss per
-  step is -(n_f/(n_f+n_a))·CE(f(x_f), y_f) + (n_a/(n_f+n_a))·CE(f(x_a), t), one forget batch
-  (cycled) per adversarial batch; one epoch is one pass over the adversarial set.
-* ``l2ul`` (``variant="full"``, "Case 3", ADV+IMP): plus lambda·Σ_p ½·Σ Ω'_p ⊙ (θ_p − θ0_p)², with
-  Ω the MAS importance (Aljundi et al., ECCV 2018) of every weight computed on the forget set
-  only (mean L2 norm of the logits, |gradient| per batch, model copy in train mode) and
-  Ω' = 1 − minmax(Ω_p), normalised and inverted per tensor: the weights that matter most for
-  the forget set are free to move, the others are anchored to the original weights θ0.
-* ``l2ul-oracle`` (``variant="oracle"``, the code's "Case 0", in its ViT and UTKFace scripts): the
-  forget term plus CE on a batch of the remaining data (``retain_batch_size``, shuffled once) in
-  place of the adversarial batch; one epoch is one pass over the remaining data. It is a reference
-  for what the forget-only variants give up, and declares ``retain``. DEVIATION: the code adds the
-  two terms unweighted (-CE(D_f) + CE(D_r)); here they get the adversarial variants' weights
-  n_f/(n_f+n_r) and n_r/(n_f+n_r), so that ``l2ul-oracle`` and ``l2ul-adv`` differ only in what the
-  second batch holds (unweighted, the forget term dominates: on the digits CNN, bounded objective,
-  test accuracy 0.32-0.94 instead of 0.975-0.989).
-
-The targeted L2 PGD (Madry et al., ICLR 2018) is implemented here (:func:`l2_pgd_targeted`),
-mirroring advertorch 0.2.3 ``L2PGDAttack(targeted=True, rand_init=True)`` as the released code
-calls it: random start drawn uniformly in the input box and shrunk into the eps ball, steps of
-size ``pgd_step`` along the L2-normalised gradient of the summed CE towards the target, clamping
-to the input domain and projecting onto the eps ball after every step. The input domain is
-``request.input_bounds`` when the harness provides it, else the range [min, max] of the forget
-inputs. ``ctx.metrics["l2ul_pgd_success"]`` records the fraction of examples the original model
-classifies as their targets (the released code never checks it).
-
-Modes: ``misclassify`` (the paper's objective; the goal is every forget instance misclassified,
-``pred != y``, with y the dataset label) and ``relabel`` ([RECON]: absent from the released code,
-whose scripts all use -CE; reconstructed as +CE(f(x_f), y_new) with the goal
-``pred == y_new`` for every instance; ``relabel_to=-1`` draws a random other label per instance,
-``relabel_to=k`` relabels every instance as class k; the adversarial targets avoid the dataset
-label only, the spec leaving open whether they must also avoid y_new). Stopping rule as in the
-code: the goal is checked in eval mode after every optimiser step (and once before the first),
-with a cap of ``max_epochs`` epochs; ``l2ul_goal_reached`` (1/0), ``l2ul_goal_fraction`` (share
-of instances meeting the goal at the end), ``l2ul_steps`` and ``l2ul_epochs`` are logged.
-
-Optimiser as in the code: SGD over all parameters, momentum 0.9, weight decay 1e-4 (which pulls
-towards 0, not θ0: spec pitfall 9, kept), model in ``train()`` mode during the updates
-(``train_mode=True``, pitfall 7: BatchNorm statistics are updated from forget batches, as in
-the code; ``train_mode=False`` freezes them).
-
-Defects of the released code fixed here (spec §5, regression tests in tests/test_l2ul.py):
-
-* target fallback (5.4): the code maps a random target equal to the label to ``C//2``
-  (over-representing class C//2, and equal to the label when y = C//2); here a target equal to
-  the label is moved by a uniform non-zero offset mod C, uniform over the other classes
-  (:func:`random_other_labels`);
-* MAS gradient accumulation (5.5): the code zeroes the gradients of the original model instead
-  of the copy, so gradients accumulate across forget batches; here every batch starts from zero
-  gradients and Ω is the mean over the forget set of |∇|·B per batch (:func:`mas_importance`);
-* constant-tensor normalisation (5.6): min-max normalisation divides by zero for a constant
-  tensor (NaN loss); here the range is clamped to 1e-12, so a constant tensor gets Ω' = 1
-  (fully anchored) (:func:`invert_importance`).
-
-Forget objective (``forget_loss``, ``mask_misclassified``; misclassify mode only). The paper's and
-the code's is ``forget_loss="neg_ce"``: -CE(f(x_f), y_f), unbounded below (the known weakness of
-gradient-ascent / NegGrad unlearning: Thudi et al., EuroS&P 2022; Kurmanji et al., "Towards
-Unbounded Machine Unlearning", NeurIPS 2023). Its gradient with respect to the logits is p − e_y,
-which vanishes on instances still classified with confidence (on the digits models the forget
-points start at CE 1e-5..0.6, logit margins up to 12) and stays large on those already
-misclassified, which keep being pushed away (margins below -300) while the rest of the model
-drifts. DEVIATION, off by default and on in the digits defaults: ``forget_loss="unlikelihood"``
-replaces the term by -log(1 - p_y) (unlikelihood training, Welleck et al., ICLR 2020), bounded
-below by 0, whose gradient on the true logit is p_y (large while the instance is confidently
-correct, vanishing once it is not); ``mask_misclassified=True`` zeroes the term of every forget
-instance the current forward pass already misclassifies (the mean stays over the forget batch),
-so no instance is pushed past the boundary. ``forget_loss="neg_ce", mask_misclassified=False`` is
-the paper's objective, and what the code's datasets and ``default_params`` use.
-
-Function-space anchor (``anchor_weight``, ``anchor_samples``, ``anchor_inputs``, ``anchor_loss``,
-``forget_mean``). DEVIATION, off by default everywhere (``anchor_weight=0``,
-``forget_mean="batch"``): ``anchor_weight`` x a distance between the outputs of the model being
-updated and of the model as given, on ``anchor_samples`` random inputs drawn afresh at every step
-(:class:`_RandomInputAnchor`; logit matching, Ba & Caruana, NeurIPS 2014, and distillation,
-Hinton et al. 2015, on random inputs instead of data, so the method still uses only the model
-and the forget set). ``anchor_inputs="uniform"`` draws them uniformly from the input domain;
-``"forget_pixels"`` draws every pixel independently from the same pixel of a random forget
-instance (the product of the forget set's per-pixel marginals); ``"mixed"`` draws half of each.
-``anchor_loss="mse"`` is the mean squared difference of the logits, ``"kl"`` the KL divergence
-from the original's softmax output to the updated model's. ``forget_mean="active"`` averages the
-masked forget term over the instances still correct rather than over the batch, so that the
-push on the last instances does not fade as the others flip (without it the anchor holds them at
-the epoch cap). Measured on the digits CNN (docs/l2ul.md; digits defaults plus
-``anchor_weight=4, forget_mean="active", lr=3e-3, max_epochs=1000``; 16 random training points,
-seeds 0-9; original 0.983, target 0.933): forget accuracy 0 on every seed; test accuracy with
-``anchor_inputs="mixed", anchor_loss="kl"`` (the recommended setting) 0.969 / 0.972 / 0.967 /
-0.964 / 0.967 / 0.950 / 0.939 / 0.914 / 0.947 / 0.978 (within 5 points on 9 of 10); with the
-uniform MSE anchor 0.967 / 0.953 / 0.950 / 0.944 / 0.944 / 0.925 / 0.911 / 0.867 / 0.936 / 0.950
-(7 of 10); without an anchor 0.944 / 0.892 / 0.881 / 0.903 / 0.908 / 0.847 / 0.844 / 0.803 / 0.892
-/ 0.897 (1 of 10). On the digits MLP (0.975, target 0.925) the uniform anchor does not help (the
-goal is missed at the cap, as with the digits defaults there); the recommended one with
-``lam=0.01`` reaches forget accuracy 0 on seeds 0-9 at 0.947 / 0.953 / 0.931 / 0.931 / 0.933 /
-0.928 / 0.917 / 0.900 / 0.928 / 0.953 (8 of 10).
-
-Defaults and per-dataset defaults (``dataset_params``, applied by the harness to the dataset of
-each trial unless given with ``-p``): the code's for CIFAR-10/100, ImageNet and UTKFace (eps 4/4/4/2,
-examples per instance 20/200/200/300, forget batch 32/32/16/128, adversarial batch
-256/256/128/128, epoch cap 1000/100/100/1000, lr 1e-3, lambda 1, pgd step 0.1, 100 PGD steps, the
-paper's -CE). ``default_params`` (any other dataset): the paper's -CE with eps 2, lr 1e-2, lambda
-0.01, cap 300 epochs, 20 examples per instance, the code's batch sizes. On digits (8x8 in [0, 1],
-64 inputs against CIFAR's 3,072; a digit image has an L2 norm of about 3.8, so the code's eps 4
-would exceed the image): eps 1.25, lambda 0.1, lr 1e-2, cap 300, 20 examples per instance, the
-code's batch sizes, and the bounded objective (unlikelihood + masking). Measured (docs/l2ul.md;
-16 random training points, seeds 0-2; tests/test_l2ul.py): on the digits CNN (``cnn:32,64``, test
-accuracy 0.983) ``l2ul`` with the digits defaults reaches forget accuracy 0 on every seed, at test
-accuracy 0.944 / 0.892 / 0.881 (seed 0 within 5 points of the original, as the issue asks;
-seeds 1 and 2 are not), against 0.394 / 0.103 / 0.097 with the paper's -CE and the same
-settings; ``l2ul-adv`` 0.911 / 0.892 / 0.861, ``l2ul-naive`` 0.106 / 0.128 / 0.158. On the digits
-MLP (256-256, test accuracy 0.975) no setting without an anchor reached the target: with the digits defaults
-``l2ul-adv`` reaches the goal at 0.900 / 0.900 / 0.808 but ``l2ul`` stops at the cap (6-11 of 16
-instances flipped); with ``default_params`` (-CE) ``l2ul`` reaches it at test accuracy 0.383,
-``l2ul-adv`` at 0.222, and ``l2ul-naive`` collapses to 0.100. Masking alone leaves -CE stuck on
-the confident instances (forget accuracy 0.69-0.94 at the cap); unlikelihood alone reaches the
-goal on the CNN at 0.914 / 0.867 / 0.853. Even with remaining data (the code's "oracle", -CE on
-D_f + CE on D_r) -CE collapses the digits MLP (test 0.10-0.19), and unlikelihood + masking
-reaches 0.908-0.933 (with lr 1e-2 and at most 3000 steps). ``l2ul-oracle`` (weighted as the
-adversarial batch, digits defaults, 16 points, seeds 0-4) does meet the target with the bounded
-objective: CNN 0.986 / 0.978 / 0.989 / 0.975 / 0.975, MLP 0.969 / 0.969 / 0.958 / 0.972 / 0.961;
-with the paper's -CE it collapses too (0.08-0.20). So misclassifying 16 training points within 5
-points of test accuracy is possible on these models, and the forget-only variants' shortfall is the
-price of replacing the remaining data by adversarial examples of the forget set. Ray Tune search
-space: ``eps``, ``lr``, ``lam`` (the README of the code advises retuning eps in [1, 5] and lr in [1e-4, 1e-3]
-on CIFAR; the ranges here cover digits too).
-
-Continual requests (``--forget seq:...``): each call starts from the model it is given, so θ0,
-the adversarial set and Ω are recomputed from the current model and the current request only
-(the spec's [RECON] protocol, §2).
+Parameters: ``mode`` (``misclassify``, the paper's, or ``relabel``), ``relabel_to``, ``lr``,
+``momentum``, ``weight_decay``, ``forget_batch_size``, ``max_epochs``, ``train_mode``; the PGD's
+``eps``, ``pgd_step``, ``pgd_steps``, ``adv_per_instance``, ``adv_batch_size``; ``lam`` (``l2ul``);
+``retain_batch_size`` (``l2ul-oracle``); and two documented deviations, off by default except
+where ``dataset_params`` says: a bounded forget objective (``forget_loss``,
+``mask_misclassified``) and a function-space anchor on random inputs (``anchor_weight``,
+``anchor_samples``, ``anchor_inputs``, ``anchor_loss``, ``forget_mean``). ``dataset_params``
+holds the code's settings for CIFAR-10/100, ImageNet and UTKFace and the measured digits ones.
+Three defects of the released code are fixed (:func:`random_other_labels`, :func:`mas_importance`,
+:func:`invert_importance`). docs/l2ul.md has the details, the deviations, every measurement and the
+commands that reproduce them.
 """
 
 from __future__ import annotations
 
-from bench import space
+from bench.core import space
+from bench.core.method import Method, check_params
+from bench.core.params import (
+    require_bool,
+    require_int,
+    require_non_negative,
+    require_positive,
+    require_sgd,
+)
 
 VARIANTS = ("full", "adv", "naive", "oracle")
 MODES = ("misclassify", "relabel")
@@ -169,7 +64,8 @@ _COMMON = {
 }
 _ADV = {"eps": 2.0, "pgd_step": 0.1, "pgd_steps": 100, "adv_per_instance": 20, "adv_batch_size": 256}
 
-#: The code's settings per dataset (spec §1.3, §1.5) and the measured digits ones.
+#: The code's settings per dataset (its run_unlearn_cifar_imagenet.sh, run_unlearn_utkface.sh and
+#: argparse defaults) and the measured digits ones.
 _CODE_DATASETS = {
     "cifar10": {"eps": 4.0, "adv_per_instance": 20, "forget_batch_size": 32, "adv_batch_size": 256, "max_epochs": 1000,
                 "lr": 1e-3, "lam": 1.0, "forget_loss": "neg_ce", "mask_misclassified": False},
@@ -189,7 +85,7 @@ def _only(params: dict, keys) -> dict:
     return {k: v for k, v in params.items() if k in keys}
 
 
-class L2UL:
+class L2UL(Method):
     """``l2ul``: adversarial examples plus inverted MAS weight importance (the full method)."""
 
     name = "l2ul"
@@ -212,43 +108,58 @@ class L2UL:
         )
         self.dataset_params = {name: _only(values, params) for name, values in _CODE_DATASETS.items()}
 
+    def check_params(self, params):
+        variant = params["variant"]
+        if variant not in VARIANTS:
+            raise ValueError(f"variant={variant!r}: unknown variant; expected one of {', '.join(VARIANTS)}")
+        if variant == "oracle" and "retain" not in self.requires:
+            raise ValueError(f"variant='oracle' trains on the remaining data, which method '{self.name}' does not "
+                             f"declare: use the method 'l2ul-oracle' for it")
+        if variant in ("adv", "full") and not all(k in params for k in _ADV):
+            raise ValueError(f"variant={variant!r} needs the parameters {', '.join(_ADV)}, which method "
+                             f"'{self.name}' does not have: use the method 'l2ul' (or 'l2ul-adv') for it")
+        if variant == "full" and "lam" not in params:
+            raise ValueError(f"variant='full' needs the parameter lam, which method '{self.name}' does not have: "
+                             f"use the method 'l2ul'")
+        for key, allowed, note in (("mode", MODES, ""), ("forget_loss", FORGET_LOSSES, " (neg_ce is the paper's)"),
+                                   ("forget_mean", FORGET_MEANS, " (batch is the paper's)"),
+                                   ("anchor_inputs", ANCHOR_INPUTS, ""), ("anchor_loss", ANCHOR_LOSSES, "")):
+            if params[key] not in allowed:
+                raise ValueError(f"{key}={params[key]!r}: unknown {key}; expected one of {', '.join(allowed)}{note}")
+        require_int(params, "relabel_to", -1, "a class, or -1 for a random other label per instance")
+        require_sgd(params)
+        require_int(params, "forget_batch_size", 1)
+        require_int(params, "max_epochs", 1)
+        require_bool(params, "train_mode", "mask_misclassified")
+        weight = params["anchor_weight"]
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight < float("inf"):
+            raise ValueError(f"anchor_weight={weight!r}: expected a finite anchor_weight >= 0 (0 turns the anchor off)")
+        require_int(params, "anchor_samples", 1)
+        if "eps" in params:  # the adversarial examples (l2ul, l2ul-adv)
+            require_positive(params, "eps", "pgd_step")
+            for key in ("pgd_steps", "adv_per_instance", "adv_batch_size"):
+                require_int(params, key, 1)
+        if "lam" in params:
+            require_non_negative(params, "lam")
+        if "retain_batch_size" in params:
+            require_int(params, "retain_batch_size", 1)
+
     def unlearn(self, model, request, params, ctx):
         import torch
 
-        from bench.errors import BenchError
+        from bench.core.errors import BenchError
 
         p = dict(params)
+        check_params(self.name, self, p)  # direct callers (the harness checked at plan time)
         variant, mode = p["variant"], p["mode"]
-        if variant not in VARIANTS:
-            raise BenchError(f"Method '{self.name}': unknown variant {variant!r}; expected one of {', '.join(VARIANTS)}.")
-        if mode not in MODES:
-            raise BenchError(f"Method '{self.name}': unknown mode {mode!r}; expected one of {', '.join(MODES)}.")
         forget_loss = p["forget_loss"]
-        if forget_loss not in FORGET_LOSSES:
-            raise BenchError(f"Method '{self.name}': unknown forget_loss {forget_loss!r}; expected one of "
-                             f"{', '.join(FORGET_LOSSES)} (neg_ce is the paper's).")
-        if p["forget_mean"] not in FORGET_MEANS:
-            raise BenchError(f"Method '{self.name}': unknown forget_mean {p['forget_mean']!r}; expected one of "
-                             f"{', '.join(FORGET_MEANS)} (batch is the paper's).")
         anchor_weight, anchor_samples = float(p["anchor_weight"]), int(p["anchor_samples"])
-        if anchor_weight < 0 or anchor_samples < 1:
-            raise BenchError(f"Method '{self.name}': anchor_weight={p['anchor_weight']} and anchor_samples="
-                             f"{p['anchor_samples']}; expected anchor_weight >= 0 (0 turns the anchor off) and "
-                             f"anchor_samples >= 1.")
-        for key, allowed in (("anchor_inputs", ANCHOR_INPUTS), ("anchor_loss", ANCHOR_LOSSES)):
-            if p[key] not in allowed:
-                raise BenchError(f"Method '{self.name}': unknown {key} {p[key]!r}; expected one of {', '.join(allowed)}.")
         use_adv = variant in ("adv", "full")
         use_imp = variant == "full"
         oracle = variant == "oracle"
-        if oracle and (request.retain_x is None or "retain_batch_size" not in p):
+        if oracle and request.retain_x is None:
             raise BenchError(f"Method '{self.name}': variant 'oracle' trains on the remaining data, which this method "
                              f"does not declare; use the method 'l2ul-oracle' for it.")
-        if use_adv and not all(k in p for k in _ADV):
-            raise BenchError(f"Method '{self.name}': variant {variant!r} needs the parameters {', '.join(_ADV)}; "
-                             f"use the method 'l2ul' (or 'l2ul-adv') for it.")
-        if use_imp and "lam" not in p:
-            raise BenchError(f"Method '{self.name}': variant 'full' needs the parameter lam; use the method 'l2ul'.")
         C = int(request.num_classes)
         relabel_to = int(p["relabel_to"])
         if mode == "relabel" and not -1 <= relabel_to < C:
@@ -364,13 +275,14 @@ class L2ULNaive(L2UL):
 
 
 def _predict(model, x):
-    from bench.training import predict_logits
+    from bench.nn.training import predict_logits
 
     return predict_logits(model, x).argmax(1)
 
 
 def _loss(model, bx, by, second, mode, forget_loss="neg_ce", mask=False, mean_active=False):
-    """The L2UL loss of one step (spec §1.1), without the importance term. ``second`` is the
+    """The L2UL loss of one step (the paper's objective; the code's ``main_unlearn_*.py``), without the
+    importance term. ``second`` is the
     step's second batch (x, y), weighted n/(n_f+n) against the forget term's n_f/(n_f+n): the
     adversarial batch, or the remaining-data batch of ``l2ul-oracle``; None for ``l2ul-naive``.
 
@@ -492,7 +404,7 @@ def _bounds(request, x):
 def random_other_labels(y, num_classes: int, generator):
     """A uniformly random label different from each ``y`` (CPU tensors).
 
-    Fixes the released code's fallback (spec §5.4: a random target equal to the label became
+    Fixes the released code's fallback (``utils.py`` ``adv_attack``: a random target equal to the label became
     ``C//2``, over-representing that class and equal to the label when y = C//2): a draw equal to
     the label is shifted by a uniform offset in 1..C-1, mod C, so the target is uniform over the
     C-1 other classes.
@@ -547,7 +459,7 @@ def mas_importance(model, x, batch_size: int) -> dict:
     """MAS importance (Aljundi et al., ECCV 2018) of every parameter on ``x``, as the L2UL code
     computes it (utils.py): on a copy of the model in train mode, per batch of B inputs the
     loss is the mean over the batch of the L2 norm of the logits, and Ω_p += |∇_p|·B; finally
-    Ω_p /= N. Fix of spec §5.5: the copy's gradients are cleared before every batch (the code
+    Ω_p /= N. Fix of the code (``utils.py``): the copy's gradients are cleared before every batch (the code
     cleared the original model's, so they accumulated across batches)."""
     import copy
 
@@ -566,7 +478,8 @@ def mas_importance(model, x, batch_size: int) -> dict:
 
 
 def invert_importance(omega: dict) -> dict:
-    """Ω' = 1 − (Ω − min Ω)/(max Ω − min Ω) per tensor. Fix of spec §5.6: the range is clamped to
+    """Ω' = 1 − (Ω − min Ω)/(max Ω − min Ω) per tensor. Fix of the code (``main_unlearn_*.py``, which
+    divides by zero for a constant tensor): the range is clamped to
     1e-12, so a constant tensor gets Ω' = 1 (anchored) instead of NaN."""
     out = {}
     for n, a in omega.items():

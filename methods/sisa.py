@@ -1,9 +1,9 @@
 """SISA: Sharded, Isolated, Sliced and Aggregated training (Bourtoule et al., IEEE S&P 2021,
 "Machine Unlearning"; reference code cleverhans-lab/machine-unlearning, ``sisa.py``,
-``distribution.py``, ``aggregation.py``, ``sharded.py``; ../shared/specs/baselines.md A2).
+``distribution.py``, ``aggregation.py``, ``sharded.py``).
 
 SISA changes how the original model is trained, so it implements the harness's optional
-``train`` hook (see ``bench.contracts.Method``): the training split D is cut into ``shards``
+``train`` hook (``bench.core.contracts.OwnTraining``): the training split D is cut into ``shards``
 disjoint shards of equal size (``distribution.py``'s uniform contiguous split, the last shard
 taking the remainder; we split a seeded permutation of the training indices, because the
 reference's split runs over a dataset its preparation scripts had already shuffled, whereas our
@@ -52,7 +52,9 @@ from __future__ import annotations
 
 import json
 
-from bench import space
+from bench.core import space
+from bench.core.method import Method, check_params
+from bench.core.params import require_choice, require_int
 
 AGGREGATIONS = ("argmax", "softmax")
 WEIGHTINGS = ("uniform", "proportional")
@@ -74,7 +76,7 @@ def _state(model) -> dict:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-class Sisa:
+class Sisa(Method):
     name = "sisa"
     description = "SISA: sharded, sliced training of an ensemble; unlearning retrains only the affected shards (Bourtoule et al.)."
     requires = frozenset({"retain"})
@@ -98,21 +100,11 @@ class Sisa:
     # -- parameters ------------------------------------------------------------------------
 
     def check_params(self, params: dict) -> None:
-        from bench.errors import BenchError
-
-        for key in ("shards", "slices"):
-            if not isinstance(params[key], int) or params[key] < 1:
-                raise BenchError(f"Method 'sisa': {key}={params[key]!r}; expected an integer >= 1 (e.g. -p sisa.{key}=5).")
-        if not isinstance(params["epochs"], int) or params["epochs"] < 0:
-            raise BenchError(f"Method 'sisa': epochs={params['epochs']!r}; expected an integer >= 0 (0 = the recipe's epochs).")
-        if params["aggregation"] not in AGGREGATIONS:
-            raise BenchError(f"Method 'sisa': unknown aggregation {params['aggregation']!r}; expected one of {', '.join(AGGREGATIONS)}.")
-        if params["weighting"] not in WEIGHTINGS:
-            raise BenchError(f"Method 'sisa': unknown weighting {params['weighting']!r}; expected one of {', '.join(WEIGHTINGS)}.")
-
-    def requires_for(self, params):
-        self.check_params(params)  # validated before any training
-        return self.requires
+        require_int(params, "shards", 1)
+        require_int(params, "slices", 1)
+        require_int(params, "epochs", 0, "0: the recipe's epochs")
+        require_choice(params, "aggregation", AGGREGATIONS)
+        require_choice(params, "weighting", WEIGHTINGS)
 
     def training_params(self, params: dict) -> dict:
         """The params that change what ``train`` produces (aggregation and weighting act at
@@ -125,9 +117,9 @@ class Sisa:
         """Train the sharded, sliced ensemble on the whole training split (x, y)."""
         import torch
 
-        from bench.errors import BenchError
+        from bench.core.errors import BenchError
 
-        self.check_params(params)
+        check_params(self.name, self, params)  # direct callers (the harness checked at plan time)
         n, shards, slices = len(y), params["shards"], params["slices"]
         if n < shards * slices:
             raise BenchError(f"Method 'sisa': {n} training points cannot fill {shards} shards x {slices} slices; "
@@ -204,12 +196,12 @@ class Sisa:
         import numpy as np
         import torch
 
-        from bench.errors import BenchError
+        from bench.core.errors import BenchError
 
         if not hasattr(model, "slice_indices") or not hasattr(model, "constituents"):
             raise BenchError(f"Method 'sisa' was given a {type(model).__name__}, not its own ensemble: SISA trains its "
                              f"original with its train hook (the harness does this; bench.testing's kit too).")
-        self.check_params(params)
+        check_params(self.name, self, params)  # direct callers (the harness checked at plan time)
         model.aggregation, model.weighting = params["aggregation"], params["weighting"]
         n = int(model.config["train_size"])
         forget = torch.as_tensor(np.asarray(request.forget_indices, dtype=np.int64).reshape(-1))
@@ -260,7 +252,7 @@ def _train_from(ens, k: int, first: int, x, y, row) -> None:
     slice; ``row`` maps a training index to its row in (x, y)."""
     import torch
 
-    from bench.training import train_epochs
+    from bench.nn.training import train_epochs
 
     model = ens.constituents[k]
     start = ens.inits[k] if first == 0 else ens.checkpoints[k][first - 1]

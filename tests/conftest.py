@@ -4,10 +4,12 @@ Hugging Face's ``datasets`` inside mlflow or ray)."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,27 @@ def _run_bench(*args: str, cwd: str | os.PathLike | None = None, env: dict | Non
     """Run the installed ``bench`` console script; returns the CompletedProcess (text)."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([BENCH, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def _invoke_bench(*args: str, cwd: str | os.PathLike | None = None, env: dict | None = None):
+    """Run ``bench`` in this process with click's CliRunner, from ``cwd`` with ``env`` on top of
+    os.environ (a None value unsets a variable); returns a CompletedProcess like ``_run_bench``'s.
+    An exception the command let escape is appended to stderr as its traceback (exit code 1)."""
+    from click.testing import CliRunner
+
+    from bench.cli import main
+
+    previous = os.getcwd()
+    if cwd is not None:
+        os.chdir(cwd)
+    try:
+        result = CliRunner().invoke(main, list(args), env=env, prog_name="bench")
+    finally:
+        os.chdir(previous)
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(*result.exc_info))
+    return subprocess.CompletedProcess(["bench", *args], result.exit_code, result.stdout, stderr)
 
 
 @pytest.fixture
@@ -47,6 +70,13 @@ def run_bench():
 
 
 @pytest.fixture(scope="session")
+def invoke_bench():
+    """``invoke_bench(*args, cwd=..., env=...)`` runs ``bench`` in process (CliRunner); same result
+    fields as ``run_bench`` (returncode, stdout, stderr), without starting a process."""
+    return _invoke_bench
+
+
+@pytest.fixture(scope="session")
 def store_args():
     """``store_args(workdir)`` -> ``--cache-dir``/``--tracking-uri`` arguments inside ``workdir``."""
     return _store_args
@@ -56,6 +86,24 @@ def store_args():
 def shared_cache(tmp_path_factory) -> Path:
     """A reference cache shared by tests that train the same digits references."""
     return tmp_path_factory.mktemp("shared-cache")
+
+
+def _load_data_files():
+    """tests/data_files.py, loaded by path once (test modules cannot import each other)."""
+    name = "bench_tests_data_files"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("data_files.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@pytest.fixture(scope="session")
+def data_files():
+    """tests/data_files.py: writers of small files in the real on-disk formats (MNIST idx, CIFAR
+    batches, SVHN .mat, image folders, CSV, .npz) and ``with_checksums``."""
+    return _load_data_files()
 
 
 class Boom:
@@ -84,7 +132,7 @@ class _BoomPlugin:
 @pytest.fixture
 def boom_plugin():
     """``boom_plugin(*extra_methods)`` registers ``boom`` (and the extras) in process until the test ends."""
-    from bench.plugins import register_plugin, unregister_plugin
+    from bench.core.plugins import register_plugin, unregister_plugin
 
     added = []
 

@@ -16,12 +16,12 @@ import pytest
 import torch
 from torch import nn
 
-from bench import scoring
+from bench.eval import scoring
 from bench.attacks import LiRA, PopulationAttack, SVCEfficacy
 from bench.attacks.epsilon import bucket_points, example_epsilon, final_score, forgetting_quality
 from bench.attacks.population import best_threshold, class_threshold_accuracy
 from bench.attacks.svc import mia_efficacy
-from bench.contracts import AttackContext, Splits
+from bench.core.contracts import AttackContext, Splits
 
 
 # -- the overfit model and its shadows ------------------------------------------------------
@@ -34,11 +34,11 @@ def overfit():
     the 360 test points, and an attack context with the 300 as members, the test set as
     non-members."""
     from bench.datasets.digits import Digits
-    from bench.models import MLPModel
-    from bench.recipe import build_recipe
-    from bench.shadows import shadow_set
-    from bench.training import fit, set_threads
-    from bench.trial import model_factory
+    from bench.nn.models import MLPModel
+    from bench.core.recipe import build_recipe
+    from bench.eval.shadows import shadow_set
+    from bench.nn.training import fit, set_threads
+    from bench.nn.nets import model_factory
 
     set_threads(1)
     d = Digits().load(None, False, None)
@@ -86,7 +86,7 @@ def test_every_attack_metric_is_documented(overfit):
 
 
 def test_lira_needs_shadows(overfit):
-    from bench.errors import BenchError
+    from bench.core.errors import BenchError
 
     target, ctx = overfit
     bare = AttackContext(ctx.forget_x, ctx.forget_y, ctx.retain_x, ctx.retain_y, ctx.test_x, ctx.test_y, 10, 0, "cpu")
@@ -99,10 +99,10 @@ def test_lira_needs_shadows(overfit):
 
 def test_vmap_training_matches_sequential_training():
     from bench.datasets.synthetic import Synthetic
-    from bench.models import MLPModel
-    from bench.recipe import build_recipe
-    from bench.shadows import train_models
-    from bench.trial import model_factory
+    from bench.nn.models import MLPModel
+    from bench.core.recipe import build_recipe
+    from bench.eval.shadows import train_models
+    from bench.nn.nets import model_factory
 
     sp = Synthetic().load(None, False, "n=400,features=8,classes=3")
     recipe = build_recipe({"epochs": 3, "batch_size": 32, "optimizer": "sgd", "lr": 0.1})
@@ -124,9 +124,9 @@ def test_vmap_training_matches_sequential_training():
 
 
 def test_vmap_trains_a_cnn_like_sequential_training():
-    from bench.models import CNNModel
-    from bench.recipe import build_recipe
-    from bench.shadows import linear_chain, train_models
+    from bench.nn.models import CNNModel
+    from bench.core.recipe import build_recipe
+    from bench.eval.shadows import linear_chain, train_models
 
     x, y = torch.randn(48, 1, 8, 8), torch.randint(0, 3, (48,))
 
@@ -147,8 +147,8 @@ def test_vmap_trains_a_cnn_like_sequential_training():
 
 
 def test_batchnorm_models_train_sequentially():
-    from bench.recipe import build_recipe
-    from bench.shadows import train_models, vectorizable
+    from bench.core.recipe import build_recipe
+    from bench.eval.shadows import train_models, vectorizable
 
     def new(seed):
         torch.manual_seed(seed)
@@ -269,12 +269,13 @@ def test_best_threshold_equals_the_quadratic_search():
 # -- through the harness: the retrained model does not leak its forget set -----------------------
 
 
+@pytest.mark.slow
 def test_harness_runs_attacks_on_the_retrained_model(workdir):
     import mlflow
     from rich.console import Console
 
-    from bench.experiment import RunOptions
-    from bench.runner import run
+    from bench.core.options import RunOptions
+    from bench.run.runner import run
 
     opts = RunOptions(executor="local", methods="retrain", models=["mlp:64"], recipe={"epochs": 10}, shadow_models=4,
                       attacks="loss,svc,lira,ulira,rmia,epsilon", cache_dir=str(workdir / "cache"),
@@ -316,9 +317,10 @@ def test_harness_runs_attacks_on_the_retrained_model(workdir):
 
 @pytest.mark.parametrize("bad", [0, 3, -2, True, "8"])
 def test_shadow_models_must_be_an_even_count(bad, tmp_path):
-    from bench.errors import BenchError
-    from bench.experiment import RunOptions, validate_options
-    from bench.plugins import get_registry
+    from bench.core.errors import BenchError
+    from bench.core.options import RunOptions
+    from bench.run.validate import validate_options
+    from bench.core.plugins import get_registry
 
     opts = RunOptions(executor="local", shadow_models=bad, tracking_uri=f"sqlite:///{tmp_path / 'm.db'}")
     with pytest.raises(BenchError, match=r"--shadow-models must be an even integer >= 2"):

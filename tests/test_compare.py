@@ -1,6 +1,7 @@
 """``bench compare``: tables read back from MLflow, ranks, the Pareto plot and its artifact, errors.
 
-One module-scoped experiment, run in process (--executor local, 5 epochs): a first run of
+Everything in process: the command through click's CliRunner, and one module-scoped
+experiment (--executor local, 5 epochs): a first run of
 retrain, ft, ga and ``flaky`` (fails on seed 1 only) over seeds 0 and 1, then a second, later
 run of ft and ga (another ga lr) on seed 0; plus an empty experiment.
 """
@@ -20,10 +21,10 @@ from click.testing import CliRunner
 from rich.console import Console
 
 import bench
-from bench import compare as cmp
-from bench import report
+from bench.track import compare as cmp
+from bench.track import report
 from bench.cli import main
-from bench.experiment import RunOptions
+from bench.core.options import RunOptions
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -53,8 +54,8 @@ class _FlakyPlugin:
 def store(tmp_path_factory):
     from mlflow.tracking import MlflowClient
 
-    from bench.plugins import register_plugin, unregister_plugin
-    from bench.runner import run
+    from bench.core.plugins import register_plugin, unregister_plugin
+    from bench.run.runner import run
 
     root = tmp_path_factory.mktemp("compare")
     (root / "cache").mkdir()
@@ -106,8 +107,8 @@ def _csv(text: str) -> dict[str, dict]:
     return {r["method"]: r for r in csv.DictReader(io.StringIO(text))}
 
 
-def test_csv_matches_mlflow_values_and_ranks(store, run_bench):
-    res = run_bench("compare", "--tracking-uri", store.uri, "--run", store.first, "--format", "csv", "--no-plot", cwd=store.root)
+def test_csv_matches_mlflow_values_and_ranks(store, invoke_bench):
+    res = invoke_bench("compare", "--tracking-uri", store.uri, "--run", store.first, "--format", "csv", "--no-plot", cwd=store.root)
     assert res.returncode == 0, res.stderr
     rows = _csv(res.stdout)  # stdout is pure CSV: messages go to stderr
     assert list(rows) == ["original (reference)", "retrain (reference)", "retrain", "flaky", "ft", "ga"]
@@ -139,10 +140,10 @@ def test_csv_matches_mlflow_values_and_ranks(store, run_bench):
         sum(m["retrain_seconds"] for m in seed_refs.values()) / 2)
 
 
-def test_table_and_plot_logged_to_the_parent(store, run_bench):
+def test_table_and_plot_logged_to_the_parent(store, invoke_bench):
     from PIL import Image
 
-    res = run_bench("compare", "--tracking-uri", store.uri, "--run", store.first[:8], cwd=store.root)
+    res = invoke_bench("compare", "--tracking-uri", store.uri, "--run", store.first[:8], cwd=store.root)
     assert res.returncode == 0, res.stderr
     out = res.stdout
     assert f"run {store.first[:8]} (first)" in out and "ranked by avg_gap (lower is better)" in out
@@ -172,9 +173,9 @@ def test_table_and_plot_logged_to_the_parent(store, run_bench):
     assert Path(local).read_bytes() == data
 
 
-def test_latest_run_markdown_from_environment_with_objective(store, run_bench, tmp_path):
+def test_latest_run_markdown_from_environment_with_objective(store, invoke_bench, tmp_path):
     plot = tmp_path / "sub" / "p.png"
-    res = run_bench("compare", "--format", "markdown", "--objective", "test_acc", "--plot", str(plot),
+    res = invoke_bench("compare", "--format", "markdown", "--objective", "test_acc", "--plot", str(plot),
                     cwd=tmp_path, env={"MLFLOW_TRACKING_URI": store.uri})
     assert res.returncode == 0, res.stderr
     assert store.second in res.stderr  # the latest parent run
@@ -193,8 +194,8 @@ def test_latest_run_markdown_from_environment_with_objective(store, run_bench, t
     assert (_csv(r.stdout)["ft"]["rank"], _csv(r.stdout)["ga"]["rank"]) == ("2", "1")
 
 
-def test_run_all_pools_parents_and_separates_hyperparameters(store, run_bench):
-    res = run_bench("compare", "--tracking-uri", store.uri, "--run", "all", "--format", "csv", cwd=store.root)
+def test_run_all_pools_parents_and_separates_hyperparameters(store, invoke_bench):
+    res = invoke_bench("compare", "--tracking-uri", store.uri, "--run", "all", "--format", "csv", cwd=store.root)
     assert res.returncode == 0, res.stderr
     rows = _csv(res.stdout)
     assert rows["ft"]["ok"] == "3"  # 2 seeds of the first run + 1 of the second
@@ -253,7 +254,7 @@ def test_directions_pareto_and_ranks():
 
 
 def test_directions_agree_with_bench_tune():
-    from bench.metrics import METRIC_DIRECTIONS
+    from bench.eval.metrics import METRIC_DIRECTIONS
 
     for metric, mode in METRIC_DIRECTIONS.items():
         assert cmp.direction(metric) is (mode == "max"), metric

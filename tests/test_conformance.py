@@ -18,7 +18,7 @@ import bench.testing as kit
 from bench.datasets.digits import Digits
 from bench.datasets.synthetic import Synthetic
 from bench.methods import GradientAscent
-from bench.plugins import DEFAULT_PLUGINS, get_registry
+from bench.core.plugins import DEFAULT_PLUGINS, get_registry
 from bench.testing import check_attack, check_dataset, check_method, parametrize_with_checks
 
 REGISTRY = get_registry()  # tests/conftest.py sets BENCH_PLUGINS="": built-ins only
@@ -30,12 +30,23 @@ def _file_datasets() -> list:
     """The built-in datasets that read files, with small files written in their formats (CIFAR and
     SVHN through torchvision subclasses verifying the written files' checksums), and mnist1d smaller."""
     import atexit
+    import importlib.util
     import shutil
+    import sys
     import tempfile
     from pathlib import Path
 
-    from bench.datasets import fixtures as fx
     from bench.datasets.vision import TorchvisionImages
+
+    # tests/data_files.py, loaded by path here and not through the data_files fixture: the
+    # parametrization below needs the files at collection time. Same module name as the fixture's.
+    name = "bench_tests_data_files"
+    fx = sys.modules.get(name)
+    if fx is None:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("data_files.py"))
+        fx = importlib.util.module_from_spec(spec)
+        sys.modules[name] = fx
+        spec.loader.exec_module(fx)
 
     root = Path(tempfile.mkdtemp(prefix="bench-conformance-data-"))
     atexit.register(shutil.rmtree, root, True)
@@ -77,11 +88,24 @@ KNOWN_FAILURES: dict = {}  # {"plugin id": {"check_name": "reason"}}: none today
 # -- the built-ins pass ---------------------------------------------------------------------
 
 
-@parametrize_with_checks(
+#: Plugins whose checks take seconds each (adversarial examples, LPs, shadow models): their
+#: conformance checks run in the full suite only (marked slow); their own test modules keep quick tests.
+SLOW_PLUGINS = frozenset({"l2ul", "l2ul-adv", "prune", "ulira", "epsilon"})
+
+
+def _slow_for(mark, slow_ids):
+    """``mark`` (parametrize_with_checks's) with the cases of the plugins ``slow_ids`` marked slow."""
+    cases = [pytest.param(*c.values, id=c.id, marks=[*c.marks, pytest.mark.slow]) if c.id.rsplit("-check_", 1)[0] in slow_ids
+             else c for c in mark.args[1]]
+    assert {c.id.rsplit("-check_", 1)[0] for c in mark.args[1]} >= slow_ids, "a slow plugin is not among the cases"
+    return pytest.mark.parametrize(mark.args[0], cases)
+
+
+@_slow_for(parametrize_with_checks(
     [*BUILTIN_METHODS, (GradientAscent(), {"params": {"variant": "neggrad+"}}),
      *BUILTIN_DATASETS, (Synthetic(), {"arg": "n=300,features=6,classes=3"}), *FILE_DATASETS, *BUILTIN_ATTACKS],
     expected_failed_checks=KNOWN_FAILURES,
-)
+), SLOW_PLUGINS)
 def test_builtin_plugins_conform(plugin, check):
     check(plugin)
 
@@ -108,7 +132,7 @@ class LossThresholdAUC:
     def evaluate(self, model, ctx):
         from sklearn.metrics import roc_auc_score
 
-        from bench.training import predict_logits
+        from bench.nn.training import predict_logits
 
         g = torch.Generator().manual_seed(ctx.seed)
         n = min(len(ctx.forget_y), len(ctx.test_y))
@@ -144,7 +168,7 @@ class _GA:
     search_space: dict = {}
 
     def ascend(self, model, x, y, params, seed):
-        from bench.training import batches
+        from bench.nn.training import batches
 
         g = torch.Generator().manual_seed(seed)
         opt = torch.optim.SGD(model.parameters(), lr=params["lr"], momentum=0.9)
@@ -171,7 +195,7 @@ class ReadsUndeclaredRetain(_GA):
     name = "reads-retain"
 
     def unlearn(self, model, request, params, ctx):
-        from bench.training import train_epochs
+        from bench.nn.training import train_epochs
 
         self.ascend(model, request.forget_x, request.forget_y, params, ctx.seed)
         return train_epochs(model, request.retain_x, request.retain_y, epochs=1, batch_size=64, optimizer="sgd",

@@ -1,4 +1,4 @@
-"""Continual forget requests (bench/continual.py, ``--forget seq:...``): parsing and validation,
+"""Continual forget requests (bench/run/continual.py, ``--forget seq:...``): parsing and validation,
 one method call per request on the previous output, a retrained reference per request, per-request
 MLflow metric steps, resume and ``bench compare`` on the final step."""
 
@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from bench.errors import BenchError
-from bench.experiment import RunOptions
-from bench.forget import parse_forget
-from bench.runner import run
+from bench.core.errors import BenchError
+from bench.core.options import RunOptions
+from bench.core.forget import parse_forget
+from bench.run.runner import run
 
 SEQ_METHODS = "retrain,ft,ga,l2ul,sisa,prune"
 
@@ -119,6 +119,7 @@ def _history(client, run_id, key):
     return [m.value for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)]
 
 
+@pytest.mark.slow
 def test_seq_3x10_records_three_steps_per_trial_and_resume_and_compare_read_the_last(workdir, boom_plugin):
     boom_plugin(Chain())
     Chain.seen.clear()
@@ -156,7 +157,7 @@ def test_seq_3x10_records_three_steps_per_trial_and_resume_and_compare_read_the_
     assert sisa["train_seconds"] > 0 and sisa["method_original_test_acc"] > 0.5
     assert len(_history(client, kids.loc["sisa", "run_id"], "sisa_shards_retrained")) == 3
 
-    from bench.compare import compare
+    from bench.track.compare import compare
 
     comp = compare(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
     assert {r.name for r in comp.rows} >= set(SEQ_METHODS.split(",")) and "forget_all_acc" in comp.columns
@@ -199,7 +200,7 @@ def test_seq_through_ray_records_every_request(workdir, store_args, run_bench):
 
 
 def test_input_bounds_from_the_dataset_or_the_training_split():
-    from bench.trial import input_bounds
+    from bench.run.request import input_bounds
     from bench.datasets.digits import Digits
 
     d = Digits().load(None, False, None)

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from bench.cache import ReferenceCache, cache_key, load_state, state_to_bytes
+from bench.core.cache import ReferenceCache, cache_key, load_state, state_to_bytes
 from bench.datasets.digits import Digits
-from bench.evaluation import EvalData, compare_to_references, evaluate_model, js_divergence
-from bench.nets import MLP
-from bench.recipe import build_recipe
-from bench.training import accuracy, fit, set_threads, warm_up
+from bench.eval.evaluation import EvalData, compare_to_references, evaluate_model, js_divergence
+from bench.nn.nets import MLP
+from bench.core.recipe import build_recipe
+from bench.nn.training import accuracy, fit, set_threads, warm_up
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +115,7 @@ def test_load_state_is_strict(digits):
         load_state(MLP(64, (128,), 10), state_to_bytes(model))
 
 
-# --- bench.measure: peak memory of one call ------------------------------------------------------
+# --- bench.eval.measure: peak memory of one call ------------------------------------------------------
 
 
 def _transient_allocation(mb: int, hold: float = 0.0) -> None:
@@ -128,7 +128,7 @@ def _transient_allocation(mb: int, hold: float = 0.0) -> None:
 
 @pytest.mark.parametrize("kernel", [True, False], ids=["kernel-high-water-mark", "sampling-thread"])
 def test_measure_sees_a_transient_peak_and_not_earlier_ones(kernel, monkeypatch):
-    from bench import measure as measure_mod
+    from bench.eval import measure as measure_mod
 
     if not kernel:  # the portable path: no clear_refs, a sampling thread
         monkeypatch.setattr(measure_mod, "_reset_peak_rss", lambda: False)
@@ -145,7 +145,7 @@ def test_measure_sees_a_transient_peak_and_not_earlier_ones(kernel, monkeypatch)
 def test_concurrent_slots_counts_trials_that_fit_at_once(monkeypatch):
     import ray
 
-    from bench.executor import concurrent_slots
+    from bench.run.executor import concurrent_slots
 
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0, "GPU": 1.0})
     assert concurrent_slots(1, 0) == 2
@@ -156,7 +156,7 @@ def test_concurrent_slots_counts_trials_that_fit_at_once(monkeypatch):
 
 
 def test_attack_columns_pick_each_attack_headline_in_order():
-    from bench.report import attack_columns
+    from bench.track.report import attack_columns
 
     results = [{"forget_acc": 1.0, "loss_auc": 0.5, "loss_retain_auc": 0.6, "loss_tpr_at_1fpr": 0.01},
                {"mia_efficacy": 0.1, "avg_gap_mia": 0.0, "lira_auc": 0.52, "loss_auc": 0.4, "epsilon_score": 0.9}]

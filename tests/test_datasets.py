@@ -15,21 +15,26 @@ from rich.console import Console
 
 import bench
 
-from bench.augment import augment_batch, random_crop
-from bench.datasets import fixtures as fx
+from bench.nn.augment import augment_batch, random_crop
 from bench.datasets.imagefolder import ImageFolderDataset
 from bench.datasets.mnist1d import MNIST1D
 from bench.datasets.tabular import CSVDataset, builtin_tabular_datasets
 from bench.datasets.vision import TorchvisionImages, builtin_vision_datasets
-from bench.errors import BenchError
-from bench.recipe import build_recipe
-from bench.training import fit, train_epochs
+from bench.core.errors import BenchError
+from bench.core.recipe import build_recipe
+from bench.nn.training import fit, train_epochs
 
 VISION = {d.name: d for d in builtin_vision_datasets()}
 TABULAR = {d.name: d for d in builtin_tabular_datasets()}
 
 
-def verified(name: str, checksums: dict) -> TorchvisionImages:
+@pytest.fixture
+def fx(data_files):
+    """tests/data_files.py: small files in each real format."""
+    return data_files
+
+
+def verified(fx, name: str, checksums: dict) -> TorchvisionImages:
     """The plugin ``name`` reading through a torchvision subclass that verifies ``checksums``."""
     d = VISION[name]
     return TorchvisionImages(d.name, d.class_name, d.num_classes, d.input_shape, d.description, d.default_recipe,
@@ -47,7 +52,7 @@ def denormalised(splits, part="train"):
 
 
 @pytest.mark.parametrize("name, cls", [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST"), ("kmnist", "KMNIST")])
-def test_mnist_family_idx_files_load_through_torchvision(tmp_path, name, cls):
+def test_mnist_family_idx_files_load_through_torchvision(tmp_path, name, cls, fx):
     fx.write_mnist(tmp_path, cls, n_train=50, n_test=20)
     s = VISION[name].load(str(tmp_path), False)
     ref = getattr(tvd, cls)(str(tmp_path), train=True)  # torchvision itself, on the same files
@@ -59,21 +64,21 @@ def test_mnist_family_idx_files_load_through_torchvision(tmp_path, name, cls):
     assert lo == pytest.approx(float(s.train_x.min()), abs=0.05) and hi >= float(s.train_x.max()) - 1e-5
 
 
-def test_gzipped_idx_files_are_verified_then_unpacked(tmp_path):
+def test_gzipped_idx_files_are_verified_then_unpacked(tmp_path, fx):
     sums = fx.write_mnist(tmp_path, "KMNIST", n_train=30, n_test=10, gz=True)
     with pytest.raises(BenchError, match=r"train-images-idx3-ubyte\.gz does not match torchvision's md5"):
         VISION["kmnist"].load(str(tmp_path), False)  # the official checksums: the test's archives fail
-    s = verified("kmnist", sums).load(str(tmp_path), False)
+    s = verified(fx, "kmnist", sums).load(str(tmp_path), False)
     assert s.train_x.shape == (30, 1, 28, 28)
     assert (tmp_path / "KMNIST/raw/train-images-idx3-ubyte").is_file()
 
 
 @pytest.mark.parametrize("num_classes, name", [(10, "cifar10"), (100, "cifar100")])
-def test_cifar_batches_load_with_checksums_verified(tmp_path, num_classes, name):
+def test_cifar_batches_load_with_checksums_verified(tmp_path, num_classes, name, fx):
     sums = fx.write_cifar(tmp_path, num_classes, per_batch=30, n_test=20)
     with pytest.raises(BenchError, match=r"checksum mismatch for .*(data_batch_1|train) \(expected md5"):
         VISION[name].load(str(tmp_path), False)  # production path: torchvision's published md5 sums
-    plugin = verified(name, sums)
+    plugin = verified(fx, name, sums)
     s = plugin.load(str(tmp_path), False)
     ref = plugin.tv_class()(str(tmp_path), train=True)  # the same subclass through torchvision directly
     assert s.train_x.shape == (150, 3, 32, 32) and s.num_classes == num_classes
@@ -91,11 +96,11 @@ def test_cifar_batches_load_with_checksums_verified(tmp_path, num_classes, name)
         plugin.load(str(tmp_path), False)
 
 
-def test_svhn_mat_files_load_with_label_10_as_digit_0(tmp_path):
+def test_svhn_mat_files_load_with_label_10_as_digit_0(tmp_path, fx):
     sums = fx.write_svhn(tmp_path / "SVHN", n_train=40, n_test=20)
     with pytest.raises(BenchError, match="checksum mismatch for .*train_32x32.mat"):
         VISION["svhn"].load(str(tmp_path), False)
-    s = verified("svhn", sums).load(str(tmp_path), False)
+    s = verified(fx, "svhn", sums).load(str(tmp_path), False)
     from scipy.io import loadmat
 
     raw = loadmat(tmp_path / "SVHN/train_32x32.mat")["y"].ravel()
@@ -114,7 +119,7 @@ def test_missing_torchvision_files_name_the_path_and_the_download_command(tmp_pa
     assert f"bench run --dataset {name} --download --data-dir {tmp_path}" in msg
 
 
-def test_malformed_files_give_clear_errors(tmp_path):
+def test_malformed_files_give_clear_errors(tmp_path, fx):
     # MNIST: a wrong magic number
     raw = tmp_path / "MNIST" / "raw"
     fx.write_mnist(tmp_path, "MNIST", n_train=20, n_test=10)
@@ -131,7 +136,7 @@ def test_malformed_files_give_clear_errors(tmp_path):
     (tmp_path / "cifar-10-batches-py/test_batch").write_bytes(b"not a pickle")
     sums["test_batch"] = fx.md5(tmp_path / "cifar-10-batches-py/test_batch")
     with pytest.raises(BenchError, match="could not read the files under"):
-        verified("cifar10", sums).load(str(tmp_path), False)
+        verified(fx, "cifar10", sums).load(str(tmp_path), False)
     # CIFAR-100 labels out of range for the dataset
     sums = fx.write_cifar(tmp_path / "c100", 100, per_batch=30, n_test=4)
     path = tmp_path / "c100/cifar-100-python/test"
@@ -140,13 +145,13 @@ def test_malformed_files_give_clear_errors(tmp_path):
     path.write_bytes(pickle.dumps(entry))
     sums["test"] = fx.md5(path)
     with pytest.raises(BenchError, match=r"test labels .* span \[\d+, 150\]; expected 0..99"):
-        verified("cifar100", sums).load(str(tmp_path / "c100"), False)
+        verified(fx, "cifar100", sums).load(str(tmp_path / "c100"), False)
     # SVHN: not a .mat file
     sums = fx.write_svhn(tmp_path / "SVHN")
     (tmp_path / "SVHN/test_32x32.mat").write_bytes(b"junk")
     sums["test_32x32.mat"] = fx.md5(tmp_path / "SVHN/test_32x32.mat")
     with pytest.raises(BenchError, match="could not read"):
-        verified("svhn", sums).load(str(tmp_path), False)
+        verified(fx, "svhn", sums).load(str(tmp_path), False)
     with pytest.raises(BenchError, match="takes no options"):
         VISION["cifar10"].load(str(tmp_path), False, "x=1")
 
@@ -175,7 +180,7 @@ def test_mnist1d_is_generated_locally_and_leaves_global_generators_alone(tmp_pat
 
 
 @pytest.mark.parametrize("onehot", [True, False])
-def test_purchase_npz_with_the_paper_split(tmp_path, onehot):
+def test_purchase_npz_with_the_paper_split(tmp_path, onehot, fx):
     fx.write_binary_npz(tmp_path / "purchase/purchase20.npz", n=120, onehot=onehot)
     s = TABULAR["purchase20"].load(str(tmp_path), False)
     raw = np.load(tmp_path / "purchase/purchase20.npz")
@@ -219,7 +224,7 @@ def test_tabular_npz_explicit_split_and_every_bad_file(tmp_path):
         TABULAR["purchase20"].load(str(tmp_path), False)
 
 
-def test_csv_with_a_named_label_column(tmp_path, monkeypatch):
+def test_csv_with_a_named_label_column(tmp_path, monkeypatch, fx):
     path = fx.write_csv(tmp_path / "data/train.csv", n=60, features=4, num_classes=3, label="target")
     s = CSVDataset().load(str(tmp_path), False, f"{path},label=target")
     assert s.num_classes == 3 and s.input_shape == (4,) and len(s.train_y) == 48 and len(s.test_y) == 12
@@ -240,7 +245,7 @@ def test_csv_with_a_named_label_column(tmp_path, monkeypatch):
     assert CSVDataset().load(str(tmp_path), False, str(num)).info["classes"] == ["9", "10"]
 
 
-def test_csv_errors(tmp_path):
+def test_csv_errors(tmp_path, fx):
     good = fx.write_csv(tmp_path / "g.csv", label="target")
     cases = {
         str(tmp_path / "nope.csv"): r"file not found: .*nope\.csv",
@@ -271,7 +276,7 @@ def test_csv_errors(tmp_path):
 # -- image folders ---------------------------------------------------------------------------
 
 
-def test_image_folders_flat_and_split(tmp_path):
+def test_image_folders_flat_and_split(tmp_path, fx):
     flat = fx.write_image_folder(tmp_path / "flat", num_classes=3, per_class=10, size=12)
     s = ImageFolderDataset().load(str(tmp_path), False, str(flat))
     assert s.num_classes == 3 and s.input_shape == (3, 12, 12) and len(s.train_y) + len(s.test_y) == 30
@@ -287,7 +292,7 @@ def test_image_folders_flat_and_split(tmp_path):
     assert t.info["split"] == "train/ and test/ folders" and isinstance(t.info["input_bounds"][0], float)
 
 
-def test_image_folder_errors(tmp_path):
+def test_image_folder_errors(tmp_path, fx):
     with pytest.raises(BenchError, match=r"folder not found: .*missing\. Give a folder with one sub-folder per class"):
         ImageFolderDataset().load(str(tmp_path), False, str(tmp_path / "missing"))
     (tmp_path / "empty").mkdir()
@@ -348,7 +353,7 @@ def test_augmentation_is_seeded_and_off_means_untouched(monkeypatch):
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
     assert not all(torch.equal(p, q) for p, q in zip(a.parameters(), c.parameters(), strict=True))
     # augment=none never reaches the augmentation code (no random draw): the old loop, unchanged
-    import bench.training as training
+    import bench.nn.training as training
 
     monkeypatch.setattr(training, "augment_batch", lambda *a: pytest.fail("augmentation ran with augment=none"))
     d, _, _ = _setup()
@@ -356,17 +361,18 @@ def test_augmentation_is_seeded_and_off_means_untouched(monkeypatch):
     assert all(torch.equal(p, q) for p, q in zip(c.parameters(), d.parameters(), strict=True))
 
 
-def test_streaming_through_a_dataloader_trains_on_the_same_batches():
+@pytest.mark.parametrize("workers", [0, pytest.param(2, marks=pytest.mark.slow)])
+def test_streaming_through_a_dataloader_trains_on_the_same_batches(workers):
     kw = dict(epochs=2, batch_size=16, optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=0.0, schedule="cosine", seed=5)
     a, x, y = _setup()
     b, _, _ = _setup()
     train_epochs(a, x, y, **kw)
-    train_epochs(b, x, y, workers=2, **kw)  # batches fetched by two worker processes
+    train_epochs(b, x, y, workers=workers, **kw)  # batches through a DataLoader: in process (0) or two worker processes
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
 
 
 def test_placement_keeps_everything_on_the_cpu_and_limits_the_gpu(monkeypatch):
-    from bench import training
+    from bench.nn import training
 
     t = torch.zeros(10)
     assert training.device_data_limit("cpu") is None and training.place([t], "cpu")[0] is t
@@ -382,7 +388,7 @@ def test_placement_keeps_everything_on_the_cpu_and_limits_the_gpu(monkeypatch):
 
 
 def test_resnet18_cifar_has_the_cifar_stem():
-    from bench.resnet_cifar import ResNet18Cifar
+    from bench.nn.resnet_cifar import ResNet18Cifar
 
     model = ResNet18Cifar().create(10, (3, 32, 32))
     assert sum(p.numel() for p in model.parameters()) == 11_173_962  # kuangliu/pytorch-cifar's ResNet18
@@ -398,11 +404,12 @@ def test_resnet18_cifar_has_the_cifar_stem():
 # -- end to end, in process --------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_mnist1d_run_retrain_ft_ga_offline(tmp_path, monkeypatch):
     import mlflow
 
-    from bench.experiment import RunOptions
-    from bench.runner import run
+    from bench.core.options import RunOptions
+    from bench.run.runner import run
 
     monkeypatch.chdir(tmp_path)
     opts = RunOptions(executor="local", datasets=["mnist1d"], methods="retrain,ft,ga", models=["mlp:64"],
@@ -433,15 +440,16 @@ class _CifarFiles:
         register(self.plugin)
 
 
-def test_cifar_files_run_through_the_harness_with_augmentation(tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_cifar_files_run_through_the_harness_with_augmentation(tmp_path, monkeypatch, fx):
     import mlflow
 
-    from bench.experiment import RunOptions
-    from bench.plugins import register_plugin, unregister_plugin
-    from bench.runner import run
+    from bench.core.options import RunOptions
+    from bench.core.plugins import register_plugin, unregister_plugin
+    from bench.run.runner import run
 
     sums = fx.write_cifar(tmp_path / "data", 10, per_batch=40, n_test=40)
-    d = verified("cifar10", sums)
+    d = verified(fx, "cifar10", sums)
     d.name = "cifar10-files"
     plugin = _CifarFiles(d)
     register_plugin(plugin)

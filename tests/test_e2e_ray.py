@@ -8,8 +8,8 @@ import mlflow
 import pytest
 from rich.console import Console
 
-from bench.experiment import RunOptions
-from bench.runner import run
+from bench.core.options import RunOptions
+from bench.run.runner import run
 
 
 pytestmark = pytest.mark.slow

@@ -57,9 +57,9 @@ def digits_original():
     import torch
 
     from bench.datasets.digits import Digits
-    from bench.nets import MLP, flat_size
-    from bench.recipe import build_recipe
-    from bench.training import fit, set_threads
+    from bench.nn.nets import MLP, flat_size
+    from bench.core.recipe import build_recipe
+    from bench.nn.training import fit, set_threads
 
     set_threads(1)
     splits = Digits().load(None, False, None)
@@ -71,7 +71,7 @@ def digits_original():
 
 
 def _class_request(splits, forget_class: int):
-    from bench.contracts import ForgetRequest
+    from bench.core.contracts import ForgetRequest
 
     mask = splits.train_y == forget_class
     return ForgetRequest(
@@ -82,7 +82,7 @@ def _class_request(splits, forget_class: int):
 
 
 def _ctx(seed: int):
-    from bench.contracts import MethodContext
+    from bench.core.contracts import MethodContext
 
     def no_new_model():  # random labels never asks for a fresh model
         raise AssertionError("random-labels called ctx.new_model()")
@@ -90,6 +90,7 @@ def _ctx(seed: int):
     return MethodContext(seed=seed, device="cpu", new_model=no_new_model)
 
 
+@pytest.mark.slow
 def test_source_package_imports_without_torch():
     code = (
         "import importlib.util as u, sys;"
@@ -102,8 +103,8 @@ def test_source_package_imports_without_torch():
 
 
 def test_registers_random_labels_through_pluggy(plugin_src):
-    from bench.plugins import build_registry, make_plugin_manager
-    from bench.space import Domain
+    from bench.core.plugins import build_registry, make_plugin_manager
+    from bench.core.space import Domain
 
     registry, infos = build_registry(make_plugin_manager((plugin_src,)))
     entry = registry.entry("method", METHOD)
@@ -119,7 +120,7 @@ def test_registers_random_labels_through_pluggy(plugin_src):
 def test_random_labels_forgets_a_class_in_process(plugin_src, digits_original):
     import torch
 
-    from bench.training import accuracy
+    from bench.nn.training import accuracy
 
     splits, original = digits_original
     request = _class_request(splits, forget_class=3)
@@ -151,8 +152,8 @@ def test_random_labels_forgets_a_class_in_process(plugin_src, digits_original):
 
 
 def test_random_labels_joint_variant_and_bad_variant(plugin_src, digits_original):
-    from bench.errors import BenchError
-    from bench.training import accuracy
+    from bench.core.errors import BenchError
+    from bench.nn.training import accuracy
 
     splits, original = digits_original
     request = _class_request(splits, forget_class=5)
@@ -164,6 +165,7 @@ def test_random_labels_joint_variant_and_bad_variant(plugin_src, digits_original
         method.unlearn(copy.deepcopy(original), request, {**method.default_params, "variant": "nope"}, _ctx(seed=0))
 
 
+@pytest.mark.slow
 def test_random_labels_passes_the_conformance_kit(plugin_src):
     """The kit plugin authors run (``bench.testing``; the plugin's own tests/test_conformance.py
     parametrizes it) passes on both variants, loaded from source as above."""

@@ -9,16 +9,22 @@ import copy
 import numpy as np
 import pytest
 import torch
+from bench.datasets.digits import Digits
+from bench.methods.fisher import (
+    FisherForgetting,
+    fisher_diagonal,
+    fisher_diagonal_loop,
+    mc_fisher_diagonal,
+    mean_var,
+)
 from torch import nn
 
-from bench.contracts import ForgetRequest, MethodContext
-from bench.datasets.digits import Digits
-from bench.errors import BenchError
-from bench.methods.fisher import (FisherForgetting, fisher_diagonal, fisher_diagonal_loop, mc_fisher_diagonal,
-                                  mean_var)
-from bench.nets import MLP
-from bench.recipe import build_recipe
-from bench.training import accuracy, fit
+from bench.core.contracts import ForgetRequest, MethodContext
+from bench.core.errors import BenchError
+from bench.core.method import check_params
+from bench.core.recipe import build_recipe
+from bench.nn.nets import MLP
+from bench.nn.training import accuracy, fit
 
 
 class TinyBN(nn.Module):
@@ -166,6 +172,6 @@ def test_class_forgetting_with_a_tuned_alpha(digits_model):
 def test_bad_params_are_refused():
     method = FisherForgetting()
     with pytest.raises(BenchError, match="fisher='exact'"):
-        method.requires_for(dict(method.default_params, fisher="exact"))
+        check_params("fisher", method, dict(method.default_params, fisher="exact"))
     with pytest.raises(BenchError, match="alpha"):
-        method.requires_for(dict(method.default_params, alpha=-1.0))
+        check_params("fisher", method, dict(method.default_params, alpha=-1.0))

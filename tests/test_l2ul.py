@@ -1,5 +1,9 @@
-"""L2UL (methods/l2ul.py): the issue's "Must show" items on a digits MLP trained here, the targeted
-L2 PGD, and regression tests for the released code's defects (spec ../shared/specs/l2ul.md §5)."""
+"""L2UL (methods/l2ul.py) on a digits MLP trained here: deterministic behaviour (the goal reached on
+a small request, same seed same model, the forget loss going down), the targeted L2 PGD, the
+anchor, and regression tests for the released code's defects (spec ../shared/specs/l2ul.md §5).
+
+The research figures (how many forget sets meet the target, per setting, on the MLP and the CNN)
+are measured by benchmarks/bench_l2ul_targets.py over forget seeds 0-9, not asserted here."""
 
 from __future__ import annotations
 
@@ -9,16 +13,16 @@ import numpy as np
 import pytest
 import torch
 
-from bench.contracts import ForgetRequest, MethodContext
+from bench.core.contracts import ForgetRequest, MethodContext
 from bench.datasets.digits import Digits
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 from bench.methods.l2ul import (
     L2UL, L2ULAdv, L2ULNaive, L2ULOracle, invert_importance, l2_pgd_targeted, mas_importance, random_other_labels,
 )
-from bench.nets import MLP, SmallCNN
-from bench.plugins import get_registry
-from bench.recipe import build_recipe
-from bench.training import accuracy, fit
+from bench.nn.nets import MLP
+from bench.core.plugins import get_registry
+from bench.core.recipe import build_recipe
+from bench.nn.training import accuracy, fit
 
 
 @pytest.fixture(scope="module")
@@ -30,15 +34,6 @@ def trained():
     model = fit(MLP(64, (256, 256), 10), d.train_x, d.train_y, build_recipe(Digits.default_recipe), seed=0)
     fx, fy = _forget_points(d, 0)
     return d, model, fx, fy
-
-
-@pytest.fixture(scope="module")
-def trained_cnn():
-    """digits, the small CNN (``cnn:32,64``) trained with the digits recipe (seed 0)."""
-    torch.set_num_threads(1)
-    d = Digits().load(None, False, None)
-    torch.manual_seed(0)
-    return d, fit(SmallCNN(1, 10, (32, 64)), d.train_x, d.train_y, build_recipe(Digits.default_recipe), seed=0)
 
 
 def _forget_points(d, seed):
@@ -58,164 +53,70 @@ def _digits(method, **params):
     return {**method.dataset_params["digits"], **params}
 
 
-PAPER_OBJECTIVE = {"forget_loss": "neg_ce", "mask_misclassified": False}
+#: The recommended anchor (docs/l2ul.md): mixed random inputs, KL, the straggler mean.
+PIXEL_ANCHOR = {"anchor_weight": 4.0, "forget_mean": "active", "lr": 3e-3, "anchor_inputs": "mixed", "anchor_loss": "kl"}
 
 
-def test_l2ul_on_a_digits_cnn_forgets_16_points_within_5_points_of_test_accuracy(trained_cnn):
-    """The issue's "Must show", on the digits CNN with the method's digits defaults (the bounded
-    forget objective: unlikelihood, misclassified instances masked); the paper's -CE objective with
-    the same settings is reported beside it (figures in docs/l2ul.md)."""
-    d, model = trained_cnn
-    fx, fy = _forget_points(d, 0)
-    before = accuracy(model, d.test_x, d.test_y)
-    assert accuracy(model, fx, fy) == 1.0
-    figures = {}
-    for method in (L2ULNaive(), L2ULAdv(), L2UL()):
-        for objective, extra in (("bounded", {}), ("paper", PAPER_OBJECTIVE)):
-            if objective == "paper" and method.variant != "full":
-                continue
-            out, metrics = _unlearn(method, model, fx, fy, **_digits(method, **extra))
-            figures[method.name, objective] = (accuracy(out, fx, fy), accuracy(out, d.test_x, d.test_y), metrics)
-    print(f"\ncnn original test {before:.3f}; " + "; ".join(
-        f"{k} ({o}): forget {f:.3f} test {t:.3f} goal {m['l2ul_goal_reached']:.0f} epochs {m['l2ul_epochs']:.0f}"
-        for (k, o), (f, t, m) in figures.items()))
-    f_full, t_full, m_full = figures["l2ul", "bounded"]
-    assert f_full == 0.0 and m_full["l2ul_goal_reached"] == 1.0 and m_full["l2ul_goal_fraction"] == 1.0
-    assert t_full >= before - 0.05  # measured 0.944 (original 0.983)
-    # the paper's -CE objective reaches the goal too, but far from the original test accuracy
-    f_paper, t_paper, _ = figures["l2ul", "paper"]
-    assert f_paper == 0.0 and t_paper < before - 0.05
-    # adversarial examples and importance keep more test accuracy than the naive baseline
-    _, t_adv, m_adv = figures["l2ul-adv", "bounded"]
-    _, t_naive, _ = figures["l2ul-naive", "bounded"]
-    assert m_adv["l2ul_goal_reached"] == 1.0
-    assert t_full > t_adv > t_naive
+# How often each setting meets the target (forget accuracy 0 within 5 points of the original test
+# accuracy) over forget seeds 0-9 is measured by benchmarks/bench_l2ul_targets.py, not asserted here.
 
 
-def test_paper_objective_on_the_digits_mlp_adv_keeps_more_test_accuracy_than_naive(trained):
-    """The paper's -CE objective (the method's defaults outside the code's datasets and digits) on
-    the digits MLP: naive collapses, adv and full reach the goal far below the original."""
-    d, model, fx, fy = trained
-    before = accuracy(model, d.test_x, d.test_y)
-    assert accuracy(model, fx, fy) == 1.0
-    figures = {}
-    for method in (L2ULNaive(), L2ULAdv(), L2UL()):
-        assert method.default_params["forget_loss"] == "neg_ce" and not method.default_params["mask_misclassified"]
-        out, metrics = _unlearn(method, model, fx, fy)
-        figures[method.name] = (accuracy(out, fx, fy), accuracy(out, d.test_x, d.test_y), metrics)
-    print(f"\nmlp original test {before:.3f}; " + "; ".join(
-        f"{k}: forget {f:.3f} test {t:.3f} goal {m['l2ul_goal_reached']:.0f} epochs {m['l2ul_epochs']:.0f}"
-        for k, (f, t, m) in figures.items()))
-    f_full, t_full, m_full = figures["l2ul"]
-    assert f_full == 0.0 and m_full["l2ul_goal_reached"] == 1.0 and m_full["l2ul_goal_fraction"] == 1.0
-    f_adv, t_adv, m_adv = figures["l2ul-adv"]
-    assert f_adv == 0.0 and m_adv["l2ul_goal_reached"] == 1.0
-    # the naive baseline collapses the model (chance-level test accuracy) without reaching its goal;
-    # the adversarial examples keep more test accuracy (still far from the original on digits)
-    _, t_naive, m_naive = figures["l2ul-naive"]
-    assert t_naive < 0.2 and m_naive["l2ul_goal_reached"] == 0.0
-    assert t_adv > t_naive + 0.1 and t_full > t_naive + 0.1
-
-
-def test_oracle_with_the_remaining_data_meets_the_target_where_forget_only_variants_miss(trained):
-    """``l2ul-oracle`` (the code's Case 0: the forget term plus CE on the remaining data, weighted as
-    the adversarial batch would be) on the digits MLP, forget sets of seeds 0-2: with the bounded
-    objective it reaches forget accuracy 0 within 5 points of the original test accuracy (measured
-    0.969 / 0.969 / 0.958, original 0.975), which no forget-only variant does on this model; with
-    the paper's -CE even the remaining data does not prevent the collapse (0.10-0.14)."""
+def test_l2ul_reaches_forget_accuracy_zero_on_a_small_request(trained):
+    """4 points, the digits defaults with lambda 0.01 (the digits lambda holds the MLP at the cap):
+    every instance misclassified (the probability of its label down), the goal metrics say so,
+    and the original is left alone."""
     d, model, _, _ = trained
-    before = accuracy(model, d.test_x, d.test_y)
-    oracle = L2ULOracle()
-    for seed in (0, 1, 2):
-        idx = torch.as_tensor(np.sort(np.random.default_rng(seed).choice(len(d.train_y), 16, replace=False)))
-        keep = torch.ones(len(d.train_y), dtype=torch.bool)
-        keep[idx] = False
-        request = ForgetRequest(num_classes=10, kind="random", forget_x=d.train_x[idx], forget_y=d.train_y[idx],
-                                retain_x=d.train_x[keep], retain_y=d.train_y[keep])
-        tests = {}
-        for objective, extra in (("bounded", {}), ("paper", PAPER_OBJECTIVE)):
-            ctx = MethodContext(seed=seed, device="cpu", new_model=None)
-            out = oracle.unlearn(copy.deepcopy(model), request, {**oracle.default_params, **_digits(oracle, **extra)}, ctx)
-            tests[objective] = (accuracy(out, request.forget_x, request.forget_y), accuracy(out, d.test_x, d.test_y),
-                                ctx.metrics["l2ul_goal_reached"])
-        print(f"\noracle seed {seed}: original {before:.3f}, {tests}")
-        forget, test, goal = tests["bounded"]
-        assert forget == 0.0 and goal == 1.0 and test >= before - 0.05
-        assert tests["paper"][1] < before - 0.3
-    # without the remaining data the variant is refused with the method to use
-    with pytest.raises(BenchError, match="l2ul-oracle"):
-        _unlearn(L2UL(), model, request.forget_x, request.forget_y, variant="oracle", retain_batch_size=256)
+    idx = torch.as_tensor(np.sort(np.random.default_rng(0).choice(len(d.train_y), 4, replace=False)))
+    fx, fy = d.train_x[idx], d.train_y[idx]
+    weights = [p.detach().clone() for p in model.parameters()]
+    out, metrics = _unlearn(L2UL(), model, fx, fy, **_digits(L2UL(), lam=0.01))
+    assert accuracy(out, fx, fy) == 0.0
 
+    def p_label(m):
+        with torch.no_grad():
+            return torch.softmax(m(fx), 1)[torch.arange(len(fy)), fy]
 
-#: The function-space anchor on random inputs with the straggler mean (a deviation, docs/l2ul.md).
-ANCHOR = {"anchor_weight": 4.0, "forget_mean": "active", "lr": 3e-3, "max_epochs": 1000}
-
-
-def test_random_input_anchor_meets_the_target_on_a_forget_set_the_defaults_miss(trained_cnn):
-    """Forget set of seed 1 on the digits CNN: the digits defaults reach the goal at 0.892, 9 points
-    below the original; with the anchor on random inputs ``l2ul`` reaches it within 5 points
-    (measured 0.953 in this test, original 0.983), still using only the model and the forget set."""
-    d, model = trained_cnn
-    before = accuracy(model, d.test_x, d.test_y)
-    fx, fy = _forget_points(d, 1)
-    tests = {}
-    for label, extra in (("defaults", {}), ("anchor", ANCHOR)):
-        out, metrics = _unlearn(L2UL(), model, fx, fy, seed=1, **_digits(L2UL(), **extra))
-        assert metrics["l2ul_goal_reached"] == 1.0 and accuracy(out, fx, fy) == 0.0
-        tests[label] = accuracy(out, d.test_x, d.test_y)
-    print(f"\nseed 1: original {before:.3f}, defaults {tests['defaults']:.3f}, anchor {tests['anchor']:.3f}")
-    assert tests["defaults"] < before - 0.05 <= tests["anchor"]
-
-
-#: The recommended anchor: half the inputs from the forget set's pixel marginals, KL (docs/l2ul.md).
-PIXEL_ANCHOR = {**ANCHOR, "anchor_inputs": "mixed", "anchor_loss": "kl"}
-
-
-def test_forget_pixel_anchor_meets_the_target_where_the_uniform_anchor_misses(trained_cnn):
-    """Forget set of seed 5 on the digits CNN: the anchor on uniform inputs reaches the goal 6
-    points below the original (0.919 in this test, on one thread; 0.925 in docs/l2ul.md); with half
-    of the inputs drawn from the forget set's pixel marginals and the KL between the outputs,
-    ``l2ul`` reaches forget accuracy 0 within 5 points (0.942 here, 0.950 there; original 0.983)."""
-    d, model = trained_cnn
-    before = accuracy(model, d.test_x, d.test_y)
-    fx, fy = _forget_points(d, 5)
-    tests = {}
-    for label, extra in (("uniform", ANCHOR), ("pixels", PIXEL_ANCHOR)):
-        out, metrics = _unlearn(L2UL(), model, fx, fy, seed=5, **_digits(L2UL(), **extra))
-        assert metrics["l2ul_goal_reached"] == 1.0 and accuracy(out, fx, fy) == 0.0
-        tests[label] = accuracy(out, d.test_x, d.test_y)
-    print(f"\nseed 5: original {before:.3f}, uniform anchor {tests['uniform']:.3f}, pixel anchor {tests['pixels']:.3f}")
-    assert tests["uniform"] < before - 0.05 <= tests["pixels"]
+    assert (p_label(out) < p_label(model)).all()
+    assert metrics["l2ul_goal_reached"] == 1.0 and metrics["l2ul_goal_fraction"] == 1.0
+    assert 0 < metrics["l2ul_steps"] and metrics["l2ul_epochs"] < _digits(L2UL())["max_epochs"]
+    assert all(torch.equal(a, b) for a, b in zip(weights, model.parameters(), strict=True))
 
 
 @pytest.mark.slow
-def test_forget_pixel_anchor_on_the_other_forget_sets_of_the_digits_cnn(trained_cnn):
-    """Forget sets of seeds 2, 3 and 4 (docs/l2ul.md gives seeds 0-9: the target met on 9 of 10):
-    with the recommended anchor ``l2ul`` reaches forget accuracy 0 within 5 points of the
-    original test accuracy on each (measured 0.967 / 0.969 / 0.969 in this test, on one thread)."""
-    d, model = trained_cnn
-    before = accuracy(model, d.test_x, d.test_y)
-    for seed in (2, 3, 4):
-        fx, fy = _forget_points(d, seed)
-        out, metrics = _unlearn(L2UL(), model, fx, fy, seed=seed, **_digits(L2UL(), **PIXEL_ANCHOR))
-        test = accuracy(out, d.test_x, d.test_y)
-        print(f"\nseed {seed}: original {before:.3f}, pixel anchor {test:.3f}, steps {metrics['l2ul_steps']:.0f}")
-        assert metrics["l2ul_goal_reached"] == 1.0 and accuracy(out, fx, fy) == 0.0 and test >= before - 0.05
-
-
-def test_forget_pixel_anchor_meets_the_target_on_the_digits_mlp(trained):
-    """On the digits MLP the recommended anchor with λ = 0.01 (the digits λ 0.1 holds the MLP: the
-    goal is missed at the cap) reaches forget accuracy 0 within 5 points of the original test
-    accuracy on the forget sets of seeds 0 and 1 (0.947 / 0.953 in docs/l2ul.md, original 0.975;
-    8 of 10 forget sets there)."""
+def test_oracle_reaches_the_goal_on_a_small_request(trained):
+    """``l2ul-oracle`` (the forget term plus CE on the remaining data) reaches forget accuracy 0."""
     d, model, _, _ = trained
-    before = accuracy(model, d.test_x, d.test_y)
-    for seed in (0, 1):
-        fx, fy = _forget_points(d, seed)
-        out, metrics = _unlearn(L2UL(), model, fx, fy, seed=seed, **_digits(L2UL(), **PIXEL_ANCHOR, lam=0.01))
-        test = accuracy(out, d.test_x, d.test_y)
-        print(f"\nmlp seed {seed}: original {before:.3f}, pixel anchor {test:.3f}, steps {metrics['l2ul_steps']:.0f}")
-        assert metrics["l2ul_goal_reached"] == 1.0 and accuracy(out, fx, fy) == 0.0 and test >= before - 0.05
+    idx = torch.as_tensor(np.sort(np.random.default_rng(0).choice(len(d.train_y), 4, replace=False)))
+    keep = torch.ones(len(d.train_y), dtype=torch.bool)
+    keep[idx] = False
+    request = ForgetRequest(num_classes=10, kind="random", forget_x=d.train_x[idx], forget_y=d.train_y[idx],
+                            retain_x=d.train_x[keep], retain_y=d.train_y[keep])
+    oracle = L2ULOracle()
+    ctx = MethodContext(seed=0, device="cpu", new_model=None)
+    out = oracle.unlearn(copy.deepcopy(model), request, {**oracle.default_params, **_digits(oracle)}, ctx)
+    assert accuracy(out, request.forget_x, request.forget_y) == 0.0 and ctx.metrics["l2ul_goal_reached"] == 1.0
+
+
+def test_forget_only_methods_refuse_the_oracle_variant(trained):
+    """Without the remaining data the variant is refused, naming the method to use."""
+    _, model, fx, fy = trained
+    with pytest.raises(BenchError, match="l2ul-oracle"):
+        _unlearn(L2UL(), model, fx, fy, variant="oracle", retain_batch_size=256)
+
+
+def test_same_seed_same_model_other_seed_other_model(trained):
+    """A few epochs with the recommended anchor (PGD targets, adversarial batches and anchor
+    inputs all drawn from ctx.seed): the same seed gives the same weights and metrics, another
+    seed other weights."""
+    _, model, fx, fy = trained
+    params = _digits(L2UL(), **PIXEL_ANCHOR, lam=0.01, adv_per_instance=5, max_epochs=2)
+    a, ma = _unlearn(L2UL(), model, fx[:4], fy[:4], seed=0, **params)
+    b, mb = _unlearn(L2UL(), model, fx[:4], fy[:4], seed=0, **params)
+    c, _ = _unlearn(L2UL(), model, fx[:4], fy[:4], seed=1, **params)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True)) and ma == mb
+    assert not all(torch.equal(p, q) for p, q in zip(a.parameters(), c.parameters(), strict=True))
+    assert ma["l2ul_epochs"] == 2.0
+
 
 def test_random_input_anchor_samples_the_input_domain_and_is_zero_at_the_start():
     from bench.methods.l2ul import _RandomInputAnchor
@@ -283,23 +184,6 @@ def test_forget_pixel_anchor_inputs_and_the_kl_anchor():
         _RandomInputAnchor(net, (lo, hi), (10, 2, 2), g, inputs="mixed")
 
 
-@pytest.mark.slow
-def test_bounded_objective_on_other_forget_sets_of_the_digits_cnn(trained_cnn):
-    """Forget sets of seeds 1 and 2: the bounded objective reaches the goal and keeps more test
-    accuracy than the paper's, but not within 5 points there (docs/l2ul.md records the figures)."""
-    d, model = trained_cnn
-    before = accuracy(model, d.test_x, d.test_y)
-    for seed in (1, 2):
-        fx, fy = _forget_points(d, seed)
-        tests = {}
-        for objective, extra in (("bounded", {}), ("paper", PAPER_OBJECTIVE)):
-            out, metrics = _unlearn(L2UL(), model, fx, fy, seed=seed, **_digits(L2UL(), **extra))
-            assert metrics["l2ul_goal_reached"] == 1.0 and accuracy(out, fx, fy) == 0.0
-            tests[objective] = accuracy(out, d.test_x, d.test_y)
-        print(f"\nseed {seed}: original {before:.3f}, bounded {tests['bounded']:.3f}, paper {tests['paper']:.3f}")
-        assert tests["bounded"] > tests["paper"] + 0.1
-
-
 def test_forget_losses_and_the_mask():
     """unlikelihood = -log(1 - p_y) (bounded below by 0, large where p_y is near 1, unlike -CE whose
     gradient vanishes there); the mask drops instances already misclassified."""
@@ -336,6 +220,7 @@ def test_forget_losses_and_the_mask():
     assert torch.allclose(rel, torch.nn.functional.cross_entropy(logits, y))
 
 
+@pytest.mark.slow
 def test_a_strong_importance_anchor_keeps_test_accuracy_but_stops_at_the_epoch_cap(trained):
     d, model, fx, fy = trained
     out, metrics = _unlearn(L2UL(), model, fx, fy, lam=1.0, max_epochs=30)
@@ -344,6 +229,7 @@ def test_a_strong_importance_anchor_keeps_test_accuracy_but_stops_at_the_epoch_c
     assert metrics["l2ul_goal_fraction"] == pytest.approx(1 - accuracy(out, fx, fy))
 
 
+@pytest.mark.slow
 def test_relabel_mode_reaches_the_given_label(trained):
     d, model, fx, fy = trained
     keep = fy != 4
@@ -457,7 +343,7 @@ def test_names_registered_using_only_the_forget_set_except_the_oracle():
 
 
 def test_per_dataset_defaults_and_user_values_win():
-    from bench.experiment import MethodPlan, params_for_dataset
+    from bench.run.validate import MethodPlan, params_for_dataset
 
     obj = L2UL()
     plan = MethodPlan("l2ul", obj, {**obj.default_params, "lr": 0.5}, ("forget",), "builtin")

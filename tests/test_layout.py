@@ -3,7 +3,10 @@
 import subprocess
 import sys
 
+import pytest
 
+
+@pytest.mark.slow
 def test_plugin_folders_install_under_bench_namespace():
     code = (
         "import sys, bench.methods, bench.datasets, bench.attacks;"
@@ -13,10 +16,11 @@ def test_plugin_folders_install_under_bench_namespace():
     subprocess.run([sys.executable, "-P", "-c", code], check=True, cwd="/")
 
 
+@pytest.mark.slow
 def test_cli_start_imports_no_heavy_library():
     code = (
         "import sys; from bench.cli import main;"
-        "from bench.plugins import get_registry; get_registry();"
+        "from bench.core.plugins import get_registry; get_registry();"
         "heavy = [m for m in ('torch', 'ray', 'mlflow', 'timm', 'sklearn') if m in sys.modules]; assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-P", "-c", code], check=True, cwd="/")

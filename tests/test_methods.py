@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.contracts import ForgetRequest, MethodContext
+from bench.core.contracts import ForgetRequest, MethodContext
 from bench.datasets.digits import Digits
 from bench.methods import FineTune, GradientAscent, Retrain
-from bench.nets import MLP
-from bench.recipe import build_recipe
-from bench.training import accuracy, fit, set_threads
+from bench.nn.nets import MLP
+from bench.core.recipe import build_recipe
+from bench.nn.training import accuracy, fit, set_threads
 
 RECIPE = build_recipe(Digits.default_recipe)
 

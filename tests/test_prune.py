@@ -17,14 +17,14 @@ import pytest
 import torch
 from scipy.optimize import linprog
 
-from bench.contracts import ForgetRequest, MethodContext
+from bench.core.contracts import ForgetRequest, MethodContext
 from bench.datasets.digits import Digits
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 from bench.methods.prune import Prune
 from bench.methods.prune.modules import PatchedModel
-from bench.nets import MLP, SmallCNN
-from bench.recipe import build_recipe
-from bench.training import accuracy, fit, predict_logits
+from bench.nn.nets import MLP, SmallCNN
+from bench.core.recipe import build_recipe
+from bench.nn.training import accuracy, fit, predict_logits
 
 UNIT = (torch.tensor(0.0), torch.tensor(1.0))
 
@@ -130,6 +130,7 @@ def test_region_rows_are_true_per_neuron_gradients(digits, mlp):
     assert not np.allclose(reg.A[1:], cumulative[1:])
 
 
+@pytest.mark.slow
 def test_100_random_points_forgotten_with_small_test_drop(digits, mlp):
     g = torch.Generator().manual_seed(0)
     mask = torch.zeros(len(digits.train_y), dtype=torch.bool)
@@ -165,6 +166,7 @@ def test_100_random_points_forgotten_with_small_test_drop(digits, mlp):
     assert settled > 0.9 * len(u) * sum(p.A.shape[0] for p in out.patches)
 
 
+@pytest.mark.slow
 def test_whole_class_forgotten_other_classes_kept(digits, mlp):
     mask = digits.train_y == 3
     out, ctx = _unlearn(copy.deepcopy(mlp), _request(digits, mask, "class", 3), gamma=0.2, certify=False)
@@ -262,6 +264,7 @@ def test_clear_errors(digits, mlp):
         _unlearn(copy.deepcopy(mlp), _request(digits, mask), lp="exact")
 
 
+@pytest.mark.slow
 def test_harness_run_logs_prune_metrics_and_patch_artifact(workdir):
     """In process (--executor local): PRUNE gets only the forget set (+ the input box), and its
     metrics and prune_patches.json land in the trial's MLflow run."""
@@ -270,8 +273,8 @@ def test_harness_run_logs_prune_metrics_and_patch_artifact(workdir):
     import mlflow
     from rich.console import Console
 
-    from bench.experiment import RunOptions
-    from bench.runner import run
+    from bench.core.options import RunOptions
+    from bench.run.runner import run
 
     opts = RunOptions(executor="local", cache_dir=str(workdir / "cache"),
                       tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}", methods="prune", forgets=["random:5"],
@@ -288,6 +291,7 @@ def test_harness_run_logs_prune_metrics_and_patch_artifact(workdir):
     assert summary["patches"] == kid["metrics.patches"] and all(c["certified"] for c in summary["certificates"])
 
 
+@pytest.mark.slow
 def test_memoised_certificate_check_equals_a_fresh_one_and_solves_fewer_lps(digits, mlp):
     """The check memoises LP bounds on the model between requests (certify.py): on a model that
     gained patches, it must give exactly the records of a fresh check, with fewer LP solves."""

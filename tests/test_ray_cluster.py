@@ -13,7 +13,7 @@ import mlflow
 import psutil
 import pytest
 
-from bench.ui import stop_processes
+from bench.track.ui import stop_processes
 
 pytestmark = pytest.mark.slow
 

@@ -10,10 +10,10 @@ from types import SimpleNamespace
 import pytest
 
 import bench
-from bench import space
-from bench.errors import BenchError, PluginError
-from bench.experiment import resolve_model
-from bench.plugins import (
+from bench.core import space
+from bench.core.errors import BenchError, PluginError
+from bench.run.validate import resolve_model
+from bench.core.plugins import (
     build_registry,
     get_registry,
     in_process_plugins,
@@ -101,7 +101,7 @@ def test_builtin_entries_record_their_origin(builtin):
     assert builtin.entry("dataset", "digits").origin == "bench.datasets"
     assert builtin.entry("dataset", "synthetic").origin == "bench.datasets"
     for name in ("mlp", "cnn", "timm"):
-        assert builtin.entry("model", name).origin == "bench.models"
+        assert builtin.entry("model", name).origin == "bench.nn.models"
     assert builtin.entry("method", "ga").description.startswith("Gradient ascent")
 
 
@@ -117,7 +117,7 @@ def test_plugin_infos_list_hooks_and_registered_names():
     assert methods.hooks == ["register_methods"]
     assert methods.registered == {"method": BUILTIN_METHODS}
     assert by_name["bench.datasets"].registered == {"dataset": ["cifar10", "cifar100", "csv", "digits", "fashion-mnist", "imagefolder", "kmnist", "mnist", "mnist1d", "purchase100", "purchase20", "svhn", "synthetic", "texas100"]}
-    assert by_name["bench.models"].registered == {"model": ["cnn", "mlp", "resnet18-cifar", "timm"]}
+    assert by_name["bench.nn.models"].registered == {"model": ["cnn", "mlp", "resnet18-cifar", "timm"]}
 
     mine = by_name["infoplugin"]
     assert mine.source == "registered in process"
@@ -157,7 +157,7 @@ def test_method_missing_attribute(attr):
     msg = str(exc.value)
     assert "Plugin 'lacking'" in msg
     assert f"without {attr}" in msg
-    assert "bench.contracts" in msg
+    assert "bench.core.contracts" in msg
 
 
 @pytest.mark.parametrize("kind, attr", [
@@ -345,9 +345,9 @@ def test_resolve_nothing_given(builtin, patterns):
 
 
 def test_resolve_sees_plugin_methods():
-    registry, _ = build(make_plugin("more", methods=[make_method("rl"), make_method("scrub")]))
-    assert registry.resolve("method", "r*") == ["retrain", "rl"]
-    assert registry.resolve("method", "sc*,ga") == ["scrub", "ga"]
+    registry, _ = build(make_plugin("more", methods=[make_method("rand-labels"), make_method("scrubber")]))
+    assert registry.resolve("method", "r*") == ["rand-labels", "retrain"]
+    assert registry.resolve("method", "sc*,ga") == ["scrubber", "ga"]
 
 
 # -- model specs -----------------------------------------------------------------------------
@@ -362,12 +362,12 @@ def test_resolve_sees_plugin_methods():
 ])
 def test_resolve_model_registered_names(builtin, spec, name, arg):
     obj, got_arg, origin = resolve_model(builtin, spec)
-    assert (obj.name, got_arg, origin) == (name, arg, "bench.models")
+    assert (obj.name, got_arg, origin) == (name, arg, "bench.nn.models")
 
 
 def test_resolve_model_timm_family(builtin):
     obj, arg, origin = resolve_model(builtin, "test_resnet")
-    assert (obj.name, arg, origin) == ("timm", "test_resnet", "bench.models")
+    assert (obj.name, arg, origin) == ("timm", "test_resnet", "bench.nn.models")
 
 
 @pytest.mark.parametrize("spec", ["mlpp", "mlpp:128", "cnm"])

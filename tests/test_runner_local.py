@@ -5,10 +5,11 @@ from __future__ import annotations
 import io
 
 import mlflow
+import pytest
 from rich.console import Console
 
-from bench.experiment import RunOptions
-from bench.runner import run
+from bench.core.options import RunOptions
+from bench.run.runner import run
 
 
 class Spy:
@@ -61,6 +62,7 @@ def test_method_receives_only_declared_data_and_failures_stay_in_their_trial(wor
     assert "1 trial(s) failed" in out
 
 
+@pytest.mark.slow
 def test_class_request_forgetting_through_the_harness(workdir):
     code, out = _run(workdir, methods="retrain,ga", forgets=["class:3"], seeds=[0])
     assert code == 0, out
@@ -100,7 +102,7 @@ class Collider(Reporter):
 
 def test_methods_add_metrics_and_artifacts_to_their_trial(workdir, boom_plugin):
     boom_plugin(Reporter(), Collider())
-    code, out = _run(workdir, methods="reporter,collider", forgets=["random:7"])
+    code, out = _run(workdir, methods="reporter,collider", forgets=["random:7"], recipe={"epochs": 3})
     assert code == 1, out
     kids = _children(workdir).set_index("tags.bench.method")
     assert kids.loc["reporter", "metrics.patches"] == 7.0

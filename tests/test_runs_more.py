@@ -10,12 +10,12 @@ import psutil
 import pytest
 from rich.console import Console
 
-from bench.experiment import load_toml, merge_options
-from bench.runner import run
+from bench.core.options import load_toml, merge_options
+from bench.run.runner import run
 
 
 def _run(workdir, **kw):
-    from bench.experiment import RunOptions
+    from bench.core.options import RunOptions
 
     opts = RunOptions(executor="local", cache_dir=str(workdir / "cache"), tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}", **kw)
     out = io.StringIO()
@@ -28,6 +28,7 @@ def _trials(workdir):
     return df[df["tags.bench.role"] == "trial"]
 
 
+@pytest.mark.slow
 def test_timm_and_cnn_models_on_digits(workdir):
     code, out = _run(workdir, methods="ft", models=["test_resnet", "cnn"], forgets=["random:50"], recipe={"epochs": 3})
     assert code == 0, out
@@ -64,7 +65,7 @@ def test_synthetic_dataset_with_an_index_file_and_a_toml_experiment(workdir):
 def test_local_ray_listens_on_loopback_only():
     import ray
 
-    from bench.executor import start_ray
+    from bench.run.executor import start_ray
 
     assert not ray.is_initialized()
     started = start_ray(None, False, lambda msg: None)
@@ -85,7 +86,7 @@ def test_local_ray_listens_on_loopback_only():
 
 
 def test_quiet_prints_only_the_summary_failures_and_where_results_are(workdir, boom_plugin):
-    from bench.experiment import RunOptions
+    from bench.core.options import RunOptions
 
     boom_plugin()
     opts = RunOptions(executor="local", methods="boom,ft", cache_dir=str(workdir / "cache"),

@@ -10,17 +10,18 @@ import mlflow
 import numpy as np
 import pytest
 import torch
+from bench.datasets.digits import Digits
+from bench.methods.sisa import Sisa, slice_epochs
 from rich.console import Console
 
-from bench.contracts import ForgetRequest, MethodContext
-from bench.datasets.digits import Digits
-from bench.errors import BenchError
-from bench.experiment import RunOptions
-from bench.methods.sisa import Sisa, slice_epochs
-from bench.nets import MLP
-from bench.recipe import build_recipe
-from bench.runner import run
-from bench.training import accuracy, fit
+from bench.core.contracts import ForgetRequest, MethodContext
+from bench.core.errors import BenchError
+from bench.core.method import check_params
+from bench.core.options import RunOptions
+from bench.core.recipe import build_recipe
+from bench.nn.nets import MLP
+from bench.nn.training import accuracy, fit
+from bench.run.runner import run
 
 
 @pytest.fixture(scope="module")
@@ -171,9 +172,9 @@ def test_save_load_round_trip_and_aggregation(digits, trained):
 def test_bad_input_is_refused(digits):
     sisa = Sisa()
     with pytest.raises(BenchError, match="shards=0"):
-        sisa.requires_for(dict(sisa.default_params, shards=0))
+        check_params("sisa", sisa, dict(sisa.default_params, shards=0))
     with pytest.raises(BenchError, match="aggregation"):
-        sisa.requires_for(dict(sisa.default_params, aggregation="mean"))
+        check_params("sisa", sisa, dict(sisa.default_params, aggregation="mean"))
     with pytest.raises(BenchError, match="cannot fill"):
         sisa.train(digits.train_x[:10], digits.train_y[:10], dict(sisa.default_params, shards=5, slices=4),
                    _ctx(build_recipe({})))
@@ -193,6 +194,7 @@ def _bench_run(workdir, **kw):
     return code, out.getvalue()
 
 
+@pytest.mark.slow
 def test_bench_run_sisa_fisher_retrain_in_process(workdir):
     code, out = _bench_run(workdir, methods="sisa,fisher,retrain", params={"sisa": {"shards": "3"}})
     assert code == 0, out
@@ -234,10 +236,11 @@ def test_bench_run_sisa_under_ray(workdir, run_bench, store_args):
 def test_a_trial_with_other_training_params_trains_its_own_ensemble(workdir):
     """``bench tune`` may sample ``sisa.shards``: that trial's ensemble is not the one the plan
     cached, so the trial trains it itself (and still reports train_seconds)."""
-    from bench.experiment import make_plan, package_versions
-    from bench.plugins import get_registry, plugin_versions
-    from bench.runner import prepare_references
-    from bench.trial import run_trial
+    from bench.core.plugins import get_registry, plugin_versions
+    from bench.run.plan import make_plan
+    from bench.run.prepare import prepare_references
+    from bench.run.trial import run_trial
+    from bench.run.validate import package_versions
 
     opts = RunOptions(executor="local", methods="sisa", cache_dir=str(workdir / "cache"),
                       tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}", recipe={"epochs": 4})
@@ -245,9 +248,9 @@ def test_a_trial_with_other_training_params_trains_its_own_ensemble(workdir):
     payload, _, trained = prepare_references(plan, {}, lambda *a, **k: None)
     assert trained == 3  # original, retrained, the sisa ensemble
     spec = plan.trials[0]
-    assert spec["method_train"]["train_params"] == {"shards": 5, "slices": 1, "epochs": 0}
+    assert dict(spec.own_original.train_params) == {"shards": 5, "slices": 1, "epochs": 0}
     cached = run_trial(spec, payload)
-    sampled = run_trial({**spec, "params": {**spec["params"], "shards": 2}}, payload)
+    sampled = run_trial(spec.with_params({"shards": 2}), payload)
     assert cached["train_seconds"] > 0 and sampled["train_seconds"] > 0
     assert cached["sisa_shards_retrained"] == 5 and sampled["sisa_shards_retrained"] == 2  # random:10% hits every shard
     assert cached["method_original_test_acc"] != sampled["method_original_test_acc"]

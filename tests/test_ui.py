@@ -19,8 +19,8 @@ from urllib.parse import urlparse
 import psutil
 import pytest
 
-from bench.errors import BenchError
-from bench.ui import stop_processes
+from bench.core.errors import BenchError
+from bench.track.ui import stop_processes
 
 BENCH = shutil.which("bench", path=os.path.dirname(sys.executable)) or "bench"
 CHROMIUM = "/usr/bin/chromium"
@@ -83,8 +83,8 @@ def finished_store(tmp_path_factory):
     """A finished experiment (ft and ga, one seed, 3 epochs), written in process in a few seconds."""
     from rich.console import Console
 
-    from bench.experiment import RunOptions
-    from bench.runner import run
+    from bench.core.options import RunOptions
+    from bench.run.runner import run
 
     work = tmp_path_factory.mktemp("ui-store")
     (work / "cache").mkdir()
@@ -231,14 +231,38 @@ def _bench(*args, env=None, cwd=None):
                           env={**os.environ, **(env or {})})
 
 
-def test_missing_store_and_unknown_experiment_are_clear_errors(tmp_path):
+def test_missing_store_is_a_clear_error(tmp_path, invoke_bench):
+    """In process (CliRunner): refused before any server starts."""
     missing = tmp_path / "none" / "mlflow.db"
-    proc = _bench("ui", "--tracking-uri", f"sqlite:///{missing}")
+    proc = invoke_bench("ui", "--tracking-uri", f"sqlite:///{missing}")
     assert proc.returncode == 2 and "run `bench run` first" in proc.stderr, proc.stderr
-    proc = _bench("ui", cwd=tmp_path, env={"MLFLOW_TRACKING_URI": ""})  # the default: ./mlflow.db, absent here
+    proc = invoke_bench("ui", cwd=tmp_path, env={"MLFLOW_TRACKING_URI": ""})  # the default: ./mlflow.db, absent here
     assert proc.returncode == 2 and f"No MLflow store at {tmp_path / 'mlflow.db'}" in proc.stderr, proc.stderr
     assert not (tmp_path / "mlflow.db").exists()  # the UI never creates an empty store
+    assert "Traceback" not in proc.stderr
 
+
+def test_unknown_experiment_lookup_names_the_experiments_there(tmp_path):
+    """The lookup `bench ui` does while its server boots (the command itself: the slow test below)."""
+    from mlflow.tracking import MlflowClient
+
+    from bench.track.ui import find_experiment
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    client.search_experiments()  # creates the tables and the Default experiment only
+    with pytest.raises(BenchError, match="has no experiment 'unlearning-bench' yet: run `bench run` first"):
+        find_experiment(uri, "unlearning-bench")
+    exp = client.create_experiment("other", artifact_location=(tmp_path / "mlartifacts").as_uri())
+    with pytest.raises(BenchError, match="Unknown experiment 'nope'") as exc:
+        find_experiment(uri, "nope")
+    assert "'other'" in str(exc.value)
+    assert find_experiment(uri, "other") == exp
+
+
+@pytest.mark.slow
+def test_empty_store_and_unknown_experiment_are_clear_errors_from_the_command(tmp_path):
+    """The installed script: the experiment is looked up while the server starts, and stopped."""
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -254,8 +278,8 @@ def test_missing_store_and_unknown_experiment_are_clear_errors(tmp_path):
     assert "runs page" not in proc.stdout
 
 
-def test_non_loopback_host_needs_an_explicit_flag(tmp_path):
-    from bench.ui import check_host
+def test_non_loopback_host_needs_an_explicit_flag(tmp_path, invoke_bench):
+    from bench.track.ui import check_host
 
     assert check_host("127.0.0.1", explicit=False) is None
     assert check_host("localhost", explicit=False) is None and check_host("::1", explicit=False) is None
@@ -263,12 +287,13 @@ def test_non_loopback_host_needs_an_explicit_flag(tmp_path):
         check_host("0.0.0.0", explicit=False)
     assert "exposed" in check_host("0.0.0.0", explicit=True)
     (tmp_path / "mlflow.db").touch()
-    proc = _bench("ui", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", env={"BENCH_UI_HOST": "0.0.0.0"})
+    proc = invoke_bench("ui", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", env={"BENCH_UI_HOST": "0.0.0.0"})
     assert proc.returncode == 2 and "Refusing to bind the MLflow UI to 0.0.0.0" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_a_taken_port_moves_to_the_next_free_one():
-    from bench.ui import choose_port, port_is_free
+    from bench.track.ui import choose_port, port_is_free
 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -280,7 +305,7 @@ def test_a_taken_port_moves_to_the_next_free_one():
 
 
 def test_server_command_is_light_and_serves_the_store_artifacts(tmp_path):
-    from bench.ui import server_command, server_env
+    from bench.track.ui import server_command, server_env
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cmd = server_command(uri, "127.0.0.1", 5123)

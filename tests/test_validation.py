@@ -1,10 +1,11 @@
 """Every bad input fails before any training, with a message that names the problem.
 
 Most checks are unit tests of the parsers and of ``validate_options`` (fast); a
-representative subset goes through the real ``bench run`` command, which must exit with
-code 2, print ``Error: ...`` on stderr without a traceback, and leave the reference cache
-and the MLflow store untouched. Argument errors found by ``validate_options`` must answer
-without importing torch.
+representative subset goes through the ``bench run`` command (in process, with click's
+CliRunner; one slow test runs the installed console script), which must exit with code 2,
+print ``Error: ...`` on stderr without a traceback, and leave the reference cache and the
+MLflow store untouched. Argument errors found by ``validate_options`` must answer without
+importing torch (a slow test, in a fresh interpreter).
 """
 
 from __future__ import annotations
@@ -18,21 +19,13 @@ import textwrap
 import numpy as np
 import pytest
 
-from bench.errors import BenchError
-from bench.experiment import (
-    RunOptions,
-    check_ray_address,
-    load_toml,
-    merge_options,
-    parse_method_params,
-    parse_seeds,
-    resolve_methods,
-    resolve_tracking_uri,
-    validate_options,
-)
-from bench.forget import parse_forget
-from bench.plugins import build_registry, make_plugin_manager
-from bench.recipe import Recipe, build_recipe, parse_assignments
+from bench.core.errors import BenchError
+from bench.core.options import RunOptions, load_toml, merge_options, parse_method_params, parse_seeds
+from bench.run.validate import check_ray_address, resolve_methods, validate_options
+from bench.track.store import resolve_tracking_uri
+from bench.core.forget import parse_forget
+from bench.core.plugins import build_registry, make_plugin_manager
+from bench.core.recipe import Recipe, build_recipe, parse_assignments
 
 DIGITS_TRAIN = 1437  # the digits training split (bench.datasets.digits)
 DIGITS_Y = np.arange(DIGITS_TRAIN) % 10
@@ -330,7 +323,7 @@ def test_param_syntax_ok():
     ("ga", {"ga": {"epochs": "2.5"}}, "Bad value for ga.epochs: '2.5' is not a int"),
     ("ga", {"ga": {"lr": "fast"}}, "Bad value for ga.lr: 'fast' is not a float (default "),
     ("ga", {"ga": {"train_mode": "maybe"}}, "Bad value for ga.train_mode: 'maybe' is not a bool (default True)"),
-    ("ga", {"ga": {"variant": "bogus"}}, "Method 'ga': unknown variant 'bogus'"),
+    ("ga", {"ga": {"variant": "bogus"}}, "Bad parameters for method 'ga': variant='bogus': expected one of ga, neggrad+. Fix it with -p ga.variant=VALUE"),
 ])
 def test_bad_method_params(registry, tmp_path, methods, params, fragment):
     with pytest.raises(BenchError) as exc:
@@ -500,17 +493,17 @@ FAST_CLI_CASES = {
 
 
 @pytest.mark.parametrize("case", list(FAST_CLI_CASES))
-def test_cli_rejects_before_planning(run_bench, store_args, workdir, closed_port, case):
+def test_cli_rejects_before_planning(invoke_bench, store_args, workdir, closed_port, case):
     args, fragments = FAST_CLI_CASES[case]
     if callable(args):
         args = args(workdir, closed_port)
-    proc = run_bench("run", *args, *store_args(workdir), cwd=workdir, timeout=60)
+    proc = invoke_bench("run", *args, *store_args(workdir), cwd=workdir)
     _assert_rejected(proc, workdir, *fragments)
 
 
-def test_cli_missing_tracking_directory(run_bench, workdir):
+def test_cli_missing_tracking_directory(invoke_bench, workdir):
     missing = workdir / "nope" / "mlflow.db"
-    proc = run_bench("run", "--cache-dir", str(workdir / "cache"), "--tracking-uri", f"sqlite:///{missing}", cwd=workdir, timeout=60)
+    proc = invoke_bench("run", "--cache-dir", str(workdir / "cache"), "--tracking-uri", f"sqlite:///{missing}", cwd=workdir)
     _assert_rejected(proc, workdir, f"the directory {workdir / 'nope'} does not exist")
     assert not (workdir / "nope").exists()
 
@@ -520,18 +513,18 @@ def test_cli_missing_tracking_directory(run_bench, workdir):
     ("methods = [ga\n", ["is not valid TOML"]),
     (None, ["Experiment file not found:"]),
 ])
-def test_cli_bad_config_file(run_bench, store_args, workdir, content, fragments):
+def test_cli_bad_config_file(invoke_bench, store_args, workdir, content, fragments):
     path = workdir / "exp.toml"
     if content is not None:
         path.write_text(content)
-    proc = run_bench("run", "--config", str(path), *store_args(workdir), cwd=workdir, timeout=60)
+    proc = invoke_bench("run", "--config", str(path), *store_args(workdir), cwd=workdir)
     _assert_rejected(proc, workdir, *fragments)
 
 
-def test_cli_config_checked_like_command_line(run_bench, store_args, workdir):
+def test_cli_config_checked_like_command_line(invoke_bench, store_args, workdir):
     path = workdir / "exp.toml"
     path.write_text('methods = "ga"\n[params.ga]\nfoo = 1\n')
-    proc = run_bench("run", "--config", str(path), *store_args(workdir), cwd=workdir, timeout=60)
+    proc = invoke_bench("run", "--config", str(path), *store_args(workdir), cwd=workdir)
     _assert_rejected(proc, workdir, "Unknown parameter 'foo' for method 'ga'")
 
 
@@ -548,13 +541,23 @@ SLOW_CLI_CASES = {
 
 
 @pytest.mark.parametrize("args, fragments", [pytest.param(*v, id=k) for k, v in SLOW_CLI_CASES.items()])
-def test_cli_rejects_after_loading_data(run_bench, store_args, workdir, args, fragments):
+def test_cli_rejects_after_loading_data(invoke_bench, store_args, workdir, args, fragments):
     if callable(args):
         args = args(workdir)
-    proc = run_bench("run", *args, *store_args(workdir), cwd=workdir, timeout=120)
+    proc = invoke_bench("run", *args, *store_args(workdir), cwd=workdir)
     _assert_rejected(proc, workdir, *fragments)
 
 
+@pytest.mark.slow
+def test_console_script_rejects_a_bad_input(run_bench, store_args, workdir):
+    """The installed ``bench`` script (a real process; the tests above run the command in
+    process): exit code 2, the one-line message on stderr, no traceback, nothing written."""
+    proc = run_bench("run", "--methods", "sisaa", *store_args(workdir), cwd=workdir, timeout=60)
+    _assert_rejected(proc, workdir, "Unknown method 'sisaa'. Did you mean: sisa?")
+    assert proc.stderr.count("\n") == 1 and proc.stdout == ""
+
+
+@pytest.mark.slow
 def test_argument_errors_do_not_import_torch(tmp_path, closed_port):
     """Errors found by validate_options answer from the CLI without importing torch (or ray,
     mlflow, timm, sklearn)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from bench import __version__
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 
 class BenchGroup(click.Group):
@@ -24,7 +24,7 @@ def main():
     """Benchmark machine-unlearning methods: same model, same forget request, same metrics, in MLflow."""
 
 
-from . import compare_cmd, list_cmd, plugins_cmd, run_cmd, tune_cmd, ui_cmd  # noqa: E402
+from bench.cli import compare_cmd, list_cmd, plugins_cmd, run_cmd, tune_cmd, ui_cmd  # noqa: E402
 
 main.add_command(run_cmd.run)
 main.add_command(tune_cmd.tune)

@@ -6,9 +6,11 @@ import sys
 
 import click
 
+from bench.core.keys import DEFAULT_EXPERIMENT
+
 
 @click.command()
-@click.option("--experiment", "-e", default="unlearning-bench", show_default=True, help="MLflow experiment name.")
+@click.option("--experiment", "-e", default=DEFAULT_EXPERIMENT, show_default=True, help="MLflow experiment name.")
 @click.option("--tracking-uri", default=None, envvar="MLFLOW_TRACKING_URI",
               help="MLflow store or server (also MLFLOW_TRACKING_URI). [default: sqlite:///$PWD/mlflow.db]")
 @click.option("--run", "run_ref", default="latest", show_default=True, metavar="RUN_ID|latest|all",
@@ -42,7 +44,8 @@ def compare(experiment, tracking_uri, run_ref, fmt, objective, maximize, plot_pa
     """
     from pathlib import Path
 
-    from bench import compare as cmp
+    from bench.track import compare as cmp
+    from bench.track import report
 
     def note(msg: str) -> None:
         click.echo(msg, err=True)
@@ -53,17 +56,11 @@ def compare(experiment, tracking_uri, run_ref, fmt, objective, maximize, plot_pa
     if fmt == "table":
         from rich.console import Console
 
-        from bench import report
-
         console = Console() if sys.stdout.isatty() else Console(width=200)
         report.render(comp.rows, console, comp.ranks, comp.columns, title=cmp.title(comp))
     elif fmt == "markdown":
-        from bench import report
-
         click.echo(report.to_markdown(comp.rows, comp.ranks, comp.columns), nl=False)
     else:
-        from bench import report
-
         click.echo(report.to_csv(comp.rows, comp.ranks, comp.columns), nl=False)
 
     if no_plot:

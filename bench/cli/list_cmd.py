@@ -18,7 +18,7 @@ def list_(kind, pattern):
     For models, names that a model family (timm) resolves are listed too when PATTERN
     names them, e.g. bench list models 'resnet*'.
     """
-    from bench.plugins import get_registry
+    from bench.core.plugins import get_registry
 
     registry = get_registry()
     k = KINDS[kind]

@@ -1,61 +1,93 @@
-"""Options shared by ``bench run`` and ``bench tune``, and their translation to ``RunOptions``."""
+"""The click options of ``bench run`` and ``bench tune``, made from the option table
+``bench.core.options.OPTIONS``, and the translation of click's values to ``RunOptions``."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import click
 
-SETTING = [
-    click.option("--dataset", "-d", "datasets", multiple=True, help="Dataset spec, repeatable (e.g. digits, synthetic:n=2000,classes=4). [default: digits]"),
-    click.option("--model", "models", multiple=True, help="Model spec, repeatable (mlp, mlp:256,256, cnn, any timm name). [default: mlp]"),
-    click.option("--forget", "-f", "forgets", multiple=True, help="Forget request, repeatable: random:10%, random:100, class:3, indices:PATH; sequential requests seq:5x20, seq:class:1,3,5. [default: random:10%]"),
-    click.option("--forget-seed", type=int, default=None, help="Seed of random forget requests (default: the trial seed)."),
-    click.option("--param", "-p", "params", multiple=True, help="Method hyperparameter METHOD.NAME=VALUE, repeatable (e.g. ga.lr=0.01)."),
-    click.option("--recipe", "-r", "recipe", multiple=True, help="Training recipe KEY=VALUE, repeatable (epochs, lr, batch_size, optimizer, momentum, weight_decay, schedule)."),
-    click.option("--config", "-c", "config", type=click.Path(dir_okay=False), default=None, help="TOML experiment file; command-line options override it."),
-    click.option("--ray-address", default=None, help="Join an existing Ray cluster (HOST:PORT or auto) instead of starting a local one."),
-    click.option("--cpus-per-trial", type=float, default=None, help="CPUs per trial (also torch threads per trial). [default: 1]"),
-    click.option("--gpus-per-trial", type=float, default=None, help="GPUs per trial; fractions pack trials on a GPU. [default: 0]"),
-    click.option("--device", default=None, help="auto, cpu or cuda. auto: cuda when --gpus-per-trial > 0. [default: auto]"),
-    click.option("--tracking-uri", default=None, envvar="MLFLOW_TRACKING_URI", help="MLflow store or server. [default: sqlite:///$PWD/mlflow.db]"),
-    click.option("--experiment", "-e", default=None, help="MLflow experiment name. [default: unlearning-bench]"),
-    click.option("--run-name", default=None, help="Name of the parent MLflow run."),
-    click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Reference-model cache. [default: ~/.cache/unlearning-bench]"),
-    click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Dataset files. [default: ~/.local/share/unlearning-bench/data]"),
-    click.option("--download/--no-download", default=None, help="Let dataset plugins download missing files (needs internet). [default: no]"),
-    click.option("--verbose", "-v", is_flag=True, help="Show Ray worker output."),
-    click.option("--quiet", "-q", is_flag=True, help="Print only failures, the summary and where the results are."),
-]
+from bench.core.options import OPTIONS, Option
+
+# Command-line-only options (not run settings, so not in the table).
+CONFIG = click.option("--config", "-c", "config", type=click.Path(dir_okay=False), default=None,
+                      help="TOML experiment file; command-line options override it.")
+VERBOSE = click.option("--verbose", "-v", is_flag=True, help="Show Ray worker output.")
+QUIET = click.option("--quiet", "-q", is_flag=True, help="Print only failures, the summary and where the results are.")
+
+#: Where the command-line-only options of every command go in ``--help``: after the table option named.
+SHARED_AFTER: dict[str, list[Callable]] = {"recipe": [CONFIG]}
+#: ... and after all the table options.
+SHARED_LAST: list[Callable] = [VERBOSE, QUIET]
 
 
-def setting_options(fn):
-    for option in reversed(SETTING):
-        fn = option(fn)
-    return fn
+def click_option(option: Option) -> Callable:
+    """The click option of a table entry: not given -> None (or () when repeatable), so it does not override."""
+    kw: dict = {"help": option.help}
+    if option.multiple:
+        kw["multiple"] = True
+    elif option.flag:
+        kw.update(is_flag=True, default=None)
+    else:
+        kw["default"] = None
+    if option.choices is not None:
+        kw["type"] = click.Choice(list(option.choices))
+    elif option.path == "dir":
+        kw["type"] = click.Path(file_okay=False)
+    elif option.cli_type in (int, float):
+        kw["type"] = option.cli_type
+    if option.envvar:
+        kw["envvar"] = option.envvar
+    return click.option(*option.flags, option.name, **kw)
+
+
+def command_options(command: str, after: dict[str, list[Callable]] | None = None) -> Callable:
+    """Decorate ``command`` with its table options: first those only it has, then the shared ones,
+    each group in table order, with the command-line-only options of ``after`` (and
+    :data:`SHARED_AFTER`, :data:`SHARED_LAST`) after the option they name."""
+    mine = [o for o in OPTIONS if command in o.commands]
+    ordered = [o for o in mine if o.commands == (command,)] + [o for o in mine if o.commands != (command,)]
+    extra = {**SHARED_AFTER, **(after or {})}
+    decorators: list[Callable] = []
+    for option in ordered:
+        decorators.append(click_option(option))
+        decorators.extend(extra.get(option.name, ()))
+    decorators.extend(SHARED_LAST)
+
+    def apply(fn):
+        for decorator in reversed(decorators):
+            fn = decorator(fn)
+        return fn
+
+    return apply
+
+
+def cli_values(kw: dict) -> dict:
+    """Click's values -> the command-line layer of ``merge_options``: None for an option not given."""
+    out = {}
+    for option in OPTIONS:
+        value = kw.get(option.name)
+        if option.multiple:
+            value = list(value or ()) or None
+        if option.from_cli is not None and value is not None:
+            value = option.from_cli(value)
+        out[option.name] = value
+    return out
 
 
 def to_run_options(kw: dict, params_file: str | None = None):
     """Merge the TOML file (``--config``), a ``--params`` file or run, and the command line."""
-    from bench.experiment import load_toml, merge_options, parse_method_params
-    from bench.recipe import parse_assignments
+    from bench.core.options import load_toml, merge_options
 
     params: dict[str, dict] = {}
     if params_file:
-        from bench.tuning import load_params
+        from bench.run.tuning import load_params
 
         params = load_params(params_file, kw.get("tracking_uri"))
-    for method, values in (parse_method_params(list(kw.get("params") or ())) if kw.get("params") else {}).items():
+    cli = cli_values(kw)
+    for method, values in (cli["params"] or {}).items():
         params[method] = {**params.get(method, {}), **values}
-    cli = {
-        "methods": kw.get("methods"), "datasets": list(kw.get("datasets") or ()) or None,
-        "models": list(kw.get("models") or ()) or None, "forgets": list(kw.get("forgets") or ()) or None,
-        "seeds": kw.get("seeds"), "forget_seed": kw.get("forget_seed"), "params": params or None,
-        "recipe": parse_assignments(list(kw["recipe"]), "--recipe") if kw.get("recipe") else None,
-        "attacks": kw.get("attacks"), "shadow_models": kw.get("shadow_models"), "executor": kw.get("executor"), "ray_address": kw.get("ray_address"),
-        "cpus_per_trial": kw.get("cpus_per_trial"), "gpus_per_trial": kw.get("gpus_per_trial"), "device": kw.get("device"),
-        "tracking_uri": kw.get("tracking_uri"), "experiment": kw.get("experiment"), "run_name": kw.get("run_name"),
-        "cache_dir": kw.get("cache_dir"), "data_dir": kw.get("data_dir"), "download": kw.get("download"),
-        "resume": kw.get("resume"),
-    }
+    cli["params"] = params or None
     return merge_options(load_toml(kw["config"]) if kw.get("config") else None, cli)
 
 

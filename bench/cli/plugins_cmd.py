@@ -12,7 +12,7 @@ import click
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def plugins(as_json):
     """List installed plugins: name, version, source, hooks and the names each registered."""
-    from bench.plugins import plugin_infos
+    from bench.core.plugins import plugin_infos
 
     infos = plugin_infos()
     if as_json:

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from .options import console, setting_options, to_run_options
+from bench.cli.options import command_options, console, to_run_options
 
 
 @click.command()
@@ -16,7 +16,7 @@ from .options import console, setting_options, to_run_options
 @click.option("--scheduler", type=click.Choice(["fifo", "asha"]), default="fifo", show_default=True, help="asha stops poor samples early on per-epoch results.")
 @click.option("--seed", "-s", type=int, default=0, show_default=True, help="Seed of the setting (references) and of the sampler.")
 @click.option("--output", "-O", type=click.Path(dir_okay=False), default=None, help="Where to write the best parameters. [default: best-params-METHOD.json]")
-@setting_options
+@command_options("tune")
 def tune(method, objective, num_samples, scheduler, seed, output, **kw):
     """Tune METHOD's hyperparameters on one setting; every sample is a child run in MLflow.
 
@@ -25,8 +25,8 @@ def tune(method, objective, num_samples, scheduler, seed, output, **kw):
       bench tune --method ga --objective avg_gap --num-samples 16 --forget class:3
       bench run --methods ga --params best-params-ga.json --seeds 0-4
     """
-    from bench.plugins import get_registry
-    from bench.tuning import check_tunable, tune_method
+    from bench.core.plugins import get_registry
+    from bench.run.tuning import check_tunable, tune_method
 
     check_tunable(get_registry(), method, objective, num_samples, scheduler)
     opts = to_run_options({**kw, "seeds": str(seed)})

@@ -7,6 +7,8 @@ import signal
 import click
 from click.core import ParameterSource
 
+from bench.core.keys import DEFAULT_EXPERIMENT
+
 
 class _Stop(Exception):
     """SIGTERM or SIGHUP: stop like Ctrl-C."""
@@ -19,7 +21,7 @@ def _raise_stop(signum, frame):
 @click.command()
 @click.option("--tracking-uri", default=None, envvar="MLFLOW_TRACKING_URI",
               help="The MLflow store `bench run` wrote (also MLFLOW_TRACKING_URI). [default: sqlite:///$PWD/mlflow.db]")
-@click.option("--experiment", "-e", default="unlearning-bench", show_default=True, help="MLflow experiment to open.")
+@click.option("--experiment", "-e", default=DEFAULT_EXPERIMENT, show_default=True, help="MLflow experiment to open.")
 @click.option("--port", "-p", type=click.IntRange(1, 65535), default=5000, show_default=True,
               help="Port of the UI; the next free one when it is taken.")
 @click.option("--host", default="127.0.0.1", envvar="BENCH_UI_HOST", show_default=True,
@@ -41,7 +43,7 @@ def ui(ctx, tracking_uri, experiment, port, host, no_browser_hint, start_timeout
       bench ui --tracking-uri sqlite:////data/exp/mlflow.db --port 5050
       bench ui -e my-experiment --no-browser-hint
     """
-    from bench import ui as ui_lib
+    from bench.track import ui as ui_lib
 
     store = ui_lib.resolve_ui_store(tracking_uri)
     warning = ui_lib.check_host(host, explicit=ctx.get_parameter_source("host") == ParameterSource.COMMANDLINE)

@@ -1,4 +1,5 @@
-"""Independent check of PRUNE's certificates (specs/prune.md section 2, "Certificate check").
+"""Independent check of PRUNE's certificates (the guarantee of REASSURE's point-wise repair, Fu & Li,
+ICLR 2022, as PRUNE uses it), independent of how the patches were built.
 
 For every patch of a PatchedModel and the point it was built for (its representative, in the
 patched space), the check re-derives everything from the final model, not from the construction:
@@ -20,7 +21,7 @@ patched space), the check re-derives everything from the final model, not from t
 Step 4's bounds and step 5's LP are memoised on the PatchedModel (``_certify_memo``, in memory
 only, holding what the last check used): the bound of patch j's support over region R depends only on R's rows, j's support rows and
 gamma, and the input box, and the margin LP only on R, the box and the affine f_hat on R, so each
-is keyed by a SHA-256 of exactly those arrays (``bench.cache.tensor_digest``). A model that gains patches request
+is keyed by a SHA-256 of exactly those arrays (``bench.core.cache.tensor_digest``). A model that gains patches request
 after request (``--forget seq:...``) then solves LPs only for the pairs that involve a new patch or a
 changed box, instead of for every pair of patches again (which made the check, and PRUNE, cost
 grow with the square of the number of patches: 20 s for the 10th request of 10 digits points).
@@ -31,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bench.cache import tensor_digest
+from bench.core.cache import tensor_digest
 
 from .engine import fully_active, zero_bound
 from .lp import Clock, PolytopeLP

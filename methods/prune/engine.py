@@ -1,4 +1,5 @@
-"""Building patches against the current patched model (specs/prune.md sections 2 and 3).
+"""Building patches against the current patched model (REASSURE's point-wise repair, Fu & Li,
+ICLR 2022, and PRUNE's representatives, released code ``purchase_multipoint.py``).
 
 Composition of overlapping patches: every new patch is computed against the *current* f_hat
 ([fix]: the released code computes every patch against the original f): the linearisation on the

@@ -10,7 +10,8 @@ With ``highspy`` installed the model is loaded once and re-solved with the objec
 rows added: HiGHS restarts from the previous optimal basis (warm start). Without ``highspy`` every
 solve is a fresh ``scipy.optimize.linprog(method="highs")`` call (same solver, no warm start).
 
-Patch constructions (specs/prune.md section 2, step 4), for target t and margin eps:
+Patch constructions (REASSURE's point-wise repair, Fu & Li, ICLR 2022: the LP of ``Repair.py`` or
+the per-row construction of its ``ICLR/tools`` code), for target t and margin eps:
 
 - ``rows`` (REASSURE's per-row construction, ``LinearPatchNN``/``OneDimLinearTransform`` in
   BU-DEPEND-Lab/REASSURE ``ICLR/tools/build_PNN.py``): the specification rows are

@@ -1,7 +1,8 @@
 """PRUNE: certified unlearning by patching (Li, Wang, Yuan, Zhang, "PRUNE: A Patching Based Repair
 Framework for Certifiable Unlearning of Neural Networks", arXiv 2505.06520, and its Neural Networks
 2026 extension; code github.com/RitaAnonymous/PRUNE2023, built on REASSURE, Fu & Li, ICLR 2022,
-github.com/BU-DEPEND-Lab/REASSURE). Specification: ../shared/specs/prune.md.
+github.com/BU-DEPEND-Lab/REASSURE; "Sound and Complete Neural Network Repair with Minimality and
+Locality Guarantees", ICLR 2022).
 
 For each forget point (or each cluster representative) PRUNE adds a small ReLU *patch* network to
 the logits of the untouched original: an affine map p, gated by a support network that is 1 on the
@@ -9,7 +10,8 @@ point's linear region R and 0 once the region's constraints are violated by 1/ga
 patch is built so that the patched model predicts a target label t != y on all of R (the
 certificate), and changes nothing where the support is 0.
 
-Choices made (specs/prune.md asks to record them):
+Choices made where the sources leave room ([recon]: reconstructed where they are silent; [fix]: a
+defect of the released code corrected):
 
 - Regions: closed form from the activation pattern, one row per neuron ([fix] true per-neuron
   gradients); float64 throughout; rows the input box already implies are dropped from LPs only.
@@ -22,14 +24,15 @@ Choices made (specs/prune.md asks to record them):
   (a superset of the region, so the bounds are sound and the certificate still holds on all of R):
   much smaller LPs for a larger patch (less locality; benchmarks/bench_prune.py measures both).
 - Regions: ``region="auto"`` takes the activation region for heads with hidden ReLU units and an
-  l_inf box of ``box_radius`` around the point for a single linear head (section 4);
+  l_inf box of ``box_radius`` around the point for a single linear head (whose one linear region is
+  the whole space; REASSURE's ImageNet setting patches an MLP head in feature space);
   ``"activation_box"`` intersects both (the head stays affine on it): for small heads in feature
   space, whose activation regions are large enough that a patch on one flips most inputs.
 - Strict argmax: the specification is f_t - f_j >= eps (``eps``, default 1e-3) [recon].
 - Composition: each patch is computed against the current patched model, with a sound margin for
   patches partially active on the region (engine.py says how and why instead of REASSURE's
   telescoping form) [fix].
-- Many points (section 3): KMeans(k, n_init=10, random_state=seed + iteration) on the points still
+- Many points (PRUNE's representatives, released code ``purchase_multipoint.py``): KMeans(k, n_init=10, random_state=seed + iteration) on the points still
   predicted as their label; the representative is the member of each cluster nearest to its
   centroid; each cluster draws its own target ([fix]: the released code reuses one label vector);
   one support per (distinct-region) member, gated by their maximum; re-cluster the survivors until
@@ -37,7 +40,7 @@ Choices made (specs/prune.md asks to record them):
   more survivors than ``k`` are left, each is its own representative (so every survivor of the
   last iteration gets a certified patch). Points the model already misclassifies are not patched.
 - Whole classes: the same loop on the class's training points [recon].
-- Targets: ``target="random"`` (spec: a seeded random label != y) or ``"nearest"`` (the runner-up
+- Targets: ``target="random"`` (PRUNE's: a random label != y, seeded here) or ``"nearest"`` (the runner-up
   class of the current model at the point: the smallest patch).
 - Input box X: ``request.input_bounds`` in input space (the data's domain, e.g. the unit box for
   [0, 1] pixels); in feature space (CNN/timm heads), where PRUNE has only the forget set, the
@@ -46,7 +49,7 @@ Choices made (specs/prune.md asks to record them):
   room too). The box always contains every forget point. K bounds |p| on X.
 - Continual requests: called on a PatchedModel it returned, it adds patches to it.
 
-Limitations (section 6): forgetting means misclassifying into another label on the region, which a
+Limitations: forgetting means misclassifying into another label on the region, which a
 retrained model would not do for many points (over-unlearning, itself a membership signal: compare
 with the retrained model's forget accuracy); nothing is removed from the weights (the patches can be
 stripped; they are the audit trail); linear regions are tiny in high dimension and each patch costs
@@ -55,8 +58,8 @@ about N d parameters per member.
 
 from __future__ import annotations
 
-from bench import space
-from bench.errors import BenchError
+from bench.core import space
+from bench.core.method import Method, check_params
 
 TARGET_RULES = ("random", "nearest")
 REGIONS = ("auto", "activation", "box", "activation_box")
@@ -64,7 +67,7 @@ LP_VARIANTS = ("rows", "minimal")
 BACKENDS = ("auto", "highspy", "scipy")
 
 
-class Prune:
+class Prune(Method):
     name = "prune"
     description = "PRUNE: certified patches on the linear regions of forget points (REASSURE repair), representatives for many points."
     requires = frozenset({"forget"})
@@ -93,28 +96,40 @@ class Prune:
         "lp": space.choice(LP_VARIANTS),
     }
 
-    def _validate(self, params: dict) -> None:
+    def check_params(self, params: dict) -> None:
+        import math
+
         def bad(key, expected):
-            raise BenchError(f"Method 'prune': {key}={params[key]!r} is invalid; expected {expected} "
-                             f"(set it with -p prune.{key}=VALUE).")
+            raise ValueError(f"{key}={params[key]!r} is invalid; expected {expected}")
+
+        def number(key):
+            value = params[key]
+            return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+        def integer(key, low):
+            return number(key) and params[key] >= low and int(params[key]) == params[key]
 
         for key, allowed in (("target", TARGET_RULES), ("region", REGIONS), ("lp", LP_VARIANTS),
                              ("lp_backend", BACKENDS)):
             if params[key] not in allowed:
                 bad(key, "one of " + ", ".join(allowed))
         for key in ("gamma", "box_radius", "eps"):
-            if not isinstance(params[key], (int, float)) or not params[key] > 0:
-                bad(key, "a number > 0")
-        if isinstance(params["relax_rows"], bool) or not isinstance(params["relax_rows"], int) or params["relax_rows"] < 0:
+            if not (number(key) and params[key] > 0):
+                bad(key, "a finite number > 0")
+        if not integer("relax_rows", 0):
             bad("relax_rows", "an integer >= 0 (0: every row of the region)")
         for key in ("k", "max_iter"):
-            if isinstance(params[key], bool) or not isinstance(params[key], int) or params[key] < 1:
+            if not integer(key, 1):
                 bad(key, "an integer >= 1")
-        if not isinstance(params["feature_margin"], (int, float)) or params["feature_margin"] < 0:
-            bad("feature_margin", "a number >= 0")
+        if not (number("feature_margin") and params["feature_margin"] >= 0):
+            bad("feature_margin", "a finite number >= 0")
+        if not (number("stop_forget_acc") and 0 <= params["stop_forget_acc"] <= 1):
+            bad("stop_forget_acc", "a forget accuracy in [0, 1] at or below which to stop")
+        if not isinstance(params["certify"], bool):
+            bad("certify", "true or false")
 
     def unlearn(self, model, request, params, ctx):
-        self._validate(params)
+        check_params(self.name, self, params)  # direct callers (the harness checked at plan time)
         from .run import run_prune
 
         return run_prune(model, request, dict(params), ctx)

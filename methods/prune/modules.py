@@ -1,13 +1,13 @@
 """The torch modules of PRUNE: support network, patch network, and the patched model.
 
 Support network of one region {u : a_j u <= b_j, j = 1..n} with sharpness gamma (REASSURE's
-``SupportNN``; specs/prune.md section 2, step 6):
+``SupportNN``; REASSURE, Fu & Li, ICLR 2022):
 g(u) = relu(1 - sum_j [relu(gamma v_j) - relu(gamma v_j - 1)]), v_j = a_j u - b_j,
 = max(0, 1 - sum_j min(1, gamma [v_j]_+)). This is the same function as the reference form
 relu(sum_j [relu(gamma (b_j - a_j u) + 1) - relu(gamma (b_j - a_j u))] - n + 1); the form used here
 is exactly 1 on the region in floating point (every term is 0 there) instead of 1 up to the rounding
 of n differences of large numbers. A patch built for a cluster has one support per member and
-uses their maximum (specs/prune.md section 3).
+uses their maximum (PRUNE's representatives, released code ``purchase_multipoint.py``).
 
 Patch network (``PatchNN``): h(u) = relu(p(u) + K g(u) - K) - relu(-p(u) + K g(u) - K) with
 p(u) = c u + d and K >= max |p| over the input box: h = p where g = 1, h = 0 where g = 0,
@@ -179,7 +179,7 @@ class PatchedModel(nn.Module):
         (e.g. a fresh one from the model plugin) whose weights are replaced by the saved ones."""
         from safetensors import safe_open
 
-        from bench.errors import BenchError
+        from bench.core.errors import BenchError
 
         with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}

@@ -1,11 +1,12 @@
-"""Which part of a network PRUNE patches, and its linear regions (specs/prune.md sections 1, 2, 4).
+"""Which part of a network PRUNE patches, and its linear regions (PRUNE, arXiv 2505.06520, and
+REASSURE, Fu & Li, ICLR 2022).
 
 A network is split into a frozen *extractor* phi and a ReLU *head* (Linear/ReLU layers):
 
-- ``mlp``: a stack of Linear/ReLU (bench.nets.MLP, any Sequential of Flatten/Linear/ReLU):
+- ``mlp``: a stack of Linear/ReLU (bench.nn.nets.MLP, any Sequential of Flatten/Linear/ReLU):
   phi = flatten, the head is the whole network; PRUNE patches it in input space (the paper's
   setting).
-- ``features_head``: a module with ``.features`` and ``.head`` (bench.nets.SmallCNN): phi =
+- ``features_head``: a module with ``.features`` and ``.head`` (bench.nn.nets.SmallCNN): phi =
   ``features``, the head is ``head``; feature space.
 - ``timm``: a timm model: phi = ``forward_head(forward_features(x), pre_logits=True)``, the head is
   ``get_classifier()``; feature space (REASSURE's ImageNet setting patches an MLP head).
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 _PASSIVE = (nn.Flatten, nn.Identity, nn.Dropout)
 
@@ -96,7 +97,7 @@ def split(model: nn.Module) -> tuple[str, Head]:
         return "timm", _linear_relu_stack(clf, f"the classifier of the timm model {type(model).__name__}")
     raise BenchError(
         f"PRUNE cannot patch a {type(model).__name__}: it is neither a ReLU MLP (Linear/ReLU layers only), nor a model "
-        "with .features and .head (bench.nets.SmallCNN, --model cnn), nor a timm model (forward_features, "
+        "with .features and .head (bench.nn.nets.SmallCNN, --model cnn), nor a timm model (forward_features, "
         "forward_head, get_classifier). Use --model mlp, cnn or a timm architecture."
     )
 

@@ -1,5 +1,6 @@
 """PRUNE's unlearning loop: single points, representatives for many points, whole classes
-(specs/prune.md section 3; the choices are listed in method.py)."""
+(PRUNE's representatives, released code ``purchase_multipoint.py``;
+the choices are listed in method.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import time
 import numpy as np
 import torch
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 from .certify import check
 from .engine import Builder

@@ -2,7 +2,7 @@
 
 Installed, this module is loaded through the ``bench`` entry point declared in
 ``pyproject.toml``; pluggy calls every function marked ``@bench.hookimpl`` whose name matches
-a hook in ``bench.hookspecs`` (here ``register_methods``). Keep this module light: importing
+a hook in ``bench.core.hookspecs`` (here ``register_methods``). Keep this module light: importing
 it must not import torch, so ``bench --help`` and ``bench plugins`` stay fast.
 """
 

@@ -1,8 +1,8 @@
 """Random Labels (RL): fine-tune on the forget set with random labels, then on the retain set.
 
 Golatkar et al. (CVPR 2020) / Fan et al. (SalUn, ICLR 2024) baseline, as implemented in
-OPTML-Group/Unlearn-Saliency ``Classification/unlearn/RL.py`` (CIFAR-10/SVHN branch; spec
-../shared/specs/baselines.md A6). Every epoch makes one pass over the forget set D_f whose
+OPTML-Group/Unlearn-Saliency ``Classification/unlearn/RL.py`` (CIFAR-10/SVHN branch; Fan et al.,
+"SalUn: Empowering Machine Unlearning via Gradient-based Weight Saliency", ICLR 2024). Every epoch makes one pass over the forget set D_f whose
 labels are drawn afresh for every batch with ``randint(0, K)`` (a draw may equal the true
 label), then one pass over the retain set D_r with its true labels; cross-entropy, SGD with
 momentum 0.9 and weight decay 5e-4 (``unlearn/impl.py``; its MultiStepLR milestones 91,136
@@ -20,12 +20,14 @@ All randomness (batch order and random labels) comes from a ``torch.Generator`` 
 
 from __future__ import annotations
 
-from bench import space
+import bench
+from bench.core import space
+from bench.core.params import require_non_negative, require_positive, require_range
 
 VARIANTS = ("alternate", "joint")
 
 
-class RandomLabels:
+class RandomLabels(bench.Method):
     name = "random-labels"
     description = "Random Labels (RL): train on the forget set with random labels, then on the retain set (Golatkar et al.; SalUn baseline)."
     requires = frozenset({"forget", "retain"})
@@ -39,17 +41,25 @@ class RandomLabels:
     }
     search_space = {"lr": space.loguniform(1e-4, 1e-1), "epochs": space.randint(1, 21)}
 
+    def check_params(self, params):
+        """Refuse a bad value at plan time, before any data is loaded or model trained (a
+        ``ValueError`` naming the parameter, its value and what is expected)."""
+        if params["variant"] not in VARIANTS:
+            raise ValueError(f"variant={params['variant']!r}: unknown variant; expected one of {', '.join(VARIANTS)}")
+        require_positive(params, "epochs", "batch_size", integer=True)
+        require_positive(params, "lr")
+        require_range(params, "momentum", 0.0, 1.0, high_open=True)
+        require_non_negative(params, "weight_decay")
+
     def unlearn(self, model, request, params, ctx):
         import torch
         import torch.nn.functional as F
 
-        from bench.training import batches, make_optimizer
+        from bench.core.method import check_params
+        from bench.nn.training import batches, make_optimizer
 
+        check_params(self.name, self, params)  # when called directly (the harness checked at plan time)
         variant = params["variant"]
-        if variant not in VARIANTS:
-            from bench.errors import BenchError
-
-            raise BenchError(f"Method 'random-labels': unknown variant {variant!r}; expected one of {', '.join(VARIANTS)}.")
         k = request.num_classes
         bs = int(params["batch_size"])
         xf, yf, xr, yr = request.forget_x, request.forget_y, request.retain_x, request.retain_y

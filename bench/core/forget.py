@@ -1,0 +1,193 @@
+"""Forget requests: which training points a trial asks the method to forget.
+
+Specs: ``random:10%`` (a fraction of the training set), ``random:100`` (a count),
+``class:3`` (every training point of a class), ``indices:PATH`` (one training index per
+line; ``#`` comments and blank lines ignored). Indices refer to the dataset's training
+split. Random requests are drawn with ``numpy.random.default_rng(forget_seed)``. Every spec is
+checked against the dataset before any training starts.
+
+Continual (sequential) requests, applied one after the other to the model the previous one left
+(``bench.run.continual``): ``seq:5x20`` (five requests of 20 distinct random training points, none
+repeated across requests) and ``seq:class:1,3,5`` (every training point of class 1, then of 3,
+then of 5). ``select`` returns the union of all requests; ``select_steps`` each request's indices.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench.core.errors import BenchError
+
+SYNTAX = "random:10%, random:100, class:3 or indices:PATH (or a sequence of requests: seq:5x20, seq:class:1,3,5)"
+SEQ_SYNTAX = "seq:NxK (N requests of K random training points, e.g. seq:5x20) or seq:class:A,B,... (e.g. seq:class:1,3,5)"
+
+
+@dataclass(frozen=True)
+class ForgetSpec:
+    text: str
+    kind: str  # random | class | indices | seq
+    fraction: float | None = None
+    count: int | None = None
+    label: int | None = None
+    path: str | None = None
+    requests: int | None = None  # seq:NxK: N
+    labels: tuple[int, ...] | None = None  # seq:class:A,B,...
+
+    def select_steps(self, train_y: np.ndarray, num_classes: int, forget_seed: int) -> list[np.ndarray]:
+        """The requests of a ``seq:`` spec in order, each sorted int64 training indices, pairwise
+        disjoint; a single request for any other spec. Raises BenchError if they don't fit."""
+        if self.kind != "seq":
+            return [self.select(train_y, num_classes, forget_seed)]
+        n = len(train_y)
+        if self.labels is not None:
+            self._check_classes(train_y, num_classes)
+            return [np.flatnonzero(train_y == c).astype(np.int64) for c in self.labels]
+        total = self.requests * self.count
+        if total >= n:
+            raise BenchError(
+                f"Forget request '{self.text}': {self.requests} requests of {self.count} points need {total} distinct "
+                f"training points but the training set has {n}; ask for fewer (at most {n - 1} in all)."
+            )
+        drawn = np.random.default_rng(forget_seed).choice(n, size=total, replace=False)
+        return [np.sort(part).astype(np.int64) for part in np.split(drawn, self.requests)]
+
+    def _check_classes(self, train_y: np.ndarray, num_classes: int) -> None:
+        bad = [c for c in self.labels if not 0 <= c < num_classes]
+        if bad:
+            raise BenchError(f"Forget request '{self.text}': unknown class(es) {bad}; this dataset has classes 0..{num_classes - 1}.")
+        empty = [c for c in self.labels if not (train_y == c).any()]
+        if empty:
+            raise BenchError(f"Forget request '{self.text}': class(es) {empty} have no training points.")
+        if np.isin(train_y, self.labels).all():
+            raise BenchError(f"Forget request '{self.text}' would forget the whole training set; leave at least one class.")
+
+    def select(self, train_y: np.ndarray, num_classes: int, forget_seed: int) -> np.ndarray:
+        """Sorted int64 indices into the training split (for ``seq:``, the union of its requests);
+        raises BenchError if they don't fit."""
+        n = len(train_y)
+        if self.kind == "seq":
+            return np.sort(np.concatenate(self.select_steps(train_y, num_classes, forget_seed))).astype(np.int64)
+        if self.kind == "class":
+            if not 0 <= self.label < num_classes:
+                raise BenchError(
+                    f"Forget request '{self.text}': unknown class {self.label}; this dataset has classes 0..{num_classes - 1}."
+                )
+            idx = np.flatnonzero(train_y == self.label)
+            if len(idx) == 0:
+                raise BenchError(f"Forget request '{self.text}': class {self.label} has no training points.")
+            if len(idx) == n:
+                raise BenchError(f"Forget request '{self.text}' would forget the whole training set.")
+            return idx.astype(np.int64)
+        if self.kind == "random":
+            k = int(round(self.fraction * n)) if self.fraction is not None else self.count
+            if self.count is not None and self.count >= n:
+                raise BenchError(
+                    f"Forget request '{self.text}': {self.count} points requested but the training set has {n}; "
+                    f"ask for fewer than {n} (or a fraction, e.g. random:10%)."
+                )
+            k = max(1, min(k, n - 1))
+            rng = np.random.default_rng(forget_seed)
+            return np.sort(rng.choice(n, size=k, replace=False)).astype(np.int64)
+        return self._read_indices(n)
+
+    def _read_indices(self, n: int) -> np.ndarray:
+        path = Path(self.path).expanduser()
+        if not path.is_file():
+            raise BenchError(f"Forget request '{self.text}': no file at {path}. Give a text file with one training index per line.")
+        values: list[int] = []
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BenchError(
+                f"Forget request '{self.text}': cannot read {path} as a text file ({exc}). "
+                f"Give one training index per line, e.g. numpy.savetxt(path, idx, fmt='%d')."
+            ) from None
+        for lineno, line in enumerate(text.splitlines(), 1):
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            try:
+                values.append(int(line))
+            except ValueError:
+                raise BenchError(f"Forget request '{self.text}': line {lineno} of {path} is '{line}', not an integer index.") from None
+        if not values:
+            raise BenchError(f"Forget request '{self.text}': {path} lists no indices (one training index per line expected).")
+        arr = np.asarray(values, dtype=np.int64)
+        bad = arr[(arr < 0) | (arr >= n)]
+        if len(bad):
+            raise BenchError(
+                f"Forget request '{self.text}': indices out of range {bad[:5].tolist()}; the training set has indices 0..{n - 1}."
+            )
+        uniq, counts = np.unique(arr, return_counts=True)
+        if (counts > 1).any():
+            raise BenchError(f"Forget request '{self.text}': duplicate indices {uniq[counts > 1][:5].tolist()} in {path}.")
+        if len(uniq) >= n:
+            raise BenchError(f"Forget request '{self.text}' would forget the whole training set ({n} points).")
+        return uniq
+
+
+def parse_forget(text: str) -> ForgetSpec:
+    kind, sep, arg = text.partition(":")
+    kind = kind.strip()
+    arg = arg.strip()
+    if not sep or not arg:
+        raise BenchError(f"Bad forget request '{text}': expected {SYNTAX}.")
+    if kind == "seq":
+        return _parse_seq(text, arg)
+    if kind == "random":
+        if arg.endswith("%"):
+            try:
+                pct = float(arg[:-1])
+            except ValueError:
+                raise BenchError(f"Bad forget request '{text}': '{arg}' is not a percentage; expected e.g. random:10%.") from None
+            if not 0 < pct < 100:
+                raise BenchError(f"Bad forget request '{text}': the fraction must lie strictly between 0% and 100%.")
+            return ForgetSpec(text, "random", fraction=pct / 100)
+        try:
+            value = float(arg)
+        except ValueError:
+            raise BenchError(f"Bad forget request '{text}': expected random:10% or random:100.") from None
+        if not math.isfinite(value):
+            raise BenchError(f"Bad forget request '{text}': expected random:10% or random:100.")
+        if value != int(value) or "." in arg:
+            if 0 < value < 1:
+                return ForgetSpec(text, "random", fraction=value)
+            raise BenchError(
+                f"Bad forget request '{text}': a fraction must lie strictly between 0 and 1 (e.g. random:0.1 or random:10%)."
+            )
+        if value < 1:
+            raise BenchError(f"Bad forget request '{text}': the count must be at least 1.")
+        return ForgetSpec(text, "random", count=int(value))
+    if kind == "class":
+        try:
+            return ForgetSpec(text, "class", label=int(arg))
+        except ValueError:
+            raise BenchError(f"Bad forget request '{text}': expected an integer class label, e.g. class:3.") from None
+    if kind == "indices":
+        return ForgetSpec(text, "indices", path=arg)
+    raise BenchError(f"Unknown forget request kind '{kind}' in '{text}': expected {SYNTAX}.")
+
+
+def _parse_seq(text: str, arg: str) -> ForgetSpec:
+    """``seq:NxK`` or ``seq:class:A,B,...`` (see the module docstring)."""
+    if arg.startswith("class:"):
+        items = [v.strip() for v in arg[len("class:"):].split(",")]
+        try:
+            labels = tuple(int(v) for v in items)
+        except ValueError:
+            raise BenchError(f"Bad forget request '{text}': the classes must be integers; expected {SEQ_SYNTAX}.") from None
+        if len(set(labels)) != len(labels):
+            raise BenchError(f"Bad forget request '{text}': a class is repeated; each request forgets a different class.")
+        return ForgetSpec(text, "seq", labels=labels, requests=len(labels))
+    n_text, x, k_text = arg.lower().partition("x")
+    try:
+        requests, count = int(n_text), int(k_text)
+    except ValueError:
+        raise BenchError(f"Bad forget request '{text}': expected {SEQ_SYNTAX}.") from None
+    if not x or requests < 1 or count < 1:
+        raise BenchError(f"Bad forget request '{text}': the number of requests and their size must be at least 1; expected {SEQ_SYNTAX}.")
+    return ForgetSpec(text, "seq", count=count, requests=requests)

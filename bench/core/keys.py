@@ -1,0 +1,70 @@
+"""Names shared across layers: result keys, MLflow tag names, trial identity, small helpers.
+
+Everything here is a plain constant or a pure function with no import beyond the standard
+library, so every layer (run, eval, track, cli) may import it and nothing imports upward.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+from typing import Any, Iterable, Mapping
+
+#: The default MLflow experiment of ``bench run``, ``bench tune``, ``bench compare`` and ``bench ui``.
+DEFAULT_EXPERIMENT = "unlearning-bench"
+
+#: Key of a trial's result holding ``{file name: str | bytes}`` to log as MLflow artifacts.
+ARTIFACTS_KEY = "bench_artifacts"
+#: Key of a continual trial's result holding the metrics of every request, in order.
+STEPS_KEY = "bench_steps"
+
+
+class Tag:
+    """The MLflow tag vocabulary of bench's runs (written by ``bench.track.tracking``, read by
+    ``bench.track.compare``, ``--resume`` and ``bench ui``)."""
+
+    PARENT = "mlflow.parentRunId"
+    ROLE = "bench.role"  # "parent" or "trial"
+    KIND = "bench.kind"  # "tune" on the parent runs of ``bench tune``
+    METHOD = "bench.method"
+    SEED = "bench.seed"
+    DATASET = "bench.dataset"
+    MODEL = "bench.model"
+    FORGET = "bench.forget"
+    TRIAL_KEY = "bench.trial_key"
+    TRIALS = "bench.trials"
+    PLAN_KEY = "bench.plan_key"
+    ERROR = "bench.error"
+    STOPPED_EARLY = "bench.stopped_early"
+
+
+#: What defines a trial's measurement (not where or with which versions it ran).
+TRIAL_KEY_FIELDS = ("method", "params", "seed", "forget_seed", "dataset", "model", "forget", "recipe", "attacks", "data_access",
+                    "shadow_models")
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def trial_key(fields: Mapping[str, Any]) -> str:
+    """Identity of a trial, stable across runs: ``--resume`` skips trials whose key already finished.
+    ``fields`` holds at least :data:`TRIAL_KEY_FIELDS` in their recorded (JSON) form."""
+    doc = {k: fields[k] for k in TRIAL_KEY_FIELDS}
+    return sha256_hex(json.dumps(doc, sort_keys=True, default=str).encode())[:16]
+
+
+def plan_key(trial_keys: Iterable[str]) -> str:
+    """Identity of a plan: its set of trial keys."""
+    return sha256_hex(",".join(sorted(trial_keys)).encode())[:16]
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address, IPv6 possibly in brackets) is this machine's loopback."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,132 @@
+"""The method contract in one place: the optional :class:`Method` base class and the accessors the
+harness uses for a method's optional members.
+
+A method is any object with ``name``, ``description``, ``requires``, ``default_params``,
+``search_space`` and ``unlearn(model, request, params, ctx)`` (``bench.core.contracts.REQUIRED``);
+subclassing :class:`Method` is optional (as ``llm.Model`` is for llm's plugins) and gives every
+optional member a documented default. The harness never asks ``hasattr`` itself: it reads the
+optional members through the functions below, so a third-party object without the base class
+keeps working and behaves exactly like a subclass that leaves the defaults alone.
+
+A method that trains its own original model (SISA trains sharded constituents) implements
+:class:`bench.core.contracts.OwnTraining` as well (``train``, ``save_trained``, ``load_trained``;
+optional ``training_params`` and ``train_version``); see ``bench.run.method_training``.
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Mapping
+
+from bench.core.errors import BenchError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from torch import nn
+
+    from bench.core.contracts import ForgetRequest, MethodContext
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+class Method:
+    """Base class for unlearning methods; every member but ``name`` and ``unlearn`` has a default.
+
+    Class attributes:
+        name: unique name used on the command line (``--methods NAME``).
+        description: one line shown by ``bench list methods``.
+        requires: which of ``"forget"``, ``"retain"`` (data) and ``"recipe"`` (the original's
+            training recipe) the method may use; undeclared data is ``None`` in its request.
+        default_params: hyperparameters and their defaults (JSON-serialisable values; the type
+            of each default is the type a ``-p METHOD.KEY=VALUE`` string is converted to).
+        search_space: Ray Tune domains (``bench.core.space``) over some ``default_params`` keys.
+        dataset_params: ``{dataset name: {param: value}}``, defaults per dataset applied to a
+            trial on that dataset unless the user set the parameter.
+        continual: ``False`` for a method that cannot take the next of a sequence of requests
+            (``--forget seq:...``) on its own output; such runs are refused before any work.
+        continual_note: one sentence saying why, shown with that refusal.
+    """
+
+    name: str = ""
+    description: str = ""
+    requires: frozenset[str] = frozenset()
+    default_params: Mapping[str, Any] = _EMPTY
+    search_space: Mapping[str, Any] = _EMPTY
+    dataset_params: Mapping[str, Mapping[str, Any]] = _EMPTY
+    continual: bool = True
+    continual_note: str = ""
+
+    def requires_for(self, params: dict) -> frozenset[str]:
+        """The subset of ``requires`` this run of the method uses (default: all of it)."""
+        return frozenset(self.requires)
+
+    def check_params(self, params: dict) -> None:
+        """Refuse a bad parameter value before any work: raise ``ValueError`` (or ``BenchError``)
+        with one line naming the parameter, the value and what is expected. ``params`` are the
+        defaults merged with the user's values, already converted to the defaults' types. The
+        harness calls this once per trial setting at plan time, before loading data or training;
+        the default accepts everything."""
+
+    def unlearn(self, model: nn.Module, request: ForgetRequest, params: dict, ctx: MethodContext) -> nn.Module:
+        """Return the unlearned model; ``model`` is the trial's own copy of the original."""
+        raise NotImplementedError(f"{type(self).__name__}.unlearn")
+
+
+# -- accessors for the optional members (objects with or without the base class) ----------------
+
+def requires_for(method: Any, params: dict) -> frozenset[str]:
+    """What ``method`` uses with ``params``: ``requires_for(params)`` if it defines it, else ``requires``."""
+    fn = getattr(method, "requires_for", None)
+    return frozenset(fn(dict(params)) if callable(fn) else method.requires)
+
+
+def dataset_params(method: Any, dataset: str) -> Mapping[str, Any]:
+    """The method's defaults for dataset ``dataset`` (a dataset name, no argument)."""
+    return (getattr(method, "dataset_params", None) or {}).get(dataset, {})
+
+
+def continual_support(method: Any) -> tuple[bool, str]:
+    """(whether the method takes continual requests, the sentence saying why not)."""
+    ok = getattr(method, "continual", True) is not False
+    return ok, "" if ok else (getattr(method, "continual_note", "") or "it says it cannot continue from its own output")
+
+
+def check_params(name: str, method: Any, params: dict) -> None:
+    """Call the method's ``check_params`` (if any) and turn its refusal into one clear line."""
+    fn = getattr(method, "check_params", None)
+    if not callable(fn):
+        return
+    try:
+        fn(dict(params))
+    except (ValueError, TypeError, BenchError) as exc:
+        message = str(exc).rstrip(".")
+        key = message.partition("=")[0] if "=" in message else ""
+        fix = f"-p {name}.{key}=VALUE" if key in params else f"-p {name}.NAME=VALUE"
+        given = ", ".join(f"{k}={v!r}" for k, v in params.items()) or "(none)"
+        raise BenchError(f"Bad parameters for method '{name}': {message}. Fix it with {fix} "
+                         f"(its parameters now: {given}).") from None
+
+
+def has_own_training(method: Any) -> bool:
+    """Whether the method trains its own original (defines a callable ``train``)."""
+    return callable(getattr(method, "train", None))
+
+
+OWN_TRAINING = ("train", "save_trained", "load_trained")
+
+
+def check_own_training(name: str, method: Any) -> None:
+    missing = [h for h in OWN_TRAINING if not callable(getattr(method, h, None))]
+    if missing:
+        raise BenchError(f"Method '{name}' defines train() but not {', '.join(missing)}: a method with its own training "
+                         f"must also define save_trained(model) -> bytes and load_trained(data, params, ctx) so the "
+                         f"harness can cache what it trained.")
+
+
+def training_params(method: Any, params: dict) -> dict:
+    """The params that change what ``train`` produces (all of them unless the method says)."""
+    fn = getattr(method, "training_params", None)
+    return dict(fn(dict(params))) if callable(fn) else dict(params)
+
+
+def train_version(method: Any) -> str:
+    return str(getattr(method, "train_version", ""))

@@ -1,0 +1,258 @@
+"""The options of ``bench run`` and ``bench tune``: defaults, the TOML experiment file, merging.
+
+Precedence: defaults < TOML file (``--config``) < command line (options given explicitly).
+
+Every option is declared once, in :data:`OPTIONS`. The :class:`RunOptions` fields and defaults,
+the TOML keys and their accepted types (:data:`TOML_KEYS`, :data:`TOML_TYPES`) and the click
+options of ``bench run`` and ``bench tune`` (``bench.cli.options``) are all made from that table.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from bench.core.errors import BenchError
+from bench.core.keys import DEFAULT_EXPERIMENT
+from bench.core.recipe import parse_assignments
+
+DEFAULT_METHODS = "retrain,ft,ga"
+DEFAULT_ATTACKS = "loss,entropy,svc"  # the cheap ones (bench.attacks.CHEAP); "" runs none
+DEFAULT_SHADOW_MODELS = 8
+EXECUTORS = ("ray", "local")
+
+
+# -- parsing helpers --------------------------------------------------------------------------
+
+def parse_seeds(value: str | int | list) -> list[int]:
+    """``"0,1,2"``, ``"0-4"`` or a list -> ``[0, 1, 2]``."""
+    if isinstance(value, int):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        items = [str(v) for v in value]
+    else:
+        items = [v.strip() for v in str(value).split(",") if v.strip()]
+    seeds: list[int] = []
+    try:
+        for item in items:
+            if "-" in item[1:]:
+                lo, hi = item.split("-", 1)
+                if int(hi) < int(lo):
+                    raise BenchError(f"Bad seeds '{value}': the range {item} is empty (write it low-high, e.g. 0-4).")
+                seeds.extend(range(int(lo), int(hi) + 1))
+            else:
+                seeds.append(int(item))
+    except ValueError:
+        raise BenchError(f"Bad seeds '{value}': expected integers such as 0,1,2 or a range 0-4.") from None
+    if not seeds or any(s < 0 for s in seeds):
+        raise BenchError(f"Bad seeds '{value}': expected non-negative integers such as 0,1,2 or 0-4.")
+    if len(set(seeds)) != len(seeds):
+        raise BenchError(f"Bad seeds '{value}': a seed is repeated.")
+    return seeds
+
+
+def parse_method_params(items: list[str]) -> dict[str, dict[str, str]]:
+    """``["ga.lr=0.01"]`` -> ``{"ga": {"lr": "0.01"}}``."""
+    out: dict[str, dict[str, str]] = {}
+    for key, value in parse_assignments(items, "--param").items():
+        method, dot, name = key.partition(".")
+        if not dot or not method or not name:
+            raise BenchError(f"Bad --param '{key}={value}': expected METHOD.NAME=VALUE, e.g. ga.lr=0.01.")
+        out.setdefault(method, {})[name] = value
+    return out
+
+
+def load_toml(path: str | os.PathLike) -> dict[str, Any]:
+    """Read an experiment file; its keys mirror the ``bench run`` options (see README)."""
+    import tomllib
+
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise BenchError(f"Experiment file not found: {p}.")
+    try:
+        data = tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise BenchError(f"Experiment file {p} is not valid TOML: {exc}.") from None
+    return data
+
+
+# -- how a layer's value becomes a RunOptions value -------------------------------------------
+
+def _as_list(value: Any) -> Any:
+    """A single spec (a TOML string) -> a list of one."""
+    return [value] if isinstance(value, str) else value
+
+
+def _joined(value: Any) -> Any:
+    """A list of names (a TOML array) -> the comma-separated form of the command line."""
+    return ",".join(value) if isinstance(value, (list, tuple)) else value
+
+
+def _update(lower: dict[str, Any], upper: dict[str, Any]) -> dict[str, Any]:
+    """A higher layer's keys replace the lower layers' ones (``recipe``)."""
+    return {**lower, **upper}
+
+
+def _update_each(lower: dict[str, dict], upper: dict[str, dict]) -> dict[str, dict]:
+    """Per method, a higher layer's parameters replace the lower layers' ones (``params``)."""
+    merged = dict(lower)
+    for method, values in upper.items():
+        merged[method] = {**merged.get(method, {}), **values}
+    return merged
+
+
+def _dicts_of_dicts(value: dict) -> bool:
+    return all(isinstance(v, dict) for v in value.values())
+
+
+# -- the option table -------------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class Option:
+    """One option of ``bench run`` / ``bench tune``: a ``RunOptions`` field, a TOML key, a click option."""
+
+    name: str  # RunOptions field; the key of the merge layers; the click parameter name
+    flags: tuple[str, ...]  # command-line flags, e.g. ("--dataset", "-d"); "--x/--no-x" for an on/off switch
+    help: str
+    default: Any  # RunOptions default; lists and dicts are copied for each instance
+    annotation: str  # RunOptions field type
+    toml_types: tuple[type, ...]  # the types a TOML value may have
+    toml_key: str | None = None  # the TOML key when it is not `name`
+    cli_type: type = str  # type of a command-line value: str, int or float
+    choices: tuple[str, ...] | None = None  # the command line accepts only these
+    path: str | None = None  # "dir": the command-line value names a directory (not a file)
+    multiple: bool = False  # repeatable on the command line; the values are collected into a list
+    flag: bool = False  # a flag without a value (True when given)
+    envvar: str | None = None  # environment variable read when the flag is not given
+    commands: tuple[str, ...] = ("run", "tune")  # the commands that have the option
+    from_cli: Callable[[list[str]], Any] | None = None  # the repeated command-line values -> the merge value
+    normalize: Callable[[Any], Any] | None = None  # a layer's (TOML or command-line) value -> the RunOptions value
+    combine: Callable[[Any, Any], Any] | None = None  # (lower layers' value, this layer's) -> value; default: replace
+    toml_check: Callable[[Any], bool] | None = None  # a further check of a TOML value of the right type
+
+    @property
+    def key(self) -> str:
+        """The TOML key."""
+        return self.toml_key or self.name
+
+
+_S, _L, _N = (str,), (str, list), (int, float)
+
+#: The options of ``bench run`` and ``bench tune``, in ``RunOptions`` field order (also the
+#: order of the TOML keys and, per command, of ``--help``).
+OPTIONS: tuple[Option, ...] = (
+    Option("methods", ("--methods", "-m"), f"Methods, comma-separated; fnmatch wildcards allowed. [default: {DEFAULT_METHODS}]",
+           DEFAULT_METHODS, "str", _L, commands=("run",), normalize=_joined),
+    Option("datasets", ("--dataset", "-d"), "Dataset spec, repeatable (e.g. digits, synthetic:n=2000,classes=4). [default: digits]",
+           ("digits",), "list[str]", _L, toml_key="dataset", multiple=True, normalize=_as_list),
+    Option("models", ("--model",), "Model spec, repeatable (mlp, mlp:256,256, cnn, any timm name). [default: mlp]",
+           ("mlp",), "list[str]", _L, toml_key="model", multiple=True, normalize=_as_list),
+    Option("forgets", ("--forget", "-f"), "Forget request, repeatable: random:10%, random:100, class:3, indices:PATH; sequential "
+           "requests seq:5x20, seq:class:1,3,5. [default: random:10%]",
+           ("random:10%",), "list[str]", _L, toml_key="forget", multiple=True, normalize=_as_list),
+    Option("seeds", ("--seeds", "-s"), "Seeds: 0,1,2 or 0-4. Each seed trains its own original and retrained reference. [default: 0]",
+           (0,), "list[int]", (str, int, list), commands=("run",), normalize=parse_seeds),
+    Option("forget_seed", ("--forget-seed",), "Seed of random forget requests (default: the trial seed).",
+           None, "int | None", (int,), cli_type=int),
+    Option("params", ("--param", "-p"), "Method hyperparameter METHOD.NAME=VALUE, repeatable (e.g. ga.lr=0.01).",
+           {}, "dict[str, dict[str, Any]]", (dict,), multiple=True, from_cli=parse_method_params, combine=_update_each,
+           toml_check=_dicts_of_dicts),
+    Option("recipe", ("--recipe", "-r"), "Training recipe KEY=VALUE, repeatable (epochs, lr, batch_size, optimizer, momentum, "
+           "weight_decay, schedule).",
+           {}, "dict[str, Any]", (dict,), multiple=True, from_cli=partial(parse_assignments, what="--recipe"), combine=_update),
+    Option("attacks", ("--attacks",), "Attacks to run on every unlearned model, comma-separated, wildcards allowed; '' for none "
+           f"(see `bench list attacks`, docs/attacks.md). [default: {DEFAULT_ATTACKS}]",
+           DEFAULT_ATTACKS, "str", _L, commands=("run",), normalize=_joined),
+    Option("shadow_models", ("--shadow-models",), "Shadow/reference models per group for lira, ulira, rmia and epsilon "
+           f"(even, >= 2; trained once, cached). [default: {DEFAULT_SHADOW_MODELS}]",
+           DEFAULT_SHADOW_MODELS, "int", (int,), cli_type=int, commands=("run",)),
+    Option("executor", ("--executor",), "ray: Ray Tune trials (default); local: in process, for debugging.",
+           "ray", "str", _S, choices=EXECUTORS, commands=("run",)),
+    Option("ray_address", ("--ray-address",), "Join an existing Ray cluster (HOST:PORT or auto) instead of starting a local one.",
+           None, "str | None", _S),
+    Option("cpus_per_trial", ("--cpus-per-trial",), "CPUs per trial (also torch threads per trial). [default: 1]",
+           1.0, "float", _N, cli_type=float),
+    Option("gpus_per_trial", ("--gpus-per-trial",), "GPUs per trial; fractions pack trials on a GPU. [default: 0]",
+           0.0, "float", _N, cli_type=float),
+    Option("device", ("--device",), "auto, cpu or cuda. auto: cuda when --gpus-per-trial > 0. [default: auto]",
+           "auto", "str", _S),
+    Option("tracking_uri", ("--tracking-uri",), "MLflow store or server. [default: sqlite:///$PWD/mlflow.db]",
+           None, "str | None", _S, envvar="MLFLOW_TRACKING_URI"),
+    Option("experiment", ("--experiment", "-e"), f"MLflow experiment name. [default: {DEFAULT_EXPERIMENT}]",
+           DEFAULT_EXPERIMENT, "str", _S),
+    Option("run_name", ("--run-name",), "Name of the parent MLflow run.",
+           None, "str | None", _S),
+    Option("cache_dir", ("--cache-dir",), "Reference-model cache. [default: ~/.cache/unlearning-bench]",
+           None, "str | None", _S, path="dir"),
+    Option("data_dir", ("--data-dir",), "Dataset files. [default: ~/.local/share/unlearning-bench/data]",
+           None, "str | None", _S, path="dir"),
+    Option("download", ("--download/--no-download",), "Let dataset plugins download missing files (needs internet). [default: no]",
+           False, "bool", (bool,), cli_type=bool),
+    Option("resume", ("--resume",), "Continue the latest run of the same plan in this experiment: skip its finished trials.",
+           False, "bool", (bool,), cli_type=bool, flag=True, commands=("run",)),
+)
+
+OPTION_BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
+
+#: TOML key -> RunOptions field.
+TOML_KEYS: dict[str, str] = {o.key: o.name for o in OPTIONS}
+#: TOML key -> the types its value may have.
+TOML_TYPES: dict[str, tuple[type, ...]] = {o.key: o.toml_types for o in OPTIONS}
+
+
+def _field(option: Option):
+    default = option.default
+    if isinstance(default, (list, tuple, dict)):
+        make = list if isinstance(default, (list, tuple)) else dict
+        return field(default_factory=lambda: copy.deepcopy(make(default)))
+    return field(default=default)
+
+
+def _from_table(cls):
+    """Give ``cls`` one dataclass field per entry of :data:`OPTIONS`, in table order."""
+    cls.__annotations__ = {o.name: o.annotation for o in OPTIONS}
+    for option in OPTIONS:
+        setattr(cls, option.name, _field(option))
+    return dataclass(cls)
+
+
+@_from_table
+class RunOptions:
+    """The settings of one ``bench run`` or ``bench tune``; its fields are the entries of :data:`OPTIONS`."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def merge_options(toml: dict[str, Any] | None, cli: dict[str, Any]) -> RunOptions:
+    """Defaults < TOML file < command line (only options given explicitly)."""
+    opts = RunOptions()
+    layers = []
+    if toml:
+        unknown = set(toml) - set(TOML_KEYS)
+        if unknown:
+            raise BenchError(f"Unknown keys in the experiment file: {', '.join(sorted(unknown))}. Valid keys: {', '.join(TOML_KEYS)}.")
+        for k, v in toml.items():
+            option = OPTION_BY_NAME[TOML_KEYS[k]]
+            want = option.toml_types
+            bad = not isinstance(v, want) or (isinstance(v, bool) and bool not in want)
+            if option.toml_check is not None and not bad:
+                bad = not option.toml_check(v)
+            if bad:
+                raise BenchError(f"Bad value in the experiment file: {k} = {v!r} (expected {' or '.join(t.__name__ for t in want)}).")
+        layers.append({TOML_KEYS[k]: v for k, v in toml.items()})
+    layers.append({k: v for k, v in cli.items() if v is not None})
+    for layer in layers:
+        for key, value in layer.items():
+            option = OPTION_BY_NAME.get(key)
+            if option is not None and option.normalize is not None:
+                value = option.normalize(value)
+            if option is not None and option.combine is not None:
+                value = option.combine(getattr(opts, key), value)
+            setattr(opts, key, value)
+    return opts

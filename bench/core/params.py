@@ -1,0 +1,75 @@
+"""Small checks to build a method's ``check_params`` from (``bench.core.method.Method.check_params``).
+
+Each raises ``ValueError`` with one line that starts with ``KEY=VALUE:`` and says what is expected;
+the harness adds the method's name and how to fix it. Numbers must be finite: ``-p lr=inf``
+converts to a float, and no built-in method can use it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Mapping
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def require_finite(params: Mapping[str, Any], *keys: str) -> None:
+    """Each of ``keys`` is a finite number."""
+    for key in keys:
+        if not _number(params[key]):
+            raise ValueError(f"{key}={params[key]!r}: expected a finite number")
+
+
+def require_positive(params: Mapping[str, Any], *keys: str, integer: bool = False) -> None:
+    """Each of ``keys`` is a finite number > 0 (a whole number when ``integer``)."""
+    for key in keys:
+        value = params[key]
+        if not (_number(value) and value > 0 and (not integer or int(value) == value)):
+            raise ValueError(f"{key}={value!r}: expected a positive {'integer' if integer else 'number'}")
+
+
+def require_non_negative(params: Mapping[str, Any], *keys: str) -> None:
+    """Each of ``keys`` is a finite number >= 0."""
+    for key in keys:
+        if not (_number(params[key]) and params[key] >= 0):
+            raise ValueError(f"{key}={params[key]!r}: expected a number >= 0")
+
+
+def require_int(params: Mapping[str, Any], key: str, low: int, note: str = "") -> None:
+    """``params[key]`` is a whole number >= ``low`` (``note``, if given, follows in parentheses)."""
+    value = params[key]
+    if not (_number(value) and value >= low and int(value) == value):
+        raise ValueError(f"{key}={value!r}: expected an integer >= {low}" + (f" ({note})" if note else ""))
+
+
+def require_range(params: Mapping[str, Any], key: str, low: float, high: float, *, low_open: bool = False,
+                  high_open: bool = False) -> None:
+    """``low <= params[key] <= high`` (strict on an open end)."""
+    value = params[key]
+    ok = _number(value) and (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+    if not ok:
+        lo, hi = "(" if low_open else "[", ")" if high_open else "]"
+        raise ValueError(f"{key}={value!r}: expected a number in {lo}{low}, {high}{hi}")
+
+
+def require_choice(params: Mapping[str, Any], key: str, choices: Iterable[Any]) -> None:
+    """``params[key]`` is one of ``choices``."""
+    choices = tuple(choices)
+    if params[key] not in choices:
+        raise ValueError(f"{key}={params[key]!r}: expected one of {', '.join(map(str, choices))}")
+
+
+def require_bool(params: Mapping[str, Any], *keys: str) -> None:
+    """Each of ``keys`` is ``True`` or ``False``."""
+    for key in keys:
+        if not isinstance(params[key], bool):
+            raise ValueError(f"{key}={params[key]!r}: expected true or false")
+
+
+def require_sgd(params: Mapping[str, Any]) -> None:
+    """The optimiser trio: ``lr`` > 0, ``momentum`` in [0, 1), ``weight_decay`` >= 0."""
+    require_positive(params, "lr")
+    require_range(params, "momentum", 0.0, 1.0, high_open=True)
+    require_non_negative(params, "weight_decay")

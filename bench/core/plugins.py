@@ -1,0 +1,163 @@
+"""Plugin loading: built-ins from ``DEFAULT_PLUGINS``, third parties from the ``bench`` entry points.
+
+Built-in methods, datasets, models and attacks are ordinary plugins registered exactly like
+third-party ones. ``BENCH_PLUGINS`` restricts which entry-point plugins load: a comma-separated
+allow-list of distribution or entry-point names; set it to the empty string to load none
+(the test suite does, so an installed plugin cannot change its results).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import pluggy
+
+from bench.core import hookspecs
+from bench.core.errors import PluginError
+from bench.core.registry import KINDS, Registry
+
+DEFAULT_PLUGINS = (
+    "bench.nn.models",
+    "bench.methods",
+    "bench.datasets",
+    "bench.attacks",
+)
+
+HOOKS = {f"register_{kind}s": kind for kind in KINDS}
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    version: str | None
+    hooks: list[str]
+    source: str  # "builtin" or the distribution name
+    registered: dict[str, list[str]] = field(default_factory=dict)
+
+
+def _allowed_entry_points() -> set[str] | None:
+    raw = os.environ.get("BENCH_PLUGINS")
+    if raw is None:
+        return None
+    return {p.strip() for p in raw.split(",") if p.strip()}
+
+
+_IN_PROCESS: list = []
+
+
+def register_plugin(plugin) -> None:
+    """Add a plugin object (module or instance with hookimpls) for this process: notebooks, tests."""
+    _IN_PROCESS.append(plugin)
+    reset()
+
+
+def unregister_plugin(plugin) -> None:
+    _IN_PROCESS.remove(plugin)
+    reset()
+
+
+def in_process_plugins() -> tuple:
+    return tuple(_IN_PROCESS)
+
+
+def make_plugin_manager(extra_plugins: tuple = ()) -> pluggy.PluginManager:
+    pm = pluggy.PluginManager("bench")
+    pm.add_hookspecs(hookspecs)
+    for modname in DEFAULT_PLUGINS:
+        pm.register(importlib.import_module(modname), name=modname)
+    allowed = _allowed_entry_points()
+    try:
+        if allowed is None:
+            pm.load_setuptools_entrypoints("bench")
+        elif allowed:
+            from importlib.metadata import entry_points
+
+            for ep in entry_points(group="bench"):
+                dist = ep.dist.name if ep.dist else ""
+                if ep.name in allowed or dist in allowed:
+                    if pm.get_plugin(ep.name) is None:
+                        pm.register(ep.load(), name=ep.name)
+        for plugin in extra_plugins:
+            pm.register(plugin)
+    except (pluggy.PluginValidationError, ValueError) as exc:
+        raise PluginError(f"Invalid plugin: {exc}") from None
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"Invalid plugin: {exc} (a misspelt hook name? valid hooks: {', '.join(HOOKS)})") from None
+    return pm
+
+
+def build_registry(pm: pluggy.PluginManager) -> tuple[Registry, list[PluginInfo]]:
+    """Call every registration hook, one plugin at a time, so each object records its origin."""
+    from importlib.metadata import entry_points
+
+    registry = Registry()
+    dists = {id(plugin): (dist.project_name, dist.version) for plugin, dist in pm.list_plugin_distinfo()}
+    # plugins loaded through the BENCH_PLUGINS allow-list are registered by hand: find their distribution
+    ep_dists = {ep.name: (ep.dist.name, ep.dist.version) for ep in entry_points(group="bench") if ep.dist}
+    infos: dict[str, PluginInfo] = {}
+    for name, plugin in pm.list_name_plugin():
+        if plugin is hookspecs:
+            continue
+        dist = dists.get(id(plugin)) or (ep_dists.get(name) if name not in DEFAULT_PLUGINS else None)
+        if dist:
+            source, version = dist
+        elif name in DEFAULT_PLUGINS:
+            source, version = "builtin", _own_version()
+        else:
+            source, version = "registered in process", getattr(plugin, "__version__", None)
+        infos[name] = PluginInfo(name=name, version=version, hooks=[], source=source)
+    for hook_name, kind in HOOKS.items():
+        hook = getattr(pm.hook, hook_name)
+        for impl in hook.get_hookimpls():
+            origin = impl.plugin_name
+            info = infos.setdefault(origin, PluginInfo(origin, None, [], "unknown"))
+            info.hooks.append(hook_name)
+            before = set(registry.names(kind))
+            kwargs = {"register": registry.register_callback(kind, origin)} if "register" in impl.argnames else {}
+            try:
+                impl.function(**kwargs)
+            except PluginError:
+                raise
+            except Exception as exc:  # a broken plugin must say which one it is
+                raise PluginError(f"Plugin '{origin}' failed in {hook_name}: {type(exc).__name__}: {exc}") from exc
+            new = sorted(set(registry.names(kind)) - before)
+            if new:
+                info.registered.setdefault(kind, []).extend(new)
+    return registry, sorted(infos.values(), key=lambda i: (i.source != "builtin", i.name))
+
+
+def _own_version() -> str:
+    from bench import __version__
+
+    return __version__
+
+
+@lru_cache(maxsize=1)
+def _default() -> tuple[Registry, list[PluginInfo]]:
+    return build_registry(make_plugin_manager(tuple(_IN_PROCESS)))
+
+
+def get_registry() -> Registry:
+    """The registry of all installed plugins (built once per process)."""
+    return _default()[0]
+
+
+def plugin_infos() -> list[PluginInfo]:
+    return _default()[1]
+
+
+def reset() -> None:
+    """Forget the cached registry (tests use it after registering or installing plugins)."""
+    _default.cache_clear()
+
+
+def plugin_versions() -> dict[str, str]:
+    """``{plugin name: version}`` for every loaded plugin, recorded with each run."""
+    return {i.name: str(i.version) for i in plugin_infos()}
+
+

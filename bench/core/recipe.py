@@ -1,0 +1,83 @@
+"""The training recipe of the original model (and of every retrained reference).
+
+Precedence, lowest first: ``Recipe`` defaults < the dataset plugin's ``default_recipe`` <
+the model plugin's ``default_recipe`` < the TOML experiment file's ``[recipe]`` < ``--recipe
+KEY=VALUE`` on the command line. The resolved recipe is part of every reference's cache key
+and is recorded with every trial.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Mapping
+
+from bench.core.errors import BenchError
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("cosine", "constant", "step")
+AUGMENTS = ("none", "flip", "crop", "crop-flip")  # training-time augmentation on the device: bench/nn/augment.py
+
+
+@dataclass(frozen=True)
+class Recipe:
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    epochs: int = 30
+    batch_size: int = 64
+    schedule: str = "cosine"  # per-step cosine to 0; "step": x0.1 at 50% and 75% of the epochs
+    augment: str = "none"  # "crop-flip": random crop of the 4-pixel-padded image + horizontal flip (CIFAR)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+FIELD_TYPES = {f.name: f.type for f in fields(Recipe)}
+
+
+def _coerce(key: str, value: Any) -> Any:
+    kind = {"str": str, "float": float, "int": int}[FIELD_TYPES[key]]
+    try:
+        if kind is int and isinstance(value, str):
+            value = int(value)
+        out = kind(value)
+    except (TypeError, ValueError):
+        raise BenchError(f"Bad recipe value {key}={value!r}: expected {kind.__name__}.") from None
+    if kind is int and isinstance(value, float) and value != int(value):
+        raise BenchError(f"Bad recipe value {key}={value!r}: expected an integer.")
+    return out
+
+
+def build_recipe(*layers: Mapping[str, Any]) -> Recipe:
+    """Merge override layers (lowest precedence first) onto the defaults and validate."""
+    values: dict[str, Any] = Recipe().as_dict()
+    for layer in layers:
+        for key, value in (layer or {}).items():
+            if key not in FIELD_TYPES:
+                raise BenchError(
+                    f"Unknown recipe key '{key}'. Valid keys: {', '.join(FIELD_TYPES)} (e.g. --recipe epochs=20)."
+                )
+            values[key] = _coerce(key, value)
+    r = Recipe(**values)
+    if r.optimizer not in OPTIMIZERS:
+        raise BenchError(f"Unknown optimizer '{r.optimizer}' in the recipe; expected one of {', '.join(OPTIMIZERS)}.")
+    if r.schedule not in SCHEDULES:
+        raise BenchError(f"Unknown schedule '{r.schedule}' in the recipe; expected one of {', '.join(SCHEDULES)}.")
+    if r.augment not in AUGMENTS:
+        raise BenchError(f"Unknown augment '{r.augment}' in the recipe; expected one of {', '.join(AUGMENTS)}.")
+    if not all(math.isfinite(v) for v in (r.lr, r.momentum, r.weight_decay)) or r.lr <= 0 or r.epochs < 1 or r.batch_size < 1 or r.weight_decay < 0 or r.momentum < 0:
+        raise BenchError(f"Invalid recipe {r.as_dict()}: need lr > 0, epochs >= 1, batch_size >= 1, weight_decay >= 0, momentum >= 0.")
+    return r
+
+
+def parse_assignments(items: list[str] | tuple[str, ...], what: str) -> dict[str, str]:
+    """``["epochs=20", "lr=0.1"]`` -> ``{"epochs": "20", "lr": "0.1"}``."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise BenchError(f"Bad {what} '{item}': expected KEY=VALUE.")
+        out[key.strip()] = value.strip()
+    return out

@@ -1,0 +1,141 @@
+"""The typed, frozen description of one trial, made once at planning and never changed.
+
+A :class:`TrialSpec` crosses process boundaries (Ray Tune configs, MLflow params, the parent run's
+``experiment.json``) in its recorded form, :meth:`TrialSpec.as_dict`, and comes back with
+:meth:`TrialSpec.from_dict`; the recorded form is also what the trial key hashes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from bench.core.keys import trial_key
+
+
+class FrozenDict(dict):
+    """A dict that refuses changes (a spec's params, recipe, versions...); pickles as a dict would."""
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError("a trial spec is read-only: make a new one (TrialSpec.with_params)")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _refuse  # type: ignore[assignment]
+
+    def __reduce__(self):
+        return (FrozenDict, (dict(self),))
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+
+def freeze(value: Any) -> Any:
+    """Dicts (nested) as :class:`FrozenDict`; other values unchanged (a sequence keeps its type,
+    so the recorded params read exactly as the dataset or method gave them)."""
+    if isinstance(value, dict):
+        return FrozenDict({k: freeze(v) for k, v in value.items()})
+    return value
+
+
+def thaw(value: Any) -> Any:
+    """The recorded form of a frozen value: plain dicts."""
+    if isinstance(value, dict):
+        return {k: thaw(v) for k, v in value.items()}
+    return value
+
+
+@dataclass(frozen=True)
+class OwnOriginal:
+    """The method-trained original a trial starts from (a method with ``OwnTraining``, e.g. SISA):
+    its reference-cache key and the training params it was trained with."""
+
+    key: str
+    train_params: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """One trial: a method with its params on one group (dataset, model, forget request, seed)."""
+
+    trial_name: str
+    method: str
+    method_plugin: str
+    params: Mapping[str, Any]
+    data_access: frozenset[str]
+    seed: int
+    forget_seed: int
+    dataset: str
+    data: Mapping[str, Any]  # the dataset's Splits.info, shortened for the record (bench.run.plan.data_params)
+    model: str
+    forget: str
+    forget_size: int
+    group: str
+    recipe: Mapping[str, Any]
+    attacks: tuple[str, ...]
+    shadow_models: int
+    device: str
+    threads: int
+    versions: Mapping[str, str]
+    plugins: Mapping[str, str]
+    own_original: OwnOriginal | None = None
+    trial_key: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        for name in ("params", "data", "recipe", "versions", "plugins"):
+            object.__setattr__(self, name, freeze(dict(getattr(self, name))))
+        object.__setattr__(self, "data_access", frozenset(self.data_access))
+        object.__setattr__(self, "attacks", tuple(self.attacks))
+        if self.own_original is not None:
+            object.__setattr__(self, "own_original", OwnOriginal(self.own_original.key, freeze(dict(self.own_original.train_params))))
+        object.__setattr__(self, "trial_key", trial_key(self._recorded()))
+
+    def _recorded(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            if f.name in ("own_original", "trial_key"):
+                continue
+            value = getattr(self, f.name)
+            if f.name in ("data_access", "attacks"):
+                value = ",".join(sorted(value) if f.name == "data_access" else value)
+            out[f.name] = thaw(value)
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        """The recorded form: JSON values, ``data_access`` and ``attacks`` comma-joined (as MLflow params)."""
+        out = self._recorded()
+        out["trial_key"] = self.trial_key
+        if self.own_original is not None:
+            out["method_train"] = {"key": self.own_original.key, "train_params": thaw(self.own_original.train_params)}
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TrialSpec:
+        names = {f.name for f in dataclasses.fields(cls)} - {"own_original", "trial_key"}
+        kw = {k: d[k] for k in names}
+        kw["data_access"] = frozenset(a for a in str(d["data_access"]).split(",") if a)
+        kw["attacks"] = tuple(a for a in str(d["attacks"]).split(",") if a)
+        own = d.get("method_train")
+        return cls(**kw, own_original=OwnOriginal(own["key"], own["train_params"]) if own else None)
+
+    def with_params(self, sample: Mapping[str, Any], trial_name: str | None = None) -> TrialSpec:
+        """A new spec with ``sample`` over the params (``bench tune``), its own key and name."""
+        return dataclasses.replace(self, params={**self.params, **sample}, trial_name=trial_name or self.trial_name)
+
+    def uses(self, what: str) -> bool:
+        """Whether the method declared ``what`` (``"forget"``, ``"retain"``, ``"recipe"``)."""
+        return what in self.data_access
+
+
+def spec_of(config: Mapping[str, Any], trial_id: str | None = None) -> TrialSpec:
+    """The trial spec of a Ray Tune config: ``{"trial": recorded spec}``, or a base spec plus sampled
+    hyperparameters ``{"trial": recorded spec, "sample": {...}}`` (``bench tune``; ``trial_id``
+    numbers the sample in its name)."""
+    spec = TrialSpec.from_dict(config["trial"])
+    sample = config.get("sample")
+    if not sample:
+        return spec
+    name = f"{spec.trial_name} sample {int(trial_id.rsplit('_', 1)[-1])}" if trial_id is not None else None
+    return spec.with_params(sample, name)

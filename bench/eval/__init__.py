@@ -1,0 +1,1 @@
+"""Measuring a model: accuracies and gaps, divergences, time and memory, attacks, shadow models."""

@@ -1,0 +1,113 @@
+"""Every metric the harness logs, defined once (the names are a public interface).
+
+All evaluation runs the model in ``eval()`` mode under ``torch.inference_mode()``.
+
+Accuracy (``retain_acc``, ``forget_acc``, ``test_acc``): top-1 accuracy on the retain set
+D_r, the forget set D_f and the test set D_t (RA/FA/TA of Jia et al., NeurIPS 2023,
+"Model Sparsity Can Simplify Machine Unlearning", ``main_forget.py`` of
+OPTML-Group/Unlearn-Sparse). For a class request also ``test_forget_class_acc`` (test accuracy
+on the forgotten class) and ``test_retain_class_acc`` (on the other classes).
+
+References: the same accuracies of the original model (``original_*``) and of the model
+retrained from scratch on D_r with the same recipe and seed (``retrain_*``).
+
+Gaps (``retain_gap``, ``forget_gap``, ``test_gap``): |m(unlearned) - m(retrained)|.
+``avg_gap``: their mean. This is Avg. Gap of Fan et al., ICLR 2024 ("SalUn", Table 3) over
+RA, TA and UA = 1 - FA (|UA_u - UA_r| = |FA_u - FA_r|); SalUn's fourth term, MIA-Efficacy,
+is not part of it here because it needs an attack plugin: it is logged separately when one runs.
+Lower is better. The reference is the retrained model of the trial's own seed.
+
+``js_to_retrain_forget`` / ``js_to_retrain_test``: mean over D_f (resp. D_t) of the per-example
+Jensen-Shannon divergence (natural log, in [0, ln 2]) between the softmax outputs of the
+unlearned and the retrained model, JS(p, q) = KL(p||m)/2 + KL(q||m)/2 with m = (p + q)/2
+(Chundawat et al., AAAI 2023, "Can Bad Teaching Induce Forgetting?", canonical per-example
+form; their released ``JSDiv`` computes KL(m||.) averaged over classes instead, which we do
+not reproduce).
+
+Cost: ``unlearn_seconds`` (wall clock of the method call alone, with CUDA synchronised
+around it on GPU, as in the RTE of Jia et al.), ``retrain_seconds`` (wall clock of training
+the retrained reference, recorded when it was trained), ``speedup_vs_retrain`` =
+retrain_seconds / unlearn_seconds, ``peak_memory_mb`` (see ``bench.eval.measure``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from bench.nn.training import predict_logits
+
+from bench.eval.metrics import ACCURACIES, METRIC_DIRECTIONS  # noqa: F401  (names and directions live there)
+
+
+@dataclass
+class EvalData:
+    retain_x: torch.Tensor
+    retain_y: torch.Tensor
+    forget_x: torch.Tensor
+    forget_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    forget_class: int | None = None
+
+
+@dataclass
+class ModelEval:
+    """Accuracies of one model plus its softmax outputs on D_f and D_t (on the CPU)."""
+
+    accs: dict[str, float]
+    forget_probs: torch.Tensor
+    test_probs: torch.Tensor
+
+
+def _acc(logits: torch.Tensor, y: torch.Tensor) -> float:
+    return float((logits.argmax(1) == y).float().mean()) if len(y) else float("nan")
+
+
+def evaluate_model(model: torch.nn.Module, data: EvalData) -> ModelEval:
+    retain_logits = predict_logits(model, data.retain_x)
+    forget_logits = predict_logits(model, data.forget_x)
+    test_logits = predict_logits(model, data.test_x)
+    accs = {
+        "retain_acc": _acc(retain_logits, data.retain_y),
+        "forget_acc": _acc(forget_logits, data.forget_y),
+        "test_acc": _acc(test_logits, data.test_y),
+    }
+    if data.forget_class is not None:
+        in_class = data.test_y == data.forget_class
+        accs["test_forget_class_acc"] = _acc(test_logits[in_class], data.test_y[in_class])
+        accs["test_retain_class_acc"] = _acc(test_logits[~in_class], data.test_y[~in_class])
+    return ModelEval(
+        accs=accs,
+        forget_probs=torch.softmax(forget_logits, 1).cpu(),
+        test_probs=torch.softmax(test_logits, 1).cpu(),
+    )
+
+
+def js_divergence(p: torch.Tensor, q: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Per-row Jensen-Shannon divergence (natural log) between probability vectors."""
+    p = p.double().clamp_min(eps)
+    q = q.double().clamp_min(eps)
+    m = 0.5 * (p + q)
+    return 0.5 * (p * (p / m).log()).sum(1) + 0.5 * (q * (q / m).log()).sum(1)
+
+
+def reference_metrics(original: ModelEval, retrain: ModelEval) -> dict[str, float]:
+    out = {f"original_{k}": v for k, v in original.accs.items()}
+    out.update({f"retrain_{k}": v for k, v in retrain.accs.items()})
+    return out
+
+
+def compare_to_references(unlearned: ModelEval, original: ModelEval, retrain: ModelEval) -> dict[str, float]:
+    """Accuracies, gaps to the retrained model, avg_gap and JS divergences of one unlearned model."""
+    out = dict(unlearned.accs)
+    out.update(reference_metrics(original, retrain))
+    gaps = {}
+    for name in ACCURACIES:
+        gaps[name.replace("_acc", "_gap")] = abs(unlearned.accs[name] - retrain.accs[name])
+    out.update(gaps)
+    out["avg_gap"] = sum(gaps.values()) / len(gaps)
+    out["js_to_retrain_forget"] = float(js_divergence(unlearned.forget_probs, retrain.forget_probs).mean())
+    out["js_to_retrain_test"] = float(js_divergence(unlearned.test_probs, retrain.test_probs).mean())
+    return out

@@ -1,0 +1,63 @@
+"""Metric names and which way is better: one table for ``bench tune``'s objectives and
+``bench compare``'s ranking. No torch import (the CLI reads it at start-up); the metrics
+themselves are defined in ``bench.eval.evaluation`` and ``bench.eval.measure``."""
+
+from __future__ import annotations
+
+ACCURACIES = ("retain_acc", "forget_acc", "test_acc")
+
+#: Which way is better, per metric: True = higher, False = lower, None = neither (the target is the
+#: retrained model's value: rank by the matching gap instead, or say --maximize / --minimize).
+DIRECTIONS: dict[str, bool | None] = {
+    "retain_acc": True,
+    "test_acc": True,
+    "test_retain_class_acc": True,
+    "forget_acc": None,
+    "test_forget_class_acc": None,
+    "retain_gap": False,
+    "forget_gap": False,
+    "test_gap": False,
+    "avg_gap": False,
+    "js_to_retrain_forget": False,
+    "js_to_retrain_test": False,
+    "unlearn_seconds": False,
+    "speedup_vs_retrain": True,
+    "peak_memory_mb": False,
+    "peak_memory_reserved_mb": False,
+    "memory_delta_mb": False,
+    "forget_size": None,
+    # attacks (docs/attacks.md): membership metrics have no "better" side in an unlearning study,
+    # the target is the retrained model's value (an AUC below it is as telling, the "Streisand
+    # effect"); SalUn's four-term gap and the NeurIPS'23 score do have one
+    "mia_efficacy": None,
+    "avg_gap_mia": False,
+    "epsilon_score": True,
+    "epsilon_forget_quality": True,
+    "epsilon_median_eps": False,
+}
+#: Attack metrics (``<attack>_<name>``) whose target is the retrained model's value: checked before
+#: the suffixes below, so that ``loss_balanced_acc`` is not taken for an accuracy to maximise.
+NEITHER_SUFFIXES = ("_auc", "_tpr_at_1fpr", "_tpr_at_0.1fpr", "_balanced_acc", "_yeom_acc", "_class_thresh_acc",
+                    "_efficacy")
+#: Metrics not in the table above (attack plugins' metrics, say) by name pattern.
+SUFFIX_DIRECTIONS = (("_gap", False), ("_seconds", False), ("_mb", False), ("_acc", True))
+PREFIX_DIRECTIONS = (("js_", False), ("speedup", True))
+
+
+def direction(metric: str) -> bool | None:
+    """True if higher is better, False if lower is better, None if unknown or neither."""
+    if metric in DIRECTIONS:
+        return DIRECTIONS[metric]
+    if metric.endswith(NEITHER_SUFFIXES):
+        return None
+    for suffix, maximize in SUFFIX_DIRECTIONS:
+        if metric.endswith(suffix):
+            return maximize
+    for prefix, maximize in PREFIX_DIRECTIONS:
+        if metric.startswith(prefix):
+            return maximize
+    return None
+
+
+#: The metrics with a known direction, as Ray Tune modes: what ``bench tune`` accepts as an objective.
+METRIC_DIRECTIONS = {m: ("max" if up else "min") for m, up in DIRECTIONS.items() if up is not None}

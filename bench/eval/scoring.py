@@ -1,0 +1,111 @@
+"""Membership scores -> the shared privacy metrics, and the log-scale ROC plot.
+
+Every attack turns a model and the attack context into a per-example membership score, higher
+meaning "member", for a set of members and a set of non-members. This module is the one place
+that turns those scores into metrics, those the membership-inference literature reports (the LiRA
+reference's ROC, AUC and TPR at a low FPR; the threshold attacks' balanced accuracy):
+
+- ``auc``: area under the ROC curve of ``sklearn.metrics.roc_curve`` (trapezoidal, which equals
+  ``roc_auc_score``; 0.5 = chance).
+- ``tpr_at_1fpr`` / ``tpr_at_0.1fpr``: the largest true-positive rate at a false-positive rate
+  strictly below 1% (0.1%), read off ``sklearn.metrics.roc_curve`` as in the LiRA reference
+  (Carlini et al., S&P 2022, ``tensorflow/privacy`` ``research/mi_lira_2021/plot.py``:
+  ``tpr[np.where(fpr < .001)[0][-1]]``). With fewer than 100 (1,000) non-members no threshold
+  reaches that rate except "nobody is a member", so the value is 0 there: report it on sets large
+  enough for the rate to mean something.
+- ``balanced_acc``: the best balanced accuracy of a single threshold, max_t 1 - (FPR + FNR)/2
+  (the threshold attacks of Yeom et al., CSF 2018 and Song & Mittal, USENIX Security 2021,
+  optimised on the scored sets themselves: an upper bound on what a threshold attacker reaches).
+
+``roc_png`` draws the curves of one or more attacks on log-log axes (the LiRA paper's figure
+style), as PNG bytes that the harness logs as an MLflow artifact of the trial.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+
+def _as_arrays(member_scores, nonmember_scores) -> tuple[np.ndarray, np.ndarray]:
+    m = np.asarray(member_scores, dtype=np.float64).ravel()
+    n = np.asarray(nonmember_scores, dtype=np.float64).ravel()
+    if len(m) == 0 or len(n) == 0:
+        raise ValueError(f"membership scores need members and non-members (got {len(m)} and {len(n)}).")
+    # +inf / -inf are legitimate ("certainly member"); NaN is not a score: rank it as least member-like
+    m = np.nan_to_num(m, nan=-np.inf)
+    n = np.nan_to_num(n, nan=-np.inf)
+    return m, n
+
+
+def roc(member_scores, nonmember_scores) -> tuple[np.ndarray, np.ndarray]:
+    """(fpr, tpr) of the score threshold sweep, members as the positive class."""
+    from sklearn.metrics import roc_curve
+
+    m, n = _as_arrays(member_scores, nonmember_scores)
+    labels = np.r_[np.ones(len(m)), np.zeros(len(n))]
+    scores = np.r_[m, n]
+    finite = np.isfinite(scores)
+    if not finite.all():  # roc_curve refuses infinities: map them just outside the finite range
+        lo, hi = (scores[finite].min(), scores[finite].max()) if finite.any() else (0.0, 0.0)
+        scores = np.where(scores == np.inf, hi + 1.0, np.where(scores == -np.inf, lo - 1.0, scores))
+    fpr, tpr, _ = roc_curve(labels, scores)
+    return fpr, tpr
+
+
+def tpr_at_fpr(fpr: np.ndarray, tpr: np.ndarray, max_fpr: float) -> float:
+    """Largest TPR among thresholds with FPR strictly below ``max_fpr`` (LiRA ``plot.py``)."""
+    ok = np.where(fpr < max_fpr)[0]
+    return float(tpr[ok[-1]]) if len(ok) else 0.0
+
+
+def score_metrics(member_scores, nonmember_scores) -> dict[str, float]:
+    """``auc``, ``tpr_at_1fpr``, ``tpr_at_0.1fpr`` and ``balanced_acc`` of one attack's scores."""
+    fpr, tpr = roc(member_scores, nonmember_scores)
+    return {
+        "auc": float(np.trapezoid(tpr, fpr)) if hasattr(np, "trapezoid") else float(np.trapz(tpr, fpr)),
+        "tpr_at_1fpr": tpr_at_fpr(fpr, tpr, 0.01),
+        "tpr_at_0.1fpr": tpr_at_fpr(fpr, tpr, 0.001),
+        "balanced_acc": float(np.max(1.0 - (fpr + (1.0 - tpr)) / 2.0)),
+    }
+
+
+def roc_png(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str = "") -> bytes:
+    """A log-log ROC plot of ``{label: (fpr, tpr)}`` with the chance diagonal, as PNG bytes.
+
+    Drawn once per attack per trial, so it is kept cheap: fixed margins instead of
+    ``tight_layout`` and fixed decade ticks without minor ticks (matplotlib's log locators and
+    the layout pass cost about four times the drawing itself)."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    fig = Figure(figsize=(4.5, 4.5), dpi=100)
+    fig.subplots_adjust(left=0.16, right=0.96, bottom=0.12, top=0.92 if title else 0.96)
+    ax = fig.add_subplot()
+    floor = 1e-4
+    ax.plot([floor, 1], [floor, 1], ls="--", color="grey", lw=0.8, label="chance")
+    for label, (fpr, tpr) in curves.items():
+        ax.plot(np.clip(fpr, floor, 1), np.clip(tpr, floor, 1), lw=1.4, label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    decades = [10.0**e for e in range(-4, 1)]
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(FixedLocator(decades))
+        axis.set_minor_locator(NullLocator())
+    ax.set_xlim(floor, 1)
+    ax.set_ylim(floor, 1)
+    ax.grid(True, which="major", lw=0.4, alpha=0.5)
+    ax.set_xlabel("false-positive rate")
+    ax.set_ylabel("true-positive rate")
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.legend(loc="lower right", fontsize=7)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()

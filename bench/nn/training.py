@@ -1,0 +1,226 @@
+"""Training and prediction on in-memory tensors: the loop behind the original model, the
+retrained references and methods that train (retrain, fine-tuning).
+
+The loop is the plain PyTorch one (shuffle with a seeded generator, mini-batch SGD/Adam,
+cross-entropy), with no DataLoader and no worker processes for data that sits in memory;
+``benchmarks/bench_training.py`` measures it against a hand-written loop. A final batch of one
+example is skipped (BatchNorm cannot train on it).
+
+Placement: a dataset whose tensors fit in ``DEVICE_DATA_FRACTION`` of the GPU's memory lives on
+the GPU; a larger one stays in (pinned) host memory and its batches stream to the device through
+a DataLoader with worker processes, in the same seeded order, so both paths train on the same
+batches (``benchmarks/bench_data.py`` compares them). On the CPU the tensors are already in memory
+and are used as they are. The recipe's ``augment`` (``bench/nn/augment.py``) runs on each batch on
+the device.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+from typing import Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.core.recipe import Recipe
+from bench.nn.augment import augment_batch
+
+#: Data larger than this fraction of the GPU's total memory streams from host memory instead of
+#: living on the GPU (a quarter, so four trials packed with --gpus-per-trial 0.25 still fit).
+DEVICE_DATA_FRACTION = 0.25
+#: DataLoader worker processes for data that streams from host memory.
+STREAM_WORKERS = min(4, os.cpu_count() or 1)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) for a reproducible trial."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def set_threads(threads: int) -> None:
+    """Fix torch's intra-op threads so results do not depend on where a trial runs."""
+    threads = max(1, int(threads))
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
+def make_optimizer(params: Iterable[nn.Parameter], name: str, lr: float, momentum: float, weight_decay: float):
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}")
+
+
+def make_schedule(optimizer, schedule: str, epochs: int, steps_per_epoch: int):
+    total = max(1, epochs * steps_per_epoch)
+    if schedule == "cosine":
+        fn = lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))  # noqa: E731
+    elif schedule == "step":
+        m1, m2 = int(0.5 * epochs) * steps_per_epoch, int(0.75 * epochs) * steps_per_epoch
+        fn = lambda step: 0.01 if step >= m2 else (0.1 if step >= m1 else 1.0)  # noqa: E731
+    else:
+        fn = lambda step: 1.0  # noqa: E731
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, fn)
+
+
+def batches(n: int, batch_size: int, generator: torch.Generator | None, device) -> Iterable[torch.Tensor]:
+    """Index batches over ``range(n)``, shuffled with ``generator`` (in order when None)."""
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    order = order.to(device)
+    for start in range(0, n, batch_size):
+        idx = order[start : start + batch_size]
+        if len(idx) == 1 and n > 1:
+            continue
+        yield idx
+
+
+def device_data_limit(device) -> int | None:
+    """Bytes of data that may live on ``device``; ``None`` (no limit) off the GPU."""
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        return None
+    return int(DEVICE_DATA_FRACTION * torch.cuda.get_device_properties(dev).total_memory)
+
+
+def place(tensors: Iterable[torch.Tensor], device) -> list[torch.Tensor]:
+    """Move ``tensors`` to ``device`` when together they fit under :func:`device_data_limit`;
+    otherwise keep them in pinned host memory, to be streamed batch by batch."""
+    tensors = list(tensors)
+    limit = device_data_limit(device)
+    if limit is None or sum(t.numel() * t.element_size() for t in tensors) <= limit:
+        return [t.to(device) for t in tensors]
+    return [t.cpu().pin_memory() for t in tensors]
+
+
+def model_device(model: nn.Module, default) -> torch.device:
+    param = next(iter(model.parameters()), None)
+    return param.device if param is not None else torch.device(default)
+
+
+class _Rows(torch.utils.data.Dataset):
+    """Rows of (x, y), fetched a whole batch at a time (``__getitems__``) by DataLoader workers."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitems__(self, idx: list[int]):
+        i = torch.as_tensor(idx, dtype=torch.long)
+        return self.x[i], self.y[i]
+
+
+def _as_batch(batch):
+    return batch
+
+
+def stream_batches(x, y, index_batches, device, workers: int = STREAM_WORKERS):
+    """(x, y) batches for ``index_batches`` fetched from host memory by a DataLoader with
+    ``workers`` processes, moved to ``device``."""
+    device = torch.device(device)
+    loader = torch.utils.data.DataLoader(
+        _Rows(x, y), batch_sampler=[b.tolist() for b in index_batches], num_workers=workers,
+        collate_fn=_as_batch, pin_memory=device.type == "cuda",
+    )
+    for xb, yb in loader:
+        yield xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+
+
+def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Recipe, seed: int) -> nn.Module:
+    """Train ``model`` in place on (x, y) with ``recipe``; shuffling is seeded by ``seed``."""
+    return train_epochs(
+        model, x, y, epochs=recipe.epochs, batch_size=recipe.batch_size, optimizer=recipe.optimizer, lr=recipe.lr,
+        momentum=recipe.momentum, weight_decay=recipe.weight_decay, schedule=recipe.schedule, seed=seed,
+        augment=recipe.augment,
+    )
+
+
+def train_epochs(model, x, y, *, epochs, batch_size, optimizer, lr, momentum, weight_decay, schedule, seed,
+                 on_epoch=None, augment="none", workers=None) -> nn.Module:
+    """Mini-batch training; ``on_epoch(model)``, if given, is called after every epoch.
+
+    ``augment`` is the recipe's on-device augmentation, drawn from its own generator seeded by
+    ``seed``. Batches stream through a DataLoader with ``workers`` processes when ``x`` is not
+    on the model's device (:func:`place` kept it in host memory) or when ``workers`` is given.
+    """
+    g = torch.Generator().manual_seed(seed)
+    n = len(y)
+    steps = max(1, sum(1 for s in range(0, n, batch_size) if min(batch_size, n - s) > 1 or n == 1))
+    opt = make_optimizer(model.parameters(), optimizer, lr, momentum, weight_decay)
+    sched = make_schedule(opt, schedule, epochs, steps)
+    device = model_device(model, x.device)
+    stream = workers is not None or x.device != device
+    aug_gen = torch.Generator(device=device).manual_seed(seed) if augment != "none" else None
+    model.train()
+    for _ in range(epochs):
+        if stream:
+            pairs = stream_batches(x, y, list(batches(n, batch_size, g, "cpu")), device,
+                                   STREAM_WORKERS if workers is None else workers)
+        else:
+            pairs = ((x[idx], y[idx]) for idx in batches(n, batch_size, g, x.device))
+        for xb, yb in pairs:
+            if aug_gen is not None:
+                xb = augment_batch(xb, augment, aug_gen)
+            loss = F.cross_entropy(model(xb), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+        if on_epoch is not None:
+            on_epoch(model)
+    return model
+
+
+def warm_up(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
+    """One throwaway forward, backward and optimizer step on a copy of ``model``.
+
+    A fresh worker process pays a one-off cost on its first autograd pass and optimizer step
+    (lazy initialisation, kernel selection): up to a second on the CPU, more than a whole
+    gradient-ascent run on digits. Timed calls are preceded by this so that
+    ``unlearn_seconds`` and reference training times measure the work, not the process.
+    """
+    import copy
+
+    probe = copy.deepcopy(model)
+    n = min(len(y), 8)
+    if n < 2:
+        return
+    device = model_device(probe, x.device)
+    x, y = x[:n].to(device), y[:n].to(device)
+    for opt_name in ("sgd", "adam"):
+        opt = make_optimizer(probe.parameters(), opt_name, 0.0, 0.9, 0.0)
+        probe.train()
+        loss = F.cross_entropy(probe(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    predict_logits(probe, x[:n])
+
+
+@torch.inference_mode()
+def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+    """Logits of ``model`` on ``x`` in eval mode, in large batches."""
+    was_training = model.training
+    model.eval()
+    device = model_device(model, x.device)  # x may sit in host memory (see place)
+    out = [model(x[i : i + batch_size].to(device, non_blocking=True)) for i in range(0, len(x), batch_size)]
+    model.train(was_training)
+    if not out:
+        return torch.empty(0, device=x.device)
+    return torch.cat(out).float()
+
+
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    if len(y) == 0:
+        return float("nan")
+    return float((predict_logits(model, x).argmax(1).to(y.device) == y).float().mean())

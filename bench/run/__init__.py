@@ -1,0 +1,1 @@
+"""One bench run: options, validation, the plan, references, trials, executors."""

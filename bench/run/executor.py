@@ -1,0 +1,248 @@
+"""Executors: Ray Tune (the default) and in-process (``--executor local``, for debugging).
+
+Ray: a local Ray is started on demand with every socket on 127.0.0.1 (``--ray-address`` joins
+an existing cluster instead). References are trained as Ray tasks; trials are Tune trials
+whose configs are ``{"trial": spec}`` (a grid search over the trial specs), with
+``{"cpu": cpus_per_trial, "gpu": gpus_per_trial}`` each (fractions allowed), the shared data
+in the object store, and Ray's MLflow callback writing the child runs. A trial that raises is
+recorded as failed with its traceback; the others go on.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any, Callable
+
+from bench.core.errors import BenchError
+from bench.core.keys import is_loopback
+from bench.core.plugins import in_process_plugins
+from bench.core.spec import TrialSpec, spec_of
+from bench.run.payload import Payload
+from bench.run.references import train_job
+from bench.run.trial import run_trial
+from bench.track.report import summary_line
+from bench.track.tracking import format_exception
+
+
+class Outcome:
+    """Per-trial results and failures, indexed like the trials given (samples: in start order)."""
+
+    def __init__(self) -> None:
+        self.results: dict[int, dict] = {}
+        self.failures: dict[int, str] = {}
+        self.specs: dict[int, TrialSpec] = {}  # the spec each index ran (sampled params included)
+        self.interrupted = False
+
+
+# -- in process ------------------------------------------------------------------------------
+
+def run_local(trials: list[TrialSpec], payload: Payload,
+              log_trial: Callable[[TrialSpec, dict | None, str | None], None], say: Callable[..., None]) -> Outcome:
+    out = Outcome()
+    for i, spec in enumerate(trials):
+        say(f"[{i + 1}/{len(trials)}] running {spec.trial_name}")
+        t0 = time.perf_counter()
+        try:
+            metrics = run_trial(spec, payload)
+        except KeyboardInterrupt:
+            out.interrupted = True
+            break
+        except Exception as exc:
+            error = format_exception(exc)
+            out.failures[i] = error
+            log_trial(spec, None, error)
+            say(f"[{i + 1}/{len(trials)}] FAILED  {spec.trial_name}: {type(exc).__name__}: {exc}", always=True)
+            continue
+        out.results[i] = metrics
+        log_trial(spec, metrics, None)
+        say(f"[{i + 1}/{len(trials)}] done    {spec.trial_name} in {time.perf_counter() - t0:.1f}s: {summary_line(metrics)}")
+    return out
+
+
+def train_many_local(jobs):
+    return [train_job(job) for job in jobs]
+
+
+# -- Ray ---------------------------------------------------------------------------------------
+
+def start_ray(address: str | None, verbose: bool, say: Callable[..., None], num_cpus: int | None = None) -> bool:
+    """Connect to ``address`` or start a local Ray bound to 127.0.0.1. Returns True if we started it."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "60")
+    already_imported = "ray" in sys.modules
+    loopback = not address or address_is_loopback(address)
+    if loopback:
+        # Ray reads this at import: the node address becomes 127.0.0.1 and every socket binds
+        # there (workers inherit it). A driver joining a head on 127.0.0.1 needs it too, or Ray
+        # rewrites 127.0.0.1 to the machine's external address and cannot connect.
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    import logging
+
+    import ray
+
+    if loopback and already_imported:
+        # ray was imported before us (a notebook, a test): apply the same setting to the driver
+        from ray._private import ray_constants
+
+        ray_constants.ENABLE_RAY_CLUSTER = False
+
+    # Tune's result files are off (TUNE_DISABLE_AUTO_CALLBACK_LOGGERS): results come through our callbacks.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    if not address:  # our own Ray on loopback keeps Ray's default token auth without announcing it
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+
+    if ray.is_initialized():
+        return False
+    t0 = time.perf_counter()
+    kwargs: dict[str, Any] = dict(logging_level=logging.WARNING, log_to_driver=verbose, configure_logging=True)
+    if address:
+        try:
+            ray.init(address=address, **kwargs)
+        except ConnectionError as exc:
+            raise BenchError(
+                f"Could not join the Ray cluster at {address}: {exc}. A head started with `ray start` uses token "
+                f"authentication by default: run bench with the same setting (RAY_AUTH_MODE=token and the cluster's "
+                f"token, or RAY_AUTH_MODE=disabled on both sides). A head on 127.0.0.1 needs "
+                f"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 when it is started."
+            ) from None
+        say(f"joined Ray cluster at {address} ({time.perf_counter() - t0:.1f}s)")
+    else:
+        ray.init(include_dashboard=False, num_cpus=num_cpus, **kwargs)
+        say(f"started local Ray on 127.0.0.1 with {int(ray.cluster_resources().get('CPU', 0))} CPUs ({time.perf_counter() - t0:.1f}s)")
+    return True
+
+
+def address_is_loopback(address: str) -> bool:
+    """Whether a Ray address (``HOST:PORT``, ``ray://HOST:PORT``) names this machine's loopback."""
+    return is_loopback(address.split("://", 1)[-1].rpartition(":")[0] or address)
+
+
+def pickle_in_process_plugins(objects: list[Any]) -> None:
+    """Objects of plugins registered in this process (``bench.core.plugins.register_plugin``: tests,
+    notebooks) travel to Ray workers by value: workers cannot import their modules."""
+    import cloudpickle
+
+    modules = set()
+    for plugin in in_process_plugins():
+        modules.add(plugin.__name__ if isinstance(plugin, type(sys)) else type(plugin).__module__)
+    for obj in objects:
+        modname = type(obj).__module__
+        if modname in modules and modname in sys.modules:
+            cloudpickle.register_pickle_by_value(sys.modules[modname])
+
+
+def train_many_ray(cpus: float, gpus: float):
+    def train_many(jobs):
+        import dataclasses
+
+        import ray
+
+        remote = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(_train_reference_task)
+        split_refs: dict[int, Any] = {}
+        futures = []
+        for job in jobs:
+            if id(job.splits) not in split_refs:
+                split_refs[id(job.splits)] = ray.put(job.splits)
+            futures.append(remote.remote(dataclasses.replace(job, splits=None), split_refs[id(job.splits)]))
+        return ray.get(futures)
+
+    return train_many
+
+
+def _train_reference_task(job, splits):
+    import dataclasses
+
+    return train_job(dataclasses.replace(job, splits=splits))
+
+
+def concurrent_slots(cpus: float, gpus: float) -> int:
+    """How many trials of ``cpus`` CPUs and ``gpus`` GPUs the connected Ray cluster runs at once."""
+    import ray
+
+    total = ray.cluster_resources()
+    slots = []
+    if cpus > 0:
+        slots.append(int(total.get("CPU", 0) / cpus + 1e-9))
+    if gpus > 0:
+        slots.append(int(total.get("GPU", 0) / gpus + 1e-9))
+    return max(1, min(slots, default=1))
+
+
+def _tune_trainable(config: dict, payload: Payload) -> None:
+    import ray
+    from ray import tune
+
+    fetch = lambda v: ray.get(v) if isinstance(v, ray.ObjectRef) else v  # noqa: E731
+    report = tune.report if config.get("report_epochs") else None
+    metrics = run_trial(spec_of(config), payload, fetch=fetch, report=report)
+    tune.report(metrics)
+
+
+def run_ray(trials: list[TrialSpec], payload: Payload, *, cpus: float, gpus: float, storage: str, name: str,
+            callbacks: list, say: Callable[[str], None], search: dict | None = None) -> Outcome:
+    """Run ``trials`` (a grid over the specs) or, with ``search``, ``search["num_samples"]`` samples
+    of ``search["space"]`` (tune domains) around the single spec in ``trials``, under
+    ``search["metric"]``/``search["mode"]`` and an optional ``search["scheduler"]``."""
+    import ray
+    from ray import tune
+
+    out = Outcome()
+    index = {spec.trial_name: i for i, spec in enumerate(trials)}
+    groups = {gid: ray.put(group) for gid, group in payload.groups.items()}
+    shipped = Payload(groups=groups, methods=payload.methods, models=payload.models, attacks=payload.attacks)
+    pickle_in_process_plugins([*payload.methods.values(), *(m[0] for m in payload.models.values()), *payload.attacks.values()])
+
+    from bench.run.progress import Progress  # imports ray.tune
+
+    if search is not None:
+        index = {}
+    progress = Progress(trials, index, out, say, total=None if search is None else search["num_samples"])
+
+    trainable = tune.with_resources(tune.with_parameters(_tune_trainable, payload=shipped), {"cpu": cpus, "gpu": gpus})
+    if search is None:
+        param_space = {"trial": tune.grid_search([t.as_dict() for t in trials])}
+        tune_config = tune.TuneConfig(reuse_actors=True)
+    else:
+        from ray.tune.search import BasicVariantGenerator
+
+        param_space = {"trial": trials[0].as_dict(), "sample": search["space"], "report_epochs": search.get("scheduler") is not None}
+        tune_config = tune.TuneConfig(
+            reuse_actors=True, num_samples=search["num_samples"], metric=search["metric"], mode=search["mode"],
+            scheduler=search.get("scheduler"), search_alg=BasicVariantGenerator(random_state=search["seed"]),
+        )
+    tuner = tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune_config,
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=storage,
+            callbacks=[*callbacks, progress],
+            verbose=0,
+            failure_config=tune.FailureConfig(max_failures=0),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        ),
+    )
+    # Tune requests resources for pending trials eagerly; a pending trial then often gets a fresh
+    # actor process (seconds of start-up: importing torch) instead of the one a finished trial
+    # frees. As many pending trials as fit at once start every slot's actor together and then keep
+    # the warm actors busy (measured: benchmarks/bench_scaling.py). A value the user set wins.
+    own_pending = "TUNE_MAX_PENDING_TRIALS_PG" not in os.environ
+    if own_pending:
+        os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(concurrent_slots(cpus, gpus))
+    try:
+        tuner.fit()
+    except KeyboardInterrupt:
+        out.interrupted = True
+        return out
+    finally:
+        if own_pending:
+            os.environ.pop("TUNE_MAX_PENDING_TRIALS_PG", None)
+    expected = len(trials) if search is None else search["num_samples"]
+    if len(out.results) + len(out.failures) < expected:  # failures are recorded by the progress callback
+        out.interrupted = True
+    return out

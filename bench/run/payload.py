@@ -1,0 +1,126 @@
+"""What the trials of a run share, built once by the driver after the references exist.
+
+Per group: the data (``Splits`` on the CPU), the original model as safetensors bytes, each
+request's evaluation of both references (one :class:`Step` for a single request, one per request
+of a ``seq:`` spec), the originals that methods with their own training trained, and the models
+the attacks declared (shadows, the retrained reference). Under Ray each group travels through the
+object store once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+from bench.core.cache import load_state
+from bench.eval.evaluation import evaluate_model
+from bench.nn.nets import model_factory
+from bench.nn.training import accuracy
+from bench.run.continual import reference_summary, seen_after_each, step_training_sets
+from bench.run.references import RefJob
+from bench.run.request import step_data
+
+
+@dataclass(frozen=True)
+class Step:
+    """One forget request of a group and both references evaluated on its data."""
+
+    forget_idx: Any  # this request's training indices (sorted int64)
+    seen_idx: Any  # every point forgotten after it (requests 1..t); forget_idx itself for a single request
+    kind: str  # the ForgetRequest.kind of this request
+    forget_class: int | None
+    original_eval: Any  # bench.eval.evaluation.ModelEval
+    retrain_eval: Any
+    retrain_seconds: float
+    original_forget_all_acc: float | None = None  # seq: only (accuracy on every point forgotten so far)
+    retrain_forget_all_acc: float | None = None
+
+
+@dataclass(frozen=True)
+class GroupPayload:
+    """What every trial of a group shares."""
+
+    splits: Any  # bench.core.contracts.Splits, on the CPU
+    forget_idx: Any  # every point the group forgets (np.ndarray of training indices)
+    original_state: bytes
+    steps: tuple[Step, ...]
+    continual: bool  # a ``seq:`` request (metrics per request, forget_all_*, cumulative_*)
+    method_originals: Mapping[str, tuple[bytes, float]] = field(default_factory=dict)  # own-original key -> (bytes, s)
+    attack_models: Mapping[str, Any] = field(default_factory=dict)  # "shadows", "retrain_shadows", "reference"
+
+
+@dataclass(frozen=True)
+class Payload:
+    groups: dict[str, Any]  # gid -> GroupPayload (or an object ref to one)
+    methods: dict[str, Any]  # name -> method object
+    models: dict[str, tuple[Any, str | None, str]]  # model spec -> (plugin object, arg, origin)
+    attacks: dict[str, Any]
+
+
+def reference_jobs(plan) -> list[RefJob]:
+    """The original and retrained reference of every group (and of every request of a ``seq:`` group)."""
+    jobs = []
+    for g in plan.groups:
+        model_obj, arg, _ = plan.models[g.model]
+        sp = plan.splits[g.dataset]
+        common = dict(model_obj=model_obj, arg=arg, splits=sp, recipe=g.recipe, seed=g.seed, device=plan.device,
+                      threads=max(1, int(plan.options.cpus_per_trial)))
+        jobs.append(RefJob(key=g.original_key, doc=g.original_doc, train_idx=None, **common))
+        keep = np.setdiff1d(np.arange(sp.train_size), g.forget_idx)
+        jobs.append(RefJob(key=g.retrain_key, doc=g.retrain_doc, train_idx=keep, **common))
+        if g.steps is not None:
+            jobs.extend(RefJob(key=key, doc=doc, train_idx=idx, **common) for key, doc, idx in step_training_sets(g, sp.train_size))
+    return jobs
+
+
+def _model(plan, g, state: bytes):
+    model_obj, arg, _ = plan.models[g.model]
+    model = model_factory(model_obj, arg, plan.splits[g.dataset], g.seed, plan.device)()
+    load_state(model, state)
+    return model
+
+
+def group_steps(plan, g, refs: dict) -> tuple[Step, ...]:
+    """Evaluate the original and each request's retrained reference on that request's data."""
+    sp = plan.splits[g.dataset]
+    original = _model(plan, g, refs[g.original_key][0])
+    if g.steps is None:
+        forget_class = g.forget.label if g.forget.kind == "class" else None
+        data, _ = step_data(sp, g.forget_idx, g.forget_idx, plan.device, forget_class)
+        retrained = _model(plan, g, refs[g.retrain_key][0])
+        return (Step(g.forget_idx, g.forget_idx, g.forget.kind, forget_class, evaluate_model(original, data),
+                     evaluate_model(retrained, data), float(refs[g.retrain_key][1]["train_seconds"])),)
+    out = []
+    for idx, seen, (key, _) in zip(g.steps, seen_after_each(g.steps), g.step_refs, strict=True):
+        label = int(sp.train_y[idx[0]]) if g.forget.labels is not None else None
+        data, (fax, fay) = step_data(sp, idx, seen, plan.device, label)
+        retrained = _model(plan, g, refs[key][0])
+        out.append(Step(
+            forget_idx=idx, seen_idx=seen, kind="class" if label is not None else "random", forget_class=label,
+            original_eval=evaluate_model(original, data), retrain_eval=evaluate_model(retrained, data),
+            retrain_seconds=float(refs[key][1]["train_seconds"]),
+            original_forget_all_acc=accuracy(original, fax, fay), retrain_forget_all_acc=accuracy(retrained, fax, fay),
+        ))
+    return tuple(out)
+
+
+def build_payload(plan, refs: dict, method_originals: dict[str, dict], attack_models: dict[str, dict]) -> tuple[Payload, list[dict]]:
+    """Evaluate the references of every group once; bundle what the trials share. Returns the
+    payload and the reference rows of the summary."""
+    groups, ref_rows = {}, []
+    for g in plan.groups:
+        steps = group_steps(plan, g, refs)
+        groups[g.gid] = GroupPayload(
+            splits=plan.splits[g.dataset], forget_idx=g.forget_idx, original_state=refs[g.original_key][0], steps=steps,
+            continual=g.steps is not None, method_originals=method_originals.get(g.gid, {}),
+            attack_models=attack_models.get(g.gid, {}),
+        )
+        row = {"setting": (g.dataset, g.model, g.forget.text), "seed": g.seed, "original": steps[-1].original_eval.accs,
+               "retrain": steps[-1].retrain_eval.accs, "retrain_seconds": float(refs[g.retrain_key][1]["train_seconds"])}
+        if g.steps is not None:
+            row["original"], row["retrain"] = reference_summary(steps)
+        ref_rows.append(row)
+    payload = Payload(groups=groups, methods={m.name: m.obj for m in plan.methods}, models=plan.models, attacks=plan.attacks)
+    return payload, ref_rows

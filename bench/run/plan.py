@@ -1,0 +1,189 @@
+"""The plan of a run (loads data, still no training): groups and their trials.
+
+Trials = methods x seeds x datasets x models x forget requests; a *group* is one (dataset, model,
+forget request, seed): its trials share the original model and the retrained reference. Each
+trial is a frozen :class:`bench.core.spec.TrialSpec`, made here once.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.core.cache import cache_key, default_cache_dir, sha256_bytes, tensor_digest
+from bench.core.errors import BenchError
+from bench.core.forget import ForgetSpec
+from bench.core.method import (
+    check_own_training,
+    has_own_training,
+    train_version,
+    training_params,
+)
+from bench.core.options import RunOptions
+from bench.core.recipe import build_recipe
+from bench.core.registry import Registry
+from bench.core.spec import OwnOriginal, TrialSpec
+from bench.run.continual import step_references
+from bench.run.validate import (
+    MethodPlan,
+    default_data_dir,
+    params_for_dataset,
+    resolve_device,
+    resolve_model,
+    validate_options,
+)
+
+
+@dataclass(frozen=True)
+class Group:
+    """One (dataset, model, forget request, seed): what its trials share."""
+
+    gid: str
+    dataset: str
+    model: str
+    forget: ForgetSpec
+    seed: int
+    forget_seed: int
+    recipe: Any
+    forget_idx: Any  # np.ndarray
+    original_key: str
+    retrain_key: str
+    original_doc: dict
+    retrain_doc: dict
+    steps: tuple | None = None  # seq: requests, each's training indices (bench.run.continual)
+    step_refs: tuple | None = None  # seq: (key, doc) of each request's retrained reference
+
+
+@dataclass(frozen=True)
+class Plan:
+    options: RunOptions
+    tracking_uri: str
+    methods: list[MethodPlan]
+    splits: dict[str, Any]  # dataset spec -> Splits
+    models: dict[str, tuple[Any, str | None, str]]  # model spec -> (obj, arg, origin)
+    attacks: dict[str, Any]
+    groups: list[Group]
+    trials: list[TrialSpec]
+    device: str
+    data_dir: str
+    cache_dir: str
+
+
+def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], plugins: dict[str, str]) -> Plan:
+    methods, forgets, uri = validate_options(registry, opts)  # cheap checks before any heavy import
+
+    import numpy as np
+    import torch
+
+    from bench.nn.training import set_threads
+
+    device = resolve_device(opts)
+    data_dir = str(Path(opts.data_dir).expanduser() if opts.data_dir else default_data_dir())
+    cache_dir = str(Path(opts.cache_dir).expanduser() if opts.cache_dir else default_cache_dir())
+    set_threads(opts.cpus_per_trial)
+
+    splits: dict[str, Any] = {}
+    digests: dict[str, str] = {}
+    for spec in opts.datasets:
+        name, _, arg = spec.partition(":")
+        ds = registry.get("dataset", name)
+        splits[spec] = ds.load(data_dir, opts.download, arg or None)
+        digests[spec] = tensor_digest(splits[spec].train_x, splits[spec].train_y)
+
+    models: dict[str, tuple[Any, str | None, str]] = {}
+    for spec in opts.models:
+        models[spec] = resolve_model(registry, spec)
+        obj, arg, _ = models[spec]
+        for dspec, sp in splits.items():
+            try:
+                torch.manual_seed(0)
+                net = obj.create(sp.num_classes, tuple(sp.input_shape), arg)
+                net.eval()
+                with torch.no_grad():
+                    out = net(sp.test_x[:2])
+            except BenchError:
+                raise
+            except Exception as exc:
+                raise BenchError(
+                    f"Model '{spec}' cannot run on dataset '{dspec}' (inputs of shape {tuple(sp.input_shape)}): "
+                    f"{type(exc).__name__}: {exc}"
+                ) from None
+            if tuple(out.shape) != (2, sp.num_classes):
+                raise BenchError(f"Model '{spec}' returned shape {tuple(out.shape)} on dataset '{dspec}'; expected (2, {sp.num_classes}).")
+
+    attacks = {n: registry.get("attack", n) for n in (registry.resolve("attack", opts.attacks) if opts.attacks else [])}
+
+    groups: list[Group] = []
+    for dspec, sp in splits.items():
+        dataset_obj = registry.get("dataset", dspec.partition(":")[0])
+        train_y = sp.train_y.numpy()
+        for mspec, (mobj, _, _) in models.items():
+            recipe = build_recipe(getattr(dataset_obj, "default_recipe", {}), getattr(mobj, "default_recipe", {}), opts.recipe)
+            for fspec in forgets:
+                for seed in opts.seeds:
+                    fseed = opts.forget_seed if opts.forget_seed is not None else seed
+                    idx = fspec.select(train_y, sp.num_classes, fseed)
+                    base = {
+                        "dataset": dspec, "data_sha256": digests[dspec], "model": mspec,
+                        "input_shape": list(sp.input_shape), "num_classes": sp.num_classes,
+                        "recipe": recipe.as_dict(), "seed": seed,
+                    }
+                    odoc = {"kind": "original", **base}
+                    rdoc = {"kind": "retrain", **base, "forget_sha256": sha256_bytes(np.asarray(idx, np.int64).tobytes())}
+                    steps = step_refs = None
+                    if fspec.kind == "seq":  # continual requests: one retrained reference per request
+                        steps = tuple(fspec.select_steps(train_y, sp.num_classes, fseed))
+                        step_refs = tuple(step_references(steps, base))
+                    groups.append(Group(f"g{len(groups)}", dspec, mspec, fspec, seed, fseed, recipe, idx, cache_key(odoc),
+                                        cache_key(rdoc), odoc, rdoc, steps, step_refs))
+
+    multi = len(opts.datasets) > 1 or len(opts.models) > 1 or len(forgets) > 1
+    trials = []
+    for group in groups:
+        for m in methods:
+            name = f"{m.name} seed={group.seed}"
+            if multi:
+                name += f" {group.dataset} {group.model} {group.forget.text}"
+            params = params_for_dataset(m, group.dataset, opts.params.get(m.name, {}))
+            trials.append(TrialSpec(
+                trial_name=name, method=m.name, method_plugin=m.origin, params=params, data_access=frozenset(m.access),
+                seed=group.seed, forget_seed=group.forget_seed, dataset=group.dataset,
+                data=data_params(splits[group.dataset].info), model=group.model, forget=group.forget.text,
+                forget_size=int(len(group.forget_idx)), group=group.gid, recipe=group.recipe.as_dict(),
+                attacks=tuple(attacks), shadow_models=opts.shadow_models if any(getattr(a, "needs", ()) for a in attacks.values()) else 0,
+                device=device, threads=max(1, int(opts.cpus_per_trial)), versions=versions, plugins=plugins,
+                own_original=own_original_of(m, group, params),
+            ))
+    return Plan(opts, uri, methods, splits, models, attacks, groups, trials, device, data_dir, cache_dir)
+
+
+def own_original_of(m: MethodPlan, group: Group, params: dict) -> OwnOriginal | None:
+    """The cache key of the original a method with its own training (``OwnTraining``) trains for
+    ``group`` with ``params``: keyed by the group's original document, the method's training params
+    and its ``train_version``."""
+    if not has_own_training(m.obj):
+        return None
+    check_own_training(m.name, m.obj)
+    base = {k: v for k, v in group.original_doc.items() if k != "kind"}
+    tparams = training_params(m.obj, params)
+    doc = {"kind": "method-original", "method": m.name, "train_version": train_version(m.obj), "train_params": tparams, **base}
+    return OwnOriginal(cache_key(doc), tparams)
+
+
+def own_original_doc(spec: TrialSpec, group: Group, method: Any) -> dict:
+    """The cache document of ``spec``'s own original (see :func:`own_original_of`)."""
+    base = {k: v for k, v in group.original_doc.items() if k != "kind"}
+    return {"kind": "method-original", "method": spec.method, "train_version": train_version(method),
+            "train_params": dict(spec.own_original.train_params), **base}
+
+
+def data_params(info: dict) -> dict:
+    """A dataset's ``Splits.info`` (normalisation, split, input bounds...) as short run params:
+    values longer than 250 characters of JSON (per-feature lists) are cut, with their length."""
+    out = {}
+    for key, value in info.items():
+        text = json.dumps(value, default=str)
+        out[key] = value if len(text) <= 250 else f"{text[:200]}... ({len(text)} characters)"
+    return out

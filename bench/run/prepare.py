@@ -1,0 +1,56 @@
+"""Everything the trials share, made before the first trial: the references (loaded from the
+cache or trained, as Ray tasks under the ray executor), the originals of methods with their own
+training, the models the attacks declare, and the evaluations of the references."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from bench.core.cache import ReferenceCache
+from bench.eval.shadows import ensure_shadow_set, needs_of
+from bench.run.executor import train_many_local, train_many_ray
+from bench.run.method_training import method_training_jobs, originals_by_group
+from bench.run.payload import Payload, build_payload, reference_jobs
+from bench.run.references import ensure_references
+
+
+def attack_models(plan, refs: dict, say: Callable[[str], None], versions: dict) -> dict[str, dict]:
+    """``{gid: extras}``: what the selected attacks declare in ``needs``, per group.
+
+    ``"shadows"``: ``--shadow-models`` pool shadows; ``"retrain_shadows"``: as many models
+    retrained on D_r; ``"reference"``: the retrained reference's weights. Trained on the driver
+    (vectorized where possible) before the trials, cached, shared by every trial of the group.
+    """
+    needs = needs_of(plan.attacks)
+    if not needs:
+        return {}
+    count = int(plan.options.shadow_models)
+    cache = ReferenceCache(plan.cache_dir)
+    out: dict[str, dict] = {}
+    for g in plan.groups:
+        model_obj, arg, _ = plan.models[g.model]
+        common = dict(model_obj=model_obj, arg=arg, splits=plan.splits[g.dataset], recipe=g.recipe, group_seed=g.seed,
+                      base_doc={k: v for k, v in g.original_doc.items() if k != "kind"}, forget_idx=g.forget_idx,
+                      device=plan.device, cache=cache, say=say, versions=versions)
+        extras = {}
+        for kind in ("shadows", "retrain_shadows"):
+            if kind in needs:
+                extras[kind] = ensure_shadow_set(kind, count, **common)
+        if "reference" in needs:
+            extras["reference"] = refs[g.retrain_key][0]
+        out[g.gid] = extras
+    return out
+
+
+def prepare_references(plan, versions: dict, say: Callable[[str], None]) -> tuple[Payload, list[dict], int]:
+    """Load or train every reference, then evaluate them once.
+
+    Returns the trials' shared payload, the reference rows of the summary and how many were trained.
+    """
+    opts = plan.options
+    train_many = train_many_ray(opts.cpus_per_trial, opts.gpus_per_trial) if opts.executor == "ray" else train_many_local
+    jobs = reference_jobs(plan) + method_training_jobs(plan)  # + methods' own originals (SISA)
+    refs, trained = ensure_references(jobs, ReferenceCache(plan.cache_dir), train_many, say, versions)
+    say(f"references: {trained} trained, {len(refs) - trained} from cache ({plan.cache_dir})")
+    payload, ref_rows = build_payload(plan, refs, originals_by_group(plan, refs), attack_models(plan, refs, say, versions))
+    return payload, ref_rows, trained

@@ -1,0 +1,63 @@
+"""Progress of Ray Tune trials in the terminal (imported only when Ray runs: it imports ray.tune)."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Callable
+
+from ray import tune
+
+from bench.core.spec import TrialSpec, spec_of
+from bench.track.report import summary_line
+
+
+class Progress(tune.Callback):
+    """One line per trial event; collects each trial's result and failure into ``out``.
+
+    Tune pickles its callbacks with the experiment state, so the sinks (console, outcome) are
+    left out of the pickled state.
+    """
+
+    def __init__(self, trials: list[TrialSpec], index: dict[str, int], out, say: Callable[[str], None], total: int | None = None) -> None:
+        self.trials, self.index, self.out, self.say, self.total = trials, index, out, say, total
+        self.started: dict[str, float] = {}
+
+    def __getstate__(self):
+        return {"trials": self.trials, "index": self.index, "out": None, "say": None, "started": {}, "total": self.total}
+
+    def _where(self, trial) -> tuple[int, str, str]:
+        spec = spec_of(trial.config, trial.trial_id)
+        name = spec.trial_name
+        if name not in self.index:  # a sample of ``bench tune``: numbered in start order
+            self.index[name] = len(self.index)
+        i = self.index[name]
+        self.out.specs[i] = spec
+        total = self.total or len(self.trials)
+        return i, f"[{i + 1}/{total}]", name
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.started[trial.trial_id] = time.perf_counter()
+        _, tag, name = self._where(trial)
+        self.say(f"{tag} running {name}")
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.out.results[self._where(trial)[0]] = dict(result)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        i, tag, name = self._where(trial)
+        took = time.perf_counter() - self.started.get(trial.trial_id, time.perf_counter())
+        result = self.out.results.get(i, {})
+        early = "" if "unlearn_seconds" in result else " (stopped early by the scheduler)"
+        self.say(f"{tag} done    {name} in {took:.1f}s: {summary_line(result)}{early}")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        i, tag, name = self._where(trial)
+        error = ""
+        if trial.error_file and os.path.isfile(trial.error_file):
+            with open(trial.error_file) as fh:
+                error = fh.read()
+        self.out.failures[i] = error or "trial failed"
+        self.out.results.pop(i, None)
+        last = error.strip().splitlines()[-1] if error.strip() else "see the traceback in MLflow"
+        self.say(f"{tag} FAILED  {name}: {last}", always=True)

@@ -1,0 +1,135 @@
+"""``bench run`` end to end: validate, plan, references, trials, summary, MLflow.
+
+Exit codes: 0 every trial finished; 1 some trial failed (each recorded as a failed child run
+with its traceback); 2 bad input (before any work); 130 interrupted (finished trials are
+already in MLflow, the parent run is marked KILLED).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+
+from bench.core.console import Printer
+from bench.core.keys import Tag, plan_key
+from bench.core.options import RunOptions
+from bench.core.plugins import get_registry, plugin_versions
+from bench.run.plan import make_plan
+from bench.run.validate import package_versions
+from bench.track import report, tracking
+
+
+def close_run(client, experiment_id: str, parent: str, status: str, started_ray: bool) -> None:
+    """End a parent run: trials an interrupt cut off become KILLED; shut down the Ray we started."""
+    if status == "KILLED":
+        tracking.kill_unfinished_children(client, experiment_id, parent)
+    client.set_terminated(parent, status)
+    if started_ray:
+        import ray
+
+        ray.shutdown()
+
+
+def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False) -> int:
+    say = Printer(console, quiet)
+    registry = get_registry()
+    t_start = time.perf_counter()
+    versions = package_versions()
+    plugins = plugin_versions()
+    plan = make_plan(registry, opts, versions, plugins)
+    say(f"{len(plan.trials)} trial(s): methods {', '.join(m.name for m in plan.methods)} x seeds "
+        f"{','.join(map(str, opts.seeds))} on {', '.join(opts.datasets)} / {', '.join(opts.models)} / {', '.join(opts.forgets)}")
+    say(f"MLflow tracking store: {plan.tracking_uri} (experiment '{opts.experiment}')")
+
+    from mlflow.tracking import MlflowClient
+
+    experiment_id = tracking.setup_experiment(plan.tracking_uri, opts.experiment)
+    client = MlflowClient(plan.tracking_uri)
+    pkey = plan_key(t.trial_key for t in plan.trials)
+    earlier = tracking.find_resumable(client, experiment_id, pkey) if opts.resume else None
+    done: dict[str, dict] = {}
+    if earlier is not None:
+        parent_run, done = earlier
+        parent, run_name = parent_run.info.run_id, parent_run.info.run_name
+        tracking.kill_unfinished_children(client, experiment_id, parent)  # left RUNNING by a killed run
+        client.update_run(parent, status="RUNNING")
+        say(f"resuming parent run {parent} ('{run_name}'): {sum(t.trial_key in done for t in plan.trials)} of "
+            f"{len(plan.trials)} trial(s) already finished")
+    else:
+        if opts.resume:
+            say(f"--resume: no earlier run of this plan in experiment '{opts.experiment}'; starting a new one")
+        run_name = opts.run_name or f"bench-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+        options = {k: v for k, v in opts.as_dict().items() if k != "resume"}
+        parent_params = tracking.flatten({"options": options, "versions": versions, "plugins": plugins})
+        parent = tracking.start_parent(plan.tracking_uri, experiment_id, run_name, parent_params,
+                                       {Tag.TRIALS: str(len(plan.trials)), Tag.PLAN_KEY: pkey})
+        say(f"parent run {parent} ('{run_name}')")
+        client.log_text(parent, json.dumps({"options": options, "trials": [t.as_dict() for t in plan.trials]}, indent=1, default=str), "experiment.json")
+    todo = [i for i, t in enumerate(plan.trials) if t.trial_key not in done]
+    started_ray = False
+    status = "FAILED"
+    try:
+        from bench.run.executor import (  # torch: only once validated
+            Outcome,
+            run_local,
+            run_ray,
+            start_ray,
+        )
+        from bench.run.prepare import prepare_references
+
+        if opts.executor == "ray":
+            started_ray = start_ray(opts.ray_address, verbose, say)
+
+        payload, ref_rows, trained = prepare_references(plan, versions, say)
+        tracking.log_metrics(client, parent, {"references_trained": trained})
+
+        trials = [plan.trials[i] for i in todo]
+        if not trials:
+            outcome = Outcome()
+        elif opts.executor == "ray":
+            callback = tracking.make_ray_callback(plan.tracking_uri, opts.experiment, parent)
+            outcome = run_ray(trials, payload, cpus=opts.cpus_per_trial, gpus=opts.gpus_per_trial,
+                              storage=f"{plan.cache_dir}/ray_results", name=f"{run_name}-{parent[:8]}-{int(time.time())}",
+                              callbacks=[callback], say=say)
+        else:
+            def log_trial(spec, metrics, error):
+                tracking.log_local_trial(plan.tracking_uri, experiment_id, parent, spec, metrics, error)
+
+            outcome = run_local(trials, payload, log_trial, say)
+        # back to plan positions, with the trials an earlier (resumed) run finished
+        results = {todo[i]: m for i, m in outcome.results.items()}
+        failures = {todo[i]: e for i, e in outcome.failures.items()}
+        results.update({i: done[t.trial_key] for i, t in enumerate(plan.trials) if t.trial_key in done})
+
+        attack_cols = report.attack_columns(results.values())
+        rows = report.build_rows(plan.trials, results, failures, ref_rows, attack_cols)
+        columns = report.columns_for(rows)
+        report.render(rows, console, columns=columns)
+        if attack_cols:  # the methods' rows only: attacks run on unlearned models, not on the references
+            report.render([r for r in rows if not report.is_reference(r)], console, columns=attack_cols,
+                          title="attacks on the forget set (target: retrain's values)")
+            if not any(t.method == "retrain" for t in plan.trials):
+                say("attacks run on unlearned models only: add 'retrain' to --methods for the values to compare with.")
+        client.log_text(parent, report.to_markdown(rows, columns=columns + attack_cols), "summary.md")
+        client.log_text(parent, report.to_csv(rows, columns=columns + attack_cols), "summary.csv")
+        tracking.log_metrics(client, parent, {"trials_finished": len(results), "trials_failed": len(failures),
+                                              "wall_seconds": time.perf_counter() - t_start})
+        if outcome.interrupted:
+            status = "KILLED"
+            say("interrupted: finished trials are recorded in MLflow.", always=True)
+            code = 130
+        elif outcome.failures:
+            say(f"{len(outcome.failures)} trial(s) failed; their tracebacks are in MLflow (artifact error.txt).", always=True)
+            code = 1
+        else:
+            status = "FINISHED"
+            code = 0
+    except KeyboardInterrupt:
+        status = "KILLED"
+        say("interrupted: finished trials are recorded in MLflow.", always=True)
+        code = 130
+    finally:
+        close_run(client, experiment_id, parent, status, started_ray)
+    say(f"MLflow tracking store: {plan.tracking_uri}; parent run {parent}; wall time {time.perf_counter() - t_start:.1f}s", always=True)
+    return code

@@ -1,0 +1,139 @@
+"""One trial: copy the original model, call the method on each request (timed, memory measured),
+evaluate every result against that request's references, then run the attacks.
+
+``run_trial(spec, payload)`` runs in a Ray Tune worker or in process (``--executor local``); both
+call exactly this function, with torch's threads fixed to the trial's CPUs, so the same seed gives
+the same numbers either way. A single forget request is a sequence of one: continual requests
+(``--forget seq:...``, see ``bench.run.continual``) take the same path, request after request, each
+applied to the model the previous one returned. ``payload`` holds, per group, the data and the
+original model as safetensors bytes plus the references' evaluations (``bench.run.payload``);
+under Ray its values are object references fetched with ``ray.get``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+from bench.core.cache import load_state
+from bench.core.contracts import MethodContext
+from bench.core.errors import BenchError
+from bench.core.keys import ARTIFACTS_KEY, STEPS_KEY
+from bench.core.recipe import Recipe
+from bench.core.spec import TrialSpec
+from bench.eval.evaluation import compare_to_references, evaluate_model
+from bench.eval.measure import measure
+from bench.nn.nets import model_factory
+from bench.nn.training import accuracy, seed_everything, set_threads, warm_up
+from bench.run.attack_step import check_artifacts, run_attacks
+from bench.run.method_training import own_original
+from bench.run.payload import GroupPayload, Payload
+from bench.run.request import build_request, input_bounds, step_data
+
+
+def add_method_outputs(method: str, metrics: dict, ctx: MethodContext) -> None:
+    """Merge what a method put in ``ctx.metrics`` / ``ctx.artifacts`` into the trial's result."""
+    for key, value in ctx.metrics.items():
+        if key in metrics:
+            raise BenchError(f"Method '{method}' reported metric '{key}', which the harness already measures; rename it.")
+        try:
+            metrics[key] = float(value)
+        except (TypeError, ValueError):
+            raise BenchError(f"Method '{method}' reported metric '{key}' = {value!r}, which is not a number.") from None
+    check_artifacts(f"Method '{method}'", ctx.artifacts)
+    if ctx.artifacts:
+        metrics.setdefault(ARTIFACTS_KEY, {}).update(ctx.artifacts)
+
+
+def unlearn_checked(method, name: str, model, request, params: dict, ctx: MethodContext, where: str = ""):
+    """Call ``method.unlearn`` (the caller seeds); refuse anything but a module."""
+    out = method.unlearn(model, request, dict(params), ctx)
+    if not isinstance(out, torch.nn.Module):
+        raise BenchError(f"Method '{name}' returned {type(out).__name__}{where}, not a torch.nn.Module.")
+    return out
+
+
+def run_trial(spec: TrialSpec, payload: Payload, fetch: Callable[[Any], Any] = lambda v: v,
+              report: Callable[[dict], None] | None = None) -> dict[str, float]:
+    """Run one trial and return its metrics. ``report``, if given, receives the metrics of the
+    intermediate models a method passes to ``ctx.report`` (for schedulers such as ASHA; single
+    requests only)."""
+    set_threads(spec.threads)
+    device, seed = spec.device, spec.seed
+    group: GroupPayload = fetch(payload.groups[spec.group])
+    method = payload.methods[spec.method]
+    model_obj, arg, _ = payload.models[spec.model]
+    splits = group.splits
+    new_model = model_factory(model_obj, arg, splits, seed, device)
+    model = new_model()
+    load_state(model, group.original_state)
+    recipe = Recipe(**spec.recipe) if spec.uses("recipe") else None
+    bounds = input_bounds(splits, device)
+
+    first = group.steps[0]
+    data, everything = step_data(splits, first.forget_idx, first.seen_idx, device, first.forget_class)
+    own_metrics: dict = {}
+    if spec.own_original is not None:  # the method trains its own original (SISA): bench.run.method_training
+        model, own_metrics = own_original(method, spec, group, data, new_model, model_obj, arg)
+    warm_up(new_model() if own_metrics else model, data.retain_x if len(data.retain_y) else data.forget_x,
+            data.retain_y if len(data.retain_y) else data.forget_y)
+
+    results: list[dict] = []
+    artifacts: dict = {}
+    cum_unlearn = cum_retrain = 0.0
+    for t, step in enumerate(group.steps, 1):
+        if t > 1:
+            data, everything = step_data(splits, step.forget_idx, step.seen_idx, device, step.forget_class)
+        request = build_request(num_classes=splits.num_classes, kind=step.kind, forget_indices=step.forget_idx,
+                                forget_class=step.forget_class, forget=(data.forget_x, data.forget_y),
+                                retain=(data.retain_x, data.retain_y), access=spec.data_access, bounds=bounds)
+        report_model = None
+        if report is not None and not group.continual:
+            def report_model(intermediate, step=step, data=data) -> None:
+                report(compare_to_references(evaluate_model(intermediate, data), step.original_eval, step.retrain_eval))
+
+        ctx = MethodContext(seed=seed, device=device, new_model=new_model, recipe=recipe, report=report_model)
+        seed_everything(seed)
+        with measure(device) as m:
+            out = unlearn_checked(method, spec.method, model, request, spec.params, ctx,
+                                  f" on request {t}" if group.continual else "")
+        metrics = compare_to_references(evaluate_model(out, data), step.original_eval, step.retrain_eval)
+        metrics.update({"unlearn_seconds": m.seconds, "retrain_seconds": step.retrain_seconds,
+                        "speedup_vs_retrain": step.retrain_seconds / max(m.seconds, 1e-9), **m.memory,
+                        "forget_size": float(len(data.forget_y))})
+        if group.continual:
+            cum_unlearn += m.seconds
+            cum_retrain += step.retrain_seconds
+            forget_all = accuracy(out, *everything)
+            metrics.update({
+                "forget_all_size": float(len(everything[1])), "request": float(t),
+                "forget_all_acc": forget_all, "original_forget_all_acc": step.original_forget_all_acc,
+                "retrain_forget_all_acc": step.retrain_forget_all_acc,
+                "forget_all_gap": abs(forget_all - step.retrain_forget_all_acc),
+                "cumulative_unlearn_seconds": cum_unlearn, "cumulative_retrain_seconds": cum_retrain,
+                "cumulative_speedup_vs_retrain": cum_retrain / max(cum_unlearn, 1e-9),
+            })
+        if not group.continual:
+            metrics.update(own_metrics)
+        add_method_outputs(spec.method, metrics, ctx)
+        if group.continual:
+            for name, content in metrics.pop(ARTIFACTS_KEY, {}).items():
+                artifacts[f"request-{t}/{name}"] = content
+        results.append(metrics)
+        model = out
+
+    final = dict(results[-1])
+    if group.continual:
+        for key in results[-1]:  # memory: the peak over every request
+            if key.endswith("_mb") and key != "memory_delta_mb":
+                final[key] = max(r[key] for r in results)
+        final[STEPS_KEY] = results
+        final.update(own_metrics)
+        if artifacts:
+            final[ARTIFACTS_KEY] = artifacts
+    if payload.attacks:  # on the final model, every point forgotten so far as the forget set
+        run_attacks(payload.attacks, model, final, spec=spec, group=group, method=method,
+                    data=((data.retain_x, data.retain_y), everything, (data.test_x, data.test_y)),
+                    new_model=new_model, bounds=bounds)
+    return final

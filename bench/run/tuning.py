@@ -1,0 +1,161 @@
+"""``bench tune``: search a method's declared hyperparameter space with Ray Tune.
+
+Each sample is an ordinary trial (same references, same evaluation, same MLflow child run, with
+the sampled values as its ``params.*``) under one parent run tagged ``bench.kind=tune``. The
+search is Tune's random/grid ``BasicVariantGenerator`` seeded by ``--seed`` over the domains of the
+method's ``search_space``; ``--scheduler asha`` adds Tune's ASHA, which stops samples early on
+the intermediate results a method reports through ``ctx.report`` (one per epoch for ``ft`` and
+``ga``). The best sample's parameters are saved as JSON ``{"METHOD": {...all parameters...}}``
+(``--output``, and the parent run's artifact ``best_params.json``) for ``bench run --params``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from bench.core.console import Printer
+from bench.core.errors import BenchError
+from bench.core.options import RunOptions
+from bench.core.plugins import get_registry, plugin_versions
+from bench.core.space import to_tune
+from bench.eval.metrics import METRIC_DIRECTIONS
+from bench.run.plan import make_plan
+from bench.run.runner import close_run
+from bench.run.validate import package_versions
+from bench.track import tracking
+from bench.track.store import resolve_tracking_uri
+
+SCHEDULERS = ("fifo", "asha")
+
+
+def check_tunable(registry, method: str, objective: str, num_samples: int, scheduler: str) -> None:
+    """Everything that needs no heavy import, before any work."""
+    obj = registry.get("method", method)
+    if not obj.search_space:
+        tunable = [e.name for e in registry.entries("method") if e.obj.search_space]
+        raise BenchError(
+            f"Method '{method}' declares no search space: there is nothing to tune. "
+            f"Methods with one: {', '.join(tunable) or '(none)'}."
+        )
+    if objective not in METRIC_DIRECTIONS:
+        raise BenchError(f"Unknown objective '{objective}'. Objectives: {', '.join(sorted(METRIC_DIRECTIONS))}.")
+    if num_samples < 1:
+        raise BenchError(f"--num-samples must be at least 1 (got {num_samples}).")
+    if scheduler not in SCHEDULERS:
+        raise BenchError(f"Unknown scheduler '{scheduler}': expected one of {', '.join(SCHEDULERS)}.")
+
+
+def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int, scheduler: str, seed: int,
+                output: str | None, console, verbose: bool = False, quiet: bool = False) -> int:
+
+    say = Printer(console, quiet)
+    registry = get_registry()
+    check_tunable(registry, method, objective, num_samples, scheduler)
+    if len(opts.datasets) != 1 or len(opts.models) != 1 or len(opts.forgets) != 1 or len(opts.seeds) != 1:
+        raise BenchError("bench tune searches one setting: give one --dataset, --model, --forget and --seed.")
+    opts.methods = method
+    opts.executor = "ray"
+    versions, plugins = package_versions(), plugin_versions()
+    plan = make_plan(registry, opts, versions, plugins)
+    method_obj = registry.get("method", method)
+    mode = METRIC_DIRECTIONS[objective]
+    t_start = time.perf_counter()
+
+    from mlflow.tracking import MlflowClient
+
+    from bench.run.executor import (  # torch and ray: only once validated
+        run_ray,
+        start_ray,
+    )
+    from bench.run.prepare import prepare_references
+
+    space = {k: to_tune(d) for k, d in method_obj.search_space.items() if k not in opts.params.get(method, {})}
+    if not space:
+        raise BenchError(f"Every parameter of '{method}' with a search space is fixed by --param: nothing left to tune.")
+    experiment_id = tracking.setup_experiment(plan.tracking_uri, opts.experiment)
+    client = MlflowClient(plan.tracking_uri)
+    run_name = opts.run_name or f"tune-{method}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    params = tracking.flatten({
+        "tune": {"method": method, "objective": objective, "mode": mode, "num_samples": num_samples, "scheduler": scheduler,
+                 "seed": seed, "space": {k: d.describe() for k, d in method_obj.search_space.items()}},
+        "options": {k: v for k, v in opts.as_dict().items() if k != "resume"}, "versions": versions, "plugins": plugins,
+    })
+    parent = tracking.start_parent(plan.tracking_uri, experiment_id, run_name, params, {"bench.kind": "tune"})
+    say(f"tuning '{method}' over {', '.join(space)}: {num_samples} sample(s), objective {objective} ({mode}), scheduler {scheduler}")
+    say(f"MLflow tracking store: {plan.tracking_uri}; parent run {parent} ('{run_name}')")
+    started_ray = False
+    status, code = "FAILED", 1
+    try:
+        started_ray = start_ray(opts.ray_address, verbose, say)
+        payload, _, _ = prepare_references(plan, versions, say)
+        sched = None
+        if scheduler == "asha":
+            from ray.tune.schedulers import ASHAScheduler
+
+            sched = ASHAScheduler(time_attr="training_iteration", grace_period=1, reduction_factor=2)
+        outcome = run_ray(
+            plan.trials, payload, cpus=opts.cpus_per_trial, gpus=opts.gpus_per_trial,
+            storage=f"{plan.cache_dir}/ray_results", name=f"{run_name}-{parent[:8]}",
+            callbacks=[tracking.make_ray_callback(plan.tracking_uri, opts.experiment, parent)], say=say,
+            search={"space": space, "num_samples": num_samples, "metric": objective, "mode": mode,
+                    "scheduler": sched, "seed": seed},
+        )
+        best = best_sample(outcome, objective, mode)
+        if best is None:
+            say("no sample finished: no best parameters to save.", always=True)
+        else:
+            spec, value = best
+            best_params = {method: dict(spec.params)}
+            path = Path(output or f"best-params-{method}.json")
+            path.write_text(json.dumps(best_params, indent=1) + "\n")
+            client.log_text(parent, json.dumps(best_params, indent=1), "best_params.json")
+            tracking.log_params(client, parent, tracking.flatten({"best": dict(spec.params)}))
+            tracking.log_metrics(client, parent, {f"best_{objective}": value, "samples_finished": len(outcome.results),
+                                                  "wall_seconds": time.perf_counter() - t_start})
+            say(f"best sample: {spec.trial_name}: {objective}={value:.4f} with "
+                + ", ".join(f"{k}={spec.params[k]!r}" for k in space))
+            say(f"best parameters written to {path} and to MLflow (run {parent}, best_params.json); "
+                f"reuse them with: bench run --params {path}", always=True)
+        status, code = ("KILLED", 130) if outcome.interrupted else ("FINISHED", 0 if best is not None else 1)
+    except KeyboardInterrupt:
+        status, code = "KILLED", 130
+    finally:
+        close_run(client, experiment_id, parent, status, started_ray)
+    return code
+
+
+def best_sample(outcome, objective: str, mode: str) -> tuple[dict, float] | None:
+    """The spec and objective value of the best finished sample (its last reported result)."""
+    scored = [(outcome.specs[i], float(r[objective])) for i, r in outcome.results.items()
+              if objective in r and r.get("unlearn_seconds") is not None and i in outcome.specs]
+    if not scored:
+        return None
+    return (min if mode == "min" else max)(scored, key=lambda sv: sv[1])
+
+
+def load_params(source: str, tracking_uri: str | None) -> dict[str, dict[str, Any]]:
+    """``--params``: a JSON file ``{"METHOD": {...}}`` or an MLflow run id whose ``best_params.json`` to use."""
+    path = Path(source).expanduser()
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise BenchError(f"--params {path}: not valid JSON ({exc}).") from None
+    else:
+        if len(source) != 32 or not all(c in "0123456789abcdef" for c in source):
+            raise BenchError(f"--params '{source}': no such file, and not an MLflow run id.")
+        import mlflow
+
+
+        mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
+        try:
+            data = json.loads(mlflow.artifacts.load_text(f"runs:/{source}/best_params.json"))
+        except Exception as exc:
+            raise BenchError(f"--params {source}: cannot read best_params.json of that MLflow run ({exc}).") from None
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise BenchError(f"--params {source}: expected a JSON object {{\"METHOD\": {{\"NAME\": VALUE}}}}.")
+    return data

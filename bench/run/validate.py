@@ -1,0 +1,202 @@
+"""Validation of a run's options before any work: every name resolves, parameters convert and pass
+the methods' own checks, the forget specs parse, the tracking store and Ray address answer.
+
+Nothing here imports torch, ray or mlflow (except ``resolve_device``, called once planning starts),
+so argument errors answer at once.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import __version__
+from bench.core.errors import BenchError
+from bench.core.forget import ForgetSpec, parse_forget
+from bench.core.method import (
+    check_params,
+    continual_support,
+    dataset_params,
+    requires_for,
+)
+from bench.core.options import EXECUTORS, RunOptions
+from bench.core.recipe import build_recipe
+from bench.core.registry import Registry
+from bench.track.store import resolve_tracking_uri
+
+
+@dataclass
+class MethodPlan:
+    name: str
+    obj: Any
+    params: dict[str, Any]
+    access: tuple[str, ...]
+    origin: str
+
+
+def _coerce_param(method: str, key: str, value: Any, default: Any) -> Any:
+    kind = type(default)
+    if not isinstance(value, str):
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = {bool: isinstance(value, bool), int: number and float(value).is_integer(), float: number, str: False}.get(kind, True)
+        if not ok:
+            raise BenchError(f"Bad value for {method}.{key}: {value!r} is not a {kind.__name__} (default {default!r}).")
+        return kind(value) if kind in (int, float) else value
+    try:
+        if kind is bool:
+            low = value.lower()
+            if low not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError
+            return low in ("true", "1", "yes")
+        if kind is int:
+            return int(value)
+        if kind is float:
+            return float(value)
+    except ValueError:
+        raise BenchError(f"Bad value for {method}.{key}: {value!r} is not a {kind.__name__} (default {default!r}).") from None
+    return value
+
+
+def resolve_methods(registry: Registry, opts: RunOptions) -> list[MethodPlan]:
+    names = registry.resolve("method", opts.methods)
+    for method in opts.params:
+        if method not in names:
+            raise BenchError(
+                f"--param given for method '{method}', which is not selected (selected: {', '.join(names)})."
+            )
+    plans = []
+    for name in names:
+        entry = registry.entry("method", name)
+        obj = entry.obj
+        params = dict(obj.default_params)
+        for key, value in opts.params.get(name, {}).items():
+            if key not in params:
+                raise BenchError(
+                    f"Unknown parameter '{key}' for method '{name}'. Its parameters: "
+                    f"{', '.join(f'{k}={v!r}' for k, v in obj.default_params.items()) or '(none)'}."
+                )
+            params[key] = _coerce_param(name, key, value, params[key])
+        access = requires_for(obj, params)
+        if not set(access) <= set(obj.requires):
+            raise BenchError(f"Method '{name}' asked for {sorted(access)} beyond its declared requires {sorted(obj.requires)}.")
+        plans.append(MethodPlan(name, obj, params, tuple(sorted(access)), entry.origin))
+    return plans
+
+
+def params_for_dataset(m: MethodPlan, dataset: str, given: dict) -> dict:
+    """A method's params on one dataset: its defaults < its optional ``dataset_params[NAME]`` (NAME
+    = the dataset spec before any colon) < what the user gave (``-p``, TOML, ``--params``)."""
+    per = dataset_params(m.obj, dataset.partition(":")[0])
+    return {**m.params, **{k: v for k, v in per.items() if k in m.params and k not in given}}
+
+
+def resolve_model(registry: Registry, spec: str) -> tuple[Any, str | None, str]:
+    """(model plugin object, its argument, origin) for ``NAME`` or ``NAME:ARG``; families claim bare names."""
+    name, sep, arg = spec.partition(":")
+    if name in registry.names("model"):
+        entry = registry.entry("model", name)
+        return entry.obj, (arg or None), entry.origin
+    if not sep:
+        for entry in registry.entries("model"):
+            if hasattr(entry.obj, "claims") and entry.obj.claims(name):
+                return entry.obj, name, entry.origin
+    registry.entry("model", name)  # raises: unknown, with suggestions
+    raise AssertionError  # pragma: no cover
+
+
+def check_ray_address(address: str | None) -> None:
+    if not address or address == "auto":
+        return
+    target = address.split("://", 1)[-1]
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit():
+        raise BenchError(f"Bad --ray-address '{address}': expected HOST:PORT of a Ray head (e.g. 127.0.0.1:6379) or 'auto'.")
+    try:
+        with socket.create_connection((host, int(port)), timeout=3):
+            pass
+    except OSError as exc:
+        raise BenchError(f"No Ray head answers at {address} ({exc}). Start one with `ray start --head` or drop --ray-address.") from None
+
+
+def check_continual(methods: list[MethodPlan], forgets: list[ForgetSpec]) -> None:
+    """Refuse ``seq:`` requests for methods that declare ``continual = False`` (before any work)."""
+    seq = [f.text for f in forgets if f.kind == "seq"]
+    if not seq:
+        return
+    for m in methods:
+        ok, note = continual_support(m.obj)
+        if not ok:
+            raise BenchError(
+                f"Method '{m.name}' cannot take continual requests ({', '.join(seq)}): {note.rstrip('.')}. "
+                f"Drop it from --methods for these requests, or use a single request (e.g. random:20)."
+            )
+
+
+def validate_options(registry: Registry, opts: RunOptions) -> tuple[list[MethodPlan], list[ForgetSpec], str]:
+    """Cheap checks, in the order a user would fix them. Returns methods, forget specs, tracking URI."""
+    methods = resolve_methods(registry, opts)
+    for spec in opts.datasets:
+        registry.entry("dataset", spec.partition(":")[0])
+    for m in methods:  # the method's own check of its values, per dataset (dataset_params), before any work
+        for spec in opts.datasets:
+            check_params(m.name, m.obj, params_for_dataset(m, spec, opts.params.get(m.name, {})))
+    if opts.attacks:
+        registry.resolve("attack", opts.attacks)
+    if isinstance(opts.shadow_models, bool) or not isinstance(opts.shadow_models, int) or opts.shadow_models < 2 or opts.shadow_models % 2:
+        raise BenchError(f"--shadow-models must be an even integer >= 2 (got {opts.shadow_models!r}): shadow models "
+                         "are trained in complementary pairs (e.g. --shadow-models 8).")
+    forgets = [parse_forget(f) for f in opts.forgets]
+    if len(set(opts.forgets)) != len(opts.forgets):
+        raise BenchError("A forget request is given twice.")
+    build_recipe(opts.recipe)  # keys and values
+    if opts.executor not in EXECUTORS:
+        raise BenchError(f"Unknown executor '{opts.executor}': expected one of {', '.join(EXECUTORS)}.")
+    if opts.cpus_per_trial <= 0:
+        raise BenchError(f"--cpus-per-trial must be positive (got {opts.cpus_per_trial}).")
+    if opts.gpus_per_trial < 0:
+        raise BenchError(f"--gpus-per-trial must be >= 0 (got {opts.gpus_per_trial}).")
+    if opts.device not in ("auto", "cpu", "cuda") and not opts.device.startswith("cuda:"):
+        raise BenchError(f"Unknown device '{opts.device}': expected auto, cpu or cuda.")
+    if opts.executor == "local" and opts.ray_address:
+        raise BenchError("--ray-address needs the ray executor (drop --executor local).")
+    check_continual(methods, forgets)
+    check_ray_address(opts.ray_address)
+    uri = resolve_tracking_uri(opts.tracking_uri)
+    return methods, forgets, uri
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "unlearning-bench" / "data"
+
+
+def resolve_device(opts: RunOptions) -> str:
+    import torch
+
+    device = opts.device
+    if device == "auto":
+        device = "cuda" if opts.gpus_per_trial > 0 else "cpu"
+    if device.startswith("cuda"):
+        if opts.gpus_per_trial <= 0 and opts.executor == "ray":
+            raise BenchError("--device cuda under Ray needs --gpus-per-trial > 0 (fractions such as 0.25 are allowed).")
+        if not opts.ray_address and not torch.cuda.is_available():
+            raise BenchError("CUDA was requested (--device cuda or --gpus-per-trial > 0) but torch sees no GPU here.")
+    return device
+
+
+def package_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": sys.version.split()[0], "unlearning-bench": __version__}
+    for pkg in ("torch", "torchvision", "timm", "ray", "mlflow", "scikit-learn", "numpy", "pluggy", "safetensors"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+

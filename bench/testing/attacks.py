@@ -1,0 +1,107 @@
+"""The attack checks, on the toy model and a toy :class:`bench.core.contracts.AttackContext`."""
+
+from __future__ import annotations
+
+import math
+import numbers
+import re
+from dataclasses import fields
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from bench.core.contracts import AttackContext
+from bench.testing.base import (
+    _SCRAMBLE,
+    SEED,
+    _check,
+    _exc,
+    _fail,
+    _first_difference,
+    _picklable,
+    _registers,
+    _seed_globals,
+    _state,
+)
+from bench.testing.toy import ToySetting, toy_attack_extras, toy_setting
+
+TOY_ATTACK_FORGET = 50  # random training points treated as the forget set of the attack context
+_METRIC_NAME = re.compile(r"^[A-Za-z0-9_\-./ ]+$")  # what MLflow accepts in a metric name
+
+
+def _attack_ctx(setting: ToySetting, seed: int = SEED, attack: Any = None) -> AttackContext:
+    """The toy context; for an attack that declares ``needs``, with toy shadow models, retrained
+    models, reference and an exact ``unlearn`` (retraining), from :func:`bench.testing.toy.toy_attack_extras`."""
+    x, y, tx, ty = setting.data()
+    idx = np.random.default_rng(0).choice(len(y), size=TOY_ATTACK_FORGET, replace=False)
+    mask = torch.zeros(len(y), dtype=torch.bool)
+    mask[torch.as_tensor(idx)] = True
+    ctx = AttackContext(x[mask], y[mask], x[~mask], y[~mask], tx, ty, setting.num_classes, seed, "cpu",
+                        forget_indices=np.sort(idx))
+    needs = set(getattr(attack, "needs", ()) or ())
+    if needs:
+        for key, value in toy_attack_extras(setting, np.sort(idx), needs).items():
+            setattr(ctx, key, value)
+    return ctx
+
+
+def _evaluate(attack, model, ctx, global_seed: int) -> Any:
+    _seed_globals(global_seed)
+    try:
+        return attack.evaluate(model, ctx)
+    except Exception as exc:
+        _fail(f"evaluate raised {_exc(exc)} on the toy model.", exc)
+
+
+@_check("attack")
+def check_attack_attributes(attack) -> None:
+    """The registry accepts it, it has a description and it survives pickling."""
+    _registers("attack", attack)
+    _picklable(attack, "attack")
+
+
+@_check("attack")
+def check_attack_returns_finite_floats(attack) -> None:
+    """On the toy model (trained on the context's forget and retain points) and the toy
+    ``AttackContext``, ``evaluate`` returns a non-empty dict of metric names (letters, digits,
+    ``_-./`` and spaces, as MLflow accepts) to finite real numbers."""
+    setting = toy_setting()
+    out = _evaluate(attack, setting.original_copy(), _attack_ctx(setting, attack=attack), SEED)
+    if not isinstance(out, Mapping) or not out:
+        _fail(f"evaluate returned {out!r}; expected a non-empty dict of metric name -> float.")
+    for key, value in out.items():
+        if not isinstance(key, str) or not _METRIC_NAME.match(key):
+            _fail(f"metric name {key!r} is not a string of letters, digits, '_-./' and spaces.")
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            _fail(f"metric '{key}' is {type(value).__name__} {value!r}, not a float (return float(value)).")
+        if not math.isfinite(float(value)):
+            _fail(f"metric '{key}' is {value}, not finite.")
+
+
+@_check("attack")
+def check_attack_leaves_inputs_untouched(attack) -> None:
+    """``evaluate`` changes neither the model's weights nor the context's tensors."""
+    setting = toy_setting()
+    model, ctx = setting.original_copy(), _attack_ctx(setting, attack=attack)
+    before = _state(model)
+    tensors = {f.name: getattr(ctx, f.name) for f in fields(ctx) if isinstance(getattr(ctx, f.name), torch.Tensor)}
+    snap = {k: v.clone() for k, v in tensors.items()}
+    _evaluate(attack, model, ctx, SEED)
+    diff = _first_difference(before, _state(model))
+    if diff:
+        _fail(f"evaluate changed the model it evaluates ({diff}); work on a copy (copy.deepcopy(model)).")
+    for key, value in tensors.items():
+        if getattr(ctx, key) is not value or not torch.equal(value, snap[key]):
+            _fail(f"evaluate changed ctx.{key}; the harness shares these tensors with the other attacks.")
+
+
+@_check("attack")
+def check_attack_deterministic_under_seed(attack) -> None:
+    """Two evaluations with the same ``ctx.seed`` give identical dicts, even though the global
+    generators are in different states before each."""
+    setting = toy_setting()
+    outs = [_evaluate(attack, setting.original_copy(), _attack_ctx(setting, attack=attack), s) for s in _SCRAMBLE]
+    if outs[0] != outs[1]:
+        _fail(f"two evaluations with ctx.seed={SEED} gave {outs[0]} and {outs[1]}. Draw every random number from "
+              f"ctx.seed (torch.Generator().manual_seed(ctx.seed), numpy.random.default_rng(ctx.seed)).")

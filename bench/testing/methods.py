@@ -1,0 +1,210 @@
+"""The method checks, in the order they run: attributes, params and search space, data access,
+the returned model, inputs left untouched, determinism under ``ctx.seed``, forgetting, and the
+empty and single-point requests."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import fields
+
+import torch
+
+from bench.core.contracts import DATA_ACCESS
+from bench.core.method import has_own_training
+from bench.testing.base import (
+    _SCRAMBLE,
+    SEED,
+    _check,
+    _exc,
+    _fail,
+    _first_difference,
+    _params,
+    _picklable,
+    _registers,
+    _seed_globals,
+    _state,
+)
+from bench.testing.calls import (
+    _access,
+    _check_module,
+    _ctx,
+    _original_copy,
+    _request,
+    _undeclared,
+    _unlearn,
+)
+from bench.testing.space import check_params_and_space
+from bench.testing.toy import toy_setting
+
+
+@_check("method")
+def check_method_attributes(method) -> None:
+    """The registry accepts it (name, description, requires within DATA_ACCESS, search_space keys
+    among default_params) and it survives pickling (Ray ships it to the workers)."""
+    _registers("method", method)
+    if isinstance(method.requires, str) or not all(isinstance(r, str) for r in method.requires):
+        _fail(f"requires is {method.requires!r}; expected a frozenset of {', '.join(DATA_ACCESS)}.")
+    _picklable(method, "method")
+
+
+@_check("method")
+def check_params_and_search_space(method, params=None) -> None:
+    """default_params is a mapping of JSON values; search_space maps some of its keys to
+    ``bench.core.space`` domains that are well-formed and contain the default (and any override)."""
+    check_params_and_space(method, params)
+
+
+@_check("method")
+def check_data_access(method, params=None) -> None:
+    """``requires_for(params)`` (if defined) is a subset of ``requires``, itself a subset of
+    forget/retain/recipe; and ``unlearn`` runs on a class request that holds exactly the
+    declared data, the undeclared fields (and ``ctx.recipe`` unless declared) being ``None``."""
+    params = _params(method, params)
+    access = _access(method, params)
+    if not access <= set(DATA_ACCESS):
+        _fail(f"it asks for {sorted(access - set(DATA_ACCESS))}; a method may require only {', '.join(DATA_ACCESS)}.")
+    if not access <= set(method.requires):
+        _fail(f"requires_for(params) returned {sorted(access)}, beyond its declared requires "
+              f"{sorted(method.requires)}; "
+              f"requires must list everything any params may need.")
+    setting = toy_setting()
+    request, ctx = _request(setting, "class", access), _ctx(setting, access)
+    _seed_globals(SEED)
+    try:
+        method.unlearn(_original_copy(method, setting, params), request, params, ctx)
+    except Exception as exc:
+        # the same call with every field filled tells a data-access violation from another failure
+        everything = frozenset(DATA_ACCESS)
+        _seed_globals(SEED)
+        try:
+            method.unlearn(_original_copy(method, setting, params), _request(setting, "class", everything), copy.deepcopy(params),
+                           _ctx(setting, everything))
+        except Exception:
+            _fail(f"unlearn raised {_exc(exc)} on a class request (it fails with all data too, so this is not "
+                  f"about data access).", exc)
+        _fail(f"data-access violation: it declares {sorted(access)}, and with "
+              f"{', '.join(_undeclared(request, ctx, access)) or 'nothing'} set to None (as the harness passes "
+              f"undeclared data) unlearn raised {_exc(exc)}; given all data it runs. Add what it reads to "
+              f"requires (or to what requires_for returns for these params).", exc)
+
+
+@_check("method")
+def check_returns_module(method, params=None) -> None:
+    """``unlearn`` returns a ``torch.nn.Module`` that maps a toy batch ``(B, 1, 8, 8)`` to finite
+    logits of shape ``(B, num_classes)``."""
+    params = _params(method, params)
+    access, setting = _access(method, params), toy_setting()
+    out = _unlearn(method, setting, _request(setting, "class", access), params, _ctx(setting, access), access,
+                   what="a class request")
+    _check_module(out, setting, "a class request")
+
+
+@_check("method")
+def check_leaves_inputs_untouched(method, params=None) -> None:
+    """``unlearn`` may change the model it is given (the harness passes a copy) but nothing else:
+    the request's tensors (the harness evaluates on the same tensors) and fields, ``params``,
+    ``ctx`` and the method's own ``default_params`` are unchanged after the call; and a second
+    call on a fresh copy of the original, with the same seed, gives bit-identical weights (no
+    state kept between calls)."""
+    params = _params(method, params)
+    access, setting = _access(method, params), toy_setting()
+    request, ctx = _request(setting, "class", access), _ctx(setting, access)
+    given = {f.name: getattr(request, f.name) for f in fields(request)}
+    snap = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in given.items()}
+    params_before, defaults_before = copy.deepcopy(params), copy.deepcopy(dict(method.default_params))
+    ctx_before = {f.name: getattr(ctx, f.name) for f in fields(ctx)}
+    first = _unlearn(method, setting, request, params, ctx, access, what="a class request")
+    _check_module(first, setting, "a class request")
+    for key, value in given.items():
+        if isinstance(value, torch.Tensor):
+            if value.shape != snap[key].shape or value.dtype != snap[key].dtype or not torch.equal(value, snap[key]):
+                _fail(f"unlearn modified request.{key} in place; the harness evaluates the unlearned model on these "
+                      f"very tensors. Work on a copy (x = request.{key}.clone()) or use out-of-place operations.")
+        if getattr(request, key) is not value:
+            _fail(f"unlearn reassigned request.{key}; keep what you derive from the request in local variables.")
+    if params != params_before:
+        _fail(f"unlearn changed its params dict ({params_before} -> {params}); copy it before changing it.")
+    if dict(method.default_params) != defaults_before:
+        _fail(f"unlearn changed the method's default_params ({defaults_before} -> {dict(method.default_params)}).")
+    changed = [k for k, v in ctx_before.items() if getattr(ctx, k) is not v]
+    if changed:
+        _fail(f"unlearn changed the MethodContext it was given ({', '.join(f'ctx.{k}' for k in changed)}).")
+    second = _unlearn(method, setting, _request(setting, "class", access), copy.deepcopy(params_before),
+                      _ctx(setting, access), access, what="a second class request")
+    _check_module(second, setting, "a second class request")
+    diff = _first_difference(_state(first), _state(second))
+    if diff:
+        _fail(f"a second call on a fresh copy of the original, with the same seed and the same global RNG state, gave "
+              f"different weights ({diff}): the method keeps state between calls (on self, in module globals) or "
+              f"reads something the first call changed.")
+
+
+@_check("method")
+def check_deterministic_under_seed(method, params=None) -> None:
+    """Two calls with the same ``ctx.seed`` on identical copies give bit-identical weights on the
+    CPU, even though the global torch/NumPy/Python generators are in different states before
+    each call: all randomness must come from ``ctx.seed``. (Different seeds may differ.)"""
+    params = _params(method, params)
+    access, setting = _access(method, params), toy_setting()
+    outs = []
+    for global_seed in _SCRAMBLE:
+        out = _unlearn(method, setting, _request(setting, "class", access), copy.deepcopy(params),
+                       _ctx(setting, access), access, global_seed=global_seed, what="a class request")
+        _check_module(out, setting, "a class request")
+        outs.append(_state(out))
+    diff = _first_difference(*outs)
+    if diff:
+        _fail(f"two calls with ctx.seed={SEED} on identical copies of the original gave different weights ({diff}). "
+              f"Draw every random number from ctx.seed, e.g. g = torch.Generator().manual_seed(ctx.seed) and "
+              f"torch.randn(..., generator=g); do not rely on torch's global generator.")
+
+
+@_check("method")
+def check_forgets(method, params=None, forgets=True) -> None:
+    """With its default params (updated by ``params``), on the trained toy model and a class
+    request, the forget-set accuracy after unlearning is below the original's. Skipped with
+    ``forgets=False`` (a method not meant to forget, e.g. a no-op baseline)."""
+    if not forgets:
+        return
+    from bench.nn.training import accuracy
+
+    params = _params(method, params)
+    access, setting = _access(method, params), toy_setting()
+    x, y, _, _ = setting.data()
+    fx, fy = x[y == setting.forget_class], y[y == setting.forget_class]
+    before = accuracy(_original_copy(method, setting, params), fx, fy)
+    if not before > 0.9 and not has_own_training(method):  # pragma: no cover - the kit's own toy model
+        raise RuntimeError(f"bench.testing: the toy model's forget accuracy is {before:.3f}; the kit is broken.")
+    out = _unlearn(method, setting, _request(setting, "class", access), params, _ctx(setting, access), access,
+                   what="a class request")
+    _check_module(out, setting, "a class request")
+    after = accuracy(out, fx, fy)
+    if not after < before:
+        _fail(f"it did not forget: on the toy digits model, forgetting class {setting.forget_class} "
+              f"({len(fy)} points) with params {params} left the forget accuracy at {after:.3f} "
+              f"(original {before:.3f}). A method not meant to forget passes forgets=False.")
+
+
+@_check("method")
+def check_empty_request(method, params=None) -> None:
+    """An empty request (forget tensors of shape ``(0, 1, 8, 8)`` and ``(0,)``, kind
+    ``"indices"``, no forget class; retain = the whole training set) does not crash and gives a
+    model as in :func:`check_returns_module`."""
+    params = _params(method, params)
+    access, setting = _access(method, params), toy_setting()
+    what = "an empty request (0 forget points, retain = all)"
+    out = _unlearn(method, setting, _request(setting, "empty", access), params, _ctx(setting, access), access,
+                   what=what)
+    _check_module(out, setting, what)
+
+
+@_check("method")
+def check_single_point_request(method, params=None) -> None:
+    """A request to forget one training point (kind ``"random"``) does not crash and gives a
+    model as in :func:`check_returns_module`."""
+    params = _params(method, params)
+    access, setting = _access(method, params), toy_setting()
+    what = "a single-point request"
+    out = _unlearn(method, setting, _request(setting, "single", access), params, _ctx(setting, access), access,
+                   what=what)
+    _check_module(out, setting, what)

@@ -1,0 +1,74 @@
+"""Running every check that applies to an object: :func:`checks_for`, :func:`check_method`,
+:func:`check_dataset` and :func:`check_attack`."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Iterator
+
+from bench.testing.base import _CHECKS, OPTIONS
+from bench.testing.methods import check_forgets
+
+
+def _kind_of(obj: Any) -> str:
+    for kind, attr in (("method", "unlearn"), ("dataset", "load"), ("attack", "evaluate")):
+        if callable(getattr(obj, attr, None)):
+            return kind
+    raise TypeError(f"{obj!r} is not a method (unlearn), dataset (load) or attack (evaluate); "
+                    f"model plugins have no conformance checks yet.")
+
+
+def checks_for(obj: Any, **options) -> Iterator[Callable[[Any], None]]:
+    """The checks that apply to ``obj`` with ``options``, each with the options bound
+    (``check(obj)`` runs it). ``forgets=False`` leaves ``check_forgets`` out."""
+    kind = _kind_of(obj)
+    unknown = sorted(set(options) - set(OPTIONS[kind]))
+    if unknown:
+        raise TypeError(f"unknown option(s) {', '.join(unknown)} for a {kind}; "
+                        f"options: {', '.join(OPTIONS[kind]) or '(none)'}.")
+    for check in _CHECKS[kind]:
+        if check is check_forgets and options.get("forgets", True) is False:
+            continue
+        yield functools.partial(check, **options) if options else check
+
+
+def _run_all(obj: Any, collect: bool, options: dict) -> None:
+    failures = []
+    for check in checks_for(obj, **options):
+        try:
+            check(obj)
+        except AssertionError as exc:
+            if not collect:
+                raise
+            failures.append(str(exc))
+    if failures:
+        raise AssertionError(f"{len(failures)} check(s) failed:\n" + "\n".join(f"- {f}" for f in failures))
+
+
+def check_method(method, *, collect: bool = False, **options) -> None:
+    """Run every method check on ``method``; raise ``AssertionError`` at the first failure, or,
+    with ``collect=True``, after all of them, listing every failure.
+
+    Options: ``params`` (dict of overrides of ``default_params``, e.g. ``{"variant": "b"}``) and
+    ``forgets`` (``False`` skips :func:`check_forgets`, for a method not meant to forget).
+    """
+    if _kind_of(method) != "method":
+        raise TypeError(f"check_method: {method!r} has no unlearn(); use check_{_kind_of(method)}.")
+    _run_all(method, collect, options)
+
+
+def check_dataset(dataset, arg: str | None = None, *, collect: bool = False, **options) -> None:
+    """Run every dataset check on ``dataset.load(root, download, arg)``; ``arg`` is the text after
+    the colon of a dataset spec (``"n=500"`` for ``synthetic:n=500``). Options: ``root`` (default
+    the harness's data directory) and ``download`` (default False)."""
+    if _kind_of(dataset) != "dataset":
+        raise TypeError(f"check_dataset: {dataset!r} has no load(); use check_{_kind_of(dataset)}.")
+    _run_all(dataset, collect, {**options, **({"arg": arg} if arg is not None else {})})
+
+
+def check_attack(attack, *, collect: bool = False, **options) -> None:
+    """Run every attack check on ``attack`` (see :func:`check_method` for ``collect``). Attack
+    checks take no options yet; an unknown one raises ``TypeError``."""
+    if _kind_of(attack) != "attack":
+        raise TypeError(f"check_attack: {attack!r} has no evaluate(); use check_{_kind_of(attack)}.")
+    _run_all(attack, collect, options)

@@ -1,0 +1,92 @@
+"""The rows of ``bench compare``: the trials read from MLflow aggregated by
+:func:`bench.track.report.aggregate` (as ``bench run``'s summary is), with the reference rows
+rebuilt from the trials' ``original_*`` / ``retrain_*`` metrics; the objective and its direction;
+the order of the ranked table."""
+
+from __future__ import annotations
+
+import math
+
+from bench.core.errors import BenchError
+from bench.eval.metrics import ACCURACIES, DIRECTIONS, direction
+from bench.track import report
+from bench.track.compare.query import TrialRecord
+
+DEFAULT_OBJECTIVE = "avg_gap"
+UTILITY_METRIC = "test_acc"
+TIME_METRIC = "unlearn_seconds"
+REFERENCE_PREFIXES = ("original_", "retrain_")
+
+
+def reference_values(metrics: dict[str, float]) -> tuple[dict[str, float], dict[str, float]]:
+    """The original and retrained models' rows of one trial's metrics, with their gaps."""
+    original = {k[len("original_"):]: v for k, v in metrics.items() if k.startswith("original_")}
+    retrain = {k[len("retrain_"):]: v for k, v in metrics.items() if k.startswith("retrain_") and k != "retrain_seconds"}
+    gaps = []
+    for acc in ACCURACIES:
+        if acc in original and acc in retrain:
+            gap = abs(original[acc] - retrain[acc])
+            original[acc.replace("_acc", "_gap")] = gap
+            retrain[acc.replace("_acc", "_gap")] = 0.0
+            gaps.append(gap)
+    if len(gaps) == len(ACCURACIES):
+        original["avg_gap"] = sum(gaps) / len(gaps)
+        retrain["avg_gap"] = 0.0
+    if "retrain_seconds" in metrics:
+        retrain[TIME_METRIC] = metrics["retrain_seconds"]
+    return original, retrain
+
+
+def build_rows(trials: list[TrialRecord]) -> list[report.Row]:
+    """Per setting (in order of first appearance): the two reference rows, then one row per method
+    (label) in order of appearance. The references are rebuilt from each finished trial's
+    ``original_*`` / ``retrain_*`` metrics, once per (parent run, setting, seed)."""
+    references, seen = [], set()
+    for t in trials:
+        key = (t.parent_id, t.setting, t.seed)
+        if not t.finished or key in seen:
+            continue
+        original, retrain = reference_values(t.metrics)
+        if original or retrain:
+            seen.add(key)
+            references.append((t.setting, original, retrain))
+    records = [(t.setting, t.label, t.metrics if t.finished else None) for t in trials]
+    rows = report.aggregate(records, references, keep=lambda k: not k.startswith(REFERENCE_PREFIXES))
+    settings = list(dict.fromkeys(t.setting for t in trials))
+    return sorted(rows, key=lambda r: settings.index(r.setting))
+
+
+def available_metrics(trials: list[TrialRecord]) -> list[str]:
+    """The metrics a method can be ranked by: those of finished trials, less the reference copies."""
+    names = {k for t in trials if t.finished for k in t.metrics if not k.startswith(REFERENCE_PREFIXES)}
+    return sorted(names)
+
+
+def resolve_objective(objective: str, maximize: bool | None, available: list[str]) -> bool:
+    if available and objective not in available:
+        raise BenchError(f"Unknown objective metric '{objective}'. Available metrics: {', '.join(available)}.")
+    if maximize is not None:
+        return maximize
+    known = direction(objective)
+    if known is None:
+        extra = ""
+        if objective in DIRECTIONS:  # known to have no better direction
+            gap = objective.replace("_acc", "_gap")
+            gap = gap if gap in available else "avg_gap"
+            extra = f" Its target is the retrained model's value, not an extreme: rank by '{gap}' instead, or choose a direction."
+        raise BenchError(f"No known better direction for '{objective}'.{extra} Pass --maximize or --minimize.")
+    return known
+
+
+def order_rows(rows: list[report.Row], ranks: list[int | None]) -> tuple[list[report.Row], list[int | None]]:
+    """Per setting (in order of appearance): the references, then the methods by rank (unranked last)."""
+    settings = list(dict.fromkeys(r.setting for r in rows))
+    pairs = list(zip(rows, ranks, strict=True))
+
+    def key(pair):
+        r, k = pair
+        return (settings.index(r.setting), 0 if report.is_reference(r) else 1,
+                math.inf if k is None else k, 0 if report.is_reference(r) else r.name)
+
+    pairs.sort(key=key)
+    return [p[0] for p in pairs], [p[1] for p in pairs]

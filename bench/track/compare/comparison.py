@@ -1,0 +1,86 @@
+"""One comparison: the parent runs asked for, their trials, the ranked rows (:func:`compare`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.core.errors import BenchError
+from bench.core.keys import DEFAULT_EXPERIMENT
+from bench.track import report
+from bench.track.compare.aggregate import (
+    DEFAULT_OBJECTIVE,
+    available_metrics,
+    build_rows,
+    order_rows,
+    resolve_objective,
+)
+from bench.track.compare.query import (
+    TrialRecord,
+    find_experiment,
+    load_trials,
+    open_store,
+    select_parents,
+)
+
+
+@dataclass
+class Comparison:
+    experiment: str
+    experiment_id: str
+    tracking_uri: str
+    parents: list[Any]  # mlflow Run objects, latest first
+    pooled: bool
+    trials: list[TrialRecord]
+    unfinished: int  # trials still running (not counted in the rows)
+    rows: list[report.Row]
+    ranks: list[int | None]
+    columns: list[str]
+    objective: str
+    maximize: bool
+    available: list[str] = field(default_factory=list)
+
+    @property
+    def target(self):
+        """The parent run the plot is logged to (the latest one when pooled)."""
+        return self.parents[0]
+
+    @property
+    def seeds(self) -> list[str]:
+        return sorted({t.seed for t in self.trials}, key=lambda s: (len(s), s))
+
+    def describe(self) -> str:
+        if self.pooled:
+            return f"all {len(self.parents)} parent runs"
+        p = self.target.info
+        return f"parent run {p.run_id} ('{p.run_name}', {p.status})"
+
+
+def compare(tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT, run: str = "latest",
+            objective: str = DEFAULT_OBJECTIVE, maximize: bool | None = None) -> Comparison:
+    uri, client = open_store(tracking_uri)
+    exp = find_experiment(client, experiment)
+    parents = select_parents(client, exp, run)
+    trials, unfinished = load_trials(client, exp.experiment_id, parents)
+    if not trials:
+        which = "these parent runs" if len(parents) > 1 else f"parent run {parents[0].info.run_id}"
+        still = f" ({unfinished} still running)" if unfinished else " (was it interrupted before its trials started?)"
+        raise BenchError(f"No finished or failed trial runs under {which}{still}. Pick another with --run ID, or --run all.")
+    available = available_metrics(trials)
+    maximize = resolve_objective(objective, maximize, available)
+    rows = build_rows(trials)
+    ranks = report.rank_rows(rows, objective, maximize)
+    rows, ranks = order_rows(rows, ranks)
+    columns = list(report.columns_for(rows))  # plus forget_all_acc etc. for continual requests
+    columns += [objective] if objective not in columns else []
+    return Comparison(experiment=exp.name, experiment_id=exp.experiment_id, tracking_uri=uri, parents=parents,
+                      pooled=len(parents) > 1 or run.strip() == "all", trials=trials, unfinished=unfinished,
+                      rows=rows, ranks=ranks, columns=columns, objective=objective, maximize=maximize, available=available)
+
+
+def title(comp: Comparison) -> str:
+    better = "higher" if comp.maximize else "lower"
+    p = comp.target.info
+    which = f"all {len(comp.parents)} runs" if comp.pooled else f"run {p.run_id[:8]} ({p.run_name})"
+    return (f"bench compare: '{comp.experiment}' {which}, ranked by {comp.objective} ({better} is better), "
+            f"mean ± std over seeds")

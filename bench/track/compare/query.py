@@ -1,0 +1,182 @@
+"""Reading ``bench run``'s records back from MLflow: the store, the experiment, the parent runs
+asked for and their trial runs (one :class:`TrialRecord` per trial), by the tags of
+:class:`bench.core.keys.Tag` that :mod:`bench.track.tracking` writes."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.core.errors import BenchError
+from bench.core.keys import Tag
+
+FINISHED = "FINISHED"
+UNFINISHED = ("RUNNING", "SCHEDULED")
+
+
+@dataclass
+class TrialRecord:
+    """One child run (one trial), as read back from MLflow."""
+
+    run_id: str
+    parent_id: str
+    method: str
+    seed: str
+    setting: tuple[str, str, str]  # dataset, model, forget
+    status: str
+    start_time: int
+    metrics: dict[str, float]
+    method_params: dict[str, str]  # the ``params.*`` params, without the prefix
+    label: str = ""  # the row name: the method, plus its differing hyperparameters when pooled
+
+    @property
+    def finished(self) -> bool:
+        return self.status == FINISHED
+
+
+def open_store(tracking_uri: str | None) -> tuple[str, Any]:
+    """Resolve the store as ``bench run`` does; a missing SQLite file is an error, never created."""
+    from bench.track.store import resolve_tracking_uri
+    from bench.track.tracking import configure_environment
+
+    uri = resolve_tracking_uri(tracking_uri, writable=False)
+    if uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///"):])
+        if not db.is_file():
+            raise BenchError(f"No MLflow store at {db}: nothing has been run here. Run `bench run` first, "
+                             f"or point --tracking-uri (or MLFLOW_TRACKING_URI) at the store `bench run` used.")
+    configure_environment()
+    from mlflow.tracking import MlflowClient
+
+    return uri, MlflowClient(uri)
+
+
+def _search_all(client, experiment_ids: list[str], filter_string: str, order_by: list[str] | None = None) -> list:
+    runs: list = []
+    token = None
+    while True:
+        page = client.search_runs(experiment_ids, filter_string=filter_string, order_by=order_by,
+                                  max_results=1000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def find_experiment(client, name: str):
+    exp = client.get_experiment_by_name(name)
+    if exp is None or exp.lifecycle_stage == "deleted":
+        names = sorted(e.name for e in client.search_experiments())
+        listed = ", ".join(f"'{n}'" for n in names) if names else "none"
+        raise BenchError(f"Unknown experiment '{name}'. Experiments in this store: {listed}. Pass one with --experiment.")
+    return exp
+
+
+def select_parents(client, exp, run_ref: str) -> list:
+    """``latest`` (default), ``all``, a parent run id, a unique id prefix (4+ characters) or a run name.
+
+    ``latest`` and ``all`` mean ``bench run`` runs; a ``bench tune`` run (tag ``Tag.KIND`` = tune) is
+    compared only when named, each sample being its own row."""
+    parents = _search_all(client, [exp.experiment_id], f"tags.`{Tag.ROLE}` = 'parent'", ["attributes.start_time DESC"])
+    if not parents:
+        raise BenchError(f"Experiment '{exp.name}' has no bench runs (no parent run tagged {Tag.ROLE}=parent). "
+                         f"Run `bench run --experiment {exp.name}` first.")
+    ref = (run_ref or "latest").strip()
+    if ref in ("latest", "all"):
+        runs = [p for p in parents if p.data.tags.get(Tag.KIND) != "tune"]  # `bench tune` searches: by id only
+        if not runs:
+            tunes = ", ".join(f"{p.info.run_id} ('{p.info.run_name}')" for p in parents[:5])
+            raise BenchError(f"Experiment '{exp.name}' has only `bench tune` runs, which --run {ref} leaves out; "
+                             f"compare the samples of one with --run ID: {tunes}.")
+        return runs[:1] if ref == "latest" else runs
+    match = [p for p in parents if p.info.run_id == ref] or [p for p in parents if p.info.run_name == ref][:1]
+    if not match and len(ref) >= 4:
+        match = [p for p in parents if p.info.run_id.startswith(ref)]
+    if len(match) == 1:
+        return match
+    recent = ", ".join(f"{p.info.run_id} ('{p.info.run_name}')" for p in parents[:5])
+    if len(match) > 1:
+        raise BenchError(f"--run {ref} matches {len(match)} parent runs of experiment '{exp.name}'; give more of the id. "
+                         f"Recent parent runs: {recent}.")
+    hint = ""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run = client.get_run(ref)
+    except MlflowException:
+        run = None
+    if run is not None:
+        if run.data.tags.get(Tag.ROLE) == "trial":
+            hint = f" It is a trial run; its parent run is {run.data.tags.get(Tag.PARENT)}."
+        elif run.info.experiment_id != exp.experiment_id:
+            other = client.get_experiment(run.info.experiment_id).name
+            hint = f" It belongs to experiment '{other}': pass --experiment '{other}'."
+        else:
+            hint = " It is not a bench parent run."
+    raise BenchError(f"Unknown run '{ref}' in experiment '{exp.name}'.{hint} Recent parent runs: {recent}; "
+                     f"or pass --run latest or --run all.")
+
+
+def load_trials(client, experiment_id: str, parents: list) -> tuple[list[TrialRecord], int]:
+    """The trial runs of ``parents``, one per trial (a trial re-run by ``--resume`` counts once, its
+    latest finished attempt winning), oldest first; and how many are still running."""
+    ids = {p.info.run_id for p in parents}
+    if len(parents) == 1:
+        runs = _search_all(client, [experiment_id], f"tags.{Tag.PARENT} = '{parents[0].info.run_id}'")
+    else:
+        runs = _search_all(client, [experiment_id], f"tags.`{Tag.ROLE}` = 'trial'")
+    attempts: dict[tuple, list[TrialRecord]] = defaultdict(list)
+    for run in runs:
+        tags = run.data.tags
+        if tags.get(Tag.ROLE) != "trial" or tags.get(Tag.PARENT) not in ids:
+            continue
+        rec = TrialRecord(
+            run_id=run.info.run_id, parent_id=tags[Tag.PARENT], method=tags.get(Tag.METHOD, "?"),
+            seed=tags.get(Tag.SEED, "?"),
+            setting=(tags.get(Tag.DATASET, "?"), tags.get(Tag.MODEL, "?"), tags.get(Tag.FORGET, "?")),
+            status=run.info.status, start_time=run.info.start_time or 0, metrics=dict(run.data.metrics),
+            method_params={k[len("params."):]: v for k, v in run.data.params.items() if k.startswith("params.")},
+        )
+        key = tags.get(Tag.TRIAL_KEY) or (rec.method, rec.seed, *rec.setting)
+        attempts[(rec.parent_id, key)].append(rec)
+    trials: list[TrialRecord] = []
+    unfinished = 0
+    for group in attempts.values():
+        group.sort(key=lambda t: t.start_time)
+        done = [t for t in group if t.finished]
+        best = done[-1] if done else group[-1]
+        if best.status in UNFINISHED:
+            unfinished += 1
+            continue
+        trials.append(best)
+    trials.sort(key=lambda t: (t.start_time, t.run_id))
+    _label_variants(trials)
+    return trials, unfinished
+
+
+def _label_variants(trials: list[TrialRecord]) -> None:
+    """Row names: the method, plus the hyperparameters that differ when pooled runs used several."""
+    by_method: dict[str, list[TrialRecord]] = defaultdict(list)
+    for t in trials:
+        by_method[t.method].append(t)
+    for method, group in by_method.items():
+        variants = {tuple(sorted(t.method_params.items())) for t in group}
+        if len(variants) <= 1:
+            for t in group:
+                t.label = method
+            continue
+        keys = sorted({k for t in group for k in t.method_params})
+        differing = [k for k in keys if len({t.method_params.get(k) for t in group}) > 1]
+        for t in group:
+            shown = ",".join(f"{k}={_short(t.method_params.get(k, '-'))}" for k in differing)
+            t.label = f"{method}[{shown}]"
+
+
+def _short(value: str) -> str:
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return value if number.is_integer() or len(value) <= 7 else f"{number:.4g}"

@@ -1,0 +1,210 @@
+"""The end-of-run summary: methods (and the two references) x key metrics, mean ± std over seeds."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Callable, Iterable, Mapping
+
+COLUMNS = ("retain_acc", "forget_acc", "test_acc", "avg_gap", "js_to_retrain_forget", "unlearn_seconds", "speedup_vs_retrain")
+#: Shown only when some row has them: continual requests (``bench.run.continual``), last request / totals.
+OPTIONAL_COLUMNS = ("forget_all_acc", "cumulative_unlearn_seconds")
+
+
+def columns_for(rows: list[Row]) -> tuple[str, ...]:
+    """COLUMNS plus the optional columns some row has values for."""
+    return COLUMNS + tuple(c for c in OPTIONAL_COLUMNS if any(r.values.get(c) for r in rows))
+
+
+#: The headline figure of each attack in the attack table: every ``<attack>_auc`` (forget vs test,
+#: not the ``_retain_auc`` variants), SVC's MIA-efficacy and the epsilon score (docs/attacks.md).
+ATTACK_HEADLINES = ("mia_efficacy", "epsilon_score")
+
+
+def attack_columns(results) -> tuple[str, ...]:
+    """The attack headline metrics present in ``results`` (dicts of trial metrics), in the order
+    they first appear."""
+    seen: dict[str, None] = {}
+    for metrics in results:
+        for k in metrics:
+            if k in ATTACK_HEADLINES or (k.endswith("_auc") and not k.endswith("_retain_auc")):
+                seen.setdefault(k, None)
+    return tuple(seen)
+
+
+@dataclass
+class Row:
+    setting: tuple[str, str, str]  # dataset, model, forget
+    name: str
+    values: dict[str, list[float]]
+    ok: int
+    failed: int
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    vals = [v for v in values if v == v]
+    if not vals:
+        return float("nan"), float("nan")
+    mean = sum(vals) / len(vals)
+    std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
+    return mean, std
+
+
+def fmt(values: list[float]) -> str:
+    if not values:
+        return "-"
+    mean, std = _mean_std(values)
+    if mean != mean:
+        return "-"
+    digits = 3 if abs(mean) < 100 else 1
+    text = f"{mean:.{digits}f}"
+    return text + (f" ± {std:.{digits}f}" if len(values) > 1 else "")
+
+
+#: The names of the two reference rows (the original model; the model retrained without the forget set).
+ORIGINAL, RETRAIN = "original (reference)", "retrain (reference)"
+
+#: One trial's outcome: (setting, row name, its metrics, or None for a failed trial).
+Record = tuple[tuple[str, str, str], str, Mapping[str, float] | None]
+#: One reference measurement: (setting, the original model's values, the retrained model's values).
+Reference = tuple[tuple[str, str, str], Mapping[str, float], Mapping[str, float]]
+
+
+def aggregate(records: Iterable[Record], references: Iterable[Reference] = (),
+              keep: Callable[[str], bool] | None = None) -> list[Row]:
+    """The summary rows of ``bench run`` and ``bench compare``: one per (setting, name), in order of
+    first appearance, the reference rows (:data:`ORIGINAL`, :data:`RETRAIN`, one value per
+    reference) before the trials' rows. A trial with metrics counts as ok and adds the metrics
+    ``keep`` accepts (all by default); a failed one (``None``) is counted, never averaged."""
+    rows: dict[tuple, Row] = {}
+
+    def row(setting, name):
+        key = (setting, name)
+        if key not in rows:
+            rows[key] = Row(setting, name, defaultdict(list), 0, 0)
+        return rows[key]
+
+    for setting, original, retrain in references:
+        for name, values in ((ORIGINAL, original), (RETRAIN, retrain)):
+            r = row(setting, name)
+            r.ok += 1
+            for k, v in values.items():
+                r.values[k].append(float(v))
+    for setting, name, metrics in records:
+        r = row(setting, name)
+        if metrics is None:
+            r.failed += 1
+            continue
+        r.ok += 1
+        for k, v in metrics.items():
+            if keep is None or keep(k):
+                r.values[k].append(float(v))
+    return list(rows.values())
+
+
+def build_rows(trials: list, results: dict[int, dict], failures: dict[int, str], references: list[dict],
+               extra_columns: tuple[str, ...] = ()) -> list[Row]:
+    """The rows of ``bench run``'s summary. ``trials``: the plan's ``TrialSpec`` list; ``results``:
+    the metrics of the finished ones by position (the others failed); ``references``: one dict per
+    group with setting, seed, original accs, retrain accs and retrain_seconds; ``extra_columns``:
+    further trial metrics to collect (the attack table's)."""
+    wanted = set(COLUMNS + OPTIONAL_COLUMNS + tuple(extra_columns))
+    refs = [(ref["setting"], ref["original"], {**ref["retrain"], "unlearn_seconds": ref["retrain_seconds"]})
+            for ref in references]
+    records = [((spec.dataset, spec.model, spec.forget), spec.method, results.get(i)) for i, spec in enumerate(trials)]
+    return aggregate(records, refs, keep=wanted.__contains__)
+
+
+def _trials_cell(r: Row) -> str:
+    return f"{r.ok}" + (f" ({r.failed} failed)" if r.failed else "")
+
+
+def render(rows: list[Row], console, ranks: list[int | None] | None = None, columns=COLUMNS,
+           title: str = "unlearning-bench summary (mean ± std over seeds)") -> None:
+    """The table in the terminal; with ``ranks`` (``bench compare``), a rank column first."""
+    from rich.table import Table
+    from rich.text import Text
+
+    multi = len({r.setting for r in rows}) > 1
+    table = Table(title=title, show_lines=False)
+    if ranks is not None:
+        table.add_column("rank", justify="right")
+    if multi:
+        table.add_column("dataset / model / forget")
+    table.add_column("method")
+    for c in columns:
+        table.add_column(c, justify="right")
+    table.add_column("trials", justify="right")
+    for i, r in enumerate(rows):
+        k = ranks[i] if ranks is not None else None
+        cells = [Text("-" if k is None else str(k))] if ranks is not None else []
+        cells += ([Text(" / ".join(r.setting))] if multi else []) + [Text(r.name)]
+        cells += [Text(fmt(r.values.get(c, []))) for c in columns] + [Text(_trials_cell(r))]
+        style = "red" if r.failed else None
+        if ranks is not None and not r.failed:
+            style = "dim" if is_reference(r) else ("bold" if k == 1 else None)
+        table.add_row(*cells, style=style)
+    console.print(table)
+
+
+def to_markdown(rows: list[Row], ranks: list[int | None] | None = None, columns=COLUMNS) -> str:
+    ranked = ranks is not None
+    head = ["dataset", "model", "forget", "method", *(["rank"] if ranked else []), *columns, "ok", "failed"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for i, r in enumerate(rows):
+        rank = (["-" if ranks[i] is None else str(ranks[i])] if ranked else [])
+        cells = [*r.setting, r.name, *rank, *(fmt(r.values.get(c, [])) for c in columns), str(r.ok), str(r.failed)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(rows: list[Row], ranks: list[int | None] | None = None, columns=COLUMNS) -> str:
+    """Means and standard deviations; with ``ranks``, a rank column (empty for references)."""
+    import csv
+    import io
+
+    ranked = ranks is not None
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["dataset", "model", "forget", "method", *(["rank"] if ranked else []),
+                *(f"{c}_{s}" for c in columns for s in ("mean", "std")), "ok", "failed"])
+    for i, r in enumerate(rows):
+        stats = []
+        for c in columns:
+            stats.extend(_mean_std(r.values.get(c, [])))
+        rank = (["" if ranks[i] is None else ranks[i]] if ranked else [])
+        w.writerow([*r.setting, r.name, *rank, *stats, r.ok, r.failed])
+    return buf.getvalue()
+
+
+# -- ranked comparison tables (``bench compare``) ----------------------------------------------
+
+def is_reference(row: Row) -> bool:
+    """The two reference rows (original model, retrained model) are shown but never ranked."""
+    return row.name.endswith(" (reference)")
+
+
+def row_mean(row: Row, metric: str) -> float:
+    return _mean_std(row.values.get(metric, []))[0]
+
+
+def rank_rows(rows: list[Row], metric: str, maximize: bool) -> list[int | None]:
+    """Competition ranks (1, 2, 2, 4) of the method rows by the mean of ``metric``, within each
+    setting; None for the reference rows and for rows without a value (every trial failed)."""
+    ranks: list[int | None] = [None] * len(rows)
+    by_setting: dict[tuple, list[tuple[float, int]]] = defaultdict(list)
+    for i, r in enumerate(rows):
+        mean = row_mean(r, metric)
+        if not is_reference(r) and not math.isnan(mean):
+            by_setting[r.setting].append((mean, i))
+    for items in by_setting.values():
+        for mean, i in items:
+            ranks[i] = 1 + sum(1 for other, _ in items if (other > mean if maximize else other < mean))
+    return ranks
+
+
+def summary_line(m: dict) -> str:
+    """One trial's headline metrics on one line (progress output)."""
+    keys = ("forget_acc", "retain_acc", "test_acc", "avg_gap", "unlearn_seconds")
+    return ", ".join(f"{k}={m[k]:.3f}" for k in keys if k in m)

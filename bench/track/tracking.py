@@ -1,0 +1,259 @@
+"""MLflow tracking: one parent run per ``bench run``, one nested child run per trial.
+
+Under Ray Tune the child runs are written by :class:`BenchMLflowCallback`, a subclass of Ray's
+``MLflowLoggerCallback`` (driver side, so a SQLite store has one writer); ``--executor local``
+writes the same runs through the same helpers. Each child run carries the flattened trial
+spec as params (method, hyperparameters as ``params.*``, dataset, model, seed, forget
+request, recipe as ``recipe.*``, package versions as ``versions.*``, plugin versions as
+``plugins.*``), every metric, the tag ``mlflow.parentRunId`` and, when it fails, the
+traceback as the artifact ``error.txt`` and the tag ``bench.error``.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback as tb_module
+from pathlib import Path
+from typing import Any
+
+from bench.core.keys import ARTIFACTS_KEY, STEPS_KEY, Tag
+from bench.core.spec import TrialSpec, spec_of
+
+# Ray adds these to every reported result; they are not measurements of the trial.
+RAY_RESULT_KEYS = {
+    "time_this_iter_s", "time_total_s", "training_iteration", "timestamp", "time_since_restore",
+    "iterations_since_restore", "timesteps_total", "episodes_total", "timesteps_since_restore",
+    "pid", "date", "hostname", "node_ip", "done", "trial_id", "experiment_tag", "config", "checkpoint_dir_name",
+    "should_checkpoint",
+}
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = str(value)[:6000]
+    return out
+
+
+def trial_params(spec: TrialSpec) -> dict[str, str]:
+    """A trial's MLflow params: its recorded spec, flattened (``params.lr``, ``recipe.epochs``...)."""
+    return flatten({k: v for k, v in spec.as_dict().items() if k != "trial_name"})
+
+
+def trial_metrics(result: dict) -> dict[str, float]:
+    out = {}
+    for key, value in result.items():
+        if key in RAY_RESULT_KEYS or isinstance(value, (dict, str, bool)) or value is None:
+            continue
+        try:
+            out[key] = float(value)
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
+def configure_environment() -> None:
+    import logging
+
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # MLflow announces every table creation and migration of a new SQLite store at INFO
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def setup_experiment(tracking_uri: str, name: str) -> str:
+    """Create (or find) the experiment; artifacts of a SQLite store go next to the database."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    configure_environment()
+    mlflow.set_tracking_uri(tracking_uri)
+    client = MlflowClient(tracking_uri)
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            client.restore_experiment(exp.experiment_id)
+        return exp.experiment_id
+    artifact_location = None
+    if tracking_uri.startswith("sqlite:///"):
+        db = Path(tracking_uri[len("sqlite:///"):])
+        artifact_location = (db.parent / "mlartifacts").as_uri()
+    try:
+        return client.create_experiment(name, artifact_location=artifact_location)
+    except Exception:  # created concurrently
+        return client.get_experiment_by_name(name).experiment_id
+
+
+def start_parent(tracking_uri: str, experiment_id: str, run_name: str | None, params: dict, tags: dict) -> str:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    run = client.create_run(experiment_id, run_name=run_name, tags={Tag.ROLE: "parent", **tags})
+    log_params(client, run.info.run_id, params)
+    return run.info.run_id
+
+
+def log_params(client, run_id: str, params: dict[str, str]) -> None:
+    from mlflow.entities import Param
+
+    items = [Param(k, v) for k, v in params.items()]
+    for i in range(0, len(items), 100):
+        client.log_batch(run_id, params=items[i : i + 100])
+
+
+def log_metrics(client, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+    import time
+
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    items = [Metric(k, v, now, step) for k, v in metrics.items()]
+    for i in range(0, len(items), 500):
+        client.log_batch(run_id, metrics=items[i : i + 500])
+
+
+def log_artifacts(client, run_id: str, result: dict) -> None:
+    """Log the files a method or attack returned with its result (``bench.core.keys.ARTIFACTS_KEY``)."""
+    import tempfile
+
+    files = result.get(ARTIFACTS_KEY) or {}
+    if not files:
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, content in files.items():
+            path = Path(tmp) / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, str):
+                path.write_text(content)
+            else:
+                path.write_bytes(content)
+        client.log_artifacts(run_id, tmp)
+
+
+def child_tags(spec: TrialSpec, parent_run_id: str) -> dict[str, str]:
+    return {
+        Tag.PARENT: parent_run_id,
+        Tag.ROLE: "trial",
+        Tag.METHOD: spec.method,
+        Tag.SEED: str(spec.seed),
+        Tag.DATASET: spec.dataset,
+        Tag.MODEL: spec.model,
+        Tag.FORGET: spec.forget,
+        Tag.TRIAL_KEY: spec.trial_key,
+    }
+
+
+def log_earlier_steps(client, run_id: str, result: dict, default_step: int = 0) -> int:
+    """Log the metrics of every request of a continual trial but the last as metric steps 0..T-2
+    of ``run_id``; return the step at which the final result is to be logged (T-1;
+    ``default_step`` for other trials)."""
+    steps = result.get(STEPS_KEY)
+    if not steps:
+        return default_step
+    for t, metrics in enumerate(steps[:-1]):
+        log_metrics(client, run_id, trial_metrics(metrics), step=t)
+    return len(steps) - 1
+
+
+def record_failure(client, run_id: str, error_text: str) -> None:
+    client.set_tag(run_id, Tag.ERROR, error_text.strip().splitlines()[-1][:4000] if error_text.strip() else "failed")
+    client.log_text(run_id, error_text, "error.txt")
+
+
+def find_resumable(client, experiment_id: str, plan_key: str):
+    """The latest parent run of this plan and ``{trial_key: metrics}`` of its finished trials, or None."""
+    parents = client.search_runs(
+        [experiment_id], filter_string=f"tags.`{Tag.PLAN_KEY}` = '{plan_key}' and tags.`{Tag.ROLE}` = 'parent'",
+        order_by=["attributes.start_time DESC"], max_results=1,
+    )
+    if not parents:
+        return None
+    parent = parents[0]
+    finished: dict[str, dict[str, float]] = {}
+    token = None
+    while True:
+        page = client.search_runs(
+            [experiment_id], filter_string=f"tags.`{Tag.PARENT}` = '{parent.info.run_id}' and attributes.status = 'FINISHED'",
+            max_results=1000, page_token=token,
+        )
+        for run in page:
+            key = run.data.tags.get(Tag.TRIAL_KEY)
+            if key:
+                finished[key] = dict(run.data.metrics)
+        token = page.token
+        if not token:
+            break
+    return parent, finished
+
+
+def kill_unfinished_children(client, experiment_id: str, parent_run_id: str) -> int:
+    """Mark the child runs still RUNNING (trials cut off by an interrupt) as KILLED."""
+    runs = client.search_runs(
+        [experiment_id], filter_string=f"tags.`{Tag.PARENT}` = '{parent_run_id}' and attributes.status = 'RUNNING'"
+    )
+    for run in runs:
+        client.set_terminated(run.info.run_id, "KILLED")
+    return len(runs)
+
+
+def format_exception(exc: BaseException) -> str:
+    return "".join(tb_module.format_exception(type(exc), exc, exc.__traceback__))
+
+
+def log_local_trial(tracking_uri: str, experiment_id: str, parent_run_id: str, spec: TrialSpec,
+                    metrics: dict | None, error: str | None) -> str:
+    """Write one finished trial as a child run (the ``--executor local`` path)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    run = client.create_run(experiment_id, run_name=spec.trial_name, tags=child_tags(spec, parent_run_id))
+    run_id = run.info.run_id
+    log_params(client, run_id, trial_params(spec))
+    if metrics:
+        log_metrics(client, run_id, trial_metrics(metrics), step=log_earlier_steps(client, run_id, metrics))
+        log_artifacts(client, run_id, metrics)
+    if error:
+        record_failure(client, run_id, error)
+    client.set_terminated(run_id, "FAILED" if error else "FINISHED")
+    return run_id
+
+
+def make_ray_callback(tracking_uri: str, experiment_name: str, parent_run_id: str):
+    """Ray's MLflowLoggerCallback, with our run names, nesting, batched logging and tracebacks."""
+    from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+    class BenchMLflowCallback(MLflowLoggerCallback):
+        def log_trial_start(self, trial):
+            if trial in self._trial_runs:
+                return
+            spec = spec_of(trial.config, trial.trial_id)
+            run = self.mlflow_util.start_run(
+                tags={**child_tags(spec, parent_run_id), "trial_name": str(trial)}, run_name=spec.trial_name,
+                set_active=False,
+            )
+            self._trial_runs[trial] = run.info.run_id
+            log_params(self.mlflow_util._get_client(), run.info.run_id, trial_params(spec))
+
+        def log_trial_result(self, iteration, trial, result):
+            step = int(result.get("training_iteration", 1)) - 1  # intermediate reports (ASHA) are steps
+            step = log_earlier_steps(self.mlflow_util._get_client(), self._trial_runs[trial], result, step)
+            log_metrics(self.mlflow_util._get_client(), self._trial_runs[trial], trial_metrics(result), step=step)
+            log_artifacts(self.mlflow_util._get_client(), self._trial_runs[trial], result)
+
+        def log_trial_end(self, trial, failed=False):
+            run_id = self._trial_runs[trial]
+            if not failed and "unlearn_seconds" not in (trial.last_result or {}):
+                # a scheduler (ASHA) stopped it on an intermediate result
+                self.mlflow_util._get_client().set_tag(run_id, Tag.STOPPED_EARLY, "true")
+            if failed:
+                error = ""
+                if trial.error_file and Path(trial.error_file).is_file():
+                    error = Path(trial.error_file).read_text()
+                record_failure(self.mlflow_util._get_client(), run_id, error or "trial failed (no traceback recorded)")
+            self.mlflow_util.end_run(run_id=run_id, status="FAILED" if failed else "FINISHED")
+
+    return BenchMLflowCallback(tracking_uri=tracking_uri, experiment_name=experiment_name)

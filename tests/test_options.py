@@ -1,0 +1,198 @@
+"""The option table (bench.core.options.OPTIONS): RunOptions fields, TOML keys and click options
+made from it, and the precedence defaults < TOML file < command line. In process, no Ray."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from bench.cli import main
+from bench.cli.options import to_run_options
+from bench.core.errors import BenchError
+from bench.core.keys import DEFAULT_EXPERIMENT
+from bench.core.options import (
+    OPTIONS,
+    TOML_KEYS,
+    TOML_TYPES,
+    RunOptions,
+    load_toml,
+    merge_options,
+)
+
+RUN, TUNE = main.commands["run"], main.commands["tune"]
+
+
+def _click_params(command) -> dict:
+    return {p.name: p for p in command.params}
+
+
+def _parse(command, args: list[str]) -> RunOptions:
+    """What ``bench run ARGS`` would run with (parsing and merging only)."""
+    kw = dict(command.make_context(command.name, list(args)).params)
+    if command is TUNE:
+        kw = {k: v for k, v in kw.items() if k not in ("method", "objective", "num_samples", "scheduler", "seed", "output")}
+        return to_run_options({**kw, "seeds": "0"})
+    return to_run_options(kw, kw.pop("params_file"))
+
+
+# -- one table, three views ---------------------------------------------------------------------
+
+def test_every_table_entry_is_a_field_a_toml_key_and_a_run_option():
+    fields = [f.name for f in dataclasses.fields(RunOptions)]
+    assert fields == [o.name for o in OPTIONS]
+    run_params = _click_params(RUN)
+    for option in OPTIONS:
+        assert TOML_KEYS[option.key] == option.name
+        assert TOML_TYPES[option.key] == option.toml_types
+        param = run_params[option.name]
+        assert tuple(param.opts + param.secondary_opts) == tuple(f for flag in option.flags for f in flag.split("/"))
+        assert param.help == option.help
+        assert param.multiple == option.multiple
+    assert len(TOML_KEYS) == len(OPTIONS)
+
+
+def test_tune_has_the_shared_options_only():
+    tune_params = _click_params(TUNE)
+    for option in OPTIONS:
+        assert (option.name in tune_params) == ("tune" in option.commands), option.name
+    # command-line-only options stay where they were
+    assert {"config", "verbose", "quiet"} <= set(tune_params) and "params_file" not in tune_params
+    assert {"config", "verbose", "quiet", "params_file"} <= set(_click_params(RUN))
+    assert tune_params["seed"].opts == ["--seed", "-s"]
+
+
+def test_defaults_come_from_the_table():
+    opts = RunOptions()
+    for option in OPTIONS:
+        default = list(option.default) if isinstance(option.default, tuple) else option.default
+        assert getattr(opts, option.name) == default, option.name
+    assert opts.experiment == DEFAULT_EXPERIMENT and opts.datasets == ["digits"] and opts.seeds == [0]
+    # mutable defaults are not shared between instances
+    other = RunOptions()
+    opts.datasets.append("x")
+    opts.params["ga"] = {"lr": 1}
+    assert other.datasets == ["digits"] and other.params == {}
+
+
+def test_keyword_construction_and_as_dict():
+    opts = RunOptions(methods="ga", executor="local", seeds=[1, 2], recipe={"epochs": 3})
+    d = opts.as_dict()
+    assert list(d) == [o.name for o in OPTIONS]
+    assert (d["methods"], d["executor"], d["seeds"], d["recipe"], d["device"]) == ("ga", "local", [1, 2], {"epochs": 3}, "auto")
+    assert dataclasses.replace(opts, device="cpu").device == "cpu"
+    with pytest.raises(TypeError):
+        RunOptions(nope=1)
+
+
+def test_command_line_without_flags_gives_the_defaults(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert _parse(RUN, []) == RunOptions()
+    assert _parse(TUNE, ["--method", "ga"]) == RunOptions()
+
+
+def test_tracking_uri_reads_the_environment(monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///env.db")
+    assert _parse(RUN, []).tracking_uri == "sqlite:///env.db"
+    assert _parse(RUN, ["--tracking-uri", "sqlite:///cli.db"]).tracking_uri == "sqlite:///cli.db"
+
+
+# -- precedence: defaults < TOML < command line ------------------------------------------------
+
+TOML = """
+methods = ["ga", "ft"]
+dataset = "synthetic:n=100"
+model = ["cnn", "mlp"]
+seeds = "1-2"
+forget_seed = 5
+shadow_models = 4
+cpus_per_trial = 2
+device = "cpu"
+experiment = "from-toml"
+download = true
+[recipe]
+epochs = 4
+lr = 0.5
+[params.ga]
+lr = 0.1
+epochs = 2
+"""
+
+
+@pytest.fixture
+def toml_file(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    path = tmp_path / "exp.toml"
+    path.write_text(TOML)
+    return str(path)
+
+
+def test_toml_overrides_the_defaults(toml_file):
+    o = _parse(RUN, ["--config", toml_file])
+    assert (o.methods, o.datasets, o.models, o.seeds) == ("ga,ft", ["synthetic:n=100"], ["cnn", "mlp"], [1, 2])
+    assert (o.forget_seed, o.shadow_models, o.cpus_per_trial, o.device, o.experiment, o.download) == (5, 4, 2, "cpu", "from-toml", True)
+    assert o.recipe == {"epochs": 4, "lr": 0.5} and o.params == {"ga": {"lr": 0.1, "epochs": 2}}
+    # what the file does not set keeps its default
+    assert (o.attacks, o.executor, o.gpus_per_trial, o.forgets, o.resume) == ("loss,entropy,svc", "ray", 0.0, ["random:10%"], False)
+
+
+def test_command_line_overrides_the_toml_file(toml_file):
+    o = _parse(RUN, ["-c", toml_file, "-m", "retrain", "-d", "digits", "-d", "synthetic", "-s", "3", "--forget-seed", "7",
+                     "--shadow-models", "6", "--cpus-per-trial", "0.5", "-e", "from-cli", "--no-download",
+                     "-r", "epochs=9", "-p", "ga.lr=0.3", "-p", "ft.lr=1", "--executor", "local", "--resume"])
+    assert (o.methods, o.datasets, o.seeds, o.forget_seed) == ("retrain", ["digits", "synthetic"], [3], 7)
+    assert (o.shadow_models, o.cpus_per_trial, o.experiment, o.download) == (6, 0.5, "from-cli", False)
+    assert (o.executor, o.resume) == ("local", True)
+    assert o.models == ["cnn", "mlp"] and o.device == "cpu"  # not on the command line: the file's
+    # recipe keys and per-method params merge key by key
+    assert o.recipe == {"epochs": "9", "lr": 0.5}
+    assert o.params == {"ga": {"lr": "0.3", "epochs": 2}, "ft": {"lr": "1"}}
+
+
+def test_tune_merges_the_shared_options_the_same_way(toml_file):
+    o = _parse(TUNE, ["--method", "ga", "-c", toml_file, "--device", "cuda", "-r", "lr=0.1"])
+    assert (o.device, o.recipe, o.experiment, o.seeds) == ("cuda", {"epochs": 4, "lr": "0.1"}, "from-toml", [0])
+
+
+def test_params_file_then_param_flags(tmp_path, toml_file):
+    params = tmp_path / "best.json"
+    params.write_text('{"ga": {"lr": 0.2, "epochs": 3}, "ft": {"lr": 2}}')
+    o = _parse(RUN, ["-c", toml_file, "--params", str(params), "-p", "ga.lr=0.4"])
+    assert o.params == {"ga": {"lr": "0.4", "epochs": 3}, "ft": {"lr": 2}}
+
+
+# -- errors keep their wording -----------------------------------------------------------------
+
+@pytest.mark.parametrize("toml, message", [
+    ({"cpus_per_trial": "2"}, "Bad value in the experiment file: cpus_per_trial = '2' (expected int or float)."),
+    ({"shadow_models": True}, "Bad value in the experiment file: shadow_models = True (expected int)."),
+    ({"download": 1}, "Bad value in the experiment file: download = 1 (expected bool)."),
+    ({"methods": 5}, "Bad value in the experiment file: methods = 5 (expected str or list)."),
+    ({"seeds": 1.5}, "Bad value in the experiment file: seeds = 1.5 (expected str or int or list)."),
+    ({"recipe": "epochs=3"}, "Bad value in the experiment file: recipe = 'epochs=3' (expected dict)."),
+    ({"params": {"ga": 5}}, "Bad value in the experiment file: params = {'ga': 5} (expected dict)."),
+])
+def test_wrong_toml_type_message(toml, message):
+    with pytest.raises(BenchError) as exc:
+        merge_options(toml, {})
+    assert str(exc.value) == message
+
+
+def test_wrong_toml_type_from_a_file(tmp_path):
+    path = tmp_path / "exp.toml"
+    path.write_text('experiment = 3\n')
+    with pytest.raises(BenchError) as exc:
+        _parse(RUN, ["--config", str(path)])
+    assert str(exc.value) == "Bad value in the experiment file: experiment = 3 (expected str)."
+    with pytest.raises(BenchError) as exc:
+        merge_options(load_toml(path) | {"datasets": ["x"]}, {})
+    assert str(exc.value).startswith("Unknown keys in the experiment file: datasets. Valid keys: " + ", ".join(TOML_KEYS))
+
+
+def test_command_line_errors_keep_their_wording():
+    with pytest.raises(BenchError, match=r"^Bad --recipe 'epochs': expected KEY=VALUE\.$"):
+        _parse(RUN, ["-r", "epochs"])
+    with pytest.raises(BenchError, match=r"^Bad --param 'galr=1': expected METHOD\.NAME=VALUE, e\.g\. ga\.lr=0\.01\.$"):
+        _parse(RUN, ["-p", "galr=1"])
+    with pytest.raises(BenchError, match=r"^Bad seeds '3-1': the range 3-1 is empty"):
+        _parse(RUN, ["-s", "3-1"])
