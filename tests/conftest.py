@@ -147,3 +147,41 @@ def boom_plugin():
     finally:
         for plugin in added:
             unregister_plugin(plugin)
+
+
+def _run_harness(workdir: Path, **options):
+    """``bench run`` in process with the local executor, the store and cache inside ``workdir``;
+    ``options`` are ``RunOptions`` fields. Returns (exit code, printed text)."""
+    import io
+
+    from rich.console import Console
+
+    from bench.core.options import RunOptions
+    from bench.run.runner import run
+
+    opts = RunOptions(executor="local", cache_dir=str(workdir / "cache"), tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}",
+                      **options)
+    out = io.StringIO()
+    code = run(opts, Console(file=out, width=200))
+    return code, out.getvalue()
+
+
+def _trial_runs(workdir: Path):
+    """The child (trial) runs of ``workdir``'s store as a DataFrame, indexed by method name."""
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
+    df = mlflow.search_runs(experiment_names=["unlearning-bench"])
+    return df[df["tags.bench.role"] == "trial"].set_index("tags.bench.method", drop=False)
+
+
+@pytest.fixture(scope="session")
+def run_harness():
+    """``run_harness(workdir, **RunOptions fields)`` -> (exit code, output): ``bench run`` in process."""
+    return _run_harness
+
+
+@pytest.fixture(scope="session")
+def trial_runs():
+    """``trial_runs(workdir)`` -> the trial runs of ``workdir``'s MLflow store, indexed by method."""
+    return _trial_runs

@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-import io
-
 import mlflow
 import pytest
-from rich.console import Console
-
-from bench.core.options import RunOptions
-from bench.run.runner import run
 
 
 class Spy:
@@ -27,26 +21,13 @@ class Spy:
         return model
 
 
-def _run(workdir, **kw):
-    opts = RunOptions(executor="local", cache_dir=str(workdir / "cache"), tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}", **kw)
-    out = io.StringIO()
-    code = run(opts, Console(file=out, width=200))
-    return code, out.getvalue()
-
-
-def _children(workdir):
-    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
-    df = mlflow.search_runs(experiment_names=["unlearning-bench"])
-    return df[df["tags.bench.role"] == "trial"]
-
-
-def test_method_receives_only_declared_data_and_failures_stay_in_their_trial(workdir, boom_plugin):
+def test_method_receives_only_declared_data_and_failures_stay_in_their_trial(workdir, boom_plugin, run_harness, trial_runs):
     boom_plugin(Spy())
     Spy.seen.clear()
-    code, out = _run(workdir, methods="spy,boom,ft", params={"spy": {"k": "3"}}, recipe={"epochs": 5})
+    code, out = run_harness(workdir, methods="spy,boom,ft", params={"spy": {"k": "3"}}, recipe={"epochs": 5})
     assert code == 1, out
     assert Spy.seen == [(True, False, None, {"k": 3})]
-    kids = _children(workdir).set_index("tags.bench.method")
+    kids = trial_runs(workdir)
     assert kids.loc["boom", "status"] == "FAILED"
     assert "boom: deliberate failure" in kids.loc["boom", "tags.bench.error"]
     assert kids.loc["ft", "status"] == "FINISHED" and kids.loc["spy", "status"] == "FINISHED"
@@ -63,10 +44,10 @@ def test_method_receives_only_declared_data_and_failures_stay_in_their_trial(wor
 
 
 @pytest.mark.slow
-def test_class_request_forgetting_through_the_harness(workdir):
-    code, out = _run(workdir, methods="retrain,ga", forgets=["class:3"], seeds=[0])
+def test_class_request_forgetting_through_the_harness(workdir, run_harness, trial_runs):
+    code, out = run_harness(workdir, methods="retrain,ga", forgets=["class:3"], seeds=[0])
     assert code == 0, out
-    kids = _children(workdir).set_index("tags.bench.method")
+    kids = trial_runs(workdir)
     assert kids.loc["retrain", "metrics.forget_acc"] == 0.0
     assert kids.loc["retrain", "metrics.retrain_forget_acc"] == 0.0
     assert kids.loc["retrain", "metrics.avg_gap"] == 0.0  # the method reproduces the cached reference
@@ -100,11 +81,11 @@ class Collider(Reporter):
         return model
 
 
-def test_methods_add_metrics_and_artifacts_to_their_trial(workdir, boom_plugin):
+def test_methods_add_metrics_and_artifacts_to_their_trial(workdir, boom_plugin, run_harness, trial_runs):
     boom_plugin(Reporter(), Collider())
-    code, out = _run(workdir, methods="reporter,collider", forgets=["random:7"], recipe={"epochs": 3})
+    code, out = run_harness(workdir, methods="reporter,collider", forgets=["random:7"], recipe={"epochs": 3})
     assert code == 1, out
-    kids = _children(workdir).set_index("tags.bench.method")
+    kids = trial_runs(workdir)
     assert kids.loc["reporter", "metrics.patches"] == 7.0
     run_id = kids.loc["reporter", "run_id"]
     assert mlflow.artifacts.load_text(f"runs:/{run_id}/summary/patches.json") == '{"patches": 7}'

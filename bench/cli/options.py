@@ -12,7 +12,7 @@ from bench.core.options import OPTIONS, Option
 # Command-line-only options (not run settings, so not in the table).
 CONFIG = click.option("--config", "-c", "config", type=click.Path(dir_okay=False), default=None,
                       help="TOML experiment file; command-line options override it.")
-VERBOSE = click.option("--verbose", "-v", is_flag=True, help="Show Ray worker output.")
+VERBOSE = click.option("--verbose", "-v", is_flag=True, help="Show Ray worker output and Ray's log (with failed trials' tracebacks) on the terminal.")
 QUIET = click.option("--quiet", "-q", is_flag=True, help="Print only failures, the summary and where the results are.")
 
 #: Where the command-line-only options of every command go in ``--help``: after the table option named.

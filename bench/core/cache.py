@@ -1,22 +1,39 @@
-"""Content-addressed cache of trained reference models (safetensors, never pickle).
+"""Content-addressed, verified cache of trained reference models (safetensors, never pickle).
 
-A reference (the original model, or a model retrained on the retain set) is identified by
-the SHA-256 of a canonical JSON document: the cache format version, the kind, the dataset
-spec and the SHA-256 of its training tensors, the model spec, input shape and classes, the
-training recipe, the seed and, for retrained models, the SHA-256 of the forget indices.
-Each entry is ``<key>.safetensors`` (the state dict) plus ``<key>.json`` (that document, the
-training time and when it was made), written atomically. Default directory:
-``$XDG_CACHE_HOME/unlearning-bench`` (``~/.cache/unlearning-bench``).
+A reference (the original model, a model retrained on the retain set, a method's own original,
+an attack's shadow model) is identified by the SHA-256 of a canonical JSON document: the key
+format version, the kind, the dataset spec and the SHA-256 of its training tensors, the model
+spec, input shape and classes, the training recipe, the seed and, for retrained models, the
+SHA-256 of the forget indices. Default directory: ``$XDG_CACHE_HOME/unlearning-bench``
+(``~/.cache/unlearning-bench``).
+
+Each entry is ``<key>.safetensors`` (the state dict) plus ``<key>.json``, the metadata: the
+document, the training time, when it was made, and the integrity fields (``entry_format`` 2,
+``key``, ``weights_sha256`` and ``weights_bytes`` of the weights file, and ``meta_sha256``
+over the rest of the metadata). Both files are written atomically (temporary file, fsync,
+rename), the weights first and the metadata last, so a crash in between leaves weights without
+metadata: a miss, rebuilt. Every read is verified: the metadata must parse, its own digest and
+its ``key`` must match, its document must hash to the key, and the weights must have the
+recorded size and SHA-256. An entry that fails (zeroed, truncated or overwritten weights,
+edited or unparsable metadata, one file missing, or a format-1 entry from before digests were
+recorded, which cannot be verified) is never used: it is moved to
+``<cache>/quarantine/<UTC time>-<key>/`` with a ``reason.txt``, reported in one line, and
+rebuilt. Writers hold a per-key lock (``bench.core.cache_lock``) so that concurrent runs
+sharing the directory train each entry once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable
+
+from bench.core.cache_lock import keys_locked
 
 FORMAT = 1
 
@@ -67,24 +84,145 @@ def load_state(model, data: bytes) -> None:
     model.load_state_dict({k: v.to(device) for k, v in state.items()}, strict=True)
 
 
+#: Layout of an entry's metadata; 1 had no digests (its entries are rebuilt), 2 records them.
+ENTRY_FORMAT = 2
+_INTEGRITY = ("entry_format", "key", "weights_sha256", "weights_bytes", "meta_sha256")
+
+
+def _canonical(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _write_atomic(path: Path, payload: bytes) -> None:
+    """Write ``payload`` to ``path`` through a temporary file in the same directory: write, fsync,
+    rename, fsync the directory. A reader sees the old file, or the whole new one."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:12]}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. Windows
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
 class ReferenceCache:
+    """The cache at ``root``. :meth:`get` returns a verified entry or None (a corrupt one is moved
+    aside and reported through ``say``); :meth:`put` writes one; :meth:`locked` holds the per-key
+    locks around a check-train-put."""
+
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root).expanduser()
 
     def _paths(self, key: str) -> tuple[Path, Path]:
         return self.root / f"{key}.safetensors", self.root / f"{key}.json"
 
-    def get(self, key: str) -> tuple[bytes, dict] | None:
-        weights, meta = self._paths(key)
-        if not (weights.is_file() and meta.is_file()):
-            return None
-        return weights.read_bytes(), json.loads(meta.read_text())
+    def check(self, key: str) -> tuple[tuple[bytes, dict] | None, str | None]:
+        """Read and verify ``key`` without side effects: ``(entry, None)`` when it is intact,
+        ``(None, None)`` when there is no entry, ``(None, what is wrong)`` otherwise."""
+        weights, meta_path = self._paths(key)
+        try:
+            raw = meta_path.read_bytes()
+        except FileNotFoundError:
+            return None, None  # no entry, or weights whose metadata was never written: a miss
+        except OSError as e:
+            return None, f"metadata unreadable ({e.strerror or e})"
+        try:
+            meta = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as e:
+            return None, f"metadata is not valid JSON ({e})"
+        if not isinstance(meta, dict):
+            return None, "metadata is not a JSON object"
+        if "weights_sha256" not in meta:
+            return None, "format-1 entry without a recorded digest (unverifiable)"
+        body = {k: v for k, v in meta.items() if k != "meta_sha256"}
+        if meta.get("meta_sha256") != sha256_bytes(_canonical(body)):
+            return None, "metadata was modified (its digest does not match)"
+        if meta.get("key") != key:
+            return None, f"metadata belongs to key {str(meta.get('key'))[:12]}"
+        if "document" in meta and cache_key(meta["document"]) != key:
+            return None, "metadata document does not hash to the key"
+        try:
+            data = weights.read_bytes()
+        except FileNotFoundError:
+            return None, "weights file missing"
+        except OSError as e:
+            return None, f"weights unreadable ({e.strerror or e})"
+        if len(data) != meta.get("weights_bytes"):
+            return None, f"weights are {len(data)} bytes, {meta.get('weights_bytes')} recorded (truncated or overwritten)"
+        if sha256_bytes(data) != meta["weights_sha256"]:
+            return None, "weights SHA-256 does not match the recorded digest (corrupted)"
+        return (data, meta), None
 
-    def put(self, key: str, data: bytes, meta: dict) -> None:
+    def get(self, key: str, say: Callable[[str], None] | None = None) -> tuple[bytes, dict] | None:
+        """The verified entry ``(weights bytes, metadata)``, or None. An entry that fails
+        verification is moved to the quarantine and reported in one line through ``say``, so the
+        caller rebuilds it; call it holding the key's lock (:meth:`locked`) when others may write."""
+        entry, problem = self.check(key)
+        if problem is None:
+            return entry
+        where = self.quarantine(key, problem)
+        if say is not None:
+            moved = f"moved to {where}" if where is not None else "already moved by another process"
+            say(f"cache entry {key[:12]} is corrupt: {problem}; {moved}; rebuilding it")
+        return None
+
+    def quarantine(self, key: str, reason: str) -> Path | None:
+        """Move whatever files ``key`` has to ``<root>/quarantine/<UTC time>-<key>/`` with a
+        ``reason.txt``; the folder, or None when nothing was left to move."""
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+        dest = self.root / "quarantine" / f"{stamp}-{key}"
+        moved = False
+        for path in self._paths(key)[::-1]:  # the metadata first: without it the entry is a miss
+            try:
+                dest.mkdir(parents=True, exist_ok=True)
+                os.replace(path, dest / path.name)
+                moved = True
+            except FileNotFoundError:
+                continue
+        if not moved:
+            with contextlib.suppress(OSError):
+                dest.rmdir()
+            return None
+        (dest / "reason.txt").write_text(f"{key}: {reason}\n")
+        return dest
+
+    def put(self, key: str, data: bytes, meta: dict) -> dict:
+        """Write an entry atomically: the weights, then the metadata with their digest (what a
+        later :meth:`get` verifies). Returns the metadata as written."""
         self.root.mkdir(parents=True, exist_ok=True)
         weights, meta_path = self._paths(key)
-        for path, payload in ((weights, data), (meta_path, json.dumps(meta, indent=1, sort_keys=True).encode())):
-            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=f".{key[:12]}.")
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(payload)
-            os.replace(tmp, path)
+        body = {k: v for k, v in meta.items() if k not in _INTEGRITY}
+        body.update(entry_format=ENTRY_FORMAT, key=key, weights_sha256=sha256_bytes(data), weights_bytes=len(data))
+        full = {**body, "meta_sha256": sha256_bytes(_canonical(body))}
+        with contextlib.suppress(FileNotFoundError):
+            meta_path.unlink()  # an old entry stops being one before its weights change
+        _write_atomic(weights, data)
+        _write_atomic(meta_path, json.dumps(full, indent=1, sort_keys=True).encode())
+        return full
+
+    def locked(self, keys: Iterable[str], say: Callable[[str], None] | None = None):
+        """Context manager holding the locks of ``keys`` (sorted; see ``bench.core.cache_lock``);
+        says once per key it has to wait for."""
+        def on_wait(key: str) -> None:
+            if say is not None:
+                say(f"waiting     for another process building cache entry {key[:12]}")
+
+        return keys_locked(self.root, keys, on_wait)

@@ -37,6 +37,9 @@ class Tag:
     PLAN_KEY = "bench.plan_key"
     ERROR = "bench.error"
     STOPPED_EARLY = "bench.stopped_early"
+    DRIVER_PID = "bench.driver.pid"  # the driver process of a parent run, so a later bench can tell it died
+    DRIVER_HOST = "bench.driver.host"
+    DRIVER_STARTED = "bench.driver.started"
 
 
 #: What defines a trial's measurement (not where or with which versions it ran).

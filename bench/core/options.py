@@ -29,10 +29,15 @@ EXECUTORS = ("ray", "local")
 
 # -- parsing helpers --------------------------------------------------------------------------
 
+MAX_SEEDS = 1000  # seeds of one run (each trains its own references)
+SEED_LIMIT = 2**31  # seeds are < 2**31 (NumPy, torch and Ray all take them)
+
+
 def parse_seeds(value: str | int | list) -> list[int]:
-    """``"0,1,2"``, ``"0-4"`` or a list -> ``[0, 1, 2]``."""
-    if isinstance(value, int):
-        return [value]
+    """``"0,1,2"``, ``"0-4"`` or a list -> ``[0, 1, 2]``; at most :data:`MAX_SEEDS` seeds, each
+    in ``0..2**31-1``."""
+    if isinstance(value, bool):
+        raise BenchError(f"Bad seeds {value!r}: expected integers such as 0,1,2 or a range 0-4.")
     if isinstance(value, (list, tuple)):
         items = [str(v) for v in value]
     else:
@@ -41,16 +46,23 @@ def parse_seeds(value: str | int | list) -> list[int]:
     try:
         for item in items:
             if "-" in item[1:]:
-                lo, hi = item.split("-", 1)
-                if int(hi) < int(lo):
+                lo, hi = (int(v) for v in item.split("-", 1))
+                if hi < lo:
                     raise BenchError(f"Bad seeds '{value}': the range {item} is empty (write it low-high, e.g. 0-4).")
-                seeds.extend(range(int(lo), int(hi) + 1))
+                if hi - lo + 1 + len(seeds) > MAX_SEEDS:
+                    raise BenchError(f"Bad seeds '{value}': the range {item} holds {hi - lo + 1} seeds; "
+                                     f"a run takes at most {MAX_SEEDS} (e.g. 0-9).")
+                seeds.extend(range(lo, hi + 1))
             else:
                 seeds.append(int(item))
     except ValueError:
         raise BenchError(f"Bad seeds '{value}': expected integers such as 0,1,2 or a range 0-4.") from None
     if not seeds or any(s < 0 for s in seeds):
         raise BenchError(f"Bad seeds '{value}': expected non-negative integers such as 0,1,2 or 0-4.")
+    if len(seeds) > MAX_SEEDS:
+        raise BenchError(f"Bad seeds '{value}': {len(seeds)} seeds; a run takes at most {MAX_SEEDS}.")
+    if max(seeds) >= SEED_LIMIT:
+        raise BenchError(f"Bad seeds '{value}': seed {max(seeds)} is too large; seeds lie in 0..{SEED_LIMIT - 1}.")
     if len(set(seeds)) != len(seeds):
         raise BenchError(f"Bad seeds '{value}': a seed is repeated.")
     return seeds

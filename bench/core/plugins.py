@@ -15,6 +15,7 @@ from functools import lru_cache
 
 import pluggy
 
+from bench import __version__
 from bench.core import hookspecs
 from bench.core.errors import PluginError
 from bench.core.registry import KINDS, Registry
@@ -111,6 +112,7 @@ def build_registry(pm: pluggy.PluginManager) -> tuple[Registry, list[PluginInfo]
         else:
             source, version = "registered in process", getattr(plugin, "__version__", None)
         infos[name] = PluginInfo(name=name, version=version, hooks=[], source=source)
+        registry.sources[name] = source
     for hook_name, kind in HOOKS.items():
         hook = getattr(pm.hook, hook_name)
         for impl in hook.get_hookimpls():
@@ -132,8 +134,6 @@ def build_registry(pm: pluggy.PluginManager) -> tuple[Registry, list[PluginInfo]
 
 
 def _own_version() -> str:
-    from bench import __version__
-
     return __version__
 
 

@@ -35,6 +35,9 @@ class Recipe:
 
 
 FIELD_TYPES = {f.name: f.type for f in fields(Recipe)}
+#: The numeric recipe values' bounds, and an example of each (for the messages).
+RULES = {"lr": "> 0", "epochs": ">= 1", "batch_size": ">= 1", "weight_decay": ">= 0", "momentum": ">= 0"}
+EXAMPLES = {"lr": "0.05", "epochs": "20", "batch_size": "64", "weight_decay": "5e-4", "momentum": "0.9"}
 
 
 def _coerce(key: str, value: Any) -> Any:
@@ -67,8 +70,13 @@ def build_recipe(*layers: Mapping[str, Any]) -> Recipe:
         raise BenchError(f"Unknown schedule '{r.schedule}' in the recipe; expected one of {', '.join(SCHEDULES)}.")
     if r.augment not in AUGMENTS:
         raise BenchError(f"Unknown augment '{r.augment}' in the recipe; expected one of {', '.join(AUGMENTS)}.")
-    if not all(math.isfinite(v) for v in (r.lr, r.momentum, r.weight_decay)) or r.lr <= 0 or r.epochs < 1 or r.batch_size < 1 or r.weight_decay < 0 or r.momentum < 0:
-        raise BenchError(f"Invalid recipe {r.as_dict()}: need lr > 0, epochs >= 1, batch_size >= 1, weight_decay >= 0, momentum >= 0.")
+    limits = (("lr", r.lr > 0), ("epochs", r.epochs >= 1), ("batch_size", r.batch_size >= 1),
+              ("weight_decay", r.weight_decay >= 0), ("momentum", r.momentum >= 0))
+    for key, ok in limits:
+        value = getattr(r, key)
+        if not ok or not math.isfinite(value):
+            raise BenchError(f"Bad recipe value {key}={value!r}: {key} must be a finite number {RULES[key]} "
+                             f"(need {', '.join(f'{k} {v}' for k, v in RULES.items())}); e.g. --recipe {key}={EXAMPLES[key]}.")
     return r
 
 

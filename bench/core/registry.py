@@ -68,6 +68,9 @@ def _validate(kind: str, obj: Any, origin: str) -> str:
 class Registry:
     def __init__(self) -> None:
         self._entries: dict[str, dict[str, Entry]] = {k: {} for k in KINDS}
+        #: plugin name -> where it comes from ("builtin", "registered in process" or its distribution),
+        #: filled by ``bench.core.plugins.build_registry`` for the duplicate-name message
+        self.sources: dict[str, str] = {}
 
     # -- registration -------------------------------------------------------------------
     def register_callback(self, kind: str, origin: str) -> Callable[[Any], None]:
@@ -82,9 +85,31 @@ class Registry:
         if existing is not None:
             raise PluginError(
                 f"Duplicate {kind} name '{name}': registered by plugin '{existing.origin}' and again by "
-                f"plugin '{origin}'. Uninstall one of them, or rename the {kind} in one plugin."
+                f"plugin '{origin}'. {self._duplicate_advice(kind, existing.origin, origin)}"
             )
         self._entries[kind][name] = Entry(kind, name, obj, origin)
+
+    def _duplicate_advice(self, kind: str, first: str, second: str) -> str:
+        """Where the two plugins come from and how to keep only one (a distribution to uninstall,
+        the ``BENCH_PLUGINS`` allow-list), or how to rename within one plugin."""
+        if first == second:
+            return f"Rename one of the two {kind}s in plugin '{first}'."
+        where = []
+        removable = []
+        for plugin in (first, second):
+            source = self.sources.get(plugin, "")
+            if source == "builtin":
+                where.append(f"'{plugin}' is built into unlearning-bench")
+            elif source == "registered in process":
+                where.append(f"'{plugin}' was registered in this process (register_plugin)")
+            elif source in ("", "unknown"):
+                where.append(f"'{plugin}' comes from no known distribution")
+            else:
+                where.append(f"'{plugin}' comes from the distribution '{source}'")
+                removable.append(source)
+        fix = f"Uninstall one (pip uninstall {removable[-1]})" if removable else "Drop one of them"
+        return (f"{'; '.join(where)}. {fix}, or load only the plugins you want with BENCH_PLUGINS (a comma-separated "
+                f"allow-list of entry-point or distribution names; built-ins always load), or rename the {kind} in one plugin.")
 
     # -- lookup -------------------------------------------------------------------------
     def entries(self, kind: str) -> list[Entry]:

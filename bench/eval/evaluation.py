@@ -36,9 +36,8 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.nn.training import predict_logits
-
 from bench.eval.metrics import ACCURACIES, METRIC_DIRECTIONS  # noqa: F401  (names and directions live there)
+from bench.nn.training import predict_logits
 
 
 @dataclass
@@ -59,10 +58,24 @@ class ModelEval:
     accs: dict[str, float]
     forget_probs: torch.Tensor
     test_probs: torch.Tensor
+    #: What is wrong with the model's outputs ("NaN outputs on the forget set"), or None when every
+    #: logit on D_f, D_r and D_t is finite (see :func:`nonfinite_outputs`).
+    nonfinite: str | None = None
 
 
 def _acc(logits: torch.Tensor, y: torch.Tensor) -> float:
     return float((logits.argmax(1) == y).float().mean()) if len(y) else float("nan")
+
+
+def nonfinite_outputs(logits: dict[str, torch.Tensor]) -> str | None:
+    """``"NaN outputs on the forget set"`` (or ``"infinite outputs ..."``) for the first set, in the
+    order given, on which some logit is not finite; None when all are. A model with such outputs
+    has no meaningful accuracy, divergence or attack score: the harness refuses it."""
+    for name, values in logits.items():
+        if not bool(torch.isfinite(values).all()):
+            kind = "NaN" if bool(torch.isnan(values).any()) else "infinite"
+            return f"{kind} outputs on the {name} set"
+    return None
 
 
 def evaluate_model(model: torch.nn.Module, data: EvalData) -> ModelEval:
@@ -82,6 +95,7 @@ def evaluate_model(model: torch.nn.Module, data: EvalData) -> ModelEval:
         accs=accs,
         forget_probs=torch.softmax(forget_logits, 1).cpu(),
         test_probs=torch.softmax(test_logits, 1).cpu(),
+        nonfinite=nonfinite_outputs({"forget": forget_logits, "retain": retain_logits, "test": test_logits}),
     )
 
 

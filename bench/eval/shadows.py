@@ -50,6 +50,14 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from bench.core.cache import (
+    cache_key,
+    load_state,
+    sha256_bytes,
+    state_to_bytes,
+    tensor_digest,
+)
+
 #: What an attack may declare in ``needs`` (see ``bench.core.contracts.AttackContext``).
 NEEDS = ("shadows", "retrain_shadows", "unlearn", "reference")
 
@@ -79,8 +87,6 @@ class ShadowSet:
     def model(self, m: int, device: str):
         """Model ``m`` in eval mode on ``device``."""
         import torch
-
-        from bench.core.cache import load_state
 
         with torch.random.fork_rng(devices=[]):  # the initialisation is overwritten: leave the global RNG alone
             net = self.model_obj.create(self.num_classes, tuple(self.input_shape), self.arg).to(device)
@@ -282,7 +288,6 @@ def shadow_set(kind: str, count: int, model_obj, arg, splits, recipe, seed: int 
     pool (training split then test split) with ``recipe``; for tests, benchmarks and notebooks."""
     import torch
 
-    from bench.core.cache import state_to_bytes
     from bench.nn.nets import model_factory
 
     keep, seeds = plan_set(kind, count, splits.train_size, len(splits.test_y), forget_idx, seed)
@@ -301,12 +306,10 @@ def needs_of(attacks: dict) -> set[str]:
 
 def ensure_shadow_set(kind: str, count: int, *, model_obj, arg, splits, recipe, group_seed: int, base_doc: dict,
                       forget_idx, device: str, cache, say: Callable[[str], None], versions: dict) -> ShadowSet:
-    """Load ``count`` models of ``kind`` ("shadows" or "retrain_shadows") from the cache, training the missing ones."""
-    import torch
+    """Load ``count`` models of ``kind`` ("shadows" or "retrain_shadows") from the cache, training the missing ones.
 
-    from bench.core.cache import cache_key, sha256_bytes, state_to_bytes, tensor_digest
-    from bench.nn.nets import model_factory
-
+    Entries are verified (a corrupt one is reported, moved aside and retrained); the missing keys
+    are locked and looked up again before training, so concurrent runs train each model once."""
     keep, seeds = plan_set(kind, count, splits.train_size, len(splits.test_y), forget_idx, group_seed)
     pool_digest = sha256_bytes(base_doc["data_sha256"].encode(), tensor_digest(splits.test_x, splits.test_y).encode())
     keys, docs = [], []
@@ -315,33 +318,51 @@ def ensure_shadow_set(kind: str, count: int, *, model_obj, arg, splits, recipe, 
                "subset_sha256": sha256_bytes(np.flatnonzero(keep[m]).astype(np.int64).tobytes())}
         docs.append(doc)
         keys.append(cache_key(doc))
-    states: list[bytes | None] = []
-    for key in keys:
-        hit = cache.get(key)
-        states.append(hit[0] if hit else None)
-    missing = [m for m, s in enumerate(states) if s is None]
-    seconds = 0.0
-    if missing:
-        from datetime import datetime, timezone
-
-        x = torch.cat([splits.train_x, splits.test_x]).to(device)
-        y = torch.cat([splits.train_y, splits.test_y]).to(device)
-
-        def new_model(seed):
-            return model_factory(model_obj, arg, splits, seed, device)()
-
-        t0 = time.perf_counter()
-        models, how = train_models(new_model, x, y, [np.flatnonzero(keep[m]) for m in missing],
-                                   [seeds[m] for m in missing], recipe)
-        seconds = time.perf_counter() - t0
-        created = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        for m, model in zip(missing, models):
-            states[m] = state_to_bytes(model)
-            cache.put(keys[m], states[m], {"document": docs[m], "train_seconds": seconds / len(missing),
-                                           "created": created, "versions": versions, "how": how})
-        say(f"trained     {len(missing)} {kind.replace('_', ' ')} ({how}) for {base_doc['dataset']}/{base_doc['model']} "
-            f"seed={group_seed} in {seconds:.1f}s")
-    else:
+    states: list[bytes | None] = [None if hit is None else hit[0] for hit, _ in map(cache.check, keys)]
+    seconds, missing = 0.0, []
+    if any(s is None for s in states):
+        # lock the missing keys, then look again (verified; a corrupt entry is quarantined and
+        # reported): a concurrent run sharing the cache may have trained them meanwhile
+        with cache.locked([keys[m] for m, s in enumerate(states) if s is None], say):
+            for m, s in enumerate(states):
+                if s is None:
+                    hit = cache.get(keys[m], say)
+                    states[m] = None if hit is None else hit[0]
+            missing = [m for m, s in enumerate(states) if s is None]
+            if missing:
+                seconds, how = _train_missing(missing, keys, docs, keep, seeds, states, model_obj=model_obj, arg=arg,
+                                              splits=splits, recipe=recipe, device=device, cache=cache, versions=versions)
+                say(f"trained     {len(missing)} {kind.replace('_', ' ')} ({how}) for {base_doc['dataset']}/"
+                    f"{base_doc['model']} seed={group_seed} in {seconds:.1f}s")
+    if not missing:
         say(f"cache hit   {count} {kind.replace('_', ' ')} for {base_doc['dataset']}/{base_doc['model']} seed={group_seed}")
     return ShadowSet(states=states, keep=keep, seeds=seeds, train_size=splits.train_size, model_obj=model_obj, arg=arg,
                      num_classes=splits.num_classes, input_shape=tuple(splits.input_shape), train_seconds=seconds)
+
+
+def _train_missing(missing, keys, docs, keep, seeds, states, *, model_obj, arg, splits, recipe, device, cache,
+                   versions) -> tuple[float, str]:
+    """Train the models ``missing`` (indices into ``keys``) together, fill ``states`` and put
+    them in the cache (the caller holds their locks); returns (seconds, how they trained)."""
+    from datetime import datetime, timezone
+
+    import torch
+
+    from bench.nn.nets import model_factory
+
+    x = torch.cat([splits.train_x, splits.test_x]).to(device)
+    y = torch.cat([splits.train_y, splits.test_y]).to(device)
+
+    def new_model(seed):
+        return model_factory(model_obj, arg, splits, seed, device)()
+
+    t0 = time.perf_counter()
+    models, how = train_models(new_model, x, y, [np.flatnonzero(keep[m]) for m in missing],
+                               [seeds[m] for m in missing], recipe)
+    seconds = time.perf_counter() - t0
+    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    for m, model in zip(missing, models):
+        states[m] = state_to_bytes(model)
+        cache.put(keys[m], states[m], {"document": docs[m], "train_seconds": seconds / len(missing),
+                                       "created": created, "versions": versions, "how": how})
+    return seconds, how

@@ -5,14 +5,21 @@ an existing cluster instead). References are trained as Ray tasks; trials are Tu
 whose configs are ``{"trial": spec}`` (a grid search over the trial specs), with
 ``{"cpu": cpus_per_trial, "gpu": gpus_per_trial}`` each (fractions allowed), the shared data
 in the object store, and Ray's MLflow callback writing the child runs. A trial that raises is
-recorded as failed with its traceback; the others go on.
+recorded as failed with its traceback; the others go on. The terminal gets one line per failed
+trial; Tune's own log (tracebacks included) goes to ``<storage>/<name>.log`` unless ``-v``.
+
+Ray processes we start carry ``BENCH_RAY_DRIVER=<pid>:<start>`` in their environment: a driver
+killed with SIGKILL leaves raylet's agents running (measured: DashboardAgent, RuntimeEnvAgent), and
+the next ``bench run``/``bench tune`` stops those of dead drivers (:func:`reap_leftover_ray`).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 from bench.core.errors import BenchError
@@ -23,7 +30,12 @@ from bench.run.payload import Payload
 from bench.run.references import train_job
 from bench.run.trial import run_trial
 from bench.track.report import summary_line
-from bench.track.tracking import format_exception
+from bench.track.tracking import (
+    failure_line,
+    format_exception,
+    process_alive,
+    process_started,
+)
 
 
 class Outcome:
@@ -34,12 +46,14 @@ class Outcome:
         self.failures: dict[int, str] = {}
         self.specs: dict[int, TrialSpec] = {}  # the spec each index ran (sampled params included)
         self.interrupted = False
+        self.log_path: str | None = None  # Tune's log (tracebacks), when not shown in the terminal
 
 
 # -- in process ------------------------------------------------------------------------------
 
 def run_local(trials: list[TrialSpec], payload: Payload,
-              log_trial: Callable[[TrialSpec, dict | None, str | None], None], say: Callable[..., None]) -> Outcome:
+              log_trial: Callable[[TrialSpec, dict | None, str | None], str | None], say: Callable[..., None]) -> Outcome:
+    """Run ``trials`` one after the other in this process; ``log_trial`` records one (returns its run id)."""
     out = Outcome()
     for i, spec in enumerate(trials):
         say(f"[{i + 1}/{len(trials)}] running {spec.trial_name}")
@@ -52,8 +66,8 @@ def run_local(trials: list[TrialSpec], payload: Payload,
         except Exception as exc:
             error = format_exception(exc)
             out.failures[i] = error
-            log_trial(spec, None, error)
-            say(f"[{i + 1}/{len(trials)}] FAILED  {spec.trial_name}: {type(exc).__name__}: {exc}", always=True)
+            run_id = log_trial(spec, None, error)
+            say(failure_line(f"[{i + 1}/{len(trials)}]", spec.trial_name, error, run_id), always=True)
             continue
         out.results[i] = metrics
         log_trial(spec, metrics, None)
@@ -111,9 +125,51 @@ def start_ray(address: str | None, verbose: bool, say: Callable[..., None], num_
             ) from None
         say(f"joined Ray cluster at {address} ({time.perf_counter() - t0:.1f}s)")
     else:
-        ray.init(include_dashboard=False, num_cpus=num_cpus, **kwargs)
+        previous = os.environ.get(DRIVER_ENV)
+        os.environ[DRIVER_ENV] = f"{os.getpid()}:{process_started(os.getpid())}"  # inherited by every Ray process
+        try:
+            ray.init(include_dashboard=False, num_cpus=num_cpus, **kwargs)
+        finally:
+            if previous is None:
+                os.environ.pop(DRIVER_ENV, None)
+            else:
+                os.environ[DRIVER_ENV] = previous
         say(f"started local Ray on 127.0.0.1 with {int(ray.cluster_resources().get('CPU', 0))} CPUs ({time.perf_counter() - t0:.1f}s)")
     return True
+
+
+DRIVER_ENV = "BENCH_RAY_DRIVER"
+
+
+def reap_leftover_ray() -> list[int]:
+    """SIGKILL the Ray processes (``ray::...`` or under ``.../ray/``) that a bench driver now dead
+    started (:data:`DRIVER_ENV` in their environment, same user; Linux /proc). Returns their pids."""
+    if not sys.platform.startswith("linux") or not os.path.isdir("/proc"):
+        return []
+    mine, uid, key = {os.getpid(), os.getppid()}, os.getuid(), f"{DRIVER_ENV}=".encode()
+    killed = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) in mine:
+            continue
+        try:
+            if entry.stat().st_uid != uid:
+                continue
+            env = Path(f"/proc/{entry.name}/environ").read_bytes().split(b"\0")
+            cmd = Path(f"/proc/{entry.name}/cmdline").read_bytes()
+        except OSError:
+            continue
+        value = next((v[len(key):].decode(errors="replace") for v in env if v.startswith(key)), None)
+        if value is None or not (cmd.startswith(b"ray::") or b"/ray/" in cmd):
+            continue
+        driver, _, started = value.partition(":")
+        if not driver.isdigit() or int(driver) == int(entry.name) or process_alive(int(driver), started):
+            continue
+        try:
+            os.kill(int(entry.name), signal.SIGKILL)
+            killed.append(int(entry.name))
+        except OSError:
+            pass
+    return killed
 
 
 def address_is_loopback(address: str) -> bool:
@@ -183,10 +239,11 @@ def _tune_trainable(config: dict, payload: Payload) -> None:
 
 
 def run_ray(trials: list[TrialSpec], payload: Payload, *, cpus: float, gpus: float, storage: str, name: str,
-            callbacks: list, say: Callable[[str], None], search: dict | None = None) -> Outcome:
+            callbacks: list, say: Callable[[str], None], search: dict | None = None, verbose: bool = False) -> Outcome:
     """Run ``trials`` (a grid over the specs) or, with ``search``, ``search["num_samples"]`` samples
     of ``search["space"]`` (tune domains) around the single spec in ``trials``, under
-    ``search["metric"]``/``search["mode"]`` and an optional ``search["scheduler"]``."""
+    ``search["metric"]``/``search["mode"]`` and an optional ``search["scheduler"]``. Unless
+    ``verbose``, Tune's log (a trial's traceback among internals) goes to ``<storage>/<name>.log``."""
     import ray
     from ray import tune
 
@@ -200,7 +257,10 @@ def run_ray(trials: list[TrialSpec], payload: Payload, *, cpus: float, gpus: flo
 
     if search is not None:
         index = {}
-    progress = Progress(trials, index, out, say, total=None if search is None else search["num_samples"])
+    def run_of(trial) -> str | None:  # the MLflow child run the tracking callback opened for ``trial``
+        return next((cb._trial_runs[trial] for cb in callbacks if trial in getattr(cb, "_trial_runs", {})), None)
+
+    progress = Progress(trials, index, out, say, total=None if search is None else search["num_samples"], run_of=run_of)
 
     trainable = tune.with_resources(tune.with_parameters(_tune_trainable, payload=shipped), {"cpu": cpus, "gpu": gpus})
     if search is None:
@@ -234,6 +294,8 @@ def run_ray(trials: list[TrialSpec], payload: Payload, *, cpus: float, gpus: flo
     own_pending = "TUNE_MAX_PENDING_TRIALS_PG" not in os.environ
     if own_pending:
         os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(concurrent_slots(cpus, gpus))
+    tune_log = None if verbose else _tune_log_to_file(Path(storage) / f"{name}.log")
+    out.log_path = None if tune_log is None else tune_log[0].baseFilename
     try:
         tuner.fit()
     except KeyboardInterrupt:
@@ -242,7 +304,29 @@ def run_ray(trials: list[TrialSpec], payload: Payload, *, cpus: float, gpus: flo
     finally:
         if own_pending:
             os.environ.pop("TUNE_MAX_PENDING_TRIALS_PG", None)
+        if tune_log is not None:
+            _restore_tune_log(*tune_log)
     expected = len(trials) if search is None else search["num_samples"]
     if len(out.results) + len(out.failures) < expected:  # failures are recorded by the progress callback
         out.interrupted = True
     return out
+
+
+def _tune_log_to_file(path: Path):
+    """Send the ``ray.tune`` loggers' records (a failed trial's traceback, "Trials did not
+    complete") to ``path`` instead of the terminal. Returns what :func:`_restore_tune_log` undoes."""
+    import logging
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s -- %(message)s"))
+    logger = logging.getLogger("ray.tune")
+    logger.addHandler(handler)
+    propagate, logger.propagate = logger.propagate, False
+    return handler, logger, propagate
+
+
+def _restore_tune_log(handler, logger, propagate) -> None:
+    logger.removeHandler(handler)
+    logger.propagate = propagate
+    handler.close()

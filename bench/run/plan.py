@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from bench.core.cache import cache_key, default_cache_dir, sha256_bytes, tensor_digest
+from bench.core.cache import cache_key, sha256_bytes, tensor_digest
 from bench.core.errors import BenchError
 from bench.core.forget import ForgetSpec
 from bench.core.method import (
@@ -25,11 +24,13 @@ from bench.core.options import RunOptions
 from bench.core.recipe import build_recipe
 from bench.core.registry import Registry
 from bench.core.spec import OwnOriginal, TrialSpec
+from bench.run.checks import check_splits
 from bench.run.continual import step_references
 from bench.run.validate import (
     MethodPlan,
-    default_data_dir,
     params_for_dataset,
+    resolve_cache_dir,
+    resolve_data_dir,
     resolve_device,
     resolve_model,
     validate_options,
@@ -80,8 +81,8 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
     from bench.nn.training import set_threads
 
     device = resolve_device(opts)
-    data_dir = str(Path(opts.data_dir).expanduser() if opts.data_dir else default_data_dir())
-    cache_dir = str(Path(opts.cache_dir).expanduser() if opts.cache_dir else default_cache_dir())
+    data_dir = str(resolve_data_dir(opts))
+    cache_dir = str(resolve_cache_dir(opts))
     set_threads(opts.cpus_per_trial)
 
     splits: dict[str, Any] = {}
@@ -90,6 +91,7 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
         name, _, arg = spec.partition(":")
         ds = registry.get("dataset", name)
         splits[spec] = ds.load(data_dir, opts.download, arg or None)
+        check_splits(spec, splits[spec])  # the plugin's data, before any model or forget request sees it
         digests[spec] = tensor_digest(splits[spec].train_x, splits[spec].train_y)
 
     models: dict[str, tuple[Any, str | None, str]] = {}

@@ -10,6 +10,7 @@ from ray import tune
 
 from bench.core.spec import TrialSpec, spec_of
 from bench.track.report import summary_line
+from bench.track.tracking import failure_line
 
 
 class Progress(tune.Callback):
@@ -19,12 +20,14 @@ class Progress(tune.Callback):
     left out of the pickled state.
     """
 
-    def __init__(self, trials: list[TrialSpec], index: dict[str, int], out, say: Callable[[str], None], total: int | None = None) -> None:
-        self.trials, self.index, self.out, self.say, self.total = trials, index, out, say, total
+    def __init__(self, trials: list[TrialSpec], index: dict[str, int], out, say: Callable[[str], None], total: int | None = None,
+                 run_of: Callable[[object], str | None] = lambda trial: None) -> None:
+        self.trials, self.index, self.out, self.say, self.total, self.run_of = trials, index, out, say, total, run_of
         self.started: dict[str, float] = {}
 
     def __getstate__(self):
-        return {"trials": self.trials, "index": self.index, "out": None, "say": None, "started": {}, "total": self.total}
+        return {"trials": self.trials, "index": self.index, "out": None, "say": None, "started": {}, "total": self.total,
+                "run_of": None}
 
     def _where(self, trial) -> tuple[int, str, str]:
         spec = spec_of(trial.config, trial.trial_id)
@@ -59,5 +62,5 @@ class Progress(tune.Callback):
                 error = fh.read()
         self.out.failures[i] = error or "trial failed"
         self.out.results.pop(i, None)
-        last = error.strip().splitlines()[-1] if error.strip() else "see the traceback in MLflow"
-        self.say(f"{tag} FAILED  {name}: {last}", always=True)
+        # the tracking callback (before this one in Tune's list) has recorded the failure by now
+        self.say(failure_line(tag, name, error or "trial failed", self.run_of(trial) if self.run_of else None), always=True)

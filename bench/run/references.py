@@ -4,6 +4,8 @@ Each is trained once per (dataset content, model, recipe, seed[, forget indices]
 the content-addressed ``ReferenceCache``; missing ones are trained in parallel as Ray tasks
 (or in process with ``--executor local``). Training tasks return safetensors bytes to the
 driver, which writes the cache, so nothing assumes a filesystem shared with the workers.
+Entries are verified on every read, and the driver holds a per-key lock while it trains, so
+concurrent runs sharing a cache directory train each reference once (``bench.core.cache``).
 """
 
 from __future__ import annotations
@@ -77,29 +79,49 @@ def ensure_references(
 ) -> tuple[dict[str, tuple[bytes, dict]], int]:
     """Load every reference from the cache, training the missing ones with ``train_many``.
 
-    Returns ``{key: (state bytes, metadata)}`` and how many were trained.
+    Every entry is verified (``ReferenceCache.get``): a corrupt one is reported, moved aside and
+    trained again, never used. The missing keys are locked (all of them, in sorted order) before
+    training and looked up once more under the locks, so a concurrent run sharing the cache
+    directory that trained them meanwhile is waited for and its entries used: each key is trained
+    once. Returns ``{key: (state bytes, metadata)}`` and how many were trained here.
     """
     found: dict[str, tuple[bytes, dict]] = {}
-    missing: list[RefJob] = []
+    unique: dict[str, RefJob] = {}
     for job in jobs:
-        if job.key in found or any(j.key == job.key for j in missing):
-            continue
-        hit = cache.get(job.key)
+        unique.setdefault(job.key, job)
+    missing: list[RefJob] = []
+    for key, job in unique.items():
+        hit, _ = cache.check(key)  # no lock yet: a problem is reported and repaired under the lock
         if hit is not None:
-            found[job.key] = hit
-            say(f"cache hit   {job.describe()} [{job.key[:12]}] (trained in {hit[1]['train_seconds']:.1f}s)")
+            found[key] = _hit(job, hit, say)
         else:
             missing.append(job)
-    if missing:
-        say(f"training {len(missing)} reference model(s): " + "; ".join(j.describe() for j in missing))
-        for job, (data, seconds) in zip(missing, train_many(missing), strict=True):
-            meta = {
-                "document": job.doc,
-                "train_seconds": seconds,
-                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "versions": versions,
-            }
-            cache.put(job.key, data, meta)
-            found[job.key] = (data, meta)
-            say(f"trained     {job.describe()} [{job.key[:12]}] in {seconds:.1f}s")
-    return found, len(missing)
+    if not missing:
+        return found, 0
+    trained = 0
+    with cache.locked([j.key for j in missing], say):
+        todo = []
+        for job in missing:
+            hit = cache.get(job.key, say)  # verified; a corrupt entry is quarantined and rebuilt
+            if hit is not None:  # another process trained it while this one waited
+                found[job.key] = _hit(job, hit, say)
+            else:
+                todo.append(job)
+        if todo:
+            say(f"training {len(todo)} reference model(s): " + "; ".join(j.describe() for j in todo))
+            for job, (data, seconds) in zip(todo, train_many(todo), strict=True):
+                meta = {
+                    "document": job.doc,
+                    "train_seconds": seconds,
+                    "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "versions": versions,
+                }
+                found[job.key] = (data, cache.put(job.key, data, meta))
+                say(f"trained     {job.describe()} [{job.key[:12]}] in {seconds:.1f}s")
+            trained = len(todo)
+    return found, trained
+
+
+def _hit(job, hit: tuple[bytes, dict], say: Callable[[str], None]) -> tuple[bytes, dict]:
+    say(f"cache hit   {job.describe()} [{job.key[:12]}] (trained in {hit[1]['train_seconds']:.1f}s)")
+    return hit

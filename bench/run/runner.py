@@ -15,9 +15,26 @@ from bench.core.console import Printer
 from bench.core.keys import Tag, plan_key
 from bench.core.options import RunOptions
 from bench.core.plugins import get_registry, plugin_versions
+from bench.run.checks import check_cluster_resources
 from bench.run.plan import make_plan
 from bench.run.validate import package_versions
 from bench.track import report, tracking
+
+
+def join_cluster(opts: RunOptions, verbose: bool, say) -> bool:
+    """Join the Ray cluster at ``--ray-address`` and refuse per-trial resources no node has."""
+    from bench.run.executor import start_ray
+
+    started = start_ray(opts.ray_address, verbose, say)
+    try:
+        check_cluster_resources(opts.cpus_per_trial, opts.gpus_per_trial)
+    except BaseException:
+        if started:
+            import ray
+
+            ray.shutdown()
+        raise
+    return started
 
 
 def close_run(client, experiment_id: str, parent: str, status: str, started_ray: bool) -> None:
@@ -42,10 +59,17 @@ def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False) -
         f"{','.join(map(str, opts.seeds))} on {', '.join(opts.datasets)} / {', '.join(opts.models)} / {', '.join(opts.forgets)}")
     say(f"MLflow tracking store: {plan.tracking_uri} (experiment '{opts.experiment}')")
 
+    started_ray = False
+    if opts.executor == "ray" and opts.ray_address:  # join the cluster and check that a trial fits, before recording
+        started_ray = join_cluster(opts, verbose, say)
+
     from mlflow.tracking import MlflowClient
 
     experiment_id = tracking.setup_experiment(plan.tracking_uri, opts.experiment)
     client = MlflowClient(plan.tracking_uri)
+    reaped = tracking.reap_dead_runs(client)  # before --resume looks for its parent run
+    if reaped:
+        say(tracking.reap_notice(reaped), always=True)
     pkey = plan_key(t.trial_key for t in plan.trials)
     earlier = tracking.find_resumable(client, experiment_id, pkey) if opts.resume else None
     done: dict[str, dict] = {}
@@ -54,6 +78,7 @@ def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False) -
         parent, run_name = parent_run.info.run_id, parent_run.info.run_name
         tracking.kill_unfinished_children(client, experiment_id, parent)  # left RUNNING by a killed run
         client.update_run(parent, status="RUNNING")
+        tracking.claim_parent(client, parent)
         say(f"resuming parent run {parent} ('{run_name}'): {sum(t.trial_key in done for t in plan.trials)} of "
             f"{len(plan.trials)} trial(s) already finished")
     else:
@@ -67,18 +92,21 @@ def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False) -
         say(f"parent run {parent} ('{run_name}')")
         client.log_text(parent, json.dumps({"options": options, "trials": [t.as_dict() for t in plan.trials]}, indent=1, default=str), "experiment.json")
     todo = [i for i, t in enumerate(plan.trials) if t.trial_key not in done]
-    started_ray = False
     status = "FAILED"
     try:
         from bench.run.executor import (  # torch: only once validated
             Outcome,
+            reap_leftover_ray,
             run_local,
             run_ray,
             start_ray,
         )
         from bench.run.prepare import prepare_references
 
-        if opts.executor == "ray":
+        leftover = reap_leftover_ray()
+        if leftover:
+            say(f"stopped {len(leftover)} Ray process(es) left running by a bench process that died", always=True)
+        if opts.executor == "ray" and not started_ray:
             started_ray = start_ray(opts.ray_address, verbose, say)
 
         payload, ref_rows, trained = prepare_references(plan, versions, say)
@@ -91,19 +119,22 @@ def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False) -
             callback = tracking.make_ray_callback(plan.tracking_uri, opts.experiment, parent)
             outcome = run_ray(trials, payload, cpus=opts.cpus_per_trial, gpus=opts.gpus_per_trial,
                               storage=f"{plan.cache_dir}/ray_results", name=f"{run_name}-{parent[:8]}-{int(time.time())}",
-                              callbacks=[callback], say=say)
+                              callbacks=[callback], say=say, verbose=verbose)
         else:
             def log_trial(spec, metrics, error):
-                tracking.log_local_trial(plan.tracking_uri, experiment_id, parent, spec, metrics, error)
+                return tracking.log_local_trial(plan.tracking_uri, experiment_id, parent, spec, metrics, error)
 
             outcome = run_local(trials, payload, log_trial, say)
         # back to plan positions, with the trials an earlier (resumed) run finished
         results = {todo[i]: m for i, m in outcome.results.items()}
         failures = {todo[i]: e for i, e in outcome.failures.items()}
+        # cut off by an interrupt (recorded KILLED in MLflow, or never started): neither finished nor failed
+        killed = {todo[i] for i in range(len(trials))
+                  if outcome.interrupted and i not in outcome.results and i not in outcome.failures}
         results.update({i: done[t.trial_key] for i, t in enumerate(plan.trials) if t.trial_key in done})
 
         attack_cols = report.attack_columns(results.values())
-        rows = report.build_rows(plan.trials, results, failures, ref_rows, attack_cols)
+        rows = report.build_rows(plan.trials, results, failures, ref_rows, attack_cols, killed=killed)
         columns = report.columns_for(rows)
         report.render(rows, console, columns=columns)
         if attack_cols:  # the methods' rows only: attacks run on unlearned models, not on the references
@@ -120,7 +151,8 @@ def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False) -
             say("interrupted: finished trials are recorded in MLflow.", always=True)
             code = 130
         elif outcome.failures:
-            say(f"{len(outcome.failures)} trial(s) failed; their tracebacks are in MLflow (artifact error.txt).", always=True)
+            ray_log = f"; Ray's log: {outcome.log_path}" if outcome.log_path else ""
+            say(f"{len(outcome.failures)} trial(s) failed; their tracebacks are in MLflow (artifact error.txt){ray_log}.", always=True)
             code = 1
         else:
             status = "FINISHED"

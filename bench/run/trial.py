@@ -22,7 +22,7 @@ from bench.core.errors import BenchError
 from bench.core.keys import ARTIFACTS_KEY, STEPS_KEY
 from bench.core.recipe import Recipe
 from bench.core.spec import TrialSpec
-from bench.eval.evaluation import compare_to_references, evaluate_model
+from bench.eval.evaluation import ModelEval, compare_to_references, evaluate_model
 from bench.eval.measure import measure
 from bench.nn.nets import model_factory
 from bench.nn.training import accuracy, seed_everything, set_threads, warm_up
@@ -52,6 +52,14 @@ def unlearn_checked(method, name: str, model, request, params: dict, ctx: Method
     if not isinstance(out, torch.nn.Module):
         raise BenchError(f"Method '{name}' returned {type(out).__name__}{where}, not a torch.nn.Module.")
     return out
+
+
+def checked_eval(name: str, ev: ModelEval, where: str = "") -> ModelEval:
+    """Refuse a model whose outputs are not finite, before any metric or attack is computed on it:
+    a NaN model would otherwise score (forget_acc 0, JS "-") and could rank first."""
+    if ev.nonfinite is not None:
+        raise BenchError(f"Method '{name}' returned a model with {ev.nonfinite}{where}.")
+    return ev
 
 
 def run_trial(spec: TrialSpec, payload: Payload, fetch: Callable[[Any], Any] = lambda v: v,
@@ -91,14 +99,16 @@ def run_trial(spec: TrialSpec, payload: Payload, fetch: Callable[[Any], Any] = l
         report_model = None
         if report is not None and not group.continual:
             def report_model(intermediate, step=step, data=data) -> None:
-                report(compare_to_references(evaluate_model(intermediate, data), step.original_eval, step.retrain_eval))
+                ev = checked_eval(spec.method, evaluate_model(intermediate, data), " (a model passed to ctx.report)")
+                report(compare_to_references(ev, step.original_eval, step.retrain_eval))
 
         ctx = MethodContext(seed=seed, device=device, new_model=new_model, recipe=recipe, report=report_model)
         seed_everything(seed)
+        where = f" on request {t}" if group.continual else ""
         with measure(device) as m:
-            out = unlearn_checked(method, spec.method, model, request, spec.params, ctx,
-                                  f" on request {t}" if group.continual else "")
-        metrics = compare_to_references(evaluate_model(out, data), step.original_eval, step.retrain_eval)
+            out = unlearn_checked(method, spec.method, model, request, spec.params, ctx, where)
+        ev = checked_eval(spec.method, evaluate_model(out, data), where)
+        metrics = compare_to_references(ev, step.original_eval, step.retrain_eval)
         metrics.update({"unlearn_seconds": m.seconds, "retrain_seconds": step.retrain_seconds,
                         "speedup_vs_retrain": step.retrain_seconds / max(m.seconds, 1e-9), **m.memory,
                         "forget_size": float(len(data.forget_y))})

@@ -68,6 +68,7 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
     from mlflow.tracking import MlflowClient
 
     from bench.run.executor import (  # torch and ray: only once validated
+        reap_leftover_ray,
         run_ray,
         start_ray,
     )
@@ -78,6 +79,11 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
         raise BenchError(f"Every parameter of '{method}' with a search space is fixed by --param: nothing left to tune.")
     experiment_id = tracking.setup_experiment(plan.tracking_uri, opts.experiment)
     client = MlflowClient(plan.tracking_uri)
+    reaped = tracking.reap_dead_runs(client)
+    if reaped:
+        say(tracking.reap_notice(reaped), always=True)
+    if reap_leftover_ray():
+        say("stopped Ray process(es) left running by a bench process that died", always=True)
     run_name = opts.run_name or f"tune-{method}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     params = tracking.flatten({
         "tune": {"method": method, "objective": objective, "mode": mode, "num_samples": num_samples, "scheduler": scheduler,
@@ -103,6 +109,7 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
             callbacks=[tracking.make_ray_callback(plan.tracking_uri, opts.experiment, parent)], say=say,
             search={"space": space, "num_samples": num_samples, "metric": objective, "mode": mode,
                     "scheduler": sched, "seed": seed},
+            verbose=verbose,
         )
         best = best_sample(outcome, objective, mode)
         if best is None:

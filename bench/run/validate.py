@@ -1,5 +1,6 @@
 """Validation of a run's options before any work: every name resolves, parameters convert and pass
-the methods' own checks, the forget specs parse, the tracking store and Ray address answer.
+the methods' own checks, the forget specs parse, the tracking store and Ray address answer, the resources asked fit this
+machine, the names, seeds and directories are usable (``bench.run.checks``).
 
 Nothing here imports torch, ray or mlflow (except ``resolve_device``, called once planning starts),
 so argument errors answer at once.
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import __version__
+from bench.core.cache import default_cache_dir
 from bench.core.errors import BenchError
 from bench.core.forget import ForgetSpec, parse_forget
 from bench.core.method import (
@@ -26,6 +28,14 @@ from bench.core.method import (
 from bench.core.options import EXECUTORS, RunOptions
 from bench.core.recipe import build_recipe
 from bench.core.registry import Registry
+from bench.run.checks import (
+    check_data_dir,
+    check_dir,
+    check_forget_seed,
+    check_gpus,
+    check_name,
+    check_resources,
+)
 from bench.track.store import resolve_tracking_uri
 
 
@@ -66,7 +76,8 @@ def resolve_methods(registry: Registry, opts: RunOptions) -> list[MethodPlan]:
     for method in opts.params:
         if method not in names:
             raise BenchError(
-                f"--param given for method '{method}', which is not selected (selected: {', '.join(names)})."
+                f"Parameters given for method '{method}' (by --param, --params or [params.{method}] in the experiment "
+                f"file), which is not selected (selected: {', '.join(names)}). Select it with --methods or drop them."
             )
     plans = []
     for name in names:
@@ -155,18 +166,29 @@ def validate_options(registry: Registry, opts: RunOptions) -> tuple[list[MethodP
     build_recipe(opts.recipe)  # keys and values
     if opts.executor not in EXECUTORS:
         raise BenchError(f"Unknown executor '{opts.executor}': expected one of {', '.join(EXECUTORS)}.")
-    if opts.cpus_per_trial <= 0:
-        raise BenchError(f"--cpus-per-trial must be positive (got {opts.cpus_per_trial}).")
-    if opts.gpus_per_trial < 0:
-        raise BenchError(f"--gpus-per-trial must be >= 0 (got {opts.gpus_per_trial}).")
+    check_forget_seed(opts.forget_seed)
+    check_resources(opts.cpus_per_trial, opts.gpus_per_trial, opts.ray_address)
     if opts.device not in ("auto", "cpu", "cuda") and not opts.device.startswith("cuda:"):
         raise BenchError(f"Unknown device '{opts.device}': expected auto, cpu or cuda.")
     if opts.executor == "local" and opts.ray_address:
         raise BenchError("--ray-address needs the ray executor (drop --executor local).")
     check_continual(methods, forgets)
     check_ray_address(opts.ray_address)
+    check_name("--experiment", opts.experiment)
+    if opts.run_name is not None:
+        check_name("--run-name", opts.run_name)
     uri = resolve_tracking_uri(opts.tracking_uri)
+    check_dir("--cache-dir", resolve_cache_dir(opts))  # last: the only check that creates something (the empty directory)
+    check_data_dir(resolve_data_dir(opts), opts.download)
     return methods, forgets, uri
+
+
+def resolve_cache_dir(opts: RunOptions) -> Path:
+    return Path(opts.cache_dir).expanduser() if opts.cache_dir else default_cache_dir()
+
+
+def resolve_data_dir(opts: RunOptions) -> Path:
+    return Path(opts.data_dir).expanduser() if opts.data_dir else default_data_dir()
 
 
 def default_data_dir() -> Path:
@@ -181,10 +203,14 @@ def resolve_device(opts: RunOptions) -> str:
     if device == "auto":
         device = "cuda" if opts.gpus_per_trial > 0 else "cpu"
     if device.startswith("cuda"):
+        # first whether there is a GPU at all, so the advice below is one that can work
+        if not opts.ray_address and not torch.cuda.is_available():
+            asked = "--device cuda" if opts.device != "auto" else f"--gpus-per-trial {opts.gpus_per_trial:g}"
+            raise BenchError(f"{asked} but torch sees no GPU on this machine: use --device cpu (and no --gpus-per-trial), "
+                             f"or join a cluster with GPUs with --ray-address.")
         if opts.gpus_per_trial <= 0 and opts.executor == "ray":
             raise BenchError("--device cuda under Ray needs --gpus-per-trial > 0 (fractions such as 0.25 are allowed).")
-        if not opts.ray_address and not torch.cuda.is_available():
-            raise BenchError("CUDA was requested (--device cuda or --gpus-per-trial > 0) but torch sees no GPU here.")
+    check_gpus(opts.gpus_per_trial, opts.ray_address)
     return device
 
 

@@ -7,13 +7,12 @@ import numbers
 import torch
 
 from bench.core.contracts import Splits
+from bench.run.validate import default_data_dir
 from bench.testing.base import _SCRAMBLE, _check, _exc, _fail, _registers, _seed_globals
 
 
 def _load(dataset, arg, root, download) -> Splits:
     if root is None:
-        from bench.run.validate import default_data_dir
-
         root = str(default_data_dir())
     try:
         splits = dataset.load(root, download, arg)

@@ -7,6 +7,7 @@ import json
 import numbers
 from typing import Any, Mapping
 
+from bench.core.space import Domain
 from bench.testing.base import _fail, _name, _params
 
 
@@ -41,8 +42,6 @@ def _domain_problem(domain) -> str | None:
 
 def check_params_and_space(method, params: Mapping[str, Any] | None) -> None:
     """The body of :func:`bench.testing.check_params_and_search_space`."""
-    from bench.core.space import Domain
-
     if not isinstance(method.default_params, Mapping):
         _fail(f"default_params is a {type(method.default_params).__name__}, not a mapping.")
     try:

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from bench.core.cache import state_to_bytes
+from bench.core.recipe import build_recipe
 from bench.eval.shadows import ShadowSet, pair_keep, shadow_seed, train_models
 from bench.testing.base import _sandbox
 
@@ -61,7 +63,6 @@ def toy_setting() -> ToySetting:
     """Digits, the first 50 training points of each class (500) and the 360 test points; a
     ``mlp:64,64`` trained on them with the digits default recipe (30 epochs, seed 0). Built
     once per process."""
-    from bench.core.recipe import build_recipe
     from bench.datasets.digits import Digits
     from bench.nn.training import fit
 
@@ -132,8 +133,6 @@ _TOY_CACHE: dict = {}
 
 
 def _toy_sets(setting: ToySetting, forget_idx: tuple[int, ...]) -> dict[str, ShadowSet]:
-    from bench.core.cache import state_to_bytes
-
     key = (id(setting), forget_idx)
     if key in _TOY_CACHE:
         return _TOY_CACHE[key]

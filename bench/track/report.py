@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Callable, Iterable, Mapping
 
 COLUMNS = ("retain_acc", "forget_acc", "test_acc", "avg_gap", "js_to_retrain_forget", "unlearn_seconds", "speedup_vs_retrain")
@@ -40,6 +41,7 @@ class Row:
     values: dict[str, list[float]]
     ok: int
     failed: int
+    killed: int = 0  # cut off by an interrupt (KILLED in MLflow, or never started): not failures
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -65,7 +67,10 @@ def fmt(values: list[float]) -> str:
 #: The names of the two reference rows (the original model; the model retrained without the forget set).
 ORIGINAL, RETRAIN = "original (reference)", "retrain (reference)"
 
-#: One trial's outcome: (setting, row name, its metrics, or None for a failed trial).
+#: The metrics of a trial an interrupt cut off (compared by identity): counted as killed, not failed.
+KILLED: Mapping[str, float] = MappingProxyType({})
+
+#: One trial's outcome: (setting, row name, its metrics, or None for a failed trial, or KILLED).
 Record = tuple[tuple[str, str, str], str, Mapping[str, float] | None]
 #: One reference measurement: (setting, the original model's values, the retrained model's values).
 Reference = tuple[tuple[str, str, str], Mapping[str, float], Mapping[str, float]]
@@ -93,6 +98,9 @@ def aggregate(records: Iterable[Record], references: Iterable[Reference] = (),
                 r.values[k].append(float(v))
     for setting, name, metrics in records:
         r = row(setting, name)
+        if metrics is KILLED:
+            r.killed += 1
+            continue
         if metrics is None:
             r.failed += 1
             continue
@@ -104,20 +112,22 @@ def aggregate(records: Iterable[Record], references: Iterable[Reference] = (),
 
 
 def build_rows(trials: list, results: dict[int, dict], failures: dict[int, str], references: list[dict],
-               extra_columns: tuple[str, ...] = ()) -> list[Row]:
+               extra_columns: tuple[str, ...] = (), killed: set[int] = frozenset()) -> list[Row]:
     """The rows of ``bench run``'s summary. ``trials``: the plan's ``TrialSpec`` list; ``results``:
     the metrics of the finished ones by position (the others failed); ``references``: one dict per
     group with setting, seed, original accs, retrain accs and retrain_seconds; ``extra_columns``:
-    further trial metrics to collect (the attack table's)."""
+    further trial metrics to collect (the attack table's); ``killed``: positions an interrupt cut off."""
     wanted = set(COLUMNS + OPTIONAL_COLUMNS + tuple(extra_columns))
     refs = [(ref["setting"], ref["original"], {**ref["retrain"], "unlearn_seconds": ref["retrain_seconds"]})
             for ref in references]
-    records = [((spec.dataset, spec.model, spec.forget), spec.method, results.get(i)) for i, spec in enumerate(trials)]
+    records = [((spec.dataset, spec.model, spec.forget), spec.method, KILLED if i in killed and i not in results else results.get(i))
+               for i, spec in enumerate(trials)]
     return aggregate(records, refs, keep=wanted.__contains__)
 
 
 def _trials_cell(r: Row) -> str:
-    return f"{r.ok}" + (f" ({r.failed} failed)" if r.failed else "")
+    notes = [f"{n} {what}" for n, what in ((r.failed, "failed"), (r.killed, "killed")) if n]
+    return f"{r.ok}" + (f" ({', '.join(notes)})" if notes else "")
 
 
 def render(rows: list[Row], console, ranks: list[int | None] | None = None, columns=COLUMNS,

@@ -12,7 +12,10 @@ traceback as the artifact ``error.txt`` and the tag ``bench.error``.
 from __future__ import annotations
 
 import os
+import socket
+import time
 import traceback as tb_module
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,11 @@ RAY_RESULT_KEYS = {
     "pid", "date", "hostname", "node_ip", "done", "trial_id", "experiment_tag", "config", "checkpoint_dir_name",
     "should_checkpoint",
 }
+
+
+#: Tags of a parent run naming the process that drives it: at the start of every ``bench run`` and
+#: ``bench tune`` on a store, a RUNNING parent whose driver (same host) is dead is marked KILLED.
+DRIVER_PID, DRIVER_HOST, DRIVER_STARTED = Tag.DRIVER_PID, Tag.DRIVER_HOST, Tag.DRIVER_STARTED
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -65,12 +73,45 @@ def configure_environment() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+@contextmanager
+def store_lock(tracking_uri: str):
+    """An exclusive lock beside a SQLite store (``mlflow.db.lock``) while the store and the experiment
+    are created: two ``bench`` processes starting on a new store would otherwise both create
+    MLflow's tables, and one fails ("table ... already exists"). Other stores: no lock."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: setup_experiment's retry is the only guard
+        fcntl = None
+    if fcntl is None or not tracking_uri.startswith("sqlite:///"):
+        yield
+        return
+    with open(f"{tracking_uri[len('sqlite:///'):]}.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def setup_experiment(tracking_uri: str, name: str) -> str:
-    """Create (or find) the experiment; artifacts of a SQLite store go next to the database."""
+    """Create (or find) the experiment, initialising the store once even when several ``bench``
+    processes start together on it; artifacts of a SQLite store go next to the database."""
+    configure_environment()
+    for attempt in range(5):
+        try:
+            with store_lock(tracking_uri):
+                return _setup_experiment(tracking_uri, name)
+        except Exception as exc:  # without a lock (not POSIX, not SQLite): created concurrently
+            if "already exists" not in str(exc) or attempt == 4:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _setup_experiment(tracking_uri: str, name: str) -> str:
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    configure_environment()
     mlflow.set_tracking_uri(tracking_uri)
     client = MlflowClient(tracking_uri)
     exp = client.get_experiment_by_name(name)
@@ -85,14 +126,91 @@ def setup_experiment(tracking_uri: str, name: str) -> str:
     try:
         return client.create_experiment(name, artifact_location=artifact_location)
     except Exception:  # created concurrently
-        return client.get_experiment_by_name(name).experiment_id
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+# -- the driver of a parent run, and runs left RUNNING by a dead one ----------------------------
+
+def _proc_stat(pid: int) -> tuple[str, str] | None:
+    """(state, start time in clock ticks) of a Linux process, or None where /proc cannot tell."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return fields[0], fields[19]
+    except (OSError, IndexError):
+        return None
+
+
+def process_started(pid: int) -> str:
+    """The start time of process ``pid`` as /proc records it ("" where unknown): with the pid, it
+    names one process (pids are reused)."""
+    stat = _proc_stat(pid)
+    return stat[1] if stat else ""
+
+
+def process_alive(pid: int, started: str | None = None) -> bool:
+    """Whether process ``pid`` (started at ``started``, if known) still runs; a zombie does not."""
+    try:
+        os.kill(pid, 0)
+    except PermissionError:
+        pass
+    except OSError:  # ProcessLookupError: no such process
+        return False
+    stat = _proc_stat(pid)
+    if stat is not None:
+        if stat[0] in ("Z", "X"):
+            return False
+        if started and stat[1] != started:
+            return False
+    return True
+
+
+def driver_tags() -> dict[str, str]:
+    """The tags naming this process as the driver of a parent run."""
+    return {DRIVER_PID: str(os.getpid()), DRIVER_HOST: socket.gethostname(), DRIVER_STARTED: process_started(os.getpid())}
+
+
+def claim_parent(client, run_id: str) -> None:
+    """Make this process the recorded driver of ``run_id`` (a resumed parent run)."""
+    for key, value in driver_tags().items():
+        client.set_tag(run_id, key, value)
+
+
+def reap_dead_runs(client) -> list[tuple[str, str, str, int]]:
+    """Mark KILLED every parent run of the store still RUNNING whose driver on this host is dead
+    (SIGKILL, a crash, a lost machine), and its child runs still RUNNING. Returns, per parent,
+    (run id, run name, driver pid, children marked)."""
+    host = socket.gethostname()
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = [] if not experiments else client.search_runs(experiments, filter_string=f"tags.`{Tag.ROLE}` = 'parent' and attributes.status = 'RUNNING'",
+                              max_results=1000)
+    reaped = []
+    for run in runs:
+        tags = run.data.tags
+        pid = tags.get(DRIVER_PID, "")
+        if not pid.isdigit() or tags.get(DRIVER_HOST) != host or int(pid) == os.getpid():
+            continue
+        if process_alive(int(pid), tags.get(DRIVER_STARTED)):
+            continue
+        children = kill_unfinished_children(client, run.info.experiment_id, run.info.run_id)
+        client.set_terminated(run.info.run_id, "KILLED")
+        reaped.append((run.info.run_id, run.info.run_name, pid, children))
+    return reaped
+
+
+def reap_notice(reaped: list[tuple[str, str, str, int]]) -> str:
+    runs = ", ".join(f"{rid} ('{name}', driver pid {pid}, {n} trial(s))" for rid, name, pid, n in reaped)
+    return f"marked KILLED: run(s) left RUNNING by a bench process that died: {runs}"
 
 
 def start_parent(tracking_uri: str, experiment_id: str, run_name: str | None, params: dict, tags: dict) -> str:
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri)
-    run = client.create_run(experiment_id, run_name=run_name, tags={Tag.ROLE: "parent", **tags})
+    run = client.create_run(experiment_id, run_name=run_name, tags={Tag.ROLE: "parent", **driver_tags(), **tags})
     log_params(client, run.info.run_id, params)
     return run.info.run_id
 
@@ -204,6 +322,21 @@ def format_exception(exc: BaseException) -> str:
     return "".join(tb_module.format_exception(type(exc), exc, exc.__traceback__))
 
 
+def error_line(error_text: str, limit: int = 300) -> str:
+    """The exception of a traceback on one line ("RuntimeError: boom"): the lines after its last
+    frame, whitespace collapsed, at most ``limit`` characters."""
+    lines = error_text.rstrip().splitlines()
+    last_frame = max((i for i, line in enumerate(lines) if line.startswith((" ", "\t"))), default=-1)
+    text = " ".join(" ".join(lines[last_frame + 1:]).split()) or " ".join(" ".join(lines[-1:]).split())
+    return (text[: limit - 3] + "...") if len(text) > limit else (text or "failed")
+
+
+def failure_line(tag: str, name: str, error_text: str, run_id: str | None) -> str:
+    """The terminal line of a failed trial: which trial, the exception, where its traceback is."""
+    where = f"traceback: MLflow run {run_id}, error.txt" if run_id else "traceback in MLflow (error.txt)"
+    return f"{tag} FAILED  {name}: {error_line(error_text)} ({where})"
+
+
 def log_local_trial(tracking_uri: str, experiment_id: str, parent_run_id: str, spec: TrialSpec,
                     metrics: dict | None, error: str | None) -> str:
     """Write one finished trial as a child run (the ``--executor local`` path)."""
@@ -239,12 +372,16 @@ def make_ray_callback(tracking_uri: str, experiment_name: str, parent_run_id: st
             log_params(self.mlflow_util._get_client(), run.info.run_id, trial_params(spec))
 
         def log_trial_result(self, iteration, trial, result):
+            if trial not in self._trial_runs:
+                self.log_trial_start(trial)
             step = int(result.get("training_iteration", 1)) - 1  # intermediate reports (ASHA) are steps
             step = log_earlier_steps(self.mlflow_util._get_client(), self._trial_runs[trial], result, step)
             log_metrics(self.mlflow_util._get_client(), self._trial_runs[trial], trial_metrics(result), step=step)
             log_artifacts(self.mlflow_util._get_client(), self._trial_runs[trial], result)
 
         def log_trial_end(self, trial, failed=False):
+            if trial not in self._trial_runs:  # failed before it started (its actor could not start)
+                self.log_trial_start(trial)
             run_id = self._trial_runs[trial]
             if not failed and "unlearn_seconds" not in (trial.last_result or {}):
                 # a scheduler (ASHA) stopped it on an intermediate result

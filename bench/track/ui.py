@@ -33,6 +33,8 @@ from urllib.parse import quote
 
 from bench.core.errors import BenchError
 from bench.core.keys import DEFAULT_EXPERIMENT, is_loopback
+from bench.track.store import resolve_tracking_uri
+from bench.track.tracking import configure_environment
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
@@ -57,8 +59,6 @@ def sqlite_path(uri: str) -> Path | None:
 def resolve_ui_store(uri: str | None) -> str:
     """The store ``bench run`` would use (``--tracking-uri`` > ``MLFLOW_TRACKING_URI`` > ``./mlflow.db``),
     which must already exist: the UI never creates an empty store."""
-    from bench.track.store import resolve_tracking_uri
-
     raw = uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
     if raw.startswith(("http://", "https://")):
         raise BenchError(
@@ -91,8 +91,6 @@ def find_experiment(tracking_uri: str, name: str) -> str:
     """The id of experiment ``name``; a BenchError naming the experiments there when it is unknown."""
     from mlflow.entities import ViewType
     from mlflow.tracking import MlflowClient
-
-    from bench.track.tracking import configure_environment
 
     configure_environment()
     client = MlflowClient(tracking_uri)

@@ -11,6 +11,8 @@ from typing import Any
 
 from bench.core.errors import BenchError
 from bench.core.keys import Tag
+from bench.track.store import resolve_tracking_uri
+from bench.track.tracking import configure_environment
 
 FINISHED = "FINISHED"
 UNFINISHED = ("RUNNING", "SCHEDULED")
@@ -38,9 +40,6 @@ class TrialRecord:
 
 def open_store(tracking_uri: str | None) -> tuple[str, Any]:
     """Resolve the store as ``bench run`` does; a missing SQLite file is an error, never created."""
-    from bench.track.store import resolve_tracking_uri
-    from bench.track.tracking import configure_environment
-
     uri = resolve_tracking_uri(tracking_uri, writable=False)
     if uri.startswith("sqlite:///"):
         db = Path(uri[len("sqlite:///"):])

@@ -1,0 +1,65 @@
+"""Per-key locks of the reference cache, so that concurrent runs sharing a cache directory train
+each reference once.
+
+A lock is an exclusive ``fcntl.flock`` on ``<cache>/locks/<key>.lock``. The kernel drops it when
+the holder's file descriptor closes, including when the process dies (killed, crashed, OOM), so a
+lock left by a dead process never blocks: the file stays, unlocked, and the next caller takes it.
+Lock files are never deleted (deleting one while another process waits on it would let two holders
+in); they are empty and one per key. ``flock`` locks belong to an open file description, so two
+threads of one process that each call :func:`key_lock` exclude each other as processes do.
+
+Where ``fcntl`` is missing (Windows) the locks are no-ops: entries are still verified, so a race
+there costs duplicate training, never a wrong model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+
+def lock_path(root: str | os.PathLike, key: str) -> Path:
+    return Path(root) / "locks" / f"{key}.lock"
+
+
+@contextlib.contextmanager
+def key_lock(root: str | os.PathLike, key: str, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold the exclusive lock of ``key`` in the cache at ``root``; ``on_wait(key)`` is called once
+    if another holder makes this call wait (it then blocks until that holder releases or dies)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    path = lock_path(root, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait(key)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())  # who holds it, for a person looking; never read
+        except OSError:
+            pass
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+@contextlib.contextmanager
+def keys_locked(root: str | os.PathLike, keys: Iterable[str],
+                on_wait: Callable[[str], None] | None = None) -> Iterator[list[str]]:
+    """Hold the locks of every key (taken in sorted order, so two callers wanting overlapping sets
+    cannot deadlock); yields the sorted, de-duplicated keys."""
+    ordered = sorted(set(keys))
+    with contextlib.ExitStack() as stack:
+        for key in ordered:
+            stack.enter_context(key_lock(root, key, on_wait))
+        yield ordered

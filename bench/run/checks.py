@@ -1,0 +1,184 @@
+"""Checks of a run's inputs before any work, beyond the names and parameters of ``bench.run.validate``:
+names given to MLflow, the forget seed, the resources asked per trial against what the machine
+(or the Ray cluster) has, the directories written to, and the data a dataset plugin loaded.
+
+Each raises a one-line :class:`BenchError` (what was wrong, what was expected, what to do). Only
+:func:`check_splits` (after loading) and :func:`check_gpus` use torch, and only
+:func:`check_cluster_resources` uses ray (once connected): the others answer at once.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench.core.errors import BenchError
+from bench.core.options import SEED_LIMIT
+
+#: The longest experiment and run names (MLflow's SQL stores keep 256 and 250 characters).
+MAX_NAME = {"--experiment": 256, "--run-name": 250}
+#: The fewest test rows a dataset may have: the models are checked on two test inputs.
+MIN_TEST_ROWS = 2
+
+
+def check_name(flag: str, value: Any) -> None:
+    """An MLflow experiment or run name: a non-empty printable string of sane length."""
+    limit = MAX_NAME[flag]
+    if not isinstance(value, str) or not value.strip():
+        raise BenchError(f"Bad {flag} {value!r}: expected a non-empty name, e.g. {flag} my-study.")
+    if not value.isprintable():
+        raise BenchError(f"Bad {flag} {value!r}: the name holds control characters (newlines, tabs...); use printable text.")
+    if len(value) > limit:
+        raise BenchError(f"Bad {flag}: the name has {len(value)} characters; at most {limit} fit in MLflow's store.")
+
+
+def check_forget_seed(value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < SEED_LIMIT:
+        raise BenchError(f"Bad --forget-seed {value!r}: expected an integer in 0..{SEED_LIMIT - 1} (or leave it out: the trial seed).")
+
+
+def local_cpus() -> int:
+    """The CPUs a local Ray would see: the machine's, this process's affinity, a cgroup CPU quota."""
+    counts = [os.cpu_count() or 1]
+    if hasattr(os, "sched_getaffinity"):
+        counts.append(len(os.sched_getaffinity(0)))
+    try:  # cgroup v2 "max 100000" or "200000 100000"
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            counts.append(max(1, int(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, min(counts))
+
+
+def _check_amount(flag: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise BenchError(f"Bad {flag} {value!r}: expected a finite number, e.g. {flag} 1.")
+    if 0 < value < 1e-4:
+        raise BenchError(f"Bad {flag} {value:g}: Ray counts resources in steps of 0.0001; use at least 0.0001 (e.g. 0.25).")
+    return float(value)
+
+
+def check_resources(cpus: Any, gpus: Any, ray_address: str | None) -> None:
+    """Per-trial CPUs and GPUs are numbers Ray accepts; on this machine (no ``--ray-address``),
+    no more CPUs than it has: Ray would wait forever for a trial that cannot be placed."""
+    cpus = _check_amount("--cpus-per-trial", cpus)
+    gpus = _check_amount("--gpus-per-trial", gpus)
+    if cpus <= 0:
+        raise BenchError(f"--cpus-per-trial must be positive (got {cpus:g}).")
+    if gpus < 0:
+        raise BenchError(f"--gpus-per-trial must be >= 0 (got {gpus:g}).")
+    if not ray_address:
+        have = local_cpus()
+        if cpus > have:
+            raise BenchError(f"--cpus-per-trial {cpus:g} is more than this machine has ({have} CPUs): no trial could "
+                             f"start. Use --cpus-per-trial {have} or less, or join a larger cluster with --ray-address.")
+
+
+def check_gpus(gpus: float, ray_address: str | None) -> None:
+    """On this machine, no more GPUs per trial than torch sees (imports torch)."""
+    if gpus <= 0 or ray_address:
+        return
+    import torch
+
+    have = torch.cuda.device_count()
+    if have == 0:
+        raise BenchError(f"--gpus-per-trial {gpus:g} but torch sees no GPU on this machine: drop --gpus-per-trial "
+                         f"(and --device cuda) to run on the CPU, or join a cluster with GPUs with --ray-address.")
+    if gpus > have:
+        raise BenchError(f"--gpus-per-trial {gpus:g} is more than this machine has ({have} GPU(s)): no trial could start. "
+                         f"Use --gpus-per-trial {have} or less (fractions such as 0.5 share a GPU).")
+
+
+def check_cluster_resources(cpus: float, gpus: float) -> None:
+    """After joining a Ray cluster (``--ray-address``), before any training: one trial must fit on
+    one alive node (imports ray; call it once ``ray.init`` has returned)."""
+    import ray
+
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    best_cpu = max((r.get("CPU", 0) for r in nodes), default=0)
+    best_gpu = max((r.get("GPU", 0) for r in nodes), default=0)
+    if cpus > best_cpu:
+        raise BenchError(f"--cpus-per-trial {cpus:g} is more than any node of the Ray cluster has (at most {best_cpu:g} "
+                         f"CPUs on one node): no trial could start. Use --cpus-per-trial {best_cpu:g} or less.")
+    if gpus > best_gpu:
+        raise BenchError(f"--gpus-per-trial {gpus:g} is more than any node of the Ray cluster has (at most {best_gpu:g} "
+                         f"GPUs on one node): no trial could start. Use --gpus-per-trial {best_gpu:g} or less.")
+
+
+def check_dir(flag: str, path: Path, create: bool = True) -> None:
+    """``path`` is (or, with ``create``, becomes) a directory we can write: tested by creating and
+    deleting a file in it, not by permission bits (a read-only filesystem, a file in the way)."""
+    try:
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".bench-probe-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            why = f"{blocker} is a file, not a directory"
+        raise BenchError(f"Bad {flag} {path}: cannot write there ({why}). Pass a writable directory, e.g. {flag} "
+                         f"{Path(tempfile.gettempdir()) / 'unlearning-bench'}.") from None
+
+
+def check_data_dir(path: Path, download: bool) -> None:
+    """The data directory: writable (created if missing) when ``--download`` writes there; otherwise
+    only read, so it may be read-only (a shared dataset mount) but must not be a file."""
+    if download:
+        check_dir("--data-dir", path)
+    elif path.exists() and not path.is_dir():
+        raise BenchError(f"Bad --data-dir {path}: it is a file, not a directory. Pass the directory that holds the datasets.")
+
+
+def check_splits(spec: str, sp: Any) -> None:
+    """What a dataset plugin loaded, before any model sees it: tensors of consistent shapes,
+    finite float inputs, int64 labels in 0..num_classes-1 with every class in the training
+    split, enough rows. Names the dataset and the fault (imports torch)."""
+    import torch
+
+    where = f"Dataset '{spec}'"
+    fix = "Fix the dataset plugin (or its file); see docs/plugins.md for the Splits contract."
+    k = sp.num_classes
+    if isinstance(k, bool) or not isinstance(k, int) or k < 2:
+        raise BenchError(f"{where}: num_classes is {k!r}; expected an integer >= 2. {fix}")
+    shape = sp.input_shape
+    if not isinstance(shape, (tuple, list)) or not shape or not all(isinstance(d, int) and d > 0 for d in shape):
+        raise BenchError(f"{where}: input_shape is {shape!r}; expected a tuple of positive integers, e.g. (64,). {fix}")
+    for part in ("train", "test"):
+        x, y = getattr(sp, f"{part}_x"), getattr(sp, f"{part}_y")
+        if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
+            raise BenchError(f"{where}: {part}_x and {part}_y must be torch tensors (got {type(x).__name__}, {type(y).__name__}). {fix}")
+        if tuple(x.shape[1:]) != tuple(shape):
+            raise BenchError(f"{where}: {part}_x has shape {tuple(x.shape)}, which does not match input_shape "
+                             f"{tuple(shape)} (expected (N, {', '.join(map(str, shape))})). {fix}")
+        if y.ndim != 1 or len(y) != len(x):
+            raise BenchError(f"{where}: {part}_y has shape {tuple(y.shape)} for {len(x)} inputs; expected ({len(x)},) "
+                             f"integer labels. {fix}")
+        if not x.is_floating_point():
+            raise BenchError(f"{where}: {part}_x has dtype {x.dtype}; expected float32 inputs. {fix}")
+        finite = torch.isfinite(x)
+        if not bool(finite.all()):
+            bad = int((~finite).reshape(len(x), -1).any(1).sum())
+            raise BenchError(f"{where}: {part}_x holds NaN or infinite values in {bad} of {len(x)} rows; expected finite inputs. {fix}")
+        if y.dtype != torch.int64:
+            raise BenchError(f"{where}: {part}_y has dtype {y.dtype}; expected int64 class labels 0..{k - 1}. {fix}")
+        if len(y) and (int(y.min()) < 0 or int(y.max()) >= k):
+            raise BenchError(f"{where}: {part}_y spans labels {int(y.min())}..{int(y.max())}, outside 0..{k - 1} "
+                             f"(num_classes={k}). {fix}")
+    n_train, n_test = len(sp.train_y), len(sp.test_y)
+    if n_train < 2 or n_test < MIN_TEST_ROWS:
+        raise BenchError(f"{where} is too small: {n_train} training and {n_test} test rows; need at least 2 training "
+                         f"rows and {MIN_TEST_ROWS} test rows (a forget set, a retain set, a test set). Use more data.")
+    missing = sorted(set(range(k)) - set(torch.unique(sp.train_y).tolist()))
+    if missing:
+        shown = ", ".join(map(str, missing[:10])) + (", ..." if len(missing) > 10 else "")
+        raise BenchError(f"{where}: class(es) {shown} of 0..{k - 1} have no training rows; every class needs some "
+                         f"(or lower num_classes). {fix}")

@@ -1,0 +1,371 @@
+"""A table of bad inputs to ``bench run``: each is refused at plan time, before any work.
+
+Every row runs the command in process (click's CliRunner) with its own cache directory and
+SQLite store, and must: exit with code 2; print a message naming the problem (a regex per row);
+print no traceback; leave Ray unstarted (``start_ray`` never called, ``ray.is_initialized()``
+false); cache nothing (no ``.safetensors`` in the cache directory); record nothing (the SQLite
+store does not exist or holds no runs). Bad datasets come from plugins registered in process
+(``bench.core.plugins.register_plugin``), as a third-party plugin's would. The whole table runs in
+seconds: validation stops every row before training.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+import bench
+
+# -- bad datasets from plugins ------------------------------------------------------------------
+
+def make_splits(*, n_train=40, n_test=10, features=4, classes=2, input_shape=None, num_classes=None, edit=None):
+    """Valid synthetic splits (labels alternate 0..classes-1), then ``edit(parts)`` breaks them."""
+    import torch
+
+    from bench.core.contracts import Splits
+
+    g = torch.Generator().manual_seed(0)
+    parts = {
+        "train_x": torch.randn(n_train, features, generator=g), "train_y": torch.arange(n_train) % classes,
+        "test_x": torch.randn(n_test, features, generator=g), "test_y": torch.arange(n_test) % classes,
+    }
+    if edit is not None:
+        edit(parts)
+    return Splits(**parts, num_classes=classes if num_classes is None else num_classes,
+                  input_shape=(features,) if input_shape is None else input_shape)
+
+
+def _set(key, index, value):
+    def edit(parts):
+        parts[key][index] = value
+    return edit
+
+
+def _retype(key, dtype: str):
+    def edit(parts):
+        import torch
+
+        parts[key] = parts[key].to(getattr(torch, dtype))
+    return edit
+
+
+def _cut(key, n):
+    def edit(parts):
+        parts[key] = parts[key][:n]
+    return edit
+
+
+BAD_DATASETS = {
+    "labels-high": dict(edit=_set("train_y", 3, 7)),
+    "labels-negative": dict(edit=_set("train_y", 0, -1)),
+    "test-labels-high": dict(edit=_set("test_y", 0, 2)),
+    "nan-inputs": dict(edit=_set("train_x", (5, 1), float("nan"))),
+    "inf-test-inputs": dict(edit=_set("test_x", (2, 0), float("inf"))),
+    "shape-mismatch": dict(input_shape=(5,)),
+    "three-rows": dict(n_train=2, n_test=1),
+    "class-missing": dict(num_classes=3),
+    "float-labels": dict(edit=_retype("train_y", "float32")),
+    "int32-labels": dict(edit=_retype("train_y", "int32")),
+    "int-inputs": dict(edit=_retype("train_x", "int64")),
+    "labels-short": dict(edit=_cut("train_y", 30)),
+    "one-class": dict(classes=1),
+}
+
+
+class BadDataset:
+    description = "a dataset that breaks the Splits contract (tests/test_bad_inputs.py)"
+
+    def __init__(self, name, kw):
+        self.name, self.kw = f"bad-{name}", kw
+
+    def load(self, root, download, arg=None):
+        return make_splits(**self.kw)
+
+
+class GoodDataset(BadDataset):
+    def __init__(self):
+        self.name, self.kw = "tiny-ok", {}
+
+
+class DataPlugin:
+    @bench.hookimpl
+    def register_datasets(self, register):
+        register(GoodDataset())
+        for name, kw in BAD_DATASETS.items():
+            register(BadDataset(name, kw))
+
+
+class DuplicateMethod:
+    name = "ga"
+    description = "a second 'ga' (tests/test_bad_inputs.py)"
+    requires = frozenset({"forget"})
+    default_params: dict = {}
+    search_space: dict = {}
+
+    def unlearn(self, model, request, params, ctx):  # pragma: no cover - never runs
+        return model
+
+
+class DuplicatePlugin:
+    @bench.hookimpl
+    def register_methods(self, register):
+        register(DuplicateMethod())
+
+
+# -- the table ----------------------------------------------------------------------------------
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _unwritable() -> Path | None:
+    """A directory no file can be created in, even by root (/sys), or None where there is none."""
+    for candidate in (Path("/sys"), Path("/proc")):
+        try:
+            fd, probe = tempfile.mkstemp(dir=candidate)
+        except OSError:
+            return candidate
+        os.close(fd)
+        os.unlink(probe)
+    return None
+
+
+UNWRITABLE = _unwritable()
+
+
+def _file(w: Path, name: str, text: str) -> Path:
+    path = w / name
+    path.write_text(text)
+    return path
+
+
+def toml(text):
+    """Arguments naming an experiment file with ``text``."""
+    return lambda w: ["--config", str(_file(w, "exp.toml", text))]
+
+
+def indices(text):
+    return lambda w: ["-f", f"indices:{_file(w, 'forget.txt', text)}"]
+
+
+def below_a_file(flag):
+    return lambda w: [flag, str(_file(w, "afile", "x") / "sub")]
+
+
+def unwritable(*args_of):
+    def build(w):
+        if UNWRITABLE is None:
+            pytest.skip("no unwritable directory on this machine")
+        return [a.format(u=UNWRITABLE) for a in args_of]
+    return build
+
+
+def plugin(*args):
+    """Rows whose dataset comes from the in-process DataPlugin."""
+    return ("data", list(args))
+
+
+CASES: dict[str, tuple] = {
+    # names
+    "unknown-method": (["-m", "sisaa"], r"Unknown method 'sisaa'\. Did you mean: sisa\?"),
+    "no-method-matches": (["-m", "zz*"], r"No method matches 'zz\*'"),
+    "empty-methods": (["-m", ""], r"No method given\. Available methods:"),
+    "unknown-dataset": (["-d", "digitz"], r"Unknown dataset 'digitz'\. Did you mean: digits\?"),
+    "unknown-model": (["--model", "mlpp"], r"Unknown model 'mlpp'\. Did you mean: mlp\?"),
+    "unknown-attack": (["--attacks", "mia"], r"Unknown attack 'mia'"),
+    "dataset-option": (["-d", "digits:small"], r"Dataset 'digits' takes no options"),
+    "synthetic-option": (["-d", "synthetic:n=abc"], r"Bad synthetic option 'n=abc'"),
+    "csv-missing": (["-d", "csv:/nonexistent/x.csv"], r"file not found: /nonexistent/x\.csv"),
+    "csv-three-rows": (lambda w: ["-d", f"csv:{_file(w, 'three.csv', 'a,b,label' + chr(10) + '1,2,0' + chr(10) + '3,4,1' + chr(10) + '5,6,0' + chr(10))}"],
+                       r"Dataset 'csv:.*three\.csv' is too small: 2 training and 1 test rows"),
+    "cnn-on-vectors": (["--model", "cnn", "-d", "synthetic:n=400"], r"Model 'cnn' needs image inputs"),
+    # forget requests
+    "forget-0%": (["-f", "random:0%"], r"Bad forget request 'random:0%'.*strictly between 0% and 100%"),
+    "forget-1.5": (["-f", "random:1.5"], r"Bad forget request 'random:1\.5'"),
+    "forget-nan": (["-f", "random:nan"], r"Bad forget request 'random:nan'"),
+    "forget-kind": (["-f", "rand:10%"], r"Unknown forget request kind 'rand'"),
+    "forget-class-text": (["-f", "class:three"], r"expected an integer class label"),
+    "forget-twice": (["-f", "random:10%", "-f", "random:10%"], r"A forget request is given twice"),
+    "forget-class-12": (["-f", "class:12"], r"Forget request 'class:12': unknown class 12; this dataset has classes 0\.\.9"),
+    "forget-count-too-big": (["-f", "random:5000"], r"5000 points requested but the training set has 1437"),
+    "forget-seq-syntax": (["-f", "seq:5xx"], r"Bad forget request 'seq:5xx'"),
+    "indices-missing": (["-f", "indices:/nonexistent/forget.txt"], r"no file at /nonexistent/forget\.txt"),
+    "indices-empty": (indices(""), r"lists no indices"),
+    "indices-out-of-range": (indices("0\n2000\n"), r"indices out of range \[2000\]"),
+    "indices-duplicate": (indices("3\n3\n"), r"duplicate indices \[3\]"),
+    "indices-not-int": (indices("3\nfive\n"), r"line 2 of .* is 'five', not an integer index"),
+    # recipe
+    "recipe-key": (["-r", "epoch=3"], r"Unknown recipe key 'epoch'\. Valid keys"),
+    "recipe-syntax": (["-r", "epochs"], r"Bad --recipe 'epochs': expected KEY=VALUE"),
+    "recipe-epochs-0": (["-r", "epochs=0"], r"Bad recipe value epochs=0: epochs must be a finite number >= 1"),
+    "recipe-lr-nan": (["-r", "lr=nan"], r"Bad recipe value lr=nan: lr must be a finite number > 0"),
+    "recipe-batch-0": (["-r", "batch_size=0"], r"Bad recipe value batch_size=0"),
+    "recipe-optimizer": (["-r", "optimizer=rmsprop"], r"Unknown optimizer 'rmsprop'"),
+    "recipe-schedule": (["-r", "schedule=linear"], r"Unknown schedule 'linear'"),
+    "recipe-augment": (["-r", "augment=mixup"], r"Unknown augment 'mixup'"),
+    # method parameters
+    "param-syntax": (["-p", "lr=0.1"], r"Bad --param 'lr=0\.1': expected METHOD\.NAME=VALUE"),
+    "param-unknown": (["-m", "ga", "-p", "ga.foo=1"], r"Unknown parameter 'foo' for method 'ga'"),
+    "param-unselected": (["-m", "ga", "-p", "ft.lr=0.1"], r"Parameters given for method 'ft' .*which is not selected \(selected: ga\)"),
+    "param-type": (["-m", "ga", "-p", "ga.epochs=abc"], r"Bad value for ga\.epochs: 'abc' is not a int"),
+    "param-bool": (["-m", "ga", "-p", "ga.train_mode=maybe"], r"Bad value for ga\.train_mode: 'maybe' is not a bool"),
+    "param-negative-lr": (["-m", "ga", "-p", "ga.lr=-1"], r"Bad parameters for method 'ga': lr=-1\.0"),
+    "param-variant": (["-m", "ga", "-p", "ga.variant=bogus"], r"Bad parameters for method 'ga': variant='bogus': expected one of ga, neggrad\+"),
+    "params-file-missing": (["-m", "ga", "--params", "/nonexistent/best.json"], r"/nonexistent/best\.json"),
+    # seeds
+    "seeds-text": (["-s", "a,b"], r"Bad seeds 'a,b': expected integers"),
+    "seeds-reversed": (["-s", "3-1"], r"Bad seeds '3-1': the range 3-1 is empty"),
+    "seeds-repeated": (["-s", "0,1,0"], r"Bad seeds '0,1,0': a seed is repeated"),
+    "seeds-huge-range": (["-s", "0-100000"], r"Bad seeds '0-100000': the range 0-100000 holds 100001 seeds; a run takes at most 1000"),
+    "seeds-too-large": (["-s", "2147483648"], r"seed 2147483648 is too large; seeds lie in 0\.\.2147483647"),
+    "forget-seed-negative": (["--forget-seed", "-1"], r"Bad --forget-seed -1: expected an integer in 0\.\.2147483647"),
+    "forget-seed-huge": (["--forget-seed", "99999999999"], r"Bad --forget-seed 99999999999"),
+    # resources, executor, device
+    "cpus-too-many": (["--cpus-per-trial", "999"], r"--cpus-per-trial 999 is more than this machine has \(\d+ CPUs\)"),
+    "cpus-zero": (["--cpus-per-trial", "0"], r"--cpus-per-trial must be positive \(got 0\)"),
+    "cpus-nan": (["--cpus-per-trial", "nan"], r"Bad --cpus-per-trial nan: expected a finite number"),
+    "cpus-tiny": (["--cpus-per-trial", "0.00001"], r"Bad --cpus-per-trial 1e-05: Ray counts resources in steps of 0\.0001"),
+    "gpus-negative": (["--gpus-per-trial", "-1"], r"--gpus-per-trial must be >= 0 \(got -1\)"),
+    "gpus-inf": (["--gpus-per-trial", "inf"], r"Bad --gpus-per-trial inf: expected a finite number"),
+    "gpus-too-many": (["--gpus-per-trial", "64"], r"--gpus-per-trial 64 (but torch sees no GPU|is more than this machine has)"),
+    "device-unknown": (["--device", "gpu"], r"Unknown device 'gpu': expected auto, cpu or cuda"),
+    "shadow-odd": (["--shadow-models", "3"], r"--shadow-models must be an even integer >= 2 \(got 3\)"),
+    "executor-unknown": (["--executor", "dask"], r"Invalid value for '--executor'"),
+    "local-with-address": (["--executor", "local", "--ray-address", "127.0.0.1:6379"], r"--ray-address needs the ray executor"),
+    "ray-address-syntax": (["--ray-address", "myhead"], r"Bad --ray-address 'myhead': expected HOST:PORT"),
+    "ray-address-closed": (lambda w: ["--ray-address", f"127.0.0.1:{_closed_port()}"], r"No Ray head answers at 127\.0\.0\.1:\d+"),
+    # tracking store, names
+    "tracking-garbage": (["--tracking-uri", "garbage"], r"Unsupported tracking URI 'garbage': a plain path.*sqlite:///"),
+    "tracking-file-uri": (["--tracking-uri", "file:///tmp/mlruns"], r"Unsupported tracking URI 'file:///tmp/mlruns'.*sqlite:////tmp/mlruns\.db"),
+    "tracking-plain-path": (lambda w: ["--tracking-uri", str(w / "store.db")], r"a plain path.*--tracking-uri sqlite:///.*store\.db"),
+    "tracking-ftp": (["--tracking-uri", "ftp://host/x"], r"Unsupported tracking URI 'ftp://host/x'"),
+    "tracking-two-slashes": (["--tracking-uri", "sqlite://m.db"], r"a SQLite store is sqlite:///PATH \(three slashes\)"),
+    "tracking-empty": (["--tracking-uri", ""], r"Empty --tracking-uri"),
+    "tracking-no-dir": (lambda w: ["--tracking-uri", f"sqlite:///{w / 'nope' / 'm.db'}"], r"the directory .*nope does not exist"),
+    "tracking-is-dir": (lambda w: ["--tracking-uri", f"sqlite:///{w}"], r"is not a file \(a directory\?\)"),
+    "tracking-server-down": (lambda w: ["--tracking-uri", f"http://127.0.0.1:{_closed_port()}"], r"MLflow tracking server .* does not answer"),
+    "tracking-unwritable": (unwritable("--tracking-uri", "sqlite:///{u}/m.db"), r"Tracking store .*: the directory .* is not writable"),
+    "experiment-empty": (["-e", ""], r"Bad --experiment '': expected a non-empty name"),
+    "experiment-blank": (["-e", "   "], r"Bad --experiment '   ': expected a non-empty name"),
+    "experiment-newline": (["-e", "a\nb"], r"Bad --experiment 'a\\nb': the name holds control characters"),
+    "experiment-long": (["-e", "x" * 300], r"Bad --experiment: the name has 300 characters; at most 256"),
+    "run-name-empty": (["--run-name", ""], r"Bad --run-name '': expected a non-empty name"),
+    "run-name-tab": (["--run-name", "a\tb"], r"Bad --run-name 'a\\tb': the name holds control characters"),
+    # directories
+    "cache-below-file": (below_a_file("--cache-dir"), r"Bad --cache-dir .*afile/sub: cannot write there \(.*afile is a file, not a directory\)"),
+    "cache-unwritable": (unwritable("--cache-dir", "{u}/bench-cache"), r"Bad --cache-dir .*bench-cache: cannot write there"),
+    "data-dir-is-file": (lambda w: ["--data-dir", str(_file(w, "afile", "x"))], r"Directory '.*afile' is a file"),
+    "download-below-file": (lambda w: ["--download", *below_a_file("--data-dir")(w)], r"Bad --data-dir .*afile/sub: cannot write there"),
+    "download-unwritable": (unwritable("--download", "--data-dir", "{u}/bench-data"), r"Bad --data-dir .*bench-data: cannot write there"),
+    # experiment files
+    "toml-missing": (["--config", "/nonexistent/exp.toml"], r"/nonexistent/exp\.toml"),
+    "toml-invalid": (toml("methods = [ga\n"), r"is not valid TOML"),
+    "toml-unknown-key": (toml('methods = "ga"\ndatasets = ["digits"]\n'), r"Unknown keys in the experiment file: datasets\. Valid keys:"),
+    "toml-wrong-type": (toml("cpus_per_trial = \"2\"\n"), r"Bad value in the experiment file: cpus_per_trial = '2' \(expected int or float\)"),
+    "toml-seeds-type": (toml("seeds = 1.5\n"), r"Bad value in the experiment file: seeds = 1\.5"),
+    "toml-recipe-not-table": (toml('recipe = "epochs=3"\n'), r"Bad value in the experiment file: recipe = 'epochs=3'"),
+    "toml-params-not-tables": (toml("[params]\nga = 5\n"), r"Bad value in the experiment file: params ="),
+    "toml-params-unselected": (toml('methods = "ga"\n[params.nope]\nlr = 1\n'),
+                               r"Parameters given for method 'nope' .*\[params\.nope\] in the experiment file"),
+    "toml-param-unknown": (toml('methods = "ga"\n[params.ga]\nfoo = 1\n'), r"Unknown parameter 'foo' for method 'ga'"),
+    "toml-param-float-for-int": (toml('methods = "ga"\n[params.ga]\nepochs = 1.5\n'), r"Bad value for ga\.epochs: 1\.5 is not a int"),
+    "toml-recipe-epochs-0": (toml("[recipe]\nepochs = 0\n"), r"Bad recipe value epochs=0"),
+    "toml-forget-seed-bool": (toml("forget_seed = true\n"), r"Bad value in the experiment file: forget_seed = True"),
+    "toml-experiment-empty": (toml('experiment = ""\n'), r"Bad --experiment '': expected a non-empty name"),
+    "toml-seeds-huge": (toml('seeds = "0-5000"\n'), r"Bad seeds '0-5000'.*at most 1000"),
+    # datasets from a plugin that break the contract
+    "plugin-labels-high": (plugin("-d", "bad-labels-high"), r"Dataset 'bad-labels-high': train_y spans labels 0\.\.7, outside 0\.\.1"),
+    "plugin-labels-negative": (plugin("-d", "bad-labels-negative"), r"train_y spans labels -1\.\.1, outside 0\.\.1"),
+    "plugin-test-labels-high": (plugin("-d", "bad-test-labels-high"), r"test_y spans labels 0\.\.2, outside 0\.\.1"),
+    "plugin-nan-inputs": (plugin("-d", "bad-nan-inputs"), r"train_x holds NaN or infinite values in 1 of 40 rows"),
+    "plugin-inf-test-inputs": (plugin("-d", "bad-inf-test-inputs"), r"test_x holds NaN or infinite values"),
+    "plugin-shape-mismatch": (plugin("-d", "bad-shape-mismatch"), r"train_x has shape \(40, 4\), which does not match input_shape \(5,\)"),
+    "plugin-three-rows": (plugin("-d", "bad-three-rows"), r"Dataset 'bad-three-rows' is too small: 2 training and 1 test rows"),
+    "plugin-class-missing": (plugin("-d", "bad-class-missing"), r"class\(es\) 2 of 0\.\.2 have no training rows"),
+    "plugin-float-labels": (plugin("-d", "bad-float-labels"), r"train_y has dtype torch\.float32; expected int64"),
+    "plugin-int32-labels": (plugin("-d", "bad-int32-labels"), r"train_y has dtype torch\.int32; expected int64"),
+    "plugin-int-inputs": (plugin("-d", "bad-int-inputs"), r"train_x has dtype torch\.int64; expected float32"),
+    "plugin-labels-short": (plugin("-d", "bad-labels-short"), r"train_y has shape \(30,\) for 40 inputs"),
+    "plugin-one-class": (plugin("-d", "bad-one-class"), r"num_classes is 1; expected an integer >= 2"),
+    "plugin-forget-class": (plugin("-d", "tiny-ok", "-f", "class:5"), r"Forget request 'class:5': unknown class 5; this dataset has classes 0\.\.1"),
+    "plugin-forget-count": (plugin("-d", "tiny-ok", "-f", "random:40"), r"40 points requested but the training set has 40"),
+    "plugin-duplicate-name": (("duplicate", ["-m", "ga"]),
+                              r"Duplicate method name 'ga': registered by plugin 'bench\.methods' and again by plugin .*BENCH_PLUGINS"),
+}
+
+
+# -- the harness --------------------------------------------------------------------------------
+
+def _runs_recorded(db: Path) -> int:
+    if not db.exists():
+        return 0
+    with sqlite3.connect(db) as con:
+        try:
+            return con.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+        except sqlite3.OperationalError:  # no tables yet
+            return 0
+
+
+def _ray_initialized() -> bool:
+    ray = sys.modules.get("ray")
+    return bool(ray is not None and ray.is_initialized())
+
+
+@pytest.fixture
+def no_ray(monkeypatch):
+    """Fails the test if ``bench run`` tries to start or join Ray."""
+    import bench.run.executor as executor
+
+    calls = []
+    monkeypatch.setattr(executor, "start_ray", lambda *a, **k: calls.append(a) or pytest.fail("Ray was started"))
+    return calls
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_is_refused_before_work(case, tmp_path, invoke_bench, no_ray, monkeypatch):
+    from bench.core.plugins import register_plugin, unregister_plugin
+
+    args, pattern = CASES[case]
+    extra = None
+    if isinstance(args, tuple):
+        extra = DataPlugin() if args[0] == "data" else DuplicatePlugin()
+        args = args[1]
+    if callable(args):
+        args = args(tmp_path)
+    cache, db = tmp_path / "cache", tmp_path / "mlflow.db"
+    store = ["--cache-dir", str(cache), "--tracking-uri", f"sqlite:///{db}", "--data-dir", str(tmp_path / "data")]
+    # the row's own values come last and win (click keeps the last of a repeated option)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    ray_before = _ray_initialized()
+    if extra is not None:
+        register_plugin(extra)
+    try:
+        t0 = time.perf_counter()
+        proc = invoke_bench("run", *store, *args, cwd=tmp_path)
+        took = time.perf_counter() - t0
+    finally:
+        if extra is not None:
+            unregister_plugin(extra)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, (proc.returncode, out)
+    assert "Traceback" not in out, out
+    assert re.search(pattern, proc.stderr, re.S), (pattern, proc.stderr)
+    assert "trial(s)" not in proc.stdout  # the plan was never announced
+    assert no_ray == [] and (ray_before or not _ray_initialized())
+    assert not list(cache.rglob("*.safetensors")) if cache.exists() else True
+    assert _runs_recorded(db) == 0
+    assert took < 10, f"{case} took {took:.1f}s to be refused"
+
+
+def test_table_is_large():
+    assert len(CASES) >= 60

@@ -1,0 +1,392 @@
+"""The reference cache under faults: every entry is verified against the digest recorded when it
+was written, a corrupt one is reported, moved to the quarantine and rebuilt (to the same bytes a
+clean run trains), and concurrent runs sharing a cache directory train each key once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.core.cache import ENTRY_FORMAT, ReferenceCache, cache_key, sha256_bytes
+from bench.core.cache_lock import lock_path
+
+# -- a real, tiny reference: mlp:32 on digits, 2 epochs ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from bench.datasets.digits import Digits
+
+    return Digits().load(None, False, None)
+
+
+def _ref_job(digits, seed: int = 0):
+    from bench.core.recipe import build_recipe
+    from bench.nn.models import MLPModel
+    from bench.run.references import RefJob
+
+    recipe = build_recipe({"epochs": 2})
+    doc = {"kind": "original", "dataset": "digits", "model": "mlp:32", "recipe": recipe.as_dict(), "seed": seed}
+    return RefJob(key=cache_key(doc), doc=doc, model_obj=MLPModel(), arg="32", splits=digits, train_idx=None,
+                  recipe=recipe, seed=seed, device="cpu", threads=1)
+
+
+def _ensure(jobs, cache: ReferenceCache, lines: list[str] | None = None):
+    from bench.run.references import ensure_references, train_job
+
+    return ensure_references(jobs, cache, lambda js: [train_job(j) for j in js],
+                             (lines if lines is not None else []).append, {"bench": "test"})
+
+
+@pytest.fixture(scope="module")
+def clean(digits, tmp_path_factory):
+    """(job, weights bytes) of a clean run: what every rebuild must reproduce."""
+    job = _ref_job(digits)
+    refs, trained = _ensure([job], ReferenceCache(tmp_path_factory.mktemp("clean")))
+    assert trained == 1
+    return job, refs[job.key][0]
+
+
+def _zero_8k(weights: Path, meta: Path) -> None:
+    data = bytearray(weights.read_bytes())
+    assert len(data) > 8192 + 1024
+    data[1024 : 1024 + 8192] = bytes(8192)  # past the safetensors header: still loads, wrong weights
+    weights.write_bytes(bytes(data))
+
+
+def _truncate(weights: Path, meta: Path) -> None:
+    weights.write_bytes(weights.read_bytes()[:-100])
+
+
+def _random(weights: Path, meta: Path) -> None:
+    weights.write_bytes(os.urandom(len(weights.read_bytes())))
+
+
+def _tamper_meta(weights: Path, meta: Path) -> None:
+    doc = json.loads(meta.read_text())
+    doc["train_seconds"] = 0.001  # edited by hand: the metadata digest no longer matches
+    meta.write_text(json.dumps(doc))
+
+
+def _unparsable_meta(weights: Path, meta: Path) -> None:
+    meta.write_text(meta.read_text()[:-40])
+
+
+def _digest_swapped(weights: Path, meta: Path) -> None:
+    """Weights overwritten AND a metadata re-signed for them, but under another document."""
+    other = json.loads(meta.read_text())
+    other["document"] = {**other["document"], "seed": 99}
+    body = {k: v for k, v in other.items() if k != "meta_sha256"}
+    other["meta_sha256"] = sha256_bytes(json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
+    meta.write_text(json.dumps(other))
+
+
+def _format1(weights: Path, meta: Path) -> None:
+    doc = json.loads(meta.read_text())
+    meta.write_text(json.dumps({k: doc[k] for k in ("document", "train_seconds", "created", "versions")}))
+
+
+def _weights_missing(weights: Path, meta: Path) -> None:
+    weights.unlink()
+
+
+CORRUPTIONS = {
+    "zeroed": (_zero_8k, "SHA-256 does not match"),
+    "truncated": (_truncate, "truncated"),
+    "random": (_random, "SHA-256 does not match"),
+    "tampered-meta": (_tamper_meta, "metadata was modified"),
+    "unparsable-meta": (_unparsable_meta, "not valid JSON"),
+    "document-mismatch": (_digest_swapped, "does not hash to the key"),
+    "format-1": (_format1, "format-1 entry"),
+    "weights-missing": (_weights_missing, "weights file missing"),
+}
+
+
+@pytest.mark.parametrize("fault", list(CORRUPTIONS))
+def test_corrupt_entry_is_reported_quarantined_and_rebuilt_to_the_clean_bytes(tmp_path, clean, fault):
+    job, clean_bytes = clean
+    cache = ReferenceCache(tmp_path)
+    refs, trained = _ensure([job], cache)
+    assert trained == 1 and refs[job.key][0] == clean_bytes  # deterministic under the seed
+    weights, meta = tmp_path / f"{job.key}.safetensors", tmp_path / f"{job.key}.json"
+    corrupt, expected = CORRUPTIONS[fault]
+    corrupt(weights, meta)
+    lines: list[str] = []
+    refs, trained = _ensure([job], cache, lines)
+    assert trained == 1, lines
+    assert refs[job.key][0] == clean_bytes
+    report = [line for line in lines if "corrupt" in line]
+    assert len(report) == 1 and job.key[:12] in report[0] and expected in report[0], lines
+    [moved] = (tmp_path / "quarantine").iterdir()
+    assert str(moved) in report[0] and moved.name.endswith(job.key)
+    assert expected in (moved / "reason.txt").read_text()
+    assert (moved / meta.name).exists() or fault == "weights-missing"
+    # the rebuilt entry is intact, and a third run uses it
+    assert weights.read_bytes() == clean_bytes
+    lines.clear()
+    refs, trained = _ensure([job], cache, lines)
+    assert trained == 0 and refs[job.key][0] == clean_bytes and any("cache hit" in x for x in lines)
+
+
+def test_metadata_records_the_weights_digest(tmp_path):
+    cache = ReferenceCache(tmp_path)
+    doc = {"kind": "original", "seed": 0}
+    key = cache_key(doc)
+    written = cache.put(key, b"weights", {"document": doc, "train_seconds": 1.5})
+    on_disk = json.loads((tmp_path / f"{key}.json").read_text())
+    assert on_disk == written
+    assert on_disk["weights_sha256"] == sha256_bytes(b"weights") and on_disk["weights_bytes"] == 7
+    assert on_disk["entry_format"] == ENTRY_FORMAT and on_disk["key"] == key
+    assert cache.get(key) == (b"weights", written)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left
+
+
+def test_weights_without_metadata_are_a_miss_and_are_overwritten(tmp_path):
+    """A crash between the two renames leaves weights without metadata: a miss, rebuilt."""
+    cache = ReferenceCache(tmp_path)
+    doc = {"kind": "original", "seed": 0}
+    key = cache_key(doc)
+    (tmp_path / f"{key}.safetensors").write_bytes(b"half-written")
+    assert cache.check(key) == (None, None)
+    cache.put(key, b"good", {"document": doc, "train_seconds": 0.0})
+    assert cache.get(key)[0] == b"good"
+
+
+def test_a_corrupt_entry_is_never_returned_by_get(tmp_path):
+    cache = ReferenceCache(tmp_path)
+    doc = {"kind": "original", "seed": 0}
+    key = cache_key(doc)
+    cache.put(key, b"x" * 100, {"document": doc, "train_seconds": 0.0})
+    (tmp_path / f"{key}.safetensors").write_bytes(b"y" * 100)
+    said: list[str] = []
+    assert cache.get(key, said.append) is None
+    assert len(said) == 1 and "SHA-256" in said[0]
+    assert not (tmp_path / f"{key}.json").exists() and cache.get(key) is None
+
+
+# -- concurrency: a job whose run() appends to a file, so training calls can be counted ----------
+
+JOB_MODULE = textwrap.dedent('''
+    import os, sys, time
+    from dataclasses import dataclass
+
+    @dataclass
+    class CountingJob:
+        key: str
+        doc: dict
+        log: str
+        delay: float
+
+        def describe(self):
+            return f"counting {self.doc['seed']}"
+
+        def run(self):
+            with open(self.log, "a") as fh:
+                fh.write(f"{self.key} {os.getpid()}\\n")
+            time.sleep(self.delay)
+            return (f"weights of {self.key}".encode(), self.delay)
+
+    def train_many(jobs):
+        return [j.run() for j in jobs]
+
+    def jobs(log, seeds, delay):
+        from bench.core.cache import cache_key
+        out = []
+        for s in seeds:
+            doc = {"kind": "original", "dataset": "counting", "seed": s}
+            out.append(CountingJob(cache_key(doc), doc, log, delay))
+        return out
+''')
+
+WORKER = textwrap.dedent('''
+    import sys, time
+    from pathlib import Path
+    sys.path.insert(0, sys.argv[1])
+    from counting_job import jobs, train_many
+    from bench.core.cache import ReferenceCache
+    from bench.run.references import ensure_references
+
+    root, log, name, seeds = Path(sys.argv[2]), sys.argv[3], sys.argv[4], [int(s) for s in sys.argv[5].split(",")]
+    (root / f"ready-{name}").touch()
+    while len(list(root.glob("ready-*"))) < 2:  # start together
+        time.sleep(0.01)
+    refs, trained = ensure_references(jobs(log, seeds, 1.0), ReferenceCache(root / "cache"), train_many, print, {})
+    print("TRAINED", trained, sorted(v[0].decode() for v in refs.values()))
+''')
+
+
+def _counting(tmp_path: Path):
+    (tmp_path / "counting_job.py").write_text(JOB_MODULE)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import importlib
+
+        import counting_job
+
+        return importlib.reload(counting_job)
+    finally:
+        sys.path.remove(str(tmp_path))
+
+
+def test_two_processes_sharing_a_cache_train_each_key_once(tmp_path):
+    _counting(tmp_path)  # writes the job module the workers import
+    (tmp_path / "worker.py").write_text(WORKER)
+    log = tmp_path / "trained.log"
+    # overlapping key sets in different orders: the sorted locking cannot deadlock
+    procs = [subprocess.Popen([sys.executable, str(tmp_path / "worker.py"), str(tmp_path), str(tmp_path), str(log), name,
+                               seeds], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for name, seeds in (("a", "0,1"), ("b", "1,0"))]
+    outs = [p.communicate(timeout=120)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    calls = log.read_text().splitlines()
+    assert len(calls) == 2 and len({c.split()[0] for c in calls}) == 2, calls  # each key trained once
+    trained = sorted(int(line.split()[1]) for out in outs for line in out.splitlines() if line.startswith("TRAINED"))
+    assert trained == [0, 2], outs  # one trained both, the other waited and found them
+    assert "waiting" in "".join(outs) and "cache hit" in "".join(outs)
+    results = {line.split(" ", 2)[2] for out in outs for line in out.splitlines() if line.startswith("TRAINED")}
+    assert len(results) == 1  # both got the same weights
+
+
+def test_two_threads_sharing_a_cache_train_each_key_once(tmp_path):
+    mod = _counting(tmp_path)
+    from bench.run.references import ensure_references
+
+    log = tmp_path / "trained.log"
+    results, lines = {}, []
+
+    def worker(name, seeds):
+        results[name] = ensure_references(mod.jobs(str(log), seeds, 0.5), ReferenceCache(tmp_path / "cache"),
+                                          mod.train_many, lines.append, {})
+
+    threads = [threading.Thread(target=worker, args=a) for a in (("a", [0, 1, 2]), ("b", [2, 1, 0]))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+    assert len(log.read_text().splitlines()) == 3, lines
+    assert sorted(r[1] for r in results.values()) == [0, 3]
+    assert results["a"][0].keys() == results["b"][0].keys()
+    assert all(results["a"][0][k][0] == results["b"][0][k][0] for k in results["a"][0])
+
+
+HOLDER = textwrap.dedent('''
+    import sys, time
+    from pathlib import Path
+    from bench.core.cache_lock import key_lock
+    with key_lock(sys.argv[1], sys.argv[2]):
+        Path(sys.argv[3]).touch()
+        time.sleep(600)
+''')
+
+
+def test_a_lock_left_by_a_dead_process_does_not_block(tmp_path):
+    import fcntl
+
+    mod = _counting(tmp_path)
+    from bench.run.references import ensure_references
+
+    log = tmp_path / "trained.log"
+    [job] = mod.jobs(str(log), [7], 0.0)
+    cache_dir, held = tmp_path / "cache", tmp_path / "held"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(cache_dir), job.key, str(held)])
+    try:
+        deadline = time.monotonic() + 60
+        while not held.exists():
+            assert holder.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        fd = os.open(lock_path(cache_dir, job.key), os.O_RDWR)
+        try:
+            with pytest.raises(BlockingIOError):  # held while the holder lives
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+    finally:
+        holder.send_signal(signal.SIGKILL)  # dies holding it: no release, no cleanup
+        holder.wait(timeout=30)
+    assert lock_path(cache_dir, job.key).exists()  # the lock file stays behind ...
+    fd = os.open(lock_path(cache_dir, job.key), os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # ... unlocked: this would raise if it blocked
+    finally:
+        os.close(fd)
+    lines: list[str] = []
+    refs, trained = ensure_references([job], ReferenceCache(cache_dir), mod.train_many, lines.append, {})
+    assert trained == 1 and not any("waiting" in x for x in lines)
+
+
+# -- the attack models' entries go through the same verified, locked path ------------------------
+
+
+def test_corrupt_shadow_entry_is_quarantined_and_retrained(tmp_path, digits):
+    from bench.core.recipe import build_recipe
+    from bench.eval.shadows import ensure_shadow_set
+    from bench.nn.models import MLPModel
+
+    cache = ReferenceCache(tmp_path)
+    kw = dict(model_obj=MLPModel(), arg="16", splits=digits, recipe=build_recipe({"epochs": 1}), group_seed=0,
+              base_doc={"dataset": "digits", "model": "mlp:16", "data_sha256": "d" * 64}, forget_idx=None,
+              device="cpu", cache=cache, versions={})
+    lines: list[str] = []
+    first = ensure_shadow_set("shadows", 2, say=lines.append, **kw)
+    entries = sorted(tmp_path.glob("*.safetensors"))
+    assert len(entries) == 2
+    entries[0].write_bytes(entries[0].read_bytes()[:-10])
+    lines.clear()
+    again = ensure_shadow_set("shadows", 2, say=lines.append, **kw)
+    assert any("corrupt" in x and "truncated" in x for x in lines), lines
+    assert any("trained     1 shadows" in x for x in lines), lines
+    # retrained alone rather than stacked with its pair: equal up to float summation order
+    import torch
+    from safetensors.torch import load
+
+    assert sum(a == b for a, b in zip(again.states, first.states)) == 1
+    for a, b in zip(again.states, first.states):
+        sa, sb = load(a), load(b)
+        assert sa.keys() == sb.keys() and all(torch.allclose(sa[k], sb[k], atol=1e-5) for k in sa)
+    assert len(list((tmp_path / "quarantine").iterdir())) == 1
+
+
+# -- end to end ------------------------------------------------------------------------------------
+
+
+def _trial_runs(workdir: Path):
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
+    df = mlflow.search_runs(experiment_names=["unlearning-bench"])
+    df = df[df["tags.bench.role"] == "trial"].sort_values("start_time")
+    return df
+
+
+@pytest.mark.slow
+def test_run_with_a_zeroed_cached_original_reports_it_and_gives_the_same_metrics(workdir, run_bench, store_args):
+    args = ["run", "--executor", "local", "--methods", "ft", "--recipe", "epochs=5", *store_args(workdir)]
+    first = run_bench(*args, cwd=workdir)
+    assert first.returncode == 0, first.stdout + first.stderr
+    cache = workdir / "cache"
+    [original] = [p for p in cache.glob("*.json") if json.loads(p.read_text())["document"]["kind"] == "original"]
+    weights = original.with_suffix(".safetensors")
+    data = bytearray(weights.read_bytes())
+    data[1024 : 1024 + 8192] = bytes(8192)
+    weights.write_bytes(bytes(data))
+    second = run_bench(*args, cwd=workdir)
+    out = second.stdout + second.stderr
+    assert second.returncode == 0, out
+    assert f"cache entry {original.stem[:12]} is corrupt" in out and "quarantine" in out, out
+    runs = _trial_runs(workdir)
+    assert len(runs) == 2
+    cols = [c for c in runs.columns if c.startswith("metrics.") and "seconds" not in c and "memory" not in c
+            and "time" not in c and "_mb" not in c and "speedup" not in c]
+    a, b = runs.iloc[0], runs.iloc[1]
+    assert {c: a[c] for c in cols if a[c] == a[c]} == {c: b[c] for c in cols if b[c] == b[c]}
+    assert "metrics.avg_gap" in cols
