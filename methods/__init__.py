@@ -1,16 +1,22 @@
 """Built-in methods plugin (installed as ``bench.methods``): ``retrain``, ``ft``, ``ga``, ``sisa``, ``fisher``, ``prune``,
-``l2ul`` (and ``l2ul-adv``, ``l2ul-naive``, ``l2ul-oracle``)."""
+``l2ul`` (and ``l2ul-adv``, ``l2ul-naive``, ``l2ul-oracle``), ``rl``, ``salun``, ``salun-soft``, ``l1-sparse``, ``iu``,
+``bs``, ``be`` (docs/methods.md)."""
 
 from __future__ import annotations
 
 import bench
 
+from .boundary import BoundaryExpanding, BoundaryShrink
 from .finetune import FineTune
 from .fisher import FisherForgetting
 from .gradient_ascent import GradientAscent
+from .influence import InfluenceUnlearning
+from .l1_sparse import L1Sparse
 from .l2ul import L2UL, L2ULAdv, L2ULNaive, L2ULOracle
 from .prune import Prune
 from .retrain import Retrain
+from .rl import RandomLabels
+from .salun import SalUn, SalUnSoft
 from .sisa import Sisa
 
 
@@ -26,3 +32,10 @@ def register_methods(register):
     register(L2ULNaive())
     register(L2ULOracle())
     register(Prune())
+    register(RandomLabels())
+    register(SalUn())
+    register(SalUnSoft())
+    register(L1Sparse())
+    register(InfluenceUnlearning())
+    register(BoundaryShrink())
+    register(BoundaryExpanding())

@@ -186,3 +186,21 @@ def test_a_plain_object_without_the_base_class_still_registers_and_validates(tmp
                       tracking_uri=f"sqlite:///{tmp_path / 'm.db'}")
     methods, _, _ = validate_options(registry, opts)
     assert [(m.name, m.params) for m in methods] == [("plain-method", {"epochs": -5})]
+
+
+def test_a_method_that_takes_only_class_requests_is_refused_other_kinds_before_any_work():
+    from bench.core.forget import parse_forget
+    from bench.core.method import Method
+    from bench.run.validate import MethodPlan, check_forget_kinds
+
+    class ClassOnly(Method):
+        name = "class-only"
+        forget_kinds = frozenset({"class"})
+
+    plan = [MethodPlan("class-only", ClassOnly(), {}, (), "test")]
+    check_forget_kinds(plan, [parse_forget("class:3"), parse_forget("seq:class:1,3")])
+    for spec in ("random:10%", "indices:/tmp/x.npy", "seq:3x10"):
+        with pytest.raises(BenchError, match=r"Method 'class-only' cannot take (random|indices) requests .* class requests only"):
+            check_forget_kinds(plan, [parse_forget(spec)])
+    plain = [MethodPlan("ft", object(), {}, (), "test")]  # no forget_kinds: every kind
+    check_forget_kinds(plain, [parse_forget("random:10%"), parse_forget("class:3")])

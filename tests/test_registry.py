@@ -23,7 +23,8 @@ from bench.core.plugins import (
     unregister_plugin,
 )
 
-BUILTIN_METHODS = ["fisher", "ft", "ga", "l2ul", "l2ul-adv", "l2ul-naive", "l2ul-oracle", "prune", "retrain", "sisa"]
+BUILTIN_METHODS = ["be", "bs", "fisher", "ft", "ga", "iu", "l1-sparse", "l2ul", "l2ul-adv", "l2ul-naive", "l2ul-oracle", "prune",
+                   "retrain", "rl", "salun", "salun-soft", "sisa"]
 _MISSING = object()
 
 
@@ -311,7 +312,7 @@ def test_unknown_model_mentions_model_families(builtin):
 
 
 @pytest.mark.parametrize("patterns, expected", [
-    ("r*,ft", ["retrain", "ft"]),
+    ("r*,ft", ["retrain", "rl", "ft"]),
     ("ft,ga", ["ft", "ga"]),
     ("ga,ft", ["ga", "ft"]),
     (" ft , ga ", ["ft", "ga"]),
@@ -321,7 +322,7 @@ def test_unknown_model_mentions_model_families(builtin):
     ("*,ft", BUILTIN_METHODS),
     ("[fg]*", [m for m in BUILTIN_METHODS if m[0] in "fg"]),
     ("ft,,ga,", ["ft", "ga"]),
-    (["ga", "r*"], ["ga", "retrain"]),
+    (["ga", "r*"], ["ga", "retrain", "rl"]),
 ])
 def test_resolve_names_and_wildcards(builtin, patterns, expected):
     assert builtin.resolve("method", patterns) == expected
@@ -346,7 +347,7 @@ def test_resolve_nothing_given(builtin, patterns):
 
 def test_resolve_sees_plugin_methods():
     registry, _ = build(make_plugin("more", methods=[make_method("rand-labels"), make_method("scrubber")]))
-    assert registry.resolve("method", "r*") == ["rand-labels", "retrain"]
+    assert registry.resolve("method", "r*") == ["rand-labels", "retrain", "rl"]
     assert registry.resolve("method", "sc*,ga") == ["scrubber", "ga"]
 
 

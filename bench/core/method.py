@@ -44,6 +44,10 @@ class Method:
         continual: ``False`` for a method that cannot take the next of a sequence of requests
             (``--forget seq:...``) on its own output; such runs are refused before any work.
         continual_note: one sentence saying why, shown with that refusal.
+        forget_kinds: the kinds of forget request the method can take, among ``"random"``,
+            ``"class"`` and ``"indices"`` (``ForgetRequest.kind``; a ``seq:`` request's steps are
+            ``"random"`` or ``"class"``). A run with another kind is refused before any work.
+            Default: all three.
     """
 
     name: str = ""
@@ -54,6 +58,7 @@ class Method:
     dataset_params: Mapping[str, Mapping[str, Any]] = _EMPTY
     continual: bool = True
     continual_note: str = ""
+    forget_kinds: frozenset[str] = frozenset({"random", "class", "indices"})
 
     def requires_for(self, params: dict) -> frozenset[str]:
         """The subset of ``requires`` this run of the method uses (default: all of it)."""
@@ -88,6 +93,14 @@ def continual_support(method: Any) -> tuple[bool, str]:
     """(whether the method takes continual requests, the sentence saying why not)."""
     ok = getattr(method, "continual", True) is not False
     return ok, "" if ok else (getattr(method, "continual_note", "") or "it says it cannot continue from its own output")
+
+
+FORGET_KINDS = frozenset({"random", "class", "indices"})
+
+
+def forget_kinds(method: Any) -> frozenset[str]:
+    """The request kinds the method takes (``forget_kinds``; default all)."""
+    return frozenset(getattr(method, "forget_kinds", FORGET_KINDS))
 
 
 def check_params(name: str, method: Any, params: dict) -> None:

@@ -23,6 +23,7 @@ from bench.core.method import (
     check_params,
     continual_support,
     dataset_params,
+    forget_kinds,
     requires_for,
 )
 from bench.core.options import EXECUTORS, RunOptions
@@ -133,6 +134,25 @@ def check_ray_address(address: str | None) -> None:
         raise BenchError(f"No Ray head answers at {address} ({exc}). Start one with `ray start --head` or drop --ray-address.") from None
 
 
+def request_kinds(spec: ForgetSpec) -> set[str]:
+    """The ``ForgetRequest.kind`` values a forget spec hands to a method."""
+    if spec.kind == "seq":
+        return {"class"} if spec.labels is not None else {"random"}
+    return {spec.kind}
+
+
+def check_forget_kinds(methods: list[MethodPlan], forgets: list[ForgetSpec]) -> None:
+    """Refuse a forget request of a kind a method does not take (``forget_kinds``), before any work."""
+    for m in methods:
+        takes = forget_kinds(m.obj)
+        for f in forgets:
+            bad = request_kinds(f) - takes
+            if bad:
+                raise BenchError(
+                    f"Method '{m.name}' cannot take {'/'.join(sorted(bad))} requests ('{f.text}'): it takes "
+                    f"{', '.join(sorted(takes))} requests only. Use e.g. --forget class:3, or drop it from --methods.")
+
+
 def check_continual(methods: list[MethodPlan], forgets: list[ForgetSpec]) -> None:
     """Refuse ``seq:`` requests for methods that declare ``continual = False`` (before any work)."""
     seq = [f.text for f in forgets if f.kind == "seq"]
@@ -172,6 +192,7 @@ def validate_options(registry: Registry, opts: RunOptions) -> tuple[list[MethodP
         raise BenchError(f"Unknown device '{opts.device}': expected auto, cpu or cuda.")
     if opts.executor == "local" and opts.ray_address:
         raise BenchError("--ray-address needs the ray executor (drop --executor local).")
+    check_forget_kinds(methods, forgets)
     check_continual(methods, forgets)
     check_ray_address(opts.ray_address)
     check_name("--experiment", opts.experiment)
