@@ -126,12 +126,15 @@ def _functional(model):
     return params, logits, torch
 
 
-def per_example_grads(logits, torch):
+def per_example_grads(logits, torch, example_loss=None):
     """``fn(params, x, y) -> {name: (B, *shape)}``: the gradient of CE(f(x_i), y_i) for every example
-    of the batch, by ``vmap(grad)`` over ``logits`` from :func:`_functional` (shared with ``iu``)."""
+    of the batch, by ``vmap(grad)`` over ``logits`` from :func:`_functional` (shared with ``iu`` and
+    ``ssd``). ``example_loss(out, y) -> scalar`` of one example's logits replaces CE if given."""
     from torch.func import grad, vmap
 
     def loss(p, xi, yi):
+        if example_loss is not None:
+            return example_loss(logits(p, xi), yi)
         return -torch.log_softmax(logits(p, xi), dim=0).gather(0, yi.unsqueeze(0))[0]
 
     return vmap(grad(loss), in_dims=(None, 0, 0))

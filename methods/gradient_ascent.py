@@ -78,7 +78,7 @@ class GradientAscent(Method):
         import torch
 
         if params["variant"] == "neggrad+":
-            return self._neggrad_plus(model, request, params, ctx)
+            return neggrad_plus(model, request, params, ctx)
         from bench.nn.training import batches, make_optimizer
 
         x, y = request.forget_x, request.forget_y
@@ -98,39 +98,43 @@ class GradientAscent(Method):
                 ctx.report(model)
         return model
 
-    def _neggrad_plus(self, model, request, params, ctx):
-        import itertools
-
-        import torch
-        import torch.nn.functional as F
-
-        from bench.nn.training import batches, make_optimizer
-
-        alpha, wd = params["alpha"], params["weight_decay"]
-        anchor = [p.detach().clone() for p in model.parameters()]
-        g = torch.Generator().manual_seed(ctx.seed)
-        opt = make_optimizer(model.parameters(), "sgd", params["lr"], params["momentum"], 0.0)
-        xf, yf = request.forget_x, request.forget_y
-        for _ in range(params["epochs"]):
-            forget_batches = list(batches(len(yf), params["batch_size"], g, xf.device))
-            forget_cycle = itertools.cycle(forget_batches)
-            for idx in batches(len(request.retain_y), params["batch_size"], g, xf.device):
-                model.train(params["train_mode"])
-                drift = sum(((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchor, strict=True))
-                retain_loss = F.cross_entropy(model(request.retain_x[idx]), request.retain_y[idx]) + 0.5 * wd * drift
-                loss = alpha * retain_loss
-                if forget_batches:  # an empty forget set leaves only the retain term
-                    fidx = next(forget_cycle)
-                    loss = loss - (1 - alpha) * F.cross_entropy(model(xf[fidx]), yf[fidx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-            if ctx.report is not None:
-                ctx.report(model)
-        return model
-
 
 def _accuracy(model, x, y) -> float:
     from bench.nn.training import accuracy
 
     return accuracy(model, x, y)
+
+
+def neggrad_plus(model, request, params, ctx):
+    """NegGrad+ (see the module docstring): the ``ga`` method's ``variant="neggrad+"`` and the
+    ``neggrad+`` method (methods/neggrad_plus.py). Uses ``alpha``, ``weight_decay`` (the pull towards the
+    original), ``lr``, ``momentum``, ``epochs``, ``batch_size`` and ``train_mode`` of ``params``."""
+    import itertools
+
+    import torch
+    import torch.nn.functional as F
+
+    from bench.nn.training import batches, make_optimizer
+
+    alpha, wd = params["alpha"], params["weight_decay"]
+    anchor = [p.detach().clone() for p in model.parameters()]
+    g = torch.Generator().manual_seed(ctx.seed)
+    opt = make_optimizer(model.parameters(), "sgd", params["lr"], params["momentum"], 0.0)
+    xf, yf = request.forget_x, request.forget_y
+    for _ in range(params["epochs"]):
+        forget_batches = list(batches(len(yf), params["batch_size"], g, xf.device))
+        forget_cycle = itertools.cycle(forget_batches)
+        for idx in batches(len(request.retain_y), params["batch_size"], g, xf.device):
+            model.train(params["train_mode"])
+            drift = sum(((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchor, strict=True))
+            retain_loss = F.cross_entropy(model(request.retain_x[idx]), request.retain_y[idx]) + 0.5 * wd * drift
+            loss = alpha * retain_loss
+            if forget_batches:  # an empty forget set leaves only the retain term
+                fidx = next(forget_cycle)
+                loss = loss - (1 - alpha) * F.cross_entropy(model(xf[fidx]), yf[fidx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        if ctx.report is not None:
+            ctx.report(model)
+    return model

@@ -82,7 +82,13 @@ BUILTIN_ATTACKS = [e.obj for e in REGISTRY.entries("attack") if e.origin in DEFA
 # Finding: GradientAscent._neggrad_plus calls next() on itertools.cycle([]) when the forget set
 # is empty (StopIteration). Fix: drop the forget term when there are no forget batches. The
 # xfail is strict: once fixed, this test fails until the entry is removed.
-KNOWN_FAILURES: dict = {}  # {"plugin id": {"check_name": "reason"}}: none today
+KNOWN_FAILURES: dict = {  # {"plugin id": {"check_name": "reason"}}
+    "cf-k": {"check_forgets": "fine-tuning the last block on the retain set does not forget a digits class "
+                              "(measured, docs/methods.md); the method is kept with its published defaults"},
+    "ssd": {"check_forgets": "the digits alpha 15, measured on the harness's 256-256 MLP trained on all of digits, "
+                             "selects no weight on the kit's 64-64 MLP of 500 points (I_f/I_D <= 8.9 there): "
+                             "SSD's selection window is narrow and model-specific (docs/methods.md)"},
+}
 
 
 # -- the built-ins pass ---------------------------------------------------------------------
@@ -380,3 +386,21 @@ def test_every_check_is_documented():
     doc = (Path(__file__).resolve().parents[1] / "docs" / "testing.md").read_text()
     for check in [*kit.METHOD_CHECKS, *kit.DATASET_CHECKS, *kit.ATTACK_CHECKS]:
         assert f"`{check.__name__}`" in doc, check.__name__
+
+
+def test_checks_of_request_kinds_a_method_does_not_take_are_left_out():
+    from bench.core.method import Method
+    from bench.testing import checks_for
+
+    class ClassOnly(Method):
+        name = "class-only"
+        forget_kinds = frozenset({"class"})
+
+        def unlearn(self, model, request, params, ctx):
+            return model
+
+    names = {getattr(c, "__name__", getattr(c, "func", c).__name__) for c in checks_for(ClassOnly())}
+    assert "check_data_access" in names and "check_forgets" in names
+    assert not names & {"check_empty_request", "check_single_point_request"}
+    every = {getattr(c, "__name__", "") for c in checks_for(type("Any", (ClassOnly,), {"forget_kinds": frozenset({"class", "random", "indices"})})())}
+    assert {"check_empty_request", "check_single_point_request"} <= every

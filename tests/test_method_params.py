@@ -204,3 +204,22 @@ def test_a_method_that_takes_only_class_requests_is_refused_other_kinds_before_a
             check_forget_kinds(plan, [parse_forget(spec)])
     plain = [MethodPlan("ft", object(), {}, (), "test")]  # no forget_kinds: every kind
     check_forget_kinds(plain, [parse_forget("random:10%"), parse_forget("class:3")])
+
+
+def test_a_wildcard_leaves_out_methods_that_cannot_take_the_request_and_a_name_is_refused(tmp_path):
+    from bench.core.options import RunOptions
+    from bench.core.plugins import get_registry
+    from bench.run.validate import validate_options
+
+    def selected(methods, forgets):
+        opts = RunOptions(methods=methods, forgets=forgets, tracking_uri=f"sqlite:///{tmp_path}/m.db",
+                          cache_dir=str(tmp_path / "c"))
+        return [m.name for m in validate_options(get_registry(), opts)[0]]
+
+    every = get_registry().names("method")
+    assert selected("*", ["class:3"]) == every
+    assert selected("*", ["random:10%"]) == [n for n in every if n != "unsir"]  # class requests only
+    with pytest.raises(BenchError, match="No method selected by 'u\\*' can take the forget requests random:10%"):
+        selected("u*", ["random:10%"])
+    with pytest.raises(BenchError, match="Method 'unsir' cannot take random requests"):
+        selected("unsir,ft", ["random:10%"])

@@ -5,6 +5,7 @@ process-wide one (``get_registry``), which is always restored in ``finally``."""
 
 from __future__ import annotations
 
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -12,7 +13,6 @@ import pytest
 import bench
 from bench.core import space
 from bench.core.errors import BenchError, PluginError
-from bench.run.validate import resolve_model
 from bench.core.plugins import (
     build_registry,
     get_registry,
@@ -22,9 +22,11 @@ from bench.core.plugins import (
     register_plugin,
     unregister_plugin,
 )
+from bench.run.validate import resolve_model
 
-BUILTIN_METHODS = ["be", "bs", "fisher", "ft", "ga", "iu", "l1-sparse", "l2ul", "l2ul-adv", "l2ul-naive", "l2ul-oracle", "prune",
-                   "retrain", "rl", "salun", "salun-soft", "sisa"]
+BUILTIN_METHODS = ["bad-teacher", "be", "bs", "cf-k", "eu-k", "fisher", "ft", "ga", "iu", "l1-sparse", "l2ul", "l2ul-adv",
+                   "l2ul-naive", "l2ul-oracle", "lfssd", "neggrad+", "prune", "retrain", "rl", "salun", "salun-soft", "scrub",
+                   "sisa", "ssd", "unsir"]
 _MISSING = object()
 
 
@@ -341,14 +343,14 @@ def test_resolve_unknown_name_among_known(builtin):
 
 @pytest.mark.parametrize("patterns", ["", ",", " , "])
 def test_resolve_nothing_given(builtin, patterns):
-    with pytest.raises(BenchError, match=rf"No method given\. Available methods: {', '.join(BUILTIN_METHODS)}\."):
+    with pytest.raises(BenchError, match=rf"No method given\. Available methods: {re.escape(', '.join(BUILTIN_METHODS))}\."):
         builtin.resolve("method", patterns)
 
 
 def test_resolve_sees_plugin_methods():
     registry, _ = build(make_plugin("more", methods=[make_method("rand-labels"), make_method("scrubber")]))
     assert registry.resolve("method", "r*") == ["rand-labels", "retrain", "rl"]
-    assert registry.resolve("method", "sc*,ga") == ["scrubber", "ga"]
+    assert registry.resolve("method", "sc*,ga") == ["scrub", "scrubber", "ga"]
 
 
 # -- model specs -----------------------------------------------------------------------------

@@ -471,7 +471,7 @@ def _indices_arg(workdir, content):
 
 # (arguments, expected fragments of the error); a callable builds the arguments from workdir
 FAST_CLI_CASES = {
-    "unknown-method": (["--methods", "sisaa"], ["Unknown method 'sisaa'. Did you mean: sisa?", "Available methods: be, bs, fisher, ft, ga"]),
+    "unknown-method": (["--methods", "sisaa"], ["Unknown method 'sisaa'. Did you mean: sisa?", "Available methods: bad-teacher, be, bs, cf-k, eu-k, fisher, ft, ga"]),
     "unknown-dataset": (["--dataset", "digitz"], ["Unknown dataset 'digitz'. Did you mean: digits?"]),
     "random-0%": (["--forget", "random:0%"], ["Bad forget request 'random:0%'", "strictly between 0% and 100%"]),
     "random-100%": (["-f", "random:100%"], ["Bad forget request 'random:100%'"]),

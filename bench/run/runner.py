@@ -55,6 +55,10 @@ def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False) -
     versions = package_versions()
     plugins = plugin_versions()
     plan = make_plan(registry, opts, versions, plugins)
+    left_out = [n for n in registry.resolve("method", opts.methods) if n not in {m.name for m in plan.methods}]
+    if left_out:
+        say(f"left out of --methods '{opts.methods}': {', '.join(left_out)} (they cannot take "
+            f"{', '.join(opts.forgets)}; name one to see why)", always=True)
     say(f"{len(plan.trials)} trial(s): methods {', '.join(m.name for m in plan.methods)} x seeds "
         f"{','.join(map(str, opts.seeds))} on {', '.join(opts.datasets)} / {', '.join(opts.models)} / {', '.join(opts.forgets)}")
     say(f"MLflow tracking store: {plan.tracking_uri} (experiment '{opts.experiment}')")

@@ -153,6 +153,20 @@ def check_forget_kinds(methods: list[MethodPlan], forgets: list[ForgetSpec]) -> 
                     f"{', '.join(sorted(takes))} requests only. Use e.g. --forget class:3, or drop it from --methods.")
 
 
+def named_methods(patterns) -> set[str]:
+    """The method names given literally (not through a wildcard) in ``--methods``."""
+    items = patterns.split(",") if isinstance(patterns, str) else list(patterns)
+    return {p.strip() for p in items if p.strip() and not any(c in p for c in "*?[")}
+
+
+def takes_requests(m: MethodPlan, forgets: list[ForgetSpec]) -> bool:
+    """Whether the method takes every request of ``forgets``: a wildcard (``--methods '*'``) leaves
+    the others out (``bench.run.runner`` says which); a name given literally is checked instead."""
+    kinds = set().union(*(request_kinds(f) for f in forgets)) if forgets else set()
+    continual_ok = continual_support(m.obj)[0] or not any(f.kind == "seq" for f in forgets)
+    return kinds <= forget_kinds(m.obj) and continual_ok
+
+
 def check_continual(methods: list[MethodPlan], forgets: list[ForgetSpec]) -> None:
     """Refuse ``seq:`` requests for methods that declare ``continual = False`` (before any work)."""
     seq = [f.text for f in forgets if f.kind == "seq"]
@@ -192,6 +206,10 @@ def validate_options(registry: Registry, opts: RunOptions) -> tuple[list[MethodP
         raise BenchError(f"Unknown device '{opts.device}': expected auto, cpu or cuda.")
     if opts.executor == "local" and opts.ray_address:
         raise BenchError("--ray-address needs the ray executor (drop --executor local).")
+    methods = [m for m in methods if m.name in named_methods(opts.methods) or takes_requests(m, forgets)]
+    if not methods:
+        raise BenchError(f"No method selected by '{opts.methods}' can take the forget requests "
+                         f"{', '.join(f.text for f in forgets)}; see `bench list methods`.")
     check_forget_kinds(methods, forgets)
     check_continual(methods, forgets)
     check_ray_address(opts.ray_address)

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from bench.core.errors import PluginError
+from bench.core.method import dataset_params
 from bench.core.registry import Registry
 
 #: The options each kind of check accepts (all optional).
@@ -116,9 +117,16 @@ def _seed_globals(seed: int) -> None:
     random.seed(seed)
 
 
+#: The toy setting's data are the digits dataset's: the kit applies a method's ``dataset_params``
+#: for it, as the harness does on ``--dataset digits``.
+TOY_DATASET = "digits"
+
+
 def _params(method, params: Mapping[str, Any] | None) -> dict:
-    """``default_params`` updated by ``params``; a ``TypeError`` for a key it does not have."""
+    """``default_params``, then the method's ``dataset_params`` for the toy data (digits), updated by
+    ``params``; a ``TypeError`` for a key it does not have."""
     merged = dict(method.default_params)
+    merged.update({k: v for k, v in dataset_params(method, TOY_DATASET).items() if k in merged})
     unknown = sorted(set(params or {}) - set(merged))
     if unknown:
         raise TypeError(f"params {unknown} are not among the default_params of method '{_name(method)}': "

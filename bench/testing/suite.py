@@ -6,8 +6,17 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, Iterator
 
+from bench.core.method import forget_kinds
 from bench.testing.base import _CHECKS, OPTIONS
-from bench.testing.methods import check_forgets
+from bench.testing.methods import (
+    check_empty_request,
+    check_forgets,
+    check_single_point_request,
+)
+
+#: The request kind a check hands to the method where it is not ``"class"`` (the toy forget class):
+#: a method whose ``forget_kinds`` leaves it out is not given that check.
+REQUEST_KIND = {check_empty_request: "indices", check_single_point_request: "random"}
 
 
 def _kind_of(obj: Any) -> str:
@@ -20,7 +29,8 @@ def _kind_of(obj: Any) -> str:
 
 def checks_for(obj: Any, **options) -> Iterator[Callable[[Any], None]]:
     """The checks that apply to ``obj`` with ``options``, each with the options bound
-    (``check(obj)`` runs it). ``forgets=False`` leaves ``check_forgets`` out."""
+    (``check(obj)`` runs it). ``forgets=False`` leaves ``check_forgets`` out; a method's
+    ``forget_kinds`` leaves out the checks of request kinds it does not take (``REQUEST_KIND``)."""
     kind = _kind_of(obj)
     unknown = sorted(set(options) - set(OPTIONS[kind]))
     if unknown:
@@ -28,6 +38,8 @@ def checks_for(obj: Any, **options) -> Iterator[Callable[[Any], None]]:
                         f"options: {', '.join(OPTIONS[kind]) or '(none)'}.")
     for check in _CHECKS[kind]:
         if check is check_forgets and options.get("forgets", True) is False:
+            continue
+        if kind == "method" and check in REQUEST_KIND and REQUEST_KIND[check] not in forget_kinds(obj):
             continue
         yield functools.partial(check, **options) if options else check
 
