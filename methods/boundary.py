@@ -90,7 +90,13 @@ from __future__ import annotations
 
 from bench.core import space
 from bench.core.method import Method, check_params
-from bench.core.params import require_choice, require_int, require_range, require_sgd
+from bench.core.params import (
+    require_choice,
+    require_int,
+    require_range,
+    require_sgd,
+    require_stop_accuracy,
+)
 
 NEIGHBOURS = ("wrong", "adv")
 TRAIN_LAYERS = ("all", "classifier")
@@ -112,13 +118,7 @@ class _Boundary(Method):
         require_int(params, "epochs", 1)
         require_int(params, "batch_size", 1)
         require_sgd(params)
-        stop = params["stop_forget_acc"]
-        if stop != -1:
-            try:
-                require_range(params, "stop_forget_acc", 0.0, 1.0)
-            except ValueError:
-                raise ValueError(f"stop_forget_acc={stop!r}: expected a forget accuracy in [0, 1] at or below which "
-                                 f"to stop, or -1 (no early stop)") from None
+        require_stop_accuracy(params)
 
 
 class BoundaryShrink(_Boundary):

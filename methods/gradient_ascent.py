@@ -34,6 +34,7 @@ from bench.core.params import (
     require_int,
     require_range,
     require_sgd,
+    require_stop_accuracy,
 )
 
 VARIANTS = ("ga", "neggrad+")
@@ -62,13 +63,7 @@ class GradientAscent(Method):
         require_int(params, "batch_size", 1)
         require_sgd(params)
         require_range(params, "alpha", 0.0, 1.0)
-        stop = params["stop_forget_acc"]
-        if stop != -1:
-            try:
-                require_range(params, "stop_forget_acc", 0.0, 1.0)
-            except ValueError:
-                raise ValueError(f"stop_forget_acc={stop!r}: expected a forget accuracy in [0, 1] at or below which "
-                                 f"to stop, or -1 (no early stop)") from None
+        require_stop_accuracy(params)
         require_bool(params, "train_mode")
 
     def requires_for(self, params):

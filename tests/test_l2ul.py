@@ -1,6 +1,7 @@
 """L2UL (methods/l2ul.py) on a digits MLP trained here: deterministic behaviour (the goal reached on
 a small request, same seed same model, the forget loss going down), the targeted L2 PGD, the
-anchor, and regression tests for the released code's defects (spec ../shared/specs/l2ul.md §5).
+anchor, and regression tests for the released code's defects (csm9493/L2UL at 5fb777b; docs/l2ul.md,
+"Fixes of the released code").
 
 The research figures (how many forget sets meet the target, per setting, on the MLP and the CNN)
 are measured by benchmarks/bench_l2ul_targets.py over forget seeds 0-9, not asserted here."""

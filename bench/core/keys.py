@@ -1,15 +1,17 @@
 """Names shared across layers: result keys, MLflow tag names, trial identity, small helpers.
 
-Everything here is a plain constant or a pure function with no import beyond the standard
-library, so every layer (run, eval, track, cli) may import it and nothing imports upward.
+Everything here is a plain constant or a pure function importing only the standard library and
+``bench.core.cache``'s digest, so every layer (run, eval, track, cli) may import it and nothing
+imports upward.
 """
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import json
 from typing import Any, Iterable, Mapping
+
+from bench.core.cache import sha256_bytes
 
 #: The default MLflow experiment of ``bench run``, ``bench tune``, ``bench compare`` and ``bench ui``.
 DEFAULT_EXPERIMENT = "unlearning-bench"
@@ -47,20 +49,16 @@ TRIAL_KEY_FIELDS = ("method", "params", "seed", "forget_seed", "dataset", "model
                     "shadow_models")
 
 
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def trial_key(fields: Mapping[str, Any]) -> str:
     """Identity of a trial, stable across runs: ``--resume`` skips trials whose key already finished.
     ``fields`` holds at least :data:`TRIAL_KEY_FIELDS` in their recorded (JSON) form."""
     doc = {k: fields[k] for k in TRIAL_KEY_FIELDS}
-    return sha256_hex(json.dumps(doc, sort_keys=True, default=str).encode())[:16]
+    return sha256_bytes(json.dumps(doc, sort_keys=True, default=str).encode())[:16]
 
 
 def plan_key(trial_keys: Iterable[str]) -> str:
     """Identity of a plan: its set of trial keys."""
-    return sha256_hex(",".join(sorted(trial_keys)).encode())[:16]
+    return sha256_bytes(",".join(sorted(trial_keys)).encode())[:16]
 
 
 def is_loopback(host: str) -> bool:

@@ -61,6 +61,18 @@ def require_choice(params: Mapping[str, Any], key: str, choices: Iterable[Any]) 
         raise ValueError(f"{key}={params[key]!r}: expected one of {', '.join(map(str, choices))}")
 
 
+def require_stop_accuracy(params: Mapping[str, Any], key: str = "stop_forget_acc") -> None:
+    """An early-stop threshold: a forget accuracy in [0, 1] at or below which to stop, or -1 (off)."""
+    value = params[key]
+    if value == -1:
+        return
+    try:
+        require_range(params, key, 0.0, 1.0)
+    except ValueError:
+        raise ValueError(f"{key}={value!r}: expected a forget accuracy in [0, 1] at or below which "
+                         f"to stop, or -1 (no early stop)") from None
+
+
 def require_bool(params: Mapping[str, Any], *keys: str) -> None:
     """Each of ``keys`` is ``True`` or ``False``."""
     for key in keys:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.core.errors import BenchError
+from bench.core.fs import probe_write
 from bench.core.options import SEED_LIMIT
 
 #: The longest experiment and run names (MLflow's SQL stores keep 256 and 250 characters).
@@ -117,9 +118,7 @@ def check_dir(flag: str, path: Path, create: bool = True) -> None:
     try:
         if create:
             path.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".bench-probe-", dir=path)
-        os.close(fd)
-        os.unlink(probe)
+        probe_write(path)
     except OSError as exc:
         why = exc.strerror or str(exc)
         blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)

@@ -73,7 +73,8 @@ def method_training_jobs(plan) -> list[MethodTrainJob]:
             continue
         g = groups[spec.group]
         model_obj, arg, _ = plan.models[g.model]
-        jobs[own.key] = MethodTrainJob(own.key, own_original_doc(spec, g, methods[spec.method]), methods[spec.method],
+        doc = own_original_doc(spec.method, methods[spec.method], g, own.train_params)
+        jobs[own.key] = MethodTrainJob(own.key, doc, methods[spec.method],
                                        dict(spec.params), model_obj, arg, plan.splits[g.dataset], g.recipe, g.seed,
                                        plan.device, max(1, int(plan.options.cpus_per_trial)))
     return list(jobs.values())

@@ -163,22 +163,20 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
 
 def own_original_of(m: MethodPlan, group: Group, params: dict) -> OwnOriginal | None:
     """The cache key of the original a method with its own training (``OwnTraining``) trains for
-    ``group`` with ``params``: keyed by the group's original document, the method's training params
-    and its ``train_version``."""
+    ``group`` with ``params`` (see :func:`own_original_doc`), or ``None`` for other methods."""
     if not has_own_training(m.obj):
         return None
     check_own_training(m.name, m.obj)
-    base = {k: v for k, v in group.original_doc.items() if k != "kind"}
     tparams = training_params(m.obj, params)
-    doc = {"kind": "method-original", "method": m.name, "train_version": train_version(m.obj), "train_params": tparams, **base}
-    return OwnOriginal(cache_key(doc), tparams)
+    return OwnOriginal(cache_key(own_original_doc(m.name, m.obj, group, tparams)), tparams)
 
 
-def own_original_doc(spec: TrialSpec, group: Group, method: Any) -> dict:
-    """The cache document of ``spec``'s own original (see :func:`own_original_of`)."""
+def own_original_doc(name: str, method: Any, group: Group, train_params: Any) -> dict:
+    """The cache document of a method-trained original: the group's original document, the
+    method's training params and its ``train_version``."""
     base = {k: v for k, v in group.original_doc.items() if k != "kind"}
-    return {"kind": "method-original", "method": spec.method, "train_version": train_version(method),
-            "train_params": dict(spec.own_original.train_params), **base}
+    return {"kind": "method-original", "method": name, "train_version": train_version(method),
+            "train_params": dict(train_params), **base}
 
 
 def data_params(info: dict) -> dict:

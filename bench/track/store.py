@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from urllib.parse import urlparse
 
 from bench.core.errors import BenchError
+from bench.core.fs import probe_write
 
 #: Database stores MLflow opens through SQLAlchemy (a ``+driver`` suffix is allowed).
 DB_SCHEMES = ("postgresql", "mysql", "mssql")
@@ -28,9 +28,7 @@ def _sqlite(uri: str, writable: bool) -> str:
         raise BenchError(f"Tracking store {uri}: {path} is not a file (a directory?). Pass sqlite:///PATH of a database file.")
     if writable and not path.exists():
         try:  # a real write, not permission bits: a read-only filesystem or a root-owned directory
-            fd, probe = tempfile.mkstemp(prefix=".bench-probe-", dir=path.parent)
-            os.close(fd)
-            os.unlink(probe)
+            probe_write(path.parent)
         except OSError as exc:
             raise BenchError(f"Tracking store {uri}: the directory {path.parent} is not writable ({exc.strerror or exc}). "
                              f"Pass another --tracking-uri, e.g. sqlite:///{Path.home() / 'mlflow.db'}.") from None
