@@ -150,8 +150,9 @@ def boom_plugin():
 
 
 def _run_harness(workdir: Path, **options):
-    """``bench run`` in process with the local executor, the store and cache inside ``workdir``;
-    ``options`` are ``RunOptions`` fields. Returns (exit code, printed text)."""
+    """``bench run`` in process with the local executor, the store and (unless ``cache_dir`` is
+    given) the cache inside ``workdir``; ``options`` are ``RunOptions`` fields. Returns (exit code,
+    printed text)."""
     import io
 
     from rich.console import Console
@@ -159,8 +160,8 @@ def _run_harness(workdir: Path, **options):
     from bench.core.options import RunOptions
     from bench.run.runner import run
 
-    opts = RunOptions(executor="local", cache_dir=str(workdir / "cache"), tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}",
-                      **options)
+    options.setdefault("cache_dir", str(workdir / "cache"))
+    opts = RunOptions(executor="local", tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}", **options)
     out = io.StringIO()
     code = run(opts, Console(file=out, width=200))
     return code, out.getvalue()
@@ -185,3 +186,32 @@ def run_harness():
 def trial_runs():
     """``trial_runs(workdir)`` -> the trial runs of ``workdir``'s MLflow store, indexed by method."""
     return _trial_runs
+
+
+#: The baselines whose harness tests share one run per forget request (tests/test_rl_salun.py,
+#: test_l1_iu.py, test_boundary.py, test_last_k.py, test_scrub_bad_teacher.py, test_ssd_unsir.py).
+BASELINES = ("rl", "salun", "salun-soft", "l1-sparse", "iu", "bs", "be", "scrub", "bad-teacher", "ssd", "lfssd", "unsir",
+             "cf-k", "eu-k", "neggrad+")
+
+
+@pytest.fixture(scope="session")
+def baseline_trials(tmp_path_factory):
+    """``baseline_trials(forget, attacks=None)`` -> (exit code, output, trial runs indexed by method):
+    one in-process ``bench run`` on digits, seed 0, of every baseline that takes ``forget`` (unsir
+    takes class requests only), with the default attacks unless ``attacks`` is given. Made once per
+    (forget, attacks) for the whole session, on one reference cache: each trial is seeded on its
+    own, so a method's numbers are those of a run of that method alone."""
+    cache = tmp_path_factory.mktemp("baselines-cache")
+    done: dict = {}
+
+    def get(forget: str, attacks: str | None = None):
+        if (forget, attacks) not in done:
+            workdir = tmp_path_factory.mktemp("baselines")
+            methods = [m for m in BASELINES if m != "unsir" or forget.startswith("class:")]
+            extra = {} if attacks is None else {"attacks": attacks}
+            code, out = _run_harness(workdir, methods=",".join(methods), forgets=[forget], seeds=[0], cache_dir=str(cache),
+                                     **extra)
+            done[(forget, attacks)] = (code, out, _trial_runs(workdir))
+        return done[(forget, attacks)]
+
+    return get

@@ -201,10 +201,9 @@ def test_the_early_stop_ends_the_fine_tuning_once_the_forget_points_are_misclass
 # -- digits through the harness ------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_digits_class_3_both_forget_the_class_and_keep_the_other_classes(workdir, run_harness, trial_runs):
-    code, out = run_harness(workdir, methods="bs,be", forgets=["class:3"], attacks="", seeds=[0])
+def test_digits_class_3_both_forget_the_class_and_keep_the_other_classes(baseline_trials):
+    code, out, kids = baseline_trials("class:3", attacks="")
     assert code == 0, out
-    kids = trial_runs(workdir)
     for name in ("bs", "be"):
         row = kids.loc[name]
         assert row["metrics.original_forget_acc"] > 0.95
@@ -218,10 +217,9 @@ def test_digits_class_3_both_forget_the_class_and_keep_the_other_classes(workdir
 
 
 @pytest.mark.slow
-def test_digits_random_10_percent_end_to_end_with_the_default_attacks(workdir, run_harness, trial_runs):
-    code, out = run_harness(workdir, methods="bs,be", forgets=["random:10%"], seeds=[0])
+def test_digits_random_10_percent_end_to_end_with_the_default_attacks(baseline_trials):
+    code, out, kids = baseline_trials("random:10%")
     assert code == 0, out
-    kids = trial_runs(workdir)
     for name in ("bs", "be"):
         row = kids.loc[name]
         assert row["status"] == "FINISHED"

@@ -226,10 +226,9 @@ def test_digits_class_3_is_forgotten_with_the_declared_digits_defaults(digits_or
 # -- through the harness --------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_digits_class_3_through_the_harness(workdir, run_harness, trial_runs):
-    code, out = run_harness(workdir, methods="l1-sparse,iu", forgets=["class:3"], attacks="", seeds=[0])
+def test_digits_class_3_through_the_harness(baseline_trials):
+    code, out, kids = baseline_trials("class:3", attacks="")
     assert code == 0, out
-    kids = trial_runs(workdir)
     for name in ("l1-sparse", "iu"):
         row = kids.loc[name]
         assert row["metrics.original_forget_acc"] > 0.95
@@ -241,10 +240,9 @@ def test_digits_class_3_through_the_harness(workdir, run_harness, trial_runs):
 
 
 @pytest.mark.slow
-def test_digits_random_10_percent_end_to_end_with_the_default_attacks(workdir, run_harness, trial_runs):
-    code, out = run_harness(workdir, methods="l1-sparse,iu", forgets=["random:10%"], seeds=[0])
+def test_digits_random_10_percent_end_to_end_with_the_default_attacks(baseline_trials):
+    code, out, kids = baseline_trials("random:10%")
     assert code == 0, out
-    kids = trial_runs(workdir)
     for name in ("l1-sparse", "iu"):
         row = kids.loc[name]
         assert row["status"] == "FINISHED"

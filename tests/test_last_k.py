@@ -215,10 +215,9 @@ def test_neggrad_plus_equals_the_ga_variant_with_the_same_numbers():
 # -- digits through the harness (slow) -----------------------------------------------------------
 
 @pytest.mark.slow
-def test_digits_class_3_each_forgets_the_class_and_keeps_the_other_classes(workdir, run_harness, trial_runs):
-    code, out = run_harness(workdir, methods="cf-k,eu-k,neggrad+", forgets=["class:3"], attacks="", seeds=[0])
+def test_digits_class_3_each_forgets_the_class_and_keeps_the_other_classes(baseline_trials):
+    code, out, kids = baseline_trials("class:3", attacks="")
     assert code == 0, out
-    kids = trial_runs(workdir)
     for name in ("cf-k", "eu-k", "neggrad+"):
         row = kids.loc[name]
         drop = row["metrics.original_test_retain_class_acc"] - row["metrics.test_retain_class_acc"]
@@ -231,10 +230,9 @@ def test_digits_class_3_each_forgets_the_class_and_keeps_the_other_classes(workd
 
 
 @pytest.mark.slow
-def test_digits_random_10_percent_end_to_end_with_the_default_attacks(workdir, run_harness, trial_runs):
-    code, out = run_harness(workdir, methods="cf-k,eu-k,neggrad+", forgets=["random:10%"], seeds=[0])
+def test_digits_random_10_percent_end_to_end_with_the_default_attacks(baseline_trials):
+    code, out, kids = baseline_trials("random:10%")
     assert code == 0, out
-    kids = trial_runs(workdir)
     for name in ("cf-k", "eu-k", "neggrad+"):
         row = kids.loc[name]
         assert row["status"] == "FINISHED"

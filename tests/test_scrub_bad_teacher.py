@@ -224,12 +224,11 @@ def test_bad_teacher_is_deterministic_and_leaves_inputs_alone():
 
 
 @pytest.mark.slow
-def test_each_forgets_a_digits_class_and_keeps_the_other_classes(workdir, run_harness, trial_runs):
+def test_each_forgets_a_digits_class_and_keeps_the_other_classes(baseline_trials):
     """digits, default mlp, class:3, defaults (with their digits dataset_params): forget accuracy
     <= 0.05 and test accuracy on the other classes within 3 points of the original's."""
-    code, out = run_harness(workdir, methods="scrub,bad-teacher", forgets=["class:3"], attacks="", seeds=[0])
+    code, out, kids = baseline_trials("class:3", attacks="")
     assert code == 0, out
-    kids = trial_runs(workdir)
     for name in ("scrub", "bad-teacher"):
         k = kids.loc[name]
         assert k["metrics.original_forget_acc"] > 0.95, name
@@ -239,10 +238,9 @@ def test_each_forgets_a_digits_class_and_keeps_the_other_classes(workdir, run_ha
 
 
 @pytest.mark.slow
-def test_random_forgetting_end_to_end_with_the_default_attacks(workdir, run_harness, trial_runs):
-    code, out = run_harness(workdir, methods="scrub,bad-teacher", forgets=["random:10%"], seeds=[0])
+def test_random_forgetting_end_to_end_with_the_default_attacks(baseline_trials):
+    code, out, kids = baseline_trials("random:10%")
     assert code == 0, out
-    kids = trial_runs(workdir)
     table = out[out.index("attacks on the forget set"):]
     for name in ("scrub", "bad-teacher"):
         k = kids.loc[name]
@@ -256,9 +254,8 @@ def test_random_forgetting_end_to_end_with_the_default_attacks(workdir, run_harn
 
 
 @pytest.mark.slow
-def test_continual_requests_run(workdir, run_harness, trial_runs):
-    code, out = run_harness(workdir, methods="scrub,bad-teacher", forgets=["seq:3x10"], attacks="", seeds=[0])
+def test_continual_requests_run(baseline_trials):
+    code, out, kids = baseline_trials("seq:3x10", attacks="")
     assert code == 0, out
-    kids = trial_runs(workdir)
     assert set(kids.index) >= {"scrub", "bad-teacher"}
     assert (kids["status"] == "FINISHED").all()

@@ -211,10 +211,9 @@ def test_defaults_and_digits_setting_are_accepted(method):
 # -- through the harness --------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_digits_class_3_through_the_harness(workdir, run_harness, trial_runs):
-    code, out = run_harness(workdir, methods="ssd,lfssd,unsir", forgets=["class:3"], attacks="", seeds=[0])
+def test_digits_class_3_through_the_harness(baseline_trials):
+    code, out, kids = baseline_trials("class:3", attacks="")
     assert code == 0, out
-    kids = trial_runs(workdir)
     for name in ("ssd", "lfssd", "unsir"):
         row = kids.loc[name]
         assert row["metrics.original_forget_acc"] > 0.95
@@ -224,10 +223,9 @@ def test_digits_class_3_through_the_harness(workdir, run_harness, trial_runs):
 
 
 @pytest.mark.slow
-def test_digits_random_10_percent_end_to_end_with_the_default_attacks(workdir, run_harness, trial_runs):
-    code, out = run_harness(workdir, methods="ssd,lfssd", forgets=["random:10%"], seeds=[0])
+def test_digits_random_10_percent_end_to_end_with_the_default_attacks(baseline_trials):
+    code, out, kids = baseline_trials("random:10%")
     assert code == 0, out
-    kids = trial_runs(workdir)
     for name in ("ssd", "lfssd"):
         row = kids.loc[name]
         assert row["status"] == "FINISHED"
