@@ -9,6 +9,11 @@
    recipe), wall time of each in this process, and the ratio.
 3. Memory of the patched model (bytes of patch buffers) for 10, 100 (and 500 with --full) forget
    points on digits.
+4. Where PRUNE wins (benchmarks/bench_prune_crossover.py): retraining time against the training-set
+   size on MNIST-1D (default; or synthetic data with ``--cross-data synthetic``), PRUNE's time for
+   100 forget points, and the crossover size, measured or extrapolated from a linear fit of
+   retraining time (``--cross-sizes``, ``--cross-data``, ``--cross-dim``, ``--cross-epochs``; skip
+   with ``--skip 4``).
 
     python benchmarks/bench_prune.py                  # short: 3 points, sizes 10,100
     python benchmarks/bench_prune.py --full --points 10 --device cpu
@@ -140,6 +145,9 @@ def prune_vs_retrain(device: str) -> None:
     print(f"    retrain {retrain_s:6.2f} s; forget acc {accuracy(retrained, fx, fy):.3f}, test acc "
           f"{accuracy(retrained, tx, ty):.3f}")
     print(f"    PRUNE / retrain wall time: {prune_s / retrain_s:.2f}")
+    check_s = ctx.metrics.get("certify_seconds", 0.0)
+    print(f"    per forget point: {prune_s / len(fy):.3f} s; the certificate check is {check_s / prune_s:.0%} of PRUNE's "
+          f"time ({check_s:.2f} s against {prune_s - check_s:.2f} s of construction)")
 
 
 def memory(sizes, device: str) -> None:
@@ -166,7 +174,13 @@ def main() -> None:
     ap.add_argument("--full", action="store_true", help="memory curve up to 500 forget points")
     ap.add_argument("--device", default="cpu", help="torch device of the models (LPs run on the CPU)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--skip", default="", help="comma-separated parts to skip: 1,2,3")
+    ap.add_argument("--skip", default="", help="comma-separated parts to skip: 1,2,3,4")
+    ap.add_argument("--cross-data", choices=("mnist1d", "synthetic"), default="mnist1d",
+                    help="part 4's data: MNIST-1D (default) or synthetic blobs of --cross-dim values")
+    ap.add_argument("--cross-sizes", default="1000,4000,16000", help="training-set sizes of part 4")
+    ap.add_argument("--cross-prune-sizes", default="1000,16000", help="sizes at which part 4 times PRUNE")
+    ap.add_argument("--cross-dim", type=int, default=784, help="input dimension of part 4's MLP")
+    ap.add_argument("--cross-epochs", type=int, default=5, help="epochs of part 4's (re)training")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     skip = set(args.skip.split(","))
@@ -176,6 +190,16 @@ def main() -> None:
         prune_vs_retrain(args.device)
     if "3" not in skip:
         memory([10, 100, 500] if args.full else [10, 100], args.device)
+    if "4" not in skip:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import bench_prune_crossover
+
+        what = ("MNIST-1D, MLP 40-256-256-10" if args.cross_data == "mnist1d" else
+                f"synthetic {args.cross_dim}-d data, MLP {args.cross_dim}-256-256-10")
+        print(f"[4] crossover: {what}, {args.cross_epochs} epochs, 100 forget points")
+        bench_prune_crossover.run([int(n) for n in args.cross_sizes.split(",")],
+                                  {int(n) for n in args.cross_prune_sizes.split(",")}, args.cross_dim, args.cross_epochs,
+                                  data=args.cross_data)
 
 
 if __name__ == "__main__":

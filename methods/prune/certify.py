@@ -12,9 +12,27 @@ patched space), the check re-derives everything from the final model, not from t
 3. The patch's own support must be 1 on R: one of its supports must have R's rows (to 1e-9).
 4. f_hat on R: the head's Jacobian and offset at x_u, plus the affine part of every patch fully
    active on R (one of its supports has R's rows), plus a bound delta = sum K_i gbar_i on every
-   other patch, |h_i| <= K_i g_i <= K_i gbar_i, with gbar_i an upper bound of its support over R
-   (``engine.zero_bound``: one LP per support member, usually proving g_i = 0 on R).
-5. By LP over R: max_u (f_hat_j(u) - f_hat_t(u)) + 2 delta < 0 for every j != t.
+   other patch, |h_i| <= K_i g_i <= K_i gbar_i, with gbar_i an upper bound of its support over R:
+   per support member, g_m <= max(0, 1 - gamma L_m) with L_m a lower bound of the member's total
+   violation sum_j [a_j u - b_j]_+ over R (usually proving g_i = 0 on R). A partially active patch
+   adds at most ``_partial_effect`` to f_hat_j - f_hat_t (2 K_i gbar_i in general; for a constant
+   patch the exact maximum over its soft threshold, which is 0 for a patch towards t itself).
+5. max_u over R of (f_hat_j(u) - f_hat_t(u)) + (the partial patches' effect on j) < 0 for every
+   j != t.
+
+Steps 4 and 5 need lower/upper bounds of linear functions over R. Every such bound is computed by
+the check from R's rows (its own, step 2) and the final patches' buffers, in one of two ways:
+
+- From a *witness*: multipliers lam >= 0 on R's rows (and mu in [0, 1] on a support's rows) that
+  the construction recorded from its LP duals (``PatchedModel._witness``, in memory only). Weak LP
+  duality turns any such multipliers into a valid bound by plain arithmetic (``lp.dual_upper``,
+  ``lp.floor_from_witness``): c.u <= lam.b + max over the box of (c - A^T lam).u for every u in R.
+  Nothing the construction computed is trusted: a wrong witness gives a weak bound, never a wrong
+  one, and the check then falls back to
+- its own LPs over R (``lp.violation_floor`` and ``PolytopeLP.maximize``, HiGHS), as before.
+
+Verifying a witness is a few matrix-vector products, so the check costs a fraction of the
+construction when the witnesses are there (after save/load they are not: then it solves every LP).
 
 ``certified_fraction`` is the fraction of patches (points) for which 1-5 pass.
 
@@ -34,8 +52,8 @@ import torch
 
 from bench.core.cache import tensor_digest
 
-from .engine import fully_active, zero_bound
-from .lp import Clock, PolytopeLP
+from .engine import fully_active
+from .lp import Clock, PolytopeLP, dual_upper, floor_from_witness, violation_floor
 from .modules import PatchedModel
 from .network import head_module
 
@@ -69,6 +87,54 @@ def _autograd_region(head: torch.nn.Module, u0: torch.Tensor):
     return W.detach().numpy(), beta.detach().numpy(), (z >= 0).numpy(), F.detach().numpy(), e.detach().numpy()
 
 
+def _support_bound(patch, i: int, j: int, A, b, lo, hi, lp: PolytopeLP, point, near, witness: dict,
+                   stats: dict) -> float:
+    """An upper bound of the support of patch j (index) over R = {A u <= b, lo <= u <= hi}, the region
+    of patch i: per member, a witness's bound first, the check's own LP bound if that is too weak."""
+    PA, Pb = patch.A.numpy(), patch.b.numpy()
+    gamma = float(patch.gamma)
+    worst = 0.0
+    for m in range(PA.shape[0]):
+        hint = witness.get(("floor", i, j, m))
+        low = 0.0
+        if hint is not None and len(hint[0]) == len(Pb[m]) and (hint[1] is None or len(hint[1]) == len(b)):
+            low = floor_from_witness(PA[m], Pb[m], A, b, lo, hi, *hint)
+            stats["witness_bounds"] += 1
+        if gamma * low < 1.0:
+            low = max(low, violation_floor(PA[m], Pb[m], lp, point, need=1.0 / gamma, relaxed=near()))
+            stats["lp_bounds"] += 1
+        worst = max(worst, min(1.0, max(0.0, 1.0 - gamma * low)))
+        if worst >= 1.0:
+            break
+    return worst
+
+
+def soft_threshold(x: np.ndarray, tau):
+    """sign(x) max(0, |x| - tau): a patch network's output h = relu(p - tau) - relu(-p - tau) with
+    tau = K (1 - g) >= 0."""
+    return np.sign(x) * np.maximum(0.0, np.abs(x) - tau)
+
+
+def _partial_effect(patch, gbar: float, t: int, others: list) -> np.ndarray:
+    """Per j in ``others``, an upper bound of h_j - h_t for a patch whose support is at most ``gbar``
+    on the region. A constant patch (c = 0: h = soft_threshold(d, tau), tau = K (1 - g) in
+    [K (1 - gbar), K]): the exact maximum over tau of the difference, a piecewise-linear function of
+    tau, taken at the ends and at the kinks |d_j|, |d_t| (so a patch pushing towards t itself adds
+    nothing: soft_threshold is non-decreasing in x). Otherwise |h_k| <= K g gives 2 K gbar."""
+    K = float(patch.K)
+    if gbar <= 0.0:
+        return np.zeros(len(others))
+    if bool((patch.c != 0).any()):
+        return np.full(len(others), 2.0 * K * gbar)
+    d = patch.d.numpy()
+    lo_tau = K * (1.0 - gbar)
+    out = np.empty(len(others))
+    for r, j in enumerate(others):
+        taus = [tau for tau in (lo_tau, K, abs(d[j]), abs(d[t])) if lo_tau <= tau <= K]
+        out[r] = max(float(soft_threshold(d[j], tau) - soft_threshold(d[t], tau)) for tau in taus)
+    return out + 1e-12 * (abs(K) + 1.0)
+
+
 def _support_digest(patch) -> str:
     """Digest of what a patch's support is: its rows, offsets and gamma (not K, not the patch)."""
     return tensor_digest(patch.A, patch.b, patch.gamma)
@@ -86,6 +152,8 @@ def check(model: PatchedModel, lo: np.ndarray, hi: np.ndarray, clock: Clock | No
     memo = model.__dict__.get("_certify_memo", {})
     used: dict = {}  # what this check needed; it replaces the memo at the end (stale pairs dropped)
     box = tensor_digest(np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64))
+    witness = model.__dict__.get("_witness", {})
+    stats = {"witness_bounds": 0, "lp_bounds": 0}
     supports = [_support_digest(p) for p in patches]
     for i, patch in enumerate(patches):
         rec = {"index": i, "target": patch.target, "label": patch.label, "certified": False, "margin": None,
@@ -122,25 +190,38 @@ def check(model: PatchedModel, lo: np.ndarray, hi: np.ndarray, clock: Clock | No
             else:
                 partial.append(j)
         region = tensor_digest(A, b, u0) + box
-        near = None
+        def near():  # violation_floor's lazy rows make a separate relaxed LP unnecessary
+            return None
+
+        t = patch.target
+        others = [j for j in range(len(eh)) if j != t]
+        extra = np.zeros(len(others))  # bound of sum over partial patches of h_j - h_t, per j != t
         for j in partial:
             key = region + supports[j]
             if key not in memo:
-                if near is None:
-                    near = lp.relaxed(u0.numpy(), 96)
-                memo[key] = zero_bound(patches[j], lp, u0.numpy(), near)
+                memo[key] = _support_bound(patches[j], i, j, A, b, lo, hi, lp, u0.numpy(), near, witness, stats)
             used[key] = memo[key]
-            delta += float(patches[j].K) * used[key]
-        t = patch.target
-        others = [j for j in range(len(eh)) if j != t]
+            extra += _partial_effect(patches[j], used[key], t, others)
+        delta = float(extra.max()) if len(extra) else 0.0
         objective, offset = Fh[others] - Fh[t], eh[others] - eh[t]
         key = region + "margin" + tensor_digest(objective, offset)
         if key not in memo:
-            memo[key] = float(np.max(lp.maximize(objective) + offset))
-        worst = used[key] = memo[key]
-        rec["margin"], rec["delta"] = -worst, delta
-        rec["certified"] = bool(worst + 2 * delta < 0)
+            hint = witness.get(("margin", i))
+            value = None
+            if hint is not None and hint.shape == (len(others), len(b)):
+                value = np.array([dual_upper(objective[r], A, b, lo, hi, hint[r]) for r in range(len(others))]) + offset
+                stats["witness_bounds"] += 1
+            if value is None or (value + extra).max() >= 0:
+                value = lp.maximize(objective) + offset
+                stats["lp_bounds"] += 1
+            memo[key] = value
+        tops = used[key] = memo[key]
+        worst = float(np.max(tops + extra))
+        rec["margin"], rec["delta"] = -float(np.max(tops)), delta
+        rec["certified"] = bool(worst < 0)
         if not rec["certified"]:
-            rec["why"] = f"max over the region of f_hat_j - f_hat_t is {worst:.3g} with delta {delta:.3g}"
+            rec["why"] = (f"max over the region of f_hat_j - f_hat_t is {worst:.3g} (affine part {float(np.max(tops)):.3g}, "
+                          f"patches partially active on the region up to {delta:.3g})")
     model.__dict__["_certify_memo"] = used
+    model.__dict__["_certify_stats"] = stats
     return records

@@ -29,9 +29,12 @@ defect of the released code corrected):
   ``"activation_box"`` intersects both (the head stays affine on it): for small heads in feature
   space, whose activation regions are large enough that a patch on one flips most inputs.
 - Strict argmax: the specification is f_t - f_j >= eps (``eps``, default 1e-3) [recon].
-- Composition: each patch is computed against the current patched model, with a sound margin for
-  patches partially active on the region (engine.py says how and why instead of REASSURE's
-  telescoping form) [fix].
+- Composition: each patch is computed against the current patched model [fix], and overlapping
+  patches are separated at construction (``separate``, engine.py: supports are narrowed by raising
+  gamma until they are provably 0 on every other certified region; touching regions share the
+  target or are refused and reported per point), so every certificate holds on the final model.
+- gamma: sharpness on true region rows; the released code's gamma = 0.1 acts on cumulative-sum
+  rows about 20x longer, i.e. like gamma ~ 2 here (docs/prune.md, "The paper's protocol").
 - Many points (PRUNE's representatives, released code ``purchase_multipoint.py``): KMeans(k, n_init=10, random_state=seed + iteration) on the points still
   predicted as their label; the representative is the member of each cluster nearest to its
   centroid; each cluster draws its own target ([fix]: the released code reuses one label vector);
@@ -85,6 +88,7 @@ class Prune(Method):
         "stop_forget_acc": 0.0,
         "certify": True,
         "lp_backend": "auto",
+        "separate": True,
     }
     search_space = {
         "gamma": space.loguniform(0.01, 100.0),
@@ -125,8 +129,9 @@ class Prune(Method):
             bad("feature_margin", "a finite number >= 0")
         if not (number("stop_forget_acc") and 0 <= params["stop_forget_acc"] <= 1):
             bad("stop_forget_acc", "a forget accuracy in [0, 1] at or below which to stop")
-        if not isinstance(params["certify"], bool):
-            bad("certify", "true or false")
+        for key in ("certify", "separate"):
+            if not isinstance(params[key], bool):
+                bad(key, "true or false")
 
     def unlearn(self, model, request, params, ctx):
         check_params(self.name, self, params)  # direct callers (the harness checked at plan time)

@@ -141,10 +141,10 @@ def activation_region(head: Head, u: np.ndarray, lo: np.ndarray, hi: np.ndarray)
     """Closed-form H-representation and linearisation at ``u`` (see the module docstring)."""
     u = np.asarray(u, dtype=np.float64)
     d = u.shape[0]
-    C, c = np.eye(d), np.zeros(d)
+    C, c = None, np.zeros(d)  # C = None: the identity (skips a d x d product on the first layer)
     rows, rhs, pattern = [], [], []
     for W, bias in zip(head.weights[:-1], head.biases[:-1]):
-        Z, z = W @ C, W @ c + bias
+        Z, z = (W.copy() if C is None else W @ C), W @ c + bias
         pre = Z @ u + z
         s = pre >= 0
         sigma = np.where(s, 1.0, -1.0)
@@ -152,7 +152,8 @@ def activation_region(head: Head, u: np.ndarray, lo: np.ndarray, hi: np.ndarray)
         rhs.append(sigma * z)
         pattern.append(s)
         C, c = Z * s[:, None], z * s
-    F, e = head.weights[-1] @ C, head.weights[-1] @ c + head.biases[-1]
+    F = head.weights[-1].copy() if C is None else head.weights[-1] @ C
+    e = head.weights[-1] @ c + head.biases[-1]
     A = np.concatenate(rows) if rows else np.zeros((0, d))
     b = np.concatenate(rhs) if rhs else np.zeros(0)
     pat = np.concatenate(pattern) if pattern else np.zeros(0, dtype=bool)

@@ -13,7 +13,7 @@ import torch
 from bench.core.errors import BenchError
 
 from .certify import check
-from .engine import Builder
+from .engine import Builder, Refusal
 from .lp import Clock, bound_K
 from .modules import PatchedModel
 from .network import features, head_module, split
@@ -97,7 +97,7 @@ def run_prune(model, request, params: dict, ctx):
     if lo is not None:
         _set_bounds(pm, lo, hi)
     clock = Clock()
-    builder = Builder(head, lo, hi, params, clock)
+    builder = Builder(head, lo, hi, params, clock, pm.__dict__.setdefault("_witness", {}))
     rng = np.random.default_rng([int(ctx.seed), len(pm.patches)])
     start = time.perf_counter()
 
@@ -109,9 +109,11 @@ def run_prune(model, request, params: dict, ctx):
     added = []
     iterations = 0
     logits = current_logits() if len(y) else np.zeros((0, head.out_dim))
-    alive = logits.argmax(1) == labels if len(y) else np.zeros(0, dtype=bool)
+    refused: dict[int, dict] = {}  # forget index -> why its certificate cannot hold (Builder.build)
+    still = logits.argmax(1) == labels if len(y) else np.zeros(0, dtype=bool)
+    alive = still.copy()
     u_np = u.numpy()
-    while len(y) and alive.any() and alive.mean() > float(params["stop_forget_acc"]) and iterations < params["max_iter"]:
+    while len(y) and alive.any() and still.mean() > float(params["stop_forget_acc"]) and iterations < params["max_iter"]:
         iterations += 1
         idx = np.nonzero(alive)[0]
         k = int(params["k"])
@@ -137,13 +139,20 @@ def run_prune(model, request, params: dict, ctx):
                 if key not in seen:
                     seen.add(key)
                     distinct.append(u_np[m])
-            patch = builder.build(list(pm.patches), u_np[rep], int(labels[rep]), target, distinct)
+            try:
+                patch = builder.build(list(pm.patches), u_np[rep], int(labels[rep]), target, distinct)
+            except Refusal as no:
+                refused[int(rep)] = {"forget_index": int(rep), "label": int(labels[rep]), "target": target,
+                                     "conflicts_with_patch": no.patch, "why": no.why}
+                continue
             patch.info["iteration"] = iterations
             patch.info["cluster_size"] = 1 + len(members)
             pm.patches.append(patch)
             added.append(patch)
         logits = current_logits()
-        alive = logits.argmax(1) == labels
+        still = logits.argmax(1) == labels
+        alive = still.copy()
+        alive[list(refused)] = False
     seconds = time.perf_counter() - start
 
     pm.info = {"gamma": float(params["gamma"]), "lp": params["lp"], "region": builder.region_kind,
@@ -152,16 +161,20 @@ def run_prune(model, request, params: dict, ctx):
     ctx.metrics["patch_params"] = float(pm.patch_params)
     ctx.metrics["lp_seconds"] = clock.seconds
     ctx.metrics["prune_iterations"] = float(iterations)
+    ctx.metrics["uncertifiable_points"] = float(len(refused))
     records = []
     if params["certify"]:
         t0 = time.perf_counter()
         records = check(pm, *(b.numpy() for b in (pm.lo, pm.hi))) if len(pm.patches) else []
         ctx.metrics["certify_seconds"] = time.perf_counter() - t0
-        ctx.metrics["certified_fraction"] = (float(np.mean([r["certified"] for r in records]))
-                                             if records else float("nan"))
+        # a representative refused as uncertifiable counts as a point not certified
+        total = len(records) + len(refused)
+        ctx.metrics["certified_fraction"] = (float(sum(r["certified"] for r in records)) / total
+                                             if total else float("nan"))
     summary = pm.summary()
     summary.update({"build_seconds": seconds, "iterations": iterations, "patches_added": len(added),
-                    "lp_solves": clock.solves, "certificates": records})
+                    "lp_solves": clock.solves, "certificates": records,
+                    "uncertifiable": list(refused.values()), "construction": builder.stats})
     ctx.artifacts["prune_patches.json"] = json.dumps(summary, indent=1, default=float)
     pm.to(device)
     pm.original.train(was_training)
