@@ -82,6 +82,36 @@ def bench_one(a, hidden: str) -> None:
         print(f"speed-up sequential/{key} = {w['sequential'] / w[key]:.2f}x wall, {c['sequential'] / c[key]:.2f}x CPU time "
               f"(target >= 3x); largest parameter difference to sequential {diff:.1e}")
     print("(on a shared, loaded machine trust the CPU-time ratio)")
+    roofline(a, out["sequential"][0], len(subsets[0]), recipe, w)
+
+
+def roofline(a, model, n_points: int, recipe, wall: dict) -> None:
+    """The matrix-multiply work of the training against what the CPU can do: a speed-up over
+    sequential above peak / (sequential's achieved rate) is impossible on this hardware."""
+    import math
+
+    sizes = [(m.in_features, m.out_features) for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    per_sample = 6 * sum(i * o for i, o in sizes)  # forward 2, backward 4 multiply-adds x2 per weight
+    steps = math.ceil(n_points / recipe.batch_size) * recipe.epochs
+    flops = per_sample * n_points * recipe.epochs * a.models
+    # the machine's rate on the same threads: a square sgemm, and the stacked shape of one layer
+    peak = 0.0
+    for shape in ((1024, 1024, 1024), (a.models * recipe.batch_size, max(o for _, o in sizes), max(i for i, _ in sizes))):
+        m_, n_, k_ = shape
+        x, w_ = torch.randn(m_, k_), torch.randn(k_, n_)
+        torch.mm(x, w_)
+        reps, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < 0.5:
+            torch.mm(x, w_)
+            reps += 1
+        rate = 2 * m_ * n_ * k_ * reps / (time.perf_counter() - t0)
+        peak = max(peak, rate)
+        print(f"roofline: sgemm {m_}x{k_} @ {k_}x{n_} on {a.threads} thread(s): {rate / 1e9:.1f} GFLOP/s")
+    print(f"roofline: {flops / 1e9:.1f} GFLOP of matrix multiplies in all ({a.models} models x {steps} steps, "
+          f"{per_sample / 1e6:.2f} MFLOP per sample); at the peak of {peak / 1e9:.1f} GFLOP/s at least {flops / peak:.2f} s")
+    for key, t in wall.items():
+        print(f"roofline: {key:<10} achieves {flops / t / 1e9:6.1f} GFLOP/s = {100 * flops / t / peak:5.1f}% of peak")
+    print(f"roofline: the largest speed-up over sequential this CPU allows is {wall['sequential'] * peak / flops:.2f}x")
 
 
 if __name__ == "__main__":

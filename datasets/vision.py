@@ -17,6 +17,14 @@ the training split (recorded in ``Splits.info``; for the official files these ar
 constants, e.g. CIFAR-10 (0.4914, 0.4822, 0.4465) / (0.2470, 0.2435, 0.2616)).
 ``info["input_bounds"]`` is the image of the pixel range [0, 1] under that normalisation.
 The official train/test splits are used (SVHN: ``train`` and ``test``, without ``extra``).
+
+Option ``holdout=F[,holdout_seed=S]`` (e.g. ``cifar10:holdout=0.1``) drops a stratified fraction
+F of every class from the training split before anything else sees it, as SalUn's loaders do
+(OPTML-Group/Unlearn-Saliency, ``Classification/dataset.py``: ``int(0.1 * n_class)`` images per
+class drawn with ``np.random.RandomState(seed)``, classes in ascending order, ``--seed`` default 2
+in ``arg_parser.py``): CIFAR-10's 50,000 become their 45,000. The held-out images are not used
+(SalUn uses them only as a validation loader); the normalisation statistics come from the
+remaining training images.
 """
 
 from __future__ import annotations
@@ -28,7 +36,11 @@ from typing import Any
 
 from bench.core.errors import BenchError
 
-from .common import channel_bounds, normalize_images
+from .common import channel_bounds, normalize_images, parse_options
+
+#: ``holdout``: fraction of each class dropped from the training split (SalUn: 0.1);
+#: ``holdout_seed``: the seed of that draw (SalUn's ``--seed`` default, 2).
+HOLDOUT_DEFAULTS = {"holdout": 0.0, "holdout_seed": 2}
 
 #: kuangliu/pytorch-cifar's recipe (SGD 0.1, momentum 0.9, weight decay 5e-4, batch 128,
 #: cosine over 200 epochs, random crop + flip): ResNet-18 reaches about 93-95% on CIFAR-10.
@@ -187,11 +199,19 @@ class TorchvisionImages:
             )
 
     def load(self, root, download, arg=None):
-        if arg:
-            raise BenchError(f"Dataset '{self.name}' takes no options (got '{self.name}:{arg}').")
+        opts = parse_options(self.name, arg, HOLDOUT_DEFAULTS, example=f"{self.name}:holdout=0.1")
+        if not 0.0 <= opts["holdout"] < 1.0 or opts["holdout_seed"] < 0:
+            raise BenchError(f"Bad {self.name} options: holdout must lie in [0, 1) and holdout_seed be >= 0 "
+                             f"(got holdout={opts['holdout']}, holdout_seed={opts['holdout_seed']}); "
+                             f"e.g. {self.name}:holdout=0.1.")
         from bench.core.contracts import Splits
 
         train_x, train_y, test_x, test_y = self.arrays(root, download)
+        held_out = 0
+        if opts["holdout"] > 0:
+            keep = holdout_keep(train_y.numpy(), opts["holdout"], opts["holdout_seed"])
+            held_out = len(train_y) - len(keep)
+            train_x, train_y = train_x[keep], train_y[keep]
         train_x, test_x = train_x.float().div_(255.0), test_x.float().div_(255.0)
         mean = [float(v) for v in train_x.mean(dim=(0, 2, 3), dtype=train_x.dtype)]
         std = [max(float(v), 1e-6) for v in train_x.std(dim=(0, 2, 3))]
@@ -205,8 +225,25 @@ class TorchvisionImages:
                 "normalize": "per-channel mean/std of the training split, after scaling pixels to [0, 1]",
                 "mean": [round(v, 6) for v in mean], "std": [round(v, 6) for v in std],
                 "input_bounds": channel_bounds(mean, std),
+                **({"holdout": opts["holdout"], "holdout_seed": opts["holdout_seed"], "held_out": held_out}
+                   if opts["holdout"] > 0 else {}),
             },
         )
+
+
+def holdout_keep(y, fraction: float, seed: int):
+    """Sorted indices of the training examples kept after holding out ``int(fraction * n_c)``
+    examples of every class c, drawn without replacement by one ``np.random.RandomState(seed)``
+    class after class in ascending order (SalUn's ``Classification/dataset.py`` draw)."""
+    import numpy as np
+    import torch
+
+    rng = np.random.RandomState(seed)
+    held = [rng.choice(np.where(y == c)[0], int(fraction * int((y == c).sum())), replace=False)
+            for c in range(int(y.max()) + 1)]
+    mask = np.ones(len(y), dtype=bool)
+    mask[np.concatenate(held)] = False
+    return torch.from_numpy(np.flatnonzero(mask))
 
 
 def builtin_vision_datasets() -> list[TorchvisionImages]:

@@ -19,12 +19,17 @@ this sampler rather than the paper's Hessian-based noise):
 The rule "first dimension equals K" is the notebook's own test (``p.size(0) == num_classes``); it
 also catches a hidden layer that happens to have K units, exactly as the reference does.
 
-Computation: the per-example, per-class gradients come from ``torch.func``: ``vmap`` over
-examples (in chunks of ``chunk_size``; 0 picks about 4M gradient floats per chunk) of
-``jacrev`` of the per-class losses -log p_c, i.e. one forward per example and K
-vector-Jacobian products under vmap, weighted by p and summed. This
-equals the notebook's loop of K backward passes per example (``tests/test_fisher.py`` checks it to
-1e-5 relative on a small model) and is much faster (``benchmarks/bench_fisher.py``).
+Computation: for a plain chain of Flatten/Linear/ReLU layers (the MLPs) in closed form,
+without per-example gradients (:func:`linear_fisher_diagonal`): the gradient of -log p_c with
+respect to a layer's weight is the outer product of the back-propagated δ and the layer's input a,
+so Σ_c p_c (δ aᵀ)² = (Σ_c p_c δ²)(a²)ᵀ, one matrix product per layer and chunk of examples. Other
+models take ``torch.func``: ``vmap`` over examples (in chunks of ``chunk_size``; 0 picks about 4M
+gradient floats per chunk) of ``jacrev`` of the per-class losses -log p_c, i.e. one forward per
+example and K vector-Jacobian products under vmap, weighted by p and summed. Both equal the
+notebook's loop of K backward passes per example up to float summation order
+(``tests/test_fisher.py``, ``tests/test_fisher_closed_form.py``: 1e-5 relative in float32, the
+closed form against the vmap path it replaced for MLPs likewise; the result is deterministic for
+a given model, data and chunk size) and are much faster (``benchmarks/bench_fisher.py``).
 Deviation from OPTML-Group/Unlearn-Sparse ``unlearn/fisher.py::fisher_new``: that code squares
 the gradient of a mean loss over a batch of 32, (Σg)² instead of Σg², which underestimates F;
 we square per-example gradients (regression test in ``tests/test_fisher.py``). Its hard-coded
@@ -88,7 +93,12 @@ CHUNK_BUDGET = 2**22
 
 
 def auto_chunk(model, num_classes: int) -> int:
-    """Examples per vmap chunk so that chunk x K x parameters stays near ``CHUNK_BUDGET``."""
+    """Examples per chunk: for the closed form of a linear chain, chunk x K x widest layer near
+    ``CHUNK_BUDGET`` (at most 1024); under vmap, chunk x K x parameters."""
+    chain = _linear_layers(model)
+    if chain is not None:
+        widest = max(max(layer.in_features, layer.out_features) for kind, layer in chain if kind == "linear")
+        return max(1, min(1024, CHUNK_BUDGET // max(1, num_classes * widest)))
     params = sum(p.numel() for p in model.parameters())
     return max(1, min(512, CHUNK_BUDGET // max(1, num_classes * params)))
 
@@ -140,13 +150,26 @@ def per_example_grads(logits, torch, example_loss=None):
     return vmap(grad(loss), in_dims=(None, 0, 0))
 
 
-def fisher_diagonal(model, x, chunk_size: int = 64) -> dict:
+def fisher_diagonal(model, x, chunk_size: int = 64, closed_form: bool | None = None) -> dict:
     """Diagonal "true" Fisher of ``model`` on ``x`` as in the notebook's ``hessian``:
     (1/n) Σ_i Σ_c p_c(x_i) · (∇ CE(f(x_i), c))², per parameter name, with the model in eval mode.
 
-    Per-example, per-class gradients: ``vmap`` over a chunk of examples of ``jacrev`` of the
+    For a plain chain of Flatten/Linear/ReLU layers (the MLPs; ``closed_form=None`` picks it
+    there) :func:`linear_fisher_diagonal` computes it without per-example gradients. Otherwise
+    per-example, per-class gradients: ``vmap`` over a chunk of examples of ``jacrev`` of the
     vector of per-class losses -log_softmax(f(x)).
     """
+    if closed_form is not False:
+        chain = _linear_layers(model)
+        if chain is not None:
+            return linear_fisher_diagonal(model, x, chunk_size, chain)
+        if closed_form:
+            raise ValueError("closed_form=True needs a plain chain of Flatten/Linear/ReLU layers.")
+    return vmap_fisher_diagonal(model, x, chunk_size)
+
+
+def vmap_fisher_diagonal(model, x, chunk_size: int = 64) -> dict:
+    """:func:`fisher_diagonal` by ``vmap(jacrev)`` of the per-class losses, any architecture."""
     from torch.func import jacrev, vmap
 
     params, logits, torch = _functional(model)
@@ -169,6 +192,78 @@ def fisher_diagonal(model, x, chunk_size: int = 64) -> dict:
                 out[k] += (weights @ j.detach().square_().reshape(weights.shape[1], -1)).reshape(out[k].shape)
     finally:
         model.train(was_training)
+    return {k: v / max(1, n) for k, v in out.items()}
+
+
+def _linear_layers(model):
+    """The layers of a plain Flatten/Linear(with bias)/ReLU chain (``bench.nn.nets.MLP`` or such an
+    ``nn.Sequential``) as (kind, module); None for any other model."""
+    from torch import nn
+
+    from bench.nn.nets import MLP
+
+    seq = model.net if isinstance(model, MLP) else model if isinstance(model, nn.Sequential) else None
+    if seq is None:
+        return None
+    chain = []
+    for layer in seq.children():
+        if type(layer) is nn.Linear and layer.bias is not None:
+            chain.append(("linear", layer))
+        elif type(layer) is nn.ReLU:
+            chain.append(("relu", layer))
+        elif type(layer) is nn.Flatten and layer.start_dim == 1 and layer.end_dim == -1:
+            chain.append(("flatten", layer))
+        else:
+            return None
+    return chain if any(kind == "linear" for kind, _ in chain) else None
+
+
+def linear_fisher_diagonal(model, x, chunk_size: int = 512, chain=None) -> dict:
+    """:func:`fisher_diagonal` in closed form for a Flatten/Linear/ReLU chain, exact up to float
+    summation order. For class c the loss -log p_c has output gradient δ = p - e_c; back through
+    the chain δ_{l-1} = (δ_l W_l) ⊙ 1[z_{l-1} > 0], and layer l's weight gradient is the outer
+    product δ_l a_lᵀ of its input a_l, so Σ_c p_c (δ_l a_lᵀ)² = (Σ_c p_c δ_l²) (a_l²)ᵀ: per chunk one
+    (units x examples) @ (examples x inputs) product per layer instead of per-example gradients."""
+    import torch
+
+    chain = chain if chain is not None else _linear_layers(model)
+    if chain is None:
+        raise ValueError("linear_fisher_diagonal needs a plain chain of Flatten/Linear/ReLU layers.")
+    names = {id(p): k for k, p in model.named_parameters()}
+    out = {k: torch.zeros_like(p.detach()) for k, p in model.named_parameters()}
+    n = len(x)
+    with torch.no_grad():
+        for start in range(0, n, max(1, chunk_size)):
+            z = x[start:start + max(1, chunk_size)]
+            inputs, masks = [], []  # per linear layer: its input a_l; per ReLU: where z > 0
+            for kind, layer in chain:
+                if kind == "linear":
+                    inputs.append(z)
+                    z = torch.nn.functional.linear(z, layer.weight, layer.bias)
+                elif kind == "relu":
+                    masks.append(z > 0)
+                    z = torch.relu(z)
+                else:
+                    z = z.flatten(1)
+            prob = torch.softmax(z, dim=1)  # (B, K)
+            K = prob.shape[1]
+            delta = prob.unsqueeze(1) - torch.eye(K, dtype=prob.dtype, device=prob.device)  # (B, c, K)
+            weights = prob.unsqueeze(2)  # (B, c, 1): p_c
+            linears = [layer for kind, layer in chain if kind == "linear"]
+            kinds = [kind for kind, _ in chain if kind != "flatten"]
+            li, mi = len(linears) - 1, len(masks) - 1
+            for kind in reversed(kinds):
+                if kind == "linear":
+                    layer, a = linears[li], inputs[li]
+                    s = (weights * delta.square()).sum(1)  # (B, units): Σ_c p_c δ²
+                    out[names[id(layer.weight)]] += s.t() @ a.square()
+                    out[names[id(layer.bias)]] += s.sum(0)
+                    if li > 0:
+                        delta = delta @ layer.weight  # (B, c, inputs)
+                    li -= 1
+                elif li >= 0:  # a ReLU before the remaining linear layers
+                    delta = delta * masks[mi].unsqueeze(1)
+                    mi -= 1
     return {k: v / max(1, n) for k, v in out.items()}
 
 

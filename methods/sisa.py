@@ -143,6 +143,9 @@ class Sisa(Method):
         ens.slice_indices = all_slices
         ens.inits = [_state(m) for m in models]
         ens.checkpoints = [[None] * slices for _ in range(shards)]
+        from bench.core import console
+
+        console.expect_epochs(shards * sum(config["slice_epochs"]))  # progress across every shard's loops
         for k in range(shards):
             _train_from(ens, k, 0, x, y, torch.arange(n, device=x.device))
         return ens

@@ -158,6 +158,44 @@ def indices(text):
     return lambda w: ["-f", f"indices:{_file(w, 'forget.txt', text)}"]
 
 
+def original(kind: str, *, model: str = ""):
+    """Arguments ``--original [MODEL=]PATH`` with a file of ``kind`` (a broken state dict of the digits MLP)."""
+    def build(w):
+        import torch
+        from safetensors.torch import save_file
+
+        from bench.nn.nets import MLP, SmallCNN
+
+        torch.manual_seed(0)
+        state = MLP(64, (256, 256), 10).state_dict()
+        path = w / "original.safetensors"
+        if kind == "cnn":
+            state = SmallCNN(1, 10).state_dict()
+        elif kind == "narrow":
+            state = MLP(64, (128, 128), 10).state_dict()
+        elif kind == "missing":
+            state.pop("net.5.bias")
+        elif kind == "nan":
+            state["net.3.weight"][2, 7] = float("nan")
+        elif kind == "text":
+            path = w / "original.pt"
+            path.write_text("not weights\n")
+        elif kind == "pickle":  # runs code when unpickled without weights_only
+            path = w / "original.pt"
+            torch.save({"net.1.weight": torch.zeros(1), "x": Marker()}, path)
+        if kind not in ("text", "pickle"):
+            save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+        return ["--original", f"{model}={path}" if model else str(path)]
+    return build
+
+
+class Marker:
+    """An object whose unpickling would print a marker (refused by torch.load(weights_only=True))."""
+
+    def __reduce__(self):
+        return (print, ("UNPICKLED-MARKER",))
+
+
 def below_a_file(flag):
     return lambda w: [flag, str(_file(w, "afile", "x") / "sub")]
 
@@ -204,6 +242,18 @@ CASES: dict[str, tuple] = {
     "indices-out-of-range": (indices("0\n2000\n"), r"indices out of range \[2000\]"),
     "indices-duplicate": (indices("3\n3\n"), r"duplicate indices \[3\]"),
     "indices-not-int": (indices("3\nfive\n"), r"line 2 of .* is 'five', not an integer index"),
+    # your own original (--original)
+    "original-missing": (["--original", "/nonexistent/original.safetensors"], r"--original /nonexistent/original\.safetensors \(for --model mlp\): no such file"),
+    "original-other-arch": (original("cnn"), r"none of its 8 tensors \(features\.0\.bias, .*\) is a tensor of the model, which has net\.1\.bias, .*the file is of another architecture"),
+    "original-other-size": (original("narrow"), r"tensor 'net\.1\.weight' has shape \(128, 64\); the model has \(256, 64\)"),
+    "original-missing-keys": (original("missing"), r"missing 1 tensor\(s\) the model has: net\.5\.bias\. Expected exactly the model's 6 tensors"),
+    "original-nan": (original("nan"), r"tensor 'net\.3\.weight' holds 1 NaN value\(s\) of 65536; expected finite weights"),
+    "original-not-weights": (original("text"), r"neither a safetensors file nor a torch state dict"),
+    "original-pickle": (original("pickle"), r"holds objects other than tensors, which are never unpickled"),
+    "original-unknown-model": (original("nan", model="cnn"), r"names model 'cnn', which is not a --model \(given: mlp\)"),
+    "original-two-models": (lambda w: ["--model", "mlp", "--model", "mlp:128", *original("missing")(w)],
+                            r"names no model, but there are 2 --model specs.*--original MODEL=PATH"),
+    "toml-original-type": (toml("original = 3\n"), r"Bad value in the experiment file: original = 3 \(expected str or dict\)"),
     # recipe
     "recipe-key": (["-r", "epoch=3"], r"Unknown recipe key 'epoch'\. Valid keys"),
     "recipe-syntax": (["-r", "epochs"], r"Bad --recipe 'epochs': expected KEY=VALUE"),
@@ -364,6 +414,7 @@ def test_bad_input_is_refused_before_work(case, tmp_path, invoke_bench, no_ray, 
     assert no_ray == [] and (ray_before or not _ray_initialized())
     assert not list(cache.rglob("*.safetensors")) if cache.exists() else True
     assert _runs_recorded(db) == 0
+    assert "UNPICKLED-MARKER" not in out  # a pickle in an --original file is never run
     assert took < 10, f"{case} took {took:.1f}s to be refused"
 
 

@@ -152,8 +152,33 @@ def test_malformed_files_give_clear_errors(tmp_path, fx):
     sums["test_32x32.mat"] = fx.md5(tmp_path / "SVHN/test_32x32.mat")
     with pytest.raises(BenchError, match="could not read"):
         verified(fx, "svhn", sums).load(str(tmp_path), False)
-    with pytest.raises(BenchError, match="takes no options"):
+    with pytest.raises(BenchError, match=r"Bad cifar10 option 'x=1': expected KEY=VALUE with KEY one of holdout"):
         VISION["cifar10"].load(str(tmp_path), False, "x=1")
+    with pytest.raises(BenchError, match=r"holdout must lie in \[0, 1\)"):
+        VISION["cifar10"].load(str(tmp_path), False, "holdout=1.5")
+
+
+def test_cifar_holdout_drops_salun_s_stratified_tenth(tmp_path, fx):
+    """``cifar10:holdout=0.1`` keeps the images SalUn's loader keeps: per class in ascending
+    order, ``int(0.1 * n_c)`` drawn by one RandomState(2) (Unlearn-Saliency dataset.py)."""
+    sums = fx.write_cifar(tmp_path, 10, per_batch=60, n_test=20)
+    plugin = verified(fx, "cifar10", sums)
+    full = plugin.load(str(tmp_path), False)
+    part = plugin.load(str(tmp_path), False, "holdout=0.1")
+    y = full.train_y.numpy()
+    rng = np.random.RandomState(2)
+    dropped = set()
+    for c in range(10):
+        members = np.where(y == c)[0]
+        dropped |= set(rng.choice(members, int(0.1 * len(members)), replace=False).tolist())
+    kept = [i for i in range(len(y)) if i not in dropped]
+    assert len(dropped) == sum(int(0.1 * int((y == c).sum())) for c in range(10)) > 0
+    assert part.train_y.tolist() == y[kept].tolist()
+    assert torch.allclose(denormalised(part), denormalised(full)[kept], atol=1e-5)
+    assert part.test_y.tolist() == full.test_y.tolist()
+    assert part.info["held_out"] == len(dropped) and part.info["holdout_seed"] == 2
+    other = plugin.load(str(tmp_path), False, "holdout=0.1,holdout_seed=3")
+    assert len(other.train_y) == len(part.train_y) and other.train_y.tolist() != part.train_y.tolist()
 
 
 # -- mnist1d ---------------------------------------------------------------------------------

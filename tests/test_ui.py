@@ -72,7 +72,7 @@ def _chromium(binary: str, tmp: Path, url: str, *mode: str) -> subprocess.Comple
 def _rendered_dom(binary: str, tmp: Path, url: str, expected: tuple[str, ...]) -> str:
     """The DOM after the page's scripts ran; one retry, in case the runs table rendered late."""
     for _ in range(2):
-        dom = _chromium(binary, tmp, url, "--dump-dom").stdout
+        dom = _chromium(binary, tmp, url, "--dump-dom", "--window-size=1600,1000").stdout  # wide: the grid virtualises columns
         if all(name in dom for name in expected):
             break
     return dom
@@ -143,13 +143,16 @@ def test_ui_shows_the_runs_and_stops_cleanly(finished_store, chromium, tmp_path)
         text = out.text()
         runs_url = re.search(r"^runs page:\s+(\S+)$", text, re.MULTILINE).group(1)
         trials_url = re.search(r"^all trials:\s+(\S+)$", text, re.MULTILINE).group(1)
+        compare_url = re.search(r"^compare:\s+(\S+)$", text, re.MULTILINE).group(1)
         print(f"bench ui printed the runs page after {time.monotonic() - t0:.1f} s: {runs_url}")
 
-        # the URL: this machine's loopback, the chosen port, the runs table of the experiment
+        # the URL: this machine's loopback, the chosen port, the runs table of the experiment, opened
+        # with the shared view that shows the key metric columns
         parsed = urlparse(runs_url)
         assert (parsed.scheme, parsed.hostname, parsed.port) == ("http", "127.0.0.1", port), runs_url
-        assert parsed.path == "/" and parsed.fragment == f"/experiments/{experiment_id}/runs", runs_url
-        assert trials_url.startswith(runs_url + "?"), trials_url
+        assert parsed.path == "/" and parsed.fragment == f"/experiments/{experiment_id}/runs?viewStateShareKey=bench-key-metrics"
+        assert trials_url.startswith(f"http://127.0.0.1:{port}/#/experiments/{experiment_id}/runs?orderByKey="), trials_url
+        assert compare_url.startswith(f"http://127.0.0.1:{port}/#/compare-runs?runs="), compare_url
 
         # the server is bench ui's child tree, listening on 127.0.0.1 only
         tree = psutil.Process(ui.pid).children(recursive=True)
@@ -165,9 +168,13 @@ def test_ui_shows_the_runs_and_stops_cleanly(finished_store, chromium, tmp_path)
             summary = r.read().decode()
         assert "| ft |" in summary and "| ga |" in summary, summary
 
-        # the runs page renders the parent run (its trials are nested under it, collapsed) ...
-        dom = _rendered_dom(chromium, tmp_path, runs_url, (PARENT_RUN,))
-        assert PARENT_RUN in dom, dom[-3000:]
+        # the runs page renders the parent run and, through the shared view, its trials with the key
+        # metric columns (no scrolling right, no column picking) ...
+        dom = _rendered_dom(chromium, tmp_path, runs_url, (PARENT_RUN, *TRIALS, "unlearn_seconds"))
+        for name in (PARENT_RUN, *TRIALS, "forget_acc", "test_acc", "avg_gap", "unlearn_seconds"):
+            assert name in dom, f"{name!r} not rendered at {runs_url}:\n{dom[-3000:]}"
+        # ... the compare view of the latest run's trials shows every method's metrics ...
+        _check_compare_view(chromium, tmp_path, compare_url, uri)
         # ... and, sorted by a metric, every trial as its own row
         dom = _rendered_dom(chromium, tmp_path, trials_url, (PARENT_RUN, *TRIALS))
         for name in (PARENT_RUN, *TRIALS):
@@ -197,6 +204,48 @@ def test_ui_shows_the_runs_and_stops_cleanly(finished_store, chromium, tmp_path)
         if ui.poll() is None:
             ui.kill()
         stop_processes(tree)
+
+
+def _compare_metrics(dom: str, runs: int) -> dict[str, list[str]]:
+    """The metrics table of MLflow's compare view as {metric: [value per run, in column order]}: its
+    text is the metric names, then one row of values per name."""
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom))
+    block = text.split("Metrics Show diff only", 1)[1].split("Artifacts", 1)[0].split()
+    number = re.compile(r"^(NaN|-?[0-9.]+(e[-+]?[0-9]+)?)$")
+    names = []
+    while block and not number.match(block[0]):
+        names.append(block.pop(0))
+    rows = [block[i * runs:(i + 1) * runs] for i in range(len(block) // runs)]
+    return dict(zip(names, rows, strict=False))
+
+
+def _check_compare_view(chromium: str, tmp: Path, url: str, uri: str) -> None:
+    """Every trial of the compare link is a column with its run name, and its forget_acc and avg_gap
+    (as MLflow shows them, 3 decimals) match the store."""
+    import json
+    from urllib.parse import parse_qs, unquote
+
+    from mlflow.tracking import MlflowClient
+
+    query = parse_qs(urlparse(url).fragment.split("?", 1)[1])
+    ids = json.loads(unquote(query["runs"][0]))
+    client = MlflowClient(uri)
+    runs = [client.get_run(i) for i in ids]
+    names = [r.info.run_name for r in runs]
+    assert sorted(names) == sorted(TRIALS)
+    dom = ""
+    for _ in range(2):  # one retry, in case the tables rendered late
+        dom = _chromium(chromium, tmp, url, "--dump-dom", "--window-size=2400,4000").stdout
+        if "Metrics Show diff only" in re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom)):
+            break
+    for name in names:
+        assert name in dom, f"{name!r} not in the compare view {url}:\n{dom[-3000:]}"
+    table = _compare_metrics(dom, len(ids))
+    for metric in ("forget_acc", "avg_gap"):
+        shown = table.get(metric)
+        assert shown and len(shown) == len(ids), (metric, table)
+        for run, value in zip(runs, shown, strict=True):
+            assert abs(float(value) - run.data.metrics[metric]) < 6e-4, (run.info.run_name, metric, value)
 
 
 @pytest.mark.slow
@@ -315,3 +364,32 @@ def test_server_command_is_light_and_serves_the_store_artifacts(tmp_path):
     assert args["--default-artifact-root"] == (tmp_path / "mlartifacts").as_uri() == args["--artifacts-destination"]
     env = server_env({"MLFLOW_STATIC_PREFIX": "/x", "PATH": "/bin"})
     assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false" and "MLFLOW_STATIC_PREFIX" not in env
+
+
+# -- links into the UI (bench.track.compare.links) ---------------------------------------------
+
+def test_compare_link_and_runs_view(tmp_path):
+    import json
+    from urllib.parse import parse_qs, unquote
+
+    from mlflow.tracking import MlflowClient
+
+    from bench.track.compare import links
+
+    url = links.compare_url("http://127.0.0.1:5000", "3", ["aa", "bb"])
+    frag = urlparse(url).fragment
+    assert frag.startswith("/compare-runs?")
+    query = parse_qs(frag.split("?", 1)[1])
+    assert json.loads(unquote(query["runs"][0])) == ["aa", "bb"] and json.loads(unquote(query["experiments"][0])) == ["3"]
+    with pytest.raises(BenchError, match="No trial runs"):
+        links.compare_fragment("3", [])
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("e", artifact_location=(tmp_path / "mlartifacts").as_uri())
+    key = links.write_runs_view(client, exp, "parent123")
+    view = json.loads(client.get_experiment(exp).tags[f"mlflow.sharedViewState.{key}"])
+    assert view["selectedColumns"] == ["metrics.`forget_acc`", "metrics.`test_acc`", "metrics.`avg_gap`",
+                                       "metrics.`unlearn_seconds`"]
+    assert view["runsExpanded"] == {"parent123": True}
+    assert links.runs_view_url("http://h:1", exp, key) == f"http://h:1/#/experiments/{exp}/runs?viewStateShareKey={key}"

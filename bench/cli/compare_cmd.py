@@ -28,7 +28,10 @@ from bench.core.keys import DEFAULT_EXPERIMENT
 @click.option("--no-plot", is_flag=True, help="Neither write nor log the plot.")
 @click.option("--gap", "gap_metric", type=click.Choice(["avg_gap", "forget_gap"]), default="avg_gap", show_default=True,
               help="Forgetting gap on the plot's x axis.")
-def compare(experiment, tracking_uri, run_ref, fmt, objective, maximize, plot_path, no_plot, gap_metric):
+@click.option("--published", "published_name", default=None, metavar="TABLE",
+              help="Also print a published table (e.g. salun-table1) beside ours, in the paper's units, with the "
+                   "differences; its points go on the plot as hollow markers.")
+def compare(experiment, tracking_uri, run_ref, fmt, objective, maximize, plot_path, no_plot, gap_metric, published_name):
     """Compare the methods of a finished `bench run`, read back from MLflow.
 
     Prints methods (and the original and retrained references) x metrics, mean ± std over seeds,
@@ -41,6 +44,10 @@ def compare(experiment, tracking_uri, run_ref, fmt, objective, maximize, plot_pa
       bench compare
       bench compare --run all --format markdown
       bench compare --objective test_acc --plot pareto.png
+      bench compare --published salun-table1      (ours beside SalUn's Table 1, in its units)
+
+    Also prints links to MLflow's compare view of the trials and to a runs page showing the key
+    metric columns (open them with `bench ui` running).
     """
     from pathlib import Path
 
@@ -50,6 +57,11 @@ def compare(experiment, tracking_uri, run_ref, fmt, objective, maximize, plot_pa
     def note(msg: str) -> None:
         click.echo(msg, err=True)
 
+    table = None
+    if published_name:
+        from bench.track.compare import published
+
+        table = published.load(published_name)  # an unknown name fails before the store is read
     comp = cmp.compare(tracking_uri=tracking_uri, experiment=experiment, run=run_ref, objective=objective, maximize=maximize)
     note(f"MLflow tracking store: {comp.tracking_uri}; experiment '{comp.experiment}', {comp.describe()}: "
          f"{len(comp.trials)} trial(s)" + (f", {comp.unfinished} still running (not shown)" if comp.unfinished else ""))
@@ -58,15 +70,24 @@ def compare(experiment, tracking_uri, run_ref, fmt, objective, maximize, plot_pa
 
         console = Console() if sys.stdout.isatty() else Console(width=200)
         report.render(comp.rows, console, comp.ranks, comp.columns, title=cmp.title(comp))
+        if table is not None:  # 2 + 3 x 6 columns: wider than the summary
+            published.render(table, comp.rows, Console() if sys.stdout.isatty() else Console(width=260))
     elif fmt == "markdown":
         click.echo(report.to_markdown(comp.rows, comp.ranks, comp.columns), nl=False)
+        if table is not None:
+            click.echo("\n" + published.to_markdown(table, comp.rows), nl=False)
     else:
         click.echo(report.to_csv(comp.rows, comp.ranks, comp.columns), nl=False)
+        if table is not None:
+            click.echo("\n" + published.to_csv(table, comp.rows), nl=False)
+    _print_links(comp, note)
 
     if no_plot:
         return
     path = plot_path or cmp.default_plot_path(comp)
-    optimal = cmp.plot_pareto(comp, path, gap_metric)
+    points = published.plot_points(table, gap_metric) if table is not None else None
+    optimal = cmp.plot_pareto(comp, path, gap_metric, published=points,
+                              published_label=f"published: {table.name}" if table is not None else "published")
     front = "; ".join((f"{' / '.join(setting)}: " if len(optimal) > 1 else "") + ", ".join(names) for setting, names in optimal.items())
     note(f"Pareto plot ({gap_metric} vs {cmp.UTILITY_METRIC}; Pareto-optimal: {front}) written to {Path(path).resolve()}")
     try:
@@ -75,3 +96,21 @@ def compare(experiment, tracking_uri, run_ref, fmt, objective, maximize, plot_pa
         note(f"warning: could not log the plot to run {comp.target.info.run_id}: {exc}")
     else:
         note(f"logged to run {comp.target.info.run_id} as {cmp.artifact_name(comp)} ({uri})")
+
+
+def _print_links(comp, note) -> None:
+    """The MLflow UI's compare view of the compared trials, and the runs page with the key metrics."""
+    from mlflow.tracking import MlflowClient
+
+    from bench.track.compare import links
+
+    base, needs_ui = links.default_base_url(comp.tracking_uri)
+    ids = [t.run_id for t in comp.trials]
+    where = " (start it with `bench ui`; another port changes the address)" if needs_ui else ""
+    note(f"MLflow compare view of these {len(ids)} trial(s){where}: {links.compare_url(base, comp.experiment_id, ids)}")
+    try:
+        key = links.write_runs_view(MlflowClient(comp.tracking_uri), comp.experiment_id, comp.target.info.run_id)
+    except Exception as exc:  # noqa: BLE001 -- a read-only store: the compare link above still works
+        note(f"warning: could not store the runs-page view in the experiment: {exc}")
+    else:
+        note(f"runs page with {', '.join(links.KEY_METRICS)} shown: {links.runs_view_url(base, comp.experiment_id, key)}")

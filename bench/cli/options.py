@@ -11,12 +11,14 @@ from bench.core.options import OPTIONS, Option
 
 # Command-line-only options (not run settings, so not in the table).
 CONFIG = click.option("--config", "-c", "config", type=click.Path(dir_okay=False), default=None,
-                      help="TOML experiment file; command-line options override it.")
+                      help="TOML experiment file, or preset:NAME (a shipped preset); command-line options override it.")
+PRESET = click.option("--preset", "preset", default=None, metavar="NAME",
+                      help="A shipped protocol (`bench presets` lists them), read like --config preset:NAME.")
 VERBOSE = click.option("--verbose", "-v", is_flag=True, help="Show Ray worker output and Ray's log (with failed trials' tracebacks) on the terminal.")
 QUIET = click.option("--quiet", "-q", is_flag=True, help="Print only failures, the summary and where the results are.")
 
 #: Where the command-line-only options of every command go in ``--help``: after the table option named.
-SHARED_AFTER: dict[str, list[Callable]] = {"recipe": [CONFIG]}
+SHARED_AFTER: dict[str, list[Callable]] = {"recipe": [CONFIG, PRESET]}
 #: ... and after all the table options.
 SHARED_LAST: list[Callable] = [VERBOSE, QUIET]
 
@@ -88,7 +90,20 @@ def to_run_options(kw: dict, params_file: str | None = None):
     for method, values in (cli["params"] or {}).items():
         params[method] = {**params.get(method, {}), **values}
     cli["params"] = params or None
-    return merge_options(load_toml(kw["config"]) if kw.get("config") else None, cli)
+    return merge_options(load_toml(experiment_file(kw)) if experiment_file(kw) else None, cli)
+
+
+def experiment_file(kw: dict) -> str | None:
+    """``--config FILE`` or ``--preset NAME`` (as ``preset:NAME``); never both."""
+    from bench.core.errors import BenchError
+    from bench.core.presets import PREFIX
+
+    config, preset = kw.get("config"), kw.get("preset")
+    if config and preset:
+        raise BenchError(f"Give --preset {preset} or --config {config}, not both: a preset is an experiment file. "
+                         f"Override its keys on the command line, or copy it (`bench presets {preset} --toml > my.toml`) "
+                         f"and edit the copy.")
+    return f"{PREFIX}{preset}" if preset else config
 
 
 def console():

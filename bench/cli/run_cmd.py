@@ -22,9 +22,25 @@ def run(params_file, **kw):
       bench run
       bench run --methods retrain,ft,ga --seeds 0,1 --forget class:3
       bench run -m 'g*' -p ga.lr=0.02 -p ga.variant=neggrad+ --recipe epochs=20
+      bench run --preset digits-quick            (bench presets lists the protocols)
+      bench run --preset salun-cifar10-random10 --dry-run
     """
     opts = to_run_options(kw, params_file)
+    preset = None
+    if kw.get("preset"):
+        from bench.core.presets import load
+
+        preset = load(kw["preset"])
+    if opts.dry_run:
+        from bench.cli.dry_run import dry_run
+
+        sys.exit(dry_run(opts, preset))
+    if preset is not None and not kw["quiet"]:
+        click.echo(f"preset {preset.name}: {preset.title}\n  source: {preset.source}\n  cost: {preset.cost}")
 
     from bench.run.runner import run as run_experiment
 
-    sys.exit(run_experiment(opts, console(), verbose=kw["verbose"], quiet=kw["quiet"]))
+    code = run_experiment(opts, console(), verbose=kw["verbose"], quiet=kw["quiet"])
+    if preset is not None and preset.compare and code in (0, 1):
+        click.echo(f"Compare with the published numbers: bench compare --published {preset.compare}")
+    sys.exit(code)

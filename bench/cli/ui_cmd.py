@@ -72,12 +72,17 @@ def ui(ctx, tracking_uri, experiment, port, host, no_browser_hint, start_timeout
         seconds = server.wait_ready(start_timeout)
         keep_log = False
         click.echo(f"MLflow UI ready in {seconds:.1f} s")
-        click.echo(f"runs page:  {server.runs_url(experiment_id)}")
+        runs_page, compare_page, trials = _views(store, experiment, experiment_id, server.base_url)
+        click.echo(f"runs page:  {runs_page or server.runs_url(experiment_id)}")
         click.echo(f"all trials: {server.trials_url(experiment_id)}")
+        if compare_page:
+            click.echo(f"compare:    {compare_page}")
         if not no_browser_hint:
             click.echo(
                 "Open the runs page in a browser: one row per `bench run`; click + on a row to show its trials "
-                "(one child run per method x seed). 'all trials' lists every trial as its own row, lowest avg_gap first.\n"
+                "(one child run per method x seed; the latest run opens expanded, with forget_acc, test_acc, avg_gap and "
+                "unlearn_seconds as columns). 'all trials' lists every trial as its own row, lowest avg_gap first; "
+                f"'compare' shows the {trials} trial(s) of the latest run side by side (params, metrics, plots).\n"
                 f"On a remote machine: ssh -L {chosen}:127.0.0.1:{chosen} HOST, then open the same URL locally."
             )
         click.echo("Ctrl-C stops the server.")
@@ -107,3 +112,22 @@ def ui(ctx, tracking_uri, experiment, port, host, no_browser_hint, start_timeout
     if exit_code:
         ctx.exit(exit_code)
     click.echo("stopped")
+
+
+def _views(store: str, experiment: str, experiment_id: str, base_url: str) -> tuple[str | None, str | None, int]:
+    """(runs page opening with the key metric columns, compare view of the latest run's trials,
+    number of trials); None for what the store cannot give (no bench run yet, a read-only store)."""
+    from bench.core.errors import BenchError
+    from bench.track.compare import links
+
+    try:
+        client, _, parent, ids = links.latest_trials(store, experiment)
+    except BenchError:
+        return None, None, 0
+    compare_page = links.compare_url(base_url, experiment_id, ids) if ids else None
+    try:
+        key = links.write_runs_view(client, experiment_id, parent.info.run_id)
+    except Exception as exc:  # noqa: BLE001 -- the plain runs page still works
+        click.echo(f"note: could not store the runs-page view (key metric columns): {exc}", err=True)
+        return None, compare_page, len(ids)
+    return links.runs_view_url(base_url, experiment_id, key), compare_page, len(ids)

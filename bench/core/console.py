@@ -1,8 +1,25 @@
-"""Terminal output of a run: progress lines with the elapsed time, silenced by ``--quiet``."""
+"""Terminal output of a run: progress lines with the elapsed time, silenced by ``--quiet``; and the
+per-epoch progress of long work (a reference's training, a method's own original, a trial).
+
+Progress of long work flows in one direction. Work that trains wraps itself in :func:`task`
+(``bench.run.executor`` does it for every reference job and every trial); the training loop
+(``bench.nn.training.train_epochs``) calls :func:`epoch` after each epoch. Each call becomes an
+event (a plain dict: task id, name, epochs done and in all, seconds elapsed, seconds left) given to
+this process's *sink*: in the driver a :class:`ProgressReporter`, which draws a rich progress bar on
+a terminal or prints a plain line now and then when the output is piped; in a Ray worker a sink that
+posts the events to a relay actor the driver drains (``bench.run.executor``). With no sink (a plain
+library call, the tests' direct calls) every call here returns at once: nothing is measured or
+changed, so progress reporting cannot change a result.
+"""
 
 from __future__ import annotations
 
+import itertools
+import os
+import threading
 import time
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 
 class Printer:
@@ -16,3 +33,200 @@ class Printer:
         if self.quiet and not always:
             return
         self.console.print(f"{time.perf_counter() - self.t0:6.1f}s  {msg}", highlight=False, markup=False)
+
+
+# -- per-epoch progress of long work ------------------------------------------------------------
+
+Event = dict
+_sink: Callable[[Event], None] | None = None
+_tasks: list["_Task"] = []  # the open tasks of this process, innermost last
+_ids = itertools.count(1)
+#: Seconds between two events of one task that a worker sends (the last epoch is always sent).
+SEND_INTERVAL = 0.5
+
+
+def set_sink(sink: Callable[[Event], None] | None) -> Callable[[Event], None] | None:
+    """Make ``sink`` receive this process's progress events; returns the previous sink."""
+    global _sink
+    previous, _sink = _sink, sink
+    return previous
+
+
+def get_sink() -> Callable[[Event], None] | None:
+    return _sink
+
+
+@contextmanager
+def sink(new: Callable[[Event], None] | None) -> Iterator[None]:
+    previous = set_sink(new)
+    try:
+        yield
+    finally:
+        set_sink(previous)
+
+
+class _Task:
+    def __init__(self, name: str, total: int | None) -> None:
+        self.id = f"{os.getpid()}-{next(_ids)}"
+        self.name, self.total = name, total
+        self.t0 = time.perf_counter()
+        self.loop_t0: float | None = None  # start of the first epoch of the current accounting
+        self.done_before = 0  # epochs of finished loops (when the total spans several loops)
+        self.loops = 0
+        self.last_sent = 0.0
+
+
+@contextmanager
+def task(name: str, total_epochs: int | None = None) -> Iterator[None]:
+    """Report the epochs of the training loops run inside as the progress of ``name``.
+
+    ``total_epochs``: the epochs of every loop inside together (the progress then spans them);
+    unknown (None), each loop is reported on its own. Does nothing without a sink."""
+    if _sink is None:
+        yield
+        return
+    t = _Task(name, total_epochs)
+    _tasks.append(t)
+    try:
+        yield
+    finally:
+        _tasks.remove(t)
+        _emit({"id": t.id, "name": t.name, "end": True})
+
+
+def expect_epochs(total: int) -> None:
+    """Tell the innermost task how many epochs its loops will run in all (SISA: shards x slices)."""
+    if _tasks:
+        t = _tasks[-1]
+        t.total, t.done_before, t.loop_t0 = int(total), 0, None
+
+
+def epoch(done: int, epochs: int) -> None:
+    """Called by a training loop with ``done`` of its ``epochs`` finished (0 at its start)."""
+    if _sink is None or not _tasks:
+        return
+    t = _tasks[-1]
+    now = time.perf_counter()
+    if done == 0:
+        t.loops += 1
+        if t.total is None or t.loop_t0 is None:
+            t.loop_t0 = now
+            if t.total is None:
+                t.done_before = 0
+        return
+    if t.loop_t0 is None:
+        t.loop_t0 = now
+    if t.total is not None:
+        finished, total = t.done_before + done, max(t.total, t.done_before + done)
+        if done == epochs:
+            t.done_before += epochs
+    else:
+        finished, total = done, epochs
+    last = finished >= total
+    if not last and now - t.last_sent < SEND_INTERVAL:
+        return
+    t.last_sent = now
+    spent = now - t.loop_t0
+    name = t.name if t.total is not None or t.loops <= 1 else f"{t.name} (loop {t.loops})"
+    _emit({"id": t.id, "name": name, "done": finished, "total": total, "elapsed": now - t.t0,
+           "left": spent / finished * (total - finished) if finished else None})
+
+
+def _emit(event: Event) -> None:
+    s = _sink
+    if s is None:
+        return
+    try:
+        s(event)
+    except Exception:  # progress must never fail the work it reports on
+        pass
+
+
+class ProgressRelay:
+    """A Ray actor's class (``bench.run.executor``): workers ``post`` events, the driver ``drain``s
+    them. Here, in a module that imports nothing heavy, so the actor's process stays small."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def post(self, event: Event) -> None:
+        self.events.append(event)
+
+    def drain(self) -> list[Event]:
+        out, self.events = self.events, []
+        return out
+
+
+def format_event(event: Event) -> str:
+    left = event.get("left")
+    left_text = "" if left is None else f", about {_duration(left)} left"
+    return f"{event['name']}: epoch {event['done']}/{event['total']}, {_duration(event['elapsed'])} elapsed{left_text}"
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0.0, float(seconds))
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m}m{s:02d}s" if m < 60 else f"{m // 60}h{m % 60:02d}m"
+
+
+class ProgressReporter:
+    """The driver's sink: a rich progress bar per running task on a terminal; when the output is
+    piped (or ``plain``), a plain line per task at most every ``interval`` seconds (so short work
+    prints nothing). Thread-safe: events arrive from the relay's thread too. ``close()`` removes
+    the bars."""
+
+    def __init__(self, console, quiet: bool = False, interval: float = 10.0, plain: bool | None = None,
+                 say: Callable[[str], None] | None = None) -> None:
+        self.console, self.quiet, self.interval = console, quiet, interval
+        self.plain = (not getattr(console, "is_terminal", False)) if plain is None else plain
+        self.say = say or Printer(console, quiet)
+        self.lock = threading.Lock()
+        self.last_line: dict[str, float] = {}
+        self.bars = None
+        self.bar_ids: dict[str, int] = {}
+
+    def __call__(self, event: Event) -> None:
+        if self.quiet:
+            return
+        with self.lock:
+            if self.plain:
+                self._plain(event)
+            else:
+                self._bar(event)
+
+    def _plain(self, event: Event) -> None:
+        key = event["id"]
+        now = time.perf_counter()
+        if event.get("end"):
+            self.last_line.pop(key, None)
+            return
+        since = self.last_line.get(key)
+        if event["elapsed"] >= self.interval if since is None else now - since >= self.interval:
+            self.last_line[key] = now
+            self.say(format_event(event))
+
+    def _bar(self, event: Event) -> None:
+        key = event["id"]
+        if event.get("end"):
+            if key in self.bar_ids and self.bars is not None:
+                self.bars.remove_task(self.bar_ids.pop(key))
+            return
+        if self.bars is None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self.bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("epochs"),
+                                 TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(), console=self.console,
+                                 transient=True)
+            self.bars.start()
+        if key not in self.bar_ids:
+            self.bar_ids[key] = self.bars.add_task(event["name"], total=event["total"])
+        self.bars.update(self.bar_ids[key], completed=event["done"], total=event["total"], description=event["name"])
+
+    def close(self) -> None:
+        with self.lock:
+            if self.bars is not None:
+                self.bars.stop()
+                self.bars = None
+                self.bar_ids.clear()

@@ -2,8 +2,10 @@
 
 Specs: ``random:10%`` (a fraction of the training set), ``random:100`` (a count),
 ``class:3`` (every training point of a class), ``indices:PATH`` (one training index per
-line; ``#`` comments and blank lines ignored). Indices refer to the dataset's training
-split. Random requests are drawn with ``numpy.random.default_rng(forget_seed)``. Every spec is
+line; ``#`` comments and blank lines ignored) and ``indices:RUN_ID`` (the forget set of an
+earlier trial: every trial logs its indices as the MLflow artifact :data:`INDICES_ARTIFACT`, in
+the ``indices:PATH`` format, see :func:`indices_text`; the run layer fetches it, so two groups can
+run on exactly the same forget set). Indices refer to the dataset's training split. Random requests are drawn with ``numpy.random.default_rng(forget_seed)``. Every spec is
 checked against the dataset before any training starts.
 
 Continual (sequential) requests, applied one after the other to the model the previous one left
@@ -15,6 +17,7 @@ then of 5). ``select`` returns the union of all requests; ``select_steps`` each 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +25,12 @@ import numpy as np
 
 from bench.core.errors import BenchError
 
-SYNTAX = "random:10%, random:100, class:3 or indices:PATH (or a sequence of requests: seq:5x20, seq:class:1,3,5)"
+SYNTAX = ("random:10%, random:100, class:3 or indices:PATH (a file, or indices:RUN_ID, the run id of a trial; or a "
+          "sequence of requests: seq:5x20, seq:class:1,3,5)")
+#: The artifact of every trial run holding its forget indices (format: :func:`indices_text`).
+INDICES_ARTIFACT = "forget_indices.txt"
+#: An MLflow run id: 32 lowercase hexadecimal digits.
+RUN_ID = re.compile(r"[0-9a-f]{32}")
 SEQ_SYNTAX = "seq:NxK (N requests of K random training points, e.g. seq:5x20) or seq:class:A,B,... (e.g. seq:class:1,3,5)"
 
 
@@ -36,6 +44,15 @@ class ForgetSpec:
     path: str | None = None
     requests: int | None = None  # seq:NxK: N
     labels: tuple[int, ...] | None = None  # seq:class:A,B,...
+    content: str | None = None  # indices:RUN_ID: the text of that run's INDICES_ARTIFACT (fetched by the run layer)
+    source: str | None = None  # indices:RUN_ID: where ``content`` came from, for the messages
+
+    @property
+    def run_id(self) -> str | None:
+        """The MLflow run id of an ``indices:RUN_ID`` request (no file of that name exists), else None."""
+        if self.kind != "indices" or self.path is None or Path(self.path).expanduser().exists():
+            return None
+        return self.path if RUN_ID.fullmatch(self.path) else None
 
     def select_steps(self, train_y: np.ndarray, num_classes: int, forget_seed: int) -> list[np.ndarray]:
         """The requests of a ``seq:`` spec in order, each sorted int64 training indices, pairwise
@@ -95,10 +112,14 @@ class ForgetSpec:
         return self._read_indices(n)
 
     def _read_indices(self, n: int) -> np.ndarray:
+        if self.content is not None:
+            return self._parse_indices(self.content, self.source or self.path, n)
         path = Path(self.path).expanduser()
         if not path.is_file():
-            raise BenchError(f"Forget request '{self.text}': no file at {path}. Give a text file with one training index per line.")
-        values: list[int] = []
+            hint = (" nor a run id the run layer resolved (an MLflow run id is 32 hexadecimal digits)"
+                    if RUN_ID.fullmatch(self.path or "") else "")
+            raise BenchError(f"Forget request '{self.text}': no file at {path}{hint}. Give a text file with one training "
+                             f"index per line, or the MLflow run id of a trial (its artifact {INDICES_ARTIFACT}).")
         try:
             text = path.read_text()
         except (OSError, UnicodeDecodeError) as exc:
@@ -106,6 +127,15 @@ class ForgetSpec:
                 f"Forget request '{self.text}': cannot read {path} as a text file ({exc}). "
                 f"Give one training index per line, e.g. numpy.savetxt(path, idx, fmt='%d')."
             ) from None
+        return self._parse_indices(text, path, n)
+
+    def _parse_indices(self, text: str, path, n: int) -> np.ndarray:
+        values: list[int] = []
+        size = header_value(text, "train_size")
+        if size is not None and size.isdigit() and int(size) != n:
+            raise BenchError(f"Forget request '{self.text}': {path} was drawn from a training set of {size} points "
+                             f"(dataset {header_value(text, 'dataset') or '?'}); this dataset's has {n}. Use it with "
+                             f"the dataset it came from.")
         for lineno, line in enumerate(text.splitlines(), 1):
             line = line.split("#", 1)[0].strip()
             if not line:
@@ -128,6 +158,28 @@ class ForgetSpec:
         if len(uniq) >= n:
             raise BenchError(f"Forget request '{self.text}' would forget the whole training set ({n} points).")
         return uniq
+
+
+def indices_text(idx, *, dataset: str, forget: str, forget_seed: int, train_size: int) -> str:
+    """A forget set as the text of :data:`INDICES_ARTIFACT` and of an ``indices:PATH`` file: ``#``
+    header lines (``# key: value``: what made it), then one training index per line, ascending."""
+    values = np.sort(np.asarray(idx, dtype=np.int64))
+    head = {"format": "bench forget indices 1", "dataset": dataset, "forget": forget, "forget_seed": forget_seed,
+            "train_size": train_size, "count": len(values)}
+    return "".join(f"# {k}: {v}\n" for k, v in head.items()) + "".join(f"{int(i)}\n" for i in values)
+
+
+def header_value(text: str, key: str) -> str | None:
+    """The value of a ``# key: value`` header line of :func:`indices_text`, or None."""
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            if line.strip():
+                break
+            continue
+        k, sep, v = line[1:].partition(":")
+        if sep and k.strip() == key:
+            return v.strip()
+    return None
 
 
 def parse_forget(text: str) -> ForgetSpec:

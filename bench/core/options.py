@@ -79,10 +79,37 @@ def parse_method_params(items: list[str]) -> dict[str, dict[str, str]]:
     return out
 
 
+def parse_originals(items: list[str]) -> dict[str, str]:
+    """``["PATH"]`` -> ``{"": PATH}`` (for the one ``--model``); ``["mlp=a.pt", "cnn=b.pt"]`` -> per model
+    spec. A value whose part before the first ``=`` holds a ``/`` is a path as a whole."""
+    out: dict[str, str] = {}
+    for item in items:
+        model, eq, path = item.partition("=")
+        if not eq or not model.strip() or "/" in model:
+            model, path = "", item
+        model, path = model.strip(), path.strip()
+        if not path:
+            raise BenchError(f"Bad --original '{item}': expected PATH, or MODEL=PATH with several --model, e.g. --original mlp=original.safetensors.")
+        if model in out:
+            raise BenchError(f"--original is given twice for {'the model' if not model else f'model {model!r}'}; give one file per --model.")
+        out[model] = path
+    return out
+
+
+def _originals(value: Any) -> Any:
+    """A TOML string (one model) or table (model spec -> path) -> the ``original`` mapping."""
+    return {"": value} if isinstance(value, str) else value
+
+
 def load_toml(path: str | os.PathLike) -> dict[str, Any]:
-    """Read an experiment file; its keys mirror the ``bench run`` options (see README)."""
+    """Read an experiment file; its keys mirror the ``bench run`` options (see README).
+    ``preset:NAME`` reads the shipped preset NAME (``bench.core.presets``, ``bench presets``)."""
     import tomllib
 
+    from bench.core import presets
+
+    if presets.is_reference(path):
+        return presets.load(str(path)[len(presets.PREFIX):]).options
     p = Path(path).expanduser()
     if not p.is_file():
         raise BenchError(f"Experiment file not found: {p}.")
@@ -164,7 +191,7 @@ OPTIONS: tuple[Option, ...] = (
            ("digits",), "list[str]", _L, toml_key="dataset", multiple=True, normalize=_as_list),
     Option("models", ("--model",), "Model spec, repeatable (mlp, mlp:256,256, cnn, any timm name). [default: mlp]",
            ("mlp",), "list[str]", _L, toml_key="model", multiple=True, normalize=_as_list),
-    Option("forgets", ("--forget", "-f"), "Forget request, repeatable: random:10%, random:100, class:3, indices:PATH; sequential "
+    Option("forgets", ("--forget", "-f"), "Forget request, repeatable: random:10%, random:100, class:3, indices:PATH, indices:RUN_ID (a trial's forget set); sequential "
            "requests seq:5x20, seq:class:1,3,5. [default: random:10%]",
            ("random:10%",), "list[str]", _L, toml_key="forget", multiple=True, normalize=_as_list),
     Option("seeds", ("--seeds", "-s"), "Seeds: 0,1,2 or 0-4. Each seed trains its own original and retrained reference. [default: 0]",
@@ -177,6 +204,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("recipe", ("--recipe", "-r"), "Training recipe KEY=VALUE, repeatable (epochs, lr, batch_size, optimizer, momentum, "
            "weight_decay, schedule).",
            {}, "dict[str, Any]", (dict,), multiple=True, from_cli=partial(parse_assignments, what="--recipe"), combine=_update),
+    Option("original", ("--original",), "Your own trained original for --model: a .safetensors file or a torch state dict "
+           "(read with weights_only=True); MODEL=PATH per model spec when there are several. Checked before any work; the "
+           "retrained reference is still trained with the recipe (see README, 'Your own model').",
+           {}, "dict[str, str]", (str, dict), multiple=True, from_cli=parse_originals, normalize=_originals,
+           toml_check=lambda v: isinstance(v, str) or all(isinstance(p, str) for p in v.values())),
     Option("attacks", ("--attacks",), "Attacks to run on every unlearned model, comma-separated, wildcards allowed; '' for none "
            f"(see `bench list attacks`, docs/attacks.md). [default: {DEFAULT_ATTACKS}]",
            DEFAULT_ATTACKS, "str", _L, commands=("run",), normalize=_joined),
@@ -206,6 +238,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("download", ("--download/--no-download",), "Let dataset plugins download missing files (needs internet). [default: no]",
            False, "bool", (bool,), cli_type=bool),
     Option("resume", ("--resume",), "Continue the latest run of the same plan in this experiment: skip its finished trials.",
+           False, "bool", (bool,), cli_type=bool, flag=True, commands=("run",)),
+    Option("dry_run", ("--dry-run",), "Validate and print the plan (trials, parameters, recipe, data files), then stop: "
+           "nothing is trained or recorded.",
            False, "bool", (bool,), cli_type=bool, flag=True, commands=("run",)),
 )
 

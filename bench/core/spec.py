@@ -81,6 +81,7 @@ class TrialSpec:
     versions: Mapping[str, str]
     plugins: Mapping[str, str]
     own_original: OwnOriginal | None = None
+    original: Mapping[str, str] | None = None  # your own original (--original): {"path", "sha256"}; recorded only when given
     trial_key: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -88,6 +89,8 @@ class TrialSpec:
             object.__setattr__(self, name, freeze(dict(getattr(self, name))))
         object.__setattr__(self, "data_access", frozenset(self.data_access))
         object.__setattr__(self, "attacks", tuple(self.attacks))
+        if self.original is not None:
+            object.__setattr__(self, "original", freeze(dict(self.original)))
         if self.own_original is not None:
             object.__setattr__(self, "own_original", OwnOriginal(self.own_original.key, freeze(dict(self.own_original.train_params))))
         object.__setattr__(self, "trial_key", trial_key(self._recorded()))
@@ -95,7 +98,7 @@ class TrialSpec:
     def _recorded(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
-            if f.name in ("own_original", "trial_key"):
+            if f.name in ("own_original", "trial_key") or (f.name == "original" and self.original is None):
                 continue
             value = getattr(self, f.name)
             if f.name in ("data_access", "attacks"):
@@ -113,8 +116,9 @@ class TrialSpec:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TrialSpec:
-        names = {f.name for f in dataclasses.fields(cls)} - {"own_original", "trial_key"}
+        names = {f.name for f in dataclasses.fields(cls)} - {"own_original", "trial_key", "original"}
         kw = {k: d[k] for k in names}
+        kw["original"] = d.get("original")
         kw["data_access"] = frozenset(a for a in str(d["data_access"]).split(",") if a)
         kw["attacks"] = tuple(a for a in str(d["attacks"]).split(",") if a)
         own = d.get("method_train")

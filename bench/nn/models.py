@@ -4,6 +4,15 @@ A model spec is ``NAME`` or ``NAME:ARG``: ``mlp:256,256`` (hidden sizes), ``cnn:
 (conv widths), ``resnet18`` or ``timm:resnet18`` (any name ``timm.list_models()`` knows,
 built with ``timm.create_model(name, pretrained=False, num_classes=K, in_chans=C)``; nothing
 is downloaded). ``resnet18-cifar`` (bench/nn/resnet_cifar.py) is the default for 32x32 images.
+
+timm models may start from pretrained weights in a local file: ``timm:resnet18,pretrained=PATH``
+(safetensors or a ``weights_only`` torch state dict, read by ``bench.core.weights``), handed to
+timm as ``pretrained_cfg_overlay={"state_dict": ..., "num_classes": rows of the file's classifier}``
+so timm adapts it as for its own pretrained weights: a classifier of another size (ImageNet's
+1000 classes) is left out and initialised afresh, the first convolution is adapted to the
+dataset's channels. Nothing is downloaded. At plan time bench pins the file's SHA-256 into the
+spec (``...,pretrained=PATH,sha256=HEX``), so every cache and trial key depends on the file's
+content, and a worker refuses a file that changed since.
 """
 
 from __future__ import annotations
@@ -55,23 +64,34 @@ class TimmModels:
     """Every timm architecture, randomly initialised (``pretrained=False``)."""
 
     name = "timm"
-    description = "Any timm architecture by name (resnet18, test_resnet, ...), pretrained=False; `bench list models 'resnet*'`."
+    description = "Any timm architecture by name (resnet18, test_resnet, ...), random init or timm:NAME,pretrained=PATH (a local file); `bench list models 'resnet*'`."
 
     def claims(self, name: str) -> bool:
         import timm
 
-        return timm.is_model(name)
+        return timm.is_model(name.partition(",")[0])
 
     def list_names(self, pattern: str = "*") -> list[str]:
         import timm
 
         return timm.list_models(pattern)
 
+    def pin(self, arg: str | None) -> str | None:
+        """``arg`` with the SHA-256 of its pretrained file added (unchanged without one)."""
+        name, opts = _timm_options(arg or "")
+        if not opts.get("pretrained") or opts.get("sha256"):
+            return arg
+        from bench.core.weights import read_weights
+
+        digest = read_weights(opts["pretrained"], f"timm:{arg} pretrained file").sha256
+        return f"{arg},sha256={digest}"
+
     def create(self, num_classes, input_shape, arg=None):
         import timm
 
         if not arg:
             raise BenchError("Model 'timm' needs an architecture name: timm:resnet18, or just resnet18.")
+        arg, opts = _timm_options(arg)
         if not timm.is_model(arg):
             raise BenchError(f"Unknown timm architecture '{arg}'. List them with: bench list models '{arg[:3]}*'")
         if len(input_shape) != 3:
@@ -79,7 +99,48 @@ class TimmModels:
                 f"timm model '{arg}' needs image inputs of shape (C, H, W); this dataset's inputs have shape "
                 f"{tuple(input_shape)}. Use --model mlp for vector data."
             )
-        return timm.create_model(arg, pretrained=False, num_classes=num_classes, in_chans=input_shape[0])
+        if not opts.get("pretrained"):
+            return timm.create_model(arg, pretrained=False, num_classes=num_classes, in_chans=input_shape[0])
+        return _timm_pretrained(arg, opts, num_classes, input_shape[0])
+
+
+TIMM_OPTIONS = ("pretrained", "sha256")
+
+
+def _timm_options(arg: str) -> tuple[str, dict[str, str]]:
+    """``resnet18,pretrained=PATH[,sha256=HEX]`` -> ``("resnet18", {"pretrained": PATH, ...})``."""
+    name, *rest = arg.split(",")
+    opts: dict[str, str] = {}
+    for part in rest:
+        key, sep, value = part.partition("=")
+        if not sep or key.strip() not in TIMM_OPTIONS or not value.strip():
+            raise BenchError(f"Bad timm model option '{part}' in 'timm:{arg}': expected pretrained=PATH (a local "
+                             f"safetensors or torch state-dict file), e.g. timm:resnet18,pretrained=resnet18.safetensors.")
+        opts[key.strip()] = value.strip()
+    return name.strip(), opts
+
+
+def _timm_pretrained(name: str, opts: dict[str, str], num_classes: int, in_chans: int):
+    """A timm model started from the local pretrained file ``opts["pretrained"]`` (see the module doc)."""
+    import timm
+
+    from bench.core.weights import read_weights
+
+    where = f"timm:{name} pretrained file {opts['pretrained']}"
+    weights = read_weights(opts["pretrained"], where)
+    if opts.get("sha256") and weights.sha256 != opts["sha256"]:
+        raise BenchError(f"{where} changed since the run was planned (SHA-256 {weights.sha256[:12]}, planned with "
+                         f"{opts['sha256'][:12]}). Leave the file alone while bench runs, and run again.")
+    cfg = timm.get_pretrained_cfg(name)
+    heads = getattr(cfg, "classifier", None) or ()
+    heads = (heads,) if isinstance(heads, str) else tuple(heads)
+    rows = next((int(weights.state[f"{h}.weight"].shape[0]) for h in heads if f"{h}.weight" in weights.state), num_classes)
+    try:
+        return timm.create_model(name, pretrained=True, num_classes=num_classes, in_chans=in_chans,
+                                 pretrained_cfg_overlay={"state_dict": dict(weights.state), "num_classes": rows})
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise BenchError(f"{where} does not fit timm's {name}: {str(exc).splitlines()[0][:200]}. Give the weights "
+                         f"of the same architecture (model.state_dict() of timm.create_model('{name}')).") from None
 
 
 @bench.hookimpl

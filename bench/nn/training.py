@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.core import console
 from bench.core.recipe import Recipe
 from bench.nn.augment import augment_batch
 
@@ -147,7 +148,8 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Recipe, seed
 
 def train_epochs(model, x, y, *, epochs, batch_size, optimizer, lr, momentum, weight_decay, schedule, seed,
                  on_epoch=None, augment="none", workers=None) -> nn.Module:
-    """Mini-batch training; ``on_epoch(model)``, if given, is called after every epoch.
+    """Mini-batch training; ``on_epoch(model)``, if given, is called after every epoch, and so is
+    ``bench.core.console.epoch`` (the per-epoch progress of the enclosing task, when one reports).
 
     ``augment`` is the recipe's on-device augmentation, drawn from its own generator seeded by
     ``seed``. Batches stream through a DataLoader with ``workers`` processes when ``x`` is not
@@ -162,7 +164,8 @@ def train_epochs(model, x, y, *, epochs, batch_size, optimizer, lr, momentum, we
     stream = workers is not None or x.device != device
     aug_gen = torch.Generator(device=device).manual_seed(seed) if augment != "none" else None
     model.train()
-    for _ in range(epochs):
+    console.epoch(0, epochs)  # progress of the enclosing task, if any (bench.core.console); no effect on training
+    for done in range(1, epochs + 1):
         if stream:
             pairs = stream_batches(x, y, list(batches(n, batch_size, g, "cpu")), device,
                                    STREAM_WORKERS if workers is None else workers)
@@ -178,6 +181,7 @@ def train_epochs(model, x, y, *, epochs, batch_size, optimizer, lr, momentum, we
             sched.step()
         if on_epoch is not None:
             on_epoch(model)
+        console.epoch(done, epochs)
     return model
 
 

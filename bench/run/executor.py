@@ -22,12 +22,14 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from bench.core import console
 from bench.core.errors import BenchError
 from bench.core.keys import is_loopback
 from bench.core.plugins import in_process_plugins
 from bench.core.spec import TrialSpec, spec_of
+from bench.run.forward import ForwardProgress, in_worker_progress
 from bench.run.payload import Payload
-from bench.run.references import train_job
+from bench.run.references import RefJob, train_job
 from bench.run.trial import run_trial
 from bench.track.report import summary_line
 from bench.track.tracking import (
@@ -59,7 +61,8 @@ def run_local(trials: list[TrialSpec], payload: Payload,
         say(f"[{i + 1}/{len(trials)}] running {spec.trial_name}")
         t0 = time.perf_counter()
         try:
-            metrics = run_trial(spec, payload)
+            with console.task(spec.trial_name):
+                metrics = run_trial(spec, payload)
         except KeyboardInterrupt:
             out.interrupted = True
             break
@@ -76,7 +79,15 @@ def run_local(trials: list[TrialSpec], payload: Payload,
 
 
 def train_many_local(jobs):
-    return [train_job(job) for job in jobs]
+    return [_train_with_progress(job) for job in jobs]
+
+
+def _train_with_progress(job):
+    """``train_job`` as a progress task (``bench.core.console``): a reference's loop runs the
+    recipe's epochs; a method's own original tells its total itself (SISA)."""
+    total = job.recipe.epochs if isinstance(job, RefJob) else None
+    with console.task(job.describe(), total):
+        return train_job(job)
 
 
 # -- Ray ---------------------------------------------------------------------------------------
@@ -139,8 +150,6 @@ def start_ray(address: str | None, verbose: bool, say: Callable[..., None], num_
 
 
 DRIVER_ENV = "BENCH_RAY_DRIVER"
-
-
 def reap_leftover_ray() -> list[int]:
     """SIGKILL the Ray processes (``ray::...`` or under ``.../ray/``) that a bench driver now dead
     started (:data:`DRIVER_ENV` in their environment, same user; Linux /proc). Returns their pids."""
@@ -200,19 +209,22 @@ def train_many_ray(cpus: float, gpus: float):
         remote = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(_train_reference_task)
         split_refs: dict[int, Any] = {}
         futures = []
-        for job in jobs:
-            if id(job.splits) not in split_refs:
-                split_refs[id(job.splits)] = ray.put(job.splits)
-            futures.append(remote.remote(dataclasses.replace(job, splits=None), split_refs[id(job.splits)]))
-        return ray.get(futures)
+        with ForwardProgress() as forward:  # each job's epochs, forwarded to this terminal
+            for job in jobs:
+                if id(job.splits) not in split_refs:
+                    split_refs[id(job.splits)] = ray.put(job.splits)
+                futures.append(remote.remote(dataclasses.replace(job, splits=None), split_refs[id(job.splits)],
+                                             forward.sink_spec()))
+            return ray.get(futures)
 
     return train_many
 
 
-def _train_reference_task(job, splits):
+def _train_reference_task(job, splits, progress=None):
     import dataclasses
 
-    return train_job(dataclasses.replace(job, splits=splits))
+    with in_worker_progress(progress):
+        return _train_with_progress(dataclasses.replace(job, splits=splits))
 
 
 def concurrent_slots(cpus: float, gpus: float) -> int:
@@ -228,13 +240,15 @@ def concurrent_slots(cpus: float, gpus: float) -> int:
     return max(1, min(slots, default=1))
 
 
-def _tune_trainable(config: dict, payload: Payload) -> None:
+def _tune_trainable(config: dict, payload: Payload, progress: tuple[str, str, float] | None = None) -> None:
     import ray
     from ray import tune
 
     fetch = lambda v: ray.get(v) if isinstance(v, ray.ObjectRef) else v  # noqa: E731
     report = tune.report if config.get("report_epochs") else None
-    metrics = run_trial(spec_of(config), payload, fetch=fetch, report=report)
+    spec = spec_of(config)
+    with in_worker_progress(progress), console.task(spec.trial_name):
+        metrics = run_trial(spec, payload, fetch=fetch, report=report)
     tune.report(metrics)
 
 
@@ -262,7 +276,9 @@ def run_ray(trials: list[TrialSpec], payload: Payload, *, cpus: float, gpus: flo
 
     progress = Progress(trials, index, out, say, total=None if search is None else search["num_samples"], run_of=run_of)
 
-    trainable = tune.with_resources(tune.with_parameters(_tune_trainable, payload=shipped), {"cpu": cpus, "gpu": gpus})
+    forward = ForwardProgress()  # the trials' per-epoch progress, forwarded to this terminal
+    trainable = tune.with_resources(tune.with_parameters(_tune_trainable, payload=shipped, progress=forward.sink_spec()),
+                                    {"cpu": cpus, "gpu": gpus})
     if search is None:
         param_space = {"trial": tune.grid_search([t.as_dict() for t in trials])}
         tune_config = tune.TuneConfig(reuse_actors=True)
@@ -297,7 +313,8 @@ def run_ray(trials: list[TrialSpec], payload: Payload, *, cpus: float, gpus: flo
     tune_log = None if verbose else _tune_log_to_file(Path(storage) / f"{name}.log")
     out.log_path = None if tune_log is None else tune_log[0].baseFilename
     try:
-        tuner.fit()
+        with forward:
+            tuner.fit()
     except KeyboardInterrupt:
         out.interrupted = True
         return out

@@ -8,8 +8,8 @@ trial is a frozen :class:`bench.core.spec.TrialSpec`, made here once.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 from bench.core.cache import cache_key, sha256_bytes, tensor_digest
 from bench.core.errors import BenchError
@@ -26,6 +26,7 @@ from bench.core.registry import Registry
 from bench.core.spec import OwnOriginal, TrialSpec
 from bench.run.checks import check_splits
 from bench.run.continual import step_references
+from bench.run.original import ORIGINAL_KEYS, Original, check_against, load_into, original_doc, read_original
 from bench.run.validate import (
     MethodPlan,
     params_for_dataset,
@@ -55,6 +56,7 @@ class Group:
     retrain_doc: dict
     steps: tuple | None = None  # seq: requests, each's training indices (bench.run.continual)
     step_refs: tuple | None = None  # seq: (key, doc) of each request's retrained reference
+    original: dict | None = None  # your own original (--original): {"path", "sha256"}; None: trained with the recipe
 
 
 @dataclass(frozen=True)
@@ -63,16 +65,20 @@ class Plan:
     tracking_uri: str
     methods: list[MethodPlan]
     splits: dict[str, Any]  # dataset spec -> Splits
-    models: dict[str, tuple[Any, str | None, str]]  # model spec -> (obj, arg, origin)
+    models: dict[str, tuple[Any, str | None, str]]  # model spec as the trials name it (pinned) -> (obj, arg, origin)
     attacks: dict[str, Any]
     groups: list[Group]
     trials: list[TrialSpec]
     device: str
     data_dir: str
     cache_dir: str
+    #: ``--original``: (model spec, dataset spec) -> the file's record and its test accuracy there
+    originals: dict[tuple[str, str], dict] = field(default_factory=dict)
 
 
-def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], plugins: dict[str, str]) -> Plan:
+def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], plugins: dict[str, str],
+              say: Callable[[str], None] | None = None) -> Plan:
+    """The plan of a run; ``say`` gets the plan-time notes (the test accuracy of each ``--original``)."""
     methods, forgets, uri = validate_options(registry, opts)  # cheap checks before any heavy import
 
     import numpy as np
@@ -95,9 +101,13 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
         digests[spec] = tensor_digest(splits[spec].train_x, splits[spec].train_y)
 
     models: dict[str, tuple[Any, str | None, str]] = {}
+    pinned: dict[str, str] = {}  # the spec the trials get: a plugin's pin() adds what keys must see (a file digest)
     for spec in opts.models:
         models[spec] = resolve_model(registry, spec)
         obj, arg, _ = models[spec]
+        pin = getattr(obj, "pin", None)
+        pinned_arg = pin(arg) if pin is not None else arg
+        pinned[spec] = spec if pinned_arg == arg else (f"{spec.partition(':')[0]}:{pinned_arg}" if ":" in spec else pinned_arg)
         for dspec, sp in splits.items():
             try:
                 torch.manual_seed(0)
@@ -115,6 +125,8 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
             if tuple(out.shape) != (2, sp.num_classes):
                 raise BenchError(f"Model '{spec}' returned shape {tuple(out.shape)} on dataset '{dspec}'; expected (2, {sp.num_classes}).")
 
+    originals = check_originals(opts, models, splits, say)
+
     attacks = {n: registry.get("attack", n) for n in (registry.resolve("attack", opts.attacks) if opts.attacks else [])}
 
     groups: list[Group] = []
@@ -128,18 +140,20 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
                     fseed = opts.forget_seed if opts.forget_seed is not None else seed
                     idx = fspec.select(train_y, sp.num_classes, fseed)
                     base = {
-                        "dataset": dspec, "data_sha256": digests[dspec], "model": mspec,
+                        "dataset": dspec, "data_sha256": digests[dspec], "model": pinned[mspec],
                         "input_shape": list(sp.input_shape), "num_classes": sp.num_classes,
                         "recipe": recipe.as_dict(), "seed": seed,
                     }
-                    odoc = {"kind": "original", **base}
+                    own = originals.get((mspec, dspec))
+                    odoc = {"kind": "original", **base} if own is None else original_doc(base, own["file"])
                     rdoc = {"kind": "retrain", **base, "forget_sha256": sha256_bytes(np.asarray(idx, np.int64).tobytes())}
                     steps = step_refs = None
                     if fspec.kind == "seq":  # continual requests: one retrained reference per request
                         steps = tuple(fspec.select_steps(train_y, sp.num_classes, fseed))
                         step_refs = tuple(step_references(steps, base))
-                    groups.append(Group(f"g{len(groups)}", dspec, mspec, fspec, seed, fseed, recipe, idx, cache_key(odoc),
-                                        cache_key(rdoc), odoc, rdoc, steps, step_refs))
+                    groups.append(Group(f"g{len(groups)}", dspec, pinned[mspec], fspec, seed, fseed, recipe, idx, cache_key(odoc),
+                                        cache_key(rdoc), odoc, rdoc, steps, step_refs,
+                                        None if own is None else own["file"].record()))
 
     multi = len(opts.datasets) > 1 or len(opts.models) > 1 or len(forgets) > 1
     trials = []
@@ -156,9 +170,37 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
                 forget_size=int(len(group.forget_idx)), group=group.gid, recipe=group.recipe.as_dict(),
                 attacks=tuple(attacks), shadow_models=opts.shadow_models if any(getattr(a, "needs", ()) for a in attacks.values()) else 0,
                 device=device, threads=max(1, int(opts.cpus_per_trial)), versions=versions, plugins=plugins,
-                own_original=own_original_of(m, group, params),
+                own_original=own_original_of(m, group, params), original=group.original,
             ))
-    return Plan(opts, uri, methods, splits, models, attacks, groups, trials, device, data_dir, cache_dir)
+    if originals and say is not None:
+        own = sorted({m.name for m in methods if has_own_training(m.obj)})
+        if own:
+            say(f"note: {', '.join(own)} train(s) their own original (their own training); --original does not apply to them")
+    record = {key: {**o["file"].record(), "test_acc": o["test_acc"]} for key, o in originals.items()}
+    by_trial_spec = {pinned[m]: (obj, resolve_model(registry, pinned[m])[1], origin) for m, (obj, _, origin) in models.items()}
+    return Plan(opts, uri, methods, splits, by_trial_spec, attacks, groups, trials, device, data_dir, cache_dir, record)
+
+
+def check_originals(opts: RunOptions, models: dict, splits: dict, say: Callable[[str], None] | None) -> dict:
+    """Read and check every ``--original`` against the model ``--model`` builds on each dataset (tensors,
+    shapes, finite values) and measure its test accuracy: ``{(model spec, dataset spec): {"file":
+    Original, "test_acc": float}}``. Raises a one-line BenchError for a file that does not fit."""
+    from bench.nn.training import accuracy
+
+    out: dict[tuple[str, str], dict] = {}
+    for mspec, path in (opts.original or {}).items():
+        obj, arg, _ = models[mspec]
+        orig: Original = read_original(mspec, path)
+        for dspec, sp in splits.items():
+            net = obj.create(sp.num_classes, tuple(sp.input_shape), arg)
+            check_against(orig, net, dspec)
+            load_into(orig, net)
+            acc = accuracy(net, sp.test_x, sp.test_y)
+            out[(mspec, dspec)] = {"file": orig, "test_acc": acc}
+            if say is not None:
+                say(f"original    {orig.path} ({orig.format}, SHA-256 {orig.sha256[:12]}) for {dspec}/{mspec}: "
+                    f"test accuracy {acc:.4f} on {len(sp.test_y)} test rows")
+    return out
 
 
 def own_original_of(m: MethodPlan, group: Group, params: dict) -> OwnOriginal | None:
@@ -174,7 +216,7 @@ def own_original_of(m: MethodPlan, group: Group, params: dict) -> OwnOriginal | 
 def own_original_doc(name: str, method: Any, group: Group, train_params: Any) -> dict:
     """The cache document of a method-trained original: the group's original document, the
     method's training params and its ``train_version``."""
-    base = {k: v for k, v in group.original_doc.items() if k != "kind"}
+    base = {k: v for k, v in group.original_doc.items() if k != "kind" and k not in ORIGINAL_KEYS}
     return {"kind": "method-original", "method": name, "train_version": train_version(method),
             "train_params": dict(train_params), **base}
 

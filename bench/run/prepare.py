@@ -11,7 +11,8 @@ from bench.eval.shadows import ensure_shadow_set, needs_of
 from bench.run.executor import train_many_local, train_many_ray
 from bench.run.method_training import method_training_jobs, originals_by_group
 from bench.run.payload import Payload, build_payload, reference_jobs
-from bench.run.references import ensure_references
+from bench.run.original import ORIGINAL_KEYS
+from bench.run.references import ensure_references, warn_recipe_mismatch
 
 
 def attack_models(plan, refs: dict, say: Callable[[str], None], versions: dict) -> dict[str, dict]:
@@ -30,7 +31,8 @@ def attack_models(plan, refs: dict, say: Callable[[str], None], versions: dict) 
     for g in plan.groups:
         model_obj, arg, _ = plan.models[g.model]
         common = dict(model_obj=model_obj, arg=arg, splits=plan.splits[g.dataset], recipe=g.recipe, group_seed=g.seed,
-                      base_doc={k: v for k, v in g.original_doc.items() if k != "kind"}, forget_idx=g.forget_idx,
+                      base_doc={k: v for k, v in g.original_doc.items() if k != "kind" and k not in ORIGINAL_KEYS},
+                      forget_idx=g.forget_idx,
                       device=plan.device, cache=cache, say=say, versions=versions)
         extras = {}
         for kind in ("shadows", "retrain_shadows"):
@@ -51,6 +53,9 @@ def prepare_references(plan, versions: dict, say: Callable[[str], None]) -> tupl
     train_many = train_many_ray(opts.cpus_per_trial, opts.gpus_per_trial) if opts.executor == "ray" else train_many_local
     jobs = reference_jobs(plan) + method_training_jobs(plan)  # + methods' own originals (SISA)
     refs, trained = ensure_references(jobs, ReferenceCache(plan.cache_dir), train_many, say, versions)
-    say(f"references: {trained} trained, {len(refs) - trained} from cache ({plan.cache_dir})")
+    from_file = sum(1 for _, meta in refs.values() if meta.get("document", {}).get("kind") == "original-file")
+    say(f"references: {trained} trained, {len(refs) - trained - from_file} from cache ({plan.cache_dir})"
+        + (f", {from_file} from --original" if from_file else ""))
     payload, ref_rows = build_payload(plan, refs, originals_by_group(plan, refs), attack_models(plan, refs, say, versions))
+    warn_recipe_mismatch(plan, payload, say)  # --original: does the recipe match how it was trained?
     return payload, ref_rows, trained

@@ -6,6 +6,9 @@ the content-addressed ``ReferenceCache``; missing ones are trained in parallel a
 driver, which writes the cache, so nothing assumes a filesystem shared with the workers.
 Entries are verified on every read, and the driver holds a per-key lock while it trains, so
 concurrent runs sharing a cache directory train each reference once (``bench.core.cache``).
+
+Your own original (``--original``, ``bench.run.original``) is a reference of kind ``original-file``:
+read from its file again (its digest checked against the plan's), never trained, never cached.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from bench.core.cache import ReferenceCache, state_to_bytes
+from bench.run.original import RECIPE_TOLERANCE, recipe_mismatch, reread
 
 
 @dataclass
@@ -33,7 +37,7 @@ class RefJob:
 
     def describe(self) -> str:
         d = self.doc
-        what = "original" if d["kind"] == "original" else "retrained"
+        what = {"original": "original", "original-file": "your original"}.get(d["kind"], "retrained")
         return f"{what} {d['dataset']}/{d['model']} seed={d['seed']}"
 
     def run(self) -> tuple[bytes, float]:
@@ -88,6 +92,12 @@ def ensure_references(
     found: dict[str, tuple[bytes, dict]] = {}
     unique: dict[str, RefJob] = {}
     for job in jobs:
+        if job.doc.get("kind") == "original-file":  # --original: read from its file, not trained or cached
+            if job.key not in found:
+                found[job.key] = (reread(job.doc), {"document": job.doc, "train_seconds": 0.0})
+                say(f"your original {job.doc['original_path']} [{job.doc['original_sha256'][:12]}] for "
+                    f"{job.doc['dataset']}/{job.doc['model']}")
+            continue
         unique.setdefault(job.key, job)
     missing: list[RefJob] = []
     for key, job in unique.items():
@@ -125,3 +135,27 @@ def ensure_references(
 def _hit(job, hit: tuple[bytes, dict], say: Callable[[str], None]) -> tuple[bytes, dict]:
     say(f"cache hit   {job.describe()} [{job.key[:12]}] (trained in {hit[1]['train_seconds']:.1f}s)")
     return hit
+
+
+def warn_recipe_mismatch(plan, payload, say: Callable[..., None]) -> list[str]:
+    """For each group starting from your own original (``--original``): warn when its test accuracy
+    and that of the reference retrained with the recipe differ by more than ``RECIPE_TOLERANCE``
+    (on a class request, the test accuracy on the other classes, which the reference has seen).
+    Every metric compares the unlearned model with that reference, so the recipe must be the one the
+    original was trained with. Returns the warnings (also said, always shown)."""
+    out = []
+    for g in plan.groups:
+        if g.original is None:
+            continue
+        step = payload.groups[g.gid].steps[0]
+        key = "test_retain_class_acc" if step.forget_class is not None else "test_acc"
+        mine, recipe = step.original_eval.accs.get(key), step.retrain_eval.accs.get(key)
+        if mine is None or recipe is None or not recipe_mismatch(mine, recipe):
+            continue
+        line = (f"warning: your original for {g.dataset}/{g.model} has {key} {mine:.3f}, the reference retrained with "
+                f"the recipe (seed {g.seed}) {recipe:.3f}: more than {RECIPE_TOLERANCE * 100:.0f} points apart. Its "
+                f"metrics compare against that reference: give the recipe the original was trained with (--recipe "
+                f"KEY=VALUE, [recipe] in TOML).")
+        out.append(line)
+        say(line, always=True)
+    return out

@@ -11,13 +11,13 @@ import json
 import time
 from datetime import datetime
 
-from bench.core.console import Printer
+from bench.core.console import Printer, ProgressReporter, set_sink
 from bench.core.keys import Tag, plan_key
 from bench.core.options import RunOptions
 from bench.core.plugins import get_registry, plugin_versions
 from bench.run.checks import check_cluster_resources
 from bench.run.plan import make_plan
-from bench.run.validate import package_versions
+from bench.run.validate import package_versions, validate_options
 from bench.track import report, tracking
 
 
@@ -48,25 +48,10 @@ def close_run(client, experiment_id: str, parent: str, status: str, started_ray:
         ray.shutdown()
 
 
-def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False) -> int:
-    say = Printer(console, quiet)
-    registry = get_registry()
-    t_start = time.perf_counter()
-    versions = package_versions()
-    plugins = plugin_versions()
-    plan = make_plan(registry, opts, versions, plugins)
-    left_out = [n for n in registry.resolve("method", opts.methods) if n not in {m.name for m in plan.methods}]
-    if left_out:
-        say(f"left out of --methods '{opts.methods}': {', '.join(left_out)} (they cannot take "
-            f"{', '.join(opts.forgets)}; name one to see why)", always=True)
-    say(f"{len(plan.trials)} trial(s): methods {', '.join(m.name for m in plan.methods)} x seeds "
-        f"{','.join(map(str, opts.seeds))} on {', '.join(opts.datasets)} / {', '.join(opts.models)} / {', '.join(opts.forgets)}")
-    say(f"MLflow tracking store: {plan.tracking_uri} (experiment '{opts.experiment}')")
-
-    started_ray = False
-    if opts.executor == "ray" and opts.ray_address:  # join the cluster and check that a trial fits, before recording
-        started_ray = join_cluster(opts, verbose, say)
-
+def open_parent(plan, opts: RunOptions, versions: dict, plugins: dict, say):
+    """The MLflow side of a run's start: the experiment, runs left RUNNING by dead drivers, the
+    parent run (a new one, or the earlier one ``--resume`` continues) and its ``experiment.json``.
+    Returns (client, experiment id, parent run id, run name, {trial_key: metrics} already done)."""
     from mlflow.tracking import MlflowClient
 
     experiment_id = tracking.setup_experiment(plan.tracking_uri, opts.experiment)
@@ -95,23 +80,119 @@ def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False) -
                                        {Tag.TRIALS: str(len(plan.trials)), Tag.PLAN_KEY: pkey})
         say(f"parent run {parent} ('{run_name}')")
         client.log_text(parent, json.dumps({"options": options, "trials": [t.as_dict() for t in plan.trials]}, indent=1, default=str), "experiment.json")
+    return client, experiment_id, parent, run_name, done
+
+
+def preimport_tune(ray_imported, cancelled) -> None:
+    """Import Ray Tune and its MLflow callback (seconds) while the main thread waits for Ray to
+    start, once the main thread has imported ``ray`` itself (``ray_imported`` is set): the trials'
+    set-up then finds them imported. A failure here is left to the main thread's own import."""
+    if not ray_imported.wait(timeout=120) or cancelled.is_set():
+        return
+    try:
+        import ray.air.integrations.mlflow  # noqa: F401
+        import ray.tune  # noqa: F401
+
+        import bench.run.progress  # noqa: F401
+    except Exception:
+        pass
+
+
+def start_executor(opts: RunOptions, verbose: bool, started_ray: bool, say, ray_imported=None) -> bool:
+    """Import the executor (torch, ray), stop Ray processes of dead bench drivers and start (or
+    join) Ray; returns whether this process started it."""
+    from bench.run.executor import reap_leftover_ray, start_ray  # torch: only once validated
+
+    if opts.executor == "ray" and ray_imported is not None:
+        import ray  # noqa: F401
+
+        ray_imported.set()
+
+    leftover = reap_leftover_ray()
+    if leftover:
+        say(f"stopped {len(leftover)} Ray process(es) left running by a bench process that died", always=True)
+    if opts.executor == "ray" and not started_ray:
+        started_ray = start_ray(opts.ray_address, verbose, say)
+    return started_ray
+
+
+def _abandon_start(opening, status: str, started_ray: bool) -> None:
+    """Starting the executor failed or was interrupted: close the parent run the MLflow thread
+    opened (if it did), and shut down a Ray this process started."""
+    try:
+        client, experiment_id, parent, _, _ = opening.result()
+    except BaseException:
+        client = None
+    if client is not None:
+        close_run(client, experiment_id, parent, status, started_ray)
+    elif started_ray:
+        import ray
+
+        ray.shutdown()
+
+
+def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False) -> int:
+    say = Printer(console, quiet)
+    t_start = time.perf_counter()
+    registry = get_registry()
+    validate_options(registry, opts)  # the cheap checks (again in make_plan): bad input is refused with no other line
+    say(f"bench run: planning methods '{opts.methods}' x seeds {','.join(map(str, opts.seeds))} on "
+        f"{', '.join(opts.datasets)} / {', '.join(opts.models)} / {', '.join(opts.forgets)} (loading the data)")
+    versions = package_versions()
+    plugins = plugin_versions()
+    plan = make_plan(registry, opts, versions, plugins, say)
+    left_out = [n for n in registry.resolve("method", opts.methods) if n not in {m.name for m in plan.methods}]
+    if left_out:
+        say(f"left out of --methods '{opts.methods}': {', '.join(left_out)} (they cannot take "
+            f"{', '.join(opts.forgets)}; name one to see why)", always=True)
+    say(f"{len(plan.trials)} trial(s): methods {', '.join(m.name for m in plan.methods)} x seeds "
+        f"{','.join(map(str, opts.seeds))} on {', '.join(opts.datasets)} / {', '.join(opts.models)} / {', '.join(opts.forgets)}")
+    say(f"MLflow tracking store: {plan.tracking_uri} (experiment '{opts.experiment}')")
+
+    started_ray = False
+    if opts.executor == "ray" and opts.ray_address:  # join the cluster and check that a trial fits, before recording
+        started_ray = join_cluster(opts, verbose, say)
+
+    # The parent run is created in MLflow on a thread while this one imports torch and starts Ray
+    # (seconds each, independent): the run is recorded before any reference or trial work starts.
+    # Under Ray another thread imports Ray Tune meanwhile.
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    ray_imported, cancelled = threading.Event(), threading.Event()
+    if opts.executor == "ray":
+        threading.Thread(target=preimport_tune, args=(ray_imported, cancelled), name="bench-import-tune", daemon=True).start()
+    with ThreadPoolExecutor(1, thread_name_prefix="bench-mlflow") as pool:
+        opening = pool.submit(open_parent, plan, opts, versions, plugins, say)
+        try:
+            started_ray = start_executor(opts, verbose, started_ray, say, ray_imported)
+        except BaseException as exc:
+            cancelled.set()
+            ray_imported.set()
+            _abandon_start(opening, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED", started_ray)
+            if isinstance(exc, KeyboardInterrupt):
+                say("interrupted: finished trials are recorded in MLflow.", always=True)
+                return 130
+            raise
+        try:
+            client, experiment_id, parent, run_name, done = opening.result()
+        except BaseException:
+            if started_ray:
+                import ray
+
+                ray.shutdown()
+            raise
     todo = [i for i, t in enumerate(plan.trials) if t.trial_key not in done]
     status = "FAILED"
+    reporter = ProgressReporter(console, quiet, say=say)  # per-epoch progress of long work (bench.core.console)
+    previous_sink = set_sink(reporter)
     try:
         from bench.run.executor import (  # torch: only once validated
             Outcome,
-            reap_leftover_ray,
             run_local,
             run_ray,
-            start_ray,
         )
         from bench.run.prepare import prepare_references
-
-        leftover = reap_leftover_ray()
-        if leftover:
-            say(f"stopped {len(leftover)} Ray process(es) left running by a bench process that died", always=True)
-        if opts.executor == "ray" and not started_ray:
-            started_ray = start_ray(opts.ray_address, verbose, say)
 
         payload, ref_rows, trained = prepare_references(plan, versions, say)
         tracking.log_metrics(client, parent, {"references_trained": trained})
@@ -129,6 +210,7 @@ def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False) -
                 return tracking.log_local_trial(plan.tracking_uri, experiment_id, parent, spec, metrics, error)
 
             outcome = run_local(trials, payload, log_trial, say)
+        reporter.close()  # no progress bar under the summary
         # back to plan positions, with the trials an earlier (resumed) run finished
         results = {todo[i]: m for i, m in outcome.results.items()}
         failures = {todo[i]: e for i, e in outcome.failures.items()}
@@ -166,6 +248,8 @@ def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False) -
         say("interrupted: finished trials are recorded in MLflow.", always=True)
         code = 130
     finally:
+        set_sink(previous_sink)
+        reporter.close()
         close_run(client, experiment_id, parent, status, started_ray)
     say(f"MLflow tracking store: {plan.tracking_uri}; parent run {parent}; wall time {time.perf_counter() - t_start:.1f}s", always=True)
     return code

@@ -19,6 +19,7 @@ import torch
 from bench.core.cache import load_state
 from bench.core.contracts import MethodContext
 from bench.core.errors import BenchError
+from bench.core.forget import INDICES_ARTIFACT, indices_text
 from bench.core.keys import ARTIFACTS_KEY, STEPS_KEY
 from bench.core.recipe import Recipe
 from bench.core.spec import TrialSpec
@@ -146,4 +147,8 @@ def run_trial(spec: TrialSpec, payload: Payload, fetch: Callable[[Any], Any] = l
         run_attacks(payload.attacks, model, final, spec=spec, group=group, method=method,
                     data=((data.retain_x, data.retain_y), everything, (data.test_x, data.test_y)),
                     new_model=new_model, bounds=bounds)
+    # the forget set, so another run can reuse exactly it (--forget indices:RUN_ID)
+    final.setdefault(ARTIFACTS_KEY, {})[INDICES_ARTIFACT] = indices_text(
+        group.forget_idx, dataset=spec.dataset, forget=spec.forget, forget_seed=spec.forget_seed,
+        train_size=len(splits.train_y))
     return final

@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench.core.console import Printer
+from bench.core.console import Printer, ProgressReporter, set_sink
 from bench.core.errors import BenchError
 from bench.core.options import RunOptions
 from bench.core.plugins import get_registry, plugin_versions
@@ -60,7 +60,7 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
     opts.methods = method
     opts.executor = "ray"
     versions, plugins = package_versions(), plugin_versions()
-    plan = make_plan(registry, opts, versions, plugins)
+    plan = make_plan(registry, opts, versions, plugins, say)
     method_obj = registry.get("method", method)
     mode = METRIC_DIRECTIONS[objective]
     t_start = time.perf_counter()
@@ -95,6 +95,8 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
     say(f"MLflow tracking store: {plan.tracking_uri}; parent run {parent} ('{run_name}')")
     started_ray = False
     status, code = "FAILED", 1
+    reporter = ProgressReporter(console, quiet, say=say)  # per-epoch progress of long work (bench.core.console)
+    previous_sink = set_sink(reporter)
     try:
         started_ray = start_ray(opts.ray_address, verbose, say)
         payload, _, _ = prepare_references(plan, versions, say)
@@ -131,6 +133,8 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
     except KeyboardInterrupt:
         status, code = "KILLED", 130
     finally:
+        set_sink(previous_sink)
+        reporter.close()
         close_run(client, experiment_id, parent, status, started_ray)
     return code
 

@@ -18,7 +18,8 @@ from typing import Any
 from bench import __version__
 from bench.core.cache import default_cache_dir
 from bench.core.errors import BenchError
-from bench.core.forget import ForgetSpec, parse_forget
+from bench.core.forget import INDICES_ARTIFACT, ForgetSpec, parse_forget
+from bench.core.keys import Tag
 from bench.core.method import (
     check_params,
     continual_support,
@@ -181,6 +182,32 @@ def check_continual(methods: list[MethodPlan], forgets: list[ForgetSpec]) -> Non
             )
 
 
+def resolve_originals(opts: RunOptions) -> dict[str, str]:
+    """``--original`` as ``{model spec: path}``: a bare PATH (key ``""``) goes to the one ``--model``;
+    every key names a given model spec and every file exists. Replaces ``opts.original`` with it, so
+    the run records the model each file is for."""
+    given = dict(opts.original or {})
+    if "" in given:
+        if len(opts.models) != 1:
+            raise BenchError(f"--original {given['']} names no model, but there are {len(opts.models)} --model specs "
+                             f"({', '.join(opts.models)}): write --original MODEL=PATH for each, e.g. "
+                             f"--original {opts.models[0]}={given['']}.")
+        if opts.models[0] in given:
+            raise BenchError(f"--original is given twice for model '{opts.models[0]}'; give one file per --model.")
+        given[opts.models[0]] = given.pop("")
+    for model, path in given.items():
+        if model not in opts.models:
+            raise BenchError(f"--original {model}={path} names model '{model}', which is not a --model (given: "
+                             f"{', '.join(opts.models)}). Use one of those specs as written, or ./{model}={path} for a "
+                             f"file whose name holds '='.")
+        p = Path(path).expanduser()
+        if not p.is_file():
+            raise BenchError(f"--original {p} (for --model {model}): no such file. Give the path of a .safetensors or "
+                             f"torch state-dict file.")
+    opts.original = given
+    return given
+
+
 def validate_options(registry: Registry, opts: RunOptions) -> tuple[list[MethodPlan], list[ForgetSpec], str]:
     """Cheap checks, in the order a user would fix them. Returns methods, forget specs, tracking URI."""
     methods = resolve_methods(registry, opts)
@@ -194,6 +221,7 @@ def validate_options(registry: Registry, opts: RunOptions) -> tuple[list[MethodP
     if isinstance(opts.shadow_models, bool) or not isinstance(opts.shadow_models, int) or opts.shadow_models < 2 or opts.shadow_models % 2:
         raise BenchError(f"--shadow-models must be an even integer >= 2 (got {opts.shadow_models!r}): shadow models "
                          "are trained in complementary pairs (e.g. --shadow-models 8).")
+    resolve_originals(opts)
     forgets = [parse_forget(f) for f in opts.forgets]
     if len(set(opts.forgets)) != len(opts.forgets):
         raise BenchError("A forget request is given twice.")
@@ -217,9 +245,48 @@ def validate_options(registry: Registry, opts: RunOptions) -> tuple[list[MethodP
     if opts.run_name is not None:
         check_name("--run-name", opts.run_name)
     uri = resolve_tracking_uri(opts.tracking_uri)
+    forgets = [fetch_forget_run(f, uri) if f.run_id else f for f in forgets]
     check_dir("--cache-dir", resolve_cache_dir(opts))  # last: the only check that creates something (the empty directory)
     check_data_dir(resolve_data_dir(opts), opts.download)
     return methods, forgets, uri
+
+
+def fetch_forget_run(spec: ForgetSpec, uri: str) -> ForgetSpec:
+    """``indices:RUN_ID``: the forget set a trial of the tracking store ``uri`` logged (its artifact
+    ``forget_indices.txt``), as the spec's ``content``; one-line BenchError when there is no such run
+    or artifact. Checked against the dataset (range, duplicates, size) when the plan selects it."""
+    import dataclasses
+    import tempfile
+
+    run_id = spec.run_id
+    where = f"Forget request '{spec.text}'"
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
+        raise BenchError(f"{where}: no file named {run_id}, and the tracking store {uri} does not exist yet, so it holds no "
+                         f"run {run_id}. Pass --tracking-uri of the store that ran that trial, or a file of indices.")
+    from mlflow.tracking import MlflowClient
+
+    from bench.track.tracking import configure_environment
+
+    configure_environment()
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no progress bar for one small file
+    client = MlflowClient(uri)
+    try:
+        run = client.get_run(run_id)
+    except Exception:  # MlflowException (RESOURCE_DOES_NOT_EXIST) or a store error
+        raise BenchError(f"{where}: no file named {run_id} and no run {run_id} in the tracking store {uri}. Give the run id "
+                         f"of a trial (MLflow UI, or `bench compare`), with --tracking-uri of its store, or a file of "
+                         f"indices.") from None
+    if run.data.tags.get(Tag.ROLE) == "parent":
+        raise BenchError(f"{where}: run {run_id} is the parent run of a bench run, not a trial; give the id of one of its "
+                         f"trial runs (each logs its forget set as {INDICES_ARTIFACT}).")
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            text = Path(client.download_artifacts(run_id, INDICES_ARTIFACT, tmp)).read_text()
+    except Exception:
+        raise BenchError(f"{where}: run {run_id} has no artifact {INDICES_ARTIFACT} (trials log it since bench records "
+                         f"forget sets; an older run does not have it). Give another trial's run id, or a file of "
+                         f"indices.") from None
+    return dataclasses.replace(spec, content=text, source=f"the forget set of run {run_id}")
 
 
 def resolve_cache_dir(opts: RunOptions) -> Path:

@@ -50,8 +50,14 @@ def plot_points(rows: list[report.Row], gap_metric: str) -> list[PlotPoint]:
     return points
 
 
-def plot_pareto(comp: Comparison, path: str | os.PathLike, gap_metric: str = "avg_gap") -> dict[tuple, list[str]]:
+def plot_pareto(comp: Comparison, path: str | os.PathLike, gap_metric: str = "avg_gap",
+                published: list[tuple[str, float, float]] | None = None,
+                published_label: str = "published") -> dict[tuple, list[str]]:
     """Write the PNG; returns the Pareto-optimal method names per setting (by increasing gap).
+
+    ``published``: (name, gap, test accuracy) points of a published table in the plot's units
+    (``bench.track.compare.published.plot_points``), drawn on every panel as hollow orange markers
+    labelled "NAME (paper)"; they take no part in the Pareto front.
 
     One panel per (dataset, model, forget) setting: x = ``gap_metric`` (lower is better), y =
     ``test_acc`` (higher is better), one point per method at its mean over seeds with std error
@@ -108,6 +114,10 @@ def plot_pareto(comp: Comparison, path: str | os.PathLike, gap_metric: str = "av
         retrain_y = report.row_mean(refs[RETRAIN], UTILITY_METRIC) if RETRAIN in refs else float("nan")
         if not math.isnan(retrain_y):
             ax.axhline(retrain_y, color="0.5", lw=1, ls=":", zorder=0)
+        if published:
+            ax.scatter([x for _, x, _ in published], [y for _, _, y in published], s=90, facecolors="none",
+                       edgecolors="tab:orange", linewidths=1.8, zorder=3)
+            texts.extend((x, y, f"{name} (paper)", False) for name, x, y in published)
         for p in pts:
             star = " *" if id(p) in on_front else ""
             texts.append((p.x, p.y, f"{p.name}{star}" + (f" ({p.time:.2g} s)" if p.time == p.time else ""), id(p) in on_front))
@@ -126,6 +136,9 @@ def plot_pareto(comp: Comparison, path: str | os.PathLike, gap_metric: str = "av
         Line2D([], [], marker="X", ls="none", color="0.45", ms=8, label="original model (reference)"),
         Line2D([], [], ls=":", color="0.5", label=f"retrained model's {UTILITY_METRIC} (reference)"),
     ]
+    if published:
+        handles.append(Line2D([], [], marker="o", ls="none", mfc="none", mec="tab:orange", mew=1.8, ms=8,
+                              label=f"{published_label} (hollow; not on the front)"))
     fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=8, frameon=False)
     bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=list(axes[: len(settings)]),
                        label=f"{TIME_METRIC} (method wall clock, s, log scale)")

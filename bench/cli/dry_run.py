@@ -1,0 +1,120 @@
+"""``bench run --dry-run``: validate the options as ``bench run`` does and print the plan, without
+training or recording anything.
+
+The checks are those of a run (``bench.run.validate``: names, parameters per dataset, forget
+specs, recipe, resources, store, directories); then each dataset is loaded when its files are
+there, each model is built and run on two inputs of the dataset's shape, and forget requests are
+drawn, so a dry run that passes means the run will start. A dataset whose files are missing is
+reported with the message a run would stop with (where to put the files) and the dry run still
+exits 0: the plan itself is valid, the data is not there yet.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from bench.core.errors import BenchError
+
+
+def _shape_of(ds: Any) -> tuple[tuple[int, ...] | None, int | None]:
+    """The input shape and number of classes a dataset plugin declares without loading (or None)."""
+    shape = getattr(ds, "input_shape", None)
+    if shape is None and getattr(ds, "num_features", None):
+        shape = (ds.num_features,)
+    return (tuple(shape) if shape else None), getattr(ds, "num_classes", None)
+
+
+def _check_model(obj: Any, arg: str | None, spec: str, shape: tuple[int, ...], classes: int) -> str:
+    import torch
+
+    try:
+        torch.manual_seed(0)
+        net = obj.create(classes, shape, arg)
+        net.eval()
+        with torch.no_grad():
+            out = net(torch.zeros((2, *shape)))
+    except BenchError:
+        raise
+    except Exception as exc:  # noqa: BLE001 -- reported as a bad plan, as bench run does
+        raise BenchError(f"Model '{spec}' cannot run on inputs of shape {shape}: {type(exc).__name__}: {exc}") from None
+    if tuple(out.shape) != (2, classes):
+        raise BenchError(f"Model '{spec}' returned shape {tuple(out.shape)}; expected (2, {classes}).")
+    return f"{sum(p.numel() for p in net.parameters()):,} parameters"
+
+
+def dry_run(opts, preset=None, echo=click.echo) -> int:
+    """Print the plan of ``opts``; returns the exit code (0: valid; BenchError: bad input)."""
+    from bench.core.plugins import get_registry
+    from bench.core.recipe import build_recipe
+    from bench.run.checks import check_splits
+    from bench.run.validate import (
+        params_for_dataset,
+        resolve_data_dir,
+        resolve_model,
+        validate_options,
+    )
+
+    registry = get_registry()
+    methods, forgets, uri = validate_options(registry, opts)
+    data_dir = resolve_data_dir(opts)
+    n_trials = len(methods) * len(opts.seeds) * len(opts.datasets) * len(opts.models) * len(forgets)
+    echo("Dry run: the plan of this `bench run` (nothing is trained or recorded).")
+    if preset is not None:
+        echo(f"preset:      {preset.name}: {preset.title}")
+        echo(f"source:      {preset.source}")
+        echo(f"cost:        {preset.cost}")
+    echo(f"trials:      {n_trials} = {len(methods)} method(s) x {len(opts.seeds)} seed(s) x {len(opts.datasets)} dataset(s) "
+         f"x {len(opts.models)} model(s) x {len(forgets)} forget request(s)")
+    echo(f"methods:     {', '.join(m.name for m in methods)}")
+    echo(f"seeds:       {','.join(map(str, opts.seeds))}" + (f" (forget seed {opts.forget_seed})" if opts.forget_seed is not None else ""))
+    echo(f"forget:      {', '.join(f.text for f in forgets)}")
+    echo(f"attacks:     {opts.attacks or '(none)'}" + (f"; {opts.shadow_models} shadow models" if opts.attacks else ""))
+    echo(f"executor:    {opts.executor}; {opts.cpus_per_trial:g} CPU(s), {opts.gpus_per_trial:g} GPU(s) per trial; device {opts.device}")
+    echo(f"tracking:    {uri} (experiment '{opts.experiment}')")
+    echo(f"data dir:    {data_dir}")
+
+    missing: list[str] = []
+    for dspec in opts.datasets:
+        name, _, arg = dspec.partition(":")
+        ds = registry.get("dataset", name)
+        try:
+            splits = ds.load(str(data_dir), False, arg or None)
+            check_splits(dspec, splits)
+        except BenchError as exc:
+            splits = None
+            missing.append(dspec)
+            echo(f"dataset {dspec}: NOT READY: {exc}")
+            shape, classes = _shape_of(ds)
+        else:
+            shape, classes = tuple(splits.input_shape), splits.num_classes
+            echo(f"dataset {dspec}: {len(splits.train_y):,} train / {len(splits.test_y):,} test, {classes} classes, "
+                 f"input {shape}")
+        for mspec in opts.models:
+            mobj, marg, _ = resolve_model(registry, mspec)
+            recipe = build_recipe(getattr(ds, "default_recipe", {}), getattr(mobj, "default_recipe", {}), opts.recipe)
+            built = _check_model(mobj, marg, mspec, shape, classes) if shape and classes else "not built (input shape unknown)"
+            echo(f"  model {mspec}: {built}")
+            echo(f"  recipe: {', '.join(f'{k}={v}' for k, v in recipe.as_dict().items())}")
+        if splits is not None and opts.original:  # --original files: read and checked as a run checks them
+            from bench.run.plan import check_originals
+
+            check_originals(opts, {m: resolve_model(registry, m) for m in opts.models}, {dspec: splits},
+                            lambda line: echo(f"  {line}"))
+        if splits is not None:
+            train_y = splits.train_y.numpy()
+            for f in forgets:
+                sizes = sorted({len(f.select(train_y, splits.num_classes,
+                                             opts.forget_seed if opts.forget_seed is not None else s)) for s in opts.seeds})
+                echo(f"  forget {f.text}: {'/'.join(map(str, sizes))} of {len(train_y):,} training points")
+        for m in methods:
+            params = params_for_dataset(m, dspec, opts.params.get(m.name, {}))
+            shown = ", ".join(f"{k}={v}" for k, v in params.items()) or "(no parameters)"
+            echo(f"  {m.name}: {shown}")
+    if missing:
+        echo(f"The plan is valid, but {', '.join(missing)} cannot load yet: place the files as said above "
+             f"(or pass --data-dir), then run without --dry-run.")
+    else:
+        echo("The plan is valid and its data loads: run it without --dry-run.")
+    return 0

@@ -1,0 +1,275 @@
+"""Ray scheduling real GPU trials: `bench run` through Ray with several trials packed on one GPU.
+
+Usage (on a machine with one GPU):
+    python benchmarks/bench_gpu.py [--images 10000] [--epochs 5] [--trials 8] [--packing 1,2,4]
+                                   [--methods ft] [--out DIR]
+CPU path (what the test suite runs; no GPU figure is printed):
+    python benchmarks/bench_gpu.py --device cpu --model mlp --images 60 --epochs 1 --trials 2 --packing 1,2
+(``--model``: any model spec, for a quick check of the script; the benchmark is resnet18-cifar)
+
+Data: CIFAR-shaped synthetic images (10 classes, 32x32 RGB PNGs, a class-dependent colour
+pattern under noise, so the models learn something) written to a temporary folder and read by the
+harness's ``imagefolder`` dataset; model ``resnet18-cifar``; attacks off (the trials' own work).
+
+1. A first `bench run` (``--seeds 0..T-1``, T = ``--trials``; ``--gpus-per-trial 1``) trains and
+   caches every reference as Ray tasks on the GPU.
+2. For each packing p in ``--packing``: the same run again, cached, with ``--gpus-per-trial 1/p``
+   (CPU path: ``--cpus-per-trial 1/p``): prints trials per minute over the trial phase (first
+   "running" line to last "done" line of bench's own timestamps), how many trials ran at once
+   (from those lines), and the GPU's utilisation and memory sampled every 0.5 s over the trial
+   phase (``nvidia-smi``; ``torch.cuda.utilization`` where nvidia-smi is missing).
+3. The retrained reference's time per epoch (its ``retrain_seconds`` in MLflow over the recipe's
+   epochs) against a plain torch loop (same model, data on the GPU, same batch size, SGD with
+   momentum, per-step cosine schedule, cross-entropy) on the same GPU, after one warm-up epoch.
+   Target: the harness within 1.1x of the plain loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+CLASSES = 10
+
+
+def make_images(root: Path, n: int, seed: int = 0) -> None:
+    """``n`` 32x32 RGB PNGs in ``root/<class>/``: a class's own colour pattern plus noise."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    patterns = rng.uniform(0, 255, size=(CLASSES, 4, 4, 3))
+    for c in range(CLASSES):
+        (root / f"class{c}").mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        c = i % CLASSES
+        base = np.kron(patterns[c], np.ones((8, 8, 1)))
+        img = np.clip(0.6 * base + 0.4 * rng.uniform(0, 255, size=(32, 32, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(img).save(root / f"class{c}" / f"{i}.png")
+
+
+class GpuSampler:
+    """Samples the GPU's utilisation (%) and memory (MiB) every ``period`` seconds in a thread."""
+
+    def __init__(self, device: str, period: float = 0.5) -> None:
+        self.device, self.period = device, period
+        self.samples: list[tuple[float, float, float]] = []
+        self.stop = threading.Event()
+        self.smi = shutil.which("nvidia-smi")
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _read(self) -> tuple[float, float] | None:
+        if self.smi:
+            out = subprocess.run([self.smi, "--query-gpu=utilization.gpu,memory.used", "--format=csv,noheader,nounits",
+                                  "-i", "0"], capture_output=True, text=True, timeout=5).stdout.strip().splitlines()
+            if out:
+                util, mem = (float(v) for v in out[0].split(","))
+                return util, mem
+        import torch
+
+        return float(torch.cuda.utilization(0)), torch.cuda.device_memory_used(0) / 2**20 if hasattr(
+            torch.cuda, "device_memory_used") else float("nan")
+
+    def _loop(self) -> None:
+        while not self.stop.wait(self.period):
+            try:
+                r = self._read()
+            except Exception:
+                r = None
+            if r is not None:
+                self.samples.append((time.perf_counter(), *r))
+
+    def __enter__(self):
+        if self.device.startswith("cuda"):
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout=10)
+
+    def between(self, t0: float, t1: float) -> str:
+        inside = [(u, m) for t, u, m in self.samples if t0 <= t <= t1]
+        if not inside:
+            return "GPU utilisation n/a" + ("" if self.device.startswith("cuda") else " (CPU path)")
+        utils = [u for u, _ in inside]
+        return (f"GPU utilisation mean {sum(utils) / len(utils):.0f}% max {max(utils):.0f}% "
+                f"({len(inside)} samples), memory max {max(m for _, m in inside):.0f} MiB")
+
+
+LINE = re.compile(r"^\s*([0-9.]+)s\s+\[(\d+)/(\d+)\] (running|done   |FAILED )")
+
+
+def trial_phase(lines: list[str]) -> tuple[float, float, int]:
+    """(first running, last done) in bench's seconds, and the most trials running at once."""
+    t_first = t_last = None
+    running = most = 0
+    for line in lines:
+        m = LINE.match(line)
+        if not m:
+            continue
+        t = float(m.group(1))
+        if m.group(4) == "running":
+            t_first = t if t_first is None else t_first
+            running += 1
+            most = max(most, running)
+        else:
+            running -= 1
+            t_last = t
+    if t_first is None or t_last is None:
+        raise SystemExit("no trial lines in bench's output:\n" + "\n".join(lines[-40:]))
+    return t_first, t_last, most
+
+
+def run_bench(args: list[str], cwd: str, sampler: GpuSampler | None = None) -> tuple[list[str], float]:
+    """Run bench, streaming its lines; returns them and the perf_counter time of bench's t=0."""
+    exe = shutil.which("bench", path=os.path.dirname(sys.executable)) or "bench"
+    t_launch = time.perf_counter()
+    proc = subprocess.Popen([exe, *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    lines, t0 = [], None
+    for line in proc.stdout:
+        line = line.rstrip("\n")
+        lines.append(line)
+        m = re.match(r"^\s*([0-9.]+)s\s", line)
+        if t0 is None and m:
+            t0 = time.perf_counter() - float(m.group(1))
+    if proc.wait():
+        raise SystemExit(f"bench {' '.join(args)} failed (exit {proc.returncode}):\n" + "\n".join(lines[-60:]))
+    return lines, (t0 if t0 is not None else t_launch)
+
+
+def plain_loop_epoch(data_dir: Path, model_spec: str, forget_size: int, epochs: int, batch_size: int, lr: float,
+                     device: str) -> float:
+    """Seconds per epoch of a hand-written loop: resnet18-cifar on as many training points as the
+    retrained reference's retain set (the training split less ``forget_size``), on ``device``."""
+    import math
+
+    import torch
+    import torch.nn.functional as F
+
+    from bench.core.plugins import get_registry
+
+    registry = get_registry()
+    splits = registry.get("dataset", "imagefolder").load(None, False, f"{data_dir},size=32")
+    n = len(splits.train_y) - forget_size
+    x, y = splits.train_x[:n].to(device), splits.train_y[:n].to(device)
+    torch.manual_seed(0)
+    name, _, arg = model_spec.partition(":")
+    model = registry.get("model", name).create(splits.num_classes, tuple(splits.input_shape), arg or None).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+    steps = epochs * math.ceil(len(y) / batch_size)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    g = torch.Generator().manual_seed(0)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+
+    def epoch():
+        order = torch.randperm(len(y), generator=g).to(device)
+        for s in range(0, len(y), batch_size):
+            idx = order[s:s + batch_size]
+            if len(idx) < 2:
+                continue
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+
+    model.train()
+    epoch()  # warm-up (cuDNN autotuning, allocator)
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(epochs):
+        epoch()
+    sync()
+    return (time.perf_counter() - t0) / epochs
+
+
+def retrain_record(tracking_uri: str) -> tuple[float, int]:
+    """(retrain_seconds, retain-set size) of the retrained reference, from a trial's MLflow run."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    exps = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(exps, filter_string="tags.`bench.role` = 'trial'", max_results=1)
+    m = runs[0].data.metrics
+    return float(m["retrain_seconds"]), int(m["forget_size"])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--device", default="cuda", help="cuda (the benchmark) or cpu (its CPU path, for tests)")
+    ap.add_argument("--images", type=int, default=10000, help="synthetic images in all (20%% test)")
+    ap.add_argument("--epochs", type=int, default=5, help="recipe epochs of the references (and of ft)")
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--trials", type=int, default=8, help="trials per run (seeds 0..T-1 of each method)")
+    ap.add_argument("--packing", default="1,2,4", help="trials per GPU (CPU path: per CPU)")
+    ap.add_argument("--methods", default="ft")
+    ap.add_argument("--model", default="resnet18-cifar", help="the benchmark's model; another spec only to check the script")
+    ap.add_argument("--out", default=None, help="keep the data, cache and MLflow store here")
+    a = ap.parse_args()
+    gpu = a.device.startswith("cuda")
+    if gpu:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SystemExit("no CUDA device: run with --device cpu for the CPU path")
+        name = torch.cuda.get_device_name(0)
+    else:
+        name = "CPU path (no GPU figures)"
+    packing = [int(p) for p in a.packing.split(",")]
+    tmp_ctx = tempfile.TemporaryDirectory() if a.out is None else None
+    root = Path(a.out or tmp_ctx.name)
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        data = root / "images"
+        if not data.exists():
+            t0 = time.perf_counter()
+            make_images(data, a.images)
+            print(f"wrote {a.images} CIFAR-shaped synthetic images in {time.perf_counter() - t0:.1f}s")
+        uri = f"sqlite:///{root}/mlflow.db"
+        common = ["run", "--dataset", f"imagefolder:{data},size=32", "--model", a.model, "--methods", a.methods,
+                  "--seeds", f"0-{a.trials - 1}" if a.trials > 1 else "0", "--attacks", "", "--device", a.device,
+                  "--recipe", f"epochs={a.epochs}", "--recipe", f"batch_size={a.batch_size}",
+                  "--cache-dir", str(root / "cache"), "--tracking-uri", uri]
+        resource = "--gpus-per-trial" if gpu else "--cpus-per-trial"
+        print(f"device: {name}; {a.trials} trial(s) of {a.methods} per run, {a.model}, {a.epochs} epoch(s), "
+              f"batch {a.batch_size}, {a.images} images")
+        t0 = time.perf_counter()
+        lines, _ = run_bench([*common, resource, "1", "--experiment", "references"], str(root))
+        refs = [line.strip() for line in lines if "references:" in line]
+        print(f"first run (trains {2 * a.trials} references as Ray tasks, {resource} 1): {time.perf_counter() - t0:.1f}s; "
+              f"{refs[0] if refs else ''}")
+        rows = []
+        with GpuSampler(a.device) as sampler:
+            for p in packing:
+                share = f"{1 / p:.4g}"
+                lines, t_zero = run_bench([*common, resource, share, "--experiment", f"packed-{p}"], str(root), sampler)
+                first, last, most = trial_phase(lines)
+                phase = last - first
+                rate = a.trials / phase * 60 if phase > 0 else float("inf")
+                rows.append((p, share, phase, rate, most, sampler.between(t_zero + first, t_zero + last)))
+                print(f"{p} trial(s) per {'GPU' if gpu else 'CPU'} ({resource} {share}): trial phase {phase:6.1f}s, "
+                      f"{rate:6.1f} trials/min, at most {most} running at once; {rows[-1][5]}")
+        if len(rows) > 1:
+            print("throughput vs 1 per device: " + ", ".join(f"{p}/device {r / rows[0][3]:.2f}x" for p, _, _, r, _, _ in rows))
+        seconds, forget_size = retrain_record(uri)
+        harness = seconds / a.epochs
+        loop = plain_loop_epoch(data, a.model, forget_size, a.epochs, a.batch_size, 0.05, a.device)
+        print(f"retrained reference: {harness:.3f} s/epoch in the harness vs {loop:.3f} s/epoch in a plain torch loop "
+              f"on the same device: ratio {harness / loop:.2f} (target <= 1.1)")
+    finally:
+        if tmp_ctx is not None:
+            tmp_ctx.cleanup()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,198 @@
+"""Per-epoch progress of long work (bench.core.console): events from the training loop, the
+driver's reporter (plain lines when piped, a rich bar on a terminal), forwarding from Ray
+workers, and that reporting never changes what is trained."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import pytest
+import torch
+from rich.console import Console
+
+from bench.core import console
+from bench.nn.training import train_epochs
+
+
+def _data(n=64):
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(n, 8, generator=g), torch.randint(0, 3, (n,), generator=g)
+
+
+def _net():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+
+
+def _train(model, x, y, epochs=5):
+    return train_epochs(model, x, y, epochs=epochs, batch_size=16, optimizer="sgd", lr=0.1, momentum=0.9,
+                        weight_decay=0.0, schedule="cosine", seed=3)
+
+
+def test_training_loop_reports_each_epoch_of_the_enclosing_task(monkeypatch):
+    monkeypatch.setattr(console, "SEND_INTERVAL", 0.0)
+    events = []
+    x, y = _data()
+    with console.sink(events.append):
+        with console.task("reference digits/mlp", total_epochs=5):
+            _train(_net(), x, y)
+    steps = [e for e in events if not e.get("end")]
+    assert [e["done"] for e in steps] == [1, 2, 3, 4, 5]
+    assert all(e["total"] == 5 and e["name"] == "reference digits/mlp" and e["elapsed"] >= 0 for e in steps)
+    assert steps[-1]["left"] == 0 and all(e["left"] is not None for e in steps)
+    assert events[-1] == {"id": steps[0]["id"], "name": "reference digits/mlp", "end": True}
+    assert console.get_sink() is None
+
+
+def test_a_total_spans_several_loops_and_unknown_totals_count_each_loop(monkeypatch):
+    monkeypatch.setattr(console, "SEND_INTERVAL", 0.0)
+    x, y = _data()
+    events = []
+    with console.sink(events.append), console.task("sisa original"):
+        console.expect_epochs(6)
+        _train(_net(), x, y, epochs=3)
+        _train(_net(), x, y, epochs=3)
+    assert [(e["done"], e["total"]) for e in events if not e.get("end")] == [(i, 6) for i in range(1, 7)]
+    events.clear()
+    with console.sink(events.append), console.task("a trial"):
+        _train(_net(), x, y, epochs=2)
+        _train(_net(), x, y, epochs=2)
+    assert [(e["name"], e["done"], e["total"]) for e in events if not e.get("end")] == [
+        ("a trial", 1, 2), ("a trial", 2, 2), ("a trial (loop 2)", 1, 2), ("a trial (loop 2)", 2, 2)]
+
+
+def test_events_are_throttled_but_the_last_epoch_is_always_sent():
+    x, y = _data()
+    events = []
+    with console.sink(events.append), console.task("t", total_epochs=20):
+        _train(_net(), x, y, epochs=20)
+    steps = [e for e in events if not e.get("end")]
+    assert steps[-1]["done"] == 20 and len(steps) < 20
+
+
+def test_reporting_changes_nothing_trained_and_without_a_sink_nothing_happens(monkeypatch):
+    monkeypatch.setattr(console, "SEND_INTERVAL", 0.0)
+    x, y = _data()
+    plain = _train(_net(), x, y)
+    with console.task("no sink"):  # a no-op: nobody listens
+        again = _train(_net(), x, y)
+    with console.sink(lambda e: None), console.task("reported", 5):
+        reported = _train(_net(), x, y)
+    for a, b, c in zip(plain.parameters(), again.parameters(), reported.parameters()):
+        assert torch.equal(a, b) and torch.equal(a, c)
+
+
+def test_a_failing_sink_does_not_fail_the_training(monkeypatch):
+    monkeypatch.setattr(console, "SEND_INTERVAL", 0.0)
+
+    def broken(event):
+        raise RuntimeError("terminal gone")
+
+    x, y = _data()
+    with console.sink(broken), console.task("t", 5):
+        _train(_net(), x, y)
+
+
+def test_plain_lines_when_piped_every_interval_with_elapsed_and_left():
+    out = io.StringIO()
+    rep = console.ProgressReporter(Console(file=out, width=200), interval=0.0)
+    assert rep.plain
+    for done in (1, 2, 3):
+        rep({"id": "a", "name": "retrained digits/mlp seed=0", "done": done, "total": 3, "elapsed": 2.0 * done,
+             "left": 2.0 * (3 - done)})
+    rep({"id": "a", "name": "retrained digits/mlp seed=0", "end": True})
+    rep.close()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 3, lines
+    assert "retrained digits/mlp seed=0: epoch 1/3, 2.0s elapsed, about 4.0s left" in lines[0]
+    assert "epoch 3/3, 6.0s elapsed, about 0.0s left" in lines[2]
+    out.truncate(0)
+    out.seek(0)
+    rep = console.ProgressReporter(Console(file=out, width=200), interval=5.0)
+    rep({"id": "b", "name": "slow", "done": 1, "total": 30, "elapsed": 6.0, "left": 170.0})  # the first after 5 s
+    for done in range(2, 31):  # then at most one line per 5 s of the driver's clock
+        rep({"id": "b", "name": "slow", "done": done, "total": 30, "elapsed": 6.0 + done, "left": 1.0})
+    assert len(out.getvalue().splitlines()) == 1
+
+
+def test_short_work_prints_no_plain_line_and_quiet_prints_none():
+    out = io.StringIO()
+    rep = console.ProgressReporter(Console(file=out, width=200), interval=10.0)
+    rep({"id": "a", "name": "ft seed=0", "done": 1, "total": 2, "elapsed": 0.4, "left": 0.4})
+    rep({"id": "a", "name": "ft seed=0", "done": 2, "total": 2, "elapsed": 0.8, "left": 0.0})
+    quiet = console.ProgressReporter(Console(file=out, width=200), quiet=True, interval=0.0)
+    quiet({"id": "b", "name": "x", "done": 1, "total": 2, "elapsed": 50.0, "left": 50.0})
+    assert out.getvalue() == ""
+    rep({"id": "c", "name": "long", "done": 1, "total": 9, "elapsed": 75.0, "left": 600.0})
+    assert "long: epoch 1/9, 1m15s elapsed, about 10m00s left" in out.getvalue()
+
+
+def test_rich_bar_on_a_terminal():
+    out = io.StringIO()
+    rep = console.ProgressReporter(Console(file=out, force_terminal=True, width=120), interval=0.0)
+    assert not rep.plain
+    for done in (1, 2):
+        rep({"id": "a", "name": "original digits/mlp seed=0", "done": done, "total": 4, "elapsed": 1.0, "left": 1.0})
+    rep.close()
+    assert "original digits/mlp seed=0" in out.getvalue()
+
+
+def test_local_executor_reports_reference_training(tmp_path, monkeypatch):
+    """A reference trained in process reports through the driver's sink, named as the job."""
+    from bench.run import executor
+
+    monkeypatch.setattr(console, "SEND_INTERVAL", 0.0)
+
+    class Job:  # the RefJob interface train_job uses
+        recipe = type("R", (), {"epochs": 3})()
+
+        def describe(self):
+            return "original toy"
+
+        def run(self):
+            x, y = _data()
+            _train(_net(), x, y, epochs=3)
+            return b"", 0.0
+
+    events = []
+    with console.sink(events.append):
+        executor.train_many_local([Job()])
+    steps = [e for e in events if not e.get("end")]
+    assert [e["done"] for e in steps] == [1, 2, 3] and steps[0]["name"] == "original toy"
+
+
+@pytest.mark.slow
+def test_ray_workers_forward_progress_to_the_driver(monkeypatch):
+    ray = pytest.importorskip("ray")
+    from bench.run import executor, forward as fwd
+
+    monkeypatch.setattr(fwd, "RELAY_AFTER", 0.0)
+    started = executor.start_ray(None, False, lambda *a, **k: None, num_cpus=1)
+    try:
+        @ray.remote(num_cpus=1)
+        def work(spec):
+            from bench.core import console as c
+
+            c.SEND_INTERVAL = 0.0
+            with fwd.in_worker_progress(spec), c.task("remote job", 4):
+                x, y = _data()
+                _train(_net(), x, y, epochs=4)
+            return True
+
+        events = []
+        with console.sink(events.append):
+            with fwd.ForwardProgress() as forward:
+                assert forward.sink_spec() is not None
+                assert ray.get(work.remote(forward.sink_spec()))
+                deadline = time.time() + 20  # the worker's posts reach the relay on their own
+                while not any(e.get("end") for e in events) and time.time() < deadline:
+                    time.sleep(0.1)
+        steps = [e for e in events if not e.get("end")]
+        assert [e["done"] for e in steps] == [1, 2, 3, 4], events
+        assert steps[0]["name"] == "remote job" and events[-1].get("end")
+        with pytest.raises(ValueError):  # the relay is gone with the run's Ray work
+            ray.get_actor(forward.name, namespace=forward.namespace)
+    finally:
+        if started:
+            ray.shutdown()

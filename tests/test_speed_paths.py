@@ -1,0 +1,43 @@
+"""The speed work's own paths: benchmarks/bench_gpu.py on its CPU path (tiny sizes; its GPU figures
+need a GPU), the main job's benchmark script's parsing, and the first line of `bench run`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_bench_gpu_runs_its_cpu_path(tmp_path):
+    env = {**os.environ, "BENCH_PLUGINS": ""}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_gpu.py"), "--device", "cpu", "--model", "mlp", "--images", "60",
+         "--epochs", "1", "--trials", "2", "--packing", "1,2", "--batch-size", "16", "--out", str(tmp_path / "g")],
+        capture_output=True, text=True, env=env, timeout=900, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout
+    assert "device: CPU path (no GPU figures)" in out
+    for p, share in ((1, "1"), (2, "0.5")):
+        line = next(x for x in out.splitlines() if x.startswith(f"{p} trial(s) per CPU"))
+        assert f"--cpus-per-trial {share}" in line and "trials/min" in line and "GPU utilisation n/a" in line
+    assert "throughput vs 1 per device" in out
+    assert "s/epoch in the harness vs" in out and "ratio" in out
+
+
+def test_trial_phase_reads_bench_lines():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import bench_gpu
+    finally:
+        sys.path.pop(0)
+    lines = ["   0.1s  bench run: planning", "  10.0s  [1/3] running ft seed=0", "  10.1s  [2/3] running ft seed=1",
+             "  12.0s  [1/3] done    ft seed=0 in 2.0s: x", "  12.0s  [3/3] running ft seed=2",
+             "  13.5s  [2/3] FAILED  ft seed=1: boom", "  14.0s  [3/3] done    ft seed=2 in 2.0s: x"]
+    assert bench_gpu.trial_phase(lines) == (10.0, 14.0, 2)
