@@ -197,25 +197,14 @@ def vmap_fisher_diagonal(model, x, chunk_size: int = 64) -> dict:
 
 def _linear_layers(model):
     """The layers of a plain Flatten/Linear(with bias)/ReLU chain (``bench.nn.nets.MLP`` or such an
-    ``nn.Sequential``) as (kind, module); None for any other model."""
-    from torch import nn
+    ``nn.Sequential``) as (kind, module or None), read through the shadow models' own walk
+    (``bench.eval.shadows.linear_chain``); None for any other model."""
+    from bench.eval.shadows import linear_chain
 
-    from bench.nn.nets import MLP
-
-    seq = model.net if isinstance(model, MLP) else model if isinstance(model, nn.Sequential) else None
-    if seq is None:
+    chain = linear_chain(model)
+    if chain is None or not any(kind == "linear" for kind, _ in chain):
         return None
-    chain = []
-    for layer in seq.children():
-        if type(layer) is nn.Linear and layer.bias is not None:
-            chain.append(("linear", layer))
-        elif type(layer) is nn.ReLU:
-            chain.append(("relu", layer))
-        elif type(layer) is nn.Flatten and layer.start_dim == 1 and layer.end_dim == -1:
-            chain.append(("flatten", layer))
-        else:
-            return None
-    return chain if any(kind == "linear" for kind, _ in chain) else None
+    return [(kind, model.get_submodule(name) if kind == "linear" else None) for kind, name in chain]
 
 
 def linear_fisher_diagonal(model, x, chunk_size: int = 512, chain=None) -> dict:
