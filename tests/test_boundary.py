@@ -201,6 +201,7 @@ def test_the_early_stop_ends_the_fine_tuning_once_the_forget_points_are_misclass
 # -- digits through the harness ------------------------------------------------------------------
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("baselines")  # one shared run per forget request (conftest.baseline_trials)
 def test_digits_class_3_both_forget_the_class_and_keep_the_other_classes(baseline_trials):
     code, out, kids = baseline_trials("class:3", attacks="")
     assert code == 0, out
@@ -217,6 +218,7 @@ def test_digits_class_3_both_forget_the_class_and_keep_the_other_classes(baselin
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("baselines")  # one shared run per forget request (conftest.baseline_trials)
 def test_digits_random_10_percent_end_to_end_with_the_default_attacks(baseline_trials):
     code, out, kids = baseline_trials("random:10%")
     assert code == 0, out

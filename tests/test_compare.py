@@ -107,6 +107,7 @@ def _csv(text: str) -> dict[str, dict]:
     return {r["method"]: r for r in csv.DictReader(io.StringIO(text))}
 
 
+@pytest.mark.slow
 def test_csv_matches_mlflow_values_and_ranks(store, invoke_bench):
     res = invoke_bench("compare", "--tracking-uri", store.uri, "--run", store.first, "--format", "csv", "--no-plot", cwd=store.root)
     assert res.returncode == 0, res.stderr
@@ -140,6 +141,7 @@ def test_csv_matches_mlflow_values_and_ranks(store, invoke_bench):
         sum(m["retrain_seconds"] for m in seed_refs.values()) / 2)
 
 
+@pytest.mark.slow
 def test_table_and_plot_logged_to_the_parent(store, invoke_bench):
     from PIL import Image
 
@@ -173,6 +175,7 @@ def test_table_and_plot_logged_to_the_parent(store, invoke_bench):
     assert Path(local).read_bytes() == data
 
 
+@pytest.mark.slow
 def test_latest_run_markdown_from_environment_with_objective(store, invoke_bench, tmp_path):
     plot = tmp_path / "sub" / "p.png"
     res = invoke_bench("compare", "--format", "markdown", "--objective", "test_acc", "--plot", str(plot),
@@ -194,6 +197,7 @@ def test_latest_run_markdown_from_environment_with_objective(store, invoke_bench
     assert (_csv(r.stdout)["ft"]["rank"], _csv(r.stdout)["ga"]["rank"]) == ("2", "1")
 
 
+@pytest.mark.slow
 def test_run_all_pools_parents_and_separates_hyperparameters(store, invoke_bench):
     res = invoke_bench("compare", "--tracking-uri", store.uri, "--run", "all", "--format", "csv", cwd=store.root)
     assert res.returncode == 0, res.stderr
@@ -216,6 +220,7 @@ def _err(store, *args, env=None):
     return r.stderr
 
 
+@pytest.mark.slow
 def test_errors(store, tmp_path):
     msg = _err(store, "--experiment", "nope")
     assert "Unknown experiment 'nope'" in msg and "'empty'" in msg and "'unlearning-bench'" in msg
@@ -260,6 +265,7 @@ def test_directions_agree_with_bench_tune():
         assert cmp.direction(metric) is (mode == "max"), metric
 
 
+@pytest.mark.slow
 def test_tune_runs_only_when_named(store):
     """A `bench tune` parent (tag bench.kind=tune) is left out of latest/all; named, each sample is a row."""
     client = store.client

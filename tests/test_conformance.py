@@ -96,7 +96,7 @@ KNOWN_FAILURES: dict = {  # {"plugin id": {"check_name": "reason"}}
 
 #: Plugins whose checks take seconds each (adversarial examples, LPs, shadow models): their
 #: conformance checks run in the full suite only (marked slow); their own test modules keep quick tests.
-SLOW_PLUGINS = frozenset({"l2ul", "l2ul-adv", "prune", "ulira", "epsilon"})
+SLOW_PLUGINS = frozenset({"l2ul", "l2ul-adv", "l2ul-naive", "prune", "ulira", "epsilon"})
 
 
 def _slow_for(mark, slow_ids):

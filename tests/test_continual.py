@@ -172,6 +172,7 @@ def final_has_goal(client, run_id) -> bool:
     return len(client.get_metric_history(run_id, "l2ul_goal_reached")) == 3
 
 
+@pytest.mark.slow
 def test_seq_class_requests_and_failures_stay_in_their_trial(workdir, boom_plugin):
     boom_plugin(Chain())
     Chain.seen.clear()

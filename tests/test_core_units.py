@@ -38,6 +38,7 @@ def test_digits_split_is_fixed_stratified_and_scaled(digits):
     assert np.abs(train_frac - test_frac).max() < 0.01
 
 
+@pytest.mark.slow
 def test_original_model_reaches_95_percent_and_training_is_deterministic(digits):
     a = _trained(digits, seed=0)
     b = _trained(digits, seed=0)

@@ -98,7 +98,7 @@ def test_nonfinite_outputs_name_the_first_bad_set():
     assert nonfinite_outputs({"forget": torch.zeros(0, 2)}) is None  # an empty set has nothing wrong
 
 
-@pytest.mark.parametrize("attacks", ["", "loss,entropy,svc"], ids=["no-attacks", "attacks"])
+@pytest.mark.parametrize("attacks", ["", pytest.param("loss,entropy,svc", marks=pytest.mark.slow)], ids=["no-attacks", "attacks"])
 def test_nan_model_fails_only_its_own_trial(workdir, shared_cache, boom_plugin, attacks):
     boom_plugin(NanMethod())
     NanMethod.calls, NanMethod.from_request = 0, 1
@@ -110,6 +110,7 @@ def test_nan_model_fails_only_its_own_trial(workdir, shared_cache, boom_plugin, 
         assert kids.loc["ft", "metrics.mia_efficacy"] >= 0
 
 
+@pytest.mark.slow
 def test_nan_model_on_a_later_continual_request_fails_the_trial(workdir, shared_cache, boom_plugin):
     boom_plugin(NanMethod())
     NanMethod.calls, NanMethod.from_request = 0, 2

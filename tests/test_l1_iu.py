@@ -226,6 +226,7 @@ def test_digits_class_3_is_forgotten_with_the_declared_digits_defaults(digits_or
 # -- through the harness --------------------------------------------------------------------------
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("baselines")  # one shared run per forget request (conftest.baseline_trials)
 def test_digits_class_3_through_the_harness(baseline_trials):
     code, out, kids = baseline_trials("class:3", attacks="")
     assert code == 0, out
@@ -240,6 +241,7 @@ def test_digits_class_3_through_the_harness(baseline_trials):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("baselines")  # one shared run per forget request (conftest.baseline_trials)
 def test_digits_random_10_percent_end_to_end_with_the_default_attacks(baseline_trials):
     code, out, kids = baseline_trials("random:10%")
     assert code == 0, out

@@ -215,6 +215,7 @@ def test_neggrad_plus_equals_the_ga_variant_with_the_same_numbers():
 # -- digits through the harness (slow) -----------------------------------------------------------
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("baselines")  # one shared run per forget request (conftest.baseline_trials)
 def test_digits_class_3_each_forgets_the_class_and_keeps_the_other_classes(baseline_trials):
     code, out, kids = baseline_trials("class:3", attacks="")
     assert code == 0, out
@@ -230,6 +231,7 @@ def test_digits_class_3_each_forgets_the_class_and_keeps_the_other_classes(basel
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("baselines")  # one shared run per forget request (conftest.baseline_trials)
 def test_digits_random_10_percent_end_to_end_with_the_default_attacks(baseline_trials):
     code, out, kids = baseline_trials("random:10%")
     assert code == 0, out

@@ -369,3 +369,95 @@ def test_dual_ascent_bound_is_sound_against_the_exact_lp(digits, mlp):
                 assert want - 1e-9 <= bound <= exact + 1e-7
                 proved += 1
     assert proved >= 1
+
+
+def test_batched_dual_ascent_takes_the_same_steps_as_one_objective_at_a_time():
+    """dual_ascent_many is dual_ascent vectorised: for shared rows and for one set of rows per
+    objective (padded with zero rows), each objective reaches ``want`` exactly when dual_ascent
+    does, with the same multipliers."""
+    from bench.methods.prune.lp import dual_ascent, dual_ascent_many
+
+    rng = np.random.default_rng(0)
+    d, m, B = 12, 30, 40
+    lo, hi = np.zeros(d), np.ones(d)
+    A, b = rng.normal(size=(m, d)), rng.normal(size=m) + 2.0
+    As, bs = rng.normal(size=(B, m, d)), rng.normal(size=(B, m)) + 2.0
+    As[::3, -5:], bs[::3, -5:] = 0.0, 0.0  # padding rows
+    a = rng.normal(size=(B, d))
+    want = np.quantile([-np.abs(x).sum() for x in a], 0.6) + rng.normal(size=B)
+    want[::2] += 20.0  # out of reach for some
+    reached = 0
+    for rows, rhs in ((A, b), (As, bs)):
+        lam, ok = dual_ascent_many(a, rows, rhs, lo, hi, want)
+        for k in range(B):
+            one = dual_ascent(a[k], rows if rows.ndim == 2 else rows[k], rhs if rhs.ndim == 1 else rhs[k], lo, hi, want[k])
+            assert (one is not None) == bool(ok[k])
+            if one is not None:
+                reached += 1
+                np.testing.assert_allclose(lam[k], one, rtol=1e-9, atol=1e-12)
+            else:
+                assert not lam[k].any()
+    assert 0 < reached < 2 * B  # both outcomes exercised
+
+
+def test_violation_screens_only_prove_what_the_exact_lp_confirms(digits, mlp):
+    """A pair the batched screens settle has a witness whose bound floor_from_witness re-derives,
+    reaches the need, and never exceeds the exact minimum violation (min_violation)."""
+    from bench.methods.prune.lp import PolytopeLP, floor_from_witness, min_violation, violation_screens
+    from bench.methods.prune.network import activation_region, split
+
+    _, head = split(mlp)
+    lo, hi = np.zeros(64), np.ones(64)
+    xs = digits.train_x.flatten(1).double().numpy()
+    reg = activation_region(head, xs[0], lo, hi)
+    lp = PolytopeLP(reg.A, reg.b, lo, hi, point=xs[0])
+    others = [activation_region(head, xs[k], lo, hi) for k in range(1, 16)]
+    need = np.full(len(others), 0.5)
+    found = violation_screens([(o.A, o.b, lp, xs[0]) for o in others], need)
+    proved = 0
+    for o, f in zip(others, found):
+        if f is None:
+            continue
+        proved += 1
+        low, (mu, lam) = f
+        assert low >= 0.5
+        again = floor_from_witness(o.A, o.b, reg.A, reg.b, lo, hi, mu, None if lam is None else lam)
+        assert again >= low - 1e-6 * (1.0 + low)  # the check's own rounding allowance
+        exact, _, _ = min_violation(o.A, o.b, lp)
+        assert low <= exact + 1e-7
+    assert proved >= 5
+
+
+def test_highs_prints_no_banner(tmp_path):
+    """HiGHS prints its banner on the first construction in a process, before options can be set;
+    PRUNE's LPs keep it off the terminal."""
+    import subprocess
+    import sys
+
+    code = ("import numpy as np\nfrom bench.methods.prune.lp import PolytopeLP\n"
+            "lp = PolytopeLP(np.array([[1.0, 1.0]]), np.array([1.0]), np.zeros(2), np.ones(2), backend='highspy')\n"
+            "print('max', lp.maximize(np.array([[1.0, 0.0]]))[0])\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "max 1.0", out.stdout
+    assert "HiGHS" not in out.stderr
+
+
+def test_exact_violation_lp_is_the_same_through_highspy_and_scipy(digits, mlp):
+    """min_violation's LP passed to highspy directly gives scipy's optimum (same HiGHS, same model)."""
+    from bench.methods.prune.lp import PolytopeLP, min_violation
+    from bench.methods.prune.network import activation_region, split
+
+    _, head = split(mlp)
+    lo, hi = np.zeros(64), np.ones(64)
+    xs = digits.train_x.flatten(1).double().numpy()
+    reg = activation_region(head, xs[0], lo, hi)
+    fast = PolytopeLP(reg.A, reg.b, lo, hi, backend="highspy", point=xs[0])
+    slow = PolytopeLP(reg.A, reg.b, lo, hi, backend="scipy", point=xs[0])
+    values = []
+    for k in range(1, 9):
+        other = activation_region(head, xs[k], lo, hi)
+        a, b = min_violation(other.A, other.b, fast)[0], min_violation(other.A, other.b, slow)[0]
+        assert a == pytest.approx(b, rel=1e-6, abs=1e-7)
+        values.append(a)
+    assert max(values) > 0

@@ -227,6 +227,7 @@ def test_random_labels_are_drawn_per_batch_over_all_classes(monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("baselines")  # one shared run per forget request (conftest.baseline_trials)
 def test_each_forgets_a_digits_class_and_keeps_the_other_classes(baseline_trials):
     """digits, default mlp, class:3, defaults (with their digits dataset_params): forget accuracy
     <= 0.05 and test accuracy on the other classes within 3 points of the original's."""
@@ -242,6 +243,7 @@ def test_each_forgets_a_digits_class_and_keeps_the_other_classes(baseline_trials
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("baselines")  # one shared run per forget request (conftest.baseline_trials)
 def test_random_forgetting_end_to_end_with_the_default_attacks(baseline_trials):
     code, out, kids = baseline_trials("random:10%")
     assert code == 0, out
@@ -258,6 +260,7 @@ def test_random_forgetting_end_to_end_with_the_default_attacks(baseline_trials):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("baselines")  # one shared run per forget request (conftest.baseline_trials)
 def test_continual_requests_run(baseline_trials):
     code, out, kids = baseline_trials("seq:3x10", attacks="")
     assert code == 0, out

@@ -81,6 +81,7 @@ class Collider(Reporter):
         return model
 
 
+@pytest.mark.slow
 def test_methods_add_metrics_and_artifacts_to_their_trial(workdir, boom_plugin, run_harness, trial_runs):
     boom_plugin(Reporter(), Collider())
     code, out = run_harness(workdir, methods="reporter,collider", forgets=["random:7"], recipe={"epochs": 3})

@@ -40,6 +40,7 @@ def test_timm_and_cnn_models_on_digits(workdir):
     assert kids.loc["test_resnet", "metrics.original_test_acc"] > 0.2
 
 
+@pytest.mark.slow
 def test_synthetic_dataset_with_an_index_file_and_a_toml_experiment(workdir):
     (workdir / "forget.txt").write_text("# points to forget\n0\n5\n17\n\n42\n")
     (workdir / "exp.toml").write_text(
@@ -85,6 +86,7 @@ def test_local_ray_listens_on_loopback_only():
         ray.shutdown()
 
 
+@pytest.mark.slow
 def test_quiet_prints_only_the_summary_failures_and_where_results_are(workdir, boom_plugin):
     from bench.core.options import RunOptions
 

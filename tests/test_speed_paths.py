@@ -41,3 +41,35 @@ def test_trial_phase_reads_bench_lines():
              "  12.0s  [1/3] done    ft seed=0 in 2.0s: x", "  12.0s  [3/3] running ft seed=2",
              "  13.5s  [2/3] FAILED  ft seed=1: boom", "  14.0s  [3/3] done    ft seed=2 in 2.0s: x"]
     assert bench_gpu.trial_phase(lines) == (10.0, 14.0, 2)
+
+
+@pytest.mark.slow
+def test_a_trial_of_a_method_that_never_trains_does_not_import_dynamo():
+    """PRUNE declares ``trains = False``: its trial's warm-up skips torch.optim, whose first step
+    imports torch._dynamo (1.4 s or more per fresh worker), and PRUNE itself never imports it."""
+    import subprocess
+    import sys
+
+    code = """
+import sys, torch
+from bench.core.contracts import ForgetRequest, MethodContext
+from bench.core.method import trains
+from bench.methods.prune.method import Prune
+from bench.nn.nets import MLP
+from bench.nn.training import warm_up
+torch.manual_seed(0)
+model = MLP(6, (16,), 3).eval()
+x, y = torch.rand(12, 6), torch.randint(0, 3, (12,))
+assert not trains(Prune())
+warm_up(model, x, y, optimizer=trains(Prune()))
+y = model(x).argmax(1)
+req = ForgetRequest(num_classes=3, kind="random", forget_indices=torch.arange(2).numpy(), forget_x=x[:2],
+                    forget_y=y[:2], input_bounds=(torch.tensor(0.0), torch.tensor(1.0)))
+Prune().unlearn(model, req, {**Prune.default_params, "k": 1}, MethodContext(seed=0, device="cpu", new_model=None))
+print("dynamo", "torch._dynamo" in sys.modules)
+warm_up(MLP(6, (16,), 3), x, y)
+print("dynamo", "torch._dynamo" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["dynamo", "False", "dynamo", "True"], out.stdout

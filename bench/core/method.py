@@ -48,6 +48,13 @@ class Method:
             ``"class"`` and ``"indices"`` (``ForgetRequest.kind``; a ``seq:`` request's steps are
             ``"random"`` or ``"class"``). A run with another kind is refused before any work.
             Default: all three.
+        trains: ``False`` for a method that never takes an optimiser step and never calls
+            ``torch.func`` (PRUNE): the harness then warms up only the forward and backward passes
+            before timing it, not ``torch.optim``, whose first step imports ``torch._dynamo``
+            (1.4 s or more in a fresh worker, spent on every such trial for nothing). Default
+            ``True``. ``torch.func`` (vmap, grad, jacrev) imports ``torch._dynamo`` too, so a
+            method using it keeps the default; one that says ``False`` wrongly pays that import
+            inside its own ``unlearn_seconds``.
     """
 
     name: str = ""
@@ -59,6 +66,7 @@ class Method:
     continual: bool = True
     continual_note: str = ""
     forget_kinds: frozenset[str] = frozenset({"random", "class", "indices"})
+    trains: bool = True
 
     def requires_for(self, params: dict) -> frozenset[str]:
         """The subset of ``requires`` this run of the method uses (default: all of it)."""
@@ -101,6 +109,11 @@ FORGET_KINDS = frozenset({"random", "class", "indices"})
 def forget_kinds(method: Any) -> frozenset[str]:
     """The request kinds the method takes (``forget_kinds``; default all)."""
     return frozenset(getattr(method, "forget_kinds", FORGET_KINDS))
+
+
+def trains(method: Any) -> bool:
+    """Whether the method may take optimiser steps (``trains``; default True)."""
+    return getattr(method, "trains", True) is not False
 
 
 def check_params(name: str, method: Any, params: dict) -> None:

@@ -185,8 +185,10 @@ def train_epochs(model, x, y, *, epochs, batch_size, optimizer, lr, momentum, we
     return model
 
 
-def warm_up(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
-    """One throwaway forward, backward and optimizer step on a copy of ``model``.
+def warm_up(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: bool = True) -> None:
+    """One throwaway forward, backward and optimizer step on a copy of ``model`` (without
+    ``optimizer``, the forward and backward passes only: the first ``torch.optim`` step imports
+    ``torch._dynamo``, 1.4 s or more, which a method that never steps an optimiser need not pay).
 
     A fresh worker process pays a one-off cost on its first autograd pass and optimizer step
     (lazy initialisation, kernel selection): up to a second on the CPU, more than a whole
@@ -201,7 +203,12 @@ def warm_up(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
         return
     device = model_device(probe, x.device)
     x, y = x[:n].to(device), y[:n].to(device)
-    for opt_name in ("sgd", "adam"):
+    if not optimizer:
+        probe.train()
+        loss = F.cross_entropy(probe(x), y)
+        if loss.requires_grad:
+            loss.backward()
+    for opt_name in ("sgd", "adam") if optimizer else ():
         opt = make_optimizer(probe.parameters(), opt_name, 0.0, 0.9, 0.0)
         probe.train()
         loss = F.cross_entropy(probe(x), y)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .lp import PolytopeLP, bound_K, minimal_patch, rows_patch, violation_floor
+from .lp import PolytopeLP, bound_K, minimal_patch, rows_patch, violation_floor, violation_screens
 from .modules import Patch
 from .network import Head, Region, activation_box_region, activation_region, box_region
 
@@ -158,6 +158,7 @@ class Builder:
         F, e = reg.F.copy(), reg.e.copy()  # (the cached region stays untouched)
         separate = self.separate
         touching = []  # (patch index, member) of earlier supports that touch R (no gamma makes them 0)
+        apart_from = []  # earlier patches not fully active on R: their supports are bounded over R
         for i, q in enumerate(patches):
             m = _member(q, reg.A, reg.b, 1e-12)
             if m is not None:
@@ -165,18 +166,36 @@ class Builder:
                     raise Refusal(f"its linear region is the region patch {i} is certified on (target {q.target}), "
                                   "which the patched model must map to that target", i)
                 F, e = F + q.c.numpy(), e + q.d.numpy()
-                continue
-            if not separate:
-                continue
-            gq = float(q.gamma)
-            floors = []
-            for mm in range(q.A.shape[0]):
+            elif separate:
+                apart_from.append((i, q))
+        # the closed-form screens of every (support, R) pair at once; LPs for the pairs they leave
+        floors_of = {}  # (patch index, member) -> (L, witness)
+
+        def bound(keys):
+            needs = np.array([self.SAFETY / float(patches[i].gamma) for i, _ in keys])
+            found = violation_screens([(patches[i].A[mm].numpy(), patches[i].b[mm].numpy(), lp, u_rep)
+                                       for i, mm in keys], needs)
+            for (i, mm), got, need in zip(keys, found, needs):
                 self.stats["bounds"] += 1
-                low, proof = violation_floor(q.A[mm].numpy(), q.b[mm].numpy(), lp, u_rep, need=self.SAFETY / gq,
-                                             relaxed=near, witness=True)
-                floors.append(low)
-                hints[("floor", new, i, mm)] = proof
-            floors = np.asarray(floors)
+                if got is None:
+                    got = violation_floor(patches[i].A[mm].numpy(), patches[i].b[mm].numpy(), lp, u_rep, need=need,
+                                          relaxed=near, witness=True, ascent=False)
+                floors_of[(i, mm)] = got
+
+        # the certified regions (member 0) first: one touching R with a target the new patch cannot
+        # take refuses the representative before the other supports are bounded
+        bound([(i, 0) for i, _ in apart_from])
+        meets = [i for i, _ in apart_from if floors_of[(i, 0)][0] <= self.TOUCH]
+        early = {patches[i].target for i in meets}
+        if len(early) > 1 or label in early:
+            raise Refusal(f"its linear region touches the region patch {meets[0]} is certified on (targets "
+                          f"{sorted(early)}): both supports are 1 on the common face", meets[0])
+        bound([(i, mm) for i, q in apart_from for mm in range(1, q.A.shape[0])])
+        for i, q in apart_from:
+            gq = float(q.gamma)
+            floors = np.array([floors_of[(i, mm)][0] for mm in range(q.A.shape[0])])
+            for mm in range(q.A.shape[0]):
+                hints[("floor", new, i, mm)] = floors_of[(i, mm)][1]
             touching += [(i, int(mm)) for mm in np.nonzero(floors <= self.TOUCH)[0]]
             apart = floors[floors > self.TOUCH]
             if len(apart) and gq * apart.min() < self.SAFETY:
@@ -216,6 +235,13 @@ class Builder:
         gamma = float(self.params["gamma"])
         rows, bs, dropped = [reg.A], [reg.b], 0
         regions = [reg] + [self.region(m) for m in members]
+        screens, gamma0 = {}, gamma
+        if separate and patches:  # closed-form screens at the first need (a later need is only lower)
+            certified = [self._certified_region(q)[0] for q in patches]
+            keys = [(r_i, i) for r_i in range(len(regions)) for i in range(len(patches))]
+            found = violation_screens([(regions[r_i].A, regions[r_i].b, certified[i], patches[i].point.numpy())
+                                       for r_i, i in keys], np.full(len(keys), self.SAFETY / gamma))
+            screens = dict(zip(keys, found))
         for r_i, r in enumerate(regions):
             keep = True
             proofs = {}
@@ -228,8 +254,12 @@ class Builder:
                         break
                     qlp, qnear = self._certified_region(q)
                     self.stats["bounds"] += 1
-                    low, proofs[i] = violation_floor(r.A, r.b, qlp, q.point.numpy(), need=self.SAFETY / gamma,
-                                                     relaxed=qnear, witness=True)
+                    if screens.get((r_i, i)) is not None:
+                        low, proofs[i] = screens[(r_i, i)]
+                    else:
+                        low, proofs[i] = violation_floor(r.A, r.b, qlp, q.point.numpy(), need=self.SAFETY / gamma,
+                                                         relaxed=qnear, witness=True,
+                                                         ascent=(r_i, i) not in screens or gamma > gamma0)
                     if gamma * low >= self.SAFETY:
                         continue
                     if low <= self.TOUCH:

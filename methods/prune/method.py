@@ -74,6 +74,7 @@ class Prune(Method):
     name = "prune"
     description = "PRUNE: certified patches on the linear regions of forget points (REASSURE repair), representatives for many points."
     requires = frozenset({"forget"})
+    trains = False  # no optimiser step: LPs and closed forms only
     default_params = {
         "gamma": 2.0,
         "k": 8,
