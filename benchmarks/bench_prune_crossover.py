@@ -6,7 +6,10 @@ training-set size n it trains the original on n points (``--epochs`` epochs, bat
 the digits recipe's optimiser) and times retraining from scratch on the n - 100 retained points;
 PRUNE forgets 100 random training points of the original with its default parameters (certificate
 check included) and is timed on the sizes in ``--prune-sizes`` (its cost depends on the network and
-the forget set, not on n: the loop never touches the retained data). The crossover is the smallest n
+the forget set, not on n: the loop never touches the retained data). PRUNE patches only the forget
+points the original still classifies correctly, and a model trained on more data for the same
+epochs fits more of them, so the line also prints that count, the patches and the seconds per such
+point: the figure to compare across n. The crossover is the smallest n
 at which retraining takes longer than PRUNE's mean time, interpolated linearly between the measured
 sizes (retraining time grows linearly with n at a fixed number of epochs).
 
@@ -77,6 +80,7 @@ def prune_time(model, x, y, forget: int, seed: int = 0, bounds=(0.0, 1.0)):
     req = ForgetRequest(num_classes=10, kind="random", forget_indices=idx, forget_x=x[idx], forget_y=y[idx],
                         input_bounds=(torch.tensor(float(bounds[0])), torch.tensor(float(bounds[1]))))
     ctx = MethodContext(seed=seed, device="cpu", new_model=None)
+    ctx.metrics["forget_correct_before"] = float(round(accuracy(model, x[idx], y[idx]) * forget))
     t0 = time.perf_counter()
     out = Prune().unlearn(copy.deepcopy(model), req, dict(Prune.default_params), ctx)
     seconds = time.perf_counter() - t0
@@ -110,8 +114,11 @@ def run(sizes, prune_sizes, dim: int, epochs: int, forget: int = 100, out=print,
         if n in prune_sizes:
             p, metrics, facc, idx = prune_time(model, x, y, forget, bounds=bounds)
             prune_s.append(p)
+            todo = int(metrics["forget_correct_before"])  # PRUNE patches only the points still classified right
             line += (f"PRUNE {p:7.2f} s (check {metrics.get('certify_seconds', 0):.2f} s, certified "
-                     f"{metrics.get('certified_fraction', float('nan')):.2f}, forget acc {facc:.2f}); ")
+                     f"{metrics.get('certified_fraction', float('nan')):.2f}, forget acc {facc:.2f}; "
+                     f"{todo} of {forget} points classified right before, {int(metrics.get('patches', 0))} patches, "
+                     f"{p / max(todo, 1):.3f} s per such point); ")
         else:
             idx = np.sort(np.random.default_rng(0).choice(n, size=forget, replace=False))
         keep = np.setdiff1d(np.arange(n), idx)
