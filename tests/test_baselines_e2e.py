@@ -8,7 +8,8 @@ import json
 import mlflow
 import pytest
 
-pytestmark = pytest.mark.slow
+# one xdist worker for the module: its module-scoped Ray run is made once, not once per worker
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("baselines_e2e")]
 
 METHODS = ("rl", "salun", "l1-sparse", "iu", "retrain")
 SEEDS = ("0", "1", "2")

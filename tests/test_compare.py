@@ -26,6 +26,9 @@ from bench.track import report
 from bench.cli import main
 from bench.core.options import RunOptions
 
+# one xdist worker for the module: its module-scoped run is made once, not once per worker
+pytestmark = pytest.mark.xdist_group("compare")
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 

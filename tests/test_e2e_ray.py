@@ -12,7 +12,8 @@ from bench.core.options import RunOptions
 from bench.run.runner import run
 
 
-pytestmark = pytest.mark.slow
+# one xdist worker for the module: its module-scoped Ray runs are made once, not once per worker
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e_ray")]
 
 METRICS = [
     "retain_acc", "forget_acc", "test_acc",

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 def test_sigint_keeps_finished_trials_and_marks_the_rest_killed(workdir, store_args):
     exe = os.path.join(os.path.dirname(sys.executable), "bench")
     # long enough trials (retrain: ~2 s each) that the signal lands while some are running
-    cmd = [exe, "run", "--seeds", "0-3", "-r", "epochs=150", *store_args(workdir)]
+    cmd = [exe, "run", "--seeds", "0-1", "-r", "epochs=150", *store_args(workdir)]
     log = open(workdir / "run.log", "w+")
     proc = subprocess.Popen(cmd, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, text=True)
     try:
@@ -41,4 +41,4 @@ def test_sigint_keeps_finished_trials_and_marks_the_rest_killed(workdir, store_a
     finished = kids[kids["status"] == "FINISHED"]
     assert len(finished) >= 1 and finished["metrics.forget_acc"].notna().all()
     assert "RUNNING" not in set(kids["status"])
-    assert len(finished) < 12
+    assert len(finished) < 6

@@ -14,6 +14,9 @@ import pytest
 from bench.track import report
 from bench.track.compare import published
 
+# one xdist worker for the module: its module-scoped run is made once, not once per worker
+pytestmark = pytest.mark.xdist_group("published")
+
 SETTING = ("digits", "mlp", "random:10%")
 
 
