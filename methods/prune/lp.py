@@ -410,26 +410,8 @@ def dual_ascent(a: np.ndarray, A: np.ndarray, b: np.ndarray, lo: np.ndarray, hi:
     It gives up after ``iters`` steps, or when ``patience`` steps raised the best bound by less
     than 5% of the remaining gap. Whatever it returns, the caller re-derives the bound with ``dual_upper`` (sound for any
     lam >= 0, with a rounding allowance), so this only decides whether an LP is needed."""
-    lam = np.zeros(len(A))
-    best, mark = -np.inf, -np.inf
-    for step in range(iters):
-        r = a + lam @ A
-        x = np.where(r > 0, lo, hi)
-        g = float(r @ x - lam @ b)
-        if g >= want:
-            return lam
-        best = max(best, g)
-        if step and step % patience == 0:  # give up (to the LP) when the bound stalls
-            if best - mark < 0.05 * (want - best):
-                return None
-            mark = best
-        sub = A @ x - b
-        sub[(lam <= 0) & (sub < 0)] = 0.0  # the projection keeps these at 0
-        norm = float(sub @ sub)
-        if norm == 0.0:
-            return None
-        lam = np.maximum(0.0, lam + (want + 1.0 - g) / norm * sub)
-    return None
+    lam, ok = dual_ascent_many(np.asarray(a, np.float64)[None], A, b, lo, hi, np.array([float(want)]), iters, patience)
+    return lam[0] if ok[0] else None
 
 
 def dual_ascent_many(a: np.ndarray, A: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarray,
@@ -656,15 +638,14 @@ def _min_violation_highs(A: np.ndarray, b: np.ndarray, lp: PolytopeLP):
     model.col_upper_ = np.concatenate([lp.hi, np.full(n, highspy.kHighsInf)])
     model.row_lower_ = np.full(n + len(R), -highspy.kHighsInf)
     model.row_upper_ = np.concatenate([b, lp.b])
-    # column-wise: u's columns hold A's and the region's columns, each slack one -1
-    dense_u = np.concatenate([A, R]) if len(R) else A
-    nz = dense_u != 0
-    counts = np.concatenate([nz.sum(0), np.ones(n, dtype=np.int64)])
+    from scipy.sparse import csc_matrix, hstack, vstack
+
+    M = csc_matrix(hstack([vstack([csc_matrix(A), csc_matrix(R)]),
+                           vstack([-csc_matrix(np.eye(n)), csc_matrix((len(R), n))])]))
     model.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    model.a_matrix_.start_ = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
-    rows_u = [np.nonzero(nz[:, j])[0] for j in range(dim)]
-    model.a_matrix_.index_ = np.concatenate(rows_u + [np.arange(n)]).astype(np.int32)
-    model.a_matrix_.value_ = np.concatenate([dense_u[r, j] for j, r in enumerate(rows_u)] + [-np.ones(n)])
+    model.a_matrix_.start_ = M.indptr
+    model.a_matrix_.index_ = M.indices
+    model.a_matrix_.value_ = M.data
     model.a_matrix_.num_col_, model.a_matrix_.num_row_ = dim + n, n + len(R)
     model.sense_ = highspy.ObjSense.kMinimize
     h.passModel(model)
