@@ -196,3 +196,15 @@ def test_command_line_errors_keep_their_wording():
         _parse(RUN, ["-p", "galr=1"])
     with pytest.raises(BenchError, match=r"^Bad seeds '3-1': the range 3-1 is empty"):
         _parse(RUN, ["-s", "3-1"])
+
+
+def test_relative_cache_and_data_dirs_are_made_absolute(tmp_path, monkeypatch):
+    """Ray workers do not run in the driver's directory, and Ray Tune refuses a relative storage
+    path (pyarrow: "URI has empty scheme"): the harness resolves both directories against the cwd."""
+    from bench.core.options import RunOptions
+    from bench.run.validate import resolve_cache_dir, resolve_data_dir
+
+    monkeypatch.chdir(tmp_path)
+    opts = RunOptions(cache_dir="c", data_dir="d")
+    assert resolve_cache_dir(opts) == tmp_path / "c" and resolve_cache_dir(opts).is_absolute()
+    assert resolve_data_dir(opts) == tmp_path / "d"

@@ -17,9 +17,11 @@ def _runs(workdir):
 
 def test_tune_records_every_sample_saves_the_best_and_run_reuses_it(workdir, run_bench, store_args):
     best_file = workdir / "best.json"
+    # a relative --cache-dir (Ray Tune's storage lives under it; it once reached pyarrow as "cache/ray_results")
     proc = run_bench("tune", "--method", "ga", "--num-samples", "6", "--forget", "class:3", "-O", str(best_file),
-                     *store_args(workdir), cwd=workdir)
+                     "--cache-dir", "cache", "--tracking-uri", "sqlite:///mlflow.db", cwd=workdir)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (workdir / "cache" / "ray_results").is_dir()
     df = _runs(workdir)
     parent = df[df["tags.bench.kind"] == "tune"].iloc[0]
     kids = df[df["tags.mlflow.parentRunId"] == parent["run_id"]]

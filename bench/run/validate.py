@@ -290,11 +290,12 @@ def fetch_forget_run(spec: ForgetSpec, uri: str) -> ForgetSpec:
 
 
 def resolve_cache_dir(opts: RunOptions) -> Path:
-    return Path(opts.cache_dir).expanduser() if opts.cache_dir else default_cache_dir()
+    # absolute: Ray Tune's storage path lives under it, and Ray workers do not share the driver's cwd
+    return (Path(opts.cache_dir).expanduser() if opts.cache_dir else default_cache_dir()).absolute()
 
 
 def resolve_data_dir(opts: RunOptions) -> Path:
-    return Path(opts.data_dir).expanduser() if opts.data_dir else default_data_dir()
+    return (Path(opts.data_dir).expanduser() if opts.data_dir else default_data_dir()).absolute()
 
 
 def default_data_dir() -> Path:
