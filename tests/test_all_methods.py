@@ -1,7 +1,8 @@
 """Every built-in method in one run: ``bench run --methods '*' --seeds 0`` on digits (the default
 forget request, random:10%, and the default attacks: the run tests/conftest.py's baseline_trials
 shares with the baselines' tests) finishes with each method in one summary table (``unsir``, which takes
-class requests only, is left out of the wildcard with a note)."""
+class requests only, is left out of the wildcard with a note). ``l2ul`` and ``l2ul-adv`` run with
+100 epochs there: on 144 points they run to their 1000-epoch cap (docs/l2ul.md)."""
 
 from __future__ import annotations
 

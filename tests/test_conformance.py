@@ -96,7 +96,14 @@ KNOWN_FAILURES: dict = {  # {"plugin id": {"check_name": "reason"}}
 
 #: Plugins whose checks take seconds each (adversarial examples, LPs, shadow models): their
 #: conformance checks run in the full suite only (marked slow); their own test modules keep quick tests.
-SLOW_PLUGINS = frozenset({"l2ul", "l2ul-adv", "l2ul-naive", "prune", "ulira", "epsilon"})
+SLOW_PLUGINS = frozenset({"l2ul(max_epochs=100)", "l2ul-adv(max_epochs=100)", "l2ul-naive", "prune", "ulira", "epsilon"})
+
+#: L2UL's digits defaults allow 1000 epochs; on the kit's 64-64 MLP of 500 points the full method never
+#: misclassifies the whole class (goal fraction 0.34 at the cap, measured), so each of its calls ran all
+#: 1000 epochs (14 s, about 200 s for the two variants' checks). The contract checks do not need the
+#: budget: they run with 100 epochs. The defaults are checked on the default setting elsewhere
+#: (tests/test_all_methods.py, tests/test_l2ul.py).
+CHEAPER = {"l2ul": {"max_epochs": 100}, "l2ul-adv": {"max_epochs": 100}}
 
 
 def _slow_for(mark, slow_ids):
@@ -108,7 +115,8 @@ def _slow_for(mark, slow_ids):
 
 
 @_slow_for(parametrize_with_checks(
-    [*BUILTIN_METHODS, (GradientAscent(), {"params": {"variant": "neggrad+"}}),
+    [*[(m, {"params": CHEAPER[m.name]}) if m.name in CHEAPER else m for m in BUILTIN_METHODS],
+     (GradientAscent(), {"params": {"variant": "neggrad+"}}),
      *BUILTIN_DATASETS, (Synthetic(), {"arg": "n=300,features=6,classes=3"}), *FILE_DATASETS, *BUILTIN_ATTACKS],
     expected_failed_checks=KNOWN_FAILURES,
 ), SLOW_PLUGINS)
