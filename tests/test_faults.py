@@ -215,9 +215,9 @@ def test_sigkilled_driver_leaves_nothing_running_after_the_next_command(workdir,
                              cwd=workdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.time() + 180
-        while time.time() < deadline and " running " not in (workdir / "first.log").read_text():
+        while time.time() < deadline and "] running " not in (workdir / "first.log").read_text():
             time.sleep(0.2)
-        assert " running " in (workdir / "first.log").read_text(), (workdir / "first.log").read_text()
+        assert "] running " in (workdir / "first.log").read_text(), (workdir / "first.log").read_text()
         before = _ray_processes_of(first.pid)
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=30)
