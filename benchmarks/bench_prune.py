@@ -10,10 +10,11 @@
 3. Memory of the patched model (bytes of patch buffers) for 10, 100 (and 500 with --full) forget
    points on digits.
 4. Where PRUNE wins (benchmarks/bench_prune_crossover.py): retraining time against the training-set
-   size on MNIST-1D (default; or synthetic data with ``--cross-data synthetic``), PRUNE's time for
-   100 forget points, and the crossover size, measured or extrapolated from a linear fit of
-   retraining time (``--cross-sizes``, ``--cross-data``, ``--cross-dim``, ``--cross-epochs``; skip
-   with ``--skip 4``).
+   size on MNIST-1D (default; or synthetic data with ``--cross-data synthetic``), every size's model
+   trained to the same training accuracy (``--cross-fit 0.8``; ``--cross-fit 0`` for a fixed
+   ``--cross-epochs``), PRUNE's time for 100 forget points, and the crossover size, measured or
+   extrapolated from a linear fit of retraining time (``--cross-sizes``, ``--cross-data``,
+   ``--cross-dim``; skip with ``--skip 4``).
 
     python benchmarks/bench_prune.py                  # short: 3 points, sizes 10,100
     python benchmarks/bench_prune.py --full --points 10 --device cpu
@@ -177,10 +178,13 @@ def main() -> None:
     ap.add_argument("--skip", default="", help="comma-separated parts to skip: 1,2,3,4")
     ap.add_argument("--cross-data", choices=("mnist1d", "synthetic"), default="mnist1d",
                     help="part 4's data: MNIST-1D (default) or synthetic blobs of --cross-dim values")
-    ap.add_argument("--cross-sizes", default="1000,4000,16000", help="training-set sizes of part 4")
-    ap.add_argument("--cross-prune-sizes", default="1000,16000", help="sizes at which part 4 times PRUNE")
+    ap.add_argument("--cross-sizes", default="1000,16000,64000", help="training-set sizes of part 4")
+    ap.add_argument("--cross-prune-sizes", default="1000,64000", help="sizes at which part 4 times PRUNE")
     ap.add_argument("--cross-dim", type=int, default=784, help="input dimension of part 4's MLP")
-    ap.add_argument("--cross-epochs", type=int, default=5, help="epochs of part 4's (re)training")
+    ap.add_argument("--cross-epochs", type=int, default=5, help="epochs of part 4's (re)training with --cross-fit 0")
+    ap.add_argument("--cross-fit", type=float, default=0.8,
+                    help="part 4 trains every size to this training accuracy (the fewest epochs that reach it); "
+                         "0: --cross-epochs epochs at every size")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     skip = set(args.skip.split(","))
@@ -196,10 +200,12 @@ def main() -> None:
 
         what = ("MNIST-1D, MLP 40-256-256-10" if args.cross_data == "mnist1d" else
                 f"synthetic {args.cross_dim}-d data, MLP {args.cross_dim}-256-256-10")
-        print(f"[4] crossover: {what}, {args.cross_epochs} epochs, 100 forget points")
+        fit = args.cross_fit or None
+        how = f"{args.cross_epochs} epochs" if fit is None else f"fixed fit: train accuracy >= {fit}"
+        print(f"[4] crossover: {what}, {how}, 100 forget points")
         bench_prune_crossover.run([int(n) for n in args.cross_sizes.split(",")],
                                   {int(n) for n in args.cross_prune_sizes.split(",")}, args.cross_dim, args.cross_epochs,
-                                  data=args.cross_data)
+                                  data=args.cross_data, fit=fit)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,16 @@ values' range): a model with many small linear regions, where the synthetic blob
 large ones (most of PRUNE's points were refused there). Where retraining stays faster on every
 measured size, a linear fit of retraining time against n gives the crossover, printed as an
 extrapolation.
+
+``--fit ACC`` holds the fit fixed instead of the epochs: for every n the original is trained with the
+fewest epochs (from 1, 2, 3, 4, 6, 8, 12, ... up to 256) whose model reaches training accuracy ACC,
+and retraining uses the same number of epochs (what a user would do: retrain with the recipe that
+made the original). The searched trainings are not timed; only the chosen one and the retraining
+are. At a fixed fit PRUNE has about the same number of correctly classified forget points to patch
+at every n, so its time shows what the training-set size itself does to it.
+
+    python benchmarks/bench_prune_crossover.py --data mnist1d --fit 0.8 --sizes 1000,4000,16000,64000 \
+        --prune-sizes 1000,4000,16000,64000
 """
 
 from __future__ import annotations
@@ -71,6 +81,23 @@ def train(x, y, dim: int, epochs: int, seed: int = 0):
     return model, time.perf_counter() - t0
 
 
+#: epochs tried by ``--fit``, smallest first
+FIT_EPOCHS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
+
+
+def train_to(x, y, dim: int, target: float, seed: int = 0):
+    """(model, seconds, epochs, train accuracy): the fewest epochs of ``FIT_EPOCHS`` whose model
+    reaches training accuracy ``target`` (the last one tried if none does)."""
+    from bench.nn.training import accuracy
+
+    for epochs in FIT_EPOCHS:
+        model, seconds = train(x, y, dim, epochs, seed)
+        acc = accuracy(model, x, y)
+        if acc >= target:
+            break
+    return model, seconds, epochs, acc
+
+
 def prune_time(model, x, y, forget: int, seed: int = 0, bounds=(0.0, 1.0)):
     from bench.core.contracts import ForgetRequest, MethodContext
     from bench.methods.prune import Prune
@@ -97,7 +124,9 @@ def crossover(sizes, retrain, prune_mean):
     return sizes[0] if retrain and retrain[0] >= prune_mean else None
 
 
-def run(sizes, prune_sizes, dim: int, epochs: int, forget: int = 100, out=print, data: str = "synthetic") -> dict:
+def run(sizes, prune_sizes, dim: int, epochs: int, forget: int = 100, out=print, data: str = "synthetic",
+        fit: float | None = None) -> dict:
+    """One line per size; with ``fit``, the epochs of each size are chosen by ``train_to``."""
     from bench.nn.training import accuracy
 
     rows, prune_s = [], []
@@ -108,8 +137,13 @@ def run(sizes, prune_sizes, dim: int, epochs: int, forget: int = 100, out=print,
             dim = x.shape[1]
         else:
             x, y = synthetic(n, dim)
-        model, _ = train(x, y, dim, epochs)
         line = f"    n={n:>7,d}: "
+        if fit is None:
+            model, _ = train(x, y, dim, epochs)
+            used = epochs
+        else:
+            model, _, used, acc = train_to(x, y, dim, fit)
+            line += f"{used} epochs (original's train acc {acc:.3f}); "
         p = None
         if n in prune_sizes:
             p, metrics, facc, idx = prune_time(model, x, y, forget, bounds=bounds)
@@ -122,7 +156,7 @@ def run(sizes, prune_sizes, dim: int, epochs: int, forget: int = 100, out=print,
         else:
             idx = np.sort(np.random.default_rng(0).choice(n, size=forget, replace=False))
         keep = np.setdiff1d(np.arange(n), idx)
-        retrained, r = train(x[keep], y[keep], dim, epochs)
+        retrained, r = train(x[keep], y[keep], dim, used)
         line += f"retrain {r:7.2f} s (train acc {accuracy(retrained, x[keep], y[keep]):.3f})"
         rows.append((n, r, p))
         out(line)
@@ -132,7 +166,7 @@ def run(sizes, prune_sizes, dim: int, epochs: int, forget: int = 100, out=print,
     if prune_s and cross is None and len(rows) >= 2:
         # retraining at a fixed number of epochs is linear in n: fit r = a + b n on the measured sizes
         ns, rs = np.array([n for n, _, _ in rows], float), np.array([r for _, r, _ in rows])
-        b, a = np.polyfit(ns, rs, 1)
+        b, a = np.polyfit(ns, rs, 1)  # (at a fixed fit the epochs shrink with n: a rough line)
         extrapolated = (mean - a) / b if b > 0 else None
     out(f"    PRUNE mean {mean:.2f} s for {forget} points over n in {sorted(prune_sizes)}; "
         + (f"retraining is slower from n ~ {cross:,.0f} training points (measured, interpolated)" if cross is not None
@@ -152,14 +186,17 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--data", choices=("synthetic", "mnist1d"), default="synthetic",
                     help="synthetic blobs of --dim values, or MNIST-1D (40 values; --dim is ignored)")
+    ap.add_argument("--fit", type=float, default=None,
+                    help="train every size to this training accuracy (fewest epochs that reach it) instead of --epochs")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     sizes = [int(s) for s in args.sizes.split(",")]
     psizes = {int(s) for s in args.prune_sizes.split(",")}
     what = "MNIST-1D (40 values)" if args.data == "mnist1d" else f"synthetic {args.dim}-d data"
-    print(f"[crossover] {what}, MLP {'40' if args.data == 'mnist1d' else args.dim}-256-256-10, {args.epochs} epochs, "
+    how = f"{args.epochs} epochs" if args.fit is None else f"epochs chosen per size for train accuracy >= {args.fit}"
+    print(f"[crossover] {what}, MLP {'40' if args.data == 'mnist1d' else args.dim}-256-256-10, {how}, "
           f"{args.forget} forget points")
-    run(sizes, psizes, args.dim, args.epochs, args.forget, data=args.data)
+    run(sizes, psizes, args.dim, args.epochs, args.forget, data=args.data, fit=args.fit)
 
 
 if __name__ == "__main__":

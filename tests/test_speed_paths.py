@@ -73,3 +73,25 @@ print("dynamo", "torch._dynamo" in sys.modules)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["dynamo", "False", "dynamo", "True"], out.stdout
+
+
+def test_crossover_fit_mode_picks_the_fewest_epochs_that_reach_the_accuracy():
+    """bench_prune_crossover.py --fit: the original of every size is trained with the fewest listed
+    epochs whose model reaches the training accuracy, and the crossover is interpolated linearly."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import bench_prune_crossover as cross
+    finally:
+        sys.path.pop(0)
+    from bench.nn.training import accuracy
+
+    x, y = cross.synthetic(200, 8)
+    model, _, epochs, acc = cross.train_to(x, y, 8, 0.9)
+    assert acc >= 0.9 and acc == accuracy(model, x, y)
+    i = cross.FIT_EPOCHS.index(epochs)
+    assert i > 0, "the toy should need more than one epoch, or the test shows nothing"
+    fewer, _ = cross.train(x, y, 8, cross.FIT_EPOCHS[i - 1])
+    assert accuracy(fewer, x, y) < 0.9
+    # retraining 1 s at n=1000 and 3 s at n=3000 crosses PRUNE's 2 s at n=2000
+    assert cross.crossover([1000, 3000], [1.0, 3.0], 2.0) == 2000
+    assert cross.crossover([1000, 3000], [1.0, 1.5], 2.0) is None

@@ -306,7 +306,10 @@ def rows_patch(lp: PolytopeLP, F: np.ndarray, e: np.ndarray, target: int, eps: f
     the C - 1 LPs (rows j != target in order) are appended to it (hints for the check)."""
     C, dim = F.shape
     others = [j for j in range(C) if j != target]
-    top, lams = lp.maximize(F[others] - F[target], duals=True)
+    # a row whose maximum is at most -eps needs no correction (beta = 0) whatever the exact value:
+    # its lazy rounds stop at the first upper bound that shows it (the same patch, fewer solves)
+    margin = np.broadcast_to(np.asarray(eps, np.float64), (len(others),))
+    top, lams = lp.maximize(F[others] - F[target], duals=True, enough=-margin - (e[others] - e[target]))
     if duals is not None:
         duals.append(lams)
     upper = top + (e[others] - e[target])
