@@ -92,6 +92,9 @@ def main():
         print(f"  in process (no Ray) : {loc:6.2f} s = {loc / n:.3f} s/trial")
         print(f"  Ray, 1 CPU          : {r1:6.2f} s = {r1 / n:.3f} s/trial")
         print(f"  Ray, 2 CPUs         : {r2:6.2f} s = {r2 / n:.3f} s/trial")
+        print(f"  the method call inside each trial (unlearn_seconds, mean): in process "
+              f"{phase[f'local{epochs}:unlearn']:.3f} s, Ray 1 CPU {phase[f'ray1-{epochs}:unlearn']:.3f} s, "
+              f"Ray 2 CPUs {phase[f'ray2-{epochs}:unlearn']:.3f} s (two trials side by side)")
         print(f"  speed-up 1 -> 2 CPUs: {r1 / r2:.2f}x (target >= 1.8x: {'met' if r1 / r2 >= 1.8 else 'NOT met'}); "
               f"Ray+MLflow over in-process: {(r1 - loc) / n:.3f} s/trial (target < 0.1 s: {'met' if (r1 - loc) / n < 0.1 else 'NOT met'})")
         # the driver (Tune's loop, MLflow logging) and Ray's daemons share the 2 cores with the 2 trial workers:
