@@ -87,7 +87,7 @@ def _autograd_region(head: torch.nn.Module, u0: torch.Tensor):
     return W.detach().numpy(), beta.detach().numpy(), (z >= 0).numpy(), F.detach().numpy(), e.detach().numpy()
 
 
-def _support_bound(patch, i: int, j: int, A, b, lo, hi, lp: PolytopeLP, point, near, witness: dict,
+def _support_bound(patch, i: int, j: int, A, b, lo, hi, lp: PolytopeLP, point, witness: dict,
                    stats: dict) -> float:
     """An upper bound of the support of patch j (index) over R = {A u <= b, lo <= u <= hi}, the region
     of patch i: per member, a witness's bound first, the check's own LP bound if that is too weak."""
@@ -101,7 +101,7 @@ def _support_bound(patch, i: int, j: int, A, b, lo, hi, lp: PolytopeLP, point, n
             low = floor_from_witness(PA[m], Pb[m], A, b, lo, hi, *hint)
             stats["witness_bounds"] += 1
         if gamma * low < 1.0:
-            low = max(low, violation_floor(PA[m], Pb[m], lp, point, need=1.0 / gamma, relaxed=near()))
+            low = max(low, violation_floor(PA[m], Pb[m], lp, point, need=1.0 / gamma))
             stats["lp_bounds"] += 1
         worst = max(worst, min(1.0, max(0.0, 1.0 - gamma * low)))
         if worst >= 1.0:
@@ -190,16 +190,13 @@ def check(model: PatchedModel, lo: np.ndarray, hi: np.ndarray, clock: Clock | No
             else:
                 partial.append(j)
         region = tensor_digest(A, b, u0) + box
-        def near():  # violation_floor's lazy rows make a separate relaxed LP unnecessary
-            return None
-
         t = patch.target
         others = [j for j in range(len(eh)) if j != t]
         extra = np.zeros(len(others))  # bound of sum over partial patches of h_j - h_t, per j != t
         for j in partial:
             key = region + supports[j]
             if key not in memo:
-                memo[key] = _support_bound(patches[j], i, j, A, b, lo, hi, lp, u0.numpy(), near, witness, stats)
+                memo[key] = _support_bound(patches[j], i, j, A, b, lo, hi, lp, u0.numpy(), witness, stats)
             used[key] = memo[key]
             extra += _partial_effect(patches[j], used[key], t, others)
         delta = float(extra.max()) if len(extra) else 0.0

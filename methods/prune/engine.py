@@ -104,7 +104,7 @@ class Builder:
             self.region_kind = "activation" if head.hidden else "box"
         self.backend = params.get("lp_backend", "auto")
         self.separate = bool(params.get("separate", True))
-        self._cert: dict = {}  # id(patch) -> (lp, relaxed lp) of the region the patch is certified on
+        self._cert: dict = {}  # id(patch) -> the LP of the region the patch is certified on
         self._regions: dict = {}  # point bytes -> Region
         self.stats = {"narrowed": 0, "touching": 0, "dropped_members": 0, "bounds": 0}
 
@@ -121,13 +121,13 @@ class Builder:
             return activation_box_region(self.head, u, self.lo, self.hi, float(self.params["box_radius"]))
         return box_region(self.head, u, self.lo, self.hi, float(self.params["box_radius"]))
 
-    def _lps(self, A, b, point):
-        return PolytopeLP(A, b, self.lo, self.hi, self.clock, self.backend, point), None
+    def _lp(self, A, b, point) -> PolytopeLP:
+        return PolytopeLP(A, b, self.lo, self.hi, self.clock, self.backend, point)
 
     def _certified_region(self, patch: Patch):
         key = id(patch)
         if key not in self._cert:
-            self._cert[key] = self._lps(patch.A[0].numpy(), patch.b[0].numpy(), patch.point.numpy())
+            self._cert[key] = self._lp(patch.A[0].numpy(), patch.b[0].numpy(), patch.point.numpy())
         return self._cert[key]
 
     def build(self, patches, u_rep: np.ndarray, label: int, target: int, members: list[np.ndarray]) -> Patch:
@@ -152,7 +152,7 @@ class Builder:
            unforgotten, to be handled as a representative later).
         """
         reg = self.region(u_rep)
-        lp, near = self._lps(reg.A, reg.b, u_rep)
+        lp = self._lp(reg.A, reg.b, u_rep)
         new = len(patches)  # the index the new patch will have
         hints = {}
         F, e = reg.F.copy(), reg.e.copy()  # (the cached region stays untouched)
@@ -179,7 +179,7 @@ class Builder:
                 self.stats["bounds"] += 1
                 if got is None:
                     got = violation_floor(patches[i].A[mm].numpy(), patches[i].b[mm].numpy(), lp, u_rep, need=need,
-                                          relaxed=near, witness=True, ascent=False)
+                                          witness=True, ascent=False)
                 floors_of[(i, mm)] = got
 
         # the certified regions (member 0) first: one touching R with a target the new patch cannot
@@ -237,7 +237,7 @@ class Builder:
         regions = [reg] + [self.region(m) for m in members]
         screens, gamma0 = {}, gamma
         if separate and patches:  # closed-form screens at the first need (a later need is only lower)
-            certified = [self._certified_region(q)[0] for q in patches]
+            certified = [self._certified_region(q) for q in patches]
             keys = [(r_i, i) for r_i in range(len(regions)) for i in range(len(patches))]
             found = violation_screens([(regions[r_i].A, regions[r_i].b, certified[i], patches[i].point.numpy())
                                        for r_i, i in keys], np.full(len(keys), self.SAFETY / gamma))
@@ -252,13 +252,13 @@ class Builder:
                             np.allclose(qb, r.b, rtol=0, atol=1e-12):
                         keep = False
                         break
-                    qlp, qnear = self._certified_region(q)
+                    qlp = self._certified_region(q)
                     self.stats["bounds"] += 1
                     if screens.get((r_i, i)) is not None:
                         low, proofs[i] = screens[(r_i, i)]
                     else:
                         low, proofs[i] = violation_floor(r.A, r.b, qlp, q.point.numpy(), need=self.SAFETY / gamma,
-                                                         relaxed=qnear, witness=True,
+                                                         witness=True,
                                                          ascent=(r_i, i) not in screens or gamma > gamma0)
                     if gamma * low >= self.SAFETY:
                         continue

@@ -525,8 +525,7 @@ def violation_screens(pairs: list, need: np.ndarray, chunk: int = 64) -> list:
 
 
 def violation_floor(A: np.ndarray, b: np.ndarray, lp: PolytopeLP, point: np.ndarray, need: float = np.inf,
-                    relaxed: PolytopeLP | None = None, rounds: int = 1, exact: bool = True,
-                    witness: bool = False, ascent: bool = True):
+                    rounds: int = 1, exact: bool = True, witness: bool = False, ascent: bool = True):
     """A lower bound L >= 0 of min over the region of ``lp`` of V(u) = sum_j [a_j u - b_j]_+ (the
     total violation of the support rows (A, b)); it stops as soon as L >= ``need``. With
     ``witness``, returns (L, (mu, lam)) such that ``floor_from_witness`` re-derives L (up to
@@ -541,7 +540,7 @@ def violation_floor(A: np.ndarray, b: np.ndarray, lp: PolytopeLP, point: np.ndar
     request, 649 of 736 such pairs went on to the exact LP after four rounds anyway; the decisions
     are the same, since a round only proves ``need`` and the exact LP gives the minimum). Each bound is tried first in closed form over the input box, then by LP over the
     region with lazily added rows (stopping as soon as the rows so far prove ``need``: a superset of
-    the region gives a valid bound); the best is returned. (``relaxed`` is accepted and unused.)
+    the region gives a valid bound); the best is returned.
     If the bound is still under ``need`` and ``exact``, ``min_violation`` solves for min_R V itself.
     ``ascent=False`` skips the first round's dual ascent (``violation_screens`` already ran it).
     A support g = max(0, 1 - sum_j min(1, gamma [v_j]_+)) <= max(0, 1 - gamma L) on the region,
