@@ -95,3 +95,57 @@ def test_crossover_fit_mode_picks_the_fewest_epochs_that_reach_the_accuracy():
     # retraining 1 s at n=1000 and 3 s at n=3000 crosses PRUNE's 2 s at n=2000
     assert cross.crossover([1000, 3000], [1.0, 3.0], 2.0) == 2000
     assert cross.crossover([1000, 3000], [1.0, 1.5], 2.0) is None
+
+
+class _SlowImports:
+    """A method whose one-off set-up (``prepare``) takes 0.4 s and whose unlearning is instant."""
+
+    name = "slowprep"
+    description = "test method with a slow prepare"
+    requires = frozenset({"forget"})
+    default_params: dict = {}
+    search_space: dict = {}
+    events: list = []
+
+    def prepare(self):
+        import time
+
+        _SlowImports.events.append("prepare")
+        time.sleep(0.4)
+
+    def unlearn(self, model, request, params, ctx):
+        _SlowImports.events.append("unlearn")
+        return model
+
+
+def test_a_methods_prepare_runs_before_the_timed_call_and_outside_unlearn_seconds(workdir, shared_cache, boom_plugin):
+    from bench.core.options import RunOptions
+    from bench.core.plugins import get_registry, plugin_versions
+    from bench.run.plan import make_plan
+    from bench.run.prepare import prepare_references
+    from bench.run.trial import run_trial
+    from bench.run.validate import package_versions
+
+    boom_plugin(_SlowImports())
+    _SlowImports.events = []
+    versions = package_versions()
+    opts = RunOptions(cache_dir=str(shared_cache), tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}", methods="slowprep",
+                      attacks="", recipe={"epochs": 5})
+    plan = make_plan(get_registry(), opts, versions, plugin_versions())
+    payload, _, _ = prepare_references(plan, versions, lambda *a, **k: None)
+    metrics = run_trial(plan.trials[0], payload)
+    assert _SlowImports.events == ["prepare", "unlearn"]
+    assert metrics["unlearn_seconds"] < 0.2  # the 0.4 s of prepare is not the method's unlearning time
+
+
+def test_prune_prepare_imports_what_its_first_call_would():
+    code = """
+import sys
+from bench.methods.prune.method import Prune
+assert "sklearn.cluster" not in sys.modules and "bench.methods.prune.run" not in sys.modules
+Prune().prepare()
+assert {"sklearn.cluster", "scipy.sparse", "scipy.optimize", "bench.methods.prune.run",
+        "bench.methods.prune.certify"} <= set(sys.modules)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]

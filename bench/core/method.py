@@ -55,6 +55,14 @@ class Method:
             ``True``. ``torch.func`` (vmap, grad, jacrev) imports ``torch._dynamo`` too, so a
             method using it keeps the default; one that says ``False`` wrongly pays that import
             inside its own ``unlearn_seconds``.
+
+    Optional method:
+        prepare(): one-off set-up of the process, such as importing the libraries ``unlearn``
+            needs (PRUNE: scikit-learn's KMeans, HiGHS, SciPy's sparse matrices). The harness
+            calls it in every trial after warming up torch and before the timed ``unlearn``, so
+            ``unlearn_seconds`` measures the work, not a fresh worker's first imports. It must not
+            depend on the request or change any state ``unlearn`` reads (the same numbers with or
+            without it). Default: nothing.
     """
 
     name: str = ""
@@ -78,6 +86,9 @@ class Method:
         defaults merged with the user's values, already converted to the defaults' types. The
         harness calls this once per trial setting at plan time, before loading data or training;
         the default accepts everything."""
+
+    def prepare(self) -> None:
+        """One-off set-up before the timed ``unlearn`` (imports); see the class docstring."""
 
     def unlearn(self, model: nn.Module, request: ForgetRequest, params: dict, ctx: MethodContext) -> nn.Module:
         """Return the unlearned model; ``model`` is the trial's own copy of the original."""
@@ -114,6 +125,13 @@ def forget_kinds(method: Any) -> frozenset[str]:
 def trains(method: Any) -> bool:
     """Whether the method may take optimiser steps (``trains``; default True)."""
     return getattr(method, "trains", True) is not False
+
+
+def prepare(method: Any) -> None:
+    """Call the method's ``prepare`` (if any): its one-off set-up, outside the timed call."""
+    fn = getattr(method, "prepare", None)
+    if callable(fn):
+        fn()
 
 
 def check_params(name: str, method: Any, params: dict) -> None:

@@ -21,7 +21,7 @@ from bench.core.contracts import MethodContext
 from bench.core.errors import BenchError
 from bench.core.forget import INDICES_ARTIFACT, indices_text
 from bench.core.keys import ARTIFACTS_KEY, STEPS_KEY
-from bench.core.method import trains
+from bench.core.method import prepare, trains
 from bench.core.recipe import Recipe
 from bench.core.spec import TrialSpec
 from bench.eval.evaluation import ModelEval, compare_to_references, evaluate_model
@@ -88,6 +88,7 @@ def run_trial(spec: TrialSpec, payload: Payload, fetch: Callable[[Any], Any] = l
         model, own_metrics = own_original(method, spec, group, data, new_model, model_obj, arg)
     warm_up(new_model() if own_metrics else model, data.retain_x if len(data.retain_y) else data.forget_x,
             data.retain_y if len(data.retain_y) else data.forget_y, optimizer=trains(method) or bool(own_metrics))
+    prepare(method)  # the method's one-off imports, outside unlearn_seconds
 
     results: list[dict] = []
     artifacts: dict = {}

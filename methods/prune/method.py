@@ -134,6 +134,16 @@ class Prune(Method):
             if not isinstance(params[key], bool):
                 bad(key, "true or false")
 
+    def prepare(self) -> None:
+        """The imports of the first call (PRUNE's modules with HiGHS, SciPy's sparse matrices and
+        LP solver, scikit-learn's KMeans; about 1-2 s in a fresh worker), made before the harness
+        times ``unlearn``."""
+        import scipy.optimize  # noqa: F401
+        import scipy.sparse  # noqa: F401
+        from sklearn.cluster import KMeans  # noqa: F401
+
+        from . import certify, run  # noqa: F401
+
     def unlearn(self, model, request, params, ctx):
         check_params(self.name, self, params)  # direct callers (the harness checked at plan time)
         from .run import run_prune
