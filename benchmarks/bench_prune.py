@@ -75,7 +75,8 @@ def per_point(points: int, relax: int, threads: int) -> None:
     rng = np.random.default_rng(0)
     lo, hi = np.zeros(784), np.ones(784)
     print(f"[1] 784-256-256-10 MLP, {points} synthetic points, LP backend "
-          f"{'highspy (warm-started re-solves)' if highspy is not None else 'scipy linprog'}, {threads} thread(s)")
+          f"{'highspy (warm-started re-solves)' if highspy is not None else 'scipy linprog'}, {threads} thread(s) "
+          f"(the 9 margin LPs split over them, PRUNE's lp_threads)")
     for label, rows in (("exact (all rows)", 0), (f"relax_rows={relax}", relax)):
         times, Ks = [], []
         for i in range(points):
@@ -83,7 +84,7 @@ def per_point(points: int, relax: int, threads: int) -> None:
             t0 = time.perf_counter()
             reg = activation_region(head, u, lo, hi)
             t = int(np.argsort(reg.F @ u + reg.e)[-2])
-            lp = PolytopeLP(reg.A, reg.b, lo, hi, Clock(), point=u).relaxed(u, rows)
+            lp = PolytopeLP(reg.A, reg.b, lo, hi, Clock(), point=u, threads=threads).relaxed(u, rows)
             c, d = rows_patch(lp, reg.F, reg.e, t, 1e-3)
             times.append(time.perf_counter() - t0)
             Ks.append(bound_K(c, d, lo, hi))

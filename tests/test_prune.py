@@ -265,6 +265,8 @@ def test_clear_errors(digits, mlp):
         _unlearn(copy.deepcopy(mlp), _request(digits, mask), region="box")
     with pytest.raises(BenchError, match=r"lp='exact' is invalid; expected one of rows, minimal"):
         _unlearn(copy.deepcopy(mlp), _request(digits, mask), lp="exact")
+    with pytest.raises(BenchError, match=r"lp_threads=-1 is invalid; expected an integer >= 0"):
+        _unlearn(copy.deepcopy(mlp), _request(digits, mask), lp_threads=-1)
 
 
 @pytest.mark.slow
@@ -482,3 +484,39 @@ def test_exact_violation_lp_is_the_same_through_highspy_and_scipy(digits, mlp):
         assert a == pytest.approx(b, rel=1e-6, abs=1e-7)
         values.append(a)
     assert max(values) > 0
+
+
+def test_margin_lps_split_over_threads_give_the_serial_maxima(digits, mlp, monkeypatch):
+    """``lp_threads``: the C - 1 margin LPs of a patch split over two HiGHS copies of the region, in
+    two threads, give the serial maxima (to the LP's rounding), maximisers inside the region, every
+    solve counted; and PRUNE's construction with lp_threads=2 gives the serial patches."""
+    from bench.methods.prune.lp import PolytopeLP
+    from bench.methods.prune.network import activation_region, split
+
+    _, head = split(mlp)
+    lo, hi = np.zeros(64), np.ones(64)
+    xs = digits.train_x.flatten(1).double().numpy()
+    reg = activation_region(head, xs[3], lo, hi)
+    objectives = reg.F[1:] - reg.F[0]
+    serial = PolytopeLP(reg.A, reg.b, lo, hi, point=xs[3], threads=1)
+    split_lp = PolytopeLP(reg.A, reg.b, lo, hi, point=xs[3], threads=2)
+    copies = []
+    real_copy = PolytopeLP._copy
+    monkeypatch.setattr(PolytopeLP, "_copy", lambda self: copies.append(1) or real_copy(self))
+    one, where1 = serial.maximize(objectives, points=True)
+    two, where2 = split_lp.maximize(objectives, points=True)
+    assert copies == [1]  # one copy of the region: the second group ran on it
+    np.testing.assert_allclose(two, one, rtol=0, atol=1e-9)
+    assert (reg.A @ where2.T - reg.b[:, None]).max() <= 1e-7  # every maximiser is in the region
+    np.testing.assert_allclose(np.einsum("ij,ij->i", objectives, where2), two, rtol=0, atol=1e-7)
+    assert split_lp.clock.solves >= len(objectives)
+
+    mask = torch.zeros(len(digits.train_y), dtype=torch.bool)
+    mask[torch.randperm(len(digits.train_y), generator=torch.Generator().manual_seed(4))[:12]] = True
+    req = _request(digits, mask)
+    a, _ = _unlearn(copy.deepcopy(mlp), req, lp_threads=1, k=4, max_iter=2)
+    b, _ = _unlearn(copy.deepcopy(mlp), req, lp_threads=2, k=4, max_iter=2)
+    assert len(a.patches) == len(b.patches) > 0
+    for p, q in zip(a.patches, b.patches):
+        assert p.target == q.target
+        np.testing.assert_allclose(q.d.numpy(), p.d.numpy(), rtol=0, atol=1e-8)

@@ -103,6 +103,8 @@ class Builder:
         if self.region_kind == "auto":
             self.region_kind = "activation" if head.hidden else "box"
         self.backend = params.get("lp_backend", "auto")
+        # threads for the margin LPs of a patch (0: the trial's, which the harness fixes per trial)
+        self.threads = int(params.get("lp_threads", 1)) or torch.get_num_threads()
         self.separate = bool(params.get("separate", True))
         self._cert: dict = {}  # id(patch) -> the LP of the region the patch is certified on
         self._regions: dict = {}  # point bytes -> Region
@@ -122,7 +124,7 @@ class Builder:
         return box_region(self.head, u, self.lo, self.hi, float(self.params["box_radius"]))
 
     def _lp(self, A, b, point) -> PolytopeLP:
-        return PolytopeLP(A, b, self.lo, self.hi, self.clock, self.backend, point)
+        return PolytopeLP(A, b, self.lo, self.hi, self.clock, self.backend, point, threads=self.threads)
 
     def _certified_region(self, patch: Patch):
         key = id(patch)

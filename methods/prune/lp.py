@@ -32,6 +32,8 @@ the per-row construction of its ``ICLR/tools`` code), for target t and margin ep
 
 from __future__ import annotations
 
+import copy
+import threading
 import time
 
 import numpy as np
@@ -47,6 +49,7 @@ class LPError(RuntimeError):
 
 
 _banner_done = False
+_banner_lock = threading.Lock()
 
 
 def _new_highs():
@@ -57,6 +60,14 @@ def _new_highs():
     global _banner_done
     if _banner_done:
         return highspy.Highs()
+    with _banner_lock:  # PolytopeLP.maximize may build instances in two threads at once
+        if _banner_done:
+            return highspy.Highs()
+        return _first_highs()
+
+
+def _first_highs():
+    global _banner_done
     import os
     import sys
 
@@ -93,7 +104,10 @@ class PolytopeLP:
     """max c.u over {lo <= u <= hi, A u <= b} for many objectives c (see the module docstring)."""
 
     def __init__(self, A, b, lo, hi, clock: Clock | None = None, backend: str = "auto", point=None,
-                 lazy: bool = True) -> None:
+                 lazy: bool = True, threads: int = 1) -> None:
+        #: threads for ``maximize`` over several objectives (the objectives split into that many
+        #: groups, each solved on its own HiGHS copy of the region: highspy releases the GIL in run)
+        self.threads = max(1, int(threads))
         keep = ~box_redundant(A, b, lo, hi)
         self.A, self.b = np.ascontiguousarray(A[keep]), np.asarray(b[keep])
         self.n_rows = len(A)  # rows of the region as given; ``rows`` maps ours to them
@@ -263,28 +277,58 @@ class PolytopeLP:
         out = np.empty(len(objectives))
         where = np.empty_like(objectives)
         lams = np.zeros((len(objectives), self.n_rows)) if duals else None
+        groups = min(self.threads, len(objectives)) if self.backend == "highspy" else 1
         try:
-            for i, obj in enumerate(objectives):
-                while True:
-                    value, x = self._solve(obj)
-                    self.clock.solves += 1
-                    idle = np.nonzero(~self.active)[0]
-                    if not len(idle) or value <= enough[i]:
-                        break
-                    viol = self.A[idle] @ x - self.b[idle]
-                    bad = viol > 1e-9
-                    if not bad.any():
-                        break
-                    order = np.argsort(-viol[bad], kind="stable")[: self.LAZY_ADD]
-                    self._add_rows(idle[bad][order])
-                out[i] = value
-                where[i] = x
-                if duals:
-                    lams[i] = self.multipliers()
+            if groups <= 1:
+                self._maximize_into(objectives, enough, np.arange(len(objectives)), out, where, lams)
+            else:
+                # one HiGHS copy of the region per group of objectives, each warm-started only from
+                # its own group's solves; the groups (and so every value) depend on the thread
+                # count alone, not on the scheduling
+                from concurrent.futures import ThreadPoolExecutor
+
+                parts = np.array_split(np.arange(len(objectives)), groups)
+                lps = [self] + [self._copy() for _ in parts[1:]]
+                with ThreadPoolExecutor(groups) as pool:
+                    jobs = [pool.submit(lp._maximize_into, objectives, enough, idx, out, where, lams)
+                            for lp, idx in zip(lps, parts)]
+                    for job in jobs:
+                        job.result()
+                self.clock.solves += sum(lp.clock.solves for lp in lps[1:])
         finally:
             self.clock.seconds += time.perf_counter() - start
         extra = ((where,) if points else ()) + ((lams,) if duals else ())
         return (out, *extra) if extra else out
+
+    def _maximize_into(self, objectives, enough, idx, out, where, lams) -> None:
+        """``maximize``'s lazy rounds for the objectives ``idx``, written into ``out``, ``where`` and
+        ``lams`` (rows ``idx`` only: the groups of a threaded call write disjoint rows)."""
+        for i in idx:
+            obj = objectives[i]
+            while True:
+                value, x = self._solve(obj)
+                self.clock.solves += 1
+                idle = np.nonzero(~self.active)[0]
+                if not len(idle) or value <= enough[i]:
+                    break
+                viol = self.A[idle] @ x - self.b[idle]
+                bad = viol > 1e-9
+                if not bad.any():
+                    break
+                order = np.argsort(-viol[bad], kind="stable")[: self.LAZY_ADD]
+                self._add_rows(idle[bad][order])
+            out[i] = value
+            where[i] = x
+            if lams is not None:
+                lams[i] = self.multipliers()
+
+    def _copy(self) -> "PolytopeLP":
+        """The same region and lazy rows so far, with its own HiGHS model (loaded at its first
+        solve) and solve count: for another thread."""
+        twin = copy.copy(self)
+        twin.active = self.active.copy()
+        twin._h, twin.clock, twin.threads = None, Clock(), 1
+        return twin
 
     def relaxed(self, point: np.ndarray, rows: int) -> "PolytopeLP":
         """The region without all but the ``rows`` constraints nearest to ``point`` (smallest slack
@@ -295,7 +339,8 @@ class PolytopeLP:
         norms = np.linalg.norm(self.A, axis=1)
         slack = (self.b - self.A @ point) / np.where(norms > 0, norms, 1.0)
         keep = np.sort(np.argsort(slack, kind="stable")[:rows])
-        sub = PolytopeLP(self.A[keep], self.b[keep], self.lo, self.hi, self.clock, self.backend, point)
+        sub = PolytopeLP(self.A[keep], self.b[keep], self.lo, self.hi, self.clock, self.backend, point,
+                         threads=self.threads)
         sub.n_rows, sub.rows = self.n_rows, self.rows[keep][sub.rows]
         return sub
 

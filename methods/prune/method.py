@@ -28,6 +28,9 @@ defect of the released code corrected):
   the whole space; REASSURE's ImageNet setting patches an MLP head in feature space);
   ``"activation_box"`` intersects both (the head stays affine on it): for small heads in feature
   space, whose activation regions are large enough that a patch on one flips most inputs.
+- ``lp_threads``: the C - 1 margin LPs of a patch split over that many threads, each group on its
+  own HiGHS copy of the region (0, the default: the trial's CPU threads, so one in a 1-CPU trial).
+  The values agree to the LP's rounding (~1e-12) across thread counts; one count is deterministic.
 - Strict argmax: the specification is f_t - f_j >= eps (``eps``, default 1e-3) [recon].
 - Composition: each patch is computed against the current patched model [fix], and overlapping
   patches are separated at construction (``separate``, engine.py: supports are narrowed by raising
@@ -89,6 +92,7 @@ class Prune(Method):
         "stop_forget_acc": 0.0,
         "certify": True,
         "lp_backend": "auto",
+        "lp_threads": 0,
         "separate": True,
     }
     search_space = {
@@ -121,6 +125,8 @@ class Prune(Method):
         for key in ("gamma", "box_radius", "eps"):
             if not (number(key) and params[key] > 0):
                 bad(key, "a finite number > 0")
+        if not integer("lp_threads", 0):
+            bad("lp_threads", "an integer >= 0 (0: the trial's CPU threads)")
         if not integer("relax_rows", 0):
             bad("relax_rows", "an integer >= 0 (0: every row of the region)")
         for key in ("k", "max_iter"):
