@@ -4,7 +4,7 @@ Usage (on a machine with one GPU):
     python benchmarks/bench_gpu.py [--images 10000] [--epochs 5] [--trials 8] [--packing 1,2,4]
                                    [--methods ft] [--out DIR]
 CPU path (what the test suite runs; no GPU figure is printed):
-    python benchmarks/bench_gpu.py --device cpu --model mlp --images 60 --epochs 1 --trials 2 --packing 1,2
+    python benchmarks/bench_gpu.py --device cpu --model mlp --images 60 --epochs 1 --trials 2 --packing 2
 (``--model``: any model spec, for a quick check of the script; the benchmark is resnet18-cifar)
 
 Data: CIFAR-shaped synthetic images (10 classes, 32x32 RGB PNGs, a class-dependent colour
@@ -130,6 +130,12 @@ def trial_phase(lines: list[str]) -> tuple[float, float, int]:
     return t_first, t_last, most
 
 
+def throughput_line(rates: list[tuple[int, float]]) -> str:
+    """Trials per minute at each packing, relative to the first packing's (1 per device by default)."""
+    base_p, base = rates[0]
+    return f"throughput vs {base_p} per device: " + ", ".join(f"{p}/device {r / base:.2f}x" for p, r in rates)
+
+
 def run_bench(args: list[str], cwd: str, sampler: GpuSampler | None = None) -> tuple[list[str], float]:
     """Run bench, streaming its lines; returns them and the perf_counter time of bench's t=0."""
     exe = shutil.which("bench", path=os.path.dirname(sys.executable)) or "bench"
@@ -227,7 +233,7 @@ def main() -> None:
         name = "CPU path (no GPU figures)"
     packing = [int(p) for p in a.packing.split(",")]
     tmp_ctx = tempfile.TemporaryDirectory() if a.out is None else None
-    root = Path(a.out or tmp_ctx.name)
+    root = Path(a.out or tmp_ctx.name).resolve()  # bench runs with cwd=root: relative paths would break
     root.mkdir(parents=True, exist_ok=True)
     try:
         data = root / "images"
@@ -260,7 +266,7 @@ def main() -> None:
                 print(f"{p} trial(s) per {'GPU' if gpu else 'CPU'} ({resource} {share}): trial phase {phase:6.1f}s, "
                       f"{rate:6.1f} trials/min, at most {most} running at once; {rows[-1][5]}")
         if len(rows) > 1:
-            print("throughput vs 1 per device: " + ", ".join(f"{p}/device {r / rows[0][3]:.2f}x" for p, _, _, r, _, _ in rows))
+            print(throughput_line([(p, rate) for p, _, _, rate, _, _ in rows]))
         seconds, forget_size = retrain_record(uri)
         harness = seconds / a.epochs
         loop = plain_loop_epoch(data, a.model, forget_size, a.epochs, a.batch_size, 0.05, a.device)
