@@ -195,3 +195,48 @@ def test_released_code_equivalent_setting(digits, default_model):
     forget = accuracy(out, digits.train_x[idx], digits.train_y[idx])
     assert 0.2 <= forget <= 0.6, forget  # 0.39: two rounds of two representatives leave most points
     assert ctx.metrics["certified_fraction"] == 1.0
+
+
+def test_saved_witnesses_let_a_loaded_model_be_checked_without_lps_and_altered_ones_cannot_fool_it(digits, small,
+                                                                                                  tmp_path):
+    """``PatchedModel.save`` writes the construction's LP multipliers with the patches; the check of
+    the loaded model verifies them (no LP where the in-memory check needed none) and certifies the
+    same patches. A file whose witnesses are altered (NaN, negated, scaled up) is checked from the
+    check's own LPs instead: the same verdicts, never a certificate the patches do not earn."""
+    from bench.methods.prune.modules import PatchedModel
+
+    idx = _correct(small, digits, 40)
+    out, ctx = _unlearn(copy.deepcopy(small), _request(digits, idx), k=4, max_iter=3)
+    assert len(out.patches) >= 4
+    lo, hi = out.lo.numpy(), out.hi.numpy()
+    memory = out.__dict__["_witness"]
+    assert any(k[0] == "floor" for k in memory) and any(k[0] == "margin" for k in memory)
+    out.__dict__.pop("_certify_memo", None)
+    fresh = [r["certified"] for r in check(out, lo, hi)]
+    assert any(fresh)
+    stats_memory = dict(out.__dict__["_certify_stats"])
+
+    path = tmp_path / "patched.safetensors"
+    out.save(path)
+    loaded = PatchedModel.load(path, MLP(64, (32, 32), 10))
+    got = loaded.__dict__["_witness"]
+    assert got.keys() == memory.keys()
+    for key, value in memory.items():
+        pairs = zip(value, got[key]) if key[0] == "floor" else [(value, got[key])]
+        for a, b in pairs:
+            assert (a is None and b is None) or np.array_equal(np.asarray(a, np.float64), b), key
+    assert [r["certified"] for r in check(loaded, lo, hi)] == fresh
+    assert loaded.__dict__["_certify_stats"] == stats_memory
+
+    without = PatchedModel.load(path, MLP(64, (32, 32), 10))
+    without.__dict__["_witness"] = {}
+    assert [r["certified"] for r in check(without, lo, hi)] == fresh
+    lp_bounds = without.__dict__["_certify_stats"]["lp_bounds"]
+    assert lp_bounds > stats_memory["lp_bounds"]  # what the saved witnesses spare
+
+    for alter in (lambda v: np.full_like(v, np.nan), lambda v: -v, lambda v: 1e6 * v + 1.0):
+        bad = PatchedModel.load(path, MLP(64, (32, 32), 10))
+        bad.__dict__["_witness"] = {
+            k: (tuple(None if x is None else alter(x) for x in v) if k[0] == "floor" else alter(v))
+            for k, v in bad.__dict__["_witness"].items()}
+        assert [r["certified"] for r in check(bad, lo, hi)] == fresh

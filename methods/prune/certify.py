@@ -24,7 +24,8 @@ Steps 4 and 5 need lower/upper bounds of linear functions over R. Every such bou
 the check from R's rows (its own, step 2) and the final patches' buffers, in one of two ways:
 
 - From a *witness*: multipliers lam >= 0 on R's rows (and mu in [0, 1] on a support's rows) that
-  the construction recorded from its LP duals (``PatchedModel._witness``, in memory only). Weak LP
+  the construction recorded from its LP duals (``PatchedModel._witness``, saved with the patches by
+  ``PatchedModel.save`` and read back by ``load``, so a loaded model is checked as fast). Weak LP
   duality turns any such multipliers into a valid bound by plain arithmetic (``lp.dual_upper``,
   ``lp.floor_from_witness``): c.u <= lam.b + max over the box of (c - A^T lam).u for every u in R.
   Nothing the construction computed is trusted: a wrong witness gives a weak bound, never a wrong
@@ -32,7 +33,8 @@ the check from R's rows (its own, step 2) and the final patches' buffers, in one
 - its own LPs over R (``lp.violation_floor`` and ``PolytopeLP.maximize``, HiGHS), as before.
 
 Verifying a witness is a few matrix-vector products, so the check costs a fraction of the
-construction when the witnesses are there (after save/load they are not: then it solves every LP).
+construction when the witnesses are there (without them, e.g. a file written before witnesses
+were saved, it solves every LP: about 10x slower on the README's main job).
 
 ``certified_fraction`` is the fraction of patches (points) for which 1-5 pass.
 
@@ -208,7 +210,7 @@ def check(model: PatchedModel, lo: np.ndarray, hi: np.ndarray, clock: Clock | No
             if hint is not None and hint.shape == (len(others), len(b)):
                 value = np.array([dual_upper(objective[r], A, b, lo, hi, hint[r]) for r in range(len(others))]) + offset
                 stats["witness_bounds"] += 1
-            if value is None or (value + extra).max() >= 0:
+            if value is None or not np.isfinite(value).all() or (value + extra).max() >= 0:
                 value = lp.maximize(objective) + offset
                 stats["lp_bounds"] += 1
             memo[key] = value

@@ -198,6 +198,7 @@ class PatchedModel(nn.Module):
         for i, patch in enumerate(self.patches):
             for k, v in patch.state_dict().items():
                 tensors[f"patches.{i}.{k}"] = v.detach().cpu().contiguous()
+        tensors.update(_witness_tensors(self.__dict__.get("_witness", {})))
         meta = {"format": FORMAT, "kind": self.kind, "info": self.info,
                 "patches": [{"target": p.target, "label": p.label, "info": p.info} for p in self.patches]}
         save_file(tensors, str(path), metadata={"prune": json.dumps(meta)})
@@ -223,4 +224,80 @@ class PatchedModel(nn.Module):
             t = {k: tensors[f"patches.{i}.{k}"] for k in ("A", "b", "c", "d", "K", "gamma", "point", "pattern")}
             patches.append(Patch(t["A"], t["b"], t["c"], t["d"], t["K"], t["gamma"], t["point"], t["pattern"],
                                  pm["target"], pm["label"], pm["info"]))
-        return cls(original, meta["kind"], patches, meta.get("info"), tensors["lo"], tensors["hi"])
+        out = cls(original, meta["kind"], patches, meta.get("info"), tensors["lo"], tensors["hi"])
+        out.__dict__["_witness"] = _witness_from(tensors)
+        return out
+
+
+# -- witnesses in the file ---------------------------------------------------------------------
+# The construction's LP multipliers (``PatchedModel._witness``, see certify.py) travel with the
+# patches, so that the certificate check of a loaded model verifies them (a few products per bound)
+# instead of solving every LP again. They are hints only: the check re-derives every bound from the
+# patches' own rows by weak duality, so a wrong or altered witness gives a weaker bound (and the
+# check's own LP), never a wrong certificate. Stored sparse (most multipliers are 0):
+#   witness.margin.I            (C - 1, rows) float64: patch I's margin LPs
+#   witness.floor.keys          (n, 3) int64: (patch i, patch j, support m) of each floor witness
+#   witness.floor.{mu,lam}.len  (n,) int64: the dense length of each vector (-1: no vector)
+#   witness.floor.{mu,lam}.ptr  (n + 1,) int64, .idx int32, .val float64: CSR rows of the vectors
+
+
+def _witness_tensors(witness: dict) -> dict:
+    import numpy as np
+
+    out = {}
+    floors = []
+    for key, value in witness.items():
+        if key[0] == "margin":
+            out[f"witness.margin.{int(key[1])}"] = torch.as_tensor(np.ascontiguousarray(value, dtype=np.float64))
+        elif key[0] == "floor":
+            floors.append((key[1:], value))
+    if not floors:
+        return out
+    out["witness.floor.keys"] = torch.tensor([[int(k) for k in key] for key, _ in floors], dtype=torch.int64)
+    for slot, name in ((0, "mu"), (1, "lam")):
+        lens, ptr, idx, val = [], [0], [], []
+        for _, proof in floors:
+            vec = proof[slot]
+            if vec is None:
+                lens.append(-1)
+            else:
+                vec = np.asarray(vec, dtype=np.float64)
+                nz = np.flatnonzero(vec)
+                lens.append(len(vec))
+                idx.append(nz.astype(np.int32))
+                val.append(vec[nz])
+            ptr.append(ptr[-1] + (0 if vec is None else len(nz)))
+        out[f"witness.floor.{name}.len"] = torch.tensor(lens, dtype=torch.int64)
+        out[f"witness.floor.{name}.ptr"] = torch.tensor(ptr, dtype=torch.int64)
+        out[f"witness.floor.{name}.idx"] = torch.as_tensor(np.concatenate(idx) if idx else np.zeros(0, np.int32))
+        out[f"witness.floor.{name}.val"] = torch.as_tensor(np.concatenate(val) if val else np.zeros(0))
+    return out
+
+
+def _witness_from(tensors: dict) -> dict:
+    """The witness dict of a file written by ``save`` (empty for files without witnesses)."""
+    import numpy as np
+
+    witness = {}
+    for name, t in tensors.items():
+        if name.startswith("witness.margin."):
+            witness[("margin", int(name.rsplit(".", 1)[1]))] = t.numpy().astype(np.float64)
+    if "witness.floor.keys" not in tensors:
+        return witness
+    keys = tensors["witness.floor.keys"].numpy()
+    vectors = {}
+    for name in ("mu", "lam"):
+        lens, ptr = tensors[f"witness.floor.{name}.len"].numpy(), tensors[f"witness.floor.{name}.ptr"].numpy()
+        idx, val = tensors[f"witness.floor.{name}.idx"].numpy(), tensors[f"witness.floor.{name}.val"].numpy()
+        vecs = []
+        for r, n in enumerate(lens):
+            if n < 0:
+                vecs.append(None)
+                continue
+            vec = np.zeros(int(n))
+            vec[idx[ptr[r]:ptr[r + 1]]] = val[ptr[r]:ptr[r + 1]]
+            vecs.append(vec)
+        vectors[name] = vecs
+    for r, key in enumerate(keys):
+        witness[("floor", *(int(k) for k in key))] = (vectors["mu"][r], vectors["lam"][r])
+    return witness
