@@ -1,0 +1,85 @@
+"""New SQLite MLflow stores are copies of a template MLflow created for the same version, with the
+Default experiment's row written as MLflow would (bench/track/tracking.py, ``new_sqlite_store``)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from bench.track import tracking
+
+
+@pytest.fixture
+def here(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _rows(db, sql):
+    con = sqlite3.connect(db)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def _schema(db):
+    return _rows(db, "SELECT type, name, sql FROM sqlite_master ORDER BY type, name")
+
+
+def test_a_new_store_is_a_copy_of_mlflows_own_with_the_default_experiment_row_of_this_directory(here, monkeypatch):
+    import mlflow.store.db.utils as db_utils
+    from mlflow.tracking import MlflowClient
+
+    first = here / "first.db"
+    tracking.setup_experiment(f"sqlite:///{first}", "unlearning-bench")  # MLflow creates it, kept as template
+    template = tracking.store_template()
+    assert template is not None and template.is_file() and str(template).startswith(str(here / "xdg"))
+
+    def no_creation(*a, **k):
+        raise AssertionError("MLflow created the tables of a store that should be a copy of the template")
+
+    monkeypatch.setattr(db_utils, "_initialize_tables", no_creation)
+    second = here / "second.db"
+    eid = tracking.setup_experiment(f"sqlite:///{second}", "unlearning-bench")
+    assert _schema(second) == _schema(first)
+    assert _rows(second, "SELECT * FROM alembic_version") == _rows(first, "SELECT * FROM alembic_version")
+    # the Default experiment as MLflow wrote it for this working directory (times aside)
+    cols = "experiment_id, name, artifact_location, lifecycle_stage, workspace"
+    assert _rows(second, f"SELECT {cols} FROM experiments WHERE experiment_id = 0") == \
+        _rows(first, f"SELECT {cols} FROM experiments WHERE experiment_id = 0")
+    assert _rows(second, "SELECT artifact_location FROM experiments WHERE experiment_id = 0") == \
+        [(str(here / "mlruns" / "0"),)]
+    made = _rows(second, "SELECT creation_time FROM experiments WHERE experiment_id = 0")[0][0]
+    assert made > _rows(template, "SELECT creation_time FROM experiments WHERE experiment_id = 0")[0][0] - 1
+    client = MlflowClient(f"sqlite:///{second}")
+    run = client.create_run(eid)
+    client.log_metric(run.info.run_id, "forget_acc", 0.25)
+    assert client.get_run(run.info.run_id).data.metrics == {"forget_acc": 0.25}
+    assert sorted(e.name for e in client.search_experiments()) == ["Default", "unlearning-bench"]
+    # the template itself is untouched: still one experiment and no run
+    assert _rows(template, "SELECT COUNT(*) FROM experiments") == [(1,)] and _rows(template, "SELECT COUNT(*) FROM runs") == [(0,)]
+
+
+@pytest.mark.parametrize("damage", ["garbage", "used"])
+def test_a_template_that_is_not_an_empty_store_of_this_version_is_replaced_by_mlflows_creation(here, damage):
+    from mlflow.tracking import MlflowClient
+
+    template = tracking.store_template()
+    template.parent.mkdir(parents=True)
+    if damage == "garbage":
+        template.write_bytes(b"not a database")
+    else:  # a store with a run in it must not be copied into a new one
+        used = here / "used.db"
+        eid = tracking.setup_experiment(f"sqlite:///{used}", "x")
+        MlflowClient(f"sqlite:///{used}").create_run(eid)
+        template.write_bytes(used.read_bytes())
+    db = here / "new.db"
+    eid = tracking.setup_experiment(f"sqlite:///{db}", "unlearning-bench")
+    client = MlflowClient(f"sqlite:///{db}")
+    assert sorted(e.name for e in client.search_experiments()) == ["Default", "unlearning-bench"]
+    assert client.search_runs([eid]) == []
+    assert _rows(template, "SELECT COUNT(*) FROM runs") == [(0,)]  # replaced by MLflow's new store
+    assert not list(here.glob("new.db.new-*"))
