@@ -363,6 +363,10 @@ def test_per_dataset_defaults_and_user_values_win():
     assert digits["lr"] == 3e-3 and digits["max_epochs"] == 1000
     assert L2ULAdv().dataset_params["digits"]["anchor_weight"] == 4.0 and "lam" not in L2ULAdv().dataset_params["digits"]
     assert L2ULOracle().dataset_params["digits"].get("anchor_weight", 0.0) == 0.0
+    # the default request (random:10%, 144 points, docs/l2ul.md "The default request"): one forget batch for l2ul,
+    # 1500 epochs for the oracle; the other variants keep the batches of 32
+    assert digits["forget_batch_size"] == 256 and L2ULAdv().dataset_params["digits"]["forget_batch_size"] == 32
+    assert L2ULOracle().dataset_params["digits"]["max_epochs"] == 1500
 
 
 def test_bad_variant_mode_and_label_are_clear_errors(trained):
