@@ -504,6 +504,10 @@ def test_margin_lps_split_over_threads_give_the_serial_maxima(digits, mlp, monke
     real_copy = PolytopeLP._copy
     monkeypatch.setattr(PolytopeLP, "_copy", lambda self: copies.append(1) or real_copy(self))
     one, where1 = serial.maximize(objectives, points=True)
+    small = PolytopeLP(reg.A, reg.b, lo, hi, point=xs[3], threads=2).maximize(objectives)
+    assert copies == [] and reg.A.size < PolytopeLP.THREAD_MIN_ENTRIES  # a digits region is solved serially
+    np.testing.assert_allclose(small, one, rtol=0, atol=1e-9)
+    monkeypatch.setattr(PolytopeLP, "THREAD_MIN_ENTRIES", 0)  # split it anyway, as a 784-input region would be
     two, where2 = split_lp.maximize(objectives, points=True)
     assert copies == [1]  # one copy of the region: the second group ran on it
     np.testing.assert_allclose(two, one, rtol=0, atol=1e-9)
