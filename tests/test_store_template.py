@@ -1,5 +1,5 @@
 """New SQLite MLflow stores are copies of a template MLflow created for the same version, with the
-Default experiment's row written as MLflow would (bench/track/tracking.py, ``new_sqlite_store``)."""
+Default experiment's row written as MLflow would (bench/track/store.py, ``new_sqlite_store``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from bench.track import tracking
+from bench.track import store, tracking
 
 
 @pytest.fixture
@@ -35,7 +35,7 @@ def test_a_new_store_is_a_copy_of_mlflows_own_with_the_default_experiment_row_of
 
     first = here / "first.db"
     tracking.setup_experiment(f"sqlite:///{first}", "unlearning-bench")  # MLflow creates it, kept as template
-    template = tracking.store_template()
+    template = store.store_template()
     assert template is not None and template.is_file() and str(template).startswith(str(here / "xdg"))
 
     def no_creation(*a, **k):
@@ -67,7 +67,7 @@ def test_a_new_store_is_a_copy_of_mlflows_own_with_the_default_experiment_row_of
 def test_a_template_that_is_not_an_empty_store_of_this_version_is_replaced_by_mlflows_creation(here, damage):
     from mlflow.tracking import MlflowClient
 
-    template = tracking.store_template()
+    template = store.store_template()
     template.parent.mkdir(parents=True)
     if damage == "garbage":
         template.write_bytes(b"not a database")

@@ -21,6 +21,7 @@ from typing import Any
 
 from bench.core.keys import ARTIFACTS_KEY, STEPS_KEY, Tag
 from bench.core.spec import TrialSpec, spec_of
+from bench.track.store import new_sqlite_store
 
 # Ray adds these to every reported result; they are not measurements of the trial.
 RAY_RESULT_KEYS = {
@@ -112,10 +113,8 @@ def _setup_experiment(tracking_uri: str, name: str) -> str:
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    if tracking_uri.startswith("sqlite:///"):
-        db = Path(tracking_uri[len("sqlite:///"):])
-        if not db.exists() and db.parent.is_dir():
-            new_sqlite_store(db, tracking_uri)
+    if tracking_uri.startswith("sqlite:///"):  # a new store: from the template (bench/track/store.py)
+        new_sqlite_store(Path(tracking_uri[len("sqlite:///"):]), tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
     client = MlflowClient(tracking_uri)
     exp = client.get_experiment_by_name(name)
@@ -134,86 +133,6 @@ def _setup_experiment(tracking_uri: str, name: str) -> str:
         if exp is None:
             raise
         return exp.experiment_id
-
-
-# -- new SQLite stores from a template ------------------------------------------------------------
-# MLflow creates a new SQLite store by creating its tables and running every schema migration
-# (about 2.5 s on the 2-core machine, in every first run on a store: each test of the suite, each
-# new project). The result is the same file for one MLflow version but for one row: the "Default"
-# experiment (id 0), whose artifact location MLflow derives from the working directory and whose
-# times are the creation's. So the first store MLflow creates for a version is kept as a template
-# in bench's cache directory, and later new stores are copies of it with that row written as MLflow
-# would write it (copy and update: a few milliseconds). Anything unexpected (another artifact root,
-# MLflow workspaces, a template that is not a SQLite store of this version) falls back to MLflow.
-
-
-def store_template() -> Path | None:
-    """The empty store kept for this MLflow version (``<cache>/mlflow-schema/``), or None where
-    MLflow's own creation must be used (workspaces or a server artifact root configured)."""
-    try:
-        import mlflow
-        from mlflow.environment_variables import MLFLOW_ENABLE_WORKSPACES
-        from mlflow.tracking._tracking_service.utils import _SERVER_ARTIFACT_ROOT_ENV_VAR
-    except ImportError:
-        return None
-    if MLFLOW_ENABLE_WORKSPACES.get() or os.environ.get(_SERVER_ARTIFACT_ROOT_ENV_VAR):
-        return None
-    from bench.core.cache import default_cache_dir
-
-    return default_cache_dir() / "mlflow-schema" / f"empty-mlflow-{mlflow.__version__}.db"
-
-
-def _default_experiment_row(path: Path) -> None:
-    """Write the Default experiment's artifact location and times as MLflow's own creation of a
-    store in this working directory would (``SqlAlchemyStore._create_default_experiment``)."""
-    import sqlite3
-
-    from mlflow.store.tracking import DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH
-    from mlflow.utils.uri import append_to_uri_path, resolve_uri_if_local
-
-    location = str(append_to_uri_path(resolve_uri_if_local(DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH), "0"))
-    now = int(time.time() * 1000)
-    con = sqlite3.connect(path)
-    try:
-        with con:
-            rows = con.execute("UPDATE experiments SET artifact_location = ?, creation_time = ?, last_update_time = ? "
-                               "WHERE experiment_id = 0 AND name = 'Default'", (location, now, now)).rowcount
-            (count,) = con.execute("SELECT COUNT(*) FROM experiments").fetchone()
-            (runs,) = con.execute("SELECT COUNT(*) FROM runs").fetchone()
-        if rows != 1 or count != 1 or runs:
-            raise ValueError("not an empty MLflow store")
-    finally:
-        con.close()
-
-
-def new_sqlite_store(db: Path, tracking_uri: str) -> None:
-    """Create the SQLite store ``db`` (absent): a copy of this MLflow version's template when there is
-    one, else MLflow's own creation, kept as the template for the next new store (see above). Runs
-    under ``store_lock``, so two processes never create the same store at once."""
-    import shutil
-
-    template = store_template()
-    if template is not None and template.is_file():
-        tmp = db.with_name(f"{db.name}.new-{os.getpid()}")
-        try:
-            shutil.copyfile(template, tmp)
-            _default_experiment_row(tmp)
-            os.replace(tmp, db)
-            return
-        except Exception:  # an unreadable or foreign template: MLflow creates the store
-            tmp.unlink(missing_ok=True)
-    from mlflow.tracking import MlflowClient
-
-    MlflowClient(tracking_uri).get_experiment("0")  # MLflow creates the tables and the Default experiment
-    if template is None:
-        return
-    try:
-        template.parent.mkdir(parents=True, exist_ok=True)
-        tmp = template.with_name(f"{template.name}.new-{os.getpid()}")
-        shutil.copyfile(db, tmp)
-        os.replace(tmp, template)  # atomic: a concurrent reader sees the old file or the whole new one
-    except OSError:  # a read-only cache: every new store is MLflow's own creation
-        pass
 
 
 # -- the driver of a parent run, and runs left RUNNING by a dead one ----------------------------
