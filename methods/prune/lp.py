@@ -141,12 +141,12 @@ class PolytopeLP:
     #: dual-feasible scaled by s >= 0; the best scale depends on the objective's size)
     BANK_SCALES = np.array([0.25, 0.5, 1.0, 2.0, 4.0])
     LAZY_START = 64  # rows to start from
+    LAZY_ADD = 64  # most violated rows added per round
     #: ``threads`` > 1 splits the objectives only over regions of at least this many row entries: on
     #: small regions a copy's own lazy rounds cost what the split saves (digits, 512 x 64 rows: the
     #: main job's PRUNE call 3.75-4.13 s on one thread, 4.17-4.40 s on two; 512 x 784 rows of
     #: benchmarks/bench_prune.py part 1: 3.26 -> 2.08 s per point)
     THREAD_MIN_ENTRIES = 100_000
-    LAZY_ADD = 64  # most violated rows added per round
 
     def _load(self):
         h = _new_highs()
