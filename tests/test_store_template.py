@@ -4,6 +4,7 @@ Default experiment's row written as MLflow would (bench/track/store.py, ``new_sq
 from __future__ import annotations
 
 import sqlite3
+import time
 
 import pytest
 
@@ -33,6 +34,11 @@ def test_a_new_store_is_a_copy_of_mlflows_own_with_the_default_experiment_row_of
     import mlflow.store.db.utils as db_utils
     from mlflow.tracking import MlflowClient
 
+    # the template is made in one working directory, the copy in another: the copy's Default row must
+    # be this directory's (MLflow derives it from the working directory), with this creation's times
+    (here / "a").mkdir()
+    (here / "b").mkdir()
+    monkeypatch.chdir(here / "a")
     first = here / "first.db"
     tracking.setup_experiment(f"sqlite:///{first}", "unlearning-bench")  # MLflow creates it, kept as template
     template = store.store_template()
@@ -42,18 +48,21 @@ def test_a_new_store_is_a_copy_of_mlflows_own_with_the_default_experiment_row_of
         raise AssertionError("MLflow created the tables of a store that should be a copy of the template")
 
     monkeypatch.setattr(db_utils, "_initialize_tables", no_creation)
+    monkeypatch.chdir(here / "b")
     second = here / "second.db"
+    before = int(time.time() * 1000)
     eid = tracking.setup_experiment(f"sqlite:///{second}", "unlearning-bench")
     assert _schema(second) == _schema(first)
     assert _rows(second, "SELECT * FROM alembic_version") == _rows(first, "SELECT * FROM alembic_version")
-    # the Default experiment as MLflow wrote it for this working directory (times aside)
-    cols = "experiment_id, name, artifact_location, lifecycle_stage, workspace"
+    cols = "experiment_id, name, lifecycle_stage, workspace"
     assert _rows(second, f"SELECT {cols} FROM experiments WHERE experiment_id = 0") == \
         _rows(first, f"SELECT {cols} FROM experiments WHERE experiment_id = 0")
+    assert _rows(first, "SELECT artifact_location FROM experiments WHERE experiment_id = 0") == \
+        [(str(here / "a" / "mlruns" / "0"),)]  # what MLflow itself wrote there
     assert _rows(second, "SELECT artifact_location FROM experiments WHERE experiment_id = 0") == \
-        [(str(here / "mlruns" / "0"),)]
-    made = _rows(second, "SELECT creation_time FROM experiments WHERE experiment_id = 0")[0][0]
-    assert made > _rows(template, "SELECT creation_time FROM experiments WHERE experiment_id = 0")[0][0] - 1
+        [(str(here / "b" / "mlruns" / "0"),)]
+    made, updated = _rows(second, "SELECT creation_time, last_update_time FROM experiments WHERE experiment_id = 0")[0]
+    assert made == updated >= before
     client = MlflowClient(f"sqlite:///{second}")
     run = client.create_run(eid)
     client.log_metric(run.info.run_id, "forget_acc", 0.25)

@@ -260,13 +260,14 @@ def _witness_tensors(witness: dict) -> dict:
             vec = proof[slot]
             if vec is None:
                 lens.append(-1)
-            else:
-                vec = np.asarray(vec, dtype=np.float64)
-                nz = np.flatnonzero(vec)
-                lens.append(len(vec))
-                idx.append(nz.astype(np.int32))
-                val.append(vec[nz])
-            ptr.append(ptr[-1] + (0 if vec is None else len(nz)))
+                ptr.append(ptr[-1])
+                continue
+            vec = np.asarray(vec, dtype=np.float64)
+            nz = np.flatnonzero(vec)
+            lens.append(len(vec))
+            ptr.append(ptr[-1] + len(nz))
+            idx.append(nz.astype(np.int32))
+            val.append(vec[nz])
         out[f"witness.floor.{name}.len"] = torch.tensor(lens, dtype=torch.int64)
         out[f"witness.floor.{name}.ptr"] = torch.tensor(ptr, dtype=torch.int64)
         out[f"witness.floor.{name}.idx"] = torch.as_tensor(np.concatenate(idx) if idx else np.zeros(0, np.int32))
