@@ -68,20 +68,27 @@ def test_local_ray_listens_on_loopback_only():
 
     from bench.run.executor import start_ray
 
+    from ray._private.parameter import RayParams
+
     assert not ray.is_initialized()
+    params_init = RayParams.__init__
     started = start_ray(None, False, lambda msg: None)
     try:
         assert started
         assert {n["NodeManagerAddress"] for n in ray.nodes()} == {"127.0.0.1"}
-        listening = set()
+        listening, commands = set(), []
         for proc in psutil.Process().children(recursive=True):
             try:
+                commands.append(" ".join(proc.cmdline()))
                 conns = proc.net_connections(kind="inet")
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
             listening |= {c.laddr.ip for c in conns if c.status == psutil.CONN_LISTEN}
         assert listening, "no Ray process listening?"
         assert listening <= {"127.0.0.1", "::ffff:127.0.0.1", "::1"}, listening
+        # no autoscaler monitor on our single node (it slowed the start and made shutdown wait 1 s)
+        assert any("raylet" in c for c in commands) and not any("autoscaler/_private/monitor.py" in c for c in commands)
+        assert RayParams.__init__ is params_init  # the start's no_monitor default is undone
     finally:
         ray.shutdown()
 
