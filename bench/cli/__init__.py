@@ -3,6 +3,11 @@ mlflow at start-up, so ``bench --help`` and argument errors answer at once."""
 
 from __future__ import annotations
 
+import atexit
+import os
+import sys
+import threading
+
 import click
 
 from bench import __version__
@@ -33,3 +38,40 @@ main.add_command(list_cmd.list_)
 main.add_command(compare_cmd.compare)
 main.add_command(ui_cmd.ui)
 main.add_command(presets_cmd.presets)
+
+
+def entry() -> None:
+    """The ``bench`` console script: :func:`main`, then the process ends without the interpreter's
+    teardown of the modules it loaded. That teardown writes nothing and took 0.5 s after importing
+    torch and 1.6 s with Ray, Tune and mlflow too (measured, 2-core CPU), after the run's last line.
+    Everything a normal exit does first is done first: non-daemon threads are joined, the atexit
+    handlers run (logging, Ray, MLflow), the standard streams are flushed. An exception other than
+    ``SystemExit`` propagates as usual."""
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    os._exit(finish_process(code))
+
+
+def finish_process(code) -> int:
+    """What Python does at exit before its teardown; returns the exit status ``code`` stands for
+    (``sys.exit`` semantics: None is 0, any other non-integer is printed to stderr and is 1)."""
+    if code is None:
+        status = 0
+    elif isinstance(code, int):
+        status = code
+    else:
+        print(code, file=sys.stderr)
+        status = 1
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing more can reach it
+            pass
+    return status & 0xFF  # what the OS keeps of it, as for sys.exit

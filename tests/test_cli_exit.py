@@ -1,0 +1,40 @@
+"""The ``bench`` console script ends its process without the interpreter's module teardown
+(``bench.cli.entry``), after doing what a normal exit does first."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from bench import __version__
+
+
+def _python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+def test_entry_joins_threads_runs_atexit_and_flushes_before_it_exits():
+    done = _python(
+        "import atexit, sys, threading, time\n"
+        "from bench.cli import entry\n"
+        "atexit.register(lambda: print('atexit ran'))\n"
+        "threading.Thread(target=lambda: (time.sleep(0.3), print('thread done'))).start()\n"
+        "sys.argv = ['bench', '--version']\n"
+        "entry()\n"
+        "print('not reached')\n"
+    )
+    assert done.returncode == 0, done.stderr
+    # stdout is a pipe (block-buffered): every line reaches it only if the streams are flushed
+    assert done.stdout.splitlines() == [f"unlearning-bench, version {__version__}", "thread done", "atexit ran"]
+
+
+def test_entry_keeps_the_exit_status_of_bad_input():
+    done = _python("import sys\nfrom bench.cli import entry\nsys.argv = ['bench', 'run', '--seeds', 'x']\nentry()\n")
+    assert done.returncode == 2
+    assert "Error" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_exit_codes_follow_sys_exit():
+    for code, status, err in (("None", 0, ""), ("3", 3, ""), ("256", 0, ""), ("-1", 255, ""), ("'boom'", 1, "boom\n")):
+        done = _python(f"import os\nfrom bench.cli import finish_process\nos._exit(finish_process({code}))\n")
+        assert (done.returncode, done.stderr) == (status, err), code
