@@ -163,7 +163,7 @@ class LiRA:
         if self.offline:
             out.update({f"nll_{k}": v for k, v in scoring.score_metrics(sc2["f"], sc2["t"]).items()})
             curves["forget vs test (plot.py -log N)"] = scoring.roc(sc2["f"], sc2["t"])
-        ctx.artifacts[f"roc/{self.name}.png"] = scoring.roc_png(curves, title=f"{self.name}, {len(shadows)} shadow models")
+        ctx.artifacts[f"roc/{self.name}.png"] = scoring.RocPlot(curves, title=f"{self.name}, {len(shadows)} shadow models")
         return out
 
 
@@ -215,7 +215,7 @@ class ULiRA:
         if len(nonmembers) == 0:
             raise BenchError("Attack 'ulira': no shadow model left a forget point out; raise --shadow-models.")
         out = scoring.score_metrics(members, nonmembers)
-        ctx.artifacts["roc/ulira.png"] = scoring.roc_png({"unlearned D_f vs never-seen shadows": scoring.roc(members, nonmembers)},
+        ctx.artifacts["roc/ulira.png"] = scoring.RocPlot({"unlearned D_f vs never-seen shadows": scoring.roc(members, nonmembers)},
                                                           title=f"U-LiRA, {M} shadow models")
         return out
 
@@ -309,6 +309,6 @@ class RMIA:
         s_t = self.score(p_t[tgt], means[t_pos[tgt]], z_p, z_m, a)
         out = scoring.score_metrics(s_f, s_t)
         out["a"] = a
-        ctx.artifacts["roc/rmia.png"] = scoring.roc_png({"forget vs test": scoring.roc(s_f, s_t)},
+        ctx.artifacts["roc/rmia.png"] = scoring.RocPlot({"forget vs test": scoring.roc(s_f, s_t)},
                                                          title=f"RMIA offline, a={a}, {len(models)} references")
         return out

@@ -139,5 +139,5 @@ class PopulationAttack:
         curves = {"forget vs test": scoring.roc(f, t)}
         if len(r):
             curves["retain vs test"] = scoring.roc(r, t)
-        ctx.artifacts[f"roc/{self.name}.png"] = scoring.roc_png(curves, title=f"{self.name} attack")
+        ctx.artifacts[f"roc/{self.name}.png"] = scoring.RocPlot(curves, title=f"{self.name} attack")
         return out

@@ -9,6 +9,9 @@ value; the epsilon score is maximal for identical distributions and low for sepa
 from __future__ import annotations
 
 import io
+import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -58,8 +61,28 @@ def test_loss_attack_detects_training_points_of_an_overfit_model(overfit):
     out = PopulationAttack("loss").evaluate(target, ctx)
     assert out["auc"] >= 0.6, out
     assert 0.5 < out["balanced_acc"] <= 1 and 0.5 < out["yeom_acc"] <= out["balanced_acc"] + 1e-9
-    png = ctx.artifacts["roc/loss.png"]
+    plot = ctx.artifacts["roc/loss.png"]  # drawn where the trial is recorded
+    png = pickle.loads(pickle.dumps(plot)).render()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    assert set(plot.curves) == {"forget vs test"} and plot.title == "loss attack"
+
+
+def test_an_attack_in_a_trial_worker_never_imports_matplotlib():
+    """The ROC plot is a RocPlot: drawn by the process that records the trial, not the worker."""
+    code = (
+        "import sys, numpy as np, torch\n"
+        "from bench.core.contracts import AttackContext\n"
+        "from bench.attacks.population import PopulationAttack\n"
+        "g = torch.Generator().manual_seed(0)\n"
+        "x, y = torch.randn(60, 5, generator=g), torch.randint(0, 3, (60,), generator=g)\n"
+        "ctx = AttackContext(x[:20], y[:20], x[20:40], y[20:40], x[40:], y[40:], 3, 0, 'cpu')\n"
+        "out = PopulationAttack('loss').evaluate(torch.nn.Linear(5, 3), ctx)\n"
+        "assert 0 <= out['auc'] <= 1 and 'roc/loss.png' in ctx.artifacts\n"
+        "print('matplotlib' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
 
 
 def test_lira_with_8_shadows_beats_the_loss_attack_at_low_fpr(overfit):

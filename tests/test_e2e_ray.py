@@ -58,6 +58,12 @@ def test_ray_run_writes_parent_and_six_children_with_every_metric(two_runs):
     for param in ("params.lr", "recipe.epochs", "versions.torch", "plugins.bench.methods", "data_access", "forget"):
         assert f"params.{param}" in kids.columns, param
     assert (kids["params.data_access"][kids["params.method"] == "ga"] == "forget").all()
+    # the attacks' ROC plots travel as curves and are drawn on the driver: real PNGs in every child run
+    client = mlflow.MlflowClient()
+    for run_id in kids["run_id"]:
+        assert {"roc/loss.png", "roc/entropy.png"} <= {a.path for a in client.list_artifacts(run_id, "roc")}
+    png = client.download_artifacts(kids["run_id"].iloc[0], "roc/loss.png", str(workdir))
+    assert open(png, "rb").read()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_reference_quality_and_retrain_forgets_like_unseen_data(two_runs):

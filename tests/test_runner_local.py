@@ -57,6 +57,21 @@ def test_class_request_forgetting_through_the_harness(workdir, run_harness, tria
     assert kids.loc["ga", "metrics.test_forget_class_acc"] < 0.5
 
 
+class Drawn:
+    """A ``Rendered`` artifact: drawn where the trial is recorded."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def render(self) -> str:
+        return self.text
+
+
+class BrokenDrawing:
+    def render(self) -> bytes:
+        raise RuntimeError("no font for the plot")
+
+
 class Reporter:
     """Adds its own metric and artifacts through the method context."""
 
@@ -70,6 +85,8 @@ class Reporter:
         ctx.metrics["patches"] = float(len(request.forget_y))
         ctx.artifacts["summary/patches.json"] = '{"patches": %d}' % len(request.forget_y)
         ctx.artifacts["raw.bin"] = b"\x00\x01"
+        ctx.artifacts["plots/drawn.txt"] = Drawn(f"{len(request.forget_y)} points")
+        ctx.artifacts["plots/broken.png"] = BrokenDrawing()
         return model
 
 
@@ -90,5 +107,22 @@ def test_methods_add_metrics_and_artifacts_to_their_trial(workdir, boom_plugin, 
     assert kids.loc["reporter", "metrics.patches"] == 7.0
     run_id = kids.loc["reporter", "run_id"]
     assert mlflow.artifacts.load_text(f"runs:/{run_id}/summary/patches.json") == '{"patches": 7}'
+    assert mlflow.artifacts.load_text(f"runs:/{run_id}/plots/drawn.txt") == "7 points"
+    assert "RuntimeError: no font for the plot" in mlflow.artifacts.load_text(f"runs:/{run_id}/plots/broken.png.error.txt")
+    assert "plots/broken.png" not in {a.path for a in mlflow.MlflowClient().list_artifacts(run_id, "plots")}
     assert kids.loc["collider", "status"] == "FAILED"
     assert "already measures" in kids.loc["collider", "tags.bench.error"]
+
+
+def test_artifacts_are_text_bytes_or_rendered_under_relative_names():
+    from bench.core.contracts import render
+    from bench.core.errors import BenchError
+    from bench.run.attack_step import check_artifacts
+
+    check_artifacts("Method 'm'", {"a.txt": "x", "b.bin": b"x", "plots/c.txt": Drawn("x")})
+    for bad in ({"a.txt": 3}, {"a.txt": object()}, {"/abs.txt": "x"}, {"../up.txt": "x"}, {"": "x"}):
+        with pytest.raises(BenchError, match="artifacts are str, bytes or an object with render"):
+            check_artifacts("Method 'm'", bad)
+    assert render(Drawn("y")) == "y"
+    with pytest.raises(TypeError, match="Drawn.render\\(\\) returned int, not str or bytes"):
+        render(Drawn(5))

@@ -168,6 +168,26 @@ class ForgetRequest:
     input_bounds: Any = None
 
 
+@runtime_checkable
+class Rendered(Protocol):
+    """An artifact drawn where the trial is recorded rather than where it runs: a picklable object
+    whose ``render()`` returns the file's ``str`` or ``bytes``. The harness calls it in the process
+    that writes the trial's MLflow run (the driver under Ray), so a drawing library loads once per
+    run instead of once in every trial worker: ``bench.eval.scoring.RocPlot`` (matplotlib's import
+    alone cost a 1-CPU trial 0.9 s, measured). Keep what it holds small: it travels with the
+    trial's result. A ``render()`` that raises is recorded as ``<name>.error.txt`` instead."""
+
+    def render(self) -> str | bytes: ...
+
+
+def render(artifact: Rendered) -> str | bytes:
+    """``artifact.render()``, refused (TypeError) when it is no ``str`` or ``bytes``."""
+    content = artifact.render()
+    if not isinstance(content, (str, bytes)):
+        raise TypeError(f"{type(artifact).__name__}.render() returned {type(content).__name__}, not str or bytes")
+    return content
+
+
 @dataclass
 class MethodContext:
     """Everything else a method may use.
@@ -182,7 +202,7 @@ class MethodContext:
     ``metrics`` and ``artifacts`` start empty; a method may add its own measurements
     (``ctx.metrics["patches"] = 3.0``: floats, logged with the trial's metrics under these names,
     which must not collide with the harness's) and files (``ctx.artifacts["patches.json"] = text``:
-    ``str`` or ``bytes``, logged as MLflow artifacts of the trial's run).
+    ``str``, ``bytes`` or a :class:`Rendered`, logged as MLflow artifacts of the trial's run).
     """
 
     seed: int
@@ -191,7 +211,7 @@ class MethodContext:
     recipe: Any = None
     report: Callable[[nn.Module], None] | None = None
     metrics: dict[str, float] = field(default_factory=dict)
-    artifacts: dict[str, str | bytes] = field(default_factory=dict)
+    artifacts: dict[str, str | bytes | Rendered] = field(default_factory=dict)
 
 
 @dataclass
@@ -202,8 +222,9 @@ class AttackContext:
     (seed every random choice from it) and ``device``; ``forget_indices``, the forget points'
     positions in the training split (numpy int64, sorted; ``None`` outside the harness).
 
-    ``artifacts`` starts empty; an attack may add files (``ctx.artifacts["roc/loss.png"] = bytes``),
-    logged as MLflow artifacts of the trial's run.
+    ``artifacts`` starts empty; an attack may add files (``ctx.artifacts["roc/loss.png"] =
+    bench.eval.scoring.RocPlot(...)``: ``str``, ``bytes`` or a :class:`Rendered`), logged as MLflow
+    artifacts of the trial's run.
 
     An attack that needs more declares it in an optional ``needs`` attribute (a subset of
     ``bench.eval.shadows.NEEDS``); the harness fills the matching fields, which stay ``None`` otherwise:
@@ -229,7 +250,7 @@ class AttackContext:
     seed: int
     device: str
     forget_indices: Any = None
-    artifacts: dict[str, str | bytes] = field(default_factory=dict)
+    artifacts: dict[str, str | bytes | Rendered] = field(default_factory=dict)
     shadows: Any = None
     retrain_shadows: Any = None
     unlearn: Callable[..., nn.Module] | None = None

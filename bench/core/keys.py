@@ -16,7 +16,7 @@ from bench.core.cache import sha256_bytes
 #: The default MLflow experiment of ``bench run``, ``bench tune``, ``bench compare`` and ``bench ui``.
 DEFAULT_EXPERIMENT = "unlearning-bench"
 
-#: Key of a trial's result holding ``{file name: str | bytes}`` to log as MLflow artifacts.
+#: Key of a trial's result holding ``{file name: str | bytes | Rendered}`` to log as MLflow artifacts.
 ARTIFACTS_KEY = "bench_artifacts"
 #: Key of a continual trial's result holding the metrics of every request, in order.
 STEPS_KEY = "bench_steps"

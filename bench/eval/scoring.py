@@ -18,11 +18,13 @@ reference's ROC, AUC and TPR at a low FPR; the threshold attacks' balanced accur
   optimised on the scored sets themselves: an upper bound on what a threshold attacker reaches).
 
 ``roc_png`` draws the curves of one or more attacks on log-log axes (the LiRA paper's figure
-style), as PNG bytes that the harness logs as an MLflow artifact of the trial.
+style), as PNG bytes; ``RocPlot`` holds the curves and draws them when the harness records the
+trial (``bench.core.contracts.Rendered``), so trial workers never import matplotlib.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
@@ -109,3 +111,20 @@ def roc_png(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str = ""
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
+
+
+@dataclass(frozen=True)
+class RocPlot:
+    """``roc_png(curves, title)``, drawn when the trial is recorded (``bench.core.contracts.Rendered``):
+    an attack puts ``RocPlot(curves, title)`` in ``ctx.artifacts["roc/<name>.png"]`` and its worker
+    never imports matplotlib; the curves travel as float32 (a plot needs no more)."""
+
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray]]
+    title: str = ""
+
+    def __post_init__(self) -> None:
+        packed = {str(k): (np.asarray(f, dtype=np.float32), np.asarray(t, dtype=np.float32)) for k, (f, t) in self.curves.items()}
+        object.__setattr__(self, "curves", packed)
+
+    def render(self) -> bytes:
+        return roc_png(self.curves, self.title)

@@ -80,9 +80,11 @@ def run_attacks(attacks: dict, model, metrics: dict, *, spec: TrialSpec, group, 
 
 
 def check_artifacts(who: str, artifacts: dict) -> None:
-    """Artifacts (of a method or an attack) are ``str`` or ``bytes`` under a relative file name."""
+    """Artifacts (of a method or an attack) are ``str``, ``bytes`` or a ``Rendered`` (an object with
+    ``render()``, ``bench.core.contracts``) under a relative file name."""
     for name, content in artifacts.items():
         parts = str(name).split("/")
-        if not isinstance(content, (str, bytes)) or not name or name.startswith("/") or ".." in parts:
+        file_like = isinstance(content, (str, bytes)) or callable(getattr(content, "render", None))
+        if not file_like or not isinstance(name, str) or not name or name.startswith("/") or ".." in parts:
             raise BenchError(f"{who} reported artifact '{name}' of type {type(content).__name__}; "
-                             "artifacts are str or bytes under a relative file name.")
+                             "artifacts are str, bytes or an object with render() under a relative file name.")

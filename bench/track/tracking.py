@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from bench.core.contracts import render
 from bench.core.keys import ARTIFACTS_KEY, STEPS_KEY, Tag
 from bench.core.spec import TrialSpec, spec_of
 from bench.track.store import new_sqlite_store
@@ -27,8 +28,7 @@ from bench.track.store import new_sqlite_store
 RAY_RESULT_KEYS = {
     "time_this_iter_s", "time_total_s", "training_iteration", "timestamp", "time_since_restore",
     "iterations_since_restore", "timesteps_total", "episodes_total", "timesteps_since_restore",
-    "pid", "date", "hostname", "node_ip", "done", "trial_id", "experiment_tag", "config", "checkpoint_dir_name",
-    "should_checkpoint",
+    "pid", "date", "hostname", "node_ip", "done", "trial_id", "experiment_tag", "config", "checkpoint_dir_name", "should_checkpoint",
 }
 
 
@@ -241,17 +241,18 @@ def log_artifacts(client, run_id: str, result: dict) -> None:
     """Log the files a method or attack returned with its result (``bench.core.keys.ARTIFACTS_KEY``)."""
     import tempfile
 
-    files = result.get(ARTIFACTS_KEY) or {}
-    if not files:
+    if not (files := result.get(ARTIFACTS_KEY)):
         return
     with tempfile.TemporaryDirectory() as tmp:
         for name, content in files.items():
             path = Path(tmp) / name
             path.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(content, str):
-                path.write_text(content)
-            else:
-                path.write_bytes(content)
+            if not isinstance(content, (str, bytes)):  # a Rendered (bench.core.contracts): drawn here
+                try:
+                    content = render(content)
+                except Exception as exc:
+                    path, content = path.with_name(path.name + ".error.txt"), format_exception(exc)
+            path.write_text(content) if isinstance(content, str) else path.write_bytes(content)
         client.log_artifacts(run_id, tmp)
 
 
