@@ -142,8 +142,11 @@ def start_ray(address: str | None, verbose: bool, say: Callable[..., None], num_
         previous = os.environ.get(DRIVER_ENV)
         os.environ[DRIVER_ENV] = f"{os.getpid()}:{process_started(os.getpid())}"  # inherited by every Ray process
         try:
-            with _without_autoscaler_monitor():
-                ray.init(include_dashboard=False, num_cpus=num_cpus, **kwargs)
+            with _lean_local_head(verbose):
+                # no idle workers started ahead: trials run in Tune's actors (their own runtime
+                # env, so never in those), and reference tasks start workers when they are sent
+                ray.init(include_dashboard=False, num_cpus=num_cpus,
+                         _system_config={"prestart_worker_first_driver": False}, **kwargs)
         finally:
             if previous is None:
                 os.environ.pop(DRIVER_ENV, None)
@@ -157,18 +160,23 @@ DRIVER_ENV = "BENCH_RAY_DRIVER"
 
 
 @contextmanager
-def _without_autoscaler_monitor():
-    """While our local Ray head starts, it starts no autoscaler monitor (``ray start --no-monitor``,
-    which ``ray.init`` does not expose: its ``RayParams`` gets ``no_monitor=True``). A single local
-    node has nothing to autoscale, and the monitor cost the main job twice (measured, 2-core CPU):
-    about 0.6 s of CPU while Ray starts, and 1 s at ``ray.shutdown()``, whose SIGTERM the monitor
-    answers by trying to report to the GCS already stopped, until Ray's 1 s grace ends in SIGKILL.
-    A Ray whose ``RayParams`` takes no ``no_monitor`` starts as it would without us."""
+def _lean_local_head(verbose: bool):
+    """While our local Ray head starts, it starts no process this run cannot use (measured on the
+    main job, 2-core CPU, where every CPU second of the start is on the critical path):
+
+    - no autoscaler monitor (``ray start --no-monitor``): a single local node has nothing to
+      autoscale; the monitor took 0.6 s of CPU at the start, and ``ray.shutdown()`` waited 1 s for
+      it (it answers SIGTERM by reporting to the GCS already stopped, until Ray's SIGKILL);
+    - no log monitor unless ``verbose``: it only streams worker output to the driver, which
+      ``log_to_driver=False`` does not read (0.7 s of CPU); the logs stay in Ray's session dir.
+
+    ``ray.init`` exposes neither, so its ``RayParams`` gets ``no_monitor`` / ``include_log_monitor``
+    for the duration of the start. A Ray whose ``RayParams`` takes neither starts unchanged."""
     try:
         from ray._private import parameter
 
         original = parameter.RayParams.__init__
-        if "no_monitor" not in inspect.signature(original).parameters:
+        if not {"no_monitor", "include_log_monitor"} <= set(inspect.signature(original).parameters):
             original = None
     except Exception:  # a Ray without this internal layout: start it unchanged
         original = None
@@ -179,6 +187,8 @@ def _without_autoscaler_monitor():
     @functools.wraps(original)
     def init(self, *args, **kwargs):
         kwargs.setdefault("no_monitor", True)
+        if not verbose:
+            kwargs.setdefault("include_log_monitor", False)
         original(self, *args, **kwargs)
 
     parameter.RayParams.__init__ = init
