@@ -60,6 +60,17 @@ from .modules import PatchedModel
 from .network import head_module
 
 
+def _jacobian(f, u0: torch.Tensor, n: int) -> torch.Tensor:
+    """The n x d Jacobian at u0 of u -> f(u[None])[0], where f maps a batch (m, d) to (m, n) row by row
+    (the head in eval mode), by reverse-mode autograd in one backward pass: row k is the gradient
+    of output k of the k-th of n copies of u0. Same values as ``torch.autograd.functional.jacobian``,
+    whose ``grad_outputs`` path imports ``torch.fx``'s symbolic shapes with sympy (0.6 s of the first
+    check in a fresh worker, measured); a scalar's backward pass does not."""
+    x = u0.detach().expand(n, -1).clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(f(x).diagonal().sum(), x)
+    return grad
+
+
 def _autograd_region(head: torch.nn.Module, u0: torch.Tensor):
     """(rows W, offsets beta, pattern, F, e) of the head at u0 (float64 copy of the head)."""
     import copy
@@ -68,22 +79,21 @@ def _autograd_region(head: torch.nn.Module, u0: torch.Tensor):
     linears = [m for m in h.modules() if isinstance(m, torch.nn.Linear)]
     pre = []
 
-    def hidden(u):
+    def hidden(x):  # (m, d) -> the pre-activations of every hidden linear layer, (m, N)
         pre.clear()
         hooks = [lin.register_forward_hook(lambda m, i, o: pre.append(o)) for lin in linears[:-1]]
         try:
-            h(u[None])
+            h(x)
         finally:
             for hk in hooks:
                 hk.remove()
-        return torch.cat([p.flatten() for p in pre]) if pre else u.new_zeros(0)
+        return torch.cat([p.reshape(len(x), -1) for p in pre], dim=1) if pre else x.new_zeros(len(x), 0)
 
     u0 = u0.double()
-    z = hidden(u0)
-    # vectorize: one batched backward pass (vmap over the rows) instead of one per row
-    W = torch.autograd.functional.jacobian(hidden, u0, vectorize=True) if len(z) else u0.new_zeros(0, len(u0))
-    F = torch.autograd.functional.jacobian(lambda u: h(u[None])[0], u0, vectorize=True)
+    z = hidden(u0[None])[0]
     out = h(u0[None])[0]
+    W = _jacobian(hidden, u0, len(z)) if len(z) else u0.new_zeros(0, len(u0))
+    F = _jacobian(h, u0, len(out))
     e = out - F @ u0
     beta = z - W @ u0
     return W.detach().numpy(), beta.detach().numpy(), (z >= 0).numpy(), F.detach().numpy(), e.detach().numpy()
