@@ -162,6 +162,8 @@ def test_100_random_points_forgotten_with_small_test_drop(digits, mlp):
     for patch in out.patches:
         full = torch.relu(1 - patch._violation(u)).amax(1)
         assert torch.equal(patch.support(u), full)
+        # the in-place clamp without autograd gives the autograd form's values, bit for bit
+        assert torch.equal(torch.relu(1 - patch._violation(u.clone().requires_grad_())).amax(1).detach(), full)
         settled += int((patch._violation(u, slice(None, None, Patch.SCREEN_STRIDE)) >= 1 + 1e-9).sum())
     assert settled > 0.9 * len(u) * sum(p.A.shape[0] for p in out.patches)
 
@@ -524,3 +526,17 @@ def test_margin_lps_split_over_threads_give_the_serial_maxima(digits, mlp, monke
     for p, q in zip(a.patches, b.patches):
         assert p.target == q.target
         np.testing.assert_allclose(q.d.numpy(), p.d.numpy(), rtol=0, atol=1e-8)
+
+
+def test_clipped_sum_without_autograd_is_the_support_networks_relu_form():
+    from bench.methods.prune.modules import _clipped_sum
+
+    gv = torch.tensor([[-3.0, -0.0, 0.0, 1e-300, 0.25, 1 - 2**-53, 1.0, 1 + 2**-52, 3.0, 7.5e12, 2.0**52]],
+                      dtype=torch.float64)
+    relu_form = torch.relu(gv) - torch.relu(gv - 1)
+    for k in range(1, gv.shape[1] + 1):
+        assert torch.equal(_clipped_sum(gv[:, :k].clone()), relu_form[:, :k].sum(-1)), k
+    # under autograd, the relu form: derivative 1 on (0, 1], 0 elsewhere
+    x = gv.clone().requires_grad_()
+    _clipped_sum(x).sum().backward()
+    assert x.grad.tolist() == [[0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0]]
