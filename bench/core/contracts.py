@@ -168,7 +168,6 @@ class ForgetRequest:
     input_bounds: Any = None
 
 
-@runtime_checkable
 class Rendered(Protocol):
     """An artifact drawn where the trial is recorded rather than where it runs: a picklable object
     whose ``render()`` returns the file's ``str`` or ``bytes``. The harness calls it in the process
