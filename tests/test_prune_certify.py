@@ -240,3 +240,25 @@ def test_saved_witnesses_let_a_loaded_model_be_checked_without_lps_and_altered_o
             k: (tuple(None if x is None else alter(x) for x in v) if k[0] == "floor" else alter(v))
             for k, v in bad.__dict__["_witness"].items()}
         assert [r["certified"] for r in check(bad, lo, hi)] == fresh
+
+
+def test_the_checks_region_rows_are_autograds_jacobian():
+    """The check's rows W and head Jacobian F (one backward pass over copies of the point) equal
+    torch.autograd.functional.jacobian(vectorize=True)'s, what the check used before, bit for bit."""
+    from bench.methods.prune.certify import _autograd_region
+
+    torch.manual_seed(0)
+    head = torch.nn.Sequential(torch.nn.Linear(12, 16), torch.nn.ReLU(), torch.nn.Linear(16, 8), torch.nn.ReLU(),
+                               torch.nn.Linear(8, 5))
+    u0 = torch.randn(12)
+    W, beta, pattern, F, e = _autograd_region(head, u0)
+    h = head.double()
+
+    def hidden(u):
+        return torch.cat([h[0](u), h[2](h[1](h[0](u)))])
+
+    u = u0.double()
+    assert np.array_equal(W, torch.autograd.functional.jacobian(hidden, u, vectorize=True).numpy())
+    assert np.array_equal(F, torch.autograd.functional.jacobian(h, u, vectorize=True).numpy())
+    assert np.allclose(W @ u.numpy() + beta, hidden(u).detach().numpy()) and np.array_equal(pattern, hidden(u).detach().numpy() >= 0)
+    assert np.allclose(F @ u.numpy() + e, h(u).detach().numpy())

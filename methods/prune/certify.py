@@ -63,7 +63,7 @@ from .network import head_module
 def _jacobian(f, u0: torch.Tensor, n: int) -> torch.Tensor:
     """The n x d Jacobian at u0 of u -> f(u[None])[0], where f maps a batch (m, d) to (m, n) row by row
     (the head in eval mode), by reverse-mode autograd in one backward pass: row k is the gradient
-    of output k of the k-th of n copies of u0. Same values as ``torch.autograd.functional.jacobian``,
+    of output k of the k-th of n copies of u0. The values of ``autograd.functional.jacobian(vectorize=True)``,
     whose ``grad_outputs`` path imports ``torch.fx``'s symbolic shapes with sympy (0.6 s of the first
     check in a fresh worker, measured); a scalar's backward pass does not."""
     x = u0.detach().expand(n, -1).clone().requires_grad_(True)
