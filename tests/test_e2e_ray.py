@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import mlflow
 import pytest
@@ -64,6 +65,11 @@ def test_ray_run_writes_parent_and_six_children_with_every_metric(two_runs):
         assert {"roc/loss.png", "roc/entropy.png"} <= {a.path for a in client.list_artifacts(run_id, "roc")}
     png = client.download_artifacts(kids["run_id"].iloc[0], "roc/loss.png", str(workdir))
     assert open(png, "rb").read()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Tune's trial configs are indices into the specs, which travel once (Tune deep-copies the
+    # whole grid for every trial it makes): the children above still got their own method and seed
+    state = sorted((workdir / "cache" / "ray_results").glob("*/experiment_state-*.json"))[0]
+    configs = [json.loads(t[0])["config"] for t in json.loads(state.read_text())["trial_data"]]
+    assert sorted(c["trial"] for c in configs) == list(range(6)), configs
 
 
 def test_reference_quality_and_retrain_forgets_like_unseen_data(two_runs):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from bench.core.keys import trial_key
 
@@ -133,11 +133,13 @@ class TrialSpec:
         return what in self.data_access
 
 
-def spec_of(config: Mapping[str, Any], trial_id: str | None = None) -> TrialSpec:
-    """The trial spec of a Ray Tune config: ``{"trial": recorded spec}``, or a base spec plus sampled
-    hyperparameters ``{"trial": recorded spec, "sample": {...}}`` (``bench tune``; ``trial_id``
-    numbers the sample in its name)."""
-    spec = TrialSpec.from_dict(config["trial"])
+def spec_of(config: Mapping[str, Any], trial_id: str | None = None, table: Sequence[TrialSpec] = ()) -> TrialSpec:
+    """The trial spec of a Ray Tune config: ``{"trial": i}`` (the i-th spec of ``table``: a grid of
+    trials, whose specs travel once, not in every trial's config), ``{"trial": recorded spec}``, or
+    a base spec plus sampled hyperparameters ``{"trial": recorded spec, "sample": {...}}``
+    (``bench tune``; ``trial_id`` numbers the sample in its name)."""
+    base = config["trial"]
+    spec = table[base] if isinstance(base, int) else TrialSpec.from_dict(base)
     sample = config.get("sample")
     if not sample:
         return spec

@@ -30,7 +30,7 @@ class Progress(tune.Callback):
                 "run_of": None}
 
     def _where(self, trial) -> tuple[int, str, str]:
-        spec = spec_of(trial.config, trial.trial_id)
+        spec = spec_of(trial.config, trial.trial_id, self.trials)
         name = spec.trial_name
         if name not in self.index:  # a sample of ``bench tune``: numbered in start order
             self.index[name] = len(self.index)

@@ -201,7 +201,7 @@ def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False) -
         if not trials:
             outcome = Outcome()
         elif opts.executor == "ray":
-            callback = tracking.make_ray_callback(plan.tracking_uri, opts.experiment, parent)
+            callback = tracking.make_ray_callback(plan.tracking_uri, opts.experiment, parent, trials)
             outcome = run_ray(trials, payload, cpus=opts.cpus_per_trial, gpus=opts.gpus_per_trial,
                               storage=f"{plan.cache_dir}/ray_results", name=f"{run_name}-{parent[:8]}-{int(time.time())}",
                               callbacks=[callback], say=say, verbose=verbose)

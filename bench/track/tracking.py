@@ -17,7 +17,7 @@ import time
 import traceback as tb_module
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from bench.core.contracts import render
 from bench.core.keys import ARTIFACTS_KEY, STEPS_KEY, Tag
@@ -359,15 +359,15 @@ def log_local_trial(tracking_uri: str, experiment_id: str, parent_run_id: str, s
     return run_id
 
 
-def make_ray_callback(tracking_uri: str, experiment_name: str, parent_run_id: str):
-    """Ray's MLflowLoggerCallback, with our run names, nesting, batched logging and tracebacks."""
+def make_ray_callback(tracking_uri: str, experiment_name: str, parent_run_id: str, table: Sequence[TrialSpec] = ()):
+    """Ray's MLflowLoggerCallback with our run names, nesting, batching, tracebacks (``table``: spec_of's)."""
     from ray.air.integrations.mlflow import MLflowLoggerCallback
 
     class BenchMLflowCallback(MLflowLoggerCallback):
         def log_trial_start(self, trial):
             if trial in self._trial_runs:
                 return
-            spec = spec_of(trial.config, trial.trial_id)
+            spec = spec_of(trial.config, trial.trial_id, table)
             run = self.mlflow_util.start_run(
                 tags={**child_tags(spec, parent_run_id), "trial_name": str(trial)}, run_name=spec.trial_name,
                 set_active=False,
