@@ -112,7 +112,7 @@ def roc_png(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str = ""
         ax.set_title(title, fontsize=9)
     ax.legend(loc="lower right", fontsize=7)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    fig.savefig(buf, format="png", pil_kwargs={"compress_level": 3})  # Pillow's default 6: 11% slower, 10% smaller
     return buf.getvalue()
 
 

@@ -1,12 +1,12 @@
 """Executors: Ray Tune (the default) and in-process (``--executor local``, for debugging).
 
-Ray: a local Ray is started on demand with every socket on 127.0.0.1 (``--ray-address`` joins
-an existing cluster instead). References are trained as Ray tasks; trials are Tune trials
-whose configs are ``{"trial": spec}`` (a grid search over the trial specs), with
-``{"cpu": cpus_per_trial, "gpu": gpus_per_trial}`` each (fractions allowed), the shared data
-in the object store, and Ray's MLflow callback writing the child runs. A trial that raises is
-recorded as failed with its traceback; the others go on. The terminal gets one line per failed
-trial; Tune's own log (tracebacks included) goes to ``<storage>/<name>.log`` unless ``-v``.
+Ray: a local Ray is started on demand with every socket on 127.0.0.1 (``--ray-address`` joins an
+existing cluster instead). References are trained as Ray tasks; trials are Tune trials whose
+configs are ``{"trial": i}`` (a grid search over indices into the trial specs), with ``{"cpu":
+cpus_per_trial, "gpu": gpus_per_trial}`` each (fractions allowed), the specs and the shared data in
+the object store, and our MLflow callback writing the child runs (``bench.track.ray_runs``). A
+trial that raises is recorded as failed with its traceback; the others go on. The terminal gets one
+line per failed trial; Tune's log (tracebacks included) goes to ``<storage>/<name>.log`` unless ``-v``.
 
 Ray processes we start carry ``BENCH_RAY_DRIVER=<pid>:<start>`` in their environment: a driver
 killed with SIGKILL leaves raylet's agents running (measured: DashboardAgent, RuntimeEnvAgent), and
@@ -35,12 +35,7 @@ from bench.run.payload import Payload
 from bench.run.references import RefJob, train_job
 from bench.run.trial import run_trial
 from bench.track.report import summary_line
-from bench.track.tracking import (
-    failure_line,
-    format_exception,
-    process_alive,
-    process_started,
-)
+from bench.track.tracking import failure_line, format_exception, process_alive, process_started
 
 
 class Outcome:
@@ -320,15 +315,15 @@ def run_ray(trials: list[TrialSpec], payload: Payload, *, cpus: float, gpus: flo
 
     if search is not None:
         index = {}
-    def run_of(trial) -> str | None:  # the MLflow child run the tracking callback opened for ``trial``
-        return next((cb._trial_runs[trial] for cb in callbacks if trial in getattr(cb, "_trial_runs", {})), None)
-
-    progress = Progress(trials, index, out, say, total=None if search is None else search["num_samples"], run_of=run_of)
+    # the tracking callback writes the child runs beside Tune's loop (bench.track.ray_runs): a trial's
+    # last line waits for its run, and Tune's return for every write
+    writer = next((cb for cb in callbacks if hasattr(cb, "after_record")), None)
+    progress = Progress(trials, index, out, say, total=None if search is None else search["num_samples"],
+                        **({} if writer is None else {"run_of": writer.run_id, "after_record": writer.after_record}))
 
     forward = ForwardProgress()  # the trials' per-epoch progress, forwarded to this terminal
-    # a grid's configs are indices into ``table``, which travels once (Ray's object store): Tune
-    # deep-copies the whole grid for every trial it generates, quadratic in the number of trials
-    # (256 recorded specs: 1.9 s of the driver's time; 256 indices: none to speak of)
+    # a grid's configs index ``table``, which travels once: Tune deep-copies the whole grid for
+    # every trial it makes (256 recorded specs: 1.9 s of the driver, quadratic in their number)
     table = tuple(trials) if search is None else ()
     trainable = tune.with_resources(
         tune.with_parameters(_tune_trainable, payload=shipped, progress=forward.sink_spec(), table=table),
@@ -377,6 +372,8 @@ def run_ray(trials: list[TrialSpec], payload: Payload, *, cpus: float, gpus: flo
             os.environ.pop("TUNE_MAX_PENDING_TRIALS_PG", None)
         if tune_log is not None:
             _restore_tune_log(*tune_log)
+        if writer is not None:
+            writer.close()
     expected = len(trials) if search is None else search["num_samples"]
     if len(out.results) + len(out.failures) < expected:  # failures are recorded by the progress callback
         out.interrupted = True

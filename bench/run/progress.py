@@ -21,13 +21,17 @@ class Progress(tune.Callback):
     """
 
     def __init__(self, trials: list[TrialSpec], index: dict[str, int], out, say: Callable[[str], None], total: int | None = None,
-                 run_of: Callable[[object], str | None] = lambda trial: None) -> None:
+                 run_of: Callable[[object], str | None] = lambda trial: None,
+                 after_record: Callable[[object, Callable[[], None]], None] = lambda trial, line: line()) -> None:
         self.trials, self.index, self.out, self.say, self.total, self.run_of = trials, index, out, say, total, run_of
+        #: ``after_record(trial, line)`` prints a trial's last line once its run is in the store (the
+        #: tracking callback writes beside Tune's loop): a trial shown as done is recorded
+        self.after_record = after_record
         self.started: dict[str, float] = {}
 
     def __getstate__(self):
         return {"trials": self.trials, "index": self.index, "out": None, "say": None, "started": {}, "total": self.total,
-                "run_of": None}
+                "run_of": None, "after_record": None}
 
     def _where(self, trial) -> tuple[int, str, str]:
         spec = spec_of(trial.config, trial.trial_id, self.trials)
@@ -52,7 +56,8 @@ class Progress(tune.Callback):
         took = time.perf_counter() - self.started.get(trial.trial_id, time.perf_counter())
         result = self.out.results.get(i, {})
         early = "" if "unlearn_seconds" in result else " (stopped early by the scheduler)"
-        self.say(f"{tag} done    {name} in {took:.1f}s: {summary_line(result)}{early}")
+        line = f"{tag} done    {name} in {took:.1f}s: {summary_line(result)}{early}"
+        self.after_record(trial, lambda: self.say(line))
 
     def on_trial_error(self, iteration, trials, trial, **info):
         i, tag, name = self._where(trial)
@@ -62,5 +67,5 @@ class Progress(tune.Callback):
                 error = fh.read()
         self.out.failures[i] = error or "trial failed"
         self.out.results.pop(i, None)
-        # the tracking callback (before this one in Tune's list) has recorded the failure by now
-        self.say(failure_line(tag, name, error or "trial failed", self.run_of(trial) if self.run_of else None), always=True)
+        # once the tracking callback (before this one in Tune's list) has recorded the failure
+        self.after_record(trial, lambda: self.say(failure_line(tag, name, error or "trial failed", self.run_of(trial)), always=True))

@@ -193,6 +193,7 @@ def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False) -
             run_ray,
         )
         from bench.run.prepare import prepare_references
+        from bench.track.ray_runs import make_ray_callback
 
         payload, ref_rows, trained = prepare_references(plan, versions, say)
         tracking.log_metrics(client, parent, {"references_trained": trained})
@@ -201,7 +202,7 @@ def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False) -
         if not trials:
             outcome = Outcome()
         elif opts.executor == "ray":
-            callback = tracking.make_ray_callback(plan.tracking_uri, opts.experiment, parent, trials)
+            callback = make_ray_callback(plan.tracking_uri, opts.experiment, parent, trials)
             outcome = run_ray(trials, payload, cpus=opts.cpus_per_trial, gpus=opts.gpus_per_trial,
                               storage=f"{plan.cache_dir}/ray_results", name=f"{run_name}-{parent[:8]}-{int(time.time())}",
                               callbacks=[callback], say=say, verbose=verbose)

@@ -27,6 +27,7 @@ from bench.run.plan import make_plan
 from bench.run.runner import close_run
 from bench.run.validate import package_versions
 from bench.track import tracking
+from bench.track.ray_runs import make_ray_callback
 from bench.track.store import resolve_tracking_uri
 
 SCHEDULERS = ("fifo", "asha")
@@ -108,7 +109,7 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
         outcome = run_ray(
             plan.trials, payload, cpus=opts.cpus_per_trial, gpus=opts.gpus_per_trial,
             storage=f"{plan.cache_dir}/ray_results", name=f"{run_name}-{parent[:8]}",
-            callbacks=[tracking.make_ray_callback(plan.tracking_uri, opts.experiment, parent)], say=say,
+            callbacks=[make_ray_callback(plan.tracking_uri, opts.experiment, parent)], say=say,
             search={"space": space, "num_samples": num_samples, "metric": objective, "mode": mode,
                     "scheduler": sched, "seed": seed},
             verbose=verbose,

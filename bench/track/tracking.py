@@ -1,8 +1,8 @@
 """MLflow tracking: one parent run per ``bench run``, one nested child run per trial.
 
-Under Ray Tune the child runs are written by :class:`BenchMLflowCallback`, a subclass of Ray's
-``MLflowLoggerCallback`` (driver side, so a SQLite store has one writer); ``--executor local``
-writes the same runs through the same helpers. Each child run carries the flattened trial
+Under Ray Tune the child runs are written by ``BenchMLflowCallback`` (``bench.track.ray_runs``), a
+subclass of Ray's ``MLflowLoggerCallback`` (driver side, so a SQLite store has one writer);
+``--executor local`` writes the same runs through the same helpers. Each child run carries the flattened trial
 spec as params (method, hyperparameters as ``params.*``, dataset, model, seed, forget
 request, recipe as ``recipe.*``, package versions as ``versions.*``, plugin versions as
 ``plugins.*``), every metric, the tag ``mlflow.parentRunId`` and, when it fails, the
@@ -17,11 +17,11 @@ import time
 import traceback as tb_module
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from bench.core.contracts import render
 from bench.core.keys import ARTIFACTS_KEY, STEPS_KEY, Tag
-from bench.core.spec import TrialSpec, spec_of
+from bench.core.spec import TrialSpec
 from bench.track.store import new_sqlite_store
 
 # Ray adds these to every reported result; they are not measurements of the trial.
@@ -357,44 +357,3 @@ def log_local_trial(tracking_uri: str, experiment_id: str, parent_run_id: str, s
         record_failure(client, run_id, error)
     client.set_terminated(run_id, "FAILED" if error else "FINISHED")
     return run_id
-
-
-def make_ray_callback(tracking_uri: str, experiment_name: str, parent_run_id: str, table: Sequence[TrialSpec] = ()):
-    """Ray's MLflowLoggerCallback with our run names, nesting, batching, tracebacks (``table``: spec_of's)."""
-    from ray.air.integrations.mlflow import MLflowLoggerCallback
-
-    class BenchMLflowCallback(MLflowLoggerCallback):
-        def log_trial_start(self, trial):
-            if trial in self._trial_runs:
-                return
-            spec = spec_of(trial.config, trial.trial_id, table)
-            run = self.mlflow_util.start_run(
-                tags={**child_tags(spec, parent_run_id), "trial_name": str(trial)}, run_name=spec.trial_name,
-                set_active=False,
-            )
-            self._trial_runs[trial] = run.info.run_id
-            log_params(self.mlflow_util._get_client(), run.info.run_id, trial_params(spec))
-
-        def log_trial_result(self, iteration, trial, result):
-            if trial not in self._trial_runs:
-                self.log_trial_start(trial)
-            step = int(result.get("training_iteration", 1)) - 1  # intermediate reports (ASHA) are steps
-            step = log_earlier_steps(self.mlflow_util._get_client(), self._trial_runs[trial], result, step)
-            log_metrics(self.mlflow_util._get_client(), self._trial_runs[trial], trial_metrics(result), step=step)
-            log_artifacts(self.mlflow_util._get_client(), self._trial_runs[trial], result)
-
-        def log_trial_end(self, trial, failed=False):
-            if trial not in self._trial_runs:  # failed before it started (its actor could not start)
-                self.log_trial_start(trial)
-            run_id = self._trial_runs[trial]
-            if not failed and "unlearn_seconds" not in (trial.last_result or {}):
-                # a scheduler (ASHA) stopped it on an intermediate result
-                self.mlflow_util._get_client().set_tag(run_id, Tag.STOPPED_EARLY, "true")
-            if failed:
-                error = ""
-                if trial.error_file and Path(trial.error_file).is_file():
-                    error = Path(trial.error_file).read_text()
-                record_failure(self.mlflow_util._get_client(), run_id, error or "trial failed (no traceback recorded)")
-            self.mlflow_util.end_run(run_id=run_id, status="FAILED" if failed else "FINISHED")
-
-    return BenchMLflowCallback(tracking_uri=tracking_uri, experiment_name=experiment_name)
