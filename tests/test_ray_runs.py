@@ -9,6 +9,7 @@ import threading
 import pytest
 from mlflow.tracking import MlflowClient
 
+from bench.core.errors import RecordError
 from bench.core.keys import ARTIFACTS_KEY
 from bench.core.options import RunOptions
 from bench.core.plugins import get_registry
@@ -67,26 +68,48 @@ def test_a_result_is_written_beside_tunes_loop_in_order_and_close_waits_for_it(c
     assert [a.path for a in client.list_artifacts(run_id)] == ["note.txt"]
 
 
-def test_a_failed_write_is_raised_by_close_and_the_other_trials_are_still_written(callback, monkeypatch):
+def test_a_failed_write_fails_its_run_and_close_and_the_other_trials_are_still_written(callback, monkeypatch):
     cb, client, _ = callback
     real = ray_runs.log_metrics
 
     def broken(c, run_id, metrics, step=0):
         if metrics.get("forget_acc") == 0.5:
-            raise RuntimeError("store full")
+            raise OSError("store full")
         real(c, run_id, metrics, step=step)
 
     monkeypatch.setattr(ray_runs, "log_metrics", broken)
     bad, good = Trial(0), Trial(1)
+    lines = []
     for trial, acc in ((bad, 0.5), (good, 0.75)):
         cb.log_trial_start(trial)
         cb.log_trial_result(1, trial, {"forget_acc": acc, "unlearn_seconds": 1.0})
         trial.last_result = {"unlearn_seconds": 1.0}
         cb.log_trial_end(trial)
-    with pytest.raises(RuntimeError, match="store full"):
+        cb.after_record(trial, lambda t=trial: lines.append(t.trial_id))
+    with pytest.raises(RecordError, match=r"1 write\(s\) .* failed, the first: OSError: store full\. .*--resume"):
         cb.close()
+    assert lines == [good.trial_id]  # no "done" line for a trial whose result is not in the store
     assert client.get_run(cb.run_id(good)).data.metrics["forget_acc"] == 0.75
     assert client.get_run(cb.run_id(good)).info.status == "FINISHED"
+    run = client.get_run(cb.run_id(bad))  # never FINISHED without its result (--resume would skip it)
+    assert run.info.status == "FAILED" and "forget_acc" not in run.data.metrics
+    assert run.data.tags["bench.error"] == "OSError: store full"
+
+
+def test_bench_ends_with_one_line_and_status_1_when_a_record_fails():
+    from click.testing import CliRunner
+
+    from bench.cli import main
+
+    @main.command("record-fails")
+    def record_fails():
+        raise RecordError("1 write(s) of the trials' runs to the MLflow store failed")
+
+    try:
+        done = CliRunner().invoke(main, ["record-fails"])
+    finally:
+        main.commands.pop("record-fails")
+    assert done.exit_code == 1 and done.output == "Error: 1 write(s) of the trials' runs to the MLflow store failed\n"
 
 
 def test_a_failed_trial_gets_its_traceback_and_the_failed_status(callback, tmp_path):

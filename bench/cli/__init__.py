@@ -11,7 +11,7 @@ import threading
 import click
 
 from bench import __version__
-from bench.core.errors import BenchError
+from bench.core.errors import BenchError, RecordError
 
 
 class BenchGroup(click.Group):
@@ -21,6 +21,9 @@ class BenchGroup(click.Group):
         except BenchError as exc:
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(2)
+        except RecordError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(1)
 
 
 @click.group(cls=BenchGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -9,3 +9,8 @@ class BenchError(Exception):
 
 class PluginError(BenchError):
     """A plugin registered something invalid, or two plugins registered the same name."""
+
+
+class RecordError(Exception):
+    """A measurement was made but could not be recorded (the tracking store refused a write): the
+    run fails with this message (exit status 1), never reports success without its record."""

@@ -10,9 +10,11 @@ reused actor) waits until they return. Writing a finished trial's run and drawin
 took 0.1-0.2 s of that loop per trial, time in which a one-CPU cluster's only worker sat idle. So
 the callback only hands each event to one writer thread, in the order Tune reported them (start,
 results, end of each trial), and returns: every MLflow call of the child runs is made by that
-thread. ``drain()`` waits until everything handed over is written and raises the first error of
-any of it; the executor calls ``close()`` (``drain()``, then the thread ends) when Tune returns,
-after an interrupt too, so nothing measured is lost and no failed write passes silently.
+thread. ``drain()`` waits until everything handed over is written and raises ``RecordError`` if a
+write failed (``bench`` then ends with that line and exit status 1; the trial's run, if it exists,
+is marked FAILED, never FINISHED without its result, and its "done" line is not printed); the
+executor calls ``close()`` (``drain()``, then the thread ends) when Tune returns, after an
+interrupt too, so nothing measured is lost and no failed write passes silently.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Sequence
 
+from bench.core.errors import RecordError
 from bench.core.keys import Tag
 from bench.core.spec import TrialSpec, spec_of
-from bench.track.tracking import child_tags, log_artifacts, log_earlier_steps, log_metrics, log_params, record_failure, \
-    trial_metrics, trial_params
+from bench.track.tracking import child_tags, error_line, format_exception, log_artifacts, log_earlier_steps, log_metrics, \
+    log_params, record_failure, trial_metrics, trial_params
 
 
 def make_ray_callback(tracking_uri: str, experiment_name: str, parent_run_id: str, table: Sequence[TrialSpec] = ()):
@@ -36,15 +39,21 @@ def make_ray_callback(tracking_uri: str, experiment_name: str, parent_run_id: st
             super().setup(*args, **kwargs)
             self._writer = ThreadPoolExecutor(1, thread_name_prefix="bench-mlflow")
             self._runs: dict = {}  # trial -> Future of its child run's id
-            self._jobs: list[Future] = []
+            self._jobs: list[Future] = []  # every write not yet drained
+            self._of: dict = {}  # trial -> its writes so far
 
         def __getstate__(self):  # Tune pickles its callbacks with the experiment state
-            return {k: v for k, v in self.__dict__.items() if k not in ("_writer", "_runs", "_jobs")}
+            return {k: v for k, v in self.__dict__.items() if k not in ("_writer", "_runs", "_jobs", "_of")}
 
-        def _submit(self, fn, *args) -> Future:
+        def _submit(self, trial, fn, *args) -> Future:
             job = self._writer.submit(fn, *args)
             self._jobs.append(job)
+            self._of.setdefault(trial, []).append(job)
             return job
+
+        def _write_error(self, trial) -> BaseException | None:
+            """The first of ``trial``'s writes so far that failed (call on the writer thread: they are done)."""
+            return next((job.exception() for job in self._of.get(trial, []) if job.done() and job.exception()), None)
 
         def run_id(self, trial) -> str | None:
             """The child run of ``trial`` (waits for its creation), or None if it has none."""
@@ -52,16 +61,19 @@ def make_ray_callback(tracking_uri: str, experiment_name: str, parent_run_id: st
             return None if run is None or run.exception() is not None else run.result()
 
         def after_record(self, trial, fn) -> None:
-            """Call ``fn`` once everything handed over so far (``trial``'s end among it) is written."""
-            self._submit(fn)
+            """Call ``fn`` once everything handed over so far (``trial``'s end among it) is written,
+            unless a write of ``trial``'s failed (``close`` raises it)."""
+            self._submit(trial, lambda: None if self._write_error(trial) else fn())
 
         def drain(self) -> None:
-            """Wait for every write handed over so far; raise the first that failed."""
+            """Wait for every write handed over so far; raise ``RecordError`` if any failed."""
             jobs, self._jobs = getattr(self, "_jobs", []), []
             wait(jobs)
-            for job in jobs:
-                if job.exception() is not None:
-                    raise job.exception()
+            failed = [job.exception() for job in jobs if job.exception() is not None]
+            if failed:
+                raise RecordError(f"{len(failed)} write(s) of the trials' runs to the MLflow store failed, the first: "
+                                  f"{error_line(format_exception(failed[0]))}. Trials recorded as FINISHED are kept: rerun "
+                                  "with --resume once the store takes writes.") from failed[0]
 
         def close(self) -> None:
             """``drain``, then end the writer thread (the process's exit waits for threads left running)."""
@@ -71,15 +83,11 @@ def make_ray_callback(tracking_uri: str, experiment_name: str, parent_run_id: st
                 if getattr(self, "_writer", None) is not None:
                     self._writer.shutdown(wait=True)
 
-        def on_experiment_end(self, trials, **info):
-            super().on_experiment_end(trials, **info)
-            self.drain()
-
         def log_trial_start(self, trial):
             if trial in self._runs:
                 return
             spec = spec_of(trial.config, trial.trial_id, table)
-            self._runs[trial] = self._submit(self._start, spec, {**child_tags(spec, parent_run_id), "trial_name": str(trial)})
+            self._runs[trial] = self._submit(trial, self._start, spec, {**child_tags(spec, parent_run_id), "trial_name": str(trial)})
 
         def _start(self, spec: TrialSpec, tags: dict) -> str:
             run = self.mlflow_util.start_run(tags=tags, run_name=spec.trial_name, set_active=False)
@@ -88,7 +96,7 @@ def make_ray_callback(tracking_uri: str, experiment_name: str, parent_run_id: st
 
         def log_trial_result(self, iteration, trial, result):
             self.log_trial_start(trial)
-            self._submit(self._result, self._runs[trial], dict(result))
+            self._submit(trial, self._result, self._runs[trial], dict(result))
 
         def _result(self, run: Future, result: dict) -> None:
             client, run_id = self.mlflow_util._get_client(), run.result()
@@ -107,10 +115,12 @@ def make_ray_callback(tracking_uri: str, experiment_name: str, parent_run_id: st
                 if trial.error_file and Path(trial.error_file).is_file():
                     error = Path(trial.error_file).read_text()
                 error = error or "trial failed (no traceback recorded)"
-            self._submit(self._end, self._runs[trial], early, error)
+            self._submit(trial, self._end, trial, early, error)
 
-        def _end(self, run: Future, early: bool, error: str | None) -> None:
-            client, run_id = self.mlflow_util._get_client(), run.result()
+        def _end(self, trial, early: bool, error: str | None) -> None:
+            client, run_id = self.mlflow_util._get_client(), self._runs[trial].result()
+            if error is None and (failed := self._write_error(trial)) is not None:  # never FINISHED without its result
+                error = f"the trial finished, but recording its result failed:\n{format_exception(failed)}"
             if early:
                 client.set_tag(run_id, Tag.STOPPED_EARLY, "true")
             if error is not None:
