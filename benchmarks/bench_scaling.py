@@ -11,6 +11,8 @@ MLflow). For each trial size, three runs in one process:
 Ray's cost is split into a fixed part per run (Tune's set-up and each worker process's start-up,
 which imports torch: Tune gives every actor a fresh process) and a part per trial; the two are
 solved from the two trial sizes' 1-CPU runs, assuming the fixed part does not depend on the size.
+Last, the imports a fresh worker makes before its first trial are timed in a new process: with that
+floor paid once per run and the measured steady state, the best 1 -> 2 CPU ratio the run could give.
 """
 
 from __future__ import annotations
@@ -23,6 +25,39 @@ import tempfile
 import time
 
 from rich.console import Console
+
+
+#: what a fresh trial worker imports before its first trial's own work, timed in a new process
+_WORKER_IMPORTS = r"""
+import json, time
+t = [time.perf_counter()]
+import ray
+t.append(time.perf_counter())
+import ray.tune.trainable.function_trainable
+t.append(time.perf_counter())
+import bench.run.executor
+t.append(time.perf_counter())
+import torch
+opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+opt.step()  # torch.optim's step imports torch._dynamo
+t.append(time.perf_counter())
+import sklearn.metrics  # the attacks' ROC scoring
+t.append(time.perf_counter())
+print(json.dumps([b - a for a, b in zip(t, t[1:])]))
+"""
+_IMPORT_NAMES = ("ray", "ray.tune's function trainable", "bench.run.executor (torch, bench)", "torch.optim's first step "
+                 "(torch._dynamo)", "sklearn.metrics")
+
+
+def fresh_worker_imports() -> list[float]:
+    """Seconds a new Python process spends on each of ``_IMPORT_NAMES`` (the median of three)."""
+    import json
+    import subprocess
+    import sys
+
+    runs = [json.loads(subprocess.run([sys.executable, "-c", _WORKER_IMPORTS], capture_output=True, text=True,
+                                      check=True).stdout.strip().splitlines()[-1]) for _ in range(3)]
+    return [statistics.median(col) for col in zip(*runs)]
 
 
 def main():
@@ -126,6 +161,17 @@ def main():
         w = r1 / n
         print(f"  CPU per trial outside the workers at 2 CPUs: driver {phase[f'ray2-{epochs}:driver'] / n:.3f} s, Ray daemons "
               f"{phase[f'ray2-{epochs}:daemons'] / n:.3f} s; on 2 cores the ratio is at most 2w/(w+d) = {2 * w / (w + d):.2f}x")
+    # Tune gives every trial actor of a run a fresh process (never a prestarted or earlier worker), which
+    # imports all of this before its first trial: a cost paid once per run on 1 CPU and on 2 CPUs alike
+    imports = fresh_worker_imports()
+    floor = sum(imports)
+    print(f"\na fresh trial worker's imports: {floor:.2f} s ("
+          + ", ".join(f"{name} {t:.2f}" for name, t in zip(_IMPORT_NAMES, imports)) + ")")
+    for epochs in sizes:
+        s1, s2 = phase[f"ray1-{epochs}:steady"], phase[f"ray2-{epochs}:steady"]
+        best = (floor + n * s1) / (floor + n * s2)
+        print(f"  ft {epochs} epochs: with only those imports paid once per run and the measured steady state, "
+              f"{n} trials give at most {best:.2f}x from 1 to 2 CPUs (measured {phase[f'ray1-{epochs}'] / phase[f'ray2-{epochs}']:.2f}x)")
     if len(sizes) >= 2:
         e0, e1 = sizes[0], sizes[-1]
         extra0 = phase[f"ray1-{e0}"] - phase[f"local{e0}"]

@@ -75,15 +75,52 @@ def test_the_roc_plot_labels_its_decades_without_mathtext(monkeypatch):
     """Tick labels are plain text (10⁻³): matplotlib's mathtext parser took a third of a plot's time."""
     from matplotlib import mathtext
 
+    from bench.eval import scoring
     from bench.eval.scoring import roc, roc_png
 
     def refuse(*args, **kwargs):
         raise AssertionError("mathtext used")
 
     monkeypatch.setattr(mathtext.MathTextParser, "parse", refuse)
+    monkeypatch.setattr(scoring, "_painted", {})  # the fixed parts (the tick labels) are painted anew
     rng = np.random.default_rng(0)
     png = roc_png({"x": roc(rng.normal(1, 1, 200), rng.normal(0, 1, 200))}, "t")
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_roc_plot_is_painted_over_its_fixed_parts_with_the_pixels_of_a_full_draw():
+    """roc_png paints the axes and tick labels once per process and only the curves, spines, title and
+    legend per plot: every plot, whatever came before it and from whichever thread, has the pixels of
+    the same plot drawn whole (roc_figure + savefig)."""
+    import io
+    from concurrent.futures import ThreadPoolExecutor
+
+    from PIL import Image
+
+    from bench.eval.scoring import roc, roc_figure, roc_png
+
+    rng = np.random.default_rng(0)
+    cases = [({"forget vs test": roc(rng.normal(1, 1, 500), rng.normal(0, 1, 500))}, "loss attack"),
+             ({"a": roc(rng.normal(1, 1, 300), rng.normal(0, 1, 300)), "b": roc(rng.normal(0.3, 1, 900), rng.normal(0, 1, 400)),
+               "c": roc(rng.normal(3, 1, 40), rng.normal(0, 1, 40))}, ""),
+             ({"x": roc(rng.normal(2, 1, 50), rng.normal(0, 1, 50))}, "lira, 8 shadow models"),
+             ({"perfect": (np.array([0.0, 0.0, 1.0]), np.array([0.0, 1.0, 1.0]))}, "")]
+
+    def pixels(png: bytes) -> np.ndarray:
+        return np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"))
+
+    def whole(curves, title) -> np.ndarray:
+        buf = io.BytesIO()
+        roc_figure(curves, title).savefig(buf, format="png")
+        return pixels(buf.getvalue())
+
+    expected = [whole(*case) for case in cases]
+    assert not np.array_equal(expected[0], expected[2])  # the cases differ (the comparison can fail)
+    for case, want in list(zip(cases, expected)) * 2:  # titled and untitled interleaved, each twice
+        assert np.array_equal(pixels(roc_png(*case)), want), case[1]
+    with ThreadPoolExecutor(4) as pool:  # the trial recorder's thread and the main thread may both draw
+        got = list(pool.map(lambda i: pixels(roc_png(*cases[i % 4])), range(16)))
+    assert all(np.array_equal(g, expected[i % 4]) for i, g in enumerate(got))
 
 
 def test_an_attack_in_a_trial_worker_never_imports_matplotlib():

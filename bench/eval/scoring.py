@@ -18,12 +18,15 @@ reference's ROC, AUC and TPR at a low FPR; the threshold attacks' balanced accur
   optimised on the scored sets themselves: an upper bound on what a threshold attacker reaches).
 
 ``roc_png`` draws the curves of one or more attacks on log-log axes (the LiRA paper's figure
-style), as PNG bytes; ``RocPlot`` holds the curves and draws them when the harness records the
-trial (``bench.core.contracts.Rendered``), so trial workers never import matplotlib.
+style), as PNG bytes, painting the axes once per process and only each plot's own parts over them
+(the pixels of ``roc_figure``'s full draw); ``RocPlot`` holds the curves and draws them when the
+harness records the trial (``bench.core.contracts.Rendered``), so trial workers never import
+matplotlib.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -73,28 +76,27 @@ def score_metrics(member_scores, nonmember_scores) -> dict[str, float]:
     }
 
 
-def roc_png(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str = "") -> bytes:
-    """A log-log ROC plot of ``{label: (fpr, tpr)}`` with the chance diagonal, as PNG bytes.
+_FLOOR = 1e-4  # the plot's lowest rate: log axes from 10^-4 to 1
 
-    Drawn once per attack per trial, so it is kept cheap: fixed margins instead of
-    ``tight_layout`` and fixed decade ticks without minor ticks (matplotlib's log locators and
-    the layout pass cost about four times the drawing itself), labelled in plain text with Unicode
-    superscripts (10⁻³) rather than mathtext, whose parsing took a third of a plot's time."""
-    import io
 
+def _roc_axes(titled: bool):
+    """A figure (with its Agg canvas) holding the plot's fixed parts: margins, log axes with decade
+    ticks, grid, axis labels and the chance diagonal. Fixed margins instead of ``tight_layout`` and
+    fixed decade ticks without minor ticks (matplotlib's log locators and the layout pass cost about
+    four times the drawing itself), labelled in plain text with Unicode superscripts (10⁻³) rather
+    than mathtext, whose parsing took a third of a plot's time."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
 
     fig = Figure(figsize=(4.5, 4.5), dpi=100)
-    fig.subplots_adjust(left=0.16, right=0.96, bottom=0.12, top=0.92 if title else 0.96)
+    FigureCanvasAgg(fig)
+    fig.subplots_adjust(left=0.16, right=0.96, bottom=0.12, top=0.92 if titled else 0.96)
     ax = fig.add_subplot()
-    floor = 1e-4
-    ax.plot([floor, 1], [floor, 1], ls="--", color="grey", lw=0.8, label="chance")
-    for label, (fpr, tpr) in curves.items():
-        ax.plot(np.clip(fpr, floor, 1), np.clip(tpr, floor, 1), lw=1.4, label=label)
+    ax.plot([_FLOOR, 1], [_FLOOR, 1], ls="--", color="grey", lw=0.8, label="chance")
     ax.set_xscale("log")
     ax.set_yscale("log")
     decades = [10.0**e for e in range(-4, 1)]
@@ -103,16 +105,74 @@ def roc_png(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str = ""
         axis.set_major_locator(FixedLocator(decades))
         axis.set_major_formatter(FixedFormatter(names))
         axis.set_minor_locator(NullLocator())
-    ax.set_xlim(floor, 1)
-    ax.set_ylim(floor, 1)
+    ax.set_xlim(_FLOOR, 1)
+    ax.set_ylim(_FLOOR, 1)
     ax.grid(True, which="major", lw=0.4, alpha=0.5)
     ax.set_xlabel("false-positive rate")
     ax.set_ylabel("true-positive rate")
+    return fig, ax
+
+
+def _add_curves(ax, curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str) -> list:
+    """The plot's own parts on ``ax``: one line per curve, the title, the legend; returns them in
+    the order a full draw paints them (lines, then the title, then the legend)."""
+    lines = [ax.plot(np.clip(fpr, _FLOOR, 1), np.clip(tpr, _FLOOR, 1), lw=1.4, label=label)[0]
+             for label, (fpr, tpr) in curves.items()]
     if title:
         ax.set_title(title, fontsize=9)
-    ax.legend(loc="lower right", fontsize=7)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", pil_kwargs={"compress_level": 3})  # Pillow's default 6: 11% slower, 10% smaller
+    return lines + ([ax.title] if title else []) + [ax.legend(loc="lower right", fontsize=7)]
+
+
+def roc_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str = ""):
+    """The ROC plot as a whole matplotlib figure (``roc_png`` paints the same pixels faster)."""
+    fig, ax = _roc_axes(bool(title))
+    _add_curves(ax, curves, title)
+    return fig
+
+
+_PNG = {"format": "png", "pil_kwargs": {"compress_level": 3}}  # Pillow's default 6: 11% slower, 10% smaller
+_painted: dict = {}  # titled -> (figure, axes, its fixed parts painted without the spines)
+_paint_lock = threading.Lock()
+
+
+def roc_png(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str = "") -> bytes:
+    """A log-log ROC plot of ``{label: (fpr, tpr)}`` with the chance diagonal, as PNG bytes.
+
+    Drawn once per attack per trial on the process that records the trial, so it is kept cheap:
+    the fixed parts (``_roc_axes``: axes, ticks and their labels, whose text layout was most of a
+    plot's time) are painted once per process, and each plot restores those pixels and paints only
+    its lines, the spines, the title and the legend over them, in the order a full draw paints
+    them, so the image is the one ``roc_figure(curves, title).savefig`` gives, pixel for pixel
+    (tested): 0.05 -> 0.014 s per plot."""
+    import io
+
+    from matplotlib.image import imsave
+
+    titled = bool(title)
+    with _paint_lock:
+        if titled not in _painted:
+            fig, ax = _roc_axes(titled)
+            spines = list(ax.spines.values())  # zorder 2.5: above the curves (2), so painted per plot
+            for spine in spines:
+                spine.set_visible(False)
+            fig.canvas.draw()
+            for spine in spines:
+                spine.set_visible(True)
+            _painted[titled] = fig, ax, fig.canvas.copy_from_bbox(fig.bbox)
+        fig, ax, fixed = _painted[titled]
+        canvas = fig.canvas
+        canvas.restore_region(fixed)
+        ax.set_prop_cycle(None)  # the curves' colours start where a new figure's do
+        parts = _add_curves(ax, curves, title)
+        renderer = canvas.get_renderer()
+        for artist in parts[:len(curves)] + list(ax.spines.values()) + parts[len(curves):]:
+            artist.draw(renderer)
+        buf = io.BytesIO()
+        imsave(buf, canvas.buffer_rgba(), origin="upper", dpi=fig.dpi, **_PNG)
+        for artist in parts:
+            if artist is not ax.title:
+                artist.remove()
+        ax.set_title("")
     return buf.getvalue()
 
 
