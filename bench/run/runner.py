@@ -12,6 +12,7 @@ import time
 from datetime import datetime
 
 from bench.core.console import Printer, ProgressReporter, set_sink
+from bench.core.errors import RecordError
 from bench.core.keys import Tag, plan_key
 from bench.core.options import RunOptions
 from bench.core.plugins import get_registry, plugin_versions
@@ -37,15 +38,23 @@ def join_cluster(opts: RunOptions, verbose: bool, say) -> bool:
     return started
 
 
-def close_run(client, experiment_id: str, parent: str, status: str, started_ray: bool) -> None:
-    """End a parent run: trials an interrupt cut off become KILLED; shut down the Ray we started."""
-    if status == "KILLED":
-        tracking.kill_unfinished_children(client, experiment_id, parent)
-    client.set_terminated(parent, status)
-    if started_ray:
-        import ray
+def close_run(client, experiment_id: str, parent: str, status: str, started_ray: bool) -> RecordError | None:
+    """End a parent run: trials an interrupt cut off become KILLED; shut down the Ray we started.
+    Returns the ``RecordError`` if the store refused (for the caller to raise once no other
+    exception is on its way out), else None."""
+    try:
+        with tracking.recording(f"marking the parent run {parent} {status} in the MLflow store"):
+            if status == "KILLED":
+                tracking.kill_unfinished_children(client, experiment_id, parent)
+            client.set_terminated(parent, status)
+    except RecordError as exc:
+        return exc
+    finally:
+        if started_ray:
+            import ray
 
-        ray.shutdown()
+            ray.shutdown()
+    return None
 
 
 def open_parent(plan, opts: RunOptions, versions: dict, plugins: dict, say):
@@ -56,30 +65,32 @@ def open_parent(plan, opts: RunOptions, versions: dict, plugins: dict, say):
 
     experiment_id = tracking.setup_experiment(plan.tracking_uri, opts.experiment)
     client = MlflowClient(plan.tracking_uri)
-    reaped = tracking.reap_dead_runs(client)  # before --resume looks for its parent run
-    if reaped:
-        say(tracking.reap_notice(reaped), always=True)
-    pkey = plan_key(t.trial_key for t in plan.trials)
-    earlier = tracking.find_resumable(client, experiment_id, pkey) if opts.resume else None
-    done: dict[str, dict] = {}
-    if earlier is not None:
-        parent_run, done = earlier
-        parent, run_name = parent_run.info.run_id, parent_run.info.run_name
-        tracking.kill_unfinished_children(client, experiment_id, parent)  # left RUNNING by a killed run
-        client.update_run(parent, status="RUNNING")
-        tracking.claim_parent(client, parent)
-        say(f"resuming parent run {parent} ('{run_name}'): {sum(t.trial_key in done for t in plan.trials)} of "
-            f"{len(plan.trials)} trial(s) already finished")
-    else:
-        if opts.resume:
-            say(f"--resume: no earlier run of this plan in experiment '{opts.experiment}'; starting a new one")
-        run_name = opts.run_name or f"bench-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-        options = {k: v for k, v in opts.as_dict().items() if k != "resume"}
-        parent_params = tracking.flatten({"options": options, "versions": versions, "plugins": plugins})
-        parent = tracking.start_parent(plan.tracking_uri, experiment_id, run_name, parent_params,
-                                       {Tag.TRIALS: str(len(plan.trials)), Tag.PLAN_KEY: pkey})
-        say(f"parent run {parent} ('{run_name}')")
-        client.log_text(parent, json.dumps({"options": options, "trials": [t.as_dict() for t in plan.trials]}, indent=1, default=str), "experiment.json")
+    with tracking.recording("opening the run in the MLflow store"):
+        reaped = tracking.reap_dead_runs(client)  # before --resume looks for its parent run
+        if reaped:
+            say(tracking.reap_notice(reaped), always=True)
+        pkey = plan_key(t.trial_key for t in plan.trials)
+        earlier = tracking.find_resumable(client, experiment_id, pkey) if opts.resume else None
+        done: dict[str, dict] = {}
+        if earlier is not None:
+            parent_run, done = earlier
+            parent, run_name = parent_run.info.run_id, parent_run.info.run_name
+            tracking.kill_unfinished_children(client, experiment_id, parent)  # left RUNNING by a killed run
+            client.update_run(parent, status="RUNNING")
+            tracking.claim_parent(client, parent)
+            say(f"resuming parent run {parent} ('{run_name}'): {sum(t.trial_key in done for t in plan.trials)} of "
+                f"{len(plan.trials)} trial(s) already finished")
+        else:
+            if opts.resume:
+                say(f"--resume: no earlier run of this plan in experiment '{opts.experiment}'; starting a new one")
+            run_name = opts.run_name or f"bench-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+            options = {k: v for k, v in opts.as_dict().items() if k != "resume"}
+            parent_params = tracking.flatten({"options": options, "versions": versions, "plugins": plugins})
+            parent = tracking.start_parent(plan.tracking_uri, experiment_id, run_name, parent_params,
+                                           {Tag.TRIALS: str(len(plan.trials)), Tag.PLAN_KEY: pkey})
+            say(f"parent run {parent} ('{run_name}')")
+            client.log_text(parent, json.dumps({"options": options, "trials": [t.as_dict() for t in plan.trials]}, indent=1,
+                                               default=str), "experiment.json")
     return client, experiment_id, parent, run_name, done
 
 
@@ -208,7 +219,8 @@ def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False) -
                               callbacks=[callback], say=say, verbose=verbose)
         else:
             def log_trial(spec, metrics, error):
-                return tracking.log_local_trial(plan.tracking_uri, experiment_id, parent, spec, metrics, error)
+                with tracking.recording(f"recording trial {spec.trial_name} in the MLflow store"):
+                    return tracking.log_local_trial(plan.tracking_uri, experiment_id, parent, spec, metrics, error)
 
             outcome = run_local(trials, payload, log_trial, say)
         reporter.close()  # no progress bar under the summary
@@ -229,10 +241,11 @@ def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False) -
                           title="attacks on the forget set (target: retrain's values)")
             if not any(t.method == "retrain" for t in plan.trials):
                 say("attacks run on unlearned models only: add 'retrain' to --methods for the values to compare with.")
-        client.log_text(parent, report.to_markdown(rows, columns=columns + attack_cols), "summary.md")
-        client.log_text(parent, report.to_csv(rows, columns=columns + attack_cols), "summary.csv")
-        tracking.log_metrics(client, parent, {"trials_finished": len(results), "trials_failed": len(failures),
-                                              "wall_seconds": time.perf_counter() - t_start})
+        with tracking.recording("writing the run's summary to the MLflow store"):
+            client.log_text(parent, report.to_markdown(rows, columns=columns + attack_cols), "summary.md")
+            client.log_text(parent, report.to_csv(rows, columns=columns + attack_cols), "summary.csv")
+            tracking.log_metrics(client, parent, {"trials_finished": len(results), "trials_failed": len(failures),
+                                                  "wall_seconds": time.perf_counter() - t_start})
         if outcome.interrupted:
             status = "KILLED"
             say("interrupted: finished trials are recorded in MLflow.", always=True)
@@ -251,6 +264,8 @@ def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False) -
     finally:
         set_sink(previous_sink)
         reporter.close()
-        close_run(client, experiment_id, parent, status, started_ray)
+        refused = close_run(client, experiment_id, parent, status, started_ray)
+    if refused is not None:
+        raise refused
     say(f"MLflow tracking store: {plan.tracking_uri}; parent run {parent}; wall time {time.perf_counter() - t_start:.1f}s", always=True)
     return code

@@ -136,7 +136,9 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
     finally:
         set_sink(previous_sink)
         reporter.close()
-        close_run(client, experiment_id, parent, status, started_ray)
+        refused = close_run(client, experiment_id, parent, status, started_ray)
+    if refused is not None:
+        raise refused
     return code
 
 

@@ -26,8 +26,8 @@ from typing import Sequence
 from bench.core.errors import RecordError
 from bench.core.keys import Tag
 from bench.core.spec import TrialSpec, spec_of
-from bench.track.tracking import child_tags, error_line, format_exception, log_artifacts, log_earlier_steps, log_metrics, \
-    log_params, record_failure, trial_metrics, trial_params
+from bench.track.tracking import RESUME_HINT, child_tags, error_line, format_exception, log_artifacts, log_earlier_steps, \
+    log_metrics, log_params, record_failure, trial_metrics, trial_params
 
 
 def make_ray_callback(tracking_uri: str, experiment_name: str, parent_run_id: str, table: Sequence[TrialSpec] = ()):
@@ -72,8 +72,7 @@ def make_ray_callback(tracking_uri: str, experiment_name: str, parent_run_id: st
             failed = [job.exception() for job in jobs if job.exception() is not None]
             if failed:
                 raise RecordError(f"{len(failed)} write(s) of the trials' runs to the MLflow store failed, the first: "
-                                  f"{error_line(format_exception(failed[0]))}. Trials recorded as FINISHED are kept: rerun "
-                                  "with --resume once the store takes writes.") from failed[0]
+                                  f"{error_line(format_exception(failed[0]))}. {RESUME_HINT}") from failed[0]
 
         def close(self) -> None:
             """``drain``, then end the writer thread (the process's exit waits for threads left running)."""

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.core.contracts import render
+from bench.core.errors import RecordError
 from bench.core.keys import ARTIFACTS_KEY, STEPS_KEY, Tag
 from bench.core.spec import TrialSpec
 from bench.track.store import new_sqlite_store
@@ -324,6 +325,23 @@ def kill_unfinished_children(client, experiment_id: str, parent_run_id: str) -> 
 
 def format_exception(exc: BaseException) -> str:
     return "".join(tb_module.format_exception(type(exc), exc, exc.__traceback__))
+
+
+#: what a RecordError tells the user to do
+RESUME_HINT = "Trials recorded as FINISHED are kept: rerun with --resume once the store takes writes."
+
+
+@contextmanager
+def recording(what: str):
+    """Turn an error of the tracking store inside the block into ``RecordError`` ("``what`` failed:
+    <the error>", one line and exit status 1 from ``bench``): a measurement the store did not take
+    is never reported as done, and the user sees no traceback for a full disk or a lost server."""
+    try:
+        yield
+    except RecordError:
+        raise
+    except Exception as exc:
+        raise RecordError(f"{what} failed: {error_line(format_exception(exc))}. {RESUME_HINT}") from exc
 
 
 def error_line(error_text: str, limit: int = 300) -> str:

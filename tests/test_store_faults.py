@@ -1,0 +1,118 @@
+"""A tracking store that refuses a write: never a run reported as done without its record, never a
+traceback for it on the terminal. The local executor's trial records, the parent run's summary and
+its closing each fail with one line and exit status 1 (the Ray path: tests/test_ray_runs.py); an
+error of bench's own that is already on its way out is never masked by the store's."""
+
+from __future__ import annotations
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from bench.track import tracking
+
+FT = ("-m", "ft", "-p", "ft.epochs=1", "--executor", "local", "--attacks", "")
+
+
+def _args(workdir, shared_cache):
+    return ("run", *FT, "--cache-dir", str(shared_cache), "--tracking-uri", f"sqlite:///{workdir / 'mlflow.db'}")
+
+
+def _runs(workdir):
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    return client.search_runs([client.get_experiment_by_name("unlearning-bench").experiment_id])
+
+
+def _one_error_line(proc) -> str:
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), proc.stderr
+    return lines[0]
+
+
+def test_a_trial_record_the_store_refuses_ends_the_run_with_one_line(workdir, shared_cache, invoke_bench, monkeypatch):
+    real = tracking.log_metrics
+
+    def full_disk(client, run_id, metrics, step=0):
+        if "forget_acc" in metrics:  # the trial's results, not the parent's bookkeeping
+            raise OSError(28, "No space left on device")
+        real(client, run_id, metrics, step=step)
+
+    monkeypatch.setattr(tracking, "log_metrics", full_disk)
+    proc = invoke_bench(*_args(workdir, shared_cache), cwd=workdir)
+    line = _one_error_line(proc)
+    assert line.startswith("Error: recording trial ft seed=0 in the MLflow store failed: OSError: [Errno 28] No space "
+                           "left on device. Trials recorded as FINISHED are kept: rerun with --resume"), line
+    assert "done    ft" not in proc.stdout  # never reported as done
+    runs = _runs(workdir)
+    parent = next(r for r in runs if "bench.parent" not in r.data.tags and "mlflow.parentRunId" not in r.data.tags)
+    child = next(r for r in runs if r.info.run_id != parent.info.run_id)
+    assert parent.info.status == "FAILED" and child.info.status != "FINISHED" and "forget_acc" not in child.data.metrics
+
+
+@pytest.mark.parametrize("where", ["open", "summary", "close"])
+def test_a_parent_run_the_store_refuses_ends_the_run_with_one_line(workdir, shared_cache, invoke_bench, monkeypatch, where):
+    if where == "summary":
+        real_text = MlflowClient.log_text
+
+        def read_only(self, run_id, text, artifact_file):
+            if artifact_file.startswith("summary"):
+                raise OSError("read-only file system")
+            return real_text(self, run_id, text, artifact_file)
+
+        monkeypatch.setattr(MlflowClient, "log_text", read_only)
+        expected = "Error: writing the run's summary to the MLflow store failed: OSError: read-only file system."
+    elif where == "open":
+        monkeypatch.setattr(MlflowClient, "log_text", lambda *a, **k: (_ for _ in ()).throw(OSError("read-only file system")))
+        expected = "Error: opening the run in the MLflow store failed: OSError: read-only file system."
+    else:
+        real = MlflowClient.set_terminated
+
+        def lost(self, run_id, status=None, end_time=None):
+            if status == "FINISHED" and run_id in parents:
+                raise ConnectionError("the tracking server went away")
+            return real(self, run_id, status, end_time)
+
+        parents: set = set()
+        monkeypatch.setattr(MlflowClient, "set_terminated", lost)
+        real_create = MlflowClient.create_run
+
+        def create(self, experiment_id, *args, **kwargs):
+            run = real_create(self, experiment_id, *args, **kwargs)
+            if not (kwargs.get("tags") or {}).get("mlflow.parentRunId"):
+                parents.add(run.info.run_id)
+            return run
+
+        monkeypatch.setattr(MlflowClient, "create_run", create)
+        expected = "Error: marking the parent run "
+    proc = invoke_bench(*_args(workdir, shared_cache), cwd=workdir)
+    line = _one_error_line(proc)
+    assert line.startswith(expected), line
+    if where == "close":
+        assert "FINISHED in the MLflow store failed: ConnectionError: the tracking server went away." in line
+
+
+def test_the_stores_refusal_to_close_never_masks_an_error_of_benchs_own(workdir, shared_cache, monkeypatch):
+    """A bug's traceback is what a developer needs: the store's failure to close the parent run
+    after it is not raised over it."""
+    import io
+
+    from rich.console import Console
+
+    from bench.core.options import RunOptions
+    from bench.run import runner
+    from bench.track import report
+
+    monkeypatch.setattr(report, "build_rows", lambda *a, **k: (_ for _ in ()).throw(ZeroDivisionError("a bug")))
+    real = MlflowClient.set_terminated
+
+    def gone_at_the_end(self, run_id, status=None, end_time=None):
+        if status == "FAILED":  # the parent run, closed after the bug
+            raise OSError("store gone")
+        return real(self, run_id, status, end_time)
+
+    monkeypatch.setattr(MlflowClient, "set_terminated", gone_at_the_end)
+    opts = RunOptions(executor="local", tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}", cache_dir=str(shared_cache),
+                      methods="ft", params={"ft": {"epochs": 1}}, attacks="")
+    with pytest.raises(ZeroDivisionError, match="a bug"):
+        runner.run(opts, Console(file=io.StringIO()))
