@@ -64,7 +64,8 @@ def test_a_parent_run_the_store_refuses_ends_the_run_with_one_line(workdir, shar
         expected = "Error: writing the run's summary to the MLflow store failed: OSError: read-only file system."
     elif where == "open":
         monkeypatch.setattr(MlflowClient, "log_text", lambda *a, **k: (_ for _ in ()).throw(OSError("read-only file system")))
-        expected = "Error: opening the run in the MLflow store failed: OSError: read-only file system."
+        expected = ("Error: opening the run in the MLflow store failed: OSError: read-only file system. Nothing was run: "
+                    "rerun once the store takes writes.")
     else:
         real = MlflowClient.set_terminated
 
@@ -116,3 +117,11 @@ def test_the_stores_refusal_to_close_never_masks_an_error_of_benchs_own(workdir,
                       methods="ft", params={"ft": {"epochs": 1}}, attacks="")
     with pytest.raises(ZeroDivisionError, match="a bug"):
         runner.run(opts, Console(file=io.StringIO()))
+
+
+def test_bench_tune_whose_run_the_store_refuses_ends_with_one_line(workdir, shared_cache, invoke_bench, monkeypatch):
+    monkeypatch.setattr(tracking, "start_parent", lambda *a, **k: (_ for _ in ()).throw(OSError("read-only file system")))
+    proc = invoke_bench("tune", "--method", "ft", "--num-samples", "2", "--cache-dir", str(shared_cache),
+                        "--tracking-uri", f"sqlite:///{workdir / 'mlflow.db'}", cwd=workdir)
+    assert _one_error_line(proc) == ("Error: opening the run in the MLflow store failed: OSError: read-only file system. "
+                                     "Nothing was run: rerun once the store takes writes.")

@@ -38,12 +38,13 @@ def join_cluster(opts: RunOptions, verbose: bool, say) -> bool:
     return started
 
 
-def close_run(client, experiment_id: str, parent: str, status: str, started_ray: bool) -> RecordError | None:
+def close_run(client, experiment_id: str, parent: str, status: str, started_ray: bool,
+              then: str = tracking.RESUME_HINT) -> RecordError | None:
     """End a parent run: trials an interrupt cut off become KILLED; shut down the Ray we started.
     Returns the ``RecordError`` if the store refused (for the caller to raise once no other
     exception is on its way out), else None."""
     try:
-        with tracking.recording(f"marking the parent run {parent} {status} in the MLflow store"):
+        with tracking.recording(f"marking the parent run {parent} {status} in the MLflow store", then):
             if status == "KILLED":
                 tracking.kill_unfinished_children(client, experiment_id, parent)
             client.set_terminated(parent, status)
@@ -65,7 +66,7 @@ def open_parent(plan, opts: RunOptions, versions: dict, plugins: dict, say):
 
     experiment_id = tracking.setup_experiment(plan.tracking_uri, opts.experiment)
     client = MlflowClient(plan.tracking_uri)
-    with tracking.recording("opening the run in the MLflow store"):
+    with tracking.recording("opening the run in the MLflow store", "Nothing was run: rerun once the store takes writes."):
         reaped = tracking.reap_dead_runs(client)  # before --resume looks for its parent run
         if reaped:
             say(tracking.reap_notice(reaped), always=True)

@@ -91,7 +91,8 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
                  "seed": seed, "space": {k: d.describe() for k, d in method_obj.search_space.items()}},
         "options": {k: v for k, v in opts.as_dict().items() if k != "resume"}, "versions": versions, "plugins": plugins,
     })
-    parent = tracking.start_parent(plan.tracking_uri, experiment_id, run_name, params, {"bench.kind": "tune"})
+    with tracking.recording("opening the run in the MLflow store", "Nothing was run: rerun once the store takes writes."):
+        parent = tracking.start_parent(plan.tracking_uri, experiment_id, run_name, params, {"bench.kind": "tune"})
     say(f"tuning '{method}' over {', '.join(space)}: {num_samples} sample(s), objective {objective} ({mode}), scheduler {scheduler}")
     say(f"MLflow tracking store: {plan.tracking_uri}; parent run {parent} ('{run_name}')")
     started_ray = False
@@ -122,10 +123,11 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
             best_params = {method: dict(spec.params)}
             path = Path(output or f"best-params-{method}.json")
             path.write_text(json.dumps(best_params, indent=1) + "\n")
-            client.log_text(parent, json.dumps(best_params, indent=1), "best_params.json")
-            tracking.log_params(client, parent, tracking.flatten({"best": dict(spec.params)}))
-            tracking.log_metrics(client, parent, {f"best_{objective}": value, "samples_finished": len(outcome.results),
-                                                  "wall_seconds": time.perf_counter() - t_start})
+            with tracking.recording("writing the best parameters to the MLflow store", f"They are saved in {path}."):
+                client.log_text(parent, json.dumps(best_params, indent=1), "best_params.json")
+                tracking.log_params(client, parent, tracking.flatten({"best": dict(spec.params)}))
+                tracking.log_metrics(client, parent, {f"best_{objective}": value, "samples_finished": len(outcome.results),
+                                                      "wall_seconds": time.perf_counter() - t_start})
             say(f"best sample: {spec.trial_name}: {objective}={value:.4f} with "
                 + ", ".join(f"{k}={spec.params[k]!r}" for k in space))
             say(f"best parameters written to {path} and to MLflow (run {parent}, best_params.json); "
@@ -136,7 +138,7 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
     finally:
         set_sink(previous_sink)
         reporter.close()
-        refused = close_run(client, experiment_id, parent, status, started_ray)
+        refused = close_run(client, experiment_id, parent, status, started_ray, "The samples' runs written before it are kept.")
     if refused is not None:
         raise refused
     return code

@@ -332,16 +332,17 @@ RESUME_HINT = "Trials recorded as FINISHED are kept: rerun with --resume once th
 
 
 @contextmanager
-def recording(what: str):
+def recording(what: str, then: str = RESUME_HINT):
     """Turn an error of the tracking store inside the block into ``RecordError`` ("``what`` failed:
-    <the error>", one line and exit status 1 from ``bench``): a measurement the store did not take
-    is never reported as done, and the user sees no traceback for a full disk or a lost server."""
+    <the error>. ``then``", one line and exit status 1 from ``bench``): a measurement the store did
+    not take is never reported as done, and the user sees no traceback for a full disk or a lost
+    server."""
     try:
         yield
     except RecordError:
         raise
     except Exception as exc:
-        raise RecordError(f"{what} failed: {error_line(format_exception(exc))}. {RESUME_HINT}") from exc
+        raise RecordError(f"{what} failed: {error_line(format_exception(exc))}. {then}") from exc
 
 
 def error_line(error_text: str, limit: int = 300) -> str:
