@@ -50,7 +50,7 @@ def test_a_trial_record_the_store_refuses_ends_the_run_with_one_line(workdir, sh
     assert parent.info.status == "FAILED" and child.info.status != "FINISHED" and "forget_acc" not in child.data.metrics
 
 
-@pytest.mark.parametrize("where", ["open", "summary", "close"])
+@pytest.mark.parametrize("where", ["open", "references", "summary", "close"])
 def test_a_parent_run_the_store_refuses_ends_the_run_with_one_line(workdir, shared_cache, invoke_bench, monkeypatch, where):
     if where == "summary":
         real_text = MlflowClient.log_text
@@ -62,6 +62,16 @@ def test_a_parent_run_the_store_refuses_ends_the_run_with_one_line(workdir, shar
 
         monkeypatch.setattr(MlflowClient, "log_text", read_only)
         expected = "Error: writing the run's summary to the MLflow store failed: OSError: read-only file system."
+    elif where == "references":
+        real_metrics = tracking.log_metrics
+
+        def refused(client, run_id, metrics, step=0):
+            if "references_trained" in metrics:
+                raise OSError("read-only file system")
+            real_metrics(client, run_id, metrics, step=step)
+
+        monkeypatch.setattr(tracking, "log_metrics", refused)
+        expected = "Error: recording the references in the MLflow store failed: OSError: read-only file system. The references"
     elif where == "open":
         monkeypatch.setattr(MlflowClient, "log_text", lambda *a, **k: (_ for _ in ()).throw(OSError("read-only file system")))
         expected = ("Error: opening the run in the MLflow store failed: OSError: read-only file system. Nothing was run: "

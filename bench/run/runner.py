@@ -208,7 +208,9 @@ def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False) -
         from bench.track.ray_runs import make_ray_callback
 
         payload, ref_rows, trained = prepare_references(plan, versions, say)
-        tracking.log_metrics(client, parent, {"references_trained": trained})
+        with tracking.recording("recording the references in the MLflow store", "The references are cached: rerun once "
+                                "the store takes writes."):
+            tracking.log_metrics(client, parent, {"references_trained": trained})
 
         trials = [plan.trials[i] for i in todo]
         if not trials:
