@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 from mlflow.tracking import MlflowClient
 
+from bench.core.keys import Tag
 from bench.track import tracking
 
 FT = ("-m", "ft", "-p", "ft.epochs=1", "--executor", "local", "--attacks", "")
@@ -45,7 +46,7 @@ def test_a_trial_record_the_store_refuses_ends_the_run_with_one_line(workdir, sh
                            "left on device. Trials recorded as FINISHED are kept: rerun with --resume"), line
     assert "done    ft" not in proc.stdout  # never reported as done
     runs = _runs(workdir)
-    parent = next(r for r in runs if "bench.parent" not in r.data.tags and "mlflow.parentRunId" not in r.data.tags)
+    parent = next(r for r in runs if r.data.tags.get(Tag.ROLE) == "parent")
     child = next(r for r in runs if r.info.run_id != parent.info.run_id)
     assert parent.info.status == "FAILED" and child.info.status != "FINISHED" and "forget_acc" not in child.data.metrics
 
@@ -80,21 +81,11 @@ def test_a_parent_run_the_store_refuses_ends_the_run_with_one_line(workdir, shar
         real = MlflowClient.set_terminated
 
         def lost(self, run_id, status=None, end_time=None):
-            if status == "FINISHED" and run_id in parents:
+            if status == "FINISHED" and self.get_run(run_id).data.tags.get(Tag.ROLE) == "parent":
                 raise ConnectionError("the tracking server went away")
             return real(self, run_id, status, end_time)
 
-        parents: set = set()
         monkeypatch.setattr(MlflowClient, "set_terminated", lost)
-        real_create = MlflowClient.create_run
-
-        def create(self, experiment_id, *args, **kwargs):
-            run = real_create(self, experiment_id, *args, **kwargs)
-            if not (kwargs.get("tags") or {}).get("mlflow.parentRunId"):
-                parents.add(run.info.run_id)
-            return run
-
-        monkeypatch.setattr(MlflowClient, "create_run", create)
         expected = "Error: marking the parent run "
     proc = invoke_bench(*_args(workdir, shared_cache), cwd=workdir)
     line = _one_error_line(proc)
