@@ -12,21 +12,29 @@ pattern under noise, so the models learn something) written to a temporary folde
 harness's ``imagefolder`` dataset; model ``resnet18-cifar``; attacks off (the trials' own work).
 
 1. A first `bench run` (``--seeds 0..T-1``, T = ``--trials``; ``--gpus-per-trial 1``) trains and
-   caches every reference as Ray tasks on the GPU.
-2. For each packing p in ``--packing``: the same run again, cached, with ``--gpus-per-trial 1/p``
-   (CPU path: ``--cpus-per-trial 1/p``): prints trials per minute over the trial phase (first
-   "running" line to last "done" line of bench's own timestamps), how many trials ran at once
-   (from those lines), and the GPU's utilisation and memory sampled every 0.5 s over the trial
-   phase (``nvidia-smi``; ``torch.cuda.utilization`` where nvidia-smi is missing).
-3. The retrained reference's time per epoch (its ``retrain_seconds`` in MLflow over the recipe's
+   caches every reference as Ray tasks on the GPU (prints how long they took, one after another),
+   then runs the trials one per GPU: the first packing's figures.
+2. The retrained reference's time per epoch (its ``retrain_seconds`` in MLflow over the recipe's
    epochs) against a plain torch loop (same model, data on the GPU, same batch size, SGD with
    momentum, per-step cosine schedule, cross-entropy) on the same GPU, after one warm-up epoch.
-   Target: the harness within 1.1x of the plain loop.
+   Target: the harness within 1.1x of the plain loop. Printed before the other packings, so a run
+   cut short by a time limit still has it.
+3. For each other packing p in ``--packing``: the same run again, cached, with ``--gpus-per-trial
+   1/p`` (CPU path: ``--cpus-per-trial 1/p``): trials per minute over the trial phase (each trial
+   from its "running" line for the seconds its "done" line gives), how many trials ran at once
+   (from those spans), and the GPU's utilisation and memory sampled every 0.5 s over the trial
+   phase (``nvidia-smi``; ``torch.cuda.utilization`` where nvidia-smi is missing).
+
+Every figure also goes to ``bench_gpu.json`` under ``--out`` as soon as it is measured. Each line
+starts with the script's elapsed time, for fitting a run into a GPU lease: on an H200 the first
+measured run (2026-12-04, before reference tasks kept their workers) spent 230 s on the 16
+references of the default ``--trials 8``; ``--trials 4 --packing 1,4`` is the short form.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -106,28 +114,54 @@ class GpuSampler:
                 f"({len(inside)} samples), memory max {max(m for _, m in inside):.0f} MiB")
 
 
-LINE = re.compile(r"^\s*([0-9.]+)s\s+\[(\d+)/(\d+)\] (running|done   |FAILED )")
+LINE = re.compile(r"^\s*([0-9.]+)s\s+\[(\d+)/(\d+)\] (running|done   |FAILED )(.*)$")
+TOOK = re.compile(r" in ([0-9.]+)s: ")
 
 
 def trial_phase(lines: list[str]) -> tuple[float, float, int]:
-    """(first running, last done) in bench's seconds, and the most trials running at once."""
-    t_first = t_last = None
-    running = most = 0
+    """(first start, last end) of the trials in bench's seconds, and the most trials running at once.
+
+    A trial runs from its "running" line for the seconds its "done" line gives ("in 12.3s"): the
+    "done" line itself is printed once the trial's run is recorded (``bench.track.ray_runs``), after
+    the next trial may have started, so its time would overstate the overlap. A failed trial ends
+    at its "FAILED" line."""
+    start: dict[str, float] = {}
+    spans: list[tuple[float, float]] = []
     for line in lines:
         m = LINE.match(line)
         if not m:
             continue
-        t = float(m.group(1))
-        if m.group(4) == "running":
-            t_first = t if t_first is None else t_first
-            running += 1
-            most = max(most, running)
-        else:
-            running -= 1
-            t_last = t
-    if t_first is None or t_last is None:
+        t, trial, kind = float(m.group(1)), m.group(2), m.group(4)
+        if kind == "running":
+            start[trial] = t
+            continue
+        began = start.pop(trial, t)
+        took = TOOK.search(m.group(5)) if kind.startswith("done") else None
+        spans.append((began, began + float(took.group(1)) if took else t))
+    if not spans:
         raise SystemExit("no trial lines in bench's output:\n" + "\n".join(lines[-40:]))
-    return t_first, t_last, most
+    events = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans], key=lambda e: (e[0], e[1]))
+    running = most = 0
+    for _, step in events:  # an end before a start at the same instant: back to back is not overlap
+        running += step
+        most = max(most, running)
+    return min(a for a, _ in spans), max(b for _, b in spans), most
+
+
+def reference_phase(lines: list[str]) -> tuple[int, float] | None:
+    """(references trained, seconds from bench's "training N reference model(s)" line to its
+    "references:" line), or None when every reference came from the cache."""
+    stamp = re.compile(r"^\s*([0-9.]+)s\s")
+    t_start = n = None
+    for line in lines:
+        m = stamp.match(line)
+        if not m:
+            continue
+        if t_start is None and (k := re.search(r"training (\d+) reference model", line)):
+            t_start, n = float(m.group(1)), int(k.group(1))
+        elif t_start is not None and "references:" in line:
+            return n, float(m.group(1)) - t_start
+    return None
 
 
 def throughput_line(rates: list[tuple[int, float]]) -> str:
@@ -214,14 +248,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cuda", help="cuda (the benchmark) or cpu (its CPU path, for tests)")
     ap.add_argument("--images", type=int, default=10000, help="synthetic images in all (20%% test)")
-    ap.add_argument("--epochs", type=int, default=5, help="recipe epochs of the references (and of ft)")
+    ap.add_argument("--epochs", type=int, default=5, help="recipe epochs of the references")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--trials", type=int, default=8, help="trials per run (seeds 0..T-1 of each method)")
     ap.add_argument("--packing", default="1,2,4", help="trials per GPU (CPU path: per CPU)")
     ap.add_argument("--methods", default="ft")
     ap.add_argument("--model", default="resnet18-cifar", help="the benchmark's model; another spec only to check the script")
-    ap.add_argument("--out", default=None, help="keep the data, cache and MLflow store here")
+    ap.add_argument("--out", default=None, help="keep the data, cache, MLflow store and bench_gpu.json here")
     a = ap.parse_args()
+    t_script = time.perf_counter()
     gpu = a.device.startswith("cuda")
     if gpu:
         import torch
@@ -235,43 +270,77 @@ def main() -> None:
     tmp_ctx = tempfile.TemporaryDirectory() if a.out is None else None
     root = Path(a.out or tmp_ctx.name).resolve()  # bench runs with cwd=root: relative paths would break
     root.mkdir(parents=True, exist_ok=True)
+    summary: dict = {"device": name, "model": a.model, "methods": a.methods, "trials": a.trials, "epochs": a.epochs,
+                     "batch_size": a.batch_size, "images": a.images, "packing": {}}
+
+    def say(text: str) -> None:
+        print(f"[{time.perf_counter() - t_script:6.1f}s] {text}", flush=True)
+
+    def save() -> None:
+        (root / "bench_gpu.json").write_text(json.dumps(summary, indent=1))
+
     try:
         data = root / "images"
         if not data.exists():
             t0 = time.perf_counter()
             make_images(data, a.images)
-            print(f"wrote {a.images} CIFAR-shaped synthetic images in {time.perf_counter() - t0:.1f}s")
+            say(f"wrote {a.images} CIFAR-shaped synthetic images in {time.perf_counter() - t0:.1f}s")
         uri = f"sqlite:///{root}/mlflow.db"
         common = ["run", "--dataset", f"imagefolder:{data},size=32", "--model", a.model, "--methods", a.methods,
                   "--seeds", f"0-{a.trials - 1}" if a.trials > 1 else "0", "--attacks", "", "--device", a.device,
                   "--recipe", f"epochs={a.epochs}", "--recipe", f"batch_size={a.batch_size}",
                   "--cache-dir", str(root / "cache"), "--tracking-uri", uri]
         resource = "--gpus-per-trial" if gpu else "--cpus-per-trial"
-        print(f"device: {name}; {a.trials} trial(s) of {a.methods} per run, {a.model}, {a.epochs} epoch(s), "
-              f"batch {a.batch_size}, {a.images} images")
-        t0 = time.perf_counter()
-        lines, _ = run_bench([*common, resource, "1", "--experiment", "references"], str(root))
-        refs = [line.strip() for line in lines if "references:" in line]
-        print(f"first run (trains {2 * a.trials} references as Ray tasks, {resource} 1): {time.perf_counter() - t0:.1f}s; "
-              f"{refs[0] if refs else ''}")
+        unit = "GPU" if gpu else "CPU"
+        say(f"device: {name}; {a.trials} trial(s) of {a.methods} per run, {a.model}, {a.epochs} epoch(s), "
+            f"batch {a.batch_size}, {a.images} images")
         rows = []
+
+        def packed_row(p: int, lines: list[str], t_zero: float, sampler: GpuSampler) -> None:
+            first, last, most = trial_phase(lines)
+            phase = last - first
+            rate = a.trials / phase * 60 if phase > 0 else float("inf")
+            usage = sampler.between(t_zero + first, t_zero + last)
+            rows.append((p, rate))
+            summary["packing"][str(p)] = {"share": 1 / p, "trial_phase_s": round(phase, 2),
+                                          "trials_per_min": round(rate, 2), "most_at_once": most, "usage": usage}
+            say(f"{p} trial(s) per {unit} ({resource} {1 / p:.4g}): trial phase {phase:6.1f}s, {rate:6.1f} trials/min, "
+                f"at most {most} running at once; {usage}")
+            save()
+
         with GpuSampler(a.device) as sampler:
+            # 1. the references (Ray tasks), then the trials at one per device: the first packing's figure
+            t0 = time.perf_counter()
+            lines, t_zero = run_bench([*common, resource, "1", "--experiment", "packed-1"], str(root), sampler)
+            refs = reference_phase(lines)
+            ref_text = "every reference from the cache" if refs is None else \
+                f"{refs[0]} references trained in {refs[1]:.1f}s ({refs[1] / max(refs[0], 1):.1f}s each, tasks in turn)"
+            summary["first_run_s"] = round(time.perf_counter() - t0, 1)
+            if refs is not None:
+                summary["references"] = {"trained": refs[0], "seconds": round(refs[1], 1)}
+            say(f"first run ({resource} 1): {summary['first_run_s']:.1f}s; {ref_text}")
+            # 2. the retrained reference's training against a plain loop (before the other packings,
+            # so that a run cut short by a time limit still has it)
+            seconds, forget_size = retrain_record(uri)
+            harness = seconds / a.epochs
+            loop = plain_loop_epoch(data, a.model, forget_size, a.epochs, a.batch_size, 0.05, a.device)
+            summary["epoch_s"] = {"harness": round(harness, 4), "plain_loop": round(loop, 4), "ratio": round(harness / loop, 3)}
+            say(f"retrained reference: {harness:.3f} s/epoch in the harness vs {loop:.3f} s/epoch in a plain torch loop "
+                f"on the same device: ratio {harness / loop:.2f} (target <= 1.1)")
+            save()
+            if 1 in packing:
+                packed_row(1, lines, t_zero, sampler)
+            # 3. the same trials again (references cached) at each other packing
             for p in packing:
-                share = f"{1 / p:.4g}"
-                lines, t_zero = run_bench([*common, resource, share, "--experiment", f"packed-{p}"], str(root), sampler)
-                first, last, most = trial_phase(lines)
-                phase = last - first
-                rate = a.trials / phase * 60 if phase > 0 else float("inf")
-                rows.append((p, share, phase, rate, most, sampler.between(t_zero + first, t_zero + last)))
-                print(f"{p} trial(s) per {'GPU' if gpu else 'CPU'} ({resource} {share}): trial phase {phase:6.1f}s, "
-                      f"{rate:6.1f} trials/min, at most {most} running at once; {rows[-1][5]}")
+                if p == 1:
+                    continue
+                lines, t_zero = run_bench([*common, resource, f"{1 / p:.4g}", "--experiment", f"packed-{p}"], str(root), sampler)
+                packed_row(p, lines, t_zero, sampler)
         if len(rows) > 1:
-            print(throughput_line([(p, rate) for p, _, _, rate, _, _ in rows]))
-        seconds, forget_size = retrain_record(uri)
-        harness = seconds / a.epochs
-        loop = plain_loop_epoch(data, a.model, forget_size, a.epochs, a.batch_size, 0.05, a.device)
-        print(f"retrained reference: {harness:.3f} s/epoch in the harness vs {loop:.3f} s/epoch in a plain torch loop "
-              f"on the same device: ratio {harness / loop:.2f} (target <= 1.1)")
+            say(throughput_line(rows))
+        summary["total_s"] = round(time.perf_counter() - t_script, 1)
+        save()
+        say(f"figures in {root / 'bench_gpu.json'}" if tmp_ctx is None else "done")
     finally:
         if tmp_ctx is not None:
             tmp_ctx.cleanup()

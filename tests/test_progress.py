@@ -140,7 +140,7 @@ def test_rich_bar_on_a_terminal():
 
 def test_local_executor_reports_reference_training(tmp_path, monkeypatch):
     """A reference trained in process reports through the driver's sink, named as the job."""
-    from bench.run import executor
+    from bench.run import ref_tasks
 
     monkeypatch.setattr(console, "SEND_INTERVAL", 0.0)
 
@@ -157,7 +157,7 @@ def test_local_executor_reports_reference_training(tmp_path, monkeypatch):
 
     events = []
     with console.sink(events.append):
-        executor.train_many_local([Job()])
+        ref_tasks.train_many_local([Job()])
     steps = [e for e in events if not e.get("end")]
     assert [e["done"] for e in steps] == [1, 2, 3] and steps[0]["name"] == "original toy"
 

@@ -27,9 +27,14 @@ def test_bench_gpu_runs_its_cpu_path(tmp_path):
     # one packing (2 per CPU) after the references' run: each packing is the same loop with another
     # share, and every bench run through Ray costs this test ~35 s; the throughput line's arithmetic
     # is tested below
-    line = next(x for x in out.splitlines() if x.startswith("2 trial(s) per CPU"))
+    line = next(x for x in out.splitlines() if "] 2 trial(s) per CPU" in x)
     assert "--cpus-per-trial 0.5" in line and "trials/min" in line and "GPU utilisation n/a" in line
     assert "s/epoch in the harness vs" in out and "ratio" in out
+    assert "4 references trained in" in out  # the first run trains 2 per seed, one after another
+    import json
+
+    figures = json.loads((tmp_path / "g" / "bench_gpu.json").read_text())
+    assert set(figures["packing"]) == {"2"} and figures["epoch_s"]["ratio"] > 0 and figures["references"]["trained"] == 4
 
 
 def test_throughput_line_is_relative_to_the_first_packing():
@@ -52,6 +57,15 @@ def test_trial_phase_reads_bench_lines():
              "  12.0s  [1/3] done    ft seed=0 in 2.0s: x", "  12.0s  [3/3] running ft seed=2",
              "  13.5s  [2/3] FAILED  ft seed=1: boom", "  14.0s  [3/3] done    ft seed=2 in 2.0s: x"]
     assert bench_gpu.trial_phase(lines) == (10.0, 14.0, 2)
+    # a "done" line is printed once the trial's run is recorded, after the next trial started: the
+    # trial's own seconds, not the line's time, say when it ended (one trial at a time here)
+    late = ["  10.0s  [1/2] running ft seed=0", "  12.1s  [2/2] running ft seed=1",
+            "  12.6s  [1/2] done    ft seed=0 in 2.0s: x", "  14.9s  [2/2] done    ft seed=1 in 2.5s: x"]
+    assert bench_gpu.trial_phase(late) == (10.0, 14.6, 1)
+    refs = ["   0.5s  planning", "   3.0s  training 4 reference model(s): original a; retrained a",
+            "  11.0s  references: 4 trained, 0 from cache (c)", "  12.0s  [1/1] running ft seed=0"]
+    assert bench_gpu.reference_phase(refs) == (4, 8.0)
+    assert bench_gpu.reference_phase(["   1.0s  references: 0 trained, 4 from cache (c)"]) is None
 
 
 @pytest.mark.slow

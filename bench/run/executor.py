@@ -32,7 +32,7 @@ from bench.core.plugins import in_process_plugins
 from bench.core.spec import TrialSpec, spec_of
 from bench.run.forward import ForwardProgress, in_worker_progress
 from bench.run.payload import Payload
-from bench.run.references import RefJob, train_job
+from bench.run.ref_tasks import release_cuda_memory
 from bench.run.trial import run_trial
 from bench.track.report import summary_line
 from bench.track.tracking import failure_line, format_exception, process_alive, process_started
@@ -74,18 +74,6 @@ def run_local(trials: list[TrialSpec], payload: Payload,
         log_trial(spec, metrics, None)
         say(f"[{i + 1}/{len(trials)}] done    {spec.trial_name} in {time.perf_counter() - t0:.1f}s: {summary_line(metrics)}")
     return out
-
-
-def train_many_local(jobs):
-    return [_train_with_progress(job) for job in jobs]
-
-
-def _train_with_progress(job):
-    """``train_job`` as a progress task (``bench.core.console``): a reference's loop runs the
-    recipe's epochs; a method's own original tells its total itself (SISA)."""
-    total = job.recipe.epochs if isinstance(job, RefJob) else None
-    with console.task(job.describe(), total):
-        return train_job(job)
 
 
 # -- Ray ---------------------------------------------------------------------------------------
@@ -243,33 +231,6 @@ def pickle_in_process_plugins(objects: list[Any]) -> None:
             cloudpickle.register_pickle_by_value(sys.modules[modname])
 
 
-def train_many_ray(cpus: float, gpus: float):
-    def train_many(jobs):
-        import dataclasses
-
-        import ray
-
-        remote = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(_train_reference_task)
-        split_refs: dict[int, Any] = {}
-        futures = []
-        with ForwardProgress() as forward:  # each job's epochs, forwarded to this terminal
-            for job in jobs:
-                if id(job.splits) not in split_refs:
-                    split_refs[id(job.splits)] = ray.put(job.splits)
-                futures.append(remote.remote(dataclasses.replace(job, splits=None), split_refs[id(job.splits)],
-                                             forward.sink_spec()))
-            return ray.get(futures)
-
-    return train_many
-
-
-def _train_reference_task(job, splits, progress=None):
-    import dataclasses
-
-    with in_worker_progress(progress):
-        return _train_with_progress(dataclasses.replace(job, splits=splits))
-
-
 def concurrent_slots(cpus: float, gpus: float) -> int:
     """How many trials of ``cpus`` CPUs and ``gpus`` GPUs the connected Ray cluster runs at once."""
     import ray
@@ -291,8 +252,11 @@ def _tune_trainable(config: dict, payload: Payload, progress: tuple[str, str, fl
     fetch = lambda v: ray.get(v) if isinstance(v, ray.ObjectRef) else v  # noqa: E731
     report = tune.report if config.get("report_epochs") else None
     spec = spec_of(config, table=table)
-    with in_worker_progress(progress), console.task(spec.trial_name):
-        metrics = run_trial(spec, payload, fetch=fetch, report=report)
+    try:
+        with in_worker_progress(progress), console.task(spec.trial_name):
+            metrics = run_trial(spec, payload, fetch=fetch, report=report)
+    finally:
+        release_cuda_memory()  # Tune reuses this actor: trials packed beside it get the memory meanwhile
     tune.report(metrics)
 
 

@@ -8,7 +8,7 @@ from typing import Callable
 
 from bench.core.cache import ReferenceCache
 from bench.eval.shadows import ensure_shadow_set, needs_of
-from bench.run.executor import train_many_local, train_many_ray
+from bench.run.ref_tasks import release_cuda_memory, train_many_local, train_many_ray
 from bench.run.method_training import method_training_jobs, originals_by_group
 from bench.run.payload import Payload, build_payload, reference_jobs
 from bench.run.original import ORIGINAL_KEYS
@@ -57,5 +57,6 @@ def prepare_references(plan, versions: dict, say: Callable[[str], None]) -> tupl
     say(f"references: {trained} trained, {len(refs) - trained - from_file} from cache ({plan.cache_dir})"
         + (f", {from_file} from --original" if from_file else ""))
     payload, ref_rows = build_payload(plan, refs, originals_by_group(plan, refs), attack_models(plan, refs, say, versions))
+    release_cuda_memory()  # the references were evaluated here (on the GPU with --device cuda): the trials need it
     warn_recipe_mismatch(plan, payload, say)  # --original: does the recipe match how it was trained?
     return payload, ref_rows, trained
