@@ -16,7 +16,8 @@ harness's ``imagefolder`` dataset; model ``resnet18-cifar``; attacks off (the tr
    then runs the trials one per GPU: the first packing's figures.
 2. The retrained reference's time per epoch (its ``retrain_seconds`` in MLflow over the recipe's
    epochs) against a plain torch loop (same model, data on the GPU, same batch size, SGD with
-   momentum, per-step cosine schedule, cross-entropy) on the same GPU, after one warm-up epoch.
+   momentum, per-step cosine schedule, cross-entropy, one torch thread as the reference task has
+   at ``--cpus-per-trial 1``) on the same GPU, after one warm-up epoch.
    Target: the harness within 1.1x of the plain loop. Printed before the other packings, so a run
    cut short by a time limit still has it.
 3. For each other packing p in ``--packing``: the same run again, cached, with ``--gpus-per-trial
@@ -203,6 +204,7 @@ def plain_loop_epoch(data_dir: Path, model_spec: str, forget_size: int, epochs: 
     n = len(splits.train_y) - forget_size
     x, y = splits.train_x[:n].to(device), splits.train_y[:n].to(device)
     torch.manual_seed(0)
+    torch.set_num_threads(1)  # as the reference task of the first run (--cpus-per-trial 1 -> 1 torch thread)
     name, _, arg = model_spec.partition(":")
     model = registry.get("model", name).create(splits.num_classes, tuple(splits.input_shape), arg or None).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
