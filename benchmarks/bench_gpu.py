@@ -26,8 +26,9 @@ harness's ``imagefolder`` dataset; model ``resnet18-cifar``; attacks off (the tr
    (from those spans), and the GPU's utilisation and memory sampled every 0.5 s over the trial
    phase (``nvidia-smi``; ``torch.cuda.utilization`` where nvidia-smi is missing).
 
-Every figure also goes to ``bench_gpu.json`` under ``--out`` as soon as it is measured. Each line
-starts with the script's elapsed time, for fitting a run into a GPU lease: on an H200 the first
+Every figure also goes to ``bench_gpu.json`` under ``--out`` as soon as it is measured, and each
+`bench run`'s own lines to ``bench-packed-P.log`` there as they come. Each line the script prints
+starts with its elapsed time, for fitting a run into a GPU lease: on an H200 the first
 measured run (2026-12-04, before reference tasks kept their workers) spent 230 s on the 16
 references of the default ``--trials 8``; ``--trials 4 --packing 1,4`` is the short form.
 """
@@ -171,18 +172,25 @@ def throughput_line(rates: list[tuple[int, float]]) -> str:
     return f"throughput vs {base_p} per device: " + ", ".join(f"{p}/device {r / base:.2f}x" for p, r in rates)
 
 
-def run_bench(args: list[str], cwd: str, sampler: GpuSampler | None = None) -> tuple[list[str], float]:
-    """Run bench, streaming its lines; returns them and the perf_counter time of bench's t=0."""
+def run_bench(args: list[str], cwd: str, sampler: GpuSampler | None = None,
+              log: Path | None = None) -> tuple[list[str], float]:
+    """Run bench, streaming its lines (each also written to ``log`` as it comes, so that a run cut
+    short keeps them); returns them and the perf_counter time of bench's t=0."""
     exe = shutil.which("bench", path=os.path.dirname(sys.executable)) or "bench"
     t_launch = time.perf_counter()
     proc = subprocess.Popen([exe, *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
     lines, t0 = [], None
+    sink = open(log, "w", buffering=1) if log is not None else None
     for line in proc.stdout:
         line = line.rstrip("\n")
         lines.append(line)
+        if sink is not None:
+            sink.write(line + "\n")
         m = re.match(r"^\s*([0-9.]+)s\s", line)
         if t0 is None and m:
             t0 = time.perf_counter() - float(m.group(1))
+    if sink is not None:
+        sink.close()
     if proc.wait():
         raise SystemExit(f"bench {' '.join(args)} failed (exit {proc.returncode}):\n" + "\n".join(lines[-60:]))
     return lines, (t0 if t0 is not None else t_launch)
@@ -313,7 +321,8 @@ def main() -> None:
         with GpuSampler(a.device) as sampler:
             # 1. the references (Ray tasks), then the trials at one per device: the first packing's figure
             t0 = time.perf_counter()
-            lines, t_zero = run_bench([*common, resource, "1", "--experiment", "packed-1"], str(root), sampler)
+            lines, t_zero = run_bench([*common, resource, "1", "--experiment", "packed-1"], str(root), sampler,
+                                      root / "bench-packed-1.log")
             refs = reference_phase(lines)
             ref_text = "every reference from the cache" if refs is None else \
                 f"{refs[0]} references trained in {refs[1]:.1f}s ({refs[1] / max(refs[0], 1):.1f}s each, tasks in turn)"
@@ -336,7 +345,8 @@ def main() -> None:
             for p in packing:
                 if p == 1:
                     continue
-                lines, t_zero = run_bench([*common, resource, f"{1 / p:.4g}", "--experiment", f"packed-{p}"], str(root), sampler)
+                lines, t_zero = run_bench([*common, resource, f"{1 / p:.4g}", "--experiment", f"packed-{p}"], str(root),
+                                          sampler, root / f"bench-packed-{p}.log")
                 packed_row(p, lines, t_zero, sampler)
         if len(rows) > 1:
             say(throughput_line(rows))

@@ -34,6 +34,7 @@ def test_bench_gpu_runs_its_cpu_path(tmp_path):
     import json
 
     figures = json.loads((tmp_path / "g" / "bench_gpu.json").read_text())
+    assert "references:" in (tmp_path / "g" / "bench-packed-1.log").read_text()
     assert set(figures["packing"]) == {"2"} and figures["epoch_s"]["ratio"] > 0 and figures["references"]["trained"] == 4
 
 
