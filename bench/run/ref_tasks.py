@@ -68,7 +68,8 @@ def reuse_gpu_workers(nodes: list[dict]) -> bool:
     16 ResNet-18 references of 5 epochs, 310 steps each: 14 s each, of which the steps are
     a few seconds by the trials' step rate; the rest was not profiled). Our task frees
     PyTorch's cached GPU memory when it ends (:func:`_train_reference_task`), which answers the
-    memory concern. Where a node has several GPUs a reused worker is not safe: CUDA keeps the
+    memory concern; a kept worker still holds its CUDA context until Ray retires it (an idle
+    worker beyond Ray's soft limit of one per CPU). Where a node has several GPUs a reused worker is not safe: CUDA keeps the
     device list of the ``CUDA_VISIBLE_DEVICES`` the process started with, so a later task given
     another GPU would run on the first one. There Ray's default stays (a choice)."""
     return all(float(n.get("Resources", {}).get("GPU", 0)) <= 1 for n in nodes if n.get("Alive", True))
