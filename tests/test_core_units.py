@@ -146,7 +146,7 @@ def test_measure_sees_a_transient_peak_and_not_earlier_ones(kernel, monkeypatch)
 def test_concurrent_slots_counts_trials_that_fit_at_once(monkeypatch):
     import ray
 
-    from bench.run.executor import concurrent_slots
+    from bench.run.ref_tasks import concurrent_slots
 
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0, "GPU": 1.0})
     assert concurrent_slots(1, 0) == 2

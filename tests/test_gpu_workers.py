@@ -1,21 +1,11 @@
-"""Reference tasks that ask for a GPU keep their Ray worker for the next task (one GPU per node),
-and hand PyTorch's cached GPU memory back when they end (bench.run.ref_tasks)."""
+"""References trained on GPUs under Ray run in one actor per GPU share, which ends with the phase,
+and every job frees PyTorch's cached GPU memory when it ends (bench.run.ref_tasks)."""
 
 from __future__ import annotations
 
 import pytest
 
 from bench.run import ref_tasks
-
-
-def test_workers_are_reused_only_where_no_node_has_several_gpus():
-    one = {"Alive": True, "Resources": {"CPU": 16.0, "GPU": 1.0}}
-    cpu_only = {"Alive": True, "Resources": {"CPU": 2.0}}
-    two = {"Alive": True, "Resources": {"CPU": 16.0, "GPU": 2.0}}
-    assert ref_tasks.reuse_gpu_workers([one])
-    assert ref_tasks.reuse_gpu_workers([one, cpu_only, dict(one)])  # several nodes of one GPU each
-    assert not ref_tasks.reuse_gpu_workers([one, two])  # CUDA keeps the devices a process started with
-    assert ref_tasks.reuse_gpu_workers([one, {**two, "Alive": False}])  # a dead node does not count
 
 
 def test_release_cuda_memory_without_cuda_is_a_no_op():
@@ -37,26 +27,58 @@ class Job:
         return self.name
 
     def run(self):
+        if self.name == "bad":
+            raise ValueError("planted")
         time.sleep(0.2)
-        return str(os.getpid()).encode(), 0.0
+        return f"{self.name}:{os.getpid()}".encode(), 0.0
+
+def gone(pids, wait=30.0):
+    deadline = time.time() + wait
+    while time.time() < deadline:
+        alive = []
+        for pid in pids:
+            try:
+                os.kill(pid, 0)
+                alive.append(pid)
+            except ProcessLookupError:
+                pass
+        if not alive:
+            return True
+        time.sleep(0.2)
+    return False
 
 ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
-out = ref_tasks.train_many_ray(1, 0.5)([Job(f"job{i}", splits=i) for i in range(4)])
+train = ref_tasks.train_many_ray(1, 0.5)  # two shares of the one (logical) GPU
+out = train([Job(f"job{i}", splits=i) for i in range(4)])
+names = [blob.decode().split(":")[0] for blob, _ in out]
+pids = {int(blob.decode().split(":")[1]) for blob, _ in out}
+print("order", names == ["job0", "job1", "job2", "job3"], "workers", len(pids), "ended", gone(pids))
+try:
+    train([Job("job4", splits=4), Job("bad", splits=5)])
+    print("raised False")
+except Exception as exc:
+    print("raised", "planted" in str(exc))
+out = train([Job("job6", splits=6)])  # the failed phase left nothing behind that blocks the next
+print("after", out[0][0].decode().startswith("job6:"))
 ray.shutdown()
-print("tasks", len(out), "workers", len({blob for blob, _ in out}))
 """
 
 
 @pytest.mark.slow
-def test_gpu_reference_tasks_reuse_their_workers(tmp_path):
-    """Four reference tasks of half a (logical) GPU each on a node of one GPU run in at most two
-    worker processes; Ray's default for GPU tasks would start one per task. (A fresh process:
-    the test's own may already hold a Ray without GPUs.)"""
+def test_gpu_references_run_in_actors_that_end_with_the_phase(tmp_path):
+    """Four references on two shares of a (logical) GPU run in two processes, in order, and those
+    processes are gone once the references are done (Ray's tasks would start a process per
+    reference, and reused task workers would outlive the phase with their CUDA contexts); a job
+    that raises fails the phase with its error, and the next phase runs. A fresh process: the
+    test's own may already hold a Ray without GPUs."""
     pytest.importorskip("ray")
     import subprocess
     import sys
 
     proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    tasks, workers = (int(v) for v in proc.stdout.split()[1::2])
-    assert tasks == 4 and workers <= 2, proc.stdout
+    lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines() if line.split(" ", 1)[0] in
+                 ("order", "raised", "after"))
+    assert lines["order"] == "True workers 2 ended True", proc.stdout
+    assert lines["raised"] == "True", proc.stdout
+    assert lines["after"] == "True", proc.stdout

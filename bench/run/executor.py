@@ -32,7 +32,7 @@ from bench.core.plugins import in_process_plugins
 from bench.core.spec import TrialSpec, spec_of
 from bench.run.forward import ForwardProgress, in_worker_progress
 from bench.run.payload import Payload
-from bench.run.ref_tasks import release_cuda_memory
+from bench.run.ref_tasks import concurrent_slots, release_cuda_memory
 from bench.run.trial import run_trial
 from bench.track.report import summary_line
 from bench.track.tracking import failure_line, format_exception, process_alive, process_started
@@ -229,19 +229,6 @@ def pickle_in_process_plugins(objects: list[Any]) -> None:
         modname = type(obj).__module__
         if modname in modules and modname in sys.modules:
             cloudpickle.register_pickle_by_value(sys.modules[modname])
-
-
-def concurrent_slots(cpus: float, gpus: float) -> int:
-    """How many trials of ``cpus`` CPUs and ``gpus`` GPUs the connected Ray cluster runs at once."""
-    import ray
-
-    total = ray.cluster_resources()
-    slots = []
-    if cpus > 0:
-        slots.append(int(total.get("CPU", 0) / cpus + 1e-9))
-    if gpus > 0:
-        slots.append(int(total.get("GPU", 0) / gpus + 1e-9))
-    return max(1, min(slots, default=1))
 
 
 def _tune_trainable(config: dict, payload: Payload, progress: tuple[str, str, float] | None = None,

@@ -1,6 +1,7 @@
 """Training the references (and methods' own originals): in this process (``--executor local``) or
-as Ray tasks, one per reference, with ``--cpus-per-trial`` CPUs and ``--gpus-per-trial`` GPUs each;
-and handing PyTorch's cached GPU memory back when a task or a trial ends."""
+on Ray, one job per ``--cpus-per-trial`` CPUs and ``--gpus-per-trial`` GPUs (tasks on CPUs, actors
+that end with the phase on GPUs); and freeing PyTorch's cached GPU memory when a job or a trial
+ends."""
 
 from __future__ import annotations
 
@@ -25,24 +26,24 @@ def _train_with_progress(job):
 
 
 def train_many_ray(cpus: float, gpus: float):
+    """Train the jobs on Ray, in the order given: as tasks of ``cpus`` CPUs without GPUs (Ray keeps
+    their worker processes for the next task), on GPUs in short-lived actors (:func:`_on_gpu_actors`)."""
     def train_many(jobs):
         import dataclasses
 
         import ray
 
-        options: dict[str, Any] = dict(num_cpus=cpus, num_gpus=gpus, max_retries=0)
-        if gpus > 0 and reuse_gpu_workers(ray.nodes()):
-            options["max_calls"] = 0  # unlimited: one worker per slot for the whole run (see reuse_gpu_workers)
-        remote = ray.remote(**options)(_train_reference_task)
         split_refs: dict[int, Any] = {}
-        futures = []
+        calls = []
         with ForwardProgress() as forward:  # each job's epochs, forwarded to this terminal
             for job in jobs:
                 if id(job.splits) not in split_refs:
                     split_refs[id(job.splits)] = ray.put(job.splits)
-                futures.append(remote.remote(dataclasses.replace(job, splits=None), split_refs[id(job.splits)],
-                                             forward.sink_spec()))
-            return ray.get(futures)
+                calls.append((dataclasses.replace(job, splits=None), split_refs[id(job.splits)], forward.sink_spec()))
+            if gpus > 0:
+                return _on_gpu_actors(calls, cpus, gpus)
+            remote = ray.remote(num_cpus=cpus, max_retries=0)(_train_reference_task)
+            return ray.get([remote.remote(*call) for call in calls])
 
     return train_many
 
@@ -57,27 +58,57 @@ def _train_reference_task(job, splits, progress=None):
         release_cuda_memory()
 
 
-def reuse_gpu_workers(nodes: list[dict]) -> bool:
-    """Whether reference tasks that take a GPU may reuse their worker process: yes when no live
-    node of the cluster (``ray.nodes()``) has more than one GPU.
+class _ReferenceWorker:
+    """One GPU share's worker for the references of a run (a Ray actor: see :func:`_on_gpu_actors`)."""
 
-    Ray starts a fresh worker for every task that asks for a GPU (``max_calls=1``, its default
-    since ray-project/ray#30061, issue #29624: a reused worker could keep GPU memory it no
-    longer uses). On one GPU that costs every reference a process start: importing torch,
-    initialising CUDA, the first optimiser step importing ``torch._dynamo`` (measured on an H200,
-    16 ResNet-18 references of 5 epochs, 310 steps each: 14 s each, of which the steps are
-    a few seconds by the trials' step rate; the rest was not profiled). Our task frees
-    PyTorch's cached GPU memory when it ends (:func:`_train_reference_task`), which answers the
-    memory concern; a kept worker still holds its CUDA context until Ray retires it (an idle
-    worker beyond Ray's soft limit of one per CPU). Where a node has several GPUs a reused worker is not safe: CUDA keeps the
-    device list of the ``CUDA_VISIBLE_DEVICES`` the process started with, so a later task given
-    another GPU would run on the first one. There Ray's default stays (a choice)."""
-    return all(float(n.get("Resources", {}).get("GPU", 0)) <= 1 for n in nodes if n.get("Alive", True))
+    def train(self, job, splits, progress=None):
+        return _train_reference_task(job, splits, progress)
+
+
+def _on_gpu_actors(calls: list[tuple], cpus: float, gpus: float) -> list:
+    """Run ``_train_reference_task(*call)`` for every call on as many actors of ``cpus`` CPUs and
+    ``gpus`` GPUs as fit at once, each taking the next call when it is free; results in call order.
+    The actors are ended when the references are done, or on an error.
+
+    Why actors: Ray gives every *task* that asks for a GPU a fresh worker process (``max_calls=1``,
+    its default since ray-project/ray#30061, issue #29624, so that GPU memory a task kept is freed
+    with its process). Each reference then paid a process start, importing torch, initialising
+    CUDA and importing ``torch._dynamo`` at its first optimiser step (measured on an H200: 16
+    ResNet-18 references of 5 epochs, 310 steps each, took 14 s each, a few seconds of it training
+    at the trials' step rate). Reusing task workers instead (``max_calls=0``) would leave them, and
+    their CUDA contexts, alive for the rest of the run, and on a node of several GPUs a reused
+    worker would keep the devices its process started with (CUDA reads ``CUDA_VISIBLE_DEVICES``
+    once). An actor holds its GPU share for its life: it starts once per share, frees PyTorch's
+    cached memory after each reference (:func:`release_cuda_memory`) and exits with the phase."""
+    import ray
+    from ray.util import ActorPool
+
+    worker = ray.remote(num_cpus=cpus, num_gpus=gpus, max_restarts=0, max_task_retries=0)(_ReferenceWorker)
+    actors = [worker.remote() for _ in range(max(1, min(len(calls), concurrent_slots(cpus, gpus))))]
+    try:
+        return list(ActorPool(actors).map(lambda actor, call: actor.train.remote(*call), calls))
+    finally:
+        for actor in actors:
+            ray.kill(actor)
+
+
+def concurrent_slots(cpus: float, gpus: float) -> int:
+    """How many trials (or reference jobs) of ``cpus`` CPUs and ``gpus`` GPUs the connected Ray
+    cluster runs at once."""
+    import ray
+
+    total = ray.cluster_resources()
+    slots = []
+    if cpus > 0:
+        slots.append(int(total.get("CPU", 0) / cpus + 1e-9))
+    if gpus > 0:
+        slots.append(int(total.get("GPU", 0) / gpus + 1e-9))
+    return max(1, min(slots, default=1))
 
 
 def release_cuda_memory() -> None:
     """Free the blocks PyTorch's caching allocator holds on the GPU without using them, so that a
-    worker kept for the next task (or between trials) holds little more than its CUDA context while
+    process kept for the next reference or trial holds little more than its CUDA context while
     other trials packed on the same GPU run."""
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
