@@ -29,7 +29,7 @@ harness's ``imagefolder`` dataset; model ``resnet18-cifar``; attacks off (the tr
 Every figure also goes to ``bench_gpu.json`` under ``--out`` as soon as it is measured, and each
 `bench run`'s own lines to ``bench-packed-P.log`` there as they come. Each line the script prints
 starts with its elapsed time, for fitting a run into a GPU lease: on an H200 the first
-measured run (2026-12-04, before reference tasks kept their workers) spent 230 s on the 16
+measured run (2026-12-04, before references trained in actors) spent 230 s on the 16
 references of the default ``--trials 8``; ``--trials 4 --packing 1,4`` is the short form.
 """
 
