@@ -109,7 +109,9 @@ def concurrent_slots(cpus: float, gpus: float) -> int:
 def release_cuda_memory() -> None:
     """Free the blocks PyTorch's caching allocator holds on the GPU without using them, so that a
     process kept for the next reference or trial holds little more than its CUDA context while
-    other trials packed on the same GPU run."""
+    other trials packed on the same GPU run. A full garbage collection comes first, so that tensors
+    held only by reference cycles (a failed trial's traceback, say) are freed too: about 0.2 s in a
+    process with torch, Ray and bench loaded (2-core machine), paid only where CUDA was used."""
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
         import gc
