@@ -540,3 +540,22 @@ def test_clipped_sum_without_autograd_is_the_support_networks_relu_form():
     x = gv.clone().requires_grad_()
     _clipped_sum(x).sum().backward()
     assert x.grad.tolist() == [[0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0]]
+
+
+def test_save_model_gives_the_patched_model_as_an_artifact_an_auditor_can_check_again(digits, mlp, tmp_path):
+    from bench.methods.prune.certify import check
+
+    mask = torch.zeros(len(digits.train_y), dtype=torch.bool)
+    mask[[3, 4, 5]] = True
+    out, ctx = _unlearn(copy.deepcopy(mlp), _request(digits, mask))
+    assert "prune_model.safetensors" not in ctx.artifacts  # off by default (tens of MB per trial)
+    out, ctx = _unlearn(copy.deepcopy(mlp), _request(digits, mask), save_model=True)
+    path = tmp_path / "prune_model.safetensors"
+    path.write_bytes(ctx.artifacts["prune_model.safetensors"])
+    loaded = PatchedModel.load(path, MLP(64, (256, 256), 10)).eval()  # a fresh model of the architecture
+    assert torch.equal(loaded(digits.test_x), out.eval()(digits.test_x))
+    records = check(loaded, loaded.lo.numpy(), loaded.hi.numpy())
+    assert len(records) == len(out.patches) > 0 and all(r["certified"] for r in records)
+    assert ctx.metrics["certified_fraction"] == 1.0
+    with pytest.raises(BenchError, match=r"save_model='yes' is invalid; expected true or false"):
+        _unlearn(copy.deepcopy(mlp), _request(digits, mask), save_model="yes")

@@ -262,3 +262,30 @@ def test_the_checks_region_rows_are_autograds_jacobian():
     assert np.array_equal(F, torch.autograd.functional.jacobian(h, u, vectorize=True).numpy())
     assert np.allclose(W @ u.numpy() + beta, hidden(u).detach().numpy()) and np.array_equal(pattern, hidden(u).detach().numpy() >= 0)
     assert np.allclose(F @ u.numpy() + e, h(u).detach().numpy())
+
+
+@pytest.mark.slow
+def test_an_auditor_rechecks_a_runs_saved_patched_model(invoke_bench, tmp_path):
+    """docs/prune.md, "Checking a run's certificates yourself": `-p prune.save_model=true` stores
+    the patched model with the trial's run; loaded onto a fresh model of the run's architecture, the
+    independent check certifies every patch again, matching the recorded certified_fraction."""
+    from mlflow.tracking import MlflowClient
+
+    from bench.core.plugins import get_registry
+    from bench.methods.prune.modules import PatchedModel
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    res = invoke_bench("run", "--methods", "prune", "-p", "prune.save_model=true", "-f", "random:20", "--executor",
+                       "local", "--attacks", "", "--cache-dir", str(tmp_path / "cache"), "--tracking-uri", uri,
+                       cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    client = MlflowClient(uri)
+    exps = [e.experiment_id for e in client.search_experiments()]
+    run = client.search_runs(exps, filter_string="tags.`bench.role` = 'trial' and tags.`bench.method` = 'prune'")[0]
+    path = client.download_artifacts(run.info.run_id, "prune_model.safetensors", str(tmp_path))
+    name, _, arg = run.data.tags["bench.model"].partition(":")
+    fresh = get_registry().get("model", name).create(10, (64,), arg or None)  # digits: 10 classes, 64 inputs
+    pm = PatchedModel.load(path, fresh)
+    records = check(pm, pm.lo.numpy(), pm.hi.numpy())
+    assert records and all(r["certified"] for r in records)
+    assert run.data.metrics["certified_fraction"] == 1.0

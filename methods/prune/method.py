@@ -54,6 +54,10 @@ defect of the released code corrected):
   range on each side (at least ``feature_margin`` times the mean range, so constant dimensions get
   room too). The box always contains every forget point. K bounds |p| on X.
 - Continual requests: called on a PatchedModel it returned, it adds patches to it.
+- ``save_model`` (off by default: ~30-60 MB per trial on digits): the patched model as the trial's
+  artifact ``prune_model.safetensors`` (``PatchedModel.save``: the original's weights, every patch,
+  the input box and the construction's LP multipliers), so that an auditor can load it and run the
+  independent check again (docs/prune.md, "Checking a run's certificates yourself").
 
 Limitations: forgetting means misclassifying into another label on the region, which a
 retrained model would not do for many points (over-unlearning, itself a membership signal: compare
@@ -94,6 +98,7 @@ class Prune(Method):
         "lp_backend": "auto",
         "lp_threads": 0,
         "separate": True,
+        "save_model": False,
     }
     search_space = {
         "gamma": space.loguniform(0.01, 100.0),
@@ -136,7 +141,7 @@ class Prune(Method):
             bad("feature_margin", "a finite number >= 0")
         if not (number("stop_forget_acc") and 0 <= params["stop_forget_acc"] <= 1):
             bad("stop_forget_acc", "a forget accuracy in [0, 1] at or below which to stop")
-        for key in ("certify", "separate"):
+        for key in ("certify", "separate", "save_model"):
             if not isinstance(params[key], bool):
                 bad(key, "true or false")
 
