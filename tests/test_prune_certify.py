@@ -284,7 +284,9 @@ def test_an_auditor_rechecks_a_runs_saved_patched_model(invoke_bench, tmp_path):
     run = client.search_runs(exps, filter_string="tags.`bench.role` = 'trial' and tags.`bench.method` = 'prune'")[0]
     path = client.download_artifacts(run.info.run_id, "prune_model.safetensors", str(tmp_path))
     name, _, arg = run.data.tags["bench.model"].partition(":")
-    fresh = get_registry().get("model", name).create(10, (64,), arg or None)  # digits: 10 classes, 64 inputs
+    info = PatchedModel.read_info(path)
+    assert (info["num_classes"], info["input_shape"]) == (10, [1, 8, 8])  # digits: 8x8 grey images
+    fresh = get_registry().get("model", name).create(info["num_classes"], tuple(info["input_shape"]), arg or None)
     pm = PatchedModel.load(path, fresh)
     records = check(pm, pm.lo.numpy(), pm.hi.numpy())
     assert records and all(r["certified"] for r in records)

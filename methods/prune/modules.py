@@ -216,6 +216,21 @@ class PatchedModel(nn.Module):
                 "patches": [{"target": p.target, "label": p.label, "info": p.info} for p in self.patches]}
         save_file(tensors, str(path), metadata={"prune": json.dumps(meta)})
 
+    @staticmethod
+    def read_info(path) -> dict:
+        """The ``info`` a file written by :meth:`save` carries (``num_classes``, ``input_shape``,
+        gamma, ...), read from its safetensors header alone: what a fresh model of the original's
+        architecture needs before :meth:`load`."""
+        from safetensors import safe_open
+
+        from bench.core.errors import BenchError
+
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+        if "prune" not in header:
+            raise BenchError(f"{path} is not a PRUNE patched model (no 'prune' metadata in its safetensors header).")
+        return dict(json.loads(header["prune"]).get("info") or {})
+
     @classmethod
     def load(cls, path, original: nn.Module) -> "PatchedModel":
         """Read a file written by :meth:`save`; ``original`` is a model of the same architecture

@@ -156,7 +156,9 @@ def run_prune(model, request, params: dict, ctx):
     seconds = time.perf_counter() - start
 
     pm.info = {"gamma": float(params["gamma"]), "lp": params["lp"], "region": builder.region_kind,
-               "calls": int(pm.info.get("calls", 0)) + 1}
+               "calls": int(pm.info.get("calls", 0)) + 1,
+               # what a fresh model of the original's architecture needs (a saved file is self-describing)
+               "num_classes": int(request.num_classes), "input_shape": [int(v) for v in x.shape[1:]]}
     ctx.metrics["patches"] = float(len(pm.patches))
     ctx.metrics["patch_params"] = float(pm.patch_params)
     ctx.metrics["lp_seconds"] = clock.seconds
