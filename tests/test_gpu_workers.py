@@ -8,14 +8,27 @@ import pytest
 from bench.run import ref_tasks
 
 
-def test_release_cuda_memory_without_cuda_is_a_no_op():
+def test_release_cuda_memory_empties_the_cache_only_where_cuda_was_used(monkeypatch):
+    import sys
+    import types
+
+    calls = []
+    fake = types.SimpleNamespace(cuda=types.SimpleNamespace(
+        is_available=lambda: True, is_initialized=lambda: used, empty_cache=lambda: calls.append("empty")))
+    monkeypatch.setitem(sys.modules, "torch", fake)
+    used = False
+    ref_tasks.release_cuda_memory()  # a process that never touched CUDA: nothing to free, no collection
+    assert calls == []
+    used = True
     ref_tasks.release_cuda_memory()
+    assert calls == ["empty"]
 
 
 SCRIPT = """
 import dataclasses, os, time
 import ray
 from bench.run import ref_tasks
+from bench.track.tracking import process_alive
 
 @dataclasses.dataclass(frozen=True)
 class Job:
@@ -35,14 +48,7 @@ class Job:
 def gone(pids, wait=30.0):
     deadline = time.time() + wait
     while time.time() < deadline:
-        alive = []
-        for pid in pids:
-            try:
-                os.kill(pid, 0)
-                alive.append(pid)
-            except ProcessLookupError:
-                pass
-        if not alive:
+        if not any(process_alive(pid) for pid in pids):
             return True
         time.sleep(0.2)
     return False

@@ -559,3 +559,13 @@ def test_save_model_gives_the_patched_model_as_an_artifact_an_auditor_can_check_
     assert ctx.metrics["certified_fraction"] == 1.0
     with pytest.raises(BenchError, match=r"save_model='yes' is invalid; expected true or false"):
         _unlearn(copy.deepcopy(mlp), _request(digits, mask), save_model="yes")
+
+
+def test_a_safetensors_file_that_is_not_a_patched_model_is_refused_by_load_and_read_info(tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "weights.safetensors"
+    save_file(MLP(64, (16,), 10).state_dict(), str(path))
+    for read in (lambda: PatchedModel.read_info(path), lambda: PatchedModel.load(path, MLP(64, (16,), 10))):
+        with pytest.raises(BenchError, match="is not a PRUNE patched model"):
+            read()

@@ -201,11 +201,8 @@ class PatchedModel(nn.Module):
 
     # -- files ---------------------------------------------------------------------------------
 
-    def save(self, path) -> None:
-        """Write the original's weights and every patch to one safetensors file, with the patch
-        metadata (kinds, targets, labels, summaries) as JSON in its header."""
-        from safetensors.torch import save_file
-
+    def _file_contents(self) -> tuple[dict, dict]:
+        """The tensors and the header metadata of the safetensors file (:meth:`save`, :meth:`to_bytes`)."""
         tensors = {f"original.{k}": v.detach().cpu().contiguous() for k, v in self.original.state_dict().items()}
         tensors["lo"], tensors["hi"] = self.lo.contiguous(), self.hi.contiguous()
         for i, patch in enumerate(self.patches):
@@ -214,7 +211,22 @@ class PatchedModel(nn.Module):
         tensors.update(_witness_tensors(self.__dict__.get("_witness", {})))
         meta = {"format": FORMAT, "kind": self.kind, "info": self.info,
                 "patches": [{"target": p.target, "label": p.label, "info": p.info} for p in self.patches]}
-        save_file(tensors, str(path), metadata={"prune": json.dumps(meta)})
+        return tensors, {"prune": json.dumps(meta)}
+
+    def save(self, path) -> None:
+        """Write the original's weights and every patch to one safetensors file, with the patch
+        metadata (kinds, targets, labels, summaries) as JSON in its header."""
+        from safetensors.torch import save_file
+
+        tensors, header = self._file_contents()
+        save_file(tensors, str(path), metadata=header)
+
+    def to_bytes(self) -> bytes:
+        """The bytes of the file :meth:`save` writes, without writing it (a trial's artifact)."""
+        from safetensors.torch import save
+
+        tensors, header = self._file_contents()
+        return save(tensors, metadata=header)
 
     @staticmethod
     def read_info(path) -> dict:
@@ -223,13 +235,8 @@ class PatchedModel(nn.Module):
         architecture needs before :meth:`load`."""
         from safetensors import safe_open
 
-        from bench.core.errors import BenchError
-
         with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
-        if "prune" not in header:
-            raise BenchError(f"{path} is not a PRUNE patched model (no 'prune' metadata in its safetensors header).")
-        return dict(json.loads(header["prune"]).get("info") or {})
+            return dict(_prune_meta(f, path).get("info") or {})
 
     @classmethod
     def load(cls, path, original: nn.Module) -> "PatchedModel":
@@ -237,13 +244,8 @@ class PatchedModel(nn.Module):
         (e.g. a fresh one from the model plugin) whose weights are replaced by the saved ones."""
         from safetensors import safe_open
 
-        from bench.core.errors import BenchError
-
         with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
-            if "prune" not in header:
-                raise BenchError(f"{path} is not a PRUNE patched model (no 'prune' metadata in its safetensors header).")
-            meta = json.loads(header["prune"])
+            meta = _prune_meta(f, path)
             tensors = {k: f.get_tensor(k) for k in f.keys()}
         state = {k[len("original."):]: v for k, v in tensors.items() if k.startswith("original.")}
         original.load_state_dict(state)
@@ -255,6 +257,16 @@ class PatchedModel(nn.Module):
         out = cls(original, meta["kind"], patches, meta.get("info"), tensors["lo"], tensors["hi"])
         out.__dict__["_witness"] = _witness_from(tensors)
         return out
+
+
+def _prune_meta(f, path) -> dict:
+    """The PRUNE metadata of an open safetensors file ``f``; a file without it is refused."""
+    from bench.core.errors import BenchError
+
+    header = f.metadata() or {}
+    if "prune" not in header:
+        raise BenchError(f"{path} is not a PRUNE patched model (no 'prune' metadata in its safetensors header).")
+    return json.loads(header["prune"])
 
 
 # -- witnesses in the file ---------------------------------------------------------------------

@@ -179,18 +179,7 @@ def run_prune(model, request, params: dict, ctx):
                     "uncertifiable": list(refused.values()), "construction": builder.stats})
     ctx.artifacts["prune_patches.json"] = json.dumps(summary, indent=1, default=float)
     if params.get("save_model"):
-        ctx.artifacts["prune_model.safetensors"] = model_file(pm)
+        ctx.artifacts["prune_model.safetensors"] = pm.to_bytes()
     pm.to(device)
     pm.original.train(was_training)
     return pm
-
-
-def model_file(pm) -> bytes:
-    """The bytes of ``pm.save``'s safetensors file (the trial's ``prune_model.safetensors``)."""
-    import tempfile
-    from pathlib import Path
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "prune_model.safetensors"
-        pm.save(path)
-        return path.read_bytes()
