@@ -66,7 +66,7 @@ def open_parent(plan, opts: RunOptions, versions: dict, plugins: dict, say):
 
     experiment_id = tracking.setup_experiment(plan.tracking_uri, opts.experiment)
     client = MlflowClient(plan.tracking_uri)
-    with tracking.recording("opening the run in the MLflow store", "Nothing was run: rerun once the store takes writes."):
+    with tracking.recording("opening the run in the MLflow store", tracking.NOTHING_RUN):
         reaped = tracking.reap_dead_runs(client)  # before --resume looks for its parent run
         if reaped:
             say(tracking.reap_notice(reaped), always=True)

@@ -91,7 +91,7 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
                  "seed": seed, "space": {k: d.describe() for k, d in method_obj.search_space.items()}},
         "options": {k: v for k, v in opts.as_dict().items() if k != "resume"}, "versions": versions, "plugins": plugins,
     })
-    with tracking.recording("opening the run in the MLflow store", "Nothing was run: rerun once the store takes writes."):
+    with tracking.recording("opening the run in the MLflow store", tracking.NOTHING_RUN):
         parent = tracking.start_parent(plan.tracking_uri, experiment_id, run_name, params, {"bench.kind": "tune"})
     say(f"tuning '{method}' over {', '.join(space)}: {num_samples} sample(s), objective {objective} ({mode}), scheduler {scheduler}")
     say(f"MLflow tracking store: {plan.tracking_uri}; parent run {parent} ('{run_name}')")

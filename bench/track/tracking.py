@@ -329,6 +329,8 @@ def format_exception(exc: BaseException) -> str:
 
 #: what a RecordError tells the user to do
 RESUME_HINT = "Trials recorded as FINISHED are kept: rerun with --resume once the store takes writes."
+#: ... when the store refused the run's opening
+NOTHING_RUN = "Nothing was run: rerun once the store takes writes."
 
 
 @contextmanager
