@@ -42,6 +42,8 @@ class Job:
     def run(self):
         if self.name == "bad":
             raise ValueError("planted")
+        if self.name == "dies":
+            os._exit(3)  # the actor's process ends under the job
         time.sleep(0.2)
         return f"{self.name}:{os.getpid()}".encode(), 0.0
 
@@ -59,13 +61,15 @@ out = train([Job(f"job{i}", splits=i) for i in range(4)])
 names = [blob.decode().split(":")[0] for blob, _ in out]
 pids = {int(blob.decode().split(":")[1]) for blob, _ in out}
 print("order", names == ["job0", "job1", "job2", "job3"], "workers", len(pids), "ended", gone(pids))
-try:
-    train([Job("job4", splits=4), Job("bad", splits=5)])
-    print("raised False")
-except Exception as exc:
-    print("raised", "planted" in str(exc))
-out = train([Job("job6", splits=6)])  # the failed phase left nothing behind that blocks the next
-print("after", out[0][0].decode().startswith("job6:"))
+out = train([Job("job4", splits=4), Job("bad", splits=5), Job("dies", splits=6), Job("job7", splits=7),
+             Job("job8", splits=8)])
+print("failed", isinstance(out[1], ref_tasks.JobFailure) and "ValueError: planted" in out[1].error,
+      isinstance(out[2], ref_tasks.JobFailure) and "Actor" in out[2].error,
+      [o[0].decode().split(":")[0] for o in (out[0], out[3], out[4])] == ["job4", "job7", "job8"])
+out = train([Job("job9", splits=9)])  # the phase with failures left nothing behind that blocks the next
+print("after", out[0][0].decode().startswith("job9:"))
+out = ref_tasks.train_many_ray(1, 0)([Job("c1", splits=10), Job("dies", splits=11), Job("bad", splits=12)])  # tasks
+print("tasks", out[0][0].decode().startswith("c1:"), [type(o).__name__ for o in out[1:]] == ["JobFailure"] * 2)
 ray.shutdown()
 """
 
@@ -75,7 +79,8 @@ def test_gpu_references_run_in_actors_that_end_with_the_phase(tmp_path):
     """Four references on two shares of a (logical) GPU run in two processes, in order, and those
     processes are gone once the references are done (Ray's tasks would start a process per
     reference, and reused task workers would outlive the phase with their CUDA contexts); a job
-    that raises fails the phase with its error, and the next phase runs. A fresh process: the
+    that raises, and one whose actor dies, come back as failures with their error while the other
+    jobs finish (a new actor takes the dead one's share), and the next phase runs. A fresh process: the
     test's own may already hold a Ray without GPUs."""
     pytest.importorskip("ray")
     import subprocess
@@ -84,7 +89,8 @@ def test_gpu_references_run_in_actors_that_end_with_the_phase(tmp_path):
     proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines() if line.split(" ", 1)[0] in
-                 ("order", "raised", "after"))
+                 ("order", "failed", "after", "tasks"))
     assert lines["order"] == "True workers 2 ended True", proc.stdout
-    assert lines["raised"] == "True", proc.stdout
+    assert lines["failed"] == "True True True", proc.stdout
     assert lines["after"] == "True", proc.stdout
+    assert lines["tasks"] == "True True", proc.stdout  # the same without GPUs (Ray tasks)

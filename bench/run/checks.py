@@ -181,3 +181,22 @@ def check_splits(spec: str, sp: Any) -> None:
         shown = ", ".join(map(str, missing[:10])) + (", ..." if len(missing) > 10 else "")
         raise BenchError(f"{where}: class(es) {shown} of 0..{k - 1} have no training rows; every class needs some "
                          f"(or lower num_classes). {fix}")
+
+
+#: what PyTorch's and CUDA's errors say when the GPU's memory runs out
+_GPU_OOM = ("CUDA out of memory", "OutOfMemoryError", "CUBLAS_STATUS_ALLOC_FAILED", "CUDA error: out of memory")
+
+
+def oom_hint(error_texts, gpus_per_trial: float) -> str:
+    """After the run: a sentence (with a leading space) for the failures that ran out of GPU memory,
+    "" if none did: how many, and what to change (fewer trials sharing a GPU, the same run resumed)."""
+    n = sum(any(m in text for m in _GPU_OOM) for text in error_texts)
+    if not n:
+        return ""
+    if 0 < gpus_per_trial < 1:
+        wider = min(1.0, 2 * gpus_per_trial)
+        return (f" {n} of them ran out of GPU memory with up to {int(1 / gpus_per_trial + 1e-9)} trials sharing a GPU "
+                f"(--gpus-per-trial {gpus_per_trial:g}): run the same command with --resume and --gpus-per-trial "
+                f"{wider:g} to rerun them with fewer per GPU.")
+    return (f" {n} of them ran out of GPU memory with a GPU each: use a smaller model or batch size, or a larger "
+            "GPU (--resume then reruns only the trials that did not finish).")

@@ -81,10 +81,10 @@ def method_training_jobs(plan) -> list[MethodTrainJob]:
 
 
 def originals_by_group(plan, refs: dict) -> dict[str, dict[str, tuple[bytes, float]]]:
-    """``{gid: {own-original key: (bytes, train seconds)}}`` for the payload."""
+    """``{gid: {own-original key: (bytes, train seconds)}}`` for the payload (those that trained)."""
     out: dict[str, dict] = {}
     for spec in plan.trials:
-        if spec.own_original is not None:
+        if spec.own_original is not None and spec.own_original.key in refs:
             data, meta = refs[spec.own_original.key]
             out.setdefault(spec.group, {})[spec.own_original.key] = (data, float(meta["train_seconds"]))
     return out

@@ -4,7 +4,8 @@ Per group: the data (``Splits`` on the CPU), the original model as safetensors b
 request's evaluation of both references (one :class:`Step` for a single request, one per request
 of a ``seq:`` spec), the originals that methods with their own training trained, and the models
 the attacks declared (shadows, the retrained reference). Under Ray each group travels through the
-object store once.
+object store once. A group whose reference failed to train is left out (``Payload.failures``), and
+so is a method's own original that failed: :func:`blocked_trials` fails the trials that need them.
 """
 
 from __future__ import annotations
@@ -57,6 +58,26 @@ class Payload:
     methods: dict[str, Any]  # name -> method object
     models: dict[str, tuple[Any, str | None, str]]  # model spec -> (plugin object, arg, origin)
     attacks: dict[str, Any]
+    #: what could not be built, with the traceback of its training: ``{gid: text}`` for a group whose
+    #: reference failed, ``{own-original key: text}`` for a method's own original
+    failures: Mapping[str, str] = field(default_factory=dict)
+
+
+def group_keys(g) -> list[str]:
+    """The cache keys of a group's references: the original, the retrained one, each request's."""
+    return [g.original_key, g.retrain_key, *(key for key, _ in (g.step_refs or ()))]
+
+
+def blocked_trials(trials, payload: Payload) -> dict[int, str]:
+    """``{position in trials: error text}`` for the trials that cannot run because a reference they
+    need failed to train (their group's, or their method's own original)."""
+    out = {}
+    for i, spec in enumerate(trials):
+        own = spec.own_original.key if spec.own_original is not None else None
+        text = payload.failures.get(spec.group) or (payload.failures.get(own) if own else None)
+        if text:
+            out[i] = text
+    return out
 
 
 def reference_jobs(plan) -> list[RefJob]:
@@ -106,11 +127,19 @@ def group_steps(plan, g, refs: dict) -> tuple[Step, ...]:
     return tuple(out)
 
 
-def build_payload(plan, refs: dict, method_originals: dict[str, dict], attack_models: dict[str, dict]) -> tuple[Payload, list[dict]]:
+def build_payload(plan, refs: dict, method_originals: dict[str, dict], attack_models: dict[str, dict],
+                  failed: Mapping[str, str] | None = None) -> tuple[Payload, list[dict]]:
     """Evaluate the references of every group once; bundle what the trials share. Returns the
-    payload and the reference rows of the summary."""
+    payload and the reference rows of the summary. ``failed``: {key: text} of the references and
+    own originals that failed to train (``ensure_references``); their groups and trials are left out."""
+    failed = dict(failed or {})
+    failures = {key: text for key, text in failed.items()}
     groups, ref_rows = {}, []
     for g in plan.groups:
+        bad = [failed[key] for key in group_keys(g) if key in failed]
+        if bad:
+            failures[g.gid] = bad[0]
+            continue
         steps = group_steps(plan, g, refs)
         groups[g.gid] = GroupPayload(
             splits=plan.splits[g.dataset], forget_idx=g.forget_idx, original_state=refs[g.original_key][0], steps=steps,
@@ -122,5 +151,6 @@ def build_payload(plan, refs: dict, method_originals: dict[str, dict], attack_mo
         if g.steps is not None:
             row["original"], row["retrain"] = reference_summary(steps)
         ref_rows.append(row)
-    payload = Payload(groups=groups, methods={m.name: m.obj for m in plan.methods}, models=plan.models, attacks=plan.attacks)
+    payload = Payload(groups=groups, methods={m.name: m.obj for m in plan.methods}, models=plan.models, attacks=plan.attacks,
+                      failures=failures)
     return payload, ref_rows

@@ -10,7 +10,7 @@ from bench.core.cache import ReferenceCache
 from bench.eval.shadows import ensure_shadow_set, needs_of
 from bench.run.ref_tasks import release_cuda_memory, train_many_local, train_many_ray
 from bench.run.method_training import method_training_jobs, originals_by_group
-from bench.run.payload import Payload, build_payload, reference_jobs
+from bench.run.payload import Payload, build_payload, group_keys, reference_jobs
 from bench.run.original import ORIGINAL_KEYS
 from bench.run.references import ensure_references, warn_recipe_mismatch
 
@@ -29,6 +29,8 @@ def attack_models(plan, refs: dict, say: Callable[[str], None], versions: dict) 
     cache = ReferenceCache(plan.cache_dir)
     out: dict[str, dict] = {}
     for g in plan.groups:
+        if any(key not in refs for key in group_keys(g)):  # failed to train: its trials do not run
+            continue
         model_obj, arg, _ = plan.models[g.model]
         common = dict(model_obj=model_obj, arg=arg, splits=plan.splits[g.dataset], recipe=g.recipe, group_seed=g.seed,
                       base_doc={k: v for k, v in g.original_doc.items() if k != "kind" and k not in ORIGINAL_KEYS},
@@ -48,15 +50,19 @@ def prepare_references(plan, versions: dict, say: Callable[[str], None]) -> tupl
     """Load or train every reference, then evaluate them once.
 
     Returns the trials' shared payload, the reference rows of the summary and how many were trained.
+    A reference (or a method's own original) that fails to train is reported and left out of the
+    payload with its traceback (``Payload.failures``): the trials that need it fail, the others run.
     """
     opts = plan.options
     train_many = train_many_ray(opts.cpus_per_trial, opts.gpus_per_trial) if opts.executor == "ray" else train_many_local
     jobs = reference_jobs(plan) + method_training_jobs(plan)  # + methods' own originals (SISA)
-    refs, trained = ensure_references(jobs, ReferenceCache(plan.cache_dir), train_many, say, versions)
+    failed: dict[str, str] = {}
+    refs, trained = ensure_references(jobs, ReferenceCache(plan.cache_dir), train_many, say, versions, failed)
     from_file = sum(1 for _, meta in refs.values() if meta.get("document", {}).get("kind") == "original-file")
     say(f"references: {trained} trained, {len(refs) - trained - from_file} from cache ({plan.cache_dir})"
-        + (f", {from_file} from --original" if from_file else ""))
-    payload, ref_rows = build_payload(plan, refs, originals_by_group(plan, refs), attack_models(plan, refs, say, versions))
+        + (f", {from_file} from --original" if from_file else "") + (f", {len(failed)} failed" if failed else ""))
+    payload, ref_rows = build_payload(plan, refs, originals_by_group(plan, refs), attack_models(plan, refs, say, versions),
+                                      failed)
     release_cuda_memory()  # the references were evaluated here (on the GPU with --device cuda): the trials need it
     warn_recipe_mismatch(plan, payload, say)  # --original: does the recipe match how it was trained?
     return payload, ref_rows, trained

@@ -1,7 +1,8 @@
 """Training the references (and methods' own originals): in this process (``--executor local``) or
 on Ray, one job per ``--cpus-per-trial`` CPUs and ``--gpus-per-trial`` GPUs (tasks on CPUs, actors
 that end with the phase on GPUs); and freeing PyTorch's cached GPU memory when a job or a trial
-ends."""
+ends. A job that raises, or whose worker dies, comes back as a ``JobFailure`` with its traceback
+(``bench.run.references``): the other jobs still run."""
 
 from __future__ import annotations
 
@@ -10,11 +11,26 @@ from typing import Any
 
 from bench.core import console
 from bench.run.forward import ForwardProgress, in_worker_progress
-from bench.run.references import RefJob, train_job
+from bench.run.references import JobFailure, RefJob, train_job
 
 
 def train_many_local(jobs):
-    return [_train_with_progress(job) for job in jobs]
+    return [_attempt(job) for job in jobs]
+
+
+def _attempt(job):
+    """``_train_with_progress(job)``, or a ``JobFailure`` with the traceback if it raised."""
+    import traceback
+
+    try:
+        return _train_with_progress(job)
+    except Exception:
+        return JobFailure(traceback.format_exc())
+
+
+def _lost(exc: BaseException) -> JobFailure:
+    """A job whose Ray worker died (its own errors come back as ``JobFailure`` from the worker)."""
+    return JobFailure(f"{type(exc).__name__}: {exc}")
 
 
 def _train_with_progress(job):
@@ -43,7 +59,13 @@ def train_many_ray(cpus: float, gpus: float):
             if gpus > 0:
                 return _on_gpu_actors(calls, cpus, gpus)
             remote = ray.remote(num_cpus=cpus, max_retries=0)(_train_reference_task)
-            return ray.get([remote.remote(*call) for call in calls])
+            out = []
+            for ref in [remote.remote(*call) for call in calls]:
+                try:
+                    out.append(ray.get(ref))
+                except ray.exceptions.RayError as exc:
+                    out.append(_lost(exc))
+            return out
 
     return train_many
 
@@ -53,7 +75,7 @@ def _train_reference_task(job, splits, progress=None):
 
     try:
         with in_worker_progress(progress):
-            return _train_with_progress(dataclasses.replace(job, splits=splits))
+            return _attempt(dataclasses.replace(job, splits=splits))
     finally:
         release_cuda_memory()
 
@@ -79,14 +101,32 @@ def _on_gpu_actors(calls: list[tuple], cpus: float, gpus: float) -> list:
     their CUDA contexts, alive for the rest of the run, and on a node of several GPUs a reused
     worker would keep the devices its process started with (CUDA reads ``CUDA_VISIBLE_DEVICES``
     once). An actor holds its GPU share for its life: it starts once per share, frees PyTorch's
-    cached memory after each reference (:func:`release_cuda_memory`) and exits with the phase."""
+    cached memory after each reference (:func:`release_cuda_memory`) and exits with the phase. A
+    job that raises comes back as a ``JobFailure``; so does one whose actor died (a new actor takes
+    that share for the jobs left)."""
     import ray
-    from ray.util import ActorPool
 
     worker = ray.remote(num_cpus=cpus, num_gpus=gpus, max_restarts=0, max_task_retries=0)(_ReferenceWorker)
     actors = [worker.remote() for _ in range(max(1, min(len(calls), concurrent_slots(cpus, gpus))))]
     try:
-        return list(ActorPool(actors).map(lambda actor, call: actor.train.remote(*call), calls))
+        out: list = [None] * len(calls)
+        free, running, nxt = list(actors), {}, 0
+        while nxt < len(calls) or running:
+            while free and nxt < len(calls):  # each free actor takes the next call
+                actor = free.pop(0)
+                running[actor.train.remote(*calls[nxt])] = (nxt, actor)
+                nxt += 1
+            [ref], _ = ray.wait(list(running), num_returns=1)
+            i, actor = running.pop(ref)
+            try:
+                out[i] = ray.get(ref)
+                free.append(actor)
+            except ray.exceptions.RayError as exc:  # the actor died: a new one takes its place
+                out[i] = _lost(exc)
+                ray.kill(actor)
+                actors.append(worker.remote())
+                free.append(actors[-1])
+        return out
     finally:
         for actor in actors:
             ray.kill(actor)

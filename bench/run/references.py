@@ -9,6 +9,10 @@ concurrent runs sharing a cache directory train each reference once (``bench.cor
 
 Your own original (``--original``, ``bench.run.original``) is a reference of kind ``original-file``:
 read from its file again (its digest checked against the plan's), never trained, never cached.
+
+A job that raises (a model or method plugin's bug, CUDA out of memory) comes back as a
+:class:`JobFailure` with its traceback instead of ending the run: the trials that need that
+reference fail with it, the others run (``bench.run.payload.blocked_trials``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,17 @@ from typing import Any, Callable
 
 from bench.core.cache import ReferenceCache, state_to_bytes
 from bench.run.original import RECIPE_TOLERANCE, recipe_mismatch, reread
+
+
+@dataclass(frozen=True)
+class JobFailure:
+    """What a training job that raised returns in place of its result: the traceback's text."""
+
+    error: str
+
+
+class ReferenceFailed(RuntimeError):
+    """A reference failed to train and the caller of ``ensure_references`` collects no failures."""
 
 
 @dataclass
@@ -80,6 +95,7 @@ def ensure_references(
     train_many: Callable[[list[RefJob]], list[tuple[bytes, float]]],
     say: Callable[[str], None],
     versions: dict[str, str],
+    failed: dict[str, str] | None = None,
 ) -> tuple[dict[str, tuple[bytes, dict]], int]:
     """Load every reference from the cache, training the missing ones with ``train_many``.
 
@@ -88,6 +104,10 @@ def ensure_references(
     training and looked up once more under the locks, so a concurrent run sharing the cache
     directory that trained them meanwhile is waited for and its entries used: each key is trained
     once. Returns ``{key: (state bytes, metadata)}`` and how many were trained here.
+
+    A job that failed (``train_many`` returned a :class:`JobFailure` for it) is not cached; its
+    traceback goes into ``failed`` (key -> text) and its key is absent from the result, or, without
+    ``failed``, it raises :class:`ReferenceFailed`.
     """
     found: dict[str, tuple[bytes, dict]] = {}
     unique: dict[str, RefJob] = {}
@@ -119,7 +139,18 @@ def ensure_references(
                 todo.append(job)
         if todo:
             say(f"training {len(todo)} reference model(s): " + "; ".join(j.describe() for j in todo))
-            for job, (data, seconds) in zip(todo, train_many(todo), strict=True):
+            for job, result in zip(todo, train_many(todo), strict=True):
+                if isinstance(result, JobFailure):
+                    from bench.track.tracking import error_line
+
+                    if failed is None:
+                        raise ReferenceFailed(f"training {job.describe()} failed:\n{result.error}")
+                    failed[job.key] = (f"{result.error.rstrip()}\n(while training {job.describe()}: the trials that "
+                                       "need it did not run)")
+                    say(f"FAILED      training {job.describe()} [{job.key[:12]}]: {error_line(result.error)}", always=True)
+                    continue
+                data, seconds = result
+                trained += 1
                 meta = {
                     "document": job.doc,
                     "train_seconds": seconds,
@@ -128,7 +159,6 @@ def ensure_references(
                 }
                 found[job.key] = (data, cache.put(job.key, data, meta))
                 say(f"trained     {job.describe()} [{job.key[:12]}] in {seconds:.1f}s")
-            trained = len(todo)
     return found, trained
 
 
@@ -145,7 +175,7 @@ def warn_recipe_mismatch(plan, payload, say: Callable[..., None]) -> list[str]:
     original was trained with. Returns the warnings (also said, always shown)."""
     out = []
     for g in plan.groups:
-        if g.original is None:
+        if g.original is None or g.gid not in payload.groups:  # not when its references failed
             continue
         step = payload.groups[g.gid].steps[0]
         key = "test_retain_class_acc" if step.forget_class is not None else "test_acc"

@@ -16,7 +16,7 @@ from bench.core.errors import RecordError
 from bench.core.keys import Tag, plan_key
 from bench.core.options import RunOptions
 from bench.core.plugins import get_registry, plugin_versions
-from bench.run.checks import check_cluster_resources
+from bench.run.checks import check_cluster_resources, oom_hint
 from bench.run.plan import make_plan
 from bench.run.validate import package_versions, validate_options
 from bench.track import report, tracking
@@ -143,6 +143,20 @@ def _abandon_start(opening, status: str, started_ray: bool) -> None:
         ray.shutdown()
 
 
+def _fail_blocked(plan, todo: list[int], payload, client, experiment_id: str, parent: str, say) -> dict[int, str]:
+    """Record as failed (child run, traceback in error.txt, one line here) every trial to run that
+    needs a reference which failed to train; returns ``{plan position: error text}``."""
+    from bench.run.payload import blocked_trials
+
+    blocked = {todo[i]: text for i, text in blocked_trials([plan.trials[i] for i in todo], payload).items()}
+    for i, text in sorted(blocked.items()):
+        spec = plan.trials[i]
+        with tracking.recording(f"recording trial {spec.trial_name} in the MLflow store"):
+            run_id = tracking.log_local_trial(plan.tracking_uri, experiment_id, parent, spec, None, text)
+        say(tracking.failure_line("[not run]", spec.trial_name, text, run_id), always=True)
+    return blocked
+
+
 def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False) -> int:
     say = Printer(console, quiet)
     t_start = time.perf_counter()
@@ -212,7 +226,9 @@ def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False) -
                                 "the store takes writes."):
             tracking.log_metrics(client, parent, {"references_trained": trained})
 
-        trials = [plan.trials[i] for i in todo]
+        blocked = _fail_blocked(plan, todo, payload, client, experiment_id, parent, say)
+        ran = [i for i in todo if i not in blocked]
+        trials = [plan.trials[i] for i in ran]
         if not trials:
             outcome = Outcome()
         elif opts.executor == "ray":
@@ -228,10 +244,10 @@ def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False) -
             outcome = run_local(trials, payload, log_trial, say)
         reporter.close()  # no progress bar under the summary
         # back to plan positions, with the trials an earlier (resumed) run finished
-        results = {todo[i]: m for i, m in outcome.results.items()}
-        failures = {todo[i]: e for i, e in outcome.failures.items()}
+        results = {ran[i]: m for i, m in outcome.results.items()}
+        failures = {ran[i]: e for i, e in outcome.failures.items()} | blocked
         # cut off by an interrupt (recorded KILLED in MLflow, or never started): neither finished nor failed
-        killed = {todo[i] for i in range(len(trials))
+        killed = {ran[i] for i in range(len(trials))
                   if outcome.interrupted and i not in outcome.results and i not in outcome.failures}
         results.update({i: done[t.trial_key] for i, t in enumerate(plan.trials) if t.trial_key in done})
 
@@ -253,9 +269,10 @@ def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False) -
             status = "KILLED"
             say("interrupted: finished trials are recorded in MLflow.", always=True)
             code = 130
-        elif outcome.failures:
+        elif failures:
             ray_log = f"; Ray's log: {outcome.log_path}" if outcome.log_path else ""
-            say(f"{len(outcome.failures)} trial(s) failed; their tracebacks are in MLflow (artifact error.txt){ray_log}.", always=True)
+            say(f"{len(failures)} trial(s) failed; their tracebacks are in MLflow (artifact error.txt){ray_log}."
+                + oom_hint(failures.values(), opts.gpus_per_trial), always=True)
             code = 1
         else:
             status = "FINISHED"

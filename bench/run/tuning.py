@@ -23,6 +23,7 @@ from bench.core.options import RunOptions
 from bench.core.plugins import get_registry, plugin_versions
 from bench.core.space import to_tune
 from bench.eval.metrics import METRIC_DIRECTIONS
+from bench.run.checks import oom_hint
 from bench.run.plan import make_plan
 from bench.run.runner import close_run
 from bench.run.validate import package_versions
@@ -102,37 +103,44 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
     try:
         started_ray = start_ray(opts.ray_address, verbose, say)
         payload, _, _ = prepare_references(plan, versions, say)
-        sched = None
-        if scheduler == "asha":
-            from ray.tune.schedulers import ASHAScheduler
-
-            sched = ASHAScheduler(time_attr="training_iteration", grace_period=1, reduction_factor=2)
-        outcome = run_ray(
-            plan.trials, payload, cpus=opts.cpus_per_trial, gpus=opts.gpus_per_trial,
-            storage=f"{plan.cache_dir}/ray_results", name=f"{run_name}-{parent[:8]}",
-            callbacks=[make_ray_callback(plan.tracking_uri, opts.experiment, parent)], say=say,
-            search={"space": space, "num_samples": num_samples, "metric": objective, "mode": mode,
-                    "scheduler": sched, "seed": seed},
-            verbose=verbose,
-        )
-        best = best_sample(outcome, objective, mode)
-        if best is None:
-            say("no sample finished: no best parameters to save.", always=True)
+        if payload.failures:  # the one group's reference (or the method's own original) did not train
+            text = next(iter(payload.failures.values()))
+            with tracking.recording("recording the failure in the MLflow store"):
+                tracking.record_failure(client, parent, text)
+            say(f"no sample can run: {tracking.error_line(text)} (traceback: MLflow run {parent}, error.txt)."
+                + oom_hint(payload.failures.values(), opts.gpus_per_trial), always=True)
         else:
-            spec, value = best
-            best_params = {method: dict(spec.params)}
-            path = Path(output or f"best-params-{method}.json")
-            path.write_text(json.dumps(best_params, indent=1) + "\n")
-            with tracking.recording("writing the best parameters to the MLflow store", f"They are saved in {path}."):
-                client.log_text(parent, json.dumps(best_params, indent=1), "best_params.json")
-                tracking.log_params(client, parent, tracking.flatten({"best": dict(spec.params)}))
-                tracking.log_metrics(client, parent, {f"best_{objective}": value, "samples_finished": len(outcome.results),
-                                                      "wall_seconds": time.perf_counter() - t_start})
-            say(f"best sample: {spec.trial_name}: {objective}={value:.4f} with "
-                + ", ".join(f"{k}={spec.params[k]!r}" for k in space))
-            say(f"best parameters written to {path} and to MLflow (run {parent}, best_params.json); "
-                f"reuse them with: bench run --params {path}", always=True)
-        status, code = ("KILLED", 130) if outcome.interrupted else ("FINISHED", 0 if best is not None else 1)
+            sched = None
+            if scheduler == "asha":
+                from ray.tune.schedulers import ASHAScheduler
+
+                sched = ASHAScheduler(time_attr="training_iteration", grace_period=1, reduction_factor=2)
+            outcome = run_ray(
+                plan.trials, payload, cpus=opts.cpus_per_trial, gpus=opts.gpus_per_trial,
+                storage=f"{plan.cache_dir}/ray_results", name=f"{run_name}-{parent[:8]}",
+                callbacks=[make_ray_callback(plan.tracking_uri, opts.experiment, parent)], say=say,
+                search={"space": space, "num_samples": num_samples, "metric": objective, "mode": mode,
+                        "scheduler": sched, "seed": seed},
+                verbose=verbose,
+            )
+            best = best_sample(outcome, objective, mode)
+            if best is None:
+                say("no sample finished: no best parameters to save.", always=True)
+            else:
+                spec, value = best
+                best_params = {method: dict(spec.params)}
+                path = Path(output or f"best-params-{method}.json")
+                path.write_text(json.dumps(best_params, indent=1) + "\n")
+                with tracking.recording("writing the best parameters to the MLflow store", f"They are saved in {path}."):
+                    client.log_text(parent, json.dumps(best_params, indent=1), "best_params.json")
+                    tracking.log_params(client, parent, tracking.flatten({"best": dict(spec.params)}))
+                    tracking.log_metrics(client, parent, {f"best_{objective}": value, "samples_finished": len(outcome.results),
+                                                          "wall_seconds": time.perf_counter() - t_start})
+                say(f"best sample: {spec.trial_name}: {objective}={value:.4f} with "
+                    + ", ".join(f"{k}={spec.params[k]!r}" for k in space))
+                say(f"best parameters written to {path} and to MLflow (run {parent}, best_params.json); "
+                    f"reuse them with: bench run --params {path}", always=True)
+            status, code = ("KILLED", 130) if outcome.interrupted else ("FINISHED", 0 if best is not None else 1)
     except KeyboardInterrupt:
         status, code = "KILLED", 130
     finally:

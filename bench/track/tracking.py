@@ -283,7 +283,7 @@ def log_earlier_steps(client, run_id: str, result: dict, default_step: int = 0) 
 
 
 def record_failure(client, run_id: str, error_text: str) -> None:
-    client.set_tag(run_id, Tag.ERROR, error_text.strip().splitlines()[-1][:4000] if error_text.strip() else "failed")
+    client.set_tag(run_id, Tag.ERROR, error_line(error_text, limit=4000))  # the exception, on one line
     client.log_text(run_id, error_text, "error.txt")
 
 
@@ -351,7 +351,8 @@ def error_line(error_text: str, limit: int = 300) -> str:
     """The exception of a traceback on one line ("RuntimeError: boom"): the lines after its last
     frame, whitespace collapsed, at most ``limit`` characters."""
     lines = error_text.rstrip().splitlines()
-    last_frame = max((i for i, line in enumerate(lines) if line.startswith((" ", "\t"))), default=-1)
+    last_frame = max((i for i, line in enumerate(lines) if line.startswith((" ", "\t", "Traceback (most recent call"))),
+                     default=-1)
     text = " ".join(" ".join(lines[last_frame + 1:]).split()) or " ".join(" ".join(lines[-1:]).split())
     return (text[: limit - 3] + "...") if len(text) > limit else (text or "failed")
 

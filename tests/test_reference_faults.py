@@ -1,0 +1,195 @@
+"""A reference, or a method's own original, that fails to train (a plugin's bug, CUDA out of memory)
+fails only the trials that need it: each is recorded FAILED with the traceback, the other trials
+run, the exit code is 1 and no traceback reaches the terminal; nothing is cached for the failed
+job, so ``--resume`` trains it again (bench.run.references, bench.run.payload.blocked_trials)."""
+
+from __future__ import annotations
+
+import io
+
+import mlflow
+import pytest
+import torch
+from torch import nn
+
+import bench
+
+PLANTED = "CUDA out of memory. Tried to allocate 2.00 GiB (planted)"
+
+
+class _TrainBoomNet(nn.Module):
+    """Runs in evaluation (so the plan's check of the model passes); raises while training."""
+
+    def __init__(self, d: int, classes: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(d, classes)
+
+    def forward(self, x):
+        if self.training and torch.is_grad_enabled():
+            raise RuntimeError(PLANTED)
+        return self.fc(x.flatten(1))
+
+
+class TrainBoomModel:
+    name = "trainboom"
+    description = "test model that fails to train"
+
+    def create(self, num_classes, input_shape, arg=None):
+        return _TrainBoomNet(int(torch.tensor(input_shape).prod()), num_classes)
+
+
+class OwnTrainBoom:
+    """A method with its own training (as SISA) whose ``train`` fails."""
+
+    name = "owntrain"
+    description = "test method whose own training fails"
+    requires = frozenset({"forget"})
+    default_params: dict = {}
+    search_space: dict = {}
+    calls = 0
+
+    def train(self, x, y, params, ctx):
+        OwnTrainBoom.calls += 1
+        raise RuntimeError(PLANTED)
+
+    def save_trained(self, model):
+        return b""
+
+    def load_trained(self, data, params, ctx):
+        raise AssertionError("never trained")
+
+    def unlearn(self, model, request, params, ctx):
+        raise AssertionError("a trial whose original failed must not run")
+
+
+class _Plugin:
+    @bench.hookimpl
+    def register_methods(self, register):
+        register(OwnTrainBoom())
+
+    @bench.hookimpl
+    def register_models(self, register):
+        register(TrainBoomModel())
+
+
+@pytest.fixture
+def planted():
+    from bench.core.plugins import register_plugin, unregister_plugin
+
+    plugin = _Plugin()
+    register_plugin(plugin)
+    OwnTrainBoom.calls = 0
+    try:
+        yield
+    finally:
+        unregister_plugin(plugin)
+
+
+def _trials(workdir):
+    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
+    df = mlflow.search_runs(experiment_names=["unlearning-bench"])
+    return df[df["tags.bench.role"] == "trial"]
+
+
+def test_failed_own_original_fails_its_trials_only_and_trains_again_on_resume(workdir, shared_cache, planted, run_harness):
+    code, out = run_harness(workdir, methods="owntrain,ft", attacks="", recipe={"epochs": 5}, cache_dir=str(shared_cache))
+    assert code == 1, out
+    assert "FAILED      training owntrain original digits/mlp seed=0" in out and "1 failed" in out
+    assert "[not run] FAILED  owntrain seed=0: RuntimeError: " + PLANTED in out
+    assert "1 of them ran out of GPU memory" in out  # the hint for what to change
+    kids = _trials(workdir).set_index("tags.bench.method")
+    assert kids.loc["owntrain", "status"] == "FAILED" and kids.loc["ft", "status"] == "FINISHED"
+    assert PLANTED in kids.loc["owntrain", "tags.bench.error"]
+    assert not any(c.startswith("metrics.") and kids.loc["owntrain", c] == kids.loc["owntrain", c]
+                   for c in kids.columns)  # no number recorded for the trial that did not run
+    text = mlflow.artifacts.load_text(f"runs:/{kids.loc['owntrain', 'run_id']}/error.txt")
+    assert "Traceback" in text and "in train" in text and "while training owntrain original digits/mlp" in text
+    assert OwnTrainBoom.calls == 1
+    # nothing was cached for it: --resume keeps ft's trial and trains the own original again
+    code, out = run_harness(workdir, methods="owntrain,ft", attacks="", recipe={"epochs": 5}, cache_dir=str(shared_cache),
+                            resume=True)
+    assert code == 1 and OwnTrainBoom.calls == 2, out
+    assert "running ft" not in out
+
+
+def test_failed_reference_fails_its_groups_trials_and_the_other_group_runs(workdir, shared_cache, planted, run_harness):
+    code, out = run_harness(workdir, methods="ft", models=["mlp", "trainboom"], attacks="", recipe={"epochs": 5},
+                            cache_dir=str(shared_cache))
+    assert code == 1, out
+    assert "FAILED      training original digits/trainboom seed=0" in out
+    assert "FAILED      training retrained digits/trainboom seed=0" in out
+    kids = _trials(workdir).set_index("tags.bench.model")
+    assert kids.loc["trainboom", "status"] == "FAILED" and kids.loc["mlp", "status"] == "FINISHED"
+    assert PLANTED in kids.loc["trainboom", "tags.bench.error"]
+    assert "retrain" in out  # the healthy group's references are in the summary
+
+
+def test_oom_hint_names_what_to_change():
+    from bench.run.checks import oom_hint
+
+    oom = "Traceback ...\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 MiB"
+    assert oom_hint(["RuntimeError: boom"], 0.25) == ""
+    hint = oom_hint([oom, "RuntimeError: boom", oom], 0.25)
+    assert "2 of them ran out of GPU memory with up to 4 trials sharing a GPU (--gpus-per-trial 0.25)" in hint
+    assert "--resume and --gpus-per-trial 0.5" in hint
+    assert "--gpus-per-trial 1 " in oom_hint([oom], 0.5)
+    assert "a GPU each" in oom_hint([oom], 1) and "--gpus-per-trial" not in oom_hint([oom], 1)
+
+
+def test_train_many_local_returns_a_failure_and_goes_on():
+    from bench.run import ref_tasks
+    from bench.run.references import JobFailure
+
+    class Job:
+        recipe = type("R", (), {"epochs": 1})()
+
+        def __init__(self, bad):
+            self.bad = bad
+
+        def describe(self):
+            return "job"
+
+        def run(self):
+            if self.bad:
+                raise ValueError("planted")
+            return b"ok", 0.5
+
+    out = ref_tasks.train_many_local([Job(True), Job(False)])
+    assert isinstance(out[0], JobFailure) and "ValueError: planted" in out[0].error and "Traceback" in out[0].error
+    assert out[1] == (b"ok", 0.5)
+
+
+def test_ensure_references_without_a_failure_list_raises(tmp_path):
+    from bench.core.cache import ReferenceCache
+    from bench.run.references import JobFailure, ReferenceFailed, ensure_references
+
+    class Job:
+        key, doc = "k" * 64, {"kind": "original", "dataset": "d", "model": "m", "seed": 0}
+
+        def describe(self):
+            return "original d/m seed=0"
+
+    with pytest.raises(ReferenceFailed, match="training original d/m seed=0 failed"):
+        ensure_references([Job()], ReferenceCache(tmp_path), lambda jobs: [JobFailure("E: x")], lambda *a, **k: None, {})
+    failed: dict = {}
+    refs, trained = ensure_references([Job()], ReferenceCache(tmp_path), lambda jobs: [JobFailure("E: x")],
+                                      lambda *a, **k: None, {}, failed)
+    assert refs == {} and trained == 0 and "E: x" in failed[Job.key]
+    assert ReferenceCache(tmp_path).check(Job.key)[0] is None  # not cached
+
+
+@pytest.mark.slow
+def test_tune_with_a_failed_reference_runs_no_sample(workdir, planted, capsys):
+    pytest.importorskip("ray")
+    from rich.console import Console
+
+    from bench.core.options import RunOptions
+    from bench.run.tuning import tune_method
+
+    opts = RunOptions(models=["trainboom"], attacks="", recipe={"epochs": 5}, cache_dir=str(workdir / "cache"),
+                      tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
+    out = io.StringIO()
+    code = tune_method(opts, "ft", "avg_gap", 2, "fifo", 0, str(workdir / "best.json"), Console(file=out, width=250))
+    assert code == 1, out.getvalue()
+    assert "no sample can run: RuntimeError: " + PLANTED in out.getvalue()
+    assert not (workdir / "best.json").exists()
