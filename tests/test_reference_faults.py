@@ -193,3 +193,55 @@ def test_tune_with_a_failed_reference_runs_no_sample(workdir, planted, capsys):
     assert code == 1, out.getvalue()
     assert "no sample can run: RuntimeError: " + PLANTED in out.getvalue()
     assert not (workdir / "best.json").exists()
+
+
+def test_diverged_reference_training_fails_the_trials_and_caches_nothing(workdir, run_harness, trial_runs):
+    """A recipe that makes training diverge (NaN weights) would give every trial NaN references
+    to start from and compare with, and blame the method for the NaN: the references fail instead."""
+    code, out = run_harness(workdir, methods="ft", attacks="", recipe={"epochs": 2, "lr": 1e6})
+    assert code == 1, out
+    assert "FAILED      training original digits/mlp seed=0" in out
+    assert "diverged in training (non-finite values in" in out and "at lr=1e+06" in out
+    kids = trial_runs(workdir)
+    assert kids.loc["ft", "status"] == "FAILED" and "diverged in training" in kids.loc["ft", "tags.bench.error"]
+    assert "Method 'ft' returned" not in out  # not blamed on the method
+    assert not list((workdir / "cache").rglob("*.safetensors"))
+
+
+def test_a_cached_reference_with_nan_outputs_is_not_used(workdir, shared_cache, run_harness, trial_runs):
+    """An entry cached with NaN weights (by a version before the check, say) is intact for the
+    cache's digest, but its outputs are refused before any trial starts from it."""
+    from bench.core.cache import ReferenceCache, state_to_bytes
+    from bench.core.options import RunOptions
+    from bench.core.plugins import get_registry, plugin_versions
+    from bench.nn.nets import MLP
+    from bench.run.plan import make_plan
+
+    opts = RunOptions(methods="ft", attacks="", recipe={"epochs": 2}, cache_dir=str(workdir / "cache"),
+                      tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}", executor="local")
+    g = make_plan(get_registry(), opts, {}, plugin_versions()).groups[0]
+    net = MLP(64, (256, 256), 10)
+    with torch.no_grad():
+        net.net[-1].bias.fill_(float("nan"))
+    ReferenceCache(workdir / "cache").put(g.original_key, state_to_bytes(net), {"document": g.original_doc,
+                                                                             "train_seconds": 0.1})
+    code, out = run_harness(workdir, methods="ft", attacks="", recipe={"epochs": 2})
+    assert code == 1, out
+    assert "cache hit   original digits/mlp seed=0" in out
+    assert "The original of digits/mlp seed=0 has NaN outputs on the forget set" in out
+    assert trial_runs(workdir).loc["ft", "status"] == "FAILED"
+
+
+def test_attack_models_that_fail_to_train_fail_their_groups_trials(workdir, shared_cache, run_harness, trial_runs,
+                                                                     monkeypatch):
+    from bench.run import prepare
+
+    def boom(*args, **kwargs):
+        raise RuntimeError(PLANTED)
+
+    monkeypatch.setattr(prepare, "ensure_shadow_set", boom)
+    code, out = run_harness(workdir, methods="ft", attacks="lira", recipe={"epochs": 5}, cache_dir=str(shared_cache))
+    assert code == 1, out
+    assert "FAILED      training the attacks' models of digits/mlp seed=0: RuntimeError: " + PLANTED in out
+    kids = trial_runs(workdir)
+    assert kids.loc["ft", "status"] == "FAILED" and PLANTED in kids.loc["ft", "tags.bench.error"]

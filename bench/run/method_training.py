@@ -106,6 +106,9 @@ def train_own_original(method, params, model_obj, arg, splits, recipe, seed: int
     seconds = time.perf_counter() - t0
     if not isinstance(model, torch.nn.Module):
         raise BenchError(f"Method '{method.name}': train() returned {type(model).__name__}, not a torch.nn.Module.")
+    from bench.run.references import check_trained
+
+    check_trained(model, x, f"Method '{method.name}': its own original", recipe)
     data = method.save_trained(model)
     _check_safetensors(method.name, data)
     return data, seconds

@@ -127,6 +127,19 @@ def group_steps(plan, g, refs: dict) -> tuple[Step, ...]:
     return tuple(out)
 
 
+def _nonfinite_reference(g, steps) -> str | None:
+    """The error text for a group whose original or a retrained reference has non-finite outputs
+    (an entry cached before bench refused diverged trainings, say), else None."""
+    for n, step in enumerate(steps, 1):
+        for what, ev in (("original", step.original_eval), ("retrained reference", step.retrain_eval)):
+            if ev.nonfinite is not None:
+                where = f" of request {n}" if len(steps) > 1 else ""
+                return (f"bench.core.errors.BenchError: The {what}{where} of {g.dataset}/{g.model} seed={g.seed} has "
+                        f"{ev.nonfinite}: its training diverged; lower the recipe's learning rate (--recipe lr=...).\n"
+                        "(the trials that need it did not run)")
+    return None
+
+
 def build_payload(plan, refs: dict, method_originals: dict[str, dict], attack_models: dict[str, dict],
                   failed: Mapping[str, str] | None = None) -> tuple[Payload, list[dict]]:
     """Evaluate the references of every group once; bundle what the trials share. Returns the
@@ -136,11 +149,15 @@ def build_payload(plan, refs: dict, method_originals: dict[str, dict], attack_mo
     failures = {key: text for key, text in failed.items()}
     groups, ref_rows = {}, []
     for g in plan.groups:
-        bad = [failed[key] for key in group_keys(g) if key in failed]
+        bad = [failed[key] for key in (*group_keys(g), g.gid) if key in failed]  # references, attack models
         if bad:
             failures[g.gid] = bad[0]
             continue
         steps = group_steps(plan, g, refs)
+        broken = _nonfinite_reference(g, steps)
+        if broken:
+            failures[g.gid] = broken
+            continue
         groups[g.gid] = GroupPayload(
             splits=plan.splits[g.dataset], forget_idx=g.forget_idx, original_state=refs[g.original_key][0], steps=steps,
             continual=g.steps is not None, method_originals=method_originals.get(g.gid, {}),

@@ -13,14 +13,18 @@ from bench.run.method_training import method_training_jobs, originals_by_group
 from bench.run.payload import Payload, build_payload, group_keys, reference_jobs
 from bench.run.original import ORIGINAL_KEYS
 from bench.run.references import ensure_references, warn_recipe_mismatch
+from bench.track.tracking import error_line
 
 
-def attack_models(plan, refs: dict, say: Callable[[str], None], versions: dict) -> dict[str, dict]:
+def attack_models(plan, refs: dict, say: Callable[[str], None], versions: dict,
+                  failed: dict[str, str] | None = None) -> dict[str, dict]:
     """``{gid: extras}``: what the selected attacks declare in ``needs``, per group.
 
     ``"shadows"``: ``--shadow-models`` pool shadows; ``"retrain_shadows"``: as many models
     retrained on D_r; ``"reference"``: the retrained reference's weights. Trained on the driver
     (vectorized where possible) before the trials, cached, shared by every trial of the group.
+    A group whose attack models fail to train goes into ``failed`` ({gid: traceback}) and its
+    trials do not run (raised without ``failed``).
     """
     needs = needs_of(plan.attacks)
     if not needs:
@@ -37,9 +41,20 @@ def attack_models(plan, refs: dict, say: Callable[[str], None], versions: dict) 
                       forget_idx=g.forget_idx,
                       device=plan.device, cache=cache, say=say, versions=versions)
         extras = {}
-        for kind in ("shadows", "retrain_shadows"):
-            if kind in needs:
-                extras[kind] = ensure_shadow_set(kind, count, **common)
+        try:
+            for kind in ("shadows", "retrain_shadows"):
+                if kind in needs:
+                    extras[kind] = ensure_shadow_set(kind, count, **common)
+        except Exception:
+            if failed is None:
+                raise
+            import traceback
+
+            failed[g.gid] = (f"{traceback.format_exc().rstrip()}\n(while training the attacks' models of "
+                             f"{g.dataset}/{g.model} seed={g.seed}: the trials that need them did not run)")
+            say(f"FAILED      training the attacks' models of {g.dataset}/{g.model} seed={g.seed}: "
+                f"{error_line(failed[g.gid])}", always=True)
+            continue
         if "reference" in needs:
             extras["reference"] = refs[g.retrain_key][0]
         out[g.gid] = extras
@@ -61,8 +76,8 @@ def prepare_references(plan, versions: dict, say: Callable[[str], None]) -> tupl
     from_file = sum(1 for _, meta in refs.values() if meta.get("document", {}).get("kind") == "original-file")
     say(f"references: {trained} trained, {len(refs) - trained - from_file} from cache ({plan.cache_dir})"
         + (f", {from_file} from --original" if from_file else "") + (f", {len(failed)} failed" if failed else ""))
-    payload, ref_rows = build_payload(plan, refs, originals_by_group(plan, refs), attack_models(plan, refs, say, versions),
-                                      failed)
+    payload, ref_rows = build_payload(plan, refs, originals_by_group(plan, refs),
+                                      attack_models(plan, refs, say, versions, failed), failed)
     release_cuda_memory()  # the references were evaluated here (on the GPU with --device cuda): the trials need it
     warn_recipe_mismatch(plan, payload, say)  # --original: does the recipe match how it was trained?
     return payload, ref_rows, trained
