@@ -134,7 +134,7 @@ def _nonfinite_reference(g, steps) -> str | None:
         for what, ev in (("original", step.original_eval), ("retrained reference", step.retrain_eval)):
             if ev.nonfinite is not None:
                 where = f" of request {n}" if len(steps) > 1 else ""
-                return (f"bench.core.errors.BenchError: The {what}{where} of {g.dataset}/{g.model} seed={g.seed} has "
+                return (f"The {what}{where} of {g.dataset}/{g.model} seed={g.seed} has "
                         f"{ev.nonfinite}: its training diverged; lower the recipe's learning rate (--recipe lr=...).\n"
                         "(the trials that need it did not run)")
     return None
