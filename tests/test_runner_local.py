@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mlflow
 import pytest
+import torch
 
 
 class Spy:
@@ -126,3 +127,31 @@ def test_artifacts_are_text_bytes_or_rendered_under_relative_names():
     assert render(Drawn("y")) == "y"
     with pytest.raises(TypeError, match="Drawn.render\\(\\) returned int, not str or bytes"):
         render(Drawn(5))
+
+
+class Narrow:
+    """Returns a model with ``width`` outputs per input instead of one per class."""
+
+    name = "narrow"
+    description = "test method that replaces the output layer"
+    requires = frozenset({"forget"})
+    default_params = {"width": 1}
+    search_space: dict = {}
+
+    def unlearn(self, model, request, params, ctx):
+        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, int(params["width"])))
+
+
+@pytest.mark.parametrize("width", [1, 11])
+def test_a_model_with_another_output_width_fails_its_trial(workdir, shared_cache, boom_plugin, run_harness, trial_runs,
+                                                           width):
+    """One output: argmax is always class 0, which scored an accuracy (the fraction of class 0) and a
+    JS divergence broadcast against the references' 10 classes, with exit 0. Now refused."""
+    boom_plugin(Narrow())
+    code, out = run_harness(workdir, methods="narrow,ft", params={"narrow": {"width": str(width)}}, attacks="",
+                            recipe={"epochs": 5}, cache_dir=str(shared_cache))
+    assert code == 1, out
+    kids = trial_runs(workdir)
+    assert kids.loc["narrow", "status"] == "FAILED" and kids.loc["ft", "status"] == "FINISHED"
+    assert (f"Method 'narrow' returned a model whose outputs have shape (N, {width}); expected (N, 10)"
+            in kids.loc["narrow", "tags.bench.error"])

@@ -61,6 +61,8 @@ class ModelEval:
     #: What is wrong with the model's outputs ("NaN outputs on the forget set"), or None when every
     #: logit on D_f, D_r and D_t is finite (see :func:`nonfinite_outputs`).
     nonfinite: str | None = None
+    #: the shape of one input's output (``(num_classes,)`` for a classifier): checked by the trial
+    outputs: tuple = ()
 
 
 def _acc(logits: torch.Tensor, y: torch.Tensor) -> float:
@@ -96,6 +98,7 @@ def evaluate_model(model: torch.nn.Module, data: EvalData) -> ModelEval:
         forget_probs=torch.softmax(forget_logits, 1).cpu(),
         test_probs=torch.softmax(test_logits, 1).cpu(),
         nonfinite=nonfinite_outputs({"forget": forget_logits, "retain": retain_logits, "test": test_logits}),
+        outputs=tuple(test_logits.shape[1:]),
     )
 
 

@@ -56,9 +56,15 @@ def unlearn_checked(method, name: str, model, request, params: dict, ctx: Method
     return out
 
 
-def checked_eval(name: str, ev: ModelEval, where: str = "") -> ModelEval:
-    """Refuse a model whose outputs are not finite, before any metric or attack is computed on it:
-    a NaN model would otherwise score (forget_acc 0, JS "-") and could rank first."""
+def checked_eval(name: str, ev: ModelEval, classes: int, where: str = "") -> ModelEval:
+    """Refuse a model whose outputs are not one finite logit per class, before any metric or attack
+    is computed on it: a NaN model would otherwise score (forget_acc 0, JS "-") and could rank
+    first, and a model with another output width would score too (argmax over 1 output is always
+    class 0: an accuracy, with the JS divergence broadcast against the references' 10 classes)."""
+    if ev.outputs != (classes,):
+        shape = ", ".join(["N", *map(str, ev.outputs)])
+        raise BenchError(f"Method '{name}' returned a model whose outputs have shape ({shape}){where}; expected "
+                         f"(N, {classes}), one logit per class: keep the classifier's output layer.")
     if ev.nonfinite is not None:
         raise BenchError(f"Method '{name}' returned a model with {ev.nonfinite}{where}.")
     return ev
@@ -102,7 +108,8 @@ def run_trial(spec: TrialSpec, payload: Payload, fetch: Callable[[Any], Any] = l
         report_model = None
         if report is not None and not group.continual:
             def report_model(intermediate, step=step, data=data) -> None:
-                ev = checked_eval(spec.method, evaluate_model(intermediate, data), " (a model passed to ctx.report)")
+                ev = checked_eval(spec.method, evaluate_model(intermediate, data), splits.num_classes,
+                                  " (a model passed to ctx.report)")
                 report(compare_to_references(ev, step.original_eval, step.retrain_eval))
 
         ctx = MethodContext(seed=seed, device=device, new_model=new_model, recipe=recipe, report=report_model)
@@ -110,7 +117,7 @@ def run_trial(spec: TrialSpec, payload: Payload, fetch: Callable[[Any], Any] = l
         where = f" on request {t}" if group.continual else ""
         with measure(device) as m:
             out = unlearn_checked(method, spec.method, model, request, spec.params, ctx, where)
-        ev = checked_eval(spec.method, evaluate_model(out, data), where)
+        ev = checked_eval(spec.method, evaluate_model(out, data), splits.num_classes, where)
         metrics = compare_to_references(ev, step.original_eval, step.retrain_eval)
         metrics.update({"unlearn_seconds": m.seconds, "retrain_seconds": step.retrain_seconds,
                         "speedup_vs_retrain": step.retrain_seconds / max(m.seconds, 1e-9), **m.memory,
