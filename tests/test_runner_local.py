@@ -155,3 +155,27 @@ def test_a_model_with_another_output_width_fails_its_trial(workdir, shared_cache
     assert kids.loc["narrow", "status"] == "FAILED" and kids.loc["ft", "status"] == "FINISHED"
     assert (f"Method 'narrow' returned a model whose outputs have shape (N, {width}); expected (N, 10)"
             in kids.loc["narrow", "tags.bench.error"])
+
+
+class InPlace:
+    """Shifts the forget inputs in place: the harness would then evaluate on the shifted inputs."""
+
+    name = "inplace"
+    description = "test method that changes the request's tensors"
+    requires = frozenset({"forget"})
+    default_params: dict = {}
+    search_space: dict = {}
+
+    def unlearn(self, model, request, params, ctx):
+        request.forget_x[:, :10] = 16.0  # index assignment is in place too
+        return model
+
+
+def test_a_method_that_changes_the_request_in_place_fails_its_trial(workdir, shared_cache, boom_plugin, run_harness,
+                                                                    trial_runs):
+    boom_plugin(InPlace())
+    code, out = run_harness(workdir, methods="inplace,ft", attacks="", recipe={"epochs": 5}, cache_dir=str(shared_cache))
+    assert code == 1, out
+    kids = trial_runs(workdir)
+    assert kids.loc["inplace", "status"] == "FAILED" and kids.loc["ft", "status"] == "FINISHED"
+    assert "Method 'inplace' changed request.forget_x in place" in kids.loc["inplace", "tags.bench.error"]

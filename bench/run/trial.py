@@ -48,9 +48,25 @@ def add_method_outputs(method: str, metrics: dict, ctx: MethodContext) -> None:
         metrics.setdefault(ARTIFACTS_KEY, {}).update(ctx.artifacts)
 
 
+def _request_tensors(request) -> dict[str, torch.Tensor]:
+    found = {f"request.{k}": getattr(request, k) for k in ("forget_x", "forget_y", "retain_x", "retain_y")}
+    bounds = request.input_bounds or ()
+    found.update({f"request.input_bounds[{i}]": b for i, b in enumerate(bounds)})
+    return {k: v for k, v in found.items() if isinstance(v, torch.Tensor)}
+
+
 def unlearn_checked(method, name: str, model, request, params: dict, ctx: MethodContext, where: str = ""):
-    """Call ``method.unlearn`` (the caller seeds); refuse anything but a module."""
+    """Call ``method.unlearn`` (the caller seeds); refuse anything but a module, and a call that
+    changed the request's tensors in place: the harness evaluates the unlearned model on those very
+    tensors, so its metrics would be wrong (torch counts in-place changes per tensor, ``_version``)."""
+    tensors = _request_tensors(request)
+    versions = {k: t._version for k, t in tensors.items()}
     out = method.unlearn(model, request, dict(params), ctx)
+    changed = [k for k, t in tensors.items() if t._version != versions[k]]
+    if changed:
+        raise BenchError(f"Method '{name}' changed {', '.join(changed)} in place{where}; the harness evaluates the "
+                         f"unlearned model on those very tensors, so its metrics would be wrong. Work on a copy "
+                         f"(x = {changed[0]}.clone()) or use out-of-place operations.")
     if not isinstance(out, torch.nn.Module):
         raise BenchError(f"Method '{name}' returned {type(out).__name__}{where}, not a torch.nn.Module.")
     return out
