@@ -6,6 +6,8 @@ import mlflow
 import pytest
 import torch
 
+import bench
+
 
 class Spy:
     """Records what the harness handed it; changes nothing."""
@@ -179,3 +181,38 @@ def test_a_method_that_changes_the_request_in_place_fails_its_trial(workdir, sha
     kids = trial_runs(workdir)
     assert kids.loc["inplace", "status"] == "FAILED" and kids.loc["ft", "status"] == "FINISHED"
     assert "Method 'inplace' changed request.forget_x in place" in kids.loc["inplace", "tags.bench.error"]
+
+
+class Tamper:
+    """An attack that changes the unlearned model in place (the attacks after it would measure
+    another model)."""
+
+    name = "tamper"
+    description = "test attack that changes the model"
+    needs: frozenset = frozenset()
+
+    def evaluate(self, model, ctx):
+        with torch.no_grad():
+            next(model.parameters()).add_(1.0)
+        return {"score": 0.5}
+
+
+class _TamperPlugin:
+    @bench.hookimpl
+    def register_attacks(self, register):
+        register(Tamper())
+
+
+def test_an_attack_that_changes_the_model_fails_the_trial(workdir, shared_cache, run_harness, trial_runs):
+    from bench.core.plugins import register_plugin, unregister_plugin
+
+    plugin = _TamperPlugin()
+    register_plugin(plugin)
+    try:
+        code, out = run_harness(workdir, methods="ft", attacks="tamper,loss", recipe={"epochs": 5},
+                                cache_dir=str(shared_cache))
+    finally:
+        unregister_plugin(plugin)
+    assert code == 1, out
+    error = trial_runs(workdir).loc["ft", "tags.bench.error"]
+    assert "Attack 'tamper' changed the unlearned model's net.1.weight in place" in error

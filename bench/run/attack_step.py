@@ -67,9 +67,19 @@ def run_attacks(attacks: dict, model, metrics: dict, *, spec: TrialSpec, group, 
         original=fresh(group.original_state),
         reference=fresh(extras["reference"]) if "reference" in extras else None,
     )
+    watched = {**{f"the unlearned model's {k}": t for k, t in [*model.named_parameters(), *model.named_buffers()]},
+               **{f"ctx.{k}": t for k, t in zip(("forget_x", "forget_y", "retain_x", "retain_y", "test_x", "test_y"),
+                                                (fx, fy, rx, ry, tx, ty)) if isinstance(t, torch.Tensor)}}
     for name, attack in attacks.items():
         unprefixed = set(getattr(attack, "unprefixed", ()))
-        for key, value in attack.evaluate(model, ctx).items():
+        versions = {k: t._version for k, t in watched.items()}
+        found = attack.evaluate(model, ctx)
+        changed = [k for k, t in watched.items() if t._version != versions[k]]
+        if changed:  # the next attacks would measure another model, or on other data
+            raise BenchError(f"Attack '{name}' changed {changed[0]} in place; every attack must leave the model and "
+                             "the data as it found them (work on a copy: copy.deepcopy(model), x.clone()). Running a "
+                             "model in train mode updates its batch-norm statistics: use model.eval().")
+        for key, value in found.items():
             full = key if key in unprefixed else f"{name}_{key}"
             if key in unprefixed and full in metrics:
                 raise BenchError(f"Attack '{name}' reported metric '{key}', which is already measured; rename it.")
