@@ -258,6 +258,17 @@ class MutatesRequest(_GA):
         return self.ascend(model, x, request.forget_y, params, ctx.seed)
 
 
+class LeavesGradOff(_GA):
+    """Switches autograd off for the whole process and never back."""
+
+    name = "leaves-grad-off"
+
+    def unlearn(self, model, request, params, ctx):
+        out = self.ascend(model, request.forget_x, request.forget_y, params, ctx.seed)
+        torch.set_grad_enabled(False)
+        return out
+
+
 class OffByOneClasses:
     """Digits reporting num_classes=9: label 9 is out of range."""
 
@@ -335,6 +346,11 @@ def test_catches_a_non_module_return():
 def test_catches_mutated_request_tensors():
     _fails(kit.check_leaves_inputs_untouched, MutatesRequest(), r"modified request\.forget_x in place")
     kit.check_deterministic_under_seed(MutatesRequest())  # the kit hands every call fresh tensors
+
+
+def test_catches_a_method_that_leaves_torch_settings_changed():
+    _fails(kit.check_leaves_inputs_untouched, LeavesGradOff(), r"left torch's grad mode changed \(True -> False\)")
+    assert torch.is_grad_enabled()  # set back by the check
 
 
 def test_catches_labels_out_of_range():

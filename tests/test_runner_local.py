@@ -216,3 +216,35 @@ def test_an_attack_that_changes_the_model_fails_the_trial(workdir, shared_cache,
     assert code == 1, out
     error = trial_runs(workdir).loc["ft", "tags.bench.error"]
     assert "Attack 'tamper' changed the unlearned model's net.1.weight in place" in error
+
+
+class Leaky:
+    """Leaves a process-wide torch setting changed: the next trials in the worker would fail or
+    measure something else (it failed ft's and ga's trials, blamed on them)."""
+
+    name = "leaky"
+    description = "test method that changes torch's global settings"
+    requires = frozenset({"forget"})
+    default_params = {"what": "grad"}
+    search_space: dict = {}
+
+    def unlearn(self, model, request, params, ctx):
+        if params["what"] == "grad":
+            torch.set_grad_enabled(False)
+        else:
+            torch.set_default_dtype(torch.float64)
+        return model
+
+
+@pytest.mark.parametrize("what,said", [("grad", "grad mode changed (True -> False)"),
+                                       ("dtype", "default dtype changed (torch.float32 -> torch.float64)")])
+def test_a_method_that_leaves_torch_settings_changed_fails_alone(workdir, shared_cache, boom_plugin, run_harness,
+                                                                 trial_runs, what, said):
+    boom_plugin(Leaky())
+    code, out = run_harness(workdir, methods="leaky,ft,ga", params={"leaky": {"what": what}}, attacks="",
+                            recipe={"epochs": 5}, cache_dir=str(shared_cache))
+    assert code == 1, out
+    kids = trial_runs(workdir)
+    assert kids.loc["leaky", "status"] == "FAILED" and f"Method 'leaky' left torch's {said}" in kids.loc["leaky", "tags.bench.error"]
+    assert kids.loc["ft", "status"] == "FINISHED" and kids.loc["ga", "status"] == "FINISHED"
+    assert torch.is_grad_enabled() and torch.get_default_dtype() == torch.float32

@@ -51,6 +51,36 @@ def set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
+#: torch's process-wide settings a plugin could leave changed for the trials after it in the same
+#: worker: (what it is called, how to read it, how to set it, how to restore it in a sentence)
+_GLOBALS = (
+    ("grad mode", torch.is_grad_enabled, torch.set_grad_enabled, "use `with torch.no_grad():`"),
+    ("default dtype", torch.get_default_dtype, torch.set_default_dtype, "create tensors with an explicit dtype"),
+    ("thread count", torch.get_num_threads, torch.set_num_threads, "do not call torch.set_num_threads"),
+    ("deterministic-algorithms flag", torch.are_deterministic_algorithms_enabled, torch.use_deterministic_algorithms,
+     "set it back before returning"),
+    ("anomaly detection", torch.is_anomaly_enabled, torch.autograd.set_detect_anomaly,
+     "use `with torch.autograd.detect_anomaly():`"),
+)
+
+
+def torch_globals() -> tuple:
+    """The values of torch's process-wide settings in ``_GLOBALS``."""
+    return tuple(get() for _, get, _, _ in _GLOBALS)
+
+
+def restore_torch_globals(saved: tuple) -> str | None:
+    """Set back what changed since ``saved`` (``torch_globals()``); returns a sentence naming the
+    first change and how to avoid it, or None when nothing changed."""
+    first = None
+    for (name, get, put, fix), before in zip(_GLOBALS, saved):
+        now = get()
+        if now != before:
+            put(before)
+            first = first or f"left torch's {name} changed ({before} -> {now}): {fix}"
+    return first
+
+
 def make_optimizer(params: Iterable[nn.Parameter], name: str, lr: float, momentum: float, weight_decay: float):
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)

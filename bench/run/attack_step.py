@@ -19,7 +19,7 @@ from bench.core.errors import BenchError
 from bench.core.keys import ARTIFACTS_KEY
 from bench.core.recipe import Recipe
 from bench.core.spec import TrialSpec
-from bench.nn.training import seed_everything
+from bench.nn.training import restore_torch_globals, seed_everything, torch_globals
 from bench.run.request import build_request
 
 
@@ -73,7 +73,13 @@ def run_attacks(attacks: dict, model, metrics: dict, *, spec: TrialSpec, group, 
     for name, attack in attacks.items():
         unprefixed = set(getattr(attack, "unprefixed", ()))
         versions = {k: t._version for k, t in watched.items()}
-        found = attack.evaluate(model, ctx)
+        saved = torch_globals()
+        try:
+            found = attack.evaluate(model, ctx)
+        finally:
+            leaked = restore_torch_globals(saved)
+        if leaked:
+            raise BenchError(f"Attack '{name}' {leaked}. The attacks and trials after it would have run with it.")
         changed = [k for k, t in watched.items() if t._version != versions[k]]
         if changed:  # the next attacks would measure another model, or on other data
             raise BenchError(f"Attack '{name}' changed {changed[0]} in place; every attack must leave the model and "

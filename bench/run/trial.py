@@ -27,7 +27,7 @@ from bench.core.spec import TrialSpec
 from bench.eval.evaluation import ModelEval, compare_to_references, evaluate_model
 from bench.eval.measure import measure
 from bench.nn.nets import model_factory
-from bench.nn.training import accuracy, seed_everything, set_threads, warm_up
+from bench.nn.training import accuracy, restore_torch_globals, seed_everything, set_threads, torch_globals, warm_up
 from bench.run.attack_step import check_artifacts, run_attacks
 from bench.run.method_training import own_original
 from bench.run.payload import GroupPayload, Payload
@@ -61,7 +61,13 @@ def unlearn_checked(method, name: str, model, request, params: dict, ctx: Method
     tensors, so its metrics would be wrong (torch counts in-place changes per tensor, ``_version``)."""
     tensors = _request_tensors(request)
     versions = {k: t._version for k, t in tensors.items()}
-    out = method.unlearn(model, request, dict(params), ctx)
+    saved = torch_globals()
+    try:
+        out = method.unlearn(model, request, dict(params), ctx)
+    finally:
+        leaked = restore_torch_globals(saved)  # set back even when it raised: the next trials need them
+    if leaked:
+        raise BenchError(f"Method '{name}' {leaked}{where}. The trials after it in this worker would have run with it.")
     changed = [k for k, t in tensors.items() if t._version != versions[k]]
     if changed:
         raise BenchError(f"Method '{name}' changed {', '.join(changed)} in place{where}; the harness evaluates the "

@@ -11,6 +11,7 @@ import torch
 
 from bench.core.contracts import DATA_ACCESS
 from bench.core.method import has_own_training
+from bench.nn.training import restore_torch_globals, torch_globals
 from bench.testing.base import (
     _SCRAMBLE,
     SEED,
@@ -103,7 +104,8 @@ def check_returns_module(method, params=None) -> None:
 def check_leaves_inputs_untouched(method, params=None) -> None:
     """``unlearn`` may change the model it is given (the harness passes a copy) but nothing else:
     the request's tensors (the harness evaluates on the same tensors) and fields, ``params``,
-    ``ctx`` and the method's own ``default_params`` are unchanged after the call; and a second
+    ``ctx``, the method's own ``default_params`` and torch's process-wide settings (grad mode,
+    default dtype, threads, ...) are unchanged after the call; and a second
     call on a fresh copy of the original, with the same seed, gives bit-identical weights (no
     state kept between calls)."""
     params = _params(method, params)
@@ -113,7 +115,13 @@ def check_leaves_inputs_untouched(method, params=None) -> None:
     snap = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in given.items()}
     params_before, defaults_before = copy.deepcopy(params), copy.deepcopy(dict(method.default_params))
     ctx_before = {f.name: getattr(ctx, f.name) for f in fields(ctx)}
-    first = _unlearn(method, setting, request, params, ctx, access, what="a class request")
+    saved = torch_globals()
+    try:
+        first = _unlearn(method, setting, request, params, ctx, access, what="a class request")
+    finally:
+        leaked = restore_torch_globals(saved)
+    if leaked:
+        _fail(f"unlearn {leaked}; the harness runs other trials in the same process after it.")
     _check_module(first, setting, "a class request")
     for key, value in given.items():
         if isinstance(value, torch.Tensor):
