@@ -245,3 +245,21 @@ def test_attack_models_that_fail_to_train_fail_their_groups_trials(workdir, shar
     assert "FAILED      training the attacks' models of digits/mlp seed=0: RuntimeError: " + PLANTED in out
     kids = trial_runs(workdir)
     assert kids.loc["ft", "status"] == "FAILED" and PLANTED in kids.loc["ft", "tags.bench.error"]
+
+
+def test_shadow_models_that_diverge_are_refused_and_not_cached(tmp_path):
+    from bench.core.cache import ReferenceCache
+    from bench.core.errors import BenchError
+    from bench.core.recipe import Recipe
+    from bench.datasets.digits import Digits
+    from bench.eval.shadows import ensure_shadow_set
+    from bench.nn.models import MLPModel
+
+    splits = Digits().load(None, False, None)
+    with pytest.raises(BenchError, match=r"shadow 0 \(seed \d+\) diverged in training \(non-finite values in .*\) "
+                                         r"at lr=1e\+06"):
+        ensure_shadow_set("shadows", 2, model_obj=MLPModel(), arg="32", splits=splits, recipe=Recipe(lr=1e6, epochs=2),
+                          group_seed=0, base_doc={"dataset": "digits", "model": "mlp:32", "data_sha256": "0" * 64},
+                          forget_idx=torch.arange(10).numpy(), device="cpu", cache=ReferenceCache(tmp_path),
+                          say=lambda *a, **k: None, versions={})
+    assert not list(tmp_path.rglob("*.safetensors"))

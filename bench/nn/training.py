@@ -81,6 +81,13 @@ def restore_torch_globals(saved: tuple) -> str | None:
     return first
 
 
+def nonfinite_state(model: nn.Module) -> str | None:
+    """The name of the model's first floating-point parameter or buffer holding a NaN or an
+    infinity (the mark of a training that diverged), or None."""
+    return next((n for n, t in [*model.named_parameters(), *model.named_buffers()]
+                 if t.is_floating_point() and not bool(torch.isfinite(t).all())), None)
+
+
 def make_optimizer(params: Iterable[nn.Parameter], name: str, lr: float, momentum: float, weight_decay: float):
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)

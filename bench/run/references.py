@@ -99,10 +99,9 @@ def check_trained(model, x, what: str, recipe) -> None:
     import torch
 
     from bench.core.errors import BenchError
-    from bench.nn.training import predict_logits
+    from bench.nn.training import nonfinite_state, predict_logits
 
-    bad = next((n for n, t in [*model.named_parameters(), *model.named_buffers()]
-                if t.is_floating_point() and not bool(torch.isfinite(t).all())), None)
+    bad = nonfinite_state(model)
     problem = f"non-finite values in {bad}" if bad else None
     if problem is None:
         with torch.no_grad():
