@@ -248,3 +248,30 @@ def test_a_method_that_leaves_torch_settings_changed_fails_alone(workdir, shared
     assert kids.loc["leaky", "status"] == "FAILED" and f"Method 'leaky' left torch's {said}" in kids.loc["leaky", "tags.bench.error"]
     assert kids.loc["ft", "status"] == "FINISHED" and kids.loc["ga", "status"] == "FINISHED"
     assert torch.is_grad_enabled() and torch.get_default_dtype() == torch.float32
+
+
+class Quits:
+    """Ends the process from inside unlearn."""
+
+    name = "quits"
+    description = "test method that calls sys.exit"
+    requires = frozenset({"forget"})
+    default_params: dict = {}
+    search_space: dict = {}
+
+    def unlearn(self, model, request, params, ctx):
+        import sys
+
+        sys.exit(0)
+
+
+def test_a_method_that_calls_sys_exit_fails_alone(workdir, shared_cache, boom_plugin, run_harness, trial_runs):
+    """In process, sys.exit(0) ended the whole run with exit status 0 and the other trials unrun."""
+    boom_plugin(Quits())
+    code, out = run_harness(workdir, methods="quits,ft", attacks="", recipe={"epochs": 5}, cache_dir=str(shared_cache))
+    assert code == 1, out
+    kids = trial_runs(workdir)
+    assert kids.loc["quits", "status"] == "FAILED" and kids.loc["ft", "status"] == "FINISHED"
+    assert "Method 'quits' (unlearn) called sys.exit(0)" in kids.loc["quits", "tags.bench.error"]
+    text = mlflow.artifacts.load_text(f"runs:/{kids.loc['quits', 'run_id']}/error.txt")
+    assert "sys.exit(0)" in text and "in unlearn" in text  # the plugin's own frame is in the traceback

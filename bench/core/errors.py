@@ -14,3 +14,21 @@ class PluginError(BenchError):
 class RecordError(Exception):
     """A measurement was made but could not be recorded (the tracking store refused a write): the
     run fails with this message (exit status 1), never reports success without its record."""
+
+
+class no_exit:
+    """``with no_exit("Method 'x' (unlearn)"):`` turns a plugin's ``sys.exit()`` into a BenchError
+    that fails only what the plugin was doing: without it, ``--executor local`` ended the whole
+    run there with the plugin's exit status (0 for ``sys.exit()``), the other trials never run."""
+
+    def __init__(self, who: str) -> None:
+        self.who = who
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        if kind is not None and issubclass(kind, SystemExit):
+            raise BenchError(f"{self.who} called sys.exit({exc.code!r}); a plugin must return, or raise an exception "
+                             "to fail, never end the process.") from exc
+        return False

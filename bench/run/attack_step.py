@@ -15,7 +15,7 @@ import torch
 
 from bench.core.cache import load_state
 from bench.core.contracts import AttackContext, MethodContext
-from bench.core.errors import BenchError
+from bench.core.errors import BenchError, no_exit
 from bench.core.keys import ARTIFACTS_KEY
 from bench.core.recipe import Recipe
 from bench.core.spec import TrialSpec
@@ -75,7 +75,8 @@ def run_attacks(attacks: dict, model, metrics: dict, *, spec: TrialSpec, group, 
         versions = {k: t._version for k, t in watched.items()}
         saved = torch_globals()
         try:
-            found = attack.evaluate(model, ctx)
+            with no_exit(f"Attack '{name}' (evaluate)"):
+                found = attack.evaluate(model, ctx)
         finally:
             leaked = restore_torch_globals(saved)
         if leaked:

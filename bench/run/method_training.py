@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from bench.core.contracts import MethodContext
-from bench.core.errors import BenchError
+from bench.core.errors import BenchError, no_exit
 from bench.core.method import training_params
 from bench.core.recipe import Recipe
 from bench.core.spec import TrialSpec
@@ -100,7 +100,8 @@ def train_own_original(method, params, model_obj, arg, splits, recipe, seed: int
     seed_everything(seed)
     ctx = MethodContext(seed=seed, device=device, new_model=new_model, recipe=recipe)
     t0 = time.perf_counter()
-    model = method.train(x, y, dict(params), ctx)
+    with no_exit(f"Method '{method.name}' (train)"):
+        model = method.train(x, y, dict(params), ctx)
     if str(device).startswith("cuda"):
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0

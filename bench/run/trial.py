@@ -18,7 +18,7 @@ import torch
 
 from bench.core.cache import load_state
 from bench.core.contracts import MethodContext
-from bench.core.errors import BenchError
+from bench.core.errors import BenchError, no_exit
 from bench.core.forget import INDICES_ARTIFACT, indices_text
 from bench.core.keys import ARTIFACTS_KEY, STEPS_KEY
 from bench.core.method import prepare, trains
@@ -63,7 +63,8 @@ def unlearn_checked(method, name: str, model, request, params: dict, ctx: Method
     versions = {k: t._version for k, t in tensors.items()}
     saved = torch_globals()
     try:
-        out = method.unlearn(model, request, dict(params), ctx)
+        with no_exit(f"Method '{name}' (unlearn{where})"):
+            out = method.unlearn(model, request, dict(params), ctx)
     finally:
         leaked = restore_torch_globals(saved)  # set back even when it raised: the next trials need them
     if leaked:
