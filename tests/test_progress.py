@@ -196,3 +196,34 @@ def test_ray_workers_forward_progress_to_the_driver(monkeypatch):
     finally:
         if started:
             ray.shutdown()
+
+
+def test_shadow_models_report_their_epochs(tmp_path, monkeypatch):
+    """The attacks' shadows are trained by the driver before the trials (minutes on large data):
+    their epochs are reported as one task, stacked (one loop for all) or one after another (the
+    progress spans every model)."""
+    import numpy as np
+
+    from bench.core.cache import ReferenceCache
+    from bench.core.recipe import Recipe
+    from bench.datasets.digits import Digits
+    from bench.eval.shadows import ensure_shadow_set, train_models
+    from bench.nn.models import MLPModel
+
+    monkeypatch.setattr(console, "SEND_INTERVAL", 0.0)
+    splits = Digits().load(None, False, None)
+    events = []
+    with console.sink(events.append):
+        ensure_shadow_set("shadows", 2, model_obj=MLPModel(), arg="16", splits=splits, recipe=Recipe(epochs=3),
+                          group_seed=0, base_doc={"dataset": "digits", "model": "mlp:16", "data_sha256": "0" * 64},
+                          forget_idx=np.arange(10), device="cpu", cache=ReferenceCache(tmp_path),
+                          say=lambda *a, **k: None, versions={})
+    steps = [(e["name"], e["done"], e["total"]) for e in events if not e.get("end")]
+    assert steps == [("2 shadows for digits/mlp:16", d, 3) for d in (1, 2, 3)], steps
+
+    events.clear()
+    x, y = splits.train_x[:200], splits.train_y[:200]
+    with console.sink(events.append), console.task("two in turn"):
+        train_models(lambda s: MLPModel().create(10, (64,), "16"), x, y, [np.arange(100), np.arange(100, 200)],
+                     [1, 2], Recipe(epochs=2), vectorize=False)
+    assert [(e["done"], e["total"]) for e in events if not e.get("end")] == [(1, 4), (2, 4), (3, 4), (4, 4)]

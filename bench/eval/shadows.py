@@ -50,6 +50,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from bench.core import console
 from bench.core.cache import (
     cache_key,
     load_state,
@@ -151,6 +152,7 @@ def train_models(new_model: Callable[[int], Any], x, y, subsets: Sequence[np.nda
             models = [new_model(int(s)) for s in seeds]
     import torch
 
+    console.expect_epochs(len(models) * recipe.epochs)  # the progress of an enclosing task spans every model
     for model, subset, seed in zip(models, subsets, seeds):
         idx = torch.as_tensor(np.asarray(subset), dtype=torch.long, device=x.device)
         fit(model, x[idx], y[idx], recipe, seed=int(seed))
@@ -237,7 +239,9 @@ def _train_vmap(models: list, x, y, subsets, seeds, recipe, force_vmap: bool = F
     opt = make_optimizer(params.values(), recipe.optimizer, recipe.lr, recipe.momentum, recipe.weight_decay)
     sched = make_schedule(opt, recipe.schedule, recipe.epochs, steps)
     rows = torch.arange(M, device=dev)[:, None]
-    for _ in range(recipe.epochs):
+    console.expect_epochs(recipe.epochs)  # all M models step together: one loop of the recipe's epochs
+    console.epoch(0, recipe.epochs)
+    for epoch in range(recipe.epochs):
         order = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(dev)  # [M, n], as batches() draws
         for s in starts:
             pos = subs[rows, order[:, s : s + bs]]  # [M, B] indices into x
@@ -248,6 +252,7 @@ def _train_vmap(models: list, x, y, subsets, seeds, recipe, force_vmap: bool = F
             loss.backward()
             opt.step()
             sched.step()
+        console.epoch(epoch + 1, recipe.epochs)
     out = []
     with torch.no_grad():
         for m, model in enumerate(models):
@@ -359,8 +364,11 @@ def _train_missing(missing, keys, docs, keep, seeds, states, *, model_obj, arg, 
         return model_factory(model_obj, arg, splits, seed, device)()
 
     t0 = time.perf_counter()
-    models, how = train_models(new_model, x, y, [np.flatnonzero(keep[m]) for m in missing],
-                               [seeds[m] for m in missing], recipe)
+    doc = docs[missing[0]]
+    name = f"{len(missing)} {doc['kind'].replace('_', ' ')}s for {doc['dataset']}/{doc['model']}"
+    with console.task(name):  # per-epoch progress on the terminal (bench.core.console), minutes on large data
+        models, how = train_models(new_model, x, y, [np.flatnonzero(keep[m]) for m in missing],
+                                   [seeds[m] for m in missing], recipe)
     seconds = time.perf_counter() - t0
     for m, model in zip(missing, models):  # none is cached if one diverged: the attacks would score NaN
         bad = nonfinite_state(model)
