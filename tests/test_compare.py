@@ -291,3 +291,29 @@ def test_tune_runs_only_when_named(store):
     rows = _csv(r.stdout)
     assert rows["ga[lr=0.01]"]["rank"] == "1" and rows["ga[lr=0.01235]"]["rank"] == "2"
     assert rows["original (reference)"]["ok"] == "1"  # both samples share one seed's references
+
+
+def test_run_all_keeps_runs_of_another_recipe_or_forget_seed_apart(tmp_path, invoke_bench):
+    """Pooling used to average runs of one (dataset, model, forget) as seeds of one setting whatever
+    else differed: 30- and 5-epoch originals gave "original 0.965 ± 0.046". Now their rows stay apart,
+    named by what differs; the seeds of one run (whose forget seed follows the seed) stay one setting."""
+    from bench.run.runner import run
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    common = {"executor": "local", "methods": "ft", "attacks": "", "cache_dir": str(tmp_path / "cache"),
+              "tracking_uri": uri}
+    out = io.StringIO()
+    for extra in ({"seeds": [0, 1], "recipe": {"epochs": 4}}, {"recipe": {"epochs": 3}},
+                  {"recipe": {"epochs": 4}, "forget_seed": 7}):
+        assert run(RunOptions(**common, **extra), Console(file=out, width=200)) == 0, out.getvalue()
+    res = invoke_bench("compare", "--tracking-uri", uri, "--run", "all", "--format", "csv", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    got = {(r["model"], r["method"]): r["ok"] for r in csv.DictReader(io.StringIO(res.stdout))}
+    assert got == {
+        ("mlp [forget_seed=seed,recipe.epochs=4]", "ft"): "2", ("mlp [forget_seed=seed,recipe.epochs=3]", "ft"): "1",
+        ("mlp [forget_seed=7,recipe.epochs=4]", "ft"): "1",
+        **{(m, ref): n for m, n in (("mlp [forget_seed=seed,recipe.epochs=4]", "2"),
+                                    ("mlp [forget_seed=seed,recipe.epochs=3]", "1"),
+                                    ("mlp [forget_seed=7,recipe.epochs=4]", "1"))
+           for ref in ("original (reference)", "retrain (reference)")},
+    }, got

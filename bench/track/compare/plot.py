@@ -90,7 +90,7 @@ def plot_pareto(comp: Comparison, path: str | os.PathLike, gap_metric: str = "av
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     optimal: dict[tuple, list[str]] = {}
     labels: list[tuple[Any, list[tuple[float, float, str, bool]]]] = []  # per axes: (x, y, text, bold)
-    for ax, setting in zip(axes, settings, strict=True):
+    for ax, setting in zip(axes[: len(settings)], settings, strict=True):  # an odd count leaves one axes empty
         pts = methods[setting]
         refs = {r.name: r for r in per_setting[setting] if report.is_reference(r)}
         front = sorted((pts[i] for i in pareto_front([(p.x, p.y) for p in pts])), key=lambda p: p.x)

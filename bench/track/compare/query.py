@@ -32,6 +32,7 @@ class TrialRecord:
     metrics: dict[str, float]
     method_params: dict[str, str]  # the ``params.*`` params, without the prefix
     label: str = ""  # the row name: the method, plus its differing hyperparameters when pooled
+    setting_params: dict[str, str] | None = None  # what else defines the measurement (recipe, forget seed, ...)
 
     @property
     def finished(self) -> bool:
@@ -137,6 +138,7 @@ def load_trials(client, experiment_id: str, parents: list) -> tuple[list[TrialRe
             setting=(tags.get(Tag.DATASET, "?"), tags.get(Tag.MODEL, "?"), tags.get(Tag.FORGET, "?")),
             status=run.info.status, start_time=run.info.start_time or 0, metrics=dict(run.data.metrics),
             method_params={k[len("params."):]: v for k, v in run.data.params.items() if k.startswith("params.")},
+            setting_params=_setting_params(run.data.params),
         )
         key = tags.get(Tag.TRIAL_KEY) or (rec.method, rec.seed, *rec.setting)
         attempts[(rec.parent_id, key)].append(rec)
@@ -151,8 +153,43 @@ def load_trials(client, experiment_id: str, parents: list) -> tuple[list[TrialRe
             continue
         trials.append(best)
     trials.sort(key=lambda t: (t.start_time, t.run_id))
+    _split_settings(trials)
     _label_variants(trials)
     return trials, unfinished
+
+
+#: trial params that do not define what was measured: who and where (the method and its params are
+#: the row, the seed is averaged over), or recorded for the record only
+_NOT_SETTING = {"method", "seed", "trial_key", "group", "threads", "device", "method_plugin", "dataset", "model",
+                "forget", "forget_size", "data.source", "data_access"}
+_NOT_SETTING_PREFIXES = ("params.", "method_train.", "versions.", "plugins.", "options.")
+
+
+def _setting_params(params: dict[str, str]) -> dict[str, str]:
+    """The params of a trial run that define its setting; a forget seed equal to the trial's seed
+    (the default) reads "seed", so the seeds of one run stay one setting."""
+    out = {k: v for k, v in params.items() if k not in _NOT_SETTING and not k.startswith(_NOT_SETTING_PREFIXES)}
+    if "forget_seed" in out and out["forget_seed"] == params.get("seed"):
+        out["forget_seed"] = "seed"
+    return out
+
+
+def _split_settings(trials: list[TrialRecord]) -> None:
+    """Pooled runs (``--run all``) of one (dataset, model, forget) that differ in anything else that
+    defines the measurement (the recipe, the forget seed, the data split, the attacks, your own
+    original) are different settings, never seeds of one: their references differ. The model's name
+    gets the values that differ (``mlp [recipe.epochs=5]``), so their rows stay apart."""
+    by_setting: dict[tuple, list[TrialRecord]] = defaultdict(list)
+    for t in trials:
+        by_setting[t.setting].append(t)
+    for (dataset, model, forget), group in by_setting.items():
+        keys = sorted({k for t in group for k in (t.setting_params or {})})
+        differing = [k for k in keys if len({(t.setting_params or {}).get(k) for t in group}) > 1]
+        if not differing:
+            continue
+        for t in group:
+            shown = ",".join(f"{k}={_short((t.setting_params or {}).get(k, '-'))}" for k in differing)
+            t.setting = (dataset, f"{model} [{shown}]", forget)
 
 
 def _label_variants(trials: list[TrialRecord]) -> None:
