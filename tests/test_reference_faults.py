@@ -134,6 +134,11 @@ def test_oom_hint_names_what_to_change():
     assert "--resume and --gpus-per-trial 0.5" in hint
     assert "--gpus-per-trial 1 " in oom_hint([oom], 0.5)
     assert "a GPU each" in oom_hint([oom], 1) and "--gpus-per-trial" not in oom_hint([oom], 1)
+    ray_oom = ("ray.exceptions.OutOfMemoryError: Task was killed due to the node running low on memory.\n"
+               "Memory on the node (IP: 127.0.0.1) where the task was running was 23.1GB / 24GB (0.96)")
+    hint = oom_hint([ray_oom], 0)
+    assert "Ray stopped 1 of them because the machine ran low on memory" in hint and "--cpus-per-trial" in hint
+    assert "GPU" not in hint
 
 
 def test_train_many_local_returns_a_failure_and_goes_on():

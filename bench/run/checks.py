@@ -183,20 +183,30 @@ def check_splits(spec: str, sp: Any) -> None:
                          f"(or lower num_classes). {fix}")
 
 
-#: what PyTorch's and CUDA's errors say when the GPU's memory runs out
-_GPU_OOM = ("CUDA out of memory", "OutOfMemoryError", "CUBLAS_STATUS_ALLOC_FAILED", "CUDA error: out of memory")
+#: what PyTorch's and CUDA's errors say when the GPU's memory runs out (torch.OutOfMemoryError's
+#: message starts with the first), and what Ray says when its memory monitor kills a worker because
+#: the machine's own memory ran low (ray.exceptions.OutOfMemoryError)
+_GPU_OOM = ("CUDA out of memory", "CUBLAS_STATUS_ALLOC_FAILED", "CUDA error: out of memory")
+_HOST_OOM = ("ray.exceptions.OutOfMemoryError", "running low on memory")
 
 
 def oom_hint(error_texts, gpus_per_trial: float) -> str:
-    """After the run: a sentence (with a leading space) for the failures that ran out of GPU memory,
-    "" if none did: how many, and what to change (fewer trials sharing a GPU, the same run resumed)."""
-    n = sum(any(m in text for m in _GPU_OOM) for text in error_texts)
-    if not n:
-        return ""
-    if 0 < gpus_per_trial < 1:
+    """After the run: a sentence (with a leading space) for the failures that ran out of GPU memory
+    or that Ray killed for lack of the machine's memory, "" if none did: how many, and what to
+    change (fewer trials sharing a GPU, or fewer at once, and the same run resumed)."""
+    texts = list(error_texts)
+    gpu = sum(any(m in text for m in _GPU_OOM) for text in texts)
+    host = sum(any(m in text for m in _HOST_OOM) and not any(m in text for m in _GPU_OOM) for text in texts)
+    out = ""
+    if gpu and 0 < gpus_per_trial < 1:
         wider = min(1.0, 2 * gpus_per_trial)
-        return (f" {n} of them ran out of GPU memory with up to {int(1 / gpus_per_trial + 1e-9)} trials sharing a GPU "
+        out += (f" {gpu} of them ran out of GPU memory with up to {int(1 / gpus_per_trial + 1e-9)} trials sharing a GPU "
                 f"(--gpus-per-trial {gpus_per_trial:g}): run the same command with --resume and --gpus-per-trial "
                 f"{wider:g} to rerun them with fewer per GPU.")
-    return (f" {n} of them ran out of GPU memory with a GPU each: use a smaller model or batch size, or a larger "
-            "GPU (--resume then reruns only the trials that did not finish).")
+    elif gpu:
+        out += (f" {gpu} of them ran out of GPU memory with a GPU each: use a smaller model or batch size, or a larger "
+                "GPU (--resume then reruns only the trials that did not finish).")
+    if host:
+        out += (f" Ray stopped {host} of them because the machine ran low on memory: run the same command with "
+                "--resume and a larger --cpus-per-trial, so that fewer trials run at once.")
+    return out
