@@ -285,6 +285,8 @@ CASES: dict[str, tuple] = {
     "cpus-zero": (["--cpus-per-trial", "0"], r"--cpus-per-trial must be positive \(got 0\)"),
     "cpus-nan": (["--cpus-per-trial", "nan"], r"Bad --cpus-per-trial nan: expected a finite number"),
     "cpus-tiny": (["--cpus-per-trial", "0.00001"], r"Bad --cpus-per-trial 1e-05: Ray counts resources in steps of 0\.0001"),
+    "timeout-zero": (["--trial-timeout", "0"], r"Bad --trial-timeout 0\.0: expected a number of seconds > 0"),
+    "timeout-inf": (["--trial-timeout", "inf"], r"Bad --trial-timeout inf: expected a number of seconds > 0"),
     "gpus-negative": (["--gpus-per-trial", "-1"], r"--gpus-per-trial must be >= 0 \(got -1\)"),
     "gpus-inf": (["--gpus-per-trial", "inf"], r"Bad --gpus-per-trial inf: expected a finite number"),
     "gpus-too-many": (["--gpus-per-trial", "64"], r"--gpus-per-trial 64 (but torch sees no GPU|is more than this machine has)"),

@@ -249,3 +249,33 @@ def test_sigkilled_driver_leaves_nothing_running_after_the_next_command(workdir,
     while time.time() < deadline and _ray_processes_of(first.pid):
         time.sleep(0.2)
     assert _ray_processes_of(first.pid) == []
+
+
+class Spins:
+    """Never returns."""
+
+    name = "spins"
+    description = "test method that never returns"
+    requires = frozenset({"forget"})
+    default_params: dict = {}
+    search_space: dict = {}
+
+    def unlearn(self, model, request, params, ctx):
+        while True:
+            pass
+
+
+@pytest.mark.slow
+def test_ray_trial_timeout_stops_a_stuck_trial_and_its_worker_goes_on(workdir, shared_cache, boom_plugin):
+    """Under Ray the trial runs in Tune's trainable thread; the one slot (2 CPUs per trial) runs
+    the stuck trial first, then the others."""
+    boom_plugin(Spins())
+    out = io.StringIO()
+    code = run(_opts(workdir, shared_cache, methods="spins,ft,ga", attacks="", trial_timeout=4, cpus_per_trial=2),
+               Console(file=out, width=250))
+    assert code == 1, out.getvalue()
+    kids = _runs(workdir)
+    kids = kids[kids["tags.bench.role"] == "trial"].set_index("tags.bench.method")
+    assert kids.loc["spins", "status"] == "FAILED"
+    assert "ran longer than --trial-timeout 4 s" in kids.loc["spins", "tags.bench.error"]
+    assert kids.loc["ft", "status"] == "FINISHED" and kids.loc["ga", "status"] == "FINISHED"

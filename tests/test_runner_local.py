@@ -275,3 +275,62 @@ def test_a_method_that_calls_sys_exit_fails_alone(workdir, shared_cache, boom_pl
     assert "Method 'quits' (unlearn) called sys.exit(0)" in kids.loc["quits", "tags.bench.error"]
     text = mlflow.artifacts.load_text(f"runs:/{kids.loc['quits', 'run_id']}/error.txt")
     assert "sys.exit(0)" in text and "in unlearn" in text  # the plugin's own frame is in the traceback
+
+
+class Spins:
+    """Never returns (a Python loop, as an endless training loop would be)."""
+
+    name = "spins"
+    description = "test method that never returns"
+    requires = frozenset({"forget"})
+    default_params: dict = {}
+    search_space: dict = {}
+
+    def unlearn(self, model, request, params, ctx):
+        n = 0
+        while True:
+            try:
+                n += 1
+            except Exception:  # noqa: BLE001  a plugin that swallows errors is stopped all the same
+                pass
+
+
+def test_trial_timeout_stops_a_stuck_trial_and_the_others_run(workdir, shared_cache, boom_plugin, run_harness,
+                                                              trial_runs):
+    import time
+
+    boom_plugin(Spins())
+    t0 = time.perf_counter()
+    code, out = run_harness(workdir, methods="spins,ft", attacks="", recipe={"epochs": 5}, cache_dir=str(shared_cache),
+                            trial_timeout=3)
+    assert code == 1, out
+    assert time.perf_counter() - t0 < 60
+    kids = trial_runs(workdir)
+    assert kids.loc["spins", "status"] == "FAILED" and kids.loc["ft", "status"] == "FINISHED"
+    assert "Trial spins seed=0 ran longer than --trial-timeout 3 s and was stopped" in kids.loc["spins", "tags.bench.error"]
+    text = mlflow.artifacts.load_text(f"runs:/{kids.loc['spins', 'run_id']}/error.txt")
+    assert "TrialTimeout" in text and "in unlearn" in text  # where it was stopped
+    assert torch.is_grad_enabled()
+
+
+def test_trial_timeout_leaves_a_trial_that_ends_in_time_alone():
+    import time
+
+    from bench.run.deadline import deadline
+
+    from bench.core.errors import BenchError
+
+    stopped = 0
+    for _ in range(50):  # ending right at the deadline (stopped or not) leaves no exception behind it
+        try:
+            with deadline(0.01, "x"):
+                time.sleep(0.01)
+        except BenchError:
+            stopped += 1
+        sum(range(10_000))  # Python instructions after the block: a stray TrialTimeout would surface here
+    time.sleep(1.2)  # the watchdog fires again each second while a trial runs: nothing is pending here
+    sum(range(10_000))
+    with pytest.raises(Exception, match="ran longer than --trial-timeout 0.2 s"):
+        with deadline(0.2, "Trial t"):
+            while True:
+                pass

@@ -223,6 +223,9 @@ OPTIONS: tuple[Option, ...] = (
            1.0, "float", _N, cli_type=float),
     Option("gpus_per_trial", ("--gpus-per-trial",), "GPUs per trial; fractions pack trials on a GPU. [default: 0]",
            0.0, "float", _N, cli_type=float),
+    Option("trial_timeout", ("--trial-timeout",), "Stop a trial still running after this many seconds: it fails with "
+           "where it was, the others go on. [default: none]",
+           None, "float | None", _N, cli_type=float),
     Option("device", ("--device",), "auto, cpu or cuda. auto: cuda when --gpus-per-trial > 0. [default: auto]",
            "auto", "str", _S),
     Option("tracking_uri", ("--tracking-uri",), "MLflow store or server. [default: sqlite:///$PWD/mlflow.db]",

@@ -65,6 +65,15 @@ def _check_amount(flag: str, value: Any) -> float:
     return float(value)
 
 
+def check_trial_timeout(value: Any) -> None:
+    """``--trial-timeout``: none, or a positive number of seconds."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise BenchError(f"Bad --trial-timeout {value!r}: expected a number of seconds > 0 (e.g. --trial-timeout 600), "
+                         "or leave it out for no limit.")
+
+
 def check_resources(cpus: Any, gpus: Any, ray_address: str | None) -> None:
     """Per-trial CPUs and GPUs are numbers Ray accepts; on this machine (no ``--ray-address``),
     no more CPUs than it has: Ray would wait forever for a trial that cannot be placed."""

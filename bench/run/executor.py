@@ -15,6 +15,7 @@ the next ``bench run``/``bench tune`` stops those of dead drivers (:func:`reap_l
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import os
@@ -259,7 +260,7 @@ def run_ray(trials: list[TrialSpec], payload: Payload, *, cpus: float, gpus: flo
     out = Outcome()
     index = {spec.trial_name: i for i, spec in enumerate(trials)}
     groups = {gid: ray.put(group) for gid, group in payload.groups.items()}
-    shipped = Payload(groups=groups, methods=payload.methods, models=payload.models, attacks=payload.attacks)
+    shipped = dataclasses.replace(payload, groups=groups)  # each group once through the object store
     pickle_in_process_plugins([*payload.methods.values(), *(m[0] for m in payload.models.values()), *payload.attacks.values()])
 
     from bench.run.progress import Progress  # imports ray.tune

@@ -61,6 +61,7 @@ class Payload:
     #: what could not be built, with the traceback of its training: ``{gid: text}`` for a group whose
     #: reference failed, ``{own-original key: text}`` for a method's own original
     failures: Mapping[str, str] = field(default_factory=dict)
+    trial_timeout: float | None = None  # --trial-timeout: seconds a trial may run (bench.run.deadline)
 
 
 def group_keys(g) -> list[str]:
@@ -169,5 +170,5 @@ def build_payload(plan, refs: dict, method_originals: dict[str, dict], attack_mo
             row["original"], row["retrain"] = reference_summary(steps)
         ref_rows.append(row)
     payload = Payload(groups=groups, methods={m.name: m.obj for m in plan.methods}, models=plan.models, attacks=plan.attacks,
-                      failures=failures)
+                      failures=failures, trial_timeout=plan.options.trial_timeout)
     return payload, ref_rows

@@ -29,6 +29,7 @@ from bench.eval.measure import measure
 from bench.nn.nets import model_factory
 from bench.nn.training import accuracy, restore_torch_globals, seed_everything, set_threads, torch_globals, warm_up
 from bench.run.attack_step import check_artifacts, run_attacks
+from bench.run.deadline import deadline
 from bench.run.method_training import own_original
 from bench.run.payload import GroupPayload, Payload
 from bench.run.request import build_request, input_bounds, step_data
@@ -97,7 +98,14 @@ def run_trial(spec: TrialSpec, payload: Payload, fetch: Callable[[Any], Any] = l
               report: Callable[[dict], None] | None = None) -> dict[str, float]:
     """Run one trial and return its metrics. ``report``, if given, receives the metrics of the
     intermediate models a method passes to ``ctx.report`` (for schedulers such as ASHA; single
-    requests only)."""
+    requests only). With ``--trial-timeout`` (``payload.trial_timeout``) a trial still running
+    past it is stopped and fails (``bench.run.deadline``)."""
+    with deadline(payload.trial_timeout, f"Trial {spec.trial_name}"):
+        return _run_trial(spec, payload, fetch, report)
+
+
+def _run_trial(spec: TrialSpec, payload: Payload, fetch: Callable[[Any], Any],
+               report: Callable[[dict], None] | None) -> dict[str, float]:
     set_threads(spec.threads)
     device, seed = spec.device, spec.seed
     group: GroupPayload = fetch(payload.groups[spec.group])

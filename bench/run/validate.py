@@ -37,6 +37,7 @@ from bench.run.checks import (
     check_gpus,
     check_name,
     check_resources,
+    check_trial_timeout,
 )
 from bench.track.store import resolve_tracking_uri
 
@@ -230,6 +231,7 @@ def validate_options(registry: Registry, opts: RunOptions) -> tuple[list[MethodP
         raise BenchError(f"Unknown executor '{opts.executor}': expected one of {', '.join(EXECUTORS)}.")
     check_forget_seed(opts.forget_seed)
     check_resources(opts.cpus_per_trial, opts.gpus_per_trial, opts.ray_address)
+    check_trial_timeout(opts.trial_timeout)
     if opts.device not in ("auto", "cpu", "cuda") and not opts.device.startswith("cuda:"):
         raise BenchError(f"Unknown device '{opts.device}': expected auto, cpu or cuda.")
     if opts.executor == "local" and opts.ray_address:
