@@ -268,14 +268,16 @@ class Spins:
 @pytest.mark.slow
 def test_ray_trial_timeout_stops_a_stuck_trial_and_its_worker_goes_on(workdir, shared_cache, boom_plugin):
     """Under Ray the trial runs in Tune's trainable thread; the one slot (2 CPUs per trial) runs
-    the stuck trial first, then the others."""
+    the stuck trial first, then the others. The limit covers a fresh worker's first trial with its
+    one-off imports (torch._dynamo at the first optimiser step: seconds on a loaded machine), so
+    it is not set tight here."""
     boom_plugin(Spins())
     out = io.StringIO()
-    code = run(_opts(workdir, shared_cache, methods="spins,ft,ga", attacks="", trial_timeout=4, cpus_per_trial=2),
+    code = run(_opts(workdir, shared_cache, methods="spins,ft,ga", attacks="", trial_timeout=15, cpus_per_trial=2),
                Console(file=out, width=250))
     assert code == 1, out.getvalue()
     kids = _runs(workdir)
     kids = kids[kids["tags.bench.role"] == "trial"].set_index("tags.bench.method")
     assert kids.loc["spins", "status"] == "FAILED"
-    assert "ran longer than --trial-timeout 4 s" in kids.loc["spins", "tags.bench.error"]
+    assert "ran longer than --trial-timeout 15 s" in kids.loc["spins", "tags.bench.error"]
     assert kids.loc["ft", "status"] == "FINISHED" and kids.loc["ga", "status"] == "FINISHED"

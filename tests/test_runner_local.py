@@ -302,12 +302,12 @@ def test_trial_timeout_stops_a_stuck_trial_and_the_others_run(workdir, shared_ca
     boom_plugin(Spins())
     t0 = time.perf_counter()
     code, out = run_harness(workdir, methods="spins,ft", attacks="", recipe={"epochs": 5}, cache_dir=str(shared_cache),
-                            trial_timeout=3)
+                            trial_timeout=8)
     assert code == 1, out
     assert time.perf_counter() - t0 < 60
     kids = trial_runs(workdir)
     assert kids.loc["spins", "status"] == "FAILED" and kids.loc["ft", "status"] == "FINISHED"
-    assert "Trial spins seed=0 ran longer than --trial-timeout 3 s and was stopped" in kids.loc["spins", "tags.bench.error"]
+    assert "Trial spins seed=0 ran longer than --trial-timeout 8 s and was stopped" in kids.loc["spins", "tags.bench.error"]
     text = mlflow.artifacts.load_text(f"runs:/{kids.loc['spins', 'run_id']}/error.txt")
     assert "TrialTimeout" in text and "in unlearn" in text  # where it was stopped
     assert torch.is_grad_enabled()
