@@ -334,3 +334,43 @@ def test_trial_timeout_leaves_a_trial_that_ends_in_time_alone():
         with deadline(0.2, "Trial t"):
             while True:
                 pass
+
+
+class BadData:
+    """A dataset plugin whose load raises (arg "exit": calls sys.exit)."""
+
+    name = "baddata"
+    description = "test dataset that fails to load"
+    default_recipe: dict = {}
+
+    def load(self, data_dir, download, arg):
+        if arg == "exit":
+            import sys
+
+            sys.exit(0)
+        raise ValueError("column 'label' missing")
+
+
+class _BadDataPlugin:
+    @bench.hookimpl
+    def register_datasets(self, register):
+        register(BadData())
+
+
+@pytest.mark.parametrize("spec,said", [
+    ("baddata", "Dataset 'baddata' failed to load: ValueError: column 'label' missing. Fix the dataset plugin"),
+    ("baddata:exit", "Dataset plugin 'baddata' (load) called sys.exit(0)")])
+def test_a_dataset_plugin_that_fails_to_load_is_one_line_before_any_work(workdir, run_harness, spec, said):
+    """A plugin's exception reached the terminal as a raw traceback, and sys.exit ended bench with 0."""
+    from bench.core.errors import BenchError
+    from bench.core.plugins import register_plugin, unregister_plugin
+
+    plugin = _BadDataPlugin()
+    register_plugin(plugin)
+    try:
+        with pytest.raises(BenchError) as err:
+            run_harness(workdir, methods="ft", datasets=[spec], attacks="")
+    finally:
+        unregister_plugin(plugin)
+    assert said in str(err.value)
+    assert not (workdir / "mlflow.db").exists()  # refused before anything was recorded

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from bench.core.cache import cache_key, sha256_bytes, tensor_digest
-from bench.core.errors import BenchError
+from bench.core.errors import BenchError, no_exit
 from bench.core.forget import ForgetSpec
 from bench.core.method import (
     check_own_training,
@@ -96,7 +96,14 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
     for spec in opts.datasets:
         name, _, arg = spec.partition(":")
         ds = registry.get("dataset", name)
-        splits[spec] = ds.load(data_dir, opts.download, arg or None)
+        try:
+            with no_exit(f"Dataset plugin '{name}' (load)"):
+                splits[spec] = ds.load(data_dir, opts.download, arg or None)
+        except BenchError:
+            raise
+        except Exception as exc:  # a plugin's bug: one line, as for a model that cannot run below
+            raise BenchError(f"Dataset '{spec}' failed to load: {type(exc).__name__}: {exc}. Fix the dataset plugin "
+                             "(or its files); see docs/plugins.md for the Splits contract.") from exc
         check_splits(spec, splits[spec])  # the plugin's data, before any model or forget request sees it
         digests[spec] = tensor_digest(splits[spec].train_x, splits[spec].train_y)
 
@@ -111,7 +118,8 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
         for dspec, sp in splits.items():
             try:
                 torch.manual_seed(0)
-                net = obj.create(sp.num_classes, tuple(sp.input_shape), arg)
+                with no_exit(f"Model plugin '{spec}' (create)"):
+                    net = obj.create(sp.num_classes, tuple(sp.input_shape), arg)
                 net.eval()
                 with torch.no_grad():
                     out = net(sp.test_x[:2])
