@@ -390,3 +390,27 @@ def test_run_with_a_zeroed_cached_original_reports_it_and_gives_the_same_metrics
     a, b = runs.iloc[0], runs.iloc[1]
     assert {c: a[c] for c in cols if a[c] == a[c]} == {c: b[c] for c in cols if b[c] == b[c]}
     assert "metrics.avg_gap" in cols
+
+
+def test_a_reference_cached_on_another_device_says_so(tmp_path):
+    """retrain_seconds (and speedup_vs_retrain) come from the cache: an entry trained on a GPU and
+    reused by a CPU run compares the CPU's unlearning with the GPU's training; the hit says so."""
+    from bench.core.cache import ReferenceCache, cache_key
+    from bench.run.references import ensure_references
+
+    class Job:
+        doc, device = {"kind": "retrain"}, "cpu"
+        key = cache_key(doc)
+
+        def describe(self):
+            return "retrained d/m seed=0"
+
+    cache = ReferenceCache(tmp_path)
+    cache.put(Job.key, b"weights", {"document": Job.doc, "train_seconds": 2.0, "device": "cuda:0"})
+    lines = []
+    ensure_references([Job()], cache, lambda jobs: [], lambda text, **kw: lines.append(text), {})
+    assert "trained in 2.0s on cuda:0; this run uses cpu: its retrain_seconds and speedup_vs_retrain compare" in lines[0]
+    Job.device = "cuda"
+    lines.clear()
+    ensure_references([Job()], cache, lambda jobs: [], lambda text, **kw: lines.append(text), {})
+    assert lines == [f"cache hit   retrained d/m seed=0 [{Job.key[:12]}] (trained in 2.0s)"]
