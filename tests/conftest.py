@@ -119,6 +119,31 @@ class Boom:
         raise RuntimeError("boom: deliberate failure")
 
 
+class Spins:
+    """A method that never returns (a Python loop, as an endless training loop would be; it even
+    swallows exceptions): what ``--trial-timeout`` is for."""
+
+    name = "spins"
+    description = "test method that never returns"
+    requires = frozenset({"forget"})
+    default_params: dict = {}
+    search_space: dict = {}
+
+    def unlearn(self, model, request, params, ctx):
+        n = 0
+        while True:
+            try:
+                n += 1
+            except Exception:  # noqa: BLE001  a plugin that swallows errors is stopped all the same
+                pass
+
+
+@pytest.fixture
+def spins():
+    """An instance of :class:`Spins`, for ``boom_plugin``."""
+    return Spins()
+
+
 class _BoomPlugin:
     def __init__(self, *extra):
         self.objects = (Boom(), *extra)

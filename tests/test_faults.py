@@ -251,33 +251,29 @@ def test_sigkilled_driver_leaves_nothing_running_after_the_next_command(workdir,
     assert _ray_processes_of(first.pid) == []
 
 
-class Spins:
-    """Never returns."""
+class Keeps(NanMethod):
+    """Returns the model as given, and says it trains nothing (its warm-up steps no optimiser)."""
 
-    name = "spins"
-    description = "test method that never returns"
-    requires = frozenset({"forget"})
-    default_params: dict = {}
-    search_space: dict = {}
+    name = "keeps"
+    trains = False
 
     def unlearn(self, model, request, params, ctx):
-        while True:
-            pass
+        return model
 
 
 @pytest.mark.slow
-def test_ray_trial_timeout_stops_a_stuck_trial_and_its_worker_goes_on(workdir, shared_cache, boom_plugin):
+def test_ray_trial_timeout_stops_a_stuck_trial_and_its_worker_goes_on(workdir, shared_cache, boom_plugin, spins):
     """Under Ray the trial runs in Tune's trainable thread; the one slot (2 CPUs per trial) runs
-    the stuck trial first, then the others. The limit covers a fresh worker's first trial with its
-    one-off imports (torch._dynamo at the first optimiser step: seconds on a loaded machine), so
-    it is not set tight here."""
-    boom_plugin(Spins())
+    the stuck trial first, then the other. The limit covers each trial's set-up too (a fresh
+    worker's first trial imports torch._dynamo: seconds on a loaded machine), so the other trial
+    is one that returns the model as given, and the limit is not tight."""
+    boom_plugin(spins, Keeps())
     out = io.StringIO()
-    code = run(_opts(workdir, shared_cache, methods="spins,ft,ga", attacks="", trial_timeout=15, cpus_per_trial=2),
+    code = run(_opts(workdir, shared_cache, methods="spins,keeps", attacks="", trial_timeout=10, cpus_per_trial=2),
                Console(file=out, width=250))
     assert code == 1, out.getvalue()
     kids = _runs(workdir)
     kids = kids[kids["tags.bench.role"] == "trial"].set_index("tags.bench.method")
     assert kids.loc["spins", "status"] == "FAILED"
-    assert "ran longer than --trial-timeout 15 s" in kids.loc["spins", "tags.bench.error"]
-    assert kids.loc["ft", "status"] == "FINISHED" and kids.loc["ga", "status"] == "FINISHED"
+    assert "ran longer than --trial-timeout 10 s" in kids.loc["spins", "tags.bench.error"]
+    assert kids.loc["keeps", "status"] == "FINISHED", kids["tags.bench.error"].to_dict()

@@ -277,36 +277,18 @@ def test_a_method_that_calls_sys_exit_fails_alone(workdir, shared_cache, boom_pl
     assert "sys.exit(0)" in text and "in unlearn" in text  # the plugin's own frame is in the traceback
 
 
-class Spins:
-    """Never returns (a Python loop, as an endless training loop would be)."""
-
-    name = "spins"
-    description = "test method that never returns"
-    requires = frozenset({"forget"})
-    default_params: dict = {}
-    search_space: dict = {}
-
-    def unlearn(self, model, request, params, ctx):
-        n = 0
-        while True:
-            try:
-                n += 1
-            except Exception:  # noqa: BLE001  a plugin that swallows errors is stopped all the same
-                pass
-
-
 def test_trial_timeout_stops_a_stuck_trial_and_the_others_run(workdir, shared_cache, boom_plugin, run_harness,
-                                                              trial_runs):
+                                                              trial_runs, spins):
     import time
 
-    boom_plugin(Spins())
+    boom_plugin(spins, Spy())
     t0 = time.perf_counter()
-    code, out = run_harness(workdir, methods="spins,ft", attacks="", recipe={"epochs": 5}, cache_dir=str(shared_cache),
+    code, out = run_harness(workdir, methods="spins,spy", attacks="", recipe={"epochs": 5}, cache_dir=str(shared_cache),
                             trial_timeout=8)
     assert code == 1, out
     assert time.perf_counter() - t0 < 60
     kids = trial_runs(workdir)
-    assert kids.loc["spins", "status"] == "FAILED" and kids.loc["ft", "status"] == "FINISHED"
+    assert kids.loc["spins", "status"] == "FAILED" and kids.loc["spy", "status"] == "FINISHED"
     assert "Trial spins seed=0 ran longer than --trial-timeout 8 s and was stopped" in kids.loc["spins", "tags.bench.error"]
     text = mlflow.artifacts.load_text(f"runs:/{kids.loc['spins', 'run_id']}/error.txt")
     assert "TrialTimeout" in text and "in unlearn" in text  # where it was stopped
