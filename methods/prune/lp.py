@@ -7,7 +7,9 @@ constraint generation: start from the 64 rows nearest to the point, add the rows
 violates, re-solve, until the optimum satisfies every row (then it is the exact maximum over the
 region; before that every value is already a sound upper bound, the LP being over a superset).
 With ``highspy`` installed the model is loaded once and re-solved with the objective changed or
-rows added: HiGHS restarts from the previous optimal basis (warm start), with the dual simplex. Without ``highspy`` every
+rows added: HiGHS restarts from the previous optimal basis (warm start), with the dual simplex. On
+large regions the patch's margin LPs that the lazy rounds do not settle quickly start instead from
+a basis guessed by a smoothed dual (``crash.py``), on every row. Without ``highspy`` every
 solve is a fresh ``scipy.optimize.linprog(method="highs")`` call (same solver, no warm start).
 
 Before any LP, ``violation_floor`` tries two closed-form screens that can only prove a bound, never
@@ -90,6 +92,7 @@ class Clock:
     def __init__(self) -> None:
         self.seconds = 0.0
         self.solves = 0
+        self.iterations = 0  # simplex iterations (highspy backend)
 
 
 def box_redundant(A: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -129,6 +132,10 @@ class PolytopeLP:
         # the end. Starts from the rows nearest to ``point`` when given.
         m = len(self.A)
         self.active = np.ones(m, dtype=bool)
+        #: on large regions ``maximize(guessed_start=True)`` starts each solve from a basis guessed
+        #: by a smoothed dual (``crash``), on all the rows at once (so without lazy rounds)
+        self.crash = (self.backend == "highspy" and self.A.size >= self.CRASH_MIN_ENTRIES
+                      and bool(np.isfinite(self.lo).all() and np.isfinite(self.hi).all()))
         if lazy and m > self.LAZY_START:
             self.active[:] = False
             if self.point is not None:
@@ -147,6 +154,15 @@ class PolytopeLP:
     #: main job's PRUNE call 3.75-4.13 s on one thread, 4.17-4.40 s on two; 512 x 784 rows of
     #: benchmarks/bench_prune.py part 1: 3.26 -> 2.08 s per point)
     THREAD_MIN_ENTRIES = 100_000
+    #: regions of at least this many row entries start every solve from ``crash.guess_basis``: on
+    #: the 512 x 784 regions of benchmarks/bench_prune.py part 1 the 9 margin LPs take 150-300
+    #: simplex iterations each from it against 700-1,100 cold or warm; digits' 512 x 64 regions
+    #: (the README main job) stay below it and are solved as before
+    CRASH_MIN_ENTRIES = 100_000
+    #: simplex iterations an objective's lazy rounds may take under ``guessed_start`` before the
+    #: guessed bases take over (a trained 784-256-256-10 MLP's margin LPs: 130 of 135 within 300,
+    #: docs/prune.md)
+    LAZY_BUDGET = 300
 
     def _load(self):
         h = _new_highs()
@@ -190,13 +206,30 @@ class PolytopeLP:
             self._h.addRows(len(rows), np.full(len(rows), -highspy.kHighsInf), self.b[rows], M.nnz,
                             M.indptr[:-1].astype(np.int32), M.indices.astype(np.int32), M.data)
 
-    def _solve(self, obj: np.ndarray) -> tuple[float, np.ndarray]:
+    def _solve(self, obj: np.ndarray, guess: np.ndarray | None = None, limit: int | None = None):
+        """(max, maximiser) over the rows loaded so far; with ``guess`` (multipliers), HiGHS starts
+        from the basis they suggest; with ``limit`` (simplex iterations, highspy only), None when
+        HiGHS stops at that limit before the optimum."""
         if self.backend == "highspy":
             if self._h is None:
                 self._load()
             d = self.A.shape[1]
             self._h.changeColsCost(d, np.arange(d, dtype=np.int32), obj)
-            self._h.run()
+            if guess is not None:
+                self._start_from(obj, guess)
+            if limit is not None:
+                self._h.setOptionValue("simplex_iteration_limit", max(1, int(limit)))
+            try:
+                self._h.run()
+            finally:
+                if limit is not None:
+                    self._h.setOptionValue("simplex_iteration_limit", highspy.kHighsIInf)
+            if guess is not None and self._h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+                self._h.clearSolver()  # the guessed start went wrong: solve from scratch
+                self._h.run()
+            self.clock.iterations += int(self._h.getInfo().simplex_iteration_count)
+            if limit is not None and self._h.getModelStatus() == highspy.HighsModelStatus.kIterationLimit:
+                return None
             if self._h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
                 raise LPError(f"HiGHS: {self._h.modelStatusToString(self._h.getModelStatus())}")
             sol = self._h.getSolution()
@@ -216,6 +249,29 @@ class PolytopeLP:
             lam[np.nonzero(self.active)[0]] = res.ineqlin.marginals
         self._lam = lam
         return -res.fun, res.x
+
+    def _guesses(self, objectives: np.ndarray) -> np.ndarray:
+        """``crash.dual_guesses`` for ``objectives`` over all our rows (loading the rows not yet in)."""
+        from .crash import dual_guesses
+
+        if not self.active.all():
+            self._add_rows(np.nonzero(~self.active)[0])
+        if "_A32" not in self.__dict__:
+            self._A32 = self.A.astype(np.float32)
+        return dual_guesses(objectives, self._A32, self.b, self.lo, self.hi)
+
+    def _start_from(self, obj: np.ndarray, lam: np.ndarray) -> None:
+        """Set HiGHS's starting basis from the multipliers ``lam`` (over our rows) for ``obj``.
+        Only the start: the solve that follows is HiGHS's exact simplex either way."""
+        from .crash import guess_basis
+
+        if not self.active.all():
+            self._add_rows(np.nonzero(~self.active)[0])
+        cols, rows = guess_basis(obj, self.A, lam)
+        basis = self._h.getBasis()
+        basis.col_status, basis.row_status = cols, [rows[i] for i in self._order]
+        basis.valid = True
+        self._h.setBasis(basis)
 
     #: rows (nearest to the point) that ``dual_ascent`` works on: multipliers on a subset of the
     #: rows are multipliers of the whole region (0 on the rest), and fewer rows make each step cheap;
@@ -269,12 +325,16 @@ class PolytopeLP:
         return lam
 
     def maximize(self, objectives: np.ndarray, points: bool = False, duals: bool = False,
-                 enough: np.ndarray | float | None = None):
+                 enough: np.ndarray | float | None = None, guessed_start: bool = False):
         """max over the region of each row of ``objectives`` (k, d) -> (k,); with ``points``, also
         the maximisers (k, d); with ``duals``, also the multipliers (k, rows) of each solve. With
         ``enough`` (one per objective, or one for all), the lazy rounds of an objective stop as soon
         as its value is at most ``enough``: the value is then an upper bound over a superset of the
-        region (sound, and all the caller needs), not necessarily the maximum."""
+        region (sound, and all the caller needs), not necessarily the maximum. With
+        ``guessed_start`` on a region of at least ``CRASH_MIN_ENTRIES`` row entries (HiGHS, a finite
+        box), the lazy rounds run until the first objective that needs more than ``LAZY_BUDGET``
+        simplex iterations; that one and the rest are then solved on every row, exactly, each from
+        the basis ``crash.dual_guesses`` suggests (the same maxima, in fewer iterations)."""
         enough = np.broadcast_to(np.asarray(-np.inf if enough is None else enough, np.float64),
                                  (len(np.atleast_2d(objectives)),))
         objectives = np.atleast_2d(np.asarray(objectives, np.float64))
@@ -284,36 +344,58 @@ class PolytopeLP:
         lams = np.zeros((len(objectives), self.n_rows)) if duals else None
         groups = (min(self.threads, len(objectives))
                   if self.backend == "highspy" and self.A.size >= self.THREAD_MIN_ENTRIES else 1)
+        todo, guesses = np.arange(len(objectives)), None
         try:
-            if groups <= 1:
-                self._maximize_into(objectives, enough, np.arange(len(objectives)), out, where, lams)
+            if guessed_start and self.crash:
+                # lazy rounds first, which settle most objectives of a trained model's region in a
+                # few dozen iterations; from the first objective that needs more than
+                # ``LAZY_BUDGET``, that one and the rest start from guessed bases instead
+                todo = np.asarray(self._maximize_into(objectives, enough, todo, out, where, lams,
+                                                      budget=self.LAZY_BUDGET), dtype=np.int64)
+                if len(todo):
+                    guesses = np.zeros((len(objectives), len(self.A)))
+                    guesses[todo] = self._guesses(objectives[todo])
+                groups = min(groups, len(todo))
+            if not len(todo):
+                pass
+            elif groups <= 1:
+                self._maximize_into(objectives, enough, todo, out, where, lams, guesses)
             else:
                 # one HiGHS copy of the region per group of objectives, each warm-started only from
                 # its own group's solves; the groups (and so every value) depend on the thread
                 # count alone, not on the scheduling
                 from concurrent.futures import ThreadPoolExecutor
 
-                parts = np.array_split(np.arange(len(objectives)), groups)
+                parts = np.array_split(todo, groups)
                 lps = [self] + [self._copy() for _ in parts[1:]]
                 with ThreadPoolExecutor(groups) as pool:
-                    jobs = [pool.submit(lp._maximize_into, objectives, enough, idx, out, where, lams)
+                    jobs = [pool.submit(lp._maximize_into, objectives, enough, idx, out, where, lams, guesses)
                             for lp, idx in zip(lps, parts)]
                     for job in jobs:
                         job.result()
                 self.clock.solves += sum(lp.clock.solves for lp in lps[1:])
+                self.clock.iterations += sum(lp.clock.iterations for lp in lps[1:])
         finally:
             self.clock.seconds += time.perf_counter() - start
         extra = ((where,) if points else ()) + ((lams,) if duals else ())
         return (out, *extra) if extra else out
 
-    def _maximize_into(self, objectives, enough, idx, out, where, lams) -> None:
+    def _maximize_into(self, objectives, enough, idx, out, where, lams, guesses=None, budget=None) -> list:
         """``maximize``'s lazy rounds for the objectives ``idx``, written into ``out``, ``where`` and
-        ``lams`` (rows ``idx`` only: the groups of a threaded call write disjoint rows)."""
-        for i in idx:
+        ``lams`` (rows ``idx`` only: the groups of a threaded call write disjoint rows); with
+        ``guesses`` (multipliers per objective), each solve starts from the basis they suggest. With
+        ``budget`` (simplex iterations per objective), stops at the first objective whose rounds
+        pass it and returns that one and those after it (unsolved); otherwise returns []."""
+        for n, i in enumerate(idx):
             obj = objectives[i]
+            spent = self.clock.iterations
             while True:
-                value, x = self._solve(obj)
+                limit = None if budget is None else budget - (self.clock.iterations - spent)
+                got = self._solve(obj, None if guesses is None else guesses[i], limit)
                 self.clock.solves += 1
+                if got is None:
+                    return list(idx[n:])
+                value, x = got
                 idle = np.nonzero(~self.active)[0]
                 if not len(idle) or value <= enough[i]:
                     break
@@ -327,6 +409,7 @@ class PolytopeLP:
             where[i] = x
             if lams is not None:
                 lams[i] = self.multipliers()
+        return []
 
     def _copy(self) -> "PolytopeLP":
         """The same region and lazy rows so far, with its own HiGHS model (loaded at its first
@@ -360,7 +443,8 @@ def rows_patch(lp: PolytopeLP, F: np.ndarray, e: np.ndarray, target: int, eps: f
     # a row whose maximum is at most -eps needs no correction (beta = 0) whatever the exact value:
     # its lazy rounds stop at the first upper bound that shows it (the same patch, fewer solves)
     margin = np.broadcast_to(np.asarray(eps, np.float64), (len(others),))
-    top, lams = lp.maximize(F[others] - F[target], duals=True, enough=-margin - (e[others] - e[target]))
+    top, lams = lp.maximize(F[others] - F[target], duals=True, enough=-margin - (e[others] - e[target]),
+                            guessed_start=True)
     if duals is not None:
         duals.append(lams)
     upper = top + (e[others] - e[target])
