@@ -160,16 +160,26 @@ def test_a_model_with_another_output_width_fails_its_trial(workdir, shared_cache
 
 
 class InPlace:
-    """Shifts the forget inputs in place: the harness would then evaluate on the shifted inputs."""
+    """Shifts the forget inputs in place: the harness would then evaluate on the shifted inputs.
+    ``how``: by index assignment (torch counts it), or through ``.data``, a NumPy view or
+    ``.data = other`` (torch does not: the contents' digest does)."""
 
     name = "inplace"
     description = "test method that changes the request's tensors"
     requires = frozenset({"forget"})
-    default_params: dict = {}
+    default_params: dict = {"how": "index"}
     search_space: dict = {}
 
     def unlearn(self, model, request, params, ctx):
-        request.forget_x[:, :10] = 16.0  # index assignment is in place too
+        x = request.forget_x
+        if params["how"] == "index":
+            x[:, :10] = 16.0  # index assignment is in place too
+        elif params["how"] == "data":
+            x.data[:, :10] = 16.0
+        elif params["how"] == "numpy":
+            x.numpy()[:, :10] = 16.0
+        else:
+            x.data = x.data + 1.0
         return model
 
 
@@ -183,6 +193,17 @@ def test_a_method_that_changes_the_request_in_place_fails_its_trial(workdir, sha
     assert "Method 'inplace' changed request.forget_x in place" in kids.loc["inplace", "tags.bench.error"]
 
 
+@pytest.mark.parametrize("how", ["data", "numpy", "reassign"])
+def test_a_change_torch_does_not_count_fails_the_trial_too(workdir, shared_cache, boom_plugin, run_harness, trial_runs,
+                                                          how):
+    boom_plugin(InPlace())
+    code, out = run_harness(workdir, methods="inplace", attacks="", params={"inplace": {"how": how}},
+                            recipe={"epochs": 5}, cache_dir=str(shared_cache))
+    assert code == 1, out
+    error = trial_runs(workdir).loc["inplace", "tags.bench.error"]
+    assert "Method 'inplace' changed the contents of request.forget_x (through .data, a NumPy view" in error, error
+
+
 class Tamper:
     """An attack that changes the unlearned model in place (the attacks after it would measure
     another model)."""
@@ -191,22 +212,33 @@ class Tamper:
     description = "test attack that changes the model"
     needs: frozenset = frozenset()
 
+    def __init__(self, via: str = "add_") -> None:
+        self.via = via
+
     def evaluate(self, model, ctx):
-        with torch.no_grad():
-            next(model.parameters()).add_(1.0)
+        weight = next(model.parameters())
+        if self.via == "data":  # torch does not count it: the model's digest tells it
+            weight.data.add_(1.0)
+        else:
+            with torch.no_grad():
+                weight.add_(1.0)
         return {"score": 0.5}
 
 
 class _TamperPlugin:
+    def __init__(self, via: str) -> None:
+        self.via = via
+
     @bench.hookimpl
     def register_attacks(self, register):
-        register(Tamper())
+        register(Tamper(self.via))
 
 
-def test_an_attack_that_changes_the_model_fails_the_trial(workdir, shared_cache, run_harness, trial_runs):
+@pytest.mark.parametrize("via", ["add_", "data"])
+def test_an_attack_that_changes_the_model_fails_the_trial(workdir, shared_cache, run_harness, trial_runs, via):
     from bench.core.plugins import register_plugin, unregister_plugin
 
-    plugin = _TamperPlugin()
+    plugin = _TamperPlugin(via)
     register_plugin(plugin)
     try:
         code, out = run_harness(workdir, methods="ft", attacks="tamper,loss", recipe={"epochs": 5},
@@ -356,3 +388,25 @@ def test_a_dataset_plugin_that_fails_to_load_is_one_line_before_any_work(workdir
         unregister_plugin(plugin)
     assert said in str(err.value)
     assert not (workdir / "mlflow.db").exists()  # refused before anything was recorded
+
+
+def test_content_digest_tells_any_changed_swapped_or_resized_element():
+    from bench.nn.training import _DIGEST_CHUNK, content_digest
+
+    for x in (torch.rand(7, 5), torch.rand(3, dtype=torch.float64), torch.arange(12, dtype=torch.uint8),
+              torch.tensor([True, False, True]), torch.randn(4, dtype=torch.complex64), torch.arange(6).reshape(2, 3).t()):
+        d = content_digest(x)
+        assert content_digest(x.clone()) == d
+        flat = x.clone().reshape(-1)
+        y = flat.clone()
+        y[0], y[1] = flat[1], flat[0]  # a swap keeps the plain sum: the weighted one tells it
+        if not torch.equal(y, flat):
+            assert content_digest(y.reshape(x.shape)) != d
+        z = flat.clone()
+        z[-1] = ~z[-1] if z.dtype == torch.bool else z[-1] + 1
+        assert content_digest(z.reshape(x.shape)) != d
+        assert content_digest(flat) != d or x.dim() == 1  # the shape is part of it
+    big = torch.zeros(_DIGEST_CHUNK + 5)  # past one chunk: positions keep counting across chunks
+    a, b = big.clone(), big.clone()
+    a[3], b[_DIGEST_CHUNK + 3] = 1.0, 1.0
+    assert content_digest(a) != content_digest(b)

@@ -19,7 +19,7 @@ from bench.core.errors import BenchError, no_exit
 from bench.core.keys import ARTIFACTS_KEY
 from bench.core.recipe import Recipe
 from bench.core.spec import TrialSpec
-from bench.nn.training import restore_torch_globals, seed_everything, torch_globals
+from bench.nn.training import content_digest, restore_torch_globals, seed_everything, torch_globals
 from bench.run.request import build_request
 
 
@@ -73,6 +73,8 @@ def run_attacks(attacks: dict, model, metrics: dict, *, spec: TrialSpec, group, 
     for name, attack in attacks.items():
         unprefixed = set(getattr(attack, "unprefixed", ()))
         versions = {k: t._version for k, t in watched.items()}
+        own = {k: t for k, t in watched.items() if k.startswith("the unlearned model's")}
+        digests = {k: content_digest(t) for k, t in own.items()}  # writes torch does not count (.data)
         saved = torch_globals()
         try:
             with no_exit(f"Attack '{name}' (evaluate)"):
@@ -82,6 +84,7 @@ def run_attacks(attacks: dict, model, metrics: dict, *, spec: TrialSpec, group, 
         if leaked:
             raise BenchError(f"Attack '{name}' {leaked}. The attacks and trials after it would have run with it.")
         changed = [k for k, t in watched.items() if t._version != versions[k]]
+        changed += [k for k, t in own.items() if k not in changed and content_digest(t) != digests[k]]
         if changed:  # the next attacks would measure another model, or on other data
             raise BenchError(f"Attack '{name}' changed {changed[0]} in place; every attack must leave the model and "
                              "the data as it found them (work on a copy: copy.deepcopy(model), x.clone()). Running a "

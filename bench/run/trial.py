@@ -27,7 +27,8 @@ from bench.core.spec import TrialSpec
 from bench.eval.evaluation import ModelEval, compare_to_references, evaluate_model
 from bench.eval.measure import measure
 from bench.nn.nets import model_factory
-from bench.nn.training import accuracy, restore_torch_globals, seed_everything, set_threads, torch_globals, warm_up
+from bench.nn.training import (accuracy, content_digest, restore_torch_globals, seed_everything, set_threads, torch_globals,
+                               warm_up)
 from bench.run.attack_step import check_artifacts, run_attacks
 from bench.run.deadline import deadline
 from bench.run.method_training import own_original
@@ -78,6 +79,18 @@ def unlearn_checked(method, name: str, model, request, params: dict, ctx: Method
     if not isinstance(out, torch.nn.Module):
         raise BenchError(f"Method '{name}' returned {type(out).__name__}{where}, not a torch.nn.Module.")
     return out
+
+
+def _refuse_changed_contents(name: str, given: dict, digests: dict, where: str) -> None:
+    """Refuse a call that changed the request's tensors (``given``, the objects the harness also
+    evaluates on) without torch counting it (through ``.data``, a NumPy view, ``t.data = other``):
+    ``unlearn_checked`` sees only in-place operations."""
+    changed = [k for k, t in given.items() if content_digest(t) != digests[k]]
+    if changed:
+        raise BenchError(f"Method '{name}' changed the contents of {', '.join(changed)}{where} (through .data, a "
+                         f"NumPy view or a reassignment, which torch's in-place check does not see); the harness "
+                         f"evaluates the unlearned model on those very tensors, so its metrics would be wrong. "
+                         f"Work on a copy (x = {changed[0]}.clone()).")
 
 
 def checked_eval(name: str, ev: ModelEval, classes: int, where: str = "") -> ModelEval:
@@ -146,8 +159,11 @@ def _run_trial(spec: TrialSpec, payload: Payload, fetch: Callable[[Any], Any],
         ctx = MethodContext(seed=seed, device=device, new_model=new_model, recipe=recipe, report=report_model)
         seed_everything(seed)
         where = f" on request {t}" if group.continual else ""
+        given = _request_tensors(request)
+        digests = {k: content_digest(v) for k, v in given.items()}  # outside the timing
         with measure(device) as m:
             out = unlearn_checked(method, spec.method, model, request, spec.params, ctx, where)
+        _refuse_changed_contents(spec.method, given, digests, where)
         ev = checked_eval(spec.method, evaluate_model(out, data), splits.num_classes, where)
         metrics = compare_to_references(ev, step.original_eval, step.retrain_eval)
         metrics.update({"unlearn_seconds": m.seconds, "retrain_seconds": step.retrain_seconds,
