@@ -175,7 +175,7 @@ def run_prune(model, request, params: dict, ctx):
                                              if total else float("nan"))
     summary = pm.summary()
     summary.update({"build_seconds": seconds, "iterations": iterations, "patches_added": len(added),
-                    "lp_solves": clock.solves, "certificates": records,
+                    "lp_solves": clock.solves, "lp_iterations": clock.iterations, "certificates": records,
                     "uncertifiable": list(refused.values()), "construction": builder.stats})
     ctx.artifacts["prune_patches.json"] = json.dumps(summary, indent=1, default=float)
     if params.get("save_model"):
