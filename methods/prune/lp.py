@@ -9,14 +9,17 @@ region; before that every value is already a sound upper bound, the LP being ove
 With ``highspy`` installed the model is loaded once and re-solved with the objective changed or
 rows added: HiGHS restarts from the previous optimal basis (warm start), with the dual simplex. On
 large regions the patch's margin LPs that the lazy rounds do not settle quickly start instead from
-a basis guessed by a smoothed dual (``crash.py``), on every row. Without ``highspy`` every
+a basis guessed by a smoothed dual (``crash.py``), on every row, and the separation bounds try that
+dual's multipliers as screens before their LPs (``violation_floor``). Without ``highspy`` every
 solve is a fresh ``scipy.optimize.linprog(method="highs")`` call (same solver, no warm start).
 
 Before any LP, ``violation_floor`` tries two closed-form screens that can only prove a bound, never
 decide against one: the multipliers of earlier solves on the same region (``PolytopeLP.bank_floor``)
-and a short Lagrangian dual ascent (``dual_ascent``); every bound they give is re-derived with
-``dual_upper`` (weak duality, with a rounding allowance), the same arithmetic the independent check
-uses to verify witnesses. An LP is solved only where neither proves what the caller needs.
+and a short Lagrangian dual ascent (``dual_ascent``), and on large regions the smoothed dual's
+multipliers (``PolytopeLP.dual_guesses``; ``violation_guess`` before the exact LP); every bound they
+give is re-derived with ``dual_upper`` (weak duality, with a rounding allowance), the same
+arithmetic the independent check uses to verify witnesses. An LP is solved only where none proves
+what the caller needs.
 
 Patch constructions (REASSURE's point-wise repair, Fu & Li, ICLR 2022: the LP of ``Repair.py`` or
 the per-row construction of its ``ICLR/tools`` code), for target t and margin eps:
@@ -250,15 +253,20 @@ class PolytopeLP:
         self._lam = lam
         return -res.fun, res.x
 
-    def _guesses(self, objectives: np.ndarray) -> np.ndarray:
-        """``crash.dual_guesses`` for ``objectives`` over all our rows (loading the rows not yet in)."""
+    def dual_guesses(self, objectives: np.ndarray) -> np.ndarray:
+        """``crash.dual_guesses`` for ``objectives`` (k, d) over all our rows: multipliers (k, our
+        rows) >= 0; with ``dual_upper`` each is a sound upper bound of its objective's maximum."""
         from .crash import dual_guesses
 
-        if not self.active.all():
-            self._add_rows(np.nonzero(~self.active)[0])
         if "_A32" not in self.__dict__:
             self._A32 = self.A.astype(np.float32)
-        return dual_guesses(objectives, self._A32, self.b, self.lo, self.hi)
+        return dual_guesses(np.atleast_2d(objectives), self._A32, self.b, self.lo, self.hi)
+
+    def _guesses(self, objectives: np.ndarray) -> np.ndarray:
+        """``dual_guesses``, with every row loaded into HiGHS for the solves that start from them."""
+        if not self.active.all():
+            self._add_rows(np.nonzero(~self.active)[0])
+        return self.dual_guesses(objectives)
 
     def _start_from(self, obj: np.ndarray, lam: np.ndarray) -> None:
         """Set HiGHS's starting basis from the multipliers ``lam`` (over our rows) for ``obj``.
@@ -711,6 +719,14 @@ def violation_floor(A: np.ndarray, b: np.ndarray, lp: PolytopeLP, point: np.ndar
                 value = -dual_upper(-a, lp.A, lp.b, lp.lo, lp.hi, lam_a) - c0
                 if value > low:
                     low, lam = value, full
+        if low < need and np.isfinite(need) and lp.crash:
+            # large regions: the smoothed dual's near-optimal multipliers (crash.py), a bound within
+            # a few % of the minimum in a fraction of an LP's time
+            lam_g = lp.dual_guesses(-a)[0]
+            value = -dual_upper(-a, lp.A, lp.b, lp.lo, lp.hi, lam_g) - c0
+            if value > low:
+                low, lam = value, np.zeros(lp.n_rows)
+                lam[lp.rows] = lam_g
         if low < need:  # lazy rows: stops once the bound over the rows so far reaches need
             value, where = lp.maximize(-a[None], points=True, enough=-need - c0 if np.isfinite(need) else None)
             low, x, lam = -value[0] - c0, where[0], lp.multipliers()
@@ -720,11 +736,38 @@ def violation_floor(A: np.ndarray, b: np.ndarray, lp: PolytopeLP, point: np.ndar
         if best >= need or x is None:
             break
         S = (A @ x - b) > 0
+    if best < need and exact and lp.crash:
+        # large regions: a witness (mu, lam) from the smoothed dual of min_violation's LP, checked
+        # by floor_from_witness (the check's own arithmetic); often proves ``need`` without that LP
+        mu, lam = violation_guess(A, b, lp)
+        value = floor_from_witness(A, b, lp.A, lp.b, lp.lo, lp.hi, mu, lam[lp.rows])
+        if value > best:
+            best, proof = value, (mu, lam)
     if best < need and exact:
         value, mu, lam = min_violation(A, b, lp)
         if value > best:
             best, proof = value, (mu, lam)
     return (best, proof) if witness else best
+
+
+def violation_guess(A: np.ndarray, b: np.ndarray, lp: PolytopeLP):
+    """Multipliers (mu in [0, 1] per row of A, lam >= 0 per row of the region as given) for
+    ``floor_from_witness``, from ``crash.dual_guesses`` on ``min_violation``'s LP written as a
+    maximum over a box: max -sum_j s_j subject to a_j u - s_j <= b_j and the region's rows, with
+    s_j in [0, max over the box of [a_j u - b_j]_+] (a bound no optimum exceeds, so the same LP)."""
+    from .crash import dual_guesses
+
+    n, dim = A.shape
+    s_max = np.maximum(0.0, np.maximum(A * lp.lo, A * lp.hi).sum(1) - b)
+    G = np.zeros((n + len(lp.A), dim + n), np.float32)
+    G[:n, :dim], G[n:, :dim] = A, lp.A
+    G[np.arange(n), dim + np.arange(n)] = -1.0
+    c = np.concatenate([np.zeros(dim), -np.ones(n)])
+    guess = dual_guesses(c[None], G, np.concatenate([b, lp.b]), np.concatenate([lp.lo, np.zeros(n)]),
+                         np.concatenate([lp.hi, s_max]))[0]
+    lam = np.zeros(lp.n_rows)
+    lam[lp.rows] = guess[n:]
+    return np.clip(guess[:n], 0.0, 1.0), lam
 
 
 def min_violation(A: np.ndarray, b: np.ndarray, lp: PolytopeLP):
