@@ -353,9 +353,8 @@ def _train_missing(missing, keys, docs, keep, seeds, states, *, model_obj, arg, 
 
     import torch
 
-    from bench.core.errors import BenchError
     from bench.nn.nets import model_factory
-    from bench.nn.training import nonfinite_state
+    from bench.nn.training import check_trained
 
     x = torch.cat([splits.train_x, splits.test_x]).to(device)
     y = torch.cat([splits.train_y, splits.test_y]).to(device)
@@ -371,10 +370,7 @@ def _train_missing(missing, keys, docs, keep, seeds, states, *, model_obj, arg, 
                                    [seeds[m] for m in missing], recipe)
     seconds = time.perf_counter() - t0
     for m, model in zip(missing, models):  # none is cached if one diverged: the attacks would score NaN
-        bad = nonfinite_state(model)
-        if bad:
-            raise BenchError(f"{docs[m]['kind'].replace('_', ' ')} {m} (seed {seeds[m]}) diverged in training (non-finite "
-                             f"values in {bad}) at lr={recipe.lr:g}: lower the recipe's learning rate (--recipe lr=...).")
+        check_trained(model, x, f"{docs[m]['kind'].replace('_', ' ')} {m} (seed {seeds[m]})", recipe)
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     for m, model in zip(missing, models):
         states[m] = state_to_bytes(model)

@@ -113,6 +113,25 @@ def nonfinite_state(model: nn.Module) -> str | None:
                  if t.is_floating_point() and not bool(torch.isfinite(t).all())), None)
 
 
+def check_trained(model: nn.Module, x: torch.Tensor, what: str, recipe) -> None:
+    """Refuse a model whose training diverged: non-finite weights or buffers, or non-finite logits
+    on the first 256 training inputs. Every metric computed from it, or compared with it, would be
+    NaN (and blamed on a method), so the caller fails the job instead and caches nothing: the
+    references, a method's own original, the attacks' shadow models."""
+    from bench.core.errors import BenchError
+
+    bad = nonfinite_state(model)
+    problem = f"non-finite values in {bad}" if bad else None
+    if problem is None:
+        with torch.no_grad():
+            if not bool(torch.isfinite(predict_logits(model, x[:256])).all()):
+                problem = "non-finite outputs on the training data"
+    if problem:
+        lr = getattr(recipe, "lr", None)
+        raise BenchError(f"{what} diverged in training ({problem}){f' at lr={lr:g}' if lr else ''}: lower the "
+                         "recipe's learning rate (--recipe lr=...), or check the model plugin.")
+
+
 def make_optimizer(params: Iterable[nn.Parameter], name: str, lr: float, momentum: float, weight_decay: float):
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)

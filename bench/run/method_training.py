@@ -33,7 +33,7 @@ from bench.core.recipe import Recipe
 from bench.core.spec import TrialSpec
 from bench.eval.evaluation import evaluate_model
 from bench.nn.nets import model_factory
-from bench.nn.training import seed_everything, set_threads, warm_up
+from bench.nn.training import check_trained, seed_everything, set_threads, warm_up
 from bench.run.plan import own_original_doc
 
 
@@ -107,8 +107,6 @@ def train_own_original(method, params, model_obj, arg, splits, recipe, seed: int
     seconds = time.perf_counter() - t0
     if not isinstance(model, torch.nn.Module):
         raise BenchError(f"Method '{method.name}': train() returned {type(model).__name__}, not a torch.nn.Module.")
-    from bench.run.references import check_trained
-
     check_trained(model, x, f"Method '{method.name}': its own original", recipe)
     data = method.save_trained(model)
     _check_safetensors(method.name, data)

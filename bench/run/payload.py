@@ -146,11 +146,10 @@ def build_payload(plan, refs: dict, method_originals: dict[str, dict], attack_mo
     """Evaluate the references of every group once; bundle what the trials share. Returns the
     payload and the reference rows of the summary. ``failed``: {key: text} of the references and
     own originals that failed to train (``ensure_references``); their groups and trials are left out."""
-    failed = dict(failed or {})
-    failures = {key: text for key, text in failed.items()}
+    failures = dict(failed or {})  # grows by the gid of every group left out
     groups, ref_rows = {}, []
     for g in plan.groups:
-        bad = [failed[key] for key in (*group_keys(g), g.gid) if key in failed]  # references, attack models
+        bad = [failures[key] for key in (*group_keys(g), g.gid) if key in failures]  # references, attack models
         if bad:
             failures[g.gid] = bad[0]
             continue

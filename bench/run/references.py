@@ -69,7 +69,7 @@ def train_reference(job: RefJob) -> tuple[bytes, float]:
     import torch
 
     from bench.nn.nets import model_factory
-    from bench.nn.training import fit, place, seed_everything, set_threads, warm_up
+    from bench.nn.training import check_trained, fit, place, seed_everything, set_threads, warm_up
 
     set_threads(job.threads)
     sp = job.splits
@@ -89,28 +89,6 @@ def train_reference(job: RefJob) -> tuple[bytes, float]:
     seconds = time.perf_counter() - t0
     check_trained(model, x, f"The {job.describe()}", job.recipe)
     return state_to_bytes(model), seconds
-
-
-def check_trained(model, x, what: str, recipe) -> None:
-    """Refuse a model whose training diverged: non-finite weights or buffers, or non-finite logits
-    on the first 256 training inputs. Every metric of the trials that start from it, or compare
-    with it, would be computed from NaN (and the methods blamed for it), so the job fails instead
-    and nothing is cached."""
-    import torch
-
-    from bench.core.errors import BenchError
-    from bench.nn.training import nonfinite_state, predict_logits
-
-    bad = nonfinite_state(model)
-    problem = f"non-finite values in {bad}" if bad else None
-    if problem is None:
-        with torch.no_grad():
-            if not bool(torch.isfinite(predict_logits(model, x[:256])).all()):
-                problem = "non-finite outputs on the training data"
-    if problem:
-        lr = getattr(recipe, "lr", None)
-        raise BenchError(f"{what} diverged in training ({problem}){f' at lr={lr:g}' if lr else ''}: lower the "
-                         "recipe's learning rate (--recipe lr=...), or check the model plugin.")
 
 
 def ensure_references(

@@ -364,11 +364,9 @@ class PolytopeLP:
                     guesses = np.zeros((len(objectives), len(self.A)))
                     guesses[todo] = self._guesses(objectives[todo])
                 groups = min(groups, len(todo))
-            if not len(todo):
-                pass
-            elif groups <= 1:
+            if len(todo) and groups <= 1:
                 self._maximize_into(objectives, enough, todo, out, where, lams, guesses)
-            else:
+            elif len(todo):
                 # one HiGHS copy of the region per group of objectives, each warm-started only from
                 # its own group's solves; the groups (and so every value) depend on the thread
                 # count alone, not on the scheduling
