@@ -219,6 +219,8 @@ class Tamper:
         weight = next(model.parameters())
         if self.via == "data":  # torch does not count it: the model's digest tells it
             weight.data.add_(1.0)
+        elif self.via == "numpy":  # nor this, on the data the next attacks score: the data's digest tells it
+            ctx.test_x.numpy()[0] += 1.0
         else:
             with torch.no_grad():
                 weight.add_(1.0)
@@ -234,8 +236,8 @@ class _TamperPlugin:
         register(Tamper(self.via))
 
 
-@pytest.mark.parametrize("via", ["add_", "data"])
-def test_an_attack_that_changes_the_model_fails_the_trial(workdir, shared_cache, run_harness, trial_runs, via):
+@pytest.mark.parametrize("via", ["add_", "data", "numpy"])
+def test_an_attack_that_changes_the_model_or_data_fails_the_trial(workdir, shared_cache, run_harness, trial_runs, via):
     from bench.core.plugins import register_plugin, unregister_plugin
 
     plugin = _TamperPlugin(via)
@@ -247,7 +249,8 @@ def test_an_attack_that_changes_the_model_fails_the_trial(workdir, shared_cache,
         unregister_plugin(plugin)
     assert code == 1, out
     error = trial_runs(workdir).loc["ft", "tags.bench.error"]
-    assert "Attack 'tamper' changed the unlearned model's net.1.weight in place" in error
+    what = "ctx.test_x" if via == "numpy" else "the unlearned model's net.1.weight"
+    assert f"Attack 'tamper' changed {what} in place" in error, error
 
 
 class Leaky:

@@ -70,11 +70,12 @@ def run_attacks(attacks: dict, model, metrics: dict, *, spec: TrialSpec, group, 
     watched = {**{f"the unlearned model's {k}": t for k, t in [*model.named_parameters(), *model.named_buffers()]},
                **{f"ctx.{k}": t for k, t in zip(("forget_x", "forget_y", "retain_x", "retain_y", "test_x", "test_y"),
                                                 (fx, fy, rx, ry, tx, ty)) if isinstance(t, torch.Tensor)}}
+    # writes torch's version counter does not count (.data, a NumPy view): the model's and the data's
+    # digests, each attack's "after" being the next one's "before" (one pass over the data per attack)
+    digests = {k: content_digest(t) for k, t in watched.items()}
     for name, attack in attacks.items():
         unprefixed = set(getattr(attack, "unprefixed", ()))
         versions = {k: t._version for k, t in watched.items()}
-        own = {k: t for k, t in watched.items() if k.startswith("the unlearned model's")}
-        digests = {k: content_digest(t) for k, t in own.items()}  # writes torch does not count (.data)
         saved = torch_globals()
         try:
             with no_exit(f"Attack '{name}' (evaluate)"):
@@ -84,7 +85,9 @@ def run_attacks(attacks: dict, model, metrics: dict, *, spec: TrialSpec, group, 
         if leaked:
             raise BenchError(f"Attack '{name}' {leaked}. The attacks and trials after it would have run with it.")
         changed = [k for k, t in watched.items() if t._version != versions[k]]
-        changed += [k for k, t in own.items() if k not in changed and content_digest(t) != digests[k]]
+        after = {k: content_digest(t) for k, t in watched.items()}
+        changed += [k for k in watched if k not in changed and after[k] != digests[k]]
+        digests = after
         if changed:  # the next attacks would measure another model, or on other data
             raise BenchError(f"Attack '{name}' changed {changed[0]} in place; every attack must leave the model and "
                              "the data as it found them (work on a copy: copy.deepcopy(model), x.clone()). Running a "
