@@ -66,3 +66,17 @@ def test_run_joins_an_existing_cluster(ray_head, workdir, run_bench, store_args)
     host, port = address.rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=3):
         pass
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs two CPUs to restrict the process to one")
+def test_local_ray_gets_the_cpus_this_process_may_run_on():
+    """Under ``taskset`` or a Slurm job's cpuset, bench's local Ray gets the CPUs of the process's
+    affinity: Ray's own count ignores it and would place a trial per core of the whole machine on them."""
+    code = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+            "from bench.run.executor import start_ray; start_ray(None, False, print); "
+            "import ray; print('CPU', ray.cluster_resources()['CPU']); ray.shutdown()")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "started local Ray on 127.0.0.1 with 1 CPUs" in proc.stdout
+    assert "CPU 1.0" in proc.stdout

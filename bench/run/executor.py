@@ -31,6 +31,7 @@ from bench.core.errors import BenchError
 from bench.core.keys import is_loopback
 from bench.core.plugins import in_process_plugins
 from bench.core.spec import TrialSpec, spec_of
+from bench.run.checks import local_cpus
 from bench.run.forward import ForwardProgress, in_worker_progress
 from bench.run.payload import Payload
 from bench.run.ref_tasks import concurrent_slots, release_cuda_memory
@@ -80,7 +81,13 @@ def run_local(trials: list[TrialSpec], payload: Payload,
 # -- Ray ---------------------------------------------------------------------------------------
 
 def start_ray(address: str | None, verbose: bool, say: Callable[..., None], num_cpus: int | None = None) -> bool:
-    """Connect to ``address`` or start a local Ray bound to 127.0.0.1. Returns True if we started it."""
+    """Connect to ``address`` or start a local Ray bound to 127.0.0.1. Returns True if we started it.
+
+    A local Ray gets ``num_cpus`` CPUs, by default the ones this process may run on
+    (:func:`bench.run.checks.local_cpus`: CPU affinity, as ``taskset`` or a Slurm job's cpuset sets
+    it, and a cgroup quota). Ray's own count reads the quota and a cgroup-v1 cpuset but not the
+    affinity, so on a shared node under ``taskset -c 0-7`` it would place a trial per core of the
+    whole machine on those 8. Its GPUs are Ray's count, which follows ``CUDA_VISIBLE_DEVICES``."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -129,7 +136,7 @@ def start_ray(address: str | None, verbose: bool, say: Callable[..., None], num_
             with _lean_local_head(verbose):
                 # no idle workers started ahead: trials run in Tune's actors (their own runtime
                 # env, so never in those), and reference tasks start workers when they are sent
-                ray.init(include_dashboard=False, num_cpus=num_cpus,
+                ray.init(include_dashboard=False, num_cpus=local_cpus() if num_cpus is None else num_cpus,
                          _system_config={"prestart_worker_first_driver": False}, **kwargs)
         finally:
             if previous is None:
