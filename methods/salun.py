@@ -25,13 +25,15 @@ constraint on the weights; every ``rl`` parameter keeps its meaning and default.
 
 ``salun-soft`` (``RL_pro.py``): RL without a mask; after every SGD step a proximal soft-thresholding
 step towards the weights theta_e held at the start of the epoch: with d = theta - theta_e over all
-parameters, lambda is the k-th smallest |d|, k = int(mask_ratio * (T - (e*L + 1)) / T * n) (T steps
-in all, L per epoch, e the epoch, n parameters), and theta_e + sign(d) * max(|d| - lambda, 0)
-replaces theta (entries with |d| <= lambda return to theta_e exactly). So about ``mask_ratio`` of the
-weights are reset in the first epoch, a fraction decaying linearly to about 0 in the last one.
-Momentum buffers are left alone, as in the reference. Its default ``passes="joint"`` is the code path
-``RL_pro.py`` takes on CIFAR-10/100 (random labels drawn once per epoch, D_f and D_r shuffled
-together); on ``svhn`` it takes the alternating path (``dataset_params``).
+parameters, lambda is the k-th smallest |d|, k = int(mask_ratio * (T - (e*L + 1)) / T * n) (e the
+epoch, n parameters, L = batches of D_f plus batches of D_r, ``RL_pro.py``'s
+``len(forget_loader) + len(retain_loader)``, in both passes, T = epochs * L), and
+theta_e + sign(d) * max(|d| - lambda, 0) replaces theta (entries with |d| <= lambda return to
+theta_e exactly). So about ``mask_ratio`` of the weights are reset in the first epoch, a fraction
+decaying linearly to about 0 in the last one. Momentum buffers are left alone, as in the
+reference. Its default ``passes="joint"`` is the code path ``RL_pro.py`` takes on CIFAR-10/100
+(random labels drawn once per epoch, D_f and D_r shuffled together); on ``svhn`` it takes the
+alternating path (``dataset_params``).
 
 Deviations:
 
@@ -61,7 +63,7 @@ from __future__ import annotations
 from bench.core import space
 from bench.core.params import require_range
 
-from .rl import Constraint, RandomLabels, steps_per_epoch
+from .rl import Constraint, RandomLabels
 
 
 class SalUn(RandomLabels):
@@ -95,7 +97,14 @@ class SalUnSoft(RandomLabels):
         require_range(params, "mask_ratio", 0.0, 1.0)
 
     def constraint(self, model, request, params, ctx):
-        return Proximal(params["mask_ratio"], params["epochs"], steps_per_epoch(request, params))
+        return Proximal(params["mask_ratio"], params["epochs"], schedule_steps(request, params))
+
+
+def schedule_steps(request, params) -> int:
+    """L of ``salun-soft``'s k: batches of D_f plus batches of D_r (``RL_pro.py``'s
+    ``len(forget_loader) + len(retain_loader)``), also in the joint pass, which takes fewer steps."""
+    bs = params["batch_size"]
+    return -(-len(request.forget_y) // bs) + -(-len(request.retain_y) // bs)
 
 
 def saliency_mask(model, x, y, batch_size: int, threshold: float) -> list:
