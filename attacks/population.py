@@ -18,8 +18,10 @@ artifact ``roc/<attack>.png``.
   paper's attack: per-class thresholds chosen to maximise (TPR + TNR)/2 on "shadow" data, here a
   seeded half of the members and of the non-members (a held-out split of the same model's data
   in place of a shadow model, so no extra training), applied to the other half; balanced accuracy.
-  Thresholds are found by sorting and cumulative sums, O(n log n) per class, where the
-  reference's ``_thre_setting`` tries every value in a quadratic loop.
+  Thresholds follow the reference's ``_thre_setting`` (including which of equally good
+  thresholds it keeps), found by sorting and binary search, O(n log n) per class, where it tries
+  every value in a quadratic loop. A class absent from one side of the shadow half gets the
+  threshold of all classes together.
 """
 
 from __future__ import annotations
@@ -43,28 +45,24 @@ def _attack_name_scores(kind: str, logits: np.ndarray, y) -> np.ndarray:
 
 
 def best_threshold(member: np.ndarray, nonmember: np.ndarray) -> tuple[float, float]:
-    """Threshold t maximising (TPR + TNR)/2 for "member iff score >= t", by sort + cumsum.
+    """Threshold t maximising (TPR + TNR)/2 for "member iff score >= t": the rule of Song &
+    Mittal's ``_thre_setting``, by sorting and binary search (O(n log n)) instead of its loop.
 
-    Returns (t, that balanced accuracy). Candidates are the observed values (first of each run
-    of ties) and +inf (nobody is a member, 0.5).
+    Candidates are the observed values in the reference's order (members, then non-members), and
+    the first one reaching the maximum wins, as the reference's strict ``>`` does: equally good
+    thresholds on the shadow half can classify the target half differently, so the tie-break is
+    part of the attack (the smallest value reaches 0.5, so the result is never below it).
+    Returns (t, its balanced accuracy); (+inf, 0.5) when either side is empty.
     """
     nm, nn = len(member), len(nonmember)
     if nm == 0 or nn == 0:
         return float("inf"), 0.5
     vals = np.r_[member, nonmember]
-    is_m = np.r_[np.ones(nm, bool), np.zeros(nn, bool)]
-    order = np.argsort(vals, kind="mergesort")
-    v, lab = vals[order], is_m[order]
-    m_before = np.r_[0, np.cumsum(lab)[:-1]]  # members strictly before position i
-    n_before = np.r_[0, np.cumsum(~lab)[:-1]]
-    first = np.r_[True, v[1:] != v[:-1]]  # thresholds at the first of each tie run
-    tpr = (nm - m_before[first]) / nm  # members with score >= t
-    tnr = n_before[first] / nn  # non-members with score < t
+    tpr = (nm - np.searchsorted(np.sort(member), vals, side="left")) / nm  # members with score >= t
+    tnr = np.searchsorted(np.sort(nonmember), vals, side="left") / nn  # non-members with score < t
     acc = 0.5 * (tpr + tnr)
-    i = int(np.argmax(acc))
-    if acc[i] <= 0.5:
-        return float("inf"), 0.5
-    return float(v[first][i]), float(acc[i])
+    i = int(np.argmax(acc))  # the first maximum in candidate order
+    return float(vals[i]), float(acc[i])
 
 
 def class_threshold_accuracy(s_m: np.ndarray, y_m: np.ndarray, s_n: np.ndarray, y_n: np.ndarray, num_classes: int,
