@@ -127,12 +127,3 @@ def train_random_labels(model, request, params, ctx, constraint: Constraint | No
         if ctx.report is not None:
             ctx.report(model)
     return model
-
-
-def steps_per_epoch(request, params) -> int:
-    """SGD steps in one epoch of :func:`train_random_labels` (the final batch of one is skipped)."""
-    def count(n):
-        return sum(1 for s in range(0, n, params["batch_size"]) if min(params["batch_size"], n - s) > 1 or n == 1)
-
-    nf, nr = len(request.forget_y), len(request.retain_y)
-    return count(nf) + count(nr) if params["passes"] == "alternate" else count(nf + nr)
