@@ -37,9 +37,8 @@ these paths, are stubbed when not installed). It runs:
 
 The reference's ``get_metric_scores`` (ZRF, MIA) is replaced by a stub that returns nothing;
 accuracies are ours (``bench.nn.training.accuracy``). Setup: digits, ``MLP(64, (256, 256), 10)``
-trained with the digits recipe, seed 0; class 3 (146 training points) and random 10% (144 points
-drawn with seed 0); ``ctx.seed`` 0. Hyperparameters: our digits defaults (ssd alpha 15, lfssd 4.5,
-unsir lr 3e-3) and the published ones (alpha 10, lambda 1; lr 1e-4).
+trained with the digits recipe, seed 0; class 3 (146 points), random 10% (the harness's draw, seed 0);
+``ctx.seed`` 0. Hyperparameters: ours for digits (ssd alpha 15, lfssd 4.5, unsir lr 3e-3), published (10, 1; 1e-4).
 
 Usage: .venv/bin/python benchmarks/upstream_ssd.py --upstream DIR
 """
@@ -155,6 +154,7 @@ class Env:
 
     def __init__(self):
         from bench.core.contracts import ForgetRequest
+        from bench.core.forget import parse_forget
         from bench.core.recipe import build_recipe
         from bench.datasets.digits import Digits
         from bench.nn.nets import MLP
@@ -176,8 +176,8 @@ class Env:
 
         self.cls = request(y == FORGET_CLASS, "class", True)
         self.cls_harness = request(y == FORGET_CLASS, "class", False)
-        pick = torch.zeros(n, dtype=torch.bool)
-        pick[torch.randperm(n, generator=torch.Generator().manual_seed(0))[: round(0.1 * n)]] = True
+        pick = torch.zeros(n, dtype=torch.bool)  # the harness's random:10% draw, forget seed 0
+        pick[torch.as_tensor(parse_forget("random:10%").select(y.numpy(), d.num_classes, 0))] = True
         self.rnd = request(pick, "random", False)
 
     def copy(self):
