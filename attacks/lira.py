@@ -12,10 +12,10 @@ horizontal-flip query augmentation does not fit digits or tabular data).
   ``tensorflow/privacy`` ``research/mi_lira_2021``): signal phi = log p_y - log sum_{c!=y} p_c
   (``score.py``). Per target, Gaussians fitted to the IN and OUT shadows' phi (mean = median, as
   ``plot.py``); score = log N(phi_obs; IN) - log N(phi_obs; OUT) (online). Below 64 shadow
-  models the variance is fixed, as the paper advises: one std shared by every example and both
-  Gaussians (the pooled spread of the shadows' scores around their per-example medians;
-  ``plot.py``'s ``fix_variance`` also shares one std, ``np.std(dat_in)``, which gives the same
-  ranking); from 64 on it is per example. ``LiRA(fixed_variance=...)``
+  models the variance is fixed, as the paper advises: one std shared by every target example of
+  the three sets (forget, retain, test) and both Gaussians (the pooled spread of the shadows'
+  scores around their per-example medians; ``plot.py``'s ``fix_variance`` also shares one std over
+  all examples, ``np.std(dat_in)``, which gives the same ranking); from 64 on it is per example. ``LiRA(fixed_variance=...)``
   forces either. Also ``retain_auc`` (retain vs test, the training-privacy check).
 - ``lira_offline``: OUT shadows only. Main score is the paper's one-sided test
   log Phi((phi_obs - mu_out) / sigma_out); ``nll_*`` metrics use ``plot.py``'s
@@ -127,18 +127,37 @@ class LiRA:
     def __reduce__(self):
         return (LiRA, (self.offline, self.fixed_variance))
 
-    def scores(self, phi_obs: np.ndarray, phi_sh: np.ndarray, keep: np.ndarray, fixed: bool, one_sided: bool = True):
+    def shared_sd(self, phi_sh: np.ndarray, keep: np.ndarray) -> float:
+        """The fixed-variance std of ``phi_sh`` [M, n] over every target column at once (IN and OUT
+        shadows online, OUT only offline), so that every target is scored with the same std."""
+        return pooled_sd(phi_sh, ~keep) if self.offline else pooled_sd(phi_sh, keep, ~keep)
+
+    def scores(self, phi_obs: np.ndarray, phi_sh: np.ndarray, keep: np.ndarray, shared: float | None,
+               one_sided: bool = True):
+        """Scores of the targets (columns); ``shared``: the one std of every Gaussian (fixed
+        variance, from :meth:`shared_sd` over all the targets compared), ``None``: per example."""
         from scipy.stats import norm
 
         if self.offline:
-            mu_out, sd_out = gaussian_fit(phi_sh, ~keep, pooled_sd(phi_sh, ~keep) if fixed else None)
+            mu_out, sd_out = gaussian_fit(phi_sh, ~keep, shared)
             if one_sided:
                 return norm.logcdf((phi_obs - mu_out) / sd_out)
             return -log_normal(phi_obs, mu_out, sd_out)
-        shared = pooled_sd(phi_sh, keep, ~keep) if fixed else None
         mu_out, sd_out = gaussian_fit(phi_sh, ~keep, shared)
         mu_in, sd_in = gaussian_fit(phi_sh, keep, shared)
         return log_normal(phi_obs, mu_in, sd_in) - log_normal(phi_obs, mu_out, sd_out)
+
+    def score_sets(self, obs: dict, sh: dict, keep: dict, fixed: bool) -> tuple[dict, dict]:
+        """Scores of each set of targets (``obs[k]`` [n_k], ``sh[k]`` [M, n_k], ``keep[k]`` [M, n_k]);
+        the second dict: ``plot.py``'s -log N for the offline attack (not for ``"r"``). With fixed
+        variance one std serves every target of every set (``plot.py``'s ``fix_variance``: one
+        ``np.std`` over all examples); a std per set would scale one set's scores against the
+        other's and change their ranking."""
+        shared = self.shared_sd(np.concatenate(list(sh.values()), axis=1),
+                                np.concatenate(list(keep.values()), axis=1)) if fixed else None
+        sc = {k: self.scores(obs[k], sh[k], keep[k], shared) for k in obs}
+        sc2 = {k: self.scores(obs[k], sh[k], keep[k], shared, one_sided=False) for k in obs if k != "r"} if self.offline else {}
+        return sc, sc2
 
     def evaluate(self, model, ctx) -> dict[str, float]:
         from bench.eval import scoring
@@ -149,13 +168,9 @@ class LiRA:
         models = shadows.models(ctx.device)
         sets = {"f": (f_pos, ctx.forget_x, ctx.forget_y), "r": (r_pos, ctx.retain_x, ctx.retain_y),
                 "t": (t_pos, ctx.test_x, ctx.test_y)}
-        sc, sc2 = {}, {}
-        for key, (pos, x, y) in sets.items():
-            obs = signals.logit_conf(signals.logits_of(model, x), y)
-            sh = shadow_signal(models, x, y)
-            sc[key] = self.scores(obs, sh, shadows.keep[:, pos], fixed)
-            if self.offline and key != "r":
-                sc2[key] = self.scores(obs, sh, shadows.keep[:, pos], fixed, one_sided=False)
+        obs = {k: signals.logit_conf(signals.logits_of(model, x), y) for k, (_, x, y) in sets.items()}
+        sh = {k: shadow_signal(models, x, y) for k, (_, x, y) in sets.items()}
+        sc, sc2 = self.score_sets(obs, sh, {k: shadows.keep[:, pos] for k, (pos, _, _) in sets.items()}, fixed)
         out = scoring.score_metrics(sc["f"], sc["t"])
         if len(r_pos):
             out["retain_auc"] = scoring.score_metrics(sc["r"], sc["t"])["auc"]

@@ -154,6 +154,35 @@ def test_lira_with_8_shadows_beats_the_loss_attack_at_low_fpr(overfit):
     assert (ctx.shadows.keep.sum(0) == 4).all()
 
 
+@pytest.mark.parametrize("offline", [False, True])
+def test_lira_fixed_variance_scores_every_set_with_one_std(offline):
+    """The same target column scores the same in the forget set and in the test set, whatever else
+    each set holds: one std for all targets (plot.py's fix_variance). A std per set (the bug) gave
+    the column -4.2 among the forget points and -0.1 among noisier test points."""
+    rng = np.random.default_rng(0)
+    M = 8
+    keep_col = np.arange(M) % 2 == 0  # complementary pairs: IN in half of the shadows
+
+    def columns(n, spread):
+        sh = rng.normal(0, spread, (M, n)) + np.where(keep_col[:, None], 2.0, 0.0)
+        return rng.normal(0.5, 1, n), sh, np.repeat(keep_col[:, None], n, axis=1)
+
+    obs_c, sh_c, keep_c = columns(1, 0.5)
+    obs_f, sh_f, keep_f = columns(30, 0.5)
+    obs_t, sh_t, keep_t = columns(30, 5.0)  # noisier targets in the test set only
+    obs = {"f": np.r_[obs_c, obs_f], "r": obs_f[:0], "t": np.r_[obs_c, obs_t]}
+    sh = {"f": np.c_[sh_c, sh_f], "r": sh_f[:, :0], "t": np.c_[sh_c, sh_t]}
+    keep = {"f": np.c_[keep_c, keep_f], "r": keep_f[:, :0], "t": np.c_[keep_c, keep_t]}
+    attack = LiRA(offline=offline)
+    sc, sc2 = attack.score_sets(obs, sh, keep, fixed=True)
+    assert sc["f"][0] == pytest.approx(sc["t"][0], rel=1e-12)
+    if offline:
+        assert sc2["f"][0] == pytest.approx(sc2["t"][0], rel=1e-12)
+    # and the std is the one pooled over every target column of every set
+    shared = attack.shared_sd(np.c_[sh["f"], sh["t"]], np.c_[keep["f"], keep["t"]])
+    assert sc["f"][1:] == pytest.approx(attack.scores(obs_f, sh_f, keep_f, shared), rel=1e-12)
+
+
 DOCS = (Path(__file__).resolve().parents[1] / "docs" / "attacks.md").read_text()
 
 
