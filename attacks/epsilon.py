@@ -11,13 +11,24 @@ unlearning competition", arXiv 2406.09073; ``google-deepmind/unlearning_evaluati
    model: matrices U and R of shape N x |D_f|.
 3. Per example, the "positive" side is the one with the larger median. If the smaller spread
    (max - min) is below 1% of the larger, epsilon = 50 (a degenerate distribution).
-4. Otherwise, for every decision region "score in (t1, t2]" (single thresholds are t2 = +inf),
-   with FPR / FNR the rates of calling a negative positive / a positive negative:
+4. Otherwise, ``metric.py``'s two families of decision rules on its own thresholds, with FPR /
+   FNR the rates of calling a negative positive / a positive negative:
+   - single threshold: positive iff phi >= t, t on ``ceil(100 * range)`` points spanning the
+     pooled range (``torch.linspace``);
+   - double threshold: the peakier side (the smaller spread; with equal spreads the lower-median
+     side, as the reference's swap has it) iff t_l <= phi <= t_r; t_r on a grid 0.01 apart from
+     min + w - 2 to max + 2 of the peakier side (w = its spread), and for each t_r, 400 values of
+     t_l from t_r - w - 2 to t_r - w + 2 (``np.linspace``, as the reference builds them).
    eps_t = max(log(1 - delta - FPR) - log FNR, log(1 - delta - FNR) - log FPR), delta = 1e-5,
-   clipped at >= 0; regions where exactly one of FPR, FNR is 0 are dropped, both 0 gives inf;
-   epsilon = max_t eps_t clipped to [0, 50]. Deviation: the reference sweeps a grid of thresholds
-   0.01 apart plus intervals; here every cut between consecutive observed values is used
-   (that is every distinct (FPR, FNR) the data allow, a superset of the grid's).
+   clipped at >= 0; thresholds where exactly one of FPR, FNR is 0 are dropped, both 0 gives inf;
+   epsilon = max_t eps_t clipped to [0, 50]. The counts come from sorted scores (``searchsorted``)
+   instead of the reference's [models x thresholds] comparison on a GPU: the same rates, in float64
+   where the reference has float32. ``benchmarks/upstream_epsilon.py`` runs ``metric.py`` beside
+   it (docs/reference-code.md). Both sides constant (the reference's 0/0 spread ratio, where it
+   stops with an assertion): 0 for equal values, else 50. Until 2026-12-05 bench took every cut
+   between observed values but only intervals of the higher-median side; that missed the
+   reference's regions when the lower-median side was the peakier (a lower epsilon in 94 of 155
+   random such cases) and found regions the grid does not have elsewhere (a fault of ours).
 5. Points per example: 1 for epsilon in [0, 0.5), 1/2 for [0.5, 1), 1/4 for [1, 1.5), ... halving
    per bucket of 0.5, with buckets up to ceil(ln(N - 1)); beyond them 0.
 6. ``forget_quality`` F = mean points over D_f (1 = indistinguishable from retraining).
@@ -36,6 +47,50 @@ from . import signals
 
 DELTA = 1e-5
 CAP = 50.0
+#: the reference's threshold grids: 100 thresholds per unit of score, intervals within 2 of the spread
+STEPS_PER_UNIT = 100
+BUFFER = 2.0
+
+
+def _rates(inside_pos: np.ndarray, n_pos: int, inside_neg: np.ndarray, n_neg: int) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (FPR, FNR) of rules that call "positive" the scores inside them, from the counts
+    of positives and negatives inside each rule (at most (n_pos + 1)(n_neg + 1) distinct pairs)."""
+    seen = np.flatnonzero(np.bincount(inside_pos * (n_neg + 1) + inside_neg, minlength=(n_pos + 1) * (n_neg + 1)))
+    return (seen % (n_neg + 1)) / n_neg, 1.0 - (seen // (n_neg + 1)) / n_pos
+
+
+def single_threshold_rates(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``metric.py`` ``_get_single_threshold_rates``: positive iff score >= t."""
+    import torch
+
+    both = np.r_[pos, neg]
+    lo, hi = float(both.min()), float(both.max())
+    t = torch.linspace(lo, hi, int(math.ceil((hi - lo) * STEPS_PER_UNIT)), dtype=torch.float64).numpy()
+
+    def at_or_above(v):
+        return len(v) - np.searchsorted(np.sort(v), t, side="left")
+
+    return _rates(at_or_above(pos), len(pos), at_or_above(neg), len(neg))
+
+
+def double_threshold_rates(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``metric.py`` ``_get_double_threshold_rates``: the peakier side positive iff t_l <= score <= t_r.
+    The eps formula is symmetric in (FPR, FNR), so the peakier side's own rates serve as they are."""
+    spread_p, spread_n = float(np.ptp(pos)), float(np.ptp(neg))
+    width = spread_n if spread_p > spread_n else spread_p
+    if spread_p >= spread_n:  # the reference's positive: the peakier side
+        pos, neg = neg, pos
+    lo, hi = pos.min() + width - BUFFER, pos.max() + BUFFER
+    right = np.linspace(lo, hi, num=int(np.ceil((hi - lo) * STEPS_PER_UNIT)))
+    n_left = int(np.ceil(2 * BUFFER * STEPS_PER_UNIT))
+    left = np.linspace(right - width - BUFFER, right - width + BUFFER, num=n_left, axis=1).reshape(-1)
+    right = np.repeat(right, n_left)
+
+    def inside(v):
+        v = np.sort(v)
+        return np.maximum(np.searchsorted(v, right, side="right") - np.searchsorted(v, left, side="left"), 0)
+
+    return _rates(inside(pos), len(pos), inside(neg), len(neg))
 
 
 def example_epsilon(u: np.ndarray, r: np.ndarray, delta: float = DELTA, cap: float = CAP) -> float:
@@ -47,16 +102,8 @@ def example_epsilon(u: np.ndarray, r: np.ndarray, delta: float = DELTA, cap: flo
         return 0.0 if np.median(u) == np.median(r) else cap
     if spreads[0] / spreads[1] < 0.01:
         return cap
-    vals = np.unique(np.r_[pos, neg])
-    cuts = np.r_[-np.inf, (vals[1:] + vals[:-1]) / 2, np.inf]  # every distinct split of the data
-    above_p = (pos[None, :] > cuts[:, None]).sum(1)  # [K]: positives above each cut
-    above_n = (neg[None, :] > cuts[:, None]).sum(1)
-    # region (cut_a, cut_b] for a < b: counts in it = above[a] - above[b]
-    tp = above_p[:, None] - above_p[None, :]
-    fp = above_n[:, None] - above_n[None, :]
-    valid = np.triu(np.ones((len(cuts), len(cuts)), bool), k=1)
-    fnr = 1.0 - tp[valid] / len(pos)
-    fpr = fp[valid] / len(neg)
+    (fpr_d, fnr_d), (fpr_s, fnr_s) = double_threshold_rates(pos, neg), single_threshold_rates(pos, neg)
+    fpr, fnr = np.r_[fpr_d, fpr_s], np.r_[fnr_d, fnr_s]
     with np.errstate(divide="ignore", invalid="ignore"):
         e1 = np.log(np.maximum(1 - delta - fpr, 0)) - np.log(fnr)
         e2 = np.log(np.maximum(1 - delta - fnr, 0)) - np.log(fpr)

@@ -320,6 +320,22 @@ def test_epsilon_score_is_maximal_for_identical_and_low_for_separated_distributi
     assert final_score(1.0, 0.45, 0.9, 0.8, 0.8) == pytest.approx(0.5)
 
 
+def test_epsilon_uses_the_references_rules_and_thresholds():
+    """metric.py's own values (google-deepmind/unlearning_evaluation, run beside ours by
+    benchmarks/upstream_epsilon.py): 1.9459 = log(7/8 - 1e-5) - log(1/8) in both cases."""
+    expected = np.log(7 / 8 - 1e-5) - np.log(1 / 8)
+    # the lower-median side (r) is the peakier: the interval around it, predicted "retrained",
+    # holds all of r and one of u's eight; an interval of the higher-median side cannot do as well
+    u = np.array([-4, -3, -2, 0.02, 1, 2, 3, 4.5])
+    r = np.array([0, 0.01, 0.03, 0.05, 0.06, 0.07, 0.08, 0.09])
+    assert example_epsilon(u, r) == pytest.approx(expected, abs=1e-6)
+    # thresholds 0.01 apart do not split 0.605 from 0.606: no perfect separation (not 50)
+    pos = np.array([-0.77, -0.265, 0.606, 1.622, 1.652, 1.815, 3.836, 4.487])
+    neg = np.array([0.432, 0.47, 0.474, 0.476, 0.536, 0.556, 0.558, 0.605])
+    assert example_epsilon(pos, neg) == pytest.approx(expected, abs=1e-6)
+    assert example_epsilon(neg, pos) == pytest.approx(expected, abs=1e-6)
+
+
 def test_epsilon_definition_details():
     # one point of probability mass each side, same value: indistinguishable
     assert example_epsilon(np.ones(8), np.ones(8)) == 0.0

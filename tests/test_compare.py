@@ -249,6 +249,10 @@ def test_directions_pareto_and_ranks():
     assert cmp.direction("unlearn_seconds") is False and cmp.direction("peak_memory_mb") is False
     assert cmp.direction("forget_acc") is None and cmp.direction("mia_auc") is None
     assert cmp.direction("mia_gap") is False and cmp.direction("attack_acc") is True
+    # continual requests: the forgotten points' accuracy has retrain's value as its target
+    assert cmp.direction("forget_all_acc") is None and cmp.direction("forget_all_gap") is False
+    assert cmp.direction("cumulative_speedup_vs_retrain") is True
+    assert cmp.direction("cumulative_unlearn_seconds") is False
     # (gap, utility): lower gap and higher utility dominate
     pts = [(0.0, 0.90), (0.04, 0.95), (0.3, 0.6), (0.04, 0.90), (0.5, 0.95)]
     assert cmp.pareto_front(pts) == [0, 1]

@@ -26,6 +26,14 @@ DIRECTIONS: dict[str, bool | None] = {
     "peak_memory_reserved_mb": False,
     "memory_delta_mb": False,
     "forget_size": None,
+    # continual requests (bench.run.continual): accuracy on every point forgotten so far has the
+    # retrained model's value as its target, like forget_acc; the original's and the retrained
+    # model's own values are references, not scores
+    "forget_all_acc": None,
+    "original_forget_all_acc": None,
+    "retrain_forget_all_acc": None,
+    "forget_all_size": None,
+    "cumulative_speedup_vs_retrain": True,
     # attacks (docs/attacks.md): membership metrics have no "better" side in an unlearning study,
     # the target is the retrained model's value (an AUC below it is as telling, the "Streisand
     # effect"); SalUn's four-term gap and the NeurIPS'23 score do have one
