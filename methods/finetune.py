@@ -1,9 +1,9 @@
 """Fine-tuning (FT): continue ordinary training of the original model on the retain set only.
 
-Warrick et al. / Golatkar et al. baseline as implemented in OPTML-Group/Unlearn-Sparse
+Warnecke et al. (NDSS 2023) / Golatkar et al. (CVPR 2020) baseline as implemented in OPTML-Group/Unlearn-Sparse
 ``unlearn/FT.py`` (Jia et al., "Model Sparsity Can Simplify Machine Unlearning", NeurIPS 2023,
 the FT baseline): SGD, momentum 0.9, weight decay 5e-4, 10 epochs, lr 0.01 (tuned over
-[1e-4, 1e-1]), ``model.train()``. Deviation: the batch size
+[1e-4, 1e-1]), ``model.train()``. Deviation (a choice): the batch size
 defaults to 64 rather than the reference's 256, because the built-in datasets are small (the
 digits retain set is about 1,300 points); it is a parameter.
 """

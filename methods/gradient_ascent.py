@@ -11,7 +11,9 @@ therefore lr 5e-3 with an early stop on forget accuracy (GA diverges easily): ``
 soon as the forget-set accuracy, checked after every step, is at or below it (every forget
 point misclassified); -1 turns it off. Measured on digits/mlp over seeds 0-2: class:3 ->
 forget 0.000, retain 0.943, avg_gap 0.026; random:10% -> avg_gap 0.008. Tune lr on the grid
-[1e-5, 1e-1] as the authors advise (Unlearn-Sparse issue #5).
+[1e-5, 1e-1] as the authors advise (Unlearn-Sparse issue #5). The batch size defaults to 64
+rather than the reference's 256 (a choice, as for ``ft``: the built-in forget sets are 144-400
+points, one or two batches of 256); it is a parameter.
 
 ``variant="neggrad+"`` (Kurmanji et al., NeurIPS 2023, "Towards Unbounded Machine Unlearning";
 meghdadk/SCRUB ``small_scale_unlearning.ipynb``, ``run_neggrad_epoch``): iterate over D_r,

@@ -62,7 +62,6 @@ from bench.core import space
 from bench.core.method import Method, check_params
 from bench.core.params import (
     require_choice,
-    require_finite,
     require_int,
     require_positive,
 )
@@ -82,7 +81,7 @@ class InfluenceUnlearning(Method):
     dataset_params = {"digits": {"alpha": 13.0}}  # measured: see the module docstring
 
     def check_params(self, params):
-        require_finite(params, "alpha")
+        require_positive(params, "alpha")  # the step along H^-1 grad: <= 0 stays put or moves towards D_f
         require_positive(params, "damping")
         require_int(params, "max_retain", 0, "0: the code's damping + 2, within the memory budget")
         require_choice(params, "recursion", RECURSIONS)

@@ -162,6 +162,12 @@ class L2UL(Method):
         if "retain_batch_size" in params:
             require_int(params, "retain_batch_size", 1)
 
+    def check_setting(self, params, setting):
+        c = setting.num_classes
+        if params["mode"] == "relabel" and not -1 <= params["relabel_to"] < c:
+            raise ValueError(f"relabel_to={params['relabel_to']!r} is not a class of {setting.dataset} (0..{c - 1}) "
+                             "nor -1 (a random other label per instance)")
+
     def unlearn(self, model, request, params, ctx):
         import torch
 

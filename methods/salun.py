@@ -80,6 +80,12 @@ class SalUn(RandomLabels):
             raise ValueError(f"threshold={params['threshold']!r}: expected the fraction of weights to update, "
                              f"in (0, 1]") from None
 
+    def check_setting(self, params, setting):
+        n = sum(p.numel() for p in setting.network.parameters())
+        if int(n * params["threshold"]) == 0:  # the mask would be empty: every step undone, the original returned
+            raise ValueError(f"threshold={params['threshold']!r} keeps int({n:,} x {params['threshold']!r}) = 0 of "
+                             f"{setting.model}'s weights; expected at least 1/{n:,}")
+
     def constraint(self, model, request, params, ctx):
         return HardMask(model, saliency_mask(model, request.forget_x, request.forget_y, params["batch_size"],
                                              params["threshold"]))

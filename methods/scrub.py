@@ -133,7 +133,7 @@ class Scrub(Method):
             require_choice(params, "optimizer", (PRESET, *OPTIMIZERS))
         if params["milestones"] != PRESET:
             text = str(params["milestones"]).replace(" ", "")
-            if not all(p.isdigit() and int(p) >= 1 for p in text.split(",") if p) or ",," in text:
+            if not all(p.isascii() and p.isdigit() and int(p) >= 1 for p in text.split(",") if p) or ",," in text:
                 raise ValueError(f"milestones={params['milestones']!r}: expected 'preset' or comma-separated "
                                  f"epochs >= 1 such as '5,8,9' ('' for none)")
         for key in ("momentum", "weight_decay", "temperature", "gamma", "alpha"):

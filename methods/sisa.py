@@ -106,6 +106,12 @@ class Sisa(Method):
         require_choice(params, "aggregation", AGGREGATIONS)
         require_choice(params, "weighting", WEIGHTINGS)
 
+    def check_setting(self, params: dict, setting) -> None:
+        n, shards, slices = setting.train_size, params["shards"], params["slices"]
+        if n < shards * slices:
+            raise ValueError(f"shards={shards} x slices={slices} needs at least {shards * slices:,} training points, "
+                             f"and {setting.dataset} has {n:,}")
+
     def training_params(self, params: dict) -> dict:
         """The params that change what ``train`` produces (aggregation and weighting act at
         prediction time only, so all their values share one trained ensemble)."""

@@ -40,6 +40,9 @@ Deviations:
   ``fit_one_unlearning_cycle`` zeroes gradients only after each step, so the 25 noise steps'
   accumulated model gradients (of -CE on the noise) leak into the first impair step. Here the
   noise's gradient is taken alone (``torch.autograd.grad``) and no model gradient carries over.
+- fix: the code's ``UNSIR_create_noisy_loader`` copies ``batch[0].size(0)`` noise rows, the channel
+  count of one noise image (3), not the batch's rows, so it trains on 240 noise points of the
+  first 3 rows; here all ``noise_batch_size`` rows are copied ``noise_copies`` times (2,560 points).
 - fix: the code hard-codes 3-channel square noise (``UNSIR_noise(32, 3, size, size)``); the noise
   here has the shape of the dataset's inputs.
 - choice: the noise is learnt with the model in ``eval()`` mode (the code leaves the mode as it

@@ -95,12 +95,30 @@ class GoodDataset(BadDataset):
         self.name, self.kw = "tiny-ok", {}
 
 
+class TanhMLP:
+    """A model PRUNE cannot patch (a Tanh between its Linear layers): refused by its check_setting."""
+
+    name = "tanh-mlp"
+    description = "Linear-Tanh-Linear (tests/test_bad_inputs.py)"
+
+    def create(self, num_classes, input_shape, arg=None):
+        import math
+
+        from torch import nn
+
+        return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), 16), nn.Tanh(), nn.Linear(16, num_classes))
+
+
 class DataPlugin:
     @bench.hookimpl
     def register_datasets(self, register):
         register(GoodDataset())
         for name, kw in BAD_DATASETS.items():
             register(BadDataset(name, kw))
+
+    @bench.hookimpl
+    def register_models(self, register):
+        register(TanhMLP())
 
 
 class DuplicateMethod:
@@ -272,6 +290,22 @@ CASES: dict[str, tuple] = {
     "param-negative-lr": (["-m", "ga", "-p", "ga.lr=-1"], r"Bad parameters for method 'ga': lr=-1\.0"),
     "param-variant": (["-m", "ga", "-p", "ga.variant=bogus"], r"Bad parameters for method 'ga': variant='bogus': expected one of ga, neggrad\+"),
     "params-file-missing": (["-m", "ga", "--params", "/nonexistent/best.json"], r"/nonexistent/best\.json"),
+    "param-iu-alpha": (["-m", "iu", "-p", "iu.alpha=-5"], r"Bad parameters for method 'iu': alpha=-5\.0: expected a positive number"),
+    "param-scrub-milestones": (["-m", "scrub", "-p", "scrub.milestones=²"], r"Bad parameters for method 'scrub': milestones='²'"),
+    # method parameters that do not fit the setting (check_setting, once the data are loaded)
+    "setting-sisa-shards": (["-m", "sisa", "-p", "sisa.shards=2000"],
+                            r"Method 'sisa' cannot run on digits / mlp / random:10%: shards=2000 x slices=1 needs at "
+                            r"least 2,000 training points, and digits has 1,437\. Fix it with -p sisa\.shards=VALUE"),
+    "setting-salun-threshold": (["-m", "salun", "-p", "salun.threshold=1e-6"],
+                                r"Method 'salun' cannot run on .*threshold=1e-06 keeps int\(85,002 x 1e-06\) = 0 of mlp's"),
+    "setting-l2ul-relabel": (["-m", "l2ul", "-p", "l2ul.mode=relabel", "-p", "l2ul.relabel_to=99"],
+                             r"Method 'l2ul' cannot run on .*relabel_to=99 is not a class of digits \(0\.\.9\)"),
+    "setting-prune-box": (["-m", "prune", "-p", "prune.region=box"],
+                          r"Method 'prune' cannot run on .*region='box' is for a single linear head, and mlp's head has "
+                          r"512 hidden ReLU units"),
+    "setting-prune-model": (("data", ["-m", "prune", "--model", "tanh-mlp"]),
+                            r"Method 'prune' cannot run on digits / tanh-mlp / random:10%: PRUNE cannot patch the model "
+                            r"\(Sequential\): it contains a Tanh"),
     # seeds
     "seeds-text": (["-s", "a,b"], r"Bad seeds 'a,b': expected integers"),
     "seeds-reversed": (["-s", "3-1"], r"Bad seeds '3-1': the range 3-1 is empty"),

@@ -26,7 +26,8 @@ def _shape_of(ds: Any) -> tuple[tuple[int, ...] | None, int | None]:
     return (tuple(shape) if shape else None), getattr(ds, "num_classes", None)
 
 
-def _check_model(obj: Any, arg: str | None, spec: str, shape: tuple[int, ...], classes: int) -> str:
+def _check_model(obj: Any, arg: str | None, spec: str, shape: tuple[int, ...], classes: int) -> tuple[Any, str]:
+    """(the model built for the shape, a line about it); a one-line BenchError if it cannot run."""
     import torch
 
     try:
@@ -41,11 +42,13 @@ def _check_model(obj: Any, arg: str | None, spec: str, shape: tuple[int, ...], c
         raise BenchError(f"Model '{spec}' cannot run on inputs of shape {shape}: {type(exc).__name__}: {exc}") from None
     if tuple(out.shape) != (2, classes):
         raise BenchError(f"Model '{spec}' returned shape {tuple(out.shape)}; expected (2, {classes}).")
-    return f"{sum(p.numel() for p in net.parameters()):,} parameters"
+    return net, f"{sum(p.numel() for p in net.parameters()):,} parameters"
 
 
 def dry_run(opts, preset=None, echo=click.echo) -> int:
     """Print the plan of ``opts``; returns the exit code (0: valid; BenchError: bad input)."""
+    from bench.core.contracts import Setting
+    from bench.core.method import check_setting
     from bench.core.plugins import get_registry
     from bench.core.recipe import build_recipe
     from bench.run.checks import check_splits
@@ -92,10 +95,13 @@ def dry_run(opts, preset=None, echo=click.echo) -> int:
             shape, classes = tuple(splits.input_shape), splits.num_classes
             echo(f"dataset {dspec}: {len(splits.train_y):,} train / {len(splits.test_y):,} test, {classes} classes, "
                  f"input {shape}")
+        nets: dict[str, Any] = {}
         for mspec in opts.models:
             mobj, marg, _ = resolve_model(registry, mspec)
             recipe = build_recipe(getattr(ds, "default_recipe", {}), getattr(mobj, "default_recipe", {}), opts.recipe)
-            built = _check_model(mobj, marg, mspec, shape, classes) if shape and classes else "not built (input shape unknown)"
+            built = "not built (input shape unknown)"
+            if shape and classes:
+                nets[mspec], built = _check_model(mobj, marg, mspec, shape, classes)
             echo(f"  model {mspec}: {built}")
             echo(f"  recipe: {', '.join(f'{k}={v}' for k, v in recipe.as_dict().items())}")
         if splits is not None and opts.original:  # --original files: read and checked as a run checks them
@@ -103,16 +109,24 @@ def dry_run(opts, preset=None, echo=click.echo) -> int:
 
             check_originals(opts, {m: resolve_model(registry, m) for m in opts.models}, {dspec: splits},
                             lambda line: echo(f"  {line}"))
+        forget_sizes: dict[str, int] = {}
         if splits is not None:
             train_y = splits.train_y.numpy()
             for f in forgets:
                 sizes = sorted({len(f.select(train_y, splits.num_classes,
                                              opts.forget_seed if opts.forget_seed is not None else s)) for s in opts.seeds})
+                forget_sizes[f.text] = sizes[-1]
                 echo(f"  forget {f.text}: {'/'.join(map(str, sizes))} of {len(train_y):,} training points")
         for m in methods:
             params = params_for_dataset(m, dspec, opts.params.get(m.name, {}))
             shown = ", ".join(f"{k}={v}" for k, v in params.items()) or "(no parameters)"
             echo(f"  {m.name}: {shown}")
+            if splits is None:
+                continue
+            for mspec, net in nets.items():  # as make_plan checks them: the setting's size, classes, architecture
+                for ftext, size in forget_sizes.items():
+                    check_setting(m.name, m.obj, params, Setting(dspec, mspec, ftext, splits.train_size, size, classes,
+                                                                 shape, net))
     if missing:
         echo(f"The plan is valid, but {', '.join(missing)} cannot load yet: place the files as said above "
              f"(or pass --data-dir), then run without --dry-run.")

@@ -31,8 +31,8 @@ class Method(Protocol):
         search_space: Ray Tune search space for some of those, built from ``bench.core.space``
             (no ray import in plugins).
 
-    The optional members (``requires_for``, ``check_params``, ``dataset_params``, ``continual``,
-    ``continual_note``) are documented, with their defaults, on the optional base class
+    The optional members (``requires_for``, ``check_params``, ``check_setting``, ``dataset_params``,
+    ``continual``, ``continual_note``, ``forget_kinds``, ``trains``, ``prepare``) are documented, with their defaults, on the optional base class
     :class:`bench.core.method.Method` (``bench.Method``); the harness reads them through the
     accessors of that module, so an object without the base class works the same. A method that
     trains its own original implements :class:`OwnTraining` as well.
@@ -142,6 +142,28 @@ class Splits:
     @property
     def train_size(self) -> int:
         return int(self.train_y.shape[0])
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What a method's ``check_setting`` sees of a trial setting at plan time, after the data are
+    loaded and before anything is trained (``bench.core.method.Method.check_setting``).
+
+    ``dataset``, ``model`` and ``forget`` are the specs as given (``digits``, ``mlp:64``,
+    ``random:10%``); ``train_size`` the training split's rows, ``forget_size`` the forget request's
+    points (for a ``seq:`` request, its largest step); ``network`` a freshly initialised instance of
+    the model on this dataset (the architecture, not the original's weights: read its layers and
+    parameter counts, never change it).
+    """
+
+    dataset: str
+    model: str
+    forget: str
+    train_size: int
+    forget_size: int
+    num_classes: int
+    input_shape: tuple[int, ...]
+    network: Any
 
 
 @dataclass

@@ -23,7 +23,7 @@ from bench.core.errors import BenchError
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
-    from bench.core.contracts import ForgetRequest, MethodContext
+    from bench.core.contracts import ForgetRequest, MethodContext, Setting
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -87,6 +87,13 @@ class Method:
         harness calls this once per trial setting at plan time, before loading data or training;
         the default accepts everything."""
 
+    def check_setting(self, params: dict, setting: Setting) -> None:
+        """Refuse parameters that do not fit a trial setting (the data's size, the classes, the
+        architecture: ``bench.core.contracts.Setting``), before any work: raise ``ValueError`` (or
+        ``BenchError``) with one line, as in ``check_params``. The harness calls it at plan time,
+        after ``check_params`` passed and the data are loaded, once per dataset, model and forget
+        request with each parameter set the trials use; the default accepts everything."""
+
     def prepare(self) -> None:
         """One-off set-up before the timed ``unlearn`` (imports); see the class docstring."""
 
@@ -148,6 +155,22 @@ def check_params(name: str, method: Any, params: dict) -> None:
         given = ", ".join(f"{k}={v!r}" for k, v in params.items()) or "(none)"
         raise BenchError(f"Bad parameters for method '{name}': {message}. Fix it with {fix} "
                          f"(its parameters now: {given}).") from None
+
+
+def check_setting(name: str, method: Any, params: dict, setting: Setting) -> None:
+    """Call the method's ``check_setting`` (if any) and turn its refusal into one clear line that
+    names the setting."""
+    fn = getattr(method, "check_setting", None)
+    if not callable(fn):
+        return
+    try:
+        fn(dict(params), setting)
+    except (ValueError, TypeError, BenchError) as exc:
+        message = str(exc).rstrip(".")
+        key = message.partition("=")[0] if "=" in message else ""
+        fix = f"-p {name}.{key}=VALUE" if key in params else "its parameters or the setting"
+        raise BenchError(f"Method '{name}' cannot run on {setting.dataset} / {setting.model} / {setting.forget}: "
+                         f"{message}. Fix it with {fix}.") from None
 
 
 def has_own_training(method: Any) -> bool:

@@ -14,8 +14,10 @@ from typing import Any, Callable
 from bench.core.cache import cache_key, sha256_bytes, tensor_digest
 from bench.core.errors import BenchError, no_exit
 from bench.core.forget import ForgetSpec
+from bench.core.contracts import Setting
 from bench.core.method import (
     check_own_training,
+    check_setting,
     has_own_training,
     train_version,
     training_params,
@@ -108,6 +110,7 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
         digests[spec] = tensor_digest(splits[spec].train_x, splits[spec].train_y)
 
     models: dict[str, tuple[Any, str | None, str]] = {}
+    networks: dict[tuple[str, str], Any] = {}  # (model spec, dataset spec) -> a fresh instance, for check_setting
     pinned: dict[str, str] = {}  # the spec the trials get: a plugin's pin() adds what keys must see (a file digest)
     for spec in opts.models:
         models[spec] = resolve_model(registry, spec)
@@ -132,6 +135,7 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
                 ) from None
             if tuple(out.shape) != (2, sp.num_classes):
                 raise BenchError(f"Model '{spec}' returned shape {tuple(out.shape)} on dataset '{dspec}'; expected (2, {sp.num_classes}).")
+            networks[(spec, dspec)] = net
 
     originals = check_originals(opts, models, splits, say)
 
@@ -180,6 +184,7 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
                 device=device, threads=max(1, int(opts.cpus_per_trial)), versions=versions, plugins=plugins,
                 own_original=own_original_of(m, group, params), original=group.original,
             ))
+    check_settings(methods, groups, trials, splits, networks, pinned)
     if originals and say is not None:
         own = sorted({m.name for m in methods if has_own_training(m.obj)})
         if own:
@@ -187,6 +192,27 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
     record = {key: {**o["file"].record(), "test_acc": o["test_acc"]} for key, o in originals.items()}
     by_trial_spec = {pinned[m]: (obj, resolve_model(registry, pinned[m])[1], origin) for m, (obj, _, origin) in models.items()}
     return Plan(opts, uri, methods, splits, by_trial_spec, attacks, groups, trials, device, data_dir, cache_dir, record)
+
+
+def check_settings(methods: list[MethodPlan], groups: list[Group], trials: list[TrialSpec], splits: dict,
+                   networks: dict, pinned: dict) -> None:
+    """Each method's ``check_setting`` once per dataset, model, forget request and parameter set of
+    its trials (``bench.core.method.check_setting``): a refusal is one line before any training."""
+    objs = {m.name: m.obj for m in methods}
+    by_gid = {g.gid: g for g in groups}
+    spec_of = {v: k for k, v in pinned.items()}
+    seen: set[tuple] = set()
+    for t in trials:
+        g = by_gid[t.group]
+        key = (t.method, t.dataset, t.model, t.forget, json.dumps(t.params, sort_keys=True, default=str))
+        if key in seen:
+            continue
+        seen.add(key)
+        sp = splits[t.dataset]
+        size = max((len(s) for s in g.steps), default=0) if g.steps else len(g.forget_idx)
+        setting = Setting(t.dataset, t.model, t.forget, sp.train_size, int(size), sp.num_classes,
+                          tuple(sp.input_shape), networks[(spec_of[t.model], t.dataset)])
+        check_setting(t.method, objs[t.method], t.params, setting)
 
 
 def check_originals(opts: RunOptions, models: dict, splits: dict, say: Callable[[str], None] | None) -> dict:

@@ -73,6 +73,9 @@ from bench.core.method import Method, check_params
 
 TARGET_RULES = ("random", "nearest")
 REGIONS = ("auto", "activation", "box", "activation_box")
+#: the regions ``bench tune`` samples: "box" is for a single linear head only, which "auto" already
+#: covers (it takes the box there), and refused on every head with hidden ReLU units
+TUNED_REGIONS = ("auto", "activation", "activation_box")
 LP_VARIANTS = ("rows", "minimal")
 BACKENDS = ("auto", "highspy", "scipy")
 
@@ -105,7 +108,7 @@ class Prune(Method):
         "k": space.randint(1, 33),
         "max_iter": space.randint(1, 51),
         "target": space.choice(TARGET_RULES),
-        "region": space.choice(REGIONS),
+        "region": space.choice(TUNED_REGIONS),
         "box_radius": space.loguniform(1e-3, 1.0),
         "lp": space.choice(LP_VARIANTS),
     }
@@ -144,6 +147,16 @@ class Prune(Method):
         for key in ("certify", "separate", "save_model"):
             if not isinstance(params[key], bool):
                 bad(key, "true or false")
+
+    def check_setting(self, params: dict, setting) -> None:
+        """The model must have a part PRUNE can patch (``network.split``: a ReLU MLP, or the MLP head
+        of a CNN or timm model), and ``region="box"`` needs a head without hidden ReLU units."""
+        from .network import split
+
+        _, head = split(setting.network)
+        if params["region"] == "box" and head.hidden:
+            raise ValueError(f"region='box' is for a single linear head, and {setting.model}'s head has {head.hidden} hidden "
+                             "ReLU units; use region=auto (or activation, activation_box)")
 
     def prepare(self) -> None:
         """The imports of the first call (PRUNE's modules with HiGHS, SciPy's sparse matrices and
