@@ -38,3 +38,13 @@ def test_exit_codes_follow_sys_exit():
     for code, status, err in (("None", 0, ""), ("3", 3, ""), ("256", 0, ""), ("-1", 255, ""), ("'boom'", 1, "boom\n")):
         done = _python(f"import os\nfrom bench.cli import finish_process\nos._exit(finish_process({code}))\n")
         assert (done.returncode, done.stderr) == (status, err), code
+
+
+def test_idle_thread_pool_workers_do_not_keep_the_process_alive():
+    """A ThreadPoolExecutor left open (MLflow's artifact download leaves one after a failed
+    download: `bench run --params RUN_ID` without best_params.json hung after its error line) ends
+    with the process, as at a normal exit: threading's exit hooks wake its idle workers."""
+    done = _python("import os\nfrom concurrent.futures import ThreadPoolExecutor\n"
+                   "pool = ThreadPoolExecutor(2)\nassert pool.submit(lambda: 7).result() == 7\n"
+                   "from bench.cli import finish_process\nos._exit(finish_process(3))\n")
+    assert done.returncode == 3, done.stderr

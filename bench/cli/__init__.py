@@ -68,9 +68,16 @@ def finish_process(code) -> int:
     else:
         print(code, file=sys.stderr)
         status = 1
-    for thread in threading.enumerate():
-        if thread is not threading.current_thread() and not thread.daemon:
-            thread.join()
+    shutdown = getattr(threading, "_shutdown", None)
+    if callable(shutdown) and threading.current_thread() is threading.main_thread():
+        # what the interpreter does first at exit: threading's own exit hooks (concurrent.futures
+        # wakes its idle pool workers there, MLflow's artifact downloads leave some), then it joins
+        # every non-daemon thread; joining them without the hooks waits for those workers forever
+        shutdown()
+    else:
+        for thread in threading.enumerate():
+            if thread is not threading.current_thread() and not thread.daemon:
+                thread.join()
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
