@@ -254,3 +254,32 @@ def test_a_trial_with_other_training_params_trains_its_own_ensemble(workdir):
     assert cached["train_seconds"] > 0 and sampled["train_seconds"] > 0
     assert cached["sisa_shards_retrained"] == 5 and sampled["sisa_shards_retrained"] == 2  # random:10% hits every shard
     assert cached["method_original_test_acc"] != sampled["method_original_test_acc"]
+
+
+def test_epsilon_unlearns_sisas_own_ensemble_again_and_ulira_is_refused(workdir, monkeypatch):
+    """epsilon's other unlearned models start from SISA's own ensemble (a plain original made every
+    such trial fail: "was given a MLP, not its own ensemble"); U-LiRA unlearns plain shadow models,
+    which SISA cannot, so the pair is refused at plan time."""
+    from bench.run import attack_step
+
+    started = []
+    real = attack_step.make_unlearn
+
+    def spy(method, spec, splits, new_model, bounds):
+        unlearn = real(method, spec, splits, new_model, bounds)
+
+        def wrapped(model, forget_pos, retain_pos, seed):
+            started.append(type(model).__name__)
+            return unlearn(model, forget_pos, retain_pos, seed)
+        return wrapped
+
+    monkeypatch.setattr(attack_step, "make_unlearn", spy)
+    code, out = _bench_run(workdir, methods="sisa", params={"sisa": {"shards": "2"}}, attacks="epsilon", shadow_models=4)
+    assert code == 0, out
+    assert started == ["SisaEnsemble"] * 3  # N - 1 = 3 more runs, each from the ensemble
+    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
+    df = mlflow.search_runs(experiment_names=["unlearning-bench"])
+    trial = df[df["tags.bench.role"] == "trial"].iloc[0]
+    assert trial["status"] == "FINISHED" and 0 <= trial["metrics.epsilon_forget_quality"] <= 1
+    with pytest.raises(BenchError, match=r"Attack 'ulira' runs the trial's method on plain shadow models, and sisa"):
+        _bench_run(workdir, methods="sisa", attacks="ulira", shadow_models=4)

@@ -49,7 +49,9 @@ def make_unlearn(method, spec: TrialSpec, splits, new_model: Callable, bounds: A
 
 
 def run_attacks(attacks: dict, model, metrics: dict, *, spec: TrialSpec, group, method, data, new_model: Callable,
-                bounds: Any) -> None:
+                bounds: Any, original: Callable | None = None) -> None:
+    """Run ``attacks`` on the trial's unlearned ``model``; ``original``: fresh copies of the model the
+    method started from (default: the group's original; a method's own original for SISA)."""
     (rx, ry), (fx, fy), (tx, ty) = data
     extras: dict[str, Any] = group.attack_models or {}
 
@@ -64,7 +66,7 @@ def run_attacks(attacks: dict, model, metrics: dict, *, spec: TrialSpec, group, 
         fx, fy, rx, ry, tx, ty, group.splits.num_classes, spec.seed, spec.device,
         forget_indices=group.forget_idx, shadows=extras.get("shadows"), retrain_shadows=extras.get("retrain_shadows"),
         unlearn=make_unlearn(method, spec, group.splits, new_model, bounds),
-        original=fresh(group.original_state),
+        original=original or fresh(group.original_state),
         reference=fresh(extras["reference"]) if "reference" in extras else None,
     )
     watched = {**{f"the unlearned model's {k}": t for k, t in [*model.named_parameters(), *model.named_buffers()]},

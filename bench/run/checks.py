@@ -219,3 +219,19 @@ def oom_hint(error_texts, gpus_per_trial: float) -> str:
         out += (f" Ray stopped {host} of them because the machine ran low on memory: run the same command with "
                 "--resume and a larger --cpus-per-trial, so that fewer trials run at once.")
     return out
+
+
+def check_attacks_fit_methods(methods: list, attacks: dict) -> None:
+    """A method that trains its own original (SISA's ensemble, ``has_own_training``) unlearns only
+    that original, so an attack that runs the trial's method on the plain shadow models (``needs``
+    both ``"shadows"`` and ``"unlearn"``: U-LiRA) cannot run with it; ``epsilon`` can (it unlearns
+    the method's own original again)."""
+    from bench.core.method import has_own_training
+
+    own = [m.name for m in methods if has_own_training(m.obj)]
+    for name, attack in attacks.items():
+        needs = set(getattr(attack, "needs", ()))
+        if own and {"shadows", "unlearn"} <= needs:
+            raise BenchError(f"Attack '{name}' runs the trial's method on plain shadow models, and {', '.join(own)} "
+                             f"unlearn(s) only the original they train themselves; run {', '.join(own)} without "
+                             f"--attacks {name} (in a run of their own), or leave {name} out.")

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -125,9 +125,11 @@ def _check_safetensors(name: str, data: Any) -> None:
                          f"{type(exc).__name__}: {exc}") from None
 
 
-def own_original(method, spec: TrialSpec, group, data, new_model, model_obj, arg) -> tuple[torch.nn.Module, dict]:
-    """The trial's model for a method with its own training, and its extra metrics:
-    ``train_seconds`` and ``method_original_*`` (the own original's accuracies before unlearning)."""
+def own_original(method, spec: TrialSpec, group, data, new_model, model_obj,
+                 arg) -> tuple[torch.nn.Module, dict, Callable[[], torch.nn.Module]]:
+    """The trial's model for a method with its own training, its extra metrics (``train_seconds``
+    and ``method_original_*``, the own original's accuracies before unlearning) and a factory of
+    fresh copies of that original (what ``epsilon`` unlearns again with other seeds)."""
     own = spec.own_original
     params = dict(spec.params)
     cached = group.method_originals.get(own.key)
@@ -137,8 +139,12 @@ def own_original(method, spec: TrialSpec, group, data, new_model, model_obj, arg
         blob, seconds = train_own_original(method, params, model_obj, arg, group.splits, Recipe(**spec.recipe),
                                            spec.seed, spec.device, spec.threads)
     ctx = MethodContext(seed=spec.seed, device=spec.device, new_model=new_model)
-    model = method.load_trained(blob, params, ctx)
+
+    def load() -> torch.nn.Module:
+        return method.load_trained(blob, params, ctx)
+
+    model = load()
     accs = evaluate_model(model, data).accs
     metrics = {"train_seconds": seconds}
     metrics.update({f"method_original_{k}": v for k, v in accs.items()})
-    return model, metrics
+    return model, metrics, load

@@ -134,8 +134,9 @@ def _run_trial(spec: TrialSpec, payload: Payload, fetch: Callable[[Any], Any],
     first = group.steps[0]
     data, everything = step_data(splits, first.forget_idx, first.seen_idx, device, first.forget_class)
     own_metrics: dict = {}
+    own_load = None  # fresh copies of the method's own original, for the attacks that unlearn again
     if spec.own_original is not None:  # the method trains its own original (SISA): bench.run.method_training
-        model, own_metrics = own_original(method, spec, group, data, new_model, model_obj, arg)
+        model, own_metrics, own_load = own_original(method, spec, group, data, new_model, model_obj, arg)
     warm_up(new_model() if own_metrics else model, data.retain_x if len(data.retain_y) else data.forget_x,
             data.retain_y if len(data.retain_y) else data.forget_y, optimizer=trains(method) or bool(own_metrics))
     prepare(method)  # the method's one-off imports, outside unlearn_seconds
@@ -202,7 +203,7 @@ def _run_trial(spec: TrialSpec, payload: Payload, fetch: Callable[[Any], Any],
     if payload.attacks:  # on the final model, every point forgotten so far as the forget set
         run_attacks(payload.attacks, model, final, spec=spec, group=group, method=method,
                     data=((data.retain_x, data.retain_y), everything, (data.test_x, data.test_y)),
-                    new_model=new_model, bounds=bounds)
+                    new_model=new_model, bounds=bounds, original=own_load)
     # the forget set, so another run can reuse exactly it (--forget indices:RUN_ID)
     final.setdefault(ARTIFACTS_KEY, {})[INDICES_ARTIFACT] = indices_text(
         group.forget_idx, dataset=spec.dataset, forget=spec.forget, forget_seed=spec.forget_seed,
