@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from bench.core.errors import BenchError
+from bench.core.errors import BenchError, DataFilesMissing
 
 
 def parse_options(name: str, arg: str | None, defaults: Mapping[str, Any], *, path: bool = False,
@@ -47,9 +47,10 @@ def parse_options(name: str, arg: str | None, defaults: Mapping[str, Any], *, pa
 
 
 def require_file(path: Path, dataset: str, how: str) -> Path:
-    """``path`` if it is a file, else a BenchError naming it and how to get it."""
+    """``path`` if it is a file, else a :class:`DataFilesMissing` naming it and how to get it (for a
+    dataset's own files under the data directory, not for a path the user gave in the spec)."""
     if not path.is_file():
-        raise BenchError(f"Dataset '{dataset}': file not found: {path}. {how}")
+        raise DataFilesMissing(f"Dataset '{dataset}': file not found: {path}. {how}")
     return path
 
 

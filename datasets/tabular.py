@@ -163,8 +163,9 @@ class CSVDataset:
         path = Path(opts["path"]).expanduser()
         if not path.is_absolute() and not path.is_file() and (Path(root) / path).is_file():
             path = Path(root) / path
-        require_file(path, self.name, f"Give an existing CSV file: {example} (relative paths: the current "
-                                      f"directory, then {root}).")
+        if not path.is_file():  # a path given in the spec: bad input, not a dataset's files still to place
+            raise BenchError(f"Dataset 'csv': file not found: {path}. Give an existing CSV file: {example} (relative "
+                             f"paths: the current directory, then {root}).")
         import numpy as np
         import torch
 

@@ -34,7 +34,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from bench.core.errors import BenchError
+from bench.core.errors import BenchError, DataFilesMissing
 
 from .common import channel_bounds, normalize_images, parse_options
 
@@ -137,7 +137,7 @@ class TorchvisionImages:
         missing = [str(p) for p, _ in files if not p.is_file()]
         if missing:
             shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
-            raise BenchError(f"Dataset '{self.name}': missing file(s) {shown}. {self._how(root)}")
+            raise DataFilesMissing(f"Dataset '{self.name}': missing file(s) {shown}. {self._how(root)}")
         bad = [f"{p} (expected md5 {md5})" for p, md5 in files if md5 and not check_integrity(str(p), md5)]
         if bad:
             raise BenchError(

@@ -2,11 +2,14 @@
 training or recording anything.
 
 The checks are those of a run (``bench.run.validate``: names, parameters per dataset, forget
-specs, recipe, resources, store, directories); then each dataset is loaded when its files are
-there, each model is built and run on two inputs of the dataset's shape, and forget requests are
-drawn, so a dry run that passes means the run will start. A dataset whose files are missing is
-reported with the message a run would stop with (where to put the files) and the dry run still
-exits 0: the plan itself is valid, the data is not there yet.
+specs, recipe, resources, store, directories; ``resolve_device``: the GPU that ``--device cuda`` or
+``--gpus-per-trial`` asks for); then each dataset is loaded when its files are there and its data
+checked, each model is built and run on two inputs of the dataset's shape, and forget requests are
+drawn, so a dry run that passes means the run will start. A dataset whose files are missing (the
+plugin raised :class:`bench.core.errors.DataFilesMissing`) is reported with the message a run
+would stop with (where to put the files) and the dry run still exits 0: the plan itself is valid,
+the data is not there yet. Every other error of a dataset (a bad spec, an explicit path that does
+not exist, a corrupt file, data that fails ``check_splits``) is refused as the run refuses it.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 
 import click
 
-from bench.core.errors import BenchError
+from bench.core.errors import BenchError, DataFilesMissing, no_exit
 
 
 def _shape_of(ds: Any) -> tuple[tuple[int, ...] | None, int | None]:
@@ -45,22 +48,40 @@ def _check_model(obj: Any, arg: str | None, spec: str, shape: tuple[int, ...], c
     return net, f"{sum(p.numel() for p in net.parameters()):,} parameters"
 
 
+def _load(ds: Any, spec: str, data_dir: str) -> Any:
+    """The splits ``ds`` loads for ``spec`` (no download), as ``make_plan`` loads them: a plugin's
+    ``sys.exit`` or other exception becomes a one-line BenchError; DataFilesMissing passes through."""
+    name, _, arg = spec.partition(":")
+    try:
+        with no_exit(f"Dataset plugin '{name}' (load)"):
+            return ds.load(data_dir, False, arg or None)
+    except BenchError:
+        raise
+    except Exception as exc:  # noqa: BLE001 -- a plugin's bug, reported as bench run reports it
+        raise BenchError(f"Dataset '{spec}' failed to load: {type(exc).__name__}: {exc}. Fix the dataset plugin "
+                         "(or its files); see docs/plugins.md for the Splits contract.") from None
+
+
 def dry_run(opts, preset=None, echo=click.echo) -> int:
     """Print the plan of ``opts``; returns the exit code (0: valid; BenchError: bad input)."""
     from bench.core.contracts import Setting
     from bench.core.method import check_setting
     from bench.core.plugins import get_registry
     from bench.core.recipe import build_recipe
-    from bench.run.checks import check_splits
+    from bench.run.checks import check_attacks_fit_methods, check_splits
     from bench.run.validate import (
         params_for_dataset,
         resolve_data_dir,
+        resolve_device,
         resolve_model,
         validate_options,
     )
 
     registry = get_registry()
     methods, forgets, uri = validate_options(registry, opts)
+    resolve_device(opts)  # as make_plan, before loading: --device cuda / --gpus-per-trial need a GPU here
+    check_attacks_fit_methods(methods, {n: registry.get("attack", n)
+                                        for n in (registry.resolve("attack", opts.attacks) if opts.attacks else [])})
     data_dir = resolve_data_dir(opts)
     n_trials = len(methods) * len(opts.seeds) * len(opts.datasets) * len(opts.models) * len(forgets)
     echo("Dry run: the plan of this `bench run` (nothing is trained or recorded).")
@@ -81,17 +102,16 @@ def dry_run(opts, preset=None, echo=click.echo) -> int:
 
     missing: list[str] = []
     for dspec in opts.datasets:
-        name, _, arg = dspec.partition(":")
-        ds = registry.get("dataset", name)
+        ds = registry.get("dataset", dspec.partition(":")[0])
         try:
-            splits = ds.load(str(data_dir), False, arg or None)
-            check_splits(dspec, splits)
-        except BenchError as exc:
+            splits = _load(ds, dspec, str(data_dir))
+        except DataFilesMissing as exc:  # only missing files; a bad spec or bad data is refused below
             splits = None
             missing.append(dspec)
             echo(f"dataset {dspec}: NOT READY: {exc}")
             shape, classes = _shape_of(ds)
         else:
+            check_splits(dspec, splits)
             shape, classes = tuple(splits.input_shape), splits.num_classes
             echo(f"dataset {dspec}: {len(splits.train_y):,} train / {len(splits.test_y):,} test, {classes} classes, "
                  f"input {shape}")

@@ -7,6 +7,14 @@ class BenchError(Exception):
     """Bad input or configuration: the message says what was wrong and what to do."""
 
 
+class DataFilesMissing(BenchError):
+    """A dataset's files are not (yet) where its plugin reads them, and the message says where to
+    put them: ``bench run`` stops with it (exit status 2) like any BenchError, while ``bench run
+    --dry-run`` reports the dataset as not ready and still exits 0. Only for files the user must
+    still place or download; a bad spec, an explicit path that does not exist or a corrupt file
+    is a plain BenchError, which the dry run refuses as the run does."""
+
+
 class PluginError(BenchError):
     """A plugin registered something invalid, or two plugins registered the same name."""
 

@@ -1,0 +1,100 @@
+"""``bench run --dry-run`` refuses what ``bench run`` refuses (bench/cli/dry_run.py): a bad dataset
+spec, an explicit path that does not exist, corrupt files, and a GPU the machine does not have are
+one line on stderr and exit status 2, never "NOT READY" with exit 0. Only a dataset whose files are
+missing (``DataFilesMissing``) is reported as not ready while the dry run exits 0. In process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+def _store(tmp_path: Path) -> list[str]:
+    return ["--cache-dir", str(tmp_path / "cache"), "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
+
+
+def _refused(proc, message: str) -> None:
+    """Exit status 2, one line on stderr holding ``message``, no traceback, no plan verdict."""
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], proc.stderr
+    assert "NOT READY" not in proc.stdout and "The plan is valid" not in proc.stdout, proc.stdout
+
+
+BAD_SPECS = [
+    ("synthetic:n=abc", "Bad synthetic option 'n=abc': n must be an integer."),
+    ("synthetic:classes=1", "need classes >= 2"),
+    ("digits:x=1", "Dataset 'digits' takes no options"),
+    ("purchase20:x=1", "Dataset 'purchase20' takes no options"),
+    ("cifar10:holdout=2", "holdout must lie in [0, 1)"),
+    ("csv:{tmp}/nonexistent.csv", "Dataset 'csv': file not found:"),
+    ("imagefolder:{tmp}/no-such-folder", "Dataset 'imagefolder': folder not found:"),
+]
+
+
+@pytest.mark.parametrize(("spec", "message"), BAD_SPECS, ids=[s for s, _ in BAD_SPECS])
+def test_a_bad_dataset_spec_is_refused_not_reported_as_missing_files(spec, message, invoke_bench, tmp_path):
+    (tmp_path / "data").mkdir()  # empty: the files of cifar10 and purchase20 are missing too
+    spec = spec.format(tmp=tmp_path)
+    proc = invoke_bench("run", "-d", spec, "--data-dir", str(tmp_path / "data"), "--dry-run", *_store(tmp_path))
+    _refused(proc, message)
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.parametrize("spec", ["synthetic:n=abc", "csv:{tmp}/nonexistent.csv"])
+def test_the_dry_run_refuses_with_the_line_of_a_real_run(spec, invoke_bench, tmp_path):
+    spec = spec.format(tmp=tmp_path)
+    args = ["run", "-d", spec, "--executor", "local", "--data-dir", str(tmp_path / "data"), *_store(tmp_path)]
+    real, dry = invoke_bench(*args), invoke_bench(*args, "--dry-run")
+    assert real.returncode == dry.returncode == 2, real.stderr + dry.stderr
+    assert real.stderr.strip().splitlines()[-1] == dry.stderr.strip(), (real.stderr, dry.stderr)
+
+
+def test_corrupt_dataset_files_are_refused(invoke_bench, tmp_path):
+    """Files that are there but are not torchvision's: a run stops with the checksum error, so the
+    dry run does too (only missing files are "not ready")."""
+    folder = tmp_path / "data" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for name in [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta"]:
+        (folder / name).write_bytes(b"not a CIFAR batch")
+    proc = invoke_bench("run", "-d", "cifar10", "--data-dir", str(tmp_path / "data"), "--dry-run", *_store(tmp_path))
+    _refused(proc, "Dataset 'cifar10': checksum mismatch")
+
+
+@pytest.mark.parametrize("spec", ["cifar10", "purchase20"])
+def test_missing_dataset_files_are_not_ready_and_the_dry_run_exits_0(spec, invoke_bench, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = invoke_bench("run", "-d", spec, "--data-dir", str(empty), "--dry-run", *_store(tmp_path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr and not proc.stderr.strip(), proc.stderr
+    assert f"dataset {spec}: NOT READY: " in proc.stdout and str(empty) in proc.stdout, proc.stdout
+    assert f"The plan is valid, but {spec} cannot load yet: place the files" in proc.stdout
+
+
+@pytest.fixture
+def no_gpu(monkeypatch):
+    """This machine as torch sees it without a GPU, whatever it has."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--gpus-per-trial", "1"], "--gpus-per-trial 1 but torch sees no GPU on this machine"),
+    (["--device", "cuda"], "--device cuda but torch sees no GPU on this machine"),
+    (["--device", "cuda:0", "--executor", "local"], "--device cuda but torch sees no GPU on this machine"),
+])
+def test_the_dry_run_refuses_a_gpu_the_machine_does_not_have(flags, message, no_gpu, invoke_bench, tmp_path):
+    proc = invoke_bench("run", *flags, "--dry-run", *_store(tmp_path))
+    _refused(proc, message)
+    real = invoke_bench("run", *flags, *_store(tmp_path))  # the run refuses the same, with the same line
+    assert real.returncode == 2 and real.stderr.strip().splitlines()[-1] == proc.stderr.strip(), real.stderr
+
+
+def test_the_dry_run_on_the_cpu_still_passes(no_gpu, invoke_bench, tmp_path):
+    proc = invoke_bench("run", "--device", "cpu", "--dry-run", *_store(tmp_path))
+    assert proc.returncode == 0 and "The plan is valid and its data loads" in proc.stdout, proc.stdout + proc.stderr
