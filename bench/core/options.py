@@ -10,6 +10,7 @@ options of ``bench run`` and ``bench tune`` (``bench.cli.options``) are all made
 from __future__ import annotations
 
 import copy
+import json
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -114,10 +115,35 @@ def load_toml(path: str | os.PathLike) -> dict[str, Any]:
     if not p.is_file():
         raise BenchError(f"Experiment file not found: {p}.")
     try:
-        data = tomllib.loads(p.read_text())
+        text = p.read_text(encoding="utf-8-sig")  # TOML is UTF-8; a leading byte-order mark is dropped
+    except UnicodeDecodeError as exc:
+        raise BenchError(f"Experiment file {p} is not UTF-8 text (byte {exc.start}: {exc.reason}): expected a TOML "
+                         f"experiment file. Save it as UTF-8, or check that --config names the right file.") from None
+    except OSError as exc:
+        raise BenchError(f"Cannot read the experiment file {p}: {exc.strerror or exc}. Check its permissions.") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise BenchError(f"Experiment file {p} is not valid TOML: {exc}.") from None
+    _drop_preset_table(data, p, presets.META, (*presets.REQUIRED, "compare"))
     return data
+
+
+def _drop_preset_table(data: dict[str, Any], path: Path, meta: str, allowed: tuple[str, ...]) -> None:
+    """A copy of a preset (``bench presets NAME --toml > my.toml``) keeps its ``[preset]`` table, which
+    describes the protocol and sets nothing: drop it. Refuse a key in it that is not a description
+    (in TOML, an experiment key written after ``[preset]`` belongs to that table: never ignore it)."""
+    if meta not in data:
+        return
+    table = data.pop(meta)
+    if not isinstance(table, dict):
+        raise BenchError(f"Bad value in the experiment file {path}: {meta} = {table!r}; expected the [{meta}] table "
+                         f"that describes a preset ({', '.join(allowed)}). Remove the key.")
+    extra = sorted(set(table) - set(allowed))
+    if extra:
+        raise BenchError(f"Unknown keys in the [{meta}] table of the experiment file {path}: {', '.join(extra)}. That "
+                         f"table only describes the preset ({', '.join(allowed)}); in TOML a key written after "
+                         f"[{meta}] belongs to it: move experiment keys above the [{meta}] table.")
 
 
 # -- how a layer's value becomes a RunOptions value -------------------------------------------
@@ -173,6 +199,8 @@ class Option:
     normalize: Callable[[Any], Any] | None = None  # a layer's (TOML or command-line) value -> the RunOptions value
     combine: Callable[[Any, Any], Any] | None = None  # (lower layers' value, this layer's) -> value; default: replace
     toml_check: Callable[[Any], bool] | None = None  # a further check of a TOML value of the right type
+    toml_items: tuple[type, ...] | None = None  # a TOML list: the types of its items; it must not be empty
+    empty_ok: bool = False  # a TOML list may be empty (``attacks = []``: none)
 
     @property
     def key(self) -> str:
@@ -186,16 +214,16 @@ _S, _L, _N = (str,), (str, list), (int, float)
 #: order of the TOML keys and, per command, of ``--help``).
 OPTIONS: tuple[Option, ...] = (
     Option("methods", ("--methods", "-m"), f"Methods, comma-separated; fnmatch wildcards allowed. [default: {DEFAULT_METHODS}]",
-           DEFAULT_METHODS, "str", _L, commands=("run",), normalize=_joined),
+           DEFAULT_METHODS, "str", _L, commands=("run",), normalize=_joined, toml_items=_S),
     Option("datasets", ("--dataset", "-d"), "Dataset spec, repeatable (e.g. digits, synthetic:n=2000,classes=4). [default: digits]",
-           ("digits",), "list[str]", _L, toml_key="dataset", multiple=True, normalize=_as_list),
+           ("digits",), "list[str]", _L, toml_key="dataset", multiple=True, normalize=_as_list, toml_items=_S),
     Option("models", ("--model",), "Model spec, repeatable (mlp, mlp:256,256, cnn, any timm name). [default: mlp]",
-           ("mlp",), "list[str]", _L, toml_key="model", multiple=True, normalize=_as_list),
+           ("mlp",), "list[str]", _L, toml_key="model", multiple=True, normalize=_as_list, toml_items=_S),
     Option("forgets", ("--forget", "-f"), "Forget request, repeatable: random:10%, random:100, class:3, indices:PATH, indices:RUN_ID (a trial's forget set); sequential "
            "requests seq:5x20, seq:class:1,3,5. [default: random:10%]",
-           ("random:10%",), "list[str]", _L, toml_key="forget", multiple=True, normalize=_as_list),
+           ("random:10%",), "list[str]", _L, toml_key="forget", multiple=True, normalize=_as_list, toml_items=_S),
     Option("seeds", ("--seeds", "-s"), "Seeds: 0,1,2 or 0-4. Each seed trains its own original and retrained reference. [default: 0]",
-           (0,), "list[int]", (str, int, list), commands=("run",), normalize=parse_seeds),
+           (0,), "list[int]", (str, int, list), commands=("run",), normalize=parse_seeds, toml_items=(int, str)),
     Option("forget_seed", ("--forget-seed",), "Seed of random forget requests (default: the trial seed).",
            None, "int | None", (int,), cli_type=int),
     Option("params", ("--param", "-p"), "Method hyperparameter METHOD.NAME=VALUE, repeatable (e.g. ga.lr=0.01).",
@@ -211,7 +239,7 @@ OPTIONS: tuple[Option, ...] = (
            toml_check=lambda v: isinstance(v, str) or all(isinstance(p, str) for p in v.values())),
     Option("attacks", ("--attacks",), "Attacks to run on every unlearned model, comma-separated, wildcards allowed; '' for none "
            f"(see `bench list attacks`, docs/attacks.md). [default: {DEFAULT_ATTACKS}]",
-           DEFAULT_ATTACKS, "str", _L, commands=("run",), normalize=_joined),
+           DEFAULT_ATTACKS, "str", _L, commands=("run",), normalize=_joined, toml_items=_S, empty_ok=True),
     Option("shadow_models", ("--shadow-models",), "Shadow/reference models per group for lira, ulira, rmia and epsilon "
            f"(even, >= 2; trained once, cached). [default: {DEFAULT_SHADOW_MODELS}]",
            DEFAULT_SHADOW_MODELS, "int", (int,), cli_type=int, commands=("run",)),
@@ -279,6 +307,23 @@ class RunOptions:
         return asdict(self)
 
 
+def _check_items(option: Option, value: list) -> None:
+    """A TOML list of :class:`Option` ``option``: not empty (unless ``empty_ok``), items of its ``toml_items`` types."""
+    if option.toml_items is None:
+        return
+    default = option.default.split(",") if isinstance(option.default, str) else list(option.default)
+    example = f"{option.key} = {json.dumps(default)}"
+    if not value and not option.empty_ok:
+        raise BenchError(f"Bad value in the experiment file: {option.key} = [] is empty, so the run would have no "
+                         f"trials. Give at least one item, e.g. {example}, or leave the key out for the default.")
+    one = " or ".join("an integer" if t is int else "a string" for t in option.toml_items)
+    many = " or ".join("integers" if t is int else "strings" for t in option.toml_items)
+    for i, item in enumerate(value, 1):
+        if isinstance(item, bool) or not isinstance(item, option.toml_items):
+            raise BenchError(f"Bad value in the experiment file: {option.key} = {value!r}: item {i} ({item!r}) is not "
+                             f"{one}. Expected a list of {many}, e.g. {example}.")
+
+
 def merge_options(toml: dict[str, Any] | None, cli: dict[str, Any]) -> RunOptions:
     """Defaults < TOML file < command line (only options given explicitly)."""
     opts = RunOptions()
@@ -295,6 +340,8 @@ def merge_options(toml: dict[str, Any] | None, cli: dict[str, Any]) -> RunOption
                 bad = not option.toml_check(v)
             if bad:
                 raise BenchError(f"Bad value in the experiment file: {k} = {v!r} (expected {' or '.join(t.__name__ for t in want)}).")
+            if isinstance(v, list):
+                _check_items(option, v)
         layers.append({TOML_KEYS[k]: v for k, v in toml.items()})
     layers.append({k: v for k, v in cli.items() if v is not None})
     for layer in layers:

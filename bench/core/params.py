@@ -2,7 +2,8 @@
 
 Each raises ``ValueError`` with one line that starts with ``KEY=VALUE:`` and says what is expected;
 the harness adds the method's name and how to fix it. Numbers must be finite: ``-p lr=inf``
-converts to a float, and no built-in method can use it.
+converts to a float, and no built-in method can use it; and within float32's range (``FLOAT32_MAX``):
+the harness refuses a larger ``-p`` value for every method (``bench.run.validate``).
 """
 
 from __future__ import annotations
@@ -11,8 +12,20 @@ import math
 from typing import Any, Iterable, Mapping
 
 
+#: The largest float32 (``torch.finfo(torch.float32).max``): the models compute in float32, and torch
+#: refuses a larger Python number mixed into a float32 tensor ("cannot be converted ... without overflow").
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def fits_float32(value: Any) -> bool:
+    """A number torch can use with float32 tensors: not beyond float32's range (NaN and inf pass:
+    ``require_finite`` and the others refuse them with their own message)."""
+    return not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+                and abs(value) > FLOAT32_MAX)
+
+
 def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and fits_float32(value)
 
 
 def require_finite(params: Mapping[str, Any], *keys: str) -> None:

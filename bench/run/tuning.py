@@ -12,6 +12,7 @@ the intermediate results a method reports through ``ctx.report`` (one per epoch 
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 
 from bench.core.console import Printer, ProgressReporter, set_sink
 from bench.core.errors import BenchError
+from bench.core.fs import probe_write
 from bench.core.options import RunOptions
 from bench.core.plugins import get_registry, plugin_versions
 from bench.core.space import to_tune
@@ -51,12 +53,37 @@ def check_tunable(registry, method: str, objective: str, num_samples: int, sched
         raise BenchError(f"Unknown scheduler '{scheduler}': expected one of {', '.join(SCHEDULERS)}.")
 
 
+def check_output(output: str | None, method: str) -> Path:
+    """``--output``: where the best parameters go, checked before any work and without creating
+    anything: an existing file we can open for writing, or a new file in a directory that exists
+    (or can be created under its nearest existing parent) and takes a new file (``probe_write``)."""
+    given = output or f"best-params-{method}.json"
+    path = Path(given).expanduser().absolute()
+    fix = f"Pass a writable file path, e.g. --output {Path(tempfile.gettempdir()) / f'best-params-{method}.json'}."
+    try:
+        if path.is_dir():
+            raise BenchError(f"Bad --output {given}: it is a directory; expected a file to write the best parameters to. {fix}")
+        if path.exists():
+            with path.open("a"):  # neither truncates nor changes it
+                pass
+            return path
+        folder = next(p for p in path.parents if p.exists())
+        blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            raise BenchError(f"Bad --output {given}: cannot write there ({blocker} is a file, not a directory). {fix}")
+        probe_write(folder)
+    except OSError as exc:
+        raise BenchError(f"Bad --output {given}: cannot write there ({exc.strerror or exc}). {fix}") from None
+    return path
+
+
 def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int, scheduler: str, seed: int,
                 output: str | None, console, verbose: bool = False, quiet: bool = False) -> int:
 
     say = Printer(console, quiet)
     registry = get_registry()
     check_tunable(registry, method, objective, num_samples, scheduler)
+    path = check_output(output, method)
     if len(opts.datasets) != 1 or len(opts.models) != 1 or len(opts.forgets) != 1 or len(opts.seeds) != 1:
         raise BenchError("bench tune searches one setting: give one --dataset, --model, --forget and --seed.")
     opts.methods = method
@@ -129,8 +156,12 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
             else:
                 spec, value = best
                 best_params = {method: dict(spec.params)}
-                path = Path(output or f"best-params-{method}.json")
-                path.write_text(json.dumps(best_params, indent=1) + "\n")
+                try:  # checked before any work (check_output); a late failure still keeps them in MLflow
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_text(json.dumps(best_params, indent=1) + "\n")
+                except OSError as exc:
+                    say(f"cannot write {path} ({exc.strerror or exc}): the best parameters are only in MLflow "
+                        f"(run {parent}, best_params.json).", always=True)
                 with tracking.recording("writing the best parameters to the MLflow store", f"They are saved in {path}."):
                     client.log_text(parent, json.dumps(best_params, indent=1), "best_params.json")
                     tracking.log_params(client, parent, tracking.flatten({"best": dict(spec.params)}))
@@ -166,7 +197,13 @@ def load_params(source: str, tracking_uri: str | None) -> dict[str, dict[str, An
     path = Path(source).expanduser()
     if path.is_file():
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_text(encoding="utf-8-sig"))  # JSON is UTF-8; a byte-order mark is dropped
+        except UnicodeDecodeError as exc:
+            raise BenchError(f"--params {path}: not UTF-8 text (byte {exc.start}: {exc.reason}); expected a JSON file "
+                             f"{{\"METHOD\": {{\"NAME\": VALUE}}}} as `bench tune` writes. Check that --params names "
+                             f"that file.") from None
+        except OSError as exc:
+            raise BenchError(f"--params {path}: cannot read it ({exc.strerror or exc}). Check its permissions.") from None
         except json.JSONDecodeError as exc:
             raise BenchError(f"--params {path}: not valid JSON ({exc}).") from None
     else:

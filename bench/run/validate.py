@@ -28,6 +28,7 @@ from bench.core.method import (
     requires_for,
 )
 from bench.core.options import EXECUTORS, RunOptions
+from bench.core.params import FLOAT32_MAX, fits_float32
 from bench.core.recipe import build_recipe
 from bench.core.registry import Registry
 from bench.run.checks import (
@@ -52,6 +53,17 @@ class MethodPlan:
 
 
 def _coerce_param(method: str, key: str, value: Any, default: Any) -> Any:
+    """``value`` (a ``-p`` string, or a TOML/JSON value) as the type of the parameter's ``default``,
+    and within float32's range: torch refuses a larger number next to a float32 tensor, mid-trial."""
+    converted = _convert_param(method, key, value, default)
+    if not fits_float32(converted):
+        raise BenchError(f"Bad value for {method}.{key}: {value!r} is beyond float32's range (at most {FLOAT32_MAX:.4g} "
+                         f"in magnitude), which the models compute in; no hyperparameter can be that large. Give a "
+                         f"value of the default's scale ({default!r}).")
+    return converted
+
+
+def _convert_param(method: str, key: str, value: Any, default: Any) -> Any:
     kind = type(default)
     if not isinstance(value, str):
         number = isinstance(value, (int, float)) and not isinstance(value, bool)

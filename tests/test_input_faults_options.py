@@ -1,0 +1,223 @@
+"""Bad experiment files, ``--params`` files, ``bench tune --output`` paths and method parameters
+beyond float32's range: each is refused with one line and exit code 2, before any work (no Ray,
+no cache entry, no MLflow run), never a traceback or an empty run that exits 0. And the copy of a
+preset that ``bench presets NAME --toml`` prints runs as an experiment file (docs/presets.md)."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from bench.core.errors import BenchError
+
+
+@pytest.fixture
+def no_ray(monkeypatch):
+    """Fails the test if the command tries to start or join Ray."""
+    import bench.run.executor as executor
+
+    monkeypatch.setattr(executor, "start_ray", lambda *a, **k: pytest.fail("Ray was started"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
+def _runs(db: Path) -> int:
+    if not db.exists():
+        return 0
+    with sqlite3.connect(db) as con:
+        try:
+            return con.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0
+
+
+def refused(invoke_bench, tmp_path: Path, *args: str, pattern: str, command: str = "run") -> str:
+    """Run ``bench COMMAND ARGS`` and check the refusal: exit 2, one line matching ``pattern``, nothing done."""
+    cache, db = tmp_path / "cache", tmp_path / "mlflow.db"
+    proc = invoke_bench(command, "--cache-dir", str(cache), "--tracking-uri", f"sqlite:///{db}", *args, cwd=tmp_path)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, (proc.returncode, out)
+    assert "Traceback" not in out, out
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), proc.stderr
+    assert re.search(pattern, lines[0]), (pattern, lines[0])
+    assert "trial(s)" not in proc.stdout
+    assert not list(cache.rglob("*.safetensors")) if cache.exists() else True
+    assert _runs(db) == 0
+    return lines[0]
+
+
+def _toml(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "exp.toml"
+    path.write_text(text)
+    return str(path)
+
+
+# -- 1. list items of an experiment file --------------------------------------------------------
+
+ITEMS = {
+    "methods": ('methods = ["ga", 3]\n', r"methods = \['ga', 3\]: item 2 \(3\) is not a string\. Expected a list of strings, e\.g\. methods = \["),
+    "attacks": ('attacks = ["loss", 3]\n', r"attacks = \['loss', 3\]: item 2 \(3\) is not a string"),
+    "forget": ("forget = [3]\n", r"forget = \[3\]: item 1 \(3\) is not a string.*e\.g\. forget = \[\"random:10%\"\]"),
+    "dataset": ("dataset = [3]\n", r"dataset = \[3\]: item 1 \(3\) is not a string.*e\.g\. dataset = \[\"digits\"\]"),
+    "model": ("model = [{a=1}]\n", r"model = \[\{'a': 1\}\]: item 1 \(\{'a': 1\}\) is not a string"),
+    "seeds": ("seeds = [0, true]\n", r"seeds = \[0, True\]: item 2 \(True\) is not an integer or a string"),
+}
+
+
+@pytest.mark.parametrize("key", list(ITEMS))
+def test_toml_list_items_of_the_wrong_type_are_refused(key, tmp_path, invoke_bench, no_ray):
+    text, pattern = ITEMS[key]
+    refused(invoke_bench, tmp_path, "-c", _toml(tmp_path, text), "--dry-run", pattern=r"Bad value in the experiment file: " + pattern)
+
+
+def test_toml_list_items_are_checked_by_bench_tune(tmp_path, invoke_bench, no_ray):
+    refused(invoke_bench, tmp_path, "-m", "ga", "-n", "1", "-c", _toml(tmp_path, "dataset = [3]\n"), command="tune",
+            pattern=r"Bad value in the experiment file: dataset = \[3\]: item 1 \(3\) is not a string")
+
+
+# -- 3. empty lists -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("key", ["dataset", "model", "methods", "forget", "seeds"])
+def test_toml_empty_lists_are_refused(key, tmp_path, invoke_bench, no_ray):
+    refused(invoke_bench, tmp_path, "-c", _toml(tmp_path, f"{key} = []\n"),
+            pattern=rf"Bad value in the experiment file: {key} = \[\] is empty, so the run would have no trials\. "
+                    rf"Give at least one item, e\.g\. {key} = \[.+\], or leave the key out for the default\.")
+
+
+def test_toml_empty_lists_are_refused_by_bench_tune(tmp_path, invoke_bench, no_ray):
+    refused(invoke_bench, tmp_path, "-m", "ga", "-n", "1", "-c", _toml(tmp_path, "model = []\n"), command="tune",
+            pattern=r"model = \[\] is empty")
+
+
+def test_an_empty_attack_list_still_means_no_attacks():
+    from bench.core.options import merge_options
+
+    assert merge_options({"attacks": []}, {}).attacks == ""
+    assert merge_options({"seeds": [0, "2-3"]}, {}).seeds == [0, 2, 3]
+
+
+# -- 2. files that are not UTF-8 ------------------------------------------------------------------
+
+BINARY = b"\xff\xfe\x00\x81 not text \x9c"
+
+
+def test_a_binary_experiment_file_is_refused(tmp_path, invoke_bench, no_ray):
+    path = tmp_path / "binary.toml"
+    path.write_bytes(BINARY)
+    refused(invoke_bench, tmp_path, "-c", str(path), "--dry-run",
+            pattern=r"Experiment file .*binary\.toml is not UTF-8 text \(byte 0: invalid start byte\).*Save it as UTF-8")
+    refused(invoke_bench, tmp_path, "-m", "ga", "-n", "1", "-c", str(path), command="tune", pattern=r"is not UTF-8 text")
+
+
+def test_a_binary_params_file_is_refused(tmp_path, invoke_bench, no_ray):
+    path = tmp_path / "bin.json"
+    path.write_bytes(BINARY)
+    refused(invoke_bench, tmp_path, "-m", "ga", "--params", str(path), "--dry-run",
+            pattern=r"--params .*bin\.json: not UTF-8 text \(byte 0: invalid start byte\); expected a JSON file")
+
+
+def test_a_utf8_byte_order_mark_is_accepted(tmp_path):
+    from bench.core.options import load_toml
+    from bench.run.tuning import load_params
+
+    (tmp_path / "bom.toml").write_bytes(b"\xef\xbb\xbfmethods = [\"ga\"]\n")
+    (tmp_path / "bom.json").write_bytes(b'\xef\xbb\xbf{"ga": {"lr": 0.01}}')
+    assert load_toml(tmp_path / "bom.toml") == {"methods": ["ga"]}
+    assert load_params(str(tmp_path / "bom.json"), None) == {"ga": {"lr": 0.01}}
+
+
+# -- 4. bench tune --output -----------------------------------------------------------------------
+
+def test_tune_output_that_cannot_be_written_is_refused_before_work(tmp_path, invoke_bench, no_ray):
+    (tmp_path / "afile").write_text("x")
+    refused(invoke_bench, tmp_path, "-m", "ga", "-n", "1", "-O", str(tmp_path / "afile" / "dir" / "x.json"), command="tune",
+            pattern=r"Bad --output .*afile/dir/x\.json: cannot write there \(.*afile is a file, not a directory\)\. "
+                    r"Pass a writable file path, e\.g\. --output ")
+    assert not (tmp_path / "cache" / "ray_results").exists()
+
+
+def test_tune_output_in_a_missing_directory_is_created_only_when_written(tmp_path):
+    from bench.run.tuning import check_output
+
+    target = tmp_path / "new" / "dir" / "x.json"
+    assert check_output(str(target), "ga") == target
+    assert not (tmp_path / "new").exists()  # nothing is created before the samples have run
+    existing = tmp_path / "old.json"
+    existing.write_text("keep")
+    assert check_output(str(existing), "ga") == existing and existing.read_text() == "keep"
+    assert check_output(None, "ga").name == "best-params-ga.json"
+    with pytest.raises(BenchError, match=r"Bad --output .*: it is a directory"):
+        check_output(str(tmp_path), "ga")
+
+
+# -- 5. a copy of a preset runs -------------------------------------------------------------------
+
+def test_a_copy_of_a_preset_runs_as_an_experiment_file(tmp_path, invoke_bench):
+    from bench.core import presets
+    from bench.core.options import load_toml
+
+    proc = invoke_bench("presets", "digits-quick", "--toml")
+    assert proc.returncode == 0, proc.stderr
+    copy = tmp_path / "my.toml"
+    copy.write_text(proc.stdout)
+    assert "[preset]" in proc.stdout
+    assert load_toml(copy) == presets.load("digits-quick").options  # [preset] describes it and sets nothing
+    proc = invoke_bench("run", "-c", str(copy), "-m", "ga", "--attacks", "", "--dry-run", "--cache-dir", str(tmp_path / "cache"),
+                        "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "The plan is valid" in proc.stdout and "Traceback" not in proc.stderr
+
+
+def test_an_experiment_key_after_the_preset_table_of_a_copy_is_refused(tmp_path, invoke_bench, no_ray):
+    text = 'methods = ["ga"]\n[preset]\ntitle = "mine"\nseeds = "0-4"\n'
+    refused(invoke_bench, tmp_path, "-c", _toml(tmp_path, text), "--dry-run",
+            pattern=r"Unknown keys in the \[preset\] table of the experiment file .*exp\.toml: seeds\. .*move experiment "
+                    r"keys above the \[preset\] table")
+    refused(invoke_bench, tmp_path, "-c", _toml(tmp_path, "preset = 3\n"), "--dry-run",
+            pattern=r"Bad value in the experiment file .*: preset = 3; expected the \[preset\] table")
+
+
+# -- 6. method parameters beyond float32's range --------------------------------------------------
+
+@pytest.mark.parametrize("args", [
+    ["-m", "ga", "-p", "ga.lr=1e308"],
+    ["-m", "ft", "-p", "ft.weight_decay=1e300"],
+    ["-m", "ft", "-p", "ft.weight_decay=-1e300"],
+])
+def test_parameters_beyond_float32_are_refused(args, tmp_path, invoke_bench, no_ray):
+    refused(invoke_bench, tmp_path, *args, "--dry-run",
+            pattern=r"Bad value for (ga\.lr|ft\.weight_decay): '-?1e30\d' is beyond float32's range \(at most 3\.403e\+38 "
+                    r"in magnitude\).*Give a value of the default's scale")
+
+
+def test_parameters_beyond_float32_are_refused_from_files(tmp_path, invoke_bench, no_ray):
+    refused(invoke_bench, tmp_path, "-m", "ga", "-c", _toml(tmp_path, "[params.ga]\nlr = 1e308\n"), "--dry-run",
+            pattern=r"Bad value for ga\.lr: 1e\+308 is beyond float32's range")
+    (tmp_path / "p.json").write_text('{"ga": {"epochs": 1e300}}')
+    refused(invoke_bench, tmp_path, "-m", "ga", "--params", str(tmp_path / "p.json"), "--dry-run",
+            pattern=r"Bad value for ga\.epochs: 1e\+300 is beyond float32's range")
+
+
+def test_every_methods_numeric_parameters_are_held_to_float32():
+    from bench.core.options import RunOptions
+    from bench.core.params import FLOAT32_MAX, fits_float32
+    from bench.core.plugins import get_registry
+    from bench.run.validate import resolve_methods
+
+    assert fits_float32(FLOAT32_MAX) and fits_float32(-3e38) and fits_float32(float("inf"))
+    assert not fits_float32(3.5e38) and not fits_float32(-1e300) and not fits_float32(10**40)
+    registry = get_registry()
+    checked = 0
+    for entry in registry.entries("method"):
+        for key, default in entry.obj.default_params.items():
+            if isinstance(default, bool) or not isinstance(default, (int, float)):
+                continue
+            value = "1e300" if isinstance(default, float) else 10**39
+            opts = RunOptions(methods=entry.name, params={entry.name: {key: value}})
+            with pytest.raises(BenchError, match=rf"Bad value for {re.escape(entry.name)}\.{key}: .* beyond float32's range"):
+                resolve_methods(registry, opts)
+            checked += 1
+    assert checked >= 50
