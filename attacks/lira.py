@@ -16,7 +16,10 @@ horizontal-flip query augmentation does not fit digits or tabular data).
   the three sets (forget, retain, test) and both Gaussians (the pooled spread of the shadows'
   scores around their per-example medians; ``plot.py``'s ``fix_variance`` also shares one std over
   all examples, ``np.std(dat_in)``, which gives the same ranking); from 64 on it is per example. ``LiRA(fixed_variance=...)``
-  forces either. Also ``retain_auc`` (retain vs test, the training-privacy check).
+  forces either. Also ``retain_auc`` (retain vs test, the training-privacy check). Choice: each
+  example is fitted on all its IN/OUT shadows; ``plot.py`` keeps the smallest count of any example
+  for every example (rectangular arrays), which differs where a pool point has fewer (an odd pool:
+  each complementary pair leaves one point out); equal otherwise (``benchmarks/upstream_lira.py``).
 - ``lira_offline``: OUT shadows only. Main score is the paper's one-sided test
   log Phi((phi_obs - mu_out) / sigma_out); ``nll_*`` metrics use ``plot.py``'s
   -log N(phi_obs; mu_out, sigma_out^2).
