@@ -10,9 +10,10 @@ reference's ROC, AUC and TPR at a low FPR; the threshold attacks' balanced accur
 - ``tpr_at_1fpr`` / ``tpr_at_0.1fpr``: the largest true-positive rate at a false-positive rate
   strictly below 1% (0.1%), read off ``sklearn.metrics.roc_curve`` as in the LiRA reference
   (Carlini et al., S&P 2022, ``tensorflow/privacy`` ``research/mi_lira_2021/plot.py``:
-  ``tpr[np.where(fpr < .001)[0][-1]]``). With fewer than 100 (1,000) non-members no threshold
-  reaches that rate except "nobody is a member", so the value is 0 there: report it on sets large
-  enough for the rate to mean something.
+  ``tpr[np.where(fpr < .001)[0][-1]]``). With fewer than 100 (1,000) non-members the only rate
+  below the limit is FPR = 0, so the value is the fraction of members scored above every
+  non-member: a coarse figure (it may well be above 0); report it on sets large enough for the
+  rate to mean something.
 - ``balanced_acc``: the best balanced accuracy of a single threshold, max_t 1 - (FPR + FNR)/2
   (the threshold attacks of Yeom et al., CSF 2018 and Song & Mittal, USENIX Security 2021,
   optimised on the scored sets themselves: an upper bound on what a threshold attacker reaches).
