@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
 
 from bench.core.keys import DEFAULT_EXPERIMENT
+
+#: Formats ``--plot`` writes, by its extension (matplotlib's, less pgf, which needs LaTeX, and raw
+#: pixel buffers); a path without one gets ``.png``, as matplotlib would add.
+PLOT_FORMATS = ("png", "pdf", "svg", "svgz", "eps", "ps", "jpg", "jpeg", "tif", "tiff", "webp")
+
+
+def plot_file(plot_path: str) -> str:
+    """The file ``--plot`` names: ``.png`` added when it has no extension; a one-line BenchError for an
+    extension the plot cannot be written in (before the store is read)."""
+    from bench.core.errors import BenchError
+
+    ext = os.path.splitext(plot_path)[1][1:]
+    if not ext:
+        return plot_path.rstrip(".") + ".png"
+    if ext.lower() not in PLOT_FORMATS:
+        stem = plot_path[: -len(ext) - 1]
+        raise BenchError(f"--plot {plot_path}: cannot write the plot as '.{ext}'; expected a file ending in "
+                         f"{', '.join('.' + f for f in PLOT_FORMATS)}. Pass e.g. --plot {stem}.png.")
+    return plot_path
 
 
 @click.command()
@@ -24,7 +44,9 @@ from bench.core.keys import DEFAULT_EXPERIMENT
               help="Higher / lower objective is better. [default: from the metric: lower for gaps, js, seconds, "
                    "memory; higher for accuracies, speedup]")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
-              help="Where to write the Pareto plot PNG. [default: ./compare-<parent run id prefix>.png]")
+              help="Where to write the Pareto plot, in the format of its extension (.png, added when there is "
+                   "none; .pdf, .svg, .eps, .jpg, ...; the run's artifact stays a PNG). "
+                   "[default: ./compare-<parent run id prefix>.png]")
 @click.option("--no-plot", is_flag=True, help="Neither write nor log the plot.")
 @click.option("--gap", "gap_metric", type=click.Choice(["avg_gap", "forget_gap"]), default="avg_gap", show_default=True,
               help="Forgetting gap on the plot's x axis.")
@@ -57,6 +79,8 @@ def compare(experiment, tracking_uri, run_ref, fmt, objective, maximize, plot_pa
     def note(msg: str) -> None:
         click.echo(msg, err=True)
 
+    if plot_path is not None and not no_plot:
+        plot_path = plot_file(plot_path)
     table = None
     if published_name:
         from bench.track.compare import published
@@ -86,12 +110,20 @@ def compare(experiment, tracking_uri, run_ref, fmt, objective, maximize, plot_pa
         return
     path = plot_path or cmp.default_plot_path(comp)
     points = published.plot_points(table, gap_metric) if table is not None else None
-    optimal = cmp.plot_pareto(comp, path, gap_metric, published=points,
-                              published_label=f"published: {table.name}" if table is not None else "published")
+    label = f"published: {table.name}" if table is not None else "published"
+    optimal = cmp.plot_pareto(comp, path, gap_metric, published=points, published_label=label)
     front = "; ".join((f"{' / '.join(setting)}: " if len(optimal) > 1 else "") + ", ".join(names) for setting, names in optimal.items())
     note(f"Pareto plot ({gap_metric} vs {cmp.UTILITY_METRIC}; Pareto-optimal: {front}) written to {Path(path).resolve()}")
     try:
-        uri = cmp.log_plot(comp, path)
+        if Path(path).suffix.lower() == ".png":
+            uri = cmp.log_plot(comp, path)
+        else:  # the run's artifact is a PNG whatever --plot wrote (the MLflow UI shows it)
+            import tempfile
+
+            with tempfile.TemporaryDirectory() as tmp:
+                png = Path(tmp) / "pareto.png"
+                cmp.plot_pareto(comp, png, gap_metric, published=points, published_label=label)
+                uri = cmp.log_plot(comp, png)
     except Exception as exc:  # noqa: BLE001 -- the plot is written; a read-only store must not fail the comparison
         note(f"warning: could not log the plot to run {comp.target.info.run_id}: {exc}")
     else:

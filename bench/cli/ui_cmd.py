@@ -45,8 +45,9 @@ def ui(ctx, tracking_uri, experiment, port, host, no_browser_hint, start_timeout
     """
     from bench.track import ui as ui_lib
 
-    store = ui_lib.resolve_ui_store(tracking_uri)
+    # the options first, then the store (which reads the database file); the warning once both pass
     warning = ui_lib.check_host(host, explicit=ctx.get_parameter_source("host") == ParameterSource.COMMANDLINE)
+    store = ui_lib.resolve_ui_store(tracking_uri)
     if warning:
         click.echo(warning, err=True)
     chosen = ui_lib.choose_port(host, port)

@@ -146,12 +146,12 @@ class ForgetSpec:
                 raise BenchError(f"Forget request '{self.text}': line {lineno} of {path} is '{line}', not an integer index.") from None
         if not values:
             raise BenchError(f"Forget request '{self.text}': {path} lists no indices (one training index per line expected).")
-        arr = np.asarray(values, dtype=np.int64)
-        bad = arr[(arr < 0) | (arr >= n)]
-        if len(bad):
+        bad = [v for v in values if not 0 <= v < n]  # before int64: a 20-digit index would overflow it
+        if bad:
             raise BenchError(
-                f"Forget request '{self.text}': indices out of range {bad[:5].tolist()}; the training set has indices 0..{n - 1}."
+                f"Forget request '{self.text}': indices out of range {bad[:5]}; the training set has indices 0..{n - 1}."
             )
+        arr = np.asarray(values, dtype=np.int64)
         uniq, counts = np.unique(arr, return_counts=True)
         if (counts > 1).any():
             raise BenchError(f"Forget request '{self.text}': duplicate indices {uniq[counts > 1][:5].tolist()} in {path}.")

@@ -6,8 +6,8 @@ A file per model spec: safetensors, or a torch state dict read with ``torch.load
 wraps the state dict under ``state_dict`` or ``model`` is unwrapped. Checked at plan time, before
 any training, against the model the harness builds for ``--model`` on each dataset: every tensor of
 the model present with its shape, no tensor the model lacks, every value finite; then the model is
-evaluated on the test split and its accuracy printed. Every failure is one :class:`BenchError` line
-(what was wrong, what was expected, what to do).
+evaluated on the test split, where its outputs must be finite too, and its accuracy printed. Every
+failure is one :class:`BenchError` line (what was wrong, what was expected, what to do).
 
 Identity: the SHA-256 of the file's bytes. It is part of the original's cache key (kind
 ``original-file``; the weights are read from the file, never copied into the cache) and of the key
@@ -86,6 +86,29 @@ def check_against(orig: Original, net, dataset: str) -> None:
                 kind = "NaN" if bool(torch.isnan(got).any()) else "infinite"
                 raise BenchError(f"{where}: tensor '{name}' holds {int((~finite).sum())} {kind} value(s) of {got.numel()}; "
                                  f"expected finite weights. The training that wrote it diverged: use an earlier checkpoint.")
+
+
+def evaluate_original(orig: Original, net, dataset: str, x, y) -> float:
+    """The accuracy on the test split (``x``, ``y``) of ``net`` holding the file's weights (see
+    :func:`load_into`). Refuses finite weights whose outputs are not: an overflow (weights scaled by
+    1e30) gave NaN logits, an accuracy of chance, and every trial failed as a diverged training."""
+    import torch
+
+    from bench.nn.training import predict_logits
+
+    logits = predict_logits(net, x)
+    finite = torch.isfinite(logits)
+    if not bool(finite.all()):
+        rows = int((~finite).reshape(len(logits), -1).any(1).sum())
+        kind = "NaN" if bool(torch.isnan(logits).any()) else "infinite"
+        floats = [t for t in orig.state.values() if t.is_floating_point() and t.numel()]
+        largest = max((float(t.abs().max()) for t in floats), default=0.0)
+        raise BenchError(f"--original {orig.path} (for --model {orig.model} on dataset '{dataset}'): its outputs on the "
+                         f"test set are not finite ({kind} logits for {rows} of {len(logits)} test rows), though its "
+                         f"weights are (largest magnitude {largest:.3g}); expected a trained model with finite outputs. "
+                         f"The weights overflow the model's arithmetic: pass a checkpoint from before training went "
+                         f"wrong, or check how the file was written (scaling).")
+    return float((logits.argmax(1).to(y.device) == y).float().mean())
 
 
 def load_into(orig: Original, net) -> None:

@@ -219,8 +219,9 @@ def check_settings(methods: list[MethodPlan], groups: list[Group], trials: list[
 def check_originals(opts: RunOptions, models: dict, splits: dict, say: Callable[[str], None] | None) -> dict:
     """Read and check every ``--original`` against the model ``--model`` builds on each dataset (tensors,
     shapes, finite values) and measure its test accuracy: ``{(model spec, dataset spec): {"file":
-    Original, "test_acc": float}}``. Raises a one-line BenchError for a file that does not fit."""
-    from bench.nn.training import accuracy
+    Original, "test_acc": float}}``. Raises a one-line BenchError for a file that does not fit or whose
+    outputs on the test set are not finite."""
+    from bench.run.original import evaluate_original
 
     out: dict[tuple[str, str], dict] = {}
     for mspec, path in (opts.original or {}).items():
@@ -230,7 +231,7 @@ def check_originals(opts: RunOptions, models: dict, splits: dict, say: Callable[
             net = obj.create(sp.num_classes, tuple(sp.input_shape), arg)
             check_against(orig, net, dspec)
             load_into(orig, net)
-            acc = accuracy(net, sp.test_x, sp.test_y)
+            acc = evaluate_original(orig, net, dspec, sp.test_x, sp.test_y)
             out[(mspec, dspec)] = {"file": orig, "test_acc": acc}
             if say is not None:
                 say(f"original    {orig.path} ({orig.format}, SHA-256 {orig.sha256[:12]}) for {dspec}/{mspec}: "

@@ -16,7 +16,50 @@ DB_SCHEMES = ("postgresql", "mysql", "mssql")
 SCHEMES = "sqlite:///PATH, http(s)://HOST:PORT, postgresql://, mysql://, mssql:// or databricks"
 
 
-def _sqlite(uri: str, writable: bool) -> str:
+#: The first 16 bytes of every SQLite database file (an empty file is a new database to SQLite).
+SQLITE_HEADER = b"SQLite format 3\x00"
+#: Tables every MLflow tracking store has (a newer MLflow adds more, and migrates older stores).
+MLFLOW_TABLES = ("experiments", "runs")
+
+
+def _check_database(uri: str, path: Path, existing: bool) -> None:
+    """Refuse a file that is not an SQLite database (SQLAlchemy would fail later with a traceback),
+    and, for ``existing`` (readers: ``bench compare``, ``bench ui``), one that is not an MLflow store:
+    MLflow would create its tables in it."""
+    import sqlite3
+
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(SQLITE_HEADER))
+    except OSError as exc:
+        raise BenchError(f"Tracking store {uri}: cannot read {path} ({exc.strerror or exc}). "
+                         f"Fix its permissions or pass another --tracking-uri.") from None
+    other = "the store `bench run` wrote" if existing else "an MLflow SQLite store, or of a new file to create one"
+    if head and head != SQLITE_HEADER:
+        raise BenchError(f"Tracking store {uri}: {path} is not an SQLite database (it does not start with "
+                         f"'SQLite format 3'); bench leaves it unchanged. Pass --tracking-uri sqlite:///PATH of {other}.")
+    if not head and not existing:
+        return  # an empty file: SQLite and MLflow make it a new store
+    tables: set[str] = set()
+    if head:
+        try:  # read-only: nothing is created or changed
+            con = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=5)
+            try:
+                tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            finally:
+                con.close()
+        except sqlite3.OperationalError:  # locked by a writer, or a hot journal that a writer rolls back first
+            return
+        except sqlite3.DatabaseError as exc:  # not a database after all, or damaged
+            raise BenchError(f"Tracking store {uri}: {path} is not a readable SQLite database ({exc}). "
+                             f"Pass --tracking-uri sqlite:///PATH of {other}.") from None
+    if existing and not set(MLFLOW_TABLES) <= tables:
+        what = "is empty" if not head else "is an SQLite database but not an MLflow store (no 'experiments' and 'runs' tables)"
+        raise BenchError(f"Tracking store {uri}: {path} {what}; nothing was recorded there and it is left unchanged. "
+                         f"Pass --tracking-uri sqlite:///PATH of the store `bench run` wrote.")
+
+
+def _sqlite(uri: str, writable: bool, existing: bool = False) -> str:
     raw = uri[len("sqlite:///"):]
     if not raw:
         raise BenchError(f"Tracking store '{uri}' names no file: expected sqlite:///PATH, e.g. sqlite:///{Path.cwd() / 'mlflow.db'}.")
@@ -27,6 +70,8 @@ def _sqlite(uri: str, writable: bool) -> str:
         raise BenchError(f"Tracking store {uri}: the directory {path.parent} does not exist. Create it or pass another --tracking-uri.")
     if path.exists() and not path.is_file():
         raise BenchError(f"Tracking store {uri}: {path} is not a file (a directory?). Pass sqlite:///PATH of a database file.")
+    if path.is_file():
+        _check_database(uri, path, existing)
     if writable and not path.exists():
         try:  # a real write, not permission bits: a read-only filesystem or a root-owned directory
             probe_write(path.parent)
@@ -38,18 +83,19 @@ def _sqlite(uri: str, writable: bool) -> str:
     return f"sqlite:///{path}"
 
 
-def resolve_tracking_uri(uri: str | None, writable: bool = True) -> str:
+def resolve_tracking_uri(uri: str | None, writable: bool = True, existing: bool = False) -> str:
     """The MLflow store: ``uri``, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///$PWD/mlflow.db``.
-    Readers (``bench compare``, ``bench ui``) pass ``writable=False``. Only stores we can use are
-    accepted: SQLite (checked: its directory exists and takes a file), an MLflow server (it must
-    answer), a database URI, Databricks. A plain path, ``file:`` (MLflow's file store is in
+    ``bench compare`` passes ``writable=False``; readers that must never create a store (``bench
+    compare``, ``bench ui``) pass ``existing=True``: an SQLite file there must hold MLflow's tables.
+    Only stores we can use are accepted: SQLite (checked: its directory exists and takes a file, an
+    existing file is an SQLite database), an MLflow server (it must answer), a database URI, Databricks. A plain path, ``file:`` (MLflow's file store is in
     maintenance mode and refuses to open) or anything else is refused, suggesting sqlite:///PATH."""
     given = uri if uri is not None else (os.environ.get("MLFLOW_TRACKING_URI") or None)
     if given is not None and not given.strip():
         raise BenchError(f"Empty --tracking-uri: expected {SCHEMES}; drop it to use sqlite:///{Path.cwd() / 'mlflow.db'}.")
     uri = given or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
     if uri.startswith("sqlite:///"):
-        return _sqlite(uri, writable)
+        return _sqlite(uri, writable, existing)
     parsed = urlparse(uri)
     scheme = parsed.scheme.lower()
     if scheme in ("http", "https"):

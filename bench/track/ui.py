@@ -71,7 +71,7 @@ def resolve_ui_store(uri: str | None) -> str:
             f"No MLflow store at {path}: run `bench run` first (it creates the store), or pass the store "
             f"`bench run` used with --tracking-uri sqlite:////ABSOLUTE/PATH/mlflow.db."
         )
-    return resolve_tracking_uri(raw)
+    return resolve_tracking_uri(raw, existing=True)
 
 
 def artifact_locations(tracking_uri: str) -> tuple[str | None, str]:

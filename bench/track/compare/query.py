@@ -41,7 +41,7 @@ class TrialRecord:
 
 def open_store(tracking_uri: str | None) -> tuple[str, Any]:
     """Resolve the store as ``bench run`` does; a missing SQLite file is an error, never created."""
-    uri = resolve_tracking_uri(tracking_uri, writable=False)
+    uri = resolve_tracking_uri(tracking_uri, writable=False, existing=True)
     if uri.startswith("sqlite:///"):
         db = Path(uri[len("sqlite:///"):])
         if not db.is_file():

@@ -1,0 +1,200 @@
+"""Bad inputs around the store and the run's files, each refused with one line and exit status 2
+before any work (docs/reliability.md): ``bench compare --plot`` with an extension the plot cannot be
+written in (and a path without one, which gets ``.png``); a tracking store file that is not an SQLite
+database (``run``, ``compare``, ``ui``) or, for the readers, not an MLflow store; an ``indices:FILE``
+index too large for int64; an ``--original`` whose weights are finite but whose outputs overflow.
+
+One module-scoped store: a one-epoch ``bench run`` of ft (local executor, no attacks) written into
+an empty file, which SQLite and MLflow take as a new store."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+QUICK = ["--methods", "ft", "--executor", "local", "--attacks", "", "-r", "epochs=1"]
+
+
+@pytest.fixture(autouse=True)
+def _no_env_store(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """(root, uri) of a store holding one finished `bench run`, created in an empty file."""
+    from bench.cli import main
+
+    root = tmp_path_factory.mktemp("store")
+    db = root / "mlflow.db"
+    db.touch()  # an empty file is a new SQLite database
+    res = CliRunner().invoke(main, ["run", *QUICK, "--cache-dir", str(root / "cache"), "--tracking-uri",
+                                    f"sqlite:///{db}", "-q"], env={"MLFLOW_TRACKING_URI": None})
+    assert res.exit_code == 0, (res.output, res.exception)
+    return root, f"sqlite:///{db}"
+
+
+def refused(proc, pattern: str) -> None:
+    """Exit status 2, ``Error: ...`` matching ``pattern`` on one line of stderr, no traceback."""
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, (proc.returncode, out)
+    assert "Traceback" not in out, out
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("Error: ")]
+    assert len(lines) == 1 and re.search(pattern, lines[0]), (pattern, proc.stderr)
+
+
+# -- bench compare --plot --------------------------------------------------------------------------
+
+@pytest.mark.xdist_group("input_faults_store")  # one worker builds the store
+def test_plot_with_an_unsupported_extension_is_refused_before_the_store_is_read(store, tmp_path, invoke_bench):
+    root, uri = store
+    proc = invoke_bench("compare", "--tracking-uri", uri, "--plot", str(tmp_path / "p.txt"), cwd=tmp_path)
+    refused(proc, r"--plot .*p\.txt: cannot write the plot as '\.txt'; expected a file ending in \.png, \.pdf, "
+                  r"\.svg.*Pass e\.g\. --plot .*p\.png\.")
+    assert proc.stdout == ""  # no table: refused before the comparison
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.xdist_group("input_faults_store")  # one worker builds the store
+def test_plot_without_extension_is_written_and_logged_as_png(store, tmp_path, invoke_bench):
+    root, uri = store
+    proc = invoke_bench("compare", "--tracking-uri", uri, "--plot", str(tmp_path / "p"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    png = tmp_path / "p.png"
+    assert png.read_bytes()[:8] == PNG_MAGIC and not (tmp_path / "p").exists()
+    assert f"written to {png.resolve()}\n" in proc.stderr
+    assert "warning" not in proc.stderr and "logged to run" in proc.stderr, proc.stderr
+
+
+@pytest.mark.xdist_group("input_faults_store")  # one worker builds the store
+def test_plot_as_pdf_logs_a_png_artifact(store, tmp_path, invoke_bench):
+    root, uri = store
+    proc = invoke_bench("compare", "--tracking-uri", uri, "--plot", str(tmp_path / "p.pdf"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "p.pdf").read_bytes()[:5] == b"%PDF-"
+    (artifact,) = (root / "mlartifacts").rglob("pareto.png")
+    assert artifact.read_bytes()[:8] == PNG_MAGIC  # the MLflow UI shows a PNG, never PDF bytes named .png
+
+
+# -- the tracking store file -----------------------------------------------------------------------
+
+def _text_file(path: Path) -> Path:
+    path.write_text("these are notes, not a database\n")
+    return path
+
+
+def _other_sqlite(path: Path) -> Path:
+    con = sqlite3.connect(path)
+    with con:
+        con.execute("CREATE TABLE notes (x)")
+    con.close()
+    return path
+
+
+def _tables(path: Path) -> set[str]:
+    con = sqlite3.connect(path)
+    try:
+        return {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("command", [["run", "--dry-run", *QUICK], ["run", *QUICK], ["compare"], ["ui"]],
+                         ids=["dry-run", "run", "compare", "ui"])
+def test_a_store_that_is_not_sqlite_is_refused(command, tmp_path, invoke_bench):
+    db = _text_file(tmp_path / "garbage.db")
+    before = db.read_bytes()
+    proc = invoke_bench(*command, "--tracking-uri", f"sqlite:///{db}",
+                        *(["--cache-dir", str(tmp_path / "cache")] if command[0] == "run" else []), cwd=tmp_path)
+    refused(proc, rf"Tracking store sqlite:///{re.escape(str(db))}: {re.escape(str(db))} is not an SQLite database "
+                  r"\(it does not start with 'SQLite format 3'\); bench leaves it unchanged\. Pass --tracking-uri")
+    assert "plan is valid" not in proc.stdout and "trial(s)" not in proc.stdout
+    assert db.read_bytes() == before
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").rglob("*.safetensors"))
+
+
+def test_a_damaged_sqlite_file_is_refused(tmp_path, invoke_bench):
+    db = tmp_path / "half.db"
+    db.write_bytes(b"SQLite format 3\x00" + b"garbage" * 20)
+    proc = invoke_bench("run", "--dry-run", *QUICK, "--tracking-uri", f"sqlite:///{db}", cwd=tmp_path)
+    refused(proc, r"half\.db is not a readable SQLite database \(file is not a database\)")
+
+
+@pytest.mark.parametrize("command", ["compare", "ui"])
+def test_readers_refuse_an_sqlite_database_that_is_not_an_mlflow_store(command, tmp_path, invoke_bench):
+    db = _other_sqlite(tmp_path / "other.db")
+    proc = invoke_bench(command, "--tracking-uri", f"sqlite:///{db}", cwd=tmp_path)
+    refused(proc, r"other\.db is an SQLite database but not an MLflow store \(no 'experiments' and 'runs' tables\); "
+                  r"nothing was recorded there and it is left unchanged\. Pass --tracking-uri sqlite:///PATH of the "
+                  r"store `bench run` wrote\.")
+    assert _tables(db) == {"notes"}  # MLflow's tables were not created in it
+
+
+def test_a_store_left_with_a_hot_journal_is_not_refused(tmp_path, invoke_bench):
+    """A writer killed mid-transaction leaves a journal that only a writer rolls back (a read-only look
+    fails with "attempt to write a readonly database"): the store is a database, MLflow recovers it."""
+    import subprocess
+    import sys
+
+    db = tmp_path / "mlflow.db"
+    _other_sqlite(db)
+    writer = subprocess.Popen([sys.executable, "-c", (
+        "import sqlite3, sys, time\n"
+        f"con = sqlite3.connect({str(db)!r}, isolation_level=None)\n"
+        "con.execute('PRAGMA cache_size=1'); con.execute('BEGIN')\n"
+        "for i in range(5000): con.execute('INSERT INTO notes VALUES (?)', ('x' * 200,))\n"
+        "print('ready', flush=True); time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "ready"
+    finally:
+        writer.kill()
+        writer.wait()
+    assert (tmp_path / "mlflow.db-journal").stat().st_size > 0
+    proc = invoke_bench("run", "--dry-run", *QUICK, "--tracking-uri", f"sqlite:///{db}", cwd=tmp_path)
+    assert proc.returncode == 0 and "plan is valid" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_compare_refuses_an_empty_file(tmp_path, invoke_bench):
+    db = tmp_path / "empty.db"
+    db.touch()
+    proc = invoke_bench("compare", "--tracking-uri", f"sqlite:///{db}", cwd=tmp_path)
+    refused(proc, r"empty\.db is empty; nothing was recorded there")
+    assert db.stat().st_size == 0
+
+
+# -- forget indices and --original -----------------------------------------------------------------
+
+@pytest.mark.parametrize("value", ["99999999999999999999999", "-99999999999999999999999"])
+def test_an_index_beyond_int64_is_out_of_range(value, tmp_path, invoke_bench):
+    path = tmp_path / "forget.txt"
+    path.write_text(f"3\n{value}\n")
+    proc = invoke_bench("run", *QUICK, "-f", f"indices:{path}", "--cache-dir", str(tmp_path / "cache"),
+                        "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", cwd=tmp_path)
+    refused(proc, rf"Forget request 'indices:.*forget\.txt': indices out of range \[{value}\]; the training set has "
+                  r"indices 0\.\.1436\.")
+    assert "trial(s)" not in proc.stdout
+
+
+def test_an_original_whose_outputs_overflow_is_refused_at_plan_time(tmp_path, invoke_bench):
+    import torch
+    from safetensors.torch import save_file
+
+    from bench.nn.nets import MLP
+
+    torch.manual_seed(0)
+    state = {k: (v * 1e30).contiguous() for k, v in MLP(64, (256, 256), 10).state_dict().items()}
+    assert all(bool(torch.isfinite(v).all()) for v in state.values())  # finite weights, overflowing outputs
+    path = tmp_path / "huge.safetensors"
+    save_file(state, str(path))
+    proc = invoke_bench("run", *QUICK, "--original", str(path), "--cache-dir", str(tmp_path / "cache"),
+                        "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", cwd=tmp_path)
+    refused(proc, rf"--original {re.escape(str(path))} \(for --model mlp on dataset 'digits'\): its outputs on the test "
+                  r"set are not finite \(NaN logits for 360 of 360 test rows\), though its weights are \(largest "
+                  r"magnitude 1\.\d+e\+29\); expected a trained model with finite outputs\.")
+    assert "test accuracy" not in proc.stdout + proc.stderr and "trial(s)" not in proc.stdout
+    assert not list((tmp_path / "cache").rglob("*.safetensors"))
