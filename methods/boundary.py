@@ -168,6 +168,9 @@ class BoundaryExpanding(_Boundary):
         super().check_params(params)
         require_choice(params, "train_layers", TRAIN_LAYERS)
 
+    def check_setting(self, params, setting):
+        find_classifier(setting.network, setting.num_classes, self.name)  # the layer the shadow class widens
+
     def unlearn(self, model, request, params, ctx):
         import torch
 

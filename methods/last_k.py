@@ -107,6 +107,9 @@ class _LastK(Method):
         require_range(params, "lr_decay", 0.0, 1.0, low_open=True)
         require_bool(params, "train_mode")
 
+    def check_setting(self, params, setting):
+        find_blocks(setting.network, setting.num_classes, self.name)  # an architecture whose blocks it knows
+
     def unlearn(self, model, request, params, ctx):
         check_params(self.name, self, dict(params))  # direct callers (the harness checked at plan time)
         blocks, head = find_blocks(model, int(request.num_classes), self.name)

@@ -109,6 +109,18 @@ class TanhMLP:
         return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), 16), nn.Tanh(), nn.Linear(16, num_classes))
 
 
+class ConvHead:
+    """A model whose classifier is a convolution (no nn.Linear): be and cf-k/eu-k refuse it at plan time."""
+
+    name = "conv-head"
+    description = "Conv2d(kernel = input) to the classes, flattened (tests/test_bad_inputs.py)"
+
+    def create(self, num_classes, input_shape, arg=None):
+        from torch import nn
+
+        return nn.Sequential(nn.Conv2d(input_shape[0], num_classes, tuple(input_shape[1:])), nn.Flatten())
+
+
 class DataPlugin:
     @bench.hookimpl
     def register_datasets(self, register):
@@ -119,6 +131,7 @@ class DataPlugin:
     @bench.hookimpl
     def register_models(self, register):
         register(TanhMLP())
+        register(ConvHead())
 
 
 class DuplicateMethod:
@@ -303,6 +316,12 @@ CASES: dict[str, tuple] = {
     "setting-prune-box": (["-m", "prune", "-p", "prune.region=box"],
                           r"Method 'prune' cannot run on .*region='box' is for a single linear head, and mlp's head has "
                           r"512 hidden ReLU units"),
+    "setting-be-classifier": (("data", ["-m", "be", "--model", "conv-head"]),
+                              r"Method 'be' cannot run on digits / conv-head / random:10%: Method 'be' adds a shadow class "
+                              r"to the model's final linear layer, but Sequential has no nn\.Linear with 10 outputs"),
+    "setting-cfk-blocks": (("data", ["-m", "cf-k", "--model", "conv-head"]),
+                           r"Method 'cf-k' cannot run on digits / conv-head / random:10%: Method 'cf-k' trains the last "
+                           r"k blocks of the model, but it does not know the blocks"),
     "setting-prune-model": (("data", ["-m", "prune", "--model", "tanh-mlp"]),
                             r"Method 'prune' cannot run on digits / tanh-mlp / random:10%: PRUNE cannot patch the model "
                             r"\(Sequential\): it contains a Tanh"),
