@@ -393,3 +393,10 @@ def test_compare_link_and_runs_view(tmp_path):
                                        "metrics.`unlearn_seconds`"]
     assert view["runsExpanded"] == {"parent123": True}
     assert links.runs_view_url("http://h:1", exp, key) == f"http://h:1/#/experiments/{exp}/runs?viewStateShareKey={key}"
+
+
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_start_timeout_must_be_finite(tmp_path, invoke_bench, value):
+    proc = invoke_bench("ui", "--start-timeout", value, cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"Invalid value for '--start-timeout': {value} is not a number of seconds" in proc.stderr

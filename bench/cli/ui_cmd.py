@@ -18,6 +18,15 @@ def _raise_stop(signum, frame):
     raise _Stop(signal.Signals(signum).name)
 
 
+def _finite_seconds(value: float) -> float:
+    """``--start-timeout``: FloatRange lets NaN and inf through (no comparison holds for NaN)."""
+    import math
+
+    if not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a number of seconds; expected a finite number >= 1.")
+    return value
+
+
 @click.command()
 @click.option("--tracking-uri", default=None, envvar="MLFLOW_TRACKING_URI",
               help="The MLflow store `bench run` wrote (also MLFLOW_TRACKING_URI). [default: sqlite:///$PWD/mlflow.db]")
@@ -29,6 +38,7 @@ def _raise_stop(signum, frame):
                    "given on the command line (BENCH_UI_HOST may only name a loopback address).")
 @click.option("--no-browser-hint", is_flag=True, help="Print only the URLs, without the how-to-open hint.")
 @click.option("--start-timeout", type=click.FloatRange(1), default=90, show_default=True,
+              callback=lambda ctx, param, value: _finite_seconds(value),
               help="Seconds to wait for the server to answer /health.")
 @click.pass_context
 def ui(ctx, tracking_uri, experiment, port, host, no_browser_hint, start_timeout):
