@@ -231,7 +231,10 @@ def test_default_synthetic_options_are_complete():
     ({"lr": "0"}, "need lr > 0"),
     ({"lr": -0.1}, "need lr > 0"),
     ({"batch_size": 0}, "batch_size >= 1"),
-    ({"momentum": -0.5}, "momentum >= 0"),
+    ({"momentum": -0.5}, "momentum in [0, 1)"),
+    ({"momentum": 2}, "Bad recipe value momentum=2.0: momentum must be a finite number in [0, 1)"),
+    ({"lr": 1e300}, "lr must be a finite number > 0 within float32's range"),
+    ({"epochs": True}, "Bad recipe value epochs=True: expected int, not a boolean"),
     ({"weight_decay": "-1e-4"}, "weight_decay >= 0"),
 ])
 def test_bad_recipe(layer, fragment):

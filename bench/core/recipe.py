@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
 from bench.core.errors import BenchError
+from bench.core.params import fits_float32
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "constant", "step")
@@ -36,12 +37,14 @@ class Recipe:
 
 FIELD_TYPES = {f.name: f.type for f in fields(Recipe)}
 #: The numeric recipe values' bounds, and an example of each (for the messages).
-RULES = {"lr": "> 0", "epochs": ">= 1", "batch_size": ">= 1", "weight_decay": ">= 0", "momentum": ">= 0"}
+RULES = {"lr": "> 0", "epochs": ">= 1", "batch_size": ">= 1", "weight_decay": ">= 0", "momentum": "in [0, 1)"}
 EXAMPLES = {"lr": "0.05", "epochs": "20", "batch_size": "64", "weight_decay": "5e-4", "momentum": "0.9"}
 
 
 def _coerce(key: str, value: Any) -> Any:
     kind = {"str": str, "float": float, "int": int}[FIELD_TYPES[key]]
+    if isinstance(value, bool):  # a TOML true is an int to Python: epochs = true is not 1 epoch
+        raise BenchError(f"Bad recipe value {key}={value!r}: expected {kind.__name__}, not a boolean.")
     try:
         if kind is int and isinstance(value, str):
             value = int(value)
@@ -71,11 +74,11 @@ def build_recipe(*layers: Mapping[str, Any]) -> Recipe:
     if r.augment not in AUGMENTS:
         raise BenchError(f"Unknown augment '{r.augment}' in the recipe; expected one of {', '.join(AUGMENTS)}.")
     limits = (("lr", r.lr > 0), ("epochs", r.epochs >= 1), ("batch_size", r.batch_size >= 1),
-              ("weight_decay", r.weight_decay >= 0), ("momentum", r.momentum >= 0))
+              ("weight_decay", r.weight_decay >= 0), ("momentum", 0 <= r.momentum < 1))
     for key, ok in limits:
         value = getattr(r, key)
-        if not ok or not math.isfinite(value):
-            raise BenchError(f"Bad recipe value {key}={value!r}: {key} must be a finite number {RULES[key]} "
+        if not ok or not math.isfinite(value) or not fits_float32(value):
+            raise BenchError(f"Bad recipe value {key}={value!r}: {key} must be a finite number {RULES[key]} within float32's range "
                              f"(need {', '.join(f'{k} {v}' for k, v in RULES.items())}); e.g. --recipe {key}={EXAMPLES[key]}.")
     return r
 
