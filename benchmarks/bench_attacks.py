@@ -88,11 +88,12 @@ def main() -> None:
         plan = SimpleNamespace(attacks=attacks, options=SimpleNamespace(shadow_models=a.shadow_models), cache_dir=cache_dir,
                                groups=[SimpleNamespace(gid="g0", model=a.model, dataset="digits", recipe=recipe, seed=0,
                                                        original_doc={"kind": "original", **doc}, forget_idx=forget_idx,
-                                                       retrain_key=ref_key)],
+                                                       original_key="original", retrain_key=ref_key, step_refs=None)],
                                models={a.model: (model_obj, arg, "")}, splits={"digits": sp}, device=a.device)
         lines: list[str] = []
         t0 = time.perf_counter()
-        extras = attack_models(plan, {ref_key: (state_to_bytes(retrained), {})}, lines.append, {})["g0"]
+        refs = {"original": (state_to_bytes(original), {}), ref_key: (state_to_bytes(retrained), {})}
+        extras = attack_models(plan, refs, lines.append, {})["g0"]
         t_shadows = time.perf_counter() - t0
     group = GroupPayload(splits=sp, forget_idx=forget_idx, original_state=state_to_bytes(original), steps=(), continual=False,
                          attack_models=extras)
