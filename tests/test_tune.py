@@ -67,3 +67,28 @@ def test_tune_refuses_a_method_without_search_space(workdir, run_bench, store_ar
     assert proc.returncode == 2
     assert "Method 'retrain' declares no search space" in proc.stderr and "ft, ga" in proc.stderr
     assert not list((workdir / "cache").iterdir())
+
+
+def test_a_best_params_file_that_cannot_be_written_late_is_said_and_fails_the_command(workdir, invoke_bench,
+                                                                                      store_args, monkeypatch):
+    """--output passed its check before the samples ran, then the write failed (a full disk, say): the
+    command says the parameters are in MLflow only and exits 1, never "written to PATH" with 0."""
+    from pathlib import Path
+
+    target = workdir / "best.json"
+    real = Path.write_text
+
+    def failing(self, *a, **k):
+        if self == target:
+            raise OSError(28, "No space left on device")
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(Path, "write_text", failing)
+    proc = invoke_bench("tune", "--method", "ga", "--num-samples", "2", "-O", str(target), *store_args(workdir),
+                        cwd=workdir)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert f"cannot write {target} (No space left on device)" in out and "written to MLflow only" in out
+    assert f"written to {target}" not in out and not target.exists()
+    parent = _runs(workdir).query("`tags.bench.kind` == 'tune'").iloc[0]
+    assert json.loads(mlflow.artifacts.load_text(f"runs:/{parent['run_id']}/best_params.json"))["ga"]

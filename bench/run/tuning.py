@@ -151,27 +151,35 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
                 verbose=verbose,
             )
             best = best_sample(outcome, objective, mode)
+            written = False
             if best is None:
                 say("no sample finished: no best parameters to save.", always=True)
             else:
                 spec, value = best
                 best_params = {method: dict(spec.params)}
+                written = True
                 try:  # checked before any work (check_output); a late failure still keeps them in MLflow
                     path.parent.mkdir(parents=True, exist_ok=True)
                     path.write_text(json.dumps(best_params, indent=1) + "\n")
                 except OSError as exc:
+                    written = False
                     say(f"cannot write {path} ({exc.strerror or exc}): the best parameters are only in MLflow "
                         f"(run {parent}, best_params.json).", always=True)
-                with tracking.recording("writing the best parameters to the MLflow store", f"They are saved in {path}."):
+                saved = f"They are saved in {path}." if written else "They are in no file: the write failed above."
+                with tracking.recording("writing the best parameters to the MLflow store", saved):
                     client.log_text(parent, json.dumps(best_params, indent=1), "best_params.json")
                     tracking.log_params(client, parent, tracking.flatten({"best": dict(spec.params)}))
                     tracking.log_metrics(client, parent, {f"best_{objective}": value, "samples_finished": len(outcome.results),
                                                           "wall_seconds": time.perf_counter() - t_start})
                 say(f"best sample: {spec.trial_name}: {objective}={value:.4f} with "
                     + ", ".join(f"{k}={spec.params[k]!r}" for k in space))
-                say(f"best parameters written to {path} and to MLflow (run {parent}, best_params.json); "
-                    f"reuse them with: bench run --params {path}", always=True)
-            status, code = ("KILLED", 130) if outcome.interrupted else ("FINISHED", 0 if best is not None else 1)
+                if written:
+                    say(f"best parameters written to {path} and to MLflow (run {parent}, best_params.json); "
+                        f"reuse them with: bench run --params {path}", always=True)
+                else:
+                    say(f"best parameters written to MLflow only (run {parent}, best_params.json); reuse them with: "
+                        f"bench run --params {parent}", always=True)
+            status, code = ("KILLED", 130) if outcome.interrupted else ("FINISHED", 0 if best is not None and written else 1)
     except KeyboardInterrupt:
         status, code = "KILLED", 130
     finally:
