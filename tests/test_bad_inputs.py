@@ -322,6 +322,11 @@ CASES: dict[str, tuple] = {
     "setting-cfk-blocks": (("data", ["-m", "cf-k", "--model", "conv-head"]),
                            r"Method 'cf-k' cannot run on digits / conv-head / random:10%: Method 'cf-k' trains the last "
                            r"k blocks of the model, but it does not know the blocks"),
+    "continual-epsilon": (["-m", "ga", "-f", "seq:3x10", "--attacks", "epsilon"],
+                          r"Attack 'epsilon' runs the trial's method again in one shot on every forgotten point, and "
+                          r"the continual request seq:3x10 unlearns them in a sequence"),
+    "continual-ulira": (["-m", "ga", "-f", "seq:3x10", "--attacks", "loss,ulira"], r"Attack 'ulira' runs the trial's method again"),
+    "sisa-ulira": (["-m", "sisa", "--attacks", "ulira"], r"Attack 'ulira' runs the trial's method on plain shadow models, and sisa"),
     "setting-prune-model": (("data", ["-m", "prune", "--model", "tanh-mlp"]),
                             r"Method 'prune' cannot run on digits / tanh-mlp / random:10%: PRUNE cannot patch the model "
                             r"\(Sequential\): it contains a Tanh"),

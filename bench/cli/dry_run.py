@@ -68,7 +68,7 @@ def dry_run(opts, preset=None, echo=click.echo) -> int:
     from bench.core.method import check_setting
     from bench.core.plugins import get_registry
     from bench.core.recipe import build_recipe
-    from bench.run.checks import check_attacks_fit_methods, check_splits
+    from bench.run.checks import check_attacks_fit_methods, check_attacks_fit_requests, check_splits
     from bench.run.validate import (
         params_for_dataset,
         resolve_data_dir,
@@ -80,8 +80,9 @@ def dry_run(opts, preset=None, echo=click.echo) -> int:
     registry = get_registry()
     methods, forgets, uri = validate_options(registry, opts)
     resolve_device(opts)  # as make_plan, before loading: --device cuda / --gpus-per-trial need a GPU here
-    check_attacks_fit_methods(methods, {n: registry.get("attack", n)
-                                        for n in (registry.resolve("attack", opts.attacks) if opts.attacks else [])})
+    attacks = {n: registry.get("attack", n) for n in (registry.resolve("attack", opts.attacks) if opts.attacks else [])}
+    check_attacks_fit_methods(methods, attacks)
+    check_attacks_fit_requests(forgets, attacks)
     data_dir = resolve_data_dir(opts)
     n_trials = len(methods) * len(opts.seeds) * len(opts.datasets) * len(opts.models) * len(forgets)
     echo("Dry run: the plan of this `bench run` (nothing is trained or recorded).")

@@ -221,6 +221,19 @@ def oom_hint(error_texts, gpus_per_trial: float) -> str:
     return out
 
 
+def check_attacks_fit_requests(forgets: list, attacks: dict) -> None:
+    """An attack that runs the trial's method again (``needs`` ``"unlearn"``: ``epsilon``, ``ulira``)
+    does it in one shot on every forgotten point, while a continual request's model came through
+    its sequence of requests: its figure would mix two protocols, so the pair is refused."""
+    seq = [f.text for f in forgets if f.kind == "seq"]
+    for name, attack in attacks.items():
+        if seq and "unlearn" in set(getattr(attack, "needs", ())):
+            raise BenchError(f"Attack '{name}' runs the trial's method again in one shot on every forgotten point, and "
+                             f"the continual request {seq[0]} unlearns them in a sequence: its figure would compare "
+                             f"the two. Leave {name} out of a run with seq: requests (the other attacks run on the "
+                             "final model).")
+
+
 def check_attacks_fit_methods(methods: list, attacks: dict) -> None:
     """A method that trains its own original (SISA's ensemble, ``has_own_training``) unlearns only
     that original, so an attack that runs the trial's method on the plain shadow models (``needs``

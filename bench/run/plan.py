@@ -26,7 +26,7 @@ from bench.core.options import RunOptions
 from bench.core.recipe import build_recipe
 from bench.core.registry import Registry
 from bench.core.spec import OwnOriginal, TrialSpec
-from bench.run.checks import check_attacks_fit_methods, check_splits
+from bench.run.checks import check_attacks_fit_methods, check_attacks_fit_requests, check_splits
 from bench.run.continual import step_references
 from bench.run.original import ORIGINAL_KEYS, Original, check_against, load_into, original_doc, read_original
 from bench.run.validate import (
@@ -141,6 +141,7 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
 
     attacks = {n: registry.get("attack", n) for n in (registry.resolve("attack", opts.attacks) if opts.attacks else [])}
     check_attacks_fit_methods(methods, attacks)
+    check_attacks_fit_requests(forgets, attacks)
 
     groups: list[Group] = []
     for dspec, sp in splits.items():
