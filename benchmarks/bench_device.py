@@ -76,9 +76,9 @@ def main() -> None:
         print("trial".ljust(36) + "".join(k[:14].rjust(15) for k in keys))
         for spec, m, err in rows:
             if err:
-                print(spec["trial_name"].ljust(36) + "  FAILED: " + err.strip().splitlines()[-1])
+                print(spec.trial_name.ljust(36) + "  FAILED: " + err.strip().splitlines()[-1])
                 continue
-            print(spec["trial_name"][:35].ljust(36) + "".join((f"{m[k]:.4f}" if k in m else "-").rjust(15) for k in keys))
+            print(spec.trial_name[:35].ljust(36) + "".join((f"{m[k]:.4f}" if k in m else "-").rjust(15) for k in keys))
 
 
 if __name__ == "__main__":

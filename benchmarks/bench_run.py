@@ -39,8 +39,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--methods", default="prune,sisa")
     ap.add_argument("--executor", default="ray")
-    ap.add_argument("--runs", type=int, default=1, help="cached runs after the first")
+    ap.add_argument("--runs", type=int, default=1, help="cached runs after the first (at least 1)")
     a = ap.parse_args()
+    if a.runs < 1:
+        ap.error("--runs must be at least 1: the figures are those of the cached runs after the first")
     exe = shutil.which("bench", path=os.path.dirname(sys.executable)) or "bench"
     cached = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -94,6 +94,9 @@ def main() -> int:
     ap.add_argument("--shadows", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
+    if a.shadows < 4 or a.shadows % 2:
+        ap.error("--shadows must be even and at least 4: with 2, a target may have no IN shadow, where plot.py's "
+                 "scores are NaN")
     base = _check_dir(a.ref)
     import numpy as np
     import torch
