@@ -82,6 +82,12 @@ class TrialSpec:
     plugins: Mapping[str, str]
     own_original: OwnOriginal | None = None
     original: Mapping[str, str] | None = None  # your own original (--original): {"path", "sha256"}; recorded only when given
+    #: SHA-256 of what the trial measures on, so that ``--resume`` never keeps a result measured on
+    #: other data behind the same specs (a rewritten dataset or indices file); both in the trial key.
+    #: ``data_sha256``: the dataset's train and test tensors (the same for every seed of a setting);
+    #: ``forget_sha256``: the forget set (every step's of a ``seq:`` request)
+    data_sha256: str = ""
+    forget_sha256: str = ""
     trial_key: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -117,7 +123,9 @@ class TrialSpec:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TrialSpec:
         names = {f.name for f in dataclasses.fields(cls)} - {"own_original", "trial_key", "original"}
-        kw = {k: d[k] for k in names}
+        optional = {"data_sha256", "forget_sha256"}  # absent from records before 2026-12-05
+        kw = {k: d[k] for k in names - optional}
+        kw.update({k: d.get(k, "") for k in optional})
         kw["original"] = d.get("original")
         kw["data_access"] = frozenset(a for a in str(d["data_access"]).split(",") if a)
         kw["attacks"] = tuple(a for a in str(d["attacks"]).split(",") if a)

@@ -95,6 +95,7 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
 
     splits: dict[str, Any] = {}
     digests: dict[str, str] = {}
+    whole: dict[str, str] = {}  # train and test tensors: what the trials measure on (TrialSpec.data_sha256)
     for spec in opts.datasets:
         name, _, arg = spec.partition(":")
         ds = registry.get("dataset", name)
@@ -108,6 +109,7 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
                              "(or its files); see docs/plugins.md for the Splits contract.") from exc
         check_splits(spec, splits[spec])  # the plugin's data, before any model or forget request sees it
         digests[spec] = tensor_digest(splits[spec].train_x, splits[spec].train_y)
+        whole[spec] = tensor_digest(splits[spec].test_x, splits[spec].test_y, digests[spec].encode())
 
     models: dict[str, tuple[Any, str | None, str]] = {}
     networks: dict[tuple[str, str], Any] = {}  # (model spec, dataset spec) -> a fresh instance, for check_setting
@@ -185,6 +187,7 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
                 attacks=tuple(attacks), shadow_models=opts.shadow_models if any(getattr(a, "needs", ()) for a in attacks.values()) else 0,
                 device=device, threads=max(1, int(opts.cpus_per_trial)), versions=versions, plugins=plugins,
                 own_original=own_original_of(m, group, params), original=group.original,
+                data_sha256=whole[group.dataset], forget_sha256=forget_digest(group),
             ))
     check_settings(methods, groups, trials, splits, networks, pinned)
     if originals and say is not None:
@@ -194,6 +197,14 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
     record = {key: {**o["file"].record(), "test_acc": o["test_acc"]} for key, o in originals.items()}
     by_trial_spec = {pinned[m]: (obj, resolve_model(registry, pinned[m])[1], origin) for m, (obj, _, origin) in models.items()}
     return Plan(opts, uri, methods, splits, by_trial_spec, attacks, groups, trials, device, data_dir, cache_dir, record)
+
+
+def forget_digest(group: Group) -> str:
+    """``TrialSpec.forget_sha256``: the forget set (every step's of a ``seq:`` request)."""
+    import numpy as np
+
+    steps = group.steps or (group.forget_idx,)
+    return sha256_bytes(b"".join(np.asarray(s, np.int64).tobytes() + b"|" for s in steps))
 
 
 def check_settings(methods: list[MethodPlan], groups: list[Group], trials: list[TrialSpec], splits: dict,

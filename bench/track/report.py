@@ -160,11 +160,12 @@ def render(rows: list[Row], console, ranks: list[int | None] | None = None, colu
 
 def to_markdown(rows: list[Row], ranks: list[int | None] | None = None, columns=COLUMNS) -> str:
     ranked = ranks is not None
-    head = ["dataset", "model", "forget", "method", *(["rank"] if ranked else []), *columns, "ok", "failed"]
+    head = ["dataset", "model", "forget", "method", *(["rank"] if ranked else []), *columns, "ok", "failed", "killed"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for i, r in enumerate(rows):
         rank = (["-" if ranks[i] is None else str(ranks[i])] if ranked else [])
-        cells = [*r.setting, r.name, *rank, *(fmt(r.values.get(c, [])) for c in columns), str(r.ok), str(r.failed)]
+        cells = [*r.setting, r.name, *rank, *(fmt(r.values.get(c, [])) for c in columns), str(r.ok), str(r.failed),
+                 str(r.killed)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -178,13 +179,15 @@ def to_csv(rows: list[Row], ranks: list[int | None] | None = None, columns=COLUM
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["dataset", "model", "forget", "method", *(["rank"] if ranked else []),
-                *(f"{c}_{s}" for c in columns for s in ("mean", "std")), "ok", "failed"])
+                *(f"{c}_{s}" for c in columns for s in ("mean", "std")), "ok", "failed", "killed"])
     for i, r in enumerate(rows):
         stats = []
         for c in columns:
-            stats.extend(_mean_std(r.values.get(c, [])))
+            values = [v for v in r.values.get(c, []) if v == v]
+            mean, std = _mean_std(values)
+            stats.extend([mean, std if len(values) > 1 else ""])  # one value has no standard deviation
         rank = (["" if ranks[i] is None else ranks[i]] if ranked else [])
-        w.writerow([*r.setting, r.name, *rank, *stats, r.ok, r.failed])
+        w.writerow([*r.setting, r.name, *rank, *stats, r.ok, r.failed, r.killed])
     return buf.getvalue()
 
 

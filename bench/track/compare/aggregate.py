@@ -40,17 +40,19 @@ def reference_values(metrics: dict[str, float]) -> tuple[dict[str, float], dict[
 def build_rows(trials: list[TrialRecord]) -> list[report.Row]:
     """Per setting (in order of first appearance): the two reference rows, then one row per method
     (label) in order of appearance. The references are rebuilt from each finished trial's
-    ``original_*`` / ``retrain_*`` metrics, once per (parent run, setting, seed)."""
+    ``original_*`` / ``retrain_*`` metrics, once per (setting, seed): runs pooled with --run all
+    that share a setting share its references (the same cached models), counted once."""
     references, seen = [], set()
     for t in trials:
-        key = (t.parent_id, t.setting, t.seed)
+        key = (t.setting, t.seed)
         if not t.finished or key in seen:
             continue
         original, retrain = reference_values(t.metrics)
         if original or retrain:
             seen.add(key)
             references.append((t.setting, original, retrain))
-    records = [(t.setting, t.label, t.metrics if t.finished else None) for t in trials]
+    records = [(t.setting, t.label, t.metrics if t.finished else report.KILLED if t.status == "KILLED" else None)
+               for t in trials]
     rows = report.aggregate(records, references, keep=lambda k: not k.startswith(REFERENCE_PREFIXES))
     settings = list(dict.fromkeys(t.setting for t in trials))
     return sorted(rows, key=lambda r: settings.index(r.setting))

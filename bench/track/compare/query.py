@@ -128,6 +128,7 @@ def load_trials(client, experiment_id: str, parents: list) -> tuple[list[TrialRe
     else:
         runs = _search_all(client, [experiment_id], f"tags.`{Tag.ROLE}` = 'trial'")
     attempts: dict[tuple, list[TrialRecord]] = defaultdict(list)
+    keys_of: dict[str, Any] = {}  # run id -> the trial key
     for run in runs:
         tags = run.data.tags
         if tags.get(Tag.ROLE) != "trial" or tags.get(Tag.PARENT) not in ids:
@@ -140,7 +141,8 @@ def load_trials(client, experiment_id: str, parents: list) -> tuple[list[TrialRe
             method_params={k[len("params."):]: v for k, v in run.data.params.items() if k.startswith("params.")},
             setting_params=_setting_params(run.data.params),
         )
-        key = tags.get(Tag.TRIAL_KEY) or (rec.method, rec.seed, *rec.setting)
+        key = tags.get(Tag.TRIAL_KEY) or (rec.parent_id, rec.method, rec.seed, *rec.setting)
+        keys_of[rec.run_id] = key
         attempts[(rec.parent_id, key)].append(rec)
     trials: list[TrialRecord] = []
     unfinished = 0
@@ -152,7 +154,13 @@ def load_trials(client, experiment_id: str, parents: list) -> tuple[list[TrialRe
             unfinished += 1
             continue
         trials.append(best)
-    trials.sort(key=lambda t: (t.start_time, t.run_id))
+    _fixed_forget_seeds(trials)
+    # the same trial (its key) measured by several runs of one setting, pooled with --run all, is
+    # one measurement, not one seed per run: keep the latest finished one
+    latest: dict[Any, TrialRecord] = {}
+    for t in sorted(trials, key=lambda t: (t.finished, t.start_time, t.run_id)):
+        latest[(keys_of[t.run_id], tuple(sorted((t.setting_params or {}).items())))] = t
+    trials = sorted(latest.values(), key=lambda t: (t.start_time, t.run_id))
     _split_settings(trials)
     _label_variants(trials)
     return trials, unfinished
@@ -161,7 +169,7 @@ def load_trials(client, experiment_id: str, parents: list) -> tuple[list[TrialRe
 #: trial params that do not define what was measured: who and where (the method and its params are
 #: the row, the seed is averaged over), or recorded for the record only
 _NOT_SETTING = {"method", "seed", "trial_key", "group", "threads", "device", "method_plugin", "dataset", "model",
-                "forget", "forget_size", "data.source", "data_access"}
+                "forget", "forget_size", "data.source", "data_access", "forget_sha256"}
 _NOT_SETTING_PREFIXES = ("params.", "method_train.", "versions.", "plugins.", "options.")
 
 
@@ -172,6 +180,23 @@ def _setting_params(params: dict[str, str]) -> dict[str, str]:
     if "forget_seed" in out and out["forget_seed"] == params.get("seed"):
         out["forget_seed"] = "seed"
     return out
+
+
+def _fixed_forget_seeds(trials: list[TrialRecord]) -> None:
+    """A run with ``--forget-seed F`` over several seeds: its trial of seed F read "seed" (equal to
+    its own seed) and the others "F", which split one setting into two. Within a parent run, one
+    fixed value F besides "seed" only on the trial of seed F is that run's fixed forget seed."""
+    by_parent: dict[str, list[TrialRecord]] = defaultdict(list)
+    for t in trials:
+        if t.setting_params and "forget_seed" in t.setting_params:
+            by_parent[t.parent_id].append(t)
+    for group in by_parent.values():
+        fixed = {t.setting_params["forget_seed"] for t in group} - {"seed"}
+        if len(fixed) == 1:
+            value = next(iter(fixed))
+            if all(str(t.seed) == value for t in group if t.setting_params["forget_seed"] == "seed"):
+                for t in group:
+                    t.setting_params["forget_seed"] = value
 
 
 def _split_settings(trials: list[TrialRecord]) -> None:

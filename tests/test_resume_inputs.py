@@ -1,0 +1,47 @@
+"""``--resume`` keys a trial on what it measures on, not only on its specs: a rewritten indices file
+(or dataset file) behind the same ``--forget`` / ``--dataset`` text runs the trials again instead of
+keeping results measured on the old data next to references trained on the new."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from bench.core.options import RunOptions
+from bench.run.runner import run
+
+
+def _run(workdir, forget: str) -> str:
+    opts = RunOptions(executor="local", methods="retrain", forgets=[forget], attacks="", recipe={"epochs": 2},
+                      cache_dir=str(workdir / "cache"), tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}",
+                      experiment="resume-inputs", resume=True)
+    out = io.StringIO()
+    assert run(opts, Console(file=out, width=200)) == 0, out.getvalue()
+    return out.getvalue()
+
+
+def test_a_rewritten_indices_file_runs_the_trial_again(workdir):
+    path = workdir / "idx.txt"
+    path.write_text("\n".join(map(str, range(10))) + "\n")
+    first = _run(workdir, f"indices:{path}")
+    assert "already finished" not in first
+    again = _run(workdir, f"indices:{path}")  # the same file: nothing to do
+    assert "1 of 1 trial(s) already finished" in again
+    path.write_text("\n".join(map(str, range(300))) + "\n")
+    changed = _run(workdir, f"indices:{path}")
+    assert "already finished" not in changed and "done    retrain seed=0" in changed
+
+
+def test_the_trial_key_covers_the_inputs():
+    import dataclasses
+
+    from bench.core.spec import TrialSpec
+
+    spec = TrialSpec(trial_name="t", method="ft", method_plugin="", params={}, data_access=frozenset(), seed=0,
+                     forget_seed=0, dataset="digits", data={}, model="mlp", forget="random:10%", forget_size=144,
+                     group="g0", recipe={}, attacks=(), shadow_models=0, device="cpu", threads=1, versions={},
+                     plugins={}, data_sha256="a" * 64, forget_sha256="c" * 64)
+    for field in ("data_sha256", "forget_sha256"):
+        assert dataclasses.replace(spec, **{field: "b" * 64}).trial_key != spec.trial_key
+    assert TrialSpec.from_dict(spec.as_dict()).trial_key == spec.trial_key
