@@ -45,3 +45,33 @@ def test_the_trial_key_covers_the_inputs():
     for field in ("data_sha256", "forget_sha256"):
         assert dataclasses.replace(spec, **{field: "b" * 64}).trial_key != spec.trial_key
     assert TrialSpec.from_dict(spec.as_dict()).trial_key == spec.trial_key
+
+
+def test_resume_refuses_a_run_whose_driver_is_alive(workdir):
+    """Two drivers of one parent run would each run its unfinished trials (twice, under one parent):
+    --resume of a run still RUNNING with a live driver is refused before any work."""
+    import subprocess
+    import sys
+
+    import pytest
+    from mlflow.tracking import MlflowClient
+
+    from bench.core.errors import BenchError
+    from bench.track.tracking import process_started
+
+    _run(workdir, "random:10%")
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("resume-inputs")
+    parent = client.search_runs([exp.experiment_id], "tags.`bench.role` = 'parent'")[0]
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        client.update_run(parent.info.run_id, status="RUNNING")
+        client.set_tag(parent.info.run_id, "bench.driver.pid", str(other.pid))
+        client.set_tag(parent.info.run_id, "bench.driver.started", process_started(other.pid))
+        with pytest.raises(BenchError, match=rf"--resume: run {parent.info.run_id} .* is still running \(driver pid "
+                                             rf"{other.pid} on this host\); resuming it now would run its trials twice"):
+            _run(workdir, "random:10%")
+    finally:
+        other.kill()
+        other.wait()
+    assert "1 of 1 trial(s) already finished" in _run(workdir, "random:10%")  # its driver is gone: reaped, resumed

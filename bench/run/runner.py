@@ -76,6 +76,7 @@ def open_parent(plan, opts: RunOptions, versions: dict, plugins: dict, say):
         if earlier is not None:
             parent_run, done = earlier
             parent, run_name = parent_run.info.run_id, parent_run.info.run_name
+            tracking.refuse_live_parent(parent_run)  # two drivers would run its trials twice
             tracking.kill_unfinished_children(client, experiment_id, parent)  # left RUNNING by a killed run
             client.update_run(parent, status="RUNNING")
             tracking.claim_parent(client, parent)
