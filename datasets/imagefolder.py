@@ -93,6 +93,10 @@ def _read(folder: Path, opts: dict):
     for path, _ in ds.samples:
         try:
             with Image.open(path) as img:
+                if img.mode in ("I", "F") or img.mode.startswith("I;16"):  # convert() would clip them at 255
+                    raise BenchError(f"Dataset 'imagefolder': {path} has {img.mode} pixels (16-bit or wider); this "
+                                     "loader reads 8-bit images (PIL would clip every value above 255). Convert the "
+                                     "images to 8 bits, scaling their range, and point imagefolder: at those.")
                 img = img.convert(mode)
                 if size:
                     img = img.resize((size, size), Image.BILINEAR)

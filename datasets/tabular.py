@@ -102,11 +102,18 @@ class BinaryNpz:
                              f"(N, {self.num_features}) with one label per row.")
         if not np.issubdtype(x.dtype, np.number) or not np.all((x == 0) | (x == 1)):
             raise BenchError(f"{where}: features must be binary (0/1); found other values.")
-        if "train_idx" in arrays and "test_idx" in arrays:
+        given = [k for k in ("train_idx", "test_idx") if k in arrays]
+        if len(given) == 1:  # the paper split in its place would not be the split the file names
+            raise BenchError(f"{where}: the file holds {given[0]} but not {'test_idx' if given[0] == 'train_idx' else 'train_idx'}; "
+                             "give both (disjoint row indices) or neither (the PRUNE paper's split).")
+        if given:
             tr, te = (np.asarray(arrays[k], np.int64) for k in ("train_idx", "test_idx"))
             if tr.ndim != 1 or te.ndim != 1 or min(tr.min(initial=0), te.min(initial=0)) < 0 or \
                     max(tr.max(initial=0), te.max(initial=0)) >= len(y) or np.intersect1d(tr, te).size:
                 raise BenchError(f"{where}: train_idx/test_idx must be disjoint row indices in [0, {len(y)}).")
+            if len(np.unique(tr)) != len(tr) or len(np.unique(te)) != len(te):  # a repeated training row
+                raise BenchError(f"{where}: train_idx/test_idx repeat a row; each row may appear once (a forgotten "
+                                 "row repeated elsewhere in the training split would stay in the retain set).")
             split = "train_idx/test_idx from the file"
         else:
             tr, te = paper_split(len(y))
@@ -194,10 +201,9 @@ class CSVDataset:
                                      f"(feature columns must be numeric).") from None
         if not np.isfinite(x).all():
             raise BenchError(f"{where}: feature values must be finite (found NaN or infinity).")
-        classes = _sorted_labels(raw_labels)
+        classes, y = _label_codes(raw_labels)
         if len(classes) < 2:
             raise BenchError(f"{where}: the label column '{opts['label']}' has {len(classes)} distinct value(s); need 2 or more.")
-        y = np.array([classes.index(v) for v in raw_labels], np.int64)
         tr, te = stratified_split(y, opts["test"], opts["seed"], "csv")
         if opts["normalize"] == "standard":
             mean, std = x[tr].mean(0), x[tr].std(0)
@@ -239,10 +245,24 @@ def _read_csv(path: Path):
     return [h.strip() for h in rows[0]], rows[1:]
 
 
-def _sorted_labels(values: list[str]) -> list:
-    distinct = set(values)
+def _label_codes(values: list[str]):
+    """(class names, int64 codes): numeric labels are classes by value, in numeric order ("2" and
+    "2.0" are one class, named as first written); any other labels by text, in sorted order."""
+    import math
+
+    import numpy as np
+
     try:
-        nums = {v: float(v) for v in distinct}
+        nums = [float(v) for v in values]
     except ValueError:
-        return sorted(distinct)
-    return sorted(distinct, key=nums.__getitem__)
+        nums = None
+    if nums is not None and all(math.isfinite(n) for n in nums):
+        first: dict[float, str] = {}
+        for v, n in zip(values, nums):
+            first.setdefault(n, v)
+        order = sorted(first)
+        index = {n: i for i, n in enumerate(order)}
+        return [first[n] for n in order], np.array([index[n] for n in nums], np.int64)
+    names = sorted(set(values))
+    index = {v: i for i, v in enumerate(names)}
+    return names, np.array([index[v] for v in values], np.int64)

@@ -239,6 +239,10 @@ def test_tabular_npz_explicit_split_and_every_bad_file(tmp_path):
         (dict(data=x[:, :600]), r"expected arrays 'features' and 'labels'.*\['data'\]"),
         (dict(features=x[:, :600], labels=y % 20, train_idx=np.arange(10), test_idx=np.arange(5, 15)),
          "must be disjoint"),
+        # a repeated training row would stay in the retain set when its other copy is forgotten
+        (dict(features=x[:, :600], labels=y % 20, train_idx=np.r_[np.arange(100), np.arange(50)],
+              test_idx=np.arange(100, 150)), "repeat a row; each row may appear once"),
+        (dict(features=x[:, :600], labels=y % 20, train_idx=np.arange(100)), "holds train_idx but not test_idx"),
     ]
     for arrays, message in cases:
         np.savez(p20, **arrays)
@@ -268,6 +272,10 @@ def test_csv_with_a_named_label_column(tmp_path, monkeypatch, fx):
     num = tmp_path / "num.csv"
     num.write_text("a,label\n" + "".join(f"{i},{[9, 10][i % 2]}\n" for i in range(20)))
     assert CSVDataset().load(str(tmp_path), False, str(num)).info["classes"] == ["9", "10"]
+    # classes by value: "2" and "2.0" are one class (they were two)
+    num.write_text("a,label\n" + "".join(f"{i},{['2', '2.0', '9'][i % 3]}\n" for i in range(30)))
+    same = CSVDataset().load(str(tmp_path), False, str(num))
+    assert same.info["classes"] == ["2", "9"] and same.num_classes == 2
 
 
 def test_csv_errors(tmp_path, fx):
@@ -538,3 +546,17 @@ def test_digits_loads_without_scikit_learn_and_matches_its_loader_and_split():
     x = (d.images.astype(np.float32) / 16.0)[:, None]
     assert np.array_equal(s.train_x.numpy(), x[tr]) and np.array_equal(s.test_x.numpy(), x[te])
     assert np.array_equal(s.train_y.numpy(), d.target[tr]) and np.array_equal(s.test_y.numpy(), d.target[te])
+
+
+def test_imagefolder_refuses_16_bit_images(tmp_path):
+    """PIL's convert() clips 16-bit pixels at 255: every value above read as 255 (constant inputs)."""
+    from PIL import Image
+
+    from bench.datasets.imagefolder import ImageFolderDataset
+
+    for c in ("a", "b"):
+        (tmp_path / "img16" / c).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.full((8, 8), 1000 * (i + 1), np.uint16)).save(tmp_path / "img16" / c / f"{i}.png")
+    with pytest.raises(BenchError, match=r"has I;16 pixels \(16-bit or wider\); this loader reads 8-bit images"):
+        ImageFolderDataset().load(str(tmp_path), False, f"{tmp_path / 'img16'},channels=1")
