@@ -8,11 +8,12 @@ already in MLflow, the parent run is marked KILLED).
 from __future__ import annotations
 
 import json
+import socket
 import time
 from datetime import datetime
 
 from bench.core.console import Printer, ProgressReporter, set_sink
-from bench.core.errors import RecordError
+from bench.core.errors import BenchError, RecordError
 from bench.core.keys import Tag, plan_key
 from bench.core.options import RunOptions
 from bench.core.plugins import get_registry, plugin_versions
@@ -58,6 +59,23 @@ def close_run(client, experiment_id: str, parent: str, status: str, started_ray:
     return None
 
 
+def refuse_live_parent(parent) -> None:
+    """``--resume`` of a parent run still RUNNING: its driver is alive (on this host a dead driver's
+    runs were marked KILLED just before, ``reap_dead_runs``) or on another host, where bench cannot
+    tell. Taking it over would run its unfinished trials twice, under one parent."""
+    if parent.info.status != "RUNNING":
+        return
+    tags = parent.data.tags
+    pid, host = tags.get(Tag.DRIVER_PID, "?"), tags.get(Tag.DRIVER_HOST, "?")
+    where = "this host" if host == socket.gethostname() else f"host {host}"
+    hint = (f"stop it (kill {pid}) or wait for it to end" if host == socket.gethostname() else
+            f"wait for it to end, or if that machine is gone mark the run KILLED in MLflow (e.g. MlflowClient()."
+            f"set_terminated('{parent.info.run_id}', 'KILLED'))")
+    raise BenchError(f"--resume: run {parent.info.run_id} ('{parent.info.run_name}') of this plan is still running "
+                     f"(driver pid {pid} on {where}); resuming it now would run its trials twice: {hint}, then "
+                     f"resume; or leave out --resume for a new run.")
+
+
 def open_parent(plan, opts: RunOptions, versions: dict, plugins: dict, say):
     """The MLflow side of a run's start: the experiment, runs left RUNNING by dead drivers, the
     parent run (a new one, or the earlier one ``--resume`` continues) and its ``experiment.json``.
@@ -76,7 +94,7 @@ def open_parent(plan, opts: RunOptions, versions: dict, plugins: dict, say):
         if earlier is not None:
             parent_run, done = earlier
             parent, run_name = parent_run.info.run_id, parent_run.info.run_name
-            tracking.refuse_live_parent(parent_run)  # two drivers would run its trials twice
+            refuse_live_parent(parent_run)  # two drivers would run its trials twice
             tracking.kill_unfinished_children(client, experiment_id, parent)  # left RUNNING by a killed run
             client.update_run(parent, status="RUNNING")
             tracking.claim_parent(client, parent)

@@ -313,25 +313,6 @@ def find_resumable(client, experiment_id: str, plan_key: str):
     return parent, finished
 
 
-def refuse_live_parent(parent) -> None:
-    """``--resume`` of a parent run still RUNNING: its driver is alive (on this host a dead driver's
-    runs were marked KILLED just before, ``reap_dead_runs``) or on another host, where bench cannot
-    tell. Taking it over would run its unfinished trials twice, under one parent."""
-    from bench.core.errors import BenchError
-
-    if parent.info.status != "RUNNING":
-        return
-    tags = parent.data.tags
-    pid, host = tags.get(DRIVER_PID, "?"), tags.get(DRIVER_HOST, "?")
-    where = "this host" if host == socket.gethostname() else f"host {host}"
-    hint = (f"stop it (kill {pid}) or wait for it to end" if host == socket.gethostname() else
-            f"wait for it to end, or if that machine is gone mark the run KILLED in MLflow (e.g. MlflowClient()."
-            f"set_terminated('{parent.info.run_id}', 'KILLED'))")
-    raise BenchError(f"--resume: run {parent.info.run_id} ('{parent.info.run_name}') of this plan is still running "
-                     f"(driver pid {pid} on {where}); resuming it now would run its trials twice: {hint}, then "
-                     f"resume; or leave out --resume for a new run.")
-
-
 def kill_unfinished_children(client, experiment_id: str, parent_run_id: str) -> int:
     """Mark the child runs still RUNNING (trials cut off by an interrupt) as KILLED."""
     runs = client.search_runs(
