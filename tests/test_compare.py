@@ -365,3 +365,42 @@ def test_interrupted_trials_are_killed_not_failed():
     ft = next(r for r in rows if r.name == "ft")
     assert (ft.ok, ft.failed, ft.killed) == (1, 1, 1)
     assert "| ft | 0.900 | 1 | 1 | 1 |" in report.to_markdown([ft], columns=("test_acc",))
+
+
+def test_a_run_without_finished_trials_prints_its_table_and_no_plot(tmp_path, invoke_bench):
+    """Every trial failed: the table (with the failures) stands and exit 0; no plot, said in a line
+    (it ended with "Error: Nothing to plot" and exit 2 after printing the table); a plot asked for
+    by name that cannot be written exits 1."""
+    from bench.core.plugins import register_plugin, unregister_plugin
+    from bench.run.runner import run
+
+    class Broken:
+        name = "broken"
+        description = "raises (tests/test_compare.py)"
+        requires = frozenset()
+        default_params: dict = {}
+        search_space: dict = {}
+
+        def unlearn(self, model, request, params, ctx):
+            raise RuntimeError("boom")
+
+    class Plugin:
+        @bench.hookimpl
+        def register_methods(self, register):
+            register(Broken())
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    plugin = Plugin()
+    register_plugin(plugin)
+    try:
+        out = io.StringIO()
+        assert run(RunOptions(executor="local", methods="broken", attacks="", recipe={"epochs": 2},
+                              cache_dir=str(tmp_path / "cache"), tracking_uri=uri), Console(file=out, width=200)) == 1
+    finally:
+        unregister_plugin(plugin)
+    res = invoke_bench("compare", "--tracking-uri", uri, "--format", "csv", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "no Pareto plot: no finished trial has both" in res.stderr and "Error" not in res.stderr
+    assert {r["method"]: r["failed"] for r in csv.DictReader(io.StringIO(res.stdout))}["broken"] == "1"
+    named = invoke_bench("compare", "--tracking-uri", uri, "--plot", str(tmp_path / "p.png"), cwd=tmp_path)
+    assert named.returncode == 1 and not (tmp_path / "p.png").exists()

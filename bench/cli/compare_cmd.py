@@ -111,7 +111,13 @@ def compare(experiment, tracking_uri, run_ref, fmt, objective, maximize, plot_pa
     path = plot_path or cmp.default_plot_path(comp)
     points = published.plot_points(table, gap_metric) if table is not None else None
     label = f"published: {table.name}" if table is not None else "published"
-    optimal = cmp.plot_pareto(comp, path, gap_metric, published=points, published_label=label)
+    try:
+        optimal = cmp.plot_pareto(comp, path, gap_metric, published=points, published_label=label)
+    except cmp.NothingToPlot as exc:  # the comparison above stands; only the plot has no point
+        note(f"no Pareto plot: {str(exc).removeprefix('Nothing to plot: ')}")
+        if plot_path is not None:  # asked for by name: that file was not written
+            sys.exit(1)
+        return
     front = "; ".join((f"{' / '.join(setting)}: " if len(optimal) > 1 else "") + ", ".join(names) for setting, names in optimal.items())
     note(f"Pareto plot ({gap_metric} vs {cmp.UTILITY_METRIC}; Pareto-optimal: {front}) written to {Path(path).resolve()}")
     try:

@@ -37,6 +37,7 @@ from bench.track.compare.aggregate import (
 )
 from bench.track.compare.comparison import Comparison, compare, title
 from bench.track.compare.plot import (
+    NothingToPlot,
     PlotPoint,
     artifact_name,
     default_plot_path,
@@ -61,5 +62,5 @@ __all__ = [
     "FINISHED", "UNFINISHED", "ACCURACIES", "DIRECTIONS", "direction",
     "TrialRecord", "Comparison", "open_store", "find_experiment", "select_parents", "load_trials",
     "reference_values", "build_rows", "available_metrics", "resolve_objective", "order_rows", "compare", "title",
-    "pareto_front", "PlotPoint", "plot_points", "plot_pareto", "default_plot_path", "artifact_name", "log_plot",
+    "pareto_front", "PlotPoint", "plot_points", "plot_pareto", "NothingToPlot", "default_plot_path", "artifact_name", "log_plot",
 ]

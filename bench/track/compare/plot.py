@@ -14,6 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 from bench.core.errors import BenchError
 from bench.track import report
+
+
+class NothingToPlot(BenchError):
+    """No finished trial has the plot's two metrics (every trial failed, say): the table stands."""
 from bench.track.compare.aggregate import TIME_METRIC, UTILITY_METRIC
 from bench.track.report import ORIGINAL, RETRAIN
 
@@ -76,7 +80,7 @@ def plot_pareto(comp: Comparison, path: str | os.PathLike, gap_metric: str = "av
     per_setting = {s: [r for r in comp.rows if r.setting == s] for s in settings}
     methods = {s: plot_points([r for r in rs if not report.is_reference(r)], gap_metric) for s, rs in per_setting.items()}
     if not any(methods.values()):
-        raise BenchError(f"Nothing to plot: no finished trial has both {gap_metric} and {UTILITY_METRIC}.")
+        raise NothingToPlot(f"Nothing to plot: no finished trial has both {gap_metric} and {UTILITY_METRIC}.")
     times = [p.time for ps in methods.values() for p in ps if p.time == p.time and p.time > 0]
     lo, hi = (min(times), max(times)) if times else (1e-3, 1.0)
     if hi <= lo * 1.01:
