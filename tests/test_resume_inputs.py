@@ -28,6 +28,13 @@ def test_a_rewritten_indices_file_runs_the_trial_again(workdir):
     assert "already finished" not in first
     again = _run(workdir, f"indices:{path}")  # the same file: nothing to do
     assert "1 of 1 trial(s) already finished" in again
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("resume-inputs")
+    parent = client.search_runs([exp.experiment_id], "tags.`bench.role` = 'parent'")[0]
+    resumed = client.list_artifacts(parent.info.run_id, "resumed")  # the resuming session's own options
+    assert len(resumed) == 1 and resumed[0].path.endswith(".json")
     path.write_text("\n".join(map(str, range(300))) + "\n")
     changed = _run(workdir, f"indices:{path}")
     assert "already finished" not in changed and "done    retrain seed=0" in changed

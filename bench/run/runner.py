@@ -100,6 +100,11 @@ def open_parent(plan, opts: RunOptions, versions: dict, plugins: dict, say):
             tracking.claim_parent(client, parent)
             say(f"resuming parent run {parent} ('{run_name}'): {sum(t.trial_key in done for t in plan.trials)} of "
                 f"{len(plan.trials)} trial(s) already finished")
+            # the run's params keep the first session's options (MLflow params are set once): each
+            # resuming session's own options and versions go beside them
+            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+            client.log_text(parent, json.dumps({"options": {k: v for k, v in opts.as_dict().items()}, "versions": versions,
+                                                "plugins": plugins}, indent=1, default=str), f"resumed/{stamp}.json")
         else:
             if opts.resume:
                 say(f"--resume: no earlier run of this plan in experiment '{opts.experiment}'; starting a new one")
