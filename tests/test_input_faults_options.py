@@ -221,3 +221,19 @@ def test_every_methods_numeric_parameters_are_held_to_float32():
                 resolve_methods(registry, opts)
             checked += 1
     assert checked >= 50
+
+
+def test_the_best_sample_prefers_full_runs_and_falls_back_to_stopped_ones():
+    """ASHA may stop every sample of a small search early: their last (intermediate) reports still
+    name a best, flagged, instead of "no sample finished" and nothing saved."""
+    from types import SimpleNamespace
+
+    from bench.run.tuning import best_sample
+
+    full = {"avg_gap": 0.30, "unlearn_seconds": 1.0}
+    outcome = SimpleNamespace(specs={0: "a", 1: "b", 2: "c"},
+                              results={0: {"avg_gap": 0.10}, 1: full, 2: {"avg_gap": 0.20}})
+    assert best_sample(outcome, "avg_gap", "min") == ("b", 0.30, True)  # a full run beats a better stopped one
+    outcome.results[1] = {"avg_gap": 0.25}  # every sample stopped
+    assert best_sample(outcome, "avg_gap", "min") == ("a", 0.10, False)
+    assert best_sample(SimpleNamespace(specs={}, results={}), "avg_gap", "min") is None

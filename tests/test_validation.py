@@ -322,10 +322,10 @@ def test_param_syntax_ok():
     ("retrain", {"retrain": {"epochs": "3"}}, "Unknown parameter 'epochs' for method 'retrain'. Its parameters: (none)"),
     ("ga", {"ft": {"lr": "0.1"}}, "given for method 'ft' (by --param, --params or [params.ft] in the experiment file), which is not selected (selected: ga)"),
     ("g*", {"sisaa": {"lr": "0.1"}}, "given for method 'sisaa' (by --param, --params or [params.sisaa] in the experiment file), which is not selected (selected: ga)"),
-    ("ga", {"ga": {"epochs": "abc"}}, "Bad value for ga.epochs: 'abc' is not a int (default "),
-    ("ga", {"ga": {"epochs": "2.5"}}, "Bad value for ga.epochs: '2.5' is not a int"),
-    ("ga", {"ga": {"lr": "fast"}}, "Bad value for ga.lr: 'fast' is not a float (default "),
-    ("ga", {"ga": {"train_mode": "maybe"}}, "Bad value for ga.train_mode: 'maybe' is not a bool (default True)"),
+    ("ga", {"ga": {"epochs": "abc"}}, "Bad value for ga.epochs: 'abc' is not an integer (default "),
+    ("ga", {"ga": {"epochs": "2.5"}}, "Bad value for ga.epochs: '2.5' is not an integer"),
+    ("ga", {"ga": {"lr": "fast"}}, "Bad value for ga.lr: 'fast' is not a number (default "),
+    ("ga", {"ga": {"train_mode": "maybe"}}, "Bad value for ga.train_mode: 'maybe' is not true or false (default True)"),
     ("ga", {"ga": {"variant": "bogus"}}, "Bad parameters for method 'ga': variant='bogus': expected one of ga, neggrad+. Fix it with -p ga.variant=VALUE"),
 ])
 def test_bad_method_params(registry, tmp_path, methods, params, fragment):

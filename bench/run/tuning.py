@@ -155,7 +155,11 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
             if best is None:
                 say("no sample finished: no best parameters to save.", always=True)
             else:
-                spec, value = best
+                spec, value, complete = best
+                if not complete:
+                    say(f"no sample ran to its end (the scheduler stopped every one early): the best by its last "
+                        f"report ({objective}={value:.4f}, intermediate) is saved; for samples compared at their end "
+                        "use --scheduler fifo or more samples.", always=True)
                 best_params = {method: dict(spec.params)}
                 written = True
                 try:  # checked before any work (check_output); a late failure still keeps them in MLflow
@@ -169,6 +173,8 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
                 with tracking.recording("writing the best parameters to the MLflow store", saved):
                     client.log_text(parent, json.dumps(best_params, indent=1), "best_params.json")
                     tracking.log_params(client, parent, tracking.flatten({"best": dict(spec.params)}))
+                    if not complete:  # the value is a stopped sample's last report, not a full run's
+                        client.set_tag(parent, "bench.best_stopped_early", "true")
                     tracking.log_metrics(client, parent, {f"best_{objective}": value, "samples_finished": len(outcome.results),
                                                           "wall_seconds": time.perf_counter() - t_start})
                 say(f"best sample: {spec.trial_name}: {objective}={value:.4f} with "
@@ -191,13 +197,19 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
     return code
 
 
-def best_sample(outcome, objective: str, mode: str) -> tuple[dict, float] | None:
-    """The spec and objective value of the best finished sample (its last reported result)."""
-    scored = [(outcome.specs[i], float(r[objective])) for i, r in outcome.results.items()
-              if objective in r and r.get("unlearn_seconds") is not None and i in outcome.specs]
-    if not scored:
-        return None
-    return (min if mode == "min" else max)(scored, key=lambda sv: sv[1])
+def best_sample(outcome, objective: str, mode: str) -> tuple[Any, float, bool] | None:
+    """(spec, objective value, whether it ran to its end) of the best sample: the best of the samples
+    that ran to their end (their last result); when the scheduler stopped every one early, the best
+    by its last report (intermediate: ``ctx.report``), flagged so."""
+    pick = min if mode == "min" else max
+    reported = [(i, r) for i, r in outcome.results.items() if objective in r and i in outcome.specs]
+    for complete in (True, False):
+        scored = [(outcome.specs[i], float(r[objective])) for i, r in reported
+                  if (r.get("unlearn_seconds") is not None) == complete]
+        if scored:
+            spec, value = pick(scored, key=lambda sv: sv[1])
+            return spec, value, complete
+    return None
 
 
 def load_params(source: str, tracking_uri: str | None) -> dict[str, dict[str, Any]]:

@@ -52,6 +52,10 @@ class MethodPlan:
     origin: str
 
 
+#: how the refusals name a parameter's type
+_KIND_NAMES = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
+
+
 def _coerce_param(method: str, key: str, value: Any, default: Any) -> Any:
     """``value`` (a ``-p`` string, or a TOML/JSON value) as the type of the parameter's ``default``,
     and within float32's range: torch refuses a larger number next to a float32 tensor, mid-trial."""
@@ -69,7 +73,7 @@ def _convert_param(method: str, key: str, value: Any, default: Any) -> Any:
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
         ok = {bool: isinstance(value, bool), int: number and float(value).is_integer(), float: number, str: False}.get(kind, True)
         if not ok:
-            raise BenchError(f"Bad value for {method}.{key}: {value!r} is not a {kind.__name__} (default {default!r}).")
+            raise BenchError(f"Bad value for {method}.{key}: {value!r} is not {_KIND_NAMES.get(kind.__name__, 'a ' + kind.__name__)} (default {default!r}).")
         return kind(value) if kind in (int, float) else value
     try:
         if kind is bool:
@@ -82,7 +86,7 @@ def _convert_param(method: str, key: str, value: Any, default: Any) -> Any:
         if kind is float:
             return float(value)
     except ValueError:
-        raise BenchError(f"Bad value for {method}.{key}: {value!r} is not a {kind.__name__} (default {default!r}).") from None
+        raise BenchError(f"Bad value for {method}.{key}: {value!r} is not {_KIND_NAMES.get(kind.__name__, 'a ' + kind.__name__)} (default {default!r}).") from None
     return value
 
 
