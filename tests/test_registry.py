@@ -430,3 +430,17 @@ def test_in_process_duplicate_of_builtin():
     finally:
         unregister_plugin(plugin)
     assert get_registry().entry("method", "ga").origin == "bench.methods"
+
+
+def test_an_unknown_bench_plugins_name_is_said(monkeypatch, capsys):
+    """A misspelt BENCH_PLUGINS entry loaded nothing without a word (the plugin's methods then
+    'unknown'); now one warning line names it and what is installed."""
+    from bench.core.plugins import make_plugin_manager
+
+    monkeypatch.setenv("BENCH_PLUGINS", "nosuch-plugin")
+    make_plugin_manager()
+    err = capsys.readouterr().err
+    assert "warning: BENCH_PLUGINS names 'nosuch-plugin', which no installed plugin has" in err
+    monkeypatch.setenv("BENCH_PLUGINS", "")  # the empty allow-list (built-ins only) says nothing
+    make_plugin_manager()
+    assert capsys.readouterr().err == ""

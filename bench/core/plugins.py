@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -76,11 +77,18 @@ def make_plugin_manager(extra_plugins: tuple = ()) -> pluggy.PluginManager:
         elif allowed:
             from importlib.metadata import entry_points
 
+            known: set[str] = set()
             for ep in entry_points(group="bench"):
                 dist = ep.dist.name if ep.dist else ""
+                known.update({ep.name, dist} - {""})
                 if ep.name in allowed or dist in allowed:
                     if pm.get_plugin(ep.name) is None:
                         pm.register(ep.load(), name=ep.name)
+            unknown = sorted(allowed - known)
+            if unknown:  # a misspelt name loads nothing: say so rather than lose the plugin quietly
+                print(f"warning: BENCH_PLUGINS names {', '.join(map(repr, unknown))}, which no installed plugin has "
+                      f"(entry points and distributions: {', '.join(sorted(known)) or 'none'}); it loads nothing.",
+                      file=sys.stderr)
         for plugin in extra_plugins:
             pm.register(plugin)
     except (pluggy.PluginValidationError, ValueError) as exc:
