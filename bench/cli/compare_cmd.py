@@ -111,29 +111,28 @@ def compare(experiment, tracking_uri, run_ref, fmt, objective, maximize, plot_pa
     path = plot_path or cmp.default_plot_path(comp)
     points = published.plot_points(table, gap_metric) if table is not None else None
     label = f"published: {table.name}" if table is not None else "published"
-    try:
-        optimal = cmp.plot_pareto(comp, path, gap_metric, published=points, published_label=label)
-    except cmp.NothingToPlot as exc:  # the comparison above stands; only the plot has no point
-        note(f"no Pareto plot: {str(exc).removeprefix('Nothing to plot: ')}")
-        if plot_path is not None:  # asked for by name: that file was not written
-            sys.exit(1)
-        return
-    front = "; ".join((f"{' / '.join(setting)}: " if len(optimal) > 1 else "") + ", ".join(names) for setting, names in optimal.items())
-    note(f"Pareto plot ({gap_metric} vs {cmp.UTILITY_METRIC}; Pareto-optimal: {front}) written to {Path(path).resolve()}")
-    try:
-        if Path(path).suffix.lower() == ".png":
-            uri = cmp.log_plot(comp, path)
-        else:  # the run's artifact is a PNG whatever --plot wrote (the MLflow UI shows it)
-            import tempfile
+    import tempfile
 
-            with tempfile.TemporaryDirectory() as tmp:
-                png = Path(tmp) / "pareto.png"
-                cmp.plot_pareto(comp, png, gap_metric, published=points, published_label=label)
-                uri = cmp.log_plot(comp, png)
-    except Exception as exc:  # noqa: BLE001 -- the plot is written; a read-only store must not fail the comparison
-        note(f"warning: could not log the plot to run {comp.target.info.run_id}: {exc}")
-    else:
-        note(f"logged to run {comp.target.info.run_id} as {cmp.artifact_name(comp)} ({uri})")
+    with tempfile.TemporaryDirectory() as tmp:
+        # the run's artifact is a PNG whatever --plot writes (the MLflow UI shows it): one figure, saved twice
+        png = Path(path) if Path(path).suffix.lower() == ".png" else Path(tmp) / "pareto.png"
+        try:
+            optimal = cmp.plot_pareto(comp, path, gap_metric, published=points, published_label=label,
+                                      also=() if png == Path(path) else (png,))
+        except cmp.NothingToPlot as exc:  # the comparison above stands; only the plot has no point
+            note(f"no Pareto plot: {str(exc).removeprefix('Nothing to plot: ')}")
+            if plot_path is not None:  # asked for by name: that file was not written
+                sys.exit(1)
+            return
+        front = "; ".join((f"{' / '.join(setting)}: " if len(optimal) > 1 else "") + ", ".join(names)
+                          for setting, names in optimal.items())
+        note(f"Pareto plot ({gap_metric} vs {cmp.UTILITY_METRIC}; Pareto-optimal: {front}) written to {Path(path).resolve()}")
+        try:
+            uri = cmp.log_plot(comp, png)
+        except Exception as exc:  # noqa: BLE001 -- the plot is written; a read-only store must not fail the comparison
+            note(f"warning: could not log the plot to run {comp.target.info.run_id}: {exc}")
+        else:
+            note(f"logged to run {comp.target.info.run_id} as {cmp.artifact_name(comp)} ({uri})")
 
 
 def _print_links(comp, note) -> None:

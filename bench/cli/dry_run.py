@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from bench.core.errors import BenchError, DataFilesMissing, no_exit
+from bench.core.errors import BenchError, DataFilesMissing
 
 
 def _shape_of(ds: Any) -> tuple[tuple[int, ...] | None, int | None]:
@@ -48,27 +48,14 @@ def _check_model(obj: Any, arg: str | None, spec: str, shape: tuple[int, ...], c
     return net, f"{sum(p.numel() for p in net.parameters()):,} parameters"
 
 
-def _load(ds: Any, spec: str, data_dir: str) -> Any:
-    """The splits ``ds`` loads for ``spec`` (no download), as ``make_plan`` loads them: a plugin's
-    ``sys.exit`` or other exception becomes a one-line BenchError; DataFilesMissing passes through."""
-    name, _, arg = spec.partition(":")
-    try:
-        with no_exit(f"Dataset plugin '{name}' (load)"):
-            return ds.load(data_dir, False, arg or None)
-    except BenchError:
-        raise
-    except Exception as exc:  # noqa: BLE001 -- a plugin's bug, reported as bench run reports it
-        raise BenchError(f"Dataset '{spec}' failed to load: {type(exc).__name__}: {exc}. Fix the dataset plugin "
-                         "(or its files); see docs/plugins.md for the Splits contract.") from None
-
-
 def dry_run(opts, preset=None, echo=click.echo) -> int:
     """Print the plan of ``opts``; returns the exit code (0: valid; BenchError: bad input)."""
     from bench.core.contracts import Setting
     from bench.core.method import check_setting
     from bench.core.plugins import get_registry
     from bench.core.recipe import build_recipe
-    from bench.run.checks import check_attacks_fit_methods, check_attacks_fit_requests, check_splits
+    from bench.run.checks import check_attacks_fit, check_splits
+    from bench.run.plan import load_splits
     from bench.run.validate import (
         params_for_dataset,
         resolve_data_dir,
@@ -81,8 +68,7 @@ def dry_run(opts, preset=None, echo=click.echo) -> int:
     methods, forgets, uri = validate_options(registry, opts)
     resolve_device(opts)  # as make_plan, before loading: --device cuda / --gpus-per-trial need a GPU here
     attacks = {n: registry.get("attack", n) for n in (registry.resolve("attack", opts.attacks) if opts.attacks else [])}
-    check_attacks_fit_methods(methods, attacks)
-    check_attacks_fit_requests(forgets, attacks)
+    check_attacks_fit(methods, forgets, attacks)
     data_dir = resolve_data_dir(opts)
     n_trials = len(methods) * len(opts.seeds) * len(opts.datasets) * len(opts.models) * len(forgets)
     echo("Dry run: the plan of this `bench run` (nothing is trained or recorded).")
@@ -105,7 +91,7 @@ def dry_run(opts, preset=None, echo=click.echo) -> int:
     for dspec in opts.datasets:
         ds = registry.get("dataset", dspec.partition(":")[0])
         try:
-            splits = _load(ds, dspec, str(data_dir))
+            splits = load_splits(ds, dspec, str(data_dir), False)
         except DataFilesMissing as exc:  # only missing files; a bad spec or bad data is refused below
             splits = None
             missing.append(dspec)

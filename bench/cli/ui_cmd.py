@@ -18,7 +18,7 @@ def _raise_stop(signum, frame):
     raise _Stop(signal.Signals(signum).name)
 
 
-def _finite_seconds(value: float) -> float:
+def _finite_seconds(ctx, param, value: float) -> float:
     """``--start-timeout``: FloatRange lets NaN and inf through (no comparison holds for NaN)."""
     import math
 
@@ -38,7 +38,7 @@ def _finite_seconds(value: float) -> float:
                    "given on the command line (BENCH_UI_HOST may only name a loopback address).")
 @click.option("--no-browser-hint", is_flag=True, help="Print only the URLs, without the how-to-open hint.")
 @click.option("--start-timeout", type=click.FloatRange(1), default=90, show_default=True,
-              callback=lambda ctx, param, value: _finite_seconds(value),
+              callback=_finite_seconds,
               help="Seconds to wait for the server to answer /health.")
 @click.pass_context
 def ui(ctx, tracking_uri, experiment, port, host, no_browser_hint, start_timeout):

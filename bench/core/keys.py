@@ -53,7 +53,7 @@ def trial_key(fields: Mapping[str, Any]) -> str:
     """Identity of a trial, stable across runs: ``--resume`` skips trials whose key already finished.
     ``fields`` holds at least :data:`TRIAL_KEY_FIELDS` in their recorded (JSON) form, and ``original``
     (``{"path", "sha256"}``) when the trial starts from your own original: its digest is hashed too."""
-    doc = {k: fields[k] for k in TRIAL_KEY_FIELDS if not k.endswith("_sha256") or fields.get(k)}
+    doc = {k: fields[k] for k in TRIAL_KEY_FIELDS}
     if fields.get("original"):  # your own original (--original): its content, not where it lies
         doc["original_sha256"] = fields["original"]["sha256"]
     return sha256_bytes(json.dumps(doc, sort_keys=True, default=str).encode())[:16]

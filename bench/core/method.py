@@ -141,6 +141,13 @@ def prepare(method: Any) -> None:
         fn()
 
 
+def _refusal(exc: Exception, params: dict) -> tuple[str, str | None]:
+    """A method's refusal as (its message, the parameter it names): messages start ``KEY=VALUE:``."""
+    message = str(exc).rstrip(".")
+    key = message.partition("=")[0] if "=" in message else ""
+    return message, key if key in params else None
+
+
 def check_params(name: str, method: Any, params: dict) -> None:
     """Call the method's ``check_params`` (if any) and turn its refusal into one clear line."""
     fn = getattr(method, "check_params", None)
@@ -149,9 +156,8 @@ def check_params(name: str, method: Any, params: dict) -> None:
     try:
         fn(dict(params))
     except (ValueError, TypeError, BenchError) as exc:
-        message = str(exc).rstrip(".")
-        key = message.partition("=")[0] if "=" in message else ""
-        fix = f"-p {name}.{key}=VALUE" if key in params else f"-p {name}.NAME=VALUE"
+        message, key = _refusal(exc, params)
+        fix = f"-p {name}.{key or 'NAME'}=VALUE"
         given = ", ".join(f"{k}={v!r}" for k, v in params.items()) or "(none)"
         raise BenchError(f"Bad parameters for method '{name}': {message}. Fix it with {fix} "
                          f"(its parameters now: {given}).") from None
@@ -166,9 +172,8 @@ def check_setting(name: str, method: Any, params: dict, setting: Setting) -> Non
     try:
         fn(dict(params), setting)
     except (ValueError, TypeError, BenchError) as exc:
-        message = str(exc).rstrip(".")
-        key = message.partition("=")[0] if "=" in message else ""
-        fix = f"-p {name}.{key}=VALUE" if key in params else "its parameters or the setting"
+        message, key = _refusal(exc, params)
+        fix = f"-p {name}.{key}=VALUE" if key else "its parameters or the setting"
         raise BenchError(f"Method '{name}' cannot run on {setting.dataset} / {setting.model} / {setting.forget}: "
                          f"{message}. Fix it with {fix}.") from None
 

@@ -123,9 +123,7 @@ class TrialSpec:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TrialSpec:
         names = {f.name for f in dataclasses.fields(cls)} - {"own_original", "trial_key", "original"}
-        optional = {"data_sha256", "forget_sha256"}  # absent from records before 2026-12-05
-        kw = {k: d[k] for k in names - optional}
-        kw.update({k: d.get(k, "") for k in optional})
+        kw = {k: d[k] for k in names}
         kw["original"] = d.get("original")
         kw["data_access"] = frozenset(a for a in str(d["data_access"]).split(",") if a)
         kw["attacks"] = tuple(a for a in str(d["attacks"]).split(",") if a)

@@ -221,30 +221,25 @@ def oom_hint(error_texts, gpus_per_trial: float) -> str:
     return out
 
 
-def check_attacks_fit_requests(forgets: list, attacks: dict) -> None:
-    """An attack that runs the trial's method again (``needs`` ``"unlearn"``: ``epsilon``, ``ulira``)
-    does it in one shot on every forgotten point, while a continual request's model came through
-    its sequence of requests: its figure would mix two protocols, so the pair is refused."""
-    seq = [f.text for f in forgets if f.kind == "seq"]
-    for name, attack in attacks.items():
-        if seq and "unlearn" in set(getattr(attack, "needs", ())):
-            raise BenchError(f"Attack '{name}' runs the trial's method again in one shot on every forgotten point, and "
-                             f"the continual request {seq[0]} unlearns them in a sequence: its figure would compare "
-                             f"the two. Leave {name} out of a run with seq: requests (the other attacks run on the "
-                             "final model).")
-
-
-def check_attacks_fit_methods(methods: list, attacks: dict) -> None:
-    """A method that trains its own original (SISA's ensemble, ``has_own_training``) unlearns only
-    that original, so an attack that runs the trial's method on the plain shadow models (``needs``
-    both ``"shadows"`` and ``"unlearn"``: U-LiRA) cannot run with it; ``epsilon`` can (it unlearns
-    the method's own original again)."""
+def check_attacks_fit(methods: list, forgets: list, attacks: dict) -> None:
+    """Refuse the attacks that run the trial's method again (``needs`` ``"unlearn"``) where that
+    cannot measure the trial: with a method that trains its own original (SISA's ensemble,
+    ``has_own_training``) an attack that unlearns the plain shadow models (``needs`` ``"shadows"``
+    too: U-LiRA; ``epsilon`` unlearns the method's own original again and can run); with a
+    continual request, any of them: they unlearn every forgotten point in one shot while the
+    trial's model came through its sequence, so their figure would mix two protocols."""
     from bench.core.method import has_own_training
 
     own = [m.name for m in methods if has_own_training(m.obj)]
+    seq = [f.text for f in forgets if f.kind == "seq"]
     for name, attack in attacks.items():
         needs = set(getattr(attack, "needs", ()))
         if own and {"shadows", "unlearn"} <= needs:
             raise BenchError(f"Attack '{name}' runs the trial's method on plain shadow models, and {', '.join(own)} "
                              f"unlearn(s) only the original they train themselves; run {', '.join(own)} without "
                              f"--attacks {name} (in a run of their own), or leave {name} out.")
+        if seq and "unlearn" in needs:
+            raise BenchError(f"Attack '{name}' runs the trial's method again in one shot on every forgotten point, and "
+                             f"the continual request {seq[0]} unlearns them in a sequence: its figure would compare "
+                             f"the two. Leave {name} out of a run with seq: requests (the other attacks run on the "
+                             "final model).")

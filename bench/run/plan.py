@@ -26,7 +26,7 @@ from bench.core.options import RunOptions
 from bench.core.recipe import build_recipe
 from bench.core.registry import Registry
 from bench.core.spec import OwnOriginal, TrialSpec
-from bench.run.checks import check_attacks_fit_methods, check_attacks_fit_requests, check_splits
+from bench.run.checks import check_attacks_fit, check_splits
 from bench.run.continual import step_references
 from bench.run.original import ORIGINAL_KEYS, Original, check_against, load_into, original_doc, read_original
 from bench.run.validate import (
@@ -97,19 +97,10 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
     digests: dict[str, str] = {}
     whole: dict[str, str] = {}  # train and test tensors: what the trials measure on (TrialSpec.data_sha256)
     for spec in opts.datasets:
-        name, _, arg = spec.partition(":")
-        ds = registry.get("dataset", name)
-        try:
-            with no_exit(f"Dataset plugin '{name}' (load)"):
-                splits[spec] = ds.load(data_dir, opts.download, arg or None)
-        except BenchError:
-            raise
-        except Exception as exc:  # a plugin's bug: one line, as for a model that cannot run below
-            raise BenchError(f"Dataset '{spec}' failed to load: {type(exc).__name__}: {exc}. Fix the dataset plugin "
-                             "(or its files); see docs/plugins.md for the Splits contract.") from exc
+        splits[spec] = load_splits(registry.get("dataset", spec.partition(":")[0]), spec, data_dir, opts.download)
         check_splits(spec, splits[spec])  # the plugin's data, before any model or forget request sees it
         digests[spec] = tensor_digest(splits[spec].train_x, splits[spec].train_y)
-        whole[spec] = tensor_digest(splits[spec].test_x, splits[spec].test_y, digests[spec].encode())
+        whole[spec] = sha256_bytes((digests[spec] + tensor_digest(splits[spec].test_x, splits[spec].test_y)).encode())
 
     models: dict[str, tuple[Any, str | None, str]] = {}
     networks: dict[tuple[str, str], Any] = {}  # (model spec, dataset spec) -> a fresh instance, for check_setting
@@ -142,8 +133,7 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
     originals = check_originals(opts, models, splits, say)
 
     attacks = {n: registry.get("attack", n) for n in (registry.resolve("attack", opts.attacks) if opts.attacks else [])}
-    check_attacks_fit_methods(methods, attacks)
-    check_attacks_fit_requests(forgets, attacks)
+    check_attacks_fit(methods, forgets, attacks)
 
     groups: list[Group] = []
     for dspec, sp in splits.items():
@@ -174,6 +164,7 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
     multi = len(opts.datasets) > 1 or len(opts.models) > 1 or len(forgets) > 1
     trials = []
     for group in groups:
+        forget_sha256 = forget_digest(group)  # once per group, not per method
         for m in methods:
             name = f"{m.name} seed={group.seed}"
             if multi:
@@ -187,7 +178,7 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
                 attacks=tuple(attacks), shadow_models=opts.shadow_models if any(getattr(a, "needs", ()) for a in attacks.values()) else 0,
                 device=device, threads=max(1, int(opts.cpus_per_trial)), versions=versions, plugins=plugins,
                 own_original=own_original_of(m, group, params), original=group.original,
-                data_sha256=whole[group.dataset], forget_sha256=forget_digest(group),
+                data_sha256=whole[group.dataset], forget_sha256=forget_sha256,
             ))
     check_settings(methods, groups, trials, splits, networks, pinned)
     if originals and say is not None:
@@ -197,6 +188,20 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
     record = {key: {**o["file"].record(), "test_acc": o["test_acc"]} for key, o in originals.items()}
     by_trial_spec = {pinned[m]: (obj, resolve_model(registry, pinned[m])[1], origin) for m, (obj, _, origin) in models.items()}
     return Plan(opts, uri, methods, splits, by_trial_spec, attacks, groups, trials, device, data_dir, cache_dir, record)
+
+
+def load_splits(ds: Any, spec: str, data_dir: str, download: bool) -> Any:
+    """The splits dataset plugin ``ds`` loads for ``spec``: a plugin's ``sys.exit`` or stray exception
+    becomes one BenchError line (its BenchErrors, ``DataFilesMissing`` among them, pass as they are)."""
+    name, _, arg = spec.partition(":")
+    try:
+        with no_exit(f"Dataset plugin '{name}' (load)"):
+            return ds.load(data_dir, download, arg or None)
+    except BenchError:
+        raise
+    except Exception as exc:  # a plugin's bug: one line, as for a model that cannot run below
+        raise BenchError(f"Dataset '{spec}' failed to load: {type(exc).__name__}: {exc}. Fix the dataset plugin "
+                         "(or its files); see docs/plugins.md for the Splits contract.") from exc
 
 
 def forget_digest(group: Group) -> str:

@@ -56,8 +56,9 @@ def plot_points(rows: list[report.Row], gap_metric: str) -> list[PlotPoint]:
 
 def plot_pareto(comp: Comparison, path: str | os.PathLike, gap_metric: str = "avg_gap",
                 published: list[tuple[str, float, float]] | None = None,
-                published_label: str = "published") -> dict[tuple, list[str]]:
-    """Write the PNG; returns the Pareto-optimal method names per setting (by increasing gap).
+                published_label: str = "published", also: tuple = ()) -> dict[tuple, list[str]]:
+    """Write the plot to ``path`` (and the same figure to each path of ``also``, each in its
+    extension's format); returns the Pareto-optimal method names per setting (by increasing gap).
 
     ``published``: (name, gap, test accuracy) points of a published table in the plot's units
     (``bench.track.compare.published.plot_points``), drawn on every panel as hollow orange markers
@@ -165,8 +166,9 @@ def plot_pareto(comp: Comparison, path: str | os.PathLike, gap_metric: str = "av
         ax.set_xlim(ax.get_xlim())
         ax.set_ylim(ax.get_ylim())
         _place_labels(ax, texts, fig.canvas.get_renderer())
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    for out in (path, *also):
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out)
     return optimal
 
 

@@ -154,7 +154,7 @@ def load_trials(client, experiment_id: str, parents: list) -> tuple[list[TrialRe
             unfinished += 1
             continue
         trials.append(best)
-    _fixed_forget_seeds(trials)
+    _forget_seed_rule(trials)
     # the same trial (its key) measured by several runs of one setting, pooled with --run all, is
     # one measurement, not one seed per run: keep the latest finished one
     latest: dict[Any, TrialRecord] = {}
@@ -174,29 +174,24 @@ _NOT_SETTING_PREFIXES = ("params.", "method_train.", "versions.", "plugins.", "o
 
 
 def _setting_params(params: dict[str, str]) -> dict[str, str]:
-    """The params of a trial run that define its setting; a forget seed equal to the trial's seed
-    (the default) reads "seed", so the seeds of one run stay one setting."""
-    out = {k: v for k, v in params.items() if k not in _NOT_SETTING and not k.startswith(_NOT_SETTING_PREFIXES)}
-    if "forget_seed" in out and out["forget_seed"] == params.get("seed"):
-        out["forget_seed"] = "seed"
-    return out
+    """The params of a trial run that define its setting (the forget seed as recorded: see
+    :func:`_forget_seed_rule`)."""
+    return {k: v for k, v in params.items() if k not in _NOT_SETTING and not k.startswith(_NOT_SETTING_PREFIXES)}
 
 
-def _fixed_forget_seeds(trials: list[TrialRecord]) -> None:
-    """A run with ``--forget-seed F`` over several seeds: its trial of seed F read "seed" (equal to
-    its own seed) and the others "F", which split one setting into two. Within a parent run, one
-    fixed value F besides "seed" only on the trial of seed F is that run's fixed forget seed."""
+def _forget_seed_rule(trials: list[TrialRecord]) -> None:
+    """The forget seed is a rule of the run, not a value of each trial: a parent run whose every
+    trial's forget seed equals its own seed (the default) reads "seed", so its seeds stay one
+    setting; a run with ``--forget-seed F`` over several seeds keeps F on every trial (its trial of
+    seed F once read "seed" and split the run in two)."""
     by_parent: dict[str, list[TrialRecord]] = defaultdict(list)
     for t in trials:
         if t.setting_params and "forget_seed" in t.setting_params:
             by_parent[t.parent_id].append(t)
     for group in by_parent.values():
-        fixed = {t.setting_params["forget_seed"] for t in group} - {"seed"}
-        if len(fixed) == 1:
-            value = next(iter(fixed))
-            if all(str(t.seed) == value for t in group if t.setting_params["forget_seed"] == "seed"):
-                for t in group:
-                    t.setting_params["forget_seed"] = value
+        if all(t.setting_params["forget_seed"] == str(t.seed) for t in group):
+            for t in group:
+                t.setting_params["forget_seed"] = "seed"
 
 
 def _split_settings(trials: list[TrialRecord]) -> None:
