@@ -71,6 +71,9 @@ def test_a_second_run_reuses_the_forget_set_of_a_trial(tmp_path, run_harness, tr
     drawn = parse_forget("random:16").select(train_y, 10, 0)
     assert _indices(text) == drawn.tolist()  # the artifact is the trial's forget set
     assert header_value(text, "forget") == "random:16" and header_value(text, "train_size") == str(len(train_y))
+    from bench.core.cache import tensor_digest
+    sp = Digits().load(None, False, None)
+    assert header_value(text, "train_sha256") == tensor_digest(sp.train_x, sp.train_y)
 
     # seed 1 would draw another set; indices:RUN_ID forgets exactly the same points
     assert parse_forget("random:16").select(train_y, 10, 1).tolist() != drawn.tolist()
@@ -149,6 +152,32 @@ def test_bad_forget_runs_are_refused_before_work(case, tmp_path, invoke_bench):
     assert re.search(pattern, proc.stderr), (pattern, proc.stderr)
     assert len(proc.stderr.strip().splitlines()) == 1  # one line
     assert not list((tmp_path / "cache").rglob("*.safetensors")) if (tmp_path / "cache").exists() else True
+
+
+def test_indices_drawn_from_other_training_data_are_refused(tmp_path, invoke_bench):
+    """Two training sets of one size (mnist and fashion-mnist, a rewritten CSV): the header's digest
+    of the training tensors tells them apart; without the line the indices apply as written."""
+    text = indices_text(np.array([3, 9]), dataset="csv:old.csv", forget="random:2", forget_seed=0, train_size=1437,
+                        train_sha256="0" * 64)
+    assert header_value(text, "train_sha256") == "0" * 64
+    train_y = np.zeros(1437, dtype=np.int64)
+    spec = parse_forget("indices:x")
+    with pytest.raises(BenchError, match=r"drawn from other training data \(dataset csv:old.csv, training-set digest "
+                                         r"000000000000\.\.\.; this dataset's is abcabcabcabc\.\.\.\)"):
+        spec._parse_indices(text, "x", 1437, "abc" * 20)
+    assert spec._parse_indices(text, "x", 1437, "0" * 64).tolist() == [3, 9]  # the same data
+    assert spec._parse_indices(text, "x", 1437, None).tolist() == [3, 9]  # no digest to compare with
+    path = tmp_path / "f.txt"
+    path.write_text(text)
+    proc = invoke_bench("run", "--executor", "local", "-m", "ga", "--forget", f"indices:{path}", "--cache-dir",
+                        str(tmp_path / "cache"), "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "was drawn from other training data" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    proc = invoke_bench("run", "--dry-run", "-m", "ga", "--forget", f"indices:{path}", cwd=tmp_path)
+    assert proc.returncode == 2 and "was drawn from other training data" in proc.stderr, proc.stdout + proc.stderr
+    path.write_text("".join(line + "\n" for line in text.splitlines() if "train_sha256" not in line))
+    proc = invoke_bench("run", "--dry-run", "-m", "ga", "--forget", f"indices:{path}", cwd=tmp_path)
+    assert proc.returncode == 0 and "forget indices:" in proc.stdout, proc.stdout + proc.stderr
 
 
 def test_run_id_with_a_store_not_yet_created(tmp_path, invoke_bench):

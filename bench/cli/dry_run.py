@@ -50,6 +50,7 @@ def _check_model(obj: Any, arg: str | None, spec: str, shape: tuple[int, ...], c
 
 def dry_run(opts, preset=None, echo=click.echo) -> int:
     """Print the plan of ``opts``; returns the exit code (0: valid; BenchError: bad input)."""
+    from bench.core.cache import tensor_digest
     from bench.core.contracts import Setting
     from bench.core.method import check_setting
     from bench.core.plugins import get_registry
@@ -119,9 +120,10 @@ def dry_run(opts, preset=None, echo=click.echo) -> int:
         forget_sizes: dict[str, int] = {}
         if splits is not None:
             train_y = splits.train_y.numpy()
+            digest = tensor_digest(splits.train_x, splits.train_y) if any(f.kind == "indices" for f in forgets) else None
             for f in forgets:
-                sizes = sorted({len(f.select(train_y, splits.num_classes,
-                                             opts.forget_seed if opts.forget_seed is not None else s)) for s in opts.seeds})
+                sizes = sorted({len(f.select(train_y, splits.num_classes, opts.forget_seed if opts.forget_seed is not None else s,
+                                             train_sha256=digest)) for s in opts.seeds})
                 forget_sizes[f.text] = sizes[-1]
                 echo(f"  forget {f.text}: {'/'.join(map(str, sizes))} of {len(train_y):,} training points")
         for m in methods:

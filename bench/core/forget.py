@@ -82,9 +82,11 @@ class ForgetSpec:
         if np.isin(train_y, self.labels).all():
             raise BenchError(f"Forget request '{self.text}' would forget the whole training set; leave at least one class.")
 
-    def select(self, train_y: np.ndarray, num_classes: int, forget_seed: int) -> np.ndarray:
+    def select(self, train_y: np.ndarray, num_classes: int, forget_seed: int, *, train_sha256: str | None = None) -> np.ndarray:
         """Sorted int64 indices into the training split (for ``seq:``, the union of its requests);
-        raises BenchError if they don't fit."""
+        raises BenchError if they don't fit. ``train_sha256`` (the training tensors' digest,
+        ``bench.core.cache.tensor_digest``) is checked against an ``indices:`` file's header, which
+        records the digest of the training set its indices were drawn from."""
         n = len(train_y)
         if self.kind == "seq":
             return np.sort(np.concatenate(self.select_steps(train_y, num_classes, forget_seed))).astype(np.int64)
@@ -109,11 +111,11 @@ class ForgetSpec:
             k = max(1, min(k, n - 1))
             rng = np.random.default_rng(forget_seed)
             return np.sort(rng.choice(n, size=k, replace=False)).astype(np.int64)
-        return self._read_indices(n)
+        return self._read_indices(n, train_sha256)
 
-    def _read_indices(self, n: int) -> np.ndarray:
+    def _read_indices(self, n: int, train_sha256: str | None) -> np.ndarray:
         if self.content is not None:
-            return self._parse_indices(self.content, self.source or self.path, n)
+            return self._parse_indices(self.content, self.source or self.path, n, train_sha256)
         path = Path(self.path).expanduser()
         if not path.is_file():
             hint = (" nor a run id the run layer resolved (an MLflow run id is 32 hexadecimal digits)"
@@ -127,15 +129,21 @@ class ForgetSpec:
                 f"Forget request '{self.text}': cannot read {path} as a text file ({exc}). "
                 f"Give one training index per line, e.g. numpy.savetxt(path, idx, fmt='%d')."
             ) from None
-        return self._parse_indices(text, path, n)
+        return self._parse_indices(text, path, n, train_sha256)
 
-    def _parse_indices(self, text: str, path, n: int) -> np.ndarray:
+    def _parse_indices(self, text: str, path, n: int, train_sha256: str | None) -> np.ndarray:
         values: list[int] = []
         size = header_value(text, "train_size")
         if size is not None and size.isdigit() and int(size) != n:
             raise BenchError(f"Forget request '{self.text}': {path} was drawn from a training set of {size} points "
                              f"(dataset {header_value(text, 'dataset') or '?'}); this dataset's has {n}. Use it with "
                              f"the dataset it came from.")
+        drawn_from = header_value(text, "train_sha256")
+        if train_sha256 is not None and drawn_from is not None and drawn_from != train_sha256:
+            raise BenchError(f"Forget request '{self.text}': {path} was drawn from other training data (dataset "
+                             f"{header_value(text, 'dataset') or '?'}, training-set digest {drawn_from[:12]}...; this "
+                             f"dataset's is {train_sha256[:12]}...), so its indices name other points. Use it with the "
+                             f"data it came from, or delete its '# train_sha256' line to apply the same indices anyway.")
         for lineno, line in enumerate(text.splitlines(), 1):
             line = line.split("#", 1)[0].strip()
             if not line:
@@ -160,12 +168,14 @@ class ForgetSpec:
         return uniq
 
 
-def indices_text(idx, *, dataset: str, forget: str, forget_seed: int, train_size: int) -> str:
+def indices_text(idx, *, dataset: str, forget: str, forget_seed: int, train_size: int,
+                 train_sha256: str | None = None) -> str:
     """A forget set as the text of :data:`INDICES_ARTIFACT` and of an ``indices:PATH`` file: ``#``
-    header lines (``# key: value``: what made it), then one training index per line, ascending."""
+    header lines (``# key: value``: what made it, with the digest of the training tensors the
+    indices point into), then one training index per line, ascending."""
     values = np.sort(np.asarray(idx, dtype=np.int64))
     head = {"format": "bench forget indices 1", "dataset": dataset, "forget": forget, "forget_seed": forget_seed,
-            "train_size": train_size, "count": len(values)}
+            "train_size": train_size, **({"train_sha256": train_sha256} if train_sha256 else {}), "count": len(values)}
     return "".join(f"# {k}: {v}\n" for k, v in head.items()) + "".join(f"{int(i)}\n" for i in values)
 
 

@@ -50,6 +50,7 @@ class GroupPayload:
     continual: bool  # a ``seq:`` request (metrics per request, forget_all_*, cumulative_*)
     method_originals: Mapping[str, tuple[bytes, float]] = field(default_factory=dict)  # own-original key -> (bytes, s)
     attack_models: Mapping[str, Any] = field(default_factory=dict)  # "shadows", "retrain_shadows", "reference"
+    train_sha256: str = ""  # the training tensors' digest (bench.core.cache.tensor_digest), for the indices artifact
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,7 @@ def build_payload(plan, refs: dict, method_originals: dict[str, dict], attack_mo
         groups[g.gid] = GroupPayload(
             splits=plan.splits[g.dataset], forget_idx=g.forget_idx, original_state=refs[g.original_key][0], steps=steps,
             continual=g.steps is not None, method_originals=method_originals.get(g.gid, {}),
-            attack_models=attack_models.get(g.gid, {}),
+            attack_models=attack_models.get(g.gid, {}), train_sha256=g.retrain_doc["data_sha256"],
         )
         row = {"setting": (g.dataset, g.model, g.forget.text), "seed": g.seed, "original": steps[-1].original_eval.accs,
                "retrain": steps[-1].retrain_eval.accs, "retrain_seconds": float(refs[g.retrain_key][1]["train_seconds"])}

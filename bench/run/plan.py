@@ -144,7 +144,7 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
             for fspec in forgets:
                 for seed in opts.seeds:
                     fseed = opts.forget_seed if opts.forget_seed is not None else seed
-                    idx = fspec.select(train_y, sp.num_classes, fseed)
+                    idx = fspec.select(train_y, sp.num_classes, fseed, train_sha256=digests[dspec])
                     base = {
                         "dataset": dspec, "data_sha256": digests[dspec], "model": pinned[mspec],
                         "input_shape": list(sp.input_shape), "num_classes": sp.num_classes,

@@ -207,5 +207,5 @@ def _run_trial(spec: TrialSpec, payload: Payload, fetch: Callable[[Any], Any],
     # the forget set, so another run can reuse exactly it (--forget indices:RUN_ID)
     final.setdefault(ARTIFACTS_KEY, {})[INDICES_ARTIFACT] = indices_text(
         group.forget_idx, dataset=spec.dataset, forget=spec.forget, forget_seed=spec.forget_seed,
-        train_size=len(splits.train_y))
+        train_size=len(splits.train_y), train_sha256=group.train_sha256 or None)
     return final
