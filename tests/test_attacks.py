@@ -336,6 +336,44 @@ def test_epsilon_uses_the_references_rules_and_thresholds():
     assert example_epsilon(neg, pos) == pytest.approx(expected, abs=1e-6)
 
 
+def _double_threshold_rates_full_grid(pos, neg):
+    """Every one of the reference's 400 t_l per t_r counted (what ``double_threshold_rates`` skips)."""
+    from bench.attacks.epsilon import BUFFER, STEPS_PER_UNIT
+
+    spread_p, spread_n = float(np.ptp(pos)), float(np.ptp(neg))
+    width = min(spread_p, spread_n)
+    if spread_p >= spread_n:
+        pos, neg = neg, pos
+    lo, hi = pos.min() + width - BUFFER, pos.max() + BUFFER
+    right = np.linspace(lo, hi, num=int(np.ceil((hi - lo) * STEPS_PER_UNIT)))
+    left = np.linspace(right - width - BUFFER, right - width + BUFFER, num=int(2 * BUFFER * STEPS_PER_UNIT), axis=1)
+
+    def inside(v):  # [rows, 400]: how many of v lie in [t_l, t_r], by comparing each
+        return ((v[None, None, :] >= left[:, :, None]) & (v[None, None, :] <= right[:, None, None])).sum(axis=2)
+
+    pairs = set(zip(inside(pos).ravel().tolist(), inside(neg).ravel().tolist()))
+    return {(n_in / len(neg), 1.0 - p_in / len(pos)) for p_in, n_in in pairs}
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_epsilon_counts_the_rows_of_thresholds_where_they_change(seed):
+    """double_threshold_rates counts each row of t_l only around the scores: the same (FPR, FNR)
+    as counting every threshold of the reference's grid (fails if a count is skipped)."""
+    from bench.attacks.epsilon import double_threshold_rates
+
+    rng = np.random.default_rng(seed)
+    for _ in range(20):
+        n, scale = int(rng.choice([2, 4, 8])), float(rng.choice([0.05, 0.5, 2.0]))
+        u = rng.normal(rng.normal(0, 1), scale, n)
+        r = rng.normal(rng.normal(0, 1), scale * float(rng.choice([0.05, 1.0, 3.0])), n)
+        if rng.random() < 0.5:  # ties with the 0.01 grid
+            u, r = np.round(u, int(rng.choice([2, 3])) ), np.round(r, 3)
+        if np.ptp(u) == 0 or np.ptp(r) == 0:
+            continue
+        fpr, fnr = double_threshold_rates(u, r)
+        assert set(zip(fpr.tolist(), fnr.tolist())) == _double_threshold_rates_full_grid(u, r)
+
+
 def test_epsilon_definition_details():
     # one point of probability mass each side, same value: indistinguishable
     assert example_epsilon(np.ones(8), np.ones(8)) == 0.0
