@@ -421,6 +421,33 @@ def test_broken_in_process_plugin_then_recovery():
     assert get_registry().names("method") == BUILTIN_METHODS  # the failure was not cached
 
 
+class _InstancePlugin:
+    """A plugin object (not a module): pluggy would name it by its id."""
+
+    @bench.hookimpl
+    def register_methods(self, register):
+        register(make_method("ga"))
+
+
+def test_an_in_process_plugin_object_is_named_by_its_class():
+    first, second = _InstancePlugin(), _InstancePlugin()
+    register_plugin(first)
+    try:
+        with pytest.raises(PluginError) as exc:
+            get_registry()
+        assert "plugin 'tests.test_registry._InstancePlugin'" in str(exc.value), str(exc.value)
+        assert not re.search(r"'\d{6,}'", str(exc.value))
+        register_plugin(second)  # two of one class: both load, told apart
+        from bench.core.plugins import make_plugin_manager
+
+        names = [name for name, _ in make_plugin_manager((first, second)).list_name_plugin()]
+        assert {"tests.test_registry._InstancePlugin", "tests.test_registry._InstancePlugin#2"} <= set(names)
+    finally:
+        for p in (first, second):
+            if p in in_process_plugins():
+                unregister_plugin(p)
+
+
 def test_in_process_duplicate_of_builtin():
     plugin = DuplicateGA()
     register_plugin(plugin)

@@ -65,6 +65,18 @@ def in_process_plugins() -> tuple:
     return tuple(_IN_PROCESS)
 
 
+def _in_process_name(pm: pluggy.PluginManager, plugin) -> str:
+    """The name of a plugin registered in process: a module's or class's ``__name__`` (as pluggy
+    names them), an instance's class (pluggy would name it by its id, a number no message or record
+    can point a reader to); a second of the same name gets ``#2``."""
+    base = getattr(plugin, "__name__", None) or f"{type(plugin).__module__}.{type(plugin).__qualname__}"
+    name, n = base, 1
+    while pm.has_plugin(name):
+        n += 1
+        name = f"{base}#{n}"
+    return name
+
+
 def make_plugin_manager(extra_plugins: tuple = ()) -> pluggy.PluginManager:
     pm = pluggy.PluginManager("bench")
     pm.add_hookspecs(hookspecs)
@@ -90,7 +102,7 @@ def make_plugin_manager(extra_plugins: tuple = ()) -> pluggy.PluginManager:
                       f"(entry points and distributions: {', '.join(sorted(known)) or 'none'}); it loads nothing.",
                       file=sys.stderr)
         for plugin in extra_plugins:
-            pm.register(plugin)
+            pm.register(plugin, name=_in_process_name(pm, plugin))
     except (pluggy.PluginValidationError, ValueError) as exc:
         raise PluginError(f"Invalid plugin: {exc}") from None
     try:
