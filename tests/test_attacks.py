@@ -254,6 +254,33 @@ def test_vmap_trains_a_cnn_like_sequential_training():
             torch.testing.assert_close(p, q, atol=1e-5, rtol=1e-4, msg=name)
 
 
+@pytest.mark.parametrize("force_vmap", [False, True])
+def test_vectorized_shadows_use_the_recipes_augmentation(force_vmap):
+    """Stacked and vmap training augment each model's batches as ``fit`` does (they skipped the
+    augmentation: shadows trained without crop-flip attacked models trained with it)."""
+    from bench.core.recipe import build_recipe
+    from bench.eval.shadows import train_models
+    from bench.nn.nets import MLP
+
+    x, y = torch.rand(64, 1, 8, 8), torch.randint(0, 3, (64,))
+
+    def new(seed):
+        torch.manual_seed(seed)
+        return MLP(64, (16,), 3)
+
+    subsets = [np.arange(0, 32), np.arange(32, 64)]
+    plain = build_recipe({"epochs": 2, "batch_size": 8})
+    recipe = build_recipe({"epochs": 2, "batch_size": 8, "augment": "crop-flip"})
+    seq, _ = train_models(new, x, y, subsets, [1, 2], recipe, vectorize=False)
+    vec, how = train_models(new, x, y, subsets, [1, 2], recipe, vectorize=True, force_vmap=force_vmap)
+    bare, _ = train_models(new, x, y, subsets, [1, 2], plain, vectorize=True, force_vmap=force_vmap)
+    assert how == ("vmap" if force_vmap else "stacked")
+    for a, b, c in zip(seq, vec, bare):
+        for (name, p), q, r in zip(a.named_parameters(), b.parameters(), c.parameters()):
+            torch.testing.assert_close(p, q, atol=1e-5, rtol=1e-4, msg=name)
+        assert not all(torch.allclose(p, r) for p, r in zip(a.parameters(), c.parameters()))
+
+
 def test_batchnorm_models_train_sequentially():
     from bench.core.recipe import build_recipe
     from bench.eval.shadows import train_models, vectorizable

@@ -214,6 +214,7 @@ def _train_vmap(models: list, x, y, subsets, seeds, recipe, force_vmap: bool = F
     import torch.nn.functional as F
     from torch.func import functional_call, stack_module_state, vmap
 
+    from bench.nn.augment import augment_batch
     from bench.nn.training import make_optimizer, make_schedule
 
     M = len(models)
@@ -234,6 +235,9 @@ def _train_vmap(models: list, x, y, subsets, seeds, recipe, force_vmap: bool = F
         batched = vmap(forward, randomness="different")
     subs = torch.as_tensor(np.stack([np.asarray(s) for s in subsets]), dtype=torch.long, device=dev)  # [M, n]
     gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+    # the recipe's augmentation, each model's from its own generator seeded as train_epochs seeds it
+    aug_gens = ([torch.Generator(device=dev).manual_seed(int(s)) for s in seeds]
+                if recipe.augment != "none" else None)
     starts = [s for s in range(0, n, bs) if min(bs, n - s) > 1 or n == 1]
     steps = max(1, len(starts))
     opt = make_optimizer(params.values(), recipe.optimizer, recipe.lr, recipe.momentum, recipe.weight_decay)
@@ -245,7 +249,10 @@ def _train_vmap(models: list, x, y, subsets, seeds, recipe, force_vmap: bool = F
         order = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(dev)  # [M, n], as batches() draws
         for s in starts:
             pos = subs[rows, order[:, s : s + bs]]  # [M, B] indices into x
-            logits = batched(params, buffers, x[pos])  # [M, B, K]
+            xb = x[pos]
+            if aug_gens is not None:
+                xb = torch.stack([augment_batch(xb[m], recipe.augment, aug_gens[m]) for m in range(M)])
+            logits = batched(params, buffers, xb)  # [M, B, K]
             B = pos.shape[1]
             loss = F.cross_entropy(logits.reshape(M * B, -1), y[pos].reshape(-1), reduction="none").view(M, B).mean(1).sum()
             opt.zero_grad(set_to_none=True)
@@ -321,6 +328,8 @@ def ensure_shadow_set(kind: str, count: int, *, model_obj, arg, splits, recipe, 
     for m in range(count):
         doc = {**base_doc, "kind": kind.rstrip("s"), "pool_sha256": pool_digest, "seed": seeds[m],
                "subset_sha256": sha256_bytes(np.flatnonzero(keep[m]).astype(np.int64).tobytes())}
+        if recipe.augment != "none":  # stacked shadows of entries before 2026-12-05 skipped the augmentation
+            doc["augmented"] = True
         docs.append(doc)
         keys.append(cache_key(doc))
     states: list[bytes | None] = [None if hit is None else hit[0] for hit, _ in map(cache.check, keys)]
