@@ -294,6 +294,10 @@ CASES: dict[str, tuple] = {
     "recipe-optimizer": (["-r", "optimizer=rmsprop"], r"Unknown optimizer 'rmsprop'"),
     "recipe-schedule": (["-r", "schedule=linear"], r"Unknown schedule 'linear'"),
     "recipe-augment": (["-r", "augment=mixup"], r"Unknown augment 'mixup'"),
+    "recipe-augment-vectors": (["-d", "synthetic", "-r", "augment=crop"],
+                               r"Recipe augment='crop' needs image inputs \(C, H, W\); dataset 'synthetic' has inputs of shape \(20,\)"),
+    "recipe-momentum-adam": (["-r", "optimizer=adam", "-r", "momentum=0.5"], r"Recipe momentum=0\.5 has no effect with optimizer=adam"),
+    "recipe-momentum-mnist1d": (["-d", "mnist1d", "-r", "momentum=0.5"], r"Recipe momentum=0\.5 has no effect with optimizer=adam"),
     # method parameters
     "param-syntax": (["-p", "lr=0.1"], r"Bad --param 'lr=0\.1': expected METHOD\.NAME=VALUE"),
     "param-unknown": (["-m", "ga", "-p", "ga.foo=1"], r"Unknown parameter 'foo' for method 'ga'"),

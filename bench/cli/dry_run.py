@@ -55,7 +55,7 @@ def dry_run(opts, preset=None, echo=click.echo) -> int:
     from bench.core.method import check_setting
     from bench.core.plugins import get_registry
     from bench.core.recipe import build_recipe
-    from bench.run.checks import check_attacks_fit, check_splits
+    from bench.run.checks import check_attacks_fit, check_recipe_fits, check_splits
     from bench.run.plan import load_splits
     from bench.run.validate import (
         params_for_dataset,
@@ -107,6 +107,8 @@ def dry_run(opts, preset=None, echo=click.echo) -> int:
         for mspec in opts.models:
             mobj, marg, _ = resolve_model(registry, mspec)
             recipe = build_recipe(getattr(ds, "default_recipe", {}), getattr(mobj, "default_recipe", {}), opts.recipe)
+            if shape:
+                check_recipe_fits(recipe, dspec, shape)
             built = "not built (input shape unknown)"
             if shape and classes:
                 nets[mspec], built = _check_model(mobj, marg, mspec, shape, classes)

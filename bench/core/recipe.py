@@ -28,7 +28,7 @@ class Recipe:
     weight_decay: float = 5e-4
     epochs: int = 30
     batch_size: int = 64
-    schedule: str = "cosine"  # per-step cosine to 0; "step": x0.1 at 50% and 75% of the epochs
+    schedule: str = "cosine"  # per-step cosine to 0; "step": x0.1 at 50% and 75% of the epochs (make_schedule)
     augment: str = "none"  # "crop-flip": random crop of the 4-pixel-padded image + horizontal flip (CIFAR)
 
     def as_dict(self) -> dict[str, Any]:
@@ -59,8 +59,10 @@ def _coerce(key: str, value: Any) -> Any:
 def build_recipe(*layers: Mapping[str, Any]) -> Recipe:
     """Merge override layers (lowest precedence first) onto the defaults and validate."""
     values: dict[str, Any] = Recipe().as_dict()
-    for layer in layers:
+    set_in: dict[str, int] = {}  # key -> the highest layer that sets it
+    for n, layer in enumerate(layers):
         for key, value in (layer or {}).items():
+            set_in[key] = n
             if key not in FIELD_TYPES:
                 raise BenchError(
                     f"Unknown recipe key '{key}'. Valid keys: {', '.join(FIELD_TYPES)} (e.g. --recipe epochs=20)."
@@ -69,6 +71,9 @@ def build_recipe(*layers: Mapping[str, Any]) -> Recipe:
     r = Recipe(**values)
     if r.optimizer not in OPTIMIZERS:
         raise BenchError(f"Unknown optimizer '{r.optimizer}' in the recipe; expected one of {', '.join(OPTIMIZERS)}.")
+    if r.optimizer != "sgd" and set_in.get("momentum", -1) >= set_in.get("optimizer", len(layers)):
+        raise BenchError(f"Recipe momentum={r.momentum} has no effect with optimizer={r.optimizer} (momentum is SGD's; "
+                         f"{r.optimizer} uses betas (0.9, 0.999)): drop momentum from the recipe, or use optimizer=sgd.")
     if r.schedule not in SCHEDULES:
         raise BenchError(f"Unknown schedule '{r.schedule}' in the recipe; expected one of {', '.join(SCHEDULES)}.")
     if r.augment not in AUGMENTS:

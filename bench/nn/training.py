@@ -147,7 +147,14 @@ def make_schedule(optimizer, schedule: str, epochs: int, steps_per_epoch: int):
     if schedule == "cosine":
         fn = lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))  # noqa: E731
     elif schedule == "step":
-        m1, m2 = int(0.5 * epochs) * steps_per_epoch, int(0.75 * epochs) * steps_per_epoch
+        # x0.1 at 50% and x0.01 from 75% of the epochs, at epoch boundaries int(0.5 E) and int(0.75 E)
+        # (the SalUn code's MultiStepLR milestones: 91 and 136 of 182); where those coincide or fall
+        # at 0 (1 or 2 epochs: the whole run at 1% of lr, or no x0.1 phase), at 50% and 75% of the steps
+        e1, e2 = int(0.5 * epochs), int(0.75 * epochs)
+        if 1 <= e1 < e2:
+            m1, m2 = e1 * steps_per_epoch, e2 * steps_per_epoch
+        else:
+            m1, m2 = int(0.5 * total), int(0.75 * total)
         fn = lambda step: 0.01 if step >= m2 else (0.1 if step >= m1 else 1.0)  # noqa: E731
     else:
         fn = lambda step: 1.0  # noqa: E731

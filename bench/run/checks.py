@@ -199,6 +199,14 @@ _GPU_OOM = ("CUDA out of memory", "CUBLAS_STATUS_ALLOC_FAILED", "CUDA error: out
 _HOST_OOM = ("ray.exceptions.OutOfMemoryError", "running low on memory")
 
 
+def check_recipe_fits(recipe: Any, dataset: str, input_shape) -> None:
+    """The recipe's augmentation needs images (C, H, W): on vector data every reference would
+    fail in its first training step, after the run had begun."""
+    if recipe.augment != "none" and len(tuple(input_shape)) != 3:
+        raise BenchError(f"Recipe augment='{recipe.augment}' needs image inputs (C, H, W); dataset '{dataset}' has inputs "
+                         f"of shape {tuple(input_shape)}. Use --recipe augment=none for it.")
+
+
 def oom_hint(error_texts, gpus_per_trial: float) -> str:
     """After the run: a sentence (with a leading space) for the failures that ran out of GPU memory
     or that Ray killed for lack of the machine's memory, "" if none did: how many, and what to

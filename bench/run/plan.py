@@ -26,7 +26,7 @@ from bench.core.options import RunOptions
 from bench.core.recipe import build_recipe
 from bench.core.registry import Registry
 from bench.core.spec import OwnOriginal, TrialSpec
-from bench.run.checks import check_attacks_fit, check_splits
+from bench.run.checks import check_attacks_fit, check_recipe_fits, check_splits
 from bench.run.continual import step_references
 from bench.run.original import ORIGINAL_KEYS, Original, check_against, load_into, original_doc, read_original
 from bench.run.validate import (
@@ -141,6 +141,7 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
         train_y = sp.train_y.numpy()
         for mspec, (mobj, _, _) in models.items():
             recipe = build_recipe(getattr(dataset_obj, "default_recipe", {}), getattr(mobj, "default_recipe", {}), opts.recipe)
+            check_recipe_fits(recipe, dspec, sp.input_shape)
             for fspec in forgets:
                 for seed in opts.seeds:
                     fseed = opts.forget_seed if opts.forget_seed is not None else seed
