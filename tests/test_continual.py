@@ -200,6 +200,38 @@ def test_seq_through_ray_records_every_request(workdir, store_args, run_bench):
     assert _history(client, kids.loc["retrain", "run_id"], "avg_gap") == [0.0, 0.0, 0.0]
 
 
+def test_retain_class_accuracy_leaves_out_every_class_forgotten_so_far():
+    """After the second request of seq:class:1,3, the "other classes" are those neither request
+    forgot: a model that knows neither 1 nor 3 (the retrained reference) scores 1.0 there, not
+    the 0.8 it scored when class 1's test points still counted."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from bench.eval.evaluation import evaluate_model
+    from bench.run.request import step_data
+
+    labels = torch.arange(5).repeat(4)  # classes 0..4, four points each
+    splits = SimpleNamespace(train_x=labels[:, None].float(), train_y=labels, test_x=labels[:, None].float(),
+                             test_y=labels, train_size=len(labels))
+
+    class KnowsAllBut1And3(torch.nn.Module):
+        def forward(self, x):
+            y = x[:, 0].long()
+            return torch.nn.functional.one_hot(torch.where((y == 1) | (y == 3), 0, y), 5).float()
+
+    first = np.flatnonzero(labels.numpy() == 1)
+    second = np.flatnonzero(labels.numpy() == 3)
+    seen = np.union1d(first, second)
+    data, _ = step_data(splits, second, seen, "cpu", 3)
+    assert data.forgotten_classes == (1, 3)
+    accs = evaluate_model(KnowsAllBut1And3(), data).accs
+    assert accs["test_retain_class_acc"] == 1.0 and accs["test_forget_class_acc"] == 0.0
+    single, _ = step_data(splits, first, first, "cpu", 1)  # a single class request: that class alone
+    assert single.forgotten_classes == (1,)
+    assert evaluate_model(KnowsAllBut1And3(), single).accs["test_retain_class_acc"] == 0.75
+
+
 def test_input_bounds_from_the_dataset_or_the_training_split():
     from bench.run.request import input_bounds
     from bench.datasets.digits import Digits

@@ -39,7 +39,9 @@ def step_data(splits, forget_idx, seen_idx, device: str, forget_class: int | Non
     else:
         sel = torch.as_tensor(forget_idx, dtype=torch.long)
         fx, fy = splits.train_x[sel].to(device), splits.train_y[sel].to(device)
-    return EvalData(rx, ry, fx, fy, tx, ty, forget_class), (fax, fay)
+    # a class request: the classes forgotten so far (seq:class:A,B,...: every earlier request's too)
+    gone = () if forget_class is None else tuple(int(c) for c in torch.unique(fay).tolist())
+    return EvalData(rx, ry, fx, fy, tx, ty, forget_class, gone), (fax, fay)
 
 
 def input_bounds(splits, device: str):
