@@ -237,3 +237,34 @@ def test_the_best_sample_prefers_full_runs_and_falls_back_to_stopped_ones():
     outcome.results[1] = {"avg_gap": 0.25}  # every sample stopped
     assert best_sample(outcome, "avg_gap", "min") == ("a", 0.10, False)
     assert best_sample(SimpleNamespace(specs={}, results={}), "avg_gap", "min") is None
+
+
+# -- 5. bench tune objectives the setting does not produce --------------------------------------
+
+OBJECTIVES = {
+    "continual-only": (["-o", "cumulative_speedup_vs_retrain"], r"is measured over a sequence of requests, and --forget "
+                       r"random:10% is a single request"),
+    "class-only": (["-o", "test_retain_class_acc"], r"is measured on class requests, and --forget random:10% is not one"),
+    "attack-not-run": (["-o", "epsilon_score"], r"is a metric of attack 'epsilon', which this search does not run: add "
+                       r"--attacks epsilon"),
+    "attack-left-out": (["-o", "avg_gap_mia", "--attacks", "loss"], r"is a metric of attack 'svc'"),
+    "asha-final-only": (["-o", "speedup_vs_retrain", "--scheduler", "asha"], r"is measured once a sample ends, and "
+                        r"--scheduler asha compares samples on their per-epoch reports"),
+    "no-side": (["-o", "forget_acc"], r"Objective 'forget_acc' has no better side\. Its target is the retrained "
+                r"model's value, not an extreme: rank by 'forget_gap' instead\. Objectives: "),
+    "size": (["-o", "forget_size"], r"has no better side\. It counts the forgotten points"),
+}
+
+
+@pytest.mark.parametrize("case", list(OBJECTIVES))
+def test_tune_objectives_the_setting_cannot_produce_are_refused_before_work(case, tmp_path, invoke_bench, no_ray):
+    """Ray Tune stops a search whose results lack the objective with a long traceback, after the
+    references were trained (exit 1): refused at plan time instead."""
+    args, pattern = OBJECTIVES[case]
+    refused(invoke_bench, tmp_path, "-m", "ga", "-n", "1", *args, command="tune", pattern=pattern)
+
+
+def test_tune_accepts_the_continual_objectives_the_docs_name(tmp_path):
+    from bench.eval.metrics import METRIC_DIRECTIONS
+
+    assert METRIC_DIRECTIONS["forget_all_gap"] == "min" and METRIC_DIRECTIONS["cumulative_unlearn_seconds"] == "min"

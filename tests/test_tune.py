@@ -92,3 +92,25 @@ def test_a_best_params_file_that_cannot_be_written_late_is_said_and_fails_the_co
     assert f"written to {target}" not in out and not target.exists()
     parent = _runs(workdir).query("`tags.bench.kind` == 'tune'").iloc[0]
     assert json.loads(mlflow.artifacts.load_text(f"runs:/{parent['run_id']}/best_params.json"))["ga"]
+
+
+def test_an_interrupted_search_says_its_best_is_of_the_finished_samples(workdir, invoke_bench, store_args, monkeypatch):
+    """Ctrl-C during the search: the best of the samples that finished is saved, said to be partial
+    and tagged bench.best_partial, with exit 130 (it printed the usual "best sample" lines alone)."""
+    import bench.run.executor as executor
+
+    real = executor.run_ray
+
+    def interrupted(*a, **k):
+        outcome = real(*a, **k)
+        outcome.interrupted = True
+        return outcome
+
+    monkeypatch.setattr(executor, "run_ray", interrupted)
+    proc = invoke_bench("tune", "--method", "ga", "--num-samples", "2", "-O", str(workdir / "best.json"),
+                        *store_args(workdir), cwd=workdir)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 130, out
+    assert "interrupted after 2 of 2 sample(s) finished: the best of those is saved" in out
+    parent = _runs(workdir).query("`tags.bench.kind` == 'tune'").iloc[0]
+    assert parent["tags.bench.best_partial"] == "2 of 2" and parent["status"] == "KILLED"

@@ -239,10 +239,10 @@ OPTIONS: tuple[Option, ...] = (
            toml_check=lambda v: isinstance(v, str) or all(isinstance(p, str) for p in v.values())),
     Option("attacks", ("--attacks",), "Attacks to run on every unlearned model, comma-separated, wildcards allowed; '' for none "
            f"(see `bench list attacks`, docs/attacks.md). [default: {DEFAULT_ATTACKS}]",
-           DEFAULT_ATTACKS, "str", _L, commands=("run",), normalize=_joined, toml_items=_S, empty_ok=True),
-    Option("shadow_models", ("--shadow-models",), "Shadow/reference models per group for lira, ulira, rmia and epsilon "
+           DEFAULT_ATTACKS, "str", _L, commands=("run", "tune"), normalize=_joined, toml_items=_S, empty_ok=True),
+    Option("shadow_models", ("--shadow-models",), "Shadow/reference models per group for lira, lira_offline, ulira, rmia and epsilon "
            f"(even, >= 2; trained once, cached). [default: {DEFAULT_SHADOW_MODELS}]",
-           DEFAULT_SHADOW_MODELS, "int", (int,), cli_type=int, commands=("run",)),
+           DEFAULT_SHADOW_MODELS, "int", (int,), cli_type=int, commands=("run", "tune")),
     Option("executor", ("--executor",), "ray: Ray Tune trials (default); local: in process, for debugging.",
            "ray", "str", _S, choices=EXECUTORS, commands=("run",)),
     Option("ray_address", ("--ray-address",), "Join an existing Ray cluster (HOST:PORT or auto) instead of starting a local one.",

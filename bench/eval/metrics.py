@@ -33,6 +33,8 @@ DIRECTIONS: dict[str, bool | None] = {
     "original_forget_all_acc": None,
     "retrain_forget_all_acc": None,
     "forget_all_size": None,
+    "forget_all_gap": False,
+    "cumulative_unlearn_seconds": False,
     "cumulative_speedup_vs_retrain": True,
     # attacks (docs/attacks.md): membership metrics have no "better" side in an unlearning study,
     # the target is the retrained model's value (an AUC below it is as telling, the "Streisand
@@ -67,5 +69,30 @@ def direction(metric: str) -> bool | None:
     return None
 
 
+def no_direction_reason(metric: str, available=()) -> str:
+    """Why ``metric`` has no better side (one sentence for the messages of ``bench compare`` and
+    ``bench tune``), or "" when nothing is known of it."""
+    if metric.endswith("_size"):
+        return " It counts the forgotten points: a property of the request, not of the method."
+    if metric.endswith("_acc") and metric in DIRECTIONS:
+        gap = metric.replace("_acc", "_gap")
+        gap = gap if gap in available or gap in DIRECTIONS else "avg_gap"
+        return f" Its target is the retrained model's value, not an extreme: rank by '{gap}' instead."
+    if metric in DIRECTIONS or metric.endswith(NEITHER_SUFFIXES):
+        return (" An attack's score has the retrained model's value as its target, not an extreme (below it is as "
+                "telling as above).")
+    return ""
+
+
 #: The metrics with a known direction, as Ray Tune modes: what ``bench tune`` accepts as an objective.
 METRIC_DIRECTIONS = {m: ("max" if up else "min") for m, up in DIRECTIONS.items() if up is not None}
+
+
+#: What ``ctx.report`` sends per epoch (``bench.eval.evaluation.compare_to_references``): the
+#: objectives ``bench tune --scheduler asha`` can compare samples on while they run.
+PER_EPOCH = (*ACCURACIES, "retain_gap", "forget_gap", "test_gap", "avg_gap", "js_to_retrain_forget", "js_to_retrain_test",
+             "test_retain_class_acc", "test_forget_class_acc")
+#: Metrics only a continual request (``seq:``) produces, and only a class request.
+CONTINUAL_ONLY = ("forget_all_acc", "forget_all_gap", "forget_all_size", "cumulative_unlearn_seconds",
+                  "cumulative_speedup_vs_retrain")
+CLASS_ONLY = ("test_retain_class_acc", "test_forget_class_acc")

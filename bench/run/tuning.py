@@ -24,7 +24,7 @@ from bench.core.fs import probe_write
 from bench.core.options import RunOptions
 from bench.core.plugins import get_registry, plugin_versions
 from bench.core.space import to_tune
-from bench.eval.metrics import METRIC_DIRECTIONS
+from bench.eval.metrics import CLASS_ONLY, CONTINUAL_ONLY, METRIC_DIRECTIONS, PER_EPOCH, no_direction_reason
 from bench.run.checks import oom_hint
 from bench.run.plan import make_plan
 from bench.run.runner import close_run
@@ -46,11 +46,42 @@ def check_tunable(registry, method: str, objective: str, num_samples: int, sched
             f"Methods with one: {', '.join(tunable) or '(none)'}."
         )
     if objective not in METRIC_DIRECTIONS:
-        raise BenchError(f"Unknown objective '{objective}'. Objectives: {', '.join(sorted(METRIC_DIRECTIONS))}.")
+        why = no_direction_reason(objective)
+        head = f"Objective '{objective}' has no better side.{why}" if why else f"Unknown objective '{objective}'."
+        raise BenchError(f"{head} Objectives: {', '.join(sorted(METRIC_DIRECTIONS))}.")
     if num_samples < 1:
         raise BenchError(f"--num-samples must be at least 1 (got {num_samples}).")
     if scheduler not in SCHEDULERS:
         raise BenchError(f"Unknown scheduler '{scheduler}': expected one of {', '.join(SCHEDULERS)}.")
+
+
+def check_objective(plan, registry, objective: str, scheduler: str) -> None:
+    """An objective the planned setting produces: a continual metric needs a ``seq:`` request, a
+    class metric a class request, an attack's metric that attack; under ASHA one that every
+    per-epoch report holds (otherwise Ray Tune stops the search at the first report, after the
+    references were trained)."""
+    forget = plan.groups[0].forget if plan.groups else None
+    if forget is None:
+        return
+    continual = forget.kind == "seq"
+    by_class = forget.kind == "class" or (continual and forget.labels is not None)
+    where = f"--forget {forget.text}"
+    if objective in CONTINUAL_ONLY and not continual:
+        raise BenchError(f"Objective '{objective}' is measured over a sequence of requests, and {where} is a single "
+                         f"request: give --forget seq:NxK or seq:class:A,B,..., or another objective (e.g. avg_gap).")
+    if objective in CLASS_ONLY and not by_class:
+        raise BenchError(f"Objective '{objective}' is measured on class requests, and {where} is not one: give "
+                         f"--forget class:C (or seq:class:A,B,...), or another objective (e.g. test_acc).")
+    for entry in registry.entries("attack"):
+        if objective in getattr(entry.obj, "unprefixed", ()) or objective.startswith(f"{entry.name}_"):
+            if entry.name not in plan.attacks:
+                raise BenchError(f"Objective '{objective}' is a metric of attack '{entry.name}', which this search does "
+                                 f"not run: add --attacks {entry.name} (or choose another objective).")
+            break
+    if scheduler == "asha" and objective not in PER_EPOCH:
+        raise BenchError(f"Objective '{objective}' is measured once a sample ends, and --scheduler asha compares "
+                         f"samples on their per-epoch reports ({', '.join(PER_EPOCH[:8])}, ...): use --scheduler "
+                         f"fifo for it, or one of those objectives.")
 
 
 def check_output(output: str | None, method: str) -> Path:
@@ -90,6 +121,7 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
     opts.executor = "ray"
     versions, plugins = package_versions(), plugin_versions()
     plan = make_plan(registry, opts, versions, plugins, say)
+    check_objective(plan, registry, objective, scheduler)
     method_obj = registry.get("method", method)
     mode = METRIC_DIRECTIONS[objective]
     t_start = time.perf_counter()
@@ -152,6 +184,13 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
             )
             best = best_sample(outcome, objective, mode)
             written = False
+            done = len(outcome.results)
+            if outcome.failures:
+                say(f"{len(outcome.failures)} of {num_samples} sample(s) failed (their runs hold the tracebacks); the "
+                    "best is chosen among the others.", always=True)
+            if outcome.interrupted and best is not None:
+                say(f"interrupted after {done} of {num_samples} sample(s) finished: the best of those is saved, not "
+                    "the best of the whole search (tagged bench.best_partial).", always=True)
             if best is None:
                 say("no sample finished: no best parameters to save.", always=True)
             else:
@@ -175,6 +214,8 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
                     tracking.log_params(client, parent, tracking.flatten({"best": dict(spec.params)}))
                     if not complete:  # the value is a stopped sample's last report, not a full run's
                         client.set_tag(parent, "bench.best_stopped_early", "true")
+                    if outcome.interrupted:  # the best of the samples that finished before the interrupt
+                        client.set_tag(parent, "bench.best_partial", f"{done} of {num_samples}")
                     tracking.log_metrics(client, parent, {f"best_{objective}": value, "samples_finished": len(outcome.results),
                                                           "wall_seconds": time.perf_counter() - t_start})
                 say(f"best sample: {spec.trial_name}: {objective}={value:.4f} with "

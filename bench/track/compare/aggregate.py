@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 
 from bench.core.errors import BenchError
-from bench.eval.metrics import ACCURACIES, DIRECTIONS, direction
+from bench.eval.metrics import ACCURACIES, direction, no_direction_reason
 from bench.track import report
 from bench.track.compare.query import TrialRecord
 
@@ -71,12 +71,8 @@ def resolve_objective(objective: str, maximize: bool | None, available: list[str
         return maximize
     known = direction(objective)
     if known is None:
-        extra = ""
-        if objective in DIRECTIONS:  # known to have no better direction
-            gap = objective.replace("_acc", "_gap")
-            gap = gap if gap in available else "avg_gap"
-            extra = f" Its target is the retrained model's value, not an extreme: rank by '{gap}' instead, or choose a direction."
-        raise BenchError(f"No known better direction for '{objective}'.{extra} Pass --maximize or --minimize.")
+        raise BenchError(f"No known better direction for '{objective}'.{no_direction_reason(objective, available)} "
+                         "Pass --maximize or --minimize.")
     return known
 
 
