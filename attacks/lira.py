@@ -39,7 +39,11 @@ horizontal-flip query augmentation does not fit digits or tabular data).
   fraction of population points z with r_x / r_z > 1 (gamma = 1), by ``searchsorted``. The
   population Z is a seeded half of D_t (non-members of the target); the other half are the
   non-member targets. ``a`` is chosen on the grid 0, 0.1, ..., 1 by the AUC of attacking shadow 0
-  with the shadows outside its pair as references (``tune_offline_a``), and logged as ``a``.
+  with the shadows outside its pair as references, on a seeded 500 + 500 of its members and
+  non-members, and logged as ``a`` (a choice: ``tune_offline_a`` uses one reference pair and every
+  point). Run beside ml_privacy_meter (e384af8) by ``benchmarks/upstream_rmia.py``: equal on the
+  same arrays (docs/reference-code.md); the population inside the shadows' pool (the reference's lies
+  outside every model) and the odd pool's extra OUT shadow are choices.
 """
 
 from __future__ import annotations
@@ -266,7 +270,8 @@ class RMIA:
 
     def tune_a(self, conf_pool: np.ndarray, keep_pool: np.ndarray, z_idx: np.ndarray, rng) -> float:
         """The grid value of ``a`` maximising AUC when shadow 0 is the target and the shadows
-        outside its pair (0, 1) are the references (ml_privacy_meter ``tune_offline_a``)."""
+        outside its pair (0, 1) are the references (ml_privacy_meter ``tune_offline_a`` tunes with one
+        reference pair on every point: the same AUC per grid value from the same inputs)."""
         from bench.eval import scoring
 
         M = conf_pool.shape[0]
