@@ -135,6 +135,17 @@ def test_readers_refuse_an_sqlite_database_that_is_not_an_mlflow_store(command, 
     assert _tables(db) == {"notes"}  # MLflow's tables were not created in it
 
 
+@pytest.mark.parametrize("command", [["run", "--dry-run", *QUICK], ["run", *QUICK]], ids=["dry-run", "run"])
+def test_writers_refuse_an_sqlite_database_of_something_else(command, tmp_path, invoke_bench):
+    """bench run on another application's database added MLflow's 66 tables to it, exit 0."""
+    db = _other_sqlite(tmp_path / "app.db")
+    proc = invoke_bench(*command, "--tracking-uri", f"sqlite:///{db}", "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
+    refused(proc, r"app\.db is an SQLite database of something else \(tables notes\), not an MLflow store; MLflow would "
+                  r"add its tables to it, so bench leaves it unchanged\.")
+    assert _tables(db) == {"notes"}
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").rglob("*.safetensors"))
+
+
 def test_a_store_left_with_a_hot_journal_is_not_refused(tmp_path, invoke_bench):
     """A writer killed mid-transaction leaves a journal that only a writer rolls back (a read-only look
     fails with "attempt to write a readonly database"): the store is a database, MLflow recovers it."""

@@ -24,8 +24,9 @@ MLFLOW_TABLES = ("experiments", "runs")
 
 def _check_database(uri: str, path: Path, existing: bool) -> None:
     """Refuse a file that is not an SQLite database (SQLAlchemy would fail later with a traceback),
-    and, for ``existing`` (readers: ``bench compare``, ``bench ui``), one that is not an MLflow store:
-    MLflow would create its tables in it."""
+    and one that is not an MLflow store: for ``existing`` (readers: ``bench compare``, ``bench ui``)
+    any such database, for writers one holding other tables (MLflow would create its own among
+    them); an empty file or an empty database becomes a new store."""
     import sqlite3
 
     try:
@@ -57,6 +58,11 @@ def _check_database(uri: str, path: Path, existing: bool) -> None:
         what = "is empty" if not head else "is an SQLite database but not an MLflow store (no 'experiments' and 'runs' tables)"
         raise BenchError(f"Tracking store {uri}: {path} {what}; nothing was recorded there and it is left unchanged. "
                          f"Pass --tracking-uri sqlite:///PATH of the store `bench run` wrote.")
+    if not existing and tables and not set(MLFLOW_TABLES) <= tables:  # a writer: MLflow would add its tables to it
+        shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        raise BenchError(f"Tracking store {uri}: {path} is an SQLite database of something else (tables {shown}), not "
+                         f"an MLflow store; MLflow would add its tables to it, so bench leaves it unchanged. Pass "
+                         f"--tracking-uri sqlite:///PATH of {other}.")
 
 
 def _sqlite(uri: str, writable: bool, existing: bool = False) -> str:
