@@ -13,16 +13,20 @@ model per shard is trained incrementally: with e epochs (the recipe's, or ``epoc
 ē = 2e/(R+1), slice r (1-based) is trained for floor(r·ē) − floor((r−1)·ē) epochs on slices
 1..r, starting from the checkpoint saved after slice r−1 (a fresh initialisation for r = 1);
 the checkpoint after every slice is kept. The optimizer (the recipe's optimizer, lr, momentum,
-weight decay, batch size and schedule) starts afresh for every slice, as in ``sisa.py``, which
-builds it per slice; the recipe's schedule therefore runs over each slice's epochs (with R = 1 a
+weight decay, batch size and schedule) starts afresh for every slice (a fix: ``sisa.py`` builds one
+optimizer per process before its slice loop, so a stateful optimizer carries its state across
+slices in training but starts afresh at the slice an unlearning run resumes from, and its
+retrained constituent is not what its own training gives; run beside it in
+``benchmarks/upstream_sisa.py``); the recipe's schedule therefore runs over each slice's epochs (with R = 1 a
 constituent is trained exactly like the monolithic model, on its shard). All constituents start
 from the harness's seeded initialisation (``ctx.new_model()``); each slice's shuffling is seeded
 by (seed, shard, slice).
 
 Prediction (``aggregation.py``): each constituent outputs a one-hot argmax (``aggregation=
 "argmax"``, the reference default: a majority vote) or its softmax vector (``"softmax"``: the
-reference's ``--output_type softmax``, which crashes there because ``softmax`` is never imported;
-here it works); votes = Σ_k w_k · out_k with w_k = 1/S (``weighting="uniform"``) or the number of
+reference's ``--output_type softmax``, which crashes there because ``softmax`` is never imported,
+and with the name supplied because ``.numpy()`` is called on an output that requires grad; here it
+works); votes = Σ_k w_k · out_k with w_k = 1/S (``weighting="uniform"``) or the number of
 points shard k currently trains on (``"proportional"``). The ensemble's forward returns
 ``log(votes)`` (clamped at 1e-12), so its argmax is the vote and its softmax is the aggregated
 distribution: the harness evaluates it like any model.
