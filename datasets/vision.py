@@ -102,8 +102,8 @@ class TorchvisionImages:
         return [(base / cls.split_list[s][1], cls.split_list[s][2]) for s in ("train", "test")]
 
     def _how(self, root: str) -> str:
-        return (f"Download them with: bench run --dataset {self.name} --download --data-dir {root}  "
-                f"(needs internet; or copy torchvision's files there; see docs/datasets.md).")
+        return (f"Download them (and nothing else) with: bench run --dry-run --dataset {self.name} --download "
+                f"--data-dir {root}  (needs internet; or copy torchvision's files there; see docs/datasets.md).")
 
     # -- loading ----------------------------------------------------------------------------
 

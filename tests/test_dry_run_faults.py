@@ -74,6 +74,27 @@ def test_missing_dataset_files_are_not_ready_and_the_dry_run_exits_0(spec, invok
     assert f"The plan is valid, but {spec} cannot load yet: place the files" in proc.stdout
 
 
+def test_dry_run_with_download_fetches_the_files_and_trains_nothing(invoke_bench, tmp_path, monkeypatch):
+    """The missing-files message suggests `bench run --dry-run ... --download` to fetch the files
+    only: the dry run passes --download to the dataset (it passed False, so nothing was fetched)."""
+    from bench.datasets.vision import TorchvisionImages
+
+    seen = []
+    real = TorchvisionImages.load
+
+    def recording(self, data_dir, download, arg):
+        seen.append(download)
+        return real(self, data_dir, False, arg)  # no network here: the files stay missing
+
+    monkeypatch.setattr(TorchvisionImages, "load", recording)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = invoke_bench("run", "-d", "cifar10", "--data-dir", str(empty), "--dry-run", "--download", *_store(tmp_path))
+    assert proc.returncode == 0 and seen == [True], (seen, proc.stdout + proc.stderr)
+    assert "--download fetches missing dataset files" in proc.stdout
+    assert f"bench run --dry-run --dataset cifar10 --download --data-dir {empty}" in proc.stdout
+
+
 @pytest.fixture
 def no_gpu(monkeypatch):
     """This machine as torch sees it without a GPU, whatever it has."""
@@ -98,3 +119,9 @@ def test_the_dry_run_refuses_a_gpu_the_machine_does_not_have(flags, message, no_
 def test_the_dry_run_on_the_cpu_still_passes(no_gpu, invoke_bench, tmp_path):
     proc = invoke_bench("run", "--device", "cpu", "--dry-run", *_store(tmp_path))
     assert proc.returncode == 0 and "The plan is valid and its data loads" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_dry_run_says_which_methods_a_wildcard_leaves_out(invoke_bench, tmp_path):
+    proc = invoke_bench("run", "--methods", "*", "--dry-run", *_store(tmp_path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "left out of --methods '*': unsir (they cannot take random:10%; name one to see why)" in proc.stdout

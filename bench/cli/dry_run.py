@@ -72,7 +72,8 @@ def dry_run(opts, preset=None, echo=click.echo) -> int:
     check_attacks_fit(methods, forgets, attacks)
     data_dir = resolve_data_dir(opts)
     n_trials = len(methods) * len(opts.seeds) * len(opts.datasets) * len(opts.models) * len(forgets)
-    echo("Dry run: the plan of this `bench run` (nothing is trained or recorded).")
+    echo("Dry run: the plan of this `bench run` (nothing is trained or recorded"
+         + ("; --download fetches missing dataset files)." if opts.download else ")."))
     if preset is not None:
         echo(f"preset:      {preset.name}: {preset.title}")
         echo(f"source:      {preset.source}")
@@ -80,6 +81,10 @@ def dry_run(opts, preset=None, echo=click.echo) -> int:
     echo(f"trials:      {n_trials} = {len(methods)} method(s) x {len(opts.seeds)} seed(s) x {len(opts.datasets)} dataset(s) "
          f"x {len(opts.models)} model(s) x {len(forgets)} forget request(s)")
     echo(f"methods:     {', '.join(m.name for m in methods)}")
+    left_out = [n for n in registry.resolve("method", opts.methods) if n not in {m.name for m in methods}]
+    if left_out:  # as bench run says it (bench.run.runner)
+        echo(f"             left out of --methods '{opts.methods}': {', '.join(left_out)} (they cannot take "
+             f"{', '.join(opts.forgets)}; name one to see why)")
     echo(f"seeds:       {','.join(map(str, opts.seeds))}" + (f" (forget seed {opts.forget_seed})" if opts.forget_seed is not None else ""))
     echo(f"forget:      {', '.join(f.text for f in forgets)}")
     echo(f"attacks:     {opts.attacks or '(none)'}" + (f"; {opts.shadow_models} shadow models" if opts.attacks else ""))
@@ -92,7 +97,7 @@ def dry_run(opts, preset=None, echo=click.echo) -> int:
     for dspec in opts.datasets:
         ds = registry.get("dataset", dspec.partition(":")[0])
         try:
-            splits = load_splits(ds, dspec, str(data_dir), False)
+            splits = load_splits(ds, dspec, str(data_dir), opts.download)  # --download: fetch the files, train nothing
         except DataFilesMissing as exc:  # only missing files; a bad spec or bad data is refused below
             splits = None
             missing.append(dspec)

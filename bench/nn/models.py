@@ -3,7 +3,7 @@
 A model spec is ``NAME`` or ``NAME:ARG``: ``mlp:256,256`` (hidden sizes), ``cnn:32,64``
 (conv widths), ``resnet18`` or ``timm:resnet18`` (any name ``timm.list_models()`` knows,
 built with ``timm.create_model(name, pretrained=False, num_classes=K, in_chans=C)``; nothing
-is downloaded). ``resnet18-cifar`` (bench/nn/resnet_cifar.py) is the default for 32x32 images.
+is downloaded). ``resnet18-cifar`` (bench/nn/resnet_cifar.py) is the usual model for 32x32 images (``--model resnet18-cifar``; the default is ``mlp``).
 
 timm models may start from pretrained weights in a local file: ``timm:resnet18,pretrained=PATH``
 (safetensors or a ``weights_only`` torch state dict, read by ``bench.core.weights``), handed to

@@ -1,4 +1,4 @@
-"""``resnet18-cifar``: ResNet-18 with the CIFAR stem, the default architecture for 32x32 images.
+"""``resnet18-cifar``: ResNet-18 with the CIFAR stem, the usual architecture for 32x32 images (the CIFAR presets use it; `--model` still defaults to ``mlp``).
 
 He et al. ("Deep Residual Learning for Image Recognition", CVPR 2016) built ResNet-18 for
 224x224 ImageNet images: a 7x7 stride-2 convolution and a max pool shrink the input 4x before
@@ -42,7 +42,7 @@ def resnet18_cifar(num_classes: int, in_chans: int = 3):
 
 class ResNet18Cifar:
     name = "resnet18-cifar"
-    description = "ResNet-18 with a CIFAR stem (3x3 stride-1 conv, no max pool), the default for 32x32 images."
+    description = "ResNet-18 with a CIFAR stem (3x3 stride-1 conv, no max pool), the usual model for 32x32 images (pass --model resnet18-cifar)."
     default_recipe = dict(RECIPE)
 
     def create(self, num_classes, input_shape, arg=None):
