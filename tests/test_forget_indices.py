@@ -187,3 +187,22 @@ def test_run_id_with_a_store_not_yet_created(tmp_path, invoke_bench):
     assert proc.returncode == 2
     assert f"the tracking store sqlite:///{tmp_path / 'new.db'} does not exist yet, so it holds no run {rid}" in proc.stderr
     assert not (tmp_path / "new.db").exists()
+
+
+def test_a_parent_run_id_is_refused_naming_its_trials(tmp_path, invoke_bench):
+    """`indices:PARENT_ID` (the id bench run prints) says which trial ids to use instead."""
+    from mlflow.tracking import MlflowClient
+
+    from bench.track.tracking import configure_environment
+
+    configure_environment()
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.create_experiment("shared", artifact_location=str(tmp_path / "artifacts"))
+    parent = client.create_run(exp, tags={"bench.role": "parent"}).info.run_id
+    kid = client.create_run(exp, tags={"bench.role": "trial", "mlflow.parentRunId": parent, "bench.method": "ga",
+                                       "bench.seed": "0", "bench.forget": "random:16"}).info.run_id
+    proc = invoke_bench("run", "--executor", "local", "-m", "ga", "--forget", f"indices:{parent}", "--cache-dir",
+                        str(tmp_path / "cache"), "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "is the parent run of a bench run, not a trial" in proc.stderr
+    assert f"Its trials: ga seed 0 random:16: {kid}." in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

@@ -295,8 +295,17 @@ def fetch_forget_run(spec: ForgetSpec, uri: str) -> ForgetSpec:
                          f"of a trial (MLflow UI, or `bench compare`), with --tracking-uri of its store, or a file of "
                          f"indices.") from None
     if run.data.tags.get(Tag.ROLE) == "parent":
+        try:
+            kids = client.search_runs([run.info.experiment_id], f"tags.`{Tag.PARENT}` = '{run_id}'", max_results=50,
+                                      order_by=["attributes.start_time ASC"])
+        except Exception:  # a store that cannot filter: the message without the list
+            kids = []
+        listed = "; ".join(f"{k.data.tags.get(Tag.METHOD, '?')} seed {k.data.tags.get(Tag.SEED, '?')} "
+                           f"{k.data.tags.get(Tag.FORGET, '')}: {k.info.run_id}".replace("  ", " ") for k in kids[:6])
+        more = f" (and {len(kids) - 6} more)" if len(kids) > 6 else ""
+        trials = f" Its trials: {listed}{more}." if kids else ""
         raise BenchError(f"{where}: run {run_id} is the parent run of a bench run, not a trial; give the id of one of its "
-                         f"trial runs (each logs its forget set as {INDICES_ARTIFACT}).")
+                         f"trial runs (each logs its forget set as {INDICES_ARTIFACT}).{trials}")
     try:
         with tempfile.TemporaryDirectory() as tmp:
             text = Path(client.download_artifacts(run_id, INDICES_ARTIFACT, tmp)).read_text()
