@@ -206,6 +206,15 @@ def original(kind: str, *, model: str = ""):
             state = MLP(64, (128, 128), 10).state_dict()
         elif kind == "missing":
             state.pop("net.5.bias")
+        elif kind == "module":  # saved from a DataParallel wrapper
+            state = {f"module.{k}": v for k, v in state.items()}
+        elif kind == "truncated":
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+            path.write_bytes(path.read_bytes()[:-100])
+            return ["--original", str(path)]
+        elif kind == "dir":
+            return ["--original", str(w)]
         elif kind == "nan":
             state["net.3.weight"][2, 7] = float("nan")
         elif kind == "text":
@@ -276,7 +285,11 @@ CASES: dict[str, tuple] = {
     # your own original (--original)
     "original-missing": (["--original", "/nonexistent/original.safetensors"], r"--original /nonexistent/original\.safetensors \(for --model mlp\): no such file"),
     "original-other-arch": (original("cnn"), r"none of its 8 tensors \(features\.0\.bias, .*\) is a tensor of the model, which has net\.1\.bias, .*the file is of another architecture"),
-    "original-other-size": (original("narrow"), r"tensor 'net\.1\.weight' has shape \(128, 64\); the model has \(256, 64\)"),
+    "original-other-size": (original("narrow"), r"5 tensor\(s\) of other shapes: 'net\.1\.weight' \(128, 64\) \(the model: \(256, 64\)\); "
+                            r"'net\.1\.bias' \(128,\) \(the model: \(256,\)\); .*; and 1 more\. The file is of another architecture"),
+    "original-module-prefix": (original("module"), r"its tensors are the model's with a 'module\.' prefix .*save model\.module\.state_dict\(\)"),
+    "original-truncated": (original("truncated"), r"a damaged safetensors file \(its header does not match the bytes after it: truncated\?\)"),
+    "original-directory": (original("dir"), r"\(for --model mlp\): a directory, not a file"),
     "original-missing-keys": (original("missing"), r"missing 1 tensor\(s\) the model has: net\.5\.bias\. Expected exactly the model's 6 tensors"),
     "original-nan": (original("nan"), r"tensor 'net\.3\.weight' holds 1 NaN value\(s\) of 65536; expected finite weights"),
     "original-not-weights": (original("text"), r"neither a safetensors file nor a torch state dict"),

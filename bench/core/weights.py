@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,19 +52,25 @@ def read_weights(path: str | Path, where: str) -> Weights:
 
     p = Path(path).expanduser()
     if not p.is_file():
-        raise BenchError(f"{where}: no such file. Give the path of a .safetensors or torch state-dict file.")
+        what = "a directory, not a file" if p.is_dir() else "no such file"
+        raise BenchError(f"{where}: {what}. Give the path of a .safetensors or torch state-dict file.")
     try:
         data = p.read_bytes()
     except OSError as exc:
         raise BenchError(f"{where}: cannot read it ({exc.strerror or exc}). Check the path and its permissions.") from None
     state, fmt = _safetensors(data), "safetensors"
+    if state is None and len(data) >= 10 and data[8:9] == b"{":  # a safetensors header whose tensors do not follow
+        raise BenchError(f"{where}: a damaged safetensors file (its header does not match the bytes after it: "
+                         f"truncated?). Save the weights again. {USAGE}.")
     if state is None:
         fmt = "torch"
         if not (data[:4] == b"PK\x03\x04" or data[:1] == b"\x80"):  # torch.save's zip, or a bare pickle
             raise BenchError(f"{where}: neither a safetensors file nor a torch state dict (it starts with "
                              f"{data[:8]!r}). {USAGE}.")
         try:
-            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch warns about legacy pickles before refusing them: one line, below
+                warnings.simplefilter("ignore")
+                state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
             lines = [ln.strip() for ln in str(exc).splitlines() if "Unsupported global" in ln]
             why = f" ({lines[0][:160]})" if lines else ""

@@ -139,7 +139,9 @@ def _timm_pretrained(name: str, opts: dict[str, str], num_classes: int, in_chans
         return timm.create_model(name, pretrained=True, num_classes=num_classes, in_chans=in_chans,
                                  pretrained_cfg_overlay={"state_dict": dict(weights.state), "num_classes": rows})
     except (RuntimeError, KeyError, ValueError) as exc:
-        raise BenchError(f"{where} does not fit timm's {name}: {str(exc).splitlines()[0][:200]}. Give the weights "
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()] or [type(exc).__name__]
+        why = " ".join(lines[:2]) if lines[0].endswith(":") else lines[0]  # torch's "Error(s) in loading ...:" heads its reasons
+        raise BenchError(f"{where} does not fit timm's {name}: {why[:240]}. Give the weights "
                          f"of the same architecture (model.state_dict() of timm.create_model('{name}')).") from None
 
 

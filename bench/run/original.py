@@ -60,6 +60,9 @@ def check_against(orig: Original, net, dataset: str) -> None:
     expected = net.state_dict()
     missing = set(expected) - set(orig.state)
     extra = set(orig.state) - set(expected)
+    if extra and missing == set(expected) and {n.removeprefix("module.") for n in extra} == set(expected):
+        raise BenchError(f"{where}: its tensors are the model's with a 'module.' prefix (saved from a DataParallel or "
+                         f"DistributedDataParallel wrapper): save model.module.state_dict(), or strip the prefix.")
     if extra and missing == set(expected):  # not one name in common
         raise BenchError(f"{where}: none of its {len(orig.state)} tensors ({shown(extra)}) is a tensor of the model, "
                          f"which has {shown(expected)}: the file is of another architecture. Pass the --model it was "
@@ -72,12 +75,16 @@ def check_against(orig: Original, net, dataset: str) -> None:
             parts.append(f"{len(extra)} tensor(s) the model lacks: {shown(extra)}")
         raise BenchError(f"{where}: {'; '.join(parts)}. Expected exactly the model's {len(expected)} tensors; save the "
                          f"whole model.state_dict() of that architecture (no 'module.' prefixes).")
+    reshaped = [(n, tuple(orig.state[n].shape), tuple(ref.shape)) for n, ref in expected.items()
+                if tuple(orig.state[n].shape) != tuple(ref.shape)]
+    if reshaped:
+        listed = "; ".join(f"'{n}' {got} (the model: {want})" for n, got, want in reshaped[:4])
+        more = f"; and {len(reshaped) - 4} more" if len(reshaped) > 4 else ""
+        raise BenchError(f"{where}: {len(reshaped)} tensor(s) of other shapes: {listed}{more}. The file is of another "
+                         f"architecture, size, class count or input shape: pass the --model spec it was trained as, "
+                         f"or a file trained on this dataset.")
     for name, ref in expected.items():
         got = orig.state[name]
-        if tuple(got.shape) != tuple(ref.shape):
-            raise BenchError(f"{where}: tensor '{name}' has shape {tuple(got.shape)}; the model has {tuple(ref.shape)}. "
-                             f"The file is of another architecture or size: pass the --model spec it was trained as "
-                             f"(e.g. mlp:128,128), or a file for this dataset's {ref.shape} layout.")
         if ref.is_floating_point() and not got.is_floating_point():
             raise BenchError(f"{where}: tensor '{name}' has dtype {got.dtype}; the model expects {ref.dtype}.")
         if got.is_floating_point() or got.is_complex():

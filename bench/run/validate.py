@@ -219,7 +219,8 @@ def resolve_originals(opts: RunOptions) -> dict[str, str]:
                              f"file whose name holds '='.")
         p = Path(path).expanduser()
         if not p.is_file():
-            raise BenchError(f"--original {p} (for --model {model}): no such file. Give the path of a .safetensors or "
+            what = "a directory, not a file" if p.is_dir() else "no such file"
+            raise BenchError(f"--original {p} (for --model {model}): {what}. Give the path of a .safetensors or "
                              f"torch state-dict file.")
     opts.original = given
     return given
