@@ -10,7 +10,8 @@ this sampler rather than the paper's Hessian-based noise):
   ``eval()`` mode), p = softmax(f(x)); F += Σ_c p_c · (∇_w CE(f(x), c))²; then F /= |D_r|.
 - v = clamp(1/(F + 1e-8), max=1e3), clamped further at 1e2 for tensors whose first dimension is
   the number of classes K; v = alpha·v; for tensors of two or more dimensions v is averaged over
-  dimension 1 (one variance per output unit) and expanded back.
+  dimension 1 (one variance per output unit of a linear layer; per output channel and kernel
+  position of a convolution) and expanded back.
 - mu = w. For a class request (the notebook's ``num_to_forget is None`` branch) the forgotten
   class's row of every tensor whose first dimension is K is dropped: mu[c] = 0, v[c] = 1e-4.
 - v ×= 10 for tensors whose first dimension is K (the classifier) and for 1-D tensors (biases,
@@ -27,7 +28,9 @@ models take ``torch.func``: ``vmap`` over examples (in chunks of ``chunk_size``;
 gradient floats per chunk) of ``jacrev`` of the per-class losses -log p_c, i.e. one forward per
 example and K vector-Jacobian products under vmap, weighted by p and summed. Both equal the
 notebook's loop of K backward passes per example up to float summation order
-(``tests/test_fisher.py``, ``tests/test_fisher_closed_form.py``: 1e-5 relative in float32, the
+(``tests/test_fisher.py``, ``tests/test_fisher_closed_form.py``: 1e-4 relative in float32 (on
+digits' whole retain set the notebook's own float32 sum sits 1.1e-5 from ours, ours 6e-7 from its
+float64 value; ``benchmarks/upstream_fisher.py`` runs the notebook beside ours), the
 closed form against the vmap path it replaced for MLPs likewise; the result is deterministic for
 a given model, data and chunk size) and are much faster (``benchmarks/bench_fisher.py``).
 Deviation from OPTML-Group/Unlearn-Sparse ``unlearn/fisher.py::fisher_new``: that code squares
@@ -161,10 +164,15 @@ def fisher_diagonal(model, x, chunk_size: int = 64, closed_form: bool | None = N
     """
     if closed_form is not False:
         chain = _linear_layers(model)
-        if chain is not None:
+        # the closed form takes every Linear's input as (examples, features): inputs of more
+        # dimensions must meet a Flatten before the first Linear (a Linear over the last axis of
+        # (B, 4, 8) inputs, flattened later, goes the vmap way)
+        first = next((kind for kind, _ in chain or () if kind != "relu"), None)
+        if chain is not None and (x.dim() == 2 or first == "flatten"):
             return linear_fisher_diagonal(model, x, chunk_size, chain)
         if closed_form:
-            raise ValueError("closed_form=True needs a plain chain of Flatten/Linear/ReLU layers.")
+            raise ValueError("closed_form=True needs a plain chain of Flatten/Linear/ReLU layers whose first Linear "
+                             "sees (examples, features): flatten inputs of more dimensions first.")
     return vmap_fisher_diagonal(model, x, chunk_size)
 
 

@@ -52,3 +52,14 @@ def test_closed_form_is_deterministic_and_used_only_for_linear_chains():
     with pytest.raises(ValueError, match="closed_form"):
         fisher_diagonal(other, x, 8, closed_form=True)
     assert _rel(fisher_diagonal(other, x, 8), vmap_fisher_diagonal(other, x, 8)) == 0.0  # falls back to vmap
+
+
+def test_a_linear_chain_over_the_last_axis_of_3d_inputs_goes_the_vmap_way():
+    """A Linear applied to (B, 4, 8) inputs and flattened afterwards: the closed form, which takes
+    every Linear's input as (examples, features), crashed on it; the vmap path is exact there."""
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Flatten(), nn.Linear(64, 3)).double()
+    x = torch.randn(5, 4, 8, dtype=torch.double)
+    assert _rel(fisher_diagonal(model, x, 64), fisher_diagonal_loop(model, x, 3)) < 1e-10
+    with pytest.raises(ValueError, match="flatten inputs of more dimensions first"):
+        fisher_diagonal(model, x, 64, closed_form=True)
