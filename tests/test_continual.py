@@ -243,3 +243,10 @@ def test_input_bounds_from_the_dataset_or_the_training_split():
     d.info["input_bounds"] = ([0.0], [0.5])  # per channel
     lo, hi = input_bounds(d, "cpu")
     assert lo.shape == (1, 1, 1) and float(hi) == 0.5
+
+
+@pytest.mark.parametrize("text", ["seq:5_0x2", "seq:\u0661x2", "seq:class:1_0", "random:5_0", "random:\u0661\u0660", "class:1_0"])
+def test_forget_numbers_are_ascii_digits(text):
+    """int() and float() take '5_0' (50) and other scripts' digits: refused instead of read."""
+    with pytest.raises(BenchError, match="Bad forget request"):
+        parse_forget(text)

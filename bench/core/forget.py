@@ -31,6 +31,8 @@ SYNTAX = ("random:10%, random:100, class:3 or indices:PATH (a file, or indices:R
 INDICES_ARTIFACT = "forget_indices.txt"
 #: An MLflow run id: 32 lowercase hexadecimal digits.
 RUN_ID = re.compile(r"[0-9a-f]{32}")
+_DIGITS = re.compile(r"[0-9]+")
+_NUMBER = re.compile(r"-?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?")
 SEQ_SYNTAX = "seq:NxK (N requests of K random training points, e.g. seq:5x20) or seq:class:A,B,... (e.g. seq:class:1,3,5)"
 
 
@@ -66,7 +68,7 @@ class ForgetSpec:
         total = self.requests * self.count
         if total >= n:
             raise BenchError(
-                f"Forget request '{self.text}': {self.requests} requests of {self.count} points need {total} distinct "
+                f"Forget request '{self.text}': {self.requests} request(s) of {self.count} point(s) need {total} distinct "
                 f"training points but the training set has {n}; ask for fewer (at most {n - 1} in all)."
             )
         drawn = np.random.default_rng(forget_seed).choice(n, size=total, replace=False)
@@ -201,6 +203,9 @@ def parse_forget(text: str) -> ForgetSpec:
     if kind == "seq":
         return _parse_seq(text, arg)
     if kind == "random":
+        if not _NUMBER.fullmatch(arg.removesuffix("%").strip()):  # float() also takes "1_0", "١٠" and "nan"
+            what = f"'{arg}' is not a percentage" if arg.endswith("%") else "expected random:10% or random:100"
+            raise BenchError(f"Bad forget request '{text}': {what} (ASCII digits, e.g. random:10%).")
         if arg.endswith("%"):
             try:
                 pct = float(arg[:-1])
@@ -226,6 +231,8 @@ def parse_forget(text: str) -> ForgetSpec:
         return ForgetSpec(text, "random", count=int(value))
     if kind == "class":
         try:
+            if not _DIGITS.fullmatch(arg.removeprefix("-")):
+                raise ValueError
             return ForgetSpec(text, "class", label=int(arg))
         except ValueError:
             raise BenchError(f"Bad forget request '{text}': expected an integer class label, e.g. class:3.") from None
@@ -239,6 +246,8 @@ def _parse_seq(text: str, arg: str) -> ForgetSpec:
     if arg.startswith("class:"):
         items = [v.strip() for v in arg[len("class:"):].split(",")]
         try:
+            if not all(_DIGITS.fullmatch(v.lstrip("-")) for v in items):
+                raise ValueError
             labels = tuple(int(v) for v in items)
         except ValueError:
             raise BenchError(f"Bad forget request '{text}': the classes must be integers; expected {SEQ_SYNTAX}.") from None
@@ -246,10 +255,9 @@ def _parse_seq(text: str, arg: str) -> ForgetSpec:
             raise BenchError(f"Bad forget request '{text}': a class is repeated; each request forgets a different class.")
         return ForgetSpec(text, "seq", labels=labels, requests=len(labels))
     n_text, x, k_text = arg.lower().partition("x")
-    try:
-        requests, count = int(n_text), int(k_text)
-    except ValueError:
-        raise BenchError(f"Bad forget request '{text}': expected {SEQ_SYNTAX}.") from None
+    if not (_DIGITS.fullmatch(n_text.strip()) and _DIGITS.fullmatch(k_text.strip())):  # int() takes "5_0" and "١"
+        raise BenchError(f"Bad forget request '{text}': expected {SEQ_SYNTAX}.")
+    requests, count = int(n_text), int(k_text)
     if not x or requests < 1 or count < 1:
         raise BenchError(f"Bad forget request '{text}': the number of requests and their size must be at least 1; expected {SEQ_SYNTAX}.")
     return ForgetSpec(text, "seq", count=count, requests=requests)

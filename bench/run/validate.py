@@ -195,7 +195,7 @@ def check_continual(methods: list[MethodPlan], forgets: list[ForgetSpec]) -> Non
         if not ok:
             raise BenchError(
                 f"Method '{m.name}' cannot take continual requests ({', '.join(seq)}): {note.rstrip('.')}. "
-                f"Drop it from --methods for these requests, or use a single request (e.g. random:20)."
+                f"Use a single request (e.g. random:20), or another method (bench run: drop it from --methods)."
             )
 
 
