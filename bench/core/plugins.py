@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -70,6 +71,7 @@ def _in_process_name(pm: pluggy.PluginManager, plugin) -> str:
     names them), an instance's class (pluggy would name it by its id, a number no message or record
     can point a reader to); a second of the same name gets ``#2``."""
     base = getattr(plugin, "__name__", None) or f"{type(plugin).__module__}.{type(plugin).__qualname__}"
+    base = re.sub(r"[^\w.:/ -]", "", base)  # recorded as MLflow param keys ("plugins.NAME"): "<locals>" -> "locals"
     name, n = base, 1
     while pm.has_plugin(name):
         n += 1
