@@ -116,7 +116,7 @@ def test_missing_torchvision_files_name_the_path_and_the_download_command(tmp_pa
     msg = str(err.value)
     first = VISION[name].expected_files(str(tmp_path))[0][0]
     assert "missing file(s)" in msg and str(first) in msg
-    assert f"bench run --dataset {name} --download --data-dir {tmp_path}" in msg
+    assert f"bench run --dry-run --dataset {name} --download --data-dir {tmp_path}" in msg
 
 
 def test_malformed_files_give_clear_errors(tmp_path, fx):
