@@ -404,3 +404,19 @@ def test_a_run_without_finished_trials_prints_its_table_and_no_plot(tmp_path, in
     assert {r["method"]: r["failed"] for r in csv.DictReader(io.StringIO(res.stdout))}["broken"] == "1"
     named = invoke_bench("compare", "--tracking-uri", uri, "--plot", str(tmp_path / "p.png"), cwd=tmp_path)
     assert named.returncode == 1 and not (tmp_path / "p.png").exists()
+
+
+def test_pooled_settings_name_your_own_original_by_its_file_in_one_item():
+    """A run from --original beside one without: the label read 'original.path=-,original.sha256=-'
+    and the full path and 64-hex digest; now one item, the file's name and 8 hex digits."""
+    from types import SimpleNamespace
+
+    from bench.track.compare.query import _split_settings
+
+    own = {"original.path": "/long/path/to/mine.safetensors", "original.sha256": "ab" * 32, "recipe.epochs": "30"}
+    trials = [SimpleNamespace(setting=("digits", "mlp", "random:10%"), setting_params=p)
+              for p in (own, {"recipe.epochs": "30"}, {"recipe.epochs": "5"})]
+    _split_settings(trials)
+    assert [t.setting[1] for t in trials] == ["mlp [recipe.epochs=30,original=mine.safetensors@abababab]",
+                                             "mlp [recipe.epochs=30,original=none]",
+                                             "mlp [recipe.epochs=5,original=none]"]

@@ -185,7 +185,8 @@ def to_csv(rows: list[Row], ranks: list[int | None] | None = None, columns=COLUM
         for c in columns:
             values = [v for v in r.values.get(c, []) if v == v]
             mean, std = _mean_std(values)
-            stats.extend([mean, std if len(values) > 1 else ""])  # one value has no standard deviation
+            # no value: both empty (as the markdown's "-"); one value has no standard deviation
+            stats.extend(["" if not values else mean, std if len(values) > 1 else ""])
         rank = (["" if ranks[i] is None else ranks[i]] if ranked else [])
         w.writerow([*r.setting, r.name, *rank, *stats, r.ok, r.failed, r.killed])
     return buf.getvalue()

@@ -207,9 +207,28 @@ def _split_settings(trials: list[TrialRecord]) -> None:
         differing = [k for k in keys if len({(t.setting_params or {}).get(k) for t in group}) > 1]
         if not differing:
             continue
+        labelled = [k for k in differing if not k.startswith("original.")]
+        if len(labelled) < len(differing):  # your own original's path and digest: one item
+            labelled.append(_ORIGINAL_KEY)
         for t in group:
-            shown = ",".join(f"{k}={_short((t.setting_params or {}).get(k, '-'))}" for k in differing)
+            shown = ",".join(_shown(k, t.setting_params or {}) for k in labelled)
             t.setting = (dataset, f"{model} [{shown}]", forget)
+
+
+#: your own original (--original) is labelled by its file's name and digest, in one item
+_ORIGINAL_KEY = "original.sha256"
+
+
+def _shown(key: str, params: dict[str, str]) -> str:
+    """``key=value`` of a setting label; your own original as ``original=NAME@DIGEST`` (or ``none``)."""
+    if key == _ORIGINAL_KEY:
+        digest, path = params.get(key), params.get("original.path")
+        if not digest or digest == "-":
+            return "original=none"
+        return f"original={Path(path).name if path else '?'}@{digest[:8]}"
+    if key.endswith("sha256"):  # a digest: its first 8 hex digits tell two apart
+        return f"{key}={(params.get(key) or '-')[:8]}"
+    return f"{key}={_short(params.get(key, '-'))}"
 
 
 def _label_variants(trials: list[TrialRecord]) -> None:
