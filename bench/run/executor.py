@@ -69,13 +69,46 @@ def run_local(trials: list[TrialSpec], payload: Payload,
         except Exception as exc:
             error = format_exception(exc)
             out.failures[i] = error
-            run_id = log_trial(spec, None, error)
+            with _finish_writing(spec.trial_name, say) as stop:
+                run_id = log_trial(spec, None, error)
             say(failure_line(f"[{i + 1}/{len(trials)}]", spec.trial_name, error, run_id), always=True)
+            if stop:
+                out.interrupted = True
+                break
             continue
         out.results[i] = metrics
-        log_trial(spec, metrics, None)
+        with _finish_writing(spec.trial_name, say) as stop:
+            log_trial(spec, metrics, None)
         say(f"[{i + 1}/{len(trials)}] done    {spec.trial_name} in {time.perf_counter() - t0:.1f}s: {summary_line(metrics)}")
+        if stop:
+            out.interrupted = True
+            break
     return out
+
+
+@contextmanager
+def _finish_writing(name: str, say: Callable[..., None]):
+    """Hold off a Ctrl-C while a finished trial is written: its measurement is not lost (an interrupt
+    mid-write left a child run without its metrics, and ``--resume`` ran the trial again). The
+    yielded list is non-empty once Ctrl-C was pressed; a second Ctrl-C interrupts the write."""
+    import threading
+
+    pressed: list[int] = []
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield pressed  # not ours to change (a thread, or a caller that handles SIGINT itself)
+        return
+
+    def hold(signum, frame):
+        if pressed:
+            raise KeyboardInterrupt
+        pressed.append(signum)
+        say(f"interrupt: writing finished trial {name} to the MLflow store first (Ctrl-C again to abort it)", always=True)
+
+    signal.signal(signal.SIGINT, hold)
+    try:
+        yield pressed
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 # -- Ray ---------------------------------------------------------------------------------------

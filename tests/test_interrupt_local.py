@@ -1,0 +1,65 @@
+"""Ctrl-C while ``--executor local`` writes a finished trial: the record is completed first."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from bench.run import executor
+
+
+@pytest.fixture
+def default_sigint():
+    before = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+def _trials(n):
+    class Spec:
+        def __init__(self, i):
+            self.trial_name = f"t{i}"
+    return [Spec(i) for i in range(n)]
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_one_ctrl_c_while_writing_finishes_the_record_then_stops(monkeypatch, default_sigint, fails):
+    def fake_trial(spec, payload):
+        if fails:
+            raise ValueError("boom")
+        return {"forget_acc": 0.5}
+
+    monkeypatch.setattr(executor, "run_trial", fake_trial)
+    monkeypatch.setattr(executor, "summary_line", lambda m: "")
+    written, lines = [], []
+
+    def log_trial(spec, metrics, error):
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C lands in the middle of the write
+        written.append((spec.trial_name, metrics, error is not None))  # the rest of the write still happens
+        return "run-id"
+
+    out = executor.run_local(_trials(3), None, log_trial, lambda *a, **k: lines.append(a[0]))
+    assert written == [("t0", None if fails else {"forget_acc": 0.5}, fails)]  # t1, t2 never started
+    assert out.interrupted
+    assert (out.failures if fails else out.results).keys() == {0}
+    assert any("writing finished trial t0 to the MLflow store first" in line for line in lines)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_second_ctrl_c_aborts_the_write(monkeypatch, default_sigint):
+    monkeypatch.setattr(executor, "run_trial", lambda spec, payload: {"forget_acc": 0.5})
+    monkeypatch.setattr(executor, "summary_line", lambda m: "")
+    written = []
+
+    def log_trial(spec, metrics, error):
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+        written.append(spec.trial_name)
+
+    with pytest.raises(KeyboardInterrupt):
+        executor.run_local(_trials(2), None, log_trial, lambda *a, **k: None)
+    assert written == []
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
