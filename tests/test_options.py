@@ -97,6 +97,20 @@ def test_tracking_uri_reads_the_environment(monkeypatch):
     assert _parse(RUN, ["--tracking-uri", "sqlite:///cli.db"]).tracking_uri == "sqlite:///cli.db"
 
 
+def test_a_bad_store_from_the_environment_names_the_variable(monkeypatch, tmp_path):
+    from bench.core.errors import BenchError
+    from bench.track.store import resolve_tracking_uri
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", str(tmp_path / "m.db"))  # a plain path: refused
+    for given in (None, str(tmp_path / "m.db")):  # read here, or filled in by the CLI's envvar
+        with pytest.raises(BenchError, match=r"plain path.*environment variable MLFLOW_TRACKING_URI='.*m\.db': "
+                                             r"correct or unset it, or pass --tracking-uri"):
+            resolve_tracking_uri(given)
+    with pytest.raises(BenchError) as err:  # given on the command line: no word of the variable
+        resolve_tracking_uri(str(tmp_path / "other.db"))
+    assert "MLFLOW_TRACKING_URI" not in str(err.value)
+
+
 # -- precedence: defaults < TOML < command line ------------------------------------------------
 
 TOML = """

@@ -97,6 +97,17 @@ def resolve_tracking_uri(uri: str | None, writable: bool = True, existing: bool 
     existing file is an SQLite database), an MLflow server (it must answer), a database URI, Databricks. A plain path, ``file:`` (MLflow's file store is in
     maintenance mode and refuses to open) or anything else is refused, suggesting sqlite:///PATH."""
     given = uri if uri is not None else (os.environ.get("MLFLOW_TRACKING_URI") or None)
+    try:
+        return _resolve(given, writable, existing)
+    except BenchError as exc:
+        if given is None or given != os.environ.get("MLFLOW_TRACKING_URI"):
+            raise
+        # the CLI's --tracking-uri defaults to the variable: say where the value came from
+        raise BenchError(f"{exc} (The store came from the environment variable MLFLOW_TRACKING_URI='{given}': "
+                         f"correct or unset it, or pass --tracking-uri.)") from None
+
+
+def _resolve(given: str | None, writable: bool, existing: bool) -> str:
     if given is not None and not given.strip():
         raise BenchError(f"Empty --tracking-uri: expected {SCHEMES}; drop it to use sqlite:///{Path.cwd() / 'mlflow.db'}.")
     uri = given or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
