@@ -59,7 +59,6 @@ import copy
 import importlib
 import importlib.util
 import io
-import math
 import subprocess
 import sys
 import time
@@ -67,6 +66,7 @@ import types
 from pathlib import Path
 
 import torch
+from _upstream import digits_original, patched, verdict
 
 COMMIT = "5fb777b4bb84ad16bf8d83015e07f214e1dc3170"
 MAIN = "main_unlearn_cifar10_mixed_label_resnet18.py"
@@ -154,18 +154,6 @@ def main_statements(path: Path) -> dict:
 
 
 @contextlib.contextmanager
-def patched(*triples):
-    old = [(obj, name, getattr(obj, name)) for obj, name, _ in triples]
-    for obj, name, value in triples:
-        setattr(obj, name, value)
-    try:
-        yield
-    finally:
-        for obj, name, value in old:
-            setattr(obj, name, value)
-
-
-@contextlib.contextmanager
 def quiet():
     cuda = torch.Tensor.cuda
     if not torch.cuda.is_available():
@@ -208,27 +196,13 @@ def diff_of(a: torch.Tensor, b: torch.Tensor) -> tuple[float, int]:
     return float(d.max()), int((d != 0).sum())
 
 
-def verdict(diff: float, reason: str, tol: float = TOL) -> str:
-    if diff == 0:
-        return "agree: bit-identical"
-    if diff <= tol:
-        return f"agree to 1e-{max(6, math.floor(-math.log10(diff)))}"
-    return f"differ: {reason}"
-
-
 class Env:
     def __init__(self):
         from bench.core.contracts import ForgetRequest
         from bench.core.forget import parse_forget
-        from bench.core.recipe import build_recipe
-        from bench.datasets.digits import Digits
-        from bench.nn.nets import MLP
-        from bench.nn.training import fit
 
-        d = self.d = Digits().load(None, False, None)
-        self.new_model = lambda: (torch.manual_seed(0), MLP(64, (256, 256), d.num_classes))[1]
-        self.original = fit(self.new_model(), d.train_x, d.train_y, build_recipe(Digits.default_recipe), seed=0)
-        self.original.eval()
+        d, self.new_model, self.original = digits_original()
+        self.d = d
         y = d.train_y
         idx = torch.as_tensor(parse_forget("random:16").select(y.numpy(), d.num_classes, 0))
         keep = torch.ones(len(y), dtype=torch.bool)

@@ -57,6 +57,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _upstream import patched, verdict
 
 COMMIT = "50a3ada6c777f6882a1764d74a4978bfd61ec6f9"
 FILES = {"sisa.py": "avg_epochs_per_slice", "sharded.py": "def fetchShardBatch", "distribution.py": "--requests",
@@ -113,19 +114,6 @@ def _check_dir(root: str | None) -> Path:
             print(f"error: --upstream {root!r} is at commit {head or '?'}, not {COMMIT}", file=sys.stderr)
             sys.exit(2)
     return base
-
-
-@contextlib.contextmanager
-def patched(*triples):
-    """Set ``obj.name = value`` for each triple, restoring the old values on exit."""
-    old = [(obj, name, getattr(obj, name)) for obj, name, _ in triples]
-    for obj, name, value in triples:
-        setattr(obj, name, value)
-    try:
-        yield
-    finally:
-        for obj, name, value in old:
-            setattr(obj, name, value)
 
 
 def _ragged(value):
@@ -258,12 +246,6 @@ def max_diff(a: dict, b: dict) -> tuple[float, int]:
     """Max abs difference and the number of unequal elements between two state dicts."""
     assert list(a) == list(b), (list(a), list(b))
     return (max(float((a[k] - b[k]).abs().max()) for k in a), sum(int((a[k] != b[k]).sum()) for k in a))
-
-
-def verdict(diff: float, reason: str, tol: float = 1e-6) -> str:
-    if diff == 0:
-        return "agree: bit-identical"
-    return f"agree to {diff:.0e}" if diff <= tol else f"differ: {reason}"
 
 
 def ref_slice_epochs(base: Path, epochs: int, slices: int) -> list[int]:

@@ -50,13 +50,13 @@ import contextlib
 import importlib
 import importlib.util
 import io
-import math
 import subprocess
 import sys
 import types
 from pathlib import Path
 
 import torch
+from _upstream import digits_original, patched, verdict, weights
 
 COMMIT = "cdfdc0e35c1908e032a6e150d882b0fa17833f85"
 FILES = {"src/ssd.py": "class ParameterPerturber", "src/forget_full_class_strategies.py": "def UNSIR(",
@@ -103,19 +103,6 @@ def load_reference(base: Path):
     return mods
 
 
-@contextlib.contextmanager
-def patched(*triples):
-    """Set ``obj.name = value`` for each triple, restoring the old values on exit."""
-    old = [(obj, name, getattr(obj, name)) for obj, name, _ in triples]
-    for obj, name, value in triples:
-        setattr(obj, name, value)
-    try:
-        yield
-    finally:
-        for obj, name, value in old:
-            setattr(obj, name, value)
-
-
 def quiet():
     return contextlib.redirect_stdout(io.StringIO())  # the reference prints parameters, losses, epochs
 
@@ -137,33 +124,15 @@ def max_diff(a: dict, b: dict) -> tuple[float, float, int]:
     return diff, diff / scale if scale else diff, unequal
 
 
-def weights(model) -> dict:
-    return {k: v.detach().clone() for k, v in model.named_parameters()}
-
-
-def verdict(diff: float, reason: str, tol: float = 1e-6) -> str:
-    if diff == 0:
-        return "agree: bit-identical"
-    if diff <= tol:
-        return f"agree to 1e-{max(6, math.floor(-math.log10(diff)))}"
-    return f"differ: {reason}"
-
-
 class Env:
     """The digits data, the trained original and the requests, shared by every comparison."""
 
     def __init__(self):
         from bench.core.contracts import ForgetRequest
         from bench.core.forget import parse_forget
-        from bench.core.recipe import build_recipe
-        from bench.datasets.digits import Digits
-        from bench.nn.nets import MLP
-        from bench.nn.training import fit
 
-        d = self.d = Digits().load(None, False, None)
-        self.new_model = lambda: (torch.manual_seed(0), MLP(64, (256, 256), d.num_classes))[1]
-        self.original = fit(self.new_model(), d.train_x, d.train_y, build_recipe(Digits.default_recipe), seed=0)
-        self.original.eval()
+        d, self.new_model, self.original = digits_original()
+        self.d = d
         n, y = len(d.train_y), d.train_y
 
         def request(forget, kind, sort_retain):

@@ -33,3 +33,13 @@ def test_bench_device_prints_its_table():
     done = _run("bench_device.py", "--device", "cpu", "--seeds", "0", "--recipe", "epochs=2")
     assert done.returncode == 0, done.stderr
     assert "ga seed=0" in done.stdout and "FAILED" not in done.stdout, done.stdout
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "benchmarks").glob("upstream_*.py")))
+def test_upstream_scripts_import_and_ask_for_their_checkout(script):
+    """Without the reference checkout each comparison script stops at once with exit status 2 and a
+    usage line (no traceback): what it imports, its shared helpers (benchmarks/_upstream.py) included,
+    loads."""
+    done = _run(script)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr and done.stderr.strip(), done.stderr
