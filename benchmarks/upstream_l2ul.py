@@ -59,14 +59,13 @@ import copy
 import importlib
 import importlib.util
 import io
-import subprocess
 import sys
 import time
 import types
 from pathlib import Path
 
 import torch
-from _upstream import digits_original, patched, verdict
+from _upstream import checkout, digits_original, patched, verdict
 
 COMMIT = "5fb777b4bb84ad16bf8d83015e07f214e1dc3170"
 MAIN = "main_unlearn_cifar10_mixed_label_resnet18.py"
@@ -77,21 +76,7 @@ TOL = 1e-6
 
 
 def _check_dir(root: str | None) -> Path:
-    if not root:
-        print(f"error: --upstream DIR is required (a checkout of csm9493/L2UL at {COMMIT})", file=sys.stderr)
-        sys.exit(2)
-    base = Path(root)
-    for rel, marker in FILES.items():
-        f = base / rel
-        if not f.is_file() or marker not in f.read_text(errors="replace"):
-            print(f"error: --upstream {root!r} is not an L2UL checkout ({rel} with '{marker}' not found)", file=sys.stderr)
-            sys.exit(2)
-    if (base / ".git").exists():
-        head = subprocess.run(["git", "-C", str(base), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-        if head != COMMIT:
-            print(f"error: --upstream {root!r} is at commit {head or '?'}, not {COMMIT}", file=sys.stderr)
-            sys.exit(2)
-    return base.resolve()
+    return checkout(root, FILES, "csm9493/L2UL", commit=COMMIT)
 
 
 def load_reference(base: Path, advertorch_dir: str | None):

@@ -36,6 +36,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from _upstream import attack_setup
+
 FILES = {"plot.py": "def generate_ours(", "score.py": "def load_one("}
 
 
@@ -102,30 +104,11 @@ def main() -> int:
     import torch
 
     from bench.attacks import LiRA, signals
-    from bench.attacks.lira import shadow_signal, target_positions
-    from bench.core.contracts import AttackContext
-    from bench.core.forget import parse_forget
-    from bench.core.recipe import build_recipe
-    from bench.datasets.digits import Digits
+    from bench.attacks.lira import shadow_signal
     from bench.eval import scoring
-    from bench.eval.shadows import shadow_set
-    from bench.nn.models import MLPModel
-    from bench.nn.nets import model_factory
-    from bench.nn.training import fit, set_threads
-    from bench.run.request import split_data
 
-    set_threads(a.threads)
-    d = Digits().load(None, False, None)
-    forget_idx = parse_forget("random:10%").select(d.train_y.numpy(), d.num_classes, 0)
-    (rx, ry), (fx, fy), (tx, ty) = split_data(d, forget_idx, "cpu")
-    recipe = build_recipe(Digits.default_recipe)
-    model_obj, arg = MLPModel(), None
-    new_model = model_factory(model_obj, arg, d, 0, "cpu")
-    targets = {"original": fit(new_model(), d.train_x, d.train_y, recipe, seed=0),
-               "retrained": fit(new_model(), rx, ry, recipe, seed=0)}
-    shadows = shadow_set("shadows", a.shadows, model_obj, arg, d, recipe, seed=0)
-    ctx = AttackContext(fx, fy, rx, ry, tx, ty, d.num_classes, 0, "cpu", forget_idx, shadows=shadows)
-    f_pos, _, t_pos = target_positions(ctx, shadows)
+    s = attack_setup(a.shadows, a.threads)
+    fx, fy, tx, ty, targets, shadows, ctx, f_pos, t_pos = s.fx, s.fy, s.tx, s.ty, s.targets, s.shadows, s.ctx, s.f_pos, s.t_pos
     cols = np.r_[f_pos, t_pos]
     x, y = torch.cat([fx, tx]), torch.cat([fy, ty])
     answers = np.r_[np.ones(len(f_pos), bool), np.zeros(len(t_pos), bool)]

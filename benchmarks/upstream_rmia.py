@@ -50,18 +50,13 @@ import sys
 import types
 from pathlib import Path
 
+from _upstream import attack_setup, checkout
+
 FILES = {"attacks.py": "def run_rmia(", "get_signals.py": "def get_softmax(", "audit.py": "def compute_attack_results("}
 
 
 def _check_dir(root: str | None) -> Path:
-    base = Path(root or "")
-    for name, marker in FILES.items():
-        f = base / name
-        if not root or not f.is_file() or marker not in f.read_text(errors="replace"):
-            print(f"error: --ref {root!r} is not a privacytrustlab/ml_privacy_meter checkout ({name} with "
-                  f"'{marker}' not found); fetch it and pass its directory", file=sys.stderr)
-            sys.exit(2)
-    return base
+    return checkout(root, FILES, "privacytrustlab/ml_privacy_meter", flag="--ref")
 
 
 @contextlib.contextmanager
@@ -157,31 +152,14 @@ def main() -> int:
     import torch
 
     from bench.attacks import RMIA, signals
-    from bench.attacks.lira import shadow_signal, target_positions
-    from bench.core.contracts import AttackContext
-    from bench.core.forget import parse_forget
-    from bench.core.recipe import build_recipe
-    from bench.datasets.digits import Digits
+    from bench.attacks.lira import shadow_signal
     from bench.eval import scoring
     from bench.eval.shadows import shadow_set
-    from bench.nn.models import MLPModel
-    from bench.nn.nets import model_factory
-    from bench.nn.training import fit, set_threads
-    from bench.run.request import split_data
 
-    set_threads(a.threads)
     M, seed = a.shadows, 0
-    d = Digits().load(None, False, None)
-    forget_idx = parse_forget("random:10%").select(d.train_y.numpy(), d.num_classes, 0)
-    (rx, ry), (fx, fy), (tx, ty) = split_data(d, forget_idx, "cpu")
-    recipe = build_recipe(Digits.default_recipe)
-    model_obj, arg = MLPModel(), None
-    new_model = model_factory(model_obj, arg, d, 0, "cpu")
-    targets = {"original": fit(new_model(), d.train_x, d.train_y, recipe, seed=0),
-               "retrained": fit(new_model(), rx, ry, recipe, seed=0)}
-    shadows = shadow_set("shadows", M, model_obj, arg, d, recipe, seed=0)
-    ctx = AttackContext(fx, fy, rx, ry, tx, ty, d.num_classes, seed, "cpu", forget_idx, shadows=shadows)
-    f_pos, _, t_pos = target_positions(ctx, shadows)
+    s = attack_setup(M, a.threads)
+    d, fx, fy, tx, ty, recipe, model_obj, arg = s.d, s.fx, s.fy, s.tx, s.ty, s.recipe, s.model_obj, s.arg
+    targets, shadows, ctx, f_pos, t_pos = s.targets, s.shadows, s.ctx, s.f_pos, s.t_pos
     keep, P = shadows.keep, shadows.keep.shape[1]
     models = shadows.models("cpu")
     pool_x, pool_y = torch.cat([d.train_x, d.test_x]), torch.cat([d.train_y, d.test_y])

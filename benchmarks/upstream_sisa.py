@@ -49,7 +49,6 @@ import json
 import os
 import runpy
 import shutil
-import subprocess
 import sys
 import tempfile
 import types
@@ -57,7 +56,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _upstream import patched, verdict
+from _upstream import checkout, patched, verdict
 
 COMMIT = "50a3ada6c777f6882a1764d74a4978bfd61ec6f9"
 FILES = {"sisa.py": "avg_epochs_per_slice", "sharded.py": "def fetchShardBatch", "distribution.py": "--requests",
@@ -97,23 +96,7 @@ class Model(MLP):
 
 
 def _check_dir(root: str | None) -> Path:
-    if not root:
-        print(f"error: --upstream DIR is required (a checkout of cleverhans-lab/machine-unlearning at {COMMIT})",
-              file=sys.stderr)
-        sys.exit(2)
-    base = Path(root)
-    for rel, marker in FILES.items():
-        f = base / rel
-        if not f.is_file() or marker not in f.read_text(errors="replace"):
-            print(f"error: --upstream {root!r} is not a machine-unlearning checkout ({rel} with '{marker}' not found)",
-                  file=sys.stderr)
-            sys.exit(2)
-    if (base / ".git").exists():
-        head = subprocess.run(["git", "-C", str(base), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-        if head != COMMIT:
-            print(f"error: --upstream {root!r} is at commit {head or '?'}, not {COMMIT}", file=sys.stderr)
-            sys.exit(2)
-    return base
+    return checkout(root, FILES, "cleverhans-lab/machine-unlearning", commit=COMMIT)
 
 
 def _ragged(value):

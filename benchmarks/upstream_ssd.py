@@ -50,13 +50,12 @@ import contextlib
 import importlib
 import importlib.util
 import io
-import subprocess
 import sys
 import types
 from pathlib import Path
 
 import torch
-from _upstream import digits_original, patched, verdict, weights
+from _upstream import checkout, digits_original, patched, verdict, weights
 
 COMMIT = "cdfdc0e35c1908e032a6e150d882b0fa17833f85"
 FILES = {"src/ssd.py": "class ParameterPerturber", "src/forget_full_class_strategies.py": "def UNSIR(",
@@ -66,23 +65,7 @@ REF_NOISE_ROWS = 3  # what UNSIR_create_noisy_loader's inner loop counts: batch[
 
 
 def _check_dir(root: str | None) -> Path:
-    if not root:
-        print(f"error: --upstream DIR is required (a checkout of if-loops/selective-synaptic-dampening at {COMMIT})",
-              file=sys.stderr)
-        sys.exit(2)
-    base = Path(root)
-    for rel, marker in FILES.items():
-        f = base / rel
-        if not f.is_file() or marker not in f.read_text(errors="replace"):
-            print(f"error: --upstream {root!r} is not a selective-synaptic-dampening checkout "
-                  f"({rel} with '{marker}' not found)", file=sys.stderr)
-            sys.exit(2)
-    if (base / ".git").exists():
-        head = subprocess.run(["git", "-C", str(base), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-        if head != COMMIT:
-            print(f"error: --upstream {root!r} is at commit {head or '?'}, not {COMMIT}", file=sys.stderr)
-            sys.exit(2)
-    return base
+    return checkout(root, FILES, "if-loops/selective-synaptic-dampening", commit=COMMIT)
 
 
 def load_reference(base: Path):
