@@ -264,15 +264,25 @@ class Leaky:
     search_space: dict = {}
 
     def unlearn(self, model, request, params, ctx):
-        if params["what"] == "grad":
+        what = params["what"]
+        if what == "grad":
             torch.set_grad_enabled(False)
-        else:
+        elif what == "dtype":
             torch.set_default_dtype(torch.float64)
+        elif what == "tf32":  # on a GPU every later float32 matmul would round to TF32
+            torch.set_float32_matmul_precision("high")
+        elif what == "cudnn":
+            torch.backends.cudnn.benchmark = True
+        elif what == "device":  # every later trial's new tensors would land there (it failed the next one)
+            torch.set_default_device("meta")
         return model
 
 
 @pytest.mark.parametrize("what,said", [("grad", "grad mode changed (True -> False)"),
-                                       ("dtype", "default dtype changed (torch.float32 -> torch.float64)")])
+                                       ("dtype", "default dtype changed (torch.float32 -> torch.float64)"),
+                                       ("tf32", "float32 matmul precision (TF32) changed (highest -> high)"),
+                                       ("cudnn", "cuDNN benchmark flag changed (False -> True)"),
+                                       ("device", "default device changed (cpu -> meta)")])
 def test_a_method_that_leaves_torch_settings_changed_fails_alone(workdir, shared_cache, boom_plugin, run_harness,
                                                                  trial_runs, what, said):
     boom_plugin(Leaky())
@@ -283,6 +293,8 @@ def test_a_method_that_leaves_torch_settings_changed_fails_alone(workdir, shared
     assert kids.loc["leaky", "status"] == "FAILED" and f"Method 'leaky' left torch's {said}" in kids.loc["leaky", "tags.bench.error"]
     assert kids.loc["ft", "status"] == "FINISHED" and kids.loc["ga", "status"] == "FINISHED"
     assert torch.is_grad_enabled() and torch.get_default_dtype() == torch.float32
+    assert torch.get_float32_matmul_precision() == "highest" and not torch.backends.cudnn.benchmark
+    assert torch.get_default_device() == torch.device("cpu")
 
 
 class Quits:

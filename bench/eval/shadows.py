@@ -82,6 +82,10 @@ class ShadowSet:
     input_shape: tuple[int, ...]
     train_seconds: float = 0.0
 
+    def __post_init__(self) -> None:
+        self.keep = np.asarray(self.keep).view()  # shared by every trial of a group: attacks only read it
+        self.keep.flags.writeable = False
+
     def __len__(self) -> int:
         return len(self.states)
 

@@ -57,10 +57,26 @@ _GLOBALS = (
     ("grad mode", torch.is_grad_enabled, torch.set_grad_enabled, "use `with torch.no_grad():`"),
     ("default dtype", torch.get_default_dtype, torch.set_default_dtype, "create tensors with an explicit dtype"),
     ("thread count", torch.get_num_threads, torch.set_num_threads, "do not call torch.set_num_threads"),
-    ("deterministic-algorithms flag", torch.are_deterministic_algorithms_enabled, torch.use_deterministic_algorithms,
-     "set it back before returning"),
+    ("deterministic-algorithms flag",
+     lambda: (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()),
+     lambda v: torch.use_deterministic_algorithms(v[0], warn_only=v[1]), "set it back before returning"),
     ("anomaly detection", torch.is_anomaly_enabled, torch.autograd.set_detect_anomaly,
      "use `with torch.autograd.detect_anomaly():`"),
+    # the settings below change results on a GPU (TF32 rounds every float32 matmul and convolution
+    # on Ampere and later; cuDNN's benchmark mode picks convolution algorithms by timing) or place
+    # every new tensor elsewhere (the default device): read and restored on the CPU alike
+    ("float32 matmul precision (TF32)", torch.get_float32_matmul_precision, torch.set_float32_matmul_precision,
+     "set it back before returning"),
+    ("cuDNN TF32 flag", lambda: torch.backends.cudnn.allow_tf32,
+     lambda v: setattr(torch.backends.cudnn, "allow_tf32", v), "use `with torch.backends.cudnn.flags(...):`"),
+    ("cuDNN benchmark flag", lambda: torch.backends.cudnn.benchmark,
+     lambda v: setattr(torch.backends.cudnn, "benchmark", v), "use `with torch.backends.cudnn.flags(...):`"),
+    ("cuDNN deterministic flag", lambda: torch.backends.cudnn.deterministic,
+     lambda v: setattr(torch.backends.cudnn, "deterministic", v), "use `with torch.backends.cudnn.flags(...):`"),
+    ("oneDNN (mkldnn) flag", lambda: torch.backends.mkldnn.enabled,
+     lambda v: setattr(torch.backends.mkldnn, "enabled", v), "use `with torch.backends.mkldnn.flags(...):`"),
+    ("default device", torch.get_default_device, torch.set_default_device,
+     "create tensors with an explicit device, or use `with torch.device(...):`"),
 )
 
 
@@ -308,11 +324,15 @@ def warm_up(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: bool 
 
 @torch.inference_mode()
 def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
-    """Logits of ``model`` on ``x`` in eval mode, in large batches."""
+    """Logits of ``model`` on ``x`` in eval mode, in large batches. Each batch the model sees is its
+    own copy: a model whose forward changes its input in place (an in-place normalisation, a
+    ``ReLU(inplace=True)`` first) would otherwise write into ``x`` through the slice, on the CPU,
+    where ``.to`` returns the slice itself; ``x`` is the data every later evaluation uses (the test
+    set is shared by the trials of a worker)."""
     was_training = model.training
     model.eval()
     device = model_device(model, x.device)  # x may sit in host memory (see place)
-    out = [model(x[i : i + batch_size].to(device, non_blocking=True)) for i in range(0, len(x), batch_size)]
+    out = [model(x[i : i + batch_size].to(device, non_blocking=True, copy=True)) for i in range(0, len(x), batch_size)]
     model.train(was_training)
     if not out:
         return torch.empty(0, device=x.device)

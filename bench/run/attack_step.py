@@ -64,7 +64,7 @@ def run_attacks(attacks: dict, model, metrics: dict, *, spec: TrialSpec, group, 
 
     ctx = AttackContext(
         fx, fy, rx, ry, tx, ty, group.splits.num_classes, spec.seed, spec.device,
-        forget_indices=group.forget_idx, shadows=extras.get("shadows"), retrain_shadows=extras.get("retrain_shadows"),
+        forget_indices=np.array(group.forget_idx), shadows=extras.get("shadows"), retrain_shadows=extras.get("retrain_shadows"),
         unlearn=make_unlearn(method, spec, group.splits, new_model, bounds),
         original=original or fresh(group.original_state),
         reference=fresh(extras["reference"]) if "reference" in extras else None,

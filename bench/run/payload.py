@@ -105,15 +105,25 @@ def _model(plan, g, state: bytes):
     return model
 
 
+def read_only(a) -> np.ndarray:
+    """A read-only view of ``a``: the indices every trial of a group selects its data with are
+    shared in process (``--executor local``), so a method or attack writing to them would change
+    the forget set of the trials after it (under Ray they arrive read-only anyway)."""
+    view = np.asarray(a).view()
+    view.flags.writeable = False
+    return view
+
+
 def group_steps(plan, g, refs: dict) -> tuple[Step, ...]:
     """Evaluate the original and each request's retrained reference on that request's data."""
     sp = plan.splits[g.dataset]
     original = _model(plan, g, refs[g.original_key][0])
     if g.steps is None:
         forget_class = g.forget.label if g.forget.kind == "class" else None
-        data, _ = step_data(sp, g.forget_idx, g.forget_idx, plan.device, forget_class)
+        idx = read_only(g.forget_idx)
+        data, _ = step_data(sp, idx, idx, plan.device, forget_class)
         retrained = _model(plan, g, refs[g.retrain_key][0])
-        return (Step(g.forget_idx, g.forget_idx, g.forget.kind, forget_class, evaluate_model(original, data),
+        return (Step(idx, idx, g.forget.kind, forget_class, evaluate_model(original, data),
                      evaluate_model(retrained, data), float(refs[g.retrain_key][1]["train_seconds"])),)
     out = []
     for idx, seen, (key, _) in zip(g.steps, seen_after_each(g.steps), g.step_refs, strict=True):
@@ -121,7 +131,7 @@ def group_steps(plan, g, refs: dict) -> tuple[Step, ...]:
         data, (fax, fay) = step_data(sp, idx, seen, plan.device, label)
         retrained = _model(plan, g, refs[key][0])
         out.append(Step(
-            forget_idx=idx, seen_idx=seen, kind="class" if label is not None else "random", forget_class=label,
+            forget_idx=read_only(idx), seen_idx=read_only(seen), kind="class" if label is not None else "random", forget_class=label,
             original_eval=evaluate_model(original, data), retrain_eval=evaluate_model(retrained, data),
             retrain_seconds=float(refs[key][1]["train_seconds"]),
             original_forget_all_acc=accuracy(original, fax, fay), retrain_forget_all_acc=accuracy(retrained, fax, fay),
@@ -160,7 +170,7 @@ def build_payload(plan, refs: dict, method_originals: dict[str, dict], attack_mo
             failures[g.gid] = broken
             continue
         groups[g.gid] = GroupPayload(
-            splits=plan.splits[g.dataset], forget_idx=g.forget_idx, original_state=refs[g.original_key][0], steps=steps,
+            splits=plan.splits[g.dataset], forget_idx=read_only(g.forget_idx), original_state=refs[g.original_key][0], steps=steps,
             continual=g.steps is not None, method_originals=method_originals.get(g.gid, {}),
             attack_models=attack_models.get(g.gid, {}), train_sha256=g.retrain_doc["data_sha256"],
         )

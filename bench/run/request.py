@@ -22,7 +22,7 @@ def split_data(splits, forget_idx, device: str):
     """Retain/forget/test tensors on ``device`` from the training split and the forget indices
     (retain and forget in training-split order)."""
     mask = torch.zeros(splits.train_size, dtype=torch.bool)
-    mask[torch.as_tensor(forget_idx, dtype=torch.long)] = True
+    mask[torch.tensor(np.asarray(forget_idx), dtype=torch.long)] = True  # a copy: the indices are read-only
     x, y = splits.train_x, splits.train_y
     rx, ry, fx, fy, tx, ty = place((x[~mask], y[~mask], x[mask], y[mask], splits.test_x, splits.test_y), device)
     return (rx, ry), (fx, fy), (tx, ty)
@@ -37,7 +37,7 @@ def step_data(splits, forget_idx, seen_idx, device: str, forget_class: int | Non
     if seen_idx is forget_idx:
         fx, fy = fax, fay
     else:
-        sel = torch.as_tensor(forget_idx, dtype=torch.long)
+        sel = torch.tensor(np.asarray(forget_idx), dtype=torch.long)
         fx, fy = splits.train_x[sel].to(device), splits.train_y[sel].to(device)
     # a class request: the classes forgotten so far (seq:class:A,B,...: every earlier request's too)
     gone = () if forget_class is None else tuple(int(c) for c in torch.unique(fay).tolist())
@@ -66,8 +66,11 @@ def build_request(*, num_classes: int, kind: str, forget_indices: Any, forget_cl
                   forget: tuple[torch.Tensor, torch.Tensor], retain: tuple[torch.Tensor, torch.Tensor],
                   access: frozenset[str] | set[str], bounds: Any) -> ForgetRequest:
     """The request a method sees: the data it declared in ``requires`` (else ``None``), the forget
-    points' training indices (sorted int64) and the input domain ``bounds``."""
+    points' training indices (sorted int64, the method's own copy) and the input domain ``bounds``."""
     fx, fy = forget if "forget" in access else (None, None)
     rx, ry = retain if "retain" in access else (None, None)
-    return ForgetRequest(num_classes=num_classes, kind=kind, forget_indices=np.asarray(forget_indices, dtype=np.int64),
+    # a copy: the run's own array selects every later trial's data (a method writing to it changed
+    # their forget set while they were still compared with the references of the first one)
+    indices = np.array(forget_indices, dtype=np.int64)
+    return ForgetRequest(num_classes=num_classes, kind=kind, forget_indices=indices,
                          forget_class=forget_class, forget_x=fx, forget_y=fy, retain_x=rx, retain_y=ry, input_bounds=bounds)

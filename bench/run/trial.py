@@ -12,6 +12,7 @@ under Ray its values are object references fetched with ``ray.get``.
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Callable
 
 import torch
@@ -66,7 +67,7 @@ def unlearn_checked(method, name: str, model, request, params: dict, ctx: Method
     saved = torch_globals()
     try:
         with no_exit(f"Method '{name}' (unlearn{where})"):
-            out = method.unlearn(model, request, dict(params), ctx)
+            out = method.unlearn(model, request, copy.deepcopy(dict(params)), ctx)  # nested values too: a method's next trial
     finally:
         leaked = restore_torch_globals(saved)  # set back even when it raised: the next trials need them
     if leaked:
