@@ -20,6 +20,7 @@ import bench
 os.environ["BENCH_PLUGINS"] = ""
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.pop("RAY_ADDRESS", None)  # the default of --ray-address: the tests start their own Ray or name a head
 
 BENCH = shutil.which("bench", path=os.path.dirname(sys.executable)) or "bench"
 

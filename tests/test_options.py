@@ -97,6 +97,17 @@ def test_tracking_uri_reads_the_environment(monkeypatch):
     assert _parse(RUN, ["--tracking-uri", "sqlite:///cli.db"]).tracking_uri == "sqlite:///cli.db"
 
 
+def test_ray_address_reads_the_environment_and_local_means_bench_s_own(monkeypatch):
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")  # Ray's own convention (`ray job submit` sets it)
+    assert _parse(RUN, []).ray_address == "127.0.0.1:6379"
+    assert _parse(RUN, ["--ray-address", "local"]).ray_address is None
+    for value in ("local", "LOCAL"):
+        monkeypatch.setenv("RAY_ADDRESS", value)
+        assert _parse(RUN, []).ray_address is None
+    monkeypatch.delenv("RAY_ADDRESS")
+    assert _parse(TUNE, ["--method", "ga"]).ray_address is None
+
+
 def test_a_bad_store_from_the_environment_names_the_variable(monkeypatch, tmp_path):
     from bench.core.errors import BenchError
     from bench.track.store import resolve_tracking_uri

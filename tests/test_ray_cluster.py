@@ -52,9 +52,12 @@ def ray_head():
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def test_run_joins_an_existing_cluster(ray_head, workdir, run_bench, store_args):
+@pytest.mark.parametrize("given", ["flag", "RAY_ADDRESS"])
+def test_run_joins_an_existing_cluster(ray_head, workdir, run_bench, store_args, given):
     address, env = ray_head
-    proc = run_bench("run", "--methods", "ga,ft", "--ray-address", address, *store_args(workdir), cwd=workdir, env=env)
+    flag = ["--ray-address", address] if given == "flag" else []
+    env = env if given == "flag" else {**env, "RAY_ADDRESS": address}  # Ray's own convention, as in `ray job submit`
+    proc = run_bench("run", "--methods", "ga,ft", *flag, *store_args(workdir), cwd=workdir, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"joined Ray cluster at {address}" in proc.stdout
     assert "started local Ray" not in proc.stdout
@@ -80,3 +83,23 @@ def test_local_ray_gets_the_cpus_this_process_may_run_on():
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "started local Ray on 127.0.0.1 with 1 CPUs" in proc.stdout
     assert "CPU 1.0" in proc.stdout
+
+
+def test_a_cluster_file_left_by_ray_start_is_not_joined():
+    """``ray start`` writes the head's address to ``<tmp>/ray/ray_current_cluster`` and leaves it
+    after the head is gone; ``ray.init()`` without an address joins what it names and, given
+    ``num_cpus``, raised a raw ValueError. bench's local Ray starts anyway."""
+    temp_dir = tempfile.mkdtemp(prefix="bench-rc-", dir="/tmp")  # short: Ray's socket paths live under it
+    try:
+        os.makedirs(os.path.join(temp_dir, "ray"))
+        with open(os.path.join(temp_dir, "ray", "ray_current_cluster"), "w") as f:
+            f.write(f"127.0.0.1:{_free_port()}")  # nothing listens there
+        code = ("from bench.run.executor import start_ray; start_ray(None, False, print); "
+                "import ray; print('CPU', ray.cluster_resources()['CPU']); ray.shutdown()")
+        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                              env={**env, "RAY_TMPDIR": temp_dir})
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "started local Ray on 127.0.0.1" in proc.stdout
+    finally:
+        shutil.rmtree(temp_dir, ignore_errors=True)

@@ -390,6 +390,14 @@ def test_ray_address_nothing_listening(closed_port):
     check_ray_address("auto")
 
 
+def test_a_dead_ray_address_from_the_environment_says_so(closed_port, monkeypatch):
+    address = f"127.0.0.1:{closed_port}"
+    monkeypatch.setenv("RAY_ADDRESS", address)
+    with pytest.raises(BenchError, match=r"given by --ray-address \(here from the environment variable RAY_ADDRESS\)"
+                                         r".*unset RAY_ADDRESS \(or set it to local\)"):
+        check_ray_address(address)
+
+
 def test_tracking_uri_checks(tmp_path, monkeypatch, closed_port):
     missing = tmp_path / "nope" / "mlflow.db"
     with pytest.raises(BenchError, match=rf"the directory {tmp_path / 'nope'} does not exist"):

@@ -210,6 +210,11 @@ class Option:
 
 _S, _L, _N = (str,), (str, list), (int, float)
 
+
+def _ray_address(value: Any) -> Any:
+    """``local`` (Ray's own word, also in ``RAY_ADDRESS``) is bench's default: a local Ray of its own."""
+    return None if isinstance(value, str) and value.strip().lower() in ("", "local") else value
+
 #: The options of ``bench run`` and ``bench tune``, in ``RunOptions`` field order (also the
 #: order of the TOML keys and, per command, of ``--help``).
 OPTIONS: tuple[Option, ...] = (
@@ -245,8 +250,9 @@ OPTIONS: tuple[Option, ...] = (
            DEFAULT_SHADOW_MODELS, "int", (int,), cli_type=int, commands=("run", "tune")),
     Option("executor", ("--executor",), "ray: Ray Tune trials (default); local: in process, for debugging.",
            "ray", "str", _S, choices=EXECUTORS, commands=("run",)),
-    Option("ray_address", ("--ray-address",), "Join an existing Ray cluster (HOST:PORT or auto) instead of starting a local one.",
-           None, "str | None", _S),
+    Option("ray_address", ("--ray-address",), "Join an existing Ray cluster (HOST:PORT or auto) instead of starting a local one "
+           "(also RAY_ADDRESS; 'local': start a local one).",
+           None, "str | None", _S, envvar="RAY_ADDRESS", normalize=_ray_address),
     Option("cpus_per_trial", ("--cpus-per-trial",), "CPUs per trial (also torch threads per trial). [default: 1]",
            1.0, "float", _N, cli_type=float),
     Option("gpus_per_trial", ("--gpus-per-trial",), "GPUs per trial; fractions pack trials on a GPU. [default: 0]",

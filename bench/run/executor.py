@@ -169,7 +169,10 @@ def start_ray(address: str | None, verbose: bool, say: Callable[..., None], num_
             with _lean_local_head(verbose):
                 # no idle workers started ahead: trials run in Tune's actors (their own runtime
                 # env, so never in those), and reference tasks start workers when they are sent
-                ray.init(include_dashboard=False, num_cpus=local_cpus() if num_cpus is None else num_cpus,
+                # address "local": a Ray of our own, not one that RAY_ADDRESS or the file `ray start`
+                # leaves (/tmp/ray/ray_current_cluster) names, which ray.init would join by default
+                # and then refuse num_cpus (a raw ValueError)
+                ray.init(address="local", include_dashboard=False, num_cpus=local_cpus() if num_cpus is None else num_cpus,
                          _system_config={"prestart_worker_first_driver": False}, **kwargs)
         finally:
             if previous is None:

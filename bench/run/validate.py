@@ -141,15 +141,20 @@ def resolve_model(registry: Registry, spec: str) -> tuple[Any, str | None, str]:
 def check_ray_address(address: str | None) -> None:
     if not address or address == "auto":
         return
+    env = address == os.environ.get("RAY_ADDRESS")  # the option's default: say where the value came from
+    flag = "--ray-address (here from the environment variable RAY_ADDRESS)" if env else "--ray-address"
+    drop = "unset RAY_ADDRESS (or set it to local)" if env else "drop --ray-address"
     target = address.split("://", 1)[-1]
     host, sep, port = target.rpartition(":")
     if not sep or not port.isdigit():
-        raise BenchError(f"Bad --ray-address '{address}': expected HOST:PORT of a Ray head (e.g. 127.0.0.1:6379) or 'auto'.")
+        raise BenchError(f"Bad {flag} '{address}': expected HOST:PORT of a Ray head (e.g. 127.0.0.1:6379), 'auto', or "
+                         f"'local' for a local Ray of bench's own.")
     try:
         with socket.create_connection((host, int(port)), timeout=3):
             pass
     except OSError as exc:
-        raise BenchError(f"No Ray head answers at {address} ({exc}). Start one with `ray start --head` or drop --ray-address.") from None
+        raise BenchError(f"No Ray head answers at {address} ({exc}), given by {flag}. Start one with `ray start --head` "
+                         f"or {drop} to start a local Ray.") from None
 
 
 def request_kinds(spec: ForgetSpec) -> set[str]:
