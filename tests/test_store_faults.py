@@ -126,3 +126,14 @@ def test_bench_tune_whose_run_the_store_refuses_ends_with_one_line(workdir, shar
                         "--tracking-uri", f"sqlite:///{workdir / 'mlflow.db'}", cwd=workdir)
     assert _one_error_line(proc) == ("Error: opening the run in the MLflow store failed: OSError: read-only file system. "
                                      "Nothing was run: rerun once the store takes writes.")
+
+
+def test_option_keys_mlflow_cannot_take_are_recorded_as_one_json_param(tmp_path):
+    """``--original mlp:256,256=PATH`` made the param key ``options.original.mlp:256,256``, whose
+    comma MLflow refuses: the whole parent run failed after Ray had started (exit 1)."""
+    params = tracking.flatten({"options": {"original": {"mlp:256,256": "mine.safetensors"}, "recipe": {"lr": 0.1}}})
+    assert params == {"options.original": '{"mlp:256,256": "mine.safetensors"}', "options.recipe.lr": "0.1"}
+    client = MlflowClient(f"sqlite:///{tmp_path / 'm.db'}")
+    run = client.create_run(client.create_experiment("x"))
+    tracking.log_params(client, run.info.run_id, params)  # MLflow takes every key
+    assert client.get_run(run.info.run_id).data.params == params

@@ -11,7 +11,9 @@ traceback as the artifact ``error.txt`` and the tag ``bench.error``.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import socket
 import time
 import traceback as tb_module
@@ -38,12 +40,20 @@ RAY_RESULT_KEYS = {
 DRIVER_PID, DRIVER_HOST, DRIVER_STARTED = Tag.DRIVER_PID, Tag.DRIVER_HOST, Tag.DRIVER_STARTED
 
 
+_PARAM_KEY = re.compile(r"^[/\w.\- :]{1,250}$")  # what MLflow takes as a param key (mlflow.utils.validation)
+
+
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested dicts as MLflow params ``a.b.c``; a dict with a key MLflow cannot take in a param key
+    (``--original mlp:256,256=PATH``: a comma) is one param holding its JSON, so the run is recorded
+    (MLflow refused the whole parent run after Ray had started)."""
     out: dict[str, str] = {}
     for key, value in d.items():
         name = f"{prefix}{key}"
-        if isinstance(value, dict):
+        if isinstance(value, dict) and all(_PARAM_KEY.match(f"{name}.{k}") for k in value):
             out.update(flatten(value, f"{name}."))
+        elif isinstance(value, dict):
+            out[name] = json.dumps(value, default=str)[:6000]
         else:
             out[name] = str(value)[:6000]
     return out
