@@ -137,3 +137,20 @@ def test_option_keys_mlflow_cannot_take_are_recorded_as_one_json_param(tmp_path)
     run = client.create_run(client.create_experiment("x"))
     tracking.log_params(client, run.info.run_id, params)  # MLflow takes every key
     assert client.get_run(run.info.run_id).data.params == params
+
+
+def test_a_parent_run_whose_params_the_store_refuses_is_not_left_running(workdir, shared_cache, invoke_bench,
+                                                                          monkeypatch):
+    real = tracking.log_params
+
+    def refused(client, run_id, params):
+        if any(k.startswith("options.") for k in params):
+            raise OSError("read-only file system")
+        real(client, run_id, params)
+
+    monkeypatch.setattr(tracking, "log_params", refused)
+    proc = invoke_bench(*_args(workdir, shared_cache), cwd=workdir)
+    assert _one_error_line(proc).startswith("Error: opening the run in the MLflow store failed: OSError: read-only")
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("unlearning-bench").experiment_id])
+    assert [r.info.status for r in runs] == ["FAILED"]

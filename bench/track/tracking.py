@@ -225,7 +225,14 @@ def start_parent(tracking_uri: str, experiment_id: str, run_name: str | None, pa
 
     client = MlflowClient(tracking_uri)
     run = client.create_run(experiment_id, run_name=run_name, tags={Tag.ROLE: "parent", **driver_tags(), **tags})
-    log_params(client, run.info.run_id, params)
+    try:
+        log_params(client, run.info.run_id, params)
+    except BaseException:
+        try:  # not left RUNNING until the next run's reaper: the run never started
+            client.set_terminated(run.info.run_id, "FAILED")
+        except Exception:
+            pass
+        raise
     return run.info.run_id
 
 
