@@ -410,6 +410,21 @@ def test_register_and_unregister_in_process_plugin():
     assert "inproc" not in {i.name for i in plugin_infos()}
 
 
+def test_registering_the_same_plugin_twice_changes_nothing():
+    """A notebook cell run twice (or two snippets registering one module) broke every later
+    registry call with pluggy's "already registered under a different name"."""
+    plugin = make_plugin("inproc-twice", methods=[make_method("twice-method")])
+    register_plugin(plugin)
+    register_plugin(plugin)
+    try:
+        assert in_process_plugins().count(plugin) == 1
+        assert "twice-method" in get_registry().names("method")
+    finally:
+        unregister_plugin(plugin)
+    assert "twice-method" not in get_registry().names("method")
+    unregister_plugin(plugin)  # not registered: nothing to do
+
+
 def test_broken_in_process_plugin_then_recovery():
     plugin = make_plugin("inproc-broken", error=ValueError("bad config"), datasets=[])
     register_plugin(plugin)

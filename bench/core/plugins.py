@@ -52,13 +52,17 @@ _IN_PROCESS: list = []
 
 
 def register_plugin(plugin) -> None:
-    """Add a plugin object (module or instance with hookimpls) for this process: notebooks, tests."""
-    _IN_PROCESS.append(plugin)
+    """Add a plugin object (module or instance with hookimpls) for this process: notebooks, tests.
+    Registering the same object again changes nothing (a notebook cell run twice broke every later
+    registry call: pluggy refused the object under a second name)."""
+    if not any(p is plugin for p in _IN_PROCESS):
+        _IN_PROCESS.append(plugin)
     reset()
 
 
 def unregister_plugin(plugin) -> None:
-    _IN_PROCESS.remove(plugin)
+    """Remove a plugin ``register_plugin`` added; one that is not registered is left alone."""
+    _IN_PROCESS[:] = [p for p in _IN_PROCESS if p is not plugin]
     reset()
 
 
@@ -104,7 +108,8 @@ def make_plugin_manager(extra_plugins: tuple = ()) -> pluggy.PluginManager:
                       f"(entry points and distributions: {', '.join(sorted(known)) or 'none'}); it loads nothing.",
                       file=sys.stderr)
         for plugin in extra_plugins:
-            pm.register(plugin, name=_in_process_name(pm, plugin))
+            if not pm.is_registered(plugin):  # an installed plugin's module registered in process too
+                pm.register(plugin, name=_in_process_name(pm, plugin))
     except (pluggy.PluginValidationError, ValueError) as exc:
         raise PluginError(f"Invalid plugin: {exc}") from None
     try:
