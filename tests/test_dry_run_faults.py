@@ -125,3 +125,10 @@ def test_dry_run_says_which_methods_a_wildcard_leaves_out(invoke_bench, tmp_path
     proc = invoke_bench("run", "--methods", "*", "--dry-run", *_store(tmp_path))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "left out of --methods '*': unsir (they cannot take random:10%; name one to see why)" in proc.stdout
+
+
+def test_dry_run_counts_shadow_models_only_for_attacks_that_use_them(invoke_bench, tmp_path):
+    plain = invoke_bench("run", "--attacks", "loss,svc", "--dry-run", *_store(tmp_path))
+    assert "attacks:     loss,svc\n" in plain.stdout, plain.stdout  # neither trains shadow models
+    shadowed = invoke_bench("run", "--attacks", "loss,lira", "--shadow-models", "4", "--dry-run", *_store(tmp_path))
+    assert "attacks:     loss,lira; 4 shadow models (for lira)" in shadowed.stdout, shadowed.stdout

@@ -87,7 +87,9 @@ def dry_run(opts, preset=None, echo=click.echo) -> int:
              f"{', '.join(opts.forgets)}; name one to see why)")
     echo(f"seeds:       {','.join(map(str, opts.seeds))}" + (f" (forget seed {opts.forget_seed})" if opts.forget_seed is not None else ""))
     echo(f"forget:      {', '.join(f.text for f in forgets)}")
-    echo(f"attacks:     {opts.attacks or '(none)'}" + (f"; {opts.shadow_models} shadow models" if opts.attacks else ""))
+    shadowed = sorted(n for n, a in attacks.items() if {"shadows", "retrain_shadows"} & set(getattr(a, "needs", ())))
+    echo(f"attacks:     {opts.attacks or '(none)'}"
+         + (f"; {opts.shadow_models} shadow models (for {', '.join(shadowed)})" if shadowed else ""))
     echo(f"executor:    {opts.executor}; {opts.cpus_per_trial:g} CPU(s), {opts.gpus_per_trial:g} GPU(s) per trial; device {opts.device}"
          + (f"; trial timeout {opts.trial_timeout:g} s" if opts.trial_timeout else ""))
     echo(f"tracking:    {uri} (experiment '{opts.experiment}')")

@@ -235,7 +235,7 @@ OPTIONS: tuple[Option, ...] = (
            {}, "dict[str, dict[str, Any]]", (dict,), multiple=True, from_cli=parse_method_params, combine=_update_each,
            toml_check=_dicts_of_dicts),
     Option("recipe", ("--recipe", "-r"), "Training recipe KEY=VALUE, repeatable (epochs, lr, batch_size, optimizer, momentum, "
-           "weight_decay, schedule).",
+           "weight_decay, schedule, augment).",
            {}, "dict[str, Any]", (dict,), multiple=True, from_cli=partial(parse_assignments, what="--recipe"), combine=_update),
     Option("original", ("--original",), "Your own trained original for --model: a .safetensors file or a torch state dict "
            "(read with weights_only=True); MODEL=PATH per model spec when there are several. Checked before any work; the "
