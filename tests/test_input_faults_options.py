@@ -268,3 +268,18 @@ def test_tune_accepts_the_continual_objectives_the_docs_name(tmp_path):
     from bench.eval.metrics import METRIC_DIRECTIONS
 
     assert METRIC_DIRECTIONS["forget_all_gap"] == "min" and METRIC_DIRECTIONS["cumulative_unlearn_seconds"] == "min"
+
+
+def test_params_from_a_run_read_without_progress_bars(tmp_path, monkeypatch, capfd):
+    from mlflow.tracking import MlflowClient
+
+    from bench.run.tuning import load_params
+
+    monkeypatch.delenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", raising=False)
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    client = MlflowClient(uri)
+    run = client.create_run(client.create_experiment("x", artifact_location=str(tmp_path / "art")))
+    client.log_text(run.info.run_id, '{"ga": {"lr": 0.01}}', "best_params.json")
+    capfd.readouterr()
+    assert load_params(run.info.run_id, uri) == {"ga": {"lr": 0.01}}
+    assert "Downloading artifacts" not in capfd.readouterr().err

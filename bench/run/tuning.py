@@ -12,6 +12,7 @@ the intermediate results a method reports through ``ctx.report`` (one per epoch 
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 from datetime import datetime
@@ -272,7 +273,7 @@ def load_params(source: str, tracking_uri: str | None) -> dict[str, dict[str, An
             raise BenchError(f"--params '{source}': no such file, and not an MLflow run id.")
         import mlflow
 
-
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no progress bar for one small file
         mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
         try:
             data = json.loads(mlflow.artifacts.load_text(f"runs:/{source}/best_params.json"))
