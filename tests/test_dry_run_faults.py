@@ -132,3 +132,14 @@ def test_dry_run_counts_shadow_models_only_for_attacks_that_use_them(invoke_benc
     assert "attacks:     loss,svc\n" in plain.stdout, plain.stdout  # neither trains shadow models
     shadowed = invoke_bench("run", "--attacks", "loss,lira", "--shadow-models", "4", "--dry-run", *_store(tmp_path))
     assert "attacks:     loss,lira; 4 shadow models (for lira)" in shadowed.stdout, shadowed.stdout
+
+
+def test_the_dry_run_creates_no_cache_directory(invoke_bench, tmp_path):
+    cache = tmp_path / "not" / "yet"
+    proc = invoke_bench("run", "--dry-run", "--cache-dir", str(cache), "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not (tmp_path / "not").exists()
+    (tmp_path / "file").write_text("")
+    proc = invoke_bench("run", "--dry-run", "--cache-dir", str(tmp_path / "file" / "c"),
+                        "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}")
+    assert proc.returncode == 2 and "is a file, not a directory" in proc.stderr, proc.stderr

@@ -123,10 +123,18 @@ def check_cluster_resources(cpus: float, gpus: float) -> None:
 
 def check_dir(flag: str, path: Path, create: bool = True) -> None:
     """``path`` is (or, with ``create``, becomes) a directory we can write: tested by creating and
-    deleting a file in it, not by permission bits (a read-only filesystem, a file in the way)."""
+    deleting a file in it, not by permission bits (a read-only filesystem, a file in the way).
+    Without ``create`` (a dry run) a missing ``path`` is left missing, and its nearest existing
+    parent must be a directory we can write (where it would be created)."""
     try:
         if create:
             path.mkdir(parents=True, exist_ok=True)
+        elif not path.exists():
+            parent = next(p for p in path.parents if p.exists())
+            if not parent.is_dir():
+                raise NotADirectoryError(f"{parent} is a file, not a directory")
+            probe_write(parent)
+            return
         probe_write(path)
     except OSError as exc:
         why = exc.strerror or str(exc)

@@ -270,7 +270,8 @@ def validate_options(registry: Registry, opts: RunOptions) -> tuple[list[MethodP
         check_name("--run-name", opts.run_name)
     uri = resolve_tracking_uri(opts.tracking_uri)
     forgets = [fetch_forget_run(f, uri) if f.run_id else f for f in forgets]
-    check_dir("--cache-dir", resolve_cache_dir(opts))  # last: the only check that creates something (the empty directory)
+    # last: the only check that creates something (the empty directory; not in a dry run)
+    check_dir("--cache-dir", resolve_cache_dir(opts), create=not opts.dry_run)
     check_data_dir(resolve_data_dir(opts), opts.download)
     return methods, forgets, uri
 
