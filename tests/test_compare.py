@@ -420,3 +420,17 @@ def test_pooled_settings_name_your_own_original_by_its_file_in_one_item():
     assert [t.setting[1] for t in trials] == ["mlp [recipe.epochs=30,original=mine.safetensors@abababab]",
                                              "mlp [recipe.epochs=30,original=none]",
                                              "mlp [recipe.epochs=5,original=none]"]
+
+
+def test_variant_labels_are_per_setting():
+    """ga with two learning rates on random:10% and one on class:3: only the first setting's rows
+    carry the learning rate (class:3's ga was labelled ga[lr=...] too, and the published lookup by
+    name missed it)."""
+    from bench.track.compare.query import TrialRecord, _label_variants
+
+    def trial(forget, lr):
+        return TrialRecord("r", "p", "ga", "0", ("digits", "mlp", forget), "FINISHED", 0, {}, {"lr": lr})
+
+    trials = [trial("random:10%", "0.01"), trial("random:10%", "0.02"), trial("class:3", "0.01")]
+    _label_variants(trials)
+    assert [t.label for t in trials] == ["ga[lr=0.01]", "ga[lr=0.02]", "ga"]

@@ -185,3 +185,19 @@ def test_attack_columns_pick_each_attack_headline_in_order():
                {"mia_efficacy": 0.1, "avg_gap_mia": 0.0, "lira_auc": 0.52, "loss_auc": 0.4, "epsilon_score": 0.9}]
     assert attack_columns(results) == ("loss_auc", "mia_efficacy", "lira_auc", "epsilon_score")
     assert attack_columns([{"forget_acc": 1.0}]) == ()
+
+
+def test_summary_cells_average_only_numbers_and_say_how_many():
+    from bench.track.report import aggregate, fmt, to_csv, to_markdown
+
+    nan = float("nan")
+    assert fmt([0.2, nan]) == "0.200"  # one number: no standard deviation (it showed "0.200 ± 0.000")
+    assert fmt([0.2, nan], of=2) == "0.200 (n=1)"
+    assert fmt([0.2, 0.4], of=2) == "0.300 ± 0.141"
+    assert fmt([nan, nan], of=2) == "-" and fmt([]) == "-"
+    setting = ("digits", "mlp", "random:10%")
+    rows = aggregate([(setting, "m", {"a": 0.2, "b": 1.0}), (setting, "m", {"a": nan, "b": 3.0}),
+                      (setting, "m", {"b": 2.0})], keep=None)
+    md = to_markdown(rows, columns=("a", "b"))
+    assert "| 0.200 (n=1) | 2.000 ± 1.000 | 3 |" in md, md
+    assert "0.2,,2.0,1.0,3,0,0" in to_csv(rows, columns=("a", "b"))  # the CSV: mean, no std, as before

@@ -149,3 +149,17 @@ def test_compare_published_on_a_real_run_prints_both_tables(quick_run, trial_run
         assert math.isclose(float(rte["ours"]), runs.loc[method, "metrics.unlearn_seconds"] / 60, abs_tol=1e-3)
     # and the MLflow compare link of the trials
     assert "MLflow compare view of these 10 trial(s)" in out.stderr and "#/compare-runs?runs=" in out.stderr
+
+
+def test_a_method_pooled_with_several_hyperparameters_has_a_line_per_variant():
+    """--run all over runs of ga with two learning rates labels the rows ga[lr=...]: each is beside
+    the paper's GA (the lookup by the plain name showed GA "(not run)")."""
+    table = published.load("salun-table1")
+    a = _row("ga[lr=0.005]", forget_acc=[0.9], retain_acc=[0.95], test_acc=[0.9])
+    b = _row("ga[lr=0.02]", forget_acc=[0.5], retain_acc=[0.6], test_acc=[0.55])
+    ga = [line for line in published.side_by_side(table, [a, b])[SETTING] if line.method == "GA"]
+    assert [line.ours_name for line in ga] == ["ga[lr=0.005]", "ga[lr=0.02]"]
+    assert [round(line.values["UA"][0], 6) for line in ga] == [10.0, 50.0]
+    salun_soft = [line for line in published.side_by_side(table, [_row("salun-soft", forget_acc=[0.9])])[SETTING]
+                  if line.method.startswith("SalUn")]
+    assert [line.ours_name for line in salun_soft] == [None, "salun-soft"]  # salun is not salun-soft's prefix

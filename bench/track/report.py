@@ -53,15 +53,17 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return mean, std
 
 
-def fmt(values: list[float]) -> str:
-    if not values:
+def fmt(values: list[float], of: int | None = None) -> str:
+    """``mean ± std`` of the values that are numbers (a NaN is no value: one number and a NaN have
+    no standard deviation, and showed "± 0.000"); ``(n=K)`` after it when K values are fewer than
+    ``of``, the row's finished trials (a metric some seeds did not report averages fewer seeds)."""
+    finite = [v for v in values if v == v]
+    if not finite:
         return "-"
-    mean, std = _mean_std(values)
-    if mean != mean:
-        return "-"
+    mean, std = _mean_std(finite)
     digits = 3 if abs(mean) < 100 else 1
-    text = f"{mean:.{digits}f}"
-    return text + (f" ± {std:.{digits}f}" if len(values) > 1 else "")
+    text = f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if len(finite) > 1 else "")
+    return text + (f" (n={len(finite)})" if of is not None and len(finite) < of else "")
 
 
 #: The names of the two reference rows (the original model; the model retrained without the forget set).
@@ -150,7 +152,7 @@ def render(rows: list[Row], console, ranks: list[int | None] | None = None, colu
         k = ranks[i] if ranks is not None else None
         cells = [Text("-" if k is None else str(k))] if ranks is not None else []
         cells += ([Text(" / ".join(r.setting))] if multi else []) + [Text(r.name)]
-        cells += [Text(fmt(r.values.get(c, []))) for c in columns] + [Text(_trials_cell(r))]
+        cells += [Text(fmt(r.values.get(c, []), r.ok)) for c in columns] + [Text(_trials_cell(r))]
         style = "red" if r.failed else None
         if ranks is not None and not r.failed:
             style = "dim" if is_reference(r) else ("bold" if k == 1 else None)
@@ -164,7 +166,7 @@ def to_markdown(rows: list[Row], ranks: list[int | None] | None = None, columns=
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for i, r in enumerate(rows):
         rank = (["-" if ranks[i] is None else str(ranks[i])] if ranked else [])
-        cells = [*r.setting, r.name, *rank, *(fmt(r.values.get(c, [])) for c in columns), str(r.ok), str(r.failed),
+        cells = [*r.setting, r.name, *rank, *(fmt(r.values.get(c, []), r.ok) for c in columns), str(r.ok), str(r.failed),
                  str(r.killed)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -129,21 +129,27 @@ class Line:
 
 
 def side_by_side(table: PublishedTable, rows: list[report.Row]) -> dict[tuple, list[Line]]:
-    """Per setting of ``rows``: one line per published method, ours beside theirs. The paper's
-    Retrain is our ``retrain`` method when the run has it, else the retrained reference row."""
+    """Per setting of ``rows``: one line per published method, ours beside theirs (one per variant
+    where pooled runs ran the method with several hyperparameters). The paper's Retrain is our
+    ``retrain`` method when the run has it, else the retrained reference row."""
     out: dict[tuple, list[Line]] = {}
     for setting in dict.fromkeys(r.setting for r in rows):
         mine = {r.name: r for r in rows if r.setting == setting}
         lines = []
         for prow in table.rows:
             name = str(prow["bench_method"])
-            row = mine.get(name) or (mine.get(RETRAIN) if name == "retrain" else None)
-            values = {}
-            for c in table.columns:
-                theirs = float(prow[c])
-                value = ours(row, c)[0] if row is not None else float("nan")
-                values[c] = (value, theirs, value - theirs)
-            lines.append(Line(str(prow["method"]), row.name if row is not None else None, values))
+            # the method's row, or its rows per hyperparameter variant (``ga[lr=0.02]``: runs pooled
+            # with --run all that ran it with several); the paper's Retrain may be the reference row
+            found = [r for n, r in mine.items() if n == name or n.startswith(f"{name}[")]
+            if not found and name == "retrain" and RETRAIN in mine:
+                found = [mine[RETRAIN]]
+            for row in found or [None]:
+                values = {}
+                for c in table.columns:
+                    theirs = float(prow[c])
+                    value = ours(row, c)[0] if row is not None else float("nan")
+                    values[c] = (value, theirs, value - theirs)
+                lines.append(Line(str(prow["method"]), row.name if row is not None else None, values))
         out[setting] = lines
     return out
 

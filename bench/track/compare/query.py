@@ -232,11 +232,12 @@ def _shown(key: str, params: dict[str, str]) -> str:
 
 
 def _label_variants(trials: list[TrialRecord]) -> None:
-    """Row names: the method, plus the hyperparameters that differ when pooled runs used several."""
-    by_method: dict[str, list[TrialRecord]] = defaultdict(list)
+    """Row names: the method, plus the hyperparameters that differ when pooled runs used several in
+    one setting (a method run with one set of them in a setting keeps its plain name there)."""
+    by_method: dict[tuple, list[TrialRecord]] = defaultdict(list)
     for t in trials:
-        by_method[t.method].append(t)
-    for method, group in by_method.items():
+        by_method[(t.setting, t.method)].append(t)
+    for (_, method), group in by_method.items():
         variants = {tuple(sorted(t.method_params.items())) for t in group}
         if len(variants) <= 1:
             for t in group:
