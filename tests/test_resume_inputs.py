@@ -12,10 +12,10 @@ from bench.core.options import RunOptions
 from bench.run.runner import run
 
 
-def _run(workdir, forget: str) -> str:
+def _run(workdir, forget: str, cpus: float = 1.0) -> str:
     opts = RunOptions(executor="local", methods="retrain", forgets=[forget], attacks="", recipe={"epochs": 2},
                       cache_dir=str(workdir / "cache"), tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}",
-                      experiment="resume-inputs", resume=True)
+                      experiment="resume-inputs", resume=True, cpus_per_trial=cpus)
     out = io.StringIO()
     assert run(opts, Console(file=out, width=200)) == 0, out.getvalue()
     return out.getvalue()
@@ -38,6 +38,15 @@ def test_a_rewritten_indices_file_runs_the_trial_again(workdir):
     path.write_text("\n".join(map(str, range(300))) + "\n")
     changed = _run(workdir, f"indices:{path}")
     assert "already finished" not in changed and "done    retrain seed=0" in changed
+
+
+def test_resume_with_other_cpus_per_trial_starts_a_new_run(workdir):
+    """The thread count changes a trial's numbers and times: a resume with another --cpus-per-trial
+    put trials of 1 and 2 threads under one parent, averaged together by compare."""
+    _run(workdir, "random:16")
+    other = _run(workdir, "random:16", cpus=2.0)
+    assert "no earlier run of this plan" in other and "already finished" not in other
+    assert "1 of 1 trial(s) already finished" in _run(workdir, "random:16", cpus=2.0)
 
 
 def test_the_trial_key_covers_the_inputs():

@@ -59,9 +59,14 @@ def trial_key(fields: Mapping[str, Any]) -> str:
     return sha256_bytes(json.dumps(doc, sort_keys=True, default=str).encode())[:16]
 
 
-def plan_key(trial_keys: Iterable[str]) -> str:
-    """Identity of a plan: its set of trial keys."""
-    return sha256_bytes(",".join(sorted(trial_keys)).encode())[:16]
+def plan_key(trial_keys: Iterable[str], resources: Iterable[str] = ()) -> str:
+    """Identity of a plan (what ``--resume`` continues): its set of trial keys and the resources its
+    trials run with (``resources``: e.g. ``device=cpu threads=2`` per trial). A trial's key leaves
+    those out (its references are the same), but its numbers and times depend on them: a resume
+    with another ``--cpus-per-trial`` put trials of 1 and 2 threads under one parent."""
+    text = ",".join(sorted(trial_keys))
+    extra = sorted(set(resources))
+    return sha256_bytes((text + ("|" + ",".join(extra) if extra else "")).encode())[:16]
 
 
 def is_loopback(host: str) -> bool:

@@ -88,7 +88,7 @@ def open_parent(plan, opts: RunOptions, versions: dict, plugins: dict, say):
         reaped = tracking.reap_dead_runs(client)  # before --resume looks for its parent run
         if reaped:
             say(tracking.reap_notice(reaped), always=True)
-        pkey = plan_key(t.trial_key for t in plan.trials)
+        pkey = plan_key((t.trial_key for t in plan.trials), (f"device={t.device} threads={t.threads}" for t in plan.trials))
         earlier = tracking.find_resumable(client, experiment_id, pkey) if opts.resume else None
         done: dict[str, dict] = {}
         if earlier is not None:
@@ -107,7 +107,8 @@ def open_parent(plan, opts: RunOptions, versions: dict, plugins: dict, say):
                                                 "plugins": plugins}, indent=1, default=str), f"resumed/{stamp}.json")
         else:
             if opts.resume:
-                say(f"--resume: no earlier run of this plan in experiment '{opts.experiment}'; starting a new one")
+                say(f"--resume: no earlier run of this plan in experiment '{opts.experiment}' (the same trials, "
+                    f"--cpus-per-trial and device); starting a new one")
             run_name = opts.run_name or f"bench-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
             options = {k: v for k, v in opts.as_dict().items() if k != "resume"}
             parent_params = tracking.flatten({"options": options, "versions": versions, "plugins": plugins})
