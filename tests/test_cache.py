@@ -43,7 +43,7 @@ def _ref_job(digits, seed: int = 0):
 def _ensure(jobs, cache: ReferenceCache, lines: list[str] | None = None):
     from bench.run.references import ensure_references, train_job
 
-    return ensure_references(jobs, cache, lambda js: [train_job(j) for j in js],
+    return ensure_references(jobs, cache, lambda js, done=None: [train_job(j) for j in js],
                              (lines if lines is not None else []).append, {"bench": "test"})
 
 
@@ -195,7 +195,7 @@ JOB_MODULE = textwrap.dedent('''
             time.sleep(self.delay)
             return (f"weights of {self.key}".encode(), self.delay)
 
-    def train_many(jobs):
+    def train_many(jobs, done=None):
         return [j.run() for j in jobs]
 
     def jobs(log, seeds, delay):

@@ -175,12 +175,42 @@ def test_ensure_references_without_a_failure_list_raises(tmp_path):
             return "original d/m seed=0"
 
     with pytest.raises(ReferenceFailed, match="training original d/m seed=0 failed"):
-        ensure_references([Job()], ReferenceCache(tmp_path), lambda jobs: [JobFailure("E: x")], lambda *a, **k: None, {})
+        ensure_references([Job()], ReferenceCache(tmp_path), lambda jobs, done=None: [JobFailure("E: x")], lambda *a, **k: None, {})
     failed: dict = {}
-    refs, trained = ensure_references([Job()], ReferenceCache(tmp_path), lambda jobs: [JobFailure("E: x")],
+    refs, trained = ensure_references([Job()], ReferenceCache(tmp_path), lambda jobs, done=None: [JobFailure("E: x")],
                                       lambda *a, **k: None, {}, failed)
     assert refs == {} and trained == 0 and "E: x" in failed[Job.key]
     assert ReferenceCache(tmp_path).check(Job.key)[0] is None  # not cached
+
+
+def test_a_reference_is_cached_as_soon_as_it_is_trained(tmp_path):
+    """An interrupt while the second reference trains keeps the first (every reference of the batch
+    was cached only once all had ended: a Ctrl-C lost them all, and --resume trained them again)."""
+    from bench.core.cache import ReferenceCache
+    from bench.run import ref_tasks
+    from bench.run.references import ensure_references
+
+    class Job:
+        recipe = type("R", (), {"epochs": 1})()
+
+        def __init__(self, i):
+            from bench.core.cache import cache_key
+
+            self.doc = {"kind": "original", "dataset": "d", "model": "m", "seed": i}
+            self.key = cache_key(self.doc)
+
+        def describe(self):
+            return f"original d/m seed={self.doc['seed']}"
+
+        def run(self):
+            if self.doc["seed"] == 2:
+                raise KeyboardInterrupt  # Ctrl-C while this one trains
+            return b"weights", 0.5
+
+    cache = ReferenceCache(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        ensure_references([Job(1), Job(2)], cache, ref_tasks.train_many_local, lambda *a, **k: None, {})
+    assert cache.check(Job(1).key)[0] is not None and cache.check(Job(2).key)[0] is None
 
 
 @pytest.mark.slow

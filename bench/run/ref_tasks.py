@@ -14,8 +14,18 @@ from bench.run.forward import ForwardProgress, in_worker_progress
 from bench.run.references import JobFailure, RefJob, train_job
 
 
-def train_many_local(jobs):
-    return [_attempt(job) for job in jobs]
+def _ignore(i, result) -> None:
+    return None
+
+
+def train_many_local(jobs, done=_ignore):
+    """Train the jobs one after the other in this process; ``done(i, result)`` is called as each ends
+    (the caller caches it at once: an interrupt later loses nothing already trained)."""
+    out = []
+    for i, job in enumerate(jobs):
+        out.append(_attempt(job))
+        done(i, out[-1])
+    return out
 
 
 def _attempt(job):
@@ -43,8 +53,9 @@ def _train_with_progress(job):
 
 def train_many_ray(cpus: float, gpus: float):
     """Train the jobs on Ray, in the order given: as tasks of ``cpus`` CPUs without GPUs (Ray keeps
-    their worker processes for the next task), on GPUs in short-lived actors (:func:`_on_gpu_actors`)."""
-    def train_many(jobs):
+    their worker processes for the next task), on GPUs in short-lived actors (:func:`_on_gpu_actors`).
+    ``done(i, result)`` is called as each job ends, in the order they end."""
+    def train_many(jobs, done=_ignore):
         import dataclasses
 
         import ray
@@ -57,14 +68,18 @@ def train_many_ray(cpus: float, gpus: float):
                     split_refs[id(job.splits)] = ray.put(job.splits)
                 calls.append((dataclasses.replace(job, splits=None), split_refs[id(job.splits)], forward.sink_spec()))
             if gpus > 0:
-                return _on_gpu_actors(calls, cpus, gpus)
+                return _on_gpu_actors(calls, cpus, gpus, done)
             remote = ray.remote(num_cpus=cpus, max_retries=0)(_train_reference_task)
-            out = []
-            for ref in [remote.remote(*call) for call in calls]:
+            pending = {remote.remote(*call): i for i, call in enumerate(calls)}
+            out: list = [None] * len(calls)
+            while pending:
+                [ref], _ = ray.wait(list(pending), num_returns=1)
+                i = pending.pop(ref)
                 try:
-                    out.append(ray.get(ref))
+                    out[i] = ray.get(ref)
                 except ray.exceptions.RayError as exc:
-                    out.append(_lost(exc))
+                    out[i] = _lost(exc)
+                done(i, out[i])
             return out
 
     return train_many
@@ -87,7 +102,7 @@ class _ReferenceWorker:
         return _train_reference_task(job, splits, progress)
 
 
-def _on_gpu_actors(calls: list[tuple], cpus: float, gpus: float) -> list:
+def _on_gpu_actors(calls: list[tuple], cpus: float, gpus: float, done=_ignore) -> list:
     """Run ``_train_reference_task(*call)`` for every call on as many actors of ``cpus`` CPUs and
     ``gpus`` GPUs as fit at once, each taking the next call when it is free; results in call order.
     The actors are ended when the references are done, or on an error.
@@ -126,6 +141,7 @@ def _on_gpu_actors(calls: list[tuple], cpus: float, gpus: float) -> list:
                 ray.kill(actor)
                 actors.append(worker.remote())
                 free.append(actors[-1])
+            done(i, out[i])
         return out
     finally:
         for actor in actors:

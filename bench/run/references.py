@@ -94,7 +94,7 @@ def train_reference(job: RefJob) -> tuple[bytes, float]:
 def ensure_references(
     jobs: list[RefJob],
     cache: ReferenceCache,
-    train_many: Callable[[list[RefJob]], list[tuple[bytes, float]]],
+    train_many: Callable[..., Any],  # (jobs, done): done(i, result) as each job ends
     say: Callable[[str], None],
     versions: dict[str, str],
     failed: dict[str, str] | None = None,
@@ -141,16 +141,27 @@ def ensure_references(
                 todo.append(job)
         if todo:
             say(f"training {len(todo)} reference model(s): " + "; ".join(j.describe() for j in todo))
-            for job, result in zip(todo, train_many(todo), strict=True):
+            errors: list[str] = []
+            recorded: set[int] = set()
+
+            def record(i: int, result) -> None:
+                """Cache each reference as it is trained (an interrupt or a later failure loses
+                none already trained: they were cached only when the whole batch had ended)."""
+                nonlocal trained
+                if i in recorded:
+                    return
+                recorded.add(i)
+                job = todo[i]
                 if isinstance(result, JobFailure):
                     from bench.track.tracking import error_line
 
                     if failed is None:
-                        raise ReferenceFailed(f"training {job.describe()} failed:\n{result.error}")
+                        errors.append(f"training {job.describe()} failed:\n{result.error}")
+                        return
                     failed[job.key] = (f"{result.error.rstrip()}\n(while training {job.describe()}: the trials that "
                                        "need it did not run)")
                     say(f"FAILED      training {job.describe()} [{job.key[:12]}]: {error_line(result.error)}", always=True)
-                    continue
+                    return
                 data, seconds = result
                 trained += 1
                 meta = {
@@ -162,6 +173,11 @@ def ensure_references(
                 }
                 found[job.key] = (data, cache.put(job.key, data, meta))
                 say(f"trained     {job.describe()} [{job.key[:12]}] in {seconds:.1f}s")
+
+            for i, result in enumerate(train_many(todo, record)):  # any train_many did not hand to record
+                record(i, result)
+            if errors:
+                raise ReferenceFailed(errors[0])
     return found, trained
 
 
