@@ -14,7 +14,10 @@ import pytest
 pytestmark = pytest.mark.slow
 
 
-def test_sigint_keeps_finished_trials_and_marks_the_rest_killed(workdir, store_args):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_sigint_keeps_finished_trials_and_marks_the_rest_killed(workdir, store_args, sig):
+    """SIGTERM (a scheduler's kill) as Ctrl-C: it killed the driver through Ray's own handler (exit 1,
+    the cut-off trials left RUNNING), and the local executor's process outright (143)."""
     exe = os.path.join(os.path.dirname(sys.executable), "bench")
     # long enough trials (retrain: ~2 s each) that the signal lands while some are running
     cmd = [exe, "run", "--seeds", "0-1", "-r", "epochs=150", *store_args(workdir)]
@@ -25,7 +28,7 @@ def test_sigint_keeps_finished_trials_and_marks_the_rest_killed(workdir, store_a
         while time.time() < deadline and " done " not in (workdir / "run.log").read_text():
             time.sleep(0.2)
         assert " done " in (workdir / "run.log").read_text(), "no trial finished"
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         code = proc.wait(timeout=120)
     finally:
         if proc.poll() is None:
@@ -42,3 +45,15 @@ def test_sigint_keeps_finished_trials_and_marks_the_rest_killed(workdir, store_a
     assert len(finished) >= 1 and finished["metrics.forget_acc"].notna().all()
     assert "RUNNING" not in set(kids["status"])
     assert len(finished) < 6
+
+
+def test_an_interrupt_while_planning_exits_130(invoke_bench, workdir, store_args, monkeypatch):
+    """Before the run's own handling (planning, loading data): click said "Aborted!" and exit 1."""
+    import bench.run.runner as runner
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "validate_options", interrupted)
+    proc = invoke_bench("run", *store_args(workdir), cwd=workdir)
+    assert proc.returncode == 130 and "Interrupted." in proc.stderr, (proc.returncode, proc.stderr)

@@ -24,6 +24,9 @@ class BenchGroup(click.Group):
         except RecordError as exc:
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(1)
+        except KeyboardInterrupt:  # before a run's own handling (planning, loading): 130, not click's 1
+            click.echo("Interrupted.", err=True)
+            ctx.exit(130)
 
 
 @click.group(cls=BenchGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -25,6 +25,20 @@ def run(params_file, **kw):
       bench run --preset digits-quick            (bench presets lists the protocols)
       bench run --preset salun-cifar10-random10 --dry-run
     """
+    import signal
+
+    from bench.core.console import sigterm_as_interrupt
+
+    previous = sigterm_as_interrupt()  # a scheduler's kill ends the run as Ctrl-C does
+    try:
+        code = _run(params_file, kw)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    sys.exit(code)
+
+
+def _run(params_file, kw) -> int:
     opts = to_run_options(kw, params_file)
     preset = None
     if kw.get("preset"):
@@ -43,4 +57,4 @@ def run(params_file, **kw):
     code = run_experiment(opts, console(), verbose=kw["verbose"], quiet=kw["quiet"])
     if preset is not None and preset.compare and code in (0, 1):
         click.echo(f"Compare with the published numbers: bench compare --published {preset.compare}")
-    sys.exit(code)
+    return code

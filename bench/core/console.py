@@ -230,3 +230,27 @@ class ProgressReporter:
                 self.bars.stop()
                 self.bars = None
                 self.bar_ids.clear()
+
+
+def sigterm_as_interrupt():
+    """Handle SIGTERM (``kill PID``, a batch scheduler ending a job) as Ctrl-C: whatever handles
+    SIGINT at that moment gets it (Python's KeyboardInterrupt, Ray Tune's graceful stop), so a
+    terminated run keeps its finished trials, marks the rest KILLED and exits 130. Before, the
+    local executor died at once (143, its parent run left RUNNING) and under Ray the driver exited 1
+    through Ray's own handler (``sys.exit``), its cut-off trials left RUNNING. Ray's ``ray.init``
+    installs that handler again: call this after it too. Main thread only. Returns the handler it
+    replaced (to put back with ``signal.signal``), or None where it did nothing."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def term(signum, frame):
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler):
+            handler(signal.SIGINT, frame)
+        else:  # SIGINT ignored (a background job of a shell) or the default: stop all the same
+            raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, term)
+

@@ -161,6 +161,7 @@ def start_ray(address: str | None, verbose: bool, say: Callable[..., None], num_
                 f"token, or RAY_AUTH_MODE=disabled on both sides). A head on 127.0.0.1 needs "
                 f"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 when it is started."
             ) from None
+        console.sigterm_as_interrupt()  # ray.init installed its own (sys.exit)
         say(f"joined Ray cluster at {address} ({time.perf_counter() - t0:.1f}s)")
     else:
         previous = os.environ.get(DRIVER_ENV)
@@ -175,6 +176,7 @@ def start_ray(address: str | None, verbose: bool, say: Callable[..., None], num_
                 ray.init(address="local", include_dashboard=False, num_cpus=local_cpus() if num_cpus is None else num_cpus,
                          _system_config={"prestart_worker_first_driver": False}, **kwargs)
         finally:
+            console.sigterm_as_interrupt()  # ray.init installed its own (sys.exit)
             if previous is None:
                 os.environ.pop(DRIVER_ENV, None)
             else:
