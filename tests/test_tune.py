@@ -107,10 +107,13 @@ def test_an_interrupted_search_says_its_best_is_of_the_finished_samples(workdir,
         return outcome
 
     monkeypatch.setattr(executor, "run_ray", interrupted)
+    (workdir / "best.json").write_text('{"ga": {"lr": 0.5}}\n')  # a finished search's result stays as it is
     proc = invoke_bench("tune", "--method", "ga", "--num-samples", "2", "-O", str(workdir / "best.json"),
                         *store_args(workdir), cwd=workdir)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 130, out
     assert "interrupted after 2 of 2 sample(s) finished: the best of those is saved" in out
+    assert "to best.partial.json" in out and (workdir / "best.partial.json").exists()
+    assert (workdir / "best.json").read_text() == '{"ga": {"lr": 0.5}}\n'
     parent = _runs(workdir).query("`tags.bench.kind` == 'tune'").iloc[0]
     assert parent["tags.bench.best_partial"] == "2 of 2" and parent["status"] == "KILLED"

@@ -189,9 +189,11 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
             if outcome.failures:
                 say(f"{len(outcome.failures)} of {num_samples} sample(s) failed (their runs hold the tracebacks); the "
                     "best is chosen among the others.", always=True)
+            if outcome.interrupted:  # not where a finished search writes: an earlier complete result stays
+                path = path.with_name(f"{path.stem}.partial{path.suffix}")
             if outcome.interrupted and best is not None:
                 say(f"interrupted after {done} of {num_samples} sample(s) finished: the best of those is saved, not "
-                    "the best of the whole search (tagged bench.best_partial).", always=True)
+                    f"the best of the whole search, to {path.name} (tagged bench.best_partial).", always=True)
             if best is None:
                 say("no sample finished: no best parameters to save.", always=True)
             else:
