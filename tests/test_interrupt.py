@@ -57,3 +57,28 @@ def test_an_interrupt_while_planning_exits_130(invoke_bench, workdir, store_args
     monkeypatch.setattr(runner, "validate_options", interrupted)
     proc = invoke_bench("run", *store_args(workdir), cwd=workdir)
     assert proc.returncode == 130 and "Interrupted." in proc.stderr, (proc.returncode, proc.stderr)
+
+
+def test_an_interrupt_while_the_parent_run_opens_marks_it_killed(invoke_bench, workdir, store_args, monkeypatch):
+    """--executor local waits for the parent run the MLflow thread opens (about 2 s): a Ctrl-C then
+    left it RUNNING until the next run's reaper."""
+    import bench.run.runner as runner
+
+    real = runner.open_parent
+
+    def opened_then_interrupted(*a, **k):
+        out = real(*a, **k)
+        os.kill(os.getpid(), signal.SIGINT)  # lands in the main thread, waiting for this result
+        time.sleep(1.0)
+        return out
+
+    monkeypatch.setattr(runner, "open_parent", opened_then_interrupted)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = invoke_bench("run", "-m", "ga", "--executor", "local", "--attacks", "", *store_args(workdir), cwd=workdir)
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert proc.returncode == 130, proc.stdout + proc.stderr
+    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
+    df = mlflow.search_runs(experiment_names=["unlearning-bench"])
+    assert list(df["status"]) == ["KILLED"]

@@ -227,7 +227,11 @@ def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False) -
             raise
         try:
             client, experiment_id, parent, run_name, done = opening.result()
-        except BaseException:
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt):  # while the parent was being opened: not left RUNNING
+                _abandon_start(opening, "KILLED", started_ray)
+                say("interrupted: finished trials are recorded in MLflow.", always=True)
+                return 130
             if started_ray:
                 import ray
 
