@@ -29,6 +29,7 @@ from torch import nn
 from bench.core import console
 from bench.core.recipe import Recipe
 from bench.nn.augment import augment_batch
+from bench.nn.torch_state import restore_torch_globals, torch_globals  # noqa: F401  (callers import them from here)
 
 #: Data larger than this fraction of the GPU's total memory streams from host memory instead of
 #: living on the GPU (a quarter, so four trials packed with --gpus-per-trial 0.25 still fit).
@@ -49,52 +50,6 @@ def set_threads(threads: int) -> None:
     threads = max(1, int(threads))
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
-
-
-#: torch's process-wide settings a plugin could leave changed for the trials after it in the same
-#: worker: (what it is called, how to read it, how to set it, how to restore it in a sentence)
-_GLOBALS = (
-    ("grad mode", torch.is_grad_enabled, torch.set_grad_enabled, "use `with torch.no_grad():`"),
-    ("default dtype", torch.get_default_dtype, torch.set_default_dtype, "create tensors with an explicit dtype"),
-    ("thread count", torch.get_num_threads, torch.set_num_threads, "do not call torch.set_num_threads"),
-    ("deterministic-algorithms flag",
-     lambda: (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()),
-     lambda v: torch.use_deterministic_algorithms(v[0], warn_only=v[1]), "set it back before returning"),
-    ("anomaly detection", torch.is_anomaly_enabled, torch.autograd.set_detect_anomaly,
-     "use `with torch.autograd.detect_anomaly():`"),
-    # the settings below change results on a GPU (TF32 rounds every float32 matmul and convolution
-    # on Ampere and later; cuDNN's benchmark mode picks convolution algorithms by timing) or place
-    # every new tensor elsewhere (the default device): read and restored on the CPU alike
-    ("float32 matmul precision (TF32)", torch.get_float32_matmul_precision, torch.set_float32_matmul_precision,
-     "set it back before returning"),
-    ("cuDNN TF32 flag", lambda: torch.backends.cudnn.allow_tf32,
-     lambda v: setattr(torch.backends.cudnn, "allow_tf32", v), "use `with torch.backends.cudnn.flags(...):`"),
-    ("cuDNN benchmark flag", lambda: torch.backends.cudnn.benchmark,
-     lambda v: setattr(torch.backends.cudnn, "benchmark", v), "use `with torch.backends.cudnn.flags(...):`"),
-    ("cuDNN deterministic flag", lambda: torch.backends.cudnn.deterministic,
-     lambda v: setattr(torch.backends.cudnn, "deterministic", v), "use `with torch.backends.cudnn.flags(...):`"),
-    ("oneDNN (mkldnn) flag", lambda: torch.backends.mkldnn.enabled,
-     lambda v: setattr(torch.backends.mkldnn, "enabled", v), "use `with torch.backends.mkldnn.flags(...):`"),
-    ("default device", torch.get_default_device, torch.set_default_device,
-     "create tensors with an explicit device, or use `with torch.device(...):`"),
-)
-
-
-def torch_globals() -> tuple:
-    """The values of torch's process-wide settings in ``_GLOBALS``."""
-    return tuple(get() for _, get, _, _ in _GLOBALS)
-
-
-def restore_torch_globals(saved: tuple) -> str | None:
-    """Set back what changed since ``saved`` (``torch_globals()``); returns a sentence naming the
-    first change and how to avoid it, or None when nothing changed."""
-    first = None
-    for (name, get, put, fix), before in zip(_GLOBALS, saved):
-        now = get()
-        if now != before:
-            put(before)
-            first = first or f"left torch's {name} changed ({before} -> {now}): {fix}"
-    return first
 
 
 _DIGEST_CHUNK = 1 << 21  # elements per step: 16 MB of int64 temporaries whatever the tensor's size
