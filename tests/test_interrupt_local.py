@@ -63,3 +63,26 @@ def test_a_second_ctrl_c_aborts_the_write(monkeypatch, default_sigint):
         executor.run_local(_trials(2), None, log_trial, lambda *a, **k: None)
     assert written == []
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_sigterm_of_a_background_job_waits_for_the_write_too(monkeypatch):
+    """A shell starts background jobs with SIGINT ignored: SIGTERM (bench's handler turns it into a
+    Ctrl-C) raised KeyboardInterrupt in the middle of the write."""
+    from bench.core.console import sigterm_as_interrupt
+
+    monkeypatch.setattr(executor, "run_trial", lambda spec, payload: {"forget_acc": 0.5})
+    monkeypatch.setattr(executor, "summary_line", lambda m: "")
+    before_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    before_term = sigterm_as_interrupt()
+    written = []
+
+    def log_trial(spec, metrics, error):
+        os.kill(os.getpid(), signal.SIGTERM)
+        written.append(spec.trial_name)
+
+    try:
+        out = executor.run_local(_trials(2), None, log_trial, lambda *a, **k: None)
+        assert written == ["t0"] and out.interrupted and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before_int)
+        signal.signal(signal.SIGTERM, before_term)

@@ -108,6 +108,32 @@ def test_ray_address_reads_the_environment_and_local_means_bench_s_own(monkeypat
     assert _parse(TUNE, ["--method", "ga"]).ray_address is None
 
 
+def test_ray_address_from_the_environment_is_left_out_by_the_local_executor(monkeypatch):
+    """RAY_ADDRESS is for Ray: a stale one refused --executor local runs and dry runs (exit 2)."""
+    from click.testing import CliRunner
+
+    import bench.cli.run_cmd as run_cmd
+    from bench.cli import main
+    from bench.cli.options import to_run_options
+
+    seen = {}
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
+
+    def check(args, want):
+        res = CliRunner().invoke(main, ["run", *args])
+        assert res.exit_code == 0, res.output
+        assert seen["opts"].ray_address == want, (args, seen["opts"].ray_address)
+
+    def capture(params_file, kw):
+        seen["opts"] = to_run_options(kw, params_file)
+        return 0
+
+    monkeypatch.setattr(run_cmd, "_run", capture)
+    check(["--executor", "local"], None)
+    check([], "127.0.0.1:1")
+    check(["--executor", "local", "--ray-address", "127.0.0.1:2"], "127.0.0.1:2")  # given: refused later, as before
+
+
 def test_a_bad_store_from_the_environment_names_the_variable(monkeypatch, tmp_path):
     from bench.core.errors import BenchError
     from bench.track.store import resolve_tracking_uri

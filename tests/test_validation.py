@@ -390,6 +390,11 @@ def test_ray_address_nothing_listening(closed_port):
     check_ray_address("auto")
 
 
+def test_the_job_server_address_is_not_a_cluster_address():
+    with pytest.raises(BenchError, match=r"dashboard and job server .*HOST:PORT \(port 6379 by default\)"):
+        check_ray_address("http://127.0.0.1:8265")
+
+
 def test_a_dead_ray_address_from_the_environment_says_so(closed_port, monkeypatch):
     address = f"127.0.0.1:{closed_port}"
     monkeypatch.setenv("RAY_ADDRESS", address)

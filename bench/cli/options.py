@@ -90,7 +90,20 @@ def to_run_options(kw: dict, params_file: str | None = None):
     for method, values in (cli["params"] or {}).items():
         params[method] = {**params.get(method, {}), **values}
     cli["params"] = params or None
-    return merge_options(load_toml(experiment_file(kw)) if experiment_file(kw) else None, cli)
+    opts = merge_options(load_toml(experiment_file(kw)) if experiment_file(kw) else None, cli)
+    if opts.executor == "local" and opts.ray_address and _from_environment("ray_address"):
+        import dataclasses  # RAY_ADDRESS is for Ray: the local executor runs without it
+
+        opts = dataclasses.replace(opts, ray_address=None)
+    return opts
+
+
+def _from_environment(name: str) -> bool:
+    """Whether click filled option ``name`` from its environment variable (not the command line)."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context(silent=True)
+    return ctx is not None and ctx.get_parameter_source(name) == ParameterSource.ENVIRONMENT
 
 
 def experiment_file(kw: dict) -> str | None:

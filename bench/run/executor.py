@@ -33,6 +33,7 @@ from bench.core.plugins import in_process_plugins
 from bench.core.spec import TrialSpec, spec_of
 from bench.run.checks import local_cpus
 from bench.run.forward import ForwardProgress, in_worker_progress
+from bench.run.interrupts import finish_writing, restore_sigint
 from bench.run.payload import Payload
 from bench.run.ref_tasks import concurrent_slots, release_cuda_memory
 from bench.run.trial import run_trial
@@ -69,7 +70,7 @@ def run_local(trials: list[TrialSpec], payload: Payload,
         except Exception as exc:
             error = format_exception(exc)
             out.failures[i] = error
-            with _finish_writing(spec.trial_name, say) as stop:
+            with finish_writing(spec.trial_name, say) as stop:
                 run_id = log_trial(spec, None, error)
             say(failure_line(f"[{i + 1}/{len(trials)}]", spec.trial_name, error, run_id), always=True)
             if stop:
@@ -77,38 +78,13 @@ def run_local(trials: list[TrialSpec], payload: Payload,
                 break
             continue
         out.results[i] = metrics
-        with _finish_writing(spec.trial_name, say) as stop:
+        with finish_writing(spec.trial_name, say) as stop:
             log_trial(spec, metrics, None)
         say(f"[{i + 1}/{len(trials)}] done    {spec.trial_name} in {time.perf_counter() - t0:.1f}s: {summary_line(metrics)}")
         if stop:
             out.interrupted = True
             break
     return out
-
-
-@contextmanager
-def _finish_writing(name: str, say: Callable[..., None]):
-    """Hold off a Ctrl-C while a finished trial is written: its measurement is not lost (an interrupt
-    mid-write left a child run without its metrics, and ``--resume`` ran the trial again). The
-    yielded list is non-empty once Ctrl-C was pressed; a second Ctrl-C interrupts the write."""
-    import threading
-
-    pressed: list[int] = []
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        yield pressed  # not ours to change (a thread, or a caller that handles SIGINT itself)
-        return
-
-    def hold(signum, frame):
-        if pressed:
-            raise KeyboardInterrupt
-        pressed.append(signum)
-        say(f"interrupt: writing finished trial {name} to the MLflow store first (Ctrl-C again to abort it)", always=True)
-
-    signal.signal(signal.SIGINT, hold)
-    try:
-        yield pressed
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 # -- Ray ---------------------------------------------------------------------------------------
@@ -154,7 +130,7 @@ def start_ray(address: str | None, verbose: bool, say: Callable[..., None], num_
     if address:
         try:
             ray.init(address=address, **kwargs)
-        except ConnectionError as exc:
+        except (ConnectionError, ValueError) as exc:
             raise BenchError(
                 f"Could not join the Ray cluster at {address}: {exc}. A head started with `ray start` uses token "
                 f"authentication by default: run bench with the same setting (RAY_AUTH_MODE=token and the cluster's "
@@ -358,6 +334,7 @@ def run_ray(trials: list[TrialSpec], payload: Payload, *, cpus: float, gpus: flo
         os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(concurrent_slots(cpus, gpus))
     tune_log = None if verbose else _tune_log_to_file(Path(storage) / f"{name}.log")
     out.log_path = None if tune_log is None else tune_log[0].baseFilename
+    sigint = signal.getsignal(signal.SIGINT)
     try:
         with forward:
             tuner.fit()
@@ -365,6 +342,7 @@ def run_ray(trials: list[TrialSpec], payload: Payload, *, cpus: float, gpus: flo
         out.interrupted = True
         return out
     finally:
+        restore_sigint(sigint)  # Tune leaves its own handler (a flag) after fit: SIGTERM would then do nothing
         if own_pending:
             os.environ.pop("TUNE_MAX_PENDING_TRIALS_PG", None)
         if tune_log is not None:

@@ -144,6 +144,10 @@ def check_ray_address(address: str | None) -> None:
     env = address == os.environ.get("RAY_ADDRESS")  # the option's default: say where the value came from
     flag = "--ray-address (here from the environment variable RAY_ADDRESS)" if env else "--ray-address"
     drop = "unset RAY_ADDRESS (or set it to local)" if env else "drop --ray-address"
+    if address.lower().startswith(("http://", "https://")):
+        raise BenchError(f"{flag} '{address}' is the address of Ray's dashboard and job server (what `ray job submit` "
+                         f"takes); bench joins a cluster at its head's address, HOST:PORT (port 6379 by default), or "
+                         f"'auto' on a node of the cluster.")
     target = address.split("://", 1)[-1]
     host, sep, port = target.rpartition(":")
     if not sep or not port.isdigit():

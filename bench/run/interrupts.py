@@ -1,0 +1,41 @@
+"""Interrupts around what must not be cut in half: a finished trial's record (``--executor local``)
+and Ray Tune's own SIGINT handler, which it leaves installed after a search."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from contextlib import contextmanager
+from typing import Callable
+
+
+@contextmanager
+def finish_writing(name: str, say: Callable[..., None]):
+    """Hold off a Ctrl-C while a finished trial is written: its measurement is not lost (an interrupt
+    mid-write left a child run without its metrics, and ``--resume`` ran the trial again). The
+    yielded list is non-empty once Ctrl-C was pressed; a second Ctrl-C interrupts the write."""
+    pressed: list[int] = []
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or previous not in (signal.default_int_handler,
+                                                                                       signal.SIG_IGN):
+        yield pressed  # not ours to change (a thread, or a caller that handles SIGINT itself)
+        return
+
+    def hold(signum, frame):
+        if pressed:
+            raise KeyboardInterrupt
+        pressed.append(signum)
+        say(f"interrupt: writing finished trial {name} to the MLflow store first (Ctrl-C again to abort it)", always=True)
+
+    signal.signal(signal.SIGINT, hold)  # also where SIGINT is ignored (a background job): SIGTERM comes here
+    try:
+        yield pressed
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def restore_sigint(handler) -> None:
+    """Put back the SIGINT handler ``handler`` (``signal.getsignal`` before Ray Tune's ``fit``, which
+    installs one that only sets a flag and leaves it there), main thread only."""
+    if threading.current_thread() is threading.main_thread() and handler is not None:
+        signal.signal(signal.SIGINT, handler)
