@@ -91,3 +91,20 @@ def test_resume_refuses_a_run_whose_driver_is_alive(workdir):
         other.kill()
         other.wait()
     assert "1 of 1 trial(s) already finished" in _run(workdir, "random:10%")  # its driver is gone: reaped, resumed
+
+
+def test_a_run_recorded_with_the_older_plan_key_still_resumes(workdir):
+    """Runs recorded before the plan key held each trial's device and threads carry the key of their
+    trial keys alone: --resume finds them when their recorded options match."""
+    from mlflow.tracking import MlflowClient
+
+    from bench.core.keys import Tag, plan_key
+
+    _run(workdir, "random:16")
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("resume-inputs")
+    parent = client.search_runs([exp.experiment_id], "tags.`bench.role` = 'parent'")[0]
+    kids = client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    client.set_tag(parent.info.run_id, Tag.PLAN_KEY, plan_key(k.data.tags[Tag.TRIAL_KEY] for k in kids))
+    assert "1 of 1 trial(s) already finished" in _run(workdir, "random:16")
+    assert "no earlier run of this plan" in _run(workdir, "random:16", cpus=2.0)  # other options: not that run

@@ -90,6 +90,11 @@ def open_parent(plan, opts: RunOptions, versions: dict, plugins: dict, say):
             say(tracking.reap_notice(reaped), always=True)
         pkey = plan_key((t.trial_key for t in plan.trials), (f"device={t.device} threads={t.threads}" for t in plan.trials))
         earlier = tracking.find_resumable(client, experiment_id, pkey) if opts.resume else None
+        if opts.resume and earlier is None:  # a run recorded before the key held the resources: same options?
+            old = tracking.find_resumable(client, experiment_id, plan_key(t.trial_key for t in plan.trials))
+            was = old[0].data.params if old else {}
+            if old and (was.get("options.cpus_per_trial"), was.get("options.device")) == (str(opts.cpus_per_trial), opts.device):
+                earlier = old
         done: dict[str, dict] = {}
         if earlier is not None:
             parent_run, done = earlier
