@@ -201,3 +201,25 @@ def test_summary_cells_average_only_numbers_and_say_how_many():
     md = to_markdown(rows, columns=("a", "b"))
     assert "| 0.200 (n=1) | 2.000 ± 1.000 | 3 |" in md, md
     assert "0.2,,2.0,1.0,3,0,0" in to_csv(rows, columns=("a", "b"))  # the CSV: mean, no std, as before
+
+
+def test_torch_settings_are_read_and_restored_through_either_precision_api():
+    """torch 2.14's legacy precision getters raise once the new per-backend API was used: reading
+    them failed every later trial of the worker, well-behaved ones too."""
+    from torch.overrides import _get_current_function_mode_stack
+
+    from bench.nn.training import restore_torch_globals, torch_globals
+
+    saved = torch_globals()
+    try:
+        torch.backends.cuda.matmul.fp32_precision = "tf32"  # the new API
+        assert "float32 matmul precision" in restore_torch_globals(saved)
+        assert torch_globals() == saved and torch.get_float32_matmul_precision() == "highest"
+        torch.set_float32_matmul_precision("high")  # the legacy API
+        assert "(highest -> high)" in restore_torch_globals(saved)
+        assert torch_globals() == saved
+        torch.set_default_device("meta")
+        assert "default device changed (cpu -> meta)" in restore_torch_globals(saved)
+        assert torch.empty(1).device == torch.device("cpu") and not _get_current_function_mode_stack()
+    finally:
+        restore_torch_globals(saved)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from rich.console import Console
 
 from bench.core.options import RunOptions
@@ -40,6 +41,7 @@ def test_a_rewritten_indices_file_runs_the_trial_again(workdir):
     assert "already finished" not in changed and "done    retrain seed=0" in changed
 
 
+@pytest.mark.slow
 def test_resume_with_other_cpus_per_trial_starts_a_new_run(workdir):
     """The thread count changes a trial's numbers and times: a resume with another --cpus-per-trial
     put trials of 1 and 2 threads under one parent, averaged together by compare."""
@@ -93,6 +95,7 @@ def test_resume_refuses_a_run_whose_driver_is_alive(workdir):
     assert "1 of 1 trial(s) already finished" in _run(workdir, "random:10%")  # its driver is gone: reaped, resumed
 
 
+@pytest.mark.slow
 def test_a_run_recorded_with_the_older_plan_key_still_resumes(workdir):
     """Runs recorded before the plan key held each trial's device and threads carry the key of their
     trial keys alone: --resume finds them when their recorded options match."""

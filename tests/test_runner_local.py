@@ -280,9 +280,12 @@ class Leaky:
 
 @pytest.mark.parametrize("what,said", [("grad", "grad mode changed (True -> False)"),
                                        ("dtype", "default dtype changed (torch.float32 -> torch.float64)"),
-                                       ("tf32", "float32 matmul precision (TF32) changed (highest -> high)"),
-                                       ("cudnn", "cuDNN benchmark flag changed (False -> True)"),
-                                       ("device", "default device changed (cpu -> meta)")])
+                                       pytest.param("tf32", "float32 matmul precision (TF32) changed (highest -> high)",
+                                                    marks=pytest.mark.slow),
+                                       pytest.param("cudnn", "cuDNN benchmark flag changed (False -> True)",
+                                                    marks=pytest.mark.slow),
+                                       pytest.param("device", "default device changed (cpu -> meta)",
+                                                    marks=pytest.mark.slow)])
 def test_a_method_that_leaves_torch_settings_changed_fails_alone(workdir, shared_cache, boom_plugin, run_harness,
                                                                  trial_runs, what, said):
     boom_plugin(Leaky())

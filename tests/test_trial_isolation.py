@@ -118,24 +118,3 @@ def test_nested_params_reach_the_next_trial_unchanged():
     unlearn_checked(Appends(), "appends", nn.Linear(2, 2), request, params, MethodContext(0, "cpu", None))
     assert params == {"layers": [1, 2]}
 
-
-def test_torch_settings_are_read_and_restored_through_either_precision_api():
-    """torch 2.14's legacy precision getters raise once the new per-backend API was used: reading
-    them failed every later trial of the worker, well-behaved ones too."""
-    from torch.overrides import _get_current_function_mode_stack
-
-    from bench.nn.training import restore_torch_globals, torch_globals
-
-    saved = torch_globals()
-    try:
-        torch.backends.cuda.matmul.fp32_precision = "tf32"  # the new API
-        assert "float32 matmul precision" in restore_torch_globals(saved)
-        assert torch_globals() == saved and torch.get_float32_matmul_precision() == "highest"
-        torch.set_float32_matmul_precision("high")  # the legacy API
-        assert "(highest -> high)" in restore_torch_globals(saved)
-        assert torch_globals() == saved
-        torch.set_default_device("meta")
-        assert "default device changed (cpu -> meta)" in restore_torch_globals(saved)
-        assert torch.empty(1).device == torch.device("cpu") and not _get_current_function_mode_stack()
-    finally:
-        restore_torch_globals(saved)
