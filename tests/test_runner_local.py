@@ -428,3 +428,46 @@ def test_content_digest_tells_any_changed_swapped_or_resized_element():
     a, b = big.clone(), big.clone()
     a[3], b[_DIGEST_CHUNK + 3] = 1.0, 1.0
     assert content_digest(a) != content_digest(b)
+
+
+class _IndexAttacks:
+    """Two attacks: the first writes to ctx.forget_indices, the second records what it sees."""
+
+    seen: list = []
+
+    class Writes:
+        name, description, needs = "writes-indices", "test attack that writes to ctx.forget_indices", frozenset()
+
+        def evaluate(self, model, ctx):
+            ctx.forget_indices += 1
+            return {"score": 0.5}
+
+    class Reads:
+        name, description, needs = "reads-indices", "test attack that records ctx.forget_indices", frozenset()
+
+        def evaluate(self, model, ctx):
+            _IndexAttacks.seen.append(ctx.forget_indices.copy())
+            return {"score": 0.5}
+
+    @bench.hookimpl
+    def register_attacks(self, register):
+        register(self.Writes())
+        register(self.Reads())
+
+
+@pytest.mark.slow
+def test_each_attack_gets_its_own_forget_indices(workdir, shared_cache, run_harness, trial_runs):
+    from bench.core.plugins import register_plugin, unregister_plugin
+
+    plugin = _IndexAttacks()
+    register_plugin(plugin)
+    _IndexAttacks.seen.clear()
+    try:
+        code, out = run_harness(workdir, methods="ft", attacks="writes-indices,reads-indices", recipe={"epochs": 5},
+                                cache_dir=str(shared_cache))
+    finally:
+        unregister_plugin(plugin)
+    assert code == 0, out
+    text = mlflow.artifacts.load_text(f"runs:/{trial_runs(workdir).loc['ft', 'run_id']}/forget_indices.txt")
+    indices = [int(line) for line in text.splitlines() if line and not line.startswith("#")]
+    assert _IndexAttacks.seen[0].tolist() == indices  # not shifted by the attack before it

@@ -8,6 +8,7 @@ model and merges what they return: metrics as ``<attack>_<key>`` (keys in the at
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Callable
 
 import numpy as np
@@ -40,7 +41,7 @@ def make_unlearn(method, spec: TrialSpec, splits, new_model: Callable, bounds: A
         ctx = MethodContext(seed=int(seed), device=spec.device, new_model=new_model,
                             recipe=Recipe(**spec.recipe) if spec.uses("recipe") else None)
         seed_everything(int(seed))
-        out = method.unlearn(model, request, dict(spec.params), ctx)
+        out = method.unlearn(model, request, copy.deepcopy(dict(spec.params)), ctx)  # nested values too
         if not isinstance(out, torch.nn.Module):
             raise BenchError(f"Method '{spec.method}' returned {type(out).__name__}, not a torch.nn.Module.")
         return out
@@ -76,6 +77,7 @@ def run_attacks(attacks: dict, model, metrics: dict, *, spec: TrialSpec, group, 
     # digests, each attack's "after" being the next one's "before" (one pass over the data per attack)
     digests = {k: content_digest(t) for k, t in watched.items()}
     for name, attack in attacks.items():
+        ctx.forget_indices = np.array(group.forget_idx)  # each attack its own copy (one writing to it changed the next's)
         unprefixed = set(getattr(attack, "unprefixed", ()))
         versions = {k: t._version for k, t in watched.items()}
         saved = torch_globals()
