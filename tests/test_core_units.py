@@ -195,6 +195,8 @@ def test_summary_cells_average_only_numbers_and_say_how_many():
     assert fmt([0.2, nan], of=2) == "0.200 (n=1)"
     assert fmt([0.2, 0.4], of=2) == "0.300 ± 0.141"
     assert fmt([nan, nan], of=2) == "-" and fmt([]) == "-"
+    assert fmt([0.00042]) == "4.20e-04" and fmt([0.0004, 0.0006]) == "5.00e-04 ± 1.4e-04"  # not "0.000"
+    assert fmt([0.0]) == "0.000" and fmt([123.45]) == "123.5"
     setting = ("digits", "mlp", "random:10%")
     rows = aggregate([(setting, "m", {"a": 0.2, "b": 1.0}), (setting, "m", {"a": nan, "b": 3.0}),
                       (setting, "m", {"b": 2.0})], keep=None)
