@@ -111,3 +111,41 @@ def test_a_run_recorded_with_the_older_plan_key_still_resumes(workdir):
     client.set_tag(parent.info.run_id, Tag.PLAN_KEY, plan_key(k.data.tags[Tag.TRIAL_KEY] for k in kids))
     assert "1 of 1 trial(s) already finished" in _run(workdir, "random:16")
     assert "no earlier run of this plan" in _run(workdir, "random:16", cpus=2.0)  # other options: not that run
+
+
+@pytest.mark.slow
+def test_a_resume_looks_for_its_parent_only_while_no_other_resume_of_the_plan_does(workdir, monkeypatch):
+    """Two --resume of one plan started together could both take over its parent (find, check and
+    claim are separate store calls): the lookup is serialised by a lock of the plan in the cache."""
+    import threading
+    import time
+
+    from bench.core.cache_lock import key_lock
+    from bench.track import tracking
+
+    _run(workdir, "random:16")
+    calls, released = [], []
+    real = tracking.find_resumable
+
+    def recorded(client, experiment_id, pkey):
+        calls.append((time.monotonic(), pkey))
+        return real(client, experiment_id, pkey)
+
+    monkeypatch.setattr(tracking, "find_resumable", recorded)
+    _run(workdir, "random:16")  # learn the plan key
+    pkey = calls[0][1]
+    calls.clear()
+    held = threading.Event()
+
+    def holder():
+        with key_lock(workdir / "cache", f"resume-{pkey}"):
+            held.set()
+            time.sleep(1.0)
+            released.append(time.monotonic())
+
+    t = threading.Thread(target=holder)
+    t.start()
+    held.wait(10)
+    assert "1 of 1 trial(s) already finished" in _run(workdir, "random:16")
+    t.join()
+    assert calls and calls[0][0] >= released[0]  # looked up only once the other resume let go

@@ -7,11 +7,13 @@ already in MLflow, the parent run is marked KILLED).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import time
 from datetime import datetime
 
+from bench.core.cache_lock import key_lock
 from bench.core.console import Printer, ProgressReporter, set_sink
 from bench.core.errors import BenchError, RecordError
 from bench.core.keys import Tag, plan_key
@@ -89,39 +91,43 @@ def open_parent(plan, opts: RunOptions, versions: dict, plugins: dict, say):
         if reaped:
             say(tracking.reap_notice(reaped), always=True)
         pkey = plan_key((t.trial_key for t in plan.trials), (f"device={t.device} threads={t.threads}" for t in plan.trials))
-        earlier = tracking.find_resumable(client, experiment_id, pkey) if opts.resume else None
-        if opts.resume and earlier is None:  # a run recorded before the key held the resources: same options?
-            old = tracking.find_resumable(client, experiment_id, plan_key(t.trial_key for t in plan.trials))
-            was = old[0].data.params if old else {}
-            if old and (was.get("options.cpus_per_trial"), was.get("options.device")) == (str(opts.cpus_per_trial), opts.device):
-                earlier = old
-        done: dict[str, dict] = {}
-        if earlier is not None:
-            parent_run, done = earlier
-            parent, run_name = parent_run.info.run_id, parent_run.info.run_name
-            refuse_live_parent(parent_run)  # two drivers would run its trials twice
-            tracking.kill_unfinished_children(client, experiment_id, parent)  # left RUNNING by a killed run
-            client.update_run(parent, status="RUNNING")
-            tracking.claim_parent(client, parent)
-            say(f"resuming parent run {parent} ('{run_name}'): {sum(t.trial_key in done for t in plan.trials)} of "
-                f"{len(plan.trials)} trial(s) already finished")
-            # the run's params keep the first session's options (MLflow params are set once): each
-            # resuming session's own options and versions go beside them
-            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-            client.log_text(parent, json.dumps({"options": {k: v for k, v in opts.as_dict().items()}, "versions": versions,
-                                                "plugins": plugins}, indent=1, default=str), f"resumed/{stamp}.json")
-        else:
-            if opts.resume:
-                say(f"--resume: no earlier run of this plan in experiment '{opts.experiment}' (the same trials, "
-                    f"--cpus-per-trial and device); starting a new one")
-            run_name = opts.run_name or f"bench-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-            options = {k: v for k, v in opts.as_dict().items() if k != "resume"}
-            parent_params = tracking.flatten({"options": options, "versions": versions, "plugins": plugins})
-            parent = tracking.start_parent(plan.tracking_uri, experiment_id, run_name, parent_params,
-                                           {Tag.TRIALS: str(len(plan.trials)), Tag.PLAN_KEY: pkey})
-            say(f"parent run {parent} ('{run_name}')")
-            client.log_text(parent, json.dumps({"options": options, "trials": [t.as_dict() for t in plan.trials]}, indent=1,
-                                               default=str), "experiment.json")
+        # two --resume of one plan at once (one machine, one cache): the second waits here for the
+        # first to claim the parent, then finds its driver alive and is refused (both had taken it)
+        resume_lock = key_lock(plan.cache_dir, f"resume-{pkey}") if opts.resume else contextlib.nullcontext()
+        with resume_lock:
+            earlier = tracking.find_resumable(client, experiment_id, pkey) if opts.resume else None
+            if opts.resume and earlier is None:  # a run recorded before the key held the resources: same options?
+                old = tracking.find_resumable(client, experiment_id, plan_key(t.trial_key for t in plan.trials))
+                was = old[0].data.params if old else {}
+                if old and (was.get("options.cpus_per_trial"), was.get("options.device")) == (str(opts.cpus_per_trial), opts.device):
+                    earlier = old
+            done: dict[str, dict] = {}
+            if earlier is not None:
+                parent_run, done = earlier
+                parent, run_name = parent_run.info.run_id, parent_run.info.run_name
+                refuse_live_parent(parent_run)  # two drivers would run its trials twice
+                tracking.kill_unfinished_children(client, experiment_id, parent)  # left RUNNING by a killed run
+                client.update_run(parent, status="RUNNING")
+                tracking.claim_parent(client, parent)
+                say(f"resuming parent run {parent} ('{run_name}'): {sum(t.trial_key in done for t in plan.trials)} of "
+                    f"{len(plan.trials)} trial(s) already finished")
+                # the run's params keep the first session's options (MLflow params are set once): each
+                # resuming session's own options and versions go beside them
+                stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+                client.log_text(parent, json.dumps({"options": {k: v for k, v in opts.as_dict().items()}, "versions": versions,
+                                                    "plugins": plugins}, indent=1, default=str), f"resumed/{stamp}.json")
+            else:
+                if opts.resume:
+                    say(f"--resume: no earlier run of this plan in experiment '{opts.experiment}' (the same trials, "
+                        f"--cpus-per-trial and device); starting a new one")
+                run_name = opts.run_name or f"bench-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+                options = {k: v for k, v in opts.as_dict().items() if k != "resume"}
+                parent_params = tracking.flatten({"options": options, "versions": versions, "plugins": plugins})
+                parent = tracking.start_parent(plan.tracking_uri, experiment_id, run_name, parent_params,
+                                               {Tag.TRIALS: str(len(plan.trials)), Tag.PLAN_KEY: pkey})
+                say(f"parent run {parent} ('{run_name}')")
+                client.log_text(parent, json.dumps({"options": options, "trials": [t.as_dict() for t in plan.trials]}, indent=1,
+                                                   default=str), "experiment.json")
     return client, experiment_id, parent, run_name, done
 
 
