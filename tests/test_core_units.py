@@ -210,7 +210,7 @@ def test_torch_settings_are_read_and_restored_through_either_precision_api():
     them failed every later trial of the worker, well-behaved ones too."""
     from torch.overrides import _get_current_function_mode_stack
 
-    from bench.nn.training import restore_torch_globals, torch_globals
+    from bench.nn.torch_state import restore_torch_globals, torch_globals
 
     saved = torch_globals()
     try:

@@ -25,16 +25,10 @@ def run(params_file, **kw):
       bench run --preset digits-quick            (bench presets lists the protocols)
       bench run --preset salun-cifar10-random10 --dry-run
     """
-    import signal
+    from bench.core.console import sigterm_handled_as_ctrl_c
 
-    from bench.core.console import sigterm_as_interrupt
-
-    previous = sigterm_as_interrupt()  # a scheduler's kill ends the run as Ctrl-C does
-    try:
+    with sigterm_handled_as_ctrl_c():  # a scheduler's kill ends the run as Ctrl-C does
         code = _run(params_file, kw)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
     sys.exit(code)
 
 

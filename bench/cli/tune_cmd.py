@@ -25,19 +25,13 @@ def tune(method, objective, num_samples, scheduler, seed, output, **kw):
       bench tune --method ga --objective avg_gap --num-samples 16 --forget class:3
       bench run --methods ga --params best-params-ga.json --seeds 0-4
     """
-    import signal
-
-    from bench.core.console import sigterm_as_interrupt
+    from bench.core.console import sigterm_handled_as_ctrl_c
     from bench.core.plugins import get_registry
     from bench.run.tuning import check_tunable, tune_method
 
-    previous = sigterm_as_interrupt()  # a scheduler's kill ends the search as Ctrl-C does
-    try:
+    with sigterm_handled_as_ctrl_c():  # a scheduler's kill ends the search as Ctrl-C does
         check_tunable(get_registry(), method, objective, num_samples, scheduler)
         opts = to_run_options({**kw, "seeds": str(seed)})
         code = tune_method(opts, method, objective, num_samples, scheduler, seed, output, console(), verbose=kw["verbose"],
                            quiet=kw["quiet"])
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
     sys.exit(code)

@@ -254,3 +254,16 @@ def sigterm_as_interrupt():
 
     return signal.signal(signal.SIGTERM, term)
 
+
+@contextmanager
+def sigterm_handled_as_ctrl_c() -> Iterator[None]:
+    """``bench run`` / ``bench tune``: :func:`sigterm_as_interrupt` for the command, the previous
+    SIGTERM handler put back after it (in-process callers, such as the tests, keep theirs)."""
+    import signal
+
+    previous = sigterm_as_interrupt()
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

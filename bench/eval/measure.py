@@ -87,8 +87,8 @@ def measure(device: str):
     m = Measurement()
     cuda = str(device).startswith("cuda")
     proc = psutil.Process()
-    start_rss = proc.memory_info().rss
-    peak = [start_rss]
+    start_rss = 0  # the CPU's starting RSS, read below once freed memory is returned
+    peak = [0]
     stop = threading.Event()
 
     def sample():
@@ -98,18 +98,16 @@ def measure(device: str):
 
     sampler = None
     kernel_peak = False
-    if not cuda:
-        _release_freed_memory()
-        start_rss = peak[0] = proc.memory_info().rss
     if cuda:
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
-    elif _reset_peak_rss():
-        kernel_peak = True
-        start_rss = peak[0] = proc.memory_info().rss
     else:
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
+        _release_freed_memory()
+        kernel_peak = _reset_peak_rss()
+        start_rss = peak[0] = proc.memory_info().rss
+        if not kernel_peak:
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
     t0 = time.perf_counter()
     try:
         yield m

@@ -4,7 +4,18 @@ same worker: read before a method's or an attack's call and set back after it (`
 
 from __future__ import annotations
 
+import functools
+
 import torch
+
+
+def _has_path(obj, dotted: str) -> bool:
+    for part in dotted.split("."):
+        if not hasattr(obj, part):
+            return False
+        obj = getattr(obj, part)
+    return True
+
 
 #: torch's process-wide settings a plugin could leave changed for the trials after it in the same
 #: worker: (what it is called, how to read it, how to set it, how to restore it in a sentence)
@@ -25,8 +36,8 @@ _GLOBALS = (
     ("cuDNN TF32 flag", lambda: _legacy(lambda: torch.backends.cudnn.allow_tf32),
      lambda v: _put_legacy(lambda x: setattr(torch.backends.cudnn, "allow_tf32", x), v),
      "use `with torch.backends.cudnn.flags(...):`"),
-    ("float32 precision (torch.backends.*.fp32_precision)", lambda: _fp32_precision(),
-     lambda v: _fp32_precision(v), "set it back before returning"),
+    ("float32 precision (torch.backends.*.fp32_precision)", lambda: _read_fp32(), lambda v: _write_fp32(v),
+     "set it back before returning"),
     ("cuDNN benchmark flag", lambda: torch.backends.cudnn.benchmark,
      lambda v: setattr(torch.backends.cudnn, "benchmark", v), "use `with torch.backends.cudnn.flags(...):`"),
     ("cuDNN deterministic flag", lambda: torch.backends.cudnn.deterministic,
@@ -40,37 +51,26 @@ _GLOBALS = (
      "create tensors with an explicit device, or use `with torch.device(...):`"),
 )
 
-#: torch >= 2.9's per-backend float32 precision settings (the "new API"); once one is set, the
-#: legacy getters above raise (a "mix of the legacy and new APIs"), so they are read here too.
-_FP32_PRECISION = ("fp32_precision", "cuda.matmul.fp32_precision", "cudnn.fp32_precision", "cudnn.conv.fp32_precision",
-                   "cudnn.rnn.fp32_precision", "mkldnn.fp32_precision", "mkldnn.matmul.fp32_precision",
-                   "mkldnn.conv.fp32_precision", "mkldnn.rnn.fp32_precision")
+#: torch >= 2.9's per-backend float32 precision settings (the "new API") this torch has; once one is
+#: set, the legacy getters above raise (a "mix of the legacy and new APIs"), so they are read here too.
+_FP32_PRECISION = tuple(
+    name for name in ("fp32_precision", "cuda.matmul.fp32_precision", "cudnn.fp32_precision", "cudnn.conv.fp32_precision",
+                      "cudnn.rnn.fp32_precision", "mkldnn.fp32_precision", "mkldnn.matmul.fp32_precision",
+                      "mkldnn.conv.fp32_precision", "mkldnn.rnn.fp32_precision")
+    if _has_path(torch.backends, name))
 
 
-def _fp32_precision(values: tuple | None = None) -> tuple | None:
-    """Read (``values`` None) or set torch's new-API float32 precision settings; None where torch has none."""
-    import functools
+def _read_fp32() -> tuple:
+    return tuple(functools.reduce(getattr, name.split("."), torch.backends) for name in _FP32_PRECISION)
 
-    names = [n for n in _FP32_PRECISION if _has_path(torch.backends, n)]
-    if not names:
-        return None
-    if values is None:
-        return tuple(functools.reduce(getattr, n.split("."), torch.backends) for n in names)
-    for name, value in zip(names, values):
+
+def _write_fp32(values: tuple) -> None:
+    for name, value in zip(_FP32_PRECISION, values):
         *parents, attr = name.split(".")
         try:
             setattr(functools.reduce(getattr, parents, torch.backends), attr, value)
-        except (RuntimeError, ValueError):
-            pass
-    return None
-
-
-def _has_path(obj, dotted: str) -> bool:
-    for part in dotted.split("."):
-        if not hasattr(obj, part):
-            return False
-        obj = getattr(obj, part)
-    return True
+        except (RuntimeError, ValueError):  # torch refuses this combination back: the change is still reported
+            continue
 
 
 def _legacy(get):
@@ -87,8 +87,8 @@ def _put_legacy(put, value) -> None:
         return  # nothing legacy to put back: the new-API entry restores it
     try:
         put(value)
-    except RuntimeError:
-        pass
+    except RuntimeError:  # torch refuses the legacy call after the new API was used: reported all the same
+        return
 
 
 def torch_globals() -> tuple:

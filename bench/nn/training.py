@@ -29,7 +29,6 @@ from torch import nn
 from bench.core import console
 from bench.core.recipe import Recipe
 from bench.nn.augment import augment_batch
-from bench.nn.torch_state import restore_torch_globals, torch_globals  # noqa: F401  (callers import them from here)
 
 #: Data larger than this fraction of the GPU's total memory streams from host memory instead of
 #: living on the GPU (a quarter, so four trials packed with --gpus-per-trial 0.25 still fit).

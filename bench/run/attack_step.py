@@ -20,7 +20,8 @@ from bench.core.errors import BenchError, no_exit
 from bench.core.keys import ARTIFACTS_KEY
 from bench.core.recipe import Recipe
 from bench.core.spec import TrialSpec
-from bench.nn.training import content_digest, restore_torch_globals, seed_everything, torch_globals
+from bench.nn.torch_state import restore_torch_globals, torch_globals
+from bench.nn.training import content_digest, seed_everything
 from bench.run.request import build_request
 
 
@@ -65,7 +66,7 @@ def run_attacks(attacks: dict, model, metrics: dict, *, spec: TrialSpec, group, 
 
     ctx = AttackContext(
         fx, fy, rx, ry, tx, ty, group.splits.num_classes, spec.seed, spec.device,
-        forget_indices=np.array(group.forget_idx), shadows=extras.get("shadows"), retrain_shadows=extras.get("retrain_shadows"),
+        forget_indices=None, shadows=extras.get("shadows"), retrain_shadows=extras.get("retrain_shadows"),  # indices: per attack
         unlearn=make_unlearn(method, spec, group.splits, new_model, bounds),
         original=original or fresh(group.original_state),
         reference=fresh(extras["reference"]) if "reference" in extras else None,

@@ -228,6 +228,8 @@ def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False) -
         opening = pool.submit(open_parent, plan, opts, versions, plugins, say)
         try:
             started_ray = start_executor(opts, verbose, started_ray, say, ray_imported)
+            # a Ctrl-C while this waits for the parent (--executor local: about 2 s) closes it KILLED too
+            client, experiment_id, parent, run_name, done = opening.result()
         except BaseException as exc:
             cancelled.set()
             ray_imported.set()
@@ -235,18 +237,6 @@ def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False) -
             if isinstance(exc, KeyboardInterrupt):
                 say("interrupted: finished trials are recorded in MLflow.", always=True)
                 return 130
-            raise
-        try:
-            client, experiment_id, parent, run_name, done = opening.result()
-        except BaseException as exc:
-            if isinstance(exc, KeyboardInterrupt):  # while the parent was being opened: not left RUNNING
-                _abandon_start(opening, "KILLED", started_ray)
-                say("interrupted: finished trials are recorded in MLflow.", always=True)
-                return 130
-            if started_ray:
-                import ray
-
-                ray.shutdown()
             raise
     todo = [i for i, t in enumerate(plan.trials) if t.trial_key not in done]
     status = "FAILED"

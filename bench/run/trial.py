@@ -28,8 +28,8 @@ from bench.core.spec import TrialSpec
 from bench.eval.evaluation import ModelEval, compare_to_references, evaluate_model
 from bench.eval.measure import measure
 from bench.nn.nets import model_factory
-from bench.nn.training import (accuracy, content_digest, restore_torch_globals, seed_everything, set_threads, torch_globals,
-                               warm_up)
+from bench.nn.torch_state import restore_torch_globals, torch_globals
+from bench.nn.training import accuracy, content_digest, seed_everything, set_threads, warm_up
 from bench.run.attack_step import check_artifacts, run_attacks
 from bench.run.deadline import deadline
 from bench.run.method_training import own_original

@@ -11,7 +11,7 @@ import torch
 
 from bench.core.contracts import DATA_ACCESS
 from bench.core.method import has_own_training
-from bench.nn.training import restore_torch_globals, torch_globals
+from bench.nn.torch_state import restore_torch_globals, torch_globals
 from bench.testing.base import (
     _SCRAMBLE,
     SEED,
