@@ -393,25 +393,64 @@ def test_run_with_a_zeroed_cached_original_reports_it_and_gives_the_same_metrics
     assert "metrics.avg_gap" in cols
 
 
-def test_a_reference_cached_on_another_device_says_so(tmp_path):
-    """retrain_seconds (and speedup_vs_retrain) come from the cache: an entry trained on a GPU and
-    reused by a CPU run compares the CPU's unlearning with the GPU's training; the hit says so."""
-    from bench.core.cache import ReferenceCache, cache_key
-    from bench.run.references import ensure_references
+def test_the_code_digest_follows_code_and_ignores_docstrings_comments_and_layout():
+    from bench.run.trained_with import code_digest
 
-    class Job:
-        doc, device = {"kind": "retrain"}, "cpu"
-        key = cache_key(doc)
+    base = code_digest('"""Module."""\ndef f(x):\n    """Doc."""\n    return x * 0.1\n')
+    assert code_digest('def f(x):\n\n    # a comment\n    return (x *\n            0.1)\n') == base
+    assert code_digest('"""Other words."""\ndef f(x):\n    return x * 0.1\n') == base
+    assert code_digest('def f(x):\n    return x * 0.01\n') != base  # a fixed schedule: another key
 
-        def describe(self):
-            return "retrained d/m seed=0"
 
-    cache = ReferenceCache(tmp_path)
-    cache.put(Job.key, b"weights", {"document": Job.doc, "train_seconds": 2.0, "device": "cuda:0"})
-    lines = []
-    ensure_references([Job()], cache, lambda jobs: [], lambda text, **kw: lines.append(text), {})
-    assert "trained in 2.0s on cuda:0; this run uses cpu: its retrain_seconds and speedup_vs_retrain compare" in lines[0]
-    Job.device = "cuda"
-    lines.clear()
-    ensure_references([Job()], cache, lambda jobs: [], lambda text, **kw: lines.append(text), {})
-    assert lines == [f"cache hit   retrained d/m seed=0 [{Job.key[:12]}] (trained in 2.0s)"]
+def _keys(workdir, monkeypatch=None, **options):
+    from bench.core.options import RunOptions
+    from bench.core.plugins import get_registry, plugin_versions
+    from bench.run.plan import make_plan
+
+    opts = RunOptions(methods="sisa", attacks="", recipe={"epochs": 2}, executor="local",
+                      cache_dir=str(workdir / "cache"), tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}", **options)
+    plan = make_plan(get_registry(), opts, {}, plugin_versions())
+    g = plan.groups[0]
+    return g.original_key, g.retrain_key, g, plan.trials[0]
+
+
+def test_cache_keys_change_with_what_the_weights_depend_on_beyond_the_recipe(tmp_path, monkeypatch):
+    """A cached model is reused only where the same code, torch version, device type and (on the CPU)
+    thread count would train the same weights: a reference cached before a fix of the training code
+    (the 1-epoch step schedule, 2026-12-05) was reused after it, and a GPU-trained one by CPU runs."""
+    import torch
+
+    import bench.run.trained_with as tw
+
+    first = _keys(tmp_path)
+    doc = first[2].retrain_doc["trained_with"]
+    assert doc == {"code": tw.training_code_digest(), "torch": torch.__version__, "device": "cpu", "threads": 1}
+    assert _keys(tmp_path)[:2] == first[:2]  # stable
+    changed = {"threads": _keys(tmp_path, cpus_per_trial=2)[:2]}
+    monkeypatch.setattr(tw, "training_code_digest", lambda: "0" * 16)
+    changed["code"] = _keys(tmp_path)[:2]
+    monkeypatch.undo()
+    monkeypatch.setattr(torch, "__version__", "0.0.0")
+    changed["torch"] = _keys(tmp_path)[:2]
+    monkeypatch.undo()
+    for what, keys in changed.items():
+        assert keys[0] != first[0] and keys[1] != first[1], what
+    # the shadow models' documents are the group's original document's (bench.run.prepare)
+    assert first[2].original_doc["trained_with"] == doc
+    own = first[3].own_original
+    import bench.run.plan as plan_mod
+
+    monkeypatch.setattr(plan_mod, "object_code_digest", lambda obj: "f" * 16)
+    assert _keys(tmp_path)[3].own_original.key != own.key  # SISA's own code changed, train_version the same
+
+
+def test_device_type_and_model_plugin_enter_the_trained_with_entry():
+    from bench.run.trained_with import model_provenance, trained_with
+
+    cpu, gpu = trained_with("cpu", 2), trained_with("cuda:1", 2)
+    assert cpu["device"] == "cpu" and cpu["threads"] == 2
+    assert gpu["device"] == "cuda" and "threads" not in gpu and trained_with("cuda:0", 8) == gpu
+    assert model_provenance("mlp", "bench.nn.models", {}, {"timm": "1.0.9"}) == ""
+    assert model_provenance("timm", "bench.nn.models", {}, {"timm": "1.0.9"}) == "timm 1.0.9"
+    assert model_provenance("wide", "my-plugin", {"my-plugin": "2.1"}, {}) == "my-plugin 2.1"
+    assert trained_with("cpu", 1, "my-plugin 2.1")["model"] == "my-plugin 2.1"

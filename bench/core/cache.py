@@ -3,8 +3,9 @@
 A reference (the original model, a model retrained on the retain set, a method's own original,
 an attack's shadow model) is identified by the SHA-256 of a canonical JSON document: the key
 format version, the kind, the dataset spec and the SHA-256 of its training tensors, the model
-spec, input shape and classes, the training recipe, the seed and, for retrained models, the
-SHA-256 of the forget indices. Default directory: ``$XDG_CACHE_HOME/unlearning-bench``
+spec, input shape and classes, the training recipe, the seed, what it was trained with (bench's
+training code, torch's version, the device type and CPU threads: ``bench.run.trained_with``) and,
+for retrained models, the SHA-256 of the forget indices. Default directory: ``$XDG_CACHE_HOME/unlearning-bench``
 (``~/.cache/unlearning-bench``).
 
 Each entry is ``<key>.safetensors`` (the state dict) plus ``<key>.json``, the metadata: the

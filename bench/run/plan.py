@@ -29,6 +29,7 @@ from bench.core.spec import OwnOriginal, TrialSpec
 from bench.run.checks import check_attacks_fit, check_recipe_fits, check_splits
 from bench.run.continual import step_references
 from bench.run.original import ORIGINAL_KEYS, Original, check_against, load_into, original_doc, read_original
+from bench.run.trained_with import model_provenance, object_code_digest, trained_with
 from bench.run.validate import (
     MethodPlan,
     params_for_dataset,
@@ -150,6 +151,8 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
                         "dataset": dspec, "data_sha256": digests[dspec], "model": pinned[mspec],
                         "input_shape": list(sp.input_shape), "num_classes": sp.num_classes,
                         "recipe": recipe.as_dict(), "seed": seed,
+                        "trained_with": trained_with(device, opts.cpus_per_trial, model_provenance(
+                            getattr(mobj, "name", ""), models[mspec][2], plugins, versions)),
                     }
                     own = originals.get((mspec, dspec))
                     odoc = {"kind": "original", **base} if own is None else original_doc(base, own["file"])
@@ -269,10 +272,11 @@ def own_original_of(m: MethodPlan, group: Group, params: dict) -> OwnOriginal | 
 
 def own_original_doc(name: str, method: Any, group: Group, train_params: Any) -> dict:
     """The cache document of a method-trained original: the group's original document, the
-    method's training params and its ``train_version``."""
+    method's training params, its ``train_version`` and the digest of the module defining it (a
+    change of its code retrains, whether or not its author bumped ``train_version``)."""
     base = {k: v for k, v in group.original_doc.items() if k != "kind" and k not in ORIGINAL_KEYS}
     return {"kind": "method-original", "method": name, "train_version": train_version(method),
-            "train_params": dict(train_params), **base}
+            "method_code": object_code_digest(method), "train_params": dict(train_params), **base}
 
 
 def data_params(info: dict) -> dict:

@@ -182,13 +182,7 @@ def ensure_references(
 
 
 def _hit(job, hit: tuple[bytes, dict], say: Callable[[str], None]) -> tuple[bytes, dict]:
-    meta = hit[1]
-    where, here = meta.get("device"), getattr(job, "device", None)
-    if where and here and str(where).split(":")[0] != str(here).split(":")[0]:
-        say(f"cache hit   {job.describe()} [{job.key[:12]}] (trained in {meta['train_seconds']:.1f}s on {where}; this run "
-            f"uses {here}: its retrain_seconds and speedup_vs_retrain compare with that {where} time)", always=True)
-    else:
-        say(f"cache hit   {job.describe()} [{job.key[:12]}] (trained in {meta['train_seconds']:.1f}s)")
+    say(f"cache hit   {job.describe()} [{job.key[:12]}] (trained in {hit[1]['train_seconds']:.1f}s)")
     return hit
 
 

@@ -1,0 +1,108 @@
+"""What a cached model was trained with, beyond its data, model, recipe and seed: part of every
+reference cache key (originals, retrained references, shadow models, methods' own originals).
+
+A cached model is reused only by a run that would have trained the same weights. Besides the
+document's data digest, model spec, recipe and seed, the weights depend on
+
+- bench's own training code: the training loop, schedules, augmentation, the built-in model
+  definitions, shadow and own-original training. Its digest is taken over the modules' syntax
+  trees without docstrings (a comment, a docstring or a moved line changes nothing; any change of
+  code does). Until 2026-12-06 the key held none of it: a reference cached before a fix of the
+  training code (e.g. the 1-epoch ``step`` schedule, 2026-12-05) was reused after it, with
+  numbers the fixed code does not give;
+- torch's version (kernels and their reduction order change between releases);
+- the device type (``cpu``, ``cuda``...: a GPU-trained reference differs from a CPU-trained one,
+  so a CPU run reusing it did not reproduce a CPU run on an empty cache) and, on the CPU, the
+  thread count (reductions split over threads round differently: ``retrain`` reproduced its
+  reference bit for bit only with the thread count it was trained with);
+- a model plugin's name and version (its code is not bench's).
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import importlib.util
+from functools import lru_cache
+from typing import Any
+
+#: bench's modules whose code decides the weights of a model it trains and caches.
+TRAINING_MODULES = (
+    "bench.core.recipe",
+    "bench.nn.augment",
+    "bench.nn.models",
+    "bench.nn.nets",
+    "bench.nn.resnet_cifar",
+    "bench.nn.training",
+    "bench.eval.shadows",
+    "bench.run.method_training",
+    "bench.run.references",
+)
+
+
+def code_digest(source: str) -> str:
+    """SHA-256 of ``source``'s syntax tree without docstrings and positions: changes with the code,
+    not with comments, docstrings, blank lines or formatting."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return hashlib.sha256(ast.dump(tree).encode()).hexdigest()
+
+
+@lru_cache(maxsize=None)
+def module_digest(name: str) -> str:
+    """:func:`code_digest` of module ``name``'s source file, read without importing it ("" when it has
+    no Python source, e.g. a compiled extension)."""
+    spec = importlib.util.find_spec(name)
+    path = getattr(spec, "origin", None) if spec is not None else None
+    if not path or not path.endswith(".py"):
+        return ""
+    with open(path, encoding="utf-8") as fh:
+        return code_digest(fh.read())
+
+
+def training_code_digest() -> str:
+    """One digest over :data:`TRAINING_MODULES` (16 hex digits)."""
+    joined = "|".join(f"{m}={module_digest(m)}" for m in TRAINING_MODULES)
+    return hashlib.sha256(joined.encode()).hexdigest()[:16]
+
+
+def object_code_digest(obj: Any) -> str:
+    """:func:`module_digest` of the module defining ``obj``'s class (a method plugin with its own
+    training: its training code, beside its declared ``train_version``); "" when not found."""
+    module = getattr(type(obj), "__module__", None) if not isinstance(obj, type) else obj.__module__
+    if not module or module == "builtins":
+        module = getattr(obj, "__module__", None)
+    try:
+        return module_digest(module)[:16] if module else ""
+    except (ImportError, OSError, SyntaxError, ValueError):
+        return ""
+
+
+def model_provenance(plugin_name: str, origin: str, plugins: dict[str, str], versions: dict[str, str]) -> str:
+    """What versions a model's architecture beyond bench's own code: a model plugin's name and version,
+    timm's version for bench's ``timm`` family (its bare names too), "" for bench's own networks.
+    ``plugin_name``: the registered model plugin's name; ``origin``: the plugin that registered it."""
+    if not origin.startswith("bench."):
+        return f"{origin} {plugins.get(origin, '')}".strip()
+    if plugin_name == "timm":
+        return f"timm {versions.get('timm', '')}".strip()
+    return ""
+
+
+def trained_with(device: str, threads: int, model: str = "") -> dict[str, Any]:
+    """The ``trained_with`` entry of a cache document (see the module docstring); ``model``: the
+    :func:`model_provenance` of the model."""
+    import torch
+
+    kind = str(device).split(":")[0]
+    doc: dict[str, Any] = {"code": training_code_digest(), "torch": torch.__version__, "device": kind}
+    if kind == "cpu":
+        doc["threads"] = max(1, int(threads))
+    if model:
+        doc["model"] = model
+    return doc
