@@ -434,3 +434,44 @@ def test_variant_labels_are_per_setting():
     trials = [trial("random:10%", "0.01"), trial("random:10%", "0.02"), trial("class:3", "0.01")]
     _label_variants(trials)
     assert [t.label for t in trials] == ["ga[lr=0.01]", "ga[lr=0.02]", "ga"]
+
+
+def test_pooled_runs_with_other_forget_sets_for_one_seed_are_other_settings():
+    """An indices file rewritten between two runs (the same --forget text, 10 points then 100) was
+    averaged as seeds of one setting ("forget_acc 0.630 ± 0.099", the reference of the first run only).
+    Runs adding other seeds of one random request stay one setting; runs from before the digest was
+    recorded are never split."""
+    from bench.track.compare.query import TrialRecord, _split_forget_sets, _split_settings
+
+    def trial(parent, seed, digest, forget="indices:f.txt"):
+        return TrialRecord(f"{parent}{seed}", parent, "ga", seed, ("digits", "mlp", forget), "FINISHED", 0, {}, {},
+                           setting_params={"recipe.epochs": "2"}, forget_key=(seed, digest))
+
+    rewritten = [trial("a", "0", "11" * 32), trial("b", "0", "22" * 32), trial("c", "1", "11" * 32)]
+    more_seeds = [trial(p, s, d, "random:10%") for p, s, d in (("d", "0", "33" * 32), ("d", "1", "44" * 32),
+                                                              ("e", "2", "55" * 32), ("f", "1", "44" * 32))]
+    old = [trial("g", "0", "", "class:3"), trial("h", "0", "66" * 32, "class:3")]
+    trials = rewritten + more_seeds + old
+    _split_forget_sets(trials)
+    _split_settings(trials)
+    assert [t.setting[1] for t in rewritten] == ["mlp [forget_sha256=11111111]", "mlp [forget_sha256=22222222]",
+                                                "mlp [forget_sha256=11111111]"]
+    assert {t.setting[1] for t in more_seeds + old} == {"mlp"}
+
+
+@pytest.mark.slow
+def test_run_all_keeps_runs_of_a_rewritten_indices_file_apart(tmp_path, invoke_bench):
+    from bench.run.runner import run
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    idx = tmp_path / "idx.txt"
+    common = {"executor": "local", "methods": "ga", "attacks": "", "cache_dir": str(tmp_path / "cache"),
+              "tracking_uri": uri, "recipe": {"epochs": 2}, "forgets": [f"indices:{idx}"]}
+    out = io.StringIO()
+    for rows in (range(10), range(500, 600)):
+        idx.write_text("\n".join(map(str, rows)) + "\n")
+        assert run(RunOptions(**common), Console(file=out, width=200)) == 0, out.getvalue()
+    res = invoke_bench("compare", "--tracking-uri", uri, "--run", "all", "--format", "csv", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    got = sorted((r["model"], r["method"], r["ok"]) for r in csv.DictReader(io.StringIO(res.stdout)))
+    assert len({m for m, _, _ in got}) == 2 and all(n == "1" for _, _, n in got) and len(got) == 6, got

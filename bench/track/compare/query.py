@@ -33,6 +33,7 @@ class TrialRecord:
     method_params: dict[str, str]  # the ``params.*`` params, without the prefix
     label: str = ""  # the row name: the method, plus its differing hyperparameters when pooled
     setting_params: dict[str, str] | None = None  # what else defines the measurement (recipe, forget seed, ...)
+    forget_key: tuple[str, str] = ("", "")  # (forget seed, SHA-256 of the forget set) as recorded
 
     @property
     def finished(self) -> bool:
@@ -140,6 +141,7 @@ def load_trials(client, experiment_id: str, parents: list) -> tuple[list[TrialRe
             status=run.info.status, start_time=run.info.start_time or 0, metrics=dict(run.data.metrics),
             method_params={k[len("params."):]: v for k, v in run.data.params.items() if k.startswith("params.")},
             setting_params=_setting_params(run.data.params),
+            forget_key=(run.data.params.get("forget_seed", ""), run.data.params.get("forget_sha256", "")),
         )
         key = tags.get(Tag.TRIAL_KEY) or (rec.parent_id, rec.method, rec.seed, *rec.setting)
         keys_of[rec.run_id] = key
@@ -161,6 +163,7 @@ def load_trials(client, experiment_id: str, parents: list) -> tuple[list[TrialRe
     for t in sorted(trials, key=lambda t: (t.finished, t.start_time, t.run_id)):
         latest[(keys_of[t.run_id], tuple(sorted((t.setting_params or {}).items())))] = t
     trials = sorted(latest.values(), key=lambda t: (t.start_time, t.run_id))
+    _split_forget_sets(trials)
     _split_settings(trials)
     _label_variants(trials)
     return trials, unfinished
@@ -192,6 +195,41 @@ def _forget_seed_rule(trials: list[TrialRecord]) -> None:
         if all(t.setting_params["forget_seed"] == str(t.seed) for t in group):
             for t in group:
                 t.setting_params["forget_seed"] = "seed"
+
+
+def _split_forget_sets(trials: list[TrialRecord]) -> None:
+    """Pooled runs whose forget sets differ for the same forget seed are different settings (an
+    indices file rewritten between two runs: the same ``--forget`` text, other points; their
+    metrics were averaged as seeds of one setting). The forget set is not a setting param itself:
+    drawn per seed, it differs between the seeds of one run. Runs are grouped greedily, oldest
+    first, with the runs whose every shared forget seed has the same set; when a setting needs more
+    than one group, each trial gets ``forget_sha256`` (its group's first set) as a setting param."""
+    by_setting: dict[tuple, list[TrialRecord]] = defaultdict(list)
+    for t in trials:
+        by_setting[t.setting].append(t)
+    for group in by_setting.values():
+        sets: dict[str, dict[str, str]] = {}  # parent run -> {forget seed: set digest}
+        for t in group:
+            fseed, digest = t.forget_key
+            if digest:  # runs from before the digest was recorded: unknown, never split
+                sets.setdefault(t.parent_id, {})[fseed] = digest
+        clusters: list[dict[str, str]] = []
+        member: dict[str, int] = {}
+        for parent, mine in sets.items():
+            for i, seen in enumerate(clusters):
+                if all(seen[f] == d for f, d in mine.items() if f in seen):
+                    seen.update(mine)
+                    member[parent] = i
+                    break
+            else:
+                member[parent] = len(clusters)
+                clusters.append(dict(mine))
+        if len(clusters) < 2:
+            continue
+        names = [next(iter(c.values())) for c in clusters]
+        for t in group:
+            if t.parent_id in member and t.setting_params is not None:
+                t.setting_params["forget_sha256"] = names[member[t.parent_id]]
 
 
 def _split_settings(trials: list[TrialRecord]) -> None:
