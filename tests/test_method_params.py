@@ -223,3 +223,21 @@ def test_a_wildcard_leaves_out_methods_that_cannot_take_the_request_and_a_name_i
         selected("u*", ["random:10%"])
     with pytest.raises(BenchError, match="Method 'unsir' cannot take random requests"):
         selected("unsir,ft", ["random:10%"])
+
+
+def test_tuned_parameters_are_saved_without_the_tuned_datasets_defaults():
+    """neggrad+ tuned over lr on digits: every parameter of the best sample was saved, its digits
+    default alpha=0.97 among them, and overrode alpha on every other dataset the file was reused on."""
+    from bench.core.plugins import get_registry
+    from bench.run.tuning import saved_params
+    from bench.run.validate import MethodPlan, params_for_dataset
+
+    method = get_registry().get("method", "neggrad+")
+    given = {"epochs": 2}
+    plan = MethodPlan("neggrad+", method, {**method.default_params, **given}, (), "builtin")
+    sample = {**params_for_dataset(plan, "digits", given), "lr": 0.01}
+    assert sample["alpha"] == 0.97 != method.default_params["alpha"]  # the digits default, in the sample
+    saved = saved_params(sample, {"lr": None}, given)
+    assert saved == {"lr": 0.01, "epochs": 2}
+    reused = MethodPlan("neggrad+", method, {**method.default_params, **saved}, (), "builtin")
+    assert params_for_dataset(reused, "mnist1d", saved)["alpha"] == method.default_params["alpha"]

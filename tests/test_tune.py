@@ -34,6 +34,7 @@ def test_tune_records_every_sample_saves_the_best_and_run_reuses_it(workdir, run
     assert float(best["ga"]["lr"]) == pytest.approx(float(best_row["params.params.lr"]))
     assert int(best["ga"]["epochs"]) == int(best_row["params.params.epochs"])
     assert best == json.loads(mlflow.artifacts.load_text(f"runs:/{parent['run_id']}/best_params.json"))
+    assert set(best["ga"]) == {"lr", "epochs"}  # the searched parameters, no defaults
     assert parent["metrics.best_avg_gap"] == pytest.approx(best_row["metrics.avg_gap"])
 
     # reuse: from the file, then from the run id; same seed and parameters give the same numbers
@@ -95,6 +96,7 @@ def test_a_best_params_file_that_cannot_be_written_late_is_said_and_fails_the_co
 
 
 def test_an_interrupted_search_says_its_best_is_of_the_finished_samples(workdir, invoke_bench, store_args, monkeypatch):
+    # its best_params.json is refused by `bench run --params RUN_ID` (it was applied silently, 2026-12-06)
     """Ctrl-C during the search: the best of the samples that finished is saved, said to be partial
     and tagged bench.best_partial, with exit 130 (it printed the usual "best sample" lines alone)."""
     import bench.run.executor as executor
@@ -117,3 +119,11 @@ def test_an_interrupted_search_says_its_best_is_of_the_finished_samples(workdir,
     assert (workdir / "best.json").read_text() == '{"ga": {"lr": 0.5}}\n'
     parent = _runs(workdir).query("`tags.bench.kind` == 'tune'").iloc[0]
     assert parent["tags.bench.best_partial"] == "2 of 2" and parent["status"] == "KILLED"
+    # reusing it by run id is refused (it was applied silently); its partial file is taken as given
+    monkeypatch.undo()
+    by_id = invoke_bench("run", "--methods", "ga", "--params", parent["run_id"], "--dry-run", *store_args(workdir), cwd=workdir)
+    assert by_id.returncode == 2 and "that search was interrupted after 2 of 2 sample(s) finished" in by_id.stderr, by_id
+    assert "Traceback" not in by_id.stdout + by_id.stderr
+    by_file = invoke_bench("run", "--methods", "ga", "--params", str(workdir / "best.partial.json"), "--dry-run",
+                           *store_args(workdir), cwd=workdir)
+    assert by_file.returncode == 0, by_file.stdout + by_file.stderr

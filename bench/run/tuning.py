@@ -202,7 +202,7 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
                     say(f"no sample ran to its end (the scheduler stopped every one early): the best by its last "
                         f"report ({objective}={value:.4f}, intermediate) is saved; for samples compared at their end "
                         "use --scheduler fifo or more samples.", always=True)
-                best_params = {method: dict(spec.params)}
+                best_params = {method: saved_params(spec.params, space, opts.params.get(method, {}))}
                 written = True
                 try:  # checked before any work (check_output); a late failure still keeps them in MLflow
                     path.parent.mkdir(parents=True, exist_ok=True)
@@ -239,6 +239,13 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
     if refused is not None:
         raise refused
     return code
+
+
+def saved_params(params: dict[str, Any], space: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """The best sample's parameters to save: the searched ones and those given with ``--param``, not
+    the defaults (a dataset's own defaults, saved with them, overrode another dataset's defaults
+    when the file was reused there: rl tuned on digits set ``passes=alternate`` on cifar100)."""
+    return {k: v for k, v in params.items() if k in space or k in given}
 
 
 def best_sample(outcome, objective: str, mode: str) -> tuple[Any, float, bool] | None:
@@ -279,8 +286,14 @@ def load_params(source: str, tracking_uri: str | None) -> dict[str, dict[str, An
         mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
         try:
             data = json.loads(mlflow.artifacts.load_text(f"runs:/{source}/best_params.json"))
+            tags = mlflow.tracking.MlflowClient().get_run(source).data.tags
         except Exception as exc:
             raise BenchError(f"--params {source}: cannot read best_params.json of that MLflow run ({exc}).") from None
+        partial = tags.get("bench.best_partial")
+        if partial:  # the best of the samples finished before an interrupt, not of the search
+            raise BenchError(f"--params {source}: that search was interrupted after {partial} sample(s) finished; its "
+                             f"best_params.json is the best of those only. Run the search to its end (bench tune), or, "
+                             f"to use them anyway, pass the file it wrote (NAME.partial.json) with --params FILE.")
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise BenchError(f"--params {source}: expected a JSON object {{\"METHOD\": {{\"NAME\": VALUE}}}}.")
     return data
