@@ -121,17 +121,17 @@ def test_a_resume_looks_for_its_parent_only_while_no_other_resume_of_the_plan_do
     import time
 
     from bench.core.cache_lock import key_lock
-    from bench.track import tracking
+    from bench.track import resume
 
     _run(workdir, "random:16")
     calls, released = [], []
-    real = tracking.find_resumable
+    real = resume.find_resumable
 
     def recorded(client, experiment_id, pkey):
         calls.append((time.monotonic(), pkey))
         return real(client, experiment_id, pkey)
 
-    monkeypatch.setattr(tracking, "find_resumable", recorded)
+    monkeypatch.setattr(resume, "find_resumable", recorded)
     _run(workdir, "random:16")  # learn the plan key
     pkey = calls[0][1]
     calls.clear()
@@ -149,3 +149,47 @@ def test_a_resume_looks_for_its_parent_only_while_no_other_resume_of_the_plan_do
     assert "1 of 1 trial(s) already finished" in _run(workdir, "random:16")
     t.join()
     assert calls and calls[0][0] >= released[0]  # looked up only once the other resume let go
+
+
+@pytest.mark.slow
+def test_resume_runs_again_the_trials_measured_with_another_plugin_version(workdir, monkeypatch):
+    """The documented flow "a trial fails, fix its plugin, --resume" kept the trials the old version
+    had measured beside the new version's, averaged as seeds of one method (exit 0)."""
+    import bench.run.runner as runner
+
+    _run(workdir, "random:16")
+    real = runner.plugin_versions
+    monkeypatch.setattr(runner, "plugin_versions", lambda: {**real(), "bench.methods": "9.9"})
+    again = _run(workdir, "random:16")
+    assert "0 of 1 trial(s) already finished" in again and "1 finished trial(s) were measured with other code" in again
+    assert "done    retrain seed=0" in again
+    assert "1 of 1 trial(s) already finished" in _run(workdir, "random:16")  # now measured with 9.9
+
+
+def test_the_code_identity_follows_the_plugins_bench_and_torch_and_resume_keeps_only_its_own():
+    from types import SimpleNamespace
+
+    import bench.run.trained_with as tw
+    from bench.track.resume import MEASURED_WITH, fresh_results
+
+    class M:  # a method plugin's object (its class's module: this test file)
+        pass
+
+    base = dict(method=("my-plugin", M()), attacks={"loss": ("bench.attacks", object())}, model="", own_original="",
+                plugins={"my-plugin": "1.0", "bench.attacks": "0.1.0"}, versions={"torch": "2.14.1"})
+    first = tw.measured_with(**base)
+    assert tw.measured_with(**base) == first and len(first) == 16
+    others = [
+        {**base, "plugins": {**base["plugins"], "my-plugin": "1.1"}},
+        {**base, "plugins": {**base["plugins"], "bench.attacks": "0.2"}},
+        {**base, "versions": {"torch": "2.15.0"}},
+        {**base, "attacks": {}},
+        {**base, "model": "timm 1.0.9"},
+        {**base, "own_original": "ab" * 32},
+    ]
+    assert len({tw.measured_with(**o) for o in others} | {first}) == len(others) + 1
+    done = {"k1": {"avg_gap": 0.1, MEASURED_WITH: first}, "k2": {"avg_gap": 0.2, MEASURED_WITH: "old"},
+            "k3": {"avg_gap": 0.3, MEASURED_WITH: ""}, "k4": {"avg_gap": 0.4, MEASURED_WITH: first}}
+    trials = [SimpleNamespace(trial_key=k, measured_with=first) for k in ("k1", "k2", "k3")]
+    kept, stale = fresh_results(done, trials)
+    assert kept == {"k1": {"avg_gap": 0.1}} and stale == 2  # k4: not in the plan; k3: recorded no identity

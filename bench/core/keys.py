@@ -35,6 +35,7 @@ class Tag:
     MODEL = "bench.model"
     FORGET = "bench.forget"
     TRIAL_KEY = "bench.trial_key"
+    MEASURED_WITH = "bench.measured_with"  # the trial's code identity (bench.run.trained_with.measured_with)
     TRIALS = "bench.trials"
     PLAN_KEY = "bench.plan_key"
     ERROR = "bench.error"

@@ -89,6 +89,9 @@ class TrialSpec:
     data_sha256: str = ""
     forget_sha256: str = ""
     trial_key: str = field(default="", compare=False)
+    #: the code the trial is measured with (``bench.run.trained_with.measured_with``): not in the
+    #: trial key; ``--resume`` keeps a finished trial only when it recorded the same one
+    measured_with: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         for name in ("params", "data", "recipe", "versions", "plugins"):
@@ -104,7 +107,7 @@ class TrialSpec:
     def _recorded(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
-            if f.name in ("own_original", "trial_key") or (f.name == "original" and self.original is None):
+            if f.name in ("own_original", "trial_key", "measured_with") or (f.name == "original" and self.original is None):
                 continue
             value = getattr(self, f.name)
             if f.name in ("data_access", "attacks"):
@@ -116,15 +119,18 @@ class TrialSpec:
         """The recorded form: JSON values, ``data_access`` and ``attacks`` comma-joined (as MLflow params)."""
         out = self._recorded()
         out["trial_key"] = self.trial_key
+        if self.measured_with:
+            out["measured_with"] = self.measured_with
         if self.own_original is not None:
             out["method_train"] = {"key": self.own_original.key, "train_params": thaw(self.own_original.train_params)}
         return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TrialSpec:
-        names = {f.name for f in dataclasses.fields(cls)} - {"own_original", "trial_key", "original"}
+        names = {f.name for f in dataclasses.fields(cls)} - {"own_original", "trial_key", "original", "measured_with"}
         kw = {k: d[k] for k in names}
         kw["original"] = d.get("original")
+        kw["measured_with"] = d.get("measured_with", "")
         kw["data_access"] = frozenset(a for a in str(d["data_access"]).split(",") if a)
         kw["attacks"] = tuple(a for a in str(d["attacks"]).split(",") if a)
         own = d.get("method_train")

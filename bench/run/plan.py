@@ -29,7 +29,7 @@ from bench.core.spec import OwnOriginal, TrialSpec
 from bench.run.checks import check_attacks_fit, check_recipe_fits, check_splits
 from bench.run.continual import step_references
 from bench.run.original import ORIGINAL_KEYS, Original, check_against, load_into, original_doc, read_original
-from bench.run.trained_with import model_provenance, object_code_digest, trained_with
+from bench.run.trained_with import measured_with, model_provenance, object_code_digest, trained_with
 from bench.run.validate import (
     MethodPlan,
     params_for_dataset,
@@ -136,6 +136,9 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
     attacks = {n: registry.get("attack", n) for n in (registry.resolve("attack", opts.attacks) if opts.attacks else [])}
     check_attacks_fit(methods, forgets, attacks)
 
+    provenance = {pinned[m]: model_provenance(getattr(obj, "name", ""), origin, plugins, versions)
+                  for m, (obj, _, origin) in models.items()}
+    attack_plugins = {n: (registry.entry("attack", n).origin, a) for n, a in attacks.items()}
     groups: list[Group] = []
     for dspec, sp in splits.items():
         dataset_obj = registry.get("dataset", dspec.partition(":")[0])
@@ -151,8 +154,7 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
                         "dataset": dspec, "data_sha256": digests[dspec], "model": pinned[mspec],
                         "input_shape": list(sp.input_shape), "num_classes": sp.num_classes,
                         "recipe": recipe.as_dict(), "seed": seed,
-                        "trained_with": trained_with(device, opts.cpus_per_trial, model_provenance(
-                            getattr(mobj, "name", ""), models[mspec][2], plugins, versions)),
+                        "trained_with": trained_with(device, opts.cpus_per_trial, provenance[pinned[mspec]]),
                     }
                     own = originals.get((mspec, dspec))
                     odoc = {"kind": "original", **base} if own is None else original_doc(base, own["file"])
@@ -174,6 +176,9 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
             if multi:
                 name += f" {group.dataset} {group.model} {group.forget.text}"
             params = params_for_dataset(m, group.dataset, opts.params.get(m.name, {}))
+            own = own_original_of(m, group, params)
+            code = measured_with((m.origin, m.obj), attack_plugins, provenance[group.model], own.key if own else "",
+                                 plugins, versions)
             trials.append(TrialSpec(
                 trial_name=name, method=m.name, method_plugin=m.origin, params=params, data_access=frozenset(m.access),
                 seed=group.seed, forget_seed=group.forget_seed, dataset=group.dataset,
@@ -181,8 +186,8 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
                 forget_size=int(len(group.forget_idx)), group=group.gid, recipe=group.recipe.as_dict(),
                 attacks=tuple(attacks), shadow_models=opts.shadow_models if any(getattr(a, "needs", ()) for a in attacks.values()) else 0,
                 device=device, threads=max(1, int(opts.cpus_per_trial)), versions=versions, plugins=plugins,
-                own_original=own_original_of(m, group, params), original=group.original,
-                data_sha256=whole[group.dataset], forget_sha256=forget_sha256,
+                own_original=own, original=group.original,
+                data_sha256=whole[group.dataset], forget_sha256=forget_sha256, measured_with=code,
             ))
     check_settings(methods, groups, trials, splits, networks, pinned)
     if originals and say is not None:

@@ -22,7 +22,7 @@ from bench.core.plugins import get_registry, plugin_versions
 from bench.run.checks import check_cluster_resources, oom_hint
 from bench.run.plan import make_plan
 from bench.run.validate import package_versions, validate_options
-from bench.track import report, tracking
+from bench.track import report, resume, tracking
 
 
 def join_cluster(opts: RunOptions, verbose: bool, say) -> bool:
@@ -95,9 +95,9 @@ def open_parent(plan, opts: RunOptions, versions: dict, plugins: dict, say):
         # first to claim the parent, then finds its driver alive and is refused (both had taken it)
         resume_lock = key_lock(plan.cache_dir, f"resume-{pkey}") if opts.resume else contextlib.nullcontext()
         with resume_lock:
-            earlier = tracking.find_resumable(client, experiment_id, pkey) if opts.resume else None
+            earlier = resume.find_resumable(client, experiment_id, pkey) if opts.resume else None
             if opts.resume and earlier is None:  # a run recorded before the key held the resources: same options?
-                old = tracking.find_resumable(client, experiment_id, plan_key(t.trial_key for t in plan.trials))
+                old = resume.find_resumable(client, experiment_id, plan_key(t.trial_key for t in plan.trials))
                 was = old[0].data.params if old else {}
                 if old and (was.get("options.cpus_per_trial"), was.get("options.device")) == (str(opts.cpus_per_trial), opts.device):
                     earlier = old
@@ -109,8 +109,12 @@ def open_parent(plan, opts: RunOptions, versions: dict, plugins: dict, say):
                 tracking.kill_unfinished_children(client, experiment_id, parent)  # left RUNNING by a killed run
                 client.update_run(parent, status="RUNNING")
                 tracking.claim_parent(client, parent)
+                done, stale = resume.fresh_results(done, plan.trials)
                 say(f"resuming parent run {parent} ('{run_name}'): {sum(t.trial_key in done for t in plan.trials)} of "
                     f"{len(plan.trials)} trial(s) already finished")
+                if stale:
+                    say(f"--resume: {stale} finished trial(s) were measured with other code (their method's or an "
+                        f"attack's plugin, bench or torch changed since): running them again", always=True)
                 # the run's params keep the first session's options (MLflow params are set once): each
                 # resuming session's own options and versions go beside them
                 stamp = datetime.now().strftime("%Y%m%d-%H%M%S")

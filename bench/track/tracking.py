@@ -284,6 +284,7 @@ def child_tags(spec: TrialSpec, parent_run_id: str) -> dict[str, str]:
         Tag.MODEL: spec.model,
         Tag.FORGET: spec.forget,
         Tag.TRIAL_KEY: spec.trial_key,
+        **({Tag.MEASURED_WITH: spec.measured_with} if spec.measured_with else {}),
     }
 
 
@@ -302,32 +303,6 @@ def log_earlier_steps(client, run_id: str, result: dict, default_step: int = 0) 
 def record_failure(client, run_id: str, error_text: str) -> None:
     client.set_tag(run_id, Tag.ERROR, error_line(error_text, limit=4000))  # the exception, on one line
     client.log_text(run_id, error_text, "error.txt")
-
-
-def find_resumable(client, experiment_id: str, plan_key: str):
-    """The latest parent run of this plan and ``{trial_key: metrics}`` of its finished trials, or None."""
-    parents = client.search_runs(
-        [experiment_id], filter_string=f"tags.`{Tag.PLAN_KEY}` = '{plan_key}' and tags.`{Tag.ROLE}` = 'parent'",
-        order_by=["attributes.start_time DESC"], max_results=1,
-    )
-    if not parents:
-        return None
-    parent = parents[0]
-    finished: dict[str, dict[str, float]] = {}
-    token = None
-    while True:
-        page = client.search_runs(
-            [experiment_id], filter_string=f"tags.`{Tag.PARENT}` = '{parent.info.run_id}' and attributes.status = 'FINISHED'",
-            max_results=1000, page_token=token,
-        )
-        for run in page:
-            key = run.data.tags.get(Tag.TRIAL_KEY)
-            if key:
-                finished[key] = dict(run.data.metrics)
-        token = page.token
-        if not token:
-            break
-    return parent, finished
 
 
 def kill_unfinished_children(client, experiment_id: str, parent_run_id: str) -> int:

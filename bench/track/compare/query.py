@@ -172,7 +172,7 @@ def load_trials(client, experiment_id: str, parents: list) -> tuple[list[TrialRe
 #: trial params that do not define what was measured: who and where (the method and its params are
 #: the row, the seed is averaged over), or recorded for the record only
 _NOT_SETTING = {"method", "seed", "trial_key", "group", "threads", "device", "method_plugin", "dataset", "model",
-                "forget", "forget_size", "data.source", "data_access", "forget_sha256"}
+                "forget", "forget_size", "data.source", "data_access", "forget_sha256", "measured_with"}
 _NOT_SETTING_PREFIXES = ("params.", "method_train.", "versions.", "plugins.", "options.")
 
 

@@ -1,0 +1,61 @@
+"""What ``--resume`` continues: the latest parent run of a plan and the finished results it keeps.
+
+A finished trial is kept when its trial key is in the plan (what it measures: method, params,
+seed, data, forget set, recipe, attacks...) and it recorded the code identity the trial would run
+with now (``Tag.MEASURED_WITH``: bench's measuring code, torch's version, the method's and attacks'
+plugins, ``bench.run.trained_with.measured_with``).
+"""
+
+from __future__ import annotations
+
+from bench.core.keys import Tag
+
+
+def find_resumable(client, experiment_id: str, plan_key: str):
+    """The latest parent run of this plan and ``{trial_key: metrics}`` of its finished trials, or None.
+    The metrics hold the trial's recorded code identity under ``MEASURED_WITH`` (Tag.MEASURED_WITH;
+    "" when it recorded none): see :func:`fresh_results`."""
+    parents = client.search_runs(
+        [experiment_id], filter_string=f"tags.`{Tag.PLAN_KEY}` = '{plan_key}' and tags.`{Tag.ROLE}` = 'parent'",
+        order_by=["attributes.start_time DESC"], max_results=1,
+    )
+    if not parents:
+        return None
+    parent = parents[0]
+    finished: dict[str, dict[str, float]] = {}
+    token = None
+    while True:
+        page = client.search_runs(
+            [experiment_id], filter_string=f"tags.`{Tag.PARENT}` = '{parent.info.run_id}' and attributes.status = 'FINISHED'",
+            max_results=1000, page_token=token, order_by=["attributes.start_time ASC"],
+        )  # oldest first: a trial run again after another version measured it keeps its latest result
+        for run in page:
+            key = run.data.tags.get(Tag.TRIAL_KEY)
+            if key:
+                finished[key] = {**run.data.metrics, MEASURED_WITH: run.data.tags.get(Tag.MEASURED_WITH, "")}
+        token = page.token
+        if not token:
+            break
+    return parent, finished
+
+
+#: the key of :func:`find_resumable`'s metrics holding a trial's recorded code identity
+MEASURED_WITH = "__measured_with__"
+
+
+def fresh_results(done: dict[str, dict], trials) -> tuple[dict[str, dict], int]:
+    """The finished results ``--resume`` keeps: those of ``trials`` (specs) measured with the code
+    they would run with now (the same ``measured_with``), without the identity entry; and how many
+    finished trials are run again because their method's or an attack's plugin, bench's own code or
+    torch changed since (kept, their metrics were averaged with the new ones as seeds of one method)."""
+    now = {t.trial_key: t.measured_with for t in trials}
+    kept: dict[str, dict] = {}
+    stale = 0
+    for key, metrics in done.items():
+        if key not in now:
+            continue
+        if now[key] and metrics.get(MEASURED_WITH) != now[key]:
+            stale += 1
+            continue
+        kept[key] = {k: v for k, v in metrics.items() if k != MEASURED_WITH}
+    return kept, stale
