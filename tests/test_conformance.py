@@ -247,6 +247,20 @@ class ReturnsStateDict(_GA):
         return self.ascend(model, request.forget_x, request.forget_y, params, ctx.seed).state_dict()
 
 
+class ReportsBadMetrics(_GA):
+    """Reports a metric under a harness metric's name, one MLflow refuses, or a text: each failed
+    every trial in the harness and passed the kit (2026-12-06)."""
+
+    name = "reports-bad-metrics"
+
+    def __init__(self, metrics=None):
+        self.metrics = metrics or {}
+
+    def unlearn(self, model, request, params, ctx):
+        ctx.metrics.update(self.metrics)
+        return self.ascend(model, request.forget_x, request.forget_y, params, ctx.seed)
+
+
 class MutatesRequest(_GA):
     """Standardises the forget inputs in place: the harness would then evaluate on altered data."""
 
@@ -341,6 +355,13 @@ def test_catches_a_method_that_forgets_nothing_unless_it_opts_out():
 
 def test_catches_a_non_module_return():
     _fails(kit.check_returns_module, ReturnsStateDict(), r"returned OrderedDict .* torch\.nn\.Module")
+
+
+def test_catches_reported_metrics_the_harness_refuses():
+    kit.check_returns_module(ReportsBadMetrics({"patches": 3, "loss": float("nan")}))
+    _fails(kit.check_returns_module, ReportsBadMetrics({"forget_acc": 0.0}), r"ctx\.metrics: .*'forget_acc'.*already measured")
+    _fails(kit.check_returns_module, ReportsBadMetrics({"damp ascent!": 1.0}), r"ctx\.metrics: .*a metric name is up to 250")
+    _fails(kit.check_returns_module, ReportsBadMetrics({"ok": "high"}), r"ctx\.metrics: .*not a number")
 
 
 def test_catches_mutated_request_tensors():

@@ -114,7 +114,7 @@ def test_methods_add_metrics_and_artifacts_to_their_trial(workdir, boom_plugin, 
     assert "RuntimeError: no font for the plot" in mlflow.artifacts.load_text(f"runs:/{run_id}/plots/broken.png.error.txt")
     assert "plots/broken.png" not in {a.path for a in mlflow.MlflowClient().list_artifacts(run_id, "plots")}
     assert kids.loc["collider", "status"] == "FAILED"
-    assert "already measures" in kids.loc["collider", "tags.bench.error"]
+    assert "already measured" in kids.loc["collider", "tags.bench.error"]
 
 
 def test_artifacts_are_text_bytes_or_rendered_under_relative_names():
@@ -471,3 +471,68 @@ def test_each_attack_gets_its_own_forget_indices(workdir, shared_cache, run_harn
     text = mlflow.artifacts.load_text(f"runs:/{trial_runs(workdir).loc['ft', 'run_id']}/forget_indices.txt")
     indices = [int(line) for line in text.splitlines() if line and not line.startswith("#")]
     assert _IndexAttacks.seen[0].tolist() == indices  # not shifted by the attack before it
+
+
+class Odd:
+    """An attack that reports what the harness must refuse (``how``)."""
+
+    def __init__(self, name: str, how: str) -> None:
+        self.name, self.how = name, how
+        self.description = "test attack with a faulty report"
+
+    def evaluate(self, model, ctx):
+        if self.how == "raise":
+            raise ValueError("no threshold")
+        return {"list": [0.5], "nan": {"auc": float("nan")}, "text": {"auc": "high"}, "name": {"bad key!": 0.5},
+                "shadowing": {"acc": 0.123}}[self.how]
+
+
+class _OddPlugin:
+    def __init__(self, attack) -> None:
+        self.attack = attack
+
+    @bench.hookimpl
+    def register_attacks(self, register):
+        register(self.attack)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,how,said", [
+    ("retain", "shadowing", "Attack 'retain' reported metric 'acc', which makes 'retain_acc', already measured"),
+    ("odd", "name", "Attack 'odd' reported metric 'bad key!': a metric name is up to 250"),
+    ("odd", "nan", "Attack 'odd' reported metric 'auc' = nan; its values must be finite"),
+    ("odd", "text", "Attack 'odd' reported metric 'auc' = 'high', which is not a number"),
+    ("odd", "list", "Attack 'odd' returned list; evaluate() returns a dict"),
+    ("odd", "raise", "Attack 'odd' failed: ValueError: no threshold"),
+])
+def test_an_attacks_faulty_report_fails_its_trial_naming_it(workdir, shared_cache, run_harness, trial_runs, name, how,
+                                                             said):
+    """An attack named `retain` reporting `acc` replaced the harness's retain_acc (0.123 recorded,
+    exit 0); a NaN was recorded as a result; a name MLflow refuses failed every trial's write and
+    blamed the store; a raise or a list was reported without the attack's name."""
+    from bench.core.plugins import register_plugin, unregister_plugin
+
+    plugin = _OddPlugin(Odd(name, how))
+    register_plugin(plugin)
+    try:
+        code, out = run_harness(workdir, methods="ft", attacks=name, recipe={"epochs": 5}, cache_dir=str(shared_cache))
+    finally:
+        unregister_plugin(plugin)
+    assert code == 1 and "store" not in out.split("FAILED", 1)[-1].split("\n")[0], out
+    kids = trial_runs(workdir)
+    assert kids.loc["ft", "status"] == "FAILED" and said in kids.loc["ft", "tags.bench.error"], kids.loc["ft", "tags.bench.error"]
+
+
+def test_a_plugin_metric_is_checked_before_it_joins_the_trial():
+    from bench.core.errors import BenchError
+    from bench.run.attack_step import add_metric
+
+    metrics = {"retain_acc": 1.0}
+    add_metric("Method 'm'", "patches", 3, metrics, finite=False)
+    add_metric("Method 'm'", "loss", float("nan"), metrics, finite=False)  # a method's NaN is its own report
+    assert metrics["patches"] == 3.0 and metrics["loss"] != metrics["loss"]
+    for key, value, finite in (("retain_acc", 0.1, False), ("a b!", 1, False), ("/x", 1, False), (3, 1, False),
+                               ("x" * 251, 1, False), ("ok", "one", False), ("ok", float("inf"), True)):
+        with pytest.raises(BenchError):
+            add_metric("Method 'm'", key, value, metrics, finite=finite)
+    assert set(metrics) == {"retain_acc", "patches", "loss"}

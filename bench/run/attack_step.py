@@ -9,6 +9,8 @@ model and merges what they return: metrics as ``<attack>_<key>`` (keys in the at
 from __future__ import annotations
 
 import copy
+import math
+import re
 from typing import Any, Callable
 
 import numpy as np
@@ -85,6 +87,10 @@ def run_attacks(attacks: dict, model, metrics: dict, *, spec: TrialSpec, group, 
         try:
             with no_exit(f"Attack '{name}' (evaluate)"):
                 found = attack.evaluate(model, ctx)
+        except BenchError:
+            raise
+        except Exception as exc:  # its traceback stays in the trial's record; the line names the attack
+            raise BenchError(f"Attack '{name}' failed: {type(exc).__name__}: {exc}") from exc
         finally:
             leaked = restore_torch_globals(saved)
         if leaked:
@@ -97,14 +103,40 @@ def run_attacks(attacks: dict, model, metrics: dict, *, spec: TrialSpec, group, 
             raise BenchError(f"Attack '{name}' changed {changed[0]} in place; every attack must leave the model and "
                              "the data as it found them (work on a copy: copy.deepcopy(model), x.clone()). Running a "
                              "model in train mode updates its batch-norm statistics: use model.eval().")
+        if not isinstance(found, dict):
+            raise BenchError(f"Attack '{name}' returned {type(found).__name__}; evaluate() returns a dict of metric "
+                             "name -> number (docs/plugins.md, Attacks).")
         for key, value in found.items():
             full = key if key in unprefixed else f"{name}_{key}"
-            if key in unprefixed and full in metrics:
-                raise BenchError(f"Attack '{name}' reported metric '{key}', which is already measured; rename it.")
-            metrics[full] = float(value)
+            add_metric(f"Attack '{name}'", full, value, metrics, finite=True, shown=key)
     check_artifacts("An attack", ctx.artifacts)
     if ctx.artifacts:
         metrics.setdefault(ARTIFACTS_KEY, {}).update(ctx.artifacts)
+
+
+#: what MLflow takes as a metric name (mlflow.utils.validation): a name it refuses failed the whole
+#: run's writes and blamed the store
+METRIC_NAME = re.compile(r"^[/\w.\- :]{1,250}$")
+
+
+def add_metric(who: str, key: Any, value: Any, metrics: dict, finite: bool, shown: Any = None) -> None:
+    """Add a plugin's metric ``key`` to a trial's ``metrics``: a name MLflow takes, not one already
+    measured (an attack named ``retain`` reporting ``acc`` replaced the harness's ``retain_acc``), a
+    number, finite where ``finite`` (attacks: their contract). ``shown``: the name as the plugin gave it."""
+    shown = key if shown is None else shown
+    if not isinstance(key, str) or not METRIC_NAME.match(key) or key.startswith("/") or "//" in key:
+        raise BenchError(f"{who} reported metric {shown!r}: a metric name is up to 250 letters, digits, '_', '-', "
+                         "'.', ' ', ':' or '/' (MLflow's rule); rename it.")
+    if key in metrics:
+        raise BenchError(f"{who} reported metric {shown!r}, which makes '{key}', already measured in this trial; "
+                         "rename it.")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise BenchError(f"{who} reported metric {shown!r} = {value!r}, which is not a number.") from None
+    if finite and not math.isfinite(number):
+        raise BenchError(f"{who} reported metric {shown!r} = {number}; its values must be finite numbers.")
+    metrics[key] = number
 
 
 def check_artifacts(who: str, artifacts: dict) -> None:

@@ -30,7 +30,7 @@ from bench.eval.measure import measure
 from bench.nn.nets import model_factory
 from bench.nn.torch_state import restore_torch_globals, torch_globals
 from bench.nn.training import accuracy, content_digest, seed_everything, set_threads, warm_up
-from bench.run.attack_step import check_artifacts, run_attacks
+from bench.run.attack_step import add_metric, check_artifacts, run_attacks
 from bench.run.deadline import deadline
 from bench.run.method_training import own_original
 from bench.run.payload import GroupPayload, Payload
@@ -40,12 +40,7 @@ from bench.run.request import build_request, input_bounds, step_data
 def add_method_outputs(method: str, metrics: dict, ctx: MethodContext) -> None:
     """Merge what a method put in ``ctx.metrics`` / ``ctx.artifacts`` into the trial's result."""
     for key, value in ctx.metrics.items():
-        if key in metrics:
-            raise BenchError(f"Method '{method}' reported metric '{key}', which the harness already measures; rename it.")
-        try:
-            metrics[key] = float(value)
-        except (TypeError, ValueError):
-            raise BenchError(f"Method '{method}' reported metric '{key}' = {value!r}, which is not a number.") from None
+        add_metric(f"Method '{method}'", key, value, metrics, finite=False)
     check_artifacts(f"Method '{method}'", ctx.artifacts)
     if ctx.artifacts:
         metrics.setdefault(ARTIFACTS_KEY, {}).update(ctx.artifacts)

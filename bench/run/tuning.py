@@ -79,6 +79,11 @@ def check_objective(plan, registry, objective: str, scheduler: str) -> None:
                 raise BenchError(f"Objective '{objective}' is a metric of attack '{entry.name}', which this search does "
                                  f"not run: add --attacks {entry.name} (or choose another objective).")
             break
+    cuda = str(plan.device).startswith("cuda")
+    if objective in ("peak_memory_reserved_mb",) and not cuda or objective == "memory_delta_mb" and cuda:
+        have, other = ("the CPU", "a GPU (--device cuda)") if not cuda else ("a GPU", "the CPU")
+        raise BenchError(f"Objective '{objective}' is measured on {other} only, and this search runs on {have}: "
+                         f"choose peak_memory_mb (measured on both) or run on {other}.")
     if scheduler == "asha" and objective not in PER_EPOCH:
         raise BenchError(f"Objective '{objective}' is measured once a sample ends, and --scheduler asha compares "
                          f"samples on their per-epoch reports ({', '.join(PER_EPOCH[:8])}, ...): use --scheduler "

@@ -92,12 +92,29 @@ def check_data_access(method, params=None) -> None:
 @_check("method")
 def check_returns_module(method, params=None) -> None:
     """``unlearn`` returns a ``torch.nn.Module`` that maps a toy batch ``(B, 1, 8, 8)`` to finite
-    logits of shape ``(B, num_classes)``."""
+    logits of shape ``(B, num_classes)``, and the metrics it reports in ``ctx.metrics`` are numbers
+    under names MLflow takes, none a harness metric's."""
     params = _params(method, params)
     access, setting = _access(method, params), toy_setting()
-    out = _unlearn(method, setting, _request(setting, "class", access), params, _ctx(setting, access), access,
-                   what="a class request")
+    ctx = _ctx(setting, access)
+    out = _unlearn(method, setting, _request(setting, "class", access), params, ctx, access, what="a class request")
     _check_module(out, setting, "a class request")
+    _check_reported_metrics(ctx)
+
+
+def _check_reported_metrics(ctx) -> None:
+    """What ``unlearn`` put in ``ctx.metrics`` joins a trial as the harness takes it: MLflow-valid
+    names, numbers, none named like a harness metric (bench.run.attack_step.add_metric)."""
+    from bench.core.errors import BenchError
+    from bench.eval.metrics import DIRECTIONS
+    from bench.run.attack_step import add_metric
+
+    taken = dict.fromkeys(DIRECTIONS, 0.0)
+    for key, value in ctx.metrics.items():
+        try:
+            add_metric("it", key, value, taken, finite=False)
+        except BenchError as exc:
+            _fail(f"ctx.metrics: {exc}")
 
 
 @_check("method")
