@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import bench
 from bench.core.errors import BenchError
 
 
@@ -286,3 +287,59 @@ def test_params_from_a_run_read_without_progress_bars(tmp_path, monkeypatch, cap
     capfd.readouterr()
     assert load_params(run.info.run_id, uri) == {"ga": {"lr": 0.01}}
     assert "Downloading artifacts" not in capfd.readouterr().err
+
+
+class _Spaced:
+    """A method whose search space samples what it refuses (``how``)."""
+
+    description = "test method with a faulty search space or check"
+    requires = frozenset({"forget"})
+
+    def __init__(self, how: str) -> None:
+        from bench import space
+
+        self.how, self.name = how, f"spaced-{how}"
+        self.default_params = {"lr": 0.01, "weight": 0.5, "epochs": 2}
+        self.search_space = {"wide": {"weight": space.uniform(0.0, 1.5)}, "float-epochs": {"epochs": space.uniform(1, 4)},
+                             "bug": {"lr": space.loguniform(1e-4, 1e-1)}}[how]
+
+    def check_params(self, params):
+        if self.how == "bug":
+            return params["momentum"]  # a bug of the check: KeyError
+        if not 0.0 <= params["weight"] <= 1.0:
+            raise ValueError(f"weight={params['weight']}: expected a number in [0, 1]")
+
+    def unlearn(self, model, request, params, ctx):
+        return model
+
+
+class _SpacedPlugin:
+    def __init__(self, how):
+        self.obj = _Spaced(how)
+
+    @bench.hookimpl
+    def register_methods(self, register):
+        register(self.obj)
+
+
+@pytest.mark.parametrize("how,pattern", [
+    ("wide", r"Method 'spaced-wide' \(plugin .*\) searches weight over uniform\(0\.0, 1\.5\), and a sample of it is "
+             r"refused: Bad parameters for method 'spaced-wide': weight=1\.49\d*: expected a number in \[0, 1\]\..* Fix "
+             r"the search space in the plugin, or fix weight with -p spaced-wide\.weight=VALUE"),
+    ("float-epochs", r"searches epochs over uniform\(1, 4\), and a sample of it is refused: Bad value for "
+                     r"spaced-float-epochs\.epochs: 3\.99\d* is not an integer"),
+    ("bug", r"Method 'spaced-bug': its check_params failed with KeyError: 'momentum' at .*test_input_faults_options"
+            r"\.py:\d+\. A refusal raises ValueError"),
+])
+def test_tune_refuses_a_search_space_the_method_refuses_before_work(how, pattern, tmp_path, invoke_bench, no_ray):
+    """A space wider than the method accepts saved a best value `bench run --params` then refused; a
+    float range over an integer parameter failed every sample; a check that raises KeyError printed
+    a raw traceback (exit 1)."""
+    from bench.core.plugins import register_plugin, unregister_plugin
+
+    plugin = _SpacedPlugin(how)
+    register_plugin(plugin)
+    try:
+        refused(invoke_bench, tmp_path, "-m", f"spaced-{how}", "-n", "2", command="tune", pattern=pattern)
+    finally:
+        unregister_plugin(plugin)

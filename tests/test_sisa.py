@@ -233,7 +233,7 @@ def test_bench_run_sisa_under_ray(workdir, run_bench, store_args):
     assert np.isfinite(kids.loc["sisa", "metrics.method_original_test_acc"])
 
 
-def test_a_trial_with_other_training_params_trains_its_own_ensemble(workdir):
+def test_a_trial_with_other_training_params_trains_its_own_ensemble(workdir, monkeypatch):
     """``bench tune`` may sample ``sisa.shards``: that trial's ensemble is not the one the plan
     cached, so the trial trains it itself (and still reports train_seconds)."""
     from bench.core.plugins import get_registry, plugin_versions
@@ -254,6 +254,18 @@ def test_a_trial_with_other_training_params_trains_its_own_ensemble(workdir):
     assert cached["train_seconds"] > 0 and sampled["train_seconds"] > 0
     assert cached["sisa_shards_retrained"] == 5 and sampled["sisa_shards_retrained"] == 2  # random:10% hits every shard
     assert cached["method_original_test_acc"] != sampled["method_original_test_acc"]
+    # a sample the setting cannot take fails before it trains anything (it trained its ensemble first)
+    import bench.run.trial as trial_mod
+
+    def never(*a, **k):
+        raise AssertionError("trained an ensemble for a sample check_setting refuses")
+
+    monkeypatch.setattr(trial_mod, "own_original", never)
+    with pytest.raises(BenchError, match=r"Method 'sisa' cannot run on digits / mlp / random:10%: shards=2000 x "
+                                         r"slices=1 needs at least 2,000 training points"):
+        run_trial(spec.with_params({"shards": 2000}), payload)
+    with pytest.raises(BenchError, match=r"Bad parameters for method 'sisa'"):
+        run_trial(spec.with_params({"shards": 0}), payload)
 
 
 def test_epsilon_unlearns_sisas_own_ensemble_again_and_ulira_is_refused(workdir, monkeypatch):

@@ -142,8 +142,9 @@ def prepare(method: Any) -> None:
 
 
 def _refusal(exc: Exception, params: dict) -> tuple[str, str | None]:
-    """A method's refusal as (its message, the parameter it names): messages start ``KEY=VALUE:``."""
-    message = str(exc).rstrip(".")
+    """A method's refusal as (its message on one line, the parameter it names): messages start
+    ``KEY=VALUE:``."""
+    message = " ".join(str(exc).split()).rstrip(".")
     key = message.partition("=")[0] if "=" in message else ""
     return message, key if key in params else None
 
@@ -161,6 +162,8 @@ def check_params(name: str, method: Any, params: dict) -> None:
         given = ", ".join(f"{k}={v!r}" for k, v in params.items()) or "(none)"
         raise BenchError(f"Bad parameters for method '{name}': {message}. Fix it with {fix} "
                          f"(its parameters now: {given}).") from None
+    except Exception as exc:  # a bug of the plugin's check, not a refusal: one line, naming it
+        raise BenchError(_check_failed(name, "check_params", exc)) from None
 
 
 def check_setting(name: str, method: Any, params: dict, setting: Setting) -> None:
@@ -176,6 +179,21 @@ def check_setting(name: str, method: Any, params: dict, setting: Setting) -> Non
         fix = f"-p {name}.{key}=VALUE" if key else "its parameters or the setting"
         raise BenchError(f"Method '{name}' cannot run on {setting.dataset} / {setting.model} / {setting.forget}: "
                          f"{message}. Fix it with {fix}.") from None
+    except Exception as exc:
+        raise BenchError(_check_failed(name, "check_setting", exc)) from None
+
+
+def _check_failed(name: str, hook: str, exc: Exception) -> str:
+    where = ""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is not None:
+        where = f" at {tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
+    text = " ".join(str(exc).split())
+    return (f"Method '{name}': its {hook} failed with {type(exc).__name__}{': ' + text if text else ''}{where}. A "
+            f"refusal raises ValueError with a message; this is a bug in the method plugin: fix it (or report it to "
+            f"its authors).")
 
 
 def has_own_training(method: Any) -> bool:

@@ -43,3 +43,15 @@ def to_tune(domain: Domain):
     if domain.kind == "choice":
         return tune.choice(list(domain.args[0]))
     return getattr(tune, domain.kind)(*domain.args)
+
+
+def probes(domain: Domain) -> list[Any]:
+    """Values at the edges of what ``domain`` samples (every value of a ``choice``): what
+    ``bench tune`` checks against the parameter's type and the method's ``check_params`` before any
+    work. A float range's upper end is open in Ray Tune: probed just below it."""
+    if domain.kind == "choice":
+        return list(domain.args[0])
+    if domain.kind == "randint":
+        return [int(domain.args[0]), int(domain.args[1]) - 1]
+    low, high = float(domain.args[0]), float(domain.args[1])
+    return [low, high * (1 - 1e-9) if domain.kind == "loguniform" else high - (high - low) * 1e-9]

@@ -18,11 +18,11 @@ from typing import Any, Callable
 import torch
 
 from bench.core.cache import load_state
-from bench.core.contracts import MethodContext
+from bench.core.contracts import MethodContext, Setting
 from bench.core.errors import BenchError, no_exit
 from bench.core.forget import INDICES_ARTIFACT, indices_text
 from bench.core.keys import ARTIFACTS_KEY, STEPS_KEY
-from bench.core.method import prepare, trains
+from bench.core.method import check_params, check_setting, prepare, trains
 from bench.core.recipe import Recipe
 from bench.core.spec import TrialSpec
 from bench.eval.evaluation import ModelEval, compare_to_references, evaluate_model
@@ -44,6 +44,18 @@ def add_method_outputs(method: str, metrics: dict, ctx: MethodContext) -> None:
     check_artifacts(f"Method '{method}'", ctx.artifacts)
     if ctx.artifacts:
         metrics.setdefault(ARTIFACTS_KEY, {}).update(ctx.artifacts)
+
+
+def _check_values(spec: TrialSpec, method: Any, group: GroupPayload, network: torch.nn.Module) -> None:
+    """The trial's parameters through the method's ``check_params`` and ``check_setting`` before any
+    work: a sample of ``bench tune`` has values the plan never saw (a SISA sample of 18 shards x 6
+    slices failed after training its ensemble on 48 points); a run's trials passed them at plan time."""
+    splits = group.splits
+    size = max(len(s.forget_idx) for s in group.steps)
+    check_params(spec.method, method, dict(spec.params))
+    check_setting(spec.method, method, dict(spec.params), Setting(
+        spec.dataset, spec.model, spec.forget, splits.train_size, int(size), splits.num_classes,
+        tuple(splits.input_shape), network))
 
 
 def _request_tensors(request) -> dict[str, torch.Tensor]:
@@ -123,6 +135,7 @@ def _run_trial(spec: TrialSpec, payload: Payload, fetch: Callable[[Any], Any],
     splits = group.splits
     new_model = model_factory(model_obj, arg, splits, seed, device)
     model = new_model()
+    _check_values(spec, method, group, model)
     load_state(model, group.original_state)
     recipe = Recipe(**spec.recipe) if spec.uses("recipe") else None
     bounds = input_bounds(splits, device)

@@ -56,7 +56,7 @@ class MethodPlan:
 _KIND_NAMES = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
 
 
-def _coerce_param(method: str, key: str, value: Any, default: Any) -> Any:
+def coerce_param(method: str, key: str, value: Any, default: Any) -> Any:
     """``value`` (a ``-p`` string, or a TOML/JSON value) as the type of the parameter's ``default``,
     and within float32's range: torch refuses a larger number next to a float32 tensor, mid-trial."""
     converted = _convert_param(method, key, value, default)
@@ -109,7 +109,7 @@ def resolve_methods(registry: Registry, opts: RunOptions) -> list[MethodPlan]:
                     f"Unknown parameter '{key}' for method '{name}'. Its parameters: "
                     f"{', '.join(f'{k}={v!r}' for k, v in obj.default_params.items()) or '(none)'}."
                 )
-            params[key] = _coerce_param(name, key, value, params[key])
+            params[key] = coerce_param(name, key, value, params[key])
         access = requires_for(obj, params)
         if not set(access) <= set(obj.requires):
             raise BenchError(f"Method '{name}' asked for {sorted(access)} beyond its declared requires {sorted(obj.requires)}.")
