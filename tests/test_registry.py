@@ -5,7 +5,11 @@ process-wide one (``get_registry``), which is always restored in ``finally``."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -23,6 +27,8 @@ from bench.core.plugins import (
     unregister_plugin,
 )
 from bench.run.validate import resolve_model
+
+BENCH_SCRIPT = shutil.which("bench", path=os.path.dirname(sys.executable)) or "bench"
 
 BUILTIN_METHODS = ["bad-teacher", "be", "bs", "cf-k", "eu-k", "fisher", "ft", "ga", "iu", "l1-sparse", "l2ul", "l2ul-adv",
                    "l2ul-naive", "l2ul-oracle", "lfssd", "neggrad+", "prune", "retrain", "rl", "salun", "salun-soft", "scrub",
@@ -486,3 +492,24 @@ def test_an_unknown_bench_plugins_name_is_said(monkeypatch, capsys):
     monkeypatch.setenv("BENCH_PLUGINS", "")  # the empty allow-list (built-ins only) says nothing
     make_plugin_manager()
     assert capsys.readouterr().err == ""
+
+
+def test_an_installed_plugin_that_fails_to_import_is_one_line_naming_it(tmp_path, run_bench):
+    """A plugin whose module raises on import broke every command, with a raw traceback (exit 1),
+    whatever the command used; now one line naming it and how to run without it (exit 2)."""
+    dist = tmp_path / "broken_plug-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plug\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[bench]\nbroken = broken_plug_mod\n")
+    (tmp_path / "broken_plug_mod.py").write_text("import no_such_module_here\n")
+    env = {"PYTHONPATH": str(tmp_path), "BENCH_PLUGINS": None}
+    env = {k: v for k, v in {**os.environ, **env}.items() if v is not None}
+    proc = subprocess.run([BENCH_SCRIPT, "list", "methods"], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert ("Plugin 'broken' (broken_plug_mod, distribution broken-plug) failed to import: ModuleNotFoundError: No "
+            "module named 'no_such_module_here'. Fix or uninstall it (pip uninstall broken-plug); to run without it"
+            in proc.stderr), proc.stderr
+    alone = subprocess.run([BENCH_SCRIPT, "list", "methods"], env={**env, "BENCH_PLUGINS": ""}, capture_output=True,
+                           text=True, timeout=120)
+    assert alone.returncode == 0 and "retrain" in alone.stdout, alone.stderr

@@ -90,23 +90,7 @@ def make_plugin_manager(extra_plugins: tuple = ()) -> pluggy.PluginManager:
         pm.register(importlib.import_module(modname), name=modname)
     allowed = _allowed_entry_points()
     try:
-        if allowed is None:
-            pm.load_setuptools_entrypoints("bench")
-        elif allowed:
-            from importlib.metadata import entry_points
-
-            known: set[str] = set()
-            for ep in entry_points(group="bench"):
-                dist = ep.dist.name if ep.dist else ""
-                known.update({ep.name, dist} - {""})
-                if ep.name in allowed or dist in allowed:
-                    if pm.get_plugin(ep.name) is None:
-                        pm.register(ep.load(), name=ep.name)
-            unknown = sorted(allowed - known)
-            if unknown:  # a misspelt name loads nothing: say so rather than lose the plugin quietly
-                print(f"warning: BENCH_PLUGINS names {', '.join(map(repr, unknown))}, which no installed plugin has "
-                      f"(entry points and distributions: {', '.join(sorted(known)) or 'none'}); it loads nothing.",
-                      file=sys.stderr)
+        _load_entry_points(pm, allowed)
         for plugin in extra_plugins:
             if not pm.is_registered(plugin):  # an installed plugin's module registered in process too
                 pm.register(plugin, name=_in_process_name(pm, plugin))
@@ -117,6 +101,38 @@ def make_plugin_manager(extra_plugins: tuple = ()) -> pluggy.PluginManager:
     except pluggy.PluginValidationError as exc:
         raise PluginError(f"Invalid plugin: {exc} (a misspelt hook name? valid hooks: {', '.join(HOOKS)})") from None
     return pm
+
+
+def _load_entry_points(pm: pluggy.PluginManager, allowed: set[str] | None) -> None:
+    """Register the installed plugins (entry-point group ``bench``; only those ``allowed`` names
+    when BENCH_PLUGINS is set). One that fails to import stops the command in one line naming it
+    (a raw traceback, exit 1, from every command before 2026-12-06, whatever the command used)."""
+    from importlib.metadata import entry_points
+
+    known: set[str] = set()
+    for ep in entry_points(group="bench"):
+        dist = ep.dist.name if ep.dist else ""
+        known.update({ep.name, dist} - {""})
+        if allowed is not None and ep.name not in allowed and dist not in allowed:
+            continue
+        if pm.has_plugin(ep.name) or pm.is_blocked(ep.name):
+            continue
+        try:
+            plugin = ep.load()
+        except Exception as exc:
+            text = " ".join(str(exc).split())
+            raise PluginError(
+                f"Plugin '{ep.name}' ({ep.value}{', distribution ' + dist if dist else ''}) failed to import: "
+                f"{type(exc).__name__}{': ' + text if text else ''}. Fix or uninstall it"
+                f"{f' (pip uninstall {dist})' if dist else ''}; to run without it, name the plugins to load: "
+                f"BENCH_PLUGINS=NAME,... (BENCH_PLUGINS= loads none)."
+            ) from None
+        pm.register(plugin, name=ep.name)
+    unknown = sorted(allowed - known) if allowed else []
+    if unknown:  # a misspelt name loads nothing: say so rather than lose the plugin quietly
+        print(f"warning: BENCH_PLUGINS names {', '.join(map(repr, unknown))}, which no installed plugin has "
+              f"(entry points and distributions: {', '.join(sorted(known)) or 'none'}); it loads nothing.",
+              file=sys.stderr)
 
 
 def build_registry(pm: pluggy.PluginManager) -> tuple[Registry, list[PluginInfo]]:
