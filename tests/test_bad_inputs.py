@@ -26,7 +26,8 @@ import bench
 
 # -- bad datasets from plugins ------------------------------------------------------------------
 
-def make_splits(*, n_train=40, n_test=10, features=4, classes=2, input_shape=None, num_classes=None, edit=None):
+def make_splits(*, n_train=40, n_test=10, features=4, classes=2, input_shape=None, num_classes=None, edit=None, info=None,
+                as_tuple=False):
     """Valid synthetic splits (labels alternate 0..classes-1), then ``edit(parts)`` breaks them."""
     import torch
 
@@ -39,8 +40,10 @@ def make_splits(*, n_train=40, n_test=10, features=4, classes=2, input_shape=Non
     }
     if edit is not None:
         edit(parts)
+    if as_tuple:
+        return tuple(parts.values())
     return Splits(**parts, num_classes=classes if num_classes is None else num_classes,
-                  input_shape=(features,) if input_shape is None else input_shape)
+                  input_shape=(features,) if input_shape is None else input_shape, info=info or {})
 
 
 def _set(key, index, value):
@@ -77,6 +80,11 @@ BAD_DATASETS = {
     "int-inputs": dict(edit=_retype("train_x", "int64")),
     "labels-short": dict(edit=_cut("train_y", 30)),
     "one-class": dict(classes=1),
+    "float64-inputs": dict(edit=_retype("train_x", "float64")),
+    "bounds-text": dict(info={"input_bounds": "zero-one"}),
+    "bounds-reversed": dict(info={"input_bounds": (1.0, 0.0)}),
+    "bounds-wide": dict(info={"input_bounds": ([0.0] * 5, [1.0] * 5)}),
+    "tuple": dict(as_tuple=True),
 }
 
 
@@ -422,6 +430,12 @@ CASES: dict[str, tuple] = {
     "plugin-float-labels": (plugin("-d", "bad-float-labels"), r"train_y has dtype torch\.float32; expected int64"),
     "plugin-int32-labels": (plugin("-d", "bad-int32-labels"), r"train_y has dtype torch\.int32; expected int64"),
     "plugin-int-inputs": (plugin("-d", "bad-int-inputs"), r"train_x has dtype torch\.int64; expected float32"),
+    # each passed the plan (and --dry-run) and failed every reference or trial (2026-12-06)
+    "plugin-float64-inputs": (plugin("-d", "bad-float64-inputs"), r"train_x has dtype torch\.float64; expected float32"),
+    "plugin-bounds-text": (plugin("-d", "bad-bounds-text"), r"info\['input_bounds'\] is 'zero-one'; expected \(low, high\)"),
+    "plugin-bounds-reversed": (plugin("-d", "bad-bounds-reversed"), r"info\['input_bounds'\] is \(1\.0, 0\.0\).*low <= high"),
+    "plugin-bounds-wide": (plugin("-d", "bad-bounds-wide"), r"info\['input_bounds'\] is \(\[0\.0, 0\.0"),
+    "plugin-tuple": (plugin("-d", "bad-tuple"), r"Dataset 'bad-tuple': load\(\) returned tuple; expected a bench\.Splits"),
     "plugin-labels-short": (plugin("-d", "bad-labels-short"), r"train_y has shape \(30,\) for 40 inputs"),
     "plugin-one-class": (plugin("-d", "bad-one-class"), r"num_classes is 1; expected an integer >= 2"),
     "plugin-forget-class": (plugin("-d", "tiny-ok", "-f", "class:5"), r"Forget request 'class:5': unknown class 5; this dataset has classes 0\.\.1"),

@@ -162,6 +162,10 @@ def check_splits(spec: str, sp: Any) -> None:
 
     where = f"Dataset '{spec}'"
     fix = "Fix the dataset plugin (or its file); see docs/plugins.md for the Splits contract."
+    fields = ("train_x", "train_y", "test_x", "test_y", "num_classes", "input_shape")
+    if not all(hasattr(sp, f) for f in fields):
+        raise BenchError(f"{where}: load() returned {type(sp).__name__}; expected a bench.Splits ({', '.join(fields)}, "
+                         f"info). {fix}")
     k = sp.num_classes
     if isinstance(k, bool) or not isinstance(k, int) or k < 2:
         raise BenchError(f"{where}: num_classes is {k!r}; expected an integer >= 2. {fix}")
@@ -178,8 +182,8 @@ def check_splits(spec: str, sp: Any) -> None:
         if y.ndim != 1 or len(y) != len(x):
             raise BenchError(f"{where}: {part}_y has shape {tuple(y.shape)} for {len(x)} inputs; expected ({len(x)},) "
                              f"integer labels. {fix}")
-        if not x.is_floating_point():
-            raise BenchError(f"{where}: {part}_x has dtype {x.dtype}; expected float32 inputs. {fix}")
+        if x.dtype != torch.float32:  # float64 passed this check and failed every reference's first step
+            raise BenchError(f"{where}: {part}_x has dtype {x.dtype}; expected float32 inputs (x.float()). {fix}")
         finite = torch.isfinite(x)
         if not bool(finite.all()):
             bad = int((~finite).reshape(len(x), -1).any(1).sum())
@@ -193,11 +197,40 @@ def check_splits(spec: str, sp: Any) -> None:
     if n_train < 2 or n_test < MIN_TEST_ROWS:
         raise BenchError(f"{where} is too small: {n_train} training and {n_test} test rows; need at least 2 training "
                          f"rows and {MIN_TEST_ROWS} test rows (a forget set, a retain set, a test set). Use more data.")
+    _check_bounds(where, fix, sp)
     missing = sorted(set(range(k)) - set(torch.unique(sp.train_y).tolist()))
     if missing:
         shown = ", ".join(map(str, missing[:10])) + (", ..." if len(missing) > 10 else "")
         raise BenchError(f"{where}: class(es) {shown} of 0..{k - 1} have no training rows; every class needs some "
                          f"(or lower num_classes). {fix}")
+
+
+def _check_bounds(where: str, fix: str, sp: Any) -> None:
+    """``info`` is a dict, and its optional ``input_bounds`` a pair (low, high) of finite numbers or
+    lists (per channel or per feature) with low <= high: a string there passed the plan and failed
+    every trial in ``bench.run.request.input_bounds``."""
+    import torch
+
+    from bench.run.request import input_bounds
+
+    info = getattr(sp, "info", None)
+    if info is None:
+        return
+    if not isinstance(info, dict):
+        raise BenchError(f"{where}: info is {type(info).__name__}; expected a dict. {fix}")
+    given = info.get("input_bounds")
+    if given is None:
+        return
+    try:
+        if isinstance(given, (str, bytes)) or len(given) != 2:
+            raise ValueError("not a pair")
+        lo, hi = input_bounds(sp, "cpu")
+        ok = bool(torch.isfinite(lo).all() and torch.isfinite(hi).all() and (lo <= hi).all())
+    except (TypeError, ValueError, RuntimeError):
+        ok = False
+    if not ok:
+        raise BenchError(f"{where}: info['input_bounds'] is {given!r}; expected (low, high), each a number or a list "
+                         f"per channel or per input feature, finite, low <= high (e.g. (0.0, 1.0)). {fix}")
 
 
 #: what PyTorch's and CUDA's errors say when the GPU's memory runs out (torch.OutOfMemoryError's
