@@ -141,10 +141,13 @@ class Narrow:
     search_space: dict = {}
 
     def unlearn(self, model, request, params, ctx):
-        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, int(params["width"])))
+        width = int(params["width"])
+        if width == 0:  # one number per input, shape (N,): it failed on an IndexError in the evaluation
+            return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 1), torch.nn.Flatten(0))
+        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, width))
 
 
-@pytest.mark.parametrize("width", [1, 11])
+@pytest.mark.parametrize("width", [1, 11, 0])
 def test_a_model_with_another_output_width_fails_its_trial(workdir, shared_cache, boom_plugin, run_harness, trial_runs,
                                                            width):
     """One output: argmax is always class 0, which scored an accuracy (the fraction of class 0) and a
@@ -155,8 +158,9 @@ def test_a_model_with_another_output_width_fails_its_trial(workdir, shared_cache
     assert code == 1, out
     kids = trial_runs(workdir)
     assert kids.loc["narrow", "status"] == "FAILED" and kids.loc["ft", "status"] == "FINISHED"
-    assert (f"Method 'narrow' returned a model whose outputs have shape (N, {width}); expected (N, 10)"
-            in kids.loc["narrow", "tags.bench.error"])
+    shape = f"(N, {width})" if width else "(N)"
+    assert (f"Method 'narrow' returned a model whose outputs have shape {shape}; expected (N, 10)"
+            in kids.loc["narrow", "tags.bench.error"]), kids.loc["narrow", "tags.bench.error"]
 
 
 class InPlace:

@@ -89,6 +89,12 @@ def evaluate_model(model: torch.nn.Module, data: EvalData) -> ModelEval:
     retain_logits = predict_logits(model, data.retain_x)
     forget_logits = predict_logits(model, data.forget_x)
     test_logits = predict_logits(model, data.test_x)
+    if test_logits.dim() != 2 or retain_logits.dim() != 2 or forget_logits.dim() != 2:
+        # not one row of logits per input (a model returning shape (N,)): no accuracy can be read;
+        # the trial's checked_eval refuses it by its shape (it failed on an IndexError here)
+        empty = torch.empty(0)
+        return ModelEval(accs={}, forget_probs=empty, test_probs=empty, nonfinite=None,
+                         outputs=tuple(test_logits.shape[1:]))
     accs = {
         "retain_acc": _acc(retain_logits, data.retain_y),
         "forget_acc": _acc(forget_logits, data.forget_y),
