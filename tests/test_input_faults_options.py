@@ -343,3 +343,34 @@ def test_tune_refuses_a_search_space_the_method_refuses_before_work(how, pattern
         refused(invoke_bench, tmp_path, "-m", f"spaced-{how}", "-n", "2", command="tune", pattern=pattern)
     finally:
         unregister_plugin(plugin)
+
+
+@pytest.mark.parametrize("text,pattern", [
+    ('dry_run = true\nmethods = "ft"\n', r"sets dry_run = true, which bench tune does not take \(it has no dry run\)"),
+    ("resume = true\n", r"sets resume = true, which bench tune does not take \(it has no --resume\)"),
+    ('seeds = "0-2"\n', r"bench tune searches one setting, and the experiment file .* gives seeds '0-2': choose one "
+                        r"with --seed N"),
+])
+def test_tune_refuses_experiment_file_keys_that_would_change_what_runs(text, pattern, tmp_path, invoke_bench, no_ray):
+    """bench tune ran a full search on seed 0 for a file with dry_run = true and seeds = [3]."""
+    (tmp_path / "exp.toml").write_text(text)
+    refused(invoke_bench, tmp_path, "-m", "ga", "-n", "1", "-c", str(tmp_path / "exp.toml"), command="tune",
+            pattern=pattern)
+
+
+def test_tune_takes_the_files_one_seed_and_names_the_keys_it_leaves_out(tmp_path, invoke_bench, monkeypatch):
+    import bench.run.tuning as tuning
+
+    seen = {}
+
+    def fake(opts, method, objective, num_samples, scheduler, seed, output, console, **kw):
+        seen.update(seeds=opts.seeds, seed=seed)
+        return 0
+
+    monkeypatch.setattr(tuning, "tune_method", fake)
+    (tmp_path / "exp.toml").write_text('seeds = [3]\nmethods = "ft"\nexecutor = "local"\n')
+    proc = invoke_bench("tune", "-m", "ga", "-c", str(tmp_path / "exp.toml"), cwd=tmp_path)
+    assert proc.returncode == 0 and seen == {"seeds": [3], "seed": 3}, (proc.stdout, proc.stderr, seen)
+    assert "note: bench tune leaves out the experiment file's executor, methods" in proc.stdout
+    proc = invoke_bench("tune", "-m", "ga", "--seed", "5", "-c", str(tmp_path / "exp.toml"), cwd=tmp_path)
+    assert proc.returncode == 0 and seen == {"seeds": [5], "seed": 5}  # the command line wins
