@@ -374,3 +374,15 @@ def test_tune_takes_the_files_one_seed_and_names_the_keys_it_leaves_out(tmp_path
     assert "note: bench tune leaves out the experiment file's executor, methods" in proc.stdout
     proc = invoke_bench("tune", "-m", "ga", "--seed", "5", "-c", str(tmp_path / "exp.toml"), cwd=tmp_path)
     assert proc.returncode == 0 and seen == {"seeds": [5], "seed": 5}  # the command line wins
+
+
+def test_the_experiment_file_wins_over_an_environment_variable(tmp_path, invoke_bench):
+    """MLFLOW_TRACKING_URI beat the file's tracking_uri (click passes an environment variable as if
+    typed): the results went to another store than the file named."""
+    (tmp_path / "exp.toml").write_text(f'tracking_uri = "sqlite:///{tmp_path / "file.db"}"\n')
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'env.db'}"}
+    proc = invoke_bench("run", "--dry-run", "-c", str(tmp_path / "exp.toml"), "--cache-dir", str(tmp_path / "c"), env=env,
+                        cwd=tmp_path)
+    assert proc.returncode == 0 and f"sqlite:///{tmp_path / 'file.db'}" in proc.stdout, proc.stdout + proc.stderr
+    proc = invoke_bench("run", "--dry-run", "--cache-dir", str(tmp_path / "c"), env=env, cwd=tmp_path)
+    assert f"sqlite:///{tmp_path / 'env.db'}" in proc.stdout  # without the file, the variable

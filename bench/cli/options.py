@@ -90,7 +90,11 @@ def to_run_options(kw: dict, params_file: str | None = None):
     for method, values in (cli["params"] or {}).items():
         params[method] = {**params.get(method, {}), **values}
     cli["params"] = params or None
-    opts = merge_options(load_toml(experiment_file(kw)) if experiment_file(kw) else None, cli)
+    toml = load_toml(experiment_file(kw)) if experiment_file(kw) else None
+    for option in OPTIONS:  # an environment variable sits below the file: defaults < env < file < command line
+        if toml and option.key in toml and cli.get(option.name) is not None and _from_environment(option.name):
+            cli[option.name] = None
+    opts = merge_options(toml, cli)
     if opts.executor == "local" and opts.ray_address and _from_environment("ray_address"):
         import dataclasses  # RAY_ADDRESS is for Ray: the local executor runs without it
 
