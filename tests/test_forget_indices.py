@@ -206,3 +206,25 @@ def test_a_parent_run_id_is_refused_naming_its_trials(tmp_path, invoke_bench):
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "is the parent run of a bench run, not a trial" in proc.stderr
     assert f"Its trials: ga seed 0 random:16: {kid}." in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("text,pattern", [
+    ("# count: 5\n1\n2\n", r"says '# count: 5' and lists 2 indices: it was cut short"),
+    ("1_0\n", r"line 1 of .* is '1_0', not an integer index \(ASCII digits"),
+    ("\u0661\u0662\n", r"line 1 of .* is '\u0661\u0662', not an integer index"),
+    ("# format: bogus\n1\n", r"says '# format: bogus'; this bench reads 'bench forget indices 1'"),
+    ("# train_size: abc\n1\n", r"has '# train_size: abc', not a count of points"),
+])
+def test_an_indices_file_that_is_cut_short_or_odd_is_refused(text, pattern, tmp_path):
+    """Each was accepted: a truncated file forgot what was left, '1_0' read as 10 and Arabic-Indic
+    digits as numbers (Python's int() takes both), unknown headers passed without a word."""
+    path = tmp_path / "f.txt"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(BenchError, match=pattern):
+        parse_forget(f"indices:{path}").select(np.zeros(100, dtype=np.int64), 10, 0)
+
+
+def test_an_indices_file_with_a_byte_order_mark_reads(tmp_path):
+    path = tmp_path / "f.txt"
+    path.write_bytes(b"\xef\xbb\xbf1\n-0\n+2\n")  # saved by an editor that writes a BOM
+    assert parse_forget(f"indices:{path}").select(np.zeros(100, dtype=np.int64), 10, 0).tolist() == [0, 1, 2]

@@ -125,7 +125,7 @@ class ForgetSpec:
             raise BenchError(f"Forget request '{self.text}': no file at {path}{hint}. Give a text file with one training "
                              f"index per line, or the MLflow run id of a trial (its artifact {INDICES_ARTIFACT}).")
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8-sig")  # a leading byte-order mark is dropped
         except (OSError, UnicodeDecodeError) as exc:
             raise BenchError(
                 f"Forget request '{self.text}': cannot read {path} as a text file ({exc}). "
@@ -135,8 +135,18 @@ class ForgetSpec:
 
     def _parse_indices(self, text: str, path, n: int, train_sha256: str | None) -> np.ndarray:
         values: list[int] = []
+        text = text.lstrip("\ufeff")
+        where = f"Forget request '{self.text}': {path}"
+        form = header_value(text, "format")
+        if form is not None and form != INDICES_FORMAT:
+            raise BenchError(f"{where} says '# format: {form}'; this bench reads '{INDICES_FORMAT}' (a newer bench "
+                             f"wrote it, or the line is wrong). Delete that line for a plain list of indices.")
+        for key in ("train_size", "count"):
+            value = header_value(text, key)
+            if value is not None and not (value.isascii() and value.isdigit()):
+                raise BenchError(f"{where} has '# {key}: {value}', not a count of points. Fix or delete that line.")
         size = header_value(text, "train_size")
-        if size is not None and size.isdigit() and int(size) != n:
+        if size is not None and int(size) != n:
             raise BenchError(f"Forget request '{self.text}': {path} was drawn from a training set of {size} points "
                              f"(dataset {header_value(text, 'dataset') or '?'}); this dataset's has {n}. Use it with "
                              f"the dataset it came from.")
@@ -150,12 +160,16 @@ class ForgetSpec:
             line = line.split("#", 1)[0].strip()
             if not line:
                 continue
-            try:
-                values.append(int(line))
-            except ValueError:
-                raise BenchError(f"Forget request '{self.text}': line {lineno} of {path} is '{line}', not an integer index.") from None
+            if not INDEX_LINE.fullmatch(line):  # int() also takes '1_0' (10) and non-ASCII digits
+                raise BenchError(f"Forget request '{self.text}': line {lineno} of {path} is {line!r}, not an integer "
+                                 f"index (ASCII digits, one per line).")
+            values.append(int(line))
         if not values:
             raise BenchError(f"Forget request '{self.text}': {path} lists no indices (one training index per line expected).")
+        count = header_value(text, "count")
+        if count is not None and int(count) != len(values):
+            raise BenchError(f"{where} says '# count: {count}' and lists {len(values)} indices: it was cut short or "
+                             f"edited. Write it again (or fix or delete the count line).")
         bad = [v for v in values if not 0 <= v < n]  # before int64: a 20-digit index would overflow it
         if bad:
             raise BenchError(
@@ -170,13 +184,19 @@ class ForgetSpec:
         return uniq
 
 
+#: the ``# format`` header of the files :func:`indices_text` writes
+INDICES_FORMAT = "bench forget indices 1"
+#: one index line of an indices file (after its comment is cut)
+INDEX_LINE = re.compile(r"[+-]?[0-9]+")
+
+
 def indices_text(idx, *, dataset: str, forget: str, forget_seed: int, train_size: int,
                  train_sha256: str | None = None) -> str:
     """A forget set as the text of :data:`INDICES_ARTIFACT` and of an ``indices:PATH`` file: ``#``
     header lines (``# key: value``: what made it, with the digest of the training tensors the
     indices point into), then one training index per line, ascending."""
     values = np.sort(np.asarray(idx, dtype=np.int64))
-    head = {"format": "bench forget indices 1", "dataset": dataset, "forget": forget, "forget_seed": forget_seed,
+    head = {"format": INDICES_FORMAT, "dataset": dataset, "forget": forget, "forget_seed": forget_seed,
             "train_size": train_size, **({"train_sha256": train_sha256} if train_sha256 else {}), "count": len(values)}
     return "".join(f"# {k}: {v}\n" for k, v in head.items()) + "".join(f"{int(i)}\n" for i in values)
 
