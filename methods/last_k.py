@@ -108,7 +108,10 @@ class _LastK(Method):
         require_bool(params, "train_mode")
 
     def check_setting(self, params, setting):
-        find_blocks(setting.network, setting.num_classes, self.name)  # an architecture whose blocks it knows
+        blocks, _ = find_blocks(setting.network, setting.num_classes, self.name)  # an architecture whose blocks it knows
+        if int(params["k"]) > len(blocks):  # it trained every block and recorded k as given (k=100, cfk_blocks=2)
+            raise ValueError(f"k={params['k']}: {setting.model} has {len(blocks)} block(s) before its classifier, so k "
+                             f"is at most {len(blocks)} (k={len(blocks)} trains them all)")
 
     def unlearn(self, model, request, params, ctx):
         check_params(self.name, self, dict(params))  # direct callers (the harness checked at plan time)

@@ -188,6 +188,20 @@ def test_a_k_beyond_the_blocks_trains_them_all():
     assert ctx.metrics["cfk_blocks"] == 1.0 and ctx.metrics["cfk_trained_fraction"] == 1.0
 
 
+def test_the_harness_refuses_a_k_beyond_the_blocks():
+    """`-p cf-k.k=100` ran, trained the 2 blocks of the MLP and recorded k=100 (cfk_blocks=2)."""
+    from bench.core.contracts import Setting
+    from bench.core.method import check_setting
+
+    net = MLP(64, (32, 32), 10)
+    setting = Setting("digits", "mlp:32,32", "random:10%", 1437, 144, 10, (64,), net)
+    for method in (CFK, EUK):
+        check_setting(method.name, method, {**method.default_params, "k": 2}, setting)
+        with pytest.raises(BenchError, match=rf"Method '{method.name}' cannot run on digits / mlp:32,32 / random:10%: "
+                                             r"k=3: mlp:32,32 has 2 block\(s\) before its classifier, so k is at most 2"):
+            check_setting(method.name, method, {**method.default_params, "k": 3}, setting)
+
+
 def test_deterministic_under_the_seed():
     outs = []
     for _ in range(2):
