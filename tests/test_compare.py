@@ -475,3 +475,22 @@ def test_run_all_keeps_runs_of_a_rewritten_indices_file_apart(tmp_path, invoke_b
     assert res.returncode == 0, res.stderr
     got = sorted((r["model"], r["method"], r["ok"]) for r in csv.DictReader(io.StringIO(res.stdout)))
     assert len({m for m, _, _ in got}) == 2 and all(n == "1" for _, _, n in got) and len(got) == 6, got
+
+
+def test_a_run_name_given_to_two_runs_is_refused_listing_them(tmp_path):
+    """`--run NAME` took the newer of two runs named NAME without a word."""
+    from mlflow.tracking import MlflowClient
+
+    from bench.core.errors import BenchError
+    from bench.core.keys import Tag
+    from bench.track.compare.query import select_parents
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'm.db'}")
+    exp_id = client.create_experiment("x", artifact_location=str(tmp_path / "art"))
+    ids = [client.create_run(exp_id, run_name=name, tags={Tag.ROLE: "parent"}).info.run_id
+           for name in ("dup", "dup", "solo")]
+    exp = client.get_experiment(exp_id)
+    with pytest.raises(BenchError, match=r"--run dup: 2 parent runs of experiment 'x' have that name: .*Give the run id"):
+        select_parents(client, exp, "dup")
+    assert [p.info.run_id for p in select_parents(client, exp, ids[0])] == [ids[0]]
+    assert [p.info.run_id for p in select_parents(client, exp, "solo")] == [ids[2]]

@@ -75,6 +75,12 @@ def find_experiment(client, name: str):
     return exp
 
 
+def _started(run) -> str:
+    from datetime import datetime
+
+    return datetime.fromtimestamp((run.info.start_time or 0) / 1000).strftime("%Y-%m-%d %H:%M")
+
+
 def select_parents(client, exp, run_ref: str) -> list:
     """``latest`` (default), ``all``, a parent run id, a unique id prefix (4+ characters) or a run name.
 
@@ -92,7 +98,11 @@ def select_parents(client, exp, run_ref: str) -> list:
             raise BenchError(f"Experiment '{exp.name}' has only `bench tune` runs, which --run {ref} leaves out; "
                              f"compare the samples of one with --run ID: {tunes}.")
         return runs[:1] if ref == "latest" else runs
-    match = [p for p in parents if p.info.run_id == ref] or [p for p in parents if p.info.run_name == ref][:1]
+    match = [p for p in parents if p.info.run_id == ref] or [p for p in parents if p.info.run_name == ref]
+    if len(match) > 1 and match[0].info.run_id != ref:  # one name, several runs: the newest was taken silently
+        named = ", ".join(f"{p.info.run_id} (started {_started(p)})" for p in match[:5])
+        raise BenchError(f"--run {ref}: {len(match)} parent runs of experiment '{exp.name}' have that name: {named}"
+                         f"{', ...' if len(match) > 5 else ''}. Give the run id of the one to compare, or --run all.")
     if not match and len(ref) >= 4:
         match = [p for p in parents if p.info.run_id.startswith(ref)]
     if len(match) == 1:
