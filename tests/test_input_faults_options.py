@@ -282,7 +282,8 @@ def test_params_from_a_run_read_without_progress_bars(tmp_path, monkeypatch, cap
     monkeypatch.delenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", raising=False)
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     client = MlflowClient(uri)
-    run = client.create_run(client.create_experiment("x", artifact_location=str(tmp_path / "art")))
+    run = client.create_run(client.create_experiment("x", artifact_location=str(tmp_path / "art")),
+                            tags={"bench.kind": "tune"})
     client.log_text(run.info.run_id, '{"ga": {"lr": 0.01}}', "best_params.json")
     capfd.readouterr()
     assert load_params(run.info.run_id, uri) == {"ga": {"lr": 0.01}}
@@ -386,3 +387,24 @@ def test_the_experiment_file_wins_over_an_environment_variable(tmp_path, invoke_
     assert proc.returncode == 0 and f"sqlite:///{tmp_path / 'file.db'}" in proc.stdout, proc.stdout + proc.stderr
     proc = invoke_bench("run", "--dry-run", "--cache-dir", str(tmp_path / "c"), env=env, cwd=tmp_path)
     assert f"sqlite:///{tmp_path / 'env.db'}" in proc.stdout  # without the file, the variable
+
+
+def test_params_from_a_run_never_create_a_store_and_name_what_the_run_is(tmp_path):
+    """`--params RUN_ID --dry-run` against a store that did not exist created it (954 KB); a
+    `bench run` parent's id said "Failed to download artifacts"."""
+    from mlflow.tracking import MlflowClient
+
+    from bench.run.tuning import load_params
+
+    missing = tmp_path / "none.db"
+    with pytest.raises(BenchError, match=r"no MLflow store at .*none\.db to read that run from"):
+        load_params("0" * 32, f"sqlite:///{missing}")
+    assert not missing.exists()
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("x", artifact_location=str(tmp_path / "art"))
+    parent = client.create_run(exp, tags={"bench.role": "parent"}).info.run_id
+    with pytest.raises(BenchError, match=r"that run is a `bench run` parent, not a `bench tune` run"):
+        load_params(parent, uri)
+    with pytest.raises(BenchError, match=r"no such run in"):
+        load_params("f" * 32, uri)

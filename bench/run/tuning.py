@@ -310,10 +310,23 @@ def load_params(source: str, tracking_uri: str | None) -> dict[str, dict[str, An
         import mlflow
 
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no progress bar for one small file
-        mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
+        uri = resolve_tracking_uri(tracking_uri, writable=False, existing=True)
+        if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():  # never create one here
+            raise BenchError(f"--params {source}: no MLflow store at {uri[len('sqlite:///'):]} to read that run from. "
+                             f"Point --tracking-uri (or MLFLOW_TRACKING_URI) at the store `bench tune` used.")
+        mlflow.set_tracking_uri(uri)
+        try:
+            tags = mlflow.tracking.MlflowClient().get_run(source).data.tags
+        except Exception as exc:
+            raise BenchError(f"--params {source}: no such run in {uri} ({type(exc).__name__}). Give the run id `bench "
+                             f"tune` printed, or its best-params file.") from None
+        if tags.get("bench.kind") != "tune":
+            what = "a trial" if tags.get("bench.role") == "trial" else "a `bench run` parent" if tags.get(
+                "bench.role") == "parent" else "not a bench run"
+            raise BenchError(f"--params {source}: that run is {what}, not a `bench tune` run with best parameters. "
+                             f"Give the run id `bench tune` printed, or its best-params file.")
         try:
             data = json.loads(mlflow.artifacts.load_text(f"runs:/{source}/best_params.json"))
-            tags = mlflow.tracking.MlflowClient().get_run(source).data.tags
         except Exception as exc:
             raise BenchError(f"--params {source}: cannot read best_params.json of that MLflow run ({exc}).") from None
         partial = tags.get("bench.best_partial")
