@@ -150,8 +150,10 @@ def test_tune_output_in_a_missing_directory_is_created_only_when_written(tmp_pat
     existing.write_text("keep")
     assert check_output(str(existing), "ga") == existing and existing.read_text() == "keep"
     assert check_output(None, "ga").name == "best-params-ga.json"
-    with pytest.raises(BenchError, match=r"Bad --output .*: it is a directory"):
+    with pytest.raises(BenchError, match=r"Bad --output .*: it names a directory"):
         check_output(str(tmp_path), "ga")
+    with pytest.raises(BenchError, match=r"Bad --output .*newdir/: it names a directory"):  # it wrote a file 'newdir'
+        check_output(str(tmp_path / "newdir") + "/", "ga")
 
 
 # -- 5. a copy of a preset runs -------------------------------------------------------------------

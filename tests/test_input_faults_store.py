@@ -61,6 +61,25 @@ def test_plot_with_an_unsupported_extension_is_refused_before_the_store_is_read(
 
 
 @pytest.mark.xdist_group("input_faults_store")  # one worker builds the store
+@pytest.mark.parametrize("where,pattern", [
+    ("afile/p.png", r"Bad --plot .*afile/p\.png: cannot write there \(.*afile is a file, not a directory\)"),
+    ("/dev/null", r"--plot /dev/null: it is not a regular file.*or --no-plot to write none"),
+    (".png", r"--plot \.png: names an extension, not a file\. Pass e\.g\. --plot pareto\.png"),
+    ("x" * 300 + ".png", r"its file name is 304 bytes long, over the 255"),
+    ("plots/", r"Bad --plot .*plots/: it names a directory"),
+])
+def test_plot_where_it_cannot_be_written_is_refused_before_the_store_is_read(store, tmp_path, invoke_bench, where,
+                                                                             pattern):
+    """Each printed the table, then a raw FileExistsError/FileNotFoundError/OSError traceback (exit
+    1), or wrote /dev/null.png and .png.png."""
+    root, uri = store
+    (tmp_path / "afile").write_text("x")
+    proc = invoke_bench("compare", "--tracking-uri", uri, "--plot", where, cwd=tmp_path)
+    refused(proc, pattern)
+    assert proc.stdout == "" and sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+@pytest.mark.xdist_group("input_faults_store")  # one worker builds the store
 def test_plot_without_extension_is_written_and_logged_as_png(store, tmp_path, invoke_bench):
     root, uri = store
     proc = invoke_bench("compare", "--tracking-uri", uri, "--plot", str(tmp_path / "p"), cwd=tmp_path)

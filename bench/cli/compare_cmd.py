@@ -19,13 +19,23 @@ def plot_file(plot_path: str) -> str:
     extension the plot cannot be written in (before the store is read)."""
     from bench.core.errors import BenchError
 
+    from bench.core.fs import check_writable_file
+
+    given = os.path.expanduser(plot_path)
+    if os.path.exists(given) and not os.path.isfile(given) and not os.path.isdir(given):  # /dev/null wrote /dev/null.png
+        raise BenchError(f"--plot {plot_path}: it is not a regular file (a device or a pipe?). Pass a file for the plot, "
+                         f"e.g. --plot pareto.png, or --no-plot to write none.")
+    name = os.path.basename(plot_path)
+    if name.startswith(".") and name[1:].lower() in PLOT_FORMATS:  # '.png' wrote '.png.png'
+        raise BenchError(f"--plot {plot_path}: names an extension, not a file. Pass e.g. --plot pareto{name}.")
     ext = os.path.splitext(plot_path)[1][1:]
-    if not ext:
-        return plot_path.rstrip(".") + ".png"
-    if ext.lower() not in PLOT_FORMATS:
+    if not ext and not plot_path.endswith(("/", os.sep)):
+        plot_path = plot_path.rstrip(".") + ".png"
+    elif ext and ext.lower() not in PLOT_FORMATS:
         stem = plot_path[: -len(ext) - 1]
         raise BenchError(f"--plot {plot_path}: cannot write the plot as '.{ext}'; expected a file ending in "
                          f"{', '.join('.' + f for f in PLOT_FORMATS)}. Pass e.g. --plot {stem}.png.")
+    check_writable_file(plot_path, "--plot", "Pass a writable file path, e.g. --plot pareto.png.", "a file for the plot")
     return plot_path
 
 

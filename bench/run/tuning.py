@@ -21,7 +21,7 @@ from typing import Any
 
 from bench.core.console import Printer, ProgressReporter, set_sink
 from bench.core.errors import BenchError
-from bench.core.fs import probe_write
+from bench.core.fs import check_writable_file
 from bench.core.options import RunOptions
 from bench.core.plugins import get_registry, plugin_versions
 from bench.core.space import probes, to_tune
@@ -116,23 +116,8 @@ def check_output(output: str | None, method: str) -> Path:
     anything: an existing file we can open for writing, or a new file in a directory that exists
     (or can be created under its nearest existing parent) and takes a new file (``probe_write``)."""
     given = output or f"best-params-{method}.json"
-    path = Path(given).expanduser().absolute()
     fix = f"Pass a writable file path, e.g. --output {Path(tempfile.gettempdir()) / f'best-params-{method}.json'}."
-    try:
-        if path.is_dir():
-            raise BenchError(f"Bad --output {given}: it is a directory; expected a file to write the best parameters to. {fix}")
-        if path.exists():
-            with path.open("a"):  # neither truncates nor changes it
-                pass
-            return path
-        folder = next(p for p in path.parents if p.exists())
-        blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
-        if blocker is not None:
-            raise BenchError(f"Bad --output {given}: cannot write there ({blocker} is a file, not a directory). {fix}")
-        probe_write(folder)
-    except OSError as exc:
-        raise BenchError(f"Bad --output {given}: cannot write there ({exc.strerror or exc}). {fix}") from None
-    return path
+    return check_writable_file(given, "--output", fix, "a file to write the best parameters to")
 
 
 def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int, scheduler: str, seed: int,
