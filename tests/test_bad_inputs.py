@@ -282,6 +282,9 @@ CASES: dict[str, tuple] = {
     "forget-kind": (["-f", "rand:10%"], r"Unknown forget request kind 'rand'"),
     "forget-class-text": (["-f", "class:three"], r"expected an integer class label"),
     "forget-twice": (["-f", "random:10%", "-f", "random:10%"], r"A forget request is given twice"),
+    # --dry-run planned these twice and the run did them once
+    "dataset-twice": (["-d", "digits", "-d", "digits"], r"The dataset digits is given twice \(--dataset\)"),
+    "model-twice": (["--model", "mlp", "--model", "mlp"], r"The model mlp is given twice \(--model\)"),
     "forget-class-12": (["-f", "class:12"], r"Forget request 'class:12': unknown class 12; this dataset has classes 0\.\.9"),
     "forget-count-too-big": (["-f", "random:5000"], r"5000 points requested but the training set has 1437"),
     "forget-seq-syntax": (["-f", "seq:5xx"], r"Bad forget request 'seq:5xx'"),

@@ -252,6 +252,10 @@ def validate_options(registry: Registry, opts: RunOptions) -> tuple[list[MethodP
     forgets = [parse_forget(f) for f in opts.forgets]
     if len(set(opts.forgets)) != len(opts.forgets):
         raise BenchError("A forget request is given twice.")
+    for what, flag, given in (("dataset", "--dataset", opts.datasets), ("model", "--model", opts.models)):
+        twice = sorted({g for g in given if list(given).count(g) > 1})
+        if twice:  # --dry-run planned the trials twice, the run once
+            raise BenchError(f"The {what} {', '.join(twice)} is given twice ({flag}); give each once.")
     build_recipe(opts.recipe)  # keys and values
     if opts.executor not in EXECUTORS:
         raise BenchError(f"Unknown executor '{opts.executor}': expected one of {', '.join(EXECUTORS)}.")
