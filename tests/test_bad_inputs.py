@@ -389,6 +389,12 @@ CASES: dict[str, tuple] = {
     "tracking-ftp": (["--tracking-uri", "ftp://host/x"], r"Unsupported tracking URI 'ftp://host/x'"),
     "tracking-two-slashes": (["--tracking-uri", "sqlite://m.db"], r"a SQLite store is sqlite:///PATH \(three slashes\)"),
     "tracking-empty": (["--tracking-uri", ""], r"Empty --tracking-uri"),
+    # each '' (an unset shell variable) was read as not given: the shared default directories, no file
+    "cache-dir-empty": (["--cache-dir", ""], r"Empty --cache-dir: expected a directory; drop it to use the default"),
+    "data-dir-empty": (["--data-dir", ""], r"Empty --data-dir: expected a directory"),
+    "config-empty": (["-c", ""], r"Empty --config: expected an experiment file"),
+    "preset-empty": (["--preset", ""], r"Empty --preset: expected the name of a preset"),
+    "params-empty": (["--params", ""], r"Empty --params: expected a JSON file or the run id"),
     "tracking-no-dir": (lambda w: ["--tracking-uri", f"sqlite:///{w / 'nope' / 'm.db'}"], r"the directory .*nope does not exist"),
     "tracking-is-dir": (lambda w: ["--tracking-uri", f"sqlite:///{w}"], r"is not a file \(a directory\?\)"),
     "tracking-server-down": (lambda w: ["--tracking-uri", f"http://127.0.0.1:{_closed_port()}"], r"MLflow tracking server .* does not answer"),

@@ -410,3 +410,10 @@ def test_params_from_a_run_never_create_a_store_and_name_what_the_run_is(tmp_pat
         load_params(parent, uri)
     with pytest.raises(BenchError, match=r"no such run in"):
         load_params("f" * 32, uri)
+
+
+def test_empty_tune_output_and_published_table_are_refused(tmp_path, invoke_bench, no_ray):
+    refused(invoke_bench, tmp_path, "-m", "ga", "-O", "", command="tune",
+            pattern=r"Empty --output: expected a file for the best parameters")
+    proc = invoke_bench("compare", "--published", "", "--tracking-uri", f"sqlite:///{tmp_path / 'none.db'}", cwd=tmp_path)
+    assert proc.returncode == 2 and "Empty --published" in proc.stderr, proc.stderr

@@ -92,6 +92,11 @@ def compare(experiment, tracking_uri, run_ref, fmt, objective, maximize, plot_pa
     if plot_path is not None and not no_plot:
         plot_path = plot_file(plot_path)
     table = None
+    if published_name is not None and not published_name.strip():
+        from bench.core.errors import BenchError
+
+        raise BenchError("Empty --published: expected the name of a published table (bench compare --help lists "
+                         "them); drop it if you meant none.")
     if published_name:
         from bench.track.compare import published
 

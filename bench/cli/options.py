@@ -82,6 +82,7 @@ def to_run_options(kw: dict, params_file: str | None = None):
     from bench.core.options import load_toml, merge_options
 
     params: dict[str, dict] = {}
+    _not_empty("--params", params_file, "a JSON file or the run id of a `bench tune` run")
     if params_file:
         from bench.run.tuning import load_params
 
@@ -110,12 +111,22 @@ def _from_environment(name: str) -> bool:
     return ctx is not None and ctx.get_parameter_source(name) == ParameterSource.ENVIRONMENT
 
 
+def _not_empty(flag: str, value: str | None, expected: str) -> None:
+    """An option given as '' (an unset shell variable) is refused: it was read as not given."""
+    from bench.core.errors import BenchError
+
+    if value is not None and not str(value).strip():
+        raise BenchError(f"Empty {flag}: expected {expected}; drop it if you meant none.")
+
+
 def experiment_file(kw: dict) -> str | None:
     """``--config FILE`` or ``--preset NAME`` (as ``preset:NAME``); never both."""
     from bench.core.errors import BenchError
     from bench.core.presets import PREFIX
 
     config, preset = kw.get("config"), kw.get("preset")
+    _not_empty("--config", config, "an experiment file (TOML) or preset:NAME")
+    _not_empty("--preset", preset, "the name of a preset (bench presets lists them)")
     if config and preset:
         raise BenchError(f"Give --preset {preset} or --config {config}, not both: a preset is an experiment file. "
                          f"Override its keys on the command line, or copy it (`bench presets {preset} --toml > my.toml`) "

@@ -121,7 +121,7 @@ def check_cluster_resources(cpus: float, gpus: float) -> None:
                          f"GPUs on one node): no trial could start. Use --gpus-per-trial {best_gpu:g} or less.")
 
 
-def check_dir(flag: str, path: Path, create: bool = True) -> None:
+def check_dir(flag: str, path: Path, create: bool = True, source: str = "") -> None:
     """``path`` is (or, with ``create``, becomes) a directory we can write: tested by creating and
     deleting a file in it, not by permission bits (a read-only filesystem, a file in the way).
     Without ``create`` (a dry run) a missing ``path`` is left missing, and its nearest existing
@@ -141,7 +141,7 @@ def check_dir(flag: str, path: Path, create: bool = True) -> None:
         blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
         if blocker is not None:
             why = f"{blocker} is a file, not a directory"
-        raise BenchError(f"Bad {flag} {path}: cannot write there ({why}). Pass a writable directory, e.g. {flag} "
+        raise BenchError(f"Bad {flag} {path}{source}: cannot write there ({why}). Pass a writable directory, e.g. {flag} "
                          f"{Path(tempfile.gettempdir()) / 'unlearning-bench'}.") from None
 
 

@@ -115,6 +115,9 @@ def check_output(output: str | None, method: str) -> Path:
     """``--output``: where the best parameters go, checked before any work and without creating
     anything: an existing file we can open for writing, or a new file in a directory that exists
     (or can be created under its nearest existing parent) and takes a new file (``probe_write``)."""
+    if output is not None and not output.strip():
+        raise BenchError(f"Empty --output: expected a file for the best parameters; drop it to write "
+                         f"best-params-{method}.json here.")
     given = output or f"best-params-{method}.json"
     fix = f"Pass a writable file path, e.g. --output {Path(tempfile.gettempdir()) / f'best-params-{method}.json'}."
     return check_writable_file(given, "--output", fix, "a file to write the best parameters to")

@@ -278,8 +278,14 @@ def validate_options(registry: Registry, opts: RunOptions) -> tuple[list[MethodP
         check_name("--run-name", opts.run_name)
     uri = resolve_tracking_uri(opts.tracking_uri)
     forgets = [fetch_forget_run(f, uri) if f.run_id else f for f in forgets]
+    for flag, value in (("--cache-dir", opts.cache_dir), ("--data-dir", opts.data_dir)):
+        if value is not None and not str(value).strip():  # it fell back to the shared default directory
+            raise BenchError(f"Empty {flag}: expected a directory; drop it to use the default "
+                             f"({resolve_cache_dir(RunOptions()) if flag == '--cache-dir' else default_data_dir()}).")
     # last: the only check that creates something (the empty directory; not in a dry run)
-    check_dir("--cache-dir", resolve_cache_dir(opts), create=not opts.dry_run)
+    source = "" if opts.cache_dir else " (the default, from XDG_CACHE_HOME)" if os.environ.get("XDG_CACHE_HOME") else \
+        " (the default)"
+    check_dir("--cache-dir", resolve_cache_dir(opts), create=not opts.dry_run, source=source)
     check_data_dir(resolve_data_dir(opts), opts.download)
     return methods, forgets, uri
 
