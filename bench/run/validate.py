@@ -73,7 +73,8 @@ def _convert_param(method: str, key: str, value: Any, default: Any) -> Any:
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
         ok = {bool: isinstance(value, bool), int: number and float(value).is_integer(), float: number, str: False}.get(kind, True)
         if not ok:
-            raise BenchError(f"Bad value for {method}.{key}: {value!r} is not {_KIND_NAMES.get(kind.__name__, 'a ' + kind.__name__)} (default {default!r}).")
+            raise BenchError(f"Bad value for {method}.{key}: {value!r} is not {_KIND_NAMES.get(kind.__name__, 'a ' + kind.__name__)} "
+                             f"(default {default!r}). {_fix(method, key)}")
         return kind(value) if kind in (int, float) else value
     try:
         if kind is bool:
@@ -86,8 +87,13 @@ def _convert_param(method: str, key: str, value: Any, default: Any) -> Any:
         if kind is float:
             return float(value)
     except ValueError:
-        raise BenchError(f"Bad value for {method}.{key}: {value!r} is not {_KIND_NAMES.get(kind.__name__, 'a ' + kind.__name__)} (default {default!r}).") from None
+        raise BenchError(f"Bad value for {method}.{key}: {value!r} is not {_KIND_NAMES.get(kind.__name__, 'a ' + kind.__name__)} "
+                         f"(default {default!r}). {_fix(method, key)}") from None
     return value
+
+
+def _fix(method: str, key: str) -> str:
+    return f"Fix it with -p {method}.{key}=VALUE (or under [params.{method}] of the experiment file, or in the --params file)."
 
 
 def resolve_methods(registry: Registry, opts: RunOptions) -> list[MethodPlan]:
