@@ -381,6 +381,8 @@ def test_catches_labels_out_of_range():
 def test_catches_broken_attacks():
     _fails(kit.check_attack_returns_finite_floats, NaNAttack(), r"metric 'ratio' is nan")
     _fails(kit.check_attack_deterministic_under_seed, UnseededAttack(), r"two evaluations with ctx\.seed=0")
+    # a NaN is not a seeding fault (NaN != NaN blamed ctx.seed)
+    _fails(kit.check_attack_deterministic_under_seed, NaNAttack(), r"metric\(s\) 'ratio' are not finite")
 
 
 def test_check_method_stops_at_the_first_failure_or_collects_them():

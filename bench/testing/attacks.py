@@ -102,6 +102,11 @@ def check_attack_deterministic_under_seed(attack) -> None:
     generators are in different states before each."""
     setting = toy_setting()
     outs = [_evaluate(attack, setting.original_copy(), _attack_ctx(setting, attack=attack), s) for s in _SCRAMBLE]
+    nonfinite = sorted(k for out in outs if isinstance(out, Mapping) for k, v in out.items()
+                       if isinstance(v, numbers.Real) and not math.isfinite(float(v)))
+    if nonfinite:  # NaN != NaN: the comparison below blamed the seed
+        _fail(f"metric(s) {', '.join(map(repr, dict.fromkeys(nonfinite)))} are not finite (see "
+              f"check_attack_returns_finite_floats); determinism cannot be compared.")
     if outs[0] != outs[1]:
         _fail(f"two evaluations with ctx.seed={SEED} gave {outs[0]} and {outs[1]}. Draw every random number from "
               f"ctx.seed (torch.Generator().manual_seed(ctx.seed), numpy.random.default_rng(ctx.seed)).")
