@@ -303,6 +303,7 @@ def test_tune_runs_only_when_named(store):
     assert rows["original (reference)"]["ok"] == "1"  # both samples share one seed's references
 
 
+@pytest.mark.slow  # runs the harness (or many LPs): full suite only, the quick loop stays under 2 min
 def test_run_all_keeps_runs_of_another_recipe_or_forget_seed_apart(tmp_path, invoke_bench):
     """Pooling used to average runs of one (dataset, model, forget) as seeds of one setting whatever
     else differed: 30- and 5-epoch originals gave "original 0.965 ± 0.046". Now their rows stay apart,
@@ -332,6 +333,7 @@ def test_run_all_keeps_runs_of_another_recipe_or_forget_seed_apart(tmp_path, inv
     }, got
 
 
+@pytest.mark.slow  # runs the harness (or many LPs): full suite only, the quick loop stays under 2 min
 def test_run_all_counts_a_trial_measured_by_two_runs_once(tmp_path, invoke_bench):
     """The same command run twice (no --resume) and pooled with --run all: each trial is one
     measurement, not two seeds ("2 trials, ± 0.000" for a single seed)."""

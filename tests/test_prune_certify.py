@@ -197,6 +197,7 @@ def test_released_code_equivalent_setting(digits, default_model):
     assert ctx.metrics["certified_fraction"] == 1.0
 
 
+@pytest.mark.slow  # runs the harness (or many LPs): full suite only, the quick loop stays under 2 min
 def test_saved_witnesses_let_a_loaded_model_be_checked_without_lps_and_altered_ones_cannot_fool_it(digits, small,
                                                                                                   tmp_path):
     """``PatchedModel.save`` writes the construction's LP multipliers with the patches; the check of

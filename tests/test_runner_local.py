@@ -331,6 +331,7 @@ def test_a_method_that_calls_sys_exit_fails_alone(workdir, shared_cache, boom_pl
     assert "sys.exit(0)" in text and "in unlearn" in text  # the plugin's own frame is in the traceback
 
 
+@pytest.mark.slow  # runs the harness (or many LPs): full suite only, the quick loop stays under 2 min
 def test_trial_timeout_stops_a_stuck_trial_and_the_others_run(workdir, shared_cache, boom_plugin, run_harness,
                                                               trial_runs, spins):
     import time
