@@ -193,3 +193,28 @@ def test_the_code_identity_follows_the_plugins_bench_and_torch_and_resume_keeps_
     trials = [SimpleNamespace(trial_key=k, measured_with=first) for k in ("k1", "k2", "k3")]
     kept, stale = fresh_results(done, trials)
     assert kept == {"k1": {"avg_gap": 0.1}} and stale == 2  # k4: not in the plan; k3: recorded no identity
+
+
+def test_the_code_identity_covers_the_built_in_methods_helper_modules(monkeypatch):
+    """A built-in method's identity held only the module defining its class: a change in a helper
+    module (PRUNE's LP code lives in its subpackage) kept the trials measured before it."""
+    from pathlib import Path
+
+    import bench.run.trained_with as tw
+
+    tw.bench_code_digest.cache_clear()
+    before = tw.bench_code_digest()
+    real = Path.read_bytes
+
+    def edited(self):
+        data = real(self)
+        return data + b"\n# edited\n" if self.parent.name == "prune" and self.name != "__init__.py" else data
+
+    monkeypatch.setattr(Path, "read_bytes", edited)
+    tw.bench_code_digest.cache_clear()
+    try:
+        assert tw.bench_code_digest() != before
+    finally:
+        monkeypatch.undo()
+        tw.bench_code_digest.cache_clear()
+    assert tw.bench_code_digest() == before

@@ -24,8 +24,8 @@ import ast
 import hashlib
 import importlib.util
 import json
-import pkgutil
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 #: bench's modules whose code decides the weights of a model it trains and caches.
@@ -111,8 +111,9 @@ def trained_with(device: str, threads: int, model: str = "") -> dict[str, Any]:
 
 
 #: bench's packages whose code decides a trial's numbers (the method's context, training,
-#: evaluation, the attacks' harness, the trial itself): part of :func:`measured_with`.
-MEASURING_PACKAGES = ("bench.core", "bench.eval", "bench.nn", "bench.run")
+#: evaluation, the attacks' harness, the trial itself, the built-in methods and attacks with their
+#: helper modules): part of :func:`measured_with`.
+MEASURING_PACKAGES = ("bench.core", "bench.eval", "bench.nn", "bench.run", "bench.methods", "bench.attacks")
 
 #: the packages whose versions decide a trial's numbers (recorded in full with every run).
 NUMERIC_PACKAGES = ("torch", "numpy", "scikit-learn", "timm")
@@ -120,20 +121,16 @@ NUMERIC_PACKAGES = ("torch", "numpy", "scikit-learn", "timm")
 
 @lru_cache(maxsize=1)
 def bench_code_digest() -> str:
-    """SHA-256 over the source files of every module of :data:`MEASURING_PACKAGES` (16 hex digits):
-    their bytes, not their syntax trees (5 ms instead of 0.4 s, paid by every run; a comment
-    changes it, which only re-runs what ``--resume`` would have kept)."""
+    """SHA-256 over the source files of :data:`MEASURING_PACKAGES`, subpackages included (16 hex
+    digits): their bytes, not their syntax trees (5 ms instead of 0.4 s, paid by every run; a
+    comment changes it, which only re-runs what ``--resume`` would have kept)."""
     h = hashlib.sha256()
     for package in MEASURING_PACKAGES:
         spec = importlib.util.find_spec(package)
         for folder in sorted(spec.submodule_search_locations or []):
-            for info in sorted(pkgutil.iter_modules([folder]), key=lambda i: i.name):
-                path = f"{folder}/{info.name}.py"
-                try:
-                    with open(path, "rb") as fh:
-                        h.update(f"{package}.{info.name}\0".encode() + fh.read() + b"\0")
-                except OSError:  # a subpackage or a compiled module: its name only
-                    h.update(f"{package}.{info.name}\0".encode())
+            root = Path(folder)
+            for path in sorted(root.rglob("*.py")):
+                h.update(f"{package}/{path.relative_to(root).as_posix()}\0".encode() + path.read_bytes() + b"\0")
     return h.hexdigest()[:16]
 
 
