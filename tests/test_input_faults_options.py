@@ -304,13 +304,17 @@ class _Spaced:
         self.how, self.name = how, f"spaced-{how}"
         self.default_params = {"lr": 0.01, "weight": 0.5, "epochs": 2}
         self.search_space = {"wide": {"weight": space.uniform(0.0, 1.5)}, "float-epochs": {"epochs": space.uniform(1, 4)},
-                             "bug": {"lr": space.loguniform(1e-4, 1e-1)}}[how]
+                             "bug": {"lr": space.loguniform(1e-4, 1e-1)}, "setting": {"epochs": space.choice([3, 4])}}[how]
 
     def check_params(self, params):
         if self.how == "bug":
             return params["momentum"]  # a bug of the check: KeyError
         if not 0.0 <= params["weight"] <= 1.0:
             raise ValueError(f"weight={params['weight']}: expected a number in [0, 1]")
+
+    def check_setting(self, params, setting):
+        if self.how == "setting" and params["epochs"] > 2:
+            raise ValueError(f"epochs={params['epochs']}: at most 2 on {setting.dataset}")
 
     def unlearn(self, model, request, params, ctx):
         return model
@@ -327,10 +331,13 @@ class _SpacedPlugin:
 
 @pytest.mark.parametrize("how,pattern", [
     ("wide", r"Method 'spaced-wide' \(plugin .*\) searches weight over uniform\(0\.0, 1\.5\), and a sample of it is "
-             r"refused: Bad parameters for method 'spaced-wide': weight=1\.49\d*: expected a number in \[0, 1\]\..* Fix "
+             r"refused: Bad parameters for method 'spaced-wide': weight=1\.49\d*: expected a number in \[0, 1\]\. Fix "
              r"the search space in the plugin, or fix weight with -p spaced-wide\.weight=VALUE"),
     ("float-epochs", r"searches epochs over uniform\(1, 4\), and a sample of it is refused: Bad value for "
                      r"spaced-float-epochs\.epochs: 3\.99\d* is not an integer"),
+    ("setting", r"Method 'spaced-setting' searches epochs over choice\(\(3, 4\),\), and this setting refuses its "
+                r"values: Method 'spaced-setting' cannot run on digits / mlp / random:10%: epochs=3: at most 2 on digits\. "
+                r"Fix epochs with -p spaced-setting\.epochs=VALUE"),
     ("bug", r"Method 'spaced-bug': its check_params failed with KeyError: 'momentum' at .*test_input_faults_options"
             r"\.py:\d+\. A refusal raises ValueError"),
 ])

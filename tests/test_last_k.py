@@ -259,3 +259,23 @@ def test_digits_random_10_percent_end_to_end_with_the_default_attacks(baseline_t
     assert all(h in table for h in ("loss_auc", "entropy_auc", "mia_efficacy")), table
     for name in ("cf-k", "eu-k", "neggrad+"):
         assert any(f"│ {name} " in line for line in table.splitlines()), name
+
+
+def test_tune_narrows_k_to_the_blocks_of_the_model(tmp_path):
+    """bench tune -m cf-k sampled k in 1..4 on the 2-block MLP: 3 of 4 samples failed. The space is
+    narrowed to 1..2 and a note says so."""
+    from bench.core.options import RunOptions
+    from bench.core.plugins import get_registry, plugin_versions
+    from bench.core.space import randint
+    from bench.run.plan import make_plan
+    from bench.run.tune_space import fit_space
+
+    notes = []
+    for method in ("cf-k", "eu-k"):
+        opts = RunOptions(methods=method, attacks="", executor="local", cache_dir=str(tmp_path / "c"),
+                          tracking_uri=f"sqlite:///{tmp_path / 'm.db'}")
+        plan = make_plan(get_registry(), opts, {}, plugin_versions())
+        domains = fit_space(plan.methods[0], plan, {}, lambda text, **kw: notes.append(text))
+        assert domains["k"] == randint(1, 3) and domains["lr"] == plan.methods[0].obj.search_space["lr"]
+    assert notes[0].startswith("note: cf-k searches k over randint(1, 3), not its declared randint(1, 5): this "
+                               "setting refuses k=3, 4 (Method 'cf-k' cannot run on digits / mlp / random:10%: k=3: ")

@@ -534,10 +534,12 @@ def test_a_plugin_metric_is_checked_before_it_joins_the_trial():
 
     metrics = {"retain_acc": 1.0}
     add_metric("Method 'm'", "patches", 3, metrics, finite=False)
+    add_metric("Method 'm'", "sisa/shard 1:time", 2, metrics, finite=False)  # '/', ' ' and ':' are MLflow's too
     add_metric("Method 'm'", "loss", float("nan"), metrics, finite=False)  # a method's NaN is its own report
     assert metrics["patches"] == 3.0 and metrics["loss"] != metrics["loss"]
-    for key, value, finite in (("retain_acc", 0.1, False), ("a b!", 1, False), ("/x", 1, False), (3, 1, False),
+    for key, value, finite in (("retain_acc", 0.1, False), ("a b!", 1, False), ("/x", 1, False), ("score/", 1, False),
+                               ("a/./b", 1, False), ("..", 1, False), (".", 1, False), ("a//b", 1, False), (3, 1, False),
                                ("x" * 251, 1, False), ("ok", "one", False), ("ok", float("inf"), True)):
         with pytest.raises(BenchError):
             add_metric("Method 'm'", key, value, metrics, finite=finite)
-    assert set(metrics) == {"retain_acc", "patches", "loss"}
+    assert set(metrics) == {"retain_acc", "patches", "sisa/shard 1:time", "loss"}

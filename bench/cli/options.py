@@ -81,17 +81,22 @@ def to_run_options(kw: dict, params_file: str | None = None):
     """Merge the TOML file (``--config``), a ``--params`` file or run, and the command line."""
     from bench.core.options import load_toml, merge_options
 
+    from bench.core.options import OPTION_BY_NAME
+
     params: dict[str, dict] = {}
     _not_empty("--params", params_file, "a JSON file or the run id of a `bench tune` run")
+    toml = load_toml(experiment_file(kw)) if experiment_file(kw) else None
     if params_file:
         from bench.run.tuning import load_params
 
-        params = load_params(params_file, kw.get("tracking_uri"))
+        uri, key = kw.get("tracking_uri"), OPTION_BY_NAME["tracking_uri"].key
+        if toml and isinstance(toml.get(key), str) and (uri is None or _from_environment("tracking_uri")):
+            uri = toml[key]  # the store the run writes to: the file's over the environment's
+        params = load_params(params_file, uri)
     cli = cli_values(kw)
     for method, values in (cli["params"] or {}).items():
         params[method] = {**params.get(method, {}), **values}
     cli["params"] = params or None
-    toml = load_toml(experiment_file(kw)) if experiment_file(kw) else None
     for option in OPTIONS:  # an environment variable sits below the file: defaults < env < file < command line
         if toml and option.key in toml and cli.get(option.name) is not None and _from_environment(option.name):
             cli[option.name] = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+import posixpath
 import re
 from typing import Any, Callable
 
@@ -119,12 +120,21 @@ def run_attacks(attacks: dict, model, metrics: dict, *, spec: TrialSpec, group, 
 METRIC_NAME = re.compile(r"^[/\w.\- :]{1,250}$")
 
 
+def valid_metric_name(key: Any) -> bool:
+    """Whether MLflow takes ``key`` as a metric name: its characters (:data:`METRIC_NAME`) and its
+    path rule (``mlflow.utils.validation.path_not_unique``: no 'a/', 'a/./b', '/a', '..')."""
+    if not isinstance(key, str) or not METRIC_NAME.match(key):
+        return False
+    norm = posixpath.normpath(key)
+    return norm == key and norm != "." and not norm.startswith(("..", "/"))
+
+
 def add_metric(who: str, key: Any, value: Any, metrics: dict, finite: bool, shown: Any = None) -> None:
     """Add a plugin's metric ``key`` to a trial's ``metrics``: a name MLflow takes, not one already
     measured (an attack named ``retain`` reporting ``acc`` replaced the harness's ``retain_acc``), a
     number, finite where ``finite`` (attacks: their contract). ``shown``: the name as the plugin gave it."""
     shown = key if shown is None else shown
-    if not isinstance(key, str) or not METRIC_NAME.match(key) or key.startswith("/") or "//" in key:
+    if not valid_metric_name(key):
         raise BenchError(f"{who} reported metric {shown!r}: a metric name is up to 250 letters, digits, '_', '-', "
                          "'.', ' ', ':' or '/' (MLflow's rule); rename it.")
     if key in metrics:

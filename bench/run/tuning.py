@@ -24,12 +24,13 @@ from bench.core.errors import BenchError
 from bench.core.fs import check_writable_file
 from bench.core.options import RunOptions
 from bench.core.plugins import get_registry, plugin_versions
-from bench.core.space import probes, to_tune
+from bench.core.space import to_tune
 from bench.eval.metrics import CLASS_ONLY, CONTINUAL_ONLY, METRIC_DIRECTIONS, PER_EPOCH, no_direction_reason
 from bench.run.checks import oom_hint
 from bench.run.plan import make_plan
 from bench.run.runner import close_run
-from bench.run.validate import coerce_param, package_versions, params_for_dataset
+from bench.run.tune_space import fit_space
+from bench.run.validate import package_versions
 from bench.track import tracking
 from bench.track.ray_runs import make_ray_callback
 from bench.track.store import resolve_tracking_uri
@@ -90,27 +91,6 @@ def check_objective(plan, registry, objective: str, scheduler: str) -> None:
                          f"fifo for it, or one of those objectives.")
 
 
-def check_space(m, keys: list[str], datasets: list[str], given: dict) -> None:
-    """The values a method's search space samples fit the parameters' types and the method's own
-    ``check_params`` (probed at the edges of each domain, every other parameter as the samples have
-    it): a space wider than the method accepts saved a best value ``bench run`` then refused, and a
-    float range over an integer parameter failed every sample."""
-    from bench.core.method import check_params
-
-    for key in keys:
-        domain = m.obj.search_space[key]
-        where = f"Method '{m.name}' (plugin {m.origin}) searches {key} over {domain.describe()}"
-        fix = (f"Fix the search space in the plugin, or fix {key} with -p {m.name}.{key}=VALUE (bench tune "
-               f"then searches the rest).")
-        for probe in probes(domain):
-            try:
-                value = coerce_param(m.name, key, probe, m.params[key])
-                for dataset in datasets:
-                    check_params(m.name, m.obj, {**params_for_dataset(m, dataset, given), key: value})
-            except BenchError as exc:
-                raise BenchError(f"{where}, and a sample of it is refused: {str(exc).rstrip('.')}. {fix}") from None
-
-
 def check_output(output: str | None, method: str) -> Path:
     """``--output``: where the best parameters go, checked before any work and without creating
     anything: an existing file we can open for writing, or a new file in a directory that exists
@@ -150,10 +130,10 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
     )
     from bench.run.prepare import prepare_references
 
-    space = {k: to_tune(d) for k, d in method_obj.search_space.items() if k not in opts.params.get(method, {})}
-    if not space:
+    if not any(k not in opts.params.get(method, {}) for k in method_obj.search_space):
         raise BenchError(f"Every parameter of '{method}' with a search space is fixed by --param: nothing left to tune.")
-    check_space(plan.methods[0], list(space), opts.datasets, opts.params.get(method, {}))
+    domains = fit_space(plan.methods[0], plan, opts.params.get(method, {}), say)
+    space = {k: to_tune(d) for k, d in domains.items()}
     experiment_id = tracking.setup_experiment(plan.tracking_uri, opts.experiment)
     client = MlflowClient(plan.tracking_uri)
     reaped = tracking.reap_dead_runs(client)
@@ -164,7 +144,7 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
     run_name = opts.run_name or f"tune-{method}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     params = tracking.flatten({
         "tune": {"method": method, "objective": objective, "mode": mode, "num_samples": num_samples, "scheduler": scheduler,
-                 "seed": seed, "space": {k: d.describe() for k, d in method_obj.search_space.items()}},
+                 "seed": seed, "space": {k: d.describe() for k, d in domains.items()}},
         "options": {k: v for k, v in opts.as_dict().items() if k != "resume"}, "versions": versions, "plugins": plugins,
     })
     with tracking.recording("opening the run in the MLflow store", tracking.NOTHING_RUN):

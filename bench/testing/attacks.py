@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import re
 from dataclasses import fields
 from typing import Any, Mapping
 
@@ -12,6 +11,7 @@ import numpy as np
 import torch
 
 from bench.core.contracts import AttackContext
+from bench.run.attack_step import valid_metric_name
 from bench.testing.base import (
     _SCRAMBLE,
     SEED,
@@ -27,7 +27,6 @@ from bench.testing.base import (
 from bench.testing.toy import ToySetting, toy_attack_extras, toy_setting
 
 TOY_ATTACK_FORGET = 50  # random training points treated as the forget set of the attack context
-_METRIC_NAME = re.compile(r"^[A-Za-z0-9_\-./ ]+$")  # what MLflow accepts in a metric name
 
 
 def _attack_ctx(setting: ToySetting, seed: int = SEED, attack: Any = None) -> AttackContext:
@@ -65,14 +64,16 @@ def check_attack_attributes(attack) -> None:
 def check_attack_returns_finite_floats(attack) -> None:
     """On the toy model (trained on the context's forget and retain points) and the toy
     ``AttackContext``, ``evaluate`` returns a non-empty dict of metric names (letters, digits,
-    ``_-./`` and spaces, as MLflow accepts) to finite real numbers."""
+    ``_-.:/`` and spaces, no path that normalises to another, as MLflow accepts) to finite real
+    numbers."""
     setting = toy_setting()
     out = _evaluate(attack, setting.original_copy(), _attack_ctx(setting, attack=attack), SEED)
     if not isinstance(out, Mapping) or not out:
         _fail(f"evaluate returned {out!r}; expected a non-empty dict of metric name -> float.")
     for key, value in out.items():
-        if not isinstance(key, str) or not _METRIC_NAME.match(key):
-            _fail(f"metric name {key!r} is not a string of letters, digits, '_-./' and spaces.")
+        if not valid_metric_name(key):
+            _fail(f"metric name {key!r} is not one MLflow takes: letters, digits, '_-.:/' and spaces, up to 250, "
+                  f"and no path that normalises to another ('a/', 'a/./b', '/a').")
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             _fail(f"metric '{key}' is {type(value).__name__} {value!r}, not a float (return float(value)).")
         if not math.isfinite(float(value)):
