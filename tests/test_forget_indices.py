@@ -209,11 +209,12 @@ def test_a_parent_run_id_is_refused_naming_its_trials(tmp_path, invoke_bench):
 
 
 @pytest.mark.parametrize("text,pattern", [
-    ("# count: 5\n1\n2\n", r"says '# count: 5' and lists 2 indices: it was cut short"),
+    ("# format: bench forget indices 1\n# count: 5\n1\n2\n", r"says '# count: 5' and lists 2 indices: it was cut short"),
     ("1_0\n", r"line 1 of .* is '1_0', not an integer index \(ASCII digits"),
     ("\u0661\u0662\n", r"line 1 of .* is '\u0661\u0662', not an integer index"),
-    ("# format: bogus\n1\n", r"says '# format: bogus'; this bench reads 'bench forget indices 1'"),
-    ("# train_size: abc\n1\n", r"has '# train_size: abc', not a count of points"),
+    ("# format: bench forget indices 2\n1\n", r"says '# format: bench forget indices 2'; this bench reads 'bench forget "
+                                              r"indices 1'"),
+    ("# format: bench forget indices 1\n# train_size: abc\n1\n", r"has '# train_size: abc', not a count of points"),
 ])
 def test_an_indices_file_that_is_cut_short_or_odd_is_refused(text, pattern, tmp_path):
     """Each was accepted: a truncated file forgot what was left, '1_0' read as 10 and Arabic-Indic
@@ -228,3 +229,11 @@ def test_an_indices_file_with_a_byte_order_mark_reads(tmp_path):
     path = tmp_path / "f.txt"
     path.write_bytes(b"\xef\xbb\xbf1\n-0\n+2\n")  # saved by an editor that writes a BOM
     assert parse_forget(f"indices:{path}").select(np.zeros(100, dtype=np.int64), 10, 0).tolist() == [0, 1, 2]
+
+
+def test_a_hand_written_files_headers_are_comments(tmp_path):
+    """Only a file bench wrote (its '# format' line) has its headers checked: '# count: 10 indices'
+    or '# train_size: 1,437' in a hand-written list are comments."""
+    path = tmp_path / "f.txt"
+    path.write_text("# format: one per line\n# count: 10 indices\n# train_size: 1,437\n3\n4\n")
+    assert parse_forget(f"indices:{path}").select(np.zeros(100, dtype=np.int64), 10, 0).tolist() == [3, 4]

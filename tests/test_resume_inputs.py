@@ -208,7 +208,7 @@ def test_the_code_identity_covers_the_built_in_methods_helper_modules(monkeypatc
 
     def edited(self):
         data = real(self)
-        return data + b"\n# edited\n" if self.parent.name == "prune" and self.name != "__init__.py" else data
+        return data + b"\n# edited\n" if self.parent.name == "prune" and self.name == "engine.py" else data  # a helper
 
     monkeypatch.setattr(Path, "read_bytes", edited)
     tw.bench_code_digest.cache_clear()
@@ -218,3 +218,26 @@ def test_the_code_identity_covers_the_built_in_methods_helper_modules(monkeypatc
         monkeypatch.undo()
         tw.bench_code_digest.cache_clear()
     assert tw.bench_code_digest() == before
+
+
+def test_a_third_party_plugins_identity_covers_its_helper_modules(tmp_path, monkeypatch):
+    """An attack importing a value from its package's helper.py: editing helper.py and resuming kept
+    the trials measured before ('2 of 2 trial(s) already finished')."""
+    import importlib
+    import sys
+
+    from bench.run.trained_with import object_code_digest
+
+    pkg = tmp_path / "auditplug_pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("from .helper import VALUE\n\nclass Attack:\n    name = 'x'\n")
+    (pkg / "helper.py").write_text("VALUE = 0.5\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("auditplug_pkg")
+    try:
+        before = object_code_digest(module.Attack())
+        (pkg / "helper.py").write_text("VALUE = 0.7\n")
+        assert object_code_digest(module.Attack()) != before and len(before) == 16
+    finally:
+        sys.modules.pop("auditplug_pkg", None)
+        sys.modules.pop("auditplug_pkg.helper", None)

@@ -138,15 +138,16 @@ class ForgetSpec:
         text = text.lstrip("\ufeff")
         where = f"Forget request '{self.text}': {path}"
         form = header_value(text, "format")
-        if form is not None and form != INDICES_FORMAT:
+        ours = form is not None and form.startswith(INDICES_FORMAT.rsplit(" ", 1)[0])  # written by bench
+        if ours and form != INDICES_FORMAT:
             raise BenchError(f"{where} says '# format: {form}'; this bench reads '{INDICES_FORMAT}' (a newer bench "
                              f"wrote it, or the line is wrong). Delete that line for a plain list of indices.")
-        for key in ("train_size", "count"):
+        for key in ("train_size", "count") if ours else ():  # a hand-written file's headers are comments
             value = header_value(text, key)
             if value is not None and not (value.isascii() and value.isdigit()):
                 raise BenchError(f"{where} has '# {key}: {value}', not a count of points. Fix or delete that line.")
         size = header_value(text, "train_size")
-        if size is not None and int(size) != n:
+        if size is not None and size.isascii() and size.isdigit() and int(size) != n:
             raise BenchError(f"Forget request '{self.text}': {path} was drawn from a training set of {size} points "
                              f"(dataset {header_value(text, 'dataset') or '?'}); this dataset's has {n}. Use it with "
                              f"the dataset it came from.")
@@ -166,7 +167,7 @@ class ForgetSpec:
             values.append(int(line))
         if not values:
             raise BenchError(f"Forget request '{self.text}': {path} lists no indices (one training index per line expected).")
-        count = header_value(text, "count")
+        count = header_value(text, "count") if ours else None
         if count is not None and int(count) != len(values):
             raise BenchError(f"{where} says '# count: {count}' and lists {len(values)} indices: it was cut short or "
                              f"edited. Write it again (or fix or delete the count line).")

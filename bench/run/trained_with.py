@@ -74,15 +74,35 @@ def training_code_digest() -> str:
 
 
 def object_code_digest(obj: Any) -> str:
-    """:func:`module_digest` of the module defining ``obj``'s class (a method plugin with its own
-    training: its training code, beside its declared ``train_version``); "" when not found."""
+    """The code of the plugin defining ``obj``'s class (16 hex digits; "" when not found): for a
+    third-party plugin every source file of its top-level package (its helper modules too: a fix
+    there kept the trials measured before it), up to :data:`MAX_PACKAGE_FILES` files, else the module
+    alone; for bench's built-ins the module's syntax tree (their helpers are in
+    :func:`bench_code_digest`, and a comment does not retrain a method's own original)."""
     module = getattr(type(obj), "__module__", None) if not isinstance(obj, type) else obj.__module__
     if not module or module == "builtins":
         module = getattr(obj, "__module__", None)
+    if not module:
+        return ""
     try:
-        return module_digest(module)[:16] if module else ""
+        top = module.partition(".")[0]
+        if top != "bench":
+            spec = importlib.util.find_spec(top)
+            folders = list(spec.submodule_search_locations or []) if spec is not None else []
+            files = sorted(p for folder in folders for p in Path(folder).rglob("*.py"))
+            if folders and len(files) <= MAX_PACKAGE_FILES:
+                h = hashlib.sha256()
+                for path in files:
+                    h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+                return h.hexdigest()[:16]
+        return module_digest(module)[:16]
     except (ImportError, OSError, SyntaxError, ValueError):
         return ""
+
+
+#: the most source files of a plugin's package :func:`object_code_digest` reads (a plugin defined
+#: inside a large library: its defining module alone)
+MAX_PACKAGE_FILES = 500
 
 
 def model_provenance(plugin_name: str, origin: str, plugins: dict[str, str], versions: dict[str, str]) -> str:
