@@ -496,3 +496,22 @@ def test_a_run_name_given_to_two_runs_is_refused_listing_them(tmp_path):
         select_parents(client, exp, "dup")
     assert [p.info.run_id for p in select_parents(client, exp, ids[0])] == [ids[0]]
     assert [p.info.run_id for p in select_parents(client, exp, "solo")] == [ids[2]]
+
+
+def test_pooled_trials_measured_with_other_code_are_other_rows():
+    """--run all averaged a plugin's v1 and v2 trials as seeds of one method."""
+    from bench.track.compare.query import TrialRecord, _label_variants
+
+    def trial(seed, code, lr="0.01"):
+        return TrialRecord(f"r{seed}{code}", "p", "ga", seed, ("digits", "mlp", "random:10%"), "FINISHED", 0, {},
+                           {"lr": lr}, code=code)
+
+    same = [trial("0", "aaaaaaaa11"), trial("1", "aaaaaaaa11")]
+    _label_variants(same)
+    assert [t.label for t in same] == ["ga", "ga"]
+    mixed = [trial("0", "aaaaaaaa11"), trial("1", "bbbbbbbb22"), trial("2", "")]
+    _label_variants(mixed)
+    assert [t.label for t in mixed] == ["ga[code=aaaaaaaa]", "ga[code=bbbbbbbb]", "ga[code=-]"]
+    both = [trial("0", "aaaaaaaa11", "0.01"), trial("0", "bbbbbbbb22", "0.02")]
+    _label_variants(both)
+    assert [t.label for t in both] == ["ga[lr=0.01,code=aaaaaaaa]", "ga[lr=0.02,code=bbbbbbbb]"]

@@ -34,6 +34,7 @@ class TrialRecord:
     label: str = ""  # the row name: the method, plus its differing hyperparameters when pooled
     setting_params: dict[str, str] | None = None  # what else defines the measurement (recipe, forget seed, ...)
     forget_key: tuple[str, str] = ("", "")  # (forget seed, SHA-256 of the forget set) as recorded
+    code: str = ""  # the code identity it was measured with (param measured_with; "" before 2026-12-06)
 
     @property
     def finished(self) -> bool:
@@ -150,6 +151,7 @@ def load_trials(client, experiment_id: str, parents: list) -> tuple[list[TrialRe
             setting=(tags.get(Tag.DATASET, "?"), tags.get(Tag.MODEL, "?"), tags.get(Tag.FORGET, "?")),
             status=run.info.status, start_time=run.info.start_time or 0, metrics=dict(run.data.metrics),
             method_params={k[len("params."):]: v for k, v in run.data.params.items() if k.startswith("params.")},
+            code=run.data.params.get("measured_with", ""),
             setting_params=_setting_params(run.data.params),
             forget_key=(run.data.params.get("forget_seed", ""), run.data.params.get("forget_sha256", "")),
         )
@@ -286,16 +288,18 @@ def _label_variants(trials: list[TrialRecord]) -> None:
     for t in trials:
         by_method[(t.setting, t.method)].append(t)
     for (_, method), group in by_method.items():
-        variants = {tuple(sorted(t.method_params.items())) for t in group}
+        variants = {(tuple(sorted(t.method_params.items())), t.code) for t in group}
         if len(variants) <= 1:
             for t in group:
                 t.label = method
             continue
         keys = sorted({k for t in group for k in t.method_params})
         differing = [k for k in keys if len({t.method_params.get(k) for t in group}) > 1]
+        other_code = len({t.code for t in group}) > 1  # pooled runs of other code: not seeds of one method
         for t in group:
-            shown = ",".join(f"{k}={_short(t.method_params.get(k, '-'))}" for k in differing)
-            t.label = f"{method}[{shown}]"
+            shown = [f"{k}={_short(t.method_params.get(k, '-'))}" for k in differing]
+            shown += [f"code={t.code[:8] or '-'}"] if other_code else []
+            t.label = f"{method}[{','.join(shown)}]"
 
 
 def _short(value: str) -> str:
