@@ -16,6 +16,10 @@ document's data digest, model spec, recipe and seed, the weights depend on
   thread count (reductions split over threads round differently: ``retrain`` reproduced its
   reference bit for bit only with the thread count it was trained with);
 - a model plugin's name and version (its code is not bench's).
+
+It also holds :func:`measured_with`, a trial's code identity (not part of the trial key): what
+``--resume`` and ``bench compare`` compare so that trials measured before and after a change of a
+plugin, of bench or of torch are never taken for one measurement.
 """
 
 from __future__ import annotations
