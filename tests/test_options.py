@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 
 from bench.cli import main
-from bench.cli.options import to_run_options
+from bench.cli.options import LIST_VALUED, to_run_options
 from bench.core.errors import BenchError
 from bench.core.keys import DEFAULT_EXPERIMENT
 from bench.core.options import (
@@ -48,8 +48,22 @@ def test_every_table_entry_is_a_field_a_toml_key_and_a_run_option():
         param = run_params[option.name]
         assert tuple(param.opts + param.secondary_opts) == tuple(f for flag in option.flags for f in flag.split("/"))
         assert param.help == option.help
-        assert param.multiple == option.multiple
+        # a list-valued option is collected by click only to refuse it given twice (one value after parsing)
+        assert param.multiple == (option.multiple or option.name in LIST_VALUED)
     assert len(TOML_KEYS) == len(OPTIONS)
+
+
+@pytest.mark.parametrize("args,said", [
+    (["-s", "0", "-s", "1"], "given 2 times ('0', '1'); give it once (several seeds are one value: -s 0,1 or -s 0-4)"),
+    (["-m", "ga", "-m", "ft"], "given 2 times ('ga', 'ft'); give it once (several methods are one value: -m ga,ft)"),
+])
+def test_a_list_option_given_twice_is_refused(args, said, tmp_path, invoke_bench):
+    """click kept the last: -s 0 -s 1 ran seed 1 only, -m ga -m ft ran ft only."""
+    proc = invoke_bench("run", "--dry-run", *args, "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}", cwd=tmp_path)
+    assert proc.returncode == 2 and said in proc.stderr, proc.stderr
+    same = invoke_bench("run", "--dry-run", "-s", "2", "-s", "2", "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}",
+                        "--cache-dir", str(tmp_path / "c"), cwd=tmp_path)
+    assert same.returncode == 0 and "seeds:       2" in same.stdout.replace("seed(s)", ""), same.stdout
 
 
 def test_tune_has_the_shared_options_only():

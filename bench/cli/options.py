@@ -23,6 +23,23 @@ SHARED_AFTER: dict[str, list[Callable]] = {"recipe": [CONFIG, PRESET]}
 SHARED_LAST: list[Callable] = [VERBOSE, QUIET]
 
 
+#: Options whose one value is a list (comma-separated): given twice, a user may mean both lists.
+LIST_VALUED = ("methods", "seeds", "attacks")
+
+
+def _once(ctx, param, values):
+    """A single-valued option's values: None when not given, the value when given once (or twice
+    alike), a usage error naming both when given with two values."""
+    if not values:
+        return None
+    if len(set(values)) > 1:
+        hint = {"seeds": " (several seeds are one value: -s 0,1 or -s 0-4)",
+                "methods": " (several methods are one value: -m ga,ft)",
+                "attacks": " (several attacks are one value: --attacks loss,lira)"}.get(param.name, "")
+        raise click.BadParameter(f"given {len(values)} times ({', '.join(map(repr, values))}); give it once{hint}.")
+    return values[0]
+
+
 def click_option(option: Option) -> Callable:
     """The click option of a table entry: not given -> None (or () when repeatable), so it does not override."""
     kw: dict = {"help": option.help}
@@ -30,7 +47,9 @@ def click_option(option: Option) -> Callable:
         kw["multiple"] = True
     elif option.flag:
         kw.update(is_flag=True, default=None)
-    else:
+    elif option.name in LIST_VALUED:  # given twice, refused: click kept the last (-s 0 -s 1 ran seed 1 only)
+        kw.update(multiple=True, callback=_once)
+    else:  # a path or a number given twice: the last wins, as in most command lines
         kw["default"] = None
     if option.choices is not None:
         kw["type"] = click.Choice(list(option.choices))
