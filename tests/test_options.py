@@ -209,9 +209,12 @@ def test_command_line_overrides_the_toml_file(toml_file):
     assert (o.shadow_models, o.cpus_per_trial, o.experiment, o.download) == (6, 0.5, "from-cli", False)
     assert (o.executor, o.resume) == ("local", True)
     assert o.models == ["cnn", "mlp"] and o.device == "cpu"  # not on the command line: the file's
-    # recipe keys and per-method params merge key by key
+    # recipe keys and per-method params merge key by key; the file's params of methods the command
+    # line's --methods leaves out go with them (ga's epochs=2), the command line's stay (refused later)
     assert o.recipe == {"epochs": "9", "lr": 0.5}
-    assert o.params == {"ga": {"lr": "0.3", "epochs": 2}, "ft": {"lr": "1"}}
+    assert o.params == {"ga": {"lr": "0.3"}, "ft": {"lr": "1"}}
+    o = _parse(RUN, ["-c", toml_file, "-m", "ga,retrain", "-p", "ga.lr=0.3"])
+    assert o.params["ga"] == {"lr": "0.3", "epochs": 2}
 
 
 def test_tune_merges_the_shared_options_the_same_way(toml_file):

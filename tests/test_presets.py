@@ -84,7 +84,8 @@ def test_command_line_overrides_the_preset(tmp_path):
     assert opts.methods == "ft,salun" and opts.seeds == [4]  # command line
     assert opts.datasets == ["cifar10:holdout=0.1"] and opts.models == ["resnet18-cifar"] and opts.forgets == ["random:4500"]  # preset
     assert opts.recipe["epochs"] == "5" and opts.recipe["lr"] == 0.1 and opts.recipe["schedule"] == "step"  # merged
-    assert opts.params == {"salun": {"lr": "0.013"}} and opts.attacks == "svc"
+    # the preset's [params.ft] stays; its [params.ga] and [params.l1-sparse] go with their methods (it was refused)
+    assert opts.params == {"ft": {"batch_size": 256}, "salun": {"lr": "0.013"}} and opts.attacks == "svc"
     assert load_toml("preset:digits-quick") == presets.load("digits-quick").options
 
 

@@ -116,6 +116,7 @@ def to_run_options(kw: dict, params_file: str | None = None):
     for method, values in (cli["params"] or {}).items():
         params[method] = {**params.get(method, {}), **values}
     cli["params"] = params or None
+    toml = _drop_unselected_file_params(toml, cli)
     for option in OPTIONS:  # an environment variable sits below the file: defaults < env < file < command line
         if toml and option.key in toml and cli.get(option.name) is not None and _from_environment(option.name):
             cli[option.name] = None
@@ -125,6 +126,24 @@ def to_run_options(kw: dict, params_file: str | None = None):
 
         opts = dataclasses.replace(opts, ray_address=None)
     return opts
+
+
+def _drop_unselected_file_params(toml: dict | None, cli: dict) -> dict | None:
+    """``--methods`` on the command line over an experiment file (a preset): the file's
+    ``[params.METHOD]`` of the methods it leaves out go with them (``bench run --preset
+    salun-cifar10-random10 -m ft,salun`` was refused for the preset's ``[params.ga]``). Parameters
+    given on the command line, or in a file that selects its own methods, are still checked."""
+    import fnmatch
+
+    from bench.core.options import OPTION_BY_NAME
+
+    key = OPTION_BY_NAME["params"].key
+    if not toml or cli.get("methods") is None or not isinstance(toml.get(key), dict):
+        return toml
+    given = cli["methods"]
+    patterns = [p.strip() for p in (given.split(",") if isinstance(given, str) else given) if p.strip()]
+    kept = {m: v for m, v in toml[key].items() if any(fnmatch.fnmatchcase(m, p) for p in patterns)}
+    return {**toml, key: kept}  # a copy: a preset's options may be shared
 
 
 def _from_environment(name: str) -> bool:
