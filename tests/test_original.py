@@ -147,6 +147,17 @@ def test_recipe_mismatch_warns(tmp_path, run_harness, trial_runs):
     assert f"test accuracy {acc:.4f}" in out
     assert "warning: your original for digits/mlp has test_acc" in out and "more than 3 points apart" in out
     assert trial_runs(tmp_path).loc["ga"]["metrics.original_test_acc"] == pytest.approx(acc)  # the file's model
+    # kept with the run, and said again by bench compare (it reached the console only)
+    from click.testing import CliRunner
+    from mlflow.tracking import MlflowClient
+
+    from bench.cli import main
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    parent = trial_runs(tmp_path).loc["ga"]["tags.mlflow.parentRunId"]
+    assert "your original for digits/mlp has test_acc" in MlflowClient(uri).get_run(parent).data.tags["bench.warnings"]
+    res = CliRunner().invoke(main, ["compare", "--tracking-uri", uri, "--no-plot"])
+    assert res.exit_code == 0 and f"warning recorded with run {parent}: your original for digits/mlp" in res.stderr
 
 
 def _plan(tmp_path, **options):

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from bench.core.keys import DEFAULT_EXPERIMENT
+from bench.core.keys import DEFAULT_EXPERIMENT, Tag
 
 #: Formats ``--plot`` writes, by its extension (matplotlib's, less pgf, which needs LaTeX, and raw
 #: pixel buffers); a path without one gets ``.png``, as matplotlib would add.
@@ -119,6 +119,9 @@ def compare(experiment, tracking_uri, run_ref, fmt, objective, maximize, plot_pa
         click.echo(report.to_csv(comp.rows, comp.ranks, comp.columns), nl=False)
         if table is not None:
             click.echo("\n" + published.to_csv(table, comp.rows), nl=False)
+    for parent in comp.parents:  # said when the run was made, kept with it (a recipe that does not match --original)
+        for line in filter(None, parent.data.tags.get(Tag.WARNINGS, "").splitlines()):
+            note(f"warning recorded with run {parent.info.run_id}: {line.removeprefix('warning: ')}")
     _print_links(comp, note)
 
     if no_plot:

@@ -40,6 +40,7 @@ class Tag:
     PLAN_KEY = "bench.plan_key"
     ERROR = "bench.error"
     STOPPED_EARLY = "bench.stopped_early"
+    WARNINGS = "bench.warnings"  # on a parent run: warnings about its measurements (a recipe that does not match --original)
     DRIVER_PID = "bench.driver.pid"  # the driver process of a parent run, so a later bench can tell it died
     DRIVER_HOST = "bench.driver.host"
     DRIVER_STARTED = "bench.driver.started"

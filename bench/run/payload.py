@@ -63,6 +63,8 @@ class Payload:
     #: reference failed, ``{own-original key: text}`` for a method's own original
     failures: Mapping[str, str] = field(default_factory=dict)
     trial_timeout: float | None = None  # --trial-timeout: seconds a trial may run (bench.run.deadline)
+    #: warnings about the measurements, said and recorded on the parent run (``Tag.WARNINGS``)
+    warnings: tuple[str, ...] = ()
 
 
 def group_keys(g) -> list[str]:

@@ -4,6 +4,8 @@ training, the models the attacks declare, and the evaluations of the references.
 
 from __future__ import annotations
 
+import dataclasses
+
 from typing import Callable
 
 from bench.core.cache import ReferenceCache
@@ -79,5 +81,5 @@ def prepare_references(plan, versions: dict, say: Callable[[str], None]) -> tupl
     payload, ref_rows = build_payload(plan, refs, originals_by_group(plan, refs),
                                       attack_models(plan, refs, say, versions, failed), failed)
     release_cuda_memory()  # the references were evaluated here (on the GPU with --device cuda): the trials need it
-    warn_recipe_mismatch(plan, payload, say)  # --original: does the recipe match how it was trained?
-    return payload, ref_rows, trained
+    warned = tuple(warn_recipe_mismatch(plan, payload, say))  # --original: does the recipe match?
+    return (dataclasses.replace(payload, warnings=warned) if warned else payload), ref_rows, trained

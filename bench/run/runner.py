@@ -259,6 +259,8 @@ def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False) -
         with tracking.recording("recording the references in the MLflow store", "The references are cached: rerun once "
                                 "the store takes writes."):
             tracking.log_metrics(client, parent, {"references_trained": trained})
+            if payload.warnings:  # kept with the run: bench compare says them again (they were on the console only)
+                client.set_tag(parent, Tag.WARNINGS, "\n".join(payload.warnings)[:4900])
 
         blocked = _fail_blocked(plan, todo, payload, client, experiment_id, parent, say)
         ran = [i for i in todo if i not in blocked]
