@@ -295,3 +295,37 @@ def test_epsilon_unlearns_sisas_own_ensemble_again_and_ulira_is_refused(workdir,
     assert trial["status"] == "FINISHED" and 0 <= trial["metrics.epsilon_forget_quality"] <= 1
     with pytest.raises(BenchError, match=r"Attack 'ulira' runs the trial's method on plain shadow models, and sisa"):
         _bench_run(workdir, methods="sisa", attacks="ulira", shadow_models=4)
+
+
+def test_continual_trials_log_the_own_originals_accuracies_on_each_steps_sets(workdir):
+    """seq: method_original_* were measured on request 1's sets and logged with the last request,
+    beside original_* measured on the last request's (0.45 beside 0.90)."""
+    import numpy as np
+
+    from bench.core.contracts import MethodContext
+    from bench.core.keys import STEPS_KEY
+    from bench.core.plugins import get_registry, plugin_versions
+    from bench.nn.nets import model_factory
+    from bench.nn.training import accuracy
+    from bench.run.plan import make_plan
+    from bench.run.prepare import prepare_references
+    from bench.run.trial import run_trial
+
+    opts = RunOptions(executor="local", methods="sisa", forgets=["seq:3x20"], attacks="", cache_dir=str(workdir / "cache"),
+                      tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}", recipe={"epochs": 3})
+    plan = make_plan(get_registry(), opts, {}, plugin_versions())
+    payload, _, _ = prepare_references(plan, {}, lambda *a, **k: None)
+    spec = plan.trials[0]
+    final = run_trial(spec, payload)
+    group = payload.groups[spec.group]
+    blob, _ = group.method_originals[spec.own_original.key]
+    sp = group.splits
+    model_obj, arg, _ = payload.models[spec.model]
+    ctx = MethodContext(0, "cpu", model_factory(model_obj, arg, sp, spec.seed, "cpu"))
+    ensemble = get_registry().get("method", "sisa").load_trained(blob, dict(spec.params), ctx)
+    for step, logged in ((group.steps[0], final[STEPS_KEY][0]), (group.steps[-1], final)):
+        idx = np.asarray(step.forget_idx)
+        keep = np.setdiff1d(np.arange(len(sp.train_y)), np.asarray(step.seen_idx))
+        assert logged["method_original_forget_acc"] == accuracy(ensemble, sp.train_x[idx], sp.train_y[idx])
+        assert logged["method_original_retain_acc"] == accuracy(ensemble, sp.train_x[keep], sp.train_y[keep])
+    assert final["train_seconds"] > 0

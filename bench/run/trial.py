@@ -206,7 +206,11 @@ def _run_trial(spec: TrialSpec, payload: Payload, fetch: Callable[[Any], Any],
             if key.endswith("_mb") and key != "memory_delta_mb":
                 final[key] = max(r[key] for r in results)
         final[STEPS_KEY] = results
-        final.update(own_metrics)
+        if own_metrics:  # the own original's accuracies on each logged step's sets, as original_*'s are
+            results[0].update(own_metrics)  # measured on request 1's sets (they were logged with the last)
+            last = evaluate_model(own_load(), data).accs
+            final.update({"train_seconds": own_metrics["train_seconds"],
+                          **{f"method_original_{k}": v for k, v in last.items()}})
         if artifacts:
             final[ARTIFACTS_KEY] = artifacts
     if payload.attacks:  # on the final model, every point forgotten so far as the forget set
