@@ -515,3 +515,15 @@ def test_pooled_trials_measured_with_other_code_are_other_rows():
     both = [trial("0", "aaaaaaaa11", "0.01"), trial("0", "bbbbbbbb22", "0.02")]
     _label_variants(both)
     assert [t.label for t in both] == ["ga[lr=0.01,code=aaaaaaaa]", "ga[lr=0.02,code=bbbbbbbb]"]
+
+
+def test_the_references_times_are_reference_cells_and_no_objective():
+    """compare left the retrained reference's cumulative time blank where the run's summary shows it,
+    and ranked every method 1 by cumulative_retrain_seconds (the same for all)."""
+    from bench.eval.metrics import METRIC_DIRECTIONS, no_direction_reason
+    from bench.track.compare.aggregate import reference_values
+
+    _, retrain = reference_values({"retrain_seconds": 2.0, "cumulative_retrain_seconds": 6.0, "retrain_test_acc": 0.9})
+    assert retrain["unlearn_seconds"] == 2.0 and retrain["cumulative_unlearn_seconds"] == 6.0
+    for name in ("retrain_seconds", "cumulative_retrain_seconds"):
+        assert name not in METRIC_DIRECTIONS and "the same for every method" in no_direction_reason(name)

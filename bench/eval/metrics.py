@@ -36,6 +36,10 @@ DIRECTIONS: dict[str, bool | None] = {
     "forget_all_gap": False,
     "cumulative_unlearn_seconds": False,
     "cumulative_speedup_vs_retrain": True,
+    # the retrained references' times, recorded with every trial: the same for every method of a
+    # setting (ranking by them tied every method)
+    "retrain_seconds": None,
+    "cumulative_retrain_seconds": None,
     # attacks (docs/attacks.md): membership metrics have no "better" side in an unlearning study,
     # the target is the retrained model's value (an AUC below it is as telling, the "Streisand
     # effect"); SalUn's four-term gap and the NeurIPS'23 score do have one
@@ -74,6 +78,8 @@ def no_direction_reason(metric: str, available=()) -> str:
     ``bench tune``), or "" when nothing is known of it."""
     if metric.endswith("_size"):
         return " It counts the forgotten points: a property of the request, not of the method."
+    if metric in ("retrain_seconds", "cumulative_retrain_seconds"):
+        return " It is the retrained reference's time, the same for every method: rank by 'unlearn_seconds'."
     if metric.endswith("_acc") and metric in DIRECTIONS:
         gap = metric.replace("_acc", "_gap")
         gap = gap if gap in available or gap in DIRECTIONS else "avg_gap"
