@@ -49,8 +49,11 @@ class SisaEnsemble(nn.Module):
         return votes.clamp_min(1e-12).log()
 
     def _weights(self) -> list[float]:
+        sizes = self.shard_sizes()
         if self.weighting == "proportional":
-            sizes = self.shard_sizes()
             total = max(1, sum(sizes))
             return [s / total for s in sizes]
-        return [1.0 / len(self.constituents)] * len(self.constituents)
+        # uniform over the constituents that still train on some point: one whose shard a request
+        # emptied is an untrained model (a fix of ours: it kept its vote, 1/4 of a 4-shard ensemble)
+        live = sum(1 for s in sizes if s) or len(sizes)
+        return [(1.0 / live if (s or live == len(sizes)) else 0.0) for s in sizes]
