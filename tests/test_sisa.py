@@ -297,6 +297,7 @@ def test_epsilon_unlearns_sisas_own_ensemble_again_and_ulira_is_refused(workdir,
         _bench_run(workdir, methods="sisa", attacks="ulira", shadow_models=4)
 
 
+@pytest.mark.slow  # trains references and an ensemble
 def test_continual_trials_log_the_own_originals_accuracies_on_each_steps_sets(workdir):
     """seq: method_original_* were measured on request 1's sets and logged with the last request,
     beside original_* measured on the last request's (0.45 beside 0.90)."""
