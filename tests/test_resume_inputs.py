@@ -226,7 +226,7 @@ def test_a_third_party_plugins_identity_covers_its_helper_modules(tmp_path, monk
     import importlib
     import sys
 
-    from bench.run.trained_with import object_code_digest
+    from bench.run.trained_with import _package_digest, object_code_digest
 
     pkg = tmp_path / "auditplug_pkg"
     pkg.mkdir()
@@ -237,6 +237,7 @@ def test_a_third_party_plugins_identity_covers_its_helper_modules(tmp_path, monk
     try:
         before = object_code_digest(module.Attack())
         (pkg / "helper.py").write_text("VALUE = 0.7\n")
+        _package_digest.cache_clear()  # read once per process: a new bench process reads the edit
         assert object_code_digest(module.Attack()) != before and len(before) == 16
     finally:
         sys.modules.pop("auditplug_pkg", None)

@@ -90,18 +90,25 @@ def object_code_digest(obj: Any) -> str:
         return ""
     try:
         top = module.partition(".")[0]
-        if top != "bench":
-            spec = importlib.util.find_spec(top)
-            folders = list(spec.submodule_search_locations or []) if spec is not None else []
-            files = sorted(p for folder in folders for p in Path(folder).rglob("*.py"))
-            if folders and len(files) <= MAX_PACKAGE_FILES:
-                h = hashlib.sha256()
-                for path in files:
-                    h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-                return h.hexdigest()[:16]
-        return module_digest(module)[:16]
+        package = _package_digest(top) if top != "bench" else ""
+        return package or module_digest(module)[:16]
     except (ImportError, OSError, SyntaxError, ValueError):
         return ""
+
+
+@lru_cache(maxsize=None)
+def _package_digest(top: str) -> str:
+    """SHA-256 over the source files of package ``top`` (16 hex digits), once per process (every
+    trial of a plan asks); "" for a plain module or a package of more than :data:`MAX_PACKAGE_FILES`."""
+    spec = importlib.util.find_spec(top)
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    files = sorted(p for folder in folders for p in Path(folder).rglob("*.py"))
+    if not folders or len(files) > MAX_PACKAGE_FILES:
+        return ""
+    h = hashlib.sha256()
+    for path in files:
+        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
 
 
 #: the most source files of a plugin's package :func:`object_code_digest` reads (a plugin defined
