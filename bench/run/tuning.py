@@ -22,6 +22,7 @@ from typing import Any
 from bench.core.console import Printer, ProgressReporter, set_sink
 from bench.core.errors import BenchError
 from bench.core.fs import check_writable_file
+from bench.core.keys import Tag
 from bench.core.options import RunOptions
 from bench.core.plugins import get_registry, plugin_versions
 from bench.core.space import to_tune
@@ -158,6 +159,9 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
     try:
         started_ray = start_ray(opts.ray_address, verbose, say)
         payload, _, _ = prepare_references(plan, versions, say)
+        if payload.warnings:  # kept with the search, as bench run keeps them (a recipe that does not match --original)
+            with tracking.recording("recording the warnings in the MLflow store"):
+                client.set_tag(parent, Tag.WARNINGS, "\n".join(payload.warnings)[:4900])
         if payload.failures:  # the one group's reference (or the method's own original) did not train
             text = next(iter(payload.failures.values()))
             with tracking.recording("recording the failure in the MLflow store"):
