@@ -374,16 +374,19 @@ def test_tune_takes_the_files_one_seed_and_names_the_keys_it_leaves_out(tmp_path
     seen = {}
 
     def fake(opts, method, objective, num_samples, scheduler, seed, output, console, **kw):
-        seen.update(seeds=opts.seeds, seed=seed)
+        seen.update(seeds=opts.seeds, seed=seed, params=opts.params)
         return 0
 
     monkeypatch.setattr(tuning, "tune_method", fake)
-    (tmp_path / "exp.toml").write_text('seeds = [3]\nmethods = "ft"\nexecutor = "local"\n')
+    # the file's [params.ft] goes with ft (it was refused: "not selected", with no --methods to select it)
+    (tmp_path / "exp.toml").write_text('seeds = [3]\nmethods = "ft"\nexecutor = "local"\n[params.ft]\nlr = 0.1\n'
+                                       '[params.ga]\nepochs = 2\n')
     proc = invoke_bench("tune", "-m", "ga", "-c", str(tmp_path / "exp.toml"), cwd=tmp_path)
-    assert proc.returncode == 0 and seen == {"seeds": [3], "seed": 3}, (proc.stdout, proc.stderr, seen)
+    assert proc.returncode == 0 and seen == {"seeds": [3], "seed": 3, "params": {"ga": {"epochs": 2}}}, (
+        proc.stdout, proc.stderr, seen)
     assert "note: bench tune leaves out the experiment file's executor, methods" in proc.stdout
     proc = invoke_bench("tune", "-m", "ga", "--seed", "5", "-c", str(tmp_path / "exp.toml"), cwd=tmp_path)
-    assert proc.returncode == 0 and seen == {"seeds": [5], "seed": 5}  # the command line wins
+    assert proc.returncode == 0 and (seen["seeds"], seen["seed"]) == ([5], 5)  # the command line wins
 
 
 def test_the_experiment_file_wins_over_an_environment_variable(tmp_path, invoke_bench):
@@ -424,3 +427,31 @@ def test_empty_tune_output_and_published_table_are_refused(tmp_path, invoke_benc
             pattern=r"Empty --output: expected a file for the best parameters")
     proc = invoke_bench("compare", "--published", "", "--tracking-uri", f"sqlite:///{tmp_path / 'none.db'}", cwd=tmp_path)
     assert proc.returncode == 2 and "Empty --published" in proc.stderr, proc.stderr
+
+
+def test_tune_space_with_a_gap_becomes_a_choice_and_refused_combinations_are_said(monkeypatch):
+    """A plugin refusing k=3 of randint(1, 6) had its whole space refused; SISA's shards x slices on
+    48 points failed 3 of 4 samples without a word before the search."""
+    from types import SimpleNamespace
+
+    import bench.run.tune_space as ts
+    from bench.core import space
+    from bench.run.validate import MethodPlan
+
+    class Gappy:
+        search_space = {"k": space.randint(1, 6), "width": space.randint(1, 4)}
+
+        def check_setting(self, params, setting):
+            if params["k"] == 3:
+                raise ValueError("k=3: not here")
+            if params["k"] * params["width"] > 12:
+                raise ValueError(f"k={params['k']} x width={params['width']}: too many")
+
+    m = MethodPlan("gappy", Gappy(), {"k": 1, "width": 1}, (), "test")
+    monkeypatch.setattr(ts, "_settings", lambda plan: [("digits", SimpleNamespace(dataset="digits", model="mlp", forget="f"))])
+    notes = []
+    domains = ts.fit_space(m, SimpleNamespace(options=SimpleNamespace(datasets=["digits"])), {},
+                           lambda text, **kw: notes.append(text))
+    assert domains["k"] == space.choice([1, 2, 4, 5]) and domains["width"] == space.randint(1, 4)
+    assert notes[0].startswith("note: gappy searches k over choice((1, 2, 4, 5),), not its declared randint(1, 6)")
+    assert "refuses combinations such as k=5, width=3" in notes[1], notes

@@ -56,6 +56,8 @@ def test_every_table_entry_is_a_field_a_toml_key_and_a_run_option():
 @pytest.mark.parametrize("args,said", [
     (["-s", "0", "-s", "1"], "given 2 times ('0', '1'); give it once (several seeds are one value: -s 0,1 or -s 0-4)"),
     (["-m", "ga", "-m", "ft"], "given 2 times ('ga', 'ft'); give it once (several methods are one value: -m ga,ft)"),
+    # a second --params replaced the first: ga ran on its defaults (avg_gap 0.262 for the tuned 0.018)
+    (["--params", "a.json", "--params", "b.json"], "given 2 times ('a.json', 'b.json'); give it once (merge the files"),
 ])
 def test_a_list_option_given_twice_is_refused(args, said, tmp_path, invoke_bench):
     """click kept the last: -s 0 -s 1 ran seed 1 only, -m ga -m ft ran ft only."""

@@ -27,13 +27,14 @@ SHARED_LAST: list[Callable] = [VERBOSE, QUIET]
 LIST_VALUED = ("methods", "seeds", "attacks")
 
 
-def _once(ctx, param, values):
+def once(ctx, param, values):
     """A single-valued option's values: None when not given, the value when given once (or twice
     alike), a usage error naming both when given with two values."""
     if not values:
         return None
     if len(set(values)) > 1:
-        hint = {"seeds": " (several seeds are one value: -s 0,1 or -s 0-4)",
+        hint = {"params_file": " (merge the files into one JSON object {\"METHOD\": {...}, ...})",
+                "seeds": " (several seeds are one value: -s 0,1 or -s 0-4)",
                 "methods": " (several methods are one value: -m ga,ft)",
                 "attacks": " (several attacks are one value: --attacks loss,lira)"}.get(param.name, "")
         raise click.BadParameter(f"given {len(values)} times ({', '.join(map(repr, values))}); give it once{hint}.")
@@ -48,7 +49,7 @@ def click_option(option: Option) -> Callable:
     elif option.flag:
         kw.update(is_flag=True, default=None)
     elif option.name in LIST_VALUED:  # given twice, refused: click kept the last (-s 0 -s 1 ran seed 1 only)
-        kw.update(multiple=True, callback=_once)
+        kw.update(multiple=True, callback=once)
     else:  # a path or a number given twice: the last wins, as in most command lines
         kw["default"] = None
     if option.choices is not None:

@@ -6,10 +6,10 @@ import sys
 
 import click
 
-from bench.cli.options import command_options, console, to_run_options
+from bench.cli.options import command_options, console, once, to_run_options
 
 # Only ``bench run`` reads a parameters file; it is no run setting (it fills ``params``).
-PARAMS_FILE = click.option("--params", "params_file", default=None, help="Method parameters from a JSON file {\"METHOD\": {...}} (e.g. from bench tune) or an MLflow run id with best_params.json; --param overrides them.")
+PARAMS_FILE = click.option("--params", "params_file", multiple=True, callback=once, help="Method parameters from a JSON file {\"METHOD\": {...}} (e.g. from bench tune) or an MLflow run id with best_params.json; --param overrides them. Once: merge two tunes' files into one (a second --params replaced the first).")
 
 
 @click.command()

@@ -32,7 +32,8 @@ def tune(method, objective, num_samples, scheduler, seed, output, **kw):
     with sigterm_handled_as_ctrl_c():  # a scheduler's kill ends the search as Ctrl-C does
         check_tunable(get_registry(), method, objective, num_samples, scheduler)
         seed = file_seed(kw, seed, method)
-        opts = to_run_options({**kw, "seeds": str(seed)})
+        # methods: the one tuned, so that an experiment file's [params.*] of its other methods go with them
+        opts = to_run_options({**kw, "seeds": str(seed), "methods": method})
         code = tune_method(opts, method, objective, num_samples, scheduler, seed, output, console(), verbose=kw["verbose"],
                            quiet=kw["quiet"])
     sys.exit(code)

@@ -4,9 +4,12 @@ method before any work, and fitted to the setting.
 Every domain's edges (and every ``choice`` value) are converted to the parameter's type and go
 through the method's ``check_params``: a space wider than the method accepts is a bug of the plugin
 and stops the command (exit 2). Then each value must fit the setting (``check_setting`` on the
-tuned dataset and model): an integer range or a choice is narrowed to the values that fit, said in
-a note (``cf-k`` samples k in 1..4, and the default MLP has 2 blocks: half of its samples failed);
-a float range whose edges do not fit stops the command.
+tuned dataset and model, the other parameters at their defaults): an integer range or a choice is
+narrowed to the values that fit, said in a note (``cf-k`` samples k in 1..4, and the default MLP has
+2 blocks: half of its samples failed; a range with a gap becomes a choice); a float range whose
+edges do not fit stops the command. Parameters that constrain each other (SISA's shards x slices)
+are checked together at the corners of the space, and a refused combination is said in a note:
+such samples still fail, each in one line before any work (``bench.run.trial``).
 """
 
 from __future__ import annotations
@@ -68,8 +71,8 @@ def fit_space(m, plan, given: dict, say: Callable[..., None]) -> dict[str, Domai
             good = [v for v in range(int(domain.args[0]), int(domain.args[1])) if fits(v)]
             if good and good == list(range(good[0], good[-1] + 1)):
                 fitted = randint(good[0], good[-1] + 1)
-            else:
-                fitted = None
+            else:  # a gap (one refused value in the middle): the values that fit, each as likely
+                fitted = choice(good) if good else None
         elif domain.kind == "choice":
             good = [v for v in domain.args[0] if fits(v)]
             fitted = choice(good) if good else None
@@ -86,7 +89,34 @@ def fit_space(m, plan, given: dict, say: Callable[..., None]) -> dict[str, Domai
             say(f"note: {m.name} searches {key} over {fitted.describe()}, not its declared {domain.describe()}: "
                 f"this setting refuses {key}={bad} ({next(iter(refusals.values())).rstrip('.')})", always=True)
         out[key] = fitted
+    _warn_corners(m, out, settings, given, say)
     return out
+
+
+def _warn_corners(m, domains: dict[str, Domain], settings, given: dict, say: Callable[..., None]) -> None:
+    """Each value was checked with the other parameters at their defaults; parameters that
+    constrain each other (SISA's shards x slices) can still refuse some combinations. The corners
+    of the space (every edge of every domain together, at most 64) are checked, and a note says
+    which combination is refused: such samples fail in one line each, before any work."""
+    import itertools
+
+    edges = {k: sorted(set(probes(d)), key=str) for k, d in domains.items()}
+    corners = list(itertools.islice(itertools.product(*edges.values()), 64))
+    if len(domains) < 2:
+        return
+    for corner in corners:
+        sample = dict(zip(edges, corner))
+        for dataset, setting in settings:
+            params = {**params_for_dataset(m, dataset, given),
+                      **{k: coerce_param(m.name, k, v, m.params[k]) for k, v in sample.items()}}
+            try:
+                _check_setting(m, params, setting)
+            except BenchError as exc:
+                shown = ", ".join(f"{k}={v}" for k, v in sample.items())
+                say(f"note: some samples of {m.name}'s search space will fail in one line each, before any work: "
+                    f"this setting refuses combinations such as {shown} ({str(exc).split(' Fix it with', 1)[0]}). "
+                    f"Fix one of them with -p to search the rest.", always=True)
+                return
 
 
 def _check_setting(m, params: dict, setting) -> None:
