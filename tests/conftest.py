@@ -4,6 +4,7 @@ Hugging Face's ``datasets`` inside mlflow or ray)."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -200,6 +201,23 @@ def _trial_runs(workdir: Path):
     mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
     df = mlflow.search_runs(experiment_names=["unlearning-bench"])
     return df[df["tags.bench.role"] == "trial"].set_index("tags.bench.method", drop=False)
+
+
+@contextlib.contextmanager
+def _plugged(plugin):
+    from bench.core.plugins import register_plugin, unregister_plugin
+
+    register_plugin(plugin)
+    try:
+        yield plugin
+    finally:
+        unregister_plugin(plugin)
+
+
+@pytest.fixture(scope="session")
+def plugged():
+    """``with plugged(plugin):`` registers ``plugin`` in process for the block (then unregisters it)."""
+    return _plugged
 
 
 @pytest.fixture(scope="session")

@@ -341,18 +341,13 @@ class _SpacedPlugin:
     ("bug", r"Method 'spaced-bug': its check_params failed with KeyError: 'momentum' at .*test_input_faults_options"
             r"\.py:\d+\. A refusal raises ValueError"),
 ])
-def test_tune_refuses_a_search_space_the_method_refuses_before_work(how, pattern, tmp_path, invoke_bench, no_ray):
+def test_tune_refuses_a_search_space_the_method_refuses_before_work(how, pattern, tmp_path, invoke_bench, no_ray,
+                                                                    plugged):
     """A space wider than the method accepts saved a best value `bench run --params` then refused; a
     float range over an integer parameter failed every sample; a check that raises KeyError printed
     a raw traceback (exit 1)."""
-    from bench.core.plugins import register_plugin, unregister_plugin
-
-    plugin = _SpacedPlugin(how)
-    register_plugin(plugin)
-    try:
+    with plugged(_SpacedPlugin(how)):
         refused(invoke_bench, tmp_path, "-m", f"spaced-{how}", "-n", "2", command="tune", pattern=pattern)
-    finally:
-        unregister_plugin(plugin)
 
 
 @pytest.mark.parametrize("text,pattern", [

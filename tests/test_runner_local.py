@@ -241,16 +241,11 @@ class _TamperPlugin:
 
 
 @pytest.mark.parametrize("via", ["add_", "data", "numpy"])
-def test_an_attack_that_changes_the_model_or_data_fails_the_trial(workdir, shared_cache, run_harness, trial_runs, via):
-    from bench.core.plugins import register_plugin, unregister_plugin
-
-    plugin = _TamperPlugin(via)
-    register_plugin(plugin)
-    try:
+def test_an_attack_that_changes_the_model_or_data_fails_the_trial(workdir, shared_cache, run_harness, trial_runs, via,
+                                                                  plugged):
+    with plugged(_TamperPlugin(via)):
         code, out = run_harness(workdir, methods="ft", attacks="tamper,loss", recipe={"epochs": 5},
                                 cache_dir=str(shared_cache))
-    finally:
-        unregister_plugin(plugin)
     assert code == 1, out
     error = trial_runs(workdir).loc["ft", "tags.bench.error"]
     what = "ctx.test_x" if via == "numpy" else "the unlearned model's net.1.weight"
@@ -461,17 +456,11 @@ class _IndexAttacks:
 
 
 @pytest.mark.slow
-def test_each_attack_gets_its_own_forget_indices(workdir, shared_cache, run_harness, trial_runs):
-    from bench.core.plugins import register_plugin, unregister_plugin
-
-    plugin = _IndexAttacks()
-    register_plugin(plugin)
+def test_each_attack_gets_its_own_forget_indices(workdir, shared_cache, run_harness, trial_runs, plugged):
     _IndexAttacks.seen.clear()
-    try:
+    with plugged(_IndexAttacks()):
         code, out = run_harness(workdir, methods="ft", attacks="writes-indices,reads-indices", recipe={"epochs": 5},
                                 cache_dir=str(shared_cache))
-    finally:
-        unregister_plugin(plugin)
     assert code == 0, out
     text = mlflow.artifacts.load_text(f"runs:/{trial_runs(workdir).loc['ft', 'run_id']}/forget_indices.txt")
     indices = [int(line) for line in text.splitlines() if line and not line.startswith("#")]
@@ -511,18 +500,12 @@ class _OddPlugin:
     ("odd", "raise", "Attack 'odd' failed: ValueError: no threshold"),
 ])
 def test_an_attacks_faulty_report_fails_its_trial_naming_it(workdir, shared_cache, run_harness, trial_runs, name, how,
-                                                             said):
+                                                             said, plugged):
     """An attack named `retain` reporting `acc` replaced the harness's retain_acc (0.123 recorded,
     exit 0); a NaN was recorded as a result; a name MLflow refuses failed every trial's write and
     blamed the store; a raise or a list was reported without the attack's name."""
-    from bench.core.plugins import register_plugin, unregister_plugin
-
-    plugin = _OddPlugin(Odd(name, how))
-    register_plugin(plugin)
-    try:
+    with plugged(_OddPlugin(Odd(name, how))):
         code, out = run_harness(workdir, methods="ft", attacks=name, recipe={"epochs": 5}, cache_dir=str(shared_cache))
-    finally:
-        unregister_plugin(plugin)
     assert code == 1 and "store" not in out.split("FAILED", 1)[-1].split("\n")[0], out
     kids = trial_runs(workdir)
     assert kids.loc["ft", "status"] == "FAILED" and said in kids.loc["ft", "tags.bench.error"], kids.loc["ft", "tags.bench.error"]
