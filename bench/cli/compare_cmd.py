@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from bench.cli.options import not_empty
 from bench.core.keys import DEFAULT_EXPERIMENT, Tag
 
 #: Formats ``--plot`` writes, by its extension (matplotlib's, less pgf, which needs LaTeX, and raw
@@ -92,11 +93,7 @@ def compare(experiment, tracking_uri, run_ref, fmt, objective, maximize, plot_pa
     if plot_path is not None and not no_plot:
         plot_path = plot_file(plot_path)
     table = None
-    if published_name is not None and not published_name.strip():
-        from bench.core.errors import BenchError
-
-        raise BenchError("Empty --published: expected the name of a published table (bench compare --help lists "
-                         "them); drop it if you meant none.")
+    not_empty("--published", published_name, "the name of a published table (bench compare --help lists them)")
     if published_name:
         from bench.track.compare import published
 

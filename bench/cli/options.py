@@ -104,7 +104,7 @@ def to_run_options(kw: dict, params_file: str | None = None):
     from bench.core.options import OPTION_BY_NAME
 
     params: dict[str, dict] = {}
-    _not_empty("--params", params_file, "a JSON file or the run id of a `bench tune` run")
+    not_empty("--params", params_file, "a JSON file or the run id of a `bench tune` run")
     toml = load_toml(experiment_file(kw)) if experiment_file(kw) else None
     if params_file:
         from bench.run.tuning import load_params
@@ -155,7 +155,7 @@ def _from_environment(name: str) -> bool:
     return ctx is not None and ctx.get_parameter_source(name) == ParameterSource.ENVIRONMENT
 
 
-def _not_empty(flag: str, value: str | None, expected: str) -> None:
+def not_empty(flag: str, value: str | None, expected: str) -> None:
     """An option given as '' (an unset shell variable) is refused: it was read as not given."""
     from bench.core.errors import BenchError
 
@@ -169,8 +169,8 @@ def experiment_file(kw: dict) -> str | None:
     from bench.core.presets import PREFIX
 
     config, preset = kw.get("config"), kw.get("preset")
-    _not_empty("--config", config, "an experiment file (TOML) or preset:NAME")
-    _not_empty("--preset", preset, "the name of a preset (bench presets lists them)")
+    not_empty("--config", config, "an experiment file (TOML) or preset:NAME")
+    not_empty("--preset", preset, "the name of a preset (bench presets lists them)")
     if config and preset:
         raise BenchError(f"Give --preset {preset} or --config {config}, not both: a preset is an experiment file. "
                          f"Override its keys on the command line, or copy it (`bench presets {preset} --toml > my.toml`) "
