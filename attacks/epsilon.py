@@ -152,6 +152,8 @@ class EpsilonScore:
     name = "epsilon"
     description = "NeurIPS'23 unlearning-challenge forgetting quality: N unlearned vs N retrained models (N = --shadow-models)."
     needs = frozenset({"retrain_shadows", "unlearn"})
+    #: N >= 3 models per side (the challenge's bucket rule); --shadow-models is even, so 4.
+    min_shadow_models = 4
 
     def evaluate(self, model, ctx) -> dict[str, float]:
         from bench.core.errors import BenchError

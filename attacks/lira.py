@@ -11,7 +11,9 @@ horizontal-flip query augmentation does not fit digits or tabular data).
 - ``lira`` (Carlini et al., "Membership Inference Attacks From First Principles", S&P 2022;
   ``tensorflow/privacy`` ``research/mi_lira_2021``): signal phi = log p_y - log sum_{c!=y} p_c
   (``score.py``). Per target, Gaussians fitted to the IN and OUT shadows' phi (mean = median, as
-  ``plot.py``); score = log N(phi_obs; IN) - log N(phi_obs; OUT) (online). Below 64 shadow
+  ``plot.py``); score = log N(phi_obs; IN) - log N(phi_obs; OUT) (online). phi is exact
+  (``signals.logit_conf``); ``score.py`` adds 1e-45 inside both logs, which caps phi at about 103.6
+  (a choice; equal below that margin). Below 64 shadow
   models the variance is fixed, as the paper advises: one std shared by every target example of
   the three sets (forget, retain, test) and both Gaussians (the pooled spread of the shadows'
   scores around their per-example medians; ``plot.py``'s ``fix_variance`` also shares one std over
@@ -20,7 +22,7 @@ horizontal-flip query augmentation does not fit digits or tabular data).
   example is fitted on all its IN/OUT shadows; ``plot.py`` keeps the smallest count of any example
   for every example (rectangular arrays), which differs where a pool point has fewer (an odd pool:
   each complementary pair leaves one point out); equal otherwise (``benchmarks/upstream_lira.py``).
-- ``lira_offline``: OUT shadows only. Main score is the paper's one-sided test
+- ``lira_offline`` (needs 4 shadow models: with 2, sigma_out is 0): OUT shadows only. Main score is the paper's one-sided test
   log Phi((phi_obs - mu_out) / sigma_out); ``nll_*`` metrics use ``plot.py``'s
   -log N(phi_obs; mu_out, sigma_out^2).
 - ``ulira`` (Hayes et al., "Inexact Unlearning Needs More Careful Evaluations to Avoid a False
@@ -30,7 +32,10 @@ horizontal-flip query augmentation does not fit digits or tabular data).
   one phi of the shadows that did not (retrain-equivalent); score = log-likelihood ratio of the
   two Gaussians (fixed variance as above). Members = the trial's unlearned model on D_f;
   non-members = the never-seen shadows on the same points, each scored leave-one-out (Gaussians
-  refitted without that shadow, as ``plot.py`` uses shadows in turn as targets). AUC 0.5 means the
+  refitted without that shadow, as ``plot.py`` uses shadows in turn as targets); each member's
+  never-seen Gaussian leaves one seeded never-seen shadow out too, so both sides are scored
+  against fits of the same size (a fit over one model more put exact unlearning at AUC 0.45 with 4
+  shadows: fixed 2026-12-06). Needs 4 shadow models (``min_shadow_models``). AUC 0.5 means the
   unlearned model is indistinguishable from retraining on these points. No official code exists;
   this is our reading of section 4 of the paper. Cost: one unlearning run per shadow model.
 - ``rmia`` (Zarifzadeh et al., "Low-Cost High-Power Membership Inference Attacks", ICML 2024;
@@ -40,7 +45,8 @@ horizontal-flip query augmentation does not fit digits or tabular data).
   population Z is a seeded half of D_t (non-members of the target); the other half are the
   non-member targets. ``a`` is chosen on the grid 0, 0.1, ..., 1 by the AUC of attacking shadow 0
   with the shadows outside its pair as references, on a seeded 500 + 500 of its members and
-  non-members, and logged as ``a`` (a choice: ``tune_offline_a`` uses one reference pair and every
+  non-members, and logged as ``a``; with fewer than 4 shadows there is none outside pair 0 and
+  ``a`` = 0.5 untuned (a choice: ``tune_offline_a`` uses one reference pair and every
   point). Run beside ml_privacy_meter (e384af8) by ``benchmarks/upstream_rmia.py``: equal on the
   same arrays (docs/reference-code.md); the population inside the shadows' pool (the reference's lies
   outside every model) and the odd pool's extra OUT shadow are choices.
@@ -115,6 +121,20 @@ def pooled_sd(values: np.ndarray, *masks: np.ndarray) -> float:
     return float(np.sqrt(np.mean(r**2))) if r.size else 1.0
 
 
+def leave_one_out(mask: np.ndarray, rng) -> np.ndarray:
+    """``mask`` [M, n] less one True row per column, drawn uniformly with ``rng`` (columns with
+    none stay empty): the fit of each column then has as many models as a leave-one-out fit."""
+    out = mask.copy()
+    counts = mask.sum(0)
+    cols = np.flatnonzero(counts)
+    if cols.size:
+        pick = (rng.random(cols.size) * counts[cols]).astype(np.int64)  # the pick-th True row
+        rank = np.cumsum(mask[:, cols], axis=0) - 1
+        rows = np.argmax((rank == pick[None, :]) & mask[:, cols], axis=0)
+        out[rows, cols] = False
+    return out
+
+
 def log_normal(x, mu, sd) -> np.ndarray:
     return -0.5 * ((x - mu) / sd) ** 2 - np.log(sd) - 0.5 * np.log(2 * np.pi)
 
@@ -127,6 +147,8 @@ class LiRA:
     def __init__(self, offline: bool = False, fixed_variance: bool | None = None) -> None:
         self.offline = offline
         self.fixed_variance = fixed_variance
+        #: One OUT shadow per point (2 models) has no spread to fit: sigma_out would be 0.
+        self.min_shadow_models = 4 if offline else 2
         self.name = "lira_offline" if offline else "lira"
         self.description = ("LiRA offline (Carlini et al. S&P'22): OUT shadow models only, forget vs test."
                             if offline else "LiRA online (Carlini et al. S&P'22): IN/OUT shadow models, forget vs test.")
@@ -169,7 +191,7 @@ class LiRA:
     def evaluate(self, model, ctx) -> dict[str, float]:
         from bench.eval import scoring
 
-        shadows = _need_shadows(self.name, ctx)
+        shadows = _need_shadows(self.name, ctx, self.min_shadow_models)
         fixed = len(shadows) < FIXED_VARIANCE_BELOW if self.fixed_variance is None else self.fixed_variance
         f_pos, r_pos, t_pos = target_positions(ctx, shadows)
         models = shadows.models(ctx.device)
@@ -195,12 +217,14 @@ class ULiRA:
     name = "ulira"
     description = "U-LiRA (Hayes et al. 2024): shadow models unlearned with the same method vs never-seen, on D_f."
     needs = frozenset({"shadows", "unlearn"})
+    #: With 2 models each point has one never-seen shadow, none left for a leave-one-out fit.
+    min_shadow_models = 4
 
     def evaluate(self, model, ctx) -> dict[str, float]:
         from bench.eval import scoring
         from bench.core.errors import BenchError
 
-        shadows = _need_shadows(self.name, ctx)
+        shadows = _need_shadows(self.name, ctx, self.min_shadow_models)
         if ctx.unlearn is None:
             raise BenchError("Attack 'ulira' runs the trial's method on its shadow models: the AttackContext has no unlearn().")
         f_pos, _, _ = target_positions(ctx, shadows)
@@ -220,7 +244,10 @@ class ULiRA:
         both = np.where(has_u, np.nan_to_num(unlearned_phi), seen_phi)  # unlearned where x in D_m, else never seen
         shared = pooled_sd(both, has_u, ~keep)
         mu_u, sd_u = gaussian_fit(both, has_u, shared)
-        mu_n, sd_n = gaussian_fit(seen_phi, ~keep, shared)
+        # members against the never-seen shadows less one, as each non-member below is scored
+        # against the others (leave-one-out): a fit over one shadow more put retrained-like
+        # members below the non-members (AUC 0.45 at 4 shadows for perfect unlearning, not 0.5)
+        mu_n, sd_n = gaussian_fit(seen_phi, leave_one_out(~keep, np.random.default_rng(ctx.seed)), shared)
         obs = signals.logit_conf(signals.logits_of(model, ctx.forget_x), ctx.forget_y)
         members = log_normal(obs, mu_u, sd_u) - log_normal(obs, mu_n, sd_n)
         nonmembers = []

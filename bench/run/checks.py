@@ -292,3 +292,23 @@ def check_attacks_fit(methods: list, forgets: list, attacks: dict) -> None:
                              f"the continual request {seq[0]} unlearns them in a sequence: its figure would compare "
                              f"the two. Leave {name} out of a run with seq: requests (the other attacks run on the "
                              "final model).")
+
+
+def check_shadow_models(registry, attacks, count) -> None:
+    """``--shadow-models``: even and >= 2, and at least each chosen attack's ``min_shadow_models``
+    (an optional attribute, default 2), here rather than after the references, shadows and
+    methods ran (epsilon with 2 failed every trial at its end)."""
+    if isinstance(count, bool) or not isinstance(count, int) or count < 2 or count % 2:
+        raise BenchError(f"--shadow-models must be an even integer >= 2 (got {count!r}): shadow models "
+                         "are trained in complementary pairs (e.g. --shadow-models 8).")
+    if not attacks:
+        return
+    for name in registry.resolve("attack", attacks):
+        need = getattr(registry.get("attack", name), "min_shadow_models", 2)
+        if isinstance(need, bool) or not isinstance(need, int) or need < 2:
+            raise BenchError(f"Attack '{name}' declares min_shadow_models={need!r}: expected an integer >= 2 (a bug "
+                             f"in its plugin, {registry.entry('attack', name).origin}).")
+        if count < need:
+            raise BenchError(f"--shadow-models {count} is too few for attack '{name}': it needs at least {need} "
+                             f"shadow models (its min_shadow_models). Raise --shadow-models to {need + need % 2} or more, "
+                             f"or drop '{name}' from --attacks.")

@@ -38,6 +38,7 @@ from bench.run.checks import (
     check_gpus,
     check_name,
     check_resources,
+    check_shadow_models,
     check_trial_timeout,
 )
 from bench.track.store import resolve_tracking_uri
@@ -251,9 +252,7 @@ def validate_options(registry: Registry, opts: RunOptions) -> tuple[list[MethodP
             check_params(m.name, m.obj, params_for_dataset(m, spec, opts.params.get(m.name, {})))
     if opts.attacks:
         registry.resolve("attack", opts.attacks)
-    if isinstance(opts.shadow_models, bool) or not isinstance(opts.shadow_models, int) or opts.shadow_models < 2 or opts.shadow_models % 2:
-        raise BenchError(f"--shadow-models must be an even integer >= 2 (got {opts.shadow_models!r}): shadow models "
-                         "are trained in complementary pairs (e.g. --shadow-models 8).")
+    check_shadow_models(registry, opts.attacks, opts.shadow_models)
     resolve_originals(opts)
     forgets = [parse_forget(f) for f in opts.forgets]
     if len(set(opts.forgets)) != len(opts.forgets):

@@ -24,7 +24,7 @@ from bench.testing.base import (
     _seed_globals,
     _state,
 )
-from bench.testing.toy import ToySetting, toy_attack_extras, toy_setting
+from bench.testing.toy import TOY_SHADOWS, ToySetting, toy_attack_extras, toy_setting
 
 TOY_ATTACK_FORGET = 50  # random training points treated as the forget set of the attack context
 
@@ -55,9 +55,14 @@ def _evaluate(attack, model, ctx, global_seed: int) -> Any:
 
 @_check("attack")
 def check_attack_attributes(attack) -> None:
-    """The registry accepts it, it has a description and it survives pickling."""
+    """The registry accepts it, it has a description, it survives pickling, and an optional
+    ``min_shadow_models`` is an integer from 2 to the toy context's shadow count (4)."""
     _registers("attack", attack)
     _picklable(attack, "attack")
+    need = getattr(attack, "min_shadow_models", 2)
+    if isinstance(need, bool) or not isinstance(need, int) or not 2 <= need <= TOY_SHADOWS:
+        _fail(f"min_shadow_models={need!r}: expected an integer from 2 to {TOY_SHADOWS} (bench run refuses "
+              f"--shadow-models below it; the kit's toy context has {TOY_SHADOWS} shadow models).")
 
 
 @_check("attack")
