@@ -10,8 +10,10 @@ from click.core import ParameterSource
 from bench.core.keys import DEFAULT_EXPERIMENT
 
 
-class _Stop(Exception):
-    """SIGTERM or SIGHUP: stop like Ctrl-C."""
+class _Stop(BaseException):
+    """SIGTERM or SIGHUP: stop like Ctrl-C. A BaseException, as KeyboardInterrupt is: the signal
+    can land inside MLflow code that catches Exception and wraps it (a traceback and exit 1 when
+    SIGTERM came within half a second of "ready")."""
 
 
 def _raise_stop(signum, frame):
