@@ -1,10 +1,12 @@
 """``imagefolder:PATH``: images in one folder per class, read by ``torchvision.datasets.ImageFolder``.
 
 Spec: ``imagefolder:PATH[,size=32][,channels=3][,test=0.2][,seed=0]``. Layout either
-``PATH/train/<class>/*.png`` and ``PATH/test/<class>/*.png`` (both with the same class folders),
-or ``PATH/<class>/*.png``, split here: stratified, ``test`` of the images, seeded by ``seed``.
-Any format PIL reads (png, jpg, bmp, ...). Class indices follow the sorted folder names
-(ImageFolder's ``class_to_idx``). Images are converted to RGB (``channels=3``) or grayscale
+``PATH/train/<class>/*.png`` and ``PATH/test/<class>/*.png`` (both with the same class folders;
+``val/``, ``valid/`` or ``validation/`` serve as the held-out split when there is no ``test/``;
+any case), or ``PATH/<class>/*.png``, split here: stratified, ``test`` of the images, seeded by
+``seed``; split-named folders in any other arrangement are refused. Any format PIL reads (png,
+jpg, bmp, ...), found anywhere under a class folder (ImageFolder walks sub-folders). Class indices
+follow the folder names sorted as text (ImageFolder's ``class_to_idx``: ``10`` before ``2``). Images are converted to RGB (``channels=3``) or grayscale
 (``channels=1``), resized to ``size`` x ``size`` when ``size`` is given (bilinear; without it
 every image must have the size of the first one), scaled to [0, 1] and normalised per channel
 with the training split's mean and standard deviation; ``info["input_bounds"]`` is the image of
@@ -44,13 +46,15 @@ class ImageFolderDataset:
 
         from bench.core.contracts import Splits
 
-        if (base / "train").is_dir() and (base / "test").is_dir():
-            (train_x, train_y), classes = _read(base / "train", opts)
-            (test_x, test_y), test_classes = _read(base / "test", opts)
+        pair = split_folders(base)
+        if pair is not None:
+            train_dir, test_dir = pair
+            (train_x, train_y), classes = _read(train_dir, opts)
+            (test_x, test_y), test_classes = _read(test_dir, opts)
             if test_classes != classes:
-                raise BenchError(f"Dataset 'imagefolder': {base}/train and {base}/test have different class folders "
+                raise BenchError(f"Dataset 'imagefolder': {train_dir} and {test_dir} have different class folders "
                                  f"({classes} vs {test_classes}); both need the same ones.")
-            split = "train/ and test/ folders"
+            split = f"{train_dir.name}/ and {test_dir.name}/ folders"
         else:
             (x, y), classes = _read(base, opts)
             tr, te = stratified_split(y.numpy(), opts["test"], opts["seed"], "imagefolder")
@@ -74,6 +78,34 @@ class ImageFolderDataset:
                   "mean": [round(v, 6) for v in mean], "std": [round(v, 6) for v in std],
                   "input_bounds": channel_bounds(mean, std), **{k: opts[k] for k in ("size", "channels")}},
         )
+
+
+#: Folder names that mark a split, not a class (any case); the held-out one: test, else the first of the others.
+TRAIN_NAMES = ("train", "training")
+HELD_OUT_NAMES = ("test", "testing", "val", "valid", "validation")
+
+
+def split_folders(base: Path) -> tuple[Path, Path] | None:
+    """(train folder, held-out folder) when ``base`` holds split folders (``train/`` with ``test/``,
+    or with ``val/``, ``valid/``, ``validation/`` when there is no ``test/``; any case); None for
+    one folder per class. Split-named folders that do not make such a pair are refused: read as
+    classes they made a 2-class dataset of the splits (``train/`` + ``val/``: exit 0, wrong task)."""
+    subdirs = {d.name.lower(): d for d in base.iterdir() if d.is_dir() and not d.name.startswith(".")}
+    trains = [subdirs[n] for n in TRAIN_NAMES if n in subdirs]
+    held = [subdirs[n] for n in HELD_OUT_NAMES if n in subdirs]
+    if not trains and not held:
+        return None
+    named = ", ".join(sorted(f"{d.name}/" for d in trains + held))
+    if len(trains) == 1 and held:
+        others = sorted(d.name for k, d in subdirs.items() if k not in TRAIN_NAMES + HELD_OUT_NAMES)
+        if others:
+            raise BenchError(f"Dataset 'imagefolder': {base} holds split folders ({named}) and other folders "
+                             f"({', '.join(others)}); expected either split folders, each with one sub-folder per "
+                             f"class, or one folder per class.")
+        return trains[0], held[0]
+    raise BenchError(f"Dataset 'imagefolder': {base} holds {named}, which name splits, not classes; expected "
+                     f"train/ with test/ (or val/) beside it, each with one sub-folder per class, or one folder per "
+                     f"class. Point imagefolder: at the folder that holds both splits, or rename the folder.")
 
 
 def _read(folder: Path, opts: dict):
@@ -101,7 +133,7 @@ def _read(folder: Path, opts: dict):
                 if size:
                     img = img.resize((size, size), Image.BILINEAR)
                 arr = np.asarray(img, dtype=np.uint8)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:  # the bomb guard: not an OSError
             raise BenchError(f"Dataset 'imagefolder': cannot read image {path} ({type(exc).__name__}: {exc}).") from None
         arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
         if shape is None:

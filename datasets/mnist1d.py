@@ -30,6 +30,8 @@ class MNIST1D:
         opts = parse_options(self.name, arg, DEFAULTS, example="mnist1d:n=5000,seed=42")
         if opts["n"] < 100:
             raise BenchError(f"Bad mnist1d option n={opts['n']}: need at least 100 samples (10 per class).")
+        if not 0 <= opts["seed"] < 2**32:  # NumPy's legacy seeding, which the package uses
+            raise BenchError(f"Bad mnist1d option seed={opts['seed']}: expected an integer in [0, 2**32), e.g. mnist1d:seed=42.")
         import numpy as np
         import torch
 

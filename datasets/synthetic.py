@@ -27,6 +27,9 @@ def parse_options(arg: str | None) -> dict:
             opts[key] = int(value)
         except ValueError:
             raise BenchError(f"Bad synthetic option '{part}': {key} must be an integer.") from None
+    if opts["clusters"] < 1 or not 0 <= opts["seed"] < 2**32 or (opts["informative"] is not None and opts["informative"] < 1):
+        raise BenchError(f"Bad synthetic options {arg!r}: need clusters >= 1, informative >= 1 and seed in "
+                         f"[0, 2**32) (scikit-learn's random_state), e.g. synthetic:clusters=2,seed=1.")
     informative = opts["informative"] or max(2, min(opts["features"], opts["features"] // 2))
     opts["informative"] = informative
     if opts["classes"] < 2 or opts["features"] < 2 or opts["n"] < 10 * opts["classes"]:

@@ -100,13 +100,20 @@ class BinaryNpz:
         if x.ndim != 2 or x.shape[1] != self.num_features or len(x) != len(y):
             raise BenchError(f"{where}: features have shape {x.shape} for {len(y)} labels; expected "
                              f"(N, {self.num_features}) with one label per row.")
-        if not np.issubdtype(x.dtype, np.number) or not np.all((x == 0) | (x == 1)):
+        if x.dtype != np.bool_ and not np.issubdtype(x.dtype, np.number):  # bool 0/1 features are binary too
+            raise BenchError(f"{where}: features must be binary (0/1) numbers or booleans; the array holds {x.dtype}.")
+        if not np.all((x == 0) | (x == 1)):
             raise BenchError(f"{where}: features must be binary (0/1); found other values.")
         given = [k for k in ("train_idx", "test_idx") if k in arrays]
         if len(given) == 1:  # the paper split in its place would not be the split the file names
             raise BenchError(f"{where}: the file holds {given[0]} but not {'test_idx' if given[0] == 'train_idx' else 'train_idx'}; "
                              "give both (disjoint row indices) or neither (the PRUNE paper's split).")
         if given:
+            kinds = {k: np.asarray(arrays[k]).dtype for k in ("train_idx", "test_idx")}
+            floats = [f"{k} ({d})" for k, d in kinds.items() if d == np.bool_ or not np.issubdtype(d, np.integer)]
+            if floats:  # cast to int64 they were cut (3.7 -> row 3) without a word
+                raise BenchError(f"{where}: {', '.join(floats)} must hold integer row indices; save them as an "
+                                 "integer array (e.g. np.int64).")
             tr, te = (np.asarray(arrays[k], np.int64) for k in ("train_idx", "test_idx"))
             if tr.ndim != 1 or te.ndim != 1 or min(tr.min(initial=0), te.min(initial=0)) < 0 or \
                     max(tr.max(initial=0), te.max(initial=0)) >= len(y) or np.intersect1d(tr, te).size:
@@ -230,7 +237,7 @@ def _read_csv(path: Path):
     import csv
 
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a BOM is not part of the first header
             sample = f.read(65536)
             f.seek(0)
             try:

@@ -4,7 +4,8 @@
 Sources: MNIST (LeCun et al. 1998), Fashion-MNIST (Xiao et al. 2017, arXiv:1708.07747),
 Kuzushiji-MNIST (Clanuwat et al. 2018, arXiv:1812.01718), CIFAR-10/100 (Krizhevsky 2009),
 SVHN cropped digits (Netzer et al., NIPS DL workshop 2011). Files are read by
-``torchvision.datasets.MNIST/FashionMNIST/KMNIST/CIFAR10/CIFAR100/SVHN`` from the data
+``torchvision.datasets.CIFAR10/CIFAR100/SVHN``, and the MNIST family's raw IDX files by
+``datasets/idx.py`` (an older torchvision's ``processed/*.pt`` beside them is ignored), from the data
 directory (``--data-dir``, default ``~/.local/share/unlearning-bench/data``), in torchvision's
 own layout, and nothing is downloaded unless ``--download`` is given (then torchvision
 downloads and verifies them). torchvision verifies the md5 of every CIFAR batch and meta file
@@ -171,12 +172,19 @@ class TorchvisionImages:
                 self._unpack_archives(root)
             self._check_files(root)
         out = []
+        family = self.family()
+        if family == "MNIST" and download:  # torchvision downloads, verifies and unpacks the archives
+            for train in (True, False):
+                self._open(root, train, download)
+            self._check_files(root)
         for train in (True, False):
+            if family == "MNIST":  # the raw IDX files, never an older torchvision's processed/*.pt (datasets/idx.py)
+                x, y = self._read_idx(root, train)
+                self._validate(x, y, "train" if train else "test", root)
+                out += [x, y]
+                continue
             ds = self._open(root, train, download)
-            family = self.family()
-            if family == "MNIST":
-                x, y = ds.data.unsqueeze(1), ds.targets.long()
-            elif family == "CIFAR10":
+            if family == "CIFAR10":
                 x = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))
                 y = torch.as_tensor(ds.targets, dtype=torch.long)
             else:
@@ -184,6 +192,16 @@ class TorchvisionImages:
             self._validate(x, y, "train" if train else "test", root)
             out += [x, y]
         return out
+
+    def _read_idx(self, root: str, train: bool):
+        """(images (N, 1, 28, 28) uint8, labels int64) of one split from its raw IDX files."""
+        from .idx import read_idx
+
+        prefix = "train" if train else "t10k"
+        files = {p.name: p for p, _ in self.expected_files(root)}
+        x = read_idx(files[f"{prefix}-images-idx3-ubyte"], "images", self.name)
+        y = read_idx(files[f"{prefix}-labels-idx1-ubyte"], "labels", self.name)
+        return x.unsqueeze(1), y
 
     def _validate(self, x, y, part: str, root: str) -> None:
         if tuple(x.shape[1:]) != self.input_shape or len(x) != len(y) or len(y) == 0:

@@ -52,7 +52,7 @@ def denormalised(splits, part="train"):
 
 
 @pytest.mark.parametrize("name, cls", [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST"), ("kmnist", "KMNIST")])
-def test_mnist_family_idx_files_load_through_torchvision(tmp_path, name, cls, fx):
+def test_mnist_family_idx_files_load_as_torchvision_reads_them(tmp_path, name, cls, fx):
     fx.write_mnist(tmp_path, cls, n_train=50, n_test=20)
     s = VISION[name].load(str(tmp_path), False)
     ref = getattr(tvd, cls)(str(tmp_path), train=True)  # torchvision itself, on the same files
@@ -124,7 +124,16 @@ def test_malformed_files_give_clear_errors(tmp_path, fx):
     raw = tmp_path / "MNIST" / "raw"
     fx.write_mnist(tmp_path, "MNIST", n_train=20, n_test=10)
     (raw / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x00\x00garbage")
-    with pytest.raises(BenchError, match=r"could not read the files under .*Expected MNIST files"):
+    with pytest.raises(BenchError, match=r"train-images-idx3-ubyte is 11 bytes, shorter than an IDX images header"):
+        VISION["mnist"].load(str(tmp_path), False)
+    (raw / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x01" + bytes(12))  # a labels file's magic
+    with pytest.raises(BenchError, match=r"train-images-idx3-ubyte starts with magic number 0x00000801; an IDX "
+                                         r"images file starts with 0x00000803"):
+        VISION["mnist"].load(str(tmp_path), False)
+    fx.write_mnist(tmp_path, "MNIST", n_train=20, n_test=10)
+    (raw / "t10k-labels-idx1-ubyte").write_bytes((raw / "t10k-labels-idx1-ubyte").read_bytes()[:-3])
+    with pytest.raises(BenchError, match=r"t10k-labels-idx1-ubyte declares 10 bytes of labels after its header but "
+                                         r"holds 7: cut short"):
         VISION["mnist"].load(str(tmp_path), False)
     # MNIST: images and labels disagree in count
     fx.write_mnist(tmp_path, "MNIST", n_train=20, n_test=10)

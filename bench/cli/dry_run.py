@@ -134,7 +134,12 @@ def dry_run(opts, preset=None, echo=click.echo) -> int:
                 sizes = sorted({len(f.select(train_y, splits.num_classes, opts.forget_seed if opts.forget_seed is not None else s,
                                              train_sha256=digest)) for s in opts.seeds})
                 forget_sizes[f.text] = sizes[-1]
-                echo(f"  forget {f.text}: {'/'.join(map(str, sizes))} of {len(train_y):,} training points")
+                names = splits.info.get("classes") if isinstance(splits.info, dict) else None
+                label = f.label if f.kind == "class" else None
+                named = (f" (class {label} is '{names[label]}'; classes are numbered in the order "
+                         f"{', '.join(map(str, names[:4]))}{', ...' if len(names) > 4 else ''})"
+                         if isinstance(names, list) and label is not None and 0 <= label < len(names) else "")
+                echo(f"  forget {f.text}: {'/'.join(map(str, sizes))} of {len(train_y):,} training points{named}")
         for m in methods:
             params = params_for_dataset(m, dspec, opts.params.get(m.name, {}))
             shown = ", ".join(f"{k}={v}" for k, v in params.items()) or "(no parameters)"

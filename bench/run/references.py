@@ -208,3 +208,23 @@ def warn_recipe_mismatch(plan, payload, say: Callable[..., None]) -> list[str]:
         out.append(line)
         say(line, always=True)
     return out
+
+
+def warn_untestable_classes(plan, payload, say: Callable[..., None]) -> list[str]:
+    """A class request whose class has no point in the test split: ``test_forget_class_acc`` is NaN
+    there (nothing to measure); said and recorded rather than left as an unexplained NaN."""
+    out, seen = [], set()
+    for g in plan.groups:
+        if g.gid not in payload.groups:
+            continue
+        test_y = plan.splits[g.dataset].test_y
+        for step in payload.groups[g.gid].steps:
+            c = step.forget_class
+            if c is None or (g.dataset, c) in seen or bool((test_y == c).any()):
+                continue
+            seen.add((g.dataset, c))
+            line = (f"warning: the test split of {g.dataset} has no point of class {c} (forget {g.forget.text}): "
+                    f"test_forget_class_acc is NaN there, not measured; forget_acc measures the forgotten training points.")
+            out.append(line)
+            say(line, always=True)
+    return out

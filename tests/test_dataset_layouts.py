@@ -1,0 +1,133 @@
+"""Dataset files that loaded as something else with exit 0, or failed with an unclear line: image
+folders split as train/ + val/, numeric class folders, an older torchvision's MNIST processed/*.pt
+beside the raw files, IDX headers, .npz index and feature dtypes, a CSV with a byte-order mark,
+generator options, and a class request the test split cannot measure."""
+
+from __future__ import annotations
+
+import shutil
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from bench.core.errors import BenchError
+from bench.datasets.imagefolder import ImageFolderDataset
+from bench.datasets.tabular import CSVDataset, builtin_tabular_datasets
+from bench.datasets.vision import builtin_vision_datasets
+
+VISION = {d.name: d for d in builtin_vision_datasets()}
+TABULAR = {d.name: d for d in builtin_tabular_datasets()}
+
+
+def _load(path, arg=""):
+    return ImageFolderDataset().load(str(path.parent), False, f"{path}{arg}")
+
+
+@pytest.mark.parametrize("names", [("train", "val"), ("Train", "Test"), ("training", "validation"), ("train", "valid")])
+def test_imagefolder_reads_train_and_a_held_out_folder_as_splits(tmp_path, data_files, names):
+    # train/ + val/ was read as one folder per class: a 2-class dataset of the splits, exit 0
+    root = data_files.write_image_folder(tmp_path / "imgs", num_classes=3, per_class=4, size=8, split=True)
+    for old, new in zip(("train", "test"), names, strict=True):
+        if old != new:
+            (root / old).rename(root / new)
+    s = _load(root)
+    assert s.num_classes == 3 and s.info["classes"] == ["class_0", "class_1", "class_2"], s.info
+    assert len(s.train_y) == 12 and len(s.test_y) == 6 and s.info["split"] == f"{names[0]}/ and {names[1]}/ folders"
+
+
+def test_imagefolder_prefers_test_over_val_and_refuses_other_split_arrangements(tmp_path, data_files):
+    root = data_files.write_image_folder(tmp_path / "three", num_classes=2, per_class=4, size=8, split=True)
+    shutil.copytree(root / "test", root / "val")
+    shutil.rmtree(root / "val" / "class_1")
+    assert _load(root).info["split"] == "train/ and test/ folders"
+    lone = data_files.write_image_folder(tmp_path / "lone", num_classes=2, per_class=4, size=8, split=True)
+    shutil.rmtree(lone / "test")
+    with pytest.raises(BenchError, match=r"holds train/, which name splits, not classes; expected train/ with test/"):
+        _load(lone)
+    mixed = data_files.write_image_folder(tmp_path / "mixed", num_classes=2, per_class=4, size=8, split=True)
+    shutil.copytree(mixed / "train" / "class_0", mixed / "class_9")
+    with pytest.raises(BenchError, match=r"holds split folders \(test/, train/\) and other folders \(class_9\)"):
+        _load(mixed)
+
+
+def test_imagefolder_numbers_classes_as_text_and_the_dry_run_names_the_folder(tmp_path, data_files, invoke_bench):
+    root = data_files.write_image_folder(tmp_path / "num", num_classes=11, per_class=5, size=8)
+    for c in range(11):
+        (root / f"class_{c}").rename(root / str(c))
+    s = _load(root)
+    assert s.info["classes"][:4] == ["0", "1", "10", "2"]  # ImageFolder's class_to_idx: sorted as text
+    res = invoke_bench("run", "--dry-run", "-d", f"imagefolder:{root},size=8", "-f", "class:2", "-m", "ga",
+                       "--cache-dir", str(tmp_path / "c"), "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}",
+                       cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "forget class:2: 4 of 44 training points (class 2 is '10'; classes are numbered in the order 0, 1, 10, 2, ...)" \
+        in res.stdout, res.stdout
+
+
+def test_mnist_reads_the_raw_idx_files_not_an_older_torchvisions_processed_files(tmp_path, data_files):
+    # torchvision's MNIST loads processed/training.pt and test.pt whenever both exist: 30/12 images
+    # of other data were loaded while the raw 50/20 files were the ones checked and recorded
+    data_files.write_mnist(tmp_path, "MNIST", n_train=50, n_test=20)
+    processed = tmp_path / "MNIST" / "processed"
+    processed.mkdir()
+    for name, n in (("training.pt", 30), ("test.pt", 12)):
+        torch.save((torch.zeros(n, 28, 28, dtype=torch.uint8), torch.zeros(n, dtype=torch.long)), processed / name)
+    s = VISION["mnist"].load(str(tmp_path), False)
+    assert len(s.train_y) == 50 and len(s.test_y) == 20
+    raw = (tmp_path / "MNIST/raw/train-labels-idx1-ubyte").read_bytes()[8:]
+    assert s.train_y.tolist() == list(raw)
+
+
+def test_npz_split_indices_must_be_integers_and_bool_features_are_binary(tmp_path, data_files):
+    path = data_files.write_binary_npz(tmp_path / "purchase/purchase20.npz", n=120)
+    raw = dict(np.load(path))
+    tr, te = np.arange(0, 80), np.arange(80, 120)
+    np.savez(path, **raw, train_idx=tr + 0.7, test_idx=te)  # cut to tr without a word before
+    with pytest.raises(BenchError, match=r"train_idx \(float64\) must hold integer row indices"):
+        TABULAR["purchase20"].load(str(tmp_path), False)
+    np.savez(path, features=raw["features"].astype(bool), labels=raw["labels"], train_idx=tr, test_idx=te)
+    s = TABULAR["purchase20"].load(str(tmp_path), False)  # "must be binary (0/1); found other values" before
+    assert torch.equal(s.train_x, torch.from_numpy(raw["features"][tr].astype(np.float32)))
+
+
+def test_csv_with_a_byte_order_mark_finds_its_first_column(tmp_path, data_files):
+    path = data_files.write_csv(tmp_path / "d.csv", n=60, features=3, num_classes=3, label="label")
+    lines = path.read_text().splitlines()
+    cols = lines[0].split(",")
+    reordered = [",".join([r.split(",")[-1], *r.split(",")[:-1]]) for r in lines]  # the label first
+    path.write_text("\ufeff" + "\n".join(reordered) + "\n", encoding="utf-8")
+    s = CSVDataset().load(str(tmp_path), False, f"{path},label=label")
+    assert s.info["features"] == cols[:-1] and s.num_classes == 3
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("synthetic:seed=-1", r"seed in \[0, 2\*\*32\)"),
+    ("synthetic:clusters=0", r"need clusters >= 1"),
+    ("synthetic:informative=0", r"informative >= 1"),  # 0 was taken as "the default" silently
+    ("mnist1d:seed=-3", r"Bad mnist1d option seed=-3: expected an integer in \[0, 2\*\*32\)"),
+])
+def test_generator_options_are_the_users_mistake_not_the_plugins(spec, message, tmp_path, invoke_bench):
+    res = invoke_bench("run", "--dry-run", "-d", spec, "--cache-dir", str(tmp_path / "c"),
+                       "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}", cwd=tmp_path)
+    out = res.stdout + res.stderr
+    assert res.returncode == 2 and "Fix the dataset plugin" not in out and "Traceback" not in out, out
+    assert len([line for line in out.splitlines() if line.startswith("Error:")]) == 1, out
+    import re
+
+    assert re.search(message, out), out
+
+
+def test_a_class_the_test_split_lacks_is_said_and_recorded(tmp_path):
+    from bench.run.references import warn_untestable_classes
+
+    said = []
+    step = SimpleNamespace(forget_class=3)
+    group = SimpleNamespace(gid="g", dataset="purchase20", forget=SimpleNamespace(text="class:3"))
+    plan = SimpleNamespace(groups=[group], splits={"purchase20": SimpleNamespace(test_y=torch.tensor([0, 1, 2, 0]))})
+    payload = SimpleNamespace(groups={"g": SimpleNamespace(steps=[step])})
+    out = warn_untestable_classes(plan, payload, lambda line, always=False: said.append(line))
+    assert out == said and len(out) == 1 and "has no point of class 3" in out[0] and "test_forget_class_acc is NaN" in out[0]
+    plan.splits["purchase20"].test_y = torch.tensor([0, 3])
+    assert warn_untestable_classes(plan, payload, lambda *a, **k: None) == []
