@@ -1,4 +1,4 @@
-"""Shadow models trained together under torch.func.vmap vs one after another, same recipe.
+"""Shadow models trained together (stacked, or under torch.func.vmap) vs one after another, same recipe.
 
 Usage: python benchmarks/bench_shadows.py [--models 8] [--hidden 64 --hidden 256,256] [--epochs 30]
                                           [--threads 2] [--repeats 1] [--device cpu]

@@ -243,6 +243,10 @@ def test_errors(store, tmp_path):
     assert "Unknown objective metric 'nope'" in msg
     assert all(f" {m}" in msg for m in ("avg_gap", "test_acc", "unlearn_seconds", "forget_gap"))
     assert "original_test_acc" not in msg
+    msg = _err(store, "--objective", "retrain_seconds")  # logged by every trial: "Unknown" before
+    assert "'retrain_seconds' is the retrained reference's value" in msg and "--objective unlearn_seconds" in msg, msg
+    msg = _err(store, "--objective", "original_test_acc")
+    assert "'original_test_acc' is the original model's value" in msg and "--objective test_acc" in msg, msg
     msg = _err(store, "--objective", "forget_acc")
     assert "No known better direction for 'forget_acc'" in msg and "'forget_gap'" in msg and "--maximize" in msg
     r = CliRunner().invoke(main, ["compare", "--tracking-uri", f"sqlite:///{tmp_path / 'none.db'}"])

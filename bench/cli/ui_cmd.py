@@ -60,9 +60,9 @@ def ui(ctx, tracking_uri, experiment, port, host, no_browser_hint, start_timeout
     # the options first, then the store (which reads the database file); the warning once both pass
     warning = ui_lib.check_host(host, explicit=ctx.get_parameter_source("host") == ParameterSource.COMMANDLINE)
     store = ui_lib.resolve_ui_store(tracking_uri)
+    chosen = ui_lib.choose_port(host, port)  # resolves --host: no exposure warning for a host that does not exist
     if warning:
         click.echo(warning, err=True)
-    chosen = ui_lib.choose_port(host, port)
     if chosen != port:
         click.echo(f"port {port} is in use on {host}: using {chosen}")
 
@@ -91,11 +91,15 @@ def ui(ctx, tracking_uri, experiment, port, host, no_browser_hint, start_timeout
         if compare_page:
             click.echo(f"compare:    {compare_page}")
         if not no_browser_hint:
+            latest = ("the latest run opens expanded, with forget_acc, test_acc, avg_gap and unlearn_seconds as "
+                      "columns" if compare_page else "no `bench run` with trials yet: `bench tune` searches list their "
+                      "samples the same way")
             click.echo(
                 "Open the runs page in a browser: one row per `bench run`; click + on a row to show its trials "
-                "(one child run per method x seed; the latest run opens expanded, with forget_acc, test_acc, avg_gap and "
-                "unlearn_seconds as columns). 'all trials' lists every trial as its own row, lowest avg_gap first; "
-                f"'compare' shows the {trials} trial(s) of the latest run side by side (params, metrics, plots).\n"
+                f"(one child run per method x seed; {latest}). 'all trials' lists every trial as its own row, lowest "
+                "avg_gap first"
+                + (f"; 'compare' shows the {trials} trial(s) of the latest run side by side (params, metrics, plots)"
+                   if compare_page else "") + ".\n"
                 f"On a remote machine: ssh -L {chosen}:127.0.0.1:{chosen} HOST, then open the same URL locally."
             )
         click.echo("Ctrl-C stops the server.")

@@ -67,6 +67,11 @@ def available_metrics(trials: list[TrialRecord]) -> list[str]:
 
 
 def resolve_objective(objective: str, maximize: bool | None, available: list[str]) -> bool:
+    if objective.startswith(REFERENCE_PREFIXES):  # logged with every trial, but not the method's own
+        whose = "original model's" if objective.startswith("original_") else "retrained reference's"
+        raise BenchError(f"'{objective}' is the {whose} value, logged with every trial and the same for every method "
+                         f"of a setting: it ranks nothing. Rank by a method's own metric, e.g. "
+                         f"--objective {objective.split('_', 1)[1] if objective != 'retrain_seconds' else 'unlearn_seconds'}.")
     if available and objective not in available:
         raise BenchError(f"Unknown objective metric '{objective}'. Available metrics: {', '.join(available)}.")
     if maximize is not None:
