@@ -43,6 +43,10 @@ from bench.core.method import Method, check_params
 from bench.core.params import require_int, require_positive, require_range
 
 
+#: The smallest ``temperature`` accepted (the reference uses 1; 1e-30 made every Adam update 0).
+MIN_TEMPERATURE = 1e-3
+
+
 def teacher_kl(student_logits, target_probs, temperature: float):
     """KL(target ‖ softmax(student/τ)) averaged over the batch (``batchmean``)."""
     import torch.nn.functional as F
@@ -60,6 +64,10 @@ class BadTeacher(Method):
 
     def check_params(self, params):
         require_positive(params, "lr", "temperature")
+        if params["temperature"] < MIN_TEMPERATURE:  # gradients ~1/tau overflow Adam's float32 second moment
+            raise ValueError(f"temperature={params['temperature']!r}: expected a number >= {MIN_TEMPERATURE} (below it "
+                             "the distillation gradients overflow float32 and the optimiser stops moving: 1e-30 "
+                             "returned the original model)")
         require_int(params, "epochs", 1)
         require_int(params, "batch_size", 1)
         require_range(params, "retain_fraction", 0.0, 1.0)

@@ -154,7 +154,12 @@ class Scrub(Method):
 
     def unlearn(self, model, request, params, ctx):
         check_params(self.name, self, params)  # direct callers (the harness checked at plan time)
-        return scrub(model, request, resolve(params), ctx)
+        p = resolve(params)
+        if isinstance(getattr(ctx, "artifacts", None), dict):  # the values it trained with, beside the recorded sentinels
+            import json
+
+            ctx.artifacts["scrub-resolved-params.json"] = json.dumps(p, indent=1, sort_keys=True)
+        return scrub(model, request, p, ctx)
 
 
 def scrub(model, request, p: dict, ctx):

@@ -79,7 +79,8 @@ class Unsir(Method):
     def check_params(self, params):
         for key in ("noise_batch_size", "noise_copies", "samples_per_class", "batch_size", "repair_batch_size"):
             require_int(params, key, 1)
-        for key in ("noise_steps", "impair_epochs", "repair_epochs"):
+        require_int(params, "impair_epochs", 1, "without an impair pass nothing is forgotten: 0 returned the original")
+        for key in ("noise_steps", "repair_epochs"):  # 0: random noise / impair only, ablations of the paper's
             require_int(params, key, 0)
         require_positive(params, "noise_lr", "lr")
         require_non_negative(params, "noise_reg")
