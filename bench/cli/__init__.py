@@ -15,6 +15,12 @@ from bench.core.errors import BenchError, RecordError
 
 
 class BenchGroup(click.Group):
+    def main(self, args=None, *rest, **kwargs):
+        from bench.core.options import set_command_line
+
+        set_command_line(sys.argv[1:] if args is None else list(args))  # recorded with the run (Tag.COMMAND)
+        return super().main(args, *rest, **kwargs)
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)

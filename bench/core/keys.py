@@ -44,6 +44,10 @@ class Tag:
     DRIVER_PID = "bench.driver.pid"  # the driver process of a parent run, so a later bench can tell it died
     DRIVER_HOST = "bench.driver.host"
     DRIVER_STARTED = "bench.driver.started"
+    COMMAND = "bench.command"  # on a parent run: the command line that started it (shell-quoted)
+    CWD = "bench.cwd"  # ... and the directory it ran in (relative paths in the command are relative to it)
+    GIT_COMMIT = "mlflow.source.git.commit"  # bench's commit, when bench runs from a git checkout
+    GIT_DIRTY = "bench.git_dirty"  # "true": that checkout's tracked files differed from the commit
 
 
 #: What defines a trial's measurement (not where or with which versions it ran).

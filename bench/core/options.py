@@ -102,6 +102,21 @@ def _originals(value: Any) -> Any:
     return {"": value} if isinstance(value, str) else value
 
 
+_COMMAND_LINE: list[str] = []
+
+
+def set_command_line(args: list[str]) -> None:
+    """The arguments ``bench`` was started with (after the program name), recorded with the run."""
+    _COMMAND_LINE[:] = [str(a) for a in args]
+
+
+def command_line() -> str | None:
+    """``bench ARGS...`` shell-quoted, as the command line gave it; None outside the CLI."""
+    import shlex
+
+    return shlex.join(["bench", *_COMMAND_LINE]) if _COMMAND_LINE else None
+
+
 def load_toml(path: str | os.PathLike) -> dict[str, Any]:
     """Read an experiment file; its keys mirror the ``bench run`` options (see README).
     ``preset:NAME`` reads the shipped preset NAME (``bench.core.presets``, ``bench presets``)."""

@@ -147,7 +147,7 @@ def trained_with(device: str, threads: int, model: str = "") -> dict[str, Any]:
 MEASURING_PACKAGES = ("bench.core", "bench.eval", "bench.nn", "bench.run", "bench.methods", "bench.attacks")
 
 #: the packages whose versions decide a trial's numbers (recorded in full with every run).
-NUMERIC_PACKAGES = ("torch", "numpy", "scikit-learn", "timm")
+NUMERIC_PACKAGES = ("torch", "numpy", "scikit-learn", "scipy", "highspy", "timm")  # scipy, highspy: PRUNE's LP solvers
 
 
 @lru_cache(maxsize=1)

@@ -377,8 +377,13 @@ def resolve_device(opts: RunOptions) -> str:
 def package_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
-    out = {"python": sys.version.split()[0], "unlearning-bench": __version__}
-    for pkg in ("torch", "torchvision", "timm", "ray", "mlflow", "scikit-learn", "numpy", "pluggy", "safetensors"):
+    import platform
+
+    out = {"python": sys.version.split()[0], "unlearning-bench": __version__,
+           # the machine: numbers can differ in their last digits across CPUs and BLAS builds
+           "host.platform": platform.platform(), "host.machine": platform.machine(), "host.cpus": str(os.cpu_count())}
+    for pkg in ("torch", "torchvision", "timm", "ray", "mlflow", "scikit-learn", "numpy", "scipy", "highspy", "pluggy",
+                "safetensors"):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:

@@ -25,6 +25,7 @@ from bench.core.contracts import render
 from bench.core.errors import RecordError
 from bench.core.keys import ARTIFACTS_KEY, STEPS_KEY, Tag
 from bench.core.spec import TrialSpec
+from bench.track.provenance import provenance_tags
 from bench.track.store import new_sqlite_store
 
 # Ray adds these to every reported result; they are not measurements of the trial.
@@ -224,7 +225,8 @@ def start_parent(tracking_uri: str, experiment_id: str, run_name: str | None, pa
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri)
-    run = client.create_run(experiment_id, run_name=run_name, tags={Tag.ROLE: "parent", **driver_tags(), **tags})
+    run = client.create_run(experiment_id, run_name=run_name,
+                            tags={Tag.ROLE: "parent", **driver_tags(), **provenance_tags(), **tags})
     try:
         log_params(client, run.info.run_id, params)
     except BaseException:

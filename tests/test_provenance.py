@@ -1,0 +1,73 @@
+"""What a run records about where it came from: the command line and its directory, MLflow's user
+and source tags, bench's git commit, the machine, and the versions of PRUNE's LP solvers (a
+review found none of them recorded)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+import bench
+from bench.core.options import command_line, set_command_line
+from bench.track.provenance import bench_git_commit, provenance_tags
+
+
+def test_the_command_line_is_kept_shell_quoted():
+    set_command_line(["run", "-m", "prune,sisa", "-f", "indices:my file.txt"])
+    try:
+        assert command_line() == "bench run -m prune,sisa -f 'indices:my file.txt'"
+        tags = provenance_tags()
+        assert tags["bench.command"] == command_line() and tags["bench.cwd"] == str(Path.cwd())
+        assert tags["mlflow.source.name"] == "bench" and tags["mlflow.source.type"] == "LOCAL" and tags["mlflow.user"]
+    finally:
+        set_command_line([])
+    assert command_line() is None and "bench.command" not in provenance_tags()
+
+
+def test_the_cli_records_the_arguments_it_was_given(invoke_bench):
+    try:
+        assert invoke_bench("--version").returncode == 0
+        assert command_line() == "bench --version"
+    finally:
+        set_command_line([])
+
+
+@pytest.mark.skipif(not (Path(bench.__file__).resolve().parents[1] / ".git").exists(), reason="bench is not a git checkout")
+def test_bench_s_git_commit_is_recorded_from_a_checkout():
+    commit, dirty = bench_git_commit()
+    assert re.fullmatch(r"[0-9a-f]{40}", commit) and isinstance(dirty, bool)
+    tags = provenance_tags()
+    assert tags["mlflow.source.git.commit"] == commit and (tags.get("bench.git_dirty") == "true") == dirty
+
+
+def test_versions_hold_the_lp_solvers_and_the_machine():
+    from bench.run.trained_with import NUMERIC_PACKAGES
+    from bench.run.validate import package_versions
+
+    versions = package_versions()
+    assert {"scipy", "highspy", "host.platform", "host.machine", "host.cpus"} <= set(versions), versions
+    assert {"scipy", "highspy"} <= set(NUMERIC_PACKAGES)  # in each trial's code identity too
+
+
+@pytest.mark.slow
+def test_a_run_s_parent_records_its_command_line(tmp_path, invoke_bench):
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    args = ["run", "-m", "retrain", "--attacks", "", "--executor", "local", "-r", "epochs=2",
+            "--cache-dir", str(tmp_path / "cache"), "--tracking-uri", uri]
+    try:
+        res = invoke_bench(*args, cwd=tmp_path)
+    finally:
+        set_command_line([])
+    assert res.returncode == 0, res.stdout + res.stderr
+    client = mlflow.tracking.MlflowClient(uri)
+    parents = [r for r in client.search_runs([client.get_experiment_by_name("unlearning-bench").experiment_id])
+               if r.data.tags.get("bench.role") == "parent"]
+    tags, params = parents[0].data.tags, parents[0].data.params
+    assert tags["bench.command"] == "bench run -m retrain --attacks '' --executor local -r epochs=2 --cache-dir " \
+        f"{tmp_path / 'cache'} --tracking-uri {uri}", tags
+    assert tags["bench.cwd"] == str(tmp_path) and tags["mlflow.user"]
+    assert params["versions.scipy"] and params["versions.host.cpus"], params
