@@ -6,7 +6,8 @@ Read here rather than by ``torchvision.datasets.MNIST``, which prefers an older 
 ``processed/training.pt`` and ``test.pt`` whenever both exist (the raw files, the ones checked and
 recorded, were then not what was loaded) and reports a wrong magic number as a bare
 AssertionError. The bytes read are those ``torchvision.datasets.mnist.read_image_file`` /
-``read_label_file`` give for the official files (``tests/test_dataset_layouts.py``).
+``read_label_file`` give (``tests/test_datasets.py`` compares them with torchvision's ``MNIST`` on
+the same files; ``tests/test_dataset_layouts.py`` the processed files left beside them).
 """
 
 from __future__ import annotations

@@ -248,31 +248,40 @@ def _check_compare_view(chromium: str, tmp: Path, url: str, uri: str) -> None:
             assert abs(float(value) - run.data.metrics[metric]) < 6e-4, (run.info.run_name, metric, value)
 
 
-@pytest.mark.slow
-def test_sigterm_during_start_stops_the_server(finished_store):
-    """SIGTERM before the server answers: still exit 0, "stopped", no server left behind."""
-    work, uri, _, _ = finished_store
-    ui = subprocess.Popen([BENCH, "ui", "--tracking-uri", uri, "--port", str(_free_port())], cwd=work,
+def _sigterm_ui(work, uri, started, delay=0.0, wait_s=60, *extra):
+    """Start ``bench ui`` on ``uri``, wait for an output line that satisfies ``started``, SIGTERM it
+    ``delay`` seconds later; returns (exit code, output, whether its server processes all ended)."""
+    ui = subprocess.Popen([BENCH, "ui", "--tracking-uri", uri, "--port", str(_free_port()), *extra], cwd=work,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out = _Output(ui)
     tree: list[psutil.Process] = []
     try:
         t0 = time.monotonic()
-        while not any(line.startswith("starting the MLflow UI") for line in out.lines):
-            assert ui.poll() is None and time.monotonic() - t0 < 60, out.text()
-            time.sleep(0.05)
+        while not any(started(line) for line in out.lines):
+            assert ui.poll() is None and time.monotonic() - t0 < wait_s, out.text()
+            time.sleep(0.02)
         tree = psutil.Process(ui.pid).children(recursive=True)
         assert tree
+        time.sleep(delay)
         ui.send_signal(signal.SIGTERM)
-        assert ui.wait(60) == 0, out.text()
+        code = ui.wait(60)
         out.join()
-        assert out.lines[-1] == "stopped" and not any(line.startswith("runs page:") for line in out.lines), out.text()
         _, alive = psutil.wait_procs(tree, timeout=10)
-        assert not alive
+        return code, out, not alive
     finally:
         if ui.poll() is None:
             ui.kill()
         stop_processes(tree)
+
+
+@pytest.mark.slow
+def test_sigterm_during_start_stops_the_server(finished_store):
+    """SIGTERM before the server answers: still exit 0, "stopped", no server left behind."""
+    work, uri, _, _ = finished_store
+    code, out, ended = _sigterm_ui(work, uri, lambda line: line.startswith("starting the MLflow UI"))
+    assert code == 0, out.text()
+    assert out.lines[-1] == "stopped" and not any(line.startswith("runs page:") for line in out.lines), out.text()
+    assert ended
 
 
 @pytest.mark.slow
@@ -282,27 +291,10 @@ def test_sigterm_just_after_ready_stops_the_server(finished_store):
     and exit 1 (7 of 7 tries, found in review); now exit 0 and "stopped" as at any other time."""
     work, uri, _, _ = finished_store
     for delay in (0.0, 0.1, 0.25):
-        ui = subprocess.Popen([BENCH, "ui", "--tracking-uri", uri, "--port", str(_free_port()), "--no-browser-hint"],
-                              cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        out = _Output(ui)
-        tree: list[psutil.Process] = []
-        try:
-            t0 = time.monotonic()
-            while not any("ready in" in line for line in out.lines):
-                assert ui.poll() is None and time.monotonic() - t0 < 90, out.text()
-                time.sleep(0.02)
-            tree = psutil.Process(ui.pid).children(recursive=True)
-            time.sleep(delay)
-            ui.send_signal(signal.SIGTERM)
-            assert ui.wait(60) == 0, (delay, out.text())
-            out.join()
-            assert out.lines[-1] == "stopped" and "Traceback" not in out.text(), (delay, out.text())
-            _, alive = psutil.wait_procs(tree, timeout=10)
-            assert not alive
-        finally:
-            if ui.poll() is None:
-                ui.kill()
-            stop_processes(tree)
+        code, out, ended = _sigterm_ui(work, uri, lambda line: "ready in" in line, delay, 90, "--no-browser-hint")
+        assert code == 0, (delay, out.text())
+        assert out.lines[-1] == "stopped" and "Traceback" not in out.text(), (delay, out.text())
+        assert ended
 
 
 def _bench(*args, env=None, cwd=None):

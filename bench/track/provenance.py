@@ -11,10 +11,10 @@ from bench.core.keys import Tag
 def provenance_tags() -> dict[str, str]:
     """Where a parent run came from: the command line and its directory (``bench.command``,
     ``bench.cwd``), the user and source MLflow's UI shows (``mlflow.user``, ``mlflow.source.*``;
-    ``create_run`` sets none), and bench's git commit when bench runs from a checkout. The code that measured is also recorded as a
-    digest per trial (``bench.measured_with``); ``bench.git_dirty`` says the checkout had changes."""
+    ``create_run`` sets none), and bench's git commit when bench runs from a checkout
+    (``bench.git_dirty``: its tracked files had changes). The code that measured is also recorded
+    as a digest per trial (``bench.measured_with``)."""
     import getpass
-    import sys
 
     from bench.core.options import command_line
 
