@@ -26,12 +26,21 @@ def test_the_command_line_is_kept_shell_quoted():
     assert command_line() is None and "bench.command" not in provenance_tags()
 
 
-def test_the_cli_records_the_arguments_it_was_given(invoke_bench):
+def test_the_cli_records_the_arguments_it_was_given_for_that_command_only(invoke_bench):
+    import click
+
+    from bench.cli import main
+
+    seen = []
+    probe = click.Command("probe-command-line", callback=lambda x: seen.append(command_line()), params=[
+        click.Option(["-x"])])
+    main.add_command(probe)
     try:
-        assert invoke_bench("--version").returncode == 0
-        assert command_line() == "bench --version"
+        assert invoke_bench("probe-command-line", "-x", "a b").returncode == 0
     finally:
-        set_command_line([])
+        main.commands.pop("probe-command-line")
+    assert seen == ["bench probe-command-line -x 'a b'"]
+    assert command_line() is None  # not left for a later run in the same process (it would record this one)
 
 
 @pytest.mark.skipif(not (Path(bench.__file__).resolve().parents[1] / ".git").exists(), reason="bench is not a git checkout")
@@ -58,10 +67,7 @@ def test_a_run_s_parent_records_its_command_line(tmp_path, invoke_bench):
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     args = ["run", "-m", "retrain", "--attacks", "", "--executor", "local", "-r", "epochs=2",
             "--cache-dir", str(tmp_path / "cache"), "--tracking-uri", uri]
-    try:
-        res = invoke_bench(*args, cwd=tmp_path)
-    finally:
-        set_command_line([])
+    res = invoke_bench(*args, cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     client = mlflow.tracking.MlflowClient(uri)
     parents = [r for r in client.search_runs([client.get_experiment_by_name("unlearning-bench").experiment_id])

@@ -19,7 +19,10 @@ class BenchGroup(click.Group):
         from bench.core.options import set_command_line
 
         set_command_line(sys.argv[1:] if args is None else list(args))  # recorded with the run (Tag.COMMAND)
-        return super().main(args, *rest, **kwargs)
+        try:
+            return super().main(args, *rest, **kwargs)
+        finally:  # in one process (tests, a notebook), a later run() must not record this command
+            set_command_line([])
 
     def invoke(self, ctx):
         try:
