@@ -131,3 +131,29 @@ def test_a_class_the_test_split_lacks_is_said_and_recorded(tmp_path):
     assert out == said and len(out) == 1 and "has no point of class 3" in out[0] and "test_forget_class_acc is NaN" in out[0]
     plan.splits["purchase20"].test_y = torch.tensor([0, 3])
     assert warn_untestable_classes(plan, payload, lambda *a, **k: None) == []
+
+
+@pytest.mark.slow
+def test_the_untestable_class_warning_reaches_the_console_the_run_and_compare(tmp_path, data_files, invoke_bench):
+    """purchase20 whose test split has no row of class 19: a `-f class:19` run says why
+    test_forget_class_acc is NaN, keeps the line with the run and `bench compare` says it again."""
+    import mlflow
+
+    path = data_files.write_binary_npz(tmp_path / "data/purchase/purchase20.npz", n=160)
+    raw = dict(np.load(path))
+    y = raw["labels"].argmax(1)
+    train = np.flatnonzero((np.arange(len(y)) < 120) | (y == 19))
+    test = np.setdiff1d(np.arange(len(y)), train)
+    np.savez(path, **raw, train_idx=train, test_idx=test)
+    store = ["--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}"]
+    res = invoke_bench("run", "-d", "purchase20", "--data-dir", str(tmp_path / "data"), "-m", "retrain", "-f", "class:19",
+                       "--executor", "local", "--attacks", "", "-r", "epochs=1", "--cache-dir", str(tmp_path / "c"), *store,
+                       cwd=tmp_path)
+    line = "the test split of purchase20 has no point of class 19 (forget class:19): test_forget_class_acc is NaN"
+    assert res.returncode == 0 and line in res.stdout + res.stderr, res.stdout + res.stderr
+    client = mlflow.tracking.MlflowClient(store[1])
+    runs = client.search_runs([client.get_experiment_by_name("unlearning-bench").experiment_id])
+    parent = next(r for r in runs if r.data.tags.get("bench.role") == "parent")
+    assert line in parent.data.tags["bench.warnings"]
+    shown = invoke_bench("compare", *store, "--no-plot", cwd=tmp_path)
+    assert shown.returncode == 0 and line in shown.stdout + shown.stderr, shown.stdout + shown.stderr

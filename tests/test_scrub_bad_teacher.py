@@ -182,6 +182,18 @@ def test_scrub_without_max_steps_and_kl_equals_the_ft_method():
     assert all(torch.equal(a, b) for a, b in zip(_weights(out), _weights(ft), strict=True))
 
 
+def test_scrub_logs_the_values_it_resolved_from_its_preset():
+    """The run's params keep -1 / "preset" as given; the trial's artifact holds what trained."""
+    import json
+
+    params = {**Scrub.default_params, "preset": "large", "epochs": 1, "alpha": 0.25}
+    ctx = _ctx()
+    Scrub().unlearn(toy_setting().original_copy(), _request(), params, ctx)
+    logged = json.loads(ctx.artifacts["scrub-resolved-params.json"])
+    assert logged == resolve(params) and logged["alpha"] == 0.25
+    assert logged["temperature"] == PRESETS["large"]["temperature"] and logged["optimizer"] == "sgd"
+
+
 def test_scrub_max_steps_push_the_forget_set_away_from_the_teacher():
     s = toy_setting()
     req = _request()
