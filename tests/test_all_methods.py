@@ -22,6 +22,13 @@ def test_every_builtin_method_runs_in_one_table(baseline_trials):
     assert sorted(runs.index) == sorted(names)
     assert (runs["status"] == "FINISHED").all()
     assert runs["metrics.forget_acc"].notna().all() and runs["metrics.test_acc"].notna().all()
+    # every method that keeps its input's parameters moved them (none returned the original: no warning)
+    assert "unchanged (weight_change 0)" not in out
+    moved = runs["metrics.weight_change"]
+    assert (moved.dropna() > 0).all(), moved
+    # not comparable parameter for parameter: PRUNE adds its patches to the original (SISA's ensemble
+    # is compared with its own original, the model it was given)
+    assert list(moved[moved.isna()].index) == ["prune"], moved
     table = out[out.index("unlearning-bench summary"):]
     for name in names:
         assert f"│ {name} " in table, name

@@ -30,6 +30,16 @@ Cost: ``unlearn_seconds`` (wall clock of the method call alone, with CUDA synchr
 around it on GPU, as in the RTE of Jia et al.), ``retrain_seconds`` (wall clock of training
 the retrained reference, recorded when it was trained), ``speedup_vs_retrain`` =
 retrain_seconds / unlearn_seconds, ``peak_memory_mb`` (see ``bench.eval.measure``).
+
+``weight_change``: how far the method moved the weights it was given, ||θ_u − θ_0||₂ / ||θ_0||₂
+over the model's floating-point parameters (θ_0: the model passed to ``unlearn``, the original or
+the previous request's result; buffers such as batch-norm statistics are not counted), in float64.
+A weight-space diagnostic, not a score: Thudi et al. (IEEE EuroS&P 2022, "Unrolling SGD") measure
+the L2 distance from the retrained model's weights (their verification error), which needs the
+retrained model to share the original's initialisation and training order; the distance from the
+input needs neither and is taken relative so that models of different sizes compare. 0 means the
+method returned its input unchanged, so its numbers are the original's (``bench run`` warns); not
+logged when the returned model has other parameters than the input (PRUNE's patched model).
 """
 
 from __future__ import annotations
@@ -113,6 +123,26 @@ def evaluate_model(model: torch.nn.Module, data: EvalData) -> ModelEval:
         nonfinite=nonfinite_outputs({"forget": forget_logits, "retain": retain_logits, "test": test_logits}),
         outputs=tuple(test_logits.shape[1:]),
     )
+
+
+def parameter_snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Copies of ``model``'s floating-point parameters, on the CPU (taken outside any timing, and
+    off the GPU so that they do not count in its peak memory): θ_0 of :func:`weight_change`."""
+    with torch.no_grad():
+        return {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.is_floating_point()}
+
+
+def weight_change(before: dict[str, torch.Tensor], model: torch.nn.Module) -> float | None:
+    """||θ − θ_0||₂ / ||θ_0||₂ of ``model``'s floating-point parameters against ``before``
+    (:func:`parameter_snapshot`), in float64; the absolute distance when ||θ_0|| is 0. None when
+    ``model`` has other parameter names or shapes than ``before`` (no one-to-one comparison)."""
+    with torch.no_grad():
+        after = {n: p.detach() for n, p in model.named_parameters() if p.is_floating_point()}
+        if not before or after.keys() != before.keys() or any(after[n].shape != before[n].shape for n in after):
+            return None
+        moved = sum(float((after[n].to("cpu", torch.float64) - before[n].double()).pow(2).sum()) for n in after)
+        scale = sum(float(before[n].double().pow(2).sum()) for n in before)
+    return (moved / scale) ** 0.5 if scale > 0 else moved ** 0.5
 
 
 def js_divergence(p: torch.Tensor, q: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:

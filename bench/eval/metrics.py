@@ -40,6 +40,8 @@ DIRECTIONS: dict[str, bool | None] = {
     # setting (ranking by them tied every method)
     "retrain_seconds": None,
     "cumulative_retrain_seconds": None,
+    # a diagnostic: how far the method moved the weights (0: it changed nothing), no better side
+    "weight_change": None,
     # attacks (docs/attacks.md): membership metrics have no "better" side in an unlearning study,
     # the target is the retrained model's value (an AUC below it is as telling, the "Streisand
     # effect"); SalUn's four-term gap and the NeurIPS'23 score do have one
@@ -78,6 +80,8 @@ def no_direction_reason(metric: str, available=()) -> str:
     ``bench tune``), or "" when nothing is known of it."""
     if metric.endswith("_size"):
         return " It counts the forgotten points: a property of the request, not of the method."
+    if metric == "weight_change":
+        return " It is a diagnostic (how far the method moved the weights it was given), with no better side."
     if metric in ("retrain_seconds", "cumulative_retrain_seconds"):
         return " It is the retrained reference's time, the same for every method: rank by 'unlearn_seconds'."
     if metric.endswith("_acc") and metric in DIRECTIONS:

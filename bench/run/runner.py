@@ -287,6 +287,12 @@ def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False) -
                   if outcome.interrupted and i not in outcome.results and i not in outcome.failures}
         results.update({i: done[t.trial_key] for i, t in enumerate(plan.trials) if t.trial_key in done})
 
+        unchanged = report.unchanged_warnings(plan.trials, results)
+        for line in unchanged:
+            say(line, always=True)
+        if unchanged:  # kept with the run's other warnings: bench compare says them again
+            with tracking.recording("recording the warnings in the MLflow store"):
+                client.set_tag(parent, Tag.WARNINGS, "\n".join((*payload.warnings, *unchanged))[:4900])
         attack_cols = report.attack_columns(results.values())
         rows = report.build_rows(plan.trials, results, failures, ref_rows, attack_cols, killed=killed)
         columns = report.columns_for(rows)

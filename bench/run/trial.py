@@ -25,7 +25,7 @@ from bench.core.keys import ARTIFACTS_KEY, STEPS_KEY
 from bench.core.method import check_params, check_setting, prepare, trains
 from bench.core.recipe import Recipe
 from bench.core.spec import TrialSpec
-from bench.eval.evaluation import ModelEval, compare_to_references, evaluate_model
+from bench.eval.evaluation import ModelEval, compare_to_references, evaluate_model, parameter_snapshot, weight_change
 from bench.eval.measure import measure
 from bench.nn.nets import model_factory
 from bench.nn.torch_state import restore_torch_globals, torch_globals
@@ -171,6 +171,7 @@ def _run_trial(spec: TrialSpec, payload: Payload, fetch: Callable[[Any], Any],
         where = f" on request {t}" if group.continual else ""
         given = _request_tensors(request)
         digests = {k: content_digest(v) for k, v in given.items()}  # outside the timing
+        before = parameter_snapshot(model)  # θ_0 of weight_change, on the CPU
         with measure(device) as m:
             out = unlearn_checked(method, spec.method, model, request, spec.params, ctx, where)
         _refuse_changed_contents(spec.method, given, digests, where)
@@ -179,6 +180,10 @@ def _run_trial(spec: TrialSpec, payload: Payload, fetch: Callable[[Any], Any],
         metrics.update({"unlearn_seconds": m.seconds, "retrain_seconds": step.retrain_seconds,
                         "speedup_vs_retrain": step.retrain_seconds / max(m.seconds, 1e-9), **m.memory,
                         "forget_size": float(len(data.forget_y))})
+        change = weight_change(before, out)
+        if change is not None:
+            metrics["weight_change"] = change
+        del before
         if group.continual:
             cum_unlearn += m.seconds
             cum_retrain += step.retrain_seconds

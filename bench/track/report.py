@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Callable, Iterable, Mapping
 
+from bench.core.keys import STEPS_KEY
+
 COLUMNS = ("retain_acc", "forget_acc", "test_acc", "avg_gap", "js_to_retrain_forget", "unlearn_seconds", "speedup_vs_retrain")
 #: Shown only when some row has them: continual requests (``bench.run.continual``), last request / totals.
 OPTIONAL_COLUMNS = ("forget_all_acc", "cumulative_unlearn_seconds")
@@ -221,6 +223,23 @@ def rank_rows(rows: list[Row], metric: str, maximize: bool) -> list[int | None]:
         for mean, i in items:
             ranks[i] = 1 + sum(1 for other, _ in items if (other > mean if maximize else other < mean))
     return ranks
+
+
+def unchanged_warnings(trials: list, results: Mapping[int, dict]) -> list[str]:
+    """One warning per method that returned the weights it was given unchanged (``weight_change``
+    0, on any request of a continual one) in some finished trial: its metrics are then the
+    original model's, which score well on utility and can rank first. ``trials``: the plan's trial
+    specs (``.method``); ``results``: their metrics by plan position."""
+    unchanged: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for i, metrics in results.items():
+        steps = metrics.get(STEPS_KEY) or [metrics]  # a continual trial: every request
+        counts = unchanged[trials[i].method]
+        counts[1] += 1
+        counts[0] += any(step.get("weight_change") == 0 for step in steps)
+    return [f"warning: method '{name}' returned the weights it was given unchanged (weight_change 0) in {n} of {of} "
+            f"trial(s): their metrics are the original model's. If that is not what its parameters meant, check them "
+            f"(a step size, a threshold, a selection that picked no weight)."
+            for name, (n, of) in unchanged.items() if n]
 
 
 def summary_line(m: dict) -> str:

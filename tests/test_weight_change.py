@@ -1,0 +1,102 @@
+"""``weight_change``: how far a method moved the weights it was given, and the warning when it moved
+none of them (a method returning its input scores the original's numbers, which rank well on
+utility: three such cases were found by review, each closed at its cause; this catches the next)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import bench
+from bench.eval.evaluation import parameter_snapshot, weight_change
+from bench.track.report import unchanged_warnings
+
+
+def test_weight_change_is_the_relative_l2_distance_of_the_parameters():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3), torch.nn.Linear(3, 2))
+    before = parameter_snapshot(model)
+    assert weight_change(before, model) == 0.0
+    theta = torch.cat([p.detach().flatten() for p in model.parameters()]).double()
+    with torch.no_grad():
+        model[0].weight[1, 2] += 0.5
+        model[2].bias -= 0.25
+        model[1].running_mean += 3.0  # a buffer: not a parameter, not counted
+    expected = math.sqrt(0.5 ** 2 + 2 * 0.25 ** 2) / float(theta.norm())
+    assert weight_change(before, model) == pytest.approx(expected, rel=1e-6)  # float32 weights
+    assert before["0.weight"][1, 2] != model[0].weight[1, 2]  # the snapshot is a copy
+
+
+def test_weight_change_is_none_without_a_one_to_one_comparison():
+    model = torch.nn.Linear(4, 3)
+    before = parameter_snapshot(model)
+    assert weight_change(before, torch.nn.Sequential(torch.nn.Linear(4, 3))) is None  # other names
+    assert weight_change(before, torch.nn.Linear(5, 3)) is None  # other shapes
+    assert weight_change({}, torch.nn.ReLU()) is None  # nothing to compare
+
+
+class _Trial:
+    def __init__(self, method):
+        self.method = method
+
+
+def test_unchanged_warnings_count_trials_and_continual_requests():
+    trials = [_Trial("keep"), _Trial("keep"), _Trial("moves"), _Trial("seq")]
+    results = {0: {"weight_change": 0.0}, 1: {"weight_change": 0.1}, 2: {"weight_change": 0.2},
+               3: {"weight_change": 0.3, "bench_steps": [{"weight_change": 0.0}, {"weight_change": 0.3}]}}
+    lines = unchanged_warnings(trials, results)
+    assert len(lines) == 2
+    assert lines[0].startswith("warning: method 'keep' returned the weights it was given unchanged (weight_change 0) "
+                               "in 1 of 2 trial(s)")
+    assert "method 'seq'" in lines[1] and "in 1 of 1 trial(s)" in lines[1]
+    assert unchanged_warnings(trials[2:3], {0: {"weight_change": 0.2}}) == []
+    assert unchanged_warnings(trials[:1], {0: {}}) == []  # not logged (another architecture): no claim
+
+
+class _Method:
+    requires = frozenset({"forget"})
+    default_params: dict = {}
+    search_space: dict = {}
+
+    def __init__(self, name, step):
+        self.name, self.description, self.step = name, f"test method moving one weight by {step}", step
+
+    def unlearn(self, model, request, params, ctx):
+        with torch.no_grad():
+            next(model.parameters()).flatten()[0] += self.step
+        return model
+
+
+class _Plugin:
+    @bench.hookimpl
+    def register_methods(self, register):
+        register(_Method("keeps", 0.0))
+        register(_Method("nudges", 0.5))
+
+
+def test_a_run_logs_weight_change_and_warns_about_a_method_that_changed_nothing(workdir, shared_cache, run_harness,
+                                                                                 trial_runs, plugged):
+    import mlflow
+
+    with plugged(_Plugin()):
+        code, out = run_harness(workdir, methods="keeps,nudges", attacks="loss", recipe={"epochs": 5},
+                                cache_dir=str(shared_cache))
+    assert code == 0, out
+    runs = trial_runs(workdir)
+    assert runs.loc["keeps", "metrics.weight_change"] == 0.0
+    assert 0 < runs.loc["nudges", "metrics.weight_change"] < 0.1
+    text = " ".join(out.split())
+    assert "warning: method 'keeps' returned the weights it was given unchanged (weight_change 0) in 1 of 1" in text
+    assert "method 'nudges'" not in text
+    parent = mlflow.search_runs(experiment_names=["unlearning-bench"], filter_string="tags.`bench.role` = 'parent'")
+    assert "method 'keeps' returned the weights it was given unchanged" in parent["tags.bench.warnings"].iloc[0]
+
+
+def test_weight_change_is_no_objective():
+    from bench.eval.metrics import METRIC_DIRECTIONS, direction, no_direction_reason
+
+    # "_change" has no suffix rule; an entry of None keeps it out of bench tune's objectives
+    assert direction("weight_change") is None and "weight_change" not in METRIC_DIRECTIONS
+    assert "a diagnostic" in no_direction_reason("weight_change")
