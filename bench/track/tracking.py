@@ -81,6 +81,8 @@ def configure_environment() -> None:
     import logging
 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # its bar for reading one small artifact back (experiment.json, a forget set) is noise on stderr
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # MLflow announces every table creation and migration of a new SQLite store at INFO
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
