@@ -78,10 +78,11 @@ def refuse_live_parent(parent) -> None:
                      f"resume; or leave out --resume for a new run.")
 
 
-def open_parent(plan, opts: RunOptions, versions: dict, plugins: dict, say):
+def open_parent(plan, opts: RunOptions, versions: dict, plugins: dict, say, tags: dict | None = None):
     """The MLflow side of a run's start: the experiment, runs left RUNNING by dead drivers, the
     parent run (a new one, or the earlier one ``--resume`` continues) and its ``experiment.json``.
-    Returns (client, experiment id, parent run id, run name, {trial_key: metrics} already done)."""
+    ``tags``: more tags for a new parent run (``bench reproduce``'s). Returns (client, experiment id,
+    parent run id, run name, {trial_key: metrics} already done)."""
     from mlflow.tracking import MlflowClient
 
     experiment_id = tracking.setup_experiment(plan.tracking_uri, opts.experiment)
@@ -128,7 +129,7 @@ def open_parent(plan, opts: RunOptions, versions: dict, plugins: dict, say):
                 options = {k: v for k, v in opts.as_dict().items() if k != "resume"}
                 parent_params = tracking.flatten({"options": options, "versions": versions, "plugins": plugins})
                 parent = tracking.start_parent(plan.tracking_uri, experiment_id, run_name, parent_params,
-                                               {Tag.TRIALS: str(len(plan.trials)), Tag.PLAN_KEY: pkey})
+                                               {Tag.TRIALS: str(len(plan.trials)), Tag.PLAN_KEY: pkey, **(tags or {})})
                 say(f"parent run {parent} ('{run_name}')")
                 client.log_text(parent, json.dumps({"options": options, "trials": [t.as_dict() for t in plan.trials]}, indent=1,
                                                    default=str), "experiment.json")
@@ -197,7 +198,9 @@ def _fail_blocked(plan, todo: list[int], payload, client, experiment_id: str, pa
     return blocked
 
 
-def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False) -> int:
+def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False, tags: dict | None = None) -> int:
+    """``bench run``: plan, references, trials, summary; returns the exit status. ``tags``: more tags
+    for the parent run (``bench reproduce`` names the run it reproduces)."""
     say = Printer(console, quiet)
     t_start = time.perf_counter()
     registry = get_registry()
@@ -229,7 +232,7 @@ def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False) -
     if opts.executor == "ray":
         threading.Thread(target=preimport_tune, args=(ray_imported, cancelled), name="bench-import-tune", daemon=True).start()
     with ThreadPoolExecutor(1, thread_name_prefix="bench-mlflow") as pool:
-        opening = pool.submit(open_parent, plan, opts, versions, plugins, say)
+        opening = pool.submit(open_parent, plan, opts, versions, plugins, say, tags)
         try:
             started_ray = start_executor(opts, verbose, started_ray, say, ray_imported)
             # a Ctrl-C while this waits for the parent (--executor local: about 2 s) closes it KILLED too

@@ -1,0 +1,147 @@
+"""``bench reproduce``: a recorded ``bench run`` run again from its record, and every trial's numbers
+checked against the recorded ones.
+
+The record is the parent run's ``experiment.json`` (the options the run resolved: methods, seeds,
+data, forget request, parameters, recipe, attacks, executor, cache) and its directory
+(``Tag.CWD``: relative paths in the options are relative to it); the comparison pairs the trials
+of the two runs by their trial key (``bench.core.keys.trial_key``: what a trial measures, with the
+digests of its data and forget set), so a trial measured on other data is reported as not in the
+record rather than compared. Wall-clock times and memory (``*_seconds``, ``*_mb``, ``speedup*``)
+are measured, not computed, and differ between any two runs: they are left out. Everything else
+must be equal (``--rtol``/``--atol`` relax it); NaN equals NaN.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from bench.core.errors import BenchError
+from bench.core.keys import Tag
+from bench.core.options import RunOptions
+
+#: metric names measured by the clock or the allocator: never the same twice
+TIMED_SUFFIXES = ("_seconds", "_mb")
+TIMED_PREFIXES = ("speedup", "cumulative_speedup")
+#: options of the record that the new run sets itself
+OWN_OPTIONS = ("resume", "dry_run", "run_name", "tracking_uri", "experiment")
+
+
+def compared(metric: str) -> bool:
+    """Whether ``metric`` is a computed number that a rerun must give again (not a time or memory)."""
+    return not (metric.endswith(TIMED_SUFFIXES) or metric.startswith(TIMED_PREFIXES))
+
+
+def recorded_options(client, parent) -> RunOptions:
+    """The options ``parent`` (a ``bench run`` parent run) ran with, from its ``experiment.json``."""
+    run_id = parent.info.run_id
+    if parent.data.tags.get(Tag.KIND) == "tune":
+        raise BenchError(f"Run {run_id} is a `bench tune` search, whose samples are drawn at random: reproduce takes a "
+                         f"`bench run` parent run (run its best parameters with `bench run --params {run_id}`).")
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            text = Path(client.download_artifacts(run_id, "experiment.json", tmp)).read_text()
+        except Exception as exc:  # noqa: BLE001 -- an MlflowException or OSError: one line, the artifact named
+            raise BenchError(f"Run {run_id} has no readable experiment.json ({type(exc).__name__}), the record of its "
+                             f"options: it was not made by `bench run`, or its artifacts are gone.") from None
+    try:
+        options = json.loads(text)["options"]
+    except (ValueError, KeyError, TypeError):
+        raise BenchError(f"Run {run_id}: its experiment.json holds no 'options' object; it was not written by "
+                         f"`bench run`.") from None
+    known = {f.name for f in fields(RunOptions)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise BenchError(f"Run {run_id} was recorded with options this bench does not know ({', '.join(unknown)}): "
+                         f"it was made by another version of bench; reproduce it with that version.")
+    opts = RunOptions()
+    for key, value in options.items():
+        if key not in OWN_OPTIONS:
+            setattr(opts, key, value)
+    return opts
+
+
+def trial_results(client, experiment_id: str, parent_id: str) -> dict[str, tuple[str, str, dict[str, float]]]:
+    """``{trial key: (trial name, status, metrics)}`` of ``parent_id``'s trial runs; a trial run more
+    than once (``--resume``) counts by its latest finished attempt."""
+    from bench.track.compare.query import _search_all
+
+    runs = _search_all(client, [experiment_id], f"tags.`{Tag.PARENT}` = '{parent_id}'", ["attributes.start_time ASC"])
+    found: dict[str, tuple[str, str, dict[str, float]]] = {}
+    for run in runs:
+        tags = run.data.tags
+        key = tags.get(Tag.TRIAL_KEY)
+        if tags.get(Tag.ROLE) != "trial" or not key:
+            continue
+        if key in found and found[key][1] == "FINISHED" and run.info.status != "FINISHED":
+            continue  # a finished attempt is not replaced by a later failed one
+        name = run.info.run_name or f"{tags.get(Tag.METHOD, '?')} seed={tags.get(Tag.SEED, '?')}"
+        found[key] = (name, run.info.status, dict(run.data.metrics))
+    return found
+
+
+@dataclass
+class Check:
+    """One recorded trial against its rerun."""
+
+    trial: str
+    verdict: str  # "identical", "differs", "failed now", "not run now", "new"
+    compared: int = 0
+    #: (metric, recorded value, value now; None where it is missing now)
+    differences: list[tuple[str, float, float | None]] = field(default_factory=list)
+
+    def line(self, width: int) -> str:
+        if self.verdict == "identical":
+            return f"  {self.trial:<{width}}  identical ({self.compared} metrics)"
+        if self.verdict != "differs":
+            return f"  {self.trial:<{width}}  {self.verdict}"
+        shown = "; ".join(f"{m} {old:.6g} -> {'missing' if new is None else f'{new:.6g}'}"
+                          for m, old, new in self.differences[:3])
+        more = f"; and {len(self.differences) - 3} more" if len(self.differences) > 3 else ""
+        return f"  {self.trial:<{width}}  differs in {len(self.differences)} of {self.compared} metrics: {shown}{more}"
+
+
+def _same(a: float, b: float, rtol: float, atol: float) -> bool:
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(a) and math.isnan(b)
+    return a == b or math.isclose(a, b, rel_tol=rtol, abs_tol=atol)
+
+
+def check_trials(recorded: dict, now: dict, rtol: float = 0.0, atol: float = 0.0) -> list[Check]:
+    """Every trial the record finished against the same trial (by key) now (:func:`trial_results`'
+    form), then the trials only the new run has. A metric of the record missing now is a difference;
+    one the record lacks (logged by newer code) is not compared."""
+    checks: list[Check] = []
+    for key, (name, status, metrics) in recorded.items():
+        if status != "FINISHED":
+            continue
+        if key not in now:
+            checks.append(Check(name, "not run now (not in the new plan: a plugin's methods, the data or "
+                                      "the forget set changed)"))
+            continue
+        _, new_status, new_metrics = now[key]
+        if new_status != "FINISHED":
+            checks.append(Check(name, f"{new_status.lower()} now (its error is in the new run)"))
+            continue
+        names = sorted(m for m in metrics if compared(m))
+        diffs = [(m, metrics[m], new_metrics.get(m)) for m in names
+                 if m not in new_metrics or not _same(metrics[m], new_metrics[m], rtol, atol)]
+        checks.append(Check(name, "differs" if diffs else "identical", len(names), diffs))
+    for key, (name, _, _) in now.items():
+        if key not in recorded or recorded[key][1] != "FINISHED":
+            checks.append(Check(name, "new (the record did not finish this trial)"))
+    return checks
+
+
+def version_changes(recorded_params: dict[str, str], prefix: str, now: dict) -> list[str]:
+    """``name then -> now`` for every entry of ``now`` (package versions, ``prefix`` "versions"; the
+    plugins', "plugins") that differs from the record's ``<prefix>.<name>`` param."""
+    out = []
+    for name, value in sorted(now.items()):
+        then = recorded_params.get(f"{prefix}.{name}")
+        if then is not None and str(then) != str(value):
+            out.append(f"{name} {then} -> {value}")
+    return out

@@ -1,0 +1,140 @@
+"""``bench reproduce RUN_ID``: a recorded run made again from its record (options, directory), its
+trials paired with the recorded ones by trial key and every computed metric compared."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from bench.track.reproduce import Check, check_trials, compared, version_changes
+
+
+def test_times_and_memory_are_left_out_and_everything_else_compared():
+    assert not any(map(compared, ("unlearn_seconds", "retrain_seconds", "cumulative_unlearn_seconds", "peak_memory_mb",
+                                  "memory_delta_mb", "speedup_vs_retrain", "cumulative_speedup_vs_retrain")))
+    assert all(map(compared, ("forget_acc", "avg_gap", "loss_auc", "weight_change", "epsilon_score", "forget_size")))
+
+
+def test_check_trials_pairs_by_key_and_names_each_difference():
+    nan = math.nan
+    recorded = {
+        "k1": ("ft seed=0", "FINISHED", {"forget_acc": 0.9, "test_acc": nan, "unlearn_seconds": 1.0}),
+        "k2": ("ga seed=0", "FINISHED", {"forget_acc": 0.5, "loss_auc": 0.6}),
+        "k3": ("rl seed=0", "FINISHED", {"forget_acc": 0.1}),
+        "k4": ("iu seed=0", "FINISHED", {"forget_acc": 0.2}),
+        "k5": ("ssd seed=0", "FAILED", {}),
+    }
+    now = {
+        "k1": ("ft seed=0", "FINISHED", {"forget_acc": 0.9, "test_acc": nan, "unlearn_seconds": 2.0, "weight_change": 0.1}),
+        "k2": ("ga seed=0", "FINISHED", {"forget_acc": 0.5 + 1e-9}),
+        "k3": ("rl seed=0", "FAILED", {}),
+        "k5": ("ssd seed=0", "FINISHED", {"forget_acc": 0.3}),
+    }
+    checks = {c.trial: c for c in check_trials(recorded, now)}
+    assert checks["ft seed=0"] == Check("ft seed=0", "identical", 2, [])  # NaN = NaN; the time and a new metric left out
+    assert checks["ga seed=0"].verdict == "differs"
+    assert checks["ga seed=0"].differences == [("forget_acc", 0.5, 0.5 + 1e-9), ("loss_auc", 0.6, None)]
+    assert "differs in 2 of 2 metrics: forget_acc 0.5 -> 0.5; loss_auc 0.6 -> missing" in checks["ga seed=0"].line(9)
+    assert checks["rl seed=0"].verdict.startswith("failed now")
+    assert checks["iu seed=0"].verdict.startswith("not run now")
+    assert checks["ssd seed=0"].verdict.startswith("new")  # the record did not finish it: nothing to compare
+    relaxed = {c.trial: c for c in check_trials({"k2": recorded["k2"]}, {"k2": ("ga", "FINISHED", {
+        "forget_acc": 0.5 + 1e-9, "loss_auc": 0.6})}, rtol=1e-6)}
+    assert relaxed["ga seed=0"].verdict == "identical"
+
+
+def test_version_changes_name_what_differs_from_the_record():
+    recorded = {"versions.torch": "2.3.0", "versions.numpy": "1.26.4", "plugins.extra": "0.1"}
+    assert version_changes(recorded, "versions", {"torch": "2.4.0", "numpy": "1.26.4", "scipy": "1.13"}) == [
+        "torch 2.3.0 -> 2.4.0"]
+    assert version_changes(recorded, "plugins", {"extra": "0.2"}) == ["extra 0.1 -> 0.2"]
+
+
+def _parent(store: str, run_id: str | None = None, reproduces: str | None = None):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(store)
+    exp = client.get_experiment_by_name("unlearning-bench")
+    where = "tags.`bench.role` = 'parent'" + (f" and tags.`bench.reproduces` = '{reproduces}'" if reproduces else "")
+    runs = client.search_runs([exp.experiment_id], where, order_by=["attributes.start_time DESC"])
+    return client, (next(r for r in runs if r.info.run_id == run_id) if run_id else runs[0])
+
+
+def test_a_run_is_made_again_from_its_record_in_its_directory(tmp_path, shared_cache, invoke_bench):
+    made_in, elsewhere = tmp_path / "study", tmp_path / "elsewhere"
+    made_in.mkdir()
+    elsewhere.mkdir()
+    (made_in / "forget.txt").write_text("3\n14\n15\n92\n65\n")  # a relative path, read from the recorded directory
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    common = ("--tracking-uri", store, "--executor", "local")
+    first = invoke_bench("run", "-m", "ga,ft", "-s", "0", "-f", "indices:forget.txt", "--attacks", "loss",
+                         "--recipe", "epochs=5", "--cache-dir", str(shared_cache), *common, "-q", cwd=made_in)
+    assert first.returncode == 0, first.stderr
+    client, original = _parent(store)
+
+    again = invoke_bench("reproduce", original.info.run_id[:8], *common, "-q", cwd=elsewhere)
+    assert again.returncode == 0, again.stderr
+    assert f"running in {made_in}, the directory the run was made in" in again.stderr
+    assert "reproducing run " + original.info.run_id in again.stderr
+    assert "bench run -m ga,ft -s 0 -f indices:forget.txt" in again.stderr  # the recorded command line
+    assert "2 of 2 recorded trial(s) give the same numbers (times and memory left out)" in again.stdout
+    assert again.stdout.count(" identical (") == 2
+    _, copy = _parent(store, reproduces=original.info.run_id)
+    assert copy.data.tags["bench.reproduced"] == "identical"
+    assert copy.info.run_name == f"reproduce-{original.info.run_name}"
+    assert copy.data.tags["bench.command"].startswith("bench reproduce ")
+    text = client.download_artifacts(copy.info.run_id, "reproduction.txt", str(tmp_path))
+    assert "2 of 2 recorded trial(s)" in open(text).read()
+
+    # one recorded number changed in the store: the rerun no longer matches it
+    trials = client.search_runs([original.info.experiment_id],
+                                f"tags.`mlflow.parentRunId` = '{original.info.run_id}' and tags.`bench.method` = 'ga'")
+    client.log_metric(trials[0].info.run_id, "forget_acc", 0.123456, step=99)
+    changed = invoke_bench("reproduce", original.info.run_id, *common, "-q", cwd=elsewhere)
+    assert changed.returncode == 1, changed.stderr
+    assert "1 of 2 recorded trial(s) give the same numbers" in changed.stdout
+    assert "differs in 1 of " in changed.stdout and "forget_acc 0.123456 -> " in changed.stdout
+    _, copy = _parent(store, reproduces=original.info.run_id)
+    assert copy.data.tags["bench.reproduced"] == "differs"
+
+
+@pytest.mark.parametrize("args, message", [
+    (("all",), "RUN_ID all: reproduce takes one run"),
+    (("latest", "--rtol", "-1"), "Bad --rtol -1.0: expected a finite number >= 0"),
+    (("latest", "--atol", "nan"), "Bad --atol nan: expected a finite number >= 0"),
+    (("nosuchrun",), "Unknown run 'nosuchrun' in experiment 'unlearning-bench'"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, invoke_bench, args, message):
+    from bench.track.store import new_sqlite_store
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    if args[0] == "nosuchrun":  # a store with one parent run to look the name up in
+        import mlflow
+
+        new_sqlite_store(tmp_path / "mlflow.db", store)
+        mlflow.set_tracking_uri(store)
+        exp = mlflow.set_experiment("unlearning-bench")
+        with mlflow.start_run(experiment_id=exp.experiment_id, tags={"bench.role": "parent"}):
+            pass
+    got = invoke_bench("reproduce", *args, "--tracking-uri", store)
+    assert got.returncode == 2, got.stderr
+    assert message in got.stderr and len(got.stderr.strip().splitlines()) == 1, got.stderr
+
+
+def test_a_parent_without_experiment_json_is_refused(tmp_path):
+    import mlflow
+
+    from bench.core.errors import BenchError
+    from bench.track.reproduce import recorded_options
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = mlflow.set_experiment("not-a-bench-run")
+    with mlflow.start_run(experiment_id=exp.experiment_id) as run:
+        pass
+    client = mlflow.tracking.MlflowClient()
+    with pytest.raises(BenchError, match=r"has no readable experiment.json .*not made by `bench run`"):
+        recorded_options(client, client.get_run(run.info.run_id))
+    client.set_tag(run.info.run_id, "bench.kind", "tune")
+    with pytest.raises(BenchError, match=r"is a `bench tune` search"):
+        recorded_options(client, client.get_run(run.info.run_id))
