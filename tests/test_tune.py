@@ -27,6 +27,8 @@ def test_tune_records_every_sample_saves_the_best_and_run_reuses_it(workdir, run
     kids = df[df["tags.mlflow.parentRunId"] == parent["run_id"]]
     assert len(kids) == 6 and set(kids["status"]) == {"FINISHED"}
     assert kids["params.params.lr"].nunique() == 6  # samples of the declared log-uniform lr
+    first = kids[kids["tags.mlflow.runName"] == "ga seed=0 sample 0"].iloc[0]  # the defaults come first
+    assert float(first["params.params.lr"]) == 0.005 and int(first["params.params.epochs"]) == 5
     lrs = kids["params.params.lr"].astype(float)
     assert ((lrs >= 1e-5) & (lrs <= 1e-1)).all()
     best_row = kids.loc[kids["metrics.avg_gap"].idxmin()]
@@ -49,9 +51,12 @@ def test_tune_records_every_sample_saves_the_best_and_run_reuses_it(workdir, run
 
 
 def test_asha_stops_poor_samples_early(workdir, run_bench, store_args):
+    # every sample drawn (no defaults first): the search this test measured, one flag in use
     proc = run_bench("tune", "--method", "ft", "--num-samples", "8", "--scheduler", "asha", "--forget", "class:3",
-                     "-p", "ft.epochs=12", "-O", str(workdir / "ft.json"), *store_args(workdir), cwd=workdir)
+                     "-p", "ft.epochs=12", "-O", str(workdir / "ft.json"), "--no-defaults-first", *store_args(workdir),
+                     cwd=workdir)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "runs the defaults" not in proc.stdout
     df = _runs(workdir)
     kids = df[df["tags.bench.role"] == "trial"]
     assert len(kids) == 8

@@ -310,7 +310,10 @@ def run_ray(trials: list[TrialSpec], payload: Payload, *, cpus: float, gpus: flo
         param_space = {"trial": trials[0].as_dict(), "sample": search["space"], "report_epochs": search.get("scheduler") is not None}
         tune_config = tune.TuneConfig(
             reuse_actors=True, num_samples=search["num_samples"], metric=search["metric"], mode=search["mode"],
-            scheduler=search.get("scheduler"), search_alg=BasicVariantGenerator(random_state=search["seed"]),
+            scheduler=search.get("scheduler"),
+            # the first samples given as values (the method's defaults), then draws seeded by --seed
+            search_alg=BasicVariantGenerator(random_state=search["seed"],
+                                             points_to_evaluate=[{"sample": dict(p)} for p in search.get("first", ())]),
         )
     tuner = tune.Tuner(
         trainable,

@@ -3,7 +3,9 @@
 Each sample is an ordinary trial (same references, same evaluation, same MLflow child run, with
 the sampled values as its ``params.*``) under one parent run tagged ``bench.kind=tune``. The
 search is Tune's random/grid ``BasicVariantGenerator`` seeded by ``--seed`` over the domains of the
-method's ``search_space``; ``--scheduler asha`` adds Tune's ASHA, which stops samples early on
+method's ``search_space``, whose first sample is the method's defaults for the setting (its
+``points_to_evaluate``; ``--no-defaults-first`` leaves them out), so that the best saved is never
+worse than what ``bench run`` gives without ``--params``; ``--scheduler asha`` adds Tune's ASHA, which stops samples early on
 the intermediate results a method reports through ``ctx.report`` (one per epoch for ``ft`` and
 ``ga``). The best sample's parameters are saved as JSON ``{"METHOD": {...all parameters...}}``
 (``--output``, and the parent run's artifact ``best_params.json``) for ``bench run --params``.
@@ -105,7 +107,7 @@ def check_output(output: str | None, method: str) -> Path:
 
 
 def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int, scheduler: str, seed: int,
-                output: str | None, console, verbose: bool = False, quiet: bool = False) -> int:
+                output: str | None, console, verbose: bool = False, quiet: bool = False, defaults_first: bool = True) -> int:
 
     say = Printer(console, quiet)
     registry = get_registry()
@@ -135,6 +137,8 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
         raise BenchError(f"Every parameter of '{method}' with a search space is fixed by --param: nothing left to tune.")
     domains = fit_space(plan.methods[0], plan, opts.params.get(method, {}), say)
     space = {k: to_tune(d) for k, d in domains.items()}
+    # the defaults as they apply here (the dataset's, with -p), restricted to what is searched
+    defaults = {k: plan.trials[0].params[k] for k in space} if defaults_first else None
     experiment_id = tracking.setup_experiment(plan.tracking_uri, opts.experiment)
     client = MlflowClient(plan.tracking_uri)
     reaped = tracking.reap_dead_runs(client)
@@ -145,12 +149,15 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
     run_name = opts.run_name or f"tune-{method}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     params = tracking.flatten({
         "tune": {"method": method, "objective": objective, "mode": mode, "num_samples": num_samples, "scheduler": scheduler,
-                 "seed": seed, "space": {k: d.describe() for k, d in domains.items()}},
+                 "seed": seed, "space": {k: d.describe() for k, d in domains.items()}, "defaults_first": defaults_first},
         "options": {k: v for k, v in opts.as_dict().items() if k != "resume"}, "versions": versions, "plugins": plugins,
     })
     with tracking.recording("opening the run in the MLflow store", tracking.NOTHING_RUN):
         parent = tracking.start_parent(plan.tracking_uri, experiment_id, run_name, params, {"bench.kind": "tune"})
     say(f"tuning '{method}' over {', '.join(space)}: {num_samples} sample(s), objective {objective} ({mode}), scheduler {scheduler}")
+    if defaults is not None:
+        say("sample 0 runs the defaults (" + ", ".join(f"{k}={v!r}" for k, v in defaults.items()) + "): the best saved "
+            "is never worse than them (--no-defaults-first draws every sample)")
     say(f"MLflow tracking store: {plan.tracking_uri}; parent run {parent} ('{run_name}')")
     started_ray = False
     status, code = "FAILED", 1
@@ -179,7 +186,7 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
                 storage=f"{plan.cache_dir}/ray_results", name=f"{run_name}-{parent[:8]}",
                 callbacks=[make_ray_callback(plan.tracking_uri, opts.experiment, parent)], say=say,
                 search={"space": space, "num_samples": num_samples, "metric": objective, "mode": mode,
-                        "scheduler": sched, "seed": seed},
+                        "scheduler": sched, "seed": seed, "first": [] if defaults is None else [defaults]},
                 verbose=verbose,
             )
             best = best_sample(outcome, objective, mode)
@@ -220,8 +227,10 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
                         client.set_tag(parent, "bench.best_partial", f"{done} of {num_samples}")
                     tracking.log_metrics(client, parent, {f"best_{objective}": value, "samples_finished": len(outcome.results),
                                                           "wall_seconds": time.perf_counter() - t_start})
+                same = defaults is not None and all(spec.params[k] == v for k, v in defaults.items())
                 say(f"best sample: {spec.trial_name}: {objective}={value:.4f} with "
-                    + ", ".join(f"{k}={spec.params[k]!r}" for k in space))
+                    + ", ".join(f"{k}={spec.params[k]!r}" for k in space)
+                    + (" (the defaults: no sample beat them)" if same else ""), always=same)
                 if written:
                     say(f"best parameters written to {path} and to MLflow (run {parent}, best_params.json); "
                         f"reuse them with: bench run --params {path}", always=True)
