@@ -44,7 +44,7 @@ def main():
     """Benchmark machine-unlearning methods: same model, same forget request, same metrics, in MLflow."""
 
 
-from bench.cli import compare_cmd, list_cmd, plugins_cmd, presets_cmd, reproduce_cmd, run_cmd, tune_cmd, ui_cmd  # noqa: E402
+from bench.cli import cache_cmd, compare_cmd, list_cmd, plugins_cmd, presets_cmd, reproduce_cmd, run_cmd, tune_cmd, ui_cmd  # noqa: E402
 
 main.add_command(run_cmd.run)
 main.add_command(tune_cmd.tune)
@@ -54,6 +54,7 @@ main.add_command(compare_cmd.compare)
 main.add_command(ui_cmd.ui)
 main.add_command(presets_cmd.presets)
 main.add_command(reproduce_cmd.reproduce)
+main.add_command(cache_cmd.cache)
 
 
 def entry() -> None:

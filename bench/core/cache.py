@@ -19,7 +19,8 @@ recorded size and SHA-256. An entry that fails (zeroed, truncated or overwritten
 edited or unparsable metadata, one file missing, or a format-1 entry from before digests were
 recorded, which cannot be verified) is never used: it is moved to
 ``<cache>/quarantine/<UTC time>-<key>/`` with a ``reason.txt``, reported in one line, and
-rebuilt. Writers hold a per-key lock (``bench.core.cache_lock``) so that concurrent runs
+rebuilt. A hit sets the metadata file's modification time: its last use (``bench cache``).
+Writers hold a per-key lock (``bench.core.cache_lock``) so that concurrent runs
 sharing the directory train each entry once.
 """
 
@@ -178,6 +179,9 @@ class ReferenceCache:
         caller rebuilds it; call it holding the key's lock (:meth:`locked`) when others may write."""
         entry, problem = self.check(key)
         if problem is None:
+            if entry is not None:  # its last use, for `bench cache prune --unused-days` (a read-only cache: none)
+                with contextlib.suppress(OSError):
+                    os.utime(self._paths(key)[1])
             return entry
         where = self.quarantine(key, problem)
         if say is not None:

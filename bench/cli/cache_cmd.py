@@ -1,0 +1,131 @@
+"""``bench cache``: list the reference cache, and prune what this bench can never reuse."""
+
+from __future__ import annotations
+
+import math
+import os
+from datetime import datetime
+
+import click
+
+CACHE_DIR = click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+                         help="Reference-model cache. [default: ~/.cache/unlearning-bench]")
+
+
+def _root(cache_dir: str | None):
+    """The cache directory (absolute), or None when it does not exist: said in one line; a
+    directory given by name that does not exist is bad input (a typo), the default one is not."""
+    from pathlib import Path
+
+    from bench.core.cache import default_cache_dir
+    from bench.core.errors import BenchError
+
+    root = (Path(cache_dir).expanduser() if cache_dir else default_cache_dir()).absolute()
+    if cache_dir is not None and not cache_dir.strip():
+        raise BenchError("Empty --cache-dir: expected a directory; drop it for the default cache.")
+    if root.is_dir():
+        return root
+    if cache_dir is not None:
+        raise BenchError(f"--cache-dir {cache_dir}: no such directory. Pass the --cache-dir that bench run used.")
+    click.echo(f"no reference cache yet at {root}: bench run creates it.", err=True)
+    return None
+
+
+def _day(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds).strftime("%Y-%m-%d %H:%M") if seconds else "?"
+
+
+@click.group(invoke_without_command=True)
+@CACHE_DIR
+@click.pass_context
+def cache(ctx, cache_dir):
+    """List the reference cache (the default); `bench cache prune` removes what this bench can never reuse.
+
+    \b
+    Examples:
+      bench cache
+      bench cache list --json
+      bench cache prune --dry-run
+      bench cache prune --unused-days 30 --ray-results
+    """
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(list_entries, cache_dir=cache_dir, as_json=False)
+
+
+@cache.command("list")
+@CACHE_DIR
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+def list_entries(cache_dir, as_json):
+    """Every entry: kind, dataset / model / seed, size, when made and last used, and whether this
+    bench can reuse it (ok), never hits it again (stale: other training code or torch) or refuses it
+    (corrupt); then the quarantine and Ray Tune's run folders."""
+    from bench.run import cache_admin as admin
+
+    root = _root(cache_dir)
+    if root is None:
+        return
+    entries, extras = admin.scan(root)
+    if as_json:
+        click.echo(admin.as_json(entries, extras))
+        return
+    stale = [e for e in entries if e.stale or e.corrupt]
+    click.echo(f"reference cache {root}: {len(entries)} entries, {admin.megabytes(sum(e.bytes for e in entries))} "
+               f"({len(stale)} that this bench can never reuse, {admin.megabytes(sum(e.bytes for e in stale))}); "
+               + "; ".join(f"{name}/ {n} item(s), {admin.megabytes(b)}" for name, (n, b) in extras.items()))
+    if entries:
+        width = max(len("dataset / model / seed"), *(len(e.setting) for e in entries))
+        kind = max(len("kind"), *(len(e.kind) for e in entries))
+        click.echo(f"  {'key':<12}  {'kind':<{kind}}  {'dataset / model / seed':<{width}}  {'size':>9}  {'last used':<16}  status")
+        for e in entries:
+            status = "ok" if not (e.stale or e.corrupt) else f"stale: {e.stale}" if e.stale else f"corrupt: {e.corrupt}"
+            click.echo(f"  {e.key[:12]:<12}  {e.kind:<{kind}}  {e.setting:<{width}}  {admin.megabytes(e.bytes):>9}  "
+                       f"{_day(e.last_used):<16}  {status}")
+    if stale or extras["quarantine"][0]:
+        click.echo("remove what this bench can never reuse: bench cache prune (--dry-run lists it first)")
+
+
+@cache.command("prune")
+@CACHE_DIR
+@click.option("--unused-days", type=float, default=None, metavar="DAYS",
+              help="Also remove entries no run has used for DAYS days (they are trained again when needed).")
+@click.option("--ray-results", is_flag=True,
+              help="Also remove Ray Tune's run folders and logs (ray_results/; MLflow keeps the results and tracebacks), "
+                   "but those changed in the last hour.")
+@click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
+def prune(cache_dir, unused_days, ray_results, dry_run):
+    """Remove the entries this bench can never reuse (stale: trained by other bench training code or
+    another torch; corrupt) and the quarantine. Another installation sharing the directory may still
+    use stale entries: prune from the newest one."""
+    from bench.core.errors import BenchError
+    from bench.run import cache_admin as admin
+
+    if unused_days is not None and (not math.isfinite(unused_days) or unused_days < 0):
+        raise BenchError(f"Bad --unused-days {unused_days}: expected a number of days >= 0, e.g. --unused-days 30.")
+    root = _root(cache_dir)
+    if root is None:
+        return
+    if not os.access(root, os.W_OK):
+        raise BenchError(f"Cannot prune {root}: it is not writable by this user.")
+    entries, extras = admin.scan(root)
+    chosen = admin.select(entries, unused_days)
+    folders = ("quarantine", "ray_results") if ray_results else ("quarantine",)
+    verb = "would remove" if dry_run else "removing"
+    for e in chosen:
+        why = e.stale or (f"corrupt: {e.corrupt}" if e.corrupt else f"unused since {_day(e.last_used)}")
+        click.echo(f"{verb} {e.key[:12]} {e.kind} {e.setting} ({admin.megabytes(e.bytes)}): {why}")
+    items = []
+    for name in folders:
+        some = admin.folder_items(root, name)
+        items += some
+        if some:
+            click.echo(f"{verb} {name}/: {len(some)} item(s), {admin.megabytes(sum(admin.size(p) for p in some))}")
+        if len(some) < extras[name][0]:
+            click.echo(f"keeping {extras[name][0] - len(some)} item(s) of {name}/ changed in the last hour (a run may be "
+                       f"writing them)")
+    total = sum(e.bytes for e in chosen) + sum(admin.size(p) for p in items)
+    if dry_run:
+        click.echo(f"dry run: {admin.megabytes(total)} would be freed; nothing removed.")
+        return
+    freed = admin.prune(root, chosen, items)
+    kept = len(entries) - len(chosen)
+    click.echo(f"freed {admin.megabytes(freed)}; {kept} entr{'y' if kept == 1 else 'ies'} kept.")

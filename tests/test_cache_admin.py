@@ -1,0 +1,116 @@
+"""``bench cache``: the entries a run can reuse, those this bench never hits again (trained by other
+training code or torch: they stayed on disk forever), corrupt ones, and pruning."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+from bench.core.cache import ReferenceCache, cache_key
+from bench.run.trained_with import trained_with
+
+
+def _put(cache: ReferenceCache, seed: int, made=None, kind="original") -> str:
+    doc = {"kind": kind, "dataset": "digits", "model": "mlp", "seed": seed}
+    if made is not None:
+        doc["trained_with"] = made
+    key = cache_key(doc)
+    cache.put(key, b"w" * (1000 + seed), {"document": doc, "created": "2026-12-06T00:00:00+00:00"})
+    return key
+
+
+@pytest.fixture
+def filled(tmp_path):
+    """A cache with one entry per case, and a quarantined item and a Ray Tune run folder."""
+    root = tmp_path / "cache"
+    cache = ReferenceCache(root)
+    now = trained_with("cpu", 1)
+    keys = {
+        "ok": _put(cache, 0, now),
+        "old": _put(cache, 1, now),
+        "code": _put(cache, 2, {**now, "code": "0123456789abcdef"}),
+        "torch": _put(cache, 3, {**now, "torch": "1.0.0"}),
+        "unkeyed": _put(cache, 4),
+        "corrupt": _put(cache, 5, now),
+    }
+    (root / f"{keys['corrupt']}.safetensors").write_bytes(b"x" * 1005)  # same size, other bytes
+    month = time.time() - 40 * 86400
+    os.utime(root / f"{keys['old']}.json", (month, month))
+    (root / "quarantine" / "20261201T000000Z-abc").mkdir(parents=True)
+    (root / "quarantine" / "20261201T000000Z-abc" / "reason.txt").write_text("abc: corrupted\n")
+    (root / "ray_results" / "bench-1").mkdir(parents=True)
+    (root / "ray_results" / "bench-1" / "experiment_state.json").write_text("{}\n")
+    (root / "ray_results" / "bench-1.log").write_text("log\n")
+    for path in (root / "ray_results").rglob("*"):
+        os.utime(path, (month, month))
+    (root / "ray_results" / "bench-2-running").mkdir()  # changed now: a run may be writing it
+    return root, keys
+
+
+def test_list_says_which_entries_this_bench_can_reuse(filled, invoke_bench):
+    root, keys = filled
+    got = invoke_bench("cache", "--cache-dir", str(root))
+    assert got.returncode == 0, got.stderr
+    lines = {line.split()[0]: line for line in got.stdout.splitlines()[2:] if line.startswith("  ")}
+    assert lines[keys["ok"][:12]].endswith(" ok") and lines[keys["old"][:12]].endswith(" ok")
+    assert "stale: trained by other bench training code (0123456789abcdef; now " in lines[keys["code"][:12]]
+    assert "stale: trained with torch 1.0.0 (now " in lines[keys["torch"][:12]]
+    assert "stale: trained before cache keys held what trained them" in lines[keys["unkeyed"][:12]]
+    assert "corrupt: weights SHA-256 does not match" in lines[keys["corrupt"][:12]]
+    assert "6 entries" in got.stdout and "(4 that this bench can never reuse" in got.stdout
+    assert "quarantine/ 1 item(s)" in got.stdout and "ray_results/ 3 item(s)" in got.stdout
+    data = json.loads(invoke_bench("cache", "list", "--json", "--cache-dir", str(root)).stdout)
+    assert {e["key"] for e in data["entries"]} == set(keys.values())
+    assert data["folders"]["ray_results"]["items"] == 3
+
+
+def test_prune_removes_what_can_never_be_reused_and_keeps_the_rest(filled, invoke_bench):
+    root, keys = filled
+    before = sorted(p.name for p in root.rglob("*"))
+    dry = invoke_bench("cache", "prune", "--dry-run", "--cache-dir", str(root))
+    assert dry.returncode == 0 and "nothing removed" in dry.stdout, dry.stderr
+    assert dry.stdout.count("would remove ") == 5  # 4 entries and the quarantine
+    assert sorted(p.name for p in root.rglob("*")) == before
+
+    done = invoke_bench("cache", "prune", "--cache-dir", str(root))
+    assert done.returncode == 0, done.stderr
+    assert "2 entries kept" in done.stdout
+    left = {p.name.split(".")[0] for p in root.glob("*.json")}
+    assert left == {keys["ok"], keys["old"]}
+    assert not any((root / "quarantine").iterdir()) and len(list((root / "ray_results").iterdir())) == 3
+    assert ReferenceCache(root).check(keys["ok"])[0] is not None  # what stays still verifies
+
+    unused = invoke_bench("cache", "prune", "--unused-days", "30", "--ray-results", "--cache-dir", str(root))
+    assert unused.returncode == 0, unused.stderr
+    assert f"removing {keys['old'][:12]} original digits / mlp / 1" in unused.stdout and "unused since" in unused.stdout
+    assert {p.name.split(".")[0] for p in root.glob("*.json")} == {keys["ok"]}
+    assert [p.name for p in (root / "ray_results").iterdir()] == ["bench-2-running"]
+    assert "keeping 1 item(s) of ray_results/ changed in the last hour" in unused.stdout
+
+
+def test_a_hit_is_a_use(tmp_path):
+    cache = ReferenceCache(tmp_path)
+    key = _put(cache, 0, trained_with("cpu", 1))
+    month = time.time() - 40 * 86400
+    os.utime(tmp_path / f"{key}.json", (month, month))
+    assert cache.get(key) is not None
+    assert time.time() - (tmp_path / f"{key}.json").stat().st_mtime < 60
+
+
+@pytest.mark.parametrize("args, message", [
+    (("prune", "--unused-days", "-1"), "Bad --unused-days -1.0: expected a number of days >= 0"),
+    (("prune", "--unused-days", "nan"), "Bad --unused-days nan"),
+    (("list", "--cache-dir", "/no/such/cache"), "--cache-dir /no/such/cache: no such directory"),
+    (("prune", "--cache-dir", ""), "Empty --cache-dir"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, invoke_bench, args, message):
+    got = invoke_bench("cache", *args, *(() if "--cache-dir" in args else ("--cache-dir", str(tmp_path))))
+    assert got.returncode == 2 and message in got.stderr and len(got.stderr.strip().splitlines()) == 1, got.stderr
+
+
+def test_no_default_cache_yet_is_said_not_an_error(tmp_path, invoke_bench):
+    got = invoke_bench("cache", env={"XDG_CACHE_HOME": str(tmp_path / "fresh")})
+    assert got.returncode == 0 and "no reference cache yet at" in got.stderr
