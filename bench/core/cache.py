@@ -77,6 +77,14 @@ def state_to_bytes(model) -> bytes:
     return save(state)
 
 
+def model_bytes(model, metadata: dict[str, str]) -> bytes:
+    """``model``'s state dict as safetensors bytes with ``metadata`` (strings) in the file's header."""
+    from safetensors.torch import save
+
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    return save(state, metadata=metadata)
+
+
 def load_state(model, data: bytes) -> None:
     """Load safetensors bytes into ``model`` (strict: every key must match)."""
     from safetensors.torch import load

@@ -18,6 +18,8 @@ DEFAULT_EXPERIMENT = "unlearning-bench"
 
 #: Key of a trial's result holding ``{file name: str | bytes | Rendered}`` to log as MLflow artifacts.
 ARTIFACTS_KEY = "bench_artifacts"
+#: The trial artifact holding the unlearned model (``--save-models``; ``bench.run.saved_models``).
+MODEL_ARTIFACT = "model.safetensors"
 #: Key of a continual trial's result holding the metrics of every request, in order.
 STEPS_KEY = "bench_steps"
 

@@ -275,6 +275,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("trial_timeout", ("--trial-timeout",), "Stop a trial still running after this many seconds: it fails with "
            "where it was, the others go on. [default: none]",
            None, "float | None", _N, cli_type=float),
+    Option("save_models", ("--save-models",), "Keep each trial's unlearned model as the artifact model.safetensors of its "
+           "MLflow run (load it with bench.run.saved_models.load_trial_model; README, 'The unlearned models').",
+           False, "bool", (bool,), cli_type=bool, flag=True, commands=("run",)),
     Option("device", ("--device",), "auto, cpu or cuda. auto: cuda when --gpus-per-trial > 0. [default: auto]",
            "auto", "str", _S),
     Option("tracking_uri", ("--tracking-uri",), "MLflow store or server. [default: sqlite:///$PWD/mlflow.db]",

@@ -63,6 +63,7 @@ class Payload:
     #: reference failed, ``{own-original key: text}`` for a method's own original
     failures: Mapping[str, str] = field(default_factory=dict)
     trial_timeout: float | None = None  # --trial-timeout: seconds a trial may run (bench.run.deadline)
+    save_models: bool = False  # --save-models: each trial keeps its unlearned model (MODEL_ARTIFACT)
     #: warnings about the measurements, said and recorded on the parent run (``Tag.WARNINGS``)
     warnings: tuple[str, ...] = ()
 
@@ -182,5 +183,6 @@ def build_payload(plan, refs: dict, method_originals: dict[str, dict], attack_mo
             row["original"], row["retrain"] = reference_summary(steps)
         ref_rows.append(row)
     payload = Payload(groups=groups, methods={m.name: m.obj for m in plan.methods}, models=plan.models, attacks=plan.attacks,
-                      failures=failures, trial_timeout=plan.options.trial_timeout)
+                      failures=failures, trial_timeout=plan.options.trial_timeout,
+                      save_models=plan.options.save_models)
     return payload, ref_rows

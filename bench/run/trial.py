@@ -17,11 +17,11 @@ from typing import Any, Callable
 
 import torch
 
-from bench.core.cache import load_state
+from bench.core.cache import load_state, model_bytes
 from bench.core.contracts import MethodContext, Setting
 from bench.core.errors import BenchError, no_exit
 from bench.core.forget import INDICES_ARTIFACT, indices_text
-from bench.core.keys import ARTIFACTS_KEY, STEPS_KEY
+from bench.core.keys import ARTIFACTS_KEY, MODEL_ARTIFACT, STEPS_KEY
 from bench.core.method import check_params, check_setting, prepare, trains
 from bench.core.recipe import Recipe
 from bench.core.spec import TrialSpec
@@ -222,6 +222,11 @@ def _run_trial(spec: TrialSpec, payload: Payload, fetch: Callable[[Any], Any],
         run_attacks(payload.attacks, model, final, spec=spec, group=group, method=method,
                     data=((data.retain_x, data.retain_y), everything, (data.test_x, data.test_y)),
                     new_model=new_model, bounds=bounds, original=own_load)
+    if payload.save_models:  # the model measured, with what rebuilds its architecture (bench.run.saved_models)
+        final.setdefault(ARTIFACTS_KEY, {})[MODEL_ARTIFACT] = model_bytes(model, {
+            "method": spec.method, "model": spec.model, "dataset": spec.dataset, "seed": str(seed),
+            "num_classes": str(splits.num_classes), "input_shape": ",".join(map(str, splits.input_shape)),
+            "trial_key": spec.trial_key})
     # the forget set, so another run can reuse exactly it (--forget indices:RUN_ID)
     final.setdefault(ARTIFACTS_KEY, {})[INDICES_ARTIFACT] = indices_text(
         group.forget_idx, dataset=spec.dataset, forget=spec.forget, forget_seed=spec.forget_seed,

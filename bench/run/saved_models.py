@@ -1,0 +1,79 @@
+"""The unlearned models a run kept (``bench run --save-models``), loaded back.
+
+Each trial of such a run stores the model it measured as the artifact ``model.safetensors``
+(``bench.core.keys.MODEL_ARTIFACT``): its state dict, read only through safetensors (no pickle),
+with the trial's method, model spec, dataset, seed, number of classes, input shape and trial key
+in the file's header. :func:`load_model` rebuilds the architecture from the header through the
+model plugin (``--model``) and loads the weights strictly; :func:`load_trial_model` first fetches
+the file of one trial run from an MLflow store. A method that returns another architecture than
+its input (PRUNE's patched network, SISA's ensemble) stores its state dict all the same, but it
+does not load into the plain model: that is said, and the file can be read with
+``safetensors.torch.load_file``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from bench.core.errors import BenchError
+from bench.core.keys import MODEL_ARTIFACT, Tag
+
+
+def read_model_file(path: str | Path) -> tuple[dict, dict[str, str]]:
+    """(state dict, header metadata) of a ``model.safetensors`` file."""
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
+
+    try:
+        with safe_open(str(path), "pt") as fh:
+            meta = dict(fh.metadata() or {})
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise BenchError(f"{path}: not a readable safetensors file ({exc}).") from None
+    missing = [k for k in ("model", "num_classes", "input_shape") if k not in meta]
+    if missing:
+        raise BenchError(f"{path}: its header lacks {', '.join(missing)}; it was not written by bench run --save-models "
+                         f"(read its tensors with safetensors.torch.load_file).")
+    return state, meta
+
+
+def load_model(path: str | Path, device: str = "cpu"):
+    """The model in ``path`` (a trial's ``model.safetensors``), rebuilt and loaded, in eval mode."""
+    from bench.core.plugins import get_registry
+    from bench.run.validate import resolve_model
+
+    state, meta = read_model_file(path)
+    obj, arg, _ = resolve_model(get_registry(), meta["model"])
+    shape = tuple(int(x) for x in meta["input_shape"].split(","))
+    net = obj.create(int(meta["num_classes"]), shape, arg)
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError:
+        raise BenchError(f"{path}: the model method '{meta.get('method', '?')}' returned is not a plain "
+                         f"'{meta['model']}' (its parameters differ: PRUNE's patched network, SISA's ensemble). Its "
+                         f"state dict is in the file: safetensors.torch.load_file({str(path)!r}).") from None
+    return net.to(device).eval()
+
+
+def load_trial_model(run_id: str, tracking_uri: str | None = None, device: str = "cpu"):
+    """The unlearned model of trial run ``run_id`` in the MLflow store ``tracking_uri`` (default: as
+    ``bench compare`` resolves it), from its ``model.safetensors``."""
+    from mlflow.exceptions import MlflowException
+
+    from bench.track.compare.query import open_store
+
+    uri, client = open_store(tracking_uri)
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        raise BenchError(f"No run {run_id} in {uri}.") from None
+    if run.data.tags.get(Tag.ROLE) != "trial":
+        raise BenchError(f"Run {run_id} is not a trial run of bench run; give the run id of one of its trials.")
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = client.download_artifacts(run_id, MODEL_ARTIFACT, tmp)
+        except Exception:  # noqa: BLE001 -- MLflow raises several kinds for a missing artifact
+            raise BenchError(f"Trial run {run_id} has no {MODEL_ARTIFACT}: its run did not use --save-models; run "
+                             f"it again with --save-models to keep the models.") from None
+        return load_model(path, device)
