@@ -71,14 +71,11 @@ def cache_key(document: dict[str, Any]) -> str:
 
 
 def state_to_bytes(model) -> bytes:
-    from safetensors.torch import save
-
-    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    return save(state)
+    return model_bytes(model, None)
 
 
-def model_bytes(model, metadata: dict[str, str]) -> bytes:
-    """``model``'s state dict as safetensors bytes with ``metadata`` (strings) in the file's header."""
+def model_bytes(model, metadata: dict[str, str] | None) -> bytes:
+    """``model``'s state dict as safetensors bytes, with ``metadata`` (strings) in the file's header."""
     from safetensors.torch import save
 
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
