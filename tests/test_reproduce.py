@@ -61,6 +61,7 @@ def _parent(store: str, run_id: str | None = None, reproduces: str | None = None
     return client, (next(r for r in runs if r.info.run_id == run_id) if run_id else runs[0])
 
 
+@pytest.mark.slow
 def test_a_run_is_made_again_from_its_record_in_its_directory(tmp_path, shared_cache, invoke_bench):
     made_in, elsewhere = tmp_path / "study", tmp_path / "elsewhere"
     made_in.mkdir()

@@ -31,6 +31,7 @@ class _Plugin:
         register(_Wrapped())
 
 
+@pytest.mark.slow
 def test_saved_models_load_back_and_give_the_recorded_numbers(workdir, shared_cache, run_harness, trial_runs, plugged):
     from bench.core.plugins import get_registry
     from bench.run.saved_models import load_trial_model, read_model_file
@@ -61,6 +62,7 @@ def test_saved_models_load_back_and_give_the_recorded_numbers(workdir, shared_ca
         assert meta["trial_key"] == runs.loc["wrapped", "tags.bench.trial_key"]
 
 
+@pytest.mark.slow
 def test_without_the_flag_no_model_is_kept(workdir, shared_cache, run_harness, trial_runs):
     from bench.run.saved_models import load_trial_model
 

@@ -76,6 +76,7 @@ class _Plugin:
         register(_Method("nudges", 0.5))
 
 
+@pytest.mark.slow
 def test_a_run_logs_weight_change_and_warns_about_a_method_that_changed_nothing(workdir, shared_cache, run_harness,
                                                                                  trial_runs, plugged):
     import mlflow
