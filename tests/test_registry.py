@@ -513,3 +513,21 @@ def test_an_installed_plugin_that_fails_to_import_is_one_line_naming_it(tmp_path
     alone = subprocess.run([BENCH_SCRIPT, "list", "methods"], env={**env, "BENCH_PLUGINS": ""}, capture_output=True,
                            text=True, timeout=120)
     assert alone.returncode == 0 and "retrain" in alone.stdout, alone.stderr
+
+
+def test_a_class_registered_instead_of_an_instance_is_named():
+    """register(MyMethod) was accepted, listed by bench plugins, and failed bench run with a
+    46-line TypeError (its methods lacked self)."""
+    cls = type("ClassReg", (), {"name": "classreg", "description": "d", "requires": frozenset({"forget"}),
+                                "default_params": {}, "search_space": {}, "unlearn": lambda self, *a: None})
+    with pytest.raises(PluginError, match=r"Plugin 'classy' registered the class ClassReg as a method; register an "
+                                          r"instance: register\(ClassReg\(\)\)"):
+        build(make_plugin("classy", methods=[cls]))
+
+
+def test_a_method_without_search_space_is_named_with_the_fix():
+    obj = SimpleNamespace(name="nobase", description="d", requires=frozenset({"forget"}), default_params={},
+                          unlearn=lambda *a: None)
+    with pytest.raises(PluginError, match=r"registered a method 'nobase' without search_space \(an empty "
+                                          r"search_space = \{\} when it has none, or subclass bench.Method\)"):
+        build(make_plugin("lacking", methods=[obj]))

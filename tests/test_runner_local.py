@@ -495,7 +495,7 @@ class _OddPlugin:
     ("retain", "shadowing", "Attack 'retain' reported metric 'acc', which makes 'retain_acc', already measured"),
     ("odd", "name", "Attack 'odd' reported metric 'bad key!': a metric name is up to 250"),
     ("odd", "nan", "Attack 'odd' reported metric 'auc' = nan; its values must be finite"),
-    ("odd", "text", "Attack 'odd' reported metric 'auc' = 'high', which is not a number"),
+    ("odd", "text", "Attack 'odd' reported metric 'auc' = 'high', a str, not a float; return float(value)"),
     ("odd", "list", "Attack 'odd' returned list; evaluate() returns a dict"),
     ("odd", "raise", "Attack 'odd' failed: ValueError: no threshold"),
 ])
@@ -526,3 +526,12 @@ def test_a_plugin_metric_is_checked_before_it_joins_the_trial():
         with pytest.raises(BenchError):
             add_metric("Method 'm'", key, value, metrics, finite=finite)
     assert set(metrics) == {"retain_acc", "patches", "sisa/shard 1:time", "loss"}
+    # an attack's value is a real number as the kit requires: a bool or a tensor was logged (1.0, 0.25)
+    import torch
+
+    for value, kind in ((True, "bool"), (torch.tensor(0.25), "Tensor")):
+        with pytest.raises(BenchError, match=rf"Attack 'a' reported metric 'v' = .*, a {kind}, not a float; return float"):
+            add_metric("Attack 'a'", "a_v", value, metrics, finite=True, shown="v")
+    add_metric("Attack 'a'", "a_np", __import__("numpy").float32(0.5), metrics, finite=True)  # NumPy's are real numbers
+    with pytest.raises(BenchError, match=r"reported metric 'retain_acc', already measured in this trial; rename it"):
+        add_metric("Method 'm'", "retain_acc", 0.1, metrics, finite=False)

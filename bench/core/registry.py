@@ -32,11 +32,16 @@ class Entry:
 
 
 def _validate(kind: str, obj: Any, origin: str) -> str:
+    if isinstance(obj, type):  # register(MyMethod): its methods then lack self (a TypeError inside bench run)
+        raise PluginError(f"Plugin '{origin}' registered the class {obj.__name__} as a {kind}; register an instance: "
+                          f"register({obj.__name__}()).")
     attrs, callables = REQUIRED[kind]
     missing = [a for a in attrs + callables if not hasattr(obj, a)]
     if missing:
+        shown = repr(obj.name) if isinstance(getattr(obj, "name", None), str) else type(obj).__name__
+        hint = " (an empty search_space = {} when it has none, or subclass bench.Method)" if "search_space" in missing else ""
         raise PluginError(
-            f"Plugin '{origin}' registered a {kind} {obj!r} without {', '.join(missing)}. "
+            f"Plugin '{origin}' registered a {kind} {shown} without {', '.join(missing)}{hint}. "
             f"A {kind} needs the attributes {', '.join(attrs)} and the callables {', '.join(callables)} "
             f"(see bench.core.contracts)."
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 import posixpath
 import re
 from typing import Any, Callable
@@ -132,14 +133,18 @@ def valid_metric_name(key: Any) -> bool:
 def add_metric(who: str, key: Any, value: Any, metrics: dict, finite: bool, shown: Any = None) -> None:
     """Add a plugin's metric ``key`` to a trial's ``metrics``: a name MLflow takes, not one already
     measured (an attack named ``retain`` reporting ``acc`` replaced the harness's ``retain_acc``), a
-    number, finite where ``finite`` (attacks: their contract). ``shown``: the name as the plugin gave it."""
+    number, and for an attack (``finite``) a finite real number, not a bool or a tensor (their
+    contract, as the kit checks it). ``shown``: the name as the plugin gave it."""
     shown = key if shown is None else shown
     if not valid_metric_name(key):
         raise BenchError(f"{who} reported metric {shown!r}: a metric name is up to 250 letters, digits, '_', '-', "
                          "'.', ' ', ':' or '/' (MLflow's rule); rename it.")
     if key in metrics:
-        raise BenchError(f"{who} reported metric {shown!r}, which makes '{key}', already measured in this trial; "
-                         "rename it.")
+        makes = f", which makes '{key}'," if key != shown else ","
+        raise BenchError(f"{who} reported metric {shown!r}{makes} already measured in this trial; rename it.")
+    if finite and (isinstance(value, bool) or not isinstance(value, numbers.Real)):  # the kit's rule, here too
+        raise BenchError(f"{who} reported metric {shown!r} = {value!r}, a {type(value).__name__}, not a float; "
+                         "return float(value).")
     try:
         number = float(value)
     except (TypeError, ValueError):
