@@ -99,8 +99,38 @@ def make_plugin_manager(extra_plugins: tuple = ()) -> pluggy.PluginManager:
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise PluginError(f"Invalid plugin: {exc} (a misspelt hook name? valid hooks: {', '.join(HOOKS)})") from None
+        hook = re.search(r"unknown hook '([^']+)'", str(exc))
+        name = pm.get_name(exc.plugin) if getattr(exc, "plugin", None) is not None else None
+        if hook is None or name is None:
+            raise PluginError(f"Invalid plugin: {exc} (a misspelt hook name? valid hooks: {', '.join(HOOKS)})") from None
+        raise PluginError(f"Plugin {_described(name)} implements the unknown hook '{hook.group(1)}' (a misspelt hook "
+                          f"name? valid hooks: {', '.join(HOOKS)}). Fix it or uninstall it; to run without it, name the "
+                          f"plugins to load: BENCH_PLUGINS=NAME,... (BENCH_PLUGINS= loads none).") from None
+    _warn_hookless(pm)
     return pm
+
+
+def _described(name: str) -> str:
+    """'NAME' (module, distribution DIST) for an entry-point plugin; 'NAME' otherwise."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="bench"):
+        if ep.name == name:
+            return f"'{name}' ({ep.value}{', distribution ' + ep.dist.name if ep.dist else ''})"
+    return f"'{name}'"
+
+
+def _warn_hookless(pm: pluggy.PluginManager) -> None:
+    """Warn about a plugin that implements no hook: most often its ``register_*`` functions lack
+    ``@bench.hookimpl``, and it registered nothing without a word (its names were then "unknown")."""
+    for name, plugin in pm.list_name_plugin():
+        if plugin is hookspecs or name in DEFAULT_PLUGINS or pm.get_hookcallers(plugin):
+            continue
+        bare = [h for h in HOOKS if callable(getattr(plugin, h, None))]
+        why = (f"its {', '.join(bare)} lack{'s' if len(bare) == 1 else ''} the @bench.hookimpl decorator"
+               if bare else f"it defines none of {', '.join(HOOKS)}")
+        print(f"warning: plugin {_described(name)} implements no bench hook, so it registers nothing: {why}.",
+              file=sys.stderr)
 
 
 def _load_entry_points(pm: pluggy.PluginManager, allowed: set[str] | None) -> None:
