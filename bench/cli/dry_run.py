@@ -55,7 +55,7 @@ def dry_run(opts, preset=None, echo=click.echo) -> int:
     from bench.core.method import check_setting
     from bench.core.plugins import get_registry
     from bench.core.recipe import build_recipe
-    from bench.run.checks import check_attacks_fit, check_recipe_fits, check_splits
+    from bench.run.checks import check_attacks_fit, check_recipe_fits, check_sendable_plugins, check_splits
     from bench.run.plan import load_splits
     from bench.run.validate import (
         params_for_dataset,
@@ -70,6 +70,7 @@ def dry_run(opts, preset=None, echo=click.echo) -> int:
     resolve_device(opts)  # as make_plan, before loading: --device cuda / --gpus-per-trial need a GPU here
     attacks = {n: registry.get("attack", n) for n in (registry.resolve("attack", opts.attacks) if opts.attacks else [])}
     check_attacks_fit(methods, forgets, attacks)
+    check_sendable_plugins(registry, opts, methods, attacks)  # as make_plan: Ray pickles them into its workers
     data_dir = resolve_data_dir(opts)
     n_trials = len(methods) * len(opts.seeds) * len(opts.datasets) * len(opts.models) * len(forgets)
     echo("Dry run: the plan of this `bench run` (nothing is trained or recorded"

@@ -312,3 +312,33 @@ def check_shadow_models(registry, attacks, count) -> None:
             raise BenchError(f"--shadow-models {count} is too few for attack '{name}': it needs at least {need} "
                              f"shadow models (its min_shadow_models). Raise --shadow-models to {need + need % 2} or more, "
                              f"or drop '{name}' from --attacks.")
+
+
+def check_sendable_plugins(registry, opts, methods, attacks: dict) -> None:
+    """Under the Ray executor (``bench tune`` too), :func:`check_sendable` on the run's methods
+    (``MethodPlan``), models (``opts.models``) and attacks (name -> object)."""
+    if opts.executor != "ray":
+        return
+    from bench.run.validate import resolve_model  # it imports this module
+
+    models = [(spec, resolve_model(registry, spec)) for spec in opts.models]
+    check_sendable([("method", m.name, m.origin, m.obj) for m in methods]
+                   + [("model", spec, origin, obj) for spec, (obj, _, origin) in models]
+                   + [("attack", n, registry.entry("attack", n).origin, a) for n, a in attacks.items()])
+
+
+def check_sendable(objects: list[tuple[str, str, str, Any]]) -> None:
+    """Under Ray every method, model and attack object travels to the workers pickled (cloudpickle):
+    one that does not pickle (a lock, an open file or a client kept on it) stopped the whole run in
+    Ray's object store with a 112-line traceback, after the references were trained. ``objects``:
+    (kind, name, plugin, object)."""
+    import cloudpickle
+
+    for kind, name, origin, obj in objects:
+        try:
+            cloudpickle.dumps(obj)
+        except Exception as exc:  # noqa: BLE001 -- TypeError, PicklingError, or what a __reduce__ raises
+            raise BenchError(f"{kind.capitalize()} '{name}' of plugin '{origin}' cannot be sent to Ray's workers: "
+                             f"pickling it failed ({type(exc).__name__}: {exc}). Keep only picklable state on the "
+                             f"object (create locks, open files and clients inside the call that uses them), or run "
+                             f"with --executor local.") from None

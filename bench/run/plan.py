@@ -26,7 +26,7 @@ from bench.core.options import RunOptions
 from bench.core.recipe import build_recipe
 from bench.core.registry import Registry
 from bench.core.spec import OwnOriginal, TrialSpec
-from bench.run.checks import check_attacks_fit, check_recipe_fits, check_splits
+from bench.run.checks import check_attacks_fit, check_recipe_fits, check_sendable_plugins, check_splits
 from bench.run.continual import step_references
 from bench.run.original import ORIGINAL_KEYS, Original, check_against, load_into, original_doc, read_original
 from bench.run.trained_with import measured_with, model_provenance, object_code_digest, trained_with
@@ -135,6 +135,7 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
 
     attacks = {n: registry.get("attack", n) for n in (registry.resolve("attack", opts.attacks) if opts.attacks else [])}
     check_attacks_fit(methods, forgets, attacks)
+    check_sendable_plugins(registry, opts, methods, attacks)  # before the data loads
 
     provenance = {pinned[m]: model_provenance(getattr(obj, "name", ""), origin, plugins, versions)
                   for m, (obj, _, origin) in models.items()}

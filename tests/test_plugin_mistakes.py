@@ -1,0 +1,78 @@
+"""Plugin authors' mistakes found by following the docs: each one line naming the plugin, before
+any work (an auditor's walk through docs/plugins.md, 2026-12-06)."""
+
+from __future__ import annotations
+
+import threading
+
+import bench
+
+
+class _Locky(bench.Method):
+    """Keeps a lock on itself: fine in process, but Ray pickles every method into its workers."""
+
+    name = "locky"
+    description = "test method holding a threading.Lock"
+    requires = frozenset({"forget"})
+    default_params: dict = {}
+    search_space: dict = {}
+
+    def __init__(self):
+        self.lock = threading.Lock()
+
+    def unlearn(self, model, request, params, ctx):
+        return model
+
+
+class _LockyPlugin:
+    @bench.hookimpl
+    def register_methods(self, register):
+        register(_Locky())
+
+
+def test_an_unpicklable_method_is_refused_before_work_under_ray_only(tmp_path, invoke_bench, plugged):
+    """Under Ray it stopped the whole run in the object store (a 112-line traceback, exit 1, the
+    other methods not run), after the references were trained."""
+    store = ("--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--cache-dir", str(tmp_path / "cache"))
+    with plugged(_LockyPlugin()):
+        ray = invoke_bench("run", "-m", "locky,ft", "--dry-run", *store)
+        local = invoke_bench("run", "-m", "locky,ft", "--dry-run", "--executor", "local", *store)
+    assert ray.returncode == 2, ray.stdout + ray.stderr
+    assert ("Method 'locky' of plugin " in ray.stderr and "cannot be sent to Ray's workers: pickling it failed "
+            "(TypeError: cannot pickle '_thread.lock' object)" in ray.stderr and "--executor local" in ray.stderr)
+    assert len(ray.stderr.strip().splitlines()) == 1 and "Traceback" not in ray.stdout + ray.stderr
+    assert local.returncode == 0, local.stdout + local.stderr
+
+
+class _NoMarker:
+    def register_methods(self, register):  # no @bench.hookimpl: pluggy does not see it
+        register(_Locky())
+
+
+class _Typo:
+    @bench.hookimpl
+    def register_method(self, register):  # "register_methods"
+        pass
+
+
+def test_a_plugin_whose_hooks_lack_the_marker_is_warned_about(capsys):
+    """It registered nothing without a word; its method was then only an "Unknown method"."""
+    from bench.core.plugins import make_plugin_manager
+
+    make_plugin_manager((_NoMarker(),))
+    err = capsys.readouterr().err
+    assert "implements no bench hook, so it registers nothing: its register_methods lacks the @bench.hookimpl " \
+           "decorator" in err and "_NoMarker" in err
+    make_plugin_manager(())
+    assert "implements no bench hook" not in capsys.readouterr().err  # the built-ins and a clean set: no word
+
+
+def test_a_misspelt_hook_names_the_plugin_and_the_way_out():
+    import pytest
+
+    from bench.core.errors import PluginError
+    from bench.core.plugins import make_plugin_manager
+
+    with pytest.raises(PluginError, match=r"Plugin '.*_Typo' implements the unknown hook 'register_method' \(a misspelt "
+                                          r"hook name\? valid hooks: register_methods, .*BENCH_PLUGINS=NAME"):
+        make_plugin_manager((_Typo(),))
