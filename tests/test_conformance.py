@@ -335,6 +335,41 @@ def test_catches_an_unpicklable_method():
     _fails(kit.check_method_attributes, LocalGA(), r"cannot be pickled")
 
 
+class _Checked(SoundGA):
+    """A check_params that takes lr up to 1 only."""
+
+    def check_params(self, params):
+        if not 0 < params["lr"] <= 1:
+            raise ValueError(f"lr={params['lr']}: expected a number in (0, 1]")
+
+
+def test_catches_defaults_and_search_spaces_its_own_check_params_refuses():
+    """Both passed the kit, then every bench run (told the user to fix it with -p) or bench tune refused them."""
+    from bench.core import space
+
+    bad_default = type("BadDefault", (_Checked,), {"name": "bad-default", "default_params": {"lr": 5.0, "epochs": 3}})
+    _fails(kit.check_params_and_search_space, bad_default(), r"its check_params refuses the parameters bench run would "
+                                                            r"use .*lr=5.0: expected a number in \(0, 1\]")
+    wide = type("Wide", (_Checked,), {"name": "wide", "search_space": {"lr": space.loguniform(1e-3, 5.0)}})
+    _fails(kit.check_params_and_search_space, wide(), r"search_space\['lr'\] loguniform\(0.001, 5(.0)?\) samples "
+                                                      r"lr=4.99.*narrow the domain")
+    kit.check_params_and_search_space(type("Fine", (_Checked,), {"name": "fine", "search_space": {
+        "lr": space.loguniform(1e-3, 1.0)}})())
+
+
+def test_a_refused_default_is_said_to_be_the_plugins_bug():
+    from bench.core.errors import BenchError
+    from bench.core.method import check_params
+
+    bad_default = type("BadDefault", (_Checked,), {"name": "bad-default", "default_params": {"lr": 5.0, "epochs": 3}})()
+    with pytest.raises(BenchError, match=r"Fix it with -p bad-default.lr=VALUE; lr=5.0 is the method's own default, "
+                                         r"which its check_params refuses: a bug of the plugin"):
+        check_params("bad-default", bad_default, dict(bad_default.default_params))
+    with pytest.raises(BenchError) as given:  # a value the user gave: no such note
+        check_params("bad-default", bad_default, {"lr": 7.0, "epochs": 3})
+    assert "own default" not in str(given.value)
+
+
 def test_catches_undeclared_data_access():
     message = _fails(kit.check_data_access, ReadsUndeclaredRetain(), r"data-access violation")
     assert "request.retain_x" in message and "['forget']" in message

@@ -159,6 +159,10 @@ def check_params(name: str, method: Any, params: dict) -> None:
     except (ValueError, TypeError, BenchError) as exc:
         message, key = _refusal(exc, params)
         fix = f"-p {name}.{key or 'NAME'}=VALUE"
+        defaults = getattr(method, "default_params", None) or {}
+        if key and key in defaults and params.get(key) == defaults[key]:  # not the user's value: the plugin's
+            fix += (f"; {key}={defaults[key]!r} is the method's own default, which its check_params refuses: a bug "
+                    f"of the plugin to report to its author")
         given = ", ".join(f"{k}={v!r}" for k, v in params.items()) or "(none)"
         raise BenchError(f"Bad parameters for method '{name}': {message}. Fix it with {fix} "
                          f"(its parameters now: {given}).") from None

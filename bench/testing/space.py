@@ -68,3 +68,29 @@ def check_params_and_space(method, params: Mapping[str, Any] | None) -> None:
                   f"{domain.describe()}.")
         if not _in_domain(merged[key], domain):
             _fail(f"the value {key}={merged[key]!r} given in params lies outside its search space {domain.describe()}.")
+    _check_values(method, merged)
+
+
+def _check_values(method, merged: dict) -> None:
+    """The method's own ``check_params`` (as the harness calls it at plan time) accepts the
+    parameters and every value at the edges of each search domain (as ``bench tune`` probes them):
+    a default it refuses failed every ``bench run`` with a "Fix it with -p" aimed at the user, a
+    space wider than it accepts every ``bench tune``, while the kit passed."""
+    from bench.core.errors import BenchError
+    from bench.core.method import check_params
+    from bench.core.space import probes
+    from bench.run.validate import coerce_param
+
+    name = _name(method)
+    try:
+        check_params(name, method, dict(merged))
+    except BenchError as exc:
+        _fail(f"its check_params refuses the parameters bench run would use ({exc}).", exc)
+    for key, domain in method.search_space.items():
+        for probe in probes(domain):
+            try:
+                value = coerce_param(name, key, probe, method.default_params[key])
+                check_params(name, method, {**merged, key: value})
+            except BenchError as exc:
+                _fail(f"search_space['{key}'] {domain.describe()} samples {key}={probe!r}, which bench tune refuses "
+                      f"({exc}); narrow the domain to the values check_params accepts.", exc)
