@@ -76,3 +76,23 @@ def test_a_misspelt_hook_names_the_plugin_and_the_way_out():
     with pytest.raises(PluginError, match=r"Plugin '.*_Typo' implements the unknown hook 'register_method' \(a misspelt "
                                           r"hook name\? valid hooks: register_methods, .*BENCH_PLUGINS=NAME"):
         make_plugin_manager((_Typo(),))
+
+
+def test_bench_plugins_lists_what_is_installed_when_a_plugin_breaks_loading(invoke_bench, monkeypatch):
+    """It stopped with the one error line too: the command a user reaches for to see what is installed."""
+    from importlib.metadata import EntryPoint
+
+    import bench.core.plugins as plugins
+    from bench.core.errors import PluginError
+
+    def broken():
+        raise PluginError("Plugin 'bad' (bad_mod, distribution bad-dist) failed to import: ImportError: nope.")
+
+    monkeypatch.setattr(plugins, "plugin_infos", broken)
+    monkeypatch.setattr("importlib.metadata.entry_points",
+                        lambda group: [EntryPoint("bad", "bad_mod", "bench"), EntryPoint("good", "good_mod", "bench")])
+    got = invoke_bench("plugins")
+    assert got.returncode == 2, got.stderr
+    lines = got.stderr.splitlines()
+    assert lines[0] == "Error: Plugin 'bad' (bad_mod, distribution bad-dist) failed to import: ImportError: nope."
+    assert lines[1:] == ["installed entry points of the group 'bench' (not loaded): 2", "  bad = bad_mod", "  good = good_mod"]
