@@ -139,3 +139,29 @@ def test_a_parent_without_experiment_json_is_refused(tmp_path):
     client.set_tag(run.info.run_id, "bench.kind", "tune")
     with pytest.raises(BenchError, match=r"is a `bench tune` search"):
         recorded_options(client, client.get_run(run.info.run_id))
+
+
+def test_a_running_run_is_refused(tmp_path, invoke_bench):
+    import mlflow
+
+    from bench.track.store import new_sqlite_store
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    new_sqlite_store(tmp_path / "mlflow.db", store)
+    client = mlflow.tracking.MlflowClient(store)
+    exp = client.get_experiment_by_name("unlearning-bench") or client.get_experiment(client.create_experiment("unlearning-bench"))
+    run = client.create_run(exp.experiment_id, run_name="busy", tags={"bench.role": "parent"})  # left RUNNING
+    got = invoke_bench("reproduce", run.info.run_id, "--tracking-uri", store)
+    assert got.returncode == 2 and f"Run {run.info.run_id} ('busy') is still running" in got.stderr, got.stderr
+
+
+@pytest.mark.slow
+def test_a_record_without_a_finished_trial_confirms_nothing(tmp_path, shared_cache, invoke_bench, boom_plugin):
+    boom_plugin()
+    store = ("--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--executor", "local")
+    first = invoke_bench("run", "-m", "boom", "--attacks", "", "--cache-dir", str(shared_cache), *store, "-q")
+    assert first.returncode == 1, first.stderr
+    again = invoke_bench("reproduce", "latest", *store, "-q")
+    assert again.returncode == 1, again.stderr
+    assert "0 of 0 recorded trial(s) give the same numbers (times and memory left out); the record has no finished " \
+           "trial, so nothing was confirmed" in again.stdout

@@ -83,6 +83,9 @@ def _reproduce(run_ref, experiment, tracking_uri, cache_dir, executor, rtol, ato
     exp = find_experiment(client, experiment)
     (parent,) = select_parents(client, exp, run_ref)
     pid = parent.info.run_id
+    if parent.info.status in ("RUNNING", "SCHEDULED"):  # its trials are not all recorded yet
+        raise BenchError(f"Run {pid} ('{parent.info.run_name}') is still running, or was left RUNNING by a driver that "
+                         f"died (the next bench run on this store marks it); reproduce it once it has ended.")
     opts = rep.recorded_options(client, parent)
     opts.tracking_uri, opts.experiment = uri, exp.name
     opts.run_name = f"reproduce-{parent.info.run_name}"
@@ -122,11 +125,14 @@ def _reproduce(run_ref, experiment, tracking_uri, cache_dir, executor, rtol, ato
                               rep.trial_results(client, exp.experiment_id, new.info.run_id), rtol, atol)
     recorded = [c for c in checks if not c.verdict.startswith("new")]
     same = sum(c.verdict == "identical" for c in recorded)
-    verdict = "identical" if same == len(recorded) else "differs"
+    # a record without a finished trial confirms nothing: not "identical"
+    verdict = "identical" if recorded and same == len(recorded) else "differs"
     tolerance = f" within rtol {rtol:g}, atol {atol:g}" if rtol or atol else ""
     width = max((len(c.trial) for c in checks), default=0)
     lines = [f"reproduction of run {pid} by run {new.info.run_id}: {same} of {len(recorded)} recorded trial(s) "
-             f"give the same numbers{tolerance} (times and memory left out)", *(c.line(width) for c in checks)]
+             f"give the same numbers{tolerance} (times and memory left out)"
+             + ("; the record has no finished trial, so nothing was confirmed" if not recorded else ""),
+             *(c.line(width) for c in checks)]
     click.echo("\n".join(lines))
     client.set_tag(new.info.run_id, Tag.REPRODUCED, verdict)
     client.log_text(new.info.run_id, "\n".join(lines) + "\n", "reproduction.txt")
