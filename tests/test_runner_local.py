@@ -345,6 +345,27 @@ def test_trial_timeout_stops_a_stuck_trial_and_the_others_run(workdir, shared_ca
     assert torch.is_grad_enabled()
 
 
+def test_a_timeout_inside_a_guarded_import_leaves_no_half_imported_module(tmp_path, monkeypatch):
+    """A trial timed out while torch._dynamo was being imported (its first optimizer step): the
+    timeout, an Exception then, was swallowed by a guarded import inside it, and the next trial in
+    the worker failed with "partially initialized module 'torch._dynamo'"."""
+    import sys
+    import time
+
+    from bench.core.errors import BenchError
+    from bench.run.deadline import deadline
+
+    (tmp_path / "bench_slow_import.py").write_text(
+        "import time\ntry:\n    time.sleep(5)\nexcept Exception:  # a library's guarded step\n    pass\nVALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(BenchError, match="ran longer than --trial-timeout 0.2 s"):
+        with deadline(0.2, "Trial t"):
+            import bench_slow_import  # noqa: F401
+            time.sleep(5)  # where a swallowed timeout's re-raise, a second later, would land
+    assert "bench_slow_import" not in sys.modules  # not left behind, complete or half
+    monkeypatch.delitem(sys.modules, "bench_slow_import", raising=False)
+
+
 def test_trial_timeout_leaves_a_trial_that_ends_in_time_alone():
     import time
 

@@ -13,6 +13,7 @@ Python each step, is.
 from __future__ import annotations
 
 import ctypes
+import sys
 import threading
 from contextlib import contextmanager
 from typing import Iterator
@@ -20,8 +21,12 @@ from typing import Iterator
 from bench.core.errors import BenchError
 
 
-class TrialTimeout(Exception):
-    """Raised in the trial's thread by the watchdog (never by the trial itself)."""
+class TrialTimeout(BaseException):
+    """Raised in the trial's thread by the watchdog (never by the trial itself). A BaseException,
+    as KeyboardInterrupt is: code's own ``except Exception`` does not swallow it. As an Exception it
+    was swallowed by a library's guarded import (``try: import x except Exception``) that it hit,
+    which went on half-initialised; the next trial in the worker then failed on it ("partially
+    initialized module 'torch._dynamo'")."""
 
     def __str__(self) -> str:
         return "the trial ran past --trial-timeout and was stopped"
@@ -30,6 +35,17 @@ class TrialTimeout(Exception):
 def _raise_in(thread_id: int, exc: type[BaseException] | None) -> None:
     """Schedule ``exc`` in thread ``thread_id`` (None clears a scheduled one)."""
     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc) if exc else None)
+
+
+def drop_half_imported() -> list[str]:
+    """Remove from ``sys.modules`` the modules whose import the timeout cut short (their spec still
+    marked initialising: the import machinery's own clean-up may itself have been cut), so that
+    the next trial imports them afresh instead of failing on a half-initialised one."""
+    gone = sorted(name for name, module in list(sys.modules.items())
+                  if getattr(getattr(module, "__spec__", None), "_initializing", False))
+    for name in gone:
+        sys.modules.pop(name, None)
+    return gone
 
 
 @contextmanager
@@ -44,7 +60,7 @@ def deadline(seconds: float | None, what: str) -> Iterator[None]:
 
     def watch() -> None:
         wait = seconds
-        while not done.wait(wait):  # again each second: a plugin's own ``except Exception`` may swallow one
+        while not done.wait(wait):  # again each second: a plugin's bare ``except:`` may swallow one
             fired.set()
             _raise_in(target, TrialTimeout)
             wait = 1.0
@@ -55,8 +71,10 @@ def deadline(seconds: float | None, what: str) -> Iterator[None]:
         yield
     except TrialTimeout as exc:
         done.set()
+        dropped = drop_half_imported()
         raise BenchError(f"{what} ran longer than --trial-timeout {seconds:g} s and was stopped (the traceback "
-                         "shows where it was).") from exc
+                         "shows where it was)." + (f" It stopped an import: {', '.join(dropped)} will be imported "
+                                                   "again by the next trial." if dropped else "")) from exc
     finally:
         done.set()
         # the body may have ended just as the time ran out: wait for the watchdog, and drop an
