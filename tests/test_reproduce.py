@@ -30,6 +30,7 @@ def test_check_trials_pairs_by_key_and_names_each_difference():
         "k2": ("ga seed=0", "FINISHED", {"forget_acc": 0.5 + 1e-9}),
         "k3": ("rl seed=0", "FAILED", {}),
         "k5": ("ssd seed=0", "FINISHED", {"forget_acc": 0.3}),
+        "k6": ("bs seed=0", "FINISHED", {"forget_acc": 0.3}),
     }
     checks = {c.trial: c for c in check_trials(recorded, now)}
     assert checks["ft seed=0"] == Check("ft seed=0", "identical", 2, [])  # NaN = NaN; the time and a new metric left out
@@ -38,7 +39,10 @@ def test_check_trials_pairs_by_key_and_names_each_difference():
     assert "differs in 2 of 2 metrics: forget_acc 0.5 -> 0.5; loss_auc 0.6 -> missing" in checks["ga seed=0"].line(9)
     assert checks["rl seed=0"].verdict.startswith("failed now")
     assert checks["iu seed=0"].verdict.startswith("not run now")
-    assert checks["ssd seed=0"].verdict.startswith("new")  # the record did not finish it: nothing to compare
+    assert checks["ssd seed=0"].verdict == "failed in the record, finished now"  # nothing to compare: not identical
+    assert checks["bs seed=0"].verdict.startswith("new (not in the record")
+    both = check_trials({"k": ("x", "FAILED", {})}, {"k": ("x", "FAILED", {})})
+    assert [c.verdict for c in both] == ["failed in the record and now"]
     relaxed = {c.trial: c for c in check_trials({"k2": recorded["k2"]}, {"k2": ("ga", "FINISHED", {
         "forget_acc": 0.5 + 1e-9, "loss_auc": 0.6})}, rtol=1e-6)}
     assert relaxed["ga seed=0"].verdict == "identical"
@@ -88,6 +92,11 @@ def test_a_run_is_made_again_from_its_record_in_its_directory(tmp_path, shared_c
     text = client.download_artifacts(copy.info.run_id, "reproduction.txt", str(tmp_path))
     assert "2 of 2 recorded trial(s)" in open(text).read()
 
+    # --resume of the recorded command continues the recorded run, not its reproduction (same plan)
+    resumed = invoke_bench("run", "-m", "ga,ft", "-s", "0", "-f", "indices:forget.txt", "--attacks", "loss",
+                           "--recipe", "epochs=5", "--cache-dir", str(shared_cache), *common, "--resume", cwd=made_in)
+    assert resumed.returncode == 0 and f"resuming parent run {original.info.run_id}" in resumed.stdout, resumed.stdout
+
     # one recorded number changed in the store: the rerun no longer matches it
     trials = client.search_runs([original.info.experiment_id],
                                 f"tags.`mlflow.parentRunId` = '{original.info.run_id}' and tags.`bench.method` = 'ga'")
@@ -105,6 +114,7 @@ def test_a_run_is_made_again_from_its_record_in_its_directory(tmp_path, shared_c
     (("latest", "--rtol", "-1"), "Bad --rtol -1.0: expected a finite number >= 0"),
     (("latest", "--atol", "nan"), "Bad --atol nan: expected a finite number >= 0"),
     (("nosuchrun",), "Unknown run 'nosuchrun' in experiment 'unlearning-bench'"),
+    (("nosuchrun",), "; or pass latest."),  # reproduce's alternative, not compare's --run
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, invoke_bench, args, message):
     from bench.track.store import new_sqlite_store
@@ -121,6 +131,34 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, invoke_bench, args, message)
     got = invoke_bench("reproduce", *args, "--tracking-uri", store)
     assert got.returncode == 2, got.stderr
     assert message in got.stderr and len(got.stderr.strip().splitlines()) == 1, got.stderr
+
+
+def test_a_record_with_bad_values_is_one_line(tmp_path):
+    """Its values were set as found: "seeds": "abc" gave a NumPy traceback, a string for a list was
+    read one character at a time."""
+    import json
+
+    import mlflow
+
+    from bench.core.errors import BenchError
+    from bench.track.reproduce import recorded_options
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = mlflow.set_experiment("records")
+    client = mlflow.tracking.MlflowClient()
+    for options, message in (({"seeds": "abc"}, r"Run \w+'s experiment.json: .*seeds"),
+                             ({"forgets": 3}, r"Run \w+'s experiment.json: .*forget"),
+                             (None, r"holds no 'options' object"),
+                             ({"seeds": [0], "warp": 1}, r"options this bench does not know \(warp\)")):
+        with mlflow.start_run(experiment_id=exp.experiment_id) as run:
+            mlflow.log_text(json.dumps({"options": options}), "experiment.json")
+        with pytest.raises(BenchError, match=message):
+            recorded_options(client, client.get_run(run.info.run_id))
+    with mlflow.start_run(experiment_id=exp.experiment_id) as run:
+        mlflow.log_text(json.dumps({"options": {"seeds": [1, 2], "forgets": ["class:3"], "dry_run": False}}),
+                        "experiment.json")
+    opts = recorded_options(client, client.get_run(run.info.run_id))
+    assert opts.seeds == [1, 2] and opts.forgets == ["class:3"] and opts.methods == "retrain,ft,ga"
 
 
 def test_a_parent_without_experiment_json_is_refused(tmp_path):
@@ -165,3 +203,4 @@ def test_a_record_without_a_finished_trial_confirms_nothing(tmp_path, shared_cac
     assert again.returncode == 1, again.stderr
     assert "0 of 0 recorded trial(s) give the same numbers (times and memory left out); the record has no finished " \
            "trial, so nothing was confirmed" in again.stdout
+    assert "boom seed=0  failed in the record and now" in again.stdout

@@ -5,11 +5,15 @@ from __future__ import annotations
 import math
 import os
 import sys
+import uuid
 
 import click
 
 from bench.cli.options import not_empty
 from bench.core.keys import DEFAULT_EXPERIMENT
+
+#: the tag that tells one reproduction's run from another of the same recorded run
+REPRODUCTION_TAG = "bench.reproduction"
 
 
 def _tolerance(flag: str, value: float) -> None:
@@ -81,7 +85,7 @@ def _reproduce(run_ref, experiment, tracking_uri, cache_dir, executor, rtol, ato
 
     uri, client = open_store(tracking_uri)
     exp = find_experiment(client, experiment)
-    (parent,) = select_parents(client, exp, run_ref)
+    (parent,) = select_parents(client, exp, run_ref, flag="RUN_ID", command="reproduce")
     pid = parent.info.run_id
     if parent.info.status in ("RUNNING", "SCHEDULED"):  # its trials are not all recorded yet
         raise BenchError(f"Run {pid} ('{parent.info.run_name}') is still running, or was left RUNNING by a driver that "
@@ -104,6 +108,7 @@ def _reproduce(run_ref, experiment, tracking_uri, cache_dir, executor, rtol, ato
                + rep.version_changes(parent.data.params, "plugins", plugin_versions()))
     if changed:
         say(f"note: not as recorded: {'; '.join(changed)} (numbers may differ in their last digits)")
+    token = uuid.uuid4().hex  # this reproduction's own run, even when another of the same run goes on beside it
     here, there = os.getcwd(), tags.get(Tag.CWD)
     if there and there != here:
         if os.path.isdir(there):
@@ -114,24 +119,25 @@ def _reproduce(run_ref, experiment, tracking_uri, cache_dir, executor, rtol, ato
     try:
         if there:
             os.chdir(there)
-        code = run_experiment(opts, console(), verbose=verbose, quiet=quiet, tags={Tag.REPRODUCES: pid})
+        code = run_experiment(opts, console(), verbose=verbose, quiet=quiet,
+                              tags={Tag.REPRODUCES: pid, REPRODUCTION_TAG: token})
     finally:
         os.chdir(here)
     if code == 130:
         return code
-    new = client.search_runs([exp.experiment_id], filter_string=f"tags.`{Tag.REPRODUCES}` = '{pid}'",
-                             order_by=["attributes.start_time DESC"], max_results=1)[0]
-    checks = rep.check_trials(rep.trial_results(client, exp.experiment_id, pid),
-                              rep.trial_results(client, exp.experiment_id, new.info.run_id), rtol, atol)
-    recorded = [c for c in checks if not c.verdict.startswith("new")]
-    same = sum(c.verdict == "identical" for c in recorded)
-    # a record without a finished trial confirms nothing: not "identical"
-    verdict = "identical" if recorded and same == len(recorded) else "differs"
+    new = client.search_runs([exp.experiment_id], filter_string=f"tags.`{REPRODUCTION_TAG}` = '{token}'",
+                             max_results=1)[0]
+    record = rep.trial_results(client, exp.experiment_id, pid)
+    checks = rep.check_trials(record, rep.trial_results(client, exp.experiment_id, new.info.run_id), rtol, atol)
+    finished = sum(status == "FINISHED" for _, status, _ in record.values())
+    same = sum(c.verdict == "identical" for c in checks)
+    # every line identical, and at least one: a record without a finished trial confirms nothing
+    verdict = "identical" if checks and same == len(checks) else "differs"
     tolerance = f" within rtol {rtol:g}, atol {atol:g}" if rtol or atol else ""
     width = max((len(c.trial) for c in checks), default=0)
-    lines = [f"reproduction of run {pid} by run {new.info.run_id}: {same} of {len(recorded)} recorded trial(s) "
+    lines = [f"reproduction of run {pid} by run {new.info.run_id}: {same} of {finished} recorded trial(s) "
              f"give the same numbers{tolerance} (times and memory left out)"
-             + ("; the record has no finished trial, so nothing was confirmed" if not recorded else ""),
+             + ("; the record has no finished trial, so nothing was confirmed" if not finished else ""),
              *(c.line(width) for c in checks)]
     click.echo("\n".join(lines))
     client.set_tag(new.info.run_id, Tag.REPRODUCED, verdict)

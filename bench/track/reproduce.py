@@ -16,12 +16,12 @@ from __future__ import annotations
 import json
 import math
 import tempfile
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.core.errors import BenchError
 from bench.core.keys import Tag
-from bench.core.options import RunOptions
+from bench.core.options import OPTION_BY_NAME, RunOptions, merge_options
 
 #: metric names measured by the clock or the allocator: never the same twice
 TIMED_SUFFIXES = ("_seconds", "_mb")
@@ -50,18 +50,20 @@ def recorded_options(client, parent) -> RunOptions:
     try:
         options = json.loads(text)["options"]
     except (ValueError, KeyError, TypeError):
+        options = None
+    if not isinstance(options, dict):
         raise BenchError(f"Run {run_id}: its experiment.json holds no 'options' object; it was not written by "
-                         f"`bench run`.") from None
-    known = {f.name for f in fields(RunOptions)}
-    unknown = sorted(set(options) - known)
+                         f"`bench run`.")
+    unknown = sorted(set(options) - set(OPTION_BY_NAME))
     if unknown:
         raise BenchError(f"Run {run_id} was recorded with options this bench does not know ({', '.join(unknown)}): "
                          f"it was made by another version of bench; reproduce it with that version.")
-    opts = RunOptions()
-    for key, value in options.items():
-        if key not in OWN_OPTIONS:
-            setattr(opts, key, value)
-    return opts
+    # through the checks of an experiment file: a value of the wrong type is one line, not a traceback
+    layer = {OPTION_BY_NAME[k].key: v for k, v in options.items() if k not in OWN_OPTIONS and v is not None}
+    try:
+        return merge_options(layer, {})
+    except BenchError as exc:
+        raise BenchError(f"Run {run_id}'s experiment.json: {str(exc).replace('the experiment file', 'it')}") from None
 
 
 def trial_results(client, experiment_id: str, parent_id: str) -> dict[str, tuple[str, str, dict[str, float]]]:
@@ -111,28 +113,33 @@ def _same(a: float, b: float, rtol: float, atol: float) -> bool:
 
 
 def check_trials(recorded: dict, now: dict, rtol: float = 0.0, atol: float = 0.0) -> list[Check]:
-    """Every trial the record finished against the same trial (by key) now (:func:`trial_results`'
-    form), then the trials only the new run has. A metric of the record missing now is a difference;
-    one the record lacks (logged by newer code) is not compared."""
+    """Every trial of the record against the same trial (by key) now (:func:`trial_results`' form),
+    then the trials only the new run has. Only "identical" lines make a reproduction: a metric of
+    the record missing now is a difference, one the record lacks (logged by newer code) is not
+    compared, and a trial that failed, in the record or now, is said as such."""
     checks: list[Check] = []
     for key, (name, status, metrics) in recorded.items():
+        new_status = now[key][1] if key in now else None
         if status != "FINISHED":
+            checks.append(Check(name, "failed in the record, not run now" if new_status is None else
+                                "failed in the record and now" if new_status != "FINISHED" else
+                                "failed in the record, finished now"))
             continue
-        if key not in now:
-            checks.append(Check(name, "not run now (not in the new plan: a plugin's methods, the data or "
-                                      "the forget set changed)"))
+        if new_status is None:
+            checks.append(Check(name, "not run now (not in the new plan: the methods a wildcard selects, the data, "
+                                      "the forget set or an --original file changed)"))
             continue
-        _, new_status, new_metrics = now[key]
         if new_status != "FINISHED":
             checks.append(Check(name, f"{new_status.lower()} now (its error is in the new run)"))
             continue
+        new_metrics = now[key][2]
         names = sorted(m for m in metrics if compared(m))
         diffs = [(m, metrics[m], new_metrics.get(m)) for m in names
                  if m not in new_metrics or not _same(metrics[m], new_metrics[m], rtol, atol)]
         checks.append(Check(name, "differs" if diffs else "identical", len(names), diffs))
     for key, (name, _, _) in now.items():
-        if key not in recorded or recorded[key][1] != "FINISHED":
-            checks.append(Check(name, "new (the record did not finish this trial)"))
+        if key not in recorded:
+            checks.append(Check(name, "new (not in the record: the plan differs)"))
     return checks
 
 

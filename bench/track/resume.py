@@ -1,4 +1,5 @@
-"""What ``--resume`` continues: the latest parent run of a plan and the finished results it keeps.
+"""What ``--resume`` continues: the latest parent run of a plan (not a ``bench reproduce`` run of it)
+and the finished results it keeps.
 
 A finished trial is kept when its trial key is in the plan (what it measures: method, params,
 seed, data, forget set, recipe, attacks...) and it recorded the code identity the trial would run
@@ -17,8 +18,11 @@ def find_resumable(client, experiment_id: str, plan_key: str):
     "" when it recorded none): see :func:`fresh_results`."""
     parents = client.search_runs(
         [experiment_id], filter_string=f"tags.`{Tag.PLAN_KEY}` = '{plan_key}' and tags.`{Tag.ROLE}` = 'parent'",
-        order_by=["attributes.start_time DESC"], max_results=1,
+        order_by=["attributes.start_time DESC"], max_results=50,
     )
+    # not a `bench reproduce` run of the plan: --resume reopened the finished reproduction and left
+    # the interrupted run it meant KILLED
+    parents = [p for p in parents if Tag.REPRODUCES not in p.data.tags]
     if not parents:
         return None
     parent = parents[0]

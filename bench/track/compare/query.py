@@ -82,11 +82,14 @@ def _started(run) -> str:
     return datetime.fromtimestamp((run.info.start_time or 0) / 1000).strftime("%Y-%m-%d %H:%M")
 
 
-def select_parents(client, exp, run_ref: str) -> list:
+def select_parents(client, exp, run_ref: str, flag: str = "--run", command: str = "compare") -> list:
     """``latest`` (default), ``all``, a parent run id, a unique id prefix (4+ characters) or a run name.
 
     ``latest`` and ``all`` mean ``bench run`` runs; a ``bench tune`` run (tag ``Tag.KIND`` = tune) is
-    compared only when named, each sample being its own row."""
+    compared only when named, each sample being its own row. ``flag`` and ``command``: how the
+    messages name the option and the command (``bench reproduce`` takes RUN_ID, never all)."""
+    shown = f"{flag} " if flag.startswith("-") else ""
+    alternatives = "--run latest or --run all" if command == "compare" else "latest"
     parents = _search_all(client, [exp.experiment_id], f"tags.`{Tag.ROLE}` = 'parent'", ["attributes.start_time DESC"])
     if not parents:
         raise BenchError(f"Experiment '{exp.name}' has no bench runs (no parent run tagged {Tag.ROLE}=parent). "
@@ -96,22 +99,25 @@ def select_parents(client, exp, run_ref: str) -> list:
         runs = [p for p in parents if p.data.tags.get(Tag.KIND) != "tune"]  # `bench tune` searches: by id only
         if not runs:
             tunes = ", ".join(f"{p.info.run_id} ('{p.info.run_name}')" for p in parents[:5])
-            raise BenchError(f"Experiment '{exp.name}' has only `bench tune` runs, which --run {ref} leaves out; "
-                             f"compare the samples of one with --run ID: {tunes}.")
+            what = ("compare the samples of one with --run ID" if command == "compare" else
+                    f"bench {command} takes `bench run` runs")
+            raise BenchError(f"Experiment '{exp.name}' has only `bench tune` runs, which {shown}{ref} leaves out; "
+                             f"{what}: {tunes}.")
         return runs[:1] if ref == "latest" else runs
     match = [p for p in parents if p.info.run_id == ref] or [p for p in parents if p.info.run_name == ref]
     if len(match) > 1 and match[0].info.run_id != ref:  # one name, several runs: the newest was taken silently
         named = ", ".join(f"{p.info.run_id} (started {_started(p)})" for p in match[:5])
-        raise BenchError(f"--run {ref}: {len(match)} parent runs of experiment '{exp.name}' have that name: {named}"
-                         f"{', ...' if len(match) > 5 else ''}. Give the run id of the one to compare, or --run all.")
+        raise BenchError(f"{flag} {ref}: {len(match)} parent runs of experiment '{exp.name}' have that name: {named}"
+                         f"{', ...' if len(match) > 5 else ''}. Give the run id of the one to {command}"
+                         f"{', or --run all' if command == 'compare' else ''}.")
     if not match and len(ref) >= 4:
         match = [p for p in parents if p.info.run_id.startswith(ref)]
     if len(match) == 1:
         return match
     recent = ", ".join(f"{p.info.run_id} ('{p.info.run_name}')" for p in parents[:5])
     if len(match) > 1:
-        raise BenchError(f"--run {ref} matches {len(match)} parent runs of experiment '{exp.name}'; give more of the id. "
-                         f"Recent parent runs: {recent}.")
+        raise BenchError(f"{flag} {ref} matches {len(match)} parent runs of experiment '{exp.name}'; give more of the "
+                         f"id. Recent parent runs: {recent}.")
     hint = ""
     from mlflow.exceptions import MlflowException
 
@@ -128,7 +134,7 @@ def select_parents(client, exp, run_ref: str) -> list:
         else:
             hint = " It is not a bench parent run."
     raise BenchError(f"Unknown run '{ref}' in experiment '{exp.name}'.{hint} Recent parent runs: {recent}; "
-                     f"or pass --run latest or --run all.")
+                     f"or pass {alternatives}.")
 
 
 def load_trials(client, experiment_id: str, parents: list) -> tuple[list[TrialRecord], int]:
