@@ -242,6 +242,21 @@ def test_the_best_sample_prefers_full_runs_and_falls_back_to_stopped_ones():
     assert best_sample(SimpleNamespace(specs={}, results={}), "avg_gap", "min") is None
 
 
+def test_a_tie_goes_to_the_lowest_sample_the_defaults():
+    """ssd tuned for test_acc: the defaults (sample 0) and four draws all scored 0.975, and the
+    draw that finished first was saved, the result line not saying the defaults were as good."""
+    from types import SimpleNamespace
+
+    from bench.run.tuning import best_sample
+
+    done = {"test_acc": 0.975, "unlearn_seconds": 1.0}
+    names = {0: "ssd seed=0 sample 3", 1: "ssd seed=0 sample 1", 2: "ssd seed=0 sample 0", 3: "ssd seed=0 sample 2"}
+    outcome = SimpleNamespace(specs=names, results={0: done, 1: done, 2: done, 3: {**done, "test_acc": 0.5}})
+    assert best_sample(outcome, "test_acc", "max") == ("ssd seed=0 sample 0", 0.975, True)
+    outcome.results[3] = {**done, "test_acc": float("nan")}  # never the best
+    assert best_sample(outcome, "test_acc", "max")[0] == "ssd seed=0 sample 0"
+
+
 # -- 5. bench tune objectives the setting does not produce --------------------------------------
 
 OBJECTIVES = {

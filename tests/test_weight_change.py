@@ -53,6 +53,9 @@ def test_unchanged_warnings_count_trials_and_continual_requests():
     assert "method 'seq'" in lines[1] and "in 1 of 1 trial(s)" in lines[1]
     assert unchanged_warnings(trials[2:3], {0: {"weight_change": 0.2}}) == []
     assert unchanged_warnings(trials[:1], {0: {}}) == []  # not logged (another architecture): no claim
+    # nothing to forget (the original already misclassified every forget point): stopping at once is right
+    assert unchanged_warnings(trials[:1], {0: {"weight_change": 0.0, "original_forget_acc": 0.0}}) == []
+    assert "in 1 of 1 sample(s)" in unchanged_warnings(trials[:1], {0: {"weight_change": 0.0}}, "sample")[0]
 
 
 class _Method:

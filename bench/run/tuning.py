@@ -14,6 +14,7 @@ the intermediate results a method reports through ``ctx.report`` (one per epoch 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import time
@@ -34,7 +35,7 @@ from bench.run.plan import make_plan
 from bench.run.runner import close_run
 from bench.run.tune_space import fit_space
 from bench.run.validate import package_versions
-from bench.track import tracking
+from bench.track import report, tracking
 from bench.track.ray_runs import make_ray_callback
 from bench.track.store import resolve_tracking_uri
 
@@ -190,6 +191,12 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
                 verbose=verbose,
             )
             best = best_sample(outcome, objective, mode)
+            unchanged = report.unchanged_warnings(outcome.specs, outcome.results, "sample")
+            for line in unchanged:  # a sample that scored the original's numbers (kept with the search)
+                say(line, always=True)
+            if unchanged:
+                with tracking.recording("recording the warnings in the MLflow store"):
+                    client.set_tag(parent, Tag.WARNINGS, "\n".join((*payload.warnings, *unchanged))[:4900])
             written = False
             done = len(outcome.results)
             if outcome.failures:
@@ -259,16 +266,22 @@ def saved_params(params: dict[str, Any], space: dict[str, Any], given: dict[str,
 def best_sample(outcome, objective: str, mode: str) -> tuple[Any, float, bool] | None:
     """(spec, objective value, whether it ran to its end) of the best sample: the best of the samples
     that ran to their end (their last result); when the scheduler stopped every one early, the best
-    by its last report (intermediate: ``ctx.report``), flagged so."""
-    pick = min if mode == "min" else max
+    by its last report (intermediate: ``ctx.report``), flagged so. Among equal values the lowest
+    sample number wins: with the defaults first, a draw that only ties them is not saved."""
     reported = [(i, r) for i, r in outcome.results.items() if objective in r and i in outcome.specs]
     for complete in (True, False):
         scored = [(outcome.specs[i], float(r[objective])) for i, r in reported
-                  if (r.get("unlearn_seconds") is not None) == complete]
-        if scored:
-            spec, value = pick(scored, key=lambda sv: sv[1])
+                  if (r.get("unlearn_seconds") is not None) == complete and not math.isnan(float(r[objective]))]
+        if scored:  # a tie goes to the lowest sample number, the defaults' (it went to the first to finish)
+            spec, value = min(scored, key=lambda sv: (sv[1] if mode == "min" else -sv[1], sample_number(sv[0])))
             return spec, value, complete
     return None
+
+
+def sample_number(spec) -> int:
+    """N of a sample's trial name ("ga seed=0 sample N"); a large number for another name."""
+    head, sep, tail = str(getattr(spec, "trial_name", spec)).rpartition(" sample ")
+    return int(tail) if sep and tail.isdigit() else 1 << 30
 
 
 def load_params(source: str, tracking_uri: str | None) -> dict[str, dict[str, Any]]:

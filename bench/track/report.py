@@ -225,19 +225,21 @@ def rank_rows(rows: list[Row], metric: str, maximize: bool) -> list[int | None]:
     return ranks
 
 
-def unchanged_warnings(trials: list, results: Mapping[int, dict]) -> list[str]:
+def unchanged_warnings(trials, results: Mapping[int, dict], unit: str = "trial") -> list[str]:
     """One warning per method that returned the weights it was given unchanged (``weight_change``
-    0, on any request of a continual one) in some finished trial: its metrics are then the
-    original model's, which score well on utility and can rank first. ``trials``: the plan's trial
-    specs (``.method``); ``results``: their metrics by plan position."""
+    0, on any request of a continual one) in some finished trial while there was something to
+    forget (``original_forget_acc`` above 0: a method that stops at once because every forget point
+    is already misclassified changed nothing rightly): its metrics are then the original model's,
+    which score well on utility and can rank first. ``trials``: the specs (``.method``) by the
+    positions of ``results``, their metrics; ``unit``: what one is called ("sample" in bench tune)."""
     unchanged: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for i, metrics in results.items():
         steps = metrics.get(STEPS_KEY) or [metrics]  # a continual trial: every request
         counts = unchanged[trials[i].method]
         counts[1] += 1
-        counts[0] += any(step.get("weight_change") == 0 for step in steps)
+        counts[0] += any(step.get("weight_change") == 0 and step.get("original_forget_acc", 1.0) > 0 for step in steps)
     return [f"warning: method '{name}' returned the weights it was given unchanged (weight_change 0) in {n} of {of} "
-            f"trial(s): their metrics are the original model's. If that is not what its parameters meant, check them "
+            f"{unit}(s): their metrics are the original model's. If that is not what its parameters meant, check them "
             f"(a step size, a threshold, a selection that picked no weight)."
             for name, (n, of) in unchanged.items() if n]
 
