@@ -70,7 +70,8 @@ def dry_run(opts, preset=None, echo=click.echo) -> int:
     resolve_device(opts)  # as make_plan, before loading: --device cuda / --gpus-per-trial need a GPU here
     attacks = {n: registry.get("attack", n) for n in (registry.resolve("attack", opts.attacks) if opts.attacks else [])}
     check_attacks_fit(methods, forgets, attacks)
-    check_sendable_plugins(registry, opts, methods, attacks)  # as make_plan: Ray pickles them into its workers
+    # as make_plan: Ray pickles them into its workers
+    check_sendable_plugins(registry, opts, methods, {m: resolve_model(registry, m) for m in opts.models}, attacks)
     data_dir = resolve_data_dir(opts)
     n_trials = len(methods) * len(opts.seeds) * len(opts.datasets) * len(opts.models) * len(forgets)
     echo("Dry run: the plan of this `bench run` (nothing is trained or recorded"

@@ -314,16 +314,13 @@ def check_shadow_models(registry, attacks, count) -> None:
                              f"or drop '{name}' from --attacks.")
 
 
-def check_sendable_plugins(registry, opts, methods, attacks: dict) -> None:
+def check_sendable_plugins(registry, opts, methods, models: dict, attacks: dict) -> None:
     """Under the Ray executor (``bench tune`` too), :func:`check_sendable` on the run's methods
-    (``MethodPlan``), models (``opts.models``) and attacks (name -> object)."""
+    (``MethodPlan``), models (spec -> (object, argument, plugin)) and attacks (name -> object)."""
     if opts.executor != "ray":
         return
-    from bench.run.validate import resolve_model  # it imports this module
-
-    models = [(spec, resolve_model(registry, spec)) for spec in opts.models]
     check_sendable([("method", m.name, m.origin, m.obj) for m in methods]
-                   + [("model", spec, origin, obj) for spec, (obj, _, origin) in models]
+                   + [("model", spec, origin, obj) for spec, (obj, _, origin) in models.items()]
                    + [("attack", n, registry.entry("attack", n).origin, a) for n, a in attacks.items()])
 
 

@@ -135,7 +135,7 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
 
     attacks = {n: registry.get("attack", n) for n in (registry.resolve("attack", opts.attacks) if opts.attacks else [])}
     check_attacks_fit(methods, forgets, attacks)
-    check_sendable_plugins(registry, opts, methods, attacks)  # before the data loads
+    check_sendable_plugins(registry, opts, methods, models, attacks)  # before any training
 
     provenance = {pinned[m]: model_provenance(getattr(obj, "name", ""), origin, plugins, versions)
                   for m, (obj, _, origin) in models.items()}
