@@ -47,12 +47,14 @@ def filled(tmp_path):
     for path in (root / "ray_results").rglob("*"):
         os.utime(path, (month, month))
     (root / "ray_results" / "bench-2-running").mkdir()  # changed now: a run may be writing it
+    for name in ("notes.json", "mine.safetensors", "foo.bar.json"):  # not entries: never touched
+        (root / name).write_text("{}")
     return root, keys
 
 
 def test_list_says_which_entries_this_bench_can_reuse(filled, invoke_bench):
     root, keys = filled
-    got = invoke_bench("cache", "--cache-dir", str(root))
+    got = invoke_bench("cache", "list", "--verify", "--cache-dir", str(root))
     assert got.returncode == 0, got.stderr
     lines = {line.split()[0]: line for line in got.stdout.splitlines()[2:] if line.startswith("  ")}
     assert lines[keys["ok"][:12]].endswith(" ok") and lines[keys["old"][:12]].endswith(" ok")
@@ -62,6 +64,11 @@ def test_list_says_which_entries_this_bench_can_reuse(filled, invoke_bench):
     assert "corrupt: weights SHA-256 does not match" in lines[keys["corrupt"][:12]]
     assert "6 entries" in got.stdout and "(4 that this bench can never reuse" in got.stdout
     assert "quarantine/ 1 item(s)" in got.stdout and "ray_results/ 3 item(s)" in got.stdout
+    assert "foreign 3 file(s)" in got.stdout and "3 file(s) in " in got.stdout
+    # without --verify the weights' sizes are checked, not their bytes (a large cache listed in seconds)
+    quick = invoke_bench("cache", "--cache-dir", str(root))
+    line = next(x for x in quick.stdout.splitlines() if x.startswith(f"  {keys['corrupt'][:12]}"))
+    assert line.endswith(" ok")
     data = json.loads(invoke_bench("cache", "list", "--json", "--cache-dir", str(root)).stdout)
     assert {e["key"] for e in data["entries"]} == set(keys.values())
     assert data["folders"]["ray_results"]["items"] == 3
@@ -70,7 +77,7 @@ def test_list_says_which_entries_this_bench_can_reuse(filled, invoke_bench):
 def test_prune_removes_what_can_never_be_reused_and_keeps_the_rest(filled, invoke_bench):
     root, keys = filled
     before = sorted(p.name for p in root.rglob("*"))
-    dry = invoke_bench("cache", "prune", "--dry-run", "--cache-dir", str(root))
+    dry = invoke_bench("cache", "--cache-dir", str(root), "prune", "--dry-run")  # the group's option: this cache
     assert dry.returncode == 0 and "nothing removed" in dry.stdout, dry.stderr
     assert dry.stdout.count("would remove ") == 5  # 4 entries and the quarantine
     assert sorted(p.name for p in root.rglob("*")) == before
@@ -78,26 +85,52 @@ def test_prune_removes_what_can_never_be_reused_and_keeps_the_rest(filled, invok
     done = invoke_bench("cache", "prune", "--cache-dir", str(root))
     assert done.returncode == 0, done.stderr
     assert "2 entries kept" in done.stdout
-    left = {p.name.split(".")[0] for p in root.glob("*.json")}
+    left = {p.name.split(".")[0] for p in root.glob("*.json")} - {"notes", "foo"}
     assert left == {keys["ok"], keys["old"]}
     assert not any((root / "quarantine").iterdir()) and len(list((root / "ray_results").iterdir())) == 3
-    assert ReferenceCache(root).check(keys["ok"])[0] is not None  # what stays still verifies
+    assert ReferenceCache(root).inspect(keys["ok"])[0] is not None  # what stays still verifies
+    assert sorted(p.name for p in root.glob("*.*")) == sorted(["foo.bar.json", "mine.safetensors", "notes.json", *(
+        f"{keys[k]}.{ext}" for k in ("ok", "old") for ext in ("json", "safetensors"))])
 
     unused = invoke_bench("cache", "prune", "--unused-days", "30", "--ray-results", "--cache-dir", str(root))
     assert unused.returncode == 0, unused.stderr
     assert f"removing {keys['old'][:12]} original digits / mlp / 1" in unused.stdout and "unused since" in unused.stdout
-    assert {p.name.split(".")[0] for p in root.glob("*.json")} == {keys["ok"]}
+    assert {p.name.split(".")[0] for p in root.glob("*.json")} - {"notes", "foo"} == {keys["ok"]}
     assert [p.name for p in (root / "ray_results").iterdir()] == ["bench-2-running"]
     assert "keeping 1 item(s) of ray_results/ changed in the last hour" in unused.stdout
 
 
 def test_a_hit_is_a_use(tmp_path):
+    """Runs look entries up with check() (references, shadows) and get(): both are uses; a listing is not."""
     cache = ReferenceCache(tmp_path)
     key = _put(cache, 0, trained_with("cpu", 1))
     month = time.time() - 40 * 86400
-    os.utime(tmp_path / f"{key}.json", (month, month))
-    assert cache.get(key) is not None
-    assert time.time() - (tmp_path / f"{key}.json").stat().st_mtime < 60
+    meta = tmp_path / f"{key}.json"
+    for use in (cache.check, cache.get):
+        os.utime(meta, (month, month))
+        assert cache.inspect(key)[0] is not None and meta.stat().st_mtime == pytest.approx(month)
+        assert use(key) is not None
+        assert time.time() - meta.stat().st_mtime < 60
+
+
+def test_prune_keeps_an_entry_a_run_holds_and_survives_links(filled, invoke_bench):
+    from bench.core.cache_lock import key_lock
+
+    root, keys = filled
+    (root / "ray_results" / "gone").symlink_to(root / "nowhere")  # dangling, from a month ago
+    month = time.time() - 40 * 86400
+    os.utime(root / "ray_results" / "gone", (month, month), follow_symlinks=False)
+    outside = root.parent / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("mine\n")
+    (root / "quarantine" / "linked").symlink_to(outside, target_is_directory=True)
+    with key_lock(root, keys["code"]):  # a run rebuilding it holds its lock
+        got = invoke_bench("cache", "prune", "--ray-results", "--cache-dir", str(root))
+    assert got.returncode == 0, got.stdout + got.stderr
+    assert f"kept {keys['code'][:12]}: in use by a run" in got.stdout
+    assert (root / f"{keys['code']}.json").exists() and not (root / f"{keys['torch']}.json").exists()
+    assert (outside / "keep.txt").read_text() == "mine\n"  # the link is removed, never what it points to
+    assert not (root / "quarantine" / "linked").is_symlink() and not (root / "ray_results" / "gone").is_symlink()
 
 
 @pytest.mark.parametrize("args, message", [
@@ -114,3 +147,14 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, invoke_bench, args, message)
 def test_no_default_cache_yet_is_said_not_an_error(tmp_path, invoke_bench):
     got = invoke_bench("cache", env={"XDG_CACHE_HOME": str(tmp_path / "fresh")})
     assert got.returncode == 0 and "no reference cache yet at" in got.stderr
+
+
+def test_an_entry_is_decided_again_under_its_lock(tmp_path):
+    """Chosen at the scan, rebuilt by a run before prune took its lock: kept (it was deleted)."""
+    from bench.run.cache_admin import remove_entry
+
+    key = _put(ReferenceCache(tmp_path), 0, trained_with("cpu", 1))
+    assert remove_entry(tmp_path, key, lambda e: False) == "changed since the scan (a run rebuilt or used it)"
+    assert (tmp_path / f"{key}.json").exists()
+    assert remove_entry(tmp_path, key, lambda e: e.stale is None and e.corrupt is None) is None
+    assert not (tmp_path / f"{key}.json").exists() and not (tmp_path / f"{key}.safetensors").exists()

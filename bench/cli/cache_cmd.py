@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from datetime import datetime
 
 import click
@@ -35,6 +36,15 @@ def _day(seconds: float) -> str:
     return datetime.fromtimestamp(seconds).strftime("%Y-%m-%d %H:%M") if seconds else "?"
 
 
+def _given(cache_dir: str | None) -> str | None:
+    """The subcommand's --cache-dir, else the group's (``bench cache --cache-dir DIR prune``: it
+    pruned the default cache, not DIR)."""
+    if cache_dir is not None:
+        return cache_dir
+    ctx = click.get_current_context()
+    return ctx.parent.params.get("cache_dir") if ctx.parent is not None else None
+
+
 @click.group(invoke_without_command=True)
 @CACHE_DIR
 @click.pass_context
@@ -49,29 +59,32 @@ def cache(ctx, cache_dir):
       bench cache prune --unused-days 30 --ray-results
     """
     if ctx.invoked_subcommand is None:
-        ctx.invoke(list_entries, cache_dir=cache_dir, as_json=False)
+        ctx.invoke(list_entries, cache_dir=cache_dir, as_json=False, verify=False)
 
 
 @cache.command("list")
 @CACHE_DIR
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
-def list_entries(cache_dir, as_json):
+@click.option("--verify", is_flag=True, help="Hash every weights file, as a run does (slow on a large cache); "
+              "without it their sizes are checked.")
+def list_entries(cache_dir, as_json, verify):
     """Every entry: kind, dataset / model / seed, size, when made and last used, and whether this
     bench can reuse it (ok), never hits it again (stale: other training code or torch) or refuses it
-    (corrupt); then the quarantine and Ray Tune's run folders."""
+    (corrupt); then the quarantine, Ray Tune's run folders, the lock files and foreign files."""
     from bench.run import cache_admin as admin
 
-    root = _root(cache_dir)
+    root = _root(_given(cache_dir))
     if root is None:
         return
-    entries, extras = admin.scan(root)
+    entries, extras = admin.scan(root, verify=verify)
     if as_json:
         click.echo(admin.as_json(entries, extras))
         return
     stale = [e for e in entries if e.stale or e.corrupt]
     click.echo(f"reference cache {root}: {len(entries)} entries, {admin.megabytes(sum(e.bytes for e in entries))} "
                f"({len(stale)} that this bench can never reuse, {admin.megabytes(sum(e.bytes for e in stale))}); "
-               + "; ".join(f"{name}/ {n} item(s), {admin.megabytes(b)}" for name, (n, b) in extras.items()))
+               + "; ".join(f"{name if name == 'foreign' else name + '/'} {n} {'file(s)' if name == 'foreign' else 'item(s)'}, "
+                           f"{admin.megabytes(b)}" for name, (n, b) in extras.items()))
     if entries:
         width = max(len("dataset / model / seed"), *(len(e.setting) for e in entries))
         kind = max(len("kind"), *(len(e.kind) for e in entries))
@@ -82,6 +95,8 @@ def list_entries(cache_dir, as_json):
                        f"{_day(e.last_used):<16}  {status}")
     if stale or extras["quarantine"][0]:
         click.echo("remove what this bench can never reuse: bench cache prune (--dry-run lists it first)")
+    if extras["foreign"][0]:
+        click.echo(f"{extras['foreign'][0]} file(s) in {root} are not cache entries: bench cache leaves them alone")
 
 
 @cache.command("prune")
@@ -95,19 +110,20 @@ def list_entries(cache_dir, as_json):
 def prune(cache_dir, unused_days, ray_results, dry_run):
     """Remove the entries this bench can never reuse (stale: trained by other bench training code or
     another torch; corrupt) and the quarantine. Another installation sharing the directory may still
-    use stale entries: prune from the newest one."""
+    use stale entries: prune from the newest one. An entry a run holds is kept, and each is decided
+    again under its lock; files that are not entries are never touched."""
     from bench.core.errors import BenchError
     from bench.run import cache_admin as admin
 
     if unused_days is not None and (not math.isfinite(unused_days) or unused_days < 0):
         raise BenchError(f"Bad --unused-days {unused_days}: expected a number of days >= 0, e.g. --unused-days 30.")
-    root = _root(cache_dir)
+    root = _root(_given(cache_dir))
     if root is None:
         return
     if not os.access(root, os.W_OK):
         raise BenchError(f"Cannot prune {root}: it is not writable by this user.")
     entries, extras = admin.scan(root)
-    chosen = admin.select(entries, unused_days)
+    chosen, rule = admin.select(entries, unused_days)
     folders = ("quarantine", "ray_results") if ray_results else ("quarantine",)
     verb = "would remove" if dry_run else "removing"
     for e in chosen:
@@ -126,6 +142,23 @@ def prune(cache_dir, unused_days, ray_results, dry_run):
     if dry_run:
         click.echo(f"dry run: {admin.megabytes(total)} would be freed; nothing removed.")
         return
-    freed = admin.prune(root, chosen, items)
-    kept = len(entries) - len(chosen)
-    click.echo(f"freed {admin.megabytes(freed)}; {kept} entr{'y' if kept == 1 else 'ies'} kept.")
+    freed, failed, removed = 0, 0, 0
+    for e in chosen:
+        why = admin.remove_entry(root, e.key, rule)
+        if why is None:
+            freed += e.bytes
+            removed += 1
+        else:
+            click.echo(f"kept {e.key[:12]}: {why}")
+    for item in items:
+        nbytes, problem = admin.size(item), admin.remove_item(item)
+        if problem is None:
+            freed += nbytes
+        else:
+            failed += 1
+            click.echo(f"could not remove {item}: {problem}")
+    kept = len(entries) - removed
+    click.echo(f"freed {admin.megabytes(freed)}; {kept} entr{'y' if kept == 1 else 'ies'} kept."
+               + (f" {failed} item(s) could not be removed (above)." if failed else ""))
+    if failed:
+        sys.exit(1)

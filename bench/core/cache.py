@@ -142,8 +142,20 @@ class ReferenceCache:
         return self.root / f"{key}.safetensors", self.root / f"{key}.json"
 
     def check(self, key: str) -> tuple[tuple[bytes, dict] | None, str | None]:
-        """Read and verify ``key`` without side effects: ``(entry, None)`` when it is intact,
-        ``(None, None)`` when there is no entry, ``(None, what is wrong)`` otherwise."""
+        """Read and verify ``key`` for use: ``(entry, None)`` when it is intact, ``(None, None)``
+        when there is no entry, ``(None, what is wrong)`` otherwise. An intact entry is a hit, so
+        its metadata file's modification time, its last use, is set (``bench cache``; a read-only
+        cache keeps none); :meth:`inspect` reads without that."""
+        found = self.inspect(key)
+        if found[0] is not None:
+            with contextlib.suppress(OSError):
+                os.utime(self._paths(key)[1])
+        return found
+
+    def inspect(self, key: str, weights_digest: bool = True) -> tuple[tuple[bytes, dict] | None, str | None]:
+        """:meth:`check` without side effects. Without ``weights_digest`` the weights' size is
+        checked but their bytes are neither read nor hashed (``bench cache list``; the entry's
+        first element is then ``b""``)."""
         weights, meta_path = self._paths(key)
         try:
             raw = meta_path.read_bytes()
@@ -166,6 +178,16 @@ class ReferenceCache:
             return None, f"metadata belongs to key {str(meta.get('key'))[:12]}"
         if "document" in meta and cache_key(meta["document"]) != key:
             return None, "metadata document does not hash to the key"
+        if not weights_digest:
+            try:
+                size = weights.stat().st_size
+            except FileNotFoundError:
+                return None, "weights file missing"
+            except OSError as e:
+                return None, f"weights unreadable ({e.strerror or e})"
+            if size != meta.get("weights_bytes"):
+                return None, f"weights are {size} bytes, {meta.get('weights_bytes')} recorded (truncated or overwritten)"
+            return (b"", meta), None
         try:
             data = weights.read_bytes()
         except FileNotFoundError:
@@ -184,9 +206,6 @@ class ReferenceCache:
         caller rebuilds it; call it holding the key's lock (:meth:`locked`) when others may write."""
         entry, problem = self.check(key)
         if problem is None:
-            if entry is not None:  # its last use, for `bench cache prune --unused-days` (a read-only cache: none)
-                with contextlib.suppress(OSError):
-                    os.utime(self._paths(key)[1])
             return entry
         where = self.quarantine(key, problem)
         if say is not None:

@@ -63,3 +63,26 @@ def keys_locked(root: str | os.PathLike, keys: Iterable[str],
         for key in ordered:
             stack.enter_context(key_lock(root, key, on_wait))
         yield ordered
+
+
+@contextlib.contextmanager
+def key_lock_if_free(root: str | os.PathLike, key: str) -> Iterator[bool]:
+    """Hold ``key``'s lock if no one holds it (yields True), else yield False at once: for work
+    that must not wait for, or run beside, a process building the entry (``bench cache prune``)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield True
+        return
+    path = lock_path(root, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)

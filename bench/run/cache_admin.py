@@ -5,24 +5,35 @@ An entry (``bench.core.cache``) is reused only under its exact key, which holds 
 After bench's training code or torch changes, the entries trained before stay on disk and are
 never hit again: they are *stale*. Next to the entries the cache keeps ``quarantine/`` (entries
 that failed verification, kept for inspection), ``ray_results/`` (Ray Tune's state and log of
-every run; MLflow holds the results and tracebacks) and ``locks/`` (empty lock files, never
-deleted: ``bench.core.cache_lock``).
+every run; MLflow holds the results and tracebacks) and ``locks/`` (one small lock file per key,
+never deleted: ``bench.core.cache_lock``). Files that are not entries (a name other than
+``<64 hex digits>.json|.safetensors``) are counted as foreign and never touched.
 
 "Stale" is relative to the bench and torch running ``bench cache``: another installation sharing
-the directory (another checkout, another torch) may still use them. Last use is the metadata
-file's modification time, which every cache hit sets (``ReferenceCache.get``).
+the directory (another checkout, another torch) may still use them. It is also a lower bound:
+an entry that the current code no longer reaches for another reason (a method's own original
+after its method's code changed, a model plugin's new version) shows as ``ok`` and goes with
+``--unused-days``. Last use is the metadata file's modification time, which every hit sets
+(``ReferenceCache.check``).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from bench.core.cache import ReferenceCache
-from bench.core.cache_lock import key_lock
+from bench.core.cache_lock import key_lock_if_free
+
+#: an entry's file name: its key (SHA-256, hex) and one of its two suffixes
+ENTRY_FILE = re.compile(r"^([0-9a-f]{64})\.(json|safetensors)$")
+#: the folders next to the entries
+FOLDERS = ("quarantine", "ray_results", "locks")
 
 
 @dataclass
@@ -39,9 +50,13 @@ class Entry:
 
 
 def size(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    """Bytes of a file, or of every file under a folder; links count as their own few bytes."""
+    try:
+        if path.is_symlink() or not path.is_dir():
+            return path.lstat().st_size
+        return sum(p.lstat().st_size for p in path.rglob("*") if p.is_symlink() or p.is_file())
+    except OSError:  # gone meanwhile
+        return 0
 
 
 def stale_reason(document: dict, code: str, torch_version: str) -> str | None:
@@ -56,50 +71,76 @@ def stale_reason(document: dict, code: str, torch_version: str) -> str | None:
     return None
 
 
-def scan(root: Path) -> tuple[list[Entry], dict[str, tuple[int, int]]]:
-    """The entries under ``root`` (verified, as a run would) and, for ``quarantine`` and
-    ``ray_results``, (items, bytes)."""
+def _identity() -> tuple[str, str]:
     import torch
 
     from bench.run.trained_with import training_code_digest
 
-    code, version = training_code_digest(), torch.__version__
-    cache = ReferenceCache(root)
-    entries = []
-    keys = {p.name.split(".", 1)[0] for p in root.glob("*.json")} | {p.name.split(".", 1)[0] for p in root.glob("*.safetensors")}
-    for key in sorted(keys):
-        meta_path = root / f"{key}.json"
-        nbytes = sum(size(p) for p in (meta_path, root / f"{key}.safetensors") if p.exists())
-        entry, problem = cache.check(key)
-        meta = entry[1] if entry is not None else {}
-        if entry is None and problem is None:
-            problem = "weights without metadata (a write that did not finish)"
-        doc = meta.get("document", {})
-        setting = " / ".join(str(doc.get(k, "?")) for k in ("dataset", "model", "seed"))
-        used = next((p.stat().st_mtime for p in (meta_path, root / f"{key}.safetensors") if p.exists()), 0.0)
-        entries.append(Entry(key, str(doc.get("kind", "?")), setting, nbytes, str(meta.get("created", "?")), used,
-                             stale=stale_reason(doc, code, version) if entry is not None else None, corrupt=problem))
+    return training_code_digest(), torch.__version__
+
+
+def describe(root: Path, key: str, verify: bool, identity: tuple[str, str]) -> Entry:
+    """The entry ``key`` as this bench sees it; ``verify``: hash the weights too (else their size)."""
+    meta_path, weights = root / f"{key}.json", root / f"{key}.safetensors"
+    nbytes = sum(size(p) for p in (meta_path, weights) if p.exists())
+    entry, problem = ReferenceCache(root).inspect(key, weights_digest=verify)
+    if entry is None and problem is None:
+        problem = "weights without metadata (a write that did not finish)"
+    meta = entry[1] if entry is not None else {}
+    doc = meta.get("document", {})
+    setting = " / ".join(str(doc.get(k, "?")) for k in ("dataset", "model", "seed"))
+    try:
+        used = (meta_path if meta_path.exists() else weights).stat().st_mtime
+    except OSError:
+        used = 0.0
+    return Entry(key, str(doc.get("kind", "?")), setting, nbytes, str(meta.get("created", "?")), used,
+                 stale=stale_reason(doc, *identity) if entry is not None else None, corrupt=problem)
+
+
+def scan(root: Path, verify: bool = True) -> tuple[list[Entry], dict[str, tuple[int, int]]]:
+    """The entries under ``root`` and, for each of :data:`FOLDERS` and the foreign files,
+    (items, bytes). ``verify``: hash every weights file (as a run does) rather than check its size."""
+    identity = _identity()
+    keys, foreign = set(), []
+    for path in root.iterdir():
+        match = ENTRY_FILE.match(path.name)
+        if match and not path.is_dir():
+            keys.add(match.group(1))
+        elif path.name not in FOLDERS:
+            foreign.append(path)
+    entries = [describe(root, key, verify, identity) for key in sorted(keys)]
     extras = {}
-    for name in ("quarantine", "ray_results"):
+    for name in FOLDERS:
         folder = root / name
-        items = list(folder.iterdir()) if folder.is_dir() else []
+        items = list(folder.iterdir()) if folder.is_dir() and not folder.is_symlink() else []
         extras[name] = (len(items), sum(size(p) for p in items))
+    extras["foreign"] = (len(foreign), sum(size(p) for p in foreign))
     return entries, extras
 
 
-def remove_entry(root: Path, key: str) -> None:
-    """Delete ``key``'s files, holding its lock (no run is writing it meanwhile); the metadata
-    first, so that a reader never sees weights-less metadata as an entry."""
-    with key_lock(root, key):
+def remove_entry(root: Path, key: str, still: Callable[[Entry], bool]) -> str | None:
+    """Delete ``key``'s files if no run holds its lock and ``still`` holds for the entry as it is
+    now, under the lock (a run may have rebuilt it since the scan); the metadata first, so that a
+    reader never takes weights for an entry. None when removed, else why it was kept."""
+    with key_lock_if_free(root, key) as free:
+        if not free:
+            return "in use by a run (it holds the entry's lock)"
+        if not still(describe(root, key, True, _identity())):
+            return "changed since the scan (a run rebuilt or used it)"
         for path in (root / f"{key}.json", root / f"{key}.safetensors"):
             path.unlink(missing_ok=True)
+    return None
 
 
-def select(entries: list[Entry], unused_days: float | None) -> list[Entry]:
-    """The entries ``bench cache prune`` removes: stale and corrupt ones, and with ``unused_days``
-    those not used for that many days."""
+def select(entries: list[Entry], unused_days: float | None) -> tuple[list[Entry], Callable[[Entry], bool]]:
+    """The entries ``bench cache prune`` removes (stale and corrupt ones, and with ``unused_days``
+    those not used for that many days), and the rule, to apply again under each entry's lock."""
     cutoff = None if unused_days is None else time.time() - unused_days * 86400
-    return [e for e in entries if e.stale or e.corrupt or (cutoff is not None and e.last_used < cutoff)]
+
+    def rule(e: Entry) -> bool:
+        return bool(e.stale or e.corrupt or (cutoff is not None and e.last_used < cutoff))
+
+    return [e for e in entries if rule(e)], rule
 
 
 #: Ray Tune's folders changed this recently (seconds) are kept: a run may be writing them
@@ -107,32 +148,36 @@ LIVE_SECONDS = 3600
 
 
 def _changed(path: Path) -> float:
-    return max([path.stat().st_mtime, *(p.stat().st_mtime for p in path.rglob("*"))] if path.is_dir() else [path.stat().st_mtime])
+    """The latest modification time under ``path`` (links: their own; vanished files: none)."""
+    times = []
+    for p in [path, *(path.rglob("*") if path.is_dir() and not path.is_symlink() else ())]:
+        try:
+            times.append(p.lstat().st_mtime)
+        except OSError:
+            continue
+    return max(times, default=0.0)
 
 
 def folder_items(root: Path, name: str) -> list[Path]:
     """What pruning folder ``name`` removes: its items, less ``ray_results`` items changed in the
     last :data:`LIVE_SECONDS` (a running run's state and log)."""
     folder = root / name
-    items = sorted(folder.iterdir()) if folder.is_dir() else []
+    items = sorted(folder.iterdir()) if folder.is_dir() and not folder.is_symlink() else []
     if name == "ray_results":
         items = [p for p in items if time.time() - _changed(p) > LIVE_SECONDS]
     return items
 
 
-def prune(root: Path, entries: list[Entry], items: list[Path]) -> int:
-    """Remove ``entries`` and the files or folders ``items``; the bytes freed."""
-    freed = 0
-    for e in entries:
-        remove_entry(root, e.key)
-        freed += e.bytes
-    for item in items:
-        freed += size(item)
-        if item.is_dir():
-            shutil.rmtree(item)
+def remove_item(item: Path) -> str | None:
+    """Delete a file, a link (never what it points to) or a folder; None, or what went wrong."""
+    try:
+        if item.is_symlink() or not item.is_dir():
+            item.unlink(missing_ok=True)
         else:
-            item.unlink()
-    return freed
+            shutil.rmtree(item)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
 
 
 def megabytes(n: int) -> str:
