@@ -75,6 +75,17 @@ def test_without_the_flag_no_model_is_kept(workdir, shared_cache, run_harness, t
     with pytest.raises(BenchError, match=r"is not a trial run"):
         load_trial_model(runs.loc["ga", "tags.mlflow.parentRunId"], store)
 
+    # --resume --save-models runs again the finished trials that kept no model (they were kept, silently)
+    common = dict(methods="ga", attacks="", recipe={"epochs": 5}, cache_dir=str(shared_cache), resume=True,
+                  save_models=True)
+    code, out = run_harness(workdir, **common)
+    assert code == 0 and "--resume --save-models: 1 finished trial(s) kept no model" in " ".join(out.split()), out
+    again = trial_runs(workdir)
+    assert load_trial_model(again.iloc[0]["run_id"] if len(again) == 1 else again.sort_values("start_time").iloc[-1]["run_id"],
+                            store) is not None
+    code, out = run_harness(workdir, **common)  # now every finished trial has its model: kept
+    assert code == 0 and "kept no model" not in out and "1 of 1 trial(s) already finished" in out, out
+
 
 def test_a_file_that_is_not_a_saved_model_is_one_line(tmp_path):
     from safetensors.torch import save_file
@@ -87,3 +98,22 @@ def test_a_file_that_is_not_a_saved_model_is_one_line(tmp_path):
     save_file({"w": torch.zeros(2)}, str(tmp_path / "plain.safetensors"))
     with pytest.raises(BenchError, match=r"its header lacks model, num_classes, input_shape; it was not written by bench"):
         read_model_file(tmp_path / "plain.safetensors")
+
+
+def test_a_timm_model_started_from_a_pretrained_file_loads_without_that_file(tmp_path):
+    """The spec keeps the run's pretrained=PATH: loading needed that file, though the saved one holds every weight."""
+    from bench.core.cache import model_bytes
+    from bench.core.plugins import get_registry
+    from bench.run.saved_models import load_model
+    from bench.run.validate import resolve_model
+
+    obj, arg, _ = resolve_model(get_registry(), "timm:test_resnet")
+    torch.manual_seed(0)
+    net = obj.create(10, (1, 8, 8), arg)
+    spec = f"timm:test_resnet,pretrained={tmp_path / 'gone.safetensors'},sha256={'0' * 64}"
+    (tmp_path / "model.safetensors").write_bytes(model_bytes(net, {
+        "method": "ft", "model": spec, "num_classes": "10", "input_shape": "1,8,8"}))
+    loaded = load_model(tmp_path / "model.safetensors")
+    x = torch.rand(2, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), net.eval()(x))

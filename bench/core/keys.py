@@ -50,6 +50,7 @@ class Tag:
     CWD = "bench.cwd"  # ... and the directory it ran in (relative paths in the command are relative to it)
     GIT_COMMIT = "mlflow.source.git.commit"  # bench's commit, when bench runs from a git checkout
     GIT_DIRTY = "bench.git_dirty"  # "true": that checkout's tracked files differed from the commit
+    SAVED_MODEL = "bench.saved_model"  # on a trial run: "true" when it kept its model (--save-models)
     REPRODUCES = "bench.reproduces"  # on a parent run of `bench reproduce`: the run id it ran again
     REPRODUCED = "bench.reproduced"  # ... and its verdict: "identical" or "differs"
 

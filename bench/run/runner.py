@@ -110,9 +110,15 @@ def open_parent(plan, opts: RunOptions, versions: dict, plugins: dict, say, tags
                 tracking.kill_unfinished_children(client, experiment_id, parent)  # left RUNNING by a killed run
                 client.update_run(parent, status="RUNNING")
                 tracking.claim_parent(client, parent)
+                unsaved = 0
+                if opts.save_models:
+                    done, unsaved = resume.drop_unsaved(done)
                 done, stale = resume.fresh_results(done, plan.trials)
                 say(f"resuming parent run {parent} ('{run_name}'): {sum(t.trial_key in done for t in plan.trials)} of "
                     f"{len(plan.trials)} trial(s) already finished")
+                if unsaved:
+                    say(f"--resume --save-models: {unsaved} finished trial(s) kept no model (their session did not "
+                        f"use --save-models): running them again", always=True)
                 if stale:
                     say(f"--resume: {stale} finished trial(s) were measured with other code (their method's or an "
                         f"attack's plugin, bench or torch changed since): running them again", always=True)

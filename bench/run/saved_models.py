@@ -45,6 +45,8 @@ def load_model(path: str | Path, device: str = "cpu"):
 
     state, meta = read_model_file(path)
     obj, arg, _ = resolve_model(get_registry(), meta["model"])
+    if arg and getattr(obj, "name", "") == "timm":  # the file holds every weight: not the run's pretrained file
+        arg = ",".join(part for part in arg.split(",") if not part.startswith(("pretrained=", "sha256=")))
     shape = tuple(int(x) for x in meta["input_shape"].split(","))
     net = obj.create(int(meta["num_classes"]), shape, arg)
     try:

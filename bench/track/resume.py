@@ -36,7 +36,8 @@ def find_resumable(client, experiment_id: str, plan_key: str):
         for run in page:
             key = run.data.tags.get(Tag.TRIAL_KEY)
             if key:
-                finished[key] = {**run.data.metrics, MEASURED_WITH: run.data.tags.get(Tag.MEASURED_WITH, "")}
+                finished[key] = {**run.data.metrics, MEASURED_WITH: run.data.tags.get(Tag.MEASURED_WITH, ""),
+                                 SAVED_MODEL: run.data.tags.get(Tag.SAVED_MODEL) == "true"}
         token = page.token
         if not token:
             break
@@ -45,6 +46,15 @@ def find_resumable(client, experiment_id: str, plan_key: str):
 
 #: the key of :func:`find_resumable`'s metrics holding a trial's recorded code identity
 MEASURED_WITH = "__measured_with__"
+#: ... and whether it kept its model (``--save-models``)
+SAVED_MODEL = "__saved_model__"
+
+
+def drop_unsaved(done: dict[str, dict]) -> tuple[dict[str, dict], int]:
+    """For ``--resume --save-models``: the finished results that kept their model, and how many did
+    not (run again: a resume with the flag kept those trials without a model, and said nothing)."""
+    kept = {k: m for k, m in done.items() if m.get(SAVED_MODEL)}
+    return kept, len(done) - len(kept)
 
 
 def fresh_results(done: dict[str, dict], trials) -> tuple[dict[str, dict], int]:
@@ -61,5 +71,5 @@ def fresh_results(done: dict[str, dict], trials) -> tuple[dict[str, dict], int]:
         if now[key] and metrics.get(MEASURED_WITH) != now[key]:
             stale += 1
             continue
-        kept[key] = {k: v for k, v in metrics.items() if k != MEASURED_WITH}
+        kept[key] = {k: v for k, v in metrics.items() if k not in (MEASURED_WITH, SAVED_MODEL)}
     return kept, stale

@@ -23,7 +23,7 @@ from typing import Any
 
 from bench.core.contracts import render
 from bench.core.errors import RecordError
-from bench.core.keys import ARTIFACTS_KEY, STEPS_KEY, Tag
+from bench.core.keys import ARTIFACTS_KEY, MODEL_ARTIFACT, STEPS_KEY, Tag
 from bench.core.spec import TrialSpec
 from bench.track.provenance import provenance_tags
 from bench.track.store import new_sqlite_store
@@ -276,6 +276,8 @@ def log_artifacts(client, run_id: str, result: dict) -> None:
                     path, content = path.with_name(path.name + ".error.txt"), format_exception(exc)
             path.write_text(content) if isinstance(content, str) else path.write_bytes(content)
         client.log_artifacts(run_id, tmp)
+    if MODEL_ARTIFACT in files:  # what --resume --save-models asks of a trial it keeps
+        client.set_tag(run_id, Tag.SAVED_MODEL, "true")
 
 
 def child_tags(spec: TrialSpec, parent_run_id: str) -> dict[str, str]:
