@@ -191,7 +191,8 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
                 verbose=verbose,
             )
             best = best_sample(outcome, objective, mode)
-            unchanged = report.unchanged_warnings(outcome.specs, outcome.results, "sample")
+            unchanged = report.unchanged_warnings(
+                outcome.specs, {i: r for i, r in outcome.results.items() if i in outcome.specs}, "sample")
             for line in unchanged:  # a sample that scored the original's numbers (kept with the search)
                 say(line, always=True)
             if unchanged:
