@@ -259,9 +259,9 @@ def baseline_trials(tmp_path_factory):
                 methods = ["*"]
                 # L2UL is instance-wise (docs/l2ul.md, "The default request"): on 144 points l2ul, l2ul-adv
                 # and l2ul-oracle reach their goal in 16 s, 47 s and 24 s (one thread); the table needs a
-                # finished trial of each, not the goal: 100 epochs (300 for the oracle) here
-                extra["params"] = {"l2ul": {"max_epochs": 100}, "l2ul-adv": {"max_epochs": 100},
-                                   "l2ul-oracle": {"max_epochs": 300}}
+                # finished trial of each, not the goal: 20 epochs (60 for the oracle) here
+                extra["params"] = {"l2ul": {"max_epochs": 20}, "l2ul-adv": {"max_epochs": 20},
+                                   "l2ul-oracle": {"max_epochs": 60}}
             code, out = _run_harness(workdir, methods=",".join(methods), forgets=[forget], seeds=[0], cache_dir=str(cache),
                                      **extra)
             done[(forget, attacks)] = (code, out, _trial_runs(workdir))

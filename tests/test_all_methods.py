@@ -2,7 +2,7 @@
 forget request, random:10%, and the default attacks: the run tests/conftest.py's baseline_trials
 shares with the baselines' tests) finishes with each method in one summary table (``unsir``, which takes
 class requests only, is left out of the wildcard with a note). ``l2ul`` and ``l2ul-adv`` run with
-100 epochs there and ``l2ul-oracle`` with 300: on 144 points they take 16-48 s to their goal
+20 epochs there and ``l2ul-oracle`` with 60: on 144 points they take 16-48 s to their goal
 (docs/l2ul.md, "The default request"), and this run checks the table, not the goal."""
 
 from __future__ import annotations

@@ -14,13 +14,15 @@ import pytest
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.xdist_group("interrupt")  # one worker, one cache: the second trains no reference
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_sigint_keeps_finished_trials_and_marks_the_rest_killed(workdir, store_args, sig):
+def test_sigint_keeps_finished_trials_and_marks_the_rest_killed(workdir, shared_cache, sig):
     """SIGTERM (a scheduler's kill) as Ctrl-C: it killed the driver through Ray's own handler (exit 1,
     the cut-off trials left RUNNING), and the local executor's process outright (143)."""
     exe = os.path.join(os.path.dirname(sys.executable), "bench")
     # long enough trials (retrain: ~2 s each) that the signal lands while some are running
-    cmd = [exe, "run", "--seeds", "0-1", "-r", "epochs=150", *store_args(workdir)]
+    cmd = [exe, "run", "--seeds", "0-1", "-r", "epochs=150", "--cache-dir", str(shared_cache),
+           "--tracking-uri", f"sqlite:///{workdir / 'mlflow.db'}"]
     log = open(workdir / "run.log", "w+")
     proc = subprocess.Popen(cmd, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, text=True)
     try:

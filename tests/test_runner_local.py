@@ -355,13 +355,16 @@ def test_a_timeout_inside_a_guarded_import_leaves_no_half_imported_module(tmp_pa
     from bench.core.errors import BenchError
     from bench.run.deadline import deadline
 
+    # short sleeps: the timeout surfaces between Python instructions, not inside one long C call
     (tmp_path / "bench_slow_import.py").write_text(
-        "import time\ntry:\n    time.sleep(5)\nexcept Exception:  # a library's guarded step\n    pass\nVALUE = 1\n")
+        "import time\ntry:\n    for _ in range(200):\n        time.sleep(0.01)\nexcept Exception:  # a library's guarded "
+        "step\n    pass\nVALUE = 1\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(BenchError, match="ran longer than --trial-timeout 0.2 s"):
         with deadline(0.2, "Trial t"):
             import bench_slow_import  # noqa: F401
-            time.sleep(5)  # where a swallowed timeout's re-raise, a second later, would land
+            for _ in range(500):  # where a swallowed timeout's re-raise, a second later, would land
+                time.sleep(0.01)
     assert "bench_slow_import" not in sys.modules  # not left behind, complete or half
     monkeypatch.delitem(sys.modules, "bench_slow_import", raising=False)
 
