@@ -49,6 +49,7 @@ def filled(tmp_path):
     (root / "ray_results" / "bench-2-running").mkdir()  # changed now: a run may be writing it
     for name in ("notes.json", "mine.safetensors", "foo.bar.json"):  # not entries: never touched
         (root / name).write_text("{}")
+    (root / "mlflow-schema").mkdir()  # bench's own empty store (bench.track.store): not foreign
     return root, keys
 
 
@@ -64,7 +65,7 @@ def test_list_says_which_entries_this_bench_can_reuse(filled, invoke_bench):
     assert "corrupt: weights SHA-256 does not match" in lines[keys["corrupt"][:12]]
     assert "6 entries" in got.stdout and "(4 that this bench can never reuse" in got.stdout
     assert "quarantine/ 1 item(s)" in got.stdout and "ray_results/ 3 item(s)" in got.stdout
-    assert "foreign 3 file(s)" in got.stdout and "3 file(s) in " in got.stdout
+    assert "foreign 3 file(s)" in got.stdout and "3 file(s) in " in got.stdout and "mlflow-schema/ 0 item(s)" in got.stdout
     # without --verify the weights' sizes are checked, not their bytes (a large cache listed in seconds)
     quick = invoke_bench("cache", "--cache-dir", str(root))
     line = next(x for x in quick.stdout.splitlines() if x.startswith(f"  {keys['corrupt'][:12]}"))

@@ -32,8 +32,9 @@ from bench.core.cache_lock import key_lock_if_free
 
 #: an entry's file name: its key (SHA-256, hex) and one of its two suffixes
 ENTRY_FILE = re.compile(r"^([0-9a-f]{64})\.(json|safetensors)$")
-#: the folders next to the entries
-FOLDERS = ("quarantine", "ray_results", "locks")
+#: the folders next to the entries (``mlflow-schema/``: bench's empty MLflow store per MLflow version,
+#: ``bench.track.store``; listed, never pruned)
+FOLDERS = ("quarantine", "ray_results", "locks", "mlflow-schema")
 
 
 @dataclass
