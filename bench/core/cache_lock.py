@@ -28,10 +28,18 @@ def lock_path(root: str | os.PathLike, key: str) -> Path:
 def key_lock(root: str | os.PathLike, key: str, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
     """Hold the exclusive lock of ``key`` in the cache at ``root``; ``on_wait(key)`` is called once
     if another holder makes this call wait (it then blocks until that holder releases or dies)."""
+    with _lock(root, key, on_wait, wait=True):
+        yield
+
+
+@contextlib.contextmanager
+def _lock(root: str | os.PathLike, key: str, on_wait: Callable[[str], None] | None, wait: bool) -> Iterator[bool]:
+    """Take ``key``'s lock, waiting for another holder when ``wait`` (saying so once through
+    ``on_wait``); yields whether it is held (False only without ``wait``, when another holds it)."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX
-        yield
+        yield True
         return
     path = lock_path(root, key)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -40,6 +48,9 @@ def key_lock(root: str | os.PathLike, key: str, on_wait: Callable[[str], None] |
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            if not wait:
+                yield False
+                return
             if on_wait is not None:
                 on_wait(key)
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -48,7 +59,7 @@ def key_lock(root: str | os.PathLike, key: str, on_wait: Callable[[str], None] |
             os.write(fd, f"{os.getpid()}\n".encode())  # who holds it, for a person looking; never read
         except OSError:
             pass
-        yield
+        yield True
     finally:
         os.close(fd)  # releases the lock
 
@@ -69,20 +80,5 @@ def keys_locked(root: str | os.PathLike, keys: Iterable[str],
 def key_lock_if_free(root: str | os.PathLike, key: str) -> Iterator[bool]:
     """Hold ``key``'s lock if no one holds it (yields True), else yield False at once: for work
     that must not wait for, or run beside, a process building the entry (``bench cache prune``)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
-        yield True
-        return
-    path = lock_path(root, key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        yield True
-    finally:
-        os.close(fd)
+    with _lock(root, key, None, wait=False) as held:
+        yield held
