@@ -7,6 +7,8 @@ import json
 
 import mlflow
 import pytest
+
+import bench
 from rich.console import Console
 
 from bench.core.options import RunOptions
@@ -114,12 +116,29 @@ def test_local_executor_gives_the_same_numbers_as_ray(two_runs, run_bench, store
         assert (a == b).all(), method
 
 
-def test_failing_plugin_fails_only_its_own_ray_trial(workdir, boom_plugin):
+class Broken:
+    """An attack that raises: it loses its own numbers, not the trial's."""
+
+    name = "broken"
+    description = "test attack that always fails"
+
+    def evaluate(self, model, ctx):
+        raise ValueError("broken: deliberate failure")
+
+
+class _BrokenPlugin:
+    @bench.hookimpl
+    def register_attacks(self, register):
+        register(Broken())
+
+
+def test_failing_plugin_fails_only_its_own_ray_trial(workdir, boom_plugin, plugged):
     boom_plugin()
     opts = RunOptions(methods="boom,ga", cache_dir=str(workdir / "cache"), tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}",
-                      recipe={"epochs": 5})
+                      recipe={"epochs": 5}, attacks="broken,loss")
     out = io.StringIO()
-    code = run(opts, Console(file=out, width=200))
+    with plugged(_BrokenPlugin()):
+        code = run(opts, Console(file=out, width=200))
     assert code == 1, out.getvalue()
     kids = runs(workdir)
     kids = kids[kids["tags.bench.role"] == "trial"].set_index("params.method")
@@ -127,3 +146,8 @@ def test_failing_plugin_fails_only_its_own_ray_trial(workdir, boom_plugin):
     text = mlflow.artifacts.load_text(f"runs:/{kids.loc['boom', 'run_id']}/error.txt")
     assert "RuntimeError: boom: deliberate failure" in text
     assert "FAILED  boom seed=0" in out.getvalue()
+    # the failing attack, through Tune's result and the Ray-side recorder: ga keeps its own and loss's numbers
+    assert kids.loc["ga", "tags.bench.attack_errors"] == "broken" and 0 <= kids.loc["ga", "metrics.loss_auc"] <= 1
+    text = mlflow.artifacts.load_text(f"runs:/{kids.loc['ga', 'run_id']}/attack_errors/broken.txt")
+    assert text.startswith("Attack 'broken' failed: ValueError: broken: deliberate failure") and "Traceback" in text
+    assert "attack 'broken' has no metrics in 1 trial(s) (ga seed=0)" in out.getvalue()

@@ -129,7 +129,7 @@ def _reproduce(run_ref, experiment, tracking_uri, cache_dir, executor, rtol, ato
                              max_results=1)[0]
     record = rep.trial_results(client, exp.experiment_id, pid)
     checks = rep.check_trials(record, rep.trial_results(client, exp.experiment_id, new.info.run_id), rtol, atol)
-    finished = sum(status == "FINISHED" for _, status, _ in record.values())
+    finished = sum(status == "FINISHED" for _, status, *_ in record.values())
     same = sum(c.verdict == "identical" for c in checks)
     # every line identical, and at least one: a record without a finished trial confirms nothing
     verdict = "identical" if checks and same == len(checks) else "differs"

@@ -20,6 +20,9 @@ DEFAULT_EXPERIMENT = "unlearning-bench"
 ARTIFACTS_KEY = "bench_artifacts"
 #: The trial artifact holding the unlearned model (``--save-models``; ``bench.run.saved_models``).
 MODEL_ARTIFACT = "model.safetensors"
+#: Key of a trial's result holding ``{attack: why it has no metrics}`` (a line, then the traceback):
+#: an attack that failed loses its own numbers only (``bench.run.attack_step.run_attacks``).
+ATTACK_ERRORS_KEY = "bench_attack_errors"
 #: Key of a continual trial's result holding the metrics of every request, in order.
 STEPS_KEY = "bench_steps"
 
@@ -51,6 +54,7 @@ class Tag:
     GIT_COMMIT = "mlflow.source.git.commit"  # bench's commit, when bench runs from a git checkout
     GIT_DIRTY = "bench.git_dirty"  # "true": that checkout's tracked files differed from the commit
     SAVED_MODEL = "bench.saved_model"  # on a trial run: "true" when it kept its model (--save-models)
+    ATTACK_ERRORS = "bench.attack_errors"  # on a trial run: the attacks that failed in it (comma-separated)
     REPRODUCES = "bench.reproduces"  # on a parent run of `bench reproduce`: the run id it ran again
     REPRODUCED = "bench.reproduced"  # ... and its verdict: "identical" or "differs"
 

@@ -4,6 +4,12 @@ Builds the trial's :class:`bench.core.contracts.AttackContext` (with the shadow 
 and the references that the attacks declare in ``needs``), runs every attack on the unlearned
 model and merges what they return: metrics as ``<attack>_<key>`` (keys in the attack's
 ``unprefixed`` as they are), files in ``ctx.artifacts`` as MLflow artifacts of the trial.
+
+An attack that raises, or whose report breaks its contract, loses its own numbers and files only:
+its traceback goes under ``ATTACK_ERRORS_KEY`` (the trial's tag ``bench.attack_errors`` and
+artifact ``attack_errors/<attack>.txt``), the method's metrics and the other attacks' are kept, and
+``bench run`` ends with exit 1. An attack that changed the model or the data in place loses its
+numbers too, and the attacks after it are not run (they would measure another model).
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import torch
 from bench.core.cache import load_state
 from bench.core.contracts import AttackContext, MethodContext
 from bench.core.errors import BenchError, no_exit
-from bench.core.keys import ARTIFACTS_KEY
+from bench.core.keys import ARTIFACTS_KEY, ATTACK_ERRORS_KEY
 from bench.core.recipe import Recipe
 from bench.core.spec import TrialSpec
 from bench.nn.torch_state import restore_torch_globals, torch_globals
@@ -56,8 +62,10 @@ def make_unlearn(method, spec: TrialSpec, splits, new_model: Callable, bounds: A
 
 def run_attacks(attacks: dict, model, metrics: dict, *, spec: TrialSpec, group, method, data, new_model: Callable,
                 bounds: Any, original: Callable | None = None) -> None:
-    """Run ``attacks`` on the trial's unlearned ``model``; ``original``: fresh copies of the model the
-    method started from (default: the group's original; a method's own original for SISA)."""
+    """Run ``attacks`` on the trial's unlearned ``model``, adding their metrics to ``metrics`` and the
+    failed ones' tracebacks under ``ATTACK_ERRORS_KEY`` (module docstring); ``original``: fresh
+    copies of the model the method started from (default: the group's original; a method's own
+    original for SISA)."""
     (rx, ry), (fx, fy), (tx, ty) = data
     extras: dict[str, Any] = group.attack_models or {}
 
@@ -81,39 +89,78 @@ def run_attacks(attacks: dict, model, metrics: dict, *, spec: TrialSpec, group, 
     # writes torch's version counter does not count (.data, a NumPy view): the model's and the data's
     # digests, each attack's "after" being the next one's "before" (one pass over the data per attack)
     digests = {k: content_digest(t) for k, t in watched.items()}
-    for name, attack in attacks.items():
+    errors: dict[str, str] = {}  # attack -> why it has no metrics (a traceback)
+    names = list(attacks)
+    for i, name in enumerate(names):
         ctx.forget_indices = np.array(group.forget_idx)  # each attack its own copy (one writing to it changed the next's)
-        unprefixed = set(getattr(attack, "unprefixed", ()))
         versions = {k: t._version for k, t in watched.items()}
-        saved = torch_globals()
+        files = dict(ctx.artifacts)
+        found: dict[str, float] = {}
         try:
-            with no_exit(f"Attack '{name}' (evaluate)"):
-                found = attack.evaluate(model, ctx)
-        except BenchError:
-            raise
-        except Exception as exc:  # its traceback stays in the trial's record; the line names the attack
-            raise BenchError(f"Attack '{name}' failed: {type(exc).__name__}: {exc}") from exc
-        finally:
-            leaked = restore_torch_globals(saved)
-        if leaked:
-            raise BenchError(f"Attack '{name}' {leaked}. The attacks and trials after it would have run with it.")
+            found = _evaluate(name, attacks[name], model, ctx, metrics)
+        except Exception as exc:  # the attack's own failure: recorded; its numbers and files are dropped
+            errors[name] = format_error(name, exc)
         changed = [k for k, t in watched.items() if t._version != versions[k]]
         after = {k: content_digest(t) for k, t in watched.items()}
         changed += [k for k in watched if k not in changed and after[k] != digests[k]]
         digests = after
-        if changed:  # the next attacks would measure another model, or on other data
-            raise BenchError(f"Attack '{name}' changed {changed[0]} in place; every attack must leave the model and "
-                             "the data as it found them (work on a copy: copy.deepcopy(model), x.clone()). Running a "
-                             "model in train mode updates its batch-norm statistics: use model.eval().")
-        if not isinstance(found, dict):
-            raise BenchError(f"Attack '{name}' returned {type(found).__name__}; evaluate() returns a dict of metric "
-                             "name -> number (docs/plugins.md, Attacks).")
-        for key, value in found.items():
-            full = key if key in unprefixed else f"{name}_{key}"
-            add_metric(f"Attack '{name}'", full, value, metrics, finite=True, shown=key)
-    check_artifacts("An attack", ctx.artifacts)
+        if changed:  # its numbers, and the next attacks', would be of another model or other data
+            errors[name] = (f"Attack '{name}' changed {changed[0]} in place; every attack must leave the "
+                            "model and the data as it found them (work on a copy: copy.deepcopy(model), x.clone()). "
+                            "Running a model in train mode updates its batch-norm statistics: use model.eval().")
+            for later in names[i + 1:]:
+                errors[later] = (f"Attack '{later}' was not run: attack '{name}' before it changed "
+                                 f"{changed[0]} in place, so it would have measured another model or other data.")
+        if name in errors:
+            ctx.artifacts.clear()
+            ctx.artifacts.update(files)
+            if changed:
+                break
+            continue
+        metrics.update(found)
     if ctx.artifacts:
         metrics.setdefault(ARTIFACTS_KEY, {}).update(ctx.artifacts)
+    if errors:
+        metrics[ATTACK_ERRORS_KEY] = errors
+
+
+def _evaluate(name: str, attack, model, ctx: AttackContext, metrics: dict) -> dict[str, float]:
+    """One attack's checked metrics (``<attack>_<key>``; the keys it declares ``unprefixed`` as they
+    are), not yet in ``metrics``: an exception of the attack, or a report it breaks the contract
+    with, raises (the caller records it as that attack's failure)."""
+    saved = torch_globals()
+    try:
+        with no_exit(f"Attack '{name}' (evaluate)"):
+            found = attack.evaluate(model, ctx)
+    finally:
+        leaked = restore_torch_globals(saved)
+    if leaked:
+        raise BenchError(f"Attack '{name}' {leaked}. The attacks and trials after it would have run with it "
+                         "(set back; its numbers are dropped).")
+    if not isinstance(found, dict):
+        raise BenchError(f"Attack '{name}' returned {type(found).__name__}; evaluate() returns a dict of metric "
+                         "name -> number (docs/plugins.md, Attacks).")
+    unprefixed = set(getattr(attack, "unprefixed", ()))
+    out: dict[str, float] = {}
+    made: dict[str, Any] = {}  # metric name -> the key that made it
+    for key, value in found.items():
+        full = key if key in unprefixed else f"{name}_{key}"
+        if full in made:  # one would have overwritten the other
+            raise BenchError(f"Attack '{name}' reported metrics {made[full]!r} and {key!r}, which both make '{full}'; "
+                             "rename one.")
+        add_metric(f"Attack '{name}'", full, value, {**metrics, **out}, finite=True, shown=key)
+        out[full], made[full] = float(value), key
+    check_artifacts(f"Attack '{name}'", ctx.artifacts)
+    return out
+
+
+def format_error(name: str, exc: BaseException) -> str:
+    """An attack's failure as recorded: one line naming the attack (what ``bench run`` prints), then
+    the traceback."""
+    import traceback
+
+    head = str(exc) if isinstance(exc, BenchError) else f"Attack '{name}' failed: {type(exc).__name__}: {exc}"
+    return head + "\n\n" + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
 
 #: what MLflow takes as a metric name (mlflow.utils.validation): a name it refuses failed the whole

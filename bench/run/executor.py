@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 from bench.core import console
 from bench.core.errors import BenchError
-from bench.core.keys import is_loopback
+from bench.core.keys import ATTACK_ERRORS_KEY, is_loopback
 from bench.core.plugins import in_process_plugins
 from bench.core.spec import TrialSpec, spec_of
 from bench.run.checks import local_cpus
@@ -80,7 +80,9 @@ def run_local(trials: list[TrialSpec], payload: Payload,
         out.results[i] = metrics
         with finish_writing(spec.trial_name, say) as stop:
             log_trial(spec, metrics, None)
-        say(f"[{i + 1}/{len(trials)}] done    {spec.trial_name} in {time.perf_counter() - t0:.1f}s: {summary_line(metrics)}")
+        failed = ", ".join(metrics.get(ATTACK_ERRORS_KEY) or ())
+        say(f"[{i + 1}/{len(trials)}] done    {spec.trial_name} in {time.perf_counter() - t0:.1f}s: {summary_line(metrics)}"
+            + (f" (attack(s) {failed} failed: no metrics of theirs)" if failed else ""), always=bool(failed))
         if stop:
             out.interrupted = True
             break
@@ -266,6 +268,11 @@ def _tune_trainable(config: dict, payload: Payload, progress: tuple[str, str, fl
             metrics = run_trial(spec, payload, fetch=fetch, report=report)
     finally:
         release_cuda_memory()  # Tune reuses this actor: trials packed beside it get the memory meanwhile
+    objective = config.get("objective")
+    if objective and objective not in metrics and ATTACK_ERRORS_KEY in metrics:  # bench tune: a sample without
+        # its score fails (Tune refuses a result without the search's metric), with the attack's traceback
+        raise BenchError("The objective's attack failed, so this sample has no score:\n\n"
+                         + "\n".join(metrics[ATTACK_ERRORS_KEY].values()))
     tune.report(metrics)
 
 
@@ -307,7 +314,8 @@ def run_ray(trials: list[TrialSpec], payload: Payload, *, cpus: float, gpus: flo
     else:
         from ray.tune.search import BasicVariantGenerator
 
-        param_space = {"trial": trials[0].as_dict(), "sample": search["space"], "report_epochs": search.get("scheduler") is not None}
+        param_space = {"trial": trials[0].as_dict(), "sample": search["space"], "report_epochs": search.get("scheduler") is not None,
+                       "objective": search["metric"]}
         tune_config = tune.TuneConfig(
             reuse_actors=True, num_samples=search["num_samples"], metric=search["metric"], mode=search["mode"],
             scheduler=search.get("scheduler"),

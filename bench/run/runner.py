@@ -113,12 +113,16 @@ def open_parent(plan, opts: RunOptions, versions: dict, plugins: dict, say, tags
                 unsaved = 0
                 if opts.save_models:
                     done, unsaved = resume.drop_unsaved(done)
+                done, attack_failed = resume.drop_attack_failures(done)
                 done, stale = resume.fresh_results(done, plan.trials)
                 say(f"resuming parent run {parent} ('{run_name}'): {sum(t.trial_key in done for t in plan.trials)} of "
                     f"{len(plan.trials)} trial(s) already finished")
                 if unsaved:
                     say(f"--resume --save-models: {unsaved} finished trial(s) kept no model (their session did not "
                         f"use --save-models): running them again", always=True)
+                if attack_failed:
+                    say(f"--resume: {attack_failed} finished trial(s) lack an attack's metrics (it failed in them): "
+                        f"running them again", always=True)
                 if stale:
                     say(f"--resume: {stale} finished trial(s) were measured with other code (their method's or an "
                         f"attack's plugin, bench or torch changed since): running them again", always=True)
@@ -297,11 +301,12 @@ def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False, t
         results.update({i: done[t.trial_key] for i, t in enumerate(plan.trials) if t.trial_key in done})
 
         unchanged = report.unchanged_warnings(plan.trials, results)
-        for line in unchanged:
+        attack_errors = report.attack_error_lines(plan.trials, results)
+        for line in (*unchanged, *attack_errors):
             say(line, always=True)
-        if unchanged:  # kept with the run's other warnings: bench compare says them again
+        if unchanged or attack_errors:  # kept with the run's other warnings: bench compare says them again
             with tracking.recording("recording the warnings in the MLflow store"):
-                client.set_tag(parent, Tag.WARNINGS, "\n".join((*payload.warnings, *unchanged))[:4900])
+                client.set_tag(parent, Tag.WARNINGS, "\n".join((*payload.warnings, *unchanged, *attack_errors))[:4900])
         attack_cols = report.attack_columns(results.values())
         rows = report.build_rows(plan.trials, results, failures, ref_rows, attack_cols, killed=killed)
         columns = report.columns_for(rows)
@@ -327,7 +332,7 @@ def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False, t
             code = 1
         else:
             status = "FINISHED"
-            code = 0
+            code = 1 if attack_errors else 0  # a number asked for is missing: not a clean exit
     except KeyboardInterrupt:
         status = "KILLED"
         say("interrupted: finished trials are recorded in MLflow.", always=True)

@@ -218,15 +218,16 @@ def _run_trial(spec: TrialSpec, payload: Payload, fetch: Callable[[Any], Any],
                           **{f"method_original_{k}": v for k, v in last.items()}})
         if artifacts:
             final[ARTIFACTS_KEY] = artifacts
-    if payload.attacks:  # on the final model, every point forgotten so far as the forget set
-        run_attacks(payload.attacks, model, final, spec=spec, group=group, method=method,
-                    data=((data.retain_x, data.retain_y), everything, (data.test_x, data.test_y)),
-                    new_model=new_model, bounds=bounds, original=own_load)
-    if payload.save_models:  # the model measured, with what rebuilds its architecture (bench.run.saved_models)
+    if payload.save_models:  # the model measured, with what rebuilds its architecture (bench.run.saved_models);
+        # before the attacks: one that changed it in place loses only its own numbers (attack_step)
         final.setdefault(ARTIFACTS_KEY, {})[MODEL_ARTIFACT] = model_bytes(model, {
             "method": spec.method, "model": spec.model, "dataset": spec.dataset, "seed": str(seed),
             "num_classes": str(splits.num_classes), "input_shape": ",".join(map(str, splits.input_shape)),
             "trial_key": spec.trial_key})
+    if payload.attacks:  # on the final model, every point forgotten so far as the forget set
+        run_attacks(payload.attacks, model, final, spec=spec, group=group, method=method,
+                    data=((data.retain_x, data.retain_y), everything, (data.test_x, data.test_y)),
+                    new_model=new_model, bounds=bounds, original=own_load)
     # the forget set, so another run can reuse exactly it (--forget indices:RUN_ID)
     final.setdefault(ARTIFACTS_KEY, {})[INDICES_ARTIFACT] = indices_text(
         group.forget_idx, dataset=spec.dataset, forget=spec.forget, forget_seed=spec.forget_seed,

@@ -191,9 +191,11 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
                 verbose=verbose,
             )
             best = best_sample(outcome, objective, mode)
-            unchanged = report.unchanged_warnings(
-                outcome.specs, {i: r for i, r in outcome.results.items() if i in outcome.specs}, "sample")
-            for line in unchanged:  # a sample that scored the original's numbers (kept with the search)
+            finished = {i: r for i, r in outcome.results.items() if i in outcome.specs}
+            # a sample that scored the original's numbers; an attack (not the objective's) that failed
+            unchanged = report.unchanged_warnings(outcome.specs, finished, "sample") + report.attack_error_lines(
+                outcome.specs, finished, "sample")
+            for line in unchanged:  # kept with the search
                 say(line, always=True)
             if unchanged:
                 with tracking.recording("recording the warnings in the MLflow store"):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Callable, Iterable, Mapping
 
-from bench.core.keys import STEPS_KEY
+from bench.core.keys import ATTACK_ERRORS_KEY, STEPS_KEY
 
 COLUMNS = ("retain_acc", "forget_acc", "test_acc", "avg_gap", "js_to_retrain_forget", "unlearn_seconds", "speedup_vs_retrain")
 #: Shown only when some row has them: continual requests (``bench.run.continual``), last request / totals.
@@ -242,6 +242,23 @@ def unchanged_warnings(trials, results: Mapping[int, dict], unit: str = "trial")
             f"{unit}(s): their metrics are the original model's. If that is not what its parameters meant, check them "
             f"(a step size, a threshold, a selection that picked no weight)."
             for name, (n, of) in unchanged.items() if n]
+
+
+def attack_error_lines(trials, results: Mapping[int, dict], unit: str = "trial") -> list[str]:
+    """One line per attack that failed in some finished trial (``ATTACK_ERRORS_KEY``): in how many
+    and which, what its first failure said; the trials' other metrics were kept. ``trials``: the
+    specs (``.trial_name``) by the positions of ``results``."""
+    failed: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for i, metrics in sorted(results.items()):
+        for attack, text in (metrics.get(ATTACK_ERRORS_KEY) or {}).items():
+            failed[attack].append((trials[i].trial_name, text.split("\n", 1)[0]))
+    lines = []
+    for attack, where in failed.items():
+        names = ", ".join(n for n, _ in where[:3]) + (f" and {len(where) - 3} more" if len(where) > 3 else "")
+        lines.append(f"attack '{attack}' has no metrics in {len(where)} {unit}(s) ({names}): {where[0][1].rstrip('.')}. "
+                     f"The method's metrics and the other attacks' are kept; the traceback is in each {unit}'s MLflow "
+                     f"run (artifact attack_errors/{attack}.txt).")
+    return lines
 
 
 def summary_line(m: dict) -> str:

@@ -66,13 +66,13 @@ def recorded_options(client, parent) -> RunOptions:
         raise BenchError(f"Run {run_id}'s experiment.json: {str(exc).replace('the experiment file', 'it')}") from None
 
 
-def trial_results(client, experiment_id: str, parent_id: str) -> dict[str, tuple[str, str, dict[str, float]]]:
-    """``{trial key: (trial name, status, metrics)}`` of ``parent_id``'s trial runs; a trial run more
-    than once (``--resume``) counts by its latest finished attempt."""
+def trial_results(client, experiment_id: str, parent_id: str) -> dict[str, tuple[str, str, dict[str, float], str]]:
+    """``{trial key: (trial name, status, metrics, the attacks that failed in it)}`` of ``parent_id``'s
+    trial runs; a trial run more than once (``--resume``) counts by its latest finished attempt."""
     from bench.track.compare.query import _search_all
 
     runs = _search_all(client, [experiment_id], f"tags.`{Tag.PARENT}` = '{parent_id}'", ["attributes.start_time ASC"])
-    found: dict[str, tuple[str, str, dict[str, float]]] = {}
+    found: dict[str, tuple[str, str, dict[str, float], str]] = {}
     for run in runs:
         tags = run.data.tags
         key = tags.get(Tag.TRIAL_KEY)
@@ -81,7 +81,7 @@ def trial_results(client, experiment_id: str, parent_id: str) -> dict[str, tuple
         if key in found and found[key][1] == "FINISHED" and run.info.status != "FINISHED":
             continue  # a finished attempt is not replaced by a later failed one
         name = run.info.run_name or f"{tags.get(Tag.METHOD, '?')} seed={tags.get(Tag.SEED, '?')}"
-        found[key] = (name, run.info.status, dict(run.data.metrics))
+        found[key] = (name, run.info.status, dict(run.data.metrics), tags.get(Tag.ATTACK_ERRORS, ""))
     return found
 
 
@@ -116,9 +116,10 @@ def check_trials(recorded: dict, now: dict, rtol: float = 0.0, atol: float = 0.0
     """Every trial of the record against the same trial (by key) now (:func:`trial_results`' form),
     then the trials only the new run has. Only "identical" lines make a reproduction: a metric of
     the record missing now is a difference, one the record lacks (logged by newer code) is not
-    compared, and a trial that failed, in the record or now, is said as such."""
+    compared, and a trial that failed, in the record or now, is said as such, as is one an attack
+    failed in (its numbers are missing)."""
     checks: list[Check] = []
-    for key, (name, status, metrics) in recorded.items():
+    for key, (name, status, metrics, *failed) in recorded.items():
         new_status = now[key][1] if key in now else None
         if status != "FINISHED":
             checks.append(Check(name, "failed in the record, not run now" if new_status is None else
@@ -132,12 +133,17 @@ def check_trials(recorded: dict, now: dict, rtol: float = 0.0, atol: float = 0.0
         if new_status != "FINISHED":
             checks.append(Check(name, f"{new_status.lower()} now (its error is in the new run)"))
             continue
+        then, failed_now = "".join(failed), "".join(now[key][3:])
+        if then or failed_now:  # an attack's numbers are missing on one side (or both): nothing to confirm
+            said = [f"attack(s) {then} failed in the record" if then else "", f"attack(s) {failed_now} failed now" if failed_now else ""]
+            checks.append(Check(name, "; ".join(filter(None, said)) + " (tracebacks: artifacts attack_errors/)"))
+            continue
         new_metrics = now[key][2]
         names = sorted(m for m in metrics if compared(m))
         diffs = [(m, metrics[m], new_metrics.get(m)) for m in names
                  if m not in new_metrics or not _same(metrics[m], new_metrics[m], rtol, atol)]
         checks.append(Check(name, "differs" if diffs else "identical", len(names), diffs))
-    for key, (name, _, _) in now.items():
+    for key, (name, *_) in now.items():
         if key not in recorded:
             checks.append(Check(name, "new (not in the record: the plan differs)"))
     return checks

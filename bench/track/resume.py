@@ -37,7 +37,8 @@ def find_resumable(client, experiment_id: str, plan_key: str):
             key = run.data.tags.get(Tag.TRIAL_KEY)
             if key:
                 finished[key] = {**run.data.metrics, MEASURED_WITH: run.data.tags.get(Tag.MEASURED_WITH, ""),
-                                 SAVED_MODEL: run.data.tags.get(Tag.SAVED_MODEL) == "true"}
+                                 SAVED_MODEL: run.data.tags.get(Tag.SAVED_MODEL) == "true",
+                                 ATTACK_ERRORS: run.data.tags.get(Tag.ATTACK_ERRORS, "")}
         token = page.token
         if not token:
             break
@@ -48,6 +49,15 @@ def find_resumable(client, experiment_id: str, plan_key: str):
 MEASURED_WITH = "__measured_with__"
 #: ... and whether it kept its model (``--save-models``)
 SAVED_MODEL = "__saved_model__"
+#: ... and the attacks that failed in it ("" when none did)
+ATTACK_ERRORS = "__attack_errors__"
+
+
+def drop_attack_failures(done: dict[str, dict]) -> tuple[dict[str, dict], int]:
+    """The finished results whose every attack gave its numbers, and how many lacked some (run
+    again: an attack's failure may be passing, an out-of-memory, or fixed since)."""
+    kept = {k: m for k, m in done.items() if not m.get(ATTACK_ERRORS)}
+    return kept, len(done) - len(kept)
 
 
 def drop_unsaved(done: dict[str, dict]) -> tuple[dict[str, dict], int]:
@@ -71,5 +81,5 @@ def fresh_results(done: dict[str, dict], trials) -> tuple[dict[str, dict], int]:
         if now[key] and metrics.get(MEASURED_WITH) != now[key]:
             stale += 1
             continue
-        kept[key] = {k: v for k, v in metrics.items() if k not in (MEASURED_WITH, SAVED_MODEL)}
+        kept[key] = {k: v for k, v in metrics.items() if k not in (MEASURED_WITH, SAVED_MODEL, ATTACK_ERRORS)}
     return kept, stale

@@ -23,7 +23,7 @@ from typing import Any
 
 from bench.core.contracts import render
 from bench.core.errors import RecordError
-from bench.core.keys import ARTIFACTS_KEY, MODEL_ARTIFACT, STEPS_KEY, Tag
+from bench.core.keys import ARTIFACTS_KEY, ATTACK_ERRORS_KEY, MODEL_ARTIFACT, STEPS_KEY, Tag
 from bench.core.spec import TrialSpec
 from bench.track.provenance import provenance_tags
 from bench.track.store import new_sqlite_store
@@ -260,9 +260,15 @@ def log_metrics(client, run_id: str, metrics: dict[str, float], step: int = 0) -
 
 
 def log_artifacts(client, run_id: str, result: dict) -> None:
-    """Log the files a method or attack returned with its result (``bench.core.keys.ARTIFACTS_KEY``)."""
+    """Log the files a method or attack returned with its result (``bench.core.keys.ARTIFACTS_KEY``),
+    and the attacks that failed in it (``ATTACK_ERRORS_KEY``: tag ``bench.attack_errors``, one
+    ``attack_errors/<attack>.txt`` each with its traceback)."""
     import tempfile
 
+    if errors := result.get(ATTACK_ERRORS_KEY):
+        client.set_tag(run_id, Tag.ATTACK_ERRORS, ",".join(errors))
+        for name, text in errors.items():
+            client.log_text(run_id, text, f"attack_errors/{name}.txt")
     if not (files := result.get(ARTIFACTS_KEY)):
         return
     with tempfile.TemporaryDirectory() as tmp:
