@@ -304,7 +304,9 @@ def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False, t
         attack_errors = report.attack_error_lines(plan.trials, results)
         for line in (*unchanged, *attack_errors):
             say(line, always=True)
-        if unchanged or attack_errors:  # kept with the run's other warnings: bench compare says them again
+        # kept with the run's other warnings: bench compare says them again (a resumed run's earlier
+        # session may have left lines that no longer hold: rewritten)
+        if unchanged or attack_errors or opts.resume:
             with tracking.recording("recording the warnings in the MLflow store"):
                 client.set_tag(parent, Tag.WARNINGS, "\n".join((*payload.warnings, *unchanged, *attack_errors))[:4900])
         attack_cols = report.attack_columns(results.values())
