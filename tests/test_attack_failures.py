@@ -108,6 +108,6 @@ def test_a_tune_sample_whose_objective_attack_failed_fails(monkeypatch):
                      plugins={})
     errors = {"lira": "Attack 'lira' failed: ValueError: no shadows\n\nTraceback (most recent call last): ..."}
     monkeypatch.setattr(executor, "run_trial", lambda *a, **k: {"forget_acc": 0.2, ATTACK_ERRORS_KEY: errors})
-    config = {"trial": spec.as_dict(), "sample": {"lr": 0.2}, "objective": "lira_auc"}
+    config = {"trial": spec.as_dict(), "pick": {"number": 1, "sample": {"lr": 0.2}}, "objective": "lira_auc"}
     with pytest.raises(BenchError, match=r"(?s)The objective's attack failed, so this sample has no score.*no shadows"):
         executor._tune_trainable(config, payload=None)

@@ -367,7 +367,6 @@ def test_tune_refuses_a_search_space_the_method_refuses_before_work(how, pattern
 
 @pytest.mark.parametrize("text,pattern", [
     ('dry_run = true\nmethods = "ft"\n', r"sets dry_run = true, which bench tune does not take \(it has no dry run\)"),
-    ("resume = true\n", r"sets resume = true, which bench tune does not take \(it has no --resume\)"),
     ('seeds = "0-2"\n', r"bench tune searches one setting, and the experiment file .* gives seeds '0-2': choose one "
                         r"with --seed N"),
 ])
@@ -384,15 +383,15 @@ def test_tune_takes_the_files_one_seed_and_names_the_keys_it_leaves_out(tmp_path
     seen = {}
 
     def fake(opts, method, objective, num_samples, scheduler, seed, output, console, **kw):
-        seen.update(seeds=opts.seeds, seed=seed, params=opts.params)
+        seen.update(seeds=opts.seeds, seed=seed, params=opts.params, resume=opts.resume)
         return 0
 
     monkeypatch.setattr(tuning, "tune_method", fake)
     # the file's [params.ft] goes with ft (it was refused: "not selected", with no --methods to select it)
-    (tmp_path / "exp.toml").write_text('seeds = [3]\nmethods = "ft"\nexecutor = "local"\n[params.ft]\nlr = 0.1\n'
-                                       '[params.ga]\nepochs = 2\n')
+    (tmp_path / "exp.toml").write_text('seeds = [3]\nmethods = "ft"\nexecutor = "local"\nresume = true\n'
+                                       '[params.ft]\nlr = 0.1\n[params.ga]\nepochs = 2\n')
     proc = invoke_bench("tune", "-m", "ga", "-c", str(tmp_path / "exp.toml"), cwd=tmp_path)
-    assert proc.returncode == 0 and seen == {"seeds": [3], "seed": 3, "params": {"ga": {"epochs": 2}}}, (
+    assert proc.returncode == 0 and seen == {"seeds": [3], "seed": 3, "params": {"ga": {"epochs": 2}}, "resume": True}, (
         proc.stdout, proc.stderr, seen)
     assert "note: bench tune leaves out the experiment file's executor, methods" in proc.stdout
     proc = invoke_bench("tune", "-m", "ga", "--seed", "5", "-c", str(tmp_path / "exp.toml"), cwd=tmp_path)

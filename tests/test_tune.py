@@ -132,3 +132,31 @@ def test_an_interrupted_search_says_its_best_is_of_the_finished_samples(workdir,
     by_file = invoke_bench("run", "--methods", "ga", "--params", str(workdir / "best.partial.json"), "--dry-run",
                            *store_args(workdir), cwd=workdir)
     assert by_file.returncode == 0, by_file.stdout + by_file.stderr
+
+    # --resume with one more sample: the two finished are kept, only sample 2 runs, the search is whole
+    drawn = {r["tags.mlflow.runName"]: r["params.params.lr"] for _, r in _runs(workdir).iterrows()
+             if r["tags.bench.role"] == "trial"}
+    resumed = invoke_bench("tune", "--method", "ga", "--num-samples", "3", "-O", str(workdir / "best.json"), "--resume",
+                           *store_args(workdir), cwd=workdir)
+    out = resumed.stdout + resumed.stderr
+    assert resumed.returncode == 0, out
+    assert f"resuming search {parent['run_id']}" in out and "2 of 3 sample(s) already finished" in out, out
+    assert "running ga seed=0 sample 2" in out and "running ga seed=0 sample 1" not in out, out
+    df = _runs(workdir)
+    kids = df[df["tags.mlflow.parentRunId"] == parent["run_id"]]
+    assert sorted(kids["tags.mlflow.runName"]) == [f"ga seed=0 sample {k}" for k in range(3)]
+    assert len(df[df["tags.bench.kind"] == "tune"]) == 1  # no second parent
+    best_row = kids.loc[kids["metrics.avg_gap"].astype(float).idxmin()]
+    assert json.loads((workdir / "best.json").read_text())["ga"]["lr"] == pytest.approx(float(best_row["params.params.lr"]))
+    whole = mlflow.MlflowClient().get_run(parent["run_id"])
+    assert whole.info.status == "FINISHED" and "bench.best_partial" not in whole.data.tags
+    by_id = invoke_bench("run", "--methods", "ga", "--params", parent["run_id"], "--dry-run", *store_args(workdir), cwd=workdir)
+    assert by_id.returncode == 0, by_id.stdout + by_id.stderr  # no longer a partial search
+    # sample k is the same whatever --num-samples is: the first two were drawn by the 2-sample search
+    again = {r["tags.mlflow.runName"]: r["params.params.lr"] for _, r in kids.iterrows()}
+    assert all(again[name] == lr for name, lr in drawn.items())
+    # every sample finished: a further --resume runs nothing, and starts no Ray
+    nothing = invoke_bench("tune", "--method", "ga", "--num-samples", "3", "-O", str(workdir / "best.json"), "--resume",
+                           *store_args(workdir), cwd=workdir)
+    assert nothing.returncode == 0 and "3 of 3 sample(s) already finished" in nothing.stdout, nothing.stdout
+    assert "started local Ray" not in nothing.stdout and "running" not in nothing.stdout

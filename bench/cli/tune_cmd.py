@@ -41,8 +41,8 @@ def tune(method, objective, num_samples, scheduler, seed, output, defaults_first
 
 
 def file_seed(kw: dict, seed: int, method: str) -> int:
-    """The experiment file's keys that ``bench run`` takes and ``bench tune`` does not: ``dry_run`` or
-    ``resume`` set true are refused (the search ran in full without a word); its ``seeds``, one
+    """The experiment file's keys that ``bench run`` takes and ``bench tune`` does not: ``dry_run`` set
+    true is refused (the search ran in full without a word); its ``seeds``, one
     value, is the search's seed unless ``--seed`` is given (the search ran on seed 0), several are
     refused; the others (``methods``, ``executor``...) are named in a note. Returns the seed."""
     from click.core import ParameterSource
@@ -54,11 +54,9 @@ def file_seed(kw: dict, seed: int, method: str) -> int:
     path = experiment_file(kw)
     data = load_toml(path) if path else {}
     unused = sorted(k for k in data if k in TOML_KEYS and "tune" not in OPTION_BY_NAME[TOML_KEYS[k]].commands)
-    for key in ("dry_run", "resume"):
-        if data.get(key) is True:
-            raise BenchError(f"The experiment file {path} sets {key} = true, which bench tune does not take (it has no "
-                             f"{'dry run' if key == 'dry_run' else '--resume'}): remove it from the file, or tune with a "
-                             f"copy without it.")
+    if data.get("dry_run") is True:
+        raise BenchError(f"The experiment file {path} sets dry_run = true, which bench tune does not take (it has no "
+                         "dry run): remove it from the file, or tune with a copy without it.")
     if "seeds" in data:
         seeds = parse_seeds(data["seeds"])
         given = click.get_current_context().get_parameter_source("seed") != ParameterSource.DEFAULT
@@ -66,7 +64,7 @@ def file_seed(kw: dict, seed: int, method: str) -> int:
             raise BenchError(f"bench tune searches one setting, and the experiment file {path} gives seeds "
                              f"{data['seeds']!r}: choose one with --seed N.")
         seed = seed if given else seeds[0]
-    others = [k for k in unused if k not in ("seeds", "dry_run", "resume")]
+    others = [k for k in unused if k not in ("seeds", "dry_run")]
     if others:
         console().print(f"note: bench tune leaves out the experiment file's {', '.join(others)} (it tunes --method "
                         f"{method} on one seed, through Ray)", highlight=False)

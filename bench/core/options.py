@@ -292,8 +292,10 @@ OPTIONS: tuple[Option, ...] = (
            None, "str | None", _S, path="dir"),
     Option("download", ("--download/--no-download",), "Let dataset plugins download missing files (needs internet). [default: no]",
            False, "bool", (bool,), cli_type=bool),
-    Option("resume", ("--resume",), "Continue the latest run of the same plan in this experiment: skip its finished trials.",
-           False, "bool", (bool,), cli_type=bool, flag=True, commands=("run",)),
+    Option("resume", ("--resume",), "Continue the latest run of the same plan in this experiment: skip its finished trials "
+           "(bench tune: the latest search of the same setting, objective, scheduler, seed and space: skip its finished "
+           "samples; a larger --num-samples extends it).",
+           False, "bool", (bool,), cli_type=bool, flag=True, commands=("run", "tune")),
     Option("dry_run", ("--dry-run",), "Validate and print the plan (trials, parameters, recipe, data files), then stop: "
            "nothing is trained or recorded.",
            False, "bool", (bool,), cli_type=bool, flag=True, commands=("run",)),

@@ -148,12 +148,11 @@ class TrialSpec:
 def spec_of(config: Mapping[str, Any], trial_id: str | None = None, table: Sequence[TrialSpec] = ()) -> TrialSpec:
     """The trial spec of a Ray Tune config: ``{"trial": i}`` (the i-th spec of ``table``: a grid of
     trials, whose specs travel once, not in every trial's config), ``{"trial": recorded spec}``, or
-    a base spec plus sampled hyperparameters ``{"trial": recorded spec, "sample": {...}}``
-    (``bench tune``; ``trial_id`` numbers the sample in its name)."""
+    ``{"trial": recorded spec, "pick": {"number": N, "sample": {...}}}``: sample N of ``bench tune``,
+    the recorded spec with the sampled hyperparameters. (``trial_id``: Tune's, unused.)"""
     base = config["trial"]
     spec = table[base] if isinstance(base, int) else TrialSpec.from_dict(base)
-    sample = config.get("sample")
-    if not sample:
+    pick = config.get("pick")
+    if not pick:
         return spec
-    name = f"{spec.trial_name} sample {int(trial_id.rsplit('_', 1)[-1])}" if trial_id is not None else None
-    return spec.with_params(sample, name)
+    return spec.with_params(pick["sample"], f"{spec.trial_name} sample {int(pick['number'])}")

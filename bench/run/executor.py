@@ -278,8 +278,8 @@ def _tune_trainable(config: dict, payload: Payload, progress: tuple[str, str, fl
 
 def run_ray(trials: list[TrialSpec], payload: Payload, *, cpus: float, gpus: float, storage: str, name: str,
             callbacks: list, say: Callable[[str], None], search: dict | None = None, verbose: bool = False) -> Outcome:
-    """Run ``trials`` (a grid over the specs) or, with ``search``, ``search["num_samples"]`` samples
-    of ``search["space"]`` (tune domains) around the single spec in ``trials``, under
+    """Run ``trials`` (a grid over the specs) or, with ``search``, the samples ``search["samples"]``
+    (``(number, params)``: ``bench.run.tune_samples``) around the single spec in ``trials``, under
     ``search["metric"]``/``search["mode"]`` and an optional ``search["scheduler"]``. Unless
     ``verbose``, Tune's log (a trial's traceback among internals) goes to ``<storage>/<name>.log``."""
     import ray
@@ -298,7 +298,7 @@ def run_ray(trials: list[TrialSpec], payload: Payload, *, cpus: float, gpus: flo
     # the tracking callback writes the child runs beside Tune's loop (bench.track.ray_runs): a trial's
     # last line waits for its run, and Tune's return for every write
     writer = next((cb for cb in callbacks if hasattr(cb, "after_record")), None)
-    progress = Progress(trials, index, out, say, total=None if search is None else search["num_samples"],
+    progress = Progress(trials, index, out, say, total=None if search is None else len(search["samples"]),
                         **({} if writer is None else {"run_of": writer.run_id, "after_record": writer.after_record}))
 
     forward = ForwardProgress()  # the trials' per-epoch progress, forwarded to this terminal
@@ -311,18 +311,12 @@ def run_ray(trials: list[TrialSpec], payload: Payload, *, cpus: float, gpus: flo
     if search is None:
         param_space = {"trial": tune.grid_search(list(range(len(trials))))}
         tune_config = tune.TuneConfig(reuse_actors=True)
-    else:
-        from ray.tune.search import BasicVariantGenerator
-
-        param_space = {"trial": trials[0].as_dict(), "sample": search["space"], "report_epochs": search.get("scheduler") is not None,
-                       "objective": search["metric"]}
-        tune_config = tune.TuneConfig(
-            reuse_actors=True, num_samples=search["num_samples"], metric=search["metric"], mode=search["mode"],
-            scheduler=search.get("scheduler"),
-            # the first samples given as values (the method's defaults), then draws seeded by --seed
-            search_alg=BasicVariantGenerator(random_state=search["seed"],
-                                             points_to_evaluate=[{"sample": dict(p)} for p in search.get("first", ())]),
-        )
+    else:  # the samples are drawn beforehand (bench.run.tune_samples): Tune runs them as a grid
+        param_space = {"trial": trials[0].as_dict(), "report_epochs": search.get("scheduler") is not None,
+                       "objective": search["metric"],
+                       "pick": tune.grid_search([{"number": k, "sample": dict(p)} for k, p in search["samples"]])}
+        tune_config = tune.TuneConfig(reuse_actors=True, metric=search["metric"], mode=search["mode"],
+                                      scheduler=search.get("scheduler"))
     tuner = tune.Tuner(
         trainable,
         param_space=param_space,
@@ -360,7 +354,7 @@ def run_ray(trials: list[TrialSpec], payload: Payload, *, cpus: float, gpus: flo
             _restore_tune_log(*tune_log)
         if writer is not None:
             writer.close()
-    expected = len(trials) if search is None else search["num_samples"]
+    expected = len(trials) if search is None else len(search["samples"])
     if len(out.results) + len(out.failures) < expected:  # failures are recorded by the progress callback
         out.interrupted = True
     return out

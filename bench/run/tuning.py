@@ -2,9 +2,10 @@
 
 Each sample is an ordinary trial (same references, same evaluation, same MLflow child run, with
 the sampled values as its ``params.*``) under one parent run tagged ``bench.kind=tune``. The
-search is Tune's random/grid ``BasicVariantGenerator`` seeded by ``--seed`` over the domains of the
-method's ``search_space``, whose first sample is the method's defaults for the setting (its
-``points_to_evaluate``; ``--no-defaults-first`` leaves them out), so that the best saved is never
+samples are drawn beforehand from the domains of the method's ``search_space``, each with its own
+generator seeded by ``--seed`` and its number (``bench.run.tune_samples``: ``--resume`` runs the
+ones an interrupted search did not finish), and Tune runs them; sample 0 is the method's defaults
+for the setting (``--no-defaults-first`` leaves them out), so that the best saved is never
 worse than what ``bench run`` gives without ``--params``; ``--scheduler asha`` adds Tune's ASHA, which stops samples early on
 the intermediate results a method reports through ``ctx.report`` (one per epoch for ``ft`` and
 ``ga``). The best sample's parameters are saved as JSON ``{"METHOD": {...all parameters...}}``
@@ -28,11 +29,11 @@ from bench.core.fs import check_writable_file
 from bench.core.keys import Tag
 from bench.core.options import RunOptions
 from bench.core.plugins import get_registry, plugin_versions
-from bench.core.space import to_tune
 from bench.eval.metrics import CLASS_ONLY, CONTINUAL_ONLY, METRIC_DIRECTIONS, PER_EPOCH, no_direction_reason
 from bench.run.checks import oom_hint
 from bench.run.plan import make_plan
 from bench.run.runner import close_run
+from bench.run import tune_samples
 from bench.run.tune_space import fit_space
 from bench.run.validate import package_versions
 from bench.track import report, tracking
@@ -116,6 +117,10 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
     path = check_output(output, method)
     if len(opts.datasets) != 1 or len(opts.models) != 1 or len(opts.forgets) != 1 or len(opts.seeds) != 1:
         raise BenchError("bench tune searches one setting: give one --dataset, --model, --forget and --seed.")
+    if opts.resume and scheduler == "asha":
+        raise BenchError("--resume with --scheduler asha: ASHA stops samples on how every other sample did at the same "
+                         "epoch, which a resumed search no longer has for the earlier samples. Resume a fifo search, or "
+                         "run this one again without --resume.")
     opts.methods = method
     opts.executor = "ray"
     versions, plugins = package_versions(), plugin_versions()
@@ -128,6 +133,7 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
     from mlflow.tracking import MlflowClient
 
     from bench.run.executor import (  # torch and ray: only once validated
+        Outcome,
         reap_leftover_ray,
         run_ray,
         start_ray,
@@ -137,7 +143,7 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
     if not any(k not in opts.params.get(method, {}) for k in method_obj.search_space):
         raise BenchError(f"Every parameter of '{method}' with a search space is fixed by --param: nothing left to tune.")
     domains = fit_space(plan.methods[0], plan, opts.params.get(method, {}), say)
-    space = {k: to_tune(d) for k, d in domains.items()}
+    space = domains
     # the defaults as they apply here (the dataset's, with -p), restricted to what is searched
     defaults = {k: plan.trials[0].params[k] for k in space} if defaults_first else None
     experiment_id = tracking.setup_experiment(plan.tracking_uri, opts.experiment)
@@ -153,8 +159,16 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
                  "seed": seed, "space": {k: d.describe() for k, d in domains.items()}, "defaults_first": defaults_first},
         "options": {k: v for k, v in opts.as_dict().items() if k != "resume"}, "versions": versions, "plugins": plugins,
     })
-    with tracking.recording("opening the run in the MLflow store", tracking.NOTHING_RUN):
-        parent = tracking.start_parent(plan.tracking_uri, experiment_id, run_name, params, {"bench.kind": "tune"})
+    # every sample fixed beforehand (bench.run.tune_samples): what --resume finds again
+    first = [] if defaults is None else [defaults]
+    base = plan.trials[0]
+    specs = [base.with_params(p, f"{base.trial_name} sample {k}")
+             for k, p in enumerate(tune_samples.samples(domains, num_samples, seed, first))]
+    key = tune_samples.search_key(base.trial_key, objective, mode, scheduler, seed, domains, first)
+    parent, run_name, kept = tune_samples.open_search(
+        client, tracking_uri=plan.tracking_uri, experiment_id=experiment_id, key=key, resume=opts.resume,
+        run_name=run_name, params=params, specs=specs, say=say,
+        record={"num_samples": num_samples, "options": opts.as_dict(), "versions": versions, "plugins": plugins})
     say(f"tuning '{method}' over {', '.join(space)}: {num_samples} sample(s), objective {objective} ({mode}), scheduler {scheduler}")
     if defaults is not None:
         say("sample 0 runs the defaults (" + ", ".join(f"{k}={v!r}" for k, v in defaults.items()) + "): the best saved "
@@ -165,41 +179,49 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
     reporter = ProgressReporter(console, quiet, say=say)  # per-epoch progress of long work (bench.core.console)
     previous_sink = set_sink(reporter)
     try:
-        started_ray = start_ray(opts.ray_address, verbose, say)
-        payload, _, _ = prepare_references(plan, versions, say)
-        if payload.warnings:  # kept with the search, as bench run keeps them (a recipe that does not match --original)
+        todo = [k for k in range(num_samples) if k not in kept]  # a resumed search's samples to run
+        payload, warnings, failures = None, (), {}
+        if todo:  # else nothing to train or run: the best of the kept samples is saved
+            started_ray = start_ray(opts.ray_address, verbose, say)
+            payload, _, _ = prepare_references(plan, versions, say)
+            warnings, failures = payload.warnings, payload.failures
+        if warnings:  # kept with the search, as bench run keeps them (a recipe that does not match --original)
             with tracking.recording("recording the warnings in the MLflow store"):
-                client.set_tag(parent, Tag.WARNINGS, "\n".join(payload.warnings)[:4900])
-        if payload.failures:  # the one group's reference (or the method's own original) did not train
-            text = next(iter(payload.failures.values()))
+                client.set_tag(parent, Tag.WARNINGS, "\n".join(warnings)[:4900])
+        if failures:  # the one group's reference (or the method's own original) did not train
+            text = next(iter(failures.values()))
             with tracking.recording("recording the failure in the MLflow store"):
                 tracking.record_failure(client, parent, text)
             say(f"no sample can run: {tracking.error_line(text)} (traceback: MLflow run {parent}, error.txt)."
-                + oom_hint(payload.failures.values(), opts.gpus_per_trial), always=True)
+                + oom_hint(failures.values(), opts.gpus_per_trial), always=True)
         else:
             sched = None
             if scheduler == "asha":
                 from ray.tune.schedulers import ASHAScheduler
 
                 sched = ASHAScheduler(time_attr="training_iteration", grace_period=1, reduction_factor=2)
-            outcome = run_ray(
-                plan.trials, payload, cpus=opts.cpus_per_trial, gpus=opts.gpus_per_trial,
-                storage=f"{plan.cache_dir}/ray_results", name=f"{run_name}-{parent[:8]}",
-                callbacks=[make_ray_callback(plan.tracking_uri, opts.experiment, parent)], say=say,
-                search={"space": space, "num_samples": num_samples, "metric": objective, "mode": mode,
-                        "scheduler": sched, "seed": seed, "first": [] if defaults is None else [defaults]},
-                verbose=verbose,
-            )
+            outcome = Outcome()
+            if todo:
+                outcome = run_ray(
+                    plan.trials, payload, cpus=opts.cpus_per_trial, gpus=opts.gpus_per_trial,
+                    storage=f"{plan.cache_dir}/ray_results", name=f"{run_name}-{parent[:8]}-{int(time.time())}",
+                    callbacks=[make_ray_callback(plan.tracking_uri, opts.experiment, parent)], say=say,
+                    search={"samples": [(k, {n: specs[k].params[n] for n in space}) for k in todo], "metric": objective,
+                            "mode": mode, "scheduler": sched}, verbose=verbose)
+            ran = {i: r for i, r in outcome.results.items() if i in outcome.specs}
+            # with the samples an earlier session of the search finished (--resume), past this one's indices
+            outcome.specs.update({num_samples + k: specs[k] for k in kept})
+            outcome.results.update({num_samples + k: m for k, m in kept.items()})
             best = best_sample(outcome, objective, mode)
             finished = {i: r for i, r in outcome.results.items() if i in outcome.specs}
             # a sample that scored the original's numbers; an attack (not the objective's) that failed
             unchanged = report.unchanged_warnings(outcome.specs, finished, "sample") + report.attack_error_lines(
-                outcome.specs, finished, "sample")
+                outcome.specs, ran, "sample")
             for line in unchanged:  # kept with the search
                 say(line, always=True)
-            if unchanged:
+            if unchanged or opts.resume:  # (a resumed search's earlier lines may no longer hold: rewritten)
                 with tracking.recording("recording the warnings in the MLflow store"):
-                    client.set_tag(parent, Tag.WARNINGS, "\n".join((*payload.warnings, *unchanged))[:4900])
+                    client.set_tag(parent, Tag.WARNINGS, "\n".join((*warnings, *unchanged))[:4900])
             written = False
             done = len(outcome.results)
             if outcome.failures:
@@ -230,11 +252,19 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
                 saved = f"They are saved in {path}." if written else "They are in no file: the write failed above."
                 with tracking.recording("writing the best parameters to the MLflow store", saved):
                     client.log_text(parent, json.dumps(best_params, indent=1), "best_params.json")
-                    tracking.log_params(client, parent, tracking.flatten({"best": dict(spec.params)}))
+                    client.set_tag(parent, "bench.best_sample", spec.trial_name)
+                    best_now = tracking.flatten({"best": dict(spec.params)})
+                    had = {k: v for k, v in client.get_run(parent).data.params.items() if k.startswith("best.")}
+                    if not had:  # MLflow sets a param once: a resumed search that found a better sample says it
+                        tracking.log_params(client, parent, best_now)  # in best_params.json and the tag
+                    elif had != best_now:
+                        client.set_tag(parent, "bench.best_params_superseded", "true")
                     if not complete:  # the value is a stopped sample's last report, not a full run's
                         client.set_tag(parent, "bench.best_stopped_early", "true")
                     if outcome.interrupted:  # the best of the samples that finished before the interrupt
                         client.set_tag(parent, "bench.best_partial", f"{done} of {num_samples}")
+                    elif "bench.best_partial" in client.get_run(parent).data.tags:  # a resumed search, now whole
+                        client.delete_tag(parent, "bench.best_partial")
                     tracking.log_metrics(client, parent, {f"best_{objective}": value, "samples_finished": len(outcome.results),
                                                           "wall_seconds": time.perf_counter() - t_start})
                 same = defaults is not None and all(spec.params[k] == v for k, v in defaults.items())

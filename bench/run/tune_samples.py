@@ -1,0 +1,140 @@
+"""The samples of ``bench tune``, and what ``bench tune --resume`` keeps of an earlier search.
+
+Sample ``k`` of a search is fixed by the search alone: the first ones are the given points (the
+method's defaults, sample 0), each later one is drawn from the domains with its own generator,
+``numpy.random.default_rng([seed, k])``. So the samples do not depend on how many are asked for or
+which ones ran already: ``--resume`` runs exactly the samples an interrupted search did not
+finish, and ``--resume -n 64`` after a search of 16 adds samples 16..63 to it.
+
+A search is identified by its *search key* (tag ``bench.tune_key`` on its parent run): the setting's
+trial key, the objective and its direction, the scheduler, the seed, the searched domains and the
+points given first; not the number of samples.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Mapping, Sequence
+
+from bench.core.cache import sha256_bytes
+from bench.core.errors import BenchError
+from bench.core.keys import Tag
+from bench.core.space import Domain
+
+#: Tag of a ``bench tune`` parent run: its search key (module docstring).
+TUNE_KEY = "bench.tune_key"
+
+
+def draw(domain: Domain, rng) -> Any:
+    """One value of ``domain`` (the kinds of ``bench.core.space``; a float range's upper end open,
+    as in Ray Tune), as a plain Python value."""
+    if domain.kind == "choice":
+        values = list(domain.args[0])
+        return values[int(rng.integers(len(values)))]
+    if domain.kind == "randint":
+        return int(rng.integers(int(domain.args[0]), int(domain.args[1])))
+    low, high = float(domain.args[0]), float(domain.args[1])
+    if domain.kind == "loguniform":
+        return float(math.exp(rng.uniform(math.log(low), math.log(high))))
+    if domain.kind == "uniform":
+        return float(rng.uniform(low, high))
+    raise BenchError(f"Unknown search domain kind '{domain.kind}' (known: uniform, loguniform, randint, choice).")
+
+
+def samples(domains: Mapping[str, Domain], n: int, seed: int, first: Sequence[Mapping[str, Any]] = ()) -> list[dict]:
+    """Samples 0..n-1: the ``first`` points, then draws (sample ``k`` from ``default_rng([seed, k])``,
+    the domains in name order)."""
+    import numpy as np
+
+    out = [dict(p) for p in first][:n]
+    for k in range(len(out), n):
+        rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, k])
+        out.append({key: draw(domains[key], rng) for key in sorted(domains)})
+    return out
+
+
+def search_key(trial_key: str, objective: str, mode: str, scheduler: str, seed: int, domains: Mapping[str, Domain],
+               first: Sequence[Mapping[str, Any]]) -> str:
+    """The search key (module docstring)."""
+    text = json.dumps({"trial": trial_key, "objective": objective, "mode": mode, "scheduler": scheduler, "seed": seed,
+                       "space": {k: domains[k].describe() for k in sorted(domains)},
+                       "first": [sorted(p.items()) for p in first]}, sort_keys=True, default=repr)
+    return sha256_bytes(text.encode())[:32]
+
+
+def sample_number(name: str) -> int | None:
+    """N of a sample's trial name ("ga seed=0 sample N"), or None."""
+    head, sep, tail = str(name).rpartition(" sample ")
+    return int(tail) if sep and tail.isdigit() else None
+
+
+def find_search(client, experiment_id: str, key: str):
+    """The latest parent run of search ``key`` and ``{sample number: (trial key, code identity,
+    metrics)}`` of its samples that finished with every metric (an attack that failed in one: run
+    again), or None."""
+    from bench.track.compare.query import _search_all
+
+    parents = client.search_runs(
+        [experiment_id], filter_string=f"tags.`{TUNE_KEY}` = '{key}' and tags.`{Tag.ROLE}` = 'parent'",
+        order_by=["attributes.start_time DESC"], max_results=1)
+    if not parents:
+        return None
+    parent = parents[0]
+    finished: dict[int, tuple[str, str, dict[str, float]]] = {}
+    runs = _search_all(client, [experiment_id], f"tags.`{Tag.PARENT}` = '{parent.info.run_id}' and "
+                       "attributes.status = 'FINISHED'", ["attributes.start_time ASC"])
+    for run in runs:
+        number = sample_number(run.info.run_name or "")
+        tags = run.data.tags
+        if number is None or tags.get(Tag.ATTACK_ERRORS) or tags.get(Tag.STOPPED_EARLY):
+            continue
+        finished[number] = (tags.get(Tag.TRIAL_KEY, ""), tags.get(Tag.MEASURED_WITH, ""), dict(run.data.metrics))
+    return parent, finished
+
+
+def kept_samples(finished: Mapping[int, tuple[str, str, dict]], specs: Sequence) -> dict[int, dict[str, float]]:
+    """The earlier search's results ``--resume`` keeps: sample k's, when it measured what sample k
+    measures now (the same trial key: parameters, data, recipe, attacks...) with the same code."""
+    kept = {}
+    for k, spec in enumerate(specs):
+        if k in finished:
+            trial_key, code, metrics = finished[k]
+            if trial_key == spec.trial_key and (not spec.measured_with or code == spec.measured_with):
+                kept[k] = metrics
+    return kept
+
+
+def open_search(client, *, tracking_uri: str, experiment_id: str, key: str, resume: bool, run_name: str, params: dict,
+                specs: Sequence, record: dict, say) -> tuple[str, str, dict[int, dict[str, float]]]:
+    """The search's parent run: a new one (tagged with ``key``), or with ``resume`` the latest one of
+    this search, reopened; returns (run id, run name, the kept results by sample number:
+    :func:`kept_samples`). ``record``: this session's options and versions, logged as
+    ``resumed/<time>.json`` on a reopened run (its params keep the first session's)."""
+    from datetime import datetime
+
+    from bench.run.runner import refuse_live_parent
+    from bench.track import tracking
+
+    found = find_search(client, experiment_id, key) if resume else None
+    if resume and found is None:
+        say("--resume: no earlier search with these settings in this experiment (the setting, objective, scheduler, "
+            "seed, space and defaults-first make a search; not --num-samples): starting a new one", always=True)
+    if found is None:
+        with tracking.recording("opening the run in the MLflow store", tracking.NOTHING_RUN):
+            parent = tracking.start_parent(tracking_uri, experiment_id, run_name, params, {Tag.KIND: "tune", TUNE_KEY: key})
+        return parent, run_name, {}
+    run, finished = found
+    refuse_live_parent(run)
+    kept = kept_samples(finished, specs)
+    parent = run.info.run_id
+    with tracking.recording("reopening the run in the MLflow store", tracking.NOTHING_RUN):
+        client.update_run(parent, status="RUNNING")
+        tracking.claim_parent(client, parent)
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        client.log_text(parent, json.dumps(record, indent=1, default=str), f"resumed/{stamp}.json")
+    others = sum(k < len(specs) and k not in kept for k in finished)
+    say(f"resuming search {parent} ('{run.info.run_name}'): {len(kept)} of {len(specs)} sample(s) already finished"
+        + (f"; {others} finished sample(s) measured something else or with other code: run again" if others else ""),
+        always=True)
+    return parent, run.info.run_name or run_name, kept

@@ -1,0 +1,65 @@
+"""The samples of `bench tune` are fixed by the search alone (what `--resume` finds again)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from bench.core.space import choice, loguniform, randint, uniform
+from bench.core.spec import TrialSpec
+from bench.run.tune_samples import kept_samples, sample_number, samples, search_key
+
+SPACE = {"lr": loguniform(1e-5, 1e-1), "epochs": randint(1, 20), "w": uniform(0.0, 1.0), "mode": choice(["a", "b", "c"])}
+
+
+def test_sample_k_does_not_depend_on_how_many_are_drawn():
+    few = samples(SPACE, 4, seed=3, first=[{"lr": 0.005, "epochs": 5, "w": 0.5, "mode": "a"}])
+    many = samples(SPACE, 40, seed=3, first=[{"lr": 0.005, "epochs": 5, "w": 0.5, "mode": "a"}])
+    assert many[:4] == few and few[0] == {"lr": 0.005, "epochs": 5, "w": 0.5, "mode": "a"}
+    assert samples(SPACE, 40, seed=4)[1:] != many[1:]  # the seed matters
+    for s in many[1:]:
+        assert 1e-5 <= s["lr"] < 1e-1 and 1 <= s["epochs"] < 20 and 0.0 <= s["w"] < 1.0 and s["mode"] in "abc"
+        assert type(s["lr"]) is float and type(s["epochs"]) is int  # plain values: JSON, MLflow params
+    assert len({s["lr"] for s in many}) == 40 and {s["mode"] for s in many} == {"a", "b", "c"}
+    # log-uniform: about as many draws below the geometric middle as above it
+    assert 10 <= sum(s["lr"] < 10 ** -3 for s in many[1:]) <= 29
+
+
+def test_the_search_key_is_the_search_less_its_size():
+    first = [{"lr": 0.005}]
+    key = search_key("t", "avg_gap", "min", "fifo", 0, SPACE, first)
+    assert key == search_key("t", "avg_gap", "min", "fifo", 0, dict(reversed(SPACE.items())), first)
+    for other in (("u", "avg_gap", "min", "fifo", 0, SPACE, first), ("t", "test_acc", "max", "fifo", 0, SPACE, first),
+                  ("t", "avg_gap", "min", "asha", 0, SPACE, first), ("t", "avg_gap", "min", "fifo", 1, SPACE, first),
+                  ("t", "avg_gap", "min", "fifo", 0, {**SPACE, "lr": loguniform(1e-4, 1e-1)}, first),
+                  ("t", "avg_gap", "min", "fifo", 0, SPACE, [])):
+        assert search_key(*other) != key, other
+
+
+def _spec(**params) -> TrialSpec:
+    return TrialSpec(trial_name="ga seed=0", method="ga", method_plugin="", params=params, data_access=frozenset(), seed=0,
+                     forget_seed=0, dataset="digits", data={}, model="mlp", forget="random:10%", forget_size=144,
+                     group="g0", recipe={}, attacks=(), shadow_models=0, device="cpu", threads=1, versions={}, plugins={},
+                     measured_with="code-1")
+
+
+def test_resume_keeps_a_sample_only_when_it_measured_the_same_with_the_same_code():
+    specs = [_spec(lr=0.1), _spec(lr=0.2), _spec(lr=0.3), _spec(lr=0.4)]
+    finished = {0: (specs[0].trial_key, "code-1", {"avg_gap": 0.1}),
+                1: (_spec(lr=0.25).trial_key, "code-1", {"avg_gap": 0.2}),  # another value drawn then
+                2: (specs[2].trial_key, "code-0", {"avg_gap": 0.3}),  # other code
+                7: ("x", "code-1", {"avg_gap": 0.0})}  # beyond this search's size
+    assert kept_samples(finished, specs) == {0: {"avg_gap": 0.1}}
+    unknown = [dataclasses.replace(s, measured_with="") for s in specs]  # no identity to compare: the key decides
+    assert set(kept_samples(finished, unknown)) == {0, 2}
+
+
+def test_sample_numbers_are_read_from_trial_names():
+    assert sample_number("ga seed=0 sample 12") == 12
+    assert sample_number("ga seed=0") is None and sample_number("ga seed=0 sample x") is None
+
+
+def test_resume_with_asha_is_refused_before_any_work(tmp_path, invoke_bench):
+    proc = invoke_bench("tune", "-m", "ft", "-n", "2", "--scheduler", "asha", "--resume", "--cache-dir", str(tmp_path / "c"),
+                        "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}", cwd=tmp_path)
+    assert proc.returncode == 2 and "--resume with --scheduler asha" in proc.stderr, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "c").exists()
