@@ -19,9 +19,11 @@ import dataclasses
 import functools
 import inspect
 import os
+import shutil
 import signal
 import sys
 import time
+import contextlib
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
@@ -166,6 +168,25 @@ def start_ray(address: str | None, verbose: bool, say: Callable[..., None], num_
 DRIVER_ENV = "BENCH_RAY_DRIVER"
 
 
+def stop_ray(clean: bool) -> None:
+    """``ray.shutdown()``; with ``clean``, the session folder of a local Ray this process started
+    (``/tmp/ray/session_*``: Ray's logs and sockets, 2-8 MB a run, which Ray leaves behind) goes too.
+    A joined cluster's is never touched; a run that did not finish cleanly keeps its worker logs."""
+    import ray
+
+    session = None
+    with contextlib.suppress(Exception):  # private: a Ray without it keeps its folders
+        node = ray._private.worker._global_node
+        session = node.get_session_dir_path() if clean and node is not None and node.head else None
+    ray.shutdown()
+    if session and os.path.basename(session).startswith("session_"):
+        shutil.rmtree(session, ignore_errors=True)
+        latest = os.path.join(os.path.dirname(session), "session_latest")
+        if os.path.islink(latest) and not os.path.exists(latest):  # it pointed to that one
+            with contextlib.suppress(OSError):
+                os.unlink(latest)
+
+
 @contextmanager
 def _lean_local_head(verbose: bool):
     """While our local Ray head starts, it starts no process this run cannot use (measured on the
@@ -268,9 +289,8 @@ def _tune_trainable(config: dict, payload: Payload, progress: tuple[str, str, fl
             metrics = run_trial(spec, payload, fetch=fetch, report=report)
     finally:
         release_cuda_memory()  # Tune reuses this actor: trials packed beside it get the memory meanwhile
-    objective = config.get("objective")
-    if objective and objective not in metrics and ATTACK_ERRORS_KEY in metrics:  # bench tune: a sample without
-        # its score fails (Tune refuses a result without the search's metric), with the attack's traceback
+    objective = config.get("objective")  # bench tune: a sample without its score (Tune refuses it) fails
+    if objective and objective not in metrics and ATTACK_ERRORS_KEY in metrics:
         raise BenchError("The objective's attack failed, so this sample has no score:\n\n"
                          + "\n".join(metrics[ATTACK_ERRORS_KEY].values()))
     tune.report(metrics)

@@ -42,8 +42,9 @@ def join_cluster(opts: RunOptions, verbose: bool, say) -> bool:
 
 
 def close_run(client, experiment_id: str, parent: str, status: str, started_ray: bool,
-              then: str = tracking.RESUME_HINT) -> RecordError | None:
-    """End a parent run: trials an interrupt cut off become KILLED; shut down the Ray we started.
+              then: str = tracking.RESUME_HINT, clean: bool | None = None) -> RecordError | None:
+    """End a parent run: trials an interrupt cut off become KILLED; shut down the Ray we started
+    (removing its session folder when ``clean``: by default when the run FINISHED, no trial failed).
     Returns the ``RecordError`` if the store refused (for the caller to raise once no other
     exception is on its way out), else None."""
     try:
@@ -55,9 +56,9 @@ def close_run(client, experiment_id: str, parent: str, status: str, started_ray:
         return exc
     finally:
         if started_ray:
-            import ray
+            from bench.run.executor import stop_ray
 
-            ray.shutdown()
+            stop_ray(status == "FINISHED" if clean is None else clean)  # a clean run leaves no Ray folder behind
     return None
 
 

@@ -174,7 +174,7 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
         say("sample 0 runs the defaults (" + ", ".join(f"{k}={v!r}" for k, v in defaults.items()) + "): the best saved "
             "is never worse than them (--no-defaults-first draws every sample)")
     say(f"MLflow tracking store: {plan.tracking_uri}; parent run {parent} ('{run_name}')")
-    started_ray = False
+    started_ray = clean_ray = False  # clean_ray: no sample failed (Ray's session folder then goes)
     status, code = "FAILED", 1
     reporter = ProgressReporter(console, quiet, say=say)  # per-epoch progress of long work (bench.core.console)
     previous_sink = set_sink(reporter)
@@ -209,6 +209,7 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
                     search={"samples": [(k, {n: specs[k].params[n] for n in space}) for k in todo], "metric": objective,
                             "mode": mode, "scheduler": sched}, verbose=verbose)
             ran = {i: r for i, r in outcome.results.items() if i in outcome.specs}
+            clean_ray = not outcome.failures
             # with the samples an earlier session of the search finished (--resume), past this one's indices
             outcome.specs.update({num_samples + k: specs[k] for k in kept})
             outcome.results.update({num_samples + k: m for k, m in kept.items()})
@@ -283,7 +284,8 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
     finally:
         set_sink(previous_sink)
         reporter.close()
-        refused = close_run(client, experiment_id, parent, status, started_ray, "The samples' runs written before it are kept.")
+        refused = close_run(client, experiment_id, parent, status, started_ray, "The samples' runs written before it are kept.",
+                            clean=status == "FINISHED" and clean_ray)
     if refused is not None:
         raise refused
     return code
