@@ -204,3 +204,26 @@ def test_a_record_without_a_finished_trial_confirms_nothing(tmp_path, shared_cac
     assert "0 of 0 recorded trial(s) give the same numbers (times and memory left out); the record has no finished " \
            "trial, so nothing was confirmed" in again.stdout
     assert "boom seed=0  failed in the record and now" in again.stdout
+
+
+@pytest.mark.slow
+def test_a_continual_trial_is_compared_request_by_request(tmp_path, shared_cache, invoke_bench):
+    """A seq: trial logs every request's metrics as steps; comparing the last request's alone let a
+    rerun that differed on request 1 pass as identical."""
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    common = ("--tracking-uri", store, "--executor", "local")
+    first = invoke_bench("run", "-m", "ft", "-f", "seq:2x5", "--attacks", "", "--recipe", "epochs=5",
+                         "--cache-dir", str(shared_cache), *common, "-q", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    client, original = _parent(store)
+    again = invoke_bench("reproduce", "latest", *common, "-q", cwd=tmp_path)
+    assert again.returncode == 0 and "1 of 1 recorded trial(s) give the same numbers" in again.stdout, again.stdout
+    (trial,) = client.search_runs([original.info.experiment_id], f"tags.`mlflow.parentRunId` = '{original.info.run_id}'")
+    compared = int(again.stdout.split(" identical (")[1].split(" ")[0])
+    finals = sum(1 for k in trial.data.metrics if not k.endswith(("_seconds", "_mb")) and not k.startswith("speedup"))
+    assert compared > finals + 10, (compared, finals)  # request 1's values too
+    # request 1's forget_acc changed in the record (its final value as it was): not identical
+    client.log_metric(trial.info.run_id, "forget_acc", 0.123456, step=0)
+    changed = invoke_bench("reproduce", original.info.run_id, *common, "-q", cwd=tmp_path)
+    assert changed.returncode == 1, changed.stdout + changed.stderr
+    assert "differs in 1 of " in changed.stdout and "forget_acc (request 1) 0.123456 -> " in changed.stdout, changed.stdout

@@ -39,8 +39,8 @@ def recorded_options(client, parent) -> RunOptions:
     """The options ``parent`` (a ``bench run`` parent run) ran with, from its ``experiment.json``."""
     run_id = parent.info.run_id
     if parent.data.tags.get(Tag.KIND) == "tune":
-        raise BenchError(f"Run {run_id} is a `bench tune` search, whose samples are drawn at random: reproduce takes a "
-                         f"`bench run` parent run (run its best parameters with `bench run --params {run_id}`).")
+        raise BenchError(f"Run {run_id} is a `bench tune` search: reproduce takes a `bench run` parent run (run its best "
+                         f"parameters with `bench run --params {run_id}`, then reproduce that run).")
     with tempfile.TemporaryDirectory() as tmp:
         try:
             text = Path(client.download_artifacts(run_id, "experiment.json", tmp)).read_text()
@@ -81,8 +81,22 @@ def trial_results(client, experiment_id: str, parent_id: str) -> dict[str, tuple
         if key in found and found[key][1] == "FINISHED" and run.info.status != "FINISHED":
             continue  # a finished attempt is not replaced by a later failed one
         name = run.info.run_name or f"{tags.get(Tag.METHOD, '?')} seed={tags.get(Tag.SEED, '?')}"
-        found[key] = (name, run.info.status, dict(run.data.metrics), tags.get(Tag.ATTACK_ERRORS, ""))
+        found[key] = (name, run.info.status, with_earlier_requests(client, run), tags.get(Tag.ATTACK_ERRORS, ""))
     return found
+
+
+def with_earlier_requests(client, run) -> dict[str, float]:
+    """A trial run's metrics; for a continual trial (``--forget seq:...``, metric ``request`` T > 1)
+    also the values of each earlier request t, logged as metric step t-1, as ``"<metric> (request
+    t)"``: the final values alone let a rerun that differed on the way pass as identical."""
+    metrics = dict(run.data.metrics)
+    last = int(metrics.get("request", 1))
+    if last > 1:
+        for key in [k for k in metrics if compared(k)]:
+            for m in client.get_metric_history(run.info.run_id, key):  # by step, then time: a later one wins
+                if m.step < last - 1:
+                    metrics[f"{key} (request {m.step + 1})"] = m.value
+    return metrics
 
 
 @dataclass
