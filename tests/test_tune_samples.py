@@ -63,3 +63,14 @@ def test_resume_with_asha_is_refused_before_any_work(tmp_path, invoke_bench):
                         "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}", cwd=tmp_path)
     assert proc.returncode == 2 and "--resume with --scheduler asha" in proc.stderr, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "c").exists()
+
+
+def test_a_float_ranges_open_end_is_probed_just_below_it_in_few_digits():
+    """The check before a search probes a float range just below its open end; a refusal printed
+    that probe as lr=4.9999999950000005."""
+    from bench.core.space import probes
+
+    assert probes(loguniform(1e-5, 5.0)) == [1e-5, 4.999999995] and probes(uniform(0.0, 1.0)) == [0.0, 0.999999999]
+    for domain in (loguniform(1e-9, 1e-8), uniform(-3.0, -2.5), uniform(1.0, 1.0 + 1e-12)):
+        low, below = probes(domain)
+        assert low <= below < float(domain.args[1]), domain

@@ -54,4 +54,6 @@ def probes(domain: Domain) -> list[Any]:
     if domain.kind == "randint":
         return [int(domain.args[0]), int(domain.args[1]) - 1]
     low, high = float(domain.args[0]), float(domain.args[1])
-    return [low, high * (1 - 1e-9) if domain.kind == "loguniform" else high - (high - low) * 1e-9]
+    below = high * (1 - 1e-9) if domain.kind == "loguniform" else high - (high - low) * 1e-9
+    short = float(f"{below:.10g}")  # said in a refusal: 4.999999995, not 4.9999999950000005
+    return [low, short if low <= short < high else below]
