@@ -463,4 +463,7 @@ def test_tune_space_with_a_gap_becomes_a_choice_and_refused_combinations_are_sai
                            lambda text, **kw: notes.append(text))
     assert domains["k"] == space.choice([1, 2, 4, 5]) and domains["width"] == space.randint(1, 4)
     assert notes[0].startswith("note: gappy searches k over choice((1, 2, 4, 5),), not its declared randint(1, 6)")
-    assert "refuses combinations such as k=5, width=3" in notes[1], notes
+    # every drawn sample is checked with its own combination: k=5 x width=3 is refused, not run
+    specs = [SimpleNamespace(params=p) for p in ({"k": 5, "width": 3}, {"k": 4, "width": 3}, {"k": 5, "width": 2})]
+    assert ts.refused_samples(m, None, specs) == {0: "Method 'gappy' cannot run on digits / mlp / f: "
+                                                     "k=5 x width=3: too many"}

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
+import bench
+
 from bench.core.space import choice, loguniform, randint, uniform
 from bench.core.spec import TrialSpec
 from bench.run.tune_samples import kept_samples, sample_number, samples, search_key
@@ -74,3 +78,59 @@ def test_a_float_ranges_open_end_is_probed_just_below_it_in_few_digits():
     for domain in (loguniform(1e-9, 1e-8), uniform(-3.0, -2.5), uniform(1.0, 1.0 + 1e-12)):
         low, below = probes(domain)
         assert low <= below < float(domain.args[1]), domain
+
+
+class _Pairs:
+    """Two parameters that constrain each other: a x b above 6 is refused on every setting."""
+
+    name = "pairs"
+    description = "test method whose parameters constrain each other"
+    requires = frozenset({"forget"})
+    default_params = {"a": 1, "b": 1}
+
+    def __init__(self) -> None:
+        from bench import space
+
+        self.search_space = {"a": space.randint(1, 5), "b": space.randint(1, 5)}
+
+    def check_setting(self, params, setting):
+        if params["a"] * params["b"] > 6:
+            raise ValueError(f"a={params['a']} x b={params['b']}: at most 6")
+
+    def unlearn(self, model, request, params, ctx):
+        return model
+
+
+class _PairsPlugin:
+    @bench.hookimpl
+    def register_methods(self, register):
+        register(_Pairs())
+
+
+@pytest.mark.slow
+def test_samples_the_setting_refuses_are_said_and_not_run(tmp_path, invoke_bench, monkeypatch, plugged):
+    """Each drawn sample is checked before the search; until 2026-12-06 only the space's corners
+    were, and the refused samples failed one by one in Ray."""
+    import bench.run.executor as executor
+
+    ran = []
+
+    def fake_run_ray(trials, payload, *, search, **kw):
+        out = executor.Outcome()
+        for i, (k, p) in enumerate(search["samples"]):
+            ran.append(k)
+            out.specs[i] = trials[0].with_params(p, f"{trials[0].trial_name} sample {k}")
+            out.results[i] = {"avg_gap": 0.5 - 0.01 * k, "unlearn_seconds": 0.1}
+        return out
+
+    monkeypatch.setattr(executor, "run_ray", fake_run_ray)
+    monkeypatch.setattr(executor, "start_ray", lambda *a, **k: False)
+    with plugged(_PairsPlugin()):
+        proc = invoke_bench("tune", "-m", "pairs", "-n", "12", "-r", "epochs=2", "--cache-dir", str(tmp_path / "c"),
+                            "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}", "-O", str(tmp_path / "b.json"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    drawn = samples(_Pairs().search_space, 12, 0, [{"a": 1, "b": 1}])
+    refused = [k for k, p in enumerate(drawn) if p["a"] * p["b"] > 6]
+    assert refused and ran == [k for k in range(12) if k not in refused], (refused, ran)
+    assert f"note: {len(refused)} of 12 sample(s) of this search are refused by the setting and are not run" in proc.stdout
+    assert "a=" in proc.stdout.split("are not run (sample ", 1)[1].split(")", 1)[0]

@@ -8,8 +8,8 @@ tuned dataset and model, the other parameters at their defaults): an integer ran
 narrowed to the values that fit, said in a note (``cf-k`` samples k in 1..4, and the default MLP has
 2 blocks: half of its samples failed; a range with a gap becomes a choice); a float range whose
 edges do not fit stops the command. Parameters that constrain each other (SISA's shards x slices)
-are checked together at the corners of the space, and a refused combination is said in a note:
-such samples still fail, each in one line before any work (``bench.run.trial``).
+are checked together on every drawn sample (:func:`refused_samples`): those refused are not run,
+said in a note.
 """
 
 from __future__ import annotations
@@ -89,34 +89,28 @@ def fit_space(m, plan, given: dict, say: Callable[..., None]) -> dict[str, Domai
             say(f"note: {m.name} searches {key} over {fitted.describe()}, not its declared {domain.describe()}: "
                 f"this setting refuses {key}={bad} ({next(iter(refusals.values())).rstrip('.')})", always=True)
         out[key] = fitted
-    _warn_corners(m, out, settings, given, say)
     return out
 
 
-def _warn_corners(m, domains: dict[str, Domain], settings, given: dict, say: Callable[..., None]) -> None:
-    """Each value was checked with the other parameters at their defaults; parameters that
-    constrain each other (SISA's shards x slices) can still refuse some combinations. The corners
-    of the space (every edge of every domain together, at most 64) are checked, and a note says
-    which combination is refused: such samples fail in one line each, before any work."""
-    import itertools
+def refused_samples(m, plan, specs) -> dict[int, str]:
+    """The samples (by number) that the method's ``check_params`` or ``check_setting`` refuses on
+    the plan's setting, with why: each value was checked with the other parameters at their
+    defaults, and parameters that constrain each other (SISA's shards x slices) can still refuse
+    some combinations. Every sample is known before the search (``bench.run.tune_samples``), so
+    each is checked (until 2026-12-06 the space's corners were, and such samples failed in Ray)."""
+    from bench.core.method import check_params
 
-    edges = {k: sorted(set(probes(d)), key=str) for k, d in domains.items()}
-    corners = list(itertools.islice(itertools.product(*edges.values()), 64))
-    if len(domains) < 2:
-        return
-    for corner in corners:
-        sample = dict(zip(edges, corner))
-        for dataset, setting in settings:
-            params = {**params_for_dataset(m, dataset, given),
-                      **{k: coerce_param(m.name, k, v, m.params[k]) for k, v in sample.items()}}
-            try:
+    settings = _settings(plan)
+    out: dict[int, str] = {}
+    for k, spec in enumerate(specs):
+        params = dict(spec.params)
+        try:
+            check_params(m.name, m.obj, params)
+            for _, setting in settings:
                 _check_setting(m, params, setting)
-            except BenchError as exc:
-                shown = ", ".join(f"{k}={v}" for k, v in sample.items())
-                say(f"note: some samples of {m.name}'s search space will fail in one line each, before any work: "
-                    f"this setting refuses combinations such as {shown} ({str(exc).split(' Fix it with', 1)[0]}). "
-                    f"Fix one of them with -p to search the rest.", always=True)
-                return
+        except BenchError as exc:
+            out[k] = str(exc).split(" Fix it with", 1)[0].rstrip(".")
+    return out
 
 
 def _check_setting(m, params: dict, setting) -> None:

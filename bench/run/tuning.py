@@ -34,7 +34,7 @@ from bench.run.checks import oom_hint
 from bench.run.plan import make_plan
 from bench.run.runner import close_run
 from bench.run import tune_samples
-from bench.run.tune_space import fit_space
+from bench.run.tune_space import fit_space, refused_samples
 from bench.run.validate import package_versions
 from bench.track import report, tracking
 from bench.track.ray_runs import make_ray_callback
@@ -165,6 +165,10 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
     specs = [base.with_params(p, f"{base.trial_name} sample {k}")
              for k, p in enumerate(tune_samples.samples(domains, num_samples, seed, first))]
     key = tune_samples.search_key(base.trial_key, objective, mode, scheduler, seed, domains, first)
+    refused = refused_samples(plan.methods[0], plan, specs)  # combinations the setting refuses: not run
+    if len(refused) == num_samples:
+        raise BenchError(f"Every sample of the search is refused on this setting ({next(iter(refused.values()))}). "
+                         f"Fix a parameter with -p {method}.NAME=VALUE, or tune on another setting.")
     parent, run_name, kept = tune_samples.open_search(
         client, tracking_uri=plan.tracking_uri, experiment_id=experiment_id, key=key, resume=opts.resume,
         run_name=run_name, params=params, specs=specs, say=say,
@@ -179,7 +183,12 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
     reporter = ProgressReporter(console, quiet, say=say)  # per-epoch progress of long work (bench.core.console)
     previous_sink = set_sink(reporter)
     try:
-        todo = [k for k in range(num_samples) if k not in kept]  # a resumed search's samples to run
+        if refused:
+            k, why = next(iter(refused.items()))
+            shown = ", ".join(f"{n}={specs[k].params[n]!r}" for n in space)
+            say(f"note: {len(refused)} of {num_samples} sample(s) of this search are refused by the setting and are not "
+                f"run (sample {k}: {shown}: {why}); fix one of those parameters with -p to search the rest.", always=True)
+        todo = [k for k in range(num_samples) if k not in kept and k not in refused]  # (--resume: the unfinished)
         payload, warnings, failures = None, (), {}
         if todo:  # else nothing to train or run: the best of the kept samples is saved
             started_ray = start_ray(opts.ray_address, verbose, say)
