@@ -5,6 +5,8 @@ about it, and a ``bench tune`` sample whose objective is that attack's fails."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 import bench
@@ -107,7 +109,11 @@ def test_a_tune_sample_whose_objective_attack_failed_fails(monkeypatch):
                      group="g0", recipe={}, attacks=("lira",), shadow_models=4, device="cpu", threads=1, versions={},
                      plugins={})
     errors = {"lira": "Attack 'lira' failed: ValueError: no shadows\n\nTraceback (most recent call last): ..."}
+    errors["loss"] = "Attack 'loss' failed: RuntimeError: other\n\nTraceback ..."
     monkeypatch.setattr(executor, "run_trial", lambda *a, **k: {"forget_acc": 0.2, ATTACK_ERRORS_KEY: errors})
     config = {"trial": spec.as_dict(), "pick": {"number": 1, "sample": {"lr": 0.2}}, "objective": "lira_auc"}
-    with pytest.raises(BenchError, match=r"(?s)The objective's attack failed, so this sample has no score.*no shadows"):
-        executor._tune_trainable(config, payload=None)
+    payload = SimpleNamespace(attacks={"loss": object(), "lira": object()})
+    with pytest.raises(BenchError, match=r"(?s)Attack 'lira', whose lira_auc is the objective, has no metrics, so this "
+                                         r"sample has no score: Attack 'lira' failed: ValueError: no shadows") as caught:
+        executor._tune_trainable(config, payload=payload)
+    assert "RuntimeError: other" not in str(caught.value)  # not another attack's failure

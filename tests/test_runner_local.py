@@ -520,6 +520,9 @@ class Odd:
         if self.how == "leak":
             torch.set_grad_enabled(False)
             return {"auc": 0.5}
+        if self.how == "art":  # a name of the trial's own files: it replaced the --save-models model
+            ctx.artifacts["model.safetensors"] = "my attack report"
+            return {"auc": 0.5}
         if self.how == "twice":
             self.unprefixed = ("odd_auc",)
             return {"auc": 0.5, "odd_auc": 0.4}
@@ -546,6 +549,7 @@ class _OddPlugin:
     ("odd", "raise", "Attack 'odd' failed: ValueError: no threshold"),
     ("odd", "twice", "Attack 'odd' reported metrics 'auc' and 'odd_auc', which both make 'odd_auc'; rename one"),
     ("odd", "leak", "Attack 'odd' left torch's"),
+    ("odd", "art", "Attack 'odd' reported artifact 'model.safetensors', a name of the trial's own files; rename it"),
 ])
 def test_an_attacks_faulty_report_loses_its_own_numbers_only_naming_it(workdir, shared_cache, run_harness, trial_runs,
                                                                        name, how, said, plugged):

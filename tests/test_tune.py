@@ -155,8 +155,16 @@ def test_an_interrupted_search_says_its_best_is_of_the_finished_samples(workdir,
     # sample k is the same whatever --num-samples is: the first two were drawn by the 2-sample search
     again = {r["tags.mlflow.runName"]: r["params.params.lr"] for _, r in kids.iterrows()}
     assert all(again[name] == lr for name, lr in drawn.items())
-    # every sample finished: a further --resume runs nothing, and starts no Ray
+    # every sample finished: a further --resume runs nothing, and starts no Ray (nor rewrites the
+    # warnings an earlier session kept: no references were prepared to say them again)
+    mlflow.MlflowClient().set_tag(parent["run_id"], "bench.warnings", "warning: kept from the first session")
     nothing = invoke_bench("tune", "--method", "ga", "--num-samples", "3", "-O", str(workdir / "best.json"), "--resume",
                            *store_args(workdir), cwd=workdir)
     assert nothing.returncode == 0 and "3 of 3 sample(s) already finished" in nothing.stdout, nothing.stdout
     assert "started local Ray" not in nothing.stdout and "running" not in nothing.stdout
+    assert mlflow.MlflowClient().get_run(parent["run_id"]).data.tags["bench.warnings"].endswith("the first session")
+    # fewer samples than it finished: refused (its best could be one left out, and was saved over)
+    fewer = invoke_bench("tune", "--method", "ga", "--num-samples", "2", "-O", str(workdir / "best.json"), "--resume",
+                         *store_args(workdir), cwd=workdir)
+    assert fewer.returncode == 2 and "already finished sample 2; a resumed search keeps every sample" in fewer.stderr, (
+        fewer.stdout + fewer.stderr)

@@ -123,8 +123,13 @@ def test_samples_the_setting_refuses_are_said_and_not_run(tmp_path, invoke_bench
             out.results[i] = {"avg_gap": 0.5 - 0.01 * k, "unlearn_seconds": 0.1}
         return out
 
+    import bench.run.prepare as prepare
+    from types import SimpleNamespace
+
     monkeypatch.setattr(executor, "run_ray", fake_run_ray)
     monkeypatch.setattr(executor, "start_ray", lambda *a, **k: False)
+    # no references either: they train in Ray tasks under bench tune, which would start a Ray here
+    monkeypatch.setattr(prepare, "prepare_references", lambda *a, **k: (SimpleNamespace(warnings=(), failures={}), [], 0))
     with plugged(_PairsPlugin()):
         proc = invoke_bench("tune", "-m", "pairs", "-n", "12", "-r", "epochs=2", "--cache-dir", str(tmp_path / "c"),
                             "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}", "-O", str(tmp_path / "b.json"), cwd=tmp_path)
@@ -134,3 +139,6 @@ def test_samples_the_setting_refuses_are_said_and_not_run(tmp_path, invoke_bench
     assert refused and ran == [k for k in range(12) if k not in refused], (refused, ran)
     assert f"note: {len(refused)} of 12 sample(s) of this search are refused by the setting and are not run" in proc.stdout
     assert "a=" in proc.stdout.split("are not run (sample ", 1)[1].split(")", 1)[0]
+    import sys
+
+    assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()  # nothing left for the next tests

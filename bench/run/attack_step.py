@@ -27,7 +27,8 @@ import torch
 from bench.core.cache import load_state
 from bench.core.contracts import AttackContext, MethodContext
 from bench.core.errors import BenchError, no_exit
-from bench.core.keys import ARTIFACTS_KEY, ATTACK_ERRORS_KEY
+from bench.core.forget import INDICES_ARTIFACT
+from bench.core.keys import ARTIFACTS_KEY, ATTACK_ERRORS_KEY, MODEL_ARTIFACT
 from bench.core.recipe import Recipe
 from bench.core.spec import TrialSpec
 from bench.nn.torch_state import restore_torch_globals, torch_globals
@@ -124,6 +125,17 @@ def run_attacks(attacks: dict, model, metrics: dict, *, spec: TrialSpec, group, 
         metrics[ATTACK_ERRORS_KEY] = errors
 
 
+def objective_failure(objective: str, attacks: dict, metrics: dict) -> None:
+    """Raise when ``metrics`` lack ``objective`` (of ``bench tune``) because the attack it belongs to
+    failed in the trial (or was not run after another changed the model), with that attack's error."""
+    errors = metrics.get(ATTACK_ERRORS_KEY) or {}
+    owner = next((n for n, a in attacks.items() if objective in getattr(a, "unprefixed", ())
+                  or objective.startswith(f"{n}_")), None)
+    if owner in errors and objective not in metrics:
+        raise BenchError(f"Attack '{owner}', whose {objective} is the objective, has no metrics, so this sample has no "
+                         f"score: {errors[owner]}")
+
+
 def _evaluate(name: str, attack, model, ctx: AttackContext, metrics: dict) -> dict[str, float]:
     """One attack's checked metrics (``<attack>_<key>``; the keys it declares ``unprefixed`` as they
     are), not yet in ``metrics``: an exception of the attack, or a report it breaks the contract
@@ -201,12 +213,20 @@ def add_metric(who: str, key: Any, value: Any, metrics: dict, finite: bool, show
     metrics[key] = number
 
 
+#: the trial's own files: a plugin's artifact of that name replaced the saved model (an attack's
+#: report in model.safetensors, then unreadable) or the forget set another run reuses
+RESERVED_ARTIFACTS = (MODEL_ARTIFACT, INDICES_ARTIFACT, "error.txt")
+
+
 def check_artifacts(who: str, artifacts: dict) -> None:
     """Artifacts (of a method or an attack) are ``str``, ``bytes`` or a ``Rendered`` (an object with
-    ``render()``, ``bench.core.contracts``) under a relative file name."""
+    ``render()``, ``bench.core.contracts``) under a relative file name, not one of the trial's own
+    (:data:`RESERVED_ARTIFACTS`, ``attack_errors/``)."""
     for name, content in artifacts.items():
         parts = str(name).split("/")
         file_like = isinstance(content, (str, bytes)) or callable(getattr(content, "render", None))
         if not file_like or not isinstance(name, str) or not name or name.startswith("/") or ".." in parts:
             raise BenchError(f"{who} reported artifact '{name}' of type {type(content).__name__}; "
                              "artifacts are str, bytes or an object with render() under a relative file name.")
+        if name in RESERVED_ARTIFACTS or parts[0] == "attack_errors":
+            raise BenchError(f"{who} reported artifact '{name}', a name of the trial's own files; rename it.")

@@ -38,6 +38,7 @@ from bench.run.forward import ForwardProgress, in_worker_progress
 from bench.run.interrupts import finish_writing, restore_sigint
 from bench.run.payload import Payload
 from bench.run.ref_tasks import concurrent_slots, release_cuda_memory
+from bench.run.attack_step import objective_failure
 from bench.run.trial import run_trial
 from bench.track.report import summary_line
 from bench.track.tracking import failure_line, format_exception, process_alive, process_started
@@ -289,10 +290,8 @@ def _tune_trainable(config: dict, payload: Payload, progress: tuple[str, str, fl
             metrics = run_trial(spec, payload, fetch=fetch, report=report)
     finally:
         release_cuda_memory()  # Tune reuses this actor: trials packed beside it get the memory meanwhile
-    objective = config.get("objective")  # bench tune: a sample without its score (Tune refuses it) fails
-    if objective and objective not in metrics and ATTACK_ERRORS_KEY in metrics:
-        raise BenchError("The objective's attack failed, so this sample has no score:\n\n"
-                         + "\n".join(metrics[ATTACK_ERRORS_KEY].values()))
+    if config.get("objective"):  # bench tune: a sample without its score (Tune refuses it) fails
+        objective_failure(config["objective"], payload.attacks, metrics)
     tune.report(metrics)
 
 

@@ -8,6 +8,7 @@ from typing import Callable
 
 from ray import tune
 
+from bench.core.keys import ATTACK_ERRORS_KEY
 from bench.core.spec import TrialSpec, spec_of
 from bench.track.report import summary_line
 from bench.track.tracking import failure_line
@@ -56,8 +57,10 @@ class Progress(tune.Callback):
         took = time.perf_counter() - self.started.get(trial.trial_id, time.perf_counter())
         result = self.out.results.get(i, {})
         early = "" if "unlearn_seconds" in result else " (stopped early by the scheduler)"
+        failed = ", ".join(result.get(ATTACK_ERRORS_KEY) or ())  # as the in-process executor says it
+        early += f" (attack(s) {failed} failed: no metrics of theirs)" if failed else ""
         line = f"{tag} done    {name} in {took:.1f}s: {summary_line(result)}{early}"
-        self.after_record(trial, lambda: self.say(line))
+        self.after_record(trial, lambda: self.say(line, always=bool(failed)))
 
     def on_trial_error(self, iteration, trials, trial, **info):
         i, tag, name = self._where(trial)

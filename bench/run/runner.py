@@ -309,7 +309,7 @@ def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False, t
         # session may have left lines that no longer hold: rewritten)
         if unchanged or attack_errors or opts.resume:
             with tracking.recording("recording the warnings in the MLflow store"):
-                client.set_tag(parent, Tag.WARNINGS, "\n".join((*payload.warnings, *unchanged, *attack_errors))[:4900])
+                tracking.set_warnings(client, parent, (*payload.warnings, *unchanged, *attack_errors))
         attack_cols = report.attack_columns(results.values())
         rows = report.build_rows(plan.trials, results, failures, ref_rows, attack_cols, killed=killed)
         columns = report.columns_for(rows)

@@ -70,9 +70,9 @@ def sample_number(name: str) -> int | None:
 
 
 def find_search(client, experiment_id: str, key: str):
-    """The latest parent run of search ``key`` and ``{sample number: (trial key, code identity,
-    metrics)}`` of its samples that finished with every metric (an attack that failed in one: run
-    again), or None."""
+    """The latest parent run of search ``key``, ``{sample number: (trial key, code identity,
+    metrics)}`` of its samples that finished with every metric, and the numbers of those that
+    finished without some attack's (run again); or None."""
     from bench.track.compare.query import _search_all
 
     parents = client.search_runs(
@@ -82,15 +82,19 @@ def find_search(client, experiment_id: str, key: str):
         return None
     parent = parents[0]
     finished: dict[int, tuple[str, str, dict[str, float]]] = {}
+    errored: set[int] = set()  # finished with an attack's numbers missing
     runs = _search_all(client, [experiment_id], f"tags.`{Tag.PARENT}` = '{parent.info.run_id}' and "
                        "attributes.status = 'FINISHED'", ["attributes.start_time ASC"])
     for run in runs:
         number = sample_number(run.info.run_name or "")
         tags = run.data.tags
-        if number is None or tags.get(Tag.ATTACK_ERRORS) or tags.get(Tag.STOPPED_EARLY):
+        if number is None or tags.get(Tag.STOPPED_EARLY):
+            continue
+        if tags.get(Tag.ATTACK_ERRORS):
+            errored.add(number)
             continue
         finished[number] = (tags.get(Tag.TRIAL_KEY, ""), tags.get(Tag.MEASURED_WITH, ""), dict(run.data.metrics))
-    return parent, finished
+    return parent, finished, errored - set(finished)
 
 
 def kept_samples(finished: Mapping[int, tuple[str, str, dict]], specs: Sequence) -> dict[int, dict[str, float]]:
@@ -124,8 +128,12 @@ def open_search(client, *, tracking_uri: str, experiment_id: str, key: str, resu
         with tracking.recording("opening the run in the MLflow store", tracking.NOTHING_RUN):
             parent = tracking.start_parent(tracking_uri, experiment_id, run_name, params, {Tag.KIND: "tune", TUNE_KEY: key})
         return parent, run_name, {}
-    run, finished = found
+    run, finished, errored = found
     refuse_live_parent(run)
+    if finished and max(finished) >= len(specs):  # its best could be one left out: it was saved over
+        raise BenchError(f"--resume --num-samples {len(specs)}: search {run.info.run_id} ('{run.info.run_name}') already "
+                         f"finished sample {max(finished)}; a resumed search keeps every sample, so resume it with "
+                         f"--num-samples {max(finished) + 1} or more, or leave out --resume for a new search.")
     kept = kept_samples(finished, specs)
     parent = run.info.run_id
     with tracking.recording("reopening the run in the MLflow store", tracking.NOTHING_RUN):
@@ -134,7 +142,9 @@ def open_search(client, *, tracking_uri: str, experiment_id: str, key: str, resu
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         client.log_text(parent, json.dumps(record, indent=1, default=str), f"resumed/{stamp}.json")
     others = sum(k < len(specs) and k not in kept for k in finished)
+    failed = sum(k < len(specs) for k in errored)
     say(f"resuming search {parent} ('{run.info.run_name}'): {len(kept)} of {len(specs)} sample(s) already finished"
-        + (f"; {others} finished sample(s) measured something else or with other code: run again" if others else ""),
+        + (f"; {others} finished sample(s) measured something else or with other code: run again" if others else "")
+        + (f"; {failed} finished without an attack's metrics (it failed in them): run again" if failed else ""),
         always=True)
     return parent, run.info.run_name or run_name, kept

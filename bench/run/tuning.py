@@ -229,9 +229,11 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
                 outcome.specs, ran, "sample")
             for line in unchanged:  # kept with the search
                 say(line, always=True)
-            if unchanged or opts.resume:  # (a resumed search's earlier lines may no longer hold: rewritten)
+            # a resumed search's earlier lines may no longer hold: rewritten (unless nothing ran now:
+            # no references were prepared, and the earlier session's lines still hold)
+            if todo and (unchanged or opts.resume):
                 with tracking.recording("recording the warnings in the MLflow store"):
-                    client.set_tag(parent, Tag.WARNINGS, "\n".join((*warnings, *unchanged))[:4900])
+                    tracking.set_warnings(client, parent, (*warnings, *unchanged))
             written = False
             done = len(outcome.results)
             if outcome.failures:
@@ -269,6 +271,8 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
                         tracking.log_params(client, parent, best_now)  # in best_params.json and the tag
                     elif had != best_now:
                         client.set_tag(parent, "bench.best_params_superseded", "true")
+                    elif "bench.best_params_superseded" in client.get_run(parent).data.tags:  # back to the first
+                        client.delete_tag(parent, "bench.best_params_superseded")
                     if not complete:  # the value is a stopped sample's last report, not a full run's
                         client.set_tag(parent, "bench.best_stopped_early", "true")
                     if outcome.interrupted:  # the best of the samples that finished before the interrupt

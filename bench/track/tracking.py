@@ -312,6 +312,16 @@ def log_earlier_steps(client, run_id: str, result: dict, default_step: int = 0) 
     return len(steps) - 1
 
 
+def set_warnings(client, run_id: str, lines) -> None:
+    """The parent run's warnings (tag ``bench.warnings``, which ``bench compare`` repeats): ``lines``,
+    or no tag when there are none (a resumed run's earlier lines that no longer hold go)."""
+    text = "\n".join(lines)[:4900]
+    if text:
+        client.set_tag(run_id, Tag.WARNINGS, text)
+    elif Tag.WARNINGS in client.get_run(run_id).data.tags:
+        client.delete_tag(run_id, Tag.WARNINGS)
+
+
 def record_failure(client, run_id: str, error_text: str) -> None:
     client.set_tag(run_id, Tag.ERROR, error_line(error_text, limit=4000))  # the exception, on one line
     client.log_text(run_id, error_text, "error.txt")
