@@ -34,6 +34,7 @@ from bench.core.spec import TrialSpec
 from bench.nn.torch_state import restore_torch_globals, torch_globals
 from bench.nn.training import content_digest, seed_everything
 from bench.run.request import build_request
+from bench.track.tracking import error_line
 
 
 def make_unlearn(method, spec: TrialSpec, splits, new_model: Callable, bounds: Any) -> Callable:
@@ -97,6 +98,12 @@ def run_attacks(attacks: dict, model, metrics: dict, *, spec: TrialSpec, group, 
         versions = {k: t._version for k, t in watched.items()}
         files = dict(ctx.artifacts)
         found: dict[str, float] = {}
+        missing = [k for k in getattr(attacks[name], "needs", ()) if k in extras.get("errors", {})]
+        if missing:  # its shadow models failed to train (bench.run.prepare.attack_models): not run
+            text = extras["errors"][missing[0]]
+            errors[name] = (f"Attack '{name}' was not run: its {missing[0].replace('_', ' ')} failed to train "
+                            f"({error_line(text)}).\n\n{text}")
+            continue
         try:
             found = _evaluate(name, attacks[name], model, ctx, metrics)
         except Exception as exc:  # the attack's own failure: recorded; its numbers and files are dropped

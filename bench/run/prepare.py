@@ -25,8 +25,10 @@ def attack_models(plan, refs: dict, say: Callable[[str], None], versions: dict,
     ``"shadows"``: ``--shadow-models`` pool shadows; ``"retrain_shadows"``: as many models
     retrained on D_r; ``"reference"``: the retrained reference's weights. Trained on the driver
     (vectorized where possible) before the trials, cached, shared by every trial of the group.
-    A group whose attack models fail to train goes into ``failed`` ({gid: traceback}) and its
-    trials do not run (raised without ``failed``).
+    A set that fails to train is reported, and its traceback goes under ``"errors"`` ({kind:
+    text}): the group's trials run, and the attacks that need that set lose their numbers only
+    (``bench.run.attack_step``; until 2026-12-06 the group's trials did not run, the method's
+    metrics lost with them). Raised instead when ``failed`` is None.
     """
     needs = needs_of(plan.attacks)
     if not needs:
@@ -42,21 +44,22 @@ def attack_models(plan, refs: dict, say: Callable[[str], None], versions: dict,
                       base_doc={k: v for k, v in g.original_doc.items() if k != "kind" and k not in ORIGINAL_KEYS},
                       forget_idx=g.forget_idx,
                       device=plan.device, cache=cache, say=say, versions=versions)
-        extras = {}
-        try:
-            for kind in ("shadows", "retrain_shadows"):
-                if kind in needs:
-                    extras[kind] = ensure_shadow_set(kind, count, **common)
-        except Exception:
-            if failed is None:
-                raise
-            import traceback
+        extras: dict = {}
+        for kind in ("shadows", "retrain_shadows"):
+            if kind not in needs:
+                continue
+            try:
+                extras[kind] = ensure_shadow_set(kind, count, **common)
+            except Exception:
+                if failed is None:
+                    raise
+                import traceback
 
-            failed[g.gid] = (f"{traceback.format_exc().rstrip()}\n(while training the attacks' models of "
-                             f"{g.dataset}/{g.model} seed={g.seed}: the trials that need them did not run)")
-            say(f"FAILED      training the attacks' models of {g.dataset}/{g.model} seed={g.seed}: "
-                f"{error_line(failed[g.gid])}", always=True)
-            continue
+                text = (f"{traceback.format_exc().rstrip()}\n(while training the attacks' {kind.replace('_', ' ')} of "
+                        f"{g.dataset}/{g.model} seed={g.seed}: the attacks that need them have no metrics)")
+                extras.setdefault("errors", {})[kind] = text
+                say(f"FAILED      training the attacks' {kind.replace('_', ' ')} of {g.dataset}/{g.model} seed={g.seed}: "
+                    f"{error_line(text)}; the attacks that need them will have no metrics", always=True)
         if "reference" in needs:
             extras["reference"] = refs[g.retrain_key][0]
         out[g.gid] = extras
