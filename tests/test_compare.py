@@ -531,3 +531,30 @@ def test_the_references_times_are_reference_cells_and_no_objective():
     assert retrain["unlearn_seconds"] == 2.0 and retrain["cumulative_unlearn_seconds"] == 6.0
     for name in ("retrain_seconds", "cumulative_retrain_seconds"):
         assert name not in METRIC_DIRECTIONS and "the same for every method" in no_direction_reason(name)
+
+
+def test_latex_table_has_the_markdowns_cells(store, invoke_bench, tmp_path):
+    """--format latex: a booktabs table for a paper, one block per setting, the same cells as the
+    markdown (± in math mode), the first-ranked method in bold, failed trials counted."""
+    res = invoke_bench("compare", "--tracking-uri", store.uri, "--run", store.first, "--format", "latex", "--no-plot",
+                       cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    tex = res.stdout
+    assert tex.startswith("\\begin{table}[t]\n\\centering\n\\caption{bench compare: ") and tex.endswith("\\end{table}\n")
+    assert "\\toprule\nmethod & rank & retain\\_acc & forget\\_acc & test\\_acc & avg\\_gap" in tex
+    assert tex.count("\\begin{tabular}{l" + "r" * 9 + "}") == 1 and "\\multicolumn{10}{l}{\\textit{digits / mlp / random:10\\%}}" in tex
+    md = invoke_bench("compare", "--tracking-uri", store.uri, "--run", store.first, "--format", "markdown", "--no-plot",
+                      cwd=tmp_path).stdout
+    rows = {c[3].strip(): [x.strip() for x in c] for c in (line.split("|")[1:-1] for line in md.splitlines()
+                                                           if line.startswith("| digits"))}
+    lines = {line.split(" & ")[0]: line.split(" & ") for line in tex.splitlines() if " & " in line and "\\\\" in line}
+    first = next(name for name, r in rows.items() if r[4] == "1")
+    assert f"\\textbf{{{first}}}" in lines  # ranked first: in bold
+    for name, md_row in rows.items():
+        cells = lines.get(name) or lines[f"\\textbf{{{name}}}"]
+        assert [c.replace("$\\pm$", "±").replace("--", "-") for c in cells[2:9]] == md_row[5:12], name
+    assert lines["flaky"][-1] == "1 (1 failed) \\\\"
+    from bench.track.latex import escape
+
+    assert escape("a_b 10% & {x} ^~ # $ \\ ±") == ("a\\_b 10\\% \\& \\{x\\} \\textasciicircum{}\\textasciitilde{} \\# \\$ "
+                                                  "\\textbackslash{} $\\pm$")

@@ -47,7 +47,7 @@ def plot_file(plot_path: str) -> str:
 @click.option("--run", "run_ref", default="latest", show_default=True, metavar="RUN_ID|latest|all",
               help="Parent run to compare: its id (or a unique prefix of 4+ characters) or name; latest; "
                    "or all to pool every parent run of the experiment.")
-@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "csv"]), default="table", show_default=True,
+@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "csv", "latex"]), default="table", show_default=True,
               help="Output on stdout (messages go to stderr).")
 @click.option("--objective", default="avg_gap", show_default=True, metavar="METRIC",
               help="Metric the methods are ranked by (mean over seeds).")
@@ -112,6 +112,12 @@ def compare(experiment, tracking_uri, run_ref, fmt, objective, maximize, plot_pa
         click.echo(report.to_markdown(comp.rows, comp.ranks, comp.columns), nl=False)
         if table is not None:
             click.echo("\n" + published.to_markdown(table, comp.rows), nl=False)
+    elif fmt == "latex":  # a booktabs table for a paper (bench.track.latex)
+        from bench.track.latex import to_latex
+
+        click.echo(to_latex(comp.rows, comp.ranks, comp.columns, caption=cmp.title(comp)), nl=False)
+        if table is not None:
+            note(f"the published table {table.name} is printed with --format table, markdown or csv; it is on the plot")
     else:
         click.echo(report.to_csv(comp.rows, comp.ranks, comp.columns), nl=False)
         if table is not None:
