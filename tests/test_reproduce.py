@@ -144,8 +144,9 @@ def test_a_record_with_bad_values_is_one_line(tmp_path):
     from bench.track.reproduce import recorded_options
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    exp = mlflow.set_experiment("records")
     client = mlflow.tracking.MlflowClient()
+    # its artifacts under tmp_path: MLflow's default root (./mlruns) is the checkout the tests run in
+    exp = client.get_experiment(client.create_experiment("records", artifact_location=str(tmp_path / "art")))
     for options, message in (({"seeds": "abc"}, r"Run \w+'s experiment.json: .*seeds"),
                              ({"forgets": 3}, r"Run \w+'s experiment.json: .*forget"),
                              (None, r"holds no 'options' object"),
@@ -168,10 +169,10 @@ def test_a_parent_without_experiment_json_is_refused(tmp_path):
     from bench.track.reproduce import recorded_options
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    exp = mlflow.set_experiment("not-a-bench-run")
+    client = mlflow.tracking.MlflowClient()
+    exp = client.get_experiment(client.create_experiment("not-a-bench-run", artifact_location=str(tmp_path / "art")))
     with mlflow.start_run(experiment_id=exp.experiment_id) as run:
         pass
-    client = mlflow.tracking.MlflowClient()
     with pytest.raises(BenchError, match=r"has no readable experiment.json .*not made by `bench run`"):
         recorded_options(client, client.get_run(run.info.run_id))
     client.set_tag(run.info.run_id, "bench.kind", "tune")
