@@ -24,6 +24,8 @@ def tune(method, objective, num_samples, scheduler, seed, output, defaults_first
     \b
     Example:
       bench tune --method ga --objective avg_gap --num-samples 16 --forget class:3
+      bench tune --method ga --objective avg_gap --num-samples 64 --forget class:3 --resume
+                    (runs samples 16..63 of the same search; after an interrupt, the unfinished ones)
       bench run --methods ga --params best-params-ga.json --seeds 0-4
     """
     from bench.core.console import sigterm_handled_as_ctrl_c
