@@ -117,3 +117,43 @@ def test_a_tune_sample_whose_objective_attack_failed_fails(monkeypatch):
                                          r"sample has no score: Attack 'lira' failed: ValueError: no shadows") as caught:
         executor._tune_trainable(config, payload=payload)
     assert "RuntimeError: other" not in str(caught.value)  # not another attack's failure
+    # the sample's FAILED line is the error's first line (it was the attack's inner exception alone,
+    # read as the sample's own), and its record keeps the attack's traceback beneath
+    from bench.track.tracking import error_line, format_exception
+
+    text = format_exception(caught.value)
+    assert error_line(text).startswith("bench.core.errors.BenchError: Attack 'lira', whose lira_auc"), error_line(text)
+    assert "Traceback (most recent call last): ..." in text
+
+
+def test_the_attack_an_objective_belongs_to_is_the_longest_name_it_starts_with():
+    from bench.eval.metrics import objective_attack
+
+    attacks = {"lira": object(), "lira_offline": object(), "svc": SimpleNamespace(unprefixed=("avg_gap_mia",))}
+    assert objective_attack("lira_offline_auc", attacks) == "lira_offline"
+    assert objective_attack("lira_auc", attacks) == "lira" and objective_attack("avg_gap_mia", attacks) == "svc"
+    assert objective_attack("avg_gap", attacks) is None
+
+
+def test_a_search_whose_objective_attack_lost_its_shadows_runs_no_sample():
+    """The shadows fail once, on the driver: every sample would train its method and then fail."""
+    from bench.run.tuning import _unscorable
+
+    attacks = {"lira": SimpleNamespace(needs=frozenset({"shadows"})), "loss": SimpleNamespace(needs=frozenset())}
+    broken = SimpleNamespace(attack_models={"errors": {"shadows": "Traceback ...\nRuntimeError: planted\n(while ...)"}})
+    payload = SimpleNamespace(attacks=attacks, groups={"g0": broken})
+    (why,) = _unscorable("lira_auc", payload).values()
+    assert "RuntimeError: planted" in why and "Attack 'lira', whose lira_auc is the objective, needs them" in why
+    assert _unscorable("loss_auc", payload) == {} and _unscorable("avg_gap", payload) == {}
+    fine = SimpleNamespace(attacks=attacks, groups={"g0": SimpleNamespace(attack_models={"shadows": object()})})
+    assert _unscorable("lira_auc", fine) == {}
+
+
+def test_an_artifact_named_like_the_trials_own_files_is_refused_however_written():
+    from bench.run.attack_step import check_artifacts
+
+    for name in ("model.safetensors", "./model.safetensors", ".//error.txt", "./attack_errors/lira.txt",
+                 "forget_indices.txt", "attack_errors/x.txt"):
+        with pytest.raises(BenchError, match=r"a name of the trial's own files"):
+            check_artifacts("Attack 'a'", {name: "x"})
+    check_artifacts("Attack 'a'", {"a/model.safetensors": "x", "report.txt": "x"})  # elsewhere: its own

@@ -552,9 +552,10 @@ def test_latex_table_has_the_markdowns_cells(store, invoke_bench, tmp_path):
     assert f"\\textbf{{{first}}}" in lines  # ranked first: in bold
     for name, md_row in rows.items():
         cells = lines.get(name) or lines[f"\\textbf{{{name}}}"]
-        assert [c.replace("$\\pm$", "±").replace("--", "-") for c in cells[2:9]] == md_row[5:12], name
+        assert [c.replace("$\\pm$", "±").replace("$-$", "-").replace("--", "-") for c in cells[2:9]] == md_row[5:12], name
     assert lines["flaky"][-1] == "1 (1 failed) \\\\"
     from bench.track.latex import escape
 
-    assert escape("a_b 10% & {x} ^~ # $ \\ ±") == ("a\\_b 10\\% \\& \\{x\\} \\textasciicircum{}\\textasciitilde{} \\# \\$ "
-                                                  "\\textbackslash{} $\\pm$")
+    assert escape("a_b 10% & {x} ^~ # $ \\ ± <|>") == ("a\\_b 10\\% \\& \\{x\\} \\textasciicircum{}\\textasciitilde{} \\# \\$ "
+                                                      "\\textbackslash{} $\\pm$ \\textless{}\\textbar{}\\textgreater{}")
+    assert f"\\label{{tab:bench-{store.first[:8]}}}" in tex  # one label per compared run

@@ -129,7 +129,7 @@ def test_samples_the_setting_refuses_are_said_and_not_run(tmp_path, invoke_bench
     monkeypatch.setattr(executor, "run_ray", fake_run_ray)
     monkeypatch.setattr(executor, "start_ray", lambda *a, **k: False)
     # no references either: they train in Ray tasks under bench tune, which would start a Ray here
-    monkeypatch.setattr(prepare, "prepare_references", lambda *a, **k: (SimpleNamespace(warnings=(), failures={}), [], 0))
+    monkeypatch.setattr(prepare, "prepare_references", lambda *a, **k: (SimpleNamespace(warnings=(), failures={}, attacks={}, groups={}), [], 0))
     with plugged(_PairsPlugin()):
         proc = invoke_bench("tune", "-m", "pairs", "-n", "12", "-r", "epochs=2", "--cache-dir", str(tmp_path / "c"),
                             "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}", "-O", str(tmp_path / "b.json"), cwd=tmp_path)

@@ -115,7 +115,8 @@ def compare(experiment, tracking_uri, run_ref, fmt, objective, maximize, plot_pa
     elif fmt == "latex":  # a booktabs table for a paper (bench.track.latex)
         from bench.track.latex import to_latex
 
-        click.echo(to_latex(comp.rows, comp.ranks, comp.columns, caption=cmp.title(comp)), nl=False)
+        label = f"tab:bench-{'all' if comp.pooled else comp.target.info.run_id[:8]}"  # one per table of a paper
+        click.echo(to_latex(comp.rows, comp.ranks, comp.columns, caption=cmp.title(comp), label=label), nl=False)
         if table is not None:
             note(f"the published table {table.name} is printed with --format table, markdown or csv; it is on the plot")
     else:

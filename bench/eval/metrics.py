@@ -106,3 +106,13 @@ PER_EPOCH = (*ACCURACIES, "retain_gap", "forget_gap", "test_gap", "avg_gap", "js
 CONTINUAL_ONLY = ("forget_all_acc", "forget_all_gap", "forget_all_size", "cumulative_unlearn_seconds",
                   "cumulative_speedup_vs_retrain")
 CLASS_ONLY = ("test_retain_class_acc", "test_forget_class_acc")
+
+
+def objective_attack(objective: str, attacks: dict) -> str | None:
+    """The attack (of ``{name: attack}``) whose metric ``objective`` is: one that reports it
+    unprefixed, else the longest name it starts with (``lira_offline_auc`` is lira_offline's, not
+    lira's)."""
+    for name, attack in attacks.items():
+        if objective in getattr(attack, "unprefixed", ()):
+            return name
+    return max((n for n in attacks if objective.startswith(f"{n}_")), key=len, default=None)

@@ -31,6 +31,7 @@ from bench.core.forget import INDICES_ARTIFACT
 from bench.core.keys import ARTIFACTS_KEY, ATTACK_ERRORS_KEY, MODEL_ARTIFACT
 from bench.core.recipe import Recipe
 from bench.core.spec import TrialSpec
+from bench.eval.metrics import objective_attack
 from bench.nn.torch_state import restore_torch_globals, torch_globals
 from bench.nn.training import content_digest, seed_everything
 from bench.run.request import build_request
@@ -101,8 +102,8 @@ def run_attacks(attacks: dict, model, metrics: dict, *, spec: TrialSpec, group, 
         missing = [k for k in getattr(attacks[name], "needs", ()) if k in extras.get("errors", {})]
         if missing:  # its shadow models failed to train (bench.run.prepare.attack_models): not run
             text = extras["errors"][missing[0]]
-            errors[name] = (f"Attack '{name}' was not run: its {missing[0].replace('_', ' ')} failed to train "
-                            f"({error_line(text)}).\n\n{text}")
+            errors[name] = (f"Attack '{name}' was not run: its {missing[0].replace('_', ' ')} failed to train: "
+                            f"{error_line(text)}\n\n{text}")
             continue
         try:
             found = _evaluate(name, attacks[name], model, ctx, metrics)
@@ -132,15 +133,20 @@ def run_attacks(attacks: dict, model, metrics: dict, *, spec: TrialSpec, group, 
         metrics[ATTACK_ERRORS_KEY] = errors
 
 
+class AttackFailure(Exception):
+    """An attack's recorded failure (its traceback as the message), chained under the error that
+    fails a ``bench tune`` sample: the sample's line names the objective's attack, its record keeps both."""
+
+
 def objective_failure(objective: str, attacks: dict, metrics: dict) -> None:
     """Raise when ``metrics`` lack ``objective`` (of ``bench tune``) because the attack it belongs to
     failed in the trial (or was not run after another changed the model), with that attack's error."""
     errors = metrics.get(ATTACK_ERRORS_KEY) or {}
-    owner = next((n for n, a in attacks.items() if objective in getattr(a, "unprefixed", ())
-                  or objective.startswith(f"{n}_")), None)
+    owner = objective_attack(objective, attacks)
     if owner in errors and objective not in metrics:
+        head = errors[owner].split("\n", 1)[0]
         raise BenchError(f"Attack '{owner}', whose {objective} is the objective, has no metrics, so this sample has no "
-                         f"score: {errors[owner]}")
+                         f"score: {head}") from AttackFailure(errors[owner])
 
 
 def _evaluate(name: str, attack, model, ctx: AttackContext, metrics: dict) -> dict[str, float]:
@@ -235,5 +241,6 @@ def check_artifacts(who: str, artifacts: dict) -> None:
         if not file_like or not isinstance(name, str) or not name or name.startswith("/") or ".." in parts:
             raise BenchError(f"{who} reported artifact '{name}' of type {type(content).__name__}; "
                              "artifacts are str, bytes or an object with render() under a relative file name.")
-        if name in RESERVED_ARTIFACTS or parts[0] == "attack_errors":
+        plain = posixpath.normpath(name)  # './model.safetensors' is written where model.safetensors is
+        if plain in RESERVED_ARTIFACTS or plain.split("/")[0] == "attack_errors":
             raise BenchError(f"{who} reported artifact '{name}', a name of the trial's own files; rename it.")

@@ -56,7 +56,7 @@ def attack_models(plan, refs: dict, say: Callable[[str], None], versions: dict,
                 import traceback
 
                 text = (f"{traceback.format_exc().rstrip()}\n(while training the attacks' {kind.replace('_', ' ')} of "
-                        f"{g.dataset}/{g.model} seed={g.seed}: the attacks that need them have no metrics)")
+                        f"{g.dataset}/{g.model} seed={g.seed})")
                 extras.setdefault("errors", {})[kind] = text
                 say(f"FAILED      training the attacks' {kind.replace('_', ' ')} of {g.dataset}/{g.model} seed={g.seed}: "
                     f"{error_line(text)}; the attacks that need them will have no metrics", always=True)

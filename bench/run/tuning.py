@@ -29,7 +29,8 @@ from bench.core.fs import check_writable_file
 from bench.core.keys import Tag
 from bench.core.options import RunOptions
 from bench.core.plugins import get_registry, plugin_versions
-from bench.eval.metrics import CLASS_ONLY, CONTINUAL_ONLY, METRIC_DIRECTIONS, PER_EPOCH, no_direction_reason
+from bench.eval.metrics import (CLASS_ONLY, CONTINUAL_ONLY, METRIC_DIRECTIONS, PER_EPOCH, no_direction_reason,
+                                objective_attack)
 from bench.run.checks import oom_hint
 from bench.run.plan import make_plan
 from bench.run.runner import close_run
@@ -79,12 +80,10 @@ def check_objective(plan, registry, objective: str, scheduler: str) -> None:
     if objective in CLASS_ONLY and not by_class:
         raise BenchError(f"Objective '{objective}' is measured on class requests, and {where} is not one: give "
                          f"--forget class:C (or seq:class:A,B,...), or another objective (e.g. test_acc).")
-    for entry in registry.entries("attack"):
-        if objective in getattr(entry.obj, "unprefixed", ()) or objective.startswith(f"{entry.name}_"):
-            if entry.name not in plan.attacks:
-                raise BenchError(f"Objective '{objective}' is a metric of attack '{entry.name}', which this search does "
-                                 f"not run: add --attacks {entry.name} (or choose another objective).")
-            break
+    owner = objective_attack(objective, {e.name: e.obj for e in registry.entries("attack")})
+    if owner is not None and owner not in plan.attacks:
+        raise BenchError(f"Objective '{objective}' is a metric of attack '{owner}', which this search does "
+                         f"not run: add --attacks {owner} (or choose another objective).")
     cuda = str(plan.device).startswith("cuda")
     if objective in ("peak_memory_reserved_mb",) and not cuda or objective == "memory_delta_mb" and cuda:
         have, other = ("the CPU", "a GPU (--device cuda)") if not cuda else ("a GPU", "the CPU")
@@ -194,6 +193,7 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
             started_ray = start_ray(opts.ray_address, verbose, say)
             payload, _, _ = prepare_references(plan, versions, say)
             warnings, failures = payload.warnings, payload.failures
+            failures = failures or _unscorable(objective, payload)
         if warnings:  # kept with the search, as bench run keeps them (a recipe that does not match --original)
             with tracking.recording("recording the warnings in the MLflow store"):
                 client.set_tag(parent, Tag.WARNINGS, "\n".join(warnings)[:4900])
@@ -302,6 +302,19 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
     if refused is not None:
         raise refused
     return code
+
+
+def _unscorable(objective: str, payload) -> dict[str, str]:
+    """``{group: why}`` when the objective's attack cannot run in the search's group (its shadow
+    models failed to train, ``bench.run.prepare.attack_models``): no sample could score, so none runs."""
+    owner = objective_attack(objective, payload.attacks)
+    for gid, group in payload.groups.items():
+        errors = (group.attack_models or {}).get("errors", {})
+        broken = [k for k in getattr(payload.attacks.get(owner), "needs", ()) if k in errors]
+        if broken:
+            return {gid: f"{errors[broken[0]]}\nAttack '{owner}', whose {objective} is the objective, needs them: no "
+                         f"sample could score."}
+    return {}
 
 
 def saved_params(params: dict[str, Any], space: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:

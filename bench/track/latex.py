@@ -1,13 +1,14 @@
 """``bench compare --format latex``: the ranked table as a LaTeX ``table`` (booktabs rules), ready
 for a paper: mean ± std over seeds as ``bench compare`` prints them, one block per setting, the
-references first, the first-ranked method in bold, and the seeds each row averages."""
+references first, the first-ranked method in bold, and each row's finished (failed, killed) trials."""
 
 from __future__ import annotations
 
 from bench.track import report
 
 _SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
-            "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$"}
+            "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$",
+            "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}"}
 
 
 def escape(text: str) -> str:
@@ -17,9 +18,11 @@ def escape(text: str) -> str:
 
 
 def cell(values: list[float], of: int) -> str:
-    """A metric's cell: :func:`bench.track.report.fmt` with ``$\\pm$`` and ``--`` for no value."""
+    """A metric's cell: :func:`bench.track.report.fmt` with ``$\\pm$``, a minus sign, and ``--`` for no value."""
     text = report.fmt(values, of)
-    return "--" if text == "-" else escape(text)
+    if text == "-":
+        return "--"
+    return escape(text).replace("-", "$-$")  # a number's minus (or exponent's), not a hyphen
 
 
 def to_latex(rows: list[report.Row], ranks: list[int | None] | None, columns, caption: str, label: str = "tab:unlearning") -> str:
