@@ -1,7 +1,8 @@
 """Search-space domains that plugins declare without importing ray.
 
-``search_space = {"lr": loguniform(1e-5, 1e-1), "epochs": randint(1, 20)}``; the executor
-turns each into the matching ``ray.tune`` domain with :func:`to_tune`.
+``search_space = {"lr": loguniform(1e-5, 1e-1), "epochs": randint(1, 20)}``; ``bench tune`` draws
+each sample from them itself (``bench.run.tune_samples``), with Ray Tune's semantics (a float
+range's upper end open, ``randint``'s high end excluded).
 """
 
 from __future__ import annotations
@@ -34,15 +35,6 @@ def randint(low: int, high: int) -> Domain:
 
 def choice(values: Sequence[Any]) -> Domain:
     return Domain("choice", (tuple(values),))
-
-
-def to_tune(domain: Domain):
-    """The ``ray.tune`` search domain for ``domain``."""
-    from ray import tune
-
-    if domain.kind == "choice":
-        return tune.choice(list(domain.args[0]))
-    return getattr(tune, domain.kind)(*domain.args)
 
 
 def probes(domain: Domain) -> list[Any]:

@@ -145,11 +145,11 @@ class TrialSpec:
         return what in self.data_access
 
 
-def spec_of(config: Mapping[str, Any], trial_id: str | None = None, table: Sequence[TrialSpec] = ()) -> TrialSpec:
+def spec_of(config: Mapping[str, Any], table: Sequence[TrialSpec] = ()) -> TrialSpec:
     """The trial spec of a Ray Tune config: ``{"trial": i}`` (the i-th spec of ``table``: a grid of
     trials, whose specs travel once, not in every trial's config), ``{"trial": recorded spec}``, or
     ``{"trial": recorded spec, "pick": {"number": N, "sample": {...}}}``: sample N of ``bench tune``,
-    the recorded spec with the sampled hyperparameters. (``trial_id``: Tune's, unused.)"""
+    the recorded spec with the sampled hyperparameters."""
     base = config["trial"]
     spec = table[base] if isinstance(base, int) else TrialSpec.from_dict(base)
     pick = config.get("pick")

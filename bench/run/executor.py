@@ -83,9 +83,8 @@ def run_local(trials: list[TrialSpec], payload: Payload,
         out.results[i] = metrics
         with finish_writing(spec.trial_name, say) as stop:
             log_trial(spec, metrics, None)
-        failed = ", ".join(metrics.get(ATTACK_ERRORS_KEY) or ())
-        say(f"[{i + 1}/{len(trials)}] done    {spec.trial_name} in {time.perf_counter() - t0:.1f}s: {summary_line(metrics)}"
-            + (f" (attack(s) {failed} failed: no metrics of theirs)" if failed else ""), always=bool(failed))
+        say(f"[{i + 1}/{len(trials)}] done    {spec.trial_name} in {time.perf_counter() - t0:.1f}s: {summary_line(metrics)}",
+            always=ATTACK_ERRORS_KEY in metrics)  # (summary_line names the attacks that failed)
         if stop:
             out.interrupted = True
             break

@@ -35,7 +35,7 @@ class Progress(tune.Callback):
                 "run_of": None, "after_record": None}
 
     def _where(self, trial) -> tuple[int, str, str]:
-        spec = spec_of(trial.config, trial.trial_id, self.trials)
+        spec = spec_of(trial.config, self.trials)
         name = spec.trial_name
         if name not in self.index:  # a sample of ``bench tune``: numbered in start order
             self.index[name] = len(self.index)
@@ -57,10 +57,8 @@ class Progress(tune.Callback):
         took = time.perf_counter() - self.started.get(trial.trial_id, time.perf_counter())
         result = self.out.results.get(i, {})
         early = "" if "unlearn_seconds" in result else " (stopped early by the scheduler)"
-        failed = ", ".join(result.get(ATTACK_ERRORS_KEY) or ())  # as the in-process executor says it
-        early += f" (attack(s) {failed} failed: no metrics of theirs)" if failed else ""
-        line = f"{tag} done    {name} in {took:.1f}s: {summary_line(result)}{early}"
-        self.after_record(trial, lambda: self.say(line, always=bool(failed)))
+        line = f"{tag} done    {name} in {took:.1f}s: {summary_line(result)}{early}"  # (with the attacks that failed)
+        self.after_record(trial, lambda: self.say(line, always=ATTACK_ERRORS_KEY in result))
 
     def on_trial_error(self, iteration, trials, trial, **info):
         i, tag, name = self._where(trial)

@@ -108,9 +108,8 @@ def open_parent(plan, opts: RunOptions, versions: dict, plugins: dict, say, tags
                 parent_run, done = earlier
                 parent, run_name = parent_run.info.run_id, parent_run.info.run_name
                 refuse_live_parent(parent_run)  # two drivers would run its trials twice
-                tracking.kill_unfinished_children(client, experiment_id, parent)  # left RUNNING by a killed run
-                client.update_run(parent, status="RUNNING")
-                tracking.claim_parent(client, parent)
+                resume.reopen_parent(client, experiment_id, parent, {"options": opts.as_dict(), "versions": versions,
+                                                                     "plugins": plugins})
                 unsaved = 0
                 if opts.save_models:
                     done, unsaved = resume.drop_unsaved(done)
@@ -127,11 +126,6 @@ def open_parent(plan, opts: RunOptions, versions: dict, plugins: dict, say, tags
                 if stale:
                     say(f"--resume: {stale} finished trial(s) were measured with other code (their method's or an "
                         f"attack's plugin, bench or torch changed since): running them again", always=True)
-                # the run's params keep the first session's options (MLflow params are set once): each
-                # resuming session's own options and versions go beside them
-                stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-                client.log_text(parent, json.dumps({"options": {k: v for k, v in opts.as_dict().items()}, "versions": versions,
-                                                    "plugins": plugins}, indent=1, default=str), f"resumed/{stamp}.json")
             else:
                 if opts.resume:
                     say(f"--resume: no earlier run of this plan in experiment '{opts.experiment}' (the same trials, "
@@ -274,7 +268,7 @@ def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False, t
                                 "the store takes writes."):
             tracking.log_metrics(client, parent, {"references_trained": trained})
             if payload.warnings:  # kept with the run: bench compare says them again (they were on the console only)
-                client.set_tag(parent, Tag.WARNINGS, "\n".join(payload.warnings)[:4900])
+                tracking.set_warnings(client, parent, payload.warnings)
 
         blocked = _fail_blocked(plan, todo, payload, client, experiment_id, parent, say)
         ran = [i for i in todo if i not in blocked]

@@ -115,10 +115,9 @@ def open_search(client, *, tracking_uri: str, experiment_id: str, key: str, resu
     this search, reopened; returns (run id, run name, the kept results by sample number:
     :func:`kept_samples`). ``record``: this session's options and versions, logged as
     ``resumed/<time>.json`` on a reopened run (its params keep the first session's)."""
-    from datetime import datetime
-
     from bench.run.runner import refuse_live_parent
     from bench.track import tracking
+    from bench.track.resume import reopen_parent
 
     found = find_search(client, experiment_id, key) if resume else None
     if resume and found is None:
@@ -137,10 +136,7 @@ def open_search(client, *, tracking_uri: str, experiment_id: str, key: str, resu
     kept = kept_samples(finished, specs)
     parent = run.info.run_id
     with tracking.recording("reopening the run in the MLflow store", tracking.NOTHING_RUN):
-        client.update_run(parent, status="RUNNING")
-        tracking.claim_parent(client, parent)
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        client.log_text(parent, json.dumps(record, indent=1, default=str), f"resumed/{stamp}.json")
+        reopen_parent(client, experiment_id, parent, record)
     others = sum(k < len(specs) and k not in kept for k in finished)
     failed = sum(k < len(specs) for k in errored)
     say(f"resuming search {parent} ('{run.info.run_name}'): {len(kept)} of {len(specs)} sample(s) already finished"

@@ -26,7 +26,6 @@ from typing import Any
 from bench.core.console import Printer, ProgressReporter, set_sink
 from bench.core.errors import BenchError
 from bench.core.fs import check_writable_file
-from bench.core.keys import Tag
 from bench.core.options import RunOptions
 from bench.core.plugins import get_registry, plugin_versions
 from bench.eval.metrics import (CLASS_ONLY, CONTINUAL_ONLY, METRIC_DIRECTIONS, PER_EPOCH, no_direction_reason,
@@ -142,9 +141,8 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
     if not any(k not in opts.params.get(method, {}) for k in method_obj.search_space):
         raise BenchError(f"Every parameter of '{method}' with a search space is fixed by --param: nothing left to tune.")
     domains = fit_space(plan.methods[0], plan, opts.params.get(method, {}), say)
-    space = domains
     # the defaults as they apply here (the dataset's, with -p), restricted to what is searched
-    defaults = {k: plan.trials[0].params[k] for k in space} if defaults_first else None
+    defaults = {k: plan.trials[0].params[k] for k in domains} if defaults_first else None
     experiment_id = tracking.setup_experiment(plan.tracking_uri, opts.experiment)
     client = MlflowClient(plan.tracking_uri)
     reaped = tracking.reap_dead_runs(client)
@@ -164,15 +162,15 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
     specs = [base.with_params(p, f"{base.trial_name} sample {k}")
              for k, p in enumerate(tune_samples.samples(domains, num_samples, seed, first))]
     key = tune_samples.search_key(base.trial_key, objective, mode, scheduler, seed, domains, first)
-    refused = refused_samples(plan.methods[0], plan, specs)  # combinations the setting refuses: not run
-    if len(refused) == num_samples:
-        raise BenchError(f"Every sample of the search is refused on this setting ({next(iter(refused.values()))}). "
+    unrunnable = refused_samples(plan.methods[0], plan, specs)  # combinations the setting refuses: not run
+    if len(unrunnable) == num_samples:
+        raise BenchError(f"Every sample of the search is refused on this setting ({next(iter(unrunnable.values()))}). "
                          f"Fix a parameter with -p {method}.NAME=VALUE, or tune on another setting.")
     parent, run_name, kept = tune_samples.open_search(
         client, tracking_uri=plan.tracking_uri, experiment_id=experiment_id, key=key, resume=opts.resume,
         run_name=run_name, params=params, specs=specs, say=say,
         record={"num_samples": num_samples, "options": opts.as_dict(), "versions": versions, "plugins": plugins})
-    say(f"tuning '{method}' over {', '.join(space)}: {num_samples} sample(s), objective {objective} ({mode}), scheduler {scheduler}")
+    say(f"tuning '{method}' over {', '.join(domains)}: {num_samples} sample(s), objective {objective} ({mode}), scheduler {scheduler}")
     if defaults is not None:
         say("sample 0 runs the defaults (" + ", ".join(f"{k}={v!r}" for k, v in defaults.items()) + "): the best saved "
             "is never worse than them (--no-defaults-first draws every sample)")
@@ -182,12 +180,12 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
     reporter = ProgressReporter(console, quiet, say=say)  # per-epoch progress of long work (bench.core.console)
     previous_sink = set_sink(reporter)
     try:
-        if refused:
-            k, why = next(iter(refused.items()))
-            shown = ", ".join(f"{n}={specs[k].params[n]!r}" for n in space)
-            say(f"note: {len(refused)} of {num_samples} sample(s) of this search are refused by the setting and are not "
+        if unrunnable:
+            k, why = next(iter(unrunnable.items()))
+            shown = ", ".join(f"{n}={specs[k].params[n]!r}" for n in domains)
+            say(f"note: {len(unrunnable)} of {num_samples} sample(s) of this search are refused by the setting and are not "
                 f"run (sample {k}: {shown}: {why}); fix one of those parameters with -p to search the rest.", always=True)
-        todo = [k for k in range(num_samples) if k not in kept and k not in refused]  # (--resume: the unfinished)
+        todo = [k for k in range(num_samples) if k not in kept and k not in unrunnable]  # (--resume: the unfinished)
         payload, warnings, failures = None, (), {}
         if todo:  # else nothing to train or run: the best of the kept samples is saved
             started_ray = start_ray(opts.ray_address, verbose, say)
@@ -196,7 +194,7 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
             failures = failures or _unscorable(objective, payload)
         if warnings:  # kept with the search, as bench run keeps them (a recipe that does not match --original)
             with tracking.recording("recording the warnings in the MLflow store"):
-                client.set_tag(parent, Tag.WARNINGS, "\n".join(warnings)[:4900])
+                tracking.set_warnings(client, parent, warnings)
         if failures:  # the one group's reference (or the method's own original) did not train
             text = next(iter(failures.values()))
             with tracking.recording("recording the failure in the MLflow store"):
@@ -215,7 +213,7 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
                     plan.trials, payload, cpus=opts.cpus_per_trial, gpus=opts.gpus_per_trial,
                     storage=f"{plan.cache_dir}/ray_results", name=f"{run_name}-{parent[:8]}-{int(time.time())}",
                     callbacks=[make_ray_callback(plan.tracking_uri, opts.experiment, parent)], say=say,
-                    search={"samples": [(k, {n: specs[k].params[n] for n in space}) for k in todo], "metric": objective,
+                    search={"samples": [(k, {n: specs[k].params[n] for n in domains}) for k in todo], "metric": objective,
                             "mode": mode, "scheduler": sched}, verbose=verbose)
             ran = {i: r for i, r in outcome.results.items() if i in outcome.specs}
             clean_ray = not outcome.failures
@@ -252,7 +250,7 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
                     say(f"no sample ran to its end (the scheduler stopped every one early): the best by its last "
                         f"report ({objective}={value:.4f}, intermediate) is saved; for samples compared at their end "
                         "use --scheduler fifo or more samples.", always=True)
-                best_params = {method: saved_params(spec.params, space, opts.params.get(method, {}))}
+                best_params = {method: saved_params(spec.params, domains, opts.params.get(method, {}))}
                 written = True
                 try:  # checked before any work (check_output); a late failure still keeps them in MLflow
                     path.parent.mkdir(parents=True, exist_ok=True)
@@ -283,7 +281,7 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
                                                           "wall_seconds": time.perf_counter() - t_start})
                 same = defaults is not None and all(spec.params[k] == v for k, v in defaults.items())
                 say(f"best sample: {spec.trial_name}: {objective}={value:.4f} with "
-                    + ", ".join(f"{k}={spec.params[k]!r}" for k in space)
+                    + ", ".join(f"{k}={spec.params[k]!r}" for k in domains)
                     + (" (the defaults: no sample beat them)" if same else ""), always=same)
                 if written:
                     say(f"best parameters written to {path} and to MLflow (run {parent}, best_params.json); "
@@ -341,8 +339,8 @@ def best_sample(outcome, objective: str, mode: str) -> tuple[Any, float, bool] |
 
 def sample_number(spec) -> int:
     """N of a sample's trial name ("ga seed=0 sample N"); a large number for another name."""
-    head, sep, tail = str(getattr(spec, "trial_name", spec)).rpartition(" sample ")
-    return int(tail) if sep and tail.isdigit() else 1 << 30
+    number = tune_samples.sample_number(str(getattr(spec, "trial_name", spec)))
+    return 1 << 30 if number is None else number
 
 
 def load_params(source: str, tracking_uri: str | None) -> dict[str, dict[str, Any]]:

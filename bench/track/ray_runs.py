@@ -85,7 +85,7 @@ def make_ray_callback(tracking_uri: str, experiment_name: str, parent_run_id: st
         def log_trial_start(self, trial):
             if trial in self._runs:
                 return
-            spec = spec_of(trial.config, trial.trial_id, table)
+            spec = spec_of(trial.config, table)
             self._runs[trial] = self._submit(trial, self._start, spec, {**child_tags(spec, parent_run_id), "trial_name": str(trial)})
 
         def _start(self, spec: TrialSpec, tags: dict) -> str:

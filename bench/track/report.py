@@ -262,6 +262,8 @@ def attack_error_lines(trials, results: Mapping[int, dict], unit: str = "trial")
 
 
 def summary_line(m: dict) -> str:
-    """One trial's headline metrics on one line (progress output)."""
+    """One trial's headline metrics on one line (progress output), and the attacks that failed in it."""
     keys = ("forget_acc", "retain_acc", "test_acc", "avg_gap", "unlearn_seconds")
-    return ", ".join(f"{k}={m[k]:.3f}" for k in keys if k in m)
+    failed = ", ".join(m.get(ATTACK_ERRORS_KEY) or ())
+    return (", ".join(f"{k}={m[k]:.3f}" for k in keys if k in m)
+            + (f" (attack(s) {failed} failed: no metrics of theirs)" if failed else ""))

@@ -9,6 +9,9 @@ plugins, ``bench.run.trained_with.measured_with``).
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
+
 from bench.core.keys import Tag
 
 
@@ -83,3 +86,17 @@ def fresh_results(done: dict[str, dict], trials) -> tuple[dict[str, dict], int]:
             continue
         kept[key] = {k: v for k, v in metrics.items() if k not in (MEASURED_WITH, SAVED_MODEL, ATTACK_ERRORS)}
     return kept, stale
+
+
+def reopen_parent(client, experiment_id: str, parent: str, record: dict) -> None:
+    """Take an earlier parent run over for ``--resume`` (``bench run`` and ``bench tune``): its
+    children left RUNNING by a killed driver become KILLED, it is RUNNING again under this driver,
+    and this session's ``record`` (options, versions, plugins) goes beside the first session's
+    params, which MLflow sets once, as ``resumed/<time>.json``."""
+    from bench.track import tracking
+
+    tracking.kill_unfinished_children(client, experiment_id, parent)
+    client.update_run(parent, status="RUNNING")
+    tracking.claim_parent(client, parent)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    client.log_text(parent, json.dumps(record, indent=1, default=str), f"resumed/{stamp}.json")
