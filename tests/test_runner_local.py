@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import mlflow
 import pytest
 import torch
@@ -369,43 +371,83 @@ def test_a_timeout_inside_a_guarded_import_leaves_no_half_imported_module(tmp_pa
     import time
 
     from bench.core.errors import BenchError
-    from bench.run.deadline import deadline
+    from bench.run.deadline import run_with_deadline
 
     # short sleeps: the timeout surfaces between Python instructions, not inside one long C call
     (tmp_path / "bench_slow_import.py").write_text(
         "import time\ntry:\n    for _ in range(200):\n        time.sleep(0.01)\nexcept Exception:  # a library's guarded "
         "step\n    pass\nVALUE = 1\n")
     monkeypatch.syspath_prepend(str(tmp_path))
+
+    def trial() -> None:
+        import bench_slow_import  # noqa: F401
+        for _ in range(500):  # where a swallowed timeout's re-raise, a second later, would land
+            time.sleep(0.01)
+
     with pytest.raises(BenchError, match="ran longer than --trial-timeout 0.2 s"):
-        with deadline(0.2, "Trial t"):
-            import bench_slow_import  # noqa: F401
-            for _ in range(500):  # where a swallowed timeout's re-raise, a second later, would land
-                time.sleep(0.01)
+        run_with_deadline(0.2, "Trial t", trial)
     assert "bench_slow_import" not in sys.modules  # not left behind, complete or half
     monkeypatch.delitem(sys.modules, "bench_slow_import", raising=False)
+
+
+def _busy(seconds: float) -> None:
+    """Run Python instructions for ``seconds``: where a stray TrialTimeout would surface."""
+    import time
+
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        sum(range(1_000))
 
 
 def test_trial_timeout_leaves_a_trial_that_ends_in_time_alone():
     import time
 
-    from bench.run.deadline import deadline
-
     from bench.core.errors import BenchError
+    from bench.run.deadline import run_with_deadline
 
     stopped = 0
     for _ in range(50):  # ending right at the deadline (stopped or not) leaves no exception behind it
         try:
-            with deadline(0.01, "x"):
-                time.sleep(0.01)
+            run_with_deadline(0.01, "x", time.sleep, 0.01)
         except BenchError:
             stopped += 1
-        sum(range(10_000))  # Python instructions after the block: a stray TrialTimeout would surface here
-    time.sleep(1.2)  # the watchdog fires again each second while a trial runs: nothing is pending here
-    sum(range(10_000))
-    with pytest.raises(Exception, match="ran longer than --trial-timeout 0.2 s"):
-        with deadline(0.2, "Trial t"):
-            while True:
-                pass
+        sum(range(10_000))  # Python instructions after the call: a stray TrialTimeout would surface here
+    _busy(1.2)  # the watchdog fires again each second while a trial runs: nothing is pending here
+
+    def spins() -> None:
+        while True:
+            pass
+
+    with pytest.raises(BenchError, match="ran longer than --trial-timeout 0.2 s"):
+        run_with_deadline(0.2, "Trial t", spins)
+    assert not [t for t in threading.enumerate() if t.name == "bench-trial-deadline"]
+
+
+def test_a_trial_whose_clean_up_was_cut_short_leaves_no_watchdog_firing(monkeypatch):
+    """A timeout that surfaced in the clean-up after a trial (the trial ending just as its time ran
+    out; here the watchdog's stop fails once instead) skipped stopping the watchdog, which then
+    raised TrialTimeout into whatever the worker did next, every second, for good: the next trials,
+    MLflow's writes, pytest's own report of a failure (a crashed xdist worker on a loaded machine).
+    The watchdog fires only while the trial's frame runs."""
+    import types
+
+    import bench.run.deadline as deadline
+
+    class CutEvent(threading.Event):
+        cut = 0
+
+        def set(self) -> None:
+            if CutEvent.cut == 0:  # the first stop: the clean-up cut short
+                CutEvent.cut += 1
+                raise RuntimeError("clean-up cut short")
+            super().set()
+
+    monkeypatch.setattr(deadline, "threading", types.SimpleNamespace(
+        Event=CutEvent, Thread=threading.Thread, get_ident=threading.get_ident))
+    with pytest.raises(RuntimeError, match="cut short"):
+        deadline.run_with_deadline(0.2, "Trial t", sum, range(10))
+    _busy(2.5)  # the watchdog's time (0.2 s) and two repeats: none may land here
+    assert not [t for t in threading.enumerate() if t.name == "bench-trial-deadline"]
 
 
 class BadData:

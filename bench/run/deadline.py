@@ -8,6 +8,12 @@ error (its ``with`` blocks close) and fails that trial only, with the traceback 
 The worker then takes the next trial. A trial stuck inside one call into C that never returns (a
 deadlock in a native library) is not reached this way; every training loop, which returns to
 Python each step, is.
+
+The watchdog fires again each second while the trial goes on (a plugin's bare ``except:`` may
+swallow one), and only while the trial's own frame (:func:`_guarded`) is on its thread's stack: a
+timeout that surfaced in the clean-up after the trial (a trial ending just as its time ran out)
+once left the watchdog firing into whatever the worker did next, every second, for good (the
+next trials' metrics, MLflow's writes, the test runner's own code).
 """
 
 from __future__ import annotations
@@ -15,10 +21,12 @@ from __future__ import annotations
 import ctypes
 import sys
 import threading
-from contextlib import contextmanager
-from typing import Iterator
+from types import FrameType
+from typing import Any, Callable, TypeVar
 
 from bench.core.errors import BenchError
+
+T = TypeVar("T")
 
 
 class TrialTimeout(BaseException):
@@ -48,19 +56,42 @@ def drop_half_imported() -> list[str]:
     return gone
 
 
-@contextmanager
-def deadline(seconds: float | None, what: str) -> Iterator[None]:
-    """Run the body with at most ``seconds`` (None: no limit); past them, stop it with a BenchError
-    saying ``what`` ran too long (chained to the TrialTimeout that shows where it was)."""
+def _on_stack(thread_id: int, frame: FrameType) -> bool:
+    """Whether ``frame`` is running in thread ``thread_id`` (is on its stack)."""
+    top = sys._current_frames().get(thread_id)
+    while top is not None:
+        if top is frame:
+            return True
+        top = top.f_back
+    return False
+
+
+def run_with_deadline(seconds: float | None, what: str, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` with at most ``seconds`` (None or 0: no limit); past them, stop it with a
+    BenchError saying ``what`` ran too long (chained to the TrialTimeout that shows where it was)."""
     if not seconds:
-        yield
-        return
-    target = threading.get_ident()
+        return fn(*args)
+    try:
+        return _guarded(seconds, fn, args)
+    except TrialTimeout as exc:  # from the body, or surfaced in _guarded's clean-up (the watchdog has stopped)
+        dropped = drop_half_imported()
+        raise BenchError(f"{what} ran longer than --trial-timeout {seconds:g} s and was stopped (the traceback "
+                         "shows where it was)." + (f" It stopped an import: {', '.join(dropped)} will be imported "
+                                                   "again by the next trial." if dropped else "")) from exc
+
+
+def _guarded(seconds: float, fn: Callable[..., T], args: tuple) -> T:
+    """Run ``fn`` with the watchdog on; the watchdog fires only while this frame is on the stack."""
+    target, frame = threading.get_ident(), [sys._getframe()]  # (a list: emptied after, no cycle kept)
     done, fired = threading.Event(), threading.Event()
 
     def watch() -> None:
         wait = seconds
         while not done.wait(wait):  # again each second: a plugin's bare ``except:`` may swallow one
+            if not frame or not _on_stack(target, frame[0]):  # the trial is over, its clean-up cut short
+                if fired.is_set():
+                    _raise_in(target, None)
+                return
             fired.set()
             _raise_in(target, TrialTimeout)
             wait = 1.0
@@ -68,22 +99,17 @@ def deadline(seconds: float | None, what: str) -> Iterator[None]:
     watcher = threading.Thread(target=watch, name="bench-trial-deadline", daemon=True)
     watcher.start()
     try:
-        yield
-    except TrialTimeout as exc:
-        done.set()
-        dropped = drop_half_imported()
-        raise BenchError(f"{what} ran longer than --trial-timeout {seconds:g} s and was stopped (the traceback "
-                         "shows where it was)." + (f" It stopped an import: {', '.join(dropped)} will be imported "
-                                                   "again by the next trial." if dropped else "")) from exc
+        return fn(*args)
     finally:
-        done.set()
-        # the body may have ended just as the time ran out: wait for the watchdog, and drop an
-        # exception it scheduled that has not surfaced yet (or swallow it if it surfaces here)
+        # the body may have ended just as the time ran out: stop and wait for the watchdog, then
+        # drop an exception it scheduled that has not surfaced yet (or swallow it if it surfaces here)
         while True:
             try:
+                done.set()
                 watcher.join()
                 if fired.is_set():
                     _raise_in(target, None)
+                frame.clear()
                 break
             except TrialTimeout:
                 continue

@@ -31,7 +31,7 @@ from bench.nn.nets import model_factory
 from bench.nn.torch_state import restore_torch_globals, torch_globals
 from bench.nn.training import accuracy, content_digest, seed_everything, set_threads, warm_up
 from bench.run.attack_step import add_metric, check_artifacts, run_attacks
-from bench.run.deadline import deadline
+from bench.run.deadline import run_with_deadline
 from bench.run.method_training import own_original
 from bench.run.payload import GroupPayload, Payload
 from bench.run.request import build_request, input_bounds, step_data
@@ -121,8 +121,7 @@ def run_trial(spec: TrialSpec, payload: Payload, fetch: Callable[[Any], Any] = l
     intermediate models a method passes to ``ctx.report`` (for schedulers such as ASHA; single
     requests only). With ``--trial-timeout`` (``payload.trial_timeout``) a trial still running
     past it is stopped and fails (``bench.run.deadline``)."""
-    with deadline(payload.trial_timeout, f"Trial {spec.trial_name}"):
-        return _run_trial(spec, payload, fetch, report)
+    return run_with_deadline(payload.trial_timeout, f"Trial {spec.trial_name}", _run_trial, spec, payload, fetch, report)
 
 
 def _run_trial(spec: TrialSpec, payload: Payload, fetch: Callable[[Any], Any],
