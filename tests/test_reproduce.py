@@ -48,6 +48,33 @@ def test_check_trials_pairs_by_key_and_names_each_difference():
     assert relaxed["ga seed=0"].verdict == "identical"
 
 
+def test_a_record_that_lost_a_metric_or_whose_params_were_edited_is_not_confirmed():
+    """An auditor deleted forget_acc, test_acc, retain_acc and avg_gap from a trial's record, and set
+    another trial's params.lr 0.005 -> 0.5: `bench reproduce` said both were identical (a metric
+    the record lacks was taken as logged by newer code; params were not compared)."""
+    from bench.track.reproduce import Recorded
+
+    full = {"forget_acc": 0.5, "test_acc": 0.9, "loss_auc": 0.6, "unlearn_seconds": 1.0}
+    params = {"params.lr": "0.005", "seed": "0", "measured_with": "abc", "method_train.key": "k1"}
+    rerun = Recorded("ft seed=0", "FINISHED", full, "", "abc", params)
+    lost = Recorded("ft seed=0", "FINISHED", {"loss_auc": 0.6}, "", "abc", params)
+    (check,) = check_trials({"k": lost}, {"k": rerun})
+    assert check.verdict == "differs" and check.compared == 3
+    assert check.differences == [("forget_acc", None, 0.5), ("test_acc", None, 0.9)]
+    assert "differs in 2 of 3 metrics: forget_acc missing -> 0.5; test_acc missing -> 0.9" in check.line(9)
+    # measured with other (older) code: a metric it did not log yet is not compared
+    older = lost._replace(measured_with="old", params={**params, "measured_with": "old", "method_train.key": "k0"})
+    (check,) = check_trials({"k": older}, {"k": rerun})
+    assert check.verdict == "identical" and check.compared == 1
+    # a recorded param the options do not give again
+    edited = rerun._replace(params={**params, "params.lr": "0.5", "seed": "99"})
+    (check,) = check_trials({"k": edited}, {"k": rerun})
+    assert check.verdict == "differs" and check.params == [("params.lr", "0.5", "0.005"), ("seed", "99", "0")]
+    assert "differs in 2 param(s): param params.lr 0.5 -> 0.005; param seed 99 -> 0" in check.line(9)
+    (check,) = check_trials({"k": rerun}, {"k": rerun})
+    assert check == Check("ft seed=0", "identical", 3, [])
+
+
 def test_version_changes_name_what_differs_from_the_record():
     recorded = {"versions.torch": "2.3.0", "versions.numpy": "1.26.4", "plugins.extra": "0.1"}
     assert version_changes(recorded, "versions", {"torch": "2.4.0", "numpy": "1.26.4", "scipy": "1.13"}) == [

@@ -18,6 +18,7 @@ import math
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from bench.core.errors import BenchError
 from bench.core.keys import Tag
@@ -28,6 +29,21 @@ TIMED_SUFFIXES = ("_seconds", "_mb")
 TIMED_PREFIXES = ("speedup", "cumulative_speedup")
 #: options of the record that the new run sets itself
 OWN_OPTIONS = ("resume", "dry_run", "run_name", "tracking_uri", "experiment")
+#: trial params that may differ between a record and its rerun: the code identity and the cache key
+#: of a method's own original (which digests the method's code), as bench's or a plugin's code may
+#: have changed (the version notes say so); every other param is in the trial key
+UNCOMPARED_PARAMS = ("measured_with", "method_train.key")
+
+
+class Recorded(NamedTuple):
+    """One trial run as :func:`check_trials` compares it (a plain tuple of its first 3-5 fields too)."""
+
+    name: str
+    status: str
+    metrics: dict
+    attack_errors: str = ""  # the attacks that failed in it (comma-joined)
+    measured_with: str = ""  # its code identity (tag bench.measured_with)
+    params: dict | None = None  # its MLflow params
 
 
 def compared(metric: str) -> bool:
@@ -66,22 +82,23 @@ def recorded_options(client, parent) -> RunOptions:
         raise BenchError(f"Run {run_id}'s experiment.json: {str(exc).replace('the experiment file', 'it')}") from None
 
 
-def trial_results(client, experiment_id: str, parent_id: str) -> dict[str, tuple[str, str, dict[str, float], str]]:
-    """``{trial key: (trial name, status, metrics, the attacks that failed in it)}`` of ``parent_id``'s
-    trial runs; a trial run more than once (``--resume``) counts by its latest finished attempt."""
+def trial_results(client, experiment_id: str, parent_id: str) -> dict[str, Recorded]:
+    """``{trial key: Recorded}`` of ``parent_id``'s trial runs; a trial run more than once
+    (``--resume``) counts by its latest finished attempt."""
     from bench.track.compare.query import _search_all
 
     runs = _search_all(client, [experiment_id], f"tags.`{Tag.PARENT}` = '{parent_id}'", ["attributes.start_time ASC"])
-    found: dict[str, tuple[str, str, dict[str, float], str]] = {}
+    found: dict[str, Recorded] = {}
     for run in runs:
         tags = run.data.tags
         key = tags.get(Tag.TRIAL_KEY)
         if tags.get(Tag.ROLE) != "trial" or not key:
             continue
-        if key in found and found[key][1] == "FINISHED" and run.info.status != "FINISHED":
+        if key in found and found[key].status == "FINISHED" and run.info.status != "FINISHED":
             continue  # a finished attempt is not replaced by a later failed one
         name = run.info.run_name or f"{tags.get(Tag.METHOD, '?')} seed={tags.get(Tag.SEED, '?')}"
-        found[key] = (name, run.info.status, with_earlier_requests(client, run), tags.get(Tag.ATTACK_ERRORS, ""))
+        found[key] = Recorded(name, run.info.status, with_earlier_requests(client, run), tags.get(Tag.ATTACK_ERRORS, ""),
+                              tags.get(Tag.MEASURED_WITH, ""), dict(run.data.params))
     return found
 
 
@@ -106,18 +123,25 @@ class Check:
     trial: str
     verdict: str  # "identical", "differs", "failed now", "not run now", "new"
     compared: int = 0
-    #: (metric, recorded value, value now; None where it is missing now)
-    differences: list[tuple[str, float, float | None]] = field(default_factory=list)
+    #: (metric, recorded value, value now; None where it is missing on that side)
+    differences: list[tuple[str, float | None, float | None]] = field(default_factory=list)
+    #: (param, recorded value, value now; None where it is missing now): the record's params
+    #: contradict what its options run (an edited or corrupted record)
+    params: list[tuple[str, str, str | None]] = field(default_factory=list)
 
     def line(self, width: int) -> str:
         if self.verdict == "identical":
             return f"  {self.trial:<{width}}  identical ({self.compared} metrics)"
         if self.verdict != "differs":
             return f"  {self.trial:<{width}}  {self.verdict}"
-        shown = "; ".join(f"{m} {old:.6g} -> {'missing' if new is None else f'{new:.6g}'}"
-                          for m, old, new in self.differences[:3])
-        more = f"; and {len(self.differences) - 3} more" if len(self.differences) > 3 else ""
-        return f"  {self.trial:<{width}}  differs in {len(self.differences)} of {self.compared} metrics: {shown}{more}"
+        value = lambda v: "missing" if v is None else f"{v:.6g}"  # noqa: E731
+        parts = [f"param {p} {old} -> {'missing' if new is None else new}" for p, old, new in self.params]
+        parts += [f"{m} {value(old)} -> {value(new)}" for m, old, new in self.differences]
+        more = f"; and {len(parts) - 3} more" if len(parts) > 3 else ""
+        what = (f"{len(self.differences)} of {self.compared} metrics" if self.differences else "") + \
+            (" and " if self.differences and self.params else "") + \
+            (f"{len(self.params)} param(s)" if self.params else "")
+        return f"  {self.trial:<{width}}  differs in {what}: {'; '.join(parts[:3])}{more}"
 
 
 def _same(a: float, b: float, rtol: float, atol: float) -> bool:
@@ -127,14 +151,20 @@ def _same(a: float, b: float, rtol: float, atol: float) -> bool:
 
 
 def check_trials(recorded: dict, now: dict, rtol: float = 0.0, atol: float = 0.0) -> list[Check]:
-    """Every trial of the record against the same trial (by key) now (:func:`trial_results`' form),
-    then the trials only the new run has. Only "identical" lines make a reproduction: a metric of
-    the record missing now is a difference, one the record lacks (logged by newer code) is not
-    compared, and a trial that failed, in the record or now, is said as such, as is one an attack
-    failed in (its numbers are missing)."""
+    """Every trial of the record against the same trial (by key) now (:func:`trial_results`' form,
+    or plain tuples of its first fields), then the trials only the new run has. Only "identical"
+    lines make a reproduction: a metric of the record missing now is a difference; one the record
+    lacks is one too when the record was measured with the same code (a record that lost its
+    ``forget_acc`` confirmed the rest before), and is left out when it was logged by newer code;
+    a recorded param other than the trial's code identity that the rerun does not give again is a
+    difference (the rerun follows the options, so an edited param contradicts the numbers beside
+    it); a trial that failed, in the record or now, is said as such, as is one an attack failed in
+    (its numbers are missing)."""
+    recorded = {k: Recorded(*v) for k, v in recorded.items()}
+    now = {k: Recorded(*v) for k, v in now.items()}
     checks: list[Check] = []
-    for key, (name, status, metrics, *failed) in recorded.items():
-        new_status = now[key][1] if key in now else None
+    for key, (name, status, metrics, then, code, params) in recorded.items():
+        new_status = now[key].status if key in now else None
         if status != "FINISHED":
             checks.append(Check(name, "failed in the record, not run now" if new_status is None else
                                 "failed in the record and now" if new_status != "FINISHED" else
@@ -147,16 +177,20 @@ def check_trials(recorded: dict, now: dict, rtol: float = 0.0, atol: float = 0.0
         if new_status != "FINISHED":
             checks.append(Check(name, f"{new_status.lower()} now (its error is in the new run)"))
             continue
-        then, failed_now = "".join(failed), "".join(now[key][3:])
+        rerun = now[key]
+        failed_now = rerun.attack_errors
         if then or failed_now:  # an attack's numbers are missing on one side (or both): nothing to confirm
             said = [f"attack(s) {then} failed in the record" if then else "", f"attack(s) {failed_now} failed now" if failed_now else ""]
             checks.append(Check(name, "; ".join(filter(None, said)) + " (tracebacks: artifacts attack_errors/)"))
             continue
-        new_metrics = now[key][2]
-        names = sorted(m for m in metrics if compared(m))
-        diffs = [(m, metrics[m], new_metrics.get(m)) for m in names
-                 if m not in new_metrics or not _same(metrics[m], new_metrics[m], rtol, atol)]
-        checks.append(Check(name, "differs" if diffs else "identical", len(names), diffs))
+        new_metrics = rerun.metrics
+        same_code = bool(code) and code == rerun.measured_with
+        names = sorted({m for m in metrics if compared(m)} | ({m for m in new_metrics if compared(m)} if same_code else set()))
+        diffs = [(m, metrics.get(m), new_metrics.get(m)) for m in names
+                 if m not in metrics or m not in new_metrics or not _same(metrics[m], new_metrics[m], rtol, atol)]
+        param_diffs = [(p, v, (rerun.params or {}).get(p)) for p, v in sorted((params or {}).items())
+                       if p not in UNCOMPARED_PARAMS and rerun.params is not None and rerun.params.get(p) != v]
+        checks.append(Check(name, "differs" if diffs or param_diffs else "identical", len(names), diffs, param_diffs))
     for key, (name, *_) in now.items():
         if key not in recorded:
             checks.append(Check(name, "new (not in the record: the plan differs)"))
