@@ -124,7 +124,7 @@ def test_csv_matches_mlflow_values_and_ranks(store, invoke_bench):
                 assert float(rows[method][f"{metric}_std"]) == pytest.approx(std, rel=1e-9, abs=1e-12), (method, metric)
             else:  # one value has no standard deviation (it read 0.0)
                 assert rows[method][f"{metric}_std"] == "", (method, metric)
-            assert int(rows[method]["ok"]) == n
+            assert int(rows[method]["ok"]) == n and int(rows[method][f"{metric}_n"]) == n
     expected = _expected_ranks(_means(kids, "avg_gap"), maximize=False)
     assert {m: int(rows[m]["rank"]) for m in expected} == expected
     assert rows["retrain"]["rank"] == "1" and float(rows["retrain"]["avg_gap_mean"]) == 0.0

@@ -202,7 +202,8 @@ def test_summary_cells_average_only_numbers_and_say_how_many():
                       (setting, "m", {"b": 2.0})], keep=None)
     md = to_markdown(rows, columns=("a", "b"))
     assert "| 0.200 (n=1) | 2.000 ± 1.000 | 3 |" in md, md
-    assert "0.2,,2.0,1.0,3,0,0" in to_csv(rows, columns=("a", "b"))  # the CSV: mean, no std, as before
+    # the CSV: mean, no std, and over how many (the auditor's 2-of-3 mean looked complete)
+    assert "0.2,,1,2.0,1.0,3,3,0,0" in to_csv(rows, columns=("a", "b"))
 
 
 def test_torch_settings_are_read_and_restored_through_either_precision_api():

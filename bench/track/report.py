@@ -178,7 +178,9 @@ def to_markdown(rows: list[Row], ranks: list[int | None] | None = None, columns=
 
 
 def to_csv(rows: list[Row], ranks: list[int | None] | None = None, columns=COLUMNS) -> str:
-    """Means and standard deviations; with ``ranks``, a rank column (empty for references)."""
+    """Means, standard deviations and how many trials each is over (``<metric>_n``: fewer than
+    ``ok`` where a trial lacks the metric, as the markdown's ``(n=K)``); with ``ranks``, a rank
+    column (empty for references)."""
     import csv
     import io
 
@@ -186,14 +188,14 @@ def to_csv(rows: list[Row], ranks: list[int | None] | None = None, columns=COLUM
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["dataset", "model", "forget", "method", *(["rank"] if ranked else []),
-                *(f"{c}_{s}" for c in columns for s in ("mean", "std")), "ok", "failed", "killed"])
+                *(f"{c}_{s}" for c in columns for s in ("mean", "std", "n")), "ok", "failed", "killed"])
     for i, r in enumerate(rows):
         stats = []
         for c in columns:
             values = [v for v in r.values.get(c, []) if v == v]
             mean, std = _mean_std(values)
             # no value: both empty (as the markdown's "-"); one value has no standard deviation
-            stats.extend(["" if not values else mean, std if len(values) > 1 else ""])
+            stats.extend(["" if not values else mean, std if len(values) > 1 else "", len(values)])
         rank = (["" if ranks[i] is None else ranks[i]] if ranked else [])
         w.writerow([*r.setting, r.name, *rank, *stats, r.ok, r.failed, r.killed])
     return buf.getvalue()
