@@ -100,6 +100,11 @@ def test_baselines_summary_has_one_row_per_method_and_reference_with_the_mlflow_
     # the reference rows: one original and one retrained model per seed
     assert rows["original (reference)"]["ok"] == rows["retrain (reference)"]["ok"] == "3"
     assert float(rows["original (reference)"]["forget_acc"].split(" ± ")[0]) >= 0.95
+    # the original's avg_gap (what doing nothing scores) as bench compare shows it; it read "-" here
+    gaps = [(kids["metrics.original_" + a] - kids["metrics.retrain_" + a]).abs() for a in ("retain_acc", "forget_acc", "test_acc")]
+    per_seed = (sum(gaps) / 3).groupby(kids["params.seed"]).first()
+    assert float(rows["original (reference)"]["avg_gap"].split(" ± ")[0]) == pytest.approx(per_seed.mean(), abs=6e-4)
+    assert rows["retrain (reference)"]["avg_gap"].startswith("0.000")
 
 
 def test_tune_salun_finds_parameters_at_least_as_good_as_the_defaults(workdir, run_bench, store_args):

@@ -9,6 +9,7 @@ from types import MappingProxyType
 from typing import Callable, Iterable, Mapping
 
 from bench.core.keys import ATTACK_ERRORS_KEY, STEPS_KEY
+from bench.eval.metrics import ACCURACIES
 
 COLUMNS = ("retain_acc", "forget_acc", "test_acc", "avg_gap", "js_to_retrain_forget", "unlearn_seconds", "speedup_vs_retrain")
 #: Shown only when some row has them: continual requests (``bench.run.continual``), last request / totals.
@@ -118,6 +119,24 @@ def aggregate(records: Iterable[Record], references: Iterable[Reference] = (),
     return list(rows.values())
 
 
+def with_gaps(original: dict[str, float], retrain: dict[str, float]) -> tuple[dict[str, float], dict[str, float]]:
+    """The reference rows' values with their gaps: the original's ``*_gap`` to the retrained model
+    per accuracy and their ``avg_gap`` (what doing nothing scores), the retrained model's 0 (both
+    tables, ``bench run``'s and ``bench compare``'s, show the same)."""
+    original, retrain = dict(original), dict(retrain)
+    gaps = []
+    for acc in ACCURACIES:
+        if acc in original and acc in retrain:
+            gap = abs(original[acc] - retrain[acc])
+            original[acc.replace("_acc", "_gap")] = gap
+            retrain[acc.replace("_acc", "_gap")] = 0.0
+            gaps.append(gap)
+    if len(gaps) == len(ACCURACIES):
+        original["avg_gap"] = sum(gaps) / len(gaps)
+        retrain["avg_gap"] = 0.0
+    return original, retrain
+
+
 def build_rows(trials: list, results: dict[int, dict], failures: dict[int, str], references: list[dict],
                extra_columns: tuple[str, ...] = (), killed: set[int] = frozenset()) -> list[Row]:
     """The rows of ``bench run``'s summary. ``trials``: the plan's ``TrialSpec`` list; ``results``:
@@ -125,7 +144,7 @@ def build_rows(trials: list, results: dict[int, dict], failures: dict[int, str],
     group with setting, seed, original accs, retrain accs and retrain_seconds; ``extra_columns``:
     further trial metrics to collect (the attack table's); ``killed``: positions an interrupt cut off."""
     wanted = set(COLUMNS + OPTIONAL_COLUMNS + tuple(extra_columns))
-    refs = [(ref["setting"], ref["original"], {**ref["retrain"], "unlearn_seconds": ref["retrain_seconds"]})
+    refs = [(ref["setting"], *with_gaps(ref["original"], {**ref["retrain"], "unlearn_seconds": ref["retrain_seconds"]}))
             for ref in references]
     records = [((spec.dataset, spec.model, spec.forget), spec.method, KILLED if i in killed and i not in results else results.get(i))
                for i, spec in enumerate(trials)]

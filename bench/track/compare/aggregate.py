@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 
 from bench.core.errors import BenchError
-from bench.eval.metrics import ACCURACIES, direction, no_direction_reason
+from bench.eval.metrics import direction, no_direction_reason
 from bench.track import report
 from bench.track.compare.query import TrialRecord
 
@@ -22,16 +22,7 @@ def reference_values(metrics: dict[str, float]) -> tuple[dict[str, float], dict[
     """The original and retrained models' rows of one trial's metrics, with their gaps."""
     original = {k[len("original_"):]: v for k, v in metrics.items() if k.startswith("original_")}
     retrain = {k[len("retrain_"):]: v for k, v in metrics.items() if k.startswith("retrain_") and k != "retrain_seconds"}
-    gaps = []
-    for acc in ACCURACIES:
-        if acc in original and acc in retrain:
-            gap = abs(original[acc] - retrain[acc])
-            original[acc.replace("_acc", "_gap")] = gap
-            retrain[acc.replace("_acc", "_gap")] = 0.0
-            gaps.append(gap)
-    if len(gaps) == len(ACCURACIES):
-        original["avg_gap"] = sum(gaps) / len(gaps)
-        retrain["avg_gap"] = 0.0
+    original, retrain = report.with_gaps(original, retrain)
     if "retrain_seconds" in metrics:
         retrain[TIME_METRIC] = metrics["retrain_seconds"]
     if "cumulative_retrain_seconds" in metrics:  # seq: the retrained references' time over the requests, as the summary shows
