@@ -277,3 +277,46 @@ def test_timm_pretrained_weights_from_a_local_file(tmp_path):
     (tmp_path / "junk.bin").write_bytes(b"not weights")
     with pytest.raises(BenchError, match=r"pretrained file .*junk\.bin: neither a safetensors file"):
         plugin.create(10, (1, 8, 8), f"test_resnet,pretrained={tmp_path / 'junk.bin'}")
+
+
+def test_a_timm_pretrained_file_that_leaves_tensors_random_is_refused(tmp_path, invoke_bench):
+    """With a classifier of another size (the ImageNet-to-K case) timm loads the file without
+    strictness: a file holding only the classifier, or one whose body keys are renamed, left every
+    other tensor at its random initialisation, exit 0 (an auditor's finding); seresnet18 from
+    resnet18's weights left its SE blocks random."""
+    timm = pytest.importorskip("timm")
+    import torch
+    from safetensors.torch import save_file
+
+    from bench.nn.models import TimmModels
+
+    imagenet = timm.create_model("test_resnet", pretrained=False, num_classes=1000, in_chans=1)
+    state = {k: v.contiguous() for k, v in imagenet.state_dict().items()}
+    save_file({k: v for k, v in state.items() if k.startswith("fc.")}, str(tmp_path / "fc-only.safetensors"))
+    save_file({("encoder." + k if not k.startswith("fc.") else k): v for k, v in state.items()},
+              str(tmp_path / "renamed.safetensors"))
+    partial = dict(state)
+    partial.pop("conv1.0.weight")
+    save_file(partial, str(tmp_path / "partial.safetensors"))
+    plugin = TimmModels()
+    total = sum(1 for _ in imagenet.parameters())
+    with pytest.raises(BenchError, match=rf"fc-only\.safetensors leaves \d+ of the {total} parameter tensors of "
+                                         r"timm's test_resnet at their random initialisation \(.*\): the file lacks them"):
+        plugin.create(10, (1, 8, 8), f"test_resnet,pretrained={tmp_path / 'fc-only.safetensors'}")
+    with pytest.raises(BenchError, match=r"partial\.safetensors leaves 1 of the \d+ parameter tensors .*\(conv1\.0\.weight\)"):
+        plugin.create(10, (1, 8, 8), f"test_resnet,pretrained={tmp_path / 'partial.safetensors'}")
+    with pytest.raises(BenchError, match=rf"renamed\.safetensors leaves \d+ of the {total}"):
+        plugin.create(10, (1, 8, 8), f"test_resnet,pretrained={tmp_path / 'renamed.safetensors'}")
+    # a tensor the model does not have, beside all it has: nothing is left random
+    save_file({**state, "extra.weight": state["fc.bias"].clone()}, str(tmp_path / "extra.safetensors"))
+    torch.manual_seed(3)
+    net = plugin.create(10, (1, 8, 8), f"test_resnet,pretrained={tmp_path / 'extra.safetensors'}")
+    assert all(torch.equal(net.state_dict()[k], v) for k, v in state.items() if not k.startswith("fc."))
+    # the check leaves the caller's random state alone: the fresh classifier follows the seed
+    torch.manual_seed(3)
+    again = plugin.create(10, (1, 8, 8), f"test_resnet,pretrained={tmp_path / 'extra.safetensors'}")
+    assert torch.equal(net.fc.weight, again.fc.weight)
+    # one line, exit 2, at planning (a dry run builds every model)
+    res = invoke_bench("run", "--dry-run", "-m", "ft", "--model", f"timm:test_resnet,pretrained={tmp_path / 'fc-only.safetensors'}",
+                       cwd=tmp_path)
+    assert res.returncode == 2 and "at their random initialisation" in res.stderr and "Traceback" not in res.stderr, res.stderr

@@ -10,7 +10,8 @@ timm models may start from pretrained weights in a local file: ``timm:resnet18,p
 timm as ``pretrained_cfg_overlay={"state_dict": ..., "num_classes": rows of the file's classifier}``
 so timm adapts it as for its own pretrained weights: a classifier of another size (ImageNet's
 1000 classes) is left out and initialised afresh, the first convolution is adapted to the
-dataset's channels. Nothing is downloaded. At plan time bench pins the file's SHA-256 into the
+dataset's channels; a parameter the file leaves at its random initialisation otherwise (two builds
+under two seeds differ in it) is refused. Nothing is downloaded. At plan time bench pins the file's SHA-256 into the
 spec (``...,pretrained=PATH,sha256=HEX``), so every cache and trial key depends on the file's
 content, and a worker refuses a file that changed since.
 """
@@ -135,14 +136,52 @@ def _timm_pretrained(name: str, opts: dict[str, str], num_classes: int, in_chans
     heads = getattr(cfg, "classifier", None) or ()
     heads = (heads,) if isinstance(heads, str) else tuple(heads)
     rows = next((int(weights.state[f"{h}.weight"].shape[0]) for h in heads if f"{h}.weight" in weights.state), num_classes)
+    create = lambda: timm.create_model(name, pretrained=True, num_classes=num_classes, in_chans=in_chans,  # noqa: E731
+                                       pretrained_cfg_overlay={"state_dict": dict(weights.state), "num_classes": rows})
     try:
-        return timm.create_model(name, pretrained=True, num_classes=num_classes, in_chans=in_chans,
-                                 pretrained_cfg_overlay={"state_dict": dict(weights.state), "num_classes": rows})
+        random_left = _left_random(create, (name, weights.sha256, num_classes, in_chans))
+        model = create()
     except (RuntimeError, KeyError, ValueError) as exc:
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()] or [type(exc).__name__]
         why = " ".join(lines[:2]) if lines[0].endswith(":") else lines[0]  # torch's "Error(s) in loading ...:" heads its reasons
         raise BenchError(f"{where} does not fit timm's {name}: {why[:240]}. Give the weights "
                          f"of the same architecture (model.state_dict() of timm.create_model('{name}')).") from None
+    # timm loads without strictness once it has dropped a classifier of another size (or could not
+    # adapt the first convolution): a tensor the file lacks, or holds under another name, kept its
+    # random initialisation without a word (seresnet18 from resnet18's weights: its SE blocks; a
+    # file of the classifier alone: everything; exit 0)
+    fresh = {f"{h}.{p}" for h in heads for p in ("weight", "bias")} if rows != num_classes else set()
+    left = [k for k in random_left if k not in fresh]
+    if left:
+        shown = ", ".join(left[:4]) + (f" and {len(left) - 4} more" if len(left) > 4 else "")
+        total = sum(1 for _ in model.parameters())
+        raise BenchError(f"{where} leaves {len(left)} of the {total} parameter tensors of timm's {name} at their random "
+                         f"initialisation ({shown}): the file lacks them or holds them under other names. Give the "
+                         f"weights of the same architecture (model.state_dict() of timm.create_model('{name}')); only a "
+                         f"classifier of another size ({', '.join(heads) or 'none known'}) is left out and trained afresh.")
+    return model
+
+
+#: per process: the parameters a pretrained file leaves at their random initialisation, by
+#: (architecture, file digest, classes, channels)
+_RANDOM_LEFT: dict[tuple, tuple[str, ...]] = {}
+
+
+def _left_random(create, key: tuple) -> tuple[str, ...]:
+    """The names of the parameters ``create()`` leaves at their random initialisation: those that
+    differ between two builds under two seeds (the file's tensors, loaded, are the same in both).
+    Independent of how timm maps the file's keys (its checkpoint filters, the first convolution's
+    adaptation); the caller's random state is left as it was."""
+    if key not in _RANDOM_LEFT:
+        import torch
+
+        with torch.random.fork_rng(devices=[]):
+            builds = []
+            for seed in (0, 1):
+                torch.manual_seed(seed)
+                builds.append(dict(create().named_parameters()))
+        _RANDOM_LEFT[key] = tuple(sorted(k for k, v in builds[0].items() if not torch.equal(v, builds[1][k])))
+    return _RANDOM_LEFT[key]
 
 
 @bench.hookimpl
