@@ -86,9 +86,21 @@ class BinaryNpz:
             f"--data-dir at the directory holding {self.folder}/{self.file}.",
         )
         where = f"Dataset '{self.name}' ({path})"
+        how = "save it with np.savez(path, features=..., labels=...) (format in docs/datasets.md)"
+        with open(path, "rb") as f:
+            head = f.read(4)
+        if head[:2] != b"PK":  # an .npz is a zip archive; NumPy takes anything else for a pickle and
+            # answered "load it unsafely using allow_pickle=" about a text or .npy file
+            kind = "a .npy array" if head == b"\x93NUM" else "empty" if not head else "not a zip archive"
+            raise BenchError(f"{where}: not an .npz file ({kind}); {how}.")
         try:
             with np.load(path, allow_pickle=False) as data:
                 arrays = {k: data[k] for k in data.files}
+        except ValueError as exc:
+            if "pickle" not in str(exc):
+                raise BenchError(f"{where}: not a readable .npz file (ValueError: {exc}).") from None
+            raise BenchError(f"{where}: holds object arrays (pickled Python objects), which bench does not load; "
+                             f"{how}, from numeric arrays.") from None
         except Exception as exc:
             raise BenchError(f"{where}: not a readable .npz file ({type(exc).__name__}: {exc}).") from None
         fkey = next((k for k in FEATURE_KEYS if k in arrays), None)

@@ -218,8 +218,8 @@ class TorchvisionImages:
 
     def load(self, root, download, arg=None):
         opts = parse_options(self.name, arg, HOLDOUT_DEFAULTS, example=f"{self.name}:holdout=0.1")
-        if not 0.0 <= opts["holdout"] < 1.0 or opts["holdout_seed"] < 0:
-            raise BenchError(f"Bad {self.name} options: holdout must lie in [0, 1) and holdout_seed be >= 0 "
+        if not 0.0 <= opts["holdout"] < 1.0 or not 0 <= opts["holdout_seed"] < 2**32:
+            raise BenchError(f"Bad {self.name} options: holdout must lie in [0, 1) and holdout_seed in 0..2**32-1 "
                              f"(got holdout={opts['holdout']}, holdout_seed={opts['holdout_seed']}); "
                              f"e.g. {self.name}:holdout=0.1.")
         from bench.core.contracts import Splits

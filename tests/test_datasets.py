@@ -165,6 +165,8 @@ def test_malformed_files_give_clear_errors(tmp_path, fx):
         VISION["cifar10"].load(str(tmp_path), False, "x=1")
     with pytest.raises(BenchError, match=r"holdout must lie in \[0, 1\)"):
         VISION["cifar10"].load(str(tmp_path), False, "holdout=1.5")
+    with pytest.raises(BenchError, match=r"holdout_seed in 0\.\.2\*\*32-1 \(got .*holdout_seed=99999999999\)"):  # NumPy's raw error, blaming the plugin
+        VISION["cifar10"].load(str(tmp_path), False, "holdout=0.1,holdout_seed=99999999999")
 
 
 def test_cifar_holdout_drops_salun_s_stratified_tenth(tmp_path, fx):
@@ -257,7 +259,21 @@ def test_tabular_npz_explicit_split_and_every_bad_file(tmp_path):
         np.savez(p20, **arrays)
         with pytest.raises(BenchError, match=message):
             TABULAR["purchase20"].load(str(tmp_path), False)
-    p20.write_bytes(b"not a zip")
+    # NumPy took a text file for a pickle and advised loading it unsafely (an auditor's finding)
+    for content, kind in ((b"not a zip", "not a zip archive"), (b"", "empty")):
+        p20.write_bytes(content)
+        with pytest.raises(BenchError, match=rf"not an \.npz file \({kind}\); save it with np\.savez") as err:
+            TABULAR["purchase20"].load(str(tmp_path), False)
+        assert "allow_pickle" not in str(err.value)
+    np.save(tmp_path / "x.npy", x)
+    p20.write_bytes((tmp_path / "x.npy").read_bytes())
+    with pytest.raises(BenchError, match=r"not an \.npz file \(a \.npy array\)"):
+        TABULAR["purchase20"].load(str(tmp_path), False)
+    np.savez(p20, features=np.array([object()] * 3, dtype=object), labels=y[:3])
+    with pytest.raises(BenchError, match="holds object arrays .* which bench does not load") as err:
+        TABULAR["purchase20"].load(str(tmp_path), False)
+    assert "allow_pickle" not in str(err.value)
+    p20.write_bytes(b"PK\x03\x04 a broken zip")
     with pytest.raises(BenchError, match="not a readable .npz file"):
         TABULAR["purchase20"].load(str(tmp_path), False)
 
