@@ -294,7 +294,9 @@ CASES: dict[str, tuple] = {
     "indices-duplicate": (indices("3\n3\n"), r"duplicate indices \[3\]"),
     "indices-not-int": (indices("3\nfive\n"), r"line 2 of .* is 'five', not an integer index"),
     # your own original (--original)
-    "original-missing": (["--original", "/nonexistent/original.safetensors"], r"--original /nonexistent/original\.safetensors \(for --model mlp\): no such file"),
+    "original-missing": (["--original", "/nonexistent/original.safetensors"], r"--original /nonexistent/original\.safetensors \(for --model mlp\): no such file\. Give"),
+    # relative: the folder it was looked for in (an experiment file's folder was taken for it)
+    "original-missing-relative": (["--original", "runs/original.safetensors"], r"--original runs/original\.safetensors \(for --model mlp\): no such file \(a relative path, from --original or an experiment file's original, is taken from the current directory, /"),
     "original-other-arch": (original("cnn"), r"none of its 8 tensors \(features\.0\.bias, .*\) is a tensor of the model, which has net\.1\.bias, .*the file is of another architecture"),
     "original-other-size": (original("narrow"), r"5 tensor\(s\) of other shapes: 'net\.1\.weight' \(128, 64\) \(the model: \(256, 64\)\); "
                             r"'net\.1\.bias' \(128,\) \(the model: \(256,\)\); .*; and 1 more\. The file is of another architecture"),

@@ -236,7 +236,9 @@ def resolve_originals(opts: RunOptions) -> dict[str, str]:
         p = Path(path).expanduser()
         if not p.is_file():
             what = "a directory, not a file" if p.is_dir() else "no such file"
-            raise BenchError(f"--original {p} (for --model {model}): {what}. Give the path of a .safetensors or "
+            relative = "" if p.is_absolute() else (f" (a relative path, from --original or an experiment file's original, is "
+                                                   f"taken from the current directory, {os.getcwd()})")
+            raise BenchError(f"--original {p} (for --model {model}): {what}{relative}. Give the path of a .safetensors or "
                              f"torch state-dict file.")
     opts.original = given
     return given
