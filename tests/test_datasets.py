@@ -585,3 +585,20 @@ def test_imagefolder_refuses_16_bit_images(tmp_path):
             Image.fromarray(np.full((8, 8), 1000 * (i + 1), np.uint16)).save(tmp_path / "img16" / c / f"{i}.png")
     with pytest.raises(BenchError, match=r"has I;16 pixels \(16-bit or wider\); this loader reads 8-bit images"):
         ImageFolderDataset().load(str(tmp_path), False, f"{tmp_path / 'img16'},channels=1")
+
+
+def test_a_class_request_on_named_classes_says_which_label_it_forgets():
+    """class:2 on a CSV labelled 1, 2, 3 forgets label '3' (classes are numbered in sorted label
+    order): the dry run said so, a run did not (an auditor's finding)."""
+    from types import SimpleNamespace
+
+    from bench.core.forget import parse_forget
+    from bench.run.plan import class_label_notes
+
+    named = {"csv:one.csv": SimpleNamespace(info={"classes": ["1", "2", "3"]})}
+    numbered = {"digits": SimpleNamespace(info={"classes": [str(k) for k in range(10)]}), "synthetic": SimpleNamespace(info={})}
+    assert class_label_notes([parse_forget("class:2")], named) == [
+        "note: class:2 on csv:one.csv: class 2 is '3' (classes are numbered in sorted label order: 1, 2, 3)"]
+    assert class_label_notes([parse_forget("seq:class:0,2")], named) == [
+        "note: seq:class:0,2 on csv:one.csv: class 0 is '1', class 2 is '3' (classes are numbered in sorted label order: 1, 2, 3)"]
+    assert class_label_notes([parse_forget("class:2"), parse_forget("random:10%")], numbered) == []

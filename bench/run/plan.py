@@ -195,6 +195,9 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
         own = sorted({m.name for m in methods if has_own_training(m.obj)})
         if own:
             say(f"note: {', '.join(own)} train(s) their own original (their own training); --original does not apply to them")
+    if say is not None:
+        for line in class_label_notes(forgets, splits):
+            say(line)
     record = {key: {**o["file"].record(), "test_acc": o["test_acc"]} for key, o in originals.items()}
     by_trial_spec = {pinned[m]: (obj, resolve_model(registry, pinned[m])[1], origin) for m, (obj, _, origin) in models.items()}
     return Plan(opts, uri, methods, splits, by_trial_spec, attacks, groups, trials, device, data_dir, cache_dir, record)
@@ -274,6 +277,25 @@ def own_original_of(m: MethodPlan, group: Group, params: dict) -> OwnOriginal | 
     check_own_training(m.name, m.obj)
     tparams = training_params(m.obj, params)
     return OwnOriginal(cache_key(own_original_doc(m.name, m.obj, group, tparams)), tparams)
+
+
+def class_label_notes(forgets, splits: dict) -> list[str]:
+    """A note per ``class:K`` request on a dataset whose classes have names other than their
+    numbers (``csv:``, ``imagefolder:``, numbered in sorted label order): which label K is. The dry
+    run said it; a run forgot label '3' for ``class:2`` on labels 1, 2, 3 without a word."""
+    notes = []
+    for f in forgets:
+        labels = [f.label] if f.kind == "class" else list(f.labels or []) if f.kind == "seq" else []
+        for dspec, sp in splits.items():
+            names = sp.info.get("classes") if isinstance(sp.info, dict) else None
+            if not isinstance(names, list):
+                continue
+            named = [f"{k} is '{names[k]}'" for k in labels if isinstance(k, int) and 0 <= k < len(names)
+                     and str(names[k]) != str(k)]
+            if named:
+                notes.append(f"note: {f.text} on {dspec}: class {', class '.join(named)} (classes are numbered in sorted "
+                             f"label order: {', '.join(map(str, names[:6]))}{', ...' if len(names) > 6 else ''})")
+    return notes
 
 
 def own_original_doc(name: str, method: Any, group: Group, train_params: Any) -> dict:
