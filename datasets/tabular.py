@@ -19,11 +19,15 @@ used as they are (binary, no normalisation); ``info["input_bounds"]`` is (0, 1).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from bench.core.errors import BenchError
 
 from .common import parse_options, require_file, stratified_split
+
+#: a number as a CSV cell may write it (float() alone also took '1_000' as 1000 and Arabic-Indic digits)
+NUMBER = re.compile(r"\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*", re.ASCII)
 
 #: The PRUNE paper's training recipe for its Purchase-20 MLP 600-256-20 (Li et al., arXiv 2505.06520).
 PURCHASE_RECIPE = {"optimizer": "sgd", "lr": 1e-3, "momentum": 0.5, "batch_size": 64, "epochs": 150,
@@ -214,10 +218,13 @@ class CSVDataset:
             raw_labels.append(row[li].strip())
             for j, value in enumerate(v for i, v in enumerate(row) if i != li):
                 try:
+                    if not (NUMBER.fullmatch(value) or value.strip().lower().lstrip("+-") in ("nan", "inf", "infinity")):
+                        raise ValueError  # float() also takes '1_000' and non-ASCII digits
                     x[r, j] = float(value)
                 except ValueError:
                     raise BenchError(f"{where}: line {r + 2}, column '{feats[j]}': {value!r} is not a number "
-                                     f"(feature columns must be numeric).") from None
+                                     f"(feature columns must be numeric: ASCII digits, an optional sign, decimal "
+                                     f"point and exponent).") from None
         if not np.isfinite(x).all():
             raise BenchError(f"{where}: feature values must be finite (found NaN or infinity).")
         classes, y = _label_codes(raw_labels)

@@ -318,6 +318,8 @@ def test_csv_errors(tmp_path, fx):
     bad = tmp_path / "bad.csv"
     for text, message in [
         ("a,b,label\n1,2,x\n3,oops,y\n", r"line 3, column 'b': 'oops' is not a number"),
+        ("a,b,label\n1,2,x\n3,1_000,y\n", r"line 3, column 'b': '1_000' is not a number"),  # float() read 1000
+        ("a,b,label\n1,2,x\n3,\u0661\u0660,y\n", r"line 3, column 'b': '\u0661\u0660' is not a number"),  # and 10
         ("a,b,label\n1,2,x\n3,y\n", "line 3 has 2 fields; the header has 3"),
         ("a,label\n1,x\n2,x\n", "has 1 distinct value"),
         ("a,label\n", "needs a header row and at least one data row"),
