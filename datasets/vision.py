@@ -239,7 +239,10 @@ class TorchvisionImages:
             train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y,
             num_classes=self.num_classes, input_shape=self.input_shape,
             info={
-                "source": f"torchvision.datasets.{self.tv_class().__name__}", "files": str(self.tv_root(root)),
+                # MNIST's family is read from its raw IDX files by bench (datasets/idx.py), in torchvision's layout
+                "source": (f"IDX files in torchvision.datasets.{self.tv_class().__name__}'s layout, read by bench"
+                           if self.family() == "MNIST" else f"torchvision.datasets.{self.tv_class().__name__}"),
+                "files": str(self.tv_root(root)),
                 "normalize": "per-channel mean/std of the training split, after scaling pixels to [0, 1]",
                 "mean": [round(v, 6) for v in mean], "std": [round(v, 6) for v in std],
                 "input_bounds": channel_bounds(mean, std),

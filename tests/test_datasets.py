@@ -62,6 +62,7 @@ def test_mnist_family_idx_files_load_as_torchvision_reads_them(tmp_path, name, c
     assert abs(float(s.train_x.mean())) < 1e-4 and abs(float(s.train_x.std()) - 1) < 1e-3
     lo, hi = s.info["input_bounds"]
     assert lo == pytest.approx(float(s.train_x.min()), abs=0.05) and hi >= float(s.train_x.max()) - 1e-5
+    assert s.info["source"] == f"IDX files in torchvision.datasets.{cls}'s layout, read by bench"  # not torchvision's reader
 
 
 def test_gzipped_idx_files_are_verified_then_unpacked(tmp_path, fx):
