@@ -226,3 +226,19 @@ def test_torch_settings_are_read_and_restored_through_either_precision_api():
         assert torch.empty(1).device == torch.device("cpu") and not _get_current_function_mode_stack()
     finally:
         restore_torch_globals(saved)
+
+
+def test_a_rank_over_fewer_trials_than_finished_is_said():
+    """An auditor deleted one seed's avg_gap: ga ranked 2 on 1 of 2 seeds, with only the cell's
+    (n=1) to say so."""
+    from bench.track.report import Row, partial_rank_notes, rank_rows
+
+    setting = ("digits", "mlp", "random:10%")
+    rows = [Row(setting, "original (reference)", {"avg_gap": [0.01]}, 2, 0),
+            Row(setting, "ft", {"avg_gap": [0.02, 0.03]}, 2, 0),
+            Row(setting, "ga", {"avg_gap": [0.01, float("nan")]}, 2, 0),
+            Row(setting, "rl", {"avg_gap": []}, 2, 0)]
+    ranks = rank_rows(rows, "avg_gap", maximize=False)
+    assert ranks == [None, 2, 1, None]
+    assert partial_rank_notes(rows, ranks, "avg_gap") == [
+        "note: ga (digits/mlp/random:10%) is ranked 1 on avg_gap over 1 of its 2 finished trial(s); the others lack it"]

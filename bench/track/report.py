@@ -231,6 +231,18 @@ def row_mean(row: Row, metric: str) -> float:
     return _mean_std(row.values.get(metric, []))[0]
 
 
+def partial_rank_notes(rows: list[Row], ranks: list[int | None], metric: str) -> list[str]:
+    """A line per ranked row whose ``metric`` mean is over fewer trials than finished (a trial
+    lacks it): its rank stands on fewer seeds than its neighbours' (the cell's ``(n=K)`` alone said so)."""
+    out = []
+    for row, rank in zip(rows, ranks):
+        n = sum(1 for v in row.values.get(metric, []) if v == v)
+        if rank is not None and n < row.ok:
+            out.append(f"note: {row.name} ({'/'.join(row.setting)}) is ranked {rank} on {metric} over {n} of its {row.ok} "
+                       f"finished trial(s); the others lack it")
+    return out
+
+
 def rank_rows(rows: list[Row], metric: str, maximize: bool) -> list[int | None]:
     """Competition ranks (1, 2, 2, 4) of the method rows by the mean of ``metric``, within each
     setting; None for the reference rows and for rows without a value (every trial failed)."""
