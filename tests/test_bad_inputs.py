@@ -129,6 +129,28 @@ class ConvHead:
         return nn.Sequential(nn.Conv2d(input_shape[0], num_classes, tuple(input_shape[1:])), nn.Flatten())
 
 
+class TupleOut:
+    """A model whose forward returns (logits, features): the plan read .shape of a tuple, a raw traceback."""
+
+    name = "tuple-out"
+    description = "returns (logits, features) (tests/test_bad_inputs.py)"
+
+    def create(self, num_classes, input_shape, arg=None):
+        import math
+
+        from torch import nn
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(math.prod(input_shape), num_classes)
+
+            def forward(self, x):
+                return self.fc(x.flatten(1)), x
+
+        return Net()
+
+
 class DataPlugin:
     @bench.hookimpl
     def register_datasets(self, register):
@@ -140,6 +162,7 @@ class DataPlugin:
     def register_models(self, register):
         register(TanhMLP())
         register(ConvHead())
+        register(TupleOut())
 
 
 class DuplicateMethod:
@@ -357,6 +380,9 @@ CASES: dict[str, tuple] = {
                           r"the continual request seq:3x10 unlearns them in a sequence"),
     "continual-ulira": (["-m", "ga", "-f", "seq:3x10", "--attacks", "loss,ulira"], r"Attack 'ulira' runs the trial's method again"),
     "sisa-ulira": (["-m", "sisa", "--attacks", "ulira"], r"Attack 'ulira' runs the trial's method on plain shadow models, and sisa"),
+    "model-returns-tuple": (("data", ["-m", "ft", "--model", "tuple-out"]),
+                            r"Model 'tuple-out' returned a tuple on dataset 'digits', not a tensor; expected logits of "
+                            r"shape \(N, 10\): return them alone from forward\(\)\."),
     "setting-prune-model": (("data", ["-m", "prune", "--model", "tanh-mlp"]),
                             r"Method 'prune' cannot run on digits / tanh-mlp / random:10%: PRUNE cannot patch the model "
                             r"\(Sequential\): it contains a Tanh"),

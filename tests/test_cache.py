@@ -15,7 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
+import bench
 from bench.core.cache import ENTRY_FORMAT, ReferenceCache, cache_key, sha256_bytes
 from bench.core.cache_lock import lock_path
 
@@ -450,7 +452,51 @@ def test_device_type_and_model_plugin_enter_the_trained_with_entry():
     cpu, gpu = trained_with("cpu", 2), trained_with("cuda:1", 2)
     assert cpu["device"] == "cpu" and cpu["threads"] == 2
     assert gpu["device"] == "cuda" and "threads" not in gpu and trained_with("cuda:0", 8) == gpu
-    assert model_provenance("mlp", "bench.nn.models", {}, {"timm": "1.0.9"}) == ""
-    assert model_provenance("timm", "bench.nn.models", {}, {"timm": "1.0.9"}) == "timm 1.0.9"
-    assert model_provenance("wide", "my-plugin", {"my-plugin": "2.1"}, {}) == "my-plugin 2.1"
+    from types import SimpleNamespace
+
+    import bench.run.trained_with as tw
+
+    assert model_provenance(SimpleNamespace(name="mlp"), "bench.nn.models", {}, {"timm": "1.0.9"}) == ""
+    assert model_provenance(SimpleNamespace(name="timm"), "bench.nn.models", {}, {"timm": "1.0.9"}) == "timm 1.0.9"
+    wide = SimpleNamespace(name="wide")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tw, "object_code_digest", lambda obj: "c0de" if obj is wide else "")
+        assert model_provenance(wide, "my-plugin", {"my-plugin": "2.1"}, {}) == "my-plugin 2.1 c0de"
+        # its code enters the references' keys: an edit under the same version (an auditor's
+        # finding: the cached references of the old code were reused, exit 0) trains them again
+        mp.setattr(tw, "object_code_digest", lambda obj: "beef")
+        assert model_provenance(wide, "my-plugin", {"my-plugin": "2.1"}, {}) == "my-plugin 2.1 beef"
     assert trained_with("cpu", 1, "my-plugin 2.1")["model"] == "my-plugin 2.1"
+
+
+class _Flat:
+    """A third-party model plugin (in process): a linear layer on the flattened input."""
+
+    name = "flatlin"
+    description = "test model: one linear layer"
+
+    def create(self, num_classes, input_shape, arg=None):
+        import math
+
+        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(math.prod(input_shape), num_classes))
+
+
+class _FlatPlugin:
+    @bench.hookimpl
+    def register_models(self, register):
+        register(_Flat())
+
+
+def test_a_model_plugins_code_enters_the_reference_and_trial_keys(tmp_path, monkeypatch, plugged):
+    """A model plugin edited under the same version (its create() now computing 1 - x) reused the
+    references cached with its old code: an original at 0.000 beside a trial at 0.974, exit 0; and
+    --resume kept the trials measured with it (an auditor's finding)."""
+    import bench.run.trained_with as tw
+
+    with plugged(_FlatPlugin()):
+        first = _keys(tmp_path, models=["flatlin"])
+        assert first[2].original_doc["trained_with"]["model"].startswith("tests.test_cache._FlatPlugin ")  # the plugin, its code
+        monkeypatch.setattr(tw, "object_code_digest", lambda obj: "e" * 16)  # its code edited, its version not
+        edited = _keys(tmp_path, models=["flatlin"])
+    assert edited[0] != first[0] and edited[1] != first[1]  # the references train again
+    assert edited[3].measured_with != first[3].measured_with  # --resume runs its trials again

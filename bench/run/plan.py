@@ -127,6 +127,9 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
                     f"Model '{spec}' cannot run on dataset '{dspec}' (inputs of shape {tuple(sp.input_shape)}): "
                     f"{type(exc).__name__}: {exc}"
                 ) from None
+            if not isinstance(out, torch.Tensor):  # a tuple or dict (logits with extras, a HF-style output)
+                raise BenchError(f"Model '{spec}' returned a {type(out).__name__} on dataset '{dspec}', not a tensor; "
+                                 f"expected logits of shape (N, {sp.num_classes}): return them alone from forward().")
             if tuple(out.shape) != (2, sp.num_classes):
                 raise BenchError(f"Model '{spec}' returned shape {tuple(out.shape)} on dataset '{dspec}'; expected (2, {sp.num_classes}).")
             networks[(spec, dspec)] = net
@@ -137,7 +140,7 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
     check_attacks_fit(methods, forgets, attacks)
     check_sendable_plugins(registry, opts, methods, models, attacks)  # before any training
 
-    provenance = {pinned[m]: model_provenance(getattr(obj, "name", ""), origin, plugins, versions)
+    provenance = {pinned[m]: model_provenance(obj, origin, plugins, versions)
                   for m, (obj, _, origin) in models.items()}
     attack_plugins = {n: (registry.entry("attack", n).origin, a) for n, a in attacks.items()}
     groups: list[Group] = []

@@ -15,7 +15,8 @@ document's data digest, model spec, recipe and seed, the weights depend on
   so a CPU run reusing it did not reproduce a CPU run on an empty cache) and, on the CPU, the
   thread count (reductions split over threads round differently: ``retrain`` reproduced its
   reference bit for bit only with the thread count it was trained with);
-- a model plugin's name and version (its code is not bench's).
+- a model plugin's name, version and code (its code is not bench's; until 2026-12-06 the name and
+  version alone, so an edit of the plugin under the same version reused stale references).
 
 It also holds :func:`measured_with`, a trial's code identity (not part of the trial key): what
 ``--resume`` and ``bench compare`` compare so that trials measured before and after a change of a
@@ -116,13 +117,15 @@ def _package_digest(top: str) -> str:
 MAX_PACKAGE_FILES = 500
 
 
-def model_provenance(plugin_name: str, origin: str, plugins: dict[str, str], versions: dict[str, str]) -> str:
-    """What versions a model's architecture beyond bench's own code: a model plugin's name and version,
-    timm's version for bench's ``timm`` family (its bare names too), "" for bench's own networks.
-    ``plugin_name``: the registered model plugin's name; ``origin``: the plugin that registered it."""
+def model_provenance(obj: Any, origin: str, plugins: dict[str, str], versions: dict[str, str]) -> str:
+    """What versions a model's architecture beyond bench's own code: a model plugin's name, version
+    and code (:func:`object_code_digest`: an edit of its ``create`` under the same version reused
+    the references cached before it, exit 0), timm's version for bench's ``timm`` family (its bare
+    names too), "" for bench's own networks. ``obj``: the registered model plugin; ``origin``: the
+    plugin that registered it."""
     if not origin.startswith("bench."):
-        return f"{origin} {plugins.get(origin, '')}".strip()
-    if plugin_name == "timm":
+        return " ".join(filter(None, (origin, plugins.get(origin) or "", object_code_digest(obj))))
+    if getattr(obj, "name", "") == "timm":
         return f"timm {versions.get('timm', '')}".strip()
     return ""
 
