@@ -228,6 +228,8 @@ class Tamper:
             weight.data.add_(1.0)
         elif self.via == "numpy":  # nor this, on the data the next attacks score: the data's digest tells it
             ctx.test_x.numpy()[0] += 1.0
+        elif self.via == "labels":  # every test label to 0
+            ctx.test_y.numpy()[:] = 0
         else:
             with torch.no_grad():
                 weight.add_(1.0)
@@ -268,6 +270,20 @@ def test_an_attack_that_changes_the_model_or_data_loses_its_numbers_and_the_next
 
         model = load_trial_model(run["run_id"], f"sqlite:///{workdir / 'mlflow.db'}")
         assert torch.equal(next(model.parameters()), plugin.attack.before)  # not the weights + 1.0 it left
+
+
+def test_an_attack_that_writes_into_the_test_set_leaves_the_next_trials_data_alone(workdir, shared_cache, run_harness,
+                                                                                     trial_runs, plugged):
+    """In process the test split is the dataset's own tensors: an attack zeroing ctx.test_y was
+    caught in the first trial only, and the next trials were measured on the zeroed labels
+    (test_acc 0.100; an auditor's finding). The attacks get a copy."""
+    with plugged(_TamperPlugin("labels")):
+        code, out = run_harness(workdir, methods="ft", seeds=[0, 1], attacks="tamper", recipe={"epochs": 5},
+                                cache_dir=str(shared_cache))
+    assert code == 1, out
+    kids = trial_runs(workdir).set_index("params.seed")
+    assert (kids["tags.bench.attack_errors"] == "tamper").all()  # both trials' attack caught, each on its own copy
+    assert (kids["metrics.test_acc"] > 0.8).all(), kids["metrics.test_acc"]  # not the 0.1 of all-zero labels
 
 
 class Leaky:

@@ -70,6 +70,10 @@ def run_attacks(attacks: dict, model, metrics: dict, *, spec: TrialSpec, group, 
     copies of the model the method started from (default: the group's original; a method's own
     original for SISA)."""
     (rx, ry), (fx, fy), (tx, ty) = data
+    # the test split is the dataset's own tensors on the CPU (split_data copies the rest): the
+    # attacks get a copy, so that one writing into it (a fault, caught below) leaves the data of
+    # the trials after it alone (--executor local measured them on the zeroed test set, exit 1)
+    tx, ty = (t.clone() if t is own else t for t, own in ((tx, group.splits.test_x), (ty, group.splits.test_y)))
     extras: dict[str, Any] = group.attack_models or {}
 
     def fresh(state: bytes):
