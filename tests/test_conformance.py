@@ -409,6 +409,34 @@ def test_catches_a_method_that_leaves_torch_settings_changed():
     assert torch.is_grad_enabled()  # set back by the check
 
 
+class LeavesFloat64(_GA):
+    """Leaves grad mode off and the default dtype float64 (the auditor's GlobalState)."""
+
+    name = "leaves-float64"
+
+    def unlearn(self, model, request, params, ctx):
+        out = self.ascend(model, request.forget_x, request.forget_y, params, ctx.seed)
+        torch.set_grad_enabled(False)
+        torch.set_default_dtype(torch.float64)
+        return out
+
+
+def test_every_check_that_runs_the_method_catches_and_restores_a_leak_and_the_next_plugin_is_unharmed():
+    """check_data_access and check_returns_module, run first, neither restored nor checked torch's
+    settings: check_leaves_inputs_untouched then saw the leaked state as normal and passed the
+    method, and the next method under parametrize_with_checks failed all 8 checks ("element 0 of
+    tensors does not require grad"; an auditor's finding)."""
+    for check in kit.checks_for(LeavesFloat64(), forgets=False):
+        name = getattr(check, "func", check).__name__
+        if name in ("check_method_attributes", "check_params_and_search_space"):
+            check(LeavesFloat64())  # they never call unlearn
+        else:
+            with pytest.raises(AssertionError, match=r"left torch's (grad mode|default dtype) changed"):
+                check(LeavesFloat64())
+        assert torch.is_grad_enabled() and torch.get_default_dtype() == torch.float32, name
+    kit.check_method(SoundGA())  # after it, in the same process: every check passes
+
+
 def test_catches_labels_out_of_range():
     _fails(kit.check_labels_in_range, OffByOneClasses(), r"train_y holds \d+ label\(s\) outside \[0, 9\)")
 

@@ -17,6 +17,7 @@ from torch import nn
 from bench.core.errors import PluginError
 from bench.core.method import dataset_params
 from bench.core.registry import Registry
+from bench.nn.torch_state import restore_torch_globals, torch_globals
 
 #: The options each kind of check accepts (all optional).
 OPTIONS = {
@@ -82,7 +83,20 @@ def _check(kind: str):
             label = _label(kind, obj, options)
             try:
                 with _sandbox():
-                    body(obj, **{k: v for k, v in options.items() if k in accepted})
+                    # every check restores torch's process-wide settings and fails on a leak: restored
+                    # by one check only, a grad mode or default dtype left changed by an earlier one
+                    # passed that check and failed the next plugin's checks instead
+                    saved, failed = torch_globals(), None
+                    try:
+                        body(obj, **{k: v for k, v in options.items() if k in accepted})
+                    except Exception as exc:  # a later call in the check may have failed on the leak itself
+                        failed = exc
+                    leaked = restore_torch_globals(saved)
+                    if leaked:
+                        raise CheckFailure(f"the {kind} {leaked}; the harness runs other trials in the same process "
+                                           f"after it.") from failed
+                    if failed is not None:
+                        raise failed
             except CheckFailure as exc:
                 raise AssertionError(f"{label} failed {body.__name__}: {exc}") from exc.__cause__
             except Exception as exc:  # e.g. a missing attribute the check reads
