@@ -55,7 +55,9 @@ def test_a_record_that_lost_a_metric_or_whose_params_were_edited_is_not_confirme
     from bench.track.reproduce import Recorded
 
     full = {"forget_acc": 0.5, "test_acc": 0.9, "loss_auc": 0.6, "unlearn_seconds": 1.0}
-    params = {"params.lr": "0.005", "seed": "0", "measured_with": "abc", "method_train.key": "k1"}
+    params = {"params.lr": "0.005", "seed": "0", "measured_with": "abc", "method_train.key": "k1",
+              "versions.host.platform": "Linux-6.1", "plugins.spin": "0.1", "original.path": "/a/o.safetensors",
+              "data.files": "/data/A"}
     rerun = Recorded("ft seed=0", "FINISHED", full, "", "abc", params)
     lost = Recorded("ft seed=0", "FINISHED", {"loss_auc": 0.6}, "", "abc", params)
     (check,) = check_trials({"k": lost}, {"k": rerun})
@@ -73,6 +75,13 @@ def test_a_record_that_lost_a_metric_or_whose_params_were_edited_is_not_confirme
     assert "differs in 2 param(s): param params.lr 0.5 -> 0.005; param seed 99 -> 0" in check.line(9)
     (check,) = check_trials({"k": rerun}, {"k": rerun})
     assert check == Check("ft seed=0", "identical", 3, [])
+    # what a true reproduction may change (the auditor's second finding: these said "differs"): another
+    # host, an unrelated plugin uninstalled, a moved project or data folder
+    elsewhere = rerun._replace(params={**params, "versions.host.platform": "Linux-6.9", "original.path": "/b/o.safetensors",
+                                       "data.files": "/data/B"})
+    elsewhere.params.pop("plugins.spin")
+    (check,) = check_trials({"k": rerun}, {"k": elsewhere})
+    assert check.verdict == "identical", check
 
 
 def test_version_changes_name_what_differs_from_the_record():

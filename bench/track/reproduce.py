@@ -29,10 +29,18 @@ TIMED_SUFFIXES = ("_seconds", "_mb")
 TIMED_PREFIXES = ("speedup", "cumulative_speedup")
 #: options of the record that the new run sets itself
 OWN_OPTIONS = ("resume", "dry_run", "run_name", "tracking_uri", "experiment")
-#: trial params that may differ between a record and its rerun: the code identity and the cache key
-#: of a method's own original (which digests the method's code), as bench's or a plugin's code may
-#: have changed (the version notes say so); every other param is in the trial key
-UNCOMPARED_PARAMS = ("measured_with", "method_train.key")
+#: the trial params a rerun must give again: what the options make of the measurement (the method,
+#: its hyperparameters, the recipe, the seeds, the request, the attacks) and the digests of the data
+#: and forget set. Not the others: versions and host (another machine), plugins (one not used,
+#: uninstalled), paths (a moved project or data folder), the code identity (said by the notes)
+COMPARED_PARAMS = ("method", "dataset", "model", "forget", "forget_size", "seed", "forget_seed", "attacks",
+                   "shadow_models", "data_access", "data_sha256", "forget_sha256")
+COMPARED_PREFIXES = ("params.", "recipe.")
+
+
+def compared_param(name: str) -> bool:
+    """Whether trial param ``name`` must be the same in a record and its rerun (:data:`COMPARED_PARAMS`)."""
+    return name in COMPARED_PARAMS or name.startswith(COMPARED_PREFIXES)
 
 
 class Recorded(NamedTuple):
@@ -156,9 +164,9 @@ def check_trials(recorded: dict, now: dict, rtol: float = 0.0, atol: float = 0.0
     lines make a reproduction: a metric of the record missing now is a difference; one the record
     lacks is one too when the record was measured with the same code (a record that lost its
     ``forget_acc`` confirmed the rest before), and is left out when it was logged by newer code;
-    a recorded param other than the trial's code identity that the rerun does not give again is a
-    difference (the rerun follows the options, so an edited param contradicts the numbers beside
-    it); a trial that failed, in the record or now, is said as such, as is one an attack failed in
+    a recorded param that the options decide (:func:`compared_param`) and the rerun does not give
+    again is a difference (the rerun follows the options, so an edited param contradicts the
+    numbers beside it); a trial that failed, in the record or now, is said as such, as is one an attack failed in
     (its numbers are missing)."""
     recorded = {k: Recorded(*v) for k, v in recorded.items()}
     now = {k: Recorded(*v) for k, v in now.items()}
@@ -188,8 +196,8 @@ def check_trials(recorded: dict, now: dict, rtol: float = 0.0, atol: float = 0.0
         names = sorted({m for m in metrics if compared(m)} | ({m for m in new_metrics if compared(m)} if same_code else set()))
         diffs = [(m, metrics.get(m), new_metrics.get(m)) for m in names
                  if m not in metrics or m not in new_metrics or not _same(metrics[m], new_metrics[m], rtol, atol)]
-        param_diffs = [(p, v, (rerun.params or {}).get(p)) for p, v in sorted((params or {}).items())
-                       if p not in UNCOMPARED_PARAMS and rerun.params is not None and rerun.params.get(p) != v]
+        param_diffs = [(p, v, rerun.params.get(p)) for p, v in sorted((params or {}).items())
+                       if compared_param(p) and rerun.params is not None and rerun.params.get(p) != v]
         checks.append(Check(name, "differs" if diffs or param_diffs else "identical", len(names), diffs, param_diffs))
     for key, (name, *_) in now.items():
         if key not in recorded:
