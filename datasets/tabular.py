@@ -19,15 +19,11 @@ used as they are (binary, no normalisation); ``info["input_bounds"]`` is (0, 1).
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from bench.core.errors import BenchError
 
 from .common import parse_options, require_file, stratified_split
-
-#: a number as a CSV cell may write it (float() alone also took '1_000' as 1000 and Arabic-Indic digits)
-NUMBER = re.compile(r"\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*", re.ASCII)
 
 #: The PRUNE paper's training recipe for its Purchase-20 MLP 600-256-20 (Li et al., arXiv 2505.06520).
 PURCHASE_RECIPE = {"optimizer": "sgd", "lr": 1e-3, "momentum": 0.5, "batch_size": 64, "epochs": 150,
@@ -91,8 +87,11 @@ class BinaryNpz:
         )
         where = f"Dataset '{self.name}' ({path})"
         how = "save it with np.savez(path, features=..., labels=...) (format in docs/datasets.md)"
-        with open(path, "rb") as f:
-            head = f.read(4)
+        try:
+            with open(path, "rb") as f:
+                head = f.read(4)
+        except OSError as exc:
+            raise BenchError(f"{where}: not a readable .npz file ({type(exc).__name__}: {exc}).") from None
         if head[:2] != b"PK":  # an .npz is a zip archive; NumPy takes anything else for a pickle and
             # answered "load it unsafely using allow_pickle=" about a text or .npy file
             kind = "a .npy array" if head == b"\x93NUM" else "empty" if not head else "not a zip archive"
@@ -218,8 +217,8 @@ class CSVDataset:
             raw_labels.append(row[li].strip())
             for j, value in enumerate(v for i, v in enumerate(row) if i != li):
                 try:
-                    if not (NUMBER.fullmatch(value) or value.strip().lower().lstrip("+-") in ("nan", "inf", "infinity")):
-                        raise ValueError  # float() also takes '1_000' and non-ASCII digits
+                    if "_" in value or not value.isascii():  # float() also takes '1_000' and non-ASCII digits
+                        raise ValueError
                     x[r, j] = float(value)
                 except ValueError:
                     raise BenchError(f"{where}: line {r + 2}, column '{feats[j]}': {value!r} is not a number "

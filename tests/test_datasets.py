@@ -274,6 +274,17 @@ def test_tabular_npz_explicit_split_and_every_bad_file(tmp_path):
     with pytest.raises(BenchError, match="holds object arrays .* which bench does not load") as err:
         TABULAR["purchase20"].load(str(tmp_path), False)
     assert "allow_pickle" not in str(err.value)
+    real_open = open
+
+    def refused(path, *args, **kwargs):  # root reads any file: a permission error as a patched open()
+        if str(path) == str(p20):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("builtins.open", refused)
+        with pytest.raises(BenchError, match=r"not a readable \.npz file \(PermissionError"):
+            TABULAR["purchase20"].load(str(tmp_path), False)
     p20.write_bytes(b"PK\x03\x04 a broken zip")
     with pytest.raises(BenchError, match="not a readable .npz file"):
         TABULAR["purchase20"].load(str(tmp_path), False)
