@@ -11,7 +11,7 @@ timm as ``pretrained_cfg_overlay={"state_dict": ..., "num_classes": rows of the 
 so timm adapts it as for its own pretrained weights: a classifier of another size (ImageNet's
 1000 classes) is left out and initialised afresh, the first convolution is adapted to the
 dataset's channels; a parameter the file leaves at its random initialisation otherwise (two builds
-under two seeds differ in it) is refused. Nothing is downloaded. At plan time bench pins the file's SHA-256 into the
+under two seeds differ in it) is refused (a second build, once per process and file). Nothing is downloaded. At plan time bench pins the file's SHA-256 into the
 spec (``...,pretrained=PATH,sha256=HEX``), so every cache and trial key depends on the file's
 content, and a worker refuses a file that changed since.
 """
@@ -139,8 +139,8 @@ def _timm_pretrained(name: str, opts: dict[str, str], num_classes: int, in_chans
     create = lambda: timm.create_model(name, pretrained=True, num_classes=num_classes, in_chans=in_chans,  # noqa: E731
                                        pretrained_cfg_overlay={"state_dict": dict(weights.state), "num_classes": rows})
     try:
-        random_left = _left_random(create, (name, weights.sha256, num_classes, in_chans))
         model = create()
+        random_left = _left_random(model, create, (name, weights.sha256, num_classes, in_chans))
     except (RuntimeError, KeyError, ValueError) as exc:
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()] or [type(exc).__name__]
         why = " ".join(lines[:2]) if lines[0].endswith(":") else lines[0]  # torch's "Error(s) in loading ...:" heads its reasons
@@ -167,20 +167,19 @@ def _timm_pretrained(name: str, opts: dict[str, str], num_classes: int, in_chans
 _RANDOM_LEFT: dict[tuple, tuple[str, ...]] = {}
 
 
-def _left_random(create, key: tuple) -> tuple[str, ...]:
-    """The names of the parameters ``create()`` leaves at their random initialisation: those that
-    differ between two builds under two seeds (the file's tensors, loaded, are the same in both).
-    Independent of how timm maps the file's keys (its checkpoint filters, the first convolution's
-    adaptation); the caller's random state is left as it was."""
+def _left_random(model, create, key: tuple) -> tuple[str, ...]:
+    """The names of ``model``'s parameters that ``create()`` leaves at their random initialisation:
+    those in which a second build, from another seed, differs (the file's tensors, loaded, are the
+    same in both). Independent of how timm maps the file's keys (its checkpoint filters, the first
+    convolution's adaptation). Once per process and file; the second build runs on a forked CPU
+    generator, so the caller's random state, and the model it built, are as without the check."""
     if key not in _RANDOM_LEFT:
         import torch
 
         with torch.random.fork_rng(devices=[]):
-            builds = []
-            for seed in (0, 1):
-                torch.manual_seed(seed)
-                builds.append(dict(create().named_parameters()))
-        _RANDOM_LEFT[key] = tuple(sorted(k for k, v in builds[0].items() if not torch.equal(v, builds[1][k])))
+            torch.default_generator.manual_seed((torch.initial_seed() + 1) % 2**63)  # not the seed ``model`` had
+            other = dict(create().named_parameters())
+        _RANDOM_LEFT[key] = tuple(sorted(k for k, v in model.named_parameters() if not torch.equal(v, other[k])))
     return _RANDOM_LEFT[key]
 
 
