@@ -103,6 +103,15 @@ class GoodDataset(BadDataset):
         self.name, self.kw = "tiny-ok", {}
 
 
+class MisspeltRecipe(GoodDataset):
+    """A dataset whose default_recipe misspells a key: said as --recipe's, which the user never gave."""
+
+    default_recipe = {"epoch": 5}
+
+    def __init__(self):
+        self.name, self.kw = "bad-recipe-key", {}
+
+
 class TanhMLP:
     """A model PRUNE cannot patch (a Tanh between its Linear layers): refused by its check_setting."""
 
@@ -155,6 +164,7 @@ class DataPlugin:
     @bench.hookimpl
     def register_datasets(self, register):
         register(GoodDataset())
+        register(MisspeltRecipe())
         for name, kw in BAD_DATASETS.items():
             register(BadDataset(name, kw))
 
@@ -380,6 +390,9 @@ CASES: dict[str, tuple] = {
                           r"the continual request seq:3x10 unlearns them in a sequence"),
     "continual-ulira": (["-m", "ga", "-f", "seq:3x10", "--attacks", "loss,ulira"], r"Attack 'ulira' runs the trial's method again"),
     "sisa-ulira": (["-m", "sisa", "--attacks", "ulira"], r"Attack 'ulira' runs the trial's method on plain shadow models, and sisa"),
+    "plugin-recipe-key": (plugin("-d", "bad-recipe-key"),
+                          r"Unknown recipe key 'epoch' in the default_recipe of dataset plugin 'bad-recipe-key'; valid keys: .*"
+                          r"Fix the plugin's default_recipe\."),
     "model-returns-tuple": (("data", ["-m", "ft", "--model", "tuple-out"]),
                             r"Model 'tuple-out' returned a tuple on dataset 'digits', not a tensor; expected logits of "
                             r"shape \(N, 10\): return them alone from forward\(\)\."),

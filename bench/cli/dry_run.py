@@ -56,7 +56,7 @@ def dry_run(opts, preset=None, echo=click.echo) -> int:
     from bench.core.plugins import get_registry
     from bench.core.recipe import build_recipe
     from bench.run.checks import check_attacks_fit, check_recipe_fits, check_sendable_plugins, check_splits
-    from bench.run.plan import load_splits
+    from bench.run.plan import load_splits, recipe_sources
     from bench.run.validate import (
         params_for_dataset,
         resolve_data_dir,
@@ -115,7 +115,8 @@ def dry_run(opts, preset=None, echo=click.echo) -> int:
         nets: dict[str, Any] = {}
         for mspec in opts.models:
             mobj, marg, _ = resolve_model(registry, mspec)
-            recipe = build_recipe(getattr(ds, "default_recipe", {}), getattr(mobj, "default_recipe", {}), opts.recipe)
+            recipe = build_recipe(getattr(ds, "default_recipe", {}), getattr(mobj, "default_recipe", {}), opts.recipe,
+                                  sources=recipe_sources(ds, mobj))
             if shape:
                 check_recipe_fits(recipe, dspec, shape)
             built = "not built (input shape unknown)"

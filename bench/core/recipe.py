@@ -56,18 +56,26 @@ def _coerce(key: str, value: Any) -> Any:
     return out
 
 
-def build_recipe(*layers: Mapping[str, Any]) -> Recipe:
-    """Merge override layers (lowest precedence first) onto the defaults and validate."""
+def build_recipe(*layers: Mapping[str, Any], sources: tuple[str, ...] = ()) -> Recipe:
+    """Merge override layers (lowest precedence first) onto the defaults and validate. ``sources``
+    names the layers that are not the user's (a plugin's ``default_recipe``), by position: a bad
+    key or value there is said as that plugin's, not as a ``--recipe`` the user never gave."""
     values: dict[str, Any] = Recipe().as_dict()
     set_in: dict[str, int] = {}  # key -> the highest layer that sets it
     for n, layer in enumerate(layers):
+        source = sources[n] if n < len(sources) else ""
         for key, value in (layer or {}).items():
             set_in[key] = n
             if key not in FIELD_TYPES:
                 raise BenchError(
+                    f"Unknown recipe key '{key}' in {source}; valid keys: {', '.join(FIELD_TYPES)}. Fix the plugin's "
+                    f"default_recipe." if source else
                     f"Unknown recipe key '{key}'. Valid keys: {', '.join(FIELD_TYPES)} (e.g. --recipe epochs=20)."
                 )
-            values[key] = _coerce(key, value)
+            try:
+                values[key] = _coerce(key, value)
+            except BenchError as exc:
+                raise BenchError(f"{exc} (in {source}: fix the plugin's default_recipe)" if source else str(exc)) from None
     r = Recipe(**values)
     if r.optimizer not in OPTIMIZERS:
         raise BenchError(f"Unknown optimizer '{r.optimizer}' in the recipe; expected one of {', '.join(OPTIMIZERS)}.")

@@ -148,7 +148,8 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
         dataset_obj = registry.get("dataset", dspec.partition(":")[0])
         train_y = sp.train_y.numpy()
         for mspec, (mobj, _, _) in models.items():
-            recipe = build_recipe(getattr(dataset_obj, "default_recipe", {}), getattr(mobj, "default_recipe", {}), opts.recipe)
+            recipe = build_recipe(getattr(dataset_obj, "default_recipe", {}), getattr(mobj, "default_recipe", {}), opts.recipe,
+                                  sources=recipe_sources(dataset_obj, mobj))
             check_recipe_fits(recipe, dspec, sp.input_shape)
             for fspec in forgets:
                 for seed in opts.seeds:
@@ -280,6 +281,12 @@ def own_original_of(m: MethodPlan, group: Group, params: dict) -> OwnOriginal | 
     check_own_training(m.name, m.obj)
     tparams = training_params(m.obj, params)
     return OwnOriginal(cache_key(own_original_doc(m.name, m.obj, group, tparams)), tparams)
+
+
+def recipe_sources(dataset_obj, model_obj) -> tuple[str, str]:
+    """How :func:`bench.core.recipe.build_recipe` names the dataset's and the model's plugin layers."""
+    return (f"the default_recipe of dataset plugin '{getattr(dataset_obj, 'name', '?')}'",
+            f"the default_recipe of model plugin '{getattr(model_obj, 'name', '?')}'")
 
 
 def class_label_notes(forgets, splits: dict) -> list[str]:
