@@ -616,3 +616,17 @@ def test_a_class_request_on_named_classes_says_which_label_it_forgets():
     assert class_label_notes([parse_forget("seq:class:0,2")], named) == [
         "note: seq:class:0,2 on csv:one.csv: class 0 is '1', class 2 is '3' (classes are numbered in sorted label order: 1, 2, 3)"]
     assert class_label_notes([parse_forget("class:2"), parse_forget("random:10%")], numbered) == []
+
+
+def test_a_datasets_info_of_tensors_and_arrays_is_recorded_as_their_values():
+    """A plugin's Splits.info holding a tensor was logged as its repr ('tensor([0.5000, 0.2000])'),
+    the docs saying JSON values (an auditor's finding); JSON values are kept as they were."""
+    import numpy as np
+
+    from bench.run.plan import data_params
+
+    got = data_params({"mean": torch.tensor([0.5, 0.25]), "std": np.array([1.0, 2.0]), "n": np.int64(3),
+                       "bounds": (0.0, 1.0), "source": "x", "long": list(range(200))})
+    assert got["mean"] == [0.5, 0.25] and got["std"] == [1.0, 2.0] and got["n"] == 3
+    assert got["bounds"] == (0.0, 1.0) and got["source"] == "x"  # JSON-native: untouched (trial keys unchanged)
+    assert got["long"].endswith("... (890 characters)")

@@ -322,6 +322,10 @@ def data_params(info: dict) -> dict:
     values longer than 250 characters of JSON (per-feature lists) are cut, with their length."""
     out = {}
     for key, value in info.items():
-        text = json.dumps(value, default=str)
+        try:
+            text = json.dumps(value)
+        except (TypeError, ValueError):  # a tensor or array (logged as its repr, 'tensor([0.5000, ...])'): its values
+            text = json.dumps(value, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v))
+            value = json.loads(text)
         out[key] = value if len(text) <= 250 else f"{text[:200]}... ({len(text)} characters)"
     return out
