@@ -428,7 +428,8 @@ def test_trial_timeout_leaves_a_trial_that_ends_in_time_alone():
         except BenchError:
             stopped += 1
         sum(range(10_000))  # Python instructions after the call: a stray TrialTimeout would surface here
-    _busy(1.2)  # the watchdog fires again each second while a trial runs: nothing is pending here
+    time.sleep(1.2)  # the watchdog fires again each second while a trial runs: nothing is pending here
+    sum(range(10_000))
 
     def spins() -> None:
         while True:
@@ -462,7 +463,7 @@ def test_a_trial_whose_clean_up_was_cut_short_leaves_no_watchdog_firing(monkeypa
         Event=CutEvent, Thread=threading.Thread, get_ident=threading.get_ident))
     with pytest.raises(RuntimeError, match="cut short"):
         deadline.run_with_deadline(0.2, "Trial t", sum, range(10))
-    _busy(2.5)  # the watchdog's time (0.2 s) and two repeats: none may land here
+    _busy(0.8)  # past the watchdog's time (0.2 s), when it fired into whatever ran next: none may land here
     assert not [t for t in threading.enumerate() if t.name == "bench-trial-deadline"]
 
 
