@@ -99,12 +99,10 @@ class BinaryNpz:
         try:
             with np.load(path, allow_pickle=False) as data:
                 arrays = {k: data[k] for k in data.files}
-        except ValueError as exc:
-            if "pickle" not in str(exc):
-                raise BenchError(f"{where}: not a readable .npz file (ValueError: {exc}).") from None
-            raise BenchError(f"{where}: holds object arrays (pickled Python objects), which bench does not load; "
-                             f"{how}, from numeric arrays.") from None
         except Exception as exc:
+            if isinstance(exc, ValueError) and "pickle" in str(exc):
+                raise BenchError(f"{where}: holds object arrays (pickled Python objects), which bench does not load; "
+                                 f"{how}, from numeric arrays.") from None
             raise BenchError(f"{where}: not a readable .npz file ({type(exc).__name__}: {exc}).") from None
         fkey = next((k for k in FEATURE_KEYS if k in arrays), None)
         lkey = next((k for k in LABEL_KEYS if k in arrays), None)

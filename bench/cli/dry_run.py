@@ -56,7 +56,7 @@ def dry_run(opts, preset=None, echo=click.echo) -> int:
     from bench.core.plugins import get_registry
     from bench.core.recipe import build_recipe
     from bench.run.checks import check_attacks_fit, check_recipe_fits, check_sendable_plugins, check_splits
-    from bench.run.plan import load_splits, recipe_sources
+    from bench.run.plan import first_names, load_splits, recipe_sources
     from bench.run.validate import (
         params_for_dataset,
         resolve_data_dir,
@@ -139,8 +139,7 @@ def dry_run(opts, preset=None, echo=click.echo) -> int:
                 forget_sizes[f.text] = sizes[-1]
                 names = splits.info.get("classes") if isinstance(splits.info, dict) else None
                 label = f.label if f.kind == "class" else None
-                named = (f" (class {label} is '{names[label]}'; classes are numbered in the order "
-                         f"{', '.join(map(str, names[:4]))}{', ...' if len(names) > 4 else ''})"
+                named = (f" (class {label} is '{names[label]}'; classes are numbered in the order {first_names(names, 4)})"
                          if isinstance(names, list) and label is not None and 0 <= label < len(names) else "")
                 echo(f"  forget {f.text}: {'/'.join(map(str, sizes))} of {len(train_y):,} training points{named}")
         for m in methods:

@@ -10,8 +10,9 @@ timm models may start from pretrained weights in a local file: ``timm:resnet18,p
 timm as ``pretrained_cfg_overlay={"state_dict": ..., "num_classes": rows of the file's classifier}``
 so timm adapts it as for its own pretrained weights: a classifier of another size (ImageNet's
 1000 classes) is left out and initialised afresh, the first convolution is adapted to the
-dataset's channels; a parameter the file leaves at its random initialisation otherwise (two builds
-under two seeds differ in it) is refused (a second build, once per process and file). Nothing is downloaded. At plan time bench pins the file's SHA-256 into the
+dataset's channels; a parameter the file leaves at its random initialisation otherwise (a second
+build under another seed, once per process and file, differs in it) is refused. Nothing is
+downloaded. At plan time bench pins the file's SHA-256 into the
 spec (``...,pretrained=PATH,sha256=HEX``), so every cache and trial key depends on the file's
 content, and a worker refuses a file that changed since.
 """

@@ -304,8 +304,13 @@ def class_label_notes(forgets, splits: dict) -> list[str]:
                      and str(names[k]) != str(k)]
             if named:
                 notes.append(f"note: {f.text} on {dspec}: class {', class '.join(named)} (classes are numbered in sorted "
-                             f"label order: {', '.join(map(str, names[:6]))}{', ...' if len(names) > 6 else ''})")
+                             f"label order: {first_names(names, 6)})")
     return notes
+
+
+def first_names(names: list, k: int) -> str:
+    """The first ``k`` class names, comma-joined, ``...`` after them when there are more."""
+    return ", ".join(map(str, names[:k])) + (", ..." if len(names) > k else "")
 
 
 def own_original_doc(name: str, method: Any, group: Group, train_params: Any) -> dict:

@@ -11,7 +11,6 @@ import torch
 
 from bench.core.contracts import DATA_ACCESS
 from bench.core.method import has_own_training
-from bench.nn.torch_state import restore_torch_globals, torch_globals
 from bench.testing.base import (
     _SCRAMBLE,
     SEED,
@@ -132,13 +131,8 @@ def check_leaves_inputs_untouched(method, params=None) -> None:
     snap = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in given.items()}
     params_before, defaults_before = copy.deepcopy(params), copy.deepcopy(dict(method.default_params))
     ctx_before = {f.name: getattr(ctx, f.name) for f in fields(ctx)}
-    saved = torch_globals()
-    try:
-        first = _unlearn(method, setting, request, params, ctx, access, what="a class request")
-    finally:
-        leaked = restore_torch_globals(saved)
-    if leaked:
-        _fail(f"unlearn {leaked}; the harness runs other trials in the same process after it.")
+    # torch's process-wide settings: every check restores them and fails on a leak (bench.testing.base)
+    first = _unlearn(method, setting, request, params, ctx, access, what="a class request")
     _check_module(first, setting, "a class request")
     for key, value in given.items():
         if isinstance(value, torch.Tensor):
