@@ -54,12 +54,19 @@ def ray_head():
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
+@pytest.fixture(scope="module")
+def head_cache(tmp_path_factory):
+    """One reference cache for the module's runs on the head: the second trains no reference."""
+    return tmp_path_factory.mktemp("head-cache")
+
+
 @pytest.mark.parametrize("given", ["flag", "RAY_ADDRESS"])
-def test_run_joins_an_existing_cluster(ray_head, workdir, run_bench, store_args, given):
+def test_run_joins_an_existing_cluster(ray_head, head_cache, workdir, run_bench, given):
     address, env = ray_head
     flag = ["--ray-address", address] if given == "flag" else []
     env = env if given == "flag" else {**env, "RAY_ADDRESS": address}  # Ray's own convention, as in `ray job submit`
-    proc = run_bench("run", "--methods", "ga,ft", *flag, *store_args(workdir), cwd=workdir, env=env)
+    proc = run_bench("run", "--methods", "ga,ft", *flag, "--cache-dir", str(head_cache),
+                     "--tracking-uri", f"sqlite:///{workdir / 'mlflow.db'}", cwd=workdir, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"joined Ray cluster at {address}" in proc.stdout
     assert "started local Ray" not in proc.stdout

@@ -75,31 +75,6 @@ def test_tune_refuses_a_method_without_search_space(workdir, run_bench, store_ar
     assert not list((workdir / "cache").iterdir())
 
 
-def test_a_best_params_file_that_cannot_be_written_late_is_said_and_fails_the_command(workdir, invoke_bench,
-                                                                                      store_args, monkeypatch):
-    """--output passed its check before the samples ran, then the write failed (a full disk, say): the
-    command says the parameters are in MLflow only and exits 1, never "written to PATH" with 0."""
-    from pathlib import Path
-
-    target = workdir / "best.json"
-    real = Path.write_text
-
-    def failing(self, *a, **k):
-        if self == target:
-            raise OSError(28, "No space left on device")
-        return real(self, *a, **k)
-
-    monkeypatch.setattr(Path, "write_text", failing)
-    proc = invoke_bench("tune", "--method", "ga", "--num-samples", "2", "-O", str(target), *store_args(workdir),
-                        cwd=workdir)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 1, out
-    assert f"cannot write {target} (No space left on device)" in out and "written to MLflow only" in out
-    assert f"written to {target}" not in out and not target.exists()
-    parent = _runs(workdir).query("`tags.bench.kind` == 'tune'").iloc[0]
-    assert json.loads(mlflow.artifacts.load_text(f"runs:/{parent['run_id']}/best_params.json"))["ga"]
-
-
 def test_an_interrupted_search_says_its_best_is_of_the_finished_samples(workdir, invoke_bench, store_args, monkeypatch):
     # its best_params.json is refused by `bench run --params RUN_ID` (it was applied silently, 2026-12-06)
     """Ctrl-C during the search: the best of the samples that finished is saved, said to be partial
@@ -168,3 +143,25 @@ def test_an_interrupted_search_says_its_best_is_of_the_finished_samples(workdir,
                          *store_args(workdir), cwd=workdir)
     assert fewer.returncode == 2 and "already finished sample 2; a resumed search keeps every sample" in fewer.stderr, (
         fewer.stdout + fewer.stderr)
+
+    # --output passed its check before any work, then the write failed (a full disk, say): the
+    # command says the parameters are in MLflow only and exits 1, never "written to PATH" with 0 (the
+    # write is the one a search makes after its samples; this resume has none left to run)
+    from pathlib import Path
+
+    target = workdir / "late.json"
+    real = Path.write_text
+
+    def failing(self, *a, **k):
+        if self == target:
+            raise OSError(28, "No space left on device")
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(Path, "write_text", failing)
+    late = invoke_bench("tune", "--method", "ga", "--num-samples", "3", "-O", str(target), "--resume",
+                        *store_args(workdir), cwd=workdir)
+    out = late.stdout + late.stderr
+    assert late.returncode == 1, out
+    assert f"cannot write {target} (No space left on device)" in out and "written to MLflow only" in out
+    assert f"written to {target}" not in out and not target.exists()
+    assert json.loads(mlflow.artifacts.load_text(f"runs:/{parent['run_id']}/best_params.json"))["ga"]
