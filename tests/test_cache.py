@@ -500,3 +500,28 @@ def test_a_model_plugins_code_enters_the_reference_and_trial_keys(tmp_path, monk
         edited = _keys(tmp_path, models=["flatlin"])
     assert edited[0] != first[0] and edited[1] != first[1]  # the references train again
     assert edited[3].measured_with != first[3].measured_with  # --resume runs its trials again
+
+
+def test_a_reference_on_read_only_indices_warns_nothing():
+    """Ray's object store hands a worker read-only arrays: training a retrained reference on them
+    printed PyTorch's "The given NumPy array is not writable ..." warning into every Ray run's output.
+    In a fresh process (PyTorch says it once per process) with warnings as errors."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, warnings\n"
+        "warnings.simplefilter('error')\n"
+        "from bench.core.recipe import build_recipe\n"
+        "from bench.datasets.digits import Digits\n"
+        "from bench.nn.models import MLPModel\n"
+        "from bench.run.references import RefJob, train_reference\n"
+        "idx = np.arange(0, 1000, dtype=np.int64); idx.setflags(write=False)\n"
+        "recipe = build_recipe({'epochs': 1})\n"
+        "job = RefJob(key='k', doc={'kind': 'retrained', 'dataset': 'digits', 'model': 'mlp:16', 'seed': 0}, model_obj=MLPModel(), arg='16', "
+        "splits=Digits().load(None, False, None), train_idx=idx, recipe=recipe, seed=0, device='cpu', threads=1)\n"
+        "blob, seconds = train_reference(job)\n"
+        "print('trained', len(blob) > 0)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "trained True" in proc.stdout, proc.stderr[-2000:]

@@ -158,7 +158,7 @@ def train_models(new_model: Callable[[int], Any], x, y, subsets: Sequence[np.nda
 
     console.expect_epochs(len(models) * recipe.epochs)  # the progress of an enclosing task spans every model
     for model, subset, seed in zip(models, subsets, seeds):
-        idx = torch.as_tensor(np.asarray(subset), dtype=torch.long, device=x.device)
+        idx = torch.tensor(np.asarray(subset), dtype=torch.long, device=x.device)  # a copy (read-only under Ray)
         fit(model, x[idx], y[idx], recipe, seed=int(seed))
     return models, "sequential"
 

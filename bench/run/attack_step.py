@@ -46,8 +46,8 @@ def make_unlearn(method, spec: TrialSpec, splits, new_model: Callable, bounds: A
     def unlearn(model, forget_pos, retain_pos, seed: int):
         x = torch.cat([splits.train_x, splits.test_x])
         y = torch.cat([splits.train_y, splits.test_y])
-        f = torch.as_tensor(np.asarray(forget_pos, dtype=np.int64))
-        r = torch.as_tensor(np.asarray(retain_pos, dtype=np.int64))
+        f = torch.tensor(np.asarray(forget_pos, dtype=np.int64))  # copies: the arrays may be read-only (Ray)
+        r = torch.tensor(np.asarray(retain_pos, dtype=np.int64))
         request = build_request(num_classes=splits.num_classes, kind="indices",
                                 forget_indices=np.sort(np.asarray(forget_pos, dtype=np.int64)), forget_class=None,
                                 forget=(x[f].to(spec.device), y[f].to(spec.device)),

@@ -75,7 +75,7 @@ def train_reference(job: RefJob) -> tuple[bytes, float]:
     sp = job.splits
     x, y = sp.train_x, sp.train_y
     if job.train_idx is not None:
-        idx = torch.as_tensor(job.train_idx, dtype=torch.long)
+        idx = torch.tensor(job.train_idx, dtype=torch.long)  # a copy: Ray's object store hands read-only arrays
         x, y = x[idx], y[idx]
     x, y = place((x, y), job.device)
     model = model_factory(job.model_obj, job.arg, sp, job.seed, job.device)()
