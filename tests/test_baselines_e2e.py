@@ -114,7 +114,7 @@ def test_tune_salun_finds_parameters_at_least_as_good_as_the_defaults(workdir, r
     0 drawing a point that beat the defaults, measured by a second run); a plain `bench run` of the
     saved best parameters gives the tuned value again."""
     best_file = workdir / "best-salun.json"
-    tune = run_bench("tune", "--method", "salun", "--num-samples", "3", "--seed", "0", "-O", str(best_file),
+    tune = run_bench("tune", "--method", "salun", "--num-samples", "3", "--seed", "0", "--attacks", "", "-O", str(best_file),
                      *store_args(workdir), cwd=workdir)
     assert tune.returncode == 0, tune.stdout + tune.stderr
     assert "sample 0 runs the defaults (lr=0.01, threshold=0.5)" in tune.stdout
@@ -133,7 +133,7 @@ def test_tune_salun_finds_parameters_at_least_as_good_as_the_defaults(workdir, r
     # the saved parameters reproduce the tuned value in a plain run (the local executor)
     best = json.loads(best_file.read_text())["salun"]
     again = run_bench("run", "--methods", "salun", "--params", str(best_file), "--seeds", "0", "--executor", "local",
-                      "--experiment", "best", *store_args(workdir), cwd=workdir)
+                      "--attacks", "", "--experiment", "best", *store_args(workdir), cwd=workdir)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "references: 0 trained, 2 from cache" in again.stdout  # the same original and retrained models
     rerun = _runs(workdir, "best")

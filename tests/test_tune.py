@@ -18,7 +18,7 @@ def _runs(workdir):
 def test_tune_records_every_sample_saves_the_best_and_run_reuses_it(workdir, run_bench, store_args):
     best_file = workdir / "best.json"
     # a relative --cache-dir (Ray Tune's storage lives under it; it once reached pyarrow as "cache/ray_results")
-    proc = run_bench("tune", "--method", "ga", "--num-samples", "6", "--forget", "class:3", "-O", str(best_file),
+    proc = run_bench("tune", "--method", "ga", "--num-samples", "6", "--forget", "class:3", "--attacks", "", "-O", str(best_file),
                      "--cache-dir", "cache", "--tracking-uri", "sqlite:///mlflow.db", cwd=workdir)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (workdir / "cache" / "ray_results").is_dir()
@@ -41,7 +41,7 @@ def test_tune_records_every_sample_saves_the_best_and_run_reuses_it(workdir, run
 
     # reuse: from the file, then from the run id; same seed and parameters give the same numbers
     for source in (str(best_file), parent["run_id"]):
-        again = run_bench("run", "--methods", "ga", "--params", source, "--forget", "class:3", "--executor", "local",
+        again = run_bench("run", "--methods", "ga", "--params", source, "--forget", "class:3", "--attacks", "", "--executor", "local",
                           *store_args(workdir), cwd=workdir)
         assert again.returncode == 0, again.stdout + again.stderr
         last = _runs(workdir)
@@ -52,7 +52,7 @@ def test_tune_records_every_sample_saves_the_best_and_run_reuses_it(workdir, run
 
 def test_asha_stops_poor_samples_early(workdir, run_bench, store_args):
     # every sample drawn (no defaults first): the search this test measured, one flag in use
-    proc = run_bench("tune", "--method", "ft", "--num-samples", "8", "--scheduler", "asha", "--forget", "class:3",
+    proc = run_bench("tune", "--method", "ft", "--num-samples", "8", "--scheduler", "asha", "--forget", "class:3", "--attacks", "",
                      "-p", "ft.epochs=12", "-O", str(workdir / "ft.json"), "--no-defaults-first", *store_args(workdir),
                      cwd=workdir)
     assert proc.returncode == 0, proc.stdout + proc.stderr
