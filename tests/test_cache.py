@@ -502,6 +502,7 @@ def test_a_model_plugins_code_enters_the_reference_and_trial_keys(tmp_path, monk
     assert edited[3].measured_with != first[3].measured_with  # --resume runs its trials again
 
 
+@pytest.mark.slow
 def test_a_reference_on_read_only_indices_warns_nothing():
     """Ray's object store hands a worker read-only arrays: training a retrained reference on them
     printed PyTorch's "The given NumPy array is not writable ..." warning into every Ray run's output.
