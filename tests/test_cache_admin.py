@@ -73,6 +73,12 @@ def test_list_says_which_entries_this_bench_can_reuse(filled, invoke_bench):
     data = json.loads(invoke_bench("cache", "list", "--json", "--cache-dir", str(root)).stdout)
     assert {e["key"] for e in data["entries"]} == set(keys.values())
     assert data["folders"]["ray_results"]["items"] == 3
+    # the README's `bench cache [list] ... [--json] [--verify]`: the flags work without `list` too
+    # (they were the subcommand's only: "No such option '--json'", exit 2)
+    assert json.loads(invoke_bench("cache", "--json", "--cache-dir", str(root)).stdout) == data
+    assert json.loads(invoke_bench("cache", "--json", "list", "--cache-dir", str(root)).stdout) == data
+    verified = invoke_bench("cache", "--verify", "--cache-dir", str(root))
+    assert verified.returncode == 0 and "corrupt: weights SHA-256 does not match" in verified.stdout, verified.stderr
 
 
 def test_prune_removes_what_can_never_be_reused_and_keeps_the_rest(filled, invoke_bench):
@@ -139,6 +145,8 @@ def test_prune_keeps_an_entry_a_run_holds_and_survives_links(filled, invoke_benc
     (("prune", "--unused-days", "nan"), "Bad --unused-days nan"),
     (("list", "--cache-dir", "/no/such/cache"), "--cache-dir /no/such/cache: no such directory"),
     (("prune", "--cache-dir", ""), "Empty --cache-dir"),
+    (("--json", "prune"), "bench cache --json prune: --json belongs to the listing; drop it"),
+    (("--verify", "--json", "prune"), "--json and --verify belong to the listing"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, invoke_bench, args, message):
     got = invoke_bench("cache", *args, *(() if "--cache-dir" in args else ("--cache-dir", str(tmp_path))))

@@ -45,34 +45,55 @@ def _given(cache_dir: str | None) -> str | None:
     return ctx.parent.params.get("cache_dir") if ctx.parent is not None else None
 
 
+AS_JSON = click.option("--json", "as_json", is_flag=True, help="List as one JSON document on stdout.")
+VERIFY = click.option("--verify", is_flag=True, help="Hash every weights file, as a run does (slow on a large "
+                      "cache); without it their sizes are checked.")
+
+
 @click.group(invoke_without_command=True)
 @CACHE_DIR
+@AS_JSON
+@VERIFY
 @click.pass_context
-def cache(ctx, cache_dir):
-    """List the reference cache (the default); `bench cache prune` removes what this bench can never reuse.
+def cache(ctx, cache_dir, as_json, verify):
+    """List the reference cache (the default, also `bench cache list`); `bench cache prune` removes
+    what this bench can never reuse.
 
     \b
     Examples:
       bench cache
-      bench cache list --json
+      bench cache --json
+      bench cache list --verify
       bench cache prune --dry-run
       bench cache prune --unused-days 30 --ray-results
     """
     if ctx.invoked_subcommand is None:
-        ctx.invoke(list_entries, cache_dir=cache_dir, as_json=False, verify=False)
+        ctx.invoke(list_entries, cache_dir=cache_dir, as_json=as_json, verify=verify)
+    elif ctx.invoked_subcommand != "list" and (as_json or verify):
+        from bench.core.errors import BenchError
+
+        flags = [f for f, on in (("--json", as_json), ("--verify", verify)) if on]
+        shown, words = " ".join(flags), " and ".join(flags)
+        raise BenchError(f"bench cache {shown} {ctx.invoked_subcommand}: {words} "
+                         f"{'belongs' if len(flags) == 1 else 'belong'} to the listing; drop "
+                         f"{'it' if len(flags) == 1 else 'them'}, or list the cache with: bench cache {shown}")
 
 
 @cache.command("list")
 @CACHE_DIR
-@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
-@click.option("--verify", is_flag=True, help="Hash every weights file, as a run does (slow on a large cache); "
-              "without it their sizes are checked.")
+@AS_JSON
+@VERIFY
 def list_entries(cache_dir, as_json, verify):
     """Every entry: kind, dataset / model / seed, size, when made and last used, and whether this
     bench can reuse it (ok), never hits it again (stale: other training code or torch) or refuses it
-    (corrupt); then the quarantine, Ray Tune's run folders, the lock files and foreign files."""
+    (corrupt); then the quarantine, Ray Tune's run folders, the lock files, MLflow's store template
+    and foreign files."""
     from bench.run import cache_admin as admin
 
+    group = click.get_current_context().parent  # `bench cache --json list`: the group's flags count
+    if group is not None and group.command.name == "cache":
+        as_json = as_json or bool(group.params.get("as_json"))
+        verify = verify or bool(group.params.get("verify"))
     root = _root(_given(cache_dir))
     if root is None:
         return
