@@ -242,3 +242,16 @@ def test_a_rank_over_fewer_trials_than_finished_is_said():
     assert ranks == [None, 2, 1, None]
     assert partial_rank_notes(rows, ranks, "avg_gap") == [
         "note: ga (digits/mlp/random:10%) is ranked 1 on avg_gap over 1 of its 2 finished trial(s); the others lack it"]
+
+
+def test_batches_skip_only_a_leftover_batch_of_one():
+    """A final batch of one left over from larger batches is skipped (BatchNorm cannot train on
+    it); at batch size 1 every example is a batch: skipping those skipped every step, and a method
+    at batch_size=1 returned its input untrained with exit 0 (found in review)."""
+    from bench.nn.training import batches
+
+    sizes = lambda n, b: [len(i) for i in batches(n, b, torch.Generator().manual_seed(0), "cpu")]  # noqa: E731
+    assert sizes(5, 1) == [1] * 5
+    assert sizes(9, 4) == [4, 4] and sizes(8, 4) == [4, 4] and sizes(10, 4) == [4, 4, 2]
+    assert sizes(1, 4) == [1] and sizes(1, 1) == [1]  # a set of one point is still trained on
+    assert sorted(torch.cat(list(batches(5, 1, torch.Generator().manual_seed(0), "cpu"))).tolist()) == list(range(5))

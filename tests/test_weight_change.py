@@ -104,3 +104,15 @@ def test_weight_change_is_no_objective():
     # "_change" has no suffix rule; an entry of None keeps it out of bench tune's objectives
     assert direction("weight_change") is None and "weight_change" not in METRIC_DIRECTIONS
     assert "a diagnostic" in no_direction_reason("weight_change")
+
+
+def test_a_method_at_batch_size_one_trains(workdir, shared_cache, run_harness, trial_runs):
+    """Every minibatch method accepts batch_size=1; the shared batching skipped every batch of one,
+    so ft (and eu-k, scrub's forget pass, ...) returned the weights it was given: the original's
+    numbers (eu-k's untrained head) with exit 0 (found in review)."""
+    code, out = run_harness(workdir, methods="ft", attacks="", params={"ft": {"batch_size": 1, "epochs": 1}},
+                            cache_dir=str(shared_cache))
+    assert code == 0, out
+    runs = trial_runs(workdir)
+    assert runs.loc["ft", "metrics.weight_change"] > 0 and "unchanged" not in out
+    assert int(runs.loc["ft", "params.params.batch_size"]) == 1

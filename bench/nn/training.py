@@ -4,7 +4,7 @@ retrained references and methods that train (retrain, fine-tuning).
 The loop is the plain PyTorch one (shuffle with a seeded generator, mini-batch SGD/Adam,
 cross-entropy), with no DataLoader and no worker processes for data that sits in memory;
 ``benchmarks/bench_training.py`` measures it against a hand-written loop. A final batch of one
-example is skipped (BatchNorm cannot train on it).
+example left over from larger batches is skipped (BatchNorm cannot train on it).
 
 Placement: a dataset whose tensors fit in ``DEVICE_DATA_FRACTION`` of the GPU's memory lives on
 the GPU; a larger one stays in (pinned) host memory and its batches stream to the device through
@@ -132,12 +132,16 @@ def make_schedule(optimizer, schedule: str, epochs: int, steps_per_epoch: int):
 
 
 def batches(n: int, batch_size: int, generator: torch.Generator | None, device) -> Iterable[torch.Tensor]:
-    """Index batches over ``range(n)``, shuffled with ``generator`` (in order when None)."""
+    """Index batches over ``range(n)``, shuffled with ``generator`` (in order when None). A final
+    batch of one left over from larger batches is skipped (BatchNorm cannot train on it); with
+    ``batch_size`` 1 every example is its own batch (skipping those skipped every step: a method
+    at batch size 1 returned its input untrained, exit 0; a model with BatchNorm now fails its
+    trial with PyTorch's own error instead)."""
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
     order = order.to(device)
     for start in range(0, n, batch_size):
         idx = order[start : start + batch_size]
-        if len(idx) == 1 and n > 1:
+        if len(idx) == 1 and n > 1 and batch_size > 1:
             continue
         yield idx
 
