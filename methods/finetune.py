@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from bench.core import space
 from bench.core.method import Method
-from bench.core.params import require_choice, require_int, require_sgd
+from bench.core.params import refuse_unused, require_choice, require_int, require_sgd
 from bench.core.recipe import OPTIMIZERS
 
 
@@ -28,6 +28,9 @@ class FineTune(Method):
         require_int(params, "batch_size", 1)
         require_sgd(params)
         require_choice(params, "optimizer", OPTIMIZERS)
+        refuse_unused(params, self.default_params, "momentum", params["optimizer"] == "sgd",
+                      f"with optimizer={params['optimizer']} (momentum is SGD's; Adam uses betas (0.9, 0.999)): "
+                      "drop it, or set optimizer=sgd")
 
     def unlearn(self, model, request, params, ctx):
         from bench.nn.training import train_epochs

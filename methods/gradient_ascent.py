@@ -31,6 +31,7 @@ from __future__ import annotations
 from bench.core import space
 from bench.core.method import Method
 from bench.core.params import (
+    refuse_unused,
     require_bool,
     require_choice,
     require_int,
@@ -65,6 +66,9 @@ class GradientAscent(Method):
         require_int(params, "batch_size", 1)
         require_sgd(params)
         require_range(params, "alpha", 0.0, 1.0)
+        refuse_unused(params, self.default_params, "alpha", params["variant"] == "neggrad+",
+                      f"with variant={params['variant']} (alpha weighs NegGrad+'s retain loss): drop it, or set "
+                      "variant=neggrad+")
         require_stop_accuracy(params)
         require_bool(params, "train_mode")
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 from bench.core import space
 from bench.core.method import Method, check_params
 from bench.core.params import (
+    refuse_unused,
     require_bool,
     require_int,
     require_non_negative,
@@ -145,6 +146,8 @@ class L2UL(Method):
             if params[key] not in allowed:
                 raise ValueError(f"{key}={params[key]!r}: unknown {key}; expected one of {', '.join(allowed)}{note}")
         require_int(params, "relabel_to", -1, "a class, or -1 for a random other label per instance")
+        refuse_unused(params, self.default_params, "relabel_to", params["mode"] == "relabel",
+                      f"with mode={params['mode']} (it is mode=relabel's target label): drop it, or set mode=relabel")
         require_sgd(params)
         require_int(params, "forget_batch_size", 1)
         require_int(params, "max_epochs", 1)

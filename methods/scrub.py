@@ -66,6 +66,7 @@ import math
 from bench.core import space
 from bench.core.method import Method, check_params
 from bench.core.params import (
+    refuse_unused,
     require_choice,
     require_non_negative,
     require_positive,
@@ -87,6 +88,11 @@ PRESET = "preset"  # the string sentinel; numbers use -1
 
 def _milestones(text: str) -> list[int]:
     return [int(part) for part in str(text).replace(" ", "").split(",") if part]
+
+
+def resolve_optimizer(params: dict) -> str:
+    """The optimizer a trial uses: the given one, else the preset's."""
+    return PRESETS[params["preset"]]["optimizer"] if params["optimizer"] == PRESET else params["optimizer"]
 
 
 def resolve(params: dict) -> dict:
@@ -145,6 +151,10 @@ class Scrub(Method):
                 require_positive(params, key)
             else:
                 require_non_negative(params, key)
+        optimizer = resolve_optimizer(params)
+        refuse_unused(params, self.default_params, "momentum", optimizer == "sgd",
+                      f"with optimizer {optimizer}{' (preset ' + params['preset'] + ')' if params['optimizer'] == PRESET else ''}"
+                      " (momentum is SGD's; Adam uses betas (0.9, 0.999)): drop it, or set optimizer=sgd")
         for key, low in (("msteps", 0), ("epochs", 1), ("retain_batch_size", 1), ("forget_batch_size", 1)):
             value = params[key]
             whole = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \

@@ -14,6 +14,7 @@ import pytest
 from bench.methods import FineTune, FisherForgetting, GradientAscent, Retrain, Sisa
 from bench.methods.l2ul import L2UL, L2ULAdv, L2ULNaive, L2ULOracle
 from bench.methods.prune import Prune
+from bench.methods.scrub import Scrub
 
 from bench.core.errors import BenchError
 from bench.core.method import Method, check_params, requires_for
@@ -97,12 +98,36 @@ def test_defaults_are_accepted_on_every_dataset(method):
         method.check_params(params)  # e.g. l2ul's cifar10 / digits settings
 
 
+#: the parameter that makes a GOOD row's parameter have an effect (alone it is refused: see below)
+ENABLED_BY = {("ga", "alpha"): {"variant": "neggrad+"}, ("l2ul", "relabel_to"): {"mode": "relabel"}}
+
+
 @pytest.mark.parametrize("row", GOOD, ids=_id)
 def test_edge_values_are_accepted(row):
     name, key, value = row
     method = BY_NAME[name]
     assert key in method.default_params
-    method.check_params({**method.default_params, key: value})
+    method.check_params({**method.default_params, **ENABLED_BY.get((name, key), {}), key: value})
+
+
+@pytest.mark.parametrize("method, given, enabling", [
+    (FineTune(), {"optimizer": "adam", "momentum": 0.5}, {"optimizer": "sgd"}),
+    (GradientAscent(), {"alpha": 0.1}, {"variant": "neggrad+"}),
+    (L2ULNaive(), {"relabel_to": 5}, {"mode": "relabel"}),
+    (L2UL(), {"relabel_to": 0}, {"mode": "relabel"}),
+    (Scrub(), {"momentum": 0.5}, {"preset": "large"}),  # the small preset trains with Adam
+    (Scrub(), {"momentum": 0.5}, {"optimizer": "sgd"}),
+], ids=lambda v: getattr(v, "name", None) or ",".join(f"{k}={x}" for k, x in v.items()))
+def test_a_value_another_parameter_makes_unused_is_refused(method, given, enabling):
+    """A value that changes nothing at the other parameters' values (momentum under Adam, GA's alpha
+    outside NegGrad+, relabel_to outside mode=relabel) ran the default's numbers while the record
+    said the value given (found in review); refused as the recipe refuses momentum with Adam, and
+    accepted with the parameter that gives it an effect. The default value itself stays accepted."""
+    key = next(k for k in given if k not in ("optimizer",))
+    with pytest.raises(ValueError, match=rf"^{key}={given[key]!r}: has no effect with .*: drop it, or set "):
+        method.check_params({**method.default_params, **given})
+    method.check_params({**method.default_params, **given, **enabling})
+    method.check_params({**method.default_params, **{k: v for k, v in given.items() if k != key}})
 
 
 @pytest.mark.parametrize("row", BAD, ids=_id)

@@ -98,3 +98,11 @@ def require_sgd(params: Mapping[str, Any]) -> None:
     require_positive(params, "lr")
     require_range(params, "momentum", 0.0, 1.0, high_open=True)
     require_non_negative(params, "weight_decay")
+
+
+def refuse_unused(params: Mapping[str, Any], defaults: Mapping[str, Any], key: str, used: bool, why: str) -> None:
+    """``key`` set away from its default where another parameter makes it have no effect (``used``
+    false; ``why`` says which and how to fix it): refused, as the recipe refuses momentum with Adam.
+    The run would be the default's while its record said the value given."""
+    if not used and params[key] != defaults[key]:
+        raise ValueError(f"{key}={params[key]!r}: has no effect {why}")
