@@ -160,6 +160,21 @@ class TupleOut:
         return Net()
 
 
+class SoftmaxOut:
+    """A model whose forward ends in a softmax: bench applies softmax again for the divergences and
+    the attacks' scores, wrong numbers with exit 0 (accuracies alone stay right)."""
+
+    name = "softmax-out"
+    description = "Linear then softmax (tests/test_bad_inputs.py)"
+
+    def create(self, num_classes, input_shape, arg=None):
+        import math
+
+        from torch import nn
+
+        return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), num_classes), nn.Softmax(dim=1))
+
+
 class DataPlugin:
     @bench.hookimpl
     def register_datasets(self, register):
@@ -173,6 +188,7 @@ class DataPlugin:
         register(TanhMLP())
         register(ConvHead())
         register(TupleOut())
+        register(SoftmaxOut())
 
 
 class DuplicateMethod:
@@ -396,6 +412,9 @@ CASES: dict[str, tuple] = {
     "model-returns-tuple": (("data", ["-m", "ft", "--model", "tuple-out"]),
                             r"Model 'tuple-out' returned a tuple on dataset 'digits', not a tensor; expected logits of "
                             r"shape \(N, 10\): return them alone from forward\(\)\."),
+    "model-returns-probabilities": (("data", ["-m", "ft", "--model", "softmax-out"]),
+                                    r"Model 'softmax-out' returns probabilities on dataset 'digits' \(non-negative rows "
+                                    r"that sum to 1\); bench expects logits .*drop the final softmax from forward\(\)\."),
     "setting-prune-model": (("data", ["-m", "prune", "--model", "tanh-mlp"]),
                             r"Method 'prune' cannot run on digits / tanh-mlp / random:10%: PRUNE cannot patch the model "
                             r"\(Sequential\): it contains a Tanh"),

@@ -255,3 +255,14 @@ def test_batches_skip_only_a_leftover_batch_of_one():
     assert sizes(9, 4) == [4, 4] and sizes(8, 4) == [4, 4] and sizes(10, 4) == [4, 4, 2]
     assert sizes(1, 4) == [1] and sizes(1, 1) == [1]  # a set of one point is still trained on
     assert sorted(torch.cat(list(batches(5, 1, torch.Generator().manual_seed(0), "cpu"))).tolist()) == list(range(5))
+
+
+def test_probability_outputs_are_told_from_logits_and_log_probabilities():
+    from bench.run.plan import returns_probabilities
+
+    logits = torch.nn.Linear(8, 10)(torch.randn(2, 8))
+    assert not returns_probabilities(logits)
+    assert not returns_probabilities(logits.log_softmax(1))  # softmax of these is softmax of the logits: fine
+    assert returns_probabilities(logits.softmax(1)) and returns_probabilities(torch.tensor([[0.0, 1.0], [0.5, 0.5]]))
+    assert not returns_probabilities(torch.tensor([[0, 1], [1, 0]]))  # not floating point
+    assert not returns_probabilities(torch.tensor([[0.2, 0.2], [0.5, 0.5]]))  # a row that does not sum to 1

@@ -79,6 +79,18 @@ class Plan:
     originals: dict[tuple[str, str], dict] = field(default_factory=dict)
 
 
+
+def returns_probabilities(out) -> bool:
+    """Whether a model's outputs look like softmax probabilities rather than logits: every entry in
+    [0, 1] and every row summing to 1 (an untrained network ending in logits never does)."""
+    import torch
+
+    if not out.is_floating_point() or out.shape[-1] < 2:
+        return False
+    out = out.detach().double()
+    return bool(((out >= 0) & (out <= 1)).all() and torch.allclose(out.sum(-1), torch.ones(out.shape[0], dtype=torch.float64),
+                                                                   atol=1e-4))
+
 def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], plugins: dict[str, str],
               say: Callable[[str], None] | None = None) -> Plan:
     """The plan of a run; ``say`` gets the plan-time notes (the test accuracy of each ``--original``)."""
@@ -132,6 +144,10 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
                                  f"expected logits of shape (N, {sp.num_classes}): return them alone from forward().")
             if tuple(out.shape) != (2, sp.num_classes):
                 raise BenchError(f"Model '{spec}' returned shape {tuple(out.shape)} on dataset '{dspec}'; expected (2, {sp.num_classes}).")
+            if returns_probabilities(out):  # softmax again over them: every divergence and attack score off, exit 0
+                raise BenchError(f"Model '{spec}' returns probabilities on dataset '{dspec}' (non-negative rows that sum "
+                                 "to 1); bench expects logits (the metrics and attacks apply softmax themselves): drop "
+                                 "the final softmax from forward().")
             networks[(spec, dspec)] = net
 
     originals = check_originals(opts, models, splits, say)
