@@ -70,6 +70,9 @@ class GradientAscent(Method):
                       f"with variant={params['variant']} (alpha weighs NegGrad+'s retain loss): drop it, or set "
                       "variant=neggrad+")
         require_stop_accuracy(params)
+        refuse_unused(params, self.default_params, "stop_forget_acc", params["variant"] == "ga",
+                      f"with variant={params['variant']} (NegGrad+ runs every epoch, with no early stop): drop it, or "
+                      "set variant=ga")
         require_bool(params, "train_mode")
 
     def requires_for(self, params):

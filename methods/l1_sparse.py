@@ -43,7 +43,7 @@ from __future__ import annotations
 
 from bench.core import space
 from bench.core.method import Method, check_params
-from bench.core.params import require_int, require_non_negative, require_sgd
+from bench.core.params import refuse_unused, require_int, require_non_negative, require_sgd
 
 
 def l1_alpha(alpha: float, epoch: int, epochs: int, no_l1_epochs: int) -> float:
@@ -74,6 +74,8 @@ class L1Sparse(Method):
             raise ValueError(f"no_l1_epochs={params['no_l1_epochs']!r}: expected at most epochs "
                              f"({params['epochs']})")
         require_sgd(params)
+        refuse_unused(params, self.default_params, "no_l1_epochs", params["alpha"] > 0,
+                      "with alpha=0 (no L1 penalty to leave out): drop it, or set alpha > 0")
 
     def unlearn(self, model, request, params, ctx):
         import torch

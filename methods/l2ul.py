@@ -156,6 +156,23 @@ class L2UL(Method):
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight < float("inf"):
             raise ValueError(f"anchor_weight={weight!r}: expected a finite anchor_weight >= 0 (0 turns the anchor off)")
         require_int(params, "anchor_samples", 1)
+        for key in ("anchor_samples", "anchor_inputs", "anchor_loss"):
+            refuse_unused(params, self.default_params, key, weight > 0,
+                          "with anchor_weight=0 (the anchor is off): drop it, or set anchor_weight > 0")
+        for key in ("forget_loss", "mask_misclassified", "forget_mean"):
+            refuse_unused(params, self.default_params, key, params["mode"] == "misclassify",
+                          f"with mode={params['mode']} (it shapes mode=misclassify's loss): drop it, or set mode=misclassify")
+        refuse_unused(params, self.default_params, "forget_mean", params["mask_misclassified"] is not False,
+                      "with mask_misclassified=false (it averages over the masked points): drop it, or set "
+                      "mask_misclassified=true")
+        for key, used in ((k, variant in ("adv", "full")) for k in _ADV):
+            if key in params:
+                refuse_unused(params, self.default_params, key, used, f"with variant={variant} (it shapes the "
+                              "adversarial examples of variants adv and full): drop it, or leave variant at its default")
+        for key, used in (("lam", variant == "full"), ("retain_batch_size", variant == "oracle")):
+            if key in params:
+                refuse_unused(params, self.default_params, key, used, f"with variant={variant} (variant "
+                              f"{'full' if key == 'lam' else 'oracle'} uses it): drop it, or leave variant at its default")
         if "eps" in params:  # the adversarial examples (l2ul, l2ul-adv)
             require_positive(params, "eps", "pgd_step")
             for key in ("pgd_steps", "adv_per_instance", "adv_batch_size"):

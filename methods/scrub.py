@@ -151,6 +151,10 @@ class Scrub(Method):
                 require_positive(params, key)
             else:
                 require_non_negative(params, key)
+        msteps = PRESETS[params["preset"]]["msteps"] if params["msteps"] == -1 else params["msteps"]
+        if msteps == 0:
+            refuse_unused(params, self.default_params, "forget_batch_size", False,
+                          "with msteps=0 (no forget pass runs): drop it, or set msteps >= 1")
         optimizer = resolve_optimizer(params)
         refuse_unused(params, self.default_params, "momentum", optimizer == "sgd",
                       f"with optimizer {optimizer}{' (preset ' + params['preset'] + ')' if params['optimizer'] == PRESET else ''}"

@@ -78,7 +78,7 @@ from __future__ import annotations
 
 from bench.core import space
 from bench.core.method import Method, check_params
-from bench.core.params import require_int, require_positive
+from bench.core.params import refuse_unused, require_int, require_positive
 
 from .fisher import _functional, auto_chunk, per_example_grads
 
@@ -98,6 +98,9 @@ class SelectiveSynapticDampening(Method):
         require_positive(params, "selection_weighting", "dampening_constant")
         require_int(params, "batch_size", 1, "1: the per-example Fisher")
         require_int(params, "chunk_size", 0, "0: automatic")
+        refuse_unused(params, self.default_params, "chunk_size", params["batch_size"] == 1,
+                      f"with batch_size={params['batch_size']} (it chunks the per-example Fisher of batch_size=1): "
+                      "drop it, or set batch_size=1")
 
     def unlearn(self, model, request, params, ctx):
         check_params(self.name, self, params)  # direct callers (the harness checked at plan time)

@@ -14,7 +14,10 @@ import pytest
 from bench.methods import FineTune, FisherForgetting, GradientAscent, Retrain, Sisa
 from bench.methods.l2ul import L2UL, L2ULAdv, L2ULNaive, L2ULOracle
 from bench.methods.prune import Prune
+from bench.methods.l1_sparse import L1Sparse
 from bench.methods.scrub import Scrub
+from bench.methods.ssd import SelectiveSynapticDampening as SSD
+from bench.methods.unsir import Unsir
 
 from bench.core.errors import BenchError
 from bench.core.method import Method, check_params, requires_for
@@ -99,7 +102,9 @@ def test_defaults_are_accepted_on_every_dataset(method):
 
 
 #: the parameter that makes a GOOD row's parameter have an effect (alone it is refused: see below)
-ENABLED_BY = {("ga", "alpha"): {"variant": "neggrad+"}, ("l2ul", "relabel_to"): {"mode": "relabel"}}
+ENABLED_BY = {("ga", "alpha"): {"variant": "neggrad+"}, ("l2ul", "relabel_to"): {"mode": "relabel"},
+              ("l2ul", "anchor_inputs"): {"anchor_weight": 1.0}, ("l2ul", "anchor_loss"): {"anchor_weight": 1.0},
+              ("l2ul", "forget_mean"): {"mask_misclassified": True}}
 
 
 @pytest.mark.parametrize("row", GOOD, ids=_id)
@@ -117,14 +122,27 @@ def test_edge_values_are_accepted(row):
     (L2UL(), {"relabel_to": 0}, {"mode": "relabel"}),
     (Scrub(), {"momentum": 0.5}, {"preset": "large"}),  # the small preset trains with Adam
     (Scrub(), {"momentum": 0.5}, {"optimizer": "sgd"}),
+    (GradientAscent(), {"variant": "neggrad+", "stop_forget_acc": 0.5}, {"variant": "ga"}),
+    (Scrub(), {"msteps": 0, "forget_batch_size": 8}, {"msteps": 1}),
+    (Unsir(), {"noise_steps": 0, "noise_lr": 1.0}, {"noise_steps": 2}),
+    (Unsir(), {"noise_steps": 0, "noise_reg": 2.0}, {"noise_steps": 2}),
+    (Unsir(), {"repair_epochs": 0, "repair_batch_size": 16}, {"repair_epochs": 1}),
+    (L1Sparse(), {"alpha": 0.0, "no_l1_epochs": 1}, {"alpha": 1e-4}),
+    (SSD(), {"chunk_size": 3}, {"batch_size": 1}),
+    (L2UL(), {"anchor_samples": 16}, {"anchor_weight": 1.0}),
+    (L2ULNaive(), {"mode": "relabel", "forget_loss": "unlikelihood"}, {"mode": "misclassify"}),
+    (L2UL(), {"forget_mean": "active"}, {"mask_misclassified": True}),
+    (L2UL(), {"variant": "naive", "eps": 3.0}, {"variant": "adv"}),
+    (L2UL(), {"variant": "adv", "lam": 5.0}, {"variant": "full"}),
+    (L2ULOracle(), {"variant": "naive", "retain_batch_size": 16}, {"variant": "oracle"}),
 ], ids=lambda v: getattr(v, "name", None) or ",".join(f"{k}={x}" for k, x in v.items()))
 def test_a_value_another_parameter_makes_unused_is_refused(method, given, enabling):
     """A value that changes nothing at the other parameters' values (momentum under Adam, GA's alpha
     outside NegGrad+, relabel_to outside mode=relabel) ran the default's numbers while the record
     said the value given (found in review); refused as the recipe refuses momentum with Adam, and
     accepted with the parameter that gives it an effect. The default value itself stays accepted."""
-    key = next(k for k in given if k not in ("optimizer",))
-    with pytest.raises(ValueError, match=rf"^{key}={given[key]!r}: has no effect with .*: drop it, or set "):
+    key = list(given)[-1]  # the value refused; the ones before it set the condition
+    with pytest.raises(ValueError, match=rf"^{key}={given[key]!r}: has no effect with .*: drop it, or "):
         method.check_params({**method.default_params, **given})
     method.check_params({**method.default_params, **given, **enabling})
     method.check_params({**method.default_params, **{k: v for k, v in given.items() if k != key}})
