@@ -28,7 +28,7 @@ class FineTune(Method):
         require_int(params, "batch_size", 1)
         require_sgd(params)
         require_choice(params, "optimizer", OPTIMIZERS)
-        refuse_unused(params, self.default_params, "momentum", params["optimizer"] == "sgd",
+        refuse_unused(params, self, "momentum", params["optimizer"] == "sgd",
                       f"with optimizer={params['optimizer']} (momentum is SGD's; Adam uses betas (0.9, 0.999)): "
                       "drop it, or set optimizer=sgd")
 

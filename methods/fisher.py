@@ -45,7 +45,8 @@ unbiased Monte-Carlo estimate of the same F).
 ``alpha`` is the notebook's 1e-6 by default; other sources use 1e-7 (SCRUB) and about 1e-9
 (Jia et al., Unlearn-Sparse issue #5); its search space is log-uniform over [1e-10, 1e-5].
 alpha = 0 leaves every weight unchanged except, for a class request, the forgotten class's
-classifier row, which the reference still zeroes and perturbs (v = 1e-3 after the ×10).
+classifier row, which the reference still zeroes and perturbs (v = 1e-3 after the ×10); on any
+other request it is refused at plan time (``check_setting``: the trial would score the original).
 """
 
 from __future__ import annotations
@@ -70,6 +71,12 @@ class FisherForgetting(Method):
                              f"label per example, not reference-exact)")
         require_non_negative(params, "alpha")
         require_int(params, "chunk_size", 0, "0: automatic")
+
+    def check_setting(self, params, setting):
+        if params["alpha"] == 0 and "class:" not in setting.forget:
+            raise ValueError(f"alpha=0 leaves every weight as it is on {setting.forget} (only a class request's "
+                             "classifier row changes): the trial would score the original as fisher's result; "
+                             "expected alpha > 0 here")
 
     def unlearn(self, model, request, params, ctx):
         import torch

@@ -66,11 +66,11 @@ class GradientAscent(Method):
         require_int(params, "batch_size", 1)
         require_sgd(params)
         require_range(params, "alpha", 0.0, 1.0)
-        refuse_unused(params, self.default_params, "alpha", params["variant"] == "neggrad+",
+        refuse_unused(params, self, "alpha", params["variant"] == "neggrad+",
                       f"with variant={params['variant']} (alpha weighs NegGrad+'s retain loss): drop it, or set "
                       "variant=neggrad+")
         require_stop_accuracy(params)
-        refuse_unused(params, self.default_params, "stop_forget_acc", params["variant"] == "ga",
+        refuse_unused(params, self, "stop_forget_acc", params["variant"] == "ga",
                       f"with variant={params['variant']} (NegGrad+ runs every epoch, with no early stop): drop it, or "
                       "set variant=ga")
         require_bool(params, "train_mode")

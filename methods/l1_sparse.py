@@ -74,7 +74,7 @@ class L1Sparse(Method):
             raise ValueError(f"no_l1_epochs={params['no_l1_epochs']!r}: expected at most epochs "
                              f"({params['epochs']})")
         require_sgd(params)
-        refuse_unused(params, self.default_params, "no_l1_epochs", params["alpha"] > 0,
+        refuse_unused(params, self, "no_l1_epochs", params["alpha"] > 0,
                       "with alpha=0 (no L1 penalty to leave out): drop it, or set alpha > 0")
 
     def unlearn(self, model, request, params, ctx):

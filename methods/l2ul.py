@@ -146,7 +146,7 @@ class L2UL(Method):
             if params[key] not in allowed:
                 raise ValueError(f"{key}={params[key]!r}: unknown {key}; expected one of {', '.join(allowed)}{note}")
         require_int(params, "relabel_to", -1, "a class, or -1 for a random other label per instance")
-        refuse_unused(params, self.default_params, "relabel_to", params["mode"] == "relabel",
+        refuse_unused(params, self, "relabel_to", params["mode"] == "relabel",
                       f"with mode={params['mode']} (it is mode=relabel's target label): drop it, or set mode=relabel")
         require_sgd(params)
         require_int(params, "forget_batch_size", 1)
@@ -157,21 +157,21 @@ class L2UL(Method):
             raise ValueError(f"anchor_weight={weight!r}: expected a finite anchor_weight >= 0 (0 turns the anchor off)")
         require_int(params, "anchor_samples", 1)
         for key in ("anchor_samples", "anchor_inputs", "anchor_loss"):
-            refuse_unused(params, self.default_params, key, weight > 0,
+            refuse_unused(params, self, key, weight > 0,
                           "with anchor_weight=0 (the anchor is off): drop it, or set anchor_weight > 0")
         for key in ("forget_loss", "mask_misclassified", "forget_mean"):
-            refuse_unused(params, self.default_params, key, params["mode"] == "misclassify",
+            refuse_unused(params, self, key, params["mode"] == "misclassify",
                           f"with mode={params['mode']} (it shapes mode=misclassify's loss): drop it, or set mode=misclassify")
-        refuse_unused(params, self.default_params, "forget_mean", params["mask_misclassified"] is not False,
+        refuse_unused(params, self, "forget_mean", params["mask_misclassified"] is not False,
                       "with mask_misclassified=false (it averages over the masked points): drop it, or set "
                       "mask_misclassified=true")
         for key, used in ((k, variant in ("adv", "full")) for k in _ADV):
             if key in params:
-                refuse_unused(params, self.default_params, key, used, f"with variant={variant} (it shapes the "
+                refuse_unused(params, self, key, used, f"with variant={variant} (it shapes the "
                               "adversarial examples of variants adv and full): drop it, or leave variant at its default")
         for key, used in (("lam", variant == "full"), ("retain_batch_size", variant == "oracle")):
             if key in params:
-                refuse_unused(params, self.default_params, key, used, f"with variant={variant} (variant "
+                refuse_unused(params, self, key, used, f"with variant={variant} (variant "
                               f"{'full' if key == 'lam' else 'oracle'} uses it): drop it, or leave variant at its default")
         if "eps" in params:  # the adversarial examples (l2ul, l2ul-adv)
             require_positive(params, "eps", "pgd_step")

@@ -153,10 +153,10 @@ class Scrub(Method):
                 require_non_negative(params, key)
         msteps = PRESETS[params["preset"]]["msteps"] if params["msteps"] == -1 else params["msteps"]
         if msteps == 0:
-            refuse_unused(params, self.default_params, "forget_batch_size", False,
+            refuse_unused(params, self, "forget_batch_size", False,
                           "with msteps=0 (no forget pass runs): drop it, or set msteps >= 1")
         optimizer = resolve_optimizer(params)
-        refuse_unused(params, self.default_params, "momentum", optimizer == "sgd",
+        refuse_unused(params, self, "momentum", optimizer == "sgd",
                       f"with optimizer {optimizer}{' (preset ' + params['preset'] + ')' if params['optimizer'] == PRESET else ''}"
                       " (momentum is SGD's; Adam uses betas (0.9, 0.999)): drop it, or set optimizer=sgd")
         for key, low in (("msteps", 0), ("epochs", 1), ("retain_batch_size", 1), ("forget_batch_size", 1)):

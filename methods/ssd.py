@@ -98,7 +98,7 @@ class SelectiveSynapticDampening(Method):
         require_positive(params, "selection_weighting", "dampening_constant")
         require_int(params, "batch_size", 1, "1: the per-example Fisher")
         require_int(params, "chunk_size", 0, "0: automatic")
-        refuse_unused(params, self.default_params, "chunk_size", params["batch_size"] == 1,
+        refuse_unused(params, self, "chunk_size", params["batch_size"] == 1,
                       f"with batch_size={params['batch_size']} (it chunks the per-example Fisher of batch_size=1): "
                       "drop it, or set batch_size=1")
 

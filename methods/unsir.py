@@ -85,9 +85,9 @@ class Unsir(Method):
         require_positive(params, "noise_lr", "lr")
         require_non_negative(params, "noise_reg")
         for key in ("noise_lr", "noise_reg"):
-            refuse_unused(params, self.default_params, key, params["noise_steps"] > 0,
+            refuse_unused(params, self, key, params["noise_steps"] > 0,
                           "with noise_steps=0 (the noise is not learned): drop it, or set noise_steps >= 1")
-        refuse_unused(params, self.default_params, "repair_batch_size", params["repair_epochs"] > 0,
+        refuse_unused(params, self, "repair_batch_size", params["repair_epochs"] > 0,
                       "with repair_epochs=0 (no repair pass runs): drop it, or set repair_epochs >= 1")
 
     def unlearn(self, model, request, params, ctx):

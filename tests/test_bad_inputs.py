@@ -392,6 +392,9 @@ CASES: dict[str, tuple] = {
                                 r"Method 'salun' cannot run on .*threshold=1e-06 keeps int\(85,002 x 1e-06\) = 0 of mlp's"),
     "setting-l2ul-relabel": (["-m", "l2ul", "-p", "l2ul.mode=relabel", "-p", "l2ul.relabel_to=99"],
                              r"Method 'l2ul' cannot run on .*relabel_to=99 is not a class of digits \(0\.\.9\)"),
+    "setting-fisher-alpha-0": (["-m", "fisher", "-p", "fisher.alpha=0"],
+                               r"Method 'fisher' cannot run on digits / mlp / random:10%: alpha=0 leaves every weight "
+                               r"as it is on random:10%"),
     "setting-prune-box": (["-m", "prune", "-p", "prune.region=box"],
                           r"Method 'prune' cannot run on .*region='box' is for a single linear head, and mlp's head has "
                           r"512 hidden ReLU units"),

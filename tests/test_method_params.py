@@ -138,14 +138,22 @@ def test_edge_values_are_accepted(row):
 ], ids=lambda v: getattr(v, "name", None) or ",".join(f"{k}={x}" for k, x in v.items()))
 def test_a_value_another_parameter_makes_unused_is_refused(method, given, enabling):
     """A value that changes nothing at the other parameters' values (momentum under Adam, GA's alpha
-    outside NegGrad+, relabel_to outside mode=relabel) ran the default's numbers while the record
-    said the value given (found in review); refused as the recipe refuses momentum with Adam, and
-    accepted with the parameter that gives it an effect. The default value itself stays accepted."""
+    outside NegGrad+, relabel_to outside mode=relabel, ...) ran the default's numbers while the record
+    said the value given (found in review); refused, as the recipe refuses momentum with Adam, when
+    the user gave it (the harness passes the names given), and accepted with the parameter that gives
+    it an effect, or when it is only a default (the method's or a dataset's: L2UL's digits defaults
+    set its loss shape, which mode=relabel leaves unused)."""
     key = list(given)[-1]  # the value refused; the ones before it set the condition
-    with pytest.raises(ValueError, match=rf"^{key}={given[key]!r}: has no effect with .*: drop it, or "):
-        method.check_params({**method.default_params, **given})
-    method.check_params({**method.default_params, **given, **enabling})
-    method.check_params({**method.default_params, **{k: v for k, v in given.items() if k != key}})
+    params = {**method.default_params, **given}
+    with pytest.raises(BenchError, match=rf"{key}={given[key]!r}: has no effect with .*: drop it, or ") as refused:
+        check_params(method.name, method, params, given=given.keys())
+    assert "a bug of the plugin" not in str(refused.value)  # the user's value, even where it equals a default
+    check_params(method.name, method, {**params, **enabling}, given=[*given, *enabling])
+    check_params(method.name, method, params, given=[k for k in given if k != key])  # a default, not the user's
+    # a direct call (no names given): decided by the defaults
+    if all(params[key] != per.get(key, method.default_params[key]) for per in [{}, *(method.dataset_params or {}).values()]):
+        with pytest.raises(ValueError, match=rf"^{key}={given[key]!r}: has no effect"):
+            method.check_params(params)
 
 
 @pytest.mark.parametrize("row", BAD, ids=_id)

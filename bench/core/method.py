@@ -149,25 +149,32 @@ def _refusal(exc: Exception, params: dict) -> tuple[str, str | None]:
     return message, key if key in params else None
 
 
-def check_params(name: str, method: Any, params: dict) -> None:
-    """Call the method's ``check_params`` (if any) and turn its refusal into one clear line."""
+def check_params(name: str, method: Any, params: dict, given: Any = None) -> None:
+    """Call the method's ``check_params`` (if any) and turn its refusal into one clear line.
+    ``given``: the names of the parameters the user set (``bench.core.params.refuse_unused`` refuses
+    only those where another parameter leaves them without effect; None: decided by the defaults)."""
+    from bench.core.params import GIVEN
+
     fn = getattr(method, "check_params", None)
     if not callable(fn):
         return
+    token = GIVEN.set(None if given is None else frozenset(given))
     try:
         fn(dict(params))
     except (ValueError, TypeError, BenchError) as exc:
         message, key = _refusal(exc, params)
         fix = f"-p {name}.{key or 'NAME'}=VALUE"
         defaults = getattr(method, "default_params", None) or {}
-        if key and key in defaults and params.get(key) == defaults[key]:  # not the user's value: the plugin's
+        if key and key in defaults and params.get(key) == defaults[key] and key not in (given or ()):  # the plugin's value
             fix += (f"; {key}={defaults[key]!r} is the method's own default, which its check_params refuses: a bug "
                     f"of the plugin to report to its author")
-        given = ", ".join(f"{k}={v!r}" for k, v in params.items()) or "(none)"
+        now = ", ".join(f"{k}={v!r}" for k, v in params.items()) or "(none)"
         raise BenchError(f"Bad parameters for method '{name}': {message}. Fix it with {fix} "
-                         f"(its parameters now: {given}).") from None
+                         f"(its parameters now: {now}).") from None
     except Exception as exc:  # a bug of the plugin's check, not a refusal: one line, naming it
         raise BenchError(_check_failed(name, "check_params", exc)) from None
+    finally:
+        GIVEN.reset(token)
 
 
 def check_setting(name: str, method: Any, params: dict, setting: Setting) -> None:

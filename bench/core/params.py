@@ -9,6 +9,7 @@ the harness refuses a larger ``-p`` value for every method (``bench.run.validate
 from __future__ import annotations
 
 import math
+from contextvars import ContextVar
 from typing import Any, Iterable, Mapping
 
 
@@ -100,9 +101,25 @@ def require_sgd(params: Mapping[str, Any]) -> None:
     require_non_negative(params, "weight_decay")
 
 
-def refuse_unused(params: Mapping[str, Any], defaults: Mapping[str, Any], key: str, used: bool, why: str) -> None:
-    """``key`` set away from its default where another parameter makes it have no effect (``used``
-    false; ``why`` says which and how to fix it): refused, as the recipe refuses momentum with Adam.
-    The run would be the default's while its record said the value given."""
-    if not used and params[key] != defaults[key]:
-        raise ValueError(f"{key}={params[key]!r}: has no effect {why}")
+#: the parameters the user set for the method being checked (``bench.core.method.check_params``'s
+#: ``given``); None: not known (a direct call), and the defaults decide
+GIVEN: ContextVar[frozenset[str] | None] = ContextVar("bench_given_params", default=None)
+
+
+def refuse_unused(params: Mapping[str, Any], method: Any, key: str, used: bool, why: str) -> None:
+    """``key`` set where another parameter makes it have no effect (``used`` false; ``why`` says
+    which and how to fix it): refused, as the recipe refuses momentum with Adam; the run would be
+    the default's while its record said the value given. Set: among the parameters the user gave
+    (:data:`GIVEN`, which the harness passes), else (a direct call) away from the method's
+    ``default_params`` and every dataset's ``dataset_params`` value."""
+    if used:
+        return
+    given = GIVEN.get()
+    if given is not None:
+        if key not in given:
+            return
+    else:
+        per_dataset = (getattr(method, "dataset_params", None) or {}).values()
+        if any(params[key] == d for d in (method.default_params[key], *(p[key] for p in per_dataset if key in p))):
+            return
+    raise ValueError(f"{key}={params[key]!r}: has no effect {why}")

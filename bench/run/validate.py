@@ -251,7 +251,8 @@ def validate_options(registry: Registry, opts: RunOptions) -> tuple[list[MethodP
         registry.entry("dataset", spec.partition(":")[0])
     for m in methods:  # the method's own check of its values, per dataset (dataset_params), before any work
         for spec in opts.datasets:
-            check_params(m.name, m.obj, params_for_dataset(m, spec, opts.params.get(m.name, {})))
+            given = opts.params.get(m.name, {})
+            check_params(m.name, m.obj, params_for_dataset(m, spec, given), given=given.keys())
     if opts.attacks:
         registry.resolve("attack", opts.attacks)
     check_shadow_models(registry, opts.attacks, opts.shadow_models)
