@@ -66,6 +66,10 @@ def test_asha_stops_poor_samples_early(workdir, run_bench, store_args):
     assert len(stopped) >= 1 and "stopped early by the scheduler" in proc.stdout
     # a stopped sample reported fewer epochs than one that ran to the end
     assert min(steps[r] for r in stopped["run_id"]) < max(steps.values())
+    # the parent counts the samples that ran to their end (it counted the stopped ones too)
+    parent = df[df["tags.bench.kind"] == "tune"].iloc[0]
+    assert parent["metrics.samples_finished"] == 8 - len(stopped)
+    assert parent["metrics.samples_unfinished"] == len(stopped)
 
 
 def test_tune_refuses_a_method_without_search_space(workdir, run_bench, store_args):

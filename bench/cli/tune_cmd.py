@@ -16,7 +16,7 @@ from bench.cli.options import command_options, console, to_run_options
 @click.option("--scheduler", type=click.Choice(["fifo", "asha"]), default="fifo", show_default=True, help="asha stops poor samples early on per-epoch results.")
 @click.option("--seed", "-s", type=int, default=0, show_default=True, help="Seed of the setting (references) and of the sampler.")
 @click.option("--output", "-O", type=click.Path(dir_okay=False), default=None, help="Where to write the best parameters. [default: best-params-METHOD.json]")
-@click.option("--defaults-first/--no-defaults-first", default=True, show_default=True, help="Sample 0 runs the method's defaults, so that the best saved is never worse than them.")
+@click.option("--defaults-first/--no-defaults-first", default=True, show_default=True, help="Sample 0 runs the method's defaults (never stopped early by ASHA), so that the best saved is never worse than them.")
 @command_options("tune")
 def tune(method, objective, num_samples, scheduler, seed, output, defaults_first, **kw):
     """Tune METHOD's hyperparameters on one setting; every sample is a child run in MLflow.

@@ -203,10 +203,8 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
                 + oom_hint(failures.values(), opts.gpus_per_trial), always=True)
         else:
             sched = None
-            if scheduler == "asha":
-                from ray.tune.schedulers import ASHAScheduler
-
-                sched = ASHAScheduler(time_attr="training_iteration", grace_period=1, reduction_factor=2)
+            if scheduler == "asha":  # the defaults' sample, when first, runs to its end
+                sched = tune_samples.asha_keeping(0 if defaults is not None else None)
             outcome = Outcome()
             if todo:
                 outcome = run_ray(
@@ -233,7 +231,7 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
                 with tracking.recording("recording the warnings in the MLflow store"):
                     tracking.set_warnings(client, parent, (*warnings, *unchanged))
             written = False
-            done = len(outcome.results)
+            done = sum(r.get("unlearn_seconds") is not None for r in outcome.results.values())  # ran to their end
             if outcome.failures:
                 say(f"{len(outcome.failures)} of {num_samples} sample(s) failed (their runs hold the tracebacks); the "
                     "best is chosen among the others.", always=True)
@@ -277,7 +275,8 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
                         client.set_tag(parent, "bench.best_partial", f"{done} of {num_samples}")
                     elif "bench.best_partial" in client.get_run(parent).data.tags:  # a resumed search, now whole
                         client.delete_tag(parent, "bench.best_partial")
-                    tracking.log_metrics(client, parent, {f"best_{objective}": value, "samples_finished": len(outcome.results),
+                    tracking.log_metrics(client, parent, {f"best_{objective}": value, "samples_finished": done,
+                                                          "samples_unfinished": len(outcome.results) - done,
                                                           "wall_seconds": time.perf_counter() - t_start})
                 same = defaults is not None and all(spec.params[k] == v for k, v in defaults.items())
                 say(f"best sample: {spec.trial_name}: {objective}={value:.4f} with "
