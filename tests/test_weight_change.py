@@ -106,6 +106,7 @@ def test_weight_change_is_no_objective():
     assert "a diagnostic" in no_direction_reason("weight_change")
 
 
+@pytest.mark.slow  # runs the harness against a store
 def test_a_method_at_batch_size_one_trains(workdir, shared_cache, run_harness, trial_runs):
     """Every minibatch method accepts batch_size=1; the shared batching skipped every batch of one,
     so ft (and eu-k, scrub's forget pass, ...) returned the weights it was given: the original's
