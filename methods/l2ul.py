@@ -165,10 +165,9 @@ class L2UL(Method):
         refuse_unused(params, self, "forget_mean", params["mask_misclassified"] is not False,
                       "with mask_misclassified=false (it averages over the masked points): drop it, or set "
                       "mask_misclassified=true")
-        for key, used in ((k, variant in ("adv", "full")) for k in _ADV):
-            if key in params:
-                refuse_unused(params, self, key, used, f"with variant={variant} (it shapes the "
-                              "adversarial examples of variants adv and full): drop it, or leave variant at its default")
+        for key in (k for k in _ADV if k in params):
+            refuse_unused(params, self, key, variant in ("adv", "full"), f"with variant={variant} (it shapes the "
+                          "adversarial examples of variants adv and full): drop it, or leave variant at its default")
         for key, used in (("lam", variant == "full"), ("retain_batch_size", variant == "oracle")):
             if key in params:
                 refuse_unused(params, self, key, used, f"with variant={variant} (variant "

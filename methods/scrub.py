@@ -90,11 +90,6 @@ def _milestones(text: str) -> list[int]:
     return [int(part) for part in str(text).replace(" ", "").split(",") if part]
 
 
-def resolve_optimizer(params: dict) -> str:
-    """The optimizer a trial uses: the given one, else the preset's."""
-    return PRESETS[params["preset"]]["optimizer"] if params["optimizer"] == PRESET else params["optimizer"]
-
-
 def resolve(params: dict) -> dict:
     """``params`` with every sentinel replaced by the preset's value."""
     preset = PRESETS[params["preset"]]
@@ -151,20 +146,19 @@ class Scrub(Method):
                 require_positive(params, key)
             else:
                 require_non_negative(params, key)
-        msteps = PRESETS[params["preset"]]["msteps"] if params["msteps"] == -1 else params["msteps"]
-        if msteps == 0:
-            refuse_unused(params, self, "forget_batch_size", False,
-                          "with msteps=0 (no forget pass runs): drop it, or set msteps >= 1")
-        optimizer = resolve_optimizer(params)
-        refuse_unused(params, self, "momentum", optimizer == "sgd",
-                      f"with optimizer {optimizer}{' (preset ' + params['preset'] + ')' if params['optimizer'] == PRESET else ''}"
-                      " (momentum is SGD's; Adam uses betas (0.9, 0.999)): drop it, or set optimizer=sgd")
         for key, low in (("msteps", 0), ("epochs", 1), ("retain_batch_size", 1), ("forget_batch_size", 1)):
             value = params[key]
             whole = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
                 and int(value) == value
             if not (whole and (value == -1 or value >= low)):
                 raise ValueError(f"{key}={value!r}: expected an integer >= {low}, or -1 for the preset's value")
+        p = resolve(params)  # the values a trial uses
+        refuse_unused(params, self, "forget_batch_size", p["msteps"] > 0,
+                      "with msteps=0 (no forget pass runs): drop it, or set msteps >= 1")
+        preset = f" (preset {params['preset']})" if params["optimizer"] == PRESET else ""
+        refuse_unused(params, self, "momentum", p["optimizer"] == "sgd",
+                      f"with optimizer {p['optimizer']}{preset} (momentum is SGD's; Adam uses betas (0.9, 0.999)): "
+                      "drop it, or set optimizer=sgd")
 
     def unlearn(self, model, request, params, ctx):
         check_params(self.name, self, params)  # direct callers (the harness checked at plan time)

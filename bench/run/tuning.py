@@ -231,7 +231,7 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
                 with tracking.recording("recording the warnings in the MLflow store"):
                     tracking.set_warnings(client, parent, (*warnings, *unchanged))
             written = False
-            done = sum(r.get("unlearn_seconds") is not None for r in outcome.results.values())  # ran to their end
+            done = sum(map(ran_to_end, outcome.results.values()))
             if outcome.failures:
                 say(f"{len(outcome.failures)} of {num_samples} sample(s) failed (their runs hold the tracebacks); the "
                     "best is chosen among the others.", always=True)
@@ -329,11 +329,16 @@ def best_sample(outcome, objective: str, mode: str) -> tuple[Any, float, bool] |
     reported = [(i, r) for i, r in outcome.results.items() if objective in r and i in outcome.specs]
     for complete in (True, False):
         scored = [(outcome.specs[i], float(r[objective])) for i, r in reported
-                  if (r.get("unlearn_seconds") is not None) == complete and not math.isnan(float(r[objective]))]
+                  if ran_to_end(r) == complete and not math.isnan(float(r[objective]))]
         if scored:  # a tie goes to the lowest sample number, the defaults' (it went to the first to finish)
             spec, value = min(scored, key=lambda sv: (sv[1] if mode == "min" else -sv[1], sample_number(sv[0])))
             return spec, value, complete
     return None
+
+
+def ran_to_end(result: dict) -> bool:
+    """Whether a sample's last result is its whole trial's (a stopped or cut one has no unlearn_seconds)."""
+    return result.get("unlearn_seconds") is not None
 
 
 def sample_number(spec) -> int:
