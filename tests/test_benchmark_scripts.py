@@ -43,3 +43,10 @@ def test_upstream_scripts_import_and_ask_for_their_checkout(script):
     done = _run(script)
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert "Traceback" not in done.stderr and done.stderr.strip(), done.stderr
+
+
+def test_bench_tune_start_makes_every_config_three_ways():
+    done = _run("bench_tune_start.py", "--samples", "40")
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if "(40 trials)" in line]
+    assert len(rows) == 3 and "ratio, all configs" in done.stdout, done.stdout

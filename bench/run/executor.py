@@ -2,7 +2,7 @@
 
 Ray: a local Ray is started on demand with every socket on 127.0.0.1 (``--ray-address`` joins an
 existing cluster instead). References are trained as Ray tasks; trials are Tune trials whose
-configs are ``{"trial": i}`` (a grid search over indices into the trial specs), with ``{"cpu":
+configs are ``{"trial": i}`` (indices into the trial specs, handed to Tune in order), with ``{"cpu":
 cpus_per_trial, "gpu": gpus_per_trial}`` each (fractions allowed), the specs and the shared data in
 the object store, and our MLflow callback writing the child runs (``bench.track.ray_runs``). A
 trial that raises is recorded as failed with its traceback; the others go on. The terminal gets one
@@ -38,6 +38,7 @@ from bench.run.forward import ForwardProgress, in_worker_progress
 from bench.run.interrupts import finish_writing, restore_sigint
 from bench.run.payload import Payload
 from bench.run.ref_tasks import concurrent_slots, release_cuda_memory
+from bench.run.tune_parts import in_order, restore_tune_log, tune_log_to_file
 from bench.run.attack_step import objective_failure
 from bench.run.trial import run_trial
 from bench.track.report import summary_line
@@ -320,21 +321,20 @@ def run_ray(trials: list[TrialSpec], payload: Payload, *, cpus: float, gpus: flo
                         **({} if writer is None else {"run_of": writer.run_id, "after_record": writer.after_record}))
 
     forward = ForwardProgress()  # the trials' per-epoch progress, forwarded to this terminal
-    # a grid's configs index ``table``, which travels once: Tune deep-copies the whole grid for
-    # every trial it makes (256 recorded specs: 1.9 s of the driver, quadratic in their number)
+    # a grid's configs index ``table``, which travels once (in every config, 256 recorded specs cost
+    # 1.9 s of the driver); the configs are handed out in order, each once (bench.run.tune_parts)
     table = tuple(trials) if search is None else ()
     trainable = tune.with_resources(
         tune.with_parameters(_tune_trainable, payload=shipped, progress=forward.sink_spec(), table=table),
         {"cpu": cpus, "gpu": gpus})
     if search is None:
-        param_space = {"trial": tune.grid_search(list(range(len(trials))))}
-        tune_config = tune.TuneConfig(reuse_actors=True)
-    else:  # the samples are drawn beforehand (bench.run.tune_samples): Tune runs them as a grid
+        param_space, configs, metric = {}, [{"trial": i} for i in range(len(trials))], {}
+    else:  # the samples are drawn beforehand (bench.run.tune_samples): Tune runs each in turn
         param_space = {"trial": trials[0].as_dict(), "report_epochs": search.get("scheduler") is not None,
-                       "objective": search["metric"],
-                       "pick": tune.grid_search([{"number": k, "sample": dict(p)} for k, p in search["samples"]])}
-        tune_config = tune.TuneConfig(reuse_actors=True, metric=search["metric"], mode=search["mode"],
-                                      scheduler=search.get("scheduler"))
+                       "objective": search["metric"]}
+        configs = [{"pick": {"number": k, "sample": dict(p)}} for k, p in search["samples"]]
+        metric = {"metric": search["metric"], "mode": search["mode"], "scheduler": search.get("scheduler")}
+    tune_config = tune.TuneConfig(reuse_actors=True, search_alg=in_order(configs), num_samples=len(configs), **metric)
     tuner = tune.Tuner(
         trainable,
         param_space=param_space,
@@ -355,7 +355,7 @@ def run_ray(trials: list[TrialSpec], payload: Payload, *, cpus: float, gpus: flo
     own_pending = "TUNE_MAX_PENDING_TRIALS_PG" not in os.environ
     if own_pending:
         os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(concurrent_slots(cpus, gpus))
-    tune_log = None if verbose else _tune_log_to_file(Path(storage) / f"{name}.log")
+    tune_log = None if verbose else tune_log_to_file(Path(storage) / f"{name}.log")
     out.log_path = None if tune_log is None else tune_log[0].baseFilename
     sigint = signal.getsignal(signal.SIGINT)
     try:
@@ -369,7 +369,7 @@ def run_ray(trials: list[TrialSpec], payload: Payload, *, cpus: float, gpus: flo
         if own_pending:
             os.environ.pop("TUNE_MAX_PENDING_TRIALS_PG", None)
         if tune_log is not None:
-            _restore_tune_log(*tune_log)
+            restore_tune_log(*tune_log)
         if writer is not None:
             writer.close()
     expected = len(trials) if search is None else len(search["samples"])
@@ -377,22 +377,3 @@ def run_ray(trials: list[TrialSpec], payload: Payload, *, cpus: float, gpus: flo
         out.interrupted = True
     return out
 
-
-def _tune_log_to_file(path: Path):
-    """Send the ``ray.tune`` loggers' records (a failed trial's traceback, "Trials did not
-    complete") to ``path`` instead of the terminal. Returns what :func:`_restore_tune_log` undoes."""
-    import logging
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s -- %(message)s"))
-    logger = logging.getLogger("ray.tune")
-    logger.addHandler(handler)
-    propagate, logger.propagate = logger.propagate, False
-    return handler, logger, propagate
-
-
-def _restore_tune_log(handler, logger, propagate) -> None:
-    logger.removeHandler(handler)
-    logger.propagate = propagate
-    handler.close()
