@@ -82,6 +82,7 @@ from bench.core.params import (
     require_bool,
     require_int,
     require_non_negative,
+    refuse_unused,
     require_range,
     require_sgd,
 )
@@ -106,6 +107,10 @@ class _LastK(Method):
         require_non_negative(params, "weight_decay")
         require_range(params, "lr_decay", 0.0, 1.0, low_open=True)
         require_bool(params, "train_mode")
+        epochs = int(params["epochs"])
+        refuse_unused(params, self, "lr_decay", lr_at(epochs - 1, epochs, 1.0, 0.5) < 1.0,
+                      f"with epochs={epochs} (the lr decays after epoch int(0.5·epochs) of 0..epochs-1, which needs "
+                      "3 epochs or more): drop it, or set epochs >= 3")
 
     def check_setting(self, params, setting):
         blocks, _ = find_blocks(setting.network, setting.num_classes, self.name)  # an architecture whose blocks it knows

@@ -155,6 +155,11 @@ class Scrub(Method):
         p = resolve(params)  # the values a trial uses
         refuse_unused(params, self, "forget_batch_size", p["msteps"] > 0,
                       "with msteps=0 (no forget pass runs): drop it, or set msteps >= 1")
+        refuse_unused(params, self, "temperature", p["msteps"] > 0 or p["alpha"] != 0,
+                      "with msteps=0 and alpha=0 (no distillation term runs): drop it, or set msteps >= 1 or alpha > 0")
+        refuse_unused(params, self, "lr_decay", any(m < p["epochs"] for m in p["milestones"]),
+                      f"with milestones {','.join(map(str, p['milestones'])) or 'none'} and {p['epochs']} epoch(s) (the "
+                      "lr decays once an epoch passes a milestone, and none does): drop it, or set a milestone below epochs")
         preset = f" (preset {params['preset']})" if params["optimizer"] == PRESET else ""
         refuse_unused(params, self, "momentum", p["optimizer"] == "sgd",
                       f"with optimizer {p['optimizer']}{preset} (momentum is SGD's; Adam uses betas (0.9, 0.999)): "

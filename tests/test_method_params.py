@@ -15,6 +15,7 @@ from bench.methods import FineTune, FisherForgetting, GradientAscent, Retrain, S
 from bench.methods.l2ul import L2UL, L2ULAdv, L2ULNaive, L2ULOracle
 from bench.methods.prune import Prune
 from bench.methods.l1_sparse import L1Sparse
+from bench.methods.last_k import CatastrophicForgettingK, ExactUnlearningK
 from bench.methods.scrub import Scrub
 from bench.methods.ssd import SelectiveSynapticDampening as SSD
 from bench.methods.unsir import Unsir
@@ -129,6 +130,12 @@ def test_edge_values_are_accepted(row):
     (Unsir(), {"repair_epochs": 0, "repair_batch_size": 16}, {"repair_epochs": 1}),
     (L1Sparse(), {"alpha": 0.0, "no_l1_epochs": 1}, {"alpha": 1e-4}),
     (SSD(), {"chunk_size": 3}, {"batch_size": 1}),
+    (Scrub(), {"preset": "large", "lr_decay": 0.5}, {"epochs": 4}),  # milestones 3,5,9 and 3 epochs
+    (Scrub(), {"milestones": "", "lr_decay": 0.5}, {"milestones": "2"}),
+    (Scrub(), {"msteps": 0, "alpha": 0.0, "temperature": 3.0}, {"alpha": 0.1}),
+    (Scrub(), {"msteps": 0, "alpha": 0.0, "temperature": 3.0}, {"msteps": 1}),
+    (CatastrophicForgettingK(), {"epochs": 2, "lr_decay": 0.5}, {"epochs": 3}),
+    (ExactUnlearningK(), {"epochs": 1, "lr_decay": 0.5}, {"epochs": 3}),
     (L2UL(), {"anchor_samples": 16}, {"anchor_weight": 1.0}),
     (L2ULNaive(), {"mode": "relabel", "forget_loss": "unlikelihood"}, {"mode": "misclassify"}),
     (L2UL(), {"forget_mean": "active"}, {"mask_misclassified": True}),
