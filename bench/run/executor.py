@@ -321,8 +321,8 @@ def run_ray(trials: list[TrialSpec], payload: Payload, *, cpus: float, gpus: flo
                         **({} if writer is None else {"run_of": writer.run_id, "after_record": writer.after_record}))
 
     forward = ForwardProgress()  # the trials' per-epoch progress, forwarded to this terminal
-    # a grid's configs index ``table``, which travels once (in every config, 256 recorded specs cost
-    # 1.9 s of the driver); the configs are handed out in order, each once (bench.run.tune_parts)
+    # a grid's configs are indices into ``table``, which travels once (256 recorded specs in every
+    # config cost the driver 1.9 s); Tune gets the configs one by one (bench.run.tune_parts.in_order)
     table = tuple(trials) if search is None else ()
     trainable = tune.with_resources(
         tune.with_parameters(_tune_trainable, payload=shipped, progress=forward.sink_spec(), table=table),
