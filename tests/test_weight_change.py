@@ -26,7 +26,8 @@ def test_weight_change_is_the_relative_l2_distance_of_the_parameters():
         model[1].running_mean += 3.0  # a buffer: not a parameter, not counted
     expected = math.sqrt(0.5 ** 2 + 2 * 0.25 ** 2) / float(theta.norm())
     assert weight_change(before, model) == pytest.approx(expected, rel=1e-6)  # float32 weights
-    assert before["0.weight"][1, 2] != model[0].weight[1, 2]  # the snapshot is a copy
+    assert before.params["0.weight"][1, 2] != model[0].weight[1, 2]  # the snapshot is a copy
+    assert before.buffers["1.running_mean"].sum() == 0
 
 
 def test_weight_change_is_none_without_a_one_to_one_comparison():
@@ -34,7 +35,29 @@ def test_weight_change_is_none_without_a_one_to_one_comparison():
     before = parameter_snapshot(model)
     assert weight_change(before, torch.nn.Sequential(torch.nn.Linear(4, 3))) is None  # other names
     assert weight_change(before, torch.nn.Linear(5, 3)) is None  # other shapes
-    assert weight_change({}, torch.nn.ReLU()) is None  # nothing to compare
+    assert weight_change(parameter_snapshot(torch.nn.ReLU()), torch.nn.ReLU()) is None  # nothing to compare
+
+
+def test_weight_change_is_none_when_buffers_were_added_or_only_buffers_moved():
+    """PRUNE's patches are buffers around the frozen original: from a continual request's second
+    step on, its input was already patched and its parameters never move, so the distance was 0 and
+    `bench run` warned "returned the weights it was given unchanged" though it had added patches
+    that forgot the new points (found in review). A model that gained or lost buffers, or whose
+    buffers alone moved, is not compared; buffers that moved beside its parameters are not counted."""
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
+    before = parameter_snapshot(model)
+    patch = torch.nn.Module()
+    patch.register_buffer("A", torch.ones(2, 4, dtype=torch.float64))
+    model.add_module("patch", patch)  # a new patch: the parameters as they were
+    assert weight_change(before, model) is None
+    del model.patch
+    assert weight_change(before, model) == 0.0
+    with torch.no_grad():
+        model[1].running_var *= 2  # only a buffer moved (a recalibration): no claim of "unchanged"
+    assert weight_change(before, model) is None
+    with torch.no_grad():
+        model[0].bias += 1.0
+    assert weight_change(before, model) > 0
 
 
 class _Trial:

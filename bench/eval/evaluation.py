@@ -39,7 +39,8 @@ the L2 distance from the retrained model's weights (their verification error), w
 retrained model to share the original's initialisation and training order; the distance from the
 input needs neither and is taken relative so that models of different sizes compare. 0 means the
 method returned its input unchanged, so its numbers are the original's (``bench run`` warns); not
-logged when the returned model has other parameters than the input (PRUNE's patched model).
+logged when the returned model has other parameters or buffers than the input (PRUNE's patched
+model, whose patches are buffers), nor when only its buffers moved.
 """
 
 from __future__ import annotations
@@ -125,24 +126,44 @@ def evaluate_model(model: torch.nn.Module, data: EvalData) -> ModelEval:
     )
 
 
-def parameter_snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """Copies of ``model``'s floating-point parameters, on the CPU (taken outside any timing, and
-    off the GPU so that they do not count in its peak memory): θ_0 of :func:`weight_change`."""
+@dataclass
+class Snapshot:
+    """θ_0 of :func:`weight_change`: copies of a model's floating-point parameters and of its
+    buffers (by name), on the CPU."""
+    params: dict[str, torch.Tensor]
+    buffers: dict[str, torch.Tensor]
+
+
+def parameter_snapshot(model: torch.nn.Module) -> Snapshot:
+    """Copies of ``model``'s floating-point parameters and its buffers, on the CPU (taken outside any
+    timing, and off the GPU so that they do not count in its peak memory): θ_0 of :func:`weight_change`."""
     with torch.no_grad():
-        return {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.is_floating_point()}
+        copy = lambda items: {n: t.detach().to("cpu", copy=True) for n, t in items}  # noqa: E731
+        return Snapshot(copy((n, p) for n, p in model.named_parameters() if p.is_floating_point()),
+                        copy(model.named_buffers()))
 
 
-def weight_change(before: dict[str, torch.Tensor], model: torch.nn.Module) -> float | None:
+def weight_change(before: Snapshot, model: torch.nn.Module) -> float | None:
     """||θ − θ_0||₂ / ||θ_0||₂ of ``model``'s floating-point parameters against ``before``
     (:func:`parameter_snapshot`), in float64; the absolute distance when ||θ_0|| is 0. None when
-    ``model`` has other parameter names or shapes than ``before`` (no one-to-one comparison)."""
+    there is no one-to-one comparison: ``model`` has other parameter or buffer names or shapes than
+    ``before`` (PRUNE's patched model, whose patches are buffers: on a continual request's later
+    steps its parameters are the frozen original's, and 0 would have said "returned its input"), or
+    its parameters did not move while a buffer did (0 would say that, too)."""
     with torch.no_grad():
         after = {n: p.detach() for n, p in model.named_parameters() if p.is_floating_point()}
-        if not before or after.keys() != before.keys() or any(after[n].shape != before[n].shape for n in after):
+        buffers = dict(model.named_buffers())
+        if not before.params or not _same_layout(before.params, after) or not _same_layout(before.buffers, buffers):
             return None
-        moved = sum(float((after[n].to("cpu", torch.float64) - before[n].double()).pow(2).sum()) for n in after)
-        scale = sum(float(before[n].double().pow(2).sum()) for n in before)
+        moved = sum(float((after[n].to("cpu", torch.float64) - before.params[n].double()).pow(2).sum()) for n in after)
+        scale = sum(float(t.double().pow(2).sum()) for t in before.params.values())
+        if moved == 0 and any(not torch.equal(buffers[n].to("cpu"), t) for n, t in before.buffers.items()):
+            return None
     return (moved / scale) ** 0.5 if scale > 0 else moved ** 0.5
+
+
+def _same_layout(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> bool:
+    return before.keys() == after.keys() and all(after[n].shape == t.shape for n, t in before.items())
 
 
 def js_divergence(p: torch.Tensor, q: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
