@@ -5,7 +5,9 @@ Spec: ``imagefolder:PATH[,size=32][,channels=3][,test=0.2][,seed=0]``. Layout ei
 ``val/``, ``valid/`` or ``validation/`` serve as the held-out split when there is no ``test/``;
 any case), or ``PATH/<class>/*.png``, split here: stratified, ``test`` of the images, seeded by
 ``seed``; split-named folders in any other arrangement are refused. Any format PIL reads (png,
-jpg, bmp, ...), found anywhere under a class folder (ImageFolder walks sub-folders). Class indices
+jpg, bmp, gif, tga, ...: a file whose extension PIL registers), found anywhere under a class folder
+(ImageFolder walks sub-folders); hidden files and folders (a leading dot) are skipped, and are
+never classes. Class indices
 follow the folder names sorted as text (ImageFolder's ``class_to_idx``: ``10`` before ``2``). Images are converted to RGB (``channels=3``) or grayscale
 (``channels=1``), resized to ``size`` x ``size`` when ``size`` is given (bilinear; without it
 every image must have the size of the first one), scaled to [0, 1] and normalised per channel
@@ -109,14 +111,34 @@ def split_folders(base: Path) -> tuple[Path, Path] | None:
 
 
 def _read(folder: Path, opts: dict):
-    """(uint8 images (N, C, H, W), labels), class names: every image under ``folder``."""
+    """(uint8 images (N, C, H, W), labels), class names: every image under ``folder`` (files with an
+    extension PIL reads; hidden files and folders are skipped). Until 2026-12-06 torchvision's own
+    extension list dropped .gif/.tga/... files without a word, and a hidden folder (``.thumbnails``)
+    was class 0, moving every label by one, exit 0 (found in review)."""
+    import os
+
     import numpy as np
     import torch
     from PIL import Image
     from torchvision.datasets import ImageFolder
 
+    Image.init()  # every format this PIL reads, by extension (ImageFolder's own list leaves out gif, tga, ...)
+    extensions = {ext.lower() for ext in Image.registered_extensions()}
+
+    def is_image(path: str) -> bool:
+        """An image file by its extension, and not hidden or under a hidden folder of the class."""
+        parts = Path(path).relative_to(folder).parts
+        return not any(p.startswith(".") for p in parts) and Path(path).suffix.lower() in extensions
+
+    class Folders(ImageFolder):
+        def find_classes(self, directory):  # hidden folders (.thumbnails, .git) are not classes
+            classes = sorted(e.name for e in os.scandir(directory) if e.is_dir() and not e.name.startswith("."))
+            if not classes:
+                raise FileNotFoundError(f"no class folders in {directory}")
+            return classes, {name: i for i, name in enumerate(classes)}
+
     try:
-        ds = ImageFolder(str(folder))
+        ds = Folders(str(folder), is_valid_file=is_image)
     except (FileNotFoundError, OSError) as exc:
         raise BenchError(f"Dataset 'imagefolder': no images in class folders under {folder} ({exc}). Expected "
                          f"{folder}/<class>/<image>.png, one folder per class.") from None

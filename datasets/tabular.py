@@ -47,8 +47,13 @@ def labels_from(raw, num_classes: int, where: str):
 
     raw = np.asarray(raw)
     if raw.ndim == 2:
-        if raw.shape[1] != num_classes or not np.all((raw == 0) | (raw == 1)) or not np.all(raw.sum(1) == 1):
+        if raw.shape[1] != num_classes:
             raise BenchError(f"{where}: 2-D labels must be one-hot of shape (N, {num_classes}); got shape {raw.shape}.")
+        rows = ~(np.all((raw == 0) | (raw == 1), axis=1) & (raw.sum(1) == 1))
+        if rows.any():
+            first = int(np.flatnonzero(rows)[0])
+            raise BenchError(f"{where}: 2-D labels must be one-hot (a single 1 per row, the rest 0); {int(rows.sum())} of "
+                             f"{len(raw)} rows are not, the first row {first}: {np.array2string(raw[first], threshold=8)}.")
         return raw.argmax(1).astype(np.int64)
     if raw.ndim != 1 or not np.issubdtype(raw.dtype, np.number) or np.any(raw != np.round(raw)):
         raise BenchError(f"{where}: labels must be integers of shape (N,) or one-hot (N, {num_classes}); got "

@@ -31,6 +31,7 @@ remaining training images.
 from __future__ import annotations
 
 import gzip
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -124,12 +125,17 @@ class TorchvisionImages:
                     f"Dataset '{self.name}': {archive} does not match torchvision's md5 {md5} (corrupt, partial or "
                     f"not the official file). Delete it. {self._how(root)}"
                 )
+            # unpacked beside it under a temporary name, renamed when whole: an interrupt (Ctrl-C) once
+            # left a half-written file that every later run refused as "cut short" (found in review)
+            part = target.with_name(f".{target.name}.{os.getpid()}.part")
             try:
-                with gzip.open(archive, "rb") as src, open(target, "wb") as dst:
+                with gzip.open(archive, "rb") as src, open(part, "wb") as dst:
                     shutil.copyfileobj(src, dst)
+                os.replace(part, target)
             except OSError as exc:
-                target.unlink(missing_ok=True)
                 raise BenchError(f"Dataset '{self.name}': cannot unpack {archive}: {exc}") from None
+            finally:
+                part.unlink(missing_ok=True)
 
     def _check_files(self, root: str) -> None:
         from torchvision.datasets.utils import check_integrity
@@ -174,8 +180,7 @@ class TorchvisionImages:
         out = []
         family = self.family()
         if family == "MNIST" and download:  # torchvision downloads, verifies and unpacks the archives
-            for train in (True, False):
-                self._open(root, train, download)
+            self._download_mnist(root)
             self._check_files(root)
         for train in (True, False):
             if family == "MNIST":  # the raw IDX files, never an older torchvision's processed/*.pt (datasets/idx.py)
@@ -192,6 +197,23 @@ class TorchvisionImages:
             self._validate(x, y, "train" if train else "test", root)
             out += [x, y]
         return out
+
+    def _download_mnist(self, root: str) -> None:
+        """torchvision's MNIST-family download alone (verified archives, unpacked; nothing when the raw
+        files are there): its constructor returns before downloading whenever an older torchvision's
+        ``processed/*.pt`` exist, and then read them, not the raw files (found in review)."""
+        cls = self.tv_class()
+        fetcher = cls.__new__(cls)  # download() needs only the root; the constructor would parse the files
+        fetcher.root = str(self.tv_root(root))
+        try:
+            fetcher.download()
+        except Exception as exc:  # torchvision's message spans a line per mirror: one line here
+            said = " ".join(str(exc).split())
+            raise BenchError(
+                f"Dataset '{self.name}': the download failed ({type(exc).__name__}: {said[:300]}"
+                f"{'...' if len(said) > 300 else ''}). Without internet, copy torchvision's {cls.__name__} files (the "
+                f".gz archives or the unpacked idx files) to {fetcher.raw_folder} and run without --download."
+            ) from None
 
     def _read_idx(self, root: str, train: bool):
         """(images (N, 1, 28, 28) uint8, labels int64) of one split from its raw IDX files."""

@@ -52,6 +52,29 @@ def test_imagefolder_prefers_test_over_val_and_refuses_other_split_arrangements(
         _load(mixed)
 
 
+def test_imagefolder_reads_every_format_pil_reads_and_skips_hidden_folders(tmp_path, data_files):
+    """torchvision's extension list dropped .gif and .tga images without a word (24 images loaded as
+    12), and a hidden folder (.thumbnails) was class 0, every label moved up by one, exit 0 (found
+    in review): every file with an extension PIL registers is read; hidden files and folders are
+    skipped and are never classes; other files (a README) are not images."""
+    from PIL import Image
+
+    root = data_files.write_image_folder(tmp_path / "fmt", num_classes=2, per_class=3, size=8)
+    rng = np.random.default_rng(0)
+    for c in range(2):
+        for k, ext in enumerate((".gif", ".tga", ".JPG")):
+            Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(root / f"class_{c}" / f"extra{k}{ext}")
+        (root / f"class_{c}" / "README.txt").write_text("not an image")
+        (root / f"class_{c}" / ".hidden").mkdir()
+        shutil.copy(root / f"class_{c}" / "extra0.gif", root / f"class_{c}" / ".hidden" / "thumb.png")
+    (root / ".thumbnails").mkdir()
+    shutil.copy(root / "class_0" / "extra0.gif", root / ".thumbnails" / "t.png")
+    s = _load(root, ",test=0.5")
+    assert s.info["classes"] == ["class_0", "class_1"] and s.num_classes == 2
+    assert len(s.train_y) + len(s.test_y) == 2 * (3 + 3)
+    assert sorted(torch.cat([s.train_y, s.test_y]).tolist()) == [0] * 6 + [1] * 6
+
+
 def test_imagefolder_numbers_classes_as_text_and_the_dry_run_names_the_folder(tmp_path, data_files, invoke_bench):
     root = data_files.write_image_folder(tmp_path / "num", num_classes=11, per_class=5, size=8)
     for c in range(11):
@@ -78,6 +101,44 @@ def test_mnist_reads_the_raw_idx_files_not_an_older_torchvisions_processed_files
     assert len(s.train_y) == 50 and len(s.test_y) == 20
     raw = (tmp_path / "MNIST/raw/train-labels-idx1-ubyte").read_bytes()[8:]
     assert s.train_y.tolist() == list(raw)
+
+
+def test_download_is_not_skipped_by_processed_files_and_a_failed_one_is_one_line(tmp_path, data_files, monkeypatch):
+    """torchvision's MNIST constructor returns before downloading whenever an older torchvision's
+    processed/*.pt exist: `--download` fetched nothing and then said to run `--download` (found in
+    review). The download runs alone; a failed one (one line per mirror in torchvision's message)
+    is one line that does not suggest the command that just failed."""
+    import gzip
+    import shutil
+
+    import torchvision.datasets.mnist as tv_mnist
+
+    served = tmp_path / "served"
+    data_files.write_mnist(served, "KMNIST", n_train=30, n_test=10, gz=True)
+    root = tmp_path / "data"
+    processed = root / "KMNIST" / "processed"
+    processed.mkdir(parents=True)
+    for name, n in (("training.pt", 7), ("test.pt", 3)):
+        torch.save((torch.zeros(n, 28, 28, dtype=torch.uint8), torch.zeros(n, dtype=torch.long)), processed / name)
+
+    def fetch(url, download_root, filename, md5):  # what torchvision's download does, from the test's files
+        shutil.copy(served / "KMNIST/raw" / filename, f"{download_root}/{filename}")
+        with gzip.open(f"{download_root}/{filename}") as src, open(f"{download_root}/{filename[:-3]}", "wb") as dst:
+            shutil.copyfileobj(src, dst)
+
+    monkeypatch.setattr(tv_mnist, "download_and_extract_archive", fetch)
+    s = VISION["kmnist"].load(str(root), True)
+    assert len(s.train_y) == 30 and len(s.test_y) == 10
+
+    def offline(url, download_root, filename, md5):
+        raise RuntimeError("<urlopen error [Errno -3] Temporary failure in name resolution>")
+
+    monkeypatch.setattr(tv_mnist, "download_and_extract_archive", offline)
+    with pytest.raises(BenchError) as failed:
+        VISION["mnist"].load(str(tmp_path / "empty"), True)
+    text = str(failed.value)
+    assert "\n" not in text and "the download failed (RuntimeError: Error downloading" in text, text
+    assert "--download" in text and "run without --download" in text and "with: bench run" not in text, text
 
 
 def test_npz_split_indices_must_be_integers_and_bool_features_are_binary(tmp_path, data_files):

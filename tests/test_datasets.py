@@ -74,6 +74,29 @@ def test_gzipped_idx_files_are_verified_then_unpacked(tmp_path, fx):
     assert (tmp_path / "KMNIST/raw/train-images-idx3-ubyte").is_file()
 
 
+def test_an_unpack_cut_short_leaves_no_half_file(tmp_path, fx, monkeypatch):
+    """Ctrl-C while a hand-placed .gz was unpacked left a half-written idx file under the final
+    name, and every later run refused it as "cut short" though the whole archive lay beside it
+    (found in review): the file is written under a temporary name and renamed when whole."""
+    import shutil
+
+    sums = fx.write_mnist(tmp_path, "KMNIST", n_train=30, n_test=10, gz=True)
+    dataset = verified(fx, "kmnist", sums)
+    copy = shutil.copyfileobj
+
+    def interrupted(src, dst, *args):
+        dst.write(src.read(100))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(shutil, "copyfileobj", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        dataset.load(str(tmp_path), False)
+    raw = tmp_path / "KMNIST/raw"
+    assert sorted(p.name for p in raw.iterdir()) == sorted(sums)  # the archives only: no part, no half file
+    monkeypatch.setattr(shutil, "copyfileobj", copy)
+    assert dataset.load(str(tmp_path), False).train_x.shape == (30, 1, 28, 28)
+
+
 @pytest.mark.parametrize("num_classes, name", [(10, "cifar10"), (100, "cifar100")])
 def test_cifar_batches_load_with_checksums_verified(tmp_path, num_classes, name, fx):
     sums = fx.write_cifar(tmp_path, num_classes, per_batch=30, n_test=20)
@@ -248,6 +271,9 @@ def test_tabular_npz_explicit_split_and_every_bad_file(tmp_path):
         (dict(features=x[:, :500], labels=y % 20), r"features have shape \(300, 500\).*expected \(N, 600\)"),
         (dict(features=x[:, :600], labels=y), r"labels span \[0, 99\]; expected 0..19"),
         (dict(features=x[:, :600], labels=np.eye(19)[y % 19]), r"one-hot of shape \(N, 20\)"),
+        # soft labels of the right shape were told their shape was wrong
+        (dict(features=x[:, :600], labels=np.full((300, 20), 0.05)),
+         r"one-hot \(a single 1 per row, the rest 0\); 300 of 300 rows are not, the first row 0: \[0\.05"),
         (dict(data=x[:, :600]), r"expected arrays 'features' and 'labels'.*\['data'\]"),
         (dict(features=x[:, :600], labels=y % 20, train_idx=np.arange(10), test_idx=np.arange(5, 15)),
          "must be disjoint"),
