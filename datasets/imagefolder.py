@@ -122,8 +122,8 @@ def _read(folder: Path, opts: dict):
     from PIL import Image
     from torchvision.datasets import ImageFolder
 
-    Image.init()  # every format this PIL reads, by extension (ImageFolder's own list leaves out gif, tga, ...)
-    extensions = {ext.lower() for ext in Image.registered_extensions()}
+    Image.init()  # every format this PIL opens, by extension (ImageFolder's own list leaves out gif, tga, ...)
+    extensions = {ext.lower() for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
 
     def is_image(path: str) -> bool:
         """An image file by its extension, and not hidden or under a hidden folder of the class."""
