@@ -480,6 +480,12 @@ def l2_pgd_targeted(model, x, target, eps: float, step: float, steps: int, lo, h
     Random start: u ~ U[lo, hi] (drawn from ``generator``), δ = u − x shrunk into the eps ball; then
     ``steps`` times: δ ← δ − step·∇/‖∇‖₂, clamp x+δ to [lo, hi], project δ onto ‖δ‖₂ ≤ eps. The
     model is put in eval mode and its parameters receive no gradient. Returns x+δ, detached.
+
+    ``eps`` and ``step`` are in units of the input box, per feature (δ/(hi − lo)): the L2UL code
+    attacks pixels in [0, 1] with the normalisation inside its model, and on normalised images
+    (box = the image of [0, 1]) these are its pixel units; on a [0, 1] box (digits, Purchase) the
+    inputs' own. A fix of ours: until 2026-12-06 they were in normalised units, so CIFAR-10's eps 4
+    was about 1 in pixels, 4x weaker than the code's (found in review).
     """
     import torch
     import torch.nn.functional as F
@@ -487,13 +493,19 @@ def l2_pgd_targeted(model, x, target, eps: float, step: float, steps: int, lo, h
     was_training = model.training
     model.eval()
     shape = (-1, *[1] * (x.dim() - 1))
-    d = _project(_clamp(_uniform(lo, hi, x.shape, generator, like=x), lo, hi) - x, eps)
+    width = torch.broadcast_to(hi - lo, x.shape[1:]).clamp_min(1e-12)  # box units per input unit
+
+    def project(d):  # onto the eps ball in box units
+        return _project(d / width, eps) * width
+
+    d = project(_clamp(_uniform(lo, hi, x.shape, generator, like=x), lo, hi) - x)
     for _ in range(steps):
         d.requires_grad_(True)
         loss = F.cross_entropy(model(x + d), target, reduction="sum")
         (grad,) = torch.autograd.grad(loss, d)
-        d = d.detach() - step * grad / grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(shape)
-        d = _project(_clamp(x + d, lo, hi) - x, eps)
+        g = grad * width  # the gradient with respect to δ in box units
+        d = d.detach() - step * width * g / g.flatten(1).norm(dim=1).clamp_min(1e-12).view(shape)
+        d = project(_clamp(x + d, lo, hi) - x)
     model.train(was_training)
     return _clamp(x + d, lo, hi).detach()
 

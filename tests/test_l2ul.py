@@ -264,6 +264,31 @@ def test_pgd_stays_in_the_eps_ball_and_hits_its_targets(trained):
     assert metrics["l2ul_pgd_success"] >= 0.9
 
 
+def test_pgd_radius_is_in_units_of_the_input_box(trained):
+    """The L2UL code attacks pixels in [0, 1] (its model normalises inside): on normalised CIFAR the
+    radius was taken in normalised units, so eps 4 was about 1 in pixels (found in review). On a
+    box of width w per channel the perturbation's L2 norm is at most eps in units of w, reaches it,
+    and equals the [0, 1] box's attack on the same inputs scaled by w."""
+    d, model, fx, fy = trained
+    wrapped = torch.nn.Sequential(_Scale(0.25), model)  # inputs four times the digits', box [0, 4]
+    t = random_other_labels(fy, 10, torch.Generator().manual_seed(0))
+    unit = l2_pgd_targeted(model, fx, t, 1.0, 0.1, 30, torch.tensor(0.0), torch.tensor(1.0), torch.Generator().manual_seed(1))
+    wide = l2_pgd_targeted(wrapped, fx * 4, t, 1.0, 0.1, 30, torch.tensor(0.0), torch.tensor(4.0),
+                           torch.Generator().manual_seed(1))
+    norms = ((wide - fx * 4) / 4).flatten(1).norm(dim=1)
+    assert (norms <= 1.0 + 1e-5).all() and norms.max() > 0.99, norms
+    assert torch.allclose(wide / 4, unit, atol=1e-5)
+
+
+class _Scale(torch.nn.Module):
+    def __init__(self, factor):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x):
+        return x * self.factor
+
+
 # -- regression tests for the released code's defects (spec §5) --------------------------------
 
 
