@@ -24,8 +24,10 @@ F of every class from the training split before anything else sees it, as SalUn'
 (OPTML-Group/Unlearn-Saliency, ``Classification/dataset.py``: ``int(0.1 * n_class)`` images per
 class drawn with ``np.random.RandomState(seed)``, classes in ascending order, ``--seed`` default 2
 in ``arg_parser.py``): CIFAR-10's 50,000 become their 45,000. The held-out images are not used
-(SalUn uses them only as a validation loader); the normalisation statistics come from the
-remaining training images.
+(SalUn's unlearning uses them only as a validation loader; its ``main_train.py`` trains the
+original on the split of ``dataset.py``'s default seed 1 and keeps the checkpoint best on that
+split's held-out images, where the harness uses one split throughout); the normalisation
+statistics come from the remaining training images.
 """
 
 from __future__ import annotations
