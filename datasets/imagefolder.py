@@ -4,8 +4,8 @@ Spec: ``imagefolder:PATH[,size=32][,channels=3][,test=0.2][,seed=0]``. Layout ei
 ``PATH/train/<class>/*.png`` and ``PATH/test/<class>/*.png`` (both with the same class folders;
 ``val/``, ``valid/`` or ``validation/`` serve as the held-out split when there is no ``test/``;
 any case), or ``PATH/<class>/*.png``, split here: stratified, ``test`` of the images, seeded by
-``seed``; split-named folders in any other arrangement are refused. Any format PIL reads (png,
-jpg, bmp, gif, tga, ...: a file whose extension PIL registers), found anywhere under a class folder
+``seed``; split-named folders in any other arrangement are refused. Any raster format PIL reads (png,
+jpg, bmp, gif, tga, ...: ``RASTER``; other files are not read), found anywhere under a class folder
 (ImageFolder walks sub-folders); hidden files and folders (a leading dot) are skipped, and are
 never classes. Class indices
 follow the folder names sorted as text (ImageFolder's ``class_to_idx``: ``10`` before ``2``). Images are converted to RGB (``channels=3``) or grayscale
@@ -110,9 +110,18 @@ def split_folders(base: Path) -> tuple[Path, Path] | None:
                      f"class. Point imagefolder: at the folder that holds both splits, or rename the folder.")
 
 
+#: Raster image extensions: torchvision's ImageFolder list and the other formats of 8-bit images
+#: PIL reads (gif, tga, ...); files with another extension (a README, an .h5 or .eps file: PIL
+#: registers stubs for those) are not images of the dataset.
+RASTER = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".ppm", ".pgm", ".pbm", ".pnm", ".bmp", ".dib", ".tif",
+                    ".tiff", ".webp", ".gif", ".tga", ".icb", ".vda", ".vst", ".pcx", ".sgi", ".rgb", ".rgba", ".bw",
+                    ".ras", ".ico", ".icns", ".dds", ".xbm", ".xpm", ".psd", ".im", ".msp", ".qoi", ".jp2", ".j2k",
+                    ".jpc", ".jpf", ".jpx", ".j2c"})
+
+
 def _read(folder: Path, opts: dict):
-    """(uint8 images (N, C, H, W), labels), class names: every image under ``folder`` (files with an
-    extension PIL reads; hidden files and folders are skipped). Until 2026-12-06 torchvision's own
+    """(uint8 images (N, C, H, W), labels), class names: every image under ``folder`` (files with a
+    raster image extension PIL reads, :data:`RASTER`; hidden files and folders are skipped). Until 2026-12-06 torchvision's own
     extension list dropped .gif/.tga/... files without a word, and a hidden folder (``.thumbnails``)
     was class 0, moving every label by one, exit 0 (found in review)."""
     import os
@@ -122,8 +131,8 @@ def _read(folder: Path, opts: dict):
     from PIL import Image
     from torchvision.datasets import ImageFolder
 
-    Image.init()  # every format this PIL opens, by extension (ImageFolder's own list leaves out gif, tga, ...)
-    extensions = {ext.lower() for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
+    Image.init()  # the raster image formats this PIL opens, by extension (not its stubs: .h5, .fits, .grib, ...)
+    extensions = {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN and ext in RASTER}
 
     def is_image(path: str) -> bool:
         """An image file by its extension, and not hidden or under a hidden folder of the class."""

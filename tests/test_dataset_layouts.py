@@ -65,6 +65,7 @@ def test_imagefolder_reads_every_format_pil_reads_and_skips_hidden_folders(tmp_p
         for k, ext in enumerate((".gif", ".tga", ".JPG")):
             Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(root / f"class_{c}" / f"extra{k}{ext}")
         (root / f"class_{c}" / "README.txt").write_text("not an image")
+        (root / f"class_{c}" / "features.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(64))  # PIL has a stub for it
         (root / f"class_{c}" / ".hidden").mkdir()
         shutil.copy(root / f"class_{c}" / "extra0.gif", root / f"class_{c}" / ".hidden" / "thumb.png")
     (root / ".thumbnails").mkdir()

@@ -467,3 +467,24 @@ def test_tune_space_with_a_gap_becomes_a_choice_and_refused_combinations_are_sai
     specs = [SimpleNamespace(params=p) for p in ({"k": 5, "width": 3}, {"k": 4, "width": 3}, {"k": 5, "width": 2})]
     assert ts.refused_samples(m, None, specs) == {0: "Method 'gappy' cannot run on digits / mlp / f: "
                                                      "k=5 x width=3: too many"}
+
+
+def test_tune_leaves_out_the_samples_where_a_given_parameter_has_no_effect(monkeypatch):
+    """`bench tune -m cf-k -p cf-k.lr_decay=0.5` was refused as a whole (exit 2, "fix the search
+    space in the plugin"): the space's edge epochs=1 leaves lr_decay without effect, though 28 of the
+    30 epochs it samples use it (found in review). Such a combination leaves out only its samples."""
+    from types import SimpleNamespace
+
+    import bench.run.tune_space as ts
+    from bench.methods.last_k import CatastrophicForgettingK
+    from bench.run.validate import MethodPlan
+
+    method = CatastrophicForgettingK()
+    given = {"lr_decay": 0.5}
+    m = MethodPlan("cf-k", method, {**method.default_params, **given}, (), "builtin")
+    monkeypatch.setattr(ts, "_settings", lambda plan: [])
+    domains = ts.fit_space(m, SimpleNamespace(options=SimpleNamespace(datasets=["digits"])), given, lambda *a, **k: None)
+    assert domains["epochs"] == method.search_space["epochs"]
+    specs = [SimpleNamespace(params={**m.params, "epochs": e}) for e in (1, 2, 3, 10)]
+    refused = ts.refused_samples(m, None, specs)
+    assert sorted(refused) == [0, 1] and "lr_decay=0.5: has no effect with epochs=1" in refused[0], refused

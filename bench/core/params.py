@@ -106,6 +106,11 @@ def require_sgd(params: Mapping[str, Any]) -> None:
 GIVEN: ContextVar[frozenset[str] | None] = ContextVar("bench_given_params", default=None)
 
 
+class UnusedParam(ValueError):
+    """A value refused because other parameters leave it without effect (:func:`refuse_unused`): a
+    refusal of a combination, which ``bench tune`` answers by leaving out the samples that make it."""
+
+
 def refuse_unused(params: Mapping[str, Any], method: Any, key: str, used: bool, why: str) -> None:
     """``key`` set where another parameter makes it have no effect (``used`` false; ``why`` says
     which and how to fix it): refused, as the recipe refuses momentum with Adam; the run would be
@@ -122,4 +127,4 @@ def refuse_unused(params: Mapping[str, Any], method: Any, key: str, used: bool, 
         per_dataset = (getattr(method, "dataset_params", None) or {}).values()
         if any(params[key] == d for d in (method.default_params[key], *(p[key] for p in per_dataset if key in p))):
             return
-    raise ValueError(f"{key}={params[key]!r}: has no effect {why}")
+    raise UnusedParam(f"{key}={params[key]!r}: has no effect {why}")
