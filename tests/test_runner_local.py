@@ -661,3 +661,56 @@ def test_a_plugin_metric_is_checked_before_it_joins_the_trial():
     add_metric("Attack 'a'", "a_np", __import__("numpy").float32(0.5), metrics, finite=True)  # NumPy's are real numbers
     with pytest.raises(BenchError, match=r"reported metric 'retain_acc', already measured in this trial; rename it"):
         add_metric("Method 'm'", "retain_acc", 0.1, metrics, finite=False)
+
+
+from bench.core.errors import BenchError  # noqa: E402
+
+
+def test_a_returned_model_ending_in_a_softmax_is_refused():
+    """A method whose model gained a final softmax scored its divergences and attacks on
+    softmax(probabilities), the accuracies right, exit 0; model plugins were refused so, methods not
+    (found in review)."""
+    from bench.run.trial import _refuse_probabilities
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(64, 10))
+    x = torch.randn(300, 64)
+    _refuse_probabilities("m", net, x, "")  # logits
+    with pytest.raises(BenchError, match=r"Method 'm' returned a model whose outputs are probabilities \(rows of "
+                                         r"values in \[0, 1\] summing to 1\) on request 2; .*return the logits"):
+        _refuse_probabilities("m", torch.nn.Sequential(net, torch.nn.Softmax(dim=1)), x, " on request 2")
+
+
+def test_an_attack_rate_outside_zero_one_is_refused():
+    """An attack reporting an AUC of 1.7 or a TPR of -0.3 had it shown and stored as measured (found in
+    review): names bench reads as rates must lie in [0, 1]; other names are free."""
+    from bench.run.attack_step import add_metric
+
+    metrics: dict = {}
+    for key, value in (("x_auc", 1.0), ("x_tpr_at_1fpr", 0.0), ("mia_efficacy", 0.5), ("x_epsilon_score", 7.5)):
+        add_metric("Attack 'x'", key, value, metrics, finite=True)
+    for key, value in (("y_auc", 1.7), ("y_tpr_at_0.1fpr", -0.3), ("y_balanced_acc", 2.0)):
+        with pytest.raises(BenchError, match=rf"reported metric '{key}' = {value:g}; a name ending in _auc.* in \[0, 1\]"):
+            add_metric("Attack 'y'", key, value, metrics, finite=True)
+
+
+def test_a_test_split_of_training_copies_is_refused():
+    """A dataset whose test split copied training points passed, exit 0: test accuracy and every
+    attack's non-members were training points (found in review). A few duplicates (real datasets
+    hold some) pass."""
+    from types import SimpleNamespace
+
+    from bench.run.checks import check_splits, test_copies
+
+    g = torch.Generator().manual_seed(0)
+    train_x, train_y = torch.rand(200, 8, generator=g), torch.arange(200) % 2
+    test_x, test_y = torch.rand(50, 8, generator=g), torch.arange(50) % 2
+    assert test_copies(train_x, test_x) == 0
+    splits = lambda tx: SimpleNamespace(train_x=train_x, train_y=train_y, test_x=tx, test_y=test_y,  # noqa: E731
+                                        num_classes=2, input_shape=(8,), info={})
+    few = test_x.clone()
+    few[:3] = train_x[10:13]
+    assert test_copies(train_x, few) == 3
+    check_splits("few", splits(few))
+    with pytest.raises(BenchError, match=r"Dataset 'copied': 50 of 50 test rows are exact copies of training rows"):
+        check_splits("copied", splits(train_x[100:150].clone()))

@@ -79,6 +79,11 @@ def test_unchanged_warnings_count_trials_and_continual_requests():
     # nothing to forget (the original already misclassified every forget point): stopping at once is right
     assert unchanged_warnings(trials[:1], {0: {"weight_change": 0.0, "original_forget_acc": 0.0}}) == []
     assert "in 1 of 1 sample(s)" in unchanged_warnings(trials[:1], {0: {"weight_change": 0.0}}, "sample")[0]
+    # a continual request whose input (the previous request's result) already misclassified every
+    # forget point: nothing to forget, though the original knew them (a false warning until 2026-12-06)
+    done = {"weight_change": 0.0, "original_forget_acc": 0.8, "input_forget_acc": 0.0}
+    assert unchanged_warnings(trials[3:], {0: {"bench_steps": [{"weight_change": 0.3}, done]}}) == []
+    assert len(unchanged_warnings(trials[3:], {0: {"bench_steps": [{**done, "input_forget_acc": 0.1}]}})) == 1
 
 
 class _Method:

@@ -227,7 +227,15 @@ def add_metric(who: str, key: Any, value: Any, metrics: dict, finite: bool, show
         raise BenchError(f"{who} reported metric {shown!r} = {value!r}, which is not a number.") from None
     if finite and not math.isfinite(number):
         raise BenchError(f"{who} reported metric {shown!r} = {number}; its values must be finite numbers.")
+    if finite and is_rate(key) and not 0.0 <= number <= 1.0:  # an AUC of 1.7 was shown as measured (found in review)
+        raise BenchError(f"{who} reported metric {shown!r} = {number:g}; a name ending in _auc, _acc or _efficacy "
+                         "or holding _tpr_at_ is a rate in [0, 1] (bench compares it so).")
     metrics[key] = number
+
+
+def is_rate(key: str) -> bool:
+    """Whether an attack's metric name says it is a rate in [0, 1] (AUC, accuracy, TPR, efficacy)."""
+    return key.endswith(("_auc", "_acc", "_efficacy")) or "_tpr_at_" in key
 
 
 #: the trial's own files: a plugin's artifact of that name replaced the saved model (an attack's

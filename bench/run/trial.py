@@ -101,6 +101,19 @@ def _refuse_changed_contents(name: str, given: dict, digests: dict, where: str) 
                          f"Work on a copy (x = {changed[0]}.clone()).")
 
 
+def _refuse_probabilities(name: str, model, x, where: str) -> None:
+    """A returned model whose outputs are softmax probabilities (a final softmax added): bench
+    applies softmax itself, so every JS divergence and attack score would be of softmax(p), with the
+    accuracies right, exit 0 (found in review; model plugins are refused so at plan time)."""
+    from bench.nn.training import predict_logits
+    from bench.run.plan import returns_probabilities
+
+    if len(x) and returns_probabilities(predict_logits(model, x[:256])):
+        raise BenchError(f"Method '{name}' returned a model whose outputs are probabilities (rows of values in [0, 1] "
+                         f"summing to 1){where}; bench applies softmax to a model's outputs itself, so its divergences "
+                         "and attack scores would be wrong: return the logits (no final softmax).")
+
+
 def checked_eval(name: str, ev: ModelEval, classes: int, where: str = "") -> ModelEval:
     """Refuse a model whose outputs are not one finite logit per class, before any metric or attack
     is computed on it: a NaN model would otherwise score (forget_acc 0, JS "-") and could rank
@@ -166,6 +179,9 @@ def _run_trial(spec: TrialSpec, payload: Payload, fetch: Callable[[Any], Any],
                 report(compare_to_references(ev, step.original_eval, step.retrain_eval))
 
         ctx = MethodContext(seed=seed, device=device, new_model=new_model, recipe=recipe, report=report_model)
+        # on a continual request, the forget accuracy of the model the method is given (the previous
+        # request's result): with nothing left to forget, returning it unchanged is right
+        given_acc = accuracy(model, data.forget_x, data.forget_y) if group.continual else None
         seed_everything(seed)
         where = f" on request {t}" if group.continual else ""
         given = _request_tensors(request)
@@ -174,6 +190,7 @@ def _run_trial(spec: TrialSpec, payload: Payload, fetch: Callable[[Any], Any],
         with measure(device) as m:
             out = unlearn_checked(method, spec.method, model, request, spec.params, ctx, where)
         _refuse_changed_contents(spec.method, given, digests, where)
+        _refuse_probabilities(spec.method, out, data.test_x, where)
         ev = checked_eval(spec.method, evaluate_model(out, data), splits.num_classes, where)
         metrics = compare_to_references(ev, step.original_eval, step.retrain_eval)
         metrics.update({"unlearn_seconds": m.seconds, "retrain_seconds": step.retrain_seconds,
@@ -188,6 +205,7 @@ def _run_trial(spec: TrialSpec, payload: Payload, fetch: Callable[[Any], Any],
             cum_retrain += step.retrain_seconds
             forget_all = accuracy(out, *everything)
             metrics.update({
+                "input_forget_acc": given_acc,
                 "forget_all_size": float(len(everything[1])), "request": float(t),
                 "forget_all_acc": forget_all, "original_forget_all_acc": step.original_forget_all_acc,
                 "retrain_forget_all_acc": step.retrain_forget_all_acc,
