@@ -265,16 +265,17 @@ def unchanged_warnings(trials, results: Mapping[int, dict], unit: str = "trial")
     continual request, whose input is the previous request's result, else ``original_forget_acc``;
     a method that stops at once because every forget point is already misclassified changed
     nothing rightly; on continual requests the original's accuracy was read until 2026-12-06, and a
-    method given a model that already misclassified them was said to return the original's numbers): its metrics are then the original model's,
-    which score well on utility and can rank first. ``trials``: the specs (``.method``) by the
+    method given a model that already misclassified them was said to return the original's
+    numbers): its metrics are then the original model's, which score well on utility and can rank
+    first. ``trials``: the specs (``.method``) by the
     positions of ``results``, their metrics; ``unit``: what one is called ("sample" in bench tune)."""
     unchanged: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for i, metrics in results.items():
         steps = metrics.get(STEPS_KEY) or [metrics]  # a continual trial: every request
         counts = unchanged[trials[i].method]
         counts[1] += 1
-        counts[0] += any(step.get("weight_change") == 0 and step.get("input_forget_acc", step.get("original_forget_acc", 1.0)) > 0
-                         for step in steps)
+        counts[0] += any(step.get("weight_change") == 0
+                         and step.get("input_forget_acc", step.get("original_forget_acc", 1.0)) > 0 for step in steps)
     return [f"warning: method '{name}' returned the weights it was given unchanged (weight_change 0) in {n} of {of} "
             f"{unit}(s): their metrics are the original model's. If that is not what its parameters meant, check them "
             f"(a step size, a threshold, a selection that picked no weight)."
