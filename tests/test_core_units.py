@@ -258,7 +258,7 @@ def test_batches_skip_only_a_leftover_batch_of_one():
 
 
 def test_probability_outputs_are_told_from_logits_and_log_probabilities():
-    from bench.run.plan import returns_probabilities
+    from bench.eval.evaluation import returns_probabilities
 
     logits = torch.nn.Linear(8, 10)(torch.randn(2, 8))
     assert not returns_probabilities(logits)

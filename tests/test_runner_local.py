@@ -670,15 +670,17 @@ def test_a_returned_model_ending_in_a_softmax_is_refused():
     """A method whose model gained a final softmax scored its divergences and attacks on
     softmax(probabilities), the accuracies right, exit 0; model plugins were refused so, methods not
     (found in review)."""
-    from bench.run.trial import _refuse_probabilities
+    from bench.eval.evaluation import EvalData, evaluate_model
+    from bench.run.trial import checked_eval
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(64, 10))
-    x = torch.randn(300, 64)
-    _refuse_probabilities("m", net, x, "")  # logits
+    x, y = torch.randn(300, 64), torch.arange(300) % 10
+    data = EvalData(x[:100], y[:100], x[100:150], y[100:150], x[150:], y[150:])
+    checked_eval("m", evaluate_model(net, data), 10, "")  # logits
     with pytest.raises(BenchError, match=r"Method 'm' returned a model whose outputs are probabilities \(rows of "
                                          r"values in \[0, 1\] summing to 1\) on request 2; .*return the logits"):
-        _refuse_probabilities("m", torch.nn.Sequential(net, torch.nn.Softmax(dim=1)), x, " on request 2")
+        checked_eval("m", evaluate_model(torch.nn.Sequential(net, torch.nn.Softmax(dim=1)), data), 10, " on request 2")
 
 
 def test_an_attack_rate_outside_zero_one_is_refused():

@@ -79,10 +79,21 @@ class ModelEval:
     nonfinite: str | None = None
     #: the shape of one input's output (``(num_classes,)`` for a classifier): checked by the trial
     outputs: tuple = ()
+    #: whether the outputs on D_t are softmax probabilities, not logits (:func:`returns_probabilities`)
+    probabilities: bool = False
 
 
 def _acc(logits: torch.Tensor, y: torch.Tensor) -> float:
     return float((logits.argmax(1) == y).float().mean()) if len(y) else float("nan")
+
+
+def returns_probabilities(out: torch.Tensor) -> bool:
+    """Whether a model's outputs look like softmax probabilities rather than logits: every entry in
+    [0, 1] and every row summing to 1 (an untrained network ending in logits never does)."""
+    if not out.is_floating_point() or out.shape[-1] < 2:
+        return False
+    rows = out.detach().double().sum(-1)
+    return bool(((out >= 0) & (out <= 1)).all() and torch.allclose(rows, torch.ones_like(rows), atol=1e-4))
 
 
 def nonfinite_outputs(logits: dict[str, torch.Tensor]) -> str | None:
@@ -123,6 +134,7 @@ def evaluate_model(model: torch.nn.Module, data: EvalData) -> ModelEval:
         test_probs=torch.softmax(test_logits, 1).cpu(),
         nonfinite=nonfinite_outputs({"forget": forget_logits, "retain": retain_logits, "test": test_logits}),
         outputs=tuple(test_logits.shape[1:]),
+        probabilities=returns_probabilities(test_logits),
     )
 
 

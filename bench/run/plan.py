@@ -79,17 +79,6 @@ class Plan:
     originals: dict[tuple[str, str], dict] = field(default_factory=dict)
 
 
-def returns_probabilities(out) -> bool:
-    """Whether a model's outputs look like softmax probabilities rather than logits: every entry in
-    [0, 1] and every row summing to 1 (an untrained network ending in logits never does)."""
-    import torch
-
-    if not out.is_floating_point() or out.shape[-1] < 2:
-        return False
-    rows = out.detach().double().sum(-1)
-    return bool(((out >= 0) & (out <= 1)).all() and torch.allclose(rows, torch.ones_like(rows), atol=1e-4))
-
-
 def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], plugins: dict[str, str],
               say: Callable[[str], None] | None = None) -> Plan:
     """The plan of a run; ``say`` gets the plan-time notes (the test accuracy of each ``--original``)."""
@@ -98,6 +87,7 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
     import numpy as np
     import torch
 
+    from bench.eval.evaluation import returns_probabilities
     from bench.nn.training import set_threads
 
     device = resolve_device(opts)

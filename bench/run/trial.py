@@ -101,19 +101,6 @@ def _refuse_changed_contents(name: str, given: dict, digests: dict, where: str) 
                          f"Work on a copy (x = {changed[0]}.clone()).")
 
 
-def _refuse_probabilities(name: str, model, x, where: str) -> None:
-    """A returned model whose outputs are softmax probabilities (a final softmax added): bench
-    applies softmax itself, so every JS divergence and attack score would be of softmax(p), with the
-    accuracies right, exit 0 (found in review; model plugins are refused so at plan time)."""
-    from bench.nn.training import predict_logits
-    from bench.run.plan import returns_probabilities
-
-    if len(x) and returns_probabilities(predict_logits(model, x[:256])):
-        raise BenchError(f"Method '{name}' returned a model whose outputs are probabilities (rows of values in [0, 1] "
-                         f"summing to 1){where}; bench applies softmax to a model's outputs itself, so its divergences "
-                         "and attack scores would be wrong: return the logits (no final softmax).")
-
-
 def checked_eval(name: str, ev: ModelEval, classes: int, where: str = "") -> ModelEval:
     """Refuse a model whose outputs are not one finite logit per class, before any metric or attack
     is computed on it: a NaN model would otherwise score (forget_acc 0, JS "-") and could rank
@@ -125,6 +112,10 @@ def checked_eval(name: str, ev: ModelEval, classes: int, where: str = "") -> Mod
                          f"(N, {classes}), one logit per class: keep the classifier's output layer.")
     if ev.nonfinite is not None:
         raise BenchError(f"Method '{name}' returned a model with {ev.nonfinite}{where}.")
+    if ev.probabilities:  # a final softmax added: every divergence and attack score of softmax(p), exit 0 (review)
+        raise BenchError(f"Method '{name}' returned a model whose outputs are probabilities (rows of values in [0, 1] "
+                         f"summing to 1){where}; bench applies softmax to a model's outputs itself, so its divergences "
+                         "and attack scores would be wrong: return the logits (no final softmax).")
     return ev
 
 
@@ -190,7 +181,6 @@ def _run_trial(spec: TrialSpec, payload: Payload, fetch: Callable[[Any], Any],
         with measure(device) as m:
             out = unlearn_checked(method, spec.method, model, request, spec.params, ctx, where)
         _refuse_changed_contents(spec.method, given, digests, where)
-        _refuse_probabilities(spec.method, out, data.test_x, where)
         ev = checked_eval(spec.method, evaluate_model(out, data), splits.num_classes, where)
         metrics = compare_to_references(ev, step.original_eval, step.retrain_eval)
         metrics.update({"unlearn_seconds": m.seconds, "retrain_seconds": step.retrain_seconds,
