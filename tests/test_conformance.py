@@ -272,6 +272,27 @@ class MutatesRequest(_GA):
         return self.ascend(model, x, request.forget_y, params, ctx.seed)
 
 
+class MovesBounds(_GA):
+    """Clamps its ascent to the input box, widening the box's lower end in place."""
+
+    name = "moves-bounds"
+
+    def unlearn(self, model, request, params, ctx):
+        request.input_bounds[0].sub_(1.0)
+        return self.ascend(model, request.forget_x, request.forget_y, params, ctx.seed)
+
+
+class NamedLikeABuiltin(SoundGA):
+    name = "ga"  # bench's own gradient ascent: every bench command refuses two methods named ga
+
+
+class RetainAttack(LossThresholdAUC):
+    name = "retain"  # reporting "acc" makes retain_acc, the harness's own
+
+    def evaluate(self, model, ctx):
+        return {"acc": super().evaluate(model, ctx)["auc"]}
+
+
 class LeavesGradOff(_GA):
     """Switches autograd off for the whole process and never back."""
 
@@ -394,7 +415,7 @@ def test_catches_a_non_module_return():
 
 def test_catches_reported_metrics_the_harness_refuses():
     kit.check_returns_module(ReportsBadMetrics({"patches": 3, "loss": float("nan")}))
-    _fails(kit.check_returns_module, ReportsBadMetrics({"forget_acc": 0.0}), r"ctx\.metrics: .*'forget_acc'.*already measured")
+    _fails(kit.check_returns_module, ReportsBadMetrics({"forget_acc": 0.0}), r"ctx\.metrics: .*'forget_acc'.*a metric bench itself measures")
     _fails(kit.check_returns_module, ReportsBadMetrics({"damp ascent!": 1.0}), r"ctx\.metrics: .*a metric name is up to 250")
     _fails(kit.check_returns_module, ReportsBadMetrics({"ok": "high"}), r"ctx\.metrics: .*not a number")
 
@@ -402,6 +423,24 @@ def test_catches_reported_metrics_the_harness_refuses():
 def test_catches_mutated_request_tensors():
     _fails(kit.check_leaves_inputs_untouched, MutatesRequest(), r"modified request\.forget_x in place")
     kit.check_deterministic_under_seed(MutatesRequest())  # the kit hands every call fresh tensors
+
+
+def test_catches_a_method_moving_the_input_bounds_in_place():
+    """request.input_bounds' (lo, hi) tensors sit in a tuple: written in place, they passed the kit
+    and bench failed the trial (found in review)."""
+    message = _fails(kit.check_leaves_inputs_untouched, MovesBounds(), r"modified request\.input_bounds in place")
+    assert "lo = request.input_bounds[0].clone()" in message, message
+
+
+def test_catches_names_that_clash_with_bench_s_own():
+    """The kit registered into an empty registry: a method named like a built-in passed it, and
+    every bench command then refused the two; an attack named `retain` reporting `acc` passed it,
+    and bench dropped its numbers in every trial (found in review)."""
+    _fails(kit.check_method_attributes, NamedLikeABuiltin(), r"bench has a built-in method named 'ga' .*rename it")
+    kit.check_method_attributes(get_registry().get("method", "ga"))  # the built-in itself passes
+    _fails(kit.check_attack_returns_finite_floats, RetainAttack(),
+           r"metric 'acc' makes 'retain_acc', a metric bench itself measures in every trial")
+    kit.check_attack_returns_finite_floats(LossThresholdAUC())  # loss-auc_auc, loss-auc_forget_loss: its own
 
 
 def test_catches_a_method_that_leaves_torch_settings_changed():

@@ -88,6 +88,7 @@ class Reporter:
 
     def unlearn(self, model, request, params, ctx):
         ctx.metrics["patches"] = float(len(request.forget_y))
+        ctx.metrics["loss_auc"] = 0.25  # the loss attack's name: that attack is refused, naming this method
         ctx.artifacts["summary/patches.json"] = '{"patches": %d}' % len(request.forget_y)
         ctx.artifacts["raw.bin"] = b"\x00\x01"
         ctx.artifacts["plots/drawn.txt"] = Drawn(f"{len(request.forget_y)} points")
@@ -106,17 +107,22 @@ class Collider(Reporter):
 @pytest.mark.slow
 def test_methods_add_metrics_and_artifacts_to_their_trial(workdir, boom_plugin, run_harness, trial_runs):
     boom_plugin(Reporter(), Collider())
-    code, out = run_harness(workdir, methods="reporter,collider", forgets=["random:7"], recipe={"epochs": 3})
+    code, out = run_harness(workdir, methods="reporter,collider", forgets=["random:7"], recipe={"epochs": 3},
+                            attacks="loss")
     assert code == 1, out
     kids = trial_runs(workdir)
     assert kids.loc["reporter", "metrics.patches"] == 7.0
+    assert kids.loc["reporter", "metrics.loss_auc"] == 0.25 and kids.loc["reporter", "tags.bench.attack_errors"] == "loss"
+    text = mlflow.artifacts.load_text(f"runs:/{kids.loc['reporter', 'run_id']}/attack_errors/loss.txt")
+    assert text.startswith("Attack 'loss' reported metric 'auc', which makes 'loss_auc', which method 'reporter' already "
+                           "reported in this trial; one of the two plugins must rename it."), text
     run_id = kids.loc["reporter", "run_id"]
     assert mlflow.artifacts.load_text(f"runs:/{run_id}/summary/patches.json") == '{"patches": 7}'
     assert mlflow.artifacts.load_text(f"runs:/{run_id}/plots/drawn.txt") == "7 points"
     assert "RuntimeError: no font for the plot" in mlflow.artifacts.load_text(f"runs:/{run_id}/plots/broken.png.error.txt")
     assert "plots/broken.png" not in {a.path for a in mlflow.MlflowClient().list_artifacts(run_id, "plots")}
     assert kids.loc["collider", "status"] == "FAILED"
-    assert "already measured" in kids.loc["collider", "tags.bench.error"]
+    assert "a metric bench itself measures" in kids.loc["collider", "tags.bench.error"]
 
 
 def test_artifacts_are_text_bytes_or_rendered_under_relative_names():
@@ -600,7 +606,8 @@ class _OddPlugin:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name,how,said", [
-    ("retain", "shadowing", "Attack 'retain' reported metric 'acc', which makes 'retain_acc', already measured"),
+    ("retain", "shadowing", "Attack 'retain' reported metric 'acc', which makes 'retain_acc', a metric bench itself "
+                            "measures"),
     ("odd", "name", "Attack 'odd' reported metric 'bad key!': a metric name is up to 250"),
     ("odd", "nan", "Attack 'odd' reported metric 'auc' = nan; its values must be finite"),
     ("odd", "text", "Attack 'odd' reported metric 'auc' = 'high', a str, not a float; return float(value)"),
@@ -659,8 +666,14 @@ def test_a_plugin_metric_is_checked_before_it_joins_the_trial():
         with pytest.raises(BenchError, match=rf"Attack 'a' reported metric 'v' = .*, a {kind}, not a float; return float"):
             add_metric("Attack 'a'", "a_v", value, metrics, finite=True, shown="v")
     add_metric("Attack 'a'", "a_np", __import__("numpy").float32(0.5), metrics, finite=True)  # NumPy's are real numbers
-    with pytest.raises(BenchError, match=r"reported metric 'retain_acc', already measured in this trial; rename it"):
+    with pytest.raises(BenchError, match=r"reported metric 'retain_acc', a metric bench itself measures in this trial; "
+                                         r"rename it"):
         add_metric("Method 'm'", "retain_acc", 0.1, metrics, finite=False)
+    # a method's ctx.metrics["loss_auc"] then the loss attack's auc: the attack alone was told to
+    # rename it, the method not named (found in review)
+    with pytest.raises(BenchError, match=r"^Attack 'loss' reported metric 'auc', which makes 'patches', which method "
+                                         r"'m' already reported in this trial; one of the two plugins must rename it"):
+        add_metric("Attack 'loss'", "patches", 0.5, metrics, finite=True, shown="auc", owners={"patches": "method 'm'"})
 
 
 from bench.core.errors import BenchError  # noqa: E402

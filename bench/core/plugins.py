@@ -215,6 +215,17 @@ def _default() -> tuple[Registry, list[PluginInfo]]:
     return build_registry(make_plugin_manager(tuple(_IN_PROCESS)))
 
 
+@lru_cache(maxsize=1)
+def builtin_registry() -> Registry:
+    """The registry of bench's own plugins alone (the conformance kit checks a plugin's names
+    against it: bench refuses a second object of a built-in's name)."""
+    pm = pluggy.PluginManager("bench")
+    pm.add_hookspecs(hookspecs)
+    for modname in DEFAULT_PLUGINS:
+        pm.register(importlib.import_module(modname), name=modname)
+    return build_registry(pm)[0]
+
+
 def get_registry() -> Registry:
     """The registry of all installed plugins (built once per process)."""
     return _default()[0]

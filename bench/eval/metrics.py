@@ -42,6 +42,15 @@ DIRECTIONS: dict[str, bool | None] = {
     "cumulative_retrain_seconds": None,
     # a diagnostic: how far the method moved the weights (0: it changed nothing), no better side
     "weight_change": None,
+}
+#: The metrics of every trial that are bench's own, not an attack's: the table above, the references'
+#: and a method's own original's accuracies, and what a continual request or an own original adds.
+#: An attack plugin's metric of one of these names is refused (bench.run.attack_step, the kit).
+HARNESS_METRICS = frozenset(DIRECTIONS) | {
+    f"{who}_{acc}" for who in ("original", "retrain", "method_original")
+    for acc in ACCURACIES + ("test_forget_class_acc", "test_retain_class_acc")
+} | {"train_seconds", "input_forget_acc", "request"}
+DIRECTIONS |= {
     # attacks (docs/attacks.md): membership metrics have no "better" side in an unlearning study,
     # the target is the retrained model's value (an AUC below it is as telling, the "Streisand
     # effect"); SalUn's four-term gap and the NeurIPS'23 score do have one

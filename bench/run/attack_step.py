@@ -19,7 +19,7 @@ import math
 import numbers
 import posixpath
 import re
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import torch
@@ -64,11 +64,12 @@ def make_unlearn(method, spec: TrialSpec, splits, new_model: Callable, bounds: A
 
 
 def run_attacks(attacks: dict, model, metrics: dict, *, spec: TrialSpec, group, method, data, new_model: Callable,
-                bounds: Any, original: Callable | None = None) -> None:
+                bounds: Any, original: Callable | None = None, method_keys: Iterable[str] = ()) -> None:
     """Run ``attacks`` on the trial's unlearned ``model``, adding their metrics to ``metrics`` and the
     failed ones' tracebacks under ``ATTACK_ERRORS_KEY`` (module docstring); ``original``: fresh
     copies of the model the method started from (default: the group's original; a method's own
-    original for SISA)."""
+    original for SISA); ``method_keys``: the metrics in ``metrics`` the method reported (its
+    ``ctx.metrics``), named when an attack reports one of them."""
     (rx, ry), (fx, fy), (tx, ty) = data
     # the test split is the dataset's own tensors on the CPU (split_data copies the rest): the
     # attacks get a copy, so that one writing into it (a fault, caught below) leaves the data of
@@ -97,6 +98,7 @@ def run_attacks(attacks: dict, model, metrics: dict, *, spec: TrialSpec, group, 
     # digests, each attack's "after" being the next one's "before" (one pass over the data per attack)
     digests = {k: content_digest(t) for k, t in watched.items()}
     errors: dict[str, str] = {}  # attack -> why it has no metrics (a traceback)
+    owners = {k: f"method '{spec.method}'" for k in method_keys}  # who reported a metric (else bench itself)
     names = list(attacks)
     for i, name in enumerate(names):
         ctx.forget_indices = np.array(group.forget_idx)  # each attack its own copy (one writing to it changed the next's)
@@ -110,7 +112,7 @@ def run_attacks(attacks: dict, model, metrics: dict, *, spec: TrialSpec, group, 
                             f"{error_line(text)}\n\n{text}")
             continue
         try:
-            found = _evaluate(name, attacks[name], model, ctx, metrics)
+            found = _evaluate(name, attacks[name], model, ctx, metrics, owners)
         except Exception as exc:  # the attack's own failure: recorded; its numbers and files are dropped
             errors[name] = format_error(name, exc)
         changed = [k for k, t in watched.items() if t._version != versions[k]]
@@ -131,6 +133,7 @@ def run_attacks(attacks: dict, model, metrics: dict, *, spec: TrialSpec, group, 
                 break
             continue
         metrics.update(found)
+        owners.update({k: f"attack '{name}'" for k in found})
     if ctx.artifacts:
         metrics.setdefault(ARTIFACTS_KEY, {}).update(ctx.artifacts)
     if errors:
@@ -153,7 +156,7 @@ def objective_failure(objective: str, attacks: dict, metrics: dict) -> None:
                          f"score: {head}") from AttackFailure(errors[owner])
 
 
-def _evaluate(name: str, attack, model, ctx: AttackContext, metrics: dict) -> dict[str, float]:
+def _evaluate(name: str, attack, model, ctx: AttackContext, metrics: dict, owners: Mapping[str, str]) -> dict[str, float]:
     """One attack's checked metrics (``<attack>_<key>``; the keys it declares ``unprefixed`` as they
     are), not yet in ``metrics``: an exception of the attack, or a report it breaks the contract
     with, raises (the caller records it as that attack's failure)."""
@@ -177,7 +180,7 @@ def _evaluate(name: str, attack, model, ctx: AttackContext, metrics: dict) -> di
         if full in made:  # one would have overwritten the other
             raise BenchError(f"Attack '{name}' reported metrics {made[full]!r} and {key!r}, which both make '{full}'; "
                              "rename one.")
-        add_metric(f"Attack '{name}'", full, value, {**metrics, **out}, finite=True, shown=key)
+        add_metric(f"Attack '{name}'", full, value, {**metrics, **out}, finite=True, shown=key, owners=owners)
         out[full], made[full] = float(value), key
     check_artifacts(f"Attack '{name}'", ctx.artifacts)
     return out
@@ -206,18 +209,25 @@ def valid_metric_name(key: Any) -> bool:
     return norm == key and norm != "." and not norm.startswith(("..", "/"))
 
 
-def add_metric(who: str, key: Any, value: Any, metrics: dict, finite: bool, shown: Any = None) -> None:
+def add_metric(who: str, key: Any, value: Any, metrics: dict, finite: bool, shown: Any = None,
+               owners: Mapping[str, str] | None = None) -> None:
     """Add a plugin's metric ``key`` to a trial's ``metrics``: a name MLflow takes, not one already
     measured (an attack named ``retain`` reporting ``acc`` replaced the harness's ``retain_acc``), a
     number, and for an attack (``finite``) a finite real number, not a bool or a tensor (their
-    contract, as the kit checks it). ``shown``: the name as the plugin gave it."""
+    contract, as the kit checks it). ``shown``: the name as the plugin gave it; ``owners``: the
+    plugin that reported each metric already in ``metrics`` (the rest are bench's own)."""
     shown = key if shown is None else shown
     if not valid_metric_name(key):
         raise BenchError(f"{who} reported metric {shown!r}: a metric name is up to 250 letters, digits, '_', '-', "
                          "'.', ' ', ':' or '/' (MLflow's rule); rename it.")
     if key in metrics:
         makes = f", which makes '{key}'," if key != shown else ","
-        raise BenchError(f"{who} reported metric {shown!r}{makes} already measured in this trial; rename it.")
+        owner = (owners or {}).get(key)
+        if owner:  # a method's ctx.metrics["loss_auc"] then the loss attack: the attack was told to rename
+            raise BenchError(f"{who} reported metric {shown!r}{makes} which {owner} already reported in this trial; "
+                             "one of the two plugins must rename it.")
+        raise BenchError(f"{who} reported metric {shown!r}{makes} a metric bench itself measures in this trial; "
+                         "rename it.")
     if finite and (isinstance(value, bool) or not isinstance(value, numbers.Real)):  # the kit's rule, here too
         raise BenchError(f"{who} reported metric {shown!r} = {value!r}, a {type(value).__name__}, not a float; "
                          "return float(value).")

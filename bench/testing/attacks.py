@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from bench.core.contracts import AttackContext
+from bench.eval.metrics import HARNESS_METRICS
 from bench.run.attack_step import valid_metric_name
 from bench.testing.base import (
     _SCRAMBLE,
@@ -70,7 +71,8 @@ def check_attack_returns_finite_floats(attack) -> None:
     """On the toy model (trained on the context's forget and retain points) and the toy
     ``AttackContext``, ``evaluate`` returns a non-empty dict of metric names (letters, digits,
     ``_-.:/`` and spaces, no path that normalises to another, as MLflow accepts) to finite real
-    numbers."""
+    numbers, none of which makes (as ``<attack>_<key>``, or as declared ``unprefixed``) a metric
+    bench itself measures."""
     setting = toy_setting()
     out = _evaluate(attack, setting.original_copy(), _attack_ctx(setting, attack=attack), SEED)
     if not isinstance(out, Mapping) or not out:
@@ -83,6 +85,10 @@ def check_attack_returns_finite_floats(attack) -> None:
             _fail(f"metric '{key}' is {type(value).__name__} {value!r}, not a float (return float(value)).")
         if not math.isfinite(float(value)):
             _fail(f"metric '{key}' is {value}, not finite.")
+        full = key if key in set(getattr(attack, "unprefixed", ())) else f"{attack.name}_{key}"
+        if full in HARNESS_METRICS:  # an attack named `retain` reporting `acc`: refused by bench in every trial
+            _fail(f"metric '{key}' makes '{full}', a metric bench itself measures in every trial; bench drops this "
+                  f"attack's numbers in each trial: rename the metric or the attack.")
 
 
 @_check("attack")

@@ -16,6 +16,7 @@ from torch import nn
 
 from bench.core.errors import PluginError
 from bench.core.method import dataset_params
+from bench.core.plugins import builtin_registry
 from bench.core.registry import Registry
 from bench.nn.torch_state import restore_torch_globals, torch_globals
 
@@ -170,10 +171,16 @@ def _first_difference(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tenso
 
 
 def _registers(kind: str, obj: Any) -> None:
+    """The registry takes it, under a name no built-in of its kind has (the kit's own registry is
+    empty: a method named ``ga`` passed it, and every bench command then refused the two ``ga``s)."""
     try:
         Registry().add(kind, obj, origin="bench.testing")
     except PluginError as exc:
         _fail(f"bench's registry refuses it: {exc}")
+    builtins = builtin_registry()
+    if obj.name in builtins.names(kind) and type(builtins.get(kind, obj.name)) is not type(obj):  # the kit checks built-ins too
+        _fail(f"bench has a built-in {kind} named '{obj.name}' ({type(builtins.get(kind, obj.name)).__name__}); every "
+              f"bench command refuses two {kind}s of one name while this plugin is installed: rename it.")
     desc = getattr(obj, "description", None)
     if not isinstance(desc, str) or not desc.strip():
         _fail(f"description is {desc!r}; give a one-line description for `bench list {kind}s`.")

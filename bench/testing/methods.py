@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import fields
+from typing import Any
 
 import torch
 
@@ -116,6 +117,16 @@ def _check_reported_metrics(ctx) -> None:
             _fail(f"ctx.metrics: {exc}")
 
 
+def _flat(value: Any) -> list[torch.Tensor]:
+    """The tensors of a request field: the tensor itself, or those of a tuple/list of tensors
+    (request.input_bounds' (lo, hi)); none for anything else."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (tuple, list)) and all(isinstance(v, torch.Tensor) for v in value):
+        return list(value)
+    return []
+
+
 @_check("method")
 def check_leaves_inputs_untouched(method, params=None) -> None:
     """``unlearn`` may change the model it is given (the harness passes a copy) but nothing else:
@@ -128,17 +139,21 @@ def check_leaves_inputs_untouched(method, params=None) -> None:
     access, setting = _access(method, params), toy_setting()
     request, ctx = _request(setting, "class", access), _ctx(setting, access)
     given = {f.name: getattr(request, f.name) for f in fields(request)}
-    snap = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in given.items()}
+    # the tensors inside a tuple too: input_bounds' (lo, hi) written in place passed (bench failed the trial)
+    snap = {k: [t.clone() for t in _flat(v)] for k, v in given.items()}
     params_before, defaults_before = copy.deepcopy(params), copy.deepcopy(dict(method.default_params))
     ctx_before = {f.name: getattr(ctx, f.name) for f in fields(ctx)}
     # torch's process-wide settings: every check restores them and fails on a leak (bench.testing.base)
     first = _unlearn(method, setting, request, params, ctx, access, what="a class request")
     _check_module(first, setting, "a class request")
     for key, value in given.items():
-        if isinstance(value, torch.Tensor):
-            if value.shape != snap[key].shape or value.dtype != snap[key].dtype or not torch.equal(value, snap[key]):
-                _fail(f"unlearn modified request.{key} in place; the harness evaluates the unlearned model on these "
-                      f"very tensors. Work on a copy (x = request.{key}.clone()) or use out-of-place operations.")
+        for now, then in zip(_flat(value), snap[key]):
+            if now.shape != then.shape or now.dtype != then.dtype or not torch.equal(now, then):
+                why = ("the harness shares them with the attacks and the later requests" if key == "input_bounds" else
+                       "the harness evaluates the unlearned model on these very tensors")
+                copy_hint = "lo = request.input_bounds[0].clone()" if key == "input_bounds" else f"x = request.{key}.clone()"
+                _fail(f"unlearn modified request.{key} in place; {why} (bench fails such a trial). Work on a copy "
+                      f"({copy_hint}) or use out-of-place operations.")
         if getattr(request, key) is not value:
             _fail(f"unlearn reassigned request.{key}; keep what you derive from the request in local variables.")
     if params != params_before:
