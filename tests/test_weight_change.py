@@ -86,6 +86,25 @@ def test_unchanged_warnings_count_trials_and_continual_requests():
     assert len(unchanged_warnings(trials[3:], {0: {"bench_steps": [{**done, "input_forget_acc": 0.1}]}})) == 1
 
 
+def test_goal_warnings_name_methods_that_missed_their_own_goal():
+    """L2UL at its epoch cap with forget points still right logged l2ul_goal_reached 0 and bench
+    said nothing (found in review); a continual trial counts once, by any request."""
+    from bench.track.report import goal_warnings, method_warnings
+
+    trials = [_Trial("l2ul"), _Trial("l2ul"), _Trial("l2ul"), _Trial("seq")]
+    results = {0: {"l2ul_goal_reached": 0.0}, 1: {"l2ul_goal_reached": 1.0}, 2: {},
+               3: {"bench_steps": [{"x_goal_reached": 1.0}, {"x_goal_reached": 0.0}, {"x_goal_reached": 0.0}]}}
+    lines = goal_warnings(trials, results)
+    assert lines == [
+        "warning: method 'l2ul' stopped before reaching its own goal (l2ul_goal_reached 0) in 1 of 3 trial(s): it ran "
+        "out of steps or epochs (its docs name the cap) with part of the forget set not yet forgotten as it defines it.",
+        "warning: method 'seq' stopped before reaching its own goal (x_goal_reached 0) in 1 of 1 trial(s): it ran "
+        "out of steps or epochs (its docs name the cap) with part of the forget set not yet forgotten as it defines it."]
+    assert goal_warnings(trials[1:3], {0: results[1], 1: results[2]}) == []
+    both = method_warnings(trials[:1], {0: {"weight_change": 0.0, "l2ul_goal_reached": 0.0}}, "sample")
+    assert len(both) == 2 and "unchanged" in both[0] and "in 1 of 1 sample(s)" in both[1]
+
+
 class _Method:
     requires = frozenset({"forget"})
     default_params: dict = {}

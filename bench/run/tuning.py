@@ -221,7 +221,7 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
             best = best_sample(outcome, objective, mode)
             finished = {i: r for i, r in outcome.results.items() if i in outcome.specs}
             # a sample that scored the original's numbers; an attack (not the objective's) that failed
-            unchanged = report.unchanged_warnings(outcome.specs, finished, "sample") + report.attack_error_lines(
+            unchanged = report.method_warnings(outcome.specs, finished, "sample") + report.attack_error_lines(
                 outcome.specs, ran, "sample")
             for line in unchanged:  # kept with the search
                 say(line, always=True)

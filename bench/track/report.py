@@ -282,6 +282,29 @@ def unchanged_warnings(trials, results: Mapping[int, dict], unit: str = "trial")
             for name, (n, of) in unchanged.items() if n]
 
 
+def goal_warnings(trials, results: Mapping[int, dict], unit: str = "trial") -> list[str]:
+    """One warning per method that reported its own goal missed (a ``<...>_goal_reached`` metric of
+    0, on any request of a continual one: L2UL at its epoch cap with forget points still classified
+    right) in some finished trial; recorded without a word until 2026-12-06."""
+    missed: dict[str, list] = defaultdict(lambda: [0, 0, set()])
+    for i, metrics in results.items():
+        steps = metrics.get(STEPS_KEY) or [metrics]
+        counts = missed[trials[i].method]
+        counts[1] += 1
+        keys = {k for step in steps for k, v in step.items() if k.endswith("_goal_reached") and v == 0}
+        counts[0] += bool(keys)
+        counts[2] |= keys
+    return [f"warning: method '{name}' stopped before reaching its own goal ({', '.join(sorted(keys))} 0) in {n} of "
+            f"{of} {unit}(s): it ran out of steps or epochs (its docs name the cap) with part of the forget set not "
+            f"yet forgotten as it defines it."
+            for name, (n, of, keys) in missed.items() if n]
+
+
+def method_warnings(trials, results: Mapping[int, dict], unit: str = "trial") -> list[str]:
+    """:func:`unchanged_warnings` and :func:`goal_warnings`, by method."""
+    return unchanged_warnings(trials, results, unit) + goal_warnings(trials, results, unit)
+
+
 def attack_error_lines(trials, results: Mapping[int, dict], unit: str = "trial") -> list[str]:
     """One line per attack that failed in some finished trial (``ATTACK_ERRORS_KEY``): in how many
     and which, what its first failure said; the trials' other metrics were kept. ``trials``: the
