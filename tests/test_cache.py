@@ -347,15 +347,10 @@ def test_corrupt_shadow_entry_is_quarantined_and_retrained(tmp_path, digits):
     again = ensure_shadow_set("shadows", 2, say=lines.append, **kw)
     assert any("corrupt" in x and "truncated" in x for x in lines), lines
     assert any("trained     1 shadows" in x for x in lines), lines
-    # retrained alone rather than stacked with its pair: equal up to float summation order (bit-equal
-    # on some CPUs, so only closeness is asserted), and the entry on disk is whole again
-    import torch
-    from safetensors.torch import load
-
-    assert load(entries[0].read_bytes()).keys() == load(first.states[0]).keys()
-    for a, b in zip(again.states, first.states):
-        sa, sb = load(a), load(b)
-        assert sa.keys() == sb.keys() and all(torch.allclose(sa[k], sb[k], atol=1e-5) for k in sa)
+    # retrained alone, stacked as with its pair: the same bytes (trained sequentially it differed in the
+    # last digits, and so did every later run's lira numbers from a run on an empty cache; found in review)
+    assert again.states == first.states
+    assert sorted(e.read_bytes() for e in entries) == sorted(first.states)
     assert len(list((tmp_path / "quarantine").iterdir())) == 1
 
 
