@@ -413,7 +413,7 @@ def _keys(workdir, monkeypatch=None, **options):
 
 def test_cache_keys_change_with_what_the_weights_depend_on_beyond_the_recipe(tmp_path, monkeypatch):
     """A cached model is reused only where the same code, torch version, device type and (on the CPU)
-    thread count would train the same weights: a reference cached before a fix of the training code
+    thread count and kernel level would train the same weights: a reference cached before a fix of the training code
     (the 1-epoch step schedule, 2026-12-05) was reused after it, and a GPU-trained one by CPU runs."""
     import torch
 
@@ -421,7 +421,8 @@ def test_cache_keys_change_with_what_the_weights_depend_on_beyond_the_recipe(tmp
 
     first = _keys(tmp_path)
     doc = first[2].retrain_doc["trained_with"]
-    assert doc == {"code": tw.training_code_digest(), "torch": torch.__version__, "device": "cpu", "threads": 1}
+    assert doc == {"code": tw.training_code_digest(), "torch": torch.__version__, "device": "cpu", "threads": 1,
+                   "cpu": torch.backends.cpu.get_cpu_capability()}
     assert _keys(tmp_path)[:2] == first[:2]  # stable
     changed = {"threads": _keys(tmp_path, cpus_per_trial=2)[:2]}
     monkeypatch.setattr(tw, "training_code_digest", lambda: "0" * 16)
@@ -429,6 +430,12 @@ def test_cache_keys_change_with_what_the_weights_depend_on_beyond_the_recipe(tmp
     monkeypatch.undo()
     monkeypatch.setattr(torch, "__version__", "0.0.0")
     changed["torch"] = _keys(tmp_path)[:2]
+    monkeypatch.undo()
+    # the CPU kernel level: AVX2 and AVX512 kernels give other last digits (one key on both until
+    # 2026-12-06, so a cache shared across CPUs mixed their references; found in review)
+    other = "AVX2" if torch.backends.cpu.get_cpu_capability() != "AVX2" else "AVX512"
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: other)
+    changed["cpu"] = _keys(tmp_path)[:2]
     monkeypatch.undo()
     for what, keys in changed.items():
         assert keys[0] != first[0] and keys[1] != first[1], what
@@ -445,7 +452,7 @@ def test_device_type_and_model_plugin_enter_the_trained_with_entry():
     from bench.run.trained_with import model_provenance, trained_with
 
     cpu, gpu = trained_with("cpu", 2), trained_with("cuda:1", 2)
-    assert cpu["device"] == "cpu" and cpu["threads"] == 2
+    assert cpu["device"] == "cpu" and cpu["threads"] == 2 and cpu["cpu"] == torch.backends.cpu.get_cpu_capability()
     assert gpu["device"] == "cuda" and "threads" not in gpu and trained_with("cuda:0", 8) == gpu
     from types import SimpleNamespace
 

@@ -53,7 +53,7 @@ def _opts(tmp_path, **kw):
 def test_check_setting_sees_each_setting_once_with_its_data_and_model(spy, tmp_path):
     from bench.core.plugins import get_registry, plugin_versions
     from bench.run.plan import make_plan
-    from bench.run.validate import package_versions
+    from bench.track.provenance import package_versions
 
     plan = make_plan(get_registry(), _opts(tmp_path), package_versions(), plugin_versions())
     assert len(plan.trials) == 8  # 2 models x 2 forget requests x 2 seeds
@@ -69,7 +69,7 @@ def test_check_setting_sees_each_setting_once_with_its_data_and_model(spy, tmp_p
 def test_a_refusal_is_one_line_naming_the_setting_before_any_work(spy, tmp_path):
     from bench.core.plugins import get_registry, plugin_versions
     from bench.run.plan import make_plan
-    from bench.run.validate import package_versions
+    from bench.track.provenance import package_versions
 
     opts = _opts(tmp_path, params={"setting-spy": {"width": 11}})
     with pytest.raises(BenchError) as err:

@@ -129,7 +129,7 @@ def test_nan_model_passed_to_ctx_report_fails_the_trial(workdir, shared_cache, b
     from bench.run.plan import make_plan
     from bench.run.prepare import prepare_references
     from bench.run.trial import run_trial
-    from bench.run.validate import package_versions
+    from bench.track.provenance import package_versions
 
     boom_plugin(NanReport())
     versions = package_versions()

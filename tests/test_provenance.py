@@ -53,10 +53,16 @@ def test_bench_s_git_commit_is_recorded_from_a_checkout():
 
 def test_versions_hold_the_lp_solvers_and_the_machine():
     from bench.run.trained_with import NUMERIC_PACKAGES
-    from bench.run.validate import package_versions
+    from bench.track.provenance import package_versions
 
     versions = package_versions()
     assert {"scipy", "highspy", "host.platform", "host.machine", "host.cpus"} <= set(versions), versions
+    # the kernel level and torch's build label (the metadata's "2.14.1" hid "+cu130"; found in review)
+    import torch
+
+    assert versions["host.cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert versions["torch.build"] == torch.__version__ and versions["torch"] == torch.__version__.split("+")[0]
+    assert versions.get("host.cpu", "x")  # the model name where the system tells it
     assert {"scipy", "highspy"} <= set(NUMERIC_PACKAGES)  # in each trial's code identity too
 
 

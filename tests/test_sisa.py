@@ -240,7 +240,7 @@ def test_a_trial_with_other_training_params_trains_its_own_ensemble(workdir, mon
     from bench.run.plan import make_plan
     from bench.run.prepare import prepare_references
     from bench.run.trial import run_trial
-    from bench.run.validate import package_versions
+    from bench.track.provenance import package_versions
 
     opts = RunOptions(executor="local", methods="sisa", cache_dir=str(workdir / "cache"),
                       tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}", recipe={"epochs": 4})

@@ -150,7 +150,7 @@ def test_a_methods_prepare_runs_before_the_timed_call_and_outside_unlearn_second
     from bench.run.plan import make_plan
     from bench.run.prepare import prepare_references
     from bench.run.trial import run_trial
-    from bench.run.validate import package_versions
+    from bench.track.provenance import package_versions
 
     boom_plugin(_SlowImports())
     _SlowImports.events = []

@@ -79,7 +79,7 @@ def _reproduce(run_ref, experiment, tracking_uri, cache_dir, executor, rtol, ato
     from bench.core.keys import Tag
     from bench.core.plugins import plugin_versions
     from bench.run.runner import run as run_experiment
-    from bench.run.validate import package_versions
+    from bench.track.provenance import package_versions
     from bench.track import reproduce as rep
     from bench.track.compare.query import find_experiment, open_store, select_parents
 

@@ -21,7 +21,8 @@ from bench.core.options import RunOptions
 from bench.core.plugins import get_registry, plugin_versions
 from bench.run.checks import check_cluster_resources, oom_hint
 from bench.run.plan import make_plan
-from bench.run.validate import package_versions, validate_options
+from bench.run.validate import validate_options
+from bench.track.provenance import package_versions
 from bench.track import report, resume, tracking
 
 

@@ -14,7 +14,9 @@ document's data digest, model spec, recipe and seed, the weights depend on
 - the device type (``cpu``, ``cuda``...: a GPU-trained reference differs from a CPU-trained one,
   so a CPU run reusing it did not reproduce a CPU run on an empty cache) and, on the CPU, the
   thread count (reductions split over threads round differently: ``retrain`` reproduced its
-  reference bit for bit only with the thread count it was trained with);
+  reference bit for bit only with the thread count it was trained with) and the CPU kernel level
+  torch dispatches to (``torch.backends.cpu.get_cpu_capability()``: AVX2 and AVX512 kernels give
+  other last digits; until 2026-12-06 not in the key, so a cache shared across CPUs mixed them);
 - a model plugin's name, version and code (its code is not bench's; until 2026-12-06 the name and
   version alone, so an edit of the plugin under the same version reused stale references).
 
@@ -139,6 +141,10 @@ def trained_with(device: str, threads: int, model: str = "") -> dict[str, Any]:
     doc: dict[str, Any] = {"code": training_code_digest(), "torch": torch.__version__, "device": kind}
     if kind == "cpu":
         doc["threads"] = max(1, int(threads))
+        # the kernel level torch dispatches to (AVX2, AVX512...): a cache shared by nodes of
+        # different CPUs reused references trained with other kernels (the same key, other weights
+        # in the last digits; found in review)
+        doc["cpu"] = torch.backends.cpu.get_cpu_capability()
     if model:
         doc["model"] = model
     return doc

@@ -35,7 +35,7 @@ from bench.run.plan import make_plan
 from bench.run.runner import close_run
 from bench.run import tune_samples
 from bench.run.tune_space import fit_space, refused_samples
-from bench.run.validate import package_versions
+from bench.track.provenance import package_versions
 from bench.track import report, tracking
 from bench.track.ray_runs import make_ray_callback
 from bench.track.store import resolve_tracking_uri

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import __version__
 from bench.core.cache import default_cache_dir
 from bench.core.errors import BenchError
 from bench.core.forget import INDICES_ARTIFACT, ForgetSpec, parse_forget
@@ -375,22 +373,5 @@ def resolve_device(opts: RunOptions) -> str:
             raise BenchError("--device cuda under Ray needs --gpus-per-trial > 0 (fractions such as 0.25 are allowed).")
     check_gpus(opts.gpus_per_trial, opts.ray_address)
     return device
-
-
-def package_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    import platform
-
-    out = {"python": sys.version.split()[0], "unlearning-bench": __version__,
-           # the machine: numbers can differ in their last digits across CPUs and BLAS builds
-           "host.platform": platform.platform(), "host.machine": platform.machine(), "host.cpus": str(os.cpu_count())}
-    for pkg in ("torch", "torchvision", "timm", "ray", "mlflow", "scikit-learn", "numpy", "scipy", "highspy", "pluggy",
-                "safetensors"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
+from bench import __version__
 from bench.core.keys import Tag
 
 
@@ -53,3 +55,47 @@ def bench_git_commit() -> tuple[str, bool] | None:
         return head.stdout.strip(), bool(dirty.returncode == 0 and dirty.stdout.strip())
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def _cpu_and_torch_build() -> dict[str, str]:
+    """The CPU's model and the kernel level torch runs on it (AVX2, AVX512...: references trained on
+    another level differ in their last digits), and torch's build (``2.14.1+cu130``: the package
+    metadata says ``2.14.1``); neither was recorded until 2026-12-06, so a reproduction that differed
+    by them could not say why."""
+    import torch
+
+    cpu = platform_cpu()
+    out = {"host.cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch.build": torch.__version__}
+    return {"host.cpu": cpu, **out} if cpu else out
+
+
+def platform_cpu() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, ``platform.processor()`` elsewhere), "" if unknown."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    return " ".join(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def package_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    import platform
+
+    out = {"python": sys.version.split()[0], "unlearning-bench": __version__,
+           # the machine: numbers can differ in their last digits across CPUs and BLAS builds
+           "host.platform": platform.platform(), "host.machine": platform.machine(), "host.cpus": str(os.cpu_count()),
+           **_cpu_and_torch_build()}
+    for pkg in ("torch", "torchvision", "timm", "ray", "mlflow", "scikit-learn", "numpy", "scipy", "highspy", "pluggy",
+                "safetensors"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
