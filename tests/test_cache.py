@@ -92,6 +92,20 @@ def _digest_swapped(weights: Path, meta: Path) -> None:
     meta.write_text(json.dumps(other))
 
 
+def _pickle_signed(weights: Path, meta: Path) -> None:
+    """A pickle written with digests that match it (as put() writes any bytes): a raw traceback in
+    every run, exit 1, and `ok` to bench cache --verify until 2026-12-06 (found in review)."""
+    import pickle
+
+    data = pickle.dumps({"net.0.weight": [0.0] * 64})
+    doc = json.loads(meta.read_text())
+    doc.update(weights_sha256=sha256_bytes(data), weights_bytes=len(data))
+    body = {k: v for k, v in doc.items() if k != "meta_sha256"}
+    doc["meta_sha256"] = sha256_bytes(json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
+    weights.write_bytes(data)
+    meta.write_text(json.dumps(doc))
+
+
 def _format1(weights: Path, meta: Path) -> None:
     doc = json.loads(meta.read_text())
     meta.write_text(json.dumps({k: doc[k] for k in ("document", "train_seconds", "created", "versions")}))
@@ -99,6 +113,12 @@ def _format1(weights: Path, meta: Path) -> None:
 
 def _weights_missing(weights: Path, meta: Path) -> None:
     weights.unlink()
+
+
+def _st(payload: bytes) -> bytes:
+    """``payload`` as the one uint8 tensor of a safetensors file: the cache refuses anything else."""
+    header = json.dumps({"w": {"dtype": "U8", "shape": [len(payload)], "data_offsets": [0, len(payload)]}}).encode()
+    return len(header).to_bytes(8, "little") + header + payload
 
 
 CORRUPTIONS = {
@@ -109,6 +129,7 @@ CORRUPTIONS = {
     "unparsable-meta": (_unparsable_meta, "not valid JSON"),
     "document-mismatch": (_digest_swapped, "does not hash to the key"),
     "format-1": (_format1, "format-1 entry"),
+    "pickle-signed": (_pickle_signed, "not a safetensors file"),
     "weights-missing": (_weights_missing, "weights file missing"),
 }
 
@@ -143,12 +164,12 @@ def test_metadata_records_the_weights_digest(tmp_path):
     cache = ReferenceCache(tmp_path)
     doc = {"kind": "original", "seed": 0}
     key = cache_key(doc)
-    written = cache.put(key, b"weights", {"document": doc, "train_seconds": 1.5})
+    written = cache.put(key, _st(b"weights"), {"document": doc, "train_seconds": 1.5})
     on_disk = json.loads((tmp_path / f"{key}.json").read_text())
     assert on_disk == written
-    assert on_disk["weights_sha256"] == sha256_bytes(b"weights") and on_disk["weights_bytes"] == 7
+    assert on_disk["weights_sha256"] == sha256_bytes(_st(b"weights")) and on_disk["weights_bytes"] == len(_st(b"weights"))
     assert on_disk["entry_format"] == ENTRY_FORMAT and on_disk["key"] == key
-    assert cache.get(key) == (b"weights", written)
+    assert cache.get(key) == (_st(b"weights"), written)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left
 
 
@@ -159,16 +180,16 @@ def test_weights_without_metadata_are_a_miss_and_are_overwritten(tmp_path):
     key = cache_key(doc)
     (tmp_path / f"{key}.safetensors").write_bytes(b"half-written")
     assert cache.check(key) == (None, None)
-    cache.put(key, b"good", {"document": doc, "train_seconds": 0.0})
-    assert cache.get(key)[0] == b"good"
+    cache.put(key, _st(b"good"), {"document": doc, "train_seconds": 0.0})
+    assert cache.get(key)[0] == _st(b"good")
 
 
 def test_a_corrupt_entry_is_never_returned_by_get(tmp_path):
     cache = ReferenceCache(tmp_path)
     doc = {"kind": "original", "seed": 0}
     key = cache_key(doc)
-    cache.put(key, b"x" * 100, {"document": doc, "train_seconds": 0.0})
-    (tmp_path / f"{key}.safetensors").write_bytes(b"y" * 100)
+    cache.put(key, _st(b"x" * 100), {"document": doc, "train_seconds": 0.0})
+    (tmp_path / f"{key}.safetensors").write_bytes(_st(b"y" * 100))
     said: list[str] = []
     assert cache.get(key, said.append) is None
     assert len(said) == 1 and "SHA-256" in said[0]
@@ -178,7 +199,7 @@ def test_a_corrupt_entry_is_never_returned_by_get(tmp_path):
 # -- concurrency: a job whose run() appends to a file, so training calls can be counted ----------
 
 JOB_MODULE = textwrap.dedent('''
-    import os, sys, time
+    import json, os, sys, time
     from dataclasses import dataclass
 
     @dataclass
@@ -195,7 +216,9 @@ JOB_MODULE = textwrap.dedent('''
             with open(self.log, "a") as fh:
                 fh.write(f"{self.key} {os.getpid()}\\n")
             time.sleep(self.delay)
-            return (f"weights of {self.key}".encode(), self.delay)
+            payload = f"weights of {self.key}".encode()
+            header = json.dumps({"w": {"dtype": "U8", "shape": [len(payload)], "data_offsets": [0, len(payload)]}})
+            return (len(header).to_bytes(8, "little") + header.encode() + payload, self.delay)
 
     def train_many(jobs, done=None):
         return [j.run() for j in jobs]

@@ -18,7 +18,10 @@ def _put(cache: ReferenceCache, seed: int, made=None, kind="original") -> str:
     if made is not None:
         doc["trained_with"] = made
     key = cache_key(doc)
-    cache.put(key, b"w" * (1000 + seed), {"document": doc, "created": "2026-12-06T00:00:00+00:00"})
+    payload = b"w" * (1000 + seed)  # as the one uint8 tensor of a safetensors file (the cache refuses anything else)
+    header = json.dumps({"w": {"dtype": "U8", "shape": [len(payload)], "data_offsets": [0, len(payload)]}}).encode()
+    cache.put(key, len(header).to_bytes(8, "little") + header + payload,
+              {"document": doc, "created": "2026-12-06T00:00:00+00:00"})
     return key
 
 
@@ -36,7 +39,8 @@ def filled(tmp_path):
         "unkeyed": _put(cache, 4),
         "corrupt": _put(cache, 5, now),
     }
-    (root / f"{keys['corrupt']}.safetensors").write_bytes(b"x" * 1005)  # same size, other bytes
+    bad = root / f"{keys['corrupt']}.safetensors"
+    bad.write_bytes(b"x" * bad.stat().st_size)  # same size, other bytes
     month = time.time() - 40 * 86400
     os.utime(root / f"{keys['old']}.json", (month, month))
     (root / "quarantine" / "20261201T000000Z-abc").mkdir(parents=True)

@@ -91,6 +91,23 @@ def load_state(model, data: bytes) -> None:
     model.load_state_dict({k: v.to(device) for k, v in state.items()}, strict=True)
 
 
+def safetensors_problem(data: bytes) -> str | None:
+    """Why ``data`` is not a safetensors file (its 8-byte header length, then a JSON object of that
+    length), None when it is one; the tensors themselves are read by :func:`load_state`."""
+    if len(data) < 8:
+        return f"weights are not a safetensors file ({len(data)} bytes)"
+    n = int.from_bytes(data[:8], "little")
+    if n > len(data) - 8:
+        return "weights are not a safetensors file (their header length exceeds the file)"
+    try:
+        header = json.loads(data[8:8 + n])
+    except (ValueError, UnicodeDecodeError):
+        header = None
+    if not isinstance(header, dict):
+        return "weights are not a safetensors file (no JSON header)"
+    return None
+
+
 #: Layout of an entry's metadata; 1 had no digests (its entries are rebuilt), 2 records them.
 ENTRY_FORMAT = 2
 _INTEGRITY = ("entry_format", "key", "weights_sha256", "weights_bytes", "meta_sha256")
@@ -198,6 +215,9 @@ class ReferenceCache:
             return None, f"weights are {len(data)} bytes, {meta.get('weights_bytes')} recorded (truncated or overwritten)"
         if sha256_bytes(data) != meta["weights_sha256"]:
             return None, "weights SHA-256 does not match the recorded digest (corrupted)"
+        problem = safetensors_problem(data)
+        if problem:  # written so (a pickle put through put()): a raw traceback in every run, `ok` to --verify
+            return None, problem
         return (data, meta), None
 
     def get(self, key: str, say: Callable[[str], None] | None = None) -> tuple[bytes, dict] | None:
