@@ -471,6 +471,29 @@ def test_cache_keys_change_with_what_the_weights_depend_on_beyond_the_recipe(tmp
     assert _keys(tmp_path)[3].own_original.key != own.key  # SISA's own code changed, train_version the same
 
 
+def test_a_method_s_seeds_share_one_code_identity_and_its_own_training_enters_it(tmp_path, monkeypatch):
+    """SISA's code identity held its own original's cache key, which holds the seed: bench compare
+    showed its two seeds as two variants of different code, each ranked alone (found in review)."""
+    from bench.core.options import RunOptions
+    from bench.core.plugins import get_registry, plugin_versions
+    from bench.run.plan import make_plan
+
+    def plan(**params):
+        opts = RunOptions(methods="sisa", attacks="", recipe={"epochs": 2}, executor="local", seeds=[0, 1],
+                          cache_dir=str(tmp_path / "cache"), tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+                          params={"sisa": params} if params else {})
+        return make_plan(get_registry(), opts, {}, plugin_versions()).trials
+
+    first = plan()
+    assert first[0].own_original.key != first[1].own_original.key  # each seed trains its own
+    assert first[0].measured_with == first[1].measured_with
+    assert plan(shards=4)[0].measured_with != first[0].measured_with  # its training params
+    import bench.run.plan as plan_mod
+
+    monkeypatch.setattr(plan_mod, "train_version", lambda obj: "99")
+    assert plan()[0].measured_with != first[0].measured_with
+
+
 def test_device_type_and_model_plugin_enter_the_trained_with_entry():
     from bench.run.trained_with import model_provenance, trained_with
 

@@ -187,8 +187,11 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
                 name += f" {group.dataset} {group.model} {group.forget.text}"
             params = params_for_dataset(m, group.dataset, opts.params.get(m.name, {}))
             own = own_original_of(m, group, params)
-            code = measured_with((m.origin, m.obj), attack_plugins, provenance[group.model], own.key if own else "",
-                                 plugins, versions)
+            # the own original's training, not its cache key: the key holds the seed, and bench compare
+            # showed one method's seeds as variants of different code (sisa[code=...] x 2; found in review)
+            own_code = json.dumps({"train_version": train_version(m.obj), "train_params": dict(own.train_params)},
+                                  sort_keys=True, default=str) if own else ""
+            code = measured_with((m.origin, m.obj), attack_plugins, provenance[group.model], own_code, plugins, versions)
             trials.append(TrialSpec(
                 trial_name=name, method=m.name, method_plugin=m.origin, params=params, data_access=frozenset(m.access),
                 seed=group.seed, forget_seed=group.forget_seed, dataset=group.dataset,

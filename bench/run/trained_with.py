@@ -178,7 +178,9 @@ def measured_with(method: tuple[str, Any], attacks: dict[str, tuple[str, Any]], 
                   plugins: dict[str, str], versions: dict[str, str]) -> str:
     """A trial's code identity (16 hex digits): bench's measuring code, the numeric packages'
     versions, its method's plugin (name, version, the code of the module defining it) and its
-    attacks', the model's provenance and the cache key of a method's own original. Not part of
+    attacks', the model's provenance and how a method trains its own original (``own_original``:
+    its ``train_version`` and training params, the same for every seed; its cache key, which holds
+    the seed, made each seed of SISA a variant of its own in ``bench compare``). Not part of
     the trial key: ``--resume`` keeps a finished trial only when its recorded identity is this one
     (a trial measured before a plugin or bench was changed was kept beside trials measured after,
     and their metrics averaged as seeds of one method)."""
