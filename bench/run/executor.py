@@ -35,7 +35,7 @@ from bench.core.plugins import in_process_plugins
 from bench.core.spec import TrialSpec, spec_of
 from bench.run.checks import local_cpus
 from bench.run.forward import ForwardProgress, in_worker_progress
-from bench.run.interrupts import finish_writing, restore_sigint
+from bench.run.interrupts import finish_writing, noted_interrupts, restore_sigint
 from bench.run.payload import Payload
 from bench.run.ref_tasks import concurrent_slots, release_cuda_memory
 from bench.run.tune_parts import in_order, restore_tune_log, tune_log_to_file
@@ -62,7 +62,18 @@ def run_local(trials: list[TrialSpec], payload: Payload,
               log_trial: Callable[[TrialSpec, dict | None, str | None], str | None], say: Callable[..., None]) -> Outcome:
     """Run ``trials`` one after the other in this process; ``log_trial`` records one (returns its run id)."""
     out = Outcome()
+    with noted_interrupts() as pressed:
+        _run_each(trials, payload, log_trial, say, out, pressed)
+    return out
+
+
+def _run_each(trials, payload, log_trial, say, out: Outcome, pressed: list) -> None:
+    """:func:`run_local`'s loop; ``pressed``: non-empty once Ctrl-C was pressed (one Python swallowed
+    inside a finalizer stops it after the trial it landed in)."""
     for i, spec in enumerate(trials):
+        if pressed:
+            out.interrupted = True
+            break
         say(f"[{i + 1}/{len(trials)}] running {spec.trial_name}")
         t0 = time.perf_counter()
         try:
@@ -77,7 +88,7 @@ def run_local(trials: list[TrialSpec], payload: Payload,
             with finish_writing(spec.trial_name, say) as stop:
                 run_id = log_trial(spec, None, error)
             say(failure_line(f"[{i + 1}/{len(trials)}]", spec.trial_name, error, run_id), always=True)
-            if stop:
+            if stop or pressed:
                 out.interrupted = True
                 break
             continue
@@ -86,10 +97,9 @@ def run_local(trials: list[TrialSpec], payload: Payload,
             log_trial(spec, metrics, None)
         say(f"[{i + 1}/{len(trials)}] done    {spec.trial_name} in {time.perf_counter() - t0:.1f}s: {summary_line(metrics)}",
             always=ATTACK_ERRORS_KEY in metrics)  # (summary_line names the attacks that failed)
-        if stop:
+        if stop or pressed:
             out.interrupted = True
             break
-    return out
 
 
 # -- Ray ---------------------------------------------------------------------------------------

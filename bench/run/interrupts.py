@@ -16,8 +16,8 @@ def finish_writing(name: str, say: Callable[..., None]):
     yielded list is non-empty once Ctrl-C was pressed; a second Ctrl-C interrupts the write."""
     pressed: list[int] = []
     previous = signal.getsignal(signal.SIGINT)
-    if threading.current_thread() is not threading.main_thread() or previous not in (signal.default_int_handler,
-                                                                                       signal.SIG_IGN):
+    if threading.current_thread() is not threading.main_thread() or (
+            previous not in (signal.default_int_handler, signal.SIG_IGN) and not getattr(previous, "noting", False)):
         yield pressed  # not ours to change (a thread, or a caller that handles SIGINT itself)
         return
 
@@ -28,6 +28,32 @@ def finish_writing(name: str, say: Callable[..., None]):
         say(f"interrupt: writing finished trial {name} to the MLflow store first (Ctrl-C again to abort it)", always=True)
 
     signal.signal(signal.SIGINT, hold)  # also where SIGINT is ignored (a background job): SIGTERM comes here
+    try:
+        yield pressed
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextmanager
+def noted_interrupts():
+    """Ctrl-C (and SIGTERM, which comes through the SIGINT handler) raises KeyboardInterrupt as
+    usual, and is noted: the yielded list is non-empty once pressed. Python prints and swallows an
+    exception raised inside a finalizer or a weakref callback (``gc.collect()`` freeing the previous
+    trial's matplotlib figures); a Ctrl-C landing there printed a raw "Exception ignored in ..."
+    traceback, and the local executor ran every remaining trial and exited 0 (found in review).
+    Its caller stops after the trial running at that moment (which finished: recorded)."""
+    pressed: list[int] = []
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or previous is not signal.default_int_handler:
+        yield pressed  # a thread, a caller with its own handler, or SIGINT ignored (a background job)
+        return
+
+    def note(signum, frame):
+        pressed.append(signum)
+        raise KeyboardInterrupt
+
+    note.noting = True  # finish_writing may hold it off while a finished trial is written
+    signal.signal(signal.SIGINT, note)
     try:
         yield pressed
     finally:
