@@ -30,9 +30,13 @@ def parse_options(name: str, arg: str | None, defaults: Mapping[str, Any], *, pa
         parts = parts[cut:]
         if not opts["path"]:
             raise BenchError(f"Dataset '{name}' needs a path: {example}")
+    seen: dict[str, str] = {}
     for part in parts:
         key, sep, value = part.partition("=")
         key, value = key.strip(), value.strip()
+        if sep and key in seen and seen[key] != value:  # csv:x.csv,label=a,label=b took b without a word
+            raise BenchError(f"Bad {name} spec: {key} is set twice ({seen[key]!r}, {value!r}); give it once.")
+        seen[key] = value
         if not sep or key not in defaults:
             raise BenchError(
                 f"Bad {name} option '{part}': expected KEY=VALUE with KEY one of {', '.join(defaults) or '(none)'}"

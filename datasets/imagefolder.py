@@ -22,6 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.core.errors import BenchError
+from bench.core.memory import check_fits
 
 from .common import channel_bounds, normalize_images, parse_options, stratified_split
 
@@ -119,6 +120,13 @@ RASTER = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".ppm", ".pgm", ".
                     ".jpc", ".jpf", ".jpx", ".j2c"})
 
 
+def _check_fits(count: int, pixels: int, opts: dict) -> None:
+    """``count`` images of ``pixels`` values each, held as uint8 then float32 (5 bytes a value, and
+    the stacking's copy), fit the free memory."""
+    check_fits(f"Dataset 'imagefolder' ({count} images of {pixels:,} values)", count * pixels * 6.0,
+               f"give a smaller size, e.g. imagefolder:{opts['path']},size=32")
+
+
 def _read(folder: Path, opts: dict):
     """(uint8 images (N, C, H, W), labels), class names: every image under ``folder`` (files with a
     raster image extension PIL reads, :data:`RASTER`; hidden files and folders are skipped). Until 2026-12-06 torchvision's own
@@ -152,6 +160,8 @@ def _read(folder: Path, opts: dict):
         raise BenchError(f"Dataset 'imagefolder': no images in class folders under {folder} ({exc}). Expected "
                          f"{folder}/<class>/<image>.png, one folder per class.") from None
     mode, size = ("RGB" if opts["channels"] == 3 else "L"), opts["size"]
+    if size:  # before the first resize: size=100000 asked for 4.8 TB on 40 images, and the kernel killed bench
+        _check_fits(len(ds.samples), opts["channels"] * size * size, opts)
     images, shape = [], None
     for path, _ in ds.samples:
         try:
@@ -169,6 +179,7 @@ def _read(folder: Path, opts: dict):
         arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
         if shape is None:
             shape = arr.shape
+            _check_fits(len(ds.samples), arr.size, opts)
         elif arr.shape != shape:
             raise BenchError(f"Dataset 'imagefolder': {path} is {arr.shape[2]}x{arr.shape[1]}, the first image "
                              f"{shape[2]}x{shape[1]}; give a common size, e.g. imagefolder:{opts['path']},size=32.")

@@ -9,15 +9,20 @@ train/test split is stratified, 20% test, seeded by ``seed`` (the data seed, not
 from __future__ import annotations
 
 from bench.core.errors import BenchError
+from bench.core.memory import check_fits
 
 DEFAULTS = {"n": 2000, "features": 20, "classes": 4, "informative": None, "clusters": 1, "seed": 0}
 
 
 def parse_options(arg: str | None) -> dict:
     opts = dict(DEFAULTS)
+    seen: dict[str, str] = {}
     for part in arg.split(",") if arg else []:
         key, sep, value = part.partition("=")
         key = key.strip()
+        if sep and key in seen and seen[key] != value.strip():  # synthetic:n=2000,n=3000 took 3000 without a word
+            raise BenchError(f"Bad synthetic spec: {key} is set twice ({seen[key]!r}, {value.strip()!r}); give it once.")
+        seen[key] = value.strip()
         if not sep or key not in DEFAULTS:
             raise BenchError(
                 f"Bad synthetic option '{part}': expected KEY=VALUE with KEY one of {', '.join(DEFAULTS)}, "
@@ -50,6 +55,9 @@ class Synthetic:
 
     def load(self, root, download, arg=None):
         opts = parse_options(arg)
+        # scikit-learn makes float64 features, then the split and the standardised float32 copies
+        check_fits(f"Dataset 'synthetic' (n={opts['n']}, features={opts['features']})", opts["n"] * opts["features"] * 8 * 4.0,
+                   "give a smaller n or fewer features, e.g. synthetic:n=2000,features=20")
         import numpy as np
         import torch
         from sklearn.datasets import make_classification

@@ -310,6 +310,16 @@ def plugin(*args):
     return ("data", list(args))
 
 
+def _image_folder(w: Path) -> Path:
+    from PIL import Image
+
+    for c in ("a", "b"):
+        (w / "imgs" / c).mkdir(parents=True, exist_ok=True)
+        for i in range(3):
+            Image.new("RGB", (8, 8), (40 * i + (c == "b") * 7, 0, 0)).save(w / "imgs" / c / f"{i}.png")
+    return w / "imgs"
+
+
 CASES: dict[str, tuple] = {
     # names
     "unknown-method": (["-m", "sisaa"], r"Unknown method 'sisaa'\. Did you mean: sisa\?"),
@@ -324,6 +334,20 @@ CASES: dict[str, tuple] = {
     "csv-three-rows": (lambda w: ["-d", f"csv:{_file(w, 'three.csv', 'a,b,label' + chr(10) + '1,2,0' + chr(10) + '3,4,1' + chr(10) + '5,6,0' + chr(10))}"],
                        r"Dataset 'csv:.*three\.csv' is too small: 2 training and 1 test rows"),
     "cnn-on-vectors": (["--model", "cnn", "-d", "synthetic:n=400"], r"Model 'cnn' needs image inputs"),
+    # a key given twice: the last won without a word (found in review)
+    "param-twice": (["-m", "ga", "-p", "ga.lr=0.1", "-p", "ga.lr=0.2"], r"--param sets ga\.lr twice \('0\.1', '0\.2'\); give it once"),
+    "recipe-twice": (["-r", "epochs=5", "-r", "epochs=6"], r"--recipe sets epochs twice \('5', '6'\); give it once"),
+    "synthetic-twice": (["-d", "synthetic:n=2000,n=3000"], r"Bad synthetic spec: n is set twice \('2000', '3000'\)"),
+    "csv-twice": (lambda w: ["-d", f"csv:{_file(w, 'two.csv', 'a,b' + chr(10) + '1,0' + chr(10))},label=a,label=b"],
+                  r"Bad csv spec: label is set twice"),
+    "forget-seed-unused": (["-f", "class:3", "--forget-seed", "5"], r"--forget-seed 5 has no effect: class:3 draw\(s\) nothing"),
+    "mlp-empty-width": (["--model", "mlp:256,,256"], r"Bad mlp hidden sizes '256,,256'"),
+    # sizes past the machine's memory: the kernel killed a --dry-run at size=100000, exit 137, no word
+    "imagefolder-huge": (lambda w: ["-d", f"imagefolder:{_image_folder(w)},size=100000"],
+                         r"Dataset 'imagefolder' \(6 images of 30,000,000,000 values\) needs about .* of memory, more than "
+                         r"this machine has free .*size=32"),
+    "mnist1d-huge": (["-d", "mnist1d:n=2000000000"], r"Dataset 'mnist1d:n=2000000000' needs about .* more than this machine"),
+    "synthetic-huge": (["-d", "synthetic:n=2000000000"], r"Dataset 'synthetic' \(n=2000000000, features=20\) needs about"),
     # forget requests
     "forget-0%": (["-f", "random:0%"], r"Bad forget request 'random:0%'.*strictly between 0% and 100%"),
     "forget-1.5": (["-f", "random:1.5"], r"Bad forget request 'random:1\.5'"),

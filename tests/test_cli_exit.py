@@ -48,3 +48,17 @@ def test_idle_thread_pool_workers_do_not_keep_the_process_alive():
                    "pool = ThreadPoolExecutor(2)\nassert pool.submit(lambda: 7).result() == 7\n"
                    "from bench.cli import finish_process\nos._exit(finish_process(3))\n")
     assert done.returncode == 3, done.stderr
+
+
+def test_click_usage_errors_are_one_line_naming_the_help(invoke_bench, tmp_path):
+    """click printed "Usage: ...", "Try 'bench run --help' for help." and the error: three lines where
+    every other refusal is one (found in review)."""
+    for args, said in ((["run", "--executor", "dask"], "Error: Invalid value for '--executor': 'dask' is not one of "
+                                                       "'ray', 'local'. See 'bench run --help'."),
+                       (["run", "--bogus"], "Error: No such option '--bogus'."),
+                       (["runn"], "Error: No such command 'runn'. Did you mean 'run'? See 'bench --help'."),
+                       (["list"], "Error: Missing argument '{attacks|datasets|methods|models}'. Choose from: attacks, "
+                                  "datasets, methods, models. See 'bench list --help'.")):
+        proc = invoke_bench(*args, cwd=tmp_path)
+        assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr
+        assert proc.stderr.startswith(said), proc.stderr

@@ -436,6 +436,19 @@ def test_empty_tune_output_and_published_table_are_refused(tmp_path, invoke_benc
             pattern=r"Empty --output: expected a file for the best parameters")
     proc = invoke_bench("compare", "--published", "", "--tracking-uri", f"sqlite:///{tmp_path / 'none.db'}", cwd=tmp_path)
     assert proc.returncode == 2 and "Empty --published" in proc.stderr, proc.stderr
+    for flag in ("--plot", "--run"):  # a hidden '.png' written; '' taken for latest
+        proc = invoke_bench("compare", flag, "", "--tracking-uri", f"sqlite:///{tmp_path / 'none.db'}", cwd=tmp_path)
+        assert proc.returncode == 2 and f"Empty {flag}" in proc.stderr, proc.stderr
+    assert not (tmp_path / ".png").exists()
+
+
+def test_tune_method_given_twice_and_a_sample_count_past_the_cap_are_refused(tmp_path, invoke_bench, no_ray):
+    """`bench tune -m ga -m sisa` tuned sisa without a word, and -n 99999999999 drew samples until
+    memory ran out, printing nothing (found in review)."""
+    refused(invoke_bench, tmp_path, "-m", "ga", "-m", "sisa", command="tune",
+            pattern=r"Invalid value for '--method' / '-m': given 2 times \('ga', 'sisa'\); give it once")
+    refused(invoke_bench, tmp_path, "-m", "ga", "-n", "99999999999", command="tune",
+            pattern=r"--num-samples must be from 1 to 100,000 \(got 99999999999\)")
 
 
 def test_tune_space_with_a_gap_becomes_a_choice_and_refused_combinations_are_said(monkeypatch):

@@ -495,7 +495,7 @@ class _BadDataPlugin:
 
 
 @pytest.mark.parametrize("spec,said", [
-    ("baddata", "Dataset 'baddata' failed to load: ValueError: column 'label' missing. Fix the dataset plugin"),
+    ("baddata", "Dataset 'baddata' failed to load: ValueError: column 'label' missing. Check the spec's options"),
     ("baddata:exit", "Dataset plugin 'baddata' (load) called sys.exit(0)")])
 def test_a_dataset_plugin_that_fails_to_load_is_one_line_before_any_work(workdir, run_harness, spec, said):
     """A plugin's exception reached the terminal as a raw traceback, and sys.exit ended bench with 0."""

@@ -36,6 +36,11 @@ class BenchGroup(click.Group):
         except KeyboardInterrupt:  # before a run's own handling (planning, loading): 130, not click's 1
             click.echo("Interrupted.", err=True)
             ctx.exit(130)
+        except click.UsageError as exc:  # one line, as every other refusal (click printed usage, a hint and the error)
+            where = exc.ctx.command_path if exc.ctx is not None else "bench"
+            text = " ".join(exc.format_message().split())  # click's choice lists span lines
+            click.echo(f"Error: {text}{'' if text.endswith(('.', '?')) else '.'} See '{where} --help'.", err=True)
+            ctx.exit(exc.exit_code)
 
 
 @click.group(cls=BenchGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -90,6 +90,9 @@ def compare(experiment, tracking_uri, run_ref, fmt, objective, maximize, plot_pa
     def note(msg: str) -> None:
         click.echo(msg, err=True)
 
+    # '' wrote a hidden '.png' in the current directory and took --run '' for latest (found in review)
+    not_empty("--plot", plot_path, "a .png, .svg or .pdf file")
+    not_empty("--run", run_ref, "a run id, latest or all")
     if plot_path is not None and not no_plot:
         plot_path = plot_file(plot_path)
     table = None

@@ -6,11 +6,12 @@ import sys
 
 import click
 
-from bench.cli.options import command_options, console, to_run_options
+from bench.cli.options import command_options, console, once, to_run_options
 
 
 @click.command()
-@click.option("--method", "-m", required=True, help="The method to tune (it must declare a search space).")
+@click.option("--method", "-m", required=True, multiple=True, callback=once,  # -m ga -m sisa tuned sisa, no word
+              help="The method to tune (it must declare a search space).")
 @click.option("--objective", "-o", default="avg_gap", show_default=True, help="Metric to optimise; its direction is known (avg_gap: min, test_acc: max, ...).")
 @click.option("--num-samples", "-n", type=int, default=8, show_default=True, help="Samples run, the defaults (sample 0) included unless --no-defaults-first.")
 @click.option("--scheduler", type=click.Choice(["fifo", "asha"]), default="fifo", show_default=True, help="asha stops poor samples early on per-epoch results.")

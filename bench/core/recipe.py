@@ -103,5 +103,8 @@ def parse_assignments(items: list[str] | tuple[str, ...], what: str) -> dict[str
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise BenchError(f"Bad {what} '{item}': expected KEY=VALUE.")
-        out[key.strip()] = value.strip()
+        key, value = key.strip(), value.strip()
+        if key in out and out[key] != value:  # the last won without a word (-p ga.lr=0.1 -p ga.lr=0.2 ran 0.2)
+            raise BenchError(f"{what} sets {key} twice ({out[key]!r}, {value!r}); give it once.")
+        out[key] = value
     return out

@@ -24,8 +24,8 @@ from bench.core.errors import BenchError
 
 
 def _ints(arg: str, what: str) -> tuple[int, ...]:
-    try:
-        vals = tuple(int(v) for v in arg.split(",") if v.strip())
+    try:  # an empty entry is refused too: mlp:256,,256 was the default 256-256 under another spec string
+        vals = tuple(int(v) for v in arg.split(","))
     except ValueError:
         raise BenchError(f"Bad {what} '{arg}': expected comma-separated positive integers, e.g. 256,256.") from None
     if not vals or any(v <= 0 for v in vals):
@@ -118,6 +118,8 @@ def _timm_options(arg: str) -> tuple[str, dict[str, str]]:
         if not sep or key.strip() not in TIMM_OPTIONS or not value.strip():
             raise BenchError(f"Bad timm model option '{part}' in 'timm:{arg}': expected pretrained=PATH (a local "
                              f"safetensors or torch state-dict file), e.g. timm:resnet18,pretrained=resnet18.safetensors.")
+        if key.strip() in opts and opts[key.strip()] != value.strip():
+            raise BenchError(f"Bad model spec 'timm:{arg}': {key.strip()} is set twice; give it once.")
         opts[key.strip()] = value.strip()
     return name.strip(), opts
 

@@ -161,7 +161,8 @@ def check_splits(spec: str, sp: Any) -> None:
     import torch
 
     where = f"Dataset '{spec}'"
-    fix = "Fix the dataset plugin (or its file); see docs/plugins.md for the Splits contract."
+    fix = ("Check the spec's options and the files (a label column, a split); if they are right, fix the dataset "
+           "plugin (docs/plugins.md, the Splits contract).")
     fields = ("train_x", "train_y", "test_x", "test_y", "num_classes", "input_shape")
     if not all(hasattr(sp, f) for f in fields):
         raise BenchError(f"{where}: load() returned {type(sp).__name__}; expected a bench.Splits ({', '.join(fields)}, "

@@ -225,8 +225,9 @@ def load_splits(ds: Any, spec: str, data_dir: str, download: bool) -> Any:
     except BenchError:
         raise
     except Exception as exc:  # a plugin's bug: one line, as for a model that cannot run below
-        raise BenchError(f"Dataset '{spec}' failed to load: {type(exc).__name__}: {exc}. Fix the dataset plugin "
-                         "(or its files); see docs/plugins.md for the Splits contract.") from exc
+        raise BenchError(f"Dataset '{spec}' failed to load: {type(exc).__name__}: {exc}. Check the spec's options "
+                         "and the files; if they are right, the dataset plugin has a bug (docs/plugins.md, the Splits "
+                         "contract).") from exc
 
 
 def forget_digest(group: Group) -> str:

@@ -266,6 +266,10 @@ def validate_options(registry: Registry, opts: RunOptions) -> tuple[list[MethodP
     if opts.executor not in EXECUTORS:
         raise BenchError(f"Unknown executor '{opts.executor}': expected one of {', '.join(EXECUTORS)}.")
     check_forget_seed(opts.forget_seed)
+    drawn = [f for f in forgets if f.kind == "random" or (f.kind == "seq" and f.labels is None)]
+    if opts.forget_seed is not None and not drawn:  # accepted and printed in the plan, with nothing drawn by it
+        raise BenchError(f"--forget-seed {opts.forget_seed} has no effect: {', '.join(f.text for f in forgets)} draw(s) "
+                         "nothing at random (a class or indices request names its points); drop it.")
     check_resources(opts.cpus_per_trial, opts.gpus_per_trial, opts.ray_address)
     check_trial_timeout(opts.trial_timeout)
     if opts.device not in ("auto", "cpu", "cuda") and not opts.device.startswith("cuda:"):
