@@ -354,6 +354,36 @@ class Quits:
         sys.exit(0)
 
 
+class QuitsElsewhere(Quits):
+    """Ends the process from another hook: prepare, an artifact's render, check_setting."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def prepare(self):
+        if self.where == "prepare":
+            import sys
+
+            sys.exit(0)
+
+    def check_setting(self, params, setting):
+        if self.where == "check_setting":
+            import sys
+
+            sys.exit()
+
+    def unlearn(self, model, request, params, ctx):
+        ctx.artifacts["plot.txt"] = QuittingDrawing()
+        return model
+
+
+class QuittingDrawing:
+    def render(self):
+        import sys
+
+        sys.exit(0)
+
+
 def test_a_method_that_calls_sys_exit_fails_alone(workdir, shared_cache, boom_plugin, run_harness, trial_runs):
     """In process, sys.exit(0) ended the whole run with exit status 0 and the other trials unrun."""
     boom_plugin(Quits())
@@ -364,6 +394,29 @@ def test_a_method_that_calls_sys_exit_fails_alone(workdir, shared_cache, boom_pl
     assert "Method 'quits' (unlearn) called sys.exit(0)" in kids.loc["quits", "tags.bench.error"]
     text = mlflow.artifacts.load_text(f"runs:/{kids.loc['quits', 'run_id']}/error.txt")
     assert "sys.exit(0)" in text and "in unlearn" in text  # the plugin's own frame is in the traceback
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["prepare", "render", "check_setting"])
+def test_sys_exit_in_another_hook_fails_only_what_it_did(workdir, shared_cache, boom_plugin, run_harness, trial_runs,
+                                                         where):
+    """sys.exit() in prepare or in an artifact's render ended a local run with exit 0, the other
+    trials unrun; in check_setting it ended bench run at plan time with exit 0 and no word (found
+    in review)."""
+    boom_plugin(QuitsElsewhere(where))
+    if where == "check_setting":  # run() raises what the command line prints as one line, exit 2
+        with pytest.raises(BenchError, match=r"^Method 'quits': its check_setting failed with SystemExit at "):
+            run_harness(workdir, methods="quits,ft", attacks="", recipe={"epochs": 5}, cache_dir=str(shared_cache))
+        return
+    code, out = run_harness(workdir, methods="quits,ft", attacks="", recipe={"epochs": 5}, cache_dir=str(shared_cache))
+    kids = trial_runs(workdir)
+    assert kids.loc["ft", "status"] == "FINISHED", out
+    if where == "prepare":
+        assert code == 1 and kids.loc["quits", "status"] == "FAILED"
+        assert "Method 'quits' (prepare) called sys.exit(0)" in kids.loc["quits", "tags.bench.error"]
+    else:  # the drawing alone is lost, recorded beside the trial's files
+        text = mlflow.artifacts.load_text(f"runs:/{kids.loc['quits', 'run_id']}/plot.txt.error.txt")
+        assert "QuittingDrawing.render() called sys.exit(0)" in text, text
 
 
 @pytest.mark.slow  # runs the harness (or many LPs): full suite only, the quick loop stays under 2 min

@@ -203,7 +203,10 @@ class Rendered(Protocol):
 
 def render(artifact: Rendered) -> str | bytes:
     """``artifact.render()``, refused (TypeError) when it is no ``str`` or ``bytes``."""
-    content = artifact.render()
+    from bench.core.errors import no_exit
+
+    with no_exit(f"{type(artifact).__name__}.render()"):  # sys.exit there ended a local run, exit 0
+        content = artifact.render()
     if not isinstance(content, (str, bytes)):
         raise TypeError(f"{type(artifact).__name__}.render() returned {type(content).__name__}, not str or bytes")
     return content

@@ -18,7 +18,7 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Mapping
 
-from bench.core.errors import BenchError
+from bench.core.errors import BenchError, no_exit
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
@@ -138,7 +138,8 @@ def prepare(method: Any) -> None:
     """Call the method's ``prepare`` (if any): its one-off set-up, outside the timed call."""
     fn = getattr(method, "prepare", None)
     if callable(fn):
-        fn()
+        with no_exit(f"Method '{getattr(method, 'name', '?')}' (prepare)"):  # sys.exit there ended a local run, exit 0
+            fn()
 
 
 def _refusal(exc: Exception, params: dict) -> tuple[str, str | None]:
@@ -171,7 +172,7 @@ def check_params(name: str, method: Any, params: dict, given: Any = None) -> Non
         now = ", ".join(f"{k}={v!r}" for k, v in params.items()) or "(none)"
         raise BenchError(f"Bad parameters for method '{name}': {message}. Fix it with {fix} "
                          f"(its parameters now: {now}).") from None
-    except Exception as exc:  # a bug of the plugin's check, not a refusal: one line, naming it
+    except (Exception, SystemExit) as exc:  # a bug of the plugin's check, not a refusal: one line, naming it
         raise BenchError(_check_failed(name, "check_params", exc)) from None
     finally:
         GIVEN.reset(token)
@@ -190,11 +191,11 @@ def check_setting(name: str, method: Any, params: dict, setting: Setting) -> Non
         fix = f"-p {name}.{key}=VALUE" if key else "its parameters or the setting"
         raise BenchError(f"Method '{name}' cannot run on {setting.dataset} / {setting.model} / {setting.forget}: "
                          f"{message}. Fix it with {fix}.") from None
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # sys.exit() there ended bench run at plan time with exit 0, no word
         raise BenchError(_check_failed(name, "check_setting", exc)) from None
 
 
-def _check_failed(name: str, hook: str, exc: Exception) -> str:
+def _check_failed(name: str, hook: str, exc: BaseException) -> str:
     where = ""
     tb = exc.__traceback__
     while tb is not None and tb.tb_next is not None:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bench.core import console
-from bench.core.errors import BenchError
+from bench.core.errors import BenchError, no_exit
 from bench.core.keys import ATTACK_ERRORS_KEY, is_loopback
 from bench.core.plugins import in_process_plugins
 from bench.core.spec import TrialSpec, spec_of
@@ -77,7 +77,7 @@ def _run_each(trials, payload, log_trial, say, out: Outcome, pressed: list) -> N
         say(f"[{i + 1}/{len(trials)}] running {spec.trial_name}")
         t0 = time.perf_counter()
         try:
-            with console.task(spec.trial_name):
+            with console.task(spec.trial_name), no_exit(f"A plugin in trial '{spec.trial_name}'"):  # any hook
                 metrics = run_trial(spec, payload)
         except KeyboardInterrupt:
             out.interrupted = True
@@ -297,7 +297,7 @@ def _tune_trainable(config: dict, payload: Payload, progress: tuple[str, str, fl
     spec = spec_of(config, table=table)
     try:
         with in_worker_progress(progress), console.task(spec.trial_name):
-            metrics = run_trial(spec, payload, fetch=fetch, report=report)
+            metrics = run_trial(spec, payload, fetch=fetch, report=report)  # (Ray stops a trial by sys.exit(0))
     finally:
         release_cuda_memory()  # Tune reuses this actor: trials packed beside it get the memory meanwhile
     if config.get("objective"):  # bench tune: a sample without its score (Tune refuses it) fails

@@ -108,7 +108,8 @@ def train_own_original(method, params, model_obj, arg, splits, recipe, seed: int
     if not isinstance(model, torch.nn.Module):
         raise BenchError(f"Method '{method.name}': train() returned {type(model).__name__}, not a torch.nn.Module.")
     check_trained(model, x, f"Method '{method.name}': its own original", recipe)
-    data = method.save_trained(model)
+    with no_exit(f"Method '{method.name}' (save_trained)"):
+        data = method.save_trained(model)
     _check_safetensors(method.name, data)
     return data, seconds
 
@@ -141,7 +142,8 @@ def own_original(method, spec: TrialSpec, group, data, new_model, model_obj,
     ctx = MethodContext(seed=spec.seed, device=spec.device, new_model=new_model)
 
     def load() -> torch.nn.Module:
-        return method.load_trained(blob, params, ctx)
+        with no_exit(f"Method '{method.name}' (load_trained)"):
+            return method.load_trained(blob, params, ctx)
 
     model = load()
     accs = evaluate_model(model, data).accs
