@@ -175,6 +175,24 @@ class SoftmaxOut:
         return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), num_classes), nn.Softmax(dim=1))
 
 
+class CachedModule:
+    """create() returns one module it keeps: the retrained reference was the original itself
+    (retrain_* = original_*, every gap measured against the original, exit 0; found in review)."""
+
+    name = "cached-module"
+    description = "One Linear module, created once (tests/test_bad_inputs.py)"
+    _net = None
+
+    def create(self, num_classes, input_shape, arg=None):
+        import math
+
+        from torch import nn
+
+        if CachedModule._net is None:
+            CachedModule._net = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), num_classes))
+        return CachedModule._net
+
+
 class DataPlugin:
     @bench.hookimpl
     def register_datasets(self, register):
@@ -189,6 +207,7 @@ class DataPlugin:
         register(ConvHead())
         register(TupleOut())
         register(SoftmaxOut())
+        register(CachedModule())
 
 
 class DuplicateMethod:
@@ -442,6 +461,9 @@ CASES: dict[str, tuple] = {
     "model-returns-probabilities": (("data", ["-m", "ft", "--model", "softmax-out"]),
                                     r"Model 'softmax-out' returns probabilities on dataset 'digits' \(non-negative rows "
                                     r"that sum to 1\); bench expects logits .*drop the final softmax from forward\(\)\."),
+    "model-create-cached": (("data", ["-m", "ft", "--model", "cached-module"]),
+                            r"Model 'cached-module': two create\(\) calls returned the same module; create\(\) must "
+                            r"build a new model on every call"),
     "setting-prune-model": (("data", ["-m", "prune", "--model", "tanh-mlp"]),
                             r"Method 'prune' cannot run on digits / tanh-mlp / random:10%: PRUNE cannot patch the model "
                             r"\(Sequential\): it contains a Tanh"),

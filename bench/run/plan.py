@@ -138,6 +138,7 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
                                  "to 1); bench expects logits (the metrics and attacks apply softmax themselves): drop "
                                  "the final softmax from forward().")
             networks[(spec, dspec)] = net
+        _refuse_shared_create(spec, obj, arg, next(iter(splits.values())), networks)
 
     originals = check_originals(opts, models, splits, say)
 
@@ -213,6 +214,24 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
     record = {key: {**o["file"].record(), "test_acc": o["test_acc"]} for key, o in originals.items()}
     by_trial_spec = {pinned[m]: (obj, resolve_model(registry, pinned[m])[1], origin) for m, (obj, _, origin) in models.items()}
     return Plan(opts, uri, methods, splits, by_trial_spec, attacks, groups, trials, device, data_dir, cache_dir, record)
+
+
+def _refuse_shared_create(spec: str, obj: Any, arg: Any, sp: Any, networks: dict) -> None:
+    """A model plugin's ``create`` builds a new module each call: one returning a cached module made
+    the retrained reference the original itself (retrain_* = original_*, every gap and divergence
+    measured against the original, exit 0; found in review)."""
+    import torch
+
+    first = next(net for (m, _), net in networks.items() if m == spec)
+    torch.manual_seed(0)
+    with no_exit(f"Model plugin '{spec}' (create)"):
+        again = obj.create(sp.num_classes, tuple(sp.input_shape), arg)
+    storage = {p.data_ptr() for p in first.parameters() if p.numel()}
+    if again is first or any(p.data_ptr() in storage for p in again.parameters() if p.numel()):
+        what = "the same module" if again is first else "modules that share parameters"
+        raise BenchError(f"Model '{spec}': two create() calls returned {what}; create() must build a new model on "
+                         "every call (bench trains the original, the retrained reference and each trial's model from "
+                         "separate calls: with one module, the retrained reference is the original itself).")
 
 
 def load_splits(ds: Any, spec: str, data_dir: str, download: bool) -> Any:
