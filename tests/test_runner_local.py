@@ -782,3 +782,36 @@ def test_a_test_split_of_training_copies_is_refused():
     check_splits("few", splits(few))
     with pytest.raises(BenchError, match=r"Dataset 'copied': 50 of 50 test rows are exact copies of training rows"):
         check_splits("copied", splits(train_x[100:150].clone()))
+
+
+class TrimsShadows:
+    """Keeps 2 of the shared shadow models by reassigning the set's fields (a plugin's shortcut)."""
+
+    name = "trims"
+    description = "test attack that trims ctx.shadows"
+    needs = ("shadows",)
+
+    def evaluate(self, model, ctx):
+        s = ctx.shadows
+        s.states, s.keep, s.seeds = s.states[:2], s.keep[:2], s.seeds[:2]
+        return {"models": float(len(s.states))}
+
+
+@pytest.mark.slow
+def test_an_attack_reassigning_the_shadow_set_leaves_the_next_attacks_their_own(workdir, shared_cache, run_harness,
+                                                                                trial_runs, plugged):
+    """lira after it scored with 2 of 4 shadow models (lira_auc 0.505 instead of 0.529), exit 0, no
+    attack error: the set was one object for every attack of the group (found in review)."""
+    kw = dict(methods="ft", recipe={"epochs": 5}, shadow_models=4, cache_dir=str(shared_cache))
+    (workdir / "alone").mkdir()
+    (workdir / "after").mkdir()
+    code, out = run_harness(workdir / "alone", attacks="lira", **kw)
+    assert code == 0, out
+    alone = trial_runs(workdir / "alone")
+    with plugged(_OddPlugin(TrimsShadows())):
+        code, out = run_harness(workdir / "after", attacks="trims,lira", **kw)
+    assert code == 0, out
+    after = trial_runs(workdir / "after")
+    assert after.loc["ft", "metrics.trims_models"] == 2.0
+    for metric in ("metrics.lira_auc", "metrics.lira_tpr_at_0.1fpr"):
+        assert after.loc["ft", metric] == alone.loc["ft", metric], metric

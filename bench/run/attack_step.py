@@ -102,6 +102,8 @@ def run_attacks(attacks: dict, model, metrics: dict, *, spec: TrialSpec, group, 
     names = list(attacks)
     for i, name in enumerate(names):
         ctx.forget_indices = np.array(group.forget_idx)  # each attack its own copy (one writing to it changed the next's)
+        for key in ("shadows", "retrain_shadows"):  # one reassigning .states/.keep changed lira's numbers, exit 0
+            setattr(ctx, key, _own_set(extras.get(key)))
         versions = {k: t._version for k, t in watched.items()}
         files = dict(ctx.artifacts)
         found: dict[str, float] = {}
@@ -138,6 +140,19 @@ def run_attacks(attacks: dict, model, metrics: dict, *, spec: TrialSpec, group, 
         metrics.setdefault(ARTIFACTS_KEY, {}).update(ctx.artifacts)
     if errors:
         metrics[ATTACK_ERRORS_KEY] = errors
+
+
+def _own_set(shadows: Any) -> Any:
+    """An attack's own view of a shared shadow set: its fields (the states and seeds lists copied;
+    ``keep`` is read-only) are its own to reassign, the models' bytes are shared (found in review: an
+    attack trimming ``ctx.shadows.states`` to 2 models moved every later lira AUC, exit 0)."""
+    if shadows is None:
+        return None
+    own = copy.copy(shadows)
+    for name in ("states", "seeds"):
+        if isinstance(getattr(own, name, None), list):
+            setattr(own, name, list(getattr(own, name)))
+    return own
 
 
 class AttackFailure(Exception):
