@@ -465,6 +465,37 @@ def test_a_timeout_inside_a_guarded_import_leaves_no_half_imported_module(tmp_pa
     monkeypatch.delitem(sys.modules, "bench_slow_import", raising=False)
 
 
+def test_a_timeout_inside_a_package_import_drops_the_submodules_it_had_loaded(tmp_path, monkeypatch):
+    """The package's import was cut after it had loaded a submodule: the import system dropped the
+    package, the submodule stayed in sys.modules, and the package's next import never bound it
+    ("partially initialized module 'torch._dynamo' has no attribute 'decorators'" in every later
+    trial of a local run; found in review)."""
+    import sys
+    import time
+
+    from bench.core.errors import BenchError
+    from bench.run.deadline import run_with_deadline
+
+    pkg = tmp_path / "bench_slow_pkg"
+    pkg.mkdir()
+    (pkg / "part.py").write_text("VALUE = 1\n")
+    (pkg / "__init__.py").write_text("import time\nfrom . import part\nfor _ in range(200):\n    time.sleep(0.01)\n"
+                                     "READY = part.VALUE\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def trial() -> None:
+        import bench_slow_pkg  # noqa: F401
+
+    with pytest.raises(BenchError, match=r"It stopped an import: bench_slow_pkg will be imported again"):
+        run_with_deadline(0.2, "Trial t", trial)
+    assert not [m for m in sys.modules if m.startswith("bench_slow_pkg")]
+    import bench_slow_pkg  # the next trial: whole, its submodule bound
+
+    assert bench_slow_pkg.part.VALUE == 1 and bench_slow_pkg.READY == 1
+    for name in ("bench_slow_pkg", "bench_slow_pkg.part"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+
+
 def _busy(seconds: float) -> None:
     """Run Python instructions for ``seconds``: where a stray TrialTimeout would surface."""
     import time

@@ -53,7 +53,18 @@ def drop_half_imported() -> list[str]:
                   if getattr(getattr(module, "__spec__", None), "_initializing", False))
     for name in gone:
         sys.modules.pop(name, None)
-    return gone
+    # the submodules a cut import had loaded before its package was dropped (by the import system's
+    # own clean-up or above): left behind, the package's next import found them in sys.modules and
+    # never bound them to itself, so every later trial failed ("partially initialized module
+    # 'torch._dynamo' has no attribute 'decorators'"; found in review)
+    cut = set(gone)
+    for name in list(sys.modules):
+        parts = name.split(".")
+        missing = [".".join(parts[:k]) for k in range(1, len(parts)) if ".".join(parts[:k]) not in sys.modules]
+        if missing:
+            sys.modules.pop(name, None)
+            cut.add(missing[0])  # the package whose import was cut, named once for all its submodules
+    return sorted(cut)
 
 
 def _on_stack(thread_id: int, frame: FrameType) -> bool:
