@@ -62,3 +62,23 @@ def test_click_usage_errors_are_one_line_naming_the_help(invoke_bench, tmp_path)
         proc = invoke_bench(*args, cwd=tmp_path)
         assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr
         assert proc.stderr.startswith(said), proc.stderr
+
+
+def test_a_thread_that_never_ends_is_said_and_does_not_hold_the_process():
+    """A plugin's non-daemon thread that never ends kept `bench run --executor local` from exiting
+    after its results were recorded (found in review); a pool's idle workers are not waited for."""
+    done = _python(
+        "import atexit, sys, threading, time\n"
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        "import bench.cli as cli\n"
+        "from bench.cli import entry\n"
+        "cli.LINGER_SECONDS = 0.5\n"
+        "atexit.register(lambda: print('atexit ran'))\n"
+        "threading.Thread(target=lambda: time.sleep(1e6), name='plugin-forever').start()\n"
+        "ThreadPoolExecutor(2, thread_name_prefix='Mlflow').submit(print, 'pooled')\n"
+        "sys.argv = ['bench', '--version']\n"
+        "entry()\n"
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "atexit ran", done.stdout
+    assert "warning: 1 thread(s) still running 0.5 s after the command ended ('plugin-forever')" in done.stderr

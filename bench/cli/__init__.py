@@ -77,6 +77,33 @@ def entry() -> None:
     os._exit(finish_process(code))
 
 
+#: How long the process waits, after the command, for threads it did not start to end.
+LINGER_SECONDS = 10.0
+
+
+def _lingering_threads() -> list[threading.Thread]:
+    """The non-daemon threads (thread pools' idle workers aside: threading's exit hooks end them)
+    still running :data:`LINGER_SECONDS` after the command, each said in one warning line: a
+    plugin's thread that never ends kept ``bench run --executor local`` from exiting after its
+    results were recorded (found in review)."""
+    import time
+
+    pools = sys.modules.get("concurrent.futures.thread")
+    pool_worker = getattr(pools, "_worker", None)  # the target of every pool's threads, whatever their names
+    mine = threading.current_thread()
+    waiting = [t for t in threading.enumerate()
+               if t is not mine and not t.daemon and (pool_worker is None or getattr(t, "_target", None) is not pool_worker)]
+    deadline = time.monotonic() + LINGER_SECONDS
+    for thread in waiting:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    left = [t for t in waiting if t.is_alive()]
+    if left:
+        print(f"warning: {len(left)} thread(s) still running {LINGER_SECONDS:g} s after the command ended "
+              f"({', '.join(repr(t.name) for t in left[:3])}): a plugin started them and never ended them; bench "
+              f"exits without waiting for them.", file=sys.stderr)
+    return left
+
+
 def finish_process(code) -> int:
     """What Python does at exit before its teardown; returns the exit status ``code`` stands for
     (``sys.exit`` semantics: None is 0, any other non-integer is printed to stderr and is 1)."""
@@ -88,7 +115,10 @@ def finish_process(code) -> int:
         print(code, file=sys.stderr)
         status = 1
     shutdown = getattr(threading, "_shutdown", None)
-    if callable(shutdown) and threading.current_thread() is threading.main_thread():
+    lingering = _lingering_threads()  # a plugin's thread that never ends held the finished run's process forever
+    if lingering:
+        pass  # said; joining them would wait forever
+    elif callable(shutdown) and threading.current_thread() is threading.main_thread():
         # what the interpreter does first at exit: threading's own exit hooks (concurrent.futures
         # wakes its idle pool workers there, MLflow's artifact downloads leave some), then it joins
         # every non-daemon thread; joining them without the hooks waits for those workers forever
