@@ -48,6 +48,9 @@ def test_resume_with_other_cpus_per_trial_starts_a_new_run(workdir):
     _run(workdir, "random:16")
     other = _run(workdir, "random:16", cpus=2.0)
     assert "no earlier run of this plan" in other and "already finished" not in other
+    # which option made it another plan (a progress line without it until 2026-12-06: a typo reran a
+    # whole long run under a new parent; found in review)
+    assert "starting a new one; the latest run, " in other and "differs in cpus_per_trial '1.0' -> '2.0'" in other
     assert "1 of 1 trial(s) already finished" in _run(workdir, "random:16", cpus=2.0)
 
 

@@ -128,11 +128,14 @@ def open_parent(plan, opts: RunOptions, versions: dict, plugins: dict, say, tags
                     say(f"--resume: {stale} finished trial(s) were measured with other code (their method's or an "
                         f"attack's plugin, bench or torch changed since): running them again", always=True)
             else:
-                if opts.resume:
-                    say(f"--resume: no earlier run of this plan in experiment '{opts.experiment}' (the same trials, "
-                        f"--cpus-per-trial and device); starting a new one")
-                run_name = opts.run_name or f"bench-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
                 options = {k: v for k, v in opts.as_dict().items() if k != "resume"}
+                if opts.resume:
+                    latest = resume.changed_since_latest(client, experiment_id, tracking.flatten({"options": options}))
+                    why = (f"; the latest run, {latest[0]}, differs in {'; '.join(latest[1][:4])}"
+                           f"{f' and {len(latest[1]) - 4} more' if len(latest[1]) > 4 else ''}" if latest and latest[1] else "")
+                    say(f"--resume: no earlier run of this plan in experiment '{opts.experiment}' (the same trials, "
+                        f"--cpus-per-trial and device); starting a new one{why}", always=True)
+                run_name = opts.run_name or f"bench-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
                 parent_params = tracking.flatten({"options": options, "versions": versions, "plugins": plugins})
                 parent = tracking.start_parent(plan.tracking_uri, experiment_id, run_name, parent_params,
                                                {Tag.TRIALS: str(len(plan.trials)), Tag.PLAN_KEY: pkey, **(tags or {})})

@@ -48,6 +48,22 @@ def find_resumable(client, experiment_id: str, plan_key: str):
     return parent, finished
 
 
+def changed_since_latest(client, experiment_id: str, options: dict[str, str]) -> tuple[str, list[str]] | None:
+    """(the latest parent run's id, the options it was run with that differ from ``options``, the
+    flattened ``options.*`` params of this run), or None when the experiment has no parent run:
+    what ``--resume`` says when it finds no earlier run of the plan (a typo in one option reran every
+    trial of a long run under a new parent, with a progress line only; found in review)."""
+    parents = client.search_runs([experiment_id], filter_string=f"tags.`{Tag.ROLE}` = 'parent'",
+                                 order_by=["attributes.start_time DESC"], max_results=5)
+    parents = [p for p in parents if Tag.REPRODUCES not in p.data.tags]
+    if not parents:
+        return None
+    was = {k: v for k, v in parents[0].data.params.items() if k.startswith("options.")}
+    changed = [f"{k.removeprefix('options.')} {was.get(k, '(unset)')!r} -> {options.get(k, '(unset)')!r}"
+               for k in sorted(set(was) | set(options)) if was.get(k) != options.get(k)]
+    return parents[0].info.run_id, changed
+
+
 #: the key of :func:`find_resumable`'s metrics holding a trial's recorded code identity
 MEASURED_WITH = "__measured_with__"
 #: ... and whether it kept its model (``--save-models``)
