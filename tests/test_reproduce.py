@@ -43,6 +43,15 @@ def test_check_trials_pairs_by_key_and_names_each_difference():
     assert checks["bs seed=0"].verdict.startswith("new (not in the record")
     both = check_trials({"k": ("x", "FAILED", {})}, {"k": ("x", "FAILED", {})})
     assert [c.verdict for c in both] == ["failed in the record and now"]
+    # a method's default changed since (ft's lr): the same trial under another key, compared as itself,
+    # naming the parameter (it read "not run now" beside "new", naming neither; found in review)
+    from bench.track.reproduce import Recorded
+
+    then = Recorded("ft seed=1", "FINISHED", {"forget_acc": 0.4}, "", "c", {"params.lr": "0.01", "seed": "1"})
+    later = Recorded("ft seed=1", "FINISHED", {"forget_acc": 0.3}, "", "c", {"params.lr": "0.02", "seed": "1"})
+    (check,) = check_trials({"old": then}, {"new": later})
+    assert check.verdict == "differs" and check.params == [("params.lr", "0.01", "0.02")]
+    assert "param params.lr 0.01 -> 0.02; forget_acc 0.4 -> 0.3" in check.line(9)
     relaxed = {c.trial: c for c in check_trials({"k2": recorded["k2"]}, {"k2": ("ga", "FINISHED", {
         "forget_acc": 0.5 + 1e-9, "loss_auc": 0.6})}, rtol=1e-6)}
     assert relaxed["ga seed=0"].verdict == "identical"

@@ -170,8 +170,16 @@ def check_trials(recorded: dict, now: dict, rtol: float = 0.0, atol: float = 0.0
     (its numbers are missing)."""
     recorded = {k: Recorded(*v) for k, v in recorded.items()}
     now = {k: Recorded(*v) for k, v in now.items()}
+    # a trial of the same name under another key: its parameters changed (a method's default, say),
+    # compared as the same trial, so the line names the parameter; it read "not run now" and "new"
+    # beside each other, naming neither (found in review)
+    renamed = {r.name: k for k, r in now.items() if k not in recorded}
+    paired: set[str] = set()
     checks: list[Check] = []
     for key, (name, status, metrics, then, code, params) in recorded.items():
+        if key not in now and name in renamed and renamed[name] not in paired:
+            paired.add(renamed[name])
+            now[key] = now[renamed[name]]
         new_status = now[key].status if key in now else None
         if status != "FINISHED":
             checks.append(Check(name, "failed in the record, not run now" if new_status is None else
@@ -200,7 +208,7 @@ def check_trials(recorded: dict, now: dict, rtol: float = 0.0, atol: float = 0.0
                        if compared_param(p) and rerun.params is not None and rerun.params.get(p) != v]
         checks.append(Check(name, "differs" if diffs or param_diffs else "identical", len(names), diffs, param_diffs))
     for key, (name, *_) in now.items():
-        if key not in recorded:
+        if key not in recorded and key not in paired:
             checks.append(Check(name, "new (not in the record: the plan differs)"))
     return checks
 
