@@ -232,6 +232,13 @@ class CSVDataset:
         classes, y = _label_codes(raw_labels)
         if len(classes) < 2:
             raise BenchError(f"{where}: the label column '{opts['label']}' has {len(classes)} distinct value(s); need 2 or more.")
+        once = [classes[c] for c in np.flatnonzero(np.bincount(y, minlength=len(classes)) < 2)]
+        if len(classes) > 2 and 2 * len(once) > len(classes):  # a continuous column taken for labels: "classes 9,
+            # 11, ... have no training rows. Fix the dataset plugin" (found in review)
+            raise BenchError(f"{where}: {len(once)} of the {len(classes)} values of the label column '{opts['label']}' "
+                             f"occur in one row only ({', '.join(map(str, once[:3]))}{', ...' if len(once) > 3 else ''}); "
+                             f"a class needs 2 rows or more (one to train on, one to test). Is '{opts['label']}' the "
+                             f"class column? Name it with csv:{opts['path']},label=COLUMN.")
         tr, te = stratified_split(y, opts["test"], opts["seed"], "csv")
         if opts["normalize"] == "standard":
             mean, std = x[tr].mean(0), x[tr].std(0)

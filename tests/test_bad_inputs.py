@@ -357,6 +357,9 @@ CASES: dict[str, tuple] = {
     "param-twice": (["-m", "ga", "-p", "ga.lr=0.1", "-p", "ga.lr=0.2"], r"--param sets ga\.lr twice \('0\.1', '0\.2'\); give it once"),
     "recipe-twice": (["-r", "epochs=5", "-r", "epochs=6"], r"--recipe sets epochs twice \('5', '6'\); give it once"),
     "synthetic-twice": (["-d", "synthetic:n=2000,n=3000"], r"Bad synthetic spec: n is set twice \('2000', '3000'\)"),
+    "csv-continuous-label": (lambda w: ["-d", f"csv:{_file(w, 'cont.csv', 'a,b' + chr(10) + chr(10).join(f'{i},{i * 0.37:.2f}' for i in range(60)) + chr(10))},label=b"],
+                             r"60 of the 60 values of the label column 'b' occur in one row only \(0\.00, 0\.37, 0\.74, \.\.\.\).*"
+                             r"Is 'b' the class column\?"),
     "csv-twice": (lambda w: ["-d", f"csv:{_file(w, 'two.csv', 'a,b' + chr(10) + '1,0' + chr(10))},label=a,label=b"],
                   r"Bad csv spec: label is set twice"),
     "forget-seed-unused": (["-f", "class:3", "--forget-seed", "5"], r"--forget-seed 5 has no effect: class:3 draw\(s\) nothing"),
