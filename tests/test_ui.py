@@ -422,3 +422,26 @@ def test_start_timeout_must_be_finite(tmp_path, invoke_bench, value):
     proc = invoke_bench("ui", "--start-timeout", value, cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert f"Invalid value for '--start-timeout': {value} is not a number of seconds" in proc.stderr
+
+
+def test_the_compare_view_is_of_the_latest_run_with_finished_trials(tmp_path):
+    """A run still starting (no trial yet) hid every earlier run's compare view: `bench ui` printed no
+    compare line and "no `bench run` with trials yet" (found in review)."""
+    import time
+
+    from mlflow.tracking import MlflowClient
+
+    from bench.core.keys import Tag
+    from bench.track.compare import links
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("ui-latest")
+    older = client.create_run(exp, run_name="older", tags={Tag.ROLE: "parent"}).info.run_id
+    kid = client.create_run(exp, tags={Tag.ROLE: "trial", Tag.PARENT: older, Tag.METHOD: "ga", Tag.TRIAL_KEY: "k"})
+    client.set_terminated(kid.info.run_id, "FINISHED")
+    client.set_terminated(older, "FINISHED")
+    time.sleep(0.01)
+    client.create_run(exp, run_name="starting", tags={Tag.ROLE: "parent"})  # RUNNING, no trial yet
+    _, _, parent, ids = links.latest_trials(uri, "ui-latest")
+    assert parent.info.run_id == older and ids == [kid.info.run_id]

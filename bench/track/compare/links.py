@@ -67,15 +67,20 @@ def write_runs_view(client, experiment_id: str, parent_id: str | None, key: str 
     return key
 
 
-def latest_trials(tracking_uri: str | None, experiment: str, run: str = "latest"):
-    """(experiment id, parent run, trial run ids oldest first) of a finished ``bench run``."""
+def latest_trials(tracking_uri: str | None, experiment: str):
+    """(client, experiment id, parent run, trial run ids oldest first) of the latest ``bench run``
+    with finished trials (of the 20 latest; else the latest): a run still starting, with none yet,
+    hid every earlier run's compare view behind "no `bench run` with trials yet" (found in review)."""
     from bench.track.compare.query import find_experiment, load_trials, open_store, select_parents
 
     _, client = open_store(tracking_uri)
     exp = find_experiment(client, experiment)
-    parents = select_parents(client, exp, run)
-    trials, _ = load_trials(client, exp.experiment_id, parents[:1])
-    return client, exp.experiment_id, parents[0], [t.run_id for t in trials]
+    parents = select_parents(client, exp, "all")
+    for parent in parents[:20]:
+        trials, _ = load_trials(client, exp.experiment_id, [parent])
+        if any(t.status == "FINISHED" for t in trials):
+            return client, exp.experiment_id, parent, [t.run_id for t in trials]
+    return client, exp.experiment_id, parents[0], []
 
 
 def default_base_url(tracking_uri: str) -> tuple[str, bool]:
