@@ -501,3 +501,8 @@ def test_tune_leaves_out_the_samples_where_a_given_parameter_has_no_effect(monke
     specs = [SimpleNamespace(params={**m.params, "epochs": e}) for e in (1, 2, 3, 10)]
     refused = ts.refused_samples(m, None, specs)
     assert sorted(refused) == [0, 1] and "lr_decay=0.5: has no effect with epochs=1" in refused[0], refused
+
+
+def test_params_naming_a_directory_says_so(tmp_path, invoke_bench, no_ray):
+    refused(invoke_bench, tmp_path, "-m", "ga", "--params", str(tmp_path),
+            pattern=r"--params '.*': a directory, not a file, and not an MLflow run id")

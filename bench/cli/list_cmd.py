@@ -31,5 +31,7 @@ def list_(kind, pattern):
                 for name in e.obj.list_names(pattern):
                     click.echo(f"{name:<16} {e.name} architecture  [{e.origin}]")
                     entries.append(e)
-    if not entries:
-        click.echo(f"No {kind} match '{pattern}'.", err=True)
+    if not entries:  # one line and exit 2, as `bench run -m 'zz*'` answers it (exit 0 here until 2026-12-06)
+        from bench.core.errors import BenchError
+
+        raise BenchError(f"No {kind} match '{pattern}'. `bench list {kind}` lists them.")

@@ -367,7 +367,8 @@ def load_params(source: str, tracking_uri: str | None) -> dict[str, dict[str, An
             raise BenchError(f"--params {path}: not valid JSON ({exc}).") from None
     else:
         if len(source) != 32 or not all(c in "0123456789abcdef" for c in source):
-            raise BenchError(f"--params '{source}': no such file, and not an MLflow run id.")
+            raise BenchError(f"--params '{source}': {'a directory, not a file' if path.is_dir() else 'no such file'}, "
+                             "and not an MLflow run id.")
         import mlflow
 
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no progress bar for one small file
