@@ -56,6 +56,7 @@ def test_click_usage_errors_are_one_line_naming_the_help(invoke_bench, tmp_path)
     for args, said in ((["run", "--executor", "dask"], "Error: Invalid value for '--executor': 'dask' is not one of "
                                                        "'ray', 'local'. See 'bench run --help'."),
                        (["run", "--bogus"], "Error: No such option '--bogus'."),
+                       (["run", "--methods"], "Error: Option '--methods' requires an argument. See 'bench run --help'."),
                        (["runn"], "Error: No such command 'runn'. Did you mean 'run'? See 'bench --help'."),
                        (["list"], "Error: Missing argument '{attacks|datasets|methods|models}'. Choose from: attacks, "
                                   "datasets, methods, models. See 'bench list --help'."),

@@ -846,3 +846,40 @@ def test_an_attack_reassigning_the_shadow_set_leaves_the_next_attacks_their_own(
     assert after.loc["ft", "metrics.trims_models"] == 2.0
     for metric in ("metrics.lira_auc", "metrics.lira_tpr_at_0.1fpr"):
         assert after.loc["ft", metric] == alone.loc["ft", metric], metric
+
+
+class ExitsOnThirdCreate:
+    """A model plugin whose create() calls sys.exit(0) from its third call on: the plan's two calls
+    pass, the references' training exits."""
+
+    name = "exits-later"
+    description = "test model that exits while the references train"
+    calls = 0
+
+    def create(self, num_classes, input_shape, arg=None):
+        import math
+        import sys
+
+        from torch import nn
+
+        ExitsOnThirdCreate.calls += 1
+        if ExitsOnThirdCreate.calls > 2:
+            sys.exit(0)
+        return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), num_classes))
+
+
+class _ModelPlugin:
+    @bench.hookimpl
+    def register_models(self, register):
+        register(ExitsOnThirdCreate())
+
+
+@pytest.mark.slow
+def test_sys_exit_while_the_references_train_fails_them_in_one_line(workdir, plugged, run_harness):
+    """`bench run --executor local` ended with exit 0 and no word after "training 2 reference
+    model(s)" (found in review of the sys.exit fixes)."""
+    ExitsOnThirdCreate.calls = 0
+    with plugged(_ModelPlugin()):
+        code, out = run_harness(workdir, models=["exits-later"], methods="ga", attacks="", recipe={"epochs": 1})
+    assert code == 1, out
+    assert "FAILED      training" in out and "called sys.exit(0)" in out, out

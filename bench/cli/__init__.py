@@ -37,7 +37,8 @@ class BenchGroup(click.Group):
             click.echo("Interrupted.", err=True)
             ctx.exit(130)
         except click.UsageError as exc:  # one line, as every other refusal (click printed usage, a hint and the error)
-            where = exc.ctx.command_path if exc.ctx is not None else "bench"
+            sub = ctx.invoked_subcommand  # click's option parser raises some without a context
+            where = exc.ctx.command_path if exc.ctx is not None else " ".join(filter(None, (ctx.command_path, sub)))
             text = " ".join(exc.format_message().split())  # click's choice lists span lines
             click.echo(f"Error: {text}{'' if text.endswith(('.', '?')) else '.'} See '{where} --help'.", err=True)
             ctx.exit(exc.exit_code)

@@ -9,6 +9,7 @@ import dataclasses
 from typing import Callable
 
 from bench.core.cache import ReferenceCache
+from bench.core.errors import no_exit
 from bench.eval.shadows import ensure_shadow_set, needs_of
 from bench.run.ref_tasks import release_cuda_memory, train_many_local, train_many_ray
 from bench.run.method_training import method_training_jobs, originals_by_group
@@ -49,7 +50,8 @@ def attack_models(plan, refs: dict, say: Callable[[str], None], versions: dict,
             if kind not in needs:
                 continue
             try:
-                extras[kind] = ensure_shadow_set(kind, count, **common)
+                with no_exit(f"Training the attacks' {kind.replace('_', ' ')} of {g.dataset}/{g.model}"):  # a model plugin's
+                    extras[kind] = ensure_shadow_set(kind, count, **common)
             except Exception:
                 if failed is None:
                     raise

@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 from bench.core import console
+from bench.core.errors import no_exit
 from bench.run.forward import ForwardProgress, in_worker_progress
 from bench.run.references import JobFailure, RefJob, train_job
 
@@ -32,8 +33,9 @@ def _attempt(job):
     """``_train_with_progress(job)``, or a ``JobFailure`` with the traceback if it raised."""
     import traceback
 
-    try:
-        return _train_with_progress(job)
+    try:  # a model plugin's sys.exit() in create(): it ended a local run with exit 0 and no word (found in review)
+        with no_exit(f"Training {job.describe()}"):
+            return _train_with_progress(job)
     except Exception:
         return JobFailure(traceback.format_exc())
 
