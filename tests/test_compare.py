@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from collections import defaultdict
 from pathlib import Path
 from types import SimpleNamespace
@@ -559,3 +560,37 @@ def test_latex_table_has_the_markdowns_cells(store, invoke_bench, tmp_path):
     assert escape("a_b 10% & {x} ^~ # $ \\ ± <|>") == ("a\\_b 10\\% \\& \\{x\\} \\textasciicircum{}\\textasciitilde{} \\# \\$ "
                                                       "\\textbackslash{} $\\pm$ \\textless{}\\textbar{}\\textgreater{}")
     assert f"\\label{{tab:bench-{store.first[:8]}}}" in tex  # one label per compared run
+
+
+def test_method_names_are_text_in_the_plot_markdown_and_latex_caption():
+    """A method named m$\\oops$ crashed the plot (matplotlib read it as math: a raw traceback, exit
+    1, and every later `--run all`); a '|' in a name split its markdown row; the caption's 'x' came
+    out with two closing quotes (found in review)."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bench.track import report
+    from bench.track.compare.aggregate import build_rows
+    from bench.track.compare.plot import _place_labels
+    from bench.track.compare.query import TrialRecord
+    from bench.track.latex import to_latex
+
+    fig, ax = plt.subplots()
+    ax.plot([0.1], [0.5], "o")
+    ax.set_title("m$\\oops$ / digits", parse_math=False)
+    _place_labels(ax, [(0.1, 0.5, "m$\\oops$", False)], fig.canvas.get_renderer())
+    fig.savefig(io.BytesIO(), format="png")  # drawing parses every text
+    plt.close(fig)
+    setting = ("digits", "mlp", "random:10%")
+    rows = build_rows([TrialRecord("r0", "p", "noise|b", "0", setting, "FINISHED", 0, {"test_acc": 0.9}, {},
+                                   label="noise|b")])
+    md = report.to_markdown(rows, columns=("test_acc",)).splitlines()
+    line = next(x for x in md if "noise" in x)
+    cells = lambda text: len(re.split(r"(?<!\\)\|", text))  # noqa: E731 -- a markdown cell ends at an unescaped '|'
+    assert "noise\\|b" in line and cells(line) == cells(md[0]), line
+    tex = to_latex(rows, None, ("test_acc",), caption="bench compare: 'unlearning-bench' run 1")
+    assert "\\caption{bench compare: `unlearning-bench' run 1}" in tex

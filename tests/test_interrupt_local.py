@@ -115,3 +115,29 @@ def test_a_ctrl_c_python_swallows_in_a_finalizer_still_stops_the_run(monkeypatch
     out = executor.run_local(_trials(3), None, lambda spec, m, e: written.append(spec.trial_name), lambda *a, **k: None)
     assert ran == ["t0"] and written == ["t0"] and out.interrupted and out.results.keys() == {0}
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+class _CtrlC:
+    """A method during whose unlearn Ctrl-C is pressed."""
+
+    name = "ctrl-c"
+    description = "test method interrupted by Ctrl-C"
+    requires = frozenset({"forget"})
+    default_params: dict = {}
+    search_space: dict = {}
+
+    def unlearn(self, model, request, params, ctx):
+        raise KeyboardInterrupt
+
+
+@pytest.mark.slow
+def test_the_trial_an_interrupt_cuts_off_is_recorded_killed(workdir, shared_cache, boom_plugin, run_harness, trial_runs,
+                                                            default_sigint):
+    """--executor local recorded a trial only when it ended: the one a Ctrl-C cut off had no run, and
+    bench compare showed neither it nor its method ("2 (1 killed)" promised; found in review)."""
+    boom_plugin(_CtrlC())
+    code, out = run_harness(workdir, methods="ft,ctrl-c", attacks="", recipe={"epochs": 3}, cache_dir=str(shared_cache))
+    assert code == 130, out
+    kids = trial_runs(workdir)
+    assert kids.loc["ft", "status"] == "FINISHED" and kids.loc["ctrl-c", "status"] == "KILLED"
+    assert kids.loc["ctrl-c", "params.seed"] == "0"  # its spec recorded, as a started trial's

@@ -53,6 +53,7 @@ class Outcome:
         self.failures: dict[int, str] = {}
         self.specs: dict[int, TrialSpec] = {}  # the spec each index ran (sampled params included)
         self.interrupted = False
+        self.cut: int | None = None  # the trial an interrupt cut off (--executor local)
         self.log_path: str | None = None  # Tune's log (tracebacks), when not shown in the terminal
 
 
@@ -80,7 +81,7 @@ def _run_each(trials, payload, log_trial, say, out: Outcome, pressed: list) -> N
             with console.task(spec.trial_name), no_exit(f"A plugin in trial '{spec.trial_name}'"):  # any hook
                 metrics = run_trial(spec, payload)
         except KeyboardInterrupt:
-            out.interrupted = True
+            out.interrupted, out.cut = True, i
             break
         except Exception as exc:
             error = format_exception(exc)

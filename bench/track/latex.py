@@ -4,6 +4,8 @@ references first, the first-ranked method in bold, and each row's finished (fail
 
 from __future__ import annotations
 
+import re
+
 from bench.track import report
 
 _SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
@@ -29,7 +31,8 @@ def to_latex(rows: list[report.Row], ranks: list[int | None] | None, columns, ca
     """The table: a column per metric (its name as logged), a ``trials`` column (finished, and
     failed or killed ones in brackets), rows grouped by setting under an italic heading line."""
     head = ["method", *(["rank"] if ranks is not None else []), *columns, "trials"]
-    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{escape(caption)}}}", rf"\label{{{label}}}",
+    quoted = re.sub(r"'([^']*)'", r"`\1'", caption)  # 'x' rendered as two closing quotes; LaTeX opens with `
+    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{escape(quoted)}}}", rf"\label{{{label}}}",
              r"\begin{tabular}{l" + "r" * (len(head) - 1) + "}", r"\toprule",
              " & ".join(escape(h) for h in head) + r" \\", r"\midrule"]
     setting = None

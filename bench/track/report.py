@@ -192,7 +192,7 @@ def to_markdown(rows: list[Row], ranks: list[int | None] | None = None, columns=
         rank = (["-" if ranks[i] is None else str(ranks[i])] if ranked else [])
         cells = [*r.setting, r.name, *rank, *(fmt(r.values.get(c, []), r.ok) for c in columns), str(r.ok), str(r.failed),
                  str(r.killed)]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")  # a '|' in a name split its row
     return "\n".join(lines) + "\n"
 
 

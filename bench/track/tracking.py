@@ -380,8 +380,9 @@ def failure_line(tag: str, name: str, error_text: str, run_id: str | None) -> st
 
 
 def log_local_trial(tracking_uri: str, experiment_id: str, parent_run_id: str, spec: TrialSpec,
-                    metrics: dict | None, error: str | None) -> str:
-    """Write one finished trial as a child run (the ``--executor local`` path)."""
+                    metrics: dict | None, error: str | None, killed: bool = False) -> str:
+    """Write one finished trial as a child run (the ``--executor local`` path); ``killed``: the trial
+    an interrupt cut off, recorded KILLED as under Ray (bench compare counts it)."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri)
@@ -393,5 +394,5 @@ def log_local_trial(tracking_uri: str, experiment_id: str, parent_run_id: str, s
         log_artifacts(client, run_id, metrics)
     if error:
         record_failure(client, run_id, error)
-    client.set_terminated(run_id, "FAILED" if error else "FINISHED")
+    client.set_terminated(run_id, "KILLED" if killed else "FAILED" if error else "FINISHED")
     return run_id

@@ -129,7 +129,7 @@ def plot_pareto(comp: Comparison, path: str | os.PathLike, gap_metric: str = "av
         labels.append((ax, texts))
         ax.set_xlabel(f"{gap_metric}: forgetting gap to the retrained model (lower is better)")
         ax.set_ylabel(f"{UTILITY_METRIC}: utility (higher is better)")
-        ax.set_title(" / ".join(setting), fontsize=10)
+        ax.set_title(" / ".join(setting), fontsize=10, parse_math=False)  # names are text: '$' is no math
         ax.grid(True, alpha=0.3)
         ax.margins(x=0.2, y=0.12)
     for ax in axes[len(settings):]:
@@ -196,6 +196,7 @@ def _place_labels(ax, texts: list[tuple[float, float, str, bool]], renderer) -> 
         best = None
         for dx, dy, ha, va in _LABEL_SPOTS:
             ann = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va, fontsize=8.5,
+                              parse_math=False,  # a method named m$\oops$ crashed the plot (found in review)
                               fontweight="bold" if bold else "normal", color="0.3" if text.startswith("original") else "black",
                               zorder=5, bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.75})
             ann.set_in_layout(False)
