@@ -107,10 +107,11 @@ def compare(experiment, tracking_uri, run_ref, fmt, objective, maximize, plot_pa
     if fmt == "table":
         from rich.console import Console
 
-        console = Console() if sys.stdout.isatty() else Console(width=200)
+        # piped: wide enough for every column (at 200 the continual columns' headers were cut, js_to_retrain…)
+        console = Console() if sys.stdout.isatty() else Console(width=400)
         report.render(comp.rows, console, comp.ranks, comp.columns, title=cmp.title(comp))
         if table is not None:  # 2 + 3 x 6 columns: wider than the summary
-            published.render(table, comp.rows, Console() if sys.stdout.isatty() else Console(width=260))
+            published.render(table, comp.rows, Console() if sys.stdout.isatty() else Console(width=400))
     elif fmt == "markdown":
         click.echo(report.to_markdown(comp.rows, comp.ranks, comp.columns), nl=False)
         if table is not None:
