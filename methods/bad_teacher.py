@@ -38,7 +38,7 @@ Continual requests work (the competent teacher is the model it receives).
 
 from __future__ import annotations
 
-from bench.core import space
+from bench.core import console, space
 from bench.core.method import Method, check_params
 from bench.core.params import require_int, require_positive, require_range
 
@@ -94,7 +94,7 @@ class BadTeacher(Method):
         incompetent = ctx.new_model().to(device).eval()
         opt = make_optimizer(model.parameters(), "adam", params["lr"], 0.0, 0.0)
         tau = params["temperature"]
-        for _ in range(int(params["epochs"])):
+        for _ in console.epochs(params["epochs"]):  # the trial's progress
             for idx in batches(len(x), int(params["batch_size"]), g, "cpu"):
                 idx = idx.to(device)
                 xb, fb = x[idx], is_forget[idx].unsqueeze(1)

@@ -88,7 +88,7 @@ random:10% ``be`` avg_gap 0.014, ``bs`` test accuracy 0.983 -> 0.864 (avg_gap 0.
 
 from __future__ import annotations
 
-from bench.core import space
+from bench.core import console, space
 from bench.core.method import Method, check_params
 from bench.core.params import (
     require_choice,
@@ -237,6 +237,7 @@ def fine_tune(model, x, labels, y, params, seed: int, on_epoch, metrics, prefix:
     stopped = done()
     while not stopped and epochs < int(params["epochs"]):
         epochs += 1
+        console.epoch(epochs - 1, int(params["epochs"]))  # the trial's progress (its stop rule may end it early)
         model.train(train_mode)
         for idx in batches(len(labels), int(params["batch_size"]), g, "cpu"):
             xb, yb = x[idx.to(x.device)].to(device), labels[idx.to(labels.device)].to(device)

@@ -28,7 +28,7 @@ reproduces the reference loops' ``model.eval()`` during training (frozen BatchNo
 
 from __future__ import annotations
 
-from bench.core import space
+from bench.core import console, space
 from bench.core.method import Method
 from bench.core.params import (
     refuse_unused,
@@ -89,7 +89,7 @@ class GradientAscent(Method):
         g = torch.Generator().manual_seed(ctx.seed)
         opt = make_optimizer(model.parameters(), "sgd", params["lr"], params["momentum"], params["weight_decay"])
         stop = params["stop_forget_acc"]
-        for _ in range(params["epochs"]):
+        for _ in console.epochs(params["epochs"]):  # the trial's progress
             for idx in batches(len(y), params["batch_size"], g, x.device):
                 model.train(params["train_mode"])
                 loss = -torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
@@ -125,7 +125,7 @@ def neggrad_plus(model, request, params, ctx):
     g = torch.Generator().manual_seed(ctx.seed)
     opt = make_optimizer(model.parameters(), "sgd", params["lr"], params["momentum"], 0.0)
     xf, yf = request.forget_x, request.forget_y
-    for _ in range(params["epochs"]):
+    for _ in console.epochs(params["epochs"]):  # the trial's progress
         forget_batches = list(batches(len(yf), params["batch_size"], g, xf.device))
         forget_cycle = itertools.cycle(forget_batches)
         for idx in batches(len(request.retain_y), params["batch_size"], g, xf.device):

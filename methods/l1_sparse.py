@@ -41,7 +41,7 @@ Deterministic under ``ctx.seed`` (the batch order); continual requests work (it 
 
 from __future__ import annotations
 
-from bench.core import space
+from bench.core import console, space
 from bench.core.method import Method, check_params
 from bench.core.params import refuse_unused, require_int, require_non_negative, require_sgd
 
@@ -98,7 +98,7 @@ class L1Sparse(Method):
         stream = x.device != device
         weights = [p for p in model.parameters() if p.requires_grad]
         model.train()
-        for epoch in range(epochs):
+        for epoch in console.epochs(epochs):  # the trial's progress
             alpha = l1_alpha(float(params["alpha"]), epoch, epochs, no_l1)
             if stream:
                 pairs = stream_batches(x, y, list(batches(len(y), bs, g, "cpu")), device)

@@ -29,7 +29,7 @@ commands that reproduce them.
 
 from __future__ import annotations
 
-from bench.core import space
+from bench.core import console, space
 from bench.core.method import Method, check_params
 from bench.core.params import (
     refuse_unused,
@@ -257,6 +257,7 @@ class L2UL(Method):
         cycle = itertools.cycle(forget_batches)
         while not done and epochs < int(p["max_epochs"]):
             epochs += 1
+            console.epoch(epochs - 1, int(p["max_epochs"]))  # the trial's progress, against the cap (its goal may end it)
             if use_adv:
                 batches = list(zip(xa.split(int(p["adv_batch_size"])), ya.split(int(p["adv_batch_size"])), strict=True))
             else:

@@ -76,7 +76,7 @@ unchanged). Own metrics: ``{cfk,euk}_blocks`` (blocks trained besides the classi
 
 from __future__ import annotations
 
-from bench.core import space
+from bench.core import console, space
 from bench.core.method import Method, check_params
 from bench.core.params import (
     require_bool,
@@ -259,7 +259,7 @@ def train_last_k(model, names, x, y, params, seed: int, on_epoch=None):
             p.requires_grad_(True)
         start = [p.detach().clone() for p in trained]
         opt = torch.optim.SGD(trained, lr=float(params["lr"]), momentum=float(params["momentum"]), weight_decay=0.0)
-        for epoch in range(epochs):
+        for epoch in console.epochs(epochs):  # the trial's progress
             for group in opt.param_groups:
                 group["lr"] = lr_at(epoch, epochs, float(params["lr"]), float(params["lr_decay"]))
             model.eval()

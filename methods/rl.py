@@ -35,7 +35,7 @@ Deviations:
 
 from __future__ import annotations
 
-from bench.core import space
+from bench.core import console, space
 from bench.core.method import Method, check_params
 from bench.core.params import require_choice, require_int, require_sgd
 
@@ -111,7 +111,7 @@ def train_random_labels(model, request, params, ctx, constraint: Constraint | No
             x = torch.cat([xf[fi.to(xf.device)].to(device), xr[ri.to(xr.device)].to(device)])
             yield x, torch.cat([labels[fi].to(device), yr[ri.to(yr.device)].to(device)])
 
-    for epoch in range(params["epochs"]):
+    for epoch in console.epochs(params["epochs"]):  # the trial's progress
         if constraint is not None:
             constraint.start_epoch(model, epoch)
         for xb, yb in (alternate() if params["passes"] == "alternate" else joint()):

@@ -63,7 +63,7 @@ from __future__ import annotations
 
 import math
 
-from bench.core import space
+from bench.core import console, space
 from bench.core.method import Method, check_params
 from bench.core.params import (
     refuse_unused,
@@ -193,7 +193,7 @@ def scrub(model, request, p: dict, ctx):
     opt = make_optimizer(model.parameters(), p["optimizer"], p["lr"], p["momentum"], p["weight_decay"])
     T, alpha, gamma = p["temperature"], p["alpha"], p["gamma"]
 
-    for epoch in range(1, p["epochs"] + 1):
+    for epoch in (e + 1 for e in console.epochs(p["epochs"])):  # 1..epochs, the trial's progress
         lr = decayed_lr(p["lr"], p["lr_decay"], p["milestones"], epoch)
         for group in opt.param_groups:
             group["lr"] = lr

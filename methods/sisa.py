@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import json
 
-from bench.core import space
+from bench.core import console, space
 from bench.core.method import Method, check_params
 from bench.core.params import require_choice, require_int
 
@@ -153,8 +153,6 @@ class Sisa(Method):
         ens.slice_indices = all_slices
         ens.inits = [_state(m) for m in models]
         ens.checkpoints = [[None] * slices for _ in range(shards)]
-        from bench.core import console
-
         console.expect_epochs(shards * sum(config["slice_epochs"]))  # progress across every shard's loops
         for k in range(shards):
             _train_from(ens, k, 0, x, y, torch.arange(n, device=x.device))
@@ -234,17 +232,17 @@ class Sisa(Method):
         row = torch.full((n,), -1, dtype=torch.long)
         row[retain_positions] = torch.arange(len(retain_positions))
         model.deleted = gone
-        affected = []
+        affected = {}  # shard -> the first slice that lost a point
         for k in range(len(model.constituents)):
-            first = None
             for r, idx in enumerate(model.slice_indices[k]):
                 hit = new[idx]
                 if bool(hit.any()):
                     model.slice_indices[k][r] = idx[~hit]
-                    first = r if first is None else first
-            if first is not None:
-                affected.append(k)
-                _train_from(model, k, first, request.retain_x, request.retain_y, row.to(request.retain_y.device))
+                    affected.setdefault(k, r)
+        # one progress over every shard's retraining (each loop was its own, its time left a loop's)
+        console.expect_epochs(sum(sum(model.config["slice_epochs"][r:]) for r in affected.values()))
+        for k, first in affected.items():
+            _train_from(model, k, first, request.retain_x, request.retain_y, row.to(request.retain_y.device))
         ctx.metrics["sisa_shards_retrained"] = float(len(affected))
         return model
 

@@ -31,7 +31,8 @@ def tune(method, objective, num_samples, scheduler, seed, output, defaults_first
     """
     from bench.core.console import sigterm_handled_as_ctrl_c
     from bench.core.plugins import get_registry
-    from bench.run.tuning import check_tunable, tune_method
+    from bench.run.tune_space import check_tunable
+    from bench.run.tuning import tune_method
 
     with sigterm_handled_as_ctrl_c():  # a scheduler's kill ends the search as Ctrl-C does
         check_tunable(get_registry(), method, objective, num_samples, scheduler)

@@ -19,6 +19,7 @@ from typing import Any, Callable
 from bench.core.errors import BenchError
 from bench.core.params import UnusedParam
 from bench.core.space import Domain, choice, probes, randint
+from bench.eval.metrics import METRIC_DIRECTIONS, no_direction_reason
 from bench.run.validate import coerce_param, params_for_dataset
 
 #: the widest integer range whose every value is checked against the setting (wider: its edges)
@@ -138,3 +139,29 @@ def _settings(plan) -> list[tuple[str, Any]]:
         out.append((g.dataset, Setting(g.dataset, g.model, g.forget.text, sp.train_size, int(size), sp.num_classes,
                                        tuple(sp.input_shape), network)))
     return out
+
+
+SCHEDULERS = ("fifo", "asha")
+
+
+#: The most samples one search draws (each is drawn up front, in order; 3,000 take 0.7 s).
+MAX_SAMPLES = 100_000
+
+
+def check_tunable(registry, method: str, objective: str, num_samples: int, scheduler: str) -> None:
+    """Everything that needs no heavy import, before any work."""
+    obj = registry.get("method", method)
+    if not obj.search_space:
+        tunable = [e.name for e in registry.entries("method") if e.obj.search_space]
+        raise BenchError(
+            f"Method '{method}' declares no search space: there is nothing to tune. "
+            f"Methods with one: {', '.join(tunable) or '(none)'}."
+        )
+    if objective not in METRIC_DIRECTIONS:
+        why = no_direction_reason(objective)
+        head = f"Objective '{objective}' has no better side.{why}" if why else f"Unknown objective '{objective}'."
+        raise BenchError(f"{head} Objectives: {', '.join(sorted(METRIC_DIRECTIONS))}.")
+    if not 1 <= num_samples <= MAX_SAMPLES:  # every sample is drawn up front: 99999999999 filled memory, no word
+        raise BenchError(f"--num-samples must be from 1 to {MAX_SAMPLES:,} (got {num_samples}).")
+    if scheduler not in SCHEDULERS:
+        raise BenchError(f"Unknown scheduler '{scheduler}': expected one of {', '.join(SCHEDULERS)}.")

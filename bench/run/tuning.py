@@ -28,43 +28,16 @@ from bench.core.errors import BenchError
 from bench.core.fs import check_writable_file
 from bench.core.options import RunOptions
 from bench.core.plugins import get_registry, plugin_versions
-from bench.eval.metrics import (CLASS_ONLY, CONTINUAL_ONLY, METRIC_DIRECTIONS, PER_EPOCH, no_direction_reason,
-                                objective_attack)
+from bench.eval.metrics import CLASS_ONLY, CONTINUAL_ONLY, METRIC_DIRECTIONS, PER_EPOCH, objective_attack
 from bench.run.checks import oom_hint
 from bench.run.plan import make_plan
 from bench.run.runner import close_run
 from bench.run import tune_samples
-from bench.run.tune_space import fit_space, refused_samples
+from bench.run.tune_space import check_tunable, fit_space, refused_samples
 from bench.track.provenance import package_versions
 from bench.track import report, tracking
 from bench.track.ray_runs import make_ray_callback
 from bench.track.store import resolve_tracking_uri
-
-SCHEDULERS = ("fifo", "asha")
-
-
-#: The most samples one search draws (each is drawn up front, in order; 3,000 take 0.7 s).
-MAX_SAMPLES = 100_000
-
-
-def check_tunable(registry, method: str, objective: str, num_samples: int, scheduler: str) -> None:
-    """Everything that needs no heavy import, before any work."""
-    obj = registry.get("method", method)
-    if not obj.search_space:
-        tunable = [e.name for e in registry.entries("method") if e.obj.search_space]
-        raise BenchError(
-            f"Method '{method}' declares no search space: there is nothing to tune. "
-            f"Methods with one: {', '.join(tunable) or '(none)'}."
-        )
-    if objective not in METRIC_DIRECTIONS:
-        why = no_direction_reason(objective)
-        head = f"Objective '{objective}' has no better side.{why}" if why else f"Unknown objective '{objective}'."
-        raise BenchError(f"{head} Objectives: {', '.join(sorted(METRIC_DIRECTIONS))}.")
-    if not 1 <= num_samples <= MAX_SAMPLES:  # every sample is drawn up front: 99999999999 filled memory, no word
-        raise BenchError(f"--num-samples must be from 1 to {MAX_SAMPLES:,} (got {num_samples}).")
-    if scheduler not in SCHEDULERS:
-        raise BenchError(f"Unknown scheduler '{scheduler}': expected one of {', '.join(SCHEDULERS)}.")
-
 
 def check_objective(plan, registry, objective: str, scheduler: str) -> None:
     """An objective the planned setting produces: a continual metric needs a ``seq:`` request, a
@@ -116,6 +89,8 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
     say = Printer(console, quiet)
     registry = get_registry()
     check_tunable(registry, method, objective, num_samples, scheduler)
+    say(f"bench tune: planning method '{method}' on {', '.join(opts.datasets)} / {', '.join(opts.models)} / "
+        f"{', '.join(opts.forgets)} (loading the data)")  # the first line came after 3.5 s (found in review)
     path = check_output(output, method)
     if len(opts.datasets) != 1 or len(opts.models) != 1 or len(opts.forgets) != 1 or len(opts.seeds) != 1:
         raise BenchError("bench tune searches one setting: give one --dataset, --model, --forget and --seed.")
