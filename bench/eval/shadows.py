@@ -350,7 +350,9 @@ def ensure_shadow_set(kind: str, count: int, *, model_obj, arg, splits, recipe, 
                     hit = cache.get(keys[m], say)
                     states[m] = None if hit is None else hit[0]
             missing = [m for m, s in enumerate(states) if s is None]
-            if missing:
+            if missing:  # said first: seconds to minutes of training (10 s of silence before, found in review)
+                say(f"training    {len(missing)} {kind.replace('_', ' ')} for {base_doc['dataset']}/{base_doc['model']} "
+                    f"seed={group_seed}")
                 seconds, how = _train_missing(missing, keys, docs, keep, seeds, states, model_obj=model_obj, arg=arg,
                                               splits=splits, recipe=recipe, device=device, cache=cache, versions=versions)
                 say(f"trained     {len(missing)} {kind.replace('_', ' ')} ({how}) for {base_doc['dataset']}/"
