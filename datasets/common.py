@@ -89,6 +89,8 @@ def stratified_split(y, test_fraction: float, seed: int, dataset: str):
     strat = y if counts[counts > 0].min() >= 2 else None
     try:
         tr, te = train_test_split(idx, test_size=test_fraction, stratify=strat, random_state=seed)
-    except ValueError as exc:
-        raise BenchError(f"Dataset '{dataset}': cannot split {len(y)} examples into train and test: {exc}") from None
+    except ValueError as exc:  # e.g. fewer test rows than classes: one of each class cannot be held out
+        raise BenchError(f"Dataset '{dataset}': cannot split {len(y)} examples of {int((counts > 0).sum())} classes "
+                         f"into train and test with test={test_fraction} ({exc}); give a larger test fraction (e.g. "
+                         f"test=0.5) or more rows per class.") from None
     return np.sort(tr), np.sort(te)

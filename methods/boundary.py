@@ -251,6 +251,7 @@ def fine_tune(model, x, labels, y, params, seed: int, on_epoch, metrics, prefix:
                 break
         if on_epoch is not None:
             on_epoch(model)
+    console.epoch(epochs, epochs)  # the loop's end, at the cap or at its stop rule: the bar completes
     metrics.update({f"{prefix}_steps": float(steps), f"{prefix}_epochs": float(epochs), f"{prefix}_stopped": float(stopped)})
     return model
 

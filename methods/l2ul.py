@@ -281,6 +281,7 @@ class L2UL(Method):
                 if bool(reached().all()):
                     done = True
                     break
+        console.epoch(epochs, epochs)  # the loop's end, at the cap or at its goal: the bar completes
         model.eval()
         fraction = float(reached().float().mean())
         metrics.update({"l2ul_goal_reached": float(done), "l2ul_goal_fraction": fraction, "l2ul_steps": float(steps),

@@ -360,6 +360,9 @@ CASES: dict[str, tuple] = {
     "csv-continuous-label": (lambda w: ["-d", f"csv:{_file(w, 'cont.csv', 'a,b' + chr(10) + chr(10).join(f'{i},{i * 0.37:.2f}' for i in range(60)) + chr(10))},label=b"],
                              r"60 of the 60 values of the label column 'b' occur in one row only \(0\.00, 0\.37, 0\.74, \.\.\.\).*"
                              r"Is 'b' the class column\?"),
+    "csv-classes-past-test-rows": (lambda w: ["-d", f"csv:{_file(w, 'many.csv', 'a,label' + chr(10) + chr(10).join(f'{i * 0.1},{i % 200}' for i in range(600)) + chr(10))}"],
+                                   r"cannot split 600 examples of 200 classes into train and test with test=0\.2 .*give a "
+                                   r"larger test fraction"),
     "csv-twice": (lambda w: ["-d", f"csv:{_file(w, 'two.csv', 'a,b' + chr(10) + '1,0' + chr(10))},label=a,label=b"],
                   r"Bad csv spec: label is set twice"),
     "forget-seed-unused": (["-f", "class:3", "--forget-seed", "5"], r"--forget-seed 5 has no effect: class:3 draw\(s\) nothing"),

@@ -116,7 +116,7 @@ def start_ray(address: str | None, verbose: bool, say: Callable[..., None], num_
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    if not sys.stdout.isatty():  # -v piped: no colour codes in the workers' line prefixes (found in review)
+    if not (sys.stdout.isatty() and sys.stderr.isatty()):  # -v piped: no colour codes in the workers' prefixes
         os.environ.setdefault("RAY_COLOR_PREFIX", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "60")
     already_imported = "ray" in sys.modules

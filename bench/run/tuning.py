@@ -31,6 +31,7 @@ from bench.core.plugins import get_registry, plugin_versions
 from bench.eval.metrics import CLASS_ONLY, CONTINUAL_ONLY, METRIC_DIRECTIONS, PER_EPOCH, objective_attack
 from bench.run.checks import oom_hint
 from bench.run.plan import make_plan
+from bench.run.validate import validate_options
 from bench.run.runner import close_run
 from bench.run import tune_samples
 from bench.run.tune_space import check_tunable, fit_space, refused_samples
@@ -89,8 +90,6 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
     say = Printer(console, quiet)
     registry = get_registry()
     check_tunable(registry, method, objective, num_samples, scheduler)
-    say(f"bench tune: planning method '{method}' on {', '.join(opts.datasets)} / {', '.join(opts.models)} / "
-        f"{', '.join(opts.forgets)} (loading the data)")  # the first line came after 3.5 s (found in review)
     path = check_output(output, method)
     if len(opts.datasets) != 1 or len(opts.models) != 1 or len(opts.forgets) != 1 or len(opts.seeds) != 1:
         raise BenchError("bench tune searches one setting: give one --dataset, --model, --forget and --seed.")
@@ -100,6 +99,9 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
                          "run this one again without --resume.")
     opts.methods = method
     opts.executor = "ray"
+    validate_options(registry, opts)  # the cheap checks first: bad input is refused with no other line
+    say(f"bench tune: planning method '{method}' on {opts.datasets[0]} / {opts.models[0]} / {opts.forgets[0]} "
+        "(loading the data)")  # the first line came after 3.5 s (found in review)
     versions, plugins = package_versions(), plugin_versions()
     plan = make_plan(registry, opts, versions, plugins, say)
     check_objective(plan, registry, objective, scheduler)
