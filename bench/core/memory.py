@@ -1,5 +1,5 @@
 """How much memory this machine has free, and a check that a size a user asked for fits it: a
-dataset of 40 images at ``size=100000`` asked for 4.8 TB, and the kernel killed ``bench run
+dataset of 40 images at ``size=100000`` asked for terabytes, and the kernel killed ``bench run
 --dry-run`` without a word (exit 137); ``mnist1d:n=2000000000`` generated for minutes before it."""
 
 from __future__ import annotations
