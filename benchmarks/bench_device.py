@@ -20,7 +20,7 @@ import time
 
 from bench.core.options import RunOptions, parse_seeds
 from bench.run.plan import make_plan
-from bench.run.validate import package_versions
+from bench.track.provenance import package_versions
 from bench.core.plugins import get_registry, plugin_versions
 from bench.core.recipe import parse_assignments
 
