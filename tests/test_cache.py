@@ -117,8 +117,10 @@ def _weights_missing(weights: Path, meta: Path) -> None:
 
 def _st(payload: bytes) -> bytes:
     """``payload`` as the one uint8 tensor of a safetensors file: the cache refuses anything else."""
-    header = json.dumps({"w": {"dtype": "U8", "shape": [len(payload)], "data_offsets": [0, len(payload)]}}).encode()
-    return len(header).to_bytes(8, "little") + header + payload
+    import numpy as np
+    from safetensors.numpy import save
+
+    return save({"w": np.frombuffer(payload, np.uint8)})
 
 
 CORRUPTIONS = {
@@ -199,7 +201,7 @@ def test_a_corrupt_entry_is_never_returned_by_get(tmp_path):
 # -- concurrency: a job whose run() appends to a file, so training calls can be counted ----------
 
 JOB_MODULE = textwrap.dedent('''
-    import json, os, sys, time
+    import os, sys, time
     from dataclasses import dataclass
 
     @dataclass
@@ -216,9 +218,10 @@ JOB_MODULE = textwrap.dedent('''
             with open(self.log, "a") as fh:
                 fh.write(f"{self.key} {os.getpid()}\\n")
             time.sleep(self.delay)
-            payload = f"weights of {self.key}".encode()
-            header = json.dumps({"w": {"dtype": "U8", "shape": [len(payload)], "data_offsets": [0, len(payload)]}})
-            return (len(header).to_bytes(8, "little") + header.encode() + payload, self.delay)
+            import numpy as np
+            from safetensors.numpy import save
+
+            return (save({"w": np.frombuffer(f"weights of {self.key}".encode(), np.uint8)}), self.delay)
 
     def train_many(jobs, done=None):
         return [j.run() for j in jobs]

@@ -7,7 +7,9 @@ import json
 import os
 import time
 
+import numpy as np
 import pytest
+from safetensors.numpy import save
 
 from bench.core.cache import ReferenceCache, cache_key
 from bench.run.trained_with import trained_with
@@ -18,10 +20,8 @@ def _put(cache: ReferenceCache, seed: int, made=None, kind="original") -> str:
     if made is not None:
         doc["trained_with"] = made
     key = cache_key(doc)
-    payload = b"w" * (1000 + seed)  # as the one uint8 tensor of a safetensors file (the cache refuses anything else)
-    header = json.dumps({"w": {"dtype": "U8", "shape": [len(payload)], "data_offsets": [0, len(payload)]}}).encode()
-    cache.put(key, len(header).to_bytes(8, "little") + header + payload,
-              {"document": doc, "created": "2026-12-06T00:00:00+00:00"})
+    weights = save({"w": np.full(1000 + seed, ord("w"), np.uint8)})  # a safetensors file: the cache refuses others
+    cache.put(key, weights, {"document": doc, "created": "2026-12-06T00:00:00+00:00"})
     return key
 
 

@@ -116,9 +116,8 @@ def finish_process(code) -> int:
         print(code, file=sys.stderr)
         status = 1
     shutdown = getattr(threading, "_shutdown", None)
-    lingering = _lingering_threads()  # a plugin's thread that never ends held the finished run's process forever
-    if lingering:
-        pass  # said; joining them would wait forever
+    if _lingering_threads():  # said in a line: joining a plugin's thread that never ends would wait forever
+        pass
     elif callable(shutdown) and threading.current_thread() is threading.main_thread():
         # what the interpreter does first at exit: threading's own exit hooks (concurrent.futures
         # wakes its idle pool workers there, MLflow's artifact downloads leave some), then it joins

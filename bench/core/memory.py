@@ -4,24 +4,17 @@ dataset of 40 images at ``size=100000`` asked for terabytes, and the kernel kill
 
 from __future__ import annotations
 
-import os
-
 from bench.core.errors import BenchError
 
 
 def available_bytes() -> int | None:
-    """The memory free for a new allocation (Linux's ``MemAvailable``, else the free physical pages),
-    None where the system does not tell."""
+    """The memory free for a new allocation (psutil's ``available``: Linux's ``MemAvailable``), None
+    where the system does not tell."""
+    import psutil
+
     try:
-        with open("/proc/meminfo", encoding="ascii", errors="replace") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
+        return int(psutil.virtual_memory().available)
+    except (OSError, RuntimeError, AttributeError):
         return None
 
 
