@@ -83,11 +83,17 @@ def _in_process_name(pm: pluggy.PluginManager, plugin) -> str:
     return name
 
 
-def make_plugin_manager(extra_plugins: tuple = ()) -> pluggy.PluginManager:
+def _builtin_manager() -> pluggy.PluginManager:
+    """A plugin manager holding bench's own plugins (``DEFAULT_PLUGINS``) alone."""
     pm = pluggy.PluginManager("bench")
     pm.add_hookspecs(hookspecs)
     for modname in DEFAULT_PLUGINS:
         pm.register(importlib.import_module(modname), name=modname)
+    return pm
+
+
+def make_plugin_manager(extra_plugins: tuple = ()) -> pluggy.PluginManager:
+    pm = _builtin_manager()
     allowed = _allowed_entry_points()
     try:
         _load_entry_points(pm, allowed)
@@ -219,11 +225,7 @@ def _default() -> tuple[Registry, list[PluginInfo]]:
 def builtin_registry() -> Registry:
     """The registry of bench's own plugins alone (the conformance kit checks a plugin's names
     against it: bench refuses a second object of a built-in's name)."""
-    pm = pluggy.PluginManager("bench")
-    pm.add_hookspecs(hookspecs)
-    for modname in DEFAULT_PLUGINS:
-        pm.register(importlib.import_module(modname), name=modname)
-    return build_registry(pm)[0]
+    return build_registry(_builtin_manager())[0]
 
 
 def get_registry() -> Registry:
