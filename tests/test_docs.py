@@ -68,10 +68,8 @@ def test_plugin_guide_has_a_method_and_a_dataset_example():
 def test_plugin_guide_example_registers_and_passes_the_conformance_kit(name):
     """Each example module of docs/plugins.md, loaded as a module and registered in process, is
     accepted by the registry, and every object it registers passes bench.testing's checks."""
-    import torch
-
     from bench.core.plugins import get_registry, plugin_infos, register_plugin, unregister_plugin
-    from bench.testing import check_attack, check_dataset, check_method
+    from bench.testing import check_attack, check_dataset, check_method, check_model
 
     assert name not in sys.modules, f"an example's module name {name!r} shadows an installed module"
     module = types.ModuleType(name)
@@ -94,10 +92,8 @@ def test_plugin_guide_example_registers_and_passes_the_conformance_kit(name):
                         check_dataset(obj, "n=500", collect=True)
                     elif kind == "attack":
                         check_attack(obj, collect=True)
-                    else:  # models have no conformance checks: create one and run it
-                        torch.manual_seed(0)
-                        net = obj.create(10, (1, 8, 8), None)
-                        assert tuple(net(torch.zeros(2, 1, 8, 8)).shape) == (2, 10)
+                    else:
+                        check_model(obj, collect=True)
         finally:
             unregister_plugin(module)
     finally:

@@ -226,12 +226,22 @@ def _refuse_shared_create(spec: str, obj: Any, arg: Any, sp: Any, networks: dict
     torch.manual_seed(0)
     with no_exit(f"Model plugin '{spec}' (create)"):
         again = obj.create(sp.num_classes, tuple(sp.input_shape), arg)
-    storage = {p.data_ptr() for p in first.parameters() if p.numel()}
-    if again is first or any(p.data_ptr() in storage for p in again.parameters() if p.numel()):
-        what = "the same module" if again is first else "modules that share parameters"
+    what = shared_state(first, again)
+    if what:
         raise BenchError(f"Model '{spec}': two create() calls returned {what}; create() must build a new model on "
                          "every call (bench trains the original, the retrained reference and each trial's model from "
                          "separate calls: with one module, the retrained reference is the original itself).")
+
+
+def shared_state(a: Any, b: Any) -> str | None:
+    """``"the same module"`` or ``"modules that share parameters"`` where ``a`` and ``b`` are not
+    separate models; None where they are."""
+    if a is b:
+        return "the same module"
+    storage = {p.data_ptr() for p in a.parameters() if p.numel()}
+    if any(p.data_ptr() in storage for p in b.parameters() if p.numel()):
+        return "modules that share parameters"
+    return None
 
 
 def load_splits(ds: Any, spec: str, data_dir: str, download: bool) -> Any:

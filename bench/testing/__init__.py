@@ -3,10 +3,11 @@
 Run every check on a plugin object, failing at the first with an ``AssertionError`` that names
 the object and the check::
 
-    from bench.testing import check_method, check_dataset, check_attack
+    from bench.testing import check_method, check_dataset, check_attack, check_model
     check_method(MyMethod())                   # options: params={...}, forgets=False
     check_dataset(MyDataset(), "n=500")        # the argument after the colon; root=, download=
     check_attack(MyAttack())
+    check_model(MyModel(), input_shape=(3, 32, 32))  # and arg=, num_classes=
 
 or, under pytest, one test per (object, check), with ids like ``ga-check_deterministic_under_seed``::
 
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 # Submodules, one concern each: base (registry, failures, sandbox), toy (the toy setting and attack extras),
 # calls (calling a method as the harness does), space (params and search space), methods, datasets and
-# attacks (the checks; importing them registers the checks, in the order they run), suite (running them),
+# attacks and models (the checks; importing them registers the checks, in the order they run), suite (running them),
 # pytest (parametrize_with_checks). Every name below was importable from the single module bench.testing
 # (``_attack_ctx`` too: tests/test_conformance.py builds the toy attack context with it).
 from bench.testing.attacks import (  # noqa: F401
@@ -42,6 +43,7 @@ from bench.testing.base import (  # noqa: F401
     ATTACK_CHECKS,
     DATASET_CHECKS,
     METHOD_CHECKS,
+    MODEL_CHECKS,
     OPTIONS,
     SEED,
     CheckFailure,
@@ -67,8 +69,19 @@ from bench.testing.methods import (  # noqa: F401
     check_returns_module,
     check_single_point_request,
 )
+from bench.testing.models import (  # noqa: F401
+    check_create_fresh_and_seeded,
+    check_create_returns_module,
+    check_deepcopy,
+    check_gradients_reach_parameters,
+    check_leaves_input_untouched,
+    check_model_attributes,
+    check_outputs_logits,
+    check_rows_independent_in_eval,
+    check_state_survives_the_cache,
+)
 from bench.testing.pytest import parametrize_with_checks
-from bench.testing.suite import check_attack, check_dataset, check_method, checks_for
+from bench.testing.suite import check_attack, check_dataset, check_method, check_model, checks_for
 from bench.testing.toy import (  # noqa: F401
     TOY_FORGET_CLASS,
     TOY_HIDDEN,
@@ -78,6 +91,6 @@ from bench.testing.toy import (  # noqa: F401
 )
 
 __all__ = [
-    "check_method", "check_dataset", "check_attack", "checks_for", "parametrize_with_checks", "toy_setting",
-    "ToySetting", "METHOD_CHECKS", "DATASET_CHECKS", "ATTACK_CHECKS",
+    "check_method", "check_dataset", "check_attack", "check_model", "checks_for", "parametrize_with_checks",
+    "toy_setting", "ToySetting", "METHOD_CHECKS", "DATASET_CHECKS", "ATTACK_CHECKS", "MODEL_CHECKS",
 ]

@@ -25,11 +25,13 @@ OPTIONS = {
     "method": ("params", "forgets"),  # overrides of default_params; False for a method not meant to forget
     "dataset": ("arg", "root", "download"),  # load(root, download, arg)
     "attack": (),
+    "model": ("arg", "num_classes", "input_shape"),  # create(num_classes, input_shape, arg)
 }
 METHOD_CHECKS: list[Callable] = []
 DATASET_CHECKS: list[Callable] = []
 ATTACK_CHECKS: list[Callable] = []
-_CHECKS = {"method": METHOD_CHECKS, "dataset": DATASET_CHECKS, "attack": ATTACK_CHECKS}
+MODEL_CHECKS: list[Callable] = []
+_CHECKS = {"method": METHOD_CHECKS, "dataset": DATASET_CHECKS, "attack": ATTACK_CHECKS, "model": MODEL_CHECKS}
 
 SEED = 0  # ctx.seed of the calls a check makes
 _SCRAMBLE = (1234, 98765)  # global RNG seeds set before two calls that must agree anyway
@@ -56,9 +58,10 @@ def _name(obj: Any) -> str:
 
 
 def _label(kind: str, obj: Any, options: Mapping[str, Any]) -> str:
-    """``method 'ga'``, ``method 'ga' (params variant='neggrad+')``, ``dataset 'synthetic:n=200'``."""
-    if kind == "dataset" and options.get("arg"):
-        return f"dataset '{_name(obj)}:{options['arg']}'"
+    """``method 'ga'``, ``method 'ga' (params variant='neggrad+')``, ``dataset 'synthetic:n=200'``,
+    ``model 'mlp:32'``."""
+    if kind in ("dataset", "model") and options.get("arg"):
+        return f"{kind} '{_name(obj)}:{options['arg']}'"
     text = f"{kind} '{_name(obj)}'"
     if options.get("params"):
         text += " (params " + ", ".join(f"{k}={v!r}" for k, v in options["params"].items()) + ")"

@@ -1,5 +1,5 @@
 """Running every check that applies to an object: :func:`checks_for`, :func:`check_method`,
-:func:`check_dataset` and :func:`check_attack`."""
+:func:`check_dataset`, :func:`check_attack` and :func:`check_model`."""
 
 from __future__ import annotations
 
@@ -20,11 +20,10 @@ REQUEST_KIND = {check_empty_request: "indices", check_single_point_request: "ran
 
 
 def _kind_of(obj: Any) -> str:
-    for kind, attr in (("method", "unlearn"), ("dataset", "load"), ("attack", "evaluate")):
+    for kind, attr in (("method", "unlearn"), ("dataset", "load"), ("attack", "evaluate"), ("model", "create")):
         if callable(getattr(obj, attr, None)):
             return kind
-    raise TypeError(f"{obj!r} is not a method (unlearn), dataset (load) or attack (evaluate); "
-                    f"model plugins have no conformance checks yet.")
+    raise TypeError(f"{obj!r} is not a method (unlearn), dataset (load), attack (evaluate) or model (create).")
 
 
 def checks_for(obj: Any, **options) -> Iterator[Callable[[Any], None]]:
@@ -84,3 +83,13 @@ def check_attack(attack, *, collect: bool = False, **options) -> None:
     if _kind_of(attack) != "attack":
         raise TypeError(f"check_attack: {attack!r} has no evaluate(); use check_{_kind_of(attack)}.")
     _run_all(attack, collect, options)
+
+
+def check_model(model, arg: str | None = None, *, collect: bool = False, **options) -> None:
+    """Run every model check on ``model.create(num_classes, input_shape, arg)``; ``arg`` is the text
+    after the colon of a model spec (``"512,256"`` for ``mlp:512,256``). Options: ``input_shape``
+    (default ``(1, 8, 8)``; give the shape your model is for, e.g. ``(3, 32, 32)``) and
+    ``num_classes`` (default 10)."""
+    if _kind_of(model) != "model":
+        raise TypeError(f"check_model: {model!r} has no create(); use check_{_kind_of(model)}.")
+    _run_all(model, collect, {**options, **({"arg": arg} if arg is not None else {})})
