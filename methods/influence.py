@@ -147,7 +147,7 @@ def gradient_sum(model, x, y, batch_size: int):
         xb = x[start:start + batch_size].to(total.device)
         yb = y[start:start + batch_size].to(total.device)
         loss = F.cross_entropy(model(xb), yb, reduction="sum")
-        total += torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, params)])
+        total += torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, params, materialize_grads=True)])
     return total
 
 

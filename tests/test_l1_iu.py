@@ -170,6 +170,28 @@ def test_iu_with_no_forget_points_leaves_the_model_unchanged():
         torch.testing.assert_close(v, state[k])
 
 
+def test_iu_runs_on_a_model_with_a_parameter_no_output_uses():
+    """A trainable parameter the forward never reads gets a zero gradient (it raised "One of the
+    differentiated Tensors appears to not have been used in the graph" in the flat gradient sums)
+    and stays as it was; the others move as on the model without it."""
+    torch.manual_seed(0)
+    plain = MLP(4, (6,), 3)
+    extra = copy.deepcopy(plain)
+    extra.unused = nn.Linear(2, 2)
+    before = extra.unused.weight.detach().clone()
+    start = {k: v.clone() for k, v in plain.state_dict().items()}
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(30, 4, generator=g), torch.randint(0, 3, (30,), generator=g)
+    req = ForgetRequest(num_classes=3, kind="random", forget_x=x[:5], forget_y=y[:5], retain_x=x[5:], retain_y=y[5:])
+    params = dict(InfluenceUnlearning.default_params)
+    outs = [InfluenceUnlearning().unlearn(m, req, dict(params), MethodContext(0, "cpu", lambda: None)) for m in (plain, extra)]
+    assert torch.equal(outs[1].unused.weight, before)
+    moved = [k for k, v in outs[0].state_dict().items() if not torch.equal(v, start[k])]
+    assert moved
+    for k in moved:
+        torch.testing.assert_close(outs[1].state_dict()[k], outs[0].state_dict()[k])
+
+
 # -- parameters -----------------------------------------------------------------------------------
 
 _SGD = [("lr", 0.0), ("lr", -0.1), ("lr", NAN), ("momentum", 1.0), ("momentum", -0.1), ("weight_decay", -1e-4)]
