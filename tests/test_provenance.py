@@ -83,3 +83,23 @@ def test_a_run_s_parent_records_its_command_line(tmp_path, invoke_bench):
         f"{tmp_path / 'cache'} --tracking-uri {uri}", tags
     assert tags["bench.cwd"] == str(tmp_path) and tags["mlflow.user"]
     assert params["versions.scipy"] and params["versions.host.cpus"], params
+
+
+@pytest.mark.slow  # a bench run in process
+def test_each_trial_records_the_architecture_its_model_spec_built(tmp_path, run_harness, trial_runs):
+    """``--model mlp`` resolves its widths inside create(): the trial records the class, the
+    parameter counts and a digest of the layout, so two specs of one architecture read alike and
+    another width reads apart; not in the trial key (the model's code is in measured_with)."""
+    code, out = run_harness(tmp_path, methods="ft", models=["mlp", "mlp:256,256", "mlp:32"], attacks=[],
+                            recipe={"epochs": 1})
+    assert code == 0, out
+    runs = trial_runs(tmp_path)
+    by_model = {r["params.model"]: r for _, r in runs.iterrows()}
+    default, explicit, small = by_model["mlp"], by_model["mlp:256,256"], by_model["mlp:32"]
+    assert default["params.architecture.class"] == "bench.nn.nets.MLP"
+    assert default["params.architecture.parameters"] == str(64 * 256 + 256 + 256 * 256 + 256 + 256 * 10 + 10)
+    assert small["params.architecture.parameters"] == str(64 * 32 + 32 + 32 * 10 + 10)
+    assert default["params.architecture.trainable"] == default["params.architecture.parameters"]
+    assert default["params.architecture.layout_sha256"] == explicit["params.architecture.layout_sha256"]
+    assert default["params.architecture.layout_sha256"] != small["params.architecture.layout_sha256"]
+    assert default["params.trial_key"] != explicit["params.trial_key"]  # the spec text is in the key, as before

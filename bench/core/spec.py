@@ -92,9 +92,13 @@ class TrialSpec:
     #: the code the trial is measured with (``bench.run.trained_with.measured_with``): not in the
     #: trial key; ``--resume`` keeps a finished trial only when it recorded the same one
     measured_with: str = field(default="", compare=False)
+    #: what the model spec built on this dataset (``bench.run.plan.architecture``): its class, parameter
+    #: counts and a digest of its state-dict layout (``mlp`` resolves to 256-256 inside ``create``);
+    #: recorded, not in the trial key (the model's code is in ``measured_with``)
+    architecture: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
-        for name in ("params", "data", "recipe", "versions", "plugins"):
+        for name in ("params", "data", "recipe", "versions", "plugins", "architecture"):
             object.__setattr__(self, name, freeze(dict(getattr(self, name))))
         object.__setattr__(self, "data_access", frozenset(self.data_access))
         object.__setattr__(self, "attacks", tuple(self.attacks))
@@ -107,7 +111,8 @@ class TrialSpec:
     def _recorded(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
-            if f.name in ("own_original", "trial_key", "measured_with") or (f.name == "original" and self.original is None):
+            if f.name in ("own_original", "trial_key", "measured_with", "architecture") or (
+                    f.name == "original" and self.original is None):
                 continue
             value = getattr(self, f.name)
             if f.name in ("data_access", "attacks"):
@@ -121,16 +126,20 @@ class TrialSpec:
         out["trial_key"] = self.trial_key
         if self.measured_with:
             out["measured_with"] = self.measured_with
+        if self.architecture:
+            out["architecture"] = thaw(self.architecture)
         if self.own_original is not None:
             out["method_train"] = {"key": self.own_original.key, "train_params": thaw(self.own_original.train_params)}
         return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TrialSpec:
-        names = {f.name for f in dataclasses.fields(cls)} - {"own_original", "trial_key", "original", "measured_with"}
+        names = {f.name for f in dataclasses.fields(cls)} - {"own_original", "trial_key", "original", "measured_with",
+                                                             "architecture"}
         kw = {k: d[k] for k in names}
         kw["original"] = d.get("original")
         kw["measured_with"] = d.get("measured_with", "")
+        kw["architecture"] = d.get("architecture") or {}
         kw["data_access"] = frozenset(a for a in str(d["data_access"]).split(",") if a)
         kw["attacks"] = tuple(a for a in str(d["attacks"]).split(",") if a)
         own = d.get("method_train")

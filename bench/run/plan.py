@@ -178,6 +178,7 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
                                         cache_key(rdoc), odoc, rdoc, steps, step_refs,
                                         None if own is None else own["file"].record()))
 
+    layouts = {(pinned[m], d): architecture(net) for (m, d), net in networks.items()}
     multi = len(opts.datasets) > 1 or len(opts.models) > 1 or len(forgets) > 1
     trials = []
     for group in groups:
@@ -202,6 +203,7 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
                 device=device, threads=max(1, int(opts.cpus_per_trial)), versions=versions, plugins=plugins,
                 own_original=own, original=group.original,
                 data_sha256=whole[group.dataset], forget_sha256=forget_sha256, measured_with=code,
+                architecture=layouts[(group.model, group.dataset)],
             ))
     check_settings(methods, groups, trials, splits, networks, pinned)
     if originals and say is not None:
@@ -231,6 +233,17 @@ def _refuse_shared_create(spec: str, obj: Any, arg: Any, sp: Any, networks: dict
         raise BenchError(f"Model '{spec}': two create() calls returned {what}; create() must build a new model on "
                          "every call (bench trains the original, the retrained reference and each trial's model from "
                          "separate calls: with one module, the retrained reference is the original itself).")
+
+
+def architecture(net: Any) -> dict[str, Any]:
+    """What a model spec built: ``class`` (module and name), ``parameters`` and ``trainable``
+    (element counts) and ``layout_sha256``, a digest of its state dict's names, shapes and dtypes
+    (the same for every seed; another width, depth or head gives another)."""
+    layout = [[k, list(v.shape), str(v.dtype)] for k, v in net.state_dict().items()]
+    return {"class": f"{type(net).__module__}.{type(net).__qualname__}",
+            "parameters": sum(p.numel() for p in net.parameters()),
+            "trainable": sum(p.numel() for p in net.parameters() if p.requires_grad),
+            "layout_sha256": sha256_bytes(json.dumps(layout).encode())}
 
 
 def shared_state(a: Any, b: Any) -> str | None:
