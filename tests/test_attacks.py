@@ -429,6 +429,12 @@ def test_score_metrics_definitions():
     non = np.r_[np.arange(0, 199), 1000]
     out = scoring.score_metrics(members, non)
     assert out["tpr_at_1fpr"] == 1.0 and out["tpr_at_0.1fpr"] == 0.0
+    # ties: the ROC points (0, 0.1), (0.005, 0.2), (0.01, 0.3) are collinear, and scikit-learn's
+    # default drop_intermediate removed the middle one, the largest TPR at FPR < 1% (0.1 was reported)
+    non = np.r_[[10.0, 9.0], np.zeros(198)]
+    members = np.r_[[11.0, 10.0, 9.0], -np.ones(7)]
+    brute = max(np.mean(members >= t) for t in np.r_[members, non, np.inf] if np.mean(non >= t) < 0.01)
+    assert scoring.score_metrics(members, non)["tpr_at_1fpr"] == brute == 0.2
     from sklearn.metrics import roc_auc_score
 
     rng = np.random.default_rng(1)

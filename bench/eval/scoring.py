@@ -10,13 +10,20 @@ reference's ROC, AUC and TPR at a low FPR; the threshold attacks' balanced accur
 - ``tpr_at_1fpr`` / ``tpr_at_0.1fpr``: the largest true-positive rate at a false-positive rate
   strictly below 1% (0.1%), read off ``sklearn.metrics.roc_curve`` as in the LiRA reference
   (Carlini et al., S&P 2022, ``tensorflow/privacy`` ``research/mi_lira_2021/plot.py``:
-  ``tpr[np.where(fpr < .001)[0][-1]]``). With fewer than 100 (1,000) non-members the only rate
+  ``tpr[np.where(fpr < .001)[0][-1]]``), over every threshold: ``plot.py`` calls ``roc_curve``
+  with its default ``drop_intermediate=True``, which drops ROC points collinear with their
+  neighbours; where members and non-members tie, the dropped point can be the one with the
+  largest TPR below the limit (10 members, 200 non-members, ties at two scores: 0.1 instead of
+  0.2). We keep every threshold, a fix (found in review, 2026-12-06); AUC and ``balanced_acc``
+  are the same either way. With fewer than 100 (1,000) non-members the only rate
   below the limit is FPR = 0, so the value is the fraction of members scored above every
   non-member: a coarse figure (it may well be above 0); report it on sets large enough for the
   rate to mean something.
 - ``balanced_acc``: the best balanced accuracy of a single threshold, max_t 1 - (FPR + FNR)/2
   (the threshold attacks of Yeom et al., CSF 2018 and Song & Mittal, USENIX Security 2021,
-  optimised on the scored sets themselves: an upper bound on what a threshold attacker reaches).
+  optimised on the scored sets themselves: an upper bound on what an attacker calling "member"
+  every score above a threshold reaches). One-sided: where members score lower (an AUC well below
+  0.5) it stays near 0.5, though the reversed rule would separate the sets.
 
 ``roc_png`` draws the curves of one or more attacks on log-log axes (the LiRA paper's figure
 style), as PNG bytes, painting the axes once per process and only each plot's own parts over them
@@ -56,7 +63,9 @@ def roc(member_scores, nonmember_scores) -> tuple[np.ndarray, np.ndarray]:
     if not finite.all():  # roc_curve refuses infinities: map them just outside the finite range
         lo, hi = (scores[finite].min(), scores[finite].max()) if finite.any() else (0.0, 0.0)
         scores = np.where(scores == np.inf, hi + 1.0, np.where(scores == -np.inf, lo - 1.0, scores))
-    fpr, tpr, _ = roc_curve(labels, scores)
+    # every threshold kept: scikit-learn's default drops points collinear with their neighbours, and
+    # with tied scores the dropped one can be the largest TPR below the FPR limit (a fix, see above)
+    fpr, tpr, _ = roc_curve(labels, scores, drop_intermediate=False)
     return fpr, tpr
 
 
