@@ -49,8 +49,10 @@ def test_saved_models_load_back_and_give_the_recorded_numbers(workdir, shared_ca
         assert acc == runs.loc["ga", "metrics.test_acc"]  # the model measured, bit for bit
         assert not model.training
 
-        with pytest.raises(BenchError, match=r"the model method 'wrapped' returned is not a plain 'mlp' .*load_file"):
+        with pytest.raises(BenchError, match=r"the model method 'wrapped' returned is not a plain 'mlp' .*load_file") as info:
             load_trial_model(runs.loc["wrapped", "run_id"], store)
+        # it names the artifact and how to fetch it, not the temporary download deleted on return
+        assert "load_file('" not in str(info.value) and "download_artifacts(run_id=" in str(info.value), str(info.value)
         import mlflow
 
         path = mlflow.tracking.MlflowClient(store).download_artifacts(runs.loc["wrapped", "run_id"], "model.safetensors",

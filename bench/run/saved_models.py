@@ -20,8 +20,9 @@ from bench.core.errors import BenchError
 from bench.core.keys import MODEL_ARTIFACT, Tag
 
 
-def read_model_file(path: str | Path) -> tuple[dict, dict[str, str]]:
-    """(state dict, header metadata) of a ``model.safetensors`` file."""
+def read_model_file(path: str | Path, source: str | None = None) -> tuple[dict, dict[str, str]]:
+    """(state dict, header metadata) of a ``model.safetensors`` file; ``source`` names it in errors
+    (default: its path)."""
     from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
@@ -30,20 +31,22 @@ def read_model_file(path: str | Path) -> tuple[dict, dict[str, str]]:
             meta = dict(fh.metadata() or {})
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise BenchError(f"{path}: not a readable safetensors file ({exc}).") from None
+        raise BenchError(f"{source or path}: not a readable safetensors file ({exc}).") from None
     missing = [k for k in ("model", "num_classes", "input_shape") if k not in meta]
     if missing:
-        raise BenchError(f"{path}: its header lacks {', '.join(missing)}; it was not written by bench run --save-models "
+        raise BenchError(f"{source or path}: its header lacks {', '.join(missing)}; it was not written by bench run --save-models "
                          f"(read its tensors with safetensors.torch.load_file).")
     return state, meta
 
 
-def load_model(path: str | Path, device: str = "cpu"):
-    """The model in ``path`` (a trial's ``model.safetensors``), rebuilt and loaded, in eval mode."""
+def load_model(path: str | Path, device: str = "cpu", source: str | None = None, state_at: str | None = None):
+    """The model in ``path`` (a trial's ``model.safetensors``), rebuilt and loaded, in eval mode.
+    Errors name the file as ``source`` (default: its path) and say where its state dict can be read
+    as ``state_at`` (default: the file, with ``safetensors.torch.load_file``)."""
     from bench.core.plugins import get_registry
     from bench.run.validate import resolve_model
 
-    state, meta = read_model_file(path)
+    state, meta = read_model_file(path, source)
     obj, arg, _ = resolve_model(get_registry(), meta["model"])
     if arg and getattr(obj, "name", "") == "timm":  # the file holds every weight: not the run's pretrained file
         arg = ",".join(part for part in arg.split(",") if not part.startswith(("pretrained=", "sha256=")))
@@ -52,9 +55,10 @@ def load_model(path: str | Path, device: str = "cpu"):
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError:
-        raise BenchError(f"{path}: the model method '{meta.get('method', '?')}' returned is not a plain "
+        where = state_at or f"the file: safetensors.torch.load_file({str(path)!r})"
+        raise BenchError(f"{source or path}: the model method '{meta.get('method', '?')}' returned is not a plain "
                          f"'{meta['model']}' (its parameters differ: PRUNE's patched network, SISA's ensemble). Its "
-                         f"state dict is in the file: safetensors.torch.load_file({str(path)!r}).") from None
+                         f"state dict is in {where}.") from None
     return net.to(device).eval()
 
 
@@ -78,4 +82,8 @@ def load_trial_model(run_id: str, tracking_uri: str | None = None, device: str =
         except Exception:  # noqa: BLE001 -- MLflow raises several kinds for a missing artifact
             raise BenchError(f"Trial run {run_id} has no {MODEL_ARTIFACT}: its run did not use --save-models; run "
                              f"it again with --save-models to keep the models.") from None
-        return load_model(path, device)
+        # the download is deleted on return: errors name the artifact and how to fetch it, not this path
+        source = f"Trial run {run_id}'s {MODEL_ARTIFACT}"
+        state_at = (f"that artifact: mlflow.artifacts.download_artifacts(run_id={run_id!r}, artifact_path="
+                    f"{MODEL_ARTIFACT!r}, tracking_uri={uri!r}) fetches it, safetensors.torch.load_file reads it")
+        return load_model(path, device, source, state_at)
