@@ -127,7 +127,7 @@ def compare(experiment, tracking_uri, run_ref, fmt, objective, maximize, plot_pa
         click.echo(report.to_csv(comp.rows, comp.ranks, comp.columns), nl=False)
         if table is not None:
             click.echo("\n" + published.to_csv(table, comp.rows), nl=False)
-    for line in report.partial_rank_notes(comp.rows, comp.ranks, comp.objective):
+    for line in [*report.partial_rank_notes(comp.rows, comp.ranks, comp.objective), *cmp.seed_notes(comp)]:
         note(line)
     for parent in comp.parents:  # said when the run was made, kept with it (a recipe that does not match --original)
         for line in filter(None, parent.data.tags.get(Tag.WARNINGS, "").splitlines()):

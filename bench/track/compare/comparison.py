@@ -78,6 +78,28 @@ def compare(tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIMEN
                       rows=rows, ranks=ranks, columns=columns, objective=objective, maximize=maximize, available=available)
 
 
+def seed_notes(comp: Comparison) -> list[str]:
+    """A line per setting whose ranked methods were averaged over different seeds (their finished
+    trials'): pooled runs (``--run all``) may hold a method on more seeds than the others, and the
+    ranks then compare means over different forget sets and initialisations (found in review)."""
+    ranked = {(r.setting, r.name) for r, k in zip(comp.rows, comp.ranks) if k is not None}
+    by_setting: dict[tuple, dict[str, set[str]]] = {}
+    for t in comp.trials:
+        if t.finished and (t.setting, t.label) in ranked:
+            by_setting.setdefault(t.setting, {}).setdefault(t.label, set()).add(t.seed)
+    out = []
+    for setting, seeds in by_setting.items():
+        groups: dict[tuple[str, ...], list[str]] = {}
+        for label, s in seeds.items():
+            groups.setdefault(tuple(sorted(s, key=lambda v: (len(v), v))), []).append(label)
+        if len(groups) > 1:
+            parts = "; ".join(f"{', '.join(labels)} on seed(s) {','.join(ss)}" for ss, labels in groups.items())
+            out.append(f"note: the methods of {'/'.join(setting)} are ranked over different seeds ({parts}); their means "
+                       f"are over different forget sets and initialisations: compare one run (--run RUN_ID), or run the "
+                       f"missing seeds")
+    return out
+
+
 def title(comp: Comparison) -> str:
     better = "higher" if comp.maximize else "lower"
     p = comp.target.info
