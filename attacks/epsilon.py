@@ -32,7 +32,9 @@ unlearning competition", arXiv 2406.09073; ``google-deepmind/unlearning_evaluati
 5. Points per example: 1 for epsilon in [0, 0.5), 1/2 for [0.5, 1), 1/4 for [1, 1.5), ... halving
    per bucket of 0.5, with buckets up to ceil(ln(N - 1)); beyond them 0.
 6. ``forget_quality`` F = mean points over D_f (1 = indistinguishable from retraining).
-7. ``score`` = F * (RA_u / RA_r) * (TA_u / TA_r), accuracies averaged over the N models each.
+7. ``score`` = F * (RA_u / RA_r) * (TA_u / TA_r), accuracies averaged over the N models each
+   (recorded as ``unlearned_retain_acc``, ``retrained_retain_acc``, ``unlearned_test_acc`` and
+   ``retrained_test_acc``).
 
 Also logged: ``median_eps``. Cost: N-1 extra unlearning runs per trial, N retrainings per group.
 """
@@ -181,6 +183,11 @@ class EpsilonScore:
             return float(np.mean([(signals.logits_of(m, x).argmax(1) == yy).mean() for m in models])) if len(y) else float("nan")
 
         F, eps = forgetting_quality(phis(unlearned), phis(retrained))
-        score = final_score(F, acc(unlearned, ctx.retain_x, ctx.retain_y), acc(retrained, ctx.retain_x, ctx.retain_y),
-                            acc(unlearned, ctx.test_x, ctx.test_y), acc(retrained, ctx.test_x, ctx.test_y))
-        return {"score": score, "forget_quality": F, "median_eps": float(np.median(eps))}
+        accs = {"unlearned_retain_acc": acc(unlearned, ctx.retain_x, ctx.retain_y),
+                "retrained_retain_acc": acc(retrained, ctx.retain_x, ctx.retain_y),
+                "unlearned_test_acc": acc(unlearned, ctx.test_x, ctx.test_y),
+                "retrained_test_acc": acc(retrained, ctx.test_x, ctx.test_y)}
+        score = final_score(F, accs["unlearned_retain_acc"], accs["retrained_retain_acc"], accs["unlearned_test_acc"],
+                            accs["retrained_test_acc"])
+        # the four mean accuracies too: the score is recomputable from the record (found in review)
+        return {"score": score, "forget_quality": F, "median_eps": float(np.median(eps)), **accs}

@@ -488,6 +488,9 @@ def test_harness_runs_attacks_on_the_retrained_model(workdir):
     # the retrain method reproduces the reference: MIA-Efficacy equal, SalUn's 4-term gap 0
     assert 0 <= m["mia_efficacy"] <= 1 and m["avg_gap_mia"] == pytest.approx(0.0, abs=1e-9)
     assert m["loss_retain_auc"] > 0.5 and 0 <= m["epsilon_score"] <= 1 and 0 <= m["epsilon_forget_quality"] <= 1
+    ratios = (m["epsilon_unlearned_retain_acc"] / m["epsilon_retrained_retain_acc"]
+              * m["epsilon_unlearned_test_acc"] / m["epsilon_retrained_test_acc"])
+    assert m["epsilon_score"] == pytest.approx(m["epsilon_forget_quality"] * ratios, rel=1e-12)
     assert kid["params.shadow_models"] == "4"
     for key in m:
         if key.split("_")[0] in ("loss", "svc", "lira", "ulira", "rmia", "epsilon") or key in ("mia_efficacy", "avg_gap_mia"):
