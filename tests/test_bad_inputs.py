@@ -193,6 +193,43 @@ class CachedModule:
         return CachedModule._net
 
 
+class EvalFlaw:
+    """A linear model with one flaw at evaluation (found in review: ``F.dropout(x, p)`` is active in
+    eval mode too, and the retrain method measured 0.995 against its own reference's 1.000, exit 0):
+    ``dropout``, batch ``centring`` (a row's logits depend on its batch) or an ``inplace`` change of
+    the input (a method was blamed for changing the request's tensors)."""
+
+    description = "Linear model with a flaw at evaluation (tests/test_bad_inputs.py)"
+
+    def __init__(self, flaw):
+        self.name, self.flaw = f"eval-{flaw}", flaw
+
+    def create(self, num_classes, input_shape, arg=None):
+        import math
+
+        import torch.nn.functional as F
+        from torch import nn
+
+        flaw = self.flaw
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(math.prod(input_shape), num_classes)
+
+            def forward(self, x):
+                if flaw == "inplace":
+                    x.mul_(0.5)
+                h = x.flatten(1)
+                if flaw == "dropout":
+                    h = F.dropout(h, 0.5)
+                if flaw == "centring":
+                    h = h - h.mean(0)
+                return self.fc(h)
+
+        return Net()
+
+
 class DataPlugin:
     @bench.hookimpl
     def register_datasets(self, register):
@@ -208,6 +245,8 @@ class DataPlugin:
         register(TupleOut())
         register(SoftmaxOut())
         register(CachedModule())
+        for flaw in ("dropout", "centring", "inplace"):
+            register(EvalFlaw(flaw))
 
 
 class DuplicateMethod:
@@ -470,6 +509,14 @@ CASES: dict[str, tuple] = {
     "model-create-cached": (("data", ["-m", "ft", "--model", "cached-module"]),
                             r"Model 'cached-module': two create\(\) calls returned the same module; create\(\) must "
                             r"build a new model on every call"),
+    "model-eval-dropout": (("data", ["-m", "ft", "--model", "eval-dropout"]),
+                           r"Model 'eval-dropout' gives other logits for the same inputs in eval mode on dataset 'digits': "
+                           r"randomness at evaluation .*use nn\.Dropout, which eval\(\) turns off\."),
+    "model-eval-batch-statistics": (("data", ["-m", "ft", "--model", "eval-centring"]),
+                                    r"Model 'eval-centring': in eval mode a row's logits depend on the other rows of its "
+                                    r"batch on dataset 'digits' \(batch statistics at evaluation\?\)"),
+    "model-changes-input": (("data", ["-m", "ft", "--model", "eval-inplace"]),
+                            r"Model 'eval-inplace' changes its input in place on dataset 'digits' .*work on a copy"),
     "setting-prune-model": (("data", ["-m", "prune", "--model", "tanh-mlp"]),
                             r"Method 'prune' cannot run on digits / tanh-mlp / random:10%: PRUNE cannot patch the model "
                             r"\(Sequential\): it contains a Tanh"),

@@ -92,7 +92,7 @@ class TrialSpec:
     #: the code the trial is measured with (``bench.run.trained_with.measured_with``): not in the
     #: trial key; ``--resume`` keeps a finished trial only when it recorded the same one
     measured_with: str = field(default="", compare=False)
-    #: what the model spec built on this dataset (``bench.run.plan.architecture``): its class, parameter
+    #: what the model spec built on this dataset (``bench.run.model_probe.architecture``): its class, parameter
     #: counts and a digest of its state-dict layout (``mlp`` resolves to 256-256 inside ``create``);
     #: recorded, not in the trial key (the model's code is in ``measured_with``)
     architecture: Mapping[str, Any] = field(default_factory=dict, compare=False)

@@ -28,6 +28,7 @@ from bench.core.registry import Registry
 from bench.core.spec import OwnOriginal, TrialSpec
 from bench.run.checks import check_attacks_fit, check_recipe_fits, check_sendable_plugins, check_splits
 from bench.run.continual import step_references
+from bench.run.model_probe import architecture, probe_model, refuse_shared_create
 from bench.run.original import ORIGINAL_KEYS, Original, check_against, load_into, original_doc, read_original
 from bench.run.trained_with import measured_with, model_provenance, object_code_digest, trained_with
 from bench.run.validate import (
@@ -85,9 +86,7 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
     methods, forgets, uri = validate_options(registry, opts)  # cheap checks before any heavy import
 
     import numpy as np
-    import torch
 
-    from bench.eval.evaluation import returns_probabilities
     from bench.nn.training import set_threads
 
     device = resolve_device(opts)
@@ -114,31 +113,8 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
         pinned_arg = pin(arg) if pin is not None else arg
         pinned[spec] = spec if pinned_arg == arg else (f"{spec.partition(':')[0]}:{pinned_arg}" if ":" in spec else pinned_arg)
         for dspec, sp in splits.items():
-            try:
-                torch.manual_seed(0)
-                with no_exit(f"Model plugin '{spec}' (create)"):
-                    net = obj.create(sp.num_classes, tuple(sp.input_shape), arg)
-                net.eval()
-                with torch.no_grad():
-                    out = net(sp.test_x[:2])
-            except BenchError:
-                raise
-            except Exception as exc:
-                raise BenchError(
-                    f"Model '{spec}' cannot run on dataset '{dspec}' (inputs of shape {tuple(sp.input_shape)}): "
-                    f"{type(exc).__name__}: {exc}"
-                ) from None
-            if not isinstance(out, torch.Tensor):  # a tuple or dict (logits with extras, a HF-style output)
-                raise BenchError(f"Model '{spec}' returned a {type(out).__name__} on dataset '{dspec}', not a tensor; "
-                                 f"expected logits of shape (N, {sp.num_classes}): return them alone from forward().")
-            if tuple(out.shape) != (2, sp.num_classes):
-                raise BenchError(f"Model '{spec}' returned shape {tuple(out.shape)} on dataset '{dspec}'; expected (2, {sp.num_classes}).")
-            if returns_probabilities(out):  # softmax again over them: every divergence and attack score off, exit 0
-                raise BenchError(f"Model '{spec}' returns probabilities on dataset '{dspec}' (non-negative rows that sum "
-                                 "to 1); bench expects logits (the metrics and attacks apply softmax themselves): drop "
-                                 "the final softmax from forward().")
-            networks[(spec, dspec)] = net
-        _refuse_shared_create(spec, obj, arg, next(iter(splits.values())), networks)
+            networks[(spec, dspec)] = probe_model(spec, obj, arg, dspec, sp)
+        refuse_shared_create(spec, obj, arg, next(iter(splits.values())), networks)
 
     originals = check_originals(opts, models, splits, say)
 
@@ -216,45 +192,6 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
     record = {key: {**o["file"].record(), "test_acc": o["test_acc"]} for key, o in originals.items()}
     by_trial_spec = {pinned[m]: (obj, resolve_model(registry, pinned[m])[1], origin) for m, (obj, _, origin) in models.items()}
     return Plan(opts, uri, methods, splits, by_trial_spec, attacks, groups, trials, device, data_dir, cache_dir, record)
-
-
-def _refuse_shared_create(spec: str, obj: Any, arg: Any, sp: Any, networks: dict) -> None:
-    """A model plugin's ``create`` builds a new module each call: one returning a cached module made
-    the retrained reference the original itself (retrain_* = original_*, every gap and divergence
-    measured against the original, exit 0; found in review)."""
-    import torch
-
-    first = next(net for (m, _), net in networks.items() if m == spec)
-    torch.manual_seed(0)
-    with no_exit(f"Model plugin '{spec}' (create)"):
-        again = obj.create(sp.num_classes, tuple(sp.input_shape), arg)
-    what = shared_state(first, again)
-    if what:
-        raise BenchError(f"Model '{spec}': two create() calls returned {what}; create() must build a new model on "
-                         "every call (bench trains the original, the retrained reference and each trial's model from "
-                         "separate calls: with one module, the retrained reference is the original itself).")
-
-
-def architecture(net: Any) -> dict[str, Any]:
-    """What a model spec built: ``class`` (module and name), ``parameters`` and ``trainable``
-    (element counts) and ``layout_sha256``, a digest of its state dict's names, shapes and dtypes
-    (the same for every seed; another width, depth or head gives another)."""
-    layout = [[k, list(v.shape), str(v.dtype)] for k, v in net.state_dict().items()]
-    return {"class": f"{type(net).__module__}.{type(net).__qualname__}",
-            "parameters": sum(p.numel() for p in net.parameters()),
-            "trainable": sum(p.numel() for p in net.parameters() if p.requires_grad),
-            "layout_sha256": sha256_bytes(json.dumps(layout).encode())}
-
-
-def shared_state(a: Any, b: Any) -> str | None:
-    """``"the same module"`` or ``"modules that share parameters"`` where ``a`` and ``b`` are not
-    separate models; None where they are."""
-    if a is b:
-        return "the same module"
-    storage = {p.data_ptr() for p in a.parameters() if p.numel()}
-    if any(p.data_ptr() in storage for p in b.parameters() if p.numel()):
-        return "modules that share parameters"
-    return None
 
 
 def load_splits(ds: Any, spec: str, data_dir: str, download: bool) -> Any:

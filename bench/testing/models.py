@@ -18,7 +18,7 @@ from torch import nn
 from bench.core.cache import load_state, model_bytes
 from bench.core.errors import BenchError
 from bench.eval.evaluation import returns_probabilities
-from bench.run.plan import shared_state
+from bench.run.model_probe import shared_state
 from bench.testing.base import _SCRAMBLE, SEED, _check, _exc, _fail, _first_difference, _picklable, _registers, _seed_globals, _state
 
 DEFAULT_INPUT_SHAPE = (1, 8, 8)

@@ -1,0 +1,111 @@
+"""What bench checks of a model plugin at plan time, once per model spec and dataset, before any
+training (:func:`probe_model`, :func:`refuse_shared_create`), and what a trial records of the
+architecture a spec built (:func:`architecture`). Each refusal is one :class:`BenchError` line.
+The conformance kit (``bench.testing.check_model``) checks more, on inputs of the author's choice."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from bench.core.cache import sha256_bytes
+from bench.core.errors import BenchError, no_exit
+
+#: Tolerance of "the same logits" for a row alone and in a batch (a batched product may round
+#: otherwise than a single row's).
+RTOL, ATOL = 1e-4, 1e-5
+
+
+def probe_model(spec: str, obj: Any, arg: Any, dspec: str, sp: Any) -> Any:
+    """A fresh instance of model ``spec`` on dataset ``dspec`` (splits ``sp``), created after
+    ``torch.manual_seed(0)`` and run in eval mode on two test inputs: it must return one tensor of
+    logits ``(2, num_classes)`` (not probabilities), leave its input as it was, give the same
+    logits twice under other global generator states (no randomness at evaluation) and give each
+    row's logits alone as in the batch (no batch statistics at evaluation)."""
+    import torch
+
+    from bench.eval.evaluation import returns_probabilities
+
+    x = sp.test_x[:2].clone()  # the model's forward must not reach the dataset's own tensor
+    try:
+        torch.manual_seed(0)
+        with no_exit(f"Model plugin '{spec}' (create)"):
+            net = obj.create(sp.num_classes, tuple(sp.input_shape), arg)
+        net.eval()
+        with torch.no_grad():
+            out = net(x)
+            if isinstance(out, torch.Tensor) and tuple(out.shape) == (2, sp.num_classes):
+                changed = not torch.equal(x, sp.test_x[:2])
+                x = sp.test_x[:2].clone()
+                torch.manual_seed(1)
+                again = net(x)
+                alone = [net(x[i:i + 1].clone()) for i in range(2)]
+    except BenchError:
+        raise
+    except Exception as exc:
+        raise BenchError(
+            f"Model '{spec}' cannot run on dataset '{dspec}' (inputs of shape {tuple(sp.input_shape)}): "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
+    if not isinstance(out, torch.Tensor):  # a tuple or dict (logits with extras, a HF-style output)
+        raise BenchError(f"Model '{spec}' returned a {type(out).__name__} on dataset '{dspec}', not a tensor; "
+                         f"expected logits of shape (N, {sp.num_classes}): return them alone from forward().")
+    if tuple(out.shape) != (2, sp.num_classes):
+        raise BenchError(f"Model '{spec}' returned shape {tuple(out.shape)} on dataset '{dspec}'; expected (2, {sp.num_classes}).")
+    if returns_probabilities(out):  # softmax again over them: every divergence and attack score off, exit 0
+        raise BenchError(f"Model '{spec}' returns probabilities on dataset '{dspec}' (non-negative rows that sum "
+                         "to 1); bench expects logits (the metrics and attacks apply softmax themselves): drop "
+                         "the final softmax from forward().")
+    if changed:  # methods call the model on the request's tensors: the method was blamed for the change
+        raise BenchError(f"Model '{spec}' changes its input in place on dataset '{dspec}' (an in-place normalisation "
+                         "or activation applied to the input); work on a copy in forward().")
+    # found in review: a forward calling F.dropout(x, p) (active in eval mode too) gave noisy numbers
+    # with exit 0 (the retrain method measured 0.995 against its own reference's 1.000)
+    if not torch.equal(out, again):
+        raise BenchError(f"Model '{spec}' gives other logits for the same inputs in eval mode on dataset '{dspec}': "
+                         "randomness at evaluation (F.dropout(x, p) without training=self.training?) makes every "
+                         "accuracy, divergence and attack score noisy; use nn.Dropout, which eval() turns off.")
+    if not all(torch.allclose(a[0], out[i], rtol=RTOL, atol=ATOL) for i, a in enumerate(alone)):
+        raise BenchError(f"Model '{spec}': in eval mode a row's logits depend on the other rows of its batch on dataset "
+                         f"'{dspec}' (batch statistics at evaluation?); bench measures in batches, so every number "
+                         "would depend on the batch size. BatchNorm layers use their running statistics after eval().")
+    return net
+
+
+def refuse_shared_create(spec: str, obj: Any, arg: Any, sp: Any, networks: dict) -> None:
+    """A model plugin's ``create`` builds a new module each call: one returning a cached module made
+    the retrained reference the original itself (retrain_* = original_*, every gap and divergence
+    measured against the original, exit 0; found in review)."""
+    import torch
+
+    first = next(net for (m, _), net in networks.items() if m == spec)
+    torch.manual_seed(0)
+    with no_exit(f"Model plugin '{spec}' (create)"):
+        again = obj.create(sp.num_classes, tuple(sp.input_shape), arg)
+    what = shared_state(first, again)
+    if what:
+        raise BenchError(f"Model '{spec}': two create() calls returned {what}; create() must build a new model on "
+                         "every call (bench trains the original, the retrained reference and each trial's model from "
+                         "separate calls: with one module, the retrained reference is the original itself).")
+
+
+def architecture(net: Any) -> dict[str, Any]:
+    """What a model spec built: ``class`` (module and name), ``parameters`` and ``trainable``
+    (element counts) and ``layout_sha256``, a digest of its state dict's names, shapes and dtypes
+    (the same for every seed; another width, depth or head gives another)."""
+    layout = [[k, list(v.shape), str(v.dtype)] for k, v in net.state_dict().items()]
+    return {"class": f"{type(net).__module__}.{type(net).__qualname__}",
+            "parameters": sum(p.numel() for p in net.parameters()),
+            "trainable": sum(p.numel() for p in net.parameters() if p.requires_grad),
+            "layout_sha256": sha256_bytes(json.dumps(layout).encode())}
+
+
+def shared_state(a: Any, b: Any) -> str | None:
+    """``"the same module"`` or ``"modules that share parameters"`` where ``a`` and ``b`` are not
+    separate models; None where they are."""
+    if a is b:
+        return "the same module"
+    storage = {p.data_ptr() for p in a.parameters() if p.numel()}
+    if any(p.data_ptr() in storage for p in b.parameters() if p.numel()):
+        return "modules that share parameters"
+    return None
