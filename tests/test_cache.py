@@ -553,6 +553,66 @@ def test_a_model_plugins_code_enters_the_reference_and_trial_keys(tmp_path, monk
     assert edited[3].measured_with != first[3].measured_with  # --resume runs its trials again
 
 
+#: what _Thin's create builds through, standing for another package's network code
+_THIN_BUILD = {"act": torch.nn.ReLU}
+
+
+class _ForeignBlock(torch.nn.Module):
+    """A module class of "another package" (its code digest is monkeypatched below)."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.fc = torch.nn.Linear(n, n)
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+class _Thin:
+    """A thin model plugin over another codebase: create() builds what that codebase defines."""
+
+    name = "thin"
+    description = "test model built through another module"
+
+    def create(self, num_classes, input_shape, arg=None):
+        import math
+
+        n = math.prod(input_shape)
+        return torch.nn.Sequential(torch.nn.Flatten(), _ForeignBlock(n), _THIN_BUILD["act"](), torch.nn.Linear(n, num_classes))
+
+
+class _ThinPlugin:
+    @bench.hookimpl
+    def register_models(self, register):
+        register(_Thin())
+
+
+def test_a_network_built_through_another_package_enters_the_keys(tmp_path, monkeypatch, plugged):
+    """A plugin whose create() builds its network through another package kept its cached
+    references when that package changed (ReLU to Tanh: cache hits, the retrain method 2.3e-4 from
+    its own reference, exit 0; found in review): the network's structure, its state dict's layout
+    and the code of its module classes outside torch, timm and bench are in the keys. bench's own
+    models' keys hold none of it (their code is in bench's training digest)."""
+    import bench.run.trained_with as tw
+
+    digests = {"_ForeignBlock": "a" * 16}
+    real = tw.object_code_digest
+    monkeypatch.setattr(tw, "object_code_digest",
+                        lambda obj: digests.get(getattr(obj, "__name__", ""), "") or real(obj))
+    with plugged(_ThinPlugin()):
+        first = _keys(tmp_path, models=["thin"])
+        assert _keys(tmp_path, models=["thin"])[:2] == first[:2]  # stable
+        monkeypatch.setitem(_THIN_BUILD, "act", torch.nn.Tanh)  # the other package's network changed
+        tanh = _keys(tmp_path, models=["thin"])
+        monkeypatch.setitem(_THIN_BUILD, "act", torch.nn.ReLU)
+        digests["_ForeignBlock"] = "b" * 16  # the code of a module class of the other package changed
+        edited = _keys(tmp_path, models=["thin"])
+    for changed in (tanh, edited):
+        assert changed[0] != first[0] and changed[1] != first[1]  # the references train again
+        assert changed[3].measured_with != first[3].measured_with  # --resume runs the trials again
+    assert "model" not in _keys(tmp_path)[2].original_doc["trained_with"]  # the built-in mlp: unchanged keys
+
+
 @pytest.mark.slow
 def test_a_reference_on_read_only_indices_warns_nothing():
     """Ray's object store hands a worker read-only arrays: training a retrained reference on them

@@ -122,8 +122,8 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
     check_attacks_fit(methods, forgets, attacks)
     check_sendable_plugins(registry, opts, methods, models, attacks)  # before any training
 
-    provenance = {pinned[m]: model_provenance(obj, origin, plugins, versions)
-                  for m, (obj, _, origin) in models.items()}
+    provenance = {(pinned[m], d): model_provenance(obj, origin, plugins, versions, networks[(m, d)])
+                  for m, (obj, _, origin) in models.items() for d in splits}
     attack_plugins = {n: (registry.entry("attack", n).origin, a) for n, a in attacks.items()}
     groups: list[Group] = []
     for dspec, sp in splits.items():
@@ -141,7 +141,7 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
                         "dataset": dspec, "data_sha256": digests[dspec], "model": pinned[mspec],
                         "input_shape": list(sp.input_shape), "num_classes": sp.num_classes,
                         "recipe": recipe.as_dict(), "seed": seed,
-                        "trained_with": trained_with(device, opts.cpus_per_trial, provenance[pinned[mspec]]),
+                        "trained_with": trained_with(device, opts.cpus_per_trial, provenance[(pinned[mspec], dspec)]),
                     }
                     own = originals.get((mspec, dspec))
                     odoc = {"kind": "original", **base} if own is None else original_doc(base, own["file"])
@@ -169,7 +169,7 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
             # showed one method's seeds as variants of different code (sisa[code=...] x 2; found in review)
             own_code = json.dumps({"train_version": train_version(m.obj), "train_params": dict(own.train_params)},
                                   sort_keys=True, default=str) if own else ""
-            code = measured_with((m.origin, m.obj), attack_plugins, provenance[group.model], own_code, plugins, versions)
+            code = measured_with((m.origin, m.obj), attack_plugins, provenance[(group.model, group.dataset)], own_code, plugins, versions)
             trials.append(TrialSpec(
                 trial_name=name, method=m.name, method_plugin=m.origin, params=params, data_access=frozenset(m.access),
                 seed=group.seed, forget_seed=group.forget_seed, dataset=group.dataset,

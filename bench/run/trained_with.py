@@ -119,17 +119,42 @@ def _package_digest(top: str) -> str:
 MAX_PACKAGE_FILES = 500
 
 
-def model_provenance(obj: Any, origin: str, plugins: dict[str, str], versions: dict[str, str]) -> str:
+def model_provenance(obj: Any, origin: str, plugins: dict[str, str], versions: dict[str, str], net: Any = None) -> str:
     """What versions a model's architecture beyond bench's own code: a model plugin's name, version
     and code (:func:`object_code_digest`: an edit of its ``create`` under the same version reused
-    the references cached before it, exit 0), timm's version for bench's ``timm`` family (its bare
-    names too), "" for bench's own networks. ``obj``: the registered model plugin; ``origin``: the
+    the references cached before it, exit 0) and, given ``net`` (the instance it builds on the
+    dataset), :func:`network_digest`; timm's version for bench's ``timm`` family (its bare names
+    too), "" for bench's own networks. ``obj``: the registered model plugin; ``origin``: the
     plugin that registered it."""
     if not origin.startswith("bench."):
-        return " ".join(filter(None, (origin, plugins.get(origin) or "", object_code_digest(obj))))
+        return " ".join(filter(None, (origin, plugins.get(origin) or "", object_code_digest(obj),
+                                      network_digest(net) if net is not None else "")))
     if getattr(obj, "name", "") == "timm":
         return f"timm {versions.get('timm', '')}".strip()
     return ""
+
+
+#: packages whose module classes are versioned (torch, timm: their versions are in the key) or are
+#: bench's own (its training code digest): not read again by :func:`network_digest`
+VERSIONED_PACKAGES = frozenset({"torch", "timm", "bench", "builtins"})
+
+
+def network_digest(net: Any) -> str:
+    """What a model plugin's ``create`` built, beyond the plugin's own package (16 hex digits): the
+    network's printed structure (memory addresses left out), its state dict's names, shapes and
+    dtypes, and the code of every package outside torch, timm and bench that defines one of its
+    module classes. A plugin that builds its network through another package (a thin plugin over a
+    research codebase) kept its cached references when that package changed (ReLU to Tanh: cache
+    hits, the retrain method 2.3e-4 away from its own reference, exit 0; found in review). Not
+    covered: plain functions of another package called in a forward defined in the plugin."""
+    import re
+
+    layout = [[k, list(v.shape), str(v.dtype)] for k, v in net.state_dict().items()]
+    classes = {f"{type(m).__module__}.{type(m).__qualname__}": type(m) for m in net.modules()}
+    foreign = [f"{name}={object_code_digest(cls)}" for name, cls in sorted(classes.items())
+               if cls.__module__.partition(".")[0] not in VERSIONED_PACKAGES]
+    text = json.dumps([re.sub(r"0x[0-9a-fA-F]+", "0x", repr(net)), layout, foreign])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def trained_with(device: str, threads: int, model: str = "") -> dict[str, Any]:
