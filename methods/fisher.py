@@ -204,7 +204,7 @@ def vmap_fisher_diagonal(model, x, chunk_size: int = 64) -> dict:
                 prob = torch.softmax(vmap(logits, in_dims=(None, 0))(params, xb), dim=1)  # (B, K)
             weights = prob.reshape(1, -1)  # (1, B*K)
             for k, j in per_example(params, xb).items():  # name -> (B, K, *shape)
-                out[k] += (weights @ j.detach().square_().reshape(weights.shape[1], -1)).reshape(out[k].shape)
+                out[k] += (weights @ j.detach().contiguous().square_().reshape(weights.shape[1], -1)).reshape(out[k].shape)
     finally:
         model.train(was_training)
     return {k: v / max(1, n) for k, v in out.items()}
@@ -289,7 +289,7 @@ def mc_fisher_diagonal(model, x, num_classes: int, chunk_size: int, generator) -
                 prob = torch.softmax(vmap(logits, in_dims=(None, 0))(params, xb), dim=1)
             yb = torch.multinomial(prob.double().cpu(), 1, generator=generator).flatten().to(x.device)
             for k, gk in per_example(params, xb, yb).items():
-                out[k] += gk.detach().square_().sum(0)
+                out[k] += gk.detach().contiguous().square_().sum(0)
     finally:
         model.train(was_training)
     return {k: v / max(1, n) for k, v in out.items()}

@@ -65,6 +65,22 @@ def test_vmap_fisher_equals_the_per_example_loop():
     assert _rel(fisher_diagonal(m32, x.float(), 16), fisher_diagonal_loop(m32, x.float(), 4)) < 1e-4
 
 
+def test_a_parameter_no_output_uses_gets_zero_fisher():
+    """A trainable parameter the forward never reads: its per-example gradients are expanded zeros,
+    and squaring them in place raised "more than one element of the written-to tensor refers to a
+    single memory location" (the trial failed; found in review). Zero information, both estimators."""
+    model = _tiny()
+    model.unused = nn.Linear(3, 2).double()
+    x = torch.randn(9, 12, dtype=torch.double)
+    naive = fisher_diagonal_loop(model, x, 4)
+    fast = fisher_diagonal(model, x, 4)
+    assert torch.equal(fast["unused.weight"], torch.zeros(2, 3, dtype=torch.double))
+    assert _rel({k: v for k, v in fast.items() if not k.startswith("unused")},
+                {k: v for k, v in naive.items() if not k.startswith("unused")}) < 1e-5
+    mc = mc_fisher_diagonal(model, x, 4, 4, torch.Generator().manual_seed(0))
+    assert torch.equal(mc["unused.bias"], torch.zeros(2, dtype=torch.double))
+
+
 def test_batch_mean_squaring_defect_is_not_reproduced():
     """Unlearn-Sparse ``fisher_new`` squares the gradient of a batch-mean loss, (Σg/B)², not Σg²/B.
     Ours must equal the per-example sum whatever the chunk size, and differ from the defect."""
