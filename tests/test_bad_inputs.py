@@ -85,6 +85,7 @@ BAD_DATASETS = {
     "bounds-reversed": dict(info={"input_bounds": (1.0, 0.0)}),
     "bounds-wide": dict(info={"input_bounds": ([0.0] * 5, [1.0] * 5)}),
     "tuple": dict(as_tuple=True),
+    "requires-grad": dict(edit=lambda parts: parts["train_x"].requires_grad_(True)),
 }
 
 
@@ -591,6 +592,8 @@ CASES: dict[str, tuple] = {
     "toml-seeds-huge": (toml('seeds = "0-5000"\n'), r"Bad seeds '0-5000'.*at most 1000"),
     # datasets from a plugin that break the contract
     "plugin-labels-high": (plugin("-d", "bad-labels-high"), r"Dataset 'bad-labels-high': train_y spans labels 0\.\.7, outside 0\.\.1"),
+    "plugin-requires-grad": (plugin("-d", "bad-requires-grad"),
+                             r"Dataset 'bad-requires-grad': train_x or train_y requires grad; return plain data \(x\.detach\(\)\)"),
     "plugin-labels-negative": (plugin("-d", "bad-labels-negative"), r"train_y spans labels -1\.\.1, outside 0\.\.1"),
     "plugin-test-labels-high": (plugin("-d", "bad-test-labels-high"), r"test_y spans labels 0\.\.2, outside 0\.\.1"),
     "plugin-nan-inputs": (plugin("-d", "bad-nan-inputs"), r"train_x holds NaN or infinite values in 1 of 40 rows"),
@@ -682,3 +685,24 @@ def test_bad_input_is_refused_before_work(case, tmp_path, invoke_bench, no_ray, 
 
 def test_table_is_large():
     assert len(CASES) >= 60
+
+
+def test_numpy_integers_and_a_list_shape_are_made_plain():
+    """num_classes = y.max() + 1 is a NumPy integer: the kit passed it and bench refused it ("num_classes
+    is np.int64(3); expected an integer >= 2"; found in review); both take it now, and bench makes it
+    (and a list input_shape) plain for the JSON records and cache keys."""
+    import numpy as np
+
+    from bench.run.checks import check_splits
+    from bench.testing import check_load_returns_splits
+
+    sp = make_splits(num_classes=np.int64(2), input_shape=[np.int64(4)])
+    check_splits("numpy-ints", sp)
+    assert type(sp.num_classes) is int and sp.input_shape == (4,) and type(sp.input_shape[0]) is int
+
+    class NumpyInts(GoodDataset):
+        def load(self, root, download, arg=None):
+            return make_splits(num_classes=np.int64(2), input_shape=[4])
+
+    check_load_returns_splits(NumpyInts())
+

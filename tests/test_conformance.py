@@ -333,6 +333,39 @@ class UnseededAttack(LossThresholdAUC):
         return super().evaluate(model, dataclasses.replace(ctx, test_x=ctx.test_x[pick], test_y=ctx.test_y[pick]))
 
 
+class ReturnsProbabilities(_GA):
+    """Wraps the unlearned model in a final softmax: bench run fails every trial of it, and the kit
+    passed it (found in review)."""
+
+    name = "returns-probabilities"
+
+    def unlearn(self, model, request, params, ctx):
+        return torch.nn.Sequential(self.ascend(model, request.forget_x, request.forget_y, params, ctx.seed),
+                                   torch.nn.Softmax(dim=1))
+
+
+class PercentAttack(LossThresholdAUC):
+    """Reports its AUC in percent: bench drops the attack's numbers in every trial; the kit passed it."""
+
+    name = "percent-attack"
+
+    def evaluate(self, model, ctx):
+        return {"auc": 100 * super().evaluate(model, ctx)["auc"]}
+
+
+class GradDigits:
+    """Digits whose training inputs require grad: the original trained, the reference then failed in
+    backward ("Trying to backward through the graph a second time"), blaming training."""
+
+    name = "grad-digits"
+    description = "digits with inputs that require grad"
+
+    def load(self, root, download, arg=None):
+        splits = Digits().load(root, download, arg)
+        splits.train_x.requires_grad_(True)
+        return splits
+
+
 def _fails(check, obj, pattern: str, **options):
     """``check(obj)`` fails with a message naming the object and the check, and matching ``pattern``."""
     kind = "dataset" if hasattr(obj, "load") else "attack" if hasattr(obj, "evaluate") else "method"
@@ -474,6 +507,13 @@ def test_every_check_that_runs_the_method_catches_and_restores_a_leak_and_the_ne
                 check(LeavesFloat64())
         assert torch.is_grad_enabled() and torch.get_default_dtype() == torch.float32, name
     kit.check_method(SoundGA())  # after it, in the same process: every check passes
+
+
+def test_catches_what_bench_run_refuses_although_the_kit_passed_it():
+    _fails(kit.check_returns_module, ReturnsProbabilities(), r"gives probabilities .*drop the final softmax")
+    _fails(kit.check_attack_returns_finite_floats, PercentAttack(), r"metric 'auc' \(as 'percent-attack_auc'\) is \d+.*"
+                                                                     r"rate in \[0, 1\] \(not a percentage\)")
+    _fails(kit.check_load_returns_splits, GradDigits(), r"Splits\.train_x requires grad")
 
 
 def test_catches_labels_out_of_range():

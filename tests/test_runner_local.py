@@ -676,7 +676,7 @@ class Odd:
             self.unprefixed = ("odd_auc",)
             return {"auc": 0.5, "odd_auc": 0.4}
         return {"list": [0.5], "nan": {"auc": float("nan")}, "text": {"auc": "high"}, "name": {"bad key!": 0.5},
-                "shadowing": {"acc": 0.123}}[self.how]
+                "shadowing": {"acc": 0.123}, "empty": {}}[self.how]
 
 
 class _OddPlugin:
@@ -696,6 +696,8 @@ class _OddPlugin:
     ("odd", "nan", "Attack 'odd' reported metric 'auc' = nan; its values must be finite"),
     ("odd", "text", "Attack 'odd' reported metric 'auc' = 'high', a str, not a float; return float(value)"),
     ("odd", "list", "Attack 'odd' returned list; evaluate() returns a dict"),
+    # no attack table, no word, exit 0 (found in review)
+    ("odd", "empty", "Attack 'odd' returned no metrics (an empty dict); evaluate() returns at least one"),
     ("odd", "raise", "Attack 'odd' failed: ValueError: no threshold"),
     ("odd", "twice", "Attack 'odd' reported metrics 'auc' and 'odd_auc', which both make 'odd_auc'; rename one"),
     ("odd", "leak", "Attack 'odd' left torch's"),

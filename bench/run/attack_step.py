@@ -187,6 +187,9 @@ def _evaluate(name: str, attack, model, ctx: AttackContext, metrics: dict, owner
     if not isinstance(found, dict):
         raise BenchError(f"Attack '{name}' returned {type(found).__name__}; evaluate() returns a dict of metric "
                          "name -> number (docs/plugins.md, Attacks).")
+    if not found:  # the kit refuses it; a run printed no attack table and no word, exit 0 (found in review)
+        raise BenchError(f"Attack '{name}' returned no metrics (an empty dict); evaluate() returns at least one "
+                         "metric name -> number (docs/plugins.md, Attacks).")
     unprefixed = set(getattr(attack, "unprefixed", ()))
     out: dict[str, float] = {}
     made: dict[str, Any] = {}  # metric name -> the key that made it

@@ -10,6 +10,7 @@ Each raises a one-line :class:`BenchError` (what was wrong, what was expected, w
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import tempfile
 from pathlib import Path
@@ -168,15 +169,22 @@ def check_splits(spec: str, sp: Any) -> None:
         raise BenchError(f"{where}: load() returned {type(sp).__name__}; expected a bench.Splits ({', '.join(fields)}, "
                          f"info). {fix}")
     k = sp.num_classes
-    if isinstance(k, bool) or not isinstance(k, int) or k < 2:
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 2:
         raise BenchError(f"{where}: num_classes is {k!r}; expected an integer >= 2. {fix}")
     shape = sp.input_shape
-    if not isinstance(shape, (tuple, list)) or not shape or not all(isinstance(d, int) and d > 0 for d in shape):
+    if (not isinstance(shape, (tuple, list)) or not shape
+            or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) and d > 0 for d in shape)):
         raise BenchError(f"{where}: input_shape is {shape!r}; expected a tuple of positive integers, e.g. (64,). {fix}")
+    # NumPy integers (y.max() + 1, x.shape of an array) and a list, as the conformance kit accepts them,
+    # made plain: they go into JSON records and cache keys (np.int64(3) was refused while the kit passed it)
+    k, shape = int(k), tuple(int(d) for d in shape)
+    sp.num_classes, sp.input_shape = k, shape
     for part in ("train", "test"):
         x, y = getattr(sp, f"{part}_x"), getattr(sp, f"{part}_y")
         if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
             raise BenchError(f"{where}: {part}_x and {part}_y must be torch tensors (got {type(x).__name__}, {type(y).__name__}). {fix}")
+        if x.requires_grad or y.requires_grad:  # the original trained, then the reference failed in backward
+            raise BenchError(f"{where}: {part}_x or {part}_y requires grad; return plain data (x.detach()). {fix}")
         if tuple(x.shape[1:]) != tuple(shape):
             raise BenchError(f"{where}: {part}_x has shape {tuple(x.shape)}, which does not match input_shape "
                              f"{tuple(shape)} (expected (N, {', '.join(map(str, shape))})). {fix}")

@@ -12,7 +12,7 @@ import torch
 
 from bench.core.contracts import AttackContext
 from bench.eval.metrics import HARNESS_METRICS
-from bench.run.attack_step import valid_metric_name
+from bench.run.attack_step import is_rate, valid_metric_name
 from bench.testing.base import (
     _SCRAMBLE,
     SEED,
@@ -86,6 +86,9 @@ def check_attack_returns_finite_floats(attack) -> None:
         if not math.isfinite(float(value)):
             _fail(f"metric '{key}' is {value}, not finite.")
         full = key if key in set(getattr(attack, "unprefixed", ())) else f"{attack.name}_{key}"
+        if is_rate(full) and not 0.0 <= float(value) <= 1.0:  # bench drops the attack's numbers in every trial
+            _fail(f"metric '{key}' (as '{full}') is {value:g}; a name ending in _auc, _acc or _efficacy or holding "
+                  f"_tpr_at_ is a rate in [0, 1] (not a percentage): bench refuses it in every trial.")
         if full in HARNESS_METRICS:  # an attack named `retain` reporting `acc`: refused by bench in every trial
             _fail(f"metric '{key}' makes '{full}', a metric bench itself measures in every trial; bench drops this "
                   f"attack's numbers in each trial: rename the metric or the attack.")

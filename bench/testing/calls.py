@@ -122,3 +122,8 @@ def _check_module(out: Any, setting: ToySetting, what: str) -> None:
               f"{(len(x), setting.num_classes)} ({what}).")
     if not torch.isfinite(logits).all():
         _fail(f"the returned model gives non-finite logits (NaN or inf) on the toy test inputs ({what}).")
+    from bench.eval.evaluation import returns_probabilities
+
+    if returns_probabilities(logits):  # bench run fails such a trial (bench.run.trial): the kit passed it
+        _fail(f"the returned model gives probabilities (non-negative rows summing to 1), not logits ({what}); "
+              f"bench applies softmax itself: drop the final softmax.")

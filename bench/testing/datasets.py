@@ -35,7 +35,8 @@ def check_dataset_attributes(dataset) -> None:
 @_check("dataset")
 def check_load_returns_splits(dataset, arg=None, root=None, download=False) -> None:
     """``load`` returns :class:`bench.core.contracts.Splits` whose four fields are torch tensors on the
-    CPU, with an integer ``num_classes`` >= 2 and ``input_shape`` a tuple of positive integers."""
+    CPU, with an integer ``num_classes`` >= 2 and ``input_shape`` a tuple (or list) of positive
+    integers (NumPy integers too: bench makes them plain), and no tensor requires grad."""
     s = _load(dataset, arg, root, download)
     for key in _TENSORS:
         value = getattr(s, key)
@@ -43,10 +44,14 @@ def check_load_returns_splits(dataset, arg=None, root=None, download=False) -> N
             _fail(f"Splits.{key} is a {type(value).__name__}, not a torch.Tensor.")
         if value.device.type != "cpu":
             _fail(f"Splits.{key} is on {value.device}; return CPU tensors (the harness moves them).")
+        if value.requires_grad:
+            _fail(f"Splits.{key} requires grad; return plain data (x.detach()): every model trained on it "
+                  f"would back-propagate into the dataset.")
     if isinstance(s.num_classes, bool) or not isinstance(s.num_classes, numbers.Integral) or s.num_classes < 2:
         _fail(f"num_classes is {s.num_classes!r}; expected an integer >= 2.")
     shape = s.input_shape
-    if not isinstance(shape, tuple) or not shape or not all(isinstance(d, int) and d > 0 for d in shape):
+    if (not isinstance(shape, (tuple, list)) or not shape
+            or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) and d > 0 for d in shape)):
         _fail(f"input_shape is {shape!r}; expected a tuple of positive ints, e.g. (1, 8, 8).")
 
 
