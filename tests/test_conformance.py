@@ -366,6 +366,18 @@ class GradDigits:
         return splits
 
 
+class TrainModeAttack(LossThresholdAUC):
+    """Switches the model to train mode and runs it before the attack: batch-norm statistics move."""
+
+    name = "train-mode-attack"
+
+    def evaluate(self, model, ctx):
+        model.train()
+        model(ctx.forget_x)
+        model.eval()
+        return super().evaluate(model, ctx)
+
+
 def _fails(check, obj, pattern: str, **options):
     """``check(obj)`` fails with a message naming the object and the check, and matching ``pattern``."""
     kind = "dataset" if hasattr(obj, "load") else "attack" if hasattr(obj, "evaluate") else "method"
@@ -514,6 +526,8 @@ def test_catches_what_bench_run_refuses_although_the_kit_passed_it():
     _fails(kit.check_attack_returns_finite_floats, PercentAttack(), r"metric 'auc' \(as 'percent-attack_auc'\) is \d+.*"
                                                                      r"rate in \[0, 1\] \(not a percentage\)")
     _fails(kit.check_load_returns_splits, GradDigits(), r"Splits\.train_x requires grad")
+    _fails(kit.check_attack_leaves_inputs_untouched, TrainModeAttack(), r"evaluate changed the model it evaluates "
+                                                                         r"\('1\.running_mean' differs")
 
 
 def test_catches_labels_out_of_range():

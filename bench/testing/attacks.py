@@ -94,21 +94,35 @@ def check_attack_returns_finite_floats(attack) -> None:
                   f"attack's numbers in each trial: rename the metric or the attack.")
 
 
+def _with_batch_norm(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` behind a BatchNorm layer that is the identity in eval mode (running mean 0, variance
+    1): a forward in train mode moves its running statistics, which the toy MLP alone does not have."""
+    bn = torch.nn.BatchNorm1d(64)
+    with torch.no_grad():
+        bn.running_var.fill_(1.0 - bn.eps)  # sqrt(var + eps) = 1
+    return torch.nn.Sequential(torch.nn.Flatten(), bn, model).eval()
+
+
 @_check("attack")
 def check_attack_leaves_inputs_untouched(attack) -> None:
-    """``evaluate`` changes neither the model's weights nor the context's tensors."""
+    """``evaluate`` changes neither the model's weights and buffers nor the context's tensors, on
+    the toy model and on the toy model behind a batch-norm layer (an attack that calls
+    ``model.train()`` and runs a forward moves its running statistics: bench drops that attack's
+    numbers and every later attack's; the toy MLP alone has none to move)."""
     setting = toy_setting()
-    model, ctx = setting.original_copy(), _attack_ctx(setting, attack=attack)
-    before = _state(model)
-    tensors = {f.name: getattr(ctx, f.name) for f in fields(ctx) if isinstance(getattr(ctx, f.name), torch.Tensor)}
-    snap = {k: v.clone() for k, v in tensors.items()}
-    _evaluate(attack, model, ctx, SEED)
-    diff = _first_difference(before, _state(model))
-    if diff:
-        _fail(f"evaluate changed the model it evaluates ({diff}); work on a copy (copy.deepcopy(model)).")
-    for key, value in tensors.items():
-        if getattr(ctx, key) is not value or not torch.equal(value, snap[key]):
-            _fail(f"evaluate changed ctx.{key}; the harness shares these tensors with the other attacks.")
+    for model in (setting.original_copy(), _with_batch_norm(setting.original_copy())):
+        ctx = _attack_ctx(setting, attack=attack)
+        before = _state(model)
+        tensors = {f.name: getattr(ctx, f.name) for f in fields(ctx) if isinstance(getattr(ctx, f.name), torch.Tensor)}
+        snap = {k: v.clone() for k, v in tensors.items()}
+        _evaluate(attack, model, ctx, SEED)
+        diff = _first_difference(before, _state(model))
+        if diff:
+            _fail(f"evaluate changed the model it evaluates ({diff}); work on a copy (copy.deepcopy(model)), and "
+                  f"evaluate in eval mode (a forward in train mode moves batch-norm statistics).")
+        for key, value in tensors.items():
+            if getattr(ctx, key) is not value or not torch.equal(value, snap[key]):
+                _fail(f"evaluate changed ctx.{key}; the harness shares these tensors with the other attacks.")
 
 
 @_check("attack")
