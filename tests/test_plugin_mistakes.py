@@ -96,3 +96,59 @@ def test_bench_plugins_lists_what_is_installed_when_a_plugin_breaks_loading(invo
     lines = got.stderr.splitlines()
     assert lines[0] == "Error: Plugin 'bad' (bad_mod, distribution bad-dist) failed to import: ImportError: nope."
     assert lines[1:] == ["installed entry points of the group 'bench' (not loaded): 2", "  bad = bad_mod", "  good = good_mod"]
+
+
+class _HalfMarked:
+    @bench.hookimpl
+    def register_methods(self, register):
+        register(_Locky())
+
+    def register_attacks(self, register):  # the marker forgotten on this one
+        pass
+
+
+class _WrongParameter:
+    @bench.hookimpl
+    def register_methods(self, reg):  # pluggy passes `register` only
+        pass
+
+
+class _Returns:
+    @bench.hookimpl
+    def register_methods(self, register):
+        return [_Locky()]  # returned, never registered
+
+
+def test_a_hook_without_the_marker_beside_a_marked_one_is_warned_about(capsys):
+    """One hook decorated and one not: the first's objects were registered, the second's were not,
+    without a word (the warning covered only a plugin with no hook at all; found in review)."""
+    from bench.core.plugins import make_plugin_manager
+
+    make_plugin_manager((_HalfMarked(),))
+    err = capsys.readouterr().err
+    assert "_HalfMarked" in err and "its register_attacks lacks the @bench.hookimpl decorator, so what it registers is " \
+                                    "not registered (its other hooks are)" in err, err
+
+
+def test_a_hook_with_another_parameter_name_is_one_line_saying_what_to_write():
+    """pluggy's three lines ("hookimpl definition: register_methods(reg) / Argument(s) {'reg'} are
+    declared in the hookimpl but can not be found in the hookspec")."""
+    import pytest
+
+    from bench.core.errors import PluginError
+    from bench.core.plugins import make_plugin_manager
+
+    with pytest.raises(PluginError) as info:
+        make_plugin_manager((_WrongParameter(),))
+    text = str(info.value)
+    assert "\n" not in text and "its hook register_methods(reg) takes {'reg'}, which bench does not pass; write def " \
+                               "register_methods(register)" in text, text
+
+
+def test_a_hook_that_returns_its_objects_is_warned_about(capsys):
+    from bench.core.plugins import build_registry, make_plugin_manager
+
+    registry, _ = build_registry(make_plugin_manager((_Returns(),)))
+    assert "locky" not in registry.names("method")
+    err = capsys.readouterr().err
+    assert "register_methods returned list and registered nothing; the hook calls register(obj)" in err, err

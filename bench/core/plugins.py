@@ -101,7 +101,7 @@ def make_plugin_manager(extra_plugins: tuple = ()) -> pluggy.PluginManager:
             if not pm.is_registered(plugin):  # an installed plugin's module registered in process too
                 pm.register(plugin, name=_in_process_name(pm, plugin))
     except (pluggy.PluginValidationError, ValueError) as exc:
-        raise PluginError(f"Invalid plugin: {exc}") from None
+        raise PluginError(_one_line(exc)) from None
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
@@ -116,6 +116,19 @@ def make_plugin_manager(extra_plugins: tuple = ()) -> pluggy.PluginManager:
     return pm
 
 
+def _one_line(exc: BaseException) -> str:
+    """pluggy's three-line refusal of a hook whose parameters the hook spec lacks (``def
+    register_methods(reg)``), or any other, as one line saying what to write."""
+    text = str(exc)
+    bad = re.search(r"Plugin '([^']+)' for hook '([^']+)'\s*hookimpl definition: (\S+)\s*Argument\(s\) (\{[^}]*\})", text)
+    if bad:
+        plugin, hook, definition, args = bad.groups()
+        return (f"Invalid plugin {_described(plugin)}: its hook {definition} takes {args}, which bench does not pass; "
+                f"write def {hook}(register) (or def {hook}(self, register) in a class) and call register(obj) for "
+                f"each object.")
+    return "Invalid plugin: " + " ".join(text.split())
+
+
 def _described(name: str) -> str:
     """'NAME' (module, distribution DIST) for an entry-point plugin; 'NAME' otherwise."""
     from importlib.metadata import entry_points
@@ -127,16 +140,22 @@ def _described(name: str) -> str:
 
 
 def _warn_hookless(pm: pluggy.PluginManager) -> None:
-    """Warn about a plugin that implements no hook: most often its ``register_*`` functions lack
-    ``@bench.hookimpl``, and it registered nothing without a word (its names were then "unknown")."""
+    """Warn about a plugin whose ``register_*`` functions lack ``@bench.hookimpl``: it registered
+    nothing (or, with one hook decorated, only that hook's objects) without a word, and its names
+    were then "unknown" (the second case found in review)."""
     for name, plugin in pm.list_name_plugin():
-        if plugin is hookspecs or name in DEFAULT_PLUGINS or pm.get_hookcallers(plugin):
+        if plugin is hookspecs or name in DEFAULT_PLUGINS:
             continue
-        bare = [h for h in HOOKS if callable(getattr(plugin, h, None))]
-        why = (f"its {', '.join(bare)} lack{'s' if len(bare) == 1 else ''} the @bench.hookimpl decorator"
-               if bare else f"it defines none of {', '.join(HOOKS)}")
-        print(f"warning: plugin {_described(name)} implements no bench hook, so it registers nothing: {why}.",
-              file=sys.stderr)
+        implemented = {caller.name for caller in pm.get_hookcallers(plugin) or ()}
+        bare = [h for h in HOOKS if h not in implemented and callable(getattr(plugin, h, None))]
+        lack = f"{', '.join(bare)} lack{'s' if len(bare) == 1 else ''} the @bench.hookimpl decorator"
+        if implemented and bare:
+            print(f"warning: plugin {_described(name)}: its {lack}, so what {'it registers' if len(bare) == 1 else 'they register'} "
+                  f"is not registered (its other hooks are).", file=sys.stderr)
+        elif not implemented:
+            why = f"its {lack}" if bare else f"it defines none of {', '.join(HOOKS)}"
+            print(f"warning: plugin {_described(name)} implements no bench hook, so it registers nothing: {why}.",
+                  file=sys.stderr)
 
 
 def _load_entry_points(pm: pluggy.PluginManager, allowed: set[str] | None) -> None:
@@ -201,7 +220,7 @@ def build_registry(pm: pluggy.PluginManager) -> tuple[Registry, list[PluginInfo]
             before = set(registry.names(kind))
             kwargs = {"register": registry.register_callback(kind, origin)} if "register" in impl.argnames else {}
             try:
-                impl.function(**kwargs)
+                returned = impl.function(**kwargs)
             except PluginError:
                 raise
             except Exception as exc:  # a broken plugin must say which one it is
@@ -209,6 +228,10 @@ def build_registry(pm: pluggy.PluginManager) -> tuple[Registry, list[PluginInfo]
             new = sorted(set(registry.names(kind)) - before)
             if new:
                 info.registered.setdefault(kind, []).extend(new)
+            elif returned is not None:  # objects returned, not registered: nothing was, without a word (found in review)
+                print(f"warning: plugin {_described(origin)}: {hook_name} returned {type(returned).__name__} and "
+                      f"registered nothing; the hook calls register(obj) for each object it adds (its return "
+                      f"value is not read).", file=sys.stderr)
     return registry, sorted(infos.values(), key=lambda i: (i.source != "builtin", i.name))
 
 
