@@ -885,3 +885,26 @@ def test_sys_exit_while_the_references_train_fails_them_in_one_line(workdir, plu
         code, out = run_harness(workdir, models=["exits-later"], methods="ga", attacks="", recipe={"epochs": 1})
     assert code == 1, out
     assert "FAILED      training" in out and "called sys.exit(0)" in out, out
+
+
+def test_a_returned_model_of_another_dtype_is_refused_naming_it():
+    """A method that returned model.double() failed its trial with torch's "mat1 and mat2 must have
+    the same dtype, but got Float and Double" in the evaluation, naming neither (found in review)."""
+    from bench.core.contracts import ForgetRequest, MethodContext
+    from bench.run.trial import unlearn_checked
+
+    class Doubles:
+        def unlearn(self, model, request, params, ctx):
+            return model.double()
+
+    x, y = torch.randn(6, 4), torch.arange(6) % 2
+    request = ForgetRequest(num_classes=2, kind="random", forget_x=x[:2], forget_y=y[:2], retain_x=x[2:], retain_y=y[2:])
+    ctx = MethodContext(0, "cpu", lambda: None)
+    with pytest.raises(BenchError, match=r"Method 'd' returned a model with torch\.float64 parameters \('0\.weight'\); "
+                                         r"bench evaluates float32 models on float32 data: convert it back"):
+        unlearn_checked(Doubles(), "d", torch.nn.Sequential(torch.nn.Linear(4, 2)), request, {}, ctx)
+    class Same:
+        def unlearn(self, model, request, params, ctx):
+            return model
+
+    unlearn_checked(Same(), "s", torch.nn.Sequential(torch.nn.Linear(4, 2)), request, {}, ctx)

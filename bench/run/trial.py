@@ -86,6 +86,11 @@ def unlearn_checked(method, name: str, model, request, params: dict, ctx: Method
                          f"(x = {changed[0]}.clone()) or use out-of-place operations.")
     if not isinstance(out, torch.nn.Module):
         raise BenchError(f"Method '{name}' returned {type(out).__name__}{where}, not a torch.nn.Module.")
+    other = next(((k, p.dtype) for k, p in out.named_parameters() if p.is_floating_point() and p.dtype != torch.float32),
+                 None)
+    if other is not None:  # the evaluation failed with torch's "mat1 and mat2 must have the same dtype" (found in review)
+        raise BenchError(f"Method '{name}' returned a model with {other[1]} parameters ('{other[0]}'){where}; bench "
+                         f"evaluates float32 models on float32 data: convert it back (model.float()) before returning.")
     return out
 
 
