@@ -488,10 +488,10 @@ CASES: dict[str, tuple] = {
                           r"Method 'prune' cannot run on .*region='box' is for a single linear head, and mlp's head has "
                           r"512 hidden ReLU units"),
     "setting-be-classifier": (("data", ["-m", "be", "--model", "conv-head"]),
-                              r"Method 'be' cannot run on digits / conv-head / random:10%: Method 'be' adds a shadow class "
+                              r"Method 'be' cannot run on digits / conv-head / random:10%: adds a shadow class "
                               r"to the model's final linear layer, but Sequential has no nn\.Linear with 10 outputs"),
     "setting-cfk-blocks": (("data", ["-m", "cf-k", "--model", "conv-head"]),
-                           r"Method 'cf-k' cannot run on digits / conv-head / random:10%: Method 'cf-k' trains the last "
+                           r"Method 'cf-k' cannot run on digits / conv-head / random:10%: trains the last "
                            r"k blocks of the model, but it does not know the blocks"),
     "continual-epsilon": (["-m", "ga", "-f", "seq:3x10", "--attacks", "epsilon"],
                           r"Attack 'epsilon' runs the trial's method again in one shot on every forgotten point, and "

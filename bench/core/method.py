@@ -188,6 +188,7 @@ def check_setting(name: str, method: Any, params: dict, setting: Setting) -> Non
         fn(dict(params), setting)
     except (ValueError, TypeError, BenchError) as exc:
         message, key = _refusal(exc, params)
+        message = message.removeprefix(f"Method '{name}' ")  # its own line names it too: said once (found in review)
         fix = f"-p {name}.{key}=VALUE" if key else "its parameters or the setting"
         raise BenchError(f"Method '{name}' cannot run on {setting.dataset} / {setting.model} / {setting.forget}: "
                          f"{message}. Fix it with {fix}.") from None
