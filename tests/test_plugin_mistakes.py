@@ -152,3 +152,44 @@ def test_a_hook_that_returns_its_objects_is_warned_about(capsys):
     assert "locky" not in registry.names("method")
     err = capsys.readouterr().err
     assert "register_methods returned list and registered nothing; the hook calls register(obj)" in err, err
+
+
+class _NumpyDefaults(bench.Method):
+    """Defaults written as NumPy scalars (np.float32(0.01), as a config read with NumPy gives)."""
+
+    name = "numpy-defaults"
+    description = "test method with NumPy-scalar defaults"
+    requires = frozenset({"forget"})
+    search_space: dict = {}
+
+    def __init__(self):
+        import numpy as np
+
+        self.default_params = {"lr": np.float32(0.01), "epochs": np.int64(2)}
+
+    def check_params(self, params):
+        from bench.core.params import require_int, require_range
+
+        require_range(params, "lr", 0.0, 1.0, low_open=True)
+        require_int(params, "epochs", 1)
+
+    def unlearn(self, model, request, params, ctx):
+        return model
+
+
+class _NumpyPlugin:
+    @bench.hookimpl
+    def register_methods(self, register):
+        register(_NumpyDefaults())
+
+
+def test_numpy_scalar_defaults_are_read_as_the_numbers_they_hold(tmp_path, invoke_bench, plugged):
+    """The default itself was refused ("lr=np.float32(0.01): expected a number in (0.0, 1.0]") and
+    -p numpy-defaults.lr=0.05 was "not a number" (found in review): bench reads them as Python numbers."""
+    store = ("--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--cache-dir", str(tmp_path / "cache"))
+    with plugged(_NumpyPlugin()):
+        plain = invoke_bench("run", "-m", "numpy-defaults", "--dry-run", "--executor", "local", *store)
+        given = invoke_bench("run", "-m", "numpy-defaults", "-p", "numpy-defaults.lr=0.05", "-p",
+                             "numpy-defaults.epochs=3", "--dry-run", "--executor", "local", *store)
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+    assert given.returncode == 0 and "lr=0.05" in given.stdout and "epochs=3" in given.stdout, given.stdout + given.stderr

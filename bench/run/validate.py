@@ -107,7 +107,7 @@ def resolve_methods(registry: Registry, opts: RunOptions) -> list[MethodPlan]:
     for name in names:
         entry = registry.entry("method", name)
         obj = entry.obj
-        params = dict(obj.default_params)
+        params = {k: _plain(v) for k, v in obj.default_params.items()}
         for key, value in opts.params.get(name, {}).items():
             if key not in params:
                 raise BenchError(
@@ -126,7 +126,15 @@ def params_for_dataset(m: MethodPlan, dataset: str, given: dict) -> dict:
     """A method's params on one dataset: its defaults < its optional ``dataset_params[NAME]`` (NAME
     = the dataset spec before any colon) < what the user gave (``-p``, TOML, ``--params``)."""
     per = dataset_params(m.obj, dataset.partition(":")[0])
-    return {**m.params, **{k: v for k, v in per.items() if k in m.params and k not in given}}
+    return {**m.params, **{k: _plain(v) for k, v in per.items() if k in m.params and k not in given}}
+
+
+def _plain(value: Any) -> Any:
+    """A NumPy scalar in a plugin's defaults (``np.float32(0.01)``) as the Python number it holds:
+    its type decides how a ``-p`` value is read, and ``-p m.lr=0.05`` was refused as "not a
+    number", the default itself as out of range (found in review); the kit still asks for plain values."""
+    item = getattr(value, "item", None)
+    return item() if type(value).__module__ == "numpy" and callable(item) and getattr(value, "ndim", None) == 0 else value
 
 
 def resolve_model(registry: Registry, spec: str) -> tuple[Any, str | None, str]:
