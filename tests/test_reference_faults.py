@@ -124,8 +124,8 @@ def test_failed_reference_fails_its_groups_trials_and_the_other_group_runs(workd
     assert "retrain" in out  # the healthy group's references are in the summary
 
 
-def test_oom_hint_names_what_to_change():
-    from bench.run.checks import oom_hint
+def test_failure_hint_names_what_to_change():
+    from bench.run.checks import failure_hint as oom_hint
 
     oom = "Traceback ...\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 MiB"
     assert oom_hint(["RuntimeError: boom"], 0.25) == ""
@@ -139,6 +139,10 @@ def test_oom_hint_names_what_to_change():
     hint = oom_hint([ray_oom], 0)
     assert "Ray stopped 1 of them because the machine ran low on memory" in hint and "--cpus-per-trial" in hint
     assert "GPU" not in hint
+    # a BatchNorm1d model on a one-point forget set: torch's line named neither (found in review)
+    bn = "ValueError: Expected more than 1 value per channel when training, got input size torch.Size([1, 16])"
+    hint = oom_hint([bn, bn, "RuntimeError: boom"], 0)
+    assert "2 of them trained a batch-norm layer on a batch of one row" in hint and "forget at least 2 points" in hint
 
 
 def test_train_many_local_returns_a_failure_and_goes_on():

@@ -282,10 +282,11 @@ def check_recipe_fits(recipe: Any, dataset: str, input_shape) -> None:
                          f"of shape {tuple(input_shape)}. Use --recipe augment=none for it.")
 
 
-def oom_hint(error_texts, gpus_per_trial: float) -> str:
-    """After the run: a sentence (with a leading space) for the failures that ran out of GPU memory
-    or that Ray killed for lack of the machine's memory, "" if none did: how many, and what to
-    change (fewer trials sharing a GPU, or fewer at once, and the same run resumed)."""
+def failure_hint(error_texts, gpus_per_trial: float) -> str:
+    """After the run: a sentence (with a leading space) for the failures that ran out of GPU memory,
+    that Ray killed for lack of the machine's memory or that trained a batch-norm layer on one row,
+    "" if none did: how many, and what to change (fewer trials sharing a GPU, or fewer at once, and
+    the same run resumed; a larger forget set)."""
     texts = list(error_texts)
     gpu = sum(any(m in text for m in _GPU_OOM) for text in texts)
     host = sum(any(m in text for m in _HOST_OOM) and not any(m in text for m in _GPU_OOM) for text in texts)
@@ -301,7 +302,16 @@ def oom_hint(error_texts, gpus_per_trial: float) -> str:
     if host:
         out += (f" Ray stopped {host} of them because the machine ran low on memory: run the same command with "
                 "--resume and a larger --cpus-per-trial, so that fewer trials run at once.")
+    one = sum(_ONE_ROW in text for text in texts)
+    if one:  # a BatchNorm1d model and a one-point forget set: torch's line alone named neither (found in review)
+        out += (f" {one} of them trained a batch-norm layer on a batch of one row ({_ONE_ROW}): a model with BatchNorm1d "
+                "layers cannot take a training step on a single point, which a forget set of one point gives the "
+                "methods that train on it; forget at least 2 points, or use a model without BatchNorm1d.")
     return out
+
+
+#: torch's refusal of a train-mode batch-norm step over one value per channel
+_ONE_ROW = "Expected more than 1 value per channel when training"
 
 
 def check_attacks_fit(methods: list, forgets: list, attacks: dict) -> None:

@@ -19,7 +19,7 @@ from bench.core.errors import BenchError, RecordError
 from bench.core.keys import Tag, plan_key
 from bench.core.options import RunOptions
 from bench.core.plugins import get_registry, plugin_versions
-from bench.run.checks import check_cluster_resources, oom_hint
+from bench.run.checks import check_cluster_resources, failure_hint
 from bench.run.plan import make_plan
 from bench.run.validate import validate_options
 from bench.track.provenance import package_versions
@@ -335,7 +335,7 @@ def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False, t
         elif failures:
             ray_log = f"; Ray's log: {outcome.log_path}" if outcome.log_path else ""
             say(f"{len(failures)} trial(s) failed; their tracebacks are in MLflow (artifact error.txt){ray_log}."
-                + oom_hint(failures.values(), opts.gpus_per_trial), always=True)
+                + failure_hint(failures.values(), opts.gpus_per_trial), always=True)
             code = 1
         else:
             status = "FINISHED"

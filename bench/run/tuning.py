@@ -29,7 +29,7 @@ from bench.core.fs import check_writable_file
 from bench.core.options import RunOptions
 from bench.core.plugins import get_registry, plugin_versions
 from bench.eval.metrics import CLASS_ONLY, CONTINUAL_ONLY, METRIC_DIRECTIONS, PER_EPOCH, objective_attack
-from bench.run.checks import oom_hint
+from bench.run.checks import failure_hint
 from bench.run.plan import make_plan
 from bench.run.validate import validate_options
 from bench.run.runner import close_run
@@ -181,7 +181,7 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
             with tracking.recording("recording the failure in the MLflow store"):
                 tracking.record_failure(client, parent, text)
             say(f"no sample can run: {tracking.error_line(text)} (traceback: MLflow run {parent}, error.txt)."
-                + oom_hint(failures.values(), opts.gpus_per_trial), always=True)
+                + failure_hint(failures.values(), opts.gpus_per_trial), always=True)
         else:
             sched = None
             if scheduler == "asha":  # the defaults' sample, when first, runs to its end
