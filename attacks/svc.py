@@ -17,7 +17,7 @@ feature is the confidence p_y (the column SalUn and Unlearn-Sparse report,
 - ``svc_mentropy_efficacy``: the same with the modified-entropy feature of Song & Mittal,
   computed correctly (the reference's ``m_entropy`` indexes whole columns and uses log p for the
   other classes; not reproduced);
-- ``avg_gap_mia``, SalUn's four-term Avg. Gap (Fan et al., ICLR 2024, Table 3):
+- ``avg_gap_mia``, SalUn's four-term Avg. Gap (Fan et al., ICLR 2024, Table 1):
   (|UA_u - UA_r| + |MIA_u - MIA_r| + |RA_u - RA_r| + |TA_u - TA_r|) / 4, with UA = 1 - forget
   accuracy, RA/TA retain/test accuracy, and MIA the MIA-Efficacy of the unlearned (u) and of the
   retrained reference (r, the same seed's model, as for the harness's ``avg_gap``).

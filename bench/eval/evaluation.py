@@ -14,7 +14,7 @@ References: the same accuracies of the original model (``original_*``) and of th
 retrained from scratch on D_r with the same recipe and seed (``retrain_*``).
 
 Gaps (``retain_gap``, ``forget_gap``, ``test_gap``): |m(unlearned) - m(retrained)|.
-``avg_gap``: their mean. This is Avg. Gap of Fan et al., ICLR 2024 ("SalUn", Table 3) over
+``avg_gap``: their mean. This is Avg. Gap of Fan et al., ICLR 2024 ("SalUn", Table 1) over
 RA, TA and UA = 1 - FA (|UA_u - UA_r| = |FA_u - FA_r|); SalUn's fourth term, MIA-Efficacy,
 is not part of it here because it needs an attack plugin: it is logged separately when one runs.
 Lower is better. The reference is the retrained model of the trial's own seed.
