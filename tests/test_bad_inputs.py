@@ -706,3 +706,26 @@ def test_numpy_integers_and_a_list_shape_are_made_plain():
 
     check_load_returns_splits(NumpyInts())
 
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.startswith("model-") and isinstance(CASES[c][0], tuple)])
+def test_the_dry_run_refuses_the_models_a_run_refuses(case, tmp_path, invoke_bench):
+    """The dry run ran a model on zeros and checked the output's shape only: a final softmax, a model
+    returned twice or random at evaluation passed it ("The plan is valid"), and the run refused them
+    (found in review). On data whose files are missing the rows are random ones of the declared shape."""
+    from bench.core.plugins import register_plugin, unregister_plugin
+
+    args, pattern = CASES[case]
+    store = ["--cache-dir", str(tmp_path / "cache"), "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}",
+             "--data-dir", str(tmp_path / "data"), "--executor", "local", "--dry-run"]
+    plugin = DataPlugin()
+    register_plugin(plugin)
+    try:
+        proc = invoke_bench("run", *store, *args[1], cwd=tmp_path)
+        missing = invoke_bench("run", *store, *args[1], "-d", "cifar10", cwd=tmp_path) if case == "model-eval-dropout" else None
+    finally:
+        unregister_plugin(plugin)
+    assert proc.returncode == 2 and re.search(pattern, proc.stderr, re.S), (proc.returncode, proc.stdout + proc.stderr)
+    if missing is not None:
+        assert "NOT READY" in missing.stdout and missing.returncode == 2, missing.stdout + missing.stderr
+        assert "Model 'eval-dropout' gives other logits for the same inputs in eval mode on dataset 'cifar10'" in missing.stderr

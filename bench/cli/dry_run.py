@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from bench.core.errors import BenchError, DataFilesMissing
+from bench.core.errors import DataFilesMissing
 
 
 def _shape_of(ds: Any) -> tuple[tuple[int, ...] | None, int | None]:
@@ -29,22 +29,23 @@ def _shape_of(ds: Any) -> tuple[tuple[int, ...] | None, int | None]:
     return (tuple(shape) if shape else None), getattr(ds, "num_classes", None)
 
 
-def _check_model(obj: Any, arg: str | None, spec: str, shape: tuple[int, ...], classes: int) -> tuple[Any, str]:
-    """(the model built for the shape, a line about it); a one-line BenchError if it cannot run."""
+def _check_model(obj: Any, arg: str | None, spec: str, dspec: str, splits: Any, shape: tuple[int, ...],
+                 classes: int) -> tuple[Any, str]:
+    """(the model built for the dataset, a line about it): the checks of ``bench run``'s plan
+    (``bench.run.model_probe``) on the dataset's test rows, or on seeded random rows of its declared
+    shape when its files are missing; a one-line BenchError if it fails one (until 2026-12-06 the
+    dry run ran the model on zeros only and passed what the run then refused)."""
+    from types import SimpleNamespace
+
     import torch
 
-    try:
-        torch.manual_seed(0)
-        net = obj.create(classes, shape, arg)
-        net.eval()
-        with torch.no_grad():
-            out = net(torch.zeros((2, *shape)))
-    except BenchError:
-        raise
-    except Exception as exc:  # noqa: BLE001 -- reported as a bad plan, as bench run does
-        raise BenchError(f"Model '{spec}' cannot run on inputs of shape {shape}: {type(exc).__name__}: {exc}") from None
-    if tuple(out.shape) != (2, classes):
-        raise BenchError(f"Model '{spec}' returned shape {tuple(out.shape)}; expected (2, {classes}).")
+    from bench.run.model_probe import probe_model, refuse_shared_create
+
+    if splits is None:
+        rows = torch.randn((2, *shape), generator=torch.Generator().manual_seed(0))
+        splits = SimpleNamespace(test_x=rows, num_classes=classes, input_shape=shape)
+    net = probe_model(spec, obj, arg, dspec, splits)
+    refuse_shared_create(spec, obj, arg, splits, {(spec, dspec): net})
     return net, f"{sum(p.numel() for p in net.parameters()):,} parameters"
 
 
@@ -121,7 +122,7 @@ def dry_run(opts, preset=None, echo=click.echo) -> int:
                 check_recipe_fits(recipe, dspec, shape)
             built = "not built (input shape unknown)"
             if shape and classes:
-                nets[mspec], built = _check_model(mobj, marg, mspec, shape, classes)
+                nets[mspec], built = _check_model(mobj, marg, mspec, dspec, splits, shape, classes)
             echo(f"  model {mspec}: {built}")
             echo(f"  recipe: {', '.join(f'{k}={v}' for k, v in recipe.as_dict().items())}")
         if splits is not None and opts.original:  # --original files: read and checked as a run checks them
