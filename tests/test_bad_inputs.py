@@ -708,6 +708,7 @@ def test_numpy_integers_and_a_list_shape_are_made_plain():
 
 
 
+@pytest.mark.slow  # bench processes in process, one per case
 @pytest.mark.parametrize("case", [c for c in CASES if c.startswith("model-") and isinstance(CASES[c][0], tuple)])
 def test_the_dry_run_refuses_the_models_a_run_refuses(case, tmp_path, invoke_bench):
     """The dry run ran a model on zeros and checked the output's shape only: a final softmax, a model

@@ -20,15 +20,14 @@ from bench.testing import check_model, parametrize_with_checks
 CIFAR = {"input_shape": (3, 32, 32)}
 
 
-@parametrize_with_checks([MLPModel(), (MLPModel(), {"arg": "32"}), CNNModel(),
-                          (TimmModels(), {"arg": "test_resnet", **CIFAR})])
+@parametrize_with_checks([MLPModel(), (MLPModel(), {"arg": "32"}), CNNModel()])
 def test_builtin_models_conform(plugin, check):
     check(plugin)
 
 
-@pytest.mark.slow  # an 11M-parameter network: seconds
-@parametrize_with_checks([(ResNet18Cifar(), CIFAR)])
-def test_resnet18_cifar_conforms(plugin, check):
+@pytest.mark.slow  # timm's import, and an 11M-parameter network: seconds
+@parametrize_with_checks([(TimmModels(), {"arg": "test_resnet", **CIFAR}), (ResNet18Cifar(), CIFAR)])
+def test_timm_and_resnet18_cifar_conform(plugin, check):
     check(plugin)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 import bench
 
 
@@ -183,6 +185,7 @@ class _NumpyPlugin:
         register(_NumpyDefaults())
 
 
+@pytest.mark.slow  # two dry runs
 def test_numpy_scalar_defaults_are_read_as_the_numbers_they_hold(tmp_path, invoke_bench, plugged):
     """The default itself was refused ("lr=np.float32(0.01): expected a number in (0.0, 1.0]") and
     -p numpy-defaults.lr=0.05 was "not a number" (found in review): bench reads them as Python numbers."""
