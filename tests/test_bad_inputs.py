@@ -498,6 +498,10 @@ CASES: dict[str, tuple] = {
                           r"the continual request seq:3x10 unlearns them in a sequence"),
     "continual-ulira": (["-m", "ga", "-f", "seq:3x10", "--attacks", "loss,ulira"], r"Attack 'ulira' runs the trial's method again"),
     "sisa-ulira": (["-m", "sisa", "--attacks", "ulira"], r"Attack 'ulira' runs the trial's method on plain shadow models, and sisa"),
+    # ulira and epsilon run the method on forget sets they draw (indices requests): unsir takes class requests only
+    "unsir-ulira": (["-m", "unsir", "-f", "class:3", "--attacks", "ulira"],
+                    r"Attack 'ulira' runs the trial's method again on forget sets it draws itself \(an indices request\), "
+                    r"and unsir take\(s\) no such request"),
     "plugin-recipe-key": (plugin("-d", "bad-recipe-key"),
                           r"Unknown recipe key 'epoch' in the default_recipe of dataset plugin 'bad-recipe-key'; valid keys: .*"
                           r"Fix the plugin's default_recipe\."),

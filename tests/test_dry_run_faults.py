@@ -107,7 +107,7 @@ def no_gpu(monkeypatch):
 @pytest.mark.parametrize(("flags", "message"), [
     (["--gpus-per-trial", "1"], "--gpus-per-trial 1 but torch sees no GPU on this machine"),
     (["--device", "cuda"], "--device cuda but torch sees no GPU on this machine"),
-    (["--device", "cuda:0", "--executor", "local"], "--device cuda but torch sees no GPU on this machine"),
+    (["--device", "cuda:0", "--executor", "local"], "--device cuda:0 but torch sees no GPU on this machine"),
 ])
 def test_the_dry_run_refuses_a_gpu_the_machine_does_not_have(flags, message, no_gpu, invoke_bench, tmp_path):
     proc = invoke_bench("run", *flags, "--dry-run", *_store(tmp_path))
@@ -143,3 +143,38 @@ def test_the_dry_run_creates_no_cache_directory(invoke_bench, tmp_path):
     proc = invoke_bench("run", "--dry-run", "--cache-dir", str(tmp_path / "file" / "c"),
                         "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}")
     assert proc.returncode == 2 and "is a file, not a directory" in proc.stderr, proc.stderr
+
+
+@pytest.fixture
+def one_gpu(monkeypatch):
+    """This machine as torch would see it with one GPU (nothing runs on it: the options are refused)."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--device", "cuda:abc", "--executor", "local"], "Bad --device 'cuda:abc': expected cuda or cuda:N"),
+    (["--device", "cuda:3", "--executor", "local"], "--device cuda:3 but this machine has 1 GPU(s) (cuda:0..cuda:0)"),
+    (["--device", "cuda:1", "--gpus-per-trial", "0.5"], "--device cuda:1 under Ray: Ray gives each trial its own GPU(s), "
+                                                         "numbered from cuda:0"),
+    (["--device", "cpu", "--gpus-per-trial", "0.25"], "--gpus-per-trial 0.25 with --device cpu: the trials would hold "
+                                                       "GPU shares they never use"),
+])
+def test_device_numbers_and_gpu_shares_that_name_no_gpu_are_refused(flags, message, one_gpu, invoke_bench, tmp_path):
+    """Accepted by the plan and failed in every reference and trial on a GPU machine ('cuda:abc': Invalid
+    device string; cuda:N past the machine's GPUs, or N > 0 under Ray: invalid device ordinal), or Ray
+    holding GPU shares for trials on the CPU (found in review, with a fake GPU on a CPU machine)."""
+    _refused(invoke_bench("run", *flags, "--dry-run", *_store(tmp_path)), message)
+
+
+def test_a_driver_without_a_gpu_is_refused_with_ray_address_too(no_gpu, invoke_bench, tmp_path, monkeypatch):
+    """It skipped the check and advised --ray-address; the driver then evaluated the references on
+    the device and failed with a raw "Found no NVIDIA driver on your system", exit 1 (found in review)."""
+    import bench.run.validate as validate
+
+    monkeypatch.setattr(validate, "check_ray_address", lambda address: None)  # as if a head answered there
+    proc = invoke_bench("run", "--gpus-per-trial", "0.25", "--ray-address", "127.0.0.1:1", "--dry-run", *_store(tmp_path))
+    _refused(proc, "--gpus-per-trial 0.25 but torch sees no GPU on this machine: use --device cpu (and no "
+                   "--gpus-per-trial), or run bench on a node of the cluster that has a GPU")

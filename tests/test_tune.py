@@ -169,3 +169,27 @@ def test_an_interrupted_search_says_its_best_is_of_the_finished_samples(workdir,
     assert f"cannot write {target} (No space left on device)" in out and "written to MLflow only" in out
     assert f"written to {target}" not in out and not target.exists()
     assert json.loads(mlflow.artifacts.load_text(f"runs:/{parent['run_id']}/best_params.json"))["ga"]
+
+
+@pytest.mark.slow  # a bench tune in process
+def test_tune_on_a_cluster_refuses_a_sample_no_node_can_hold(tmp_path, invoke_bench, monkeypatch):
+    """bench run checks per-trial resources against the cluster's nodes; bench tune started Ray
+    plainly and hung at "training 2 reference model(s)" with --gpus-per-trial 2 on one-GPU nodes
+    (found in review). The cluster is faked here: the head answers, and no node has what is asked."""
+    import bench.run.executor as executor
+    import bench.run.runner as runner
+    import bench.run.validate as validate
+    from bench.core.errors import BenchError
+
+    monkeypatch.setattr(validate, "check_ray_address", lambda address: None)
+    monkeypatch.setattr(executor, "start_ray", lambda *a, **k: False)
+
+    def no_node(cpus, gpus):
+        raise BenchError(f"--cpus-per-trial {cpus:g} is more than any node of the Ray cluster has (test)")
+
+    monkeypatch.setattr(runner, "check_cluster_resources", no_node)
+    proc = invoke_bench("tune", "-m", "ga", "-n", "2", "--attacks", "", "-r", "epochs=2", "--ray-address", "127.0.0.1:1",
+                        "--cache-dir", str(tmp_path / "cache"), "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}",
+                        "--output", str(tmp_path / "best.json"), cwd=tmp_path)
+    assert proc.returncode == 2 and "is more than any node of the Ray cluster has (test)" in proc.stderr, proc.stdout + proc.stderr
+    assert "training" not in proc.stdout

@@ -100,7 +100,7 @@ def check_gpus(gpus: float, ray_address: str | None) -> None:
     have = torch.cuda.device_count()
     if have == 0:
         raise BenchError(f"--gpus-per-trial {gpus:g} but torch sees no GPU on this machine: drop --gpus-per-trial "
-                         f"(and --device cuda) to run on the CPU, or join a cluster with GPUs with --ray-address.")
+                         f"(and --device cuda) to run on the CPU, or run bench on a machine with a GPU.")
     if gpus > have:
         raise BenchError(f"--gpus-per-trial {gpus:g} is more than this machine has ({have} GPU(s)): no trial could start. "
                          f"Use --gpus-per-trial {have} or less (fractions such as 0.5 share a GPU).")
@@ -321,7 +321,7 @@ def check_attacks_fit(methods: list, forgets: list, attacks: dict) -> None:
     too: U-LiRA; ``epsilon`` unlearns the method's own original again and can run); with a
     continual request, any of them: they unlearn every forgotten point in one shot while the
     trial's model came through its sequence, so their figure would mix two protocols."""
-    from bench.core.method import has_own_training
+    from bench.core.method import forget_kinds, has_own_training
 
     own = [m.name for m in methods if has_own_training(m.obj)]
     seq = [f.text for f in forgets if f.kind == "seq"]
@@ -331,6 +331,11 @@ def check_attacks_fit(methods: list, forgets: list, attacks: dict) -> None:
             raise BenchError(f"Attack '{name}' runs the trial's method on plain shadow models, and {', '.join(own)} "
                              f"unlearn(s) only the original they train themselves; run {', '.join(own)} without "
                              f"--attacks {name} (in a run of their own), or leave {name} out.")
+        no_indices = [m.name for m in methods if "indices" not in forget_kinds(m.obj)]
+        if no_indices and "unlearn" in needs:  # unsir with ulira lost ulira in every trial (found in review)
+            raise BenchError(f"Attack '{name}' runs the trial's method again on forget sets it draws itself (an indices "
+                             f"request), and {', '.join(no_indices)} take(s) no such request (forget_kinds); leave "
+                             f"{name} out of a run with {', '.join(no_indices)}, or run them apart.")
         if seq and "unlearn" in needs:
             raise BenchError(f"Attack '{name}' runs the trial's method again in one shot on every forgotten point, and "
                              f"the continual request {seq[0]} unlearns them in a sequence: its figure would compare "

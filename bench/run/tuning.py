@@ -32,7 +32,7 @@ from bench.eval.metrics import CLASS_ONLY, CONTINUAL_ONLY, METRIC_DIRECTIONS, PE
 from bench.run.checks import failure_hint
 from bench.run.plan import make_plan
 from bench.run.validate import validate_options
-from bench.run.runner import close_run
+from bench.run.runner import close_run, join_cluster
 from bench.run import tune_samples
 from bench.run.tune_space import check_tunable, fit_space, refused_samples
 from bench.track.provenance import package_versions
@@ -169,7 +169,8 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
         todo = [k for k in range(num_samples) if k not in kept and k not in unrunnable]  # (--resume: the unfinished)
         payload, warnings, failures = None, (), {}
         if todo:  # else nothing to train or run: the best of the kept samples is saved
-            started_ray = start_ray(opts.ray_address, verbose, say)
+            # on a cluster, a sample that fits no node hung at "training N reference model(s)" (found in review)
+            started_ray = join_cluster(opts, verbose, say) if opts.ray_address else start_ray(None, verbose, say)
             payload, _, _ = prepare_references(plan, versions, say)
             warnings, failures = payload.warnings, payload.failures
             failures = failures or _unscorable(objective, payload)
