@@ -520,6 +520,21 @@ def test_device_type_and_model_plugin_enter_the_trained_with_entry():
     assert trained_with("cpu", 1, "my-plugin 2.1")["model"] == "my-plugin 2.1"
 
 
+def test_the_gpu_enters_the_trained_with_entry(monkeypatch):
+    """On the CPU the kernel level is in the key; on a GPU only "cuda" was, so a cache shared by A100
+    and H100 nodes mixed their weights under one key (found in review). A fake GPU: names only."""
+    from bench.run.trained_with import trained_with
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda i=0: (9, 0))
+    monkeypatch.setattr(torch.backends.cudnn, "version", lambda: 91002)
+    names = {0: "NVIDIA H100 80GB HBM3", 1: "NVIDIA A100-SXM4-80GB"}
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: names[i])
+    h100, a100 = trained_with("cuda", 1), trained_with("cuda:1", 1)
+    assert h100["gpu"] == "NVIDIA H100 80GB HBM3 sm_90 cudnn 91002" and a100["gpu"].startswith("NVIDIA A100")
+    assert h100 != a100 and trained_with("cuda:0", 4) == h100  # threads do not matter on a GPU
+
+
 class _Flat:
     """A third-party model plugin (in process): a linear layer on the flattened input."""
 

@@ -100,6 +100,9 @@ def measure(device: str):
     kernel_peak = False
     if cuda:
         torch.cuda.synchronize(device)
+        # the peak starts from what is reserved now: cached blocks of earlier work (a previous trial in
+        # a local run, the warm-up) counted in peak_memory_reserved_mb until they are returned (found in review)
+        torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     else:
         _release_freed_memory()

@@ -103,7 +103,7 @@ def train_own_original(method, params, model_obj, arg, splits, recipe, seed: int
     with no_exit(f"Method '{method.name}' (train)"):
         model = method.train(x, y, dict(params), ctx)
     if str(device).startswith("cuda"):
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)  # that GPU's queue (a bare call waits on the current one)
     seconds = time.perf_counter() - t0
     if not isinstance(model, torch.nn.Module):
         raise BenchError(f"Method '{method.name}': train() returned {type(model).__name__}, not a torch.nn.Module.")

@@ -85,7 +85,7 @@ def train_reference(job: RefJob) -> tuple[bytes, float]:
     t0 = time.perf_counter()
     fit(model, x, y, job.recipe, seed=job.seed)
     if str(job.device).startswith("cuda"):
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(job.device)  # that GPU's queue (a bare call waits on the current one)
     seconds = time.perf_counter() - t0
     check_trained(model, x, f"The {job.describe()}", job.recipe)
     return state_to_bytes(model), seconds

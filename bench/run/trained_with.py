@@ -17,6 +17,8 @@ document's data digest, model spec, recipe and seed, the weights depend on
   reference bit for bit only with the thread count it was trained with) and the CPU kernel level
   torch dispatches to (``torch.backends.cpu.get_cpu_capability()``: AVX2 and AVX512 kernels give
   other last digits; until 2026-12-06 not in the key, so a cache shared across CPUs mixed them);
+  on a GPU, its model, compute capability and cuDNN version (likewise mixed across GPUs until
+  2026-12-06);
 - a model plugin's name, version and code (its code is not bench's; until 2026-12-06 the name and
   version alone, so an edit of the plugin under the same version reused stale references).
 
@@ -170,6 +172,13 @@ def trained_with(device: str, threads: int, model: str = "") -> dict[str, Any]:
         # different CPUs reused references trained with other kernels (the same key, other weights
         # in the last digits; found in review)
         doc["cpu"] = torch.backends.cpu.get_cpu_capability()
+    elif kind == "cuda" and torch.cuda.is_available():
+        # the GPU's model and compute capability and cuDNN's version: kernels (and their reduction
+        # order) differ between them, so a cache shared by A100 and H100 nodes mixed their weights
+        # under one key, as it mixed CPU kernel levels (found in review)
+        index = torch.device(device).index or 0
+        major, minor = torch.cuda.get_device_capability(index)
+        doc["gpu"] = f"{torch.cuda.get_device_name(index)} sm_{major}{minor} cudnn {torch.backends.cudnn.version()}"
     if model:
         doc["model"] = model
     return doc
