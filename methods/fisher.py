@@ -197,9 +197,10 @@ def vmap_fisher_diagonal(model, x, chunk_size: int = 64) -> dict:
     per_example = vmap(jacrev(losses), in_dims=(None, 0))
     out = {k: torch.zeros_like(v) for k, v in params.items()}
     n = len(x)
+    device = next(iter(params.values())).device
     try:
         for start in range(0, n, chunk_size):
-            xb = x[start:start + chunk_size]
+            xb = x[start:start + chunk_size].to(device)  # streamed data sits in host memory
             with torch.no_grad():
                 prob = torch.softmax(vmap(logits, in_dims=(None, 0))(params, xb), dim=1)  # (B, K)
             weights = prob.reshape(1, -1)  # (1, B*K)
@@ -235,10 +236,11 @@ def linear_fisher_diagonal(model, x, chunk_size: int = 512, chain=None) -> dict:
         raise ValueError("linear_fisher_diagonal needs a plain chain of Flatten/Linear/ReLU layers.")
     names = {id(p): k for k, p in model.named_parameters()}
     out = {k: torch.zeros_like(p.detach()) for k, p in model.named_parameters()}
+    device = next(model.parameters()).device
     n = len(x)
     with torch.no_grad():
         for start in range(0, n, max(1, chunk_size)):
-            z = x[start:start + max(1, chunk_size)]
+            z = x[start:start + max(1, chunk_size)].to(device)  # streamed data sits in host memory
             inputs, masks = [], []  # per linear layer: its input a_l; per ReLU: where z > 0
             for kind, layer in chain:
                 if kind == "linear":
@@ -282,12 +284,13 @@ def mc_fisher_diagonal(model, x, num_classes: int, chunk_size: int, generator) -
     model.eval()
     out = {k: torch.zeros_like(v) for k, v in params.items()}
     n = len(x)
+    device = next(iter(params.values())).device
     try:
         for start in range(0, n, chunk_size):
-            xb = x[start:start + chunk_size]
+            xb = x[start:start + chunk_size].to(device)  # streamed data sits in host memory
             with torch.no_grad():
                 prob = torch.softmax(vmap(logits, in_dims=(None, 0))(params, xb), dim=1)
-            yb = torch.multinomial(prob.double().cpu(), 1, generator=generator).flatten().to(x.device)
+            yb = torch.multinomial(prob.double().cpu(), 1, generator=generator).flatten().to(device)
             for k, gk in per_example(params, xb, yb).items():
                 out[k] += gk.detach().contiguous().square_().sum(0)
     finally:

@@ -92,7 +92,8 @@ class GradientAscent(Method):
         for _ in console.epochs(params["epochs"]):  # the trial's progress
             for idx in batches(len(y), params["batch_size"], g, x.device):
                 model.train(params["train_mode"])
-                loss = -torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
+                # .to: the data may sit in host memory where it is larger than the GPU's share (streamed)
+                loss = -torch.nn.functional.cross_entropy(model(x[idx].to(ctx.device)), y[idx].to(ctx.device))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -131,11 +132,12 @@ def neggrad_plus(model, request, params, ctx):
         for idx in batches(len(request.retain_y), params["batch_size"], g, xf.device):
             model.train(params["train_mode"])
             drift = sum(((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchor, strict=True))
-            retain_loss = F.cross_entropy(model(request.retain_x[idx]), request.retain_y[idx]) + 0.5 * wd * drift
+            retain_loss = F.cross_entropy(model(request.retain_x[idx].to(ctx.device)), request.retain_y[idx].to(ctx.device)) \
+                + 0.5 * wd * drift
             loss = alpha * retain_loss
             if forget_batches:  # an empty forget set leaves only the retain term
                 fidx = next(forget_cycle)
-                loss = loss - (1 - alpha) * F.cross_entropy(model(xf[fidx]), yf[fidx])
+                loss = loss - (1 - alpha) * F.cross_entropy(model(xf[fidx].to(ctx.device)), yf[fidx].to(ctx.device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

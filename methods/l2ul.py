@@ -212,7 +212,8 @@ class L2UL(Method):
         if len(yf) == 0:
             metrics.update({"l2ul_goal_reached": 1.0, "l2ul_goal_fraction": 1.0, "l2ul_steps": 0.0, "l2ul_epochs": 0.0})
             return model
-        device = xf.device
+        device = torch.device(ctx.device)
+        xf, yf = xf.to(device), yf.to(device)  # the forget set may sit in host memory where the data are streamed
         g = torch.Generator().manual_seed(int(ctx.seed))
         if mode == "relabel":
             if relabel_to >= 0:
@@ -248,7 +249,7 @@ class L2UL(Method):
         fbs = int(p["forget_batch_size"])
         forget_batches = list(zip(xf.split(fbs), goal.split(fbs), strict=True))
         if oracle:  # the code's r_loader: unshuffled, over a randomly ordered D_r; here one random order
-            order = torch.randperm(len(request.retain_y), generator=g).to(device)
+            order = torch.randperm(len(request.retain_y), generator=g).to(request.retain_y.device)  # index where D_r is
             retain_index = order.split(int(p["retain_batch_size"]))
         steps = epochs = 0
         done = bool(reached().all())
@@ -262,7 +263,7 @@ class L2UL(Method):
                 batches = list(zip(xa.split(int(p["adv_batch_size"])), ya.split(int(p["adv_batch_size"])), strict=True))
             else:
                 # the oracle gathers one retain batch at a time (no copy of the remaining data)
-                batches = (((request.retain_x[i], request.retain_y[i]) for i in retain_index) if oracle
+                batches = (((request.retain_x[i].to(device), request.retain_y[i].to(device)) for i in retain_index) if oracle
                            else [None] * len(forget_batches))
             for extra in batches:
                 bx, by = next(cycle)

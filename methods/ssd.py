@@ -146,6 +146,7 @@ def importances(model, x, y, batch_size: int, label_free: bool = False, chunk_si
 
     names = [k for k, p in model.named_parameters() if p.requires_grad]
     out = {k: torch.zeros_like(p) for k, p in model.named_parameters()}
+    device = next(model.parameters()).device
     n = 0 if x is None else len(x)
     if n == 0:
         return out
@@ -156,18 +157,19 @@ def importances(model, x, y, batch_size: int, label_free: bool = False, chunk_si
         per_example = per_example_grads(logits, torch, loss_one)
         chunk = chunk_size or auto_chunk(model, 1)
         for start in range(0, n, chunk):
-            for k, g in per_example(params, x[start:start + chunk], y[start:start + chunk]).items():
+            xb, yb = x[start:start + chunk].to(device), y[start:start + chunk].to(device)  # streamed: host memory
+            for k, g in per_example(params, xb, yb).items():
                 out[k] += h(g.detach()).sum(0)
         batches = n
     else:
         plist = [p for k, p in model.named_parameters() if p.requires_grad]
         batches = 0
         for start in range(0, n, batch_size):
-            logit = model(x[start:start + batch_size])
+            logit = model(x[start:start + batch_size].to(device))  # streamed data sits in host memory
             if label_free:
                 loss = logit.square().sum(dim=1).mean()
             else:
-                loss = torch.nn.functional.cross_entropy(logit, y[start:start + batch_size])
+                loss = torch.nn.functional.cross_entropy(logit, y[start:start + batch_size].to(device))
             grads = torch.autograd.grad(loss, plist, allow_unused=True)
             for k, g in zip(names, grads):
                 if g is not None:

@@ -84,7 +84,8 @@ class ModelEval:
 
 
 def _acc(logits: torch.Tensor, y: torch.Tensor) -> float:
-    return float((logits.argmax(1) == y).float().mean()) if len(y) else float("nan")
+    # y may sit in host memory where the data are streamed (bench.nn.training.place); the logits on the GPU
+    return float((logits.argmax(1) == y.to(logits.device)).float().mean()) if len(y) else float("nan")
 
 
 def returns_probabilities(out: torch.Tensor) -> bool:

@@ -142,6 +142,8 @@ def train_models(new_model: Callable[[int], Any], x, y, subsets: Sequence[np.nda
     # its stacked siblings in the last digits under the same cache key, and so did every later run's
     # numbers from a run on an empty cache (found in review); a stack of one trains as in any stack
     can = len(sizes) == 1 and vectorizable(models[0])
+    if can and x.device != next(models[0].parameters()).device:  # a pool streamed from host memory: fit streams
+        can = False
     if vectorize and not can:
         raise ValueError("cannot vectorize: subsets of unequal size, or BatchNorm in the model.")
     if vectorize is None and can and linear_chain(models[0]) is None and not str(x.device).startswith("cuda"):
@@ -309,9 +311,11 @@ def shadow_set(kind: str, count: int, model_obj, arg, splits, recipe, seed: int 
 
     from bench.nn.nets import model_factory
 
+    from bench.nn.training import place
+
     keep, seeds = plan_set(kind, count, splits.train_size, len(splits.test_y), forget_idx, seed)
-    x = torch.cat([splits.train_x, splits.test_x]).to(device)
-    y = torch.cat([splits.train_y, splits.test_y]).to(device)
+    # on the GPU when the pool fits its share, else in host memory, streamed (bench.nn.training.place)
+    x, y = place((torch.cat([splits.train_x, splits.test_x]), torch.cat([splits.train_y, splits.test_y])), device)
     t0 = time.perf_counter()
     models, _ = train_models(lambda s: model_factory(model_obj, arg, splits, s, device)(), x, y,
                              [np.flatnonzero(k) for k in keep], seeds, recipe, vectorize=vectorize)
@@ -372,10 +376,10 @@ def _train_missing(missing, keys, docs, keep, seeds, states, *, model_obj, arg, 
     import torch
 
     from bench.nn.nets import model_factory
-    from bench.nn.training import check_trained
+    from bench.nn.training import check_trained, place
 
-    x = torch.cat([splits.train_x, splits.test_x]).to(device)
-    y = torch.cat([splits.train_y, splits.test_y]).to(device)
+    # on the GPU when the pool fits its share, else in host memory, streamed (bench.nn.training.place)
+    x, y = place((torch.cat([splits.train_x, splits.test_x]), torch.cat([splits.train_y, splits.test_y])), device)
 
     def new_model(seed):
         return model_factory(model_obj, arg, splits, seed, device)()

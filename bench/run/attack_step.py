@@ -33,7 +33,7 @@ from bench.core.recipe import Recipe
 from bench.core.spec import TrialSpec
 from bench.eval.metrics import objective_attack
 from bench.nn.torch_state import restore_torch_globals, torch_globals
-from bench.nn.training import content_digest, seed_everything
+from bench.nn.training import content_digest, place, seed_everything
 from bench.run.request import build_request
 from bench.track.tracking import error_line
 
@@ -48,10 +48,11 @@ def make_unlearn(method, spec: TrialSpec, splits, new_model: Callable, bounds: A
         y = torch.cat([splits.train_y, splits.test_y])
         f = torch.tensor(np.asarray(forget_pos, dtype=np.int64))  # copies: the arrays may be read-only (Ray)
         r = torch.tensor(np.asarray(retain_pos, dtype=np.int64))
+        # on the GPU when they fit its share, else in host memory, as the trial's own request (bench.nn.training.place)
+        fx, fy, rx, ry = place((x[f], y[f], x[r], y[r]), spec.device)
         request = build_request(num_classes=splits.num_classes, kind="indices",
                                 forget_indices=np.sort(np.asarray(forget_pos, dtype=np.int64)), forget_class=None,
-                                forget=(x[f].to(spec.device), y[f].to(spec.device)),
-                                retain=(x[r].to(spec.device), y[r].to(spec.device)), access=spec.data_access, bounds=bounds)
+                                forget=(fx, fy), retain=(rx, ry), access=spec.data_access, bounds=bounds)
         ctx = MethodContext(seed=int(seed), device=spec.device, new_model=new_model,
                             recipe=Recipe(**spec.recipe) if spec.uses("recipe") else None)
         seed_everything(int(seed))

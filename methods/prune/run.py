@@ -75,6 +75,7 @@ def run_prune(model, request, params: dict, ctx):
         kind, head = split(model)
         pm = PatchedModel(model, kind)
     device = next(pm.original.parameters()).device
+    x, y = x.to(device), y.to(device)  # a forget set in host memory where the data are streamed
     pm.patches.cpu()
     pm.lo, pm.hi = pm.lo.cpu(), pm.hi.cpu()
     was_training = pm.original.training
