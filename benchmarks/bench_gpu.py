@@ -79,7 +79,7 @@ class GpuSampler:
     def _read(self) -> tuple[float, float] | None:
         if self.smi:
             out = subprocess.run([self.smi, "--query-gpu=utilization.gpu,memory.used", "--format=csv,noheader,nounits",
-                                  "-i", "0"], capture_output=True, text=True, timeout=5).stdout.strip().splitlines()
+                                  "-i", visible_gpu()], capture_output=True, text=True, timeout=5).stdout.strip().splitlines()
             if out:
                 util, mem = (float(v) for v in out[0].split(","))
                 return util, mem
@@ -107,13 +107,31 @@ class GpuSampler:
         if self.thread.is_alive():
             self.thread.join(timeout=10)
 
-    def between(self, t0: float, t1: float) -> str:
+    def between(self, t0: float, t1: float, idle_mb: float | None = None) -> str:
+        """Utilisation and memory between ``t0`` and ``t1``; ``idle_mb``: what the GPU held before
+        the run (this script's own CUDA context and the plain loop's cache), left out of the memory."""
         inside = [(u, m) for t, u, m in self.samples if t0 <= t <= t1]
         if not inside:
             return "GPU utilisation n/a" + ("" if self.device.startswith("cuda") else " (CPU path)")
         utils = [u for u, _ in inside]
+        most = max(m for _, m in inside)
+        memory = (f"memory max {most:.0f} MiB" if idle_mb is None else
+                  f"memory max {most - idle_mb:.0f} MiB for the run ({most:.0f} MiB in all, {idle_mb:.0f} MiB held "
+                  f"before it: this script's own CUDA context)")
         return (f"GPU utilisation mean {sum(utils) / len(utils):.0f}% max {max(utils):.0f}% "
-                f"({len(inside)} samples), memory max {max(m for _, m in inside):.0f} MiB")
+                f"({len(inside)} samples), {memory}")
+
+    def idle(self) -> float | None:
+        """Memory the GPU holds now, between runs (MiB), or None where it cannot be read."""
+        read = self._read() if self.device.startswith("cuda") else None
+        return None if read is None else read[1]
+
+
+def visible_gpu() -> str:
+    """The physical GPU this process uses for nvidia-smi's -i: the first of CUDA_VISIBLE_DEVICES
+    (nvidia-smi numbers the physical GPUs; GPU 0 was read whatever was visible), else 0."""
+    first = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
+    return first or "0"
 
 
 LINE = re.compile(r"^\s*([0-9.]+)s\s+\[(\d+)/(\d+)\] (running|done   |FAILED )(.*)$")
@@ -306,11 +324,11 @@ def main() -> None:
             f"batch {a.batch_size}, {a.images} images")
         rows = []
 
-        def packed_row(p: int, lines: list[str], t_zero: float, sampler: GpuSampler) -> None:
+        def packed_row(p: int, lines: list[str], t_zero: float, sampler: GpuSampler, idle_mb: float | None) -> None:
             first, last, most = trial_phase(lines)
             phase = last - first
             rate = a.trials / phase * 60 if phase > 0 else float("inf")
-            usage = sampler.between(t_zero + first, t_zero + last)
+            usage = sampler.between(t_zero + first, t_zero + last, idle_mb)
             rows.append((p, rate))
             summary["packing"][str(p)] = {"share": 1 / p, "trial_phase_s": round(phase, 2),
                                           "trials_per_min": round(rate, 2), "most_at_once": most, "usage": usage}
@@ -321,6 +339,7 @@ def main() -> None:
         with GpuSampler(a.device) as sampler:
             # 1. the references (Ray tasks), then the trials at one per device: the first packing's figure
             t0 = time.perf_counter()
+            idle = sampler.idle()
             lines, t_zero = run_bench([*common, resource, "1", "--experiment", "packed-1"], str(root), sampler,
                                       root / "bench-packed-1.log")
             refs = reference_phase(lines)
@@ -335,19 +354,22 @@ def main() -> None:
             seconds, forget_size = retrain_record(uri)
             harness = seconds / a.epochs
             loop = plain_loop_epoch(data, a.model, forget_size, a.epochs, a.batch_size, 0.05, a.device)
+            if gpu:  # its cached blocks counted in every later run's memory figure
+                torch.cuda.empty_cache()
             summary["epoch_s"] = {"harness": round(harness, 4), "plain_loop": round(loop, 4), "ratio": round(harness / loop, 3)}
             say(f"retrained reference: {harness:.3f} s/epoch in the harness vs {loop:.3f} s/epoch in a plain torch loop "
                 f"on the same device: ratio {harness / loop:.2f} (target <= 1.1)")
             save()
             if 1 in packing:
-                packed_row(1, lines, t_zero, sampler)
+                packed_row(1, lines, t_zero, sampler, idle)
             # 3. the same trials again (references cached) at each other packing
             for p in packing:
                 if p == 1:
                     continue
+                idle = sampler.idle()
                 lines, t_zero = run_bench([*common, resource, f"{1 / p:.4g}", "--experiment", f"packed-{p}"], str(root),
                                           sampler, root / f"bench-packed-{p}.log")
-                packed_row(p, lines, t_zero, sampler)
+                packed_row(p, lines, t_zero, sampler, idle)
         if len(rows) > 1:
             say(throughput_line(rows))
         summary["total_s"] = round(time.perf_counter() - t_script, 1)

@@ -175,3 +175,21 @@ assert {"sklearn.cluster", "scipy.sparse", "scipy.optimize", "bench.methods.prun
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_the_gpu_figures_read_the_visible_gpu_and_leave_the_scripts_own_memory_out(monkeypatch):
+    """nvidia-smi -i 0 read physical GPU 0 whatever CUDA_VISIBLE_DEVICES named, and the memory
+    maxima held the script's own CUDA context and cache (found in review)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import bench_gpu
+    finally:
+        sys.path.pop(0)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    assert bench_gpu.visible_gpu() == "3"
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert bench_gpu.visible_gpu() == "0"
+    sampler = bench_gpu.GpuSampler("cuda")
+    sampler.samples = [(1.0, 50.0, 1500.0), (2.0, 70.0, 2500.0)]
+    text = sampler.between(0.0, 3.0, idle_mb=500.0)
+    assert "memory max 2000 MiB for the run (2500 MiB in all, 500 MiB held before it" in text, text
