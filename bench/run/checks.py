@@ -155,10 +155,12 @@ def check_data_dir(path: Path, download: bool) -> None:
         raise BenchError(f"Bad --data-dir {path}: it is a file, not a directory. Pass the directory that holds the datasets.")
 
 
-def check_splits(spec: str, sp: Any) -> None:
+def check_splits(spec: str, sp: Any) -> Any:
     """What a dataset plugin loaded, before any model sees it: tensors of consistent shapes,
     finite float inputs, int64 labels in 0..num_classes-1 with every class in the training
-    split, enough rows. Names the dataset and the fault (imports torch)."""
+    split, enough rows. Names the dataset and the fault (imports torch). Returns the splits to use:
+    ``sp`` itself, or a new Splits with ``num_classes`` and ``input_shape`` made plain ints (NumPy
+    integers, a list) without changing the plugin's object."""
     import torch
 
     where = f"Dataset '{spec}'"
@@ -177,8 +179,8 @@ def check_splits(spec: str, sp: Any) -> None:
         raise BenchError(f"{where}: input_shape is {shape!r}; expected a tuple of positive integers, e.g. (64,). {fix}")
     # NumPy integers (y.max() + 1, x.shape of an array) and a list, as the conformance kit accepts them,
     # made plain: they go into JSON records and cache keys (np.int64(3) was refused while the kit passed it)
+    plain = (type(k) is int and type(shape) is tuple and all(type(d) is int for d in shape))
     k, shape = int(k), tuple(int(d) for d in shape)
-    sp.num_classes, sp.input_shape = k, shape
     for part in ("train", "test"):
         x, y = getattr(sp, f"{part}_x"), getattr(sp, f"{part}_y")
         if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
@@ -217,6 +219,12 @@ def check_splits(spec: str, sp: Any) -> None:
         shown = ", ".join(map(str, missing[:10])) + (", ..." if len(missing) > 10 else "")
         raise BenchError(f"{where}: class(es) {shown} of 0..{k - 1} have no training rows; every class needs some "
                          f"(or lower num_classes). {fix}")
+    if plain:
+        return sp
+    # a new Splits: the plugin's own object may be read-only (a namedtuple, a frozen dataclass)
+    from bench.core.contracts import Splits
+
+    return Splits(sp.train_x, sp.train_y, sp.test_x, sp.test_y, k, shape, dict(getattr(sp, "info", None) or {}))
 
 
 #: The fraction of test rows that may be exact copies of training rows (real datasets hold a few
