@@ -39,14 +39,14 @@ def _check_model(obj: Any, arg: str | None, spec: str, dspec: str, splits: Any, 
 
     import torch
 
-    from bench.run.model_probe import probe_model, refuse_shared_create
+    from bench.run.model_probe import architecture, probe_model, refuse_shared_create
 
     if splits is None:
         rows = torch.randn((2, *shape), generator=torch.Generator().manual_seed(0))
         splits = SimpleNamespace(test_x=rows, num_classes=classes, input_shape=shape)
     net = probe_model(spec, obj, arg, dspec, splits)
     refuse_shared_create(spec, obj, arg, splits, {(spec, dspec): net})
-    return net, f"{sum(p.numel() for p in net.parameters()):,} parameters"
+    return net, f"{architecture(net)['parameters']:,} parameters"
 
 
 def dry_run(opts, preset=None, echo=click.echo) -> int:
@@ -57,12 +57,12 @@ def dry_run(opts, preset=None, echo=click.echo) -> int:
     from bench.core.plugins import get_registry
     from bench.core.recipe import build_recipe
     from bench.run.checks import check_attacks_fit, check_recipe_fits, check_sendable_plugins, check_splits
+    from bench.run.devices import resolve_device
     from bench.run.plan import first_names, load_splits, recipe_sources
     from bench.run.validate import (
         params_for_dataset,
         resolve_data_dir,
-        resolve_device,
-        resolve_model,
+            resolve_model,
         validate_options,
     )
 
@@ -109,7 +109,7 @@ def dry_run(opts, preset=None, echo=click.echo) -> int:
             echo(f"dataset {dspec}: NOT READY: {exc}")
             shape, classes = _shape_of(ds)
         else:
-            check_splits(dspec, splits)
+            splits = check_splits(dspec, splits)
             shape, classes = tuple(splits.input_shape), splits.num_classes
             echo(f"dataset {dspec}: {len(splits.train_y):,} train / {len(splits.test_y):,} test, {classes} classes, "
                  f"input {shape}")

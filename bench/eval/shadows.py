@@ -141,11 +141,11 @@ def train_models(new_model: Callable[[int], Any], x, y, subsets: Sequence[np.nda
     # one model too (a set's one corrupt entry rebuilt alone): trained sequentially it differed from
     # its stacked siblings in the last digits under the same cache key, and so did every later run's
     # numbers from a run on an empty cache (found in review); a stack of one trains as in any stack
-    can = len(sizes) == 1 and vectorizable(models[0])
-    if can and x.device != next(models[0].parameters()).device:  # a pool streamed from host memory: fit streams
-        can = False
+    streamed = x.device != next(models[0].parameters()).device  # a pool in host memory: fit streams it
+    can = len(sizes) == 1 and vectorizable(models[0]) and not streamed
     if vectorize and not can:
-        raise ValueError("cannot vectorize: subsets of unequal size, or BatchNorm in the model.")
+        raise ValueError("cannot vectorize: the pool is streamed from host memory." if streamed else
+                         "cannot vectorize: subsets of unequal size, or BatchNorm in the model.")
     if vectorize is None and can and linear_chain(models[0]) is None and not str(x.device).startswith("cuda"):
         # measured on 2 CPU cores (benchmarks/bench_shadows.py): vmap's batching rules cost more than
         # they save when the model's own matrix multiplies dominate; on the CPU only the stacked
@@ -310,7 +310,6 @@ def shadow_set(kind: str, count: int, model_obj, arg, splits, recipe, seed: int 
     import torch
 
     from bench.nn.nets import model_factory
-
     from bench.nn.training import place
 
     keep, seeds = plan_set(kind, count, splits.train_size, len(splits.test_y), forget_idx, seed)

@@ -28,6 +28,7 @@ from bench.core.registry import Registry
 from bench.core.spec import OwnOriginal, TrialSpec
 from bench.run.checks import check_attacks_fit, check_recipe_fits, check_sendable_plugins, check_splits
 from bench.run.continual import step_references
+from bench.run.devices import resolve_device
 from bench.run.model_probe import architecture, probe_model, refuse_shared_create
 from bench.run.original import ORIGINAL_KEYS, Original, check_against, load_into, original_doc, read_original
 from bench.run.trained_with import measured_with, model_provenance, object_code_digest, trained_with
@@ -36,7 +37,6 @@ from bench.run.validate import (
     params_for_dataset,
     resolve_cache_dir,
     resolve_data_dir,
-    resolve_device,
     resolve_model,
     validate_options,
 )
@@ -99,7 +99,7 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
     whole: dict[str, str] = {}  # train and test tensors: what the trials measure on (TrialSpec.data_sha256)
     for spec in opts.datasets:
         splits[spec] = load_splits(registry.get("dataset", spec.partition(":")[0]), spec, data_dir, opts.download)
-        check_splits(spec, splits[spec])  # the plugin's data, before any model or forget request sees it
+        splits[spec] = check_splits(spec, splits[spec])  # the plugin's data, before any model or forget request sees it
         digests[spec] = tensor_digest(splits[spec].train_x, splits[spec].train_y)
         whole[spec] = sha256_bytes((digests[spec] + tensor_digest(splits[spec].test_x, splits[spec].test_y)).encode())
 
