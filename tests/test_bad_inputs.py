@@ -226,6 +226,8 @@ class EvalFlaw:
                     h = F.dropout(h, 0.5)
                 if flaw == "centring":
                     h = h - h.mean(0)
+                if flaw == "nan":  # a log of inputs that can be negative: NaN != NaN read as randomness
+                    h = h.log()
                 return self.fc(h)
 
         return Net()
@@ -246,7 +248,7 @@ class DataPlugin:
         register(TupleOut())
         register(SoftmaxOut())
         register(CachedModule())
-        for flaw in ("dropout", "centring", "inplace"):
+        for flaw in ("dropout", "centring", "inplace", "nan"):
             register(EvalFlaw(flaw))
 
 
@@ -515,11 +517,13 @@ CASES: dict[str, tuple] = {
                             r"Model 'cached-module': two create\(\) calls returned the same module; create\(\) must "
                             r"build a new model on every call"),
     "model-eval-dropout": (("data", ["-m", "ft", "--model", "eval-dropout"]),
-                           r"Model 'eval-dropout' gives other logits for the same inputs in eval mode on dataset 'digits': "
+                           r"Model 'eval-dropout' on dataset 'digits': gives other logits for the same inputs in eval mode: "
                            r"randomness at evaluation .*use nn\.Dropout, which eval\(\) turns off\."),
     "model-eval-batch-statistics": (("data", ["-m", "ft", "--model", "eval-centring"]),
-                                    r"Model 'eval-centring': in eval mode a row's logits depend on the other rows of its "
-                                    r"batch on dataset 'digits' \(batch statistics at evaluation\?\)"),
+                                    r"Model 'eval-centring' on dataset 'digits': in eval mode a row's logits depend on "
+                                    r"the other rows of its batch \(batch statistics at evaluation\?\)"),
+    "model-nan-logits": (("data", ["-m", "ft", "--model", "eval-nan"]),
+                         r"Model 'eval-nan' returns NaN or infinite logits on two test inputs of dataset 'digits'"),
     "model-changes-input": (("data", ["-m", "ft", "--model", "eval-inplace"]),
                             r"Model 'eval-inplace' changes its input in place on dataset 'digits' .*work on a copy"),
     "setting-prune-model": (("data", ["-m", "prune", "--model", "tanh-mlp"]),
@@ -701,8 +705,16 @@ def test_numpy_integers_and_a_list_shape_are_made_plain():
     from bench.testing import check_load_returns_splits
 
     sp = make_splits(num_classes=np.int64(2), input_shape=[np.int64(4)])
-    check_splits("numpy-ints", sp)
-    assert type(sp.num_classes) is int and sp.input_shape == (4,) and type(sp.input_shape[0]) is int
+    out = check_splits("numpy-ints", sp)
+    assert type(out.num_classes) is int and out.input_shape == (4,) and type(out.input_shape[0]) is int
+    assert type(sp.num_classes) is np.int64  # the plugin's object as it was: it may be read-only
+    plain = make_splits()
+    assert check_splits("plain", plain) is plain
+    import collections
+
+    Frozen = collections.namedtuple("Frozen", "train_x train_y test_x test_y num_classes input_shape info")
+    frozen = Frozen(*(getattr(sp, f) for f in Frozen._fields))  # a read-only object with NumPy ints
+    assert check_splits("frozen", frozen).num_classes == 2
 
     class NumpyInts(GoodDataset):
         def load(self, root, download, arg=None):
@@ -733,4 +745,4 @@ def test_the_dry_run_refuses_the_models_a_run_refuses(case, tmp_path, invoke_ben
     assert proc.returncode == 2 and re.search(pattern, proc.stderr, re.S), (proc.returncode, proc.stdout + proc.stderr)
     if missing is not None:
         assert "NOT READY" in missing.stdout and missing.returncode == 2, missing.stdout + missing.stderr
-        assert "Model 'eval-dropout' gives other logits for the same inputs in eval mode on dataset 'cifar10'" in missing.stderr
+        assert "Model 'eval-dropout' on dataset 'cifar10': gives other logits for the same inputs" in missing.stderr

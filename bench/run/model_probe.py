@@ -16,17 +16,56 @@ from bench.core.errors import BenchError, no_exit
 RTOL, ATOL = 1e-4, 1e-5
 
 
+#: What :func:`eval_flaw` finds, as the refusals say it (the plan's and the conformance kit's).
+EVAL_FLAWS = {
+    "random": ("gives other logits for the same inputs in eval mode: randomness at evaluation (F.dropout(x, p) "
+               "without training=self.training?) makes every accuracy, divergence and attack score noisy; use "
+               "nn.Dropout, which eval() turns off"),
+    "batch": ("in eval mode a row's logits depend on the other rows of its batch (batch statistics at evaluation?); "
+              "bench measures in batches, so every number would depend on the batch size. BatchNorm layers use "
+              "their running statistics after eval()"),
+}
+
+
+def eval_flaw(net: Any, x: Any, reseed: Any = None) -> str | None:
+    """``"random"`` when two eval-mode forwards of ``x`` (two or more rows) give other logits, with
+    the global generators reseeded between them (``reseed(i)``, default ``torch.manual_seed``);
+    ``"batch"`` when a row's logits alone differ from its logits in the batch (to ``RTOL``/``ATOL``:
+    a batched product may round otherwise); None when neither. ``net`` is in eval mode; the caller
+    turns a forward's exception into its own message. A forward called ``F.dropout(x, p)`` (active in
+    eval mode too): noisy numbers with exit 0, the retrain method 0.995 against its own reference's
+    1.000 (found in review)."""
+    import torch
+
+    reseed = reseed or torch.manual_seed
+    with torch.no_grad():
+        reseed(1)
+        first = net(x.clone())
+        reseed(2)
+        if not torch.equal(first, net(x.clone())):
+            return "random"
+        for i in range(len(x)):
+            if not torch.allclose(net(x[i:i + 1].clone())[0], first[i], rtol=RTOL, atol=ATOL):
+                return "batch"
+    return None
+
+
+def state_layout(net: Any) -> list:
+    """The names, shapes and dtypes of ``net``'s state dict (what its architecture is to the cache)."""
+    return [[k, list(v.shape), str(v.dtype)] for k, v in net.state_dict().items()]
+
+
 def probe_model(spec: str, obj: Any, arg: Any, dspec: str, sp: Any) -> Any:
     """A fresh instance of model ``spec`` on dataset ``dspec`` (splits ``sp``), created after
     ``torch.manual_seed(0)`` and run in eval mode on two test inputs: it must return one tensor of
-    logits ``(2, num_classes)`` (not probabilities), leave its input as it was, give the same
-    logits twice under other global generator states (no randomness at evaluation) and give each
-    row's logits alone as in the batch (no batch statistics at evaluation)."""
+    finite logits ``(2, num_classes)`` (not probabilities), leave its input as it was, and have no
+    :func:`eval_flaw` (no randomness or batch statistics at evaluation)."""
     import torch
 
     from bench.eval.evaluation import returns_probabilities
 
     x = sp.test_x[:2].clone()  # the model's forward must not reach the dataset's own tensor
+    flaw = None
     try:
         torch.manual_seed(0)
         with no_exit(f"Model plugin '{spec}' (create)"):
@@ -34,12 +73,10 @@ def probe_model(spec: str, obj: Any, arg: Any, dspec: str, sp: Any) -> Any:
         net.eval()
         with torch.no_grad():
             out = net(x)
-            if isinstance(out, torch.Tensor) and tuple(out.shape) == (2, sp.num_classes):
-                changed = not torch.equal(x, sp.test_x[:2])
-                x = sp.test_x[:2].clone()
-                torch.manual_seed(1)
-                again = net(x)
-                alone = [net(x[i:i + 1].clone()) for i in range(2)]
+        usable = isinstance(out, torch.Tensor) and tuple(out.shape) == (2, sp.num_classes) and bool(torch.isfinite(out).all())
+        changed = usable and not torch.equal(x, sp.test_x[:2])
+        if usable and not changed:
+            flaw = eval_flaw(net, sp.test_x[:2])
     except BenchError:
         raise
     except Exception as exc:
@@ -52,6 +89,9 @@ def probe_model(spec: str, obj: Any, arg: Any, dspec: str, sp: Any) -> Any:
                          f"expected logits of shape (N, {sp.num_classes}): return them alone from forward().")
     if tuple(out.shape) != (2, sp.num_classes):
         raise BenchError(f"Model '{spec}' returned shape {tuple(out.shape)} on dataset '{dspec}'; expected (2, {sp.num_classes}).")
+    if not usable:  # NaN != NaN: the randomness check below named the wrong cause (found in review)
+        raise BenchError(f"Model '{spec}' returns NaN or infinite logits on two test inputs of dataset '{dspec}' at its "
+                         "initialisation; check the forward (a log or a division of values that can be 0 or negative).")
     if returns_probabilities(out):  # softmax again over them: every divergence and attack score off, exit 0
         raise BenchError(f"Model '{spec}' returns probabilities on dataset '{dspec}' (non-negative rows that sum "
                          "to 1); bench expects logits (the metrics and attacks apply softmax themselves): drop "
@@ -59,16 +99,8 @@ def probe_model(spec: str, obj: Any, arg: Any, dspec: str, sp: Any) -> Any:
     if changed:  # methods call the model on the request's tensors: the method was blamed for the change
         raise BenchError(f"Model '{spec}' changes its input in place on dataset '{dspec}' (an in-place normalisation "
                          "or activation applied to the input); work on a copy in forward().")
-    # found in review: a forward calling F.dropout(x, p) (active in eval mode too) gave noisy numbers
-    # with exit 0 (the retrain method measured 0.995 against its own reference's 1.000)
-    if not torch.equal(out, again):
-        raise BenchError(f"Model '{spec}' gives other logits for the same inputs in eval mode on dataset '{dspec}': "
-                         "randomness at evaluation (F.dropout(x, p) without training=self.training?) makes every "
-                         "accuracy, divergence and attack score noisy; use nn.Dropout, which eval() turns off.")
-    if not all(torch.allclose(a[0], out[i], rtol=RTOL, atol=ATOL) for i, a in enumerate(alone)):
-        raise BenchError(f"Model '{spec}': in eval mode a row's logits depend on the other rows of its batch on dataset "
-                         f"'{dspec}' (batch statistics at evaluation?); bench measures in batches, so every number "
-                         "would depend on the batch size. BatchNorm layers use their running statistics after eval().")
+    if flaw is not None:
+        raise BenchError(f"Model '{spec}' on dataset '{dspec}': {EVAL_FLAWS[flaw]}.")
     return net
 
 
@@ -93,7 +125,7 @@ def architecture(net: Any) -> dict[str, Any]:
     """What a model spec built: ``class`` (module and name), ``parameters`` and ``trainable``
     (element counts) and ``layout_sha256``, a digest of its state dict's names, shapes and dtypes
     (the same for every seed; another width, depth or head gives another)."""
-    layout = [[k, list(v.shape), str(v.dtype)] for k, v in net.state_dict().items()]
+    layout = state_layout(net)
     return {"class": f"{type(net).__module__}.{type(net).__qualname__}",
             "parameters": sum(p.numel() for p in net.parameters()),
             "trainable": sum(p.numel() for p in net.parameters() if p.requires_grad),

@@ -151,7 +151,9 @@ def network_digest(net: Any) -> str:
     covered: plain functions of another package called in a forward defined in the plugin."""
     import re
 
-    layout = [[k, list(v.shape), str(v.dtype)] for k, v in net.state_dict().items()]
+    from bench.run.model_probe import state_layout
+
+    layout = state_layout(net)
     classes = {f"{type(m).__module__}.{type(m).__qualname__}": type(m) for m in net.modules()}
     foreign = [f"{name}={object_code_digest(cls)}" for name, cls in sorted(classes.items())
                if cls.__module__.partition(".")[0] not in VERSIONED_PACKAGES]

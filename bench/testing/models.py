@@ -9,6 +9,7 @@ model spec (``"512,256"`` for ``mlp:512,256``)."""
 from __future__ import annotations
 
 import copy
+import numbers
 from typing import Any
 
 import torch
@@ -18,34 +19,34 @@ from torch import nn
 from bench.core.cache import load_state, model_bytes
 from bench.core.errors import BenchError
 from bench.eval.evaluation import returns_probabilities
-from bench.run.model_probe import shared_state
+from bench.run.model_probe import EVAL_FLAWS, eval_flaw, shared_state
 from bench.testing.base import _SCRAMBLE, SEED, _check, _exc, _fail, _first_difference, _picklable, _registers, _seed_globals, _state
 
 DEFAULT_INPUT_SHAPE = (1, 8, 8)
 DEFAULT_NUM_CLASSES = 10
 BATCH = 8  # rows of the batches the checks run (train-mode normalisation layers need more than one)
-#: Tolerance of "the same output" where only the batch around a row differs (a batched matrix
-#: product may round differently from a single row's).
-RTOL, ATOL = 1e-4, 1e-5
 
 
 def _shape(input_shape) -> tuple[int, ...]:
-    shape = tuple(input_shape)
-    if not shape or not all(isinstance(d, int) and d > 0 for d in shape):
-        raise TypeError(f"input_shape must be a tuple of positive ints, e.g. (3, 32, 32); got {input_shape!r}.")
-    return shape
+    """The ``input_shape`` option as plain ints (NumPy integers too, as bench takes them); a
+    TypeError naming the option (a mistake in the test, not in the model) otherwise."""
+    dims = tuple(input_shape) if isinstance(input_shape, (tuple, list)) else ()
+    if not dims or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) and d > 0 for d in dims):
+        raise TypeError(f"the option input_shape must be a tuple of positive ints, e.g. (3, 32, 32); got {input_shape!r}.")
+    return tuple(int(d) for d in dims)
 
 
 def _create(model_obj, num_classes, input_shape, arg, seed: int = SEED) -> nn.Module:
     """``create`` as the harness calls it: after ``torch.manual_seed(seed)``."""
+    shape = _shape(input_shape)  # before the call: a bad option is the test's, not the model's
     torch.manual_seed(seed)
     try:
-        net = model_obj.create(num_classes, _shape(input_shape), arg)
+        net = model_obj.create(num_classes, shape, arg)
     except BenchError as exc:
-        _fail(f"create({num_classes}, {tuple(input_shape)}, {arg!r}) refused the setting: {exc} Give the checks "
+        _fail(f"create({num_classes}, {shape}, {arg!r}) refused the setting: {exc} Give the checks "
               f"options the model accepts: check_model(model, arg=..., input_shape=..., num_classes=...).", exc)
     except Exception as exc:
-        _fail(f"create({num_classes}, {tuple(input_shape)}, {arg!r}) raised {_exc(exc)}.", exc)
+        _fail(f"create({num_classes}, {shape}, {arg!r}) raised {_exc(exc)}.", exc)
     if not isinstance(net, nn.Module):
         _fail(f"create returned {type(net).__name__}, not a torch.nn.Module.")
     return net
@@ -128,23 +129,16 @@ def check_rows_independent_in_eval(model, arg=None, num_classes=DEFAULT_NUM_CLAS
                                    input_shape=DEFAULT_INPUT_SHAPE) -> None:
     """In eval mode a row's logits do not depend on the other rows of its batch, nor on the global
     random generators (no dropout or batch statistics at evaluation): bench measures in batches,
-    and every accuracy, divergence and attack score would otherwise depend on the batch size."""
+    and every accuracy, divergence and attack score would otherwise depend on the batch size. The
+    same test as bench's plan (``bench.run.model_probe.eval_flaw``), on a batch of 8."""
     net = _create(model, num_classes, input_shape, arg)
-    x = _inputs(input_shape)
-    _seed_globals(_SCRAMBLE[0])
-    whole = _forward(net, x)
-    _seed_globals(_SCRAMBLE[1])
-    again = _forward(net, x)
-    if not torch.equal(whole, again):
-        _fail("two eval-mode forwards of one batch gave different logits: randomness at evaluation (dropout "
-              "called with training=True?); use nn.Dropout, which eval() turns off.")
-    for i in range(len(x)):
-        alone = _forward(net, x[i:i + 1])
-        if not torch.allclose(alone[0], whole[i], rtol=RTOL, atol=ATOL):
-            diff = (alone[0] - whole[i]).abs().max().item()
-            _fail(f"row {i}'s logits alone differ from its logits in a batch of {len(x)} (max |diff| {diff:.3g}): in "
-                  f"eval mode each row must be computed on its own (batch statistics at evaluation? BatchNorm "
-                  f"layers use their running statistics after eval()).")
+    net.eval()
+    try:
+        flaw = eval_flaw(net, _inputs(input_shape), reseed=lambda i: _seed_globals(_SCRAMBLE[i - 1]))
+    except Exception as exc:
+        _fail(f"forward on a batch of shape {(BATCH, *_shape(input_shape))} in eval mode raised {_exc(exc)}.", exc)
+    if flaw is not None:
+        _fail(f"{EVAL_FLAWS[flaw]}.")
 
 
 @_check("model")
@@ -186,25 +180,27 @@ def check_create_fresh_and_seeded(model, arg=None, num_classes=DEFAULT_NUM_CLASS
 @_check("model")
 def check_gradients_reach_parameters(model, arg=None, num_classes=DEFAULT_NUM_CLASSES,
                                      input_shape=DEFAULT_INPUT_SHAPE) -> None:
-    """In train mode, the cross-entropy of a batch back-propagates a finite gradient to every
-    trainable parameter. A parameter no output depends on gets no gradient: influence- and
-    Fisher-type methods weigh every parameter; freeze it (``requires_grad_(False)``) or drop it."""
+    """In train mode, the cross-entropy of a batch back-propagates to the trainable parameters (at
+    least one gets a gradient: a forward that detaches its output leaves every method without one)
+    and every gradient is finite. A parameter no output depends on is allowed (bench's methods give
+    it a zero gradient); freeze it (``requires_grad_(False)``) if it is not meant to be trained."""
     net = _create(model, num_classes, input_shape, arg)
     y = torch.arange(BATCH) % num_classes
     out = _forward(net, _inputs(input_shape), train=True, grad=True)
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (BATCH, num_classes):
         _fail(f"forward in train mode returned {type(out).__name__} {tuple(getattr(out, 'shape', ()))}; "
               f"expected logits ({BATCH}, {num_classes}).")
+    if not out.requires_grad:
+        _fail("the logits of a train-mode forward do not require grad (detached, or computed under no_grad): no "
+              "method can train the model.")
     try:
         F.cross_entropy(out, y).backward()
     except Exception as exc:
         _fail(f"backward of the cross-entropy raised {_exc(exc)}.", exc)
-    for name, p in net.named_parameters():
-        if not p.requires_grad:
-            continue
-        if p.grad is None:
-            _fail(f"parameter '{name}' gets no gradient (no output depends on it); freeze it "
-                  f"(requires_grad_(False)) or drop it.")
+    reached = [(name, p) for name, p in net.named_parameters() if p.requires_grad and p.grad is not None]
+    if not reached:
+        _fail("no trainable parameter gets a gradient from the cross-entropy of the logits.")
+    for name, p in reached:
         if not torch.isfinite(p.grad).all():
             _fail(f"parameter '{name}' gets a NaN or infinite gradient on a random standard-normal batch.")
 
