@@ -94,9 +94,10 @@ def seed_notes(comp: Comparison) -> list[str]:
             groups.setdefault(tuple(sorted(s, key=lambda v: (len(v), v))), []).append(label)
         if len(groups) > 1:
             parts = "; ".join(f"{', '.join(labels)} on seed(s) {','.join(ss)}" for ss, labels in groups.items())
+            drawn = "forget sets and initialisations" if not setting[2].startswith(("class:", "indices:")) \
+                else "initialisations"
             out.append(f"note: the methods of {'/'.join(setting)} are ranked over different seeds ({parts}); their means "
-                       f"are over different forget sets and initialisations: compare one run (--run RUN_ID), or run the "
-                       f"missing seeds")
+                       f"are over different {drawn}: compare one run (--run RUN_ID), or run the missing seeds")
     return out
 
 
