@@ -26,7 +26,7 @@ def _bench(tmp_path, memory: int | None, *args):
     if memory is not None:
         env["FAKECUDA_MEM"] = str(memory)
     return subprocess.run([sys.executable, str(FAKE), "bench", "run", "--executor", "local", "--device", "cuda",
-                           "-r", "epochs=5", "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}", *args],
+                           "-r", "epochs=3", "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}", *args],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -40,7 +40,7 @@ def test_streamed_data_runs_on_the_gpu_paths_and_gives_the_on_device_numbers(tmp
     # the methods; then ga with ulira, which runs it again on shadow models, on requests placed as the
     # trial's (the first run of each caches the references and shadow sets: the streamed one reads them,
     # so no DataLoader runs under the stand-in)
-    for args, methods in ((["-m", METHODS, "--attacks", "", "-p", "l2ul.max_epochs=5"], METHODS),
+    for args, methods in ((["-m", METHODS, "--attacks", "", "-p", "l2ul.max_epochs=3"], METHODS),
                           (["-m", "ga", "--attacks", "loss,ulira", "--shadow-models", "4"], "ga")):
         on_device = _bench(tmp_path, None, *args)
         assert on_device.returncode == 0, on_device.stdout[-3000:] + on_device.stderr[-3000:]
