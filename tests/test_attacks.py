@@ -123,6 +123,7 @@ def test_the_roc_plot_is_painted_over_its_fixed_parts_with_the_pixels_of_a_full_
     assert all(np.array_equal(g, expected[i % 4]) for i, g in enumerate(got))
 
 
+@pytest.mark.slow  # a fresh interpreter (the quick loop was at 120 s)
 def test_an_attack_in_a_trial_worker_never_imports_matplotlib():
     """The ROC plot is a RocPlot: drawn by the process that records the trial, not the worker."""
     code = (

@@ -589,6 +589,7 @@ def test_cli_run_on_mnist1d_offline(tmp_path, run_bench, store_args):
     assert not (tmp_path / "data").exists() and not list(tmp_path.glob("*.pkl"))
 
 
+@pytest.mark.slow  # a fresh interpreter (the quick loop was at 120 s)
 def test_digits_loads_without_scikit_learn_and_matches_its_loader_and_split():
     """digits reads scikit-learn's CSV file and the written-out split without importing scikit-learn
     (2.5 s on the path of every run); the arrays and the split equal load_digits and

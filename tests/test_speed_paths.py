@@ -164,6 +164,7 @@ def test_a_methods_prepare_runs_before_the_timed_call_and_outside_unlearn_second
     assert metrics["unlearn_seconds"] < 0.2  # the 0.4 s of prepare is not the method's unlearning time
 
 
+@pytest.mark.slow  # a fresh interpreter (the quick loop was at 120 s)
 def test_prune_prepare_imports_what_its_first_call_would():
     code = """
 import sys
