@@ -105,6 +105,20 @@ def _lingering_threads() -> list[threading.Thread]:
     return left
 
 
+def _join_threads() -> None:
+    """Wait for the non-daemon threads, as the interpreter does at exit."""
+    shutdown = getattr(threading, "_shutdown", None)
+    if callable(shutdown) and threading.current_thread() is threading.main_thread():
+        # what the interpreter does first at exit: threading's own exit hooks (concurrent.futures
+        # wakes its idle pool workers there, MLflow's artifact downloads leave some), then it joins
+        # every non-daemon thread; joining them without the hooks waits for those workers forever
+        shutdown()
+        return
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+
+
 def finish_process(code) -> int:
     """What Python does at exit before its teardown; returns the exit status ``code`` stands for
     (``sys.exit`` semantics: None is 0, any other non-integer is printed to stderr and is 1)."""
@@ -115,18 +129,8 @@ def finish_process(code) -> int:
     else:
         print(code, file=sys.stderr)
         status = 1
-    shutdown = getattr(threading, "_shutdown", None)
-    if _lingering_threads():  # said in a line: joining a plugin's thread that never ends would wait forever
-        pass
-    elif callable(shutdown) and threading.current_thread() is threading.main_thread():
-        # what the interpreter does first at exit: threading's own exit hooks (concurrent.futures
-        # wakes its idle pool workers there, MLflow's artifact downloads leave some), then it joins
-        # every non-daemon thread; joining them without the hooks waits for those workers forever
-        shutdown()
-    else:
-        for thread in threading.enumerate():
-            if thread is not threading.current_thread() and not thread.daemon:
-                thread.join()
+    if not _lingering_threads():  # one that never ends is said in a line: joining it would wait forever
+        _join_threads()
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:

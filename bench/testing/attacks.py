@@ -94,10 +94,11 @@ def check_attack_returns_finite_floats(attack) -> None:
                   f"attack's numbers in each trial: rename the metric or the attack.")
 
 
-def _with_batch_norm(model: torch.nn.Module) -> torch.nn.Module:
-    """``model`` behind a BatchNorm layer that is the identity in eval mode (running mean 0, variance
-    1): a forward in train mode moves its running statistics, which the toy MLP alone does not have."""
-    bn = torch.nn.BatchNorm1d(64)
+def _with_batch_norm(model: torch.nn.Module, features: int) -> torch.nn.Module:
+    """``model`` behind a BatchNorm layer over the ``features`` of a flattened input that is the
+    identity in eval mode (running mean 0, variance 1): a forward in train mode moves its running
+    statistics, which the toy MLP alone does not have."""
+    bn = torch.nn.BatchNorm1d(features)
     with torch.no_grad():
         bn.running_var.fill_(1.0 - bn.eps)  # sqrt(var + eps) = 1
     return torch.nn.Sequential(torch.nn.Flatten(), bn, model).eval()
@@ -110,7 +111,7 @@ def check_attack_leaves_inputs_untouched(attack) -> None:
     ``model.train()`` and runs a forward moves its running statistics: bench drops that attack's
     numbers and every later attack's; the toy MLP alone has none to move)."""
     setting = toy_setting()
-    for model in (setting.original_copy(), _with_batch_norm(setting.original_copy())):
+    for model in (setting.original_copy(), _with_batch_norm(setting.original_copy(), math.prod(setting.input_shape))):
         ctx = _attack_ctx(setting, attack=attack)
         before = _state(model)
         tensors = {f.name: getattr(ctx, f.name) for f in fields(ctx) if isinstance(getattr(ctx, f.name), torch.Tensor)}
