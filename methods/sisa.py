@@ -273,7 +273,7 @@ def _train_from(ens, k: int, first: int, x, y, row) -> None:
         kept = torch.cat(ens.slice_indices[k][:r + 1])
         rows = row[kept.to(row.device)]
         train_epochs(model, x[rows], y[rows], epochs=ens.config["slice_epochs"][r], batch_size=recipe["batch_size"],
-                     optimizer=recipe["optimizer"], lr=recipe["lr"], momentum=recipe["momentum"],
+                     optimizer=recipe["optimizer"], lr=recipe["lr"], momentum=recipe.get("momentum", 0.0),
                      weight_decay=recipe["weight_decay"], schedule=recipe["schedule"],
                      seed=(seed * 1_000_003 + k * 1009 + r) % 2**63)
         ens.checkpoints[k][r] = _state(model)

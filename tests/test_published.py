@@ -138,7 +138,9 @@ def test_compare_published_on_a_real_run_prints_both_tables(quick_run, trial_run
     out = invoke_bench("compare", "--published", "salun-table1", "--tracking-uri", args[-1], "--format", "csv",
                        "--no-plot", cwd=work)
     assert out.returncode == 0, out.stderr
-    long = list(csv.DictReader(io.StringIO(out.stdout.split("\n\n", 1)[1])))
+    long = list(csv.DictReader(io.StringIO(out.stdout)))  # one CSV: every line has the header's columns
+    assert long and all(None not in r and None not in r.values() for r in long), out.stdout
+    assert "ranked comparison's CSV is `bench compare --format csv` without --published" in out.stderr
     runs = trial_runs(work)
     for method in ("salun", "ga", "retrain"):
         ua = next(r for r in long if r["ours_as"] == method and r["column"] == "UA")

@@ -123,10 +123,12 @@ def compare(experiment, tracking_uri, run_ref, fmt, objective, maximize, plot_pa
         click.echo(to_latex(comp.rows, comp.ranks, comp.columns, caption=cmp.title(comp), label=label), nl=False)
         if table is not None:
             note(f"the published table {table.name} is printed with --format table, markdown or csv; it is on the plot")
-    else:
+    elif table is None:
         click.echo(report.to_csv(comp.rows, comp.ranks, comp.columns), nl=False)
-        if table is not None:
-            click.echo("\n" + published.to_csv(table, comp.rows), nl=False)
+    else:  # one CSV on stdout (two blocks in one stream parsed as one table with a second header row)
+        click.echo(published.to_csv(table, comp.rows), nl=False)
+        note(f"the CSV is ours beside {table.name}, one line per (setting, method, column); "
+             f"the ranked comparison's CSV is `bench compare --format csv` without --published")
     for line in [*report.partial_rank_notes(comp.rows, comp.ranks, comp.objective), *cmp.seed_notes(comp)]:
         note(line)
     for parent in comp.parents:  # said when the run was made, kept with it (a recipe that does not match --original)

@@ -32,7 +32,12 @@ class Recipe:
     augment: str = "none"  # "crop-flip": random crop of the 4-pixel-padded image + horizontal flip (CIFAR)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The recipe as recorded, printed and keyed; ``momentum`` only with SGD (Adam and AdamW
+        never read it: a plan printing ``optimizer=adam, momentum=0.9`` said a value not used)."""
+        out = asdict(self)
+        if self.optimizer != "sgd":
+            del out["momentum"]
+        return out
 
 
 FIELD_TYPES = {f.name: f.type for f in fields(Recipe)}
