@@ -482,6 +482,30 @@ def test_placement_keeps_everything_on_the_cpu_and_limits_the_gpu(monkeypatch):
     assert training.device_data_limit("cuda") == 1000  # DEVICE_DATA_FRACTION of the GPU's memory
 
 
+@pytest.mark.parametrize("assigned, limit", [(0.25, 250), (0.5, 500), (1.0, 1000), (2.0, 1000), (None, 1000)])
+def test_packed_trials_keep_their_share_of_the_gpu_for_data(monkeypatch, assigned, limit):
+    """A trial holding a quarter of a GPU (Ray's assigned GPU resource) keeps a quarter of the
+    whole-GPU rule for its data: four packed trials' data together take what one trial's may
+    (each took a quarter of the GPU before, the whole GPU together). Outside a Ray task (None:
+    the driver, --executor local) and with whole GPUs the rule is one GPU's."""
+    import sys
+    import types
+
+    from bench.nn import training
+
+    class Props:
+        total_memory = 4000
+
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda dev: Props)
+    resources = {} if assigned is None else {"GPU": assigned, "CPU": 1.0}
+    context = types.SimpleNamespace(get_assigned_resources=lambda: resources)
+    fake_ray = types.SimpleNamespace(is_initialized=lambda: True, get_runtime_context=lambda: context)
+    monkeypatch.setitem(sys.modules, "ray", fake_ray)
+    assert training.device_data_limit("cuda") == limit
+    monkeypatch.delitem(sys.modules, "ray")  # a process that never imported Ray
+    assert training.device_data_limit("cuda") == 1000
+
+
 # -- models ----------------------------------------------------------------------------------
 
 

@@ -30,8 +30,9 @@ from bench.core import console
 from bench.core.recipe import Recipe
 from bench.nn.augment import augment_batch
 
-#: Data larger than this fraction of the GPU's total memory streams from host memory instead of
-#: living on the GPU (a quarter, so four trials packed with --gpus-per-trial 0.25 still fit).
+#: Data larger than this fraction of a trial's share of the GPU's total memory streams from host
+#: memory instead of living on the GPU: a quarter of the GPU for a trial holding a whole one, a
+#: sixteenth for each of four trials packed with --gpus-per-trial 0.25 (:func:`device_data_limit`).
 DEVICE_DATA_FRACTION = 0.25
 #: DataLoader worker processes for data that streams from host memory.
 STREAM_WORKERS = min(4, os.cpu_count() or 1)
@@ -146,12 +147,31 @@ def batches(n: int, batch_size: int, generator: torch.Generator | None, device) 
         yield idx
 
 
+def gpu_share() -> float:
+    """The fraction of a GPU this process holds: the GPU resource Ray assigned to the task or actor
+    it runs (``--gpus-per-trial``, at most one GPU's worth, as the data lives on one), 1 outside Ray
+    (the driver, ``--executor local``). Ray is only looked up where this process imported it."""
+    import sys
+
+    ray = sys.modules.get("ray")
+    try:
+        if ray is not None and ray.is_initialized():
+            assigned = float(ray.get_runtime_context().get_assigned_resources().get("GPU", 0) or 0)
+            if assigned > 0:
+                return min(1.0, assigned)
+    except Exception:  # noqa: BLE001 -- a driver, or a Ray without the call: the whole GPU's rule
+        pass
+    return 1.0
+
+
 def device_data_limit(device) -> int | None:
-    """Bytes of data that may live on ``device``; ``None`` (no limit) off the GPU."""
+    """Bytes of data that may live on ``device``: :data:`DEVICE_DATA_FRACTION` of this process's
+    share of the GPU (:func:`gpu_share`; trials packed four to a GPU each keep a sixteenth, so
+    together their data takes a quarter of it, as one trial's would); ``None`` (no limit) off the GPU."""
     dev = torch.device(device)
     if dev.type != "cuda":
         return None
-    return int(DEVICE_DATA_FRACTION * torch.cuda.get_device_properties(dev).total_memory)
+    return int(DEVICE_DATA_FRACTION * gpu_share() * torch.cuda.get_device_properties(dev).total_memory)
 
 
 def place(tensors: Iterable[torch.Tensor], device) -> list[torch.Tensor]:
