@@ -201,6 +201,33 @@ class Sisa(Method):
         ens.deleted = tensors["deleted"].cpu().to(torch.bool)
         return ens
 
+    def saved_header(self, model) -> dict[str, str]:
+        """How the ensemble votes (aggregation, each constituent's weight): with the constituents'
+        weights in the state dict, what :meth:`load_saved` needs to predict as the trial measured
+        (not the slices and checkpoints that further unlearning needs: ``save_trained``'s file)."""
+        return {"sisa": json.dumps({"shards": len(model.constituents), "aggregation": model.aggregation,
+                                    "weighting": model.weighting, "weights": [float(w) for w in model._weights()]})}
+
+    def load_saved(self, state, header, new_model):
+        """The ensemble of a ``--save-models`` file, for prediction: each constituent a fresh model of
+        the run's architecture with its saved weights (``constituents.K.``), voting as it did."""
+        from bench.core.errors import BenchError
+
+        if "sisa" not in header:
+            raise BenchError("the file has no 'sisa' entry in its header (saved before 2026-12-07, when SISA's "
+                             "--save-models files began to carry it); its state dict holds each constituent's weights "
+                             "under 'constituents.K.'")
+        meta = json.loads(header["sisa"])
+        models = []
+        for k in range(int(meta["shards"])):
+            m = new_model()
+            m.load_state_dict(_prefixed(state, f"constituents.{k}."), strict=True)
+            models.append(m)
+        ens = _ensemble_class()(models, {"train_size": 0, "aggregation": meta["aggregation"],
+                                         "weighting": meta["weighting"]})
+        ens.fixed_weights = [float(w) for w in meta["weights"]]
+        return ens
+
     # -- unlearning ------------------------------------------------------------------------
 
     def unlearn(self, model, request, params, ctx):

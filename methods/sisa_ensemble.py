@@ -27,6 +27,9 @@ class SisaEnsemble(nn.Module):
         self.deleted = torch.zeros(int(config["train_size"]), dtype=torch.bool)
         self.aggregation = config.get("aggregation", "argmax")
         self.weighting = config.get("weighting", "uniform")
+        #: the constituents' vote weights of an ensemble read back from a ``--save-models`` file (it
+        #: has no slices to weigh by); None: from the shards' current sizes
+        self.fixed_weights: list[float] | None = None
 
     def shard_sizes(self) -> list[int]:
         return [int(sum(len(s) for s in slices)) for slices in self.slice_indices]
@@ -49,6 +52,8 @@ class SisaEnsemble(nn.Module):
         return votes.clamp_min(1e-12).log()
 
     def _weights(self) -> list[float]:
+        if self.fixed_weights is not None:
+            return list(self.fixed_weights)
         sizes = self.shard_sizes()
         if self.weighting == "proportional":
             total = max(1, sum(sizes))

@@ -458,6 +458,56 @@ def test_catches_a_non_module_return():
     _fails(kit.check_returns_module, ReturnsStateDict(), r"returned OrderedDict .* torch\.nn\.Module")
 
 
+class _Scaled(torch.nn.Module):
+    """The model times a factor held as a plain attribute (not in the state dict)."""
+
+    def __init__(self, model, factor):
+        super().__init__()
+        self.inner, self.factor = model, factor
+
+    def forward(self, x):
+        return self.inner(x) * self.factor
+
+
+class WrapsModel(_GA):
+    """Returns another architecture (the model inside a wrapper with a plain-attribute setting),
+    with or without the hooks that rebuild it from a --save-models file."""
+
+    name = "wraps-model"
+
+    def __init__(self, header=None, loader=True):
+        self.header, self.loader = header, loader
+
+    def unlearn(self, model, request, params, ctx):
+        return _Scaled(self.ascend(model, request.forget_x, request.forget_y, params, ctx.seed), 2.0)
+
+    def saved_header(self, model):
+        return {"wraps-model": str(model.factor)} if self.header is None else self.header
+
+    def __getattr__(self, name):
+        if name == "load_saved" and self.__dict__.get("loader"):
+            return self._load
+        raise AttributeError(name)
+
+    @staticmethod
+    def _load(state, header, new_model):
+        inner = new_model()
+        inner.load_state_dict({k.removeprefix("inner."): v for k, v in state.items()})
+        return _Scaled(inner, float(header.get("wraps-model", 1.0)))
+
+
+def test_the_returned_model_must_load_back_from_its_saved_file():
+    """--save-models kept files that no one could load (PRUNE's, SISA's until 2026-12-07): the kit
+    saves the returned model as bench does and loads it back."""
+    kit.check_returns_module(WrapsModel())  # saved_header + load_saved: the same logits
+    _fails(kit.check_returns_module, WrapsModel(loader=False),
+           r"not the plain architecture .*no load_saved: `bench run --save-models` keeps a file nobody can load")
+    _fails(kit.check_returns_module, WrapsModel(header={}), r"other logits than the returned model .*saved_header must "
+                                                           r"carry what the state dict does not")
+    _fails(kit.check_returns_module, WrapsModel(header={"model": "x"}), r"saved_header sets the harness's own header "
+                                                                       r"entries model")
+
+
 def test_catches_reported_metrics_the_harness_refuses():
     kit.check_returns_module(ReportsBadMetrics({"patches": 3, "loss": float("nan")}))
     _fails(kit.check_returns_module, ReportsBadMetrics({"forget_acc": 0.0}), r"ctx\.metrics: .*'forget_acc'.*a metric bench itself measures")

@@ -65,6 +65,76 @@ def test_saved_models_load_back_and_give_the_recorded_numbers(workdir, shared_ca
 
 
 @pytest.mark.slow
+def test_prune_and_sisa_models_load_back_as_measured(workdir, shared_cache, run_harness, trial_runs):
+    """The main job's methods return other architectures (PRUNE's patched network, SISA's ensemble):
+    their saved files carry what rebuilds them (``saved_header``) and load back through the method's
+    ``load_saved``, giving the recorded accuracies bit for bit (they were refused before)."""
+    import json
+
+    import mlflow
+
+    from bench.core.plugins import get_registry
+    from bench.methods.prune.modules import PatchedModel
+    from bench.methods.sisa_ensemble import SisaEnsemble
+    from bench.run.saved_models import load_model, load_trial_model, read_model_file
+
+    store = f"sqlite:///{workdir / 'mlflow.db'}"
+    code, out = run_harness(workdir, methods="prune,sisa", attacks="", recipe={"epochs": 5}, save_models=True,
+                            params={"sisa": {"weighting": "proportional", "aggregation": "softmax"}},
+                            cache_dir=str(shared_cache))
+    assert code == 0, out
+    runs = trial_runs(workdir)
+    splits = get_registry().get("dataset", "digits").load(str(workdir), False)
+    for method, kind in (("prune", PatchedModel), ("sisa", SisaEnsemble)):
+        model = load_trial_model(runs.loc[method, "run_id"], store)
+        assert isinstance(model, kind) and not model.training
+        with torch.no_grad():
+            acc = float((model(splits.test_x).argmax(1) == splits.test_y).float().mean())
+        assert acc == runs.loc[method, "metrics.test_acc"], method
+    path = mlflow.tracking.MlflowClient(store).download_artifacts(runs.loc["sisa", "run_id"], "model.safetensors",
+                                                                   str(workdir))
+    state, meta = read_model_file(path)
+    sisa = json.loads(meta["sisa"])
+    assert sisa["aggregation"] == "softmax" and sisa["weighting"] == "proportional" and len(sisa["weights"]) == 5
+    assert abs(sum(sisa["weights"]) - 1) < 1e-9 and len(set(sisa["weights"])) > 1  # proportional: the shard sizes
+    # the weights are the file's, not uniform: changing them changes the prediction
+    from safetensors.torch import save_file
+
+    meta["sisa"] = json.dumps({**sisa, "weights": [1.0] + [0.0] * 4})
+    save_file(state, str(workdir / "one.safetensors"), metadata=meta)
+    one = load_model(workdir / "one.safetensors")
+    first = load_model(path).constituents[0]
+    with torch.no_grad():
+        assert torch.equal(one(splits.test_x).argmax(1), first(splits.test_x).argmax(1))
+    # a file without the method's entry (saved before it existed) is one line naming the method and the file
+    del meta["sisa"]
+    save_file(state, str(workdir / "old.safetensors"), metadata=meta)
+    with pytest.raises(BenchError, match=r"old.safetensors: method 'sisa' could not rebuild its model from the file "
+                                         r"\(the file has no 'sisa' entry in its header"):
+        load_model(workdir / "old.safetensors")
+
+
+def test_a_method_header_may_not_replace_the_harness_entries():
+    from bench.core.method import saved_header
+
+    class M:
+        name = "m"
+
+        def __init__(self, extra):
+            self.extra = extra
+
+        def saved_header(self, model):
+            return self.extra
+
+    assert saved_header(M({"m": "x"}), None, ("method", "model")) == {"m": "x"}
+    assert saved_header(M(None), None, ("method",)) == {} and saved_header(object(), None, ()) == {}
+    with pytest.raises(ValueError, match=r"saved_header sets the harness's own header entries model"):
+        saved_header(M({"model": "mlp:8"}), None, ("method", "model"))
+    with pytest.raises(TypeError, match=r"saved_header must return a dict of strings, not dict"):
+        saved_header(M({"m": 1}), None, ())
+
+
+@pytest.mark.slow
 def test_without_the_flag_no_model_is_kept(workdir, shared_cache, run_harness, trial_runs):
     from bench.run.saved_models import load_trial_model
 

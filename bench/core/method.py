@@ -16,7 +16,7 @@ optional ``training_params`` and ``train_version``); see ``bench.run.method_trai
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from bench.core.errors import BenchError, no_exit
 
@@ -63,6 +63,14 @@ class Method:
             ``unlearn_seconds`` measures the work, not a fresh worker's first imports. It must not
             depend on the request or change any state ``unlearn`` reads (the same numbers with or
             without it). Default: nothing.
+        saved_header(model) -> dict[str, str]: for a method that returns another architecture
+            than its input (PRUNE's patched network, SISA's ensemble), what rebuilding the
+            returned model needs beyond its state dict (strings), written into the header of the
+            ``model.safetensors`` that ``--save-models`` keeps. Default: nothing.
+        load_saved(state, header, new_model) -> nn.Module: rebuild that model from its state dict,
+            the file's header and ``new_model()`` (a fresh model of the run's architecture), for
+            ``bench.run.saved_models.load_model``. Absent (the default): the file loads into the
+            plain architecture.
     """
 
     name: str = ""
@@ -96,6 +104,10 @@ class Method:
 
     def prepare(self) -> None:
         """One-off set-up before the timed ``unlearn`` (imports); see the class docstring."""
+
+    def saved_header(self, model: nn.Module) -> dict[str, str]:
+        """Header entries a saved returned model needs to be rebuilt; see the class docstring."""
+        return {}
 
     def unlearn(self, model: nn.Module, request: ForgetRequest, params: dict, ctx: MethodContext) -> nn.Module:
         """Return the unlearned model; ``model`` is the trial's own copy of the original."""
@@ -140,6 +152,34 @@ def prepare(method: Any) -> None:
     if callable(fn):
         with no_exit(f"Method '{getattr(method, 'name', '?')}' (prepare)"):  # sys.exit there ended a local run, exit 0
             fn()
+
+
+def saved_header(method: Any, model: Any, reserved: Iterable[str]) -> dict[str, str]:
+    """The method's extra header entries for its saved returned model (``saved_header``; none by
+    default), as strings; a key of the harness's own header (``reserved``) or a value that is not
+    a string fails the trial naming the hook."""
+    fn = getattr(method, "saved_header", None)
+    if not callable(fn):
+        return {}
+    name = getattr(method, "name", "?")
+    with no_exit(f"Method '{name}' (saved_header)"):
+        extra = fn(model)
+    if extra is None:
+        return {}
+    if not isinstance(extra, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in extra.items()):
+        raise TypeError(f"Method '{name}': saved_header must return a dict of strings, not {type(extra).__name__} "
+                        f"{extra!r:.80}.")
+    clash = sorted(set(extra) & set(reserved))
+    if clash:
+        raise ValueError(f"Method '{name}': saved_header sets the harness's own header entries {', '.join(clash)}; "
+                         f"name its entries after the method (e.g. '{name}').")
+    return dict(extra)
+
+
+def load_saved(method: Any):
+    """The method's ``load_saved(state, header, new_model)``, or None (the plain architecture)."""
+    fn = getattr(method, "load_saved", None)
+    return fn if callable(fn) else None
 
 
 def _refusal(exc: Exception, params: dict) -> tuple[str, str | None]:

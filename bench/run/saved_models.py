@@ -6,9 +6,11 @@ with the trial's method, model spec, dataset, seed, number of classes, input sha
 in the file's header. :func:`load_model` rebuilds the architecture from the header through the
 model plugin (``--model``) and loads the weights strictly; :func:`load_trial_model` first fetches
 the file of one trial run from an MLflow store. A method that returns another architecture than
-its input (PRUNE's patched network, SISA's ensemble) stores its state dict all the same, but it
-does not load into the plain model: that is said, and the file can be read with
-``safetensors.torch.load_file``.
+its input (PRUNE's patched network, SISA's ensemble) stores its state dict all the same, with what
+rebuilding it needs in the header (the method's ``saved_header``), and :func:`load_model` rebuilds
+it through the method's ``load_saved`` when that method is installed; a returned model of another
+architecture whose method has no ``load_saved`` does not load into the plain model: that is said,
+and the file can be read with ``safetensors.torch.load_file``.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ def load_model(path: str | Path, device: str = "cpu", source: str | None = None,
     """The model in ``path`` (a trial's ``model.safetensors``), rebuilt and loaded, in eval mode.
     Errors name the file as ``source`` (default: its path) and say where its state dict can be read
     as ``state_at`` (default: the file, with ``safetensors.torch.load_file``)."""
+    from bench.core.errors import no_exit
+    from bench.core.method import load_saved
     from bench.core.plugins import get_registry
     from bench.run.validate import resolve_model
 
@@ -51,14 +55,33 @@ def load_model(path: str | Path, device: str = "cpu", source: str | None = None,
     if arg and getattr(obj, "name", "") == "timm":  # the file holds every weight: not the run's pretrained file
         arg = ",".join(part for part in arg.split(",") if not part.startswith(("pretrained=", "sha256=")))
     shape = tuple(int(x) for x in meta["input_shape"].split(","))
-    net = obj.create(int(meta["num_classes"]), shape, arg)
+
+    def new_model():
+        return obj.create(int(meta["num_classes"]), shape, arg)
+
+    method_name = meta.get("method", "?")
+    registry = get_registry()
+    rebuild = load_saved(registry.get("method", method_name)) if method_name in registry.names("method") else None
+    where = state_at or f"the file: safetensors.torch.load_file({str(path)!r})"
+    if rebuild is not None:  # the method's own architecture (PRUNE's patched network, SISA's ensemble)
+        try:
+            with no_exit(f"Method '{method_name}' (load_saved)"):
+                net = rebuild(state, dict(meta), new_model)
+        except Exception as exc:  # noqa: BLE001 -- a plugin's loader: one line naming it and the file
+            why = str(exc).rstrip(".") if isinstance(exc, BenchError) else f"{type(exc).__name__}: {exc}"
+            raise BenchError(f"{source or path}: method '{method_name}' could not rebuild its model from the file "
+                             f"({why}). Its state dict is in {where}.") from None
+        return net.to(device).eval()
+    net = new_model()
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError:
-        where = state_at or f"the file: safetensors.torch.load_file({str(path)!r})"
-        raise BenchError(f"{source or path}: the model method '{meta.get('method', '?')}' returned is not a plain "
-                         f"'{meta['model']}' (its parameters differ: PRUNE's patched network, SISA's ensemble). Its "
-                         f"state dict is in {where}.") from None
+        hint = ("" if method_name in registry.names("method") else
+                f" Method '{method_name}' is not installed here: install the plugin that defines it, whose "
+                f"load_saved may rebuild its model.")
+        raise BenchError(f"{source or path}: the model method '{method_name}' returned is not a plain "
+                         f"'{meta['model']}' (its parameters differ) and the method does not say how to rebuild it "
+                         f"(no load_saved).{hint} Its state dict is in {where}.") from None
     return net.to(device).eval()
 
 

@@ -22,7 +22,7 @@ from bench.core.contracts import MethodContext, Setting
 from bench.core.errors import BenchError, no_exit
 from bench.core.forget import INDICES_ARTIFACT, indices_text
 from bench.core.keys import ARTIFACTS_KEY, MODEL_ARTIFACT, STEPS_KEY
-from bench.core.method import check_params, check_setting, prepare, trains
+from bench.core.method import check_params, check_setting, prepare, saved_header, trains
 from bench.core.recipe import Recipe
 from bench.core.spec import TrialSpec
 from bench.eval.evaluation import ModelEval, compare_to_references, evaluate_model, parameter_snapshot, weight_change
@@ -232,10 +232,11 @@ def _run_trial(spec: TrialSpec, payload: Payload, fetch: Callable[[Any], Any],
             final[ARTIFACTS_KEY] = artifacts
     if payload.save_models:  # the model measured, with what rebuilds its architecture (bench.run.saved_models);
         # before the attacks: one that changed it in place loses only its own numbers (attack_step)
+        header = {"method": spec.method, "model": spec.model, "dataset": spec.dataset, "seed": str(seed),
+                  "num_classes": str(splits.num_classes), "input_shape": ",".join(map(str, splits.input_shape)),
+                  "trial_key": spec.trial_key}  # + what rebuilds another architecture (PRUNE's, SISA's)
         final.setdefault(ARTIFACTS_KEY, {})[MODEL_ARTIFACT] = model_bytes(model, {
-            "method": spec.method, "model": spec.model, "dataset": spec.dataset, "seed": str(seed),
-            "num_classes": str(splits.num_classes), "input_shape": ",".join(map(str, splits.input_shape)),
-            "trial_key": spec.trial_key})
+            **saved_header(method, model, header), **header})
     if payload.attacks:  # on the final model, every point forgotten so far as the forget set
         run_attacks(payload.attacks, model, final, spec=spec, group=group, method=method,
                     data=((data.retain_x, data.retain_y), everything, (data.test_x, data.test_y)),

@@ -1,6 +1,6 @@
 """The method checks, in the order they run: attributes, params and search space, data access,
-the returned model, inputs left untouched, determinism under ``ctx.seed``, forgetting, and the
-empty and single-point requests."""
+the returned model (saved and loaded back too), inputs left untouched, determinism under
+``ctx.seed``, forgetting, and the empty and single-point requests."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from bench.core.contracts import DATA_ACCESS
-from bench.core.method import has_own_training
+from bench.core.method import has_own_training, load_saved, saved_header
 from bench.testing.base import (
     _SCRAMBLE,
     SEED,
@@ -92,14 +92,17 @@ def check_data_access(method, params=None) -> None:
 @_check("method")
 def check_returns_module(method, params=None) -> None:
     """``unlearn`` returns a ``torch.nn.Module`` that maps a toy batch ``(B, 1, 8, 8)`` to finite
-    logits of shape ``(B, num_classes)``, and the metrics it reports in ``ctx.metrics`` are numbers
-    under names MLflow takes, none a harness metric's."""
+    logits of shape ``(B, num_classes)``, the metrics it reports in ``ctx.metrics`` are numbers
+    under names MLflow takes, none a harness metric's, and the model, saved as ``--save-models``
+    saves it, loads back giving the same logits (into the plain architecture, or through the
+    method's ``load_saved``)."""
     params = _params(method, params)
     access, setting = _access(method, params), toy_setting()
     ctx = _ctx(setting, access)
     out = _unlearn(method, setting, _request(setting, "class", access), params, ctx, access, what="a class request")
     _check_module(out, setting, "a class request")
     _check_reported_metrics(ctx)
+    _check_saves(method, out, setting)
 
 
 def _check_reported_metrics(ctx) -> None:
@@ -242,3 +245,58 @@ def check_single_point_request(method, params=None) -> None:
     out = _unlearn(method, setting, _request(setting, "single", access), params, _ctx(setting, access), access,
                    what=what)
     _check_module(out, setting, what)
+
+
+def _check_saves(method, out, setting) -> None:
+    """The model ``unlearn`` returned survives ``bench run --save-models``: its state dict and the
+    method's ``saved_header`` entries, written as the harness writes them and read back, load into
+    the plain architecture, or, for a method that returns another architecture, are rebuilt by its
+    ``load_saved(state, header, new_model)`` into a model giving the same logits, bit for bit."""
+    from safetensors import safe_open
+    from safetensors.torch import load
+
+    from bench.core.cache import model_bytes
+
+    own = {"method": getattr(method, "name", "?"), "model": "toy-mlp", "num_classes": str(setting.num_classes),
+           "input_shape": ",".join(map(str, setting.input_shape))}
+    try:
+        extra = saved_header(method, out, own)
+    except (TypeError, ValueError) as exc:
+        _fail(str(exc))
+    except Exception as exc:  # noqa: BLE001 -- the plugin's hook: its failure, named
+        _fail(f"saved_header raised {_exc(exc)}.")
+    data = model_bytes(out, {**extra, **own})
+    state = load(data)
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".safetensors") as fh:
+        fh.write(data)
+        fh.flush()
+        with safe_open(fh.name, "pt") as f:
+            header = dict(f.metadata() or {})
+    rebuild = load_saved(method)
+    new_model = lambda: setting.new_model(SEED + 1)  # noqa: E731 -- weights other than the returned model's
+    if rebuild is None:
+        plain = new_model()
+        try:
+            plain.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            _fail(f"the returned model is not the plain architecture (its state dict does not load into a fresh "
+                  f"model: {str(exc).splitlines()[0]}), and the method has no load_saved: `bench run --save-models` "
+                  f"keeps a file nobody can load. Define saved_header(model) and load_saved(state, header, "
+                  f"new_model) (docs/plugins.md), or return the model you were given.")
+        loaded = plain
+    else:
+        try:
+            loaded = rebuild(state, header, new_model)
+        except Exception as exc:  # noqa: BLE001 -- the plugin's hook: its failure, named
+            _fail(f"load_saved raised {_exc(exc)} on the file of its own returned model.")
+        if not isinstance(loaded, torch.nn.Module):
+            _fail(f"load_saved returned {type(loaded).__name__}, not a torch.nn.Module.")
+    x = setting.test_x[:64]
+    with torch.no_grad():
+        want, got = out.eval()(x), loaded.eval()(x)
+    if want.shape != got.shape or not torch.equal(want, got):
+        _fail("the model loaded back from its saved file gives other logits than the returned model "
+              f"(largest difference {float((want - got).abs().max()) if want.shape == got.shape else 'shape'}): "
+              "saved_header must carry what the state dict does not (settings held as plain attributes).")

@@ -168,6 +168,26 @@ class Prune(Method):
 
         from . import run  # noqa: F401  (imports the construction and the check)
 
+    def saved_header(self, model) -> dict[str, str]:
+        """The patches' kind, targets, labels and summaries, with which :meth:`load_saved` rebuilds
+        the patched model from the state dict ``--save-models`` keeps."""
+        return model.header()
+
+    def load_saved(self, state, header, new_model):
+        """The patched model of a ``--save-models`` file: a fresh model of the run's architecture
+        takes the original's weights, then the patches (``PatchedModel.from_tensors``)."""
+        import json
+
+        from bench.core.errors import BenchError
+
+        from .modules import PatchedModel
+
+        if "prune" not in header:
+            raise BenchError("the file has no 'prune' entry in its header (saved before 2026-12-07, when PRUNE's "
+                             "--save-models files began to carry it); its state dict is the original's weights under "
+                             "'original.' and each patch's under 'patches.I.'")
+        return PatchedModel.from_tensors(state, json.loads(header["prune"]), new_model())
+
     def unlearn(self, model, request, params, ctx):
         check_params(self.name, self, params)  # direct callers (the harness checked at plan time)
         from .run import run_prune

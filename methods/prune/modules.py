@@ -209,9 +209,14 @@ class PatchedModel(nn.Module):
             for k, v in patch.state_dict().items():
                 tensors[f"patches.{i}.{k}"] = v.detach().cpu().contiguous()
         tensors.update(_witness_tensors(self.__dict__.get("_witness", {})))
+        return tensors, self.header()
+
+    def header(self) -> dict[str, str]:
+        """The safetensors header entry that rebuilds this model with its tensors: ``{"prune": JSON}``
+        of the kind, the info and each patch's target, label and summary (:meth:`from_tensors`)."""
         meta = {"format": FORMAT, "kind": self.kind, "info": self.info,
                 "patches": [{"target": p.target, "label": p.label, "info": p.info} for p in self.patches]}
-        return tensors, {"prune": json.dumps(meta)}
+        return {"prune": json.dumps(meta)}
 
     def save(self, path) -> None:
         """Write the original's weights and every patch to one safetensors file, with the patch
@@ -247,6 +252,14 @@ class PatchedModel(nn.Module):
         with safe_open(str(path), framework="pt") as f:
             meta = _prune_meta(f, path)
             tensors = {k: f.get_tensor(k) for k in f.keys()}
+        return cls.from_tensors(tensors, meta, original)
+
+    @classmethod
+    def from_tensors(cls, tensors: dict, meta: dict, original: nn.Module) -> "PatchedModel":
+        """The model of a file's ``tensors`` (the original's weights under ``original.``, each
+        patch's under ``patches.I.``, the box ``lo``/``hi``, witnesses if any) and its decoded
+        ``prune`` header ``meta``: :meth:`load`'s file, or the state dict that ``bench run
+        --save-models`` keeps (the same names, without witnesses)."""
         state = {k[len("original."):]: v for k, v in tensors.items() if k.startswith("original.")}
         original.load_state_dict(state)
         patches = []
