@@ -129,6 +129,8 @@ def test_an_interrupted_search_says_its_best_is_of_the_finished_samples(workdir,
     assert json.loads((workdir / "best.json").read_text())["ga"]["lr"] == pytest.approx(float(best_row["params.params.lr"]))
     whole = mlflow.MlflowClient().get_run(parent["run_id"])
     assert whole.info.status == "FINISHED" and "bench.best_partial" not in whole.data.tags
+    # the search's size now, beside the first session's param (MLflow sets a param once)
+    assert whole.data.tags["bench.num_samples"] == "3" and whole.data.params["tune.num_samples"] == "2"
     by_id = invoke_bench("run", "--methods", "ga", "--params", parent["run_id"], "--dry-run", *store_args(workdir), cwd=workdir)
     assert by_id.returncode == 0, by_id.stdout + by_id.stderr  # no longer a partial search
     # sample k is the same whatever --num-samples is: the first two were drawn by the 2-sample search

@@ -24,6 +24,8 @@ from bench.core.space import Domain
 
 #: Tag of a ``bench tune`` parent run: its search key (module docstring).
 TUNE_KEY = "bench.tune_key"
+#: the search's size now: -n 64 --resume after -n 16 (MLflow sets the param tune.num_samples once)
+NUM_SAMPLES = "bench.num_samples"
 
 
 def draw(domain: Domain, rng) -> Any:
@@ -125,7 +127,8 @@ def open_search(client, *, tracking_uri: str, experiment_id: str, key: str, resu
             "seed, space and defaults-first make a search; not --num-samples): starting a new one", always=True)
     if found is None:
         with tracking.recording("opening the run in the MLflow store", tracking.NOTHING_RUN):
-            parent = tracking.start_parent(tracking_uri, experiment_id, run_name, params, {Tag.KIND: "tune", TUNE_KEY: key})
+            parent = tracking.start_parent(tracking_uri, experiment_id, run_name, params,
+                                           {Tag.KIND: "tune", TUNE_KEY: key, NUM_SAMPLES: str(len(specs))})
         return parent, run_name, {}
     run, finished, errored = found
     refuse_live_parent(run)
@@ -137,6 +140,7 @@ def open_search(client, *, tracking_uri: str, experiment_id: str, key: str, resu
     parent = run.info.run_id
     with tracking.recording("reopening the run in the MLflow store", tracking.NOTHING_RUN):
         reopen_parent(client, experiment_id, parent, record)
+        client.set_tag(parent, NUM_SAMPLES, str(len(specs)))  # the param tune.num_samples stays the first session's
     others = sum(k < len(specs) and k not in kept for k in finished)
     failed = sum(k < len(specs) for k in errored)
     say(f"resuming search {parent} ('{run.info.run_name}'): {len(kept)} of {len(specs)} sample(s) already finished"
