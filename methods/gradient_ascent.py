@@ -10,7 +10,9 @@ easily: at lr 1e-2 without a stop it drives retain accuracy to 0.11. Our default
 therefore lr 5e-3 with an early stop on forget accuracy (GA diverges easily): ``stop_forget_acc=0`` stops as
 soon as the forget-set accuracy, checked after every step, is at or below it (every forget
 point misclassified); -1 turns it off. Measured on digits/mlp over seeds 0-2: class:3 ->
-forget 0.000, retain 0.943, avg_gap 0.026; random:10% -> avg_gap 0.008. Tune lr on the grid
+forget 0.000, retain 0.943, avg_gap 0.026 (the other classes' test accuracy 4.6 / 1.5 / 2.2 points
+below the original's: seed 0 loses more than the 3 points the docs hold the class-request defaults
+of other methods to; re-measured 2026-12-07); random:10% -> avg_gap 0.008. Tune lr on the grid
 [1e-5, 1e-1] as the authors advise (Unlearn-Sparse issue #5). The batch size defaults to 64
 rather than the reference's 256 (a choice, as for ``ft``: the built-in forget sets are 144-400
 points, one or two batches of 256); it is a parameter.
