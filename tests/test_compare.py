@@ -567,7 +567,8 @@ def test_latex_table_has_the_markdowns_cells(store, invoke_bench, tmp_path):
     tex = res.stdout
     assert tex.startswith("\\begin{table}[t]\n\\centering\n\\caption{bench compare: ") and tex.endswith("\\end{table}\n")
     assert "\\toprule\nmethod & rank & retain\\_acc & forget\\_acc & test\\_acc & avg\\_gap" in tex
-    assert tex.count("\\begin{tabular}{l" + "r" * 9 + "}") == 1 and "\\multicolumn{10}{l}{\\textit{digits / mlp / random:10\\%}}" in tex
+    # method + rank + 7 summary columns + cost_vs_retrain (the run has retrain trials) + trials
+    assert tex.count("\\begin{tabular}{l" + "r" * 10 + "}") == 1 and "\\multicolumn{11}{l}{\\textit{digits / mlp / random:10\\%}}" in tex
     md = invoke_bench("compare", "--tracking-uri", store.uri, "--run", store.first, "--format", "markdown", "--no-plot",
                       cwd=tmp_path).stdout
     rows = {c[3].strip(): [x.strip() for x in c] for c in (line.split("|")[1:-1] for line in md.splitlines()
@@ -618,3 +619,44 @@ def test_method_names_are_text_in_the_plot_markdown_and_latex_caption():
     assert "noise\\|b" in line and cells(line) == cells(md[0]), line
     tex = to_latex(rows, None, ("test_acc",), caption="bench compare: 'unlearning-bench' run 1")
     assert "\\caption{bench compare: `unlearning-bench' run 1}" in tex
+
+
+def test_cost_vs_retrain_divides_by_the_retrain_trial_timed_beside_it():
+    """speedup_vs_retrain divides the cached reference's time, measured once under another load (a
+    cached run's own retrain trial showed 0.5x-7.8x, methods audit 2026-12-07): the tables add
+    cost_vs_retrain, a trial's unlearn_seconds over the retrain trial's of the same run, setting,
+    seed and forget set; none where the group has no finished retrain trial."""
+    from bench.track import report
+
+    a, b = ("p", "digits", "0"), ("p", "digits", "1")
+    out = report.with_run_costs([
+        (a, "retrain", {"unlearn_seconds": 2.0, "speedup_vs_retrain": 7.8}),
+        (a, "ga", {"unlearn_seconds": 0.5}),
+        (b, "ga", {"unlearn_seconds": 0.5}),  # seed 1: its retrain failed
+        (b, "retrain", None),
+        (a, "ft", None),
+    ])
+    assert out[0]["cost_vs_retrain"] == 1.0 and out[1]["cost_vs_retrain"] == 0.25
+    assert "cost_vs_retrain" not in out[2] and out[3] is None and out[4] is None
+    assert report.RUN_COST in report.OPTIONAL_COLUMNS
+    from bench.eval.metrics import direction
+
+    assert direction("cost_vs_retrain") is False  # compare ranks by it, lower is better
+
+
+@pytest.mark.slow
+def test_compare_and_the_summary_show_the_cost_against_the_runs_retrain(workdir, shared_cache, run_harness, trial_runs,
+                                                                        invoke_bench, store_args):
+    code, out = run_harness(workdir, methods="retrain,ga", attacks="", recipe={"epochs": 3}, cache_dir=str(shared_cache))
+    assert code == 0 and "cost_vs_retrain" in out, out
+    runs = trial_runs(workdir)
+    want = runs.loc["ga", "metrics.unlearn_seconds"] / runs.loc["retrain", "metrics.unlearn_seconds"]
+    got = invoke_bench("compare", "--no-plot", "--format", "csv", "--tracking-uri", f"sqlite:///{workdir / 'mlflow.db'}",
+                       cwd=workdir)
+    assert got.returncode == 0, got.stderr
+    rows = {r["method"]: r for r in csv.DictReader(io.StringIO(got.stdout))}
+    assert float(rows["ga"]["cost_vs_retrain_mean"]) == pytest.approx(want, rel=1e-12)
+    assert float(rows["retrain"]["cost_vs_retrain_mean"]) == 1.0
+    tuned = invoke_bench("tune", "--method", "ga", "--objective", "cost_vs_retrain", *store_args(workdir), cwd=workdir)
+    # a table's figure, not a metric a sample records: tune refuses it before any work
+    assert tuned.returncode == 2 and "Unknown objective 'cost_vs_retrain'" in tuned.stderr, tuned.stderr

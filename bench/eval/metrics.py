@@ -66,7 +66,7 @@ NEITHER_SUFFIXES = ("_auc", "_tpr_at_1fpr", "_tpr_at_0.1fpr", "_balanced_acc", "
                     "_efficacy")
 #: Metrics not in the table above (attack plugins' metrics, say) by name pattern.
 SUFFIX_DIRECTIONS = (("_gap", False), ("_seconds", False), ("_mb", False), ("_acc", True))
-PREFIX_DIRECTIONS = (("js_", False), ("speedup", True))
+PREFIX_DIRECTIONS = (("js_", False), ("speedup", True), ("cost_vs", False))
 
 
 def direction(metric: str) -> bool | None:

@@ -66,6 +66,11 @@ def compare(tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIMEN
         which = "these parent runs" if len(parents) > 1 else f"parent run {parents[0].info.run_id}"
         still = f" ({unfinished} still running)" if unfinished else " (was it interrupted before its trials started?)"
         raise BenchError(f"No finished or failed trial runs under {which}{still}. Pick another with --run ID, or --run all.")
+    costs = report.with_run_costs([((t.parent_id, t.setting, t.seed, t.forget_key), t.method, t.metrics if t.finished else None)
+                                   for t in trials])
+    for t, metrics in zip(trials, costs):  # cost_vs_retrain: against the retrain trial timed beside it
+        if metrics is not None:
+            t.metrics = dict(metrics)
     available = available_metrics(trials)
     maximize = resolve_objective(objective, maximize, available)
     rows = build_rows(trials)
