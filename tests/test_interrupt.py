@@ -85,3 +85,27 @@ def test_an_interrupt_while_the_parent_run_opens_marks_it_killed(invoke_bench, w
     mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
     df = mlflow.search_runs(experiment_names=["unlearning-bench"])
     assert list(df["status"]) == ["KILLED"]
+
+
+def test_a_sigterm_while_ray_starts_is_the_interrupt(invoke_bench, workdir, store_args, monkeypatch):
+    """ray.init installs its own SIGTERM handler (sys.exit(signum)) before it returns: a `kill` in that
+    window ended the run with status 15, no word, its parent run FAILED (repro audit, 2026-12-07)."""
+    import ray
+
+    def init_then_killed(*a, **k):
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(signum))  # what ray.init installs
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1.0)
+
+    monkeypatch.setattr(ray, "init", init_then_killed)
+    before = signal.getsignal(signal.SIGTERM), signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = invoke_bench("run", "-m", "ga", "--attacks", "", *store_args(workdir), cwd=workdir)
+    finally:
+        signal.signal(signal.SIGTERM, before[0])
+        signal.signal(signal.SIGINT, before[1])
+    assert proc.returncode == 130, (proc.returncode, proc.stdout + proc.stderr)
+    assert "Traceback" not in proc.stdout + proc.stderr
+    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
+    df = mlflow.search_runs(experiment_names=["unlearning-bench"])
+    assert list(df["status"]) == ["KILLED"], df["status"]

@@ -147,7 +147,7 @@ def start_ray(address: str | None, verbose: bool, say: Callable[..., None], num_
     kwargs: dict[str, Any] = dict(logging_level=logging.WARNING, log_to_driver=verbose, configure_logging=True)
     if address:
         try:
-            ray.init(address=address, **kwargs)
+            _ray_init(address=address, **kwargs)
         except (ConnectionError, ValueError) as exc:
             raise BenchError(
                 f"Could not join the Ray cluster at {address}: {exc}. A head started with `ray start` uses token "
@@ -167,8 +167,8 @@ def start_ray(address: str | None, verbose: bool, say: Callable[..., None], num_
                 # address "local": a Ray of our own, not one that RAY_ADDRESS or the file `ray start`
                 # leaves (/tmp/ray/ray_current_cluster) names, which ray.init would join by default
                 # and then refuse num_cpus (a raw ValueError)
-                ray.init(address="local", include_dashboard=False, num_cpus=local_cpus() if num_cpus is None else num_cpus,
-                         _system_config={"prestart_worker_first_driver": False}, **kwargs)
+                _ray_init(address="local", include_dashboard=False, num_cpus=local_cpus() if num_cpus is None else num_cpus,
+                          _system_config={"prestart_worker_first_driver": False}, **kwargs)
         finally:
             console.sigterm_as_interrupt()  # ray.init installed its own (sys.exit)
             if previous is None:
@@ -180,6 +180,22 @@ def start_ray(address: str | None, verbose: bool, say: Callable[..., None], num_
 
 
 DRIVER_ENV = "BENCH_RAY_DRIVER"
+
+
+def _ray_init(**kwargs) -> None:
+    """``ray.init``, with a SIGTERM that lands while it runs taken as Ctrl-C: ``ray.init`` installs its
+    own SIGTERM handler (``sys.exit(signum)``) before it returns and bench puts its own back, so a
+    ``kill`` in that window ended the command with status 15, no word and its parent run FAILED
+    (repro audit, 2026-12-07); now it is the interrupt, exit 130, the parent KILLED. Ray's atexit
+    hook shuts down what the interrupted ``ray.init`` started."""
+    import ray
+
+    try:
+        ray.init(**kwargs)
+    except SystemExit as exc:
+        if exc.code == signal.SIGTERM:
+            raise KeyboardInterrupt from None
+        raise
 
 
 def stop_ray(clean: bool) -> None:
