@@ -52,6 +52,15 @@ def test_check_trials_pairs_by_key_and_names_each_difference():
     (check,) = check_trials({"old": then}, {"new": later})
     assert check.verdict == "differs" and check.params == [("params.lr", "0.01", "0.02")]
     assert "param params.lr 0.01 -> 0.02; forget_acc 0.4 -> 0.3" in check.line(9)
+    # measured with other code (a plugin's unlearn edited under the same version): the line says so
+    # (it named no cause; repro audit 2026-12-07); and a replaced --original file is named by its digest
+    code_then = Recorded("ga seed=2", "FINISHED", {"forget_acc": 0.4}, "", "a" * 64, {"original.sha256": "1" * 64})
+    code_now = Recorded("ga seed=2", "FINISHED", {"forget_acc": 0.3}, "", "b" * 64, {"original.sha256": "2" * 64})
+    (check,) = check_trials({"k": code_then}, {"k": code_now})
+    assert check.verdict == "differs" and check.params == [("original.sha256", "1" * 64, "2" * 64)]
+    assert f"code identity {'a' * 12} -> {'b' * 12})" in check.line(9), check.line(9)
+    (same,) = check_trials({"k": code_then}, {"k": code_then})
+    assert same.verdict == "identical" and same.code is None
     relaxed = {c.trial: c for c in check_trials({"k2": recorded["k2"]}, {"k2": ("ga", "FINISHED", {
         "forget_acc": 0.5 + 1e-9, "loss_auc": 0.6})}, rtol=1e-6)}
     assert relaxed["ga seed=0"].verdict == "identical"
@@ -136,6 +145,9 @@ def test_a_run_is_made_again_from_its_record_in_its_directory(tmp_path, shared_c
     assert copy.data.tags["bench.command"].startswith("bench reproduce ")
     text = client.download_artifacts(copy.info.run_id, "reproduction.txt", str(tmp_path))
     assert "2 of 2 recorded trial(s)" in open(text).read()
+    # latest is the latest `bench run`, not the reproduction just made (it reproduced that; repro audit)
+    latest = invoke_bench("reproduce", "latest", *common, "-q", cwd=elsewhere)
+    assert latest.returncode == 0 and "reproducing run " + original.info.run_id in latest.stderr, latest.stderr
 
     # --resume of the recorded command continues the recorded run, not its reproduction (same plan)
     resumed = invoke_bench("run", "-m", "ga,ft", "-s", "0", "-f", "indices:forget.txt", "--attacks", "loss",

@@ -34,7 +34,7 @@ OWN_OPTIONS = ("resume", "dry_run", "run_name", "tracking_uri", "experiment")
 #: and forget set. Not the others: versions and host (another machine), plugins (one not used,
 #: uninstalled), paths (a moved project or data folder), the code identity (said by the notes)
 COMPARED_PARAMS = ("method", "dataset", "model", "forget", "forget_size", "seed", "forget_seed", "attacks",
-                   "shadow_models", "data_access", "data_sha256", "forget_sha256")
+                   "shadow_models", "data_access", "data_sha256", "forget_sha256", "original.sha256")
 COMPARED_PREFIXES = ("params.", "recipe.")
 
 
@@ -136,6 +136,9 @@ class Check:
     #: (param, recorded value, value now; None where it is missing now): the record's params
     #: contradict what its options run (an edited or corrupted record)
     params: list[tuple[str, str, str | None]] = field(default_factory=list)
+    #: (the record's code identity, this run's) where they differ (tag bench.measured_with: bench's,
+    #: torch's and the trial's plugins' code): a difference then has that cause to name
+    code: tuple[str, str] | None = None
 
     def line(self, width: int) -> str:
         if self.verdict == "identical":
@@ -149,7 +152,9 @@ class Check:
         what = (f"{len(self.differences)} of {self.compared} metrics" if self.differences else "") + \
             (" and " if self.differences and self.params else "") + \
             (f"{len(self.params)} param(s)" if self.params else "")
-        return f"  {self.trial:<{width}}  differs in {what}: {'; '.join(parts[:3])}{more}"
+        why = (f" (measured with other code: bench, torch or a plugin changed since the record, code identity "
+               f"{self.code[0][:12]} -> {self.code[1][:12]})" if self.code else "")
+        return f"  {self.trial:<{width}}  differs in {what}: {'; '.join(parts[:3])}{more}{why}"
 
 
 def _same(a: float, b: float, rtol: float, atol: float) -> bool:
@@ -206,7 +211,9 @@ def check_trials(recorded: dict, now: dict, rtol: float = 0.0, atol: float = 0.0
                  if m not in metrics or m not in new_metrics or not _same(metrics[m], new_metrics[m], rtol, atol)]
         param_diffs = [(p, v, rerun.params.get(p)) for p, v in sorted((params or {}).items())
                        if compared_param(p) and rerun.params is not None and rerun.params.get(p) != v]
-        checks.append(Check(name, "differs" if diffs or param_diffs else "identical", len(names), diffs, param_diffs))
+        other_code = (code, rerun.measured_with) if code and rerun.measured_with and code != rerun.measured_with else None
+        checks.append(Check(name, "differs" if diffs or param_diffs else "identical", len(names), diffs, param_diffs,
+                            other_code))
     for key, (name, *_) in now.items():
         if key not in recorded and key not in paired:
             checks.append(Check(name, "new (not in the record: the plan differs)"))

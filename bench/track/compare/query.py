@@ -103,6 +103,8 @@ def select_parents(client, exp, run_ref: str, flag: str = "--run", command: str 
                     f"bench {command} takes `bench run` runs")
             raise BenchError(f"Experiment '{exp.name}' has only `bench tune` runs, which {shown}{ref} leaves out; "
                              f"{what}: {tunes}.")
+        if command == "reproduce":  # latest is the latest run made by `bench run`: not a reproduction of one
+            runs = [p for p in runs if Tag.REPRODUCES not in p.data.tags] or runs
         return runs[:1] if ref == "latest" else runs
     match = [p for p in parents if p.info.run_id == ref] or [p for p in parents if p.info.run_name == ref]
     if len(match) > 1 and match[0].info.run_id != ref:  # one name, several runs: the newest was taken silently
