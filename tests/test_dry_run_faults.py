@@ -63,6 +63,34 @@ def test_corrupt_dataset_files_are_refused(invoke_bench, tmp_path):
     _refused(proc, "Dataset 'cifar10': checksum mismatch")
 
 
+def test_an_original_is_checked_before_its_dataset_files_are_there(invoke_bench, tmp_path):
+    """--original with the data files missing: the dry run said the plan was valid without opening the
+    file (a pickled module, the digits MLP's file for MNIST; own-model audit 2026-12-07). It reads the
+    file and fits it to the model the plugin's declared shape builds; SISA's own original is said."""
+    import torch
+    from safetensors.torch import save_file
+
+    from bench.nn.models import MLPModel
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    torch.save(torch.nn.Linear(3, 3), tmp_path / "whole.pt")
+    for name, shape in (("digits", (1, 8, 8)), ("mnist", (1, 28, 28))):
+        net = MLPModel().create(10, shape, None)
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp_path / f"{name}.safetensors"))
+    base = ("run", "-d", "mnist", "--data-dir", str(empty), "--dry-run", "-m", "ga,sisa", *_store(tmp_path))
+    for file, message in (("whole.pt", "the file holds objects other than tensors, which are never unpickled"),
+                          ("digits.safetensors", "'net.1.weight' (256, 64) (the model: (256, 784))")):
+        proc = invoke_bench(*base, "--original", str(tmp_path / file))
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1 and message in lines[0], proc.stdout + proc.stderr
+        assert "The plan is valid" not in proc.stdout, proc.stdout
+    fits = invoke_bench(*base, "--original", str(tmp_path / "mnist.safetensors"))
+    assert fits.returncode == 0, fits.stdout + fits.stderr
+    assert "for mnist/mlp: fits the model; its test accuracy is measured once the data files are there" in fits.stdout
+    assert "note: sisa train(s) their own original (their own training); --original does not apply to them" in fits.stdout
+
+
 @pytest.mark.parametrize("spec", ["cifar10", "purchase20"])
 def test_missing_dataset_files_are_not_ready_and_the_dry_run_exits_0(spec, invoke_bench, tmp_path):
     empty = tmp_path / "empty"
