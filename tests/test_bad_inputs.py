@@ -326,6 +326,8 @@ def original(kind: str, *, model: str = ""):
             state.pop("net.5.bias")
         elif kind == "module":  # saved from a DataParallel wrapper
             state = {f"module.{k}": v for k, v in state.items()}
+        elif kind == "compiled":  # saved from a torch.compile wrapper
+            state = {f"_orig_mod.{k}": v for k, v in state.items()}
         elif kind == "truncated":
             path.parent.mkdir(parents=True, exist_ok=True)
             save_file({k: v.contiguous() for k, v in state.items()}, str(path))
@@ -441,6 +443,7 @@ CASES: dict[str, tuple] = {
     "original-other-size": (original("narrow"), r"5 tensor\(s\) of other shapes: 'net\.1\.weight' \(128, 64\) \(the model: \(256, 64\)\); "
                             r"'net\.1\.bias' \(128,\) \(the model: \(256,\)\); .*; and 1 more\. The file is of another architecture"),
     "original-module-prefix": (original("module"), r"its tensors are the model's with a 'module\.' prefix .*save model\.module\.state_dict\(\)"),
+    "original-compiled-prefix": (original("compiled"), r"an '_orig_mod\.' prefix \(saved from a torch\.compile wrapper\): save model\._orig_mod\.state_dict\(\)"),
     "original-truncated": (original("truncated"), r"a damaged safetensors file \(its header does not match the bytes after it: truncated\?\)"),
     "original-directory": (original("dir"), r"\(for --model mlp\): a directory, not a file"),
     "original-missing-keys": (original("missing"), r"missing 1 tensor\(s\) the model has: net\.5\.bias\. Expected exactly the model's 6 tensors"),

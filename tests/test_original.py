@@ -320,3 +320,16 @@ def test_a_timm_pretrained_file_that_leaves_tensors_random_is_refused(tmp_path, 
     res = invoke_bench("run", "--dry-run", "-m", "ft", "--model", f"timm:test_resnet,pretrained={tmp_path / 'fc-only.safetensors'}",
                        cwd=tmp_path)
     assert res.returncode == 2 and "at their random initialisation" in res.stderr and "Traceback" not in res.stderr, res.stderr
+
+
+def test_a_kuangliu_style_checkpoint_reads_its_net_entry(tmp_path):
+    """kuangliu/pytorch-cifar (the training code resnet18-cifar follows) saves {'net', 'acc', 'epoch'}:
+    it was refused as "entries acc, epoch, net are not tensors" (own-model audit, 2026-12-07)."""
+    import torch
+
+    from bench.core.weights import read_weights
+
+    state = {"w": torch.ones(2, 2), "b": torch.zeros(2)}
+    torch.save({"net": state, "acc": 93.1, "epoch": 199}, tmp_path / "ckpt.pth")
+    got = read_weights(tmp_path / "ckpt.pth", "--original ckpt.pth")
+    assert set(got.state) == {"w", "b"} and torch.equal(got.state["w"], state["w"])

@@ -18,8 +18,9 @@ from typing import Any
 from bench.core.cache import sha256_bytes
 from bench.core.errors import BenchError
 
-#: Keys of a checkpoint dict that may hold the state dict itself.
-WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")
+#: Keys of a checkpoint dict that may hold the state dict itself ("net": kuangliu/pytorch-cifar's
+#: ``{'net': ..., 'acc': ..., 'epoch': ...}``, the training code ``resnet18-cifar`` follows).
+WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "net")
 
 USAGE = ("Give the state dict of the same architecture: safetensors.torch.save_file(model.state_dict(), PATH) "
          "or torch.save(model.state_dict(), PATH)")

@@ -63,6 +63,9 @@ def check_against(orig: Original, net, dataset: str) -> None:
     if extra and missing == set(expected) and {n.removeprefix("module.") for n in extra} == set(expected):
         raise BenchError(f"{where}: its tensors are the model's with a 'module.' prefix (saved from a DataParallel or "
                          f"DistributedDataParallel wrapper): save model.module.state_dict(), or strip the prefix.")
+    if extra and missing == set(expected) and {n.removeprefix("_orig_mod.") for n in extra} == set(expected):
+        raise BenchError(f"{where}: its tensors are the model's with an '_orig_mod.' prefix (saved from a torch.compile "
+                         f"wrapper): save model._orig_mod.state_dict(), or strip the prefix.")
     if extra and missing == set(expected):  # not one name in common
         raise BenchError(f"{where}: none of its {len(orig.state)} tensors ({shown(extra)}) is a tensor of the model, "
                          f"which has {shown(expected)}: the file is of another architecture. Pass the --model it was "
