@@ -427,6 +427,17 @@ def test_pooled_settings_name_your_own_original_by_its_file_in_one_item():
     assert [t.setting[1] for t in trials] == ["mlp [recipe.epochs=30,original=mine.safetensors@abababab]",
                                              "mlp [recipe.epochs=30,original=none]",
                                              "mlp [recipe.epochs=5,original=none]"]
+    # the same bytes under two names are one setting (its identity is the digest; split by name before)
+    moved = {**own, "original.path": "/elsewhere/copy.safetensors"}
+    same = [SimpleNamespace(setting=("digits", "mlp", "random:10%"), setting_params=dict(p)) for p in (own, moved)]
+    _split_settings(same)
+    assert [t.setting[1] for t in same] == ["mlp", "mlp"]
+    other = {**moved, "original.sha256": "cd" * 32}
+    three = [SimpleNamespace(setting=("digits", "mlp", "random:10%"), setting_params=dict(p)) for p in (own, moved, other)]
+    _split_settings(three)
+    assert [t.setting[1] for t in three] == ["mlp [original=mine.safetensors@abababab]",
+                                             "mlp [original=mine.safetensors@abababab]",
+                                             "mlp [original=copy.safetensors@cdcdcdcd]"]
 
 
 def test_variant_labels_are_per_setting():

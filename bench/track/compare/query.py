@@ -261,15 +261,23 @@ def _split_settings(trials: list[TrialRecord]) -> None:
     for t in trials:
         by_setting[t.setting].append(t)
     for (dataset, model, forget), group in by_setting.items():
-        keys = sorted({k for t in group for k in (t.setting_params or {})})
+        # your own original is its file's digest, not its path: the same bytes under two names are one
+        # setting (the README says so; they were split by name until 2026-12-07, own-model audit)
+        keys = sorted({k for t in group for k in (t.setting_params or {}) if k != "original.path"})
         differing = [k for k in keys if len({(t.setting_params or {}).get(k) for t in group}) > 1]
         if not differing:
             continue
         labelled = [k for k in differing if not k.startswith("original.")]
         if len(labelled) < len(differing):  # your own original's path and digest: one item
             labelled.append(_ORIGINAL_KEY)
+        names: dict[str, str] = {}  # digest -> the first path it was recorded under (one label per file content)
         for t in group:
-            shown = ",".join(_shown(k, t.setting_params or {}) for k in labelled)
+            params = t.setting_params or {}
+            names.setdefault(params.get(_ORIGINAL_KEY) or "", params.get("original.path") or "")
+        for t in group:
+            params = dict(t.setting_params or {})
+            params["original.path"] = names.get(params.get(_ORIGINAL_KEY) or "", "")
+            shown = ",".join(_shown(k, params) for k in labelled)
             t.setting = (dataset, f"{model} [{shown}]", forget)
 
 
