@@ -167,6 +167,15 @@ def test_resume_runs_again_the_trials_measured_with_another_plugin_version(workd
     assert "0 of 1 trial(s) already finished" in again and "1 finished trial(s) were measured with other code" in again
     assert "done    retrain seed=0" in again
     assert "1 of 1 trial(s) already finished" in _run(workdir, "random:16")  # now measured with 9.9
+    # the replaced run says so in MLflow (both looked complete; repro audit 2026-12-07)
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
+    df = mlflow.search_runs(experiment_names=["resume-inputs"], order_by=["attributes.start_time ASC"])
+    trials = df[df["tags.bench.role"] == "trial"]
+    assert len(trials) == 2 and list(trials["status"]) == ["FINISHED", "FINISHED"]
+    old, new = trials.iloc[0], trials.iloc[1]
+    assert old["tags.bench.superseded_by"] == new["run_id"] and new.get("tags.bench.superseded_by") != new["run_id"]
 
 
 def test_the_code_identity_follows_the_plugins_bench_and_torch_and_resume_keeps_only_its_own():

@@ -55,6 +55,7 @@ class Tag:
     GIT_DIRTY = "bench.git_dirty"  # "true": that checkout's tracked files differed from the commit
     SAVED_MODEL = "bench.saved_model"  # on a trial run: "true" when it kept its model (--save-models)
     ATTACK_ERRORS = "bench.attack_errors"  # on a trial run: the attacks that failed in it (comma-separated)
+    SUPERSEDED_BY = "bench.superseded_by"  # on a finished trial run that --resume ran again: the run id now counted
     REPRODUCES = "bench.reproduces"  # on a parent run of `bench reproduce`: the run id it ran again
     REPRODUCED = "bench.reproduced"  # ... and its verdict: "identical" or "differs"
 

@@ -314,6 +314,11 @@ def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False, t
         if unchanged or attack_errors or opts.resume:
             with tracking.recording("recording the warnings in the MLflow store"):
                 tracking.set_warnings(client, parent, (*payload.warnings, *unchanged, *attack_errors))
+        if opts.resume and ran:  # the finished runs a rerun replaced: tagged with the run now counted
+            from bench.track.resume import mark_superseded
+
+            with tracking.recording("tagging the trial runs this resume replaced in the MLflow store"):
+                mark_superseded(client, experiment_id, parent)
         attack_cols = report.attack_columns(results.values())
         rows = report.build_rows(plan.trials, results, failures, ref_rows, attack_cols, killed=killed)
         columns = report.columns_for(rows)

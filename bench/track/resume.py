@@ -116,3 +116,27 @@ def reopen_parent(client, experiment_id: str, parent: str, record: dict) -> None
     tracking.claim_parent(client, parent)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     client.log_text(parent, json.dumps(record, indent=1, default=str), f"resumed/{stamp}.json")
+
+
+def mark_superseded(client, experiment_id: str, parent: str) -> int:
+    """Tag every finished trial run of ``parent`` that a later finished run of the same trial key
+    replaced (``--resume`` reran it: measured with other code, an attack failed, no saved model) with
+    ``Tag.SUPERSEDED_BY``, the run now counted; returns how many it tagged. ``bench compare`` and the
+    summary count the latest already; in the MLflow UI both looked complete (repro audit, 2026-12-07)."""
+    runs, token = [], None
+    while True:
+        page = client.search_runs(
+            [experiment_id], filter_string=f"tags.`{Tag.PARENT}` = '{parent}' and attributes.status = 'FINISHED'",
+            max_results=1000, page_token=token, order_by=["attributes.start_time ASC"])
+        runs += [r for r in page if r.data.tags.get(Tag.TRIAL_KEY)]
+        token = page.token
+        if not token:
+            break
+    latest = {r.data.tags[Tag.TRIAL_KEY]: r.info.run_id for r in runs}  # oldest first: the last one wins
+    tagged = 0
+    for r in runs:
+        now = latest[r.data.tags[Tag.TRIAL_KEY]]
+        if now != r.info.run_id and r.data.tags.get(Tag.SUPERSEDED_BY) != now:
+            client.set_tag(r.info.run_id, Tag.SUPERSEDED_BY, now)
+            tagged += 1
+    return tagged
