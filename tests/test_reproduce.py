@@ -165,6 +165,15 @@ def test_a_run_is_made_again_from_its_record_in_its_directory(tmp_path, shared_c
     _, copy = _parent(store, reproduces=original.info.run_id)
     assert copy.data.tags["bench.reproduced"] == "differs"
 
+    # the indices file rewritten since: said before the rerun's work, from the plan (it was said only
+    # after the whole rerun; repro audit 2026-12-07)
+    (made_in / "forget.txt").write_text("3\n14\n15\n92\n66\n")
+    rewritten = invoke_bench("reproduce", original.info.run_id, *common, cwd=elsewhere)
+    assert rewritten.returncode == 1, rewritten.stderr
+    note = next(line for line in rewritten.stderr.splitlines() if "cannot give the same numbers" in line)
+    assert note.startswith("note: 2 recorded trial(s) cannot give the same numbers, as the plan made now differs"), note
+    assert "forget_sha256" in note and "ga seed=0: " in note, note
+
 
 @pytest.mark.parametrize("args, message", [
     (("all",), "RUN_ID all: reproduce takes one run"),

@@ -119,15 +119,25 @@ def _reproduce(run_ref, experiment, tracking_uri, cache_dir, executor, rtol, ato
     try:
         if there:
             os.chdir(there)
+        record = rep.trial_results(client, exp.experiment_id, pid)
+
+        def before_work(plan) -> None:  # said at once, not after the whole rerun (repro audit, 2026-12-07)
+            from bench.track.tracking import trial_params
+
+            lines = rep.plan_differences(record, {t.trial_name: trial_params(t) for t in plan.trials})
+            if lines:
+                say(f"note: {len(lines)} recorded trial(s) cannot give the same numbers, as the plan made now differs "
+                    f"from the record (Ctrl-C stops here): " + " | ".join(lines[:4])
+                    + (f" | and {len(lines) - 4} more" if len(lines) > 4 else ""))
+
         code = run_experiment(opts, console(), verbose=verbose, quiet=quiet,
-                              tags={Tag.REPRODUCES: pid, REPRODUCTION_TAG: token})
+                              tags={Tag.REPRODUCES: pid, REPRODUCTION_TAG: token}, on_plan=before_work)
     finally:
         os.chdir(here)
     if code == 130:
         return code
     new = client.search_runs([exp.experiment_id], filter_string=f"tags.`{REPRODUCTION_TAG}` = '{token}'",
                              max_results=1)[0]
-    record = rep.trial_results(client, exp.experiment_id, pid)
     checks = rep.check_trials(record, rep.trial_results(client, exp.experiment_id, new.info.run_id), rtol, atol)
     finished = sum(status == "FINISHED" for _, status, *_ in record.values())
     same = sum(c.verdict == "identical" for c in checks)

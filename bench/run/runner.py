@@ -12,6 +12,7 @@ import json
 import socket
 import time
 from datetime import datetime
+from typing import Any, Callable
 
 from bench.core.cache_lock import key_lock
 from bench.core.console import Printer, ProgressReporter, set_sink
@@ -207,9 +208,12 @@ def _fail_blocked(plan, todo: list[int], payload, client, experiment_id: str, pa
     return blocked
 
 
-def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False, tags: dict | None = None) -> int:
+def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False, tags: dict | None = None,
+        on_plan: Callable[[Any], None] | None = None) -> int:
     """``bench run``: plan, references, trials, summary; returns the exit status. ``tags``: more tags
-    for the parent run (``bench reproduce`` names the run it reproduces)."""
+    for the parent run (``bench reproduce`` names the run it reproduces); ``on_plan(plan)``: called
+    once the plan is made, before anything is recorded or trained (``bench reproduce`` says there
+    what its record will not match)."""
     say = Printer(console, quiet)
     t_start = time.perf_counter()
     registry = get_registry()
@@ -226,6 +230,8 @@ def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False, t
     say(f"{len(plan.trials)} trial(s): methods {', '.join(m.name for m in plan.methods)} x seeds "
         f"{','.join(map(str, opts.seeds))} on {', '.join(opts.datasets)} / {', '.join(opts.models)} / {', '.join(opts.forgets)}")
     say(f"MLflow tracking store: {plan.tracking_uri} (experiment '{opts.experiment}')")
+    if on_plan is not None:
+        on_plan(plan)
 
     started_ray = False
     if opts.executor == "ray" and opts.ray_address:  # join the cluster and check that a trial fits, before recording

@@ -229,3 +229,25 @@ def version_changes(recorded_params: dict[str, str], prefix: str, now: dict) -> 
         if then is not None and str(then) != str(value):
             out.append(f"{name} {then} -> {value}")
     return out
+
+
+def plan_differences(recorded: dict, planned: dict[str, dict[str, str]]) -> list[str]:
+    """What a rerun's plan already says it will not match, before any work: ``recorded`` is
+    :func:`trial_results`' form, ``planned`` ``{trial name: its params as it would record them}``.
+    One line per recorded finished trial whose compared params (:func:`compared_param`: the data's
+    and forget set's digests, your own original's, the method's hyperparameters...) differ now,
+    or that the plan lacks. (A changed data file was said only after the whole rerun.)"""
+    out = []
+    for name, status, _, _, _, params in (Recorded(*v) for v in recorded.values()):
+        if status != "FINISHED":
+            continue
+        if name not in planned:
+            out.append(f"{name}: not in the plan now")
+            continue
+        now = planned[name]
+        diffs = [f"{p} {v[:12] if p.endswith('sha256') else v} -> "
+                 f"{(now.get(p) or 'missing')[:12] if p.endswith('sha256') else now.get(p, 'missing')}"
+                 for p, v in sorted((params or {}).items()) if compared_param(p) and now.get(p) != v]
+        if diffs:
+            out.append(f"{name}: {'; '.join(diffs[:3])}" + (f"; and {len(diffs) - 3} more" if len(diffs) > 3 else ""))
+    return out
