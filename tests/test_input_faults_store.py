@@ -137,6 +137,33 @@ def test_a_store_that_is_not_sqlite_is_refused(command, tmp_path, invoke_bench):
     assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").rglob("*.safetensors"))
 
 
+@pytest.mark.parametrize("command", [["run", "--dry-run", *QUICK], ["compare"], ["ui"]], ids=["dry-run", "compare", "ui"])
+def test_a_store_of_another_mlflow_schema_is_refused(command, store, tmp_path, invoke_bench):
+    """A store written by an older or newer MLflow: every command raised MLflow's traceback ("run
+    mlflow db upgrade", for a newer store too) after loading the data, and --dry-run called the plan
+    valid (hostile-input audit, 2026-12-07). One line, exit 2, the advice that fits."""
+    import shutil
+
+    from bench.track.store import schema_revisions
+
+    known, latest = schema_revisions()
+    assert latest is not None and latest in known and len(known) > 10
+    older = next(iter(sorted(known - {latest})))
+    for schema, message in ((older, rf"written by an older MLflow \(schema {older}; MLflow .* reads {latest}\)\. Back it "
+                                    r"up and upgrade it with `mlflow db upgrade sqlite:///"),
+                            ("ffffffffffff", r"written by a newer MLflow \(schema ffffffffffff is unknown to MLflow .*: "
+                                             r"open it with that MLflow version, or pass another --tracking-uri")):
+        db = tmp_path / f"{schema}.db"
+        shutil.copy(store[0] / "mlflow.db", db)
+        con = sqlite3.connect(db)
+        con.execute("UPDATE alembic_version SET version_num = ?", (schema,))
+        con.commit()
+        con.close()
+        proc = invoke_bench(*command, "--tracking-uri", f"sqlite:///{db}", cwd=tmp_path)
+        refused(proc, message)
+        assert "plan is valid" not in proc.stdout
+
+
 def test_a_damaged_sqlite_file_is_refused(tmp_path, invoke_bench):
     db = tmp_path / "half.db"
     db.write_bytes(b"SQLite format 3\x00" + b"garbage" * 20)

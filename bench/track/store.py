@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from pathlib import Path
@@ -42,11 +43,15 @@ def _check_database(uri: str, path: Path, existing: bool) -> None:
     if not head and not existing:
         return  # an empty file: SQLite and MLflow make it a new store
     tables: set[str] = set()
+    schema = None
     if head:
         try:  # read-only: nothing is created or changed
             con = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=5)
             try:
                 tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                if "alembic_version" in tables:
+                    row = con.execute("SELECT version_num FROM alembic_version").fetchone()
+                    schema = str(row[0]) if row else None
             finally:
                 con.close()
         except sqlite3.OperationalError:  # locked by a writer, or a hot journal that a writer rolls back first
@@ -58,11 +63,55 @@ def _check_database(uri: str, path: Path, existing: bool) -> None:
         what = "is empty" if not head else "is an SQLite database but not an MLflow store (no 'experiments' and 'runs' tables)"
         raise BenchError(f"Tracking store {uri}: {path} {what}; nothing was recorded there and it is left unchanged. "
                          f"Pass --tracking-uri sqlite:///PATH of the store `bench run` wrote.")
+    if schema is not None and set(MLFLOW_TABLES) <= tables:
+        _check_schema(uri, path, schema)
     if not existing and tables and not set(MLFLOW_TABLES) <= tables:  # a writer: MLflow would add its tables to it
         shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
         raise BenchError(f"Tracking store {uri}: {path} is an SQLite database of something else (tables {shown}), not "
                          f"an MLflow store; MLflow would add its tables to it, so bench leaves it unchanged. Pass "
                          f"--tracking-uri sqlite:///PATH of {other}.")
+
+
+@functools.lru_cache(maxsize=1)
+def schema_revisions() -> tuple[frozenset[str], str | None]:
+    """(every store schema revision the installed MLflow knows, its latest), read from the headers
+    of its migration scripts (``mlflow/store/db_migrations/versions``): MLflow's own way to get them
+    imports SQLAlchemy and Alembic, 2.4 s, for a check every run makes. (frozenset(), None) where
+    the scripts are not found or the latest is not one revision: nothing is checked then."""
+    import importlib.util
+    import re
+
+    spec = importlib.util.find_spec("mlflow")
+    if spec is None or spec.origin is None:
+        return frozenset(), None
+    known, parents = set(), set()
+    for script in (Path(spec.origin).parent / "store" / "db_migrations" / "versions").glob("*.py"):
+        text = script.read_text(errors="replace")
+        rev = re.search(r"^revision\s*=\s*[\"']([0-9a-zA-Z_]+)[\"']", text, re.M)
+        down = re.search(r"^down_revision\s*=\s*(.+)$", text, re.M)
+        if rev:
+            known.add(rev.group(1))
+            parents.update(re.findall(r"[\"']([0-9a-zA-Z_]+)[\"']", down.group(1)) if down else ())
+    heads = known - parents
+    return frozenset(known), (next(iter(heads)) if len(heads) == 1 else None)
+
+
+def _check_schema(uri: str, path: Path, schema: str) -> None:
+    """Refuse a store whose schema this MLflow does not read: MLflow raised it with a traceback after
+    the data were loaded (an older schema) or gave the same "upgrade" advice for a newer one, and
+    ``--dry-run`` called the plan valid (hostile-input audit, 2026-12-07)."""
+    known, latest = schema_revisions()
+    if latest is None or schema == latest:
+        return
+    from importlib.metadata import version
+
+    mlflow = version("mlflow")
+    if schema in known:
+        raise BenchError(f"Tracking store {uri}: {path} was written by an older MLflow (schema {schema}; MLflow {mlflow} "
+                         f"reads {latest}). Back it up and upgrade it with `mlflow db upgrade sqlite:///{path}`, or pass "
+                         f"another --tracking-uri.")
+    raise BenchError(f"Tracking store {uri}: {path} was written by a newer MLflow (schema {schema} is unknown to MLflow "
+                     f"{mlflow}, which reads {latest}): open it with that MLflow version, or pass another --tracking-uri.")
 
 
 def _sqlite(uri: str, writable: bool, existing: bool = False) -> str:
