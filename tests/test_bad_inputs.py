@@ -572,6 +572,10 @@ CASES: dict[str, tuple] = {
     "tracking-no-dir": (lambda w: ["--tracking-uri", f"sqlite:///{w / 'nope' / 'm.db'}"], r"the directory .*nope does not exist"),
     "tracking-is-dir": (lambda w: ["--tracking-uri", f"sqlite:///{w}"], r"is not a file \(a directory\?\)"),
     "tracking-server-down": (lambda w: ["--tracking-uri", f"http://127.0.0.1:{_closed_port()}"], r"MLflow tracking server .* does not answer"),
+    # a database store: its driver and its server are checked before any work (a 100-line traceback
+    # after loading the data; hostile audit 2026-12-07), and its password is never printed
+    "tracking-db-driver": (["--tracking-uri", "mssql://u:secret@127.0.0.1/db"], r"Tracking store mssql://u:\*\*\*@127\.0\.0\.1/db: its database driver is not installed \(No module named 'pyodbc'\)"),
+    "tracking-db-dialect": (["--tracking-uri", "postgresql+nosuch://u:p@h/db"], r"Bad tracking URI 'postgresql\+nosuch://u:\*\*\*@h/db': Can't load plugin"),
     "tracking-unwritable": (unwritable("--tracking-uri", "sqlite:///{u}/m.db"), r"Tracking store .*: the directory .* is not writable"),
     "experiment-empty": (["-e", ""], r"Bad --experiment '': expected a non-empty name"),
     "experiment-blank": (["-e", "   "], r"Bad --experiment '   ': expected a non-empty name"),

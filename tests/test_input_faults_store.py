@@ -255,3 +255,44 @@ def test_an_original_whose_outputs_overflow_is_refused_at_plan_time(tmp_path, in
                   r"magnitude 1\.\d+e\+29\); expected a trained model with finite outputs\.")
     assert "test accuracy" not in proc.stdout + proc.stderr and "trial(s)" not in proc.stdout
     assert not list((tmp_path / "cache").rglob("*.safetensors"))
+
+
+def test_a_database_store_needs_its_server_and_its_password_is_not_printed(monkeypatch):
+    """With its driver installed (stood in here: none is), a database store whose server does not
+    answer is one line before any work; one that answers is taken; the password never shows."""
+    import socket
+
+    from sqlalchemy.dialects.mssql.pyodbc import MSDialect_pyodbc
+
+    from bench.core.errors import BenchError
+    from bench.track.store import resolve_tracking_uri, shown_uri
+
+    monkeypatch.setattr(MSDialect_pyodbc, "import_dbapi", classmethod(lambda cls: object()))
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    with pytest.raises(BenchError, match=rf"Tracking store mssql://u:\*\*\*@127\.0\.0\.1:{port}/db: no database server "
+                                         rf"answers at 127\.0\.0\.1:{port}") as info:
+        resolve_tracking_uri(f"mssql://u:secret@127.0.0.1:{port}/db")
+    assert "secret" not in str(info.value)
+    server.listen()
+    try:
+        assert resolve_tracking_uri(f"mssql://u:secret@127.0.0.1:{port}/db") == f"mssql://u:secret@127.0.0.1:{port}/db"
+    finally:
+        server.close()
+    assert shown_uri("postgresql://me:pa:ss@h:5432/db") == "postgresql://me:***@h:5432/db"
+    assert shown_uri("sqlite:////tmp/m.db") == "sqlite:////tmp/m.db"
+    assert resolve_tracking_uri("databricks") == "databricks"  # MLflow's form without '://' (refused as a path)
+
+
+def test_ui_on_a_server_address_where_nothing_listens_says_so(tmp_path, invoke_bench):
+    """It said the address "is already an MLflow server: open ..." (hostile audit, 2026-12-07)."""
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    proc = invoke_bench("ui", "--tracking-uri", f"http://127.0.0.1:{port}", cwd=tmp_path)
+    refused(proc, rf"No MLflow server answers at http://127\.0\.0\.1:{port} ")
+    assert "already an MLflow server" not in proc.stderr

@@ -86,6 +86,7 @@ def compare(experiment, tracking_uri, run_ref, fmt, objective, maximize, plot_pa
 
     from bench.track import compare as cmp
     from bench.track import report
+    from bench.track.store import shown_uri
 
     def note(msg: str) -> None:
         click.echo(msg, err=True)
@@ -102,7 +103,7 @@ def compare(experiment, tracking_uri, run_ref, fmt, objective, maximize, plot_pa
 
         table = published.load(published_name)  # an unknown name fails before the store is read
     comp = cmp.compare(tracking_uri=tracking_uri, experiment=experiment, run=run_ref, objective=objective, maximize=maximize)
-    note(f"MLflow tracking store: {comp.tracking_uri}; experiment '{comp.experiment}', {comp.describe()}: "
+    note(f"MLflow tracking store: {shown_uri(comp.tracking_uri)}; experiment '{comp.experiment}', {comp.describe()}: "
          f"{len(comp.trials)} trial(s)" + (f", {comp.unfinished} still running (not shown)" if comp.unfinished else ""))
     if fmt == "table":
         from rich.console import Console

@@ -56,6 +56,7 @@ def ui(ctx, tracking_uri, experiment, port, host, no_browser_hint, start_timeout
       bench ui -e my-experiment --no-browser-hint
     """
     from bench.track import ui as ui_lib
+    from bench.track.store import shown_uri
 
     # the options first, then the store (which reads the database file); the warning once both pass
     warning = ui_lib.check_host(host, explicit=ctx.get_parameter_source("host") == ParameterSource.COMMANDLINE)
@@ -79,7 +80,7 @@ def ui(ctx, tracking_uri, experiment, port, host, no_browser_hint, start_timeout
         server = ui_lib.start_server(store, host=host, port=chosen)
         # look the experiment up while the server boots (both take about a second of CPU)
         experiment_id = ui_lib.find_experiment(store, experiment)
-        click.echo(f"MLflow tracking store: {store} (experiment '{experiment}', id {experiment_id})")
+        click.echo(f"MLflow tracking store: {shown_uri(store)} (experiment '{experiment}', id {experiment_id})")
         click.echo(f"starting the MLflow UI on {host}:{chosen} (server log: {server.log_path})")
         keep_log = True  # if it never answers, the error names the log
         seconds = server.wait_ready(start_timeout)

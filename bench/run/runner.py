@@ -25,6 +25,7 @@ from bench.run.plan import make_plan
 from bench.run.validate import validate_options
 from bench.track.provenance import package_versions
 from bench.track import report, resume, tracking
+from bench.track.store import shown_uri
 
 
 def join_cluster(opts: RunOptions, verbose: bool, say) -> bool:
@@ -229,7 +230,7 @@ def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False, t
             f"{', '.join(opts.forgets)}; name one to see why)", always=True)
     say(f"{len(plan.trials)} trial(s): methods {', '.join(m.name for m in plan.methods)} x seeds "
         f"{','.join(map(str, opts.seeds))} on {', '.join(opts.datasets)} / {', '.join(opts.models)} / {', '.join(opts.forgets)}")
-    say(f"MLflow tracking store: {plan.tracking_uri} (experiment '{opts.experiment}')")
+    say(f"MLflow tracking store: {shown_uri(plan.tracking_uri)} (experiment '{opts.experiment}')")
     if on_plan is not None:
         on_plan(plan)
 
@@ -361,5 +362,5 @@ def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False, t
         refused = close_run(client, experiment_id, parent, status, started_ray)
     if refused is not None:
         raise refused
-    say(f"MLflow tracking store: {plan.tracking_uri}; parent run {parent}; wall time {time.perf_counter() - t_start:.1f}s", always=True)
+    say(f"MLflow tracking store: {shown_uri(plan.tracking_uri)}; parent run {parent}; wall time {time.perf_counter() - t_start:.1f}s", always=True)
     return code

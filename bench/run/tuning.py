@@ -38,7 +38,7 @@ from bench.run.tune_space import check_tunable, fit_space, refused_samples
 from bench.track.provenance import package_versions
 from bench.track import report, tracking
 from bench.track.ray_runs import make_ray_callback
-from bench.track.store import resolve_tracking_uri
+from bench.track.store import resolve_tracking_uri, shown_uri
 
 def check_objective(plan, registry, objective: str, scheduler: str) -> None:
     """An objective the planned setting produces: a continual metric needs a ``seq:`` request, a
@@ -155,7 +155,7 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
     if defaults is not None:
         say("sample 0 runs the defaults (" + ", ".join(f"{k}={v!r}" for k, v in defaults.items()) + "): the best saved "
             "is never worse than them (--no-defaults-first draws every sample)")
-    say(f"MLflow tracking store: {plan.tracking_uri}; parent run {parent} ('{run_name}')")
+    say(f"MLflow tracking store: {shown_uri(plan.tracking_uri)}; parent run {parent} ('{run_name}')")
     started_ray = clean_ray = False  # clean_ray: no sample failed (Ray's session folder then goes)
     status, code = "FAILED", 1
     reporter = ProgressReporter(console, quiet, say=say)  # per-epoch progress of long work (bench.core.console)

@@ -156,6 +156,51 @@ def resolve_tracking_uri(uri: str | None, writable: bool = True, existing: bool 
                          f"correct or unset it, or pass --tracking-uri.)") from None
 
 
+#: The port of a database server when the URI names none.
+DB_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
+
+
+def shown_uri(uri: str) -> str:
+    """``uri`` with its password, if any, as ``***``: what the progress lines print
+    (``postgresql://u:SECRET@host/db`` reached the terminal and the logs)."""
+    try:
+        password = urlparse(uri).password
+    except ValueError:
+        return uri
+    return uri.replace(f":{password}@", ":***@", 1) if password else uri
+
+
+def _check_database_server(uri: str) -> None:
+    """A database store (postgresql://, mysql://, mssql://): SQLAlchemy's driver for it is installed
+    and its server takes a TCP connection, before any work. Both failed inside MLflow with a
+    100-line traceback after the data were loaded (hostile-input audit, 2026-12-07)."""
+    import socket
+
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    shown = shown_uri(uri)
+    try:
+        url = make_url(uri)
+        dialect = url.get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+        raise BenchError(f"Bad tracking URI '{shown}': {exc}. Expected e.g. postgresql://USER:PASSWORD@HOST:PORT/DB.") from None
+    try:
+        dialect.import_dbapi()
+    except ImportError as exc:
+        raise BenchError(f"Tracking store {shown}: its database driver is not installed ({exc}). Install it in this "
+                         f"environment (psycopg for postgresql://, mysqlclient for mysql://, pyodbc for mssql://; or "
+                         f"name another driver: postgresql+psycopg2://, mysql+pymysql://).") from None
+    if url.host:
+        port = url.port or DB_PORTS[url.get_backend_name()]
+        try:
+            socket.create_connection((url.host, port), timeout=5).close()
+        except OSError as exc:
+            raise BenchError(f"Tracking store {shown}: no database server answers at {url.host}:{port} "
+                             f"({exc.strerror or exc}). Start it, or drop --tracking-uri to use a local SQLite "
+                             f"store.") from None
+
+
 def _resolve(given: str | None, writable: bool, existing: bool) -> str:
     if given is not None and not given.strip():
         raise BenchError(f"Empty --tracking-uri: expected {SCHEMES}; drop it to use sqlite:///{Path.cwd() / 'mlflow.db'}.")
@@ -179,8 +224,9 @@ def _resolve(given: str | None, writable: bool, existing: bool) -> str:
             ) from None
         return uri
     if scheme.partition("+")[0] in DB_SCHEMES and parsed.netloc:
+        _check_database_server(uri)
         return uri
-    if scheme in ("databricks", "databricks-uc"):
+    if scheme in ("databricks", "databricks-uc") or uri in ("databricks", "databricks-uc"):  # MLflow's own forms
         return uri
     local = len(scheme) <= 1  # no scheme, or a Windows drive letter
     if local or scheme == "file":

@@ -61,6 +61,16 @@ def resolve_ui_store(uri: str | None) -> str:
     which must already exist: the UI never creates an empty store."""
     raw = uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
     if raw.startswith(("http://", "https://")):
+        import urllib.request
+
+        try:  # it said "is already an MLflow server" of an address where nothing listened
+            with urllib.request.urlopen(f"{raw.rstrip('/')}/health", timeout=5) as resp:
+                resp.read()
+        except Exception as exc:  # noqa: BLE001 -- refused, timed out, not HTTP: one line
+            raise BenchError(
+                f"No MLflow server answers at {raw} ({exc}). `bench ui` serves local stores (sqlite:///PATH, the "
+                f"default ./mlflow.db); start that server, or pass the SQLite store `bench run` wrote."
+            ) from None
         raise BenchError(
             f"The tracking store {raw} is already an MLflow server: open {raw.rstrip('/')}/#/experiments in a "
             f"browser. `bench ui` serves local stores (sqlite:///PATH, the default ./mlflow.db)."
