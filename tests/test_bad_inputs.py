@@ -563,6 +563,11 @@ CASES: dict[str, tuple] = {
     "tracking-ftp": (["--tracking-uri", "ftp://host/x"], r"Unsupported tracking URI 'ftp://host/x'"),
     "tracking-two-slashes": (["--tracking-uri", "sqlite://m.db"], r"a SQLite store is sqlite:///PATH \(three slashes\)"),
     "tracking-empty": (["--tracking-uri", ""], r"Empty --tracking-uri"),
+    # a byte that is not UTF-8 (kept by Python as a lone surrogate): the dry run passed it, the run
+    # failed as "opening the run in the MLflow store failed ... surrogates not allowed" (hostile audit)
+    "nonutf8-csv-path": (["-d", "csv:data/g\udcff.csv"], r"Bad --dataset 'csv:data/g\\xff\.csv': it holds a byte that is not UTF-8"),
+    "nonutf8-original": (["--original", "orig/g\udcff.pt"], r"Bad --original .*g\\xff\.pt.*: it holds a byte that is not UTF-8"),
+    "nonutf8-run-name": (["--run-name", "\udcff"], r"Bad --run-name '\\xff': it holds a byte that is not UTF-8"),
     # each '' (an unset shell variable) was read as not given: the shared default directories, no file
     "cache-dir-empty": (["--cache-dir", ""], r"Empty --cache-dir: expected a directory; drop it to use the default"),
     "data-dir-empty": (["--data-dir", ""], r"Empty --data-dir: expected a directory"),

@@ -38,6 +38,7 @@ from bench.run.checks import (
     check_shadow_models,
     check_trial_timeout,
 )
+from bench.run.text_checks import check_utf8_options
 from bench.track.store import resolve_tracking_uri
 
 
@@ -251,6 +252,7 @@ def resolve_originals(opts: RunOptions) -> dict[str, str]:
 
 def validate_options(registry: Registry, opts: RunOptions) -> tuple[list[MethodPlan], list[ForgetSpec], str]:
     """Cheap checks, in the order a user would fix them. Returns methods, forget specs, tracking URI."""
+    check_utf8_options(opts.as_dict())
     methods = resolve_methods(registry, opts)
     for spec in opts.datasets:
         registry.entry("dataset", spec.partition(":")[0])
