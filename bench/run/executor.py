@@ -42,7 +42,8 @@ from bench.run.tune_parts import in_order, restore_tune_log, tune_log_to_file
 from bench.run.attack_step import objective_failure
 from bench.run.trial import run_trial
 from bench.track.report import summary_line
-from bench.track.tracking import failure_line, format_exception, process_alive, process_started
+from bench.run.ray_processes import DRIVER_ENV
+from bench.track.tracking import failure_line, format_exception, process_started
 
 
 class Outcome:
@@ -179,7 +180,6 @@ def start_ray(address: str | None, verbose: bool, say: Callable[..., None], num_
     return True
 
 
-DRIVER_ENV = "BENCH_RAY_DRIVER"
 
 
 def _ray_init(**kwargs) -> None:
@@ -254,37 +254,6 @@ def _lean_local_head(verbose: bool):
         yield
     finally:
         parameter.RayParams.__init__ = original
-
-
-def reap_leftover_ray() -> list[int]:
-    """SIGKILL the Ray processes (``ray::...`` or under ``.../ray/``) that a bench driver now dead
-    started (:data:`DRIVER_ENV` in their environment, same user; Linux /proc). Returns their pids."""
-    if not sys.platform.startswith("linux") or not os.path.isdir("/proc"):
-        return []
-    mine, uid, key = {os.getpid(), os.getppid()}, os.getuid(), f"{DRIVER_ENV}=".encode()
-    killed = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) in mine:
-            continue
-        try:
-            if entry.stat().st_uid != uid:
-                continue
-            env = Path(f"/proc/{entry.name}/environ").read_bytes().split(b"\0")
-            cmd = Path(f"/proc/{entry.name}/cmdline").read_bytes()
-        except OSError:
-            continue
-        value = next((v[len(key):].decode(errors="replace") for v in env if v.startswith(key)), None)
-        if value is None or not (cmd.startswith(b"ray::") or b"/ray/" in cmd):
-            continue
-        driver, _, started = value.partition(":")
-        if not driver.isdigit() or int(driver) == int(entry.name) or process_alive(int(driver), started):
-            continue
-        try:
-            os.kill(int(entry.name), signal.SIGKILL)
-            killed.append(int(entry.name))
-        except OSError:
-            pass
-    return killed
 
 
 def address_is_loopback(address: str) -> bool:

@@ -165,7 +165,8 @@ def preimport_tune(ray_imported, cancelled) -> None:
 def start_executor(opts: RunOptions, verbose: bool, started_ray: bool, say, ray_imported=None) -> bool:
     """Import the executor (torch, ray), stop Ray processes of dead bench drivers and start (or
     join) Ray; returns whether this process started it."""
-    from bench.run.executor import reap_leftover_ray, start_ray  # torch: only once validated
+    from bench.run.executor import start_ray  # torch: only once validated
+    from bench.run.ray_processes import reap_leftover_ray
 
     if opts.executor == "ray" and ray_imported is not None:
         import ray  # noqa: F401

@@ -113,10 +113,10 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
 
     from bench.run.executor import (  # torch and ray: only once validated
         Outcome,
-        reap_leftover_ray,
         run_ray,
         start_ray,
     )
+    from bench.run.ray_processes import reap_leftover_ray
     from bench.run.prepare import prepare_references
 
     if not any(k not in opts.params.get(method, {}) for k in method_obj.search_space):
