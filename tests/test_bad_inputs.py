@@ -481,7 +481,10 @@ CASES: dict[str, tuple] = {
     # method parameters that do not fit the setting (check_setting, once the data are loaded)
     "setting-sisa-shards": (["-m", "sisa", "-p", "sisa.shards=2000"],
                             r"Method 'sisa' cannot run on digits / mlp / random:10%: shards=2000 x slices=1 needs at "
-                            r"least 2,000 training points, and digits has 1,437\. Fix it with -p sisa\.shards=VALUE"),
+                            r"least 2,000 training points, and digits has 1,437\. Fix it with -p sisa\.shards=VALUE or "
+                            r"-p sisa\.slices=VALUE\.$"),
+    "setting-sisa-slices": (["-m", "sisa", "-p", "sisa.slices=1000"],  # it said to fix shards only (hostile audit)
+                            r"shards=5 x slices=1000 needs at least 5,000 .*Fix it with -p sisa\.shards=VALUE or -p sisa\.slices=VALUE"),
     "setting-salun-threshold": (["-m", "salun", "-p", "salun.threshold=1e-6"],
                                 r"Method 'salun' cannot run on .*threshold=1e-06 keeps int\(85,002 x 1e-06\) = 0 of mlp's"),
     "setting-l2ul-relabel": (["-m", "l2ul", "-p", "l2ul.mode=relabel", "-p", "l2ul.relabel_to=99"],

@@ -229,7 +229,12 @@ def check_setting(name: str, method: Any, params: dict, setting: Setting) -> Non
     except (ValueError, TypeError, BenchError) as exc:
         message, key = _refusal(exc, params)
         message = message.removeprefix(f"Method '{name}' ")  # its own line names it too: said once (found in review)
-        fix = f"-p {name}.{key}=VALUE" if key else "its parameters or the setting"
+        # every parameter the refusal names (sisa's "shards=5 x slices=1000 needs ..." said to fix shards
+        # when slices was the one given; hostile audit, 2026-12-07)
+        import re
+
+        named = list(dict.fromkeys(k for k in re.findall(r"\b(\w+)=", message) if k in params))
+        fix = " or ".join(f"-p {name}.{k}=VALUE" for k in named) if named else "its parameters or the setting"
         raise BenchError(f"Method '{name}' cannot run on {setting.dataset} / {setting.model} / {setting.forget}: "
                          f"{message}. Fix it with {fix}.") from None
     except (Exception, SystemExit) as exc:  # sys.exit() there ended bench run at plan time with exit 0, no word
