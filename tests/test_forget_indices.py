@@ -114,7 +114,7 @@ def _store_with_runs(workdir, artifacts: dict[str, str | None], parent: bool = F
         run = client.create_run(exp, tags={"bench.role": "parent" if name == "parent" else "trial"})
         if text is not None:
             client.log_text(run.info.run_id, text, INDICES_ARTIFACT)
-        client.set_terminated(run.info.run_id)
+        client.set_terminated(run.info.run_id, status="FAILED" if name == "failed" else "FINISHED")
         ids[name] = run.info.run_id
     return ids
 
@@ -127,7 +127,9 @@ BAD_RUNS = {
     "out-of-range": ("2, 99999", r"indices out of range \[99999\]; the training set has indices 0\.\.1436"),
     "duplicate": ("dup", r"duplicate indices \[5\] in the forget set of run [0-9a-f]{32}"),
     "other-size": ("size", r"drawn from a training set of 500 points \(dataset digits\); this dataset's has 1437"),
-    "no-artifact": (None, r"run [0-9a-f]{32} has no artifact forget_indices\.txt"),
+    "no-artifact": (None, r"run [0-9a-f]{32} has no artifact forget_indices\.txt \(trials log it since"),
+    # a trial that failed before logging its forget set is not "an older run" (hostile audit, 2026-12-07)
+    "failed": (None, r"run [0-9a-f]{32} has no artifact forget_indices\.txt \(it failed before it logged its forget set\)"),
     "parent": ("parent", r"is the parent run of a bench run, not a trial"),
     "unknown-run": ("unknown", r"no file named 0{32} and no run 0{32} in the tracking store"),
 }
@@ -141,7 +143,7 @@ QUICK_BAD_RUNS = ("out-of-range", "unknown-run")
 def test_bad_forget_runs_are_refused_before_work(case, tmp_path, invoke_bench):
     kind, pattern = BAD_RUNS[case]
     texts = {"out-of-range": _text([2, 99999]), "duplicate": _text([5, 5, 9]), "other-size": _text([1, 2], 500),
-             "no-artifact": None, "parent": _text([1]), "unknown-run": _text([1])}
+             "no-artifact": None, "failed": None, "parent": _text([1]), "unknown-run": _text([1])}
     ids = _store_with_runs(tmp_path, {("parent" if case == "parent" else case): texts[case]})
     rid = "0" * 32 if case == "unknown-run" else next(iter(ids.values()))
     proc = invoke_bench("run", "--executor", "local", "-m", "ga", "--forget", f"indices:{rid}", "--cache-dir",

@@ -350,9 +350,10 @@ def fetch_forget_run(spec: ForgetSpec, uri: str) -> ForgetSpec:
         with tempfile.TemporaryDirectory() as tmp:
             text = Path(client.download_artifacts(run_id, INDICES_ARTIFACT, tmp)).read_text()
     except Exception:
-        raise BenchError(f"{where}: run {run_id} has no artifact {INDICES_ARTIFACT} (trials log it since bench records "
-                         f"forget sets; an older run does not have it). Give another trial's run id, or a file of "
-                         f"indices.") from None
+        why = (f"it {run.info.status.lower()} before it logged its forget set" if run.info.status != "FINISHED" else
+               "trials log it since bench records forget sets; an older run does not have it")
+        raise BenchError(f"{where}: run {run_id} has no artifact {INDICES_ARTIFACT} ({why}). Give another trial's run "
+                         f"id, or a file of indices.") from None
     return dataclasses.replace(spec, content=text, source=f"the forget set of run {run_id}")
 
 
