@@ -140,6 +140,18 @@ def test_tune_output_that_cannot_be_written_is_refused_before_work(tmp_path, inv
     assert not (tmp_path / "cache" / "ray_results").exists()
 
 
+@pytest.mark.parametrize("args, pattern", [
+    (("--seed", "-1"), r"Bad --seed -1: expected one integer in 0\.\.2147483647"),
+    (("--seed", "99999999999"), r"Bad --seed 99999999999: expected one integer"),
+    (("-p", "ft.lr=0.1"), r"Parameters given for method\(s\) ft .*bench tune tunes 'ga' only: drop them, or tune that "
+                          r"method with --method"),
+])
+def test_tune_refusals_use_tunes_own_options(args, pattern, tmp_path, invoke_bench, no_ray):
+    """They named bench run's options ("Bad seeds ... or a range 0-4", "Select it with --methods");
+    hostile audit, 2026-12-07."""
+    refused(invoke_bench, tmp_path, "-m", "ga", "-n", "1", *args, command="tune", pattern=pattern)
+
+
 def test_tune_output_in_a_missing_directory_is_created_only_when_written(tmp_path):
     from bench.run.tuning import check_output
 

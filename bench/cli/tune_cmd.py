@@ -37,8 +37,16 @@ def tune(method, objective, num_samples, scheduler, seed, output, defaults_first
     with sigterm_handled_as_ctrl_c():  # a scheduler's kill ends the search as Ctrl-C does
         check_tunable(get_registry(), method, objective, num_samples, scheduler)
         seed = file_seed(kw, seed, method)
+        _check_tune_seed(seed)
         # methods: the one tuned, so that an experiment file's [params.*] of its other methods go with them
         opts = to_run_options({**kw, "seeds": str(seed), "methods": method})
+        others = sorted(set(opts.params) - {method})
+        if others:  # said in bench run's words ("Select it with --methods"; hostile audit, 2026-12-07)
+            from bench.core.errors import BenchError
+
+            raise BenchError(f"Parameters given for method(s) {', '.join(others)} (by --param, --params or [params.*] "
+                             f"of the experiment file), and bench tune tunes '{method}' only: drop them, or tune that "
+                             f"method with --method.")
         code = tune_method(opts, method, objective, num_samples, scheduler, seed, output, console(), verbose=kw["verbose"],
                            quiet=kw["quiet"], defaults_first=defaults_first)
     sys.exit(code)
@@ -73,3 +81,14 @@ def file_seed(kw: dict, seed: int, method: str) -> int:
         console().print(f"note: bench tune leaves out the experiment file's {', '.join(others)} (it tunes --method "
                         f"{method} on one seed, through Ray)", highlight=False)
     return seed
+
+
+def _check_tune_seed(seed: int) -> None:
+    """``--seed``: one integer of the range every generator takes (it was refused as bench run's
+    "Bad seeds ... such as 0,1,2 or a range 0-4", options tune does not have)."""
+    from bench.core.errors import BenchError
+    from bench.core.options import SEED_LIMIT
+
+    if not 0 <= seed < SEED_LIMIT:
+        raise BenchError(f"Bad --seed {seed}: expected one integer in 0..{SEED_LIMIT - 1} (the setting's seed and the "
+                         f"sampler's), e.g. --seed 0.")
