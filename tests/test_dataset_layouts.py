@@ -195,6 +195,39 @@ def test_a_class_the_test_split_lacks_is_said_and_recorded(tmp_path):
     assert warn_untestable_classes(plan, payload, lambda *a, **k: None) == []
 
 
+def test_attacks_on_a_handful_of_forgotten_points_are_said_and_recorded():
+    """random:1 with the attacks: loss_auc 0.881 and mia_efficacy 0.000 over one positive, exit 0
+    and no word (hostile audit, 2026-12-07): said, kept with the run, the numbers still logged."""
+    import numpy as np
+
+    from bench.run.references import MIN_ATTACK_POINTS, warn_few_attack_points
+
+    def group(forget, idx, steps=None):
+        return SimpleNamespace(dataset="digits", forget=SimpleNamespace(text=forget), forget_idx=np.asarray(idx),
+                               steps=steps)
+
+    quiet = lambda *a, **k: None  # noqa: E731
+    plan = SimpleNamespace(attacks={"loss": None}, groups=[group("random:1", [4]), group("random:1", [7])])
+    (line,) = warn_few_attack_points(plan, quiet)  # once per dataset and request
+    assert "score 1 forgotten point(s) of digits (forget random:1): an AUC" in line and f"at least {MIN_ATTACK_POINTS}" in line
+    assert warn_few_attack_points(SimpleNamespace(attacks={}, groups=plan.groups), quiet) == []
+    big = SimpleNamespace(attacks={"loss": None}, groups=[group("random:10%", range(144))])
+    assert warn_few_attack_points(big, quiet) == []
+    seq = SimpleNamespace(attacks={"loss": None}, groups=[group("seq:2x5", range(5), (np.arange(5), np.arange(5, 10)))])
+    assert warn_few_attack_points(seq, quiet) == []  # ten points forgotten by the last request
+
+
+@pytest.mark.slow
+def test_the_few_points_warning_reaches_the_console_and_the_run(tmp_path, run_harness):
+    import mlflow
+
+    code, out = run_harness(tmp_path, methods="ga", forgets=["random:1"], attacks="loss", recipe={"epochs": 2})
+    assert code == 0 and "warning: the attacks (loss) score 1 forgotten point(s) of digits" in out, out
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    parent = mlflow.search_runs(experiment_names=["unlearning-bench"], filter_string="tags.`bench.role` = 'parent'")
+    assert "score 1 forgotten point(s)" in parent.iloc[0]["tags.bench.warnings"]
+
+
 @pytest.mark.slow
 def test_the_untestable_class_warning_reaches_the_console_the_run_and_compare(tmp_path, data_files, invoke_bench):
     """purchase20 whose test split has no row of class 19: a `-f class:19` run says why

@@ -15,7 +15,12 @@ from bench.run.ref_tasks import release_cuda_memory, train_many_local, train_man
 from bench.run.method_training import method_training_jobs, originals_by_group
 from bench.run.payload import Payload, build_payload, group_keys, reference_jobs
 from bench.run.original import ORIGINAL_KEYS
-from bench.run.references import ensure_references, warn_recipe_mismatch, warn_untestable_classes
+from bench.run.references import (
+    ensure_references,
+    warn_few_attack_points,
+    warn_recipe_mismatch,
+    warn_untestable_classes,
+)
 from bench.track.tracking import error_line
 
 
@@ -88,4 +93,5 @@ def prepare_references(plan, versions: dict, say: Callable[[str], None]) -> tupl
     release_cuda_memory()  # the references were evaluated here (on the GPU with --device cuda): the trials need it
     warned = tuple(warn_recipe_mismatch(plan, payload, say))  # --original: does the recipe match?
     warned += tuple(warn_untestable_classes(plan, payload, say))  # class:K with no test point of K
+    warned += tuple(warn_few_attack_points(plan, say))  # attacks' scores over a handful of positives
     return (dataclasses.replace(payload, warnings=warned) if warned else payload), ref_rows, trained

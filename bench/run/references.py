@@ -228,3 +228,29 @@ def warn_untestable_classes(plan, payload, say: Callable[..., None]) -> list[str
             out.append(line)
             say(line, always=True)
     return out
+
+
+#: Fewer forgotten points than this make the attacks' scores (an AUC, an attack's accuracy over the
+#: forget set's points as positives) mostly chance: said and recorded with the run.
+MIN_ATTACK_POINTS = 10
+
+
+def warn_few_attack_points(plan, say: Callable[..., None]) -> list[str]:
+    """Attacks on a forget set of a handful of points: one point gives an AUC of 0 or 1 or one rank
+    (``random:1``: loss_auc 0.881, mia_efficacy 0.000, exit 0 and no word; hostile audit, 2026-12-07).
+    Said and kept with the run, as the NaN of an untestable class is; the numbers are still logged."""
+    if not plan.attacks:
+        return []
+    out, seen = [], set()
+    for g in plan.groups:
+        steps = g.steps or (g.forget_idx,)
+        n = len(set().union(*(map(int, s) for s in steps)))  # a seq: every point forgotten by the last request
+        if n >= MIN_ATTACK_POINTS or (g.dataset, g.forget.text) in seen:
+            continue
+        seen.add((g.dataset, g.forget.text))
+        line = (f"warning: the attacks ({', '.join(plan.attacks)}) score {n} forgotten point(s) of {g.dataset} "
+                f"(forget {g.forget.text}): an AUC or an attack's accuracy over so few positives is mostly chance; "
+                f"forget at least {MIN_ATTACK_POINTS} points for their numbers.")
+        out.append(line)
+        say(line, always=True)
+    return out
