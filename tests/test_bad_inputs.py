@@ -427,6 +427,9 @@ CASES: dict[str, tuple] = {
     # --dry-run planned these twice and the run did them once
     "dataset-twice": (["-d", "digits", "-d", "digits"], r"The dataset digits is given twice \(--dataset\)"),
     "model-twice": (["--model", "mlp", "--model", "mlp"], r"The model mlp is given twice \(--model\)"),
+    # the same written two ways ran every trial twice (hostile audit, 2026-12-07)
+    "forget-two-ways": (["-f", "random:10%", "-f", "random:0.1"], r"The forget requests random:10% and random:0\.1 are the same request written two ways"),
+    "dataset-trailing-colon": (["-d", "digits", "-d", "digits:"], r"The dataset digits is given twice \(--dataset\)"),
     "forget-class-12": (["-f", "class:12"], r"Forget request 'class:12': unknown class 12; this dataset has classes 0\.\.9"),
     "forget-count-too-big": (["-f", "random:5000"], r"5000 points requested but the training set has 1437"),
     "forget-seq-syntax": (["-f", "seq:5xx"], r"Bad forget request 'seq:5xx'"),

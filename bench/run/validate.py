@@ -8,6 +8,7 @@ Nothing here imports torch, ray or mlflow (the device is resolved once planning 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 from dataclasses import dataclass
@@ -267,7 +268,13 @@ def validate_options(registry: Registry, opts: RunOptions) -> tuple[list[MethodP
     forgets = [parse_forget(f) for f in opts.forgets]
     if len(set(opts.forgets)) != len(opts.forgets):
         raise BenchError("A forget request is given twice.")
+    same = [(a.text, b.text) for i, a in enumerate(forgets) for b in forgets[i + 1:]
+            if dataclasses.replace(a, text="") == dataclasses.replace(b, text="")]
+    if same:  # random:10% and random:0.1 ran every trial twice (hostile audit, 2026-12-07)
+        raise BenchError(f"The forget requests {same[0][0]} and {same[0][1]} are the same request written two ways; "
+                         f"give it once.")
     for what, flag, given in (("dataset", "--dataset", opts.datasets), ("model", "--model", opts.models)):
+        given = [g.removesuffix(":") for g in given]  # `synthetic:` is `synthetic`: its trials ran twice
         twice = sorted({g for g in given if list(given).count(g) > 1})
         if twice:  # --dry-run planned the trials twice, the run once
             raise BenchError(f"The {what} {', '.join(twice)} is given twice ({flag}); give each once.")
