@@ -206,3 +206,11 @@ def test_a_driver_without_a_gpu_is_refused_with_ray_address_too(no_gpu, invoke_b
     proc = invoke_bench("run", "--gpus-per-trial", "0.25", "--ray-address", "127.0.0.1:1", "--dry-run", *_store(tmp_path))
     _refused(proc, "--gpus-per-trial 0.25 but torch sees no GPU on this machine: use --device cpu (and no "
                    "--gpus-per-trial), or run bench on a node of the cluster that has a GPU")
+
+
+def test_the_dry_run_counts_the_references_a_run_trains(invoke_bench, tmp_path):
+    """seq:1000x1 trains 1,000 retrained references, which the plan did not say (hostile audit)."""
+    proc = invoke_bench("run", "--dry-run", "-f", "seq:5x20", "-f", "random:10%", "-s", "0,1", *_store(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert ("references: 2 original(s) and 12 retrained model(s) to train or find in the cache (seq:5x20: one "
+            "retrained model per request)") in proc.stdout, proc.stdout

@@ -145,6 +145,13 @@ def dry_run(opts, preset=None, echo=click.echo) -> int:
                 named = (f" (class {label} is '{names[label]}'; classes are numbered in the order {first_names(names, 4)})"
                          if isinstance(names, list) and label is not None and 0 <= label < len(names) else "")
                 echo(f"  forget {f.text}: {'/'.join(map(str, sizes))} of {len(train_y):,} training points{named}")
+        # what the run trains before any trial (or finds in the cache): seq:1000x1 hid its 1,000 retrainings
+        requests = sum((f.requests or len(f.labels or ())) if f.kind == "seq" else 1 for f in forgets)
+        per = len(opts.seeds) * len(opts.models)
+        own = len(opts.seeds) * len(opts.original or {})  # read from --original, not trained
+        echo(f"  references: {per - own:,} original(s)" + (f" (and {own:,} from --original)" if own else "")
+             + f" and {per * requests:,} retrained model(s) to train or find in the cache" + (f" ({', '.join(f.text for f in forgets if f.kind == 'seq')}: one retrained model per request)"
+                         if any(f.kind == "seq" for f in forgets) else ""))
         for m in methods:
             params = params_for_dataset(m, dspec, opts.params.get(m.name, {}))
             shown = ", ".join(f"{k}={v}" for k, v in params.items()) or "(no parameters)"
