@@ -205,6 +205,10 @@ class CSVDataset:
 
         header, rows = _read_csv(path)
         where = f"Dataset 'csv' ({path})"
+        twice = sorted({c for c in header if header.count(c) > 1})
+        if twice:  # accepted silently: the label or a feature was whichever came first (hostile audit, 2026-12-07)
+            raise BenchError(f"{where}: the header names column(s) {', '.join(map(repr, twice))} more than once; give "
+                             f"each column its own name.")
         if opts["label"] not in header:
             raise BenchError(f"{where}: no label column '{opts['label']}'. Columns: {', '.join(header)}. Name it with "
                              f"csv:{opts['path']},label=COLUMN.")
@@ -218,6 +222,9 @@ class CSVDataset:
             if len(row) != len(header):
                 raise BenchError(f"{where}: line {r + 2} has {len(row)} fields; the header has {len(header)}.")
             raw_labels.append(row[li].strip())
+            if raw_labels[-1].lower() in ("", "nan"):  # a missing label became a class of its own
+                raise BenchError(f"{where}: line {r + 2} has no label (column '{opts['label']}' is "
+                                 f"{row[li]!r}); every row needs its class: fill it in or drop the row.")
             for j, value in enumerate(v for i, v in enumerate(row) if i != li):
                 try:
                     if "_" in value or not value.isascii():  # float() also takes '1_000' and non-ASCII digits
@@ -240,12 +247,24 @@ class CSVDataset:
                              f"a class needs 2 rows or more (one to train on, one to test). Is '{opts['label']}' the "
                              f"class column? Name it with csv:{opts['path']},label=COLUMN.")
         tr, te = stratified_split(y, opts["test"], opts["seed"], "csv")
+        if opts["normalize"] in ("standard", "minmax"):
+            with np.errstate(over="ignore", invalid="ignore"):
+                spread = x[tr].std(0) if opts["normalize"] == "standard" else x[tr].max(0) - x[tr].min(0)
+            if not np.isfinite(spread).all():  # values near 1e308: the std overflowed to inf and standardising
+                # made the column zeros (hostile audit, 2026-12-07); each column over its largest magnitude first
+                scale = np.abs(x[tr]).max(0)
+                x = x / np.where(scale > 0, scale, 1.0)
         if opts["normalize"] == "standard":
             mean, std = x[tr].mean(0), x[tr].std(0)
             x = (x - mean) / np.where(std > 0, std, 1.0)
         elif opts["normalize"] == "minmax":
             lo, hi = x[tr].min(0), x[tr].max(0)
             x = (x - lo) / np.where(hi > lo, hi - lo, 1.0)
+        else:
+            big = np.abs(x).max() if x.size else 0.0
+            if big > np.finfo(np.float32).max:  # a raw NumPy overflow warning, then a refusal elsewhere
+                raise BenchError(f"{where}: a feature value ({big:.3g}) lies beyond float32's range, which the models "
+                                 f"compute in; rescale the column or use normalize=standard.")
         x = x.astype(np.float32)
         if opts["normalize"] == "minmax":
             bounds = (0.0, 1.0)

@@ -407,6 +407,13 @@ CASES: dict[str, tuple] = {
     "csv-classes-past-test-rows": (lambda w: ["-d", f"csv:{_file(w, 'many.csv', 'a,label' + chr(10) + chr(10).join(f'{i * 0.1},{i % 200}' for i in range(600)) + chr(10))}"],
                                    r"cannot split 600 examples of 200 classes into train and test with test=0\.2 .*give a "
                                    r"larger test fraction"),
+    # found in the hostile audit, 2026-12-07: a repeated column name and a missing label were taken
+    "csv-duplicate-column": (lambda w: ["-d", f"csv:{_file(w, 'dup.csv', 'a,a,label' + chr(10) + chr(10).join(f'{i},{i},{i % 2}' for i in range(40)) + chr(10))}"],
+                             r"the header names column\(s\) 'a' more than once"),
+    "csv-missing-label": (lambda w: ["-d", f"csv:{_file(w, 'nol.csv', 'a,label' + chr(10) + chr(10).join(f'{i},{i % 2 if i != 7 else chr(32)}' for i in range(40)) + chr(10))}"],
+                          r"line 9 has no label \(column 'label' is ' '\)"),
+    "csv-beyond-float32": (lambda w: ["-d", f"csv:{_file(w, 'f32.csv', 'a,label' + chr(10) + chr(10).join(f'{1e39 if i == 0 else i},{i % 2}' for i in range(40)) + chr(10))},normalize=none"],
+                           r"a feature value \(1e\+39\) lies beyond float32's range"),
     "csv-twice": (lambda w: ["-d", f"csv:{_file(w, 'two.csv', 'a,b' + chr(10) + '1,0' + chr(10))},label=a,label=b"],
                   r"Bad csv spec: label is set twice"),
     "forget-seed-unused": (["-f", "class:3", "--forget-seed", "5"], r"--forget-seed 5 has no effect: class:3 draw\(s\) nothing"),

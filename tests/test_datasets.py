@@ -684,3 +684,23 @@ def test_a_datasets_info_of_tensors_and_arrays_is_recorded_as_their_values():
     assert got["mean"] == [0.5, 0.25] and got["std"] == [1.0, 2.0] and got["n"] == 3
     assert got["bounds"] == (0.0, 1.0) and got["source"] == "x"  # JSON-native: untouched (trial keys unchanged)
     assert got["long"].endswith("... (890 characters)")
+
+
+def test_csv_standardises_columns_near_the_float64_limit(tmp_path):
+    """Values near 1e308: the std overflowed to inf and the column became zeros, exit 0 (hostile
+    audit, 2026-12-07). Each such column is scaled by its largest magnitude first; ordinary columns
+    are standardised exactly as before (the same bits)."""
+    import numpy as np
+
+    from bench.datasets.tabular import CSVDataset
+
+    rows = ["a,b,label"] + [f"{(1e308, -1e308, 5e307)[i % 3]},{i * 0.5},{i % 2}" for i in range(60)]
+    (tmp_path / "big.csv").write_text("\n".join(rows) + "\n")
+    sp = CSVDataset().load(None, False, f"{tmp_path / 'big.csv'}")
+    a, b = sp.train_x[:, 0].numpy(), sp.train_x[:, 1].numpy()
+    assert np.isfinite(a).all() and abs(float(a.std()) - 1) < 0.05 and len(np.unique(a)) == 3  # not zeros
+    assert abs(float(b.mean())) < 1e-6 and abs(float(b.std()) - 1) < 1e-5
+    # the ordinary column comes out as it does without the big one beside it: the same bits
+    (tmp_path / "small.csv").write_text("\n".join(["b,label"] + [f"{i * 0.5},{i % 2}" for i in range(60)]) + "\n")
+    alone = CSVDataset().load(None, False, f"{tmp_path / 'small.csv'}")
+    assert np.array_equal(alone.train_x[:, 0].numpy(), b)
