@@ -42,7 +42,11 @@ def parse_seeds(value: str | int | list) -> list[int]:
     if isinstance(value, (list, tuple)):
         items = [str(v) for v in value]
     else:
-        items = [v.strip() for v in str(value).split(",") if v.strip()]
+        items = [v.strip() for v in str(value).split(",")]
+        if len(items) > 1 and not all(items):  # 0,,1 read as 0,1 (hostile audit, 2026-12-07)
+            raise BenchError(f"Bad seeds '{value}': an empty item between commas; expected integers such as 0,1,2 "
+                             f"or a range 0-4.")
+        items = [v for v in items if v]
     seeds: list[int] = []
     try:
         for item in items:

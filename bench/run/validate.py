@@ -153,7 +153,7 @@ def resolve_model(registry: Registry, spec: str) -> tuple[Any, str | None, str]:
 
 
 def check_ray_address(address: str | None) -> None:
-    if not address or address == "auto":
+    if not address or address == "auto":  # '' is 'local' (bench.core.options): a local Ray of bench's own
         return
     env = address == os.environ.get("RAY_ADDRESS")  # the option's default: say where the value came from
     flag = "--ray-address (here from the environment variable RAY_ADDRESS)" if env else "--ray-address"
@@ -164,9 +164,9 @@ def check_ray_address(address: str | None) -> None:
                          f"'auto' on a node of the cluster.")
     target = address.split("://", 1)[-1]
     host, sep, port = target.rpartition(":")
-    if not sep or not port.isdigit():
-        raise BenchError(f"Bad {flag} '{address}': expected HOST:PORT of a Ray head (e.g. 127.0.0.1:6379), 'auto', or "
-                         f"'local' for a local Ray of bench's own.")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:  # 99999 read as "Connection refused"
+        raise BenchError(f"Bad {flag} '{address}': expected HOST:PORT of a Ray head (e.g. 127.0.0.1:6379; a port "
+                         f"in 1..65535), 'auto', or 'local' for a local Ray of bench's own.")
     try:
         with socket.create_connection((host, int(port)), timeout=3):
             pass
