@@ -119,6 +119,9 @@ class ForgetSpec:
         if self.content is not None:
             return self._parse_indices(self.content, self.source or self.path, n, train_sha256)
         path = Path(self.path).expanduser()
+        if path.is_dir():  # it said "no file at DIR" (hostile audit, 2026-12-07)
+            raise BenchError(f"Forget request '{self.text}': {path} is a directory. Give a text file in it with one "
+                             f"training index per line, or the MLflow run id of a trial (its artifact {INDICES_ARTIFACT}).")
         if not path.is_file():
             hint = (" nor a run id the run layer resolved (an MLflow run id is 32 hexadecimal digits)"
                     if RUN_ID.fullmatch(self.path or "") else "")
