@@ -436,6 +436,7 @@ CASES: dict[str, tuple] = {
     "model-twice": (["--model", "mlp", "--model", "mlp"], r"The model mlp is given twice \(--model\)"),
     # the same written two ways ran every trial twice (hostile audit, 2026-12-07)
     "indices-directory": (lambda w: ["-f", f"indices:{w}"], r"Forget request 'indices:.*': .* is a directory\. Give a text file in it"),
+    "param-of-a-wildcard-dropout": (["-m", "*", "-p", "unsir.lr=0.1"], r"Parameters given for method\(s\) unsir, which --methods '\*' leaves out here \(they cannot take random:10%\)"),
     "seeds-empty-item": (["-s", "0,,1"], r"Bad seeds '0,,1': an empty item between commas"),
     "ray-port-range": (["--ray-address", "127.0.0.1:99999"], r"Bad --ray-address '127\.0\.0\.1:99999': .*a port in 1\.\.65535"),
     "forget-two-ways": (["-f", "random:10%", "-f", "random:0.1"], r"The forget requests random:10% and random:0\.1 are the same request written two ways"),

@@ -292,7 +292,13 @@ def validate_options(registry: Registry, opts: RunOptions) -> tuple[list[MethodP
         raise BenchError(f"Unknown device '{opts.device}': expected auto, cpu or cuda.")
     if opts.executor == "local" and opts.ray_address:
         raise BenchError("--ray-address needs the ray executor (drop --executor local).")
-    methods = [m for m in methods if m.name in named_methods(opts.methods) or takes_requests(m, forgets)]
+    dropped = [m.name for m in methods if m.name not in named_methods(opts.methods) and not takes_requests(m, forgets)]
+    methods = [m for m in methods if m.name not in dropped]
+    unused = sorted(set(opts.params) & set(dropped))
+    if unused:  # -m '*' -p unsir.lr=0.1 ran without unsir and the -p, without a word (hostile audit, 2026-12-07)
+        raise BenchError(f"Parameters given for method(s) {', '.join(unused)}, which --methods '{opts.methods}' leaves out "
+                         f"here (they cannot take {', '.join(f.text for f in forgets)}): drop them, or name the "
+                         f"method in --methods to see why it cannot run.")
     if not methods:
         raise BenchError(f"No method selected by '{opts.methods}' can take the forget requests "
                          f"{', '.join(f.text for f in forgets)}; see `bench list methods`.")
