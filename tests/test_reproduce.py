@@ -173,6 +173,11 @@ def test_a_run_is_made_again_from_its_record_in_its_directory(tmp_path, shared_c
     note = next(line for line in rewritten.stderr.splitlines() if "cannot give the same numbers" in line)
     assert note.startswith("note: 2 recorded trial(s) cannot give the same numbers, as the plan made now differs"), note
     assert "forget_sha256" in note and "ga seed=0: " in note, note
+    # the file gone: one line that says the record keeps each trial's forget set (hostile audit)
+    (made_in / "forget.txt").unlink()
+    gone = invoke_bench("reproduce", original.info.run_id, *common, cwd=elsewhere)
+    assert gone.returncode == 2 and "no file at" in gone.stderr and "kept each trial's forget set" in gone.stderr, gone.stderr
+    assert len(gone.stderr.strip().splitlines()) <= 3 and "Traceback" not in gone.stderr, gone.stderr
 
 
 @pytest.mark.parametrize("args, message", [

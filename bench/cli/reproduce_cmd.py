@@ -130,8 +130,16 @@ def _reproduce(run_ref, experiment, tracking_uri, cache_dir, executor, rtol, ato
                     f"from the record (Ctrl-C stops here): " + " | ".join(lines[:4])
                     + (f" | and {len(lines) - 4} more" if len(lines) > 4 else ""))
 
-        code = run_experiment(opts, console(), verbose=verbose, quiet=quiet,
-                              tags={Tag.REPRODUCES: pid, REPRODUCTION_TAG: token}, on_plan=before_work)
+        try:
+            code = run_experiment(opts, console(), verbose=verbose, quiet=quiet,
+                                  tags={Tag.REPRODUCES: pid, REPRODUCTION_TAG: token}, on_plan=before_work)
+        except BenchError as exc:  # an indices file gone since: the record keeps every trial's forget set
+            files = [f for f in opts.forgets if f.startswith("indices:")]
+            if not files or "no file at" not in str(exc):
+                raise
+            raise BenchError(f"{exc} The recorded run kept each trial's forget set (artifact forget_indices.txt): "
+                             f"`bench run` with --forget indices:TRIAL_RUN_ID (one of run {pid}'s trials) forgets "
+                             f"exactly it again; reproduce needs the file.") from None
     finally:
         os.chdir(here)
     if code == 130:
