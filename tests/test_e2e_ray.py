@@ -100,6 +100,16 @@ def test_second_identical_run_trains_no_reference_and_reproduces_numbers(two_run
     assert (by_run[0] == by_run[1]).all()
 
 
+def test_a_resume_with_every_trial_finished_starts_no_ray(two_runs, run_bench, store_args):
+    """Nothing left to run: the summary from the record and the cache, no Ray (it started one, 11.5 s;
+    repro audit, 2026-12-07)."""
+    workdir, _, _ = two_runs
+    again = run_bench("run", "--methods", "retrain,ft,ga", "--seeds", "0,1", "--resume", *store_args(workdir), cwd=workdir)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "6 of 6 trial(s) already finished" in again.stdout and "started local Ray" not in again.stdout, again.stdout
+    assert "references: 0 trained, 4 from cache" in again.stdout and "│ ga " in again.stdout
+
+
 def test_local_executor_gives_the_same_numbers_as_ray(two_runs, run_bench, store_args):
     workdir, _, _ = two_runs
     local = run_bench("run", "--methods", "retrain,ft,ga", "--seeds", "0", "--executor", "local",

@@ -7,6 +7,7 @@ already in MLflow, the parent run is marked KILLED).
 
 from __future__ import annotations
 
+import dataclasses
 import contextlib
 import json
 import socket
@@ -181,6 +182,13 @@ def start_executor(opts: RunOptions, verbose: bool, started_ray: bool, say, ray_
     return started_ray
 
 
+def _nothing_left(opening, plan) -> bool:
+    """Whether the (resumed) parent run ``opening`` opens has every trial of ``plan`` finished; waits
+    for it (a resume only: a fresh run opens its parent while Ray starts)."""
+    done = opening.result()[4]
+    return all(t.trial_key in done for t in plan.trials)
+
+
 def _abandon_start(opening, status: str, started_ray: bool) -> None:
     """Starting the executor failed or was interrupted: close the parent run the MLflow thread
     opened (if it did), and shut down a Ray this process started."""
@@ -251,7 +259,14 @@ def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False, t
     with ThreadPoolExecutor(1, thread_name_prefix="bench-mlflow") as pool:
         opening = pool.submit(open_parent, plan, opts, versions, plugins, say, tags)
         try:
-            started_ray = start_executor(opts, verbose, started_ray, say, ray_imported)
+            if opts.resume and opts.executor == "ray" and not started_ray and _nothing_left(opening, plan):
+                # every trial finished before: no Ray for the summary (it started one, 11.5 s; repro audit)
+                cancelled.set()
+                ray_imported.set()
+                plan = dataclasses.replace(plan, options=dataclasses.replace(opts, executor="local"))
+                start_executor(plan.options, verbose, False, say)  # the leftover-Ray reaper; starts nothing
+            else:
+                started_ray = start_executor(opts, verbose, started_ray, say, ray_imported)
             # a Ctrl-C while this waits for the parent (--executor local: about 2 s) closes it KILLED too
             client, experiment_id, parent, run_name, done = opening.result()
         except BaseException as exc:
