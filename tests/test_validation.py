@@ -164,10 +164,11 @@ def test_indices_file_covering_everything(tmp_path):
         parse_forget(text).select(DIGITS_Y, 10, 0)
 
 
-@pytest.mark.parametrize("where", ["missing.txt", "."])
-def test_indices_file_missing(tmp_path, where):
+@pytest.mark.parametrize("where, message", [("missing.txt", "no file at .*one training index per line"),
+                                            (".", "is a directory. Give a text file in it with one training index")])
+def test_indices_file_missing(tmp_path, where, message):
     path = tmp_path / where
-    with pytest.raises(BenchError, match="no file at .*one training index per line"):
+    with pytest.raises(BenchError, match=message):
         parse_forget(f"indices:{path}").select(DIGITS_Y, 10, 0)
 
 
@@ -273,7 +274,8 @@ def test_bad_assignment(items, fragment):
     ("x-3", "Bad seeds 'x-3'"),
     ("1.5", "Bad seeds '1.5'"),
     ("", "expected non-negative integers"),
-    (",", "expected non-negative integers"),
+    (",", "an empty item between commas"),
+    ("0,,1", "an empty item between commas"),
     ("-1", "expected non-negative integers"),
     ("3-1", "Bad seeds '3-1'"),
     ("0,1,0", "a seed is repeated"),
