@@ -214,3 +214,12 @@ def test_the_dry_run_counts_the_references_a_run_trains(invoke_bench, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert ("references: 2 original(s) and 12 retrained model(s) to train or find in the cache (seq:5x20: one "
             "retrained model per request)") in proc.stdout, proc.stdout
+
+
+def test_two_model_specs_of_one_network_are_noted(invoke_bench, tmp_path):
+    """--model mlp --model mlp:256,256 ran every trial twice under two names (hostile audit)."""
+    same = invoke_bench("run", "--dry-run", "--model", "mlp", "--model", "mlp:256,256", *_store(tmp_path))
+    assert same.returncode == 0, same.stderr
+    assert "note: --model mlp and --model mlp:256,256 build the same network" in same.stdout, same.stdout
+    other = invoke_bench("run", "--dry-run", "--model", "mlp", "--model", "mlp:128", *_store(tmp_path))
+    assert other.returncode == 0 and "build the same network" not in other.stdout, other.stdout

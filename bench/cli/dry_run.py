@@ -99,6 +99,7 @@ def dry_run(opts, preset=None, echo=click.echo) -> int:
     echo(f"data dir:    {data_dir}")
 
     missing: list[str] = []
+    built_all: dict[tuple[str, str], Any] = {}  # (model spec, dataset spec) -> network, as make_plan's
     for dspec in opts.datasets:
         ds = registry.get("dataset", dspec.partition(":")[0])
         try:
@@ -123,6 +124,7 @@ def dry_run(opts, preset=None, echo=click.echo) -> int:
             built = "not built (input shape unknown)"
             if shape and classes:
                 nets[mspec], built = _check_model(mobj, marg, mspec, dspec, splits, shape, classes)
+                built_all[(mspec, dspec)] = nets[mspec]
             echo(f"  model {mspec}: {built}")
             echo(f"  recipe: {', '.join(f'{k}={v}' for k, v in recipe.as_dict().items())}")
         if splits is not None and opts.original:  # --original files: read and checked as a run checks them
@@ -162,6 +164,11 @@ def dry_run(opts, preset=None, echo=click.echo) -> int:
                 for ftext, size in forget_sizes.items():
                     check_setting(m.name, m.obj, params, Setting(dspec, mspec, ftext, splits.train_size, size, classes,
                                                                  shape, net))
+    if built_all:  # as bench run says it (bench.run.plan)
+        from bench.run.plan import same_networks
+
+        for line in same_networks({m: resolve_model(registry, m) for m in opts.models}, built_all):
+            echo(line)
     own = sorted(m.name for m in methods if has_own_training(m.obj))
     if opts.original and own:  # as bench run says it (bench.run.plan)
         echo(f"note: {', '.join(own)} train(s) their own original (their own training); --original does not apply to them")

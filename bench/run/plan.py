@@ -115,6 +115,9 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
         for dspec, sp in splits.items():
             networks[(spec, dspec)] = probe_model(spec, obj, arg, dspec, sp)
         refuse_shared_create(spec, obj, arg, next(iter(splits.values())), networks)
+    if say is not None:
+        for line in same_networks(models, networks):
+            say(line, always=True)
 
     originals = check_originals(opts, models, splits, say)
 
@@ -322,3 +325,20 @@ def data_params(info: dict) -> dict:
             value = json.loads(text)
         out[key] = value if len(text) <= 250 else f"{text[:200]}... ({len(text)} characters)"
     return out
+
+
+def same_networks(models: dict, networks: dict) -> list[str]:
+    """A note per pair of ``--model`` specs that build the same network on every dataset (one plugin,
+    the same printed structure and tensors: ``mlp`` and ``mlp:256,256``): their trials repeat each
+    other under two names (hostile audit, 2026-12-07). A note, not a refusal: a model's settings
+    that act only in its forward (a timm model's drop rate) do not show in either."""
+    from bench.run.model_probe import architecture
+
+    def identity(spec):
+        return (id(models[spec][0]), tuple((str(net), architecture(net)["layout_sha256"])
+                                           for (m, _), net in sorted(networks.items()) if m == spec))
+
+    specs = list(models)
+    return [f"note: --model {a} and --model {b} build the same network (one plugin, the same layers and tensors): their "
+            f"trials likely repeat each other; give one of them."
+            for i, a in enumerate(specs) for b in specs[i + 1:] if identity(a) == identity(b)]
