@@ -31,6 +31,7 @@ def main() -> None:
 
 
     from bench.core.cache import state_to_bytes
+    from bench.core.keys import ATTACK_ERRORS_KEY
     from bench.run.validate import resolve_model
     from bench.core.forget import parse_forget
     from bench.core.plugins import get_registry
@@ -51,7 +52,11 @@ def main() -> None:
     sp = ds.load(None, False, None)
     model_obj, arg, _ = resolve_model(reg, a.model)
     recipe = build_recipe(getattr(ds, "default_recipe", {}), getattr(model_obj, "default_recipe", {}))
-    forget_idx = parse_forget(a.forget).select(sp.train_y.numpy(), sp.num_classes, 0)
+    fspec = parse_forget(a.forget)
+    if fspec.kind == "seq":
+        raise SystemExit(f"bench_attacks.py: --forget {a.forget}: a single request (random:, class: or indices:), "
+                         f"not a sequence.")
+    forget_idx = fspec.select(sp.train_y.numpy(), sp.num_classes, 0)
     (rx, ry), (fx, fy), (tx, ty) = split_data(sp, forget_idx, a.device)
     new_model = model_factory(model_obj, arg, sp, 0, a.device)
     warm_up(new_model(), rx, ry)
@@ -71,7 +76,9 @@ def main() -> None:
     model = new_model()
     model.load_state_dict(original.state_dict())
     bounds = input_bounds(sp, a.device)
-    request = build_request(num_classes=sp.num_classes, kind="random", forget_indices=forget_idx, forget_class=None,
+    # the request's own kind (a class request said "random": unsir refused it, others got the wrong kind)
+    request = build_request(num_classes=sp.num_classes, kind=fspec.kind, forget_indices=forget_idx,
+                            forget_class=fspec.label if fspec.kind == "class" else None,
                             forget=(fx, fy), retain=(rx, ry), access=access, bounds=bounds)
     ctx = MethodContext(seed=0, device=a.device, new_model=new_model, recipe=recipe if "recipe" in access else None)
     seed_everything(0)
@@ -93,7 +100,7 @@ def main() -> None:
         lines: list[str] = []
         t0 = time.perf_counter()
         refs = {"original": (state_to_bytes(original), {}), ref_key: (state_to_bytes(retrained), {})}
-        extras = attack_models(plan, refs, lines.append, {})["g0"]
+        extras = attack_models(plan, refs, lines.append, {}).get("g0", {})  # none: no attack needs models
         t_shadows = time.perf_counter() - t0
     group = GroupPayload(splits=sp, forget_idx=forget_idx, original_state=state_to_bytes(original), steps=(), continual=False,
                          attack_models=extras)
@@ -107,7 +114,9 @@ def main() -> None:
         t0 = time.perf_counter()
         run_attacks({name: attack}, unlearned, metrics, spec=spec, group=group, method=method,
                     data=((rx, ry), (fx, fy), (tx, ty)), new_model=new_model, bounds=bounds)
-        rows.append((name, time.perf_counter() - t0, {k: v for k, v in metrics.items() if not isinstance(v, dict)}))
+        failed = (metrics.get(ATTACK_ERRORS_KEY) or {}).get(name)
+        rows.append((name, time.perf_counter() - t0, {k: v for k, v in metrics.items() if not isinstance(v, dict)},
+                     failed.strip().splitlines()[-1] if failed else None))
 
     print(f"digits / {a.model} / {a.forget} ({len(forget_idx)} points), method {a.method}, {a.threads} thread(s), "
           f"device {a.device}, {a.shadow_models} shadow models")
@@ -117,9 +126,14 @@ def main() -> None:
     for line in lines:
         print("  " + line.strip())
     print(f"{'attack':<14} {'seconds':>8} {'x unlearn':>10}  headline")
-    for name, sec, m in rows:
+    for name, sec, m, failed in rows:  # a failed attack's time is no measurement: its error instead
+        if failed:
+            print(f"{name:<14} {'-':>8} {'-':>10}  FAILED: {failed}")
+            continue
         head = ", ".join(f"{k}={v:.3f}" for k, v in list(m.items())[:3])
         print(f"{name:<14} {sec:8.2f} {sec / max(t_unlearn, 1e-9):10.1f}  {head}")
+    if any(failed for *_, failed in rows):
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":
