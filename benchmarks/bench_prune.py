@@ -18,7 +18,8 @@
    extrapolated from a linear fit of retraining time (``--cross-sizes``, ``--cross-data``,
    ``--cross-dim``; skip with ``--skip 4``).
 
-    python benchmarks/bench_prune.py                  # short: 3 points, sizes 10,100
+    python benchmarks/bench_prune.py --skip 4         # short: parts 1-3 (3 points, sizes 10,100), minutes
+    python benchmarks/bench_prune.py                  # with part 4, the crossover (MNIST-1D up to 64,000 points): long
     python benchmarks/bench_prune.py --full --points 10 --device cpu
 """
 
