@@ -567,6 +567,8 @@ def test_the_references_times_are_reference_cells_and_no_objective():
     assert retrain["unlearn_seconds"] == 2.0 and retrain["cumulative_unlearn_seconds"] == 6.0
     for name in ("retrain_seconds", "cumulative_retrain_seconds"):
         assert name not in METRIC_DIRECTIONS and "the same for every method" in no_direction_reason(name)
+    assert "rank by 'cumulative_unlearn_seconds'" in no_direction_reason("cumulative_retrain_seconds")  # its own kind
+    assert "rank by 'unlearn_seconds'" in no_direction_reason("retrain_seconds")
 
 
 def test_latex_table_has_the_markdowns_cells(store, invoke_bench, tmp_path):
@@ -650,6 +652,10 @@ def test_cost_vs_retrain_divides_by_the_retrain_trial_timed_beside_it():
     assert out[0]["cost_vs_retrain"] == 1.0 and out[1]["cost_vs_retrain"] == 0.25
     assert "cost_vs_retrain" not in out[2] and out[3] is None and out[4] is None
     assert report.RUN_COST in report.OPTIONAL_COLUMNS
+    # a sequence of requests: over every request, as the cumulative column beside it (seq audit)
+    seq = report.with_run_costs([(a, "retrain", {"unlearn_seconds": 1.0, "cumulative_unlearn_seconds": 4.0}),
+                                 (a, "prune", {"unlearn_seconds": 44.0, "cumulative_unlearn_seconds": 124.0})])
+    assert seq[1]["cost_vs_retrain"] == 31.0
     from bench.eval.metrics import direction
 
     assert direction("cost_vs_retrain") is False  # compare ranks by it, lower is better

@@ -278,6 +278,8 @@ OBJECTIVES = {
     "attack-not-run": (["-o", "epsilon_score"], r"is a metric of attack 'epsilon', which this search does not run: add "
                        r"--attacks epsilon"),
     "attack-left-out": (["-o", "avg_gap_mia", "--attacks", "loss"], r"is a metric of attack 'svc'"),
+    "asha-sequence": (["-f", "seq:2x5", "--scheduler", "asha"], r"--scheduler asha stops samples on their per-epoch "
+                      r"reports, and --forget seq:2x5 \(a sequence of requests\) reports none: use --scheduler fifo"),
     "asha-final-only": (["-o", "speedup_vs_retrain", "--scheduler", "asha"], r"is measured once a sample ends, and "
                         r"--scheduler asha compares samples on their per-epoch reports"),
     "no-side": (["-o", "forget_acc"], r"Objective 'forget_acc' has no better side\. Its target is the retrained "

@@ -92,7 +92,8 @@ def no_direction_reason(metric: str, available=()) -> str:
     if metric == "weight_change":
         return " It is a diagnostic (how far the method moved the weights it was given), with no better side."
     if metric in ("retrain_seconds", "cumulative_retrain_seconds"):
-        return " It is the retrained reference's time, the same for every method: rank by 'unlearn_seconds'."
+        own = metric.replace("retrain_seconds", "unlearn_seconds")  # the seq counterpart for the cumulative one
+        return f" It is the retrained reference's time, the same for every method: rank by '{own}'."
     if metric.endswith("_acc") and metric in DIRECTIONS:
         gap = metric.replace("_acc", "_gap")
         gap = gap if gap in available or gap in DIRECTIONS else "avg_gap"

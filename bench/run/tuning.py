@@ -66,6 +66,9 @@ def check_objective(plan, registry, objective: str, scheduler: str) -> None:
         have, other = ("the CPU", "a GPU (--device cuda)") if not cuda else ("a GPU", "the CPU")
         raise BenchError(f"Objective '{objective}' is measured on {other} only, and this search runs on {have}: "
                          f"choose peak_memory_mb (measured on both) or run on {other}.")
+    if scheduler == "asha" and continual:  # a sequence reports no epochs: ASHA stopped nothing, silently (seq audit)
+        raise BenchError(f"--scheduler asha stops samples on their per-epoch reports, and {where} (a sequence of "
+                         f"requests) reports none: use --scheduler fifo.")
     if scheduler == "asha" and objective not in PER_EPOCH:
         raise BenchError(f"Objective '{objective}' is measured once a sample ends, and --scheduler asha compares "
                          f"samples on their per-epoch reports ({', '.join(PER_EPOCH[:8])}, ...): use --scheduler "

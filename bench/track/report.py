@@ -24,14 +24,17 @@ OPTIONAL_COLUMNS = ("forget_all_acc", "cumulative_unlearn_seconds", RUN_COST)
 def with_run_costs(items: list[tuple[tuple, str, Mapping[str, float] | None]]) -> list[Mapping[str, float] | None]:
     """``[(group, method, metrics or None)]`` -> the metrics, with :data:`RUN_COST` added to each
     finished trial whose group (run, setting, seed, forget set) has a finished ``retrain`` trial:
-    its ``unlearn_seconds`` over that trial's (``retrain``'s own row is 1). The ratio the SalUn
+    its ``unlearn_seconds`` over that trial's (``retrain``'s own row is 1; on a ``seq:`` request
+    ``cumulative_unlearn_seconds``, every request's, as the column beside it). The ratio the SalUn
     table's RTE column reads as cost; timed in one run, under one load."""
-    base = {group: m["unlearn_seconds"] for group, name, m in items
-            if name == "retrain" and m and m.get("unlearn_seconds", 0) > 0}
+    def seconds(m):  # a sequence of requests (seq:): over every request, as its cumulative column
+        return m.get("cumulative_unlearn_seconds", m.get("unlearn_seconds"))
+
+    base = {group: seconds(m) for group, name, m in items if name == "retrain" and m and (seconds(m) or 0) > 0}
     out = []
     for group, _, m in items:
-        if m and group in base and "unlearn_seconds" in m:
-            m = {**m, RUN_COST: m["unlearn_seconds"] / base[group]}
+        if m and group in base and seconds(m) is not None:
+            m = {**m, RUN_COST: seconds(m) / base[group]}
         out.append(m)
     return out
 
