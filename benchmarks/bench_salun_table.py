@@ -231,6 +231,10 @@ def main() -> int:
                 failed += code != 0
                 seconds += took
         trials = [t for group in GROUPS for t in read_trials(name, group, tracking_uri)]
+        if args.report_only and not trials:  # it printed a table of dashes and exited 0 (benchmarks audit)
+            print(f"{name}: no trials in {tracking_uri}: run it without --report-only first", flush=True)
+            failed += 1
+            continue
         shown = [m for m in methods if any(m in group_methods(name, g, args.no_prune) for g in GROUPS)]
         text = table(name, trials, shown, seconds)
         print(text, flush=True)
