@@ -54,13 +54,11 @@ def test_momentum_given_with_adam_is_refused():
     assert build_recipe({"optimizer": "sgd", "momentum": 0.5}).momentum == 0.5
 
 
-def test_recipe_record_names_momentum_only_for_sgd():
-    """The recorded, printed and keyed recipe holds momentum only where the optimizer reads it
-    (the neurips23 preset with optimizer=adam printed momentum=0.9), and reads back as itself."""
-    from bench.core.recipe import Recipe
-
-    assert "momentum" not in build_recipe({"optimizer": "adam"}).as_dict()
-    assert "momentum" not in build_recipe({"optimizer": "adamw"}).as_dict()
-    assert build_recipe({"optimizer": "sgd", "momentum": 0.5}).as_dict()["momentum"] == 0.5
-    adam = build_recipe({"optimizer": "adam", "lr": 0.001})
-    assert Recipe(**adam.as_dict()).as_dict() == adam.as_dict()
+def test_the_printed_recipe_names_momentum_only_for_sgd():
+    """The plan prints momentum only where the optimizer reads it (the neurips23 preset with
+    optimizer=adam printed momentum=0.9); the recorded and keyed recipe keeps every field, so
+    records and cache keys stay comparable with older runs."""
+    assert "momentum" not in build_recipe({"optimizer": "adam"}).shown()
+    assert "momentum" not in build_recipe({"optimizer": "adamw"}).shown()
+    assert build_recipe({"optimizer": "sgd", "momentum": 0.5}).shown()["momentum"] == 0.5
+    assert build_recipe({"optimizer": "adam"}).as_dict()["momentum"] == 0.9  # recorded as before

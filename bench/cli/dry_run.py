@@ -126,7 +126,7 @@ def dry_run(opts, preset=None, echo=click.echo) -> int:
                 nets[mspec], built = _check_model(mobj, marg, mspec, dspec, splits, shape, classes)
                 built_all[(mspec, dspec)] = nets[mspec]
             echo(f"  model {mspec}: {built}")
-            echo(f"  recipe: {', '.join(f'{k}={v}' for k, v in recipe.as_dict().items())}")
+            echo(f"  recipe: {', '.join(f'{k}={v}' for k, v in recipe.shown().items())}")
         if splits is not None and opts.original:  # --original files: read and checked as a run checks them
             from bench.run.plan import check_originals
 

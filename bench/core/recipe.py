@@ -32,8 +32,14 @@ class Recipe:
     augment: str = "none"  # "crop-flip": random crop of the 4-pixel-padded image + horizontal flip (CIFAR)
 
     def as_dict(self) -> dict[str, Any]:
-        """The recipe as recorded, printed and keyed; ``momentum`` only with SGD (Adam and AdamW
-        never read it: a plan printing ``optimizer=adam, momentum=0.9`` said a value not used)."""
+        """The recipe as recorded and keyed (every field: records and cache keys stay comparable
+        across versions; a record without ``momentum`` under Adam split pooled runs and failed
+        reproductions of older ones, found in review)."""
+        return asdict(self)
+
+    def shown(self) -> dict[str, Any]:
+        """The recipe as printed: ``momentum`` only with SGD (Adam and AdamW never read it; the
+        neurips23 plan printed ``optimizer=adam, momentum=0.9``)."""
         out = asdict(self)
         if self.optimizer != "sgd":
             del out["momentum"]
