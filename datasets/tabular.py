@@ -254,17 +254,19 @@ class CSVDataset:
                 # made the column zeros (hostile audit, 2026-12-07); each column over its largest magnitude first
                 scale = np.abs(x[tr]).max(0)
                 x = x / np.where(scale > 0, scale, 1.0)
-        if opts["normalize"] == "standard":
-            mean, std = x[tr].mean(0), x[tr].std(0)
-            x = (x - mean) / np.where(std > 0, std, 1.0)
-        elif opts["normalize"] == "minmax":
-            lo, hi = x[tr].min(0), x[tr].max(0)
-            x = (x - lo) / np.where(hi > lo, hi - lo, 1.0)
-        else:
-            big = np.abs(x).max() if x.size else 0.0
-            if big > np.finfo(np.float32).max:  # a raw NumPy overflow warning, then a refusal elsewhere
-                raise BenchError(f"{where}: a feature value ({big:.3g}) lies beyond float32's range, which the models "
-                                 f"compute in; rescale the column or use normalize=standard.")
+        with np.errstate(over="ignore", invalid="ignore"):  # a test row far out overflows: refused just below
+            if opts["normalize"] == "standard":
+                mean, std = x[tr].mean(0), x[tr].std(0)
+                x = (x - mean) / np.where(std > 0, std, 1.0)
+            elif opts["normalize"] == "minmax":
+                lo, hi = x[tr].min(0), x[tr].max(0)
+                x = (x - lo) / np.where(hi > lo, hi - lo, 1.0)
+            beyond = ~(np.abs(x) <= np.finfo(np.float32).max)  # NaN/inf too: a test row far outside the training rows'
+        if beyond.any():  # range overflowed here with a raw NumPy warning, then was blamed on the plugin (diff review)
+            row, col = (int(v[0]) for v in np.nonzero(beyond))
+            raise BenchError(f"{where}: column '{feats[col]}' of line {row + 2} lies beyond float32's range, which the "
+                             f"models compute in, once normalized ({opts['normalize']}) by the training rows "
+                             f"(value {float(x[row, col]):.3g}); rescale the column, or drop the row.")
         x = x.astype(np.float32)
         if opts["normalize"] == "minmax":
             bounds = (0.0, 1.0)

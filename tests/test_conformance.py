@@ -506,6 +506,9 @@ def test_the_returned_model_must_load_back_from_its_saved_file():
                                                            r"carry what the state dict does not")
     _fails(kit.check_returns_module, WrapsModel(header={"model": "x"}), r"saved_header sets the harness's own header "
                                                                        r"entries model")
+    # every entry bench run writes is reserved in the kit too (it reserved four of seven; diff review)
+    _fails(kit.check_returns_module, WrapsModel(header={"seed": "1"}), r"saved_header sets the harness's own header "
+                                                                      r"entries seed")
 
 
 def test_catches_reported_metrics_the_harness_refuses():

@@ -704,3 +704,25 @@ def test_csv_standardises_columns_near_the_float64_limit(tmp_path):
     (tmp_path / "small.csv").write_text("\n".join(["b,label"] + [f"{i * 0.5},{i % 2}" for i in range(60)]) + "\n")
     alone = CSVDataset().load(None, False, f"{tmp_path / 'small.csv'}")
     assert np.array_equal(alone.train_x[:, 0].numpy(), b)
+
+
+def test_csv_refuses_a_test_row_far_outside_the_training_rows(tmp_path):
+    """A value near 1e300 in a test row only: standardised by the training rows it overflowed float32
+    with a raw NumPy warning, then the run blamed the dataset plugin (diff review, 2026-12-07)."""
+    import warnings
+
+    import numpy as np
+
+    from bench.core.errors import BenchError
+    from bench.datasets.common import stratified_split
+    from bench.datasets.tabular import CSVDataset
+
+    y = np.array([i % 2 for i in range(40)])
+    seed = next(k for k in range(50) if 39 in stratified_split(y, 0.5, k, "csv")[1])  # row 39 in the test split
+    rows = ["a,label"] + [f"{1e300 if i == 39 else i},{i % 2}" for i in range(40)]
+    (tmp_path / "far.csv").write_text("\n".join(rows) + "\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no raw NumPy warning on the way
+        with pytest.raises(BenchError, match=r"column 'a' of line 41 lies beyond float32's range, which the models "
+                                             r"compute in, once normalized \(standard\) by the training rows"):
+            CSVDataset().load(None, False, f"{tmp_path / 'far.csv'},test=0.5,seed={seed}")

@@ -296,3 +296,15 @@ def test_ui_on_a_server_address_where_nothing_listens_says_so(tmp_path, invoke_b
     proc = invoke_bench("ui", "--tracking-uri", f"http://127.0.0.1:{port}", cwd=tmp_path)
     refused(proc, rf"No MLflow server answers at http://127\.0\.0\.1:{port} ")
     assert "already an MLflow server" not in proc.stderr
+
+
+def test_a_default_store_under_a_folder_that_is_not_utf8_is_one_line(tmp_path, invoke_bench):
+    """The options were checked for bytes that are not UTF-8, the resolved default store was not: a
+    traceback after loading the data (diff review, 2026-12-07)."""
+    import os
+
+    folder = tmp_path / os.fsdecode(b"u\xffdir")
+    folder.mkdir()
+    proc = invoke_bench("run", "--dry-run", *QUICK, "--cache-dir", str(tmp_path / "cache"), cwd=folder)
+    refused(proc, r"Bad --tracking-uri 'sqlite:///.*u\\xffdir/mlflow\.db' \(as resolved here, from the defaults or the environment\): it holds a byte that "
+                  r"is not UTF-8")

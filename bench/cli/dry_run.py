@@ -95,7 +95,9 @@ def dry_run(opts, preset=None, echo=click.echo) -> int:
          + (f"; {opts.shadow_models} shadow models (for {', '.join(shadowed)})" if shadowed else ""))
     echo(f"executor:    {opts.executor}; {opts.cpus_per_trial:g} CPU(s), {opts.gpus_per_trial:g} GPU(s) per trial; device {opts.device}"
          + (f"; trial timeout {opts.trial_timeout:g} s" if opts.trial_timeout else ""))
-    echo(f"tracking:    {uri} (experiment '{opts.experiment}')")
+    from bench.track.store import shown_uri
+
+    echo(f"tracking:    {shown_uri(uri)} (experiment '{opts.experiment}')")
     echo(f"data dir:    {data_dir}")
 
     missing: list[str] = []

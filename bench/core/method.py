@@ -162,8 +162,12 @@ def saved_header(method: Any, model: Any, reserved: Iterable[str]) -> dict[str, 
     if not callable(fn):
         return {}
     name = getattr(method, "name", "?")
-    with no_exit(f"Method '{name}' (saved_header)"):
-        extra = fn(model)
+    try:
+        with no_exit(f"Method '{name}' (saved_header)"):
+            extra = fn(model)
+    except Exception as exc:  # the trial fails (a plugin's bug, its traceback kept), naming the hook
+        raise RuntimeError(f"Method '{name}': saved_header raised {type(exc).__name__}: {exc} (with --save-models the "
+                           f"harness asks it how to rebuild the returned model)") from exc
     if extra is None:
         return {}
     if not isinstance(extra, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in extra.items()):

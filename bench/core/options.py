@@ -44,8 +44,8 @@ def parse_seeds(value: str | int | list) -> list[int]:
     else:
         items = [v.strip() for v in str(value).split(",")]
         if len(items) > 1 and not all(items):  # 0,,1 read as 0,1 (hostile audit, 2026-12-07)
-            raise BenchError(f"Bad seeds '{value}': an empty item between commas; expected integers such as 0,1,2 "
-                             f"or a range 0-4.")
+            raise BenchError(f"Bad seeds '{value}': an empty item (two commas in a row, or one at an end); expected "
+                             f"integers such as 0,1,2 or a range 0-4.")
         items = [v for v in items if v]
     seeds: list[int] = []
     try:

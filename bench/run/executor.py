@@ -10,7 +10,7 @@ line per failed trial; Tune's log (tracebacks included) goes to ``<storage>/<nam
 
 Ray processes we start carry ``BENCH_RAY_DRIVER=<pid>:<start>`` in their environment: a driver
 killed with SIGKILL leaves raylet's agents running (measured: DashboardAgent, RuntimeEnvAgent), and
-the next ``bench run``/``bench tune`` stops those of dead drivers (:func:`reap_leftover_ray`).
+the next ``bench run``/``bench tune`` stops those of dead drivers (:func:`bench.run.ray_processes.reap_leftover_ray`).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from bench.run.tune_parts import in_order, restore_tune_log, tune_log_to_file
 from bench.run.attack_step import objective_failure
 from bench.run.trial import run_trial
 from bench.track.report import summary_line
-from bench.run.ray_processes import DRIVER_ENV
+from bench.run.ray_processes import DRIVER_ENV  # and reap_leftover_ray, the dead-driver reaper, beside it
 from bench.track.tracking import failure_line, format_exception, process_started
 
 

@@ -26,7 +26,7 @@ from bench.run.plan import make_plan
 from bench.run.validate import validate_options
 from bench.track.provenance import package_versions
 from bench.track import report, resume, tracking
-from bench.track.store import shown_uri
+from bench.track.store import masked_options, shown_uri
 
 
 def join_cluster(opts: RunOptions, verbose: bool, say) -> bool:
@@ -112,7 +112,7 @@ def open_parent(plan, opts: RunOptions, versions: dict, plugins: dict, say, tags
                 parent_run, done = earlier
                 parent, run_name = parent_run.info.run_id, parent_run.info.run_name
                 refuse_live_parent(parent_run)  # two drivers would run its trials twice
-                resume.reopen_parent(client, experiment_id, parent, {"options": opts.as_dict(), "versions": versions,
+                resume.reopen_parent(client, experiment_id, parent, {"options": masked_options(opts.as_dict()), "versions": versions,
                                                                      "plugins": plugins})
                 unsaved = 0
                 if opts.save_models:
@@ -131,7 +131,7 @@ def open_parent(plan, opts: RunOptions, versions: dict, plugins: dict, say, tags
                     say(f"--resume: {stale} finished trial(s) were measured with other code (their method's or an "
                         f"attack's plugin, bench or torch changed since): running them again", always=True)
             else:
-                options = {k: v for k, v in opts.as_dict().items() if k != "resume"}
+                options = {k: v for k, v in masked_options(opts.as_dict()).items() if k != "resume"}
                 if opts.resume:
                     latest = resume.changed_since_latest(client, experiment_id, tracking.flatten({"options": options}))
                     why = (f"; the latest run, {latest[0]}, differs in {'; '.join(latest[1][:4])}"

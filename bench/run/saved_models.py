@@ -96,7 +96,9 @@ def load_trial_model(run_id: str, tracking_uri: str | None = None, device: str =
     try:
         run = client.get_run(run_id)
     except MlflowException:
-        raise BenchError(f"No run {run_id} in {uri}.") from None
+        from bench.track.store import shown_uri
+
+        raise BenchError(f"No run {run_id} in {shown_uri(uri)}.") from None
     if run.data.tags.get(Tag.ROLE) != "trial":
         raise BenchError(f"Run {run_id} is not a trial run of bench run; give the run id of one of its trials.")
     with tempfile.TemporaryDirectory() as tmp:

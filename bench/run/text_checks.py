@@ -19,7 +19,7 @@ def undecodable(value: Any) -> str | None:
     return None
 
 
-def check_utf8_options(options: dict[str, Any]) -> None:
+def check_utf8_options(options: dict[str, Any], resolved: bool = False) -> None:
     """Every option's text is UTF-8: MLflow records options, paths and names as UTF-8 text, and a
     non-UTF-8 byte in a path passed the dry run, then failed the run as "opening the run in the
     MLflow store failed ... surrogates not allowed" (exit 1; hostile audit, 2026-12-07)."""
@@ -30,5 +30,6 @@ def check_utf8_options(options: dict[str, Any]) -> None:
         if found is not None:
             flag = OPTION_BY_NAME[name].flags[0] if name in OPTION_BY_NAME else name
             shown = found.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-            raise BenchError(f"Bad {flag} '{shown}': it holds a byte that is not UTF-8, and MLflow records options, paths "
-                             f"and names as UTF-8 text; rename the file or folder (or choose another name).")
+            given = f"Bad {flag} '{shown}'" + (" (as resolved here, from the defaults or the environment)" if resolved else "")
+            raise BenchError(f"{given}: it holds a byte that is not UTF-8, and MLflow records options, paths and names "
+                             f"as UTF-8 text; rename the file or folder it names, or give other text.")

@@ -38,7 +38,7 @@ from bench.run.tune_space import check_tunable, fit_space, refused_samples
 from bench.track.provenance import package_versions
 from bench.track import report, tracking
 from bench.track.ray_runs import make_ray_callback
-from bench.track.store import resolve_tracking_uri, shown_uri
+from bench.track.store import masked_options, resolve_tracking_uri, shown_uri
 
 def check_objective(plan, registry, objective: str, scheduler: str) -> None:
     """An objective the planned setting produces: a continual metric needs a ``seq:`` request, a
@@ -138,7 +138,8 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
     params = tracking.flatten({
         "tune": {"method": method, "objective": objective, "mode": mode, "num_samples": num_samples, "scheduler": scheduler,
                  "seed": seed, "space": {k: d.describe() for k, d in domains.items()}, "defaults_first": defaults_first},
-        "options": {k: v for k, v in opts.as_dict().items() if k != "resume"}, "versions": versions, "plugins": plugins,
+        "options": {k: v for k, v in masked_options(opts.as_dict()).items() if k != "resume"}, "versions": versions,
+        "plugins": plugins,
     })
     # every sample fixed beforehand (bench.run.tune_samples): what --resume finds again
     first = [] if defaults is None else [defaults]
@@ -153,7 +154,8 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
     parent, run_name, kept = tune_samples.open_search(
         client, tracking_uri=plan.tracking_uri, experiment_id=experiment_id, key=key, resume=opts.resume,
         run_name=run_name, params=params, specs=specs, say=say,
-        record={"num_samples": num_samples, "options": opts.as_dict(), "versions": versions, "plugins": plugins})
+        record={"num_samples": num_samples, "options": masked_options(opts.as_dict()), "versions": versions,
+                "plugins": plugins})
     say(f"tuning '{method}' over {', '.join(domains)}: {num_samples} sample(s), objective {objective} ({mode}), scheduler {scheduler}")
     if defaults is not None:
         say("sample 0 runs the defaults (" + ", ".join(f"{k}={v!r}" for k, v in defaults.items()) + "): the best saved "
@@ -361,7 +363,7 @@ def load_params(source: str, tracking_uri: str | None) -> dict[str, dict[str, An
         try:
             tags = mlflow.tracking.MlflowClient().get_run(source).data.tags
         except Exception as exc:
-            raise BenchError(f"--params {source}: no such run in {uri} ({type(exc).__name__}). Give the run id `bench "
+            raise BenchError(f"--params {source}: no such run in {shown_uri(uri)} ({type(exc).__name__}). Give the run id `bench "
                              f"tune` printed, or its best-params file.") from None
         if tags.get("bench.kind") != "tune":
             what = "a trial" if tags.get("bench.role") == "trial" else "a `bench run` parent" if tags.get(

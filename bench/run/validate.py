@@ -40,7 +40,7 @@ from bench.run.checks import (
     check_trial_timeout,
 )
 from bench.run.text_checks import check_utf8_options
-from bench.track.store import resolve_tracking_uri
+from bench.track.store import resolve_tracking_uri, shown_uri
 
 
 @dataclass
@@ -309,6 +309,10 @@ def validate_options(registry: Registry, opts: RunOptions) -> tuple[list[MethodP
     if opts.run_name is not None:
         check_name("--run-name", opts.run_name)
     uri = resolve_tracking_uri(opts.tracking_uri)
+    # the resolved paths too: the default store under a folder whose name is not UTF-8 (the options were
+    # checked, the current directory was not: a traceback after loading the data; diff review)
+    check_utf8_options({"tracking_uri": uri, "cache_dir": str(resolve_cache_dir(opts)),
+                        "data_dir": str(resolve_data_dir(opts))}, resolved=True)
     forgets = [fetch_forget_run(f, uri) if f.run_id else f for f in forgets]
     for flag, value in (("--cache-dir", opts.cache_dir), ("--data-dir", opts.data_dir)):
         if value is not None and not str(value).strip():  # it fell back to the shared default directory
@@ -332,7 +336,7 @@ def fetch_forget_run(spec: ForgetSpec, uri: str) -> ForgetSpec:
     run_id = spec.run_id
     where = f"Forget request '{spec.text}'"
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
-        raise BenchError(f"{where}: no file named {run_id}, and the tracking store {uri} does not exist yet, so it holds no "
+        raise BenchError(f"{where}: no file named {run_id}, and the tracking store {shown_uri(uri)} does not exist yet, so it holds no "
                          f"run {run_id}. Pass --tracking-uri of the store that ran that trial, or a file of indices.")
     from mlflow.tracking import MlflowClient
 
@@ -344,7 +348,7 @@ def fetch_forget_run(spec: ForgetSpec, uri: str) -> ForgetSpec:
     try:
         run = client.get_run(run_id)
     except Exception:  # MlflowException (RESOURCE_DOES_NOT_EXIST) or a store error
-        raise BenchError(f"{where}: no file named {run_id} and no run {run_id} in the tracking store {uri}. Give the run id "
+        raise BenchError(f"{where}: no file named {run_id} and no run {run_id} in the tracking store {shown_uri(uri)}. Give the run id "
                          f"of a trial (MLflow UI, or `bench compare`), with --tracking-uri of its store, or a file of "
                          f"indices.") from None
     if run.data.tags.get(Tag.ROLE) == "parent":
@@ -363,8 +367,10 @@ def fetch_forget_run(spec: ForgetSpec, uri: str) -> ForgetSpec:
         with tempfile.TemporaryDirectory() as tmp:
             text = Path(client.download_artifacts(run_id, INDICES_ARTIFACT, tmp)).read_text()
     except Exception:
-        why = (f"it {run.info.status.lower()} before it logged its forget set" if run.info.status != "FINISHED" else
-               "trials log it since bench records forget sets; an older run does not have it")
+        why = {"FAILED": "it failed before it logged its forget set",
+               "KILLED": "it was cut off before it logged its forget set",
+               "RUNNING": "it is still running, or its driver died, and has not logged its forget set yet",
+               }.get(run.info.status, "trials log it since bench records forget sets; an older run does not have it")
         raise BenchError(f"{where}: run {run_id} has no artifact {INDICES_ARTIFACT} ({why}). Give another trial's run "
                          f"id, or a file of indices.") from None
     return dataclasses.replace(spec, content=text, source=f"the forget set of run {run_id}")

@@ -163,11 +163,16 @@ DB_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
 def shown_uri(uri: str) -> str:
     """``uri`` with its password, if any, as ``***``: what the progress lines print
     (``postgresql://u:SECRET@host/db`` reached the terminal and the logs)."""
-    try:
-        password = urlparse(uri).password
-    except ValueError:
-        return uri
-    return uri.replace(f":{password}@", ":***@", 1) if password else uri
+    import re
+
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/@]*):[^@]*@", r"\1:***@", uri, count=1)
+
+
+def masked_options(options: dict) -> dict:
+    """Options as recorded with a run (params, ``experiment.json``, ``resumed/*.json``): the
+    tracking URI's password as ``***`` (a database store's ``USER:PASSWORD@`` was recorded)."""
+    uri = options.get("tracking_uri")
+    return {**options, "tracking_uri": shown_uri(uri)} if isinstance(uri, str) else dict(options)
 
 
 def _check_database_server(uri: str) -> None:
@@ -207,7 +212,11 @@ def _resolve(given: str | None, writable: bool, existing: bool) -> str:
     uri = given or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
     if uri.startswith("sqlite:///"):
         return _sqlite(uri, writable, existing)
-    parsed = urlparse(uri)
+    try:
+        parsed = urlparse(uri)
+        parsed.port  # noqa: B018 -- parses the port: a bad one raises here, not inside MLflow
+    except ValueError as exc:  # 'postgresql://u:p@[::1/db': a raw "Invalid IPv6 URL" traceback (diff review)
+        raise BenchError(f"Bad tracking URI '{shown_uri(uri)}': {exc}. Expected {SCHEMES}.") from None
     scheme = parsed.scheme.lower()
     if scheme in ("http", "https"):
         if not parsed.netloc:

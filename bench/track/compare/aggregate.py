@@ -64,7 +64,9 @@ def resolve_objective(objective: str, maximize: bool | None, available: list[str
                          f"of a setting: it ranks nothing. Rank by a method's own metric, e.g. "
                          f"--objective {objective.split('_', 1)[1] if objective != 'retrain_seconds' else 'unlearn_seconds'}.")
     if available and objective not in available:
-        raise BenchError(f"Unknown objective metric '{objective}'. Available metrics: {', '.join(available)}.")
+        needs = (f" ('{objective}' needs a finished retrain trial in the run: add retrain to --methods.)"
+                 if objective == report.RUN_COST else "")
+        raise BenchError(f"Unknown objective metric '{objective}'. Available metrics: {', '.join(available)}.{needs}")
     if maximize is not None:
         return maximize
     known = direction(objective)
