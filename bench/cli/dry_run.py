@@ -53,12 +53,12 @@ def dry_run(opts, preset=None, echo=click.echo) -> int:
     """Print the plan of ``opts``; returns the exit code (0: valid; BenchError: bad input)."""
     from bench.core.cache import tensor_digest
     from bench.core.contracts import Setting
-    from bench.core.method import check_setting, has_own_training
+    from bench.core.method import check_setting
     from bench.core.plugins import get_registry
     from bench.core.recipe import build_recipe
     from bench.run.checks import check_attacks_fit, check_recipe_fits, check_sendable_plugins, check_splits
     from bench.run.devices import resolve_device
-    from bench.run.plan import first_names, load_splits, recipe_sources
+    from bench.run.plan import first_names, load_splits, own_original_note, recipe_sources
     from bench.run.validate import (
         params_for_dataset,
         resolve_data_dir,
@@ -171,9 +171,8 @@ def dry_run(opts, preset=None, echo=click.echo) -> int:
 
         for line in same_networks({m: resolve_model(registry, m) for m in opts.models}, built_all):
             echo(line)
-    own = sorted(m.name for m in methods if has_own_training(m.obj))
-    if opts.original and own:  # as bench run says it (bench.run.plan)
-        echo(f"note: {', '.join(own)} train(s) their own original (their own training); --original does not apply to them")
+    if opts.original and own_original_note(methods):  # as bench run says it (bench.run.plan)
+        echo(own_original_note(methods))
     if missing:
         echo(f"The plan is valid, but {', '.join(missing)} cannot load yet: place the files as said above "
              f"(or pass --data-dir), then run without --dry-run.")

@@ -160,7 +160,7 @@ def gpu_share() -> float:
             if assigned > 0:
                 return min(1.0, assigned)
     except Exception:  # noqa: BLE001 -- a driver, or a Ray without the call: the whole GPU's rule
-        pass
+        return 1.0
     return 1.0
 
 

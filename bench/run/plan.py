@@ -185,10 +185,8 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
                 architecture=layouts[(group.model, group.dataset)],
             ))
     check_settings(methods, groups, trials, splits, networks, pinned)
-    if originals and say is not None:
-        own = sorted({m.name for m in methods if has_own_training(m.obj)})
-        if own:
-            say(f"note: {', '.join(own)} train(s) their own original (their own training); --original does not apply to them")
+    if originals and say is not None and own_original_note(methods):
+        say(own_original_note(methods))
     if say is not None:
         for line in class_label_notes(forgets, splits):
             say(line)
@@ -342,3 +340,11 @@ def same_networks(models: dict, networks: dict) -> list[str]:
     return [f"note: --model {a} and --model {b} build the same network (one plugin, the same layers and tensors): their "
             f"trials likely repeat each other; give one of them."
             for i, a in enumerate(specs) for b in specs[i + 1:] if identity(a) == identity(b)]
+
+
+def own_original_note(methods) -> str | None:
+    """The note that the methods training their own original (SISA) are not given ``--original``,
+    or None when no method does (``bench run`` and the dry run say it alike)."""
+    own = sorted({m.name for m in methods if has_own_training(m.obj)})
+    return f"note: {', '.join(own)} train(s) their own original (their own training); --original does not apply to them" \
+        if own else None

@@ -123,15 +123,10 @@ def mark_superseded(client, experiment_id: str, parent: str) -> int:
     replaced (``--resume`` reran it: measured with other code, an attack failed, no saved model) with
     ``Tag.SUPERSEDED_BY``, the run now counted; returns how many it tagged. ``bench compare`` and the
     summary count the latest already; in the MLflow UI both looked complete (repro audit, 2026-12-07)."""
-    runs, token = [], None
-    while True:
-        page = client.search_runs(
-            [experiment_id], filter_string=f"tags.`{Tag.PARENT}` = '{parent}' and attributes.status = 'FINISHED'",
-            max_results=1000, page_token=token, order_by=["attributes.start_time ASC"])
-        runs += [r for r in page if r.data.tags.get(Tag.TRIAL_KEY)]
-        token = page.token
-        if not token:
-            break
+    from bench.track.compare.query import _search_all
+
+    runs = [r for r in _search_all(client, [experiment_id], f"tags.`{Tag.PARENT}` = '{parent}' and attributes.status = "
+                                   "'FINISHED'", ["attributes.start_time ASC"]) if r.data.tags.get(Tag.TRIAL_KEY)]
     latest = {r.data.tags[Tag.TRIAL_KEY]: r.info.run_id for r in runs}  # oldest first: the last one wins
     tagged = 0
     for r in runs:

@@ -156,6 +156,19 @@ def resolve_tracking_uri(uri: str | None, writable: bool = True, existing: bool 
                          f"correct or unset it, or pass --tracking-uri.)") from None
 
 
+def server_silent(uri: str) -> str | None:
+    """Why the MLflow server at ``uri`` (http(s)://HOST:PORT) does not answer its ``/health``
+    endpoint within 5 s (refused, timed out, not HTTP), or None when it answers."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5) as resp:
+            resp.read()
+    except Exception as exc:  # noqa: BLE001 -- any failure is the answer: said in one line by the callers
+        return str(exc)
+    return None
+
+
 #: The port of a database server when the URI names none.
 DB_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
 
@@ -221,16 +234,12 @@ def _resolve(given: str | None, writable: bool, existing: bool) -> str:
     if scheme in ("http", "https"):
         if not parsed.netloc:
             raise BenchError(f"Bad tracking URI '{uri}': expected {scheme}://HOST:PORT of an MLflow server.")
-        import urllib.request
-
-        try:
-            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5) as resp:
-                resp.read()
-        except Exception as exc:
+        why = server_silent(uri)
+        if why is not None:
             raise BenchError(
-                f"MLflow tracking server {uri} does not answer ({exc}). Start it (mlflow server --host 127.0.0.1 ...) "
+                f"MLflow tracking server {uri} does not answer ({why}). Start it (mlflow server --host 127.0.0.1 ...) "
                 f"or drop --tracking-uri to use a local SQLite store."
-            ) from None
+            )
         return uri
     if scheme.partition("+")[0] in DB_SCHEMES and parsed.netloc:
         _check_database_server(uri)

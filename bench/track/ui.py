@@ -33,7 +33,7 @@ from urllib.parse import quote
 
 from bench.core.errors import BenchError
 from bench.core.keys import DEFAULT_EXPERIMENT, is_loopback
-from bench.track.store import resolve_tracking_uri
+from bench.track.store import resolve_tracking_uri, server_silent
 from bench.track.tracking import configure_environment
 
 DEFAULT_HOST = "127.0.0.1"
@@ -61,16 +61,12 @@ def resolve_ui_store(uri: str | None) -> str:
     which must already exist: the UI never creates an empty store."""
     raw = uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
     if raw.startswith(("http://", "https://")):
-        import urllib.request
-
-        try:  # it said "is already an MLflow server" of an address where nothing listened
-            with urllib.request.urlopen(f"{raw.rstrip('/')}/health", timeout=5) as resp:
-                resp.read()
-        except Exception as exc:  # noqa: BLE001 -- refused, timed out, not HTTP: one line
+        why = server_silent(raw)  # it said "is already an MLflow server" of an address where nothing listened
+        if why is not None:
             raise BenchError(
-                f"No MLflow server answers at {raw} ({exc}). `bench ui` serves local stores (sqlite:///PATH, the "
+                f"No MLflow server answers at {raw} ({why}). `bench ui` serves local stores (sqlite:///PATH, the "
                 f"default ./mlflow.db); start that server, or pass the SQLite store `bench run` wrote."
-            ) from None
+            )
         raise BenchError(
             f"The tracking store {raw} is already an MLflow server: open {raw.rstrip('/')}/#/experiments in a "
             f"browser. `bench ui` serves local stores (sqlite:///PATH, the default ./mlflow.db)."
