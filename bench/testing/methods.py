@@ -252,10 +252,10 @@ def _check_saves(method, out, setting) -> None:
     method's ``saved_header`` entries, written as the harness writes them and read back, load into
     the plain architecture, or, for a method that returns another architecture, are rebuilt by its
     ``load_saved(state, header, new_model)`` into a model giving the same logits, bit for bit."""
-    from safetensors import safe_open
-    from safetensors.torch import load
+    import tempfile
 
     from bench.core.cache import model_bytes
+    from bench.run.saved_models import read_model_file
 
     own = {"method": getattr(method, "name", "?"), "model": "toy-mlp", "dataset": "digits", "seed": str(SEED),
            "num_classes": str(setting.num_classes), "input_shape": ",".join(map(str, setting.input_shape)),
@@ -264,15 +264,10 @@ def _check_saves(method, out, setting) -> None:
         extra = saved_header(method, out, own)
     except Exception as exc:  # noqa: BLE001 -- the plugin's hook: its failure, named (bench.core.method.saved_header)
         _fail(str(exc))
-    data = model_bytes(out, {**extra, **own})
-    state = load(data)
-    import tempfile
-
-    with tempfile.NamedTemporaryFile(suffix=".safetensors") as fh:
-        fh.write(data)
+    with tempfile.NamedTemporaryFile(suffix=".safetensors") as fh:  # written and read back as bench does
+        fh.write(model_bytes(out, {**extra, **own}))
         fh.flush()
-        with safe_open(fh.name, "pt") as f:
-            header = dict(f.metadata() or {})
+        state, header = read_model_file(fh.name)
     rebuild = load_saved(method)
     new_model = lambda: setting.new_model(SEED + 1)  # noqa: E731 -- weights other than the returned model's
     if rebuild is None:
