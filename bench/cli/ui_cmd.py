@@ -16,8 +16,37 @@ class _Stop(BaseException):
     SIGTERM came within half a second of "ready")."""
 
 
+#: the stop signals received by this ``bench ui``: a handler's exception is lost when the signal
+#: lands inside a weakref callback or ``__del__`` (Python prints "Exception ignored" and goes on:
+#: SQLAlchemy's class registry, 1 in 30 SIGTERMs just after "ready" on a loaded machine, and the
+#: command then waited on the server for ever), so :func:`_serve` also reads them here
+_received: list[str] = []
+
+
 def _raise_stop(signum, frame):
+    _received.append(signal.Signals(signum).name)
     raise _Stop(signal.Signals(signum).name)
+
+
+def _interrupt(signum, frame):
+    _received.append("SIGINT")
+    raise KeyboardInterrupt
+
+
+def _serve(proc, poll_s: float = 0.25) -> int:
+    """The server's exit code once it exits on its own; :class:`_Stop` (or KeyboardInterrupt) as soon
+    as a stop signal was received, even one whose exception was lost (see :data:`_received`)."""
+    import subprocess
+
+    while True:
+        if _received:
+            if _received[-1] == "SIGINT":
+                raise KeyboardInterrupt
+            raise _Stop(_received[-1])
+        try:
+            return proc.wait(poll_s)
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def _finite_seconds(ctx, param, value: float) -> float:
@@ -70,7 +99,8 @@ def ui(ctx, tracking_uri, experiment, port, host, no_browser_hint, start_timeout
     handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     previous = {s: signal.getsignal(s) for s in handled}
     # SIGINT too: a shell starts background jobs (`bench ui &`) with SIGINT ignored
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    _received.clear()
+    signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGHUP, _raise_stop)
     server = None
@@ -104,7 +134,7 @@ def ui(ctx, tracking_uri, experiment, port, host, no_browser_hint, start_timeout
                 f"On a remote machine: ssh -L {chosen}:127.0.0.1:{chosen} HOST, then open the same URL locally."
             )
         click.echo("Ctrl-C stops the server.")
-        code = server.proc.wait()
+        code = _serve(server.proc)
         keep_log = True
         click.echo(f"Error: the MLflow server exited on its own (code {code}). Last lines of its log "
                    f"({server.log_path}):\n{server.log_tail()}", err=True)
