@@ -144,6 +144,48 @@ def test_measure_sees_a_transient_peak_and_not_earlier_ones(kernel, monkeypatch)
     assert m.memory["peak_memory_mb"] >= m.memory["memory_delta_mb"]
 
 
+def test_measure_freezes_survivors_only_between_an_executors_calls_and_still_collects_their_garbage():
+    """The executors' trial loops freeze what survives each call's collection (the next collection then
+    scans only newer objects: 0.2-0.5 s saved per trial); a cycle dropped by a trial is still
+    collected by the next call, and an in-process caller's heap is handed back unfrozen."""
+    import gc
+    import weakref
+
+    from bench.eval.measure import frozen_between_calls, measure
+
+    class Node:
+        pass
+
+    assert gc.get_freeze_count() == 0
+    with measure("cpu"):
+        pass
+    assert gc.get_freeze_count() == 0  # outside a trial loop: nothing frozen
+    try:
+        with frozen_between_calls():
+            with measure("cpu"):
+                a, b = Node(), Node()
+                a.other, b.other = b, a  # a trial's cyclic garbage
+                gone = weakref.ref(a)
+            frozen = gc.get_freeze_count()
+            assert frozen > 1000  # the survivors of the first call (torch, bench, pytest ...)
+            del a, b
+            assert gone() is not None  # only the collector frees a cycle
+            with measure("cpu"):
+                pass
+            assert gone() is None  # allocated after the freeze: the next call collected it
+            assert gc.get_freeze_count() >= frozen
+            with frozen_between_calls():  # nested (a Ray trial inside a local run): the outer block thaws
+                pass
+            assert gc.get_freeze_count() >= frozen
+        assert gc.get_freeze_count() == 0  # the outermost block handed everything back
+        with frozen_between_calls(thaw=False):  # a Ray worker of bench's own keeps them frozen
+            with measure("cpu"):
+                pass
+        assert gc.get_freeze_count() > 1000
+    finally:
+        gc.unfreeze()
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
 def test_measure_counts_allocations_that_reuse_memory_earlier_work_freed():
     """Freed heap pages the allocator kept (earlier trials in the worker) would absorb the call's own

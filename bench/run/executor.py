@@ -33,6 +33,7 @@ from bench.core.errors import BenchError, no_exit
 from bench.core.keys import ATTACK_ERRORS_KEY, is_loopback
 from bench.core.plugins import in_process_plugins
 from bench.core.spec import TrialSpec, spec_of
+from bench.eval.measure import frozen_between_calls
 from bench.run.checks import local_cpus
 from bench.run.forward import ForwardProgress, in_worker_progress
 from bench.run.interrupts import finish_writing, noted_interrupts, restore_sigint
@@ -64,7 +65,7 @@ def run_local(trials: list[TrialSpec], payload: Payload,
               log_trial: Callable[[TrialSpec, dict | None, str | None], str | None], say: Callable[..., None]) -> Outcome:
     """Run ``trials`` one after the other in this process; ``log_trial`` records one (returns its run id)."""
     out = Outcome()
-    with noted_interrupts() as pressed:
+    with noted_interrupts() as pressed, frozen_between_calls():
         _run_each(trials, payload, log_trial, say, out, pressed)
     return out
 
@@ -284,7 +285,7 @@ def _tune_trainable(config: dict, payload: Payload, progress: tuple[str, str, fl
     report = tune.report if config.get("report_epochs") else None
     spec = spec_of(config, table=table)
     try:
-        with in_worker_progress(progress), console.task(spec.trial_name):
+        with in_worker_progress(progress), console.task(spec.trial_name), frozen_between_calls(thaw=False):
             metrics = run_trial(spec, payload, fetch=fetch, report=report)  # (Ray stops a trial by sys.exit(0))
     finally:
         release_cuda_memory()  # Tune reuses this actor: trials packed beside it get the memory meanwhile
