@@ -96,6 +96,8 @@ def test_bench_data_times_every_input_path():
 
 def test_bench_continual_prints_cumulative_seconds_per_request():
     out = _ok("bench_continual.py", "--requests", "2", "--size", "5", "--methods", "retrain,ft", "--epochs", "2")
+    row = next(line.split() for line in out.splitlines() if line.startswith("retrain "))
+    assert "cost vs retrain trial" in out and row[5] == "1.000", out  # the retrain trial over itself
     last = {line.split()[0]: line.split()[1:] for line in out.splitlines()[-3:]}
     assert set(last) == {"retraining", "retrain", "ft"} and all(len(v) == 2 for v in last.values()), out
     assert all(float(v[1]) >= float(v[0]) > 0 for v in last.values()), out  # cumulative
