@@ -84,6 +84,7 @@ def ui(ctx, tracking_uri, experiment, port, host, no_browser_hint, start_timeout
       bench ui --tracking-uri sqlite:////data/exp/mlflow.db --port 5050
       bench ui -e my-experiment --no-browser-hint
     """
+    from bench.core.console import lost_stops_unprinted
     from bench.track import ui as ui_lib
     from bench.track.store import shown_uri
 
@@ -106,60 +107,65 @@ def ui(ctx, tracking_uri, experiment, port, host, no_browser_hint, start_timeout
     server = None
     keep_log = False
     exit_code = 0
-    try:
-        server = ui_lib.start_server(store, host=host, port=chosen)
-        # look the experiment up while the server boots (both take about a second of CPU)
-        experiment_id = ui_lib.find_experiment(store, experiment)
-        click.echo(f"MLflow tracking store: {shown_uri(store)} (experiment '{experiment}', id {experiment_id})")
-        click.echo(f"starting the MLflow UI on {host}:{chosen} (server log: {server.log_path})")
-        keep_log = True  # if it never answers, the error names the log
-        seconds = server.wait_ready(start_timeout)
-        keep_log = False
-        click.echo(f"MLflow UI ready in {seconds:.1f} s")
-        runs_page, compare_page, trials = _views(store, experiment, experiment_id, server.base_url)
-        click.echo(f"runs page:  {runs_page or server.runs_url(experiment_id)}")
-        click.echo(f"all trials: {server.trials_url(experiment_id)}")
-        if compare_page:
-            click.echo(f"compare:    {compare_page}")
-        if not no_browser_hint:
-            latest = ("the latest run opens expanded, with forget_acc, test_acc, avg_gap and unlearn_seconds as "
-                      "columns" if compare_page else "no `bench run` with trials yet: `bench tune` searches list their "
-                      "samples the same way")
-            click.echo(
-                "Open the runs page in a browser: one row per `bench run`; click + on a row to show its trials "
-                f"(one child run per method x seed; {latest}). 'all trials' lists every trial as its own row, lowest "
-                "avg_gap first"
-                + (f"; 'compare' shows the {trials} trial(s) of the latest run side by side (params, metrics, plots)"
-                   if compare_page else "") + ".\n"
-                f"On a remote machine: ssh -L {chosen}:127.0.0.1:{chosen} HOST, then open the same URL locally."
-            )
-        click.echo("Ctrl-C stops the server.")
-        code = _serve(server.proc)
-        keep_log = True
-        click.echo(f"Error: the MLflow server exited on its own (code {code}). Last lines of its log "
-                   f"({server.log_path}):\n{server.log_tail()}", err=True)
-        exit_code = 1
-    except (KeyboardInterrupt, _Stop):
-        for s in handled:
-            signal.signal(s, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
-        if server is not None:
-            click.echo("stopping the MLflow server ...")
-        keep_log = False
-    finally:
-        for s in handled:
-            signal.signal(s, signal.SIG_IGN)
+    with lost_stops_unprinted(_Stop):  # a stop lost in a weakref callback: _serve reads _received
         try:
+            server = ui_lib.start_server(store, host=host, port=chosen)
+            # look the experiment up while the server boots (both take about a second of CPU)
+            experiment_id = ui_lib.find_experiment(store, experiment)
+            click.echo(f"MLflow tracking store: {shown_uri(store)} (experiment '{experiment}', id {experiment_id})")
+            click.echo(f"starting the MLflow UI on {host}:{chosen} (server log: {server.log_path})")
+            keep_log = True  # if it never answers, the error names the log
+            seconds = server.wait_ready(start_timeout)
+            keep_log = False
+            click.echo(f"MLflow UI ready in {seconds:.1f} s")
+            runs_page, compare_page, trials = _views(store, experiment, experiment_id, server.base_url)
+            click.echo(f"runs page:  {runs_page or server.runs_url(experiment_id)}")
+            click.echo(f"all trials: {server.trials_url(experiment_id)}")
+            if compare_page:
+                click.echo(f"compare:    {compare_page}")
+            if not no_browser_hint:
+                click.echo(_how_to_open(compare_page, trials, chosen))
+            click.echo("Ctrl-C stops the server.")
+            code = _serve(server.proc)
+            keep_log = True
+            click.echo(f"Error: the MLflow server exited on its own (code {code}). Last lines of its log "
+                       f"({server.log_path}):\n{server.log_tail()}", err=True)
+            exit_code = 1
+        except (KeyboardInterrupt, _Stop):
+            for s in handled:
+                signal.signal(s, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
             if server is not None:
-                server.stop()
-                if not keep_log:
-                    server.cleanup()
+                click.echo("stopping the MLflow server ...")
+            keep_log = False
         finally:
-            for s, handler in previous.items():
-                if handler is not None:
-                    signal.signal(s, handler)
+            for s in handled:
+                signal.signal(s, signal.SIG_IGN)
+            try:
+                if server is not None:
+                    server.stop()
+                    if not keep_log:
+                        server.cleanup()
+            finally:
+                for s, handler in previous.items():
+                    if handler is not None:
+                        signal.signal(s, handler)
     if exit_code:
         ctx.exit(exit_code)
     click.echo("stopped")
+
+
+def _how_to_open(compare_page: str | None, trials: int, port: int) -> str:
+    latest = ("the latest run opens expanded, with forget_acc, test_acc, avg_gap and unlearn_seconds as "
+              "columns" if compare_page else "no `bench run` with trials yet: `bench tune` searches list their "
+              "samples the same way")
+    return (
+        "Open the runs page in a browser: one row per `bench run`; click + on a row to show its trials "
+        f"(one child run per method x seed; {latest}). 'all trials' lists every trial as its own row, lowest "
+        "avg_gap first"
+        + (f"; 'compare' shows the {trials} trial(s) of the latest run side by side (params, metrics, plots)"
+           if compare_page else "") + ".\n"
+        f"On a remote machine: ssh -L {port}:127.0.0.1:{port} HOST, then open the same URL locally."
+    )
 
 
 def _views(store: str, experiment: str, experiment_id: str, base_url: str) -> tuple[str | None, str | None, int]:

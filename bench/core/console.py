@@ -254,6 +254,12 @@ class ProgressReporter:
                 self.bar_ids.clear()
 
 
+#: lists :func:`sigterm_as_interrupt`'s handler appends each SIGTERM to (``bench.run.interrupts.noted_interrupts``
+#: registers one): the KeyboardInterrupt it raises is lost where the signal lands inside a weakref
+#: callback or a finalizer, and a background job (SIGINT ignored) has no SIGINT handler to note it
+TERM_LISTENERS: list[list[int]] = []
+
+
 def sigterm_as_interrupt():
     """Handle SIGTERM (``kill PID``, a batch scheduler ending a job) as Ctrl-C: whatever handles
     SIGINT at that moment gets it (Python's KeyboardInterrupt, Ray Tune's graceful stop), so a
@@ -268,6 +274,8 @@ def sigterm_as_interrupt():
         return None
 
     def term(signum, frame):
+        for pressed in TERM_LISTENERS:
+            pressed.append(signum)
         handler = signal.getsignal(signal.SIGINT)
         if callable(handler):
             handler(signal.SIGINT, frame)
@@ -289,3 +297,27 @@ def sigterm_handled_as_ctrl_c() -> Iterator[None]:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def lost_stops_unprinted(*kinds: type[BaseException]) -> Iterator[None]:
+    """Within the block, an interrupt (KeyboardInterrupt, or one of ``kinds``) that Python could not
+    raise, because its signal handler ran inside a weakref callback or a finalizer, is not printed as
+    "Exception ignored in ..." with a traceback: the caller notes the signal itself and stops (a
+    Ctrl-C or SIGTERM landing in ``gc.collect()`` at a trial's start printed matplotlib's callback
+    and the traceback, found in review). Any other unraisable exception is printed as before."""
+    import sys
+
+    stops = (KeyboardInterrupt, *kinds)
+    previous = sys.unraisablehook
+
+    def hook(unraisable) -> None:
+        if isinstance(unraisable.exc_value, stops):
+            return
+        previous(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous

@@ -8,6 +8,8 @@ import threading
 from contextlib import contextmanager
 from typing import Callable
 
+from bench.core import console
+
 
 @contextmanager
 def finish_writing(name: str, say: Callable[..., None]):
@@ -41,23 +43,31 @@ def noted_interrupts():
     exception raised inside a finalizer or a weakref callback (``gc.collect()`` freeing the previous
     trial's matplotlib figures); a Ctrl-C landing there printed a raw "Exception ignored in ..."
     traceback, and the local executor ran every remaining trial and exited 0 (found in review).
-    Its caller stops after the trial running at that moment (which finished: recorded)."""
+    Its caller stops after the trial running at that moment (which finished: recorded). A SIGTERM
+    is noted by bench's own handler, also where SIGINT is ignored (a background job, which ran on
+    to exit 0 when it landed there, 2026-12-07), and the lost interrupt is not printed."""
     pressed: list[int] = []
     previous = signal.getsignal(signal.SIGINT)
-    if threading.current_thread() is not threading.main_thread() or previous is not signal.default_int_handler:
-        yield pressed  # a thread, a caller with its own handler, or SIGINT ignored (a background job)
-        return
-
-    def note(signum, frame):
-        pressed.append(signum)
-        raise KeyboardInterrupt
-
-    note.noting = True  # finish_writing may hold it off while a finished trial is written
-    signal.signal(signal.SIGINT, note)
+    # a SIGTERM (bench's handler, console.sigterm_as_interrupt) is noted too, SIGINT ignored or not
+    console.TERM_LISTENERS.append(pressed)
     try:
-        yield pressed
+        with console.lost_stops_unprinted():
+            if threading.current_thread() is not threading.main_thread() or previous is not signal.default_int_handler:
+                yield pressed  # a thread, a caller with its own handler, or SIGINT ignored (a background job)
+                return
+
+            def note(signum, frame):
+                pressed.append(signum)
+                raise KeyboardInterrupt
+
+            note.noting = True  # finish_writing may hold it off while a finished trial is written
+            signal.signal(signal.SIGINT, note)
+            try:
+                yield pressed
+            finally:
+                signal.signal(signal.SIGINT, previous)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        console.TERM_LISTENERS[:] = [other for other in console.TERM_LISTENERS if other is not pressed]
 
 
 def restore_sigint(handler) -> None:
