@@ -34,6 +34,28 @@ def test_entry_keeps_the_exit_status_of_bad_input():
     assert "Error" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_a_ctrl_c_outside_a_commands_handling_is_one_line_and_130():
+    """Click's parsing, or a second Ctrl-C in a run's clean-up: a raw traceback and status -2 (SIGINT's
+    default) before (found in review)."""
+    done = _python("import sys\nimport bench.cli as cli\n"
+                   "def interrupted(*a, **k):\n    raise KeyboardInterrupt\n"
+                   "cli.main.main = interrupted\nsys.argv = ['bench', 'run']\ncli.entry()\n")
+    assert (done.returncode, done.stderr) == (130, "Interrupted.\n"), done.stderr
+
+
+def test_a_ctrl_c_in_the_atexit_handlers_changes_nothing():
+    """After the command's last line: "Exception ignored in atexit callback" and a traceback (found in
+    review). The handlers run on and the status stays."""
+    done = _python(
+        "import atexit, os, signal, sys\nfrom bench.cli import entry\n"
+        "atexit.register(lambda: print('second handler ran'))\n"
+        "atexit.register(lambda: (os.kill(os.getpid(), signal.SIGINT), os.kill(os.getpid(), signal.SIGTERM)))\n"
+        "sys.argv = ['bench', '--version']\nentry()\n"
+    )
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert done.stdout.splitlines()[-1] == "second handler ran", done.stdout
+
+
 def test_exit_codes_follow_sys_exit():
     for code, status, err in (("None", 0, ""), ("3", 3, ""), ("256", 0, ""), ("-1", 255, ""), ("'boom'", 1, "boom\n")):
         done = _python(f"import os\nfrom bench.cli import finish_process\nos._exit(finish_process({code}))\n")
