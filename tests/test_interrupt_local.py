@@ -183,3 +183,37 @@ def test_the_trial_an_interrupt_cuts_off_is_recorded_killed(workdir, shared_cach
     kids = trial_runs(workdir)
     assert kids.loc["ft", "status"] == "FINISHED" and kids.loc["ctrl-c", "status"] == "KILLED"
     assert kids.loc["ctrl-c", "params.seed"] == "0"  # its spec recorded, as a started trial's
+
+
+def test_ray_shutdown_at_the_end_finishes_through_one_stop_and_a_second_stops_it(monkeypatch):
+    """A SIGTERM 0.1-0.3 s after the summary cut Ray's shutdown short: Ray's agents were left running
+    and the command ended with "Interrupted." and status 1, every trial recorded FINISHED (found in
+    review). One stop now waits for the shutdown; a second still stops it."""
+    import ray
+
+    from bench.core.console import sigterm_as_interrupt
+    from bench.run.executor import stop_ray
+
+    shut = []
+
+    def shutdown(stops):
+        def run():
+            for _ in range(stops):
+                os.kill(os.getpid(), signal.SIGTERM)
+            shut.append(stops)
+        return run
+
+    before_int = signal.signal(signal.SIGINT, signal.default_int_handler)
+    before_term = sigterm_as_interrupt()
+    try:
+        monkeypatch.setattr(ray, "shutdown", shutdown(1))
+        stop_ray(clean=False)  # no exception: the shutdown ran to its end
+        assert shut == [1]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers put back
+        monkeypatch.setattr(ray, "shutdown", shutdown(2))
+        with pytest.raises(KeyboardInterrupt):
+            stop_ray(clean=False)
+        assert shut == [1]  # the second stop cut it short
+    finally:
+        signal.signal(signal.SIGINT, before_int)
+        signal.signal(signal.SIGTERM, before_term)

@@ -36,7 +36,7 @@ from bench.core.spec import TrialSpec, spec_of
 from bench.eval.measure import frozen_between_calls
 from bench.run.checks import local_cpus
 from bench.run.forward import ForwardProgress, in_worker_progress
-from bench.run.interrupts import finish_writing, noted_interrupts, restore_sigint
+from bench.run.interrupts import finish_writing, noted_interrupts, one_stop_waits, restore_sigint
 from bench.run.payload import Payload
 from bench.run.ref_tasks import concurrent_slots, release_cuda_memory
 from bench.run.tune_parts import in_order, restore_tune_log, tune_log_to_file
@@ -209,7 +209,8 @@ def stop_ray(clean: bool) -> None:
     with contextlib.suppress(Exception):  # private: a Ray without it keeps its folders
         node = ray._private.worker._global_node
         session = node.get_session_dir_path() if clean and node is not None and node.head else None
-    ray.shutdown()
+    with one_stop_waits():
+        ray.shutdown()
     if session and os.path.basename(session).startswith("session_"):
         shutil.rmtree(session, ignore_errors=True)
         latest = os.path.join(os.path.dirname(session), "session_latest")
