@@ -94,13 +94,22 @@ def test_a_ctrl_c_python_swallows_in_a_finalizer_still_stops_the_run(monkeypatch
     landing in one of their callbacks was printed as "Exception ignored in ..." and swallowed, and
     the local executor ran every remaining trial and exited 0 (found in review). Now the trial it
     landed in finishes and is recorded, and no other starts."""
+    # as the SIGINT handler runs inside a finalizer: Python swallows what it raises
+    ran, written, out = _stop_in_a_finalizer(monkeypatch, lambda: signal.getsignal(signal.SIGINT)(signal.SIGINT, None))
+    assert ran == ["t0"] and written == ["t0"] and out.interrupted and out.results.keys() == {0}
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def _stop_in_a_finalizer(monkeypatch, stop):
+    """``run_local`` of three stand-in trials; ``stop()`` runs in a finalizer during the first
+    (``gc.collect()``, as at a trial's start). Returns (trials run, trials written, outcome)."""
     import gc
 
     class Finalized:
-        def __del__(self):  # as the SIGINT handler runs inside a finalizer: Python swallows what it raises
-            signal.getsignal(signal.SIGINT)(signal.SIGINT, None)
+        def __del__(self):
+            stop()
 
-    ran = []
+    ran, written = [], []
 
     def fake_trial(spec, payload):
         ran.append(spec.trial_name)
@@ -111,10 +120,8 @@ def test_a_ctrl_c_python_swallows_in_a_finalizer_still_stops_the_run(monkeypatch
 
     monkeypatch.setattr(executor, "run_trial", fake_trial)
     monkeypatch.setattr(executor, "summary_line", lambda m: "")
-    written = []
     out = executor.run_local(_trials(3), None, lambda spec, m, e: written.append(spec.trial_name), lambda *a, **k: None)
-    assert ran == ["t0"] and written == ["t0"] and out.interrupted and out.results.keys() == {0}
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    return ran, written, out
 
 
 @pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")  # the lost interrupt is not printed
@@ -123,33 +130,15 @@ def test_a_sigterm_of_a_background_job_lost_in_a_finalizer_still_stops_the_run(m
     KeyboardInterrupt Python swallowed in a finalizer (gc.collect() at a trial's start freeing
     matplotlib's figures) let the local run go on to exit 0, with "Exception ignored in ..." and a
     traceback on the terminal (8 of 8 tries 0-20 ms after "running", found in review 2026-12-07)."""
-    import gc
     import time
 
     from bench.core.console import sigterm_as_interrupt
 
-    class Finalized:
-        def __del__(self):  # bench's SIGTERM handler runs inside the finalizer: Python swallows what it raises
-            os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(0.5)
-
-    ran = []
-
-    def fake_trial(spec, payload):
-        ran.append(spec.trial_name)
-        if spec.trial_name == "t0":
-            Finalized()
-            gc.collect()
-        return {"forget_acc": 0.5}
-
-    monkeypatch.setattr(executor, "run_trial", fake_trial)
-    monkeypatch.setattr(executor, "summary_line", lambda m: "")
     before_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
     before_term = sigterm_as_interrupt()
-    written = []
-    try:
-        out = executor.run_local(_trials(3), None, lambda spec, m, e: written.append(spec.trial_name),
-                                 lambda *a, **k: None)
+    try:  # bench's SIGTERM handler runs inside the finalizer: Python swallows what it raises
+        ran, written, out = _stop_in_a_finalizer(monkeypatch,
+                                                 lambda: (os.kill(os.getpid(), signal.SIGTERM), time.sleep(0.5)))
     finally:
         signal.signal(signal.SIGINT, before_int)
         signal.signal(signal.SIGTERM, before_term)
