@@ -56,6 +56,19 @@ def test_a_ctrl_c_in_the_atexit_handlers_changes_nothing():
     assert done.stdout.splitlines()[-1] == "second handler ran", done.stdout
 
 
+def test_a_stop_while_the_process_waits_for_threads_ends_it_with_the_commands_status():
+    """After the command, while other threads end: a SIGTERM killed the process by the signal (status
+    -15 after `bench tune`'s last line, everything recorded; found in review). Now it ends at once
+    with the command's own status."""
+    done = _python(
+        "import os, signal, sys, threading, time\nfrom bench.cli import entry\n"
+        "threading.Thread(target=lambda: time.sleep(30)).start()\n"
+        "threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGTERM)).start()\n"
+        "sys.argv = ['bench', 'run', '--seeds', 'x']\nentry()\n"
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr  # bad input's 2, well before 30 s
+
+
 def test_exit_codes_follow_sys_exit():
     for code, status, err in (("None", 0, ""), ("3", 3, ""), ("256", 0, ""), ("-1", 255, ""), ("'boom'", 1, "boom\n")):
         done = _python(f"import os\nfrom bench.cli import finish_process\nos._exit(finish_process({code}))\n")

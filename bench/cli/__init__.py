@@ -143,13 +143,35 @@ def finish_process(code) -> int:
     else:
         print(code, file=sys.stderr)
         status = 1
+    _stops_end_with(status & 0xFF)  # the wait for threads below stays stoppable, with the decided status
     if not _lingering_threads():  # one that never ends is said in a line: joining it would wait forever
         _join_threads()
     _ignore_stops()  # the status is decided: a Ctrl-C in an atexit handler was a traceback that changed nothing
     atexit._run_exitfuncs()
+    _flush()
+    return status & 0xFF  # what the OS keeps of it, as for sys.exit
+
+
+def _flush() -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except (OSError, ValueError):  # a closed pipe or stream: nothing more can reach it
             pass
-    return status & 0xFF  # what the OS keeps of it, as for sys.exit
+
+
+def _stops_end_with(status: int) -> None:
+    """From here, Ctrl-C or SIGTERM ends the process at once with ``status`` (the command's, already
+    decided; its records are written): a SIGTERM just after `bench tune`'s last line, while the
+    process waited for other threads, killed it by the signal (found in review). Main thread only."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def end(signum, frame):
+        _flush()
+        os._exit(status)
+
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, end)
