@@ -16,6 +16,14 @@ def finish_writing(name: str, say: Callable[..., None]):
     """Hold off a Ctrl-C while a finished trial is written: its measurement is not lost (an interrupt
     mid-write left a child run without its metrics, and ``--resume`` ran the trial again). The
     yielded list is non-empty once Ctrl-C was pressed; a second Ctrl-C interrupts the write."""
+    with held_interrupts(f"writing finished trial {name} to the MLflow store", say) as pressed:
+        yield pressed
+
+
+@contextmanager
+def held_interrupts(doing: str, say: Callable[..., None] | None = None):
+    """The first Ctrl-C (or SIGTERM, which bench's handler passes to SIGINT's) waits for the block,
+    saying so through ``say``; a second interrupts it. The yielded list is non-empty once one came."""
     pressed: list[int] = []
     previous = signal.getsignal(signal.SIGINT)
     if threading.current_thread() is not threading.main_thread() or (
@@ -27,7 +35,8 @@ def finish_writing(name: str, say: Callable[..., None]):
         if pressed:
             raise KeyboardInterrupt
         pressed.append(signum)
-        say(f"interrupt: writing finished trial {name} to the MLflow store first (Ctrl-C again to abort it)", always=True)
+        if say is not None:
+            say(f"interrupt: {doing} first (Ctrl-C again to abort it)", always=True)
 
     signal.signal(signal.SIGINT, hold)  # also where SIGINT is ignored (a background job): SIGTERM comes here
     try:
@@ -75,27 +84,3 @@ def restore_sigint(handler) -> None:
     installs one that only sets a flag and leaves it there), main thread only."""
     if threading.current_thread() is threading.main_thread() and handler is not None:
         signal.signal(signal.SIGINT, handler)
-
-
-@contextmanager
-def one_stop_waits():
-    """Ray's shutdown, once the run is recorded, finishes through one Ctrl-C or SIGTERM (a second
-    stops it): cut short, it left Ray's dashboard and runtime-env agents running and the command
-    ended with "Interrupted." and exit status 1 although every trial was recorded FINISHED (6 of 8
-    tries 0.1-0.3 s after the summary under load, found in review 2026-12-07). Main thread only."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    seen: list[int] = []
-
-    def wait(signum, frame):
-        if seen:
-            raise KeyboardInterrupt
-        seen.append(signum)
-
-    before = {stop: signal.signal(stop, wait) for stop in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for stop, handler in before.items():
-            signal.signal(stop, handler if handler is not None else signal.SIG_DFL)
