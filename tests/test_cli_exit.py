@@ -6,6 +6,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from bench import __version__
 
 
@@ -120,3 +122,58 @@ def test_a_thread_that_never_ends_is_said_and_does_not_hold_the_process():
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "atexit ran", done.stdout
     assert "warning: 1 thread(s) still running 0.5 s after the command ended ('plugin-forever')" in done.stderr
+
+
+def test_the_console_script_starts_in_bench_main_and_python_m_bench_works():
+    """The console script's module imports nothing but the standard library before it handles
+    stops; ``python -m bench`` is the same command."""
+    from importlib.metadata import entry_points
+
+    (script,) = [e for e in entry_points(group="console_scripts") if e.name == "bench"]
+    assert script.value == "bench.__main__:entry"
+    done = _python("import sys\nimport bench.__main__\n"
+                   "print(sorted(m.split('.')[0] for m in sys.modules if m.split('.')[0] in "
+                   "('pluggy', 'click', 'torch', 'importlib_metadata', 'email')))\n")
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
+    version = subprocess.run([sys.executable, "-m", "bench", "--version"], capture_output=True, text=True, timeout=120)
+    assert (version.returncode, version.stdout) == (0, f"unlearning-bench, version {__version__}\n"), version.stderr
+
+
+def test_a_ctrl_c_while_the_command_line_imports_is_one_line_and_130():
+    """In the first 0.1 s (``bench.cli`` and click importing) a Ctrl-C was a raw traceback and status
+    -2 (found in review, 2026-12-07)."""
+    done = _python(
+        "import sys\n"
+        "class Interrupting:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'bench.cli':\n            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, Interrupting())\n"
+        "from bench.__main__ import entry\nsys.argv = ['bench', 'compare']\nentry()\n")
+    assert (done.returncode, done.stderr) == (130, "Interrupted.\n"), done.stderr
+
+
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGHUP"])
+def test_sigterm_and_sighup_stop_every_command_as_ctrl_c_does(stop):
+    """``bench compare`` and ``bench cache`` died by the signal (status -15 / -1, no word) where run
+    and tune exit 130 (found in review, 2026-12-07)."""
+    done = _python(
+        "import os, signal, sys, time\nimport bench.cli as cli\n"
+        f"def command(*a, **k):\n    os.kill(os.getpid(), signal.{stop})\n    time.sleep(30)\n"
+        "cli.compare_cmd.compare.callback = command\n"
+        "from bench.__main__ import entry\nsys.argv = ['bench', 'compare']\nentry()\n")
+    assert (done.returncode, done.stderr) == (130, "Interrupted.\n"), done.stderr
+
+
+def test_a_hang_up_moves_the_terminal_streams_to_dev_null_and_keeps_files_and_pipes():
+    """After a hang-up, a write to the terminal fails (EIO): the clean-up that follows (marking the
+    runs, Ray's shutdown) must not fail on its lines. A stream redirected to a file keeps it."""
+    done = _python(
+        "import os, pty, sys\n"
+        "from bench.core.console import leave_hung_up_terminal\n"
+        "master, slave = pty.openpty()\n"
+        "os.dup2(slave, 0)\nos.dup2(slave, 2)\n"  # stdin and stderr a terminal, stdout the pipe
+        "before = os.fstat(1)\nleave_hung_up_terminal()\n"
+        "null = os.stat(os.devnull).st_rdev\n"
+        "after = [os.fstat(fd) for fd in (0, 1, 2)]\n"
+        "print(after[0].st_rdev == null, after[2].st_rdev == null, after[1].st_ino == before.st_ino)\n")
+    assert done.stdout.strip() == "True True True", done.stdout + done.stderr

@@ -109,3 +109,61 @@ def test_a_sigterm_while_ray_starts_is_the_interrupt(invoke_bench, workdir, stor
     mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
     df = mlflow.search_runs(experiment_names=["unlearning-bench"])
     assert list(df["status"]) == ["KILLED"], df["status"]
+
+
+@pytest.mark.xdist_group("interrupt")
+def test_a_hang_up_stops_the_run_as_sigterm_does(workdir, shared_cache):
+    """The terminal closed (or the ssh connection dropped) under a running ``bench run``: SIGHUP killed
+    it at once (status 129), the parent run left RUNNING (found in review, 2026-12-07). Now it is a
+    stop: exit 130, the parent KILLED, though the terminal its lines went to is gone."""
+    import fcntl
+    import pty
+    import select
+    import termios
+
+    exe = os.path.join(os.path.dirname(sys.executable), "bench")
+    cmd = [exe, "run", "-m", "retrain,ga", "--seeds", "0-1", "--attacks", "", "--executor", "local", "-r", "epochs=60",
+           "--cache-dir", str(shared_cache), "--tracking-uri", f"sqlite:///{workdir / 'mlflow.db'}"]
+    master, slave = pty.openpty()
+
+    def own_terminal():  # a session of its own whose controlling terminal is the pty, as a login's shell
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    proc = subprocess.Popen(cmd, cwd=workdir, stdin=slave, stdout=slave, stderr=slave, preexec_fn=own_terminal)
+    os.close(slave)
+    seen = b""
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and b" done " not in seen:
+            if select.select([master], [], [], 0.5)[0]:
+                seen += os.read(master, 65536)
+        assert b" done " in seen, seen.decode(errors="replace")
+        os.close(master)  # the terminal hangs up: the kernel sends SIGHUP to the session
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 130
+    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
+    df = mlflow.search_runs(experiment_names=["unlearning-bench"])
+    assert list(df[df["tags.bench.role"] == "parent"]["status"]) == ["KILLED"]
+    kids = df[df["tags.bench.role"] == "trial"]
+    assert "FINISHED" in set(kids["status"]) and "RUNNING" not in set(kids["status"])
+
+
+def test_a_search_interrupted_before_any_sample_says_so(invoke_bench, workdir, store_args, monkeypatch):
+    """`bench tune` stopped while Ray started or the references loaded ended with status 130 and no
+    line after its "parent run" line (9 of 10 tries, found in review 2026-12-07); `bench run` says it."""
+    import bench.run.executor as executor
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(executor, "start_ray", interrupted)
+    proc = invoke_bench("tune", "--method", "ga", "--num-samples", "2", "--attacks", "", *store_args(workdir), cwd=workdir)
+    assert proc.returncode == 130, proc.stdout + proc.stderr
+    assert "interrupted before any sample of this session ran: nothing new is recorded" in proc.stdout
+    assert "the same command with --resume goes on from there." in proc.stdout
+    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
+    assert list(mlflow.search_runs(experiment_names=["unlearning-bench"])["status"]) == ["KILLED"]

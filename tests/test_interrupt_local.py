@@ -7,7 +7,17 @@ import signal
 
 import pytest
 
+from bench.core.console import sigterm_as_interrupt
 from bench.run import executor
+
+
+@pytest.fixture
+def bench_sigterm():
+    """bench's SIGTERM (and SIGHUP) handler for the test, the previous ones put back after it."""
+    before = sigterm_as_interrupt()
+    yield
+    for stop, handler in before.items():
+        signal.signal(stop, handler)
 
 
 @pytest.fixture
@@ -65,15 +75,12 @@ def test_a_second_ctrl_c_aborts_the_write(monkeypatch, default_sigint):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-def test_sigterm_of_a_background_job_waits_for_the_write_too(monkeypatch):
+def test_sigterm_of_a_background_job_waits_for_the_write_too(monkeypatch, bench_sigterm):
     """A shell starts background jobs with SIGINT ignored: SIGTERM (bench's handler turns it into a
     Ctrl-C) raised KeyboardInterrupt in the middle of the write."""
-    from bench.core.console import sigterm_as_interrupt
-
     monkeypatch.setattr(executor, "run_trial", lambda spec, payload: {"forget_acc": 0.5})
     monkeypatch.setattr(executor, "summary_line", lambda m: "")
     before_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    before_term = sigterm_as_interrupt()
     written = []
 
     def log_trial(spec, metrics, error):
@@ -85,7 +92,6 @@ def test_sigterm_of_a_background_job_waits_for_the_write_too(monkeypatch):
         assert written == ["t0"] and out.interrupted and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, before_int)
-        signal.signal(signal.SIGTERM, before_term)
 
 
 @pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")  # the lost interrupt is not printed
@@ -125,23 +131,19 @@ def _stop_in_a_finalizer(monkeypatch, stop):
 
 
 @pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")  # the lost interrupt is not printed
-def test_a_sigterm_of_a_background_job_lost_in_a_finalizer_still_stops_the_run(monkeypatch):
+def test_a_sigterm_of_a_background_job_lost_in_a_finalizer_still_stops_the_run(monkeypatch, bench_sigterm):
     """A background job (SIGINT ignored) has no SIGINT handler to note the interrupt: a SIGTERM whose
     KeyboardInterrupt Python swallowed in a finalizer (gc.collect() at a trial's start freeing
     matplotlib's figures) let the local run go on to exit 0, with "Exception ignored in ..." and a
     traceback on the terminal (8 of 8 tries 0-20 ms after "running", found in review 2026-12-07)."""
     import time
 
-    from bench.core.console import sigterm_as_interrupt
-
     before_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    before_term = sigterm_as_interrupt()
     try:  # bench's SIGTERM handler runs inside the finalizer: Python swallows what it raises
         ran, written, out = _stop_in_a_finalizer(monkeypatch,
                                                  lambda: (os.kill(os.getpid(), signal.SIGTERM), time.sleep(0.5)))
     finally:
         signal.signal(signal.SIGINT, before_int)
-        signal.signal(signal.SIGTERM, before_term)
     assert ran == ["t0"] and written == ["t0"] and out.interrupted and out.results.keys() == {0}
     from bench.core import console
 
@@ -174,13 +176,12 @@ def test_the_trial_an_interrupt_cuts_off_is_recorded_killed(workdir, shared_cach
     assert kids.loc["ctrl-c", "params.seed"] == "0"  # its spec recorded, as a started trial's
 
 
-def test_ray_shutdown_at_the_end_finishes_through_one_stop_and_a_second_stops_it(monkeypatch):
+def test_ray_shutdown_at_the_end_finishes_through_one_stop_and_a_second_stops_it(monkeypatch, bench_sigterm):
     """A SIGTERM 0.1-0.3 s after the summary cut Ray's shutdown short: Ray's agents were left running
     and the command ended with "Interrupted." and status 1, every trial recorded FINISHED (found in
     review). One stop now waits for the shutdown; a second still stops it."""
     import ray
 
-    from bench.core.console import sigterm_as_interrupt
     from bench.run.executor import stop_ray
 
     shut = []
@@ -193,7 +194,6 @@ def test_ray_shutdown_at_the_end_finishes_through_one_stop_and_a_second_stops_it
         return run
 
     before_int = signal.signal(signal.SIGINT, signal.default_int_handler)
-    before_term = sigterm_as_interrupt()
     try:
         monkeypatch.setattr(ray, "shutdown", shutdown(1))
         stop_ray(clean=False)  # no exception: the shutdown ran to its end
@@ -205,4 +205,41 @@ def test_ray_shutdown_at_the_end_finishes_through_one_stop_and_a_second_stops_it
         assert shut == [1]  # the second stop cut it short
     finally:
         signal.signal(signal.SIGINT, before_int)
-        signal.signal(signal.SIGTERM, before_term)
+
+
+def test_a_second_stop_while_the_parent_run_is_marked_waits_for_the_marking(default_sigint, bench_sigterm):
+    """The first Ctrl-C stopped the run; a second one 0.15 s later landed in the marking of the
+    parent run and left it RUNNING until the next command reaped it (found in review, 2026-12-07).
+    A stop there now waits for the marking (said in a line); one more still aborts it."""
+    from bench.run.runner import close_run
+
+    class Client:
+        def __init__(self, stops):
+            self.stops, self.marked = stops, []
+
+        def search_runs(self, *a, **k):  # kill_unfinished_children: no child left running
+            return []
+
+        def set_terminated(self, run_id, status):
+            for stop in self.stops:
+                os.kill(os.getpid(), stop)
+            self.marked.append((run_id, status))
+
+    def closed(client, *args, **kwargs):
+        try:
+            return close_run(client, *args, **kwargs)
+        except KeyboardInterrupt:  # (escaping, it would end the test session instead of failing the test)
+            pytest.fail("one stop cut the marking of the parent run short")
+
+    said = []
+    client = Client([signal.SIGINT])
+    assert closed(client, "0", "p1", "KILLED", False, say=lambda line, **k: said.append(line)) is None
+    assert client.marked == [("p1", "KILLED")]
+    assert said == ["interrupt: marking the parent run p1 KILLED in the MLflow store first (Ctrl-C again to abort it)"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+    client = Client([signal.SIGTERM])  # a scheduler's kill (or a hang-up) the same way
+    assert closed(client, "0", "p2", "FINISHED", False) is None and client.marked == [("p2", "FINISHED")]
+    client = Client([signal.SIGINT, signal.SIGINT])
+    with pytest.raises(KeyboardInterrupt):
+        close_run(client, "0", "p3", "KILLED", False)
+    assert client.marked == []

@@ -24,6 +24,10 @@ _received: list[str] = []
 
 
 def _raise_stop(signum, frame):
+    if signum == signal.SIGHUP:  # the terminal is gone: the clean-up's lines must not fail on it
+        from bench.core.console import leave_hung_up_terminal
+
+        leave_hung_up_terminal()
     _received.append(signal.Signals(signum).name)
     raise _Stop(signal.Signals(signum).name)
 

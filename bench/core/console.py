@@ -254,26 +254,61 @@ class ProgressReporter:
                 self.bar_ids.clear()
 
 
-#: lists :func:`sigterm_as_interrupt`'s handler appends each SIGTERM to (``bench.run.interrupts.noted_interrupts``
+#: lists :func:`sigterm_as_interrupt`'s handler appends each SIGTERM (or SIGHUP) to (``bench.run.interrupts.noted_interrupts``
 #: registers one): the KeyboardInterrupt it raises is lost where the signal lands inside a weakref
 #: callback or a finalizer, and a background job (SIGINT ignored) has no SIGINT handler to note it
 TERM_LISTENERS: list[list[int]] = []
 
 
+def _stops():
+    import signal
+
+    return tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+def leave_hung_up_terminal() -> None:
+    """Point the standard streams that were a terminal (a character device other than /dev/null) at
+    /dev/null: after a hang-up (the terminal window closed, the ssh connection dropped) a write to it
+    fails (EIO), and the clean-up that follows must still mark the runs and shut Ray down. A stream
+    redirected to a file or a pipe keeps its target: its lines are still read."""
+    import stat
+
+    try:
+        null_fd = os.open(os.devnull, os.O_RDWR)
+    except OSError:
+        return
+    try:
+        null = os.fstat(null_fd).st_rdev
+        for fd in (0, 1, 2):
+            try:
+                st = os.fstat(fd)
+                if stat.S_ISCHR(st.st_mode) and st.st_rdev != null:
+                    os.dup2(null_fd, fd)
+            except OSError:  # closed: nothing to write to
+                continue
+    finally:
+        os.close(null_fd)
+
+
 def sigterm_as_interrupt():
-    """Handle SIGTERM (``kill PID``, a batch scheduler ending a job) as Ctrl-C: whatever handles
-    SIGINT at that moment gets it (Python's KeyboardInterrupt, Ray Tune's graceful stop), so a
-    terminated run keeps its finished trials, marks the rest KILLED and exits 130. Before, the
-    local executor died at once (143, its parent run left RUNNING) and under Ray the driver exited 1
-    through Ray's own handler (``sys.exit``), its cut-off trials left RUNNING. Ray's ``ray.init``
-    installs that handler again: call this after it too. Main thread only. Returns the handler it
-    replaced (to put back with ``signal.signal``), or None where it did nothing."""
+    """Handle SIGTERM (``kill PID``, a batch scheduler ending a job) and SIGHUP (the terminal closed,
+    the ssh connection dropped) as Ctrl-C: whatever handles SIGINT at that moment gets it (Python's
+    KeyboardInterrupt, Ray Tune's graceful stop), so a terminated run keeps its finished trials, marks
+    the rest KILLED and exits 130. Before, the local executor died at once (143, its parent run left
+    RUNNING) and under Ray the driver exited 1 through Ray's own handler (``sys.exit``), its cut-off
+    trials left RUNNING; a SIGHUP killed either at once (129), the parent run RUNNING and Ray's agents
+    alive, until 2026-12-07 (found in review). On a SIGHUP the standard streams that were the terminal
+    go to /dev/null first (:func:`leave_hung_up_terminal`). Ray's ``ray.init`` installs its SIGTERM
+    handler again: call this after it too. Main thread only. Returns ``{signal: the handler it
+    replaced}`` (to put back with ``signal.signal``), empty where it did nothing."""
     import signal
 
     if threading.current_thread() is not threading.main_thread():
-        return None
+        return {}
 
     def term(signum, frame):
+        if signum == getattr(signal, "SIGHUP", None):
+            leave_hung_up_terminal()
         for pressed in TERM_LISTENERS:
             pressed.append(signum)
         handler = signal.getsignal(signal.SIGINT)
@@ -282,21 +317,23 @@ def sigterm_as_interrupt():
         else:  # SIGINT ignored (a background job of a shell) or the default: stop all the same
             raise KeyboardInterrupt
 
-    return signal.signal(signal.SIGTERM, term)
+    return {stop: signal.signal(stop, term) for stop in _stops()}
 
 
 @contextmanager
 def sigterm_handled_as_ctrl_c() -> Iterator[None]:
-    """``bench run`` / ``bench tune``: :func:`sigterm_as_interrupt` for the command, the previous
-    SIGTERM handler put back after it (in-process callers, such as the tests, keep theirs)."""
+    """``bench run`` / ``bench tune`` / ``bench reproduce``: :func:`sigterm_as_interrupt` for the
+    command, the previous SIGTERM and SIGHUP handlers put back after it (in-process callers, such as
+    the tests, keep theirs)."""
     import signal
 
     previous = sigterm_as_interrupt()
     try:
         yield
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for stop, handler in previous.items():
+            if handler is not None:
+                signal.signal(stop, handler)
 
 
 @contextmanager

@@ -46,13 +46,18 @@ def join_cluster(opts: RunOptions, verbose: bool, say) -> bool:
 
 
 def close_run(client, experiment_id: str, parent: str, status: str, started_ray: bool,
-              then: str = tracking.RESUME_HINT, clean: bool | None = None) -> RecordError | None:
+              then: str = tracking.RESUME_HINT, clean: bool | None = None, say=None) -> RecordError | None:
     """End a parent run: trials an interrupt cut off become KILLED; shut down the Ray we started
     (removing its session folder when ``clean``: by default when the run FINISHED, no trial failed).
-    Returns the ``RecordError`` if the store refused (for the caller to raise once no other
-    exception is on its way out), else None."""
+    A Ctrl-C or SIGTERM while the runs are marked waits for the marking (said through ``say``; one
+    more stops it): a second Ctrl-C just after the first left the parent run RUNNING until the next
+    command reaped it (found in review, 2026-12-07). Returns the ``RecordError`` if the store refused
+    (for the caller to raise once no other exception is on its way out), else None."""
+    from bench.run.interrupts import held_interrupts
+
     try:
-        with tracking.recording(f"marking the parent run {parent} {status} in the MLflow store", then):
+        marking = f"marking the parent run {parent} {status} in the MLflow store"
+        with held_interrupts(marking, say), tracking.recording(marking, then):
             if status == "KILLED":
                 tracking.kill_unfinished_children(client, experiment_id, parent)
             client.set_terminated(parent, status)
@@ -375,7 +380,7 @@ def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False, t
     finally:
         set_sink(previous_sink)
         reporter.close()
-        refused = close_run(client, experiment_id, parent, status, started_ray)
+        refused = close_run(client, experiment_id, parent, status, started_ray, say=say)
     if refused is not None:
         raise refused
     say(f"MLflow tracking store: {shown_uri(plan.tracking_uri)}; parent run {parent}; wall time {time.perf_counter() - t_start:.1f}s", always=True)

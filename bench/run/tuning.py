@@ -161,7 +161,7 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
         say("sample 0 runs the defaults (" + ", ".join(f"{k}={v!r}" for k, v in defaults.items()) + "): the best saved "
             "is never worse than them (--no-defaults-first draws every sample)")
     say(f"MLflow tracking store: {shown_uri(plan.tracking_uri)}; parent run {parent} ('{run_name}')")
-    started_ray = clean_ray = False  # clean_ray: no sample failed (Ray's session folder then goes)
+    started_ray = clean_ray = searched = False  # clean_ray: no sample failed (Ray's session folder then goes)
     status, code = "FAILED", 1
     reporter = ProgressReporter(console, quiet, say=say)  # per-epoch progress of long work (bench.core.console)
     previous_sink = set_sink(reporter)
@@ -200,6 +200,7 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
                     callbacks=[make_ray_callback(plan.tracking_uri, opts.experiment, parent)], say=say,
                     search={"samples": [(k, {n: specs[k].params[n] for n in domains}) for k in todo], "metric": objective,
                             "mode": mode, "scheduler": sched}, verbose=verbose)
+            searched = True
             ran = {i: r for i, r in outcome.results.items() if i in outcome.specs}
             clean_ray = not outcome.failures
             # with the samples an earlier session of the search finished (--resume), past this one's indices
@@ -276,13 +277,17 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
                     say(f"best parameters written to MLflow only (run {parent}, best_params.json); reuse them with: "
                         f"bench run --params {parent}", always=True)
             status, code = ("KILLED", 130) if outcome.interrupted else ("FINISHED", 0 if best is not None and written else 1)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # before the search (references, Ray's start) or in its write-up
         status, code = "KILLED", 130
+        say("interrupted while the search's result was written: its finished samples are recorded in MLflow"
+            if searched else "interrupted before any sample of this session ran: nothing new is recorded",
+            always=True)  # until 2026-12-07 an interrupt before the search said nothing (found in review)
+        say("the same command with --resume goes on from there.", always=True)
     finally:
         set_sink(previous_sink)
         reporter.close()
         refused = close_run(client, experiment_id, parent, status, started_ray, "The samples' runs written before it are kept.",
-                            clean=status == "FINISHED" and clean_ray)
+                            clean=status == "FINISHED" and clean_ray, say=say)
     if refused is not None:
         raise refused
     return code
