@@ -177,3 +177,20 @@ def test_a_hang_up_moves_the_terminal_streams_to_dev_null_and_keeps_files_and_pi
         "after = [os.fstat(fd) for fd in (0, 1, 2)]\n"
         "print(after[0].st_rdev == null, after[2].st_rdev == null, after[1].st_ino == before.st_ino)\n")
     assert done.stdout.strip() == "True True True", done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("status", [0, 1])
+def test_a_stop_after_the_outcome_is_recorded_keeps_the_commands_status(status):
+    """A SIGTERM just after `bench tune`'s last line (the search FINISHED, its best written) gave
+    "Interrupted." and 130, or death by the signal (found in review, 2026-12-07): a scheduler would
+    run a complete job again. Once a command's outcome is recorded its status stands."""
+    done = _python(
+        "import os, signal, sys\nimport bench.cli as cli\nimport bench.core.options as options\n"
+        "real = options.set_command_line\n"
+        "def set_command_line(args):\n    real(args)\n"
+        "    if not args:  # the command has returned: click's and bench's way out\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "options.set_command_line = set_command_line\n"
+        f"cli.run_cmd._run = lambda params_file, kw: {status}\n"
+        "from bench.__main__ import entry\nsys.argv = ['bench', 'run']\nentry()\n")
+    assert (done.returncode, done.stderr) == (status, ""), done.stderr

@@ -167,3 +167,21 @@ def test_a_search_interrupted_before_any_sample_says_so(invoke_bench, workdir, s
     assert "the same command with --resume goes on from there." in proc.stdout
     mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
     assert list(mlflow.search_runs(experiment_names=["unlearning-bench"])["status"]) == ["KILLED"]
+
+
+def test_ray_shutdown_leaves_benchs_sigterm_handler_in_place():
+    """Destroying Ray's core worker puts SIGTERM back to its default in C while Python still reports
+    bench's handler: a SIGTERM in the rest of the shutdown or just after killed `bench tune` by the
+    signal (-15) over a FINISHED search (found 2026-12-07). Checked in C, where it counts."""
+    code = ("import os, signal, sys\n"
+            "from bench.run.executor import start_ray\nfrom bench.run.ray_processes import shutdown_ray\n"
+            "start_ray(None, False, lambda *a, **k: None, num_cpus=1)\n"
+            "signal.signal(signal.SIGTERM, lambda signum, frame: print('handled'))\n"
+            "shutdown_ray()\n"
+            "status = open('/proc/self/status').read()\n"
+            "caught = int(next(l for l in status.splitlines() if l.startswith('SigCgt')).split()[1], 16)\n"
+            "print('caught in C' if caught >> (signal.SIGTERM - 1) & 1 else 'default in C')\n"
+            "os.kill(os.getpid(), signal.SIGTERM)\n"
+            "print('alive')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.stdout.split() == ["caught", "in", "C", "handled", "alive"], (done.returncode, done.stdout, done.stderr[-2000:])

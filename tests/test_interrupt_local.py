@@ -182,7 +182,7 @@ def test_ray_shutdown_at_the_end_finishes_through_one_stop_and_a_second_stops_it
     review). One stop now waits for the shutdown; a second still stops it."""
     import ray
 
-    from bench.run.executor import stop_ray
+    from bench.run.ray_processes import stop_ray
 
     shut = []
 

@@ -120,7 +120,7 @@ def test_a_clean_end_removes_the_local_rays_session_folder_and_a_failed_one_keep
     ended cleanly, and keeps it when the run did not (worker crash logs)."""
     temp_dir = tempfile.mkdtemp(prefix="bench-rs-", dir="/tmp")  # short: Ray's socket paths live under it
     code = ("import os, ray\n"
-            "from bench.run.executor import start_ray, stop_ray\n"
+            "from bench.run.executor import start_ray\nfrom bench.run.ray_processes import stop_ray\n"
             "for clean in (True, False):\n"
             "    start_ray(None, False, lambda *a, **k: None, num_cpus=1)\n"
             "    session = ray._private.worker._global_node.get_session_dir_path()\n"

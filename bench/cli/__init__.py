@@ -16,9 +16,11 @@ from bench.core.errors import BenchError, RecordError
 
 class BenchGroup(click.Group):
     def main(self, args=None, *rest, **kwargs):
+        from bench.core.console import forget_status
         from bench.core.options import set_command_line
 
         set_command_line(sys.argv[1:] if args is None else list(args))  # recorded with the run (Tag.COMMAND)
+        forget_status()
         try:
             return super().main(args, *rest, **kwargs)
         finally:  # in one process (tests, a notebook), a later run() must not record this command
@@ -34,8 +36,7 @@ class BenchGroup(click.Group):
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(1)
         except KeyboardInterrupt:  # before a run's own handling (planning, loading): 130, not click's 1
-            click.echo("Interrupted.", err=True)
-            ctx.exit(130)
+            ctx.exit(_interrupted())
         except click.UsageError as exc:  # one line, as every other refusal (click printed usage, a hint and the error)
             sub = ctx.invoked_subcommand  # click's option parser raises some without a context
             where = exc.ctx.command_path if exc.ctx is not None else " ".join(filter(None, (ctx.command_path, sub)))
@@ -78,9 +79,20 @@ def entry() -> None:
     except SystemExit as exc:
         code = exc.code
     except KeyboardInterrupt:
-        click.echo("Interrupted.", err=True)
-        code = 130
+        code = _interrupted()
     os._exit(finish_process(code))
+
+
+def _interrupted() -> int:
+    """The exit status of a command a Ctrl-C (SIGTERM, SIGHUP) stopped outside its own handling: 130
+    and "Interrupted.", or, once its outcome is recorded, its own status, quietly."""
+    from bench.core.console import decided_status
+
+    decided = decided_status()
+    if decided is not None:
+        return decided
+    click.echo("Interrupted.", err=True)
+    return 130
 
 
 def _ignore_stops() -> None:

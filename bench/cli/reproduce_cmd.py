@@ -55,10 +55,10 @@ def reproduce(run_ref, experiment, tracking_uri, cache_dir, executor, rtol, atol
       bench reproduce 3f2a9c --cache-dir /tmp/empty-cache      (retrain the references too)
       bench reproduce 3f2a9c --executor local --rtol 1e-6
     """
-    from bench.core.console import sigterm_handled_as_ctrl_c
+    from bench.core.console import decide_status, sigterm_handled_as_ctrl_c
 
     with sigterm_handled_as_ctrl_c():
-        code = _reproduce(run_ref, experiment, tracking_uri, cache_dir, executor, rtol, atol, verbose, quiet)
+        code = decide_status(_reproduce(run_ref, experiment, tracking_uri, cache_dir, executor, rtol, atol, verbose, quiet))
     sys.exit(code)
 
 

@@ -29,7 +29,7 @@ def tune(method, objective, num_samples, scheduler, seed, output, defaults_first
                     (runs samples 16..63 of the same search; after an interrupt, the unfinished ones)
       bench run --methods ga --params best-params-ga.json --seeds 0-4
     """
-    from bench.core.console import sigterm_handled_as_ctrl_c
+    from bench.core.console import decide_status, sigterm_handled_as_ctrl_c
     from bench.core.plugins import get_registry
     from bench.run.tune_space import check_tunable
     from bench.run.tuning import tune_method
@@ -47,8 +47,8 @@ def tune(method, objective, num_samples, scheduler, seed, output, defaults_first
             raise BenchError(f"Parameters given for method(s) {', '.join(others)} (by --param, --params or [params.*] "
                              f"of the experiment file), and bench tune tunes '{method}' only: drop them, or tune that "
                              f"method with --method.")
-        code = tune_method(opts, method, objective, num_samples, scheduler, seed, output, console(), verbose=kw["verbose"],
-                           quiet=kw["quiet"], defaults_first=defaults_first)
+        code = decide_status(tune_method(opts, method, objective, num_samples, scheduler, seed, output, console(),
+                                         verbose=kw["verbose"], quiet=kw["quiet"], defaults_first=defaults_first))
     sys.exit(code)
 
 

@@ -260,6 +260,30 @@ class ProgressReporter:
 TERM_LISTENERS: list[list[int]] = []
 
 
+#: the command's exit status once its outcome is recorded (``bench run``, ``tune`` and ``reproduce``
+#: set it when they return): a stop that lands after it (the ``with`` that puts the signal handlers
+#: back, click's return, the wait for other threads) ends the process with it, without the
+#: "Interrupted." line (a SIGTERM just after `bench tune`'s last line gave "Interrupted." and 130
+#: over a FINISHED search, or death by the signal, found in review 2026-12-07)
+_DECIDED: list[int] = []
+
+
+def decide_status(code: int) -> int:
+    """Note ``code`` as the command's exit status, its outcome recorded (see :data:`_DECIDED`)."""
+    _DECIDED[:] = [code]
+    return code
+
+
+def decided_status() -> int | None:
+    """The status :func:`decide_status` noted in this command, else None."""
+    return _DECIDED[0] if _DECIDED else None
+
+
+def forget_status() -> None:
+    """A new command starts (in-process callers run several)."""
+    _DECIDED.clear()
+
+
 def _stops():
     import signal
 

@@ -19,11 +19,9 @@ import dataclasses
 import functools
 import inspect
 import os
-import shutil
 import signal
 import sys
 import time
-import contextlib
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
@@ -36,7 +34,7 @@ from bench.core.spec import TrialSpec, spec_of
 from bench.eval.measure import frozen_between_calls
 from bench.run.checks import local_cpus
 from bench.run.forward import ForwardProgress, in_worker_progress
-from bench.run.interrupts import finish_writing, held_interrupts, noted_interrupts, restore_sigint
+from bench.run.interrupts import finish_writing, noted_interrupts, restore_sigint
 from bench.run.payload import Payload
 from bench.run.ref_tasks import concurrent_slots, release_cuda_memory
 from bench.run.tune_parts import in_order, restore_tune_log, tune_log_to_file
@@ -197,29 +195,6 @@ def _ray_init(**kwargs) -> None:
         if exc.code == signal.SIGTERM:
             raise KeyboardInterrupt from None
         raise
-
-
-def stop_ray(clean: bool) -> None:
-    """``ray.shutdown()``; with ``clean``, the session folder of a local Ray this process started
-    (``/tmp/ray/session_*``: Ray's logs and sockets, 2-8 MB a run, which Ray leaves behind) goes too.
-    A joined cluster's is never touched; a run that did not finish cleanly keeps its worker logs."""
-    import ray
-
-    session = None
-    with contextlib.suppress(Exception):  # private: a Ray without it keeps its folders
-        node = ray._private.worker._global_node
-        session = node.get_session_dir_path() if clean and node is not None and node.head else None
-    # once the run is recorded, one Ctrl-C or SIGTERM waits for the shutdown: cut short, it left Ray's
-    # agents running and ended with "Interrupted." and status 1 over a run recorded FINISHED (found in
-    # review 2026-12-07: 6 of 8 tries 0.1-0.3 s after the summary under load)
-    with held_interrupts("shutting down Ray"):
-        ray.shutdown()
-    if session and os.path.basename(session).startswith("session_"):
-        shutil.rmtree(session, ignore_errors=True)
-        latest = os.path.join(os.path.dirname(session), "session_latest")
-        if os.path.islink(latest) and not os.path.exists(latest):  # it pointed to that one
-            with contextlib.suppress(OSError):
-                os.unlink(latest)
 
 
 @contextmanager

@@ -38,9 +38,9 @@ def join_cluster(opts: RunOptions, verbose: bool, say) -> bool:
         check_cluster_resources(opts.cpus_per_trial, opts.gpus_per_trial)
     except BaseException:
         if started:
-            import ray
+            from bench.run.ray_processes import shutdown_ray
 
-            ray.shutdown()
+            shutdown_ray()
         raise
     return started
 
@@ -65,7 +65,7 @@ def close_run(client, experiment_id: str, parent: str, status: str, started_ray:
         return exc
     finally:
         if started_ray:
-            from bench.run.executor import stop_ray
+            from bench.run.ray_processes import stop_ray
 
             stop_ray(status == "FINISHED" if clean is None else clean)  # a clean run leaves no Ray folder behind
     return None
@@ -204,9 +204,9 @@ def _abandon_start(opening, status: str, started_ray: bool) -> None:
     if client is not None:
         close_run(client, experiment_id, parent, status, started_ray)
     elif started_ray:
-        import ray
+        from bench.run.ray_processes import shutdown_ray
 
-        ray.shutdown()
+        shutdown_ray()
 
 
 def _fail_blocked(plan, todo: list[int], payload, client, experiment_id: str, parent: str, say) -> dict[int, str]:
