@@ -21,6 +21,14 @@ feature is the confidence p_y (the column SalUn and Unlearn-Sparse report,
   (|UA_u - UA_r| + |MIA_u - MIA_r| + |RA_u - RA_r| + |TA_u - TA_r|) / 4, with UA = 1 - forget
   accuracy, RA/TA retain/test accuracy, and MIA the MIA-Efficacy of the unlearned (u) and of the
   retrained reference (r, the same seed's model, as for the harness's ``avg_gap``).
+
+On a class request (``--forget class:C``, and a ``seq:`` of classes) the test set is the test points
+of the classes not forgotten, for the SVC's non-members (and so the |D_t| retain points it takes as
+members) and for TA, as SalUn and Unlearn-Sparse run their class-wise experiments: their
+``cifar10_dataloaders`` (``utils/dataset.py``) drops the forgotten class from the test set that
+``main_forget.py`` gives both its test accuracy and ``SVC_MIA`` (a fix of the harness, 2026-12-07:
+with the whole test set a ``ga`` model of digits class:3 scored MIA-Efficacy 1.00 where the
+reference's protocol gives 0.00, found in review). A request of points keeps the whole test set.
 """
 
 from __future__ import annotations
@@ -50,12 +58,26 @@ def mia_efficacy(train_member: np.ndarray, train_nonmember: np.ndarray, target: 
     return float(1.0 - clf.predict(rows(target)).mean())
 
 
+def heldout_points(ctx):
+    """The test points the attack uses: on a class request those of the classes not forgotten
+    (SalUn's class-wise protocol, module docstring), else all of them."""
+    if not ctx.forgotten_classes:
+        return ctx.test_x, ctx.test_y
+    import torch
+
+    gone = torch.as_tensor(sorted(ctx.forgotten_classes), dtype=ctx.test_y.dtype, device=ctx.test_y.device)
+    keep = ~torch.isin(ctx.test_y, gone)
+    return ctx.test_x[keep], ctx.test_y[keep]
+
+
 def efficacy_of(model, ctx, feature: str = "confidence") -> float:
-    """MIA-Efficacy of ``model`` on the context's sets (retain[:|D_t|] + D_t -> D_f)."""
-    n = len(ctx.test_y)
+    """MIA-Efficacy of ``model`` on the context's sets (retain[:|D_t|] + D_t -> D_f; D_t as
+    :func:`heldout_points` gives it)."""
+    tx, ty = heldout_points(ctx)
+    n = len(ty)
     fn = getattr(signals, feature)
     feats = {}
-    for key, x, y in (("r", ctx.retain_x[:n], ctx.retain_y[:n]), ("t", ctx.test_x, ctx.test_y), ("f", ctx.forget_x, ctx.forget_y)):
+    for key, x, y in (("r", ctx.retain_x[:n], ctx.retain_y[:n]), ("t", tx, ty), ("f", ctx.forget_x, ctx.forget_y)):
         feats[key] = fn(signals.logits_of(model, x), y)
     return mia_efficacy(feats["r"], feats["t"], feats["f"])
 
@@ -80,7 +102,7 @@ class SVCEfficacy:
         if ctx.reference is not None:
             ref = ctx.reference()
             gaps = [abs(efficacy_of(ref, ctx, "confidence") - out["mia_efficacy"])]
-            for x, y in ((ctx.forget_x, ctx.forget_y), (ctx.retain_x, ctx.retain_y), (ctx.test_x, ctx.test_y)):
+            for x, y in ((ctx.forget_x, ctx.forget_y), (ctx.retain_x, ctx.retain_y), heldout_points(ctx)):
                 gaps.append(abs(_acc(model, x, y) - _acc(ref, x, y)))  # |UA_u - UA_r| = |FA_u - FA_r|
             out["avg_gap_mia"] = float(np.mean(gaps))
         return out

@@ -9,6 +9,7 @@ value; the epsilon score is maximal for identical distributions and low for sepa
 from __future__ import annotations
 
 import io
+import math
 import pickle
 import subprocess
 import sys
@@ -524,3 +525,43 @@ def test_shadow_models_must_be_an_even_count(bad, tmp_path):
     opts = RunOptions(executor="local", shadow_models=bad, tracking_uri=f"sqlite:///{tmp_path / 'm.db'}")
     with pytest.raises(BenchError, match=r"--shadow-models must be an even integer >= 2"):
         validate_options(get_registry(), opts)
+
+
+class _Table(nn.Module):
+    """Input i (a one-hot row) -> row i of a fixed table of two-class logits."""
+
+    def __init__(self, points):  # (confidence in the true label, true label) per input
+        super().__init__()
+        rows = [[0.0, math.log(c / (1 - c))] if y == 1 else [math.log(c / (1 - c)), 0.0] for c, y in points]
+        self.w = nn.Parameter(torch.tensor(rows, dtype=torch.float32).T.contiguous())
+
+    def forward(self, x):
+        return x @ self.w.T
+
+
+def test_svc_on_a_class_request_leaves_the_forgotten_class_out_of_the_test_set():
+    """SalUn's and Unlearn-Sparse's class-wise runs drop the forgotten class from the test set that
+    feeds both SVC_MIA's non-members and TA (utils/dataset.py cifar10_dataloaders); the harness
+    used the whole test set (ga on digits class:3: MIA-Efficacy 1.00 against the protocol's 0.00,
+    found in review 2026-12-07). A request of points keeps the whole test set."""
+    retain = [(0.99, 0), (0.98, 0), (0.97, 1), (0.99, 1)]  # members: the first |D_t| are used
+    test = [(0.10, 0), (0.15, 0), (0.60, 1), (0.59, 1)]  # the forgotten class 1 looks like D_f here
+    forget = [(0.60, 1), (0.59, 1), (0.595, 1)]
+    points = retain + test + forget
+    eye, labels = torch.eye(len(points)), torch.tensor([y for _, y in points])
+    r, t, f = slice(0, 4), slice(4, 8), slice(8, 11)
+    model = _Table(points)
+    # the retrained reference: the same, but for the forgotten class's test points, which it misclassifies
+    reference = _Table(retain + test[:2] + [(0.30, 1), (0.30, 1)] + forget)
+
+    def ctx(classes):
+        return AttackContext(eye[f], labels[f], eye[r], labels[r], eye[t], labels[t], 2, 0, "cpu",
+                             reference=lambda: reference, forgotten_classes=classes)
+
+    conf = np.array([c for c, _ in points])
+    whole, kept = SVCEfficacy().evaluate(model, ctx(())), SVCEfficacy().evaluate(model, ctx((1,)))
+    assert whole["mia_efficacy"] == mia_efficacy(conf[0:4], conf[4:8], conf[8:11]) == 1.0
+    assert kept["mia_efficacy"] == mia_efficacy(conf[0:2], conf[4:6], conf[8:11]) == 0.0  # retain[:2]: |D_t| is 2
+    # TA over the classes kept: the reference's misses on class 1 count only with the whole test set
+    assert kept["avg_gap_mia"] == pytest.approx(0.0, abs=1e-12)
+    assert whole["avg_gap_mia"] > 0.1

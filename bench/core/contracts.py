@@ -244,7 +244,10 @@ class AttackContext:
 
     Always set: forget, retain and test tensors on the trial's device, ``num_classes``, ``seed``
     (seed every random choice from it) and ``device``; ``forget_indices``, the forget points'
-    positions in the training split (numpy int64, sorted; ``None`` outside the harness).
+    positions in the training split (numpy int64, sorted; ``None`` outside the harness);
+    ``forgotten_classes``, on a class request the classes forgotten (on a ``seq:`` request every
+    one so far), empty on a request of points (an attack that follows a class-wise protocol, such
+    as SalUn's, leaves them out of the test set).
 
     ``artifacts`` starts empty; an attack may add files (``ctx.artifacts["roc/loss.png"] =
     bench.eval.scoring.RocPlot(...)``: ``str``, ``bytes`` or a :class:`Rendered`), logged as MLflow
@@ -280,3 +283,4 @@ class AttackContext:
     unlearn: Callable[..., nn.Module] | None = None
     original: Callable[[], nn.Module] | None = None
     reference: Callable[[], nn.Module] | None = None
+    forgotten_classes: tuple[int, ...] = ()

@@ -65,12 +65,14 @@ def make_unlearn(method, spec: TrialSpec, splits, new_model: Callable, bounds: A
 
 
 def run_attacks(attacks: dict, model, metrics: dict, *, spec: TrialSpec, group, method, data, new_model: Callable,
-                bounds: Any, original: Callable | None = None, method_keys: Iterable[str] = ()) -> None:
+                bounds: Any, original: Callable | None = None, method_keys: Iterable[str] = (),
+                forgotten_classes: tuple[int, ...] = ()) -> None:
     """Run ``attacks`` on the trial's unlearned ``model``, adding their metrics to ``metrics`` and the
     failed ones' tracebacks under ``ATTACK_ERRORS_KEY`` (module docstring); ``original``: fresh
     copies of the model the method started from (default: the group's original; a method's own
     original for SISA); ``method_keys``: the metrics in ``metrics`` the method reported (its
-    ``ctx.metrics``), named when an attack reports one of them."""
+    ``ctx.metrics``), named when an attack reports one of them; ``forgotten_classes``: a class
+    request's classes forgotten so far (``AttackContext.forgotten_classes``)."""
     (rx, ry), (fx, fy), (tx, ty) = data
     # the test split is the dataset's own tensors on the CPU (split_data copies the rest): the
     # attacks get a copy, so that one writing into it (a fault, caught below) leaves the data of
@@ -91,6 +93,7 @@ def run_attacks(attacks: dict, model, metrics: dict, *, spec: TrialSpec, group, 
         unlearn=make_unlearn(method, spec, group.splits, new_model, bounds),
         original=original or fresh(group.original_state),
         reference=fresh(extras["reference"]) if "reference" in extras else None,
+        forgotten_classes=tuple(forgotten_classes),
     )
     watched = {**{f"the unlearned model's {k}": t for k, t in [*model.named_parameters(), *model.named_buffers()]},
                **{f"ctx.{k}": t for k, t in zip(("forget_x", "forget_y", "retain_x", "retain_y", "test_x", "test_y"),

@@ -240,7 +240,8 @@ def _run_trial(spec: TrialSpec, payload: Payload, fetch: Callable[[Any], Any],
     if payload.attacks:  # on the final model, every point forgotten so far as the forget set
         run_attacks(payload.attacks, model, final, spec=spec, group=group, method=method,
                     data=((data.retain_x, data.retain_y), everything, (data.test_x, data.test_y)),
-                    new_model=new_model, bounds=bounds, original=own_load, method_keys=ctx.metrics)
+                    new_model=new_model, bounds=bounds, original=own_load, method_keys=ctx.metrics,
+                    forgotten_classes=data.forgotten_classes)
     # the forget set, so another run can reuse exactly it (--forget indices:RUN_ID)
     final.setdefault(ARTIFACTS_KEY, {})[INDICES_ARTIFACT] = indices_text(
         group.forget_idx, dataset=spec.dataset, forget=spec.forget, forget_seed=spec.forget_seed,
