@@ -248,6 +248,10 @@ def test_errors(store, tmp_path):
     assert "'retrain_seconds' is the retrained reference's value" in msg and "--objective unlearn_seconds" in msg, msg
     msg = _err(store, "--objective", "original_test_acc")
     assert "'original_test_acc' is the original model's value" in msg and "--objective test_acc" in msg, msg
+    for retrained in ("epsilon_retrained_retain_acc", "epsilon_retrained_test_acc"):  # ranked as a tie at 1 before
+        msg = _err(store, "--objective", retrained)
+        assert f"--objective {retrained}: It is the retrained shadow models' mean accuracy" in msg, msg
+        assert "'epsilon_score'" in msg
     msg = _err(store, "--objective", "forget_acc")
     assert "No known better direction for 'forget_acc'" in msg and "'forget_gap'" in msg and "--maximize" in msg
     r = CliRunner().invoke(main, ["compare", "--tracking-uri", f"sqlite:///{tmp_path / 'none.db'}"])

@@ -285,6 +285,8 @@ OBJECTIVES = {
     "no-side": (["-o", "forget_acc"], r"Objective 'forget_acc' has no better side\. Its target is the retrained "
                 r"model's value, not an extreme: rank by 'forget_gap' instead\. Objectives: "),
     "size": (["-o", "forget_size"], r"has no better side\. It counts the forgotten points"),
+    "retrained-value": (["-o", "epsilon_retrained_test_acc"], r"has no better side\. It is the retrained shadow "
+                        r"models' mean accuracy \(attack epsilon\), the same for every method"),
     # measured on a GPU only: Ray Tune stopped the search with 3 tracebacks after the references
     "gpu-memory-on-cpu": (["-o", "peak_memory_reserved_mb"], r"Objective 'peak_memory_reserved_mb' is measured on a "
                           r"GPU \(--device cuda\) only, and this search runs on the CPU"),

@@ -133,6 +133,9 @@ def test_compare_published_on_a_real_run_prints_both_tables(quick_run, trial_run
     assert "bench compare: 'unlearning-bench'" in text  # ours, ranked
     assert "SalUn Table 1" in text and "UA ours" in text and "UA paper" in text and "UA diff" in text  # theirs beside ours
     assert "Published: Chongyu Fan" in text and "UA = 100 x (1 - forget_acc)" in text
+    # SalUn averages the numbers, then takes the gap; ours is the mean of each seed's gap: said (found in review)
+    assert "Avg. Gap = 100 x avg_gap_mia (attack svc), the mean of the seeds' gaps (the paper's: the gap of the means)" in (
+        " ".join(text.split()))
     assert plot.is_file() and plot.stat().st_size > 20_000
     # the CSV form carries the same numbers: ours in the paper's units, from the trials in MLflow
     out = invoke_bench("compare", "--published", "salun-table1", "--tracking-uri", args[-1], "--format", "csv",

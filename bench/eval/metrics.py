@@ -59,7 +59,14 @@ DIRECTIONS |= {
     "epsilon_score": True,
     "epsilon_forget_quality": True,
     "epsilon_median_eps": False,
+    # the retrained shadow models' mean accuracies, logged with the score (recomputable): the same
+    # for every method of a setting (ranking by them tied every method at 1, found in review)
+    "epsilon_retrained_retain_acc": None,
+    "epsilon_retrained_test_acc": None,
 }
+#: Attack metrics that are the retrained models' values, the same for every method of a setting:
+#: they rank nothing (``bench compare --objective`` and ``bench tune`` refuse them).
+RETRAINED_VALUES = frozenset({"epsilon_retrained_retain_acc", "epsilon_retrained_test_acc"})
 #: Attack metrics (``<attack>_<name>``) whose target is the retrained model's value: checked before
 #: the suffixes below, so that ``loss_balanced_acc`` is not taken for an accuracy to maximise.
 NEITHER_SUFFIXES = ("_auc", "_tpr_at_1fpr", "_tpr_at_0.1fpr", "_balanced_acc", "_yeom_acc", "_class_thresh_acc",
@@ -94,6 +101,10 @@ def no_direction_reason(metric: str, available=()) -> str:
     if metric in ("retrain_seconds", "cumulative_retrain_seconds"):
         own = metric.replace("retrain_seconds", "unlearn_seconds")  # the seq counterpart for the cumulative one
         return f" It is the retrained reference's time, the same for every method: rank by '{own}'."
+    if metric in RETRAINED_VALUES:
+        return (" It is the retrained shadow models' mean accuracy (attack epsilon), the same for every method of a "
+                "setting: it ranks nothing; rank by 'epsilon_score', or by the method's own 'epsilon_unlearned_"
+                f"{metric.split('_', 2)[2]}'.")
     if metric.endswith("_acc") and metric in DIRECTIONS:
         gap = metric.replace("_acc", "_gap")
         gap = gap if gap in available or gap in DIRECTIONS else "avg_gap"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 
 from bench.core.errors import BenchError
-from bench.eval.metrics import direction, no_direction_reason
+from bench.eval.metrics import RETRAINED_VALUES, direction, no_direction_reason
 from bench.track import report
 from bench.track.compare.query import TrialRecord
 
@@ -63,6 +63,8 @@ def resolve_objective(objective: str, maximize: bool | None, available: list[str
         raise BenchError(f"'{objective}' is the {whose} value, logged with every trial and the same for every method "
                          f"of a setting: it ranks nothing. Rank by a method's own metric, e.g. "
                          f"--objective {objective.split('_', 1)[1] if objective != 'retrain_seconds' else 'unlearn_seconds'}.")
+    if objective in RETRAINED_VALUES:
+        raise BenchError(f"--objective {objective}:{no_direction_reason(objective)}")
     if available and objective not in available:
         needs = (f" ('{objective}' needs a finished retrain trial in the run: add retrain to --methods.)"
                  if objective == report.RUN_COST else "")

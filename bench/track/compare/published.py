@@ -40,7 +40,8 @@ UNITS: dict[str, Unit] = {
     "RA": Unit("retain_acc", lambda v: 100.0 * v, "100 x retain_acc"),
     "TA": Unit("test_acc", lambda v: 100.0 * v, "100 x test_acc"),
     "MIA": Unit("mia_efficacy", lambda v: 100.0 * v, "100 x mia_efficacy (attack svc)"),
-    "Avg. Gap": Unit("avg_gap_mia", lambda v: 100.0 * v, "100 x avg_gap_mia (attack svc)"),
+    "Avg. Gap": Unit("avg_gap_mia", lambda v: 100.0 * v,
+                     "100 x avg_gap_mia (attack svc), the mean of the seeds' gaps (the paper's: the gap of the means)"),
     "RTE": Unit("unlearn_seconds", lambda v: v / 60.0, "unlearn_seconds / 60 (minutes)"),
 }
 
