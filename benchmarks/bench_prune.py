@@ -68,8 +68,9 @@ _plugins_importable()
 
 
 def per_point(points: int, relax: int, threads: int) -> None:
-    from bench.methods.prune.lp import Clock, PolytopeLP, bound_K, highspy, rows_patch
+    from bench.methods.prune.lp import Clock, PolytopeLP, highspy
     from bench.methods.prune.network import activation_region, split
+    from bench.methods.prune.patches import bound_K, rows_patch
     from bench.nn.nets import MLP
 
     torch.manual_seed(0)

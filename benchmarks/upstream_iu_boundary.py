@@ -261,7 +261,7 @@ def run_iu(b: Bench, wf) -> None:
 
 def run_bs(b: Bench, sh) -> None:
     from bench.methods.boundary import BoundaryShrink, fgsm, neighbour_labels
-    from bench.methods.l2ul import _bounds
+    from bench.methods.l2ul_blocks import _bounds
 
     m, r = BoundaryShrink(), b.request
     print("\n== bs (class 3) vs Unlearn-Saliency boundary_sh.py ==")

@@ -266,7 +266,7 @@ def fgsm(model, x, y, bound: float, lo, hi, batch_size: int = 256):
 
     from bench.nn.training import model_device
 
-    from .l2ul import _clamp
+    from .l2ul_blocks import _clamp
 
     device = model_device(model, x.device)
     lo, hi = lo.to(device), hi.to(device)
@@ -290,7 +290,7 @@ def neighbour_labels(model, x, y, request, bound: float, neighbour: str, exclude
     argmax differs from y."""
     from bench.nn.training import predict_logits
 
-    from .l2ul import _bounds
+    from .l2ul_blocks import _bounds
 
     lo, hi = _bounds(request, x)
     x_adv = fgsm(model, x, y, bound, lo, hi, batch_size)

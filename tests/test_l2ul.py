@@ -17,9 +17,8 @@ import torch
 from bench.core.contracts import ForgetRequest, MethodContext
 from bench.datasets.digits import Digits
 from bench.core.errors import BenchError
-from bench.methods.l2ul import (
-    L2UL, L2ULAdv, L2ULNaive, L2ULOracle, invert_importance, l2_pgd_targeted, mas_importance, random_other_labels,
-)
+from bench.methods.l2ul import L2UL, L2ULAdv, L2ULNaive, L2ULOracle
+from bench.methods.l2ul_blocks import invert_importance, l2_pgd_targeted, mas_importance, random_other_labels
 from bench.nn.nets import MLP
 from bench.core.plugins import get_registry
 from bench.core.recipe import build_recipe
@@ -124,7 +123,7 @@ def test_same_seed_same_model_other_seed_other_model(trained):
 
 
 def test_random_input_anchor_samples_the_input_domain_and_is_zero_at_the_start():
-    from bench.methods.l2ul import _RandomInputAnchor
+    from bench.methods.l2ul_blocks import _RandomInputAnchor
 
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
     seen = []
@@ -154,7 +153,7 @@ def test_forget_pixel_anchor_inputs_and_the_kl_anchor():
     instance (the product of the per-pixel marginals: new inputs, not the forget images);
     ``"mixed"`` draws half uniformly; ``anchor_loss="kl"`` compares softmax outputs, so it is 0 at
     the start and ignores a shift of every logit that the MSE counts."""
-    from bench.methods.l2ul import _RandomInputAnchor
+    from bench.methods.l2ul_blocks import _RandomInputAnchor
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
@@ -192,7 +191,7 @@ def test_forget_pixel_anchor_inputs_and_the_kl_anchor():
 def test_forget_losses_and_the_mask():
     """unlikelihood = -log(1 - p_y) (bounded below by 0, large where p_y is near 1, unlike -CE whose
     gradient vanishes there); the mask drops instances already misclassified."""
-    from bench.methods.l2ul import _loss
+    from bench.methods.l2ul_blocks import _loss
 
     logits = torch.tensor([[9.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.5, 0.0, 0.0]], dtype=torch.float64, requires_grad=True)
     y = torch.tensor([0, 0, 0])  # confidently correct, misclassified, barely correct
@@ -419,7 +418,7 @@ def test_empty_request_returns_the_model_unchanged(trained):
 def test_pgd_domain_comes_from_the_request_when_given(trained):
     from types import SimpleNamespace
 
-    from bench.methods.l2ul import _bounds
+    from bench.methods.l2ul_blocks import _bounds
 
     _, _, fx, _ = trained
     lo, hi = _bounds(SimpleNamespace(input_bounds=(0.25, 0.75)), fx)

@@ -354,7 +354,7 @@ def test_patch_output_memo_is_exact_and_follows_the_patches(digits, mlp):
 def test_dual_ascent_bound_is_sound_against_the_exact_lp(digits, mlp):
     """Any multipliers lam >= 0 give a lower bound of min a.u over the region (weak duality), so the
     bound dual_upper derives from dual_ascent's multipliers never exceeds the LP's exact minimum."""
-    from bench.methods.prune.lp import dual_ascent, dual_upper
+    from bench.methods.prune.duals import dual_ascent, dual_upper
     from bench.methods.prune.network import activation_region, split
 
     _, head = split(mlp)
@@ -380,7 +380,7 @@ def test_batched_dual_ascent_takes_the_same_steps_as_one_objective_at_a_time():
     """dual_ascent_many is dual_ascent vectorised: for shared rows and for one set of rows per
     objective (padded with zero rows), each objective reaches ``want`` exactly when dual_ascent
     does, with the same multipliers."""
-    from bench.methods.prune.lp import dual_ascent_many
+    from bench.methods.prune.duals import dual_ascent_many
 
     def dual_ascent(a, A, b, lo, hi, want, iters=100, patience=25):  # one objective, written out here
         lam, best, mark = np.zeros(len(A)), -np.inf, -np.inf
@@ -429,8 +429,10 @@ def test_batched_dual_ascent_takes_the_same_steps_as_one_objective_at_a_time():
 def test_violation_screens_only_prove_what_the_exact_lp_confirms(digits, mlp):
     """A pair the batched screens settle has a witness whose bound floor_from_witness re-derives,
     reaches the need, and never exceeds the exact minimum violation (min_violation)."""
-    from bench.methods.prune.lp import PolytopeLP, floor_from_witness, min_violation, violation_screens
+    from bench.methods.prune.duals import floor_from_witness
+    from bench.methods.prune.lp import PolytopeLP
     from bench.methods.prune.network import activation_region, split
+    from bench.methods.prune.violation import min_violation, violation_screens
 
     _, head = split(mlp)
     lo, hi = np.zeros(64), np.ones(64)
@@ -471,8 +473,9 @@ def test_highs_prints_no_banner(tmp_path):
 
 def test_exact_violation_lp_is_the_same_through_highspy_and_scipy(digits, mlp):
     """min_violation's LP passed to highspy directly gives scipy's optimum (same HiGHS, same model)."""
-    from bench.methods.prune.lp import PolytopeLP, min_violation
+    from bench.methods.prune.lp import PolytopeLP
     from bench.methods.prune.network import activation_region, split
+    from bench.methods.prune.violation import min_violation
 
     _, head = split(mlp)
     lo, hi = np.zeros(64), np.ones(64)

@@ -17,9 +17,10 @@ from bench.core.recipe import build_recipe
 from bench.datasets.digits import Digits
 from bench.methods.prune import Prune
 from bench.methods.prune.certify import check
-from bench.methods.prune.lp import Clock, PolytopeLP, min_violation, violation_floor
+from bench.methods.prune.lp import Clock, PolytopeLP
 from bench.methods.prune.modules import Patch
 from bench.methods.prune.network import activation_region, split
+from bench.methods.prune.violation import min_violation, violation_floor
 from bench.nn.nets import MLP
 from bench.nn.training import accuracy, fit
 

@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from bench.methods.prune.crash import dual_guesses, guess_basis
-from bench.methods.prune.lp import Clock, PolytopeLP, dual_upper, highspy, rows_patch
+from bench.methods.prune.duals import dual_upper
+from bench.methods.prune.lp import Clock, PolytopeLP, highspy
 from bench.methods.prune.network import activation_region, split
+from bench.methods.prune.patches import rows_patch
 from bench.nn.nets import MLP
 
 pytestmark = pytest.mark.skipif(highspy is None, reason="the guessed start is a highspy feature")
@@ -170,7 +172,8 @@ def separation():
 
 
 def test_the_violation_guess_is_a_sound_witness(separation):
-    from bench.methods.prune.lp import floor_from_witness, min_violation, violation_guess
+    from bench.methods.prune.duals import floor_from_witness
+    from bench.methods.prune.violation import min_violation, violation_guess
 
     A, b, reg = separation
     lp = _lp(reg)
@@ -189,10 +192,11 @@ def test_violation_floor_skips_the_exact_lp_only_where_the_guess_proves_the_need
     useless (a zero guess, an LP bound of +inf): need at half the minimum is proved by
     ``violation_guess`` without the exact LP, with a witness the check accepts; need above the
     minimum cannot be proved, and the exact LP gives the minimum as before."""
-    from bench.methods.prune import lp as lpmod
+    from bench.methods.prune import violation
+    from bench.methods.prune.duals import floor_from_witness
 
     A, b, reg = separation
-    exact, _, _ = lpmod.min_violation(A, b, _lp(reg))
+    exact, _, _ = violation.min_violation(A, b, _lp(reg))
     need = share * exact
     monkeypatch.setattr(PolytopeLP, "CRASH_MIN_ENTRIES", 0)
     monkeypatch.setattr(PolytopeLP, "dual_guesses", lambda self, objs: np.zeros((len(np.atleast_2d(objs)), len(self.A))))
@@ -203,12 +207,12 @@ def test_violation_floor_skips_the_exact_lp_only_where_the_guess_proves_the_need
 
     monkeypatch.setattr(PolytopeLP, "maximize", useless)
     calls = []
-    real = lpmod.min_violation
-    monkeypatch.setattr(lpmod, "min_violation", lambda *a: calls.append(1) or real(*a))
-    best, (mu, lam) = lpmod.violation_floor(A, b, _lp(reg), reg.point, need=need, witness=True, ascent=False)
+    real = violation.min_violation
+    monkeypatch.setattr(violation, "min_violation", lambda *a: calls.append(1) or real(*a))
+    best, (mu, lam) = violation.violation_floor(A, b, _lp(reg), reg.point, need=need, witness=True, ascent=False)
     if share < 1:
         assert best >= need and calls == []
-        assert lpmod.floor_from_witness(A, b, reg.A, reg.b, reg.lo, reg.hi, mu, lam) >= need
+        assert floor_from_witness(A, b, reg.A, reg.b, reg.lo, reg.hi, mu, lam) >= need
     else:
         assert calls == [1] and abs(best - exact) <= 1e-7 * (1 + exact)
 
@@ -216,12 +220,13 @@ def test_violation_floor_skips_the_exact_lp_only_where_the_guess_proves_the_need
 def test_violation_floor_proves_from_the_guess_before_any_lp(separation, monkeypatch):
     """On a large region the subset bound min sum_S (a_j u - b_j) is first tried with the smoothed
     dual's multipliers (``PolytopeLP.dual_guesses``): at half the LP's value it is proved with no LP."""
-    from bench.methods.prune import lp as lpmod
+    from bench.methods.prune import violation
+    from bench.methods.prune.duals import floor_from_witness
 
     A, b, reg = separation
-    subset = lpmod.violation_floor(A, b, _lp(reg), reg.point, need=np.inf, exact=False)
+    subset = violation.violation_floor(A, b, _lp(reg), reg.point, need=np.inf, exact=False)
     monkeypatch.setattr(PolytopeLP, "CRASH_MIN_ENTRIES", 0)
     monkeypatch.setattr(PolytopeLP, "maximize", lambda *a, **k: pytest.fail("an LP was solved"))
-    best, (mu, lam) = lpmod.violation_floor(A, b, _lp(reg), reg.point, need=0.5 * subset, witness=True, ascent=False)
+    best, (mu, lam) = violation.violation_floor(A, b, _lp(reg), reg.point, need=0.5 * subset, witness=True, ascent=False)
     assert best >= 0.5 * subset > 0
-    assert lpmod.floor_from_witness(A, b, reg.A, reg.b, reg.lo, reg.hi, mu, lam) >= 0.5 * subset
+    assert floor_from_witness(A, b, reg.A, reg.b, reg.lo, reg.hi, mu, lam) >= 0.5 * subset

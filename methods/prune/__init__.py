@@ -1,7 +1,8 @@
 """PRUNE, the reference certifiable-unlearning method (installed as ``bench.methods.prune``).
 
 Importing this package imports no torch: ``Prune.unlearn`` loads the heavy modules
-(``network``, ``lp``, ``modules``, ``engine``, ``certify``, ``run``) when it runs.
+(``network``, ``lp``, ``duals``, ``violation``, ``patches``, ``modules``, ``engine``, ``certify``,
+``run``) when it runs.
 """
 
 from .method import Prune

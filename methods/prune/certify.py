@@ -26,11 +26,11 @@ the check from R's rows (its own, step 2) and the final patches' buffers, in one
 - From a *witness*: multipliers lam >= 0 on R's rows (and mu in [0, 1] on a support's rows) that
   the construction recorded from its LP duals (``PatchedModel._witness``, saved with the patches by
   ``PatchedModel.save`` and read back by ``load``, so a loaded model is checked as fast). Weak LP
-  duality turns any such multipliers into a valid bound by plain arithmetic (``lp.dual_upper``,
-  ``lp.floor_from_witness``): c.u <= lam.b + max over the box of (c - A^T lam).u for every u in R.
+  duality turns any such multipliers into a valid bound by plain arithmetic (``duals.dual_upper``,
+  ``duals.floor_from_witness``): c.u <= lam.b + max over the box of (c - A^T lam).u for every u in R.
   Nothing the construction computed is trusted: a wrong witness gives a weak bound, never a wrong
   one, and the check then falls back to
-- its own LPs over R (``lp.violation_floor`` and ``PolytopeLP.maximize``, HiGHS), as before.
+- its own LPs over R (``violation.violation_floor`` and ``PolytopeLP.maximize``, HiGHS), as before.
 
 Verifying a witness is a few matrix-vector products, so the check costs a fraction of the
 construction when the witnesses are there (without them, e.g. a file written before witnesses
@@ -54,10 +54,12 @@ import torch
 
 from bench.core.cache import tensor_digest
 
+from .duals import dual_upper, floor_from_witness
 from .engine import fully_active
-from .lp import Clock, PolytopeLP, dual_upper, floor_from_witness, violation_floor
+from .lp import Clock, PolytopeLP
 from .modules import PatchedModel
 from .network import head_module
+from .violation import violation_floor
 
 
 def _jacobian(f, u0: torch.Tensor, n: int) -> torch.Tensor:

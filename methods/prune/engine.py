@@ -23,9 +23,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .lp import PolytopeLP, bound_K, minimal_patch, rows_patch, violation_floor, violation_screens
+from .lp import PolytopeLP
 from .modules import Patch
 from .network import Head, Region, activation_box_region, activation_region, box_region
+from .patches import bound_K, minimal_patch, rows_patch
+from .violation import violation_floor, violation_screens
 
 
 def fully_active(patch: Patch, A: np.ndarray, b: np.ndarray, atol: float = 0.0) -> bool:

@@ -1,4 +1,4 @@
-"""Linear programs of PRUNE: bounds of affine functions over a region, and the affine patch.
+"""Linear programs of PRUNE: bounds of affine functions over a region (``PolytopeLP``).
 
 ``PolytopeLP`` holds one region {lo <= u <= hi, A u <= b} and maximises many objectives over it.
 It first drops rows the box already implies (max over the box of a.u <= b: closed form, so those
@@ -13,26 +13,10 @@ a basis guessed by a smoothed dual (``crash.py``), on every row, and the separat
 dual's multipliers as screens before their LPs (``violation_floor``). Without ``highspy`` every
 solve is a fresh ``scipy.optimize.linprog(method="highs")`` call (same solver, no warm start).
 
-Before any LP, ``violation_floor`` tries two closed-form screens that can only prove a bound, never
-decide against one: the multipliers of earlier solves on the same region (``PolytopeLP.bank_floor``)
-and a short Lagrangian dual ascent (``dual_ascent``), and on large regions the smoothed dual's
-multipliers (``PolytopeLP.dual_guesses``; ``violation_guess`` before the exact LP); every bound they
-give is re-derived with ``dual_upper`` (weak duality, with a rounding allowance), the same
-arithmetic the independent check uses to verify witnesses. An LP is solved only where none proves
-what the caller needs.
-
-Patch constructions (REASSURE's point-wise repair, Fu & Li, ICLR 2022: the LP of ``Repair.py`` or
-the per-row construction of its ``ICLR/tools`` code), for target t and margin eps:
-
-- ``rows`` (REASSURE's per-row construction, ``LinearPatchNN``/``OneDimLinearTransform`` in
-  BU-DEPEND-Lab/REASSURE ``ICLR/tools/build_PNN.py``): the specification rows are
-  P_j = e_j - e_t (j != t), with q_l = -inf and q_u = -eps. With q_l = -inf the one-dimensional map
-  of row j has scale 1 and shift beta_j = min(0, -eps - max_R P_j f), so only the upper bound of each
-  row is needed (C - 1 LPs, not 2 (C - 1)). Completing P with the all-ones row (its orthogonal
-  complement) and inverting gives a constant patch d with d_j - d_t = beta_j and sum(d) = 0; c = 0.
-- ``minimal`` (REASSURE's LP, ``repair_via_LP`` in ``REASSURE/Repair.py``): minimise H subject to
-  |c_k u + d_k| <= H and P((F + c) u + e + d) <= -eps for all u in R, each "for all" written with
-  LP duality (lambda >= 0, A^T lambda = alpha, b^T lambda <= gamma0), solved with scipy's HiGHS.
+The rest of PRUNE's LP work lives beside it: the closed-form bounds from multipliers by weak duality
+and the bank of earlier solves' multipliers that ``PolytopeLP`` keeps (``duals.py``), the bounds of
+a support's total violation for the separation (``violation.py``) and the affine patch
+constructions (``patches.py``).
 """
 
 from __future__ import annotations
@@ -47,6 +31,8 @@ try:  # optional: warm-started re-solves; scipy's linprog (the same HiGHS) other
     import highspy
 except ImportError:  # pragma: no cover - depends on the environment
     highspy = None
+
+from .duals import DualBank
 
 
 class LPError(RuntimeError):
@@ -106,7 +92,7 @@ def box_redundant(A: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarray) 
     return top <= b
 
 
-class PolytopeLP:
+class PolytopeLP(DualBank):
     """max c.u over {lo <= u <= hi, A u <= b} for many objectives c (see the module docstring)."""
 
     def __init__(self, A, b, lo, hi, clock: Clock | None = None, backend: str = "auto", point=None,
@@ -146,10 +132,6 @@ class PolytopeLP:
                 slack = (self.b - self.A @ self.point) / np.where(norms > 0, norms, 1.0)
                 self.active[np.argsort(slack, kind="stable")[: self.LAZY_START]] = True
 
-    BANK = 256  # multipliers of earlier solves kept for violation_floor's closed-form bounds
-    #: scalings of a banked multiplier vector tried for a new objective (a dual-feasible lam stays
-    #: dual-feasible scaled by s >= 0; the best scale depends on the objective's size)
-    BANK_SCALES = np.array([0.25, 0.5, 1.0, 2.0, 4.0])
     LAZY_START = 64  # rows to start from
     LAZY_ADD = 64  # most violated rows added per round
     #: ``threads`` > 1 splits the objectives only over regions of at least this many row entries: on
@@ -299,31 +281,6 @@ class PolytopeLP:
                 self.__dict__[key] = np.sort(np.argsort(slack, kind="stable")[:rows])
         return self.__dict__[key]
 
-    def bank_add(self, lam: np.ndarray) -> None:
-        """Keep the multipliers ``lam`` (over the rows as given, as ``multipliers`` returns them)."""
-        own = np.asarray(lam, np.float64)[self.rows]
-        if not own.any():
-            return
-        self._bank_lam = np.concatenate([own[None], self._bank_lam])[: self.BANK]
-        self._bank_M = np.concatenate([(own @ self.A)[None], self._bank_M])[: self.BANK]
-        self._bank_b = np.concatenate([[own @ self.b], self._bank_b])[: self.BANK]
-
-    def bank_floor(self, a: np.ndarray):
-        """A lower bound of min over the region of a.u from the banked multipliers, without an LP:
-        for lam >= 0, a.u = (a + A^T lam).u - lam.(A u) >= min over the box of (a + A^T lam).u - lam.b
-        on the region (weak duality), for every banked lam and every scale in ``BANK_SCALES``.
-        Returns (a screening value, the multipliers over the rows as given) or (-inf, None); the
-        caller re-derives the bound with ``dual_upper`` (with its rounding allowance) from them."""
-        if not len(self._bank_b):
-            return -np.inf, None
-        s = self.BANK_SCALES[:, None, None]
-        r = a[None, None, :] + s * self._bank_M[None]  # (scales, bank, d)
-        vals = np.minimum(r * self.lo, r * self.hi).sum(-1) - s[..., 0] * self._bank_b[None]
-        k = np.unravel_index(int(np.argmax(vals)), vals.shape)
-        lam = np.zeros(self.n_rows)
-        lam[self.rows] = self.BANK_SCALES[k[0]] * self._bank_lam[k[1]]
-        return float(vals[k]), lam
-
     def multipliers(self) -> np.ndarray:
         """Multipliers lambda >= 0 of the last solve, one per row of the region as given (zero for
         rows dropped or never added), sign-normalised: a hint for ``dual_upper`` (which accepts any
@@ -438,409 +395,3 @@ class PolytopeLP:
                          threads=self.threads)
         sub.n_rows, sub.rows = self.n_rows, self.rows[keep][sub.rows]
         return sub
-
-
-def rows_patch(lp: PolytopeLP, F: np.ndarray, e: np.ndarray, target: int, eps: float, duals: list | None = None):
-    """REASSURE's per-row construction for "argmax = target with margin eps on the region":
-    returns (c, d) with c = 0 (see the module docstring). If ``duals`` is a list, the multipliers of
-    the C - 1 LPs (rows j != target in order) are appended to it (hints for the check)."""
-    C, dim = F.shape
-    others = [j for j in range(C) if j != target]
-    # a row whose maximum is at most -eps needs no correction (beta = 0) whatever the exact value:
-    # its lazy rounds stop at the first upper bound that shows it (the same patch, fewer solves)
-    margin = np.broadcast_to(np.asarray(eps, np.float64), (len(others),))
-    top, lams = lp.maximize(F[others] - F[target], duals=True, enough=-margin - (e[others] - e[target]),
-                            guessed_start=True)
-    if duals is not None:
-        duals.append(lams)
-    upper = top + (e[others] - e[target])
-    beta = np.minimum(0.0, -eps - upper)
-    d = np.zeros(C)
-    d[target] = -beta.sum() / C
-    d[others] = beta + d[target]
-    return np.zeros((C, dim)), d
-
-
-def minimal_patch(lp: PolytopeLP, F: np.ndarray, e: np.ndarray, target: int, eps: float):
-    """REASSURE's minimal affine patch by LP duality (see the module docstring): returns (c, d)."""
-    from scipy import sparse
-    from scipy.optimize import linprog
-
-    C, dim = F.shape
-    A = np.concatenate([lp.A, np.eye(dim), -np.eye(dim)])
-    b = np.concatenate([lp.b, lp.hi, -lp.lo])
-    m = len(A)
-    others = [j for j in range(C) if j != target]
-    nb = 2 * C + len(others)  # dual blocks: |p_k| <= H upper and lower, then one per spec row
-    n_c, n_d = C * dim, C
-    i_d, i_h, i_lam = n_c, n_c + n_d, n_c + n_d + 1
-    nvar = i_lam + nb * m
-    lam_eq = sparse.kron(sparse.eye(nb), sparse.csr_matrix(A.T))  # (nb*dim, nb*m)
-    # coefficient of c in each block's equality A^T lambda (+-) c_k ... = rhs
-    rows_c = []
-    for k in range(C):
-        rows_c.append(sparse.kron(sparse.csr_matrix(([1.0], ([0], [k])), shape=(1, C)), -sparse.eye(dim)))
-    for k in range(C):
-        rows_c.append(sparse.kron(sparse.csr_matrix(([1.0], ([0], [k])), shape=(1, C)), sparse.eye(dim)))
-    for j in others:
-        sel = sparse.csr_matrix(([-1.0, 1.0], ([0, 0], [j, target])), shape=(1, C))
-        rows_c.append(sparse.kron(sel, sparse.eye(dim)))
-    c_eq = sparse.vstack(rows_c)  # (nb*dim, C*dim)
-    A_eq = sparse.hstack([c_eq, sparse.csr_matrix((nb * dim, n_d + 1)), lam_eq]).tocsr()
-    b_eq = np.concatenate([np.zeros(2 * C * dim)] + [F[j] - F[target] for j in others])
-    # inequalities: b^T lambda_k (+ d terms) - H <= rhs
-    A_ub = sparse.lil_matrix((nb, nvar))
-    b_ub = np.zeros(nb)
-    for k in range(nb):
-        A_ub[k, i_lam + k * m: i_lam + (k + 1) * m] = b
-    for k in range(C):
-        A_ub[k, i_d + k], A_ub[k, i_h] = 1.0, -1.0
-        A_ub[C + k, i_d + k], A_ub[C + k, i_h] = -1.0, -1.0
-    for r, j in enumerate(others):
-        A_ub[2 * C + r, i_d + j], A_ub[2 * C + r, i_d + target] = 1.0, -1.0
-        b_ub[2 * C + r] = -eps - e[j] + e[target]
-    bounds = [(None, None)] * (n_c + n_d) + [(0, None)] + [(0, None)] * (nb * m)
-    cost = np.zeros(nvar)
-    cost[i_h] = 1.0
-    start = time.perf_counter()
-    res = linprog(cost, A_ub=A_ub.tocsr(), b_ub=b_ub, A_eq=A_eq, b_eq=b_eq, bounds=bounds, method="highs")
-    lp.clock.seconds += time.perf_counter() - start
-    lp.clock.solves += 1
-    if res.status != 0:
-        raise LPError(f"minimal patch LP: {res.message}")
-    x = res.x
-    return x[:n_c].reshape(C, dim), x[i_d:i_d + n_d]
-
-
-def dual_upper(c: np.ndarray, A: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarray,
-               lam: np.ndarray | None) -> float:
-    """An upper bound of max c.u over {A u <= b, lo <= u <= hi} from any multipliers lam >= 0 (weak
-    LP duality: c.u = (c - A^T lam).u + lam.(A u) <= max over the box of (c - A^T lam).u + lam.b),
-    less nothing and plus a rounding allowance. Sound whatever lam is: an LP solver's duals make it
-    the optimum, anything else only a weaker bound. Negative entries of lam are taken as 0."""
-    if lam is None or not len(A):
-        r, top = c, 0.0
-        lam = np.zeros(0)
-    else:
-        lam = np.maximum(lam, 0.0)
-        r = c - lam @ A
-        top = float(lam @ b)
-    box = float(np.maximum(r * lo, r * hi).sum())
-    scale = np.maximum(np.abs(lo), np.abs(hi))
-    size = np.abs(c) @ scale + (lam @ np.abs(b) + lam @ (np.abs(A) @ scale) if len(lam) else 0.0)
-    return top + box + 1e-12 * (len(c) + len(lam) + 1) * float(size)
-
-
-def floor_from_witness(A: np.ndarray, b: np.ndarray, RA: np.ndarray, Rb: np.ndarray, lo: np.ndarray,
-                       hi: np.ndarray, mu: np.ndarray, lam: np.ndarray | None) -> float:
-    """A lower bound of min over {RA u <= Rb, lo <= u <= hi} of V(u) = sum_j [a_j u - b_j]_+ from a
-    witness (mu in [0, 1]^rows of A, lam >= 0): [v]_+ >= mu_j v for mu_j in [0, 1], so
-    V(u) >= mu.(A u - b) >= -dual_upper(-A^T mu, ...) - mu.b; and V >= 0."""
-    mu = np.clip(mu, 0.0, 1.0)
-    return max(0.0, -dual_upper(-(mu @ A), RA, Rb, lo, hi, lam) - float(mu @ b)
-               - 1e-12 * len(b) * float(np.abs(b) @ mu + 1.0))
-
-
-def dual_ascent(a: np.ndarray, A: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarray, want: float,
-                iters: int = 100, patience: int = 25):
-    """Multipliers lam >= 0 whose Lagrangian bound of min a.u over {A u <= b, lo <= u <= hi},
-    g(lam) = min over the box of (a + A^T lam).u - lam.b (weak duality: g(lam) <= the minimum for
-    every lam >= 0), reaches ``want``; None if ``iters`` steps do not get there.
-
-    Projected supergradient ascent with Polyak's step towards ``want`` + 1 (B. T. Polyak,
-    "Minimization of unsmooth functionals", USSR Comput. Math. & Math. Phys. 9, 1969; the
-    Lagrangian relaxation of M. L. Fisher, Management Science 27, 1981): the box minimiser x(lam)
-    is closed form and A x(lam) - b a supergradient, so a step costs two products with A and no LP.
-    It gives up after ``iters`` steps, or when ``patience`` steps raised the best bound by less
-    than 5% of the remaining gap. Whatever it returns, the caller re-derives the bound with ``dual_upper`` (sound for any
-    lam >= 0, with a rounding allowance), so this only decides whether an LP is needed."""
-    lam, ok = dual_ascent_many(np.asarray(a, np.float64)[None], A, b, lo, hi, np.array([float(want)]), iters, patience)
-    return lam[0] if ok[0] else None
-
-
-def dual_ascent_many(a: np.ndarray, A: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarray,
-                     want: np.ndarray, iters: int = 100, patience: int = 25) -> tuple[np.ndarray, np.ndarray]:
-    """``dual_ascent`` for many objectives at once: a (B, d); the rows A (m, d) and b (m,) shared by
-    all, or A (B, m, d) and b (B, m) one set per objective (rows of zeros with b = 0 pad a shorter
-    set: they keep their multiplier at 0); want (B,). Returns (lam (B, m), ok (B,)): the multipliers
-    of each objective where its bound reached ``want`` (``ok``), the same steps and stopping rules
-    as ``dual_ascent`` applied to each objective on its own, as a few matrix products per step
-    instead of a Python loop per objective (the screens of many pairs cost little more than one)."""
-    a = np.asarray(a, np.float64)
-    B = len(a)
-    shared = A.ndim == 2
-    lam_out = np.zeros((B, A.shape[-2]))
-    ok = np.zeros(B, dtype=bool)
-    # the objectives still stepping, compacted whenever some stop (gathering the stacked rows of
-    # every objective at every step would cost more than the steps)
-    idx = np.arange(B)
-    lam = np.zeros((B, A.shape[-2]))
-    aa, ww = a, np.asarray(want, np.float64)
-    Ai, bi = A, b
-    best = np.full(B, -np.inf)
-    mark = np.full(B, -np.inf)
-    for step in range(iters):
-        if shared:
-            r = aa + lam @ Ai
-        else:
-            r = aa + np.matmul(lam[:, None, :], Ai)[:, 0]
-        x = np.where(r > 0, lo, hi)
-        g = (r * x).sum(1) - (lam @ bi if shared else (lam * bi).sum(1))
-        stop = g >= ww
-        ok[idx[stop]] = True
-        lam_out[idx[stop]] = lam[stop]
-        np.maximum(best, g, out=best)
-        if step and step % patience == 0:  # give up (to the LP) when the bound stalls
-            stop |= (best - mark) < 0.05 * (ww - best)
-            mark = best.copy()
-        sub = (x @ Ai.T - bi) if shared else (np.matmul(Ai, x[:, :, None])[:, :, 0] - bi)
-        sub[(lam <= 0) & (sub < 0)] = 0.0  # the projection keeps these at 0
-        norm = (sub * sub).sum(1)
-        stop |= norm == 0.0
-        move = ~stop
-        lam = np.maximum(0.0, lam + ((ww + 1.0 - g) / np.where(move, norm, 1.0))[:, None] * sub)
-        if stop.any():
-            if not move.any():
-                break
-            idx, lam, aa, ww, best, mark = idx[move], lam[move], aa[move], ww[move], best[move], mark[move]
-            if not shared:
-                Ai, bi = Ai[move], bi[move]
-    return lam_out, ok
-
-
-def violation_screens(pairs: list, need: np.ndarray, chunk: int = 64) -> list:
-    """Closed-form screens of many ``violation_floor`` questions at once: ``pairs`` is a list of
-    (A, b, lp, point) (support rows, region, a point of the region), ``need`` the bound each must
-    reach. Each pair gets the first round of ``violation_floor`` (S = the rows violated at the point:
-    the bound over the input box, then the Lagrangian dual ascent over the region's 128 nearest rows,
-    batched by ``dual_ascent_many``); returns per pair (L, (mu, lam)) where that proves L >= need
-    (L re-derived by ``dual_upper``, a witness ``floor_from_witness`` verifies), else None: the
-    caller asks ``violation_floor`` (its other screen, then LPs). A screen only proves: the decision
-    for a pair it proves is the one the LP would give."""
-    out: list = [None] * len(pairs)
-    todo = []  # (pair index, a, c0, S)
-    for k, (A, b, lp, point) in enumerate(pairs):
-        S = (A @ point - b) > 0
-        if not S.any() or not np.isfinite(need[k]):
-            continue
-        a, c0 = A[S].sum(0), b[S].sum()
-        low = float(np.minimum(a * lp.lo, a * lp.hi).sum() - c0)
-        if low >= need[k]:
-            out[k] = (low, (S.astype(np.float64), None))
-        else:
-            todo.append((k, a, c0, S))
-    if not todo:
-        return out
-    groups: dict = {}  # one dual ascent per region shared by several pairs, else stacked rows
-    for item in todo:
-        groups.setdefault(id(pairs[item[0]][2]), []).append(item)
-    shared = [g for g in groups.values() if len(g) > 1]
-    single = [g[0] for g in groups.values() if len(g) == 1]
-    batches = [(g, True) for g in shared] + [(single[i:i + chunk], False) for i in range(0, len(single), chunk)]
-    for part, same in batches:
-        lps = [pairs[k][2] for k, *_ in part]
-        nears = [lp.nearest(lp.ASCENT_ROWS) for lp in lps]
-        a = np.stack([it[1] for it in part])
-        want = np.array([need[k] + c0 for k, _, c0, _ in part])
-        lo, hi = lps[0].lo, lps[0].hi
-        if same:
-            lam, ok = dual_ascent_many(a, lps[0].A[nears[0]], lps[0].b[nears[0]], lo, hi, want)
-        else:
-            m = max(len(n) for n in nears)
-            As = np.zeros((len(part), m, a.shape[1]))
-            bs = np.zeros((len(part), m))
-            for j, (lp, near) in enumerate(zip(lps, nears)):
-                if not (np.array_equal(lp.lo, lo) and np.array_equal(lp.hi, hi)):
-                    raise ValueError("violation_screens: the regions of one batch must share the input box")
-                As[j, :len(near)], bs[j, :len(near)] = lp.A[near], lp.b[near]
-            lam, ok = dual_ascent_many(a, As, bs, lo, hi, want)
-        for j in np.nonzero(ok)[0]:
-            k, aj, c0, S = part[j]
-            lp, near = lps[j], nears[j]
-            full = np.zeros(lp.n_rows)
-            full[lp.rows[near]] = lam[j, :len(near)]
-            value = -dual_upper(-aj, lp.A, lp.b, lp.lo, lp.hi, full[lp.rows]) - c0
-            if value >= need[k]:
-                out[k] = (value, (S.astype(np.float64), full))
-    return out
-
-
-def violation_floor(A: np.ndarray, b: np.ndarray, lp: PolytopeLP, point: np.ndarray, need: float = np.inf,
-                    rounds: int = 1, exact: bool = True, witness: bool = False, ascent: bool = True):
-    """A lower bound L >= 0 of min over the region of ``lp`` of V(u) = sum_j [a_j u - b_j]_+ (the
-    total violation of the support rows (A, b)); it stops as soon as L >= ``need``. With
-    ``witness``, returns (L, (mu, lam)) such that ``floor_from_witness`` re-derives L (up to
-    rounding) from the region's rows alone (the independent check verifies it that way).
-
-    For any subset S of the rows, sum_{j in S} (a_j u - b_j) <= V(u), so min_R sum_S (a_j u - b_j)
-    (one LP) is a lower bound of min_R V, and so is 0. Start from S = the rows violated at
-    ``point`` (a point of the region); with ``rounds`` > 1, each further round takes S = the rows
-    violated at the previous LP's minimiser, which raises the bound where the first S let the
-    minimiser escape through rows outside S. One round is the default: where it does not prove
-    ``need``, the exact LP below is cheaper than more rounds (on the conformance kit's class
-    request, 649 of 736 such pairs went on to the exact LP after four rounds anyway; the decisions
-    are the same, since a round only proves ``need`` and the exact LP gives the minimum). Each bound is tried first in closed form over the input box, then by LP over the
-    region with lazily added rows (stopping as soon as the rows so far prove ``need``: a superset of
-    the region gives a valid bound); the best is returned.
-    If the bound is still under ``need`` and ``exact``, ``min_violation`` solves for min_R V itself.
-    ``ascent=False`` skips the first round's dual ascent (``violation_screens`` already ran it).
-    A support g = max(0, 1 - sum_j min(1, gamma [v_j]_+)) <= max(0, 1 - gamma L) on the region,
-    since sum_j min(1, gamma [v_j]_+) >= min(1, gamma V).
-    """
-    best, proof = 0.0, (np.zeros(len(b)), None)
-    S = (A @ point - b) > 0
-    tried = []
-    for _ in range(rounds):
-        if not S.any() or any(np.array_equal(S, t) for t in tried):
-            break
-        tried.append(S)
-        a, c0 = A[S].sum(0), b[S].sum()
-        low, lam = np.minimum(a * lp.lo, a * lp.hi).sum() - c0, None  # over the input box
-        x = None
-        if low < need and np.isfinite(need):
-            # multipliers of earlier solves on this region (other objectives): weak duality makes
-            # each a valid bound in closed form; one of them often proves ``need`` without an LP
-            screen, prev = lp.bank_floor(a)
-            if prev is not None and screen - c0 > low:
-                value = -dual_upper(-a, lp.A, lp.b, lp.lo, lp.hi, prev[lp.rows]) - c0
-                if value > low:
-                    low, lam = value, prev
-        if low < need and np.isfinite(need) and (ascent or tried[1:]):
-            # a few projected supergradient steps on the Lagrangian dual (``dual_ascent``): on
-            # digits they prove ``need`` for about 9 pairs in 10 at a third of an LP's cost
-            near = lp.nearest(lp.ASCENT_ROWS)
-            lam_a = dual_ascent(a, lp.A[near], lp.b[near], lp.lo, lp.hi, need + c0)
-            if lam_a is not None:
-                full = np.zeros(lp.n_rows)
-                full[lp.rows[near]] = lam_a
-                lam_a = full[lp.rows]
-                value = -dual_upper(-a, lp.A, lp.b, lp.lo, lp.hi, lam_a) - c0
-                if value > low:
-                    low, lam = value, full
-        if low < need and np.isfinite(need) and lp.crash:
-            # large regions: the smoothed dual's near-optimal multipliers (crash.py), a bound within
-            # a few % of the minimum in a fraction of an LP's time
-            lam_g = lp.dual_guesses(-a)[0]
-            value = -dual_upper(-a, lp.A, lp.b, lp.lo, lp.hi, lam_g) - c0
-            if value > low:
-                low, lam = value, np.zeros(lp.n_rows)
-                lam[lp.rows] = lam_g
-        if low < need:  # lazy rows: stops once the bound over the rows so far reaches need
-            value, where = lp.maximize(-a[None], points=True, enough=-need - c0 if np.isfinite(need) else None)
-            low, x, lam = -value[0] - c0, where[0], lp.multipliers()
-            lp.bank_add(lam)
-        if low > best:
-            best, proof = low, (S.astype(np.float64), lam)
-        if best >= need or x is None:
-            break
-        S = (A @ x - b) > 0
-    if best < need and exact and lp.crash:
-        # large regions: a witness (mu, lam) from the smoothed dual of min_violation's LP, checked
-        # by floor_from_witness (the check's own arithmetic); often proves ``need`` without that LP
-        mu, lam = violation_guess(A, b, lp)
-        value = floor_from_witness(A, b, lp.A, lp.b, lp.lo, lp.hi, mu, lam[lp.rows])
-        if value > best:
-            best, proof = value, (mu, lam)
-    if best < need and exact:
-        value, mu, lam = min_violation(A, b, lp)
-        if value > best:
-            best, proof = value, (mu, lam)
-    return (best, proof) if witness else best
-
-
-def violation_guess(A: np.ndarray, b: np.ndarray, lp: PolytopeLP):
-    """Multipliers (mu in [0, 1] per row of A, lam >= 0 per row of the region as given) for
-    ``floor_from_witness``, from ``crash.dual_guesses`` on ``min_violation``'s LP written as a
-    maximum over a box: max -sum_j s_j subject to a_j u - s_j <= b_j and the region's rows, with
-    s_j in [0, max over the box of [a_j u - b_j]_+] (a bound no optimum exceeds, so the same LP)."""
-    from .crash import dual_guesses
-
-    n, dim = A.shape
-    s_max = np.maximum(0.0, np.maximum(A * lp.lo, A * lp.hi).sum(1) - b)
-    G = np.zeros((n + len(lp.A), dim + n), np.float32)
-    G[:n, :dim], G[n:, :dim] = A, lp.A
-    G[np.arange(n), dim + np.arange(n)] = -1.0
-    c = np.concatenate([np.zeros(dim), -np.ones(n)])
-    guess = dual_guesses(c[None], G, np.concatenate([b, lp.b]), np.concatenate([lp.lo, np.zeros(n)]),
-                         np.concatenate([lp.hi, s_max]))[0]
-    lam = np.zeros(lp.n_rows)
-    lam[lp.rows] = guess[n:]
-    return np.clip(guess[:n], 0.0, 1.0), lam
-
-
-def min_violation(A: np.ndarray, b: np.ndarray, lp: PolytopeLP):
-    """min over the region of ``lp`` of V(u) = sum_j [a_j u - b_j]_+, exactly, as one LP with a slack
-    s_j >= max(0, a_j u - b_j) per row (HiGHS through scipy): min sum_j s_j subject to
-    a_j u - s_j <= b_j, the region's rows and its box, s >= 0. Returns (a value >= 0, less the
-    solver's tolerance, clipped at 0; mu; lam): the duals as a witness for ``floor_from_witness``."""
-    n, dim = A.shape
-    R = lp.A  # every row of the region (not only the lazily active ones)
-    if lp.backend == "highspy":
-        return _min_violation_highs(A, b, lp)
-    from scipy import sparse
-    from scipy.optimize import linprog
-
-    A_ub = sparse.vstack([sparse.hstack([sparse.csr_matrix(A), -sparse.eye(n)]),
-                          sparse.hstack([sparse.csr_matrix(R), sparse.csr_matrix((len(R), n))])]).tocsr()
-    b_ub = np.concatenate([b, lp.b])
-    bounds = np.concatenate([np.stack([lp.lo, lp.hi], 1), np.tile([0.0, np.inf], (n, 1))])
-    start = time.perf_counter()
-    res = linprog(np.concatenate([np.zeros(dim), np.ones(n)]), A_ub=A_ub, b_ub=b_ub, bounds=bounds, method="highs")
-    lp.clock.seconds += time.perf_counter() - start
-    lp.clock.solves += 1
-    if res.status != 0:
-        raise LPError(f"violation LP: {res.message}")
-    marg = np.abs(res.ineqlin.marginals)
-    lam = np.zeros(lp.n_rows)
-    lam[lp.rows] = marg[n:]
-    # HiGHS's optimum is feasible to ~1e-9 and optimal to its dual tolerance; report a bound under it
-    return max(0.0, float(res.fun) - 1e-9 * (1.0 + abs(float(res.fun)))), np.clip(marg[:n], 0, 1), lam
-
-
-def _min_violation_highs(A: np.ndarray, b: np.ndarray, lp: PolytopeLP):
-    """``min_violation``'s LP passed to highspy directly: the same model, without scipy's input
-    checks and sparse-matrix assembly (half of each call's time for the small LPs of PRUNE), solved
-    by the dual simplex without presolve."""
-    n, dim = A.shape
-    R = lp.A
-    start = time.perf_counter()
-    h = _new_highs()
-    h.setOptionValue("output_flag", False)
-    h.setOptionValue("threads", 1)
-    h.setOptionValue("presolve", "off")
-    h.setOptionValue("simplex_strategy", 1)
-    model = highspy.HighsLp()
-    model.num_col_, model.num_row_ = dim + n, n + len(R)
-    model.col_cost_ = np.concatenate([np.zeros(dim), np.ones(n)])
-    model.col_lower_ = np.concatenate([lp.lo, np.zeros(n)])
-    model.col_upper_ = np.concatenate([lp.hi, np.full(n, highspy.kHighsInf)])
-    model.row_lower_ = np.full(n + len(R), -highspy.kHighsInf)
-    model.row_upper_ = np.concatenate([b, lp.b])
-    from scipy.sparse import csc_matrix, hstack, vstack
-
-    M = csc_matrix(hstack([vstack([csc_matrix(A), csc_matrix(R)]),
-                           vstack([-csc_matrix(np.eye(n)), csc_matrix((len(R), n))])]))
-    model.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    model.a_matrix_.start_ = M.indptr
-    model.a_matrix_.index_ = M.indices
-    model.a_matrix_.value_ = M.data
-    model.a_matrix_.num_col_, model.a_matrix_.num_row_ = dim + n, n + len(R)
-    model.sense_ = highspy.ObjSense.kMinimize
-    h.passModel(model)
-    h.run()
-    status = h.getModelStatus()
-    lp.clock.seconds += time.perf_counter() - start
-    lp.clock.solves += 1
-    if status != highspy.HighsModelStatus.kOptimal:
-        raise LPError(f"violation LP: HiGHS {h.modelStatusToString(status)}")
-    marg = np.abs(np.asarray(h.getSolution().row_dual))
-    value = float(h.getInfo().objective_function_value)
-    lam = np.zeros(lp.n_rows)
-    lam[lp.rows] = marg[n:]
-    return max(0.0, value - 1e-9 * (1.0 + abs(value))), np.clip(marg[:n], 0, 1), lam
-
-
-def bound_K(c: np.ndarray, d: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> float:
-    """K = max_k max_{u in [lo, hi]} |c_k u + d_k| in closed form on a box."""
-    mid, half = (lo + hi) / 2, (hi - lo) / 2
-    return float(np.max(np.abs(c) @ half + np.abs(c @ mid + d))) if len(d) else 0.0

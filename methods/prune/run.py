@@ -14,9 +14,10 @@ from bench.core.errors import BenchError
 
 from .certify import check
 from .engine import Builder, Refusal
-from .lp import Clock, bound_K
+from .lp import Clock
 from .modules import PatchedModel
 from .network import features, head_module, split
+from .patches import bound_K
 
 
 def _bounds(model: PatchedModel, request, u: torch.Tensor, x_shape, margin: float):
