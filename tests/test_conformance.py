@@ -7,6 +7,7 @@ defect each; a small loss-threshold attack is defined here too, as a third party
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import re
 
@@ -344,6 +345,33 @@ class ReturnsProbabilities(_GA):
                                    torch.nn.Softmax(dim=1))
 
 
+class ReturnsNoisyModel(_GA):
+    """Its model applies F.dropout in a forward hook, active in eval mode: bench run fails every trial
+    of it; the kit failed it blaming a missing saved_header (found in review, 2026-12-07)."""
+
+    name = "returns-noisy-model"
+
+    def unlearn(self, model, request, params, ctx):
+        out = self.ascend(model, request.forget_x, request.forget_y, params, ctx.seed)
+        out.register_forward_pre_hook(lambda module, args: (torch.nn.functional.dropout(args[0], 0.5),))
+        return out
+
+
+class KeepsItsFirstResult(_GA):
+    """Keeps the first model it returns and returns it (or a copy) ever after: the kit passed it, and
+    bench run scored seed 0's unlearned model as seed 1's, exit 0 (found in review, 2026-12-07)."""
+
+    name = "keeps-its-first-result"
+
+    def __init__(self, copies: bool) -> None:
+        self.copies, self.kept = copies, []
+
+    def unlearn(self, model, request, params, ctx):
+        if not self.kept:
+            self.kept.append(self.ascend(model, request.forget_x, request.forget_y, params, ctx.seed))
+        return copy.deepcopy(self.kept[0]) if self.copies else self.kept[0]
+
+
 class PercentAttack(LossThresholdAUC):
     """Reports its AUC in percent: bench drops the attack's numbers in every trial; the kit passed it."""
 
@@ -574,8 +602,17 @@ def test_every_check_that_runs_the_method_catches_and_restores_a_leak_and_the_ne
     kit.check_method(SoundGA())  # after it, in the same process: every check passes
 
 
+def test_a_method_that_keeps_its_result_between_calls_is_caught():
+    _fails(kit.check_leaves_inputs_untouched, KeepsItsFirstResult(copies=False), r"a second call returned the model "
+                                                                                 r"the first call returned")
+    _fails(kit.check_leaves_inputs_untouched, KeepsItsFirstResult(copies=True), r"a single-point request returned the "
+                                                                                r"very weights a class request had")
+
+
 def test_catches_what_bench_run_refuses_although_the_kit_passed_it():
     _fails(kit.check_returns_module, ReturnsProbabilities(), r"gives probabilities .*drop the final softmax")
+    _fails(kit.check_returns_module, ReturnsNoisyModel(), r"the returned model gives other logits for the same inputs "
+                                                          r"in eval mode: randomness at evaluation")
     _fails(kit.check_attack_returns_finite_floats, PercentAttack(), r"metric 'auc' \(as 'percent-attack_auc'\) is \d+.*"
                                                                      r"rate in \[0, 1\] \(not a percentage\)")
     _fails(kit.check_load_returns_splits, GradDigits(), r"Splits\.train_x requires grad")

@@ -782,6 +782,25 @@ def test_a_returned_model_ending_in_a_softmax_is_refused():
         checked_eval("m", evaluate_model(torch.nn.Sequential(net, torch.nn.Softmax(dim=1)), data), 10, " on request 2")
 
 
+def test_a_returned_model_random_in_eval_mode_is_refused():
+    """A method whose returned model applied F.dropout in a forward hook (active in eval mode) scored
+    test_acc 0.797 against 0.960, exit 0; a model plugin with the same fault is refused at plan
+    time (found in review, 2026-12-07). The global generator is as it was after the check."""
+    from bench.run.trial import refuse_random_outputs
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(64, 10), torch.nn.Dropout(0.5))  # nn.Dropout: off in eval mode
+    x = torch.randn(20, 64)
+    state = torch.random.get_rng_state()
+    refuse_random_outputs("m", net, x)
+    assert torch.equal(torch.random.get_rng_state(), state) and net.training  # generator and mode put back
+    net.register_forward_pre_hook(lambda module, args: (torch.nn.functional.dropout(args[0], 0.5),))
+    with pytest.raises(BenchError, match=r"^Method 'm' returned a model that gives other logits for the same inputs in "
+                                         r"eval mode: randomness at evaluation .* on request 2\.$"):
+        refuse_random_outputs("m", net, x, " on request 2")
+    refuse_random_outputs("m", net, x[:1])  # one row: nothing to compare against (never refused)
+
+
 def test_an_attack_rate_outside_zero_one_is_refused():
     """An attack reporting an AUC of 1.7 or a TPR of -0.3 had it shown and stored as measured (found in
     review): names bench reads as rates must lie in [0, 1]; other names are free."""

@@ -124,6 +124,29 @@ def checked_eval(name: str, ev: ModelEval, classes: int, where: str = "") -> Mod
     return ev
 
 
+def refuse_random_outputs(name: str, model: torch.nn.Module, x: torch.Tensor, where: str = "") -> None:
+    """Refuse a returned model whose eval-mode logits change from one forward to the next, as the
+    plan refuses such a model plugin (``bench.run.model_probe``): a method whose model applied
+    ``F.dropout`` in a forward hook scored test_acc 0.797 against 0.960, exit 0 (found in review,
+    2026-12-07). Two forwards of eight test inputs, the global generators reseeded between them
+    and put back after; to a tolerance, as a GPU's kernels may round otherwise from call to call."""
+    if len(x) < 2:
+        return
+    from bench.nn.training import model_device, predict_logits
+
+    device = torch.device(model_device(model, x.device))
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), torch.no_grad():
+        torch.manual_seed(1)
+        first = predict_logits(model, x[:8])
+        torch.manual_seed(2)
+        second = predict_logits(model, x[:8])
+    if first.shape == second.shape and not torch.allclose(first, second, rtol=1e-4, atol=1e-5, equal_nan=True):
+        from bench.run.model_probe import EVAL_FLAWS
+
+        raise BenchError(f"Method '{name}' returned a model that {EVAL_FLAWS['random']}{where}.")
+
+
 def run_trial(spec: TrialSpec, payload: Payload, fetch: Callable[[Any], Any] = lambda v: v,
               report: Callable[[dict], None] | None = None) -> dict[str, float]:
     """Run one trial and return its metrics. ``report``, if given, receives the metrics of the
@@ -187,6 +210,7 @@ def _run_trial(spec: TrialSpec, payload: Payload, fetch: Callable[[Any], Any],
             out = unlearn_checked(method, spec.method, model, request, spec.params, ctx, where)
         _refuse_changed_contents(spec.method, given, digests, where)
         ev = checked_eval(spec.method, evaluate_model(out, data), splits.num_classes, where)
+        refuse_random_outputs(spec.method, out, data.test_x, where)
         metrics = compare_to_references(ev, step.original_eval, step.retrain_eval)
         metrics.update({"unlearn_seconds": m.seconds, "retrain_seconds": step.retrain_seconds,
                         "speedup_vs_retrain": step.retrain_seconds / max(m.seconds, 1e-9), **m.memory,

@@ -122,6 +122,16 @@ def _check_module(out: Any, setting: ToySetting, what: str) -> None:
               f"{(len(x), setting.num_classes)} ({what}).")
     if not torch.isfinite(logits).all():
         _fail(f"the returned model gives non-finite logits (NaN or inf) on the toy test inputs ({what}).")
+    from bench.run.model_probe import EVAL_FLAWS, eval_flaw
+
+    try:  # (the harness refuses a random one too: a dropout hook passed the kit blamed on saved_header)
+        out.eval()
+        with torch.random.fork_rng(devices=[]):
+            flaw = eval_flaw(out, x[:8])
+    finally:
+        out.train(was_training)
+    if flaw is not None:
+        _fail(f"the returned model {EVAL_FLAWS[flaw]} ({what}).")
     from bench.eval.evaluation import returns_probabilities
 
     if returns_probabilities(logits):  # bench run fails such a trial (bench.run.trial): the kit passed it

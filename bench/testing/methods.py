@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from bench.core.contracts import DATA_ACCESS
-from bench.core.method import has_own_training, load_saved, saved_header
+from bench.core.method import forget_kinds, has_own_training, load_saved, saved_header
 from bench.testing.base import (
     _SCRAMBLE,
     SEED,
@@ -137,7 +137,9 @@ def check_leaves_inputs_untouched(method, params=None) -> None:
     ``ctx``, the method's own ``default_params`` and torch's process-wide settings (grad mode,
     default dtype, threads, ...) are unchanged after the call; and a second
     call on a fresh copy of the original, with the same seed, gives bit-identical weights (no
-    state kept between calls)."""
+    state kept between calls), in a model of its own, and a single-point request (for a method
+    that takes one) then other weights than the class request's (no result kept from an earlier
+    call)."""
     params = _params(method, params)
     access, setting = _access(method, params), toy_setting()
     request, ctx = _request(setting, "class", access), _ctx(setting, access)
@@ -174,6 +176,26 @@ def check_leaves_inputs_untouched(method, params=None) -> None:
         _fail(f"a second call on a fresh copy of the original, with the same seed and the same global RNG state, gave "
               f"different weights ({diff}): the method keeps state between calls (on self, in module globals) or "
               f"reads something the first call changed.")
+    # a module-level cache of the first model returned passed every check, and bench run scored seed
+    # 0's unlearned model as seed 1's, exit 0 (found in review, 2026-12-07)
+    def pointers(net):
+        return {t.data_ptr() for t in net.state_dict().values() if t.numel()}
+
+    shared = pointers(first) & pointers(second)
+    if second is first or shared:
+        _fail("a second call returned the model the first call returned (or one sharing its tensors): the method "
+              "keeps its result between calls (on self, in module globals); return a model of this call's own.")
+    if "random" not in forget_kinds(method):  # (class requests only: no other forget set to give it)
+        return
+    # and a request of another forget set must not give the first call's changed weights back
+    other = _unlearn(method, setting, _request(setting, "single", access), copy.deepcopy(params_before),
+                     _ctx(setting, access), access, what="a single-point request")
+    _check_module(other, setting, "a single-point request")
+    given_state = _state(_original_copy(method, setting, params_before))
+    if _first_difference(_state(first), given_state) and _first_difference(_state(first), _state(other)) is None:
+        _fail("a single-point request returned the very weights a class request had returned (both moved from the "
+              "original): the method returns a model it kept from an earlier call (on self, in module globals), not "
+              "one unlearned from the request it was given.")
 
 
 @_check("method")
