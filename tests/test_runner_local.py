@@ -171,6 +171,38 @@ def test_a_model_with_another_output_width_fails_its_trial(workdir, shared_cache
             in kids.loc["narrow", "tags.bench.error"]), kids.loc["narrow", "tags.bench.error"]
 
 
+class KeepsItsResult:
+    """Returns the model of its first call in every later call (kept on itself)."""
+
+    name = "keeps"
+    description = "test method that keeps its first result"
+    requires = frozenset({"forget"})
+    default_params: dict = {}
+    search_space: dict = {}
+
+    def __init__(self) -> None:
+        self.kept = None
+
+    def unlearn(self, model, request, params, ctx):
+        if self.kept is None:
+            self.kept = model
+        return self.kept
+
+
+@pytest.mark.slow
+def test_a_model_kept_from_an_earlier_trial_fails_its_trial(workdir, shared_cache, boom_plugin, run_harness, trial_runs):
+    """A method that kept its first result and returned it ever after: the second seed's trial scored
+    the first seed's model, exit 0 (found in review, 2026-12-07)."""
+    boom_plugin(KeepsItsResult())
+    code, out = run_harness(workdir, methods="keeps", seeds=[0, 1], attacks="", recipe={"epochs": 5},
+                            cache_dir=str(shared_cache))
+    assert code == 1, out
+    kids = trial_runs(workdir).sort_values("params.seed")
+    assert list(kids["status"]) == ["FINISHED", "FAILED"], kids["status"]
+    assert kids["tags.bench.error"].iloc[1].startswith("bench.core.errors.BenchError: Method 'keeps' returned the very "
+                                                      "model object it returned in an earlier trial"), kids["tags.bench.error"].iloc[1]
+
+
 class InPlace:
     """Shifts the forget inputs in place: the harness would then evaluate on the shifted inputs.
     ``how``: by index assignment (torch counts it), or through ``.data``, a NumPy view or

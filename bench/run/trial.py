@@ -13,6 +13,7 @@ under Ray its values are object references fetched with ``ray.get``.
 from __future__ import annotations
 
 import copy
+import weakref
 from typing import Any, Callable
 
 import torch
@@ -124,6 +125,21 @@ def checked_eval(name: str, ev: ModelEval, classes: int, where: str = "") -> Mod
     return ev
 
 
+#: the models methods returned in this process's earlier trials (weakly held: a model nobody keeps
+#: goes): a method that returned one again had kept it (on itself, in a module global), and its
+#: metrics were that trial's model's, exit 0 (seed 0's unlearned model scored as seed 1's, found
+#: in review 2026-12-07). Within a trial, a continual request's method may return the model it is
+#: given, the previous request's result, changed in place: that is its own.
+_RETURNED_BEFORE: "weakref.WeakValueDictionary[int, torch.nn.Module]" = weakref.WeakValueDictionary()  # by id
+
+
+def refuse_kept_result(name: str, out: torch.nn.Module, where: str = "") -> None:
+    if _RETURNED_BEFORE.get(id(out)) is out:
+        raise BenchError(f"Method '{name}' returned the very model object it returned in an earlier trial{where}: it "
+                         f"keeps its result between calls (on self or in a module global), so this trial would score "
+                         f"that trial's model. Return a model unlearned in this call.")
+
+
 def refuse_random_outputs(name: str, model: torch.nn.Module, x: torch.Tensor, where: str = "") -> None:
     """Refuse a returned model whose eval-mode logits change from one forward to the next, as the
     plan refuses such a model plugin (``bench.run.model_probe``): a method whose model applied
@@ -209,6 +225,7 @@ def _run_trial(spec: TrialSpec, payload: Payload, fetch: Callable[[Any], Any],
         with measure(device) as m:
             out = unlearn_checked(method, spec.method, model, request, spec.params, ctx, where)
         _refuse_changed_contents(spec.method, given, digests, where)
+        refuse_kept_result(spec.method, out, where)
         ev = checked_eval(spec.method, evaluate_model(out, data), splits.num_classes, where)
         refuse_random_outputs(spec.method, out, data.test_x, where)
         metrics = compare_to_references(ev, step.original_eval, step.retrain_eval)
@@ -241,6 +258,7 @@ def _run_trial(spec: TrialSpec, payload: Payload, fetch: Callable[[Any], Any],
         results.append(metrics)
         model = out
 
+    _RETURNED_BEFORE[id(model)] = model  # the trial's last result (the earlier requests' are its inputs)
     final = dict(results[-1])
     if group.continual:
         for key in results[-1]:  # memory: the peak over every request
