@@ -537,6 +537,30 @@ def _busy(seconds: float) -> None:
         sum(range(1_000))
 
 
+@pytest.mark.parametrize("blocked", ["sleep", "lock"])
+def test_trial_timeout_stops_a_trial_blocked_in_a_system_call(blocked):
+    """A trial sleeping 120 s under --trial-timeout 8 was stopped only when the sleep returned, after
+    134 s, "ran longer than 8 s" (found in review, 2026-12-07): the exception waits for the next
+    Python instruction. In the main thread a signal now wakes the blocked call; its handler is put
+    back after. (In a process of its own: pytest-timeout holds SIGALRM here, and bench leaves a
+    handler it finds alone.)"""
+    import subprocess
+    import sys
+
+    code = ("import signal, threading, time\n"
+            "from bench.core.errors import BenchError\nfrom bench.run.deadline import run_with_deadline\n"
+            "held = threading.Lock()\nheld.acquire()\n"
+            f"body = {{'sleep': lambda: time.sleep(60), 'lock': held.acquire}}[{blocked!r}]\n"
+            "start = time.monotonic()\n"
+            "try:\n    run_with_deadline(0.3, 'x', body)\nexcept BenchError as exc:\n    print(exc)\n"
+            "print(round(time.monotonic() - start), signal.getsignal(signal.SIGALRM) == signal.SIG_DFL)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("x ran longer than --trial-timeout 0.3 s and was stopped"), done.stdout + done.stderr
+    seconds, restored = lines[1].split()
+    assert int(seconds) < 5 and restored == "True", lines  # (60 s before: the call's own end)
+
+
 def test_trial_timeout_leaves_a_trial_that_ends_in_time_alone():
     import time
 

@@ -5,9 +5,11 @@ A watchdog thread raises :class:`TrialTimeout` in the trial's own thread when th
 (CPython's ``PyThreadState_SetAsyncExc``, the mechanism behind ``KeyboardInterrupt`` in threads):
 the exception surfaces at the next Python instruction the trial runs, unwinds the trial like any
 error (its ``with`` blocks close) and fails that trial only, with the traceback of where it was.
-The worker then takes the next trial. A trial stuck inside one call into C that never returns (a
-deadlock in a native library) is not reached this way; every training loop, which returns to
-Python each step, is.
+The worker then takes the next trial. In the main thread (``--executor local``) a signal
+(:data:`WAKE_SIGNAL`) also wakes a trial blocked in a system call (a sleep, a socket, a lock, a
+subprocess wait). A trial stuck inside one call into C that never returns (a deadlock in a native
+library), or blocked in a Ray worker's thread, is not reached this way; every training loop, which
+returns to Python each step, is.
 
 The watchdog fires again each second while the trial goes on (a plugin's bare ``except:`` may
 swallow one), and only while the trial's own frame (:func:`_guarded`) is on its thread's stack: a
@@ -19,6 +21,7 @@ next trials' metrics, MLflow's writes, the test runner's own code).
 from __future__ import annotations
 
 import ctypes
+import signal
 import sys
 import threading
 from types import FrameType
@@ -91,10 +94,35 @@ def run_with_deadline(seconds: float | None, what: str, fn: Callable[..., T], *a
                                                    "again by the next trial." if dropped else "")) from exc
 
 
+#: The signal that wakes a trial blocked in a system call in the main thread (``--executor local``).
+WAKE_SIGNAL = getattr(signal, "SIGALRM", None)
+
+
+def _waker(target: int, frame: list, fired: threading.Event):
+    """In the main thread, where nothing else handles :data:`WAKE_SIGNAL`: install a handler that
+    raises :class:`TrialTimeout` once the time is up, and return the handler it replaced (to put
+    back); else None. The exception alone waits for the blocked call to return, as a signal's
+    handler runs only between Python instructions and a system call interrupted by a signal whose
+    handler returns is resumed (PEP 475): a trial sleeping 120 s under ``--trial-timeout 8`` was
+    stopped after 134 s (found in review, 2026-12-07). A Ray trial runs in a thread of its worker:
+    the exception alone reaches it."""
+    if (WAKE_SIGNAL is None or not hasattr(signal, "pthread_kill")
+            or threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(WAKE_SIGNAL) not in (signal.SIG_DFL, None)):
+        return None
+
+    def stop(signum, here) -> None:
+        if fired.is_set() and frame and _on_stack(target, frame[0]):
+            raise TrialTimeout
+
+    return signal.signal(WAKE_SIGNAL, stop) or signal.SIG_DFL
+
+
 def _guarded(seconds: float, fn: Callable[..., T], args: tuple) -> T:
     """Run ``fn`` with the watchdog on; the watchdog fires only while this frame is on the stack."""
     target, frame = threading.get_ident(), [sys._getframe()]  # (a list: emptied after, no cycle kept)
     done, fired = threading.Event(), threading.Event()
+    wake = _waker(target, frame, fired)
 
     def watch() -> None:
         wait = seconds
@@ -105,6 +133,8 @@ def _guarded(seconds: float, fn: Callable[..., T], args: tuple) -> T:
                 return
             fired.set()
             _raise_in(target, TrialTimeout)
+            if wake is not None:  # a blocking call (sleep, a socket, a lock) returns to Python at once
+                signal.pthread_kill(target, WAKE_SIGNAL)
             wait = 1.0
 
     watcher = threading.Thread(target=watch, name="bench-trial-deadline", daemon=True)
@@ -124,3 +154,5 @@ def _guarded(seconds: float, fn: Callable[..., T], args: tuple) -> T:
                 break
             except TrialTimeout:
                 continue
+        if wake is not None:  # no signal comes after the watchdog's end
+            signal.signal(WAKE_SIGNAL, wake)
