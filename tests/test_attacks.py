@@ -565,3 +565,27 @@ def test_svc_on_a_class_request_leaves_the_forgotten_class_out_of_the_test_set()
     # TA over the classes kept: the reference's misses on class 1 count only with the whole test set
     assert kept["avg_gap_mia"] == pytest.approx(0.0, abs=1e-12)
     assert whole["avg_gap_mia"] > 0.1
+
+
+def test_shadow_attacks_on_a_method_that_trains_its_own_original_are_warned_about():
+    """LiRA and RMIA compared SISA's ensemble (a vote share) with single-network shadows: scores near
+    0.5 from its output format, not forgetting, with no word (found in review, 2026-12-07)."""
+    from types import SimpleNamespace
+
+    from bench.core.plugins import get_registry
+    from bench.run.references import warn_shadow_attacks_on_own_originals
+
+    registry = get_registry()
+    attacks = {name: registry.get("attack", name) for name in ("loss", "lira", "rmia")}
+    said = []
+
+    def plan(*methods):
+        return SimpleNamespace(attacks=attacks, methods=[SimpleNamespace(name=m, obj=registry.get("method", m))
+                                                         for m in methods])
+
+    lines = warn_shadow_attacks_on_own_originals(plan("ft", "sisa"), lambda line, **k: said.append(line))
+    assert lines == said and len(lines) == 1
+    assert lines[0].startswith("warning: the attack(s) lira, rmia compare sisa's model, which it trains itself")
+    assert warn_shadow_attacks_on_own_originals(plan("ft", "ga"), said.append) == []
+    attacks.pop("lira"), attacks.pop("rmia")
+    assert warn_shadow_attacks_on_own_originals(plan("sisa"), said.append) == []

@@ -18,6 +18,7 @@ from bench.run.original import ORIGINAL_KEYS
 from bench.run.references import (
     ensure_references,
     warn_few_attack_points,
+    warn_shadow_attacks_on_own_originals,
     warn_recipe_mismatch,
     warn_untestable_classes,
 )
@@ -94,4 +95,5 @@ def prepare_references(plan, versions: dict, say: Callable[[str], None]) -> tupl
     warned = tuple(warn_recipe_mismatch(plan, payload, say))  # --original: does the recipe match?
     warned += tuple(warn_untestable_classes(plan, payload, say))  # class:K with no test point of K
     warned += tuple(warn_few_attack_points(plan, say))  # attacks' scores over a handful of positives
+    warned += tuple(warn_shadow_attacks_on_own_originals(plan, say))  # LiRA/RMIA on SISA's ensemble
     return (dataclasses.replace(payload, warnings=warned) if warned else payload), ref_rows, trained
