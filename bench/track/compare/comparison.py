@@ -106,6 +106,28 @@ def seed_notes(comp: Comparison) -> list[str]:
     return out
 
 
+def cost_notes(comp: Comparison) -> list[str]:
+    """A line per setting where ``cost_vs_retrain`` is shown for some methods and blank for others:
+    a method's trials (the latest measurement of each, ``--run all``) came from a run without a
+    ``retrain`` trial to time them against, and its cell was blank without a word (found in review,
+    2026-12-07)."""
+    if report.RUN_COST not in comp.columns:
+        return []
+    timed: dict[tuple, set[str]] = {}
+    untimed: dict[tuple, set[str]] = {}
+    for t in comp.trials:
+        if t.finished:
+            (timed if report.RUN_COST in t.metrics else untimed).setdefault(t.setting, set()).add(t.label)
+    out = []
+    for setting, labels in untimed.items():
+        blank = sorted(labels - timed.get(setting, set()))
+        if blank and setting in timed:
+            out.append(f"note: {report.RUN_COST} of {', '.join(blank)} on {'/'.join(setting)} is blank: its trials were "
+                       f"measured in a run without a retrain trial to time them against; add retrain to that run's "
+                       f"--methods, or compare one run (--run RUN_ID)")
+    return out
+
+
 def title(comp: Comparison) -> str:
     better = "higher" if comp.maximize else "lower"
     p = comp.target.info
