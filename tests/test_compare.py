@@ -154,10 +154,18 @@ def test_table_and_plot_logged_to_the_parent(store, invoke_bench):
 
     res = invoke_bench("compare", "--tracking-uri", store.uri, "--run", store.first[:8], cwd=store.root)
     assert res.returncode == 0, res.stderr
-    out = res.stdout
+    out, attacks = res.stdout.split("attacks on the forget set", 1)  # the ranked table, then the attacks' (as bench run)
     assert f"run {store.first[:8]} (first)" in out and "ranked by avg_gap (lower is better)" in out
     lines = {line.split("│")[2].strip(): [c.strip() for c in line.split("│")[1:-1]]
              for line in out.splitlines() if line.startswith("│")}
+    # the attacks' table: the methods' rows, their headline figures, no rank (bench compare showed none before)
+    cells = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[1:-1]]
+             for line in attacks.splitlines() if line.startswith("│")}
+    head = [c.strip() for c in next(line for line in attacks.splitlines() if line.startswith("┃")).split("┃")[1:-1]]
+    assert head[0] == "method" and {"loss_auc", "entropy_auc", "mia_efficacy"} <= set(head), head
+    assert set(cells) == {"retrain", "ft", "ga", "flaky"}
+    mean, std, n = _means(store.kids[store.first], "loss_auc")["ga"]
+    assert cells["ga"][head.index("loss_auc")] == f"{mean:.3f} ± {std:.3f}"
     assert set(lines) == {"original (reference)", "retrain (reference)", "retrain", "ft", "ga", "flaky"}
     header = [c.strip() for c in next(line for line in out.splitlines() if line.startswith("┃")).split("┃")[1:-1]]
     assert header[:2] == ["rank", "method"] and header[-1] == "trials" and "avg_gap" in header

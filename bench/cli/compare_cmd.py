@@ -111,6 +111,10 @@ def compare(experiment, tracking_uri, run_ref, fmt, objective, maximize, plot_pa
         # piped: wide enough for every column (at 200 the continual columns' headers were cut, js_to_retrain…)
         console = Console() if sys.stdout.isatty() else Console(width=400)
         report.render(comp.rows, console, comp.ranks, comp.columns, title=cmp.title(comp))
+        attack_cols = report.attack_columns(t.metrics for t in comp.trials if t.finished)
+        if attack_cols:  # as bench run prints it: the methods' rows (in rank order, unranked), retrain's the target
+            report.render([r for r in comp.rows if not report.is_reference(r)], console, None, attack_cols,
+                          title="attacks on the forget set (target: retrain's values)")
         if table is not None:  # 2 + 3 x 6 columns: wider than the summary
             published.render(table, comp.rows, Console() if sys.stdout.isatty() else Console(width=400))
     elif fmt == "markdown":
