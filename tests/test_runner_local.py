@@ -606,7 +606,8 @@ def test_a_trial_whose_clean_up_was_cut_short_leaves_no_watchdog_firing(monkeypa
             super().set()
 
     monkeypatch.setattr(deadline, "threading", types.SimpleNamespace(
-        Event=CutEvent, Thread=threading.Thread, get_ident=threading.get_ident))
+        Event=CutEvent, Thread=threading.Thread, get_ident=threading.get_ident, current_thread=threading.current_thread,
+        main_thread=threading.main_thread))
     with pytest.raises(RuntimeError, match="cut short"):
         deadline.run_with_deadline(0.2, "Trial t", sum, range(10))
     _busy(0.8)  # past the watchdog's time (0.2 s), when it fired into whatever ran next: none may land here

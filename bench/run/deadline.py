@@ -106,16 +106,33 @@ def _waker(target: int, frame: list, fired: threading.Event):
     handler returns is resumed (PEP 475): a trial sleeping 120 s under ``--trial-timeout 8`` was
     stopped after 134 s (found in review, 2026-12-07). A Ray trial runs in a thread of its worker:
     the exception alone reaches it."""
-    if (WAKE_SIGNAL is None or not hasattr(signal, "pthread_kill")
-            or threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(WAKE_SIGNAL) not in (signal.SIG_DFL, None)):
+    if (WAKE_SIGNAL is None or not hasattr(signal, "pthread_kill") or not hasattr(signal, "sigtimedwait")
+            or threading.current_thread() is not threading.main_thread()):
         return None
+    previous = signal.getsignal(WAKE_SIGNAL)
+    if previous not in (signal.SIG_DFL, None) and not getattr(previous, "bench_waker", False):
+        return None  # someone else's (pytest-timeout's, a plugin's alarm): left alone
 
     def stop(signum, here) -> None:
         if fired.is_set() and frame and _on_stack(target, frame[0]):
             raise TrialTimeout
 
-    return signal.signal(WAKE_SIGNAL, stop) or signal.SIG_DFL
+    stop.bench_waker = True  # (one a clean-up cut short left installed: inert, and taken again)
+    signal.signal(WAKE_SIGNAL, stop)
+    return signal.SIG_DFL if previous is None or getattr(previous, "bench_waker", False) else previous
+
+
+def _put_back(handler) -> None:
+    """Put ``handler`` back for :data:`WAKE_SIGNAL` once the watchdog has ended, taking first a
+    signal it sent that is not delivered yet: put back to the default with one pending, the
+    process would be killed by it."""
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {WAKE_SIGNAL})
+    try:
+        if WAKE_SIGNAL in signal.sigpending():
+            signal.sigtimedwait({WAKE_SIGNAL}, 0)
+        signal.signal(WAKE_SIGNAL, handler)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def _guarded(seconds: float, fn: Callable[..., T], args: tuple) -> T:
@@ -154,5 +171,5 @@ def _guarded(seconds: float, fn: Callable[..., T], args: tuple) -> T:
                 break
             except TrialTimeout:
                 continue
-        if wake is not None:  # no signal comes after the watchdog's end
-            signal.signal(WAKE_SIGNAL, wake)
+        if wake is not None:  # the watchdog has ended: no signal comes after this
+            _put_back(wake)
