@@ -842,7 +842,8 @@ def test_a_returned_model_ending_in_a_softmax_is_refused():
 def test_a_returned_model_random_in_eval_mode_is_refused():
     """A method whose returned model applied F.dropout in a forward hook (active in eval mode) scored
     test_acc 0.797 against 0.960, exit 0; a model plugin with the same fault is refused at plan
-    time (found in review, 2026-12-07). The global generator is as it was after the check."""
+    time (found in review, 2026-12-07). A model that draws no random number leaves the global
+    generator as it was."""
     from bench.run.trial import refuse_random_outputs
 
     torch.manual_seed(0)
