@@ -51,7 +51,8 @@ def test_a_ctrl_c_in_the_atexit_handlers_changes_nothing():
     done = _python(
         "import atexit, os, signal, sys\nfrom bench.cli import entry\n"
         "atexit.register(lambda: print('second handler ran'))\n"
-        "atexit.register(lambda: (os.kill(os.getpid(), signal.SIGINT), os.kill(os.getpid(), signal.SIGTERM)))\n"
+        "atexit.register(lambda: (os.kill(os.getpid(), signal.SIGINT), os.kill(os.getpid(), signal.SIGTERM),\n"
+        "                         os.kill(os.getpid(), signal.SIGHUP)))\n"
         "sys.argv = ['bench', '--version']\nentry()\n"
     )
     assert done.returncode == 0 and done.stderr == "", done.stderr

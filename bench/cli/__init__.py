@@ -96,11 +96,11 @@ def _interrupted() -> int:
 
 
 def _ignore_stops() -> None:
-    """SIGINT and SIGTERM ignored from here to the end of the process (main thread only)."""
+    """SIGINT, SIGTERM and SIGHUP ignored from here to the end of the process (main thread only)."""
     import signal
 
     if threading.current_thread() is threading.main_thread():
-        for stop in (signal.SIGINT, signal.SIGTERM):
+        for stop in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(stop, signal.SIG_IGN)
 
 
@@ -173,9 +173,10 @@ def _flush() -> None:
 
 
 def _stops_end_with(status: int) -> None:
-    """From here, Ctrl-C or SIGTERM ends the process at once with ``status`` (the command's, already
-    decided; its records are written): a SIGTERM just after `bench tune`'s last line, while the
-    process waited for other threads, killed it by the signal (found in review). Main thread only."""
+    """From here, Ctrl-C, SIGTERM or SIGHUP ends the process at once with ``status`` (the command's,
+    already decided; its records are written): a SIGTERM just after `bench tune`'s last line, while
+    the process waited for other threads, killed it by the signal (found in review). Main thread
+    only."""
     import signal
 
     if threading.current_thread() is not threading.main_thread():
@@ -185,5 +186,5 @@ def _stops_end_with(status: int) -> None:
         _flush()
         os._exit(status)
 
-    for stop in (signal.SIGINT, signal.SIGTERM):
+    for stop in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(stop, end)

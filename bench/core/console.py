@@ -254,9 +254,10 @@ class ProgressReporter:
                 self.bar_ids.clear()
 
 
-#: lists :func:`sigterm_as_interrupt`'s handler appends each SIGTERM (or SIGHUP) to (``bench.run.interrupts.noted_interrupts``
-#: registers one): the KeyboardInterrupt it raises is lost where the signal lands inside a weakref
-#: callback or a finalizer, and a background job (SIGINT ignored) has no SIGINT handler to note it
+#: lists :func:`sigterm_as_interrupt`'s handler appends each SIGTERM (or SIGHUP) to
+#: (``bench.run.interrupts.noted_interrupts`` registers one): the KeyboardInterrupt it raises is lost
+#: where the signal lands inside a weakref callback or a finalizer, and a background job (SIGINT
+#: ignored) has no SIGINT handler to note it
 TERM_LISTENERS: list[list[int]] = []
 
 
