@@ -12,9 +12,10 @@ import sys
 
 def entry() -> None:
     try:
-        from bench.core.console import sigterm_as_interrupt
+        from bench.core.stops import outlast_closed_output, sigterm_as_interrupt
 
         sigterm_as_interrupt()  # SIGTERM and SIGHUP as Ctrl-C for every command (run and tune install it again)
+        outlast_closed_output()  # a line that cannot be printed (terminal gone, pipe closed) stops nothing
         from bench.cli import entry as command
     except KeyboardInterrupt:
         sys.stderr.write("Interrupted.\n")

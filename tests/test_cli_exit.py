@@ -170,7 +170,7 @@ def test_a_hang_up_moves_the_terminal_streams_to_dev_null_and_keeps_files_and_pi
     runs, Ray's shutdown) must not fail on its lines. A stream redirected to a file keeps it."""
     done = _python(
         "import os, pty, sys\n"
-        "from bench.core.console import leave_hung_up_terminal\n"
+        "from bench.core.stops import leave_hung_up_terminal\n"
         "master, slave = pty.openpty()\n"
         "os.dup2(slave, 0)\nos.dup2(slave, 2)\n"  # stdin and stderr a terminal, stdout the pipe
         "before = os.fstat(1)\nleave_hung_up_terminal()\n"
@@ -195,3 +195,26 @@ def test_a_stop_after_the_outcome_is_recorded_keeps_the_commands_status(status):
         f"cli.run_cmd._run = lambda params_file, kw: {status}\n"
         "from bench.__main__ import entry\nsys.argv = ['bench', 'run']\nentry()\n")
     assert (done.returncode, done.stderr) == (status, ""), done.stderr
+
+
+def test_a_sighup_ignored_from_the_start_stays_ignored():
+    """`nohup bench run ... &` keeps a job alive past a logout: bench took the SIGHUP as a stop and
+    ended such a run at the logout (130, parent KILLED; found in review, 2026-12-07)."""
+    done = _python("import signal\nsignal.signal(signal.SIGHUP, signal.SIG_IGN)\n"
+                   "from bench.core.stops import sigterm_as_interrupt\nreplaced = sigterm_as_interrupt()\n"
+                   "print(signal.getsignal(signal.SIGHUP) == signal.SIG_IGN, signal.SIGTERM in replaced)\n")
+    assert done.stdout.split() == ["True", "True"], done.stdout + done.stderr
+
+
+def test_output_that_cannot_be_written_stops_nothing():
+    """A closed pipe (`bench run | head`, a `| tee` killed with the terminal) or a hung-up terminal
+    made a progress line raise: a run FAILED with exit 1 and no word, a sample's run left RUNNING
+    (found in review, 2026-12-07). The stream goes to /dev/null and the command goes on."""
+    code = ("import sys, time\nfrom bench.core.stops import outlast_closed_output\noutlast_closed_output()\n"
+            "time.sleep(0.5)\n"  # the reader has closed the pipe by now
+            "for i in range(20000):\n    print('line', i)\nsys.stdout.flush()\n"
+            "sys.stderr.write('went on\\n')\nsys.stderr.flush()\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # the reader is gone
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 0 and err == "went on\n", err

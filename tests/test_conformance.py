@@ -372,6 +372,42 @@ class KeepsItsFirstResult(_GA):
         return copy.deepcopy(self.kept[0]) if self.copies else self.kept[0]
 
 
+class SeededNoise(_GA):
+    """Adds noise drawn from ctx.seed to the weights it is given and ignores the request: a sanity
+    baseline, not a kept result."""
+
+    name = "seeded-noise"
+
+    def unlearn(self, model, request, params, ctx):
+        g = torch.Generator().manual_seed(ctx.seed)
+        with torch.no_grad():
+            for weight in model.parameters():
+                weight.add_(0.01 * torch.randn(weight.shape, generator=g))
+        return model
+
+
+_CONSTANT = torch.ones(10)
+
+
+class SharedConstant(_GA):
+    """Wraps its model with a module-level constant (never written) as a buffer: shared by every
+    returned model, legitimately."""
+
+    name = "shared-constant"
+
+    def unlearn(self, model, request, params, ctx):
+        class Scaled(torch.nn.Module):
+            def __init__(self, inner):
+                super().__init__()
+                self.inner = inner
+                self.register_buffer("scale", _CONSTANT)
+
+            def forward(self, x):
+                return self.inner(x) * self.scale
+
+        return Scaled(self.ascend(model, request.forget_x, request.forget_y, params, ctx.seed))
+
+
 class PercentAttack(LossThresholdAUC):
     """Reports its AUC in percent: bench drops the attack's numbers in every trial; the kit passed it."""
 
@@ -603,10 +639,14 @@ def test_every_check_that_runs_the_method_catches_and_restores_a_leak_and_the_ne
 
 
 def test_a_method_that_keeps_its_result_between_calls_is_caught():
-    _fails(kit.check_leaves_inputs_untouched, KeepsItsFirstResult(copies=False), r"a second call returned the model "
-                                                                                 r"the first call returned")
-    _fails(kit.check_leaves_inputs_untouched, KeepsItsFirstResult(copies=True), r"a single-point request returned the "
-                                                                                r"very weights a class request had")
+    _fails(kit.check_leaves_inputs_untouched, KeepsItsFirstResult(copies=False), r"a second call returned the very "
+                                                                                 r"model object the first call returned")
+    _fails(kit.check_leaves_inputs_untouched, KeepsItsFirstResult(copies=True), r"a single-point request with another "
+                                                                                r"seed .* returned the very weights")
+    # no false alarm (found in review): a method blind to the request (seeded noise on the weights it is
+    # given), and one whose returned model shares a module-level constant tensor
+    kit.check_leaves_inputs_untouched(SeededNoise())
+    kit.check_leaves_inputs_untouched(SharedConstant())
 
 
 def test_catches_what_bench_run_refuses_although_the_kit_passed_it():

@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from bench.core.console import sigterm_as_interrupt
+from bench.core.stops import sigterm_as_interrupt
 from bench.run import executor
 
 
@@ -145,9 +145,9 @@ def test_a_sigterm_of_a_background_job_lost_in_a_finalizer_still_stops_the_run(m
     finally:
         signal.signal(signal.SIGINT, before_int)
     assert ran == ["t0"] and written == ["t0"] and out.interrupted and out.results.keys() == {0}
-    from bench.core import console
+    from bench.core import stops
 
-    assert console.TERM_LISTENERS == []  # the run's list was taken out again
+    assert stops.TERM_LISTENERS == []  # the run's list was taken out again
 
 
 class _CtrlC:

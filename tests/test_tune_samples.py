@@ -189,3 +189,29 @@ def test_the_in_order_searcher_hands_out_each_config_once_in_order(tmp_path):
     while (trial := generator.next_trial()) is not None:
         made.append(trial.config)
     assert made == [{"objective": "avg_gap", **c} for c in configs] and generator.is_finished()
+
+
+@pytest.mark.slow  # (imports Ray Tune)
+def test_a_sample_whose_end_tune_did_not_process_makes_the_search_interrupted():
+    """A stop that reached Tune as its last sample reported: the sample's result was counted, its run
+    left RUNNING, the search FINISHED with exit 0 (a hang-up during `bench tune`, found in review
+    2026-12-07). A sample counts once Tune processed its end (complete or error)."""
+    from types import SimpleNamespace
+
+    from bench.run.executor import Outcome, settle
+    from bench.run.progress import Progress
+
+    out = Outcome()
+    progress = Progress([_spec(lr=0.1)], {}, out, say=lambda *a, **k: None, total=3)
+    trials = [SimpleNamespace(config={"trial": 0, "pick": {"number": k, "sample": {"lr": 0.1 * (k + 1)}}},
+                              trial_id=str(k), error_file=None) for k in range(3)]
+    for trial in trials:
+        progress.on_trial_start(0, trials, trial)
+        progress.on_trial_result(0, trials, trial, {"avg_gap": 0.1, "unlearn_seconds": 1.0})
+    for trial in trials[:2]:  # the third's end never processed
+        progress.on_trial_complete(0, trials, trial)
+    settle(out, 3)
+    assert out.interrupted and sorted(out.results) == [0, 1]
+    whole = Outcome()
+    whole.results, whole.ended = {0: {}, 1: {}}, {0, 1}
+    assert not settle(whole, 2).interrupted and sorted(whole.results) == [0, 1]

@@ -16,7 +16,7 @@ from bench.core.errors import BenchError, RecordError
 
 class BenchGroup(click.Group):
     def main(self, args=None, *rest, **kwargs):
-        from bench.core.console import forget_status
+        from bench.core.stops import forget_status
         from bench.core.options import set_command_line
 
         set_command_line(sys.argv[1:] if args is None else list(args))  # recorded with the run (Tag.COMMAND)
@@ -86,7 +86,7 @@ def entry() -> None:
 def _interrupted() -> int:
     """The exit status of a command a Ctrl-C (SIGTERM, SIGHUP) stopped outside its own handling: 130
     and "Interrupted.", or, once its outcome is recorded, its own status, quietly."""
-    from bench.core.console import decided_status
+    from bench.core.stops import decided_status
 
     decided = decided_status()
     if decided is not None:

@@ -55,7 +55,7 @@ def reproduce(run_ref, experiment, tracking_uri, cache_dir, executor, rtol, atol
       bench reproduce 3f2a9c --cache-dir /tmp/empty-cache      (retrain the references too)
       bench reproduce 3f2a9c --executor local --rtol 1e-6
     """
-    from bench.core.console import decide_status, sigterm_handled_as_ctrl_c
+    from bench.core.stops import decide_status, sigterm_handled_as_ctrl_c
 
     with sigterm_handled_as_ctrl_c():
         code = decide_status(_reproduce(run_ref, experiment, tracking_uri, cache_dir, executor, rtol, atol, verbose, quiet))

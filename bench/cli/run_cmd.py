@@ -25,7 +25,7 @@ def run(params_file, **kw):
       bench run --preset digits-quick            (bench presets lists the protocols)
       bench run --preset salun-cifar10-random10 --dry-run
     """
-    from bench.core.console import decide_status, sigterm_handled_as_ctrl_c
+    from bench.core.stops import decide_status, sigterm_handled_as_ctrl_c
 
     with sigterm_handled_as_ctrl_c():  # a scheduler's kill ends the run as Ctrl-C does
         code = decide_status(_run(params_file, kw))

@@ -29,7 +29,7 @@ def tune(method, objective, num_samples, scheduler, seed, output, defaults_first
                     (runs samples 16..63 of the same search; after an interrupt, the unfinished ones)
       bench run --methods ga --params best-params-ga.json --seeds 0-4
     """
-    from bench.core.console import decide_status, sigterm_handled_as_ctrl_c
+    from bench.core.stops import decide_status, sigterm_handled_as_ctrl_c
     from bench.core.plugins import get_registry
     from bench.run.tune_space import check_tunable
     from bench.run.tuning import tune_method

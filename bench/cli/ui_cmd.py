@@ -25,7 +25,7 @@ _received: list[str] = []
 
 def _raise_stop(signum, frame):
     if signum == signal.SIGHUP:  # the terminal is gone: the clean-up's lines must not fail on it
-        from bench.core.console import leave_hung_up_terminal
+        from bench.core.stops import leave_hung_up_terminal
 
         leave_hung_up_terminal()
     _received.append(signal.Signals(signum).name)
@@ -88,7 +88,7 @@ def ui(ctx, tracking_uri, experiment, port, host, no_browser_hint, start_timeout
       bench ui --tracking-uri sqlite:////data/exp/mlflow.db --port 5050
       bench ui -e my-experiment --no-browser-hint
     """
-    from bench.core.console import lost_stops_unprinted
+    from bench.core.stops import lost_stops_unprinted
     from bench.track import ui as ui_lib
     from bench.track.store import shown_uri
 

@@ -100,12 +100,12 @@ WAKE_SIGNAL = getattr(signal, "SIGALRM", None)
 
 def _waker(target: int, frame: list, fired: threading.Event):
     """In the main thread, where nothing else handles :data:`WAKE_SIGNAL`: install a handler that
-    raises :class:`TrialTimeout` once the time is up, and return the handler it replaced (to put
-    back); else None. The exception alone waits for the blocked call to return, as a signal's
-    handler runs only between Python instructions and a system call interrupted by a signal whose
-    handler returns is resumed (PEP 475): a trial sleeping 120 s under ``--trial-timeout 8`` was
-    stopped after 134 s (found in review, 2026-12-07). A Ray trial runs in a thread of its worker:
-    the exception alone reaches it."""
+    raises :class:`TrialTimeout` once the time is up, and return (that handler, the one it replaced)
+    for :func:`_put_back`; else None. The exception alone waits for the blocked call to return, as
+    a signal's handler runs only between Python instructions and a system call interrupted by a
+    signal whose handler returns is resumed (PEP 475): a trial sleeping 120 s under
+    ``--trial-timeout 8`` was stopped after 134 s (found in review, 2026-12-07). A Ray trial runs
+    in a thread of its worker: the exception alone reaches it."""
     if (WAKE_SIGNAL is None or not hasattr(signal, "pthread_kill") or not hasattr(signal, "sigtimedwait")
             or threading.current_thread() is not threading.main_thread()):
         return None
@@ -119,18 +119,22 @@ def _waker(target: int, frame: list, fired: threading.Event):
 
     stop.bench_waker = True  # (one a clean-up cut short left installed: inert, and taken again)
     signal.signal(WAKE_SIGNAL, stop)
-    return signal.SIG_DFL if previous is None or getattr(previous, "bench_waker", False) else previous
+    return stop, (signal.SIG_DFL if previous is None or getattr(previous, "bench_waker", False) else previous)
 
 
-def _put_back(handler) -> None:
-    """Put ``handler`` back for :data:`WAKE_SIGNAL` once the watchdog has ended, taking first a
-    signal it sent that is not delivered yet: put back to the default with one pending, the
-    process would be killed by it."""
+def _put_back(wake) -> None:
+    """Put the handler :func:`_waker` replaced back for :data:`WAKE_SIGNAL` once the watchdog has
+    ended, taking first a signal it sent that is not delivered yet (put back to the default with one
+    pending, the process would be killed by it); unless the trial installed a handler of its own
+    meanwhile (a plugin's alarm, its timer maybe still armed: the default put over it killed the
+    process with "Alarm clock" between trials, found in review 2026-12-07), which stays."""
+    stop, handler = wake
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, {WAKE_SIGNAL})
     try:
-        if WAKE_SIGNAL in signal.sigpending():
-            signal.sigtimedwait({WAKE_SIGNAL}, 0)
-        signal.signal(WAKE_SIGNAL, handler)
+        if signal.getsignal(WAKE_SIGNAL) is stop:
+            if WAKE_SIGNAL in signal.sigpending():
+                signal.sigtimedwait({WAKE_SIGNAL}, 0)
+            signal.signal(WAKE_SIGNAL, handler)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
 
-from bench.core import console
+from bench.core import console, stops
 from bench.core.errors import BenchError, no_exit
 from bench.core.keys import ATTACK_ERRORS_KEY, is_loopback
 from bench.core.plugins import in_process_plugins
@@ -55,6 +55,7 @@ class Outcome:
         self.interrupted = False
         self.cut: int | None = None  # the trial an interrupt cut off (--executor local)
         self.log_path: str | None = None  # Tune's log (tracebacks), when not shown in the terminal
+        self.ended: set[int] = set()  # under Ray: the trials whose end Tune processed (complete or error)
 
 
 # -- in process ------------------------------------------------------------------------------
@@ -155,7 +156,7 @@ def start_ray(address: str | None, verbose: bool, say: Callable[..., None], num_
                 f"token, or RAY_AUTH_MODE=disabled on both sides). A head on 127.0.0.1 needs "
                 f"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 when it is started."
             ) from None
-        console.sigterm_as_interrupt()  # ray.init installed its own (sys.exit)
+        stops.sigterm_as_interrupt()  # ray.init installed its own (sys.exit)
         say(f"joined Ray cluster at {address} ({time.perf_counter() - t0:.1f}s)")
     else:
         previous = os.environ.get(DRIVER_ENV)
@@ -170,7 +171,7 @@ def start_ray(address: str | None, verbose: bool, say: Callable[..., None], num_
                 _ray_init(address="local", include_dashboard=False, num_cpus=local_cpus() if num_cpus is None else num_cpus,
                           _system_config={"prestart_worker_first_driver": False}, **kwargs)
         finally:
-            console.sigterm_as_interrupt()  # ray.init installed its own (sys.exit)
+            stops.sigterm_as_interrupt()  # ray.init installed its own (sys.exit)
             if previous is None:
                 os.environ.pop(DRIVER_ENV, None)
             else:
@@ -350,8 +351,17 @@ def run_ray(trials: list[TrialSpec], payload: Payload, *, cpus: float, gpus: flo
             restore_tune_log(*tune_log)
         if writer is not None:
             writer.close()
-    expected = len(trials) if search is None else len(search["samples"])
-    if len(out.results) + len(out.failures) < expected:  # failures are recorded by the progress callback
+    return settle(out, len(trials) if search is None else len(search["samples"]))
+
+
+def settle(out: Outcome, expected: int) -> Outcome:
+    """After Tune's ``fit``: a trial counts once Tune processed its end (its run then ended in
+    MLflow); with fewer than ``expected`` so, the run was interrupted, and a result whose end was not
+    processed is dropped (its run is marked KILLED with the rest). A stop that set Tune's flag as the
+    last sample reported left that sample's run RUNNING under a FINISHED search, exit 0 (a hang-up
+    during `bench tune`, 2 of 4 tries, found in review 2026-12-07)."""
+    if len(out.ended) < expected:  # failures are recorded by the progress callback
         out.interrupted = True
+        out.results = {i: r for i, r in out.results.items() if i in out.ended}
     return out
 

@@ -8,7 +8,7 @@ import threading
 from contextlib import contextmanager
 from typing import Callable
 
-from bench.core import console
+from bench.core import stops
 
 
 @contextmanager
@@ -57,10 +57,10 @@ def noted_interrupts():
     to exit 0 when it landed there, 2026-12-07), and the lost interrupt is not printed."""
     pressed: list[int] = []
     previous = signal.getsignal(signal.SIGINT)
-    # a SIGTERM (bench's handler, console.sigterm_as_interrupt) is noted too, SIGINT ignored or not
-    console.TERM_LISTENERS.append(pressed)
+    # a SIGTERM (bench's handler, stops.sigterm_as_interrupt) is noted too, SIGINT ignored or not
+    stops.TERM_LISTENERS.append(pressed)
     try:
-        with console.lost_stops_unprinted():
+        with stops.lost_stops_unprinted():
             if threading.current_thread() is not threading.main_thread() or previous is not signal.default_int_handler:
                 yield pressed  # a thread, a caller with its own handler, or SIGINT ignored (a background job)
                 return
@@ -76,7 +76,7 @@ def noted_interrupts():
             finally:
                 signal.signal(signal.SIGINT, previous)
     finally:
-        console.TERM_LISTENERS[:] = [other for other in console.TERM_LISTENERS if other is not pressed]
+        stops.TERM_LISTENERS[:] = [other for other in stops.TERM_LISTENERS if other is not pressed]
 
 
 def restore_sigint(handler) -> None:

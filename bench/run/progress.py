@@ -54,6 +54,7 @@ class Progress(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         i, tag, name = self._where(trial)
+        self.out.ended.add(i)
         took = time.perf_counter() - self.started.get(trial.trial_id, time.perf_counter())
         result = self.out.results.get(i, {})
         early = "" if "unlearn_seconds" in result else " (stopped early by the scheduler)"
@@ -62,6 +63,7 @@ class Progress(tune.Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         i, tag, name = self._where(trial)
+        self.out.ended.add(i)
         error = ""
         if trial.error_file and os.path.isfile(trial.error_file):
             with open(trial.error_file) as fh:

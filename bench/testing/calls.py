@@ -63,12 +63,20 @@ def _undeclared(request: ForgetRequest, ctx: MethodContext, access: frozenset[st
 
 
 def _unlearn(method, setting: ToySetting, request: ForgetRequest, params: dict, ctx: MethodContext,
-             access: frozenset[str], *, global_seed: int | None = None, what: str = "") -> Any:
+             access: frozenset[str], *, global_seed: int | None = None, what: str = "", nudged: bool = False) -> Any:
     """Call ``unlearn`` on a deep copy of the toy original after seeding the global generators
-    (with ``ctx.seed`` as the harness does, unless ``global_seed`` says otherwise)."""
+    (with ``ctx.seed`` as the harness does, unless ``global_seed`` says otherwise); ``nudged``: on
+    another original, the toy original with every floating-point weight moved by 1% noise."""
     _seed_globals(ctx.seed if global_seed is None else global_seed)
+    original = _original_copy(method, setting, params)
+    if nudged:
+        noise = torch.Generator().manual_seed(SEED + 1)
+        with torch.no_grad():
+            for weight in original.parameters():
+                if weight.is_floating_point():
+                    weight.add_(0.01 * weight.abs().mean() * torch.randn(weight.shape, generator=noise, dtype=weight.dtype))
     try:
-        return method.unlearn(_original_copy(method, setting, params), request, params, ctx)
+        return method.unlearn(original, request, params, ctx)
     except Exception as exc:
         hint = ""
         if isinstance(exc, (AttributeError, TypeError)) and "None" in str(exc):
