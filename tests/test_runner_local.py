@@ -985,3 +985,18 @@ def test_a_returned_model_of_another_dtype_is_refused_naming_it():
             return model
 
     unlearn_checked(Same(), "s", torch.nn.Sequential(torch.nn.Linear(4, 2)), request, {}, ctx)
+
+
+def test_with_a_trial_timeout_torchs_lazy_import_happens_before_the_clock_starts():
+    """A --trial-timeout that cut torch's import of torch._dynamo (an optimiser's first step) short
+    broke every later trial of the process (found in review, 2026-12-07): with a timeout, it is
+    imported before the trial's clock starts, and an optimiser step then imports nothing more."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch\nfrom bench.run.trial import import_lazy_torch\n"
+            "print('torch._dynamo' in sys.modules)\nimport_lazy_torch()\nbefore = set(sys.modules)\n"
+            "m = torch.nn.Linear(3, 2)\nopt = torch.optim.Adam(m.parameters())\nm(torch.ones(1, 3)).sum().backward()\n"
+            "opt.step()\nprint('torch._dynamo' in sys.modules, sorted(set(sys.modules) - before))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split("\n")[:2] == ["False", "True []"], done.stdout + done.stderr

@@ -319,11 +319,16 @@ def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False, t
 
             outcome = run_local(trials, payload, log_trial, say)
             if outcome.cut is not None:  # recorded KILLED, as under Ray: bench compare lost it (found in review)
-                try:
-                    tracking.log_local_trial(plan.tracking_uri, experiment_id, parent, trials[outcome.cut], None, None,
-                                             killed=True)
+                from bench.run.interrupts import held_interrupts
+
+                cut = trials[outcome.cut].trial_name
+                try:  # a second Ctrl-C just then waits for the write, as a finished trial's does
+                    with held_interrupts(f"recording the interrupted trial {cut} as KILLED in the MLflow store", say):
+                        tracking.log_local_trial(plan.tracking_uri, experiment_id, parent, trials[outcome.cut], None,
+                                                 None, killed=True)
                 except Exception as exc:  # noqa: BLE001 -- the interrupt's exit status stands; the record says less
-                    say(f"note: the interrupted trial {trials[outcome.cut].trial_name} is not in the store ({exc})")
+                    # (the exception's type too: an empty message said nothing, found in review)
+                    say(f"note: the interrupted trial {cut} is not in the store ({type(exc).__name__}: {exc})")
         reporter.close()  # no progress bar under the summary
         # back to plan positions, with the trials an earlier (resumed) run finished
         results = {ran[i]: m for i, m in outcome.results.items()}

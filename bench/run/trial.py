@@ -165,7 +165,17 @@ def run_trial(spec: TrialSpec, payload: Payload, fetch: Callable[[Any], Any] = l
     intermediate models a method passes to ``ctx.report`` (for schedulers such as ASHA; single
     requests only). With ``--trial-timeout`` (``payload.trial_timeout``) a trial still running
     past it is stopped and fails (``bench.run.deadline``)."""
+    if payload.trial_timeout:
+        import_lazy_torch()
     return run_with_deadline(payload.trial_timeout, f"Trial {spec.trial_name}", _run_trial, spec, payload, fetch, report)
+
+
+def import_lazy_torch() -> None:
+    """Import what torch imports at an optimiser's first step (``torch._dynamo``, 1.1 s; nothing
+    more after it) before a trial's ``--trial-timeout`` clock starts: a timeout that cut that import
+    short left torch half-initialised, and every later trial of the process failed ("Artifact of
+    type=pgo already registered", 3 of 3 tries with a 0.5 s timeout; found in review 2026-12-07)."""
+    import torch._dynamo  # noqa: F401
 
 
 def _run_trial(spec: TrialSpec, payload: Payload, fetch: Callable[[Any], Any],
