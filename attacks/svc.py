@@ -63,10 +63,9 @@ def heldout_points(ctx):
     (SalUn's class-wise protocol, module docstring), else all of them."""
     if not ctx.forgotten_classes:
         return ctx.test_x, ctx.test_y
-    import torch
+    from bench.eval.evaluation import of_classes
 
-    gone = torch.as_tensor(sorted(ctx.forgotten_classes), dtype=ctx.test_y.dtype, device=ctx.test_y.device)
-    keep = ~torch.isin(ctx.test_y, gone)
+    keep = ~of_classes(ctx.test_y, ctx.forgotten_classes)
     return ctx.test_x[keep], ctx.test_y[keep]
 
 

@@ -99,8 +99,10 @@ def _ignore_stops() -> None:
     """SIGINT, SIGTERM and SIGHUP ignored from here to the end of the process (main thread only)."""
     import signal
 
+    from bench.core.stops import stop_signals
+
     if threading.current_thread() is threading.main_thread():
-        for stop in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        for stop in stop_signals():
             signal.signal(stop, signal.SIG_IGN)
 
 
@@ -179,6 +181,8 @@ def _stops_end_with(status: int) -> None:
     only."""
     import signal
 
+    from bench.core.stops import stop_signals
+
     if threading.current_thread() is not threading.main_thread():
         return
 
@@ -186,5 +190,5 @@ def _stops_end_with(status: int) -> None:
         _flush()
         os._exit(status)
 
-    for stop in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    for stop in stop_signals():
         signal.signal(stop, end)

@@ -88,7 +88,7 @@ def ui(ctx, tracking_uri, experiment, port, host, no_browser_hint, start_timeout
       bench ui --tracking-uri sqlite:////data/exp/mlflow.db --port 5050
       bench ui -e my-experiment --no-browser-hint
     """
-    from bench.core.stops import lost_stops_unprinted
+    from bench.core.stops import lost_stops_unprinted, stop_signals
     from bench.track import ui as ui_lib
     from bench.track.store import shown_uri
 
@@ -101,7 +101,7 @@ def ui(ctx, tracking_uri, experiment, port, host, no_browser_hint, start_timeout
     if chosen != port:
         click.echo(f"port {port} is in use on {host}: using {chosen}")
 
-    handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    handled = stop_signals()
     previous = {s: signal.getsignal(s) for s in handled}
     # SIGINT too: a shell starts background jobs (`bench ui &`) with SIGINT ignored
     _received.clear()

@@ -50,6 +50,22 @@ def _stops():
     return tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
+def stop_signals() -> tuple:
+    """Every signal bench takes as a stop: SIGINT (Ctrl-C), SIGTERM and SIGHUP (where the platform has them)."""
+    import signal
+
+    return (signal.SIGINT, *_stops())
+
+
+def _to_devnull(fd: int) -> None:
+    """Point file descriptor ``fd`` at /dev/null (what C code or a child writes there is dropped too)."""
+    null = os.open(os.devnull, os.O_RDWR)
+    try:
+        os.dup2(null, fd)
+    finally:
+        os.close(null)
+
+
 def leave_hung_up_terminal() -> None:
     """Point the standard streams that were a terminal (a character device other than /dev/null) at
     /dev/null: after a hang-up (the terminal window closed, the ssh connection dropped) a write to it
@@ -58,20 +74,16 @@ def leave_hung_up_terminal() -> None:
     import stat
 
     try:
-        null_fd = os.open(os.devnull, os.O_RDWR)
+        null = os.stat(os.devnull).st_rdev
     except OSError:
         return
-    try:
-        null = os.fstat(null_fd).st_rdev
-        for fd in (0, 1, 2):
-            try:
-                st = os.fstat(fd)
-                if stat.S_ISCHR(st.st_mode) and st.st_rdev != null:
-                    os.dup2(null_fd, fd)
-            except OSError:  # closed: nothing to write to
-                continue
-    finally:
-        os.close(null_fd)
+    for fd in (0, 1, 2):
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISCHR(st.st_mode) and st.st_rdev != null:
+                _to_devnull(fd)
+        except OSError:  # closed: nothing to write to
+            continue
 
 
 class _Outlasting:
@@ -107,11 +119,7 @@ class _Outlasting:
             if getattr(self._stream, "name", None) == os.devnull:
                 return
             try:
-                null = os.open(os.devnull, os.O_WRONLY)
-                try:
-                    os.dup2(null, self._fd)  # what else writes there (C code, a child) is dropped too
-                finally:
-                    os.close(null)
+                _to_devnull(self._fd)
                 self._stream = open(os.devnull, "w")  # noqa: SIM115 -- for the rest of the process
             except OSError:
                 pass

@@ -108,6 +108,12 @@ def nonfinite_outputs(logits: dict[str, torch.Tensor]) -> str | None:
     return None
 
 
+def of_classes(y: torch.Tensor, classes) -> torch.Tensor:
+    """The mask of the labels ``y`` in ``classes`` (a class request's forgotten classes: the test
+    points left out of ``test_retain_class_acc`` and of the ``svc`` attack's class-wise test set)."""
+    return torch.isin(y, torch.as_tensor(sorted(classes), dtype=y.dtype, device=y.device))
+
+
 def evaluate_model(model: torch.nn.Module, data: EvalData) -> ModelEval:
     retain_logits = predict_logits(model, data.retain_x)
     forget_logits = predict_logits(model, data.forget_x)
@@ -126,8 +132,7 @@ def evaluate_model(model: torch.nn.Module, data: EvalData) -> ModelEval:
     if data.forget_class is not None:
         in_class = data.test_y == data.forget_class
         accs["test_forget_class_acc"] = _acc(test_logits[in_class], data.test_y[in_class])
-        gone = torch.isin(data.test_y, torch.as_tensor(sorted({data.forget_class, *data.forgotten_classes}),
-                                                       dtype=data.test_y.dtype, device=data.test_y.device))
+        gone = of_classes(data.test_y, {data.forget_class, *data.forgotten_classes})
         accs["test_retain_class_acc"] = _acc(test_logits[~gone], data.test_y[~gone])
     return ModelEval(
         accs=accs,

@@ -22,6 +22,7 @@ from bench.core.keys import Tag, plan_key
 from bench.core.options import RunOptions
 from bench.core.plugins import get_registry, plugin_versions
 from bench.run.checks import check_cluster_resources, failure_hint
+from bench.run.interrupts import held_interrupts
 from bench.run.plan import make_plan
 from bench.run.validate import validate_options
 from bench.track.provenance import package_versions
@@ -53,8 +54,6 @@ def close_run(client, experiment_id: str, parent: str, status: str, started_ray:
     more stops it): a second Ctrl-C just after the first left the parent run RUNNING until the next
     command reaped it (found in review, 2026-12-07). Returns the ``RecordError`` if the store refused
     (for the caller to raise once no other exception is on its way out), else None."""
-    from bench.run.interrupts import held_interrupts
-
     try:
         marking = f"marking the parent run {parent} {status} in the MLflow store"
         with held_interrupts(marking, say), tracking.recording(marking, then):
@@ -319,8 +318,6 @@ def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False, t
 
             outcome = run_local(trials, payload, log_trial, say)
             if outcome.cut is not None:  # recorded KILLED, as under Ray: bench compare lost it (found in review)
-                from bench.run.interrupts import held_interrupts
-
                 cut = trials[outcome.cut].trial_name
                 try:  # a second Ctrl-C just then waits for the write, as a finished trial's does
                     with held_interrupts(f"recording the interrupted trial {cut} as KILLED in the MLflow store", say):
