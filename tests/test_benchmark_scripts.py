@@ -54,8 +54,7 @@ def test_bench_tune_start_makes_every_config_three_ways():
 
 
 # -- the scripts behind the figures in README.md, docs/performance.md and docs/methods.md: each at its
-# smallest setting, so that a change of the core that breaks one shows here (bench_scaling.py and
-# bench_salun_table.py are left out: Ray runs at two CPU counts, and 38 s for the smallest table)
+# smallest setting, so that a change of the core that breaks one shows here
 
 def _ok(script: str, *args: str) -> str:
     done = _run(script, *args)
@@ -124,3 +123,30 @@ def test_bench_training_compares_the_harness_fit_with_a_plain_loop():
 def test_bench_run_times_a_cached_run_and_its_first_line():
     out = _ok("bench_run.py", "--methods", "ga", "--executor", "local")
     assert re.search(r"cached run: [0-9.]+ s wall \(target <= 20 s: (met|NOT met)\); first line after [0-9.]+ s", out), out
+
+
+def test_bench_scaling_prints_the_one_to_two_cpu_ratio(tmp_path):
+    """Its patches of the executor, the progress and the local tracking (the completion stamps) still
+    reach the calls a run makes: two trials at each CPU count through Ray."""
+    out = _ok("bench_scaling.py", "--trials", "2", "--epochs", "1")
+    assert re.search(r"speed-up 1 -> 2 CPUs: [0-9.]+x \(target >= 1.8x: (met|NOT met)\); Ray\+MLflow over "
+                     r"in-process: -?[0-9.]+ s/trial", out), out
+    assert re.search(r"steady state \(first to last trial finished\): in process [0-9.]+ s/trial", out), out
+    assert re.search(r"a fresh trial worker's imports: [0-9.]+ s \(ray [0-9.]+", out), out
+
+
+def test_bench_salun_table_runs_a_group_and_reports_it_again_from_mlflow(tmp_path):
+    """One group on the smallest setting: the group's rows hold numbers, the other group's rows are
+    dashes, and --report-only prints the same table from the store without running anything."""
+    common = ("--settings", "digits-mlp-random", "--seeds", "0", "--cache-dir", str(tmp_path / "cache"))
+    out = _ok("bench_salun_table.py", *common, "--groups", "family", "--out", str(tmp_path / "t.md"))
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in out.splitlines() if line.startswith("| ") and not line.startswith("| method")}
+    family = ["SCRUB", "Bad Teacher", "SSD", "LFSSD", "CF-k", "EU-k", "NegGrad+"]
+    assert all(len(rows[m]) == 7 and all(re.fullmatch(r"[0-9.]+", c) for c in rows[m]) for m in family), out
+    assert all(set(rows[m]) == {"\u2013"} for m in ("Retrain", "FT", "SalUn", "PRUNE")), out  # base: not run
+    assert "(Retrain in the family run: s " in out, out
+    again = _ok("bench_salun_table.py", *common, "--report-only")
+    table = out[out.index("| method"):]
+    assert again[again.index("| method"):] == table, again
+    assert table.strip() in (tmp_path / "t.md").read_text()
