@@ -844,19 +844,37 @@ def test_a_returned_model_random_in_eval_mode_is_refused():
     test_acc 0.797 against 0.960, exit 0; a model plugin with the same fault is refused at plan
     time (found in review, 2026-12-07). A model that draws no random number leaves the global
     generator as it was."""
-    from bench.run.trial import refuse_random_outputs
+    from bench.run.trial import refuse_eval_flaws
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(64, 10), torch.nn.Dropout(0.5))  # nn.Dropout: off in eval mode
     x = torch.randn(20, 64)
     state = torch.random.get_rng_state()
-    refuse_random_outputs("m", net, x)
+    refuse_eval_flaws("m", net, x)
     assert torch.equal(torch.random.get_rng_state(), state) and net.training  # generator and mode put back
     net.register_forward_pre_hook(lambda module, args: (torch.nn.functional.dropout(args[0], 0.5),))
     with pytest.raises(BenchError, match=r"^Method 'm' returned a model that gives other logits for the same inputs in "
                                          r"eval mode: randomness at evaluation .* on request 2\.$"):
-        refuse_random_outputs("m", net, x, " on request 2")
-    refuse_random_outputs("m", net, x[:1])  # one row: nothing to compare against (never refused)
+        refuse_eval_flaws("m", net, x, " on request 2")
+    refuse_eval_flaws("m", net, x[:1])  # one row: nothing to compare against (never refused)
+
+
+def test_a_returned_model_whose_rows_depend_on_their_batch_is_refused():
+    """A returned model that normalises with its batch's statistics at evaluation gives numbers that
+    depend on the evaluation's batch size (bench measures in batches); the plan refused such a model
+    plugin and the conformance kit such a method, a trial did not. BatchNorm in eval mode (running
+    statistics) passes."""
+    from bench.run.trial import refuse_eval_flaws
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.BatchNorm1d(32), torch.nn.Linear(32, 10))
+    net.train()(torch.randn(50, 64))  # running statistics of its own
+    x = torch.randn(20, 64)
+    refuse_eval_flaws("m", net, x)
+    net[1].register_forward_pre_hook(lambda module, args: ((args[0] - args[0].mean(0)) / (args[0].std(0) + 1e-5),))
+    with pytest.raises(BenchError, match=r"^Method 'm' returned a model that in eval mode a row's logits depend on the "
+                                         r"other rows of its batch .*after eval\(\)\.$"):
+        refuse_eval_flaws("m", net, x)
 
 
 def test_an_attack_rate_outside_zero_one_is_refused():

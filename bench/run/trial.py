@@ -140,23 +140,35 @@ def refuse_kept_result(name: str, out: torch.nn.Module, where: str = "") -> None
                          f"that trial's model. Return a model unlearned in this call.")
 
 
-def refuse_random_outputs(name: str, model: torch.nn.Module, x: torch.Tensor, where: str = "") -> None:
-    """Refuse a returned model whose eval-mode logits change from one forward to the next, as the
-    plan refuses such a model plugin (``bench.run.model_probe``): a method whose model applied
-    ``F.dropout`` in a forward hook scored test_acc 0.797 against 0.960, exit 0 (found in review,
-    2026-12-07). Two forwards of eight test inputs, to a tolerance (a GPU's kernels may round
-    otherwise from call to call). Nothing is reseeded: a model that draws no random number leaves
-    the generators as they were, so the trial's numbers are those without the check."""
+def refuse_eval_flaws(name: str, model: torch.nn.Module, x: torch.Tensor, where: str = "") -> None:
+    """Refuse a returned model whose eval-mode logits change from one forward to the next, or whose
+    row's logits depend on the other rows of its batch, as the plan refuses such a model plugin
+    (``bench.run.model_probe``): a method whose model applied ``F.dropout`` in a forward hook scored
+    test_acc 0.797 against 0.960, exit 0 (found in review, 2026-12-07); a model normalising with the
+    batch's statistics at evaluation gives numbers that depend on the evaluation's batch size. Two
+    forwards of eight test inputs, then the first two rows alone, to the probe's tolerance (a GPU's
+    kernels may round otherwise from call to call or batch to batch). Nothing is reseeded: a model
+    that draws no random number leaves the generators as they were, so the trial's numbers are those
+    without the check."""
     if len(x) < 2:
         return
     from bench.nn.training import predict_logits
+    from bench.run.model_probe import ATOL, EVAL_FLAWS, RTOL
 
     with torch.no_grad():
         first, second = predict_logits(model, x[:8]), predict_logits(model, x[:8])
-    if first.shape == second.shape and not torch.allclose(first, second, rtol=1e-4, atol=1e-5, equal_nan=True):
-        from bench.run.model_probe import EVAL_FLAWS
-
-        raise BenchError(f"Method '{name}' returned a model that {EVAL_FLAWS['random']}{where}.")
+        flaw = None
+        if first.shape == second.shape and not torch.allclose(first, second, rtol=RTOL, atol=ATOL, equal_nan=True):
+            flaw = "random"
+        elif first.shape[:1] == x[:8].shape[:1]:
+            for i in range(2):
+                alone = predict_logits(model, x[i:i + 1])
+                if alone.shape[1:] == first.shape[1:] and not torch.allclose(alone[0], first[i], rtol=RTOL, atol=ATOL,
+                                                                             equal_nan=True):
+                    flaw = "batch"
+                    break
+    if flaw:
+        raise BenchError(f"Method '{name}' returned a model that {EVAL_FLAWS[flaw]}{where}.")
 
 
 def run_trial(spec: TrialSpec, payload: Payload, fetch: Callable[[Any], Any] = lambda v: v,
@@ -233,7 +245,7 @@ def _run_trial(spec: TrialSpec, payload: Payload, fetch: Callable[[Any], Any],
         _refuse_changed_contents(spec.method, given, digests, where)
         refuse_kept_result(spec.method, out, where)
         ev = checked_eval(spec.method, evaluate_model(out, data), splits.num_classes, where)
-        refuse_random_outputs(spec.method, out, data.test_x, where)
+        refuse_eval_flaws(spec.method, out, data.test_x, where)
         metrics = compare_to_references(ev, step.original_eval, step.retrain_eval)
         metrics.update({"unlearn_seconds": m.seconds, "retrain_seconds": step.retrain_seconds,
                         "speedup_vs_retrain": step.retrain_seconds / max(m.seconds, 1e-9), **m.memory,
