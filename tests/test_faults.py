@@ -143,6 +143,29 @@ def test_nan_model_passed_to_ctx_report_fails_the_trial(workdir, shared_cache, b
     assert reports == []
 
 
+def test_the_per_epoch_reports_asha_listens_to_are_not_the_methods_time(workdir, shared_cache):
+    """Under `bench tune --scheduler asha` a sample's ctx.report evaluates the model and hands the
+    numbers to Tune at every epoch; a sample ASHA let finish counted that as its unlearn_seconds (found
+    in review, 2026-12-07). ft reports three times here, each report held 1 s."""
+    import time
+
+    from bench.core.plugins import get_registry, plugin_versions
+    from bench.run.plan import make_plan
+    from bench.run.prepare import prepare_references
+    from bench.run.trial import run_trial
+    from bench.track.provenance import package_versions
+
+    versions = package_versions()
+    plan = make_plan(get_registry(), _opts(workdir, shared_cache, methods="ft", attacks="", params={"ft": {"epochs": 3}}),
+                     versions, plugin_versions())
+    payload, _, _ = prepare_references(plan, versions, lambda *a, **k: None)
+    reports: list = []
+    metrics = run_trial(plan.trials[0], payload, report=lambda m: (reports.append(m), time.sleep(1.0)))
+    assert len(reports) == 3 and all("avg_gap" in m for m in reports)
+    assert metrics["unlearn_seconds"] < 1.5, metrics["unlearn_seconds"]  # 3 s of reports left out
+    assert metrics["speedup_vs_retrain"] == pytest.approx(metrics["retrain_seconds"] / metrics["unlearn_seconds"])
+
+
 # -- the same through Ray: one line on the terminal, Ray's traceback in a log file ----------------
 
 @pytest.mark.slow

@@ -122,7 +122,7 @@ def test_a_binary_params_file_is_refused(tmp_path, invoke_bench, no_ray):
 
 def test_a_utf8_byte_order_mark_is_accepted(tmp_path):
     from bench.core.options import load_toml
-    from bench.run.tuning import load_params
+    from bench.run.tune_params import load_params
 
     (tmp_path / "bom.toml").write_bytes(b"\xef\xbb\xbfmethods = [\"ga\"]\n")
     (tmp_path / "bom.json").write_bytes(b'\xef\xbb\xbf{"ga": {"lr": 0.01}}')
@@ -243,7 +243,7 @@ def test_the_best_sample_prefers_full_runs_and_falls_back_to_stopped_ones():
     name a best, flagged, instead of "no sample finished" and nothing saved."""
     from types import SimpleNamespace
 
-    from bench.run.tuning import best_sample
+    from bench.run.tune_params import best_sample
 
     full = {"avg_gap": 0.30, "unlearn_seconds": 1.0}
     outcome = SimpleNamespace(specs={0: "a", 1: "b", 2: "c"},
@@ -259,7 +259,7 @@ def test_a_tie_goes_to_the_lowest_sample_the_defaults():
     draw that finished first was saved, the result line not saying the defaults were as good."""
     from types import SimpleNamespace
 
-    from bench.run.tuning import best_sample
+    from bench.run.tune_params import best_sample
 
     done = {"test_acc": 0.975, "unlearn_seconds": 1.0}
     names = {0: "ssd seed=0 sample 3", 1: "ssd seed=0 sample 1", 2: "ssd seed=0 sample 0", 3: "ssd seed=0 sample 2"}
@@ -310,7 +310,7 @@ def test_tune_accepts_the_continual_objectives_the_docs_name(tmp_path):
 def test_params_from_a_run_read_without_progress_bars(tmp_path, monkeypatch, capfd):
     from mlflow.tracking import MlflowClient
 
-    from bench.run.tuning import load_params
+    from bench.run.tune_params import load_params
 
     monkeypatch.delenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", raising=False)
     uri = f"sqlite:///{tmp_path / 'm.db'}"
@@ -431,7 +431,7 @@ def test_params_from_a_run_never_create_a_store_and_name_what_the_run_is(tmp_pat
     `bench run` parent's id said "Failed to download artifacts"."""
     from mlflow.tracking import MlflowClient
 
-    from bench.run.tuning import load_params
+    from bench.run.tune_params import load_params
 
     missing = tmp_path / "none.db"
     with pytest.raises(BenchError, match=r"no MLflow store at .*none\.db to read that run from"):

@@ -287,7 +287,7 @@ def test_tuned_parameters_are_saved_without_the_tuned_datasets_defaults():
     """neggrad+ tuned over lr on digits: every parameter of the best sample was saved, its digits
     default alpha=0.97 among them, and overrode alpha on every other dataset the file was reused on."""
     from bench.core.plugins import get_registry
-    from bench.run.tuning import saved_params
+    from bench.run.tune_params import saved_params
     from bench.run.validate import MethodPlan, params_for_dataset
 
     method = get_registry().get("method", "neggrad+")

@@ -215,3 +215,78 @@ def test_a_sample_whose_end_tune_did_not_process_makes_the_search_interrupted():
     whole = Outcome()
     whole.results, whole.ended = {0: {}, 1: {}}, {0, 1}
     assert not settle(whole, 2).interrupted and sorted(whole.results) == [0, 1]
+
+
+def _fake_search(monkeypatch, ends):
+    """``bench tune`` with Ray and the references faked: sample k ends as ``ends(k)`` says, a dict of
+    metrics (a full result has unlearn_seconds), the string "fail", or None (never started, an
+    interrupt); any None makes the search interrupted."""
+    import bench.run.executor as executor
+    import bench.run.prepare as prepare
+    from types import SimpleNamespace
+
+    def fake_run_ray(trials, payload, *, search, **kw):
+        out = executor.Outcome()
+        for i, (k, p) in enumerate(search["samples"]):
+            end = ends(k)
+            if end is None:
+                out.interrupted = True
+                continue
+            out.specs[i] = trials[0].with_params(p, f"{trials[0].trial_name} sample {k}")
+            if end == "fail":
+                out.failures[i] = "Traceback ...\nValueError: boom"
+            else:
+                out.results[i] = end
+        return out
+
+    monkeypatch.setattr(executor, "run_ray", fake_run_ray)
+    monkeypatch.setattr(executor, "start_ray", lambda *a, **k: False)
+    monkeypatch.setattr(prepare, "prepare_references",
+                        lambda *a, **k: (SimpleNamespace(warnings=(), failures={}, attacks={}, groups={}), [], 0))
+
+
+FULL = {"avg_gap": 0.2, "unlearn_seconds": 0.1}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["all-fail", "defaults-fail", "ties", "mixed"])
+def test_the_search_counts_how_its_samples_ended_and_says_what_its_best_is_worth(tmp_path, invoke_bench, monkeypatch,
+                                                                                 case):
+    """Found in review (2026-12-07): every sample failing left the parent FINISHED with no metrics and
+    two contradicting lines; samples cut by an interrupt or failed were in no count; a search whose
+    defaults' sample failed still promised a best never worse than them; a search whose samples all
+    tied saved one without a word."""
+    import mlflow
+
+    ends = {"all-fail": lambda k: "fail",
+            "defaults-fail": lambda k: "fail" if k == 0 else {**FULL, "avg_gap": 0.3 - 0.01 * k},
+            "ties": lambda k: FULL,
+            "mixed": lambda k: [FULL, "fail", {"avg_gap": 0.01}, None, {**FULL, "avg_gap": 0.1}][k]}[case]
+    _fake_search(monkeypatch, ends)
+    proc = invoke_bench("tune", "-m", "ga", "-n", "5", "--cache-dir", str(tmp_path / "c"), "--tracking-uri",
+                        f"sqlite:///{tmp_path / 'm.db'}", "-O", str(tmp_path / "b.json"),
+                        *(["--no-defaults-first"] if case == "ties" else []), cwd=tmp_path)
+    out = proc.stdout + proc.stderr
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'm.db'}")
+    parent = mlflow.search_runs(experiment_names=["unlearning-bench"]).iloc[0]
+    counts = {k[len("metrics."):]: parent[k] for k in parent.index if k.startswith("metrics.samples_")}
+    if case == "all-fail":
+        assert proc.returncode == 1 and parent["status"] == "FAILED", out
+        assert "5 of 5 sample(s) failed (their runs hold the tracebacks) and none finished: no best parameters" in out
+        assert "chosen among the others" not in out and "no sample finished" not in out, out
+        assert counts == {"samples_finished": 0, "samples_stopped_early": 0, "samples_failed": 5, "samples_refused": 0,
+                          "samples_unfinished": 0}
+    elif case == "defaults-fail":
+        assert proc.returncode == 0 and parent["status"] == "FINISHED", out
+        assert "the defaults' sample (sample 0) did not run to its end: the best saved was not compared" in out, out
+        assert counts["samples_finished"] == 4 and counts["samples_failed"] == 1
+    elif case == "ties":
+        assert proc.returncode == 0, out
+        assert "sample 0: avg_gap=0.2000" in out and "(5 samples tie at that value: the search cannot tell them apart, " \
+               "the lowest-numbered is saved)" in out, out
+        assert "did not run to its end" not in out  # no defaults' sample in this search
+    else:  # sample 1 failed, sample 2 stopped early, sample 3 cut by the interrupt
+        assert proc.returncode == 130 and parent["status"] == "KILLED", out
+        assert counts == {"samples_finished": 2, "samples_stopped_early": 1, "samples_failed": 1, "samples_refused": 0,
+                          "samples_unfinished": 2}
+        assert "interrupted after 2 of 5 sample(s) finished" in out and "tie at" not in out, out

@@ -135,7 +135,7 @@ def compare(experiment, tracking_uri, run_ref, fmt, objective, maximize, plot_pa
         note(f"the CSV is ours beside {table.name}, one line per (setting, method, column); "
              f"the ranked comparison's CSV is `bench compare --format csv` without --published")
     for line in [*report.partial_rank_notes(comp.rows, comp.ranks, comp.objective), *cmp.seed_notes(comp),
-                 *cmp.cost_notes(comp)]:
+                 *cmp.cost_notes(comp), *cmp.stopped_notes(comp)]:
         note(line)
     for parent in comp.parents:  # said when the run was made, kept with it (a recipe that does not match --original)
         for line in filter(None, parent.data.tags.get(Tag.WARNINGS, "").splitlines()):

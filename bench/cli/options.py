@@ -107,7 +107,7 @@ def to_run_options(kw: dict, params_file: str | None = None):
     not_empty("--params", params_file, "a JSON file or the run id of a `bench tune` run")
     toml = load_toml(experiment_file(kw)) if experiment_file(kw) else None
     if params_file:
-        from bench.run.tuning import load_params
+        from bench.run.tune_params import load_params
 
         uri, key = kw.get("tracking_uri"), OPTION_BY_NAME["tracking_uri"].key
         if toml and isinstance(toml.get(key), str) and (uri is None or _from_environment("tracking_uri")):

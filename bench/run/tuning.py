@@ -15,13 +15,10 @@ the intermediate results a method reports through ``ctx.report`` (one per epoch 
 from __future__ import annotations
 
 import json
-import math
-import os
 import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from bench.core.console import Printer, ProgressReporter, set_sink
 from bench.core.errors import BenchError
@@ -34,11 +31,12 @@ from bench.run.plan import make_plan
 from bench.run.validate import validate_options
 from bench.run.runner import close_run, join_cluster
 from bench.run import tune_samples
+from bench.run.tune_params import best_sample, defaults_ran, sample_counts, saved_params, tied_with
 from bench.run.tune_space import check_tunable, fit_space, refused_samples
 from bench.track.provenance import package_versions
 from bench.track import report, tracking
 from bench.track.ray_runs import make_ray_callback
-from bench.track.store import masked_options, resolve_tracking_uri, shown_uri
+from bench.track.store import masked_options, shown_uri
 
 def check_objective(plan, registry, objective: str, scheduler: str) -> None:
     """An objective the planned setting produces: a continual metric needs a ``seq:`` request, a
@@ -219,23 +217,33 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
                 with tracking.recording("recording the warnings in the MLflow store"):
                     tracking.set_warnings(client, parent, (*warnings, *unchanged))
             written = False
-            done = sum(map(ran_to_end, outcome.results.values()))
-            if outcome.failures:
+            counts = sample_counts(outcome, num_samples, len(unrunnable))
+            done = counts["samples_finished"]
+            if outcome.failures and best is None:
+                say(f"{len(outcome.failures)} of {num_samples} sample(s) failed (their runs hold the tracebacks) and none "
+                    "finished: no best parameters to save.", always=True)
+            elif outcome.failures:
                 say(f"{len(outcome.failures)} of {num_samples} sample(s) failed (their runs hold the tracebacks); the "
                     "best is chosen among the others.", always=True)
+            elif best is None:
+                say("no sample finished: no best parameters to save.", always=True)
             if outcome.interrupted:  # not where a finished search writes: an earlier complete result stays
                 path = path.with_name(f"{path.stem}.partial{path.suffix}")
             if outcome.interrupted and best is not None:
                 say(f"interrupted after {done} of {num_samples} sample(s) finished: the best of those is saved, not "
                     f"the best of the whole search, to {path.name} (tagged bench.best_partial).", always=True)
-            if best is None:
-                say("no sample finished: no best parameters to save.", always=True)
-            else:
+            with tracking.recording("writing the search's counts to the MLflow store"):
+                tracking.log_metrics(client, parent, {**counts, "wall_seconds": time.perf_counter() - t_start})
+            if best is not None:
                 spec, value, complete = best
                 if not complete:
                     say(f"no sample ran to its end (the scheduler stopped every one early): the best by its last "
                         f"report ({objective}={value:.4f}, intermediate) is saved; for samples compared at their end "
                         "use --scheduler fifo or more samples.", always=True)
+                if defaults is not None and not defaults_ran(outcome):  # a --trial-timeout, a failure, an interrupt
+                    say("the defaults' sample (sample 0) did not run to its end: the best saved was not compared with "
+                        "the defaults and may be worse than them; run it again (e.g. with a longer --trial-timeout) to "
+                        "compare.", always=True)
                 best_params = {method: saved_params(spec.params, domains, opts.params.get(method, {}))}
                 written = True
                 try:  # checked before any work (check_output); a late failure still keeps them in MLflow
@@ -263,20 +271,23 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
                         client.set_tag(parent, "bench.best_partial", f"{done} of {num_samples}")
                     elif "bench.best_partial" in client.get_run(parent).data.tags:  # a resumed search, now whole
                         client.delete_tag(parent, "bench.best_partial")
-                    tracking.log_metrics(client, parent, {f"best_{objective}": value, "samples_finished": done,
-                                                          "samples_unfinished": len(outcome.results) - done,
-                                                          "wall_seconds": time.perf_counter() - t_start})
+                    tracking.log_metrics(client, parent, {f"best_{objective}": value})
                 same = defaults is not None and all(spec.params[k] == v for k, v in defaults.items())
+                ties = tied_with(outcome, objective, value, complete)
                 say(f"best sample: {spec.trial_name}: {objective}={value:.4f} with "
                     + ", ".join(f"{k}={spec.params[k]!r}" for k in domains)
-                    + (" (the defaults: no sample beat them)" if same else ""), always=same)
+                    + (" (the defaults: no sample beat them)" if same else "")
+                    + (f" ({ties} samples tie at that value: the search cannot tell them apart, the lowest-numbered is "
+                       "saved)" if ties > 1 and not same else ""), always=same or ties > 1)
                 if written:
                     say(f"best parameters written to {path} and to MLflow (run {parent}, best_params.json); "
                         f"reuse them with: bench run --params {path}", always=True)
                 else:
                     say(f"best parameters written to MLflow only (run {parent}, best_params.json); reuse them with: "
                         f"bench run --params {parent}", always=True)
-            status, code = ("KILLED", 130) if outcome.interrupted else ("FINISHED", 0 if best is not None and written else 1)
+            # a search with no finished sample is FAILED, as a run whose trials failed (it read FINISHED, no metrics)
+            status, code = ("KILLED", 130) if outcome.interrupted else (
+                ("FINISHED", 0 if written else 1) if best is not None else ("FAILED", 1))
     except KeyboardInterrupt:  # before the search (references, Ray's start) or in its write-up
         status, code = "KILLED", 130
         say("interrupted while the search's result was written: its finished samples are recorded in MLflow"
@@ -304,86 +315,3 @@ def _unscorable(objective: str, payload) -> dict[str, str]:
             return {gid: f"{errors[broken[0]]}\nAttack '{owner}', whose {objective} is the objective, needs them: no "
                          f"sample could score."}
     return {}
-
-
-def saved_params(params: dict[str, Any], space: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
-    """The best sample's parameters to save: the searched ones and those given with ``--param``, not
-    the defaults (a dataset's own defaults, saved with them, overrode another dataset's defaults
-    when the file was reused there: rl tuned on digits set ``passes=alternate`` on cifar100)."""
-    return {k: v for k, v in params.items() if k in space or k in given}
-
-
-def best_sample(outcome, objective: str, mode: str) -> tuple[Any, float, bool] | None:
-    """(spec, objective value, whether it ran to its end) of the best sample: the best of the samples
-    that ran to their end (their last result); when the scheduler stopped every one early, the best
-    by its last report (intermediate: ``ctx.report``), flagged so. Among equal values the lowest
-    sample number wins: with the defaults first, a draw that only ties them is not saved."""
-    reported = [(i, r) for i, r in outcome.results.items() if objective in r and i in outcome.specs]
-    for complete in (True, False):
-        scored = [(outcome.specs[i], float(r[objective])) for i, r in reported
-                  if ran_to_end(r) == complete and not math.isnan(float(r[objective]))]
-        if scored:  # a tie goes to the lowest sample number, the defaults' (it went to the first to finish)
-            spec, value = min(scored, key=lambda sv: (sv[1] if mode == "min" else -sv[1], sample_number(sv[0])))
-            return spec, value, complete
-    return None
-
-
-def ran_to_end(result: dict) -> bool:
-    """Whether a sample's last result is its whole trial's (a stopped or cut one has no unlearn_seconds)."""
-    return result.get("unlearn_seconds") is not None
-
-
-def sample_number(spec) -> int:
-    """N of a sample's trial name ("ga seed=0 sample N"); a large number for another name."""
-    number = tune_samples.sample_number(str(getattr(spec, "trial_name", spec)))
-    return 1 << 30 if number is None else number
-
-
-def load_params(source: str, tracking_uri: str | None) -> dict[str, dict[str, Any]]:
-    """``--params``: a JSON file ``{"METHOD": {...}}`` or an MLflow run id whose ``best_params.json`` to use."""
-    path = Path(source).expanduser()
-    if path.is_file():
-        try:
-            data = json.loads(path.read_text(encoding="utf-8-sig"))  # JSON is UTF-8; a byte-order mark is dropped
-        except UnicodeDecodeError as exc:
-            raise BenchError(f"--params {path}: not UTF-8 text (byte {exc.start}: {exc.reason}); expected a JSON file "
-                             f"{{\"METHOD\": {{\"NAME\": VALUE}}}} as `bench tune` writes. Check that --params names "
-                             f"that file.") from None
-        except OSError as exc:
-            raise BenchError(f"--params {path}: cannot read it ({exc.strerror or exc}). Check its permissions.") from None
-        except json.JSONDecodeError as exc:
-            raise BenchError(f"--params {path}: not valid JSON ({exc}).") from None
-    else:
-        if len(source) != 32 or not all(c in "0123456789abcdef" for c in source):
-            raise BenchError(f"--params '{source}': {'a directory, not a file' if path.is_dir() else 'no such file'}, "
-                             "and not an MLflow run id.")
-        import mlflow
-
-        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no progress bar for one small file
-        uri = resolve_tracking_uri(tracking_uri, writable=False, existing=True)
-        if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():  # never create one here
-            raise BenchError(f"--params {source}: no MLflow store at {uri[len('sqlite:///'):]} to read that run from. "
-                             f"Point --tracking-uri (or MLFLOW_TRACKING_URI) at the store `bench tune` used.")
-        mlflow.set_tracking_uri(uri)
-        try:
-            tags = mlflow.tracking.MlflowClient().get_run(source).data.tags
-        except Exception as exc:
-            raise BenchError(f"--params {source}: no such run in {shown_uri(uri)} ({type(exc).__name__}). Give the run id `bench "
-                             f"tune` printed, or its best-params file.") from None
-        if tags.get("bench.kind") != "tune":
-            what = "a trial" if tags.get("bench.role") == "trial" else "a `bench run` parent" if tags.get(
-                "bench.role") == "parent" else "not a bench run"
-            raise BenchError(f"--params {source}: that run is {what}, not a `bench tune` run with best parameters. "
-                             f"Give the run id `bench tune` printed, or its best-params file.")
-        try:
-            data = json.loads(mlflow.artifacts.load_text(f"runs:/{source}/best_params.json"))
-        except Exception as exc:
-            raise BenchError(f"--params {source}: cannot read best_params.json of that MLflow run ({exc}).") from None
-        partial = tags.get("bench.best_partial")
-        if partial:  # the best of the samples finished before an interrupt, not of the search
-            raise BenchError(f"--params {source}: that search was interrupted after {partial} sample(s) finished; its "
-                             f"best_params.json is the best of those only. Run the search to its end (bench tune), or, "
-                             f"to use them anyway, pass the file it wrote (NAME.partial.json) with --params FILE.")
-    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
-        raise BenchError(f"--params {source}: expected a JSON object {{\"METHOD\": {{\"NAME\": VALUE}}}}.")
-    return data

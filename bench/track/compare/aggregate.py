@@ -44,8 +44,8 @@ def build_rows(trials: list[TrialRecord]) -> list[report.Row]:
         if original or retrain:
             seen.add(key)
             references.append((t.setting, original, retrain))
-    records = [(t.setting, t.label, t.metrics if t.finished else report.KILLED if t.status == "KILLED" else None)
-               for t in trials]
+    records = [(t.setting, t.label, t.metrics if t.finished else report.KILLED if t.status == "KILLED" or t.stopped_early
+                else None) for t in trials]
     rows = report.aggregate(records, references, keep=lambda k: not k.startswith(REFERENCE_PREFIXES))
     settings = list(dict.fromkeys(t.setting for t in trials))
     return sorted(rows, key=lambda r: settings.index(r.setting))

@@ -106,6 +106,17 @@ def seed_notes(comp: Comparison) -> list[str]:
     return out
 
 
+def stopped_notes(comp: Comparison) -> list[str]:
+    """A line when samples of ``bench tune --scheduler asha`` that the scheduler stopped early are
+    among the trials: left out of the means and ranks (counted as killed), as their numbers are an
+    intermediate epoch's."""
+    stopped = [t for t in comp.trials if t.stopped_early]
+    if not stopped:
+        return []
+    return [f"note: {len(stopped)} sample(s) that the scheduler (ASHA) stopped early are left out of the means and "
+            f"ranks and counted as killed: their numbers are an intermediate epoch's, not a full run's"]
+
+
 def cost_notes(comp: Comparison) -> list[str]:
     """A line per setting where ``cost_vs_retrain`` is shown for some methods and blank for others:
     a method's trials (the latest measurement of each, ``--run all``) came from a run without a
