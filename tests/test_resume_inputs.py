@@ -254,3 +254,66 @@ def test_a_third_party_plugins_identity_covers_its_helper_modules(tmp_path, monk
     finally:
         sys.modules.pop("auditplug_pkg", None)
         sys.modules.pop("auditplug_pkg.helper", None)
+
+
+def test_a_plugin_packages_data_files_are_in_its_identity(tmp_path, monkeypatch):
+    """A model plugin scaling its initial weights by a value in its package's scale.json kept its
+    cached references when the value changed: the retrain method 0.225 away from its own reference,
+    exit 0 (cache audit, 2026-12-07). Caches and byte-compiled files are not part of it."""
+    import importlib
+    import sys
+
+    from bench.run import trained_with
+    from bench.run.trained_with import _package_digest, object_code_digest
+
+    pkg = tmp_path / "auditplug_data"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("class Model:\n    name = 'x'\n")
+    (pkg / "conf").mkdir()
+    (pkg / "conf" / "scale.json").write_text('{"scale": 1.0}')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("auditplug_data")
+
+    def digest():
+        _package_digest.cache_clear()  # read once per process: a new bench process reads the edit
+        return object_code_digest(module.Model())
+
+    try:
+        before = digest()
+        (pkg / "__pycache__").mkdir()
+        (pkg / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"\0" * 8)
+        (pkg / ".hidden").write_text("editor state")
+        assert digest() == before
+        (pkg / "conf" / "scale.json").write_text('{"scale": 0.2}')
+        changed = digest()
+        assert changed != before
+        monkeypatch.setattr(trained_with, "MAX_DATA_BYTES", 4)  # past the budget: by name and size only
+        capped = digest()
+        (pkg / "conf" / "scale.json").write_text('{"scale": 0.3}')
+        assert digest() == capped
+        (pkg / "conf" / "scale.json").write_text('{"scale": 0.25}')
+        assert digest() != capped
+    finally:
+        sys.modules.pop("auditplug_data", None)
+        _package_digest.cache_clear()
+
+
+def test_a_model_plugins_initial_values_are_in_its_references_key():
+    """A model plugin whose create starts from a file (--model NAME:PATH, new content at the same
+    path) kept its cached references, original 0.877 against 0.672 fresh, exit 0 (cache audit,
+    2026-12-07): what create built is keyed with its initial values too."""
+    import torch
+
+    from bench.run.trained_with import network_digest
+
+    def create(scale):
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Linear(4, 3))
+        with torch.no_grad():
+            net[0].weight.mul_(scale)
+        return net
+
+    assert network_digest(create(1.0)) == network_digest(create(1.0))
+    assert network_digest(create(1.0)) != network_digest(create(0.2))
+    half = torch.nn.Sequential(torch.nn.Linear(4, 3)).to(torch.bfloat16)  # any dtype: its bytes
+    assert len(network_digest(half)) == 16

@@ -103,22 +103,40 @@ def object_code_digest(obj: Any) -> str:
 
 @lru_cache(maxsize=None)
 def _package_digest(top: str) -> str:
-    """SHA-256 over the source files of package ``top`` (16 hex digits), once per process (every
-    trial of a plan asks); "" for a plain module or a package of more than :data:`MAX_PACKAGE_FILES`."""
+    """SHA-256 over the files of package ``top`` (16 hex digits), once per process (every trial of a
+    plan asks): its source files, and its data files (JSON, YAML, weights... read by its code: a
+    model plugin scaling its initial weights by a value in its package's ``scale.json`` kept its
+    cached references when the value changed, the retrain method 0.225 away from its own reference,
+    exit 0; found in review, 2026-12-07), each data file by content up to :data:`MAX_DATA_BYTES` in
+    all, then by name and size. "" for a plain module or a package of more than
+    :data:`MAX_PACKAGE_FILES` source files."""
     spec = importlib.util.find_spec(top)
     folders = list(spec.submodule_search_locations or []) if spec is not None else []
-    files = sorted(p for folder in folders for p in Path(folder).rglob("*.py"))
+    found = sorted((p.relative_to(folder), p) for folder in folders for p in Path(folder).rglob("*") if p.is_file()
+                   and not any(part == "__pycache__" or part.startswith(".") for part in p.relative_to(folder).parts)
+                   and p.suffix not in (".pyc", ".pyo"))
+    files = [p for _, p in found if p.suffix == ".py"]
     if not folders or len(files) > MAX_PACKAGE_FILES:
         return ""
     h = hashlib.sha256()
     for path in files:
         h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    budget = MAX_DATA_BYTES
+    for name, path in ((n, p) for n, p in found if p.suffix != ".py"):
+        size = path.stat().st_size
+        h.update(f"{name.as_posix()}\0{size}\0".encode())
+        if size <= budget:
+            budget -= size
+            h.update(path.read_bytes() + b"\0")
     return h.hexdigest()[:16]
 
 
 #: the most source files of a plugin's package :func:`object_code_digest` reads (a plugin defined
 #: inside a large library: its defining module alone)
 MAX_PACKAGE_FILES = 500
+
+#: the bytes of a plugin package's data files read by content (the rest: by name and size)
+MAX_DATA_BYTES = 64 << 20
 
 
 def model_provenance(obj: Any, origin: str, plugins: dict[str, str], versions: dict[str, str], net: Any = None) -> str:
@@ -147,8 +165,10 @@ def network_digest(net: Any) -> str:
     dtypes, and the code of every package outside torch, timm and bench that defines one of its
     module classes. A plugin that builds its network through another package (a thin plugin over a
     research codebase) kept its cached references when that package changed (ReLU to Tanh: cache
-    hits, the retrain method 2.3e-4 away from its own reference, exit 0; found in review). Not
-    covered: plain functions of another package called in a forward defined in the plugin."""
+    hits, the retrain method 2.3e-4 away from its own reference, exit 0; found in review); and the
+    network's initial values (:func:`initial_values`). Not covered: plain functions of another
+    package called in a forward defined in the plugin, files read by a forward outside the plugin's
+    package."""
     import re
 
     from bench.run.model_probe import state_layout
@@ -157,8 +177,24 @@ def network_digest(net: Any) -> str:
     classes = {f"{type(m).__module__}.{type(m).__qualname__}": type(m) for m in net.modules()}
     foreign = [f"{name}={object_code_digest(cls)}" for name, cls in sorted(classes.items())
                if cls.__module__.partition(".")[0] not in VERSIONED_PACKAGES]
-    text = json.dumps([re.sub(r"0x[0-9a-fA-F]+", "0x", repr(net)), layout, foreign])
+    text = json.dumps([re.sub(r"0x[0-9a-fA-F]+", "0x", repr(net)), layout, foreign, initial_values(net)])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def initial_values(net: Any) -> str:
+    """SHA-256 over the values of ``net``'s state dict: the plan builds it after
+    ``torch.manual_seed(0)`` (``bench.run.model_probe.probe_model``), so the same code gives the same
+    values, and a ``create`` that starts from a file (``--model NAME:PATH``, new content at the same
+    path) or scales its initialisation by a setting read from disk gives others: both kept their
+    cached references, exit 0 (found in review, 2026-12-07)."""
+    import torch
+
+    h = hashlib.sha256()
+    with torch.no_grad():
+        for name, value in net.state_dict().items():
+            flat = value.detach().cpu().contiguous().reshape(-1)
+            h.update(name.encode() + b"\0" + flat.view(torch.uint8).numpy().tobytes() + b"\0")
+    return h.hexdigest()
 
 
 def trained_with(device: str, threads: int, model: str = "") -> dict[str, Any]:
