@@ -265,6 +265,60 @@ def _counting(tmp_path: Path):
         sys.path.remove(str(tmp_path))
 
 
+def test_a_full_disk_or_a_wrong_file_in_the_caches_folders_is_one_line(tmp_path, monkeypatch):
+    """A full disk while writing a reference, "quarantine" or "locks" a file, a lock a folder: each
+    was a raw traceback (cache audit, 2026-12-07); now a BenchError naming the path."""
+    import errno
+
+    import bench.core.cache as cache_module
+    from bench.core.cache_lock import keys_locked
+    from bench.core.errors import BenchError
+
+    cache = ReferenceCache(tmp_path)
+    doc = {"kind": "original", "seed": 0}
+    key = cache_key(doc)
+
+    def full(path, payload):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(cache_module, "_write_atomic", full)
+    with pytest.raises(BenchError, match=rf"^Cannot write cache entry {key[:12]} in {tmp_path} \(No space left on "
+                                         r"device\)\. Free space there, or point --cache-dir"):
+        cache.put(key, _st(b"x"), {"document": doc, "train_seconds": 0.0})
+    monkeypatch.undo()
+    cache.put(key, _st(b"x"), {"document": doc, "train_seconds": 0.0})
+    (tmp_path / "quarantine").write_text("")
+    with pytest.raises(BenchError, match=r"^Cannot move corrupt cache entry .* Check .*quarantine: it must be a folder"):
+        cache.quarantine(key, "test")
+    (tmp_path / "locks").mkdir(exist_ok=True)
+    lock_path(tmp_path, key).mkdir(parents=True)
+    with pytest.raises(BenchError, match=r"^Cannot open the cache lock .*\.lock \(Is a directory\)"):
+        with keys_locked(tmp_path, [key]):
+            pass
+
+
+def test_a_failed_copy_of_the_store_template_leaves_no_partial_file(tmp_path, monkeypatch):
+    """A new store's copy kept as the template, cut by a full disk, left its partial file, which
+    filled the disk of every later run (cache audit, 2026-12-07)."""
+    import shutil
+
+    from bench.track import store
+
+    template = tmp_path / "schema" / "empty.db"
+    monkeypatch.setattr(store, "store_template", lambda: template)
+    real = shutil.copyfile
+
+    def full(src, dst, **kw):
+        Path(dst).write_bytes(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copyfile", full)
+    store.new_sqlite_store(tmp_path / "mlflow.db", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setattr(shutil, "copyfile", real)
+    assert (tmp_path / "mlflow.db").is_file() and not template.exists()
+    assert list(template.parent.iterdir()) == []
+
+
 def test_two_processes_sharing_a_cache_train_each_key_once(tmp_path):
     _counting(tmp_path)  # writes the job module the workers import
     (tmp_path / "worker.py").write_text(WORKER)

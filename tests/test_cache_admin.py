@@ -67,6 +67,7 @@ def test_list_says_which_entries_this_bench_can_reuse(filled, invoke_bench):
     assert "stale: trained with torch 1.0.0 (now " in lines[keys["torch"][:12]]
     assert "stale: trained before cache keys held what trained them" in lines[keys["unkeyed"][:12]]
     assert "corrupt: weights SHA-256 does not match" in lines[keys["corrupt"][:12]]
+    assert lines[keys["corrupt"][:12]].split()[1:6] == ["original", "digits", "/", "mlp", "/"]  # as its metadata says (it was "? / ? / ?")
     assert "6 entries" in got.stdout and "(4 that this bench can never reuse" in got.stdout
     assert "quarantine/ 1 item(s)" in got.stdout and "ray_results/ 3 item(s)" in got.stdout
     assert "foreign 3 file(s)" in got.stdout and "3 file(s) in " in got.stdout and "mlflow-schema/ 0 item(s)" in got.stdout
@@ -105,7 +106,7 @@ def test_prune_removes_what_can_never_be_reused_and_keeps_the_rest(filled, invok
 
     unused = invoke_bench("cache", "prune", "--unused-days", "30", "--ray-results", "--cache-dir", str(root))
     assert unused.returncode == 0, unused.stderr
-    assert f"removing {keys['old'][:12]} original digits / mlp / 1" in unused.stdout and "unused since" in unused.stdout
+    assert f"removed {keys['old'][:12]} original digits / mlp / 1" in unused.stdout and "unused since" in unused.stdout
     assert {p.name.split(".")[0] for p in root.glob("*.json")} - {"notes", "foo"} == {keys["ok"]}
     assert [p.name for p in (root / "ray_results").iterdir()] == ["bench-2-running"]
     assert "keeping 1 item(s) of ray_results/ changed in the last hour" in unused.stdout
@@ -138,7 +139,8 @@ def test_prune_keeps_an_entry_a_run_holds_and_survives_links(filled, invoke_benc
     with key_lock(root, keys["code"]):  # a run rebuilding it holds its lock
         got = invoke_bench("cache", "prune", "--ray-results", "--cache-dir", str(root))
     assert got.returncode == 0, got.stdout + got.stderr
-    assert f"kept {keys['code'][:12]}: in use by a run" in got.stdout
+    assert f"kept {keys['code'][:12]} original digits / mlp / 2: in use by a run" in got.stdout
+    assert f"removed {keys['code'][:12]}" not in got.stdout and f"removing {keys['code'][:12]}" not in got.stdout
     assert (root / f"{keys['code']}.json").exists() and not (root / f"{keys['torch']}.json").exists()
     assert (outside / "keep.txt").read_text() == "mine\n"  # the link is removed, never what it points to
     assert not (root / "quarantine" / "linked").is_symlink() and not (root / "ray_results" / "gone").is_symlink()
@@ -171,3 +173,23 @@ def test_an_entry_is_decided_again_under_its_lock(tmp_path):
     assert (tmp_path / f"{key}.json").exists()
     assert remove_entry(tmp_path, key, lambda e: e.stale is None and e.corrupt is None) is None
     assert not (tmp_path / f"{key}.json").exists() and not (tmp_path / f"{key}.safetensors").exists()
+
+
+def test_unfinished_writes_are_listed_and_pruned_once_an_hour_old(tmp_path, invoke_bench):
+    """An entry's temporary file left by a kill during its write was counted as foreign and never
+    removed (cache audit, 2026-12-07); one changed in the last hour may be a write under way."""
+    root = tmp_path / "cache"
+    _put(ReferenceCache(root), 0, trained_with("cpu", 1))
+    old, fresh = root / ".0123456789ab.k2j3h4.tmp", root / ".ba9876543210.x1y2z3.tmp"
+    old.write_bytes(b"x" * 1000)
+    fresh.write_bytes(b"y" * 10)
+    month = time.time() - 40 * 86400
+    os.utime(old, (month, month))
+    listed = invoke_bench("cache", "list", "--cache-dir", str(root))
+    assert "unfinished writes 2 file(s)" in listed.stdout and "foreign 0 file(s)" in listed.stdout, listed.stdout
+    assert "bench cache prune" in listed.stdout
+    pruned = invoke_bench("cache", "prune", "--cache-dir", str(root))
+    assert pruned.returncode == 0, pruned.stderr
+    assert "removing unfinished writes: 1 item(s)" in pruned.stdout
+    assert "keeping 1 item(s) of unfinished writes changed in the last hour" in pruned.stdout, pruned.stdout
+    assert not old.exists() and fresh.exists() and len(list(root.glob("*.json"))) == 1

@@ -10,7 +10,7 @@ from datetime import datetime
 import click
 
 CACHE_DIR = click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
-                         help="Reference-model cache. [default: ~/.cache/unlearning-bench]")
+                         help="Reference-model cache. [default: ~/.cache/unlearning-bench, or $XDG_CACHE_HOME/unlearning-bench]")
 
 
 def _root(cache_dir: str | None):
@@ -30,6 +30,13 @@ def _root(cache_dir: str | None):
         raise BenchError(f"--cache-dir {cache_dir}: no such directory. Pass the --cache-dir that bench run used.")
     click.echo(f"no reference cache yet at {root}: bench run creates it.", err=True)
     return None
+
+
+def _shown(name: str) -> str:
+    """A folder of the cache as listed ("quarantine/"); the foreign files and unfinished writes as named."""
+    from bench.run import cache_admin as admin
+
+    return name if name in ("foreign", admin.PARTIAL) else f"{name}/"
 
 
 def _day(seconds: float) -> str:
@@ -104,7 +111,7 @@ def list_entries(cache_dir, as_json, verify):
     stale = [e for e in entries if e.stale or e.corrupt]
     click.echo(f"reference cache {root}: {len(entries)} entries, {admin.megabytes(sum(e.bytes for e in entries))} "
                f"({len(stale)} that this bench can never reuse, {admin.megabytes(sum(e.bytes for e in stale))}); "
-               + "; ".join(f"{name if name == 'foreign' else name + '/'} {n} {'file(s)' if name == 'foreign' else 'item(s)'}, "
+               + "; ".join(f"{_shown(name)} {n} {'file(s)' if name in ('foreign', admin.PARTIAL) else 'item(s)'}, "
                            f"{admin.megabytes(b)}" for name, (n, b) in extras.items()))
     if entries:
         width = max(len("dataset / model / seed"), *(len(e.setting) for e in entries))
@@ -114,7 +121,7 @@ def list_entries(cache_dir, as_json, verify):
             status = "ok" if not (e.stale or e.corrupt) else f"stale: {e.stale}" if e.stale else f"corrupt: {e.corrupt}"
             click.echo(f"  {e.key[:12]:<12}  {e.kind:<{kind}}  {e.setting:<{width}}  {admin.megabytes(e.bytes):>9}  "
                        f"{_day(e.last_used):<16}  {status}")
-    if stale or extras["quarantine"][0]:
+    if stale or extras["quarantine"][0] or extras[admin.PARTIAL][0]:
         click.echo("remove what this bench can never reuse: bench cache prune (--dry-run lists it first)")
     if extras["foreign"][0]:
         click.echo(f"{extras['foreign'][0]} file(s) in {root} are not cache entries: bench cache leaves them alone")
@@ -145,20 +152,23 @@ def prune(cache_dir, unused_days, ray_results, dry_run):
         raise BenchError(f"Cannot prune {root}: it is not writable by this user.")
     entries, extras = admin.scan(root)
     chosen, rule = admin.select(entries, unused_days)
-    folders = ("quarantine", "ray_results") if ray_results else ("quarantine",)
+    folders = ("quarantine", admin.PARTIAL, "ray_results") if ray_results else ("quarantine", admin.PARTIAL)
     verb = "would remove" if dry_run else "removing"
-    for e in chosen:
-        why = e.stale or (f"corrupt: {e.corrupt}" if e.corrupt else f"unused since {_day(e.last_used)}")
-        click.echo(f"{verb} {e.key[:12]} {e.kind} {e.setting} ({admin.megabytes(e.bytes)}): {why}")
+
+    def reason(e) -> str:
+        return e.stale or (f"corrupt: {e.corrupt}" if e.corrupt else f"unused since {_day(e.last_used)}")
+
+    for e in chosen if dry_run else ():  # a removal is said once done: "removing X" then "kept X" (cache audit)
+        click.echo(f"{verb} {e.key[:12]} {e.kind} {e.setting} ({admin.megabytes(e.bytes)}): {reason(e)}")
     items = []
     for name in folders:
         some = admin.folder_items(root, name)
         items += some
         if some:
-            click.echo(f"{verb} {name}/: {len(some)} item(s), {admin.megabytes(sum(admin.size(p) for p in some))}")
+            click.echo(f"{verb} {_shown(name)}: {len(some)} item(s), {admin.megabytes(sum(admin.size(p) for p in some))}")
         if len(some) < extras[name][0]:
-            click.echo(f"keeping {extras[name][0] - len(some)} item(s) of {name}/ changed in the last hour (a run may be "
-                       f"writing them)")
+            click.echo(f"keeping {extras[name][0] - len(some)} item(s) of {_shown(name)} changed in the last hour (a run "
+                       f"may be writing them)")
     total = sum(e.bytes for e in chosen) + sum(admin.size(p) for p in items)
     if dry_run:
         click.echo(f"dry run: {admin.megabytes(total)} would be freed; nothing removed.")
@@ -169,8 +179,9 @@ def prune(cache_dir, unused_days, ray_results, dry_run):
         if why is None:
             freed += e.bytes
             removed += 1
+            click.echo(f"removed {e.key[:12]} {e.kind} {e.setting} ({admin.megabytes(e.bytes)}): {reason(e)}")
         else:
-            click.echo(f"kept {e.key[:12]}: {why}")
+            click.echo(f"kept {e.key[:12]} {e.kind} {e.setting}: {why}")
     for item in items:
         nbytes, problem = admin.size(item), admin.remove_item(item)
         if problem is None:

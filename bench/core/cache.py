@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from bench.core.cache_lock import keys_locked
+from bench.core.errors import BenchError
 
 FORMAT = 1
 
@@ -246,6 +247,10 @@ class ReferenceCache:
                 moved = True
             except FileNotFoundError:
                 continue
+            except OSError as exc:  # "quarantine" a file, not a folder: a traceback (cache audit, 2026-12-07)
+                raise BenchError(f"Cannot move corrupt cache entry {key[:12]} to {dest} ({exc.strerror or exc}). "
+                                 f"Check {self.root / 'quarantine'}: it must be a folder bench can write "
+                                 f"(remove whatever is there), or point --cache-dir elsewhere.") from None
         if not moved:
             with contextlib.suppress(OSError):
                 dest.rmdir()
@@ -261,10 +266,15 @@ class ReferenceCache:
         body = {k: v for k, v in meta.items() if k not in _INTEGRITY}
         body.update(entry_format=ENTRY_FORMAT, key=key, weights_sha256=sha256_bytes(data), weights_bytes=len(data))
         full = {**body, "meta_sha256": sha256_bytes(_canonical(body))}
-        with contextlib.suppress(FileNotFoundError):
-            meta_path.unlink()  # an old entry stops being one before its weights change
-        _write_atomic(weights, data)
-        _write_atomic(meta_path, json.dumps(full, indent=1, sort_keys=True).encode())
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                meta_path.unlink()  # an old entry stops being one before its weights change
+            _write_atomic(weights, data)
+            _write_atomic(meta_path, json.dumps(full, indent=1, sort_keys=True).encode())
+        except OSError as exc:  # a full disk was a traceback (cache audit, 2026-12-07)
+            raise BenchError(f"Cannot write cache entry {key[:12]} in {self.root} ({exc.strerror or exc}). Free space "
+                             f"there, or point --cache-dir (or XDG_CACHE_HOME) at a disk with room; the trials "
+                             f"recorded before are kept.") from None
         return full
 
     def locked(self, keys: Iterable[str], say: Callable[[str], None] | None = None):

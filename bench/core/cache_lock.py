@@ -42,8 +42,15 @@ def _lock(root: str | os.PathLike, key: str, on_wait: Callable[[str], None] | No
         yield True
         return
     path = lock_path(root, key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:  # "locks" a file, or a lock a folder: a traceback (cache audit, 2026-12-07)
+        from bench.core.errors import BenchError
+
+        raise BenchError(f"Cannot open the cache lock {path} ({exc.strerror or exc}). {path.parent} must be a folder "
+                         f"of lock files bench can write: remove whatever else is there, or point --cache-dir "
+                         f"elsewhere.") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -32,6 +32,11 @@ from bench.core.cache_lock import key_lock_if_free
 
 #: an entry's file name: its key (SHA-256, hex) and one of its two suffixes
 ENTRY_FILE = re.compile(r"^([0-9a-f]{64})\.(json|safetensors)$")
+#: the temporary file of an entry's write that a kill cut short (``bench.core.cache._write_atomic``:
+#: ``.<12 hex digits of the key>.<random>.tmp``), listed and pruned as :data:`PARTIAL` (they were
+#: counted as foreign and never removed; cache audit, 2026-12-07)
+PARTIAL_FILE = re.compile(r"^\.[0-9a-f]{12}\..+\.tmp$")
+PARTIAL = "unfinished writes"
 #: the folders next to the entries (``mlflow-schema/``: bench's empty MLflow store per MLflow version,
 #: ``bench.track.store``; listed, never pruned)
 FOLDERS = ("quarantine", "ray_results", "locks", "mlflow-schema")
@@ -80,6 +85,16 @@ def _identity() -> tuple[str, str]:
     return training_code_digest(), torch.__version__
 
 
+def _readable_metadata(path: Path) -> dict:
+    """The JSON object of an entry's metadata file as it is, unverified ({} when unreadable): what a
+    corrupt entry lists as (it showed "? / ? / ?" when only its weights were damaged)."""
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
 def describe(root: Path, key: str, verify: bool, identity: tuple[str, str]) -> Entry:
     """The entry ``key`` as this bench sees it; ``verify``: hash the weights too (else their size)."""
     meta_path, weights = root / f"{key}.json", root / f"{key}.safetensors"
@@ -87,8 +102,8 @@ def describe(root: Path, key: str, verify: bool, identity: tuple[str, str]) -> E
     entry, problem = ReferenceCache(root).inspect(key, weights_digest=verify)
     if entry is None and problem is None:
         problem = "weights without metadata (a write that did not finish)"
-    meta = entry[1] if entry is not None else {}
-    doc = meta.get("document", {})
+    meta = entry[1] if entry is not None else _readable_metadata(meta_path)  # a corrupt entry: what it says it is
+    doc = meta.get("document", {}) if isinstance(meta.get("document"), dict) else {}
     setting = " / ".join(str(doc.get(k, "?")) for k in ("dataset", "model", "seed"))
     try:
         used = (meta_path if meta_path.exists() else weights).stat().st_mtime
@@ -102,11 +117,13 @@ def scan(root: Path, verify: bool = True) -> tuple[list[Entry], dict[str, tuple[
     """The entries under ``root`` and, for each of :data:`FOLDERS` and the foreign files,
     (items, bytes). ``verify``: hash every weights file (as a run does) rather than check its size."""
     identity = _identity()
-    keys, foreign = set(), []
+    keys, foreign, partial = set(), [], []
     for path in root.iterdir():
         match = ENTRY_FILE.match(path.name)
         if match and not path.is_dir():
             keys.add(match.group(1))
+        elif PARTIAL_FILE.match(path.name) and path.is_file() and not path.is_symlink():
+            partial.append(path)
         elif path.name not in FOLDERS:
             foreign.append(path)
     entries = [describe(root, key, verify, identity) for key in sorted(keys)]
@@ -115,6 +132,7 @@ def scan(root: Path, verify: bool = True) -> tuple[list[Entry], dict[str, tuple[
         folder = root / name
         items = list(folder.iterdir()) if folder.is_dir() and not folder.is_symlink() else []
         extras[name] = (len(items), sum(size(p) for p in items))
+    extras[PARTIAL] = (len(partial), sum(size(p) for p in partial))
     extras["foreign"] = (len(foreign), sum(size(p) for p in foreign))
     return entries, extras
 
@@ -160,8 +178,12 @@ def _changed(path: Path) -> float:
 
 
 def folder_items(root: Path, name: str) -> list[Path]:
-    """What pruning folder ``name`` removes: its items, less ``ray_results`` items changed in the
-    last :data:`LIVE_SECONDS` (a running run's state and log)."""
+    """What pruning folder ``name`` (or :data:`PARTIAL`) removes: its items, less ``ray_results``
+    items and unfinished writes changed in the last :data:`LIVE_SECONDS` (a running run's state and
+    log, a write under way)."""
+    if name == PARTIAL:
+        items = sorted(p for p in root.iterdir() if PARTIAL_FILE.match(p.name) and p.is_file() and not p.is_symlink())
+        return [p for p in items if time.time() - _changed(p) > LIVE_SECONDS]
     folder = root / name
     items = sorted(folder.iterdir()) if folder.is_dir() and not folder.is_symlink() else []
     if name == "ray_results":

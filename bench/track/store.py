@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import time
@@ -333,10 +334,11 @@ def new_sqlite_store(db: Path, tracking_uri: str) -> None:
     MlflowClient(tracking_uri).get_experiment("0")  # MLflow creates the tables and the Default experiment
     if template is None:
         return
+    tmp = template.with_name(f"{template.name}.new-{os.getpid()}")
     try:
         template.parent.mkdir(parents=True, exist_ok=True)
-        tmp = template.with_name(f"{template.name}.new-{os.getpid()}")
         shutil.copyfile(db, tmp)
         os.replace(tmp, template)  # atomic: a concurrent reader sees the old file or the whole new one
-    except OSError:  # a read-only cache: every new store is MLflow's own creation
-        pass
+    except OSError:  # a read-only or full cache: every new store is MLflow's own creation
+        with contextlib.suppress(OSError):  # a partial copy left on a full disk filled it (cache audit, 2026-12-07)
+            tmp.unlink(missing_ok=True)
