@@ -68,6 +68,14 @@ def channel_bounds(mean: Sequence[float], std: Sequence[float], lo: float = 0.0,
     return ([float(v) for v in los], [float(v) for v in his])
 
 
+def channel_std(std) -> float:
+    """A channel's standard deviation to divide by: 1 for a channel (near) constant over the training
+    split, as the csv loader does. A floor of 1e-6 put its input bounds near +-1e6 (which the
+    boundary methods, l2ul's anchor inputs and PRUNE's input box use) and, the float32 mean off in
+    its seventh digit, its normalised value at -1.73, not 0 (dataset audit, 2026-12-07)."""
+    return float(std) if float(std) > 1e-6 else 1.0
+
+
 def normalize_images(x, mean: Sequence[float], std: Sequence[float]):
     """``(x - mean) / std`` per channel, in place, for a float tensor (N, C, H, W)."""
     import torch

@@ -27,9 +27,14 @@ def read_idx(path: Path, kind: str, dataset: str):
     import torch
 
     magic, ndim = KINDS[kind]
-    data = Path(path).read_bytes()
-    head = 4 + 4 * ndim
     where = f"Dataset '{dataset}': {path}"
+    try:
+        data = Path(path).read_bytes()
+    except IsADirectoryError:
+        raise BenchError(f"{where} is a folder; expected the unpacked official IDX {kind} file there.") from None
+    except OSError as exc:  # a permission: it was blamed on a bug of the dataset plugin (dataset audit)
+        raise BenchError(f"{where}: cannot read it ({exc.strerror or exc}). Check the file's permissions.") from None
+    head = 4 + 4 * ndim
     if len(data) < head:
         raise BenchError(f"{where} is {len(data)} bytes, shorter than an IDX {kind} header ({head} bytes); expected "
                          f"the unpacked official file. Replace it.")

@@ -24,7 +24,7 @@ from pathlib import Path
 from bench.core.errors import BenchError
 from bench.core.memory import check_fits
 
-from .common import channel_bounds, normalize_images, parse_options, stratified_split
+from .common import channel_bounds, channel_std, normalize_images, parse_options, stratified_split
 
 DEFAULTS = {"size": 0, "channels": 3, "test": 0.2, "seed": 0}
 EXAMPLE = "imagefolder:data/flowers,size=32"
@@ -43,7 +43,8 @@ class ImageFolderDataset:
         if not base.is_absolute() and not base.is_dir() and (Path(root) / base).is_dir():
             base = Path(root) / base
         if not base.is_dir():
-            raise BenchError(f"Dataset 'imagefolder': folder not found: {base}. Give a folder with one sub-folder per "
+            what = "is a file, not a folder" if base.exists() else "folder not found"
+            raise BenchError(f"Dataset 'imagefolder': {what}: {base}. Give a folder with one sub-folder per "
                              f"class: {EXAMPLE} (relative paths: the current directory, then {root}).")
         import torch
 
@@ -57,6 +58,10 @@ class ImageFolderDataset:
             if test_classes != classes:
                 raise BenchError(f"Dataset 'imagefolder': {train_dir} and {test_dir} have different class folders "
                                  f"({classes} vs {test_classes}); both need the same ones.")
+            if train_x.shape[1:] != test_x.shape[1:]:  # it was blamed on the plugin, naming no folder (dataset audit)
+                (_, h, w), (_, th, tw) = train_x.shape[1:], test_x.shape[1:]
+                raise BenchError(f"Dataset 'imagefolder': the images of {train_dir} are {w}x{h}, those of {test_dir} "
+                                 f"{tw}x{th}; give a common size, e.g. imagefolder:{opts['path']},size=32.")
             split = f"{train_dir.name}/ and {test_dir.name}/ folders"
         else:
             (x, y), classes = _read(base, opts)
@@ -70,7 +75,7 @@ class ImageFolderDataset:
             raise BenchError(f"Dataset 'imagefolder': some class folders under {base} have no training image.")
         train_x, test_x = train_x.float().div_(255.0), test_x.float().div_(255.0)
         mean = [float(v) for v in train_x.mean(dim=(0, 2, 3))]
-        std = [max(float(v), 1e-6) for v in train_x.std(dim=(0, 2, 3))] if len(train_x) > 1 else [1.0] * len(mean)
+        std = [channel_std(v) for v in train_x.std(dim=(0, 2, 3))] if len(train_x) > 1 else [1.0] * len(mean)
         normalize_images(train_x, mean, std)
         normalize_images(test_x, mean, std)
         return Splits(

@@ -196,7 +196,8 @@ class CSVDataset:
         if not path.is_absolute() and not path.is_file() and (Path(root) / path).is_file():
             path = Path(root) / path
         if not path.is_file():  # a path given in the spec: bad input, not a dataset's files still to place
-            raise BenchError(f"Dataset 'csv': file not found: {path}. Give an existing CSV file: {example} (relative "
+            what = "is a folder, not a file" if path.is_dir() else "file not found"
+            raise BenchError(f"Dataset 'csv': {what}: {path}. Give an existing CSV file: {example} (relative "
                              f"paths: the current directory, then {root}).")
         import numpy as np
         import torch

@@ -40,7 +40,7 @@ from typing import Any
 
 from bench.core.errors import BenchError, DataFilesMissing
 
-from .common import channel_bounds, normalize_images, parse_options
+from .common import channel_bounds, channel_std, normalize_images, parse_options
 
 #: ``holdout``: fraction of each class dropped from the training split (SalUn: 0.1);
 #: ``holdout_seed``: the seed of that draw (SalUn's ``--seed`` default, 2).
@@ -143,6 +143,10 @@ class TorchvisionImages:
         from torchvision.datasets.utils import check_integrity
 
         files = self.expected_files(root)
+        folders = [str(p) for p, _ in files if p.is_dir()]
+        if folders:
+            raise BenchError(f"Dataset '{self.name}': {', '.join(folders[:4])} is a folder; expected the official file "
+                             f"there. {self._how(root)}")
         missing = [str(p) for p, _ in files if not p.is_file()]
         if missing:
             shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
@@ -162,12 +166,23 @@ class TorchvisionImages:
         except BenchError:
             raise
         except Exception as exc:
+            from torchvision.datasets.utils import check_integrity
+
             what = "download or read" if download else "read"
-            files = ", ".join(str(p) for p, _ in self.expected_files(root))
+            expected = self.expected_files(root)
+            files = ", ".join(str(p) for p, _ in expected)
+            # (it said "CIFAR10 files" for cifar100, and with --download suggested the command that just failed)
+            if download:
+                absent = [p.name for p, md5 in expected if not p.is_file() or (md5 and not check_integrity(str(p), md5))]
+                fix = (f"{len(absent)} of the {len(expected)} files are missing or fail torchvision's md5 "
+                       f"({', '.join(absent[:4])}{', ...' if len(absent) > 4 else ''}), so it tried to download them. "
+                       f"Without internet, copy the official files there and run without --download (see "
+                       f"docs/datasets.md).") if absent else "Replace them with the official files (see docs/datasets.md)."
+            else:
+                fix = f"Replace them with the official files ({self._how(root)})"
             raise BenchError(
                 f"Dataset '{self.name}': torchvision's {cls.__name__} could not {what} the files under {base} "
-                f"({type(exc).__name__}: {exc}). Expected {self.family()} files in torchvision's format: {files}. "
-                f"Replace them with the official files ({self._how(root)})"
+                f"({type(exc).__name__}: {exc}). Expected {cls.__name__} files in torchvision's format: {files}. {fix}"
             ) from None
 
     def arrays(self, root: str, download: bool):
@@ -198,6 +213,11 @@ class TorchvisionImages:
                 x, y = torch.from_numpy(np.ascontiguousarray(ds.data)), torch.from_numpy(ds.labels.astype(np.int64))
             self._validate(x, y, "train" if train else "test", root)
             out += [x, y]
+        if family == "MNIST" and len(out[1]) < len(out[3]):  # only the .gz archives are checked against an md5
+            raw = self.tv_root(root) / self.tv_class().__name__ / "raw"
+            raise BenchError(f"Dataset '{self.name}': the train files in {raw} hold {len(out[1]):,} images and the "
+                             f"t10k (test) files {len(out[3]):,}: are they swapped? (the official release has 60,000 "
+                             f"and 10,000). Put the train-* and t10k-* files under their own names.")
         return out
 
     def _download_mnist(self, root: str) -> None:
@@ -256,7 +276,7 @@ class TorchvisionImages:
             train_x, train_y = train_x[keep], train_y[keep]
         train_x, test_x = train_x.float().div_(255.0), test_x.float().div_(255.0)
         mean = [float(v) for v in train_x.mean(dim=(0, 2, 3), dtype=train_x.dtype)]
-        std = [max(float(v), 1e-6) for v in train_x.std(dim=(0, 2, 3))]
+        std = [channel_std(v) for v in train_x.std(dim=(0, 2, 3))]
         normalize_images(train_x, mean, std)
         normalize_images(test_x, mean, std)
         return Splits(

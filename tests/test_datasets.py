@@ -726,3 +726,84 @@ def test_csv_refuses_a_test_row_far_outside_the_training_rows(tmp_path):
         with pytest.raises(BenchError, match=r"column 'a' of line 41 lies beyond float32's range, which the models "
                                              r"compute in, once normalized \(standard\) by the training rows"):
             CSVDataset().load(None, False, f"{tmp_path / 'far.csv'},test=0.5,seed={seed}")
+
+
+# -- faults of the files, said as such (dataset audit, 2026-12-07) --------------------------------
+
+
+def test_file_faults_are_said_as_faults_of_the_files(tmp_path, fx, monkeypatch):
+    """Each of these was blamed on a bug of the dataset plugin, named another class, or called a
+    path of the wrong kind "not found"."""
+    from pathlib import Path
+
+    from bench.run.checks import check_splits
+
+    raw = tmp_path / "MNIST" / "raw"
+    fx.write_mnist(tmp_path, "MNIST", n_train=20, n_test=10)
+    real = Path.read_bytes
+
+    def refused(self):
+        if self.name == "train-images-idx3-ubyte":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", refused)
+    with pytest.raises(BenchError, match=r"train-images-idx3-ubyte: cannot read it \(Permission denied\)\. Check the "
+                                         r"file's permissions\.$"):
+        VISION["mnist"].load(str(tmp_path), False)
+    monkeypatch.undo()
+    (raw / "t10k-labels-idx1-ubyte").unlink()
+    (raw / "t10k-labels-idx1-ubyte").mkdir()
+    with pytest.raises(BenchError, match=r"t10k-labels-idx1-ubyte is a folder; expected the official file there"):
+        VISION["mnist"].load(str(tmp_path), False)
+    # a class with no training rows in a built-in dataset: its files, not a plugin
+    fx.write_mnist(tmp_path / "m2", "MNIST", n_train=20, n_test=10)
+    sp = VISION["mnist"].load(str(tmp_path / "m2"), False)
+    sp.train_y[sp.train_y == 3] = 4
+    with pytest.raises(BenchError, match=r"class\(es\) 3 of 0\.\.9 have no training rows.*Check the spec's options and "
+                                         r"the dataset's files \(docs/datasets\.md\)") as err:
+        check_splits("mnist", sp, builtin=True)
+    assert "plugin" not in str(err.value)
+    # CIFAR-100 named as itself (it said "Expected CIFAR10 files"); with --download, why and what to do
+    sums = fx.write_cifar(tmp_path / "c100", 100, per_batch=30, n_test=4)
+    monkeypatch.setattr(tvd.CIFAR100, "__init__", lambda self, *a, **k: (_ for _ in ()).throw(KeyError("fine_labels")))
+    with pytest.raises(BenchError, match=r"torchvision's CIFAR100 could not read .*Expected CIFAR100 files"):
+        verified(fx, "cifar100", sums).load(str(tmp_path / "c100"), False)
+    (tmp_path / "c100/cifar-100-python/meta").unlink()
+    with pytest.raises(BenchError, match=r"could not download or read .*1 of the 3 files are missing or fail "
+                                         r"torchvision's md5 \(meta\), so it tried to download them\. Without internet, "
+                                         r"copy the official files there and run without --download") as err:
+        verified(fx, "cifar100", sums).load(str(tmp_path / "c100"), True)
+    assert "--download --data-dir" not in str(err.value)
+    # train and t10k files swapped: a dry run said "50 train / 200 test" and a run trained on the test set
+    fx.write_mnist(tmp_path / "m3", "FashionMNIST", n_train=12, n_test=30)
+    with pytest.raises(BenchError, match=r"the train files in .*FashionMNIST/raw hold 12 images and the t10k \(test\) "
+                                         r"files 30: are they swapped\?"):
+        VISION["fashion-mnist"].load(str(tmp_path / "m3"), False)
+    # paths of the wrong kind
+    with pytest.raises(BenchError, match=r"Dataset 'csv': is a folder, not a file: "):
+        CSVDataset().load(str(tmp_path), False, str(tmp_path))
+    with pytest.raises(BenchError, match=r"Dataset 'imagefolder': is a file, not a folder: "):
+        ImageFolderDataset().load(str(tmp_path), False, str(raw / "train-images-idx3-ubyte"))
+
+
+def test_image_folders_of_two_sizes_and_a_constant_channel(tmp_path, fx):
+    """train/ images 8x8 and test/ images 9x9 were blamed on the plugin; a channel constant over the
+    training images was divided by 1e-6 (input bounds near 1e6, its value -1.73 instead of 0)."""
+    from PIL import Image
+
+    split = fx.write_image_folder(tmp_path / "split", num_classes=2, per_class=4, size=8, split=True)
+    for png in (split / "test").rglob("*.png"):
+        Image.open(png).resize((9, 9)).save(png)
+    with pytest.raises(BenchError, match=r"the images of .*train are 8x8, those of .*test 9x9; give a common size, "
+                                         r"e\.g\. imagefolder:.*,size=32"):
+        ImageFolderDataset().load(str(tmp_path), False, str(split))
+    flat = fx.write_image_folder(tmp_path / "flat", num_classes=2, per_class=6, size=8)
+    for png in flat.rglob("*.png"):
+        img = np.asarray(Image.open(png)).copy()
+        img[..., 2] = 200
+        Image.fromarray(img).save(png)
+    sp = ImageFolderDataset().load(str(tmp_path), False, str(flat))
+    assert sp.info["std"][2] == 1.0 and sp.info["std"][0] != 1.0
+    lo, hi = sp.info["input_bounds"]
+    assert max(map(abs, lo + hi)) < 10 and sp.train_x[:, 2].abs().max() < 1e-5

@@ -278,3 +278,20 @@ def test_relative_cache_and_data_dirs_are_made_absolute(tmp_path, monkeypatch):
     opts = RunOptions(cache_dir="c", data_dir="d")
     assert resolve_cache_dir(opts) == tmp_path / "c" and resolve_cache_dir(opts).is_absolute()
     assert resolve_data_dir(opts) == tmp_path / "d"
+
+
+def test_relative_xdg_directories_are_ignored_as_the_spec_says(monkeypatch, tmp_path):
+    """XDG_DATA_HOME=relative/xdg put the data under the working directory (dataset audit,
+    2026-12-07); the XDG Base Directory spec says to ignore a relative value."""
+    from pathlib import Path
+
+    from bench.core.cache import default_cache_dir
+    from bench.run.validate import default_data_dir
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_DATA_HOME", "relative/xdg")
+    monkeypatch.setenv("XDG_CACHE_HOME", "rel")
+    assert default_data_dir() == Path(tmp_path, ".local", "share", "unlearning-bench", "data")
+    assert default_cache_dir() == Path(tmp_path, ".cache", "unlearning-bench")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "abs"))
+    assert default_data_dir() == tmp_path / "abs" / "unlearning-bench" / "data"

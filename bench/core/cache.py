@@ -42,7 +42,8 @@ FORMAT = 1
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    base = os.environ.get("XDG_CACHE_HOME", "")  # a relative value is ignored, as the XDG spec says
+    base = base if os.path.isabs(base) else os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "unlearning-bench"
 
 

@@ -155,7 +155,7 @@ def check_data_dir(path: Path, download: bool) -> None:
         raise BenchError(f"Bad --data-dir {path}: it is a file, not a directory. Pass the directory that holds the datasets.")
 
 
-def check_splits(spec: str, sp: Any) -> Any:
+def check_splits(spec: str, sp: Any, builtin: bool = False) -> Any:
     """What a dataset plugin loaded, before any model sees it: tensors of consistent shapes,
     finite float inputs, int64 labels in 0..num_classes-1 with every class in the training
     split, enough rows. Names the dataset and the fault (imports torch). Returns the splits to use:
@@ -166,6 +166,8 @@ def check_splits(spec: str, sp: Any) -> Any:
     where = f"Dataset '{spec}'"
     fix = ("Check the spec's options and the files (a label column, a split); if they are right, fix the dataset "
            "plugin (docs/plugins.md, the Splits contract).")
+    if builtin:  # bench's own loaders: the files or the options (a fault of the files was blamed on a plugin)
+        fix = "Check the spec's options and the dataset's files (docs/datasets.md): they are not what the loader expects."
     fields = ("train_x", "train_y", "test_x", "test_y", "num_classes", "input_shape")
     if not all(hasattr(sp, f) for f in fields):
         raise BenchError(f"{where}: load() returned {type(sp).__name__}; expected a bench.Splits ({', '.join(fields)}, "

@@ -319,7 +319,8 @@ def validate_options(registry: Registry, opts: RunOptions) -> tuple[list[MethodP
             raise BenchError(f"Empty {flag}: expected a directory; drop it to use the default "
                              f"({resolve_cache_dir(RunOptions()) if flag == '--cache-dir' else default_data_dir()}).")
     # last: the only check that creates something (the empty directory; not in a dry run)
-    source = "" if opts.cache_dir else " (the default, from XDG_CACHE_HOME)" if os.environ.get("XDG_CACHE_HOME") else \
+    source = "" if opts.cache_dir else " (the default, from XDG_CACHE_HOME)" if os.path.isabs(
+        os.environ.get("XDG_CACHE_HOME", "")) else \
         " (the default)"
     check_dir("--cache-dir", resolve_cache_dir(opts), create=not opts.dry_run, source=source)
     check_data_dir(resolve_data_dir(opts), opts.download)
@@ -386,7 +387,8 @@ def resolve_data_dir(opts: RunOptions) -> Path:
 
 
 def default_data_dir() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    base = os.environ.get("XDG_DATA_HOME", "")  # a relative value is ignored, as the XDG spec says (dataset audit)
+    base = base if os.path.isabs(base) else os.path.join(os.path.expanduser("~"), ".local", "share")
     return Path(base) / "unlearning-bench" / "data"
 
 
