@@ -129,6 +129,12 @@ def test_csv_matches_mlflow_values_and_ranks(store, invoke_bench):
     expected = _expected_ranks(_means(kids, "avg_gap"), maximize=False)
     assert {m: int(rows[m]["rank"]) for m in expected} == expected
     assert rows["retrain"]["rank"] == "1" and float(rows["retrain"]["avg_gap_mean"]) == 0.0
+    # the attacks' columns after the ranked ones (the file formats left them out; compare audit, 2026-12-07)
+    mean, _, n = _means(kids, "loss_auc")["ga"]
+    assert float(rows["ga"]["loss_auc_mean"]) == pytest.approx(mean, rel=1e-9) and int(rows["ga"]["loss_auc_n"]) == n
+    assert rows["original (reference)"]["loss_auc_n"] == "0"  # the references are not attacked
+    head = next(csv.reader(io.StringIO(res.stdout)))
+    assert head.index("loss_auc_mean") > head.index("avg_gap_mean") and head.count("loss_auc_mean") == 1
     # the failed trial is counted, not averaged: flaky's numbers are its seed-0 trial's
     assert (rows["flaky"]["ok"], rows["flaky"]["failed"]) == ("1", "1")
     assert all(rows[m]["failed"] == "0" for m in ("retrain", "ft", "ga"))
@@ -484,10 +490,13 @@ def test_methods_ranked_over_different_seeds_are_noted():
                                                                           trial("scrub", "2", status="FAILED")]
     trials += [trial(m, s, "class:3") for m in ("ga", "ft") for s in "01"]
     rows = [SimpleNamespace(setting=("digits", "mlp", f), name=n) for f in ("random:50", "class:3") for n in ("ga", "ft", "scrub")]
-    comp = SimpleNamespace(rows=rows, ranks=[1, 2, 3, 1, 2, None], trials=trials)
+    comp = SimpleNamespace(rows=rows, ranks=[1, 2, 3, 1, 2, None], trials=trials, pooled=True)
     assert seed_notes(comp) == ["note: the methods of digits/mlp/random:50 are ranked over different seeds (ga, ft on "
                                 "seed(s) 0,1,2; scrub on seed(s) 0,1); their means are over different forget sets and "
                                 "initialisations: compare one run (--run RUN_ID), or run the missing seeds"]
+    comp.pooled = False  # one run: its other seeds failed; it advised comparing one run (compare audit, 2026-12-07)
+    assert seed_notes(comp)[0].endswith("initialisations: the other seeds' trials failed or were cut off: `bench run "
+                                        "--resume` runs them again")
 
 
 def test_pooled_runs_with_other_forget_sets_for_one_seed_are_other_settings():
@@ -590,6 +599,7 @@ def test_latex_table_has_the_markdowns_cells(store, invoke_bench, tmp_path):
                        cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     tex = res.stdout
+    assert "the attacks' columns (" in res.stderr and "are left out of the LaTeX table" in res.stderr
     assert tex.startswith("\\begin{table}[t]\n\\centering\n\\caption{bench compare: ") and tex.endswith("\\end{table}\n")
     assert "\\toprule\nmethod & rank & retain\\_acc & forget\\_acc & test\\_acc & avg\\_gap" in tex
     # method + rank + 7 summary columns + cost_vs_retrain (the run has retrain trials) + trials
@@ -642,6 +652,10 @@ def test_method_names_are_text_in_the_plot_markdown_and_latex_caption():
     line = next(x for x in md if "noise" in x)
     cells = lambda text: len(re.split(r"(?<!\\)\|", text))  # noqa: E731 -- a markdown cell ends at an unescaped '|'
     assert "noise\\|b" in line and cells(line) == cells(md[0]), line
+    # HTML in a plugin's name shows as text where Markdown is rendered (compare audit, 2026-12-07)
+    html = build_rows([TrialRecord("r1", "p", "<b>ev</b>&", "0", setting, "FINISHED", 0, {"test_acc": 0.9}, {},
+                                   label="<b>ev</b>&")])
+    assert "| &lt;b&gt;ev&lt;/b&gt;&amp; |" in report.to_markdown(html, columns=("test_acc",))
     tex = to_latex(rows, None, ("test_acc",), caption="bench compare: 'unlearning-bench' run 1")
     assert "\\caption{bench compare: `unlearning-bench' run 1}" in tex
 

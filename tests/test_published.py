@@ -90,6 +90,24 @@ def test_unknown_published_table_is_one_clear_line(invoke_bench, tmp_path):
                                    "(bench compare --published NAME).")
 
 
+@pytest.mark.parametrize("body, said", [
+    ("RL,rl,1.0\n", r"row 1 \('RL'\): 4 cells expected"),
+    ("RL,rl,1.0,2.0,3.0,4.0\n", r"row 1 \('RL'\): 4 cells expected"),
+    ("RL,rl,abc,2.0\n", r"row 1 \('RL'\): column UA is 'abc'; expected a finite number"),
+    ("RL,rl,1.0,2.0\nGA,ga,nan,2.0\n", r"row 2 \('GA'\): column UA is 'nan'; expected a finite number"),
+    ("RL,rl,1e999,2.0\n", r"row 1 \('RL'\): column UA is '1e999'"),
+])
+def test_a_malformed_published_table_is_one_line(body, said):
+    """A row with a missing cell or a word in a number was a traceback; extra cells were dropped and
+    nan or inf taken as the paper's numbers (compare audit, 2026-12-07)."""
+    from bench.core.errors import BenchError
+    from bench.track.compare.published import parse
+
+    assert len(parse("t", "# citation: x\nmethod,bench_method,UA,MIA\nRL,rl,1.0,2.0\n").rows) == 1
+    with pytest.raises(BenchError, match=rf"^Published table 't', {said}"):
+        parse("t", "method,bench_method,UA,MIA\n" + body)
+
+
 # -- on a real run --------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -105,20 +105,22 @@ def compare(experiment, tracking_uri, run_ref, fmt, objective, maximize, plot_pa
     comp = cmp.compare(tracking_uri=tracking_uri, experiment=experiment, run=run_ref, objective=objective, maximize=maximize)
     note(f"MLflow tracking store: {shown_uri(comp.tracking_uri)}; experiment '{comp.experiment}', {comp.describe()}: "
          f"{len(comp.trials)} trial(s)" + (f", {comp.unfinished} still running (not shown)" if comp.unfinished else ""))
+    # the attacks' columns: a second table on the terminal, after the ranked columns in markdown and CSV (as
+    # bench run's summary.md/csv); they were left out of every file format (compare audit, 2026-12-07)
+    attack_cols = [c for c in report.attack_columns(t.metrics for t in comp.trials if t.finished) if c not in comp.columns]
     if fmt == "table":
         from rich.console import Console
 
         # piped: wide enough for every column (at 200 the continual columns' headers were cut, js_to_retrain…)
         console = Console() if sys.stdout.isatty() else Console(width=400)
         report.render(comp.rows, console, comp.ranks, comp.columns, title=cmp.title(comp))
-        attack_cols = report.attack_columns(t.metrics for t in comp.trials if t.finished)
         if attack_cols:  # as bench run prints it: the methods' rows (in rank order, unranked), retrain's the target
             report.render([r for r in comp.rows if not report.is_reference(r)], console, None, attack_cols,
                           title="attacks on the forget set (target: retrain's values)")
         if table is not None:  # 2 + 3 x 6 columns: wider than the summary
             published.render(table, comp.rows, Console() if sys.stdout.isatty() else Console(width=400))
     elif fmt == "markdown":
-        click.echo(report.to_markdown(comp.rows, comp.ranks, comp.columns), nl=False)
+        click.echo(report.to_markdown(comp.rows, comp.ranks, [*comp.columns, *attack_cols]), nl=False)
         if table is not None:
             click.echo("\n" + published.to_markdown(table, comp.rows), nl=False)
     elif fmt == "latex":  # a booktabs table for a paper (bench.track.latex)
@@ -126,10 +128,13 @@ def compare(experiment, tracking_uri, run_ref, fmt, objective, maximize, plot_pa
 
         label = f"tab:bench-{'all' if comp.pooled else comp.target.info.run_id[:8]}"  # one per table of a paper
         click.echo(to_latex(comp.rows, comp.ranks, comp.columns, caption=cmp.title(comp), label=label), nl=False)
+        if attack_cols:  # a page is too narrow for them beside the ranked columns
+            note(f"the attacks' columns ({', '.join(attack_cols)}) are left out of the LaTeX table; --format markdown "
+                 "or csv has them after the ranked columns")
         if table is not None:
             note(f"the published table {table.name} is printed with --format table, markdown or csv; it is on the plot")
     elif table is None:
-        click.echo(report.to_csv(comp.rows, comp.ranks, comp.columns), nl=False)
+        click.echo(report.to_csv(comp.rows, comp.ranks, [*comp.columns, *attack_cols]), nl=False)
     else:  # one CSV on stdout (two blocks in one stream parsed as one table with a second header row)
         click.echo(published.to_csv(table, comp.rows), nl=False)
         note(f"the CSV is ours beside {table.name}, one line per (setting, method, column); "

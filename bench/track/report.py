@@ -217,8 +217,15 @@ def to_markdown(rows: list[Row], ranks: list[int | None] | None = None, columns=
         rank = (["-" if ranks[i] is None else str(ranks[i])] if ranked else [])
         cells = [*r.setting, r.name, *rank, *(fmt(r.values.get(c, []), r.ok) for c in columns), str(r.ok), str(r.failed),
                  str(r.killed)]
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")  # a '|' in a name split its row
+        lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _md_cell(text: str) -> str:
+    """A Markdown table cell: a '|' in a name split its row; '<' and '&' are escaped, so that a
+    plugin's name holding HTML (``<script>``) shows as text where Markdown is rendered (compare audit,
+    2026-12-07)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
 
 
 def to_csv(rows: list[Row], ranks: list[int | None] | None = None, columns=COLUMNS) -> str:

@@ -94,10 +94,18 @@ def parse(name: str, text: str) -> PublishedTable:
     if unknown:
         raise BenchError(f"Published table '{name}': no unit mapping for column(s) {', '.join(unknown)}.")
     table = PublishedTable(name, meta, columns)
-    for rec in reader:
+    for rec in reader:  # a malformed row was a traceback or, with extra cells or nan, taken silently (compare audit)
+        where = f"Published table '{name}', row {reader.line_num - 1} ({rec.get('method')!r})"
+        if None in rec or any(rec[c] is None for c in head):
+            raise BenchError(f"{where}: {len(head)} cells expected, one per column of the header ({', '.join(head)}).")
         row: dict[str, str | float] = {"method": rec["method"], "bench_method": rec["bench_method"]}
         for c in columns:
-            row[c] = float(rec[c])
+            try:
+                row[c] = float(rec[c])
+            except ValueError:
+                row[c] = float("nan")
+            if not math.isfinite(row[c]):
+                raise BenchError(f"{where}: column {c} is {rec[c]!r}; expected a finite number.")
         table.rows.append(row)
     return table
 
@@ -107,7 +115,11 @@ def load(name: str) -> PublishedTable:
     if name not in known:
         raise BenchError(f"Unknown published table '{name}'. Published tables: {', '.join(known)} "
                          f"(bench compare --published NAME).")
-    return parse(name, _files().joinpath(f"{name}.csv").read_text(encoding="utf-8"))
+    try:
+        text = _files().joinpath(f"{name}.csv").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BenchError(f"Published table '{name}': cannot read it ({exc}); reinstall bench.") from None
+    return parse(name, text)
 
 
 # -- ours in the paper's units ----------------------------------------------------------------
