@@ -706,3 +706,17 @@ def test_a_reference_on_read_only_indices_warns_nothing():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "trained True" in proc.stdout, proc.stderr[-2000:]
+
+
+def test_entries_get_the_mode_a_plain_open_gives(tmp_path):
+    """Entries were 0600 (mkstemp's): another user sharing the cache found them unreadable,
+    quarantined and retrained them (cache audit, 2026-12-07)."""
+    old = os.umask(0o022)
+    try:
+        cache = ReferenceCache(tmp_path)
+        doc = {"kind": "original", "seed": 0}
+        key = cache_key(doc)
+        cache.put(key, _st(b"x"), {"document": doc, "train_seconds": 0.0})
+    finally:
+        os.umask(old)
+    assert {oct(p.stat().st_mode & 0o777) for p in tmp_path.glob(f"{key}.*")} == {oct(0o644)}

@@ -124,6 +124,9 @@ def _write_atomic(path: Path, payload: bytes) -> None:
     rename, fsync the directory. A reader sees the old file, or the whole new one."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:12]}.", suffix=".tmp")
     try:
+        # mkstemp's 0600 made another user of a shared cache quarantine and retrain every entry: the
+        # mode a plain open() gives, under this process's umask (cache audit, 2026-12-07)
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(payload)
             fh.flush()
@@ -134,6 +137,18 @@ def _write_atomic(path: Path, payload: bytes) -> None:
             os.unlink(tmp)
         raise
     _fsync_dir(path.parent)
+
+
+def _umask() -> int:
+    """This process's umask: from /proc (Linux), else by setting it and putting it back (a moment in
+    which another thread's new file would get 022)."""
+    try:
+        with open("/proc/self/status") as fh:
+            return next(int(line.split()[1], 8) for line in fh if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        mask = os.umask(0o022)
+        os.umask(mask)
+        return mask
 
 
 def _fsync_dir(path: Path) -> None:
