@@ -154,3 +154,28 @@ def test_a_parent_run_whose_params_the_store_refuses_is_not_left_running(workdir
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("unlearning-bench").experiment_id])
     assert [r.info.status for r in runs] == ["FAILED"]
+
+
+def test_a_store_mlflow_cannot_create_is_one_line_and_leaves_no_half_store(tmp_path, monkeypatch, invoke_bench):
+    """A full disk while MLflow migrated a new store was a raw traceback of alembic's, exit 1, and left
+    the half-made mlflow.db behind (cache audit, 2026-12-07)."""
+    import sqlite3
+
+    from mlflow.tracking import MlflowClient as Client
+
+    from bench.track import store
+
+    monkeypatch.setattr(store, "store_template", lambda: None)  # MLflow's own creation, as when the copy fails
+
+    def full(self, experiment_id):
+        (tmp_path / "mlflow.db").write_bytes(b"half")
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(Client, "get_experiment", full)
+    got = invoke_bench("run", "-m", "ft", "--attacks", "", "--executor", "local", "--cache-dir", str(tmp_path / "c"),
+                       "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", cwd=tmp_path)
+    assert got.returncode == 1, got.stdout + got.stderr
+    assert "Traceback" not in got.stdout + got.stderr
+    assert got.stderr.strip().splitlines()[-1].startswith("Error: setting up experiment 'unlearning-bench' in the MLflow "
+                                                          "store sqlite:///") and "database or disk is full" in got.stderr
+    assert not (tmp_path / "mlflow.db").exists()

@@ -331,7 +331,11 @@ def new_sqlite_store(db: Path, tracking_uri: str) -> None:
             tmp.unlink(missing_ok=True)
     from mlflow.tracking import MlflowClient
 
-    MlflowClient(tracking_uri).get_experiment("0")  # MLflow creates the tables and the Default experiment
+    try:
+        MlflowClient(tracking_uri).get_experiment("0")  # MLflow creates the tables and the Default experiment
+    except BaseException:  # a full disk: no half-migrated store left for the next run to trip over
+        db.unlink(missing_ok=True)
+        raise
     if template is None:
         return
     tmp = template.with_name(f"{template.name}.new-{os.getpid()}")

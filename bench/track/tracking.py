@@ -26,7 +26,7 @@ from bench.core.errors import RecordError
 from bench.core.keys import ARTIFACTS_KEY, ATTACK_ERRORS_KEY, MODEL_ARTIFACT, STEPS_KEY, Tag
 from bench.core.spec import TrialSpec
 from bench.track.provenance import provenance_tags
-from bench.track.store import new_sqlite_store
+from bench.track.store import new_sqlite_store, shown_uri
 
 # Ray adds these to every reported result; they are not measurements of the trial.
 RAY_RESULT_KEYS = {
@@ -112,14 +112,16 @@ def setup_experiment(tracking_uri: str, name: str) -> str:
     """Create (or find) the experiment, initialising the store once even when several ``bench``
     processes start together on it; artifacts of a SQLite store go next to the database."""
     configure_environment()
-    for attempt in range(5):
-        try:
-            with store_lock(tracking_uri):
-                return _setup_experiment(tracking_uri, name)
-        except Exception as exc:  # without a lock (not POSIX, not SQLite): created concurrently
-            if "already exists" not in str(exc) or attempt == 4:
-                raise
-            time.sleep(0.2 * (attempt + 1))
+    # a store MLflow could not create (a full disk) was a raw traceback of its migrations (cache audit, 2026-12-07)
+    with recording(f"setting up experiment '{name}' in the MLflow store {shown_uri(tracking_uri)}", NOTHING_RUN):
+        for attempt in range(5):
+            try:
+                with store_lock(tracking_uri):
+                    return _setup_experiment(tracking_uri, name)
+            except Exception as exc:  # without a lock (not POSIX, not SQLite): created concurrently
+                if "already exists" not in str(exc) or attempt == 4:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
     raise AssertionError("unreachable")
 
 
