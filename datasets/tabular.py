@@ -210,6 +210,11 @@ class CSVDataset:
         if twice:  # accepted silently: the label or a feature was whichever came first (hostile audit, 2026-12-07)
             raise BenchError(f"{where}: the header names column(s) {', '.join(map(repr, twice))} more than once; give "
                              f"each column its own name.")
+        data_like = [c for c in header if _fractional(c)]
+        if data_like:  # a file without a header: its first row was read as one and lost (dataset audit, 2026-12-07)
+            raise BenchError(f"{where}: the first line holds {', '.join(map(repr, data_like[:3]))}, numbers rather than "
+                             f"column names: the file has no header line? Add one naming the columns (and the label "
+                             f"column, csv:{opts['path']},label=COLUMN).")
         if opts["label"] not in header:
             raise BenchError(f"{where}: no label column '{opts['label']}'. Columns: {', '.join(header)}. Name it with "
                              f"csv:{opts['path']},label=COLUMN.")
@@ -300,6 +305,16 @@ def _read_csv(path: Path):
     if len(rows) < 2:
         raise BenchError(f"Dataset 'csv': {path} needs a header row and at least one data row.")
     return [h.strip() for h in rows[0]], rows[1:]
+
+
+def _fractional(text: str) -> bool:
+    """Whether a header cell is a number with a fraction or an exponent ("0.1257", "-3e-2"): data, not
+    a column's name (integer names such as "0", "1", ... "783" are common column names)."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return any(ch in text for ch in ".eE")
 
 
 def _label_codes(values: list[str]):
