@@ -1018,3 +1018,18 @@ def test_with_a_trial_timeout_torchs_lazy_import_happens_before_the_clock_starts
             "opt.step()\nprint('torch._dynamo' in sys.modules, sorted(set(sys.modules) - before))\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.split("\n")[:2] == ["False", "True []"], done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("timeout", [None, 5.0])
+def test_run_trial_imports_torchs_lazy_modules_first_only_under_a_timeout(monkeypatch, timeout):
+    """run_trial calls the helper above before the deadline's clock, and only with a --trial-timeout
+    (the test above checks the helper, not that run_trial calls it)."""
+    from types import SimpleNamespace
+
+    from bench.run import trial
+
+    calls: list[str] = []
+    monkeypatch.setattr(trial, "import_lazy_torch", lambda: calls.append("import"))
+    monkeypatch.setattr(trial, "run_with_deadline", lambda seconds, *a, **k: calls.append(f"clock {seconds}") or {})
+    trial.run_trial(SimpleNamespace(trial_name="t"), SimpleNamespace(trial_timeout=timeout))
+    assert calls == (["import", "clock 5.0"] if timeout else ["clock None"])
