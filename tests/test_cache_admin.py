@@ -193,3 +193,14 @@ def test_unfinished_writes_are_listed_and_pruned_once_an_hour_old(tmp_path, invo
     assert "removing unfinished writes: 1 item(s)" in pruned.stdout
     assert "keeping 1 item(s) of unfinished writes changed in the last hour" in pruned.stdout, pruned.stdout
     assert not old.exists() and fresh.exists() and len(list(root.glob("*.json"))) == 1
+
+
+def test_a_file_where_a_cache_folder_belongs_is_warned_about(tmp_path, invoke_bench):
+    """A run stops in one line when "quarantine" or "locks" is a file; the listing said "0 item(s)"
+    (diff review, 2026-12-07)."""
+    root = tmp_path / "cache"
+    _put(ReferenceCache(root), 0, trained_with("cpu", 1))
+    (root / "quarantine").write_text("")
+    listed = invoke_bench("cache", "list", "--cache-dir", str(root))
+    assert listed.returncode == 0, listed.stderr
+    assert f"warning: {root / 'quarantine'} is a file, not a folder: runs that need quarantine/ stop there" in listed.stdout

@@ -775,11 +775,18 @@ def test_file_faults_are_said_as_faults_of_the_files(tmp_path, fx, monkeypatch):
                                          r"copy the official files there and run without --download") as err:
         verified(fx, "cifar100", sums).load(str(tmp_path / "c100"), True)
     assert "--download --data-dir" not in str(err.value)
-    # train and t10k files swapped: a dry run said "50 train / 200 test" and a run trained on the test set
+    # the official train and t10k files swapped: a run trained on the test set (a small train set is allowed)
     fx.write_mnist(tmp_path / "m3", "FashionMNIST", n_train=12, n_test=30)
-    with pytest.raises(BenchError, match=r"the train files in .*FashionMNIST/raw hold 12 images and the t10k \(test\) "
-                                         r"files 30: are they swapped\?"):
+    assert len(VISION["fashion-mnist"].load(str(tmp_path / "m3"), False).train_y) == 12
+    import bench.datasets.vision as vision
+
+    real_read = vision.TorchvisionImages._read_idx
+    monkeypatch.setattr(vision.TorchvisionImages, "_read_idx", lambda self, root, train: (
+        torch.zeros(10_000 if train else 60_000, 1, 28, 28, dtype=torch.uint8), torch.arange(10_000 if train else 60_000) % 10))
+    with pytest.raises(BenchError, match=r"the train files in .*FashionMNIST/raw hold 10,000 images and the t10k \(test\) "
+                                         r"files 60,000, the official sizes the other way round: the files are swapped"):
         VISION["fashion-mnist"].load(str(tmp_path / "m3"), False)
+    monkeypatch.setattr(vision.TorchvisionImages, "_read_idx", real_read)
     # paths of the wrong kind
     with pytest.raises(BenchError, match=r"Dataset 'csv': is a folder, not a file: "):
         CSVDataset().load(str(tmp_path), False, str(tmp_path))

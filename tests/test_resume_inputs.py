@@ -263,6 +263,8 @@ def test_a_plugin_packages_data_files_are_in_its_identity(tmp_path, monkeypatch)
     import importlib
     import sys
 
+    from pathlib import Path
+
     from bench.run import trained_with
     from bench.run.trained_with import _package_digest, object_code_digest
 
@@ -283,6 +285,8 @@ def test_a_plugin_packages_data_files_are_in_its_identity(tmp_path, monkeypatch)
         (pkg / "__pycache__").mkdir()
         (pkg / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"\0" * 8)
         (pkg / ".hidden").write_text("editor state")
+        for junk in ("run.log", "scale.json~", "mlflow.db", "best-params-ga.json", "compare-ab12.png", "x.swp"):
+            (pkg / junk).write_text("written while it runs")  # a log written at import retrained every run
         assert digest() == before
         (pkg / "conf" / "scale.json").write_text('{"scale": 0.2}')
         changed = digest()
@@ -293,6 +297,12 @@ def test_a_plugin_packages_data_files_are_in_its_identity(tmp_path, monkeypatch)
         assert digest() == capped
         (pkg / "conf" / "scale.json").write_text('{"scale": 0.25}')
         assert digest() != capped
+        monkeypatch.setattr(trained_with, "MAX_DATA_BYTES", 64 << 20)
+        read = digest()
+        real = Path.read_bytes  # a data file that cannot be read: by name, never an empty identity
+        monkeypatch.setattr(Path, "read_bytes", lambda self: (_ for _ in ()).throw(PermissionError(13, "denied"))
+                            if self.name == "scale.json" else real(self))
+        assert len(digest()) == 16 and digest() != read
     finally:
         sys.modules.pop("auditplug_data", None)
         _package_digest.cache_clear()
@@ -317,3 +327,6 @@ def test_a_model_plugins_initial_values_are_in_its_references_key():
     assert network_digest(create(1.0)) != network_digest(create(0.2))
     half = torch.nn.Sequential(torch.nn.Linear(4, 3)).to(torch.bfloat16)  # any dtype: its bytes
     assert len(network_digest(half)) == 16
+    sparse = create(1.0)  # a sparse buffer was a raw traceback at plan time (diff review, 2026-12-07)
+    sparse.register_buffer("mask", torch.eye(3).to_sparse())
+    assert network_digest(sparse) == network_digest(sparse) != network_digest(create(1.0))

@@ -872,8 +872,8 @@ def test_a_returned_model_whose_rows_depend_on_their_batch_is_refused():
     x = torch.randn(20, 64)
     refuse_eval_flaws("m", net, x)
     net[1].register_forward_pre_hook(lambda module, args: ((args[0] - args[0].mean(0)) / (args[0].std(0, correction=0) + 1e-5),))
-    with pytest.raises(BenchError, match=r"^Method 'm' returned a model that in eval mode a row's logits depend on the "
-                                         r"other rows of its batch .*after eval\(\)\.$"):
+    with pytest.raises(BenchError, match=r"^Method 'm' returned a model whose outputs depend on their batch: in eval "
+                                         r"mode a row's logits depend on the other rows of its batch .*after eval\(\)\.$"):
         refuse_eval_flaws("m", net, x)
 
 

@@ -233,8 +233,9 @@ def _fake_search(monkeypatch, ends):
                 out.interrupted = True
                 continue
             out.specs[i] = trials[0].with_params(p, f"{trials[0].trial_name} sample {k}")
-            if end == "fail":
-                out.failures[i] = "Traceback ...\nValueError: boom"
+            if end in ("fail", "timeout"):
+                out.failures[i] = ("Traceback ...\nValueError: boom" if end == "fail" else
+                                   "bench.core.errors.BenchError: Trial t ran longer than --trial-timeout 1 s and was stopped")
             else:
                 out.results[i] = end
         return out
@@ -249,7 +250,7 @@ FULL = {"avg_gap": 0.2, "unlearn_seconds": 0.1}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", ["all-fail", "defaults-fail", "ties", "mixed"])
+@pytest.mark.parametrize("case", ["all-fail", "defaults-fail", "defaults-timeout", "defaults-cut", "ties", "mixed"])
 def test_the_search_counts_how_its_samples_ended_and_says_what_its_best_is_worth(tmp_path, invoke_bench, monkeypatch,
                                                                                  case):
     """Found in review (2026-12-07): every sample failing left the parent FINISHED with no metrics and
@@ -260,6 +261,8 @@ def test_the_search_counts_how_its_samples_ended_and_says_what_its_best_is_worth
 
     ends = {"all-fail": lambda k: "fail",
             "defaults-fail": lambda k: "fail" if k == 0 else {**FULL, "avg_gap": 0.3 - 0.01 * k},
+            "defaults-timeout": lambda k: "timeout" if k == 0 else {**FULL, "avg_gap": 0.3 - 0.01 * k},
+            "defaults-cut": lambda k: None if k == 0 else {**FULL, "avg_gap": 0.3 - 0.01 * k},
             "ties": lambda k: FULL,
             "mixed": lambda k: [FULL, "fail", {"avg_gap": 0.01}, None, {**FULL, "avg_gap": 0.1}][k]}[case]
     _fake_search(monkeypatch, ends)
@@ -278,8 +281,14 @@ def test_the_search_counts_how_its_samples_ended_and_says_what_its_best_is_worth
                           "samples_unfinished": 0}
     elif case == "defaults-fail":
         assert proc.returncode == 0 and parent["status"] == "FINISHED", out
-        assert "the defaults' sample (sample 0) did not run to its end: the best saved was not compared" in out, out
+        assert "the defaults' sample (sample 0) failed (its run holds the traceback): the best saved was not compared" in out
         assert counts["samples_finished"] == 4 and counts["samples_failed"] == 1
+    elif case == "defaults-timeout":  # the advice follows the cause (it was a longer --trial-timeout in every case)
+        assert "the defaults' sample (sample 0) ran past --trial-timeout and was stopped" in out and "longer" in out, out
+    elif case == "defaults-cut":
+        assert proc.returncode == 130, out
+        assert "the defaults' sample (sample 0) was cut off by the interrupt; the same command with --resume runs it" in out
+        assert "(tagged bench.best_partial); the same command with --resume runs the rest." in out, out
     elif case == "ties":
         assert proc.returncode == 0, out
         assert "sample 0: avg_gap=0.2000" in out and "(5 samples tie at that value: the search cannot tell them apart, " \

@@ -121,6 +121,9 @@ def list_entries(cache_dir, as_json, verify):
             status = "ok" if not (e.stale or e.corrupt) else f"stale: {e.stale}" if e.stale else f"corrupt: {e.corrupt}"
             click.echo(f"  {e.key[:12]:<12}  {e.kind:<{kind}}  {e.setting:<{width}}  {admin.megabytes(e.bytes):>9}  "
                        f"{_day(e.last_used):<16}  {status}")
+    for name in admin.FOLDERS:  # a file where a folder belongs stops the runs that need it (diff review, 2026-12-07)
+        if (root / name).exists() and not (root / name).is_dir():
+            click.echo(f"warning: {root / name} is a file, not a folder: runs that need {name}/ stop there; remove it")
     if stale or extras["quarantine"][0] or extras[admin.PARTIAL][0]:
         click.echo("remove what this bench can never reuse: bench cache prune (--dry-run lists it first)")
     if extras["foreign"][0]:

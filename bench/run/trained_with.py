@@ -33,6 +33,7 @@ import ast
 import hashlib
 import importlib.util
 import json
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -114,7 +115,7 @@ def _package_digest(top: str) -> str:
     folders = list(spec.submodule_search_locations or []) if spec is not None else []
     found = sorted((p.relative_to(folder), p) for folder in folders for p in Path(folder).rglob("*") if p.is_file()
                    and not any(part == "__pycache__" or part.startswith(".") for part in p.relative_to(folder).parts)
-                   and p.suffix not in (".pyc", ".pyo"))
+                   and not _written_at_run_time(p.name))
     files = [p for _, p in found if p.suffix == ".py"]
     if not folders or len(files) > MAX_PACKAGE_FILES:
         return ""
@@ -123,12 +124,28 @@ def _package_digest(top: str) -> str:
         h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     budget = MAX_DATA_BYTES
     for name, path in ((n, p) for n, p in found if p.suffix != ".py"):
-        size = path.stat().st_size
-        h.update(f"{name.as_posix()}\0{size}\0".encode())
-        if size <= budget:
-            budget -= size
-            h.update(path.read_bytes() + b"\0")
+        try:  # a data file that vanished or cannot be read enters by name (it emptied the whole digest)
+            size = path.stat().st_size
+            h.update(f"{name.as_posix()}\0{size}\0".encode())
+            if size <= budget:
+                budget -= size
+                h.update(path.read_bytes() + b"\0")
+        except OSError:
+            h.update(f"{name.as_posix()}\0unreadable\0".encode())
     return h.hexdigest()[:16]
+
+
+#: files in a plugin's package that are written while it runs, not data it reads: compiled
+#: modules, logs, editor and patch leftovers, bench's own outputs when run from inside the package
+#: (a log the plugin appended to at every import retrained its references at every run; diff
+#: review, 2026-12-07)
+RUN_TIME_SUFFIXES = (".pyc", ".pyo", ".log", ".tmp", ".bak", ".swp", ".swo", ".orig", ".rej", ".lock", ".db",
+                     ".db-journal", ".db-wal", ".db-shm", "~")
+RUN_TIME_NAMES = re.compile(r"^(best-params-.*\.json|compare-.*\.(png|svg|pdf)|.*\.partial\.json)$")
+
+
+def _written_at_run_time(name: str) -> bool:
+    return name.endswith(RUN_TIME_SUFFIXES) or bool(RUN_TIME_NAMES.match(name))
 
 
 #: the most source files of a plugin's package :func:`object_code_digest` reads (a plugin defined
@@ -192,8 +209,12 @@ def initial_values(net: Any) -> str:
     h = hashlib.sha256()
     with torch.no_grad():
         for name, value in net.state_dict().items():
-            flat = value.detach().cpu().contiguous().reshape(-1)
-            h.update(name.encode() + b"\0" + flat.view(torch.uint8).numpy().tobytes() + b"\0")
+            try:
+                dense = value.to_dense() if value.layout != torch.strided else value  # a sparse buffer (diff review)
+                data = dense.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+            except (AttributeError, RuntimeError, TypeError):  # not a plain tensor: by its printed form
+                data = repr(value).encode()
+            h.update(name.encode() + b"\0" + data + b"\0")
     return h.hexdigest()
 
 

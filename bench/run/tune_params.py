@@ -125,3 +125,18 @@ def defaults_ran(outcome) -> bool:
     """Whether the defaults' sample (sample 0) ran to its end, in this session or an earlier one."""
     return any(sample_number(outcome.specs[i]) == 0 and ran_to_end(r) for i, r in outcome.results.items()
                if i in outcome.specs)
+
+
+def defaults_fate(outcome, scheduler: str) -> str:
+    """What became of the defaults' sample that did not run to its end, with what to do: its
+    failure (the deadline's, or another), or the interrupt that cut it (the advice was a longer
+    --trial-timeout whatever the cause; diff review, 2026-12-07)."""
+    failed = next((error for i, error in outcome.failures.items()
+                   if i in outcome.specs and sample_number(outcome.specs[i]) == 0), None)
+    if failed is not None and "ran longer than --trial-timeout" in failed:
+        return "ran past --trial-timeout and was stopped (a fresh worker's first trial also pays its imports): give a " \
+               "longer --trial-timeout"
+    if failed is not None:
+        return "failed (its run holds the traceback)"
+    resume = "; the same command with --resume runs it" if scheduler == "fifo" else ""
+    return f"was cut off by the interrupt{resume}"

@@ -31,7 +31,7 @@ from bench.run.plan import make_plan
 from bench.run.validate import validate_options
 from bench.run.runner import close_run, join_cluster
 from bench.run import tune_samples
-from bench.run.tune_params import best_sample, defaults_ran, sample_counts, saved_params, tied_with
+from bench.run.tune_params import best_sample, defaults_fate, defaults_ran, sample_counts, saved_params, tied_with
 from bench.run.tune_space import check_tunable, fit_space, refused_samples
 from bench.track.provenance import package_versions
 from bench.track import report, tracking
@@ -231,7 +231,8 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
                 path = path.with_name(f"{path.stem}.partial{path.suffix}")
             if outcome.interrupted and best is not None:
                 say(f"interrupted after {done} of {num_samples} sample(s) finished: the best of those is saved, not "
-                    f"the best of the whole search, to {path.name} (tagged bench.best_partial).", always=True)
+                    f"the best of the whole search, to {path.name} (tagged bench.best_partial)"
+                    + ("; the same command with --resume runs the rest." if scheduler == "fifo" else "."), always=True)
             with tracking.recording("writing the search's counts to the MLflow store"):
                 tracking.log_metrics(client, parent, {**counts, "wall_seconds": time.perf_counter() - t_start})
             if best is not None:
@@ -241,9 +242,8 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
                         f"report ({objective}={value:.4f}, intermediate) is saved; for samples compared at their end "
                         "use --scheduler fifo or more samples.", always=True)
                 if defaults is not None and not defaults_ran(outcome):  # a --trial-timeout, a failure, an interrupt
-                    say("the defaults' sample (sample 0) did not run to its end: the best saved was not compared with "
-                        "the defaults and may be worse than them; run it again (e.g. with a longer --trial-timeout) to "
-                        "compare.", always=True)
+                    say("the defaults' sample (sample 0) " + defaults_fate(outcome, scheduler) + ": the best saved was "
+                        "not compared with the defaults and may be worse than them.", always=True)
                 best_params = {method: saved_params(spec.params, domains, opts.params.get(method, {}))}
                 written = True
                 try:  # checked before any work (check_output); a late failure still keeps them in MLflow
