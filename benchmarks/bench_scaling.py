@@ -50,14 +50,14 @@ _IMPORT_NAMES = ("ray", "ray.tune's function trainable", "bench.run.executor (to
                  "(torch._dynamo)", "sklearn.metrics")
 
 
-def fresh_worker_imports() -> list[float]:
-    """Seconds a new Python process spends on each of ``_IMPORT_NAMES`` (the median of three)."""
+def fresh_worker_imports(runs: int = 3) -> list[float]:
+    """Seconds a new Python process spends on each of ``_IMPORT_NAMES`` (the median of ``runs``)."""
     import json
     import subprocess
     import sys
 
     runs = [json.loads(subprocess.run([sys.executable, "-c", _WORKER_IMPORTS], capture_output=True, text=True,
-                                      check=True).stdout.strip().splitlines()[-1]) for _ in range(3)]
+                                      check=True).stdout.strip().splitlines()[-1]) for _ in range(runs)]
     return [statistics.median(col) for col in zip(*runs)]
 
 
@@ -65,6 +65,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--trials", type=int, default=16)
     ap.add_argument("--epochs", default="40,200", help="ft epochs per trial, one run set per value")
+    ap.add_argument("--import-runs", type=int, default=3, help="fresh processes timing a worker's imports (median)")
     a = ap.parse_args()
     os.environ.setdefault("BENCH_PLUGINS", "")
     import ray
@@ -167,7 +168,7 @@ def main():
               f"{phase[f'ray2-{epochs}:daemons'] / n:.3f} s; on 2 cores the ratio is at most 2w/(w+d) = {2 * w / (w + d):.2f}x")
     # Tune gives every trial actor of a run a fresh process (never a prestarted or earlier worker), which
     # imports all of this before its first trial: a cost paid once per run on 1 CPU and on 2 CPUs alike
-    imports = fresh_worker_imports()
+    imports = fresh_worker_imports(a.import_runs)
     floor = sum(imports)
     print(f"\na fresh trial worker's imports: {floor:.2f} s ("
           + ", ".join(f"{name} {t:.2f}" for name, t in zip(_IMPORT_NAMES, imports)) + ")")

@@ -128,7 +128,7 @@ def test_bench_run_times_a_cached_run_and_its_first_line():
 def test_bench_scaling_prints_the_one_to_two_cpu_ratio(tmp_path):
     """Its patches of the executor, the progress and the local tracking (the completion stamps) still
     reach the calls a run makes: two trials at each CPU count through Ray."""
-    out = _ok("bench_scaling.py", "--trials", "2", "--epochs", "1")
+    out = _ok("bench_scaling.py", "--trials", "2", "--epochs", "1", "--import-runs", "1")
     assert re.search(r"speed-up 1 -> 2 CPUs: [0-9.]+x \(target >= 1.8x: (met|NOT met)\); Ray\+MLflow over "
                      r"in-process: -?[0-9.]+ s/trial", out), out
     assert re.search(r"steady state \(first to last trial finished\): in process [0-9.]+ s/trial", out), out
