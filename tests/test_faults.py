@@ -143,6 +143,7 @@ def test_nan_model_passed_to_ctx_report_fails_the_trial(workdir, shared_cache, b
     assert reports == []
 
 
+@pytest.mark.slow
 def test_the_per_epoch_reports_asha_listens_to_are_not_the_methods_time(workdir, shared_cache):
     """Under `bench tune --scheduler asha` a sample's ctx.report evaluates the model and hands the
     numbers to Tune at every epoch; a sample ASHA let finish counted that as its unlearn_seconds (found
