@@ -112,7 +112,7 @@ def dry_run(opts, preset=None, echo=click.echo) -> int:
             echo(f"dataset {dspec}: NOT READY: {exc}")
             shape, classes = _shape_of(ds)
         else:
-            splits = check_splits(dspec, splits, registry.entry("dataset", dspec.partition(":")[0]).origin.startswith("bench."))
+            splits = check_splits(dspec, splits, registry.entry("dataset", dspec.partition(":")[0]).builtin)
             shape, classes = tuple(splits.input_shape), splits.num_classes
             echo(f"dataset {dspec}: {len(splits.train_y):,} train / {len(splits.test_y):,} test, {classes} classes, "
                  f"input {shape}")

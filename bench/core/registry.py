@@ -27,6 +27,11 @@ class Entry:
     origin: str  # the plugin that registered it
 
     @property
+    def builtin(self) -> bool:
+        """Registered by bench itself (its plugins' modules are ``bench.*``)."""
+        return self.origin.startswith("bench.")
+
+    @property
     def description(self) -> str:
         return str(getattr(self.obj, "description", "")).strip().splitlines()[0] if getattr(self.obj, "description", "") else ""
 

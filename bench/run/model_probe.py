@@ -27,25 +27,39 @@ EVAL_FLAWS = {
 }
 
 
-def eval_flaw(net: Any, x: Any, reseed: Any = None) -> str | None:
+def eval_flaw(net: Any, x: Any, reseed: Any = None, rows: int | None = None, tolerance: tuple[float, float] | None = None
+              ) -> str | None:
     """``"random"`` when two eval-mode forwards of ``x`` (two or more rows) give other logits, with
     the global generators reseeded between them (``reseed(i)``, default ``torch.manual_seed``);
-    ``"batch"`` when a row's logits alone differ from its logits in the batch (to ``RTOL``/``ATOL``:
-    a batched product may round otherwise); None when neither. ``net`` is in eval mode; the caller
-    turns a forward's exception into its own message. A forward called ``F.dropout(x, p)`` (active in
-    eval mode too): noisy numbers with exit 0, the retrain method 0.995 against its own reference's
-    1.000 (found in review)."""
+    ``"batch"`` when a row's logits alone (the first ``rows``, default all) differ from its logits in
+    the batch (to ``RTOL``/``ATOL``: a batched product may round otherwise); None when neither.
+    ``net`` is in eval mode; the caller turns a forward's exception into its own message. A forward
+    called ``F.dropout(x, p)`` (active in eval mode too): noisy numbers with exit 0, the retrain
+    method 0.995 against its own reference's 1.000 (found in review). ``tolerance``: (rtol, atol) of
+    both comparisons, the two forwards compared to it rather than bit for bit and outputs of other
+    shapes passed over (a trial's returned model, on a device that may round otherwise from call to
+    call: ``bench.run.trial.refuse_eval_flaws``)."""
     import torch
 
+    rtol, atol = tolerance or (RTOL, ATOL)
     reseed = reseed or torch.manual_seed
     with torch.no_grad():
         reseed(1)
         first = net(x.clone())
         reseed(2)
-        if not torch.equal(first, net(x.clone())):
+        second = net(x.clone())
+        if tolerance is None and not torch.equal(first, second):
             return "random"
-        for i in range(len(x)):
-            if not torch.allclose(net(x[i:i + 1].clone())[0], first[i], rtol=RTOL, atol=ATOL):
+        if tolerance is not None and first.shape == second.shape and not torch.allclose(
+                first, second, rtol=rtol, atol=atol, equal_nan=True):
+            return "random"
+        if tolerance is not None and first.shape[:1] != x.shape[:1]:
+            return None
+        for i in range(len(x) if rows is None else min(rows, len(x))):
+            alone = net(x[i:i + 1].clone())
+            if tolerance is not None and alone.shape[1:] != first.shape[1:]:
+                continue
+            if not torch.allclose(alone[0], first[i], rtol=rtol, atol=atol, equal_nan=tolerance is not None):
                 return "batch"
     return None
 

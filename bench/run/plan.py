@@ -99,7 +99,7 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
     whole: dict[str, str] = {}  # train and test tensors: what the trials measure on (TrialSpec.data_sha256)
     for spec in opts.datasets:
         splits[spec] = load_splits(registry.get("dataset", spec.partition(":")[0]), spec, data_dir, opts.download)
-        builtin = registry.entry("dataset", spec.partition(":")[0]).origin.startswith("bench.")
+        builtin = registry.entry("dataset", spec.partition(":")[0]).builtin
         splits[spec] = check_splits(spec, splits[spec], builtin)  # the plugin's data, before any model or request sees it
         digests[spec] = tensor_digest(splits[spec].train_x, splits[spec].train_y)
         whole[spec] = sha256_bytes((digests[spec] + tensor_digest(splits[spec].test_x, splits[spec].test_y)).encode())

@@ -155,23 +155,12 @@ def refuse_eval_flaws(name: str, model: torch.nn.Module, x: torch.Tensor, where:
     if len(x) < 2:
         return
     from bench.nn.training import model_device, predict_logits
-    from bench.run.model_probe import ATOL, EVAL_FLAWS, RTOL
+    from bench.run.model_probe import ATOL, EVAL_FLAWS, RTOL, eval_flaw
 
-    rtol, atol = RTOL, ATOL
+    tolerance = (RTOL, ATOL)
     if model_device(model, x.device).type != "cpu":  # TF32 convolutions and batch-size-dependent kernels round
-        rtol, atol = 1e-2, 1e-3  # to about 1e-3 relative; dropout or batch statistics move logits by far more
-    with torch.no_grad():
-        first, second = predict_logits(model, x[:8]), predict_logits(model, x[:8])
-        flaw = None
-        if first.shape == second.shape and not torch.allclose(first, second, rtol=rtol, atol=atol, equal_nan=True):
-            flaw = "random"
-        elif first.shape[:1] == x[:8].shape[:1]:
-            for i in range(2):
-                alone = predict_logits(model, x[i:i + 1])
-                if alone.shape[1:] == first.shape[1:] and not torch.allclose(alone[0], first[i], rtol=rtol, atol=atol,
-                                                                             equal_nan=True):
-                    flaw = "batch"
-                    break
+        tolerance = (1e-2, 1e-3)  # to about 1e-3 relative; dropout or batch statistics move logits by far more
+    flaw = eval_flaw(lambda rows: predict_logits(model, rows), x[:8], reseed=lambda i: None, rows=2, tolerance=tolerance)
     if flaw == "random":
         raise BenchError(f"Method '{name}' returned a model that {EVAL_FLAWS[flaw]}{where}.")
     if flaw == "batch":

@@ -27,14 +27,19 @@ def best_sample(outcome, objective: str, mode: str) -> tuple[Any, float, bool] |
     that ran to their end (their last result); when the scheduler stopped every one early, the best
     by its last report (intermediate: ``ctx.report``), flagged so. Among equal values the lowest
     sample number wins: with the defaults first, a draw that only ties them is not saved."""
-    reported = [(i, r) for i, r in outcome.results.items() if objective in r and i in outcome.specs]
     for complete in (True, False):
-        scored = [(outcome.specs[i], float(r[objective])) for i, r in reported
-                  if ran_to_end(r) == complete and not math.isnan(float(r[objective]))]
+        scored = _scored(outcome, objective, complete)
         if scored:  # a tie goes to the lowest sample number, the defaults' (it went to the first to finish)
             spec, value = min(scored, key=lambda sv: (sv[1] if mode == "min" else -sv[1], sample_number(sv[0])))
             return spec, value, complete
     return None
+
+
+def _scored(outcome, objective: str, complete: bool) -> list[tuple[Any, float]]:
+    """(spec, objective value) of the samples that ran to their end (``complete``) or were stopped
+    early, each with a value of ``objective`` that is a number."""
+    return [(outcome.specs[i], float(r[objective])) for i, r in outcome.results.items()
+            if i in outcome.specs and objective in r and ran_to_end(r) == complete and not math.isnan(float(r[objective]))]
 
 
 def ran_to_end(result: dict) -> bool:
@@ -117,8 +122,7 @@ def tied_with(outcome, objective: str, value: float, complete: bool) -> int:
     """How many of the samples compared with the best (those that ran to their end, or when none did,
     the stopped ones) scored exactly its ``value``: a search over a knob the objective does not see
     ties every sample, and the lowest-numbered one is saved."""
-    return sum(1 for i, r in outcome.results.items() if i in outcome.specs and objective in r
-               and ran_to_end(r) == complete and float(r[objective]) == value)
+    return sum(1 for _, v in _scored(outcome, objective, complete) if v == value)
 
 
 def defaults_ran(outcome) -> bool:
