@@ -36,12 +36,14 @@ def runs(workdir):
 
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory, run_bench, store_args):
-    """`bench run --methods retrain,ft,ga --seeds 0,1` twice with the same cache, through Ray Tune."""
+    """`bench run --methods retrain,ft,ga --seeds 0,1` twice with the same cache: through Ray Tune,
+    then on the local executor (a second Ray run cost the suite 30 s; the Ray run's numbers must be
+    the local executor's)."""
     workdir = tmp_path_factory.mktemp("e2e")
     (workdir / "cache").mkdir()
     args = ["run", "--methods", "retrain,ft,ga", "--seeds", "0,1", *store_args(workdir)]
     first = run_bench(*args, cwd=workdir)
-    second = run_bench(*args, cwd=workdir)
+    second = run_bench(*args, "--executor", "local", cwd=workdir)
     return workdir, first, second
 
 
@@ -84,7 +86,7 @@ def test_reference_quality_and_retrain_forgets_like_unseen_data(two_runs):
     assert ((retrain["metrics.forget_acc"] - retrain["metrics.test_acc"]).abs() <= 0.05).all()
 
 
-def test_second_identical_run_trains_no_reference_and_reproduces_numbers(two_runs):
+def test_second_run_on_the_local_executor_trains_no_reference_and_gives_rays_numbers(two_runs):
     workdir, first, second = two_runs
     assert "references: 4 trained, 0 from cache" in first.stdout
     assert second.returncode == 0, second.stdout + second.stderr
@@ -108,22 +110,6 @@ def test_a_resume_with_every_trial_finished_starts_no_ray(two_runs, run_bench, s
     assert again.returncode == 0, again.stdout + again.stderr
     assert "6 of 6 trial(s) already finished" in again.stdout and "started local Ray" not in again.stdout, again.stdout
     assert "references: 0 trained, 4 from cache" in again.stdout and "│ ga " in again.stdout
-
-
-def test_local_executor_gives_the_same_numbers_as_ray(two_runs, run_bench, store_args):
-    workdir, _, _ = two_runs
-    local = run_bench("run", "--methods", "retrain,ft,ga", "--seeds", "0", "--executor", "local",
-                      "--experiment", "local", *store_args(workdir), cwd=workdir)
-    assert local.returncode == 0, local.stdout + local.stderr
-    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
-    ray_kids = runs(workdir)
-    ray_kids = ray_kids[(ray_kids["tags.bench.role"] == "trial") & (ray_kids["params.seed"] == "0")].drop_duplicates("params.method")
-    loc = mlflow.search_runs(experiment_names=["local"])
-    loc = loc[loc["tags.bench.role"] == "trial"]
-    for method in ("retrain", "ft", "ga"):
-        a = ray_kids[ray_kids["params.method"] == method][[f"metrics.{m}" for m in ACCS]].to_numpy()
-        b = loc[loc["params.method"] == method][[f"metrics.{m}" for m in ACCS]].to_numpy()
-        assert (a == b).all(), method
 
 
 class Broken:

@@ -20,9 +20,10 @@ def test_sigint_keeps_finished_trials_and_marks_the_rest_killed(workdir, shared_
     """SIGTERM (a scheduler's kill) as Ctrl-C: it killed the driver through Ray's own handler (exit 1,
     the cut-off trials left RUNNING), and the local executor's process outright (143)."""
     exe = os.path.join(os.path.dirname(sys.executable), "bench")
-    # trials long enough (retrain: ~1 s each, the attacks after it) that the signal lands while some
-    # are running (150 epochs cost the first of the two ~25 s more, training its references)
-    cmd = [exe, "run", "--seeds", "0-1", "-r", "epochs=60", "--cache-dir", str(shared_cache),
+    # the signal lands within 0.2 s of the first trial's end, while others run (retrain's trials take
+    # 2 s with the attacks after them); the recipe's 30 epochs: references other tests of this worker
+    # may have cached (60 epochs cost the first of the two ~25 s, training its own)
+    cmd = [exe, "run", "--seeds", "0-1", "--cache-dir", str(shared_cache),
            "--tracking-uri", f"sqlite:///{workdir / 'mlflow.db'}"]
     log = open(workdir / "run.log", "w+")
     proc = subprocess.Popen(cmd, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, text=True)
