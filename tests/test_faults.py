@@ -59,6 +59,29 @@ class NanReport(NanMethod):
         return model
 
 
+class _Votes(torch.nn.Module):
+    """SISA's argmax aggregation: each member votes one-hot; the outputs are the vote counts."""
+
+    def __init__(self, *members):
+        super().__init__()
+        self.members = torch.nn.ModuleList(members)
+
+    def forward(self, x):
+        votes = [torch.nn.functional.one_hot(m(x).argmax(1), m(x).shape[1]) for m in self.members]
+        return torch.stack(votes).sum(0).float()
+
+
+class NanMember(NanMethod):
+    """Returns an ensemble of the model and a NaN copy of it: finite outputs, a diverged member."""
+
+    name = "nanmember"
+
+    def unlearn(self, model, request, params, ctx):
+        import copy
+
+        return _Votes(model, _nan_(copy.deepcopy(model)))
+
+
 def _opts(workdir, cache, **kw):
     kw.setdefault("recipe", EPOCHS)
     return RunOptions(cache_dir=str(cache), tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}", **kw)
@@ -141,6 +164,24 @@ def test_nan_model_passed_to_ctx_report_fails_the_trial(workdir, shared_cache, b
                                          r"\(a model passed to ctx.report\)"):
         run_trial(plan.trials[0], payload, report=reports.append)
     assert reports == []
+
+
+def test_a_diverged_part_with_finite_outputs_fails_the_trial(workdir, shared_cache, boom_plugin):
+    """An ensemble whose member diverged still votes (argmax of NaN logits is a class): its outputs
+    are finite, and its metrics were computed as if it were sound, exit 0 (params audit, 2026-12-07)."""
+    from bench.core.plugins import get_registry, plugin_versions
+    from bench.run.plan import make_plan
+    from bench.run.prepare import prepare_references
+    from bench.run.trial import run_trial
+    from bench.track.provenance import package_versions
+
+    boom_plugin(NanMember())
+    versions = package_versions()
+    plan = make_plan(get_registry(), _opts(workdir, shared_cache, methods="nanmember", attacks=""), versions, plugin_versions())
+    payload, _, _ = prepare_references(plan, versions, lambda *a, **k: None)
+    with pytest.raises(BenchError, match=r"Method 'nanmember' returned a model with NaN or infinite values in "
+                                         r"members\.1\..*, though its outputs are finite"):
+        run_trial(plan.trials[0], payload)
 
 
 @pytest.mark.slow

@@ -31,7 +31,7 @@ from bench.eval.evaluation import ModelEval, compare_to_references, evaluate_mod
 from bench.eval.measure import measure
 from bench.nn.nets import model_factory
 from bench.nn.torch_state import restore_torch_globals, torch_globals
-from bench.nn.training import accuracy, content_digest, seed_everything, set_threads, warm_up
+from bench.nn.training import accuracy, content_digest, nonfinite_state, seed_everything, set_threads, warm_up
 from bench.run.attack_step import add_metric, check_artifacts, run_attacks
 from bench.run.deadline import run_with_deadline
 from bench.run.method_training import own_original
@@ -124,6 +124,19 @@ def checked_eval(name: str, ev: ModelEval, classes: int, where: str = "") -> Mod
                          f"summing to 1){where}; bench applies softmax to a model's outputs itself, so its divergences "
                          "and attack scores would be wrong: return the logits (no final softmax).")
     return ev
+
+
+def refuse_nonfinite_weights(name: str, model: torch.nn.Module, where: str = "") -> None:
+    """Refuse a returned model with a NaN or infinite parameter or buffer whose outputs are finite
+    (checked after :func:`checked_eval`): a part whose outputs are discarded still counts. SISA's
+    argmax vote turns a NaN shard model into a vote for class 0, and the ensemble would score as if
+    sound (params audit, 2026-12-07)."""
+    bad = nonfinite_state(model)
+    if bad is not None:
+        raise BenchError(f"Method '{name}' returned a model with NaN or infinite values in {bad}{where}, though its "
+                         f"outputs are finite (a diverged part whose outputs are discarded or outvoted, such as an "
+                         f"ensemble's member): its metrics would be those of a broken model. Lower the method's "
+                         f"learning rate or check its update.")
 
 
 #: the models methods returned in this process's earlier trials (weakly held: a model nobody keeps
@@ -248,6 +261,7 @@ def _run_trial(spec: TrialSpec, payload: Payload, fetch: Callable[[Any], Any],
         _refuse_changed_contents(spec.method, given, digests, where)
         refuse_kept_result(spec.method, out, where)
         ev = checked_eval(spec.method, evaluate_model(out, data), splits.num_classes, where)
+        refuse_nonfinite_weights(spec.method, out, where)
         refuse_eval_flaws(spec.method, out, data.test_x, where)
         metrics = compare_to_references(ev, step.original_eval, step.retrain_eval)
         # under ASHA, less the per-epoch evaluations: a sample ASHA let finish counted them as its own (tune audit)
