@@ -335,7 +335,12 @@ class _Spaced:
         self.how, self.name = how, f"spaced-{how}"
         self.default_params = {"lr": 0.01, "weight": 0.5, "epochs": 2}
         self.search_space = {"wide": {"weight": space.uniform(0.0, 1.5)}, "float-epochs": {"epochs": space.uniform(1, 4)},
-                             "bug": {"lr": space.loguniform(1e-4, 1e-1)}, "setting": {"epochs": space.choice([3, 4])}}[how]
+                             "bug": {"lr": space.loguniform(1e-4, 1e-1)}, "setting": {"epochs": space.choice([3, 4])},
+                             # malformed: each was a raw traceback when drawn (params audit, 2026-12-07)
+                             "log-zero": {"weight": space.loguniform(0, 1)}, "reversed": {"weight": space.uniform(1, 0)},
+                             "empty-int": {"epochs": space.randint(5, 5)}, "no-choice": {"epochs": space.choice([])},
+                             "float-int": {"epochs": space.randint(1.5, 4.5)}, "inf": {"lr": space.uniform(0.1, float("inf"))},
+                             "not-domain": {"lr": (1e-4, 1e-1)}}[how]
 
     def check_params(self, params):
         if self.how == "bug":
@@ -371,6 +376,15 @@ class _SpacedPlugin:
                 r"Fix epochs with -p spaced-setting\.epochs=VALUE"),
     ("bug", r"Method 'spaced-bug': its check_params failed with KeyError: 'momentum' at .*test_input_faults_options"
             r"\.py:\d+\. A refusal raises ValueError"),
+    ("log-zero", r"Method 'spaced-log-zero' \(plugin .*\) declares search_space\['weight'\] that cannot be sampled: "
+                 r"loguniform\(0, 1\) needs low > 0\. Fix the search space in the plugin, or fix weight with -p "
+                 r"spaced-log-zero\.weight=VALUE"),
+    ("reversed", r"search_space\['weight'\] that cannot be sampled: uniform\(1, 0\) is empty: need low < high"),
+    ("empty-int", r"search_space\['epochs'\] that cannot be sampled: randint\(5, 5\) is empty"),
+    ("no-choice", r"search_space\['epochs'\] that cannot be sampled: choice\(\) needs a non-empty sequence"),
+    ("float-int", r"search_space\['epochs'\] that cannot be sampled: randint\(1\.5, 4\.5\) needs integers"),
+    ("inf", r"search_space\['lr'\] that cannot be sampled: uniform\(0\.1, inf\) needs finite bounds"),
+    ("not-domain", r"search_space\['lr'\] that cannot be sampled: \(0\.0001, 0\.1\) is not a bench\.core\.space Domain"),
 ])
 def test_tune_refuses_a_search_space_the_method_refuses_before_work(how, pattern, tmp_path, invoke_bench, no_ray,
                                                                     plugged):

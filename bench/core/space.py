@@ -7,6 +7,8 @@ range's upper end open, ``randint``'s high end excluded).
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -35,6 +37,32 @@ def randint(low: int, high: int) -> Domain:
 
 def choice(values: Sequence[Any]) -> Domain:
     return Domain("choice", (tuple(values),))
+
+
+def domain_problem(domain: Any) -> str | None:
+    """What makes ``domain`` impossible to sample (an empty or reversed range, a log range from 0, a
+    non-integer randint, an empty choice, not a Domain at all), or None: what the plugin kit and
+    ``bench tune`` check before any sample is drawn."""
+    if not isinstance(domain, Domain):
+        return f"{domain!r} is not a bench.core.space Domain (use loguniform, uniform, randint or choice)"
+    kind, args = domain.kind, domain.args
+    if kind == "choice":
+        ok = len(args) == 1 and isinstance(args[0], Sequence) and len(args[0]) > 0
+        return None if ok else "choice() needs a non-empty sequence"
+    if kind not in ("uniform", "loguniform", "randint"):
+        return f"unknown domain kind {kind!r}; build domains with bench.core.space"
+    if len(args) != 2 or not all(isinstance(a, numbers.Real) and not isinstance(a, bool) for a in args):
+        return f"{kind} needs two numbers, got {args!r}"
+    low, high = args
+    if not all(math.isfinite(a) for a in args):
+        return f"{kind}({low}, {high}) needs finite bounds"
+    if not low < high:
+        return f"{kind}({low}, {high}) is empty: need low < high"
+    if kind == "loguniform" and low <= 0:
+        return f"loguniform({low}, {high}) needs low > 0"
+    if kind == "randint" and not all(isinstance(a, numbers.Integral) for a in args):
+        return f"randint({low}, {high}) needs integers"
+    return None
 
 
 def probes(domain: Domain) -> list[Any]:

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from bench.core.errors import BenchError
 from bench.core.params import UnusedParam
-from bench.core.space import Domain, choice, probes, randint
+from bench.core.space import Domain, choice, domain_problem, probes, randint
 from bench.eval.metrics import METRIC_DIRECTIONS, no_direction_reason
 from bench.run.validate import coerce_param, params_for_dataset
 
@@ -35,9 +35,13 @@ def check_space(m, keys: list[str], datasets: list[str], given: dict) -> None:
 
     for key in keys:
         domain = m.obj.search_space[key]
-        where = f"Method '{m.name}' (plugin {m.origin}) searches {key} over {domain.describe()}"
         fix = (f"Fix the search space in the plugin, or fix {key} with -p {m.name}.{key}=VALUE (bench tune "
                f"then searches the rest).")
+        problem = domain_problem(domain)
+        if problem:  # drawing from it was a raw traceback (math domain error, StopIteration; params audit)
+            raise BenchError(f"Method '{m.name}' (plugin {m.origin}) declares search_space['{key}'] that cannot be "
+                             f"sampled: {problem}. {fix}")
+        where = f"Method '{m.name}' (plugin {m.origin}) searches {key} over {domain.describe()}"
         for probe in probes(domain):
             try:
                 value = coerce_param(m.name, key, probe, m.params[key])

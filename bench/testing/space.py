@@ -7,7 +7,7 @@ import json
 import numbers
 from typing import Any, Mapping
 
-from bench.core.space import Domain
+from bench.core.space import Domain, domain_problem
 from bench.testing.base import _fail, _name, _params
 
 
@@ -20,24 +20,6 @@ def _in_domain(value: Any, domain) -> bool:
     if kind == "randint":
         return isinstance(value, numbers.Integral) and args[0] <= value < args[1]
     return args[0] <= value <= args[1]
-
-
-def _domain_problem(domain) -> str | None:
-    kind, args = domain.kind, domain.args
-    if kind == "choice":
-        return None if len(args) == 1 and len(args[0]) > 0 else "choice() needs a non-empty sequence"
-    if kind not in ("uniform", "loguniform", "randint"):
-        return f"unknown domain kind {kind!r}; build domains with bench.core.space"
-    if len(args) != 2 or not all(isinstance(a, numbers.Real) and not isinstance(a, bool) for a in args):
-        return f"{kind} needs two numbers, got {args!r}"
-    low, high = args
-    if not low < high:
-        return f"{kind}({low}, {high}) is empty: need low < high"
-    if kind == "loguniform" and low <= 0:
-        return f"loguniform({low}, {high}) needs low > 0"
-    if kind == "randint" and not all(isinstance(a, numbers.Integral) for a in args):
-        return f"randint({low}, {high}) needs integers"
-    return None
 
 
 def check_params_and_space(method, params: Mapping[str, Any] | None) -> None:
@@ -60,7 +42,7 @@ def check_params_and_space(method, params: Mapping[str, Any] | None) -> None:
         if not isinstance(domain, Domain):
             _fail(f"search_space['{key}'] is {domain!r}, not a bench.core.space Domain (use bench.core.space.loguniform, "
                   f"uniform, randint or choice; plugins never import ray).")
-        problem = _domain_problem(domain)
+        problem = domain_problem(domain)
         if problem:
             _fail(f"search_space['{key}']: {problem}.")
         if not _in_domain(method.default_params[key], domain):
