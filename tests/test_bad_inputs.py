@@ -248,8 +248,32 @@ class DataPlugin:
         register(TupleOut())
         register(SoftmaxOut())
         register(CachedModule())
+        for how in ("raises", "none", "none-first"):
+            register(FlakyCreate(how))
         for flaw in ("dropout", "centring", "inplace", "nan"):
             register(EvalFlaw(flaw))
+
+
+class FlakyCreate:
+    """create() builds a module on its first call only: the second (the plan's shared-module check)
+    raised, or returned None (``how``); a raw traceback even under --dry-run (plugins audit)."""
+
+    description = "create() that works once (tests/test_bad_inputs.py)"
+
+    def __init__(self, how):
+        self.how, self.name, self.calls = how, f"create-{how}", 0
+
+    def create(self, num_classes, input_shape, arg=None):
+        import math
+
+        from torch import nn
+
+        self.calls += 1
+        if self.how == "none-first" or self.calls > 1:
+            if self.how == "raises":
+                raise RuntimeError("no more models (planted)")
+            return None
+        return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), num_classes))
 
 
 class DuplicateMethod:
@@ -536,6 +560,15 @@ CASES: dict[str, tuple] = {
     "model-create-cached": (("data", ["-m", "ft", "--model", "cached-module"]),
                             r"Model 'cached-module': two create\(\) calls returned the same module; create\(\) must "
                             r"build a new model on every call"),
+    "model-create-fails-later": (("data", ["-m", "ft", "--model", "create-raises"]),
+                                 r"Model 'create-raises': create\(\) failed on its second call \(RuntimeError: no more "
+                                 r"models \(planted\)\); bench calls it once for every model it trains"),
+    "model-create-none-later": (("data", ["-m", "ft", "--model", "create-none"]),
+                                r"Model 'create-none': create\(\) returned NoneType on its second call, not a "
+                                r"torch\.nn\.Module"),
+    "model-create-none": (("data", ["-m", "ft", "--model", "create-none-first"]),
+                          r"Model 'create-none-first': create\(\) returned NoneType, not a torch\.nn\.Module; it must "
+                          r"return the network it builds\."),
     "model-eval-dropout": (("data", ["-m", "ft", "--model", "eval-dropout"]),
                            r"Model 'eval-dropout' on dataset 'digits': gives other logits for the same inputs in eval mode: "
                            r"randomness at evaluation .*use nn\.Dropout, which eval\(\) turns off\."),

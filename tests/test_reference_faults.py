@@ -38,6 +38,24 @@ class TrainBoomModel:
         return _TrainBoomNet(int(torch.tensor(input_shape).prod()), num_classes)
 
 
+class _EvalBoomNet(_TrainBoomNet):
+    """Fails in evaluation on more rows than the plan's probe gives it, once ``EvalBoomModel.armed``."""
+
+    def forward(self, x):
+        if EvalBoomModel.armed and not self.training and x.shape[0] > 8:
+            raise RuntimeError(PLANTED)
+        return self.fc(x.flatten(1))
+
+
+class EvalBoomModel:
+    name = "evalboom"
+    description = "test model whose evaluation fails on large batches"
+    armed = False
+
+    def create(self, num_classes, input_shape, arg=None):
+        return _EvalBoomNet(int(torch.tensor(input_shape).prod()), num_classes)
+
+
 class OwnTrainBoom:
     """A method with its own training (as SISA) whose ``train`` fails."""
 
@@ -70,6 +88,7 @@ class _Plugin:
     @bench.hookimpl
     def register_models(self, register):
         register(TrainBoomModel())
+        register(EvalBoomModel())
 
 
 @pytest.fixture
@@ -122,6 +141,30 @@ def test_failed_reference_fails_its_groups_trials_and_the_other_group_runs(workd
     assert kids.loc["trainboom", "status"] == "FAILED" and kids.loc["mlp", "status"] == "FINISHED"
     assert PLANTED in kids.loc["trainboom", "tags.bench.error"]
     assert "retrain" in out  # the healthy group's references are in the summary
+
+
+def test_references_whose_evaluation_fails_fail_their_groups_trials_only(workdir, planted, run_harness):
+    """A model plugin whose eval-mode forward fails on the batches the references are scored on
+    (the plan's probe gives it two rows): a raw traceback ended the whole run, exit 1, the other
+    model's trials unrun and nothing in MLflow (plugins audit, 2026-12-07)."""
+    common = dict(methods="ft", models=["mlp", "evalboom"], attacks="", recipe={"epochs": 2})
+    EvalBoomModel.armed = False
+    try:
+        code, out = run_harness(workdir, **common)  # the references, cached
+        assert code == 0, out
+        EvalBoomModel.armed = True
+        code, out = run_harness(workdir, **common, experiment="armed")
+    finally:
+        EvalBoomModel.armed = False
+    assert code == 1, out
+    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
+    df = mlflow.search_runs(experiment_names=["armed"])
+    kids = df[df["tags.bench.role"] == "trial"].set_index("tags.bench.model")
+    assert kids.loc["evalboom", "status"] == "FAILED" and kids.loc["mlp", "status"] == "FINISHED"
+    assert PLANTED in kids.loc["evalboom", "tags.bench.error"]
+    text = mlflow.artifacts.load_text(f"runs:/{kids.loc['evalboom', 'run_id']}/error.txt")
+    assert "Traceback" in text and "while evaluating the references of digits/evalboom seed=0" in text
+    assert "Traceback" not in out
 
 
 def test_failure_hint_names_what_to_change():

@@ -84,6 +84,7 @@ def probe_model(spec: str, obj: Any, arg: Any, dspec: str, sp: Any) -> Any:
         torch.manual_seed(0)
         with no_exit(f"Model plugin '{spec}' (create)"):
             net = obj.create(sp.num_classes, tuple(sp.input_shape), arg)
+        _refuse_not_a_module(spec, net, "")
         net.eval()
         with torch.no_grad():
             out = net(x)
@@ -118,6 +119,14 @@ def probe_model(spec: str, obj: Any, arg: Any, dspec: str, sp: Any) -> Any:
     return net
 
 
+def _refuse_not_a_module(spec: str, net: Any, when: str) -> None:
+    import torch
+
+    if not isinstance(net, torch.nn.Module):  # None was "cannot run on dataset ...: 'NoneType' object has no attribute 'eval'"
+        raise BenchError(f"Model '{spec}': create() returned {type(net).__name__}{when}, not a torch.nn.Module; it "
+                         "must return the network it builds.")
+
+
 def refuse_shared_create(spec: str, obj: Any, arg: Any, sp: Any, networks: dict) -> None:
     """A model plugin's ``create`` builds a new module each call: one returning a cached module made
     the retrained reference the original itself (retrain_* = original_*, every gap and divergence
@@ -126,8 +135,16 @@ def refuse_shared_create(spec: str, obj: Any, arg: Any, sp: Any, networks: dict)
 
     first = next(net for (m, _), net in networks.items() if m == spec)
     torch.manual_seed(0)
-    with no_exit(f"Model plugin '{spec}' (create)"):
-        again = obj.create(sp.num_classes, tuple(sp.input_shape), arg)
+    try:
+        with no_exit(f"Model plugin '{spec}' (create)"):
+            again = obj.create(sp.num_classes, tuple(sp.input_shape), arg)
+    except BenchError:
+        raise
+    except Exception as exc:  # a raw traceback, even under --dry-run (plugins audit, 2026-12-07)
+        raise BenchError(f"Model '{spec}': create() failed on its second call ({type(exc).__name__}: {exc}); bench "
+                         "calls it once for every model it trains (the original, the retrained reference, each "
+                         "trial's): it must build a model on every call.") from None
+    _refuse_not_a_module(spec, again, " on its second call")
     what = shared_state(first, again)
     if what:
         raise BenchError(f"Model '{spec}': two create() calls returned {what}; create() must build a new model on "

@@ -167,7 +167,14 @@ def build_payload(plan, refs: dict, method_originals: dict[str, dict], attack_mo
         if bad:
             failures[g.gid] = bad[0]
             continue
-        steps = group_steps(plan, g, refs)
+        try:
+            steps = group_steps(plan, g, refs)
+        except Exception:  # a model plugin's create or eval-mode forward (on more rows than the plan's probe)
+            import traceback  # raised here: the whole run ended, the other groups' trials too (plugins audit)
+
+            failures[g.gid] = (f"{traceback.format_exc().rstrip()}\n(while evaluating the references of {g.dataset}/"
+                               f"{g.model} seed={g.seed}; the trials that need them did not run)")
+            continue
         broken = _nonfinite_reference(g, steps)
         if broken:
             failures[g.gid] = broken
