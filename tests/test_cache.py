@@ -313,7 +313,7 @@ def test_a_failed_copy_of_the_store_template_leaves_no_partial_file(tmp_path, mo
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(shutil, "copyfile", full)
-    store.new_sqlite_store(tmp_path / "mlflow.db", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    store.new_sqlite_store(tmp_path / "mlflow.db")
     monkeypatch.setattr(shutil, "copyfile", real)
     assert (tmp_path / "mlflow.db").is_file() and not template.exists()
     assert list(template.parent.iterdir()) == []

@@ -194,7 +194,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, invoke_bench, args, message)
     if args[0] == "nosuchrun":  # a store with one parent run to look the name up in
         import mlflow
 
-        new_sqlite_store(tmp_path / "mlflow.db", store)
+        new_sqlite_store(tmp_path / "mlflow.db")
         mlflow.set_tracking_uri(store)
         exp = mlflow.set_experiment("unlearning-bench")
         with mlflow.start_run(experiment_id=exp.experiment_id, tags={"bench.role": "parent"}):
@@ -257,7 +257,7 @@ def test_a_running_run_is_refused(tmp_path, invoke_bench):
     from bench.track.store import new_sqlite_store
 
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    new_sqlite_store(tmp_path / "mlflow.db", store)
+    new_sqlite_store(tmp_path / "mlflow.db")
     client = mlflow.tracking.MlflowClient(store)
     exp = client.get_experiment_by_name("unlearning-bench") or client.get_experiment(client.create_experiment("unlearning-bench"))
     run = client.create_run(exp.experiment_id, run_name="busy", tags={"bench.role": "parent"})  # left RUNNING

@@ -167,8 +167,11 @@ def test_a_store_mlflow_cannot_create_is_one_line_and_leaves_no_half_store(tmp_p
 
     monkeypatch.setattr(store, "store_template", lambda: None)  # MLflow's own creation, as when the copy fails
 
-    def full(self, experiment_id):
-        (tmp_path / "mlflow.db").write_bytes(b"half")
+    def full(self, experiment_id):  # where MLflow builds the store: beside it, renamed into place once whole
+        building = self._tracking_client.tracking_uri[len("sqlite:///"):]
+        assert building.startswith(str(tmp_path / "mlflow.db.new-")), building
+        with open(building, "wb") as fh:
+            fh.write(b"half")
         raise sqlite3.OperationalError("database or disk is full")
 
     monkeypatch.setattr(Client, "get_experiment", full)
@@ -178,4 +181,4 @@ def test_a_store_mlflow_cannot_create_is_one_line_and_leaves_no_half_store(tmp_p
     assert "Traceback" not in got.stdout + got.stderr
     assert got.stderr.strip().splitlines()[-1].startswith("Error: setting up experiment 'unlearning-bench' in the MLflow "
                                                           "store sqlite:///") and "database or disk is full" in got.stderr
-    assert not (tmp_path / "mlflow.db").exists()
+    assert not (tmp_path / "mlflow.db").exists() and not list(tmp_path.glob("mlflow.db.new-*"))

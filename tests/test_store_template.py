@@ -92,3 +92,26 @@ def test_a_template_that_is_not_an_empty_store_of_this_version_is_replaced_by_ml
     assert client.search_runs([eid]) == []
     assert _rows(template, "SELECT COUNT(*) FROM runs") == [(0,)]  # replaced by MLflow's new store
     assert not list(here.glob("new.db.new-*"))
+
+
+def test_mlflows_creation_happens_beside_the_store_and_lands_whole(here, monkeypatch):
+    """Without a template MLflow migrates a new store step by step (16 s on a loaded machine): a
+    command reading it meanwhile saw an older schema and was told to run `mlflow db upgrade`
+    (params audit, 2026-12-07). The store appears only once MLflow has finished."""
+    import mlflow.store.db.utils as db_utils
+
+    db = here / "mlflow.db"
+    real = db_utils._initialize_tables
+    seen = []
+
+    def initialize(engine, *a, **k):
+        seen.append((db.exists(), str(engine.url)))
+        return real(engine, *a, **k)
+
+    monkeypatch.setattr(store, "store_template", lambda: None)
+    monkeypatch.setattr(db_utils, "_initialize_tables", initialize)
+    tracking.setup_experiment(f"sqlite:///{db}", "unlearning-bench")
+    assert len(seen) == 1 and seen[0][0] is False and "mlflow.db.new-" in seen[0][1], seen
+    known, latest = store.schema_revisions()
+    assert _rows(db, "SELECT version_num FROM alembic_version") == [(latest,)]
+    assert not list(here.glob("mlflow.db.new-*"))

@@ -309,7 +309,7 @@ def _default_experiment_row(path: Path) -> None:
         con.close()
 
 
-def new_sqlite_store(db: Path, tracking_uri: str) -> None:
+def new_sqlite_store(db: Path) -> None:
     """Create the SQLite store ``db`` if it is absent (and its directory exists): a copy of this MLflow
     version's template when there is one, else MLflow's own creation, kept as the template for the
     next new store (see above). Runs under ``tracking.store_lock``, so two processes never create the
@@ -331,10 +331,17 @@ def new_sqlite_store(db: Path, tracking_uri: str) -> None:
             tmp.unlink(missing_ok=True)
     from mlflow.tracking import MlflowClient
 
+    # built beside it and renamed into place: a command reading the store while MLflow migrated it
+    # (16 s on a loaded machine) saw an older schema and was told to `mlflow db upgrade` (params audit)
+    building = db.with_name(f"{db.name}.new-{os.getpid()}")
     try:
-        MlflowClient(tracking_uri).get_experiment("0")  # MLflow creates the tables and the Default experiment
+        client = MlflowClient(f"sqlite:///{building}")
+        client.get_experiment("0")  # MLflow creates the tables and the Default experiment
+        with contextlib.suppress(Exception):  # its connections to the file about to be renamed
+            client._tracking_client.store.engine.dispose()
+        os.replace(building, db)
     except BaseException:  # a full disk: no half-migrated store left for the next run to trip over
-        db.unlink(missing_ok=True)
+        building.unlink(missing_ok=True)
         raise
     if template is None:
         return

@@ -130,7 +130,7 @@ def _setup_experiment(tracking_uri: str, name: str) -> str:
     from mlflow.tracking import MlflowClient
 
     if tracking_uri.startswith("sqlite:///"):  # a new store: from the template (bench/track/store.py)
-        new_sqlite_store(Path(tracking_uri[len("sqlite:///"):]), tracking_uri)
+        new_sqlite_store(Path(tracking_uri[len("sqlite:///"):]))
     mlflow.set_tracking_uri(tracking_uri)
     client = MlflowClient(tracking_uri)
     exp = client.get_experiment_by_name(name)
