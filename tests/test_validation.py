@@ -327,6 +327,10 @@ def test_param_syntax_ok():
     ("ga", {"ga": {"epochs": "abc"}}, "Bad value for ga.epochs: 'abc' is not an integer (default "),
     ("ga", {"ga": {"epochs": "2.5"}}, "Bad value for ga.epochs: '2.5' is not an integer"),
     ("ga", {"ga": {"lr": "fast"}}, "Bad value for ga.lr: 'fast' is not a number (default "),
+    # Python reads digit separators: 0_01 was lr 1.0 (params audit)
+    ("ga", {"ga": {"lr": "0_01"}}, "Bad value for ga.lr: '0_01' is not a number (default "),
+    ("ga", {"ga": {"epochs": "1_0"}}, "Bad value for ga.epochs: '1_0' is not an integer"),
+    ("ga", {"ga": {"epochs": "inf"}}, "Bad value for ga.epochs: 'inf' is not an integer"),
     ("ga", {"ga": {"train_mode": "maybe"}}, "Bad value for ga.train_mode: 'maybe' is not true or false (default True)"),
     ("ga", {"ga": {"variant": "bogus"}}, "Bad parameters for method 'ga': variant='bogus': expected one of ga, neggrad+. Fix it with -p ga.variant=VALUE"),
 ])
@@ -341,6 +345,20 @@ def test_good_method_params_are_coerced(registry):
     ga, ft = plans
     assert (ga.params["epochs"], ga.params["train_mode"], ga.access) == (3, False, ("forget", "retain"))
     assert ft.params["lr"] == 0.1 and ft.origin == "bench.methods"
+    # a whole number in float notation is an integer on the command line too, as in a TOML or JSON file
+    # (epochs = 5.0 there was 5, -p ga.epochs=5.0 refused; params audit)
+    for text in ("5.0", "5e0", "0.5e1"):
+        (ga,) = resolve_methods(registry, RunOptions(methods="ga", params={"ga": {"epochs": text}}))
+        assert ga.params["epochs"] == 5 and type(ga.params["epochs"]) is int, text
+
+
+def test_recipe_numbers_on_the_command_line():
+    from bench.core.recipe import build_recipe
+
+    assert build_recipe({"epochs": "5.0", "lr": "0.01"}).epochs == 5
+    for bad in ({"lr": "0_01"}, {"epochs": "2.5"}, {"epochs": "1_0"}):
+        with pytest.raises(BenchError, match="Bad recipe value"):
+            build_recipe(bad)
 
 
 @pytest.mark.parametrize("value", [1.5, [3], {"n": 3}])

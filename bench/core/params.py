@@ -25,6 +25,23 @@ def fits_float32(value: Any) -> bool:
                 and abs(value) > FLOAT32_MAX)
 
 
+def number_from_text(text: str, integer: bool) -> int | float:
+    """A command-line number (``-p``, ``-r``): Python's ``int``/``float`` but for ``_`` digit
+    separators (``0_01`` was read as 1, not 0.01; params audit), and for an integer, any whole
+    number in float notation (``5.0``, ``1e3``), as a TOML or JSON file gives it. Raises ValueError."""
+    if "_" in text:
+        raise ValueError(text)
+    if not integer:
+        return float(text)
+    try:
+        return int(text)
+    except ValueError:
+        value = float(text)
+        if not (math.isfinite(value) and value.is_integer()):
+            raise ValueError(text) from None
+        return int(value)
+
+
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and fits_float32(value)
 

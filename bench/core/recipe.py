@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
 from bench.core.errors import BenchError
-from bench.core.params import fits_float32
+from bench.core.params import fits_float32, number_from_text
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "constant", "step")
@@ -57,8 +57,8 @@ def _coerce(key: str, value: Any) -> Any:
     if isinstance(value, bool):  # a TOML true is an int to Python: epochs = true is not 1 epoch
         raise BenchError(f"Bad recipe value {key}={value!r}: expected {kind.__name__}, not a boolean.")
     try:
-        if kind is int and isinstance(value, str):
-            value = int(value)
+        if kind in (int, float) and isinstance(value, str):
+            value = number_from_text(value, kind is int)
         out = kind(value)
     except (TypeError, ValueError):
         raise BenchError(f"Bad recipe value {key}={value!r}: expected {kind.__name__}.") from None

@@ -27,7 +27,7 @@ from bench.core.method import (
     requires_for,
 )
 from bench.core.options import EXECUTORS, RunOptions
-from bench.core.params import FLOAT32_MAX, fits_float32
+from bench.core.params import FLOAT32_MAX, fits_float32, number_from_text
 from bench.core.recipe import build_recipe
 from bench.core.registry import Registry
 from bench.run.checks import (
@@ -82,10 +82,8 @@ def _convert_param(method: str, key: str, value: Any, default: Any) -> Any:
             if low not in ("true", "false", "1", "0", "yes", "no"):
                 raise ValueError
             return low in ("true", "1", "yes")
-        if kind is int:
-            return int(value)
-        if kind is float:
-            return float(value)
+        if kind in (int, float):
+            return number_from_text(value, kind is int)
     except ValueError:
         raise BenchError(f"Bad value for {method}.{key}: {value!r} is not {_KIND_NAMES.get(kind.__name__, 'a ' + kind.__name__)} "
                          f"(default {default!r}). {_fix(method, key)}") from None
