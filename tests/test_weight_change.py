@@ -5,6 +5,7 @@ utility: three such cases were found by review, each closed at its cause; this c
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -164,3 +165,89 @@ def test_a_method_at_batch_size_one_trains(workdir, shared_cache, run_harness, t
     runs = trial_runs(workdir)
     assert runs.loc["ft", "metrics.weight_change"] > 0 and "unchanged" not in out
     assert int(runs.loc["ft", "params.params.batch_size"]) == 1
+
+
+class _DTrial:
+    def __init__(self, method, dataset="digits"):
+        self.method, self.dataset = method, dataset
+
+
+def test_chance_warnings_name_methods_that_collapsed_the_model():
+    """ft at lr 1 left test_acc 0.103 and entropy_auc 0.500 ("the attacker is at chance"), exit 0,
+    no word (params audit, 2026-12-07): a model no better than the most common class is said."""
+    from bench.track.report import chance_warnings, method_warnings
+
+    trials = [_DTrial("ft"), _DTrial("ft"), _DTrial("ga"), _DTrial("seq"), _DTrial("ft", "other")]
+    results = {0: {"test_acc": 0.103, "original_test_acc": 0.97}, 1: {"test_acc": 0.95, "original_test_acc": 0.97},
+               2: {"test_acc": 0.11, "original_test_acc": 0.11},  # the original did not learn: not the method's doing
+               3: {"bench_steps": [{"test_acc": 0.9, "original_test_acc": 0.97}, {"test_acc": 0.09, "original_test_acc": 0.97}]},
+               4: {"test_acc": 0.2, "original_test_acc": 0.9}}  # no chance rate known for its dataset: no claim
+    lines = chance_warnings(trials, results, {"digits": 0.102}, 0.02)
+    assert lines == [
+        "warning: method 'ft' left a model no better than chance on the test split (test_acc down to 0.103, the "
+        "original's well above) in 1 of 2 trial(s): it collapsed, and its forget_acc and attack scores (an AUC near "
+        "0.5) say nothing about forgetting. Check its parameters (a step size too large for this model).",
+        "warning: method 'seq' left a model no better than chance on the test split (test_acc down to 0.090, the "
+        "original's well above) in 1 of 1 trial(s): it collapsed, and its forget_acc and attack scores (an AUC near "
+        "0.5) say nothing about forgetting. Check its parameters (a step size too large for this model)."]
+    assert method_warnings(trials[:1], {0: results[0]}) == []  # no chance rates given: none said
+    assert "in 1 of 1 sample(s)" in method_warnings(trials[:1], {0: results[0]}, "sample", {"digits": 0.102})[0]
+
+
+class _BiasOnlyNet(torch.nn.Module):
+    def __init__(self, classes):
+        super().__init__()
+        self.b = torch.nn.Parameter(torch.zeros(classes))
+
+    def forward(self, x):
+        return self.b.expand(x.shape[0], -1) + 0.0 * x.flatten(1)[:, :1]
+
+
+class _BiasOnly:
+    name = "biasonly"
+    description = "test model that learns the class prior only"
+
+    def create(self, num_classes, input_shape, arg=None):
+        return _BiasOnlyNet(num_classes)
+
+
+class _Zeroes(_Method):
+    def __init__(self):
+        super().__init__("zeroes", 0.0)
+        self.description = "test method that zeroes every weight"
+
+    def unlearn(self, model, request, params, ctx):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.zero_()
+        return model
+
+
+class _ChancePlugin:
+    @bench.hookimpl
+    def register_methods(self, register):
+        register(_Zeroes())
+
+    @bench.hookimpl
+    def register_models(self, register):
+        register(_BiasOnly())
+
+
+def test_a_run_says_which_references_and_methods_are_at_chance(workdir, shared_cache, run_harness, plugged):
+    import mlflow
+
+    with plugged(_ChancePlugin()):
+        code, out = run_harness(workdir, methods="ft,zeroes", models=["mlp", "biasonly"], attacks="", recipe={"epochs": 5},
+                                cache_dir=str(shared_cache))
+    assert code == 0, out
+    text = " ".join(out.split())
+    assert re.search(r"warning: the original of digits/biasonly seed=0 scores test_acc 0\.1\d\d, no better than always "
+                     r"answering the test split's most common class \(0\.1\d\d\): it did not learn", text), text
+    assert "warning: the retrained reference of digits/biasonly seed=0 scores" in text
+    assert "of digits/mlp" not in text
+    # on mlp only: on biasonly the original was at chance already
+    assert "warning: method 'zeroes' left a model no better than chance on the test split" in text
+    assert "in 1 of 2 trial(s)" in text.split("method 'zeroes' left")[1] and "method 'ft' left" not in text
+    parent = mlflow.search_runs(experiment_names=["unlearning-bench"], filter_string="tags.`bench.role` = 'parent'")
+    kept = parent["tags.bench.warnings"].iloc[0]
+    assert "the original of digits/biasonly" in kept and "method 'zeroes' left a model" in kept

@@ -17,6 +17,7 @@ from bench.run.payload import Payload, build_payload, group_keys, reference_jobs
 from bench.run.original import ORIGINAL_KEYS
 from bench.run.references import (
     ensure_references,
+    warn_chance_references,
     warn_few_attack_points,
     warn_shadow_attacks_on_own_originals,
     warn_recipe_mismatch,
@@ -92,7 +93,8 @@ def prepare_references(plan, versions: dict, say: Callable[[str], None]) -> tupl
     payload, ref_rows = build_payload(plan, refs, originals_by_group(plan, refs),
                                       attack_models(plan, refs, say, versions, failed), failed)
     release_cuda_memory()  # the references were evaluated here (on the GPU with --device cuda): the trials need it
-    warned = tuple(warn_recipe_mismatch(plan, payload, say))  # --original: does the recipe match?
+    warned = tuple(warn_chance_references(plan, payload, say))  # references that did not learn
+    warned += tuple(warn_recipe_mismatch(plan, payload, say))  # --original: does the recipe match?
     warned += tuple(warn_untestable_classes(plan, payload, say))  # class:K with no test point of K
     warned += tuple(warn_few_attack_points(plan, say))  # attacks' scores over a handful of positives
     warned += tuple(warn_shadow_attacks_on_own_originals(plan, say))  # LiRA/RMIA on SISA's ensemble

@@ -276,3 +276,40 @@ def warn_shadow_attacks_on_own_originals(plan, say: Callable[..., None]) -> list
     say(line, always=True)
     return [line]
 
+
+#: A test accuracy within this of always answering the test split's most common class is "at chance".
+CHANCE_MARGIN = 0.02
+
+
+def chance_rates(plan) -> dict[str, float]:
+    """{dataset spec: the test accuracy of always answering its test split's most common class}."""
+    import numpy as np
+
+    out = {}
+    for name, sp in plan.splits.items():
+        counts = np.bincount(np.asarray(sp.test_y, dtype=np.int64).ravel())
+        out[name] = float(counts.max() / max(int(counts.sum()), 1)) if counts.size else 0.0
+    return out
+
+
+def warn_chance_references(plan, payload, say: Callable[..., None]) -> list[str]:
+    """An original or retrained reference that scores no better than chance on the test split (a
+    recipe that collapsed the model without a NaN: lr 0.6, constant schedule): every method is
+    measured against it, and a method's gap to a chance-level retrained model reads as excellent
+    (sisa avg_gap 0.010; params audit, 2026-12-07). Said and kept with the run."""
+    chance, out = chance_rates(plan), []
+    for g in plan.groups:
+        group = payload.groups.get(g.gid)
+        if group is None:
+            continue
+        for what, ev in (("original", group.steps[-1].original_eval), ("retrained reference", group.steps[-1].retrain_eval)):
+            acc, rate = ev.accs.get("test_acc"), chance[g.dataset]
+            if acc is None or acc > rate + CHANCE_MARGIN:
+                continue
+            line = (f"warning: the {what} of {g.dataset}/{g.model} seed={g.seed} scores test_acc {acc:.3f}, no better "
+                    f"than always answering the test split's most common class ({rate:.3f}): it did not learn, and "
+                    f"every method is measured against it. Check the recipe (--recipe lr=..., epochs=...) or the model.")
+            out.append(line)
+            say(line, always=True)
+    return out
+

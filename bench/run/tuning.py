@@ -207,8 +207,10 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
             best = best_sample(outcome, objective, mode)
             finished = {i: r for i, r in outcome.results.items() if i in outcome.specs}
             # a sample that scored the original's numbers; an attack (not the objective's) that failed
-            unchanged = report.method_warnings(outcome.specs, finished, "sample") + report.attack_error_lines(
-                outcome.specs, ran, "sample")
+            from bench.run.references import CHANCE_MARGIN, chance_rates
+
+            unchanged = (report.method_warnings(outcome.specs, finished, "sample", chance_rates(plan), CHANCE_MARGIN)
+                         + report.attack_error_lines(outcome.specs, ran, "sample"))
             for line in unchanged:  # kept with the search
                 say(line, always=True)
             # a resumed search's earlier lines may no longer hold: rewritten (unless nothing ran now:

@@ -332,9 +332,37 @@ def goal_warnings(trials, results: Mapping[int, dict], unit: str = "trial") -> l
             for name, (n, of, keys) in missed.items() if n]
 
 
-def method_warnings(trials, results: Mapping[int, dict], unit: str = "trial") -> list[str]:
-    """:func:`unchanged_warnings` and :func:`goal_warnings`, by method."""
-    return unchanged_warnings(trials, results, unit) + goal_warnings(trials, results, unit)
+def chance_warnings(trials, results: Mapping[int, dict], chance: Mapping[str, float], margin: float,
+                    unit: str = "trial") -> list[str]:
+    """One warning per method that left a model no better than chance on the test split (within
+    ``margin`` of ``chance[dataset]``, always answering the most common class) in some finished
+    trial whose original was better: a collapsed model without a NaN (``ft.lr=1``: test_acc 0.103,
+    entropy_auc 0.500, which reads as "the attacker is at chance"; params audit, 2026-12-07)."""
+    collapsed: dict[str, list] = defaultdict(lambda: [0, 0, 1.0])
+    for i, metrics in results.items():
+        rate = chance.get(trials[i].dataset)
+        if rate is None:
+            continue
+        steps = metrics.get(STEPS_KEY) or [metrics]
+        counts = collapsed[trials[i].method]
+        counts[1] += 1
+        low = [s["test_acc"] for s in steps if s.get("test_acc", 1.0) <= rate + margin
+               and s.get("original_test_acc", 0.0) > rate + margin]
+        counts[0] += bool(low)
+        counts[2] = min([counts[2], *low])
+    return [f"warning: method '{name}' left a model no better than chance on the test split (test_acc down to "
+            f"{lowest:.3f}, the original's well above) in {n} of {of} {unit}(s): it collapsed, and its forget_acc and "
+            f"attack scores (an AUC near 0.5) say nothing about forgetting. Check its parameters (a step size too "
+            f"large for this model)."
+            for name, (n, of, lowest) in collapsed.items() if n]
+
+
+def method_warnings(trials, results: Mapping[int, dict], unit: str = "trial",
+                    chance: Mapping[str, float] | None = None, margin: float = 0.02) -> list[str]:
+    """:func:`unchanged_warnings`, :func:`goal_warnings` and (given ``chance``) :func:`chance_warnings`,
+    by method."""
+    out = unchanged_warnings(trials, results, unit) + goal_warnings(trials, results, unit)
+    return out + (chance_warnings(trials, results, chance, margin, unit) if chance else [])
 
 
 def attack_error_lines(trials, results: Mapping[int, dict], unit: str = "trial") -> list[str]:
