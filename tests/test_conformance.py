@@ -317,6 +317,26 @@ class OffByOneClasses:
         return splits
 
 
+class OverlappingDigits:
+    """Digits whose test split is training rows (``how="overlap"``), or whose input bounds are
+    reversed (``how="bounds"``): bench run refused both, the kit passed them (plugins audit)."""
+
+    description = "digits that bench run refuses"
+
+    def __init__(self, how):
+        self.how, self.name = how, f"digits-{how}"
+
+    def load(self, root, download, arg=None):
+        from bench.core.contracts import Splits
+
+        s = Digits().load(root, download, arg)
+        if self.how == "overlap":
+            return Splits(s.train_x, s.train_y, s.train_x[:300].clone(), s.train_y[:300].clone(), s.num_classes,
+                          s.input_shape, dict(s.info))
+        return Splits(s.train_x, s.train_y, s.test_x, s.test_y, s.num_classes, s.input_shape,
+                      {**s.info, "input_bounds": [1.0, 0.0]})
+
+
 class NaNAttack(LossThresholdAUC):
     name = "nan-attack"
 
@@ -681,6 +701,16 @@ def test_check_method_stops_at_the_first_failure_or_collects_them():
                       "check_forgets", "check_empty_request", "check_single_point_request"]
     with pytest.raises(AssertionError, match=r"^dataset 'digits-9' failed check_labels_in_range"):
         check_dataset(OffByOneClasses())
+
+
+@pytest.mark.parametrize("how,pattern", [
+    ("overlap", r"bench run refuses these splits: Dataset 'digits-overlap': 300 of 300 test rows are exact copies of "
+                r"training rows"),
+    ("bounds", r"bench run refuses these splits: Dataset 'digits-bounds': .*input_bounds"),
+])
+def test_the_kit_refuses_splits_bench_run_refuses(how, pattern):
+    with pytest.raises(AssertionError, match=rf"^dataset 'digits-{how}' failed check_accepted_by_bench: {pattern}"):
+        check_dataset(OverlappingDigits(how))
 
 
 def test_messages_name_params_and_dataset_arguments():

@@ -49,6 +49,7 @@ from bench.testing.base import (  # noqa: F401
     CheckFailure,
 )
 from bench.testing.datasets import (  # noqa: F401
+    check_accepted_by_bench,
     check_dataset_attributes,
     check_dtypes,
     check_every_class_in_train,

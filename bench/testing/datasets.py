@@ -127,3 +127,19 @@ def check_load_deterministic(dataset, arg=None, root=None, download=False) -> No
         x, y = getattr(a, key), getattr(b, key)
         if x.shape != y.shape or not torch.equal(x, y):
             _fail(f"two loads gave different {key}; seed every random split or shuffle with a fixed seed.")
+
+
+@_check("dataset")
+def check_accepted_by_bench(dataset, arg=None, root=None, download=False) -> None:
+    """What ``bench run`` refuses before any work, found here first: a test split of training rows
+    (more than 10% exact copies), ``info['input_bounds']`` that are not a pair of finite low <= high,
+    too few rows (``bench.run.checks.check_splits``; the kit passed a train/test overlap and reversed
+    bounds that every run refused; plugins audit, 2026-12-07)."""
+    from bench.core.errors import BenchError
+    from bench.run.checks import check_splits
+
+    s = _load(dataset, arg, root, download)
+    try:
+        check_splits(getattr(dataset, "name", "dataset"), s)
+    except BenchError as exc:
+        _fail(f"bench run refuses these splits: {exc}")
