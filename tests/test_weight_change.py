@@ -251,3 +251,10 @@ def test_a_run_says_which_references_and_methods_are_at_chance(workdir, shared_c
     parent = mlflow.search_runs(experiment_names=["unlearning-bench"], filter_string="tags.`bench.role` = 'parent'")
     kept = parent["tags.bench.warnings"].iloc[0]
     assert "the original of digits/biasonly" in kept and "method 'zeroes' left a model" in kept
+    # which plugin registered each part of a trial (only the method's was recorded; plugins audit)
+    kids = mlflow.search_runs(experiment_names=["unlearning-bench"], filter_string="tags.`bench.role` = 'trial'")
+    kids = kids.set_index(["params.method", "params.model"])
+    plugin = kids.loc[("zeroes", "biasonly"), "params.method_plugin"]
+    assert plugin not in ("", "bench.methods") and kids.loc[("zeroes", "biasonly"), "params.origins.model"] == plugin
+    assert (kids.loc[("ft", "mlp"), "params.origins.model"], kids.loc[("ft", "mlp"), "params.origins.dataset"]) == \
+        ("bench.nn.models", "bench.datasets")

@@ -96,9 +96,14 @@ class TrialSpec:
     #: counts and a digest of its state-dict layout (``mlp`` resolves to 256-256 inside ``create``);
     #: recorded, not in the trial key (the model's code is in ``measured_with``)
     architecture: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    #: the plugin (entry-point name; ``bench.*`` for bench's own) that registered the trial's dataset,
+    #: model and each attack (``{"dataset": ..., "model": ..., "attack.loss": ...}``; their versions
+    #: are in ``plugins``): recorded as ``origins.*``, not in the trial key. Only the method's plugin
+    #: was recorded until 2026-12-07 (plugins audit)
+    origins: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
-        for name in ("params", "data", "recipe", "versions", "plugins", "architecture"):
+        for name in ("params", "data", "recipe", "versions", "plugins", "architecture", "origins"):
             object.__setattr__(self, name, freeze(dict(getattr(self, name))))
         object.__setattr__(self, "data_access", frozenset(self.data_access))
         object.__setattr__(self, "attacks", tuple(self.attacks))
@@ -135,8 +140,9 @@ class TrialSpec:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TrialSpec:
         names = {f.name for f in dataclasses.fields(cls)} - {"own_original", "trial_key", "original", "measured_with",
-                                                             "architecture"}
+                                                             "architecture", "origins"}
         kw = {k: d[k] for k in names}
+        kw["origins"] = d.get("origins") or {}
         kw["original"] = d.get("original")
         kw["measured_with"] = d.get("measured_with", "")
         kw["architecture"] = d.get("architecture") or {}

@@ -159,6 +159,8 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
                                         None if own is None else own["file"].record()))
 
     layouts = {(pinned[m], d): architecture(net) for (m, d), net in networks.items()}
+    model_origins = {pinned[m]: origin for m, (_, _, origin) in models.items()}
+    attack_origins = {f"attack.{n}": origin for n, (origin, _) in attack_plugins.items()}
     multi = len(opts.datasets) > 1 or len(opts.models) > 1 or len(forgets) > 1
     trials = []
     for group in groups:
@@ -184,6 +186,8 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
                 own_original=own, original=group.original,
                 data_sha256=whole[group.dataset], forget_sha256=forget_sha256, measured_with=code,
                 architecture=layouts[(group.model, group.dataset)],
+                origins={"dataset": registry.entry("dataset", group.dataset.partition(":")[0]).origin,
+                         "model": model_origins[group.model], **attack_origins},
             ))
     check_settings(methods, groups, trials, splits, networks, pinned)
     if originals and say is not None and own_original_note(methods):
