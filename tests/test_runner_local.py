@@ -464,7 +464,8 @@ def test_trial_timeout_stops_a_stuck_trial_and_the_others_run(workdir, shared_ca
     assert time.perf_counter() - t0 < 60
     kids = trial_runs(workdir)
     assert kids.loc["spins", "status"] == "FAILED" and kids.loc["spy", "status"] == "FINISHED"
-    assert "Trial spins seed=0 ran longer than --trial-timeout 8 s and was stopped" in kids.loc["spins", "tags.bench.error"]
+    assert "Trial spins seed=0 ran longer than --trial-timeout 8 s in method 'spins' and was stopped" in \
+        kids.loc["spins", "tags.bench.error"]
     text = mlflow.artifacts.load_text(f"runs:/{kids.loc['spins', 'run_id']}/error.txt")
     assert "TrialTimeout" in text and "in unlearn" in text  # where it was stopped
     assert torch.is_grad_enabled()
@@ -584,6 +585,24 @@ def test_trial_timeout_leaves_a_trial_that_ends_in_time_alone():
     with pytest.raises(BenchError, match="ran longer than --trial-timeout 0.2 s"):
         run_with_deadline(0.2, "Trial t", spins)
     assert not [t for t in threading.enumerate() if t.name == "bench-trial-deadline"]
+
+
+def test_a_timeout_names_the_part_of_the_trial_that_ran_past_it():
+    """A hanging attack failed its trial with a line that named the trial only (plugins audit)."""
+    from bench.run.deadline import phase, run_with_deadline
+
+    def attack_hangs() -> None:
+        with phase("method 'ft'"):
+            pass
+        with phase("attack 'slow'"):
+            while True:
+                pass
+
+    with pytest.raises(BenchError, match=r"^Trial t ran longer than --trial-timeout 0\.2 s in attack 'slow' and was "
+                                         r"stopped"):
+        run_with_deadline(0.2, "Trial t", attack_hangs)
+    with pytest.raises(BenchError, match=r"^Trial t ran longer than --trial-timeout 0\.2 s and was stopped"):
+        run_with_deadline(0.2, "Trial t", lambda: [None for _ in iter(int, 1)])  # outside any part: none named
 
 
 def test_a_trial_whose_clean_up_was_cut_short_leaves_no_watchdog_firing(monkeypatch):

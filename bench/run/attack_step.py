@@ -34,6 +34,7 @@ from bench.core.spec import TrialSpec
 from bench.eval.metrics import objective_attack
 from bench.nn.torch_state import restore_torch_globals, torch_globals
 from bench.nn.training import content_digest, place, seed_everything
+from bench.run.deadline import phase
 from bench.run.request import build_request
 from bench.track.tracking import error_line
 
@@ -118,7 +119,8 @@ def run_attacks(attacks: dict, model, metrics: dict, *, spec: TrialSpec, group, 
                             f"{error_line(text)}\n\n{text}")
             continue
         try:
-            found = _evaluate(name, attacks[name], model, ctx, metrics, owners)
+            with phase(f"attack '{name}'"):
+                found = _evaluate(name, attacks[name], model, ctx, metrics, owners)
         except Exception as exc:  # the attack's own failure: recorded; its numbers and files are dropped
             errors[name] = format_error(name, exc)
         changed = [k for k, t in watched.items() if t._version != versions[k]]

@@ -24,6 +24,7 @@ import ctypes
 import signal
 import sys
 import threading
+from contextlib import contextmanager
 from types import FrameType
 from typing import Any, Callable, TypeVar
 
@@ -80,18 +81,44 @@ def _on_stack(thread_id: int, frame: FrameType) -> bool:
     return False
 
 
+#: what part of a trial its thread runs (:func:`phase`): the timeout's message names it
+_phase = threading.local()
+
+
+@contextmanager
+def phase(text: str):
+    """Mark the part of a trial that runs in this thread (``"method 'ft'"``, ``"attack 'lira'"``): a
+    trial stopped by ``--trial-timeout`` says which part ran past it; the line on the terminal did
+    not name a hanging attack, whose trial lost the method's numbers (plugins audit, 2026-12-07)."""
+    before = getattr(_phase, "text", None)
+    _phase.text = text
+    try:
+        yield
+    except TrialTimeout:  # left as it is: run_with_deadline names it (and clears it)
+        raise
+    except BaseException:
+        _phase.text = before
+        raise
+    _phase.text = before
+
+
 def run_with_deadline(seconds: float | None, what: str, fn: Callable[..., T], *args: Any) -> T:
     """``fn(*args)`` with at most ``seconds`` (None or 0: no limit); past them, stop it with a
-    BenchError saying ``what`` ran too long (chained to the TrialTimeout that shows where it was)."""
+    BenchError saying ``what`` ran too long, and in which :func:`phase` (chained to the TrialTimeout
+    that shows where it was)."""
     if not seconds:
         return fn(*args)
+    _phase.text = None
     try:
         return _guarded(seconds, fn, args)
     except TrialTimeout as exc:  # from the body, or surfaced in _guarded's clean-up (the watchdog has stopped)
         dropped = drop_half_imported()
-        raise BenchError(f"{what} ran longer than --trial-timeout {seconds:g} s and was stopped (the traceback "
+        where = f" in {_phase.text}" if getattr(_phase, "text", None) else ""
+        raise BenchError(f"{what} ran longer than --trial-timeout {seconds:g} s{where} and was stopped (the traceback "
                          "shows where it was)." + (f" It stopped an import: {', '.join(dropped)} will be imported "
                                                    "again by the next trial." if dropped else "")) from exc
+    finally:
+        _phase.text = None
 
 
 #: The signal that wakes a trial blocked in a system call in the main thread (``--executor local``).

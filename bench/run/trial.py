@@ -33,7 +33,7 @@ from bench.nn.nets import model_factory
 from bench.nn.torch_state import restore_torch_globals, torch_globals
 from bench.nn.training import accuracy, content_digest, nonfinite_state, seed_everything, set_threads, warm_up
 from bench.run.attack_step import add_metric, check_artifacts, run_attacks
-from bench.run.deadline import run_with_deadline
+from bench.run.deadline import phase, run_with_deadline
 from bench.run.method_training import own_original
 from bench.run.payload import GroupPayload, Payload
 from bench.run.request import build_request, input_bounds, step_data
@@ -219,7 +219,8 @@ def _run_trial(spec: TrialSpec, payload: Payload, fetch: Callable[[Any], Any],
     own_metrics: dict = {}
     own_load = None  # fresh copies of the method's own original, for the attacks that unlearn again
     if spec.own_original is not None:  # the method trains its own original (SISA): bench.run.method_training
-        model, own_metrics, own_load = own_original(method, spec, group, data, new_model, model_obj, arg)
+        with phase(f"method '{spec.method}' loading or training its own original"):
+            model, own_metrics, own_load = own_original(method, spec, group, data, new_model, model_obj, arg)
     warm_up(new_model() if own_metrics else model, data.retain_x if len(data.retain_y) else data.forget_x,
             data.retain_y if len(data.retain_y) else data.forget_y, optimizer=trains(method) or bool(own_metrics))
     prepare(method)  # the method's one-off imports, outside unlearn_seconds
@@ -257,7 +258,8 @@ def _run_trial(spec: TrialSpec, payload: Payload, fetch: Callable[[Any], Any],
         digests = {k: content_digest(v) for k, v in given.items()}  # outside the timing
         before = parameter_snapshot(model)  # θ_0 of weight_change, on the CPU
         with measure(device) as m:
-            out = unlearn_checked(method, spec.method, model, request, spec.params, ctx, where)
+            with phase(f"method '{spec.method}'{where}"):
+                out = unlearn_checked(method, spec.method, model, request, spec.params, ctx, where)
         _refuse_changed_contents(spec.method, given, digests, where)
         refuse_kept_result(spec.method, out, where)
         ev = checked_eval(spec.method, evaluate_model(out, data), splits.num_classes, where)
