@@ -42,15 +42,17 @@ class _EvalBoomNet(_TrainBoomNet):
     """Fails in evaluation on more rows than the plan's probe gives it, once ``EvalBoomModel.armed``."""
 
     def forward(self, x):
-        if EvalBoomModel.armed and not self.training and x.shape[0] > 8:
+        large = not self.training and x.shape[0] > 8
+        if EvalBoomModel.armed == "raise" and large:
             raise RuntimeError(PLANTED)
-        return self.fc(x.flatten(1))
+        out = self.fc(x.flatten(1))
+        return out[:, :5] if EvalBoomModel.armed == "shape" and large else out
 
 
 class EvalBoomModel:
     name = "evalboom"
     description = "test model whose evaluation fails on large batches"
-    armed = False
+    armed = ""  # "raise", or "shape": five logits instead of one per class
 
     def create(self, num_classes, input_shape, arg=None):
         return _EvalBoomNet(int(torch.tensor(input_shape).prod()), num_classes)
@@ -143,28 +145,36 @@ def test_failed_reference_fails_its_groups_trials_and_the_other_group_runs(workd
     assert "retrain" in out  # the healthy group's references are in the summary
 
 
-def test_references_whose_evaluation_fails_fail_their_groups_trials_only(workdir, planted, run_harness):
+@pytest.mark.parametrize("fault", ["raise", "shape"])
+def test_references_whose_evaluation_fails_fail_their_groups_trials_only(workdir, planted, run_harness, fault):
     """A model plugin whose eval-mode forward fails on the batches the references are scored on
     (the plan's probe gives it two rows): a raw traceback ended the whole run, exit 1, the other
-    model's trials unrun and nothing in MLflow (plugins audit, 2026-12-07)."""
+    model's trials unrun and nothing in MLflow; one giving five logits there had its references'
+    accuracies printed as 0.000 and the method blamed (plugins audit, 2026-12-07)."""
     common = dict(methods="ft", models=["mlp", "evalboom"], attacks="", recipe={"epochs": 2})
-    EvalBoomModel.armed = False
+    EvalBoomModel.armed = ""
     try:
         code, out = run_harness(workdir, **common)  # the references, cached
         assert code == 0, out
-        EvalBoomModel.armed = True
+        EvalBoomModel.armed = fault
         code, out = run_harness(workdir, **common, experiment="armed")
     finally:
-        EvalBoomModel.armed = False
+        EvalBoomModel.armed = ""
     assert code == 1, out
     mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
     df = mlflow.search_runs(experiment_names=["armed"])
     kids = df[df["tags.bench.role"] == "trial"].set_index("tags.bench.model")
     assert kids.loc["evalboom", "status"] == "FAILED" and kids.loc["mlp", "status"] == "FINISHED"
-    assert PLANTED in kids.loc["evalboom", "tags.bench.error"]
+    assert "Traceback" not in out and "Method 'ft'" not in out
     text = mlflow.artifacts.load_text(f"runs:/{kids.loc['evalboom', 'run_id']}/error.txt")
-    assert "Traceback" in text and "while evaluating the references of digits/evalboom seed=0" in text
-    assert "Traceback" not in out
+    if fault == "raise":
+        assert PLANTED in kids.loc["evalboom", "tags.bench.error"]
+        assert "Traceback" in text and "while evaluating the references of digits/evalboom seed=0" in text
+    else:
+        assert "The original of digits/evalboom seed=0 gives outputs of shape (N, 5) on the test set; expected " \
+               "(N, 10)" in text, text
+        # no reference row of accuracies read from five logits (0.000)
+        assert not [ln for ln in out.splitlines() if "evalboom" in ln and "(reference)" in ln], out
 
 
 def test_failure_hint_names_what_to_change():

@@ -142,11 +142,20 @@ def group_steps(plan, g, refs: dict) -> tuple[Step, ...]:
     return tuple(out)
 
 
-def _nonfinite_reference(g, steps) -> str | None:
+def _broken_reference(g, steps, classes: int) -> str | None:
     """The error text for a group whose original or a retrained reference has non-finite outputs
-    (an entry cached before bench refused diverged trainings, say), else None."""
+    (an entry cached before bench refused diverged trainings, say), or outputs of another width than
+    one logit per class (a model plugin whose forward gives another shape on the test set's batches
+    than on the plan's two rows: its accuracies were printed as 0.000 and each method blamed; plugins
+    audit), else None."""
     for n, step in enumerate(steps, 1):
         for what, ev in (("original", step.original_eval), ("retrained reference", step.retrain_eval)):
+            if ev.outputs != (classes,):
+                shape = ", ".join(["N", *map(str, ev.outputs)])
+                return (f"The {what} of {g.dataset}/{g.model} seed={g.seed} gives outputs of shape ({shape}) on the "
+                        f"test set; expected (N, {classes}), one logit per class: the model plugin's forward gives "
+                        f"another shape on larger batches than on the plan's check (two rows).\n"
+                        "(the trials that need it did not run)")
             if ev.nonfinite is not None:
                 where = f" of request {n}" if len(steps) > 1 else ""
                 return (f"The {what}{where} of {g.dataset}/{g.model} seed={g.seed} has "
@@ -175,7 +184,7 @@ def build_payload(plan, refs: dict, method_originals: dict[str, dict], attack_mo
             failures[g.gid] = (f"{traceback.format_exc().rstrip()}\n(while evaluating the references of {g.dataset}/"
                                f"{g.model} seed={g.seed}; the trials that need them did not run)")
             continue
-        broken = _nonfinite_reference(g, steps)
+        broken = _broken_reference(g, steps, plan.splits[g.dataset].num_classes)
         if broken:
             failures[g.gid] = broken
             continue
