@@ -196,3 +196,33 @@ def test_numpy_scalar_defaults_are_read_as_the_numbers_they_hold(tmp_path, invok
                              "numpy-defaults.epochs=3", "--dry-run", "--executor", "local", *store)
     assert plain.returncode == 0, plain.stdout + plain.stderr
     assert given.returncode == 0 and "lr=0.05" in given.stdout and "epochs=3" in given.stdout, given.stdout + given.stderr
+
+
+class _Resnet18:
+    name = "resnet18"
+    description = "a plugin's own resnet18 (tests/test_plugin_mistakes.py)"
+
+    def create(self, num_classes, input_shape, arg=None):
+        import math
+
+        from torch import nn
+
+        return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), num_classes))
+
+
+class _Resnet18Plugin:
+    @bench.hookimpl
+    def register_models(self, register):
+        register(_Resnet18())
+
+
+def test_a_plugin_model_over_a_timm_name_is_said(tmp_path, invoke_bench, plugged):
+    """A plugin's resnet18 took `--model resnet18` from timm without a word (plugins audit)."""
+    pytest.importorskip("timm")
+    store = ["--cache-dir", str(tmp_path / "c"), "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}"]
+    with plugged(_Resnet18Plugin()):
+        got = invoke_bench("run", "-m", "ft", "--model", "resnet18", "--dry-run", "--executor", "local", *store)
+        plain = invoke_bench("run", "-m", "ft", "--dry-run", "--executor", "local", *store)
+    assert got.returncode == 0, got.stdout + got.stderr
+    assert "note: model 'resnet18' is plugin " in got.stdout and "timm's model of that name is timm:resnet18" in got.stdout
+    assert "note: model" not in plain.stdout

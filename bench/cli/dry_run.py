@@ -58,7 +58,7 @@ def dry_run(opts, preset=None, echo=click.echo) -> int:
     from bench.core.recipe import build_recipe
     from bench.run.checks import check_attacks_fit, check_recipe_fits, check_sendable_plugins, check_splits
     from bench.run.devices import resolve_device
-    from bench.run.plan import first_names, load_splits, own_original_note, recipe_sources
+    from bench.run.plan import first_names, load_splits, own_original_note, recipe_sources, shadowed_family_name
     from bench.run.validate import (
         params_for_dataset,
         resolve_data_dir,
@@ -173,6 +173,9 @@ def dry_run(opts, preset=None, echo=click.echo) -> int:
             echo(line)
     if opts.original and own_original_note(methods):  # as bench run says it (bench.run.plan)
         echo(own_original_note(methods))
+    for mspec in opts.models:  # a plugin's model over a timm name, as bench run says it
+        for line in shadowed_family_name(registry, mspec, resolve_model(registry, mspec)[2]):
+            echo(line)
     if missing:
         echo(f"The plan is valid, but {', '.join(missing)} cannot load yet: place the files as said above "
              f"(or pass --data-dir), then run without --dry-run.")

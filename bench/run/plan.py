@@ -109,7 +109,10 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
     pinned: dict[str, str] = {}  # the spec the trials get: a plugin's pin() adds what keys must see (a file digest)
     for spec in opts.models:
         models[spec] = resolve_model(registry, spec)
-        obj, arg, _ = models[spec]
+        obj, arg, origin = models[spec]
+        if say is not None:
+            for line in shadowed_family_name(registry, spec, origin):
+                say(line)
         pin = getattr(obj, "pin", None)
         pinned_arg = pin(arg) if pin is not None else arg
         pinned[spec] = spec if pinned_arg == arg else (f"{spec.partition(':')[0]}:{pinned_arg}" if ":" in spec else pinned_arg)
@@ -198,6 +201,17 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
     record = {key: {**o["file"].record(), "test_acc": o["test_acc"]} for key, o in originals.items()}
     by_trial_spec = {pinned[m]: (obj, resolve_model(registry, pinned[m])[1], origin) for m, (obj, _, origin) in models.items()}
     return Plan(opts, uri, methods, splits, by_trial_spec, attacks, groups, trials, device, data_dir, cache_dir, record)
+
+
+def shadowed_family_name(registry, spec: str, origin: str) -> list[str]:
+    """A note when a plugin's model takes a bare name a built-in family also claims (a plugin's
+    ``resnet18`` over timm's): the plugin's wins, silently until 2026-12-07 (plugins audit)."""
+    name, sep, _ = spec.partition(":")
+    if sep or origin.startswith("bench."):
+        return []
+    families = [e for e in registry.entries("model") if e.builtin and hasattr(e.obj, "claims") and e.obj.claims(name)]
+    return [f"note: model '{name}' is plugin {origin}'s; {e.name}'s model of that name is {e.name}:{name}"
+            for e in families]
 
 
 def load_splits(ds: Any, spec: str, data_dir: str, download: bool) -> Any:
