@@ -113,6 +113,15 @@ class MisspeltRecipe(GoodDataset):
         self.name, self.kw = "bad-recipe-key", {}
 
 
+class ZeroLrRecipe(GoodDataset):
+    """A dataset whose default_recipe holds a value bench refuses: said as the user's (plugins audit)."""
+
+    default_recipe = {"lr": 0.0}
+
+    def __init__(self):
+        self.name, self.kw = "bad-recipe-value", {}
+
+
 class TanhMLP:
     """A model PRUNE cannot patch (a Tanh between its Linear layers): refused by its check_setting."""
 
@@ -238,6 +247,7 @@ class DataPlugin:
     def register_datasets(self, register):
         register(GoodDataset())
         register(MisspeltRecipe())
+        register(ZeroLrRecipe())
         for name, kw in BAD_DATASETS.items():
             register(BadDataset(name, kw))
 
@@ -548,6 +558,9 @@ CASES: dict[str, tuple] = {
     "unsir-ulira": (["-m", "unsir", "-f", "class:3", "--attacks", "ulira"],
                     r"Attack 'ulira' runs the trial's method again on forget sets it draws itself \(an indices request\), "
                     r"and unsir take\(s\) no such request"),
+    "plugin-recipe-value": (plugin("-d", "bad-recipe-value"),
+                            r"Bad recipe value lr=0\.0: lr must be a finite number > 0 .*\)\. \(in the default_recipe of "
+                            r"dataset plugin 'bad-recipe-value': fix the plugin's default_recipe\)"),
     "plugin-recipe-key": (plugin("-d", "bad-recipe-key"),
                           r"Unknown recipe key 'epoch' in the default_recipe of dataset plugin 'bad-recipe-key'; valid keys: .*"
                           r"Fix the plugin's default_recipe\."),

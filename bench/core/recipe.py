@@ -88,22 +88,32 @@ def build_recipe(*layers: Mapping[str, Any], sources: tuple[str, ...] = ()) -> R
             except BenchError as exc:
                 raise BenchError(f"{exc} (in {source}: fix the plugin's default_recipe)" if source else str(exc)) from None
     r = Recipe(**values)
+
+    def source_of(key: str) -> str:  # a plugin's default_recipe that set it: its fault, not the user's (plugins audit)
+        n = set_in.get(key)
+        return sources[n] if n is not None and n < len(sources) and sources[n] else ""
+
+    def refuse(key: str, text: str) -> BenchError:
+        src = source_of(key)
+        return BenchError(f"{text} (in {src}: fix the plugin's default_recipe)" if src else text)
+
     if r.optimizer not in OPTIMIZERS:
-        raise BenchError(f"Unknown optimizer '{r.optimizer}' in the recipe; expected one of {', '.join(OPTIMIZERS)}.")
+        raise refuse("optimizer", f"Unknown optimizer '{r.optimizer}' in the recipe; expected one of {', '.join(OPTIMIZERS)}.")
     if r.optimizer != "sgd" and set_in.get("momentum", -1) >= set_in.get("optimizer", len(layers)):
         raise BenchError(f"Recipe momentum={r.momentum} has no effect with optimizer={r.optimizer} (momentum is SGD's; "
                          f"{r.optimizer} uses betas (0.9, 0.999)): drop momentum from the recipe, or use optimizer=sgd.")
     if r.schedule not in SCHEDULES:
-        raise BenchError(f"Unknown schedule '{r.schedule}' in the recipe; expected one of {', '.join(SCHEDULES)}.")
+        raise refuse("schedule", f"Unknown schedule '{r.schedule}' in the recipe; expected one of {', '.join(SCHEDULES)}.")
     if r.augment not in AUGMENTS:
-        raise BenchError(f"Unknown augment '{r.augment}' in the recipe; expected one of {', '.join(AUGMENTS)}.")
+        raise refuse("augment", f"Unknown augment '{r.augment}' in the recipe; expected one of {', '.join(AUGMENTS)}.")
     limits = (("lr", r.lr > 0), ("epochs", r.epochs >= 1), ("batch_size", r.batch_size >= 1),
               ("weight_decay", r.weight_decay >= 0), ("momentum", 0 <= r.momentum < 1))
     for key, ok in limits:
         value = getattr(r, key)
         if not ok or not math.isfinite(value) or not fits_float32(value):
-            raise BenchError(f"Bad recipe value {key}={value!r}: {key} must be a finite number {RULES[key]} within float32's range "
-                             f"(need {', '.join(f'{k} {v}' for k, v in RULES.items())}); e.g. --recipe {key}={EXAMPLES[key]}.")
+            need = (f"Bad recipe value {key}={value!r}: {key} must be a finite number {RULES[key]} within float32's "
+                    f"range (need {', '.join(f'{k} {v}' for k, v in RULES.items())})")
+            raise refuse(key, f"{need}." if source_of(key) else f"{need}; e.g. --recipe {key}={EXAMPLES[key]}.")
     return r
 
 
