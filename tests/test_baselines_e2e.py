@@ -107,7 +107,7 @@ def test_baselines_summary_has_one_row_per_method_and_reference_with_the_mlflow_
     assert rows["retrain (reference)"]["avg_gap"].startswith("0.000")
 
 
-def test_tune_salun_finds_parameters_at_least_as_good_as_the_defaults(baselines_run, workdir, run_bench):
+def test_tune_salun_finds_parameters_at_least_as_good_as_the_defaults(baselines_run, workdir, run_bench, invoke_bench):
     """`bench tune --method salun` (3 samples) on digits / mlp / random:10%, seed 0: its sample 0 runs
     salun's defaults (lr 0.01, threshold 0.5), so the best it saves is never worse than them whatever
     the sampler draws (until 2026-12-06 every sample was drawn, and this test relied on sampler seed
@@ -136,8 +136,8 @@ def test_tune_salun_finds_parameters_at_least_as_good_as_the_defaults(baselines_
 
     # the saved parameters reproduce the tuned value in a plain run (the local executor)
     best = json.loads(best_file.read_text())["salun"]
-    again = run_bench("run", "--methods", "salun", "--params", str(best_file), "--seeds", "0", "--executor", "local",
-                      "--attacks", "", "--experiment", "best", *store, cwd=workdir)
+    again = invoke_bench("run", "--methods", "salun", "--params", str(best_file), "--seeds", "0", "--executor", "local",
+                         "--attacks", "", "--experiment", "best", *store, cwd=workdir)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "references: 0 trained, 2 from cache" in again.stdout  # the same original and retrained models
     rerun = _runs(workdir, "best")

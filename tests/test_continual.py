@@ -190,7 +190,9 @@ def test_seq_class_requests_and_failures_stay_in_their_trial(workdir, boom_plugi
 
 @pytest.mark.slow
 def test_seq_through_ray_records_every_request(workdir, store_args, run_bench):
-    result = run_bench("run", "-m", "retrain,ft", "-f", "seq:3x10", "-r", "epochs=10", *store_args(workdir), cwd=workdir)
+    # --cpus-per-trial 2: one trial at a time, one Tune worker to start (CPU the suite's other tests need)
+    result = run_bench("run", "-m", "retrain,ft", "-f", "seq:3x10", "-r", "epochs=10", "--cpus-per-trial", "2",
+                       *store_args(workdir), cwd=workdir)
     assert result.returncode == 0, result.stdout + result.stderr
     mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
     client = mlflow.tracking.MlflowClient()

@@ -35,7 +35,7 @@ def runs(workdir):
 
 
 @pytest.fixture(scope="module")
-def two_runs(tmp_path_factory, run_bench, store_args):
+def two_runs(tmp_path_factory, run_bench, invoke_bench, store_args):
     """`bench run --methods retrain,ft,ga --seeds 0,1` twice with the same cache: through Ray Tune,
     then on the local executor (a second Ray run cost the suite 30 s; the Ray run's numbers must be
     the local executor's)."""
@@ -43,7 +43,7 @@ def two_runs(tmp_path_factory, run_bench, store_args):
     (workdir / "cache").mkdir()
     args = ["run", "--methods", "retrain,ft,ga", "--seeds", "0,1", *store_args(workdir)]
     first = run_bench(*args, cwd=workdir)
-    second = run_bench(*args, "--executor", "local", cwd=workdir)
+    second = invoke_bench(*args, "--executor", "local", cwd=workdir)  # in process: no second start-up
     return workdir, first, second
 
 
@@ -130,8 +130,9 @@ class _BrokenPlugin:
 
 def test_failing_plugin_fails_only_its_own_ray_trial(workdir, boom_plugin, plugged):
     boom_plugin()
+    # one trial at a time (2 CPUs each): one Tune worker to start, not two (CPU the suite's other tests need)
     opts = RunOptions(methods="boom,ga", cache_dir=str(workdir / "cache"), tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}",
-                      recipe={"epochs": 5}, attacks="broken,loss")
+                      recipe={"epochs": 5}, attacks="broken,loss", cpus_per_trial=2)
     out = io.StringIO()
     with plugged(_BrokenPlugin()):
         code = run(opts, Console(file=out, width=200))

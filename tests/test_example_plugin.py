@@ -227,7 +227,8 @@ def test_installed_plugin_runs_through_ray_and_mlflow(workdir, tmp_path, run_ben
             assert out.returncode == 0, out.stderr
             assert (METHOD in out.stdout) is shown, (allowed, out.stdout)
 
-        run = _bench("run", "--methods", f"{METHOD},retrain", "--forget", "class:3", "--seeds", "0",
+        # --cpus-per-trial 2: one trial at a time, one Tune worker to start (CPU the suite's other tests need)
+        run = _bench("run", "--methods", f"{METHOD},retrain", "--forget", "class:3", "--seeds", "0", "--cpus-per-trial", "2",
                      *store_args(workdir), cwd=workdir)
 
         import mlflow

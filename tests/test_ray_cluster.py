@@ -65,7 +65,8 @@ def test_run_joins_an_existing_cluster(ray_head, head_cache, workdir, run_bench,
     address, env = ray_head
     flag = ["--ray-address", address] if given == "flag" else []
     env = env if given == "flag" else {**env, "RAY_ADDRESS": address}  # Ray's own convention, as in `ray job submit`
-    proc = run_bench("run", "--methods", "ga,ft", "--attacks", "", *flag, "--cache-dir", str(head_cache),
+    # --cpus-per-trial 2: one trial at a time on the head's 2 CPUs, one Tune worker to start
+    proc = run_bench("run", "--methods", "ga,ft", "--attacks", "", "--cpus-per-trial", "2", *flag, "--cache-dir", str(head_cache),
                      "--tracking-uri", f"sqlite:///{workdir / 'mlflow.db'}", cwd=workdir, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"joined Ray cluster at {address}" in proc.stdout

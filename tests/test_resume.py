@@ -15,7 +15,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 
-def test_killed_run_resumes_without_rerunning_finished_trials(workdir, store_args, run_bench):
+def test_killed_run_resumes_without_rerunning_finished_trials(workdir, store_args, run_bench, invoke_bench):
     exe = os.path.join(os.path.dirname(sys.executable), "bench")
     # the SIGKILL lands within 0.2 s of the first trial's end: retrain's trials alone take 2 s
     # (the recipe's 30 epochs; 60 doubled the four references' training for nothing)
@@ -56,6 +56,6 @@ def test_killed_run_resumes_without_rerunning_finished_trials(workdir, store_arg
     assert (kids["tags.mlflow.parentRunId"] == parents.iloc[0]["run_id"]).all()
 
     # a third --resume finds nothing left to do
-    third = run_bench(*args, "--resume", "--executor", "local", cwd=workdir)
+    third = invoke_bench(*args, "--resume", "--executor", "local", cwd=workdir)
     assert third.returncode == 0, third.stdout + third.stderr
     assert "6 of 6 trial(s) already finished" in third.stdout and "] running " not in third.stdout

@@ -222,8 +222,9 @@ def test_bench_run_sisa_fisher_retrain_in_process(workdir):
 
 @pytest.mark.slow
 def test_bench_run_sisa_under_ray(workdir, run_bench, store_args):
+    # --cpus-per-trial 2: one trial at a time, one Tune worker to start (CPU the suite's other tests need)
     proc = run_bench("run", "--methods", "sisa,fisher,retrain", "--recipe", "epochs=5", "-p", "sisa.shards=2",
-                     "-p", "sisa.slices=2", "--attacks", "", *store_args(workdir), cwd=workdir)
+                     "-p", "sisa.slices=2", "--attacks", "", "--cpus-per-trial", "2", *store_args(workdir), cwd=workdir)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
     df = mlflow.search_runs(experiment_names=["unlearning-bench"])

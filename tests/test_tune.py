@@ -15,7 +15,7 @@ def _runs(workdir):
     return mlflow.search_runs(experiment_names=["unlearning-bench"], order_by=["start_time ASC"])
 
 
-def test_tune_records_every_sample_saves_the_best_and_run_reuses_it(workdir, run_bench, store_args):
+def test_tune_records_every_sample_saves_the_best_and_run_reuses_it(workdir, run_bench, invoke_bench, store_args):
     best_file = workdir / "best.json"
     # a relative --cache-dir (Ray Tune's storage lives under it; it once reached pyarrow as "cache/ray_results")
     proc = run_bench("tune", "--method", "ga", "--num-samples", "6", "--forget", "class:3", "--attacks", "", "-O", str(best_file),
@@ -41,8 +41,8 @@ def test_tune_records_every_sample_saves_the_best_and_run_reuses_it(workdir, run
 
     # reuse: from the file, then from the run id; same seed and parameters give the same numbers
     for source in (str(best_file), parent["run_id"]):
-        again = run_bench("run", "--methods", "ga", "--params", source, "--forget", "class:3", "--attacks", "", "--executor", "local",
-                          *store_args(workdir), cwd=workdir)
+        again = invoke_bench("run", "--methods", "ga", "--params", source, "--forget", "class:3", "--attacks", "",
+                             "--executor", "local", *store_args(workdir), cwd=workdir)
         assert again.returncode == 0, again.stdout + again.stderr
         last = _runs(workdir)
         last = last[(last["tags.bench.role"] == "trial") & (last["params.method"] == "ga")].iloc[-1]
@@ -50,7 +50,7 @@ def test_tune_records_every_sample_saves_the_best_and_run_reuses_it(workdir, run
         assert last["metrics.avg_gap"] == best_row["metrics.avg_gap"]
 
 
-def test_asha_stops_poor_samples_early(workdir, run_bench, store_args):
+def test_asha_stops_poor_samples_early(workdir, run_bench, invoke_bench, store_args):
     # every sample drawn (no defaults first): the search this test measured, one flag in use
     proc = run_bench("tune", "--method", "ft", "--num-samples", "8", "--scheduler", "asha", "--forget", "class:3", "--attacks", "",
                      "-p", "ft.epochs=12", "-O", str(workdir / "ft.json"), "--no-defaults-first", *store_args(workdir),
@@ -72,8 +72,8 @@ def test_asha_stops_poor_samples_early(workdir, run_bench, store_args):
     assert parent["metrics.samples_stopped_early"] == parent["metrics.samples_unfinished"] == len(stopped)
     # compare leaves the stopped samples (an intermediate epoch's numbers, FINISHED in MLflow) out of the
     # means and ranks, counted as killed: it ranked them as final (found in review, 2026-12-07)
-    cmp = run_bench("compare", "--run", parent["run_id"], "--format", "csv", "--no-plot", *store_args(workdir)[2:],
-                    cwd=workdir)
+    cmp = invoke_bench("compare", "--run", parent["run_id"], "--format", "csv", "--no-plot", *store_args(workdir)[2:],
+                       cwd=workdir)
     assert cmp.returncode == 0, cmp.stdout + cmp.stderr
     import csv
     import io
@@ -84,8 +84,8 @@ def test_asha_stops_poor_samples_early(workdir, run_bench, store_args):
     assert f"note: {len(stopped)} sample(s) that the scheduler (ASHA) stopped early are left out" in cmp.stderr
 
 
-def test_tune_refuses_a_method_without_search_space(workdir, run_bench, store_args):
-    proc = run_bench("tune", "--method", "retrain", *store_args(workdir), cwd=workdir)
+def test_tune_refuses_a_method_without_search_space(workdir, invoke_bench, store_args):
+    proc = invoke_bench("tune", "--method", "retrain", *store_args(workdir), cwd=workdir)
     assert proc.returncode == 2
     assert "Method 'retrain' declares no search space" in proc.stderr and "ft, ga" in proc.stderr
     assert not list((workdir / "cache").iterdir())
