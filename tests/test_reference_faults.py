@@ -145,6 +145,7 @@ def test_failed_reference_fails_its_groups_trials_and_the_other_group_runs(workd
     assert "retrain" in out  # the healthy group's references are in the summary
 
 
+@pytest.mark.slow  # two runs of the harness each
 @pytest.mark.parametrize("fault", ["raise", "shape"])
 def test_references_whose_evaluation_fails_fail_their_groups_trials_only(workdir, planted, run_harness, fault):
     """A model plugin whose eval-mode forward fails on the batches the references are scored on

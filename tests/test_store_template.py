@@ -94,6 +94,7 @@ def test_a_template_that_is_not_an_empty_store_of_this_version_is_replaced_by_ml
     assert not list(here.glob("new.db.new-*"))
 
 
+@pytest.mark.slow  # MLflow's own creation of a store: 2 s
 def test_mlflows_creation_happens_beside_the_store_and_lands_whole(here, monkeypatch):
     """Without a template MLflow migrates a new store step by step (16 s on a loaded machine): a
     command reading it meanwhile saw an older schema and was told to run `mlflow db upgrade`

@@ -233,6 +233,7 @@ class _ChancePlugin:
         register(_BiasOnly())
 
 
+@pytest.mark.slow  # a run of the harness
 def test_a_run_says_which_references_and_methods_are_at_chance(workdir, shared_cache, run_harness, plugged):
     import mlflow
 
