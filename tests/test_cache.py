@@ -319,6 +319,7 @@ def test_a_failed_copy_of_the_store_template_leaves_no_partial_file(tmp_path, mo
     assert list(template.parent.iterdir()) == []
 
 
+@pytest.mark.slow  # a run of the harness or a process: the quick loop stays under 2 min
 def test_two_processes_sharing_a_cache_train_each_key_once(tmp_path):
     _counting(tmp_path)  # writes the job module the workers import
     (tmp_path / "worker.py").write_text(WORKER)

@@ -22,6 +22,7 @@ def _run(workdir, forget: str, cpus: float = 1.0) -> str:
     return out.getvalue()
 
 
+@pytest.mark.slow  # a run of the harness or a process: the quick loop stays under 2 min
 def test_a_rewritten_indices_file_runs_the_trial_again(workdir):
     path = workdir / "idx.txt"
     path.write_text("\n".join(map(str, range(10))) + "\n")

@@ -498,6 +498,7 @@ def test_a_timeout_inside_a_guarded_import_leaves_no_half_imported_module(tmp_pa
     monkeypatch.delitem(sys.modules, "bench_slow_import", raising=False)
 
 
+@pytest.mark.slow  # a run of the harness or a process: the quick loop stays under 2 min
 def test_a_timeout_inside_a_package_import_drops_the_submodules_it_had_loaded(tmp_path, monkeypatch):
     """The package's import was cut after it had loaded a submodule: the import system dropped the
     package, the submodule stayed in sys.modules, and the package's next import never bound it
@@ -562,6 +563,7 @@ def test_trial_timeout_stops_a_trial_blocked_in_a_system_call(blocked):
     assert int(seconds) < 5 and restored == "True", lines  # (60 s before: the call's own end)
 
 
+@pytest.mark.slow  # a run of the harness or a process: the quick loop stays under 2 min
 def test_trial_timeout_leaves_a_trial_that_ends_in_time_alone():
     import time
 
@@ -1024,6 +1026,7 @@ def test_a_returned_model_of_another_dtype_is_refused_naming_it():
     unlearn_checked(Same(), "s", torch.nn.Sequential(torch.nn.Linear(4, 2)), request, {}, ctx)
 
 
+@pytest.mark.slow  # a run of the harness or a process: the quick loop stays under 2 min
 def test_with_a_trial_timeout_torchs_lazy_import_happens_before_the_clock_starts():
     """A --trial-timeout that cut torch's import of torch._dynamo (an optimiser's first step) short
     broke every later trial of the process (found in review, 2026-12-07): with a timeout, it is

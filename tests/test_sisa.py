@@ -234,6 +234,7 @@ def test_bench_run_sisa_under_ray(workdir, run_bench, store_args):
     assert np.isfinite(kids.loc["sisa", "metrics.method_original_test_acc"])
 
 
+@pytest.mark.slow  # a run of the harness or a process: the quick loop stays under 2 min
 def test_a_trial_with_other_training_params_trains_its_own_ensemble(workdir, monkeypatch):
     """``bench tune`` may sample ``sisa.shards``: that trial's ensemble is not the one the plan
     cached, so the trial trains it itself (and still reports train_seconds)."""
@@ -269,6 +270,7 @@ def test_a_trial_with_other_training_params_trains_its_own_ensemble(workdir, mon
         run_trial(spec.with_params({"shards": 0}), payload)
 
 
+@pytest.mark.slow  # a run of the harness or a process: the quick loop stays under 2 min
 def test_epsilon_unlearns_sisas_own_ensemble_again_and_ulira_is_refused(workdir, monkeypatch):
     """epsilon's other unlearned models start from SISA's own ensemble (a plain original made every
     such trial fail: "was given a MLP, not its own ensemble"); U-LiRA unlearns plain shadow models,

@@ -31,6 +31,7 @@ def _one_error_line(proc) -> str:
     return lines[0]
 
 
+@pytest.mark.slow  # a run of the harness or a process: the quick loop stays under 2 min
 def test_a_trial_record_the_store_refuses_ends_the_run_with_one_line(workdir, shared_cache, invoke_bench, monkeypatch):
     real = tracking.log_metrics
 
