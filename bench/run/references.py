@@ -312,4 +312,3 @@ def warn_chance_references(plan, payload, say: Callable[..., None]) -> list[str]
             out.append(line)
             say(line, always=True)
     return out
-
