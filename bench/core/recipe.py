@@ -86,7 +86,7 @@ def build_recipe(*layers: Mapping[str, Any], sources: tuple[str, ...] = ()) -> R
             try:
                 values[key] = _coerce(key, value)
             except BenchError as exc:
-                raise BenchError(f"{exc} (in {source}: fix the plugin's default_recipe)" if source else str(exc)) from None
+                raise _fault_of(source, str(exc)) from None
     r = Recipe(**values)
 
     def source_of(key: str) -> str:  # a plugin's default_recipe that set it: its fault, not the user's (plugins audit)
@@ -94,8 +94,7 @@ def build_recipe(*layers: Mapping[str, Any], sources: tuple[str, ...] = ()) -> R
         return sources[n] if n is not None and n < len(sources) and sources[n] else ""
 
     def refuse(key: str, text: str) -> BenchError:
-        src = source_of(key)
-        return BenchError(f"{text} (in {src}: fix the plugin's default_recipe)" if src else text)
+        return _fault_of(source_of(key), text)
 
     if r.optimizer not in OPTIMIZERS:
         raise refuse("optimizer", f"Unknown optimizer '{r.optimizer}' in the recipe; expected one of {', '.join(OPTIMIZERS)}.")
@@ -115,6 +114,11 @@ def build_recipe(*layers: Mapping[str, Any], sources: tuple[str, ...] = ()) -> R
                     f"range (need {', '.join(f'{k} {v}' for k, v in RULES.items())})")
             raise refuse(key, f"{need}." if source_of(key) else f"{need}; e.g. --recipe {key}={EXAMPLES[key]}.")
     return r
+
+
+def _fault_of(source: str, text: str) -> BenchError:
+    """``text`` as the fault of ``source`` (a plugin's default_recipe) when there is one, else the user's."""
+    return BenchError(f"{text} (in {source}: fix the plugin's default_recipe)" if source else text)
 
 
 def parse_assignments(items: list[str] | tuple[str, ...], what: str) -> dict[str, str]:

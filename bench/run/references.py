@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 from bench.core.cache import ReferenceCache, state_to_bytes
 from bench.run.original import RECIPE_TOLERANCE, recipe_mismatch, reread
+from bench.track.report import CHANCE_MARGIN
 
 
 @dataclass(frozen=True)
@@ -275,10 +276,6 @@ def warn_shadow_attacks_on_own_originals(plan, say: Callable[..., None]) -> list
             f"{', '.join(own)} by the loss/entropy/svc attacks and the accuracies.")
     say(line, always=True)
     return [line]
-
-
-#: A test accuracy within this of always answering the test split's most common class is "at chance".
-CHANCE_MARGIN = 0.02
 
 
 def chance_rates(plan) -> dict[str, float]:

@@ -335,9 +335,9 @@ def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False, t
                   if outcome.interrupted and i not in outcome.results and i not in outcome.failures}
         results.update({i: done[t.trial_key] for i, t in enumerate(plan.trials) if t.trial_key in done})
 
-        from bench.run.references import CHANCE_MARGIN, chance_rates
+        from bench.run.references import chance_rates
 
-        unchanged = report.method_warnings(plan.trials, results, chance=chance_rates(plan), margin=CHANCE_MARGIN)
+        unchanged = report.method_warnings(plan.trials, results, chance=chance_rates(plan))
         attack_errors = report.attack_error_lines(plan.trials, results)
         for line in (*unchanged, *attack_errors):
             say(line, always=True)

@@ -207,9 +207,9 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
             best = best_sample(outcome, objective, mode)
             finished = {i: r for i, r in outcome.results.items() if i in outcome.specs}
             # a sample that scored the original's numbers; an attack (not the objective's) that failed
-            from bench.run.references import CHANCE_MARGIN, chance_rates
+            from bench.run.references import chance_rates
 
-            unchanged = (report.method_warnings(outcome.specs, finished, "sample", chance_rates(plan), CHANCE_MARGIN)
+            unchanged = (report.method_warnings(outcome.specs, finished, "sample", chance_rates(plan))
                          + report.attack_error_lines(outcome.specs, ran, "sample"))
             for line in unchanged:  # kept with the search
                 say(line, always=True)

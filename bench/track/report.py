@@ -332,7 +332,12 @@ def goal_warnings(trials, results: Mapping[int, dict], unit: str = "trial") -> l
             for name, (n, of, keys) in missed.items() if n]
 
 
-def chance_warnings(trials, results: Mapping[int, dict], chance: Mapping[str, float], margin: float,
+#: A test accuracy within this of always answering the test split's most common class is "at chance"
+#: (the references' warning too: ``bench.run.references.warn_chance_references``).
+CHANCE_MARGIN = 0.02
+
+
+def chance_warnings(trials, results: Mapping[int, dict], chance: Mapping[str, float], margin: float = CHANCE_MARGIN,
                     unit: str = "trial") -> list[str]:
     """One warning per method that left a model no better than chance on the test split (within
     ``margin`` of ``chance[dataset]``, always answering the most common class) in some finished
@@ -358,7 +363,7 @@ def chance_warnings(trials, results: Mapping[int, dict], chance: Mapping[str, fl
 
 
 def method_warnings(trials, results: Mapping[int, dict], unit: str = "trial",
-                    chance: Mapping[str, float] | None = None, margin: float = 0.02) -> list[str]:
+                    chance: Mapping[str, float] | None = None, margin: float = CHANCE_MARGIN) -> list[str]:
     """:func:`unchanged_warnings`, :func:`goal_warnings` and (given ``chance``) :func:`chance_warnings`,
     by method."""
     out = unchanged_warnings(trials, results, unit) + goal_warnings(trials, results, unit)
