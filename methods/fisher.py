@@ -84,6 +84,8 @@ class FisherForgetting(Method):
         check_params(self.name, self, params)  # direct callers (the harness checked at plan time)
         g = torch.Generator().manual_seed(ctx.seed)
         chunk = params["chunk_size"] or auto_chunk(model, request.num_classes)
+        if not params["chunk_size"]:
+            ctx.resolved["chunk_size"] = chunk
         if params["fisher"] == "mc":
             fisher = mc_fisher_diagonal(model, request.retain_x, request.num_classes, chunk, g)
         else:

@@ -100,6 +100,8 @@ class InfluenceUnlearning(Method):
             m = retain_count(model, len(request.retain_y), params)
             xr, yr = request.retain_x[:m], request.retain_y[:m]
             chunk = int(params["chunk_size"]) or _auto_chunk(model)
+            if not params["chunk_size"]:
+                ctx.resolved["chunk_size"] = chunk
             if params["recursion"] == "reference":
                 perturb = reference_ihvp(model, xr, yr, v, float(params["damping"]), chunk)
             else:
@@ -107,6 +109,8 @@ class InfluenceUnlearning(Method):
         finally:
             model.train(was_training)
         ctx.metrics["iu_retain_examples"] = float(m)
+        if not params["max_retain"]:
+            ctx.resolved["max_retain"] = m
         with torch.no_grad():
             start = 0
             for p in _trainable(model):

@@ -271,6 +271,8 @@ class Sisa(Method):
         for k, first in affected.items():
             _train_from(model, k, first, request.retain_x, request.retain_y, row.to(request.retain_y.device))
         ctx.metrics["sisa_shards_retrained"] = float(len(affected))
+        if not params["epochs"]:  # 0: the recipe's, which the ensemble was trained with
+            ctx.resolved["epochs"] = int(model.config["epochs"])
         return model
 
 

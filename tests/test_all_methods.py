@@ -32,3 +32,13 @@ def test_every_builtin_method_runs_in_one_table(baseline_trials):
     table = out[out.index("unlearning-bench summary"):]
     for name in names:
         assert f"│ {name} " in table, name
+    # a parameter whose 0 means "automatic" is recorded with the value it took (ctx.resolved)
+    resolved = {name: {k[len("params.resolved."):]: v for k, v in runs.loc[name].items()
+                       if k.startswith("params.resolved.") and isinstance(v, str)} for name in runs.index}
+    assert list(resolved["prune"]) == ["lp_threads"] and int(resolved["prune"]["lp_threads"]) >= 1  # the trial's threads
+    assert resolved["sisa"] == {"epochs": runs.loc["sisa", "params.recipe.epochs"]}, resolved["sisa"]
+    assert resolved["fisher"]["chunk_size"].isdigit() and int(resolved["fisher"]["chunk_size"]) > 0
+    assert resolved["iu"] == {"chunk_size": resolved["iu"]["chunk_size"],
+                              "max_retain": str(int(runs.loc["iu", "metrics.iu_retain_examples"]))}, resolved["iu"]
+    assert "chunk_size" not in resolved["ssd"]  # batch_size 64: no per-example chunks, nothing resolved
+    assert {n for n, r in resolved.items() if r} == {"prune", "sisa", "fisher", "iu"}, resolved

@@ -254,11 +254,12 @@ class ReportsBadMetrics(_GA):
 
     name = "reports-bad-metrics"
 
-    def __init__(self, metrics=None):
-        self.metrics = metrics or {}
+    def __init__(self, metrics=None, resolved=None):
+        self.metrics, self.resolved = metrics or {}, resolved or {}
 
     def unlearn(self, model, request, params, ctx):
         ctx.metrics.update(self.metrics)
+        ctx.resolved.update(self.resolved)
         return self.ascend(model, request.forget_x, request.forget_y, params, ctx.seed)
 
 
@@ -600,6 +601,10 @@ def test_catches_reported_metrics_the_harness_refuses():
     _fails(kit.check_returns_module, ReportsBadMetrics({"forget_acc": 0.0}), r"ctx\.metrics: .*'forget_acc'.*a metric bench itself measures")
     _fails(kit.check_returns_module, ReportsBadMetrics({"damp ascent!": 1.0}), r"ctx\.metrics: .*a metric name is up to 250")
     _fails(kit.check_returns_module, ReportsBadMetrics({"ok": "high"}), r"ctx\.metrics: .*not a number")
+    # ctx.resolved: a parameter's value, as the harness takes it (a wrong key failed every trial)
+    kit.check_returns_module(ReportsBadMetrics(resolved={"epochs": 3}))
+    _fails(kit.check_returns_module, ReportsBadMetrics(resolved={"chunk": 3}), r"ctx\.resolved\['chunk'\], which is not one "
+           r"of its parameters \(.*epochs.*\)")
 
 
 def test_catches_mutated_request_tensors():

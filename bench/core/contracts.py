@@ -227,6 +227,10 @@ class MethodContext:
     (``ctx.metrics["patches"] = 3.0``: floats, logged with the trial's metrics under these names,
     which must not collide with the harness's) and files (``ctx.artifacts["patches.json"] = text``:
     ``str``, ``bytes`` or a :class:`Rendered`, logged as MLflow artifacts of the trial's run).
+    ``resolved`` starts empty too: for a parameter whose value means "automatic" (Fisher's
+    ``chunk_size=0``), the value the method used (``ctx.resolved["chunk_size"] = 256``: a number,
+    a string or a bool), recorded as the trial's param ``resolved.chunk_size`` beside the
+    ``params.chunk_size`` it was given; keys must be the method's parameters.
     """
 
     seed: int
@@ -236,6 +240,7 @@ class MethodContext:
     report: Callable[[nn.Module], None] | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     artifacts: dict[str, str | bytes | Rendered] = field(default_factory=dict)
+    resolved: dict[str, int | float | str | bool] = field(default_factory=dict)
 
 
 @dataclass

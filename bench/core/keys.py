@@ -25,6 +25,9 @@ MODEL_ARTIFACT = "model.safetensors"
 ATTACK_ERRORS_KEY = "bench_attack_errors"
 #: Key of a continual trial's result holding the metrics of every request, in order.
 STEPS_KEY = "bench_steps"
+#: Key of a trial's result holding ``{parameter: the value used}`` for a method parameter whose value
+#: means "automatic" (``ctx.resolved``), logged as the trial's params ``resolved.<parameter>``.
+RESOLVED_KEY = "bench_resolved"
 
 
 class Tag:

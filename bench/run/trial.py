@@ -23,7 +23,7 @@ from bench.core.cache import load_state, model_bytes
 from bench.core.contracts import MethodContext, Setting
 from bench.core.errors import BenchError, no_exit
 from bench.core.forget import INDICES_ARTIFACT, indices_text
-from bench.core.keys import ARTIFACTS_KEY, MODEL_ARTIFACT, STEPS_KEY
+from bench.core.keys import ARTIFACTS_KEY, MODEL_ARTIFACT, RESOLVED_KEY, STEPS_KEY
 from bench.core.method import check_params, check_setting, prepare, saved_header, trains
 from bench.core.recipe import Recipe
 from bench.core.spec import TrialSpec
@@ -39,13 +39,30 @@ from bench.run.payload import GroupPayload, Payload
 from bench.run.request import build_request, input_bounds, step_data
 
 
-def add_method_outputs(method: str, metrics: dict, ctx: MethodContext) -> None:
-    """Merge what a method put in ``ctx.metrics`` / ``ctx.artifacts`` into the trial's result."""
+def add_method_outputs(method: str, metrics: dict, ctx: MethodContext, params: dict, resolved: dict) -> None:
+    """Merge what a method put in ``ctx.metrics`` / ``ctx.artifacts`` into the trial's result, and
+    its ``ctx.resolved`` into ``resolved`` (``{parameter: [values used, one per request, distinct]}``)."""
     for key, value in ctx.metrics.items():
         add_metric(f"Method '{method}'", key, value, metrics, finite=False)
     check_artifacts(f"Method '{method}'", ctx.artifacts)
     if ctx.artifacts:
         metrics.setdefault(ARTIFACTS_KEY, {}).update(ctx.artifacts)
+    add_resolved(f"Method '{method}'", ctx.resolved, params, resolved)
+
+
+def add_resolved(who: str, given: dict, params: dict, resolved: dict) -> None:
+    """Add a method's ``ctx.resolved`` (``given``) to ``resolved``, ``{parameter: [distinct values]}``:
+    keys among its ``params``, values numbers, strings or bools (as the conformance kit checks)."""
+    for key, value in given.items():
+        if key not in params:
+            raise BenchError(f"{who} set ctx.resolved[{key!r}], which is not one of its parameters "
+                             f"({', '.join(sorted(params)) or 'none'}); ctx.resolved records the value an "
+                             "automatic parameter resolved to.")
+        if not isinstance(value, (int, float, str, bool)):
+            raise BenchError(f"{who} set ctx.resolved[{key!r}] = {value!r}, a {type(value).__name__}; "
+                             "record a number, a string or a bool.")
+        if str(value) not in (seen := resolved.setdefault(key, [])):
+            seen.append(str(value))
 
 
 def _check_values(spec: TrialSpec, method: Any, group: GroupPayload, network: torch.nn.Module) -> None:
@@ -228,6 +245,7 @@ def _run_trial(spec: TrialSpec, payload: Payload, fetch: Callable[[Any], Any],
     results: list[dict] = []
     artifacts: dict = {}
     cum_unlearn = cum_retrain = 0.0
+    resolved: dict[str, list[str]] = {}
     for t, step in enumerate(group.steps, 1):
         if t > 1:
             data, everything = step_data(splits, step.forget_idx, step.seen_idx, device, step.forget_class)
@@ -290,7 +308,7 @@ def _run_trial(spec: TrialSpec, payload: Payload, fetch: Callable[[Any], Any],
             })
         if not group.continual:
             metrics.update(own_metrics)
-        add_method_outputs(spec.method, metrics, ctx)
+        add_method_outputs(spec.method, metrics, ctx, spec.params, resolved)
         if group.continual:
             for name, content in metrics.pop(ARTIFACTS_KEY, {}).items():
                 artifacts[f"request-{t}/{name}"] = content
@@ -299,6 +317,8 @@ def _run_trial(spec: TrialSpec, payload: Payload, fetch: Callable[[Any], Any],
 
     _RETURNED_BEFORE[id(model)] = model  # the trial's last result (the earlier requests' are its inputs)
     final = dict(results[-1])
+    if resolved:  # a value per request where they differed (a seq: request's retain set shrinks)
+        final[RESOLVED_KEY] = {key: ",".join(values) for key, values in resolved.items()}
     if group.continual:
         for key in results[-1]:  # memory: the peak over every request
             if key.endswith("_mb") and key != "memory_delta_mb":

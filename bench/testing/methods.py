@@ -93,7 +93,8 @@ def check_data_access(method, params=None) -> None:
 def check_returns_module(method, params=None) -> None:
     """``unlearn`` returns a ``torch.nn.Module`` that maps a toy batch ``(B, 1, 8, 8)`` to finite
     logits of shape ``(B, num_classes)``, the metrics it reports in ``ctx.metrics`` are numbers
-    under names MLflow takes, none a harness metric's, and the model, saved as ``--save-models``
+    under names MLflow takes, none a harness metric's, what it sets in ``ctx.resolved`` names its
+    parameters, and the model, saved as ``--save-models``
     saves it, loads back giving the same logits (into the plain architecture, or through the
     method's ``load_saved``)."""
     params = _params(method, params)
@@ -101,16 +102,23 @@ def check_returns_module(method, params=None) -> None:
     ctx = _ctx(setting, access)
     out = _unlearn(method, setting, _request(setting, "class", access), params, ctx, access, what="a class request")
     _check_module(out, setting, "a class request")
-    _check_reported_metrics(ctx)
+    _check_reported_metrics(ctx, params)
     _check_saves(method, out, setting)
 
 
-def _check_reported_metrics(ctx) -> None:
+def _check_reported_metrics(ctx, params: dict) -> None:
     """What ``unlearn`` put in ``ctx.metrics`` joins a trial as the harness takes it: MLflow-valid
-    names, numbers, none named like a harness metric (bench.run.attack_step.add_metric)."""
+    names, numbers, none named like a harness metric (bench.run.attack_step.add_metric); and its
+    ``ctx.resolved``: keys among its parameters, plain values (bench.run.trial.add_resolved)."""
     from bench.core.errors import BenchError
     from bench.eval.metrics import DIRECTIONS
     from bench.run.attack_step import add_metric
+    from bench.run.trial import add_resolved
+
+    try:
+        add_resolved("it", ctx.resolved, params, {})
+    except BenchError as exc:
+        _fail(str(exc))
 
     taken = dict.fromkeys(DIRECTIONS, 0.0)
     for key, value in ctx.metrics.items():

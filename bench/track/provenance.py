@@ -1,4 +1,5 @@
-"""Where a parent run came from, recorded as tags when it is created (``bench.track.tracking.start_parent``)."""
+"""Where a parent run came from, recorded as tags when it is created (``bench.track.tracking.start_parent``),
+and whether the process that drives it still runs (``process_alive``: a dead driver's runs are reaped)."""
 
 from __future__ import annotations
 
@@ -99,3 +100,39 @@ def package_versions() -> dict[str, str]:
         except PackageNotFoundError:
             out[pkg] = "not installed"
     return out
+
+
+# -- the process driving a parent run (its pid and start time name it: pids are reused) ----------
+
+def _proc_stat(pid: int) -> tuple[str, str] | None:
+    """(state, start time in clock ticks) of a Linux process, or None where /proc cannot tell."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return fields[0], fields[19]
+    except (OSError, IndexError):
+        return None
+
+
+def process_started(pid: int) -> str:
+    """The start time of process ``pid`` as /proc records it ("" where unknown): with the pid, it
+    names one process (pids are reused)."""
+    stat = _proc_stat(pid)
+    return stat[1] if stat else ""
+
+
+def process_alive(pid: int, started: str | None = None) -> bool:
+    """Whether process ``pid`` (started at ``started``, if known) still runs; a zombie does not."""
+    try:
+        os.kill(pid, 0)
+    except PermissionError:
+        pass
+    except OSError:  # ProcessLookupError: no such process
+        return False
+    stat = _proc_stat(pid)
+    if stat is not None:
+        if stat[0] in ("Z", "X"):
+            return False
+        if started and stat[1] != started:
+            return False
+    return True

@@ -23,9 +23,9 @@ from typing import Any
 
 from bench.core.contracts import render
 from bench.core.errors import RecordError
-from bench.core.keys import ARTIFACTS_KEY, ATTACK_ERRORS_KEY, MODEL_ARTIFACT, STEPS_KEY, Tag
+from bench.core.keys import ARTIFACTS_KEY, ATTACK_ERRORS_KEY, MODEL_ARTIFACT, RESOLVED_KEY, STEPS_KEY, Tag
 from bench.core.spec import TrialSpec
-from bench.track.provenance import provenance_tags
+from bench.track.provenance import process_alive, process_started, provenance_tags
 from bench.track.store import new_sqlite_store, shown_uri
 
 # Ray adds these to every reported result; they are not measurements of the trial.
@@ -153,40 +153,6 @@ def _setup_experiment(tracking_uri: str, name: str) -> str:
 
 # -- the driver of a parent run, and runs left RUNNING by a dead one ----------------------------
 
-def _proc_stat(pid: int) -> tuple[str, str] | None:
-    """(state, start time in clock ticks) of a Linux process, or None where /proc cannot tell."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-        return fields[0], fields[19]
-    except (OSError, IndexError):
-        return None
-
-
-def process_started(pid: int) -> str:
-    """The start time of process ``pid`` as /proc records it ("" where unknown): with the pid, it
-    names one process (pids are reused)."""
-    stat = _proc_stat(pid)
-    return stat[1] if stat else ""
-
-
-def process_alive(pid: int, started: str | None = None) -> bool:
-    """Whether process ``pid`` (started at ``started``, if known) still runs; a zombie does not."""
-    try:
-        os.kill(pid, 0)
-    except PermissionError:
-        pass
-    except OSError:  # ProcessLookupError: no such process
-        return False
-    stat = _proc_stat(pid)
-    if stat is not None:
-        if stat[0] in ("Z", "X"):
-            return False
-        if started and stat[1] != started:
-            return False
-    return True
-
-
 def driver_tags() -> dict[str, str]:
     """The tags naming this process as the driver of a parent run."""
     return {DRIVER_PID: str(os.getpid()), DRIVER_HOST: socket.gethostname(), DRIVER_STARTED: process_started(os.getpid())}
@@ -264,9 +230,12 @@ def log_metrics(client, run_id: str, metrics: dict[str, float], step: int = 0) -
 def log_artifacts(client, run_id: str, result: dict) -> None:
     """Log the files a method or attack returned with its result (``bench.core.keys.ARTIFACTS_KEY``),
     and the attacks that failed in it (``ATTACK_ERRORS_KEY``: tag ``bench.attack_errors``, one
-    ``attack_errors/<attack>.txt`` each with its traceback)."""
+    ``attack_errors/<attack>.txt`` each with its traceback), and the values a method's automatic
+    parameters took (``RESOLVED_KEY``: params ``resolved.<parameter>``)."""
     import tempfile
 
+    if resolved := result.get(RESOLVED_KEY):
+        log_params(client, run_id, {f"resolved.{key}": value for key, value in resolved.items()})
     if errors := result.get(ATTACK_ERRORS_KEY):
         client.set_tag(run_id, Tag.ATTACK_ERRORS, ",".join(errors))
         for name, text in errors.items():
