@@ -23,6 +23,7 @@ from bench.core.plugins import (
     in_process_plugins,
     make_plugin_manager,
     plugin_infos,
+    plugin_versions,
     register_plugin,
     unregister_plugin,
 )
@@ -414,6 +415,30 @@ def test_register_and_unregister_in_process_plugin():
     assert plugin not in in_process_plugins()
     assert "inproc-method" not in get_registry().names("method")
     assert "inproc" not in {i.name for i in plugin_infos()}
+
+
+def test_an_in_process_plugin_without_a_version_is_recorded_by_its_package_or_as_unversioned():
+    """Its version was recorded with every run as the text "None" (plugins2 audit, 2026-12-07)."""
+    import types
+
+    import pluggy
+
+    from bench.core.plugins import _in_process_version
+
+    assert _in_process_version(make_plugin("x")) == "unversioned"
+    assert _in_process_version(make_plugin("x", version="2.0")) == "2.0"
+    module = types.ModuleType("mine_only_here")
+    module.__version__ = "0.3"
+    assert _in_process_version(module) == "0.3"
+    shipped = f"{pluggy.__version__} (pluggy)"  # a plugin object whose code is an installed distribution's
+    assert _in_process_version(types.ModuleType("pluggy.not_loaded")) == shipped
+    in_pluggy = type("InPluggy", (), {"__module__": "pluggy._hooks"})
+    assert _in_process_version(in_pluggy()) == _in_process_version(in_pluggy) == shipped
+    register_plugin(plugin := make_plugin("unversioned-inproc", methods=[make_method("unversioned-method")]))
+    try:
+        assert plugin_versions()["unversioned-inproc"] == "unversioned"
+    finally:
+        unregister_plugin(plugin)
 
 
 def test_registering_the_same_plugin_twice_changes_nothing():

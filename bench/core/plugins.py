@@ -208,7 +208,7 @@ def build_registry(pm: pluggy.PluginManager) -> tuple[Registry, list[PluginInfo]
         elif name in DEFAULT_PLUGINS:
             source, version = "builtin", _own_version()
         else:
-            source, version = "registered in process", getattr(plugin, "__version__", None)
+            source, version = "registered in process", _in_process_version(plugin)
         infos[name] = PluginInfo(name=name, version=version, hooks=[], source=source)
         registry.sources[name] = source
     for hook_name, kind in HOOKS.items():
@@ -239,6 +239,27 @@ def _own_version() -> str:
     return __version__
 
 
+def _in_process_version(plugin) -> str:
+    """A plugin registered in process (a test, a notebook): its ``__version__``, else its module's,
+    else the installed distribution holding its top-level package, else "unversioned" (its code is
+    still identified, by the digest of ``measured_with``)."""
+    from importlib.metadata import PackageNotFoundError, packages_distributions, version
+
+    if getattr(plugin, "__version__", None):
+        return str(plugin.__version__)
+    module_name = (plugin.__name__ if isinstance(plugin, type(sys)) else plugin.__module__ if isinstance(plugin, type)
+                   else type(plugin).__module__)
+    module = sys.modules.get(module_name or "")
+    if module is not None and getattr(module, "__version__", None):
+        return str(module.__version__)
+    for dist in packages_distributions().get((module_name or "").split(".")[0], []):
+        try:
+            return f"{version(dist)} ({dist})"
+        except PackageNotFoundError:
+            continue
+    return "unversioned"
+
+
 @lru_cache(maxsize=1)
 def _default() -> tuple[Registry, list[PluginInfo]]:
     return build_registry(make_plugin_manager(tuple(_IN_PROCESS)))
@@ -267,6 +288,6 @@ def reset() -> None:
 
 def plugin_versions() -> dict[str, str]:
     """``{plugin name: version}`` for every loaded plugin, recorded with each run."""
-    return {i.name: str(i.version) for i in plugin_infos()}
+    return {i.name: "unknown" if i.version is None else str(i.version) for i in plugin_infos()}
 
 
