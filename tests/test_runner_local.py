@@ -471,6 +471,66 @@ def test_trial_timeout_stops_a_stuck_trial_and_the_others_run(workdir, shared_ca
     assert torch.is_grad_enabled()
 
 
+class Hangs:
+    """An attack that never returns (it sleeps 5 ms a turn, swallowing errors as a careless plugin would)."""
+
+    name, description, needs = "hangs", "test attack that never returns", frozenset()
+
+    def evaluate(self, model, ctx):
+        import time
+
+        while True:
+            try:
+                time.sleep(0.005)
+            except Exception:  # noqa: BLE001
+                pass
+
+
+@pytest.mark.slow  # runs the harness (an 8 s timeout): full suite only
+def test_an_attack_past_the_trial_timeout_loses_its_numbers_and_the_method_keeps_its_own(
+        workdir, shared_cache, run_harness, trial_runs, plugged):
+    """A hanging attack failed its whole trial under --trial-timeout: the method's numbers, measured
+    before it, were lost (noted in session 30). Now the attack and those after it lose theirs."""
+    plugin = _TamperPlugin("add_")
+    plugin.attack = Hangs()  # registered as "hangs"
+    with plugged(plugin):
+        code, out = run_harness(workdir, methods="ft", attacks="loss,hangs,entropy", recipe={"epochs": 5},
+                                cache_dir=str(shared_cache), trial_timeout=8)
+    assert code == 1, out
+    run = trial_runs(workdir).loc["ft"]
+    assert run["status"] == "FINISHED" and 0 <= run["metrics.forget_acc"] <= 1 and run["metrics.loss_auc"] >= 0
+    assert run["tags.bench.attack_errors"] == "hangs,entropy" and run["metrics.unlearn_seconds"] < 8
+    text = mlflow.artifacts.load_text(f"runs:/{run['run_id']}/attack_errors/hangs.txt")
+    assert text.startswith("Attack 'hangs' ran past --trial-timeout 8 s and was stopped; the trial keeps the method's "
+                           "numbers") and "TrialTimeout" in text and "in evaluate" in text, text
+    later = mlflow.artifacts.load_text(f"runs:/{run['run_id']}/attack_errors/entropy.txt")
+    assert later == "Attack 'entropy' was not run: the trial's --trial-timeout had passed (in attack 'hangs')."
+    assert "attack 'hangs' has no metrics in 1 trial(s) (ft seed=0): Attack 'hangs' ran past" in out, out
+
+
+def test_a_part_stopped_by_the_timeout_can_let_the_trial_finish_without_the_watchdog():
+    """What the attacks use (bench.run.attack_step): catch the TrialTimeout, ``disarm``, go on; the
+    watchdog fires no more (it fires each second while a trial runs) and none is left running."""
+    import time
+
+    from bench.run.deadline import TrialTimeout, disarm, run_with_deadline
+
+    assert disarm() is None  # no deadline on this thread: nothing to disarm, the caller re-raises
+
+    def trial() -> str:
+        try:
+            while True:
+                time.sleep(0.005)
+        except TrialTimeout:
+            assert disarm() == 0.2 and disarm() is None
+        _busy(1.5)  # Python instructions past the watchdog's next turns: nothing surfaces
+        return "kept"
+
+    assert run_with_deadline(0.2, "Trial t", trial) == "kept"
+    assert not [t for t in threading.enumerate() if t.name == "bench-trial-deadline"]
+    _busy(1.2)
+
+
 def test_a_timeout_inside_a_guarded_import_leaves_no_half_imported_module(tmp_path, monkeypatch):
     """A trial timed out while torch._dynamo was being imported (its first optimizer step): the
     timeout, an Exception then, was swallowed by a guarded import inside it, and the next trial in

@@ -8,7 +8,8 @@ model and merges what they return: metrics as ``<attack>_<key>`` (keys in the at
 An attack that raises, or whose report breaks its contract, loses its own numbers and files only:
 its traceback goes under ``ATTACK_ERRORS_KEY`` (the trial's tag ``bench.attack_errors`` and
 artifact ``attack_errors/<attack>.txt``), the method's metrics and the other attacks' are kept, and
-``bench run`` ends with exit 1. An attack that changed the model or the data in place loses its
+``bench run`` ends with exit 1. So does one still running at ``--trial-timeout``
+(``bench.run.deadline.disarm``): the attacks after it are not run, the trial keeps the rest. An attack that changed the model or the data in place loses its
 numbers too, and the attacks after it are not run (they would measure another model).
 """
 
@@ -34,7 +35,7 @@ from bench.core.spec import TrialSpec
 from bench.eval.metrics import objective_attack
 from bench.nn.torch_state import restore_torch_globals, torch_globals
 from bench.nn.training import content_digest, place, seed_everything
-from bench.run.deadline import phase
+from bench.run.deadline import TrialTimeout, disarm, phase
 from bench.run.request import build_request
 from bench.track.tracking import error_line
 
@@ -118,11 +119,20 @@ def run_attacks(attacks: dict, model, metrics: dict, *, spec: TrialSpec, group, 
             errors[name] = (f"Attack '{name}' was not run: its {missing[0].replace('_', ' ')} failed to train: "
                             f"{error_line(text)}\n\n{text}")
             continue
+        timed_out = None
         try:
             with phase(f"attack '{name}'"):
                 found = _evaluate(name, attacks[name], model, ctx, metrics, owners)
         except Exception as exc:  # the attack's own failure: recorded; its numbers and files are dropped
             errors[name] = format_error(name, exc)
+        except TrialTimeout as exc:  # past --trial-timeout in this attack: the method's numbers are kept
+            if (timed_out := disarm()) is None:
+                raise
+            errors[name] = format_error(name, exc, f"Attack '{name}' ran past --trial-timeout {timed_out:g} s and was "
+                                                   "stopped; the trial keeps the method's numbers and those of the "
+                                                   "attacks before it (the traceback shows where it was).")
+            for later in names[i + 1:]:
+                errors[later] = f"Attack '{later}' was not run: the trial's --trial-timeout had passed (in attack '{name}')."
         changed = [k for k, t in watched.items() if t._version != versions[k]]
         after = {k: content_digest(t) for k, t in watched.items()}
         changed += [k for k in watched if k not in changed and after[k] != digests[k]]
@@ -137,7 +147,7 @@ def run_attacks(attacks: dict, model, metrics: dict, *, spec: TrialSpec, group, 
         if name in errors:
             ctx.artifacts.clear()
             ctx.artifacts.update(files)
-            if changed:
+            if changed or timed_out is not None:
                 break
             continue
         metrics.update(found)
@@ -210,12 +220,12 @@ def _evaluate(name: str, attack, model, ctx: AttackContext, metrics: dict, owner
     return out
 
 
-def format_error(name: str, exc: BaseException) -> str:
-    """An attack's failure as recorded: one line naming the attack (what ``bench run`` prints), then
-    the traceback."""
+def format_error(name: str, exc: BaseException, head: str = "") -> str:
+    """An attack's failure as recorded: one line naming the attack (what ``bench run`` prints; ``head``
+    when given), then the traceback."""
     import traceback
 
-    head = str(exc) if isinstance(exc, BenchError) else f"Attack '{name}' failed: {type(exc).__name__}: {exc}"
+    head = head or (str(exc) if isinstance(exc, BenchError) else f"Attack '{name}' failed: {type(exc).__name__}: {exc}")
     return head + "\n\n" + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
 

@@ -5,7 +5,8 @@ A watchdog thread raises :class:`TrialTimeout` in the trial's own thread when th
 (CPython's ``PyThreadState_SetAsyncExc``, the mechanism behind ``KeyboardInterrupt`` in threads):
 the exception surfaces at the next Python instruction the trial runs, unwinds the trial like any
 error (its ``with`` blocks close) and fails that trial only, with the traceback of where it was.
-The worker then takes the next trial. In the main thread (``--executor local``) a signal
+The worker then takes the next trial. An attack still running then loses its own numbers only
+(:func:`disarm`, ``bench.run.attack_step``). In the main thread (``--executor local``) a signal
 (:data:`WAKE_SIGNAL`) also wakes a trial blocked in a system call (a sleep, a socket, a lock, a
 subprocess wait). A trial stuck inside one call into C that never returns (a deadlock in a native
 library), or blocked in a Ray worker's thread, is not reached this way; every training loop, which
@@ -102,6 +103,21 @@ def phase(text: str):
     _phase.text = before
 
 
+def disarm() -> float | None:
+    """In a trial's thread, after catching the :class:`TrialTimeout` that stopped one part of it (an
+    attack): stop its watchdog for the rest of the trial, drop a timeout it scheduled that has not
+    surfaced yet and the imports it cut short. Returns the trial's limit in seconds, or None (and
+    does nothing) where no watchdog guards this thread: the caller then lets the timeout go on.
+    What ran before that part is kept: a hanging attack cost the trial its method's numbers."""
+    stand_down = getattr(_phase, "disarm", None)
+    if stand_down is None:
+        return None
+    _phase.disarm = None
+    seconds = stand_down()
+    drop_half_imported()
+    return seconds
+
+
 def run_with_deadline(seconds: float | None, what: str, fn: Callable[..., T], *args: Any) -> T:
     """``fn(*args)`` with at most ``seconds`` (None or 0: no limit); past them, stop it with a
     BenchError saying ``what`` ran too long, and in which :func:`phase` (chained to the TrialTimeout
@@ -185,11 +201,7 @@ def _guarded(seconds: float, fn: Callable[..., T], args: tuple) -> T:
                 signal.pthread_kill(target, WAKE_SIGNAL)
             wait = 1.0
 
-    watcher = threading.Thread(target=watch, name="bench-trial-deadline", daemon=True)
-    watcher.start()
-    try:
-        return fn(*args)
-    finally:
+    def stop_watching(keep_frame: bool = False) -> float:
         # the body may have ended just as the time ran out: stop and wait for the watchdog, then
         # drop an exception it scheduled that has not surfaced yet (or swallow it if it surfaces here)
         while True:
@@ -198,9 +210,20 @@ def _guarded(seconds: float, fn: Callable[..., T], args: tuple) -> T:
                 watcher.join()
                 if fired.is_set():
                     _raise_in(target, None)
-                frame.clear()
-                break
+                    fired.clear()  # the waker's handler raises no more (disarm: the trial goes on)
+                if not keep_frame:
+                    frame.clear()
+                return seconds
             except TrialTimeout:
                 continue
+
+    watcher = threading.Thread(target=watch, name="bench-trial-deadline", daemon=True)
+    watcher.start()
+    _phase.disarm = lambda: stop_watching(keep_frame=True)
+    try:
+        return fn(*args)
+    finally:
+        _phase.disarm = None
+        stop_watching()
         if wake is not None:  # the watchdog has ended: no signal comes after this
             _put_back(wake)
