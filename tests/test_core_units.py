@@ -239,6 +239,7 @@ def test_summary_cells_average_only_numbers_and_say_how_many():
     assert fmt([nan, nan], of=2) == "-" and fmt([]) == "-"
     assert fmt([0.00042]) == "4.20e-04" and fmt([0.0004, 0.0006]) == "5.00e-04 ± 1.4e-04"  # not "0.000"
     assert fmt([0.0]) == "0.000" and fmt([123.45]) == "123.5"
+    assert fmt([1e300]) == "1.00e+300" and fmt([-2e6, -4e6]) == "-3.00e+06 ± 1.4e+06"  # not hundreds of digits
     setting = ("digits", "mlp", "random:10%")
     rows = aggregate([(setting, "m", {"a": 0.2, "b": 1.0}), (setting, "m", {"a": nan, "b": 3.0}),
                       (setting, "m", {"b": 2.0})], keep=None)

@@ -271,6 +271,10 @@ def add_metric(who: str, key: Any, value: Any, metrics: dict, finite: bool, show
         raise BenchError(f"{who} reported metric {shown!r} = {value!r}, which is not a number.") from None
     if finite and not math.isfinite(number):
         raise BenchError(f"{who} reported metric {shown!r} = {number}; its values must be finite numbers.")
+    if math.isinf(number):  # a method's: MLflow stores it as the largest float, which compare ranked (outputs audit)
+        raise BenchError(f"{who} reported metric {shown!r} = {number}, which MLflow would store as "
+                         f"{math.copysign(1.7976931348623157e308, number):g}, a value never reported; report a finite "
+                         "number, or float('nan') for no value.")
     if finite and is_rate(key) and not 0.0 <= number <= 1.0:  # an AUC of 1.7 was shown as measured (found in review)
         raise BenchError(f"{who} reported metric {shown!r} = {number:g}; a name ending in _auc, _acc or _efficacy "
                          "or holding _tpr_at_ is a rate in [0, 1] (bench compares it so).")

@@ -87,7 +87,8 @@ def fmt(values: list[float], of: int | None = None) -> str:
     if not finite:
         return "-"
     mean, std = _mean_std(finite)
-    if 0 < abs(mean) < 0.001:  # would read 0.000 or 0.001 (a 0.4 ms unlearn_seconds beside its speedup)
+    if 0 < abs(mean) < 0.001 or abs(mean) >= 1e6:  # would read 0.000 (a 0.4 ms unlearn_seconds beside its
+        # speedup), or hundreds of digits (a plugin's 1e300 printed as 301 of them; outputs audit)
         text = f"{mean:.2e}" + (f" ± {std:.1e}" if len(finite) > 1 else "")
     else:
         digits = 3 if abs(mean) < 100 else 1
