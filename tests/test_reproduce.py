@@ -148,6 +148,11 @@ def test_a_run_is_made_again_from_its_record_in_its_directory(tmp_path, shared_c
     # latest is the latest `bench run`, not the reproduction just made (it reproduced that; repro audit)
     latest = invoke_bench("reproduce", "latest", *common, "-q", cwd=elsewhere)
     assert latest.returncode == 0 and "reproducing run " + original.info.run_id in latest.stderr, latest.stderr
+    # and so is bench compare's (it showed the reproduction; outputs audit), the reproduction by its id
+    shown = invoke_bench("compare", "--tracking-uri", store, "--no-plot", "--format", "csv")
+    assert shown.returncode == 0 and f"parent run {original.info.run_id} " in shown.stderr, shown.stderr
+    shown = invoke_bench("compare", "--tracking-uri", store, "--no-plot", "--run", copy.info.run_id[:3])
+    assert shown.returncode == 2 and "A run id prefix needs at least 4 characters." in shown.stderr, shown.stderr
 
     # --resume of the recorded command continues the recorded run, not its reproduction (same plan)
     resumed = invoke_bench("run", "-m", "ga,ft", "-s", "0", "-f", "indices:forget.txt", "--attacks", "loss",

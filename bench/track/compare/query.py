@@ -107,8 +107,9 @@ def select_parents(client, exp, run_ref: str, flag: str = "--run", command: str 
                     f"bench {command} takes `bench run` runs")
             raise BenchError(f"Experiment '{exp.name}' has only `bench tune` runs, which {shown}{ref} leaves out; "
                              f"{what}: {tunes}.")
-        if command == "reproduce":  # latest is the latest run made by `bench run`: not a reproduction of one
-            runs = [p for p in runs if Tag.REPRODUCES not in p.data.tags] or runs
+        # made by `bench run`, not reproductions of one (compare's latest showed the reproduction, and
+        # `all` replaced the run's measurements with its reproduction's; outputs audit): by id only
+        runs = [p for p in runs if Tag.REPRODUCES not in p.data.tags] or runs
         return runs[:1] if ref == "latest" else runs
     match = [p for p in parents if p.info.run_id == ref] or [p for p in parents if p.info.run_name == ref]
     if len(match) > 1 and match[0].info.run_id != ref:  # one name, several runs: the newest was taken silently
@@ -139,6 +140,8 @@ def select_parents(client, exp, run_ref: str, flag: str = "--run", command: str 
             hint = f" It belongs to experiment '{other}': pass --experiment '{other}'."
         else:
             hint = " It is not a bench parent run."
+    if not hint and len(ref) < 4 and any(p.info.run_id.startswith(ref) for p in parents):
+        hint = " A run id prefix needs at least 4 characters."
     raise BenchError(f"Unknown run '{ref}' in experiment '{exp.name}'.{hint} Recent parent runs: {recent}; "
                      f"or pass {alternatives}.")
 
