@@ -362,6 +362,68 @@ def test_two_threads_sharing_a_cache_train_each_key_once(tmp_path):
     assert all(results["a"][0][k][0] == results["b"][0][k][0] for k in results["a"][0])
 
 
+def test_a_reference_is_unlocked_once_cached_not_when_the_whole_batch_is(tmp_path):
+    """A run held every key of its batch until the last was trained: another run needing only an
+    entry already cached waited for the whole batch (concurrency audit, 2026-12-07: 22.7 s on
+    digits, hours on CIFAR). Here the batch's second job cannot end until the other run has its
+    entry: holding the first key to the end of the batch makes that job give up."""
+    from safetensors.torch import save
+
+    from bench.run.references import ensure_references
+
+    waiting, other_done = threading.Event(), threading.Event()
+
+    class Job:
+        def __init__(self, seed: int, gate: threading.Event | None) -> None:
+            self.doc = {"kind": "original", "dataset": "gated", "seed": seed}
+            self.key, self.gate = cache_key(self.doc), gate
+
+        def describe(self) -> str:
+            return f"gated {self.doc['seed']}"
+
+        def run(self):
+            if self.gate is not None and not self.gate.wait(15):
+                raise TimeoutError(f"job {self.doc['seed']}: the other run never got its entry")
+            return save({"w": torch.tensor([float(self.doc["seed"])])}), 0.0
+
+    def train_many(jobs, done):  # as bench's do: each result handed over as it ends
+        out = []
+        for i, job in enumerate(jobs):
+            out.append(job.run())
+            done(i, out[-1])
+        return out
+
+    cache, lines, outcome = ReferenceCache(tmp_path / "cache"), [], {}
+
+    def run(name: str, jobs: list) -> None:
+        def say(line: str, always: bool = False) -> None:
+            lines.append(line)
+            if line.startswith("waiting"):
+                waiting.set()  # the batch's first job may end now
+        try:
+            outcome[name] = ensure_references(jobs, cache, train_many, say, {})
+        except Exception as exc:  # noqa: BLE001
+            outcome[name] = exc
+        if name == "second":
+            other_done.set()
+
+    batch = [Job(0, waiting), Job(1, other_done)]
+    first = threading.Thread(target=run, args=("first", batch))
+    first.start()
+    deadline = time.monotonic() + 30
+    while not any(line.startswith("training") for line in lines):  # its locks are taken
+        assert first.is_alive() and time.monotonic() < deadline, lines
+        time.sleep(0.01)
+    second = threading.Thread(target=run, args=("second", [Job(0, None)]))  # misses, then waits on key 0
+    second.start()
+    for thread in (first, second):
+        thread.join(timeout=60)
+    assert not isinstance(outcome["first"], Exception), (outcome, lines)
+    assert outcome["first"][1] == 2 and outcome["second"][1] == 0, lines  # the second run's entry: a hit
+    said = next(line for line in lines if line.startswith("waiting"))
+    assert said == f"waiting     for another process (pid {os.getpid()}) building cache entry {batch[0].key[:12]}"
+
+
 HOLDER = textwrap.dedent('''
     import sys, time
     from pathlib import Path

@@ -35,7 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from bench.core.cache_lock import keys_locked
+from bench.core.cache_lock import holder, keys_locked
 from bench.core.errors import BenchError
 
 FORMAT = 1
@@ -298,6 +298,7 @@ class ReferenceCache:
         says once per key it has to wait for."""
         def on_wait(key: str) -> None:
             if say is not None:
-                say(f"waiting     for another process building cache entry {key[:12]}")
+                pid = holder(self.root, key)
+                say(f"waiting     for another process{f' (pid {pid})' if pid else ''} building cache entry {key[:12]}")
 
         return keys_locked(self.root, keys, on_wait)

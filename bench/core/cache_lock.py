@@ -71,16 +71,48 @@ def _lock(root: str | os.PathLike, key: str, on_wait: Callable[[str], None] | No
         os.close(fd)  # releases the lock
 
 
+class HeldKeys(list):
+    """The sorted, de-duplicated keys :func:`keys_locked` holds; ``release(key)`` lets one go as soon
+    as its entry is settled (found, or put in the cache), before the others: a run that held every
+    key of its batch until the last was trained kept a second run, needing one entry already in
+    the cache, waiting for the whole batch (concurrency audit, 2026-12-07). Releasing never
+    deadlocks; the keys are still taken in sorted order."""
+
+    def __init__(self, keys: Iterable[str]) -> None:
+        super().__init__(sorted(set(keys)))
+        self._open: dict[str, contextlib.AbstractContextManager] = {}
+
+    def release(self, key: str) -> None:
+        held = self._open.pop(key, None)
+        if held is not None:
+            held.__exit__(None, None, None)
+
+
 @contextlib.contextmanager
 def keys_locked(root: str | os.PathLike, keys: Iterable[str],
-                on_wait: Callable[[str], None] | None = None) -> Iterator[list[str]]:
+                on_wait: Callable[[str], None] | None = None) -> Iterator[HeldKeys]:
     """Hold the locks of every key (taken in sorted order, so two callers wanting overlapping sets
-    cannot deadlock); yields the sorted, de-duplicated keys."""
-    ordered = sorted(set(keys))
-    with contextlib.ExitStack() as stack:
-        for key in ordered:
-            stack.enter_context(key_lock(root, key, on_wait))
-        yield ordered
+    cannot deadlock) until the block ends or :meth:`HeldKeys.release` lets one go earlier."""
+    held = HeldKeys(keys)
+    try:
+        for key in held:
+            lock = key_lock(root, key, on_wait)
+            lock.__enter__()
+            held._open[key] = lock
+        yield held
+    finally:
+        for key in reversed(list(held._open)):
+            held.release(key)
+
+
+def holder(root: str | os.PathLike, key: str) -> str:
+    """The pid the holder of ``key``'s lock wrote into its file ("" where unknown), for the line
+    that says a run waits: which process to look at."""
+    try:
+        text = lock_path(root, key).read_text().strip()
+    except OSError:
+        return ""
+    return text if text.isdigit() else ""
 
 
 @contextlib.contextmanager

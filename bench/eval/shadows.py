@@ -347,11 +347,13 @@ def ensure_shadow_set(kind: str, count: int, *, model_obj, arg, splits, recipe, 
     if any(s is None for s in states):
         # lock the missing keys, then look again (verified; a corrupt entry is quarantined and
         # reported): a concurrent run sharing the cache may have trained them meanwhile
-        with cache.locked([keys[m] for m, s in enumerate(states) if s is None], say):
+        with cache.locked([keys[m] for m, s in enumerate(states) if s is None], say) as held:
             for m, s in enumerate(states):
                 if s is None:
                     hit = cache.get(keys[m], say)
                     states[m] = None if hit is None else hit[0]
+                    if hit is not None:  # trained meanwhile by another run: not held while these train
+                        held.release(keys[m])
             missing = [m for m, s in enumerate(states) if s is None]
             if missing:  # said first: seconds to minutes of training (10 s of silence before, found in review)
                 say(f"training    {len(missing)} {kind.replace('_', ' ')} for {base_doc['dataset']}/{base_doc['model']} "

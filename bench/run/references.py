@@ -132,12 +132,13 @@ def ensure_references(
     if not missing:
         return found, 0
     trained = 0
-    with cache.locked([j.key for j in missing], say):
+    with cache.locked([j.key for j in missing], say) as held:  # each released once settled
         todo = []
         for job in missing:
             hit = cache.get(job.key, say)  # verified; a corrupt entry is quarantined and rebuilt
             if hit is not None:  # another process trained it while this one waited
                 found[job.key] = _hit(job, hit, say)
+                held.release(job.key)
             else:
                 todo.append(job)
         if todo:
@@ -148,11 +149,17 @@ def ensure_references(
             def record(i: int, result) -> None:
                 """Cache each reference as it is trained (an interrupt or a later failure loses
                 none already trained: they were cached only when the whole batch had ended)."""
-                nonlocal trained
                 if i in recorded:
                     return
                 recorded.add(i)
                 job = todo[i]
+                try:
+                    _record(job, result)
+                finally:  # settled: cached, or failed (another run may then try it)
+                    held.release(job.key)
+
+            def _record(job, result) -> None:
+                nonlocal trained
                 if isinstance(result, JobFailure):
                     from bench.track.tracking import error_line
 
