@@ -622,6 +622,39 @@ def test_latex_table_has_the_markdowns_cells(store, invoke_bench, tmp_path):
     assert f"\\label{{tab:bench-{store.first[:8]}}}" in tex  # one label per compared run
 
 
+def test_a_run_going_on_or_cut_off_says_how_many_planned_trials_are_not_shown(store, invoke_bench, tmp_path):
+    """A local run writes a trial when it ends: compare on a run still going (or killed) ranked the
+    finished trials with no word about the planned ones missing (outputs audit, 2026-12-07)."""
+    client, run_id = store.client, store.second  # 2 trials (ft, ga) recorded; said now to have planned 3
+    client.set_tag(run_id, "bench.trials", "3")
+    try:
+        for status, said in (("RUNNING", ", 1 planned not started"),
+                             ("KILLED", ", 1 planned not started (the run ended before them: `bench run --resume` "
+                                        "runs them)")):
+            client.update_run(run_id, status=status)
+            res = invoke_bench("compare", "--tracking-uri", store.uri, "--run", run_id, cwd=tmp_path)
+            assert res.returncode == 0 and f" {status}): 2 trial(s){said}" in res.stderr, res.stderr
+            assert "(partial: 1 planned trial(s) not finished)" in " ".join(res.stdout.split()), res.stdout
+            # its plot is written, not stored in the run as the run's plot (concurrency audit)
+            assert f"not logged to run {run_id}: the plot shows part of its planned trials" in res.stderr, res.stderr
+        # a run beside, still training its references: latest has no trial yet; the line said it may have
+        # been interrupted, and did not name the finished run (concurrency audit)
+        exp = client.get_experiment_by_name("unlearning-bench").experiment_id
+        going = client.create_run(exp, run_name="going", tags={"bench.role": "parent", "bench.trials": "2"}).info.run_id
+        try:
+            res = invoke_bench("compare", "--tracking-uri", store.uri, "--no-plot", cwd=tmp_path)
+            assert res.returncode == 2 and f"No finished or failed trial runs under parent run {going} (it is still " \
+                "running: training its references, or no trial has ended yet). The latest run with trials is " \
+                f"{run_id} ('second'): --run {run_id[:8]}." in res.stderr, res.stderr
+        finally:
+            client.delete_run(going)
+    finally:
+        client.set_tag(run_id, "bench.trials", "2")
+        client.update_run(run_id, status="FINISHED")
+    res = invoke_bench("compare", "--tracking-uri", store.uri, "--run", run_id, "--no-plot", cwd=tmp_path)
+    assert " FINISHED): 2 trial(s)\n" in res.stderr and "partial" not in res.stdout, res.stderr
+
+
 def test_method_names_are_text_in_the_plot_markdown_and_latex_caption():
     """A method named m$\\oops$ crashed the plot (matplotlib read it as math: a raw traceback, exit
     1, and every later `--run all`); a '|' in a name split its markdown row; the caption's 'x' came

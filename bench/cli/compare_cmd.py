@@ -104,7 +104,7 @@ def compare(experiment, tracking_uri, run_ref, fmt, objective, maximize, plot_pa
         table = published.load(published_name)  # an unknown name fails before the store is read
     comp = cmp.compare(tracking_uri=tracking_uri, experiment=experiment, run=run_ref, objective=objective, maximize=maximize)
     note(f"MLflow tracking store: {shown_uri(comp.tracking_uri)}; experiment '{comp.experiment}', {comp.describe()}: "
-         f"{len(comp.trials)} trial(s)" + (f", {comp.unfinished} still running (not shown)" if comp.unfinished else ""))
+         f"{len(comp.trials)} trial(s)" + cmp.missing_note(comp))
     # the attacks' columns: a second table on the terminal, after the ranked columns in markdown and CSV (as
     # bench run's summary.md/csv); they were left out of every file format (compare audit, 2026-12-07)
     attack_cols = [c for c in report.attack_columns(t.metrics for t in comp.trials if t.finished) if c not in comp.columns]
@@ -168,6 +168,11 @@ def compare(experiment, tracking_uri, run_ref, fmt, objective, maximize, plot_pa
         front = "; ".join((f"{' / '.join(setting)}: " if len(optimal) > 1 else "") + ", ".join(names)
                           for setting, names in optimal.items())
         note(f"Pareto plot ({gap_metric} vs {cmp.UTILITY_METRIC}; Pareto-optimal: {front}) written to {Path(path).resolve()}")
+        if comp.target.info.status == "RUNNING" or comp.unfinished or comp.not_started:  # a plot of part of a run
+            # (someone else's, maybe, with --run all) was stored in it as its plot (concurrency audit, 2026-12-07)
+            note(f"not logged to run {comp.target.info.run_id}: the plot shows part of its planned trials (above); "
+                 "`bench compare` logs it once they have all ended")
+            return
         try:
             uri = cmp.log_plot(comp, png)
         except Exception as exc:  # noqa: BLE001 -- the plot is written; a read-only store must not fail the comparison

@@ -35,7 +35,7 @@ from bench.track.compare.aggregate import (
     reference_values,
     resolve_objective,
 )
-from bench.track.compare.comparison import Comparison, compare, cost_notes, seed_notes, stopped_notes, title
+from bench.track.compare.comparison import Comparison, compare, cost_notes, missing_note, seed_notes, stopped_notes, title
 from bench.track.compare.plot import (
     NothingToPlot,
     PlotPoint,
@@ -61,6 +61,6 @@ __all__ = [
     "DEFAULT_EXPERIMENT", "DEFAULT_OBJECTIVE", "UTILITY_METRIC", "TIME_METRIC", "ORIGINAL", "RETRAIN", "REFERENCE_PREFIXES",
     "FINISHED", "UNFINISHED", "ACCURACIES", "DIRECTIONS", "direction",
     "TrialRecord", "Comparison", "open_store", "find_experiment", "select_parents", "load_trials",
-    "reference_values", "build_rows", "available_metrics", "resolve_objective", "order_rows", "compare", "seed_notes", "cost_notes", "stopped_notes", "title",
+    "reference_values", "build_rows", "available_metrics", "resolve_objective", "order_rows", "compare", "seed_notes", "cost_notes", "stopped_notes", "missing_note", "title",
     "pareto_front", "PlotPoint", "plot_points", "plot_pareto", "NothingToPlot", "default_plot_path", "artifact_name", "log_plot",
 ]

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.core.errors import BenchError
-from bench.core.keys import DEFAULT_EXPERIMENT
+from bench.core.keys import DEFAULT_EXPERIMENT, Tag
 from bench.track import report
 from bench.track.compare.aggregate import (
     DEFAULT_OBJECTIVE,
@@ -39,6 +39,7 @@ class Comparison:
     objective: str
     maximize: bool
     available: list[str] = field(default_factory=list)
+    not_started: int = 0  # trials the parent runs planned (tag bench.trials) that have no run at all
 
     @property
     def target(self):
@@ -61,11 +62,20 @@ def compare(tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIMEN
     uri, client = open_store(tracking_uri)
     exp = find_experiment(client, experiment)
     parents = select_parents(client, exp, run)
-    trials, unfinished = load_trials(client, exp.experiment_id, parents)
+    recorded: dict[str, int] = {}
+    trials, unfinished = load_trials(client, exp.experiment_id, parents, recorded)
+    # a local run writes a trial when it ends, Ray when it starts: a run going on, or cut off, had more
+    # trials than compare showed, without a word (outputs audit, 2026-12-07)
+    not_started = sum(max(0, int(p.data.tags.get(Tag.TRIALS, "0") or 0) - recorded.get(p.info.run_id, 0))
+                      for p in parents if (p.data.tags.get(Tag.TRIALS) or "").isdigit())
     if not trials:
         which = "these parent runs" if len(parents) > 1 else f"parent run {parents[0].info.run_id}"
-        still = f" ({unfinished} still running)" if unfinished else " (was it interrupted before its trials started?)"
-        raise BenchError(f"No finished or failed trial runs under {which}{still}. Pick another with --run ID, or --run all.")
+        going = any(p.info.status == "RUNNING" for p in parents)
+        still = (f" ({unfinished} still running)" if unfinished else " (it is still running: training its references, "
+                 "or no trial has ended yet)" if going else " (was it interrupted before its trials started?)")
+        raise BenchError(f"No finished or failed trial runs under {which}{still}. "
+                         f"{_with_trials(client, exp, parents) if run.strip() == 'latest' else ''}"
+                         "Pick another with --run ID, or --run all.")
     costs = report.with_run_costs([((t.parent_id, t.setting, t.seed, t.forget_key), t.method, t.metrics if t.finished else None)
                                    for t in trials])
     for t, metrics in zip(trials, costs):  # cost_vs_retrain: against the retrain trial timed beside it
@@ -80,7 +90,18 @@ def compare(tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIMEN
     columns += [objective] if objective not in columns else []
     return Comparison(experiment=exp.name, experiment_id=exp.experiment_id, tracking_uri=uri, parents=parents,
                       pooled=len(parents) > 1 or run.strip() == "all", trials=trials, unfinished=unfinished,
+                      not_started=not_started,
                       rows=rows, ranks=ranks, columns=columns, objective=objective, maximize=maximize, available=available)
+
+
+def _with_trials(client, exp, skipped: list) -> str:
+    """Names the latest parent run with trials, for a ``latest`` that has none yet (a run beside
+    still training its references hid a finished one; concurrency audit, 2026-12-07)."""
+    ids = {p.info.run_id for p in skipped}
+    for parent in [p for p in select_parents(client, exp, "all") if p.info.run_id not in ids][:20]:
+        if load_trials(client, exp.experiment_id, [parent])[0]:
+            return f"The latest run with trials is {parent.info.run_id} ('{parent.info.run_name}'): --run {parent.info.run_id[:8]}. "
+    return ""
 
 
 def seed_notes(comp: Comparison) -> list[str]:
@@ -145,5 +166,17 @@ def title(comp: Comparison) -> str:
     better = "higher" if comp.maximize else "lower"
     p = comp.target.info
     which = f"all {len(comp.parents)} runs" if comp.pooled else f"run {p.run_id[:8]} ({p.run_name})"
-    return (f"bench compare: '{comp.experiment}' {which}, ranked by {comp.objective} ({better} is better), "
+    missing = comp.unfinished + comp.not_started
+    partial = f" (partial: {missing} planned trial(s) not finished)" if missing else ""
+    return (f"bench compare: '{comp.experiment}' {which}{partial}, ranked by {comp.objective} ({better} is better), "
             f"mean ± std over seeds")
+
+
+def missing_note(comp: Comparison) -> str:
+    """What the header line adds about the trials a run planned that it has not finished: ``""`` when none."""
+    parts = [f"{comp.unfinished} still running (not shown)"] if comp.unfinished else []
+    if comp.not_started:
+        going = any(p.info.status == "RUNNING" for p in comp.parents)
+        parts.append(f"{comp.not_started} planned not started" + (
+            "" if going else " (the run ended before them: `bench run --resume` runs them)"))
+    return "".join(f", {part}" for part in parts)

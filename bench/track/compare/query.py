@@ -146,9 +146,10 @@ def select_parents(client, exp, run_ref: str, flag: str = "--run", command: str 
                      f"or pass {alternatives}.")
 
 
-def load_trials(client, experiment_id: str, parents: list) -> tuple[list[TrialRecord], int]:
+def load_trials(client, experiment_id: str, parents: list, recorded: dict | None = None) -> tuple[list[TrialRecord], int]:
     """The trial runs of ``parents``, one per trial (a trial re-run by ``--resume`` counts once, its
-    latest finished attempt winning), oldest first; and how many are still running."""
+    latest finished attempt winning), oldest first; and how many are still running. ``recorded``,
+    when given, gets per parent run id the number of its trials that have a run (any status)."""
     ids = {p.info.run_id for p in parents}
     if len(parents) == 1:
         runs = _search_all(client, [experiment_id], f"tags.{Tag.PARENT} = '{parents[0].info.run_id}'")
@@ -176,6 +177,9 @@ def load_trials(client, experiment_id: str, parents: list) -> tuple[list[TrialRe
         attempts[(rec.parent_id, key)].append(rec)
     trials: list[TrialRecord] = []
     unfinished = 0
+    for parent_id, _ in attempts:
+        if recorded is not None:
+            recorded[parent_id] = recorded.get(parent_id, 0) + 1
     for group in attempts.values():
         group.sort(key=lambda t: t.start_time)
         done = [t for t in group if t.finished]
