@@ -182,7 +182,7 @@ def test_table_and_plot_logged_to_the_parent(store, invoke_bench):
         mean, std, n = means[method]
         assert cells[header.index("avg_gap")] == (f"{mean:.3f} ± {std:.3f}" if n > 1 else f"{mean:.3f}")
     assert " ± " in lines["ft"][header.index("test_acc")]
-    assert lines["flaky"][-1] == "1 (1 failed)" and lines["ga"][-1] == "2"
+    assert lines["flaky"][-1] == "1 ok, 1 failed" and lines["ga"][-1] == "2"
     assert lines["original (reference)"][0] == "-" and lines["retrain (reference)"][0] == "-"
     # the plot: default path in the working directory, a real PNG, logged as pareto.png
     png = store.root / f"compare-{store.first[:8]}.png"
@@ -614,7 +614,7 @@ def test_latex_table_has_the_markdowns_cells(store, invoke_bench, tmp_path):
     for name, md_row in rows.items():
         cells = lines.get(name) or lines[f"\\textbf{{{name}}}"]
         assert [c.replace("$\\pm$", "±").replace("$-$", "-").replace("--", "-") for c in cells[2:9]] == md_row[5:12], name
-    assert lines["flaky"][-1] == "1 (1 failed) \\\\"
+    assert lines["flaky"][-1] == "1 ok, 1 failed \\\\"
     from bench.track.latex import escape
 
     assert escape("a_b 10% & {x} ^~ # $ \\ ± <|>") == ("a\\_b 10\\% \\& \\{x\\} \\textasciicircum{}\\textasciitilde{} \\# \\$ "

@@ -48,8 +48,7 @@ def to_latex(rows: list[report.Row], ranks: list[int | None] | None, columns, ca
         if ranks is not None:
             cells.append("--" if rank is None else str(rank))
         cells += [cell(r.values.get(c, []), r.ok) for c in columns]
-        notes = [f"{n} {what}" for n, what in ((r.failed, "failed"), (r.killed, "killed")) if n]
-        cells.append(str(r.ok) + (f" ({', '.join(notes)})" if notes else ""))
+        cells.append(report.trials_cell(r))
         lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     return "\n".join(lines) + "\n"

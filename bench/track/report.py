@@ -177,9 +177,11 @@ def build_rows(trials: list, results: dict[int, dict], failures: dict[int, str],
     return aggregate(records, refs, keep=wanted.__contains__)
 
 
-def _trials_cell(r: Row) -> str:
+def trials_cell(r: Row) -> str:
+    """The ``trials`` cell: the finished trials, ``"1 ok, 1 failed"`` beside failed or killed ones
+    (``"1 (1 failed)"`` read as one trial, which failed, beside its numbers; outputs audit)."""
     notes = [f"{n} {what}" for n, what in ((r.failed, "failed"), (r.killed, "killed")) if n]
-    return f"{r.ok}" + (f" ({', '.join(notes)})" if notes else "")
+    return f"{r.ok}" + (f" ok, {', '.join(notes)}" if notes else "")
 
 
 def render(rows: list[Row], console, ranks: list[int | None] | None = None, columns=COLUMNS,
@@ -202,7 +204,7 @@ def render(rows: list[Row], console, ranks: list[int | None] | None = None, colu
         k = ranks[i] if ranks is not None else None
         cells = [Text("-" if k is None else str(k))] if ranks is not None else []
         cells += ([Text(" / ".join(r.setting))] if multi else []) + [Text(r.name)]
-        cells += [Text(fmt(r.values.get(c, []), r.ok)) for c in columns] + [Text(_trials_cell(r))]
+        cells += [Text(fmt(r.values.get(c, []), r.ok)) for c in columns] + [Text(trials_cell(r))]
         style = "red" if r.failed else None
         if ranks is not None and not r.failed:
             style = "dim" if is_reference(r) else ("bold" if k == 1 else None)
