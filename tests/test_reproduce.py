@@ -119,6 +119,31 @@ def _parent(store: str, run_id: str | None = None, reproduces: str | None = None
     return client, (next(r for r in runs if r.info.run_id == run_id) if run_id else runs[0])
 
 
+@pytest.mark.slow  # runs the harness
+def test_a_run_whose_cache_came_from_the_environment_is_reproduced_on_that_cache(tmp_path, shared_cache, invoke_bench):
+    """The record held options.cache_dir = None: reproduce used this environment's cache, and with
+    another XDG_CACHE_HOME trained the references again, though the README says "on the cache it
+    used" (outputs audit, 2026-12-07). The resolved directory is the parent's tag bench.cache_dir."""
+    used, other = tmp_path / "xdg-used", tmp_path / "xdg-other"
+    used.mkdir()
+    (used / "unlearning-bench").symlink_to(shared_cache, target_is_directory=True)  # its references, trained
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    common = ("--tracking-uri", store, "--executor", "local")
+    first = invoke_bench("run", "-m", "ga", "-s", "0", "--attacks", "", "--recipe", "epochs=5", *common, cwd=tmp_path,
+                         env={"XDG_CACHE_HOME": str(used)})
+    assert first.returncode == 0, first.stderr
+    _, original = _parent(store)
+    assert original.data.tags["bench.cache_dir"] == str(used / "unlearning-bench")
+    again = invoke_bench("reproduce", "latest", *common, cwd=tmp_path, env={"XDG_CACHE_HOME": str(other)})
+    assert again.returncode == 0 and "0 trained" in again.stdout + again.stderr, again.stdout + again.stderr
+    assert not other.exists()  # this environment's cache was not used
+    # the recorded cache gone: said, and this environment's used
+    (used / "unlearning-bench").unlink()
+    gone = invoke_bench("reproduce", "latest", *common, "-q", cwd=tmp_path, env={"XDG_CACHE_HOME": str(other)})
+    assert gone.returncode == 0 and f"note: the run used the cache {used / 'unlearning-bench'}, which does not exist " \
+        "here: using this environment's (references missing there are trained again)" in gone.stderr, gone.stderr
+
+
 @pytest.mark.slow
 def test_a_run_is_made_again_from_its_record_in_its_directory(tmp_path, shared_cache, invoke_bench):
     made_in, elsewhere = tmp_path / "study", tmp_path / "elsewhere"

@@ -93,13 +93,21 @@ def _reproduce(run_ref, experiment, tracking_uri, cache_dir, executor, rtol, ato
     opts = rep.recorded_options(client, parent)
     opts.tracking_uri, opts.experiment = uri, exp.name
     opts.run_name = f"reproduce-{parent.info.run_name}"
-    if cache_dir is not None:
-        opts.cache_dir = os.path.abspath(os.path.expanduser(cache_dir))  # given here, used there (the recorded directory)
     if executor is not None:
         opts.executor = executor
 
     def say(line: str) -> None:
         click.echo(line, err=True)
+
+    used = parent.data.tags.get(Tag.CACHE_DIR)  # resolved (the option is None when it came from the environment)
+    if cache_dir is not None:
+        opts.cache_dir = os.path.abspath(os.path.expanduser(cache_dir))  # given here, used there (the recorded directory)
+    elif opts.cache_dir is None and used:  # the cache it used, not this environment's (outputs audit, 2026-12-07)
+        if os.path.isdir(used):
+            opts.cache_dir = used
+        else:
+            say(f"note: the run used the cache {used}, which does not exist here: using this environment's "
+                "(references missing there are trained again)")
 
     tags = parent.data.tags
     say(f"reproducing run {pid} ('{parent.info.run_name}') of experiment '{exp.name}': "

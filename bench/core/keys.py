@@ -54,6 +54,7 @@ class Tag:
     DRIVER_STARTED = "bench.driver.started"
     COMMAND = "bench.command"  # on a parent run: the command line that started it (shell-quoted)
     CWD = "bench.cwd"  # ... and the directory it ran in (relative paths in the command are relative to it)
+    CACHE_DIR = "bench.cache_dir"  # the reference cache it used, resolved (options.cache_dir is None when defaulted)
     GIT_COMMIT = "mlflow.source.git.commit"  # bench's commit, when bench runs from a git checkout
     GIT_DIRTY = "bench.git_dirty"  # "true": that checkout's tracked files differed from the commit
     SAVED_MODEL = "bench.saved_model"  # on a trial run: "true" when it kept its model (--save-models)

@@ -145,7 +145,8 @@ def open_parent(plan, opts: RunOptions, versions: dict, plugins: dict, say, tags
                 run_name = opts.run_name or f"bench-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
                 parent_params = tracking.flatten({"options": options, "versions": versions, "plugins": plugins})
                 parent = tracking.start_parent(plan.tracking_uri, experiment_id, run_name, parent_params,
-                                               {Tag.TRIALS: str(len(plan.trials)), Tag.PLAN_KEY: pkey, **(tags or {})})
+                                               {Tag.TRIALS: str(len(plan.trials)), Tag.PLAN_KEY: pkey,
+                                                Tag.CACHE_DIR: str(plan.cache_dir), **(tags or {})})
                 say(f"parent run {parent} ('{run_name}')")
                 client.log_text(parent, json.dumps({"options": options, "trials": [t.as_dict() for t in plan.trials]}, indent=1,
                                                    default=str), "experiment.json")
