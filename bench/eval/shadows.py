@@ -345,15 +345,13 @@ def ensure_shadow_set(kind: str, count: int, *, model_obj, arg, splits, recipe, 
     states: list[bytes | None] = [None if hit is None else hit[0] for hit, _ in map(cache.check, keys)]
     seconds, missing = 0.0, []
     if any(s is None for s in states):
-        # lock the missing keys, then look again (verified; a corrupt entry is quarantined and
-        # reported): a concurrent run sharing the cache may have trained them meanwhile
+        # lock the missing keys, then look again (verified; a corrupt entry is quarantined and reported):
+        # a concurrent run sharing the cache may have trained them meanwhile (not held while these train)
         with cache.locked([keys[m] for m, s in enumerate(states) if s is None], say) as held:
             for m, s in enumerate(states):
-                if s is None:
-                    hit = cache.get(keys[m], say)
-                    states[m] = None if hit is None else hit[0]
-                    if hit is not None:  # trained meanwhile by another run: not held while these train
-                        held.release(keys[m])
+                if s is None and (hit := cache.get(keys[m], say)) is not None:
+                    states[m] = hit[0]
+                    held.release(keys[m])
             missing = [m for m, s in enumerate(states) if s is None]
             if missing:  # said first: seconds to minutes of training (10 s of silence before, found in review)
                 say(f"training    {len(missing)} {kind.replace('_', ' ')} for {base_doc['dataset']}/{base_doc['model']} "
