@@ -309,3 +309,20 @@ def test_probability_outputs_are_told_from_logits_and_log_probabilities():
     assert returns_probabilities(logits.softmax(1)) and returns_probabilities(torch.tensor([[0.0, 1.0], [0.5, 0.5]]))
     assert not returns_probabilities(torch.tensor([[0, 1], [1, 0]]))  # not floating point
     assert not returns_probabilities(torch.tensor([[0.2, 0.2], [0.5, 0.5]]))  # a row that does not sum to 1
+
+
+def test_a_recorded_non_finite_value_is_strict_json_and_reads_back_as_the_float():
+    """experiment.json held a bare NaN (a plugin parameter given as nan), which strict JSON readers
+    refuse (outputs audit, 2026-12-07); the string reads back, through -p's conversion, as the float."""
+    import json
+    import math
+
+    from bench.core.keys import json_record
+    from bench.run.validate import coerce_param
+
+    text = json_record({"params": {"m": {"scale": float("nan"), "cap": float("-inf"), "k": [1.5, float("inf")]}},
+                        "path": __import__("pathlib").Path("/x")})
+    back = json.loads(text, parse_constant=lambda c: pytest.fail(f"bare {c} in {text}"))
+    assert back == {"params": {"m": {"scale": "nan", "cap": "-inf", "k": [1.5, "inf"]}}, "path": "/x"}
+    assert math.isnan(coerce_param("m", "scale", back["params"]["m"]["scale"], 0.1))
+    assert coerce_param("m", "cap", back["params"]["m"]["cap"], 0.1) == float("-inf")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 from typing import Any, Iterable, Mapping
 
 from bench.core.cache import sha256_bytes
@@ -77,6 +78,21 @@ def trial_key(fields: Mapping[str, Any]) -> str:
     if fields.get("original"):  # your own original (--original): its content, not where it lies
         doc["original_sha256"] = fields["original"]["sha256"]
     return sha256_bytes(json.dumps(doc, sort_keys=True, default=str).encode())[:16]
+
+
+def json_record(value: Any, **kwargs: Any) -> str:
+    """JSON text of a file a run records (``experiment.json``, ``resumed/*.json``): a non-finite float
+    written as the string ``"nan"``, ``"inf"`` or ``"-inf"``, which a parameter of a float default
+    reads back as that float. ``json.dumps`` wrote a bare ``NaN``, which strict JSON readers (jq,
+    JavaScript) refuse (outputs audit, 2026-12-07); other values it cannot write, by ``str``."""
+    def clean(v: Any) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            return str(v)
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        return [clean(x) for x in v] if isinstance(v, (list, tuple)) else v
+
+    return json.dumps(clean(value), allow_nan=False, default=str, **kwargs)
 
 
 def plan_key(trial_keys: Iterable[str], resources: Iterable[str] = ()) -> str:

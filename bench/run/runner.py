@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import contextlib
-import json
 import socket
 import time
 from datetime import datetime
@@ -18,7 +17,7 @@ from typing import Any, Callable
 from bench.core.cache_lock import key_lock
 from bench.core.console import Printer, ProgressReporter, set_sink
 from bench.core.errors import BenchError, RecordError
-from bench.core.keys import Tag, plan_key
+from bench.core.keys import Tag, json_record, plan_key
 from bench.core.options import RunOptions
 from bench.core.plugins import get_registry, plugin_versions
 from bench.run.checks import check_cluster_resources, failure_hint
@@ -148,8 +147,8 @@ def open_parent(plan, opts: RunOptions, versions: dict, plugins: dict, say, tags
                                                {Tag.TRIALS: str(len(plan.trials)), Tag.PLAN_KEY: pkey,
                                                 Tag.CACHE_DIR: str(plan.cache_dir), **(tags or {})})
                 say(f"parent run {parent} ('{run_name}')")
-                client.log_text(parent, json.dumps({"options": options, "trials": [t.as_dict() for t in plan.trials]}, indent=1,
-                                                   default=str), "experiment.json")
+                client.log_text(parent, json_record({"options": options, "trials": [t.as_dict() for t in plan.trials]},
+                                                    indent=1), "experiment.json")
     return client, experiment_id, parent, run_name, done
 
 

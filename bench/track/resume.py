@@ -9,10 +9,9 @@ plugins, ``bench.run.trained_with.measured_with``).
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 
-from bench.core.keys import Tag
+from bench.core.keys import Tag, json_record
 
 
 def find_resumable(client, experiment_id: str, plan_key: str):
@@ -115,7 +114,7 @@ def reopen_parent(client, experiment_id: str, parent: str, record: dict) -> None
     client.update_run(parent, status="RUNNING")
     tracking.claim_parent(client, parent)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    client.log_text(parent, json.dumps(record, indent=1, default=str), f"resumed/{stamp}.json")
+    client.log_text(parent, json_record(record, indent=1), f"resumed/{stamp}.json")
 
 
 def mark_superseded(client, experiment_id: str, parent: str) -> int:
