@@ -493,7 +493,8 @@ def test_methods_ranked_over_different_seeds_are_noted():
     comp = SimpleNamespace(rows=rows, ranks=[1, 2, 3, 1, 2, None], trials=trials, pooled=True)
     assert seed_notes(comp) == ["note: the methods of digits/mlp/random:50 are ranked over different seeds (ga, ft on "
                                 "seed(s) 0,1,2; scrub on seed(s) 0,1); their means are over different forget sets and "
-                                "initialisations: compare one run (--run RUN_ID), or run the missing seeds"]
+                                "initialisations: compare one run (--run RUN_ID), or run the missing seeds (a run's "
+                                "failed or cut-off trials: `bench run --resume` runs them again)"]  # outputs audit
     comp.pooled = False  # one run: its other seeds failed; it advised comparing one run (compare audit, 2026-12-07)
     assert seed_notes(comp)[0].endswith("initialisations: the other seeds' trials failed or were cut off: `bench run "
                                         "--resume` runs them again")

@@ -122,7 +122,8 @@ def seed_notes(comp: Comparison) -> list[str]:
             parts = "; ".join(f"{', '.join(labels)} on seed(s) {','.join(ss)}" for ss, labels in groups.items())
             drawn = "forget sets and initialisations" if not setting[2].startswith(("class:", "indices:")) \
                 else "initialisations"
-            fix = ("compare one run (--run RUN_ID), or run the missing seeds" if comp.pooled else  # one run: its
+            fix = ("compare one run (--run RUN_ID), or run the missing seeds (a run's failed or cut-off trials: `bench "
+                   "run --resume` runs them again)" if comp.pooled else  # one run: its
                    "the other seeds' trials failed or were cut off: `bench run --resume` runs them again")  # failures
             out.append(f"note: the methods of {'/'.join(setting)} are ranked over different seeds ({parts}); their means "
                        f"are over different {drawn}: {fix}")
