@@ -191,6 +191,8 @@ def render(rows: list[Row], console, ranks: list[int | None] | None = None, colu
     from rich.text import Text
 
     multi = len({r.setting for r in rows}) > 1
+    if rows and not multi:  # the one setting, said once (a column only when there are several; outputs audit)
+        title += f"\n{' / '.join(map(str, rows[0].setting))}"
     table = Table(title=title, show_lines=False)
     if ranks is not None:
         table.add_column("rank", justify="right")
