@@ -41,7 +41,7 @@ from bench.run.tune_parts import in_order, restore_tune_log, tune_log_to_file
 from bench.run.attack_step import objective_failure
 from bench.run.trial import run_trial
 from bench.track.report import summary_line
-from bench.run.ray_processes import DRIVER_ENV  # and reap_leftover_ray, the dead-driver reaper, beside it
+from bench.run.ray_processes import DRIVER_ENV, own_process_group  # and reap_leftover_ray, the dead-driver reaper, beside it
 from bench.track.tracking import failure_line, format_exception, process_started
 
 
@@ -162,7 +162,7 @@ def start_ray(address: str | None, verbose: bool, say: Callable[..., None], num_
         previous = os.environ.get(DRIVER_ENV)
         os.environ[DRIVER_ENV] = f"{os.getpid()}:{process_started(os.getpid())}"  # inherited by every Ray process
         try:
-            with _lean_local_head(verbose):
+            with _lean_local_head(verbose), own_process_group():
                 # no idle workers started ahead: trials run in Tune's actors (their own runtime
                 # env, so never in those), and reference tasks start workers when they are sent
                 # address "local": a Ray of our own, not one that RAY_ADDRESS or the file `ray start`

@@ -100,3 +100,37 @@ def stop_ray(clean: bool) -> None:
         if os.path.islink(latest) and not os.path.exists(latest):  # it pointed to that one
             with contextlib.suppress(OSError):
                 os.unlink(latest)
+
+
+@contextlib.contextmanager
+def own_process_group():
+    """While our local Ray head starts, its processes (GCS, raylet, and the workers the raylet starts
+    after) go into a process group of their own: a SIGTERM to the whole group of a background job
+    (`timeout`, a batch script's job control) killed them with bench, and the driver, its GCS gone,
+    printed Ray's C++ error and ended with its runs RUNNING instead of the interrupt (scale audit,
+    2026-12-07). bench alone then takes the signal and shuts Ray down as for Ctrl-C. Ray does the
+    same on Windows where the kernel kills the children with their parent (``fate_share``: on Linux,
+    ``PR_SET_PDEATHSIG``), so they still die with a driver killed outright. A Ray without this
+    internal layout, or a Python without ``process_group`` (3.11), starts unchanged."""
+    try:
+        from ray._private import services, utils
+
+        original = services.ConsolePopen
+        fate_shared = sys.platform.startswith("linux") and utils.detect_fate_sharing_support()
+    except Exception:  # noqa: BLE001
+        original, fate_shared = None, False
+    if original is None or not fate_shared or sys.version_info < (3, 11):
+        yield
+        return
+
+    class GroupedPopen(original):
+        def __init__(self, *args, **kwargs):
+            if "start_new_session" not in kwargs:
+                kwargs.setdefault("process_group", 0)
+            super().__init__(*args, **kwargs)
+
+    services.ConsolePopen = GroupedPopen
+    try:
+        yield
+    finally:
+        services.ConsolePopen = original
