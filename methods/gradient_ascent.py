@@ -9,7 +9,9 @@ nothing (measured on digits/mlp, class:3: forget accuracy 0.99 at lr 1e-3). GA a
 easily: at lr 1e-2 without a stop it drives retain accuracy to 0.11. Our defaults are
 therefore lr 5e-3 with an early stop on forget accuracy (GA diverges easily): ``stop_forget_acc=0`` stops as
 soon as the forget-set accuracy, checked after every step, is at or below it (every forget
-point misclassified); -1 turns it off. Measured on digits/mlp over seeds 0-2: class:3 ->
+point misclassified); -1 turns it off. The whole forget set is evaluated only when the step's own
+batch allows the accuracy to be that low (a choice of cost, the same stopping step: until
+2026-12-07 every step evaluated it, quadratic in |D_f|, 34.5 s against 1.7 s on 2,000 points). Measured on digits/mlp over seeds 0-2: class:3 ->
 forget 0.000, retain 0.943, avg_gap 0.026 (the other classes' test accuracy 4.6 / 1.5 / 2.2 points
 below the original's: seed 0 loses more than the 3 points the docs hold the class-request defaults
 of other methods to; re-measured 2026-12-07); random:10% -> avg_gap 0.008. Tune lr on the grid
@@ -99,7 +101,7 @@ class GradientAscent(Method):
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                if stop >= 0 and _accuracy(model, x, y) <= stop:
+                if stop >= 0 and _at_or_below(model, x, y, idx, stop):
                     return model
             if ctx.report is not None:
                 ctx.report(model)
@@ -110,6 +112,18 @@ def _accuracy(model, x, y) -> float:
     from bench.nn.training import accuracy
 
     return accuracy(model, x, y)
+
+
+def _at_or_below(model, x, y, idx, stop: float) -> bool:
+    """Whether the forget-set accuracy is at or below ``stop``, the whole set evaluated only when the
+    step's own batch allows it: its points still classified right after the step, more than
+    ``stop`` x |D_f|, already keep the accuracy above ``stop``. The whole set after every step cost
+    |D_f|/batch forward passes of |D_f| per epoch (quadratic: 34.5 s against 1.7 s without the stop
+    on 2,000 forget points; scale audit, 2026-12-07)."""
+    batch_right = _accuracy(model, x[idx], y[idx]) * len(idx)
+    if batch_right > stop * len(y) + 0.5:  # (a count: the margin only absorbs the float of the mean)
+        return False
+    return _accuracy(model, x, y) <= stop
 
 
 def neggrad_plus(model, request, params, ctx):
