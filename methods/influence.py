@@ -169,13 +169,13 @@ def per_example_chunks(model, x, y, chunk_size: int):
     """(B, P) per-example gradients of the CE of (x, y), chunk by chunk (vmap; model in eval mode)."""
     import torch
 
-    from .fisher import _functional, per_example_grads
+    from .fisher import _chunks, _functional, per_example_grads
 
     params, logits, _ = _functional(model)
     names = [k for k, p in model.named_parameters() if p.requires_grad]
     fn = per_example_grads(logits, torch)
     device = next(iter(params.values())).device
-    for start in range(0, len(y), chunk_size):
+    for start in _chunks(len(y), chunk_size):  # reported as progress in examples
         xb, yb = x[start:start + chunk_size].to(device), y[start:start + chunk_size].to(device)
         grads = fn(params, xb, yb)
         yield torch.cat([grads[k].detach().reshape(len(yb), -1) for k in names], dim=1)

@@ -80,7 +80,7 @@ from bench.core import space
 from bench.core.method import Method, check_params
 from bench.core.params import refuse_unused, require_int, require_positive
 
-from .fisher import _functional, auto_chunk, per_example_grads
+from .fisher import _chunks, _functional, auto_chunk, per_example_grads
 
 
 class SelectiveSynapticDampening(Method):
@@ -158,7 +158,7 @@ def importances(model, x, y, batch_size: int, label_free: bool = False, chunk_si
         params, logits, _ = _functional(model)
         per_example = per_example_grads(logits, torch, loss_one)
         chunk = chunk_size or auto_chunk(model, 1)
-        for start in range(0, n, chunk):
+        for start in _chunks(n, chunk):  # reported as progress in examples
             xb, yb = x[start:start + chunk].to(device), y[start:start + chunk].to(device)  # streamed: host memory
             for k, g in per_example(params, xb, yb).items():
                 out[k] += h(g.detach()).sum(0)

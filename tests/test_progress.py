@@ -281,3 +281,39 @@ def test_piped_lines_are_never_wrapped():
     say("best parameters written to " + "/very/deep" * 30 + "/best.json; reuse them with: bench run --params x.json")
     assert out.getvalue().count("\n") == 1 and out.getvalue().rstrip().endswith("--params x.json")
 
+
+
+def test_work_not_counted_in_epochs_reports_its_own_unit(monkeypatch):
+    """Fisher's per-example gradients (a day per trial for resnet18-cifar on CIFAR-10), IU's and SSD's,
+    and PRUNE's patches (hours at 2,000 forget points) printed nothing while they ran (scale audit,
+    2026-12-07): they report examples and forget points, shown as such, the bar's name cut on a
+    narrow terminal before its counts."""
+    import copy
+
+    from bench.core.plugins import get_registry
+    from bench.testing.calls import _ctx, _request
+    from bench.testing.toy import toy_setting
+
+    monkeypatch.setattr(console, "SEND_INTERVAL", 0.0)
+    setting = toy_setting()
+    registry = get_registry()
+    for name, params, unit in (("fisher", {"chunk_size": 7}, "example"), ("iu", {"chunk_size": 7}, "example"),
+                               ("ssd", {"batch_size": 1, "chunk_size": 7}, "example"), ("prune", {}, "forget point")):
+        method = registry.get("method", name)
+        access = frozenset(method.requires)
+        events = []
+        with console.sink(events.append), console.task(f"{name} seed=0"):
+            method.unlearn(setting.original_copy(), _request(setting, "class", access),
+                           copy.deepcopy({**method.default_params, **params}), _ctx(setting, access))
+        steps = [e for e in events if not e.get("end")]
+        assert steps and {e.get("unit") for e in steps} == {unit}, (name, steps[:3])
+        assert all(0 < e["done"] <= e["total"] for e in steps) and steps[-1]["done"] == steps[-1]["total"], (name, steps)
+    line = console.format_event({**steps[-1], "elapsed": 3.0, "left": 0.0})
+    assert line.startswith(f"prune seed=0: forget point {steps[-1]['total']}/{steps[-1]['total']}, 3.0s elapsed"), line
+    out = io.StringIO()
+    rep = console.ProgressReporter(Console(file=out, force_terminal=True, width=80, color_system=None), interval=0.0)
+    rep({"id": "a", "name": "original imagefolder:/work/audit/scale/data/img/mlp seed=0", "done": 3, "total": 30,
+         "elapsed": 21.6, "left": 152.0, "unit": "example"})
+    rep.bars.refresh()
+    rep.close()
+    assert "3/30 examples" in out.getvalue() and "about 2m32s left" in out.getvalue(), out.getvalue()

@@ -104,8 +104,10 @@ def expect_epochs(total: int) -> None:
         t.total, t.done_before, t.loop_t0 = int(total), 0, None
 
 
-def epoch(done: int, epochs: int) -> None:
-    """Called by a training loop with ``done`` of its ``epochs`` finished (0 at its start)."""
+def epoch(done: int, epochs: int, unit: str = "epoch") -> None:
+    """Called by a training loop with ``done`` of its ``epochs`` finished (0 at its start). Work that
+    is not counted in epochs names its ``unit`` ("example": Fisher's per-example gradients, "forget
+    point": PRUNE's patches), shown instead of "epoch"."""
     if _sink is None or not _tasks:
         return
     t = _tasks[-1]
@@ -132,7 +134,7 @@ def epoch(done: int, epochs: int) -> None:
     spent = now - t.loop_t0
     name = t.name if t.total is not None or t.loops <= 1 else f"{t.name} (loop {t.loops})"
     _emit({"id": t.id, "name": name, "done": finished, "total": total, "elapsed": now - t.t0,
-           "left": spent / finished * (total - finished) if finished else None})
+           "left": spent / finished * (total - finished) if finished else None, **({"unit": unit} if unit != "epoch" else {})})
 
 
 def epochs(n: int) -> Iterator[int]:
@@ -176,7 +178,8 @@ class ProgressRelay:
 def format_event(event: Event) -> str:
     left = event.get("left")
     left_text = "" if left is None else f", about {_duration(left)} left"
-    return f"{event['name']}: epoch {event['done']}/{event['total']}, {_duration(event['elapsed'])} elapsed{left_text}"
+    return (f"{event['name']}: {event.get('unit', 'epoch')} {event['done']}/{event['total']}, "
+            f"{_duration(event['elapsed'])} elapsed{left_text}")
 
 
 def _duration(seconds: float) -> str:
@@ -231,15 +234,19 @@ class ProgressReporter:
             return
         if self.bars is None:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+            from rich.table import Column
 
             # the task's own elapsed time and estimate, as the plain lines give them: rich's clock and
             # rate started when the driver saw the first event (a Ray worker's task about 10 s in),
-            # and read 0:00:00 elapsed, 0:00:01 left halfway through (found in review)
-            self.bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("epochs"),
+            # and read 0:00:00 elapsed, 0:00:01 left halfway through (found in review); a long name
+            # (a dataset's path) is cut, not the counts and the time left (scale audit, 80 columns)
+            name = Column(no_wrap=True, overflow="ellipsis", max_width=max(16, self.console.width - 60))
+            self.bars = Progress(TextColumn("{task.description}", table_column=name), BarColumn(),
+                                 MofNCompleteColumn(), TextColumn("{task.fields[unit]}s"),
                                  TextColumn("{task.fields[elapsed]}"), TextColumn("{task.fields[left]}"),
                                  console=self.console, transient=True)
             self.bars.start()
-        fields = {"elapsed": _duration(event["elapsed"]) + " elapsed",
+        fields = {"elapsed": _duration(event["elapsed"]) + " elapsed", "unit": event.get("unit", "epoch"),
                   "left": "" if event.get("left") is None else f"about {_duration(event['left'])} left"}
         if key not in self.bar_ids:
             self.bar_ids[key] = self.bars.add_task(event["name"], total=event["total"], **fields)

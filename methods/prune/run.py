@@ -10,6 +10,7 @@ import time
 import numpy as np
 import torch
 
+from bench.core import console
 from bench.core.errors import BenchError
 
 from .certify import check
@@ -115,6 +116,9 @@ def run_prune(model, request, params: dict, ctx):
     still = logits.argmax(1) == labels if len(y) else np.zeros(0, dtype=bool)
     alive = still.copy()
     u_np = u.numpy()
+    # progress in forget points settled (patched or refused): hours of LPs at 2,000 points printed
+    # nothing (scale audit, 2026-12-07); within an iteration, each cluster counts its members
+    console.epoch(0, len(y), "forget point")
     while len(y) and alive.any() and still.mean() > float(params["stop_forget_acc"]) and iterations < params["max_iter"]:
         iterations += 1
         idx = np.nonzero(alive)[0]
@@ -130,7 +134,9 @@ def run_prune(model, request, params: dict, ctx):
                     continue
                 rep = members[np.argmin(np.linalg.norm(u_np[members] - km.cluster_centers_[c], axis=1))]
                 clusters.append((rep, [m for m in members if m != rep]))
+        settled = int(len(y) - alive.sum())
         for rep, members in clusters:
+            settled += 1 + len(members)
             with torch.no_grad():
                 cur = (base[rep] + (pm.patch_output(u[rep:rep + 1])[0] if len(pm.patches) else 0.0)).numpy()
             target = _target(params["target"], int(labels[rep]), cur, rng)
@@ -151,10 +157,12 @@ def run_prune(model, request, params: dict, ctx):
             patch.info["cluster_size"] = 1 + len(members)
             pm.patches.append(patch)
             added.append(patch)
+            console.epoch(max(1, min(settled, len(y) - 1)), len(y), "forget point")
         logits = current_logits()
         still = logits.argmax(1) == labels
         alive = still.copy()
         alive[list(refused)] = False
+        console.epoch(max(1, int(len(y) - alive.sum())), len(y), "forget point")
     seconds = time.perf_counter() - start
 
     pm.info = {"gamma": float(params["gamma"]), "lp": params["lp"], "region": builder.region_kind,
