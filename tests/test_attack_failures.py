@@ -83,7 +83,7 @@ def test_reproduce_confirms_nothing_about_a_trial_an_attack_failed_in():
 
 
 def test_attack_error_lines_count_and_name_the_trials():
-    from bench.track.report import attack_error_lines
+    from bench.track.trial_warnings import attack_error_lines
 
     class Spec:
         def __init__(self, name):

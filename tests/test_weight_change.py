@@ -12,7 +12,7 @@ import torch
 
 import bench
 from bench.eval.evaluation import parameter_snapshot, weight_change
-from bench.track.report import unchanged_warnings
+from bench.track.trial_warnings import unchanged_warnings
 
 
 def test_weight_change_is_the_relative_l2_distance_of_the_parameters():
@@ -90,7 +90,7 @@ def test_unchanged_warnings_count_trials_and_continual_requests():
 def test_goal_warnings_name_methods_that_missed_their_own_goal():
     """L2UL at its epoch cap with forget points still right logged l2ul_goal_reached 0 and bench
     said nothing (found in review); a continual trial counts once, by any request."""
-    from bench.track.report import goal_warnings, method_warnings
+    from bench.track.trial_warnings import goal_warnings, method_warnings
 
     trials = [_Trial("l2ul"), _Trial("l2ul"), _Trial("l2ul"), _Trial("seq")]
     results = {0: {"l2ul_goal_reached": 0.0}, 1: {"l2ul_goal_reached": 1.0}, 2: {},
@@ -175,7 +175,7 @@ class _DTrial:
 def test_chance_warnings_name_methods_that_collapsed_the_model():
     """ft at lr 1 left test_acc 0.103 and entropy_auc 0.500 ("the attacker is at chance"), exit 0,
     no word (params audit, 2026-12-07): a model no better than the most common class is said."""
-    from bench.track.report import chance_warnings, method_warnings
+    from bench.track.trial_warnings import chance_warnings, method_warnings
 
     trials = [_DTrial("ft"), _DTrial("ft"), _DTrial("ga"), _DTrial("seq"), _DTrial("ft", "other")]
     results = {0: {"test_acc": 0.103, "original_test_acc": 0.97}, 1: {"test_acc": 0.95, "original_test_acc": 0.97},

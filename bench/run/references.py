@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from bench.core.cache import ReferenceCache, state_to_bytes
 from bench.run.original import RECIPE_TOLERANCE, recipe_mismatch, reread
-from bench.track.report import CHANCE_MARGIN
+from bench.track.trial_warnings import CHANCE_MARGIN
 
 
 @dataclass(frozen=True)

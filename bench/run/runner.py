@@ -25,7 +25,7 @@ from bench.run.interrupts import held_interrupts
 from bench.run.plan import make_plan
 from bench.run.validate import validate_options
 from bench.track.provenance import package_versions
-from bench.track import report, resume, tracking
+from bench.track import report, resume, tracking, trial_warnings
 from bench.track.store import masked_options, shown_uri
 
 
@@ -337,8 +337,8 @@ def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False, t
 
         from bench.run.references import chance_rates
 
-        unchanged = report.method_warnings(plan.trials, results, chance=chance_rates(plan))
-        attack_errors = report.attack_error_lines(plan.trials, results)
+        unchanged = trial_warnings.method_warnings(plan.trials, results, chance=chance_rates(plan))
+        attack_errors = trial_warnings.attack_error_lines(plan.trials, results)
         for line in (*unchanged, *attack_errors):
             say(line, always=True)
         # kept with the run's other warnings: bench compare says them again (a resumed run's earlier

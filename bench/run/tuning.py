@@ -34,7 +34,7 @@ from bench.run import tune_samples
 from bench.run.tune_params import best_sample, defaults_fate, defaults_ran, sample_counts, saved_params, tied_with
 from bench.run.tune_space import check_tunable, fit_space, refused_samples
 from bench.track.provenance import package_versions
-from bench.track import report, tracking
+from bench.track import tracking, trial_warnings
 from bench.track.ray_runs import make_ray_callback
 from bench.track.store import masked_options, shown_uri
 
@@ -209,8 +209,8 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
             # a sample that scored the original's numbers; an attack (not the objective's) that failed
             from bench.run.references import chance_rates
 
-            unchanged = (report.method_warnings(outcome.specs, finished, "sample", chance_rates(plan))
-                         + report.attack_error_lines(outcome.specs, ran, "sample"))
+            unchanged = (trial_warnings.method_warnings(outcome.specs, finished, "sample", chance_rates(plan))
+                         + trial_warnings.attack_error_lines(outcome.specs, ran, "sample"))
             for line in unchanged:  # kept with the search
                 say(line, always=True)
             # a resumed search's earlier lines may no longer hold: rewritten (unless nothing ran now:
