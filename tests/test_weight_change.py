@@ -259,3 +259,27 @@ def test_a_run_says_which_references_and_methods_are_at_chance(workdir, shared_c
     assert plugin not in ("", "bench.methods") and kids.loc[("zeroes", "biasonly"), "params.origins.model"] == plugin
     assert (kids.loc[("ft", "mlp"), "params.origins.model"], kids.loc[("ft", "mlp"), "params.origins.dataset"]) == \
         ("bench.nn.models", "bench.datasets")
+
+
+def test_unmoved_warnings_name_methods_whose_numbers_stayed_the_originals():
+    """iu, ssd and ga at their digits defaults on 20,000 CIFAR-shaped images moved the weights by
+    0.03-0.6% and left every accuracy the original's, without a word (scale audit, 2026-12-07)."""
+    from types import SimpleNamespace
+
+    from bench.core.keys import STEPS_KEY
+    from bench.track.trial_warnings import unmoved_warnings
+
+    same = {"forget_acc": 1.0, "retain_acc": 1.0, "test_acc": 0.98, "original_forget_acc": 1.0,
+            "original_retain_acc": 1.0, "original_test_acc": 0.98, "retrain_forget_acc": 0.979}
+    trials = [SimpleNamespace(method=m) for m in ("iu", "iu", "ft", "ga", "ssd", "seq")]
+    results = {0: {**same, "weight_change": 0.0003}, 1: {**same, "weight_change": 0.004, "test_acc": 0.97},
+               2: {**same, "weight_change": 0.02},  # moved: the original's answers may be right on an easy request
+               3: {**same, "weight_change": 0.006, "retrain_forget_acc": 1.0},  # nothing to forget differently
+               4: {**same, "weight_change": 0.0},  # unchanged_warnings' case
+               5: {**same, "weight_change": 0.001, STEPS_KEY: [same]}}  # continual: left out
+    (line,) = unmoved_warnings(trials, results)
+    assert line == ("warning: method 'iu' moved the weights by under 1% and left the forget, retain and test accuracies "
+                    "exactly the original model's in 1 of 2 trial(s) (weight_change down to 0.0003): its numbers are the "
+                    "original's. Its defaults may suit another dataset or model (docs/methods.md gives them, and the "
+                    "per-dataset ones): raise its step size, epochs or selection threshold.")
+    assert "in 1 of 1 sample(s)" in unmoved_warnings(trials[:1], {0: results[0]}, "sample")[0]
