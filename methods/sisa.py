@@ -162,7 +162,8 @@ class Sisa(Method):
 
     def save_trained(self, model) -> bytes:
         """The ensemble as safetensors bytes: current weights, initialisations, every slice
-        checkpoint, every slice's kept indices, the deleted mask; the config as metadata."""
+        checkpoint but the last (the current weights), every slice's kept indices, the deleted mask;
+        the config as metadata."""
         from safetensors.torch import save
 
         tensors = {}
@@ -172,7 +173,7 @@ class Sisa(Method):
             for name, t in model.inits[k].items():
                 tensors[f"init.{k}.{name}"] = t
             for r, ckpt in enumerate(model.checkpoints[k]):
-                for name, t in ckpt.items():
+                for name, t in (ckpt or {}).items():  # the last slice's: None (the constituent itself)
                     tensors[f"ckpt.{k}.{r}.{name}"] = t
                 tensors[f"slice.{k}.{r}"] = model.slice_indices[k][r]
         tensors["deleted"] = model.deleted
@@ -196,7 +197,8 @@ class Sisa(Method):
             models.append(m)
         ens = _ensemble_class()(models, config)
         ens.inits = [_prefixed(tensors, f"init.{k}.") for k in range(shards)]
-        ens.checkpoints = [[_prefixed(tensors, f"ckpt.{k}.{r}.") for r in range(slices)] for k in range(shards)]
+        ens.checkpoints = [[_prefixed(tensors, f"ckpt.{k}.{r}.") if r < slices - 1 else None for r in range(slices)]
+                           for k in range(shards)]
         ens.slice_indices = [[tensors[f"slice.{k}.{r}"].cpu() for r in range(slices)] for k in range(shards)]
         ens.deleted = tensors["deleted"].cpu().to(torch.bool)
         return ens
@@ -305,4 +307,6 @@ def _train_from(ens, k: int, first: int, x, y, row) -> None:
                      optimizer=recipe["optimizer"], lr=recipe["lr"], momentum=recipe.get("momentum", 0.0),
                      weight_decay=recipe["weight_decay"], schedule=recipe["schedule"],
                      seed=(seed * 1_000_003 + k * 1009 + r) % 2**63)
-        ens.checkpoints[k][r] = _state(model)
+        # the last slice's state is the constituent itself, and nothing retrains from it: not kept
+        # twice (a third of the cached ensemble at one slice; scale audit, 2026-12-07)
+        ens.checkpoints[k][r] = _state(model) if r < len(ens.slice_indices[k]) - 1 else None
