@@ -66,6 +66,21 @@ def test_an_interrupt_while_planning_exits_130(invoke_bench, workdir, store_args
     assert proc.returncode == 130 and "Interrupted." in proc.stderr, (proc.returncode, proc.stderr)
 
 
+def test_an_interrupt_while_the_references_train_says_so(invoke_bench, workdir, store_args, monkeypatch):
+    """It said "finished trials are recorded in MLflow" with no trial run, and nothing of the
+    reference training lost (scale audit, 2026-12-07)."""
+    import bench.run.prepare as prepare
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(prepare, "prepare_references", interrupted)
+    proc = invoke_bench("run", "-m", "ft", "--executor", "local", *store_args(workdir), cwd=workdir)
+    assert proc.returncode == 130, proc.stdout + proc.stderr
+    assert "interrupted while training the references: those trained are cached (the next run uses them), the rest " \
+           "are lost; no trial ran." in proc.stdout, proc.stdout
+
+
 def test_an_interrupt_while_the_parent_run_opens_marks_it_killed(invoke_bench, workdir, store_args, monkeypatch):
     """--executor local waits for the parent run the MLflow thread opens (about 2 s): a Ctrl-C then
     left it RUNNING until the next run's reaper."""

@@ -221,6 +221,8 @@ class ProgressReporter:
         if event.get("end"):
             self.last_line.pop(key, None)
             return
+        if event["done"] >= event["total"]:  # the work's own line says it ended (a worker's last event came
+            return  # after "trained ... in 214.0s", "epoch 30/30 ... about 0.0s left"; scale audit)
         since = self.last_line.get(key)
         if event["elapsed"] >= self.interval if since is None else now - since >= self.interval:
             self.last_line[key] = now

@@ -285,6 +285,7 @@ def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False, t
     status = "FAILED"
     reporter = ProgressReporter(console, quiet, say=say)  # per-epoch progress of long work (bench.core.console)
     previous_sink = set_sink(reporter)
+    stage = "references"  # what an interrupt cuts: said (it said "finished trials are recorded" with none run)
     try:
         from bench.run.executor import (  # torch: only once validated
             Outcome,
@@ -295,6 +296,7 @@ def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False, t
         from bench.track.ray_runs import make_ray_callback
 
         payload, ref_rows, trained = prepare_references(plan, versions, say)
+        stage = "trials"
         with tracking.recording("recording the references in the MLflow store", "The references are cached: rerun once "
                                 "the store takes writes."):
             tracking.log_metrics(client, parent, {"references_trained": trained})
@@ -379,7 +381,9 @@ def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False, t
             code = 1 if attack_errors else 0  # a number asked for is missing: not a clean exit
     except KeyboardInterrupt:
         status = "KILLED"
-        say("interrupted: finished trials are recorded in MLflow.", always=True)
+        say("interrupted while training the references: those trained are cached (the next run uses them), the "
+            "rest are lost; no trial ran." if stage == "references" else
+            "interrupted: finished trials are recorded in MLflow.", always=True)
         code = 130
     finally:
         set_sink(previous_sink)
