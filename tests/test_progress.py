@@ -317,3 +317,33 @@ def test_work_not_counted_in_epochs_reports_its_own_unit(monkeypatch):
     rep.bars.refresh()
     rep.close()
     assert "3/30 examples" in out.getvalue() and "about 2m32s left" in out.getvalue(), out.getvalue()
+
+
+def test_trials_waiting_for_a_shared_clusters_resources_are_said(monkeypatch):
+    """A run behind another job's trials on a shared `ray start` cluster printed nothing for as long
+    as they held its CPUs (29 s; concurrency audit, 2026-12-07)."""
+    from types import SimpleNamespace
+
+    import bench.run.progress as progress
+
+    clock = [100.0]
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: clock[0])
+    lines = []
+    p = progress.Progress([], {}, SimpleNamespace(), lambda line, always=False: lines.append(line))
+    waiting = [SimpleNamespace(status="PENDING"), SimpleNamespace(status="PENDING")]
+    for t in (110.0, 129.0):  # under WAIT_NOTE: actors may be starting
+        clock[0] = t
+        p.on_step_begin(0, waiting)
+    assert lines == []
+    clock[0] = 131.0
+    p.on_step_begin(0, waiting)
+    assert lines == ["waiting: 2 trial(s) pending, none running for 31s (on a shared Ray cluster, other jobs' trials "
+                     "may hold its CPUs or GPUs)"]
+    clock[0] = 150.0
+    p.on_step_begin(0, waiting)
+    assert len(lines) == 1  # once a minute
+    clock[0] = 160.0
+    p.on_step_begin(0, [SimpleNamespace(status="RUNNING"), waiting[0]])  # one runs: not waiting
+    clock[0] = 185.0
+    p.on_step_begin(0, waiting)
+    assert len(lines) == 1  # 25 s idle since the running one

@@ -14,6 +14,10 @@ from bench.track.report import summary_line
 from bench.track.tracking import failure_line
 
 
+#: Seconds with trials pending and none running before :meth:`Progress.on_step_begin` says so.
+WAIT_NOTE = 30.0
+
+
 class Progress(tune.Callback):
     """One line per trial event; collects each trial's result and failure into ``out``.
 
@@ -29,10 +33,25 @@ class Progress(tune.Callback):
         #: tracking callback writes beside Tune's loop): a trial shown as done is recorded
         self.after_record = after_record
         self.started: dict[str, float] = {}
+        self.idle_since, self.said_waiting = time.perf_counter(), float("-inf")
 
     def __getstate__(self):
         return {"trials": self.trials, "index": self.index, "out": None, "say": None, "started": {}, "total": self.total,
-                "run_of": None, "after_record": None}
+                "run_of": None, "after_record": None, "idle_since": 0.0, "said_waiting": float("-inf")}
+
+    def on_step_begin(self, iteration, trials, **info):
+        """Say when trials wait with none running for ``WAIT_NOTE`` seconds (again each minute): on a
+        shared cluster another job's trials hold its CPUs, and a run printed nothing for as long as
+        they did (29 s behind another run's; concurrency audit, 2026-12-07); not while actors start (seconds each)."""
+        now = time.perf_counter()
+        if any(t.status == "RUNNING" for t in trials) or self.say is None:
+            self.idle_since = now
+            return
+        pending = sum(t.status == "PENDING" for t in trials)
+        if pending and now - self.idle_since >= WAIT_NOTE and now - self.said_waiting >= 60:
+            self.said_waiting = now
+            self.say(f"waiting: {pending} trial(s) pending, none running for {now - self.idle_since:.0f}s (on a shared "
+                     f"Ray cluster, other jobs' trials may hold its CPUs or GPUs)")
 
     def _where(self, trial) -> tuple[int, str, str]:
         spec = spec_of(trial.config, self.trials)
