@@ -132,7 +132,8 @@ def epoch(done: int, epochs: int, unit: str = "epoch") -> None:
         return
     t.last_sent = now
     spent = now - t.loop_t0
-    name = t.name if t.total is not None or t.loops <= 1 else f"{t.name} (loop {t.loops})"
+    # a loop's number where epochs of several loops count on their own; another unit names itself
+    name = t.name if t.total is not None or t.loops <= 1 or unit != "epoch" else f"{t.name} (loop {t.loops})"
     _emit({"id": t.id, "name": name, "done": finished, "total": total, "elapsed": now - t.t0,
            "left": spent / finished * (total - finished) if finished else None, **({"unit": unit} if unit != "epoch" else {})})
 

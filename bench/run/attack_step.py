@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 import torch
 
+from bench.core import console
 from bench.core.cache import load_state
 from bench.core.contracts import AttackContext, MethodContext
 from bench.core.errors import BenchError, no_exit
@@ -106,7 +107,10 @@ def run_attacks(attacks: dict, model, metrics: dict, *, spec: TrialSpec, group, 
     errors: dict[str, str] = {}  # attack -> why it has no metrics (a traceback)
     owners = {k: f"method '{spec.method}'" for k in method_keys}  # who reported a metric (else bench itself)
     names = list(attacks)
-    for i, name in enumerate(names):
+    console.epoch(0, len(names), "attack")  # the trial's progress: minutes of attacks on CIFAR-size data were
+    for i, name in enumerate(names):  # silent after the method's last epoch (scale audit, 2026-12-07)
+        if i:
+            console.epoch(i, len(names), "attack")
         ctx.forget_indices = np.array(group.forget_idx)  # each attack its own copy (one writing to it changed the next's)
         for key in ("shadows", "retrain_shadows"):  # one reassigning .states/.keep changed lira's numbers, exit 0
             setattr(ctx, key, _own_set(extras.get(key)))
