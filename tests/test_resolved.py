@@ -20,7 +20,8 @@ def _ctx(**resolved) -> MethodContext:
 def test_resolved_values_are_kept_per_parameter_and_each_distinct_value_once_in_order():
     resolved: dict = {}
     params = {"chunk_size": 0, "max_retain": 0, "lr": 0.1}
-    for step in ({"chunk_size": 256, "max_retain": 40}, {"chunk_size": 256, "max_retain": 30}, {"max_retain": 40}):
+    for step in ({"chunk_size": 256, "max_retain": 40}, {"chunk_size": 256, "max_retain": 30},
+                 {"max_retain": __import__("numpy").int64(40)}):  # NumPy's integer: the same text
         add_method_outputs("m", {}, _ctx(**step), params, resolved)
     assert resolved == {"chunk_size": ["256"], "max_retain": ["40", "30"]}
 

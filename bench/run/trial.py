@@ -13,6 +13,7 @@ under Ray its values are object references fetched with ``ray.get``.
 from __future__ import annotations
 
 import copy
+import numbers
 import time
 import weakref
 from typing import Any, Callable
@@ -58,7 +59,7 @@ def add_resolved(who: str, given: dict, params: dict, resolved: dict) -> None:
             raise BenchError(f"{who} set ctx.resolved[{key!r}], which is not one of its parameters "
                              f"({', '.join(sorted(params)) or 'none'}); ctx.resolved records the value an "
                              "automatic parameter resolved to.")
-        if not isinstance(value, (int, float, str, bool)):
+        if not isinstance(value, (numbers.Real, str)):  # NumPy's numbers too (str(np.int64(5)) is "5")
             raise BenchError(f"{who} set ctx.resolved[{key!r}] = {value!r}, a {type(value).__name__}; "
                              "record a number, a string or a bool.")
         if str(value) not in (seen := resolved.setdefault(key, [])):
