@@ -382,7 +382,7 @@ def run(opts: RunOptions, console, verbose: bool = False, quiet: bool = False, t
     except KeyboardInterrupt:
         status = "KILLED"
         say("interrupted while training the references: those trained are cached (the next run uses them), the "
-            "rest are lost; no trial ran." if stage == "references" else
+            "rest are lost; no trial ran this time." if stage == "references" else
             "interrupted: finished trials are recorded in MLflow.", always=True)
         code = 130
     finally:
