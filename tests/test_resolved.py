@@ -65,3 +65,12 @@ def test_direct_calls_record_what_the_automatic_parameters_took():
     ctx = _ctx()
     ssd.unlearn(model, request, {**ssd.default_params, "batch_size": 1}, ctx)
     assert ctx.resolved == {"chunk_size": auto_chunk(model, 1)}
+
+
+def test_the_values_taken_do_not_split_a_runs_methods_into_settings():
+    """bench compare read resolved.* as part of a trial's setting: iu (resolved.chunk_size=1024,
+    resolved.max_retain=394) was ranked in a setting of its own, apart from the run's other methods."""
+    from bench.track.compare.query import _setting_params
+
+    assert _setting_params({"resolved.chunk_size": "1024", "resolved.max_retain": "394", "recipe.epochs": "30",
+                            "params.lr": "0.1"}) == {"recipe.epochs": "30"}

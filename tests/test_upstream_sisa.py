@@ -60,7 +60,8 @@ def test_resuming_at_a_slice_with_nothing_removed_gives_the_trained_constituent(
 def test_forgetting_a_point_of_the_shards_remainder_retrains_the_last_slice(digits):
     sisa, params, ens = _ensemble(digits, "sgd")
     assert [len(s) for s in ens.slice_indices[0]] == [143, 144]  # 287 // 2, the last slice takes the remainder
-    before = [{k: v.clone() for k, v in c.items()} for c in ens.checkpoints[0]]
+    before = {k: v.clone() for k, v in ens.checkpoints[0][0].items()}  # slice 2's state: the constituent itself
+    last = {k: v.clone() for k, v in ens.constituents[0].state_dict().items()}
     point = int(ens.slice_indices[0][1][-1])
     n = len(digits.train_y)
     keep = torch.ones(n, dtype=torch.bool)
@@ -70,6 +71,6 @@ def test_forgetting_a_point_of_the_shards_remainder_retrains_the_last_slice(digi
     ctx = MethodContext(seed=0, device="cpu", new_model=_new_model)
     out = sisa.unlearn(ens, request, params, ctx)
     assert ctx.metrics["sisa_shards_retrained"] == 1.0
-    assert _same(before[0], out.checkpoints[0][0])  # resumed after slice 1
-    assert not _same(before[1], out.checkpoints[0][1])  # slice 2 retrained without the point
+    assert _same(before, out.checkpoints[0][0])  # resumed after slice 1
+    assert not _same(last, out.constituents[0].state_dict())  # slice 2 retrained without the point
     assert point not in set(out.shard_indices(0).tolist())

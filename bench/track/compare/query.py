@@ -205,7 +205,9 @@ def load_trials(client, experiment_id: str, parents: list, recorded: dict | None
 #: the row, the seed is averaged over), or recorded for the record only
 _NOT_SETTING = {"method", "seed", "trial_key", "group", "threads", "device", "method_plugin", "dataset", "model",
                 "forget", "forget_size", "data.source", "data_access", "forget_sha256", "measured_with"}
-_NOT_SETTING_PREFIXES = ("params.", "method_train.", "versions.", "plugins.", "options.", "origins.")
+#: (``resolved.*``: what a method's automatic parameters took, which differs by method: it split a run's
+#: methods into settings of their own, 2026-12-07)
+_NOT_SETTING_PREFIXES = ("params.", "resolved.", "method_train.", "versions.", "plugins.", "options.", "origins.")
 
 
 def _setting_params(params: dict[str, str]) -> dict[str, str]:
