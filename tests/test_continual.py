@@ -190,8 +190,9 @@ def test_seq_class_requests_and_failures_stay_in_their_trial(workdir, boom_plugi
 
 @pytest.mark.slow
 def test_seq_through_ray_records_every_request(workdir, store_args, run_bench):
-    # --cpus-per-trial 2: one trial at a time, one Tune worker to start (CPU the suite's other tests need)
-    result = run_bench("run", "-m", "retrain,ft", "-f", "seq:3x10", "-r", "epochs=10", "--cpus-per-trial", "2",
+    # --cpus-per-trial 2: one trial at a time, one Tune worker to start (CPU the suite's other tests need);
+    # two requests, 5 epochs: the suite's slowest test at three and 10 (87 s)
+    result = run_bench("run", "-m", "retrain,ft", "-f", "seq:2x10", "-r", "epochs=5", "--cpus-per-trial", "2",
                        *store_args(workdir), cwd=workdir)
     assert result.returncode == 0, result.stdout + result.stderr
     mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
@@ -200,10 +201,10 @@ def test_seq_through_ray_records_every_request(workdir, store_args, run_bench):
     kids = df[df["tags.bench.role"] == "trial"].set_index("tags.bench.method")
     steps = lambda run_id, key: sorted(m.step for m in client.get_metric_history(run_id, key))  # noqa: E731
     for run_id in kids["run_id"]:
-        assert steps(run_id, "forget_all_acc") == [0, 1, 2]
+        assert steps(run_id, "forget_all_acc") == [0, 1]
         # the default attacks run once, on the final model (docs/continual.md)
-        assert steps(run_id, "mia_efficacy") == [2] and steps(run_id, "loss_auc") == [2]
-    assert _history(client, kids.loc["retrain", "run_id"], "avg_gap") == [0.0, 0.0, 0.0]
+        assert steps(run_id, "mia_efficacy") == [1] and steps(run_id, "loss_auc") == [1]
+    assert _history(client, kids.loc["retrain", "run_id"], "avg_gap") == [0.0, 0.0]
 
 
 def test_retain_class_accuracy_leaves_out_every_class_forgotten_so_far():
