@@ -283,6 +283,7 @@ def test_piped_lines_are_never_wrapped():
 
 
 
+@pytest.mark.slow  # four methods' calls (3.5 s): full suite only, the quick loop stays under 2 min
 def test_work_not_counted_in_epochs_reports_its_own_unit(monkeypatch):
     """Fisher's per-example gradients (a day per trial for resnet18-cifar on CIFAR-10), IU's and SSD's,
     and PRUNE's patches (hours at 2,000 forget points) printed nothing while they ran (scale audit,
