@@ -35,7 +35,8 @@ def test_every_builtin_method_runs_in_one_table(baseline_trials):
     # a parameter whose 0 means "automatic" is recorded with the value it took (ctx.resolved)
     resolved = {name: {k[len("params.resolved."):]: v for k, v in runs.loc[name].items()
                        if k.startswith("params.resolved.") and isinstance(v, str)} for name in runs.index}
-    assert list(resolved["prune"]) == ["lp_threads"] and int(resolved["prune"]["lp_threads"]) >= 1  # the trial's threads
+    assert sorted(resolved["prune"]) == ["lp_threads", "region"] and int(resolved["prune"]["lp_threads"]) >= 1
+    assert resolved["prune"]["region"] == "activation"  # region=auto on the MLP's hidden layers
     assert resolved["sisa"] == {"epochs": runs.loc["sisa", "params.recipe.epochs"]}, resolved["sisa"]
     assert resolved["fisher"]["chunk_size"].isdigit() and int(resolved["fisher"]["chunk_size"]) > 0
     assert resolved["iu"] == {"chunk_size": resolved["iu"]["chunk_size"],

@@ -101,6 +101,8 @@ def run_prune(model, request, params: dict, ctx):
         _set_bounds(pm, lo, hi)
     clock = Clock()
     builder = Builder(head, lo, hi, params, clock, pm.__dict__.setdefault("_witness", {}))
+    if params["region"] == "auto":  # recorded as resolved.region (activation, or box on a head without hidden layers)
+        ctx.resolved["region"] = builder.region_kind
     rng = np.random.default_rng([int(ctx.seed), len(pm.patches)])
     start = time.perf_counter()
 
