@@ -107,8 +107,8 @@ class SelectiveSynapticDampening(Method):
         import torch
 
         batch, chunk = int(params["batch_size"]), int(params["chunk_size"])
-        if batch == 1 and not chunk:  # the per-example Fisher's chunks (importances picks the same)
-            ctx.resolved["chunk_size"] = auto_chunk(model, 1)
+        if batch == 1 and not chunk:  # the per-example Fisher's chunks, chosen once for both importances
+            chunk = ctx.resolved["chunk_size"] = auto_chunk(model, 1)
         xs = [t for t in (request.retain_x, request.forget_x) if t is not None]
         ys = [t for t in (request.retain_y, request.forget_y) if t is not None]
         full_x, full_y = torch.cat(xs), torch.cat(ys)

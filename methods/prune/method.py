@@ -190,11 +190,7 @@ class Prune(Method):
 
     def unlearn(self, model, request, params, ctx):
         check_params(self.name, self, params)  # direct callers (the harness checked at plan time)
-        import torch
-
         from .run import run_prune
 
-        if not params["lp_threads"]:  # recorded as resolved.lp_threads (engine.py reads the same count)
-            ctx.resolved["lp_threads"] = torch.get_num_threads()
         return run_prune(model, request, dict(params), ctx)
 

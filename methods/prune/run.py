@@ -101,8 +101,12 @@ def run_prune(model, request, params: dict, ctx):
         _set_bounds(pm, lo, hi)
     clock = Clock()
     builder = Builder(head, lo, hi, params, clock, pm.__dict__.setdefault("_witness", {}))
-    if params["region"] == "auto":  # recorded as resolved.region (activation, or box on a head without hidden layers)
+    # what the automatic ones took, as the builder uses them (region: activation, or box on a head
+    # without hidden layers; lp_threads: the trial's threads), recorded as resolved.*
+    if params["region"] == "auto":
         ctx.resolved["region"] = builder.region_kind
+    if not params["lp_threads"]:
+        ctx.resolved["lp_threads"] = builder.threads
     rng = np.random.default_rng([int(ctx.seed), len(pm.patches)])
     start = time.perf_counter()
 

@@ -66,8 +66,8 @@ def compare(tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIMEN
     trials, unfinished = load_trials(client, exp.experiment_id, parents, recorded)
     # a local run writes a trial when it ends, Ray when it starts: a run going on, or cut off, had more
     # trials than compare showed, without a word (outputs audit, 2026-12-07)
-    not_started = sum(max(0, int(p.data.tags.get(Tag.TRIALS, "0") or 0) - recorded.get(p.info.run_id, 0))
-                      for p in parents if (p.data.tags.get(Tag.TRIALS) or "").isdigit())
+    not_started = sum(max(0, int(p.data.tags[Tag.TRIALS]) - recorded.get(p.info.run_id, 0))
+                      for p in parents if p.data.tags.get(Tag.TRIALS, "").isdigit())
     if not trials:
         which = "these parent runs" if len(parents) > 1 else f"parent run {parents[0].info.run_id}"
         going = any(p.info.status == "RUNNING" for p in parents)
