@@ -243,7 +243,7 @@ def _in_process_version(plugin) -> str:
     """A plugin registered in process (a test, a notebook): its ``__version__``, else its module's,
     else the installed distribution holding its top-level package, else "unversioned" (its code is
     still identified, by the digest of ``measured_with``)."""
-    from importlib.metadata import PackageNotFoundError, packages_distributions, version
+    from importlib.metadata import PackageNotFoundError, version
 
     if getattr(plugin, "__version__", None):
         return str(plugin.__version__)
@@ -252,12 +252,21 @@ def _in_process_version(plugin) -> str:
     module = sys.modules.get(module_name or "")
     if module is not None and getattr(module, "__version__", None):
         return str(module.__version__)
-    for dist in packages_distributions().get((module_name or "").split(".")[0], []):
+    for dist in _packages_distributions().get((module_name or "").split(".")[0], []):
         try:
             return f"{version(dist)} ({dist})"
         except PackageNotFoundError:
             continue
     return "unversioned"
+
+
+@lru_cache(maxsize=1)
+def _packages_distributions() -> dict[str, list[str]]:
+    """importlib's map of top-level packages to distributions, read once (it scans every installed
+    distribution's file list: 0.3-0.5 s a call here)."""
+    from importlib.metadata import packages_distributions
+
+    return packages_distributions()
 
 
 @lru_cache(maxsize=1)
