@@ -365,3 +365,64 @@ def test_a_trials_attacks_report_their_progress(workdir, shared_cache, run_harne
     line = console.format_event({"id": "t", "name": "ft seed=0", "done": 2, "total": 3, "elapsed": 40.0, "left": 20.0,
                                  "unit": "attack"})
     assert line == "ft seed=0: attack 2/3, 40.0s elapsed, about 20.0s left"
+
+
+def test_silent_work_gets_a_heartbeat_with_its_phase_and_counts(monkeypatch):
+    """An epoch of SCRUB on 20,000 CIFAR-sized images under Ray printed nothing for 52-78 s, a trial's
+    evaluation nothing at all (scale audit, 2026-12-07): a task silent for HEARTBEAT seconds says it
+    is still running, in which part, at which count."""
+    from bench.run.deadline import phase
+
+    monkeypatch.setattr(console, "HEARTBEAT", 0.3)
+    monkeypatch.setattr(console, "_TICK", 0.05)
+    monkeypatch.setattr(console, "SEND_INTERVAL", 0.0)
+    events = []
+    with console.sink(events.append), console.task("scrub seed=0"):
+        with phase("method 'scrub'"):
+            time.sleep(0.5)
+            console.epoch(0, 10)
+            time.sleep(0.5)
+            console.epoch(1, 10)
+            time.sleep(0.5)
+        time.sleep(0.5)
+    beats = [e for e in events if e.get("beat")]
+    assert beats[0]["phase"] == "method 'scrub'" and "total" not in beats[0] and beats[0]["elapsed"] >= 0.3, beats
+    counted = [e for e in beats if e.get("total")]
+    assert counted[0]["done"] == 0 and counted[0]["total"] == 10  # the first epoch running
+    counted = [e for e in counted if e["done"]]
+    assert counted and counted[0]["done"] == 1 and counted[0]["total"] == 10 and counted[0]["phase"] == "method 'scrub'"
+    assert beats[-1]["phase"] is None  # the phase ended with its block
+    assert events[-1].get("end")
+    n = len(events)
+    time.sleep(0.4)
+    assert len(events) == n  # nothing after the task's end
+    assert console.format_event(beats[0] | {"elapsed": 45.0}) == "scrub seed=0: still running in method 'scrub', 45.0s elapsed"
+    assert console.format_event(counted[0] | {"elapsed": 75.0}) == (
+        "scrub seed=0: still running in method 'scrub', epoch 1/10, 1m15s elapsed")
+    out = io.StringIO()  # piped: printed as a line; on a terminal: the bar's clock moves
+    console.ProgressReporter(Console(file=out, width=200), interval=0.0)(counted[0] | {"elapsed": 75.0})
+    assert "still running in method 'scrub', epoch 1/10, 1m15s elapsed" in out.getvalue()
+    out = io.StringIO()
+    rep = console.ProgressReporter(Console(file=out, force_terminal=True, width=120, color_system=None), interval=0.0)
+    rep(beats[0] | {"elapsed": 45.0})
+    rep.bars.refresh()
+    rep.close()
+    assert "45.0s elapsed" in out.getvalue() and "in method 'scrub'" in out.getvalue(), out.getvalue()
+
+
+@pytest.mark.slow  # runs the harness
+def test_a_trials_slow_evaluation_is_said(workdir, shared_cache, run_harness, monkeypatch):
+    """The evaluation of the unlearned model is a phase of its own: its heartbeat and a timeout name it."""
+    import functools
+
+    import bench.run.runner as runner
+    import bench.run.trial as trial
+
+    monkeypatch.setattr(console, "HEARTBEAT", 0.3)
+    monkeypatch.setattr(console, "_TICK", 0.05)
+    monkeypatch.setattr(runner, "ProgressReporter", functools.partial(console.ProgressReporter, interval=0.0))
+    real = trial.evaluate_model
+    monkeypatch.setattr(trial, "evaluate_model", lambda *a: (time.sleep(0.8), real(*a))[1])
+    code, out = run_harness(workdir, methods="ft", attacks="", recipe={"epochs": 5}, cache_dir=str(shared_cache))
+    assert code == 0, out
+    assert "ft seed=0: still running in the evaluation of the unlearned model" in out, out

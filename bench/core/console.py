@@ -46,6 +46,13 @@ _tasks: list["_Task"] = []  # the open tasks of this process, innermost last
 _ids = itertools.count(1)
 #: Seconds between two events of one task that a worker sends (the last epoch is always sent).
 SEND_INTERVAL = 0.5
+#: Seconds a task may go without an event before a heartbeat says it is still running (and where):
+#: an epoch of SCRUB on 20,000 CIFAR-sized images under Ray printed nothing for 52-78 s, an
+#: evaluation or a first epoch nothing at all (scale audit, 2026-12-07).
+HEARTBEAT = 30.0
+_TICK = 5.0  # how often the heartbeat thread looks
+_ticker: threading.Thread | None = None
+_wake = threading.Event()  # a new task wakes the heartbeat thread (it sleeps _TICK otherwise)
 
 
 def set_sink(sink: Callable[[Event], None] | None) -> Callable[[Event], None] | None:
@@ -76,7 +83,43 @@ class _Task:
         self.loop_t0: float | None = None  # start of the first epoch of the current accounting
         self.done_before = 0  # epochs of finished loops (when the total spans several loops)
         self.loops = 0
-        self.last_sent = 0.0
+        self.last_sent = self.t0
+        self.phase: str | None = None  # the part of the work running now (:func:`set_phase`)
+        self.last: tuple[int, int, str] | None = None  # the latest (done, total, unit), sent or not
+
+
+def set_phase(text: str | None) -> None:
+    """Name the part of the innermost task running now (``"method 'scrub'"``, ``"attack 'lira'"``):
+    a heartbeat says it. No-op without a task."""
+    if _tasks:
+        _tasks[-1].phase = text
+
+
+def _heartbeats() -> None:
+    """A daemon thread's loop: every task of this process silent for HEARTBEAT seconds gets an event
+    with ``"beat": True`` (its latest counts, elapsed time and phase). Reads the tasks only: what
+    is trained cannot change."""
+    while True:
+        _wake.wait(_TICK)
+        _wake.clear()
+        now = time.perf_counter()
+        for t in list(_tasks):
+            if now - t.last_sent < HEARTBEAT:
+                continue
+            t.last_sent = now
+            event: Event = {"id": t.id, "name": t.name, "elapsed": now - t.t0, "beat": True, "phase": t.phase}
+            if t.last is not None:
+                done, total, unit = t.last
+                event.update({"done": done, "total": total, **({"unit": unit} if unit != "epoch" else {})})
+            _emit(event)
+
+
+def _start_heartbeats() -> None:
+    global _ticker
+    if _ticker is None or not _ticker.is_alive():
+        _ticker = threading.Thread(target=_heartbeats, name="bench-heartbeat", daemon=True)
+        _ticker.start()
+    _wake.set()
 
 
 @contextmanager
@@ -90,6 +133,7 @@ def task(name: str, total_epochs: int | None = None) -> Iterator[None]:
         return
     t = _Task(name, total_epochs)
     _tasks.append(t)
+    _start_heartbeats()
     try:
         yield
     finally:
@@ -114,6 +158,7 @@ def epoch(done: int, epochs: int, unit: str = "epoch") -> None:
     now = time.perf_counter()
     if done == 0:
         t.loops += 1
+        t.last = (t.done_before, max(t.total, t.done_before), unit) if t.total is not None else (0, int(epochs), unit)
         if t.total is None or t.loop_t0 is None:
             t.loop_t0 = now
             if t.total is None:
@@ -128,6 +173,7 @@ def epoch(done: int, epochs: int, unit: str = "epoch") -> None:
     else:
         finished, total = done, epochs
     last = finished >= total
+    t.last = (finished, total, unit)
     if not last and now - t.last_sent < SEND_INTERVAL:
         return
     t.last_sent = now
@@ -179,8 +225,11 @@ class ProgressRelay:
 def format_event(event: Event) -> str:
     left = event.get("left")
     left_text = "" if left is None else f", about {_duration(left)} left"
-    return (f"{event['name']}: {event.get('unit', 'epoch')} {event['done']}/{event['total']}, "
-            f"{_duration(event['elapsed'])} elapsed{left_text}")
+    counts = f"{event.get('unit', 'epoch')} {event['done']}/{event['total']}, " if event.get("total") else ""
+    if event.get("beat"):  # a heartbeat of silent work
+        where = f" in {event['phase']}" if event.get("phase") else ""
+        return f"{event['name']}: still running{where}, {counts}{_duration(event['elapsed'])} elapsed"
+    return f"{event['name']}: {counts}{_duration(event['elapsed'])} elapsed{left_text}"
 
 
 def _duration(seconds: float) -> str:
@@ -222,7 +271,7 @@ class ProgressReporter:
         if event.get("end"):
             self.last_line.pop(key, None)
             return
-        if event["done"] >= event["total"]:  # the work's own line says it ended (a worker's last event came
+        if not event.get("beat") and event["done"] >= event["total"]:  # the work's own line says it ended (a worker's last event came
             return  # after "trained ... in 214.0s", "epoch 30/30 ... about 0.0s left"; scale audit)
         since = self.last_line.get(key)
         if event["elapsed"] >= self.interval if since is None else now - since >= self.interval:
@@ -251,10 +300,16 @@ class ProgressReporter:
             self.bars.start()
         fields = {"elapsed": _duration(event["elapsed"]) + " elapsed", "unit": event.get("unit", "epoch"),
                   "left": "" if event.get("left") is None else f"about {_duration(event['left'])} left"}
+        if event.get("beat"):  # silent work: its clock moves (no counts yet: rich's bar without a total)
+            fields["left"] = f"in {event['phase']}" if event.get("phase") else ""
+            if key in self.bar_ids:
+                fields.pop("unit")
+                if event.get("phase") is None:
+                    fields.pop("left")  # keep the estimate of its last epoch
         if key not in self.bar_ids:
-            self.bar_ids[key] = self.bars.add_task(event["name"], total=event["total"], **fields)
-        self.bars.update(self.bar_ids[key], completed=event["done"], total=event["total"], description=event["name"],
-                         **fields)
+            self.bar_ids[key] = self.bars.add_task(event["name"], total=event.get("total"), **fields)
+        self.bars.update(self.bar_ids[key], completed=event.get("done", 0), total=event.get("total"),
+                         description=event["name"], **fields)
 
     def close(self) -> None:
         with self.lock:

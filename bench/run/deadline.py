@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any, Callable, TypeVar
 
+from bench.core import console
 from bench.core.errors import BenchError
 
 T = TypeVar("T")
@@ -93,6 +94,7 @@ def phase(text: str):
     not name a hanging attack, whose trial lost the method's numbers (plugins audit, 2026-12-07)."""
     before = getattr(_phase, "text", None)
     _phase.text = text
+    console.set_phase(text)  # a heartbeat of the trial's progress says it too
     try:
         yield
     except TrialTimeout:  # left as it is: run_with_deadline names it (and clears it)
@@ -100,6 +102,8 @@ def phase(text: str):
     except BaseException:
         _phase.text = before
         raise
+    finally:
+        console.set_phase(before)
     _phase.text = before
 
 

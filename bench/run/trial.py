@@ -281,9 +281,10 @@ def _run_trial(spec: TrialSpec, payload: Payload, fetch: Callable[[Any], Any],
                 out = unlearn_checked(method, spec.method, model, request, spec.params, ctx, where)
         _refuse_changed_contents(spec.method, given, digests, where)
         refuse_kept_result(spec.method, out, where)
-        ev = checked_eval(spec.method, evaluate_model(out, data), splits.num_classes, where)
-        refuse_nonfinite_weights(spec.method, out, where)
-        refuse_eval_flaws(spec.method, out, data.test_x, where)
+        with phase(f"the evaluation of the unlearned model{where}"):
+            ev = checked_eval(spec.method, evaluate_model(out, data), splits.num_classes, where)
+            refuse_nonfinite_weights(spec.method, out, where)
+            refuse_eval_flaws(spec.method, out, data.test_x, where)
         metrics = compare_to_references(ev, step.original_eval, step.retrain_eval)
         # under ASHA, less the per-epoch evaluations: a sample ASHA let finish counted them as its own (tune audit)
         seconds = m.seconds - reporting[0]
