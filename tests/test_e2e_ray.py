@@ -60,6 +60,12 @@ def test_ray_run_writes_parent_and_six_children_with_every_metric(two_runs):
         (m, s) for m in ("retrain", "ft", "ga") for s in ("0", "1"))
     for metric in METRICS:
         assert kids[f"metrics.{metric}"].notna().all(), metric
+    # what each method provably holds at once, in MiB: the 85,002 float32 weights of digits' MLP with
+    # their gradients and SGD momentum (retrain: a fresh copy too); under Tune's trial thread the
+    # delta read 0.16 MB for retrain (metrics audit, 2026-12-07)
+    floor = {"retrain": 3 * 85_002 * 4 / 2**20, "ft": 2 * 85_002 * 4 / 2**20, "ga": 2 * 85_002 * 4 / 2**20}
+    for method, delta in zip(kids["params.method"], kids["metrics.memory_delta_mb"], strict=True):
+        assert delta >= floor[method], (method, delta)
     for param in ("params.lr", "recipe.epochs", "versions.torch", "plugins.bench.methods", "data_access", "forget"):
         assert f"params.{param}" in kids.columns, param
     assert (kids["params.data_access"][kids["params.method"] == "ga"] == "forget").all()

@@ -76,6 +76,9 @@ def test_run_joins_an_existing_cluster(ray_head, head_cache, workdir, run_bench,
     df = mlflow.search_runs(experiment_names=["unlearning-bench"])
     kids = df[df["tags.bench.role"] == "trial"]
     assert sorted(kids["params.method"]) == sorted(methods.split(",")) and set(kids["status"]) == {"FINISHED"}
+    # the job's workers got one malloc arena (Ray's runtime env): the delta holds the weights' gradients
+    # and momentum (digits' MLP, 85,002 float32) as in bench's own Ray (tests/test_e2e_ray.py)
+    assert (kids["metrics.memory_delta_mb"] >= 2 * 85_002 * 4 / 2**20).all(), kids["metrics.memory_delta_mb"]
     # the head is still up for other drivers: bench did not shut the cluster down
     host, port = address.rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=3):
