@@ -42,7 +42,7 @@ def two_runs(tmp_path_factory, run_bench, invoke_bench, store_args):
     workdir = tmp_path_factory.mktemp("e2e")
     (workdir / "cache").mkdir()
     args = ["run", "--methods", "retrain,ft,ga", "--seeds", "0,1", *store_args(workdir)]
-    first = run_bench(*args, cwd=workdir)
+    first = run_bench(*args, "--save-models", cwd=workdir)
     second = invoke_bench(*args, "--executor", "local", cwd=workdir)  # in process: no second start-up
     return workdir, first, second
 
@@ -80,6 +80,13 @@ def test_ray_run_writes_parent_and_six_children_with_every_metric(two_runs):
     state = sorted((workdir / "cache" / "ray_results").glob("*/experiment_state-*.json"))[0]
     configs = [json.loads(t[0])["config"] for t in json.loads(state.read_text())["trial_data"]]
     assert sorted(c["trial"] for c in configs) == list(range(6)), configs
+    # --save-models: every child keeps its model, and Tune's state keeps none of the trials' files (it
+    # held each model hex-encoded: 279 MB for a 15-trial digits run; metrics audit, 2026-12-07)
+    for run_id in kids["run_id"]:
+        assert "model.safetensors" in {a.path for a in client.list_artifacts(run_id)}
+    text = state.read_text()
+    at = text.find("bench_artifacts")
+    assert at < 0 and state.stat().st_size < 400_000, (state.stat().st_size, text[max(0, at - 400):at + 200])
 
 
 def test_reference_quality_and_retrain_forgets_like_unseen_data(two_runs):

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Sequence
 
 from bench.core.errors import RecordError
-from bench.core.keys import Tag
+from bench.core.keys import ARTIFACTS_KEY, Tag
 from bench.core.spec import TrialSpec, spec_of
 from bench.track.tracking import RESUME_HINT, child_tags, error_line, format_exception, log_artifacts, log_earlier_steps, \
     log_metrics, log_params, record_failure, trial_metrics, trial_params
@@ -96,6 +96,10 @@ def make_ray_callback(tracking_uri: str, experiment_name: str, parent_run_id: st
         def log_trial_result(self, iteration, trial, result):
             self.log_trial_start(trial)
             self._submit(trial, self._result, self._runs[trial], dict(result))
+            # taken out of the result Tune keeps (Tune lets a callback change it in place): every trial's
+            # files, --save-models' model among them, were written hex-encoded into Tune's
+            # experiment_state-*.json under the cache, 279 MB for one digits run (metrics audit)
+            result.pop(ARTIFACTS_KEY, None)
 
         def _result(self, run: Future, result: dict) -> None:
             client, run_id = self.mlflow_util._get_client(), run.result()
