@@ -149,6 +149,14 @@ def test_seq_3x10_records_three_steps_per_trial_and_resume_and_compare_read_the_
         final = client.get_run(run_id).data.metrics  # what compare and resume read: the last step
         assert final["forget_acc"] == _history(client, run_id, "forget_acc")[-1] and final["forget_size"] == 10.0
     assert _history(client, kids.loc["chain", "run_id"], "chain_depth") == [1.0, 2.0, 3.0]
+    # each request's points are recorded (its forget_acc is measured on them), beside their union
+    union = mlflow.artifacts.load_text(f"runs:/{kids.loc['chain', 'run_id']}/forget_indices.txt")
+    parts = [mlflow.artifacts.load_text(f"runs:/{kids.loc['chain', 'run_id']}/request-{t}/forget_indices.txt")
+             for t in (1, 2, 3)]
+    lines = lambda text: [int(x) for x in text.splitlines() if not x.startswith("#")]  # noqa: E731
+    assert [sorted(s[3].tolist()) for s in Chain.seen] == [lines(p) for p in parts]
+    assert sorted(sum((lines(p) for p in parts), [])) == lines(union)
+    assert "# request: 2 of 3\n" in parts[1] and "# forget: seq:3x10\n" in parts[1]
     # retrain reproduces the retrained reference of every request (one reference per request)
     rid = kids.loc["retrain", "run_id"]
     assert _history(client, rid, "avg_gap") == [0.0, 0.0, 0.0] and _history(client, rid, "forget_all_gap") == [0.0] * 3

@@ -195,12 +195,14 @@ INDEX_LINE = re.compile(r"[+-]?[0-9]+")
 
 
 def indices_text(idx, *, dataset: str, forget: str, forget_seed: int, train_size: int,
-                 train_sha256: str | None = None) -> str:
+                 train_sha256: str | None = None, request: str | None = None) -> str:
     """A forget set as the text of :data:`INDICES_ARTIFACT` and of an ``indices:PATH`` file: ``#``
     header lines (``# key: value``: what made it, with the digest of the training tensors the
-    indices point into), then one training index per line, ascending."""
+    indices point into; ``request``: "T of N", one request of a ``seq:`` sequence), then one
+    training index per line, ascending."""
     values = np.sort(np.asarray(idx, dtype=np.int64))
     head = {"format": INDICES_FORMAT, "dataset": dataset, "forget": forget, "forget_seed": forget_seed,
+            **({"request": request} if request else {}),
             "train_size": train_size, **({"train_sha256": train_sha256} if train_sha256 else {}), "count": len(values)}
     return "".join(f"# {k}: {v}\n" for k, v in head.items()) + "".join(f"{int(i)}\n" for i in values)
 

@@ -306,5 +306,6 @@ def check_artifacts(who: str, artifacts: dict) -> None:
             raise BenchError(f"{who} reported artifact '{name}' of type {type(content).__name__}; "
                              "artifacts are str, bytes or an object with render() under a relative file name.")
         plain = posixpath.normpath(name)  # './model.safetensors' is written where model.safetensors is
-        if plain in RESERVED_ARTIFACTS or plain.split("/")[0] == "attack_errors":
+        if plain in RESERVED_ARTIFACTS or plain.split("/")[0] == "attack_errors" or (  # a seq: request's own points
+                plain.startswith("request-") and plain.endswith(f"/{INDICES_ARTIFACT}")):
             raise BenchError(f"{who} reported artifact '{name}', a name of the trial's own files; rename it.")

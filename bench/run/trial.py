@@ -346,7 +346,11 @@ def _run_trial(spec: TrialSpec, payload: Payload, fetch: Callable[[Any], Any],
                     new_model=new_model, bounds=bounds, original=own_load, method_keys=ctx.metrics,
                     forgotten_classes=data.forgotten_classes)
     # the forget set, so another run can reuse exactly it (--forget indices:RUN_ID)
-    final.setdefault(ARTIFACTS_KEY, {})[INDICES_ARTIFACT] = indices_text(
-        group.forget_idx, dataset=spec.dataset, forget=spec.forget, forget_seed=spec.forget_seed,
-        train_size=len(splits.train_y), train_sha256=group.train_sha256 or None)
+    head = dict(dataset=spec.dataset, forget=spec.forget, forget_seed=spec.forget_seed, train_size=len(splits.train_y),
+                train_sha256=group.train_sha256 or None)
+    final.setdefault(ARTIFACTS_KEY, {})[INDICES_ARTIFACT] = indices_text(group.forget_idx, **head)
+    if group.continual:  # each request's own points: its forget_acc and gaps are measured on them (metrics audit)
+        for t, step in enumerate(group.steps, 1):
+            final[ARTIFACTS_KEY][f"request-{t}/{INDICES_ARTIFACT}"] = indices_text(
+                step.forget_idx, **head, request=f"{t} of {len(group.steps)}")
     return final
