@@ -94,7 +94,7 @@ class Sisa(Method):
     search_space = {
         "shards": space.randint(1, 21),
         "slices": space.randint(1, 9),
-        "epochs": space.randint(0, 61),
+        "epochs": space.randint(1, 61),  # not 0 (the recipe's epochs): 30 drawn twice as often (tune audit)
         "aggregation": space.choice(AGGREGATIONS),
         "weighting": space.choice(WEIGHTINGS),
     }

@@ -250,7 +250,8 @@ FULL = {"avg_gap": 0.2, "unlearn_seconds": 0.1}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", ["all-fail", "defaults-fail", "defaults-timeout", "defaults-cut", "ties", "mixed"])
+@pytest.mark.parametrize("case", ["all-fail", "defaults-fail", "defaults-timeout", "defaults-cut", "ties", "mixed",
+                                  "only-defaults"])
 def test_the_search_counts_how_its_samples_ended_and_says_what_its_best_is_worth(tmp_path, invoke_bench, monkeypatch,
                                                                                  case):
     """Found in review (2026-12-07): every sample failing left the parent FINISHED with no metrics and
@@ -264,7 +265,8 @@ def test_the_search_counts_how_its_samples_ended_and_says_what_its_best_is_worth
             "defaults-timeout": lambda k: "timeout" if k == 0 else {**FULL, "avg_gap": 0.3 - 0.01 * k},
             "defaults-cut": lambda k: None if k == 0 else {**FULL, "avg_gap": 0.3 - 0.01 * k},
             "ties": lambda k: FULL,
-            "mixed": lambda k: [FULL, "fail", {"avg_gap": 0.01}, None, {**FULL, "avg_gap": 0.1}][k]}[case]
+            "mixed": lambda k: [FULL, "fail", {"avg_gap": 0.01}, None, {**FULL, "avg_gap": 0.1}][k],
+            "only-defaults": lambda k: FULL if k == 0 else None}[case]
     _fake_search(monkeypatch, ends)
     proc = invoke_bench("tune", "-m", "ga", "-n", "5", "--cache-dir", str(tmp_path / "c"), "--tracking-uri",
                         f"sqlite:///{tmp_path / 'm.db'}", "-O", str(tmp_path / "b.json"),
@@ -279,6 +281,11 @@ def test_the_search_counts_how_its_samples_ended_and_says_what_its_best_is_worth
         assert "chosen among the others" not in out and "no sample finished" not in out, out
         assert counts == {"samples_finished": 0, "samples_stopped_early": 0, "samples_failed": 5, "samples_refused": 0,
                           "samples_unfinished": 0}
+        # its run id given to --params: it saved nothing (it said MLflow could not download an artifact; tune audit)
+        again = invoke_bench("run", "-m", "ga", "--params", parent["run_id"], "--dry-run", "--tracking-uri",
+                             f"sqlite:///{tmp_path / 'm.db'}", cwd=tmp_path)
+        assert again.returncode == 2 and "that search saved no best parameters (status FAILED, 0 sample(s) finished)" in \
+            again.stdout + again.stderr, again.stdout + again.stderr
     elif case == "defaults-fail":
         assert proc.returncode == 0 and parent["status"] == "FINISHED", out
         assert "the defaults' sample (sample 0) failed (its run holds the traceback): the best saved was not compared" in out
@@ -293,6 +300,11 @@ def test_the_search_counts_how_its_samples_ended_and_says_what_its_best_is_worth
         assert proc.returncode == 0, out
         assert "sample 0: avg_gap=0.2000" in out and "(5 samples tie at that value: the search cannot tell them apart, " \
                "the lowest-numbered is saved)" in out, out
+        # the best was selected on this seed's sets, the test set among them (said nowhere before; tune audit)
+        assert "the search selected on seed 0's forget, retain and test sets (there is no validation split)" in out, out
+    elif case == "only-defaults":  # the others were cut by the interrupt: "no sample beat them" claimed a comparison
+        assert proc.returncode == 130 and "(the defaults: the only sample that finished)" in out, out
+        assert "no sample beat them" not in out
         assert "did not run to its end" not in out  # no defaults' sample in this search
     else:  # sample 1 failed, sample 2 stopped early, sample 3 cut by the interrupt
         assert proc.returncode == 130 and parent["status"] == "KILLED", out

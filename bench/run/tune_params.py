@@ -89,6 +89,12 @@ def load_params(source: str, tracking_uri: str | None) -> dict[str, dict[str, An
                 "bench.role") == "parent" else "not a bench run"
             raise BenchError(f"--params {source}: that run is {what}, not a `bench tune` run with best parameters. "
                              f"Give the run id `bench tune` printed, or its best-params file.")
+        if tags.get("bench.best_sample") is None:  # it saved none: say why, not that a download failed (tune audit)
+            run = mlflow.tracking.MlflowClient().get_run(source)
+            finished = run.data.metrics.get("samples_finished")
+            raise BenchError(f"--params {source}: that search saved no best parameters (status {run.info.status}"
+                             + (f", {int(finished)} sample(s) finished" if finished is not None else "") + "). Its samples' "
+                             "runs hold their tracebacks; run the search again, or give another run id or a best-params file.")
         try:
             data = json.loads(mlflow.artifacts.load_text(f"runs:/{source}/best_params.json"))
         except Exception as exc:

@@ -278,9 +278,14 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
                 ties = tied_with(outcome, objective, value, complete)
                 say(f"best sample: {spec.trial_name}: {objective}={value:.4f} with "
                     + ", ".join(f"{k}={spec.params[k]!r}" for k in domains)
-                    + (" (the defaults: no sample beat them)" if same else "")
+                    + ((" (the defaults: no sample beat them)" if done > 1 else " (the defaults: the only sample that "
+                        "finished)") if same else "")
                     + (f" ({ties} samples tie at that value: the search cannot tell them apart, the lowest-numbered is "
                        "saved)" if ties > 1 and not same else ""), always=same or ties > 1)
+                trial_seed = opts.seeds[0]  # the tuning audit: this was said nowhere
+                say(f"the search selected on seed {trial_seed}'s forget, retain and test sets (there is no validation split): "
+                    f"`bench run` with these parameters on seed {trial_seed} repeats the selected sample; report them on other "
+                    "seeds, and read test accuracy knowing the test set took part in the choice.", always=True)
                 if written:
                     say(f"best parameters written to {path} and to MLflow (run {parent}, best_params.json); "
                         f"reuse them with: bench run --params {path}", always=True)
