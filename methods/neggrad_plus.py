@@ -25,11 +25,13 @@ Deviations, each a fix or a choice:
 - choice, the forget batches are drawn from one shuffled pass over D_f per epoch (the reference's
   ``cycle(forget_loader)`` re-created every epoch does the same); an empty forget set leaves only the
   retain term.
-- choice, ``dataset_params`` on digits: ``alpha`` 0.97 (measured on the MLP, class:3, originals of seeds
-  0-2, trained as the harness does): the published defaults forget class 3 (forget accuracy 0.000) but
-  lose 3.1 / 1.9 / 1.2 points of test accuracy on the other classes (seed 0 beyond the 3-point goal);
-  with alpha 0.97 forget accuracy is 0.000 and the loss -0.3 / 0.0 / 0.3 points (8 epochs at alpha
-  0.95: 1.5 / 4.0 / 5.0 points; 5 epochs or lr 5e-3 do not forget: 0.71-0.82 / 0.36-0.66).
+- choice, ``dataset_params`` on digits: ``alpha`` 0.96 (measured on the MLP, class:3, originals of seeds
+  0-9, trained as the harness does; goal: forget accuracy 0 and at most 3 points of test accuracy
+  lost on the other classes): the published 0.95 forgets class 3 on 10 of 10 seeds but loses 1.2-5.6
+  points on the other classes (within 3 on 3 of 10); 0.96 forgets on 10 of 10 and loses 0.3-2.5
+  points on 9 of them (4.0 on seed 8); 0.97, the value until 2026-12-07 (chosen on seeds 0-2),
+  loses nothing but leaves 3-36% of the class on 6 of 10 seeds (found in review). 8 epochs at 0.95:
+  1.5 / 4.0 / 5.0 points on seeds 0-2; 5 epochs or lr 5e-3 do not forget (0.71-0.82 / 0.36-0.66).
 
 Takes continual requests; calls ``ctx.report`` once per epoch.
 """
@@ -55,7 +57,7 @@ class NegGradPlus(Method):
     requires = frozenset({"forget", "retain"})
     default_params = {"alpha": 0.95, "lr": 0.01, "momentum": 0.9, "epochs": 10, "batch_size": 256,
                       "weight_decay": 0.0, "train_mode": False}
-    dataset_params = {"digits": {"alpha": 0.97}}
+    dataset_params = {"digits": {"alpha": 0.96}}
     search_space = {"lr": space.loguniform(1e-4, 1e-1), "epochs": space.randint(1, 21),
                     "alpha": space.uniform(0.5, 1.0)}
 
