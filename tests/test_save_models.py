@@ -48,6 +48,24 @@ def test_saved_models_load_back_and_give_the_recorded_numbers(workdir, shared_ca
             acc = float((model(splits.test_x).argmax(1) == splits.test_y).float().mean())
         assert acc == runs.loc["ga", "metrics.test_acc"]  # the model measured, bit for bit
         assert not model.training
+        # the references it was compared with: their cache keys are recorded, the entries are there
+        # (a reader matched them by bit-equality with a retrain trial; metrics audit, 2026-12-07)
+        import json
+
+        from bench.core.forget import INDICES_ARTIFACT
+        from bench.core.keys import sha256_bytes
+
+        for kind in ("original", "retrain"):
+            key = runs.loc["ga", f"params.references.{kind}"]
+            meta = json.loads((shared_cache / f"{key}.json").read_text())["document"]
+            assert meta["kind"] == kind and (shared_cache / f"{key}.safetensors").is_file(), meta
+        import mlflow
+
+        text = mlflow.artifacts.load_text(f"runs:/{runs.loc['ga', 'run_id']}/{INDICES_ARTIFACT}")
+        idx = [int(line) for line in text.splitlines() if not line.startswith("#")]
+        import numpy as np
+
+        assert meta["forget_sha256"] == sha256_bytes(np.asarray(sorted(idx), np.int64).tobytes())
 
         with pytest.raises(BenchError, match=r"the model method 'wrapped' returned is not a plain 'mlp' .*load_file") as info:
             load_trial_model(runs.loc["wrapped", "run_id"], store)

@@ -101,9 +101,14 @@ class TrialSpec:
     #: are in ``plugins``): recorded as ``origins.*``, not in the trial key. Only the method's plugin
     #: was recorded until 2026-12-07 (plugins audit)
     origins: Mapping[str, str] = field(default_factory=dict, compare=False)
+    #: the reference cache keys of the models its gaps and divergences are measured against (``original``,
+    #: ``retrain``; a ``seq:`` request's ``retrain`` is its last request's, ``request_T`` each one's):
+    #: recorded as ``references.*``, not in the trial key; ``bench cache list`` lists the entries by key.
+    #: A reader could not tell which cached model a trial was compared with (metrics audit, 2026-12-07)
+    references: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
-        for name in ("params", "data", "recipe", "versions", "plugins", "architecture", "origins"):
+        for name in ("params", "data", "recipe", "versions", "plugins", "architecture", "origins", "references"):
             object.__setattr__(self, name, freeze(dict(getattr(self, name))))
         object.__setattr__(self, "data_access", frozenset(self.data_access))
         object.__setattr__(self, "attacks", tuple(self.attacks))
@@ -140,9 +145,10 @@ class TrialSpec:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TrialSpec:
         names = {f.name for f in dataclasses.fields(cls)} - {"own_original", "trial_key", "original", "measured_with",
-                                                             "architecture", "origins"}
+                                                             "architecture", "origins", "references"}
         kw = {k: d[k] for k in names}
         kw["origins"] = d.get("origins") or {}
+        kw["references"] = d.get("references") or {}
         kw["original"] = d.get("original")
         kw["measured_with"] = d.get("measured_with", "")
         kw["architecture"] = d.get("architecture") or {}

@@ -191,6 +191,7 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
                 architecture=layouts[(group.model, group.dataset)],
                 origins={"dataset": registry.entry("dataset", group.dataset.partition(":")[0]).origin,
                          "model": model_origins[group.model], **attack_origins},
+                references=references_of(group),
             ))
     check_settings(methods, groups, trials, splits, networks, pinned)
     if originals and say is not None and own_original_note(methods):
@@ -227,6 +228,14 @@ def load_splits(ds: Any, spec: str, data_dir: str, download: bool) -> Any:
         raise BenchError(f"Dataset '{spec}' failed to load: {type(exc).__name__}: {exc}. Check the spec's options "
                          "and the files; if they are right, the dataset plugin has a bug (docs/plugins.md, the Splits "
                          "contract).") from exc
+
+
+def references_of(group: Group) -> dict[str, str]:
+    """``TrialSpec.references``: the cache keys of the group's original and retrained references."""
+    if not group.step_refs:
+        return {"original": group.original_key, "retrain": group.retrain_key}
+    steps = {f"request_{t}": key for t, (key, _) in enumerate(group.step_refs, 1)}
+    return {"original": group.original_key, "retrain": group.step_refs[-1][0], **steps}
 
 
 def forget_digest(group: Group) -> str:
