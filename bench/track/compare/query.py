@@ -206,8 +206,10 @@ def load_trials(client, experiment_id: str, parents: list, recorded: dict | None
 _NOT_SETTING = {"method", "seed", "trial_key", "group", "threads", "device", "method_plugin", "dataset", "model",
                 "forget", "forget_size", "data.source", "data_access", "forget_sha256", "measured_with"}
 #: (``resolved.*``: what a method's automatic parameters took, which differs by method: it split a run's
-#: methods into settings of their own, 2026-12-07)
-_NOT_SETTING_PREFIXES = ("params.", "resolved.", "method_train.", "versions.", "plugins.", "options.", "origins.")
+#: methods into settings of their own, 2026-12-07; ``references.*``: the cache keys of a trial's
+#: references, which hold the seed)
+_NOT_SETTING_PREFIXES = ("params.", "resolved.", "method_train.", "versions.", "plugins.", "options.", "origins.",
+                         "references.")
 
 
 def _setting_params(params: dict[str, str]) -> dict[str, str]:
