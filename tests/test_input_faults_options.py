@@ -127,7 +127,7 @@ def test_a_utf8_byte_order_mark_is_accepted(tmp_path):
     (tmp_path / "bom.toml").write_bytes(b"\xef\xbb\xbfmethods = [\"ga\"]\n")
     (tmp_path / "bom.json").write_bytes(b'\xef\xbb\xbf{"ga": {"lr": 0.01}}')
     assert load_toml(tmp_path / "bom.toml") == {"methods": ["ga"]}
-    assert load_params(str(tmp_path / "bom.json"), None) == {"ga": {"lr": 0.01}}
+    assert load_params(str(tmp_path / "bom.json"), None) == ({"ga": {"lr": 0.01}}, None)
 
 
 # -- 4. bench tune --output -----------------------------------------------------------------------
@@ -319,7 +319,7 @@ def test_params_from_a_run_read_without_progress_bars(tmp_path, monkeypatch, cap
                             tags={"bench.kind": "tune"})
     client.log_text(run.info.run_id, '{"ga": {"lr": 0.01}}', "best_params.json")
     capfd.readouterr()
-    assert load_params(run.info.run_id, uri) == {"ga": {"lr": 0.01}}
+    assert load_params(run.info.run_id, uri)[0] == {"ga": {"lr": 0.01}}
     assert "Downloading artifacts" not in capfd.readouterr().err
 
 

@@ -37,6 +37,8 @@ def test_tune_records_every_sample_saves_the_best_and_run_reuses_it(workdir, run
     assert int(best["ga"]["epochs"]) == int(best_row["params.params.epochs"])
     assert best == json.loads(mlflow.artifacts.load_text(f"runs:/{parent['run_id']}/best_params.json"))
     assert set(best["ga"]) == {"lr", "epochs"}  # the searched parameters, no defaults
+    assert best["_tuned_on"] == {"run": parent["run_id"], "dataset": "digits", "model": "mlp", "forget": "class:3",
+                                 "seed": 0, "objective": "avg_gap"}
     assert parent["metrics.best_avg_gap"] == pytest.approx(best_row["metrics.avg_gap"])
 
     # reuse: from the file, then from the run id; same seed and parameters give the same numbers
@@ -48,6 +50,13 @@ def test_tune_records_every_sample_saves_the_best_and_run_reuses_it(workdir, run
         last = last[(last["tags.bench.role"] == "trial") & (last["params.method"] == "ga")].iloc[-1]
         assert float(last["params.params.lr"]) == pytest.approx(float(best_row["params.params.lr"]))
         assert last["metrics.avg_gap"] == best_row["metrics.avg_gap"]
+        # its numbers are the search's best: said (tune audit, 2026-12-07)
+        assert f"note: --params {source} was selected on seed 0 of this setting (by avg_gap" in again.stdout, again.stdout
+    # another setting: said, with where the search ran (it was taken without a word)
+    other = invoke_bench("run", "--methods", "ga", "--params", str(best_file), "--forget", "random:10%", "--dry-run",
+                         *store_args(workdir), cwd=workdir)
+    assert other.returncode == 0 and f"note: --params {best_file} was tuned on digits / mlp / class:3 (seed 0); this " \
+        "run's setting digits / mlp / random:10% may want other values" in " ".join(other.stdout.split()), other.stdout
 
 
 def test_asha_stops_poor_samples_early(workdir, run_bench, invoke_bench, store_args):

@@ -104,6 +104,7 @@ def to_run_options(kw: dict, params_file: str | None = None):
     from bench.core.options import OPTION_BY_NAME
 
     params: dict[str, dict] = {}
+    tuned_on = None
     not_empty("--params", params_file, "a JSON file or the run id of a `bench tune` run")
     toml = load_toml(experiment_file(kw)) if experiment_file(kw) else None
     if params_file:
@@ -112,7 +113,7 @@ def to_run_options(kw: dict, params_file: str | None = None):
         uri, key = kw.get("tracking_uri"), OPTION_BY_NAME["tracking_uri"].key
         if toml and isinstance(toml.get(key), str) and (uri is None or _from_environment("tracking_uri")):
             uri = toml[key]  # the store the run writes to: the file's over the environment's
-        params = load_params(params_file, uri)
+        params, tuned_on = load_params(params_file, uri)
     cli = cli_values(kw)
     for method, values in (cli["params"] or {}).items():
         params[method] = {**params.get(method, {}), **values}
@@ -126,6 +127,11 @@ def to_run_options(kw: dict, params_file: str | None = None):
         import dataclasses  # RAY_ADDRESS is for Ray: the local executor runs without it
 
         opts = dataclasses.replace(opts, ray_address=None)
+    if params_file:
+        from bench.run.tune_params import params_notes
+
+        for line in params_notes(params_file, tuned_on, opts):
+            console().print(line, highlight=False, soft_wrap=True)
     return opts
 
 

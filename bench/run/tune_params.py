@@ -53,8 +53,14 @@ def sample_number(spec) -> int:
     return 1 << 30 if number is None else number
 
 
-def load_params(source: str, tracking_uri: str | None) -> dict[str, dict[str, Any]]:
-    """``--params``: a JSON file ``{"METHOD": {...}}`` or an MLflow run id whose ``best_params.json`` to use."""
+#: the key of a best-params file that says where its search ran (run id, dataset, model, forget request,
+#: seed, objective): ``bench run --params`` names a setting that differs, and the search's own seed
+TUNED_ON = "_tuned_on"
+
+
+def load_params(source: str, tracking_uri: str | None) -> tuple[dict[str, dict[str, Any]], dict[str, Any] | None]:
+    """``--params``: a JSON file ``{"METHOD": {...}}`` or an MLflow run id whose ``best_params.json`` to use.
+    Returns the parameters and, where known, the setting the search ran on (:data:`TUNED_ON`)."""
     path = Path(source).expanduser()
     if path.is_file():
         try:
@@ -89,24 +95,60 @@ def load_params(source: str, tracking_uri: str | None) -> dict[str, dict[str, An
                 "bench.role") == "parent" else "not a bench run"
             raise BenchError(f"--params {source}: that run is {what}, not a `bench tune` run with best parameters. "
                              f"Give the run id `bench tune` printed, or its best-params file.")
-        if tags.get("bench.best_sample") is None:  # it saved none: say why, not that a download failed (tune audit)
-            run = mlflow.tracking.MlflowClient().get_run(source)
-            finished = run.data.metrics.get("samples_finished")
-            raise BenchError(f"--params {source}: that search saved no best parameters (status {run.info.status}"
-                             + (f", {int(finished)} sample(s) finished" if finished is not None else "") + "). Its samples' "
-                             "runs hold their tracebacks; run the search again, or give another run id or a best-params file.")
         try:
             data = json.loads(mlflow.artifacts.load_text(f"runs:/{source}/best_params.json"))
         except Exception as exc:
+            if tags.get("bench.best_sample") is None:  # it saved none: say so, not that a download failed (tune audit)
+                run = mlflow.tracking.MlflowClient().get_run(source)
+                finished = run.data.metrics.get("samples_finished")
+                raise BenchError(f"--params {source}: that search saved no best parameters (status {run.info.status}"
+                                 + (f", {int(finished)} sample(s) finished" if finished is not None else "") + "). Its "
+                                 "samples' runs hold their tracebacks; run the search again, or give another run id or a "
+                                 "best-params file.") from None
             raise BenchError(f"--params {source}: cannot read best_params.json of that MLflow run ({exc}).") from None
         partial = tags.get("bench.best_partial")
         if partial:  # the best of the samples finished before an interrupt, not of the search
             raise BenchError(f"--params {source}: that search was interrupted after {partial} sample(s) finished; its "
                              f"best_params.json is the best of those only. Run the search to its end (bench tune), or, "
                              f"to use them anyway, pass the file it wrote (NAME.partial.json) with --params FILE.")
+    tuned_on = data.pop(TUNED_ON, None) if isinstance(data, dict) else None
+    if tuned_on is None and not path.is_file():  # a search from before the file said it: its run's options
+        tuned_on = _run_setting(source)
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise BenchError(f"--params {source}: expected a JSON object {{\"METHOD\": {{\"NAME\": VALUE}}}}.")
-    return data
+    return data, tuned_on if isinstance(tuned_on, dict) else None
+
+
+def _run_setting(run_id: str) -> dict[str, Any] | None:
+    import ast
+
+    import mlflow
+
+    try:
+        params = mlflow.tracking.MlflowClient().get_run(run_id).data.params
+        one = {k: ast.literal_eval(params[f"options.{k}s"]) for k in ("dataset", "model", "forget", "seed")}
+        return {"run": run_id, **{k: v[0] for k, v in one.items()}, "objective": params.get("tune.objective")}
+    except Exception:  # an older record: no note
+        return None
+
+
+def params_notes(source: str, tuned_on: dict[str, Any] | None, opts) -> list[str]:
+    """Notes for ``bench run --params``: parameters tuned on another dataset, model or forget request
+    (used there without a word), or a run on the search's own seed, whose numbers they were selected
+    on (tune audit, 2026-12-07)."""
+    if not tuned_on:
+        return []
+    where = f"{tuned_on.get('dataset')} / {tuned_on.get('model')} / {tuned_on.get('forget')}"
+    given = [(d, m, f) for d in opts.datasets for m in opts.models for f in opts.forgets]
+    if any((d, m, f) != (tuned_on.get("dataset"), tuned_on.get("model"), tuned_on.get("forget")) for d, m, f in given):
+        return [f"note: --params {source} was tuned on {where} (seed {tuned_on.get('seed')}); this run's "
+                f"{'settings' if len(given) > 1 else 'setting'} {', '.join(' / '.join(g) for g in given)} may want "
+                "other values (bench tune on it)"]
+    if tuned_on.get("seed") in opts.seeds:
+        return [f"note: --params {source} was selected on seed {tuned_on['seed']} of this setting (by "
+                f"{tuned_on.get('objective')}, on its test set too): that seed's numbers are the search's best, "
+                "optimistic; report the other seeds"]
+    return []
 
 
 def sample_counts(outcome, num_samples: int, refused: int) -> dict[str, int]:

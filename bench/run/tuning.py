@@ -31,7 +31,7 @@ from bench.run.plan import make_plan
 from bench.run.validate import validate_options
 from bench.run.runner import close_run, join_cluster
 from bench.run import tune_samples
-from bench.run.tune_params import best_sample, defaults_fate, defaults_ran, sample_counts, saved_params, tied_with
+from bench.run.tune_params import TUNED_ON, best_sample, defaults_fate, defaults_ran, sample_counts, saved_params, tied_with
 from bench.run.tune_space import check_tunable, fit_space, refused_samples
 from bench.track.provenance import package_versions
 from bench.track import tracking, trial_warnings
@@ -246,7 +246,9 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
                 if defaults is not None and not defaults_ran(outcome):  # a --trial-timeout, a failure, an interrupt
                     say("the defaults' sample (sample 0) " + defaults_fate(outcome, scheduler) + ": the best saved was "
                         "not compared with the defaults and may be worse than them.", always=True)
-                best_params = {method: saved_params(spec.params, domains, opts.params.get(method, {}))}
+                best_params = {method: saved_params(spec.params, domains, opts.params.get(method, {})),
+                               TUNED_ON: {"run": parent, "dataset": opts.datasets[0], "model": opts.models[0],
+                                          "forget": opts.forgets[0], "seed": opts.seeds[0], "objective": objective}}
                 written = True
                 try:  # checked before any work (check_output); a late failure still keeps them in MLflow
                     path.parent.mkdir(parents=True, exist_ok=True)
