@@ -38,7 +38,7 @@ def test_tune_records_every_sample_saves_the_best_and_run_reuses_it(workdir, run
     assert best == json.loads(mlflow.artifacts.load_text(f"runs:/{parent['run_id']}/best_params.json"))
     assert set(best["ga"]) == {"lr", "epochs"}  # the searched parameters, no defaults
     assert best["_tuned_on"] == {"run": parent["run_id"], "dataset": "digits", "model": "mlp", "forget": "class:3",
-                                 "seed": 0, "objective": "avg_gap"}
+                                 "seed": 0, "objective": "avg_gap", "validation": 0.0}
     assert parent["metrics.best_avg_gap"] == pytest.approx(best_row["metrics.avg_gap"])
 
     # reuse: from the file, then from the run id; same seed and parameters give the same numbers

@@ -301,7 +301,7 @@ def test_the_search_counts_how_its_samples_ended_and_says_what_its_best_is_worth
         assert "sample 0: avg_gap=0.2000" in out and "(5 samples tie at that value: the search cannot tell them apart, " \
                "the lowest-numbered is saved)" in out, out
         # the best was selected on this seed's sets, the test set among them (said nowhere before; tune audit)
-        assert "the search selected on seed 0's forget, retain and test sets (there is no validation split)" in out, out
+        assert "the search selected on seed 0's forget, retain and test sets (--validation F keeps the test set out)" in out, out
     elif case == "only-defaults":  # the others were cut by the interrupt: "no sample beat them" claimed a comparison
         assert proc.returncode == 130 and "(the defaults: the only sample that finished)" in out, out
         assert "no sample beat them" not in out

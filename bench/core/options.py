@@ -279,6 +279,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("trial_timeout", ("--trial-timeout",), "Stop a trial still running after this many seconds: it fails with "
            "where it was, the others go on. [default: none]",
            None, "float | None", _N, cli_type=float),
+    Option("validation", ("--validation",), "Measure on this fraction of each class of the training set, kept aside, "
+           "instead of the test set (0: the test set). For bench tune: select without the test set. [default: 0]",
+           0.0, "float", _N, cli_type=float),
     Option("save_models", ("--save-models",), "Keep each trial's unlearned model as the artifact model.safetensors of its "
            "MLflow run (load it with bench.run.saved_models.load_trial_model; README, 'The unlearned models').",
            False, "bool", (bool,), cli_type=bool, flag=True, commands=("run",)),

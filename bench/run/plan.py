@@ -27,6 +27,7 @@ from bench.core.recipe import build_recipe
 from bench.core.registry import Registry
 from bench.core.spec import OwnOriginal, TrialSpec
 from bench.run.checks import check_attacks_fit, check_recipe_fits, check_sendable_plugins, check_splits
+from bench.run.validation_split import validation_splits
 from bench.run.continual import step_references
 from bench.run.devices import resolve_device
 from bench.run.model_probe import architecture, probe_model, refuse_shared_create
@@ -101,6 +102,11 @@ def make_plan(registry: Registry, opts: RunOptions, versions: dict[str, str], pl
         splits[spec] = load_splits(registry.get("dataset", spec.partition(":")[0]), spec, data_dir, opts.download)
         builtin = registry.entry("dataset", spec.partition(":")[0]).builtin
         splits[spec] = check_splits(spec, splits[spec], builtin)  # the plugin's data, before any model or request sees it
+        if opts.validation:  # measured on part of the training set; the test set unused (bench.run.validation_split)
+            splits[spec] = validation_splits(spec, splits[spec], opts.validation)
+            if say is not None:
+                say(f"--validation {opts.validation:g}: {spec} is measured on {len(splits[spec].test_y)} training examples "
+                    f"kept aside, not on its test set (test_acc and the test columns read them)")
         digests[spec] = tensor_digest(splits[spec].train_x, splits[spec].train_y)
         whole[spec] = sha256_bytes((digests[spec] + tensor_digest(splits[spec].test_x, splits[spec].test_y)).encode())
 

@@ -127,7 +127,8 @@ def _run_setting(run_id: str) -> dict[str, Any] | None:
     try:
         params = mlflow.tracking.MlflowClient().get_run(run_id).data.params
         one = {k: ast.literal_eval(params[f"options.{k}s"]) for k in ("dataset", "model", "forget", "seed")}
-        return {"run": run_id, **{k: v[0] for k, v in one.items()}, "objective": params.get("tune.objective")}
+        return {"run": run_id, **{k: v[0] for k, v in one.items()}, "objective": params.get("tune.objective"),
+                "validation": float(params.get("options.validation", 0) or 0)}
     except Exception:  # an older record: no note
         return None
 
@@ -144,7 +145,7 @@ def params_notes(source: str, tuned_on: dict[str, Any] | None, opts) -> list[str
         return [f"note: --params {source} was tuned on {where} (seed {tuned_on.get('seed')}); this run's "
                 f"{'settings' if len(given) > 1 else 'setting'} {', '.join(' / '.join(g) for g in given)} may want "
                 "other values (bench tune on it)"]
-    if tuned_on.get("seed") in opts.seeds:
+    if tuned_on.get("seed") in opts.seeds and not tuned_on.get("validation") and not opts.validation:
         return [f"note: --params {source} was selected on seed {tuned_on['seed']} of this setting (by "
                 f"{tuned_on.get('objective')}, on its test set too): that seed's numbers are the search's best, "
                 "optimistic; report the other seeds"]

@@ -248,7 +248,8 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
                         "not compared with the defaults and may be worse than them.", always=True)
                 best_params = {method: saved_params(spec.params, domains, opts.params.get(method, {})),
                                TUNED_ON: {"run": parent, "dataset": opts.datasets[0], "model": opts.models[0],
-                                          "forget": opts.forgets[0], "seed": opts.seeds[0], "objective": objective}}
+                                          "forget": opts.forgets[0], "seed": opts.seeds[0], "objective": objective,
+                                          "validation": opts.validation}}
                 written = True
                 try:  # checked before any work (check_output); a late failure still keeps them in MLflow
                     path.parent.mkdir(parents=True, exist_ok=True)
@@ -285,9 +286,15 @@ def tune_method(opts: RunOptions, method: str, objective: str, num_samples: int,
                     + (f" ({ties} samples tie at that value: the search cannot tell them apart, the lowest-numbered is "
                        "saved)" if ties > 1 and not same else ""), always=same or ties > 1)
                 trial_seed = opts.seeds[0]  # the tuning audit: this was said nowhere
-                say(f"the search selected on seed {trial_seed}'s forget, retain and test sets (there is no validation split): "
-                    f"`bench run` with these parameters on seed {trial_seed} repeats the selected sample; report them on other "
-                    "seeds, and read test accuracy knowing the test set took part in the choice.", always=True)
+                if opts.validation:
+                    say(f"the search selected on seed {trial_seed}'s forget and retain sets and a validation split "
+                        f"(--validation {opts.validation:g}), not the test set: report the parameters with bench run "
+                        "without --validation, on other seeds too.", always=True)
+                else:
+                    say(f"the search selected on seed {trial_seed}'s forget, retain and test sets (--validation F keeps "
+                        f"the test set out): `bench run` with these parameters on seed {trial_seed} repeats the selected "
+                        "sample; report them on other seeds, and read test accuracy knowing the test set took part in "
+                        "the choice.", always=True)
                 if written:
                     say(f"best parameters written to {path} and to MLflow (run {parent}, best_params.json); "
                         f"reuse them with: bench run --params {path}", always=True)

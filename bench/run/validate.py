@@ -39,6 +39,7 @@ from bench.run.checks import (
     check_shadow_models,
     check_trial_timeout,
 )
+from bench.run.validation_split import check_validation
 from bench.run.text_checks import check_utf8_options
 from bench.track.store import resolve_tracking_uri, shown_uri
 
@@ -286,6 +287,7 @@ def validate_options(registry: Registry, opts: RunOptions) -> tuple[list[MethodP
                          "nothing at random (a class or indices request names its points); drop it.")
     check_resources(opts.cpus_per_trial, opts.gpus_per_trial, opts.ray_address)
     check_trial_timeout(opts.trial_timeout)
+    check_validation(opts.validation)
     if opts.device not in ("auto", "cpu", "cuda") and not opts.device.startswith("cuda:"):
         raise BenchError(f"Unknown device '{opts.device}': expected auto, cpu or cuda.")
     if opts.executor == "local" and opts.ray_address:
