@@ -203,6 +203,9 @@ def test_latest_run_markdown_from_environment_with_objective(store, invoke_bench
                     cwd=tmp_path, env={"MLFLOW_TRACKING_URI": store.uri})
     assert res.returncode == 0, res.stderr
     assert store.second in res.stderr  # the latest parent run
+    # the file says which run and objective it holds (only stderr did; outputs audit)
+    assert res.stdout.startswith(f"*bench compare: 'unlearning-bench' run {store.second[:8]} (") and \
+        "ranked by test\\_acc (higher is better)" in res.stdout.splitlines()[0], res.stdout[:300]
     table = [line.split("|")[1:-1] for line in res.stdout.splitlines() if line.startswith("| digits")]
     rows = {c[3].strip(): [x.strip() for x in c] for c in table}
     assert list(rows) == ["original (reference)", "retrain (reference)", "ft", "ga"]  # by rank: ft has the higher test_acc

@@ -119,8 +119,9 @@ def compare(experiment, tracking_uri, run_ref, fmt, objective, maximize, plot_pa
                           title="attacks on the forget set (target: retrain's values)")
         if table is not None:  # 2 + 3 x 6 columns: wider than the summary
             published.render(table, comp.rows, Console() if sys.stdout.isatty() else Console(width=400))
-    elif fmt == "markdown":
-        click.echo(report.to_markdown(comp.rows, comp.ranks, [*comp.columns, *attack_cols]), nl=False)
+    elif fmt == "markdown":  # its caption names the run and the objective, as LaTeX's does (said only on stderr before)
+        click.echo(f"*{report.md_escape(cmp.title(comp))}*\n\n" + report.to_markdown(comp.rows, comp.ranks,
+                                                                                   [*comp.columns, *attack_cols]), nl=False)
         if table is not None:
             click.echo("\n" + published.to_markdown(table, comp.rows), nl=False)
     elif fmt == "latex":  # a booktabs table for a paper (bench.track.latex)

@@ -233,6 +233,11 @@ def _md_cell(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
 
 
+def md_escape(text: str) -> str:
+    """Text for a Markdown paragraph (a caption): the cell's escapes, and emphasis and code marks."""
+    return "".join("\\" + ch if ch in "*_`[]#" else ch for ch in _md_cell(text))
+
+
 def to_csv(rows: list[Row], ranks: list[int | None] | None = None, columns=COLUMNS) -> str:
     """Means, standard deviations and how many trials each is over (``<metric>_n``: fewer than
     ``ok`` where a trial lacks the metric, as the markdown's ``(n=K)``); with ``ranks``, a rank
