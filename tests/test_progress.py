@@ -425,8 +425,13 @@ def test_a_trials_slow_evaluation_is_said(workdir, shared_cache, run_harness, mo
     monkeypatch.setattr(console, "HEARTBEAT", 0.3)
     monkeypatch.setattr(console, "_TICK", 0.05)
     monkeypatch.setattr(runner, "ProgressReporter", functools.partial(console.ProgressReporter, interval=0.0))
+    import bench.run.payload as payload
+
     real = trial.evaluate_model
     monkeypatch.setattr(trial, "evaluate_model", lambda *a: (time.sleep(0.8), real(*a))[1])
+    steps = payload.group_steps  # the references' evaluation before the first trial: 24 s silent at 20,000 images
+    monkeypatch.setattr(payload, "group_steps", lambda *a: (time.sleep(0.8), steps(*a))[1])
     code, out = run_harness(workdir, methods="ft", attacks="", recipe={"epochs": 5}, cache_dir=str(shared_cache))
     assert code == 0, out
     assert "ft seed=0: still running in the evaluation of the unlearned model" in out, out
+    assert "evaluating the references of 1 setting(s) x seed(s): still running, group 0/1" in out, out

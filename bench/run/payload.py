@@ -169,36 +169,50 @@ def build_payload(plan, refs: dict, method_originals: dict[str, dict], attack_mo
     """Evaluate the references of every group once; bundle what the trials share. Returns the
     payload and the reference rows of the summary. ``failed``: {key: text} of the references and
     own originals that failed to train (``ensure_references``); their groups and trials are left out."""
+    from bench.core import console
+
     failures = dict(failed or {})  # grows by the gid of every group left out
     groups, ref_rows = {}, []
-    for g in plan.groups:
-        bad = [failures[key] for key in (*group_keys(g), g.gid) if key in failures]  # references, attack models
-        if bad:
-            failures[g.gid] = bad[0]
-            continue
-        try:
-            steps = group_steps(plan, g, refs)
-        except Exception:  # a model plugin's create or eval-mode forward (on more rows than the plan's probe)
-            import traceback  # raised here: the whole run ended, the other groups' trials too (plugins audit)
+    # minutes on large data, before the first trial: reported as the references' evaluation (24 s
+    # of silence at 20,000 images; scale audit, 2026-12-07)
+    with console.task(f"evaluating the references of {len(plan.groups)} setting(s) x seed(s)"):
+        console.epoch(0, len(plan.groups), "group")
+        for done, g in enumerate(plan.groups, 1):
+            _group_payload(plan, g, refs, method_originals, attack_models, failures, groups, ref_rows)
+            console.epoch(done, len(plan.groups), "group")
+    return _payload(plan, groups, failures), ref_rows
 
-            failures[g.gid] = (f"{traceback.format_exc().rstrip()}\n(while evaluating the references of {g.dataset}/"
-                               f"{g.model} seed={g.seed}; the trials that need them did not run)")
-            continue
-        broken = _broken_reference(g, steps, plan.splits[g.dataset].num_classes)
-        if broken:
-            failures[g.gid] = broken
-            continue
-        groups[g.gid] = GroupPayload(
-            splits=plan.splits[g.dataset], forget_idx=read_only(g.forget_idx), original_state=refs[g.original_key][0], steps=steps,
-            continual=g.steps is not None, method_originals=method_originals.get(g.gid, {}),
-            attack_models=attack_models.get(g.gid, {}), train_sha256=g.retrain_doc["data_sha256"],
-        )
-        row = {"setting": (g.dataset, g.model, g.forget.text), "seed": g.seed, "original": steps[-1].original_eval.accs,
-               "retrain": steps[-1].retrain_eval.accs, "retrain_seconds": float(refs[g.retrain_key][1]["train_seconds"])}
-        if g.steps is not None:
-            row["original"], row["retrain"] = reference_summary(steps)
-        ref_rows.append(row)
-    payload = Payload(groups=groups, methods={m.name: m.obj for m in plan.methods}, models=plan.models, attacks=plan.attacks,
-                      failures=failures, trial_timeout=plan.options.trial_timeout,
-                      save_models=plan.options.save_models)
-    return payload, ref_rows
+
+def _group_payload(plan, g, refs, method_originals, attack_models, failures: dict, groups: dict, ref_rows: list) -> None:
+    """One group's evaluated references into ``groups`` and ``ref_rows``, or its failure into ``failures``."""
+    bad = [failures[key] for key in (*group_keys(g), g.gid) if key in failures]  # references, attack models
+    if bad:
+        failures[g.gid] = bad[0]
+        return
+    try:
+        steps = group_steps(plan, g, refs)
+    except Exception:  # a model plugin's create or eval-mode forward (on more rows than the plan's probe)
+        import traceback  # raised here: the whole run ended, the other groups' trials too (plugins audit)
+
+        failures[g.gid] = (f"{traceback.format_exc().rstrip()}\n(while evaluating the references of {g.dataset}/"
+                           f"{g.model} seed={g.seed}; the trials that need them did not run)")
+        return
+    broken = _broken_reference(g, steps, plan.splits[g.dataset].num_classes)
+    if broken:
+        failures[g.gid] = broken
+        return
+    groups[g.gid] = GroupPayload(
+        splits=plan.splits[g.dataset], forget_idx=read_only(g.forget_idx), original_state=refs[g.original_key][0], steps=steps,
+        continual=g.steps is not None, method_originals=method_originals.get(g.gid, {}),
+        attack_models=attack_models.get(g.gid, {}), train_sha256=g.retrain_doc["data_sha256"],
+    )
+    row = {"setting": (g.dataset, g.model, g.forget.text), "seed": g.seed, "original": steps[-1].original_eval.accs,
+           "retrain": steps[-1].retrain_eval.accs, "retrain_seconds": float(refs[g.retrain_key][1]["train_seconds"])}
+    if g.steps is not None:
+        row["original"], row["retrain"] = reference_summary(steps)
+    ref_rows.append(row)
+
+
+def _payload(plan, groups: dict, failures: dict) -> Payload:
+    return Payload(groups=groups, methods={m.name: m.obj for m in plan.methods}, models=plan.models, attacks=plan.attacks,
+                   failures=failures, trial_timeout=plan.options.trial_timeout, save_models=plan.options.save_models)
