@@ -72,14 +72,31 @@ def test_a_new_store_is_a_copy_of_mlflows_own_with_the_default_experiment_row_of
     assert _rows(template, "SELECT COUNT(*) FROM experiments") == [(1,)] and _rows(template, "SELECT COUNT(*) FROM runs") == [(0,)]
 
 
-@pytest.mark.parametrize("damage", ["garbage", "used"])
+@pytest.mark.parametrize("damage", ["garbage", "used", "schema", "torn"])
 def test_a_template_that_is_not_an_empty_store_of_this_version_is_replaced_by_mlflows_creation(here, damage):
+    import sqlite3
+
     from mlflow.tracking import MlflowClient
 
     template = store.store_template()
     template.parent.mkdir(parents=True)
     if damage == "garbage":
         template.write_bytes(b"not a database")
+    elif damage in ("schema", "torn"):  # an empty store, then another revision under this version's name, or a
+        fresh = here / "fresh.db"  # page of its tables' b-tree overwritten (both were copied into every new store)
+        tracking.setup_experiment(f"sqlite:///{fresh}", "x")
+        con = sqlite3.connect(fresh)
+        with con:
+            con.execute("DELETE FROM experiments WHERE experiment_id != 0")
+            if damage == "schema":
+                con.execute("UPDATE alembic_version SET version_num = '0000aaaa0000'")
+        (size,), (root,) = con.execute("PRAGMA page_size").fetchone(), con.execute(
+            "SELECT rootpage FROM sqlite_master WHERE name = 'metrics'").fetchone()
+        con.close()
+        data = bytearray(fresh.read_bytes())
+        if damage == "torn":  # the metrics table's root page: the schema and the experiments still read
+            data[(root - 1) * size:(root - 1) * size + 100] = b"\xff" * 100
+        template.write_bytes(bytes(data))
     else:  # a store with a run in it must not be copied into a new one
         used = here / "used.db"
         eid = tracking.setup_experiment(f"sqlite:///{used}", "x")
@@ -90,6 +107,9 @@ def test_a_template_that_is_not_an_empty_store_of_this_version_is_replaced_by_ml
     client = MlflowClient(f"sqlite:///{db}")
     assert sorted(e.name for e in client.search_experiments()) == ["Default", "unlearning-bench"]
     assert client.search_runs([eid]) == []
+    run = client.create_run(eid)  # the new store takes what a trial writes
+    client.log_metric(run.info.run_id, "forget_acc", 0.5)
+    assert client.get_run(run.info.run_id).data.metrics == {"forget_acc": 0.5}
     assert _rows(template, "SELECT COUNT(*) FROM runs") == [(0,)]  # replaced by MLflow's new store
     assert not list(here.glob("new.db.new-*"))
 

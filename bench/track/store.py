@@ -294,10 +294,18 @@ def _default_experiment_row(path: Path) -> None:
     from mlflow.store.tracking import DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH
     from mlflow.utils.uri import append_to_uri_path, resolve_uri_if_local
 
+    from mlflow.store.db.utils import _get_latest_schema_revision
+
     location = str(append_to_uri_path(resolve_uri_if_local(DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH), "0"))
     now = int(time.time() * 1000)
     con = sqlite3.connect(path)
     try:
+        # a damaged template (torn pages, another schema under this version's name) was copied into every
+        # new store: SQLite's own check and MLflow's schema revision first (found in review, 2026-12-07)
+        if con.execute("PRAGMA quick_check").fetchone() != ("ok",):
+            raise ValueError("a damaged SQLite file")
+        if con.execute("SELECT version_num FROM alembic_version").fetchall() != [(_get_latest_schema_revision(),)]:
+            raise ValueError("another MLflow schema")
         with con:
             rows = con.execute("UPDATE experiments SET artifact_location = ?, creation_time = ?, last_update_time = ? "
                                "WHERE experiment_id = 0 AND name = 'Default'", (location, now, now)).rowcount
