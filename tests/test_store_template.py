@@ -72,7 +72,7 @@ def test_a_new_store_is_a_copy_of_mlflows_own_with_the_default_experiment_row_of
     assert _rows(template, "SELECT COUNT(*) FROM experiments") == [(1,)] and _rows(template, "SELECT COUNT(*) FROM runs") == [(0,)]
 
 
-@pytest.mark.parametrize("damage", ["garbage", "used", "schema", "torn"])
+@pytest.mark.parametrize("damage", ["garbage", "used", *(pytest.param(d, marks=pytest.mark.slow) for d in ("schema", "torn"))])
 def test_a_template_that_is_not_an_empty_store_of_this_version_is_replaced_by_mlflows_creation(here, damage):
     import sqlite3
 
