@@ -184,6 +184,9 @@ def test_ray_workers_forward_progress_to_the_driver(monkeypatch):
             with fwd.in_worker_progress(spec), c.task("remote job", 4):
                 x, y = _data()
                 _train(_net(), x, y, epochs=4)
+            c.HEARTBEAT, c._TICK = 0.3, 0.05
+            with fwd.in_worker_progress(spec), c.task("silent job"):  # its heartbeat reaches the driver too
+                time.sleep(1.0)
             return os.environ.get("MALLOC_ARENA_MAX")
 
         events = []
@@ -195,11 +198,12 @@ def test_ray_workers_forward_progress_to_the_driver(monkeypatch):
                 assert ray.get(work.remote(forward.sink_spec())) == "1"
                 assert "MALLOC_ARENA_MAX" not in os.environ  # the driver's own environment is left as it was
                 deadline = time.time() + 20  # the worker's posts reach the relay on their own
-                while not any(e.get("end") for e in events) and time.time() < deadline:
+                while sum(bool(e.get("end")) for e in events) < 2 and time.time() < deadline:
                     time.sleep(0.1)
-        steps = [e for e in events if not e.get("end")]
+        steps = [e for e in events if not e.get("end") and e["name"] == "remote job"]
         assert [e["done"] for e in steps] == [1, 2, 3, 4], events
         assert steps[0]["name"] == "remote job" and events[-1].get("end")
+        assert any(e.get("beat") and e["name"] == "silent job" for e in events), events
         with pytest.raises(ValueError):  # the relay is gone with the run's Ray work
             ray.get_actor(forward.name, namespace=forward.namespace)
     finally:
