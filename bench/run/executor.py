@@ -116,6 +116,7 @@ ARENA_ENV = "MALLOC_ARENA_MAX"
 #: executor's 2.5-3.0 MB).
 WORKER_ENV_VARS = ((ARENA_ENV, "1"),)
 
+
 def start_ray(address: str | None, verbose: bool, say: Callable[..., None], num_cpus: int | None = None) -> bool:
     """Connect to ``address`` or start a local Ray bound to 127.0.0.1. Returns True if we started it.
 
