@@ -94,7 +94,7 @@ class Sisa(Method):
     search_space = {
         "shards": space.randint(1, 21),
         "slices": space.randint(1, 9),
-        "epochs": space.randint(1, 61),  # not 0 (the recipe's epochs): 30 drawn twice as often (tune audit)
+        "epochs": space.randint(0, 61),  # 0 (the default: the recipe's epochs) must lie in it, as every default
         "aggregation": space.choice(AGGREGATIONS),
         "weighting": space.choice(WEIGHTINGS),
     }
