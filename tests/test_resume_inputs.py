@@ -283,7 +283,7 @@ def test_a_plugin_packages_data_files_are_in_its_identity(tmp_path, monkeypatch)
 
     try:
         before = digest()
-        (pkg / "__pycache__").mkdir()
+        (pkg / "__pycache__").mkdir(exist_ok=True)  # Python may have written it at the import
         (pkg / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"\0" * 8)
         (pkg / ".hidden").write_text("editor state")
         for junk in ("run.log", "scale.json~", "mlflow.db", "best-params-ga.json", "compare-ab12.png", "x.swp"):
