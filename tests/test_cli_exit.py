@@ -159,6 +159,7 @@ def test_sigterm_and_sighup_stop_every_command_as_ctrl_c_does(stop):
     and tune exit 130 (found in review, 2026-12-07)."""
     done = _python(
         "import os, signal, sys, time\nimport bench.cli as cli\n"
+        "signal.signal(signal.SIGHUP, signal.SIG_DFL)\n"  # the suite may run under nohup (bench keeps an ignored SIGHUP)
         f"def command(*a, **k):\n    os.kill(os.getpid(), signal.{stop})\n    time.sleep(30)\n"
         "cli.compare_cmd.compare.callback = command\n"
         "from bench.__main__ import entry\nsys.argv = ['bench', 'compare']\nentry()\n")

@@ -146,6 +146,7 @@ def test_a_hang_up_stops_the_run_as_sigterm_does(workdir, shared_cache):
     master, slave = pty.openpty()
 
     def own_terminal():  # a session of its own whose controlling terminal is the pty, as a login's shell
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)  # as a login's: the suite may run under nohup (bench keeps it ignored)
         os.setsid()
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
