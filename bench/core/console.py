@@ -184,17 +184,17 @@ def epoch(done: int, epochs: int, unit: str = "epoch") -> None:
            "left": spent / finished * (total - finished) if finished else None, **({"unit": unit} if unit != "epoch" else {})})
 
 
-def epochs(n: int) -> Iterator[int]:
-    """``range(n)`` for a method's own loop of ``n`` epochs, each finished one reported with
-    :func:`epoch` as the enclosing task's progress (a trial's, on the terminal or in the plain
-    lines): only loops through ``bench.nn.training`` reported before, and a 40 s trial of l1-sparse
-    printed nothing between its start and its end (found in review). A loop that stops early
-    simply reports no more."""
+def epochs(n: int, unit: str = "epoch") -> Iterator[int]:
+    """``range(n)`` for a method's own loop of ``n`` epochs (or other ``unit``s), each finished one
+    reported with :func:`epoch` as the enclosing task's progress (a trial's, on the terminal or in
+    the plain lines): only loops through ``bench.nn.training`` reported before, and a 40 s trial of
+    l1-sparse printed nothing between its start and its end (found in review). A loop that stops
+    early simply reports no more."""
     n = int(n)
-    epoch(0, n)
+    epoch(0, n, unit)
     for e in range(n):
         yield e
-        epoch(e + 1, n)
+        epoch(e + 1, n, unit)
 
 
 def _emit(event: Event) -> None:

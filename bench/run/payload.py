@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from bench.core import console
 from bench.core.cache import load_state
 from bench.eval.evaluation import evaluate_model
 from bench.nn.nets import model_factory
@@ -169,18 +170,16 @@ def build_payload(plan, refs: dict, method_originals: dict[str, dict], attack_mo
     """Evaluate the references of every group once; bundle what the trials share. Returns the
     payload and the reference rows of the summary. ``failed``: {key: text} of the references and
     own originals that failed to train (``ensure_references``); their groups and trials are left out."""
-    from bench.core import console
-
     failures = dict(failed or {})  # grows by the gid of every group left out
     groups, ref_rows = {}, []
     # minutes on large data, before the first trial: reported as the references' evaluation (24 s
     # of silence at 20,000 images; scale audit, 2026-12-07)
     with console.task(f"evaluating the references of {len(plan.groups)} setting(s) x seed(s)"):
-        console.epoch(0, len(plan.groups), "group")
-        for done, g in enumerate(plan.groups, 1):
-            _group_payload(plan, g, refs, method_originals, attack_models, failures, groups, ref_rows)
-            console.epoch(done, len(plan.groups), "group")
-    return _payload(plan, groups, failures), ref_rows
+        for i in console.epochs(len(plan.groups), "group"):
+            _group_payload(plan, plan.groups[i], refs, method_originals, attack_models, failures, groups, ref_rows)
+    payload = Payload(groups=groups, methods={m.name: m.obj for m in plan.methods}, models=plan.models, attacks=plan.attacks,
+                      failures=failures, trial_timeout=plan.options.trial_timeout, save_models=plan.options.save_models)
+    return payload, ref_rows
 
 
 def _group_payload(plan, g, refs, method_originals, attack_models, failures: dict, groups: dict, ref_rows: list) -> None:
@@ -212,7 +211,3 @@ def _group_payload(plan, g, refs, method_originals, attack_models, failures: dic
         row["original"], row["retrain"] = reference_summary(steps)
     ref_rows.append(row)
 
-
-def _payload(plan, groups: dict, failures: dict) -> Payload:
-    return Payload(groups=groups, methods={m.name: m.obj for m in plan.methods}, models=plan.models, attacks=plan.attacks,
-                   failures=failures, trial_timeout=plan.options.trial_timeout, save_models=plan.options.save_models)

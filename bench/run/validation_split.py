@@ -35,6 +35,7 @@ def validation_splits(spec: str, sp: Any, fraction: float) -> Any:
     import dataclasses
 
     import numpy as np
+    import torch
 
     y = sp.train_y.cpu().numpy()
     rng = np.random.default_rng(VALIDATION_SEED)
@@ -48,8 +49,6 @@ def validation_splits(spec: str, sp: Any, fraction: float) -> Any:
         held.append(rng.choice(rows, size=k, replace=False))
     val = np.sort(np.concatenate(held))
     keep = np.setdiff1d(np.arange(len(y)), val)
-    import torch
-
     val_t, keep_t = torch.as_tensor(val, device=sp.train_x.device), torch.as_tensor(keep, device=sp.train_x.device)
     info = {**sp.info, "validation": float(fraction), "validation_size": int(len(val)), "validation_seed": VALIDATION_SEED}
     return dataclasses.replace(sp, train_x=sp.train_x[keep_t], train_y=sp.train_y[keep_t], test_x=sp.train_x[val_t],
