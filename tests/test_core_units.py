@@ -207,6 +207,23 @@ def test_measure_counts_allocations_that_reuse_memory_earlier_work_freed():
     assert float(out.stdout.split()[-1]) > 50
 
 
+def test_a_joined_cluster_runs_the_jobs_workers_with_one_malloc_arena(monkeypatch):
+    """bench's own Ray passes MALLOC_ARENA_MAX=1 through its environment (tests/test_progress.py checks
+    a worker); a joined cluster's workers get it through the job's runtime env (memory_delta_mb read
+    under what a trial allocated in Tune's thread; metrics audit, 2026-12-07)."""
+    import ray
+
+    from bench.run import executor
+
+    seen = {}
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(executor, "_ray_init", lambda **kw: seen.update(kw))
+    monkeypatch.setattr(executor.stops, "sigterm_as_interrupt", lambda: None)
+    monkeypatch.setattr(executor.os, "environ", dict(executor.os.environ))  # Ray's settings it makes stay here
+    executor.start_ray("10.0.0.1:6379", False, lambda *a, **k: None)
+    assert seen["address"] == "10.0.0.1:6379" and seen["runtime_env"] == {"env_vars": {"MALLOC_ARENA_MAX": "1"}}
+
+
 def test_concurrent_slots_counts_trials_that_fit_at_once(monkeypatch):
     import ray
 
